@@ -1,0 +1,45 @@
+# The two commands of the README: `make demo` and `make test`. Both build .venv from
+# pyproject.toml on a fresh machine (Python 3.11 and nothing else) and reuse it afterwards.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-dev
+
+.PHONY: demo test lint typecheck unit unasync bench clean venv
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "deja needs Python >= 3.11 (found: $$($(PYTHON) --version))" >&2; exit 1; }
+	@$(PYTHON) -m venv $(VENV) || \
+	  { echo "could not create $(VENV): on Debian run 'apt-get install python3-venv'" >&2; exit 1; }
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/deja demo
+
+unasync: $(STAMP)
+	$(BIN)/python scripts/unasync.py --check
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test: unasync lint typecheck unit
+
+bench: $(STAMP)
+	$(BIN)/python bench/core.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,84 @@
+"""deja: never pay twice for the same LLM answer.
+
+The public API is what this module exports; everything else lives in modules a user
+need not import. Quick start::
+
+    import deja
+
+    cache = deja.Cache(ttl=3600)                      # in-memory, exact match
+    request = deja.Request.chat(model="gpt-4o", messages=[{"role": "user", "content": "Hi"}])
+    result = cache.fetch(request, lambda: call_the_llm())  # hit, or one upstream call
+    print(result.info.status)                         # "miss", then "hit"
+"""
+
+from deja._async.cache import AsyncCache
+from deja._sync.cache import Cache
+from deja._version import __version__
+from deja.controls import CacheControl
+from deja.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConfigError,
+    ConflictError,
+    ControlError,
+    DejaError,
+    EntryDecodeError,
+    InvalidRequestError,
+    KeyBuilderError,
+    MissingDependencyError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProviderError,
+    RateLimitError,
+    ServerError,
+    StoreError,
+    UnsupportedOperation,
+    UpstreamConnectionError,
+    UpstreamTimeoutError,
+)
+from deja.metrics import Metrics, NullMetrics, PrometheusMetrics
+from deja.policy import AdmissionPolicy
+from deja.prices import Price, PriceTable
+from deja.request import Request
+from deja.result import CacheInfo, CacheResult, CacheStats
+from deja.stores import DiskStore, MemoryStore, Store, TagIndex
+
+__all__ = [
+    "AdmissionPolicy",
+    "AsyncCache",
+    "AuthenticationError",
+    "BadRequestError",
+    "Cache",
+    "CacheControl",
+    "CacheInfo",
+    "CacheResult",
+    "CacheStats",
+    "ConfigError",
+    "ConflictError",
+    "ControlError",
+    "DejaError",
+    "DiskStore",
+    "EntryDecodeError",
+    "InvalidRequestError",
+    "KeyBuilderError",
+    "MemoryStore",
+    "Metrics",
+    "MissingDependencyError",
+    "NotFoundError",
+    "NullMetrics",
+    "PermissionDeniedError",
+    "Price",
+    "PriceTable",
+    "PrometheusMetrics",
+    "ProviderError",
+    "RateLimitError",
+    "Request",
+    "ServerError",
+    "Store",
+    "StoreError",
+    "TagIndex",
+    "UnsupportedOperation",
+    "UpstreamConnectionError",
+    "UpstreamTimeoutError",
+    "__version__",
+]

@@ -1,0 +1,490 @@
+"""The cache façade: keys, codec, TTL, admission, single-flight, metrics and fail-open.
+
+The source of truth is src/deja/_async/cache.py; the sync twin in src/deja/_sync/ is
+generated from it by scripts/unasync.py (edit the source, then run the script).
+
+Fail-open is one policy, applied here and nowhere else: any exception from the store on
+the request path (a lookup or a write) becomes a miss, a metric
+(``deja_cache_errors_total{store,op}``) and at most one warning per breaker window. After
+``breaker_threshold`` consecutive failures the store is skipped entirely (status
+``bypass``) until a probe succeeds. Explicit management calls (``delete``, ``delete_tag``,
+``clear``) do raise :class:`~deja.errors.StoreError`: a deletion that did not happen must
+not look as if it did.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from deja._async.singleflight import AsyncSingleFlight
+from deja.breaker import CircuitBreaker
+from deja.controls import CacheControl, parse_controls
+from deja.entry import Entry, decode, encode
+from deja.errors import ControlError, EntryDecodeError, StoreError
+from deja.keys import KEY_VERSION, KeyBuilder, explain, make_key, scope_hash, scope_prefix
+from deja.metrics import Metrics, NullMetrics
+from deja.policy import AdmissionPolicy, age, expiry, is_fresh, resolve_ttl
+from deja.request import Request
+from deja.result import CacheInfo, CacheResult, CacheStats
+from deja.stores.base import Store, TagIndex, validate_ttl
+
+if TYPE_CHECKING:
+    from deja.prices import PriceTable
+
+__all__ = ["AsyncCache"]
+
+logger = logging.getLogger("deja.cache")
+
+_UNSET: Any = object()
+
+
+def _response_tokens(response: Mapping[str, Any]) -> int:
+    usage = response.get("usage")
+    if isinstance(usage, Mapping):
+        total = usage.get("total_tokens")
+        if isinstance(total, int) and not isinstance(total, bool):
+            return total
+    return 0
+
+
+class AsyncCache:
+    """The exact-match response cache over one :class:`~deja.stores.base.Store`.
+
+    Keyword-only options:
+
+    * ``store``: where entries live (default: a fresh :class:`~deja.MemoryStore`);
+    * ``ttl``: default seconds an entry lives (``None``: until evicted); a request's
+      ``ttl`` control overrides it;
+    * ``key_prefix``: the first part of every key; bump it (``"deja:prompt-v2:"``) to
+      invalidate everything at once without deleting anything;
+    * ``namespace``: default namespace for requests that name none;
+    * ``key_builder``: custom digest function (see :mod:`deja.keys`); deja still adds
+      prefix and scope, so a builder cannot reach across tenants or namespaces;
+    * ``admission``: which responses may be stored (:class:`~deja.policy.AdmissionPolicy`);
+    * ``max_entry_bytes`` / ``compress_min_bytes``: size cap and compression threshold of
+      one encoded entry;
+    * ``prices``: a :class:`~deja.prices.PriceTable` for cost and savings (default: the
+      packaged table, loaded on first use);
+    * ``metrics``: a :class:`~deja.metrics.Metrics` (default: none recorded);
+    * ``clock``: wall clock for created/expiry times (inject a fake in tests);
+    * ``breaker_threshold`` / ``breaker_reset``: consecutive store failures before the
+      store is skipped, and seconds before it is probed again.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store | None = None,
+        ttl: float | None = None,
+        key_prefix: str = "deja:",
+        namespace: str | None = None,
+        key_builder: KeyBuilder | None = None,
+        admission: AdmissionPolicy | None = None,
+        max_entry_bytes: int = 4 * 2**20,
+        compress_min_bytes: int = 4096,
+        prices: PriceTable | None = None,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
+        breaker_threshold: int = 5,
+        breaker_reset: float = 1.0,
+    ) -> None:
+        if store is None:
+            from deja.stores.memory import MemoryStore
+
+            store = MemoryStore()
+        if not isinstance(key_prefix, str) or not key_prefix.isprintable():
+            raise ValueError("key_prefix must be a printable string")
+        if namespace is not None:
+            parse_controls({"namespace": namespace})  # one validation rule for namespaces
+        if max_entry_bytes < 1 or compress_min_bytes < 0:
+            raise ValueError("max_entry_bytes must be positive, compress_min_bytes >= 0")
+        self.store = store
+        self.ttl = validate_ttl(ttl)
+        self.key_prefix = key_prefix
+        self.namespace = namespace
+        self.key_builder = key_builder
+        self.admission = admission if admission is not None else AdmissionPolicy()
+        self.max_entry_bytes = max_entry_bytes
+        self.compress_min_bytes = compress_min_bytes
+        self.metrics: Metrics = metrics if metrics is not None else NullMetrics()
+        self._prices = prices
+        self._clock = clock
+        self._store_name = store.name
+        self._tags_supported = isinstance(store, TagIndex)
+        self._breaker = CircuitBreaker(threshold=breaker_threshold, reset_after=breaker_reset)
+        self._last_warning = float("-inf")
+        self._flight: AsyncSingleFlight[CacheResult] = AsyncSingleFlight()
+        self._hits = self._misses = self._bypasses = self._coalesced = 0
+        self._store_errors = self._saved_tokens = 0
+        self._saved_usd = 0.0
+
+    # -- keys -------------------------------------------------------------------------
+
+    def key(self, request: Request, control: CacheControl | None = None) -> str:
+        """The key ``request`` is stored under (with the control's namespace, if any)."""
+        namespace = control.namespace if control is not None else None
+        return make_key(
+            request,
+            key_prefix=self.key_prefix,
+            namespace=namespace if namespace is not None else self.namespace,
+            builder=self.key_builder,
+        )
+
+    def key_for(
+        self,
+        *,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        api_base: str | None = None,
+        tenant: str | None = None,
+        namespace: str | None = None,
+        **params: Any,
+    ) -> str:
+        """The key of a chat request given as call arguments (for targeted deletion)."""
+        request = Request.chat(
+            model=model, messages=messages, api_base=api_base, tenant=tenant, **params
+        )
+        control = CacheControl(namespace=namespace) if namespace is not None else None
+        return self.key(request, control)
+
+    def explain(
+        self, request: Request, control: Mapping[str, Any] | CacheControl | None = None
+    ) -> dict[str, Any]:
+        """The key of ``request`` and the normalized fields that made it."""
+        ctl = parse_controls(control)
+        return explain(
+            request,
+            key_prefix=self.key_prefix,
+            namespace=ctl.namespace if ctl.namespace is not None else self.namespace,
+            builder=self.key_builder,
+        )
+
+    # -- the request path ---------------------------------------------------------------
+
+    async def get(
+        self, request: Request, *, control: Mapping[str, Any] | CacheControl | None = None
+    ) -> CacheResult:
+        """Look ``request`` up. ``result.response`` is ``None`` unless it is a hit."""
+        ctl = parse_controls(control)
+        key = self.key(request, ctl)
+        if ctl.no_cache:
+            return self._count(CacheResult(None, CacheInfo("bypass", key)))
+        return self._count(await self._lookup(key, ctl))
+
+    async def put(
+        self,
+        request: Request,
+        response: Mapping[str, Any],
+        *,
+        control: Mapping[str, Any] | CacheControl | None = None,
+        chunks: list[dict[str, Any]] | None = None,
+    ) -> bool:
+        """Store ``response`` for ``request`` if the admission policy allows.
+
+        Returns whether it was stored. Store failures are fail-open (``False``).
+        """
+        ctl = parse_controls(control)
+        self._check_control(ctl)
+        key = self.key(request, ctl)
+        return await self._put(
+            key, request, response, ctl, cost=self.cost(request, response), chunks=chunks
+        )
+
+    async def fetch(
+        self,
+        request: Request,
+        call: Callable[[], Awaitable[dict[str, Any]]],
+        *,
+        control: Mapping[str, Any] | CacheControl | None = None,
+    ) -> CacheResult:
+        """Serve ``request`` from the cache, or ``call`` the upstream once and store it.
+
+        Concurrent identical misses share one ``call`` (single-flight); the leader checks
+        the store again before calling, in case another process filled it meanwhile.
+        ``call``'s exceptions reach every waiting caller and nothing is stored.
+        """
+        ctl = parse_controls(control)
+        self._check_control(ctl)
+        key = self.key(request, ctl)
+        if ctl.no_cache:
+            # skips the lookup and single-flight: the caller asked for a fresh answer
+            response = await call()
+            cost = self.cost(request, response)
+            await self._put(key, request, response, ctl, cost=cost)
+            return self._count(CacheResult(response, CacheInfo("bypass", key, cost_usd=cost)))
+        found = await self._lookup(key, ctl)
+        if found.response is not None:
+            return self._count(found)
+        status = found.info.status
+
+        async def lead() -> CacheResult:
+            again = await self._lookup(key, ctl)
+            if again.response is not None:
+                return again
+            response = await call()
+            cost = self.cost(request, response)
+            await self._put(key, request, response, ctl, cost=cost)
+            return CacheResult(response, CacheInfo(status, key, cost_usd=cost))
+
+        result, shared = await self._flight.run(key, lead)
+        if not shared:
+            return self._count(result)
+        self._coalesced += 1
+        self.metrics.coalesced()
+        assert result.response is not None  # the leader returns a response or raises
+        info = result.info
+        saved = info.saved_usd if info.hit else info.cost_usd
+        # followers get their own copy: callers may mutate what they receive
+        response = orjson.loads(orjson.dumps(result.response))
+        return self._count(
+            CacheResult(response, CacheInfo("hit", key, age=0.0, saved_usd=saved), result.entry)
+        )
+
+    # -- management -------------------------------------------------------------------
+
+    async def delete(self, key: str) -> bool:
+        """Delete one entry by key; returns whether it existed."""
+        try:
+            return await self.store.adelete(key)
+        except Exception as exc:
+            raise StoreError(f"delete failed on store {self._store_name}: {exc!r}") from exc
+
+    async def delete_request(
+        self, request: Request, *, control: Mapping[str, Any] | CacheControl | None = None
+    ) -> bool:
+        """Delete the entry ``request`` would hit; returns whether it existed."""
+        return await self.delete(self.key(request, parse_controls(control)))
+
+    async def delete_tag(
+        self, tag: str, *, namespace: str | None = None, tenant: str | None = None
+    ) -> int:
+        """Delete every entry stored with ``tag`` (in one tenant and namespace).
+
+        Returns the number of entries deleted.
+        """
+        store = self._tag_store()
+        tag_id = self._tag_id(tag, tenant, namespace if namespace is not None else self.namespace)
+        try:
+            keys = await store.adrop(tag_id)
+            deleted = 0
+            for key in keys:
+                deleted += await self.store.adelete(key)
+        except Exception as exc:
+            raise StoreError(f"delete_tag failed on store {self._store_name}: {exc!r}") from exc
+        return deleted
+
+    async def clear(self, *, namespace: str | None = _UNSET, tenant: str | None = _UNSET) -> int:
+        """Delete entries under this cache's ``key_prefix`` only.
+
+        With no arguments: every entry of this prefix (all tenants and namespaces). With
+        ``namespace`` and/or ``tenant``: that one scope (an unnamed tenant is ``None``, an
+        unnamed namespace the cache's default). Returns the number deleted.
+        """
+        if namespace is _UNSET and tenant is _UNSET:
+            prefix = f"{self.key_prefix}{KEY_VERSION}:"
+        else:
+            prefix = scope_prefix(
+                self.key_prefix,
+                None if tenant is _UNSET else tenant,
+                self.namespace if namespace is _UNSET else namespace,
+            )
+        try:
+            return await self.store.aclear(prefix)
+        except Exception as exc:
+            raise StoreError(f"clear failed on store {self._store_name}: {exc!r}") from exc
+
+    def stats(self) -> CacheStats:
+        """Hit, miss and savings counters of this cache object."""
+        return CacheStats(
+            hits=self._hits,
+            semantic_hits=0,
+            misses=self._misses,
+            bypasses=self._bypasses,
+            coalesced=self._coalesced,
+            store_errors=self._store_errors,
+            saved_tokens=self._saved_tokens,
+            saved_usd=self._saved_usd,
+        )
+
+    def cost(self, request: Request, response: Mapping[str, Any]) -> float:
+        """USD cost of ``response`` by the price table (0.0 for an unknown model)."""
+        prices = self._prices
+        if prices is None:
+            from deja.prices import PriceTable
+
+            prices = self._prices = PriceTable.default()
+        usage = response.get("usage") if isinstance(response, Mapping) else None
+        if not isinstance(usage, Mapping):
+            return 0.0
+        cost = prices.cost(request.upstream, usage)
+        if cost is None and isinstance(response.get("model"), str):
+            cost = prices.cost(response["model"], usage)
+        return cost or 0.0
+
+    async def aclose(self) -> None:
+        """Close the store."""
+        await self.store.aclose()
+
+    async def __aenter__(self) -> AsyncCache:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- internals ----------------------------------------------------------------------
+
+    async def _lookup(self, key: str, ctl: CacheControl) -> CacheResult:
+        if not self._breaker.allow():
+            return CacheResult(None, CacheInfo("bypass", key))
+        started = time.perf_counter()
+        try:
+            data = await self.store.aget(key)
+        except Exception as exc:
+            self._store_failed("get", exc)
+            return CacheResult(None, CacheInfo("miss", key))
+        self._store_recovered()
+        elapsed = time.perf_counter() - started
+        self.metrics.lookup_seconds(self._store_name, elapsed)
+        if data is None:
+            logger.debug("CACHE MISS key=%s lookup_ms=%.3f", key, elapsed * 1000)
+            return CacheResult(None, CacheInfo("miss", key))
+        try:
+            entry = decode(data)
+        except EntryDecodeError as exc:
+            await self._discard(key, exc)
+            return CacheResult(None, CacheInfo("miss", key))
+        now = self._clock()
+        if not is_fresh(
+            now=now, created=entry.created, expires=entry.expires, max_age=ctl.s_maxage
+        ):
+            logger.debug("CACHE MISS (stale) key=%s lookup_ms=%.3f", key, elapsed * 1000)
+            return CacheResult(None, CacheInfo("miss", key))
+        logger.debug("CACHE HIT key=%s lookup_ms=%.3f", key, elapsed * 1000)
+        saved = entry.cost_usd or 0.0
+        return CacheResult(
+            entry.response,
+            CacheInfo("hit", key, age=age(now, entry.created), saved_usd=saved),
+            entry,
+        )
+
+    async def _put(
+        self,
+        key: str,
+        request: Request,
+        response: Mapping[str, Any],
+        ctl: CacheControl,
+        *,
+        cost: float,
+        chunks: list[dict[str, Any]] | None = None,
+    ) -> bool:
+        if ctl.no_store:
+            return False
+        verdict = self.admission.admit(response)
+        if not verdict.ok:
+            logger.debug("CACHE SKIP key=%s reason=%s", key, verdict.reason)
+            return False
+        ttl = resolve_ttl(ctl.ttl, self.ttl)
+        now = self._clock()
+        namespace = ctl.namespace if ctl.namespace is not None else self.namespace
+        usage = response.get("usage")
+        entry = Entry(
+            response=dict(response),
+            created=now,
+            expires=expiry(now, ttl),
+            model=request.upstream,
+            tenant=request.tenant,
+            namespace=namespace,
+            tags=ctl.tags,
+            usage=dict(usage) if isinstance(usage, Mapping) else None,
+            cost_usd=cost,
+            chunks=chunks,
+        )
+        try:
+            data = encode(entry, compress_min_bytes=self.compress_min_bytes)
+        except TypeError as exc:  # orjson: a response that is not JSON
+            logger.warning("CACHE SKIP key=%s reason=not_json (%s)", key, type(exc).__name__)
+            return False
+        if len(data) > self.max_entry_bytes:
+            logger.debug("CACHE SKIP key=%s reason=too_large bytes=%d", key, len(data))
+            return False
+        if not self._breaker.allow():
+            return False
+        try:
+            await self.store.aset(key, data, ttl)
+            if ctl.tags:
+                store = self._tag_store()
+                for tag in ctl.tags:
+                    await store.atag(self._tag_id(tag, request.tenant, namespace), [key], ttl)
+        except Exception as exc:
+            self._store_failed("set", exc)
+            return False
+        self._store_recovered()
+        return True
+
+    def _count(self, result: CacheResult) -> CacheResult:
+        status = result.info.status
+        if status == "hit":
+            self._hits += 1
+            tokens = _response_tokens(result.response) if result.response is not None else 0
+            self._saved_tokens += tokens
+            self._saved_usd += result.info.saved_usd
+            self.metrics.saved(tokens, result.info.saved_usd)
+        elif status == "miss":
+            self._misses += 1
+        elif status == "bypass":
+            self._bypasses += 1
+        self.metrics.request("exact", status)
+        return result
+
+    def _check_control(self, ctl: CacheControl) -> None:
+        if ctl.tags and not self._tags_supported:
+            raise ControlError(
+                f"store {self._store_name!r} has no tag index, so entries cannot be tagged",
+                option="tags",
+            )
+
+    def _tag_store(self) -> TagIndex:
+        store = self.store
+        if not isinstance(store, TagIndex):
+            raise ControlError(
+                f"store {self._store_name!r} has no tag index, so tags are not supported",
+                option="tags",
+            )
+        return store
+
+    def _tag_id(self, tag: str, tenant: str | None, namespace: str | None) -> str:
+        return f"{self.key_prefix}{KEY_VERSION}:{scope_hash(tenant, namespace)}:#{tag}"
+
+    async def _discard(self, key: str, exc: EntryDecodeError) -> None:
+        """An undecodable entry: count it, and delete it so it stops costing lookups."""
+        self._store_failed("decode", exc, trip_breaker=False)
+        try:
+            await self.store.adelete(key)
+        except Exception as delete_exc:
+            self._store_failed("delete", delete_exc)
+
+    def _store_recovered(self) -> None:
+        if self._breaker.success():
+            self.metrics.breaker_state(self._store_name, False)
+            logger.warning("cache store %s is answering again", self._store_name)
+
+    def _store_failed(self, op: str, exc: BaseException, *, trip_breaker: bool = True) -> None:
+        self._store_errors += 1
+        self.metrics.store_error(self._store_name, op)
+        if trip_breaker and self._breaker.failure():
+            self.metrics.breaker_state(self._store_name, True)
+        now = time.monotonic()
+        if now - self._last_warning >= self._breaker.reset_after:
+            self._last_warning = now
+            logger.warning(
+                "cache store %s failed on %s (%s: %s); serving without the cache",
+                self._store_name,
+                op,
+                type(exc).__name__,
+                exc,
+            )

@@ -1,0 +1,84 @@
+"""A circuit breaker for store calls, so a dead back-end costs nothing per request.
+
+After ``threshold`` consecutive failures the breaker opens: calls are skipped (the cache
+reports ``bypass``) until ``reset_after`` seconds have passed, then one probe is let
+through; its success closes the breaker, its failure opens it again. Timers use
+``time.monotonic`` (durations, not dates).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+__all__ = ["CircuitBreaker"]
+
+
+class CircuitBreaker:
+    """Consecutive-failure circuit breaker with a single half-open probe."""
+
+    def __init__(
+        self,
+        *,
+        threshold: int = 5,
+        reset_after: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if threshold < 1:
+            raise ValueError("threshold must be at least 1")
+        if reset_after <= 0:
+            raise ValueError("reset_after must be positive")
+        self.threshold = threshold
+        self.reset_after = reset_after
+        self._clock = clock
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._probing = False
+        self._lock = threading.Lock()
+
+    @property
+    def is_open(self) -> bool:
+        """True while calls are being skipped (half-open counts as open)."""
+        return self._opened_at is not None
+
+    def allow(self) -> bool:
+        """Whether a call may go to the store now. Cheap when closed."""
+        if self._opened_at is None:
+            return True
+        return self._allow_while_open()
+
+    def _allow_while_open(self) -> bool:
+        with self._lock:
+            opened_at = self._opened_at  # re-read under the lock: another thread may have closed it
+            if opened_at is None:
+                return True
+            if self._probing or self._clock() - opened_at < self.reset_after:
+                return False
+            self._probing = True  # exactly one probe per window
+            return True
+
+    def success(self) -> bool:
+        """Record a success; returns True if this closed an open breaker."""
+        if self._failures == 0 and self._opened_at is None:
+            return False
+        with self._lock:
+            was_open = self._opened_at is not None
+            self._failures = 0
+            self._opened_at = None
+            self._probing = False
+            return was_open
+
+    def failure(self) -> bool:
+        """Record a failure; returns True if this opened the breaker."""
+        with self._lock:
+            self._failures += 1
+            if self._opened_at is not None:
+                # a failed probe: stay open for another window
+                self._opened_at = self._clock()
+                self._probing = False
+                return False
+            if self._failures >= self.threshold:
+                self._opened_at = self._clock()
+                return True
+            return False

@@ -1,0 +1,70 @@
+"""The ``deja`` command.
+
+    deja demo [--json]        replay the labelled support-bot workload through the cache
+    deja --version
+
+Later issues add ``serve``, ``calibrate``, ``warm``, ``explain``, ``stats`` and ``bench``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from deja._version import __version__
+
+__all__ = ["main"]
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from deja.demo import format_report, run_demo
+
+    report = asyncio.run(run_demo(concurrency=args.concurrency, median_latency=args.latency))
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2, sort_keys=True))
+    else:
+        print(format_report(report))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``deja`` command."""
+    parser = argparse.ArgumentParser(
+        prog="deja", description="Never pay twice for the same LLM answer."
+    )
+    parser.add_argument("--version", action="version", version=f"deja {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo = commands.add_parser(
+        "demo", help="replay a labelled support-bot workload through the cache"
+    )
+    demo.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    demo.add_argument("--concurrency", type=int, default=16, help="simultaneous users (default 16)")
+    demo.add_argument(
+        "--latency",
+        type=float,
+        default=0.5,
+        help="median simulated upstream latency, s (default 0.5)",
+    )
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``deja`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    code: int = args.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

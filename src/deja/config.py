@@ -1,0 +1,1894 @@
+"""YAML configuration: load it, validate it, and turn it into settings and a cache.
+
+deja reads its own keys and LiteLLM's, so an existing LiteLLM ``config.yaml`` runs unchanged::
+
+    model_list:                      # deployments: model_name → litellm_params (+ model_info)
+    caching:                         # native cache block   (or LiteLLM's, below)
+    cache_responses:                 # the seed guide's on/off switch for ``caching``
+    cache_control_injection_points:  # provider prompt-cache markers to inject
+    hooks:                           # user hook files and the functions they define
+    litellm_settings:                # LiteLLM: cache, cache_params, enable_prometheus, ...
+    proxy:                           # host, port, workers
+    general_settings:                # master_key, virtual_keys, max_request_bytes
+    router_settings:                 # LiteLLM: accepted, not implemented (warned)
+    environment_variables:           # LiteLLM: accepted, not exported (warned)
+
+Rules the loader keeps:
+
+* **Errors name the YAML path** (``model_list[1].litellm_params.model``) and, for a
+  misspelt key, suggest the nearest known one (``did you mean 'caching'?``). Every error is
+  a :class:`~deja.errors.ConfigError`; no partly-valid configuration is ever returned.
+* **``os.environ/NAME``** in any string value is replaced by that environment variable at
+  load time (a whole value, as in LiteLLM, or inside a longer string). A missing variable is
+  an error naming the path and the variable.
+* **Secrets never appear in messages**: a value that came from the environment, or sits
+  under a secret-looking key (``api_key``, ``password``, ``master_key``, ``key``...), is
+  described by its type only. Reprs of the settings mask them too.
+* **LiteLLM keys deja does not implement** (``set_verbose``, ``supported_call_types``,
+  ``router_settings``...) are not errors: they are gathered into one warning in
+  :attr:`Settings.warnings`, which :func:`load_config` logs once. Keys that are neither
+  deja's nor LiteLLM's are errors.
+
+Cache back-ends plug in through a registry of cache types (:class:`CacheTypeRegistry`):
+each registers a canonical name, aliases, typed :class:`Option`\\ s and a factory that builds
+its :class:`~deja.stores.base.Store`. The module owns one default registry (the single
+piece of module-level state here, deliberately: back-ends register into it the way codecs
+register with :mod:`codecs`); tests and embedders can pass their own to
+:func:`parse_config`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib
+import importlib.util
+import logging
+import math
+import os
+import re
+import sys
+import threading
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Final, Literal, overload
+
+import yaml
+
+from deja.errors import ConfigError
+from deja.stores.base import Store
+
+if TYPE_CHECKING:
+    from deja._async.cache import AsyncCache
+    from deja._sync.cache import Cache
+    from deja.metrics import Metrics
+
+__all__ = [
+    "CacheMode",
+    "CacheType",
+    "CacheTypeRegistry",
+    "CachingSettings",
+    "DEFAULT_COMPRESS_MIN_BYTES",
+    "DEFAULT_KEY_PREFIX",
+    "DEFAULT_MAX_ENTRY_BYTES",
+    "DEFAULT_MAX_REQUEST_BYTES",
+    "GeneralSettings",
+    "HookSpec",
+    "ModelDeployment",
+    "Option",
+    "ProxySettings",
+    "Settings",
+    "StoreFactory",
+    "StoreSpec",
+    "VirtualKey",
+    "build_cache",
+    "cache_types",
+    "load_callable",
+    "load_config",
+    "parse_config",
+    "register_cache_type",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_KEY_PREFIX: Final = "deja:"
+DEFAULT_MAX_ENTRY_BYTES: Final = 4 * 2**20
+DEFAULT_COMPRESS_MIN_BYTES: Final = 4096
+DEFAULT_MAX_REQUEST_BYTES: Final = 10 * 2**20
+
+CacheMode = Literal["default_on", "default_off"]
+"""LiteLLM's cache modes: cache every call, or only calls that opt in."""
+
+# --------------------------------------------------------------------------- key tables
+#
+# Each section lists the keys deja implements and, separately, the LiteLLM keys it accepts
+# without implementing them. The second list exists so that a LiteLLM config runs (with one
+# warning) while a typo in a deja key still fails with a suggestion. The LiteLLM lists come
+# from LiteLLM's proxy documentation ("config_settings", "caching_settings").
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+_TOP_KEYS: Final = _words("""
+    model_list caching cache_responses cache_control_injection_points hooks
+    litellm_settings proxy general_settings router_settings environment_variables
+""")
+_TOP_LITELLM_IGNORED: Final = _words("""
+    callback_settings guardrails include files_settings assistant_settings
+    finetune_settings credential_list mcp_servers mcp_tools vector_store_registry prompts
+    search_tools model_group_settings batch_settings
+""")
+
+# Keys of a ``caching`` block (and of ``cache_params``) that belong to the cache itself;
+# anything else is an option of the chosen back-end.
+_CACHING_KEYS: Final = _words("""
+    type ttl key_prefix namespace key_builder similarity_threshold params
+    max_entry_bytes compress_min_bytes store_truncated mode
+""")
+# LiteLLM ``cache_params`` keys deja maps onto its own settings.
+_CACHE_PARAMS_MAPPED: Final = _words("""
+    default_in_memory_ttl default_in_redis_ttl
+    redis_semantic_cache_embedding_model qdrant_semantic_cache_embedding_model
+""")
+# Every other ``cache_params`` key LiteLLM knows. A key here that is also an option of the
+# chosen back-end (``host`` for redis, ``disk_cache_dir`` for disk) is used as that option;
+# otherwise it is listed in the start-up warning.
+_CACHE_PARAMS_LITELLM: Final = _words("""
+    host port password username url db ssl ssl_cert_reqs ssl_check_hostname ssl_ca_certs
+    max_connections socket_timeout redis_flush_size redis_startup_nodes service_name
+    sentinel_nodes sentinel_password gcp_service_account gcp_ssl_ca_certs
+    redis_semantic_cache_use_async redis_semantic_cache_index_name
+    qdrant_api_base qdrant_api_key qdrant_collection_name qdrant_quantization_config
+    qdrant_semantic_cache_vector_size
+    s3_bucket_name s3_region_name s3_api_version s3_use_ssl s3_verify s3_endpoint_url
+    s3_aws_access_key_id s3_aws_secret_access_key s3_aws_session_token s3_config s3_path
+    gcs_bucket_name gcs_path_service_account gcs_path azure_account_url azure_blob_container
+    disk_cache_dir supported_call_types disable_copilot_system_to_assistant
+""")
+
+# "callbacks" and friends are read for "prometheus" (which turns metrics on); other
+# callback names are listed in the warning.
+_LITELLM_SETTINGS_KEYS: Final = _words("""
+    cache cache_params enable_prometheus callbacks success_callback failure_callback
+""")
+_LITELLM_SETTINGS_IGNORED: Final = _words("""
+    service_callback service_callbacks turn_off_message_logging redact_user_api_key_info
+    langfuse_default_tags set_verbose json_logs drop_params modify_params num_retries
+    request_timeout force_ipv4 default_fallbacks content_policy_fallbacks
+    context_window_fallbacks fallbacks mcp_aliases enable_preview_features
+    disable_end_user_cost_tracking disable_end_user_cost_tracking_prometheus_only
+    key_generation_settings disable_add_transform_inline_image_block
+    disable_hf_tokenizer_download enable_json_schema_validation
+    enable_key_alias_format_validation disable_copilot_system_to_assistant
+    use_chat_completions_url_for_anthropic_messages max_budget budget_duration
+    max_internal_user_budget internal_user_budget_duration default_team_settings
+    default_internal_user_params upperbound_key_generate_params default_key_generate_params
+    public_teams telemetry upstream_fallbacks guardrails priority_reservation
+    presidio_ad_hoc_recognizers allowed_fails callback_settings return_response_headers
+""")
+
+_PROXY_KEYS: Final = _words("host port workers")
+
+_GENERAL_KEYS: Final = _words("master_key virtual_keys max_request_bytes max_request_size_mb")
+_GENERAL_LITELLM_IGNORED: Final = _words("""
+    completion_model store_prompts_in_spend_logs forward_client_headers_to_llm_api
+    disable_spend_logs disable_spend_updates disable_master_key_return
+    disable_retry_on_max_parallel_request_limit_error disable_reset_budget
+    disable_adding_master_key_hash_to_db disable_responses_id_security enable_jwt_auth
+    enforce_user_param reject_clientside_metadata_tags allowed_routes key_management_system
+    key_management_settings maximum_spend_logs_retention_period
+    maximum_spend_logs_retention_interval user_mcp_management_mode database_url
+    database_connection_pool_limit database_connection_timeout
+    allow_requests_on_db_unavailable custom_auth custom_key_generate max_parallel_requests
+    global_max_parallel_requests infer_model_from_keys background_health_checks
+    health_check_interval health_check_details alerting alerting_threshold alert_types
+    alert_to_webhook_url use_client_credentials_pass_through_routes max_response_size_mb
+    proxy_batch_write_at proxy_budget_rescheduler_min_time
+    proxy_budget_rescheduler_max_time store_model_in_db ui_access_mode public_routes
+    admin_only_routes pass_through_endpoints enable_oauth2_auth litellm_jwtauth
+    supported_db_objects allowed_ips enforced_params user_header_name
+    disable_prisma_schema_update spend_report_frequency
+""")
+
+_DEPLOYMENT_KEYS: Final = _words("model_name litellm_params model_info")
+
+# litellm_params kept for the provider layer (validated in _litellm_params). The price
+# names are LiteLLM's per-token ones, which deja.prices accepts as overrides.
+_LITELLM_PARAMS_KEPT: Final = _words("""
+    model api_base api_key api_version organization timeout stream_timeout max_retries
+    extra_headers custom_llm_provider aws_access_key_id aws_secret_access_key
+    aws_session_token aws_region_name vertex_project vertex_location vertex_credentials
+    cache_control_injection_points input_cost_per_token output_cost_per_token
+    cache_read_input_token_cost cache_creation_input_token_cost
+""")
+# The last line holds default request parameters, which LiteLLM merges into every call to
+# the deployment; deja forwards only what the caller sends.
+_LITELLM_PARAMS_IGNORED: Final = _words("""
+    rpm tpm weight order max_parallel_requests input_cost_per_second
+    output_cost_per_second mock_response drop_params additional_drop_params num_retries
+    region_name base_model tags max_budget budget_duration
+    merge_reasoning_content_in_choices use_in_pass_through use_litellm_proxy
+    litellm_credential_name configurable_clientside_auth_params max_file_size_mb headers
+    azure_ad_token azure_ad_token_provider tenant_id client_id client_secret
+    azure_username azure_password aws_profile_name aws_role_name aws_session_name
+    aws_web_identity_token aws_bedrock_runtime_endpoint watsonx_region_name
+    auto_router_config auto_router_config_path auto_router_default_model
+    auto_router_embedding_model
+    temperature top_p max_tokens max_completion_tokens seed stop reasoning_effort
+    response_format frequency_penalty presence_penalty thinking
+""")
+
+_INJECTION_KEYS: Final = _words("location role index control")
+_INJECTION_LOCATIONS: Final = _words("message tool")
+_MESSAGE_ROLES: Final = _words("system developer user assistant tool")
+
+_HOOK_FUNCTIONS: Final = _words("async_pre_llm_hook async_post_cache_hook key_builder")
+_HOOK_KEYS: Final = ("path", *_HOOK_FUNCTIONS)
+
+_VIRTUAL_KEY_KEYS: Final = _words("key tenant models")
+
+# Cache types deja knows of but cannot build in this version: named in the error so a
+# LiteLLM user reads "not available yet" rather than "unknown". Registering one of these
+# names makes it available; the registry is always asked first.
+_PLANNED_TYPES: Final = _words("""
+    redis redis-cluster s3 tiered dual_cache dual redis_semantic redis-semantic
+    valkey-semantic qdrant_semantic qdrant-semantic semantic
+""")
+_UNSUPPORTED_TYPES: Final = _words("gcs azure-blob azure_blob")
+
+# LiteLLM's proxy defaults ``cache_params.type`` to redis (proxy_server.py), not to local.
+_LITELLM_DEFAULT_TYPE: Final = "redis"
+_NATIVE_DEFAULT_TYPE: Final = "memory"
+
+_ENV_PREFIX: Final = "os.environ/"
+_ENV_REFERENCE: Final = re.compile(r"os\.environ/([A-Za-z_][A-Za-z0-9_]*)")
+# Keys whose values are treated as secrets even when written inline.
+_SECRET_NAME: Final = re.compile(
+    r"(?:^|_)(?:key|password|secret|token|credentials|authorization)$", re.IGNORECASE
+)
+_INDEX_SUFFIX: Final = re.compile(r"\[\d+\]")
+_IDENTIFIER: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DOTTED: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+# --------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Option:
+    """One typed option of a cache back-end, as it may appear in YAML.
+
+    ``types`` lists the accepted Python types: ``str``, ``int``, ``float`` (an int is
+    accepted and converted), ``bool``, ``list``, ``dict``, :class:`~pathlib.Path` (a string
+    resolved against the configuration file's directory) and :class:`StoreSpec` (a nested
+    cache block, for back-ends made of other stores). ``default`` is used when the key is
+    absent or null; ``None`` means "the back-end's own default". ``aliases`` are other
+    names for the same option (LiteLLM's ``disk_cache_dir`` for disk's ``directory``).
+    ``validator`` receives the typed value and returns it (possibly normalized) or raises
+    :class:`ValueError` with a short reason. ``secret`` keeps the value out of messages.
+    """
+
+    types: type[object] | tuple[type[object], ...]
+    default: object = None
+    required: bool = False
+    aliases: tuple[str, ...] = ()
+    validator: Callable[[Any], object] | None = None
+    secret: bool = False
+    doc: str = ""
+
+    @property
+    def accepted(self) -> tuple[type[object], ...]:
+        """``types`` as a tuple."""
+        return self.types if isinstance(self.types, tuple) else (self.types,)
+
+
+StoreFactory = Callable[[Mapping[str, object]], Store]
+"""Builds a back-end's store from its validated options (option name → value)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CacheType:
+    """A registered cache type: its canonical name, aliases, options and store factory."""
+
+    name: str
+    factory: StoreFactory = field(repr=False)
+    options: Mapping[str, Option] = field(repr=False)
+    aliases: tuple[str, ...] = ()
+    doc: str = ""
+
+    def option_keys(self) -> tuple[str, ...]:
+        """Every YAML key this type's options answer to (names and aliases)."""
+        keys: list[str] = []
+        for name, option in self.options.items():
+            keys.append(name)
+            keys.extend(option.aliases)
+        return tuple(keys)
+
+
+class CacheTypeRegistry:
+    """Cache types by name: each back-end registers its name, options and store factory.
+
+    ``CacheTypeRegistry()`` starts with deja's built-in types (``memory``, ``disk``),
+    registered on first use so that creating a registry imports no store module;
+    ``CacheTypeRegistry(builtins=False)`` starts empty. Names and aliases are matched
+    case-insensitively.
+    """
+
+    def __init__(self, *, builtins: bool = True) -> None:
+        self._types: dict[str, CacheType] = {}
+        self._by_alias: dict[str, str] = {}
+        self._pending_builtins = builtins
+        self._installing = False
+        # Re-entrant: the built-ins are installed through register(), which checks again.
+        self._lock = threading.RLock()
+
+    def _ensure_builtins(self) -> None:
+        if not self._pending_builtins:
+            return
+        with self._lock:
+            if self._pending_builtins and not self._installing:
+                self._installing = True
+                try:
+                    _register_builtins(self)
+                finally:
+                    self._installing = False
+                # Cleared only once every built-in is in, so a concurrent reader waits on
+                # the lock instead of seeing half a registry.
+                self._pending_builtins = False
+
+    def register(
+        self,
+        name: str,
+        *,
+        factory: StoreFactory,
+        options: Mapping[str, Option],
+        aliases: Sequence[str] = (),
+        doc: str = "",
+    ) -> CacheType:
+        """Register a cache type; raise :class:`ValueError` if a name or key collides.
+
+        Option names may not reuse the keys every cache block shares (``type``, ``ttl``,
+        ``key_prefix``...), so a YAML key always has one meaning.
+        """
+        self._ensure_builtins()
+        canonical = _normal_type_name(name)
+        if not canonical:
+            raise ValueError("a cache type needs a non-empty name")
+        names = [canonical, *(_normal_type_name(a) for a in aliases)]
+        for candidate in names:
+            if candidate in self._types or candidate in self._by_alias:
+                raise ValueError(f"cache type name {candidate!r} is already registered")
+        if len(set(names)) != len(names):
+            raise ValueError(f"cache type {canonical!r} lists a name twice")
+        seen: set[str] = set()
+        for option_name, option in options.items():
+            for key in (option_name, *option.aliases):
+                if key in _CACHING_KEYS or key in _CACHE_PARAMS_MAPPED:
+                    raise ValueError(
+                        f"option {key!r} of cache type {canonical!r} clashes with a shared "
+                        "caching key"
+                    )
+                if key in seen:
+                    raise ValueError(f"option key {key!r} of {canonical!r} is used twice")
+                seen.add(key)
+        cache_type = CacheType(
+            name=canonical,
+            factory=factory,
+            options=dict(options),
+            aliases=tuple(names[1:]),
+            doc=doc,
+        )
+        self._types[canonical] = cache_type
+        for alias in names[1:]:
+            self._by_alias[alias] = canonical
+        return cache_type
+
+    def get(self, name: str) -> CacheType | None:
+        """The cache type called ``name`` (canonical name or alias), or ``None``."""
+        self._ensure_builtins()
+        key = _normal_type_name(name)
+        return self._types.get(self._by_alias.get(key, key))
+
+    def names(self) -> list[str]:
+        """The canonical names of every registered type, sorted."""
+        self._ensure_builtins()
+        return sorted(self._types)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def create(self, name: str, options: Mapping[str, object]) -> Store:
+        """Build a store of type ``name`` from already validated ``options``."""
+        cache_type = self.get(name)
+        if cache_type is None:
+            raise ConfigError(f"unknown cache type {name!r}; available: {self.describe()}")
+        return cache_type.factory(options)
+
+    def describe(self) -> str:
+        """The available types for a message: ``disk, memory (also: local, ...)``."""
+        self._ensure_builtins()
+        parts = []
+        for name in sorted(self._types):
+            aliases = self._types[name].aliases
+            parts.append(f"{name} (also: {', '.join(aliases)})" if aliases else name)
+        return ", ".join(parts) if parts else "none registered"
+
+
+def _normal_type_name(name: str) -> str:
+    return name.strip().lower()
+
+
+def _positive(value: Any) -> object:
+    if value <= 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+def _memory_factory(options: Mapping[str, object]) -> Store:
+    # Imported here so that loading a configuration imports only the stores it uses.
+    from deja.stores.memory import MemoryStore
+
+    # An unset option (None) leaves the store's own default in force.
+    kwargs: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
+    return MemoryStore(**kwargs)
+
+
+def _disk_factory(options: Mapping[str, object]) -> Store:
+    from deja.stores.disk import DiskStore
+
+    directory = options["directory"]
+    if not isinstance(directory, Path):  # the Option's type guarantees it; keeps mypy honest
+        raise TypeError(f"disk directory must be a Path, not {type(directory).__name__}")
+    kwargs: dict[str, Any] = {
+        k: v for k, v in options.items() if k != "directory" and v is not None
+    }
+    return DiskStore(directory, **kwargs)
+
+
+def _register_builtins(registry: CacheTypeRegistry) -> None:
+    """Install deja's built-in cache types. Later back-ends add their registration here."""
+    registry.register(
+        "memory",
+        factory=_memory_factory,
+        options={
+            "max_entries": Option(
+                types=int,
+                aliases=("capacity",),
+                validator=_positive,
+                doc="Most entries kept (least recently used evicted first).",
+            ),
+            "max_bytes": Option(types=int, validator=_positive, doc="Most bytes of values kept."),
+        },
+        aliases=("local", "in-memory", "in_memory"),
+        doc="In-process memory: fastest, not shared between processes.",
+    )
+    registry.register(
+        "disk",
+        factory=_disk_factory,
+        options={
+            "directory": Option(
+                types=Path,
+                default=".deja_cache",
+                aliases=("disk_cache_dir",),
+                doc="Cache directory; relative paths are relative to the config file.",
+            ),
+            "size_limit": Option(types=int, validator=_positive, doc="Most bytes kept on disk."),
+        },
+        doc="Files on local disk: survives restarts, shared by the processes of one host.",
+    )
+
+
+_DEFAULT_REGISTRY: Final = CacheTypeRegistry()
+
+
+def register_cache_type(
+    name: str,
+    *,
+    factory: StoreFactory,
+    options: Mapping[str, Option],
+    aliases: Sequence[str] = (),
+    doc: str = "",
+) -> CacheType:
+    """Register a cache type in the default registry (see :meth:`CacheTypeRegistry.register`)."""
+    return _DEFAULT_REGISTRY.register(
+        name, factory=factory, options=options, aliases=aliases, doc=doc
+    )
+
+
+def cache_types() -> list[str]:
+    """The canonical names of the cache types in the default registry, sorted."""
+    return _DEFAULT_REGISTRY.names()
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def _registry(registry: CacheTypeRegistry | None) -> CacheTypeRegistry:
+    return registry if registry is not None else _DEFAULT_REGISTRY
+
+
+def _masked(mapping: Mapping[str, object]) -> dict[str, object]:
+    """A copy of ``mapping`` fit for a repr: secret-looking values replaced."""
+    return {k: "***" if _SECRET_NAME.search(k) and v is not None else v for k, v in mapping.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSpec:
+    """A nested cache block (for example one tier of a tiered cache), validated.
+
+    ``ttl`` is the block's own TTL (what it means is up to the back-end that nests it).
+    """
+
+    type: str
+    options: dict[str, object] = field(default_factory=dict)
+    ttl: float | None = None
+    registry: CacheTypeRegistry | None = field(default=None, repr=False, compare=False)
+
+    def build(self) -> Store:
+        """Build this block's store with its registered factory."""
+        return _registry(self.registry).create(self.type, self.options)
+
+    def __repr__(self) -> str:
+        return f"StoreSpec(type={self.type!r}, options={_masked(self.options)!r}, ttl={self.ttl!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class CachingSettings:
+    """The response cache, validated: which store, and how the cache façade uses it.
+
+    ``type`` is the canonical cache type and ``options`` its validated options. ``mode``
+    is LiteLLM's: ``default_off`` caches only requests that opt in. ``similarity_threshold``
+    and ``params`` (e.g. ``embedding_model``) are for the semantic tier. ``key_builder`` is
+    a ``module.function`` / ``module:function`` / ``file.py:function`` spec, loaded from
+    ``base_dir`` by :meth:`cache_kwargs`.
+    """
+
+    type: str
+    options: dict[str, object] = field(default_factory=dict)
+    ttl: float | None = None
+    key_prefix: str = DEFAULT_KEY_PREFIX
+    namespace: str | None = None
+    key_builder: str | None = None
+    similarity_threshold: float | None = None
+    params: dict[str, object] = field(default_factory=dict)
+    max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES
+    compress_min_bytes: int = DEFAULT_COMPRESS_MIN_BYTES
+    store_truncated: bool = True
+    mode: CacheMode = "default_on"
+    base_dir: Path = field(default_factory=Path.cwd, repr=False)
+    registry: CacheTypeRegistry | None = field(default=None, repr=False, compare=False)
+
+    def build_store(self) -> Store:
+        """Build the configured store with the cache type's registered factory."""
+        return _registry(self.registry).create(self.type, self.options)
+
+    def cache_kwargs(self) -> dict[str, object]:
+        """Keyword arguments for :class:`deja.Cache` / :class:`deja.AsyncCache`.
+
+        Builds the store and loads the key builder, so call it once per cache. ``prices``,
+        ``metrics`` and ``clock`` are not configuration and are left to the caller.
+        """
+        from deja.policy import AdmissionPolicy
+
+        # Load user code before creating the store, so a bad key_builder leaves no store
+        # (open files, connections) behind.
+        key_builder = (
+            load_callable(self.key_builder, self.base_dir, yaml_path="caching.key_builder")
+            if self.key_builder is not None
+            else None
+        )
+        return {
+            "store": self.build_store(),
+            "ttl": self.ttl,
+            "key_prefix": self.key_prefix,
+            "namespace": self.namespace,
+            "key_builder": key_builder,
+            "admission": AdmissionPolicy(store_truncated=self.store_truncated),
+            "max_entry_bytes": self.max_entry_bytes,
+            "compress_min_bytes": self.compress_min_bytes,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"CachingSettings(type={self.type!r}, options={_masked(self.options)!r}, "
+            f"ttl={self.ttl!r}, key_prefix={self.key_prefix!r}, namespace={self.namespace!r}, "
+            f"key_builder={self.key_builder!r}, mode={self.mode!r})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ModelDeployment:
+    """One ``model_list`` entry: the public ``model_name`` and how to reach it.
+
+    ``litellm_params`` holds the validated LiteLLM parameters deja uses (``model`` always;
+    ``api_base``, ``api_key``, ``timeout``, ``max_retries``... when given); ``model_info``
+    is kept as written.
+    """
+
+    model_name: str
+    litellm_params: dict[str, object]
+    model_info: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def model(self) -> str:
+        """The upstream model (``litellm_params.model``)."""
+        return str(self.litellm_params["model"])
+
+    def __repr__(self) -> str:
+        return (
+            f"ModelDeployment(model_name={self.model_name!r}, "
+            f"litellm_params={_masked(self.litellm_params)!r}, model_info={self.model_info!r})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HookSpec:
+    """A hook file and the names of the functions it provides."""
+
+    path: Path
+    async_pre_llm_hook: str | None = None
+    async_post_cache_hook: str | None = None
+    key_builder: str | None = None
+
+    def load(self, function: str) -> Callable[..., object]:
+        """Import the hook file (once) and return its ``function``."""
+        return load_callable(f"{self.path}:{function}", self.path.parent)
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySettings:
+    """Where the proxy listens."""
+
+    host: str = "0.0.0.0"
+    port: int = 4000
+    workers: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualKey:
+    """An API key the proxy accepts, the tenant it maps to, and the models it may use.
+
+    An empty ``models`` means every model.
+    """
+
+    key: str = field(repr=False)
+    tenant: str
+    models: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GeneralSettings:
+    """Proxy-wide settings: the admin key, tenants' keys, and the request size limit."""
+
+    master_key: str | None = field(default=None, repr=False)
+    virtual_keys: tuple[VirtualKey, ...] = ()
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """A whole validated configuration.
+
+    ``caching`` is ``None`` when no cache is configured. ``warnings`` holds the start-up
+    warnings (at most one listing the LiteLLM keys deja ignores). Relative paths in the
+    configuration were resolved against ``base_dir``, the configuration file's directory.
+    """
+
+    base_dir: Path
+    caching: CachingSettings | None = None
+    model_list: tuple[ModelDeployment, ...] = ()
+    cache_control_injection_points: tuple[dict[str, object], ...] = ()
+    hooks: tuple[HookSpec, ...] = ()
+    proxy: ProxySettings = field(default_factory=ProxySettings)
+    general: GeneralSettings = field(default_factory=GeneralSettings)
+    enable_prometheus: bool = False
+    warnings: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader, plus an error on duplicate keys.
+
+    PyYAML silently keeps the last of two equal keys, so a second ``caching:`` block would
+    quietly replace the first; here it is an error with both line numbers.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[tuple[str, str], int] = {}
+        for key_node, _ in node.value:
+            # Merge keys (<<) legitimately repeat and are overridden by local keys.
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            ident = (key_node.tag, key_node.value)
+            line = key_node.start_mark.line + 1
+            if ident in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {key_node.value!r} (first at line {seen[ident]})",
+                    key_node.start_mark,
+                )
+            seen[ident] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_config(
+    path: str | os.PathLike[str],
+    *,
+    environ: Mapping[str, str] | None = None,
+    registry: CacheTypeRegistry | None = None,
+) -> Settings:
+    """Read, validate and return the configuration in the YAML file at ``path``.
+
+    Relative paths inside it are resolved against the file's directory. Start-up warnings
+    are logged once each at WARNING. Raises :class:`~deja.errors.ConfigError` (with the
+    file and line for unreadable files and YAML syntax errors, the YAML path otherwise).
+    """
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {file}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file}: not UTF-8 text (byte {exc.start})") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass (see _Loader)
+    except yaml.MarkedYAMLError as exc:
+        raise ConfigError(_yaml_error_message(file, exc)) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: invalid YAML: {exc}") from exc
+    if data is None:  # an empty file: every default
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"{file}: the configuration must be a mapping of settings, not a {_kind(data)}"
+        )
+    settings = parse_config(
+        data, base_dir=file.parent.absolute(), environ=environ, registry=registry
+    )
+    for warning in settings.warnings:
+        logger.warning("%s: %s", file, warning)
+    return settings
+
+
+def _yaml_error_message(file: Path, exc: yaml.MarkedYAMLError) -> str:
+    # Only the position and PyYAML's short problem text: its full message quotes the
+    # offending line, which may hold a secret.
+    mark = exc.problem_mark or exc.context_mark
+    where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(file)
+    problem = exc.problem or exc.context or "syntax error"
+    message = f"{where}: invalid YAML: {problem}"
+    if problem.startswith("mapping values are not allowed"):
+        message += (
+            " (a value that contains ': ' or ends with ':' must be quoted, "
+            'e.g. key_prefix: "litellm:v1:")'
+        )
+    elif "'\\t'" in problem:
+        message += " (YAML indents with spaces, not tabs)"
+    return message
+
+
+def parse_config(
+    data: Mapping[str, object],
+    *,
+    base_dir: Path,
+    environ: Mapping[str, str] | None = None,
+    registry: CacheTypeRegistry | None = None,
+) -> Settings:
+    """Validate configuration ``data`` (already parsed YAML) and return :class:`Settings`.
+
+    Pure apart from reading ``environ`` (default :data:`os.environ`): no file is read and
+    no user code is imported. ``base_dir`` anchors relative paths. ``registry`` defaults to
+    the module's registry of cache types.
+    """
+    ctx = _Context(
+        base_dir=Path(base_dir).absolute(),
+        registry=registry if registry is not None else _DEFAULT_REGISTRY,
+    )
+    root = _mapping(data, "", ctx)
+    env: Mapping[str, str] = os.environ if environ is None else environ
+
+    # LiteLLM exports environment_variables before it resolves os.environ/ references;
+    # deja does not touch the process environment, but lets the references see them.
+    exported: dict[str, str] = {}
+    if "environment_variables" in root:
+        exported = _environment_variables(root["environment_variables"], env, ctx)
+        ctx.warnings.append(
+            "environment_variables: not exported to the process environment; its values "
+            "are used only to resolve os.environ/NAME references in this file"
+        )
+    lookup: Mapping[str, str] = {**env, **exported} if exported else env
+    resolved = {
+        key: (value if key == "environment_variables" else _resolve_env(value, key, lookup, ctx))
+        for key, value in root.items()
+    }
+
+    _check_keys(resolved, "", ctx, known=_TOP_KEYS, ignored=_TOP_LITELLM_IGNORED)
+    if "router_settings" in resolved:
+        _mapping(resolved["router_settings"], "router_settings", ctx)
+        ctx.ignored.append("router_settings")
+
+    model_list = _model_list(resolved.get("model_list"), ctx)
+    injection = _injection_points(
+        resolved.get("cache_control_injection_points"), "cache_control_injection_points", ctx
+    )
+    hooks = _hooks(resolved.get("hooks"), ctx)
+    litellm = _litellm_settings(resolved.get("litellm_settings"), ctx)
+    caching = _caching_settings(resolved, litellm, hooks, ctx)
+    proxy = _proxy(resolved.get("proxy"), ctx)
+    general = _general(resolved.get("general_settings"), model_list, ctx)
+
+    warnings = list(ctx.warnings)
+    if ctx.ignored:
+        warnings.insert(
+            0,
+            "deja does not implement these LiteLLM settings and ignores them: "
+            + ", ".join(_grouped_paths(ctx.ignored)),
+        )
+    return Settings(
+        base_dir=ctx.base_dir,
+        caching=caching,
+        model_list=model_list,
+        cache_control_injection_points=injection,
+        hooks=hooks,
+        proxy=proxy,
+        general=general,
+        enable_prometheus=litellm.enable_prometheus,
+        warnings=tuple(warnings),
+    )
+
+
+@overload
+def build_cache(
+    source: Settings | CachingSettings,
+    *,
+    asynchronous: Literal[False] = False,
+    metrics: Metrics | None = None,
+) -> Cache: ...
+
+
+@overload
+def build_cache(
+    source: Settings | CachingSettings,
+    *,
+    asynchronous: Literal[True],
+    metrics: Metrics | None = None,
+) -> AsyncCache: ...
+
+
+def build_cache(
+    source: Settings | CachingSettings,
+    *,
+    asynchronous: bool = False,
+    metrics: Metrics | None = None,
+) -> Cache | AsyncCache:
+    """Build a :class:`deja.Cache` (or, with ``asynchronous=True``, a :class:`deja.AsyncCache`).
+
+    Raises :class:`~deja.errors.ConfigError` if ``source`` configures no cache.
+    """
+    caching = source.caching if isinstance(source, Settings) else source
+    if caching is None:
+        raise ConfigError("no cache is configured (add a caching block)", path="caching")
+    # Imported here: the cache façade imports much of deja, and this module must stay
+    # importable on its own (the CLI validates the configuration before anything else).
+    from deja._async.cache import AsyncCache
+    from deja._sync.cache import Cache
+
+    kwargs: dict[str, Any] = caching.cache_kwargs()
+    if metrics is not None:
+        kwargs["metrics"] = metrics
+    try:
+        return AsyncCache(**kwargs) if asynchronous else Cache(**kwargs)
+    except BaseException:
+        kwargs["store"].close()  # built for this cache alone: do not leak its resources
+        raise
+
+
+# --------------------------------------------------------------------------- user code
+
+
+def load_callable(
+    spec: str, base_dir: Path, *, yaml_path: str | None = None
+) -> Callable[..., object]:
+    """Import and return the callable named by ``spec``.
+
+    ``spec`` is ``module.function``, ``module:function`` or ``path/to/file.py:function``.
+    A module is looked for first as a ``.py`` file (or package) under ``base_dir`` — the
+    configuration file's directory — and then among installed modules. A file is imported
+    under a private module name keyed by its absolute path, so two configurations with a
+    ``hooks.py`` each do not collide, and ``base_dir`` is on ``sys.path`` only while the
+    file runs (so it can import its neighbours). Raises :class:`~deja.errors.ConfigError`
+    naming ``yaml_path`` when the module, the attribute or a callable is missing.
+    """
+    module_part, attribute = _split_callable_spec(spec, yaml_path)
+    file = _module_file(module_part, Path(base_dir))
+    if file is not None:
+        module = _import_file(file, yaml_path)
+        where = str(file)
+    else:
+        module = _import_installed(module_part, Path(base_dir), yaml_path)
+        where = f"module {module_part!r}"
+    try:
+        target = getattr(module, attribute)
+    except AttributeError:
+        names = [n for n in vars(module) if not n.startswith("_")]
+        raise ConfigError(
+            f"{where} has no {attribute!r}{_suggestion(attribute, names)}", path=yaml_path
+        ) from None
+    if not callable(target):
+        raise ConfigError(
+            f"{attribute!r} in {where} is a {_kind(target)}, not a function", path=yaml_path
+        )
+    return target  # type: ignore[no-any-return]
+
+
+def _split_callable_spec(spec: str, yaml_path: str | None) -> tuple[str, str]:
+    module_part, sep, attribute = spec.rpartition(":")
+    if not sep:
+        module_part, sep, attribute = spec.rpartition(".")
+    ok_module = bool(module_part) and (
+        module_part.endswith(".py") or _DOTTED.fullmatch(module_part) is not None
+    )
+    if not sep or not ok_module or _IDENTIFIER.fullmatch(attribute) is None:
+        raise ConfigError(
+            f"expected 'module.function', 'module:function' or 'file.py:function', got {spec!r}",
+            path=yaml_path,
+        )
+    return module_part, attribute
+
+
+def _module_file(module_part: str, base_dir: Path) -> Path | None:
+    if module_part.endswith(".py"):
+        return (base_dir / Path(module_part).expanduser()).absolute()
+    relative = Path(*module_part.split("."))
+    for candidate in (relative.with_suffix(".py"), relative / "__init__.py"):
+        file = base_dir / candidate
+        if file.is_file():
+            return file.absolute()
+    return None
+
+
+def _import_file(file: Path, yaml_path: str | None) -> ModuleType:
+    if not file.is_file():
+        raise ConfigError(f"no such file: {file}", path=yaml_path)
+    digest = hashlib.sha256(str(file).encode()).hexdigest()[:12]
+    stem = re.sub(r"\W", "_", file.parent.name if file.name == "__init__.py" else file.stem)
+    name = f"_deja_user_{stem}_{digest}"
+    if name in sys.modules:  # already imported by an earlier build: same module object
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"cannot import {file}", path=yaml_path)
+    module = importlib.util.module_from_spec(spec)
+    # Registered before running it, as importlib does: dataclasses and pickling inside the
+    # user's module look their module up in sys.modules.
+    sys.modules[name] = module
+    directory = str(file.parent)
+    added = directory not in sys.path
+    if added:
+        sys.path.insert(0, directory)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException as exc:
+        del sys.modules[name]
+        if not isinstance(exc, Exception):
+            raise
+        raise ConfigError(
+            f"importing {file} failed: {type(exc).__name__}: {exc}", path=yaml_path
+        ) from exc
+    finally:
+        if added and directory in sys.path:
+            sys.path.remove(directory)
+    return module
+
+
+def _import_installed(module_part: str, base_dir: Path, yaml_path: str | None) -> ModuleType:
+    try:
+        return importlib.import_module(module_part)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or module_part
+        if module_part == missing or module_part.startswith(missing + "."):
+            file = base_dir / Path(*module_part.split(".")).with_suffix(".py")
+            raise ConfigError(
+                f"cannot find {module_part!r}: no {file} and no installed module of that name",
+                path=yaml_path,
+            ) from exc
+        raise ConfigError(
+            f"importing {module_part!r} failed: {type(exc).__name__}: {exc}", path=yaml_path
+        ) from exc
+    except Exception as exc:
+        raise ConfigError(
+            f"importing {module_part!r} failed: {type(exc).__name__}: {exc}", path=yaml_path
+        ) from exc
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@dataclass(slots=True)
+class _Context:
+    """State of one parse: where paths are anchored, and what was seen along the way."""
+
+    base_dir: Path
+    registry: CacheTypeRegistry
+    # YAML paths whose value came from the environment: never shown in a message.
+    from_env: set[str] = field(default_factory=set)
+    # LiteLLM keys accepted but not implemented, for the single start-up warning.
+    ignored: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _LiteLLMSettings:
+    cache: bool | None = None
+    cache_params: Mapping[str, object] | None = None
+    enable_prometheus: bool = False
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _at(path: str, index: int) -> str:
+    return f"{path}[{index}]"
+
+
+def _last_key(path: str) -> str:
+    return _INDEX_SUFFIX.sub("", path).rpartition(".")[2]
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, Mapping):
+        return "mapping"
+    if isinstance(value, list | tuple):
+        return "list"
+    if value is None:
+        return "null"
+    return type(value).__name__
+
+
+def _shown(value: object, path: str, ctx: _Context, *, secret: bool = False) -> str:
+    """How a rejected value appears in a message: itself, or only its type if secret."""
+    if secret or path in ctx.from_env or _SECRET_NAME.search(_last_key(path)):
+        return f"a {_kind(value)} (value hidden)"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        text = repr(value)
+        return text if len(text) <= 60 else text[:56] + "...'"
+    if isinstance(value, int | float):
+        return repr(value)
+    return f"a {_kind(value)}"
+
+
+def _suggestion(word: str, candidates: Iterable[str]) -> str:
+    by_lower = {c.lower(): c for c in candidates}
+    match = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f"; did you mean {by_lower[match[0]]!r}?" if match else ""
+
+
+def _grouped_paths(paths: Sequence[str]) -> list[str]:
+    """De-duplicate, folding ``model_list[0].x``, ``model_list[1].x`` into ``model_list[*].x``."""
+    groups: dict[str, list[str]] = {}
+    for p in paths:
+        groups.setdefault(_INDEX_SUFFIX.sub("[*]", p), []).append(p)
+    return [folded if len(set(members)) > 1 else members[0] for folded, members in groups.items()]
+
+
+def _type_error(expected: str, value: object, path: str, ctx: _Context) -> ConfigError:
+    return ConfigError(f"expected {expected}, got {_shown(value, path, ctx)}", path=path or None)
+
+
+def _mapping(value: object, path: str, ctx: _Context) -> Mapping[str, object]:
+    if not isinstance(value, Mapping):
+        if not path:
+            raise ConfigError(
+                f"the configuration must be a mapping of settings, not a {_kind(value)}"
+            )
+        raise _type_error("a mapping", value, path, ctx)
+    for key in value:
+        if not isinstance(key, str):
+            raise ConfigError(f"keys must be strings, got {key!r}", path=path or None)
+    return value
+
+
+def _sequence(value: object, path: str, ctx: _Context) -> list[object]:
+    if not isinstance(value, list | tuple):
+        raise _type_error("a list", value, path, ctx)
+    return list(value)
+
+
+def _check_keys(
+    block: Mapping[str, object],
+    path: str,
+    ctx: _Context,
+    *,
+    known: Collection[str],
+    ignored: Collection[str] = (),
+) -> None:
+    """Reject unknown keys (with a suggestion); note known-but-ignored LiteLLM keys."""
+    for key in block:
+        if key in known:
+            continue
+        if key in ignored:
+            ctx.ignored.append(_join(path, key))
+            continue
+        if not path:
+            where = "at the top level"
+        elif path.endswith("]"):
+            where = f"in a {_last_key(path)} entry"
+        else:
+            where = f"in {_last_key(path)}"
+        hint = _suggestion(key, [*known, *ignored])
+        if not hint:
+            hint = f"; expected one of: {', '.join(sorted(known))}"
+        raise ConfigError(f"unknown key {where}{hint}", path=_join(path, key))
+
+
+def _env_scalar(value: object, path: str, ctx: _Context, want: type[object]) -> object:
+    """Convert an environment string to ``want`` (env vars are always strings)."""
+    if not isinstance(value, str) or path not in ctx.from_env:
+        return value
+    text = value.strip()
+    try:
+        if want is bool:
+            lowered = text.lower()
+            if lowered in ("true", "yes", "on", "1"):
+                return True
+            if lowered in ("false", "no", "off", "0"):
+                return False
+            return value
+        if want is int:
+            return int(text)
+        if want is float:
+            return float(text)
+    except ValueError:
+        return value
+    return value
+
+
+def _str(value: object, path: str, ctx: _Context, *, what: str = "a string") -> str:
+    if not isinstance(value, str):
+        raise _type_error(what, value, path, ctx)
+    return value
+
+
+def _name(value: object, path: str, ctx: _Context, *, what: str = "a non-empty string") -> str:
+    text = _str(value, path, ctx, what=what)
+    if not text.strip():
+        raise ConfigError(f"expected {what}, got an empty string", path=path)
+    return text
+
+
+def _bool(value: object, path: str, ctx: _Context) -> bool:
+    value = _env_scalar(value, path, ctx, bool)
+    if not isinstance(value, bool):
+        raise _type_error("true or false", value, path, ctx)
+    return value
+
+
+def _number(value: object, path: str, ctx: _Context, *, what: str) -> float:
+    value = _env_scalar(value, path, ctx, float)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _type_error(what, value, path, ctx)
+    number = float(value)
+    if not math.isfinite(number):
+        raise ConfigError(f"expected {what}, got {_shown(value, path, ctx)}", path=path)
+    return number
+
+
+def _seconds(value: object, path: str, ctx: _Context) -> float:
+    seconds = _number(value, path, ctx, what="a number of seconds")
+    if seconds <= 0:
+        raise ConfigError(
+            f"expected a positive number of seconds, got {_shown(value, path, ctx)}", path=path
+        )
+    return seconds
+
+
+def _optional_seconds(value: object, path: str, ctx: _Context) -> float | None:
+    return None if value is None else _seconds(value, path, ctx)
+
+
+def _int(value: object, path: str, ctx: _Context, *, what: str, minimum: int) -> int:
+    value = _env_scalar(value, path, ctx, int)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _type_error(what, value, path, ctx)
+    if value < minimum:
+        raise ConfigError(
+            f"expected {what} (at least {minimum}), got {_shown(value, path, ctx)}", path=path
+        )
+    return value
+
+
+def _fraction(value: object, path: str, ctx: _Context) -> float:
+    number = _number(value, path, ctx, what="a number between 0 and 1")
+    if not 0.0 <= number <= 1.0:
+        raise ConfigError(
+            f"expected a number between 0 and 1, got {_shown(value, path, ctx)}", path=path
+        )
+    return number
+
+
+def _str_tuple(value: object, path: str, ctx: _Context) -> tuple[str, ...]:
+    items = _sequence(value, path, ctx)
+    return tuple(_name(item, _at(path, i), ctx) for i, item in enumerate(items))
+
+
+def _plain_dict(value: object, path: str, ctx: _Context) -> dict[str, object]:
+    return dict(_mapping(value, path, ctx))
+
+
+def _resolve_env(value: object, path: str, lookup: Mapping[str, str], ctx: _Context) -> object:
+    """Replace ``os.environ/NAME`` in every string of ``value``; note where it happened."""
+    if isinstance(value, str):
+        if _ENV_PREFIX not in value:
+            return value
+        if value.startswith(_ENV_PREFIX) and not _ENV_REFERENCE.match(value):
+            raise ConfigError(
+                f"{value!r} does not name an environment variable (expected os.environ/NAME)",
+                path=path,
+            )
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in lookup:
+                raise ConfigError(
+                    f"environment variable {name} is not set (referenced as os.environ/{name})",
+                    path=path,
+                )
+            return lookup[name]
+
+        ctx.from_env.add(path)
+        return _ENV_REFERENCE.sub(substitute, value)
+    if isinstance(value, Mapping):
+        return {k: _resolve_env(v, _join(path, str(k)), lookup, ctx) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_env(v, _at(path, i), lookup, ctx) for i, v in enumerate(value)]
+    return value
+
+
+def _environment_variables(value: object, env: Mapping[str, str], ctx: _Context) -> dict[str, str]:
+    block = _mapping(value, "environment_variables", ctx)
+    exported: dict[str, str] = {}
+    for name, raw in block.items():
+        path = _join("environment_variables", name)
+        # Everything here is potentially a secret: never shown.
+        ctx.from_env.add(path)
+        resolved = _resolve_env(raw, path, env, ctx)
+        if isinstance(resolved, bool):
+            exported[name] = "true" if resolved else "false"
+        elif isinstance(resolved, str | int | float):
+            exported[name] = str(resolved)
+        elif resolved is not None:
+            raise _type_error("a string", resolved, path, ctx)
+    return exported
+
+
+# ----- sections
+
+
+def _model_list(value: object, ctx: _Context) -> tuple[ModelDeployment, ...]:
+    if value is None:
+        return ()
+    deployments = []
+    for i, item in enumerate(_sequence(value, "model_list", ctx)):
+        path = _at("model_list", i)
+        entry = _mapping(item, path, ctx)
+        _check_keys(entry, path, ctx, known=_DEPLOYMENT_KEYS)
+        if "model_name" not in entry:
+            raise ConfigError(
+                "required: the name clients use for this model", path=_join(path, "model_name")
+            )
+        model_name = _name(entry["model_name"], _join(path, "model_name"), ctx)
+        if "litellm_params" not in entry:
+            raise ConfigError(
+                "required: at least {model: provider/model}", path=_join(path, "litellm_params")
+            )
+        params = _litellm_params(entry["litellm_params"], _join(path, "litellm_params"), ctx)
+        info = entry.get("model_info")
+        model_info = {} if info is None else _plain_dict(info, _join(path, "model_info"), ctx)
+        deployments.append(ModelDeployment(model_name, params, model_info))
+    return tuple(deployments)
+
+
+def _litellm_params(value: object, path: str, ctx: _Context) -> dict[str, object]:
+    block = _mapping(value, path, ctx)
+    _check_keys(block, path, ctx, known=_LITELLM_PARAMS_KEPT, ignored=_LITELLM_PARAMS_IGNORED)
+    if "model" not in block:
+        raise ConfigError(
+            "required: the upstream model, e.g. openai/gpt-4o", path=_join(path, "model")
+        )
+    params: dict[str, object] = {}
+    for key in _LITELLM_PARAMS_KEPT:
+        if key not in block or block[key] is None:
+            continue
+        raw, sub = block[key], _join(path, key)
+        if key == "model":
+            params[key] = _name(raw, sub, ctx)
+        elif key in ("timeout", "stream_timeout"):
+            params[key] = _seconds(raw, sub, ctx)
+        elif key == "max_retries":
+            params[key] = _int(raw, sub, ctx, what="a whole number of retries", minimum=0)
+        elif key == "extra_headers":
+            headers = _mapping(raw, sub, ctx)
+            params[key] = {name: _str(v, _join(sub, name), ctx) for name, v in headers.items()}
+        elif key == "cache_control_injection_points":
+            params[key] = _injection_points(raw, sub, ctx)
+        elif key.endswith("_cost") or "_cost_per_" in key:
+            cost = _number(raw, sub, ctx, what="a price in USD per token")
+            if cost < 0:
+                raise ConfigError("a price cannot be negative", path=sub)
+            params[key] = cost
+        elif key == "api_base":
+            base = _name(raw, sub, ctx, what="a URL")
+            if not base.startswith(("http://", "https://")):
+                raise ConfigError(
+                    f"expected an http:// or https:// URL, got {_shown(base, sub, ctx)}",
+                    path=sub,
+                )
+            params[key] = base
+        else:
+            params[key] = _str(raw, sub, ctx)
+    return params
+
+
+def _injection_points(value: object, path: str, ctx: _Context) -> tuple[dict[str, object], ...]:
+    if value is None:
+        return ()
+    points = []
+    for i, item in enumerate(_sequence(value, path, ctx)):
+        sub = _at(path, i)
+        entry = _mapping(item, sub, ctx)
+        _check_keys(entry, sub, ctx, known=_INJECTION_KEYS)
+        if "location" not in entry:
+            raise ConfigError(
+                "required: where to inject (message or tool)", path=_join(sub, "location")
+            )
+        location = _choice(entry["location"], _join(sub, "location"), ctx, _INJECTION_LOCATIONS)
+        point: dict[str, object] = {"location": location}
+        if entry.get("role") is not None:
+            if location != "message":
+                raise ConfigError("role applies only to location: message", path=_join(sub, "role"))
+            point["role"] = _choice(entry["role"], _join(sub, "role"), ctx, _MESSAGE_ROLES)
+        if entry.get("index") is not None:
+            index = _env_scalar(entry["index"], _join(sub, "index"), ctx, int)
+            if isinstance(index, bool) or not isinstance(index, int):
+                raise _type_error(
+                    "an integer index (negative counts from the end)",
+                    index,
+                    _join(sub, "index"),
+                    ctx,
+                )
+            point["index"] = index
+        if entry.get("control") is not None:
+            point["control"] = _plain_dict(entry["control"], _join(sub, "control"), ctx)
+        points.append(point)
+    return tuple(points)
+
+
+def _choice(value: object, path: str, ctx: _Context, choices: Sequence[str]) -> str:
+    expected = "one of " + ", ".join(choices)
+    text = _str(value, path, ctx, what=expected)
+    if text not in choices:
+        raise ConfigError(
+            f"expected {expected}, got {_shown(text, path, ctx)}{_suggestion(text, choices)}",
+            path=path,
+        )
+    return text
+
+
+def _hooks(value: object, ctx: _Context) -> tuple[HookSpec, ...]:
+    if value is None:
+        return ()
+    hooks = []
+    for i, item in enumerate(_sequence(value, "hooks", ctx)):
+        path = _at("hooks", i)
+        entry = _mapping(item, path, ctx)
+        _check_keys(entry, path, ctx, known=_HOOK_KEYS)
+        if "path" not in entry:
+            raise ConfigError("required: the hook file, e.g. my_hooks.py", path=_join(path, "path"))
+        file = _name(entry["path"], _join(path, "path"), ctx, what="a .py file path")
+        if not file.endswith(".py"):
+            raise ConfigError(
+                f"expected a .py file path, got {_shown(file, _join(path, 'path'), ctx)}",
+                path=_join(path, "path"),
+            )
+        names: dict[str, str | None] = {}
+        for key in _HOOK_FUNCTIONS:
+            raw = entry.get(key)
+            if raw is None:
+                names[key] = None
+                continue
+            name = _str(raw, _join(path, key), ctx, what="a function name")
+            if _IDENTIFIER.fullmatch(name) is None:
+                raise ConfigError(
+                    f"expected a function name, got {_shown(name, _join(path, key), ctx)}",
+                    path=_join(path, key),
+                )
+            names[key] = name
+        if not any(names.values()):
+            raise ConfigError(
+                "names no hook function; add one of: " + ", ".join(_HOOK_FUNCTIONS), path=path
+            )
+        hooks.append(
+            HookSpec(
+                path=(ctx.base_dir / Path(file).expanduser()).absolute(),
+                async_pre_llm_hook=names["async_pre_llm_hook"],
+                async_post_cache_hook=names["async_post_cache_hook"],
+                key_builder=names["key_builder"],
+            )
+        )
+    return tuple(hooks)
+
+
+def _litellm_settings(value: object, ctx: _Context) -> _LiteLLMSettings:
+    if value is None:
+        return _LiteLLMSettings()
+    path = "litellm_settings"
+    block = _mapping(value, path, ctx)
+    _check_keys(block, path, ctx, known=_LITELLM_SETTINGS_KEYS, ignored=_LITELLM_SETTINGS_IGNORED)
+    cache = None if block.get("cache") is None else _bool(block["cache"], _join(path, "cache"), ctx)
+    params = None
+    if block.get("cache_params") is not None:
+        params = _mapping(block["cache_params"], _join(path, "cache_params"), ctx)
+    prometheus = False
+    if block.get("enable_prometheus") is not None:
+        prometheus = _bool(block["enable_prometheus"], _join(path, "enable_prometheus"), ctx)
+    # LiteLLM turns its Prometheus metrics on with callbacks: ["prometheus"].
+    for key in ("callbacks", "success_callback", "failure_callback"):
+        if block.get(key) is None:
+            continue
+        raw = block[key]
+        names = (raw,) if isinstance(raw, str) else _str_tuple(raw, _join(path, key), ctx)
+        others = [n for n in names if n != "prometheus"]
+        prometheus = prometheus or len(others) < len(names)
+        if others:
+            ctx.ignored.append(f"{_join(path, key)} ({', '.join(others)})")
+    return _LiteLLMSettings(cache=cache, cache_params=params, enable_prometheus=prometheus)
+
+
+def _caching_settings(
+    root: Mapping[str, object],
+    litellm: _LiteLLMSettings,
+    hooks: Sequence[HookSpec],
+    ctx: _Context,
+) -> CachingSettings | None:
+    responses = root.get("cache_responses")
+    switch = None if responses is None else _bool(responses, "cache_responses", ctx)
+    litellm_on = litellm.cache is True
+
+    caching: CachingSettings | None
+    if "caching" in root:
+        if litellm_on or litellm.cache_params is not None:
+            conflict = "cache_params" if litellm.cache_params is not None else "cache"
+            raise ConfigError(
+                "the cache is configured twice, by caching and by litellm_settings; keep one "
+                "(litellm_settings.cache_params takes the same keys as caching)",
+                path=f"litellm_settings.{conflict}",
+            )
+        block = _mapping(root["caching"], "caching", ctx)
+        caching = _parse_caching(block, "caching", ctx, default_type=_NATIVE_DEFAULT_TYPE)
+        if switch is False:  # validated above, so a typo still fails, then switched off
+            caching = None
+    elif litellm_on:
+        if switch is False:
+            raise ConfigError(
+                "cache_responses is false but litellm_settings.cache is true; keep one",
+                path="cache_responses",
+            )
+        caching = _parse_caching(
+            litellm.cache_params or {},
+            "litellm_settings.cache_params",
+            ctx,
+            default_type=_LITELLM_DEFAULT_TYPE,
+        )
+    elif switch is True:
+        caching = _parse_caching({}, "caching", ctx, default_type=_NATIVE_DEFAULT_TYPE)
+    else:
+        caching = None
+        if litellm.cache_params is not None:
+            ctx.warnings.append(
+                "litellm_settings.cache_params is ignored because litellm_settings.cache is "
+                "not true (LiteLLM ignores it too)"
+            )
+
+    hook_builders = [(i, h) for i, h in enumerate(hooks) if h.key_builder is not None]
+    if len(hook_builders) > 1:
+        raise ConfigError(
+            "more than one hook defines key_builder; keep one",
+            path=_join(_at("hooks", hook_builders[1][0]), "key_builder"),
+        )
+    if hook_builders:
+        index, hook = hook_builders[0]
+        path = _join(_at("hooks", index), "key_builder")
+        if caching is None:
+            ctx.warnings.append(f"{path} has no effect: no cache is configured")
+        elif caching.key_builder is not None:
+            raise ConfigError(
+                "the key builder is set here and in caching.key_builder; keep one", path=path
+            )
+        else:
+            caching = _replace_key_builder(caching, f"{hook.path}:{hook.key_builder}")
+    return caching
+
+
+def _replace_key_builder(caching: CachingSettings, spec: str) -> CachingSettings:
+    from dataclasses import replace
+
+    return replace(caching, key_builder=spec)
+
+
+def _parse_caching(
+    block: Mapping[str, object], path: str, ctx: _Context, *, default_type: str
+) -> CachingSettings:
+    cache_type = _cache_type(block, path, ctx, default_type=default_type)
+    option_keys = cache_type.option_keys()
+    known = (*_CACHING_KEYS, *_CACHE_PARAMS_MAPPED, *option_keys)
+    ignored = [k for k in _CACHE_PARAMS_LITELLM if k not in option_keys]
+    _check_keys(block, path, ctx, known=known, ignored=ignored)
+    options = _options(cache_type, block, path, ctx)
+
+    def get(key: str) -> object:
+        return block.get(key)
+
+    ttl = _optional_seconds(get("ttl"), _join(path, "ttl"), ctx)
+    # LiteLLM: a per-backend default TTL replaces ttl for that backend only.
+    for key, applies_to in (
+        ("default_in_memory_ttl", ("memory",)),
+        ("default_in_redis_ttl", ("redis", "redis_semantic")),
+    ):
+        if get(key) is None:
+            continue
+        value = _seconds(get(key), _join(path, key), ctx)
+        if cache_type.name in applies_to:
+            ttl = value
+        else:
+            ctx.ignored.append(_join(path, key))
+
+    params: dict[str, object] = {}
+    if get("params") is not None:
+        params = _plain_dict(get("params"), _join(path, "params"), ctx)
+    for key, semantic_type in (
+        ("redis_semantic_cache_embedding_model", "redis_semantic"),
+        ("qdrant_semantic_cache_embedding_model", "qdrant_semantic"),
+    ):
+        if get(key) is None:
+            continue
+        model = _name(get(key), _join(path, key), ctx)
+        if cache_type.name != semantic_type:
+            ctx.ignored.append(_join(path, key))
+        elif "embedding_model" in params:
+            raise ConfigError(
+                f"the embedding model is set here and in {path}.params.embedding_model; keep one",
+                path=_join(path, key),
+            )
+        else:
+            params["embedding_model"] = model
+
+    key_builder = None
+    if get("key_builder") is not None:
+        sub = _join(path, "key_builder")
+        key_builder = _str(get("key_builder"), sub, ctx, what="'module.function'")
+        _split_callable_spec(key_builder, sub)
+
+    threshold = None
+    if get("similarity_threshold") is not None:
+        threshold = _fraction(get("similarity_threshold"), _join(path, "similarity_threshold"), ctx)
+
+    return CachingSettings(
+        type=cache_type.name,
+        options=options,
+        ttl=ttl,
+        key_prefix=(
+            DEFAULT_KEY_PREFIX
+            if get("key_prefix") is None
+            else _str(get("key_prefix"), _join(path, "key_prefix"), ctx)
+        ),
+        namespace=(
+            None
+            if get("namespace") is None
+            else _name(get("namespace"), _join(path, "namespace"), ctx)
+        ),
+        key_builder=key_builder,
+        similarity_threshold=threshold,
+        params=params,
+        max_entry_bytes=(
+            DEFAULT_MAX_ENTRY_BYTES
+            if get("max_entry_bytes") is None
+            else _int(
+                get("max_entry_bytes"),
+                _join(path, "max_entry_bytes"),
+                ctx,
+                what="a number of bytes",
+                minimum=1,
+            )
+        ),
+        compress_min_bytes=(
+            DEFAULT_COMPRESS_MIN_BYTES
+            if get("compress_min_bytes") is None
+            else _int(
+                get("compress_min_bytes"),
+                _join(path, "compress_min_bytes"),
+                ctx,
+                what="a number of bytes",
+                minimum=0,
+            )
+        ),
+        store_truncated=(
+            True
+            if get("store_truncated") is None
+            else _bool(get("store_truncated"), _join(path, "store_truncated"), ctx)
+        ),
+        mode=_mode(get("mode"), _join(path, "mode"), ctx),
+        base_dir=ctx.base_dir,
+        registry=ctx.registry,
+    )
+
+
+def _mode(value: object, path: str, ctx: _Context) -> CacheMode:
+    if value is None or value == "default_on":
+        return "default_on"
+    if value == "default_off":
+        return "default_off"
+    raise _type_error("default_on or default_off", value, path, ctx)
+
+
+def _cache_type(
+    block: Mapping[str, object], path: str, ctx: _Context, *, default_type: str
+) -> CacheType:
+    sub = _join(path, "type")
+    raw = block.get("type")
+    defaulted = raw is None
+    name = default_type if defaulted else _name(raw, sub, ctx, what="a cache type name")
+    cache_type = ctx.registry.get(name)
+    if cache_type is not None:
+        return cache_type
+    available = ctx.registry.describe()
+    normal = _normal_type_name(name)
+    if defaulted:
+        message = (
+            f"not set, and LiteLLM's default {name!r} is not available yet in this version "
+            f"of deja; set it to one of: {available}"
+        )
+    elif normal in _PLANNED_TYPES:
+        message = (
+            f"cache type {name!r} is not available yet in this version of deja; "
+            f"available types: {available}"
+        )
+    elif normal in _UNSUPPORTED_TYPES:
+        message = f"cache type {name!r} is not supported by deja; available types: {available}"
+    else:
+        every = [*ctx.registry.names(), *_PLANNED_TYPES]
+        for registered in ctx.registry.names():
+            every.extend(ctx.registry.get(registered).aliases)  # type: ignore[union-attr]
+        message = (
+            f"unknown cache type {_shown(name, sub, ctx)}{_suggestion(name, every)}; "
+            f"available types: {available}"
+        )
+    raise ConfigError(message, path=sub)
+
+
+def _options(
+    cache_type: CacheType, block: Mapping[str, object], path: str, ctx: _Context
+) -> dict[str, object]:
+    options: dict[str, object] = {}
+    for name, option in cache_type.options.items():
+        present = [k for k in (name, *option.aliases) if k in block]
+        if len(present) > 1:
+            raise ConfigError(
+                f"{present[0]} and {present[1]} are the same option; keep one",
+                path=_join(path, present[1]),
+            )
+        key = present[0] if present else name
+        sub = _join(path, key)
+        raw = block[key] if present else None
+        if raw is None:
+            if option.required:
+                raise ConfigError(f"required by cache type {cache_type.name!r}", path=sub)
+            raw = option.default
+            if raw is None:
+                options[name] = None
+                continue
+        options[name] = _option_value(option, raw, sub, ctx)
+    return options
+
+
+def _option_value(option: Option, value: object, path: str, ctx: _Context) -> object:
+    typed = _coerce(option, value, path, ctx)
+    if option.validator is None:
+        return typed
+    try:
+        return option.validator(typed)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{exc}, got {_shown(value, path, ctx, secret=option.secret)}", path=path
+        ) from None
+
+
+def _coerce(option: Option, value: object, path: str, ctx: _Context) -> object:
+    for want in option.accepted:
+        candidate = _env_scalar(value, path, ctx, want)
+        if want is bool:
+            if isinstance(candidate, bool):
+                return candidate
+        elif want is int:
+            if isinstance(candidate, int) and not isinstance(candidate, bool):
+                return candidate
+        elif want is float:
+            if (
+                isinstance(candidate, int | float)
+                and not isinstance(candidate, bool)
+                and math.isfinite(candidate)
+            ):
+                return float(candidate)
+        elif want is str:
+            if isinstance(candidate, str):
+                return candidate
+        elif want is list:
+            if isinstance(candidate, list | tuple):
+                return list(candidate)
+        elif want is dict:
+            if isinstance(candidate, Mapping):
+                return dict(candidate)
+        elif want is Path:
+            if isinstance(candidate, str) and candidate.strip():
+                return (ctx.base_dir / Path(candidate).expanduser()).absolute()
+        elif want is StoreSpec:
+            if isinstance(candidate, Mapping):
+                return _store_spec(_mapping(candidate, path, ctx), path, ctx)
+        elif isinstance(candidate, want):
+            return candidate
+    expected = " or ".join(_describe_type(t) for t in option.accepted)
+    raise ConfigError(
+        f"expected {expected}, got {_shown(value, path, ctx, secret=option.secret)}", path=path
+    )
+
+
+def _describe_type(want: type[object]) -> str:
+    return {
+        bool: "true or false",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+        Path: "a path",
+        StoreSpec: "a cache block (type and its options)",
+    }.get(want, f"a {want.__name__}")
+
+
+def _store_spec(block: Mapping[str, object], path: str, ctx: _Context) -> StoreSpec:
+    """A nested cache block: ``type``, its options and an optional ``ttl``."""
+    if "type" not in block:
+        raise ConfigError(
+            f"required: the cache type of this block ({ctx.registry.describe()})",
+            path=_join(path, "type"),
+        )
+    cache_type = _cache_type(block, path, ctx, default_type=_NATIVE_DEFAULT_TYPE)
+    _check_keys(block, path, ctx, known=("type", "ttl", *cache_type.option_keys()))
+    return StoreSpec(
+        type=cache_type.name,
+        options=_options(cache_type, block, path, ctx),
+        ttl=_optional_seconds(block.get("ttl"), _join(path, "ttl"), ctx),
+        registry=ctx.registry,
+    )
+
+
+def _proxy(value: object, ctx: _Context) -> ProxySettings:
+    if value is None:
+        return ProxySettings()
+    block = _mapping(value, "proxy", ctx)
+    _check_keys(block, "proxy", ctx, known=_PROXY_KEYS)
+    defaults = ProxySettings()
+    host = defaults.host
+    if block.get("host") is not None:
+        host = _name(block["host"], "proxy.host", ctx, what="a host name or address")
+    port = defaults.port
+    if block.get("port") is not None:
+        port = _int(block["port"], "proxy.port", ctx, what="a port number 1-65535", minimum=1)
+        if port > 65535:
+            raise ConfigError(
+                f"expected a port number 1-65535, got {_shown(port, 'proxy.port', ctx)}",
+                path="proxy.port",
+            )
+    workers = defaults.workers
+    if block.get("workers") is not None:
+        workers = _int(
+            block["workers"], "proxy.workers", ctx, what="a number of workers", minimum=1
+        )
+    return ProxySettings(host=host, port=port, workers=workers)
+
+
+def _general(
+    value: object, model_list: Sequence[ModelDeployment], ctx: _Context
+) -> GeneralSettings:
+    if value is None:
+        return GeneralSettings()
+    path = "general_settings"
+    block = _mapping(value, path, ctx)
+    _check_keys(block, path, ctx, known=_GENERAL_KEYS, ignored=_GENERAL_LITELLM_IGNORED)
+
+    master_key = None
+    if block.get("master_key") is not None:
+        master_key = _name(block["master_key"], _join(path, "master_key"), ctx)
+
+    max_bytes = DEFAULT_MAX_REQUEST_BYTES
+    if block.get("max_request_bytes") is not None and block.get("max_request_size_mb") is not None:
+        raise ConfigError(
+            "max_request_bytes and max_request_size_mb set the same limit; keep one",
+            path=_join(path, "max_request_size_mb"),
+        )
+    if block.get("max_request_bytes") is not None:
+        max_bytes = _int(
+            block["max_request_bytes"],
+            _join(path, "max_request_bytes"),
+            ctx,
+            what="a number of bytes",
+            minimum=1,
+        )
+    elif block.get("max_request_size_mb") is not None:
+        sub = _join(path, "max_request_size_mb")
+        megabytes = _number(block["max_request_size_mb"], sub, ctx, what="a number of megabytes")
+        if megabytes <= 0:
+            raise ConfigError(
+                f"expected a positive number of megabytes, got {megabytes:g}", path=sub
+            )
+        max_bytes = int(megabytes * 2**20)
+
+    model_names = {d.model_name for d in model_list}
+    keys: list[VirtualKey] = []
+    first_at: dict[str, int] = {}
+    raw_keys = block.get("virtual_keys")
+    entries = [] if raw_keys is None else _sequence(raw_keys, _join(path, "virtual_keys"), ctx)
+    for i, item in enumerate(entries):
+        sub = _at(_join(path, "virtual_keys"), i)
+        entry = _mapping(item, sub, ctx)
+        _check_keys(entry, sub, ctx, known=_VIRTUAL_KEY_KEYS)
+        for required in ("key", "tenant"):
+            if entry.get(required) is None:
+                raise ConfigError("required", path=_join(sub, required))
+        key = _name(entry["key"], _join(sub, "key"), ctx)
+        if key in first_at:
+            raise ConfigError(
+                f"the same key as virtual_keys[{first_at[key]}]; each key maps to one tenant",
+                path=_join(sub, "key"),
+            )
+        if key == master_key:
+            raise ConfigError("the same as general_settings.master_key", path=_join(sub, "key"))
+        first_at[key] = i
+        tenant = _name(entry["tenant"], _join(sub, "tenant"), ctx)
+        models: tuple[str, ...] = ()
+        if entry.get("models") is not None:
+            models = _str_tuple(entry["models"], _join(sub, "models"), ctx)
+            # A key limited to a model the proxy does not serve is a typo, unless the
+            # model_list routes by wildcard (LiteLLM's "*" and "openai/*").
+            if model_names and not any("*" in n for n in model_names):
+                for j, model in enumerate(models):
+                    if model not in model_names:
+                        raise ConfigError(
+                            f"{model!r} is not a model_name in model_list"
+                            f"{_suggestion(model, model_names)}",
+                            path=_at(_join(sub, "models"), j),
+                        )
+        keys.append(VirtualKey(key=key, tenant=tenant, models=models))
+    return GeneralSettings(
+        master_key=master_key, virtual_keys=tuple(keys), max_request_bytes=max_bytes
+    )

@@ -1,0 +1,281 @@
+"""Cache keys: a pure, versioned function of the normalized request.
+
+A key is ``<key_prefix>v1:<scope>:<digest>``:
+
+* ``scope`` is the first 16 hex digits of SHA-256 over ``[tenant, namespace]``, so all of a
+  tenant's or a namespace's entries share a prefix and can be cleared by it, and no key
+  builder can reach across tenants (deja always adds prefix and scope itself);
+* ``digest`` is the SHA-256 hex of canonical JSON (sorted keys, compact, UTF-8) of the
+  resolved upstream (provider/model and normalized api_base, never a credential), the full
+  messages, and every other body parameter that can change the output.
+
+Normalization makes equal requests equal: a string ``content`` equals a single text part
+(the string is the canonical form),
+``1`` equals ``1.0``, ``None``-valued fields equal absent ones, ``cache_control`` markers on
+messages, parts and tools are dropped, and volatile parameters (:data:`VOLATILE_PARAMS`)
+are left out. Omitted parameters are never filled in with defaults.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+
+from deja.errors import InvalidRequestError, KeyBuilderError
+from deja.request import Request
+
+__all__ = [
+    "KEY_VERSION",
+    "VOLATILE_PARAMS",
+    "KeyBuilder",
+    "default_digest",
+    "explain",
+    "format_key",
+    "key_payload",
+    "make_key",
+    "scope_hash",
+    "scope_prefix",
+]
+
+KEY_VERSION = "v1"
+
+VOLATILE_PARAMS = frozenset(
+    {
+        # who is asking, tracing and transport: never change the answer
+        "user",
+        "metadata",
+        "stream",
+        "stream_options",
+        "timeout",
+        "request_timeout",
+        "max_retries",
+        "extra_headers",
+        "extra_query",
+        "headers",
+        # credentials and endpoints (the endpoint is keyed as the normalized api_base)
+        "api_key",
+        "api_base",
+        "base_url",
+        "organization",
+        # deja's own controls and provider cache hints
+        "cache",
+        "cache_control",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        # storage and billing options of the provider
+        "store",
+        "service_tier",
+    }
+)
+
+KeyBuilder = Callable[[Request], str]
+"""A custom key builder: returns the digest part of the key for a request."""
+
+_MAX_SAFE_INT = 2**53
+_DIGEST_RE = re.compile(r"[\x21-\x7e]{1,512}")
+
+
+def _canon(value: Any, path: str) -> Any:
+    """Canonical JSON value: integral floats become ints, tuples lists, Nones in objects go.
+
+    Recursion only enters containers; scalars return at once, which keeps a 1 KB request
+    in a few microseconds.
+    """
+    t = type(value)
+    if t is str or t is int or t is bool or value is None:
+        return value
+    if t is dict:
+        return {
+            k if type(k) is str else str(k): _canon(v, path)
+            for k, v in value.items()
+            if v is not None
+        }
+    if t is list:
+        return [_canon(v, path) for v in value]
+    if t is float:
+        if value.is_integer() and -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+            return int(value)
+        if not math.isfinite(value):
+            raise InvalidRequestError(f"{path} must be a finite number, got {value!r}")
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _canon(v, path) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_canon(v, path) for v in value]
+    if isinstance(value, (int, float)):  # int/float subclasses (numpy scalars are not)
+        return _canon(float(value) if isinstance(value, float) else int(value), path)
+    dump = getattr(value, "model_dump", None)  # pydantic objects from SDKs
+    if callable(dump):
+        return _canon(dump(exclude_none=True), path)
+    raise InvalidRequestError(f"{path} has a value of type {t.__name__} that is not JSON")
+
+
+def _canon_content(content: Any, i: int) -> Any:
+    # A single plain text part is the same request as a string content; the string is the
+    # canonical form because it is the common case and needs no copying.
+    if type(content) is str:
+        return content
+    parts = [
+        {
+            k: _canon(v, f"messages[{i}].content")
+            for k, v in part.items()
+            if v is not None and k != "cache_control"
+        }
+        for part in content
+    ]
+    if len(parts) == 1 and parts[0].keys() == {"type", "text"} and parts[0]["type"] == "text":
+        text = parts[0]["text"]
+        if type(text) is str:
+            return text
+    return parts
+
+
+def _canon_messages(messages: tuple[Mapping[str, Any], ...]) -> list[Mapping[str, Any]]:
+    out: list[Mapping[str, Any]] = []
+    for i, message in enumerate(messages):
+        if type(message) is dict:
+            for v in message.values():
+                if type(v) is not str:
+                    break
+            else:
+                out.append(message)  # {"role": ..., "content": "..."}: already canonical
+                continue
+        out.append(_canon_message(message, i))
+    return out
+
+
+def _canon_message(message: Mapping[str, Any], i: int) -> Mapping[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in message.items():
+        if v is None or k == "cache_control":
+            continue
+        out[k] = _canon_content(v, i) if k == "content" else _canon(v, f"messages[{i}].{k}")
+    return out
+
+
+def _canon_tools(tools: Any) -> Any:
+    if not isinstance(tools, (list, tuple)):
+        return _canon(tools, "tools")
+    return [
+        {k: _canon(v, "tools") for k, v in tool.items() if v is not None and k != "cache_control"}
+        if isinstance(tool, Mapping)
+        else _canon(tool, "tools")
+        for tool in tools
+    ]
+
+
+def key_payload(request: Request) -> dict[str, Any]:
+    """The normalized fields that the default digest hashes (what ``explain`` shows)."""
+    params: dict[str, Any] = {}
+    for name, value in request.params.items():
+        if value is None or name in VOLATILE_PARAMS:
+            continue
+        t = type(value)
+        if t is str or t is int or t is bool:
+            params[name] = value  # most sampling parameters: nothing to normalize
+        elif name == "tools":
+            params[name] = _canon_tools(value)
+        else:
+            params[name] = _canon(value, name)
+    return {
+        "kind": request.kind,
+        "upstream": {
+            "model": f"{request.provider}/{request.model}",
+            "api_base": request.api_base,
+        },
+        "messages": request.messages
+        if request.plain_messages
+        else _canon_messages(request.messages),
+        "params": params,
+    }
+
+
+def _canonical_json(payload: object) -> bytes:
+    return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+
+
+def default_digest(request: Request) -> str:
+    """The default digest: SHA-256 hex of the canonical JSON of :func:`key_payload`.
+
+    Public so a custom builder can wrap it (drop a field, then call this).
+    """
+    return hashlib.sha256(_canonical_json(key_payload(request))).hexdigest()
+
+
+@functools.lru_cache(maxsize=4096)
+def scope_hash(tenant: str | None, namespace: str | None) -> str:
+    """First 16 hex digits of SHA-256 over ``[tenant, namespace]``."""
+    return hashlib.sha256(_canonical_json([tenant, namespace])).hexdigest()[:16]
+
+
+def scope_prefix(key_prefix: str, tenant: str | None, namespace: str | None) -> str:
+    """The prefix every key of one (tenant, namespace) starts with."""
+    return f"{key_prefix}{KEY_VERSION}:{scope_hash(tenant, namespace)}:"
+
+
+def format_key(key_prefix: str, scope: str, digest: str) -> str:
+    """Assemble ``<key_prefix>v1:<scope>:<digest>``."""
+    return f"{key_prefix}{KEY_VERSION}:{scope}:{digest}"
+
+
+def _checked_digest(builder: KeyBuilder, request: Request) -> str:
+    try:
+        digest = builder(request)
+    except Exception as exc:
+        name = getattr(builder, "__qualname__", repr(builder))
+        raise KeyBuilderError(f"key builder {name} failed: {exc!r}") from exc
+    if not isinstance(digest, str) or not _DIGEST_RE.fullmatch(digest):
+        raise KeyBuilderError(
+            "a key builder must return 1 to 512 printable ASCII characters without spaces,"
+            f" got {digest!r:.80}"
+        )
+    return digest
+
+
+def make_key(
+    request: Request,
+    *,
+    key_prefix: str = "deja:",
+    namespace: str | None = None,
+    builder: KeyBuilder | None = None,
+) -> str:
+    """The cache key of ``request`` in ``namespace`` (the tenant comes from the request)."""
+    digest = default_digest(request) if builder is None else _checked_digest(builder, request)
+    return format_key(key_prefix, scope_hash(request.tenant, namespace), digest)
+
+
+def explain(
+    request: Request,
+    *,
+    key_prefix: str = "deja:",
+    namespace: str | None = None,
+    builder: KeyBuilder | None = None,
+) -> dict[str, Any]:
+    """Why a request has the key it has: the key, its parts and the normalized fields.
+
+    ``ignored`` lists the body parameters left out of the key (volatile or ``None``).
+    """
+    digest = default_digest(request) if builder is None else _checked_digest(builder, request)
+    scope = scope_hash(request.tenant, namespace)
+    return {
+        "key": format_key(key_prefix, scope, digest),
+        "key_prefix": key_prefix,
+        "version": KEY_VERSION,
+        "scope": {"hash": scope, "tenant": request.tenant, "namespace": namespace},
+        "digest": digest,
+        "builder": "default"
+        if builder is None
+        else getattr(builder, "__qualname__", repr(builder)),
+        "fields": key_payload(request),
+        "ignored": sorted(
+            name
+            for name, value in request.params.items()
+            if value is None or name in VOLATILE_PARAMS
+        ),
+    }

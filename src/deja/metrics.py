@@ -1,0 +1,404 @@
+"""One metrics interface for every part of deja, and its Prometheus implementation.
+
+The cache façade, the stores' usage, the semantic tier and the providers report through
+:class:`Metrics`. :class:`NullMetrics` (the default) does nothing and costs nothing on a
+hit; :class:`PrometheusMetrics` exports the names fixed in DESIGN.md:
+
+=========================================  =========  ======================================
+name                                       type       labels
+=========================================  =========  ======================================
+``deja_cache_requests_total``              counter    ``tier``, ``result``
+``deja_cache_lookup_seconds``              histogram  ``store``
+``deja_cache_errors_total``                counter    ``store``, ``op``
+``deja_cache_entries``                     gauge      ``store`` (read at scrape time)
+``deja_cache_evictions_total``             counter    ``store`` (read at scrape time)
+``deja_cache_saved_tokens_total``          counter
+``deja_cache_saved_usd_total``             counter
+``deja_singleflight_coalesced_total``      counter
+``deja_semantic_similarity``               histogram  ``outcome``
+``deja_provider_cached_tokens_total``      counter    ``provider``, ``kind``
+``deja_upstream_seconds``                  histogram  ``provider``
+``deja_cache_breaker_open``                gauge      ``store`` (0 closed, 1 open)
+=========================================  =========  ======================================
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, ParamSpec, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+    from prometheus_client.metrics_core import Metric
+
+    from deja.stores.base import StoreStats
+
+__all__ = ["Metrics", "NullMetrics", "PrometheusMetrics"]
+
+_log = logging.getLogger(__name__)
+
+_P = ParamSpec("_P")
+
+# Store reads range from a dict lookup (~1 µs) to a remote store under load (seconds).
+_LOOKUP_BUCKETS = (
+    0.00001,
+    0.000025,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
+# Upstream LLM calls take from tens of milliseconds (embeddings) to minutes (reasoning).
+_UPSTREAM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
+# Cosine similarity; finer near the top, where hit thresholds are chosen.
+_SIMILARITY_BUCKETS = (
+    0.1,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.6,
+    0.7,
+    0.75,
+    0.8,
+    0.85,
+    0.875,
+    0.9,
+    0.925,
+    0.95,
+    0.975,
+    0.99,
+    1.0,
+)
+
+
+@runtime_checkable
+class Metrics(Protocol):
+    """What deja reports. Every method must be cheap and must never raise."""
+
+    def request(self, tier: str, result: str) -> None:
+        """One cache lookup outcome.
+
+        ``tier`` is ``exact`` or ``semantic``; ``result`` is ``hit``, ``semantic_hit``,
+        ``miss`` or ``bypass``.
+        """
+
+    def lookup_seconds(self, store: str, seconds: float) -> None:
+        """Time one store read took."""
+
+    def store_error(self, store: str, op: str) -> None:
+        """A store operation failed and was turned into a miss (fail-open)."""
+
+    def saved(self, tokens: int, usd: float) -> None:
+        """A hit saved this many tokens and this much money."""
+
+    def coalesced(self) -> None:
+        """A caller joined a call already in flight instead of going upstream."""
+
+    def breaker_state(self, store: str, is_open: bool) -> None:
+        """The store's circuit breaker opened or closed."""
+
+    def similarity(self, outcome: str, value: float) -> None:
+        """A semantic lookup's best similarity, by ``outcome``.
+
+        ``outcome`` is ``hit``, ``near_miss`` or ``rejected``.
+        """
+
+    def provider_cached_tokens(self, provider: str, kind: str, tokens: int) -> None:
+        """Provider-side prompt-cache tokens (``kind``: ``read``, ``write``)."""
+
+    def upstream_seconds(self, provider: str, seconds: float) -> None:
+        """Time one upstream call took."""
+
+
+class NullMetrics:
+    """Metrics that record nothing: the default, so a hit pays for no counters.
+
+    Each method is an empty function; see :class:`Metrics` for what they stand for.
+    """
+
+    def request(self, tier: str, result: str) -> None:
+        return None
+
+    def lookup_seconds(self, store: str, seconds: float) -> None:
+        return None
+
+    def store_error(self, store: str, op: str) -> None:
+        return None
+
+    def saved(self, tokens: int, usd: float) -> None:
+        return None
+
+    def coalesced(self) -> None:
+        return None
+
+    def breaker_state(self, store: str, is_open: bool) -> None:
+        return None
+
+    def similarity(self, outcome: str, value: float) -> None:
+        return None
+
+    def provider_cached_tokens(self, provider: str, kind: str, tokens: int) -> None:
+        return None
+
+    def upstream_seconds(self, provider: str, seconds: float) -> None:
+        return None
+
+
+def _never_raises(method: Callable[_P, None]) -> Callable[_P, None]:
+    """Make a metrics method swallow (and log at DEBUG) any error.
+
+    :class:`Metrics` promises that reporting never fails a request; this is the one place
+    where PrometheusMetrics keeps that promise, rather than a ``try`` in every method.
+    """
+
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> None:
+        try:
+            method(*args, **kwargs)
+        except Exception:
+            _log.debug("metrics: %s failed", method.__qualname__, exc_info=True)
+
+    return wrapper
+
+
+def _positive(amount: float) -> bool:
+    """Whether ``amount`` can be added to a counter: counters only go up, and NaN or
+    infinity would poison the series for good."""
+    return isinstance(amount, (int, float)) and math.isfinite(amount) and amount > 0
+
+
+class _StoreUsageCollector:
+    """Reads each watched store's ``usage()`` when Prometheus scrapes, never on a request."""
+
+    def __init__(self) -> None:
+        self._stores: dict[str, StoreStats] = {}
+        self._lock = threading.Lock()
+
+    def watch(self, name: str, store: StoreStats) -> None:
+        with self._lock:
+            self._stores[name] = store
+
+    def describe(self) -> Iterator[Metric]:
+        # Claims the two names in the registry (so nothing else can register them) without
+        # calling any store.
+        yield from self._families()
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            stores = list(self._stores.items())
+        entries, evictions = self._families()
+        for name, store in stores:
+            try:
+                usage = store.usage()
+                entry_count = float(usage.entries)
+                eviction_count = float(usage.evictions)
+            except Exception:
+                # A store that cannot report (connection down...) is left out of this
+                # scrape; the scrape itself must still succeed.
+                _log.debug("metrics: usage() of store %r failed", name, exc_info=True)
+                continue
+            entries.add_metric([name], entry_count)
+            evictions.add_metric([name], eviction_count)
+        yield entries
+        yield evictions
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, CounterMetricFamily]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        entries = GaugeMetricFamily(
+            "deja_cache_entries", "Entries held by the store.", labels=["store"]
+        )
+        evictions = CounterMetricFamily(
+            "deja_cache_evictions",
+            "Entries the store evicted to make room (not expiries).",
+            labels=["store"],
+        )
+        return entries, evictions
+
+
+class PrometheusMetrics:
+    """:class:`Metrics` exported with ``prometheus_client``, on a registry of its own.
+
+    Nothing is registered globally, so any number of instances (one per cache, one per
+    test) coexist. ``registry`` is public: mount it, or register more collectors in it.
+    :meth:`render` returns the text exposition for a ``/metrics`` route, served with
+    :attr:`content_type`. Every method swallows its own errors: metrics never fail a
+    request.
+    """
+
+    content_type: str
+    """The ``Content-Type`` to serve :meth:`render`'s output with."""
+
+    registry: CollectorRegistry
+    """The registry holding every deja metric of this instance."""
+
+    def __init__(self, *, registry: CollectorRegistry | None = None) -> None:
+        # Imported here so ``import deja`` stays cheap for users of NullMetrics.
+        from prometheus_client import (
+            CONTENT_TYPE_LATEST,
+            CollectorRegistry,
+            Counter,
+            Gauge,
+            Histogram,
+        )
+
+        self.registry = CollectorRegistry() if registry is None else registry
+        self.content_type = CONTENT_TYPE_LATEST
+        reg = self.registry
+        # prometheus_client appends ``_total`` to counter names itself.
+        self._requests = Counter(
+            "deja_cache_requests",
+            "Cache lookups by tier (exact, semantic) and result (hit, semantic_hit, miss, bypass).",
+            ["tier", "result"],
+            registry=reg,
+        )
+        self._lookup_seconds = Histogram(
+            "deja_cache_lookup_seconds",
+            "Time one store read took.",
+            ["store"],
+            buckets=_LOOKUP_BUCKETS,
+            registry=reg,
+        )
+        self._errors = Counter(
+            "deja_cache_errors",
+            "Store operations that failed and were turned into misses (fail-open).",
+            ["store", "op"],
+            registry=reg,
+        )
+        self._saved_tokens = Counter(
+            "deja_cache_saved_tokens",
+            "Tokens not sent upstream because a cache hit answered.",
+            registry=reg,
+        )
+        self._saved_usd = Counter(
+            "deja_cache_saved_usd",
+            "US dollars not spent upstream because a cache hit answered.",
+            registry=reg,
+        )
+        self._coalesced = Counter(
+            "deja_singleflight_coalesced",
+            "Callers that joined a call already in flight instead of going upstream.",
+            registry=reg,
+        )
+        self._similarity = Histogram(
+            "deja_semantic_similarity",
+            "Best similarity of a semantic lookup, by outcome (hit, near_miss, rejected).",
+            ["outcome"],
+            buckets=_SIMILARITY_BUCKETS,
+            registry=reg,
+        )
+        self._provider_cached = Counter(
+            "deja_provider_cached_tokens",
+            "Provider-side prompt-cache tokens, by kind (read, write).",
+            ["provider", "kind"],
+            registry=reg,
+        )
+        self._upstream_seconds = Histogram(
+            "deja_upstream_seconds",
+            "Time one upstream call took.",
+            ["provider"],
+            buckets=_UPSTREAM_BUCKETS,
+            registry=reg,
+        )
+        self._breaker_open = Gauge(
+            "deja_cache_breaker_open",
+            "Whether the store's circuit breaker is open (1) or closed (0).",
+            ["store"],
+            registry=reg,
+        )
+        self._usage = _StoreUsageCollector()
+        reg.register(self._usage)
+
+    @_never_raises
+    def request(self, tier: str, result: str) -> None:
+        """Count one cache lookup outcome."""
+        self._requests.labels(tier, result).inc()
+
+    @_never_raises
+    def lookup_seconds(self, store: str, seconds: float) -> None:
+        """Observe the duration of one store read."""
+        value = float(seconds)  # convert first: a bad value must not create a label child
+        self._lookup_seconds.labels(store).observe(value)
+
+    @_never_raises
+    def store_error(self, store: str, op: str) -> None:
+        """Count one failed store operation."""
+        self._errors.labels(store, op).inc()
+
+    @_never_raises
+    def saved(self, tokens: int, usd: float) -> None:
+        """Add what one hit saved; zero, negative or non-finite amounts are ignored."""
+        if _positive(tokens):
+            self._saved_tokens.inc(tokens)
+        if _positive(usd):
+            self._saved_usd.inc(usd)
+
+    @_never_raises
+    def coalesced(self) -> None:
+        """Count one caller that joined a call in flight."""
+        self._coalesced.inc()
+
+    @_never_raises
+    def breaker_state(self, store: str, is_open: bool) -> None:
+        """Set the store's breaker gauge to 1 (open) or 0 (closed)."""
+        self._breaker_open.labels(store).set(1.0 if is_open else 0.0)
+
+    @_never_raises
+    def similarity(self, outcome: str, value: float) -> None:
+        """Observe a semantic lookup's best similarity."""
+        similarity = float(value)
+        self._similarity.labels(outcome).observe(similarity)
+
+    @_never_raises
+    def provider_cached_tokens(self, provider: str, kind: str, tokens: int) -> None:
+        """Add provider prompt-cache tokens; zero or negative counts are ignored."""
+        if _positive(tokens):
+            self._provider_cached.labels(provider, kind).inc(tokens)
+
+    @_never_raises
+    def upstream_seconds(self, provider: str, seconds: float) -> None:
+        """Observe the duration of one upstream call."""
+        value = float(seconds)
+        self._upstream_seconds.labels(provider).observe(value)
+
+    @_never_raises
+    def watch_store(self, name: str, store: object) -> None:
+        """Export ``store``'s entry count and evictions under ``store=name``.
+
+        Only stores implementing :class:`deja.stores.base.StoreStats` are watched (others
+        are ignored). ``usage()`` is called at scrape time, so requests pay nothing.
+        Watching another store under the same name replaces it.
+        """
+        from deja.stores.base import StoreStats
+
+        if isinstance(store, StoreStats):
+            self._usage.watch(name, store)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric (``b""`` if it cannot be made)."""
+        from prometheus_client import generate_latest
+
+        try:
+            return generate_latest(self.registry)
+        except Exception:
+            _log.debug("metrics: rendering the exposition failed", exc_info=True)
+            return b""

@@ -1,0 +1,116 @@
+"""Caching rules as pure functions: admission, TTL resolution and freshness.
+
+Admission (DESIGN.md): never store errors, cancelled or unfinished streams, answers cut
+by a content filter, or answers with nothing in them (no content, tool calls, refusal or
+reasoning at all). Tool-call-only answers are stored. ``finish_reason: length`` is stored
+by default, because ``max_tokens`` is part of the key, so the same request would be cut
+the same way again; :class:`AdmissionPolicy` can turn that off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Admission", "AdmissionPolicy", "age", "expiry", "is_fresh", "resolve_ttl"]
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The verdict on one response: ``ok`` to store, or the ``reason`` it is not stored."""
+
+    ok: bool
+    reason: str
+
+
+ADMITTED = Admission(True, "ok")
+
+
+def _has_text(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(value)
+    if isinstance(value, list):  # content parts: any part (text, image, audio) is output
+        return bool(value)
+    return False
+
+
+def _choice_has_output(choice: Mapping[str, Any]) -> bool:
+    if _has_text(choice.get("text")):  # legacy /v1/completions
+        return True
+    message = choice.get("message")
+    if not isinstance(message, Mapping):
+        return False
+    return (
+        _has_text(message.get("content"))
+        or bool(message.get("tool_calls"))
+        or bool(message.get("function_call"))
+        or _has_text(message.get("refusal"))
+        or _has_text(message.get("reasoning_content"))
+        or _has_text(message.get("reasoning"))
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionPolicy:
+    """Which responses may be stored.
+
+    ``store_truncated``: store answers that stopped at ``max_tokens``
+    (``finish_reason: length``); on by default.
+    """
+
+    store_truncated: bool = True
+
+    def admit(self, response: object) -> Admission:
+        """Decide whether ``response`` (an OpenAI-shaped body) may be stored."""
+        if not isinstance(response, Mapping):
+            return Admission(False, "not_an_object")
+        if response.get("error") is not None:
+            return Admission(False, "error")
+        if response.get("object") == "list":  # embeddings
+            data = response.get("data")
+            if (
+                isinstance(data, list)
+                and data
+                and all(isinstance(d, Mapping) and d.get("embedding") is not None for d in data)
+            ):
+                return ADMITTED
+            return Admission(False, "empty")
+        choices = response.get("choices")
+        if not isinstance(choices, list) or not choices:
+            return Admission(False, "no_choices")
+        for choice in choices:
+            if not isinstance(choice, Mapping):
+                return Admission(False, "not_an_object")
+            reason = choice.get("finish_reason")
+            if reason is None:
+                return Admission(False, "unfinished")
+            if reason == "content_filter":
+                return Admission(False, "content_filter")
+            if reason == "length" and not self.store_truncated:
+                return Admission(False, "truncated")
+        if not any(_choice_has_output(c) for c in choices):
+            return Admission(False, "empty")
+        return ADMITTED
+
+
+def resolve_ttl(request_ttl: float | None, default_ttl: float | None) -> float | None:
+    """The TTL to store with: the request's own, else the cache's default (``None``: none)."""
+    return request_ttl if request_ttl is not None else default_ttl
+
+
+def expiry(now: float, ttl: float | None) -> float | None:
+    """Absolute expiry (wall clock) of an entry written at ``now``."""
+    return None if ttl is None else now + ttl
+
+
+def age(now: float, created: float) -> float:
+    """Seconds since an entry was written (never negative, whatever the clocks did)."""
+    return max(0.0, now - created)
+
+
+def is_fresh(*, now: float, created: float, expires: float | None, max_age: float | None) -> bool:
+    """Whether an entry may be served: not expired, and no older than ``max_age`` if set."""
+    if expires is not None and now >= expires:
+        return False
+    return max_age is None or age(now, created) <= max_age

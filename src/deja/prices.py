@@ -1,0 +1,288 @@
+"""Model prices as data, and the cost of one response.
+
+The packaged table (``deja/data/prices.json``) holds list prices in USD per 1M tokens for
+OpenAI-family models (OpenAI and DeepSeek). Each row records where the price came from
+(``source``, a URL) and as of when (``date``: the date the source says it was checked, or
+else the date it was read). Prices change; a deployment corrects or extends them with
+:meth:`PriceTable.with_overrides` from its configuration rather than waiting for a release.
+
+Lookups accept what a resolved request carries: ``"gpt-4o"``, ``"openai/gpt-4o"`` and dated
+snapshots (``"gpt-4o-2024-08-06"``, ``"gpt-4-0613"``) all find the ``gpt-4o``/``gpt-4`` row.
+
+The cost of a response follows OpenAI's usage shape: ``prompt_tokens`` is the whole input,
+of which ``prompt_tokens_details.cached_tokens`` were read from the provider's prompt cache
+and a top-level ``cache_creation_input_tokens`` (Anthropic-style usage, as normalized by
+the providers) were written to it; ``completion_tokens`` (reasoning included) is the output.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from importlib.resources import files
+from types import MappingProxyType
+
+from deja.errors import ConfigError
+
+__all__ = ["Price", "PriceTable"]
+
+_PER_MILLION = 1_000_000
+
+# A snapshot is a known model name followed by its release date, either ``-YYYY-MM-DD``
+# (gpt-4o-2024-08-06) or the older ``-MMDD`` (gpt-4-0613, gpt-3.5-turbo-0125).
+_DATE_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{4})$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+# Field names accepted in overrides: deja's own (per 1M tokens) and LiteLLM's
+# ``model_info`` names (per single token), so an existing LiteLLM config keeps working.
+_PRICE_FIELDS = ("input", "output", "cached_input", "cache_write")
+_LITELLM_FIELDS = {
+    "input_cost_per_token": "input",
+    "output_cost_per_token": "output",
+    "cache_read_input_token_cost": "cached_input",
+    "cache_creation_input_token_cost": "cache_write",
+}
+_NULLABLE_FIELDS = ("cached_input", "cache_write")
+_TEXT_FIELDS = ("source", "date")
+_KNOWN_FIELDS = (*_PRICE_FIELDS, *_LITELLM_FIELDS, *_TEXT_FIELDS)
+
+_OVERRIDE_SOURCE = "override"
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """One model's list price, in USD per 1M tokens.
+
+    ``cached_input`` is the price of input read from the provider's prompt cache and
+    ``cache_write`` the price of input written to it; ``None`` means the provider has no
+    separate price, so those tokens cost ``input``.
+    """
+
+    input: float
+    output: float
+    cached_input: float | None
+    cache_write: float | None
+    source: str
+    date: str
+
+
+class PriceTable:
+    """Prices by model name, and the cost of a response from its usage.
+
+    Keys are lower-case model names, bare (``gpt-4o``) or, for an override meant for one
+    provider only, qualified (``azure/gpt-4o``). A table is immutable: overrides return a
+    new table.
+    """
+
+    __slots__ = ("_prices",)
+
+    def __init__(self, prices: Mapping[str, Price]) -> None:
+        self._prices: dict[str, Price] = {name.lower(): price for name, price in prices.items()}
+
+    @classmethod
+    def default(cls) -> PriceTable:
+        """The table packaged with deja (read from ``deja/data/prices.json`` once, here)."""
+        text = (files("deja") / "data" / "prices.json").read_text(encoding="utf-8")
+        document = json.loads(text)
+        rows = document["models"]
+        return cls({name: _packaged_price(name, row) for name, row in rows.items()})
+
+    @property
+    def prices(self) -> Mapping[str, Price]:
+        """A read-only view of every row, by model name."""
+        return MappingProxyType(self._prices)
+
+    def with_overrides(self, overrides: Mapping[str, Mapping[str, object]]) -> PriceTable:
+        """A new table with ``overrides`` (model name → fields) applied on top of this one.
+
+        Fields use this module's names, per 1M tokens (``input``, ``output``,
+        ``cached_input``, ``cache_write``, plus optional ``source`` and ``date``), or
+        LiteLLM's per-token names (``input_cost_per_token``, ``output_cost_per_token``,
+        ``cache_read_input_token_cost``, ``cache_creation_input_token_cost``). Overriding a
+        known model may change only some fields; a new model needs ``input`` and ``output``.
+        Raises :class:`~deja.errors.ConfigError` naming the offending field.
+        """
+        merged = dict(self._prices)
+        for raw_name, fields in overrides.items():
+            name = str(raw_name).strip().lower()
+            if not isinstance(fields, Mapping):
+                raise ConfigError(
+                    f"price override for {raw_name!r} must be a mapping of fields",
+                    path=str(raw_name),
+                )
+            merged[name] = _override_price(name, fields, base=self.lookup(name))
+        return PriceTable(merged)
+
+    def lookup(self, model: str) -> Price | None:
+        """The price of ``model``, or ``None`` when it is unknown.
+
+        Tried in order: the name as given (so a provider-specific override wins), then the
+        bare name after the last ``/``; each first exactly, then without a date suffix.
+        """
+        name = model.strip().lower()
+        candidates = [name]
+        if "/" in name:
+            candidates.append(name.rsplit("/", 1)[1])
+        for candidate in candidates:
+            price = self._prices.get(candidate)
+            if price is not None:
+                return price
+            undated = _DATE_SUFFIX.sub("", candidate)
+            if undated != candidate:
+                price = self._prices.get(undated)
+                if price is not None:
+                    return price
+        return None
+
+    def cost(self, model: str, usage: Mapping[str, object] | None) -> float | None:
+        """What one response cost in USD, from its OpenAI-style ``usage``.
+
+        Returns ``None`` for an unknown model or when ``usage`` carries no token counts.
+        Never raises on odd usage: fields that are not non-negative integers count as
+        absent, and cached/written counts are capped at the prompt size.
+        """
+        price = self.lookup(model)
+        if price is None or not isinstance(usage, Mapping):
+            return None
+        prompt = _count(usage.get("prompt_tokens"))
+        completion = _count(usage.get("completion_tokens"))
+        if prompt is None and completion is None:
+            return None
+        prompt = prompt or 0
+        completion = completion or 0
+
+        details = usage.get("prompt_tokens_details")
+        cached = _count(details.get("cached_tokens")) if isinstance(details, Mapping) else None
+        if cached is None:
+            # DeepSeek's native usage reports cache hits at the top level instead.
+            cached = _count(usage.get("prompt_cache_hit_tokens"))
+        cached = min(cached or 0, prompt)
+        written = min(_count(usage.get("cache_creation_input_tokens")) or 0, prompt - cached)
+        uncached = prompt - cached - written
+
+        cached_rate = price.input if price.cached_input is None else price.cached_input
+        write_rate = price.input if price.cache_write is None else price.cache_write
+        total = (
+            uncached * price.input
+            + cached * cached_rate
+            + written * write_rate
+            + completion * price.output
+        )
+        return total / _PER_MILLION
+
+
+def _count(value: object) -> int | None:
+    """``value`` if it is a token count (a non-negative int, not a bool), else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
+def _rate(value: object, *, path: str) -> float:
+    """Validate one price: a finite non-negative number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"price must be a number, not {type(value).__name__}", path=path)
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"price must be a finite number >= 0, not {value!r}", path=path)
+    return float(value)
+
+
+def _optional_rate(value: object, *, path: str) -> float | None:
+    """Validate a price that may be ``None`` (no separate cache price)."""
+    return None if value is None else _rate(value, path=path)
+
+
+def _text(value: object, *, path: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"must be a string, not {type(value).__name__}", path=path)
+    return value
+
+
+def _rate_for(target: str, value: object, *, path: str) -> float | None:
+    """Validate ``value`` for price field ``target``: only cache prices may be ``None``."""
+    if target in _NULLABLE_FIELDS:
+        return _optional_rate(value, path=path)
+    return _rate(value, path=path)
+
+
+def _packaged_price(name: str, row: Mapping[str, object]) -> Price:
+    """One row of the packaged JSON; every field is required there."""
+    missing = [field for field in (*_PRICE_FIELDS, *_TEXT_FIELDS) if field not in row]
+    if missing:
+        raise ConfigError(f"missing fields {missing}", path=f"prices.json:{name}")
+    date = _text(row["date"], path=f"{name}.date")
+    if not _DATE.match(date):
+        raise ConfigError(f"date must be YYYY-MM-DD, not {date!r}", path=f"{name}.date")
+    return Price(
+        input=_rate(row["input"], path=f"{name}.input"),
+        output=_rate(row["output"], path=f"{name}.output"),
+        cached_input=_optional_rate(row["cached_input"], path=f"{name}.cached_input"),
+        cache_write=_optional_rate(row["cache_write"], path=f"{name}.cache_write"),
+        source=_text(row["source"], path=f"{name}.source"),
+        date=date,
+    )
+
+
+def _override_price(name: str, fields: Mapping[str, object], *, base: Price | None) -> Price:
+    """Apply one model's override fields to ``base`` (or build a new row)."""
+    rates: dict[str, float | None] = {}
+    texts: dict[str, str] = {}
+    for raw_field, value in fields.items():
+        field = str(raw_field)
+        path = f"{name}.{field}"
+        if field in _LITELLM_FIELDS:
+            target = _LITELLM_FIELDS[field]
+            rate = _rate_for(target, value, path=path)
+            # LiteLLM prices a single token; deja's table is per 1M tokens.
+            per_million = None if rate is None else rate * _PER_MILLION
+        elif field in _PRICE_FIELDS:
+            target = field
+            per_million = _rate_for(target, value, path=path)
+        elif field in _TEXT_FIELDS:
+            texts[field] = _text(value, path=path)
+            continue
+        else:
+            hint = difflib.get_close_matches(field, _KNOWN_FIELDS, n=1)
+            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise ConfigError(
+                f"unknown price field {field!r}{suggestion} "
+                f"(expected one of: {', '.join(_KNOWN_FIELDS)})",
+                path=path,
+            )
+        if target in rates:
+            raise ConfigError(f"{target!r} is given twice (under two names)", path=path)
+        rates[target] = per_million
+
+    if base is None:
+        missing = [field for field in ("input", "output") if rates.get(field) is None]
+        if missing:
+            raise ConfigError(
+                f"a model with no packaged price needs {' and '.join(missing)}",
+                path=f"{name}.{missing[0]}",
+            )
+        base = Price(
+            input=0.0,
+            output=0.0,
+            cached_input=None,
+            cache_write=None,
+            source=_OVERRIDE_SOURCE,
+            date="",
+        )
+    input_rate = rates.get("input", base.input)
+    output_rate = rates.get("output", base.output)
+    if input_rate is None or output_rate is None:
+        raise ConfigError("input and output prices cannot be null", path=name)
+    return replace(
+        base,
+        input=input_rate,
+        output=output_rate,
+        cached_input=rates.get("cached_input", base.cached_input),
+        cache_write=rates.get("cache_write", base.cache_write),
+        # An override is no longer what the packaged source said.
+        source=texts.get("source", _OVERRIDE_SOURCE),
+        date=texts.get("date", ""),
+    )

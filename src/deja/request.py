@@ -1,0 +1,242 @@
+"""The normalized request: what deja keys, looks up and forwards.
+
+A :class:`Request` is built once per call from the caller's arguments (library) or body
+(proxy). Building it resolves the model to ``provider/model`` and the ``api_base`` to a
+normalized URL, validates the message shapes, and keeps every body field as given; what
+counts for the key is decided later by :mod:`deja.keys`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from deja.errors import InvalidRequestError
+
+__all__ = [
+    "PROVIDER_API_BASES",
+    "Request",
+    "RequestKind",
+    "normalize_api_base",
+    "resolve_model",
+]
+
+RequestKind = Literal["chat", "completion", "embedding"]
+
+# Default endpoints of the providers deja knows by prefix. ``None``: the provider has no
+# single public endpoint (Azure deployments, Bedrock and Vertex regions, self-hosted vLLM),
+# so the caller must pass ``api_base``. An unknown prefix is part of the model name
+# (``meta-llama/Llama-3-8B`` on a vLLM server), and the provider is OpenAI-compatible.
+PROVIDER_API_BASES: Mapping[str, str | None] = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+    "deepseek": "https://api.deepseek.com",
+    "groq": "https://api.groq.com/openai/v1",
+    "mistral": "https://api.mistral.ai/v1",
+    "together_ai": "https://api.together.xyz/v1",
+    "fireworks_ai": "https://api.fireworks.ai/inference/v1",
+    "openrouter": "https://openrouter.ai/api/v1",
+    "xai": "https://api.x.ai/v1",
+    "perplexity": "https://api.perplexity.ai",
+    "cerebras": "https://api.cerebras.ai/v1",
+    "deepinfra": "https://api.deepinfra.com/v1/openai",
+    "ollama": "http://localhost:11434/v1",
+    "lm_studio": "http://localhost:1234/v1",
+    "gemini": "https://generativelanguage.googleapis.com",
+    "vllm": None,
+    "hosted_vllm": None,
+    "llamacpp": None,
+    "azure": None,
+    "bedrock": None,
+    "vertex_ai": None,
+}
+
+# Query parameters that carry credentials (Gemini's ``?key=``, Azure SAS tokens): they are
+# stripped from the normalized api_base so no credential ever reaches a key or a log.
+_CREDENTIAL_PARAMS = frozenset(
+    {"key", "api_key", "api-key", "apikey", "token", "access_token", "sig", "signature"}
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def resolve_model(model: str) -> tuple[str, str]:
+    """Split ``provider/model`` into (provider, model); no known prefix means ``openai``."""
+    if type(model) is not str or not model.strip():
+        raise InvalidRequestError("model must be a non-empty string")
+    prefix, sep, rest = model.partition("/")
+    if sep and prefix in PROVIDER_API_BASES and rest:
+        return prefix, rest
+    return "openai", model
+
+
+@functools.lru_cache(maxsize=1024)
+def normalize_api_base(api_base: str | None, provider: str = "openai") -> str | None:
+    """Normalize an endpoint URL so equivalent spellings give one key.
+
+    Lower-cases scheme and host, drops credentials (user-info and credential query
+    parameters), default ports, fragments and trailing slashes, and sorts the query.
+    ``None`` means the provider's default endpoint.
+    """
+    if api_base is None:
+        return PROVIDER_API_BASES.get(provider)
+    if not isinstance(api_base, str) or not api_base.strip():
+        raise InvalidRequestError("api_base must be a non-empty URL string")
+    parts = urlsplit(api_base.strip())
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequestError(f"api_base must be an http(s) URL, got {api_base!r}")
+    host = parts.hostname.lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidRequestError(f"api_base has an invalid port: {api_base!r}") from exc
+    netloc = host if port is None or port == _DEFAULT_PORTS[scheme] else f"{host}:{port}"
+    query = sorted(
+        (k, v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if k.lower() not in _CREDENTIAL_PARAMS
+    )
+    return urlunsplit((scheme, netloc, parts.path.rstrip("/"), urlencode(query), ""))
+
+
+def _check_messages(messages: object) -> tuple[tuple[Mapping[str, Any], ...], bool]:
+    """Validate message shapes; also say whether all are plain ``{role, content: str}``."""
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
+        raise InvalidRequestError("messages must be a list of message objects")
+    checked: list[Mapping[str, Any]] = []
+    plain = True
+    for i, item in enumerate(messages):
+        message = item
+        if type(message) is dict and type(message.get("content")) is str:
+            if type(message.get("role")) is not str or not message["role"]:
+                raise InvalidRequestError(f"messages[{i}].role must be a non-empty string")
+            checked.append(message)  # the common case, checked without ABC isinstance calls
+            plain = plain and len(message) == 2
+            continue
+        plain = False
+        if not isinstance(message, Mapping):
+            dump = getattr(message, "model_dump", None)  # SDK message objects in agent loops
+            if not callable(dump):
+                raise InvalidRequestError(f"messages[{i}] must be an object with a 'role'")
+            message = dump(exclude_none=True)
+            if not isinstance(message, Mapping):
+                raise InvalidRequestError(f"messages[{i}] must be an object with a 'role'")
+        role = message.get("role")
+        if not isinstance(role, str) or not role:
+            raise InvalidRequestError(f"messages[{i}].role must be a non-empty string")
+        content = message.get("content")
+        if content is not None and not isinstance(content, (str, Sequence)):
+            raise InvalidRequestError(f"messages[{i}].content must be a string or a list of parts")
+        if isinstance(content, Sequence) and not isinstance(content, str):
+            for j, part in enumerate(content):
+                if not isinstance(part, Mapping) or not isinstance(part.get("type"), str):
+                    raise InvalidRequestError(
+                        f"messages[{i}].content[{j}] must be an object with a 'type'"
+                    )
+        checked.append(message)
+    return tuple(checked), plain
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One normalized LLM request.
+
+    ``params`` holds every other body field exactly as given (volatile ones included, so
+    the request can be forwarded); :mod:`deja.keys` decides which of them are keyed.
+    """
+
+    provider: str
+    model: str
+    api_base: str | None
+    messages: tuple[Mapping[str, Any], ...]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    kind: RequestKind = "chat"
+    tenant: str | None = None
+    plain_messages: bool = False
+    """True when every message is exactly ``{"role": str, "content": str}``: such messages
+    are already canonical, so keying skips normalizing them (set by the constructors)."""
+
+    @property
+    def upstream(self) -> str:
+        """The resolved upstream model, ``provider/model``."""
+        return f"{self.provider}/{self.model}"
+
+    @classmethod
+    def chat(
+        cls,
+        *,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        api_base: str | None = None,
+        tenant: str | None = None,
+        **params: Any,
+    ) -> Request:
+        """A chat-completions request (``messages`` plus body parameters)."""
+        provider, name = resolve_model(model)
+        checked, plain = _check_messages(messages)
+        return cls(
+            provider=provider,
+            model=name,
+            api_base=normalize_api_base(api_base, provider),
+            messages=checked,
+            params=_check_params(params),
+            kind="chat",
+            tenant=_check_tenant(tenant),
+            plain_messages=plain,
+        )
+
+    @classmethod
+    def from_body(
+        cls,
+        body: Mapping[str, Any],
+        *,
+        kind: RequestKind = "chat",
+        api_base: str | None = None,
+        tenant: str | None = None,
+    ) -> Request:
+        """Build from the JSON body of a chat, completions or embeddings call."""
+        if not isinstance(body, Mapping):
+            raise InvalidRequestError("the request body must be a JSON object")
+        if "model" not in body:
+            raise InvalidRequestError("'model' is required")
+        params = {k: v for k, v in body.items() if k not in ("model", "messages")}
+        if kind == "chat":
+            if "messages" not in body:
+                raise InvalidRequestError("'messages' is required")
+            messages, plain = _check_messages(body["messages"])
+        else:
+            plain = True
+            required = "prompt" if kind == "completion" else "input"
+            if required not in body:
+                raise InvalidRequestError(f"'{required}' is required")
+            messages = ()
+        provider, name = resolve_model(body["model"])
+        return cls(
+            provider=provider,
+            model=name,
+            api_base=normalize_api_base(api_base, provider),
+            messages=messages,
+            params=_check_params(params),
+            kind=kind,
+            tenant=_check_tenant(tenant),
+            plain_messages=plain,
+        )
+
+
+def _check_params(params: Mapping[str, Any]) -> Mapping[str, Any]:
+    for name, value in params.items():
+        if type(value) is float and not math.isfinite(value):
+            raise InvalidRequestError(f"{name} must be a finite number, got {value!r}")
+    return params
+
+
+def _check_tenant(tenant: str | None) -> str | None:
+    if tenant is not None and (not isinstance(tenant, str) or not tenant):
+        raise InvalidRequestError("tenant must be a non-empty string or None")
+    return tenant

@@ -1,0 +1,66 @@
+"""What a cache lookup returns: the response (if any) and how it was served."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from deja.entry import Entry
+
+__all__ = ["CacheInfo", "CacheResult", "CacheStats", "CacheStatus"]
+
+CacheStatus = Literal["hit", "semantic_hit", "miss", "bypass"]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheInfo:
+    """How one response was served (``response.cache`` in the client).
+
+    ``status``: ``hit`` or ``semantic_hit`` (served from the cache, or shared from an
+    identical call in flight), ``miss`` (looked up, absent or store error) or ``bypass``
+    (lookup skipped: ``no-cache``, or the store's circuit breaker is open). ``age`` is the
+    entry's age in seconds on a hit; ``cost_usd`` what this response cost (0 on a hit);
+    ``saved_usd`` what the hit saved.
+    """
+
+    status: CacheStatus
+    key: str
+    similarity: float | None = None
+    age: float | None = None
+    cost_usd: float = 0.0
+    saved_usd: float = 0.0
+
+    @property
+    def hit(self) -> bool:
+        """True when the response came from the cache (exact or semantic)."""
+        return self.status in ("hit", "semantic_hit")
+
+
+@dataclass(frozen=True, slots=True)
+class CacheResult:
+    """A response (``None`` on a plain lookup that missed) and its :class:`CacheInfo`."""
+
+    response: dict[str, Any] | None
+    info: CacheInfo
+    entry: Entry | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    """Counters since the cache was created (this process only)."""
+
+    hits: int
+    semantic_hits: int
+    misses: int
+    bypasses: int
+    coalesced: int
+    store_errors: int
+    saved_tokens: int
+    saved_usd: float
+
+    @property
+    def hit_ratio(self) -> float:
+        """(hits + semantic hits) / lookups, 0.0 before the first lookup."""
+        served = self.hits + self.semantic_hits
+        total = served + self.misses
+        return served / total if total else 0.0

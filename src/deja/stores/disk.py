@@ -1,0 +1,326 @@
+"""A persistent store in a local directory, shared safely by threads and processes.
+
+Values live in a :class:`diskcache.Cache` (SQLite in WAL mode, large values in files), which
+serializes writers across processes. Two details are ours:
+
+* **Expiry.** diskcache expires items by the real ``time.time``, but stores take an injected
+  ``clock``. So every value is framed by a small header holding its absolute expiry by that
+  clock, checked on read; diskcache is also given ``expire=ttl`` (plus slack) so expired
+  items are physically removed in time.
+* **Tags.** Tag records live in their own SQLite file (``tags.sqlite3``), one row per (tag,
+  key) pair. Kept apart from the values they can never collide with a cache key, are never
+  evicted by diskcache's size limit (an evicted tag record would leave its entries
+  impossible to invalidate) and never count against it; and one row per pair makes tagging
+  a key O(log n) instead of rewriting the tag's whole key list.
+
+Every diskcache, SQLite and OS error is raised as :class:`deja.errors.StoreError`.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import diskcache
+
+from deja.errors import StoreError
+from deja.stores.base import StoreUsage, SyncStore, SyncTagIndex, validate_ttl
+
+__all__ = ["DiskStore"]
+
+# Value framing: format version, then absolute expiry by the store's clock (0.0: never).
+_HEADER = struct.Struct("<Bd")
+_FORMAT = 1
+_NO_EXPIRY = 0.0
+# diskcache keeps an item this much longer than its TTL, so rounding between the two
+# clocks never removes an entry before our own header says it expired.
+_EXPIRE_SLACK = 1.0
+# How long a call waits for another process's write lock before failing. A cache that
+# waits longer than this is worse than a miss.
+_LOCK_TIMEOUT = 10.0
+_TAGS_FILE = "tags.sqlite3"
+# Keys deleted per transaction by clear(): few commits, yet other writers get a turn.
+_CLEAR_BATCH = 500
+
+_BACKEND_ERRORS = (OSError, sqlite3.Error, diskcache.Timeout)
+
+_TAG_SCHEMA = (
+    # expires is NULL for a tag that never expires.
+    "CREATE TABLE IF NOT EXISTS tag (name TEXT PRIMARY KEY, expires REAL) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS tag_expires ON tag (expires) WHERE expires IS NOT NULL",
+    "CREATE TABLE IF NOT EXISTS tag_key ("
+    " name TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (name, key)) WITHOUT ROWID",
+)
+_SELECT_TAG_KEYS = (
+    "SELECT tag_key.key FROM tag_key JOIN tag ON tag.name = tag_key.name"
+    " WHERE tag_key.name = ? AND (tag.expires IS NULL OR tag.expires > ?)"
+)
+
+
+@contextmanager
+def _backend_errors(action: str) -> Iterator[None]:
+    """Translate back-end failures into StoreError at the store boundary."""
+    try:
+        yield
+    except _BACKEND_ERRORS as exc:
+        raise StoreError(f"disk store: {action} failed: {exc!r}") from exc
+
+
+@contextmanager
+def _write_transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    # BEGIN IMMEDIATE takes the write lock up front (waiting up to the busy timeout), so
+    # a read-modify-write cannot interleave with another process's.
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        yield con
+    except BaseException:
+        # SQLite rolls back by itself on some errors; a second ROLLBACK would mask the
+        # original error with "no transaction is active".
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def _frame(value: bytes, expires: float) -> bytes:
+    return _HEADER.pack(_FORMAT, expires) + value
+
+
+class DiskStore(SyncStore, SyncTagIndex):
+    """A persistent store in ``directory``, safe for several threads and processes at once.
+
+    Nothing touches the disk until the first operation. ``size_limit`` (bytes) bounds the
+    values approximately: once past it, each write makes diskcache evict a few of the least
+    recently *stored* items (reads never write, which keeps hits cheap and processes from
+    contending). ``clock`` gives wall-clock seconds for expiry; pass
+    :class:`deja.testing.FakeClock` in tests.
+
+    The async methods run the sync ones in a worker thread, so they never block the loop.
+    After :meth:`close` the store reopens on next use.
+    """
+
+    name = "disk"
+    offload = True
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        size_limit: int = 1 * 2**30,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if isinstance(size_limit, bool) or not isinstance(size_limit, int):
+            raise TypeError(f"size_limit must be an int, not {type(size_limit).__name__}")
+        if size_limit <= 0:
+            raise ValueError(f"size_limit must be a positive number of bytes, not {size_limit}")
+        self._directory = os.fspath(directory)
+        self._size_limit = size_limit
+        self._clock = clock
+        self._open_lock = threading.Lock()
+        self._cache: Any = None  # diskcache.Cache, opened on first use
+        # One tag-database connection per process, used under _tag_lock (tag operations are
+        # short and SQLite serializes writers anyway).
+        self._tag_lock = threading.Lock()
+        self._tag_con: sqlite3.Connection | None = None
+        self._tag_pid = 0
+
+    @property
+    def directory(self) -> str:
+        """The directory holding the store."""
+        return self._directory
+
+    def get(self, key: str) -> bytes | None:
+        """Return the value for ``key``, or ``None`` if it is missing or expired."""
+        with _backend_errors("get"):
+            raw = self._values().get(key)
+        return None if raw is None else self._unframe(raw)
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        """Store ``value`` under ``key`` for ``ttl`` seconds (``None``: no expiry)."""
+        ttl = validate_ttl(ttl)
+        _check_item(key, value)
+        expires = _NO_EXPIRY if ttl is None else self._clock() + ttl
+        with _backend_errors("set"):
+            self._values().set(key, _frame(value, expires), expire=_physical_ttl(ttl))
+
+    def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
+        """Store every item with the same ``ttl``, in one transaction."""
+        ttl = validate_ttl(ttl)
+        for key, value in items.items():
+            _check_item(key, value)
+        expires = _NO_EXPIRY if ttl is None else self._clock() + ttl
+        physical = _physical_ttl(ttl)
+        with _backend_errors("set_many"):
+            cache = self._values()
+            with cache.transact():
+                for key, value in items.items():
+                    cache.set(key, _frame(value, expires), expire=physical)
+
+    def delete(self, key: str) -> bool:
+        """Delete ``key``; return whether it was held and not expired."""
+        with _backend_errors("delete"):
+            raw = self._values().pop(key)
+        return raw is not None and self._unframe(raw) is not None
+
+    def clear(self, prefix: str) -> int:
+        """Delete every key starting with ``prefix`` (tag records are untouched).
+
+        Returns how many were deleted; this may include entries whose TTL had passed but
+        that diskcache had not removed yet.
+        """
+        with _backend_errors("clear"):
+            cache = self._values()
+            doomed = [k for k in cache.iterkeys() if isinstance(k, str) and k.startswith(prefix)]
+            deleted = 0
+            for start in range(0, len(doomed), _CLEAR_BATCH):
+                with cache.transact():
+                    for key in doomed[start : start + _CLEAR_BATCH]:
+                        deleted += bool(cache.delete(key))
+            return deleted
+
+    def usage(self) -> StoreUsage:
+        """Entries held (including expired ones not yet removed) and bytes on disk.
+
+        ``evictions`` is always 0: diskcache does not report how many items it evicted.
+        """
+        with _backend_errors("usage"):
+            cache = self._values()
+            return StoreUsage(entries=len(cache), bytes=int(cache.volume()), evictions=0)
+
+    def close(self) -> None:
+        """Close the files this thread opened; the store reopens on next use."""
+        with self._open_lock:
+            cache, self._cache = self._cache, None
+        with self._tag_lock:
+            con, self._tag_con = self._tag_con, None
+            same_process = self._tag_pid == os.getpid()
+        with _backend_errors("close"):
+            if cache is not None:
+                # diskcache connections are per thread; those other threads opened are
+                # closed when the Cache object is collected.
+                cache.close()
+            if con is not None and same_process:
+                con.close()
+
+    def tag(self, tag: str, keys: Sequence[str], ttl: float | None) -> None:
+        """Add ``keys`` to ``tag``; the record lives at least ``ttl`` seconds (max of all)."""
+        ttl = validate_ttl(ttl)
+        if isinstance(keys, str):
+            # A str is a Sequence[str] too; tagging its characters is never what was meant.
+            raise TypeError("keys must be a sequence of keys, not a str")
+        now = self._clock()
+        expires = None if ttl is None else now + ttl
+        with _backend_errors("tag"), self._tag_lock, _write_transaction(self._tags()) as con:
+            row = con.execute("SELECT expires FROM tag WHERE name = ?", (tag,)).fetchone()
+            if row is None:
+                con.execute("INSERT INTO tag VALUES (?, ?)", (tag, expires))
+            elif row[0] is not None and row[0] <= now:
+                # The old record expired: start afresh rather than extend it.
+                con.execute("DELETE FROM tag_key WHERE name = ?", (tag,))
+                con.execute("UPDATE tag SET expires = ? WHERE name = ?", (expires, tag))
+            elif row[0] is not None:
+                # A tag that never expires (NULL) stays so; otherwise keep the later expiry.
+                longest = None if expires is None else max(row[0], expires)
+                con.execute("UPDATE tag SET expires = ? WHERE name = ?", (longest, tag))
+            con.executemany(
+                "INSERT OR IGNORE INTO tag_key VALUES (?, ?)", [(tag, key) for key in keys]
+            )
+            # Drop every expired tag record, so the file does not grow without bound. The
+            # partial index makes this a cheap probe when nothing has expired.
+            con.execute(
+                "DELETE FROM tag_key WHERE name IN (SELECT name FROM tag WHERE expires <= ?)",
+                (now,),
+            )
+            con.execute("DELETE FROM tag WHERE expires <= ?", (now,))
+
+    def keys_for(self, tag: str) -> list[str]:
+        """The keys tagged with ``tag`` (some may have expired or been deleted since)."""
+        with _backend_errors("keys_for"), self._tag_lock:
+            rows = self._tags().execute(_SELECT_TAG_KEYS, (tag, self._clock())).fetchall()
+        return [str(row[0]) for row in rows]
+
+    def drop(self, tag: str) -> list[str]:
+        """Forget ``tag`` and return the keys it named."""
+        with _backend_errors("drop"), self._tag_lock, _write_transaction(self._tags()) as con:
+            rows = con.execute(_SELECT_TAG_KEYS, (tag, self._clock())).fetchall()
+            con.execute("DELETE FROM tag_key WHERE name = ?", (tag,))
+            con.execute("DELETE FROM tag WHERE name = ?", (tag,))
+        return [str(row[0]) for row in rows]
+
+    def _values(self) -> Any:
+        cache = self._cache
+        if cache is None:
+            with self._open_lock:
+                if self._cache is None:
+                    self._cache = diskcache.Cache(
+                        self._directory, size_limit=self._size_limit, timeout=_LOCK_TIMEOUT
+                    )
+                cache = self._cache
+        return cache
+
+    def _tags(self) -> sqlite3.Connection:
+        # Caller holds self._tag_lock. A connection must not cross a fork, hence the pid.
+        pid = os.getpid()
+        if self._tag_con is None or self._tag_pid != pid:
+            self._values()  # creates the directory
+            con = sqlite3.connect(
+                os.path.join(self._directory, _TAGS_FILE),
+                timeout=_LOCK_TIMEOUT,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            try:
+                _init_tag_db(con)
+            except BaseException:
+                con.close()
+                raise
+            self._tag_con = con
+            self._tag_pid = pid
+        return self._tag_con
+
+    def _unframe(self, raw: object) -> bytes | None:
+        if not isinstance(raw, bytes) or len(raw) < _HEADER.size:
+            raise StoreError("disk store: found a value that is not a DiskStore entry")
+        version, expires = _HEADER.unpack_from(raw)
+        if version != _FORMAT:
+            raise StoreError(f"disk store: unknown entry format {version}")
+        if expires != _NO_EXPIRY and expires <= self._clock():
+            return None
+        return raw[_HEADER.size :]
+
+
+def _check_item(key: str, value: bytes) -> None:
+    if not isinstance(key, str):
+        raise TypeError(f"store keys must be str, not {type(key).__name__}")
+    if not isinstance(value, bytes):
+        raise TypeError(f"store values must be bytes, not {type(value).__name__}")
+
+
+def _physical_ttl(ttl: float | None) -> float | None:
+    return None if ttl is None else ttl + _EXPIRE_SLACK
+
+
+def _init_tag_db(con: sqlite3.Connection) -> None:
+    # WAL lets readers run beside a writer. Switching needs a moment with no other
+    # connection in a transaction, and SQLite does not wait for that, so retry.
+    deadline = time.monotonic() + _LOCK_TIMEOUT
+    while True:
+        try:
+            con.execute("PRAGMA journal_mode = WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            busy = exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+    # Like diskcache: durable across crashes of the process, not of the machine.
+    con.execute("PRAGMA synchronous = NORMAL")
+    with _write_transaction(con):
+        for statement in _TAG_SCHEMA:
+            con.execute(statement)

@@ -1,0 +1,34 @@
+"""Public helpers for testing code that uses deja.
+
+:class:`FakeClock` is a wall clock you move by hand, so TTL and age tests never sleep:
+pass it as ``clock=`` to a store or cache.
+"""
+
+from __future__ import annotations
+
+import threading
+
+__all__ = ["FakeClock"]
+
+
+class FakeClock:
+    """A callable clock (seconds since the epoch) that only moves when told to."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self._now = float(start)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward by ``seconds``."""
+        if seconds < 0:
+            raise ValueError("a clock does not run backwards")
+        with self._lock:
+            self._now += seconds
+
+    def set(self, now: float) -> None:
+        """Jump to an absolute time."""
+        with self._lock:
+            self._now = float(now)

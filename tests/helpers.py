@@ -1,0 +1,82 @@
+"""Helpers shared by the tests: requests, responses and a fault-injecting store."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from deja.request import Request
+from deja.stores.base import SyncStore
+from deja.stores.memory import MemoryStore
+from deja.testing import FakeClock
+
+
+def chat_request(content: str = "What is the capital of France?", **params: Any) -> Request:
+    return Request.chat(model="gpt-4o", messages=[{"role": "user", "content": content}], **params)
+
+
+def chat_response(
+    content: str | None = "Paris.",
+    *,
+    finish_reason: str | None = "stop",
+    tool_calls: list[dict[str, Any]] | None = None,
+    prompt_tokens: int = 20,
+    completion_tokens: int = 5,
+) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if tool_calls is not None:
+        message["tool_calls"] = tool_calls
+    return {
+        "id": "chatcmpl-123",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": "gpt-4o-2024-08-06",
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
+class FaultyStore(SyncStore):
+    """A MemoryStore that fails on command: raise on chosen ops, or return garbage."""
+
+    name = "faulty"
+
+    def __init__(self, *, clock: FakeClock | None = None) -> None:
+        self.inner = MemoryStore(clock=clock) if clock else MemoryStore()
+        self.fail_ops: set[str] = set()
+        self.garbage: object = None
+        self.calls: dict[str, int] = {}
+
+    def _enter(self, op: str) -> None:
+        self.calls[op] = self.calls.get(op, 0) + 1
+        if op in self.fail_ops:
+            raise ConnectionError(f"injected failure on {op}")
+
+    def get(self, key: str) -> bytes | None:
+        self._enter("get")
+        if self.garbage is not None:
+            return self.garbage  # type: ignore[return-value]
+        return self.inner.get(key)
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        self._enter("set")
+        self.inner.set(key, value, ttl)
+
+    def delete(self, key: str) -> bool:
+        self._enter("delete")
+        return self.inner.delete(key)
+
+    def clear(self, prefix: str) -> int:
+        self._enter("clear")
+        return self.inner.clear(prefix)
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return [self.get(k) for k in keys]
+
+    def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
+        for k, v in items.items():
+            self.set(k, v, ttl)

@@ -1,0 +1,321 @@
+"""DiskStore beyond the contract: persistence, several processes, threads, error translation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deja.errors import StoreError
+from deja.stores import DiskStore
+from deja.testing import FakeClock
+
+
+def test_constructor_does_no_io(tmp_path: Path) -> None:
+    directory = tmp_path / "not-yet"
+    store = DiskStore(directory)
+    assert not directory.exists()
+    store.set("k", b"v", None)
+    assert directory.is_dir()
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("size_limit", "error"),
+    [(0, ValueError), (-1, ValueError), (1.5, TypeError), (True, TypeError)],
+)
+def test_rejects_bad_size_limit(tmp_path: Path, size_limit: object, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        DiskStore(tmp_path, size_limit=size_limit)  # type: ignore[arg-type]
+
+
+def test_persists_across_store_objects(tmp_path: Path, clock: FakeClock) -> None:
+    first = DiskStore(tmp_path, clock=clock)
+    first.set("forever", b"1", None)
+    first.set("brief", b"2", 10)
+    first.tag("t", ["forever", "brief"], 60)
+    first.close()
+
+    second = DiskStore(tmp_path, clock=clock)
+    assert second.get_many(["forever", "brief"]) == [b"1", b"2"]
+    assert sorted(second.keys_for("t")) == ["brief", "forever"]
+    clock.advance(11)
+    assert second.get("brief") is None, "the expiry is stored with the value"
+    assert second.get("forever") == b"1"
+    second.close()
+
+
+def test_two_open_stores_see_each_other(tmp_path: Path) -> None:
+    a = DiskStore(tmp_path)
+    b = DiskStore(tmp_path)
+    a.set("k", b"from a", None)
+    assert b.get("k") == b"from a"
+    assert b.delete("k") is True
+    assert a.get("k") is None
+    a.close()
+    b.close()
+
+
+def test_diskcache_also_expires_the_item(tmp_path: Path) -> None:
+    # Our header decides expiry by the injected clock; diskcache's own expiry must be set
+    # too, or expired items would stay on disk until evicted.
+    store = DiskStore(tmp_path)
+    store.set("k", b"v", 30)
+    store.set("forever", b"v", None)
+    _, expire_time = store._values().get("k", expire_time=True)
+    assert time.time() + 29 < expire_time < time.time() + 35
+    assert store._values().get("forever", expire_time=True)[1] is None
+    store.close()
+
+
+def test_size_limit_bounds_the_values(tmp_path: Path) -> None:
+    store = DiskStore(tmp_path, size_limit=2**20)
+    value = os.urandom(64 * 1024)  # stored as files, which the volume counts exactly
+    for i in range(64):
+        store.set(f"k{i}", value, None)
+    usage = store.usage()
+    assert usage.entries < 64
+    assert usage.bytes is not None
+    assert usage.bytes < 2 * 2**20
+    assert store.get("k63") == value
+    store.close()
+
+
+def test_threads_share_one_store(tmp_path: Path) -> None:
+    store = DiskStore(tmp_path)
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(50):
+                store.set(f"{n}:{i}", f"{n}-{i}".encode(), None)
+                store.tag("all", [f"{n}:{i}"], None)
+                assert store.get(f"{n}:{i}") == f"{n}-{i}".encode()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(store.keys_for("all")) == 200
+    assert store.clear("") == 200
+    store.close()
+
+
+# A worker process: waits for the go signal, then writes and tags its own keys while the
+# other worker does the same, then reads the other's keys until all are visible.
+WORKER = r"""
+import json, sys, time
+from pathlib import Path
+from deja.stores import DiskStore
+
+directory, me, other, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+(Path(directory).parent / f"ready-{me}").touch()
+go = Path(directory).parent / "go"
+while not go.exists():
+    time.sleep(0.005)
+store = DiskStore(directory)
+for i in range(count):
+    store.set(f"{me}:{i}", f"{me}-{i}".encode() * 50, None)
+    store.tag("shared", [f"{me}:{i}"], None)
+    store.tag(f"own:{me}", [f"{me}:{i}"], 3600)
+    if i % 10 == 0:
+        store.get_many([f"{other}:{j}" for j in range(i)])
+expected = {f"{other}:{i}": f"{other}-{i}".encode() * 50 for i in range(count)}
+deadline = time.monotonic() + 30
+while True:
+    got = dict(zip(expected, store.get_many(list(expected))))
+    if all(v is not None for v in got.values()) or time.monotonic() > deadline:
+        break
+    time.sleep(0.01)
+print(json.dumps({
+    "missing": sorted(k for k, v in got.items() if v is None),
+    "wrong": sorted(k for k, v in got.items() if v is not None and v != expected[k]),
+    "shared": len(store.keys_for("shared")),
+}))
+store.close()
+"""
+
+
+def test_two_processes_write_and_read_concurrently(tmp_path: Path) -> None:
+    directory = tmp_path / "store"
+    count = 150
+    procs = {
+        me: subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(directory), me, other, str(count)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for me, other in (("p1", "p2"), ("p2", "p1"))
+    }
+    deadline = time.monotonic() + 30
+    while not all((tmp_path / f"ready-{me}").exists() for me in procs):
+        assert time.monotonic() < deadline, "workers did not start"
+        assert all(p.poll() is None for p in procs.values()), "a worker died before starting"
+        time.sleep(0.01)
+    (tmp_path / "go").touch()
+
+    results: dict[str, Any] = {}
+    for me, proc in procs.items():
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        results[me] = json.loads(out)
+    for result in results.values():
+        assert result["missing"] == []
+        assert result["wrong"] == []
+
+    store = DiskStore(directory)
+    for me in procs:
+        keys = [f"{me}:{i}" for i in range(count)]
+        assert store.get_many(keys) == [f"{me}-{i}".encode() * 50 for i in range(count)]
+        assert sorted(store.keys_for(f"own:{me}")) == sorted(keys)
+    assert len(store.keys_for("shared")) == 2 * count
+    store.close()
+
+
+ASYNC_CALLS: dict[str, Callable[[DiskStore], Any]] = {
+    "aget": lambda s: s.aget("k"),
+    "aset": lambda s: s.aset("k", b"v", None),
+    "adelete": lambda s: s.adelete("k"),
+    "aget_many": lambda s: s.aget_many(["k"]),
+    "aset_many": lambda s: s.aset_many({"k": b"v"}, 60),
+    "aclear": lambda s: s.aclear("k"),
+    "atag": lambda s: s.atag("t", ["k"], None),
+    "akeys_for": lambda s: s.akeys_for("t"),
+    "adrop": lambda s: s.adrop("t"),
+}
+
+
+@pytest.mark.parametrize("call", ASYNC_CALLS.values(), ids=ASYNC_CALLS.keys())
+async def test_async_methods_run_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, call: Callable[[DiskStore], Any]
+) -> None:
+    store = DiskStore(tmp_path)
+    loop_thread = threading.get_ident()
+    seen: list[int] = []
+
+    # Record the thread of every SQLite-touching entry point the a-methods end up in.
+    real_values, real_tags = store._values, store._tags
+
+    def values() -> Any:
+        seen.append(threading.get_ident())
+        return real_values()
+
+    def tags() -> Any:
+        seen.append(threading.get_ident())
+        return real_tags()
+
+    monkeypatch.setattr(store, "_values", values)
+    monkeypatch.setattr(store, "_tags", tags)
+    await call(store)
+    assert seen
+    assert loop_thread not in seen
+    await store.aclose()
+
+
+async def test_slow_disk_does_not_stall_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = DiskStore(tmp_path)
+    real_get = store.get
+
+    def slow_get(key: str) -> bytes | None:
+        time.sleep(0.3)
+        return real_get(key)
+
+    monkeypatch.setattr(store, "get", slow_get)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    assert await store.aget("k") is None
+    task.cancel()
+    assert ticks >= 10
+    await store.aclose()
+
+
+def test_directory_that_is_a_file_raises_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "a-file"
+    path.write_bytes(b"not a directory")
+    store = DiskStore(path)
+    with pytest.raises(StoreError) as info:
+        store.get("k")
+    assert info.value.__cause__ is not None
+    with pytest.raises(StoreError):
+        store.set("k", b"v", None)
+    with pytest.raises(StoreError):
+        store.tag("t", ["k"], None)
+    store.close()
+
+
+async def test_async_back_end_error_is_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "a-file"
+    path.write_bytes(b"")
+    store = DiskStore(path)
+    with pytest.raises(StoreError):
+        await store.aset("k", b"v", None)
+    with pytest.raises(StoreError):
+        await store.akeys_for("t")
+
+
+def test_corrupt_database_raises_store_error(tmp_path: Path) -> None:
+    store = DiskStore(tmp_path)
+    store.set("k", b"v", None)
+    store.close()
+    for name in os.listdir(tmp_path):
+        if name.startswith("cache.db"):
+            (tmp_path / name).write_bytes(b"this is not a database" * 100)
+    broken = DiskStore(tmp_path)
+    with pytest.raises(StoreError):
+        broken.get("k")
+    broken.close()
+
+
+def test_corrupt_tag_database_raises_store_error(tmp_path: Path) -> None:
+    store = DiskStore(tmp_path)
+    store.tag("t", ["k"], None)
+    store.close()
+    for name in os.listdir(tmp_path):
+        if name.startswith("tags.sqlite3"):
+            (tmp_path / name).write_bytes(b"garbage" * 1000)
+    broken = DiskStore(tmp_path)
+    with pytest.raises(StoreError):
+        broken.keys_for("t")
+    broken.close()
+
+
+def test_foreign_value_raises_store_error(tmp_path: Path) -> None:
+    store = DiskStore(tmp_path)
+    store._values().set("k", b"\x09raw bytes written by someone else")
+    with pytest.raises(StoreError):
+        store.get("k")
+    store.close()
+
+
+def test_expired_tag_records_are_purged(tmp_path: Path, clock: FakeClock) -> None:
+    store = DiskStore(tmp_path, clock=clock)
+    store.tag("old", ["a", "b"], 10)
+    clock.advance(11)
+    store.tag("new", ["c"], 10)  # any tag write purges expired records
+    con = store._tags()
+    assert con.execute("SELECT name FROM tag").fetchall() == [("new",)]
+    assert con.execute("SELECT name, key FROM tag_key").fetchall() == [("new", "c")]
+    store.close()

@@ -1,0 +1,446 @@
+"""The Cache façade: hits, TTL, controls, namespaces, tags, admission and fail-open."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+import deja
+from deja.errors import ControlError, InvalidRequestError, StoreError
+from deja.keys import make_key
+from deja.stores.base import SyncStore
+from deja.stores.memory import MemoryStore
+from deja.testing import FakeClock
+from tests.helpers import FaultyStore, chat_request, chat_response
+
+
+class Upstream:
+    """A counting stand-in for the provider call."""
+
+    def __init__(self, response: dict[str, Any] | None = None) -> None:
+        self.calls = 0
+        self.response = response or chat_response()
+
+    def __call__(self) -> dict[str, Any]:
+        self.calls += 1
+        return self.response
+
+    async def acall(self) -> dict[str, Any]:
+        return self()
+
+
+def test_miss_then_hit(clock: FakeClock) -> None:
+    cache = deja.Cache(clock=clock)
+    up = Upstream()
+    first = cache.fetch(chat_request(), up)
+    clock.advance(3)
+    second = cache.fetch(chat_request(), up)
+    assert up.calls == 1
+    assert first.info.status == "miss" and not first.info.hit
+    assert second.info.status == "hit" and second.info.hit
+    assert second.response == first.response == up.response
+    assert second.info.key == first.info.key == cache.key(chat_request())
+    assert second.info.age == pytest.approx(3)
+    # gpt-4o list price: 20 input tokens at $2.50/M + 5 output at $10/M
+    assert first.info.cost_usd == pytest.approx(20 * 2.5e-6 + 5 * 10e-6)
+    assert second.info.cost_usd == 0.0
+    assert second.info.saved_usd == pytest.approx(first.info.cost_usd)
+    stats = cache.stats()
+    assert (stats.hits, stats.misses, stats.saved_tokens) == (1, 1, 25)
+    assert stats.hit_ratio == 0.5
+
+
+async def test_async_miss_then_hit(clock: FakeClock) -> None:
+    cache = deja.AsyncCache(clock=clock)
+    up = Upstream()
+    first = await cache.fetch(chat_request(), up.acall)
+    second = await cache.fetch(chat_request(), up.acall)
+    assert up.calls == 1
+    assert (first.info.status, second.info.status) == ("miss", "hit")
+    assert second.response == up.response
+
+
+def test_sync_and_async_caches_share_a_store(clock: FakeClock) -> None:
+    import asyncio
+
+    store = MemoryStore(clock=clock)
+    deja.Cache(store=store, clock=clock).put(chat_request(), chat_response())
+    result = asyncio.run(deja.AsyncCache(store=store, clock=clock).get(chat_request()))
+    assert result.info.status == "hit"
+
+
+def test_get_and_put(clock: FakeClock) -> None:
+    cache = deja.Cache(clock=clock)
+    assert cache.get(chat_request()).response is None
+    assert cache.get(chat_request()).info.status == "miss"
+    assert cache.put(chat_request(), chat_response()) is True
+    assert cache.get(chat_request()).response == chat_response()
+
+
+def test_default_ttl_and_per_request_ttl(clock: FakeClock) -> None:
+    cache = deja.Cache(ttl=60, clock=clock)
+    cache.put(chat_request("a"), chat_response())
+    cache.put(chat_request("b"), chat_response(), control={"ttl": 600})
+    clock.advance(61)
+    assert cache.get(chat_request("a")).info.status == "miss"
+    assert cache.get(chat_request("b")).info.status == "hit"
+    clock.advance(600)
+    assert cache.get(chat_request("b")).info.status == "miss"
+
+
+def test_s_maxage_limits_the_acceptable_age(clock: FakeClock) -> None:
+    cache = deja.Cache(clock=clock)
+    cache.put(chat_request(), chat_response())
+    clock.advance(30)
+    assert cache.get(chat_request(), control={"s-maxage": 60}).info.status == "hit"
+    assert cache.get(chat_request(), control={"s-maxage": 10}).info.status == "miss"
+    assert cache.get(chat_request(), control={"s-max-age": 10}).info.status == "miss"
+    assert cache.get(chat_request()).info.status == "hit"  # the entry itself is still there
+
+
+def test_no_cache_skips_lookup_but_stores() -> None:
+    cache = deja.Cache()
+    up = Upstream()
+    cache.fetch(chat_request(), up)
+    fresh = cache.fetch(chat_request(), up, control={"no-cache": True})
+    assert up.calls == 2 and fresh.info.status == "bypass"
+    assert cache.stats().bypasses == 1
+
+
+def test_no_store_and_use_cache_false() -> None:
+    cache = deja.Cache()
+    up = Upstream()
+    cache.fetch(chat_request(), up, control={"no-store": True})
+    assert cache.get(chat_request()).response is None
+    cache.fetch(chat_request(), up, control={"use-cache": False})
+    assert cache.get(chat_request()).response is None
+    assert up.calls == 2
+
+
+def test_unknown_or_bad_controls_are_errors() -> None:
+    cache = deja.Cache()
+    with pytest.raises(ControlError, match="no_cach"):
+        cache.get(chat_request(), control={"no_cach": True})
+    with pytest.raises(ControlError, match="ttl"):
+        cache.put(chat_request(), chat_response(), control={"ttl": "soon"})
+    with pytest.raises(InvalidRequestError):
+        cache.key_for(model="gpt-4o", messages="hello")  # type: ignore[arg-type]
+
+
+def test_namespaces_are_isolated_and_cleared_alone() -> None:
+    cache = deja.Cache()
+    cache.put(chat_request(), chat_response("a"), control={"namespace": "a"})
+    cache.put(chat_request(), chat_response("b"), control={"namespace": "b"})
+    cache.put(chat_request(), chat_response("default"))
+    got = lambda ns: cache.get(chat_request(), control={"namespace": ns} if ns else None).response  # noqa: E731
+    assert got("a")["choices"][0]["message"]["content"] == "a"
+    assert got("b")["choices"][0]["message"]["content"] == "b"
+    assert cache.clear(namespace="a") == 1
+    assert got("a") is None
+    assert got("b") is not None and got(None) is not None
+
+
+def test_tenants_never_share_entries() -> None:
+    cache = deja.Cache()
+    a = deja.Request.chat(
+        model="gpt-4o", messages=[{"role": "user", "content": "x"}], tenant="team-a"
+    )
+    b = deja.Request.chat(
+        model="gpt-4o", messages=[{"role": "user", "content": "x"}], tenant="team-b"
+    )
+    cache.put(a, chat_response())
+    assert cache.get(b).info.status == "miss"
+    assert cache.key(a) != cache.key(b)
+    assert cache.clear(tenant="team-a") == 1
+
+
+def test_clear_touches_only_this_prefix() -> None:
+    store = MemoryStore()
+    mine = deja.Cache(store=store, key_prefix="app:")
+    other = deja.Cache(store=store, key_prefix="other:")
+    mine.put(chat_request("1"), chat_response())
+    mine.put(chat_request("2"), chat_response(), control={"namespace": "n"})
+    other.put(chat_request("1"), chat_response())
+    store.set("unrelated", b"x", None)
+    assert mine.clear() == 2
+    assert other.get(chat_request("1")).info.status == "hit"
+    assert store.get("unrelated") == b"x"
+
+
+def test_prefix_versioning_invalidates_without_deleting() -> None:
+    store = MemoryStore()
+    deja.Cache(store=store, key_prefix="deja:prompt-v1:").put(chat_request(), chat_response())
+    v2 = deja.Cache(store=store, key_prefix="deja:prompt-v2:")
+    assert v2.get(chat_request()).info.status == "miss"
+    assert len(store) == 1
+
+
+def test_targeted_deletion_with_key_for() -> None:
+    cache = deja.Cache()
+    cache.put(chat_request(), chat_response())
+    key = cache.key_for(
+        model="gpt-4o", messages=[{"role": "user", "content": "What is the capital of France?"}]
+    )
+    assert key == cache.key(chat_request())
+    assert cache.delete(key) is True
+    assert cache.delete(key) is False
+    assert cache.get(chat_request()).response is None
+    cache.put(chat_request(), chat_response())
+    assert cache.delete_request(chat_request()) is True
+
+
+def test_delete_tag() -> None:
+    cache = deja.Cache()
+    cache.put(chat_request("1"), chat_response(), control={"tags": ["doc:1"]})
+    cache.put(chat_request("2"), chat_response(), control={"tags": ["doc:1", "doc:2"]})
+    cache.put(chat_request("3"), chat_response(), control={"tags": ["doc:2"]})
+    cache.put(chat_request("4"), chat_response(), control={"tags": ["doc:1"], "namespace": "other"})
+    assert cache.delete_tag("doc:1") == 2
+    assert cache.get(chat_request("1")).response is None
+    assert cache.get(chat_request("2")).response is None
+    assert cache.get(chat_request("3")).response is not None
+    assert cache.get(chat_request("4"), control={"namespace": "other"}).response is not None
+    assert cache.delete_tag("doc:1", namespace="other") == 1
+
+
+class NoTagStore(SyncStore):
+    name = "notags"
+
+    def __init__(self) -> None:
+        self.inner = MemoryStore()
+
+    def get(self, key: str) -> bytes | None:
+        return self.inner.get(key)
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        self.inner.set(key, value, ttl)
+
+    def delete(self, key: str) -> bool:
+        return self.inner.delete(key)
+
+    def clear(self, prefix: str) -> int:
+        return self.inner.clear(prefix)
+
+
+def test_tags_on_a_store_without_tag_index_are_a_clear_error() -> None:
+    cache = deja.Cache(store=NoTagStore())
+    with pytest.raises(ControlError, match="tag"):
+        cache.put(chat_request(), chat_response(), control={"tags": ["x"]})
+    with pytest.raises(ControlError, match="tag"):
+        cache.delete_tag("x")
+
+
+@pytest.mark.parametrize(
+    ("response", "stored"),
+    [
+        (chat_response(), True),
+        (
+            chat_response(
+                None,
+                finish_reason="tool_calls",
+                tool_calls=[
+                    {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                ],
+            ),
+            True,
+        ),
+        (chat_response(finish_reason="content_filter"), False),
+        (chat_response(finish_reason=None), False),
+        (chat_response(None), False),
+        (chat_response(""), False),
+        (chat_response(finish_reason="length"), True),
+        ({"error": {"message": "bad"}}, False),
+        ({"choices": []}, False),
+    ],
+    ids=[
+        "plain",
+        "tool-calls-only",
+        "content-filter",
+        "unfinished",
+        "no-content",
+        "empty",
+        "length",
+        "error",
+        "no-choices",
+    ],
+)
+def test_admission(response: dict[str, Any], stored: bool) -> None:
+    cache = deja.Cache()
+    assert cache.put(chat_request(), response) is stored
+    assert (cache.get(chat_request()).response is not None) is stored
+
+
+def test_truncated_answers_can_be_refused() -> None:
+    cache = deja.Cache(admission=deja.AdmissionPolicy(store_truncated=False))
+    assert cache.put(chat_request(), chat_response(finish_reason="length")) is False
+
+
+def test_upstream_errors_are_never_cached() -> None:
+    cache = deja.Cache()
+    calls = 0
+
+    def failing() -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        raise deja.RateLimitError("slow down", retry_after=1.0)
+
+    for _ in range(2):
+        with pytest.raises(deja.RateLimitError):
+            cache.fetch(chat_request(), failing)
+    assert calls == 2
+    up = Upstream()
+    assert cache.fetch(chat_request(), up).info.status == "miss" and up.calls == 1
+
+
+def test_max_entry_bytes_and_compression() -> None:
+    store = MemoryStore()
+    big = chat_response("word " * 5000)
+    cache = deja.Cache(store=store, max_entry_bytes=2_000, compress_min_bytes=10**9)
+    assert cache.put(chat_request(), big) is False
+    cache = deja.Cache(store=store, compress_min_bytes=1024)
+    assert cache.put(chat_request(), big) is True
+    raw = store.get(cache.key(chat_request()))
+    assert raw is not None and raw[:4] == b"DJ\x01\x01" and len(raw) < 2_000
+    assert cache.get(chat_request()).response == big
+
+
+def test_undecodable_entry_is_a_miss_and_is_deleted() -> None:
+    store = MemoryStore()
+    metrics = deja.PrometheusMetrics()
+    cache = deja.Cache(store=store, metrics=metrics)
+    key = cache.key(chat_request())
+    store.set(key, b"not an entry", None)
+    assert cache.get(chat_request()).info.status == "miss"
+    assert store.get(key) is None
+    assert b'deja_cache_errors_total{op="decode",store="memory"} 1.0' in metrics.render()
+
+
+def test_store_failures_fail_open(clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    store = FaultyStore(clock=clock)
+    metrics = deja.PrometheusMetrics()
+    cache = deja.Cache(store=store, metrics=metrics, clock=clock, breaker_threshold=100)
+    store.fail_ops = {"get", "set"}
+    up = Upstream()
+    with caplog.at_level(logging.WARNING, logger="deja"):
+        for _ in range(3):
+            result = cache.fetch(chat_request(), up)
+            assert result.info.status == "miss" and result.response == up.response
+    assert up.calls == 3
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1  # one warning per breaker window, not one per call
+    text = metrics.render().decode()
+    # per fetch: a failed lookup, a failed re-check by the single-flight leader, a failed write
+    assert 'deja_cache_errors_total{op="get",store="faulty"} 6.0' in text
+    assert 'deja_cache_errors_total{op="set",store="faulty"} 3.0' in text
+    assert cache.stats().store_errors == 9
+    store.fail_ops = set()
+    cache.fetch(chat_request(), up)
+    assert cache.fetch(chat_request(), up).info.status == "hit"
+
+
+def test_garbage_from_the_store_is_a_miss() -> None:
+    store = FaultyStore()
+    cache = deja.Cache(store=store)
+    cache.put(chat_request(), chat_response())
+    store.garbage = "a str, not bytes"
+    assert cache.get(chat_request()).info.status == "miss"
+    store.garbage = 12345
+    assert cache.fetch(chat_request(), Upstream()).info.status == "miss"
+
+
+def test_breaker_opens_then_probes(clock: FakeClock) -> None:
+    import time as _time
+
+    store = FaultyStore()
+    metrics = deja.PrometheusMetrics()
+    cache = deja.Cache(store=store, metrics=metrics, breaker_threshold=3, breaker_reset=0.05)
+    store.fail_ops = {"get"}
+    statuses = [cache.get(chat_request()).info.status for _ in range(5)]
+    assert statuses == ["miss", "miss", "miss", "bypass", "bypass"]
+    assert store.calls["get"] == 3  # an open breaker does not touch the store
+    assert b'deja_cache_breaker_open{store="faulty"} 1.0' in metrics.render()
+    store.fail_ops = set()
+    _time.sleep(0.06)  # the breaker's timer is monotonic, by design not the wall clock
+    assert cache.get(chat_request()).info.status == "miss"  # the probe reaches the store
+    assert b'deja_cache_breaker_open{store="faulty"} 0.0' in metrics.render()
+    cache.put(chat_request(), chat_response())
+    assert cache.get(chat_request()).info.status == "hit"
+
+
+def test_management_calls_raise_store_errors() -> None:
+    store = FaultyStore()
+    cache = deja.Cache(store=store)
+    store.fail_ops = {"delete", "clear"}
+    with pytest.raises(StoreError):
+        cache.delete("k")
+    with pytest.raises(StoreError):
+        cache.clear()
+
+
+def test_metrics_after_one_miss_and_two_hits() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    metrics = deja.PrometheusMetrics()
+    store = MemoryStore()
+    metrics.watch_store("memory", store)
+    cache = deja.Cache(store=store, metrics=metrics)
+    up = Upstream()
+    for _ in range(3):
+        cache.fetch(chat_request(), up)
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(metrics.render().decode())
+        for s in family.samples
+    }
+    assert samples[("deja_cache_requests_total", (("result", "miss"), ("tier", "exact")))] == 1
+    assert samples[("deja_cache_requests_total", (("result", "hit"), ("tier", "exact")))] == 2
+    assert samples[("deja_cache_saved_tokens_total", ())] == 50
+    assert samples[("deja_cache_saved_usd_total", ())] == pytest.approx(
+        2 * (20 * 2.5e-6 + 5 * 10e-6)
+    )
+    # three fetches: the miss looks up twice (the leader re-checks), each hit once
+    assert samples[("deja_cache_lookup_seconds_count", (("store", "memory"),))] == 4
+    assert samples[("deja_cache_entries", (("store", "memory"),))] == 1
+
+
+def test_prompts_and_answers_never_reach_the_logs(caplog: pytest.LogCaptureFixture) -> None:
+    secret = "SENTINEL-7f3a9c"
+    store = FaultyStore()
+    cache = deja.Cache(store=store)
+    request = chat_request(f"my password is {secret}")
+    response = chat_response(f"noted: {secret}")
+    with caplog.at_level(logging.DEBUG):
+        cache.fetch(request, lambda: response)
+        cache.fetch(request, lambda: response)
+        cache.put(request, chat_response(secret, finish_reason="content_filter"))
+        store.fail_ops = {"get", "set"}
+        cache.fetch(request, lambda: response)
+    assert any("CACHE HIT" in r.getMessage() for r in caplog.records)
+    assert any("CACHE MISS" in r.getMessage() for r in caplog.records)
+    for record in caplog.records:
+        assert secret not in record.getMessage()
+        assert secret not in str(record.args)
+
+
+def test_key_matches_the_pure_function() -> None:
+    cache = deja.Cache(key_prefix="x:", namespace="ns")
+    assert cache.key(chat_request()) == make_key(chat_request(), key_prefix="x:", namespace="ns")
+    info = cache.explain(chat_request(), {"namespace": "other"})
+    assert info["key"] == make_key(chat_request(), key_prefix="x:", namespace="other")
+
+
+def test_custom_key_builder_in_the_cache() -> None:
+    cache = deja.Cache(key_builder=lambda request: "same-for-all")
+    cache.put(chat_request("a"), chat_response())
+    assert cache.get(chat_request("b")).info.status == "hit"
+
+
+def test_constructor_validation() -> None:
+    with pytest.raises(ValueError):
+        deja.Cache(ttl=-1)
+    with pytest.raises(ValueError):
+        deja.Cache(max_entry_bytes=0)
+    with pytest.raises(ControlError):
+        deja.Cache(namespace="")

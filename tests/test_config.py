@@ -1,0 +1,1135 @@
+"""The YAML loader: native and LiteLLM formats, errors with paths, the cache-type registry."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import textwrap
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deja.config import (
+    DEFAULT_MAX_REQUEST_BYTES,
+    CacheTypeRegistry,
+    CachingSettings,
+    HookSpec,
+    Option,
+    Settings,
+    StoreSpec,
+    build_cache,
+    cache_types,
+    load_callable,
+    load_config,
+    parse_config,
+)
+from deja.errors import ConfigError
+from deja.stores.base import Store
+from deja.stores.memory import MemoryStore
+
+SECRET = "sk-very-secret-0123456789"
+
+
+def write(directory: Path, text: str, name: str = "config.yaml") -> Path:
+    path = directory / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def load(
+    tmp_path: Path,
+    text: str,
+    *,
+    environ: Mapping[str, str] | None = None,
+    registry: CacheTypeRegistry | None = None,
+) -> Settings:
+    return load_config(write(tmp_path, text), environ=environ or {}, registry=registry)
+
+
+def parse(data: Mapping[str, object], tmp_path: Path, **kwargs: Any) -> Settings:
+    kwargs.setdefault("environ", {})
+    return parse_config(data, base_dir=tmp_path, **kwargs)
+
+
+def config_error(tmp_path: Path, text: str, **kwargs: Any) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, text, **kwargs)
+    return info.value
+
+
+class FakeStore(MemoryStore):
+    """A real store that remembers the options its factory received."""
+
+    def __init__(self, options: Mapping[str, object]) -> None:
+        super().__init__()
+        self.options = dict(options)
+
+
+def fake_factory(options: Mapping[str, object]) -> Store:
+    return FakeStore(options)
+
+
+def registry_with_future_types() -> CacheTypeRegistry:
+    """The built-ins plus stand-ins for back-ends later issues add (redis, tiered)."""
+    registry = CacheTypeRegistry()
+    registry.register(
+        "redis",
+        factory=fake_factory,
+        options={
+            "url": Option(types=str),
+            "host": Option(types=str),
+            "port": Option(types=(int, str)),
+            "password": Option(types=str, secret=True),
+        },
+    )
+    registry.register(
+        "tiered",
+        factory=fake_factory,
+        options={
+            "l1": Option(types=StoreSpec, required=True),
+            "l2": Option(types=StoreSpec, required=True),
+        },
+        aliases=("dual_cache",),
+    )
+    registry.register(
+        "redis_semantic",
+        factory=fake_factory,
+        options={"host": Option(types=str), "port": Option(types=int)},
+        aliases=("redis-semantic",),
+    )
+    return registry
+
+
+# --------------------------------------------------------------------------- seed snippets
+# Every config.yaml snippet of shared/seed/caching-guide.md, as a user would paste it.
+
+SEED_INJECTION = """\
+    model_list:
+      - model_name: claude-3.5-cached
+        litellm_params:
+          model: anthropic/claude-3.5-sonnet-20240620
+    hooks:                                  # ← tell LiteLLM to load the hook file
+      - path: anthropic_cache_control_hook.py
+        async_pre_llm_hook: async_pre_llm_hook
+
+    # optional – restrict which messages the hook touches
+    cache_control_injection_points:
+      - location: message
+        role: system
+    """  # noqa: RUF001 - verbatim from the seed guide
+
+SEED_REDIS = """\
+    # config.yaml
+    cache_responses: true
+    caching:
+      type: redis
+      host: cache.internal
+      port: 6379
+      ttl: 7200                 # 2 hours
+      key_prefix: litellm:v1:   # optional isolation per environment
+    proxy:
+      host: 0.0.0.0
+      port: 4000
+    """
+
+SEED_DUAL = """\
+    caching:
+      type: dual_cache
+      l1:
+        type: in-memory
+        capacity: 5000              # max entries
+      l2:
+        type: redis
+        host: redis.internal
+        ttl: 3600
+    """
+
+SEED_SEMANTIC = """\
+    cache_responses: true
+    caching:
+      type: redis_semantic
+      host: redis-vector.internal
+      port: 6379
+      ttl: 86400                       # 24 h
+      similarity_threshold: 0.85
+      params:
+        embedding_model: text-embedding-3-small
+    """
+
+SEED_KEY_HOOK = """\
+    # config.yaml
+    cache_responses: true
+    caching:
+      type: redis
+      host: redis.internal
+      # 👇 Point to your custom key builder function
+      key_builder: custom_key_hook.build_cache_key
+    """
+
+SEED_TENANT_HOOK = """\
+    # config.yaml
+    cache_responses: true
+    caching:
+      type: redis
+      # 👇 This hook will receive the api_key from the request context
+      key_builder: tenant_cache_hook.tenant_key_builder
+    """
+
+SEED_PROMETHEUS = """\
+    # config.yaml
+    # ... other settings
+    litellm_settings:
+      # 👇 Enables the /metrics endpoint for Prometheus
+      enable_prometheus: true
+    """
+
+SEED_POLICY_HOOK = """\
+    hooks:
+      - path: cache_policy.py
+        async_post_cache_hook: async_post_cache_hook
+    """
+
+
+def test_seed_injection_snippet_works(tmp_path: Path) -> None:
+    settings = load(tmp_path, SEED_INJECTION)
+    assert settings.model_list[0].model_name == "claude-3.5-cached"
+    assert settings.model_list[0].model == "anthropic/claude-3.5-sonnet-20240620"
+    assert settings.hooks == (
+        HookSpec(
+            path=tmp_path.absolute() / "anthropic_cache_control_hook.py",
+            async_pre_llm_hook="async_pre_llm_hook",
+        ),
+    )
+    assert settings.cache_control_injection_points == ({"location": "message", "role": "system"},)
+    assert settings.caching is None
+    assert settings.warnings == ()
+
+
+def test_seed_redis_snippet_fails_on_its_unquoted_key_prefix(tmp_path: Path) -> None:
+    # `key_prefix: litellm:v1:` is not valid YAML (a plain value cannot end with ':').
+    error = config_error(tmp_path, SEED_REDIS)
+    assert "config.yaml:8:" in str(error)  # the key_prefix line
+    assert "must be quoted" in str(error)
+
+
+def test_seed_redis_snippet_with_quoted_prefix_says_redis_is_not_available_yet(
+    tmp_path: Path,
+) -> None:
+    error = config_error(tmp_path, SEED_REDIS.replace("litellm:v1:", '"litellm:v1:"'))
+    assert error.path == "caching.type"
+    assert "'redis' is not available yet" in str(error)
+    assert "memory" in str(error) and "disk" in str(error)
+
+
+def test_seed_redis_snippet_parses_once_redis_is_registered(tmp_path: Path) -> None:
+    text = SEED_REDIS.replace("litellm:v1:", '"litellm:v1:"')
+    settings = load(tmp_path, text, registry=registry_with_future_types())
+    caching = settings.caching
+    assert caching is not None
+    assert caching.type == "redis"
+    assert caching.options == {
+        "url": None,
+        "host": "cache.internal",
+        "port": 6379,
+        "password": None,
+    }
+    assert caching.ttl == 7200.0
+    assert caching.key_prefix == "litellm:v1:"
+    assert settings.proxy.host == "0.0.0.0" and settings.proxy.port == 4000
+
+
+def test_seed_dual_cache_snippet_says_not_available_yet(tmp_path: Path) -> None:
+    error = config_error(tmp_path, SEED_DUAL)
+    assert error.path == "caching.type"
+    assert "'dual_cache' is not available yet" in str(error)
+
+
+def test_seed_dual_cache_snippet_nests_cache_blocks_once_tiered_exists(tmp_path: Path) -> None:
+    settings = load(tmp_path, SEED_DUAL, registry=registry_with_future_types())
+    caching = settings.caching
+    assert caching is not None and caching.type == "tiered"
+    l1, l2 = caching.options["l1"], caching.options["l2"]
+    assert isinstance(l1, StoreSpec) and isinstance(l2, StoreSpec)
+    assert (l1.type, l1.options, l1.ttl) == (
+        "memory",
+        {"max_entries": 5000, "max_bytes": None},
+        None,
+    )
+    assert (l2.type, l2.options["host"], l2.ttl) == ("redis", "redis.internal", 3600.0)
+    assert isinstance(l1.build(), MemoryStore)
+
+
+def test_nested_cache_block_errors_name_their_path(tmp_path: Path) -> None:
+    error = config_error(
+        tmp_path,
+        SEED_DUAL.replace("capacity: 5000", "capacty: 5000"),
+        registry=registry_with_future_types(),
+    )
+    assert error.path == "caching.l1.capacty"
+    assert "did you mean 'capacity'?" in str(error)
+
+
+def test_seed_semantic_snippet_says_not_available_yet(tmp_path: Path) -> None:
+    error = config_error(tmp_path, SEED_SEMANTIC)
+    assert error.path == "caching.type"
+    assert "'redis_semantic' is not available yet" in str(error)
+    settings = load(tmp_path, SEED_SEMANTIC, registry=registry_with_future_types())
+    assert settings.caching is not None
+    assert settings.caching.similarity_threshold == 0.85
+    assert settings.caching.params == {"embedding_model": "text-embedding-3-small"}
+
+
+@pytest.mark.parametrize("snippet", [SEED_KEY_HOOK, SEED_TENANT_HOOK])
+def test_seed_key_builder_snippets_fail_on_redis_then_parse(tmp_path: Path, snippet: str) -> None:
+    assert config_error(tmp_path, snippet).path == "caching.type"
+    settings = load(tmp_path, snippet, registry=registry_with_future_types())
+    assert settings.caching is not None
+    assert settings.caching.key_builder in (
+        "custom_key_hook.build_cache_key",
+        "tenant_cache_hook.tenant_key_builder",
+    )
+
+
+def test_seed_prometheus_snippet_works(tmp_path: Path) -> None:
+    settings = load(tmp_path, SEED_PROMETHEUS)
+    assert settings.enable_prometheus is True
+    assert settings.warnings == ()
+
+
+def test_seed_post_cache_hook_snippet_works(tmp_path: Path) -> None:
+    settings = load(tmp_path, SEED_POLICY_HOOK)
+    (hook,) = settings.hooks
+    assert hook.path == tmp_path.absolute() / "cache_policy.py"
+    assert hook.async_post_cache_hook == "async_post_cache_hook"
+    assert hook.async_pre_llm_hook is None
+
+
+# --------------------------------------------------------------------------- DESIGN.md
+
+DESIGN_EXAMPLE = """\
+    model_list:
+      - model_name: gpt-4o
+        litellm_params: {model: openai/gpt-4o, api_key: os.environ/OPENAI_API_KEY}
+    # native                                   # LiteLLM's equivalent, also accepted
+    caching:                                   # litellm_settings: {cache: true, cache_params: {...}}
+      type: redis      # memory|disk|redis|s3|tiered|redis_semantic|qdrant_semantic
+                       # aliases: local, in-memory, dual_cache, redis-semantic, qdrant-semantic
+      url: redis://127.0.0.1:6379/0
+      ttl: 7200
+      key_prefix: "deja:"
+      similarity_threshold: 0.9
+      params: {embedding_model: local}
+      key_builder: my_hooks.build_cache_key     # module:function relative to the config file
+    cache_control_injection_points: [{location: message, role: system}]
+    hooks: [{path: my_hooks.py, async_pre_llm_hook: async_pre_llm_hook}]
+    litellm_settings: {enable_prometheus: true}
+    proxy: {host: 0.0.0.0, port: 4000}
+    general_settings:
+      master_key: os.environ/DEJA_MASTER_KEY
+      virtual_keys: [{key: os.environ/TEAM_A_KEY, tenant: team-a, models: [gpt-4o]}]
+    """  # noqa: E501 - verbatim from DESIGN.md
+
+DESIGN_ENV = {
+    "OPENAI_API_KEY": SECRET,
+    "DEJA_MASTER_KEY": "sk-master-secret",
+    "TEAM_A_KEY": "sk-team-a-secret",
+}
+
+
+def test_design_example_parses(tmp_path: Path) -> None:
+    settings = load(
+        tmp_path, DESIGN_EXAMPLE, environ=DESIGN_ENV, registry=registry_with_future_types()
+    )
+    (deployment,) = settings.model_list
+    assert deployment.litellm_params == {"model": "openai/gpt-4o", "api_key": SECRET}
+    caching = settings.caching
+    assert caching is not None
+    assert caching.type == "redis"
+    assert caching.options["url"] == "redis://127.0.0.1:6379/0"
+    assert (caching.ttl, caching.key_prefix, caching.similarity_threshold) == (7200.0, "deja:", 0.9)
+    assert caching.params == {"embedding_model": "local"}
+    assert caching.key_builder == "my_hooks.build_cache_key"
+    assert caching.base_dir == tmp_path.absolute()
+    assert settings.cache_control_injection_points == ({"location": "message", "role": "system"},)
+    assert settings.hooks[0].path == tmp_path.absolute() / "my_hooks.py"
+    assert settings.enable_prometheus is True
+    assert (settings.proxy.host, settings.proxy.port, settings.proxy.workers) == (
+        "0.0.0.0",
+        4000,
+        1,
+    )
+    assert settings.general.master_key == "sk-master-secret"
+    (virtual_key,) = settings.general.virtual_keys
+    assert (virtual_key.key, virtual_key.tenant, virtual_key.models) == (
+        "sk-team-a-secret",
+        "team-a",
+        ("gpt-4o",),
+    )
+    assert settings.general.max_request_bytes == DEFAULT_MAX_REQUEST_BYTES
+    assert settings.warnings == ()
+    # Secrets stay out of reprs (logs, tracebacks).
+    for secret in DESIGN_ENV.values():
+        assert secret not in repr(settings)
+
+
+def test_design_example_with_the_builtin_types_says_redis_is_not_available(tmp_path: Path) -> None:
+    error = config_error(tmp_path, DESIGN_EXAMPLE, environ=DESIGN_ENV)
+    assert error.path == "caching.type"
+    assert "not available yet" in str(error)
+
+
+def test_design_example_with_memory_builds_a_cache(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "def build_cache_key(request):\n    return 'digest'\n\n"
+        "async def async_pre_llm_hook(request, **kwargs):\n    return request\n",
+        name="my_hooks.py",
+    )
+    text = DESIGN_EXAMPLE.replace("type: redis ", "type: memory ").replace(
+        "url: redis://127.0.0.1:6379/0", "max_entries: 100"
+    )
+    settings = load(tmp_path, text, environ=DESIGN_ENV)
+    assert settings.caching is not None
+    kwargs = settings.caching.cache_kwargs()
+    assert isinstance(kwargs["store"], MemoryStore)
+    assert callable(kwargs["key_builder"])
+    assert kwargs["key_builder"]("anything") == "digest"
+    assert settings.hooks[0].load("async_pre_llm_hook").__name__ == "async_pre_llm_hook"
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_misspelt_top_level_key_names_the_path_and_suggests(tmp_path: Path) -> None:
+    error = config_error(tmp_path, "cachng:\n  type: memory\n")
+    assert error.path == "cachng"
+    assert str(error).startswith("cachng: ")
+    assert "did you mean 'caching'?" in str(error)
+
+
+def test_non_numeric_ttl_names_the_path(tmp_path: Path) -> None:
+    error = config_error(tmp_path, "caching:\n  type: memory\n  ttl: abc\n")
+    assert str(error) == "caching.ttl: expected a number of seconds, got 'abc'"
+    assert error.path == "caching.ttl"
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "suggestion"),
+    [
+        ("caching: {type: memory, key_prefx: 'x:'}", "caching.key_prefx", "key_prefix"),
+        (
+            "model_list:\n"
+            "  - {model_name: a, litellm_params: {model: openai/gpt-4o}}\n"
+            "  - {model_name: b, litellm_params: {modle: openai/gpt-4o}}\n",
+            "model_list[1].litellm_params.modle",
+            "model",
+        ),
+        ("model_list: [{model_nme: a}]", "model_list[0].model_nme", "model_name"),
+        ("proxy: {prot: 4000}", "proxy.prot", "port"),
+        ("general_settings: {master_kye: x}", "general_settings.master_kye", "master_key"),
+        ("litellm_settings: {cache_parms: {}}", "litellm_settings.cache_parms", "cache_params"),
+        ("caching: {type: memory, max_entrys: 5}", "caching.max_entrys", "max_entries"),
+        ("caching: {type: disk, directroy: d}", "caching.directroy", "directory"),
+        (
+            "hooks: [{path: h.py, async_pre_llm_hok: f}]",
+            "hooks[0].async_pre_llm_hok",
+            "async_pre_llm_hook",
+        ),
+        (
+            "cache_control_injection_points: [{location: message, roel: system}]",
+            "cache_control_injection_points[0].roel",
+            "role",
+        ),
+    ],
+)
+def test_nested_typos_name_the_path_and_suggest(
+    tmp_path: Path, text: str, path: str, suggestion: str
+) -> None:
+    error = config_error(tmp_path, text)
+    assert error.path == path
+    assert str(error).startswith(f"{path}: ")
+    assert f"did you mean {suggestion!r}?" in str(error)
+
+
+def test_unknown_key_without_a_near_match_lists_the_known_keys(tmp_path: Path) -> None:
+    error = config_error(tmp_path, "proxy: {zzz: 1}")
+    assert "expected one of: host, port, workers" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "fragment"),
+    [
+        ("caching: {ttl: -5}", "caching.ttl", "positive number of seconds"),
+        ("caching: {ttl: .inf}", "caching.ttl", "number of seconds"),
+        ("caching: {ttl: true}", "caching.ttl", "got true"),
+        ("caching: {similarity_threshold: 1.5}", "caching.similarity_threshold", "between 0 and 1"),
+        ("caching: {mode: sometimes}", "caching.mode", "default_on or default_off"),
+        ("caching: {max_entries: 0}", "caching.max_entries", "greater than 0"),
+        ("caching: {max_entries: many}", "caching.max_entries", "expected an integer"),
+        ("caching: {key_builder: not-a-spec}", "caching.key_builder", "module.function"),
+        ("caching: {store_truncated: maybe}", "caching.store_truncated", "true or false"),
+        ("caching: []", "caching", "expected a mapping"),
+        ("proxy: {port: 70000}", "proxy.port", "1-65535"),
+        ("proxy: {port: 0}", "proxy.port", "1-65535"),
+        ("proxy: {workers: 0}", "proxy.workers", "at least 1"),
+        ("model_list: {a: b}", "model_list", "expected a list"),
+        ("model_list: [{model_name: a}]", "model_list[0].litellm_params", "required"),
+        (
+            "model_list: [{model_name: a, litellm_params: {}}]",
+            "model_list[0].litellm_params.model",
+            "required",
+        ),
+        (
+            "model_list: [{model_name: a, litellm_params: {model: m, timeout: soon}}]",
+            "model_list[0].litellm_params.timeout",
+            "number of seconds",
+        ),
+        (
+            "model_list: [{model_name: a, litellm_params: {model: m, api_base: localhost:8000}}]",
+            "model_list[0].litellm_params.api_base",
+            "http://",
+        ),
+        (
+            "cache_control_injection_points: [{role: system}]",
+            "cache_control_injection_points[0].location",
+            "required",
+        ),
+        (
+            "cache_control_injection_points: [{location: mesage}]",
+            "cache_control_injection_points[0].location",
+            "did you mean 'message'?",
+        ),
+        ("hooks: [{path: h.py}]", "hooks[0]", "names no hook function"),
+        ("hooks: [{path: hooks, async_pre_llm_hook: f}]", "hooks[0].path", "a .py file"),
+        (
+            "general_settings: {virtual_keys: [{key: k}]}",
+            "general_settings.virtual_keys[0].tenant",
+            "required",
+        ),
+        (
+            "model_list: [{model_name: gpt-4o, litellm_params: {model: openai/gpt-4o}}]\n"
+            "general_settings: {virtual_keys: [{key: k, tenant: t, models: [gpt-40]}]}",
+            "general_settings.virtual_keys[0].models[0]",
+            "did you mean 'gpt-4o'?",
+        ),
+        (
+            "general_settings: {max_request_bytes: 5, max_request_size_mb: 1}",
+            "general_settings.max_request_size_mb",
+            "keep one",
+        ),
+        ("caching: {type: 3}", "caching.type", "cache type name"),
+        ("caching: {type: memroy}", "caching.type", "did you mean 'memory'?"),
+        ("caching: {type: gcs}", "caching.type", "'gcs' is not supported"),
+        ("caching: {type: azure-blob}", "caching.type", "not supported"),
+        ("caching: {type: s3}", "caching.type", "not available yet"),
+        ("caching: {type: qdrant-semantic}", "caching.type", "not available yet"),
+        ("caching: {type: memory, capacity: 1, max_entries: 2}", "caching.capacity", "same option"),
+        ("1: x", None, "keys must be strings"),
+    ],
+)
+def test_bad_values_name_the_path(
+    tmp_path: Path, text: str, path: str | None, fragment: str
+) -> None:
+    error = config_error(tmp_path, text)
+    assert error.path == path
+    assert fragment in str(error)
+
+
+def test_type_errors_list_the_available_types(tmp_path: Path) -> None:
+    error = config_error(tmp_path, "caching: {type: nosuch}")
+    assert "available types: disk, memory (also: local, in-memory, in_memory)" in str(error)
+
+
+def test_the_configuration_must_be_a_mapping(tmp_path: Path) -> None:
+    error = config_error(tmp_path, "- a\n- b\n")
+    assert "must be a mapping" in str(error)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_a_directory_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path)
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    error = config_error(tmp_path, "caching:\n  type: memory\n   ttl: [1, 2\n")
+    assert f"{tmp_path / 'config.yaml'}:3:" in str(error)
+    assert "invalid YAML" in str(error)
+
+
+def test_duplicate_keys_are_an_error_with_both_lines(tmp_path: Path) -> None:
+    error = config_error(tmp_path, "caching: {type: memory}\nproxy: {}\ncaching: {type: disk}\n")
+    assert "config.yaml:3:" in str(error)
+    assert "duplicate key 'caching' (first at line 1)" in str(error)
+
+
+def test_yaml_merge_keys_are_not_duplicates(tmp_path: Path) -> None:
+    settings = load(
+        tmp_path,
+        """\
+        model_list:
+          - model_name: a
+            litellm_params: &params {model: openai/gpt-4o, timeout: 10}
+          - model_name: b
+            litellm_params:
+              <<: *params
+              timeout: 20
+        """,
+    )
+    assert settings.model_list[1].litellm_params == {"model": "openai/gpt-4o", "timeout": 20.0}
+
+
+def test_empty_file_gives_the_defaults(tmp_path: Path) -> None:
+    settings = load(tmp_path, "")
+    assert settings == Settings(base_dir=tmp_path.absolute())
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def test_environment_references_are_resolved(tmp_path: Path) -> None:
+    settings = load(
+        tmp_path,
+        """\
+        caching: {type: memory, ttl: os.environ/CACHE_TTL, max_entries: os.environ/ENTRIES}
+        proxy: {port: os.environ/PORT}
+        model_list:
+          - model_name: a
+            litellm_params:
+              model: openai/gpt-4o
+              api_base: https://os.environ/UPSTREAM_HOST/v1
+        """,
+        environ={
+            "CACHE_TTL": "60",
+            "ENTRIES": "10",
+            "PORT": "8080",
+            "UPSTREAM_HOST": "llm.internal",
+        },
+    )
+    assert settings.caching is not None
+    assert settings.caching.ttl == 60.0
+    assert settings.caching.options["max_entries"] == 10
+    assert settings.proxy.port == 8080
+    assert settings.model_list[0].litellm_params["api_base"] == "https://llm.internal/v1"
+
+
+def test_missing_environment_variable_names_path_and_variable(tmp_path: Path) -> None:
+    error = config_error(
+        tmp_path,
+        "model_list:\n"
+        "  - model_name: a\n"
+        "    litellm_params: {model: m, api_key: os.environ/NOPE}\n",
+    )
+    assert error.path == "model_list[0].litellm_params.api_key"
+    assert "environment variable NOPE is not set" in str(error)
+
+
+def test_malformed_environment_reference(tmp_path: Path) -> None:
+    error = config_error(tmp_path, "general_settings: {master_key: os.environ/}")
+    assert error.path == "general_settings.master_key"
+    assert "expected os.environ/NAME" in str(error)
+
+
+def test_parse_config_reads_os_environ_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEJA_TEST_MASTER", "sk-from-env")
+    settings = parse_config(
+        {"general_settings": {"master_key": "os.environ/DEJA_TEST_MASTER"}}, base_dir=tmp_path
+    )
+    assert settings.general.master_key == "sk-from-env"
+
+
+def test_environment_variables_block_feeds_references_without_exporting(
+    tmp_path: Path,
+) -> None:
+    settings = load(
+        tmp_path,
+        """\
+        environment_variables: {DEJA_TEST_ONLY_HERE: sk-inline}
+        general_settings: {master_key: os.environ/DEJA_TEST_ONLY_HERE}
+        """,
+    )
+    assert settings.general.master_key == "sk-inline"
+    assert "DEJA_TEST_ONLY_HERE" not in __import__("os").environ
+    assert any("environment_variables" in w for w in settings.warnings)
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "caching: {type: memory, ttl: os.environ/SECRET}",
+        "proxy: {port: os.environ/SECRET}",
+        "caching: {similarity_threshold: os.environ/SECRET}",
+        "general_settings: {virtual_keys: [{key: os.environ/SECRET, tenant: a}, "
+        "{key: os.environ/SECRET, tenant: b}]}",
+        f"general_settings: {{master_key: {SECRET}, virtual_keys: [{{key: {SECRET}, tenant: a}}]}}",
+        "model_list: [{model_name: a, litellm_params: {model: m, api_base: os.environ/SECRET}}]",
+        f"model_list: [{{model_name: a, litellm_params: {{model: m, api_key: [{SECRET}]}}}}]",
+        f"model_list: [{{model_name: a, litellm_params: {{model: m, api_key: {SECRET}, "
+        "max_retries: os.environ/SECRET}}]",
+        f"general_settings:\n  master_key: {SECRET}: oops\n",
+        "caching: {type: os.environ/SECRET}",
+        f"environment_variables: {{A: [{SECRET}]}}",
+    ],
+)
+def test_no_secret_in_any_error(tmp_path: Path, text: str) -> None:
+    error = config_error(tmp_path, text, environ={"SECRET": SECRET})
+    assert SECRET not in str(error)
+    assert SECRET not in repr(error.args)
+
+
+def test_registered_secret_options_are_hidden(tmp_path: Path) -> None:
+    registry = registry_with_future_types()
+    error = config_error(
+        tmp_path, f"caching: {{type: redis, password: [{SECRET}]}}", registry=registry
+    )
+    assert error.path == "caching.password"
+    assert SECRET not in str(error)
+    settings = load(tmp_path, f"caching: {{type: redis, password: {SECRET}}}", registry=registry)
+    assert SECRET not in repr(settings)
+
+
+# --------------------------------------------------------------------------- LiteLLM format
+
+
+def test_litellm_cache_true_with_local_runs_in_memory(tmp_path: Path) -> None:
+    settings = load(
+        tmp_path,
+        """\
+        litellm_settings:
+          cache: true
+          cache_params: {type: local, ttl: 600, namespace: team, mode: default_off}
+        """,
+    )
+    caching = settings.caching
+    assert caching is not None
+    assert (caching.type, caching.ttl, caching.namespace, caching.mode) == (
+        "memory",
+        600.0,
+        "team",
+        "default_off",
+    )
+    assert isinstance(caching.build_store(), MemoryStore)
+
+
+def test_litellm_default_in_memory_ttl_wins_for_local(tmp_path: Path) -> None:
+    settings = load(
+        tmp_path,
+        "litellm_settings: {cache: true, cache_params: {type: local, ttl: 600, "
+        "default_in_memory_ttl: 30, default_in_redis_ttl: 90}}",
+    )
+    assert settings.caching is not None and settings.caching.ttl == 30.0
+    # default_in_redis_ttl does not apply to a memory cache, as in LiteLLM: warned.
+    assert "litellm_settings.cache_params.default_in_redis_ttl" in settings.warnings[0]
+
+
+def test_litellm_cache_true_alone_means_redis_as_in_litellm(tmp_path: Path) -> None:
+    error = config_error(tmp_path, "litellm_settings: {cache: true}")
+    assert error.path == "litellm_settings.cache_params.type"
+    assert "LiteLLM's default 'redis' is not available yet" in str(error)
+
+
+def test_litellm_disk_cache_dir_is_the_disk_directory(tmp_path: Path) -> None:
+    settings = load(
+        tmp_path,
+        "litellm_settings: {cache: true, cache_params: {type: disk, disk_cache_dir: cache}}",
+    )
+    assert settings.caching is not None
+    assert settings.caching.options["directory"] == tmp_path.absolute() / "cache"
+
+
+def test_litellm_cache_params_ignored_when_cache_is_off(tmp_path: Path) -> None:
+    settings = load(tmp_path, "litellm_settings: {cache: false, cache_params: {type: gcs}}")
+    assert settings.caching is None
+    assert any("litellm_settings.cache_params is ignored" in w for w in settings.warnings)
+
+
+def test_native_and_litellm_cache_together_are_an_error(tmp_path: Path) -> None:
+    error = config_error(
+        tmp_path,
+        "caching: {type: memory}\nlitellm_settings: {cache: true, cache_params: {type: local}}\n",
+    )
+    assert error.path == "litellm_settings.cache_params"
+    assert "configured twice" in str(error)
+
+
+def test_litellm_unknown_cache_params_key_is_an_error(tmp_path: Path) -> None:
+    error = config_error(
+        tmp_path, "litellm_settings: {cache: true, cache_params: {type: local, tl: 5}}"
+    )
+    assert error.path == "litellm_settings.cache_params.tl"
+    assert "did you mean 'ttl'?" in str(error)
+
+
+def test_litellm_unimplemented_keys_make_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    text = """\
+        model_list:
+          - model_name: a
+            litellm_params: {model: openai/gpt-4o, rpm: 10, tpm: 1000}
+          - model_name: b
+            litellm_params: {model: openai/gpt-4o-mini, rpm: 10}
+        litellm_settings:
+          set_verbose: true
+          drop_params: true
+          num_retries: 3
+          callbacks: [prometheus, langfuse]
+          cache: true
+          cache_params:
+            type: local
+            supported_call_types: [acompletion]
+            host: ignored.example
+        router_settings: {routing_strategy: simple-shuffle}
+        general_settings: {database_url: os.environ/DATABASE_URL}
+        """
+    with caplog.at_level(logging.WARNING, logger="deja.config"):
+        settings = load(tmp_path, text, environ={"DATABASE_URL": SECRET})
+    assert settings.enable_prometheus is True
+    (warning,) = settings.warnings
+    for path in (
+        "model_list[*].litellm_params.rpm",
+        "model_list[0].litellm_params.tpm",
+        "litellm_settings.set_verbose",
+        "litellm_settings.drop_params",
+        "litellm_settings.num_retries",
+        "litellm_settings.callbacks (langfuse)",
+        "litellm_settings.cache_params.supported_call_types",
+        "litellm_settings.cache_params.host",
+        "router_settings",
+        "general_settings.database_url",
+    ):
+        assert path in warning
+    assert SECRET not in warning
+    logged = [r for r in caplog.records if r.name == "deja.config"]
+    assert len(logged) == 1
+    assert logged[0].levelno == logging.WARNING
+    assert "litellm_settings.set_verbose" in logged[0].getMessage()
+
+
+def test_cache_responses_switch(tmp_path: Path) -> None:
+    on = load(tmp_path, "cache_responses: true")
+    assert on.caching is not None and on.caching.type == "memory"
+    off = load(tmp_path, "cache_responses: false\ncaching: {type: disk}\n")
+    assert off.caching is None
+    # A typo is still reported when the cache is switched off.
+    assert config_error(tmp_path, "cache_responses: false\ncaching: {tl: 1}\n").path == "caching.tl"
+
+
+# --------------------------------------------------------------------------- caching details
+
+
+def test_caching_defaults(tmp_path: Path) -> None:
+    caching = parse({"caching": {}}, tmp_path).caching
+    assert caching == CachingSettings(
+        type="memory",
+        options={"max_entries": None, "max_bytes": None},
+        base_dir=tmp_path.absolute(),
+    )
+    assert (caching.key_prefix, caching.max_entry_bytes, caching.compress_min_bytes) == (
+        "deja:",
+        4 * 2**20,
+        4096,
+    )
+    assert caching.store_truncated is True and caching.mode == "default_on"
+
+
+def test_memory_aliases_and_capacity(tmp_path: Path) -> None:
+    for alias in ("local", "in-memory", "in_memory", "Memory"):
+        caching = parse({"caching": {"type": alias, "capacity": 7}}, tmp_path).caching
+        assert caching is not None
+        assert (caching.type, caching.options["max_entries"]) == ("memory", 7)
+
+
+def test_cache_kwargs(tmp_path: Path) -> None:
+    caching = parse(
+        {
+            "caching": {
+                "type": "memory",
+                "max_bytes": 1000,
+                "ttl": 5,
+                "key_prefix": "app:",
+                "namespace": "ns",
+                "max_entry_bytes": 100,
+                "compress_min_bytes": 0,
+                "store_truncated": False,
+            }
+        },
+        tmp_path,
+    ).caching
+    assert caching is not None
+    kwargs = caching.cache_kwargs()
+    store = kwargs.pop("store")
+    assert isinstance(store, MemoryStore)
+    admission = kwargs.pop("admission")
+    assert admission.store_truncated is False  # type: ignore[attr-defined]
+    assert kwargs == {
+        "ttl": 5.0,
+        "key_prefix": "app:",
+        "namespace": "ns",
+        "key_builder": None,
+        "max_entry_bytes": 100,
+        "compress_min_bytes": 0,
+    }
+
+
+def test_build_cache(tmp_path: Path) -> None:
+    import deja
+
+    settings = parse({"caching": {"type": "memory", "ttl": 5}}, tmp_path)
+    assert isinstance(build_cache(settings), deja.Cache)
+    assert settings.caching is not None
+    assert isinstance(build_cache(settings.caching, asynchronous=True), deja.AsyncCache)
+    with pytest.raises(ConfigError, match="no cache is configured"):
+        build_cache(parse({}, tmp_path))
+
+
+def test_disk_directory_is_relative_to_the_config_file(tmp_path: Path) -> None:
+    config_dir = tmp_path / "conf"
+    config_dir.mkdir()
+    settings = load(config_dir, "caching: {type: disk, directory: data/cache, size_limit: 1000000}")
+    caching = settings.caching
+    assert caching is not None
+    assert caching.options == {
+        "directory": config_dir.absolute() / "data/cache",
+        "size_limit": 1000000,
+    }
+    default = load(config_dir, "caching: {type: disk}").caching
+    assert default is not None
+    assert default.options["directory"] == config_dir.absolute() / ".deja_cache"
+    absolute = load(config_dir, f"caching: {{type: disk, directory: {tmp_path / 'abs'}}}").caching
+    assert absolute is not None and absolute.options["directory"] == tmp_path / "abs"
+
+
+def test_disk_store_is_built_in_the_resolved_directory(tmp_path: Path) -> None:
+    pytest.importorskip("deja.stores.disk", reason="deja.stores.disk is not written yet")
+    caching = load(tmp_path, "caching: {type: disk, directory: cache}").caching
+    assert caching is not None
+    store = caching.build_store()
+    try:
+        store.set("k", b"v", None)
+        assert store.get("k") == b"v"
+        assert (tmp_path / "cache").is_dir()
+    finally:
+        store.close()
+
+
+def test_hook_key_builder_becomes_the_cache_key_builder(tmp_path: Path) -> None:
+    settings = load(
+        tmp_path,
+        "caching: {type: memory}\nhooks: [{path: keys.py, key_builder: build}]\n",
+    )
+    assert settings.caching is not None
+    assert settings.caching.key_builder == f"{tmp_path.absolute() / 'keys.py'}:build"
+    error = config_error(
+        tmp_path,
+        "caching: {type: memory, key_builder: a.b}\nhooks: [{path: keys.py, key_builder: build}]\n",
+    )
+    assert error.path == "hooks[0].key_builder"
+
+
+def test_virtual_keys_must_be_distinct(tmp_path: Path) -> None:
+    error = config_error(
+        tmp_path,
+        "general_settings: {virtual_keys: [{key: k1, tenant: a}, {key: k1, tenant: b}]}",
+    )
+    assert error.path == "general_settings.virtual_keys[1].key"
+    assert "virtual_keys[0]" in str(error)
+
+
+def test_max_request_size_mb_is_litellms_name(tmp_path: Path) -> None:
+    settings = load(tmp_path, "general_settings: {max_request_size_mb: 2}")
+    assert settings.general.max_request_bytes == 2 * 2**20
+
+
+def test_per_deployment_injection_points(tmp_path: Path) -> None:
+    settings = load(
+        tmp_path,
+        """\
+        model_list:
+          - model_name: claude
+            litellm_params:
+              model: anthropic/claude-3-5-sonnet-20240620
+              cache_control_injection_points:
+                - {location: message, index: -1}
+        """,
+    )
+    assert settings.model_list[0].litellm_params["cache_control_injection_points"] == (
+        {"location": "message", "index": -1},
+    )
+
+
+# --------------------------------------------------------------------------- load_callable
+
+
+def test_load_callable_from_the_config_directory(tmp_path: Path) -> None:
+    write(tmp_path, "import helper\n\ndef build(request):\n    return helper.VALUE\n", "my_keys.py")
+    write(tmp_path, "VALUE = 'from-helper'\n", "helper.py")
+    path_before = list(sys.path)
+    for spec in ("my_keys.build", "my_keys:build", "my_keys.py:build"):
+        function = load_callable(spec, tmp_path)
+        assert function("r") == "from-helper"
+    assert sys.path == path_before  # the directory was on sys.path only while importing
+
+
+def test_same_module_name_in_two_directories_does_not_collide(tmp_path: Path) -> None:
+    first, second = tmp_path / "one", tmp_path / "two"
+    first.mkdir()
+    second.mkdir()
+    write(first, "def f():\n    return 1\n", "hooks.py")
+    write(second, "def f():\n    return 2\n", "hooks.py")
+    assert load_callable("hooks.f", first)() == 1
+    assert load_callable("hooks.f", second)() == 2
+    assert "hooks" not in sys.modules
+
+
+def test_load_callable_from_an_installed_module(tmp_path: Path) -> None:
+    assert load_callable("json.dumps", tmp_path) is __import__("json").dumps
+
+
+@pytest.mark.parametrize(
+    ("files", "spec", "fragment"),
+    [
+        ({}, "missing_module.build", "cannot find 'missing_module'"),
+        ({}, "missing.py:build", "no such file"),
+        ({"k.py": "def build_key():\n    pass\n"}, "k.build_kye", "did you mean 'build_key'?"),
+        ({"k.py": "build = 3\n"}, "k.build", "not a function"),
+        ({"k.py": "raise RuntimeError('boom')\n"}, "k.build", "RuntimeError: boom"),
+        ({}, "nodots", "module.function"),
+    ],
+)
+def test_load_callable_errors_name_the_yaml_path(
+    tmp_path: Path, files: dict[str, str], spec: str, fragment: str
+) -> None:
+    for name, text in files.items():
+        write(tmp_path, text, name)
+    with pytest.raises(ConfigError) as info:
+        load_callable(spec, tmp_path, yaml_path="caching.key_builder")
+    assert info.value.path == "caching.key_builder"
+    assert fragment in str(info.value)
+
+
+def test_cache_kwargs_reports_a_missing_key_builder(tmp_path: Path) -> None:
+    caching = load(tmp_path, "caching: {type: memory, key_builder: absent_hooks.build}").caching
+    assert caching is not None
+    with pytest.raises(ConfigError) as info:
+        caching.cache_kwargs()
+    assert info.value.path == "caching.key_builder"
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def test_builtin_cache_types() -> None:
+    assert {"memory", "disk"} <= set(cache_types())
+    assert cache_types() == sorted(cache_types())
+
+
+def test_a_fresh_registry_starts_empty_or_with_the_builtins() -> None:
+    assert CacheTypeRegistry(builtins=False).names() == []
+    assert CacheTypeRegistry().names() == ["disk", "memory"]
+
+
+def test_custom_cache_type_in_a_fresh_registry(tmp_path: Path) -> None:
+    registry = CacheTypeRegistry(builtins=False)
+
+    def even(value: int) -> int:
+        if value % 2:
+            raise ValueError("must be even")
+        return value
+
+    registry.register(
+        "Custom",
+        factory=fake_factory,
+        options={
+            "endpoint": Option(types=str, required=True, aliases=("url",)),
+            "shards": Option(types=int, default=2, validator=even),
+            "ratio": Option(types=float, default=0.5),
+            "enabled": Option(types=bool, default=True),
+            "root": Option(types=Path),
+            "tags": Option(types=list),
+        },
+        aliases=("my-cache",),
+    )
+    assert registry.names() == ["custom"]
+    assert "MY-CACHE" in registry
+
+    settings = parse(
+        {"caching": {"type": "my-cache", "url": "x://y", "ratio": 1, "root": "r"}},
+        tmp_path,
+        registry=registry,
+    )
+    caching = settings.caching
+    assert caching is not None and caching.type == "custom"
+    assert caching.options == {
+        "endpoint": "x://y",
+        "shards": 2,
+        "ratio": 1.0,
+        "enabled": True,
+        "root": tmp_path.absolute() / "r",
+        "tags": None,
+    }
+    store = caching.build_store()
+    assert isinstance(store, FakeStore) and store.options == caching.options
+
+    def error(block: dict[str, object]) -> ConfigError:
+        with pytest.raises(ConfigError) as info:
+            parse({"caching": {"type": "custom", **block}}, tmp_path, registry=registry)
+        return info.value
+
+    assert error({}).path == "caching.endpoint"
+    assert "required by cache type 'custom'" in str(error({}))
+    assert str(error({"url": "u", "shards": 3})) == "caching.shards: must be even, got 3"
+    assert error({"url": "u", "ratio": "half"}).path == "caching.ratio"
+    assert "expected a number" in str(error({"url": "u", "ratio": "half"}))
+    assert "expected true or false" in str(error({"url": "u", "enabled": 1}))
+    assert "expected an integer" in str(error({"url": "u", "shards": True}))
+    # The built-ins are not in this registry.
+    assert "unknown cache type 'memory'" in str(error({"type": "memory"}))
+    assert "available types: custom (also: my-cache)" in str(error({"type": "memory"}))
+
+
+def test_registration_conflicts_are_rejected() -> None:
+    registry = CacheTypeRegistry()
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register("memory", factory=fake_factory, options={})
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register("other", factory=fake_factory, options={}, aliases=("local",))
+    with pytest.raises(ValueError, match="clashes with a shared caching key"):
+        registry.register("other", factory=fake_factory, options={"ttl": Option(types=int)})
+    with pytest.raises(ValueError, match="used twice"):
+        registry.register(
+            "other",
+            factory=fake_factory,
+            options={"a": Option(types=int, aliases=("b",)), "b": Option(types=int)},
+        )
+
+
+def test_registering_a_planned_type_makes_it_available(tmp_path: Path) -> None:
+    registry = CacheTypeRegistry()
+    with pytest.raises(ConfigError, match="not available yet"):
+        parse({"caching": {"type": "s3"}}, tmp_path, registry=registry)
+    registry.register("s3", factory=fake_factory, options={"bucket": Option(types=str)})
+    settings = parse({"caching": {"type": "s3", "bucket": "b"}}, tmp_path, registry=registry)
+    assert settings.caching is not None and settings.caching.options == {"bucket": "b"}
+
+
+FIXTURES = Path(__file__).parent / "configs"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("*.yaml")))
+def test_fixture_configs_load(name: str) -> None:
+    settings = load_config(FIXTURES / name, environ={"OPENAI_API_KEY": SECRET})
+    assert settings.caching is not None
+    assert settings.caching.type == "memory"
+    assert settings.model_list[0].litellm_params["api_key"] == SECRET

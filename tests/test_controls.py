@@ -1,0 +1,95 @@
+"""Per-request cache options: LiteLLM's names, aliases, types, and the HTTP header."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from deja.controls import DEFAULT_CONTROL, CacheControl, from_header, merge, parse_controls
+from deja.errors import ControlError
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (None, DEFAULT_CONTROL),
+        ({}, DEFAULT_CONTROL),
+        ({"no-cache": True}, CacheControl(no_cache=True)),
+        ({"no_cache": True}, CacheControl(no_cache=True)),
+        ({"no-store": True}, CacheControl(no_store=True)),
+        ({"use-cache": False}, CacheControl(no_cache=True, no_store=True)),
+        ({"use-cache": True}, DEFAULT_CONTROL),
+        ({"ttl": 600}, CacheControl(ttl=600.0)),
+        ({"s-maxage": 0}, CacheControl(s_maxage=0.0)),
+        ({"s-max-age": 60}, CacheControl(s_maxage=60.0)),
+        ({"s_maxage": 1.5}, CacheControl(s_maxage=1.5)),
+        ({"namespace": "faq-v2"}, CacheControl(namespace="faq-v2")),
+        ({"tags": ["a", "b", "a"]}, CacheControl(tags=("a", "b"))),
+        ({"semantic": False}, CacheControl(semantic=False)),
+    ],
+)
+def test_parse(options: dict[str, Any] | None, expected: CacheControl) -> None:
+    assert parse_controls(options) == expected
+
+
+@pytest.mark.parametrize(
+    ("options", "option"),
+    [
+        ({"nocache": True}, "nocache"),
+        ({"no-cache": "yes"}, "no-cache"),
+        ({"no-store": 1}, "no-store"),
+        ({"ttl": 0}, "ttl"),
+        ({"ttl": -5}, "ttl"),
+        ({"ttl": "600"}, "ttl"),
+        ({"ttl": True}, "ttl"),
+        ({"ttl": float("inf")}, "ttl"),
+        ({"s-maxage": -1}, "s-maxage"),
+        ({"namespace": ""}, "namespace"),
+        ({"namespace": 5}, "namespace"),
+        ({"namespace": "a\nb"}, "namespace"),
+        ({"tags": "one"}, "tags"),
+        ({"tags": [1]}, "tags"),
+        ({"semantic": "false"}, "semantic"),
+    ],
+)
+def test_bad_options_name_the_option(options: dict[str, Any], option: str) -> None:
+    with pytest.raises(ControlError) as err:
+        parse_controls(options)
+    assert err.value.option == option
+    assert option in str(err.value)
+
+
+def test_not_an_object() -> None:
+    with pytest.raises(ControlError):
+        parse_controls(["no-cache"])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (None, DEFAULT_CONTROL),
+        ("", DEFAULT_CONTROL),
+        ("no-cache", CacheControl(no_cache=True)),
+        ("No-Store", CacheControl(no_store=True)),
+        ("max-age=60", CacheControl(s_maxage=60.0)),
+        ('max-age="30", no-store', CacheControl(s_maxage=30.0, no_store=True)),
+        ("private, must-revalidate", DEFAULT_CONTROL),  # unknown directives are ignored
+    ],
+)
+def test_header(header: str | None, expected: CacheControl) -> None:
+    assert from_header(header) == expected
+
+
+def test_bad_header_max_age() -> None:
+    with pytest.raises(ControlError, match="max-age"):
+        from_header("max-age=soon")
+
+
+def test_merge_takes_the_stricter() -> None:
+    header = from_header("no-store, max-age=60")
+    body = parse_controls({"s-maxage": 300, "ttl": 10, "namespace": "n", "tags": ["t"]})
+    merged = merge(header, body)
+    assert merged == CacheControl(
+        no_store=True, ttl=10.0, s_maxage=60.0, namespace="n", tags=("t",)
+    )

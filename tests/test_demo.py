@@ -1,0 +1,42 @@
+"""`deja demo`: the committed workload and the figures of a run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+
+from deja.demo import load_workload
+
+
+def test_workload_is_labelled_and_shaped_like_the_brief() -> None:
+    workload = load_workload()
+    assert len(workload) == 500
+    kinds = Counter(item["kind"] for item in workload)
+    assert kinds["unique"] == 150  # 30% unique
+    assert kinds["repeat"] + kinds["rewording"] == 350  # 70% about 20 common questions
+    assert len({item["group"] for item in workload if item["group"] is not None}) == 20
+    assert len({item["text"] for item in workload if item["kind"] == "unique"}) == 150
+
+
+def test_demo_json_figures_come_from_the_run() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "deja.cli", "demo", "--json", "--latency", "0.005"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    report = json.loads(out.stdout)
+    assert report["requests"] == 500
+    assert report["upstream_calls"] == report["misses"]
+    assert report["hits"] + report["misses"] == 500
+    assert report["hits_by_kind"].get("unique", 0) == 0  # unique questions can never hit
+    # every distinct text misses once: the exact tier hits on the rest
+    distinct = len({item["text"] for item in load_workload()})
+    assert report["misses"] == distinct
+    assert report["cost_with_cache_usd"] < report["cost_without_cache_usd"]
+    assert report["saved_usd"] > 0
+    assert report["invalidated_entries"] > 0
+    assert report["misses_after_invalidation"] == report["invalidated_entries"]

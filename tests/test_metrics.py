@@ -1,0 +1,341 @@
+"""The metrics interface, its null default, and the Prometheus exposition."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from deja.metrics import Metrics, NullMetrics, PrometheusMetrics
+from deja.stores.base import StoreUsage
+
+Labels = frozenset[tuple[str, str]]
+
+EXPECTED_FAMILIES = {
+    # family name (as parsed) → type; counters are exposed with a single ``_total``.
+    "deja_cache_requests": "counter",
+    "deja_cache_lookup_seconds": "histogram",
+    "deja_cache_errors": "counter",
+    "deja_cache_entries": "gauge",
+    "deja_cache_evictions": "counter",
+    "deja_cache_saved_tokens": "counter",
+    "deja_cache_saved_usd": "counter",
+    "deja_singleflight_coalesced": "counter",
+    "deja_semantic_similarity": "histogram",
+    "deja_provider_cached_tokens": "counter",
+    "deja_upstream_seconds": "histogram",
+    "deja_cache_breaker_open": "gauge",
+}
+
+DESIGN_NAMES = {
+    "deja_cache_requests_total",
+    "deja_cache_lookup_seconds",
+    "deja_cache_errors_total",
+    "deja_cache_entries",
+    "deja_cache_evictions_total",
+    "deja_cache_saved_tokens_total",
+    "deja_cache_saved_usd_total",
+    "deja_singleflight_coalesced_total",
+    "deja_semantic_similarity",
+    "deja_provider_cached_tokens_total",
+    "deja_upstream_seconds",
+    "deja_cache_breaker_open",
+}
+
+
+def scrape(metrics: PrometheusMetrics) -> dict[tuple[str, Labels], float]:
+    """Every sample of the rendered exposition, ``_created`` timestamps left out."""
+    samples: dict[tuple[str, Labels], float] = {}
+    for family in text_string_to_metric_families(metrics.render().decode("utf-8")):
+        for sample in family.samples:
+            if sample.name.endswith("_created"):
+                continue
+            samples[sample.name, frozenset(sample.labels.items())] = sample.value
+    return samples
+
+
+def families(metrics: PrometheusMetrics) -> dict[str, str]:
+    return {
+        family.name: family.type
+        for family in text_string_to_metric_families(metrics.render().decode("utf-8"))
+        if not family.name.endswith("_created")
+    }
+
+
+def labels(**pairs: str) -> Labels:
+    return frozenset(pairs.items())
+
+
+class FakeStore:
+    """The smallest StoreStats: a usage() whose numbers the test moves."""
+
+    def __init__(self, entries: int, evictions: int) -> None:
+        self.entries = entries
+        self.evictions = evictions
+        self.calls = 0
+
+    def usage(self) -> StoreUsage:
+        self.calls += 1
+        return StoreUsage(entries=self.entries, bytes=None, evictions=self.evictions)
+
+
+class BrokenStore:
+    def usage(self) -> StoreUsage:
+        raise ConnectionError("store is down")
+
+
+# -- the interface -------------------------------------------------------------------------
+
+
+def test_null_metrics_satisfies_the_protocol() -> None:
+    null = NullMetrics()
+    assert isinstance(null, Metrics)
+    # Every method exists and accepts the protocol's arguments.
+    null.request("exact", "hit")
+    null.lookup_seconds("memory", 0.001)
+    null.store_error("redis", "get")
+    null.saved(10, 0.5)
+    null.coalesced()
+    null.breaker_state("redis", True)
+    null.similarity("hit", 0.97)
+    null.provider_cached_tokens("openai", "read", 100)
+    null.upstream_seconds("openai", 1.5)
+
+
+def test_prometheus_metrics_satisfies_the_protocol() -> None:
+    assert isinstance(PrometheusMetrics(), Metrics)
+
+
+# -- names ---------------------------------------------------------------------------------
+
+
+def test_exposed_names_are_exactly_the_designed_ones() -> None:
+    metrics = PrometheusMetrics()
+    metrics.watch_store("memory", FakeStore(entries=1, evictions=0))
+    assert families(metrics) == EXPECTED_FAMILIES
+    text = metrics.render().decode("utf-8")
+    assert "_total_total" not in text
+    typed = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
+    assert typed >= DESIGN_NAMES
+    # Only prometheus_client's own ``*_created`` companions are left over.
+    assert all(name.endswith("_created") for name in typed - DESIGN_NAMES), typed
+
+
+def test_content_type_and_render() -> None:
+    metrics = PrometheusMetrics()
+    assert metrics.content_type.startswith("text/plain")
+    assert isinstance(metrics.render(), bytes)
+
+
+# -- each method ---------------------------------------------------------------------------
+
+
+def test_requests_by_tier_and_result() -> None:
+    metrics = PrometheusMetrics()
+    metrics.request("exact", "hit")
+    metrics.request("exact", "hit")
+    metrics.request("semantic", "semantic_hit")
+    metrics.request("exact", "bypass")
+    samples = scrape(metrics)
+    requests = {key: value for key, value in samples.items() if key[0].startswith("deja_cache_r")}
+    assert requests == {
+        ("deja_cache_requests_total", labels(tier="exact", result="hit")): 2.0,
+        ("deja_cache_requests_total", labels(tier="semantic", result="semantic_hit")): 1.0,
+        ("deja_cache_requests_total", labels(tier="exact", result="bypass")): 1.0,
+    }
+
+
+def test_lookup_seconds_histogram() -> None:
+    metrics = PrometheusMetrics()
+    metrics.lookup_seconds("memory", 0.000004)  # a few microseconds
+    metrics.lookup_seconds("memory", 0.0003)
+    metrics.lookup_seconds("redis", 2.0)
+    samples = scrape(metrics)
+    memory = labels(store="memory")
+    bucket = "deja_cache_lookup_seconds_bucket"
+    assert samples[bucket, memory | labels(le="1e-05")] == 1.0
+    assert samples[bucket, memory | labels(le="0.00025")] == 1.0
+    assert samples[bucket, memory | labels(le="0.0005")] == 2.0
+    assert samples[bucket, memory | labels(le="+Inf")] == 2.0
+    assert samples["deja_cache_lookup_seconds_count", memory] == 2.0
+    assert samples["deja_cache_lookup_seconds_sum", memory] == pytest.approx(0.000304)
+    redis = labels(store="redis")
+    assert samples[bucket, redis | labels(le="1.0")] == 0.0
+    assert samples[bucket, redis | labels(le="2.5")] == 1.0
+    assert samples["deja_cache_lookup_seconds_count", redis] == 1.0
+
+
+def test_store_errors_by_store_and_op() -> None:
+    metrics = PrometheusMetrics()
+    metrics.store_error("redis", "get")
+    metrics.store_error("redis", "get")
+    metrics.store_error("s3", "set")
+    samples = scrape(metrics)
+    assert samples["deja_cache_errors_total", labels(store="redis", op="get")] == 2.0
+    assert samples["deja_cache_errors_total", labels(store="s3", op="set")] == 1.0
+
+
+def test_saved_tokens_and_usd() -> None:
+    metrics = PrometheusMetrics()
+    metrics.saved(1500, 0.007)
+    metrics.saved(500, 0.003)
+    metrics.saved(0, 0.0)  # a hit on a free model saves nothing, and that is fine
+    samples = scrape(metrics)
+    assert samples["deja_cache_saved_tokens_total", labels()] == 2000.0
+    assert samples["deja_cache_saved_usd_total", labels()] == pytest.approx(0.01)
+
+
+def test_coalesced() -> None:
+    metrics = PrometheusMetrics()
+    assert scrape(metrics)["deja_singleflight_coalesced_total", labels()] == 0.0
+    metrics.coalesced()
+    metrics.coalesced()
+    assert scrape(metrics)["deja_singleflight_coalesced_total", labels()] == 2.0
+
+
+def test_breaker_state_gauge() -> None:
+    metrics = PrometheusMetrics()
+    metrics.breaker_state("redis", True)
+    assert scrape(metrics)["deja_cache_breaker_open", labels(store="redis")] == 1.0
+    metrics.breaker_state("redis", False)
+    metrics.breaker_state("s3", True)
+    samples = scrape(metrics)
+    assert samples["deja_cache_breaker_open", labels(store="redis")] == 0.0
+    assert samples["deja_cache_breaker_open", labels(store="s3")] == 1.0
+
+
+def test_similarity_histogram_over_zero_to_one() -> None:
+    metrics = PrometheusMetrics()
+    metrics.similarity("hit", 0.96)
+    metrics.similarity("near_miss", 0.88)
+    metrics.similarity("rejected", 0.93)
+    samples = scrape(metrics)
+    bucket = "deja_semantic_similarity_bucket"
+    hit = labels(outcome="hit")
+    assert samples[bucket, hit | labels(le="0.95")] == 0.0
+    assert samples[bucket, hit | labels(le="0.975")] == 1.0
+    assert samples[bucket, hit | labels(le="1.0")] == 1.0
+    near = labels(outcome="near_miss")
+    assert samples[bucket, near | labels(le="0.875")] == 0.0
+    assert samples[bucket, near | labels(le="0.9")] == 1.0
+    assert samples["deja_semantic_similarity_count", labels(outcome="rejected")] == 1.0
+    assert samples["deja_semantic_similarity_sum", labels(outcome="rejected")] == 0.93
+
+
+def test_provider_cached_tokens_by_provider_and_kind() -> None:
+    metrics = PrometheusMetrics()
+    metrics.provider_cached_tokens("openai", "read", 1024)
+    metrics.provider_cached_tokens("openai", "read", 512)
+    metrics.provider_cached_tokens("anthropic", "write", 2048)
+    samples = scrape(metrics)
+    name = "deja_provider_cached_tokens_total"
+    assert samples[name, labels(provider="openai", kind="read")] == 1536.0
+    assert samples[name, labels(provider="anthropic", kind="write")] == 2048.0
+
+
+def test_upstream_seconds_histogram() -> None:
+    metrics = PrometheusMetrics()
+    metrics.upstream_seconds("openai", 0.8)
+    metrics.upstream_seconds("openai", 45.0)
+    samples = scrape(metrics)
+    openai = labels(provider="openai")
+    bucket = "deja_upstream_seconds_bucket"
+    assert samples[bucket, openai | labels(le="1.0")] == 1.0
+    assert samples[bucket, openai | labels(le="30.0")] == 1.0
+    assert samples[bucket, openai | labels(le="60.0")] == 2.0
+    assert samples["deja_upstream_seconds_count", openai] == 2.0
+    assert samples["deja_upstream_seconds_sum", openai] == pytest.approx(45.8)
+
+
+# -- store usage, read at scrape time ------------------------------------------------------
+
+
+def test_watch_store_reads_usage_at_scrape_time() -> None:
+    metrics = PrometheusMetrics()
+    store = FakeStore(entries=3, evictions=1)
+    metrics.watch_store("memory", store)
+    assert store.calls == 0  # watching costs nothing until a scrape
+    samples = scrape(metrics)
+    assert samples["deja_cache_entries", labels(store="memory")] == 3.0
+    assert samples["deja_cache_evictions_total", labels(store="memory")] == 1.0
+    store.entries, store.evictions = 7, 4
+    samples = scrape(metrics)
+    assert samples["deja_cache_entries", labels(store="memory")] == 7.0
+    assert samples["deja_cache_evictions_total", labels(store="memory")] == 4.0
+    assert store.calls == 2
+
+
+def test_watch_several_stores() -> None:
+    metrics = PrometheusMetrics()
+    metrics.watch_store("memory", FakeStore(entries=10, evictions=2))
+    metrics.watch_store("disk", FakeStore(entries=1000, evictions=0))
+    samples = scrape(metrics)
+    assert samples["deja_cache_entries", labels(store="memory")] == 10.0
+    assert samples["deja_cache_entries", labels(store="disk")] == 1000.0
+    assert samples["deja_cache_evictions_total", labels(store="disk")] == 0.0
+
+
+def test_watch_store_ignores_stores_without_usage() -> None:
+    metrics = PrometheusMetrics()
+    metrics.watch_store("plain", object())
+    samples = scrape(metrics)
+    assert not [key for key in samples if key[0] == "deja_cache_entries"]
+
+
+def test_a_failing_store_is_left_out_of_the_scrape() -> None:
+    metrics = PrometheusMetrics()
+    metrics.watch_store("redis", BrokenStore())
+    metrics.watch_store("memory", FakeStore(entries=2, evictions=0))
+    metrics.request("exact", "miss")
+    samples = scrape(metrics)
+    assert ("deja_cache_entries", labels(store="redis")) not in samples
+    assert samples["deja_cache_entries", labels(store="memory")] == 2.0
+    assert samples["deja_cache_requests_total", labels(tier="exact", result="miss")] == 1.0
+
+
+# -- isolation and robustness --------------------------------------------------------------
+
+
+def test_two_instances_do_not_collide() -> None:
+    first = PrometheusMetrics()
+    second = PrometheusMetrics()
+    first.request("exact", "hit")
+    first.watch_store("memory", FakeStore(entries=5, evictions=0))
+    assert scrape(first)["deja_cache_requests_total", labels(tier="exact", result="hit")] == 1.0
+    second_samples = scrape(second)
+    assert not [key for key in second_samples if key[0] == "deja_cache_requests_total"]
+    assert not [key for key in second_samples if key[0] == "deja_cache_entries"]
+
+
+def test_uses_the_registry_it_is_given() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry)
+    assert metrics.registry is registry
+    metrics.coalesced()
+    assert registry.get_sample_value("deja_singleflight_coalesced_total") == 1.0
+
+
+def test_bad_values_never_raise_nor_corrupt_series() -> None:
+    metrics = PrometheusMetrics()
+    metrics.saved(100, 0.5)
+    metrics.saved(-5, math.nan)
+    metrics.saved(10, math.inf)
+    metrics.provider_cached_tokens("openai", "read", 0)
+    metrics.provider_cached_tokens("openai", "read", -3)
+    metrics.lookup_seconds("memory", "slow")  # type: ignore[arg-type]
+    metrics.similarity("hit", None)  # type: ignore[arg-type]
+    metrics.upstream_seconds("openai", object())  # type: ignore[arg-type]
+    metrics.watch_store("weird", None)
+    samples = scrape(metrics)
+    assert samples["deja_cache_saved_tokens_total", labels()] == 110.0
+    assert samples["deja_cache_saved_usd_total", labels()] == 0.5
+    names = {name for name, _ in samples}
+    # No label child was created by a call that failed.
+    assert not names & {
+        "deja_provider_cached_tokens_total",
+        "deja_cache_lookup_seconds_count",
+        "deja_semantic_similarity_count",
+        "deja_upstream_seconds_count",
+    }

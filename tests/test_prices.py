@@ -1,0 +1,395 @@
+"""Prices as data: the packaged table, lookups, cost arithmetic and config overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from importlib.resources import files
+
+import pytest
+
+from deja.errors import ConfigError
+from deja.prices import Price, PriceTable
+
+REQUIRED_MODELS = {
+    "gpt-4o",
+    "gpt-4o-mini",
+    "gpt-4.1",
+    "gpt-4.1-mini",
+    "gpt-4.1-nano",
+    "gpt-5",
+    "gpt-5-mini",
+    "gpt-5-nano",
+    "o1",
+    "o3",
+    "o3-mini",
+    "o4-mini",
+    "gpt-4-turbo",
+    "gpt-3.5-turbo",
+    "text-embedding-3-small",
+    "text-embedding-3-large",
+    "text-embedding-ada-002",
+    "deepseek-chat",
+    "deepseek-reasoner",
+}
+
+
+@pytest.fixture(scope="module")
+def table() -> PriceTable:
+    return PriceTable.default()
+
+
+def _price(**fields: object) -> Price:
+    base: dict[str, object] = {
+        "input": 3.0,
+        "output": 15.0,
+        "cached_input": 0.3,
+        "cache_write": 3.75,
+        "source": "https://example.test/prices",
+        "date": "2026-01-01",
+    }
+    base.update(fields)
+    return Price(**base)  # type: ignore[arg-type]
+
+
+# -- the packaged data ---------------------------------------------------------------------
+
+
+def test_packaged_json_has_source_and_date_on_every_row() -> None:
+    document = json.loads((files("deja") / "data" / "prices.json").read_text(encoding="utf-8"))
+    assert document["unit"] == "USD per 1M tokens"
+    rows = document["models"]
+    assert rows.keys() >= REQUIRED_MODELS
+    for name, row in rows.items():
+        assert set(row) == {"input", "output", "cached_input", "cache_write", "source", "date"}
+        assert row["source"].startswith("https://"), name
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", row["date"]), name
+        assert row["input"] >= 0 and row["output"] >= 0, name
+        # Keys are bare model names; provider prefixes and snapshots are lookup concerns.
+        assert name == name.lower() and "/" not in name, name
+        if not name.startswith("deepseek"):
+            assert row["cache_write"] is None, name  # OpenAI does not bill cache writes
+
+
+def test_default_table_loads_every_row(table: PriceTable) -> None:
+    assert table.prices.keys() >= REQUIRED_MODELS
+    gpt_4o = table.prices["gpt-4o"]
+    assert (gpt_4o.input, gpt_4o.output, gpt_4o.cached_input, gpt_4o.cache_write) == (
+        2.5,
+        10.0,
+        1.25,
+        None,
+    )
+    # Each call builds its own table from the packaged file.
+    assert PriceTable.default().prices == table.prices
+
+
+def test_price_is_frozen(table: PriceTable) -> None:
+    price = table.prices["gpt-4o"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        price.input = 0.0  # type: ignore[misc]
+
+
+def test_table_view_is_read_only(table: PriceTable) -> None:
+    with pytest.raises(TypeError):
+        table.prices["gpt-4o"] = _price()  # type: ignore[index]
+
+
+# -- lookup --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "row"),
+    [
+        ("gpt-4o", "gpt-4o"),
+        ("GPT-4o", "gpt-4o"),
+        ("  gpt-4o ", "gpt-4o"),
+        ("openai/gpt-4o", "gpt-4o"),
+        ("gpt-4o-2024-08-06", "gpt-4o"),
+        ("openai/gpt-4o-2024-11-20", "gpt-4o"),
+        # Longest known name: the mini snapshot is not a gpt-4o snapshot.
+        ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
+        ("gpt-4.1-2025-04-14", "gpt-4.1"),
+        ("gpt-4.1-nano-2025-04-14", "gpt-4.1-nano"),
+        ("gpt-5-mini-2025-08-07", "gpt-5-mini"),
+        ("o3-mini-2025-01-31", "o3-mini"),
+        ("o1-2024-12-17", "o1"),
+        ("gpt-4-turbo-2024-04-09", "gpt-4-turbo"),
+        # The older -MMDD snapshot form.
+        ("gpt-3.5-turbo-0125", "gpt-3.5-turbo"),
+        ("gpt-4-0613", "gpt-4"),
+        ("deepseek/deepseek-chat", "deepseek-chat"),
+        ("text-embedding-3-small", "text-embedding-3-small"),
+    ],
+)
+def test_lookup_finds_the_row(table: PriceTable, model: str, row: str) -> None:
+    assert table.lookup(model) is table.prices[row]
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "claude-3-opus",
+        "gpt-4o-audio-preview",  # a different model, not a snapshot
+        "gpt-4-1106-preview",  # date not at the end
+        "gpt-4o-2024-08",  # not a date suffix
+        "gpt-4o-latest",
+        "gpt-4",  # a prefix of a known name is not that name
+        "",
+        "openai/",
+    ],
+)
+def test_lookup_unknown_is_none(model: str) -> None:
+    table = PriceTable({"gpt-4o": _price()})
+    assert table.lookup(model) is None
+
+
+def test_provider_qualified_row_wins_over_the_bare_one() -> None:
+    table = PriceTable({"gpt-4o": _price(input=2.5), "azure/gpt-4o": _price(input=5.0)})
+    assert table.lookup("azure/gpt-4o").input == 5.0  # type: ignore[union-attr]
+    assert table.lookup("azure/gpt-4o-2024-08-06").input == 5.0  # type: ignore[union-attr]
+    assert table.lookup("openai/gpt-4o").input == 2.5  # type: ignore[union-attr]
+
+
+# -- cost ----------------------------------------------------------------------------------
+
+
+def test_cost_bills_cached_tokens_at_the_cached_price(table: PriceTable) -> None:
+    usage = {
+        "prompt_tokens": 1000,
+        "completion_tokens": 500,
+        "total_tokens": 1500,
+        "prompt_tokens_details": {"cached_tokens": 400},
+    }
+    # 600 * 2.50 + 400 * 1.25 + 500 * 10.00, per 1M tokens
+    assert table.cost("openai/gpt-4o", usage) == pytest.approx(0.007)
+
+
+def test_cost_without_cache_details(table: PriceTable) -> None:
+    usage = {"prompt_tokens": 2000, "completion_tokens": 1000}
+    # 2000 * 0.15 + 1000 * 0.60
+    assert table.cost("gpt-4o-mini", usage) == pytest.approx(0.0009)
+
+
+def test_cost_with_cache_reads_and_writes() -> None:
+    table = PriceTable({"m": _price()})
+    usage = {
+        "prompt_tokens": 10_000,
+        "completion_tokens": 100,
+        "prompt_tokens_details": {"cached_tokens": 2000},
+        "cache_creation_input_tokens": 4000,
+    }
+    # 4000 * 3 + 2000 * 0.3 + 4000 * 3.75 + 100 * 15
+    assert table.cost("m", usage) == pytest.approx(0.0291)
+
+
+def test_cost_with_no_cache_prices_bills_everything_at_input() -> None:
+    table = PriceTable({"m": _price(cached_input=None, cache_write=None)})
+    usage = {
+        "prompt_tokens": 1000,
+        "completion_tokens": 100,
+        "prompt_tokens_details": {"cached_tokens": 500},
+        "cache_creation_input_tokens": 200,
+    }
+    # 1000 * 3 + 100 * 15
+    assert table.cost("m", usage) == pytest.approx(0.0045)
+
+
+def test_cost_of_a_model_without_cached_price(table: PriceTable) -> None:
+    usage = {
+        "prompt_tokens": 1000,
+        "completion_tokens": 100,
+        "prompt_tokens_details": {"cached_tokens": 500},
+    }
+    # gpt-4-turbo lists no cached price: 1000 * 10 + 100 * 30
+    assert table.cost("gpt-4-turbo-2024-04-09", usage) == pytest.approx(0.013)
+
+
+def test_cost_of_an_embedding(table: PriceTable) -> None:
+    usage = {"prompt_tokens": 5000, "total_tokens": 5000}
+    assert table.cost("text-embedding-3-small", usage) == pytest.approx(0.0001)
+    assert table.cost("text-embedding-3-large", usage) == pytest.approx(0.00065)
+
+
+def test_cost_reads_deepseek_cache_hits(table: PriceTable) -> None:
+    usage = {
+        "prompt_tokens": 1000,
+        "completion_tokens": 100,
+        "prompt_cache_hit_tokens": 800,
+        "prompt_cache_miss_tokens": 200,
+    }
+    # 200 * 0.28 + 800 * 0.028 + 100 * 0.42
+    assert table.cost("deepseek-chat", usage) == pytest.approx(0.0001204)
+
+
+def test_cost_prefers_openai_cached_tokens_over_deepseek_field() -> None:
+    table = PriceTable({"m": _price()})
+    usage = {
+        "prompt_tokens": 1000,
+        "prompt_tokens_details": {"cached_tokens": 1000},
+        "prompt_cache_hit_tokens": 0,
+    }
+    assert table.cost("m", usage) == pytest.approx(0.0003)
+
+
+def test_cost_is_never_rounded() -> None:
+    table = PriceTable({"m": _price(input=0.1, output=0.0, cached_input=None)})
+    assert table.cost("m", {"prompt_tokens": 1}) == pytest.approx(1e-7, rel=1e-12)
+
+
+@pytest.mark.parametrize("usage", [None, {}, {"total_tokens": 10}, {"prompt_tokens": "10"}])
+def test_cost_without_usable_usage_is_none(table: PriceTable, usage: object) -> None:
+    assert table.cost("gpt-4o", usage) is None  # type: ignore[arg-type]
+
+
+def test_cost_of_unknown_model_is_none(table: PriceTable) -> None:
+    assert table.cost("mystery-model", {"prompt_tokens": 10, "completion_tokens": 1}) is None
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        # Non-int fields are ignored, not fatal.
+        ({"prompt_tokens": "many", "completion_tokens": 10}, 10 * 15),
+        ({"prompt_tokens": 100, "completion_tokens": 1.5}, 100 * 3),
+        ({"prompt_tokens": True, "completion_tokens": 10}, 10 * 15),
+        ({"prompt_tokens": -5, "completion_tokens": 10}, 10 * 15),
+        ({"prompt_tokens": 100, "prompt_tokens_details": None}, 100 * 3),
+        ({"prompt_tokens": 100, "prompt_tokens_details": {"cached_tokens": "x"}}, 100 * 3),
+        ({"prompt_tokens": 100, "prompt_tokens_details": [1, 2]}, 100 * 3),
+        # Counts larger than the prompt are capped at it.
+        ({"prompt_tokens": 100, "prompt_tokens_details": {"cached_tokens": 500}}, 100 * 0.3),
+        (
+            {
+                "prompt_tokens": 100,
+                "prompt_tokens_details": {"cached_tokens": 60},
+                "cache_creation_input_tokens": 500,
+            },
+            60 * 0.3 + 40 * 3.75,
+        ),
+    ],
+)
+def test_cost_tolerates_odd_usage(usage: dict[str, object], expected: float) -> None:
+    table = PriceTable({"m": _price()})
+    assert table.cost("m", usage) == pytest.approx(expected / 1_000_000)
+
+
+# -- overrides -----------------------------------------------------------------------------
+
+
+def test_override_changes_only_the_given_fields(table: PriceTable) -> None:
+    updated = table.with_overrides({"gpt-4o": {"input": 2.0, "date": "2026-12-01"}})
+    price = updated.lookup("gpt-4o")
+    assert price == Price(
+        input=2.0,
+        output=10.0,
+        cached_input=1.25,
+        cache_write=None,
+        source="override",
+        date="2026-12-01",
+    )
+    # The original table is untouched.
+    assert table.lookup("gpt-4o").input == 2.5  # type: ignore[union-attr]
+    # Snapshots of the overridden model follow the override.
+    assert updated.lookup("gpt-4o-2024-08-06") is price
+
+
+def test_override_adds_a_new_model() -> None:
+    table = PriceTable({}).with_overrides(
+        {"My-Finetune": {"input": 1, "output": 4, "source": "https://example.test/contract"}}
+    )
+    assert table.lookup("my-finetune") == Price(
+        input=1.0,
+        output=4.0,
+        cached_input=None,
+        cache_write=None,
+        source="https://example.test/contract",
+        date="",
+    )
+
+
+def test_override_accepts_litellm_per_token_names() -> None:
+    table = PriceTable({}).with_overrides(
+        {
+            "claude-like": {
+                "input_cost_per_token": 0.000003,
+                "output_cost_per_token": 0.000015,
+                "cache_read_input_token_cost": 0.0000003,
+                "cache_creation_input_token_cost": 0.00000375,
+            }
+        }
+    )
+    price = table.lookup("claude-like")
+    assert price is not None
+    assert price.input == pytest.approx(3.0)
+    assert price.output == pytest.approx(15.0)
+    assert price.cached_input == pytest.approx(0.3)
+    assert price.cache_write == pytest.approx(3.75)
+    usage = {
+        "prompt_tokens": 10_000,
+        "completion_tokens": 100,
+        "prompt_tokens_details": {"cached_tokens": 2000},
+        "cache_creation_input_tokens": 4000,
+    }
+    assert table.cost("claude-like", usage) == pytest.approx(0.0291)
+
+
+def test_override_for_one_provider_only(table: PriceTable) -> None:
+    updated = table.with_overrides({"azure/gpt-4o": {"input": 5.0}})
+    assert updated.lookup("azure/gpt-4o").input == 5.0  # type: ignore[union-attr]
+    assert updated.lookup("azure/gpt-4o").output == 10.0  # type: ignore[union-attr]
+    assert updated.lookup("openai/gpt-4o").input == 2.5  # type: ignore[union-attr]
+
+
+def test_override_can_clear_a_cache_price(table: PriceTable) -> None:
+    updated = table.with_overrides({"gpt-4o": {"cached_input": None}})
+    assert updated.lookup("gpt-4o").cached_input is None  # type: ignore[union-attr]
+
+
+def test_unknown_override_field_is_a_config_error_naming_it(table: PriceTable) -> None:
+    with pytest.raises(ConfigError, match="'inptu'") as info:
+        table.with_overrides({"gpt-4o": {"inptu": 1.0}})
+    assert info.value.path == "gpt-4o.inptu"
+    assert "did you mean 'input'" in str(info.value)
+
+
+def test_litellm_field_deja_does_not_price_is_an_error(table: PriceTable) -> None:
+    with pytest.raises(ConfigError, match="'input_cost_per_audio_token'"):
+        table.with_overrides({"gpt-4o": {"input_cost_per_audio_token": 1e-6}})
+
+
+@pytest.mark.parametrize(
+    ("fields", "path"),
+    [
+        ({"input": "cheap"}, "m.input"),
+        ({"input": True}, "m.input"),
+        ({"input": -1}, "m.input"),
+        ({"output": float("nan")}, "m.output"),
+        ({"input": None}, "m.input"),
+        ({"input_cost_per_token": None}, "m.input_cost_per_token"),
+        ({"source": 3}, "m.source"),
+    ],
+)
+def test_invalid_override_values(fields: dict[str, object], path: str) -> None:
+    table = PriceTable({"m": _price()})
+    with pytest.raises(ConfigError) as info:
+        table.with_overrides({"m": fields})
+    assert info.value.path == path
+
+
+def test_new_model_needs_input_and_output() -> None:
+    with pytest.raises(ConfigError, match="needs output"):
+        PriceTable({}).with_overrides({"new": {"input": 1.0}})
+
+
+def test_same_price_under_two_names_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="given twice"):
+        PriceTable({"m": _price()}).with_overrides(
+            {"m": {"input": 1.0, "input_cost_per_token": 0.000001}}
+        )
+
+
+def test_override_fields_must_be_a_mapping() -> None:
+    with pytest.raises(ConfigError, match="mapping"):
+        PriceTable({}).with_overrides({"m": 1.0})  # type: ignore[dict-item]
