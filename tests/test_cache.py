@@ -444,3 +444,49 @@ def test_constructor_validation() -> None:
         deja.Cache(max_entry_bytes=0)
     with pytest.raises(ControlError):
         deja.Cache(namespace="")
+
+
+def test_decoded_entries_are_reused_but_never_stale(monkeypatch: pytest.MonkeyPatch) -> None:
+    import deja._sync.cache as sync_cache
+
+    decoded = 0
+    real_decode = sync_cache.decode
+
+    def counting_decode(data: bytes) -> Any:
+        nonlocal decoded
+        decoded += 1
+        return real_decode(data)
+
+    monkeypatch.setattr(sync_cache, "decode", counting_decode)
+    cache = deja.Cache()
+    cache.put(chat_request(), chat_response("first"))
+    for _ in range(5):
+        assert cache.get(chat_request()).response == chat_response("first")
+    assert decoded == 1  # the memory store hands back the same bytes: decoded once
+    cache.put(chat_request(), chat_response("second"))  # overwrite: a new bytes object
+    assert cache.get(chat_request()).response == chat_response("second")
+    assert decoded == 2
+    cache.delete(cache.key(chat_request()))
+    assert cache.get(chat_request()).response is None
+    # each hit hands out its own response object
+    cache.put(chat_request(), chat_response())
+    a, b = cache.get(chat_request()), cache.get(chat_request())
+    assert a.response is not b.response and a.response == b.response
+
+
+def test_decoded_entry_memo_is_bounded() -> None:
+    from deja._sync import cache as sync_cache
+
+    cache = deja.Cache(store=MemoryStore(max_entries=None))
+    for i in range(sync_cache._MEMO_ENTRIES + 10):
+        cache.put(chat_request(str(i)), chat_response())
+        assert cache.get(chat_request(str(i))).info.status == "hit"
+    assert cache._memo is not None and len(cache._memo) <= sync_cache._MEMO_ENTRIES
+    assert cache._memo_bytes <= sync_cache._MEMO_BYTES
+
+
+def test_no_memo_for_stores_that_return_copies(tmp_path: Any) -> None:
+    cache = deja.Cache(store=deja.DiskStore(tmp_path))
+    cache.put(chat_request(), chat_response())
+    assert cache.get(chat_request()).info.status == "hit"
+    assert cache._memo is None

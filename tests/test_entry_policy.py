@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import zlib
 
 import orjson
@@ -36,7 +37,7 @@ def test_round_trip(response: dict, compress: bool) -> None:  # type: ignore[typ
         tags=("a",),
         cost_usd=0.1,
     )
-    assert decode(encode(entry, compress_min_bytes=0 if compress else 10**9)) == entry
+    assert decode(encode(entry, compress_min_bytes=0 if compress else 10**9)).to_entry() == entry
 
 
 def test_all_fields_round_trip() -> None:
@@ -52,14 +53,30 @@ def test_all_fields_round_trip() -> None:
         cost_usd=0.5,
         chunks=[{"delta": "x"}],
     )
-    assert decode(encode(entry)) == entry
+    assert decode(encode(entry)).to_entry() == entry
 
 
 def test_compression_above_threshold() -> None:
     entry = Entry(response={"text": "a" * 10_000}, created=0.0, expires=None, model="m")
     small = encode(entry, compress_min_bytes=4096)
     assert small[:4] == b"DJ\x01\x01" and len(small) < 1000
+    assert decode(small).response == entry.response
     assert encode(entry, compress_min_bytes=10**6)[:4] == b"DJ\x01\x00"
+
+
+def _valid() -> bytes:
+    return encode(Entry(response={"id": "x"}, created=1.0, expires=None, model="m"))
+
+
+def _with_body(body: bytes, *, meta_len: int, flags: int = 0, version: int = 1) -> bytes:
+    data = struct.pack("<2sBBdddqI", b"DJ", version, flags, 1.0, 0.0, 0.0, 0, meta_len) + body
+    return data + struct.pack("<I", zlib.crc32(data))
+
+
+@given(st.binary(max_size=300))
+def test_crc_residue(message: bytes) -> None:
+    # the property decode relies on: CRC-32 over a message and its own CRC is constant
+    assert zlib.crc32(message + struct.pack("<I", zlib.crc32(message))) == 0x2144DF1C
 
 
 @pytest.mark.parametrize(
@@ -67,25 +84,49 @@ def test_compression_above_threshold() -> None:
     [
         b"",
         b"garbage",
-        b"DJ\x01\x00{not json",
-        b"DJ\x01\x01not zlib",
-        b"DJ\x09\x00{}",
-        b"DJ\x01\x00[]",
-        b'DJ\x01\x00{"response": {}, "model": "m"}',
-        b'DJ\x01\x00{"response": [], "model": "m", "created": 1}',
-        b'DJ\x01\x00{"response": {}, "model": "m", "created": "1"}',
-        b"DJ\x01\x01" + zlib.compress(b"[1]"),
+        b"DJ\x01\x00short",
+        _valid()[:-3],  # truncated
+        _valid()[:-1] + b"!",  # one byte changed: checksum mismatch
+        _valid().replace(b"DJ\x01", b"DJ\x09", 1),  # unknown version
+        _valid().replace(b"DJ\x01\x00", b"DJ\x01\x04", 1),  # unknown flag
+        _with_body(b"not zlib", meta_len=0, flags=1),
+        _with_body(b"{}{}", meta_len=10),
         "not bytes",
+        12345,
     ],
+    ids=lambda d: repr(d)[:30],
 )
 def test_undecodable(data: object) -> None:
     with pytest.raises(EntryDecodeError):
         decode(data)  # type: ignore[arg-type]
 
 
-def test_unknown_fields_of_the_same_version_are_tolerated() -> None:
-    doc = {"response": {}, "model": "m", "created": 1, "future_field": [1, 2]}
-    assert decode(b"DJ\x01\x00" + orjson.dumps(doc)).response == {}
+def test_lazy_parts_reject_non_objects() -> None:
+    stored = decode(_with_body(b"{}[1]", meta_len=2))
+    with pytest.raises(EntryDecodeError):
+        stored.parse_response()
+
+
+def test_hit_fields_need_no_json_parsing() -> None:
+    usage = {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+    entry = Entry(
+        response={"id": "x"}, created=5.0, expires=9.0, model="m", usage=usage, cost_usd=0.25
+    )
+    stored = decode(encode(entry))
+    assert (stored.created, stored.expires, stored.cost_usd, stored.total_tokens) == (
+        5.0,
+        9.0,
+        0.25,
+        7,
+    )
+    assert stored.response_bytes == orjson.dumps({"id": "x"})
+    assert stored.parse_response() is not stored.parse_response()  # private copies
+
+
+def test_unknown_meta_fields_of_the_same_version_are_tolerated() -> None:
+    meta = orjson.dumps({"model": "m", "future_field": [1, 2]})
+    stored = decode(_with_body(meta + b"{}", meta_len=len(meta)))
+    assert stored.response == {} and stored.model == "m"
 
 
 def test_freshness() -> None:

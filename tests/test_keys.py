@@ -300,10 +300,8 @@ def test_explain_lists_fields_and_ignored_params() -> None:
     info = explain(request, namespace="faq")
     assert info["key"] == key(request, namespace="faq")
     assert info["fields"]["params"] == {"temperature": 0}
-    assert info["fields"]["upstream"] == {
-        "model": "openai/gpt-4o",
-        "api_base": "https://api.openai.com/v1",
-    }
+    assert info["fields"]["model"] == "openai/gpt-4o"
+    assert info["fields"]["api_base"] == "https://api.openai.com/v1"
     assert info["ignored"] == ["metadata", "stream", "user"]
     assert info["scope"] == {"hash": scope_hash(None, "faq"), "tenant": None, "namespace": "faq"}
 
@@ -350,3 +348,14 @@ def test_from_body_matches_chat() -> None:
     ) != key(
         Request.from_body({"model": "text-embedding-3-small", "prompt": "x"}, kind="completion")
     )
+
+
+def test_replace_never_keeps_a_stale_fast_path() -> None:
+    from dataclasses import replace
+
+    plain = chat()
+    assert plain.plain_messages
+    marked = [{"role": "user", "content": "hi", "cache_control": {"type": "ephemeral"}, "name": None}]
+    derived = replace(plain, messages=tuple(marked))
+    assert not derived.plain_messages
+    assert key(derived) == key(plain)  # normalized the slow way, to the same key

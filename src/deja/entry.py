@@ -1,14 +1,27 @@
 """The stored entry: a versioned envelope around a response, and its codec.
 
-On the wire an entry is a 4-byte header, ``b"DJ"`` + format version + flags, followed by
-orjson of the envelope, zlib-compressed when the JSON is at least ``compress_min_bytes``
-long (flag bit 0). The header lets a future deja read old entries, and lets any deja
-recognise bytes that are not an entry at all; those raise :class:`EntryDecodeError`,
-which the cache façade treats as a miss and deletes.
+Layout of one encoded entry (all integers little-endian)::
+
+    "DJ" | version u8 | flags u8 | created f64 | expires f64 | cost_usd f64
+         | total_tokens i64 | meta_len u32 | body | crc32 u32
+
+``body`` is ``meta JSON`` (``meta_len`` bytes: model, tenant, namespace, tags, usage,
+chunks) followed by the ``response JSON`` exactly as it will be served, zlib-compressed as a
+whole when it is at least ``compress_min_bytes`` long (flag bit 0). ``crc32`` covers the
+body as stored.
+
+Why this shape: a hit needs only the fixed fields (freshness, savings) and the response
+bytes. The proxy writes those bytes to the socket as they are, and the library parses
+them only when the caller reads the response, so a hit never pays for JSON it does not
+use. The checksum makes that safe: bytes that are not an intact entry written by deja are
+rejected up front (:class:`~deja.errors.EntryDecodeError`, which the cache façade treats
+as a miss and deletes), never discovered later by a caller reading the response.
 """
 
 from __future__ import annotations
 
+import math
+import struct
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,22 +30,24 @@ import orjson
 
 from deja.errors import EntryDecodeError
 
-__all__ = ["FORMAT_VERSION", "Entry", "decode", "encode"]
+__all__ = ["FORMAT_VERSION", "Entry", "StoredEntry", "decode", "encode"]
 
 FORMAT_VERSION = 1
 _MAGIC = b"DJ"
 _FLAG_ZLIB = 0x01
-_HEADER_PLAIN = _MAGIC + bytes([FORMAT_VERSION, 0])
-_HEADER_ZLIB = _MAGIC + bytes([FORMAT_VERSION, _FLAG_ZLIB])
+_HEAD = struct.Struct("<2sBBdddqI")
+_CRC = struct.Struct("<I")
+_CRC_RESIDUE = 0x2144DF1C  # CRC-32 of any message followed by its own CRC-32 (little-endian)
+_NAN = float("nan")
 
 
 @dataclass(slots=True)
 class Entry:
-    """One cached response and what deja knows about it.
+    """One response to store, and what deja knows about it.
 
-    ``created``/``expires`` are wall-clock seconds; ``cost_usd`` is what the original
-    call cost (what a hit saves); ``chunks`` keeps a streamed answer's chunk boundaries so
-    it can be replayed as it came.
+    ``created``/``expires`` are wall-clock seconds; ``cost_usd`` is what the original call
+    cost (what a hit saves); ``chunks`` keeps a streamed answer's chunk boundaries so it can
+    be replayed as it came.
     """
 
     response: dict[str, Any]
@@ -47,85 +62,165 @@ class Entry:
     chunks: list[dict[str, Any]] | None = field(default=None)
 
 
+def _total_tokens(usage: dict[str, Any] | None) -> int:
+    total = usage.get("total_tokens") if usage else None
+    return total if type(total) is int and total >= 0 else 0
+
+
 def encode(entry: Entry, *, compress_min_bytes: int = 4096) -> bytes:
-    """Serialize ``entry``; compress when the JSON is at least ``compress_min_bytes``."""
-    doc: dict[str, Any] = {
-        "response": entry.response,
-        "created": entry.created,
-        "expires": entry.expires,
+    """Serialize ``entry``; compress the body when it is at least ``compress_min_bytes``."""
+    meta: dict[str, Any] = {
         "model": entry.model,
         "tenant": entry.tenant,
         "namespace": entry.namespace,
         "tags": list(entry.tags),
         "usage": entry.usage,
-        "cost_usd": entry.cost_usd,
     }
     if entry.chunks is not None:
-        doc["chunks"] = entry.chunks
-    body = orjson.dumps(doc)
+        meta["chunks"] = entry.chunks
+    meta_json = orjson.dumps(meta)
+    body = meta_json + orjson.dumps(entry.response)
+    flags = 0
     if len(body) >= compress_min_bytes:
-        return _HEADER_ZLIB + zlib.compress(body, 6)
-    return _HEADER_PLAIN + body
+        body = zlib.compress(body, 6)
+        flags |= _FLAG_ZLIB
+    head = _HEAD.pack(
+        _MAGIC,
+        FORMAT_VERSION,
+        flags,
+        entry.created,
+        _NAN if entry.expires is None else entry.expires,
+        _NAN if entry.cost_usd is None else entry.cost_usd,
+        _total_tokens(entry.usage),
+        len(meta_json),
+    )
+    data = head + body
+    return data + _CRC.pack(zlib.crc32(data))
 
 
-def _number(doc: dict[str, Any], name: str, *, optional: bool) -> float | None:
-    value = doc.get(name)
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise EntryDecodeError(f"entry field {name!r} is not a number")
-    return float(value)
+class StoredEntry:
+    """A decoded entry: fixed fields at once, JSON parts parsed on first access."""
+
+    __slots__ = (
+        "_meta",
+        "_meta_bytes",
+        "_response",
+        "cost_usd",
+        "created",
+        "expires",
+        "response_bytes",
+        "total_tokens",
+    )
+
+    def __init__(
+        self,
+        *,
+        created: float,
+        expires: float | None,
+        cost_usd: float | None,
+        total_tokens: int,
+        meta_bytes: bytes,
+        response_bytes: bytes,
+    ) -> None:
+        self.created = created
+        self.expires = expires
+        self.cost_usd = cost_usd
+        self.total_tokens = total_tokens
+        self.response_bytes = response_bytes
+        self._meta_bytes = meta_bytes
+        self._meta: dict[str, Any] | None = None
+        self._response: dict[str, Any] | None = None
+
+    @property
+    def response(self) -> dict[str, Any]:
+        """The stored response, parsed once; callers that mutate it should copy it."""
+        if self._response is None:
+            self._response = _object(self.response_bytes, "response")
+        return self._response
+
+    def parse_response(self) -> dict[str, Any]:
+        """A fresh, private copy of the response (for callers that may mutate it)."""
+        return _object(self.response_bytes, "response")
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The metadata object (model, tenant, namespace, tags, usage, chunks)."""
+        if self._meta is None:
+            self._meta = _object(self._meta_bytes, "metadata")
+        return self._meta
+
+    @property
+    def model(self) -> str:
+        """The resolved upstream model that produced the response."""
+        return str(self.meta.get("model", ""))
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """Tags the entry was stored with."""
+        return tuple(self.meta.get("tags") or ())
+
+    @property
+    def chunks(self) -> list[dict[str, Any]] | None:
+        """Chunk boundaries of a streamed answer, if it was streamed."""
+        chunks = self.meta.get("chunks")
+        return chunks if isinstance(chunks, list) else None
+
+    def to_entry(self) -> Entry:
+        """Everything decoded, as an :class:`Entry`."""
+        meta = self.meta
+        return Entry(
+            response=self.response,
+            created=self.created,
+            expires=self.expires,
+            model=self.model,
+            tenant=meta.get("tenant"),
+            namespace=meta.get("namespace"),
+            tags=self.tags,
+            usage=meta.get("usage"),
+            cost_usd=self.cost_usd,
+            chunks=self.chunks,
+        )
 
 
-def decode(data: bytes) -> Entry:
-    """Parse bytes written by :func:`encode`; anything else raises EntryDecodeError."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise EntryDecodeError(f"store returned {type(data).__name__}, not bytes")
-    data = bytes(data)
-    header = data[:4]
-    if header == _HEADER_PLAIN:
-        body = data[4:]
-    elif header == _HEADER_ZLIB:
+def _object(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise EntryDecodeError(f"corrupt entry {what}: {exc}") from exc
+    if type(value) is not dict:
+        raise EntryDecodeError(f"entry {what} is not an object")
+    return value
+
+
+def decode(data: bytes) -> StoredEntry:
+    """Check and split bytes written by :func:`encode`; anything else raises EntryDecodeError."""
+    if type(data) is not bytes:
+        if not isinstance(data, (bytearray, memoryview)):
+            raise EntryDecodeError(f"store returned {type(data).__name__}, not bytes")
+        data = bytes(data)
+    end = len(data) - _CRC.size
+    if end < _HEAD.size or data[:2] != _MAGIC:
+        raise EntryDecodeError("bytes are not a deja entry")
+    _, version, flags, created, expires, cost, tokens, meta_len = _HEAD.unpack_from(data)
+    if version != FORMAT_VERSION or flags & ~_FLAG_ZLIB:
+        raise EntryDecodeError(f"entry format {version} flags {flags} is not readable")
+    if zlib.crc32(data) != _CRC_RESIDUE:
+        raise EntryDecodeError("entry checksum mismatch (truncated or corrupt)")
+    start = _HEAD.size
+    if flags & _FLAG_ZLIB:
         try:
-            body = zlib.decompress(data[4:])
+            data = zlib.decompress(memoryview(data)[start:end])
         except zlib.error as exc:
             raise EntryDecodeError(f"corrupt compressed entry: {exc}") from exc
-    elif header[:2] == _MAGIC and len(header) == 4:
-        raise EntryDecodeError(f"entry format {header[2]} flags {header[3]} is not readable")
-    else:
-        raise EntryDecodeError("bytes are not a deja entry")
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise EntryDecodeError(f"corrupt entry JSON: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise EntryDecodeError("entry is not an object")
-    response = doc.get("response")
-    model = doc.get("model")
-    tags = doc.get("tags", [])
-    usage = doc.get("usage")
-    chunks = doc.get("chunks")
-    if (
-        not isinstance(response, dict)
-        or not isinstance(model, str)
-        or not isinstance(tags, list)
-        or not all(isinstance(t, str) for t in tags)
-        or not (usage is None or isinstance(usage, dict))
-        or not (chunks is None or isinstance(chunks, list))
-    ):
-        raise EntryDecodeError("entry fields have the wrong types")
-    created = _number(doc, "created", optional=False)
-    assert created is not None  # _number with optional=False never returns None
-    tenant, namespace = doc.get("tenant"), doc.get("namespace")
-    return Entry(
-        response=response,
+        start, end = 0, len(data)
+    split = start + meta_len
+    if split > end or not math.isfinite(created):
+        raise EntryDecodeError("entry header does not match its body")
+    return StoredEntry(
         created=created,
-        expires=_number(doc, "expires", optional=True),
-        model=model,
-        tenant=tenant if isinstance(tenant, str) else None,
-        namespace=namespace if isinstance(namespace, str) else None,
-        tags=tuple(tags),
-        usage=usage,
-        cost_usd=_number(doc, "cost_usd", optional=True),
-        chunks=chunks,
+        expires=None if expires != expires else expires,  # NaN marks "none"
+        cost_usd=None if cost != cost else cost,
+        total_tokens=tokens,
+        meta_bytes=data[start:split],
+        response_bytes=data[split:end],
     )

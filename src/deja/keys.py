@@ -176,28 +176,33 @@ def key_payload(request: Request) -> dict[str, Any]:
     for name, value in request.params.items():
         if value is None or name in VOLATILE_PARAMS:
             continue
+        # Inline fast paths for the common scalar sampling parameters: this function runs on
+        # every request, hits included, and a call per parameter is a measurable share of it.
         t = type(value)
         if t is str or t is int or t is bool:
-            params[name] = value  # most sampling parameters: nothing to normalize
+            params[name] = value
+        elif t is float and value.is_integer() and -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+            params[name] = int(value)
         elif name == "tools":
             params[name] = _canon_tools(value)
         else:
             params[name] = _canon(value, name)
     return {
         "kind": request.kind,
-        "upstream": {
-            "model": f"{request.provider}/{request.model}",
-            "api_base": request.api_base,
-        },
-        "messages": request.messages
-        if request.plain_messages
-        else _canon_messages(request.messages),
+        "model": f"{request.provider}/{request.model}",
+        "api_base": request.api_base,
+        "messages": request.messages if request.plain_messages else _canon_messages(request.messages),
         "params": params,
     }
 
 
+_dumps = orjson.dumps
+_SORT_KEYS = orjson.OPT_SORT_KEYS
+_sha256 = hashlib.sha256
+
+
 def _canonical_json(payload: object) -> bytes:
-    return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    return _dumps(payload, option=_SORT_KEYS)
 
 
 def default_digest(request: Request) -> str:
@@ -205,7 +210,7 @@ def default_digest(request: Request) -> str:
 
     Public so a custom builder can wrap it (drop a field, then call this).
     """
-    return hashlib.sha256(_canonical_json(key_payload(request))).hexdigest()
+    return _sha256(_dumps(key_payload(request), option=_SORT_KEYS)).hexdigest()
 
 
 @functools.lru_cache(maxsize=4096)
@@ -246,8 +251,11 @@ def make_key(
     builder: KeyBuilder | None = None,
 ) -> str:
     """The cache key of ``request`` in ``namespace`` (the tenant comes from the request)."""
-    digest = default_digest(request) if builder is None else _checked_digest(builder, request)
-    return format_key(key_prefix, scope_hash(request.tenant, namespace), digest)
+    if builder is None:
+        digest = _sha256(_dumps(key_payload(request), option=_SORT_KEYS)).hexdigest()
+    else:
+        digest = _checked_digest(builder, request)
+    return f"{key_prefix}{KEY_VERSION}:{scope_hash(request.tenant, namespace)}:{digest}"
 
 
 def explain(

@@ -26,14 +26,14 @@ import orjson
 from deja._sync.singleflight import SingleFlight
 from deja.breaker import CircuitBreaker
 from deja.controls import CacheControl, parse_controls
-from deja.entry import Entry, decode, encode
+from deja.entry import Entry, StoredEntry, decode, encode
 from deja.errors import ControlError, EntryDecodeError, StoreError
 from deja.keys import KEY_VERSION, KeyBuilder, explain, make_key, scope_hash, scope_prefix
 from deja.metrics import Metrics, NullMetrics
 from deja.policy import AdmissionPolicy, age, expiry, is_fresh, resolve_ttl
 from deja.request import Request
 from deja.result import CacheInfo, CacheResult, CacheStats
-from deja.stores.base import Store, TagIndex, validate_ttl
+from deja.stores.base import SharedValues, Store, TagIndex, validate_ttl
 
 if TYPE_CHECKING:
     from deja.prices import PriceTable
@@ -44,9 +44,16 @@ logger = logging.getLogger("deja.cache")
 
 _UNSET: Any = object()
 
+# Decoded-entry memo for stores that hand back the stored bytes object itself (memory):
+# a repeat hit on a hot key then skips decoding. Bounded by count and by bytes; cleared
+# whole when full (hot keys come back at once, and no LRU bookkeeping costs the hit path).
+_MEMO_ENTRIES = 2048
+_MEMO_BYTES = 32 * 2**20
+_MEMO_MAX_VALUE = 64 * 2**10
 
-def _response_tokens(response: Mapping[str, Any]) -> int:
-    usage = response.get("usage")
+
+def _response_tokens(response: Mapping[str, Any] | None) -> int:
+    usage = response.get("usage") if response is not None else None
     if isinstance(usage, Mapping):
         total = usage.get("total_tokens")
         if isinstance(total, int) and not isinstance(total, bool):
@@ -121,6 +128,10 @@ class Cache:
         self._breaker = CircuitBreaker(threshold=breaker_threshold, reset_after=breaker_reset)
         self._last_warning = float("-inf")
         self._flight: SingleFlight[CacheResult] = SingleFlight()
+        self._memo: dict[str, tuple[bytes, StoredEntry]] | None = (
+            {} if isinstance(store, SharedValues) and store.shares_values() else None
+        )
+        self._memo_bytes = 0
         self._hits = self._misses = self._bypasses = self._coalesced = 0
         self._store_errors = self._saved_tokens = 0
         self._saved_usd = 0.0
@@ -238,13 +249,13 @@ class Cache:
             return self._count(result)
         self._coalesced += 1
         self.metrics.coalesced()
-        assert result.response is not None  # the leader returns a response or raises
         info = result.info
         saved = info.saved_usd if info.hit else info.cost_usd
         # followers get their own copy: callers may mutate what they receive
-        response = orjson.loads(orjson.dumps(result.response))
+        data = result.response_bytes
+        assert data is not None  # the leader returns a response or raises
         return self._count(
-            CacheResult(response, CacheInfo("hit", key, age=0.0, saved_usd=saved), result.entry)
+            CacheResult(orjson.loads(data), CacheInfo("hit", key, age=0.0, saved_usd=saved))
         )
 
     # -- management -------------------------------------------------------------------
@@ -355,11 +366,18 @@ class Cache:
         if data is None:
             logger.debug("CACHE MISS key=%s lookup_ms=%.3f", key, elapsed * 1000)
             return CacheResult(None, CacheInfo("miss", key))
-        try:
-            entry = decode(data)
-        except EntryDecodeError as exc:
-            self._discard(key, exc)
-            return CacheResult(None, CacheInfo("miss", key))
+        memo = self._memo
+        remembered = memo.get(key) if memo is not None else None
+        if remembered is not None and remembered[0] is data:
+            entry = remembered[1]
+        else:
+            try:
+                entry = decode(data)
+            except EntryDecodeError as exc:
+                self._discard(key, exc)
+                return CacheResult(None, CacheInfo("miss", key))
+            if memo is not None:
+                self._remember(memo, key, data, entry)
         now = self._clock()
         if not is_fresh(
             now=now, created=entry.created, expires=entry.expires, max_age=ctl.s_maxage
@@ -367,12 +385,9 @@ class Cache:
             logger.debug("CACHE MISS (stale) key=%s lookup_ms=%.3f", key, elapsed * 1000)
             return CacheResult(None, CacheInfo("miss", key))
         logger.debug("CACHE HIT key=%s lookup_ms=%.3f", key, elapsed * 1000)
-        saved = entry.cost_usd or 0.0
-        return CacheResult(
-            entry.response,
-            CacheInfo("hit", key, age=age(now, entry.created), saved_usd=saved),
-            entry,
-        )
+        # positional: this runs on every hit (status, key, similarity, age, cost, saved)
+        info = CacheInfo("hit", key, None, age(now, entry.created), 0.0, entry.cost_usd or 0.0)
+        return CacheResult(None, info, entry)
 
     def _put(
         self,
@@ -432,7 +447,8 @@ class Cache:
         status = result.info.status
         if status == "hit":
             self._hits += 1
-            tokens = _response_tokens(result.response) if result.response is not None else 0
+            entry = result.entry
+            tokens = entry.total_tokens if entry is not None else _response_tokens(result.response)
             self._saved_tokens += tokens
             self._saved_usd += result.info.saved_usd
             self.metrics.saved(tokens, result.info.saved_usd)
@@ -442,6 +458,18 @@ class Cache:
             self._bypasses += 1
         self.metrics.request("exact", status)
         return result
+
+    def _remember(
+        self, memo: dict[str, tuple[bytes, StoredEntry]], key: str, data: bytes, entry: StoredEntry
+    ) -> None:
+        size = len(data)
+        if size > _MEMO_MAX_VALUE:
+            return
+        if len(memo) >= _MEMO_ENTRIES or self._memo_bytes + size > _MEMO_BYTES:
+            memo.clear()
+            self._memo_bytes = 0
+        memo[key] = (data, entry)
+        self._memo_bytes += size
 
     def _check_control(self, ctl: CacheControl) -> None:
         if ctl.tags and not self._tags_supported:

@@ -28,10 +28,12 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 __all__ = [
+    "SharedValues",
     "Store",
     "StoreStats",
     "StoreUsage",
     "SyncStore",
+    "SyncTagIndex",
     "TagIndex",
     "validate_ttl",
 ]
@@ -77,6 +79,18 @@ class TagIndex(Protocol):
     async def atag(self, tag: str, keys: Sequence[str], ttl: float | None) -> None: ...
     async def akeys_for(self, tag: str) -> list[str]: ...
     async def adrop(self, tag: str) -> list[str]: ...
+
+
+@runtime_checkable
+class SharedValues(Protocol):
+    """Optional: ``get`` returns the very ``bytes`` object that ``set`` stored.
+
+    True of in-process stores. A caller may then keep what it derived from a value (the
+    cache façade keeps decoded entries) and reuse it while ``get`` returns the same object:
+    an overwrite or a delete gives a different object or none, so reuse is never stale.
+    """
+
+    def shares_values(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,6 +69,10 @@ class MemoryStore(SyncStore, SyncTagIndex):
     name = "memory"
     offload = False
 
+    def shares_values(self) -> bool:
+        """``get`` returns the stored object itself (see :class:`SharedValues`)."""
+        return True
+
     def __init__(
         self,
         *,
