@@ -355,7 +355,9 @@ def test_replace_never_keeps_a_stale_fast_path() -> None:
 
     plain = chat()
     assert plain.plain_messages
-    marked = [{"role": "user", "content": "hi", "cache_control": {"type": "ephemeral"}, "name": None}]
+    marked = [
+        {"role": "user", "content": "hi", "cache_control": {"type": "ephemeral"}, "name": None}
+    ]
     derived = replace(plain, messages=tuple(marked))
     assert not derived.plain_messages
     assert key(derived) == key(plain)  # normalized the slow way, to the same key

@@ -218,8 +218,8 @@ def decode(data: bytes) -> StoredEntry:
         raise EntryDecodeError("entry header does not match its body")
     return StoredEntry(
         created=created,
-        expires=None if expires != expires else expires,  # NaN marks "none"
-        cost_usd=None if cost != cost else cost,
+        expires=None if math.isnan(expires) else expires,  # NaN marks "none"
+        cost_usd=None if math.isnan(cost) else cost,
         total_tokens=tokens,
         meta_bytes=data[start:split],
         response_bytes=data[split:end],

@@ -187,11 +187,12 @@ def key_payload(request: Request) -> dict[str, Any]:
             params[name] = _canon_tools(value)
         else:
             params[name] = _canon(value, name)
+    messages = request.messages
     return {
         "kind": request.kind,
         "model": f"{request.provider}/{request.model}",
         "api_base": request.api_base,
-        "messages": request.messages if request.plain_messages else _canon_messages(request.messages),
+        "messages": messages if request.plain_messages else _canon_messages(messages),
         "params": params,
     }
 
