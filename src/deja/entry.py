@@ -192,12 +192,18 @@ def _object(data: bytes, what: str) -> dict[str, Any]:
     return value
 
 
-def decode(data: bytes) -> StoredEntry:
-    """Check and split bytes written by :func:`encode`; anything else raises EntryDecodeError."""
-    if type(data) is not bytes:
-        if not isinstance(data, (bytearray, memoryview)):
-            raise EntryDecodeError(f"store returned {type(data).__name__}, not bytes")
-        data = bytes(data)
+def decode(raw: object) -> StoredEntry:
+    """Check and split bytes written by :func:`encode`; anything else raises EntryDecodeError.
+
+    ``raw`` is whatever a store returned: a store that returns something other than bytes
+    is reported like a corrupt entry, never passed on.
+    """
+    if type(raw) is bytes:
+        data = raw
+    elif isinstance(raw, (bytearray, memoryview)):
+        data = bytes(raw)
+    else:
+        raise EntryDecodeError(f"store returned {type(raw).__name__}, not bytes")
     end = len(data) - _CRC.size
     if end < _HEAD.size or data[:2] != _MAGIC:
         raise EntryDecodeError("bytes are not a deja entry")
