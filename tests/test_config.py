@@ -1133,3 +1133,43 @@ def test_fixture_configs_load(name: str) -> None:
     assert settings.caching is not None
     assert settings.caching.type == "memory"
     assert settings.model_list[0].litellm_params["api_key"] == SECRET
+
+
+def test_deployment_prices_reach_the_cache(tmp_path: Path) -> None:
+    from deja.config import build_cache, parse_config
+    from deja.request import Request
+
+    settings = parse_config(
+        {
+            "model_list": [
+                {
+                    "model_name": "house-model",
+                    "litellm_params": {
+                        "model": "openai/house-model",
+                        "api_base": "http://127.0.0.1:9/v1",
+                    },
+                    "model_info": {
+                        "input_cost_per_token": 1e-6,
+                        "output_cost_per_token": 2e-6,
+                        "id": "x",
+                    },
+                },
+                {
+                    "model_name": "gpt-4o",
+                    "litellm_params": {"model": "gpt-4o", "input_cost_per_token": 5e-6},
+                },
+            ],
+            "caching": {"type": "memory"},
+        },
+        base_dir=tmp_path,
+    )
+    assert settings.price_overrides() == {
+        "openai/house-model": {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6},
+        "gpt-4o": {"input_cost_per_token": 5e-6},
+    }
+    cache = build_cache(settings)
+    usage = {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110}
+    house = Request.chat(model="openai/house-model", messages=[{"role": "user", "content": "x"}])
+    assert cache.cost(house, {"usage": usage}) == pytest.approx(100 * 1e-6 + 10 * 2e-6)
+    gpt = Request.chat(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    assert cache.cost(gpt, {"usage": usage}) == pytest.approx(100 * 5e-6 + 10 * 10e-6)

@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     from deja._async.cache import AsyncCache
     from deja._sync.cache import Cache
     from deja.metrics import Metrics
+    from deja.prices import PriceTable
 
 __all__ = [
     "CacheMode",
@@ -687,6 +688,32 @@ class Settings:
     enable_prometheus: bool = False
     warnings: tuple[str, ...] = ()
 
+    def price_overrides(self) -> dict[str, dict[str, object]]:
+        """Price fields set on deployments, by upstream model (``litellm_params.model``).
+
+        Read from ``model_info`` and from ``litellm_params`` (LiteLLM accepts both), in
+        either deja's per-1M names or LiteLLM's per-token names.
+        """
+        from deja.prices import PRICE_FIELDS
+
+        overrides: dict[str, dict[str, object]] = {}
+        for deployment in self.model_list:
+            fields = {
+                name: value
+                for block in (deployment.litellm_params, deployment.model_info)
+                for name, value in block.items()
+                if name in PRICE_FIELDS
+            }
+            if fields:
+                overrides.setdefault(deployment.model, {}).update(fields)
+        return overrides
+
+    def price_table(self) -> PriceTable:
+        """The packaged price table with this configuration's overrides applied."""
+        from deja.prices import PriceTable
+
+        return PriceTable.default().with_overrides(self.price_overrides())
+
 
 # --------------------------------------------------------------------------- loading
 
@@ -881,9 +908,12 @@ def build_cache(
     from deja._async.cache import AsyncCache
     from deja._sync.cache import Cache
 
+    prices = source.price_table() if isinstance(source, Settings) else None
     kwargs: dict[str, Any] = caching.cache_kwargs()
     if metrics is not None:
         kwargs["metrics"] = metrics
+    if prices is not None:
+        kwargs["prices"] = prices
     try:
         return AsyncCache(**kwargs) if asynchronous else Cache(**kwargs)
     except BaseException:

@@ -28,7 +28,7 @@ from types import MappingProxyType
 
 from deja.errors import ConfigError
 
-__all__ = ["Price", "PriceTable"]
+__all__ = ["PRICE_FIELDS", "Price", "PriceTable"]
 
 _PER_MILLION = 1_000_000
 
@@ -49,6 +49,10 @@ _LITELLM_FIELDS = {
 _NULLABLE_FIELDS = ("cached_input", "cache_write")
 _TEXT_FIELDS = ("source", "date")
 _KNOWN_FIELDS = (*_PRICE_FIELDS, *_LITELLM_FIELDS, *_TEXT_FIELDS)
+
+PRICE_FIELDS: frozenset[str] = frozenset(_PRICE_FIELDS) | frozenset(_LITELLM_FIELDS)
+"""Field names that set a price in an override (deja's per-1M names and LiteLLM's per-token
+names); configuration blocks that mix prices with other settings pick these out."""
 
 _OVERRIDE_SOURCE = "override"
 
