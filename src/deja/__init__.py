@@ -12,8 +12,19 @@ need not import. Quick start::
 """
 
 from deja._async.cache import AsyncCache
+from deja._async.client import AsyncClient
 from deja._sync.cache import Cache
+from deja._sync.client import Client
 from deja._version import __version__
+from deja.api import (
+    acompletion,
+    aembedding,
+    completion,
+    disable_cache,
+    embedding,
+    enable_cache,
+    set_default_client,
+)
 from deja.controls import CacheControl
 from deja.errors import (
     AuthenticationError,
@@ -42,10 +53,12 @@ from deja.prices import Price, PriceTable
 from deja.request import Request
 from deja.result import CacheInfo, CacheResult, CacheStats
 from deja.stores import DiskStore, MemoryStore, Store, TagIndex
+from deja.wrap import wrap
 
 __all__ = [
     "AdmissionPolicy",
     "AsyncCache",
+    "AsyncClient",
     "AuthenticationError",
     "BadRequestError",
     "Cache",
@@ -53,6 +66,7 @@ __all__ = [
     "CacheInfo",
     "CacheResult",
     "CacheStats",
+    "Client",
     "ConfigError",
     "ConflictError",
     "ControlError",
@@ -81,4 +95,12 @@ __all__ = [
     "UpstreamConnectionError",
     "UpstreamTimeoutError",
     "__version__",
+    "acompletion",
+    "aembedding",
+    "completion",
+    "disable_cache",
+    "embedding",
+    "enable_cache",
+    "set_default_client",
+    "wrap",
 ]

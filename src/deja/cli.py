@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from deja._version import __version__
+from deja.errors import DejaError
 
 __all__ = ["main"]
 
@@ -23,7 +24,9 @@ __all__ = ["main"]
 def _demo(args: argparse.Namespace) -> int:
     from deja.demo import format_report, run_demo
 
-    report = asyncio.run(run_demo(concurrency=args.concurrency, median_latency=args.latency))
+    report = asyncio.run(
+        run_demo(concurrency=args.concurrency, median_latency=args.latency, live=args.live)
+    )
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, sort_keys=True))
     else:
@@ -50,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.5,
         help="median simulated upstream latency, s (default 0.5)",
     )
+    demo.add_argument(
+        "--live", action="store_true", help="use the real OpenAI API (OPENAI_API_KEY; costs money)"
+    )
     demo.set_defaults(run=_demo)
     return parser
 
@@ -62,7 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    code: int = args.run(args)
+    try:
+        code: int = args.run(args)
+    except DejaError as exc:
+        print(f"deja: error: {exc}", file=sys.stderr)
+        return 2
     return code
 
 

@@ -1,12 +1,14 @@
-"""``deja demo``: replay a labelled support-bot workload through the cache.
+"""``deja demo``: replay a labelled support-bot workload through the client and cache.
 
 The workload (``deja/data/demo_workload.jsonl``, built by ``scripts/make_workload.py`` from
 Banking77, CC BY 4.0, Casanueva et al. 2020) is the seed brief's scenario: 500 customer
-queries, ~70% repeats or rewordings of 20 common questions, the rest unique. Each query
-goes through :class:`deja.AsyncCache` in front of a **simulated** provider (no network:
-latency drawn from a log-normal distribution, usage sized like the brief's example: a
-~500-token prompt and a ~150-token answer), with several users at once. Every figure
-printed is measured in the run; the demo checks that upstream calls equal misses.
+queries, ~70% repeats or rewordings of 20 common questions, the rest unique. Each query goes
+through :class:`deja.AsyncClient` with an exact cache, over real HTTP, to the **simulated**
+OpenAI-compatible server of :mod:`deja.testing` (no network; latency drawn from a
+log-normal distribution; usage sized like the brief's example: a ~500-token prompt and a
+~150-token answer), with several users at once. Every figure printed is measured in the
+run, and the demo checks that upstream calls equal misses. ``--live`` sends the same
+workload to the real OpenAI API instead (``OPENAI_API_KEY`` needed; it costs money).
 
 This build has the exact tier only: rewordings are misses until the semantic tier lands.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import random
 import statistics
 import time
@@ -25,10 +28,12 @@ from importlib.resources import files
 from typing import Any
 
 from deja._async.cache import AsyncCache
-from deja.request import Request
+from deja._async.client import AsyncClient
+from deja.errors import ConfigError
 from deja.stores.memory import MemoryStore
+from deja.testing import FakeOpenAIServer, Reply
 
-__all__ = ["DemoReport", "SimulatedProvider", "load_workload", "run_demo"]
+__all__ = ["DemoReport", "format_report", "load_workload", "run_demo"]
 
 SYSTEM_PROMPT = (
     "You are the customer-support assistant of a retail bank. Answer in two or three short, "
@@ -45,43 +50,22 @@ def load_workload() -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-class SimulatedProvider:
-    """A stand-in for a chat-completions API: deterministic answers, simulated latency.
+def simulated_reply(median_latency: float, seed: int = 7) -> Any:
+    """A reply function for the simulated server: realistic latency and token counts."""
+    rng = random.Random(seed)
 
-    Labelled simulated everywhere it is reported; it makes no network call.
-    """
+    def reply(body: dict[str, Any]) -> Reply:
+        question = str(body["messages"][-1]["content"])
+        digest = hashlib.sha256(question.encode()).hexdigest()
+        words = 90 + int(digest[:4], 16) % 40
+        return Reply(
+            " ".join(f"w{digest[i % 60 : i % 60 + 4]}" for i in range(words)),
+            prompt_tokens=SYSTEM_TOKENS + max(1, len(question) // 4),
+            completion_tokens=120 + int(digest[4:8], 16) % 60,
+            latency=median_latency * rng.lognormvariate(0, 0.35),
+        )
 
-    def __init__(self, *, median_latency: float = 0.5, sigma: float = 0.35, seed: int = 7) -> None:
-        self.median_latency = median_latency
-        self.sigma = sigma
-        self._rng = random.Random(seed)
-        self.calls = 0
-
-    async def complete(self, text: str) -> dict[str, Any]:
-        """Answer one user question like a chat-completions endpoint would."""
-        self.calls += 1
-        await asyncio.sleep(self.median_latency * self._rng.lognormvariate(0, self.sigma))
-        digest = hashlib.sha256(text.encode()).hexdigest()
-        completion = 120 + int(digest[:4], 16) % 60
-        prompt = SYSTEM_TOKENS + max(1, len(text) // 4)
-        return {
-            "id": f"chatcmpl-sim-{digest[:12]}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": "gpt-4o-2024-08-06",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": f"(simulated answer {digest[:8]})"},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-            },
-        }
+    return reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,17 +88,29 @@ class DemoReport:
     invalidated_entries: int
     misses_after_invalidation: int
     seconds: float
+    simulated: bool
 
     def as_dict(self) -> dict[str, Any]:
         """The report as plain JSON-able data."""
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
-async def run_demo(*, concurrency: int = 16, median_latency: float = 0.5) -> DemoReport:
+async def run_demo(
+    *, concurrency: int = 16, median_latency: float = 0.5, live: bool = False
+) -> DemoReport:
     """Replay the workload with ``concurrency`` users and measure everything."""
     workload = load_workload()
-    provider = SimulatedProvider(median_latency=median_latency)
+    server: FakeOpenAIServer | None = None
+    if live:
+        if not os.environ.get("OPENAI_API_KEY"):
+            raise ConfigError("deja demo --live needs OPENAI_API_KEY (it calls the real API)")
+        api_base = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
+    else:
+        server = FakeOpenAIServer().start()
+        server.reply_with(simulated_reply(median_latency))
+        api_base = server.base_url
     cache = AsyncCache(store=MemoryStore(), ttl=3600)
+    client = AsyncClient(cache=cache, api_base=api_base, api_key=None if live else "simulated")
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     for item in workload:
         queue.put_nowait(item)
@@ -123,29 +119,22 @@ async def run_demo(*, concurrency: int = 16, median_latency: float = 0.5) -> Dem
     hits_by_kind: Counter[str] = Counter()
     cost_without = cost_with = 0.0
 
-    def request_for(text: str) -> Request:
-        return Request.chat(
-            model=MODEL,
-            messages=[
-                {"role": "system", "content": SYSTEM_PROMPT},
-                {"role": "user", "content": text},
-            ],
-            temperature=0,
-        )
+    def messages(text: str) -> list[dict[str, str]]:
+        return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": text}]
 
     async def user() -> None:
         nonlocal cost_without, cost_with
         while not queue.empty():
             item = queue.get_nowait()
-            text = item["text"]
             started = time.perf_counter()
-            result = await cache.fetch(
-                request_for(text),
-                lambda text=text: provider.complete(text),  # type: ignore[misc]
-                control={"tags": [f"intent:{item['intent']}"]},
+            response = await client.acompletion(
+                model=MODEL,
+                messages=messages(item["text"]),
+                temperature=0,
+                cache={"tags": [f"intent:{item['intent']}"]},
             )
             elapsed = (time.perf_counter() - started) * 1000
-            info = result.info
+            info = response.cache
             cost_with += info.cost_usd
             cost_without += info.cost_usd + info.saved_usd
             if info.hit:
@@ -155,21 +144,25 @@ async def run_demo(*, concurrency: int = 16, median_latency: float = 0.5) -> Dem
                 miss_ms.append(elapsed)
 
     started = time.perf_counter()
-    await asyncio.gather(*(user() for _ in range(concurrency)))
-    stats = cache.stats()
-    if provider.calls != stats.misses:
-        raise RuntimeError(f"upstream calls {provider.calls} != misses {stats.misses}")
-
-    # Invalidation: a policy change for the most asked question's topic
-    top_intent = Counter(item["intent"] for item in workload).most_common(1)[0][0]
-    invalidated = await cache.delete_tag(f"intent:{top_intent}")
-    again = [
-        await cache.get(request_for(item["text"]))
-        for item in {i["text"]: i for i in workload if i["intent"] == top_intent}.values()
-    ]
+    try:
+        await asyncio.gather(*(user() for _ in range(concurrency)))
+        seconds = time.perf_counter() - started
+        stats = cache.stats()
+        upstream_calls = server.count("/v1/chat/completions") if server else stats.misses
+        if upstream_calls != stats.misses:
+            raise RuntimeError(f"upstream calls {upstream_calls} != misses {stats.misses}")
+        # Invalidation: a policy change for the most asked question's topic
+        top_intent = Counter(item["intent"] for item in workload).most_common(1)[0][0]
+        invalidated = await cache.delete_tag(f"intent:{top_intent}")
+        texts = {i["text"] for i in workload if i["intent"] == top_intent}
+        again = [await cache.get(_request(MODEL, messages(text), api_base)) for text in texts]
+    finally:
+        await client.aclose()
+        if server is not None:
+            server.stop()
     return DemoReport(
         requests=len(workload),
-        upstream_calls=provider.calls,
+        upstream_calls=upstream_calls,
         hits=stats.hits,
         misses=stats.misses,
         coalesced=stats.coalesced,
@@ -183,8 +176,15 @@ async def run_demo(*, concurrency: int = 16, median_latency: float = 0.5) -> Dem
         saved_usd=stats.saved_usd,
         invalidated_entries=invalidated,
         misses_after_invalidation=sum(1 for r in again if r.response is None),
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
+        simulated=not live,
     )
+
+
+def _request(model: str, messages: list[dict[str, str]], api_base: str) -> Any:
+    from deja.request import Request
+
+    return Request.chat(model=model, messages=messages, api_base=api_base, temperature=0)
 
 
 def format_report(report: DemoReport) -> str:
@@ -200,7 +200,10 @@ def format_report(report: DemoReport) -> str:
     )
     return "\n".join(
         [
-            "deja demo: exact-match cache in front of a SIMULATED provider (no network)",
+            "deja demo: exact-match cache in front of a SIMULATED provider (local HTTP server,"
+            " no network)"
+            if report.simulated
+            else "deja demo: exact-match cache in front of the LIVE OpenAI API",
             f"workload   {report.requests} support-bot queries from Banking77 (CC BY 4.0),"
             " ~70% repeats or rewordings of 20 common questions",
             f"requests   {report.requests}   upstream calls {report.upstream_calls}"

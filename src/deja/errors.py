@@ -7,6 +7,7 @@ so callers catch one family::
     DejaError
     ├── ConfigError            bad configuration (YAML path and suggestion in the message)
     ├── InvalidRequestError    a request deja cannot key or forward (bad message shape, NaN, ...)
+    ├── StreamFormatError      a streamed chunk deja cannot read (deja.streaming; never stored)
     ├── ControlError           an unknown or ill-typed per-request cache option
     ├── KeyBuilderError        a custom key builder returned something that is not a digest
     ├── StoreError             a storage back-end failed (the cache façade turns these into misses)

@@ -2,13 +2,19 @@
 
 :class:`FakeClock` is a wall clock you move by hand, so TTL and age tests never sleep:
 pass it as ``clock=`` to a store or cache.
+
+:class:`FakeOpenAIServer` is a simulated OpenAI-compatible API (no real model behind it) on a
+free loopback port: it speaks OpenAI's wire format over real HTTP, records every request, and
+lets a test script replies (:class:`Reply`), failures, delays and dropped connections.
 """
 
 from __future__ import annotations
 
 import threading
 
-__all__ = ["FakeClock"]
+from deja._fake_openai import FakeOpenAIServer, RecordedRequest, Reply
+
+__all__ = ["FakeClock", "FakeOpenAIServer", "RecordedRequest", "Reply"]
 
 
 class FakeClock:

@@ -15,6 +15,7 @@ not look as if it did.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from deja._async.singleflight import AsyncSingleFlight
+from deja._async.streams import AsyncBroadcast, AsyncCachedStream, OpenStream
 from deja.breaker import CircuitBreaker
 from deja.controls import CacheControl, parse_controls
 from deja.entry import Entry, StoredEntry, decode, encode
@@ -30,8 +32,9 @@ from deja.keys import KEY_VERSION, KeyBuilder, explain, make_key, scope_hash, sc
 from deja.metrics import Metrics, NullMetrics
 from deja.policy import AdmissionPolicy, age, expiry, is_fresh, resolve_ttl
 from deja.request import Request
-from deja.result import CacheInfo, CacheResult, CacheStats
+from deja.result import CacheInfo, CacheResult, CacheStats, CacheStatus
 from deja.stores.base import SharedValues, Store, TagIndex, validate_ttl
+from deja.streaming import StreamAssembler, replay_chunks
 
 if TYPE_CHECKING:
     from deja.prices import PriceTable
@@ -130,6 +133,8 @@ class AsyncCache:
             {} if isinstance(store, SharedValues) and store.shares_values() else None
         )
         self._memo_bytes = 0
+        self._streams: dict[str, AsyncBroadcast] = {}
+        self._streams_lock = threading.Lock()
         self._hits = self._misses = self._bypasses = self._coalesced = 0
         self._store_errors = self._saved_tokens = 0
         self._saved_usd = 0.0
@@ -255,6 +260,73 @@ class AsyncCache:
         return self._count(
             CacheResult(orjson.loads(data), CacheInfo("hit", key, age=0.0, saved_usd=saved))
         )
+
+    async def stream(
+        self,
+        request: Request,
+        open_stream: OpenStream,
+        *,
+        control: Mapping[str, Any] | CacheControl | None = None,
+        include_usage: bool = False,
+    ) -> AsyncCachedStream:
+        """Serve a streamed request: replay a hit, or share one upstream stream.
+
+        ``open_stream()`` opens the upstream stream (asking it for usage) and returns an
+        iterator of ``chat.completion.chunk`` dicts. A hit (streamed or not when stored) is
+        replayed at its original chunk boundaries, without sleeps. On a miss the chunks pass
+        through as they arrive; identical requests arriving meanwhile share them live. The
+        answer is stored only if every choice finished cleanly and admission allows it.
+        ``include_usage``: whether this caller gets the usage chunk.
+
+        Upstream errors before the first chunk are raised here; later ones by the iterator.
+        """
+        ctl = parse_controls(control)
+        self._check_control(ctl)
+        key = self.key(request, ctl)
+        status: CacheStatus = "bypass"
+        if not ctl.no_cache:
+            found = await self._lookup(key, ctl)
+            entry = found.entry
+            if entry is not None:
+                self._count(found)
+                replay = replay_chunks(entry.response, entry.chunks, include_usage=include_usage)
+                return AsyncCachedStream(found.info, replay=replay, include_usage=True)
+            status = found.info.status
+        info = CacheInfo(status, key)
+
+        async def on_complete(assembler: StreamAssembler) -> None:
+            if not assembler.complete:
+                logger.debug("CACHE SKIP key=%s reason=unfinished_stream", key)
+                return
+            response = assembler.response()
+            info.cost_usd = self.cost(request, response)
+            await self._put(
+                key, request, response, ctl, cost=info.cost_usd, chunks=assembler.chunks()
+            )
+
+        if ctl.no_cache:
+            broadcast = AsyncBroadcast(open_stream, on_complete)
+        else:
+            with self._streams_lock:
+                joined = self._streams.get(key)
+                if joined is None:
+                    broadcast = self._streams[key] = AsyncBroadcast(open_stream, on_complete)
+                    broadcast.on_finished = lambda: self._forget_stream(key, broadcast)
+                else:
+                    broadcast = joined
+            if joined is not None:
+                info = CacheInfo("hit", key, None, 0.0)
+                self._coalesced += 1
+                self.metrics.coalesced()
+        self._count(CacheResult(None, info))
+        result = AsyncCachedStream(info, broadcast=broadcast, include_usage=include_usage)
+        await result.prefetch()
+        return result
+
+    def _forget_stream(self, key: str, broadcast: AsyncBroadcast) -> None:
+        with self._streams_lock:
+            if self._streams.get(key) is broadcast:
+                del self._streams[key]
 
     # -- management -------------------------------------------------------------------
 

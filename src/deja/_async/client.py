@@ -1,0 +1,442 @@
+"""The client: OpenAI-compatible chat completions and embeddings through the cache.
+
+Works against any OpenAI-compatible upstream (OpenAI, DeepSeek, Groq, Mistral, Ollama,
+vLLM, llama.cpp...). One pooled HTTP client per deja client; per-call timeouts; retries
+with exponential backoff that honour ``Retry-After``; upstream errors translated into the
+typed :class:`~deja.errors.ProviderError` family and never cached.
+
+The source of truth is src/deja/_async/client.py; the sync twin in src/deja/_sync/ is
+generated from it by scripts/unasync.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import os
+import random
+import threading
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import httpx2
+import orjson
+
+from deja._async.cache import AsyncCache
+from deja._async.embeddings import acached_embeddings, embedding_items
+from deja._async.streams import AsyncBroadcast, AsyncCachedStream
+from deja.controls import CacheControl
+from deja.errors import (
+    InvalidRequestError,
+    ProviderError,
+    RateLimitError,
+    UpstreamConnectionError,
+    UpstreamTimeoutError,
+    provider_error_for_status,
+)
+from deja.request import PROVIDER_API_BASES, Request, resolve_model
+from deja.response import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse
+from deja.result import CacheInfo
+from deja.streaming import SSEDecoder
+
+__all__ = ["AsyncChatCompletionStream", "AsyncClient"]
+
+# Providers whose wire format is OpenAI's; the others get their own adapters.
+_OPENAI_COMPATIBLE = frozenset(PROVIDER_API_BASES) - {"anthropic", "gemini", "bedrock", "vertex_ai"}
+# Statuses worth retrying: the request may well succeed a moment later.
+_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# Body fields that configure the call rather than the request sent upstream.
+_TRANSPORT_FIELDS = frozenset({"extra_headers", "extra_body", "extra_query", "cache"})
+_MAX_RETRY_AFTER = 60.0
+
+
+def _retry_after(response: httpx2.Response) -> float | None:
+    value = response.headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            pass
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value) if value else None
+        if when is None:
+            return None
+        return max(0.0, when.timestamp() - time.time())
+
+
+def _error_for(response: httpx2.Response, provider: str) -> ProviderError:
+    try:
+        body: Any = orjson.loads(response.content) if response.content else None
+    except orjson.JSONDecodeError:
+        body = response.text
+    message = f"upstream answered {response.status_code}"
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        message = f"{message}: {body['error'].get('message', '')}".rstrip(": ")
+    elif isinstance(body, str) and body:
+        message = f"{message}: {body[:200]}"
+    cls = provider_error_for_status(response.status_code)
+    if cls is RateLimitError:
+        return RateLimitError(
+            message,
+            status_code=response.status_code,
+            body=body,
+            provider=provider,
+            retry_after=_retry_after(response),
+        )
+    return cls(message, status_code=response.status_code, body=body, provider=provider)
+
+
+class AsyncChatCompletionStream:
+    """A streamed chat completion: iterate :class:`~deja.response.ChatCompletionChunk`\\ s.
+
+    ``cache`` says how it is served. Close it (or use ``async with``) when you stop
+    early: the upstream is closed and nothing is stored.
+    """
+
+    def __init__(self, stream: AsyncCachedStream) -> None:
+        self._stream = stream
+        self.cache: CacheInfo = stream.info
+
+    def __aiter__(self) -> AsyncChatCompletionStream:
+        return self
+
+    async def __anext__(self) -> ChatCompletionChunk:
+        return ChatCompletionChunk(await self._stream.__anext__())
+
+    async def aclose(self) -> None:
+        """Stop reading (closes the upstream if nobody else reads it)."""
+        await self._stream.aclose()
+
+    async def __aenter__(self) -> AsyncChatCompletionStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class AsyncClient:
+    """Chat completions and embeddings from any OpenAI-compatible API, through a cache.
+
+    Keyword-only options: ``cache`` (an :class:`~deja.AsyncCache`; ``None`` calls the
+    upstream every time), ``api_key`` and ``api_base`` (defaults: ``OPENAI_API_KEY`` /
+    ``OPENAI_BASE_URL``, or ``<PROVIDER>_API_KEY`` and the provider's endpoint for a
+    ``provider/model`` name), ``timeout`` seconds per call, ``max_retries`` on 408, 429 and
+    5xx answers and on connection errors (backoff doubles from ``backoff`` seconds, with
+    jitter; ``Retry-After`` is honoured up to 60 s), ``http_client`` to bring your own
+    pooled ``httpx2`` client, ``max_connections`` for the one deja creates on first use.
+    """
+
+    def __init__(
+        self,
+        *,
+        cache: AsyncCache | None = None,
+        api_key: str | None = None,
+        api_base: str | None = None,
+        timeout: float = 600.0,
+        max_retries: int = 2,
+        backoff: float = 0.5,
+        http_client: httpx2.AsyncClient | None = None,
+        max_connections: int = 100,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        if max_retries < 0 or timeout <= 0 or backoff < 0:
+            raise ValueError("max_retries and backoff must be >= 0, timeout > 0")
+        self.cache = cache
+        self.api_key = api_key
+        self.api_base = api_base
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.headers = dict(headers or {})
+        self._http = http_client
+        self._owns_http = http_client is None
+        self._max_connections = max_connections
+        self._http_lock = threading.Lock()
+
+    # -- public calls -------------------------------------------------------------------
+
+    async def acompletion(
+        self,
+        *,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        cache: Mapping[str, Any] | CacheControl | None = None,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        timeout: float | None = None,
+        **body: Any,
+    ) -> ChatCompletion | AsyncChatCompletionStream:
+        """A chat completion, served from the cache when possible.
+
+        ``body`` holds the request fields (``temperature``, ``tools``, ``stream``...),
+        sent as given; ``cache`` holds the per-request cache options (never sent).
+        ``stream=True`` returns an :class:`AsyncChatCompletionStream`.
+        """
+        body, control, extra_headers = self._split(body, cache)
+        provider, name, base, url_base = self._endpoint(model, api_base)
+        request = Request.chat(model=model, messages=messages, api_base=base, **body)
+        url = f"{url_base}/chat/completions"
+        seconds = timeout if timeout is not None else self.timeout
+        # The upstream body and headers are built only when the upstream is called: a hit
+        # must not pay for them.
+        if body.get("stream"):
+            options = body.get("stream_options") or {}
+            include_usage = bool(options.get("include_usage"))
+
+            async def open_stream() -> AsyncIterator[dict[str, Any]]:
+                payload = {**body, "model": name, "messages": list(messages)}
+                # deja always asks for usage, to price and store the answer; the caller
+                # gets the usage chunk only if it asked for it
+                payload["stream_options"] = {**options, "include_usage": True}
+                headers = self._headers(provider, api_key, extra_headers)
+                return await self._open_stream(url, payload, headers, seconds, provider)
+
+            if self.cache is None:
+                stream = AsyncCachedStream(
+                    CacheInfo("bypass", ""),
+                    broadcast=AsyncBroadcast(open_stream, None),
+                    include_usage=include_usage,
+                )
+                await stream.prefetch()
+            else:
+                stream = await self.cache.stream(
+                    request, open_stream, control=control, include_usage=include_usage
+                )
+            return AsyncChatCompletionStream(stream)
+
+        async def call() -> dict[str, Any]:
+            payload = {**body, "model": name, "messages": list(messages)}
+            headers = self._headers(provider, api_key, extra_headers)
+            return await self._post(url, payload, headers, seconds, provider)
+
+        if self.cache is None:
+            return ChatCompletion(await call(), CacheInfo("bypass", ""))
+        result = await self.cache.fetch(request, call, control=control)
+        response = result.response
+        assert response is not None  # fetch returns a response or raises
+        return ChatCompletion(response, result.info)
+
+    async def aembedding(
+        self,
+        *,
+        model: str,
+        input: str | Sequence[str] | Sequence[int] | Sequence[Sequence[int]],
+        cache: Mapping[str, Any] | CacheControl | None = None,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        timeout: float | None = None,
+        **body: Any,
+    ) -> CreateEmbeddingResponse:
+        """Embeddings, cached per input item: only the items not in the cache go upstream.
+
+        The upstream is always asked for floats; ``encoding_format="base64"`` is applied
+        to the answer, so both formats share cache entries.
+        """
+        body, control, extra_headers = self._split(body, cache)
+        encoding = body.pop("encoding_format", None)
+        if encoding not in (None, "float", "base64"):
+            raise InvalidRequestError("encoding_format must be 'float' or 'base64'")
+        provider, name, base, url_base = self._endpoint(model, api_base)
+        headers = self._headers(provider, api_key, extra_headers)
+        seconds = timeout if timeout is not None else self.timeout
+
+        async def fetch_missing(items: list[Any]) -> Mapping[str, Any]:
+            payload = {**body, "model": name, "input": items, "encoding_format": "float"}
+            return await self._post(f"{url_base}/embeddings", payload, headers, seconds, provider)
+
+        batch = await acached_embeddings(
+            cache=self.cache,
+            model=model,
+            items=embedding_items(input),
+            params=body,
+            api_base=base,
+            control=control,
+            fetch_missing=fetch_missing,
+        )
+        return CreateEmbeddingResponse(batch.response(encoding_format=encoding), batch.info)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client deja created (not one you passed in)."""
+        if self._http is not None and self._owns_http:
+            await self._http.aclose()
+            self._http = None
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _split(
+        self, body: dict[str, Any], cache: Mapping[str, Any] | CacheControl | None
+    ) -> tuple[dict[str, Any], Mapping[str, Any] | CacheControl | None, dict[str, str]]:
+        """Separate transport options from the request body (SDK-style extra_* fields)."""
+        if not _TRANSPORT_FIELDS.intersection(body):
+            return body, cache, {}
+        body = dict(body)
+        extra_headers = dict(body.pop("extra_headers", None) or {})
+        body.pop("extra_query", None)
+        extra_body = dict(body.pop("extra_body", None) or {})
+        if "cache" in extra_body:  # deja.wrap() convention: controls ride in extra_body
+            extra = extra_body.pop("cache")
+            cache = cache if cache is not None else extra
+        if "cache" in body:
+            raise InvalidRequestError("pass cache options as cache=..., not inside the body")
+        body.update(extra_body)
+        return body, cache, extra_headers
+
+    def _endpoint(self, model: str, api_base: str | None) -> tuple[str, str, str, str]:
+        """(provider, upstream model name, api_base for the key, base URL for calls)."""
+        provider, name = resolve_model(model)
+        if provider not in _OPENAI_COMPATIBLE:
+            raise InvalidRequestError(
+                f"provider {provider!r} does not speak the OpenAI wire format; "
+                "its adapter is not part of this client yet"
+            )
+        base = api_base or self.api_base
+        if base is None and provider == "openai":
+            base = os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE")
+        if base is None:
+            base = PROVIDER_API_BASES.get(provider)
+        if base is None:
+            raise InvalidRequestError(f"model {model!r} needs api_base (no default endpoint)")
+        return provider, name, base, base.rstrip("/")
+
+    def _headers(
+        self, provider: str, api_key: str | None, extra: Mapping[str, str]
+    ) -> dict[str, str]:
+        key = api_key or self.api_key or os.environ.get(f"{provider.upper()}_API_KEY")
+        headers = {"content-type": "application/json", **self.headers}
+        if key:
+            headers["authorization"] = f"Bearer {key}"
+        headers.update(extra)
+        return headers
+
+    def _client(self) -> httpx2.AsyncClient:
+        http = self._http
+        if http is None:
+            with self._http_lock:
+                http = self._http
+                if http is None:
+                    limits = httpx2.Limits(
+                        max_connections=self._max_connections,
+                        max_keepalive_connections=self._max_connections,
+                    )
+                    http = self._http = httpx2.AsyncClient(limits=limits, timeout=self.timeout)
+        return http
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, _MAX_RETRY_AFTER)
+        jitter: float = 0.75 + random.random() / 2
+        return float(self.backoff * 2.0**attempt * jitter)
+
+    async def _send(
+        self,
+        url: str,
+        payload: Mapping[str, Any],
+        headers: Mapping[str, str],
+        timeout: float,
+        provider: str,
+        *,
+        stream: bool,
+    ) -> httpx2.Response:
+        """POST with retries; returns a successful response (streaming: not yet read)."""
+        http = self._client()
+        content = orjson.dumps(payload)
+        attempt = 0
+        while True:
+            retry_after: float | None = None
+            try:
+                request = http.build_request(
+                    "POST", url, content=content, headers=headers, timeout=timeout
+                )
+                response = await http.send(request, stream=stream)
+            except httpx2.TimeoutException as exc:
+                error: ProviderError = UpstreamTimeoutError(
+                    f"no answer from {url} within {timeout} s", provider=provider
+                )
+                error.__cause__ = exc
+            except httpx2.TransportError as exc:
+                error = UpstreamConnectionError(f"cannot reach {url}: {exc}", provider=provider)
+                error.__cause__ = exc
+            else:
+                if response.status_code < 400:
+                    return response
+                if stream:
+                    await response.aread()
+                    await response.aclose()
+                error = _error_for(response, provider)
+                if response.status_code not in _RETRY_STATUSES:
+                    raise error
+                retry_after = _retry_after(response)
+                if retry_after is not None and retry_after > _MAX_RETRY_AFTER:
+                    raise error  # the upstream asks for longer than a caller should block
+            if attempt >= self.max_retries:
+                raise error
+            await asyncio.sleep(self._delay(attempt, retry_after))
+            attempt += 1
+
+    async def _post(
+        self,
+        url: str,
+        payload: Mapping[str, Any],
+        headers: Mapping[str, str],
+        timeout: float,
+        provider: str,
+    ) -> dict[str, Any]:
+        response = await self._send(url, payload, headers, timeout, provider, stream=False)
+        try:
+            data = orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            raise ProviderError(
+                f"upstream answered {response.status_code} with a body that is not JSON",
+                status_code=response.status_code,
+                provider=provider,
+            ) from exc
+        if not isinstance(data, dict):
+            raise ProviderError(
+                "upstream answered with JSON that is not an object", provider=provider
+            )
+        return data
+
+    async def _open_stream(
+        self,
+        url: str,
+        payload: Mapping[str, Any],
+        headers: Mapping[str, str],
+        timeout: float,
+        provider: str,
+    ) -> AsyncIterator[dict[str, Any]]:
+        response = await self._send(url, payload, headers, timeout, provider, stream=True)
+
+        async def chunks() -> AsyncIterator[dict[str, Any]]:
+            decoder = SSEDecoder()
+            try:
+                async for data in response.aiter_bytes():
+                    for event in decoder.feed(data):
+                        if event == "[DONE]":
+                            return
+                        if isinstance(event, dict) and event.get("error") is not None:
+                            raise ProviderError(
+                                f"upstream stream failed: {event['error']}",
+                                body=event,
+                                provider=provider,
+                            )
+                        yield event
+            except httpx2.TransportError as exc:
+                raise UpstreamConnectionError(
+                    f"stream from {url} broke off: {exc}", provider=provider
+                ) from exc
+            finally:
+                await response.aclose()
+
+        return chunks()

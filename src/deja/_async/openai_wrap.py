@@ -1,0 +1,158 @@
+"""Caching for an official ``openai`` SDK client, in place (see :func:`deja.wrap`).
+
+``chat.completions.create`` and ``embeddings.create`` go through the cache; everything else
+is the SDK, untouched. Cache options ride in ``extra_body={"cache": {...}}`` and are never
+sent upstream. Hits come back as the SDK's own types; the SDK's exceptions pass unchanged.
+
+The source of truth is src/deja/_async/openai_wrap.py; the sync twin in src/deja/_sync/ is
+generated from it by scripts/unasync.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from deja._async.cache import AsyncCache
+from deja._async.embeddings import acached_embeddings, embedding_items
+from deja._async.streams import AsyncCachedStream
+from deja.errors import InvalidRequestError
+from deja.request import Request
+from deja.result import CacheInfo
+
+__all__ = ["AsyncCachedCompletions", "AsyncCachedEmbeddings", "AsyncWrappedStream"]
+
+# SDK call options that are not request fields
+_SDK_OPTIONS = frozenset({"extra_headers", "extra_query", "extra_body", "timeout"})
+
+
+def _split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """(kwargs for the SDK without deja's controls, request fields for the key, controls)."""
+    extra_body = dict(kwargs.get("extra_body") or {})
+    control = extra_body.pop("cache", None)
+    sdk_kwargs = dict(kwargs)
+    if extra_body:
+        sdk_kwargs["extra_body"] = extra_body
+    else:
+        sdk_kwargs.pop("extra_body", None)
+    fields = {k: v for k, v in kwargs.items() if k not in _SDK_OPTIONS}
+    fields.update(extra_body)  # sent upstream as body fields, so they are keyed like them
+    return sdk_kwargs, fields, control
+
+
+def _dump(model: Any) -> dict[str, Any]:
+    data: dict[str, Any] = model.model_dump(mode="json", exclude_unset=True)
+    return data
+
+
+class AsyncWrappedStream:
+    """A cached or shared stream that yields the SDK's ``ChatCompletionChunk`` objects."""
+
+    def __init__(self, stream: AsyncCachedStream, chunk_type: Any) -> None:
+        self._stream = stream
+        self._chunk_type = chunk_type
+        self.cache: CacheInfo = stream.info
+
+    def __aiter__(self) -> AsyncWrappedStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        return self._chunk_type.model_validate(await self._stream.__anext__())
+
+    async def close(self) -> None:
+        """Stop reading (closes the upstream if nobody else reads it)."""
+        await self._stream.aclose()
+
+    async def __aenter__(self) -> AsyncWrappedStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+class AsyncCachedCompletions:
+    """Replaces ``client.chat.completions.create``."""
+
+    def __init__(self, original: Any, cache: AsyncCache, api_base: str, types: Any) -> None:
+        self._original = original
+        self._cache = cache
+        self._api_base = api_base
+        self._types = types
+
+    async def create(self, **kwargs: Any) -> Any:
+        """``chat.completions.create``, cached."""
+        sdk_kwargs, fields, control = _split(kwargs)
+        try:
+            model, messages = fields.pop("model"), fields.pop("messages")
+        except KeyError as exc:
+            raise InvalidRequestError(f"{exc.args[0]!r} is required") from exc
+        request = Request.chat(model=model, messages=messages, api_base=self._api_base, **fields)
+        if kwargs.get("stream"):
+            options = dict(kwargs.get("stream_options") or {})
+            include_usage = bool(options.get("include_usage"))
+            sdk_kwargs["stream_options"] = {**options, "include_usage": True}
+
+            async def open_stream() -> AsyncIterator[dict[str, Any]]:
+                sdk_stream = await self._original(**sdk_kwargs)
+
+                async def chunks() -> AsyncIterator[dict[str, Any]]:
+                    try:
+                        async for chunk in sdk_stream:
+                            yield _dump(chunk)
+                    finally:
+                        await sdk_stream.close()
+
+                return chunks()
+
+            stream = await self._cache.stream(
+                request, open_stream, control=control, include_usage=include_usage
+            )
+            return AsyncWrappedStream(stream, self._types.ChatCompletionChunk)
+
+        async def call() -> dict[str, Any]:
+            return _dump(await self._original(**sdk_kwargs))
+
+        result = await self._cache.fetch(request, call, control=control)
+        return self._types.ChatCompletion.model_validate(result.response)
+
+
+class AsyncCachedEmbeddings:
+    """Replaces ``client.embeddings.create``: cached per input item."""
+
+    def __init__(self, original: Any, cache: AsyncCache, api_base: str, types: Any) -> None:
+        self._original = original
+        self._cache = cache
+        self._api_base = api_base
+        self._types = types
+
+    async def create(self, **kwargs: Any) -> Any:
+        """``embeddings.create``, cached per input item."""
+        sdk_kwargs, fields, control = _split(kwargs)
+        encoding = fields.pop("encoding_format", None)
+        model, value = fields.pop("model"), fields.pop("input")
+
+        async def fetch_missing(items: list[Any]) -> Mapping[str, Any]:
+            call_kwargs = {**sdk_kwargs, "input": items, "encoding_format": "float"}
+            return _dump(await self._original(**call_kwargs))
+
+        batch = await acached_embeddings(
+            cache=self._cache,
+            model=model,
+            items=embedding_items(value),
+            params=fields,
+            api_base=self._api_base,
+            control=control,
+            fetch_missing=fetch_missing,
+        )
+        body = batch.response(encoding_format=encoding)
+        if encoding != "base64":
+            return self._types.CreateEmbeddingResponse.model_validate(body)
+        # the SDK types vectors as float lists; base64 strings are built without validation,
+        # as the SDK itself does when a caller asks for base64
+        types = self._types
+        return types.CreateEmbeddingResponse.model_construct(
+            object=body["object"],
+            model=body["model"],
+            usage=types.embedding_usage.model_validate(body["usage"]),
+            data=[types.Embedding.model_construct(**item) for item in body["data"]],
+        )

@@ -1,0 +1,221 @@
+"""Streamed misses shared live, and cached streams replayed.
+
+One upstream stream per key at a time: the first caller opens it, callers arriving while it
+runs subscribe and receive every chunk from the first, live. Whichever subscriber needs the
+next chunk and finds nobody fetching it pulls it from the upstream itself, so no subscriber
+depends on another one still reading. When the last subscriber leaves before the end, the
+upstream is closed and nothing is stored. When the stream ends cleanly the broadcast hands
+the assembled answer to ``on_complete`` (the cache stores it, if admissible).
+
+The source of truth is src/deja/_async/streams.py; the sync twin in src/deja/_sync/ is
+generated from it by scripts/unasync.py (threads instead of tasks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from deja.result import CacheInfo
+from deja.streaming import StreamAssembler, StreamFormatError
+
+__all__ = ["AsyncBroadcast", "AsyncCachedStream"]
+
+logger = logging.getLogger("deja.cache")
+
+Chunk = dict[str, Any]
+OpenStream = Callable[[], Awaitable[AsyncIterator[Chunk]]]
+OnComplete = Callable[[StreamAssembler], Awaitable[None]]
+
+
+class AsyncBroadcast:
+    """One upstream stream, fanned out to every subscriber at its own pace."""
+
+    def __init__(self, open_stream: OpenStream, on_complete: OnComplete | None) -> None:
+        self._open = open_stream
+        self._on_complete = on_complete
+        self._source: AsyncIterator[Chunk] | None = None
+        self._chunks: list[Chunk] = []
+        self._assembler = StreamAssembler()
+        self._storable = True
+        self._done = False
+        self._error: BaseException | None = None
+        self._pulling = False
+        self._subscribers = 0
+        self._cond = asyncio.Condition()
+        self.on_finished: Callable[[], None] | None = None
+        """Called once when the broadcast ends (done, failed or abandoned): the cache uses
+        it to stop new requests from joining."""
+
+    def subscribe(self) -> None:
+        """Count one more reader (call before its first :meth:`chunk`)."""
+        self._subscribers += 1
+
+    async def chunk(self, index: int) -> Chunk | None:
+        """Chunk ``index`` of the stream, waiting or pulling as needed; ``None`` at the end."""
+        while True:
+            async with self._cond:
+                while True:
+                    if index < len(self._chunks):
+                        return self._chunks[index]
+                    if self._error is not None:
+                        raise self._error
+                    if self._done:
+                        return None
+                    if not self._pulling:
+                        self._pulling = True
+                        break
+                    await self._cond.wait()
+            await self._pull()
+
+    async def _pull(self) -> None:
+        chunk: Chunk | None = None
+        error: BaseException | None = None
+        finished = False
+        try:
+            if self._source is None:
+                self._source = await self._open()
+            chunk = await self._source.__anext__()
+        except StopAsyncIteration:
+            finished = True
+        except Exception as exc:
+            error = exc
+        except BaseException:
+            # this puller was cancelled or interrupted: hand pulling over, share nothing
+            async with self._cond:
+                self._pulling = False
+                self._cond.notify_all()
+            raise
+        if chunk is not None and self._storable:
+            try:
+                self._assembler.add(chunk)
+            except StreamFormatError as exc:
+                self._storable = False  # still passed on to the callers, never stored
+                logger.warning(
+                    "stream chunk not understood, the answer will not be cached: %s", exc
+                )
+        if finished and self._storable and self._on_complete is not None:
+            try:
+                await self._on_complete(self._assembler)
+            except Exception:  # storing is best-effort; the callers have their answer
+                logger.warning("storing a streamed answer failed", exc_info=True)
+        async with self._cond:
+            self._pulling = False
+            if chunk is not None:
+                self._chunks.append(chunk)
+            if error is not None:
+                self._error = error
+            if finished or error is not None:
+                self._done = True
+            self._cond.notify_all()
+        if finished or error is not None:
+            self._finish()
+
+    async def unsubscribe(self) -> None:
+        """One reader is gone; the last one leaving early closes the upstream."""
+        self._subscribers -= 1
+        if self._subscribers > 0 or self._done:
+            return
+        self._done = True
+        self._storable = False
+        self._finish()
+        source = self._source
+        if source is not None:
+            aclose = getattr(source, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    def _finish(self) -> None:
+        callback, self.on_finished = self.on_finished, None
+        if callback is not None:
+            callback()
+
+
+def _for_caller(chunk: Chunk, include_usage: bool) -> Chunk | None:
+    """The chunk as this caller asked for it: deja always asks the upstream for usage, and
+    forwards the usage chunk (and the ``usage: null`` fields) only to callers who asked."""
+    if include_usage:
+        return chunk
+    if "usage" not in chunk:
+        return chunk
+    if not chunk.get("choices") and chunk.get("usage") is not None:
+        return None
+    return {k: v for k, v in chunk.items() if k != "usage"}
+
+
+class AsyncCachedStream:
+    """What a streamed request returns: an iterator of chunk dicts, and ``info``.
+
+    Close it (``aclose()`` or ``async with``) if you stop reading early: the upstream is
+    then closed and nothing is stored, unless other identical requests still read it.
+    """
+
+    def __init__(
+        self,
+        info: CacheInfo,
+        *,
+        broadcast: AsyncBroadcast | None = None,
+        replay: Sequence[Mapping[str, Any]] | None = None,
+        include_usage: bool = False,
+    ) -> None:
+        self.info = info
+        self._broadcast = broadcast
+        self._replay = replay
+        self._include_usage = include_usage
+        self._index = 0
+        self._closed = False
+        if broadcast is not None:
+            broadcast.subscribe()
+
+    async def prefetch(self) -> None:
+        """Wait for the first chunk, so that an upstream error is raised now, not later."""
+        if self._broadcast is not None:
+            try:
+                await self._broadcast.chunk(0)
+            except BaseException:
+                await self.aclose()
+                raise
+
+    def __aiter__(self) -> AsyncCachedStream:
+        return self
+
+    async def __anext__(self) -> Chunk:
+        while True:
+            if self._closed:
+                raise StopAsyncIteration
+            if self._replay is not None:
+                if self._index >= len(self._replay):
+                    await self.aclose()
+                    raise StopAsyncIteration
+                chunk: Chunk | None = dict(self._replay[self._index])
+            else:
+                assert self._broadcast is not None  # one of replay and broadcast is set
+                try:
+                    chunk = await self._broadcast.chunk(self._index)
+                except BaseException:
+                    await self.aclose()
+                    raise
+                if chunk is None:
+                    await self.aclose()
+                    raise StopAsyncIteration
+            self._index += 1
+            assert chunk is not None  # the end was handled above
+            shown = _for_caller(chunk, self._include_usage)
+            if shown is not None:
+                return shown
+
+    async def aclose(self) -> None:
+        """Stop reading; the last reader of a live stream closes the upstream."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._broadcast is not None:
+            await self._broadcast.unsubscribe()
+
+    async def __aenter__(self) -> AsyncCachedStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

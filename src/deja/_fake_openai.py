@@ -1,0 +1,1260 @@
+"""A simulated OpenAI-compatible HTTP server, the provider that deja's tests and demo talk to.
+
+Nothing here reaches a real provider. :class:`FakeOpenAIServer` serves OpenAI's documented wire
+format (chat completions, legacy completions, embeddings, models; JSON and SSE streaming; error
+bodies; usage with ``prompt_tokens_details.cached_tokens`` and
+``completion_tokens_details.reasoning_tokens``) over real HTTP/1.1 on a loopback port, from a
+stdlib :class:`~http.server.ThreadingHTTPServer` in a daemon thread, and records every request it
+receives. Replies, failures, delays and dropped connections are scripted per test.
+
+Public names are re-exported from :mod:`deja.testing`; import them from there.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import itertools
+import logging
+import re
+import socket
+import socketserver
+import struct
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Final, Self
+
+import orjson
+
+__all__ = ["FakeOpenAIServer", "RecordedRequest", "Reply"]
+
+logger = logging.getLogger(__name__)
+
+#: Models listed by ``GET /v1/models`` unless the server is given its own list.
+DEFAULT_MODELS: Final = (
+    "gpt-4o",
+    "gpt-4o-mini",
+    "gpt-4.1",
+    "gpt-4.1-mini",
+    "o3-mini",
+    "gpt-3.5-turbo-instruct",
+    "text-embedding-3-small",
+    "text-embedding-3-large",
+)
+
+# Every OpenAI route is served with or without the `/v1` prefix; these are the unprefixed forms.
+_POST_ROUTES: Final = {
+    "/chat/completions": "chat",
+    "/completions": "completions",
+    "/embeddings": "embeddings",
+}
+_MAX_N: Final = 128
+_WORD: Final = re.compile(r"\s*\S+")
+_ARGUMENT_PIECE: Final = 8  # characters of tool-call arguments per streamed delta
+_CREATED_MODEL: Final = 1_700_000_000  # `created` of listed models: a fixed, plausible epoch
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One HTTP request exactly as the simulated server received it.
+
+    ``headers`` has lower-cased names (repeated headers joined with ``", "``); ``body`` is the
+    parsed JSON, or ``None`` when the body was empty or not JSON; ``raw`` is the body's bytes.
+    ``connection`` numbers the TCP connection the request came on (1, 2, …), so a test can see
+    keep-alive reuse.
+    """
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    raw: bytes
+    query: str = ""
+    connection: int = 0
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A scripted answer for the simulated server's chat or text completion routes.
+
+    ``Reply("Paris.")`` answers with that content. Leave ``content`` as ``None`` for an answer
+    with no content (only tool calls, a refusal, or nothing at all). ``finish_reason`` ``None``
+    means ``"tool_calls"`` when there are tool calls, else ``"stop"``. Tool calls are
+    ``{"id", "type": "function", "function": {"name", "arguments"}}`` dicts; a missing ``id`` is
+    generated, ``type`` defaults to ``"function"`` and dict ``arguments`` are JSON-encoded.
+
+    Usage fields override the estimate (about 4 characters a token). ``chunks`` splits streamed
+    content into that many deltas (default: one per word). ``latency`` replaces the server's
+    latency for this request. ``abort_after_chunks`` ends the response unfinished: a stream
+    stops after that many ``data:`` events (no ``finish_reason``, no ``[DONE]``) and the
+    connection is closed; a non-streamed response stops halfway through its body.
+    """
+
+    content: str | None = None
+    _: KW_ONLY
+    reasoning_content: str | None = None
+    refusal: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    chunks: int | None = None
+    latency: float | None = None
+    abort_after_chunks: int | None = None
+
+
+ReplyFunction = Callable[[dict[str, Any]], Reply | None]
+
+
+@dataclass(frozen=True)
+class _Failure:
+    status: int
+    body: dict[str, Any] | None
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """One choice's resolved output."""
+
+    content: str | None
+    reasoning: str | None
+    refusal: str | None
+    tool_calls: list[dict[str, Any]]
+    finish_reason: str
+
+
+class _BadRequest(Exception):
+    """A request OpenAI would refuse with 400; carries the error body's fields."""
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+
+class FakeOpenAIServer:
+    """A simulated OpenAI-compatible API on a loopback port, for tests, benchmarks and demos.
+
+    No real model answers: replies are deterministic text derived from the last user message
+    (``"Simulated answer to: …"``), unless scripted with :meth:`reply_with` or
+    :meth:`queue_reply`. Routes (with or without the ``/v1`` prefix): ``POST /v1/chat/completions``
+    and ``POST /v1/completions`` (JSON or SSE with ``"stream": true``), ``POST /v1/embeddings``
+    (float or base64; deterministic unit vectors), ``GET /v1/models`` and
+    ``GET /v1/models/{id}``. Errors use OpenAI's body ``{"error": {message, type, param, code}}``.
+
+    Scripted faults (:meth:`fail_next`, :meth:`delay_next`, :meth:`drop_next`) and ``latency``
+    apply to the POST routes only, so ``/models`` stays usable as a health check. Queued replies
+    win over the reply function, which wins over the default answer.
+
+    The constructor does no I/O; :meth:`start` binds the socket (``port=0``: a free port) and
+    serves from a daemon thread, so sync and async tests can both use it::
+
+        with FakeOpenAIServer() as server:
+            client = openai.OpenAI(base_url=server.base_url, api_key="sk-test")
+            client.chat.completions.create(model="gpt-4o", messages=[...])
+            assert server.count("/v1/chat/completions") == 1
+
+    ``latency`` (seconds before each response) and ``chunk_delay`` (seconds between streamed
+    events) are plain attributes and may be changed while the server runs. With ``api_key``
+    set, requests without ``Authorization: Bearer <api_key>`` get 401.
+    """
+
+    def __init__(
+        self,
+        *,
+        latency: float = 0.0,
+        chunk_delay: float = 0.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        embedding_dim: int = 16,
+        api_key: str | None = None,
+        models: Sequence[str] = DEFAULT_MODELS,
+    ) -> None:
+        self.latency = latency
+        self.chunk_delay = chunk_delay
+        self.embedding_dim = embedding_dim
+        self.api_key = api_key
+        self.models = tuple(models)
+        self._host = host
+        self._port = port
+        self._lock = threading.Lock()
+        self._requests: list[RecordedRequest] = []
+        self._queued: deque[Reply] = deque()
+        self._reply_fn: ReplyFunction | None = None
+        self._failures: deque[_Failure] = deque()
+        self._delays: deque[float] = deque()
+        self._drops = 0
+        self._connections = itertools.count(1)
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        # Set on stop() so handlers sleeping through latency or a delay wake up at once.
+        self._stopping = threading.Event()
+        self.fingerprint = "fp_" + hashlib.sha256(b"deja-simulated").hexdigest()[:10]
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Bind the socket and serve from a daemon thread; a no-op when already running."""
+        with self._lock:
+            if self._httpd is not None:
+                return self
+            httpd = _HTTPServer((self._host, self._port), self)
+            self._stopping.clear()
+            thread = threading.Thread(
+                target=httpd.serve_forever,
+                # A short poll keeps stop() quick: shutdown() waits for the next poll.
+                kwargs={"poll_interval": 0.02},
+                name=f"FakeOpenAIServer:{httpd.server_port}",
+                daemon=True,
+            )
+            self._httpd, self._thread = httpd, thread
+        thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close open connections and the socket, and join the thread.
+
+        Idempotent. A stopped server may be started again (on a new port when ``port=0``).
+        """
+        with self._lock:
+            httpd, thread = self._httpd, self._thread
+            self._httpd = self._thread = None
+        if httpd is None or thread is None:
+            return
+        httpd.shutdown()
+        # Connections first, then wake sleeping handlers: a woken handler then writes to a
+        # closed socket instead of answering a client that should see the server go away.
+        httpd.close_connections()
+        self._stopping.set()
+        httpd.server_close()
+        thread.join()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """``http://HOST:PORT`` of the running server (no ``/v1``)."""
+        httpd = self._httpd
+        if httpd is None:
+            raise RuntimeError("FakeOpenAIServer is not running: call start() first")
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{httpd.server_port}"
+
+    @property
+    def base_url(self) -> str:
+        """``http://HOST:PORT/v1``: what to pass as an OpenAI client's ``base_url``."""
+        return self.url + "/v1"
+
+    # -- recording ----------------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A snapshot of every request received so far, oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    def count(self, path: str | None = None) -> int:
+        """How many requests were received, in all or for one path.
+
+        The ``/v1`` prefix and a trailing slash are ignored on both sides, so
+        ``count("/v1/chat/completions")`` also counts requests sent to ``/chat/completions``.
+        """
+        with self._lock:
+            if path is None:
+                return len(self._requests)
+            wanted = _route_path(path)
+            return sum(1 for r in self._requests if _route_path(r.path) == wanted)
+
+    def reset(self) -> None:
+        """Forget recorded requests and every scripted reply, failure, delay and drop."""
+        with self._lock:
+            self._requests.clear()
+            self._queued.clear()
+            self._reply_fn = None
+            self._failures.clear()
+            self._delays.clear()
+            self._drops = 0
+
+    # -- scripting ----------------------------------------------------------------------------
+
+    def reply_with(self, fn: ReplyFunction | None) -> None:
+        """Decide each completion's reply with ``fn(body)``; it returns ``None`` for the default.
+
+        ``None`` removes the function.
+        """
+        with self._lock:
+            self._reply_fn = fn
+
+    def queue_reply(self, reply: Reply, *, times: int = 1) -> None:
+        """Answer the next ``times`` completion requests with ``reply`` (after earlier ones)."""
+        with self._lock:
+            self._queued.extend([reply] * times)
+
+    def fail_next(
+        self,
+        status: int,
+        *,
+        times: int = 1,
+        body: dict[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Make the next ``times`` POST requests fail with ``status``.
+
+        The body is OpenAI's error shape for that status unless ``body`` is given; ``headers``
+        are added to the response (e.g. ``{"retry-after": "2"}`` with a 429).
+        """
+        failure = _Failure(status, body, dict(headers or {}))
+        with self._lock:
+            self._failures.extend([failure] * times)
+
+    def delay_next(self, seconds: float, *, times: int = 1) -> None:
+        """Hold the next ``times`` POST requests for ``seconds`` before handling them."""
+        with self._lock:
+            self._delays.extend([seconds] * times)
+
+    def drop_next(self, *, times: int = 1) -> None:
+        """Close the connection of the next ``times`` POST requests without any response."""
+        with self._lock:
+            self._drops += times
+
+    # -- used by the handler --------------------------------------------------------------------
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self._requests.append(request)
+
+    def _next_connection(self) -> int:
+        with self._lock:
+            return next(self._connections)
+
+    def _take_faults(self) -> tuple[bool, float, _Failure | None]:
+        """Consume this request's scripted drop, delay and failure, in that order."""
+        with self._lock:
+            if self._drops:
+                self._drops -= 1
+                return True, 0.0, None
+            delay = self._delays.popleft() if self._delays else 0.0
+            failure = self._failures.popleft() if self._failures else None
+            return False, delay, failure
+
+    def _take_reply(self, body: dict[str, Any]) -> Reply | None:
+        with self._lock:
+            if self._queued:
+                return self._queued.popleft()
+            fn = self._reply_fn
+        # Called outside the lock: a reply function may itself inspect the server.
+        return fn(body) if fn is not None else None
+
+    def _sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self._stopping.wait(seconds)
+
+    def __repr__(self) -> str:
+        where = self.url if self._httpd is not None else "stopped"
+        return f"<FakeOpenAIServer (simulated) {where}>"
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # benchmarks open many connections at once
+
+    def __init__(self, address: tuple[str, int], owner: FakeOpenAIServer) -> None:
+        self.owner = owner
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind resolves the host's FQDN, a DNS lookup that can stall on a
+        # machine without network; the name is never used here.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name = str(self.server_address[0])
+        self.server_port = int(self.server_address[1])
+
+    def track(self, conn: socket.socket) -> None:
+        with self._open_lock:
+            self._open.add(conn)
+
+    def untrack(self, conn: socket.socket) -> None:
+        with self._open_lock:
+            self._open.discard(conn)
+
+    def close_connections(self) -> None:
+        """Shut down kept-alive connections, so their handler threads end now, not at exit."""
+        with self._open_lock:
+            conns = list(self._open)
+        for conn in conns:
+            _shutdown(conn)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that times out, drops a stream or goes away mid-response is routine here.
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        logger.exception("simulated OpenAI server: error serving %s", client_address)
+
+
+def _shutdown(conn: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed by the peer
+        conn.shutdown(socket.SHUT_RDWR)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _HTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        # Without TCP_NODELAY, Nagle's algorithm holds small writes (SSE events) until the
+        # client's delayed ACK: up to 40 ms per event on loopback.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.track(self.connection)
+        self.connection_number = self.server.owner._next_connection()
+        self.started = time.monotonic()
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.untrack(self.connection)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # One stderr line per request would dominate benchmark time and clutter test output.
+        return
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def do_PATCH(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    # -- request ------------------------------------------------------------------------------
+
+    def _read_body(self) -> bytes | None:
+        """The request body, or ``None`` when its framing is broken (the connection closes)."""
+        try:
+            if "chunked" in str(self.headers.get("transfer-encoding", "")).lower():
+                parts: list[bytes] = []
+                while True:
+                    size = int(self.rfile.readline(65537).split(b";")[0].strip(), 16)
+                    if size == 0:
+                        while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                            pass  # trailers
+                        return b"".join(parts)
+                    parts.append(self.rfile.read(size))
+                    self.rfile.readline()
+            length = int(self.headers.get("content-length") or 0)
+        except ValueError:
+            return None
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _dispatch(self) -> None:
+        self.started = time.monotonic()
+        owner = self.server.owner
+        raw = self._read_body()
+        if raw is None:
+            self.close_connection = True
+            self._send_error(400, "Could not read the request body.", "invalid_request_error")
+            return
+        path, _, query = self.path.partition("?")
+        headers: dict[str, str] = {}
+        for original, value in self.headers.items():
+            name = original.lower()
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        body: Any = None
+        bad_json = False
+        if raw:
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                bad_json = True
+        owner._record(
+            RecordedRequest(self.command, path, headers, body, raw, query, self.connection_number)
+        )
+        try:
+            self._route(owner, path, headers, body, bad_json)
+        except OSError:
+            raise  # the client went away (or a response was cut off): never answer twice
+        except _BadRequest as exc:
+            self._send_error(
+                400, exc.message, "invalid_request_error", param=exc.param, code=exc.code
+            )
+        except Exception:
+            logger.exception("simulated OpenAI server: error handling %s %s", self.command, path)
+            self._send_error(500, "The simulated server failed on this request.", "server_error")
+
+    def _route(
+        self,
+        owner: FakeOpenAIServer,
+        path: str,
+        headers: Mapping[str, str],
+        body: Any,
+        bad_json: bool,
+    ) -> None:
+        route_path = _route_path(path)
+        if self.command == "POST":
+            route = _POST_ROUTES.get(route_path)
+        elif self.command == "GET" and (
+            route_path == "/models" or route_path.startswith("/models/")
+        ):
+            route = "models"
+        else:
+            route = None
+        if route is None:
+            self._send_error(404, f"Invalid URL ({self.command} {path})", "invalid_request_error")
+            return
+        if owner.api_key is not None and not self._authorized(owner.api_key, headers):
+            return
+        if route == "models":
+            self._models(owner, route_path)
+            return
+
+        drop, delay, failure = owner._take_faults()
+        if drop:
+            self._hang_up()
+            return
+        owner._sleep(delay)
+        if failure is not None:
+            self._send_failure(failure, body)
+            return
+        if bad_json:
+            raise _BadRequest(
+                "We could not parse the JSON body of your request. (HINT: This likely means you "
+                "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, "
+                "but what was sent was not valid JSON.)"
+            )
+        if not isinstance(body, dict):
+            raise _BadRequest("The request body must be a JSON object.")
+        if route == "chat":
+            self._chat(owner, body)
+        elif route == "completions":
+            self._completions(owner, body)
+        else:
+            self._embeddings(owner, body)
+
+    def _authorized(self, api_key: str, headers: Mapping[str, str]) -> bool:
+        auth = headers.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token.strip() == api_key:
+            return True
+        if not auth:
+            message = (
+                "You didn't provide an API key. You need to provide your API key in an "
+                "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+            )
+            code = None
+        else:
+            shown = token.strip()
+            shown = f"{shown[:3]}*****{shown[-4:]}" if len(shown) > 8 else "*****"
+            message = f"Incorrect API key provided: {shown}. (simulated server)"
+            code = "invalid_api_key"
+        self._send_error(401, message, "invalid_request_error", code=code)
+        return False
+
+    # -- routes -------------------------------------------------------------------------------
+
+    def _models(self, owner: FakeOpenAIServer, route_path: str) -> None:
+        def model(name: str) -> dict[str, Any]:
+            return {"id": name, "object": "model", "created": _CREATED_MODEL, "owned_by": "system"}
+
+        if route_path == "/models":
+            self._send_json(200, {"object": "list", "data": [model(m) for m in owner.models]})
+            return
+        name = route_path.removeprefix("/models/")
+        if name in owner.models:
+            self._send_json(200, model(name))
+        else:
+            message = f"The model '{name}' does not exist"
+            self._send_error(
+                404, message, "invalid_request_error", param="model", code="model_not_found"
+            )
+
+    def _chat(self, owner: FakeOpenAIServer, body: dict[str, Any]) -> None:
+        model = _require_model(body)
+        messages = body.get("messages")
+        if messages is None:
+            raise _BadRequest(
+                "Missing required parameter: 'messages'.",
+                param="messages",
+                code="missing_required_parameter",
+            )
+        if not isinstance(messages, list):
+            raise _BadRequest(
+                "Invalid type for 'messages': expected an array of objects.",
+                param="messages",
+                code="invalid_type",
+            )
+        if not messages:
+            raise _BadRequest(
+                "Invalid 'messages': empty array. Expected an array with minimum length 1, "
+                "but got an empty array instead.",
+                param="messages",
+                code="empty_array",
+            )
+        n = _choice_count(body)
+        stream, include_usage = _stream_flags(body)
+
+        reply = owner._take_reply(body)
+        if reply is None:
+            question = _last_user_text(messages)
+            limit = _max_tokens(body)
+            answers = [_default_answer("Simulated answer to", question, i, limit) for i in range(n)]
+        else:
+            answers = [_scripted_answer(reply) for _ in range(n)]
+        prompt_chars = sum(_message_chars(m) for m in messages)
+        if body.get("tools"):
+            prompt_chars += len(orjson.dumps(body["tools"]))
+        usage = _usage(prompt_chars, answers, reply, details=True)
+
+        owner._sleep(_latency(owner, reply))
+        completion_id = f"chatcmpl-{uuid.uuid4().hex[:29]}"
+        created = int(time.time())
+        abort = reply.abort_after_chunks if reply is not None else None
+        if not stream:
+            choices = [
+                {
+                    "index": i,
+                    "message": _message(a),
+                    "logprobs": None,
+                    "finish_reason": a.finish_reason,
+                }
+                for i, a in enumerate(answers)
+            ]
+            payload = {
+                "id": completion_id,
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "choices": choices,
+                "usage": usage,
+                "service_tier": "default",
+                "system_fingerprint": owner.fingerprint,
+            }
+            self._send_json(200, payload, truncate=abort is not None)
+            return
+
+        head = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "service_tier": "default",
+            "system_fingerprint": owner.fingerprint,
+        }
+        pieces = _interleave([_chat_deltas(a, reply.chunks if reply else None) for a in answers])
+        events = [
+            _chunk(
+                head,
+                [{"index": i, "delta": delta, "logprobs": None, "finish_reason": finish}],
+                include_usage,
+            )
+            for i, delta, finish in pieces
+        ]
+        if include_usage:
+            events.append(_chunk(head, [], include_usage, usage))
+        self._send_stream(owner, events, abort)
+
+    def _completions(self, owner: FakeOpenAIServer, body: dict[str, Any]) -> None:
+        model = _require_model(body)
+        if "prompt" not in body:
+            raise _BadRequest(
+                "Missing required parameter: 'prompt'.",
+                param="prompt",
+                code="missing_required_parameter",
+            )
+        prompts = _prompt_texts(body["prompt"])
+        n = _choice_count(body)
+        stream, include_usage = _stream_flags(body)
+
+        reply = owner._take_reply(body)
+        max_tokens = _max_tokens(body)
+        answers: list[_Answer] = []
+        for prompt in prompts:
+            for i in range(n):
+                if reply is None:
+                    answer = _default_answer("Simulated completion of", prompt, i, max_tokens)
+                else:
+                    answer = _scripted_answer(reply)
+                if body.get("echo") is True:
+                    answer = _Answer(
+                        prompt + (answer.content or ""), None, None, [], answer.finish_reason
+                    )
+                answers.append(answer)
+        usage = _usage(sum(len(p) for p in prompts), answers, reply, details=False)
+
+        owner._sleep(_latency(owner, reply))
+        completion_id = f"cmpl-{uuid.uuid4().hex[:29]}"
+        created = int(time.time())
+        abort = reply.abort_after_chunks if reply is not None else None
+        if not stream:
+            choices = [
+                {
+                    "text": a.content or "",
+                    "index": i,
+                    "logprobs": None,
+                    "finish_reason": a.finish_reason,
+                }
+                for i, a in enumerate(answers)
+            ]
+            payload = {
+                "id": completion_id,
+                "object": "text_completion",
+                "created": created,
+                "model": model,
+                "choices": choices,
+                "usage": usage,
+                "system_fingerprint": owner.fingerprint,
+            }
+            self._send_json(200, payload, truncate=abort is not None)
+            return
+
+        head = {
+            "id": completion_id,
+            "object": "text_completion",
+            "created": created,
+            "model": model,
+            "system_fingerprint": owner.fingerprint,
+        }
+        per_choice: list[list[tuple[dict[str, Any], str | None]]] = []
+        for a in answers:
+            texts = _split(a.content or "", reply.chunks if reply else None)
+            per_choice.append(
+                [({"text": t}, None) for t in texts] + [({"text": ""}, a.finish_reason)]
+            )
+        events = [
+            _chunk(
+                head,
+                [{**text, "index": i, "logprobs": None, "finish_reason": finish}],
+                include_usage,
+            )
+            for i, text, finish in _interleave(per_choice)
+        ]
+        if include_usage:
+            events.append(_chunk(head, [], include_usage, usage))
+        self._send_stream(owner, events, abort)
+
+    def _embeddings(self, owner: FakeOpenAIServer, body: dict[str, Any]) -> None:
+        model = _require_model(body)
+        if "input" not in body:
+            raise _BadRequest(
+                "Missing required parameter: 'input'.",
+                param="input",
+                code="missing_required_parameter",
+            )
+        texts = _embedding_inputs(body["input"])
+        dim = body.get("dimensions")
+        if dim is None:
+            dim = owner.embedding_dim
+        elif isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+            raise _BadRequest(
+                f"Invalid value for 'dimensions': {dim!r}. Expected a positive integer.",
+                param="dimensions",
+                code="invalid_value",
+            )
+        encoding = body.get("encoding_format") or "float"
+        if encoding not in ("float", "base64"):
+            raise _BadRequest(
+                f"Invalid value for 'encoding_format': {encoding!r}. Supported values are: "
+                "'float' and 'base64'.",
+                param="encoding_format",
+                code="invalid_value",
+            )
+        data = []
+        for index, text in enumerate(texts):
+            packed = _embedding_bytes(text, dim)
+            vector: Any = (
+                base64.b64encode(packed).decode("ascii")
+                if encoding == "base64"
+                else list(struct.unpack(f"<{dim}f", packed))
+            )
+            data.append({"object": "embedding", "index": index, "embedding": vector})
+        tokens = sum(_tokens(t) for t in texts)
+        owner._sleep(owner.latency)
+        self._send_json(
+            200,
+            {
+                "object": "list",
+                "data": data,
+                "model": model,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+        )
+
+    # -- response -----------------------------------------------------------------------------
+
+    def _head(self, status: int, headers: Iterable[tuple[str, str]]) -> bytes:
+        elapsed_ms = int((time.monotonic() - self.started) * 1000)
+        lines = [
+            f"HTTP/1.1 {status} {_reason(status)}",
+            f"x-request-id: req_{uuid.uuid4().hex}",
+            f"openai-processing-ms: {elapsed_ms}",
+            "server: deja-simulated",
+        ]
+        lines.extend(f"{name}: {value}" for name, value in headers)
+        if self.close_connection:
+            lines.append("connection: close")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def _send_json(
+        self,
+        status: int,
+        payload: Any,
+        headers: Mapping[str, str] | None = None,
+        *,
+        truncate: bool = False,
+    ) -> None:
+        body = orjson.dumps(payload)
+        fields = [("content-type", "application/json"), ("content-length", str(len(body)))]
+        fields.extend((headers or {}).items())
+        if truncate:
+            # An unfinished response: the promised length never arrives.
+            self.close_connection = True
+            self.wfile.write(self._head(status, fields) + body[: len(body) // 2])
+            self._hang_up()
+            return
+        # One write for head and body: two small writes can meet the client's delayed ACK.
+        self.wfile.write(self._head(status, fields) + body)
+
+    def _send_error(
+        self,
+        status: int,
+        message: str,
+        type_: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        error = {"message": message, "type": type_, "param": param, "code": code}
+        self._send_json(status, {"error": error}, headers)
+
+    def _send_failure(self, failure: _Failure, body: Any) -> None:
+        if failure.body is not None:
+            self._send_json(failure.status, failure.body, failure.headers)
+            return
+        model = body.get("model") if isinstance(body, dict) else None
+        message, type_, code = _default_error(failure.status, str(model or "the model"))
+        self._send_error(failure.status, message, type_, code=code, headers=failure.headers)
+
+    def _send_stream(self, owner: FakeOpenAIServer, events: list[bytes], abort: int | None) -> None:
+        frames = [b"data: " + event + b"\n\n" for event in events]
+        finished = abort is None
+        if abort is not None:
+            frames = frames[: max(abort, 0)]
+        else:
+            frames.append(b"data: [DONE]\n\n")
+        # HTTP/1.1 frames the stream with chunked encoding so the connection can be reused;
+        # an HTTP/1.0 client gets the stream delimited by closing the connection.
+        chunked = self.request_version != "HTTP/1.0"
+        fields = [
+            ("content-type", "text/event-stream; charset=utf-8"),
+            ("cache-control", "no-cache"),
+        ]
+        if chunked:
+            fields.append(("transfer-encoding", "chunked"))
+            frames = [b"%x\r\n%s\r\n" % (len(f), f) for f in frames]
+            if finished:
+                frames.append(b"0\r\n\r\n")
+        else:
+            self.close_connection = True
+        head = self._head(200, fields)
+        delay = owner.chunk_delay
+        if delay <= 0:
+            self.wfile.write(head + b"".join(frames))
+        else:
+            self.wfile.write(head)
+            for i, frame in enumerate(frames):
+                if i:
+                    owner._sleep(delay)
+                self.wfile.write(frame)
+        if not finished:
+            self._hang_up()
+
+    def _hang_up(self) -> None:
+        self.close_connection = True
+        _shutdown(self.connection)
+
+
+# -- pure helpers -------------------------------------------------------------------------------
+
+
+def _route_path(path: str) -> str:
+    path = path.partition("?")[0].rstrip("/")
+    if path == "/v1" or path.startswith("/v1/"):
+        path = path[3:]
+    return path or "/"
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+def _default_error(status: int, model: str) -> tuple[str, str, str | None]:
+    """OpenAI's message, type and code for a failure with this status."""
+    if status == 401:
+        return (
+            "Incorrect API key provided. (simulated failure)",
+            "invalid_request_error",
+            "invalid_api_key",
+        )
+    if status == 403:
+        return (
+            "You are not allowed to sample from this model. (simulated failure)",
+            "invalid_request_error",
+            None,
+        )
+    if status == 404:
+        return (
+            f"The model `{model}` does not exist or you do not have access to it.",
+            "invalid_request_error",
+            "model_not_found",
+        )
+    if status == 429:
+        return (
+            f"Rate limit reached for {model} on requests per min (RPM): Limit 3, Used 3, "
+            "Requested 1. (simulated failure)",
+            "requests",
+            "rate_limit_exceeded",
+        )
+    if status == 503:
+        return "The engine is currently overloaded, please try again later.", "server_error", None
+    if status >= 500:
+        return (
+            "The server had an error while processing your request. Sorry about that!",
+            "server_error",
+            None,
+        )
+    return f"Simulated {status} {_reason(status)} error.", "invalid_request_error", None
+
+
+def _require_model(body: Mapping[str, Any]) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _BadRequest("you must provide a model parameter")
+    return model
+
+
+def _choice_count(body: Mapping[str, Any]) -> int:
+    n = body.get("n")
+    if n is None:
+        return 1
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= _MAX_N:
+        raise _BadRequest(
+            f"Invalid 'n': expected an integer between 1 and {_MAX_N}, got {n!r}.",
+            param="n",
+            code="invalid_value",
+        )
+    return n
+
+
+def _stream_flags(body: Mapping[str, Any]) -> tuple[bool, bool]:
+    stream = body.get("stream") is True
+    options = body.get("stream_options")
+    if options is not None and not stream:
+        raise _BadRequest(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            param="stream_options",
+            code="invalid_value",
+        )
+    include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    return stream, include_usage
+
+
+def _max_tokens(body: Mapping[str, Any]) -> int | None:
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def _latency(owner: FakeOpenAIServer, reply: Reply | None) -> float:
+    if reply is not None and reply.latency is not None:
+        return reply.latency
+    return owner.latency
+
+
+def _text_of(content: Any) -> str:
+    """The text of a message content: a string, or the text parts of a list of parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            str(part.get("text", ""))
+            for part in content
+            if isinstance(part, dict) and part.get("type") == "text"
+        )
+    return ""
+
+
+def _message_chars(message: Any) -> int:
+    if not isinstance(message, dict):
+        return 0
+    chars = len(_text_of(message.get("content")))
+    for call in message.get("tool_calls") or ():
+        function = call.get("function", {}) if isinstance(call, dict) else {}
+        chars += len(str(function.get("name", ""))) + len(str(function.get("arguments", "")))
+    return chars
+
+
+def _last_user_text(messages: Sequence[Any]) -> str:
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return _text_of(message.get("content"))
+    return ""
+
+
+def _tokens(text: str | None) -> int:
+    # About four characters a token, OpenAI's own rule of thumb for English text.
+    return (len(text) + 3) // 4 if text else 0
+
+
+def _default_answer(lead: str, question: str, index: int, max_tokens: int | None) -> _Answer:
+    seed = question if index == 0 else f"{question}#{index}"
+    digest = hashlib.sha256(seed.encode()).hexdigest()[:8]
+    content = f"{lead}: {question[:40]} [{digest}]"
+    finish = "stop"
+    if max_tokens is not None and _tokens(content) > max_tokens:
+        content, finish = content[: max_tokens * 4], "length"
+    return _Answer(content, None, None, [], finish)
+
+
+def _scripted_answer(reply: Reply) -> _Answer:
+    calls: list[dict[str, Any]] = []
+    for call in reply.tool_calls or ():
+        function = dict(call.get("function") or {})
+        arguments = function.get("arguments", "{}")
+        if not isinstance(arguments, str):
+            arguments = orjson.dumps(arguments).decode()
+        calls.append(
+            {
+                "id": call.get("id") or f"call_{uuid.uuid4().hex[:24]}",
+                "type": call.get("type", "function"),
+                "function": {"name": function.get("name", ""), "arguments": arguments},
+            }
+        )
+    finish = reply.finish_reason or ("tool_calls" if calls else "stop")
+    return _Answer(reply.content, reply.reasoning_content, reply.refusal, calls, finish)
+
+
+def _message(answer: _Answer) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": answer.content,
+        "refusal": answer.refusal,
+        "annotations": [],
+    }
+    if answer.reasoning is not None:
+        message["reasoning_content"] = answer.reasoning  # DeepSeek's and vLLM's field
+    if answer.tool_calls:
+        message["tool_calls"] = answer.tool_calls
+    return message
+
+
+def _usage(
+    prompt_chars: int, answers: Sequence[_Answer], reply: Reply | None, *, details: bool
+) -> dict[str, Any]:
+    prompt = max(1, (prompt_chars + 3) // 4)
+    reasoning = sum(_tokens(a.reasoning) for a in answers)
+    visible = sum(
+        _tokens(a.content)
+        + _tokens(a.refusal)
+        + sum(_tokens(c["function"]["name"] + c["function"]["arguments"]) for c in a.tool_calls)
+        for a in answers
+    )
+    cached = 0
+    if reply is not None:
+        prompt = reply.prompt_tokens if reply.prompt_tokens is not None else prompt
+        reasoning = reply.reasoning_tokens if reply.reasoning_tokens is not None else reasoning
+        cached = reply.cached_tokens or 0
+    # As with OpenAI's o-series, completion tokens include the reasoning tokens.
+    completion = visible + reasoning
+    if reply is not None and reply.completion_tokens is not None:
+        completion = reply.completion_tokens
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    if details:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached, "audio_tokens": 0}
+        usage["completion_tokens_details"] = {
+            "reasoning_tokens": reasoning,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        }
+    return usage
+
+
+def _split(text: str, chunks: int | None) -> list[str]:
+    """Streamed pieces of ``text``: ``chunks`` near-equal slices, or one per word."""
+    if not text:
+        return []
+    if chunks is None:
+        words = _WORD.findall(text)
+        trailing = text[sum(len(w) for w in words) :]
+        if trailing:  # trailing whitespace (or an all-whitespace text) rides on the last piece
+            words = [*words[:-1], words[-1] + trailing] if words else [trailing]
+        return words
+    count = max(1, min(chunks, len(text)))
+    bounds = [round(i * len(text) / count) for i in range(count + 1)]
+    return [text[bounds[i] : bounds[i + 1]] for i in range(count)]
+
+
+def _chat_deltas(answer: _Answer, chunks: int | None) -> list[tuple[dict[str, Any], str | None]]:
+    """One choice's stream: (delta, finish_reason) in OpenAI's order."""
+    first: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
+    if answer.content is not None:
+        first["content"] = ""
+    elif answer.refusal is not None:
+        first["refusal"] = ""
+    deltas: list[tuple[dict[str, Any], str | None]] = [(first, None)]
+    # Reasoning comes before the answer, as DeepSeek and vLLM stream it.
+    deltas += [({"reasoning_content": p}, None) for p in _split(answer.reasoning or "", None)]
+    deltas += [({"content": p}, None) for p in _split(answer.content or "", chunks)]
+    deltas += [({"refusal": p}, None) for p in _split(answer.refusal or "", None)]
+    for index, call in enumerate(answer.tool_calls):
+        opening = {
+            "index": index,
+            "id": call["id"],
+            "type": call["type"],
+            "function": {"name": call["function"]["name"], "arguments": ""},
+        }
+        if len(deltas) == 1 and answer.content is None and answer.refusal is None:
+            # A tool-call-only answer opens its first call in the role chunk, as OpenAI does.
+            first["tool_calls"] = [opening]
+        else:
+            deltas.append(({"tool_calls": [opening]}, None))
+        arguments = call["function"]["arguments"]
+        for start in range(0, len(arguments), _ARGUMENT_PIECE):
+            piece = arguments[start : start + _ARGUMENT_PIECE]
+            deltas.append(
+                ({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}, None)
+            )
+    deltas.append(({}, answer.finish_reason))
+    return deltas
+
+
+def _interleave(
+    per_choice: Sequence[Sequence[tuple[dict[str, Any], str | None]]],
+) -> list[tuple[int, dict[str, Any], str | None]]:
+    """Round-robin the choices' events, as OpenAI interleaves them when ``n`` > 1."""
+    out: list[tuple[int, dict[str, Any], str | None]] = []
+    for step in itertools.zip_longest(*per_choice):
+        for index, item in enumerate(step):
+            if item is not None:
+                out.append((index, item[0], item[1]))
+    return out
+
+
+def _chunk(
+    head: Mapping[str, Any],
+    choices: list[dict[str, Any]],
+    include_usage: bool,
+    usage: dict[str, Any] | None = None,
+) -> bytes:
+    chunk = {**head, "choices": choices}
+    # With include_usage every chunk carries "usage": null and the last one the totals;
+    # without it OpenAI sends no usage key at all.
+    if include_usage:
+        chunk["usage"] = usage
+    return orjson.dumps(chunk)
+
+
+def _prompt_texts(prompt: Any) -> list[str]:
+    """Legacy completions' ``prompt``: a string, strings, a token array or token arrays."""
+    if isinstance(prompt, str):
+        return [prompt]
+    if isinstance(prompt, list) and prompt:
+        if all(isinstance(p, str) for p in prompt):
+            return list(prompt)
+        if all(_is_token(t) for t in prompt):
+            return [_token_text(prompt)]
+        if all(isinstance(p, list) and p and all(_is_token(t) for t in p) for p in prompt):
+            return [_token_text(p) for p in prompt]
+    raise _BadRequest(
+        "Invalid type for 'prompt': expected a string, an array of strings, an array of "
+        "integers or an array of integer arrays.",
+        param="prompt",
+        code="invalid_type",
+    )
+
+
+def _embedding_inputs(value: Any) -> list[str]:
+    """Embeddings' ``input`` as texts; token arrays become a stable text of their ids."""
+    if isinstance(value, str):
+        texts = [value]
+    elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        texts = list(value)
+    elif isinstance(value, list) and value and all(_is_token(t) for t in value):
+        texts = [_token_text(value)]
+    elif (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, list) and v and all(_is_token(t) for t in v) for v in value)
+    ):
+        texts = [_token_text(v) for v in value]
+    else:
+        texts = []
+    if not texts or any(t == "" for t in texts):
+        raise _BadRequest(
+            "'$.input' is invalid. Please check the API reference: "
+            "https://platform.openai.com/docs/api-reference.",
+            param="input",
+        )
+    return texts
+
+
+def _is_token(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _token_text(tokens: Sequence[int]) -> str:
+    return "tokens:" + ",".join(map(str, tokens))
+
+
+def _embedding_bytes(text: str, dim: int) -> bytes:
+    """A deterministic unit vector for ``text`` as little-endian float32, OpenAI's base64 layout.
+
+    Float responses unpack these same bytes, so both encodings give identical numbers.
+    """
+    raw = hashlib.shake_256(text.encode()).digest(4 * dim)
+    values = [v / 2_147_483_648.0 - 1.0 for v in struct.unpack(f"<{dim}I", raw)]
+    norm = sum(v * v for v in values) ** 0.5 or 1.0
+    return struct.pack(f"<{dim}f", *(v / norm for v in values))

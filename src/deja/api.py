@@ -1,0 +1,191 @@
+"""Module-level convenience calls: ``deja.completion``, ``deja.acompletion`` and friends.
+
+They use one explicit default client pair, :data:`DEFAULTS`, that a program can inspect or
+replace (:func:`set_default_client`). Without :func:`enable_cache` they call the upstream
+every time, as LiteLLM's functions do before ``litellm.enable_cache()``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from deja._async.cache import AsyncCache
+from deja._async.client import AsyncChatCompletionStream, AsyncClient
+from deja._sync.cache import Cache
+from deja._sync.client import ChatCompletionStream, Client
+from deja.controls import CacheControl
+from deja.response import ChatCompletion, CreateEmbeddingResponse
+from deja.stores.base import Store
+
+__all__ = [
+    "DEFAULTS",
+    "Defaults",
+    "acompletion",
+    "aembedding",
+    "completion",
+    "disable_cache",
+    "embedding",
+    "enable_cache",
+    "set_default_client",
+]
+
+
+class Defaults:
+    """The default sync and async clients behind the module-level functions.
+
+    Created on first use (so importing deja does nothing); replace them with
+    :func:`set_default_client`.
+    """
+
+    def __init__(self) -> None:
+        self._client: Client | None = None
+        self._async_client: AsyncClient | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Client:
+        """The sync default client."""
+        with self._lock:
+            if self._client is None:
+                self._client = Client()
+            return self._client
+
+    @property
+    def async_client(self) -> AsyncClient:
+        """The async default client."""
+        with self._lock:
+            if self._async_client is None:
+                self._async_client = AsyncClient()
+            return self._async_client
+
+    def replace(self, client: Client | None, async_client: AsyncClient | None) -> None:
+        """Swap in new default clients (``None`` leaves that one as it is)."""
+        with self._lock:
+            if client is not None:
+                self._client = client
+            if async_client is not None:
+                self._async_client = async_client
+
+
+DEFAULTS = Defaults()
+"""The one default client pair (an explicit object, so tests and apps can replace it)."""
+
+
+def set_default_client(
+    client: Client | None = None, *, async_client: AsyncClient | None = None
+) -> None:
+    """Make ``client`` / ``async_client`` the ones the module-level functions use."""
+    DEFAULTS.replace(client, async_client)
+
+
+def enable_cache(
+    *,
+    ttl: float | None = None,
+    store: Store | None = None,
+    key_prefix: str = "deja:",
+    namespace: str | None = None,
+) -> None:
+    """Give the default clients a cache (both share ``store``; default: in memory)."""
+    if store is None:
+        from deja.stores.memory import MemoryStore
+
+        store = MemoryStore()
+    options: dict[str, Any] = {"ttl": ttl, "key_prefix": key_prefix, "namespace": namespace}
+    DEFAULTS.client.cache = Cache(store=store, **options)
+    DEFAULTS.async_client.cache = AsyncCache(store=store, **options)
+
+
+def disable_cache() -> None:
+    """The default clients call the upstream every time again."""
+    DEFAULTS.client.cache = None
+    DEFAULTS.async_client.cache = None
+
+
+def completion(
+    *,
+    model: str,
+    messages: Sequence[Mapping[str, Any]],
+    cache: Mapping[str, Any] | CacheControl | None = None,
+    api_base: str | None = None,
+    api_key: str | None = None,
+    timeout: float | None = None,
+    **body: Any,
+) -> ChatCompletion | ChatCompletionStream:
+    """A chat completion through the default client (see :meth:`deja.Client.completion`)."""
+    return DEFAULTS.client.completion(
+        model=model,
+        messages=messages,
+        cache=cache,
+        api_base=api_base,
+        api_key=api_key,
+        timeout=timeout,
+        **body,
+    )
+
+
+async def acompletion(
+    *,
+    model: str,
+    messages: Sequence[Mapping[str, Any]],
+    cache: Mapping[str, Any] | CacheControl | None = None,
+    api_base: str | None = None,
+    api_key: str | None = None,
+    timeout: float | None = None,
+    **body: Any,
+) -> ChatCompletion | AsyncChatCompletionStream:
+    """The async twin of :func:`completion`."""
+    return await DEFAULTS.async_client.acompletion(
+        model=model,
+        messages=messages,
+        cache=cache,
+        api_base=api_base,
+        api_key=api_key,
+        timeout=timeout,
+        **body,
+    )
+
+
+def embedding(
+    *,
+    model: str,
+    input: Any,
+    cache: Mapping[str, Any] | CacheControl | None = None,
+    api_base: str | None = None,
+    api_key: str | None = None,
+    timeout: float | None = None,
+    **body: Any,
+) -> CreateEmbeddingResponse:
+    """Embeddings through the default client, cached per input item."""
+    return DEFAULTS.client.embedding(
+        model=model,
+        input=input,
+        cache=cache,
+        api_base=api_base,
+        api_key=api_key,
+        timeout=timeout,
+        **body,
+    )
+
+
+async def aembedding(
+    *,
+    model: str,
+    input: Any,
+    cache: Mapping[str, Any] | CacheControl | None = None,
+    api_base: str | None = None,
+    api_key: str | None = None,
+    timeout: float | None = None,
+    **body: Any,
+) -> CreateEmbeddingResponse:
+    """The async twin of :func:`embedding`."""
+    return await DEFAULTS.async_client.aembedding(
+        model=model,
+        input=input,
+        cache=cache,
+        api_base=api_base,
+        api_key=api_key,
+        timeout=timeout,
+        **body,
+    )

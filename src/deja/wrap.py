@@ -1,0 +1,71 @@
+"""``deja.wrap(openai_client, cache=...)``: put deja's cache into an official SDK client."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any, TypeVar
+
+from deja._async.cache import AsyncCache
+from deja._async.openai_wrap import AsyncCachedCompletions, AsyncCachedEmbeddings
+from deja._sync.cache import Cache
+from deja._sync.openai_wrap import CachedCompletions, CachedEmbeddings
+from deja.errors import MissingDependencyError
+
+__all__ = ["wrap"]
+
+C = TypeVar("C")
+
+
+def _sdk_types() -> Any:
+    try:
+        import openai
+        from openai.types import CreateEmbeddingResponse, Embedding
+        from openai.types.chat import ChatCompletion, ChatCompletionChunk
+        from openai.types.create_embedding_response import Usage
+    except ImportError as exc:
+        raise MissingDependencyError("openai", "openai") from exc
+    return SimpleNamespace(
+        openai=openai,
+        ChatCompletion=ChatCompletion,
+        ChatCompletionChunk=ChatCompletionChunk,
+        CreateEmbeddingResponse=CreateEmbeddingResponse,
+        Embedding=Embedding,
+        embedding_usage=Usage,
+    )
+
+
+def wrap(client: C, *, cache: Cache | AsyncCache | None = None) -> C:
+    """Cache ``client.chat.completions.create`` and ``client.embeddings.create``.
+
+    ``client`` is an ``openai.OpenAI`` (give a :class:`deja.Cache`) or an
+    ``openai.AsyncOpenAI`` (give a :class:`deja.AsyncCache`); without ``cache`` a fresh
+    in-memory one is used. The client is changed in place and returned: every other SDK
+    feature works as before. Per-request options go in
+    ``extra_body={"cache": {"ttl": 600}}`` and are never sent upstream. Hits are the
+    SDK's own response types; the SDK's exceptions pass through unchanged. A streamed call
+    returns an iterator of the SDK's chunks with ``.cache`` (hit, miss...) and ``close()``.
+    """
+    types = _sdk_types()
+    openai = types.openai
+    if not isinstance(client, (openai.OpenAI, openai.AsyncOpenAI)):
+        raise TypeError(
+            f"deja.wrap takes an openai.OpenAI or AsyncOpenAI client, not {type(client).__name__}"
+        )
+    api_base = str(client.base_url)
+    completions = client.chat.completions
+    embeddings = client.embeddings
+    if isinstance(client, openai.AsyncOpenAI):
+        acache = cache if cache is not None else AsyncCache()
+        if not isinstance(acache, AsyncCache):
+            raise TypeError("an AsyncOpenAI client needs a deja.AsyncCache")
+        completions.create = AsyncCachedCompletions(
+            completions.create, acache, api_base, types
+        ).create
+        embeddings.create = AsyncCachedEmbeddings(embeddings.create, acache, api_base, types).create
+    else:
+        scache = cache if cache is not None else Cache()
+        if not isinstance(scache, Cache):
+            raise TypeError("an OpenAI client needs a deja.Cache (use AsyncCache with AsyncOpenAI)")
+        completions.create = CachedCompletions(completions.create, scache, api_base, types).create
+        embeddings.create = CachedEmbeddings(embeddings.create, scache, api_base, types).create
+    return client

@@ -1,0 +1,307 @@
+"""deja.Client / AsyncClient against the local OpenAI-compatible server (real HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import deja
+from deja.testing import FakeOpenAIServer, Reply
+
+CHAT = "/v1/chat/completions"
+EMB = "/v1/embeddings"
+MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer() as s:
+        yield s
+
+
+def make_client(server: FakeOpenAIServer, **kw: Any) -> deja.Client:
+    kw.setdefault("cache", deja.Cache())
+    kw.setdefault("max_retries", 0)
+    return deja.Client(api_base=server.base_url, api_key="sk-test", backoff=0.01, **kw)
+
+
+def make_async_client(server: FakeOpenAIServer, **kw: Any) -> deja.AsyncClient:
+    kw.setdefault("cache", deja.AsyncCache())
+    kw.setdefault("max_retries", 0)
+    return deja.AsyncClient(api_base=server.base_url, api_key="sk-test", backoff=0.01, **kw)
+
+
+def test_miss_then_hit(server: FakeOpenAIServer) -> None:
+    client = make_client(server)
+    first = client.completion(model="gpt-4o", messages=MESSAGES, temperature=0)
+    second = client.completion(model="gpt-4o", messages=MESSAGES, temperature=0)
+    assert server.count(CHAT) == 1
+    assert first.cache.status == "miss" and second.cache.status == "hit"
+    assert second.model_dump() == first.model_dump()  # same id, content, usage
+    assert second.choices[0].message.content == first["choices"][0]["message"]["content"]
+    assert second.choices[0].message.tool_calls is None  # absent fields read as None
+    assert first.cache.cost_usd > 0 and second.cache.cost_usd == 0
+    assert second.cache.saved_usd == pytest.approx(first.cache.cost_usd)
+    assert second.cache.key == first.cache.key
+    sent = server.requests[-1]
+    assert sent.headers["authorization"] == "Bearer sk-test"
+    assert sent.body == {"model": "gpt-4o", "messages": MESSAGES, "temperature": 0}
+
+
+async def test_async_miss_then_hit(server: FakeOpenAIServer) -> None:
+    async with make_async_client(server) as client:
+        first = await client.acompletion(model="gpt-4o", messages=MESSAGES)
+        second = await client.acompletion(model="gpt-4o", messages=MESSAGES)
+    assert (first.cache.status, second.cache.status) == ("miss", "hit")
+    assert server.count(CHAT) == 1
+
+
+def test_controls_are_never_sent_upstream(server: FakeOpenAIServer) -> None:
+    client = make_client(server)
+    client.completion(model="gpt-4o", messages=MESSAGES, cache={"ttl": 60, "tags": ["t"]})
+    fresh = client.completion(
+        model="gpt-4o",
+        messages=MESSAGES,
+        extra_body={"cache": {"no-cache": True}, "top_k": 3},
+        extra_headers={"x-trace": "abc"},
+    )
+    assert fresh.cache.status == "bypass" and server.count(CHAT) == 2
+    for recorded in server.requests:
+        assert "cache" not in recorded.body
+    assert server.requests[-1].body["top_k"] == 3
+    assert server.requests[-1].headers["x-trace"] == "abc"
+    with pytest.raises(deja.ControlError):
+        client.completion(model="gpt-4o", messages=MESSAGES, cache={"bogus": 1})
+    assert server.count(CHAT) == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (400, deja.BadRequestError),
+        (401, deja.AuthenticationError),
+        (403, deja.PermissionDeniedError),
+        (404, deja.NotFoundError),
+        (409, deja.ConflictError),
+        (422, deja.BadRequestError),
+        (429, deja.RateLimitError),
+        (500, deja.ServerError),
+        (503, deja.ServerError),
+    ],
+)
+def test_upstream_errors_are_typed_and_never_cached(
+    server: FakeOpenAIServer, status: int, error: type[deja.ProviderError]
+) -> None:
+    client = make_client(server)
+    server.fail_next(status, headers={"retry-after": "7"} if status == 429 else None)
+    with pytest.raises(error) as raised:
+        client.completion(model="gpt-4o", messages=MESSAGES)
+    assert raised.value.status_code == status
+    if status == 429:
+        assert isinstance(raised.value, deja.RateLimitError) and raised.value.retry_after == 7
+    ok = client.completion(model="gpt-4o", messages=MESSAGES)
+    assert ok.cache.status == "miss"
+    assert server.count(CHAT) == 2
+
+
+def test_retries_honour_retry_after(server: FakeOpenAIServer) -> None:
+    import time
+
+    client = make_client(server, max_retries=2)
+    server.fail_next(429, times=2, headers={"retry-after": "0.2"})
+    started = time.monotonic()
+    result = client.completion(model="gpt-4o", messages=MESSAGES)
+    assert result.cache.status == "miss"
+    assert server.count(CHAT) == 3
+    assert time.monotonic() - started >= 0.4
+    server.fail_next(503, times=3)
+    with pytest.raises(deja.ServerError):
+        client.completion(model="gpt-4o", messages=[{"role": "user", "content": "other"}])
+
+
+def test_timeout_and_connection_errors(server: FakeOpenAIServer) -> None:
+    client = make_client(server)
+    server.delay_next(1.0)
+    with pytest.raises(deja.UpstreamTimeoutError):
+        client.completion(model="gpt-4o", messages=MESSAGES, timeout=0.2)
+    server.drop_next()
+    with pytest.raises(deja.UpstreamConnectionError):
+        client.completion(model="gpt-4o", messages=MESSAGES)
+    retrying = make_client(server, max_retries=1)
+    server.drop_next()
+    assert retrying.completion(model="gpt-4o", messages=MESSAGES).cache.status == "miss"
+
+
+def test_embeddings_are_cached_per_item(server: FakeOpenAIServer) -> None:
+    client = make_client(server)
+    first = client.embedding(model="text-embedding-3-small", input=["a", "b", "c"])
+    assert first.cache.status == "miss"
+    mixed = client.embedding(model="text-embedding-3-small", input=["a", "d", "b", "e", "c"])
+    assert server.count(EMB) == 2
+    assert server.requests[-1].body["input"] == ["d", "e"]  # only the new items go upstream
+    assert server.requests[-1].body["encoding_format"] == "float"
+    vectors = [d.embedding for d in mixed.data]
+    assert vectors[0] == first.data[0].embedding and vectors[4] == first.data[2].embedding
+    assert [d.index for d in mixed.data] == [0, 1, 2, 3, 4]
+    again = client.embedding(model="text-embedding-3-small", input="d")
+    assert again.cache.status == "hit" and server.count(EMB) == 2
+    b64 = client.embedding(model="text-embedding-3-small", input=["a"], encoding_format="base64")
+    raw = base64.b64decode(b64.data[0].embedding)
+    decoded = struct.unpack(f"<{len(raw) // 4}f", raw)
+    assert decoded == pytest.approx(first.data[0].embedding, rel=1e-6)
+    assert server.count(EMB) == 2
+    other_dims = client.embedding(model="text-embedding-3-small", input="a", dimensions=4)
+    assert other_dims.cache.status == "miss"  # dimensions change the vector: another key
+
+
+def _chunks(stream: Any) -> list[dict[str, Any]]:
+    return [chunk.model_dump() for chunk in stream]
+
+
+def test_stream_miss_then_replayed_hit(server: FakeOpenAIServer) -> None:
+    client = make_client(server)
+    server.queue_reply(Reply(content="one two three four five six seven eight nine ten " * 3))
+    miss = client.completion(model="gpt-4o", messages=MESSAGES, stream=True)
+    assert miss.cache.status == "miss"
+    live = _chunks(miss)
+    assert len(live) > 20
+    assert all("usage" not in c for c in live)  # the caller did not ask for usage
+    assert server.requests[-1].body["stream_options"] == {"include_usage": True}
+    hit = client.completion(model="gpt-4o", messages=MESSAGES, stream=True)
+    assert hit.cache.status == "hit"
+    assert _chunks(hit) == live  # same chunk boundaries, ids and content
+    assert server.count(CHAT) == 1
+    with_usage = _chunks(
+        client.completion(
+            model="gpt-4o", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    assert with_usage[-1]["choices"] == [] and with_usage[-1]["usage"]["total_tokens"] > 0
+    # a plain request is served from the streamed entry
+    plain = client.completion(model="gpt-4o", messages=MESSAGES)
+    assert plain.cache.status == "hit"
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in live if c["choices"])
+    assert plain.choices[0].message.content == text
+    assert server.count(CHAT) == 1
+
+
+def test_stream_served_from_a_non_stream_entry(server: FakeOpenAIServer) -> None:
+    client = make_client(server)
+    server.queue_reply(
+        Reply(
+            content=None,
+            tool_calls=[
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "f", "arguments": '{"x": 1}'},
+                }
+            ],
+        )
+    )
+    plain = client.completion(model="gpt-4o", messages=MESSAGES)
+    replay = _chunks(client.completion(model="gpt-4o", messages=MESSAGES, stream=True))
+    calls = [c["choices"][0]["delta"].get("tool_calls") for c in replay if c["choices"]]
+    first = next(c for c in calls if c)
+    assert first[0]["id"] == "call_1" and first[0]["function"]["name"] == "f"
+    args = "".join(c[0]["function"].get("arguments", "") for c in calls if c)
+    assert args == plain.choices[0].message.tool_calls[0].function.arguments
+    assert replay[-1]["choices"][0]["finish_reason"] == "tool_calls"
+    assert server.count(CHAT) == 1
+
+
+def test_unfinished_or_abandoned_streams_are_not_stored(server: FakeOpenAIServer) -> None:
+    client = make_client(server)
+    server.queue_reply(Reply(content="a b c d e f g h i j k l", abort_after_chunks=3))
+    stream = client.completion(model="gpt-4o", messages=MESSAGES, stream=True)
+    with pytest.raises(deja.UpstreamConnectionError):
+        _chunks(stream)
+    server.queue_reply(Reply(content="a b c d e f g h i j k l m n o p"))
+    stream = client.completion(model="gpt-4o", messages=MESSAGES, stream=True)
+    next(iter(stream))
+    next(iter(stream))
+    stream.close()  # the caller walks away
+    again = client.completion(model="gpt-4o", messages=MESSAGES, stream=True)
+    assert again.cache.status == "miss"
+    _chunks(again)
+    assert server.count(CHAT) == 3
+    assert client.completion(model="gpt-4o", messages=MESSAGES).cache.status == "hit"
+
+
+async def test_concurrent_streams_share_the_leaders_chunks(server: FakeOpenAIServer) -> None:
+    server.chunk_delay = 0.01
+    server.queue_reply(Reply(content=" ".join(f"w{i}" for i in range(30))))
+    client = make_async_client(server)
+
+    async def read() -> tuple[str, list[dict[str, Any]]]:
+        stream = await client.acompletion(model="gpt-4o", messages=MESSAGES, stream=True)
+        return stream.cache.status, [chunk.model_dump() async for chunk in stream]
+
+    results = await asyncio.gather(*(read() for _ in range(5)))
+    assert server.count(CHAT) == 1
+    assert sorted(status for status, _ in results) == ["hit"] * 4 + ["miss"]
+    assert all(chunks == results[0][1] for _, chunks in results)
+    assert client.cache is not None and client.cache.stats().coalesced == 4
+
+
+async def test_async_stream_hit(server: FakeOpenAIServer) -> None:
+    client = make_async_client(server)
+    miss = await client.acompletion(model="gpt-4o", messages=MESSAGES, stream=True)
+    live = [c.model_dump() async for c in miss]
+    hit = await client.acompletion(model="gpt-4o", messages=MESSAGES, stream=True)
+    assert hit.cache.status == "hit"
+    assert [c.model_dump() async for c in hit] == live
+
+
+def test_stream_errors_before_the_first_chunk_raise_at_call(server: FakeOpenAIServer) -> None:
+    client = make_client(server)
+    server.fail_next(401)
+    with pytest.raises(deja.AuthenticationError):
+        client.completion(model="gpt-4o", messages=MESSAGES, stream=True)
+
+
+def test_without_a_cache_every_call_goes_upstream(server: FakeOpenAIServer) -> None:
+    client = make_client(server, cache=None)
+    assert client.completion(model="gpt-4o", messages=MESSAGES).cache.status == "bypass"
+    client.completion(model="gpt-4o", messages=MESSAGES)
+    assert server.count(CHAT) == 2
+
+
+def test_module_level_functions_use_the_replaceable_default(server: FakeOpenAIServer) -> None:
+    from deja import api
+
+    saved = (api.DEFAULTS.client, api.DEFAULTS.async_client)
+    try:
+        deja.set_default_client(
+            deja.Client(api_base=server.base_url, api_key="k", max_retries=0),
+            async_client=deja.AsyncClient(api_base=server.base_url, api_key="k", max_retries=0),
+        )
+        assert deja.completion(model="gpt-4o", messages=MESSAGES).cache.status == "bypass"
+        deja.enable_cache(ttl=60)
+        deja.completion(model="gpt-4o", messages=MESSAGES)
+        assert deja.completion(model="gpt-4o", messages=MESSAGES).cache.status == "hit"
+        # the async default shares the store
+        hit = asyncio.run(deja.acompletion(model="gpt-4o", messages=MESSAGES))
+        assert hit.cache.status == "hit"
+        assert deja.embedding(model="text-embedding-3-small", input="x").cache.status == "miss"
+        assert (
+            asyncio.run(deja.aembedding(model="text-embedding-3-small", input="x")).cache.status
+            == "hit"
+        )
+        deja.disable_cache()
+        assert deja.completion(model="gpt-4o", messages=MESSAGES).cache.status == "bypass"
+    finally:
+        api.DEFAULTS.replace(*saved)
+
+
+def test_provider_prefix_and_missing_endpoint() -> None:
+    client = deja.Client(max_retries=0)
+    with pytest.raises(deja.InvalidRequestError, match="api_base"):
+        client.completion(model="vllm/my-model", messages=MESSAGES)
+    with pytest.raises(deja.InvalidRequestError, match="anthropic"):
+        client.completion(model="anthropic/claude-3-5-sonnet", messages=MESSAGES)

@@ -1,0 +1,115 @@
+"""deja.wrap(openai client): the official SDK, cached in place."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+from openai.types import CreateEmbeddingResponse
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+import deja
+from deja.testing import FakeOpenAIServer, Reply
+
+CHAT = "/v1/chat/completions"
+MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer() as s:
+        yield s
+
+
+def sdk(server: FakeOpenAIServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0)
+
+
+def test_chat_hits_are_sdk_types(server: FakeOpenAIServer) -> None:
+    client = deja.wrap(sdk(server), cache=deja.Cache())
+    first = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    second = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    assert isinstance(first, ChatCompletion) and isinstance(second, ChatCompletion)
+    assert second == first
+    assert server.count(CHAT) == 1
+
+
+def test_controls_ride_in_extra_body_and_are_not_sent(server: FakeOpenAIServer) -> None:
+    client = deja.wrap(sdk(server), cache=deja.Cache())
+    client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    client.chat.completions.create(
+        model="gpt-4o",
+        messages=MESSAGES,  # type: ignore[arg-type]
+        extra_body={"cache": {"no-cache": True}},
+    )
+    assert server.count(CHAT) == 2
+    assert all("cache" not in r.body for r in server.requests)
+
+
+def test_sdk_exceptions_pass_unchanged_and_are_not_cached(server: FakeOpenAIServer) -> None:
+    client = deja.wrap(sdk(server), cache=deja.Cache())
+    server.fail_next(429, headers={"retry-after": "1"})
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    server.fail_next(401)
+    with pytest.raises(openai.AuthenticationError):
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    assert server.count(CHAT) == 3
+
+
+def test_streams_are_cached_and_replayed(server: FakeOpenAIServer) -> None:
+    client = deja.wrap(sdk(server), cache=deja.Cache())
+    server.queue_reply(Reply(content="alpha beta gamma delta epsilon zeta eta theta"))
+    live = list(client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True))  # type: ignore[arg-type]
+    replay = client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+    assert replay.cache.status == "hit"  # type: ignore[attr-defined]
+    chunks = list(replay)
+    assert all(isinstance(c, ChatCompletionChunk) for c in chunks)
+    text = lambda cs: "".join(c.choices[0].delta.content or "" for c in cs if c.choices)  # noqa: E731
+    assert text(chunks) == text(live) == "alpha beta gamma delta epsilon zeta eta theta"
+    assert server.count(CHAT) == 1
+    plain = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    assert plain.choices[0].message.content == text(live)
+
+
+def test_embeddings_per_item(server: FakeOpenAIServer) -> None:
+    client = deja.wrap(sdk(server), cache=deja.Cache())
+    first = client.embeddings.create(model="text-embedding-3-small", input=["a", "b"])
+    mixed = client.embeddings.create(model="text-embedding-3-small", input=["b", "c"])
+    assert isinstance(mixed, CreateEmbeddingResponse)
+    assert mixed.data[0].embedding == first.data[1].embedding
+    assert server.requests[-1].body["input"] == ["c"]
+    b64 = client.embeddings.create(
+        model="text-embedding-3-small", input="a", encoding_format="base64"
+    )
+    assert isinstance(b64.data[0].embedding, str)
+    assert server.count("/v1/embeddings") == 2
+
+
+async def test_async_client(server: FakeOpenAIServer) -> None:
+    client = deja.wrap(
+        openai.AsyncOpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0),
+        cache=deja.AsyncCache(),
+    )
+    first = await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    second = await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    assert isinstance(second, ChatCompletion) and second == first
+    stream = await client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+    chunks: list[Any] = [c async for c in stream]
+    assert (
+        "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        == first.choices[0].message.content
+    )
+    emb = await client.embeddings.create(model="text-embedding-3-small", input="x")
+    assert len(emb.data[0].embedding) > 0
+    assert server.count(CHAT) == 1
+
+
+def test_wrong_cache_kind_is_a_clear_error(server: FakeOpenAIServer) -> None:
+    with pytest.raises(TypeError, match="AsyncCache"):
+        deja.wrap(openai.AsyncOpenAI(base_url=server.base_url, api_key="x"), cache=deja.Cache())
+    with pytest.raises(TypeError):
+        deja.wrap(object())
