@@ -158,6 +158,7 @@ class AsyncClient:
         self._owns_http = http_client is None
         self._max_connections = max_connections
         self._http_lock = threading.Lock()
+        self._endpoints: dict[tuple[str, str | None, str | None], tuple[str, str, str, str]] = {}
 
     # -- public calls -------------------------------------------------------------------
 
@@ -181,7 +182,7 @@ class AsyncClient:
         body, control, extra_headers = self._split(body, cache)
         provider, name, base, url_base = self._endpoint(model, api_base)
         request = Request.chat(model=model, messages=messages, api_base=base, **body)
-        url = f"{url_base}/chat/completions"
+        url = url_base + "/chat/completions"
         seconds = timeout if timeout is not None else self.timeout
         # The upstream body and headers are built only when the upstream is called: a hit
         # must not pay for them.
@@ -294,7 +295,18 @@ class AsyncClient:
         return body, cache, extra_headers
 
     def _endpoint(self, model: str, api_base: str | None) -> tuple[str, str, str, str]:
-        """(provider, upstream model name, api_base for the key, base URL for calls)."""
+        """(provider, upstream model name, api_base for the key, base URL for calls).
+
+        Resolved once per (model, api_base) and remembered: this runs on every call, hits
+        included. Environment defaults are therefore read at a model's first call.
+        """
+        memo = (model, api_base, self.api_base)
+        found = self._endpoints.get(memo)
+        if found is None:
+            found = self._endpoints[memo] = self._resolve_endpoint(model, api_base)
+        return found
+
+    def _resolve_endpoint(self, model: str, api_base: str | None) -> tuple[str, str, str, str]:
         provider, name = resolve_model(model)
         if provider not in _OPENAI_COMPATIBLE:
             raise InvalidRequestError(

@@ -1,0 +1,115 @@
+"""The live stream broadcast: abandonment closes the upstream; threads share one stream."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import deja
+from deja._async.streams import AsyncBroadcast, AsyncCachedStream
+from deja.result import CacheInfo
+from tests.helpers import chat_request
+
+
+def _chunk(i: int, *, finish: str | None = None) -> dict[str, Any]:
+    delta = {"role": "assistant", "content": ""} if i == 0 else {"content": f"w{i} "}
+    return {
+        "id": "chatcmpl-x",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "gpt-4o",
+        "choices": [
+            {
+                "index": 0,
+                "delta": {} if finish else delta,
+                "logprobs": None,
+                "finish_reason": finish,
+            }
+        ],
+    }
+
+
+class Source:
+    """An async upstream stream that records whether it was closed."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.closed = False
+        self.pulled = 0
+
+    def __aiter__(self) -> Source:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        if self.pulled > self.n:
+            raise StopAsyncIteration
+        i = self.pulled
+        self.pulled += 1
+        return _chunk(i, finish="stop" if i == self.n else None)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_last_reader_leaving_closes_the_upstream() -> None:
+    source = Source(10)
+
+    async def open_stream() -> AsyncIterator[dict[str, Any]]:
+        return source
+
+    stored: list[Any] = []
+
+    async def on_complete(assembler: Any) -> None:
+        stored.append(assembler)
+
+    broadcast = AsyncBroadcast(open_stream, on_complete)
+    a = AsyncCachedStream(CacheInfo("miss", "k"), broadcast=broadcast)
+    b = AsyncCachedStream(CacheInfo("hit", "k"), broadcast=broadcast)
+    await a.__anext__()
+    await b.__anext__()
+    await a.aclose()
+    assert not source.closed  # b still reads
+    await b.__anext__()
+    await b.aclose()
+    assert source.closed and source.pulled < 10
+    assert stored == []  # abandoned: never stored
+
+
+def test_threads_share_one_upstream_stream() -> None:
+    cache = deja.Cache()
+    opened = 0
+    lock = threading.Lock()
+
+    def open_stream() -> Iterator[dict[str, Any]]:
+        nonlocal opened
+        with lock:
+            opened += 1
+
+        def chunks() -> Iterator[dict[str, Any]]:
+            for i in range(21):
+                time.sleep(0.005)
+                yield _chunk(i, finish="stop" if i == 20 else None)
+
+        return chunks()
+
+    barrier = threading.Barrier(6)
+    results: list[tuple[str, list[dict[str, Any]]]] = []
+
+    def reader() -> None:
+        barrier.wait()
+        stream = cache.stream(chat_request(), open_stream)
+        results.append((stream.info.status, list(stream)))
+
+    threads = [threading.Thread(target=reader) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert opened == 1
+    assert sorted(s for s, _ in results) == ["hit"] * 5 + ["miss"]
+    assert all(chunks == results[0][1] for _, chunks in results)
+    replay = cache.stream(chat_request(), open_stream)
+    assert replay.info.status == "hit" and list(replay) == results[0][1]
+    assert opened == 1
