@@ -44,6 +44,8 @@ NAMES = {
     "aread": "read",
     "aembedding": "embedding",
     "acompletion": "completion",
+    "arequest": "request",
+    "astream": "stream",
     "acached_embeddings": "cached_embeddings",
     "atext_completion": "text_completion",
     "aget": "get",

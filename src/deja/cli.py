@@ -1,6 +1,7 @@
 """The ``deja`` command.
 
     deja demo [--json]        replay the labelled support-bot workload through the cache
+    deja serve --config FILE  run the caching proxy (also: deja --config FILE)
     deja --version
 
 Later issues add ``serve``, ``calibrate``, ``warm``, ``explain``, ``stats`` and ``bench``.
@@ -34,6 +35,18 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from deja.server.run import serve
+
+    if not args.config:
+        print("deja serve: --config FILE is required", file=sys.stderr)
+        return 2
+    serve(
+        args.config, host=args.host, port=args.port, workers=args.workers, log_level=args.log_level
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``deja`` command."""
     parser = argparse.ArgumentParser(
@@ -41,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"deja {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument(
+        "--config",
+        help="serve this configuration (same as `deja serve --config`, as LiteLLM users type it)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = commands.add_parser(
         "demo", help="replay a labelled support-bot workload through the cache"
@@ -57,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--live", action="store_true", help="use the real OpenAI API (OPENAI_API_KEY; costs money)"
     )
     demo.set_defaults(run=_demo)
+    serve = commands.add_parser("serve", help="run the caching proxy")
+    serve.add_argument("--config", required=True, help="the YAML configuration")
+    serve.add_argument("--host", help="listen address (default: proxy.host, 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="listen port (default: proxy.port, 4000)")
+    serve.add_argument("--workers", type=int, help="worker processes (default: proxy.workers, 1)")
+    serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
+    serve.set_defaults(run=_serve)
     return parser
 
 
@@ -65,6 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
+    if args.command is None and args.config:
+        args = parser.parse_args(
+            [*(["-v"] if args.verbose else []), "serve", "--config", args.config]
+        )
     if args.command is None:
         parser.print_help()
         return 2

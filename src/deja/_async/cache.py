@@ -45,6 +45,9 @@ logger = logging.getLogger("deja.cache")
 
 _UNSET: Any = object()
 
+OnResponse = Callable[[dict[str, Any]], Awaitable[CacheControl | None]]
+"""Runs on a fresh upstream answer before it is stored; may return the options to store with."""
+
 # Decoded-entry memo for stores that hand back the stored bytes object itself (memory):
 # a repeat hit on a hot key then skips decoding. Bounded by count and by bytes; cleared
 # whole when full (hot keys come back at once, and no LRU bookkeeping costs the hit path).
@@ -217,12 +220,16 @@ class AsyncCache:
         call: Callable[[], Awaitable[dict[str, Any]]],
         *,
         control: Mapping[str, Any] | CacheControl | None = None,
+        on_response: OnResponse | None = None,
     ) -> CacheResult:
         """Serve ``request`` from the cache, or ``call`` the upstream once and store it.
 
         Concurrent identical misses share one ``call`` (single-flight); the leader checks
         the store again before calling, in case another process filled it meanwhile.
         ``call``'s exceptions reach every waiting caller and nothing is stored.
+        ``on_response(response)``, if given, runs on a fresh answer before it is stored and
+        may return new cache options for storing it (more tags, another TTL, no-store; not
+        another namespace, which would be another key): the proxy's post-LLM hooks.
         """
         ctl = parse_controls(control)
         self._check_control(ctl)
@@ -231,20 +238,22 @@ class AsyncCache:
             # skips the lookup and single-flight: the caller asked for a fresh answer
             response = await call()
             cost = self.cost(request, response)
-            await self._put(key, request, response, ctl, cost=cost)
+            store_ctl = await self._after_response(on_response, response, ctl)
+            await self._put(key, request, response, store_ctl, cost=cost)
             return self._count(CacheResult(response, CacheInfo("bypass", key, cost_usd=cost)))
         found = await self._lookup(key, ctl)
-        if found.response is not None:
+        if found.entry is not None:
             return self._count(found)
         status = found.info.status
 
         async def lead() -> CacheResult:
             again = await self._lookup(key, ctl)
-            if again.response is not None:
+            if again.entry is not None:
                 return again
             response = await call()
             cost = self.cost(request, response)
-            await self._put(key, request, response, ctl, cost=cost)
+            store_ctl = await self._after_response(on_response, response, ctl)
+            await self._put(key, request, response, store_ctl, cost=cost)
             return CacheResult(response, CacheInfo(status, key, cost_usd=cost))
 
         result, shared = await self._flight.run(key, lead)
@@ -322,6 +331,22 @@ class AsyncCache:
         result = AsyncCachedStream(info, broadcast=broadcast, include_usage=include_usage)
         await result.prefetch()
         return result
+
+    async def _after_response(
+        self, on_response: OnResponse | None, response: dict[str, Any], ctl: CacheControl
+    ) -> CacheControl:
+        if on_response is None:
+            return ctl
+        updated = await on_response(response)
+        if updated is None:
+            return ctl
+        if updated.namespace != ctl.namespace:
+            raise ControlError(
+                "a response hook cannot change the namespace (the key is already chosen)",
+                option="namespace",
+            )
+        self._check_control(updated)
+        return updated
 
     def _forget_stream(self, key: str, broadcast: AsyncBroadcast) -> None:
         with self._streams_lock:

@@ -262,6 +262,48 @@ class AsyncClient:
         )
         return CreateEmbeddingResponse(batch.response(encoding_format=encoding), batch.info)
 
+    async def arequest(
+        self,
+        path: str,
+        payload: Mapping[str, Any],
+        *,
+        model: str,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        timeout: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """POST an OpenAI-format body to ``model``'s upstream, with no cache: its JSON answer.
+
+        ``path`` is the route under the API base (``/chat/completions``); ``model`` picks
+        the endpoint and is sent as the provider's model name. Retries and errors as for
+        :meth:`acompletion`. The proxy calls upstreams through this.
+        """
+        provider, name, _, url_base = self._endpoint(model, api_base)
+        headers = self._headers(provider, api_key, extra_headers or {})
+        seconds = timeout if timeout is not None else self.timeout
+        return await self._post(
+            url_base + path, {**payload, "model": name}, headers, seconds, provider
+        )
+
+    async def astream(
+        self,
+        path: str,
+        payload: Mapping[str, Any],
+        *,
+        model: str,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        timeout: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Like :meth:`arequest` for ``stream: true``: an iterator of the SSE events' JSON."""
+        provider, name, _, url_base = self._endpoint(model, api_base)
+        headers = self._headers(provider, api_key, extra_headers or {})
+        seconds = timeout if timeout is not None else self.timeout
+        body = {**payload, "model": name}
+        return await self._open_stream(url_base + path, body, headers, seconds, provider)
+
     async def aclose(self) -> None:
         """Close the HTTP client deja created (not one you passed in)."""
         if self._http is not None and self._owns_http:

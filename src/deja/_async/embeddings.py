@@ -93,18 +93,23 @@ async def acached_embeddings(
     api_base: str | None,
     control: Mapping[str, Any] | CacheControl | None,
     fetch_missing: FetchMissing,
+    tenant: str | None = None,
 ) -> EmbeddingBatch:
     """Look each item up, fetch the missing ones in one upstream call, store them.
 
     ``fetch_missing(items)`` must return an OpenAI embeddings body with float vectors.
-    ``params`` are the other request fields that change the vectors (``dimensions``...).
+    ``params`` are the other request fields that change the vectors (``dimensions``...);
+    ``tenant`` scopes the keys (the proxy's callers never share entries across tenants).
     Each stored item gets its share of the batch's tokens, by length, so a later hit on it
     reports a fair saving.
     """
     ctl = parse_controls(control)
     requests = [
         Request.from_body(
-            {**params, "model": model, "input": item}, kind="embedding", api_base=api_base
+            {**params, "model": model, "input": item},
+            kind="embedding",
+            api_base=api_base,
+            tenant=tenant,
         )
         for item in items
     ]

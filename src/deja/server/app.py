@@ -1,0 +1,726 @@
+"""The caching proxy: an OpenAI-compatible ASGI app in front of the configured upstreams.
+
+Routes (``/v1`` prefix optional): ``POST /chat/completions``, ``/completions``,
+``/embeddings``; ``GET /models``; ``GET /health`` (liveness, no auth), ``/health/ready``
+(the cache store answers); ``GET /metrics`` (Prometheus); admin routes under ``/cache/``
+for the master key only. Every answer that went through the cache carries ``x-deja-cache``
+(``hit``, ``miss``, ``bypass``...), ``x-deja-cache-key``, ``x-deja-cost-usd`` and, on a
+hit, ``age``; a hit's body is the stored bytes as they were.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from deja._async.cache import AsyncCache
+from deja._async.client import AsyncClient
+from deja._async.embeddings import acached_embeddings, embedding_items
+from deja._async.streams import AsyncCachedStream
+from deja.config import ModelDeployment, Settings, build_cache
+from deja.controls import CacheControl, from_header, merge, parse_controls
+from deja.errors import (
+    ControlError,
+    DejaError,
+    InvalidRequestError,
+    KeyBuilderError,
+    ProviderError,
+    StoreError,
+    UpstreamConnectionError,
+    UpstreamTimeoutError,
+)
+from deja.metrics import PrometheusMetrics
+from deja.request import Request, RequestKind
+from deja.result import CacheInfo
+from deja.server.auth import Auth, Caller
+from deja.server.http import (
+    HTTPError,
+    Receive,
+    Scope,
+    Send,
+    error_body,
+    header,
+    read_body,
+    send_json,
+    send_raw,
+)
+from deja.streaming import SSE_DONE, sse_event
+
+__all__ = ["HookError", "ProxyApp", "Route"]
+
+logger = logging.getLogger("deja.server")
+
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+# Upstream failures worth trying the next deployment of the same model name for
+_FAILOVER = (UpstreamTimeoutError, UpstreamConnectionError)
+
+
+class HookError(DejaError):
+    """A user hook raised; the request fails with a 500 that names the hook."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One model name: its deployments, tried in order when one fails."""
+
+    name: str
+    deployments: tuple[ModelDeployment, ...]
+
+
+def _cache_headers(info: CacheInfo) -> list[tuple[bytes, bytes]]:
+    headers = [
+        (b"x-deja-cache", info.status.encode()),
+        (b"x-deja-cache-key", info.key.encode()),
+        (b"x-deja-cost-usd", f"{info.cost_usd:.8f}".encode()),
+    ]
+    if info.similarity is not None:
+        headers.append((b"x-deja-similarity", f"{info.similarity:.4f}".encode()))
+    if info.age is not None:
+        headers.append((b"age", str(int(info.age)).encode()))
+    return headers
+
+
+def _failover_worthy(exc: ProviderError) -> bool:
+    return isinstance(exc, _FAILOVER) or (exc.status_code or 0) >= 500 or exc.status_code == 429
+
+
+class ProxyApp:
+    """The proxy as an ASGI 3 application, built from validated :class:`~deja.config.Settings`.
+
+    ``cache`` and ``client`` may be injected (tests); otherwise they are built from the
+    settings: the configured cache (none: every request goes upstream) and one pooled
+    upstream client. Call :meth:`aclose` (the ASGI lifespan does) to close both.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        cache: AsyncCache | None = None,
+        client: AsyncClient | None = None,
+        metrics: PrometheusMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics if metrics is not None else PrometheusMetrics()
+        if cache is None and settings.caching is not None:
+            cache = build_cache(settings, asynchronous=True, metrics=self.metrics)
+        self.cache = cache
+        if cache is not None:
+            self.metrics.watch_store(cache.store.name, cache.store)
+        self.client = client if client is not None else AsyncClient(max_retries=0)
+        self.auth = Auth(settings.general)
+        self.routes = self._routes(settings.model_list)
+        self._max_body = settings.general.max_request_bytes
+        self._pre_hooks: list[tuple[str, Callable[..., Any]]] = []
+        self._post_hooks: list[tuple[str, Callable[..., Any]]] = []
+        for spec in settings.hooks:
+            if spec.async_pre_llm_hook:
+                self._pre_hooks.append(
+                    (spec.async_pre_llm_hook, spec.load(spec.async_pre_llm_hook))
+                )
+            if spec.async_post_cache_hook:
+                self._post_hooks.append(
+                    (spec.async_post_cache_hook, spec.load(spec.async_post_cache_hook))
+                )
+            if spec.key_builder and self.cache is not None:
+                self.cache.key_builder = _tenant_key_builder(
+                    spec.key_builder, spec.load(spec.key_builder)
+                )
+        self._handlers: dict[tuple[str, str], Callable[[Scope, Receive, Send], Awaitable[None]]] = {
+            ("POST", "/chat/completions"): self._chat,
+            ("POST", "/completions"): self._completions,
+            ("POST", "/embeddings"): self._embeddings,
+            ("GET", "/models"): self._models,
+            ("GET", "/health"): self._health,
+            ("GET", "/health/ready"): self._ready,
+            ("GET", "/metrics"): self._metrics,
+            ("GET", "/cache/ping"): self._admin_ping,
+            ("GET", "/cache/stats"): self._admin_stats,
+            ("POST", "/cache/delete"): self._admin_delete,
+            ("POST", "/cache/invalidate"): self._admin_invalidate,
+            ("POST", "/cache/flush"): self._admin_flush,
+            ("POST", "/cache/explain"): self._admin_explain,
+        }
+        if not settings.general.master_key:
+            logger.warning(
+                "no general_settings.master_key: authentication is OFF, every caller shares one "
+                "tenant, and the /cache admin routes are disabled"
+            )
+
+    @staticmethod
+    def _routes(model_list: tuple[ModelDeployment, ...]) -> dict[str, Route]:
+        grouped: dict[str, list[ModelDeployment]] = {}
+        for deployment in model_list:
+            grouped.setdefault(deployment.model_name, []).append(deployment)
+        return {name: Route(name, tuple(deps)) for name, deps in grouped.items()}
+
+    # -- ASGI -----------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def aclose(self) -> None:
+        """Close the upstream client and the cache store."""
+        await self.client.aclose()
+        if self.cache is not None:
+            await self.cache.aclose()
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"].rstrip("/") or "/"
+        if path.startswith("/v1/"):
+            path = path[3:]
+        handler = self._handlers.get((scope["method"], path))
+        try:
+            if handler is None:
+                raise self._not_found(scope["method"], path)
+            await handler(scope, receive, send)
+        except HTTPError as exc:
+            if exc.status == 499:  # the client went away: nobody to answer
+                return
+            body = (
+                exc.body
+                if exc.body is not None
+                else error_body(exc.status, exc.message, param=exc.param, code=exc.code)
+            )
+            await send_raw(send, exc.status, body, exc.headers)
+
+    def _not_found(self, method: str, path: str) -> HTTPError:
+        if path in ("/responses", "/messages"):
+            return HTTPError(
+                404, f"{path} is not served by this deja version", code="not_implemented"
+            )
+        if any(p == path for _, p in self._handlers):
+            return HTTPError(405, f"{method} is not allowed on {path}")
+        return HTTPError(404, f"no route {method} {path}", code="not_found")
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def _caller(self, scope: Scope) -> Caller:
+        return self.auth.identify(scope)
+
+    async def _json_body(self, scope: Scope, receive: Receive) -> dict[str, Any]:
+        raw = await read_body(scope, receive, self._max_body)
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise HTTPError(
+                400, f"the body is not valid JSON: {exc}", code="invalid_json"
+            ) from None
+        if not isinstance(body, dict):
+            raise HTTPError(400, "the body must be a JSON object", code="invalid_json")
+        return body
+
+    def _route(self, body: Mapping[str, Any], caller: Caller) -> Route:
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise HTTPError(400, "'model' is required and must be a string", param="model")
+        route = self.routes.get(model)
+        if route is None:
+            raise HTTPError(
+                404, f"the model {model!r} does not exist", param="model", code="model_not_found"
+            )
+        if not caller.may_use(model):
+            raise HTTPError(403, f"this key may not use the model {model!r}", param="model")
+        return route
+
+    def _controls(self, scope: Scope, body: dict[str, Any]) -> CacheControl:
+        try:
+            from_body = parse_controls(body.pop("cache", None))
+            return merge(from_header(header(scope, b"cache-control")), from_body)
+        except ControlError as exc:
+            raise HTTPError(
+                400, str(exc), param=f"cache.{exc.option}" if exc.option else "cache"
+            ) from None
+
+    async def _pre_llm(self, body: dict[str, Any]) -> dict[str, Any]:
+        for name, hook in self._pre_hooks:
+            try:
+                result = await _maybe_await(hook(body))
+            except Exception as exc:
+                raise HookError(f"hook {name} failed: {exc!r}") from exc
+            if isinstance(result, dict):
+                body = result
+        return body
+
+    def _on_response(
+        self, body: dict[str, Any], ctl: CacheControl
+    ) -> Callable[[dict[str, Any]], Awaitable[CacheControl | None]] | None:
+        if not self._post_hooks:
+            return None
+
+        async def run(response: dict[str, Any]) -> CacheControl | None:
+            options: dict[str, Any] = {}
+            for name, hook in self._post_hooks:
+                try:
+                    result = await _maybe_await(hook(response, body))
+                except Exception as exc:
+                    raise HookError(f"hook {name} failed: {exc!r}") from exc
+                if isinstance(result, Mapping):
+                    options.update(result)
+            if not options:
+                return None
+            extra = parse_controls(options)
+            return merge(ctl, extra)
+
+        return run
+
+    # -- upstream -------------------------------------------------------------------------
+
+    async def _call(self, route: Route, path: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        last: ProviderError | None = None
+        for deployment in route.deployments:
+            try:
+                return await self.client.arequest(path, payload, **_deployment_options(deployment))
+            except ProviderError as exc:
+                if not _failover_worthy(exc):
+                    raise
+                last = exc
+                logger.warning(
+                    "deployment %s of %s failed (%s); trying the next",
+                    deployment.model,
+                    route.name,
+                    type(exc).__name__,
+                )
+        assert last is not None  # a route has at least one deployment
+        raise last
+
+    async def _open(self, route: Route, path: str, payload: Mapping[str, Any]) -> Any:
+        last: ProviderError | None = None
+        for deployment in route.deployments:
+            try:
+                return await self.client.astream(path, payload, **_deployment_options(deployment))
+            except ProviderError as exc:
+                if not _failover_worthy(exc):
+                    raise
+                last = exc
+        assert last is not None
+        raise last
+
+    # -- completion routes ----------------------------------------------------------------
+
+    async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._generate(scope, receive, send, kind="chat", path="/chat/completions")
+
+    async def _completions(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._generate(scope, receive, send, kind="completion", path="/completions")
+
+    async def _generate(
+        self, scope: Scope, receive: Receive, send: Send, *, kind: str, path: str
+    ) -> None:
+        caller = self._caller(scope)
+        body = await self._json_body(scope, receive)
+        route = self._route(body, caller)
+        ctl = self._controls(scope, body)
+        try:
+            body = await self._pre_llm(body)
+            deployment = route.deployments[0]
+            request = Request.from_body(
+                {**body, "model": deployment.model},
+                kind="chat" if kind == "chat" else "completion",
+                api_base=_deployment_options(deployment)["api_base"],
+                tenant=caller.tenant,
+            )
+            stream = bool(body.get("stream"))
+            if stream:
+                await self._stream(send, route, path, body=body, request=request, ctl=ctl)
+                return
+            payload = {k: v for k, v in body.items() if k != "model"}
+            info, data = await self._complete(
+                route, path, payload=payload, request=request, ctl=ctl, body=body
+            )
+        except HTTPError:
+            raise
+        except Exception as exc:
+            raise _http_error(exc) from exc
+        await send_raw(send, 200, data, _cache_headers(info))
+
+    async def _complete(
+        self,
+        route: Route,
+        path: str,
+        *,
+        payload: dict[str, Any],
+        request: Request,
+        ctl: CacheControl,
+        body: dict[str, Any],
+    ) -> tuple[CacheInfo, bytes]:
+        async def call() -> dict[str, Any]:
+            return await self._call(route, path, payload)
+
+        if self.cache is None:
+            response = await call()
+            return CacheInfo("bypass", ""), orjson.dumps(response)
+        result = await self.cache.fetch(
+            request, call, control=ctl, on_response=self._on_response(body, ctl)
+        )
+        data = result.response_bytes
+        assert data is not None  # fetch returns a response or raises
+        return result.info, data
+
+    async def _stream(
+        self,
+        send: Send,
+        route: Route,
+        path: str,
+        *,
+        body: dict[str, Any],
+        request: Request,
+        ctl: CacheControl,
+    ) -> None:
+        options = body.get("stream_options") or {}
+        include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
+        payload = {k: v for k, v in body.items() if k != "model"}
+        # deja always asks for usage, to price and store the answer; the caller gets the
+        # usage chunk only if it asked for it
+        payload["stream_options"] = {
+            **(options if isinstance(options, dict) else {}),
+            "include_usage": True,
+        }
+
+        async def open_stream() -> Any:
+            return await self._open(route, path, payload)
+
+        if self.cache is None:
+            from deja._async.streams import AsyncBroadcast
+
+            stream = AsyncCachedStream(
+                CacheInfo("bypass", ""),
+                broadcast=AsyncBroadcast(open_stream, None),
+                include_usage=include_usage,
+            )
+            await stream.prefetch()
+        else:
+            stream = await self.cache.stream(
+                request, open_stream, control=ctl, include_usage=include_usage
+            )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": _SSE_HEADERS + _cache_headers(stream.info),
+            }
+        )
+        try:
+            async for chunk in stream:
+                await send(
+                    {"type": "http.response.body", "body": sse_event(chunk), "more_body": True}
+                )
+            await send({"type": "http.response.body", "body": SSE_DONE, "more_body": False})
+        except ProviderError as exc:
+            # the status is sent: report the failure in-band, as OpenAI does, and end
+            event = {
+                "error": {"message": str(exc), "type": "server_error", "param": None, "code": None}
+            }
+            await send({"type": "http.response.body", "body": sse_event(event), "more_body": False})
+        except OSError:  # the client went away mid-stream
+            pass
+        finally:
+            await stream.aclose()
+
+    async def _embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
+        caller = self._caller(scope)
+        body = await self._json_body(scope, receive)
+        route = self._route(body, caller)
+        ctl = self._controls(scope, body)
+        if "input" not in body:
+            raise HTTPError(400, "'input' is required", param="input")
+        encoding = body.pop("encoding_format", None)
+        if encoding not in (None, "float", "base64"):
+            raise HTTPError(
+                400, "encoding_format must be 'float' or 'base64'", param="encoding_format"
+            )
+        deployment = route.deployments[0]
+        try:
+            body = await self._pre_llm(body)
+            params = {k: v for k, v in body.items() if k not in ("model", "input")}
+
+            async def fetch_missing(items: list[Any]) -> Mapping[str, Any]:
+                return await self._call(
+                    route, "/embeddings", {**params, "input": items, "encoding_format": "float"}
+                )
+
+            batch = await acached_embeddings(
+                cache=self.cache,
+                model=deployment.model,
+                items=embedding_items(body["input"]),
+                params=params,
+                api_base=_deployment_options(deployment)["api_base"],
+                control=ctl,
+                fetch_missing=fetch_missing,
+                tenant=caller.tenant,
+            )
+        except HTTPError:
+            raise
+        except Exception as exc:
+            raise _http_error(exc) from exc
+        await send_json(
+            send, 200, batch.response(encoding_format=encoding), _cache_headers(batch.info)
+        )
+
+    # -- plain routes ---------------------------------------------------------------------
+
+    async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        caller = self._caller(scope)
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": "deja"}
+            for name in self.routes
+            if caller.may_use(name)
+        ]
+        await send_json(send, 200, {"object": "list", "data": data})
+
+    async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_json(send, 200, {"status": "ok"})
+
+    async def _ready(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.cache is None:
+            await send_json(send, 200, {"status": "ok", "cache": None})
+            return
+        started = time.perf_counter()
+        try:
+            await self.cache.store.aget(f"{self.cache.key_prefix}health")
+        except Exception as exc:
+            await send_json(
+                send,
+                503,
+                {
+                    "status": "unavailable",
+                    "cache": self.cache.store.name,
+                    "error": type(exc).__name__,
+                },
+            )
+            return
+        ms = (time.perf_counter() - started) * 1000
+        await send_json(
+            send, 200, {"status": "ok", "cache": self.cache.store.name, "latency_ms": round(ms, 3)}
+        )
+
+    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_raw(
+            send, 200, self.metrics.render(), content_type=self.metrics.content_type.encode()
+        )
+
+    # -- admin ----------------------------------------------------------------------------
+
+    def _admin(self, scope: Scope) -> AsyncCache:
+        if not self.settings.general.master_key:
+            raise HTTPError(403, "admin routes are disabled: no master_key is configured")
+        if not self.auth.identify(scope).is_admin:
+            raise HTTPError(401, "admin routes need the master key", code="invalid_api_key")
+        if self.cache is None:
+            raise HTTPError(404, "no cache is configured")
+        return self.cache
+
+    async def _admin_ping(self, scope: Scope, receive: Receive, send: Send) -> None:
+        cache = self._admin(scope)
+        started = time.perf_counter()
+        try:
+            await cache.store.aget(f"{cache.key_prefix}ping")
+        except Exception as exc:
+            await send_json(
+                send,
+                503,
+                {"status": "unhealthy", "store": cache.store.name, "error": type(exc).__name__},
+            )
+            return
+        await send_json(
+            send,
+            200,
+            {
+                "status": "healthy",
+                "store": cache.store.name,
+                "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+            },
+        )
+
+    async def _admin_stats(self, scope: Scope, receive: Receive, send: Send) -> None:
+        cache = self._admin(scope)
+        stats = cache.stats()
+        await send_json(
+            send,
+            200,
+            {
+                "exact": {
+                    "hits": stats.hits,
+                    "misses": stats.misses,
+                    "bypasses": stats.bypasses,
+                    "coalesced": stats.coalesced,
+                },
+                "semantic": {"hits": stats.semantic_hits},
+                "hit_ratio": stats.hit_ratio,
+                "store_errors": stats.store_errors,
+                "saved_tokens": stats.saved_tokens,
+                "saved_usd": stats.saved_usd,
+                "store": cache.store.name,
+                "key_prefix": cache.key_prefix,
+            },
+        )
+
+    async def _admin_body(
+        self, scope: Scope, receive: Receive
+    ) -> tuple[AsyncCache, dict[str, Any]]:
+        cache = self._admin(scope)
+        return cache, await self._json_body(scope, receive)
+
+    def _admin_request(self, body: Mapping[str, Any]) -> tuple[Request, CacheControl]:
+        request_body = body.get("request")
+        if not isinstance(request_body, dict):
+            raise HTTPError(
+                400,
+                "give 'key', or 'request' with the request body that made the entry",
+                param="request",
+            )
+        request_body = dict(request_body)
+        route = self._route(request_body, _ADMIN_CALLER)
+        tenant = body.get("tenant")
+        if tenant is not None and not isinstance(tenant, str):
+            raise HTTPError(400, "'tenant' must be a string", param="tenant")
+        ctl = parse_controls(request_body.pop("cache", None))
+        deployment = route.deployments[0]
+        kind: RequestKind = "chat" if "messages" in request_body else "completion"
+        request = Request.from_body(
+            {**request_body, "model": deployment.model},
+            kind=kind,
+            api_base=_deployment_options(deployment)["api_base"],
+            tenant=tenant,
+        )
+        return request, ctl
+
+    async def _admin_delete(self, scope: Scope, receive: Receive, send: Send) -> None:
+        cache, body = await self._admin_body(scope, receive)
+        try:
+            if isinstance(body.get("key"), str):
+                key = body["key"]
+            else:
+                request, ctl = self._admin_request(body)
+                key = cache.key(request, ctl)
+            deleted = await cache.delete(key)
+        except (InvalidRequestError, ControlError) as exc:
+            raise HTTPError(400, str(exc)) from None
+        except StoreError as exc:
+            raise HTTPError(503, str(exc)) from None
+        await send_json(send, 200, {"deleted": deleted, "key": key})
+
+    async def _admin_invalidate(self, scope: Scope, receive: Receive, send: Send) -> None:
+        cache, body = await self._admin_body(scope, receive)
+        tag, namespace, tenant = body.get("tag"), body.get("namespace"), body.get("tenant")
+        for name, value in (("tag", tag), ("namespace", namespace), ("tenant", tenant)):
+            if value is not None and not isinstance(value, str):
+                raise HTTPError(400, f"'{name}' must be a string", param=name)
+        try:
+            if tag is not None:
+                deleted = await cache.delete_tag(tag, namespace=namespace, tenant=tenant)
+            elif namespace is not None:
+                deleted = await cache.clear(namespace=namespace, tenant=tenant)
+            else:
+                raise HTTPError(400, "give 'tag' or 'namespace' (and optionally 'tenant')")
+        except ControlError as exc:
+            raise HTTPError(400, str(exc)) from None
+        except StoreError as exc:
+            raise HTTPError(503, str(exc)) from None
+        await send_json(send, 200, {"deleted": deleted})
+
+    async def _admin_flush(self, scope: Scope, receive: Receive, send: Send) -> None:
+        cache = self._admin(scope)
+        try:
+            deleted = await cache.clear()
+        except StoreError as exc:
+            raise HTTPError(503, str(exc)) from None
+        await send_json(send, 200, {"deleted": deleted, "key_prefix": cache.key_prefix})
+
+    async def _admin_explain(self, scope: Scope, receive: Receive, send: Send) -> None:
+        cache, body = await self._admin_body(scope, receive)
+        if "request" not in body:
+            body = {"request": body}
+        try:
+            request, ctl = self._admin_request(body)
+            explained = cache.explain(request, ctl)
+        except (InvalidRequestError, ControlError, KeyBuilderError) as exc:
+            raise HTTPError(400, str(exc)) from None
+        await send_json(send, 200, explained)
+
+
+_ADMIN_CALLER = Caller(tenant=None, models=(), is_admin=True)
+
+
+def _deployment_options(deployment: ModelDeployment) -> dict[str, Any]:
+    params = deployment.litellm_params
+    options: dict[str, Any] = {"model": deployment.model, "api_base": params.get("api_base")}
+    if params.get("api_key") is not None:
+        options["api_key"] = params["api_key"]
+    if params.get("timeout") is not None:
+        options["timeout"] = float(params["timeout"])  # type: ignore[arg-type]
+    return options
+
+
+def _tenant_key_builder(name: str, hook: Callable[..., Any]) -> Callable[[Request], str]:
+    """The proxy's ``key_builder(request, tenant)`` hook as the cache's builder."""
+
+    def build(request: Request) -> str:
+        try:
+            digest = hook(request, request.tenant)
+        except Exception as exc:
+            raise HookError(f"hook {name} failed: {exc!r}") from exc
+        if not isinstance(digest, str):
+            raise HookError(f"hook {name} returned {type(digest).__name__}, not a digest string")
+        return digest
+
+    build.__qualname__ = name
+    return build
+
+
+async def _maybe_await(value: Any) -> Any:
+    if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
+        return await value
+    return value
+
+
+def _http_error(exc: Exception) -> HTTPError:
+    """The HTTP answer for an exception on the request path."""
+    if isinstance(exc, HookError) or (
+        isinstance(exc, KeyBuilderError) and isinstance(exc.__cause__, HookError)
+    ):
+        return HTTPError(500, str(exc), code="hook_failed")
+    if isinstance(exc, KeyBuilderError):
+        return HTTPError(500, str(exc), code="key_builder_failed")
+    if isinstance(exc, (InvalidRequestError, ControlError)):
+        return HTTPError(400, str(exc))
+    if isinstance(exc, UpstreamTimeoutError):
+        return HTTPError(504, str(exc), code="upstream_timeout")
+    if isinstance(exc, UpstreamConnectionError):
+        return HTTPError(502, str(exc), code="upstream_unreachable")
+    if isinstance(exc, ProviderError):
+        status = exc.status_code or 502
+        body = (
+            orjson.dumps(exc.body) if isinstance(exc.body, dict) and "error" in exc.body else None
+        )
+        headers: list[tuple[bytes, bytes]] = []
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            headers.append((b"retry-after", str(int(retry_after)).encode()))
+        return HTTPError(status, str(exc), body=body, headers=headers)
+    logger.exception("unexpected error on the request path")
+    return HTTPError(500, f"internal error: {type(exc).__name__}")

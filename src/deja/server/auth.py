@@ -1,0 +1,78 @@
+"""API keys → callers: who is asking, as which tenant, for which models.
+
+Keys are compared in constant time, and every configured key is compared on every request,
+so the time taken does not tell an attacker which key came close.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from deja.config import GeneralSettings
+from deja.server.http import HTTPError, Scope, header
+
+__all__ = ["Auth", "Caller"]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An authenticated caller. ``models`` empty means any model."""
+
+    tenant: str | None
+    models: tuple[str, ...]
+    is_admin: bool = False
+
+    def may_use(self, model: str) -> bool:
+        """Whether this caller may call ``model``."""
+        return not self.models or model in self.models
+
+
+_ANONYMOUS = Caller(tenant=None, models=())
+
+
+class Auth:
+    """Maps the request's API key to a :class:`Caller` (auth is off without a master key)."""
+
+    def __init__(self, settings: GeneralSettings) -> None:
+        self._master = settings.master_key.encode() if settings.master_key else None
+        self._keys = [
+            (vk.key.encode(), Caller(tenant=vk.tenant, models=vk.models))
+            for vk in settings.virtual_keys
+        ]
+        self._admin = Caller(tenant=None, models=(), is_admin=True)
+
+    @property
+    def enabled(self) -> bool:
+        """False when no master key is configured: every caller is one anonymous tenant."""
+        return self._master is not None
+
+    def identify(self, scope: Scope) -> Caller:
+        """The caller behind ``Authorization: Bearer <key>`` (or ``api-key`` / ``x-api-key``)."""
+        if self._master is None:
+            return _ANONYMOUS
+        given = _api_key(scope)
+        if given is None:
+            raise HTTPError(
+                401, "missing API key: send 'Authorization: Bearer <key>'", code="invalid_api_key"
+            )
+        candidate = given.encode()
+        found: Caller | None = None
+        if hmac.compare_digest(candidate, self._master):
+            found = self._admin
+        for key, caller in self._keys:
+            # no early exit: compare against every key so timing reveals nothing
+            if hmac.compare_digest(candidate, key) and found is None:
+                found = caller
+        if found is None:
+            raise HTTPError(401, "invalid API key", code="invalid_api_key")
+        return found
+
+
+def _api_key(scope: Scope) -> str | None:
+    value = header(scope, b"authorization")
+    if value is not None:
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    return header(scope, b"api-key") or header(scope, b"x-api-key")

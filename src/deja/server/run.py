@@ -1,0 +1,79 @@
+"""Running the proxy: ``deja serve --config config.yaml`` (uvicorn, uvloop + httptools).
+
+The configuration is validated in the parent process before any worker starts, so a bad
+file exits non-zero with the YAML path in the message; each worker then builds its own
+app from the same file (``DEJA_CONFIG``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from deja.config import Settings, load_config
+from deja.errors import MissingDependencyError
+from deja.server.app import ProxyApp
+
+__all__ = ["app_from_env", "serve"]
+
+logger = logging.getLogger("deja.server")
+
+CONFIG_ENV = "DEJA_CONFIG"
+
+
+def app_from_env() -> ProxyApp:
+    """The ASGI app for the configuration named by ``DEJA_CONFIG`` (a uvicorn factory)."""
+    path = os.environ.get(CONFIG_ENV)
+    if not path:
+        raise RuntimeError(
+            f"{CONFIG_ENV} is not set; start the proxy with `deja serve --config FILE`"
+        )
+    return ProxyApp(load_config(path))
+
+
+def _warn_about(settings: Settings, workers: int) -> None:
+    for warning in settings.warnings:
+        logger.warning("%s", warning)
+    if workers > 1 and settings.caching is not None and settings.caching.type == "memory":
+        logger.warning(
+            "%d workers with an in-memory cache: each worker has its own cache "
+            "(use redis or a tiered store to share one)",
+            workers,
+        )
+    if workers > 1:
+        logger.warning(
+            "%d workers: /metrics and /cache/stats report the worker that answers the scrape",
+            workers,
+        )
+
+
+def serve(
+    config: str | Path,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+    log_level: str = "info",
+) -> None:
+    """Validate ``config`` and serve it until interrupted (graceful shutdown on SIGTERM)."""
+    path = Path(config).resolve()
+    settings = load_config(path)
+    try:
+        import uvicorn
+    except ImportError as exc:
+        raise MissingDependencyError("uvicorn", "server") from exc
+    n = workers if workers is not None else settings.proxy.workers
+    _warn_about(settings, n)
+    os.environ[CONFIG_ENV] = str(path)
+    uvicorn.run(
+        "deja.server.run:app_from_env",
+        factory=True,
+        host=host or settings.proxy.host,
+        port=port if port is not None else settings.proxy.port,
+        workers=n,
+        log_level=log_level,
+        lifespan="on",
+        access_log=False,  # one log line per request costs more than a cache hit
+        timeout_graceful_shutdown=30,
+    )

@@ -1,0 +1,80 @@
+"""Proxy fixtures: a simulated upstream and an in-process ASGI client for the proxy."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+from deja.config import parse_config
+from deja.server.app import ProxyApp
+from deja.testing import FakeOpenAIServer
+
+MASTER = "sk-master-test"
+TEAM_A = "sk-team-a"
+TEAM_B = "sk-team-b"
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer() as server:
+        yield server
+
+
+def proxy_config(upstream: FakeOpenAIServer, **extra: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "model_list": [
+            {
+                "model_name": "gpt-4o",
+                "litellm_params": {
+                    "model": "openai/gpt-4o",
+                    "api_base": upstream.base_url,
+                    "api_key": "sk-up",
+                },
+            },
+            {
+                "model_name": "text-embedding-3-small",
+                "litellm_params": {
+                    "model": "openai/text-embedding-3-small",
+                    "api_base": upstream.base_url,
+                    "api_key": "sk-up",
+                },
+            },
+        ],
+        "caching": {"type": "memory", "ttl": 600},
+        "general_settings": {
+            "master_key": MASTER,
+            "virtual_keys": [
+                {"key": TEAM_A, "tenant": "team-a"},
+                {"key": TEAM_B, "tenant": "team-b", "models": ["gpt-4o"]},
+            ],
+        },
+    }
+    config.update(extra)
+    return config
+
+
+@pytest.fixture
+def make_proxy(tmp_path: Path) -> Iterator[Callable[..., httpx2.AsyncClient]]:
+    apps: list[ProxyApp] = []
+
+    def make(config: dict[str, Any], key: str | None = TEAM_A) -> httpx2.AsyncClient:
+        app = ProxyApp(parse_config(config, base_dir=tmp_path))
+        apps.append(app)
+        headers = {"authorization": f"Bearer {key}"} if key else {}
+        return httpx2.AsyncClient(
+            transport=httpx2.ASGITransport(app=app), base_url="http://proxy", headers=headers
+        )
+
+    yield make
+
+
+@pytest.fixture
+async def proxy(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient]
+) -> AsyncIterator[httpx2.AsyncClient]:
+    async with make_proxy(proxy_config(upstream)) as client:
+        yield client

@@ -1,0 +1,310 @@
+"""The proxy in-process (ASGI): routes, headers, tenants, controls, admin, errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx2
+import orjson
+import pytest
+
+from deja.testing import FakeOpenAIServer, Reply
+from tests.server.conftest import MASTER, TEAM_A, TEAM_B, proxy_config
+
+CHAT = "/v1/chat/completions"
+BODY = {
+    "model": "gpt-4o",
+    "messages": [{"role": "user", "content": "What is the capital of France?"}],
+}
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+async def test_miss_then_hit_with_headers(
+    proxy: httpx2.AsyncClient, upstream: FakeOpenAIServer
+) -> None:
+    first = await proxy.post(CHAT, json=BODY)
+    second = await proxy.post("/chat/completions", json=BODY)  # the /v1 prefix is optional
+    assert first.status_code == second.status_code == 200
+    assert first.headers["x-deja-cache"] == "miss" and second.headers["x-deja-cache"] == "hit"
+    assert first.headers["x-deja-cache-key"] == second.headers["x-deja-cache-key"]
+    assert (
+        float(first.headers["x-deja-cost-usd"]) > 0
+        and float(second.headers["x-deja-cost-usd"]) == 0
+    )
+    assert second.headers["age"] == "0"
+    assert second.content == first.content  # the stored bytes as they were
+    assert upstream.count(CHAT) == 1
+    sent = upstream.requests[-1]
+    assert sent.body["model"] == "gpt-4o" and "cache" not in sent.body
+    assert sent.headers["authorization"] == "Bearer sk-up"  # the deployment's key, not the caller's
+
+
+async def test_tenants_are_isolated(proxy: httpx2.AsyncClient, upstream: FakeOpenAIServer) -> None:
+    a = await proxy.post(CHAT, json=BODY, headers=auth(TEAM_A))
+    b = await proxy.post(CHAT, json=BODY, headers=auth(TEAM_B))
+    assert a.headers["x-deja-cache"] == "miss" and b.headers["x-deja-cache"] == "miss"
+    assert a.headers["x-deja-cache-key"] != b.headers["x-deja-cache-key"]
+    assert upstream.count(CHAT) == 2
+    again = await proxy.post(CHAT, json=BODY, headers=auth(TEAM_B))
+    assert again.headers["x-deja-cache"] == "hit"
+
+
+async def test_auth_errors(proxy: httpx2.AsyncClient) -> None:
+    missing = await proxy.post(CHAT, json=BODY, headers={"authorization": ""})
+    wrong = await proxy.post(CHAT, json=BODY, headers=auth("sk-wrong"))
+    for response in (missing, wrong):
+        assert response.status_code == 401
+        assert response.json()["error"]["type"] == "authentication_error"
+    forbidden = await proxy.post(
+        "/v1/embeddings",
+        json={"model": "text-embedding-3-small", "input": "x"},
+        headers=auth(TEAM_B),
+    )
+    assert forbidden.status_code == 403
+    models = await proxy.get("/v1/models", headers=auth(TEAM_B))
+    assert [m["id"] for m in models.json()["data"]] == ["gpt-4o"]
+    assert (await proxy.get("/health", headers={"authorization": ""})).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (b"[1, 2]", 400, "JSON object"),
+        (orjson.dumps({"messages": []}), 400, "'model'"),
+        (orjson.dumps({"model": "gpt-4o"}), 400, "messages"),
+        (orjson.dumps({"model": "nope", "messages": []}), 404, "does not exist"),
+        (orjson.dumps({**BODY, "messages": "hi"}), 400, "messages"),
+        (orjson.dumps({**BODY, "cache": {"ttl": "soon"}}), 400, "ttl"),
+        (orjson.dumps({**BODY, "cache": {"bogus": 1}}), 400, "bogus"),
+        (b'{"model": "gpt-4o", "messages": [], "temperature": NaN}', 400, "JSON"),
+    ],
+)
+async def test_bad_input_is_a_4xx_with_an_openai_error(
+    proxy: httpx2.AsyncClient, upstream: FakeOpenAIServer, body: bytes, status: int, fragment: str
+) -> None:
+    response = await proxy.post(CHAT, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert fragment in error["message"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert upstream.count(CHAT) == 0
+
+
+async def test_body_size_limit(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient]
+) -> None:
+    config = proxy_config(upstream)
+    config["general_settings"]["max_request_size_mb"] = 1
+    async with make_proxy(config) as proxy:
+        big = {**BODY, "messages": [{"role": "user", "content": "x" * 2_000_000}]}
+        response = await proxy.post(CHAT, json=big)
+        assert response.status_code == 413
+        assert upstream.count(CHAT) == 0
+
+
+async def test_upstream_errors_pass_through_and_are_not_cached(
+    proxy: httpx2.AsyncClient, upstream: FakeOpenAIServer
+) -> None:
+    upstream.fail_next(429, headers={"retry-after": "3"})
+    limited = await proxy.post(CHAT, json=BODY)
+    assert limited.status_code == 429
+    assert limited.json()["error"]["type"] == "requests" or "error" in limited.json()
+    upstream.fail_next(400)
+    assert (await proxy.post(CHAT, json=BODY)).status_code == 400
+    ok = await proxy.post(CHAT, json=BODY)
+    assert ok.status_code == 200 and ok.headers["x-deja-cache"] == "miss"
+
+
+async def test_failover_to_the_next_deployment(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient]
+) -> None:
+    with FakeOpenAIServer() as backup:
+        config = proxy_config(upstream)
+        config["model_list"].insert(
+            1,
+            {
+                "model_name": "gpt-4o",
+                "litellm_params": {"model": "openai/gpt-4o", "api_base": backup.base_url},
+            },
+        )
+        async with make_proxy(config) as proxy:
+            upstream.fail_next(503)
+            response = await proxy.post(CHAT, json=BODY)
+            assert response.status_code == 200
+            assert upstream.count(CHAT) == 1 and backup.count(CHAT) == 1
+
+
+async def test_controls_from_body_and_header(
+    proxy: httpx2.AsyncClient, upstream: FakeOpenAIServer
+) -> None:
+    await proxy.post(CHAT, json=BODY)
+    fresh = await proxy.post(CHAT, json=BODY, headers={"cache-control": "no-cache"})
+    assert fresh.headers["x-deja-cache"] == "bypass"
+    in_ns = await proxy.post(CHAT, json={**BODY, "cache": {"namespace": "other"}})
+    assert in_ns.headers["x-deja-cache"] == "miss"
+    no_store = {
+        **BODY,
+        "messages": [{"role": "user", "content": "do not keep"}],
+        "cache": {"no-store": True},
+    }
+    await proxy.post(CHAT, json=no_store)
+    assert (await proxy.post(CHAT, json=no_store)).headers["x-deja-cache"] == "miss"
+    assert upstream.count(CHAT) == 5
+
+
+async def test_streaming_miss_and_replay(
+    proxy: httpx2.AsyncClient, upstream: FakeOpenAIServer
+) -> None:
+    upstream.queue_reply(Reply("one two three four five six seven eight nine ten"))
+    body = {**BODY, "stream": True}
+    first = await proxy.post(CHAT, json=body)
+    second = await proxy.post(CHAT, json=body)
+    assert first.headers["content-type"] == "text/event-stream"
+    assert first.headers["x-deja-cache"] == "miss" and second.headers["x-deja-cache"] == "hit"
+    assert first.text == second.text
+    assert first.text.endswith("data: [DONE]\n\n")
+    events = [
+        orjson.loads(line[6:]) for line in first.text.split("\n\n") if line.startswith("data: {")
+    ]
+    text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"])
+    assert text == "one two three four five six seven eight nine ten"
+    assert all("usage" not in e for e in events)
+    plain = await proxy.post(CHAT, json=BODY)
+    assert plain.headers["x-deja-cache"] == "hit"
+    assert plain.json()["choices"][0]["message"]["content"] == text
+    assert upstream.count(CHAT) == 1
+
+
+async def test_legacy_completions(proxy: httpx2.AsyncClient, upstream: FakeOpenAIServer) -> None:
+    body = {"model": "gpt-4o", "prompt": "Say hi"}
+    first = await proxy.post("/v1/completions", json=body)
+    second = await proxy.post("/v1/completions", json=body)
+    assert first.status_code == 200 and second.headers["x-deja-cache"] == "hit"
+    assert second.json()["choices"][0]["text"] == first.json()["choices"][0]["text"]
+    assert upstream.count("/v1/completions") == 1
+
+
+async def test_embeddings_per_item_and_per_tenant(
+    proxy: httpx2.AsyncClient, upstream: FakeOpenAIServer
+) -> None:
+    body = {"model": "text-embedding-3-small", "input": ["a", "b"]}
+    first = await proxy.post("/v1/embeddings", json=body)
+    assert first.status_code == 200 and first.headers["x-deja-cache"] == "miss"
+    second = await proxy.post("/v1/embeddings", json={**body, "input": ["b", "c"]})
+    assert upstream.requests[-1].body["input"] == ["c"]
+    assert second.json()["data"][0]["embedding"] == first.json()["data"][1]["embedding"]
+    other = await proxy.post("/v1/embeddings", json=body, headers=auth(MASTER))
+    assert other.headers["x-deja-cache"] == "miss"  # another tenant (the admin's) never shares
+
+
+async def test_not_served_routes(proxy: httpx2.AsyncClient) -> None:
+    for path in ("/v1/responses", "/v1/messages"):
+        response = await proxy.post(path, json={})
+        assert response.status_code == 404 and "not served" in response.json()["error"]["message"]
+    assert (await proxy.get("/v1/chat/completions")).status_code == 405
+    assert (await proxy.get("/nope")).status_code == 404
+
+
+async def test_health_ready_and_metrics(proxy: httpx2.AsyncClient) -> None:
+    await proxy.post(CHAT, json=BODY)
+    await proxy.post(CHAT, json=BODY)
+    assert (await proxy.get("/health/ready")).json()["status"] == "ok"
+    text = (await proxy.get("/metrics")).text
+    assert 'deja_cache_requests_total{result="hit",tier="exact"} 1.0' in text
+    assert 'deja_cache_requests_total{result="miss",tier="exact"} 1.0' in text
+
+
+async def test_admin_routes(proxy: httpx2.AsyncClient, upstream: FakeOpenAIServer) -> None:
+    admin = auth(MASTER)
+    assert (await proxy.get("/cache/stats")).status_code == 401  # a tenant key is not enough
+    first = await proxy.post(CHAT, json={**BODY, "cache": {"tags": ["doc:1"]}})
+    key = first.headers["x-deja-cache-key"]
+    assert (await proxy.get("/cache/ping", headers=admin)).json()["status"] == "healthy"
+    explained = (
+        await proxy.post(
+            "/cache/explain", json={"request": BODY, "tenant": "team-a"}, headers=admin
+        )
+    ).json()
+    assert explained["key"] == key
+    assert explained["fields"]["model"] == "openai/gpt-4o"
+    deleted = await proxy.post(
+        "/cache/delete", json={"request": BODY, "tenant": "team-a"}, headers=admin
+    )
+    assert deleted.json() == {"deleted": True, "key": key}
+    await proxy.post(CHAT, json={**BODY, "cache": {"tags": ["doc:1"]}})
+    invalidated = await proxy.post(
+        "/cache/invalidate", json={"tag": "doc:1", "tenant": "team-a"}, headers=admin
+    )
+    assert invalidated.json() == {"deleted": 1}
+    await proxy.post(CHAT, json=BODY)
+    assert (await proxy.post("/cache/delete", json={"key": key}, headers=admin)).json()[
+        "deleted"
+    ] is True
+    await proxy.post(CHAT, json=BODY)
+    flushed = await proxy.post("/cache/flush", headers=admin)
+    assert flushed.json()["deleted"] == 1
+    stats = (await proxy.get("/cache/stats", headers=admin)).json()
+    assert stats["exact"]["misses"] == 4 and stats["exact"]["hits"] == 0
+
+
+async def test_without_master_key_auth_is_off_and_admin_disabled(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient]
+) -> None:
+    config = proxy_config(upstream)
+    del config["general_settings"]
+    async with make_proxy(config, key=None) as proxy:
+        assert (await proxy.post(CHAT, json=BODY)).status_code == 200
+        assert (await proxy.get("/cache/stats")).status_code == 403
+
+
+async def test_hooks(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient], tmp_path: Path
+) -> None:
+    (tmp_path / "my_hooks.py").write_text(
+        "async def async_pre_llm_hook(request):\n"
+        "    system = {'role': 'system', 'content': 'Be brief.'}\n"
+        "    request['messages'] = [system] + request['messages']\n"
+        "    return request\n"
+        "async def async_post_cache_hook(response, request):\n"
+        "    return {'tags': ['hooked']}\n"
+        "def key_builder(request, tenant):\n"
+        "    return 'same-' + (tenant or 'none')\n"
+        "async def broken(request):\n"
+        "    raise ValueError('boom')\n"
+    )
+    config = proxy_config(
+        upstream,
+        hooks=[
+            {
+                "path": "my_hooks.py",
+                "async_pre_llm_hook": "async_pre_llm_hook",
+                "async_post_cache_hook": "async_post_cache_hook",
+                "key_builder": "key_builder",
+            }
+        ],
+    )
+    async with make_proxy(config) as proxy:
+        first = await proxy.post(CHAT, json=BODY)
+        assert upstream.requests[-1].body["messages"][0] == {
+            "role": "system",
+            "content": "Be brief.",
+        }
+        assert first.headers["x-deja-cache-key"].endswith(":same-team-a")
+        other = await proxy.post(
+            CHAT, json={**BODY, "messages": [{"role": "user", "content": "other"}]}
+        )
+        assert other.headers["x-deja-cache"] == "hit"  # the custom builder ignores the prompt
+        invalidated = await proxy.post(
+            "/cache/invalidate", json={"tag": "hooked", "tenant": "team-a"}, headers=auth(MASTER)
+        )
+        assert invalidated.json() == {"deleted": 1}
+    broken = proxy_config(upstream, hooks=[{"path": "my_hooks.py", "async_pre_llm_hook": "broken"}])
+    async with make_proxy(broken) as proxy:
+        response = await proxy.post(CHAT, json=BODY)
+        assert response.status_code == 500 and "broken" in response.json()["error"]["message"]
+        assert (await proxy.get("/health")).status_code == 200  # the process lives on
