@@ -31,11 +31,17 @@ NAMES = {
     "AsyncBroadcast": "Broadcast",
     "AsyncCachedStream": "CachedStream",
     "AsyncClient": "Client",
+    "AsyncHTTP": "SyncHTTP",
+    "AsyncHTTPResponse": "SyncHTTPResponse",
+    "async_http_client": "sync_http_client",
     "AsyncChatCompletionStream": "ChatCompletionStream",
     "AsyncCachedCompletions": "CachedCompletions",
     "AsyncCachedEmbeddings": "CachedEmbeddings",
     "AsyncWrappedStream": "WrappedStream",
     "AsyncOpenAI": "OpenAI",
+    "AsyncRedisOps": "RedisOps",
+    "AsyncRedisClient": "RedisClient",
+    "AbstractAsyncContextManager": "AbstractContextManager",
     "__aiter__": "__iter__",
     "__anext__": "__next__",
     "StopAsyncIteration": "StopIteration",
@@ -58,6 +64,7 @@ NAMES = {
     "atag": "tag",
     "akeys_for": "keys_for",
     "adrop": "drop",
+    "ausage": "usage",
     "__aenter__": "__enter__",
     "__aexit__": "__exit__",
     "AsyncIterator": "Iterator",
@@ -66,6 +73,9 @@ NAMES = {
 }
 PHRASES = [
     (re.compile(r"\bdeja\._async\."), "deja._sync."),
+    # redis-py mirrors its sync API under redis.asyncio (redis.asyncio.cluster.RedisCluster
+    # -> redis.cluster.RedisCluster, redis.asyncio.Redis -> redis.Redis)
+    (re.compile(r"\bredis\.asyncio\b"), "redis"),
     (re.compile(r"\basyncio\.Event\b"), "threading.Event"),
     (re.compile(r"\basyncio\.Condition\b"), "threading.Condition"),
     (re.compile(r"\basyncio\.sleep\b"), "time.sleep"),

@@ -305,3 +305,38 @@ def test_provider_prefix_and_missing_endpoint() -> None:
         client.completion(model="vllm/my-model", messages=MESSAGES)
     with pytest.raises(deja.InvalidRequestError, match="anthropic"):
         client.completion(model="anthropic/claude-3-5-sonnet", messages=MESSAGES)
+
+
+async def test_async_client_over_httpx2_too(server: FakeOpenAIServer) -> None:
+    import httpx2
+
+    # aiohttp is used when installed; a caller's own httpx2 client must work the same
+    async with httpx2.AsyncClient() as http:
+        client = make_async_client(server, http_client=http)
+        first = await client.acompletion(model="gpt-4o", messages=MESSAGES)
+        stream = await client.acompletion(model="gpt-4o", messages=MESSAGES, stream=True)
+        chunks = [c async for c in stream]
+        server.fail_next(503)
+        with pytest.raises(deja.ServerError):
+            await client.acompletion(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+        server.delay_next(1.0)
+        with pytest.raises(deja.UpstreamTimeoutError):
+            await client.acompletion(
+                model="gpt-4o", messages=[{"role": "user", "content": "y"}], timeout=0.2
+            )
+    assert first.cache.status == "miss" and stream.cache.status == "hit" and chunks
+
+
+async def test_aiohttp_transport_errors_are_typed(server: FakeOpenAIServer) -> None:
+    client = make_async_client(server)
+    server.delay_next(1.0)
+    with pytest.raises(deja.UpstreamTimeoutError):
+        await client.acompletion(model="gpt-4o", messages=MESSAGES, timeout=0.2)
+    server.drop_next()
+    with pytest.raises(deja.UpstreamConnectionError):
+        await client.acompletion(model="gpt-4o", messages=MESSAGES)
+    dead = deja.AsyncClient(api_base="http://127.0.0.1:9/v1", api_key="k", max_retries=0)
+    with pytest.raises(deja.UpstreamConnectionError):
+        await dead.acompletion(model="gpt-4o", messages=MESSAGES)
+    await client.aclose()
+    await dead.aclose()

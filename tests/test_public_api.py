@@ -31,7 +31,7 @@ def test_import_works_with_no_extras_installed() -> None:
         """
         import sys
         BLOCKED = {"redis", "boto3", "botocore", "aiobotocore", "numpy", "onnxruntime",
-                   "tokenizers", "uvicorn", "qdrant_client", "usearch", "openai"}
+                   "tokenizers", "uvicorn", "qdrant_client", "usearch", "openai", "aiohttp"}
 
         class Block:
             def find_spec(self, name, path=None, target=None):

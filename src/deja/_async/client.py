@@ -26,6 +26,7 @@ import orjson
 from deja._async.cache import AsyncCache
 from deja._async.embeddings import acached_embeddings, embedding_items
 from deja._async.streams import AsyncBroadcast, AsyncCachedStream
+from deja._transport import AsyncHTTP, AsyncHTTPResponse, async_http_client
 from deja.controls import CacheControl
 from deja.errors import (
     InvalidRequestError,
@@ -51,7 +52,7 @@ _TRANSPORT_FIELDS = frozenset({"extra_headers", "extra_body", "extra_query", "ca
 _MAX_RETRY_AFTER = 60.0
 
 
-def _retry_after(response: httpx2.Response) -> float | None:
+def _retry_after(response: AsyncHTTPResponse) -> float | None:
     value = response.headers.get("retry-after-ms")
     if value is not None:
         try:
@@ -70,7 +71,7 @@ def _retry_after(response: httpx2.Response) -> float | None:
         return max(0.0, when.timestamp() - time.time())
 
 
-def _error_for(response: httpx2.Response, provider: str) -> ProviderError:
+def _error_for(response: AsyncHTTPResponse, provider: str) -> ProviderError:
     try:
         body: Any = orjson.loads(response.content) if response.content else None
     except orjson.JSONDecodeError:
@@ -129,7 +130,8 @@ class AsyncClient:
     ``provider/model`` name), ``timeout`` seconds per call, ``max_retries`` on 408, 429 and
     5xx answers and on connection errors (backoff doubles from ``backoff`` seconds, with
     jitter; ``Retry-After`` is honoured up to 60 s), ``http_client`` to bring your own
-    pooled ``httpx2`` client, ``max_connections`` for the one deja creates on first use.
+    pooled HTTP client, ``max_connections`` for the one deja creates on first use
+    (aiohttp when installed, else httpx2, for async; httpx2 for sync).
     """
 
     def __init__(
@@ -141,7 +143,7 @@ class AsyncClient:
         timeout: float = 600.0,
         max_retries: int = 2,
         backoff: float = 0.5,
-        http_client: httpx2.AsyncClient | None = None,
+        http_client: AsyncHTTP | None = None,
         max_connections: int = 100,
         headers: Mapping[str, str] | None = None,
     ) -> None:
@@ -374,17 +376,15 @@ class AsyncClient:
         headers.update(extra)
         return headers
 
-    def _client(self) -> httpx2.AsyncClient:
+    def _client(self) -> AsyncHTTP:
         http = self._http
         if http is None:
             with self._http_lock:
                 http = self._http
                 if http is None:
-                    limits = httpx2.Limits(
-                        max_connections=self._max_connections,
-                        max_keepalive_connections=self._max_connections,
+                    http = self._http = async_http_client(
+                        max_connections=self._max_connections, timeout=self.timeout
                     )
-                    http = self._http = httpx2.AsyncClient(limits=limits, timeout=self.timeout)
         return http
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
@@ -402,7 +402,7 @@ class AsyncClient:
         provider: str,
         *,
         stream: bool,
-    ) -> httpx2.Response:
+    ) -> AsyncHTTPResponse:
         """POST with retries; returns a successful response (streaming: not yet read)."""
         http = self._client()
         content = orjson.dumps(payload)
@@ -413,7 +413,7 @@ class AsyncClient:
                 request = http.build_request(
                     "POST", url, content=content, headers=headers, timeout=timeout
                 )
-                response = await http.send(request, stream=stream)
+                response: AsyncHTTPResponse = await http.send(request, stream=stream)
             except httpx2.TimeoutException as exc:
                 error: ProviderError = UpstreamTimeoutError(
                     f"no answer from {url} within {timeout} s", provider=provider

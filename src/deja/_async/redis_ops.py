@@ -1,0 +1,365 @@
+"""Store operations as Redis commands, over one redis-py asyncio client.
+
+The source of truth is src/deja/_async/redis_ops.py; the sync twin in src/deja/_sync/ is
+generated from it by scripts/unasync.py (redis-py's asyncio client becomes its sync one).
+Neither twin
+is public: :class:`deja.stores.redis.RedisStore` owns one of each, builds their clients from
+its settings, and is the :class:`~deja.stores.base.Store` users see.
+
+The same code serves a standalone server, a Sentinel-managed master and a Cluster:
+
+* ``get``: GET. ``get_many``: one MGET; on a cluster one MGET per hash slot, all sent in
+  one pipeline, so no command ever spans two slots (no CROSSSLOT) and each goes to the
+  node that owns its slot (no MOVED).
+* ``set``/``set_many``: ``SET key value PX ms`` (a plain SET when the TTL is ``None``),
+  pipelined without a transaction for ``set_many``. Never MSET: it cannot set a TTL, and
+  every write must.
+* ``delete``: UNLINK (the value is freed off the server's main thread).
+* ``clear(prefix)``: SCAN with ``MATCH <escaped prefix>*`` (on every master of a cluster),
+  UNLINK in batches, grouped by slot on a cluster. Never KEYS (it blocks the server) nor
+  FLUSHALL (other data may share the database).
+* tags: one Redis SET per tag. Its key starts with the byte 0xFF, which no UTF-8 encoded
+  key contains, so a tag record can never collide with a cache entry nor be matched by
+  ``clear``; the tag sits in a ``{hash tag}`` so anything ever stored beside a tag record
+  shares its slot. ``tag`` and ``drop`` are Lua scripts, so each is atomic.
+* ``usage``: DBSIZE, ``INFO memory`` and ``INFO stats``, summed over the masters.
+
+Every redis-py error (connection refused, timeout, WRONGTYPE, cluster down...) leaves as
+:class:`~deja.errors.StoreError`, chained to the original (``raise ... from exc``); the
+cache façade turns those into misses.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
+from typing import Any, Final, TypeAlias
+
+import redis.asyncio
+import redis.asyncio.cluster
+from redis.crc import key_slot
+from redis.exceptions import RedisClusterException, RedisError
+
+from deja.errors import StoreError
+from deja.stores.base import StoreUsage, validate_ttl
+
+__all__ = ["AsyncRedisClient", "AsyncRedisOps"]
+
+AsyncRedisClient: TypeAlias = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+"""A client the operations accept: one server (standalone or Sentinel-managed) or a cluster."""
+
+# What a failing Redis call may raise. RedisClusterException (slot not covered, no node
+# reachable) does not derive from RedisError; OSError covers socket errors that reach us
+# unwrapped.
+_ERRORS: Final = (RedisError, RedisClusterException, OSError)
+
+# No key that is a UTF-8 encoded str contains the byte 0xFF, so this prefix keeps tag
+# records apart from every cache entry.
+_TAG_PREFIX: Final = b"\xffdeja-tag:{"
+_TAG_SUFFIX: Final = b"}"
+# Keys per SCAN step and per UNLINK, and members per tag script call (Lua's unpack()
+# has a stack limit of a few thousand values).
+_SCAN_COUNT: Final = 1000
+_UNLINK_BATCH: Final = 500
+_TAG_BATCH: Final = 1000
+
+# Add ARGV[2..] to the set KEYS[1]. ARGV[1] is the TTL in ms, or -1 for none. The record
+# must live at least as long as its longest-lived entry: a TTL never shortens it, and a
+# record without expiry keeps none.
+_TAG_SCRIPT: Final = """
+local ttl = tonumber(ARGV[1])
+local current = redis.call('PTTL', KEYS[1])
+redis.call('SADD', KEYS[1], unpack(ARGV, 2))
+if ttl < 0 then
+    redis.call('PERSIST', KEYS[1])
+elseif current == -2 or (current >= 0 and current < ttl) then
+    redis.call('PEXPIRE', KEYS[1], ttl)
+end
+return 1
+"""
+# Read and delete a tag record in one step, so no key tagged in between is lost.
+_DROP_SCRIPT: Final = """
+local members = redis.call('SMEMBERS', KEYS[1])
+redis.call('UNLINK', KEYS[1])
+return members
+"""
+
+
+def _check_key(key: object) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"store keys must be str, not {type(key).__name__}")
+    return key
+
+
+def _check_item(key: object, value: object) -> None:
+    _check_key(key)
+    if not isinstance(value, bytes):
+        raise TypeError(f"store values must be bytes, not {type(value).__name__}")
+
+
+def _milliseconds(ttl: float | None) -> int | None:
+    """``ttl`` seconds as whole milliseconds for PX, rounded down (at least 1).
+
+    Rounding down means Redis drops an entry no later than asked, so an expired value is
+    never returned whatever the clock granularity.
+    """
+    ttl = validate_ttl(ttl)
+    if ttl is None:
+        return None
+    return max(1, math.floor(ttl * 1000))
+
+
+def _glob_escape(prefix: str) -> str:
+    """``prefix`` with Redis glob characters escaped, for ``SCAN MATCH <prefix>*``."""
+    return "".join("\\" + c if c in "\\*?[]" else c for c in prefix)
+
+
+def _tag_key(tag: str) -> bytes:
+    if not isinstance(tag, str):
+        raise TypeError(f"tags must be str, not {type(tag).__name__}")
+    return _TAG_PREFIX + tag.encode() + _TAG_SUFFIX
+
+
+def _slot(key: str | bytes) -> int:
+    return key_slot(key.encode() if isinstance(key, str) else key)
+
+
+def _value(value: object) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    # A client built with decode_responses=True hands back str: the bytes are lost.
+    raise StoreError("the redis client decodes responses; build it with decode_responses=False")
+
+
+def _member(member: object) -> str:
+    # Members are keys we wrote as UTF-8; a client that decodes responses gives str already.
+    return member.decode() if isinstance(member, bytes) else str(member)
+
+
+def _cluster(client: redis.asyncio.cluster.RedisCluster) -> Any:
+    # redis-py types its cluster pipelines and node targeting loosely (the sync twin not at
+    # all), so cluster-only calls go through Any rather than a thicket of ignores.
+    return client
+
+
+def _failed(op: str, exc: BaseException) -> StoreError:
+    return StoreError(f"redis {op} failed: {type(exc).__name__}: {exc}")
+
+
+class AsyncRedisOps:
+    """The store operations over one client (see the module docstring for the commands).
+
+    ``gate`` bounds how many operations run at once, for clients whose connection pool
+    fails instead of waiting when it is exhausted (cluster, Sentinel); it may raise
+    :class:`~deja.errors.StoreError` when no slot frees in time. ``owned`` says whether
+    :meth:`aclose` closes the client (and ``also_close``, e.g. the connections to the
+    sentinels); an injected client belongs to its caller.
+    """
+
+    def __init__(
+        self,
+        client: AsyncRedisClient,
+        *,
+        gate: AbstractAsyncContextManager[object] | None = None,
+        owned: bool = True,
+        also_close: Sequence[redis.asyncio.Redis] = (),
+    ) -> None:
+        self._client = client
+        self._gate: AbstractAsyncContextManager[object] = (
+            gate if gate is not None else nullcontext()
+        )
+        self._owned = owned
+        self._also_close = tuple(also_close)
+        self._closed = False
+
+    @property
+    def client(self) -> AsyncRedisClient:
+        """The redis-py client the commands go to."""
+        return self._client
+
+    async def aget(self, key: str) -> bytes | None:
+        """GET ``key``."""
+        _check_key(key)
+        try:
+            async with self._gate:
+                value = await self._client.get(key)
+        except _ERRORS as exc:
+            raise _failed("get", exc) from exc
+        return _value(value)
+
+    async def aset(self, key: str, value: bytes, ttl: float | None) -> None:
+        """``SET key value PX ms`` (no PX when ``ttl`` is ``None``)."""
+        px = _milliseconds(ttl)
+        _check_item(key, value)
+        try:
+            async with self._gate:
+                await self._client.set(key, value, px=px)
+        except _ERRORS as exc:
+            raise _failed("set", exc) from exc
+
+    async def adelete(self, key: str) -> bool:
+        """UNLINK ``key``; whether it existed."""
+        _check_key(key)
+        try:
+            async with self._gate:
+                removed = await self._client.unlink(key)
+        except _ERRORS as exc:
+            raise _failed("delete", exc) from exc
+        return bool(removed)
+
+    async def aget_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """One value per key, in order (MGET; one MGET per slot on a cluster)."""
+        wanted = [_check_key(key) for key in keys]
+        if not wanted:
+            return []
+        client = self._client
+        values: Sequence[object]
+        try:
+            async with self._gate:
+                if isinstance(client, redis.asyncio.cluster.RedisCluster):
+                    values = await self._mget_by_slot(client, wanted)
+                else:
+                    values = await client.mget(wanted)
+        except _ERRORS as exc:
+            raise _failed("get_many", exc) from exc
+        return [_value(value) for value in values]
+
+    async def _mget_by_slot(
+        self, client: redis.asyncio.cluster.RedisCluster, keys: list[str]
+    ) -> list[object]:
+        groups: dict[int, list[str]] = {}
+        for key in dict.fromkeys(keys):
+            groups.setdefault(_slot(key), []).append(key)
+        pipe = _cluster(client).pipeline(transaction=False)
+        for group in groups.values():
+            pipe.execute_command("MGET", *group)
+        found: dict[str, object] = {}
+        for group, values in zip(groups.values(), await pipe.execute(), strict=True):
+            found.update(zip(group, values, strict=True))
+        return [found[key] for key in keys]
+
+    async def aset_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
+        """``SET key value PX ms`` for every item, pipelined (no transaction)."""
+        px = _milliseconds(ttl)
+        for key, value in items.items():
+            _check_item(key, value)
+        if not items:
+            return
+        try:
+            async with self._gate:
+                # A cluster pipeline sends each node the commands for its slots.
+                pipe = self._client.pipeline(transaction=False)
+                for key, value in items.items():
+                    pipe.set(key, value, px=px)
+                await pipe.execute()
+        except _ERRORS as exc:
+            raise _failed("set_many", exc) from exc
+
+    async def aclear(self, prefix: str) -> int:
+        """Delete every key starting with ``prefix`` (SCAN + UNLINK); how many went."""
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be str, not {type(prefix).__name__}")
+        pattern = _glob_escape(prefix) + "*"
+        deleted = 0
+        batch: dict[bytes, None] = {}
+        try:
+            async with self._gate:
+                # On a cluster, scan_iter walks every master in turn.
+                async for key in self._client.scan_iter(match=pattern, count=_SCAN_COUNT):
+                    if isinstance(key, bytes) and not key.startswith(_TAG_PREFIX):
+                        batch[key] = None  # SCAN may return a key twice
+                    if len(batch) >= _UNLINK_BATCH:
+                        deleted += await self._unlink(list(batch))
+                        batch.clear()
+                if batch:
+                    deleted += await self._unlink(list(batch))
+        except _ERRORS as exc:
+            raise _failed("clear", exc) from exc
+        return deleted
+
+    async def _unlink(self, keys: list[bytes]) -> int:
+        client = self._client
+        if not isinstance(client, redis.asyncio.cluster.RedisCluster):
+            return int(await client.unlink(*keys))
+        groups: dict[int, list[bytes]] = {}
+        for key in keys:
+            groups.setdefault(_slot(key), []).append(key)
+        pipe = _cluster(client).pipeline(transaction=False)
+        for group in groups.values():
+            pipe.execute_command("UNLINK", *group)
+        return sum(int(n) for n in await pipe.execute())
+
+    async def atag(self, tag: str, keys: Sequence[str], ttl: float | None) -> None:
+        """Add ``keys`` to ``tag``'s set; it lives at least ``ttl`` seconds (max of all)."""
+        px = _milliseconds(ttl)
+        if isinstance(keys, str):
+            # A str is a Sequence[str] too; tagging its characters is never what was meant.
+            raise TypeError("keys must be a sequence of keys, not a str")
+        members = [_check_key(key) for key in keys]
+        record = _tag_key(tag)
+        if not members:
+            return  # Redis holds no empty sets: an empty tag is simply absent
+        try:
+            async with self._gate:
+                for start in range(0, len(members), _TAG_BATCH):
+                    chunk = members[start : start + _TAG_BATCH]
+                    await self._client.eval(
+                        _TAG_SCRIPT, 1, record, -1 if px is None else px, *chunk
+                    )
+        except _ERRORS as exc:
+            raise _failed("tag", exc) from exc
+
+    async def akeys_for(self, tag: str) -> list[str]:
+        """The keys in ``tag``'s set (SMEMBERS)."""
+        record = _tag_key(tag)
+        try:
+            async with self._gate:
+                members = await self._client.smembers(record)
+        except _ERRORS as exc:
+            raise _failed("keys_for", exc) from exc
+        return [_member(member) for member in members]
+
+    async def adrop(self, tag: str) -> list[str]:
+        """Delete ``tag``'s set and return its keys, atomically (a Lua script)."""
+        record = _tag_key(tag)
+        try:
+            async with self._gate:
+                members = await self._client.eval(_DROP_SCRIPT, 1, record)
+        except _ERRORS as exc:
+            raise _failed("drop", exc) from exc
+        return [_member(member) for member in members]
+
+    async def ausage(self) -> StoreUsage:
+        """Keys (DBSIZE, tag records included), used memory and evictions, over all masters."""
+        client = self._client
+        entries = used = evicted = 0
+        try:
+            async with self._gate:
+                if isinstance(client, redis.asyncio.cluster.RedisCluster):
+                    cluster = _cluster(client)
+                    for node in cluster.get_primaries():
+                        entries += int(await cluster.execute_command("DBSIZE", target_nodes=node))
+                        memory = await cluster.execute_command("INFO", "memory", target_nodes=node)
+                        stats = await cluster.execute_command("INFO", "stats", target_nodes=node)
+                        used += int(memory["used_memory"])
+                        evicted += int(stats["evicted_keys"])
+                else:
+                    entries = int(await client.dbsize())
+                    used = int((await client.info("memory"))["used_memory"])
+                    evicted = int((await client.info("stats"))["evicted_keys"])
+        except _ERRORS as exc:
+            raise _failed("usage", exc) from exc
+        return StoreUsage(entries=entries, bytes=used, evictions=evicted)
+
+    async def aclose(self) -> None:
+        """Disconnect the client's connections (once; only a client these ops own)."""
+        if self._closed or not self._owned:
+            return
+        self._closed = True
+        try:
+            await self._client.aclose()
+            for extra in self._also_close:
+                await extra.aclose()
+        except _ERRORS as exc:
+            raise _failed("close", exc) from exc
