@@ -197,7 +197,7 @@ class AiohttpClient:
                 return _Response(response, None)
             body = await response.read()
             response.release()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise _translate(exc) from exc
         return _Response(response, body)
 
