@@ -40,3 +40,20 @@ def test_demo_json_figures_come_from_the_run() -> None:
     assert report["saved_usd"] > 0
     assert report["invalidated_entries"] > 0
     assert report["misses_after_invalidation"] == report["invalidated_entries"]
+
+
+def test_demo_runs_through_the_proxy() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "deja.cli", "demo", "--json", "--proxy", "--latency", "0.005"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    report = json.loads(out.stdout)
+    assert report["via_proxy"] is True
+    assert report["upstream_calls"] == report["misses"]
+    assert report["hits"] + report["misses"] == 500
+    assert report["saved_usd"] > 0
+    assert report["cost_with_cache_usd"] < report["cost_without_cache_usd"]
+    assert report["misses_after_invalidation"] == report["invalidated_entries"] > 0

@@ -26,7 +26,12 @@ def _demo(args: argparse.Namespace) -> int:
     from deja.demo import format_report, run_demo
 
     report = asyncio.run(
-        run_demo(concurrency=args.concurrency, median_latency=args.latency, live=args.live)
+        run_demo(
+            concurrency=args.concurrency,
+            median_latency=args.latency,
+            live=args.live,
+            via_proxy=args.proxy,
+        )
     )
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, sort_keys=True))
@@ -72,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--live", action="store_true", help="use the real OpenAI API (OPENAI_API_KEY; costs money)"
+    )
+    demo.add_argument(
+        "--proxy", action="store_true", help="send the workload through the caching proxy over HTTP"
     )
     demo.set_defaults(run=_demo)
     serve = commands.add_parser("serve", help="run the caching proxy")

@@ -22,14 +22,19 @@ import os
 import random
 import statistics
 import time
+from pathlib import Path
 from collections import Counter
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
 
+import httpx2
+
 from deja._async.cache import AsyncCache
 from deja._async.client import AsyncClient
 from deja.errors import ConfigError
+from deja.request import Request
+from deja.result import CacheInfo
 from deja.stores.memory import MemoryStore
 from deja.testing import FakeOpenAIServer, Reply
 
@@ -89,6 +94,7 @@ class DemoReport:
     misses_after_invalidation: int
     seconds: float
     simulated: bool
+    via_proxy: bool
 
     def as_dict(self) -> dict[str, Any]:
         """The report as plain JSON-able data."""
@@ -96,21 +102,46 @@ class DemoReport:
 
 
 async def run_demo(
-    *, concurrency: int = 16, median_latency: float = 0.5, live: bool = False
+    *,
+    concurrency: int = 16,
+    median_latency: float = 0.5,
+    live: bool = False,
+    via_proxy: bool = False,
 ) -> DemoReport:
-    """Replay the workload with ``concurrency`` users and measure everything."""
+    """Replay the workload with ``concurrency`` users and measure everything.
+
+    ``via_proxy``: the users call the caching proxy (``deja serve``'s app, run in-process
+    on a loopback port) over HTTP instead of using the library's client.
+    """
     workload = load_workload()
     server: FakeOpenAIServer | None = None
     if live:
         if not os.environ.get("OPENAI_API_KEY"):
             raise ConfigError("deja demo --live needs OPENAI_API_KEY (it calls the real API)")
         api_base = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
+        api_key = None
     else:
         server = FakeOpenAIServer().start()
         server.reply_with(simulated_reply(median_latency))
         api_base = server.base_url
-    cache = AsyncCache(store=MemoryStore(), ttl=3600)
-    client = AsyncClient(cache=cache, api_base=api_base, api_key=None if live else "simulated")
+        api_key = "simulated"
+    proxy: _Proxy | None = None
+    tenant: str | None = None
+    if via_proxy:
+        proxy = _Proxy(api_base, api_key)
+        cache = proxy.cache
+        tenant = "demo"
+        ask = proxy.ask
+    else:
+        cache = AsyncCache(store=MemoryStore(), ttl=3600)
+        client = AsyncClient(cache=cache, api_base=api_base, api_key=api_key)
+
+        async def ask(messages: list[dict[str, str]], tags: list[str]) -> CacheInfo:
+            response = await client.acompletion(
+                model=MODEL, messages=messages, temperature=0, cache={"tags": tags}
+            )
+            return response.cache
+
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     for item in workload:
         queue.put_nowait(item)
@@ -127,14 +158,8 @@ async def run_demo(
         while not queue.empty():
             item = queue.get_nowait()
             started = time.perf_counter()
-            response = await client.acompletion(
-                model=MODEL,
-                messages=messages(item["text"]),
-                temperature=0,
-                cache={"tags": [f"intent:{item['intent']}"]},
-            )
+            info = await ask(messages(item["text"]), [f"intent:{item['intent']}"])
             elapsed = (time.perf_counter() - started) * 1000
-            info = response.cache
             cost_with += info.cost_usd
             cost_without += info.cost_usd + info.saved_usd
             if info.hit:
@@ -153,11 +178,14 @@ async def run_demo(
             raise RuntimeError(f"upstream calls {upstream_calls} != misses {stats.misses}")
         # Invalidation: a policy change for the most asked question's topic
         top_intent = Counter(item["intent"] for item in workload).most_common(1)[0][0]
-        invalidated = await cache.delete_tag(f"intent:{top_intent}")
+        invalidated = await cache.delete_tag(f"intent:{top_intent}", tenant=tenant)
         texts = {i["text"] for i in workload if i["intent"] == top_intent}
-        again = [await cache.get(_request(MODEL, messages(text), api_base)) for text in texts]
+        again = [await cache.get(_request(MODEL, messages(t), api_base, tenant)) for t in texts]
     finally:
-        await client.aclose()
+        if proxy is not None:
+            await proxy.aclose()
+        else:
+            await client.aclose()
         if server is not None:
             server.stop()
     return DemoReport(
@@ -178,13 +206,83 @@ async def run_demo(
         misses_after_invalidation=sum(1 for r in again if r.response is None),
         seconds=seconds,
         simulated=not live,
+        via_proxy=via_proxy,
     )
 
 
-def _request(model: str, messages: list[dict[str, str]], api_base: str) -> Any:
-    from deja.request import Request
+class _Proxy:
+    """The caching proxy's app served by uvicorn on a loopback port, in a thread."""
 
-    return Request.chat(model=model, messages=messages, api_base=api_base, temperature=0)
+    def __init__(self, api_base: str, api_key: str | None) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        from deja.config import parse_config
+        from deja.server.app import ProxyApp
+
+        deployment: dict[str, Any] = {"model": f"openai/{MODEL}", "api_base": api_base}
+        if api_key:
+            deployment["api_key"] = api_key
+        settings = parse_config(
+            {
+                "model_list": [{"model_name": MODEL, "litellm_params": deployment}],
+                "caching": {"type": "memory", "ttl": 3600},
+                "general_settings": {
+                    "master_key": "demo-master-key",
+                    "virtual_keys": [{"key": "demo-key", "tenant": "demo"}],
+                },
+            },
+            base_dir=Path.cwd(),
+        )
+        self.app = ProxyApp(settings)
+        assert self.app.cache is not None  # the settings configure one
+        self.cache = self.app.cache
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the demo proxy did not start")
+            time.sleep(0.01)
+        self.url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        self._http = httpx2.AsyncClient(
+            headers={"authorization": "Bearer demo-key"}, limits=httpx2.Limits(max_connections=64)
+        )
+
+    async def ask(self, messages: list[dict[str, str]], tags: list[str]) -> CacheInfo:
+        body = {"model": MODEL, "messages": messages, "temperature": 0, "cache": {"tags": tags}}
+        response = await self._http.post(self.url, json=body)
+        response.raise_for_status()
+        headers = response.headers
+        return CacheInfo(
+            headers["x-deja-cache"],  # type: ignore[arg-type]
+            headers["x-deja-cache-key"],
+            cost_usd=float(headers["x-deja-cost-usd"]),
+            saved_usd=float(headers.get("x-deja-saved-usd", 0)),
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+        self._server.should_exit = True
+        await asyncio.to_thread(self._thread.join, 10)
+        await self.app.aclose()
+
+
+def _request(
+    model: str, messages: list[dict[str, str]], api_base: str, tenant: str | None
+) -> Request:
+    return Request.chat(
+        model=model, messages=messages, api_base=api_base, temperature=0, tenant=tenant
+    )
 
 
 def format_report(report: DemoReport) -> str:
@@ -200,8 +298,12 @@ def format_report(report: DemoReport) -> str:
     )
     return "\n".join(
         [
-            "deja demo: exact-match cache in front of a SIMULATED provider (local HTTP server,"
-            " no network)"
+            (
+                "deja demo: through the caching PROXY over HTTP, "
+                if report.via_proxy
+                else "deja demo: "
+            )
+            + "exact-match cache in front of a SIMULATED provider (local HTTP server, no network)"
             if report.simulated
             else "deja demo: exact-match cache in front of the LIVE OpenAI API",
             f"workload   {report.requests} support-bot queries from Banking77 (CC BY 4.0),"

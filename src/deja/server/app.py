@@ -83,6 +83,8 @@ def _cache_headers(info: CacheInfo) -> list[tuple[bytes, bytes]]:
         (b"x-deja-cache-key", info.key.encode()),
         (b"x-deja-cost-usd", f"{info.cost_usd:.8f}".encode()),
     ]
+    if info.saved_usd:
+        headers.append((b"x-deja-saved-usd", f"{info.saved_usd:.8f}".encode()))
     if info.similarity is not None:
         headers.append((b"x-deja-similarity", f"{info.similarity:.4f}".encode()))
     if info.age is not None:
