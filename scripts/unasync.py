@@ -31,6 +31,8 @@ NAMES = {
     "AsyncBroadcast": "Broadcast",
     "AsyncCachedStream": "CachedStream",
     "AsyncClient": "Client",
+    "AsyncTieredOps": "TieredOps",
+    "apublish": "publish",
     "AsyncHTTP": "SyncHTTP",
     "AsyncHTTPResponse": "SyncHTTPResponse",
     "async_http_client": "sync_http_client",

@@ -1,0 +1,100 @@
+"""TieredStore: read-through, write-through, cross-store invalidation, bus outages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import deja
+from deja.stores.bus import LocalInvalidationBus
+from deja.stores.disk import DiskStore
+from deja.stores.memory import MemoryStore
+from deja.stores.tiered import TieredStore
+from deja.testing import FakeClock
+from tests.helpers import chat_request, chat_response
+
+
+def pair(tmp_path: Path, clock: FakeClock) -> tuple[TieredStore, TieredStore, DiskStore, LocalInvalidationBus]:
+    """Two 'processes' (tiered stores) over one shared L2 and one bus."""
+    l2 = DiskStore(tmp_path / "l2", clock=clock)
+    bus = LocalInvalidationBus()
+    a = TieredStore(l1=MemoryStore(clock=clock), l2=l2, bus=bus, l1_ttl=60)
+    b = TieredStore(l1=MemoryStore(clock=clock), l2=l2, bus=bus, l1_ttl=60)
+    return a, b, l2, bus
+
+
+def test_read_through_and_write_through(tmp_path: Path, clock: FakeClock) -> None:
+    a, b, l2, _ = pair(tmp_path, clock)
+    a.set("k", b"v1", 600)
+    assert a.l1.get("k") == b"v1" and l2.get("k") == b"v1"  # write-through
+    assert b.l1.get("k") is None
+    assert b.get("k") == b"v1"  # read-through
+    assert b.l1.get("k") == b"v1"  # promoted
+
+
+def test_deletes_overwrites_and_clears_reach_other_l1s(tmp_path: Path, clock: FakeClock) -> None:
+    a, b, _, _ = pair(tmp_path, clock)
+    a.set("k", b"v1", 600)
+    assert b.get("k") == b"v1"
+    a.set("k", b"v2", 600)
+    assert b.l1.get("k") is None and b.get("k") == b"v2"
+    a.delete("k")
+    assert b.get("k") is None
+    a.set("p:1", b"x", None)
+    a.set("p:2", b"y", None)
+    assert b.get("p:1") == b"x" and b.get("p:2") == b"y"
+    assert a.clear("p:") == 2
+    assert b.l1.get("p:1") is None and b.get("p:2") is None
+
+
+def test_l1_copy_never_outlives_its_ttl(tmp_path: Path, clock: FakeClock) -> None:
+    a, _, _, _ = pair(tmp_path, clock)
+    a.set("short", b"v", 5)
+    clock.advance(6)
+    assert a.l1.get("short") is None
+    assert a.get("short") is None
+    a.set("long", b"v", 3600)
+    clock.advance(61)  # past l1_ttl: the L1 copy is gone, the L2 one is not
+    assert a.l1.get("long") is None and a.get("long") == b"v"
+
+
+def test_bus_down_empties_and_bypasses_l1(tmp_path: Path, clock: FakeClock) -> None:
+    a, b, l2, bus = pair(tmp_path, clock)
+    a.set("k", b"v1", 600)
+    assert b.get("k") == b"v1"
+    bus.set_healthy(False)
+    assert len(b.l1) == 0 and len(a.l1) == 0
+    l2.set("k", b"changed elsewhere", 600)  # an invalidation that could not be delivered
+    assert b.get("k") == b"changed elsewhere"
+    assert b.l1.get("k") is None  # not kept while the bus is down
+    bus.set_healthy(True)
+    assert b.get("k") == b"changed elsewhere" and b.l1.get("k") == b"changed elsewhere"
+
+
+async def test_async_twins(tmp_path: Path, clock: FakeClock) -> None:
+    a, b, _, _ = pair(tmp_path, clock)
+    await a.aset("k", b"v", 600)
+    assert await b.aget("k") == b"v"
+    assert await b.aget_many(["k", "missing"]) == [b"v", None]
+    assert await a.adelete("k") is True
+    assert await b.aget("k") is None
+
+
+def test_cache_over_tiered_store_with_tags(tmp_path: Path, clock: FakeClock) -> None:
+    a, b, _, _ = pair(tmp_path, clock)
+    cache_a = deja.Cache(store=a, clock=clock)
+    cache_b = deja.Cache(store=b, clock=clock)
+    cache_a.put(chat_request(), chat_response(), control={"tags": ["doc"]})
+    assert cache_b.get(chat_request()).info.status == "hit"
+    assert cache_a.delete_tag("doc") == 1
+    assert cache_b.get(chat_request()).info.status == "miss"
+
+
+def test_tags_need_an_l2_with_a_tag_index(clock: FakeClock) -> None:
+    from deja.errors import UnsupportedOperation
+    from tests.test_cache import NoTagStore
+
+    store = TieredStore(l2=NoTagStore())
+    with pytest.raises(UnsupportedOperation):
+        store.tag("t", ["k"], None)
