@@ -15,7 +15,9 @@ from deja.testing import FakeClock
 from tests.helpers import chat_request, chat_response
 
 
-def pair(tmp_path: Path, clock: FakeClock) -> tuple[TieredStore, TieredStore, DiskStore, LocalInvalidationBus]:
+def pair(
+    tmp_path: Path, clock: FakeClock
+) -> tuple[TieredStore, TieredStore, DiskStore, LocalInvalidationBus]:
     """Two 'processes' (tiered stores) over one shared L2 and one bus."""
     l2 = DiskStore(tmp_path / "l2", clock=clock)
     bus = LocalInvalidationBus()
