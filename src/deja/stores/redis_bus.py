@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from deja.errors import MissingDependencyError
-from deja.stores.bus import HealthHandler, Handler, Invalidation
+from deja.stores.bus import Handler, HealthHandler, Invalidation
 
 __all__ = ["RedisInvalidationBus"]
 
