@@ -33,6 +33,8 @@ NAMES = {
     "AsyncClient": "Client",
     "AsyncTieredOps": "TieredOps",
     "apublish": "publish",
+    "alock": "lock",
+    "aunlock": "unlock",
     "AsyncHTTP": "SyncHTTP",
     "AsyncHTTPResponse": "SyncHTTPResponse",
     "async_http_client": "sync_http_client",

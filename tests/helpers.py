@@ -80,3 +80,39 @@ class FaultyStore(SyncStore):
     def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
         for k, v in items.items():
             self.set(k, v, ttl)
+
+
+class LockingMemoryStore(MemoryStore):
+    """A MemoryStore with the optional Locking ability, for cross-'process' tests in one process."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        import threading
+
+        self._locks: dict[str, tuple[str, float]] = {}
+        self._locks_lock = threading.Lock()
+        self.lock_calls = 0
+
+    def lock(self, name: str, *, ttl: float) -> str | None:
+        import time
+        import uuid
+
+        with self._locks_lock:
+            self.lock_calls += 1
+            held = self._locks.get(name)
+            if held is not None and held[1] > time.monotonic():
+                return None
+            token = uuid.uuid4().hex
+            self._locks[name] = (token, time.monotonic() + ttl)
+            return token
+
+    def unlock(self, name: str, token: str) -> None:
+        with self._locks_lock:
+            if self._locks.get(name, ("", 0.0))[0] == token:
+                del self._locks[name]
+
+    async def alock(self, name: str, *, ttl: float) -> str | None:
+        return self.lock(name, ttl=ttl)
+
+    async def aunlock(self, name: str, token: str) -> None:
+        self.unlock(name, token)

@@ -35,7 +35,7 @@ from deja.metrics import Metrics, NullMetrics
 from deja.policy import AdmissionPolicy, age, expiry, is_fresh, resolve_ttl
 from deja.request import Request
 from deja.result import CacheInfo, CacheResult, CacheStats, CacheStatus
-from deja.stores.base import SharedValues, Store, TagIndex, validate_ttl
+from deja.stores.base import Locking, SharedValues, Store, TagIndex, validate_ttl
 from deja.streaming import StreamAssembler, replay_chunks
 
 if TYPE_CHECKING:
@@ -88,7 +88,12 @@ class Cache:
     * ``metrics``: a :class:`~deja.metrics.Metrics` (default: none recorded);
     * ``clock``: wall clock for created/expiry times (inject a fake in tests);
     * ``breaker_threshold`` / ``breaker_reset``: consecutive store failures before the
-      store is skipped, and seconds before it is probed again.
+      store is skipped, and seconds before it is probed again;
+    * ``lock_ttl`` / ``lock_wait``: with a store shared by processes that offers a lock
+      (:class:`~deja.stores.base.Locking`, e.g. Redis), identical misses in different
+      processes also make one upstream call: the lock expires after ``lock_ttl`` seconds
+      (a holder that dies frees it), and a waiter gives up waiting after ``lock_wait``
+      seconds and calls the upstream itself.
     """
 
     def __init__(
@@ -107,6 +112,8 @@ class Cache:
         clock: Callable[[], float] = time.time,
         breaker_threshold: int = 5,
         breaker_reset: float = 1.0,
+        lock_ttl: float = 30.0,
+        lock_wait: float = 60.0,
     ) -> None:
         if store is None:
             from deja.stores.memory import MemoryStore
@@ -138,6 +145,11 @@ class Cache:
             {} if isinstance(store, SharedValues) and store.shares_values() else None
         )
         self._memo_bytes = 0
+        self._locking = store if isinstance(store, Locking) else None
+        if lock_ttl <= 0 or lock_wait < 0:
+            raise ValueError("lock_ttl must be positive and lock_wait >= 0")
+        self.lock_ttl = lock_ttl
+        self.lock_wait = lock_wait
         self._streams: dict[str, Broadcast] = {}
         self._streams_lock = threading.Lock()
         self._hits = self._misses = self._bypasses = self._coalesced = 0
@@ -252,10 +264,17 @@ class Cache:
             again = self._lookup(key, ctl)
             if again.entry is not None:
                 return again
-            response = call()
-            cost = self.cost(request, response)
-            store_ctl = self._after_response(on_response, response, ctl)
-            self._put(key, request, response, store_ctl, cost=cost)
+            token, waited = self._cross_process_lead(key, ctl)
+            if waited is not None:
+                return waited
+            try:
+                response = call()
+                cost = self.cost(request, response)
+                store_ctl = self._after_response(on_response, response, ctl)
+                self._put(key, request, response, store_ctl, cost=cost)
+            finally:
+                if token is not None:
+                    self._unlock(key, token)
             return CacheResult(response, CacheInfo(status, key, cost_usd=cost))
 
         result, shared = self._flight.run(key, lead)
@@ -331,6 +350,54 @@ class Cache:
         result = CachedStream(info, broadcast=broadcast, include_usage=include_usage)
         result.prefetch()
         return result
+
+    def _cross_process_lead(
+        self, key: str, ctl: CacheControl
+    ) -> tuple[str | None, CacheResult | None]:
+        """Take the store's lock for ``key``, or wait for the process that holds it.
+
+        Returns ``(token, None)`` when this process should call the upstream (``token`` is
+        ``None`` when there is no lock to release), or ``(None, hit)`` when the holder
+        stored the answer meanwhile. Lock errors fail open: this process calls upstream.
+        """
+        locking = self._locking
+        if locking is None or not self._breaker.allow():
+            return None, None
+        name = key + ":lock"
+        deadline = time.monotonic() + self.lock_wait
+        pause = 0.02
+        while True:
+            try:
+                token = locking.lock(name, ttl=self.lock_ttl)
+            except Exception as exc:
+                self._store_failed("lock", exc)
+                return None, None
+            if token is not None:
+                # the holder may have stored the answer just before releasing the lock
+                again = self._lookup(key, ctl)
+                if again.entry is not None:
+                    self._unlock(key, token)
+                    return None, again
+                return token, None
+            if time.monotonic() >= deadline:
+                logger.debug("CACHE LOCK WAIT TIMEOUT key=%s", key)
+                return None, None
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.25)
+            again = self._lookup(key, ctl)
+            if again.entry is not None:
+                self._coalesced += 1
+                self.metrics.coalesced()
+                return None, again
+
+    def _unlock(self, key: str, token: str) -> None:
+        locking = self._locking
+        if locking is None:
+            return
+        try:
+            locking.unlock(key + ":lock", token)
+        except Exception as exc:  # the lock expires by itself
+            self._store_failed("unlock", exc, trip_breaker=False)
 
     def _after_response(
         self, on_response: OnResponse | None, response: dict[str, Any], ctl: CacheControl

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 __all__ = [
+    "Locking",
     "SharedValues",
     "Store",
     "StoreStats",
@@ -79,6 +80,21 @@ class TagIndex(Protocol):
     async def atag(self, tag: str, keys: Sequence[str], ttl: float | None) -> None: ...
     async def akeys_for(self, tag: str) -> list[str]: ...
     async def adrop(self, tag: str) -> list[str]: ...
+
+
+@runtime_checkable
+class Locking(Protocol):
+    """Optional: a lock shared by every process using the store (cross-process single-flight).
+
+    ``lock`` tries once to take ``name`` for ``ttl`` seconds and returns a token, or
+    ``None`` when another holder has it; the lock expires by itself, so a holder that dies
+    frees it after ``ttl``. ``unlock`` releases it only if ``token`` still holds it.
+    """
+
+    def lock(self, name: str, *, ttl: float) -> str | None: ...
+    def unlock(self, name: str, token: str) -> None: ...
+    async def alock(self, name: str, *, ttl: float) -> str | None: ...
+    async def aunlock(self, name: str, token: str) -> None: ...
 
 
 @runtime_checkable

@@ -1,0 +1,73 @@
+"""Single-flight across 'processes': separate Cache objects sharing a store with a lock."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import deja
+from tests.helpers import LockingMemoryStore, chat_request, chat_response
+
+
+def test_separate_caches_make_one_upstream_call() -> None:
+    store = LockingMemoryStore()
+    caches = [deja.Cache(store=store) for _ in range(4)]  # four "processes"
+    calls = 0
+    lock = threading.Lock()
+    barrier = threading.Barrier(16)
+    statuses: list[str] = []
+
+    def upstream() -> dict[str, Any]:
+        nonlocal calls
+        with lock:
+            calls += 1
+        time.sleep(0.3)
+        return chat_response()
+
+    def worker(cache: deja.Cache) -> None:
+        barrier.wait()
+        statuses.append(cache.fetch(chat_request(), upstream).info.status)
+
+    threads = [threading.Thread(target=worker, args=(c,)) for c in caches for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == 1
+    assert statuses.count("miss") == 1 and statuses.count("hit") == 15
+
+
+def test_a_dead_holder_frees_the_lock_after_its_ttl() -> None:
+    store = LockingMemoryStore()
+    cache = deja.Cache(store=store, lock_ttl=0.3, lock_wait=5)
+    key = cache.key(chat_request())
+    assert store.lock(key + ":lock", ttl=0.3) is not None  # a holder that died mid-call
+    started = time.monotonic()
+    result = cache.fetch(chat_request(), chat_response)
+    assert result.info.status == "miss"
+    assert 0.25 <= time.monotonic() - started < 1.5
+
+
+def test_the_wait_is_bounded() -> None:
+    store = LockingMemoryStore()
+    cache = deja.Cache(store=store, lock_ttl=30, lock_wait=0.2)
+    key = cache.key(chat_request())
+    store.lock(key + ":lock", ttl=30)  # held, and never released
+    started = time.monotonic()
+    assert cache.fetch(chat_request(), chat_response).info.status == "miss"
+    assert time.monotonic() - started < 1.0
+
+
+def test_upstream_errors_release_the_lock() -> None:
+    store = LockingMemoryStore()
+    cache = deja.Cache(store=store)
+
+    def failing() -> dict[str, Any]:
+        raise deja.ServerError("503")
+
+    try:
+        cache.fetch(chat_request(), failing)
+    except deja.ServerError:
+        pass
+    assert store._locks == {}
