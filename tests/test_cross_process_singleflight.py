@@ -6,6 +6,8 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 import deja
 from tests.helpers import LockingMemoryStore, chat_request, chat_response
 
@@ -66,8 +68,6 @@ def test_upstream_errors_release_the_lock() -> None:
     def failing() -> dict[str, Any]:
         raise deja.ServerError("503")
 
-    try:
+    with pytest.raises(deja.ServerError):
         cache.fetch(chat_request(), failing)
-    except deja.ServerError:
-        pass
     assert store._locks == {}
