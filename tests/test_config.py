@@ -72,27 +72,8 @@ def fake_factory(options: Mapping[str, object]) -> Store:
 
 
 def registry_with_future_types() -> CacheTypeRegistry:
-    """The built-ins plus stand-ins for back-ends later issues add (redis, tiered)."""
+    """The built-ins plus a stand-in for a back-end a later issue adds (redis_semantic)."""
     registry = CacheTypeRegistry()
-    registry.register(
-        "redis",
-        factory=fake_factory,
-        options={
-            "url": Option(types=str),
-            "host": Option(types=str),
-            "port": Option(types=(int, str)),
-            "password": Option(types=str, secret=True),
-        },
-    )
-    registry.register(
-        "tiered",
-        factory=fake_factory,
-        options={
-            "l1": Option(types=StoreSpec, required=True),
-            "l2": Option(types=StoreSpec, required=True),
-        },
-        aliases=("dual_cache",),
-    )
     registry.register(
         "redis_semantic",
         factory=fake_factory,
@@ -214,40 +195,20 @@ def test_seed_redis_snippet_fails_on_its_unquoted_key_prefix(tmp_path: Path) -> 
     assert "must be quoted" in str(error)
 
 
-def test_seed_redis_snippet_with_quoted_prefix_says_redis_is_not_available_yet(
-    tmp_path: Path,
-) -> None:
-    error = config_error(tmp_path, SEED_REDIS.replace("litellm:v1:", '"litellm:v1:"'))
-    assert error.path == "caching.type"
-    assert "'redis' is not available yet" in str(error)
-    assert "memory" in str(error) and "disk" in str(error)
-
-
-def test_seed_redis_snippet_parses_once_redis_is_registered(tmp_path: Path) -> None:
+def test_seed_redis_snippet_with_quoted_prefix_parses(tmp_path: Path) -> None:
     text = SEED_REDIS.replace("litellm:v1:", '"litellm:v1:"')
-    settings = load(tmp_path, text, registry=registry_with_future_types())
+    settings = load(tmp_path, text)
     caching = settings.caching
     assert caching is not None
     assert caching.type == "redis"
-    assert caching.options == {
-        "url": None,
-        "host": "cache.internal",
-        "port": 6379,
-        "password": None,
-    }
+    assert (caching.options["host"], caching.options["port"]) == ("cache.internal", 6379)
     assert caching.ttl == 7200.0
     assert caching.key_prefix == "litellm:v1:"
     assert settings.proxy.host == "0.0.0.0" and settings.proxy.port == 4000
 
 
-def test_seed_dual_cache_snippet_says_not_available_yet(tmp_path: Path) -> None:
-    error = config_error(tmp_path, SEED_DUAL)
-    assert error.path == "caching.type"
-    assert "'dual_cache' is not available yet" in str(error)
-
-
-def test_seed_dual_cache_snippet_nests_cache_blocks_once_tiered_exists(tmp_path: Path) -> None:
-    settings = load(tmp_path, SEED_DUAL, registry=registry_with_future_types())
+def test_seed_dual_cache_snippet_nests_cache_blocks(tmp_path: Path) -> None:
+    settings = load(tmp_path, SEED_DUAL)
     caching = settings.caching
     assert caching is not None and caching.type == "tiered"
     l1, l2 = caching.options["l1"], caching.options["l2"]
@@ -265,7 +226,6 @@ def test_nested_cache_block_errors_name_their_path(tmp_path: Path) -> None:
     error = config_error(
         tmp_path,
         SEED_DUAL.replace("capacity: 5000", "capacty: 5000"),
-        registry=registry_with_future_types(),
     )
     assert error.path == "caching.l1.capacty"
     assert "did you mean 'capacity'?" in str(error)
@@ -282,9 +242,8 @@ def test_seed_semantic_snippet_says_not_available_yet(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("snippet", [SEED_KEY_HOOK, SEED_TENANT_HOOK])
-def test_seed_key_builder_snippets_fail_on_redis_then_parse(tmp_path: Path, snippet: str) -> None:
-    assert config_error(tmp_path, snippet).path == "caching.type"
-    settings = load(tmp_path, snippet, registry=registry_with_future_types())
+def test_seed_key_builder_snippets_parse(tmp_path: Path, snippet: str) -> None:
+    settings = load(tmp_path, snippet)
     assert settings.caching is not None
     assert settings.caching.key_builder in (
         "custom_key_hook.build_cache_key",
@@ -339,9 +298,7 @@ DESIGN_ENV = {
 
 
 def test_design_example_parses(tmp_path: Path) -> None:
-    settings = load(
-        tmp_path, DESIGN_EXAMPLE, environ=DESIGN_ENV, registry=registry_with_future_types()
-    )
+    settings = load(tmp_path, DESIGN_EXAMPLE, environ=DESIGN_ENV)
     (deployment,) = settings.model_list
     assert deployment.litellm_params == {"model": "openai/gpt-4o", "api_key": SECRET}
     caching = settings.caching
@@ -372,12 +329,6 @@ def test_design_example_parses(tmp_path: Path) -> None:
     # Secrets stay out of reprs (logs, tracebacks).
     for secret in DESIGN_ENV.values():
         assert secret not in repr(settings)
-
-
-def test_design_example_with_the_builtin_types_says_redis_is_not_available(tmp_path: Path) -> None:
-    error = config_error(tmp_path, DESIGN_EXAMPLE, environ=DESIGN_ENV)
-    assert error.path == "caching.type"
-    assert "not available yet" in str(error)
 
 
 def test_design_example_with_memory_builds_a_cache(tmp_path: Path) -> None:
@@ -523,7 +474,7 @@ def test_unknown_key_without_a_near_match_lists_the_known_keys(tmp_path: Path) -
         ("caching: {type: memroy}", "caching.type", "did you mean 'memory'?"),
         ("caching: {type: gcs}", "caching.type", "'gcs' is not supported"),
         ("caching: {type: azure-blob}", "caching.type", "not supported"),
-        ("caching: {type: s3}", "caching.type", "not available yet"),
+        ("caching: {type: s3}", "caching.bucket", "required by cache type 's3'"),
         ("caching: {type: qdrant-semantic}", "caching.type", "not available yet"),
         ("caching: {type: memory, capacity: 1, max_entries: 2}", "caching.capacity", "same option"),
         ("1: x", None, "keys must be strings"),
@@ -689,13 +640,10 @@ def test_no_secret_in_any_error(tmp_path: Path, text: str) -> None:
 
 
 def test_registered_secret_options_are_hidden(tmp_path: Path) -> None:
-    registry = registry_with_future_types()
-    error = config_error(
-        tmp_path, f"caching: {{type: redis, password: [{SECRET}]}}", registry=registry
-    )
+    error = config_error(tmp_path, f"caching: {{type: redis, password: [{SECRET}]}}")
     assert error.path == "caching.password"
     assert SECRET not in str(error)
-    settings = load(tmp_path, f"caching: {{type: redis, password: {SECRET}}}", registry=registry)
+    settings = load(tmp_path, f"caching: {{type: redis, password: {SECRET}}}")
     assert SECRET not in repr(settings)
 
 
@@ -734,9 +682,8 @@ def test_litellm_default_in_memory_ttl_wins_for_local(tmp_path: Path) -> None:
 
 
 def test_litellm_cache_true_alone_means_redis_as_in_litellm(tmp_path: Path) -> None:
-    error = config_error(tmp_path, "litellm_settings: {cache: true}")
-    assert error.path == "litellm_settings.cache_params.type"
-    assert "LiteLLM's default 'redis' is not available yet" in str(error)
+    settings = load(tmp_path, "litellm_settings: {cache: true}")
+    assert settings.caching is not None and settings.caching.type == "redis"
 
 
 def test_litellm_disk_cache_dir_is_the_disk_directory(tmp_path: Path) -> None:
@@ -1037,7 +984,7 @@ def test_builtin_cache_types() -> None:
 
 def test_a_fresh_registry_starts_empty_or_with_the_builtins() -> None:
     assert CacheTypeRegistry(builtins=False).names() == []
-    assert CacheTypeRegistry().names() == ["disk", "memory"]
+    assert {"disk", "memory", "s3"} <= set(CacheTypeRegistry().names())
 
 
 def test_custom_cache_type_in_a_fresh_registry(tmp_path: Path) -> None:
@@ -1116,11 +1063,12 @@ def test_registration_conflicts_are_rejected() -> None:
 
 
 def test_registering_a_planned_type_makes_it_available(tmp_path: Path) -> None:
-    registry = CacheTypeRegistry()
+    registry = CacheTypeRegistry(builtins=False)
+    planned = "qdrant_semantic"
     with pytest.raises(ConfigError, match="not available yet"):
-        parse({"caching": {"type": "s3"}}, tmp_path, registry=registry)
-    registry.register("s3", factory=fake_factory, options={"bucket": Option(types=str)})
-    settings = parse({"caching": {"type": "s3", "bucket": "b"}}, tmp_path, registry=registry)
+        parse({"caching": {"type": planned}}, tmp_path, registry=registry)
+    registry.register(planned, factory=fake_factory, options={"bucket": Option(types=str)})
+    settings = parse({"caching": {"type": planned, "bucket": "b"}}, tmp_path, registry=registry)
     assert settings.caching is not None and settings.caching.options == {"bucket": "b"}
 
 

@@ -52,7 +52,16 @@ from deja.policy import AdmissionPolicy
 from deja.prices import Price, PriceTable
 from deja.request import Request
 from deja.result import CacheInfo, CacheResult, CacheStats
-from deja.stores import DiskStore, MemoryStore, Store, TagIndex
+from deja.stores import (
+    DiskStore,
+    MemoryStore,
+    RedisInvalidationBus,
+    RedisStore,
+    S3Store,
+    Store,
+    TagIndex,
+    TieredStore,
+)
 from deja.wrap import wrap
 
 __all__ = [
@@ -86,11 +95,15 @@ __all__ = [
     "PrometheusMetrics",
     "ProviderError",
     "RateLimitError",
+    "RedisInvalidationBus",
+    "RedisStore",
     "Request",
+    "S3Store",
     "ServerError",
     "Store",
     "StoreError",
     "TagIndex",
+    "TieredStore",
     "UnsupportedOperation",
     "UpstreamConnectionError",
     "UpstreamTimeoutError",

@@ -236,7 +236,7 @@ _VIRTUAL_KEY_KEYS: Final = _words("key tenant models")
 # LiteLLM user reads "not available yet" rather than "unknown". Registering one of these
 # names makes it available; the registry is always asked first.
 _PLANNED_TYPES: Final = _words("""
-    redis redis-cluster s3 tiered dual_cache dual redis_semantic redis-semantic
+    redis-cluster redis_semantic redis-semantic
     valkey-semantic qdrant_semantic qdrant-semantic semantic
 """)
 _UNSUPPORTED_TYPES: Final = _words("gcs azure-blob azure_blob")
@@ -449,6 +449,172 @@ def _disk_factory(options: Mapping[str, object]) -> Store:
     return DiskStore(directory, **kwargs)
 
 
+def _s3_factory(options: Mapping[str, object]) -> Store:
+    from deja.stores.s3 import S3Store
+
+    kwargs: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
+    return S3Store(**kwargs)
+
+
+def _s3_options() -> dict[str, Option]:
+    """Options of the ``s3`` type; the aliases are LiteLLM's ``cache_params`` names."""
+    return {
+        "bucket": Option(types=str, required=True, aliases=("s3_bucket_name",), doc="Bucket."),
+        "prefix": Option(
+            types=str, aliases=("s3_path",), doc="Folder in the bucket (gets a trailing /)."
+        ),
+        "region": Option(types=str, aliases=("s3_region_name",), doc="AWS region."),
+        "endpoint_url": Option(
+            types=str, aliases=("s3_endpoint_url",), doc="S3-compatible endpoint URL."
+        ),
+        "aws_access_key_id": Option(
+            types=str, aliases=("s3_aws_access_key_id",), secret=True, doc="Access key id."
+        ),
+        "aws_secret_access_key": Option(
+            types=str, aliases=("s3_aws_secret_access_key",), secret=True, doc="Secret key."
+        ),
+        "aws_session_token": Option(
+            types=str, aliases=("s3_aws_session_token",), secret=True, doc="Session token."
+        ),
+        "use_ssl": Option(types=bool, aliases=("s3_use_ssl",), doc="Use TLS (default true)."),
+        "verify": Option(
+            types=(bool, str), aliases=("s3_verify",), doc="Check certificates, or a CA bundle."
+        ),
+        "max_pool_connections": Option(
+            types=int, validator=_positive, doc="HTTP connections kept (default 32)."
+        ),
+        "connect_timeout": Option(
+            types=float, validator=_positive, doc="Seconds to connect (default 1)."
+        ),
+        "read_timeout": Option(
+            types=float, validator=_positive, doc="Seconds to wait for a reply (default 5)."
+        ),
+        "max_attempts": Option(
+            types=int, validator=_positive, doc="Tries per request in all (default 2)."
+        ),
+    }
+
+
+def _redis_factory(options: Mapping[str, object]) -> Store:
+    from deja.stores.redis import RedisStore
+
+    kwargs: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
+    if "sentinel_nodes" in kwargs:
+        kwargs["sentinels"] = kwargs.pop("sentinel_nodes")
+    try:
+        return RedisStore(**kwargs)
+    except ValueError as exc:  # options valid alone but contradictory together
+        raise ConfigError(f"redis: {exc}") from None
+
+
+def _redis_port(value: Any) -> object:
+    # LiteLLM configs often quote the port ("6379"), or read it from the environment.
+    from deja.stores.redis import parse_port
+
+    return parse_port(value)
+
+
+def _redis_nodes(value: Any) -> object:
+    from deja.stores.redis import parse_nodes
+
+    return list(parse_nodes(value))
+
+
+def _tiered_factory(options: Mapping[str, object]) -> Store:
+    from deja.stores.bus import InvalidationBus, LocalInvalidationBus
+    from deja.stores.memory import MemoryStore
+    from deja.stores.redis_bus import RedisInvalidationBus
+    from deja.stores.tiered import TieredStore
+
+    l1_spec, l2_spec = options.get("l1"), options["l2"]
+    if not isinstance(l2_spec, StoreSpec) or not (
+        l1_spec is None or isinstance(l1_spec, StoreSpec)
+    ):
+        raise TypeError("tiered l1/l2 must be cache blocks")  # the Options' types guarantee it
+    if l1_spec is not None and l1_spec.type != "memory":
+        raise ConfigError(
+            f"the L1 of a tiered cache must be memory, not {l1_spec.type!r}", path="caching.l1.type"
+        )
+    l1 = l1_spec.build() if l1_spec is not None else MemoryStore(max_entries=5000)
+    if not isinstance(l1, MemoryStore):
+        raise ConfigError("the L1 of a tiered cache must be a memory store", path="caching.l1.type")
+    url = options.get("invalidation_url")
+    if url is None and l2_spec.type == "redis":
+        url = _redis_url(l2_spec.options)
+    bus: InvalidationBus = (
+        RedisInvalidationBus(url=str(url)) if url is not None else LocalInvalidationBus()
+    )
+    l1_ttl = options.get("l1_ttl") or (l1_spec.ttl if l1_spec is not None else None) or 300.0
+    return TieredStore(l1=l1, l2=l2_spec.build(), l1_ttl=float(l1_ttl), bus=bus)  # type: ignore[arg-type]
+
+
+def _redis_url(options: Mapping[str, object]) -> str | None:
+    """A redis:// URL for a standalone redis block (for the invalidation bus), if it has one."""
+    if options.get("startup_nodes") or options.get("sentinel_nodes"):
+        return None  # cluster / sentinel: give invalidation_url explicitly
+    if isinstance(options.get("url"), str):
+        return str(options["url"])
+    from urllib.parse import quote
+
+    host = options.get("host") or "127.0.0.1"
+    port = options.get("port") or 6379
+    user = options.get("username") or ""
+    password = options.get("password")
+    auth = f"{quote(str(user))}:{quote(str(password))}@" if password else ""
+    scheme = "rediss" if options.get("ssl") else "redis"
+    return f"{scheme}://{auth}{host}:{port}/{options.get('db') or 0}"
+
+
+def _redis_options() -> dict[str, Option]:
+    """Options of the ``redis`` type; the aliases are LiteLLM's ``cache_params`` names."""
+    return {
+        "url": Option(types=str, doc="redis://[user:password@]host:port/db (rediss:// for TLS)."),
+        "host": Option(types=str, doc="Server host (default 127.0.0.1)."),
+        "port": Option(types=(int, str), validator=_redis_port, doc="Server port (default 6379)."),
+        "db": Option(types=int, doc="Database number (default 0; a cluster has only 0)."),
+        "username": Option(types=str, doc="ACL user name."),
+        "password": Option(types=str, secret=True, doc="Password of the data servers."),
+        "ssl": Option(types=bool, doc="Connect with TLS."),
+        "ssl_ca_certs": Option(types=str, doc="CA bundle for TLS."),
+        "ssl_cert_reqs": Option(types=str, doc="required, optional or none."),
+        "ssl_check_hostname": Option(types=bool, doc="Check the server's host name."),
+        "cluster": Option(types=bool, doc="A Redis Cluster (default: when startup nodes given)."),
+        "startup_nodes": Option(
+            types=list,
+            aliases=("redis_startup_nodes",),
+            validator=_redis_nodes,
+            doc="Cluster nodes to discover the cluster from ('host:port' or {host, port}).",
+        ),
+        "sentinel_nodes": Option(
+            types=list,
+            aliases=("sentinels",),
+            validator=_redis_nodes,
+            doc="Sentinels ('host:port' or [host, port]); needs service_name.",
+        ),
+        "service_name": Option(types=str, doc="The master's name at the sentinels."),
+        "sentinel_password": Option(types=str, secret=True, doc="Password of the sentinels."),
+        "op_timeout": Option(
+            types=float,
+            validator=_positive,
+            aliases=("socket_timeout",),
+            doc="Seconds per command (default 0.1).",
+        ),
+        "connect_timeout": Option(
+            types=float,
+            validator=_positive,
+            aliases=("socket_connect_timeout",),
+            doc="Seconds to connect (default 0.25).",
+        ),
+        "pool_timeout": Option(
+            types=float, validator=_positive, doc="Longest wait for a free connection."
+        ),
+        "max_connections": Option(
+            types=int, validator=_positive, doc="Connections per process (default 50)."
+        ),
+        "client_name": Option(types=str, doc="Name shown by CLIENT LIST."),
+    }
+
+
 def _register_builtins(registry: CacheTypeRegistry) -> None:
     """Install deja's built-in cache types. Later back-ends add their registration here."""
     registry.register(
@@ -479,6 +645,36 @@ def _register_builtins(registry: CacheTypeRegistry) -> None:
             "size_limit": Option(types=int, validator=_positive, doc="Most bytes kept on disk."),
         },
         doc="Files on local disk: survives restarts, shared by the processes of one host.",
+    )
+    registry.register(
+        "s3",
+        factory=_s3_factory,
+        options=_s3_options(),
+        doc="An S3 bucket (AWS or S3-compatible): shared by every host, no server to run.",
+    )
+    registry.register(
+        "redis",
+        factory=_redis_factory,
+        options=_redis_options(),
+        aliases=("valkey",),
+        doc="Redis 7+ or Valkey (standalone, Sentinel or Cluster): shared by every host.",
+    )
+    registry.register(
+        "tiered",
+        factory=_tiered_factory,
+        options={
+            "l1": Option(types=StoreSpec, doc="The in-process tier (a memory block)."),
+            "l2": Option(types=StoreSpec, required=True, doc="The shared tier (redis, disk, s3)."),
+            "l1_ttl": Option(
+                types=float, validator=_positive, doc="Longest life of an L1 copy (default 300)."
+            ),
+            "invalidation_url": Option(
+                types=str,
+                doc="Redis URL for cross-process L1 invalidation (default: the l2 redis).",
+            ),
+        },
+        aliases=("dual_cache", "dual"),
+        doc="An in-memory L1 in front of a shared L2, kept coherent over Redis pub/sub.",
     )
 
 

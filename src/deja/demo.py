@@ -22,10 +22,10 @@ import os
 import random
 import statistics
 import time
-from pathlib import Path
 from collections import Counter
 from dataclasses import dataclass
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 import httpx2

@@ -100,3 +100,42 @@ def test_tags_need_an_l2_with_a_tag_index(clock: FakeClock) -> None:
     store = TieredStore(l2=NoTagStore())
     with pytest.raises(UnsupportedOperation):
         store.tag("t", ["k"], None)
+
+
+def test_config_tiered_and_litellm_dual_cache(tmp_path: Path) -> None:
+    from deja.config import parse_config
+
+    settings = parse_config(
+        {
+            "caching": {
+                "type": "dual_cache",
+                "l1": {"type": "in-memory", "capacity": 100},
+                "l2": {"type": "disk", "directory": "l2"},
+            }
+        },
+        base_dir=tmp_path,
+    )
+    store = settings.caching.build_store()  # type: ignore[union-attr]
+    assert isinstance(store, TieredStore) and isinstance(store.l2, DiskStore)
+    assert isinstance(store.state.bus, LocalInvalidationBus)
+    store.set("k", b"v", 60)
+    assert store.get("k") == b"v"
+    store.close()
+
+
+def test_config_tiered_over_redis_uses_the_redis_bus(tmp_path: Path, redis_server: object) -> None:
+    from deja.config import parse_config
+    from deja.stores.redis import RedisStore
+    from deja.stores.redis_bus import RedisInvalidationBus
+
+    url = redis_server.url  # type: ignore[attr-defined]
+    settings = parse_config(
+        {"caching": {"type": "tiered", "l1_ttl": 30, "l2": {"type": "redis", "url": url}}},
+        base_dir=tmp_path,
+    )
+    store = settings.caching.build_store()  # type: ignore[union-attr]
+    assert isinstance(store, TieredStore) and isinstance(store.l2, RedisStore)
+    assert isinstance(store.state.bus, RedisInvalidationBus) and store.state.l1_ttl == 30
+    store.set("k", b"v", 60)
+    assert store.get("k") == b"v"
+    store.close()

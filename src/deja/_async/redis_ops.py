@@ -1,10 +1,9 @@
-"""Store operations as Redis commands, over one redis-py asyncio client.
+"""Store operations as Redis commands, over one redis-py client.
 
 The source of truth is src/deja/_async/redis_ops.py; the sync twin in src/deja/_sync/ is
 generated from it by scripts/unasync.py (redis-py's asyncio client becomes its sync one).
-Neither twin
-is public: :class:`deja.stores.redis.RedisStore` owns one of each, builds their clients from
-its settings, and is the :class:`~deja.stores.base.Store` users see.
+Neither twin is public: :class:`deja.stores.redis.RedisStore` owns one of each, builds
+their clients from its settings, and is the :class:`~deja.stores.base.Store` users see.
 
 The same code serves a standalone server, a Sentinel-managed master and a Cluster:
 
@@ -32,6 +31,7 @@ cache façade turns those into misses.
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any, Final, TypeAlias
@@ -67,6 +67,12 @@ _TAG_BATCH: Final = 1000
 # Add ARGV[2..] to the set KEYS[1]. ARGV[1] is the TTL in ms, or -1 for none. The record
 # must live at least as long as its longest-lived entry: a TTL never shortens it, and a
 # record without expiry keeps none.
+# Release a lock only if it is still ours: a holder whose lock expired must not delete
+# the next holder's.
+_UNLOCK_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 _TAG_SCRIPT: Final = """
 local ttl = tonumber(ARGV[1])
 local current = redis.call('PTTL', KEYS[1])
@@ -329,6 +335,24 @@ class AsyncRedisOps:
         except _ERRORS as exc:
             raise _failed("drop", exc) from exc
         return [_member(member) for member in members]
+
+    async def alock(self, name: str, *, ttl: float) -> str | None:
+        """``SET name token NX PX ttl``: a token if this caller now holds the lock, else None."""
+        token = uuid.uuid4().hex
+        try:
+            async with self._gate:
+                taken = await self._client.set(name, token, nx=True, px=_milliseconds(ttl))
+        except _ERRORS as exc:
+            raise _failed("lock", exc) from exc
+        return token if taken else None
+
+    async def aunlock(self, name: str, token: str) -> None:
+        """Delete ``name`` only if ``token`` still holds it (a Lua compare-and-delete)."""
+        try:
+            async with self._gate:
+                await self._client.eval(_UNLOCK_SCRIPT, 1, name, token)
+        except _ERRORS as exc:
+            raise _failed("unlock", exc) from exc
 
     async def ausage(self) -> StoreUsage:
         """Keys (DBSIZE, tag records included), used memory and evictions, over all masters."""

@@ -1,0 +1,645 @@
+"""Redis and Valkey as a store shared by every process: standalone, Sentinel or Cluster.
+
+::
+
+    store = RedisStore(url="redis://cache.internal:6379/0")
+    store = RedisStore(startup_nodes=["10.0.0.1:7000", "10.0.0.2:7000"])  # Cluster
+    store = RedisStore(sentinels=[("10.0.0.5", 26379)], service_name="mymaster")
+    cache = deja.Cache(store=store, ttl=3600)
+
+One :class:`RedisStore` serves sync and async callers: it holds a redis-py client for
+each (``redis`` and ``redis.asyncio``), both created on first use, never in the
+constructor. The commands are in :mod:`deja._async.redis_ops` (and its generated sync
+twin); this module owns the settings, builds the clients and hands each call to them.
+
+A cache must never be slower than having no cache, so the defaults are strict: 100 ms
+per operation, 250 ms to connect, no retries (a dead server costs one timeout per call,
+and the cache façade's circuit breaker stops even that after a few failures), and a
+bounded connection pool that waits at most ``pool_timeout`` for a free connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+from deja.errors import MissingDependencyError, StoreError
+from deja.stores.base import StoreUsage
+
+if TYPE_CHECKING:
+    from deja._async.redis_ops import AsyncRedisClient, AsyncRedisOps
+    from deja._sync.redis_ops import RedisClient, RedisOps
+
+__all__ = ["RedisStore", "parse_nodes", "parse_port"]
+
+Node = tuple[str, int]
+NodeSpec = str | Sequence[object] | Mapping[str, object]
+"""A server address: ``"host:port"``, ``(host, port)`` or ``{"host": ..., "port": ...}``."""
+
+_Mode = Literal["standalone", "cluster", "sentinel"]
+_DEFAULT_PORT = 6379
+
+
+def _node(spec: object, what: str) -> Node:
+    """Normalize one address (LiteLLM writes ``{"host": ..., "port": "7001"}``)."""
+    host: object
+    port: object
+    if isinstance(spec, str):
+        host, sep, port = spec.rpartition(":")
+        if not sep:
+            host, port = spec, _DEFAULT_PORT
+    elif isinstance(spec, Mapping):
+        host, port = spec.get("host"), spec.get("port", _DEFAULT_PORT)
+    elif isinstance(spec, Sequence) and len(spec) == 2:
+        host, port = spec
+    else:
+        raise ValueError(f"{what}: expected 'host:port', (host, port) or a mapping, got {spec!r}")
+    if not isinstance(host, str) or not host:
+        raise ValueError(f"{what}: a host name is required, got {host!r}")
+    return host.strip("[]"), parse_port(port, what)
+
+
+def parse_port(port: object, what: str = "port") -> int:
+    """A port number from an int or a digit string; :class:`ValueError` otherwise."""
+    if isinstance(port, str) and port.strip().isdigit():
+        port = int(port)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ValueError(f"{what}: expected a port number 1-65535, got {port!r}")
+    return port
+
+
+def parse_nodes(specs: object, what: str = "nodes") -> tuple[Node, ...]:
+    """Addresses as ``(host, port)`` pairs from :data:`NodeSpec` values (or one of them)."""
+    if specs is None:
+        return ()
+    if isinstance(specs, str | Mapping):
+        specs = [specs]
+    if not isinstance(specs, Sequence):
+        raise ValueError(f"{what}: expected a list of addresses, got {specs!r}")
+    return tuple(_node(spec, what) for spec in specs)
+
+
+def _seconds(value: float, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{what} must be a number of seconds, not {type(value).__name__}")
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{what} must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Settings:
+    """Everything needed to build a client, validated; no secrets in the repr."""
+
+    mode: _Mode
+    url: str | None
+    host: str
+    port: int
+    db: int
+    username: str | None
+    password: str | None
+    tls: bool
+    ssl_ca_certs: str | None
+    ssl_cert_reqs: str | None
+    ssl_check_hostname: bool | None
+    startup_nodes: tuple[Node, ...]
+    sentinels: tuple[Node, ...]
+    service_name: str | None
+    sentinel_password: str | None
+    op_timeout: float
+    connect_timeout: float
+    pool_timeout: float
+    max_connections: int
+    client_name: str | None
+
+    def connection_kwargs(self) -> dict[str, Any]:
+        """Options of each connection to a data server (not to a sentinel)."""
+        kwargs: dict[str, Any] = {
+            "username": self.username,
+            "password": self.password,
+            "socket_timeout": self.op_timeout,
+            "socket_connect_timeout": self.connect_timeout,
+            "client_name": self.client_name,
+        }
+        if self.tls:
+            tls = {
+                "ssl_ca_certs": self.ssl_ca_certs,
+                "ssl_cert_reqs": self.ssl_cert_reqs,
+                "ssl_check_hostname": self.ssl_check_hostname,
+            }
+            kwargs.update((k, v) for k, v in tls.items() if v is not None)
+        return kwargs
+
+    def sentinel_kwargs(self) -> dict[str, Any]:
+        """Options of the connections to the sentinels themselves."""
+        return {
+            "password": self.sentinel_password,
+            "socket_timeout": self.op_timeout,
+            "socket_connect_timeout": self.connect_timeout,
+        }
+
+    def where(self) -> str:
+        """The target, without credentials, for reprs and messages."""
+        if self.mode == "sentinel":
+            nodes = ",".join(f"{h}:{p}" for h, p in self.sentinels)
+            return f"sentinel {self.service_name}@{nodes}"
+        if self.url is not None:
+            parts = urlsplit(self.url)
+            target = f"{parts.scheme}://{parts.hostname}:{parts.port or _DEFAULT_PORT}{parts.path}"
+            return f"{self.mode} {target}"
+        if self.mode == "cluster" and self.startup_nodes:
+            return "cluster " + ",".join(f"{h}:{p}" for h, p in self.startup_nodes)
+        return f"{self.mode} {self.host}:{self.port}/{self.db}"
+
+
+class _ThreadGate:
+    """At most ``limit`` sync operations at once; a wait longer than ``timeout`` fails.
+
+    For pools that raise instead of waiting when exhausted (cluster nodes, Sentinel).
+    """
+
+    def __init__(self, limit: int, timeout: float) -> None:
+        self._slots = threading.BoundedSemaphore(limit)
+        self._timeout = timeout
+
+    def __enter__(self) -> None:
+        if not self._slots.acquire(timeout=self._timeout):
+            raise StoreError(f"no redis connection free within {self._timeout:g} s")
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._slots.release()
+
+
+class _AsyncGate:
+    """The asyncio twin of :class:`_ThreadGate` (one per event loop).
+
+    Also put in front of the standalone pool: redis-py's asyncio BlockingConnectionPool
+    lets a task that just released a connection take it straight back, so under load a
+    waiter can starve past the pool timeout; asyncio's semaphore serves waiters in order.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        timeout: float,
+        *,
+        prepare: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
+        self._slots = asyncio.Semaphore(limit)
+        self._timeout = timeout
+        self._prepare = prepare
+
+    async def __aenter__(self) -> None:
+        if self._prepare is not None:
+            # A cluster client's first command discovers the topology and reads the
+            # command table (a large reply: ~0.1 s). Done before queueing, callers that
+            # wait for it do not use up their wait for a connection.
+            await self._prepare()
+            self._prepare = None
+        slots = self._slots
+        if not slots.locked():
+            await slots.acquire()  # a free slot: returns at once, so no timer is armed
+            return
+        try:
+            async with asyncio.timeout(self._timeout):
+                await slots.acquire()
+        except TimeoutError:
+            raise StoreError(f"no redis connection free within {self._timeout:g} s") from None
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._slots.release()
+
+
+class RedisStore:
+    """A :class:`~deja.stores.base.Store` on Redis 7+ or Valkey, with a tag index.
+
+    Where the server is (keyword-only, one of):
+
+    * ``url``: ``redis://[user:password@]host:port/db`` (``rediss://`` for TLS);
+    * ``host``/``port``/``db`` (default ``127.0.0.1:6379/0``), with ``ssl=True`` for TLS;
+    * ``startup_nodes`` (Cluster; LiteLLM's ``redis_startup_nodes``): a few nodes, the
+      client discovers the rest. ``cluster=True`` with a ``url`` or ``host`` also means a
+      cluster reached through that node. ``cluster`` defaults to "startup_nodes given";
+    * ``sentinels`` and ``service_name`` (Sentinel): the master is looked up through the
+      sentinels (``sentinel_password`` authenticates to them).
+
+    ``username``/``password`` authenticate to the data servers (credentials in a URL take
+    precedence); ``ssl_ca_certs``, ``ssl_cert_reqs`` and ``ssl_check_hostname`` tune TLS.
+
+    Limits: ``op_timeout`` (seconds per command, default 0.1), ``connect_timeout`` (0.25),
+    ``max_connections`` (50 per process and event loop; on a cluster, per node), and
+    ``pool_timeout``, the longest wait for a free connection (default: ``connect_timeout``).
+    redis-py's retries are disabled: the cache façade's fail-open and circuit breaker deal
+    with failures, and a retry would only double the cost of a dead server.
+    ``client_name`` is sent with CLIENT SETNAME, so ``CLIENT LIST`` shows deja's
+    connections.
+
+    ``client``/``async_client`` inject ready redis-py clients (``Redis``, ``RedisCluster``
+    or a Sentinel ``master_for`` client, built with ``decode_responses=False``). They are
+    used as given and never closed by the store; a side given no client is built from the
+    options above.
+
+    Keys are used as given (they carry the cache's prefix already); expiry is Redis's own
+    (``SET ... PX``), by the server's clock. ``entries`` in :meth:`usage` counts every key
+    of the database, tag records included. The connections are closed by :meth:`close`
+    (sync client) and :meth:`aclose` (both); using the store afterwards reconnects.
+
+    Raises :class:`~deja.errors.MissingDependencyError` if redis-py is not installed, and
+    :class:`ValueError` for contradictory options. Every operation raises
+    :class:`~deja.errors.StoreError` when Redis fails.
+    """
+
+    name = "redis"
+
+    def __init__(
+        self,
+        *,
+        url: str | None = None,
+        host: str | None = None,
+        port: int | str | None = None,
+        db: int | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        ssl: bool = False,
+        ssl_ca_certs: str | None = None,
+        ssl_cert_reqs: str | None = None,
+        ssl_check_hostname: bool | None = None,
+        cluster: bool | None = None,
+        startup_nodes: Sequence[NodeSpec] | None = None,
+        sentinels: Sequence[NodeSpec] | None = None,
+        service_name: str | None = None,
+        sentinel_password: str | None = None,
+        op_timeout: float = 0.1,
+        connect_timeout: float = 0.25,
+        pool_timeout: float | None = None,
+        max_connections: int = 50,
+        client_name: str | None = None,
+        client: RedisClient | None = None,
+        async_client: AsyncRedisClient | None = None,
+    ) -> None:
+        try:
+            import redis  # noqa: F401 - only to fail early, with the pip command to run
+        except ImportError as exc:
+            raise MissingDependencyError("redis", "redis") from exc
+
+        nodes = parse_nodes(startup_nodes, "startup_nodes")
+        watchers = parse_nodes(sentinels, "sentinels")
+        if url is not None and (host is not None or port is not None or db is not None):
+            raise ValueError("give either url or host/port/db, not both")
+        mode: _Mode
+        if watchers:
+            if not service_name:
+                raise ValueError("sentinels need the service_name of the master")
+            if url is not None or nodes or cluster:
+                raise ValueError("sentinels cannot be combined with url, startup_nodes or cluster")
+            mode = "sentinel"
+        elif cluster or (nodes and cluster is None):
+            mode = "cluster"
+        elif nodes:
+            raise ValueError("startup_nodes are cluster nodes; drop cluster=False")
+        else:
+            mode = "standalone"
+        if mode == "cluster" and db not in (None, 0):
+            raise ValueError("a Redis Cluster has only database 0")
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+            raise TypeError("max_connections must be an int")
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        connect = _seconds(connect_timeout, "connect_timeout")
+        self._settings = _Settings(
+            mode=mode,
+            url=url,
+            host=host if host is not None else "127.0.0.1",
+            port=parse_port(port) if port is not None else _DEFAULT_PORT,
+            db=db or 0,
+            username=username,
+            password=password,
+            tls=ssl or (url is not None and url.startswith("rediss://")),
+            ssl_ca_certs=ssl_ca_certs,
+            ssl_cert_reqs=ssl_cert_reqs,
+            ssl_check_hostname=ssl_check_hostname,
+            startup_nodes=nodes,
+            sentinels=watchers,
+            service_name=service_name,
+            sentinel_password=sentinel_password,
+            op_timeout=_seconds(op_timeout, "op_timeout"),
+            connect_timeout=connect,
+            pool_timeout=connect
+            if pool_timeout is None
+            else _seconds(pool_timeout, "pool_timeout"),
+            max_connections=max_connections,
+            client_name=client_name,
+        )
+        self._client = client
+        self._async_client = async_client
+        self._lock = threading.Lock()
+        self._sync: RedisOps | None = None
+        # The asyncio client of one event loop cannot be used from another, so each loop
+        # gets its own; the last one used is kept at hand for the hot path. Clients of
+        # loops that have closed are dropped (their sockets went with the loop).
+        self._async_last: tuple[asyncio.AbstractEventLoop, AsyncRedisOps] | None = None
+        self._async_by_loop: dict[asyncio.AbstractEventLoop, AsyncRedisOps] = {}
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self._settings.where()})"
+
+    @property
+    def mode(self) -> _Mode:
+        """``standalone``, ``cluster`` or ``sentinel``."""
+        return self._settings.mode
+
+    # -- sync ---------------------------------------------------------------------------
+
+    def get(self, key: str) -> bytes | None:
+        """The value of ``key``, or ``None``."""
+        return self._ops().get(key)
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        """Store ``value`` under ``key`` for ``ttl`` seconds (``None``: no expiry)."""
+        self._ops().set(key, value, ttl)
+
+    def delete(self, key: str) -> bool:
+        """Delete ``key``; whether it existed."""
+        return self._ops().delete(key)
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """One value (or ``None``) per key, in order."""
+        return self._ops().get_many(keys)
+
+    def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
+        """Store every item with the same ``ttl``."""
+        self._ops().set_many(items, ttl)
+
+    def clear(self, prefix: str) -> int:
+        """Delete every key starting with ``prefix``; how many were deleted."""
+        return self._ops().clear(prefix)
+
+    def tag(self, tag: str, keys: Sequence[str], ttl: float | None) -> None:
+        """Add ``keys`` to ``tag``; the record lives at least ``ttl`` seconds."""
+        self._ops().tag(tag, keys, ttl)
+
+    def keys_for(self, tag: str) -> list[str]:
+        """The keys tagged with ``tag`` (some may have expired since)."""
+        return self._ops().keys_for(tag)
+
+    def drop(self, tag: str) -> list[str]:
+        """Forget ``tag`` and return the keys it named."""
+        return self._ops().drop(tag)
+
+    def lock(self, name: str, *, ttl: float) -> str | None:
+        """Take the cross-process lock ``name`` for ``ttl`` seconds (see :class:`Locking`)."""
+        return self._ops().lock(name, ttl=ttl)
+
+    def unlock(self, name: str, token: str) -> None:
+        """Release ``name`` if ``token`` still holds it."""
+        self._ops().unlock(name, token)
+
+    async def alock(self, name: str, *, ttl: float) -> str | None:
+        """Async :meth:`lock`."""
+        return await self._aops().alock(name, ttl=ttl)
+
+    async def aunlock(self, name: str, token: str) -> None:
+        """Async :meth:`unlock`."""
+        await self._aops().aunlock(name, token)
+
+    def usage(self) -> StoreUsage:
+        """Keys in the database(s), used memory and evicted keys, summed over masters."""
+        return self._ops().usage()
+
+    def close(self) -> None:
+        """Disconnect the sync client's connections (idempotent)."""
+        with self._lock:
+            ops, self._sync = self._sync, None
+        if ops is not None:
+            ops.close()
+
+    # -- async --------------------------------------------------------------------------
+
+    async def aget(self, key: str) -> bytes | None:
+        """The value of ``key``, or ``None``."""
+        return await self._aops().aget(key)
+
+    async def aset(self, key: str, value: bytes, ttl: float | None) -> None:
+        """Store ``value`` under ``key`` for ``ttl`` seconds (``None``: no expiry)."""
+        await self._aops().aset(key, value, ttl)
+
+    async def adelete(self, key: str) -> bool:
+        """Delete ``key``; whether it existed."""
+        return await self._aops().adelete(key)
+
+    async def aget_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """One value (or ``None``) per key, in order."""
+        return await self._aops().aget_many(keys)
+
+    async def aset_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
+        """Store every item with the same ``ttl``."""
+        await self._aops().aset_many(items, ttl)
+
+    async def aclear(self, prefix: str) -> int:
+        """Delete every key starting with ``prefix``; how many were deleted."""
+        return await self._aops().aclear(prefix)
+
+    async def atag(self, tag: str, keys: Sequence[str], ttl: float | None) -> None:
+        """Add ``keys`` to ``tag``; the record lives at least ``ttl`` seconds."""
+        await self._aops().atag(tag, keys, ttl)
+
+    async def akeys_for(self, tag: str) -> list[str]:
+        """The keys tagged with ``tag`` (some may have expired since)."""
+        return await self._aops().akeys_for(tag)
+
+    async def adrop(self, tag: str) -> list[str]:
+        """Forget ``tag`` and return the keys it named."""
+        return await self._aops().adrop(tag)
+
+    async def aclose(self) -> None:
+        """Disconnect this event loop's client and the sync client (idempotent)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            ops = self._async_by_loop.pop(loop, None)
+            last = self._async_last
+            if last is not None and last[0] is loop:
+                self._async_last = None
+            sync, self._sync = self._sync, None
+        if ops is not None:
+            await ops.aclose()
+        if sync is not None:
+            # Closing drops sockets without a round trip to the server: it does not block.
+            sync.close()
+
+    # -- clients ------------------------------------------------------------------------
+
+    def _ops(self) -> RedisOps:
+        ops = self._sync
+        if ops is not None:
+            return ops
+        with self._lock:
+            if self._sync is None:
+                self._sync = self._new_sync_ops()
+            return self._sync
+
+    def _aops(self) -> AsyncRedisOps:
+        loop = asyncio.get_running_loop()
+        last = self._async_last
+        if last is not None and last[0] is loop:
+            return last[1]
+        with self._lock:
+            ops = self._async_by_loop.get(loop)
+            if ops is None:
+                for old in [old for old in self._async_by_loop if old.is_closed()]:
+                    del self._async_by_loop[old]
+                ops = self._async_by_loop[loop] = self._new_async_ops()
+            self._async_last = (loop, ops)
+            return ops
+
+    def _new_sync_ops(self) -> RedisOps:
+        from deja._sync.redis_ops import RedisOps
+
+        if self._client is not None:
+            return RedisOps(self._client, owned=False)
+        from redis.exceptions import RedisClusterException, RedisError
+
+        try:
+            return _sync_ops(self._settings)
+        except (RedisError, RedisClusterException, OSError) as exc:
+            # A cluster client discovers the topology while it is built.
+            raise StoreError(f"cannot connect to redis ({self._settings.where()}): {exc}") from exc
+
+    def _new_async_ops(self) -> AsyncRedisOps:
+        from deja._async.redis_ops import AsyncRedisOps
+
+        if self._async_client is not None:
+            return AsyncRedisOps(self._async_client, owned=False)
+        return _async_ops(self._settings)
+
+
+# redis-py leaves a few constructors untyped (sync pools, cluster nodes, Sentinel); those
+# calls carry a narrow ignore.
+
+
+def _sync_ops(s: _Settings) -> RedisOps:
+    """Build the sync client for ``s`` (a cluster client connects while it is built)."""
+    import redis
+    import redis.cluster
+    import redis.sentinel
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from deja._sync.redis_ops import RedisOps
+
+    no_retry = Retry(NoBackoff(), 0)
+    kwargs = s.connection_kwargs()
+    limit = s.max_connections
+    if s.mode == "standalone":
+        pool_kwargs = {**kwargs, "max_connections": limit, "timeout": s.pool_timeout}
+        pool: redis.BlockingConnectionPool
+        if s.url is not None:
+            pool = redis.BlockingConnectionPool.from_url(s.url, retry=no_retry, **pool_kwargs)
+        else:
+            pool = redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
+                host=s.host,
+                port=s.port,
+                db=s.db,
+                connection_class=redis.SSLConnection if s.tls else redis.Connection,
+                retry=no_retry,
+                **pool_kwargs,
+            )
+        return RedisOps(redis.Redis.from_pool(pool))
+    gate = _ThreadGate(limit, s.pool_timeout)
+    if s.mode == "cluster":
+        cluster_kwargs = {**kwargs, "max_connections": limit, "retry": no_retry}
+        if s.tls:
+            cluster_kwargs["ssl"] = True
+        cluster: redis.cluster.RedisCluster
+        if s.startup_nodes:
+            cluster = redis.cluster.RedisCluster(
+                startup_nodes=[
+                    redis.cluster.ClusterNode(h, p)  # type: ignore[no-untyped-call]
+                    for h, p in s.startup_nodes
+                ],
+                **cluster_kwargs,
+            )
+        elif s.url is not None:
+            cluster = redis.cluster.RedisCluster.from_url(s.url, **cluster_kwargs)
+        else:
+            cluster = redis.cluster.RedisCluster(host=s.host, port=s.port, **cluster_kwargs)
+        return RedisOps(cluster, gate=gate)
+    if s.tls:
+        kwargs["ssl"] = True
+    sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        list(s.sentinels),
+        sentinel_kwargs={**s.sentinel_kwargs(), "retry": no_retry},
+        retry=no_retry,
+        **kwargs,
+    )
+    master = sentinel.master_for(  # type: ignore[no-untyped-call]
+        s.service_name, db=s.db, max_connections=limit
+    )
+    return RedisOps(master, gate=gate, also_close=sentinel.sentinels)
+
+
+def _async_ops(s: _Settings) -> AsyncRedisOps:
+    """Build the asyncio client for ``s`` (no I/O: it connects on first use)."""
+    import redis.asyncio
+    import redis.asyncio.cluster
+    import redis.asyncio.sentinel
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    from deja._async.redis_ops import AsyncRedisOps
+
+    no_retry = Retry(NoBackoff(), 0)
+    kwargs = s.connection_kwargs()
+    limit = s.max_connections
+    if s.mode == "standalone":
+        pool_kwargs = {**kwargs, "max_connections": limit, "timeout": s.pool_timeout}
+        pool: redis.asyncio.BlockingConnectionPool
+        if s.url is not None:
+            pool = redis.asyncio.BlockingConnectionPool.from_url(
+                s.url, retry=no_retry, **pool_kwargs
+            )
+        else:
+            pool = redis.asyncio.BlockingConnectionPool(
+                host=s.host,
+                port=s.port,
+                db=s.db,
+                connection_class=(
+                    redis.asyncio.SSLConnection if s.tls else redis.asyncio.Connection
+                ),
+                retry=no_retry,
+                **pool_kwargs,
+            )
+        return AsyncRedisOps(
+            redis.asyncio.Redis.from_pool(pool), gate=_AsyncGate(limit, s.pool_timeout)
+        )
+    gate = _AsyncGate(limit, s.pool_timeout)
+    if s.mode == "cluster":
+        cluster_kwargs = {**kwargs, "max_connections": limit, "retry": no_retry}
+        if s.tls:
+            cluster_kwargs["ssl"] = True
+        cluster: redis.asyncio.cluster.RedisCluster
+        if s.startup_nodes:
+            cluster = redis.asyncio.cluster.RedisCluster(
+                startup_nodes=[redis.asyncio.cluster.ClusterNode(h, p) for h, p in s.startup_nodes],
+                **cluster_kwargs,
+            )
+        elif s.url is not None:
+            cluster = redis.asyncio.cluster.RedisCluster.from_url(s.url, **cluster_kwargs)
+        else:
+            cluster = redis.asyncio.cluster.RedisCluster(host=s.host, port=s.port, **cluster_kwargs)
+        gate = _AsyncGate(limit, s.pool_timeout, prepare=cluster.initialize)
+        return AsyncRedisOps(cluster, gate=gate)
+    if s.tls:
+        kwargs["ssl"] = True
+    sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        list(s.sentinels),
+        sentinel_kwargs={**s.sentinel_kwargs(), "retry": no_retry},
+        retry=no_retry,
+        **kwargs,
+    )
+    master = sentinel.master_for(s.service_name or "", db=s.db, max_connections=limit)
+    return AsyncRedisOps(master, gate=gate, also_close=sentinel.sentinels)

@@ -1,0 +1,731 @@
+"""RedisStore beyond the contract: real TTLs, Cluster and Sentinel, faults, pool bounds.
+
+The contract suite (test_contract.py) runs against a standalone server and a 3-master
+cluster too; it skips the tests that move a FakeClock, because Redis expires keys by its
+own clock. The TTL tests here use short real TTLs instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio
+
+import deja
+from deja.config import parse_config
+from deja.errors import MissingDependencyError, StoreError
+from deja.request import Request
+from deja.stores import Store, StoreStats, TagIndex
+from deja.stores.redis import RedisStore
+from tests.helpers import chat_response
+from tests.stores import redis_servers
+from tests.stores.redis_servers import ValkeyCluster, ValkeySentinel, ValkeyServer
+
+# -- fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def topology(
+    request: pytest.FixtureRequest,
+) -> ValkeyServer | ValkeyCluster:
+    """The standalone server or the cluster (flushed: each test starts empty)."""
+    fixture = "redis_server" if request.param == "standalone" else "redis_cluster"
+    server: ValkeyServer | ValkeyCluster = request.getfixturevalue(fixture)
+    server.flush()
+    return server
+
+
+@pytest.fixture
+def make_redis() -> Iterator[Callable[..., RedisStore]]:
+    """Build RedisStores on a test server; every one is closed at teardown."""
+    made: list[RedisStore] = []
+
+    def make(server: ValkeyServer | ValkeyCluster, **options: Any) -> RedisStore:
+        if isinstance(server, ValkeyCluster):
+            store = RedisStore(startup_nodes=server.startup_nodes, **options)
+        else:
+            store = RedisStore(url=server.url, **options)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
+
+
+@pytest.fixture
+def store(
+    topology: ValkeyServer | ValkeyCluster, make_redis: Callable[..., RedisStore]
+) -> RedisStore:
+    return make_redis(topology)
+
+
+def raw_clients(server: ValkeyServer | ValkeyCluster) -> list[redis.Redis]:
+    """Plain clients to every master, to check what the store really did."""
+    nodes = server.nodes if isinstance(server, ValkeyCluster) else [server]
+    return [node.client() for node in nodes]
+
+
+def pttl(server: ValkeyServer | ValkeyCluster, key: str) -> int:
+    """PTTL of ``key`` on whichever master holds it (-2 when none does)."""
+    for client in raw_clients(server):
+        try:
+            if client.exists(key):
+                return int(client.pttl(key))
+        except redis.exceptions.ResponseError:  # MOVED: another node owns the slot
+            continue
+        finally:
+            client.close()
+    return -2
+
+
+def request_for(n: int) -> Request:
+    return Request.chat(model="gpt-4o", messages=[{"role": "user", "content": f"question {n}"}])
+
+
+# -- shape and construction ----------------------------------------------------------------
+
+
+def test_is_a_store_with_tags_and_stats() -> None:
+    store = RedisStore(url="redis://127.0.0.1:1/0")
+    assert isinstance(store, Store)
+    assert isinstance(store, TagIndex)
+    assert isinstance(store, StoreStats)
+    assert store.name == "redis"
+
+
+def test_constructor_does_no_io() -> None:
+    port = redis_servers.free_port()  # nothing listens there
+    started = time.monotonic()
+    RedisStore(url=f"redis://127.0.0.1:{port}/0")
+    RedisStore(startup_nodes=[f"127.0.0.1:{port}"])
+    RedisStore(sentinels=[("127.0.0.1", port)], service_name="nope")
+    assert time.monotonic() - started < 0.05
+
+
+def test_repr_hides_credentials() -> None:
+    store = RedisStore(url="redis://user:hunter2@cache.internal:6380/2")
+    assert "hunter2" not in repr(store)
+    assert "cache.internal:6380" in repr(store)
+    assert "hunter2" not in repr(RedisStore(host="h", password="hunter2"))
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"url": "redis://h", "host": "h"}, ValueError),
+        ({"sentinels": ["h:26379"]}, ValueError),
+        ({"sentinels": ["h:26379"], "service_name": "m", "startup_nodes": ["h:7000"]}, ValueError),
+        ({"startup_nodes": ["h:7000"], "db": 1}, ValueError),
+        ({"startup_nodes": ["h:7000"], "cluster": False}, ValueError),
+        ({"startup_nodes": ["h:notaport"]}, ValueError),
+        ({"op_timeout": 0}, ValueError),
+        ({"connect_timeout": float("inf")}, ValueError),
+        ({"op_timeout": "1"}, TypeError),
+        ({"max_connections": 0}, ValueError),
+        ({"max_connections": 2.5}, TypeError),
+    ],
+)
+def test_contradictory_options_are_rejected(
+    options: dict[str, Any], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        RedisStore(**options)
+
+
+def test_modes() -> None:
+    assert RedisStore().mode == "standalone"
+    assert RedisStore(url="redis://h:1/0", cluster=True).mode == "cluster"
+    assert RedisStore(startup_nodes=[{"host": "h", "port": "7000"}, ("h", 7001)]).mode == "cluster"
+    assert RedisStore(sentinels=["h:26379"], service_name="m").mode == "sentinel"
+
+
+def test_missing_redis_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)  # `import redis` now raises ImportError
+    with pytest.raises(MissingDependencyError) as caught:
+        RedisStore(url="redis://127.0.0.1:6379/0")
+    assert "pip install 'deja-llm[redis]'" in str(caught.value)
+    assert caught.value.extra == "redis"
+
+
+# -- TTLs, for real ------------------------------------------------------------------------
+
+
+def test_set_applies_px(store: RedisStore, topology: ValkeyServer | ValkeyCluster) -> None:
+    store.set("ttl", b"v", 60)
+    store.set("forever", b"v", None)
+    store.set_many({"many-1": b"v", "many-2": b"v"}, 30)
+    store.set_many({"many-forever": b"v"}, None)
+    assert 59_000 < pttl(topology, "ttl") <= 60_000
+    assert pttl(topology, "forever") == -1
+    assert 29_000 < pttl(topology, "many-1") <= 30_000
+    assert 29_000 < pttl(topology, "many-2") <= 30_000
+    assert pttl(topology, "many-forever") == -1
+    store.set("ttl", b"w", None)  # an overwrite without TTL removes the old one
+    assert pttl(topology, "ttl") == -1
+    store.set("forever", b"w", 0.0015)  # PX rounds down, never below 1 ms
+    assert pttl(topology, "forever") in (-2, 0, 1)
+
+
+async def test_async_set_applies_px(
+    store: RedisStore, topology: ValkeyServer | ValkeyCluster
+) -> None:
+    await store.aset("ttl", b"v", 60)
+    await store.aset_many({"many": b"v"}, 60)
+    await store.aset("forever", b"v", None)
+    assert 59_000 < pttl(topology, "ttl") <= 60_000
+    assert 59_000 < pttl(topology, "many") <= 60_000
+    assert pttl(topology, "forever") == -1
+
+
+def test_short_ttls_expire_for_real(store: RedisStore) -> None:
+    store.set("brief", b"1", 0.15)
+    store.set_many({"brief-a": b"2", "brief-b": b"3"}, 0.15)
+    store.set("forever", b"4", None)
+    store.set("renewed", b"5", 0.15)
+    assert store.get_many(["brief", "brief-a", "brief-b"]) == [b"1", b"2", b"3"]
+    store.set("renewed", b"6", 5)  # an overwrite resets the TTL
+    time.sleep(0.25)
+    assert store.get("brief") is None
+    assert store.get_many(["brief", "brief-a", "brief-b", "forever"]) == [None, None, None, b"4"]
+    assert store.delete("brief-a") is False, "an expired key counts as absent"
+    assert store.get("renewed") == b"6"
+    store.set("brief", b"again", 1)
+    assert store.get("brief") == b"again"
+
+
+async def test_async_short_ttls_expire_for_real(store: RedisStore) -> None:
+    await store.aset("brief", b"1", 0.15)
+    await store.aset_many({"brief-many": b"2"}, 0.15)
+    await store.aset("forever", b"3", None)
+    await asyncio.sleep(0.25)
+    assert await store.aget("brief") is None
+    assert await store.aget_many(["brief", "brief-many", "forever"]) == [None, None, b"3"]
+    with pytest.raises(ValueError):
+        await store.aset("bad", b"4", -1)
+
+
+def test_tag_record_outlives_its_entries(
+    store: RedisStore, topology: ValkeyServer | ValkeyCluster
+) -> None:
+    store.tag("long", ["a"], 100)
+    store.tag("long", ["b"], 10)  # a shorter TTL never shortens the record
+    store.tag("brief", ["a"], 0.15)
+    store.tag("forever", ["a"], None)
+    store.tag("forever", ["b"], 100)  # a record without expiry keeps none
+    clients = raw_clients(topology)
+    try:
+
+        def record_pttl(tag: str) -> int:
+            key = b"\xffdeja-tag:{" + tag.encode() + b"}"
+            for client in clients:
+                try:
+                    if client.exists(key):
+                        return int(client.pttl(key))
+                except redis.exceptions.ResponseError:
+                    continue
+            return -2
+
+        assert 99_000 < record_pttl("long") <= 100_000
+        assert record_pttl("forever") == -1
+        time.sleep(0.25)
+        assert store.keys_for("brief") == []
+        assert sorted(store.keys_for("long")) == ["a", "b"]
+    finally:
+        for client in clients:
+            client.close()
+
+
+# -- escaping and errors -------------------------------------------------------------------
+
+GLOB_KEYS = ["a*", "a*b", "a", "ab", "axb", "a?", "a?c", "a[1]", "a1", "a\\x", "a\\", "b*"]
+
+
+def test_clear_escapes_glob_characters(store: RedisStore) -> None:
+    store.set_many({key: key.encode() for key in GLOB_KEYS}, None)
+    assert store.clear("a*") == 2
+    assert store.get_many(["a*", "a*b", "ab", "axb"]) == [None, None, b"ab", b"axb"]
+    assert store.clear("a?") == 2
+    assert store.get("ab") == b"ab"
+    assert store.clear("a[1]") == 1
+    assert store.get("a1") == b"a1"
+    assert store.clear("a\\") == 2
+    assert store.get_many(["a", "ab", "axb", "a1", "b*"]) == [b"a", b"ab", b"axb", b"a1", b"b*"]
+
+
+def test_clear_works_in_batches(store: RedisStore) -> None:
+    store.set_many({f"bulk:{i}": b"v" for i in range(1_234)}, 60)
+    store.set("other", b"v", 60)
+    assert store.clear("bulk:") == 1_234
+    assert store.get("other") == b"v"
+
+
+def test_unreachable_server_is_a_store_error_within_the_connect_timeout() -> None:
+    store = RedisStore(url=f"redis://127.0.0.1:{redis_servers.free_port()}/0")
+    started = time.monotonic()
+    with pytest.raises(StoreError) as caught:
+        store.get("k")
+    assert time.monotonic() - started < 0.5
+    assert isinstance(caught.value.__cause__, redis.exceptions.ConnectionError)
+    for call in (
+        lambda: store.set("k", b"v", 1),
+        lambda: store.get_many(["k"]),
+        lambda: store.clear(""),
+        lambda: store.tag("t", ["k"], None),
+        store.usage,
+    ):
+        with pytest.raises(StoreError):
+            call()
+    store.close()
+
+
+async def test_async_unreachable_server_is_a_store_error() -> None:
+    store = RedisStore(url=f"redis://127.0.0.1:{redis_servers.free_port()}/0")
+    with pytest.raises(StoreError) as caught:
+        await store.aget("k")
+    assert isinstance(caught.value.__cause__, redis.exceptions.ConnectionError)
+    await store.aclose()
+
+
+def test_unreachable_cluster_is_a_store_error() -> None:
+    store = RedisStore(startup_nodes=[("127.0.0.1", redis_servers.free_port())])
+    with pytest.raises(StoreError):
+        store.get("k")
+    store.close()
+
+
+def test_server_error_replies_are_store_errors(
+    redis_server: ValkeyServer, make_redis: Callable[..., RedisStore]
+) -> None:
+    redis_server.flush()
+    raw = redis_server.client()
+    raw.lpush("a-list", b"x")
+    raw.close()
+    store = make_redis(redis_server)
+    with pytest.raises(StoreError) as caught:
+        store.get("a-list")  # WRONGTYPE
+    assert isinstance(caught.value.__cause__, redis.exceptions.ResponseError)
+
+
+def test_type_errors_are_raised_before_any_io() -> None:
+    store = RedisStore(url=f"redis://127.0.0.1:{redis_servers.free_port()}/0")
+    with pytest.raises(TypeError):
+        store.set("k", "text", None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        store.get(b"k")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        store.tag("t", "abc", None)
+    with pytest.raises(ValueError):
+        store.set_many({"k": b"v"}, 0)
+
+
+# -- cluster -------------------------------------------------------------------------------
+
+
+def test_cluster_spreads_keys_over_every_master(
+    redis_cluster: ValkeyCluster, make_redis: Callable[..., RedisStore]
+) -> None:
+    redis_cluster.flush()
+    store = make_redis(redis_cluster)
+    keys = [f"deja:v1:scope:{i:04d}" for i in range(300)]
+    store.set_many({key: key.encode() for key in keys}, 60)
+    counts = []
+    for client in raw_clients(redis_cluster):
+        counts.append(int(client.dbsize()))
+        client.close()
+    assert sum(counts) == 300
+    assert all(count > 0 for count in counts), counts
+
+    wanted = [*keys[::-1], "missing", keys[7], "{hash}:a", "{hash}:b"]
+    store.set_many({"{hash}:a": b"A", "{hash}:b": b"B"}, 60)  # one slot: one MGET
+    got = store.get_many(wanted)
+    assert got == [key.encode() for key in keys[::-1]] + [None, keys[7].encode(), b"A", b"B"]
+
+    store.tag("across-slots", keys, 60)
+    assert len(store.keys_for("across-slots")) == 300
+    assert sorted(store.drop("across-slots")) == sorted(keys)
+    assert store.usage().entries == 302
+    assert store.clear("deja:v1:") == 300
+    assert store.get_many(keys) == [None] * 300
+    assert store.clear("") == 2
+
+
+async def test_cluster_async_batches_across_slots(
+    redis_cluster: ValkeyCluster, make_redis: Callable[..., RedisStore]
+) -> None:
+    redis_cluster.flush()
+    store = make_redis(redis_cluster)
+    keys = [f"k{i}" for i in range(250)]
+    await store.aset_many({key: key.encode() for key in keys}, 60)
+    assert await store.aget_many(keys) == [key.encode() for key in keys]
+    await store.atag("t", keys, 60)
+    assert len(await store.adrop("t")) == 250
+    assert await store.aclear("k") == 250
+    await store.aclose()
+
+
+def test_cache_delete_tag_on_a_cluster(
+    redis_cluster: ValkeyCluster, make_redis: Callable[..., RedisStore]
+) -> None:
+    redis_cluster.flush()
+    cache = deja.Cache(store=make_redis(redis_cluster), ttl=60)
+    for n in range(60):
+        assert cache.put(request_for(n), chat_response(), control={"tags": ["doc:1"]})
+    assert cache.get(request_for(5)).info.status == "hit"
+    assert cache.delete_tag("doc:1") == 60
+    assert cache.get(request_for(5)).info.status == "miss"
+    assert cache.clear() == 0
+
+
+# -- sentinel ------------------------------------------------------------------------------
+
+
+def test_sentinel_reads_and_writes(redis_sentinel: ValkeySentinel) -> None:
+    redis_sentinel.master.flush()
+    store = RedisStore(
+        sentinels=redis_sentinel.sentinels, service_name=redis_servers.SENTINEL_SERVICE
+    )
+    assert store.mode == "sentinel"
+    store.set("via-sentinel", b"v", 60)
+    store.set_many({"a": b"1", "b": b"2"}, None)
+    assert store.get_many(["via-sentinel", "a", "b", "c"]) == [b"v", b"1", b"2", None]
+    raw = redis_sentinel.master.client()
+    assert raw.get("via-sentinel") == b"v", "written to the master the sentinel names"
+    raw.close()
+    store.tag("t", ["a"], 60)
+    assert store.drop("t") == ["a"]
+    assert store.clear("") == 3
+    store.close()
+
+
+async def test_sentinel_async(redis_sentinel: ValkeySentinel) -> None:
+    redis_sentinel.master.flush()
+    store = RedisStore(
+        sentinels=redis_sentinel.sentinels, service_name=redis_servers.SENTINEL_SERVICE
+    )
+    await store.aset("k", b"v", 60)
+    assert await store.aget("k") == b"v"
+    assert await store.aclear("") == 1
+    await store.aclose()
+
+
+# -- clients, loops and pools --------------------------------------------------------------
+
+
+def test_injected_clients_are_used_and_not_closed(redis_server: ValkeyServer) -> None:
+    redis_server.flush()
+    client = redis.Redis(host="127.0.0.1", port=redis_server.port)
+    async_client = redis.asyncio.Redis(host="127.0.0.1", port=redis_server.port)
+    store = RedisStore(client=client, async_client=async_client)
+    store.set("k", b"v", None)
+
+    async def read() -> bytes | None:
+        value = await store.aget("k")
+        await store.aclose()
+        assert await async_client.get("k") == b"v", "an injected client stays open"
+        await async_client.aclose()
+        return value
+
+    assert asyncio.run(read()) == b"v"
+    store.close()
+    assert client.get("k") == b"v"
+    client.close()
+
+
+def test_each_event_loop_gets_its_own_async_client(
+    redis_server: ValkeyServer, make_redis: Callable[..., RedisStore]
+) -> None:
+    store = make_redis(redis_server)
+    asyncio.run(store.aset("loop", b"1", 60))
+    # A second loop: the first loop's connections cannot serve it.
+    assert asyncio.run(store.aget("loop")) == b"1"
+    assert store.get("loop") == b"1"
+    for _ in range(5):
+        asyncio.run(store.aget("loop"))
+    assert len(store._async_by_loop) == 1, "the clients of closed loops are dropped"
+
+
+def test_closed_store_reconnects_on_use(
+    redis_server: ValkeyServer, make_redis: Callable[..., RedisStore]
+) -> None:
+    store = make_redis(redis_server)
+    store.set("k", b"v", 60)
+    store.close()
+    assert store.get("k") == b"v"
+
+
+def _connections(server: ValkeyServer, name: str) -> int:
+    client = server.client()
+    try:
+        return sum(1 for c in client.client_list() if c.get("name") == name)
+    finally:
+        client.close()
+
+
+async def _hammer(store: RedisStore, requests: int, concurrency: int) -> int:
+    """``requests`` lookups and writes through ``store``, ``concurrency`` at a time."""
+    errors = 0
+    next_request = iter(range(requests))
+
+    async def worker() -> None:
+        nonlocal errors
+        for n in next_request:
+            try:
+                if n % 4 == 0:
+                    await store.aset(f"pool:{n % 50}", b"v" * 100, 60)
+                else:
+                    await store.aget(f"pool:{n % 50}")
+            except StoreError:
+                errors += 1
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return errors
+
+
+@pytest.mark.parametrize("max_connections", [8, 50])
+async def test_pool_is_bounded(redis_server: ValkeyServer, max_connections: int) -> None:
+    name = f"deja-pool-{max_connections}"
+    store = RedisStore(url=redis_server.url, max_connections=max_connections, client_name=name)
+    peak = 0
+    done = asyncio.Event()
+
+    async def sample() -> None:
+        nonlocal peak
+        sampler = redis.asyncio.Redis(host="127.0.0.1", port=redis_server.port)
+        try:
+            while not done.is_set():
+                clients = await sampler.client_list()
+                peak = max(peak, sum(1 for c in clients if c.get("name") == name))
+                await asyncio.sleep(0.005)
+        finally:
+            await sampler.aclose()
+
+    sampling = asyncio.create_task(sample())
+    errors = await _hammer(store, requests=1_000, concurrency=64)
+    done.set()
+    await sampling
+    after = _connections(redis_server, name)
+    await store.aclose()
+    assert errors == 0
+    assert 0 < after <= max_connections
+    assert peak <= max_connections
+
+
+async def test_cluster_pool_is_bounded_without_errors(
+    redis_cluster: ValkeyCluster, make_redis: Callable[..., RedisStore]
+) -> None:
+    # redis-py's asyncio cluster raises instead of waiting when a node's pool is full;
+    # the store's gate makes callers wait instead.
+    store = make_redis(redis_cluster, max_connections=4, client_name="deja-cluster-pool")
+    assert await _hammer(store, requests=1_000, concurrency=64) == 0
+    for node in redis_cluster.nodes:
+        # + 1: the cluster client keeps the connection it discovered the topology on.
+        assert _connections(node, "deja-cluster-pool") <= 4 + 1
+    await store.aclose()
+
+
+# -- faults: a dead server and a hung one --------------------------------------------------
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[ValkeyServer]:
+    """A server this test alone may kill, stop and restart."""
+    with redis_servers.running(redis_servers.start_standalone(tmp_path / "own")) as server:
+        yield server
+
+
+def _lookups(cache: deja.Cache, count: int = 30) -> tuple[float, list[str], int]:
+    """``count`` lookups: elapsed seconds, statuses, exceptions raised."""
+    statuses: list[str] = []
+    errors = 0
+    started = time.monotonic()
+    for _ in range(count):
+        try:
+            statuses.append(cache.get(request_for(1)).info.status)
+        except Exception:
+            errors += 1
+    return time.monotonic() - started, statuses, errors
+
+
+def _until_hit(cache: deja.Cache, within: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < within + 1:
+        if cache.get(request_for(1)).info.status == "hit":
+            return time.monotonic() - started
+        time.sleep(0.02)
+    return float("inf")
+
+
+def test_killed_server_costs_little_and_hits_resume(own_server: ValkeyServer) -> None:
+    cache = deja.Cache(store=RedisStore(url=own_server.url), ttl=60)
+    assert cache.put(request_for(1), chat_response())
+    assert cache.get(request_for(1)).info.status == "hit"
+
+    own_server.kill()
+    elapsed, statuses, errors = _lookups(cache)
+    print(f"\nSIGKILL: 30 lookups in {elapsed * 1000:.0f} ms: {sorted(set(statuses))}")
+    assert errors == 0
+    assert set(statuses) <= {"miss", "bypass"}
+    assert "bypass" in statuses, "the breaker opened"
+    assert elapsed < 3
+
+    own_server.start()  # same port, empty (no persistence): write the entry again
+    writer = deja.Cache(store=RedisStore(url=own_server.url), ttl=60)
+    assert writer.put(request_for(1), chat_response())
+    resumed = _until_hit(cache, within=2)
+    print(f"SIGKILL: hits resumed {resumed * 1000:.0f} ms after the restart")
+    assert resumed < 2
+    writer.close()
+    cache.close()
+
+
+def test_hung_server_costs_little_and_hits_resume(own_server: ValkeyServer) -> None:
+    cache = deja.Cache(store=RedisStore(url=own_server.url), ttl=60)
+    assert cache.put(request_for(1), chat_response())
+
+    own_server.pause()  # SIGSTOP: connections are accepted, nothing is ever answered
+    try:
+        elapsed, statuses, errors = _lookups(cache)
+    finally:
+        own_server.resume()
+    print(f"\nSIGSTOP: 30 lookups in {elapsed * 1000:.0f} ms: {sorted(set(statuses))}")
+    assert errors == 0
+    assert set(statuses) <= {"miss", "bypass"}
+    assert elapsed < 3
+
+    resumed = _until_hit(cache, within=2)
+    print(f"SIGSTOP: hits resumed {resumed * 1000:.0f} ms after SIGCONT")
+    assert resumed < 2
+    cache.close()
+
+
+async def test_async_hung_server_costs_little_and_hits_resume(own_server: ValkeyServer) -> None:
+    cache = deja.AsyncCache(store=RedisStore(url=own_server.url), ttl=60)
+    assert await cache.put(request_for(1), chat_response())
+    assert (await cache.get(request_for(1))).info.status == "hit"
+
+    own_server.pause()
+    statuses: list[str] = []
+    try:
+        started = time.monotonic()
+        for _ in range(30):
+            statuses.append((await cache.get(request_for(1))).info.status)
+        elapsed = time.monotonic() - started
+    finally:
+        own_server.resume()
+    print(f"\nSIGSTOP (async): 30 lookups in {elapsed * 1000:.0f} ms")
+    assert set(statuses) <= {"miss", "bypass"}
+    assert elapsed < 3
+
+    started = time.monotonic()
+    while (await cache.get(request_for(1))).info.status != "hit":
+        assert time.monotonic() - started < 2, "hits did not resume"
+        await asyncio.sleep(0.02)
+    await cache.aclose()
+
+
+# -- configuration -------------------------------------------------------------------------
+
+
+def test_config_builds_a_redis_store(redis_server: ValkeyServer, tmp_path: Path) -> None:
+    settings = parse_config(
+        {"caching": {"type": "redis", "url": redis_server.url, "ttl": 60}}, base_dir=tmp_path
+    )
+    assert settings.caching is not None
+    store = settings.caching.build_store()
+    assert isinstance(store, RedisStore)
+    assert store.mode == "standalone"
+    store.set("from-config", b"v", 60)
+    assert store.get("from-config") == b"v"
+    store.close()
+
+
+def test_litellm_cache_params_build_a_redis_store(own_server: ValkeyServer, tmp_path: Path) -> None:
+    raw = own_server.client()
+    raw.config_set("requirepass", "s3cret")
+    raw.close()
+
+    def settings(password: str | None) -> Any:
+        params: dict[str, object] = {
+            "type": "redis",
+            "host": "127.0.0.1",
+            "port": str(own_server.port),  # LiteLLM configs often quote it
+            "socket_timeout": 0.5,
+        }
+        if password is not None:
+            params["password"] = "os.environ/REDIS_PASSWORD"
+        return parse_config(
+            {"litellm_settings": {"cache": True, "cache_params": params}},
+            base_dir=tmp_path,
+            environ={"REDIS_PASSWORD": password or ""},
+        )
+
+    config = settings("s3cret")
+    caching = config.caching
+    assert caching is not None and caching.type == "redis"
+    assert caching.options["port"] == own_server.port
+    assert caching.options["op_timeout"] == 0.5
+    assert "s3cret" not in repr(config)
+    store = caching.build_store()
+    assert isinstance(store, RedisStore)
+    store.set("k", b"v", 60)
+    assert store.get("k") == b"v"
+    store.close()
+
+    unauthenticated = settings(None).caching.build_store()
+    with pytest.raises(StoreError) as caught:
+        unauthenticated.get("k")
+    assert isinstance(caught.value.__cause__, redis.exceptions.AuthenticationError)
+    unauthenticated.close()
+
+
+def test_config_cluster_and_sentinel_options(tmp_path: Path) -> None:
+    cluster = parse_config(
+        {
+            "caching": {
+                "type": "redis",
+                "redis_startup_nodes": [{"host": "10.0.0.1", "port": "7000"}, "10.0.0.2:7001"],
+            }
+        },
+        base_dir=tmp_path,
+    )
+    assert cluster.caching is not None
+    store = cluster.caching.build_store()
+    assert isinstance(store, RedisStore) and store.mode == "cluster"
+
+    sentinel = parse_config(
+        {
+            "caching": {
+                "type": "redis",
+                "sentinel_nodes": [["10.0.0.5", 26379]],
+                "service_name": "mymaster",
+                "max_connections": 10,
+            }
+        },
+        base_dir=tmp_path,
+    )
+    assert sentinel.caching is not None
+    store = sentinel.caching.build_store()
+    assert isinstance(store, RedisStore) and store.mode == "sentinel"
+
+
+def test_config_rejects_bad_redis_options(tmp_path: Path) -> None:
+    from deja.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"caching": {"type": "redis", "port": 70000}}, base_dir=tmp_path)
+    assert caught.value.path == "caching.port"
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"caching": {"type": "redis", "max_conections": 3}}, base_dir=tmp_path)
+    assert "max_connections" in str(caught.value)
+    with pytest.raises(ConfigError):
+        parse_config(
+            {"caching": {"type": "redis", "sentinel_nodes": ["h:26379"]}}, base_dir=tmp_path
+        ).caching.build_store()  # type: ignore[union-attr]

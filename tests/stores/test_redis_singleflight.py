@@ -1,0 +1,85 @@
+"""Cross-process single-flight on a RedisStore: real processes, a real server, SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from typing import Any
+
+from deja.testing import FakeOpenAIServer
+
+WORKER = textwrap.dedent(
+    """
+    import asyncio, sys, time
+    import deja
+    from deja.stores.redis import RedisStore
+
+    redis_url, api_base = sys.argv[1], sys.argv[2]
+    start_at, lock_ttl = float(sys.argv[3]), float(sys.argv[4])
+
+    async def main():
+        cache = deja.AsyncCache(store=RedisStore(url=redis_url), lock_ttl=lock_ttl, lock_wait=10)
+        client = deja.AsyncClient(cache=cache, api_base=api_base, api_key="k", max_retries=0)
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        question = [{"role": "user", "content": "shared question"}]
+        results = await asyncio.gather(
+            *(client.acompletion(model="gpt-4o", messages=question) for _ in range(4))
+        )
+        print(" ".join(r.cache.status for r in results), flush=True)
+        await client.aclose()
+
+    asyncio.run(main())
+    """
+)
+
+
+def spawn(
+    redis_url: str, api_base: str, start_at: float, lock_ttl: float = 30.0
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", WORKER, redis_url, api_base, str(start_at), str(lock_ttl)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_four_processes_four_tasks_one_upstream_call(redis_server: Any) -> None:
+    redis_server.flush()
+    with FakeOpenAIServer(latency=0.3) as upstream:
+        start_at = time.time() + 2.0  # all four processes are up by then
+        workers = [spawn(redis_server.url, upstream.base_url, start_at) for _ in range(4)]
+        outputs = [w.communicate(timeout=60) for w in workers]
+        statuses = " ".join(out for out, _ in outputs).split()
+        assert all(w.returncode == 0 for w in workers), [err for _, err in outputs]
+        assert upstream.count("/v1/chat/completions") == 1
+        assert len(statuses) == 16 and statuses.count("miss") == 1
+
+
+def test_killed_lock_holder_frees_the_others_within_lock_ttl_plus_wait(redis_server: Any) -> None:
+    redis_server.flush()
+    with FakeOpenAIServer(latency=0.3) as upstream:
+        upstream.delay_next(30)  # the first upstream call hangs: its caller holds the lock
+        holder = spawn(redis_server.url, upstream.base_url, time.time(), lock_ttl=1.0)
+        deadline = time.monotonic() + 15
+        while upstream.count("/v1/chat/completions") == 0:
+            assert time.monotonic() < deadline, "the holder never called upstream"
+            time.sleep(0.02)
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+        started = time.monotonic()
+        others = [
+            spawn(redis_server.url, upstream.base_url, time.time(), lock_ttl=1.0) for _ in range(3)
+        ]
+        outputs = [w.communicate(timeout=60) for w in others]
+        elapsed = time.monotonic() - started
+        assert all(w.returncode == 0 for w in others), [err for _, err in outputs]
+        statuses = " ".join(out for out, _ in outputs).split()
+        assert statuses.count("miss") == 1 and len(statuses) == 12
+        assert upstream.count("/v1/chat/completions") == 2  # the dead holder's, then one more
+        # lock TTL (1 s) + the next upstream call (0.3 s) + process start-up, well inside ttl + wait
+        assert elapsed < 1.0 + 10
