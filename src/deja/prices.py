@@ -1,18 +1,23 @@
 """Model prices as data, and the cost of one response.
 
-The packaged table (``deja/data/prices.json``) holds list prices in USD per 1M tokens for
-OpenAI-family models (OpenAI and DeepSeek). Each row records where the price came from
-(``source``, a URL) and as of when (``date``: the date the source says it was checked, or
-else the date it was read). Prices change; a deployment corrects or extends them with
-:meth:`PriceTable.with_overrides` from its configuration rather than waiting for a release.
+The packaged table (``deja/data/prices.json``) holds list prices in USD per 1M tokens:
+OpenAI-family models (OpenAI and DeepSeek) under ``models``, and models whose providers
+bill prompt-cache writes by lifetime under ``provider_models.<provider>`` (Anthropic: a
+5-minute write at 1.25x input, ``cache_write``, and a 1-hour write at 2x input,
+``cache_write_1h``). Each row records where the price came from (``source``, a URL) and as
+of when (``date``: the date the source says it was checked, or else the date it was read).
+Prices change; a deployment corrects or extends them with :meth:`PriceTable.with_overrides`
+from its configuration rather than waiting for a release.
 
 Lookups accept what a resolved request carries: ``"gpt-4o"``, ``"openai/gpt-4o"`` and dated
-snapshots (``"gpt-4o-2024-08-06"``, ``"gpt-4-0613"``) all find the ``gpt-4o``/``gpt-4`` row.
+snapshots (``"gpt-4o-2024-08-06"``, ``"gpt-4-0613"``, ``"claude-sonnet-4-5-20250929"``) all
+find the ``gpt-4o``/``gpt-4``/``claude-sonnet-4-5`` row.
 
 The cost of a response follows OpenAI's usage shape: ``prompt_tokens`` is the whole input,
 of which ``prompt_tokens_details.cached_tokens`` were read from the provider's prompt cache
 and a top-level ``cache_creation_input_tokens`` (Anthropic-style usage, as normalized by
-the providers) were written to it; ``completion_tokens`` (reasoning included) is the output.
+:mod:`deja.providers.usage`) were written to it, ``cache_creation.ephemeral_1h_input_tokens``
+of them with a 1-hour lifetime; ``completion_tokens`` (reasoning included) is the output.
 """
 
 from __future__ import annotations
@@ -33,24 +38,31 @@ __all__ = ["PRICE_FIELDS", "Price", "PriceTable"]
 _PER_MILLION = 1_000_000
 
 # A snapshot is a known model name followed by its release date, either ``-YYYY-MM-DD``
-# (gpt-4o-2024-08-06) or the older ``-MMDD`` (gpt-4-0613, gpt-3.5-turbo-0125).
-_DATE_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{4})$")
+# (gpt-4o-2024-08-06), the older ``-MMDD`` (gpt-4-0613, gpt-3.5-turbo-0125) or Anthropic's
+# ``-YYYYMMDD`` (claude-sonnet-4-5-20250929).
+_DATE_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{4})$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 # Field names accepted in overrides: deja's own (per 1M tokens) and LiteLLM's
 # ``model_info`` names (per single token), so an existing LiteLLM config keeps working.
 _PRICE_FIELDS = ("input", "output", "cached_input", "cache_write")
+# The 1-hour write price is optional in ``models`` rows (OpenAI bills no writes) and
+# required in ``provider_models`` rows, whose providers bill writes by lifetime.
+_LIFETIME_FIELDS = ("cache_write_1h",)
 _LITELLM_FIELDS = {
     "input_cost_per_token": "input",
     "output_cost_per_token": "output",
     "cache_read_input_token_cost": "cached_input",
     "cache_creation_input_token_cost": "cache_write",
+    "cache_creation_input_token_cost_above_1hr": "cache_write_1h",
 }
-_NULLABLE_FIELDS = ("cached_input", "cache_write")
+_NULLABLE_FIELDS = ("cached_input", "cache_write", "cache_write_1h")
 _TEXT_FIELDS = ("source", "date")
-_KNOWN_FIELDS = (*_PRICE_FIELDS, *_LITELLM_FIELDS, *_TEXT_FIELDS)
+_KNOWN_FIELDS = (*_PRICE_FIELDS, *_LIFETIME_FIELDS, *_LITELLM_FIELDS, *_TEXT_FIELDS)
 
-PRICE_FIELDS: frozenset[str] = frozenset(_PRICE_FIELDS) | frozenset(_LITELLM_FIELDS)
+PRICE_FIELDS: frozenset[str] = (
+    frozenset(_PRICE_FIELDS) | frozenset(_LIFETIME_FIELDS) | frozenset(_LITELLM_FIELDS)
+)
 """Field names that set a price in an override (deja's per-1M names and LiteLLM's per-token
 names); configuration blocks that mix prices with other settings pick these out."""
 
@@ -62,8 +74,10 @@ class Price:
     """One model's list price, in USD per 1M tokens.
 
     ``cached_input`` is the price of input read from the provider's prompt cache and
-    ``cache_write`` the price of input written to it; ``None`` means the provider has no
-    separate price, so those tokens cost ``input``.
+    ``cache_write`` the price of input written to it (for Anthropic: with the default
+    5-minute lifetime); ``None`` means the provider has no separate price, so those tokens
+    cost ``input``. ``cache_write_1h`` is the price of a write with a 1-hour lifetime;
+    ``None`` bills such writes at ``cache_write``.
     """
 
     input: float
@@ -72,6 +86,7 @@ class Price:
     cache_write: float | None
     source: str
     date: str
+    cache_write_1h: float | None = None
 
 
 class PriceTable:
@@ -92,8 +107,13 @@ class PriceTable:
         """The table packaged with deja (read from ``deja/data/prices.json`` once, here)."""
         text = (files("deja") / "data" / "prices.json").read_text(encoding="utf-8")
         document = json.loads(text)
-        rows = document["models"]
-        return cls({name: _packaged_price(name, row) for name, row in rows.items()})
+        prices = {name: _packaged_price(name, row) for name, row in document["models"].items()}
+        for provider, rows in document.get("provider_models", {}).items():
+            for name, row in rows.items():
+                prices[name] = _packaged_price(
+                    name, row, required=(*_PRICE_FIELDS, *_LIFETIME_FIELDS), at=provider
+                )
+        return cls(prices)
 
     @property
     def prices(self) -> Mapping[str, Price]:
@@ -104,9 +124,11 @@ class PriceTable:
         """A new table with ``overrides`` (model name → fields) applied on top of this one.
 
         Fields use this module's names, per 1M tokens (``input``, ``output``,
-        ``cached_input``, ``cache_write``, plus optional ``source`` and ``date``), or
-        LiteLLM's per-token names (``input_cost_per_token``, ``output_cost_per_token``,
-        ``cache_read_input_token_cost``, ``cache_creation_input_token_cost``). Overriding a
+        ``cached_input``, ``cache_write``, ``cache_write_1h``, plus optional ``source`` and
+        ``date``), or LiteLLM's per-token names (``input_cost_per_token``,
+        ``output_cost_per_token``, ``cache_read_input_token_cost``,
+        ``cache_creation_input_token_cost``, ``cache_creation_input_token_cost_above_1hr``).
+        Overriding a
         known model may change only some fields; a new model needs ``input`` and ``output``.
         Raises :class:`~deja.errors.ConfigError` naming the offending field.
         """
@@ -147,7 +169,9 @@ class PriceTable:
 
         Returns ``None`` for an unknown model or when ``usage`` carries no token counts.
         Never raises on odd usage: fields that are not non-negative integers count as
-        absent, and cached/written counts are capped at the prompt size.
+        absent, and cached/written counts are capped at the prompt size. Written tokens
+        are billed at ``cache_write`` except the ``cache_creation.ephemeral_1h_input_tokens``
+        among them, billed at ``cache_write_1h``.
         """
         price = self.lookup(model)
         if price is None or not isinstance(usage, Mapping):
@@ -166,17 +190,40 @@ class PriceTable:
             cached = _count(usage.get("prompt_cache_hit_tokens"))
         cached = min(cached or 0, prompt)
         written = min(_count(usage.get("cache_creation_input_tokens")) or 0, prompt - cached)
+        split = usage.get("cache_creation")
+        written_1h = (
+            _count(split.get("ephemeral_1h_input_tokens")) if isinstance(split, Mapping) else None
+        )
+        written_1h = min(written_1h or 0, written)
         uncached = prompt - cached - written
 
         cached_rate = price.input if price.cached_input is None else price.cached_input
         write_rate = price.input if price.cache_write is None else price.cache_write
+        write_1h_rate = write_rate if price.cache_write_1h is None else price.cache_write_1h
         total = (
             uncached * price.input
             + cached * cached_rate
-            + written * write_rate
+            + (written - written_1h) * write_rate
+            + written_1h * write_1h_rate
             + completion * price.output
         )
         return total / _PER_MILLION
+
+    def provider_cache_savings(
+        self, model: str, usage: Mapping[str, object] | None
+    ) -> float | None:
+        """USD the provider's prompt cache saved on one response (negative: it cost more).
+
+        The cost of the same usage with every prompt token billed at the input price, minus
+        :meth:`cost`. Reads save money; writes cost more than plain input, so a response
+        that only wrote to the cache has a negative saving. ``None`` when :meth:`cost` is.
+        """
+        actual = self.cost(model, usage)
+        if actual is None or not isinstance(usage, Mapping):
+            return None
+        plain = {key: usage[key] for key in ("prompt_tokens", "completion_tokens") if key in usage}
+        uncached = self.cost(model, plain)
+        return None if uncached is None else uncached - actual
 
 
 def _count(value: object) -> int | None:
@@ -213,11 +260,17 @@ def _rate_for(target: str, value: object, *, path: str) -> float | None:
     return _rate(value, path=path)
 
 
-def _packaged_price(name: str, row: Mapping[str, object]) -> Price:
-    """One row of the packaged JSON; every field is required there."""
-    missing = [field for field in (*_PRICE_FIELDS, *_TEXT_FIELDS) if field not in row]
+def _packaged_price(
+    name: str,
+    row: Mapping[str, object],
+    *,
+    required: tuple[str, ...] = _PRICE_FIELDS,
+    at: str = "models",
+) -> Price:
+    """One row of the packaged JSON; every ``required`` field must be there."""
+    missing = [field for field in (*required, *_TEXT_FIELDS) if field not in row]
     if missing:
-        raise ConfigError(f"missing fields {missing}", path=f"prices.json:{name}")
+        raise ConfigError(f"missing fields {missing}", path=f"prices.json:{at}.{name}")
     date = _text(row["date"], path=f"{name}.date")
     if not _DATE.match(date):
         raise ConfigError(f"date must be YYYY-MM-DD, not {date!r}", path=f"{name}.date")
@@ -228,6 +281,7 @@ def _packaged_price(name: str, row: Mapping[str, object]) -> Price:
         cache_write=_optional_rate(row["cache_write"], path=f"{name}.cache_write"),
         source=_text(row["source"], path=f"{name}.source"),
         date=date,
+        cache_write_1h=_optional_rate(row.get("cache_write_1h"), path=f"{name}.cache_write_1h"),
     )
 
 
@@ -243,7 +297,7 @@ def _override_price(name: str, fields: Mapping[str, object], *, base: Price | No
             rate = _rate_for(target, value, path=path)
             # LiteLLM prices a single token; deja's table is per 1M tokens.
             per_million = None if rate is None else rate * _PER_MILLION
-        elif field in _PRICE_FIELDS:
+        elif field in _PRICE_FIELDS or field in _LIFETIME_FIELDS:
             target = field
             per_million = _rate_for(target, value, path=path)
         elif field in _TEXT_FIELDS:
@@ -286,6 +340,7 @@ def _override_price(name: str, fields: Mapping[str, object], *, base: Price | No
         output=output_rate,
         cached_input=rates.get("cached_input", base.cached_input),
         cache_write=rates.get("cache_write", base.cache_write),
+        cache_write_1h=rates.get("cache_write_1h", base.cache_write_1h),
         # An override is no longer what the packaged source said.
         source=texts.get("source", _OVERRIDE_SOURCE),
         date=texts.get("date", ""),

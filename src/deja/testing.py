@@ -6,15 +6,28 @@ pass it as ``clock=`` to a store or cache.
 :class:`FakeOpenAIServer` is a simulated OpenAI-compatible API (no real model behind it) on a
 free loopback port: it speaks OpenAI's wire format over real HTTP, records every request, and
 lets a test script replies (:class:`Reply`), failures, delays and dropped connections.
+
+:class:`FakeAnthropicServer` is a simulated Anthropic Messages API (JSON and SSE) that records
+what deja sent, simulates prompt caching (cache writes, then reads, with the 5m/1h split) and
+answers with Anthropic's own errors (a fifth ``cache_control`` breakpoint, a missing
+``anthropic-version`` header, a wrong ``x-api-key``); :class:`AnthropicReply` scripts an answer.
 """
 
 from __future__ import annotations
 
 import threading
 
+from deja._fake_anthropic import AnthropicReply, FakeAnthropicServer
 from deja._fake_openai import FakeOpenAIServer, RecordedRequest, Reply
 
-__all__ = ["FakeClock", "FakeOpenAIServer", "RecordedRequest", "Reply"]
+__all__ = [
+    "AnthropicReply",
+    "FakeAnthropicServer",
+    "FakeClock",
+    "FakeOpenAIServer",
+    "RecordedRequest",
+    "Reply",
+]
 
 
 class FakeClock:

@@ -1,0 +1,841 @@
+"""A simulated Anthropic Messages API over real HTTP, the provider deja's Anthropic tests talk to.
+
+Nothing here reaches Anthropic. :class:`FakeAnthropicServer` serves ``POST /v1/messages`` in
+Anthropic's wire format (JSON, and server-sent events with ``"stream": true``) from a stdlib
+:class:`~http.server.ThreadingHTTPServer` on a loopback port, records every request, and
+simulates what matters to a cache in front of it:
+
+* **prompt caching**: the prefix up to each ``cache_control`` breakpoint (tools, then
+  system, then messages) is remembered for its lifetime (``"5m"`` or ``"1h"``, on an
+  injectable clock). A request whose prefix was seen reads it
+  (``cache_read_input_tokens``); new breakpoints write (``cache_creation_input_tokens``,
+  split in ``cache_creation.ephemeral_5m_input_tokens``/``ephemeral_1h_input_tokens``);
+  ``input_tokens`` is what is left. As on Anthropic, a hit is looked for up to 20 blocks
+  before each breakpoint, a read refreshes the entry's lifetime, and a prefix below the
+  model's minimum (:func:`deja.providers.planner.minimum_cacheable_tokens`, or the
+  server's ``minimum_tokens``) is not cached. Tokens are estimated at four characters each
+  (1,600 per image or document), the planner's estimate;
+* **Anthropic's errors**, with its bodies (``{"type": "error", "error": {type, message}}``):
+  401 for a missing or wrong ``x-api-key`` (when the server has an ``api_key``), 400 for a
+  missing ``anthropic-version`` header, for a fifth breakpoint (``"A maximum of 4 blocks
+  with cache_control may be provided. Found 5."``), for a 1h breakpoint after a 5m one, for
+  a ``system`` role inside ``messages``, for missing ``model``/``max_tokens``/``messages``
+  and for empty text blocks; and scripted failures (:meth:`FakeAnthropicServer.fail_next`).
+
+Replies are deterministic text about the last user message unless scripted with
+:class:`AnthropicReply` (text, thinking, tool use, stop reason). Public names are
+re-exported from :mod:`deja.testing`; import them from there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import re
+import socket
+import socketserver
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Final, Self
+
+import orjson
+
+from deja._fake_openai import RecordedRequest, _reason, _route_path, _shutdown
+from deja.providers.planner import IMAGE_TOKENS, estimate_tokens, minimum_cacheable_tokens
+
+__all__ = ["AnthropicReply", "FakeAnthropicServer"]
+
+logger = logging.getLogger(__name__)
+
+_MAX_BREAKPOINTS: Final = 4
+_LOOKBACK: Final = 20  # blocks before a breakpoint where Anthropic looks for a cache hit
+_TTL_SECONDS: Final = {"5m": 300.0, "1h": 3600.0}
+_ARGUMENT_PIECE: Final = 8  # characters of tool input per input_json_delta
+_WORD: Final = re.compile(r"\s*\S+|\s+$")
+_ERROR_TYPES: Final = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+
+
+@dataclass(frozen=True)
+class AnthropicReply:
+    """A scripted answer: ``AnthropicReply("Bonjour")``.
+
+    The content blocks come in Anthropic's order: ``thinking`` (with ``signature``, one is
+    made up when absent), then ``text``, then one ``tool_use`` block per entry of
+    ``tool_uses`` (``{"name", "input"}``, an ``id`` is made up when absent).
+    ``stop_reason`` ``None`` means ``tool_use`` with tool uses, else ``end_turn``.
+    ``output_tokens`` overrides the estimate; ``latency`` the server's.
+    """
+
+    text: str | None = None
+    _: KW_ONLY
+    thinking: str | None = None
+    signature: str | None = None
+    tool_uses: Sequence[Mapping[str, Any]] | None = None
+    stop_reason: str | None = None
+    output_tokens: int | None = None
+    latency: float | None = None
+
+
+ReplyFunction = Callable[[dict[str, Any]], AnthropicReply | None]
+
+
+class _Refusal(Exception):
+    """A request Anthropic refuses: status, error type and message."""
+
+    def __init__(self, status: int, message: str, kind: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.kind = kind or _ERROR_TYPES.get(status, "api_error")
+
+
+@dataclass(frozen=True)
+class _Failure:
+    status: int
+    body: dict[str, Any] | None
+    headers: dict[str, str]
+
+
+@dataclass
+class _Entry:
+    expires: float
+    seconds: float
+
+
+class FakeAnthropicServer:
+    """A simulated Anthropic Messages API on a loopback port (see the module docstring).
+
+    ``api_key``: when set, requests need ``x-api-key: <api_key>``. ``minimum_tokens``
+    overrides the per-model minimum cacheable prefix; ``clock`` (seconds, monotonic) drives
+    cache lifetimes, so a test can expire entries without sleeping. ``latency`` and
+    ``chunk_delay`` (seconds before a response / between streamed events) may change while
+    the server runs. The constructor does no I/O; :meth:`start` binds the socket::
+
+        with FakeAnthropicServer(api_key="sk-ant-test") as server:
+            httpx2.post(server.url + "/v1/messages", json=..., headers=...)
+            assert server.count("/v1/messages") == 1
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        latency: float = 0.0,
+        chunk_delay: float = 0.0,
+        minimum_tokens: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.api_key = api_key
+        self.latency = latency
+        self.chunk_delay = chunk_delay
+        self.minimum_tokens = minimum_tokens
+        self._clock = clock
+        self._host = host
+        self._port = port
+        self._lock = threading.Lock()
+        self._requests: list[RecordedRequest] = []
+        self._queued: deque[AnthropicReply] = deque()
+        self._reply_fn: ReplyFunction | None = None
+        self._failures: deque[_Failure] = deque()
+        self._cache: dict[str, _Entry] = {}
+        self._connections = itertools.count(1)
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Bind the socket and serve from a daemon thread; a no-op when already running."""
+        with self._lock:
+            if self._httpd is not None:
+                return self
+            httpd = _HTTPServer((self._host, self._port), self)
+            self._stopping.clear()
+            thread = threading.Thread(
+                target=httpd.serve_forever,
+                kwargs={"poll_interval": 0.02},
+                name=f"FakeAnthropicServer:{httpd.server_port}",
+                daemon=True,
+            )
+            self._httpd, self._thread = httpd, thread
+        thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close open connections and the socket; idempotent."""
+        with self._lock:
+            httpd, thread = self._httpd, self._thread
+            self._httpd = self._thread = None
+        if httpd is None or thread is None:
+            return
+        httpd.shutdown()
+        httpd.close_connections()
+        self._stopping.set()
+        httpd.server_close()
+        thread.join()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """``http://HOST:PORT``: what to pass as ``api_base`` (deja appends ``/v1/messages``)."""
+        httpd = self._httpd
+        if httpd is None:
+            raise RuntimeError("FakeAnthropicServer is not running: call start() first")
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{httpd.server_port}"
+
+    # -- recording and scripting --------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A snapshot of every request received so far, oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    def count(self, path: str | None = None) -> int:
+        """How many requests were received, in all or for one path (``/v1`` optional)."""
+        with self._lock:
+            if path is None:
+                return len(self._requests)
+            wanted = _route_path(path)
+            return sum(1 for r in self._requests if _route_path(r.path) == wanted)
+
+    def reset(self) -> None:
+        """Forget recorded requests, scripted replies and failures, and the prompt cache."""
+        with self._lock:
+            self._requests.clear()
+            self._queued.clear()
+            self._reply_fn = None
+            self._failures.clear()
+            self._cache.clear()
+
+    def clear_prompt_cache(self) -> None:
+        """Forget every cached prefix (as if all lifetimes had run out)."""
+        with self._lock:
+            self._cache.clear()
+
+    def queue_reply(self, reply: AnthropicReply, *, times: int = 1) -> None:
+        """Answer the next ``times`` requests with ``reply``."""
+        with self._lock:
+            self._queued.extend([reply] * times)
+
+    def reply_with(self, fn: ReplyFunction | None) -> None:
+        """Decide each reply with ``fn(body)`` (``None`` from it: the default answer)."""
+        with self._lock:
+            self._reply_fn = fn
+
+    def fail_next(
+        self,
+        status: int,
+        *,
+        times: int = 1,
+        body: dict[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Make the next ``times`` requests fail with ``status`` (Anthropic's error body for
+        it unless ``body`` is given; ``headers`` added, e.g. ``retry-after``)."""
+        with self._lock:
+            self._failures.extend([_Failure(status, body, dict(headers or {}))] * times)
+
+    # -- used by the handler --------------------------------------------------------------------
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self._requests.append(request)
+
+    def _next_connection(self) -> int:
+        with self._lock:
+            return next(self._connections)
+
+    def _take_failure(self) -> _Failure | None:
+        with self._lock:
+            return self._failures.popleft() if self._failures else None
+
+    def _take_reply(self, body: dict[str, Any]) -> AnthropicReply | None:
+        with self._lock:
+            if self._queued:
+                return self._queued.popleft()
+            fn = self._reply_fn
+        return fn(body) if fn is not None else None
+
+    def _sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self._stopping.wait(seconds)
+
+    def _prompt_usage(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Input usage of ``body`` against the simulated prompt cache (updating it)."""
+        blocks = _flatten(body)
+        minimum = self.minimum_tokens
+        if minimum is None:
+            minimum = minimum_cacheable_tokens(str(body.get("model", "")))
+        cumulative: list[int] = []
+        total = 0
+        for _, tokens, _ in blocks:
+            total += tokens
+            cumulative.append(total)
+        breakpoints = [(k, ttl) for k, (_, _, ttl) in enumerate(blocks) if ttl is not None]
+        with self._lock:
+            now = self._clock()
+            read_at = -1
+            for k, _ in reversed(breakpoints):
+                for j in range(k, max(-1, k - _LOOKBACK), -1):
+                    entry = self._cache.get(blocks[j][0])
+                    if entry is not None and entry.expires > now:
+                        entry.expires = now + entry.seconds  # a read refreshes the lifetime
+                        read_at = j
+                        break
+                if read_at >= 0:
+                    break
+            read = cumulative[read_at] if read_at >= 0 else 0
+            written = {"5m": 0, "1h": 0}
+            end = read
+            for k, ttl in breakpoints:
+                if k <= read_at or cumulative[k] < minimum:
+                    continue
+                written[ttl] += cumulative[k] - end
+                end = cumulative[k]
+                seconds = _TTL_SECONDS[ttl]
+                self._cache[blocks[k][0]] = _Entry(now + seconds, seconds)
+        creation = written["5m"] + written["1h"]
+        return {
+            "input_tokens": total - read - creation,
+            "cache_creation_input_tokens": creation,
+            "cache_read_input_tokens": read,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": written["5m"],
+                "ephemeral_1h_input_tokens": written["1h"],
+            },
+        }
+
+    def __repr__(self) -> str:
+        where = self.url if self._httpd is not None else "stopped"
+        return f"<FakeAnthropicServer (simulated) {where}>"
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 64
+
+    def __init__(self, address: tuple[str, int], owner: FakeAnthropicServer) -> None:
+        self.owner = owner
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind resolves the host's FQDN: a DNS lookup that can stall offline.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name = str(self.server_address[0])
+        self.server_port = int(self.server_address[1])
+
+    def track(self, conn: socket.socket) -> None:
+        with self._open_lock:
+            self._open.add(conn)
+
+    def untrack(self, conn: socket.socket) -> None:
+        with self._open_lock:
+            self._open.discard(conn)
+
+    def close_connections(self) -> None:
+        with self._open_lock:
+            conns = list(self._open)
+        for conn in conns:
+            _shutdown(conn)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], OSError):
+            return  # a client that went away mid-response is routine here
+        logger.exception("simulated Anthropic server: error serving %s", client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _HTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        # Small SSE writes must not wait for the client's delayed ACK (Nagle).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.track(self.connection)
+        self.connection_number = self.server.owner._next_connection()
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.untrack(self.connection)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return  # no stderr line per request
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def _read_body(self) -> bytes:
+        if "chunked" in str(self.headers.get("transfer-encoding", "")).lower():
+            parts: list[bytes] = []
+            while True:
+                size = int(self.rfile.readline(65537).split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(parts)
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("content-length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _dispatch(self) -> None:
+        owner = self.server.owner
+        try:
+            raw = self._read_body()
+        except ValueError:
+            self.close_connection = True
+            self._send_error(400, "invalid_request_error", "Could not read the request body.")
+            return
+        path, _, query = self.path.partition("?")
+        headers: dict[str, str] = {}
+        for original, value in self.headers.items():
+            name = original.lower()
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        body: Any = None
+        if raw:
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                body = None
+        owner._record(
+            RecordedRequest(self.command, path, headers, body, raw, query, self.connection_number)
+        )
+        try:
+            self._route(owner, path, headers, body)
+        except OSError:
+            raise
+        except _Refusal as exc:
+            self._send_error(exc.status, exc.kind, exc.message)
+        except Exception:
+            logger.exception("simulated Anthropic server: error handling %s %s", self.command, path)
+            self._send_error(500, "api_error", "Internal server error (simulated server)")
+
+    def _route(
+        self, owner: FakeAnthropicServer, path: str, headers: Mapping[str, str], body: Any
+    ) -> None:
+        if self.command != "POST" or _route_path(path) != "/messages":
+            raise _Refusal(404, f"Not found: {self.command} {path}", "not_found_error")
+        if owner.api_key is not None:
+            key = headers.get("x-api-key")
+            if not key:
+                raise _Refusal(401, "x-api-key header is required")
+            if key != owner.api_key:
+                raise _Refusal(401, "invalid x-api-key")
+        if not headers.get("anthropic-version"):
+            raise _Refusal(400, "anthropic-version: header is required")
+        failure = owner._take_failure()
+        if failure is not None:
+            self._send_failure(failure)
+            return
+        if not isinstance(body, dict):
+            raise _Refusal(
+                400,
+                "There was an error parsing the body of your request. "
+                "Please verify that it is valid JSON.",
+            )
+        _validate(body)
+        self._messages(owner, body)
+
+    def _messages(self, owner: FakeAnthropicServer, body: dict[str, Any]) -> None:
+        usage = owner._prompt_usage(body)
+        reply = owner._take_reply(body)
+        blocks, stop_reason, stop_sequence, output = _answer(body, reply)
+        usage["output_tokens"] = output
+        usage["service_tier"] = "standard"
+        owner._sleep(
+            reply.latency if reply is not None and reply.latency is not None else owner.latency
+        )
+        message = {
+            "id": f"msg_{uuid.uuid4().hex[:24]}",
+            "type": "message",
+            "role": "assistant",
+            "model": body["model"],
+            "content": blocks,
+            "stop_reason": stop_reason,
+            "stop_sequence": stop_sequence,
+            "usage": usage,
+        }
+        if body.get("stream") is True:
+            self._send_stream(owner, _events(message))
+        else:
+            self._send_json(200, message)
+
+    # -- response -----------------------------------------------------------------------------
+
+    def _head(self, status: int, fields: list[tuple[str, str]]) -> bytes:
+        lines = [
+            f"HTTP/1.1 {status} {_reason(status)}",
+            f"request-id: req_{uuid.uuid4().hex[:24]}",
+            "server: deja-simulated",
+        ]
+        lines.extend(f"{name}: {value}" for name, value in fields)
+        if self.close_connection:
+            lines.append("connection: close")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def _send_json(
+        self, status: int, payload: Any, headers: Mapping[str, str] | None = None
+    ) -> None:
+        data = orjson.dumps(payload)
+        fields = [("content-type", "application/json"), ("content-length", str(len(data)))]
+        fields.extend((headers or {}).items())
+        self.wfile.write(self._head(status, fields) + data)
+
+    def _send_error(
+        self, status: int, kind: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        body = {
+            "type": "error",
+            "error": {"type": kind, "message": message},
+            "request_id": f"req_{uuid.uuid4().hex[:24]}",
+        }
+        self._send_json(status, body, headers)
+
+    def _send_failure(self, failure: _Failure) -> None:
+        if failure.body is not None:
+            self._send_json(failure.status, failure.body, failure.headers)
+            return
+        kind = _ERROR_TYPES.get(failure.status, "api_error")
+        message = "Overloaded" if failure.status == 529 else f"Simulated {kind}."
+        self._send_error(failure.status, kind, message, failure.headers)
+
+    def _send_stream(self, owner: FakeAnthropicServer, events: list[dict[str, Any]]) -> None:
+        frames = [
+            b"event: " + str(event["type"]).encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+            for event in events
+        ]
+        fields = [
+            ("content-type", "text/event-stream; charset=utf-8"),
+            ("cache-control", "no-cache"),
+            ("transfer-encoding", "chunked"),
+        ]
+        chunked = [b"%x\r\n%s\r\n" % (len(f), f) for f in frames] + [b"0\r\n\r\n"]
+        head = self._head(200, fields)
+        if owner.chunk_delay <= 0:
+            self.wfile.write(head + b"".join(chunked))
+            return
+        self.wfile.write(head)
+        for i, frame in enumerate(chunked):
+            if i:
+                owner._sleep(owner.chunk_delay)
+            self.wfile.write(frame)
+
+
+# -- pure helpers ---------------------------------------------------------------------------
+
+
+def _count_markers(value: Any) -> int:
+    """``cache_control`` blocks anywhere in ``value`` (nested tool_result content included)."""
+    if isinstance(value, dict):
+        own = 1 if value.get("cache_control") is not None else 0
+        return own + sum(_count_markers(v) for k, v in value.items() if k != "cache_control")
+    if isinstance(value, list):
+        return sum(_count_markers(item) for item in value)
+    return 0
+
+
+def _validate(body: Mapping[str, Any]) -> None:
+    """Refuse what Anthropic refuses (the checks a cache in front of it can trip)."""
+    if not isinstance(body.get("model"), str):
+        raise _Refusal(400, "model: Field required")
+    if "max_tokens" not in body:
+        raise _Refusal(400, "max_tokens: Field required")
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        raise _Refusal(400, "messages: Field required")
+    for i, message in enumerate(messages):
+        role = message.get("role") if isinstance(message, dict) else None
+        if role == "system":
+            raise _Refusal(
+                400,
+                'messages: Unexpected role "system". The Messages API accepts a top-level '
+                '`system` parameter, not "system" as an input message role.',
+            )
+        if role not in ("user", "assistant"):
+            raise _Refusal(400, f"messages.{i}.role: Input should be 'user' or 'assistant'")
+        content = message.get("content")
+        if content == "" or (
+            isinstance(content, list)
+            and any(
+                isinstance(b, dict) and b.get("type") == "text" and not b.get("text")
+                for b in content
+            )
+        ):
+            raise _Refusal(400, f"messages.{i}: text content blocks must be non-empty")
+    found = (
+        _count_markers(body.get("tools"))
+        + _count_markers(body.get("system"))
+        + _count_markers(messages)
+        + (1 if body.get("cache_control") is not None else 0)
+    )
+    if found > _MAX_BREAKPOINTS:
+        raise _Refusal(
+            400,
+            f"A maximum of {_MAX_BREAKPOINTS} blocks with cache_control may be provided. "
+            f"Found {found}.",
+        )
+    seen_5m = False
+    for _, _, ttl in _flatten(body):
+        if ttl == "1h" and seen_5m:
+            raise _Refusal(
+                400,
+                "a ttl='1h' cache_control block must not come after a ttl='5m' cache_control "
+                "block. Note that blocks are processed in the following order: `tools`, "
+                "`system`, `messages`.",
+            )
+        seen_5m = seen_5m or ttl == "5m"
+
+
+def _ttl(block: Any) -> str | None:
+    """The lifetime of a block's breakpoint, or ``None`` when it is not one."""
+    if not isinstance(block, dict):
+        return None
+    control = block.get("cache_control")
+    if control is None and block.get("type") == "tool_result":
+        nested = block.get("content")
+        if isinstance(nested, list):
+            control = next(
+                (
+                    b.get("cache_control")
+                    for b in nested
+                    if isinstance(b, dict) and b.get("cache_control")
+                ),
+                None,
+            )
+    if not isinstance(control, dict):
+        return None
+    return "1h" if control.get("ttl") == "1h" else "5m"
+
+
+def _block_tokens(block: Any) -> int:
+    if isinstance(block, str):
+        return estimate_tokens(block)
+    if not isinstance(block, dict):
+        return 0
+    kind = block.get("type")
+    if kind == "text":
+        return estimate_tokens(str(block.get("text") or ""))
+    if kind == "thinking":
+        return estimate_tokens(str(block.get("thinking") or ""))
+    if kind in ("image", "document"):
+        return IMAGE_TOKENS
+    if kind == "tool_use":
+        return estimate_tokens(str(block.get("name", "")) + json.dumps(block.get("input")))
+    if kind == "tool_result":
+        content = block.get("content")
+        if isinstance(content, list):
+            return sum(_block_tokens(b) for b in content)
+        return estimate_tokens(str(content or ""))
+    plain = {k: v for k, v in block.items() if k != "cache_control"}
+    return estimate_tokens(json.dumps(plain, ensure_ascii=False))
+
+
+def _identity(value: Any) -> Any:
+    """A block as the cache sees it: without its markers."""
+    if isinstance(value, dict):
+        return {k: _identity(v) for k, v in value.items() if k != "cache_control"}
+    if isinstance(value, list):
+        return [_identity(v) for v in value]
+    return value
+
+
+def _flatten(body: Mapping[str, Any]) -> list[tuple[str, int, str | None]]:
+    """Every block in prefix order (tools, system, messages): (prefix hash, tokens, ttl)."""
+    items: list[tuple[str, Any]] = []
+    for tool in body.get("tools") or ():
+        items.append(("tool", tool))
+    system = body.get("system")
+    if isinstance(system, str):
+        items.append(("system", {"type": "text", "text": system}))
+    elif isinstance(system, list):
+        items.extend(("system", block) for block in system)
+    for message in body.get("messages") or ():
+        if not isinstance(message, dict):
+            continue
+        role = str(message.get("role"))
+        content = message.get("content")
+        if isinstance(content, str):
+            items.append((role, {"type": "text", "text": content}))
+        elif isinstance(content, list):
+            items.extend((role, block) for block in content)
+    out: list[tuple[str, int, str | None]] = []
+    digest = hashlib.sha256(str(body.get("model", "")).encode())
+    automatic = body.get("cache_control")
+    for position, (role, block) in enumerate(items):
+        digest.update(orjson.dumps([role, _identity(block)], option=orjson.OPT_SORT_KEYS))
+        ttl = _ttl(block)
+        if ttl is None and automatic is not None and position == len(items) - 1:
+            # Automatic caching: a top-level cache_control marks the last block.
+            ttl = "1h" if isinstance(automatic, dict) and automatic.get("ttl") == "1h" else "5m"
+        out.append((digest.copy().hexdigest(), _block_tokens(block), ttl))
+    return out
+
+
+def _last_user_text(messages: Sequence[Any]) -> str:
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                texts = [
+                    str(b.get("text", ""))
+                    for b in content
+                    if isinstance(b, dict) and b.get("type") == "text"
+                ]
+                if texts:
+                    return "\n".join(texts)
+    return ""
+
+
+def _answer(
+    body: Mapping[str, Any], reply: AnthropicReply | None
+) -> tuple[list[dict[str, Any]], str, str | None, int]:
+    """(content blocks, stop_reason, stop_sequence, output tokens) for a request."""
+    if reply is None:
+        question = _last_user_text(body["messages"])
+        digest = hashlib.sha256(question.encode()).hexdigest()[:8]
+        text = f"Simulated answer to: {question[:40]} [{digest}]"
+        stop_reason, stop_sequence = "end_turn", None
+        for sequence in body.get("stop_sequences") or ():
+            if isinstance(sequence, str) and sequence and sequence in text:
+                text, stop_reason, stop_sequence = (
+                    text.split(sequence, maxsplit=1)[0],
+                    "stop_sequence",
+                    sequence,
+                )
+                break
+        limit = body.get("max_tokens")
+        if isinstance(limit, int) and estimate_tokens(text) > limit:
+            text, stop_reason = text[: limit * 4], "max_tokens"
+        return [{"type": "text", "text": text}], stop_reason, stop_sequence, estimate_tokens(text)
+    blocks: list[dict[str, Any]] = []
+    output = 0
+    if reply.thinking is not None:
+        signature = reply.signature or hashlib.sha256(reply.thinking.encode()).hexdigest()
+        blocks.append({"type": "thinking", "thinking": reply.thinking, "signature": signature})
+        output += estimate_tokens(reply.thinking)
+    if reply.text is not None:
+        blocks.append({"type": "text", "text": reply.text})
+        output += estimate_tokens(reply.text)
+    for use in reply.tool_uses or ():
+        block = {
+            "type": "tool_use",
+            "id": use.get("id") or f"toolu_{uuid.uuid4().hex[:24]}",
+            "name": use.get("name"),
+            "input": dict(use.get("input") or {}),
+        }
+        blocks.append(block)
+        output += estimate_tokens(str(block["name"]) + json.dumps(block["input"]))
+    stop_reason = reply.stop_reason or ("tool_use" if reply.tool_uses else "end_turn")
+    if reply.output_tokens is not None:
+        output = reply.output_tokens
+    return blocks, stop_reason, None, output
+
+
+def _pieces(text: str) -> list[str]:
+    return _WORD.findall(text) or ([text] if text else [])
+
+
+def _events(message: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The SSE events Anthropic streams for ``message``, in its order."""
+    usage = dict(message["usage"])
+    start_usage = {**usage, "output_tokens": 1}  # Anthropic counts the first token at start
+    head = {**message, "content": [], "stop_reason": None, "stop_sequence": None}
+    events: list[dict[str, Any]] = [
+        {"type": "message_start", "message": {**head, "usage": start_usage}}
+    ]
+    for index, block in enumerate(message["content"]):
+        kind = block["type"]
+        if kind == "text":
+            events.append(
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {"type": "text", "text": ""},
+                }
+            )
+            deltas = [{"type": "text_delta", "text": p} for p in _pieces(block["text"])]
+        elif kind == "thinking":
+            events.append(
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+                }
+            )
+            deltas = [{"type": "thinking_delta", "thinking": p} for p in _pieces(block["thinking"])]
+            deltas.append({"type": "signature_delta", "signature": block["signature"]})
+        else:  # tool_use
+            events.append(
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {**block, "input": {}},
+                }
+            )
+            arguments = json.dumps(block["input"])
+            deltas = [{"type": "input_json_delta", "partial_json": ""}]
+            deltas += [
+                {"type": "input_json_delta", "partial_json": arguments[i : i + _ARGUMENT_PIECE]}
+                for i in range(0, len(arguments), _ARGUMENT_PIECE)
+            ]
+        if index == 0:
+            events.append({"type": "ping"})
+        events.extend({"type": "content_block_delta", "index": index, "delta": d} for d in deltas)
+        events.append({"type": "content_block_stop", "index": index})
+    events.append(
+        {
+            "type": "message_delta",
+            "delta": {
+                "stop_reason": message["stop_reason"],
+                "stop_sequence": message["stop_sequence"],
+            },
+            "usage": {k: v for k, v in usage.items() if k != "service_tier"},
+        }
+    )
+    events.append({"type": "message_stop"})
+    return events

@@ -1,0 +1,839 @@
+"""The Anthropic Messages API adapter: OpenAI chat format in, OpenAI chat format out.
+
+deja speaks OpenAI's chat format to its callers; :class:`AnthropicProvider` translates a
+request into a ``POST {api_base}/v1/messages`` and the answer — JSON or server-sent
+events — back, without I/O (the client sends the bytes). Models are named
+``anthropic/<model>``; ``api_base`` is the host (default ``https://api.anthropic.com``).
+
+Request, OpenAI → Anthropic:
+
+* ``system``/``developer`` messages, wherever they are, become the top-level ``system``
+  blocks, in order (Anthropic has no system turns);
+* user content parts: text; ``image_url`` with a ``data:`` URL → a base64 ``image``
+  source (``application/pdf`` → a ``document``), with an ``http(s)`` URL → a ``url``
+  source; ``file`` with ``file_data`` → a base64 ``document``; parts already in
+  Anthropic's shape (``image``, ``document``…) pass through; audio is refused;
+* assistant messages: ``thinking_blocks`` (with their signatures, as deja returns them)
+  first, then text, then each tool call as a ``tool_use`` block (``arguments`` parsed);
+* ``tool`` messages → ``tool_result`` blocks in a user turn; consecutive turns of one role
+  are merged (so tool results and the next user text share a turn, results first);
+* a turn (or the system prompt) that is one plain text block is sent as a string;
+* function ``tools`` → ``{name, description, input_schema}``; other tools (Anthropic's
+  server tools) pass through; ``tool_choice`` ``auto``/``required``/``none``/a named
+  function → ``auto``/``any``/``none``/``tool``; ``parallel_tool_calls: false`` →
+  ``disable_parallel_tool_use``;
+* ``stop`` → ``stop_sequences``; ``max_completion_tokens`` (or ``max_tokens``) →
+  ``max_tokens``, which Anthropic requires: when absent, :data:`DEFAULT_MAX_TOKENS`
+  (4,096, the largest output every Claude 3+ model accepts); ``temperature``, ``top_p``,
+  ``top_k``, ``thinking`` and ``stream`` as they are; ``user`` → ``metadata.user_id``;
+  ``reasoning_effort`` → ``thinking`` with LiteLLM's budgets (low 1,024, medium 2,048,
+  high 4,096 tokens);
+* ``cache_control`` on tools, messages and content parts is kept and the
+  ``cache_control_injection_points`` are placed by :mod:`deja.providers.planner`;
+* OpenAI-only parameters with no Anthropic equivalent (penalties, ``seed``,
+  ``logit_bias``, ``logprobs``…) are not sent, each with a warning; ``n`` > 1 and a JSON
+  ``response_format`` are refused; any other field passes through as an Anthropic extra.
+
+Response, Anthropic → OpenAI: text blocks → ``content``; ``thinking`` blocks →
+``reasoning_content`` plus ``thinking_blocks`` (text and signature, needed to continue a
+tool-use conversation with thinking); ``tool_use`` → ``tool_calls``; ``stop_reason`` →
+``finish_reason`` (``end_turn``/``stop_sequence``/``pause_turn`` → ``stop``,
+``max_tokens``/``model_context_window_exceeded`` → ``length``, ``tool_use`` →
+``tool_calls``, ``refusal`` → ``content_filter``); usage through
+:func:`deja.providers.usage.normalize_anthropic`. A stream goes through
+:class:`StreamTranslator`, which yields ``chat.completion.chunk`` dicts that
+:class:`deja.streaming.StreamAssembler` assembles into exactly what :meth:`parse_response`
+returns for the same answer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from deja.errors import InvalidRequestError, ProviderError, provider_error_for_status
+from deja.providers.planner import (
+    ANTHROPIC_BREAKPOINT_LIMIT,
+    Plan,
+    TokenEstimator,
+    apply_plan,
+    estimate_tokens,
+    minimum_cacheable_tokens,
+    plan_breakpoints,
+)
+from deja.providers.usage import normalize_anthropic
+
+__all__ = [
+    "ANTHROPIC_VERSION",
+    "DEFAULT_API_BASE",
+    "DEFAULT_MAX_TOKENS",
+    "AnthropicProvider",
+    "AnthropicRequest",
+    "StreamTranslator",
+    "finish_reason",
+]
+
+ANTHROPIC_VERSION: Final = "2023-06-01"
+"""The ``anthropic-version`` header deja sends (the current, and only stable, version)."""
+
+DEFAULT_API_BASE: Final = "https://api.anthropic.com"
+
+DEFAULT_MAX_TOKENS: Final = 4096
+"""``max_tokens`` when the caller sets none: Anthropic requires one, and 4,096 is the
+largest output every Claude 3 and later model accepts."""
+
+_FINISH: Final = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+# LiteLLM's mapping of OpenAI's reasoning effort to an extended-thinking budget.
+_THINKING_BUDGET: Final = {"minimal": 1024, "low": 1024, "medium": 2048, "high": 4096}
+# Anthropic's error types, for errors that arrive inside a stream (no HTTP status then).
+_ERROR_STATUS: Final = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+# OpenAI parameters with no Anthropic equivalent: not sent (a warning names each one set).
+_OPENAI_ONLY: Final = frozenset(
+    {
+        "frequency_penalty",
+        "presence_penalty",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "seed",
+        "store",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "modalities",
+        "audio",
+        "prediction",
+        "verbosity",
+        "web_search_options",
+    }
+)
+# Handled explicitly below; everything else in the body passes through.
+_HANDLED: Final = frozenset(
+    {
+        "model",
+        "messages",
+        "max_tokens",
+        "max_completion_tokens",
+        "stop",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "user",
+        "metadata",
+        "stream",
+        "stream_options",
+        "reasoning_effort",
+        "response_format",
+        "n",
+        "functions",
+        "function_call",
+        "service_tier",
+        "thinking",
+        "cache_control_injection_points",
+    }
+)
+_SYSTEM_ROLES: Final = frozenset({"system", "developer"})
+_DATA_URL: Final = re.compile(r"data:(?P<media>[^;,]+)(?:;[^,]*)?;base64,(?P<data>.*)", re.DOTALL)
+_NATIVE_PARTS: Final = frozenset(
+    {
+        "image",
+        "document",
+        "search_result",
+        "tool_use",
+        "tool_result",
+        "thinking",
+        "redacted_thinking",
+    }
+)
+
+
+def finish_reason(stop_reason: object) -> str | None:
+    """OpenAI's ``finish_reason`` for an Anthropic ``stop_reason`` (an unknown one as is)."""
+    if stop_reason is None:
+        return None
+    return _FINISH.get(str(stop_reason), str(stop_reason))
+
+
+@dataclass(frozen=True, slots=True)
+class AnthropicRequest:
+    """What to send: ``url``, ``headers`` and the ``json`` body, plus the breakpoint
+    ``plan`` and human-readable ``warnings`` (breakpoints not placed or downgraded,
+    parameters not sent) for the caller's log."""
+
+    url: str
+    headers: dict[str, str]
+    json: dict[str, Any]
+    warnings: tuple[str, ...]
+    plan: Plan
+
+
+class AnthropicProvider:
+    """Translates OpenAI chat requests to Anthropic's Messages API and the answers back.
+
+    Options (keyword-only): ``version`` (the ``anthropic-version`` header),
+    ``default_max_tokens`` (``max_tokens`` when the caller sets none), ``breakpoint_limit``
+    (Anthropic's 4), ``minimum_tokens`` (model → minimum cacheable prefix; default: the
+    packaged table) and ``estimator`` (text → estimated tokens). Stateless and
+    thread-safe; no I/O.
+    """
+
+    name: Final = "anthropic"
+
+    def __init__(
+        self,
+        *,
+        version: str = ANTHROPIC_VERSION,
+        default_max_tokens: int = DEFAULT_MAX_TOKENS,
+        breakpoint_limit: int = ANTHROPIC_BREAKPOINT_LIMIT,
+        minimum_tokens: Callable[[str], int] = minimum_cacheable_tokens,
+        estimator: TokenEstimator = estimate_tokens,
+    ) -> None:
+        if default_max_tokens < 1 or breakpoint_limit < 0:
+            raise ValueError("default_max_tokens must be >= 1 and breakpoint_limit >= 0")
+        self.version = version
+        self.default_max_tokens = default_max_tokens
+        self.breakpoint_limit = breakpoint_limit
+        self.minimum_tokens = minimum_tokens
+        self.estimator = estimator
+
+    # -- request ------------------------------------------------------------------------
+
+    def build_request(
+        self,
+        body: Mapping[str, Any],
+        *,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        injection_points: Sequence[Mapping[str, Any]] = (),
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> AnthropicRequest:
+        """The HTTP request for an OpenAI-format chat ``body``.
+
+        ``body["model"]`` may carry the ``anthropic/`` prefix. ``api_base`` is the host
+        (``/v1/messages`` is appended; a base already ending in ``/v1`` gets ``/messages``).
+        ``api_key`` goes in ``x-api-key`` (omitted when ``None``: resolve
+        ``ANTHROPIC_API_KEY`` before calling). ``injection_points`` (from configuration)
+        apply after the body's own ``cache_control_injection_points``. ``extra_headers``
+        (e.g. ``anthropic-beta``) are added last. Raises
+        :class:`~deja.errors.InvalidRequestError` for a request Anthropic cannot express.
+        """
+        payload, plan, warnings = self.translate_request(body, injection_points=injection_points)
+        base = (api_base or DEFAULT_API_BASE).rstrip("/")
+        if base.endswith("/v1/messages"):
+            url = base
+        elif base.endswith("/v1"):
+            url = base + "/messages"
+        else:
+            url = base + "/v1/messages"
+        headers = {"content-type": "application/json", "anthropic-version": self.version}
+        if api_key:
+            headers["x-api-key"] = api_key
+        headers.update(extra_headers or {})
+        return AnthropicRequest(url, headers, payload, tuple(warnings), plan)
+
+    def translate_request(
+        self,
+        body: Mapping[str, Any],
+        *,
+        injection_points: Sequence[Mapping[str, Any]] = (),
+    ) -> tuple[dict[str, Any], Plan, list[str]]:
+        """The Anthropic JSON body for an OpenAI chat ``body``, its breakpoint plan, and
+        warnings (see :meth:`build_request`)."""
+        if not isinstance(body, Mapping):
+            raise InvalidRequestError("the request body must be an object")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise InvalidRequestError("model must be a non-empty string")
+        model = model.removeprefix("anthropic/")
+        points = [*_points(body.get("cache_control_injection_points")), *injection_points]
+        # Anthropic's automatic caching (a top-level cache_control) takes one of the slots.
+        limit = self.breakpoint_limit - (1 if body.get("cache_control") is not None else 0)
+        plan = plan_breakpoints(
+            body,
+            injection_points=points,
+            limit=max(limit, 0),
+            minimum_tokens=self.minimum_tokens(model),
+            estimator=self.estimator,
+        )
+        planned = apply_plan(body, plan)
+        warnings = [str(warning) for warning in plan.warnings]
+
+        n = planned.get("n")
+        if n is not None and n != 1:
+            raise InvalidRequestError("Anthropic returns one choice: n must be 1")
+        if planned.get("functions") is not None or planned.get("function_call") is not None:
+            raise InvalidRequestError("functions/function_call are not supported: use tools")
+        response_format = planned.get("response_format")
+        if response_format is not None and (
+            not isinstance(response_format, Mapping) or response_format.get("type") != "text"
+        ):
+            raise InvalidRequestError(
+                "response_format is not supported by the Anthropic adapter (only type: text)"
+            )
+
+        system, messages = _messages(planned["messages"])
+        payload: dict[str, Any] = {"model": model}
+        max_tokens = planned.get("max_completion_tokens")
+        if max_tokens is None:
+            max_tokens = planned.get("max_tokens")
+        thinking = planned.get("thinking")
+        effort = planned.get("reasoning_effort")
+        if thinking is None and effort is not None and effort != "none":
+            budget = _THINKING_BUDGET.get(str(effort))
+            if budget is None:
+                raise InvalidRequestError(f"reasoning_effort {effort!r} is not known")
+            thinking = {"type": "enabled", "budget_tokens": budget}
+        if max_tokens is None:
+            # With thinking, max_tokens must exceed the thinking budget.
+            budget = thinking.get("budget_tokens") if isinstance(thinking, Mapping) else None
+            extra = budget if isinstance(budget, int) and not isinstance(budget, bool) else 0
+            max_tokens = self.default_max_tokens + extra
+        payload["max_tokens"] = max_tokens
+        if system is not None:
+            payload["system"] = system
+        payload["messages"] = messages
+        tools = planned.get("tools")
+        if tools:
+            payload["tools"] = _tools(tools, warnings)
+        tool_choice = _tool_choice(planned.get("tool_choice"), planned.get("parallel_tool_calls"))
+        if tool_choice is not None:
+            payload["tool_choice"] = tool_choice
+        stop = planned.get("stop")
+        if stop is not None:
+            payload["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+        if thinking is not None:
+            payload["thinking"] = thinking
+        metadata = _metadata(planned.get("metadata"), planned.get("user"), warnings)
+        if metadata:
+            payload["metadata"] = metadata
+        tier = planned.get("service_tier")
+        if tier in ("auto", "standard_only"):
+            payload["service_tier"] = tier
+        elif tier is not None:
+            warnings.append(f"service_tier {tier!r} has no Anthropic equivalent: not sent")
+        if planned.get("stream") is True:
+            payload["stream"] = True
+        for key, value in planned.items():
+            if key in _HANDLED or key in payload:
+                continue
+            if key in _OPENAI_ONLY:
+                if value not in (None, False):  # an unset or disabled option changes nothing
+                    warnings.append(f"{key} has no Anthropic equivalent: not sent")
+                continue
+            payload[key] = value  # temperature, top_p, top_k and Anthropic's own extras
+        return payload, plan, warnings
+
+    # -- response -----------------------------------------------------------------------
+
+    def parse_response(
+        self, data: Mapping[str, Any], *, created: int | None = None
+    ) -> dict[str, Any]:
+        """An OpenAI ``chat.completion`` dict for an Anthropic Messages response.
+
+        ``created`` (Anthropic sends none) defaults to now. Raises
+        :class:`~deja.errors.ProviderError` for a body that is not a message.
+        """
+        if not isinstance(data, Mapping) or not isinstance(data.get("content"), list):
+            raise ProviderError(
+                "Anthropic answered with a body that is not a message",
+                body=data,
+                provider="anthropic",
+            )
+        text: list[str] = []
+        reasoning: list[str] = []
+        thinking_blocks: list[dict[str, Any]] = []
+        tool_calls: list[dict[str, Any]] = []
+        for block in data["content"]:
+            if not isinstance(block, Mapping):
+                continue
+            kind = block.get("type")
+            if kind == "text":
+                text.append(str(block.get("text") or ""))
+            elif kind == "thinking":
+                reasoning.append(str(block.get("thinking") or ""))
+                thinking_blocks.append(
+                    {
+                        "type": "thinking",
+                        "thinking": block.get("thinking") or "",
+                        "signature": block.get("signature"),
+                    }
+                )
+            elif kind == "redacted_thinking":
+                thinking_blocks.append(dict(block))
+            elif kind == "tool_use":
+                tool_calls.append(
+                    {
+                        "id": block.get("id"),
+                        "type": "function",
+                        "function": {
+                            "name": block.get("name"),
+                            "arguments": _arguments(block.get("input")),
+                        },
+                    }
+                )
+        content = "".join(text)
+        message: dict[str, Any] = {
+            "role": "assistant",
+            # As a stream assembles: an empty answer next to tool calls is null.
+            "content": content if content or not tool_calls else None,
+        }
+        if reasoning:
+            message["reasoning_content"] = "".join(reasoning)
+        if thinking_blocks:
+            message["thinking_blocks"] = thinking_blocks
+        if tool_calls:
+            message["tool_calls"] = tool_calls
+        response: dict[str, Any] = {
+            "id": data.get("id"),
+            "object": "chat.completion",
+            "created": int(time.time()) if created is None else created,
+            "model": data.get("model"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": finish_reason(data.get("stop_reason")),
+                }
+            ],
+        }
+        usage = data.get("usage")
+        if isinstance(usage, Mapping):
+            response["usage"] = normalize_anthropic(usage)
+        return response
+
+    def stream_translator(self, *, created: int | None = None) -> StreamTranslator:
+        """A fresh :class:`StreamTranslator` for one streamed response."""
+        return StreamTranslator(created=created)
+
+
+class _Block:
+    """What one content block of a stream has said so far."""
+
+    __slots__ = ("data", "kind", "sent_arguments", "signature", "thinking", "tool")
+
+    def __init__(self, kind: str, *, tool: int = -1, data: Mapping[str, Any] | None = None) -> None:
+        self.kind = kind
+        self.tool = tool
+        self.thinking: list[str] = []
+        self.signature: str | None = None
+        self.sent_arguments = False
+        self.data = dict(data or {})
+
+
+class StreamTranslator:
+    """Anthropic stream events → OpenAI ``chat.completion.chunk`` dicts, one event at a time.
+
+    :meth:`feed` takes each decoded SSE ``data`` object (``message_start``,
+    ``content_block_start``/``delta``/``stop``, ``message_delta``, ``message_stop``,
+    ``ping``, ``error``) and returns the chunks it makes: a first chunk with the role, text
+    as ``content`` deltas, thinking as ``reasoning_content`` deltas (and, at the block's
+    end, the whole block with its signature in ``thinking_blocks``), each ``tool_use`` as
+    an OpenAI tool-call delta (index, id, name, then the argument pieces), the finish
+    chunk when ``message_delta`` brings the stop reason, and at ``message_stop`` a last
+    chunk with ``choices: []`` and the normalized usage. Every chunk carries
+    ``"usage": null`` as OpenAI's do when usage was asked for. An ``error`` event raises
+    the matching :class:`~deja.errors.ProviderError`. Unknown events are ignored, as
+    Anthropic asks of clients.
+    """
+
+    def __init__(self, *, created: int | None = None) -> None:
+        self.created = int(time.time()) if created is None else created
+        self._id: Any = None
+        self._model: Any = None
+        self._usage: dict[str, Any] = {}
+        self._blocks: dict[int, _Block] = {}
+        self._tools = 0
+        self._finished = False
+
+    @property
+    def finished(self) -> bool:
+        """True once ``message_stop`` arrived."""
+        return self._finished
+
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        """The usage so far, normalized (``None`` before ``message_start``)."""
+        return normalize_anthropic(self._usage) if self._usage else None
+
+    def feed(self, event: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Translate one event; returns the chunks to pass on (often none or one)."""
+        kind = event.get("type")
+        if kind == "message_start":
+            message = event.get("message") or {}
+            self._id = message.get("id")
+            self._model = message.get("model")
+            self._merge_usage(message.get("usage"))
+            return [self._chunk({"role": "assistant", "content": ""})]
+        if kind == "content_block_start":
+            return self._start(_index(event), event.get("content_block") or {})
+        if kind == "content_block_delta":
+            return self._delta(_index(event), event.get("delta") or {})
+        if kind == "content_block_stop":
+            return self._stop(_index(event))
+        if kind == "message_delta":
+            self._merge_usage(event.get("usage"))
+            delta = event.get("delta") or {}
+            reason = delta.get("stop_reason")
+            if reason is None:
+                return []
+            return [self._chunk({}, finish_reason(reason))]
+        if kind == "message_stop":
+            self._finished = True
+            usage = self.usage
+            if usage is None:
+                return []
+            return [self._envelope() | {"choices": [], "usage": usage}]
+        if kind == "error":
+            raise _stream_error(event)
+        return []  # ping, and event types newer than this adapter
+
+    def _merge_usage(self, usage: object) -> None:
+        # message_delta's counts are cumulative: each field it sends replaces the start's.
+        if isinstance(usage, Mapping):
+            self._usage.update({k: v for k, v in usage.items() if v is not None})
+
+    def _envelope(self) -> dict[str, Any]:
+        return {
+            "id": self._id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self._model,
+        }
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return self._envelope() | {"choices": [choice], "usage": None}
+
+    def _start(self, index: int, block: Mapping[str, Any]) -> list[dict[str, Any]]:
+        kind = str(block.get("type"))
+        if kind == "tool_use":
+            state = self._blocks[index] = _Block(kind, tool=self._tools)
+            self._tools += 1
+            opening = {
+                "index": state.tool,
+                "id": block.get("id"),
+                "type": "function",
+                "function": {"name": block.get("name"), "arguments": ""},
+            }
+            chunks = [self._chunk({"tool_calls": [opening]})]
+            if block.get("input"):  # the start's input is {} in practice; pieces follow
+                state.sent_arguments = True
+                chunks.append(self._arguments(state, _arguments(block["input"])))
+            return chunks
+        state = self._blocks[index] = _Block(kind, data=block)
+        if kind == "text" and block.get("text"):
+            return [self._chunk({"content": block["text"]})]
+        if kind == "thinking" and block.get("thinking"):
+            state.thinking.append(block["thinking"])
+            return [self._chunk({"reasoning_content": block["thinking"]})]
+        return []
+
+    def _delta(self, index: int, delta: Mapping[str, Any]) -> list[dict[str, Any]]:
+        state = self._blocks.get(index)
+        kind = delta.get("type")
+        if kind == "text_delta" and delta.get("text"):
+            return [self._chunk({"content": delta["text"]})]
+        if kind == "thinking_delta" and delta.get("thinking"):
+            if state is not None:
+                state.thinking.append(delta["thinking"])
+            return [self._chunk({"reasoning_content": delta["thinking"]})]
+        if kind == "signature_delta" and state is not None:
+            state.signature = (state.signature or "") + str(delta.get("signature") or "")
+            return []
+        if kind == "input_json_delta" and state is not None and delta.get("partial_json"):
+            state.sent_arguments = True
+            return [self._arguments(state, delta["partial_json"])]
+        return []  # citations and delta types newer than this adapter
+
+    def _stop(self, index: int) -> list[dict[str, Any]]:
+        state = self._blocks.get(index)
+        if state is None:
+            return []
+        if state.kind == "thinking":
+            block = {
+                "type": "thinking",
+                "thinking": "".join(state.thinking),
+                "signature": state.signature,
+            }
+            return [self._chunk({"thinking_blocks": [block]})]
+        if state.kind == "redacted_thinking":
+            return [self._chunk({"thinking_blocks": [state.data]})]
+        if state.kind == "tool_use" and not state.sent_arguments:
+            # A call with no input streams no pieces; its non-stream twin says "{}".
+            return [self._arguments(state, "{}")]
+        return []
+
+    def _arguments(self, state: _Block, piece: str) -> dict[str, Any]:
+        call = {"index": state.tool, "function": {"arguments": piece}}
+        return self._chunk({"tool_calls": [call]})
+
+
+# -- request helpers ---------------------------------------------------------------------
+
+
+def _points(value: object) -> list[Mapping[str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
+        raise InvalidRequestError("cache_control_injection_points must be a list")
+    return list(value)
+
+
+def _index(event: Mapping[str, Any]) -> int:
+    index = event.get("index")
+    return index if isinstance(index, int) else -1
+
+
+def _arguments(value: object) -> str:
+    # Anthropic streams tool input as json.dumps-style text ("key": value, spaces after
+    # separators); serializing the same way keeps stream and non-stream copies equal.
+    return json.dumps(value if value is not None else {}, ensure_ascii=False)
+
+
+def _stream_error(event: Mapping[str, Any]) -> ProviderError:
+    error = event.get("error")
+    kind = error.get("type") if isinstance(error, Mapping) else None
+    message = error.get("message") if isinstance(error, Mapping) else None
+    status = _ERROR_STATUS.get(str(kind), 500)
+    cls = provider_error_for_status(status)
+    return cls(
+        f"Anthropic stream failed: {kind}: {message}",
+        status_code=status,
+        body=dict(event),
+        provider="anthropic",
+    )
+
+
+def _with_marker(block: dict[str, Any], source: Mapping[str, Any]) -> dict[str, Any]:
+    control = source.get("cache_control")
+    if control is not None:
+        block["cache_control"] = dict(control)
+    return block
+
+
+def _media_block(url: str, where: str) -> dict[str, Any]:
+    match = _DATA_URL.fullmatch(url)
+    if match is not None:
+        media = match["media"]
+        kind = "document" if media == "application/pdf" else "image"
+        return {
+            "type": kind,
+            "source": {"type": "base64", "media_type": media, "data": match["data"]},
+        }
+    if url.startswith(("http://", "https://")):
+        kind = "document" if url.lower().split("?")[0].endswith(".pdf") else "image"
+        return {"type": kind, "source": {"type": "url", "url": url}}
+    raise InvalidRequestError(f"{where}: an image URL must be a data: or http(s) URL")
+
+
+def _part(part: object, where: str) -> dict[str, Any]:
+    """One OpenAI content part as an Anthropic content block (its marker kept)."""
+    if isinstance(part, str):
+        return {"type": "text", "text": part}
+    if not isinstance(part, Mapping):
+        raise InvalidRequestError(f"{where} is not a content part object")
+    kind = part.get("type")
+    if kind == "text":
+        return _with_marker({"type": "text", "text": part.get("text")}, part)
+    if kind == "refusal":
+        return _with_marker({"type": "text", "text": part.get("refusal")}, part)
+    if kind == "image_url":
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, Mapping) else image
+        if not isinstance(url, str):
+            raise InvalidRequestError(f"{where}: image_url needs a url")
+        return _with_marker(_media_block(url, where), part)
+    if kind == "file":
+        file = part.get("file")
+        if not isinstance(file, Mapping):
+            raise InvalidRequestError(f"{where}: file needs file_data or file_id")
+        if isinstance(file.get("file_data"), str):
+            block = _media_block(file["file_data"], where)
+        elif isinstance(file.get("file_id"), str):
+            block = {"type": "document", "source": {"type": "file", "file_id": file["file_id"]}}
+        else:
+            raise InvalidRequestError(f"{where}: file needs file_data or file_id")
+        if isinstance(file.get("filename"), str) and block["type"] == "document":
+            block["title"] = file["filename"]
+        return _with_marker(block, part)
+    if kind == "input_audio":
+        raise InvalidRequestError(f"{where}: Anthropic does not accept audio input")
+    return dict(part)  # Anthropic's own block types, and types newer than this adapter
+
+
+def _content_blocks(content: object, where: str) -> list[dict[str, Any]]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if isinstance(content, list):
+        return [_part(part, f"{where}.content[{j}]") for j, part in enumerate(content)]
+    raise InvalidRequestError(f"{where}.content must be a string or a list of parts")
+
+
+def _tool_use(call: object, where: str) -> dict[str, Any]:
+    if not isinstance(call, Mapping) or not isinstance(call.get("function"), Mapping):
+        raise InvalidRequestError(f"{where} is not a function tool call")
+    function = call["function"]
+    arguments = function.get("arguments")
+    if arguments is None or arguments == "":
+        parsed: Any = {}
+    elif isinstance(arguments, Mapping):
+        parsed = dict(arguments)
+    else:
+        try:
+            parsed = json.loads(arguments)
+        except (TypeError, ValueError):
+            raise InvalidRequestError(f"{where}: arguments are not JSON") from None
+    if not isinstance(parsed, dict):
+        raise InvalidRequestError(f"{where}: arguments must be a JSON object")
+    return {"type": "tool_use", "id": call.get("id"), "name": function.get("name"), "input": parsed}
+
+
+def _messages(messages: Sequence[Any]) -> tuple[Any, list[dict[str, Any]]]:
+    """(system, messages) of the Anthropic body for OpenAI ``messages``."""
+    system: list[dict[str, Any]] = []
+    turns: list[tuple[str, list[dict[str, Any]]]] = []
+    for i, message in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(message, Mapping):
+            raise InvalidRequestError(f"{where} is not an object")
+        role = message.get("role")
+        content = message.get("content")
+        if role in _SYSTEM_ROLES or role == "user":
+            blocks = _content_blocks(content, where)
+        elif role == "assistant":
+            blocks = [
+                dict(b) for b in message.get("thinking_blocks") or () if isinstance(b, Mapping)
+            ]
+            # OpenAI histories often carry "" next to tool calls; Anthropic refuses empty text.
+            blocks += [
+                b
+                for b in _content_blocks(content, where)
+                if not (b.get("type") == "text" and not b.get("text"))
+            ]
+            for j, call in enumerate(message.get("tool_calls") or ()):
+                blocks.append(_tool_use(call, f"{where}.tool_calls[{j}]"))
+        elif role == "tool":
+            result: dict[str, Any] = {
+                "type": "tool_result",
+                "tool_use_id": message.get("tool_call_id"),
+            }
+            if isinstance(content, str):
+                result["content"] = content
+            elif content is not None:
+                result["content"] = _content_blocks(content, where)
+            blocks = [result]
+        elif role == "function":
+            raise InvalidRequestError(f"{where}: role 'function' is not supported; use tools")
+        else:
+            raise InvalidRequestError(f"{where}: unknown role {role!r}")
+        marker = message.get("cache_control")
+        if marker is not None and blocks:
+            blocks[-1]["cache_control"] = dict(marker)
+        if role in _SYSTEM_ROLES:
+            system.extend(blocks)
+            continue
+        turn_role = "assistant" if role == "assistant" else "user"
+        if turns and turns[-1][0] == turn_role:
+            turns[-1][1].extend(blocks)  # Anthropic wants alternating turns: merge
+        else:
+            turns.append((turn_role, blocks))
+    out = [{"role": role, "content": _compact(blocks)} for role, blocks in turns]
+    return (_compact(system) if system else None), out
+
+
+def _compact(blocks: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    """One plain text block goes as a string, the shape a hand-written request has."""
+    if len(blocks) == 1 and set(blocks[0]) == {"type", "text"} and blocks[0]["type"] == "text":
+        text = blocks[0]["text"]
+        if isinstance(text, str):
+            return text
+    return blocks
+
+
+def _tools(tools: Sequence[Any], warnings: list[str]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, Mapping):
+            raise InvalidRequestError(f"tools[{i}] is not an object")
+        if tool.get("type") != "function":
+            out.append(dict(tool))  # Anthropic's server tools and Anthropic-shaped tools
+            continue
+        function = tool.get("function")
+        if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
+            raise InvalidRequestError(f"tools[{i}].function needs a name")
+        converted: dict[str, Any] = {"name": function["name"]}
+        if function.get("description"):
+            converted["description"] = function["description"]
+        converted["input_schema"] = function.get("parameters") or {
+            "type": "object",
+            "properties": {},
+        }
+        if function.get("strict"):
+            warnings.append(f"tools[{i}].function.strict has no Anthropic equivalent: not sent")
+        out.append(_with_marker(converted, tool))
+    return out
+
+
+def _tool_choice(choice: object, parallel: object) -> dict[str, Any] | None:
+    converted: dict[str, Any] | None
+    if choice is None:
+        converted = None
+    elif choice == "auto":
+        converted = {"type": "auto"}
+    elif choice == "required":
+        converted = {"type": "any"}
+    elif choice == "none":
+        converted = {"type": "none"}
+    elif isinstance(choice, Mapping) and choice.get("type") == "function":
+        function = choice.get("function")
+        name = function.get("name") if isinstance(function, Mapping) else None
+        if not isinstance(name, str):
+            raise InvalidRequestError("tool_choice.function needs a name")
+        converted = {"type": "tool", "name": name}
+    elif isinstance(choice, Mapping) and choice.get("type") in ("auto", "any", "tool", "none"):
+        converted = dict(choice)  # already Anthropic's shape
+    else:
+        raise InvalidRequestError(f"tool_choice {choice!r} is not supported")
+    if parallel is False:
+        converted = converted or {"type": "auto"}
+        if converted["type"] != "none":
+            converted["disable_parallel_tool_use"] = True
+    return converted
+
+
+def _metadata(metadata: object, user: object, warnings: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if isinstance(metadata, Mapping):
+        for key, value in metadata.items():
+            if key == "user_id":
+                out["user_id"] = value
+            else:
+                warnings.append(f"metadata.{key} has no Anthropic equivalent: not sent")
+    if isinstance(user, str) and user:
+        out.setdefault("user_id", user)
+    return out
