@@ -66,6 +66,7 @@ VOLATILE_PARAMS = frozenset(
         # deja's own controls and provider cache hints
         "cache",
         "cache_control",
+        "cache_control_injection_points",
         "prompt_cache_key",
         "prompt_cache_retention",
         # storage and billing options of the provider

@@ -18,7 +18,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx2
@@ -37,6 +37,7 @@ from deja.errors import (
     UpstreamTimeoutError,
     provider_error_for_status,
 )
+from deja.providers.anthropic import AnthropicProvider
 from deja.request import PROVIDER_API_BASES, Request, resolve_model
 from deja.response import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse
 from deja.result import CacheInfo
@@ -46,8 +47,10 @@ __all__ = ["ChatCompletionStream", "Client"]
 
 # Providers whose wire format is OpenAI's; the others get their own adapters.
 _OPENAI_COMPATIBLE = frozenset(PROVIDER_API_BASES) - {"anthropic", "gemini", "bedrock", "vertex_ai"}
+# Providers with their own wire format that this client translates to and from OpenAI's.
+_ADAPTED = frozenset({"anthropic"})
 # Statuses worth retrying: the request may well succeed a moment later.
-_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})  # 529: Anthropic overloaded
 # Body fields that configure the call rather than the request sent upstream.
 _TRANSPORT_FIELDS = frozenset({"extra_headers", "extra_body", "extra_query", "cache"})
 _MAX_RETRY_AFTER = 60.0
@@ -133,6 +136,8 @@ class Client:
     jitter; ``Retry-After`` is honoured up to 60 s), ``http_client`` to bring your own
     pooled HTTP client, ``max_connections`` for the one deja creates on first use
     (aiohttp when installed, else httpx2, for async; httpx2 for sync).
+    ``cache_control_injection_points`` (LiteLLM's format) place prompt-cache breakpoints on
+    providers that need them (``anthropic/...`` models), after a request's own.
     """
 
     def __init__(
@@ -147,6 +152,7 @@ class Client:
         http_client: SyncHTTP | None = None,
         max_connections: int = 100,
         headers: Mapping[str, str] | None = None,
+        cache_control_injection_points: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         if max_retries < 0 or timeout <= 0 or backoff < 0:
             raise ValueError("max_retries and backoff must be >= 0, timeout > 0")
@@ -161,6 +167,8 @@ class Client:
         self._owns_http = http_client is None
         self._max_connections = max_connections
         self._http_lock = threading.Lock()
+        self.injection_points = tuple(cache_control_injection_points)
+        self._anthropic = AnthropicProvider()
         self._endpoints: dict[tuple[str, str | None, str | None], tuple[str, str, str, str]] = {}
 
     # -- public calls -------------------------------------------------------------------
@@ -185,7 +193,6 @@ class Client:
         body, control, extra_headers = self._split(body, cache)
         provider, name, base, url_base = self._endpoint(model, api_base)
         request = Request.chat(model=model, messages=messages, api_base=base, **body)
-        url = url_base + "/chat/completions"
         seconds = timeout if timeout is not None else self.timeout
         # The upstream body and headers are built only when the upstream is called: a hit
         # must not pay for them.
@@ -195,11 +202,9 @@ class Client:
 
             def open_stream() -> Iterator[dict[str, Any]]:
                 payload = {**body, "model": name, "messages": list(messages)}
-                # deja always asks for usage, to price and store the answer; the caller
-                # gets the usage chunk only if it asked for it
-                payload["stream_options"] = {**options, "include_usage": True}
-                headers = self._headers(provider, api_key, extra_headers)
-                return self._open_stream(url, payload, headers, seconds, provider)
+                return self._chat_stream(
+                    provider, url_base, payload, api_key, extra_headers, seconds
+                )
 
             if self.cache is None:
                 stream = CachedStream(
@@ -216,8 +221,7 @@ class Client:
 
         def call() -> dict[str, Any]:
             payload = {**body, "model": name, "messages": list(messages)}
-            headers = self._headers(provider, api_key, extra_headers)
-            return self._post(url, payload, headers, seconds, provider)
+            return self._chat(provider, url_base, payload, api_key, extra_headers, seconds)
 
         if self.cache is None:
             return ChatCompletion(call(), CacheInfo("bypass", ""))
@@ -337,6 +341,68 @@ class Client:
         body.update(extra_body)
         return body, cache, extra_headers
 
+    def _chat(
+        self,
+        provider: str,
+        url_base: str,
+        payload: dict[str, Any],
+        api_key: str | None,
+        extra_headers: Mapping[str, str],
+        timeout: float,
+    ) -> dict[str, Any]:
+        """One chat completion from the upstream, in OpenAI's format whatever its own."""
+        if provider == "anthropic":
+            wire = self._anthropic.build_request(
+                payload,
+                api_base=url_base,
+                api_key=self._key(provider, api_key),
+                injection_points=self.injection_points,
+                extra_headers=extra_headers,
+            )
+            data = self._post(wire.url, wire.json, wire.headers, timeout, provider)
+            return self._anthropic.parse_response(data)
+        headers = self._headers(provider, api_key, extra_headers)
+        return self._post(url_base + "/chat/completions", payload, headers, timeout, provider)
+
+    def _chat_stream(
+        self,
+        provider: str,
+        url_base: str,
+        payload: dict[str, Any],
+        api_key: str | None,
+        extra_headers: Mapping[str, str],
+        timeout: float,
+    ) -> Iterator[dict[str, Any]]:
+        """An upstream stream as OpenAI ``chat.completion.chunk`` dicts, usage included."""
+        if provider == "anthropic":
+            wire = self._anthropic.build_request(
+                payload,
+                api_base=url_base,
+                api_key=self._key(provider, api_key),
+                injection_points=self.injection_points,
+                extra_headers=extra_headers,
+            )
+            events = self._open_stream(wire.url, wire.json, wire.headers, timeout, provider)
+            translator = self._anthropic.stream_translator()
+
+            def translated() -> Iterator[dict[str, Any]]:
+                try:
+                    for event in events:
+                        for chunk in translator.feed(event):
+                            yield chunk
+                finally:
+                    events.close()
+
+            return translated()
+        options = payload.get("stream_options") or {}
+        # deja always asks for usage, to price and store the answer; the caller gets the
+        # usage chunk only if it asked for it
+        payload["stream_options"] = {**options, "include_usage": True}
+        headers = self._headers(provider, api_key, extra_headers)
+        return self._open_stream(
+            url_base + "/chat/completions", payload, headers, timeout, provider
+        )
+
     def _endpoint(self, model: str, api_base: str | None) -> tuple[str, str, str, str]:
         """(provider, upstream model name, api_base for the key, base URL for calls).
 
@@ -351,7 +417,7 @@ class Client:
 
     def _resolve_endpoint(self, model: str, api_base: str | None) -> tuple[str, str, str, str]:
         provider, name = resolve_model(model)
-        if provider not in _OPENAI_COMPATIBLE:
+        if provider not in _OPENAI_COMPATIBLE and provider not in _ADAPTED:
             raise InvalidRequestError(
                 f"provider {provider!r} does not speak the OpenAI wire format; "
                 "its adapter is not part of this client yet"
@@ -365,10 +431,13 @@ class Client:
             raise InvalidRequestError(f"model {model!r} needs api_base (no default endpoint)")
         return provider, name, base, base.rstrip("/")
 
+    def _key(self, provider: str, api_key: str | None) -> str | None:
+        return api_key or self.api_key or os.environ.get(f"{provider.upper()}_API_KEY")
+
     def _headers(
         self, provider: str, api_key: str | None, extra: Mapping[str, str]
     ) -> dict[str, str]:
-        key = api_key or self.api_key or os.environ.get(f"{provider.upper()}_API_KEY")
+        key = self._key(provider, api_key)
         headers = {"content-type": "application/json", **self.headers}
         if key:
             headers["authorization"] = f"Bearer {key}"
@@ -468,10 +537,10 @@ class Client:
         headers: Mapping[str, str],
         timeout: float,
         provider: str,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Generator[dict[str, Any], None, None]:
         response = self._send(url, payload, headers, timeout, provider, stream=True)
 
-        def chunks() -> Iterator[dict[str, Any]]:
+        def chunks() -> Generator[dict[str, Any], None, None]:
             decoder = SSEDecoder()
             try:
                 for data in response.iter_bytes():
