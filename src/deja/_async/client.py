@@ -17,7 +17,12 @@ import os
 import random
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence  # unasync: from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import (  # unasync: from collections.abc import Generator, Iterator, Mapping, Sequence
+    AsyncGenerator,
+    AsyncIterator,
+    Mapping,
+    Sequence,
+)
 from typing import Any
 
 import httpx2
@@ -36,8 +41,8 @@ from deja.errors import (
     UpstreamTimeoutError,
     provider_error_for_status,
 )
-from deja.request import PROVIDER_API_BASES, Request, resolve_model
 from deja.providers.anthropic import AnthropicProvider
+from deja.request import PROVIDER_API_BASES, Request, resolve_model
 from deja.response import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse
 from deja.result import CacheInfo
 from deja.streaming import SSEDecoder
