@@ -207,7 +207,12 @@ class AsyncClient:
             async def open_stream() -> AsyncIterator[dict[str, Any]]:
                 payload = {**body, "model": name, "messages": list(messages)}
                 return await self._chat_stream(
-                    provider, url_base, payload, api_key, extra_headers, seconds
+                    provider,
+                    url_base,
+                    payload,
+                    api_key=api_key,
+                    extra_headers=extra_headers,
+                    timeout=seconds,
                 )
 
             if self.cache is None:
@@ -225,7 +230,14 @@ class AsyncClient:
 
         async def call() -> dict[str, Any]:
             payload = {**body, "model": name, "messages": list(messages)}
-            return await self._chat(provider, url_base, payload, api_key, extra_headers, seconds)
+            return await self._chat(
+                provider,
+                url_base,
+                payload,
+                api_key=api_key,
+                extra_headers=extra_headers,
+                timeout=seconds,
+            )
 
         if self.cache is None:
             return ChatCompletion(await call(), CacheInfo("bypass", ""))
@@ -352,6 +364,7 @@ class AsyncClient:
         provider: str,
         url_base: str,
         payload: dict[str, Any],
+        *,
         api_key: str | None,
         extra_headers: Mapping[str, str],
         timeout: float,
@@ -375,6 +388,7 @@ class AsyncClient:
         provider: str,
         url_base: str,
         payload: dict[str, Any],
+        *,
         api_key: str | None,
         extra_headers: Mapping[str, str],
         timeout: float,
@@ -543,10 +557,14 @@ class AsyncClient:
         headers: Mapping[str, str],
         timeout: float,
         provider: str,
-    ) -> AsyncGenerator[dict[str, Any], None]:  # unasync: ) -> Generator[dict[str, Any], None, None]:
+    ) -> AsyncGenerator[
+        dict[str, Any], None
+    ]:  # unasync: ) -> Generator[dict[str, Any], None, None]:
         response = await self._send(url, payload, headers, timeout, provider, stream=True)
 
-        async def chunks() -> AsyncGenerator[dict[str, Any], None]:  # unasync: def chunks() -> Generator[dict[str, Any], None, None]:
+        async def chunks() -> AsyncGenerator[
+            dict[str, Any], None
+        ]:  # unasync: def chunks() -> Generator[dict[str, Any], None, None]:
             decoder = SSEDecoder()
             try:
                 async for data in response.aiter_bytes():
