@@ -36,6 +36,7 @@ NAMES = {
     "alock": "lock",
     "aunlock": "unlock",
     "AsyncHTTP": "SyncHTTP",
+    "ChunkStream": "SyncChunkStream",
     "AsyncHTTPResponse": "SyncHTTPResponse",
     "async_http_client": "sync_http_client",
     "AsyncChatCompletionStream": "ChatCompletionStream",

@@ -11,7 +11,7 @@ and error-translation code has one shape. Without aiohttp, ``httpx2.AsyncClient`
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Mapping
 from typing import Any, Protocol
 
 import httpx2
@@ -20,6 +20,8 @@ __all__ = [
     "AiohttpClient",
     "AsyncHTTP",
     "AsyncHTTPResponse",
+    "ChunkStream",
+    "SyncChunkStream",
     "SyncHTTP",
     "SyncHTTPResponse",
     "async_http_client",
@@ -52,6 +54,11 @@ class AsyncHTTP(Protocol):
     async def send(self, request: Any, *, stream: bool = False) -> Any: ...  # AsyncHTTPResponse
     async def aclose(self) -> None: ...
 
+
+ChunkStream = AsyncGenerator[dict[str, Any], None]
+"""An upstream stream of decoded SSE events, closable (``aclose``) to end the response."""
+SyncChunkStream = Generator[dict[str, Any], None, None]
+"""The sync twin of :data:`ChunkStream` (``close``)."""
 
 SyncHTTP = httpx2.Client
 """The sync client's transport (the generated sync twin of AsyncClient uses httpx2)."""

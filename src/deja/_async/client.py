@@ -17,12 +17,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import (  # unasync: from collections.abc import Generator, Iterator, Mapping, Sequence
-    AsyncGenerator,
-    AsyncIterator,
-    Mapping,
-    Sequence,
-)
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import httpx2
@@ -31,7 +26,7 @@ import orjson
 from deja._async.cache import AsyncCache
 from deja._async.embeddings import acached_embeddings, embedding_items
 from deja._async.streams import AsyncBroadcast, AsyncCachedStream
-from deja._transport import AsyncHTTP, AsyncHTTPResponse, async_http_client
+from deja._transport import AsyncHTTP, AsyncHTTPResponse, ChunkStream, async_http_client
 from deja.controls import CacheControl
 from deja.errors import (
     InvalidRequestError,
@@ -557,14 +552,10 @@ class AsyncClient:
         headers: Mapping[str, str],
         timeout: float,
         provider: str,
-    ) -> AsyncGenerator[
-        dict[str, Any], None
-    ]:  # unasync: ) -> Generator[dict[str, Any], None, None]:
+    ) -> ChunkStream:
         response = await self._send(url, payload, headers, timeout, provider, stream=True)
 
-        async def chunks() -> AsyncGenerator[
-            dict[str, Any], None
-        ]:  # unasync: def chunks() -> Generator[dict[str, Any], None, None]:
+        async def chunks() -> ChunkStream:
             decoder = SSEDecoder()
             try:
                 async for data in response.aiter_bytes():

@@ -18,7 +18,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx2
@@ -27,7 +27,7 @@ import orjson
 from deja._sync.cache import Cache
 from deja._sync.embeddings import cached_embeddings, embedding_items
 from deja._sync.streams import Broadcast, CachedStream
-from deja._transport import SyncHTTP, SyncHTTPResponse, sync_http_client
+from deja._transport import SyncChunkStream, SyncHTTP, SyncHTTPResponse, sync_http_client
 from deja.controls import CacheControl
 from deja.errors import (
     InvalidRequestError,
@@ -203,7 +203,12 @@ class Client:
             def open_stream() -> Iterator[dict[str, Any]]:
                 payload = {**body, "model": name, "messages": list(messages)}
                 return self._chat_stream(
-                    provider, url_base, payload, api_key, extra_headers, seconds
+                    provider,
+                    url_base,
+                    payload,
+                    api_key=api_key,
+                    extra_headers=extra_headers,
+                    timeout=seconds,
                 )
 
             if self.cache is None:
@@ -221,7 +226,14 @@ class Client:
 
         def call() -> dict[str, Any]:
             payload = {**body, "model": name, "messages": list(messages)}
-            return self._chat(provider, url_base, payload, api_key, extra_headers, seconds)
+            return self._chat(
+                provider,
+                url_base,
+                payload,
+                api_key=api_key,
+                extra_headers=extra_headers,
+                timeout=seconds,
+            )
 
         if self.cache is None:
             return ChatCompletion(call(), CacheInfo("bypass", ""))
@@ -346,6 +358,7 @@ class Client:
         provider: str,
         url_base: str,
         payload: dict[str, Any],
+        *,
         api_key: str | None,
         extra_headers: Mapping[str, str],
         timeout: float,
@@ -369,6 +382,7 @@ class Client:
         provider: str,
         url_base: str,
         payload: dict[str, Any],
+        *,
         api_key: str | None,
         extra_headers: Mapping[str, str],
         timeout: float,
@@ -537,10 +551,10 @@ class Client:
         headers: Mapping[str, str],
         timeout: float,
         provider: str,
-    ) -> Generator[dict[str, Any], None, None]:
+    ) -> SyncChunkStream:
         response = self._send(url, payload, headers, timeout, provider, stream=True)
 
-        def chunks() -> Generator[dict[str, Any], None, None]:
+        def chunks() -> SyncChunkStream:
             decoder = SSEDecoder()
             try:
                 for data in response.iter_bytes():
