@@ -70,6 +70,11 @@ class TieredStore:
 
     def get(self, key: str) -> bytes | None:
         """L1, else L2 (and promote)."""
+        state = self.state
+        if state.l1_enabled and state.subscribed:  # the L1-hit fast path: no extra calls
+            value = state.l1.get(key)
+            if value is not None:
+                return value
         return self._ops.get(key)
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
@@ -118,6 +123,11 @@ class TieredStore:
 
     async def aget(self, key: str) -> bytes | None:
         """Async :meth:`get`: an L1 hit never awaits."""
+        state = self.state
+        if state.l1_enabled and state.subscribed:
+            value = state.l1.get(key)
+            if value is not None:
+                return value
         return await self._aops.get(key)
 
     async def aset(self, key: str, value: bytes, ttl: float | None) -> None:
