@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
@@ -21,9 +22,18 @@ KEYS = {
 }
 
 
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from tests.stores.redis_servers import start_standalone
+
+    server = start_standalone(tmp_path_factory.mktemp("examples-redis"))
+    yield server.url
+    server.kill()
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
 async def test_example_serves_a_hit(
-    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str
 ) -> None:
     for file in EXAMPLES.iterdir():  # a copy, so the disk example's cache lands in tmp_path
         shutil.copy(file, tmp_path / file.name)
@@ -31,6 +41,7 @@ async def test_example_serves_a_hit(
         monkeypatch.setenv("UPSTREAM_BASE", upstream.base_url)
         for variable, value in KEYS.items():
             monkeypatch.setenv(variable, value)
+        monkeypatch.setenv("REDIS_URL", redis_url)
         app = ProxyApp(load_config(tmp_path / name))
         headers = (
             {"authorization": "Bearer sk-a"}
