@@ -308,3 +308,51 @@ async def test_hooks(
         response = await proxy.post(CHAT, json=BODY)
         assert response.status_code == 500 and "broken" in response.json()["error"]["message"]
         assert (await proxy.get("/health")).status_code == 200  # the process lives on
+
+
+async def test_anthropic_deployment_through_the_proxy(
+    make_proxy: Callable[..., httpx2.AsyncClient],
+) -> None:
+    from deja.testing import FakeAnthropicServer
+
+    system = "You are a meticulous assistant. " * 400
+    with FakeAnthropicServer(api_key="sk-ant") as anthropic:
+        config = {
+            "model_list": [
+                {
+                    "model_name": "claude",
+                    "litellm_params": {
+                        "model": "anthropic/claude-sonnet-4-5",
+                        "api_base": anthropic.url,
+                        "api_key": "sk-ant",
+                    },
+                }
+            ],
+            "caching": {"type": "memory"},
+            "cache_control_injection_points": [{"location": "message", "role": "system"}],
+        }
+        async with make_proxy(config, key=None) as proxy:
+            body = {
+                "model": "claude",
+                "max_tokens": 50,
+                "messages": [
+                    {"role": "system", "content": system},
+                    {"role": "user", "content": "hi"},
+                ],
+            }
+            first = await proxy.post(CHAT, json=body)
+            assert first.status_code == 200, first.text
+            second_body = {
+                **body,
+                "messages": [body["messages"][0], {"role": "user", "content": "again"}],
+            }
+            second = await proxy.post(CHAT, json=second_body)
+            assert second.json()["usage"]["prompt_tokens_details"]["cached_tokens"] > 0
+            assert anthropic.requests[-1].body["system"][-1]["cache_control"] == {
+                "type": "ephemeral"
+            }
+            hit = await proxy.post(CHAT, json=body)
+            assert hit.headers["x-deja-cache"] == "hit" and hit.content == first.content
+            metrics = (await proxy.get("/metrics")).text
+            assert 'deja_provider_cached_tokens_total{kind="read",provider="anthropic"}' in metrics
+            assert 'deja_provider_cached_tokens_total{kind="write",provider="anthropic"}' in metrics

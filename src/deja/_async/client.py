@@ -36,7 +36,9 @@ from deja.errors import (
     UpstreamTimeoutError,
     provider_error_for_status,
 )
+from deja.metrics import Metrics, NullMetrics
 from deja.providers.anthropic import AnthropicProvider
+from deja.providers.usage import cache_tokens, normalize_usage
 from deja.request import PROVIDER_API_BASES, Request, resolve_model
 from deja.response import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse
 from deja.result import CacheInfo
@@ -53,6 +55,7 @@ _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})  # 529: Anthrop
 # Body fields that configure the call rather than the request sent upstream.
 _TRANSPORT_FIELDS = frozenset({"extra_headers", "extra_body", "extra_query", "cache"})
 _MAX_RETRY_AFTER = 60.0
+_NO_METRICS = NullMetrics()
 
 
 def _retry_after(response: AsyncHTTPResponse) -> float | None:
@@ -136,7 +139,10 @@ class AsyncClient:
     pooled HTTP client, ``max_connections`` for the one deja creates on first use
     (aiohttp when installed, else httpx2, for async; httpx2 for sync).
     ``cache_control_injection_points`` (LiteLLM's format) place prompt-cache breakpoints on
-    providers that need them (``anthropic/...`` models), after a request's own.
+    providers that need them (``anthropic/...`` models), after a request's own. Usage comes
+    back in OpenAI's schema for every provider (cached tokens in
+    ``prompt_tokens_details.cached_tokens`` and the cache-write fields); ``metrics`` (default:
+    the cache's) counts them in ``deja_provider_cached_tokens_total``.
     """
 
     def __init__(
@@ -152,6 +158,7 @@ class AsyncClient:
         max_connections: int = 100,
         headers: Mapping[str, str] | None = None,
         cache_control_injection_points: Sequence[Mapping[str, Any]] = (),
+        metrics: Metrics | None = None,
     ) -> None:
         if max_retries < 0 or timeout <= 0 or backoff < 0:
             raise ValueError("max_retries and backoff must be >= 0, timeout > 0")
@@ -167,6 +174,7 @@ class AsyncClient:
         self._max_connections = max_connections
         self._http_lock = threading.Lock()
         self.injection_points = tuple(cache_control_injection_points)
+        self.metrics = metrics
         self._anthropic = AnthropicProvider()
         self._endpoints: dict[tuple[str, str | None, str | None], tuple[str, str, str, str]] = {}
 
@@ -298,8 +306,17 @@ class AsyncClient:
         :meth:`acompletion`. The proxy calls upstreams through this.
         """
         provider, name, _, url_base = self._endpoint(model, api_base)
-        headers = self._headers(provider, api_key, extra_headers or {})
         seconds = timeout if timeout is not None else self.timeout
+        if path == "/chat/completions":  # any provider, translated to and from OpenAI's format
+            return await self._chat(
+                provider,
+                url_base,
+                {**payload, "model": name},
+                api_key=api_key,
+                extra_headers=extra_headers or {},
+                timeout=seconds,
+            )
+        headers = self._headers(provider, api_key, extra_headers or {})
         return await self._post(
             url_base + path, {**payload, "model": name}, headers, seconds, provider
         )
@@ -317,9 +334,18 @@ class AsyncClient:
     ) -> AsyncIterator[dict[str, Any]]:
         """Like :meth:`arequest` for ``stream: true``: an iterator of the SSE events' JSON."""
         provider, name, _, url_base = self._endpoint(model, api_base)
-        headers = self._headers(provider, api_key, extra_headers or {})
         seconds = timeout if timeout is not None else self.timeout
         body = {**payload, "model": name}
+        if path == "/chat/completions":
+            return await self._chat_stream(
+                provider,
+                url_base,
+                body,
+                api_key=api_key,
+                extra_headers=extra_headers or {},
+                timeout=seconds,
+            )
+        headers = self._headers(provider, api_key, extra_headers or {})
         return await self._open_stream(url_base + path, body, headers, seconds, provider)
 
     async def aclose(self) -> None:
@@ -374,9 +400,29 @@ class AsyncClient:
                 extra_headers=extra_headers,
             )
             data = await self._post(wire.url, wire.json, wire.headers, timeout, provider)
-            return self._anthropic.parse_response(data)
+            return self._account(provider, self._anthropic.parse_response(data))
         headers = self._headers(provider, api_key, extra_headers)
-        return await self._post(url_base + "/chat/completions", payload, headers, timeout, provider)
+        data = await self._post(url_base + "/chat/completions", payload, headers, timeout, provider)
+        return self._account(provider, data)
+
+    def _account(self, provider: str, response: dict[str, Any]) -> dict[str, Any]:
+        """Usage in the one schema (cached tokens included), and the cached-tokens metric."""
+        usage = normalize_usage(response.get("usage"), provider=provider)
+        if usage is None:
+            return response
+        response["usage"] = usage
+        tokens = cache_tokens(usage)
+        metrics = self._metrics()
+        if tokens.read:
+            metrics.provider_cached_tokens(provider, "read", tokens.read)
+        if tokens.write:
+            metrics.provider_cached_tokens(provider, "write", tokens.write)
+        return response
+
+    def _metrics(self) -> Metrics:
+        if self.metrics is not None:
+            return self.metrics
+        return self.cache.metrics if self.cache is not None else _NO_METRICS
 
     async def _chat_stream(
         self,
@@ -414,9 +460,20 @@ class AsyncClient:
         # usage chunk only if it asked for it
         payload["stream_options"] = {**options, "include_usage": True}
         headers = self._headers(provider, api_key, extra_headers)
-        return await self._open_stream(
+        events = await self._open_stream(
             url_base + "/chat/completions", payload, headers, timeout, provider
         )
+
+        async def accounted() -> ChunkStream:
+            try:
+                async for chunk in events:
+                    if chunk.get("usage") is not None:
+                        self._account(provider, chunk)
+                    yield chunk
+            finally:
+                await events.aclose()
+
+        return accounted()
 
     def _endpoint(self, model: str, api_base: str | None) -> tuple[str, str, str, str]:
         """(provider, upstream model name, api_base for the key, base URL for calls).

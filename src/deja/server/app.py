@@ -119,7 +119,15 @@ class ProxyApp:
         self.cache = cache
         if cache is not None:
             self.metrics.watch_store(cache.store.name, cache.store)
-        self.client = client if client is not None else AsyncClient(max_retries=0)
+        self.client = (
+            client
+            if client is not None
+            else AsyncClient(
+                max_retries=0,
+                metrics=self.metrics,
+                cache_control_injection_points=settings.cache_control_injection_points,
+            )
+        )
         self.auth = Auth(settings.general)
         self.routes = self._routes(settings.model_list)
         self._max_body = settings.general.max_request_bytes
