@@ -1,0 +1,1 @@
+"""Evaluation entry points that ship with deja (``python -m deja.bench.semantic``)."""

@@ -1,0 +1,341 @@
+"""The semantic tier: prompts that mean the same thing share one exact-tier entry.
+
+:class:`SemanticCache` maps the vector of a prompt's final user text to the key of the
+exact-tier entry that answered it; the response itself stays in the exact tier's store.
+The exact-tier façade calls, on a miss, :meth:`SemanticCache.check` (a match names the key
+to serve), and after storing a fresh answer, :meth:`SemanticCache.store`. Deleting an entry
+(by key, tag, namespace or tenant) calls :meth:`forget` / :meth:`forget_scope`.
+
+Every check embeds the query text once (kept briefly, so the ``store`` that follows a miss
+does not embed it again), searches the index within the request's scope
+(:mod:`deja.semantic.scope`), and runs :func:`deja.semantic.decision.decide` on the nearest
+candidates, best first. Defaults are the tuned ones: threshold, guards and the shipped
+verifier (see ``python -m deja.bench.semantic`` for what they score).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from deja.errors import ConfigError
+from deja.request import Request
+from deja.semantic.decision import DEFAULT_THRESHOLD, Decision, decide
+from deja.semantic.guards import GuardSettings
+from deja.semantic.scope import SemanticQuery, semantic_query, tenant_scope
+from deja.semantic.verifier import Verifier
+
+if TYPE_CHECKING:
+    from deja.semantic.embedders import Embedder
+    from deja.semantic.index import VectorIndex
+
+__all__ = ["SemanticCache", "SemanticLookup", "SemanticMatch"]
+
+_VECTOR_MEMO = 256
+
+
+@dataclass(frozen=True, slots=True)
+class SemanticMatch:
+    """A semantic hit: serve the exact-tier entry ``key``; ``similarity`` is the cosine."""
+
+    key: str
+    similarity: float
+    probability: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SemanticLookup:
+    """Everything one check saw: the match (if any) and the decision per candidate.
+
+    ``candidates`` pairs each candidate key with its :class:`Decision`, best similarity
+    first; ``applicable`` is false when the request has no final user text.
+    """
+
+    match: SemanticMatch | None
+    candidates: tuple[tuple[str, Decision], ...] = ()
+    applicable: bool = True
+
+    @property
+    def best_similarity(self) -> float | None:
+        """Similarity of the nearest candidate (a near miss when there is no match)."""
+        return self.candidates[0][1].similarity if self.candidates else None
+
+
+class SemanticCache:
+    """Second cache tier: serve an entry stored for a prompt that means the same thing.
+
+    Keyword-only options:
+
+    * ``embedder``: an :class:`~deja.semantic.embedders.Embedder` (default: the embedded
+      :class:`~deja.semantic.embedders.LocalEmbedder`, loaded on first use);
+    * ``index``: a :class:`~deja.semantic.index.VectorIndex` (default: an
+      :class:`~deja.semantic.index.InProcessIndex` bounded to ``max_entries``);
+    * ``threshold``: cosine similarity a candidate needs (default: the tuned value);
+    * ``guards``: which guards run (:class:`~deja.semantic.guards.GuardSettings`);
+    * ``verifier``: the second-stage :class:`~deja.semantic.verifier.Verifier`; ``"default"``
+      is the shipped one, ``None`` turns it off;
+    * ``top_k``: candidates examined per check, best first;
+    * ``max_entries``: size bound of the default index (oldest evicted first);
+    * ``strike_penalty`` / ``max_strikes``: each ``feedback(key, correct=False)`` raises that
+      entry's threshold by ``strike_penalty``; at ``max_strikes`` the entry is forgotten;
+    * ``clock``: wall clock for expiry (inject a fake in tests).
+
+    Thread-safe. The async methods run embedding and search in worker threads.
+    """
+
+    def __init__(
+        self,
+        *,
+        embedder: Embedder | None = None,
+        index: VectorIndex | None = None,
+        threshold: float | None = None,
+        guards: GuardSettings | None = None,
+        verifier: Verifier | Literal["default"] | None = "default",
+        top_k: int = 4,
+        max_entries: int = 100_000,
+        strike_penalty: float = 0.05,
+        max_strikes: int = 2,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if top_k < 1 or max_strikes < 1 or strike_penalty < 0:
+            raise ValueError("top_k and max_strikes must be >= 1, strike_penalty >= 0")
+        if threshold is not None and not -1.0 <= threshold <= 1.0:
+            raise ValueError("threshold is a cosine similarity, between -1 and 1")
+        if embedder is None:
+            from deja.semantic.embedders import LocalEmbedder
+
+            embedder = LocalEmbedder()
+        if index is None:
+            from deja.semantic.index import InProcessIndex
+
+            index = InProcessIndex(dim=embedder.dim, max_entries=max_entries, clock=clock)
+        if index.dim != embedder.dim:
+            raise ConfigError(
+                f"the index holds {index.dim}-d vectors but embedder {embedder.id} makes"
+                f" {embedder.dim}-d ones"
+            )
+        self.embedder = embedder
+        self.index = index
+        self.threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+        self.guards = guards if guards is not None else GuardSettings()
+        self.verifier: Verifier | None = Verifier.default() if verifier == "default" else verifier
+        self.top_k = top_k
+        self.strike_penalty = strike_penalty
+        self.max_strikes = max_strikes
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._strikes: dict[str, int] = {}
+        self._vectors: OrderedDict[str, Any] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    # -- the request path ---------------------------------------------------------------
+
+    def query(self, request: Request, *, namespace: str | None = None) -> SemanticQuery | None:
+        """The text and scope of ``request`` (``None``: the semantic tier does not apply)."""
+        return semantic_query(request, embedder_id=self.embedder.id, namespace=namespace)
+
+    def check(
+        self,
+        request: Request,
+        *,
+        namespace: str | None = None,
+        threshold: float | None = None,
+    ) -> SemanticMatch | None:
+        """The stored entry whose prompt means the same as ``request``'s, if any."""
+        return self.inspect(request, namespace=namespace, threshold=threshold).match
+
+    async def acheck(
+        self,
+        request: Request,
+        *,
+        namespace: str | None = None,
+        threshold: float | None = None,
+    ) -> SemanticMatch | None:
+        """:meth:`check` without blocking the event loop."""
+        lookup = await self.ainspect(request, namespace=namespace, threshold=threshold)
+        return lookup.match
+
+    def inspect(
+        self,
+        request: Request,
+        *,
+        namespace: str | None = None,
+        threshold: float | None = None,
+        evaluate_all: bool = False,
+    ) -> SemanticLookup:
+        """:meth:`check` with the decision on every candidate (for metrics, calibration).
+
+        ``evaluate_all`` runs guards and verifier even on candidates below the threshold.
+        """
+        q = self.query(request, namespace=namespace)
+        if q is None:
+            return SemanticLookup(None, applicable=False)
+        vector = self._embed(q.text)
+        return self._decide(q, vector, threshold, evaluate_all)
+
+    async def ainspect(
+        self,
+        request: Request,
+        *,
+        namespace: str | None = None,
+        threshold: float | None = None,
+        evaluate_all: bool = False,
+    ) -> SemanticLookup:
+        """:meth:`inspect` without blocking the event loop."""
+        q = self.query(request, namespace=namespace)
+        if q is None:
+            return SemanticLookup(None, applicable=False)
+        vector = await self._aembed(q.text)
+        return await asyncio.to_thread(self._decide, q, vector, threshold, evaluate_all)
+
+    def store(
+        self,
+        request: Request,
+        key: str,
+        *,
+        ttl: float | None = None,
+        namespace: str | None = None,
+    ) -> bool:
+        """Record that the exact-tier entry ``key`` answers ``request`` (for ``ttl`` s).
+
+        Returns ``False`` when the semantic tier does not apply to the request.
+        """
+        q = self.query(request, namespace=namespace)
+        if q is None:
+            return False
+        self._add(key, q, self._embed(q.text), ttl)
+        return True
+
+    async def astore(
+        self,
+        request: Request,
+        key: str,
+        *,
+        ttl: float | None = None,
+        namespace: str | None = None,
+    ) -> bool:
+        """:meth:`store` without blocking the event loop."""
+        q = self.query(request, namespace=namespace)
+        if q is None:
+            return False
+        vector = await self._aembed(q.text)
+        await asyncio.to_thread(self._add, key, q, vector, ttl)
+        return True
+
+    # -- management ---------------------------------------------------------------------
+
+    def forget(self, key: str) -> bool:
+        """Drop the vector of entry ``key`` (call when the entry is deleted)."""
+        with self._lock:
+            self._strikes.pop(key, None)
+        return self.index.remove(key)
+
+    def forget_scope(self, *, tenant: str | None = None, namespace: str | None = None) -> int:
+        """Drop every vector of one (tenant, namespace); returns how many."""
+        return self.index.remove_scope(tenant_scope(tenant, namespace))
+
+    def clear(self) -> int:
+        """Drop every vector; returns how many."""
+        with self._lock:
+            self._strikes.clear()
+        return self.index.clear()
+
+    def feedback(self, key: str, *, correct: bool) -> None:
+        """Report whether serving entry ``key`` for a similar prompt was right.
+
+        A wrong answer raises that entry's threshold by ``strike_penalty``; after
+        ``max_strikes`` it is forgotten (the exact tier still serves identical requests).
+        A right one takes back one strike.
+        """
+        with self._lock:
+            strikes = self._strikes.get(key, 0)
+            strikes = strikes - 1 if correct else strikes + 1
+            if strikes <= 0:
+                self._strikes.pop(key, None)
+                return
+            self._strikes[key] = strikes
+            forget = strikes >= self.max_strikes
+        if forget:
+            self.forget(key)
+
+    def save(self, path: str | Path) -> None:
+        """Save the index (and the feedback strikes) to the directory ``path``."""
+        self.index.save(path)
+        with self._lock:
+            data = json.dumps(self._strikes).encode()
+        (Path(path) / "feedback.json").write_bytes(data)
+
+    def load(self, path: str | Path) -> None:
+        """Load what :meth:`save` wrote (replacing the current contents)."""
+        self.index.load(path)
+        strikes_file = Path(path) / "feedback.json"
+        strikes = json.loads(strikes_file.read_bytes()) if strikes_file.exists() else {}
+        with self._lock:
+            self._strikes = {str(k): int(v) for k, v in strikes.items()}
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _decide(
+        self, q: SemanticQuery, vector: Any, threshold: float | None, evaluate_all: bool
+    ) -> SemanticLookup:
+        base = self.threshold if threshold is None else threshold
+        neighbors = self.index.search(vector, scope=q.scope, k=self.top_k)
+        decided: list[tuple[str, Decision]] = []
+        match: SemanticMatch | None = None
+        for neighbor in neighbors:
+            strikes = self._strikes.get(neighbor.id, 0)
+            decision = decide(
+                neighbor.similarity,
+                q.text,
+                neighbor.payload or "",
+                threshold=base + strikes * self.strike_penalty,
+                guards=self.guards,
+                verifier=self.verifier,
+                evaluate_all=evaluate_all,
+            )
+            decided.append((neighbor.id, decision))
+            if decision.hit and match is None:
+                match = SemanticMatch(neighbor.id, neighbor.similarity, decision.probability)
+                if not evaluate_all:
+                    break
+        return SemanticLookup(match, tuple(decided))
+
+    def _add(self, key: str, q: SemanticQuery, vector: Any, ttl: float | None) -> None:
+        expires = None if ttl is None else self._clock() + ttl
+        self.index.add(key, vector, scope=q.scope, expires=expires, payload=q.text)
+
+    def _memo_get(self, text: str) -> Any:
+        with self._lock:
+            vector = self._vectors.get(text)
+            if vector is not None:
+                self._vectors.move_to_end(text)
+            return vector
+
+    def _memo_put(self, text: str, vector: Any) -> None:
+        with self._lock:
+            self._vectors[text] = vector
+            if len(self._vectors) > _VECTOR_MEMO:
+                self._vectors.popitem(last=False)
+
+    def _embed(self, text: str) -> Any:
+        vector = self._memo_get(text)
+        if vector is None:
+            vector = self.embedder.embed([text])[0]
+            self._memo_put(text, vector)
+        return vector
+
+    async def _aembed(self, text: str) -> Any:
+        vector = self._memo_get(text)
+        if vector is None:
+            vector = (await self.embedder.aembed([text]))[0]
+            self._memo_put(text, vector)
+        return vector

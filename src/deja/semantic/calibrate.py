@@ -1,0 +1,523 @@
+"""Calibration and evaluation of the semantic tier on labelled prompt pairs.
+
+A labelled pair is a JSONL line ``{"a": str, "b": str, "same": bool}`` (``same``: one answer
+is correct for both). Every function here scores pairs through the same code path as
+:meth:`SemanticCache.check`: a fresh index per pair, ``a`` stored, ``b`` checked, with the
+cache's threshold, guards and verifier.
+
+* :func:`evaluate_pairs` — precision, recall (true pairs served) and false-hit rate (false
+  pairs served) at one threshold; what ``python -m deja.bench.semantic`` prints;
+* :func:`calibrate` — the same per threshold, and the lowest threshold whose false-hit rate
+  meets a target (what ``deja calibrate PAIRS.jsonl --max-false-hit-rate 0.01`` prints);
+* :func:`fit_verifier` — train the second-stage verifier with cross-validation. The shipped
+  ``verifier.json`` is exactly ``fit_verifier(load_pairs("shared/semantic/dev.jsonl"),
+  embedder=LocalEmbedder(), threshold=0.7, l2=3.0, trust_above=0.97,
+  target_false_hit_rate=0.008)[0].to_dict()`` (cross-validated: recall 33.6% at a
+  false-hit rate of 1.0% on dev.jsonl).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deja.errors import ConfigError
+from deja.request import Request
+from deja.semantic._deps import np
+from deja.semantic.guards import GuardSettings, check_guards, signature
+from deja.semantic.verifier import FEATURE_NAMES, Verifier, pair_features
+
+if TYPE_CHECKING:
+    from deja.semantic.cache import SemanticCache
+    from deja.semantic.embedders import Embedder
+
+__all__ = [
+    "CalibrationReport",
+    "EvalReport",
+    "LabelledPair",
+    "PairOutcome",
+    "PrecomputedEmbedder",
+    "calibrate",
+    "evaluate_pairs",
+    "fit_verifier",
+    "load_pairs",
+    "score_pairs",
+]
+
+EVAL_MODEL = "openai/gpt-4o-mini"
+"""The fixed model every evaluated pair is sent to (the scope is the same for both)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledPair:
+    """Two prompts and whether one answer serves both."""
+
+    a: str
+    b: str
+    same: bool
+    source: str = ""
+
+
+def load_pairs(path: str | Path) -> list[LabelledPair]:
+    """Read labelled pairs from a JSONL file (raises ``ConfigError`` on a bad line)."""
+    pairs: list[LabelledPair] = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+                a, b, same = item["a"], item["b"], item["same"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ConfigError(f"{path}:{number}: not a labelled pair ({exc})") from exc
+            if not isinstance(a, str) or not isinstance(b, str) or not isinstance(same, bool):
+                raise ConfigError(f"{path}:{number}: a and b must be strings, same a boolean")
+            pairs.append(LabelledPair(a, b, same, str(item.get("source", ""))))
+    return pairs
+
+
+class PrecomputedEmbedder:
+    """Wraps an embedder and embeds a known set of texts up front, in sorted batches.
+
+    Same ``id`` and ``dim`` as the wrapped embedder, so scopes are unchanged; a text not
+    prepared is embedded on demand. Used to evaluate thousands of pairs quickly.
+    """
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.inner = embedder
+        self._vectors: dict[str, Any] = {}
+
+    @property
+    def id(self) -> str:
+        """The wrapped embedder's id."""
+        return self.inner.id
+
+    @property
+    def dim(self) -> int:
+        """The wrapped embedder's dimension."""
+        return self.inner.dim
+
+    def prepare(self, texts: Iterable[str]) -> None:
+        """Embed every text not yet known, in one batched call."""
+        todo = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        if todo:
+            for text, vector in zip(todo, self.inner.embed(todo), strict=True):
+                self._vectors[text] = vector
+
+    def embed(self, texts: Sequence[str]) -> Any:
+        """Vectors of ``texts`` (from the prepared set when possible)."""
+        self.prepare(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self._vectors[t] for t in texts])
+
+    async def aembed(self, texts: Sequence[str]) -> Any:
+        """Same as :meth:`embed` (prepared vectors need no thread)."""
+        return self.embed(texts)
+
+
+@dataclass(frozen=True, slots=True)
+class PairOutcome:
+    """How the semantic tier saw one pair: ``similarity`` and ``passed_checks`` (guards and
+    verifier accepted it); the pair is served at threshold ``t`` iff both
+    ``similarity >= t`` and ``passed_checks``."""
+
+    pair: LabelledPair
+    similarity: float
+    passed_checks: bool
+    reason: str
+    probability: float | None
+
+    def served(self, threshold: float) -> bool:
+        """Whether the pair is a hit at ``threshold``."""
+        return self.passed_checks and self.similarity >= threshold
+
+
+def _request(text: str) -> Request:
+    return Request.chat(model=EVAL_MODEL, messages=[{"role": "user", "content": text}])
+
+
+def score_pairs(
+    pairs: Sequence[LabelledPair],
+    *,
+    make_cache: Callable[[], SemanticCache],
+) -> list[PairOutcome]:
+    """Store ``a`` and check ``b`` in a fresh cache per pair; one outcome per pair.
+
+    ``make_cache`` builds each fresh :class:`SemanticCache` (share one embedder between
+    them; wrap it in :class:`PrecomputedEmbedder` to embed all texts in batches first).
+    """
+    outcomes: list[PairOutcome] = []
+    for i, pair in enumerate(pairs):
+        cache = make_cache()
+        cache.store(_request(pair.a), f"pair-{i}")
+        lookup = cache.inspect(_request(pair.b), threshold=-1.0, evaluate_all=True)
+        if not lookup.candidates:
+            outcomes.append(PairOutcome(pair, -1.0, False, "no candidate", None))
+            continue
+        _, decision = lookup.candidates[0]
+        outcomes.append(
+            PairOutcome(
+                pair,
+                decision.similarity,
+                bool(decision.passed_checks),
+                decision.reason,
+                decision.probability,
+            )
+        )
+    return outcomes
+
+
+@dataclass(frozen=True, slots=True)
+class EvalReport:
+    """Figures at one threshold (fractions 0..1; ``nan`` when undefined)."""
+
+    pairs: int
+    threshold: float
+    precision: float
+    recall: float
+    false_hit_rate: float
+    hits: int = 0
+    true_hits: int = 0
+    positives: int = 0
+    negatives: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"pairs", "threshold", "precision", "recall", "false_hit_rate"}``."""
+        return {
+            "pairs": self.pairs,
+            "threshold": self.threshold,
+            "precision": self.precision,
+            "recall": self.recall,
+            "false_hit_rate": self.false_hit_rate,
+        }
+
+
+def _ratio(num: int, den: int) -> float:
+    return num / den if den else math.nan
+
+
+def evaluate_pairs(
+    outcomes: Sequence[PairOutcome], threshold: float, *, bare: bool = False
+) -> EvalReport:
+    """Figures of ``outcomes`` at ``threshold``; ``bare`` ignores guards and verifier."""
+    positives = sum(o.pair.same for o in outcomes)
+    negatives = len(outcomes) - positives
+    served = [o for o in outcomes if o.similarity >= threshold and (bare or o.passed_checks)]
+    true_hits = sum(o.pair.same for o in served)
+    false_hits = len(served) - true_hits
+    return EvalReport(
+        pairs=len(outcomes),
+        threshold=threshold,
+        precision=_ratio(true_hits, len(served)),
+        recall=_ratio(true_hits, positives),
+        false_hit_rate=_ratio(false_hits, negatives),
+        hits=len(served),
+        true_hits=true_hits,
+        positives=positives,
+        negatives=negatives,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationReport:
+    """Per-threshold figures and the threshold chosen for the target false-hit rate.
+
+    ``chosen`` is the lowest threshold (most recall) whose false-hit rate is at most
+    ``max_false_hit_rate``; ``None`` if none is (there were no negatives, or even the
+    strictest threshold served too many).
+    """
+
+    max_false_hit_rate: float
+    rows: tuple[EvalReport, ...]
+    chosen: EvalReport | None
+    bare_rows: tuple[EvalReport, ...] = field(default=())
+
+    def format(self) -> str:
+        """A plain-text table, the chosen threshold last."""
+        lines = [
+            f"{'threshold':>9}  {'precision':>9}  {'recall':>7}  {'false hits':>10}  {'hits':>5}"
+        ]
+        for r in self.rows:
+            mark = "  <- chosen" if self.chosen is not None and r is self.chosen else ""
+            lines.append(
+                f"{r.threshold:>9.3f}  {_pct(r.precision):>9}  {_pct(r.recall):>7}"
+                f"  {_pct(r.false_hit_rate):>10}  {r.hits:>5}{mark}"
+            )
+        if self.chosen is None:
+            lines.append(
+                f"no threshold keeps the false-hit rate at or below {self.max_false_hit_rate:.2%}"
+            )
+        else:
+            c = self.chosen
+            lines.append(
+                f"threshold {c.threshold:.3f} meets false-hit rate <= "
+                f"{self.max_false_hit_rate:.2%}: precision {_pct(c.precision)},"
+                f" recall {_pct(c.recall)}, false-hit rate {_pct(c.false_hit_rate)}"
+            )
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as JSON-able data."""
+        return {
+            "max_false_hit_rate": self.max_false_hit_rate,
+            "chosen": self.chosen.to_json() if self.chosen is not None else None,
+            "rows": [r.to_json() for r in self.rows],
+        }
+
+
+def _pct(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.1%}"
+
+
+def default_thresholds() -> list[float]:
+    """0.50 to 0.99 by 0.01."""
+    return [round(0.5 + i / 100, 2) for i in range(50)]
+
+
+def calibrate(
+    pairs: Sequence[LabelledPair] | str | Path,
+    *,
+    max_false_hit_rate: float = 0.01,
+    semantic: Callable[[], SemanticCache] | None = None,
+    embedder: Embedder | None = None,
+    thresholds: Sequence[float] | None = None,
+) -> CalibrationReport:
+    """Score labelled pairs with the full decision and find the threshold for a target.
+
+    ``pairs`` is a list of :class:`LabelledPair` or a JSONL path. ``semantic`` builds the
+    :class:`SemanticCache` to calibrate (fresh per pair; default: the shipped settings on
+    ``embedder``, default the embedded model). Guards and verifier are those of the cache;
+    only the cosine threshold is swept.
+    """
+    if not 0.0 <= max_false_hit_rate <= 1.0:
+        raise ValueError("max_false_hit_rate is a fraction between 0 and 1")
+    items = load_pairs(pairs) if isinstance(pairs, (str, Path)) else list(pairs)
+    make_cache = semantic if semantic is not None else shipped_cache_factory(embedder, items)
+    outcomes = score_pairs(items, make_cache=make_cache)
+    rows = tuple(evaluate_pairs(outcomes, t) for t in (thresholds or default_thresholds()))
+    meeting = [
+        r
+        for r in rows
+        if r.negatives
+        and not math.isnan(r.false_hit_rate)
+        and r.false_hit_rate <= max_false_hit_rate
+    ]
+    chosen = min(meeting, key=lambda r: r.threshold) if meeting else None
+    return CalibrationReport(max_false_hit_rate, rows, chosen)
+
+
+def shipped_cache_factory(
+    embedder: Embedder | None,
+    pairs: Sequence[LabelledPair],
+    **options: Any,
+) -> Callable[[], SemanticCache]:
+    """A factory of fresh :class:`SemanticCache` objects sharing one embedder.
+
+    All the pairs' texts are embedded first, in batches. ``options`` are passed to
+    :class:`SemanticCache` (``threshold``, ``guards``, ``verifier``...).
+    """
+    from deja.semantic.cache import SemanticCache
+    from deja.semantic.embedders import LocalEmbedder
+    from deja.semantic.index import InProcessIndex
+
+    shared = PrecomputedEmbedder(embedder if embedder is not None else LocalEmbedder())
+    shared.prepare([t for p in pairs for t in (p.a, p.b)])
+
+    def make() -> SemanticCache:
+        index = InProcessIndex(dim=shared.dim, max_entries=None, hnsw_threshold=None)
+        return SemanticCache(embedder=shared, index=index, **options)
+
+    return make
+
+
+# -- training the verifier -------------------------------------------------------------
+
+
+# Sign each weight may be given (+1: more of it can only make a hit likelier, -1: only
+# less likely, 0: free), with ``constrain_signs``. Measured on dev.jsonl: constrained, the
+# verifier is monotone in overlap but no better than similarity alone (CV recall 27.5% at
+# FHR 0.8%); free, it learns that high word overlap *with only moderate similarity* means
+# the few differing words changed the meaning (CV 34.4% at 0.9%), which is what ships. A
+# free model extrapolates badly to identical wording, hence ``trust_above``.
+WEIGHT_SIGNS: dict[str, int] = {
+    "similarity": 1,
+    "similarity_squared": 1,
+    "word_jaccard": 1,
+    "word_containment": 1,
+    "trigram_jaccard": 1,
+    "unmatched_words": -1,
+    "unmatched_imbalance": -1,
+    "log_min_length": 0,
+    "length_ratio": -1,
+    "negation_mismatch": -1,
+    "one_sided_polarity": -1,
+    "shared_anchors": 1,
+}
+
+
+def _fit_logistic(
+    x: Any, y: Any, *, l2: float, constrain_signs: bool = False
+) -> tuple[Any, Any, Any, float]:
+    """L2-regularised logistic regression (Newton's method, standardised features), with
+    the weight signs of :data:`WEIGHT_SIGNS` enforced by an active set: a weight of the
+    wrong sign is fixed at 0 and the rest refit."""
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale < 1e-9] = 1.0
+    z_all = np.c_[(x - mean) / scale, np.ones(len(x))]
+    signs = np.array([WEIGHT_SIGNS[name] for name in FEATURE_NAMES] + [0])
+    if not constrain_signs:
+        signs[:] = 0
+    free = np.ones(z_all.shape[1], dtype=bool)
+    while True:
+        z = z_all[:, free]
+        w = np.zeros(z.shape[1])
+        penalty = np.where(np.arange(z_all.shape[1])[free] == z_all.shape[1] - 1, 0.0, l2)
+        for _ in range(100):
+            p = 1.0 / (1.0 + np.exp(-np.clip(z @ w, -30, 30)))
+            grad = z.T @ (p - y) + penalty * w
+            hess = (z * (p * (1 - p))[:, None]).T @ z + np.diag(penalty + 1e-9)
+            step = np.linalg.solve(hess, grad)
+            w -= step
+            if np.abs(step).max() < 1e-9:
+                break
+        full = np.zeros(z_all.shape[1])
+        full[free] = w
+        wrong = free & (signs * full < 0)
+        if not wrong.any():
+            return mean, scale, full[:-1], float(full[-1])
+        free &= ~wrong
+
+
+def _predict(model: tuple[Any, Any, Any, float], x: Any) -> Any:
+    mean, scale, w, b = model
+    return 1.0 / (1.0 + np.exp(-np.clip(((x - mean) / scale) @ w + b, -30, 30)))
+
+
+def _lowest_cut(scores: Any, labels: Any, eligible: Any, target: float) -> float:
+    """The lowest probability cut whose false-hit rate over all pairs stays <= target."""
+    negatives = int((~labels).sum())
+    allowed = math.floor(target * negatives + 1e-9)
+    order = np.argsort(-scores, kind="stable")
+    false_hits = 0
+    cut = 1.0
+    for i in order:
+        if not eligible[i]:
+            continue
+        if not labels[i]:
+            false_hits += 1
+            if false_hits > allowed:
+                break
+        cut = float(scores[i])
+    return cut
+
+
+def pair_matrix(
+    pairs: Sequence[LabelledPair],
+    similarities: Sequence[float],
+    *,
+    guards: GuardSettings | None = None,
+) -> tuple[Any, Any]:
+    """Verifier features of every pair (rows) and whether the guards passed it."""
+    rows: list[list[float]] = []
+    passed: list[bool] = []
+    for pair, sim in zip(pairs, similarities, strict=True):
+        sig_a, sig_b = signature(pair.a), signature(pair.b)
+        report = check_guards(sig_a, sig_b, guards)
+        rows.append(
+            pair_features(float(sim), pair.a, pair.b, sig_a=sig_a, sig_b=sig_b, report=report)
+        )
+        passed.append(report.ok)
+    return np.array(rows, dtype=np.float64), np.array(passed, dtype=bool)
+
+
+def fit_verifier(
+    pairs: Sequence[LabelledPair],
+    *,
+    embedder: Embedder,
+    threshold: float,
+    guards: GuardSettings | None = None,
+    target_false_hit_rate: float = 0.008,
+    trust_above: float = 1.01,
+    l2: float = 3.0,
+    folds: int = 5,
+    repeats: int = 3,
+    seed: int = 0,
+) -> tuple[Verifier, dict[str, Any]]:
+    """Train the verifier on labelled pairs; report cross-validated figures.
+
+    The model sees the pairs at or above ``threshold`` that pass the guards (the ones it
+    will judge). Cross-validation is nested: for each outer fold the probability cut is
+    chosen on out-of-fold scores of the training folds only, then the whole decision
+    (threshold, guards, verifier) is scored on the held-out fold; ``repeats`` reshuffles.
+    The shipped model is fit on all pairs, its cut chosen on out-of-fold scores.
+    """
+    labels = np.array([p.same for p in pairs], dtype=bool)
+    texts_a = embedder.embed([p.a for p in pairs])
+    texts_b = embedder.embed([p.b for p in pairs])
+    sims = (np.asarray(texts_a) * np.asarray(texts_b)).sum(axis=1)
+    x, passed = pair_matrix(pairs, sims.tolist(), guards=guards)
+    eligible = passed & (sims >= threshold)
+    trusted = eligible & (sims >= trust_above)
+
+    def oof(index: Any, rng_seed: int) -> Any:
+        assignment = np.random.default_rng(rng_seed).permutation(len(index)) % folds
+        scores = np.zeros(len(index))
+        for k in range(folds):
+            train = index[assignment != k]
+            train = train[eligible[train]]
+            model = _fit_logistic(x[train], labels[train].astype(float), l2=l2)
+            scores[assignment == k] = _predict(model, x[index[assignment == k]])
+        return scores
+
+    def served(scores: Any, cut: float, index: Any) -> Any:
+        return eligible[index] & ((scores >= cut) | trusted[index])
+
+    results: list[tuple[float, float]] = []
+    everything = np.arange(len(pairs))
+    for r in range(repeats):
+        outer = np.random.default_rng(seed + r).permutation(len(pairs)) % folds
+        hit = np.zeros(len(pairs), dtype=bool)
+        for k in range(folds):
+            train, test = everything[outer != k], everything[outer == k]
+            inner = oof(train, seed + 100 + r)
+            cut = _lowest_cut(
+                np.where(trusted[train], 1.0, inner),
+                labels[train],
+                eligible[train],
+                target_false_hit_rate,
+            )
+            model = _fit_logistic(
+                x[train[eligible[train]]], labels[train[eligible[train]]].astype(float), l2=l2
+            )
+            hit[test] = served(_predict(model, x[test]), cut, test)
+        results.append((float(hit[labels].mean()), float(hit[~labels].mean())))
+    all_scores = oof(everything, seed + 1000)
+    cut = _lowest_cut(np.where(trusted, 1.0, all_scores), labels, eligible, target_false_hit_rate)
+    mean, scale, w, b = _fit_logistic(x[eligible], labels[eligible].astype(float), l2=l2)
+    cv = {
+        "pairs": len(pairs),
+        "threshold": threshold,
+        "folds": folds,
+        "repeats": repeats,
+        "cv_recall": float(np.mean([r for r, _ in results])),
+        "cv_false_hit_rate": float(np.mean([f for _, f in results])),
+        "target_false_hit_rate": target_false_hit_rate,
+        "l2": l2,
+    }
+    verifier = Verifier(
+        features=FEATURE_NAMES,
+        mean=tuple(float(v) for v in mean),
+        scale=tuple(float(v) for v in scale),
+        weights=tuple(float(v) for v in w),
+        bias=b,
+        cut=cut,
+        trust_above=trust_above,
+        info=cv,
+    )
+    return verifier, cv

@@ -1,0 +1,77 @@
+"""The semantic "is this a hit?" decision: a pure function of the pair and the settings.
+
+A candidate (the stored prompt nearest to the query within the scope) is served when
+
+1. its cosine similarity is at least the threshold (raised for an entry that was reported
+   wrong, see ``SemanticCache.feedback``);
+2. every enabled guard agrees (:func:`deja.semantic.guards.check_guards`);
+3. the verifier accepts the pair (:class:`deja.semantic.verifier.Verifier`), if one is set.
+
+The order is cheapest first; the reason of a rejection is kept for metrics and calibration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from deja.semantic.guards import GuardSettings, check_guards, signature
+from deja.semantic.verifier import Verifier, pair_features
+
+__all__ = ["DEFAULT_THRESHOLD", "Decision", "decide"]
+
+DEFAULT_THRESHOLD = 0.70
+"""The shipped cosine threshold (the first filter; guards and verifier do the rest)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome for one candidate.
+
+    ``reason`` is ``"hit"``, ``"threshold"``, ``"guards:<names>"`` or ``"verifier"``.
+    ``passed_checks`` says whether guards and verifier accepted the pair, whatever the
+    threshold: calibration sweeps thresholds over it without deciding again.
+    """
+
+    hit: bool
+    similarity: float
+    reason: str
+    probability: float | None = None
+    passed_checks: bool | None = None
+
+
+def decide(
+    similarity: float,
+    query: str,
+    candidate: str,
+    *,
+    threshold: float,
+    guards: GuardSettings | None = None,
+    verifier: Verifier | None = None,
+    evaluate_all: bool = False,
+) -> Decision:
+    """Decide whether ``candidate``'s answer may serve ``query``.
+
+    ``evaluate_all`` runs guards and verifier even below the threshold (for calibration).
+    """
+    below = similarity < threshold
+    if below and not evaluate_all:
+        return Decision(False, similarity, "threshold")
+    sig_q = signature(query)
+    sig_c = signature(candidate)
+    report = check_guards(sig_c, sig_q, guards)
+    if not report.ok:
+        reason = "guards:" + ",".join(report.failed)
+        return Decision(False, similarity, "threshold" if below else reason, None, False)
+    probability = None
+    if verifier is not None:
+        features = pair_features(
+            similarity, candidate, query, sig_a=sig_c, sig_b=sig_q, report=report
+        )
+        accepted, probability = verifier.accepts(similarity, features)
+        if not accepted:
+            return Decision(
+                False, similarity, "threshold" if below else "verifier", probability, False
+            )
+    if below:
+        return Decision(False, similarity, "threshold", probability, True)
+    return Decision(True, similarity, "hit", probability, True)

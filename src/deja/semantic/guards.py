@@ -1,0 +1,1646 @@
+"""Guards: the facts two prompts must share before one's answer may serve the other.
+
+An embedding says "convert 5 km to miles" and "convert 8 km to miles" mean nearly the same
+thing (cosine 0.95); they do not share an answer. Guards are pure functions over the text
+that extract the *anchors* of a prompt and compare them, in order:
+
+* numbers (digits with separators, decimals, ``#1234``, ordinals, written forms like
+  "twenty-five", percentages; currency amounts as number + currency);
+* dates (``March 15, 2030``, ``15 March 2030``, ``2030-03-15``, ``3/15/2030``; weekdays and
+  relative days such as ``tomorrow`` or ``next week``);
+* units and currencies, source before target (``15 cups in ml`` == ``how many ml is 15 cups``
+  but ``km to miles`` != ``miles to km``);
+* quoted strings and code spans (backticks, identifiers such as ``os.path.join`` or ``2FA``);
+* named entities, found by heuristics (capitalised words that are not common words,
+  acronyms, camel case, ``C++``) and a small gazetteer of places, languages and technologies
+  that users often type in lower case; compared case-insensitively and in order;
+* polarity and direction words (increase/decrease, high/low, before/after, buy/sell,
+  max/min, enable/disable, send/receive...) and negation (not, no, never, -n't).
+
+No model is downloaded: everything here is regular expressions and small word lists. A
+candidate hit must pass every enabled guard (:class:`GuardSettings`).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+__all__ = [
+    "GuardReport",
+    "GuardSettings",
+    "Signature",
+    "check_guards",
+    "content_words",
+    "signature",
+    "tokens",
+]
+
+# -- word lists ---------------------------------------------------------------------------
+
+# Common English words: a capitalised one of these is not a name (sentence starts, titles).
+_COMMON = frozenset(
+    [
+        "a",
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "all",
+        "also",
+        "am",
+        "an",
+        "and",
+        "any",
+        "are",
+        "aren't",
+        "as",
+        "ask",
+        "at",
+        "be",
+        "because",
+        "been",
+        "before",
+        "being",
+        "below",
+        "best",
+        "better",
+        "between",
+        "both",
+        "but",
+        "by",
+        "can",
+        "can't",
+        "cannot",
+        "could",
+        "couldn't",
+        "did",
+        "didn't",
+        "do",
+        "does",
+        "doesn't",
+        "doing",
+        "don't",
+        "down",
+        "during",
+        "each",
+        "few",
+        "for",
+        "from",
+        "further",
+        "get",
+        "gets",
+        "getting",
+        "give",
+        "given",
+        "go",
+        "going",
+        "got",
+        "had",
+        "hadn't",
+        "has",
+        "hasn't",
+        "have",
+        "haven't",
+        "having",
+        "he",
+        "help",
+        "her",
+        "here",
+        "hers",
+        "herself",
+        "him",
+        "himself",
+        "his",
+        "how",
+        "i",
+        "i'd",
+        "i'll",
+        "i'm",
+        "i've",
+        "if",
+        "in",
+        "into",
+        "is",
+        "isn't",
+        "it",
+        "it's",
+        "its",
+        "itself",
+        "just",
+        "let",
+        "let's",
+        "like",
+        "list",
+        "make",
+        "me",
+        "more",
+        "most",
+        "much",
+        "must",
+        "my",
+        "myself",
+        "need",
+        "new",
+        "no",
+        "nor",
+        "not",
+        "now",
+        "of",
+        "off",
+        "on",
+        "once",
+        "one",
+        "only",
+        "or",
+        "other",
+        "our",
+        "ours",
+        "ourselves",
+        "out",
+        "over",
+        "own",
+        "please",
+        "same",
+        "say",
+        "see",
+        "shall",
+        "she",
+        "should",
+        "shouldn't",
+        "show",
+        "so",
+        "some",
+        "such",
+        "take",
+        "tell",
+        "than",
+        "thank",
+        "thanks",
+        "that",
+        "that's",
+        "the",
+        "their",
+        "theirs",
+        "them",
+        "themselves",
+        "then",
+        "there",
+        "there's",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "to",
+        "too",
+        "under",
+        "until",
+        "up",
+        "us",
+        "use",
+        "used",
+        "using",
+        "very",
+        "want",
+        "was",
+        "wasn't",
+        "way",
+        "we",
+        "well",
+        "were",
+        "weren't",
+        "what",
+        "what's",
+        "when",
+        "where",
+        "where's",
+        "which",
+        "while",
+        "who",
+        "who's",
+        "whom",
+        "why",
+        "why's",
+        "will",
+        "with",
+        "won't",
+        "would",
+        "wouldn't",
+        "write",
+        "yes",
+        "yet",
+        "you",
+        "your",
+        "yours",
+        "yourself",
+        "hi",
+        "hello",
+        "hey",
+        "dear",
+        "ok",
+        "okay",
+        "sure",
+        "also",
+        "anyway",
+        "maybe",
+        "convert",
+        "calculate",
+        "compare",
+        "explain",
+        "describe",
+        "define",
+        "find",
+        "track",
+        "check",
+        "tell",
+        "give",
+        "show",
+        "list",
+        "translate",
+        "install",
+        "installing",
+        "steps",
+        "step",
+        "winner",
+        "capital",
+        "weather",
+        "time",
+        "tomorrow",
+        "today",
+        "tonight",
+        "yesterday",
+        "boiling",
+        "boil",
+        "how's",
+        "hows",
+        "whats",
+        "who's",
+        "current",
+        "local",
+        "cheapest",
+        "cheap",
+        "low-cost",
+        "recommend",
+        "suggest",
+        "create",
+        "generate",
+        "summarize",
+        "summarise",
+        "fix",
+        "debug",
+        "is",
+        "are",
+        "was",
+        "were",
+        "will",
+        "would",
+        "should",
+        "could",
+        "can",
+        "may",
+        "might",
+        "must",
+        "shall",
+        "do",
+        "does",
+        "did",
+        "have",
+        "has",
+        "had",
+        "why",
+        "when",
+        "where",
+        "what",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "how",
+    ]
+)
+
+# Place, language and technology names that are safe to match in lower case too.
+_GAZETTEER_WORDS = [
+    "afghanistan",
+    "albania",
+    "algeria",
+    "andorra",
+    "angola",
+    "argentina",
+    "armenia",
+    "australia",
+    "austria",
+    "azerbaijan",
+    "bahamas",
+    "bahrain",
+    "bangladesh",
+    "barbados",
+    "belarus",
+    "belgium",
+    "belize",
+    "benin",
+    "bhutan",
+    "bolivia",
+    "bosnia",
+    "botswana",
+    "brazil",
+    "brunei",
+    "bulgaria",
+    "burkina",
+    "burundi",
+    "cambodia",
+    "cameroon",
+    "canada",
+    "chad",
+    "colombia",
+    "comoros",
+    "congo",
+    "croatia",
+    "cuba",
+    "cyprus",
+    "czechia",
+    "czech",
+    "denmark",
+    "djibouti",
+    "dominica",
+    "ecuador",
+    "egypt",
+    "eritrea",
+    "estonia",
+    "eswatini",
+    "ethiopia",
+    "fiji",
+    "finland",
+    "france",
+    "gabon",
+    "gambia",
+    "germany",
+    "ghana",
+    "greece",
+    "grenada",
+    "guatemala",
+    "guinea",
+    "guyana",
+    "haiti",
+    "honduras",
+    "hungary",
+    "iceland",
+    "india",
+    "indonesia",
+    "iran",
+    "iraq",
+    "ireland",
+    "israel",
+    "italy",
+    "jamaica",
+    "japan",
+    "kazakhstan",
+    "kenya",
+    "kiribati",
+    "kosovo",
+    "kuwait",
+    "kyrgyzstan",
+    "laos",
+    "latvia",
+    "lebanon",
+    "lesotho",
+    "liberia",
+    "libya",
+    "liechtenstein",
+    "lithuania",
+    "luxembourg",
+    "madagascar",
+    "malawi",
+    "malaysia",
+    "maldives",
+    "mali",
+    "malta",
+    "mauritania",
+    "mauritius",
+    "mexico",
+    "micronesia",
+    "moldova",
+    "monaco",
+    "mongolia",
+    "montenegro",
+    "morocco",
+    "mozambique",
+    "myanmar",
+    "namibia",
+    "nauru",
+    "nepal",
+    "netherlands",
+    "nicaragua",
+    "niger",
+    "nigeria",
+    "norway",
+    "oman",
+    "pakistan",
+    "palau",
+    "palestine",
+    "panama",
+    "paraguay",
+    "peru",
+    "philippines",
+    "poland",
+    "portugal",
+    "qatar",
+    "romania",
+    "russia",
+    "rwanda",
+    "samoa",
+    "senegal",
+    "serbia",
+    "seychelles",
+    "singapore",
+    "slovakia",
+    "slovenia",
+    "somalia",
+    "spain",
+    "sudan",
+    "suriname",
+    "sweden",
+    "switzerland",
+    "syria",
+    "taiwan",
+    "tajikistan",
+    "tanzania",
+    "thailand",
+    "togo",
+    "tonga",
+    "tunisia",
+    "turkmenistan",
+    "tuvalu",
+    "uganda",
+    "ukraine",
+    "uruguay",
+    "uzbekistan",
+    "vanuatu",
+    "venezuela",
+    "vietnam",
+    "yemen",
+    "zambia",
+    "zimbabwe",
+    "england",
+    "scotland",
+    "wales",
+    "britain",
+    "usa",
+    "uk",
+    "uae",
+    "amsterdam",
+    "athens",
+    "atlanta",
+    "auckland",
+    "austin",
+    "baghdad",
+    "bangkok",
+    "barcelona",
+    "beijing",
+    "beirut",
+    "berlin",
+    "bogota",
+    "boston",
+    "brussels",
+    "bucharest",
+    "budapest",
+    "cairo",
+    "calgary",
+    "chicago",
+    "copenhagen",
+    "dallas",
+    "delhi",
+    "denver",
+    "detroit",
+    "dubai",
+    "dublin",
+    "edinburgh",
+    "frankfurt",
+    "geneva",
+    "hamburg",
+    "hanoi",
+    "havana",
+    "helsinki",
+    "honolulu",
+    "houston",
+    "istanbul",
+    "jakarta",
+    "jerusalem",
+    "johannesburg",
+    "kabul",
+    "karachi",
+    "kathmandu",
+    "kiev",
+    "kyiv",
+    "lagos",
+    "lima",
+    "lisbon",
+    "london",
+    "madrid",
+    "manila",
+    "melbourne",
+    "miami",
+    "milan",
+    "montreal",
+    "moscow",
+    "mumbai",
+    "munich",
+    "nairobi",
+    "naples",
+    "osaka",
+    "oslo",
+    "ottawa",
+    "paris",
+    "philadelphia",
+    "phoenix",
+    "prague",
+    "quebec",
+    "reykjavik",
+    "riga",
+    "rome",
+    "santiago",
+    "seattle",
+    "seoul",
+    "shanghai",
+    "singapore",
+    "stockholm",
+    "sydney",
+    "taipei",
+    "tallinn",
+    "tehran",
+    "tokyo",
+    "toronto",
+    "vancouver",
+    "vienna",
+    "vilnius",
+    "warsaw",
+    "wellington",
+    "zurich",
+    "english",
+    "french",
+    "german",
+    "spanish",
+    "italian",
+    "portuguese",
+    "dutch",
+    "russian",
+    "chinese",
+    "mandarin",
+    "cantonese",
+    "japanese",
+    "korean",
+    "arabic",
+    "hindi",
+    "bengali",
+    "urdu",
+    "turkish",
+    "greek",
+    "polish",
+    "swedish",
+    "norwegian",
+    "danish",
+    "finnish",
+    "hebrew",
+    "thai",
+    "vietnamese",
+    "indonesian",
+    "ukrainian",
+    "czech",
+    "hungarian",
+    "romanian",
+    "persian",
+    "swahili",
+    "latin",
+    "python",
+    "javascript",
+    "typescript",
+    "kotlin",
+    "haskell",
+    "golang",
+    "perl",
+    "php",
+    "lua",
+    "matlab",
+    "fortran",
+    "cobol",
+    "elixir",
+    "erlang",
+    "clojure",
+    "ocaml",
+    "bash",
+    "powershell",
+    "sql",
+    "mysql",
+    "postgresql",
+    "postgres",
+    "sqlite",
+    "mongodb",
+    "redis",
+    "nginx",
+    "apache",
+    "docker",
+    "kubernetes",
+    "linux",
+    "ubuntu",
+    "debian",
+    "fedora",
+    "centos",
+    "windows",
+    "macos",
+    "android",
+    "ios",
+    "excel",
+    "numpy",
+    "pandas",
+    "django",
+    "flask",
+    "react",
+    "angular",
+    "vue",
+]
+_GAZETTEER_PHRASES = (
+    "new york",
+    "los angeles",
+    "san francisco",
+    "hong kong",
+    "new zealand",
+    "south africa",
+    "south korea",
+    "north korea",
+    "saudi arabia",
+    "united states",
+    "united kingdom",
+    "costa rica",
+    "sri lanka",
+    "buenos aires",
+    "rio de janeiro",
+    "mexico city",
+    "cape town",
+    "las vegas",
+    "tel aviv",
+    "kuala lumpur",
+    "c++",
+    "c#",
+    "f#",
+    "node.js",
+    "visual studio",
+    "vs code",
+)
+_GAZETTEER = frozenset(_GAZETTEER_WORDS) | frozenset(_GAZETTEER_PHRASES)
+# Names that are also common words: they count only when written with a capital, even as
+# the first word of a sentence ("Go code to read a file", "Java 21").
+_CAPITALISED_NAMES = frozenset(
+    [
+        "go",
+        "rust",
+        "swift",
+        "ruby",
+        "java",
+        "dart",
+        "julia",
+        "scala",
+        "crystal",
+        "groovy",
+        "r",
+        "c",
+        "turkey",
+        "chile",
+        "china",
+        "jordan",
+        "georgia",
+        "nice",
+        "mobile",
+        "reading",
+        "bath",
+    ]
+)
+_GAZETTEER_MAX_WORDS = 3
+
+# Units of measure: every spelling maps to one canonical name.
+_UNIT_SPELLINGS: dict[str, tuple[str, ...]] = {
+    "km": ("km", "kms", "kilometer", "kilometers", "kilometre", "kilometres"),
+    "m": ("meter", "meters", "metre", "metres"),
+    "cm": ("cm", "centimeter", "centimeters", "centimetre", "centimetres"),
+    "mm": ("mm", "millimeter", "millimeters", "millimetre", "millimetres"),
+    "mi": ("mi", "mile", "miles"),
+    "yd": ("yd", "yard", "yards"),
+    "ft": ("ft", "foot", "feet"),
+    "in": ("inch", "inches"),
+    "kg": ("kg", "kgs", "kilogram", "kilograms", "kilo", "kilos"),
+    "g": ("g", "gram", "grams", "gramme", "grammes"),
+    "mg": ("mg", "milligram", "milligrams"),
+    "lb": ("lb", "lbs", "pound", "pounds"),
+    "oz": ("oz", "ounce", "ounces"),
+    "st": ("stone", "stones"),
+    "t": ("ton", "tons", "tonne", "tonnes"),
+    "l": ("l", "liter", "liters", "litre", "litres"),
+    "ml": ("ml", "milliliter", "milliliters", "millilitre", "millilitres"),
+    "gal": ("gal", "gallon", "gallons"),
+    "qt": ("qt", "quart", "quarts"),
+    "pt": ("pint", "pints"),
+    "cup": ("cup", "cups"),
+    "tbsp": ("tbsp", "tablespoon", "tablespoons"),
+    "tsp": ("tsp", "teaspoon", "teaspoons"),
+    "floz": ("fl oz", "fluid ounce", "fluid ounces"),
+    "C": ("celsius", "centigrade", "°c"),
+    "F": ("fahrenheit", "°f"),
+    "K": ("kelvin", "kelvins"),
+    "mph": ("mph",),
+    "kmh": ("kph", "kmh", "km/h"),
+    "m/s": ("m/s",),
+    "kb": ("kb", "kilobyte", "kilobytes"),
+    "mb": ("mb", "megabyte", "megabytes"),
+    "gb": ("gb", "gigabyte", "gigabytes"),
+    "tb": ("tb", "terabyte", "terabytes"),
+    "w": ("watt", "watts"),
+    "kw": ("kw", "kilowatt", "kilowatts"),
+    "kwh": ("kwh",),
+    "hp": ("hp", "horsepower"),
+    "cal": ("calorie", "calories", "kcal"),
+    "acre": ("acre", "acres"),
+    "ha": ("hectare", "hectares"),
+    "sqft": ("sq ft", "square feet", "square foot"),
+    "sqm": ("square meter", "square meters", "square metre", "square metres", "m2"),
+    "rad": ("radian", "radians"),
+    "deg": ("degree", "degrees"),
+}
+# Time units count only when attached to a number ("3 days"): "how many days does it
+# take" and "how long does it take" ask the same thing.
+_UNIT_WORDS = frozenset(n for names in _UNIT_SPELLINGS.values() for n in names)
+_TIME_UNITS: dict[str, tuple[str, ...]] = {
+    "s": ("second", "seconds", "sec", "secs"),
+    "min": ("minute", "minutes", "mins"),
+    "h": ("hour", "hours", "hr", "hrs"),
+    "day": ("day", "days"),
+    "week": ("week", "weeks"),
+    "month": ("month", "months"),
+    "year": ("year", "years"),
+}
+_CURRENCY_SPELLINGS: dict[str, tuple[str, ...]] = {
+    "USD": ("usd", "dollar", "dollars", "us dollar", "us dollars", "$"),
+    "EUR": ("eur", "euro", "euros", "€"),
+    "GBP": ("gbp", "sterling", "£"),
+    "JPY": ("jpy", "yen", "¥"),
+    "CHF": ("chf", "swiss franc", "swiss francs"),
+    "CAD": ("cad", "canadian dollar", "canadian dollars"),
+    "AUD": ("aud", "australian dollar", "australian dollars"),
+    "NZD": ("nzd",),
+    "CNY": ("cny", "rmb", "yuan", "renminbi"),
+    "INR": ("inr", "rupee", "rupees", "₹"),
+    "MXN": ("mxn", "peso", "pesos"),
+    "BRL": ("brl", "real", "reais"),
+    "SEK": ("sek", "krona", "kronor"),
+    "NOK": ("nok", "krone", "kroner"),
+    "DKK": ("dkk",),
+    "PLN": ("pln", "zloty"),
+    "RUB": ("rub", "ruble", "rubles", "rouble", "roubles"),
+    "KRW": ("krw", "won"),
+    "SGD": ("sgd",),
+    "HKD": ("hkd",),
+    "ZAR": ("zar", "rand"),
+    "TRY": ("lira",),
+    "BTC": ("btc", "bitcoin", "bitcoins"),
+    "ETH": ("eth", "ether", "ethereum"),
+}
+# Currency names that are also common words count only next to a number or another code.
+_AMBIGUOUS_CURRENCY = frozenset({"real", "won", "rand", "ether"})
+
+
+def _spellings(table: dict[str, tuple[str, ...]]) -> dict[tuple[str, ...], str]:
+    return {tuple(_tokens_of(s)): canon for canon, names in table.items() for s in names}
+
+
+# Antonym pairs: per pair, the poles two prompts mention must not conflict.
+_POLES: tuple[tuple[frozenset[str], frozenset[str]], ...] = tuple(
+    (frozenset(a.split()), frozenset(b.split()))
+    for a, b in (
+        (
+            "increase increases increased increasing raise raising boost boosting grow"
+            " growing higher more maximize maximise improve improving gain gaining",
+            "decrease decreases decreased decreasing reduce reduces reducing lower lowering"
+            " less fewer minimize minimise shrink shrinking cut cutting drop dropping lose"
+            " losing worsen",
+        ),
+        ("high", "low"),
+        ("before earlier", "after later"),
+        ("buy buying bought purchase purchasing", "sell selling sold"),
+        (
+            "max maximum most largest biggest highest longest greatest",
+            "min minimum least smallest lowest shortest fewest",
+        ),
+        (
+            "enable enabling enabled activate activating activated unlock unblock unfreeze on",
+            "disable disabling disabled deactivate deactivating deactivated lock block freeze off",
+        ),
+        ("add adding", "remove removing delete deleting"),
+        ("send sending sent", "receive receiving received"),
+        ("deposit depositing", "withdraw withdrawing withdrawal"),
+        ("import importing", "export exporting"),
+        ("upload uploading", "download downloading"),
+        ("encrypt encrypting encryption", "decrypt decrypting decryption"),
+        ("encode encoding", "decode decoding"),
+        ("push pushing", "pull pulling"),
+        ("start starting", "stop stopping"),
+        ("open opening", "close closing"),
+        ("win winning won", "lose losing lost"),
+        ("positive", "negative"),
+        ("true", "false"),
+        ("hot warm", "cold cool"),
+        ("fast faster fastest quick quickly", "slow slower slowest slowly"),
+        ("cheap cheaper cheapest inexpensive low-cost", "expensive pricey costly"),
+        ("best", "worst"),
+        ("advantages pros benefits", "disadvantages cons drawbacks"),
+        ("north northern", "south southern"),
+        ("east eastern", "west western"),
+        ("above over", "below under"),
+        ("with", "without"),
+        ("inside internal", "outside external"),
+        ("first", "last"),
+        ("old older oldest", "young younger youngest new newer newest"),
+        ("big bigger large larger", "small smaller little"),
+        ("long", "short"),
+        ("heavy heavier", "light lighter"),
+        ("strong stronger", "weak weaker"),
+        ("input", "output"),
+        ("upper uppercase", "lower lowercase"),
+        ("ascending", "descending"),
+        ("plus", "minus"),
+        ("husband", "wife"),
+        ("men men's male", "women women's female"),
+    )
+)
+_POLE_WORDS = frozenset().union(*(a | b for a, b in _POLES))
+_NEGATIONS = frozenset(
+    [
+        "not",
+        "no",
+        "never",
+        "none",
+        "nothing",
+        "nobody",
+        "nowhere",
+        "neither",
+        "nor",
+        "cannot",
+        "can't",
+        "won't",
+        "don't",
+        "doesn't",
+        "didn't",
+        "isn't",
+        "aren't",
+        "wasn't",
+        "weren't",
+        "hasn't",
+        "haven't",
+        "hadn't",
+        "shouldn't",
+        "wouldn't",
+        "couldn't",
+        "mustn't",
+        "without",
+    ]
+)
+
+_NUMBER_WORDS = {
+    "zero": 0, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+    "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13,
+    "fourteen": 14, "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18,
+    "nineteen": 19, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60,
+    "seventy": 70, "eighty": 80, "ninety": 90, "dozen": 12,
+}  # fmt: skip
+_SCALES = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9}
+_ORDINAL_WORDS = {
+    "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7,
+    "eighth": 8, "ninth": 9, "tenth": 10, "eleventh": 11, "twelfth": 12, "twentieth": 20,
+}  # fmt: skip
+_MONTHS = {
+    "january": 1, "jan": 1, "february": 2, "feb": 2, "march": 3, "mar": 3, "april": 4,
+    "apr": 4, "may": 5, "june": 6, "jun": 6, "july": 7, "jul": 7, "august": 8, "aug": 8,
+    "september": 9, "sep": 9, "sept": 9, "october": 10, "oct": 10, "november": 11,
+    "nov": 11, "december": 12, "dec": 12,
+}  # fmt: skip
+# Month abbreviations and "may"/"march" are common words: they count only beside a number.
+_STRICT_MONTHS = frozenset(
+    {
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "jun",
+        "jul",
+        "aug",
+        "sep",
+        "sept",
+        "oct",
+        "nov",
+        "dec",
+        "may",
+        "march",
+    }
+)
+_DAY_WORDS = frozenset(
+    [
+        "today",
+        "tomorrow",
+        "yesterday",
+        "tonight",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ]
+)
+_RELATIVE = frozenset({"next", "last", "this", "previous", "coming"})
+_PERIODS = frozenset({"week", "month", "year", "weekend", "quarter", "decade", "century"})
+
+# -- tokenizer ----------------------------------------------------------------------------
+
+_TOKEN_RE = re.compile(
+    r"""
+    (?P<num>[#]?\d{1,3}(?:,\d{3})+(?:\.\d+)?%?          # 1,000,000.5
+      | [#]?\d+(?:\.\d+)*(?:st|nd|rd|th)?%?)            # 12  #123  3.12  3rd  50%
+    | (?P<word>[A-Za-z][A-Za-z0-9]*(?:[.'\u2019\-_][A-Za-z0-9]+)*(?:\+\+|\#)?)  # node.js c++ c#
+    | (?P<sym>->|=>|→|[$€£¥₹°%&/])
+    """,
+    re.VERBOSE,
+)
+_BREAK_RE = re.compile(r"[.!?:;\n\"“(\[]")
+
+
+@dataclass(frozen=True, slots=True)
+class _Tok:
+    text: str  # as written
+    low: str  # lower case, possessive "'s" dropped
+    kind: str  # "num" | "word" | "sym"
+    start: int
+    initial: bool  # first word of a sentence (its capital letter says nothing)
+
+
+def _tokens_of(text: str) -> list[str]:
+    return [t.low for t in _scan(text)]
+
+
+def _scan(text: str) -> list[_Tok]:
+    out: list[_Tok] = []
+    end = 0
+    for m in _TOKEN_RE.finditer(text):
+        kind = m.lastgroup or "sym"
+        raw = m.group()
+        low = raw.lower().replace("\u2019", "'")
+        if kind == "word" and low.endswith("'s"):
+            low = low[:-2]
+            raw = raw[:-2]
+        initial = not out or _BREAK_RE.search(text, end, m.start()) is not None
+        out.append(_Tok(raw, low, kind, m.start(), initial))
+        end = m.end()
+    return out
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-case word, number and symbol tokens of ``text`` (possessive ``'s`` dropped)."""
+    return _tokens_of(text)
+
+
+# Words that carry little meaning for overlap measures (features of the verifier).
+_STOP = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "for",
+        "from",
+        "by",
+        "with",
+        "about",
+        "as",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "am",
+        "do",
+        "does",
+        "did",
+        "doing",
+        "have",
+        "has",
+        "had",
+        "having",
+        "i",
+        "me",
+        "my",
+        "mine",
+        "you",
+        "your",
+        "we",
+        "our",
+        "us",
+        "it",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "there",
+        "here",
+        "what",
+        "what's",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "how",
+        "when",
+        "where",
+        "why",
+        "can",
+        "could",
+        "would",
+        "should",
+        "will",
+        "shall",
+        "may",
+        "might",
+        "must",
+        "please",
+        "hi",
+        "hello",
+        "hey",
+        "thanks",
+        "thank",
+        "just",
+        "so",
+        "and",
+        "or",
+        "but",
+        "if",
+        "then",
+        "than",
+        "any",
+        "some",
+        "all",
+        "also",
+        "too",
+        "very",
+        "really",
+        "much",
+        "many",
+        "more",
+        "most",
+        "get",
+        "got",
+        "want",
+        "need",
+        "like",
+        "know",
+        "tell",
+        "give",
+        "show",
+        "let",
+        "let's",
+        "i'm",
+        "i've",
+        "i'd",
+        "it's",
+        "that's",
+        "there's",
+        "how's",
+    ]
+)
+
+
+def _stem(word: str) -> str:
+    # A crude suffix stripper: enough to match "boil"/"boiling", "card"/"cards".
+    for suffix, keep in (("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)] + keep
+    return word
+
+
+def content_words(text: str) -> list[str]:
+    """Stemmed, lower-case content words of ``text`` (stop words dropped), in order."""
+    return [_stem(t) for t in _tokens_of(text) if t not in _STOP and not t.isdigit()]
+
+
+# -- extraction ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """The anchors of one prompt, in order of appearance (see the module docstring)."""
+
+    numbers: tuple[str, ...] = ()
+    dates: tuple[str, ...] = ()
+    units: tuple[str, ...] = ()
+    quotes: tuple[str, ...] = ()
+    code: tuple[str, ...] = ()
+    entities: tuple[str, ...] = ()
+    entity_candidates: frozenset[str] = frozenset()
+    directed: bool = False
+    poles: tuple[frozenset[int], ...] = field(default=(), repr=False)
+    negated: bool = False
+    words: frozenset[str] = frozenset()
+    low_text: str = field(default="", repr=False)
+
+    @property
+    def anchors(self) -> int:
+        """How many anchors (numbers, dates, units, quotes, code, entities) were found."""
+        return (
+            len(self.numbers)
+            + len(self.dates)
+            + len(self.units)
+            + len(self.quotes)
+            + len(self.code)
+            + len(self.entities)
+        )
+
+
+_QUOTE_RE = re.compile(
+    r"""(?:(?<![\w])'(?P<s>[^'\n]*?(?:\w'\w[^'\n]*?)*)'(?![\w]))"""  # 'I don't know'
+    r"""|"(?P<d>[^"\n]+)"|\u201c(?P<c>[^\u201d\n]+)\u201d|\u2018(?P<t>[^\u2019\n]+)\u2019"""
+)
+_CODE_RE = re.compile(r"```.*?```|`[^`\n]+`", re.DOTALL)
+_IDENT_RE = re.compile(
+    r"""
+    https?://\S+                                   # URLs
+    | [\w.+-]+@[\w-]+\.[\w.]+                      # e-mail addresses
+    | (?<![\w/])(?:[\w.-]+/)+[\w.-]+               # paths
+    | \b[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+\(\)?       # os.path.join, a.b()
+    | \b[A-Za-z_]\w*\(\)                           # call()
+    | \b\w*_\w+\b                                  # snake_case
+    | (?<!\w)--?[a-z][\w-]*                        # --flag
+    | \b(?=\w*\d)(?=\w*[A-Za-z])\w{2,}\b           # 2FA, x86, A1234, ES2015
+    """,
+    re.VERBOSE,
+)
+
+
+def _canon_number(raw: str) -> str:
+    s = raw.lstrip("#").replace(",", "")
+    pct = s.endswith("%")
+    s = s.rstrip("%")
+    s = re.sub(r"(st|nd|rd|th)$", "", s)
+    if s.count(".") == 1:
+        whole, frac = s.split(".")
+        frac = frac.rstrip("0")
+        s = f"{int(whole or '0')}.{frac}" if frac else str(int(whole or "0"))
+    elif s.count(".") == 0 and s.isdigit():
+        s = str(int(s))
+    return s + ("%" if pct else "")
+
+
+def _phrase_table() -> dict[tuple[str, ...], tuple[str, str]]:
+    table: dict[tuple[str, ...], tuple[str, str]] = {}
+    for spelling, canon in _spellings(_UNIT_SPELLINGS).items():
+        table[spelling] = ("unit", canon)
+    for spelling, canon in _spellings(_TIME_UNITS).items():
+        table[spelling] = ("time", canon)
+    for spelling, canon in _spellings(_CURRENCY_SPELLINGS).items():
+        table[spelling] = ("currency", canon)
+    return table
+
+
+@functools.cache
+def _phrases() -> tuple[dict[tuple[str, ...], tuple[str, str]], int]:
+    table = _phrase_table()
+    return table, max(len(k) for k in table)
+
+
+def _written_number(toks: list[_Tok], i: int) -> tuple[int, int] | None:
+    """A number written in words starting at ``toks[i]``: (value, tokens used)."""
+    total = current = 0
+    j = i
+    seen = False
+    while j < len(toks):
+        w = toks[j].low
+        parts = w.split("-") if "-" in w else [w]
+        if len(parts) > 1 and all(p in _NUMBER_WORDS or p == "one" for p in parts):
+            current += sum(_NUMBER_WORDS.get(p, 1) for p in parts)  # "twenty-one"
+            seen = True
+        elif all(p in _NUMBER_WORDS for p in parts):
+            current += sum(_NUMBER_WORDS[p] for p in parts)
+            seen = True
+        elif w in _SCALES and (seen or (j > i and toks[j - 1].low in ("a", "one"))):
+            current = max(current, 1) * _SCALES[w]
+            if _SCALES[w] >= 1000:
+                total += current
+                current = 0
+            seen = True
+        elif w == "and" and seen and j + 1 < len(toks) and toks[j + 1].low in _NUMBER_WORDS:
+            pass
+        elif w == "one" and (
+            seen or (j + 1 < len(toks) and toks[j + 1].low in _SCALES)
+        ):  # "one" alone is too often a pronoun ("a new one")
+            current += 1
+            seen = True
+        else:
+            break
+        j += 1
+    if not seen:
+        return None
+    return total + current, j - i
+
+
+def _date_at(toks: list[_Tok], i: int) -> tuple[str, int] | None:
+    """A calendar date starting at ``toks[i]``: (canonical ``Y-M-D`` text, tokens used)."""
+    n = len(toks)
+
+    def num(k: int, lo: int, hi: int) -> int | None:
+        if k < n and toks[k].kind == "num":
+            s = re.sub(r"(st|nd|rd|th)$", "", toks[k].low.lstrip("#"))
+            if s.isdigit() and lo <= int(s) <= hi:
+                return int(s)
+        return None
+
+    def month(k: int) -> int | None:
+        return _MONTHS.get(toks[k].low) if k < n else None
+
+    def year_after(k: int) -> tuple[int | None, int]:
+        # optional "," is not a token; an optional year follows
+        y = num(k, 1000, 2999)
+        return (y, 1) if y is not None else (None, 0)
+
+    m = month(i)
+    if m is not None:
+        d = num(i + 1, 1, 31)
+        if d is not None:
+            y, used = year_after(i + 2)
+            return f"{y or '?'}-{m}-{d}", 2 + used
+        y = num(i + 1, 1000, 2999)
+        if y is not None:
+            return f"{y}-{m}-?", 2
+        return None
+    d = num(i, 1, 31)
+    if d is not None:
+        k = i + 1
+        if k < n and toks[k].low == "of":
+            k += 1
+        m = month(k)
+        if m is not None:
+            y, used = year_after(k + 1)
+            return f"{y or '?'}-{m}-{d}", k + 1 - i + used
+    return None
+
+
+_ISO_DATE_RE = re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b")
+_SLASH_DATE_RE = re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{2,4})\b")
+
+
+def signature(text: str) -> Signature:
+    """Extract the anchors of ``text`` (pure; about 50 µs for a one-line prompt)."""
+    return _signature(text)
+
+
+@functools.lru_cache(maxsize=8192)
+def _signature(text: str) -> Signature:
+    quotes: list[str] = []
+    code: list[str] = []
+
+    def take_code(m: re.Match[str]) -> str:
+        code.append(m.group().strip("`").strip())
+        return " "
+
+    rest = _CODE_RE.sub(take_code, text)
+
+    def take_quote(m: re.Match[str]) -> str:
+        inner = next(g for g in m.groups() if g is not None)
+        quotes.append(" ".join(inner.lower().split()))
+        return " "
+
+    rest = _QUOTE_RE.sub(take_quote, rest)
+    dates: list[tuple[int, str]] = []
+
+    def take_iso(m: re.Match[str]) -> str:
+        dates.append((m.start(), f"{int(m[1])}-{int(m[2])}-{int(m[3])}"))
+        return " "
+
+    def take_slash(m: re.Match[str]) -> str:
+        year = int(m[3]) + (2000 if len(m[3]) == 2 else 0)
+        dates.append((m.start(), f"{year}-{int(m[1])}-{int(m[2])}"))
+        return " "
+
+    rest = _ISO_DATE_RE.sub(take_iso, rest)
+    rest = _SLASH_DATE_RE.sub(take_slash, rest)
+
+    def take_ident(m: re.Match[str]) -> str:
+        value = m.group()
+        # plain ordinals and numbers with a unit ("3rd", "5km") are numbers, not ids
+        unit = re.fullmatch(r"\d+(?:\.\d+)?([a-zA-Z]{1,3})", value)
+        if re.fullmatch(r"\d+(?:st|nd|rd|th)", value) or (
+            unit is not None and unit[1].lower() in _UNIT_WORDS
+        ):
+            return value
+        code.append(value)
+        return " "
+
+    rest = _IDENT_RE.sub(take_ident, rest)
+    toks = _scan(rest)
+    lows = [t.low for t in toks]
+    phrases, longest = _phrases()
+
+    numbers: list[str] = []
+    quantity_units: list[tuple[int, str]] = []
+    other_units: list[tuple[int, str]] = []
+    consumed = [False] * len(toks)
+    i = 0
+    while i < len(toks):
+        tok = toks[i]
+        found = _date_at(toks, i)
+        if found is not None:
+            dates.append((tok.start, found[0]))
+            for k in range(i, i + found[1]):
+                consumed[k] = True
+            i += found[1]
+            continue
+        low = tok.low
+        if low in _DAY_WORDS:
+            dates.append((tok.start, low))
+            consumed[i] = True
+        elif low in _RELATIVE and i + 1 < len(toks) and lows[i + 1] in _PERIODS:
+            dates.append((tok.start, f"{low} {lows[i + 1]}"))
+            consumed[i] = consumed[i + 1] = True
+            i += 2
+            continue
+        elif low in _MONTHS and low not in _STRICT_MONTHS:
+            dates.append((tok.start, f"?-{_MONTHS[low]}-?"))
+            consumed[i] = True
+        i += 1
+
+    i = 0
+    while i < len(toks):
+        if consumed[i]:
+            i += 1
+            continue
+        tok = toks[i]
+        value: str | None = None
+        used = 1
+        if tok.kind == "num":
+            value = _canon_number(tok.low)
+            if i + 1 < len(toks) and lows[i + 1] in ("percent", "%") and "%" not in value:
+                value += "%"
+                used = 2
+        elif tok.low in _ORDINAL_WORDS:
+            value = str(_ORDINAL_WORDS[tok.low])
+        else:
+            written = _written_number(toks, i)
+            if written is not None:
+                value, used = str(written[0]), written[1]
+                if i + used < len(toks) and lows[i + used] in ("percent", "%"):
+                    value += "%"
+                    used += 1
+        if value is not None:
+            numbers.append(value)
+            for k in range(i, i + used):
+                consumed[k] = True
+            # a unit or currency right after the number (or a symbol right before) is
+            # the quantity's own unit: it comes first in the unit order
+            j = i + used
+            for size in range(min(longest, len(toks) - j), 0, -1):
+                hit = phrases.get(tuple(lows[j : j + size]))
+                if hit is not None:
+                    quantity_units.append((toks[j].start, hit[1]))
+                    for k in range(j, j + size):
+                        consumed[k] = True
+                    break
+            if i > 0 and lows[i - 1] in ("$", "€", "£", "¥", "₹") and not consumed[i - 1]:
+                quantity_units.append((toks[i - 1].start, phrases[(lows[i - 1],)][1]))
+                consumed[i - 1] = True
+            i += used
+            continue
+        i += 1
+
+    i = 0
+    while i < len(toks):
+        if consumed[i]:
+            i += 1
+            continue
+        for size in range(min(longest, len(toks) - i), 0, -1):
+            if any(consumed[i : i + size]):
+                continue
+            hit = phrases.get(tuple(lows[i : i + size]))
+            if hit is None:
+                continue
+            kind, canon = hit
+            if kind == "time":
+                break
+            if kind == "currency" and size == 1 and lows[i] in _AMBIGUOUS_CURRENCY:
+                break
+            if kind == "unit" and size == 1 and len(lows[i]) <= 2 and toks[i].text != lows[i]:
+                break  # "M", "G", "L" as capitals are more often names than units
+            quantity = i > 0 and lows[i - 1] in ("a", "an", "one", "per")
+            (quantity_units if quantity else other_units).append((toks[i].start, canon))
+            for k in range(i, i + size):
+                consumed[k] = True
+            i += size - 1
+            break
+        i += 1
+
+    entities, directed = _entities(toks, consumed)
+    poles = tuple(
+        frozenset(side for side, words in enumerate(pair) if any(w in words for w in lows))
+        for pair in _POLES
+    )
+    negated = any(w in _NEGATIONS or w.endswith("n't") for w in lows)
+    units = [u for _, u in sorted(quantity_units)] + [u for _, u in sorted(other_units)]
+    return Signature(
+        numbers=tuple(numbers),
+        dates=tuple(d for _, d in sorted(dates)),
+        units=tuple(units),
+        quotes=tuple(quotes),
+        code=tuple(code),
+        entities=tuple(entities),
+        entity_candidates=frozenset(entities),
+        directed=directed,
+        poles=poles,
+        negated=negated,
+        words=frozenset(_stem(w) for w in lows if w not in _STOP),
+        low_text=" ".join(lows),
+    )
+
+
+def _is_name_like(tok: _Tok) -> bool:
+    """Does ``tok`` look like (part of) a name, judged by its letters?"""
+    text = tok.text
+    if tok.kind != "word" or tok.low in _STOP:
+        return False
+    if len(text) >= 2 and text.isupper():
+        return tok.low not in _COMMON  # acronym (SSD, JSON), not shouting ("HOW?")
+    if len(text) >= 3 and text[:-1].isupper() and text[-1] == "s":
+        return True  # ETFs
+    if any(c.isupper() for c in text[1:]) and any(c.islower() for c in text):
+        return True  # macOS, iPhone, JavaScript
+    return text[0].isupper() and tok.low not in _COMMON
+
+
+_CONNECTORS = frozenset({"to", "->", "=>", "→", "into", "vs", "versus", "than", "from"})
+
+
+def _entities(toks: list[_Tok], consumed: list[bool]) -> tuple[list[str], bool]:
+    """The names in ``toks``, and whether their order is directed ("Oslo to Berlin")."""
+    out: list[str] = []
+    spans: list[tuple[int, int]] = []
+    i = 0
+    n = len(toks)
+    while i < n:
+        tok = toks[i]
+        if consumed[i] or tok.kind != "word":
+            i += 1
+            continue
+        # gazetteer phrases first (lower case allowed), longest match
+        matched = 0
+        for size in range(min(_GAZETTEER_MAX_WORDS, n - i), 0, -1):
+            phrase = " ".join(t.low for t in toks[i : i + size])
+            if phrase in _GAZETTEER and not any(consumed[i : i + size]):
+                out.append(phrase)
+                spans.append((i, i + size))
+                matched = size
+                break
+        if matched:
+            i += matched
+            continue
+        if tok.text[0].isupper() and tok.low in _CAPITALISED_NAMES:
+            out.append(tok.low)
+            spans.append((i, i + 1))
+            i += 1
+            continue
+        if _is_name_like(tok) and tok.text != "I":
+            j = i + 1
+            while j < n and not consumed[j] and not toks[j].initial and _is_name_like(toks[j]):
+                j += 1
+            # A capital at the start of a sentence says nothing, unless the word is
+            # written like a name anyway (acronym, camel case) or starts a longer name
+            # ("Lionel Messi height").
+            letters = tok.text
+            plain_capital = letters[0].isupper() and letters[1:].islower()
+            if tok.initial and plain_capital and j == i + 1:
+                i += 1
+                continue
+            out.append(" ".join(t.low for t in toks[i:j]))
+            spans.append((i, j))
+            i = j
+            continue
+        i += 1
+    directed = any(start > 0 and toks[start - 1].low == "from" for start, _ in spans) or any(
+        nxt[0] == prev[1] + 1 and toks[prev[1]].low in _CONNECTORS
+        for prev, nxt in itertools.pairwise(spans)
+    )
+    return out, directed
+
+
+# -- comparison ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GuardSettings:
+    """Which guards run. All are on by default; turn one off only with a measured reason."""
+
+    numbers: bool = True
+    dates: bool = True
+    units: bool = True
+    quotes: bool = True
+    code: bool = True
+    entities: bool = True
+    polarity: bool = True
+    # Off by default: Banking77 paraphrases flip negation all the time ("my payment
+    # failed" / "why didn't my payment work?"); the verifier weighs it instead.
+    negation: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GuardReport:
+    """The outcome of comparing two signatures: ``failed`` names the guards that failed."""
+
+    failed: tuple[str, ...]
+    shared_anchors: int
+
+    @property
+    def ok(self) -> bool:
+        """True when every enabled guard passed."""
+        return not self.failed
+
+
+def _occurrences(candidates: Iterable[str], low_text: str) -> tuple[str, ...]:
+    """Where each candidate entity occurs in ``low_text`` (whole words), in text order."""
+    found: list[tuple[int, str]] = []
+    padded = f" {low_text} "
+    for name in candidates:
+        needle = f" {name} "
+        start = padded.find(needle)
+        while start != -1:
+            found.append((start, name))
+            start = padded.find(needle, start + 1)
+    found.sort()
+    # an entity inside a longer one found at the same place ("york" in "new york") is
+    # dropped: keep the first, longest match at each position
+    out: list[str] = []
+    end = -1
+    for start, name in sorted(found, key=lambda f: (f[0], -len(f[1]))):
+        if start < end:
+            continue
+        out.append(name)
+        end = start + len(name) + 1
+    return tuple(out)
+
+
+def _first_seen(names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(names))
+
+
+def check_guards(a: Signature, b: Signature, settings: GuardSettings | None = None) -> GuardReport:
+    """Compare two prompts' anchors; every enabled guard must agree for a hit."""
+    s = settings if settings is not None else GuardSettings()
+    failed: list[str] = []
+    if s.numbers and a.numbers != b.numbers:
+        failed.append("numbers")
+    if s.dates and a.dates != b.dates:
+        failed.append("dates")
+    if s.units and a.units != b.units:
+        failed.append("units")
+    # quotes and code spans are compared as sets: paraphrases reorder them freely
+    if s.quotes and sorted(set(a.quotes)) != sorted(set(b.quotes)):
+        failed.append("quotes")
+    if s.code and sorted(set(a.code)) != sorted(set(b.code)):
+        failed.append("code")
+    if s.entities:
+        # An entity spotted on one side only by its capital letter ("ATM" vs "atm") still
+        # counts on the other side if written there: compare where the union occurs. Order
+        # counts when either prompt gives the names a direction ("Oslo to Berlin").
+        names = a.entity_candidates | b.entity_candidates
+        if names:
+            seen_a = _occurrences(names, a.low_text)
+            seen_b = _occurrences(names, b.low_text)
+            if a.directed or b.directed:
+                same = _first_seen(seen_a) == _first_seen(seen_b)
+            else:
+                same = set(seen_a) == set(seen_b)
+            if not same:
+                failed.append("entities")
+    if s.polarity:
+        # a conflict is one prompt on one pole only and the other on the other pole only
+        for pa, pb in zip(a.poles, b.poles, strict=True):
+            if pa and pb and not (pa & pb):
+                failed.append("polarity")
+                break
+    if s.negation and a.negated != b.negated:
+        failed.append("negation")
+    shared = 0
+    if not failed:
+        shared = a.anchors
+    return GuardReport(failed=tuple(failed), shared_anchors=shared)

@@ -1,0 +1,109 @@
+"""Semantic scope: what must match exactly before two prompts are compared by meaning.
+
+Only the text of the final user turn is compared by meaning. Everything else that can
+change the answer must be equal, so it is hashed into the *scope*, a filter inside the
+index query: the resolved model and endpoint, the system prompt, every earlier turn, tools,
+sampling parameters (all of :func:`deja.keys.key_payload` except the final user text), the
+final turn's non-text parts (images, files) and other fields, the embedder id and
+dimension, and the tenant and namespace.
+
+A scope reads ``<tenant-namespace hash>/<context hash>``: the first part is the same
+:func:`deja.keys.scope_hash` the exact tier's keys carry, so clearing a tenant or namespace
+clears its vectors with ``VectorIndex.remove_scope(first part)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from deja.keys import key_payload, scope_hash
+from deja.request import Request
+
+__all__ = ["SemanticQuery", "final_user_text", "semantic_query", "tenant_scope"]
+
+# Stands for the final user text in the hashed context, so that "text here" differs from
+# "no text" and from a literal string anyone could send.
+_TEXT_SLOT = {"deja:semantic-text": True}
+
+
+@dataclass(frozen=True, slots=True)
+class SemanticQuery:
+    """The part of a request compared by meaning (``text``) and its exact ``scope``."""
+
+    text: str
+    scope: str
+
+
+def tenant_scope(tenant: str | None, namespace: str | None) -> str:
+    """The scope prefix shared by every semantic entry of one (tenant, namespace)."""
+    return scope_hash(tenant, namespace)
+
+
+def final_user_text(request: Request) -> str | None:
+    """The text of the final message if it is a user turn with text, else ``None``.
+
+    A list content's text parts are joined with newlines; its other parts are not text.
+    """
+    if request.kind != "chat" or not request.messages:
+        return None
+    last = request.messages[-1]
+    if last.get("role") != "user":
+        return None
+    content = last.get("content")
+    if isinstance(content, str):
+        text = content
+    elif isinstance(content, (list, tuple)):
+        text = "\n".join(
+            part["text"]
+            for part in content
+            if isinstance(part, Mapping)
+            and part.get("type") == "text"
+            and isinstance(part.get("text"), str)
+        )
+    else:
+        return None
+    return text if text.strip() else None
+
+
+def _context(payload: dict[str, Any]) -> dict[str, Any]:
+    messages = list(payload["messages"])
+    last = dict(messages[-1])  # a copy: the payload may share the caller's message
+    content = last.get("content")
+    if isinstance(content, str):
+        last["content"] = [_TEXT_SLOT]
+    else:
+        # the text parts are compared by meaning; the other parts (images, files...) and
+        # their order relative to the text stay in the scope
+        parts: list[Any] = []
+        for part in content or ():
+            if isinstance(part, Mapping) and part.get("type") == "text":
+                if not parts or parts[-1] is not _TEXT_SLOT:
+                    parts.append(_TEXT_SLOT)
+            else:
+                parts.append(part)
+        last["content"] = parts
+    messages[-1] = last
+    return {**payload, "messages": messages}
+
+
+def semantic_query(
+    request: Request, *, embedder_id: str, namespace: str | None = None
+) -> SemanticQuery | None:
+    """The text and scope of ``request``, or ``None`` if the semantic tier does not apply.
+
+    It applies to chat requests whose final message is a user turn with some text.
+    """
+    text = final_user_text(request)
+    if text is None:
+        return None
+    context = _context(key_payload(request))
+    context["embedder"] = embedder_id
+    digest = hashlib.sha256(orjson.dumps(context, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return SemanticQuery(
+        text=text, scope=f"{tenant_scope(request.tenant, namespace)}/{digest[:32]}"
+    )

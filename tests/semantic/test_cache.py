@@ -1,0 +1,139 @@
+"""SemanticCache with the embedded model: check / store / forget / feedback / TTL."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deja.request import Request
+from deja.semantic.cache import SemanticCache
+from deja.semantic.decision import DEFAULT_THRESHOLD
+from deja.semantic.index import InProcessIndex
+from deja.testing import FakeClock
+
+
+def chat(text: str, **kw: Any) -> Request:
+    return Request.chat(model="gpt-4o-mini", messages=[{"role": "user", "content": text}], **kw)
+
+
+@pytest.fixture
+def cache(embedder: Any, clock: FakeClock) -> SemanticCache:
+    return SemanticCache(embedder=embedder, clock=clock)
+
+
+def test_a_rewording_hits_and_a_different_number_does_not(cache: SemanticCache) -> None:
+    assert cache.store(chat("convert 5 km to miles"), "key-5km", ttl=60)
+    match = cache.check(chat("how many miles is 5 km?"))
+    assert match is not None and match.key == "key-5km"
+    assert match.similarity >= DEFAULT_THRESHOLD
+    assert cache.check(chat("convert 8 km to miles")) is None
+    assert cache.check(chat("what is the capital of France?")) is None
+
+
+def test_scopes_never_cross(cache: SemanticCache) -> None:
+    cache.store(chat("what is the capital of France?"), "k1")
+    assert cache.check(chat("what is the capital of France?", temperature=0.9)) is None
+    assert cache.check(chat("what is the capital of France?", tenant="other")) is None
+    assert cache.check(chat("what is the capital of France?"), namespace="ns") is None
+    assert cache.check(chat("What's the capital of France?")) is not None
+
+
+def test_ttl(cache: SemanticCache, clock: FakeClock) -> None:
+    cache.store(chat("what is the capital of France?"), "k1", ttl=10)
+    clock.advance(11)
+    assert cache.check(chat("what is the capital of France?")) is None
+
+
+def test_forget_and_forget_scope(cache: SemanticCache) -> None:
+    cache.store(chat("what is the capital of France?"), "k1")
+    cache.store(chat("what is the capital of France?", tenant="t"), "k2")
+    cache.store(chat("what is the capital of France?"), "k3", namespace="ns")
+    assert len(cache) == 3
+    assert cache.forget("k1") is True
+    assert cache.check(chat("what is the capital of France?")) is None
+    assert cache.forget_scope(tenant="t") == 1
+    assert cache.check(chat("what is the capital of France?", tenant="t")) is None
+    assert cache.check(chat("what is the capital of France?"), namespace="ns") is not None
+    assert cache.clear() == 1
+
+
+def test_feedback_raises_the_entry_threshold_then_forgets_it(embedder: Any) -> None:
+    cache = SemanticCache(embedder=embedder, verifier=None, strike_penalty=0.2, max_strikes=2)
+    cache.store(chat("how do I reset my password?"), "k1")
+    reworded = chat("steps to reset a password")  # cosine 0.88
+    assert cache.check(reworded) is not None
+    cache.feedback("k1", correct=False)
+    assert cache.check(reworded) is None  # 0.88 < threshold 0.70 + 0.20
+    assert cache.check(chat("how do I reset my password?")) is not None
+    cache.feedback("k1", correct=True)  # takes the strike back
+    assert cache.check(reworded) is not None
+    cache.feedback("k1", correct=False)
+    cache.feedback("k1", correct=False)  # second strike: forgotten
+    assert len(cache) == 0
+
+
+def test_threshold_override(cache: SemanticCache) -> None:
+    cache.store(chat("what is the capital of France?"), "k1")
+    assert cache.check(chat("which city is the capital of France?"), threshold=0.999) is None
+
+
+def test_inspect_explains_a_near_miss(cache: SemanticCache) -> None:
+    cache.store(chat("convert 5 km to miles"), "k1")
+    lookup = cache.inspect(chat("convert 8 km to miles"))
+    assert lookup.match is None
+    assert lookup.candidates[0][1].reason.startswith("guards:")
+    assert lookup.best_similarity is not None and lookup.best_similarity > 0.8
+    assert not cache.inspect(
+        Request.chat(model="x", messages=[{"role": "system", "content": "s"}])
+    ).applicable
+
+
+def test_the_store_after_a_miss_reuses_the_checked_vector(embedder: Any) -> None:
+    calls: list[int] = []
+
+    class Counting:
+        id, dim = embedder.id, embedder.dim
+
+        def embed(self, texts: Any) -> Any:
+            calls.append(len(texts))
+            return embedder.embed(texts)
+
+        async def aembed(self, texts: Any) -> Any:
+            return self.embed(texts)
+
+    cache = SemanticCache(embedder=Counting())
+    assert cache.check(chat("hello there")) is None
+    cache.store(chat("hello there"), "k")
+    assert calls == [1]
+
+
+async def test_async_twins(embedder: Any) -> None:
+    cache = SemanticCache(embedder=embedder)
+    assert await cache.astore(chat("what is the capital of France?"), "k1", ttl=None)
+    match, miss = await asyncio.gather(
+        cache.acheck(chat("What's the capital of France?")),
+        cache.acheck(chat("what is the capital of Spain?")),
+    )
+    assert match is not None and match.key == "k1"
+    assert miss is None
+
+
+def test_save_and_load(embedder: Any, tmp_path: Path) -> None:
+    cache = SemanticCache(embedder=embedder)
+    cache.store(chat("what is the capital of France?"), "k1")
+    cache.feedback("k1", correct=False)
+    cache.save(tmp_path / "sem")
+    again = SemanticCache(embedder=embedder)
+    again.load(tmp_path / "sem")
+    assert again.check(chat("What's the capital of France?"), threshold=0.7) is not None
+    assert again._strikes == {"k1": 1}
+
+
+def test_index_and_embedder_must_agree(embedder: Any) -> None:
+    from deja.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        SemanticCache(embedder=embedder, index=InProcessIndex(dim=16))

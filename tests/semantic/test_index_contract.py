@@ -1,0 +1,154 @@
+"""The contract every VectorIndex passes (in-process exact and HNSW; Redis and Qdrant later)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deja.semantic.index import Neighbor, VectorIndex
+from deja.testing import FakeClock
+
+MakeIndex = Callable[..., VectorIndex]
+
+
+def unit(*values: float, dim: int = 8) -> np.ndarray:
+    v = np.zeros(dim, dtype=np.float32)
+    v[: len(values)] = values
+    return v / np.linalg.norm(v)
+
+
+def basis(i: int, dim: int = 8) -> np.ndarray:
+    v = np.zeros(dim, dtype=np.float32)
+    v[i] = 1.0
+    return v
+
+
+def test_is_a_vector_index(make_index: MakeIndex) -> None:
+    index = make_index()
+    assert isinstance(index, VectorIndex)
+    assert index.dim == 8
+    assert len(index) == 0
+
+
+def test_search_finds_the_nearest_first(make_index: MakeIndex) -> None:
+    index = make_index()
+    for i in range(6):
+        index.add(f"e{i}", basis(i), scope="s", payload=f"text {i}")
+    found = index.search(unit(1, 0.2), scope="s", k=2)
+    assert [n.id for n in found] == ["e0", "e1"]
+    assert found[0].similarity == pytest.approx(1 / np.sqrt(1.04), abs=1e-4)
+    assert found[0].payload == "text 0"
+    assert isinstance(found[0], Neighbor)
+
+
+def test_scope_is_filtered_inside_the_search(make_index: MakeIndex) -> None:
+    index = make_index()
+    # many better matches in another scope must not crowd out the one in this scope
+    for i in range(20):
+        index.add(f"other-{i}", unit(1, 0.01 * i), scope="big")
+    index.add("mine", basis(3), scope="small")
+    found = index.search(basis(0), scope="small", k=4)
+    assert [n.id for n in found] == ["mine"]
+    assert index.search(basis(0), scope="nowhere", k=4) == []
+
+
+def test_add_replaces_an_entry_with_the_same_id(make_index: MakeIndex) -> None:
+    index = make_index()
+    index.add("x", basis(0), scope="s")
+    index.add("x", basis(1), scope="t")
+    assert len(index) == 1
+    assert index.search(basis(0), scope="s") == []
+    assert index.search(basis(1), scope="t")[0].id == "x"
+
+
+def test_remove(make_index: MakeIndex) -> None:
+    index = make_index()
+    for i in range(6):
+        index.add(f"e{i}", basis(i), scope="s")
+    assert index.remove("e0") is True
+    assert index.remove("e0") is False
+    assert len(index) == 5
+    assert all(n.id != "e0" for n in index.search(basis(0), scope="s", k=10))
+    assert index.search(basis(5), scope="s", k=1)[0].id == "e5"
+
+
+def test_remove_scope_is_hierarchical(make_index: MakeIndex) -> None:
+    index = make_index()
+    index.add("a", basis(0), scope="tenant1/ctx1")
+    index.add("b", basis(0), scope="tenant1/ctx2")
+    index.add("c", basis(0), scope="tenant10/ctx1")
+    index.add("d", basis(0), scope="tenant2/ctx1")
+    assert index.remove_scope("tenant1") == 2
+    assert len(index) == 2
+    assert index.search(basis(0), scope="tenant10/ctx1")[0].id == "c"
+    assert index.clear() == 2
+    assert len(index) == 0
+
+
+def test_expired_entries_are_never_returned(make_index: MakeIndex, clock: FakeClock) -> None:
+    index = make_index()
+    index.add("short", basis(0), scope="s", expires=clock() + 10)
+    index.add("long", unit(1, 0.5), scope="s", expires=clock() + 100)
+    index.add("forever", unit(1, 1), scope="s")
+    assert [n.id for n in index.search(basis(0), scope="s", k=3)] == ["short", "long", "forever"]
+    clock.advance(11)
+    assert [n.id for n in index.search(basis(0), scope="s", k=3)] == ["long", "forever"]
+    clock.advance(100)
+    assert [n.id for n in index.search(basis(0), scope="s", k=3)] == ["forever"]
+
+
+def test_rejects_a_vector_of_the_wrong_size(make_index: MakeIndex) -> None:
+    index = make_index()
+    with pytest.raises(ValueError):
+        index.add("x", np.ones(5), scope="s")
+    with pytest.raises(ValueError):
+        index.search(np.ones(5), scope="s")
+
+
+def test_save_and_load(make_index: MakeIndex, tmp_path: Path, clock: FakeClock) -> None:
+    index = make_index()
+    for i in range(6):
+        index.add(f"e{i}", basis(i), scope="s", payload=f"p{i}", expires=clock() + 50)
+    index.add("t", basis(7), scope="t/x")
+    index.save(tmp_path / "ix")
+    loaded = make_index()
+    loaded.load(tmp_path / "ix")
+    assert len(loaded) == 7
+    assert loaded.search(basis(2), scope="s", k=1) == [Neighbor("e2", pytest.approx(1.0), "p2")]
+    # a loaded index is still writable, and expiry survived the round trip
+    loaded.add("new", basis(3), scope="s")
+    loaded.remove("e1")
+    assert {n.id for n in loaded.search(basis(3), scope="s", k=2)} == {"new", "e3"}
+    clock.advance(60)
+    assert [n.id for n in loaded.search(basis(3), scope="s", k=10)] == ["new"]
+    assert loaded.remove_scope("t") == 1
+
+
+def test_many_threads(make_index: MakeIndex) -> None:
+    import threading
+
+    index = make_index(dim=16)
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((400, 16)).astype(np.float32)
+    errors: list[BaseException] = []
+
+    def work(offset: int) -> None:
+        try:
+            for i in range(offset, 400, 4):
+                index.add(f"v{i}", vectors[i], scope="s")
+                index.search(vectors[i], scope="s", k=3)
+                if i % 8 == 0:
+                    index.remove(f"v{i}")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(index) == 350

@@ -1,0 +1,89 @@
+"""InProcessIndex specifics: eviction, exact vs HNSW, memory-mapped reload."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from deja.semantic.index import InProcessIndex
+from deja.testing import FakeClock
+
+
+def vectors(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_bounded_size_evicts_the_oldest_first(clock: FakeClock) -> None:
+    index = InProcessIndex(dim=32, max_entries=3, clock=clock)
+    v = vectors(5)
+    for i in range(4):
+        index.add(f"e{i}", v[i], scope="s")
+    assert len(index) == 3
+    assert "e0" not in index
+    index.add("e1", v[1], scope="s")  # re-adding makes an entry the newest
+    index.add("e4", v[4], scope="s")
+    assert sorted(index.scopes().items()) == [("s", 3)]
+    assert "e2" not in index and "e1" in index
+    assert index.evictions == 2
+
+
+def test_expired_entries_are_evicted_before_live_ones(clock: FakeClock) -> None:
+    index = InProcessIndex(dim=32, max_entries=2, clock=clock)
+    v = vectors(3)
+    index.add("old-live", v[0], scope="s")
+    index.add("young-expiring", v[1], scope="s", expires=clock() + 1)
+    clock.advance(5)
+    index.add("new", v[2], scope="s")
+    assert "old-live" in index and "new" in index
+
+
+def test_a_growing_scope_switches_to_hnsw_with_the_same_answers() -> None:
+    index = InProcessIndex(dim=32, hnsw_threshold=100, max_entries=None)
+    v = vectors(300)
+    index.add_many([f"e{i}" for i in range(150)], v[:150], scope="s")
+    assert index.is_hnsw("s")
+    for i in range(150, 300):
+        index.add(f"e{i}", v[i], scope="s")
+    exact = InProcessIndex(dim=32, hnsw_threshold=None, max_entries=None)
+    exact.add_many([f"e{i}" for i in range(300)], v, scope="s")
+    queries = vectors(50, seed=1)
+    agree = sum(
+        index.search(q, scope="s", k=1)[0].id == exact.search(q, scope="s", k=1)[0].id
+        for q in queries
+    )
+    assert agree >= 49
+
+
+def test_reload_is_memory_mapped_and_copy_on_write(tmp_path: Path) -> None:
+    index = InProcessIndex(dim=32, hnsw_threshold=50, max_entries=None)
+    v = vectors(80)
+    index.add_many([f"e{i}" for i in range(80)], v, scope="big")
+    index.add("lone", v[0], scope="small")
+    index.save(tmp_path)
+    loaded = InProcessIndex(dim=32, hnsw_threshold=50, max_entries=None)
+    loaded.load(tmp_path)
+    big = loaded._scopes["big"]
+    assert isinstance(big.matrix, np.memmap) and big.hnsw_viewed
+    assert loaded.search(v[5], scope="big", k=1)[0].id == "e5"
+    loaded.add("e80", v[1] * -1, scope="big")  # first write copies into memory
+    assert not isinstance(loaded._scopes["big"].matrix, np.memmap)
+    assert loaded.search(-v[1], scope="big", k=1)[0].id == "e80"
+    # saving again over the files the loaded index reads is safe
+    loaded.save(tmp_path)
+    again = InProcessIndex(dim=32, hnsw_threshold=50, max_entries=None)
+    again.load(tmp_path)
+    assert len(again) == 82
+
+
+def test_load_refuses_another_dimension(tmp_path: Path) -> None:
+    import pytest
+
+    from deja.errors import ConfigError
+
+    InProcessIndex(dim=32).save(tmp_path)
+    with pytest.raises(ConfigError):
+        InProcessIndex(dim=16).load(tmp_path)
+    with pytest.raises(ConfigError):
+        InProcessIndex(dim=16).load(tmp_path / "missing")
