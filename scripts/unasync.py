@@ -34,6 +34,8 @@ NAMES = {
     "AsyncTieredOps": "TieredOps",
     "apublish": "publish",
     "alock": "lock",
+    "acheck": "check",
+    "astore": "store",
     "aunlock": "unlock",
     "AsyncHTTP": "SyncHTTP",
     "ChunkStream": "SyncChunkStream",

@@ -39,6 +39,7 @@ from deja.streaming import StreamAssembler, replay_chunks
 
 if TYPE_CHECKING:
     from deja.prices import PriceTable
+    from deja.semantic.cache import SemanticCache
 
 __all__ = ["AsyncCache"]
 
@@ -92,7 +93,11 @@ class AsyncCache:
       (:class:`~deja.stores.base.Locking`, e.g. Redis), identical misses in different
       processes also make one upstream call: the lock expires after ``lock_ttl`` seconds
       (a holder that dies frees it), and a waiter gives up waiting after ``lock_wait``
-      seconds and calls the upstream itself.
+      seconds and calls the upstream itself;
+    * ``semantic``: a :class:`~deja.semantic.SemanticCache`, the second tier: an exact
+      miss is looked up by meaning (``semantic_hit``, with ``similarity``), and every stored
+      answer is indexed; a request's ``semantic: false`` control skips it. Its failures are
+      misses, like the store's.
     """
 
     def __init__(
@@ -113,6 +118,7 @@ class AsyncCache:
         breaker_reset: float = 1.0,
         lock_ttl: float = 30.0,
         lock_wait: float = 60.0,
+        semantic: SemanticCache | None = None,
     ) -> None:
         if store is None:
             from deja.stores.memory import MemoryStore
@@ -144,6 +150,8 @@ class AsyncCache:
             {} if isinstance(store, SharedValues) and store.shares_values() else None
         )
         self._memo_bytes = 0
+        self.semantic = semantic
+        self._semantic_hits = 0
         self._locking = store if isinstance(store, Locking) else None
         if lock_ttl <= 0 or lock_wait < 0:
             raise ValueError("lock_ttl must be positive and lock_wait >= 0")
@@ -206,7 +214,12 @@ class AsyncCache:
         key = self.key(request, ctl)
         if ctl.no_cache:
             return self._count(CacheResult(None, CacheInfo("bypass", key)))
-        return self._count(await self._lookup(key, ctl))
+        found = await self._lookup(key, ctl)
+        if found.entry is None and self.semantic is not None and ctl.semantic:
+            similar = await self._semantic_lookup(request, ctl)
+            if similar is not None:
+                return self._count(similar)
+        return self._count(found)
 
     async def put(
         self,
@@ -257,6 +270,10 @@ class AsyncCache:
         found = await self._lookup(key, ctl)
         if found.entry is not None:
             return self._count(found)
+        if self.semantic is not None and ctl.semantic:
+            similar = await self._semantic_lookup(request, ctl)
+            if similar is not None:
+                return self._count(similar)
         status = found.info.status
 
         async def lead() -> CacheResult:
@@ -315,6 +332,8 @@ class AsyncCache:
         status: CacheStatus = "bypass"
         if not ctl.no_cache:
             found = await self._lookup(key, ctl)
+            if found.entry is None and self.semantic is not None and ctl.semantic:
+                found = await self._semantic_lookup(request, ctl) or found
             entry = found.entry
             if entry is not None:
                 self._count(found)
@@ -351,6 +370,29 @@ class AsyncCache:
         result = AsyncCachedStream(info, broadcast=broadcast, include_usage=include_usage)
         await result.prefetch()
         return result
+
+    async def _semantic_lookup(self, request: Request, ctl: CacheControl) -> CacheResult | None:
+        """An exact miss looked up by meaning: the entry of a similar earlier prompt."""
+        semantic = self.semantic
+        assert semantic is not None  # callers check
+        namespace = ctl.namespace if ctl.namespace is not None else self.namespace
+        try:
+            match = await semantic.acheck(request, namespace=namespace)
+        except Exception as exc:  # the semantic tier is an optimisation: fail open
+            self._store_failed("semantic", exc, trip_breaker=False)
+            return None
+        if match is None:
+            return None
+        found = await self._lookup(match.key, ctl)
+        if found.entry is None:
+            semantic.forget(match.key)  # the answer is gone (expired, deleted)
+            return None
+        self.metrics.similarity("hit", match.similarity)
+        info = found.info
+        info.status = "semantic_hit"
+        info.similarity = match.similarity
+        logger.debug("CACHE SEMANTIC HIT key=%s similarity=%.4f", match.key, match.similarity)
+        return found
 
     async def _cross_process_lead(
         self, key: str, ctl: CacheControl
@@ -424,7 +466,9 @@ class AsyncCache:
     # -- management -------------------------------------------------------------------
 
     async def delete(self, key: str) -> bool:
-        """Delete one entry by key; returns whether it existed."""
+        """Delete one entry by key (and its semantic vector); returns whether it existed."""
+        if self.semantic is not None:
+            self.semantic.forget(key)
         try:
             return await self.store.adelete(key)
         except Exception as exc:
@@ -449,6 +493,8 @@ class AsyncCache:
             keys = await store.adrop(tag_id)
             deleted = 0
             for key in keys:
+                if self.semantic is not None:
+                    self.semantic.forget(key)
                 deleted += await self.store.adelete(key)
         except Exception as exc:
             raise StoreError(f"delete_tag failed on store {self._store_name}: {exc!r}") from exc
@@ -463,12 +509,14 @@ class AsyncCache:
         """
         if namespace is _UNSET and tenant is _UNSET:
             prefix = f"{self.key_prefix}{KEY_VERSION}:"
+            if self.semantic is not None:
+                self.semantic.clear()
         else:
-            prefix = scope_prefix(
-                self.key_prefix,
-                None if tenant is _UNSET else tenant,
-                self.namespace if namespace is _UNSET else namespace,
-            )
+            scope_tenant = None if tenant is _UNSET else tenant
+            scope_namespace = self.namespace if namespace is _UNSET else namespace
+            prefix = scope_prefix(self.key_prefix, scope_tenant, scope_namespace)
+            if self.semantic is not None:
+                self.semantic.forget_scope(tenant=scope_tenant, namespace=scope_namespace)
         try:
             return await self.store.aclear(prefix)
         except Exception as exc:
@@ -478,7 +526,7 @@ class AsyncCache:
         """Hit, miss and savings counters of this cache object."""
         return CacheStats(
             hits=self._hits,
-            semantic_hits=0,
+            semantic_hits=self._semantic_hits,
             misses=self._misses,
             bypasses=self._bypasses,
             coalesced=self._coalesced,
@@ -604,12 +652,20 @@ class AsyncCache:
             self._store_failed("set", exc)
             return False
         self._store_recovered()
+        if self.semantic is not None and ctl.semantic:
+            try:
+                await self.semantic.astore(request, key, ttl=ttl, namespace=namespace)
+            except Exception as exc:  # the semantic tier is an optimisation: fail open
+                self._store_failed("semantic", exc, trip_breaker=False)
         return True
 
     def _count(self, result: CacheResult) -> CacheResult:
         status = result.info.status
-        if status == "hit":
-            self._hits += 1
+        if status == "hit" or status == "semantic_hit":
+            if status == "hit":
+                self._hits += 1
+            else:
+                self._semantic_hits += 1
             entry = result.entry
             tokens = entry.total_tokens if entry is not None else _response_tokens(result.response)
             self._saved_tokens += tokens
@@ -619,7 +675,7 @@ class AsyncCache:
             self._misses += 1
         elif status == "bypass":
             self._bypasses += 1
-        self.metrics.request("exact", status)
+        self.metrics.request("semantic" if status == "semantic_hit" else "exact", status)
         return result
 
     def _remember(

@@ -1,0 +1,91 @@
+"""The semantic tier behind the exact tier in Cache, AsyncCache and the Client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import deja
+from deja.semantic import SemanticCache
+from tests.helpers import chat_request, chat_response
+
+
+def make_cache(embedder: Any, **kw: Any) -> deja.Cache:
+    return deja.Cache(semantic=SemanticCache(embedder=embedder), **kw)
+
+
+def test_a_rewording_is_a_semantic_hit(embedder: Any) -> None:
+    cache = make_cache(embedder)
+    calls = 0
+
+    def upstream() -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        return chat_response("You can track it in the app.")
+
+    first = cache.fetch(chat_request("How can I track my card delivery?"), upstream)
+    second = cache.fetch(chat_request("how do i track the delivery of my card"), upstream)
+    assert first.info.status == "miss"
+    assert second.info.status == "semantic_hit" and second.info.similarity is not None
+    assert second.info.key == first.info.key  # the entry that answered
+    assert second.response == first.response and calls == 1
+    assert cache.stats().semantic_hits == 1 and cache.stats().hit_ratio == 0.5
+
+
+def test_numbers_and_directions_never_hit(embedder: Any) -> None:
+    cache = make_cache(embedder)
+    cache.fetch(chat_request("convert 5 km to miles"), lambda: chat_response("3.1 miles"))
+    for other in ("convert 8 km to miles", "convert 5 miles to km"):
+        assert cache.fetch(chat_request(other), lambda: chat_response("x")).info.status == "miss"
+
+
+def test_semantic_false_and_deletion_and_namespaces(embedder: Any) -> None:
+    cache = make_cache(embedder)
+    first = cache.fetch(chat_request("How can I track my card delivery?"), lambda: chat_response())
+    reworded = chat_request("how do i track the delivery of my card")
+    assert cache.get(reworded, control={"semantic": False}).info.status == "miss"
+    assert cache.get(reworded, control={"namespace": "other"}).info.status == "miss"
+    assert cache.get(reworded).info.status == "semantic_hit"
+    cache.delete(first.info.key)
+    assert cache.get(reworded).info.status == "miss"
+    assert cache.semantic is not None and len(cache.semantic) == 0
+
+
+def test_tenants_never_share_semantic_hits(embedder: Any) -> None:
+    cache = make_cache(embedder)
+    a = deja.Request.chat(
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "How can I track my card delivery?"}],
+        tenant="a",
+    )
+    b = deja.Request.chat(
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "how do i track the delivery of my card"}],
+        tenant="b",
+    )
+    cache.put(a, chat_response())
+    assert cache.get(b).info.status == "miss"
+
+
+async def test_async_cache_and_stream_replay(embedder: Any) -> None:
+    cache = deja.AsyncCache(semantic=SemanticCache(embedder=embedder))
+    await cache.put(
+        chat_request("How can I track my card delivery?"), chat_response("Track it in the app.")
+    )
+
+    async def never() -> Any:
+        raise AssertionError("a semantic hit must not call the upstream")
+
+    stream = await cache.stream(chat_request("how do i track the delivery of my card"), never)
+    chunks = [c async for c in stream]
+    assert stream.info.status == "semantic_hit"
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == "Track it in the app."
+
+
+def test_a_failing_semantic_tier_is_a_miss(embedder: Any) -> None:
+    class Broken(SemanticCache):
+        def check(self, *args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("index down")
+
+    cache = deja.Cache(semantic=Broken(embedder=embedder))
+    assert cache.fetch(chat_request("x y z"), lambda: chat_response()).info.status == "miss"
