@@ -40,7 +40,7 @@ def test_numbers_and_directions_never_hit(embedder: Any) -> None:
 
 def test_semantic_false_and_deletion_and_namespaces(embedder: Any) -> None:
     cache = make_cache(embedder)
-    first = cache.fetch(chat_request("How can I track my card delivery?"), lambda: chat_response())
+    first = cache.fetch(chat_request("How can I track my card delivery?"), chat_response)
     reworded = chat_request("how do i track the delivery of my card")
     assert cache.get(reworded, control={"semantic": False}).info.status == "miss"
     assert cache.get(reworded, control={"namespace": "other"}).info.status == "miss"
@@ -88,4 +88,4 @@ def test_a_failing_semantic_tier_is_a_miss(embedder: Any) -> None:
             raise RuntimeError("index down")
 
     cache = deja.Cache(semantic=Broken(embedder=embedder))
-    assert cache.fetch(chat_request("x y z"), lambda: chat_response()).info.status == "miss"
+    assert cache.fetch(chat_request("x y z"), chat_response).info.status == "miss"

@@ -660,7 +660,7 @@ class Cache:
 
     def _count(self, result: CacheResult) -> CacheResult:
         status = result.info.status
-        if status == "hit" or status == "semantic_hit":
+        if status in ("hit", "semantic_hit"):
             if status == "hit":
                 self._hits += 1
             else:
