@@ -821,6 +821,7 @@ def test_cache_kwargs(tmp_path: Path) -> None:
     admission = kwargs.pop("admission")
     assert admission.store_truncated is False  # type: ignore[attr-defined]
     assert kwargs == {
+        "semantic": None,
         "ttl": 5.0,
         "key_prefix": "app:",
         "namespace": "ns",

@@ -237,8 +237,11 @@ _VIRTUAL_KEY_KEYS: Final = _words("key tenant models")
 # names makes it available; the registry is always asked first.
 _PLANNED_TYPES: Final = _words("""
     redis-cluster redis_semantic redis-semantic
-    valkey-semantic qdrant_semantic qdrant-semantic semantic
+    valkey-semantic qdrant_semantic qdrant-semantic
 """)
+# Cache types whose cache gets the in-process semantic tier (the exact tier's store is
+# built by the type's factory; the tier itself from similarity_threshold and params).
+_SEMANTIC_TYPES: Final = frozenset({"semantic"})
 _UNSUPPORTED_TYPES: Final = _words("gcs azure-blob azure_blob")
 
 # LiteLLM's proxy defaults ``cache_params.type`` to redis (proxy_server.py), not to local.
@@ -548,6 +551,19 @@ def _tiered_factory(options: Mapping[str, object]) -> Store:
     return TieredStore(l1=l1, l2=l2_spec.build(), l1_ttl=float(l1_ttl), bus=bus)  # type: ignore[arg-type]
 
 
+def _optional_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _semantic_factory(options: Mapping[str, object]) -> Store:
+    from deja.stores.memory import MemoryStore
+
+    spec = options.get("store")
+    if isinstance(spec, StoreSpec):
+        return spec.build()
+    return MemoryStore()
+
+
 def _redis_url(options: Mapping[str, object]) -> str | None:
     """A redis:// URL for a standalone redis block (for the invalidation bus), if it has one."""
     if options.get("startup_nodes") or options.get("sentinel_nodes"):
@@ -676,6 +692,16 @@ def _register_builtins(registry: CacheTypeRegistry) -> None:
         aliases=("dual_cache", "dual"),
         doc="An in-memory L1 in front of a shared L2, kept coherent over Redis pub/sub.",
     )
+    registry.register(
+        "semantic",
+        factory=_semantic_factory,
+        options={
+            "store": Option(
+                types=StoreSpec, doc="The exact tier's store (a cache block; default memory)."
+            )
+        },
+        doc="The exact tier plus an in-process semantic tier (offline embedding model).",
+    )
 
 
 _DEFAULT_REGISTRY: Final = CacheTypeRegistry()
@@ -777,8 +803,10 @@ class CachingSettings:
             if self.key_builder is not None
             else None
         )
+        semantic = self.build_semantic() if self.type in _SEMANTIC_TYPES else None
         return {
             "store": self.build_store(),
+            "semantic": semantic,
             "ttl": self.ttl,
             "key_prefix": self.key_prefix,
             "namespace": self.namespace,
@@ -787,6 +815,25 @@ class CachingSettings:
             "max_entry_bytes": self.max_entry_bytes,
             "compress_min_bytes": self.compress_min_bytes,
         }
+
+    def build_semantic(self) -> Any:
+        """The semantic tier: ``similarity_threshold`` and ``params.embedding_model``.
+
+        ``embedding_model`` ``local`` (or unset) is the embedded offline model; any other
+        name is an OpenAI-compatible embeddings model (``params.api_base`` / ``api_key``).
+        """
+        from deja.semantic import LocalEmbedder, OpenAIEmbedder, SemanticCache
+
+        model = self.params.get("embedding_model") or "local"
+        if model == "local":
+            embedder: Any = LocalEmbedder()
+        else:
+            embedder = OpenAIEmbedder(
+                model=str(model),
+                api_base=_optional_str(self.params.get("api_base")),
+                api_key=_optional_str(self.params.get("api_key")),
+            )
+        return SemanticCache(embedder=embedder, threshold=self.similarity_threshold)
 
     def __repr__(self) -> str:
         return (

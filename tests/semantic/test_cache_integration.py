@@ -89,3 +89,40 @@ def test_a_failing_semantic_tier_is_a_miss(embedder: Any) -> None:
 
     cache = deja.Cache(semantic=Broken(embedder=embedder))
     assert cache.fetch(chat_request("x y z"), chat_response).info.status == "miss"
+
+
+async def test_config_type_semantic_through_the_proxy(tmp_path: Any) -> None:
+    import httpx2
+
+    from deja.config import parse_config
+    from deja.server.app import ProxyApp
+    from deja.testing import FakeOpenAIServer
+
+    with FakeOpenAIServer() as upstream:
+        settings = parse_config(
+            {
+                "model_list": [
+                    {
+                        "model_name": "gpt-4o",
+                        "litellm_params": {"model": "openai/gpt-4o", "api_base": upstream.base_url},
+                    }
+                ],
+                "caching": {"type": "semantic", "params": {"embedding_model": "local"}},
+            },
+            base_dir=tmp_path,
+        )
+        app = ProxyApp(settings)
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://proxy") as proxy:
+            ask = lambda text: proxy.post(  # noqa: E731
+                "/v1/chat/completions",
+                json={"model": "gpt-4o", "messages": [{"role": "user", "content": text}]},
+            )
+            first = await ask("How can I track my card delivery?")
+            second = await ask("how do i track the delivery of my card")
+        await app.aclose()
+        assert first.headers["x-deja-cache"] == "miss"
+        assert second.headers["x-deja-cache"] == "semantic_hit"
+        assert float(second.headers["x-deja-similarity"]) > 0.7
+        assert second.content == first.content
+        assert upstream.count("/v1/chat/completions") == 1
