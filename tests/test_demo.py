@@ -22,7 +22,7 @@ def test_workload_is_labelled_and_shaped_like_the_brief() -> None:
 
 def test_demo_json_figures_come_from_the_run() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "deja.cli", "demo", "--json", "--latency", "0.005"],
+        [sys.executable, "-m", "deja.cli", "demo", "--json", "--exact-only", "--latency", "0.005"],
         capture_output=True,
         text=True,
         check=True,
@@ -40,11 +40,41 @@ def test_demo_json_figures_come_from_the_run() -> None:
     assert report["saved_usd"] > 0
     assert report["invalidated_entries"] > 0
     assert report["misses_after_invalidation"] == report["invalidated_entries"]
+    assert report["semantic_hits"] == 0 and report["semantic"] is False
+
+
+def test_demo_default_has_the_semantic_tier() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "deja.cli", "demo", "--json", "--latency", "0.005"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    report = json.loads(out.stdout)
+    assert report["semantic"] is True
+    assert report["upstream_calls"] == report["misses"]
+    assert report["hits"] + report["misses"] == 500
+    assert report["semantic_hits"] > 0
+    assert report["hits_by_kind"]["rewording"] > 0
+    assert 0 <= report["false_hits"] <= report["semantic_hits"]
+    # fewer upstream calls than distinct texts: some rewordings were answered by meaning
+    assert report["misses"] < len({item["text"] for item in load_workload()})
 
 
 def test_demo_runs_through_the_proxy() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "deja.cli", "demo", "--json", "--proxy", "--latency", "0.005"],
+        [
+            sys.executable,
+            "-m",
+            "deja.cli",
+            "demo",
+            "--json",
+            "--proxy",
+            "--exact-only",
+            "--latency",
+            "0.005",
+        ],
         capture_output=True,
         text=True,
         check=True,

@@ -31,6 +31,7 @@ def _demo(args: argparse.Namespace) -> int:
             median_latency=args.latency,
             live=args.live,
             via_proxy=args.proxy,
+            semantic=not args.exact_only,
         )
     )
     if args.json:
@@ -80,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--proxy", action="store_true", help="send the workload through the caching proxy over HTTP"
+    )
+    demo.add_argument(
+        "--exact-only", action="store_true", help="without the semantic tier (exact matches only)"
     )
     demo.set_defaults(run=_demo)
     serve = commands.add_parser("serve", help="run the caching proxy")

@@ -10,7 +10,10 @@ log-normal distribution; usage sized like the brief's example: a ~500-token prom
 run, and the demo checks that upstream calls equal misses. ``--live`` sends the same
 workload to the real OpenAI API instead (``OPENAI_API_KEY`` needed; it costs money).
 
-This build has the exact tier only: rewordings are misses until the semantic tier lands.
+By default the cache has both tiers, as ``deja`` ships them: the exact tier in memory and
+the semantic tier with the embedded offline model, so rewordings of a question can be served
+too. A semantic hit whose stored answer belongs to another intent (by the workload's labels)
+is counted as a false hit. ``--exact-only`` turns the semantic tier off.
 """
 
 from __future__ import annotations
@@ -80,6 +83,9 @@ class DemoReport:
     requests: int
     upstream_calls: int
     hits: int
+    semantic_hits: int
+    false_hits: int
+    semantic_hits_by_kind: dict[str, int]
     misses: int
     coalesced: int
     hit_rate: float
@@ -95,6 +101,7 @@ class DemoReport:
     seconds: float
     simulated: bool
     via_proxy: bool
+    semantic: bool
 
     def as_dict(self) -> dict[str, Any]:
         """The report as plain JSON-able data."""
@@ -107,6 +114,7 @@ async def run_demo(
     median_latency: float = 0.5,
     live: bool = False,
     via_proxy: bool = False,
+    semantic: bool = True,
 ) -> DemoReport:
     """Replay the workload with ``concurrency`` users and measure everything.
 
@@ -128,12 +136,14 @@ async def run_demo(
     proxy: _Proxy | None = None
     tenant: str | None = None
     if via_proxy:
-        proxy = _Proxy(api_base, api_key)
+        proxy = _Proxy(api_base, api_key, semantic=semantic)
         cache = proxy.cache
         tenant = "demo"
         ask = proxy.ask
     else:
-        cache = AsyncCache(store=MemoryStore(), ttl=3600)
+        cache = AsyncCache(
+            store=MemoryStore(), ttl=3600, semantic=_semantic_tier() if semantic else None
+        )
         client = AsyncClient(cache=cache, api_base=api_base, api_key=api_key)
 
         async def ask(messages: list[dict[str, str]], tags: list[str]) -> CacheInfo:
@@ -148,13 +158,16 @@ async def run_demo(
     hit_ms: list[float] = []
     miss_ms: list[float] = []
     hits_by_kind: Counter[str] = Counter()
+    semantic_by_kind: Counter[str] = Counter()
+    answered_intent: dict[str, str] = {}  # entry key -> the intent whose answer it holds
+    false_hits = 0
     cost_without = cost_with = 0.0
 
     def messages(text: str) -> list[dict[str, str]]:
         return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": text}]
 
     async def user() -> None:
-        nonlocal cost_without, cost_with
+        nonlocal cost_without, cost_with, false_hits
         while not queue.empty():
             item = queue.get_nowait()
             started = time.perf_counter()
@@ -165,8 +178,13 @@ async def run_demo(
             if info.hit:
                 hit_ms.append(elapsed)
                 hits_by_kind[item["kind"]] += 1
+                if info.status == "semantic_hit":
+                    semantic_by_kind[item["kind"]] += 1
+                    if answered_intent.get(info.key, item["intent"]) != item["intent"]:
+                        false_hits += 1
             else:
                 miss_ms.append(elapsed)
+                answered_intent[info.key] = item["intent"]
 
     started = time.perf_counter()
     try:
@@ -191,10 +209,13 @@ async def run_demo(
     return DemoReport(
         requests=len(workload),
         upstream_calls=upstream_calls,
-        hits=stats.hits,
+        hits=stats.hits + stats.semantic_hits,
+        semantic_hits=stats.semantic_hits,
+        false_hits=false_hits,
+        semantic_hits_by_kind=dict(semantic_by_kind),
         misses=stats.misses,
         coalesced=stats.coalesced,
-        hit_rate=stats.hits / len(workload),
+        hit_rate=(stats.hits + stats.semantic_hits) / len(workload),
         hits_by_kind=dict(hits_by_kind),
         requests_by_kind=dict(Counter(item["kind"] for item in workload)),
         hit_p50_ms=statistics.median(hit_ms) if hit_ms else 0.0,
@@ -207,13 +228,20 @@ async def run_demo(
         seconds=seconds,
         simulated=not live,
         via_proxy=via_proxy,
+        semantic=semantic,
     )
+
+
+def _semantic_tier() -> Any:
+    from deja.semantic import LocalEmbedder, SemanticCache
+
+    return SemanticCache(embedder=LocalEmbedder())
 
 
 class _Proxy:
     """The caching proxy's app served by uvicorn on a loopback port, in a thread."""
 
-    def __init__(self, api_base: str, api_key: str | None) -> None:
+    def __init__(self, api_base: str, api_key: str | None, *, semantic: bool) -> None:
         import socket
         import threading
 
@@ -228,7 +256,7 @@ class _Proxy:
         settings = parse_config(
             {
                 "model_list": [{"model_name": MODEL, "litellm_params": deployment}],
-                "caching": {"type": "memory", "ttl": 3600},
+                "caching": {"type": "semantic" if semantic else "memory", "ttl": 3600},
                 "general_settings": {
                     "master_key": "demo-master-key",
                     "virtual_keys": [{"key": "demo-key", "tenant": "demo"}],
@@ -289,6 +317,11 @@ def format_report(report: DemoReport) -> str:
     """The human-readable summary printed by ``deja demo``."""
     kinds = ", ".join(
         f"{kind} {report.hits_by_kind.get(kind, 0)}/{n}"
+        + (
+            f" ({report.semantic_hits_by_kind[kind]} by meaning)"
+            if report.semantic_hits_by_kind.get(kind)
+            else ""
+        )
         for kind, n in sorted(report.requests_by_kind.items())
     )
     saved_pct = (
@@ -296,30 +329,38 @@ def format_report(report: DemoReport) -> str:
         if report.cost_without_cache_usd
         else 0.0
     )
-    return "\n".join(
-        [
-            (
-                "deja demo: through the caching PROXY over HTTP, "
-                if report.via_proxy
-                else "deja demo: "
-            )
-            + "exact-match cache in front of a SIMULATED provider (local HTTP server, no network)"
-            if report.simulated
-            else "deja demo: exact-match cache in front of the LIVE OpenAI API",
-            f"workload   {report.requests} support-bot queries from Banking77 (CC BY 4.0),"
-            " ~70% repeats or rewordings of 20 common questions",
-            f"requests   {report.requests}   upstream calls {report.upstream_calls}"
-            f" (= misses {report.misses})",
-            f"hits       {report.hits} ({100 * report.hit_rate:.1f}%), of which"
-            f" {report.coalesced} joined an identical call in flight",
-            f"hits/kind  {kinds}  (rewordings need the semantic tier, not in this build)",
-            f"latency    hit p50 {report.hit_p50_ms:.3f} ms   miss p50 {report.miss_p50_ms:.0f} ms"
-            " (simulated provider)",
-            f"cost       without cache ${report.cost_without_cache_usd:.4f}   with cache"
-            f" ${report.cost_with_cache_usd:.4f}   saved ${report.saved_usd:.4f}"
-            f" ({saved_pct:.1f}%) at {MODEL} list prices",
-            f"invalidate delete_tag removed {report.invalidated_entries} entries of the top"
-            f" question's topic; looking them up again: {report.misses_after_invalidation} misses",
-            f"took       {report.seconds:.1f} s",
-        ]
+    tiers = "exact + semantic cache" if report.semantic else "exact-match cache"
+    where = "through the caching PROXY over HTTP, " if report.via_proxy else ""
+    upstream = (
+        "a SIMULATED provider (local HTTP server, no network)"
+        if report.simulated
+        else "the LIVE OpenAI API"
     )
+    lines = [
+        f"deja demo: {where}{tiers} in front of {upstream}",
+        f"workload   {report.requests} support-bot queries from Banking77 (CC BY 4.0),"
+        " ~70% repeats or rewordings of 20 common questions",
+        f"requests   {report.requests}   upstream calls {report.upstream_calls}"
+        f" (= misses {report.misses})",
+        f"hits       {report.hits} ({100 * report.hit_rate:.1f}%): exact"
+        f" {report.hits - report.semantic_hits} (of which {report.coalesced} joined an identical"
+        f" call in flight), semantic {report.semantic_hits}",
+    ]
+    if report.semantic:
+        wrong = 100 * report.false_hits / report.semantic_hits if report.semantic_hits else 0.0
+        lines.append(
+            f"false hits {report.false_hits} semantic hits answered with another intent's answer"
+            f" ({wrong:.1f}% of semantic hits, by the workload's labels)"
+        )
+    lines += [
+        f"hits/kind  {kinds}",
+        f"latency    hit p50 {report.hit_p50_ms:.3f} ms   miss p50 {report.miss_p50_ms:.0f} ms"
+        " (simulated provider)",
+        f"cost       without cache ${report.cost_without_cache_usd:.4f}   with cache"
+        f" ${report.cost_with_cache_usd:.4f}   saved ${report.saved_usd:.4f}"
+        f" ({saved_pct:.1f}%) at {MODEL} list prices",
+        f"invalidate delete_tag removed {report.invalidated_entries} entries of the top"
+        f" question's topic; looking them up again: {report.misses_after_invalidation} misses",
+        f"took       {report.seconds:.1f} s",
+    ]
+    return "\n".join(lines)
