@@ -2,6 +2,7 @@
 
     deja demo [--json]        replay the labelled support-bot workload through the cache
     deja serve --config FILE  run the caching proxy (also: deja --config FILE)
+    deja calibrate PAIRS.jsonl [--max-false-hit-rate 0.01]   tune the semantic threshold
     deja --version
 
 Later issues add ``serve``, ``calibrate``, ``warm``, ``explain``, ``stats`` and ``bench``.
@@ -53,6 +54,17 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrate(args: argparse.Namespace) -> int:
+    from deja.semantic.calibrate import calibrate
+
+    report = calibrate(args.pairs, max_false_hit_rate=args.max_false_hit_rate)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(report.format())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``deja`` command."""
     parser = argparse.ArgumentParser(
@@ -86,6 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--exact-only", action="store_true", help="without the semantic tier (exact matches only)"
     )
     demo.set_defaults(run=_demo)
+    calibrate = commands.add_parser(
+        "calibrate", help="find the semantic threshold for a false-hit target on labelled pairs"
+    )
+    calibrate.add_argument("pairs", help='JSONL of {"a": ..., "b": ..., "same": true|false}')
+    calibrate.add_argument(
+        "--max-false-hit-rate", type=float, default=0.01, help="target (default 0.01)"
+    )
+    calibrate.add_argument("--json", action="store_true", help="print the report as JSON")
+    calibrate.set_defaults(run=_calibrate)
     serve = commands.add_parser("serve", help="run the caching proxy")
     serve.add_argument("--config", required=True, help="the YAML configuration")
     serve.add_argument("--host", help="listen address (default: proxy.host, 0.0.0.0)")

@@ -126,3 +126,41 @@ async def test_config_type_semantic_through_the_proxy(tmp_path: Any) -> None:
         assert float(second.headers["x-deja-similarity"]) > 0.7
         assert second.content == first.content
         assert upstream.count("/v1/chat/completions") == 1
+
+
+def test_deja_calibrate_cli(tmp_path: Any) -> None:
+    import json
+    import subprocess
+    import sys
+
+    pairs = tmp_path / "pairs.jsonl"
+    rows = [
+        {"a": "calculate 55 * 30", "b": "what's 55 multiplied by 30?", "same": True},
+        {"a": "calculate 55 * 30", "b": "calculate 55 * 31", "same": False},
+        {
+            "a": "How can I track my card delivery?",
+            "b": "how do i track the delivery of my card",
+            "same": True,
+        },
+        {"a": "convert 5 km to miles", "b": "convert 8 km to miles", "same": False},
+    ]
+    pairs.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "deja.cli",
+            "calibrate",
+            str(pairs),
+            "--max-false-hit-rate",
+            "0",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    report = json.loads(out.stdout)
+    assert report["chosen"] is not None
+    assert report["chosen"]["false_hit_rate"] == 0
