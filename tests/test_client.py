@@ -340,3 +340,14 @@ async def test_aiohttp_transport_errors_are_typed(server: FakeOpenAIServer) -> N
         await dead.acompletion(model="gpt-4o", messages=MESSAGES)
     await client.aclose()
     await dead.aclose()
+
+
+def test_prompt_cache_key_and_retention_pass_through_unkeyed(server: FakeOpenAIServer) -> None:
+    client = make_client(server)
+    first = client.completion(
+        model="gpt-4o", messages=MESSAGES, prompt_cache_key="user-42", prompt_cache_retention="24h"
+    )
+    assert server.requests[-1].body["prompt_cache_key"] == "user-42"
+    assert server.requests[-1].body["prompt_cache_retention"] == "24h"
+    again = client.completion(model="gpt-4o", messages=MESSAGES, prompt_cache_key="user-7")
+    assert again.cache.status == "hit" and again.cache.key == first.cache.key
