@@ -351,3 +351,25 @@ def test_prompt_cache_key_and_retention_pass_through_unkeyed(server: FakeOpenAIS
     assert server.requests[-1].body["prompt_cache_retention"] == "24h"
     again = client.completion(model="gpt-4o", messages=MESSAGES, prompt_cache_key="user-7")
     assert again.cache.status == "hit" and again.cache.key == first.cache.key
+
+
+def test_azure_openai_deployment_urls_and_api_key_header() -> None:
+    with FakeOpenAIServer(api_key="azure-key") as server:
+        client = deja.Client(
+            cache=deja.Cache(), api_base=server.url, api_key="azure-key", max_retries=0
+        )
+        first = client.completion(
+            model="azure/my-gpt4o", messages=MESSAGES, api_version="2024-10-21"
+        )
+        second = client.completion(
+            model="azure/my-gpt4o", messages=MESSAGES, api_version="2024-10-21"
+        )
+        sent = server.requests[-1]
+        assert sent.path.startswith("/openai/deployments/my-gpt4o/chat/completions")
+        assert "api-version=2024-10-21" in sent.path + "?" + str(sent.query)
+        assert sent.headers["api-key"] == "azure-key" and "authorization" not in sent.headers
+        assert "api_version" not in sent.body
+        assert (first.cache.status, second.cache.status) == ("miss", "hit")
+        emb = client.embedding(model="azure/my-embeddings", input="x", api_version="2024-10-21")
+        assert emb.cache.status == "miss"
+        assert server.requests[-1].path.startswith("/openai/deployments/my-embeddings/embeddings")

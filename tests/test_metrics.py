@@ -25,6 +25,7 @@ EXPECTED_FAMILIES = {
     "deja_singleflight_coalesced": "counter",
     "deja_semantic_similarity": "histogram",
     "deja_provider_cached_tokens": "counter",
+    "deja_provider_cache_saved_usd": "counter",
     "deja_upstream_seconds": "histogram",
     "deja_cache_breaker_open": "gauge",
 }
@@ -40,6 +41,7 @@ DESIGN_NAMES = {
     "deja_singleflight_coalesced_total",
     "deja_semantic_similarity",
     "deja_provider_cached_tokens_total",
+    "deja_provider_cache_saved_usd_total",
     "deja_upstream_seconds",
     "deja_cache_breaker_open",
 }

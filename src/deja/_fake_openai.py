@@ -535,6 +535,9 @@ class _Handler(BaseHTTPRequestHandler):
         if route is None:
             self._send_error(404, f"Invalid URL ({self.command} {path})", "invalid_request_error")
             return
+        if path.startswith("/openai/deployments/") and isinstance(body, dict):
+            # Azure takes the model from the deployment in the URL
+            body.setdefault("model", path.split("/")[3])
         if owner.api_key is not None and not self._authorized(owner.api_key, headers):
             return
         if route == "models":
@@ -568,6 +571,8 @@ class _Handler(BaseHTTPRequestHandler):
         auth = headers.get("authorization", "")
         scheme, _, token = auth.partition(" ")
         if scheme.lower() == "bearer" and token.strip() == api_key:
+            return True
+        if headers.get("api-key") == api_key:  # Azure OpenAI's header
             return True
         if not auth:
             message = (
@@ -914,6 +919,9 @@ def _route_path(path: str) -> str:
     path = path.partition("?")[0].rstrip("/")
     if path == "/v1" or path.startswith("/v1/"):
         path = path[3:]
+    elif path.startswith("/openai/deployments/"):
+        # Azure OpenAI: /openai/deployments/<deployment>/chat/completions?api-version=...
+        path = "/" + path.split("/", 4)[4] if path.count("/") >= 4 else path
     return path or "/"
 
 

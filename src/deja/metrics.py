@@ -17,6 +17,7 @@ name                                       type       labels
 ``deja_singleflight_coalesced_total``      counter
 ``deja_semantic_similarity``               histogram  ``outcome``
 ``deja_provider_cached_tokens_total``      counter    ``provider``, ``kind``
+``deja_provider_cache_saved_usd_total``    counter    ``provider`` (what provider caching saved)
 ``deja_upstream_seconds``                  histogram  ``provider``
 ``deja_cache_breaker_open``                gauge      ``store`` (0 closed, 1 open)
 =========================================  =========  ======================================
@@ -124,6 +125,9 @@ class Metrics(Protocol):
     def provider_cached_tokens(self, provider: str, kind: str, tokens: int) -> None:
         """Provider-side prompt-cache tokens (``kind``: ``read``, ``write``)."""
 
+    def provider_cache_saved(self, provider: str, usd: float) -> None:
+        """USD the provider's own prompt cache saved on one answer (reads minus write premiums)."""
+
     def upstream_seconds(self, provider: str, seconds: float) -> None:
         """Time one upstream call took."""
 
@@ -156,6 +160,9 @@ class NullMetrics:
         return None
 
     def provider_cached_tokens(self, provider: str, kind: str, tokens: int) -> None:
+        return None
+
+    def provider_cache_saved(self, provider: str, usd: float) -> None:
         return None
 
     def upstream_seconds(self, provider: str, seconds: float) -> None:
@@ -312,6 +319,12 @@ class PrometheusMetrics:
             ["provider", "kind"],
             registry=reg,
         )
+        self._provider_saved = Counter(
+            "deja_provider_cache_saved_usd",
+            "USD saved by the providers' own prompt caches (read discounts minus write premiums).",
+            ["provider"],
+            registry=reg,
+        )
         self._upstream_seconds = Histogram(
             "deja_upstream_seconds",
             "Time one upstream call took.",
@@ -373,6 +386,12 @@ class PrometheusMetrics:
         """Add provider prompt-cache tokens; zero or negative counts are ignored."""
         if _positive(tokens):
             self._provider_cached.labels(provider, kind).inc(tokens)
+
+    @_never_raises
+    def provider_cache_saved(self, provider: str, usd: float) -> None:
+        """Add a saving; a net cost (writes only) is not subtracted from a counter."""
+        if _positive(usd):
+            self._provider_saved.labels(provider).inc(usd)
 
     @_never_raises
     def upstream_seconds(self, provider: str, seconds: float) -> None:

@@ -356,3 +356,4 @@ async def test_anthropic_deployment_through_the_proxy(
             metrics = (await proxy.get("/metrics")).text
             assert 'deja_provider_cached_tokens_total{kind="read",provider="anthropic"}' in metrics
             assert 'deja_provider_cached_tokens_total{kind="write",provider="anthropic"}' in metrics
+            assert 'deja_provider_cache_saved_usd_total{provider="anthropic"}' in metrics

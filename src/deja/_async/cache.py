@@ -535,13 +535,19 @@ class AsyncCache:
             saved_usd=self._saved_usd,
         )
 
-    def cost(self, request: Request, response: Mapping[str, Any]) -> float:
-        """USD cost of ``response`` by the price table (0.0 for an unknown model)."""
+    @property
+    def prices(self) -> PriceTable:
+        """The price table costs and savings are computed with."""
         prices = self._prices
         if prices is None:
             from deja.prices import PriceTable
 
             prices = self._prices = PriceTable.default()
+        return prices
+
+    def cost(self, request: Request, response: Mapping[str, Any]) -> float:
+        """USD cost of ``response`` by the price table (0.0 for an unknown model)."""
+        prices = self.prices
         usage = response.get("usage") if isinstance(response, Mapping) else None
         if not isinstance(usage, Mapping):
             return 0.0

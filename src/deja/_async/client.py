@@ -12,6 +12,7 @@ generated from it by scripts/unasync.py.
 from __future__ import annotations
 
 import asyncio
+import functools
 import email.utils
 import os
 import random
@@ -38,6 +39,7 @@ from deja.errors import (
 )
 from deja.metrics import Metrics, NullMetrics
 from deja.providers.anthropic import AnthropicProvider
+from deja.prices import PriceTable
 from deja.providers.usage import cache_tokens, normalize_usage
 from deja.request import PROVIDER_API_BASES, Request, resolve_model
 from deja.response import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse
@@ -56,6 +58,12 @@ _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})  # 529: Anthrop
 _TRANSPORT_FIELDS = frozenset({"extra_headers", "extra_body", "extra_query", "cache"})
 _MAX_RETRY_AFTER = 60.0
 _NO_METRICS = NullMetrics()
+_AZURE_API_VERSION = "2024-10-21"
+
+
+@functools.cache
+def _default_prices() -> PriceTable:
+    return PriceTable.default()
 
 
 def _retry_after(response: AsyncHTTPResponse) -> float | None:
@@ -138,6 +146,8 @@ class AsyncClient:
     jitter; ``Retry-After`` is honoured up to 60 s), ``http_client`` to bring your own
     pooled HTTP client, ``max_connections`` for the one deja creates on first use
     (aiohttp when installed, else httpx2, for async; httpx2 for sync).
+    ``azure/<deployment>`` models call Azure OpenAI (``api_base`` = the resource endpoint,
+    ``api-key`` header, ``api_version`` in the body or ``AZURE_API_VERSION``).
     ``cache_control_injection_points`` (LiteLLM's format) place prompt-cache breakpoints on
     providers that need them (``anthropic/...`` models), after a request's own. Usage comes
     back in OpenAI's schema for every provider (cached tokens in
@@ -275,7 +285,8 @@ class AsyncClient:
 
         async def fetch_missing(items: list[Any]) -> Mapping[str, Any]:
             payload = {**body, "model": name, "input": items, "encoding_format": "float"}
-            return await self._post(f"{url_base}/embeddings", payload, headers, seconds, provider)
+            url = self._url(provider, url_base, payload, "/embeddings")
+            return await self._post(url, payload, headers, seconds, provider)
 
         batch = await acached_embeddings(
             cache=self.cache,
@@ -317,8 +328,9 @@ class AsyncClient:
                 timeout=seconds,
             )
         headers = self._headers(provider, api_key, extra_headers or {})
+        body = {**payload, "model": name}
         return await self._post(
-            url_base + path, {**payload, "model": name}, headers, seconds, provider
+            self._url(provider, url_base, body, path), body, headers, seconds, provider
         )
 
     async def astream(
@@ -346,7 +358,8 @@ class AsyncClient:
                 timeout=seconds,
             )
         headers = self._headers(provider, api_key, extra_headers or {})
-        return await self._open_stream(url_base + path, body, headers, seconds, provider)
+        url = self._url(provider, url_base, body, path)
+        return await self._open_stream(url, body, headers, seconds, provider)
 
     async def aclose(self) -> None:
         """Close the HTTP client deja created (not one you passed in)."""
@@ -402,7 +415,8 @@ class AsyncClient:
             data = await self._post(wire.url, wire.json, wire.headers, timeout, provider)
             return self._account(provider, self._anthropic.parse_response(data))
         headers = self._headers(provider, api_key, extra_headers)
-        data = await self._post(url_base + "/chat/completions", payload, headers, timeout, provider)
+        url = self._url(provider, url_base, payload, "/chat/completions")
+        data = await self._post(url, payload, headers, timeout, provider)
         return self._account(provider, data)
 
     def _account(self, provider: str, response: dict[str, Any]) -> dict[str, Any]:
@@ -417,6 +431,14 @@ class AsyncClient:
             metrics.provider_cached_tokens(provider, "read", tokens.read)
         if tokens.write:
             metrics.provider_cached_tokens(provider, "write", tokens.write)
+        if tokens.read or tokens.write:
+            model = response.get("model")
+            prices = self.cache.prices if self.cache is not None else None
+            saved = (prices or _default_prices()).provider_cache_savings(
+                f"{provider}/{model}", usage
+            )
+            if saved:
+                metrics.provider_cache_saved(provider, saved)
         return response
 
     def _metrics(self) -> Metrics:
@@ -460,9 +482,8 @@ class AsyncClient:
         # usage chunk only if it asked for it
         payload["stream_options"] = {**options, "include_usage": True}
         headers = self._headers(provider, api_key, extra_headers)
-        events = await self._open_stream(
-            url_base + "/chat/completions", payload, headers, timeout, provider
-        )
+        url = self._url(provider, url_base, payload, "/chat/completions")
+        events = await self._open_stream(url, payload, headers, timeout, provider)
 
         async def accounted() -> ChunkStream:
             try:
@@ -506,13 +527,41 @@ class AsyncClient:
     def _key(self, provider: str, api_key: str | None) -> str | None:
         return api_key or self.api_key or os.environ.get(f"{provider.upper()}_API_KEY")
 
+    def _url(self, provider: str, url_base: str, payload: dict[str, Any], path: str) -> str:
+        """The endpoint URL; Azure OpenAI addresses a deployment with an api-version.
+
+        For ``azure/<deployment>`` the deployment is the model name and ``api_version``
+        comes from the request body (removed from it), the ``AZURE_API_VERSION`` or
+        ``OPENAI_API_VERSION`` environment variable, or a recent GA default.
+        """
+        if provider != "azure":
+            return url_base + path
+        version = (
+            payload.pop("api_version", None)
+            or os.environ.get("AZURE_API_VERSION")
+            or os.environ.get("OPENAI_API_VERSION")
+            or _AZURE_API_VERSION
+        )
+        deployment = payload.pop("model", None)
+        if "/openai/deployments/" in url_base or "api-version=" in url_base:
+            base = url_base  # already a deployment URL
+        else:
+            base = f"{url_base}/openai/deployments/{deployment}"
+        joiner = "&" if "?" in base else "?"
+        if "api-version=" in base:
+            return base.replace("?", path + "?", 1) if "?" in base else base + path
+        return f"{base}{path}{joiner}api-version={version}"
+
     def _headers(
         self, provider: str, api_key: str | None, extra: Mapping[str, str]
     ) -> dict[str, str]:
         key = self._key(provider, api_key)
         headers = {"content-type": "application/json", **self.headers}
         if key:
-            headers["authorization"] = f"Bearer {key}"
+            if provider == "azure":
+                headers["api-key"] = key  # Azure OpenAI's key header
+            else:
+                headers["authorization"] = f"Bearer {key}"
         headers.update(extra)
         return headers
 
