@@ -12,8 +12,8 @@ generated from it by scripts/unasync.py.
 from __future__ import annotations
 
 import asyncio
-import functools
 import email.utils
+import functools
 import os
 import random
 import threading
@@ -38,8 +38,8 @@ from deja.errors import (
     provider_error_for_status,
 )
 from deja.metrics import Metrics, NullMetrics
-from deja.providers.anthropic import AnthropicProvider
 from deja.prices import PriceTable
+from deja.providers.anthropic import AnthropicProvider
 from deja.providers.usage import cache_tokens, normalize_usage
 from deja.request import PROVIDER_API_BASES, Request, resolve_model
 from deja.response import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse
