@@ -1122,3 +1122,15 @@ def test_deployment_prices_reach_the_cache(tmp_path: Path) -> None:
     assert cache.cost(house, {"usage": usage}) == pytest.approx(100 * 1e-6 + 10 * 2e-6)
     gpt = Request.chat(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
     assert cache.cost(gpt, {"usage": usage}) == pytest.approx(100 * 5e-6 + 10 * 10e-6)
+
+
+def test_injection_points_take_last_and_ttl(tmp_path: Path) -> None:
+    settings = load(
+        tmp_path, "cache_control_injection_points: [{location: message, last: 2, ttl: 1h}]"
+    )
+    assert settings.cache_control_injection_points == (
+        {"location": "message", "last": 2, "ttl": "1h"},
+    )
+    assert config_error(
+        tmp_path, "cache_control_injection_points: [{location: message, ttl: 2h}]"
+    ).path == ("cache_control_injection_points[0].ttl")

@@ -223,7 +223,7 @@ _LITELLM_PARAMS_IGNORED: Final = _words("""
     response_format frequency_penalty presence_penalty thinking
 """)
 
-_INJECTION_KEYS: Final = _words("location role index control")
+_INJECTION_KEYS: Final = _words("location role index last ttl control")
 _INJECTION_LOCATIONS: Final = _words("message tool")
 _MESSAGE_ROLES: Final = _words("system developer user assistant tool")
 
@@ -1651,6 +1651,13 @@ def _injection_points(value: object, path: str, ctx: _Context) -> tuple[dict[str
                     ctx,
                 )
             point["index"] = index
+        if entry.get("last") is not None:
+            last = _env_scalar(entry["last"], _join(sub, "last"), ctx, int)
+            if isinstance(last, bool) or not isinstance(last, int) or last < 1:
+                raise _type_error("a positive number of messages", last, _join(sub, "last"), ctx)
+            point["last"] = last
+        if entry.get("ttl") is not None:
+            point["ttl"] = _choice(entry["ttl"], _join(sub, "ttl"), ctx, ("5m", "1h"))
         if entry.get("control") is not None:
             point["control"] = _plain_dict(entry["control"], _join(sub, "control"), ctx)
         points.append(point)
