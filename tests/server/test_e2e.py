@@ -142,3 +142,75 @@ def test_bad_config_exits_non_zero(tmp_path: Path) -> None:
     )
     assert out.returncode != 0 and "caching.ttl" in out.stderr
     assert os.environ.get("DEJA_CONFIG") is None
+
+
+def test_two_workers_share_metrics_and_stats(tmp_path: Path) -> None:
+    with FakeOpenAIServer() as upstream:
+        port = free_port()
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            f"""
+model_list:
+  - model_name: gpt-4o
+    litellm_params: {{model: openai/gpt-4o, api_base: "{upstream.base_url}", api_key: sk-up}}
+caching: {{type: memory}}
+general_settings: {{master_key: sk-master}}
+"""
+        )
+        env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "deja.cli",
+                "serve",
+                "--config",
+                str(config),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "2",
+                "--log-level",
+                "warning",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx2.get(f"{base}/health", timeout=0.5).status_code == 200:
+                        break
+                except httpx2.TransportError:
+                    pass
+                assert process.poll() is None and time.monotonic() < deadline, "did not start"
+                time.sleep(0.1)
+            headers = {"authorization": "Bearer sk-master"}
+            body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+            for _ in range(20):  # a new connection each time: the workers share the load
+                assert (
+                    httpx2.post(
+                        f"{base}/v1/chat/completions", json=body, headers=headers
+                    ).status_code
+                    == 200
+                )
+            calls = upstream.count("/v1/chat/completions")  # one miss per worker that served
+            for _ in range(6):  # whichever worker answers, it reports all of them
+                stats = httpx2.get(f"{base}/cache/stats", headers=headers).json()
+                assert stats["exact"]["hits"] + stats["exact"]["misses"] == 20, stats
+                assert stats["exact"]["misses"] == calls, stats
+                text = httpx2.get(f"{base}/metrics").text
+                served = [
+                    float(line.rsplit(" ", 1)[1])
+                    for line in text.splitlines()
+                    if line.startswith("deja_cache_requests_total{")
+                ]
+                assert sum(served) == 20, text
+        finally:
+            process.terminate()
+            process.wait(timeout=20)

@@ -50,6 +50,7 @@ from deja.server.http import (
     send_json,
     send_raw,
 )
+from deja.server.workers import aggregated_exposition, aggregated_stats, multiprocess
 from deja.streaming import SSE_DONE, sse_event
 
 __all__ = ["HookError", "ProxyApp", "Route"]
@@ -529,9 +530,8 @@ class ProxyApp:
         )
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send_raw(
-            send, 200, self.metrics.render(), content_type=self.metrics.content_type.encode()
-        )
+        body = aggregated_exposition() if multiprocess() else self.metrics.render()
+        await send_raw(send, 200, body, content_type=self.metrics.content_type.encode())
 
     # -- admin ----------------------------------------------------------------------------
 
@@ -568,6 +568,11 @@ class ProxyApp:
 
     async def _admin_stats(self, scope: Scope, receive: Receive, send: Send) -> None:
         cache = self._admin(scope)
+        if multiprocess():  # every worker's counters, not only this one's
+            figures = aggregated_stats()
+            figures |= {"store": cache.store.name, "key_prefix": cache.key_prefix}
+            await send_json(send, 200, figures)
+            return
         stats = cache.stats()
         await send_json(
             send,

@@ -41,11 +41,26 @@ def _warn_about(settings: Settings, workers: int) -> None:
             "(use redis or a tiered store to share one)",
             workers,
         )
-    if workers > 1:
-        logger.warning(
-            "%d workers: /metrics and /cache/stats report the worker that answers the scrape",
-            workers,
-        )
+
+
+def _share_metrics() -> None:
+    """Let every worker's /metrics and /cache/stats see all workers' counters.
+
+    A fresh directory per start, set before the workers import prometheus_client (they are
+    spawned, and read the variable when they import it). A directory given by the operator
+    is used as it is, and emptied first as prometheus_client's docs require.
+    """
+    import shutil
+    import tempfile
+
+    from deja.server.workers import MULTIPROC_ENV
+
+    directory = os.environ.get(MULTIPROC_ENV)
+    if directory:
+        shutil.rmtree(directory, ignore_errors=True)
+        os.makedirs(directory, exist_ok=True)
+    else:
+        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="deja-metrics-")
 
 
 def serve(
@@ -66,6 +81,8 @@ def serve(
     n = workers if workers is not None else settings.proxy.workers
     _warn_about(settings, n)
     os.environ[CONFIG_ENV] = str(path)
+    if n > 1:
+        _share_metrics()
     uvicorn.run(
         "deja.server.run:app_from_env",
         factory=True,

@@ -1,0 +1,79 @@
+"""Figures across the proxy's worker processes (Prometheus multiprocess mode).
+
+With several workers, ``deja serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh
+directory before the workers start; prometheus_client then keeps every worker's counters and
+histograms in files there, and any worker answering ``/metrics`` or ``/cache/stats`` reads all
+of them. The per-store gauges (entries, evictions) stay per worker and are not included.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["MULTIPROC_ENV", "aggregated_exposition", "aggregated_stats", "multiprocess"]
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess() -> bool:
+    """Whether this process shares its metrics with sibling workers."""
+    return bool(os.environ.get(MULTIPROC_ENV))
+
+
+def _registry() -> Any:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
+
+
+def aggregated_exposition() -> bytes:
+    """The text exposition of every worker's metrics, summed."""
+    from prometheus_client import generate_latest
+
+    exposition: bytes = generate_latest(_registry())
+    return exposition
+
+
+def _samples() -> Iterable[Any]:
+    for family in _registry().collect():
+        yield from family.samples
+
+
+def aggregated_stats() -> dict[str, Any]:
+    """Hits, misses and savings of every worker, from the shared counters."""
+    results: dict[str, float] = {}
+    totals = {"saved_tokens": 0.0, "saved_usd": 0.0, "store_errors": 0.0, "coalesced": 0.0}
+    names = {
+        "deja_cache_saved_tokens_total": "saved_tokens",
+        "deja_cache_saved_usd_total": "saved_usd",
+        "deja_cache_errors_total": "store_errors",
+        "deja_singleflight_coalesced_total": "coalesced",
+    }
+    for sample in _samples():
+        if sample.name == "deja_cache_requests_total":
+            result = sample.labels.get("result", "")
+            results[result] = results.get(result, 0.0) + sample.value
+        elif sample.name in names:
+            totals[names[sample.name]] += sample.value
+    hits, semantic = results.get("hit", 0.0), results.get("semantic_hit", 0.0)
+    misses = results.get("miss", 0.0)
+    served = hits + semantic
+    return {
+        "exact": {
+            "hits": int(hits),
+            "misses": int(misses),
+            "bypasses": int(results.get("bypass", 0.0)),
+            "coalesced": int(totals["coalesced"]),
+        },
+        "semantic": {"hits": int(semantic)},
+        "hit_ratio": served / (served + misses) if served + misses else 0.0,
+        "store_errors": int(totals["store_errors"]),
+        "saved_tokens": int(totals["saved_tokens"]),
+        "saved_usd": totals["saved_usd"],
+        "workers": "all",
+    }
