@@ -35,6 +35,7 @@ NAMES = {
     "apublish": "publish",
     "alock": "lock",
     "acheck": "check",
+    "ainspect": "inspect",
     "astore": "store",
     "aunlock": "unlock",
     "AsyncHTTP": "SyncHTTP",

@@ -84,7 +84,7 @@ async def test_async_cache_and_stream_replay(embedder: Any) -> None:
 
 def test_a_failing_semantic_tier_is_a_miss(embedder: Any) -> None:
     class Broken(SemanticCache):
-        def check(self, *args: Any, **kwargs: Any) -> Any:
+        def inspect(self, *args: Any, **kwargs: Any) -> Any:
             raise RuntimeError("index down")
 
     cache = deja.Cache(semantic=Broken(embedder=embedder))
@@ -164,3 +164,15 @@ def test_deja_calibrate_cli(tmp_path: Any) -> None:
     report = json.loads(out.stdout)
     assert report["chosen"] is not None
     assert report["chosen"]["false_hit_rate"] == 0
+
+
+def test_similarity_metrics_for_hits_and_near_misses(embedder: Any) -> None:
+    metrics = deja.PrometheusMetrics()
+    cache = deja.Cache(semantic=SemanticCache(embedder=embedder), metrics=metrics)
+    cache.fetch(chat_request("How can I track my card delivery?"), chat_response)
+    cache.fetch(chat_request("how do i track the delivery of my card"), chat_response)
+    cache.fetch(chat_request("convert 5 km to miles"), chat_response)
+    text = metrics.render().decode()
+    assert 'deja_semantic_similarity_count{outcome="hit"} 1.0' in text
+    assert 'deja_semantic_similarity_count{outcome="near_miss"} 1.0' in text
+    assert 'deja_cache_requests_total{result="semantic_hit",tier="semantic"} 1.0' in text

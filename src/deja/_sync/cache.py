@@ -376,11 +376,15 @@ class Cache:
         assert semantic is not None  # callers check
         namespace = ctl.namespace if ctl.namespace is not None else self.namespace
         try:
-            match = semantic.check(request, namespace=namespace)
+            lookup = semantic.inspect(request, namespace=namespace)
         except Exception as exc:  # the semantic tier is an optimisation: fail open
             self._store_failed("semantic", exc, trip_breaker=False)
             return None
+        match = lookup.match
         if match is None:
+            nearest = lookup.best_similarity
+            if nearest is not None:  # how close the misses come: the threshold's headroom
+                self.metrics.similarity("near_miss", nearest)
             return None
         found = self._lookup(match.key, ctl)
         if found.entry is None:
