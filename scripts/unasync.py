@@ -87,6 +87,7 @@ PHRASES = [
     (re.compile(r"\basyncio\.Event\b"), "threading.Event"),
     (re.compile(r"\basyncio\.Condition\b"), "threading.Condition"),
     (re.compile(r"\basyncio\.sleep\b"), "time.sleep"),
+    (re.compile(r"\bawait asyncio\.to_thread\(([\w.]+)\)"), r"\1()"),
     (re.compile(r"^import asyncio$", re.M), "import threading"),
     (re.compile(r"\basync def\b"), "def"),
     (re.compile(r"\basync with\b"), "with"),

@@ -804,9 +804,14 @@ class CachingSettings:
             else None
         )
         semantic = self.build_semantic() if self.type in _SEMANTIC_TYPES else None
-        return {
+        kwargs: dict[str, object] = {"semantic": semantic}
+        spec = self.options.get("store")
+        if semantic is not None and isinstance(spec, StoreSpec) and spec.type == "disk":
+            directory = spec.options.get("directory")
+            if isinstance(directory, Path):  # the index survives restarts beside the entries
+                kwargs["semantic_path"] = directory / "semantic-index"
+        return kwargs | {
             "store": self.build_store(),
-            "semantic": semantic,
             "ttl": self.ttl,
             "key_prefix": self.key_prefix,
             "namespace": self.namespace,

@@ -176,3 +176,17 @@ def test_similarity_metrics_for_hits_and_near_misses(embedder: Any) -> None:
     assert 'deja_semantic_similarity_count{outcome="hit"} 1.0' in text
     assert 'deja_semantic_similarity_count{outcome="near_miss"} 1.0' in text
     assert 'deja_cache_requests_total{result="semantic_hit",tier="semantic"} 1.0' in text
+
+
+def test_semantic_index_survives_a_restart_beside_the_disk_store(tmp_path: Any) -> None:
+    from deja.config import build_cache, parse_config
+
+    config = {"caching": {"type": "semantic", "store": {"type": "disk", "directory": "cache"}}}
+    first = build_cache(parse_config(config, base_dir=tmp_path))
+    first.fetch(chat_request("How can I track my card delivery?"), chat_response)
+    first.close()
+    assert (tmp_path / "cache" / "semantic-index").is_dir()
+    again = build_cache(parse_config(config, base_dir=tmp_path))  # a new process, say
+    result = again.get(chat_request("how do i track the delivery of my card"))
+    assert result.info.status == "semantic_hit"
+    again.close()

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -97,7 +99,9 @@ class AsyncCache:
     * ``semantic``: a :class:`~deja.semantic.SemanticCache`, the second tier: an exact
       miss is looked up by meaning (``semantic_hit``, with ``similarity``), and every stored
       answer is indexed; a request's ``semantic: false`` control skips it. Its failures are
-      misses, like the store's.
+      misses, like the store's;
+    * ``semantic_path``: a directory where the semantic index survives restarts (beside a
+      DiskStore's files, say): loaded at the first semantic lookup, saved by ``close()``.
     """
 
     def __init__(
@@ -119,6 +123,7 @@ class AsyncCache:
         lock_ttl: float = 30.0,
         lock_wait: float = 60.0,
         semantic: SemanticCache | None = None,
+        semantic_path: str | os.PathLike[str] | None = None,
     ) -> None:
         if store is None:
             from deja.stores.memory import MemoryStore
@@ -151,6 +156,8 @@ class AsyncCache:
         )
         self._memo_bytes = 0
         self.semantic = semantic
+        self._semantic_path = Path(semantic_path) if semantic_path is not None else None
+        self._semantic_loaded = self._semantic_path is None
         self._semantic_hits = 0
         self._locking = store if isinstance(store, Locking) else None
         if lock_ttl <= 0 or lock_wait < 0:
@@ -375,6 +382,8 @@ class AsyncCache:
         """An exact miss looked up by meaning: the entry of a similar earlier prompt."""
         semantic = self.semantic
         assert semantic is not None  # callers check
+        if not self._semantic_loaded:
+            await asyncio.to_thread(self._load_semantic)
         namespace = ctl.namespace if ctl.namespace is not None else self.namespace
         try:
             lookup = await semantic.ainspect(request, namespace=namespace)
@@ -561,8 +570,31 @@ class AsyncCache:
         return cost or 0.0
 
     async def aclose(self) -> None:
-        """Close the store."""
+        """Save the semantic index (if it has a path) and close the store."""
+        if self.semantic is not None and self._semantic_path is not None and self._semantic_loaded:
+            try:
+                await asyncio.to_thread(self._save_semantic)
+            except Exception as exc:  # losing the index costs misses, never answers
+                logger.warning("saving the semantic index failed: %s", exc)
         await self.store.aclose()
+
+    def _save_semantic(self) -> None:
+        assert self.semantic is not None and self._semantic_path is not None
+        self._semantic_path.mkdir(parents=True, exist_ok=True)
+        self.semantic.save(self._semantic_path)
+
+    def _load_semantic(self) -> None:
+        """Load the saved index once (a missing or unreadable one starts empty)."""
+        self._semantic_loaded = True
+        path = self._semantic_path
+        if self.semantic is None or path is None or not path.exists():
+            return
+        try:
+            self.semantic.load(path)
+        except Exception as exc:
+            logger.warning(
+                "the semantic index at %s could not be loaded (%s); starting empty", path, exc
+            )
 
     async def __aenter__(self) -> AsyncCache:
         return self
@@ -663,6 +695,8 @@ class AsyncCache:
             return False
         self._store_recovered()
         if self.semantic is not None and ctl.semantic:
+            if not self._semantic_loaded:
+                await asyncio.to_thread(self._load_semantic)
             try:
                 await self.semantic.astore(request, key, ttl=ttl, namespace=namespace)
             except Exception as exc:  # the semantic tier is an optimisation: fail open
