@@ -1,0 +1,495 @@
+"""A :class:`~deja.semantic.index.VectorIndex` on Qdrant (qdrant-client, synchronous).
+
+Production: ``QdrantIndex(url="http://qdrant:6333", api_key=...)`` talks to a Qdrant
+server. Tests and single-process use: *local mode*, ``QdrantIndex(path="/some/dir")`` or
+``QdrantIndex(path=":memory:")``, which runs qdrant-client's embedded, pure-Python engine
+(no server; searches are brute force, so it is only meant for small indexes and tests).
+
+Layout:
+
+* one collection per vector size, named ``f"{collection}-{dim}"`` (so two embedders of
+  different sizes never share one), cosine distance, created lazily on first use: the
+  constructor does no I/O;
+* one point per entry; Qdrant wants integer or UUID point ids, so the point id is
+  ``uuid5(<deja namespace>, id)`` and the entry id is kept in the payload;
+* the payload is ``{"id", "scope", "root", "path", "payload", "expires"}``: ``root`` is the
+  scope's first ``/`` segment and ``path`` the list of the scope and its ancestors
+  (``"t1/a/b"`` → ``["t1", "t1/a", "t1/a/b"]``), which makes :meth:`QdrantIndex.remove_scope`
+  hierarchical at any depth with one keyword match; ``expires`` (seconds since the epoch)
+  is left out for entries that never expire.
+
+``search`` passes the scope filter (``scope`` equal to the one asked for, and ``expires``
+after now or absent) *inside* the query, so a small scope is never crowded out by a big
+one. Expired entries are never returned; they stay stored until :meth:`purge_expired`
+deletes them (call it periodically; it is one delete-by-filter).
+
+``save`` / ``load`` export the entries of this index's collection to a directory (vectors
+in ``vectors.npy``, the rest in ``index.json``) and load them back, replacing what the
+collection held. They work in every mode; with a server or a local ``path`` the data is
+already durable, so they are only needed to move an index around (and may be skipped).
+
+Every qdrant-client or transport failure is raised as :class:`deja.errors.StoreError`;
+a missing qdrant-client as :class:`deja.errors.MissingDependencyError` (extra ``qdrant``).
+All methods are thread-safe: calls to a local-mode client are serialized by a lock (the
+embedded engine is not thread-safe); a server client is used concurrently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from deja.errors import ConfigError, MissingDependencyError, StoreError
+from deja.semantic._deps import np
+from deja.semantic.index import Neighbor
+
+__all__ = ["QdrantIndex"]
+
+_FORMAT = "deja-qdrant-index"
+_FORMAT_VERSION = 1
+# uuid5 namespace of deja's point ids (a fixed, arbitrary UUID)
+_NAMESPACE = uuid.UUID("5b0c3c1e-2f4a-4d5e-9a61-6e0d1f2a7c43")
+_BATCH = 256
+
+
+def _qdrant() -> tuple[Any, Any]:
+    try:
+        from qdrant_client import QdrantClient, models
+    except ImportError as exc:
+        raise MissingDependencyError("qdrant-client", "qdrant") from exc
+    return QdrantClient, models
+
+
+def point_id(id: str) -> str:
+    """The Qdrant point id of the entry ``id`` (a UUID5 string)."""
+    return str(uuid.uuid5(_NAMESPACE, id))
+
+
+def _path(scope: str) -> list[str]:
+    parts = scope.split("/")
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+class QdrantIndex:
+    """A :class:`~deja.semantic.index.VectorIndex` kept in a Qdrant collection.
+
+    Keyword-only options:
+
+    * ``url`` / ``api_key``: a Qdrant server (production);
+    * ``path``: local mode instead, a directory or ``":memory:"`` (tests, small setups);
+      with neither ``url``, ``path`` nor ``client``, local mode in memory;
+    * ``collection``: the collection name prefix; the collection is ``f"{collection}-{dim}"``;
+    * ``dim``: the vector size (384 for the embedded model);
+    * ``timeout``: seconds per server call (qdrant-client rounds it up to whole seconds);
+    * ``clock``: wall clock for expiry (inject a fake in tests);
+    * ``client``: an existing ``QdrantClient`` to use instead of building one.
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str | None = None,
+        api_key: str | None = None,
+        path: str | None = None,
+        collection: str = "deja-semantic",
+        dim: int = 384,
+        timeout: float = 2.0,
+        clock: Callable[[], float] = time.time,
+        client: Any = None,
+    ) -> None:
+        if dim < 1:
+            raise ValueError("dim must be >= 1")
+        if timeout <= 0:
+            raise ValueError("timeout must be > 0")
+        if url is not None and path is not None:
+            raise ConfigError("give a Qdrant url or a local-mode path, not both")
+        if not collection:
+            raise ConfigError("the Qdrant collection name must not be empty")
+        self._dim = dim
+        self.url = url
+        self.path = path
+        self.timeout = timeout
+        self.collection_prefix = collection
+        self.collection = f"{collection}-{dim}"
+        self._clock = clock
+        self._api_key = api_key
+        self._client: Any = client
+        self._owns_client = client is None
+        if client is not None:
+            inner = getattr(client, "_client", None)
+            self._local = type(inner).__name__ == "QdrantLocal"
+        else:
+            self._local = url is None
+        self._models: Any = None
+        self._ready = False
+        self._init_lock = threading.Lock()
+        # serializes calls to a local-mode client; a no-op context for a server
+        self._lock: threading.RLock | None = threading.RLock() if self._local else None
+        # remove() is check-then-delete: keep it atomic against concurrent removes here
+        self._remove_lock = threading.Lock()
+
+    @property
+    def dim(self) -> int:
+        """Vector size this index holds."""
+        return self._dim
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _connect(self) -> tuple[Any, Any]:
+        """The client and the models module; creates the collection on first use."""
+        if self._ready:
+            return self._client, self._models
+        QdrantClient, models = _qdrant()
+        with self._init_lock:
+            if self._is_ready():  # a method: mypy must not narrow the flag checked above
+                return self._client, self._models
+            self._models = models
+            with self._calls():
+                if self._client is None:
+                    if self.url is not None:
+                        self._client = QdrantClient(
+                            url=self.url,
+                            api_key=self._api_key,
+                            timeout=math.ceil(self.timeout),
+                            check_compatibility=False,
+                        )
+                    elif self.path is None or self.path == ":memory:":
+                        self._client = QdrantClient(location=":memory:")
+                    else:
+                        self._client = QdrantClient(path=self.path)
+                client = self._client
+                if not client.collection_exists(self.collection):
+                    try:
+                        client.create_collection(
+                            self.collection,
+                            vectors_config=models.VectorParams(
+                                size=self._dim, distance=models.Distance.COSINE
+                            ),
+                        )
+                    except Exception:
+                        # created meanwhile by another process: fine; otherwise re-raise
+                        if not client.collection_exists(self.collection):
+                            raise
+                    if not self._local:
+                        for name, schema in (
+                            ("scope", models.PayloadSchemaType.KEYWORD),
+                            ("path", models.PayloadSchemaType.KEYWORD),
+                            ("id", models.PayloadSchemaType.KEYWORD),
+                            ("expires", models.PayloadSchemaType.FLOAT),
+                        ):
+                            client.create_payload_index(self.collection, name, schema)
+                else:
+                    self._check_dim(client)
+            self._ready = True
+        return self._client, self._models
+
+    def _is_ready(self) -> bool:
+        return self._ready
+
+    def _check_dim(self, client: Any) -> None:
+        info = client.get_collection(self.collection)
+        vectors = info.config.params.vectors
+        size = getattr(vectors, "size", None)
+        if size is not None and size != self._dim:
+            raise ConfigError(
+                f"Qdrant collection {self.collection!r} holds {size}-d vectors, not {self._dim}-d"
+            )
+
+    @contextlib.contextmanager
+    def _calls(self) -> Iterator[None]:
+        """Serialize calls on a local-mode client; translate failures to StoreError."""
+        try:
+            if self._lock is None:
+                yield
+            else:
+                with self._lock:
+                    yield
+        except (StoreError, ConfigError, MissingDependencyError):
+            raise
+        except Exception as exc:
+            target = self.url if self.url is not None else f"local mode ({self.path or ':memory:'})"
+            raise StoreError(
+                f"Qdrant {target}, collection {self.collection!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _op(self) -> tuple[Any, Any]:
+        with self._calls():
+            return self._connect()
+
+    def _vector(self, vector: Any) -> list[float]:
+        vec = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if vec.shape[0] != self._dim:
+            raise ValueError(f"expected a {self._dim}-d vector, got {vec.shape[0]}-d")
+        if not np.isfinite(vec).all():
+            raise ValueError("the vector holds NaN or infinite values")
+        values: list[float] = vec.tolist()
+        return values
+
+    def _point(
+        self,
+        models: Any,
+        id: str,
+        vector: list[float],
+        *,
+        scope: str,
+        expires: float | None,
+        payload: str | None,
+    ) -> Any:
+        body: dict[str, Any] = {
+            "id": id,
+            "scope": scope,
+            "root": scope.split("/", 1)[0],
+            "path": _path(scope),
+            "payload": payload,
+        }
+        if expires is not None:
+            body["expires"] = float(expires)
+        return models.PointStruct(id=point_id(id), vector=vector, payload=body)
+
+    def _live_filter(self, models: Any, scope: str, now: float) -> Any:
+        return models.Filter(
+            must=[
+                models.FieldCondition(key="scope", match=models.MatchValue(value=scope)),
+                models.Filter(
+                    should=[
+                        models.FieldCondition(key="expires", range=models.Range(gt=now)),
+                        models.IsEmptyCondition(is_empty=models.PayloadField(key="expires")),
+                    ]
+                ),
+            ]
+        )
+
+    def _count(self, client: Any, flt: Any) -> int:
+        return int(client.count(self.collection, count_filter=flt, exact=True).count)
+
+    def _delete(self, client: Any, models: Any, flt: Any) -> None:
+        client.delete(self.collection, points_selector=models.FilterSelector(filter=flt), wait=True)
+
+    # -- writes -----------------------------------------------------------------------
+
+    def add(
+        self,
+        id: str,
+        vector: Any,
+        *,
+        scope: str,
+        expires: float | None = None,
+        payload: str | None = None,
+    ) -> None:
+        """Insert or replace one entry (an upsert of its point)."""
+        vec = self._vector(vector)
+        client, models = self._op()
+        point = self._point(models, id, vec, scope=scope, expires=expires, payload=payload)
+        with self._calls():
+            client.upsert(self.collection, points=[point], wait=True)
+
+    def add_many(
+        self,
+        ids: list[str],
+        vectors: Any,
+        *,
+        scope: str,
+        expires: float | None = None,
+        payloads: list[str | None] | None = None,
+    ) -> None:
+        """Insert or replace many entries of one scope (upserted in batches)."""
+        matrix = np.asarray(vectors, dtype=np.float32)
+        if matrix.ndim != 2 or matrix.shape != (len(ids), self._dim):
+            raise ValueError(f"vectors must have shape ({len(ids)}, {self._dim})")
+        texts = payloads if payloads is not None else [None] * len(ids)
+        if len(texts) != len(ids):
+            raise ValueError("payloads must have one item per id")
+        client, models = self._op()
+        points = [
+            self._point(models, id, self._vector(row), scope=scope, expires=expires, payload=text)
+            for id, row, text in zip(ids, matrix, texts, strict=True)
+        ]
+        with self._calls():
+            for start in range(0, len(points), _BATCH):
+                client.upsert(self.collection, points=points[start : start + _BATCH], wait=True)
+
+    def remove(self, id: str) -> bool:
+        """Remove one entry; returns whether it existed."""
+        client, models = self._op()
+        pid = point_id(id)
+        with self._remove_lock, self._calls():
+            found = client.retrieve(self.collection, ids=[pid], with_payload=False)
+            if not found:
+                return False
+            client.delete(
+                self.collection, points_selector=models.PointIdsList(points=[pid]), wait=True
+            )
+            return True
+
+    def remove_scope(self, scope: str) -> int:
+        """Remove every entry of ``scope`` and of its sub-scopes (``scope/...``).
+
+        A top-level scope (no ``/``) is matched on ``root``, a nested one on ``path`` (the
+        list of the entry scope's ancestors), so ``"t1"`` never takes ``"t10"`` along.
+        """
+        client, models = self._op()
+        key = "root" if "/" not in scope else "path"
+        flt = models.Filter(
+            must=[models.FieldCondition(key=key, match=models.MatchValue(value=scope))]
+        )
+        with self._calls():
+            count = self._count(client, flt)
+            if count:
+                self._delete(client, models, flt)
+            return count
+
+    def clear(self) -> int:
+        """Remove every entry of this index's collection; returns how many there were."""
+        client, models = self._op()
+        with self._calls():
+            count = self._count(client, None)
+            if count:
+                self._delete(client, models, models.Filter())
+            return count
+
+    def purge_expired(self) -> int:
+        """Delete the entries whose expiry time has passed; returns how many.
+
+        Searches never return expired entries; this only frees their storage. Call it
+        periodically (it is one count and one delete-by-filter on the server).
+        """
+        client, models = self._op()
+        flt = models.Filter(
+            must=[models.FieldCondition(key="expires", range=models.Range(lte=self._clock()))]
+        )
+        with self._calls():
+            count = self._count(client, flt)
+            if count:
+                self._delete(client, models, flt)
+            return count
+
+    # -- reads ------------------------------------------------------------------------
+
+    def search(self, vector: Any, *, scope: str, k: int = 4) -> list[Neighbor]:
+        """The ``k`` live entries of ``scope`` most similar to ``vector``, best first."""
+        if k < 1:
+            raise ValueError("k must be >= 1")
+        query = self._vector(vector)
+        client, models = self._op()
+        flt = self._live_filter(models, scope, self._clock())
+        with self._calls():
+            result = client.query_points(
+                self.collection, query=query, query_filter=flt, limit=k, with_payload=True
+            )
+        out: list[Neighbor] = []
+        for point in result.points:
+            body = point.payload or {}
+            out.append(Neighbor(str(body.get("id")), float(point.score), body.get("payload")))
+        return out
+
+    def __len__(self) -> int:
+        """Number of entries held (expired ones not yet purged included)."""
+        client, _ = self._op()
+        with self._calls():
+            return self._count(client, None)
+
+    def __contains__(self, id: object) -> bool:
+        if not isinstance(id, str):
+            return False
+        client, _ = self._op()
+        with self._calls():
+            return bool(client.retrieve(self.collection, ids=[point_id(id)], with_payload=False))
+
+    # -- persistence ------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Export every entry of the collection to the directory ``path``.
+
+        Optional with a server or a local-mode ``path`` (the data is durable there); use
+        it to copy an index elsewhere. Vectors are saved as Qdrant holds them (normalized).
+        """
+        client, _ = self._op()
+        entries: list[dict[str, Any]] = []
+        rows: list[list[float]] = []
+        offset: Any = None
+        with self._calls():
+            while True:
+                points, offset = client.scroll(
+                    self.collection,
+                    limit=_BATCH,
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=True,
+                )
+                for point in points:
+                    body = point.payload or {}
+                    entries.append(
+                        {
+                            "id": body.get("id"),
+                            "scope": body.get("scope"),
+                            "expires": body.get("expires"),
+                            "payload": body.get("payload"),
+                        }
+                    )
+                    rows.append(list(point.vector))
+                if offset is None:
+                    break
+        root = Path(path)
+        root.mkdir(parents=True, exist_ok=True)
+        matrix = np.asarray(rows, dtype=np.float32).reshape(len(rows), self._dim)
+        tmp = root / "vectors.npy.tmp"
+        with tmp.open("wb") as f:
+            np.save(f, matrix)
+        os.replace(tmp, root / "vectors.npy")
+        manifest = {
+            "format": _FORMAT,
+            "version": _FORMAT_VERSION,
+            "dim": self._dim,
+            "metric": "cos",
+            "entries": entries,
+        }
+        tmp = root / "index.json.tmp"
+        tmp.write_text(json.dumps(manifest, separators=(",", ":")))
+        os.replace(tmp, root / "index.json")
+
+    def load(self, path: str | os.PathLike[str]) -> None:
+        """Replace the collection's entries with those :meth:`save` wrote to ``path``."""
+        root = Path(path)
+        try:
+            manifest = json.loads((root / "index.json").read_bytes())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"no Qdrant vector index saved in {root}") from exc
+        if manifest.get("format") != _FORMAT or manifest.get("version") != _FORMAT_VERSION:
+            raise ConfigError(f"{root} holds no deja Qdrant index of a known version")
+        if manifest["dim"] != self._dim:
+            raise ConfigError(
+                f"the index in {root} holds {manifest['dim']}-d vectors, not {self._dim}-d"
+            )
+        matrix = np.load(root / "vectors.npy")
+        entries: list[dict[str, Any]] = manifest["entries"]
+        client, models = self._op()
+        points = [
+            self._point(
+                models,
+                e["id"],
+                self._vector(row),
+                scope=e["scope"],
+                expires=e["expires"],
+                payload=e["payload"],
+            )
+            for e, row in zip(entries, matrix, strict=True)
+        ]
+        with self._calls():
+            self._delete(client, models, models.Filter())
+            for start in range(0, len(points), _BATCH):
+                client.upsert(self.collection, points=points[start : start + _BATCH], wait=True)
+
+    def close(self) -> None:
+        """Close the client (only one this index built itself)."""
+        client = self._client
+        if client is not None and self._owns_client:
+            with contextlib.suppress(Exception):
+                client.close()

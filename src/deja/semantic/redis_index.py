@@ -1,0 +1,498 @@
+"""A :class:`~deja.semantic.index.VectorIndex` on Redis vector search (RediSearch).
+
+::
+
+    index = RedisVectorIndex(url="redis://cache.internal:6379/0", dim=384)
+
+Every entry is a hash under ``key_prefix + id`` with the fields ``scope`` and ``root``
+(TAG fields: the scope and its first ``/`` segment), ``payload`` (kept, not indexed),
+``expires`` (the entry's expiry time by this index's clock, empty for "never") and
+``vec`` (the vector as little-endian float32). The RediSearch index over them::
+
+    FT.CREATE <index_name> ON HASH PREFIX 1 <key_prefix> SCHEMA
+        scope TAG SEPARATOR "|" CASESENSITIVE  root TAG SEPARATOR "|" CASESENSITIVE
+        payload TEXT NOINDEX
+        vec VECTOR HNSW 10 TYPE FLOAT32 DIM <dim> DISTANCE_METRIC COSINE M <m> EF_CONSTRUCTION <ef>
+
+is created on first use (never in the constructor; an existing index is reused after its
+dimension is checked). ``search`` is one ``FT.SEARCH`` whose query carries the scope
+filter: ``(@scope:{<scope>})=>[KNN k @vec $blob EF_RUNTIME <ef> AS dist]``, so a small
+scope is never crowded out by a large one.
+
+Expiry: an entry given ``expires`` gets a Redis TTL (``PEXPIREAT``), so Redis removes it
+by itself; because Redis expires keys lazily (and the clock may be injected), ``search``
+also drops entries whose stored ``expires`` has passed by this index's clock. With an
+injected clock, the Redis TTL is shifted by the clock's offset from the wall clock, so the
+entry lives as long on the server as the fake clock says.
+
+Scope tags: a TAG value cannot hold the separator, and RediSearch trims blanks and folds
+case by default, so the stored value is the scope with ``%``, ``|`` and whitespace
+percent-encoded (``""`` becomes ``%``) and the fields are ``CASESENSITIVE``; in queries
+every ASCII punctuation and blank is backslash-escaped.
+
+Only standalone Redis (or Valkey with the RediSearch module) is supported: RediSearch on
+a Redis Cluster needs the coordinator of Redis Enterprise/Stack, which redis-py's cluster
+client cannot drive, so a cluster URL, ``startup_nodes``/``cluster=True`` or a server that
+reports ``cluster_enabled:1`` raises :class:`~deja.errors.ConfigError`. Redis failures
+raise :class:`~deja.errors.StoreError` (the semantic cache fails open on them); the
+defaults are strict (250 ms per command and to connect, no retries).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from deja.errors import ConfigError, DejaError, MissingDependencyError, StoreError
+from deja.semantic.index import Neighbor
+
+__all__ = ["RedisVectorIndex", "escape_tag", "tag_value"]
+
+_CLUSTER_MESSAGE = (
+    "RediSearch vector indexes need a standalone Redis (or Valkey) server with the "
+    "RediSearch module, not a Redis Cluster"
+)
+_PAGE = 500
+_MAX_FETCH = 10_000
+
+
+def tag_value(scope: str) -> str:
+    """The TAG value stored for ``scope`` (an injective encoding; see the module doc)."""
+    if not scope:
+        return "%"
+    out: list[str] = []
+    for ch in scope:
+        if ch in {"%", "|"} or ch.isspace() or ord(ch) < 32 or ord(ch) == 127:
+            out.append("".join(f"%{b:02X}" for b in ch.encode()))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def escape_tag(value: str) -> str:
+    """``value`` escaped for a RediSearch TAG query ``@field:{...}``."""
+    return "".join(
+        "\\" + ch if ord(ch) < 128 and not (ch.isalnum() or ch == "_") else ch for ch in value
+    )
+
+
+def _escape_glob(text: str) -> str:
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+
+
+def _root(scope: str) -> str:
+    return scope.split("/", 1)[0]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _positive(value: float, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{what} must be a number of seconds, not {type(value).__name__}")
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{what} must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
+def _is_cluster_url(url: str) -> bool:
+    parts = urlsplit(url)
+    if "cluster" in parts.scheme.lower():
+        return True
+    query = parse_qs(parts.query)
+    return any(v.lower() in ("1", "true", "yes") for v in query.get("cluster", []))
+
+
+class RedisVectorIndex:
+    """A :class:`~deja.semantic.index.VectorIndex` stored in Redis and searched by RediSearch.
+
+    Keyword-only options:
+
+    * ``url``: ``redis://[user:password@]host:port/db`` (``rediss://`` for TLS) of a
+      standalone server with the RediSearch module;
+    * ``dim``: the vector size (384 for the embedded model);
+    * ``index_name`` / ``key_prefix``: the RediSearch index and the prefix of its hashes
+      (two indexes on one server need distinct ones);
+    * ``op_timeout`` / ``connect_timeout``: seconds per command / to connect (no retries);
+    * ``m`` / ``ef_construction`` / ``ef_runtime``: HNSW parameters;
+    * ``clock``: wall clock for expiry (inject a fake in tests);
+    * ``client``: a ready sync redis-py ``Redis`` client (used as given, never closed).
+
+    Thread-safe (redis-py's pool); no I/O happens before the first call.
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str = "redis://127.0.0.1:6379/0",
+        dim: int = 384,
+        index_name: str = "deja-semantic",
+        key_prefix: str = "deja-vec:",
+        op_timeout: float = 0.25,
+        connect_timeout: float = 0.25,
+        m: int = 16,
+        ef_construction: int = 200,
+        ef_runtime: int = 64,
+        max_connections: int = 50,
+        clock: Callable[[], float] = time.time,
+        client: Any = None,
+        startup_nodes: Sequence[object] | None = None,
+        cluster: bool = False,
+    ) -> None:
+        if client is None:
+            try:
+                import redis  # noqa: F401 - only to fail early, with the pip command to run
+            except ImportError as exc:
+                raise MissingDependencyError("redis", "redis") from exc
+        if startup_nodes or cluster or _is_cluster_url(url):
+            raise ConfigError(_CLUSTER_MESSAGE)
+        if client is not None and type(client).__name__ == "RedisCluster":
+            raise ConfigError(_CLUSTER_MESSAGE)
+        for name, value in (("dim", dim), ("m", m), ("ef_construction", ef_construction)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1")
+        if isinstance(ef_runtime, bool) or not isinstance(ef_runtime, int) or ef_runtime < 1:
+            raise ValueError("ef_runtime must be an int >= 1")
+        if not index_name or not key_prefix:
+            raise ValueError("index_name and key_prefix must not be empty")
+        self._url = url
+        self._dim = dim
+        self.index_name = index_name
+        self.key_prefix = key_prefix
+        self._op_timeout = _positive(op_timeout, "op_timeout")
+        self._connect_timeout = _positive(connect_timeout, "connect_timeout")
+        self.m = m
+        self.ef_construction = ef_construction
+        self.ef_runtime = ef_runtime
+        self._max_connections = max_connections
+        self._clock = clock
+        self._client: Any = client
+        self._own_client = client is None
+        self._lock = threading.Lock()
+        self._ready = False
+
+    def __repr__(self) -> str:
+        parts = urlsplit(self._url)
+        where = f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path}"
+        return f"RedisVectorIndex({where}, index={self.index_name!r}, dim={self._dim})"
+
+    @property
+    def dim(self) -> int:
+        """Vector size this index holds."""
+        return self._dim
+
+    # -- connection ---------------------------------------------------------------------
+
+    def _redis(self) -> Any:
+        client = self._client
+        if client is not None:
+            return client
+        with self._lock:
+            if self._client is None:
+                import redis
+                from redis.backoff import NoBackoff
+                from redis.retry import Retry
+
+                pool = redis.BlockingConnectionPool.from_url(
+                    self._url,
+                    retry=Retry(NoBackoff(), 0),
+                    socket_timeout=self._op_timeout,
+                    socket_connect_timeout=self._connect_timeout,
+                    max_connections=self._max_connections,
+                    timeout=self._connect_timeout,
+                    protocol=2,
+                )
+                self._client = redis.Redis(connection_pool=pool)
+            return self._client
+
+    def _call(self, *args: Any) -> Any:
+        """One command; redis failures become :class:`StoreError`."""
+        try:
+            return self._redis().execute_command(*args)
+        except DejaError:
+            raise
+        except Exception as exc:
+            raise self._translate(exc) from exc
+
+    def _translate(self, exc: Exception) -> DejaError:
+        try:
+            import redis
+        except ImportError:  # pragma: no cover - only with an injected client
+            return StoreError(f"redis vector index {self.index_name!r} failed: {exc}")
+        if isinstance(exc, redis.RedisError | OSError):
+            return StoreError(f"redis vector index {self.index_name!r} failed: {exc}")
+        raise exc
+
+    def _ensure(self) -> None:
+        """Create the RediSearch index if this process has not seen it yet."""
+        if self._ready:
+            return
+        info = self._call("INFO", "cluster")
+        if isinstance(info, bytes | str):
+            enabled = "cluster_enabled:1" in _text(info)
+        else:
+            enabled = str(info.get("cluster_enabled", info.get(b"cluster_enabled", 0))) == "1"
+        if enabled:
+            raise ConfigError(_CLUSTER_MESSAGE)
+        vector = [
+            "TYPE", "FLOAT32", "DIM", self._dim, "DISTANCE_METRIC", "COSINE",
+            "M", self.m, "EF_CONSTRUCTION", self.ef_construction,
+        ]  # fmt: skip
+        try:
+            self._redis().execute_command(
+                "FT.CREATE", self.index_name, "ON", "HASH",
+                "PREFIX", 1, self.key_prefix,
+                "SCHEMA",
+                "scope", "TAG", "SEPARATOR", "|", "CASESENSITIVE",
+                "root", "TAG", "SEPARATOR", "|", "CASESENSITIVE",
+                "payload", "TEXT", "NOINDEX",
+                "vec", "VECTOR", "HNSW", len(vector), *vector,
+            )  # fmt: skip
+        except Exception as exc:
+            message = str(exc).lower()
+            if "already exists" in message:
+                self._check_existing()
+            elif "unknown command" in message:
+                raise ConfigError(
+                    f"the Redis server has no RediSearch module (FT.CREATE failed: {exc}); "
+                    "load it with --loadmodule redisearch.so or use Redis Stack / Redis 8"
+                ) from exc
+            else:
+                raise self._translate(exc) from exc
+        self._ready = True
+
+    def _check_existing(self) -> None:
+        info = _pairs(self._call("FT.INFO", self.index_name))
+        for attribute in info.get("attributes", []):
+            fields = _flat(attribute)
+            if fields.get("identifier") == "vec" or fields.get("attribute") == "vec":
+                found = fields.get("dim")
+                if found is not None and int(found) != self._dim:
+                    raise ConfigError(
+                        f"the RediSearch index {self.index_name!r} holds {found}-d vectors, "
+                        f"not {self._dim}-d; give this index another index_name and key_prefix"
+                    )
+
+    def _run(self, *args: Any) -> Any:
+        """A command on the index; re-creates it once if the server lost it (a restart)."""
+        self._ensure()
+        try:
+            return self._redis().execute_command(*args)
+        except Exception as exc:
+            if "no such index" in str(exc).lower() or "unknown index" in str(exc).lower():
+                self._ready = False
+                self._ensure()
+                return self._call(*args)
+            raise self._translate(exc) from exc
+
+    def close(self) -> None:
+        """Disconnect (only a client this index built itself; idempotent)."""
+        with self._lock:
+            client, ready = self._client, self._own_client
+            if ready:
+                self._client = None
+        if ready and client is not None:
+            client.close()
+            client.connection_pool.disconnect()
+
+    # -- writes -------------------------------------------------------------------------
+
+    def add(
+        self,
+        id: str,
+        vector: Any,
+        *,
+        scope: str,
+        expires: float | None = None,
+        payload: str | None = None,
+    ) -> None:
+        """Insert or replace one entry (the old hash is deleted first, in one transaction)."""
+        blob = self._blob(vector)
+        self._ensure()
+        key = self.key_prefix + id
+        fields: dict[str, Any] = {
+            "scope": tag_value(scope),
+            "root": tag_value(_root(scope)),
+            "vec": blob,
+            "expires": "" if expires is None else repr(float(expires)),
+        }
+        if payload is not None:
+            fields["payload"] = payload
+        try:
+            pipe = self._redis().pipeline(transaction=True)
+            pipe.delete(key)
+            pipe.hset(key, mapping=fields)
+            if expires is not None:
+                pipe.pexpireat(key, self._server_deadline_ms(expires))
+            pipe.execute()
+        except Exception as exc:
+            raise self._translate(exc) from exc
+
+    def _server_deadline_ms(self, expires: float) -> int:
+        # the wall-clock time at which the entry expires by self._clock
+        offset = 0.0 if self._clock is time.time else time.time() - self._clock()
+        at = expires + offset
+        return max(1, math.ceil(at * 1000))
+
+    def remove(self, id: str) -> bool:
+        """Remove one entry; returns whether it existed."""
+        self._ensure()
+        return bool(self._call("DEL", self.key_prefix + id))
+
+    def remove_scope(self, scope: str) -> int:
+        """Remove every entry of ``scope`` and of its sub-scopes (``scope/...``).
+
+        A top-level scope (no ``/``) is matched by the ``root`` tag; a deeper one by the
+        exact ``scope`` tag plus a prefix match on ``scope/`` (RediSearch expands a prefix
+        to at most ``MAXEXPANSIONS`` tag values, 200 by default, per query: the loop below
+        repeats the query until nothing matches).
+        """
+        if "/" in scope:
+            query = (
+                f"@scope:{{{escape_tag(tag_value(scope))}}}"
+                f" | @scope:{{{escape_tag(tag_value(scope + '/'))}*}}"
+            )
+        else:
+            query = f"@root:{{{escape_tag(tag_value(scope))}}}"
+        removed = 0
+        while True:
+            reply = self._run(
+                "FT.SEARCH", self.index_name, query, "NOCONTENT", "LIMIT", 0, _PAGE, "DIALECT", 2
+            )
+            keys = _keys_of(reply)
+            if not keys:
+                return removed
+            removed += int(self._call("DEL", *keys))
+
+    def clear(self) -> int:
+        """Remove this index's entries (keys under ``key_prefix``; never FLUSHALL)."""
+        self._ensure()
+        pattern = _escape_glob(self.key_prefix) + "*"
+        removed = 0
+        cursor: Any = 0
+        while True:
+            cursor, keys = self._call("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
+            if keys:
+                removed += int(self._call("UNLINK", *keys))
+            if int(cursor) == 0:
+                return removed
+
+    # -- reads --------------------------------------------------------------------------
+
+    def search(self, vector: Any, *, scope: str, k: int = 4) -> list[Neighbor]:
+        """The ``k`` live entries of ``scope`` most similar to ``vector``, best first."""
+        if k < 1:
+            raise ValueError("k must be >= 1")
+        blob = self._blob(vector)
+        tag = escape_tag(tag_value(scope))
+        ask = k
+        while True:
+            query = f"(@scope:{{{tag}}})=>[KNN {ask} @vec $blob EF_RUNTIME {max(self.ef_runtime, ask)} AS dist]"  # noqa: E501
+            reply = self._run(
+                "FT.SEARCH", self.index_name, query,
+                "PARAMS", 2, "blob", blob,
+                "SORTBY", "dist", "ASC",
+                "RETURN", 3, "dist", "payload", "expires",
+                "LIMIT", 0, ask,
+                "DIALECT", 2,
+            )  # fmt: skip
+            rows = _rows_of(reply)
+            now = self._clock()
+            found: list[Neighbor] = []
+            expired = 0
+            for key, fields in rows:
+                stamp = fields.get("expires")
+                if stamp and float(stamp) <= now:
+                    expired += 1
+                    continue
+                payload = fields.get("payload")
+                found.append(
+                    Neighbor(
+                        key[len(self.key_prefix) :] if key.startswith(self.key_prefix) else key,
+                        1.0 - float(fields.get("dist", "1")),
+                        payload,
+                    )
+                )
+            # expired entries took some of the k places: ask again for more
+            if expired == 0 or len(rows) < ask or len(found) >= k or ask >= _MAX_FETCH:
+                return found[:k]
+            ask = min(_MAX_FETCH, ask * 4)
+
+    def __len__(self) -> int:
+        """Entries in the RediSearch index (``num_docs``; expired ones not yet purged too)."""
+        info = _pairs(self._run("FT.INFO", self.index_name))
+        return int(info.get("num_docs", 0))
+
+    # -- persistence --------------------------------------------------------------------
+
+    def save(self, path: Any) -> None:
+        """Nothing to do: the entries live in Redis, which persists them itself (RDB/AOF)."""
+
+    def load(self, path: Any) -> None:
+        """Nothing to do: the entries live in Redis (see :meth:`save`); ``path`` is ignored."""
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _blob(self, vector: Any) -> bytes:
+        from deja.semantic._deps import np
+
+        vec = np.asarray(vector, dtype="<f4").reshape(-1)
+        if vec.shape[0] != self._dim:
+            raise ValueError(f"expected a {self._dim}-d vector, got {vec.shape[0]}-d")
+        return bytes(vec.tobytes())
+
+
+def _pairs(reply: Any) -> dict[str, Any]:
+    """FT.INFO as a dict with str keys (RESP2 flat list or RESP3 map)."""
+    if isinstance(reply, dict):
+        return {_text(k): v for k, v in reply.items()}
+    items = list(reply)
+    return {_text(items[i]): items[i + 1] for i in range(0, len(items) - 1, 2)}
+
+
+def _flat(attribute: Any) -> dict[str, str]:
+    """One attribute of FT.INFO: ``[identifier, vec, ..., dim, 8, ...]`` or a map."""
+    if isinstance(attribute, dict):
+        return {_text(k): _text(v) for k, v in attribute.items() if not isinstance(v, list)}
+    out: dict[str, str] = {}
+    items = list(attribute)
+    for i in range(len(items) - 1):
+        if isinstance(items[i], bytes | str) and not isinstance(items[i + 1], list):
+            out.setdefault(_text(items[i]).lower(), _text(items[i + 1]))
+    return out
+
+
+def _results(reply: dict[Any, Any]) -> list[Any]:
+    found = reply.get(b"results")
+    if found is None:
+        found = reply.get("results")
+    return list(found or [])
+
+
+def _keys_of(reply: Any) -> list[bytes | str]:
+    """The keys of a NOCONTENT FT.SEARCH reply (RESP2 or RESP3)."""
+    if isinstance(reply, dict):
+        return [r.get(b"id", r.get("id")) for r in _results(reply)]
+    return list(reply[1:])
+
+
+def _rows_of(reply: Any) -> list[tuple[str, dict[str, str]]]:
+    """``(key, fields)`` of an FT.SEARCH reply (RESP2 or RESP3), in order."""
+    rows: list[tuple[str, dict[str, str]]] = []
+    if isinstance(reply, dict):
+        for result in _results(reply):
+            key = result.get(b"id", result.get("id"))
+            attrs = result.get(b"extra_attributes", result.get("extra_attributes", {}))
+            rows.append((_text(key), {_text(k): _text(v) for k, v in attrs.items()}))
+        return rows
+    items = list(reply[1:])
+    for i in range(0, len(items) - 1, 2):
+        flat = list(items[i + 1])
+        fields = {_text(flat[j]): _text(flat[j + 1]) for j in range(0, len(flat) - 1, 2)}
+        rows.append((_text(items[i]), fields))
+    return rows
