@@ -71,18 +71,6 @@ def fake_factory(options: Mapping[str, object]) -> Store:
     return FakeStore(options)
 
 
-def registry_with_future_types() -> CacheTypeRegistry:
-    """The built-ins plus a stand-in for a back-end a later issue adds (redis_semantic)."""
-    registry = CacheTypeRegistry()
-    registry.register(
-        "redis_semantic",
-        factory=fake_factory,
-        options={"host": Option(types=str), "port": Option(types=int)},
-        aliases=("redis-semantic",),
-    )
-    return registry
-
-
 # --------------------------------------------------------------------------- seed snippets
 # Every config.yaml snippet of shared/seed/caching-guide.md, as a user would paste it.
 
@@ -231,12 +219,9 @@ def test_nested_cache_block_errors_name_their_path(tmp_path: Path) -> None:
     assert "did you mean 'capacity'?" in str(error)
 
 
-def test_seed_semantic_snippet_says_not_available_yet(tmp_path: Path) -> None:
-    error = config_error(tmp_path, SEED_SEMANTIC)
-    assert error.path == "caching.type"
-    assert "'redis_semantic' is not available yet" in str(error)
-    settings = load(tmp_path, SEED_SEMANTIC, registry=registry_with_future_types())
-    assert settings.caching is not None
+def test_seed_semantic_snippet_parses(tmp_path: Path) -> None:
+    settings = load(tmp_path, SEED_SEMANTIC)
+    assert settings.caching is not None and settings.caching.type == "redis_semantic"
     assert settings.caching.similarity_threshold == 0.85
     assert settings.caching.params == {"embedding_model": "text-embedding-3-small"}
 
@@ -475,7 +460,7 @@ def test_unknown_key_without_a_near_match_lists_the_known_keys(tmp_path: Path) -
         ("caching: {type: gcs}", "caching.type", "'gcs' is not supported"),
         ("caching: {type: azure-blob}", "caching.type", "not supported"),
         ("caching: {type: s3}", "caching.bucket", "required by cache type 's3'"),
-        ("caching: {type: qdrant-semantic}", "caching.type", "not available yet"),
+        ("caching: {type: redis-cluster}", "caching.type", "not available yet"),
         ("caching: {type: memory, capacity: 1, max_entries: 2}", "caching.capacity", "same option"),
         ("1: x", None, "keys must be strings"),
     ],
@@ -1065,7 +1050,7 @@ def test_registration_conflicts_are_rejected() -> None:
 
 def test_registering_a_planned_type_makes_it_available(tmp_path: Path) -> None:
     registry = CacheTypeRegistry(builtins=False)
-    planned = "qdrant_semantic"
+    planned = "redis-cluster"
     with pytest.raises(ConfigError, match="not available yet"):
         parse({"caching": {"type": planned}}, tmp_path, registry=registry)
     registry.register(planned, factory=fake_factory, options={"bucket": Option(types=str)})

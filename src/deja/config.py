@@ -236,12 +236,11 @@ _VIRTUAL_KEY_KEYS: Final = _words("key tenant models")
 # LiteLLM user reads "not available yet" rather than "unknown". Registering one of these
 # names makes it available; the registry is always asked first.
 _PLANNED_TYPES: Final = _words("""
-    redis-cluster redis_semantic redis-semantic
-    valkey-semantic qdrant_semantic qdrant-semantic
+    redis-cluster
 """)
 # Cache types whose cache gets the in-process semantic tier (the exact tier's store is
 # built by the type's factory; the tier itself from similarity_threshold and params).
-_SEMANTIC_TYPES: Final = frozenset({"semantic"})
+_SEMANTIC_TYPES: Final = frozenset({"semantic", "redis_semantic", "qdrant_semantic"})
 _UNSUPPORTED_TYPES: Final = _words("gcs azure-blob azure_blob")
 
 # LiteLLM's proxy defaults ``cache_params.type`` to redis (proxy_server.py), not to local.
@@ -555,6 +554,11 @@ def _optional_str(value: object) -> str | None:
     return None if value is None else str(value)
 
 
+def _redis_semantic_factory(options: Mapping[str, object]) -> Store:
+    """The exact tier of ``redis_semantic``: a RedisStore on the same server as the index."""
+    return _redis_factory({k: v for k, v in options.items() if k != "index_name"})
+
+
 def _semantic_factory(options: Mapping[str, object]) -> Store:
     from deja.stores.memory import MemoryStore
 
@@ -691,6 +695,37 @@ def _register_builtins(registry: CacheTypeRegistry) -> None:
         },
         aliases=("dual_cache", "dual"),
         doc="An in-memory L1 in front of a shared L2, kept coherent over Redis pub/sub.",
+    )
+    registry.register(
+        "redis_semantic",
+        factory=_redis_semantic_factory,
+        options={
+            **{
+                name: option
+                for name, option in _redis_options().items()
+                if name in ("url", "host", "port", "db", "username", "password", "ssl")
+            },
+            "url": Option(types=str, aliases=("redis_url",), doc="redis://host:port/db"),
+            "index_name": Option(types=str, doc="RediSearch index name (default deja-semantic)."),
+        },
+        aliases=("redis-semantic", "valkey-semantic"),
+        doc="Exact entries and the semantic index (RediSearch vectors) on one standalone Redis.",
+    )
+    registry.register(
+        "qdrant_semantic",
+        factory=_semantic_factory,
+        options={
+            "store": Option(types=StoreSpec, doc="The exact tier's store (default memory)."),
+            "qdrant_api_base": Option(types=str, doc="Qdrant server URL (unset: local mode)."),
+            "qdrant_api_key": Option(types=str, secret=True, doc="Qdrant API key."),
+            "collection": Option(
+                types=str,
+                aliases=("qdrant_collection_name",),
+                doc="Collection name prefix (default deja-semantic; the dimension is appended).",
+            ),
+        },
+        aliases=("qdrant-semantic",),
+        doc="The exact tier plus a semantic index in Qdrant.",
     )
     registry.register(
         "semantic",
@@ -838,7 +873,26 @@ class CachingSettings:
                 api_base=_optional_str(self.params.get("api_base")),
                 api_key=_optional_str(self.params.get("api_key")),
             )
-        return SemanticCache(embedder=embedder, threshold=self.similarity_threshold)
+        index: Any = None
+        if self.type == "redis_semantic":
+            from deja.semantic.redis_index import RedisVectorIndex
+
+            index = RedisVectorIndex(
+                url=_redis_url(self.options) or "redis://127.0.0.1:6379/0",
+                dim=embedder.dim,
+                index_name=str(self.options.get("index_name") or "deja-semantic"),
+            )
+        elif self.type == "qdrant_semantic":
+            from deja.semantic.qdrant_index import QdrantIndex
+
+            index = QdrantIndex(
+                url=_optional_str(self.options.get("qdrant_api_base")),
+                api_key=_optional_str(self.options.get("qdrant_api_key")),
+                path=None if self.options.get("qdrant_api_base") else ":memory:",
+                collection=str(self.options.get("collection") or "deja-semantic"),
+                dim=embedder.dim,
+            )
+        return SemanticCache(embedder=embedder, index=index, threshold=self.similarity_threshold)
 
     def __repr__(self) -> str:
         return (

@@ -190,3 +190,37 @@ def test_semantic_index_survives_a_restart_beside_the_disk_store(tmp_path: Any) 
     result = again.get(chat_request("how do i track the delivery of my card"))
     assert result.info.status == "semantic_hit"
     again.close()
+
+
+def test_config_redis_semantic_and_qdrant_semantic(tmp_path: Any, embedder: Any) -> None:
+    import pytest
+
+    from deja.config import build_cache, parse_config
+    from deja.semantic.qdrant_index import QdrantIndex
+    from deja.semantic.redis_index import RedisVectorIndex
+    from tests.semantic.conftest import redisearch_server
+
+    server = redisearch_server()
+    if server is None:
+        pytest.skip("RediSearch module not available")
+    for config, index_type in (
+        (
+            {"type": "redis-semantic", "url": server.url, "index_name": f"cfg-{id(tmp_path)}"},
+            RedisVectorIndex,
+        ),
+        ({"type": "qdrant-semantic"}, QdrantIndex),
+    ):
+        cache = build_cache(
+            parse_config(
+                {"caching": {**config, "params": {"embedding_model": "local"}}}, base_dir=tmp_path
+            )
+        )
+        assert cache.semantic is not None and isinstance(cache.semantic.index, index_type)
+        cache.semantic.embedder = embedder  # the session's loaded model
+        cache.fetch(chat_request("How can I track my card delivery?"), chat_response)
+        assert (
+            cache.get(chat_request("how do i track the delivery of my card")).info.status
+            == "semantic_hit"
+        )
+        cache.clear()
+        cache.close()
