@@ -224,3 +224,48 @@ def test_config_redis_semantic_and_qdrant_semantic(tmp_path: Any, embedder: Any)
         )
         cache.clear()
         cache.close()
+
+
+def test_bench_gives_the_same_decisions_on_every_index(tmp_path: Any) -> None:
+    import contextlib
+    import io
+    import json
+
+    import pytest
+
+    from deja.bench.semantic import main
+    from tests.semantic.conftest import redisearch_server
+
+    pairs = tmp_path / "pairs.jsonl"
+    rows = [
+        {
+            "a": "How can I track my card delivery?",
+            "b": "how do i track the delivery of my card",
+            "same": True,
+        },
+        {"a": "convert 5 km to miles", "b": "convert 8 km to miles", "same": False},
+        {
+            "a": "I want to cancel my transfer",
+            "b": "how do i cancel a transfer I made",
+            "same": True,
+        },
+        {
+            "a": "What is the exchange rate for euros?",
+            "b": "How long does a transfer take?",
+            "same": False,
+        },
+    ]
+    pairs.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    server = redisearch_server()
+    runs = {"memory": [], "qdrant": []}
+    if server is not None:
+        runs["redis"] = ["--redis-url", server.url]
+    results = {}
+    for index, extra in runs.items():
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            main(["--pairs", str(pairs), "--json", "--index", index, *extra])
+        results[index] = json.loads(buf.getvalue())
+    assert all(r == results["memory"] for r in results.values()), results
+    if server is None:
+        pytest.skip("RediSearch not available: memory and qdrant compared only")

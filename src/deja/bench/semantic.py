@@ -1,6 +1,7 @@
 """Evaluate the semantic tier's shipped defaults on labelled pairs.
 
     python -m deja.bench.semantic --pairs PAIRS.jsonl [--json] [--threshold T]
+        [--index memory|redis|qdrant] [--redis-url URL] [--qdrant-url URL]
 
 One shared embedder (every text embedded once, in batches), a fresh in-process index per
 pair; each pair is one user message to a fixed model: ``a`` is stored, ``b`` is checked
@@ -9,6 +10,9 @@ precision, recall (true pairs served) and false-hit rate (false pairs served), a
 bare-embedding figures (cosine threshold alone, as LiteLLM, GPTCache and RedisVL ship)
 measured in the same run. ``--json`` prints one object ``{"pairs", "threshold",
 "precision", "recall", "false_hit_rate"}`` (fractions 0..1) for the shipped decision.
+``--index redis`` (a Redis with RediSearch at ``--redis-url``) or ``--index qdrant``
+(``--qdrant-url``, or qdrant-client's local mode) runs the same decisions on that index,
+emptied between pairs.
 """
 
 from __future__ import annotations
@@ -54,11 +58,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--threshold", type=float, default=None, help="cosine threshold (default: shipped)"
     )
+    parser.add_argument("--index", choices=("memory", "redis", "qdrant"), default="memory")
+    parser.add_argument("--redis-url", help="Redis with RediSearch, for --index redis")
+    parser.add_argument(
+        "--qdrant-url", help="Qdrant server, for --index qdrant (default: local mode)"
+    )
     args = parser.parse_args(argv)
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     started = time.perf_counter()
     pairs = load_pairs(args.pairs)
-    make_cache = shipped_cache_factory(None, pairs, threshold=threshold)
+    index = _index(args)
+    make_cache = shipped_cache_factory(None, pairs, threshold=threshold, index=index)
     embedded = time.perf_counter()
     outcomes = score_pairs(pairs, make_cache=make_cache)
     report = evaluate_pairs(outcomes, threshold)
@@ -82,6 +92,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" {elapsed - (embedded - started):.1f} s checks)"
     )
     return 0
+
+
+def _index(args: argparse.Namespace) -> object:
+    if args.index == "redis":
+        if not args.redis_url:
+            raise SystemExit("--index redis needs --redis-url (a Redis with the RediSearch module)")
+        from deja.semantic.redis_index import RedisVectorIndex
+
+        return RedisVectorIndex(
+            url=args.redis_url, index_name="deja-bench-semantic", key_prefix="deja-bench-vec:"
+        )
+    if args.index == "qdrant":
+        from deja.semantic.qdrant_index import QdrantIndex
+
+        if args.qdrant_url:
+            return QdrantIndex(url=args.qdrant_url, collection="deja-bench-semantic")
+        return QdrantIndex(path=":memory:", collection="deja-bench-semantic")
+    return None
 
 
 if __name__ == "__main__":

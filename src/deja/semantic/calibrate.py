@@ -314,12 +314,16 @@ def calibrate(
 def shipped_cache_factory(
     embedder: Embedder | None,
     pairs: Sequence[LabelledPair],
+    *,
+    index: Any = None,
     **options: Any,
 ) -> Callable[[], SemanticCache]:
     """A factory of fresh :class:`SemanticCache` objects sharing one embedder.
 
     All the pairs' texts are embedded first, in batches. ``options`` are passed to
-    :class:`SemanticCache` (``threshold``, ``guards``, ``verifier``...).
+    :class:`SemanticCache` (``threshold``, ``guards``, ``verifier``...). ``index``: one
+    server-backed :class:`~deja.semantic.index.VectorIndex` (Redis, Qdrant) to use instead
+    of a fresh in-process one, emptied for each cache made.
     """
     from deja.semantic.cache import SemanticCache
     from deja.semantic.embedders import LocalEmbedder
@@ -329,8 +333,11 @@ def shipped_cache_factory(
     shared.prepare([t for p in pairs for t in (p.a, p.b)])
 
     def make() -> SemanticCache:
-        index = InProcessIndex(dim=shared.dim, max_entries=None, hnsw_threshold=None)
-        return SemanticCache(embedder=shared, index=index, **options)
+        if index is not None:
+            index.clear()
+            return SemanticCache(embedder=shared, index=index, **options)
+        fresh = InProcessIndex(dim=shared.dim, max_entries=None, hnsw_threshold=None)
+        return SemanticCache(embedder=shared, index=fresh, **options)
 
     return make
 
