@@ -269,3 +269,25 @@ def test_bench_gives_the_same_decisions_on_every_index(tmp_path: Any) -> None:
     assert all(r == results["memory"] for r in results.values()), results
     if server is None:
         pytest.skip("RediSearch not available: memory and qdrant compared only")
+
+
+def test_a_dead_vector_server_leaves_the_exact_tier_working(embedder: Any) -> None:
+    from deja.semantic.qdrant_index import QdrantIndex
+    from deja.semantic.redis_index import RedisVectorIndex
+
+    for index in (
+        RedisVectorIndex(url="redis://127.0.0.1:9/0", dim=embedder.dim),
+        QdrantIndex(url="http://127.0.0.1:9", dim=embedder.dim, timeout=1),
+    ):
+        cache = deja.Cache(semantic=SemanticCache(embedder=embedder, index=index))
+        first = cache.fetch(chat_request("How can I track my card delivery?"), chat_response)
+        again = cache.fetch(chat_request("How can I track my card delivery?"), chat_response)
+        reworded = cache.fetch(
+            chat_request("how do i track the delivery of my card"), chat_response
+        )
+        assert (first.info.status, again.info.status, reworded.info.status) == (
+            "miss",
+            "hit",
+            "miss",
+        )
+        assert cache.stats().store_errors > 0  # counted, never raised
