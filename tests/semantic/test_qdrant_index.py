@@ -217,3 +217,21 @@ def test_rejects_bad_vectors_before_any_call(index: QdrantIndex) -> None:
         index.add("x", np.full(8, np.nan), scope="s")
     with pytest.raises(ValueError):
         index.search(basis(0), scope="s", k=0)
+
+
+def test_expired_points_are_purged_periodically_on_writes() -> None:
+    import numpy as np
+
+    from deja.semantic.qdrant_index import QdrantIndex
+    from deja.testing import FakeClock
+
+    clock = FakeClock()
+    index = QdrantIndex(path=":memory:", dim=4, clock=clock, purge_every=60)
+    vector = np.array([1.0, 0.0, 0.0, 0.0], dtype=np.float32)
+    index.add("old", vector, scope="s", expires=clock() + 10)
+    clock.advance(11)
+    index.add("new", vector, scope="s")
+    assert len(index) == 2  # not yet: the purge runs at most every 60 s
+    clock.advance(60)
+    index.add("newer", vector, scope="s")
+    assert len(index) == 2 and [n.id for n in index.search(vector, scope="s", k=5)] != ["old"]

@@ -104,6 +104,7 @@ class QdrantIndex:
         timeout: float = 2.0,
         clock: Callable[[], float] = time.time,
         client: Any = None,
+        purge_every: float = 300.0,
     ) -> None:
         if dim < 1:
             raise ValueError("dim must be >= 1")
@@ -120,6 +121,10 @@ class QdrantIndex:
         self.collection_prefix = collection
         self.collection = f"{collection}-{dim}"
         self._clock = clock
+        # expired points are skipped by every search; deleting them is housekeeping, done on
+        # writes at most every `purge_every` seconds (Qdrant has no TTL of its own)
+        self.purge_every = purge_every
+        self._next_purge = clock() + purge_every
         self._api_key = api_key
         self._client: Any = client
         self._owns_client = client is None
@@ -290,6 +295,13 @@ class QdrantIndex:
         point = self._point(models, id, vec, scope=scope, expires=expires, payload=payload)
         with self._calls():
             client.upsert(self.collection, points=[point], wait=True)
+        self._maybe_purge()
+
+    def _maybe_purge(self) -> None:
+        now = self._clock()
+        if now >= self._next_purge:
+            self._next_purge = now + self.purge_every
+            self.purge_expired()
 
     def add_many(
         self,
