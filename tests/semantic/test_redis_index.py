@@ -282,7 +282,11 @@ def test_a_cluster_configuration_is_refused(kwargs: dict[str, Any]) -> None:
 
 
 def test_a_cluster_node_is_refused_on_first_use(tmp_path: Path) -> None:
-    node = ValkeyServer(tmp_path / "node", extra_args=["--cluster-enabled", "yes"]).start()
+    # an explicit bus port: the default (port + 10000) is invalid for ports above 55535
+    bus = free_port()
+    node = ValkeyServer(
+        tmp_path / "node", extra_args=["--cluster-enabled", "yes", "--cluster-port", str(bus)]
+    ).start()
     try:
         index = RedisVectorIndex(url=node.url, dim=8, op_timeout=2, connect_timeout=2)
         with pytest.raises(ConfigError, match="standalone Redis"):
