@@ -58,6 +58,7 @@ NAMES = {
     "aread": "read",
     "aembedding": "embedding",
     "acompletion": "completion",
+    "aopen_uncached": "open_uncached",
     "arequest": "request",
     "astream": "stream",
     "acached_embeddings": "cached_embeddings",

@@ -26,7 +26,7 @@ import orjson
 
 from deja._async.cache import AsyncCache
 from deja._async.embeddings import acached_embeddings, embedding_items
-from deja._async.streams import AsyncBroadcast, AsyncCachedStream
+from deja._async.streams import AsyncCachedStream, aopen_uncached
 from deja._transport import AsyncHTTP, AsyncHTTPResponse, ChunkStream, async_http_client
 from deja.controls import CacheControl
 from deja.errors import (
@@ -229,12 +229,7 @@ class AsyncClient:
                 )
 
             if self.cache is None:
-                stream = AsyncCachedStream(
-                    CacheInfo("bypass", ""),
-                    broadcast=AsyncBroadcast(open_stream, None),
-                    include_usage=include_usage,
-                )
-                await stream.prefetch()
+                stream = await aopen_uncached(open_stream, include_usage=include_usage)
             else:
                 stream = await self.cache.stream(
                     request, open_stream, control=control, include_usage=include_usage

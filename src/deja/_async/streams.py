@@ -21,7 +21,7 @@ from typing import Any
 from deja.result import CacheInfo
 from deja.streaming import StreamAssembler, StreamFormatError
 
-__all__ = ["AsyncBroadcast", "AsyncCachedStream"]
+__all__ = ["AsyncBroadcast", "AsyncCachedStream", "aopen_uncached"]
 
 logger = logging.getLogger("deja.cache")
 
@@ -219,3 +219,15 @@ class AsyncCachedStream:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+async def aopen_uncached(open_stream: OpenStream, *, include_usage: bool) -> AsyncCachedStream:
+    """An upstream stream with no cache in front (status ``bypass``), opened at once so
+    that an upstream error before the first chunk is raised here, as with a cache."""
+    stream = AsyncCachedStream(
+        CacheInfo("bypass", ""),
+        broadcast=AsyncBroadcast(open_stream, None),
+        include_usage=include_usage,
+    )
+    await stream.prefetch()
+    return stream

@@ -27,7 +27,7 @@ import orjson
 
 from deja._sync.cache import Cache
 from deja._sync.embeddings import cached_embeddings, embedding_items
-from deja._sync.streams import Broadcast, CachedStream
+from deja._sync.streams import CachedStream, open_uncached
 from deja._transport import SyncChunkStream, SyncHTTP, SyncHTTPResponse, sync_http_client
 from deja.controls import CacheControl
 from deja.errors import (
@@ -230,12 +230,7 @@ class Client:
                 )
 
             if self.cache is None:
-                stream = CachedStream(
-                    CacheInfo("bypass", ""),
-                    broadcast=Broadcast(open_stream, None),
-                    include_usage=include_usage,
-                )
-                stream.prefetch()
+                stream = open_uncached(open_stream, include_usage=include_usage)
             else:
                 stream = self.cache.stream(
                     request, open_stream, control=control, include_usage=include_usage

@@ -23,7 +23,7 @@ from typing import Any
 from deja.result import CacheInfo
 from deja.streaming import StreamAssembler, StreamFormatError
 
-__all__ = ["Broadcast", "CachedStream"]
+__all__ = ["Broadcast", "CachedStream", "open_uncached"]
 
 logger = logging.getLogger("deja.cache")
 
@@ -221,3 +221,15 @@ class CachedStream:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def open_uncached(open_stream: OpenStream, *, include_usage: bool) -> CachedStream:
+    """An upstream stream with no cache in front (status ``bypass``), opened at once so
+    that an upstream error before the first chunk is raised here, as with a cache."""
+    stream = CachedStream(
+        CacheInfo("bypass", ""),
+        broadcast=Broadcast(open_stream, None),
+        include_usage=include_usage,
+    )
+    stream.prefetch()
+    return stream

@@ -22,7 +22,7 @@ import orjson
 from deja._async.cache import AsyncCache
 from deja._async.client import AsyncClient
 from deja._async.embeddings import acached_embeddings, embedding_items
-from deja._async.streams import AsyncCachedStream
+from deja._async.streams import aopen_uncached
 from deja.config import ModelDeployment, Settings, build_cache
 from deja.controls import CacheControl, from_header, merge, parse_controls
 from deja.errors import (
@@ -416,14 +416,7 @@ class ProxyApp:
             return await self._open(route, path, payload)
 
         if self.cache is None:
-            from deja._async.streams import AsyncBroadcast
-
-            stream = AsyncCachedStream(
-                CacheInfo("bypass", ""),
-                broadcast=AsyncBroadcast(open_stream, None),
-                include_usage=include_usage,
-            )
-            await stream.prefetch()
+            stream = await aopen_uncached(open_stream, include_usage=include_usage)
         else:
             stream = await self.cache.stream(
                 request, open_stream, control=ctl, include_usage=include_usage
