@@ -373,3 +373,43 @@ def test_azure_openai_deployment_urls_and_api_key_header() -> None:
         emb = client.embedding(model="azure/my-embeddings", input="x", api_version="2024-10-21")
         assert emb.cache.status == "miss"
         assert server.requests[-1].path.startswith("/openai/deployments/my-embeddings/embeddings")
+
+
+def test_markers_are_not_sent_to_providers_that_cache_by_themselves(
+    server: FakeOpenAIServer,
+) -> None:
+    marked = [
+        {"role": "system", "content": "Be brief.", "cache_control": {"type": "ephemeral"}},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "Hi", "cache_control": {"type": "ephemeral"}}],
+        },
+    ]
+    tool = {
+        "type": "function",
+        "function": {"name": "f", "parameters": {"type": "object"}},
+        "cache_control": {"type": "ephemeral"},
+    }
+    c = deja.Client(api_base=server.base_url, api_key="sk-test")
+    # the seed guide's DeepSeek call: DeepSeek caches by itself and knows no cache_control
+    c.completion(model="deepseek/deepseek-chat", messages=marked, tools=[tool], cache_control=True)
+    sent = server.requests[-1].body
+    assert "cache_control" not in sent and "cache_control" not in server.requests[-1].raw.decode()
+    assert sent["messages"][1]["content"] == [{"type": "text", "text": "Hi"}]
+    assert sent["tools"] == [{k: v for k, v in tool.items() if k != "cache_control"}]
+    # an OpenAI-compatible gateway that routes to Claude (OpenRouter) gets them as given
+    c.completion(model="openrouter/anthropic/claude-sonnet-4.5", messages=marked)
+    assert server.requests[-1].body["messages"] == marked
+    assert marked[0]["cache_control"] == {"type": "ephemeral"}  # the caller's copy untouched
+
+
+def test_provider_api_base_from_the_environment(
+    server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEEPSEEK_API_BASE", server.base_url)
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-ds")
+    reply = deja.Client().completion(
+        model="deepseek/deepseek-chat", messages=[{"role": "user", "content": "Hi"}]
+    )
+    assert reply.choices[0].message.content
+    assert server.requests[-1].headers["authorization"] == "Bearer sk-ds"

@@ -28,6 +28,12 @@ EXPECTED_FAMILIES = {
     "deja_provider_cache_saved_usd": "counter",
     "deja_upstream_seconds": "histogram",
     "deja_cache_breaker_open": "gauge",
+    "deja_semantic_embeddings": "counter",
+    "deja_semantic_embedding_seconds": "histogram",
+    "deja_semantic_embedding_usd": "counter",
+    "deja_provider_cache_ttl_downgrades": "counter",
+    "deja_provider_context_cache": "counter",
+    "deja_provider_context_cache_usd": "counter",
 }
 
 DESIGN_NAMES = {
@@ -44,6 +50,12 @@ DESIGN_NAMES = {
     "deja_provider_cache_saved_usd_total",
     "deja_upstream_seconds",
     "deja_cache_breaker_open",
+    "deja_semantic_embeddings_total",
+    "deja_semantic_embedding_seconds",
+    "deja_semantic_embedding_usd_total",
+    "deja_provider_cache_ttl_downgrades_total",
+    "deja_provider_context_cache_total",
+    "deja_provider_context_cache_usd_total",
 }
 
 
@@ -104,6 +116,9 @@ def test_null_metrics_satisfies_the_protocol() -> None:
     null.similarity("hit", 0.97)
     null.provider_cached_tokens("openai", "read", 100)
     null.upstream_seconds("openai", 1.5)
+    null.embedding("local:all-MiniLM-L6-v2-int8:384", 0.007, 0.0)
+    null.provider_cache_ttl_downgraded("bedrock", 1)
+    null.context_cache("gemini", "created", 0.01)
 
 
 def test_prometheus_metrics_satisfies_the_protocol() -> None:
@@ -249,6 +264,33 @@ def test_upstream_seconds_histogram() -> None:
     assert samples[bucket, openai | labels(le="60.0")] == 2.0
     assert samples["deja_upstream_seconds_count", openai] == 2.0
     assert samples["deja_upstream_seconds_sum", openai] == pytest.approx(45.8)
+
+
+def test_embedding_calls_seconds_and_cost() -> None:
+    metrics = PrometheusMetrics()
+    metrics.embedding("openai:text-embedding-3-small:1536", 0.04, 0.00002)
+    metrics.embedding("openai:text-embedding-3-small:1536", 0.06, 0.0)  # a cached embedding
+    samples = scrape(metrics)
+    embedder = labels(embedder="openai:text-embedding-3-small:1536")
+    assert samples["deja_semantic_embeddings_total", embedder] == 2.0
+    assert samples["deja_semantic_embedding_seconds_count", embedder] == 2.0
+    assert samples["deja_semantic_embedding_seconds_sum", embedder] == pytest.approx(0.1)
+    assert samples["deja_semantic_embedding_usd_total", embedder] == pytest.approx(0.00002)
+
+
+def test_ttl_downgrades_and_context_cache_events() -> None:
+    metrics = PrometheusMetrics()
+    metrics.provider_cache_ttl_downgraded("bedrock", 2)
+    metrics.provider_cache_ttl_downgraded("bedrock", 0)  # nothing downgraded: no change
+    metrics.context_cache("gemini", "created", 0.25)
+    metrics.context_cache("gemini", "reused")
+    metrics.context_cache("gemini", "reused")
+    samples = scrape(metrics)
+    gemini = labels(provider="gemini")
+    assert samples["deja_provider_cache_ttl_downgrades_total", labels(provider="bedrock")] == 2.0
+    assert samples["deja_provider_context_cache_total", gemini | labels(event="created")] == 1.0
+    assert samples["deja_provider_context_cache_total", gemini | labels(event="reused")] == 2.0
+    assert samples["deja_provider_context_cache_usd_total", gemini] == pytest.approx(0.25)
 
 
 # -- store usage, read at scrape time ------------------------------------------------------

@@ -393,3 +393,14 @@ def test_same_price_under_two_names_is_an_error() -> None:
 def test_override_fields_must_be_a_mapping() -> None:
     with pytest.raises(ConfigError, match="mapping"):
         PriceTable({}).with_overrides({"m": 1.0})  # type: ignore[dict-item]
+
+
+def test_context_cache_storage_is_billed_per_token_hour() -> None:
+    table = PriceTable({"m": _price()}).with_overrides({"m": {"cache_storage_hour": 4.5}})
+    # 100k tokens kept 30 minutes at $4.50 per 1M tokens per hour
+    assert table.storage_cost("m", 100_000, 1800) == pytest.approx(0.225)
+    assert table.storage_cost("m", 0, 1800) == 0.0
+    assert PriceTable({"m": _price()}).storage_cost("m", 100, 60) is None  # no storage price
+    assert table.storage_cost("unknown", 100, 60) is None
+    with pytest.raises(ConfigError, match="cache_storage_hour"):
+        table.with_overrides({"m": {"cache_storage_hour": -1}})

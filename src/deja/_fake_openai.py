@@ -5,7 +5,10 @@ format (chat completions, legacy completions, embeddings, models; JSON and SSE s
 bodies; usage with ``prompt_tokens_details.cached_tokens`` and
 ``completion_tokens_details.reasoning_tokens``) over real HTTP/1.1 on a loopback port, from a
 stdlib :class:`~http.server.ThreadingHTTPServer` in a daemon thread, and records every request it
-receives. Replies, failures, delays and dropped connections are scripted per test.
+receives. Replies, failures, delays and dropped connections are scripted per test. With
+``prompt_cache="deepseek"`` it answers as DeepSeek does: its automatic context cache remembers
+every prompt prefix in 64-token units, and usage reports ``prompt_cache_hit_tokens`` and
+``prompt_cache_miss_tokens`` (DeepSeek's fields) instead of OpenAI's details.
 
 Public names are re-exported from :mod:`deja.testing`; import them from there.
 """
@@ -31,7 +34,7 @@ from dataclasses import KW_ONLY, dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Literal, Self
 
 import orjson
 
@@ -114,6 +117,10 @@ class Reply:
     abort_after_chunks: int | None = None
 
 
+# DeepSeek caches prompt prefixes on disk in units of 64 tokens (about 256 characters here).
+_DEEPSEEK_UNIT_CHARS: Final = 256
+
+
 ReplyFunction = Callable[[dict[str, Any]], Reply | None]
 
 
@@ -182,7 +189,12 @@ class FakeOpenAIServer:
         embedding_dim: int = 16,
         api_key: str | None = None,
         models: Sequence[str] = DEFAULT_MODELS,
+        prompt_cache: Literal["deepseek"] | None = None,
     ) -> None:
+        if prompt_cache not in (None, "deepseek"):
+            raise ValueError("prompt_cache must be None or 'deepseek'")
+        self.prompt_cache = prompt_cache
+        self._prefixes: set[bytes] = set()
         self.latency = latency
         self.chunk_delay = chunk_delay
         self.embedding_dim = embedding_dim
@@ -358,6 +370,22 @@ class FakeOpenAIServer:
             delay = self._delays.popleft() if self._delays else 0.0
             failure = self._failures.popleft() if self._failures else None
             return False, delay, failure
+
+    def _deepseek_cache(self, messages: list[Any], prompt_tokens: int) -> dict[str, int]:
+        """DeepSeek's automatic context cache: the longest prefix, in whole 64-token units,
+        that an earlier request sent is a hit; every unit of this prompt is remembered."""
+        text = b"".join(orjson.dumps(m, option=orjson.OPT_SORT_KEYS) for m in messages)
+        units = len(text) // _DEEPSEEK_UNIT_CHARS
+        boundaries = [text[: k * _DEEPSEEK_UNIT_CHARS] for k in range(1, units + 1)]
+        with self._lock:
+            hit_units = 0
+            for k, prefix in enumerate(boundaries, start=1):
+                if prefix not in self._prefixes:
+                    break
+                hit_units = k
+            self._prefixes.update(boundaries)
+        hit = min(hit_units * 64, prompt_tokens)
+        return {"prompt_cache_hit_tokens": hit, "prompt_cache_miss_tokens": prompt_tokens - hit}
 
     def _take_reply(self, body: dict[str, Any]) -> Reply | None:
         with self._lock:
@@ -641,7 +669,9 @@ class _Handler(BaseHTTPRequestHandler):
         prompt_chars = sum(_message_chars(m) for m in messages)
         if body.get("tools"):
             prompt_chars += len(orjson.dumps(body["tools"]))
-        usage = _usage(prompt_chars, answers, reply, details=True)
+        usage = _usage(prompt_chars, answers, reply, details=owner.prompt_cache is None)
+        if owner.prompt_cache == "deepseek":
+            usage.update(owner._deepseek_cache(messages, usage["prompt_tokens"]))
 
         owner._sleep(_latency(owner, reply))
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:29]}"

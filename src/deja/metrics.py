@@ -20,6 +20,12 @@ name                                       type       labels
 ``deja_provider_cache_saved_usd_total``    counter    ``provider`` (what provider caching saved)
 ``deja_upstream_seconds``                  histogram  ``provider``
 ``deja_cache_breaker_open``                gauge      ``store`` (0 closed, 1 open)
+``deja_semantic_embeddings_total``         counter    ``embedder`` (calls, memo hits excluded)
+``deja_semantic_embedding_seconds``        histogram  ``embedder``
+``deja_semantic_embedding_usd_total``      counter    ``embedder`` (what the calls cost)
+``deja_provider_cache_ttl_downgrades_total`` counter    ``provider`` (1h breakpoints sent as 5m)
+``deja_provider_context_cache_total``      counter    ``provider``, ``event``
+``deja_provider_context_cache_usd_total``  counter    ``provider`` (context-cache storage cost)
 =========================================  =========  ======================================
 """
 
@@ -131,6 +137,16 @@ class Metrics(Protocol):
     def upstream_seconds(self, provider: str, seconds: float) -> None:
         """Time one upstream call took."""
 
+    def embedding(self, embedder: str, seconds: float, usd: float) -> None:
+        """One call to the semantic tier's embedder: how long it took and what it cost."""
+
+    def provider_cache_ttl_downgraded(self, provider: str, count: int) -> None:
+        """``count`` 1h prompt-cache breakpoints were sent as 5m (the model has no 1h)."""
+
+    def context_cache(self, provider: str, event: str, usd: float = 0.0) -> None:
+        """A provider context cache was ``created``, ``reused``, ``recreated`` (expired or
+        gone), ``deleted`` or ``failed``; ``usd`` is the storage it was bought for."""
+
 
 class NullMetrics:
     """Metrics that record nothing: the default, so a hit pays for no counters.
@@ -166,6 +182,15 @@ class NullMetrics:
         return None
 
     def upstream_seconds(self, provider: str, seconds: float) -> None:
+        return None
+
+    def embedding(self, embedder: str, seconds: float, usd: float) -> None:
+        return None
+
+    def provider_cache_ttl_downgraded(self, provider: str, count: int) -> None:
+        return None
+
+    def context_cache(self, provider: str, event: str, usd: float = 0.0) -> None:
         return None
 
 
@@ -332,6 +357,43 @@ class PrometheusMetrics:
             buckets=_UPSTREAM_BUCKETS,
             registry=reg,
         )
+        self._embeddings = Counter(
+            "deja_semantic_embeddings",
+            "Calls to the semantic tier's embedder (texts served from its memo excluded).",
+            ["embedder"],
+            registry=reg,
+        )
+        self._embedding_seconds = Histogram(
+            "deja_semantic_embedding_seconds",
+            "Time one call to the semantic tier's embedder took.",
+            ["embedder"],
+            buckets=_LOOKUP_BUCKETS,
+            registry=reg,
+        )
+        self._embedding_usd = Counter(
+            "deja_semantic_embedding_usd",
+            "USD the semantic tier's embedding calls cost (0 for the local model).",
+            ["embedder"],
+            registry=reg,
+        )
+        self._ttl_downgrades = Counter(
+            "deja_provider_cache_ttl_downgrades",
+            "1h prompt-cache breakpoints sent with a 5m lifetime (the model has no 1h).",
+            ["provider"],
+            registry=reg,
+        )
+        self._context_cache = Counter(
+            "deja_provider_context_cache",
+            "Provider context caches by event (created, reused, recreated, deleted, failed).",
+            ["provider", "event"],
+            registry=reg,
+        )
+        self._context_cache_usd = Counter(
+            "deja_provider_context_cache_usd",
+            "USD of context-cache storage bought (tokens x hours x the storage price).",
+            ["provider"],
+            registry=reg,
+        )
         self._breaker_open = Gauge(
             "deja_cache_breaker_open",
             "Whether the store's circuit breaker is open (1) or closed (0).",
@@ -398,6 +460,28 @@ class PrometheusMetrics:
         """Observe the duration of one upstream call."""
         value = float(seconds)
         self._upstream_seconds.labels(provider).observe(value)
+
+    @_never_raises
+    def embedding(self, embedder: str, seconds: float, usd: float) -> None:
+        """Count one embedder call, its duration and its cost."""
+        value = float(seconds)
+        self._embeddings.labels(embedder).inc()
+        self._embedding_seconds.labels(embedder).observe(value)
+        if _positive(usd):
+            self._embedding_usd.labels(embedder).inc(usd)
+
+    @_never_raises
+    def provider_cache_ttl_downgraded(self, provider: str, count: int) -> None:
+        """Add breakpoints whose 1h lifetime was downgraded to 5m."""
+        if _positive(count):
+            self._ttl_downgrades.labels(provider).inc(count)
+
+    @_never_raises
+    def context_cache(self, provider: str, event: str, usd: float = 0.0) -> None:
+        """Count one context-cache event and the storage it bought."""
+        self._context_cache.labels(provider, event).inc()
+        if _positive(usd):
+            self._context_cache_usd.labels(provider).inc(usd)
 
     @_never_raises
     def watch_store(self, name: str, store: object) -> None:

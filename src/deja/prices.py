@@ -49,6 +49,8 @@ _PRICE_FIELDS = ("input", "output", "cached_input", "cache_write")
 # The 1-hour write price is optional in ``models`` rows (OpenAI bills no writes) and
 # required in ``provider_models`` rows, whose providers bill writes by lifetime.
 _LIFETIME_FIELDS = ("cache_write_1h",)
+# Context-cache storage (Gemini), USD per 1M tokens per hour: optional everywhere.
+_STORAGE_FIELDS = ("cache_storage_hour",)
 _LITELLM_FIELDS = {
     "input_cost_per_token": "input",
     "output_cost_per_token": "output",
@@ -56,12 +58,21 @@ _LITELLM_FIELDS = {
     "cache_creation_input_token_cost": "cache_write",
     "cache_creation_input_token_cost_above_1hr": "cache_write_1h",
 }
-_NULLABLE_FIELDS = ("cached_input", "cache_write", "cache_write_1h")
+_NULLABLE_FIELDS = ("cached_input", "cache_write", "cache_write_1h", "cache_storage_hour")
 _TEXT_FIELDS = ("source", "date")
-_KNOWN_FIELDS = (*_PRICE_FIELDS, *_LIFETIME_FIELDS, *_LITELLM_FIELDS, *_TEXT_FIELDS)
+_KNOWN_FIELDS = (
+    *_PRICE_FIELDS,
+    *_LIFETIME_FIELDS,
+    *_STORAGE_FIELDS,
+    *_LITELLM_FIELDS,
+    *_TEXT_FIELDS,
+)
 
 PRICE_FIELDS: frozenset[str] = (
-    frozenset(_PRICE_FIELDS) | frozenset(_LIFETIME_FIELDS) | frozenset(_LITELLM_FIELDS)
+    frozenset(_PRICE_FIELDS)
+    | frozenset(_LIFETIME_FIELDS)
+    | frozenset(_STORAGE_FIELDS)
+    | frozenset(_LITELLM_FIELDS)
 )
 """Field names that set a price in an override (deja's per-1M names and LiteLLM's per-token
 names); configuration blocks that mix prices with other settings pick these out."""
@@ -77,7 +88,9 @@ class Price:
     ``cache_write`` the price of input written to it (for Anthropic: with the default
     5-minute lifetime); ``None`` means the provider has no separate price, so those tokens
     cost ``input``. ``cache_write_1h`` is the price of a write with a 1-hour lifetime;
-    ``None`` bills such writes at ``cache_write``.
+    ``None`` bills such writes at ``cache_write``. ``cache_storage_hour`` is the price of
+    keeping 1M tokens in a provider context cache for one hour (Gemini's ``cachedContents``);
+    ``None``: the provider has no such cache.
     """
 
     input: float
@@ -87,6 +100,7 @@ class Price:
     source: str
     date: str
     cache_write_1h: float | None = None
+    cache_storage_hour: float | None = None
 
 
 class PriceTable:
@@ -124,7 +138,8 @@ class PriceTable:
         """A new table with ``overrides`` (model name → fields) applied on top of this one.
 
         Fields use this module's names, per 1M tokens (``input``, ``output``,
-        ``cached_input``, ``cache_write``, ``cache_write_1h``, plus optional ``source`` and
+        ``cached_input``, ``cache_write``, ``cache_write_1h``, ``cache_storage_hour`` — per
+        1M tokens per hour —, plus optional ``source`` and
         ``date``), or LiteLLM's per-token names (``input_cost_per_token``,
         ``output_cost_per_token``, ``cache_read_input_token_cost``,
         ``cache_creation_input_token_cost``, ``cache_creation_input_token_cost_above_1hr``).
@@ -209,6 +224,19 @@ class PriceTable:
         )
         return total / _PER_MILLION
 
+    def storage_cost(self, model: str, tokens: int, seconds: float) -> float | None:
+        """USD to keep ``tokens`` in ``model``'s provider context cache for ``seconds``.
+
+        ``None`` for an unknown model or one without a storage price. Storage is billed
+        pro rata by the second, as Google bills ``cachedContents``.
+        """
+        price = self.lookup(model)
+        if price is None or price.cache_storage_hour is None:
+            return None
+        if tokens <= 0 or seconds <= 0:
+            return 0.0
+        return tokens * price.cache_storage_hour * (seconds / 3600.0) / _PER_MILLION
+
     def provider_cache_savings(
         self, model: str, usage: Mapping[str, object] | None
     ) -> float | None:
@@ -282,6 +310,9 @@ def _packaged_price(
         source=_text(row["source"], path=f"{name}.source"),
         date=date,
         cache_write_1h=_optional_rate(row.get("cache_write_1h"), path=f"{name}.cache_write_1h"),
+        cache_storage_hour=_optional_rate(
+            row.get("cache_storage_hour"), path=f"{name}.cache_storage_hour"
+        ),
     )
 
 
@@ -297,7 +328,7 @@ def _override_price(name: str, fields: Mapping[str, object], *, base: Price | No
             rate = _rate_for(target, value, path=path)
             # LiteLLM prices a single token; deja's table is per 1M tokens.
             per_million = None if rate is None else rate * _PER_MILLION
-        elif field in _PRICE_FIELDS or field in _LIFETIME_FIELDS:
+        elif field in _PRICE_FIELDS or field in _LIFETIME_FIELDS or field in _STORAGE_FIELDS:
             target = field
             per_million = _rate_for(target, value, path=path)
         elif field in _TEXT_FIELDS:
@@ -341,6 +372,7 @@ def _override_price(name: str, fields: Mapping[str, object], *, base: Price | No
         cached_input=rates.get("cached_input", base.cached_input),
         cache_write=rates.get("cache_write", base.cache_write),
         cache_write_1h=rates.get("cache_write_1h", base.cache_write_1h),
+        cache_storage_hour=rates.get("cache_storage_hour", base.cache_storage_hour),
         # An override is no longer what the packaged source said.
         source=texts.get("source", _OVERRIDE_SOURCE),
         date=texts.get("date", ""),

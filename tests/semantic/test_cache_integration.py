@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 import deja
 from deja.semantic import SemanticCache
 from tests.helpers import chat_request, chat_response
@@ -176,6 +178,43 @@ def test_similarity_metrics_for_hits_and_near_misses(embedder: Any) -> None:
     assert 'deja_semantic_similarity_count{outcome="hit"} 1.0' in text
     assert 'deja_semantic_similarity_count{outcome="near_miss"} 1.0' in text
     assert 'deja_cache_requests_total{result="semantic_hit",tier="semantic"} 1.0' in text
+
+
+def test_embedder_calls_are_counted_and_the_memo_is_not(embedder: Any) -> None:
+    metrics = deja.PrometheusMetrics()
+    cache = deja.Cache(semantic=SemanticCache(embedder=embedder), metrics=metrics)
+    cache.fetch(chat_request("How can I track my card delivery?"), chat_response)  # check+store
+    cache.fetch(chat_request("how do i track the delivery of my card"), chat_response)
+    text = metrics.render().decode()
+    label = f'embedder="{embedder.id}"'
+    # two texts embedded once each: the store after the first miss reused the memo
+    assert f"deja_semantic_embeddings_total{{{label}}} 2.0" in text
+    assert f"deja_semantic_embedding_seconds_count{{{label}}} 2.0" in text
+    assert "deja_semantic_embedding_usd_total{" not in text  # the local model is free
+
+
+def test_a_paid_embedder_reports_what_its_calls_cost() -> None:
+    from deja.semantic.embedders import OpenAIEmbedder
+    from deja.testing import FakeOpenAIServer
+
+    metrics = deja.PrometheusMetrics()
+    with FakeOpenAIServer() as server:
+        client = deja.Client(api_base=server.base_url, api_key="sk-test", cache=deja.Cache())
+        paid = OpenAIEmbedder(dimensions=16, client=client)
+        cache = deja.Cache(semantic=SemanticCache(embedder=paid), metrics=metrics)
+        cache.fetch(chat_request("How can I track my card delivery?"), chat_response)
+        uncached = deja.Client(api_base=server.base_url, api_key="sk-test")
+        sent = ["How can I track my card delivery?"]
+        answer = uncached.embedding(model="text-embedding-3-small", input=sent, dimensions=16)
+        tokens = answer["usage"]["prompt_tokens"]
+        # the same text again, in a new tier: the client's exact tier answers, for free
+        again = deja.Cache(semantic=SemanticCache(embedder=paid), metrics=metrics)
+        again.fetch(chat_request("How can I track my card delivery?"), chat_response)
+    text = metrics.render().decode()
+    label = f'embedder="{paid.id}"'
+    assert f"deja_semantic_embeddings_total{{{label}}} 2.0" in text
+    usd = float(text.split(f"deja_semantic_embedding_usd_total{{{label}}} ")[1].split()[0])
+    assert tokens > 0 and usd == pytest.approx(tokens * 0.02 / 1_000_000)
 
 
 def test_semantic_index_survives_a_restart_beside_the_disk_store(tmp_path: Any) -> None:

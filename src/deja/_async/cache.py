@@ -156,6 +156,8 @@ class AsyncCache:
         )
         self._memo_bytes = 0
         self.semantic = semantic
+        if semantic is not None and semantic.metrics is None:
+            semantic.metrics = self.metrics  # embedder calls are counted with the cache's
         self._semantic_path = Path(semantic_path) if semantic_path is not None else None
         self._semantic_loaded = self._semantic_path is None
         self._semantic_hits = 0

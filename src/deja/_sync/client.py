@@ -53,6 +53,9 @@ __all__ = ["ChatCompletionStream", "Client"]
 _OPENAI_COMPATIBLE = frozenset(PROVIDER_API_BASES) - {"anthropic", "gemini", "bedrock", "vertex_ai"}
 # Providers with their own wire format that this client translates to and from OpenAI's.
 _ADAPTED = frozenset({"anthropic"})
+# Providers that cache prompts by themselves and take no cache_control markers: the
+# markers (and the seed's top-level ``cache_control=True`` for DeepSeek) are not sent.
+_AUTOMATIC_CACHING = frozenset({"openai", "azure", "deepseek"})
 # Statuses worth retrying: the request may well succeed a moment later.
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})  # 529: Anthropic overloaded
 # Body fields that configure the call rather than the request sent upstream.
@@ -65,6 +68,38 @@ _AZURE_API_VERSION = "2024-10-21"
 @functools.cache
 def _default_prices() -> PriceTable:
     return PriceTable.default()
+
+
+def _unmarked(value: Any) -> Any:
+    if isinstance(value, Mapping) and "cache_control" in value:
+        return {k: v for k, v in value.items() if k != "cache_control"}
+    return value
+
+
+def _compatible_payload(provider: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` for an OpenAI-compatible upstream, without deja-only fields.
+
+    ``cache_control_injection_points`` is configuration, never sent. For providers that
+    cache automatically (:data:`_AUTOMATIC_CACHING`) every ``cache_control`` marker goes:
+    on the body, messages, content parts and tools (OpenAI rejects unknown fields).
+    """
+    payload.pop("cache_control_injection_points", None)
+    if provider not in _AUTOMATIC_CACHING:
+        return payload
+    payload.pop("cache_control", None)
+    messages = []
+    for original in payload.get("messages") or ():
+        message = _unmarked(original)
+        content = message.get("content") if isinstance(message, Mapping) else None
+        if isinstance(content, list) and any(
+            isinstance(part, Mapping) and "cache_control" in part for part in content
+        ):
+            message = {**message, "content": [_unmarked(part) for part in content]}
+        messages.append(message)
+    payload["messages"] = messages
+    if isinstance(payload.get("tools"), list):
+        payload["tools"] = [_unmarked(tool) for tool in payload["tools"]]
+    return payload
 
 
 def _retry_after(response: SyncHTTPResponse) -> float | None:
@@ -410,6 +445,7 @@ class Client:
             )
             data = self._post(wire.url, wire.json, wire.headers, timeout, provider)
             return self._account(provider, self._anthropic.parse_response(data))
+        payload = _compatible_payload(provider, payload)
         headers = self._headers(provider, api_key, extra_headers)
         url = self._url(provider, url_base, payload, "/chat/completions")
         data = self._post(url, payload, headers, timeout, provider)
@@ -473,6 +509,7 @@ class Client:
                     events.close()
 
             return translated()
+        payload = _compatible_payload(provider, payload)
         options = payload.get("stream_options") or {}
         # deja always asks for usage, to price and store the answer; the caller gets the
         # usage chunk only if it asked for it
@@ -514,6 +551,8 @@ class Client:
         base = api_base or self.api_base
         if base is None and provider == "openai":
             base = os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE")
+        if base is None:  # LiteLLM's convention: DEEPSEEK_API_BASE, ANTHROPIC_API_BASE...
+            base = os.environ.get(f"{provider.upper()}_API_BASE")
         if base is None:
             base = PROVIDER_API_BASES.get(provider)
         if base is None:

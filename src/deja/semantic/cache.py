@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from deja.errors import ConfigError
+from deja.metrics import Metrics
 from deja.request import Request
 from deja.semantic.decision import DEFAULT_THRESHOLD, Decision, decide
 from deja.semantic.guards import GuardSettings
@@ -85,7 +86,9 @@ class SemanticCache:
     * ``max_entries``: size bound of the default index (oldest evicted first);
     * ``strike_penalty`` / ``max_strikes``: each ``feedback(key, correct=False)`` raises that
       entry's threshold by ``strike_penalty``; at ``max_strikes`` the entry is forgotten;
-    * ``clock``: wall clock for expiry (inject a fake in tests).
+    * ``clock``: wall clock for expiry (inject a fake in tests);
+    * ``metrics``: where embedder calls are reported (calls, seconds, cost); when ``None``,
+      a :class:`deja.Cache` given this semantic tier reports them to its own metrics.
 
     Thread-safe. The async methods run embedding and search in worker threads.
     """
@@ -103,6 +106,7 @@ class SemanticCache:
         strike_penalty: float = 0.05,
         max_strikes: int = 2,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         if top_k < 1 or max_strikes < 1 or strike_penalty < 0:
             raise ValueError("top_k and max_strikes must be >= 1, strike_penalty >= 0")
@@ -130,6 +134,7 @@ class SemanticCache:
         self.strike_penalty = strike_penalty
         self.max_strikes = max_strikes
         self._clock = clock
+        self.metrics = metrics
         self._lock = threading.Lock()
         self._strikes: dict[str, int] = {}
         self._vectors: OrderedDict[str, Any] = OrderedDict()
@@ -329,13 +334,27 @@ class SemanticCache:
     def _embed(self, text: str) -> Any:
         vector = self._memo_get(text)
         if vector is None:
+            started = time.monotonic()
             vector = self.embedder.embed([text])[0]
+            self._embedded(time.monotonic() - started)
             self._memo_put(text, vector)
         return vector
 
     async def _aembed(self, text: str) -> Any:
         vector = self._memo_get(text)
         if vector is None:
+            started = time.monotonic()
             vector = (await self.embedder.aembed([text]))[0]
+            self._embedded(time.monotonic() - started)
             self._memo_put(text, vector)
         return vector
+
+    def _embedded(self, seconds: float) -> None:
+        """Report one embedder call: its duration and, for a paid embedder, its cost."""
+        if self.metrics is None:
+            return
+        from deja.semantic.embedders import CostReporting
+
+        embedder = self.embedder
+        cost = embedder.take_cost_usd() if isinstance(embedder, CostReporting) else 0.0
+        self.metrics.embedding(embedder.id, seconds, cost)

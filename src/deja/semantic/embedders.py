@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MINILM_MODEL_SHA256",
     "MINILM_TOKENIZER_SHA256",
+    "CostReporting",
     "Embedder",
     "LocalEmbedder",
     "OpenAIEmbedder",
@@ -79,6 +80,15 @@ class Embedder(Protocol):
 
     async def aembed(self, texts: Sequence[str]) -> np.ndarray:
         """:meth:`embed` without blocking the event loop."""
+        ...
+
+
+@runtime_checkable
+class CostReporting(Protocol):
+    """An embedder whose calls cost money reports it (the local model costs nothing)."""
+
+    def take_cost_usd(self) -> float:
+        """USD spent by calls since the last take (0 when nothing was billed), then reset."""
         ...
 
 
@@ -283,6 +293,7 @@ class OpenAIEmbedder:
         self._client = client
         self._aclient = aclient
         self._lock = threading.Lock()
+        self._spent = 0.0
 
     @property
     def id(self) -> str:
@@ -314,6 +325,19 @@ class OpenAIEmbedder:
                 self._aclient = AsyncClient()
             return self._aclient
 
+    def take_cost_usd(self) -> float:
+        """USD the upstream billed since the last take: a cached embedding costs 0, and a
+        model missing from the price table counts as 0 (its cost is unknown)."""
+        with self._lock:
+            spent, self._spent = self._spent, 0.0
+        return spent
+
+    def _bill(self, answer: Any) -> None:
+        cost = answer.cache.cost_usd
+        if cost:
+            with self._lock:
+                self._spent += cost
+
     def _matrix(self, rows: list[Any]) -> np.ndarray:
         matrix = np.asarray(rows, dtype=np.float32)
         if matrix.ndim != 2 or matrix.shape[1] != self._dim:
@@ -339,6 +363,7 @@ class OpenAIEmbedder:
                 api_key=self.api_key,
                 **self._body(),
             )
+            self._bill(answer)
             rows.extend(item["embedding"] for item in answer["data"])
         return self._matrix(rows)
 
@@ -358,5 +383,6 @@ class OpenAIEmbedder:
                 api_key=self.api_key,
                 **self._body(),
             )
+            self._bill(answer)
             rows.extend(item["embedding"] for item in answer["data"])
         return self._matrix(rows)
