@@ -413,3 +413,14 @@ def test_provider_api_base_from_the_environment(
     )
     assert reply.choices[0].message.content
     assert server.requests[-1].headers["authorization"] == "Bearer sk-ds"
+
+
+def test_upstream_calls_are_timed_per_provider(server: FakeOpenAIServer) -> None:
+    metrics = deja.PrometheusMetrics()
+    c = deja.Client(
+        api_base=server.base_url, api_key="sk-test", cache=deja.Cache(), metrics=metrics
+    )
+    for _ in range(2):  # the second is a cache hit: no upstream call
+        c.completion(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
+    text = metrics.render().decode()
+    assert 'deja_upstream_seconds_count{provider="openai"} 1.0' in text

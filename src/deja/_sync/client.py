@@ -19,8 +19,8 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
 import httpx2
 import orjson
@@ -68,6 +68,12 @@ _AZURE_API_VERSION = "2024-10-21"
 @functools.cache
 def _default_prices() -> PriceTable:
     return PriceTable.default()
+
+
+class EventDecoder(Protocol):
+    """Turns a streamed body's bytes, as they arrive, into the events they complete."""
+
+    def feed(self, data: bytes) -> Sequence[Any]: ...
 
 
 def _unmarked(value: Any) -> Any:
@@ -620,24 +626,29 @@ class Client:
     def _send(
         self,
         url: str,
-        payload: Mapping[str, Any],
+        content: bytes,
         headers: Mapping[str, str],
         timeout: float,
         provider: str,
         *,
         stream: bool,
+        method: str = "POST",
     ) -> SyncHTTPResponse:
-        """POST with retries; returns a successful response (streaming: not yet read)."""
+        """Send with retries; returns a successful response (streaming: not yet read).
+
+        ``content`` is sent as it is: a signed request (Bedrock) must not be re-encoded.
+        """
         http = self._client()
-        content = orjson.dumps(payload)
         attempt = 0
         while True:
             retry_after: float | None = None
             try:
                 request = http.build_request(
-                    "POST", url, content=content, headers=headers, timeout=timeout
+                    method, url, content=content, headers=headers, timeout=timeout
                 )
+                started = time.monotonic()
                 response: SyncHTTPResponse = http.send(request, stream=stream)
+                self._metrics().upstream_seconds(provider, time.monotonic() - started)
             except httpx2.TimeoutException as exc:
                 error: ProviderError = UpstreamTimeoutError(
                     f"no answer from {url} within {timeout} s", provider=provider
@@ -666,12 +677,16 @@ class Client:
     def _post(
         self,
         url: str,
-        payload: Mapping[str, Any],
+        payload: Mapping[str, Any] | bytes,
         headers: Mapping[str, str],
         timeout: float,
         provider: str,
+        *,
+        method: str = "POST",
     ) -> dict[str, Any]:
-        response = self._send(url, payload, headers, timeout, provider, stream=False)
+        """Send ``payload`` (JSON-encoded unless already bytes); the JSON object answered."""
+        content = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+        response = self._send(url, content, headers, timeout, provider, stream=False, method=method)
         try:
             data = orjson.loads(response.content)
         except orjson.JSONDecodeError as exc:
@@ -689,15 +704,20 @@ class Client:
     def _open_stream(
         self,
         url: str,
-        payload: Mapping[str, Any],
+        payload: Mapping[str, Any] | bytes,
         headers: Mapping[str, str],
         timeout: float,
         provider: str,
+        *,
+        framing: Callable[[], EventDecoder] = SSEDecoder,
     ) -> SyncChunkStream:
-        response = self._send(url, payload, headers, timeout, provider, stream=True)
+        """Send ``payload``; the events of the streamed answer, decoded by ``framing``
+        (server-sent events by default; AWS's binary event stream for Bedrock)."""
+        content = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+        response = self._send(url, content, headers, timeout, provider, stream=True)
 
         def chunks() -> SyncChunkStream:
-            decoder = SSEDecoder()
+            decoder = framing()
             try:
                 for data in response.iter_bytes():
                     for event in decoder.feed(data):
