@@ -62,14 +62,16 @@ def test_packaged_json_has_source_and_date_on_every_row() -> None:
     rows = document["models"]
     assert rows.keys() >= REQUIRED_MODELS
     for name, row in rows.items():
-        assert set(row) == {"input", "output", "cached_input", "cache_write", "source", "date"}
+        required = {"input", "output", "cached_input", "cache_write", "source", "date"}
+        assert required <= set(row) <= required | {"cache_storage_hour", "long_context"}
         assert row["source"].startswith("https://"), name
         assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", row["date"]), name
         assert row["input"] >= 0 and row["output"] >= 0, name
         # Keys are bare model names; provider prefixes and snapshots are lookup concerns.
         assert name == name.lower() and "/" not in name, name
         if not name.startswith("deepseek"):
-            assert row["cache_write"] is None, name  # OpenAI does not bill cache writes
+            # OpenAI bills no cache writes; Gemini and Nova bill them at the input price
+            assert row["cache_write"] is None, name
 
 
 def test_default_table_loads_every_row(table: PriceTable) -> None:
@@ -404,3 +406,40 @@ def test_context_cache_storage_is_billed_per_token_hour() -> None:
     assert table.storage_cost("unknown", 100, 60) is None
     with pytest.raises(ConfigError, match="cache_storage_hour"):
         table.with_overrides({"m": {"cache_storage_hour": -1}})
+
+
+def test_gemini_rows_long_context_and_versions(table: PriceTable) -> None:
+    pro = table.lookup("gemini/gemini-2.5-pro")
+    assert pro is not None and pro.cache_storage_hour == 4.5
+    assert table.lookup("vertex_ai/gemini-2.5-flash-001") == table.lookup("gemini-2.5-flash")
+    assert table.lookup("gpt-4o-latest") is None  # only Gemini names carry these versions
+    short = {"prompt_tokens": 200_000, "completion_tokens": 1_000}
+    long = {"prompt_tokens": 200_001, "completion_tokens": 1_000}
+    assert table.cost("gemini/gemini-2.5-pro", short) == pytest.approx(0.25 + 0.01)
+    # above 200k the whole request is billed at the long-context rates
+    assert table.cost("gemini/gemini-2.5-pro", long) == pytest.approx(200_001 * 2.5e-6 + 0.015)
+
+
+def test_a_context_cache_made_for_a_call_is_billed_with_it(table: PriceTable) -> None:
+    usage = {
+        "prompt_tokens": 10_000,
+        "completion_tokens": 100,
+        "prompt_tokens_details": {"cached_tokens": 8_000},
+        "context_cache": {"created_tokens": 8_000, "storage_token_hours": 8_000 * 0.5},
+    }
+    plain = table.cost("gemini-2.5-flash", {k: v for k, v in usage.items() if k != "context_cache"})
+    made = table.cost("gemini-2.5-flash", usage)
+    assert plain is not None and made is not None
+    # 8k tokens written at the input price, and kept half an hour at $1 per 1M tokens-hour
+    assert made - plain == pytest.approx(8_000 * 0.30e-6 + 4_000 * 1.0e-6)
+
+
+def test_bedrock_ids_find_their_model(table: PriceTable) -> None:
+    sonnet = table.lookup("claude-sonnet-4-5")
+    for model in (
+        "bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0",
+        "bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        "bedrock/global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+    ):
+        assert table.lookup(model) == sonnet, model
+    assert table.lookup("bedrock/amazon.nova-lite-v1:0") == table.lookup("nova-lite")

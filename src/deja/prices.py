@@ -11,7 +11,10 @@ from its configuration rather than waiting for a release.
 
 Lookups accept what a resolved request carries: ``"gpt-4o"``, ``"openai/gpt-4o"`` and dated
 snapshots (``"gpt-4o-2024-08-06"``, ``"gpt-4-0613"``, ``"claude-sonnet-4-5-20250929"``) all
-find the ``gpt-4o``/``gpt-4``/``claude-sonnet-4-5`` row.
+find the ``gpt-4o``/``gpt-4``/``claude-sonnet-4-5`` row, and so do Bedrock model ids
+(``"bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0"``): Claude on Bedrock has
+Anthropic's list prices (Bedrock's regional and geographic inference profiles of Claude 4.5
+and later cost 10% more; override them per deployment when that matters).
 
 The cost of a response follows OpenAI's usage shape: ``prompt_tokens`` is the whole input,
 of which ``prompt_tokens_details.cached_tokens`` were read from the provider's prompt cache
@@ -33,7 +36,7 @@ from types import MappingProxyType
 
 from deja.errors import ConfigError
 
-__all__ = ["PRICE_FIELDS", "Price", "PriceTable"]
+__all__ = ["PRICE_FIELDS", "LongContextPrice", "Price", "PriceTable"]
 
 _PER_MILLION = 1_000_000
 
@@ -42,6 +45,16 @@ _PER_MILLION = 1_000_000
 # ``-YYYYMMDD`` (claude-sonnet-4-5-20250929).
 _DATE_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{4})$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Gemini's stable versions and previews: gemini-2.0-flash-001, gemini-2.5-flash-preview-05-20,
+# gemini-1.5-pro-latest all have the price of the model they name.
+_GEMINI_VERSION = re.compile(r"-(?:\d{3}|latest|preview(?:-\d{2}-\d{2})?|exp(?:-\d{4})?)$")
+# A Bedrock model id around the model's own name: an inference profile's geography
+# (``us.``, ``eu.``, ``global.``…), the vendor (``anthropic.``, ``amazon.``) and the version
+# (``-v1:0``). What is left (``claude-sonnet-4-5-20250929``) is looked up like any name.
+_BEDROCK_ID = re.compile(
+    r"^(?:(?:us|eu|apac|jp|au|ca|us-gov|global)\.)?(?:anthropic|amazon|meta|mistral|cohere|ai21)\."
+    r"|-v\d+(?::\d+)?$"
+)
 
 # Field names accepted in overrides: deja's own (per 1M tokens) and LiteLLM's
 # ``model_info`` names (per single token), so an existing LiteLLM config keeps working.
@@ -81,6 +94,18 @@ _OVERRIDE_SOURCE = "override"
 
 
 @dataclass(frozen=True, slots=True)
+class LongContextPrice:
+    """Rates for a prompt longer than ``above`` tokens (Gemini 2.5 Pro above 200k, say):
+    they replace the row's ``input``, ``output`` and ``cached_input`` for the whole
+    request, as the providers bill it."""
+
+    above: int
+    input: float
+    output: float
+    cached_input: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class Price:
     """One model's list price, in USD per 1M tokens.
 
@@ -101,6 +126,7 @@ class Price:
     date: str
     cache_write_1h: float | None = None
     cache_storage_hour: float | None = None
+    long_context: LongContextPrice | None = None
 
 
 class PriceTable:
@@ -168,15 +194,24 @@ class PriceTable:
         candidates = [name]
         if "/" in name:
             candidates.append(name.rsplit("/", 1)[1])
+        vendor_free = _BEDROCK_ID.sub("", candidates[-1])
+        if vendor_free != candidates[-1]:  # a Bedrock model id: us.anthropic.claude-…-v1:0
+            candidates.append(vendor_free)
         for candidate in candidates:
             price = self._prices.get(candidate)
             if price is not None:
                 return price
-            undated = _DATE_SUFFIX.sub("", candidate)
-            if undated != candidate:
-                price = self._prices.get(undated)
-                if price is not None:
-                    return price
+            patterns = (
+                (_DATE_SUFFIX, _GEMINI_VERSION)
+                if candidate.startswith("gemini-")
+                else (_DATE_SUFFIX,)
+            )
+            for pattern in patterns:
+                undated = pattern.sub("", candidate)
+                if undated != candidate:
+                    price = self._prices.get(undated)
+                    if price is not None:
+                        return price
         return None
 
     def cost(self, model: str, usage: Mapping[str, object] | None) -> float | None:
@@ -212,16 +247,28 @@ class PriceTable:
         written_1h = min(written_1h or 0, written)
         uncached = prompt - cached - written
 
-        cached_rate = price.input if price.cached_input is None else price.cached_input
-        write_rate = price.input if price.cache_write is None else price.cache_write
+        input_rate, output_rate, cached_price = price.input, price.output, price.cached_input
+        long = price.long_context
+        if long is not None and prompt > long.above:
+            input_rate, output_rate, cached_price = long.input, long.output, long.cached_input
+        cached_rate = input_rate if cached_price is None else cached_price
+        write_rate = input_rate if price.cache_write is None else price.cache_write
         write_1h_rate = write_rate if price.cache_write_1h is None else price.cache_write_1h
         total = (
-            uncached * price.input
+            uncached * input_rate
             + cached * cached_rate
             + (written - written_1h) * write_rate
             + written_1h * write_1h_rate
-            + completion * price.output
+            + completion * output_rate
         )
+        created = usage.get("context_cache")
+        if isinstance(created, Mapping):
+            # a provider context cache made for this call: its tokens at the input price,
+            # and the storage bought for its lifetime
+            total += (_count(created.get("created_tokens")) or 0) * price.input
+            hours = created.get("storage_token_hours")
+            if price.cache_storage_hour is not None and _is_amount(hours):
+                total += float(hours) * price.cache_storage_hour  # type: ignore[arg-type]
         return total / _PER_MILLION
 
     def storage_cost(self, model: str, tokens: int, seconds: float) -> float | None:
@@ -252,6 +299,15 @@ class PriceTable:
         plain = {key: usage[key] for key in ("prompt_tokens", "completion_tokens") if key in usage}
         uncached = self.cost(model, plain)
         return None if uncached is None else uncached - actual
+
+
+def _is_amount(value: object) -> bool:
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float))
+        and math.isfinite(value)
+        and value >= 0
+    )
 
 
 def _count(value: object) -> int | None:
@@ -313,6 +369,23 @@ def _packaged_price(
         cache_storage_hour=_optional_rate(
             row.get("cache_storage_hour"), path=f"{name}.cache_storage_hour"
         ),
+        long_context=_long_context(row.get("long_context"), path=f"{name}.long_context"),
+    )
+
+
+def _long_context(value: object, *, path: str) -> LongContextPrice | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ConfigError("must be a mapping of above/input/output/cached_input", path=path)
+    above = value.get("above")
+    if isinstance(above, bool) or not isinstance(above, int) or above < 1:
+        raise ConfigError("above must be a whole number of prompt tokens", path=f"{path}.above")
+    return LongContextPrice(
+        above=above,
+        input=_rate(value.get("input"), path=f"{path}.input"),
+        output=_rate(value.get("output"), path=f"{path}.output"),
+        cached_input=_optional_rate(value.get("cached_input"), path=f"{path}.cached_input"),
     )
 
 

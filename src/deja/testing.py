@@ -11,6 +11,10 @@ lets a test script replies (:class:`Reply`), failures, delays and dropped connec
 what deja sent, simulates prompt caching (cache writes, then reads, with the 5m/1h split) and
 answers with Anthropic's own errors (a fifth ``cache_control`` breakpoint, a missing
 ``anthropic-version`` header, a wrong ``x-api-key``); :class:`AnthropicReply` scripts an answer.
+
+:class:`FakeBedrockServer` is a simulated Amazon Bedrock Converse API (JSON, and ConverseStream
+in AWS's binary event-stream framing) that checks SigV4 signatures, simulates ``cachePoint``
+prompt caching and answers with AWS's errors; :class:`BedrockReply` scripts an answer.
 """
 
 from __future__ import annotations
@@ -18,11 +22,14 @@ from __future__ import annotations
 import threading
 
 from deja._fake_anthropic import AnthropicReply, FakeAnthropicServer
+from deja._fake_bedrock import BedrockReply, FakeBedrockServer
 from deja._fake_openai import FakeOpenAIServer, RecordedRequest, Reply
 
 __all__ = [
     "AnthropicReply",
+    "BedrockReply",
     "FakeAnthropicServer",
+    "FakeBedrockServer",
     "FakeClock",
     "FakeOpenAIServer",
     "RecordedRequest",

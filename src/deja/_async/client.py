@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import functools
+import hashlib
+import logging
 import os
 import random
 import threading
@@ -40,6 +42,8 @@ from deja.errors import (
 from deja.metrics import Metrics, NullMetrics
 from deja.prices import PriceTable
 from deja.providers.anthropic import AnthropicProvider
+from deja.providers.bedrock import AwsCredentials, BedrockProvider, BedrockRequest, resolve_aws
+from deja.providers.eventstream import EventStreamDecoder, to_events
 from deja.providers.usage import cache_tokens, normalize_usage
 from deja.request import PROVIDER_API_BASES, Request, resolve_model
 from deja.response import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse
@@ -48,25 +52,74 @@ from deja.streaming import SSEDecoder
 
 __all__ = ["AsyncChatCompletionStream", "AsyncClient"]
 
+logger = logging.getLogger(__name__)
+
 # Providers whose wire format is OpenAI's; the others get their own adapters.
 _OPENAI_COMPATIBLE = frozenset(PROVIDER_API_BASES) - {"anthropic", "gemini", "bedrock", "vertex_ai"}
 # Providers with their own wire format that this client translates to and from OpenAI's.
-_ADAPTED = frozenset({"anthropic"})
+_ADAPTED = frozenset({"anthropic", "bedrock"})
+# Providers whose endpoint is per region (or project): api_base is optional for them.
+_REGIONAL = frozenset({"bedrock"})
+# LiteLLM's per-call provider settings: credentials and the region of the endpoint. They
+# pick where and as whom a call is made, never what it asks, so they are not in the key.
+_PROVIDER_OPTIONS = frozenset(
+    {
+        "aws_region_name",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "aws_profile_name",
+    }
+)
+# How long resolved AWS credentials are reused: frozen credentials from the chain have at
+# least 10 minutes left (botocore refreshes 15 minutes before expiry).
+_AWS_CREDENTIALS_SECONDS = 300.0
 # Providers that cache prompts by themselves and take no cache_control markers: the
 # markers (and the seed's top-level ``cache_control=True`` for DeepSeek) are not sent.
 _AUTOMATIC_CACHING = frozenset({"openai", "azure", "deepseek"})
 # Statuses worth retrying: the request may well succeed a moment later.
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})  # 529: Anthropic overloaded
 # Body fields that configure the call rather than the request sent upstream.
-_TRANSPORT_FIELDS = frozenset({"extra_headers", "extra_body", "extra_query", "cache"})
+_TRANSPORT_FIELDS = frozenset({"extra_headers", "extra_body", "extra_query", "cache"}) | (
+    _PROVIDER_OPTIONS
+)
 _MAX_RETRY_AFTER = 60.0
 _NO_METRICS = NullMetrics()
+_NO_OPTIONS: Mapping[str, Any] = {}
+# (provider, upstream model name, api_base for the key, base URL for calls; "" when the
+# provider's adapter builds the URL from the region)
+_Endpoint = tuple[str, str, str | None, str]
 _AZURE_API_VERSION = "2024-10-21"
 
 
 @functools.cache
 def _default_prices() -> PriceTable:
     return PriceTable.default()
+
+
+class StreamTranslator(Protocol):
+    """A provider's stream events in, OpenAI ``chat.completion.chunk`` dicts out."""
+
+    @property
+    def finished(self) -> bool: ...
+    def feed(self, event: Mapping[str, Any]) -> list[dict[str, Any]]: ...
+
+
+class _BedrockEvents:
+    """Bedrock's binary event stream (``application/vnd.amazon.eventstream``) decoded into
+    ``{event_type: payload}`` dicts; an exception event raises the typed error."""
+
+    def __init__(self) -> None:
+        self._decoder = EventStreamDecoder()
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        return to_events(self._decoder.feed(data))
+
+
+def _request_id(headers: Mapping[str, str]) -> str | None:
+    """AWS's request id, the id of a Converse answer (Converse sends none in the body)."""
+    found = headers.get("x-amzn-requestid")
+    return f"chatcmpl-{found}" if found else None
 
 
 class EventDecoder(Protocol):
@@ -134,6 +187,9 @@ def _error_for(response: AsyncHTTPResponse, provider: str) -> ProviderError:
     message = f"upstream answered {response.status_code}"
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         message = f"{message}: {body['error'].get('message', '')}".rstrip(": ")
+    elif isinstance(body, dict) and isinstance(body.get("message"), str):  # AWS's errors
+        kind = response.headers.get("x-amzn-errortype", "").split(":", 1)[0]
+        message = f"{message}: {kind + ': ' if kind else ''}{body['message']}"
     elif isinstance(body, str) and body:
         message = f"{message}: {body[:200]}"
     cls = provider_error_for_status(response.status_code)
@@ -227,7 +283,9 @@ class AsyncClient:
         self.injection_points = tuple(cache_control_injection_points)
         self.metrics = metrics
         self._anthropic = AnthropicProvider()
-        self._endpoints: dict[tuple[str, str | None, str | None], tuple[str, str, str, str]] = {}
+        self._bedrock = BedrockProvider()
+        self._aws: dict[tuple[str | None, ...], tuple[float, tuple[str, AwsCredentials]]] = {}
+        self._endpoints: dict[tuple[str, str | None, str | None], _Endpoint] = {}
 
     # -- public calls -------------------------------------------------------------------
 
@@ -248,15 +306,14 @@ class AsyncClient:
         sent as given; ``cache`` holds the per-request cache options (never sent).
         ``stream=True`` returns an :class:`AsyncChatCompletionStream`.
         """
-        body, control, extra_headers = self._split(body, cache)
+        body, control, extra_headers, options = self._split(body, cache)
         provider, name, base, url_base = self._endpoint(model, api_base)
         request = Request.chat(model=model, messages=messages, api_base=base, **body)
         seconds = timeout if timeout is not None else self.timeout
         # The upstream body and headers are built only when the upstream is called: a hit
         # must not pay for them.
         if body.get("stream"):
-            options = body.get("stream_options") or {}
-            include_usage = bool(options.get("include_usage"))
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
             async def open_stream() -> AsyncIterator[dict[str, Any]]:
                 payload = {**body, "model": name, "messages": list(messages)}
@@ -267,6 +324,7 @@ class AsyncClient:
                     api_key=api_key,
                     extra_headers=extra_headers,
                     timeout=seconds,
+                    options=options,
                 )
 
             if self.cache is None:
@@ -286,6 +344,7 @@ class AsyncClient:
                 api_key=api_key,
                 extra_headers=extra_headers,
                 timeout=seconds,
+                options=options,
             )
 
         if self.cache is None:
@@ -311,11 +370,13 @@ class AsyncClient:
         The upstream is always asked for floats; ``encoding_format="base64"`` is applied
         to the answer, so both formats share cache entries.
         """
-        body, control, extra_headers = self._split(body, cache)
+        body, control, extra_headers, _ = self._split(body, cache)
         encoding = body.pop("encoding_format", None)
         if encoding not in (None, "float", "base64"):
             raise InvalidRequestError("encoding_format must be 'float' or 'base64'")
         provider, name, base, url_base = self._endpoint(model, api_base)
+        if provider in _ADAPTED:
+            raise InvalidRequestError(f"deja calls {provider} for chat completions only")
         headers = self._headers(provider, api_key, extra_headers)
         seconds = timeout if timeout is not None else self.timeout
 
@@ -363,6 +424,8 @@ class AsyncClient:
                 extra_headers=extra_headers or {},
                 timeout=seconds,
             )
+        if provider in _ADAPTED:
+            raise InvalidRequestError(f"deja calls {provider} for chat completions only")
         headers = self._headers(provider, api_key, extra_headers or {})
         body = {**payload, "model": name}
         return await self._post(
@@ -393,6 +456,8 @@ class AsyncClient:
                 extra_headers=extra_headers or {},
                 timeout=seconds,
             )
+        if provider in _ADAPTED:
+            raise InvalidRequestError(f"deja calls {provider} for chat completions only")
         headers = self._headers(provider, api_key, extra_headers or {})
         url = self._url(provider, url_base, body, path)
         return await self._open_stream(url, body, headers, seconds, provider)
@@ -413,11 +478,15 @@ class AsyncClient:
 
     def _split(
         self, body: dict[str, Any], cache: Mapping[str, Any] | CacheControl | None
-    ) -> tuple[dict[str, Any], Mapping[str, Any] | CacheControl | None, dict[str, str]]:
-        """Separate transport options from the request body (SDK-style extra_* fields)."""
+    ) -> tuple[
+        dict[str, Any], Mapping[str, Any] | CacheControl | None, dict[str, str], dict[str, Any]
+    ]:
+        """Separate transport options from the request body: SDK-style ``extra_*`` fields,
+        and provider settings (:data:`_PROVIDER_OPTIONS`), returned last."""
         if not _TRANSPORT_FIELDS.intersection(body):
-            return body, cache, {}
+            return body, cache, {}, {}
         body = dict(body)
+        options = {name: body.pop(name) for name in _PROVIDER_OPTIONS.intersection(body)}
         extra_headers = dict(body.pop("extra_headers", None) or {})
         body.pop("extra_query", None)
         extra_body = dict(body.pop("extra_body", None) or {})
@@ -427,7 +496,7 @@ class AsyncClient:
         if "cache" in body:
             raise InvalidRequestError("pass cache options as cache=..., not inside the body")
         body.update(extra_body)
-        return body, cache, extra_headers
+        return body, cache, extra_headers, options
 
     async def _chat(
         self,
@@ -438,8 +507,20 @@ class AsyncClient:
         api_key: str | None,
         extra_headers: Mapping[str, str],
         timeout: float,
+        options: Mapping[str, Any] = _NO_OPTIONS,
     ) -> dict[str, Any]:
         """One chat completion from the upstream, in OpenAI's format whatever its own."""
+        if provider == "bedrock":
+            bedrock = await self._bedrock_request(
+                payload, url_base, options, extra_headers, stream=False
+            )
+            data, headers = await self._post_json(
+                bedrock.url, bedrock.content, bedrock.headers, timeout, provider
+            )
+            answer = self._bedrock.parse_response(
+                data, model=payload["model"], response_id=_request_id(headers)
+            )
+            return self._account(provider, answer)
         if provider == "anthropic":
             wire = self._anthropic.build_request(
                 payload,
@@ -492,8 +573,20 @@ class AsyncClient:
         api_key: str | None,
         extra_headers: Mapping[str, str],
         timeout: float,
+        options: Mapping[str, Any] = _NO_OPTIONS,
     ) -> AsyncIterator[dict[str, Any]]:
         """An upstream stream as OpenAI ``chat.completion.chunk`` dicts, usage included."""
+        if provider == "bedrock":
+            bedrock = await self._bedrock_request(
+                payload, url_base, options, extra_headers, stream=True
+            )
+            response_id, events = await self._open_stream_with_id(
+                bedrock.url, bedrock.content, bedrock.headers, timeout, provider
+            )
+            translator: StreamTranslator = self._bedrock.stream_translator(
+                model=payload["model"], response_id=response_id
+            )
+            return self._translated(provider, events, translator)
         if provider == "anthropic":
             wire = self._anthropic.build_request(
                 payload,
@@ -503,17 +596,7 @@ class AsyncClient:
                 extra_headers=extra_headers,
             )
             events = await self._open_stream(wire.url, wire.json, wire.headers, timeout, provider)
-            translator = self._anthropic.stream_translator()
-
-            async def translated() -> AsyncIterator[dict[str, Any]]:
-                try:
-                    async for event in events:
-                        for chunk in translator.feed(event):
-                            yield chunk
-                finally:
-                    await events.aclose()
-
-            return translated()
+            return self._translated(provider, events, self._anthropic.stream_translator())
         payload = _compatible_payload(provider, payload)
         options = payload.get("stream_options") or {}
         # deja always asks for usage, to price and store the answer; the caller gets the
@@ -534,7 +617,84 @@ class AsyncClient:
 
         return accounted()
 
-    def _endpoint(self, model: str, api_base: str | None) -> tuple[str, str, str, str]:
+    async def _translated(
+        self, provider: str, events: ChunkStream, translator: StreamTranslator
+    ) -> ChunkStream:
+        """``events`` of a provider's own stream as OpenAI chunks, its usage accounted.
+
+        A stream that ends before the provider said it finished is an error: its answer
+        is cut short (and is not stored).
+        """
+        try:
+            async for event in events:
+                for chunk in translator.feed(event):
+                    if chunk.get("usage") is not None:
+                        self._account(provider, chunk)
+                    yield chunk
+        finally:
+            await events.aclose()
+        if not translator.finished:
+            raise UpstreamConnectionError(
+                "the upstream stream ended before the answer finished", provider=provider
+            )
+
+    async def _bedrock_request(
+        self,
+        payload: Mapping[str, Any],
+        url_base: str,
+        options: Mapping[str, Any],
+        extra_headers: Mapping[str, str],
+        *,
+        stream: bool,
+    ) -> BedrockRequest:
+        """The signed Converse request; 1h breakpoints the model cannot keep are counted."""
+        region, credentials = await self._aws_credentials(options)
+        wire = self._bedrock.build_request(
+            payload,
+            region=region,
+            credentials=credentials,
+            api_base=url_base or None,
+            injection_points=self.injection_points,
+            extra_headers=extra_headers,
+            stream=stream,
+        )
+        for warning in wire.warnings:
+            logger.warning("bedrock: %s", warning)
+        if wire.ttl_downgrades:
+            self._metrics().provider_cache_ttl_downgraded("bedrock", wire.ttl_downgrades)
+        return wire
+
+    async def _aws_credentials(self, options: Mapping[str, Any]) -> tuple[str, AwsCredentials]:
+        """Region and credentials: the call's ``aws_*`` options, else the AWS chain.
+
+        Resolved off the event loop (the chain reads files and may ask the instance
+        metadata service) and reused for a few minutes.
+        """
+        secret = options.get("aws_secret_access_key")
+        token = options.get("aws_session_token")
+        ident = (
+            options.get("aws_region_name"),
+            options.get("aws_access_key_id"),
+            options.get("aws_profile_name"),
+            hashlib.sha256(f"{secret}\0{token}".encode()).hexdigest(),
+        )
+        now = time.monotonic()
+        found = self._aws.get(ident)
+        if found is not None and found[0] > now:
+            return found[1]
+        resolve = functools.partial(
+            resolve_aws,
+            options.get("aws_region_name"),
+            access_key=options.get("aws_access_key_id"),
+            secret_key=secret,
+            session_token=token,
+            profile=options.get("aws_profile_name"),
+        )
+        resolved = await asyncio.to_thread(resolve)
+        self._aws[ident] = (now + _AWS_CREDENTIALS_SECONDS, resolved)
+        return resolved
+
+    def _endpoint(self, model: str, api_base: str | None) -> _Endpoint:
         """(provider, upstream model name, api_base for the key, base URL for calls).
 
         Resolved once per (model, api_base) and remembered: this runs on every call, hits
@@ -546,7 +706,7 @@ class AsyncClient:
             found = self._endpoints[memo] = self._resolve_endpoint(model, api_base)
         return found
 
-    def _resolve_endpoint(self, model: str, api_base: str | None) -> tuple[str, str, str, str]:
+    def _resolve_endpoint(self, model: str, api_base: str | None) -> _Endpoint:
         provider, name = resolve_model(model)
         if provider not in _OPENAI_COMPATIBLE and provider not in _ADAPTED:
             raise InvalidRequestError(
@@ -558,8 +718,16 @@ class AsyncClient:
             base = os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE")
         if base is None:  # LiteLLM's convention: DEEPSEEK_API_BASE, ANTHROPIC_API_BASE...
             base = os.environ.get(f"{provider.upper()}_API_BASE")
+        if base is None and provider == "bedrock":  # the AWS SDKs' endpoint variables
+            base = os.environ.get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME") or os.environ.get(
+                "AWS_ENDPOINT_URL"
+            )
         if base is None:
             base = PROVIDER_API_BASES.get(provider)
+        if base is None and provider in _REGIONAL:
+            # the endpoint follows the region, known at call time; the key names the
+            # provider's default endpoint (the same model answers alike in every region)
+            return provider, name, None, ""
         if base is None:
             raise InvalidRequestError(f"model {model!r} needs api_base (no default endpoint)")
         return provider, name, base, base.rstrip("/")
@@ -684,6 +852,20 @@ class AsyncClient:
         method: str = "POST",
     ) -> dict[str, Any]:
         """Send ``payload`` (JSON-encoded unless already bytes); the JSON object answered."""
+        data, _ = await self._post_json(url, payload, headers, timeout, provider, method=method)
+        return data
+
+    async def _post_json(
+        self,
+        url: str,
+        payload: Mapping[str, Any] | bytes,
+        headers: Mapping[str, str],
+        timeout: float,
+        provider: str,
+        *,
+        method: str = "POST",
+    ) -> tuple[dict[str, Any], Mapping[str, str]]:
+        """:meth:`_post`, with the answer's headers."""
         content = payload if isinstance(payload, bytes) else orjson.dumps(payload)
         response = await self._send(
             url, content, headers, timeout, provider, stream=False, method=method
@@ -700,7 +882,7 @@ class AsyncClient:
             raise ProviderError(
                 "upstream answered with JSON that is not an object", provider=provider
             )
-        return data
+        return data, response.headers
 
     async def _open_stream(
         self,
@@ -714,6 +896,35 @@ class AsyncClient:
     ) -> ChunkStream:
         """Send ``payload``; the events of the streamed answer, decoded by ``framing``
         (server-sent events by default; AWS's binary event stream for Bedrock)."""
+        _, events = await self._open_events(
+            url, payload, headers, timeout, provider, framing=framing
+        )
+        return events
+
+    async def _open_stream_with_id(
+        self,
+        url: str,
+        payload: Mapping[str, Any] | bytes,
+        headers: Mapping[str, str],
+        timeout: float,
+        provider: str,
+    ) -> tuple[str | None, ChunkStream]:
+        """A Bedrock ConverseStream: the answer's id (from AWS's request id) and events."""
+        answered, events = await self._open_events(
+            url, payload, headers, timeout, provider, framing=_BedrockEvents
+        )
+        return _request_id(answered), events
+
+    async def _open_events(
+        self,
+        url: str,
+        payload: Mapping[str, Any] | bytes,
+        headers: Mapping[str, str],
+        timeout: float,
+        provider: str,
+        *,
+        framing: Callable[[], EventDecoder],
+    ) -> tuple[Mapping[str, str], ChunkStream]:
         content = payload if isinstance(payload, bytes) else orjson.dumps(payload)
         response = await self._send(url, content, headers, timeout, provider, stream=True)
 
@@ -738,4 +949,4 @@ class AsyncClient:
             finally:
                 await response.aclose()
 
-        return chunks()
+        return response.headers, chunks()

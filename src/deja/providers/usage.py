@@ -223,7 +223,7 @@ def normalize_usage(usage: object, *, provider: str) -> dict[str, Any] | None:
     """``usage`` from ``provider``'s upstream in the one schema; ``None`` if it is not an object.
 
     ``provider`` is the model prefix deja resolved (``openai``, ``azure``, ``anthropic``,
-    ``deepseek``, ``groq``…); providers without a normalizer of their own get
+    ``deepseek``, ``bedrock``, ``groq``…); providers without a normalizer of their own get
     :func:`normalize_compatible`.
     """
     if not isinstance(usage, Mapping):
@@ -234,6 +234,10 @@ def normalize_usage(usage: object, *, provider: str) -> dict[str, Any] | None:
         return normalize_anthropic(usage)
     if provider == "deepseek":
         return normalize_deepseek(usage)
+    if provider == "bedrock":
+        from deja.providers.bedrock import normalize_bedrock  # it builds on this module
+
+        return normalize_bedrock(usage)
     return normalize_compatible(usage)
 
 
