@@ -15,6 +15,11 @@ answers with Anthropic's own errors (a fifth ``cache_control`` breakpoint, a mis
 :class:`FakeBedrockServer` is a simulated Amazon Bedrock Converse API (JSON, and ConverseStream
 in AWS's binary event-stream framing) that checks SigV4 signatures, simulates ``cachePoint``
 prompt caching and answers with AWS's errors; :class:`BedrockReply` scripts an answer.
+
+:class:`FakeGeminiServer` is a simulated Gemini API, on Google AI's paths and Vertex AI's
+(``generateContent``, ``streamGenerateContent``, ``cachedContents`` and an OAuth token
+endpoint that checks service-account JWTs); :class:`GeminiReply` scripts an answer and
+:func:`make_service_account` makes a throwaway service account for it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import threading
 
 from deja._fake_anthropic import AnthropicReply, FakeAnthropicServer
 from deja._fake_bedrock import BedrockReply, FakeBedrockServer
+from deja._fake_gemini import FakeGeminiServer, GeminiReply, make_service_account
 from deja._fake_openai import FakeOpenAIServer, RecordedRequest, Reply
 
 __all__ = [
@@ -31,9 +37,12 @@ __all__ = [
     "FakeAnthropicServer",
     "FakeBedrockServer",
     "FakeClock",
+    "FakeGeminiServer",
     "FakeOpenAIServer",
+    "GeminiReply",
     "RecordedRequest",
     "Reply",
+    "make_service_account",
 ]
 
 

@@ -238,6 +238,10 @@ def normalize_usage(usage: object, *, provider: str) -> dict[str, Any] | None:
         from deja.providers.bedrock import normalize_bedrock  # it builds on this module
 
         return normalize_bedrock(usage)
+    if provider in ("gemini", "vertex_ai"):
+        from deja.providers.gemini import normalize_gemini
+
+        return normalize_gemini(usage)
     return normalize_compatible(usage)
 
 

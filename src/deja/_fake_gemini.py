@@ -1,0 +1,1271 @@
+"""A simulated Gemini API (Google AI and Vertex AI) over real HTTP, for deja's Gemini tests.
+
+Nothing here reaches Google. :class:`FakeGeminiServer` serves, from a stdlib
+:class:`~http.server.ThreadingHTTPServer` on a loopback port, both URL layouts:
+
+* Google AI: ``POST /v1beta/models/{model}:generateContent`` and
+  ``:streamGenerateContent`` (server-sent events with ``?alt=sse``, else a JSON array), and
+  ``/v1beta/cachedContents[/{id}]``; authenticated with ``x-goog-api-key`` or ``?key=`` when
+  the server has an ``api_key`` (missing: 403 ``PERMISSION_DENIED``; wrong: Google's 400
+  ``INVALID_ARGUMENT`` "API key not valid" with an ``API_KEY_INVALID`` reason);
+* Vertex AI: ``POST /v1/projects/{p}/locations/{l}/publishers/google/models/{model}:…`` and
+  ``/v1/projects/{p}/locations/{l}/cachedContents[/{id}]``, authenticated with
+  ``Authorization: Bearer`` tokens this server issued (missing or unknown: 401
+  ``UNAUTHENTICATED``);
+* ``POST /token``: the OAuth JWT-bearer grant. The assertion's RS256 signature is verified
+  against the public key of a registered service account (:meth:`FakeGeminiServer.service_account`
+  makes one), and its claims (``iss`` known, ``aud`` = this endpoint, a ``scope``, ``iat`` /
+  ``exp`` at most an hour apart and current); the answer is
+  ``{"access_token", "expires_in", "token_type": "Bearer"}`` or Google's OAuth error body.
+
+Context caching is simulated on an injectable wall clock: ``cachedContents`` create (TTL or
+``expireTime``, 1 hour by default; refused below the model's minimum token count with
+Google's 400), get, list, patch and delete; an expired or deleted cache is gone (Google AI
+answers 403 ``PERMISSION_DENIED`` "CachedContent not found (or permission denied)", Vertex
+404 ``NOT_FOUND``); a ``generateContent`` that names a cache and also sets
+``systemInstruction``, ``tools`` or ``toolConfig`` gets Google's 400; a request that uses a
+cache reports ``cachedContentTokenCount`` (the cache's tokens, also counted in
+``promptTokenCount``). Tokens are estimated as deja's adapter estimates them (four characters
+each, 1,600 per media part). Errors use Google's body ``{"error": {code, message, status}}``.
+
+Replies are deterministic text about the last user message unless scripted with
+:class:`GeminiReply` (text, thoughts, function calls, a thought signature, a finish reason, a
+blocked prompt). Every request is recorded. Public names (:class:`FakeGeminiServer`,
+:class:`GeminiReply`, :func:`make_service_account`) are re-exported from :mod:`deja.testing`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import json
+import logging
+import re
+import secrets
+import socket
+import socketserver
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Final, Self
+from urllib.parse import parse_qs
+
+import orjson
+
+from deja._fake_openai import RecordedRequest, _reason, _shutdown
+from deja.errors import MissingDependencyError
+from deja.providers.gemini import _epoch, _estimate, minimum_cache_tokens
+from deja.providers.google_auth import CLOUD_PLATFORM_SCOPE, JWT_BEARER_GRANT
+from deja.providers.planner import estimate_tokens
+
+__all__ = ["FakeGeminiServer", "GeminiReply", "make_service_account"]
+
+logger = logging.getLogger(__name__)
+
+_STATUS_NAMES: Final = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ALREADY_EXISTS",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+_DEFAULT_MESSAGES: Final = {
+    429: "Resource has been exhausted (e.g. check quota).",
+    500: "An internal error has occurred. Please retry or report in "
+    "https://developers.generativeai.google/guide/troubleshooting",
+    503: "The model is overloaded. Please try again later.",
+    504: "Deadline Exceeded",
+}
+_MODEL_ROUTE: Final = re.compile(
+    r"/(?P<version>v1beta|v1|v1alpha)/models/(?P<model>[^/:]+):(?P<method>\w+)"
+)
+_VERTEX_MODEL_ROUTE: Final = re.compile(
+    r"/(?P<version>v1|v1beta1)/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
+    r"/publishers/google/models/(?P<model>[^/:]+):(?P<method>\w+)"
+)
+_CACHE_ROUTE: Final = re.compile(
+    r"/(?P<version>v1beta|v1|v1alpha)/cachedContents(?:/(?P<id>[^/]+))?"
+)
+_VERTEX_CACHE_ROUTE: Final = re.compile(
+    r"/(?P<version>v1|v1beta1)/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
+    r"/cachedContents(?:/(?P<id>[^/]+))?"
+)
+_TTL: Final = re.compile(r"(\d+(?:\.\d+)?)s")
+_WORD: Final = re.compile(r"\s*\S+|\s+$")
+_DEFAULT_TTL: Final = 3600.0  # Gemini's default cache lifetime
+_MAX_ASSERTION_LIFETIME: Final = 3600
+_CLOCK_SKEW: Final = 300  # seconds an assertion's iat may run ahead of the server
+_CACHE_CONFLICT: Final = {
+    "google_ai": "CachedContent can not be used with GenerateContent request setting "
+    "system_instruction, tools or tool_config.\n\nProposed fix: move those values to "
+    "CachedContent from GenerateContent request.",
+    "vertex": "Tool config, tools and system instruction should not be set in the request "
+    "when using cached content.",
+}
+_UNAUTHENTICATED_HELP: Final = (
+    "Expected OAuth 2 access token, login cookie or other valid authentication credential. "
+    "See https://developers.google.com/identity/sign-in/web/devconsole-project."
+)
+_SHORT_LIVED: Final = (
+    "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable "
+    "timeframe. Check your iat and exp values in the JWT claim."
+)
+
+
+@dataclass(frozen=True)
+class GeminiReply:
+    """A scripted answer: ``GeminiReply("Bonjour")``.
+
+    Parts come in Gemini's order: ``thoughts`` (a ``thought: true`` part, sent only when the
+    request's ``thinkingConfig.includeThoughts`` is true, but always counted in
+    ``thoughtsTokenCount``), then ``text``, then one ``functionCall`` per entry of
+    ``function_calls`` (``{"name", "args"}``, optionally ``"id"``). ``thought_signature``
+    goes on the first function call, else on the last text part. ``finish_reason`` is
+    Gemini's (default ``STOP``, also for function calls, as Gemini sends it);
+    ``"SAFETY"`` with no text gives a candidate without content. ``block_reason`` blocks the
+    prompt: no candidates, only ``promptFeedback``. ``candidates_tokens`` and
+    ``thoughts_tokens`` override the estimates; ``latency`` the server's.
+    """
+
+    text: str | None = None
+    _: KW_ONLY
+    thoughts: str | None = None
+    thought_signature: str | None = None
+    function_calls: Sequence[Mapping[str, Any]] | None = None
+    finish_reason: str | None = None
+    block_reason: str | None = None
+    candidates_tokens: int | None = None
+    thoughts_tokens: int | None = None
+    latency: float | None = None
+
+
+ReplyFunction = Callable[[dict[str, Any]], GeminiReply | None]
+
+
+def make_service_account(
+    *,
+    client_email: str = "deja-test@deja-simulated.iam.gserviceaccount.com",
+    token_uri: str = "https://oauth2.googleapis.com/token",
+    project_id: str = "deja-simulated",
+) -> dict[str, Any]:
+    """A throwaway service-account key file (as a dict) with a fresh 2,048-bit RSA key.
+
+    The key is made here and known to no one else; register it with a fake server
+    (:meth:`FakeGeminiServer.add_service_account`) to get tokens for it. Needs
+    ``cryptography``.
+    """
+    try:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+    except ImportError as exc:
+        raise MissingDependencyError("cryptography", "vertex") from exc
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode("ascii")
+    return {
+        "type": "service_account",
+        "project_id": project_id,
+        "private_key_id": secrets.token_hex(20),
+        "private_key": pem,
+        "client_email": client_email,
+        "client_id": str(secrets.randbelow(10**20)),
+        "token_uri": token_uri,
+    }
+
+
+class _GoogleError(Exception):
+    """An error answer in Google's shape."""
+
+    def __init__(
+        self, code: int, message: str, *, details: list[dict[str, Any]] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+
+    def body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {
+            "code": self.code,
+            "message": self.message,
+            "status": _STATUS_NAMES.get(self.code, "UNKNOWN"),
+        }
+        if self.details:
+            error["details"] = self.details
+        return {"error": error}
+
+
+class _OAuthError(Exception):
+    """An OAuth token-endpoint error (``{"error", "error_description"}``)."""
+
+    def __init__(self, error: str, description: str, status: int = 400) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+        self.status = status
+
+
+@dataclass(frozen=True)
+class _Failure:
+    status: int
+    body: dict[str, Any] | None
+    headers: dict[str, str]
+
+
+@dataclass
+class _Cache:
+    name: str
+    scope: str
+    model: str
+    display_name: str | None
+    contents: list[Any]
+    system_instruction: Any
+    tools: Any
+    tool_config: Any
+    tokens: int
+    create_time: float
+    update_time: float
+    expire_time: float
+
+    def public(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "model": self.model}
+        if self.display_name:
+            out["displayName"] = self.display_name
+        out["createTime"] = _timestamp(self.create_time)
+        out["updateTime"] = _timestamp(self.update_time)
+        out["expireTime"] = _timestamp(self.expire_time)
+        out["usageMetadata"] = {"totalTokenCount": self.tokens}
+        return out
+
+
+@dataclass(frozen=True)
+class _Route:
+    kind: str  # "google_ai" | "vertex"
+    target: str  # "model" | "cache" | "token"
+    scope: str  # "" or "projects/{p}/locations/{l}"
+    model: str | None = None
+    method: str | None = None
+    cache_id: str | None = None
+
+
+class FakeGeminiServer:
+    """A simulated Gemini API on a loopback port (see the module docstring).
+
+    ``api_key``: when set, Google AI routes need it. ``vertex_auth``: whether Vertex routes
+    need a bearer token this server issued (default true). ``minimum_tokens`` overrides the
+    per-model minimum cache size (an int, or a function of the model name; default
+    :func:`deja.providers.gemini.minimum_cache_tokens`). ``clock`` (epoch seconds) drives
+    cache lifetimes, timestamps and token expiry, so a test can expire a cache without
+    sleeping. ``latency`` and ``chunk_delay`` may change while the server runs. The
+    constructor does no I/O; :meth:`start` binds the socket::
+
+        with FakeGeminiServer(api_key="k") as server:
+            url = server.url + "/v1beta/models/gemini-2.5-flash:generateContent"
+            httpx2.post(url, json=..., headers={"x-goog-api-key": "k"})
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        vertex_auth: bool = True,
+        latency: float = 0.0,
+        chunk_delay: float = 0.0,
+        minimum_tokens: int | Callable[[str], int] | None = None,
+        token_lifetime: int = 3600,
+        clock: Callable[[], float] = time.time,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.api_key = api_key
+        self.vertex_auth = vertex_auth
+        self.latency = latency
+        self.chunk_delay = chunk_delay
+        self.minimum_tokens = minimum_tokens
+        self.token_lifetime = token_lifetime
+        self._clock = clock
+        self._host = host
+        self._port = port
+        self._lock = threading.Lock()
+        self._requests: list[RecordedRequest] = []
+        self._queued: deque[GeminiReply] = deque()
+        self._reply_fn: ReplyFunction | None = None
+        self._failures: deque[_Failure] = deque()
+        self._caches: dict[str, _Cache] = {}
+        self._accounts: dict[str, Any] = {}  # client_email -> RSA public key
+        self._tokens: dict[str, float] = {}  # access token -> expiry
+        self._connections = itertools.count(1)
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Bind the socket and serve from a daemon thread; a no-op when already running."""
+        with self._lock:
+            if self._httpd is not None:
+                return self
+            httpd = _HTTPServer((self._host, self._port), self)
+            self._stopping.clear()
+            thread = threading.Thread(
+                target=httpd.serve_forever,
+                kwargs={"poll_interval": 0.02},
+                name=f"FakeGeminiServer:{httpd.server_port}",
+                daemon=True,
+            )
+            self._httpd, self._thread = httpd, thread
+        thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close open connections and the socket; idempotent."""
+        with self._lock:
+            httpd, thread = self._httpd, self._thread
+            self._httpd = self._thread = None
+        if httpd is None or thread is None:
+            return
+        httpd.shutdown()
+        httpd.close_connections()
+        self._stopping.set()
+        httpd.server_close()
+        thread.join()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """``http://HOST:PORT``: the ``api_base`` for both endpoints (deja adds the version)."""
+        httpd = self._httpd
+        if httpd is None:
+            raise RuntimeError("FakeGeminiServer is not running: call start() first")
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{httpd.server_port}"
+
+    @property
+    def token_uri(self) -> str:
+        """The simulated OAuth token endpoint (``url + "/token"``)."""
+        return self.url + "/token"
+
+    # -- credentials ----------------------------------------------------------------------------
+
+    def service_account(
+        self, *, client_email: str = "deja-test@deja-simulated.iam.gserviceaccount.com"
+    ) -> dict[str, Any]:
+        """A fresh service-account key file (dict) registered here, whose ``token_uri`` is
+        this server's token endpoint. Needs ``cryptography``; the server must be running."""
+        info = make_service_account(client_email=client_email, token_uri=self.token_uri)
+        self.add_service_account(info)
+        return info
+
+    def add_service_account(self, info: Mapping[str, Any]) -> None:
+        """Accept assertions signed by the key in ``info`` (a service-account key file)."""
+        try:
+            from cryptography.hazmat.primitives import serialization
+        except ImportError as exc:
+            raise MissingDependencyError("cryptography", "vertex") from exc
+        key = serialization.load_pem_private_key(str(info["private_key"]).encode(), None)
+        with self._lock:
+            self._accounts[str(info["client_email"])] = key.public_key()
+
+    def issue_token(self, *, lifetime: float | None = None) -> str:
+        """A bearer token the Vertex routes accept, without the JWT flow."""
+        token = "ya29.simulated-" + secrets.token_urlsafe(24)
+        with self._lock:
+            self._tokens[token] = self._clock() + (
+                self.token_lifetime if lifetime is None else lifetime
+            )
+        return token
+
+    # -- recording and scripting --------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A snapshot of every request received so far, oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    def count(self, path: str | None = None) -> int:
+        """How many requests were received, in all or for one exact path (query ignored)."""
+        with self._lock:
+            if path is None:
+                return len(self._requests)
+            wanted = path.partition("?")[0]
+            return sum(1 for r in self._requests if r.path == wanted)
+
+    @property
+    def cached_contents(self) -> list[dict[str, Any]]:
+        """Every live cached content, as ``get`` shows it plus ``scope`` (oldest first)."""
+        with self._lock:
+            self._expire()
+            caches = sorted(self._caches.values(), key=lambda c: c.create_time)
+            return [{**c.public(), "scope": c.scope} for c in caches]
+
+    def reset(self) -> None:
+        """Forget requests, scripted replies and failures, caches and issued tokens."""
+        with self._lock:
+            self._requests.clear()
+            self._queued.clear()
+            self._reply_fn = None
+            self._failures.clear()
+            self._caches.clear()
+            self._tokens.clear()
+
+    def queue_reply(self, reply: GeminiReply, *, times: int = 1) -> None:
+        """Answer the next ``times`` generate requests with ``reply``."""
+        with self._lock:
+            self._queued.extend([reply] * times)
+
+    def reply_with(self, fn: ReplyFunction | None) -> None:
+        """Decide each reply with ``fn(body)`` (``None`` from it: the default answer)."""
+        with self._lock:
+            self._reply_fn = fn
+
+    def fail_next(
+        self,
+        status: int,
+        *,
+        times: int = 1,
+        body: dict[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Make the next ``times`` model or cachedContents requests (not ``/token``) fail
+        with ``status``: Google's error body for it unless ``body`` is given; ``headers``
+        are added (e.g. ``retry-after``)."""
+        with self._lock:
+            self._failures.extend([_Failure(status, body, dict(headers or {}))] * times)
+
+    # -- used by the handler --------------------------------------------------------------------
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self._requests.append(request)
+
+    def _next_connection(self) -> int:
+        with self._lock:
+            return next(self._connections)
+
+    def _take_failure(self) -> _Failure | None:
+        with self._lock:
+            return self._failures.popleft() if self._failures else None
+
+    def _take_reply(self, body: dict[str, Any]) -> GeminiReply | None:
+        with self._lock:
+            if self._queued:
+                return self._queued.popleft()
+            fn = self._reply_fn
+        return fn(body) if fn is not None else None
+
+    def _sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self._stopping.wait(seconds)
+
+    def _now(self) -> float:
+        return self._clock()
+
+    def _minimum(self, model: str) -> int:
+        if isinstance(self.minimum_tokens, int):
+            return self.minimum_tokens
+        if callable(self.minimum_tokens):
+            return self.minimum_tokens(model)
+        return minimum_cache_tokens(model)
+
+    def _expire(self) -> None:
+        """Drop expired caches (caller holds the lock): Gemini deletes them on expiry."""
+        now = self._clock()
+        for name in [n for n, c in self._caches.items() if c.expire_time <= now]:
+            del self._caches[name]
+
+    def _cache(self, route: _Route, name: str) -> _Cache:
+        with self._lock:
+            self._expire()
+            cache = self._caches.get(name)
+        if cache is None or cache.scope != route.scope:
+            raise _missing_cache(route)
+        return cache
+
+    def _check_token(self, token: str) -> bool:
+        with self._lock:
+            expiry = self._tokens.get(token)
+            return expiry is not None and expiry > self._clock()
+
+    def __repr__(self) -> str:
+        where = self.url if self._httpd is not None else "stopped"
+        return f"<FakeGeminiServer (simulated) {where}>"
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 64
+
+    def __init__(self, address: tuple[str, int], owner: FakeGeminiServer) -> None:
+        self.owner = owner
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind resolves the host's FQDN: a DNS lookup that can stall offline.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name = str(self.server_address[0])
+        self.server_port = int(self.server_address[1])
+
+    def track(self, conn: socket.socket) -> None:
+        with self._open_lock:
+            self._open.add(conn)
+
+    def untrack(self, conn: socket.socket) -> None:
+        with self._open_lock:
+            self._open.discard(conn)
+
+    def close_connections(self) -> None:
+        with self._open_lock:
+            conns = list(self._open)
+        for conn in conns:
+            _shutdown(conn)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], OSError):
+            return  # a client that went away mid-response is routine here
+        logger.exception("simulated Gemini server: error serving %s", client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _HTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        # Small SSE writes must not wait for the client's delayed ACK (Nagle).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.track(self.connection)
+        self.connection_number = self.server.owner._next_connection()
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.untrack(self.connection)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return  # no stderr line per request
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_PATCH(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def _read_body(self) -> bytes:
+        if "chunked" in str(self.headers.get("transfer-encoding", "")).lower():
+            parts: list[bytes] = []
+            while True:
+                size = int(self.rfile.readline(65537).split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(parts)
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("content-length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _dispatch(self) -> None:
+        owner = self.server.owner
+        try:
+            raw = self._read_body()
+        except ValueError:
+            self.close_connection = True
+            self._send_error(_GoogleError(400, "Could not read the request body."))
+            return
+        path, _, query = self.path.partition("?")
+        headers: dict[str, str] = {}
+        for original, value in self.headers.items():
+            name = original.lower()
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        body: Any = None
+        if raw and "x-www-form-urlencoded" not in headers.get("content-type", ""):
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                body = None
+        owner._record(
+            RecordedRequest(self.command, path, headers, body, raw, query, self.connection_number)
+        )
+        try:
+            self._route(owner, path, query=parse_qs(query), headers=headers, body=body, raw=raw)
+        except OSError:
+            raise
+        except _GoogleError as exc:
+            self._send_error(exc)
+        except _OAuthError as exc:
+            payload = {"error": exc.error, "error_description": exc.description}
+            self._send_json(exc.status, payload)
+        except Exception:
+            logger.exception("simulated Gemini server: error handling %s %s", self.command, path)
+            self._send_error(_GoogleError(500, _DEFAULT_MESSAGES[500]))
+
+    # -- routing ------------------------------------------------------------------------------
+
+    def _route(
+        self,
+        owner: FakeGeminiServer,
+        path: str,
+        *,
+        query: Mapping[str, list[str]],
+        headers: Mapping[str, str],
+        body: Any,
+        raw: bytes,
+    ) -> None:
+        route = _match(path)
+        if route is None:
+            raise _GoogleError(404, f"The requested URL {path} was not found on this server.")
+        if route.target == "token":
+            if self.command != "POST":
+                raise _GoogleError(404, f"The requested URL {path} was not found on this server.")
+            self._token(owner, raw)
+            return
+        self._authorize(owner, route, query, headers)
+        failure = owner._take_failure()
+        if failure is not None:
+            self._send_failure(failure)
+            return
+        if route.target == "model":
+            if self.command != "POST":
+                raise _GoogleError(404, f"The requested URL {path} was not found on this server.")
+            if route.method not in ("generateContent", "streamGenerateContent"):
+                raise _GoogleError(404, f"Method {route.method} is not simulated.")
+            if not isinstance(body, dict):
+                raise _GoogleError(400, "Invalid JSON payload received.")
+            sse = query.get("alt", [""])[0] == "sse"
+            self._generate(owner, route, body, route.method == "streamGenerateContent", sse)
+            return
+        self._cached_contents(owner, route, body)
+
+    def _authorize(
+        self,
+        owner: FakeGeminiServer,
+        route: _Route,
+        query: Mapping[str, list[str]],
+        headers: Mapping[str, str],
+    ) -> None:
+        if route.kind == "google_ai":
+            if owner.api_key is None:
+                return
+            key = headers.get("x-goog-api-key") or (query.get("key") or [""])[0]
+            if not key:
+                raise _GoogleError(
+                    403,
+                    "Method doesn't allow unregistered callers (callers without established "
+                    "identity). Please use API Key or other form of API consumer identity to "
+                    "call this API.",
+                )
+            if key != owner.api_key:
+                raise _GoogleError(
+                    400,
+                    "API key not valid. Please pass a valid API key.",
+                    details=[
+                        {
+                            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                            "reason": "API_KEY_INVALID",
+                            "domain": "googleapis.com",
+                            "metadata": {"service": "generativelanguage.googleapis.com"},
+                        }
+                    ],
+                )
+            return
+        if not owner.vertex_auth:
+            return
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _GoogleError(
+                401,
+                f"Request is missing required authentication credential. {_UNAUTHENTICATED_HELP}",
+            )
+        if not owner._check_token(token.strip()):
+            raise _GoogleError(
+                401, f"Request had invalid authentication credentials. {_UNAUTHENTICATED_HELP}"
+            )
+
+    # -- OAuth ----------------------------------------------------------------------------------
+
+    def _token(self, owner: FakeGeminiServer, raw: bytes) -> None:
+        form = parse_qs(raw.decode("utf-8", "replace"))
+        grant = (form.get("grant_type") or [""])[0]
+        if grant != JWT_BEARER_GRANT:
+            raise _OAuthError("unsupported_grant_type", f"Invalid grant_type: {grant}")
+        assertion = (form.get("assertion") or [""])[0]
+        claims = _verify_assertion(owner, assertion)
+        scope = claims.get("scope")
+        if not isinstance(scope, str) or CLOUD_PLATFORM_SCOPE not in scope.split():
+            raise _OAuthError("invalid_scope", "Invalid OAuth scope or ID token audience provided.")
+        token = owner.issue_token()
+        self._send_json(
+            200,
+            {"access_token": token, "expires_in": owner.token_lifetime - 1, "token_type": "Bearer"},
+        )
+
+    # -- generateContent ------------------------------------------------------------------------
+
+    def _generate(
+        self, owner: FakeGeminiServer, route: _Route, body: dict[str, Any], stream: bool, sse: bool
+    ) -> None:
+        model = str(route.model)
+        resource = _model_resource(route, model)
+        cache: _Cache | None = None
+        name = body.get("cachedContent")
+        if name is not None:
+            if any(body.get(k) is not None for k in ("systemInstruction", "tools", "toolConfig")):
+                raise _GoogleError(400, _CACHE_CONFLICT[route.kind])
+            cache = owner._cache(route, str(name))
+            if cache.model != resource:
+                raise _GoogleError(
+                    400,
+                    f"Model used by GenerateContent request ({resource}) and CachedContent "
+                    f"({cache.model}) has to be the same.",
+                )
+        contents = body.get("contents")
+        if not isinstance(contents, list) or not contents:
+            raise _GoogleError(
+                400, "* GenerateContentRequest.contents: contents is not specified\n"
+            )
+        _validate_contents(contents, "GenerateContentRequest")
+        prompt = _estimate(
+            body.get("systemInstruction"),
+            body.get("tools"),
+            body.get("toolConfig"),
+            contents,
+            estimate_tokens,
+        )
+        cached_tokens = cache.tokens if cache is not None else 0
+        prompt += cached_tokens
+        reply = owner._take_reply(body)
+        owner._sleep(
+            reply.latency if reply is not None and reply.latency is not None else owner.latency
+        )
+        response_id = uuid.uuid4().hex[:22]
+        config = body.get("generationConfig") or {}
+        usage: dict[str, Any] = {"promptTokenCount": prompt, "totalTokenCount": prompt}
+        if reply is not None and reply.block_reason is not None:
+            if cached_tokens:
+                usage["cachedContentTokenCount"] = cached_tokens
+            blocked = {
+                "promptFeedback": {
+                    "blockReason": reply.block_reason,
+                    "safetyRatings": _safety_ratings(reply.block_reason),
+                },
+                "usageMetadata": usage,
+                "modelVersion": model,
+                "responseId": response_id,
+            }
+            self._respond([blocked], stream=stream, sse=sse)
+            return
+        answers = _answers(config, reply, contents)
+        output = sum(a.output_tokens for a in answers)
+        thoughts = sum(a.thoughts_tokens for a in answers)
+        usage = {
+            "promptTokenCount": prompt,
+            "candidatesTokenCount": output,
+            "totalTokenCount": prompt + output + thoughts,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}],
+        }
+        if thoughts:
+            usage["thoughtsTokenCount"] = thoughts
+        if cached_tokens:
+            usage["cachedContentTokenCount"] = cached_tokens
+            usage["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": cached_tokens}]
+        head = {"modelVersion": model, "responseId": response_id}
+        if not stream:
+            candidates = [a.candidate(i) for i, a in enumerate(answers)]
+            self._respond(
+                [{"candidates": candidates, "usageMetadata": usage, **head}],
+                stream=False,
+                sse=False,
+            )
+            return
+        events: list[dict[str, Any]] = []
+        running = {"promptTokenCount": prompt, "totalTokenCount": prompt}
+        for i, answer in enumerate(answers):
+            for piece in answer.pieces(i):
+                events.append({"candidates": [piece], "usageMetadata": running, **head})
+        if events:
+            events[-1] = {**events[-1], "usageMetadata": usage}
+        self._respond(events, stream=True, sse=sse)
+
+    # -- cachedContents -------------------------------------------------------------------------
+
+    def _cached_contents(self, owner: FakeGeminiServer, route: _Route, body: Any) -> None:
+        method = self.command
+        if route.cache_id is None:
+            if method == "POST":
+                self._send_json(200, _create_cache(owner, route, body).public())
+                return
+            if method == "GET":
+                with owner._lock:
+                    owner._expire()
+                    caches = sorted(
+                        (c for c in owner._caches.values() if c.scope == route.scope),
+                        key=lambda c: c.create_time,
+                    )
+                listed = {"cachedContents": [c.public() for c in caches]} if caches else {}
+                self._send_json(200, listed)
+                return
+            raise _GoogleError(404, "Method not allowed on the cachedContents collection.")
+        name = _cache_name(route, route.cache_id)
+        cache = owner._cache(route, name)
+        if method == "GET":
+            self._send_json(200, cache.public())
+        elif method == "DELETE":
+            with owner._lock:
+                owner._caches.pop(name, None)
+            self._send_json(200, {})
+        elif method == "PATCH":
+            if not isinstance(body, dict):
+                raise _GoogleError(400, "Invalid JSON payload received.")
+            now = owner._now()
+            expire = _expiry(body, now)
+            if expire is None:
+                raise _GoogleError(400, "Only ttl or expireTime may be updated.")
+            with owner._lock:
+                cache.expire_time = expire
+                cache.update_time = now
+            self._send_json(200, cache.public())
+        else:
+            raise _GoogleError(404, f"Method {method} is not allowed on a cached content.")
+
+    # -- response -------------------------------------------------------------------------------
+
+    def _respond(self, payloads: list[dict[str, Any]], *, stream: bool, sse: bool) -> None:
+        if not stream:
+            self._send_json(200, payloads[0])
+            return
+        owner = self.server.owner
+        if sse:
+            frames = [b"data: " + orjson.dumps(p) + b"\r\n\r\n" for p in payloads]
+            content_type = "text/event-stream"
+        else:
+            # Without alt=sse Gemini streams one JSON array, element by element.
+            encoded = [orjson.dumps(p) for p in payloads]
+            frames = [b"[" + encoded[0]] + [b",\r\n" + e for e in encoded[1:]] + [b"]"]
+            content_type = "application/json; charset=UTF-8"
+        fields = [("content-type", content_type), ("transfer-encoding", "chunked")]
+        chunked = [b"%x\r\n%s\r\n" % (len(f), f) for f in frames] + [b"0\r\n\r\n"]
+        head = self._head(200, fields)
+        if owner.chunk_delay <= 0:
+            self.wfile.write(head + b"".join(chunked))
+            return
+        self.wfile.write(head)
+        for i, frame in enumerate(chunked):
+            if i:
+                owner._sleep(owner.chunk_delay)
+            self.wfile.write(frame)
+
+    def _head(self, status: int, fields: list[tuple[str, str]]) -> bytes:
+        lines = [f"HTTP/1.1 {status} {_reason(status)}", "server: deja-simulated"]
+        lines.extend(f"{name}: {value}" for name, value in fields)
+        if self.close_connection:
+            lines.append("connection: close")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def _send_json(
+        self, status: int, payload: Any, headers: Mapping[str, str] | None = None
+    ) -> None:
+        data = orjson.dumps(payload)
+        fields = [
+            ("content-type", "application/json; charset=UTF-8"),
+            ("content-length", str(len(data))),
+        ]
+        fields.extend((headers or {}).items())
+        self.wfile.write(self._head(status, fields) + data)
+
+    def _send_error(self, error: _GoogleError, headers: Mapping[str, str] | None = None) -> None:
+        self._send_json(error.code, error.body(), headers)
+
+    def _send_failure(self, failure: _Failure) -> None:
+        if failure.body is not None:
+            self._send_json(failure.status, failure.body, failure.headers)
+            return
+        message = _DEFAULT_MESSAGES.get(
+            failure.status, f"Simulated {failure.status} {_reason(failure.status)}."
+        )
+        self._send_error(_GoogleError(failure.status, message), failure.headers)
+
+
+# -- pure helpers ---------------------------------------------------------------------------
+
+
+def _match(path: str) -> _Route | None:
+    if path == "/token":
+        return _Route("google_ai", "token", "")
+    match = _VERTEX_MODEL_ROUTE.fullmatch(path)
+    if match is not None:
+        scope = f"projects/{match['project']}/locations/{match['location']}"
+        return _Route("vertex", "model", scope, model=match["model"], method=match["method"])
+    match = _MODEL_ROUTE.fullmatch(path)
+    if match is not None:
+        return _Route("google_ai", "model", "", model=match["model"], method=match["method"])
+    match = _VERTEX_CACHE_ROUTE.fullmatch(path)
+    if match is not None:
+        scope = f"projects/{match['project']}/locations/{match['location']}"
+        return _Route("vertex", "cache", scope, cache_id=match["id"])
+    match = _CACHE_ROUTE.fullmatch(path)
+    if match is not None:
+        return _Route("google_ai", "cache", "", cache_id=match["id"])
+    return None
+
+
+def _model_resource(route: _Route, model: str) -> str:
+    if route.kind == "vertex":
+        return f"{route.scope}/publishers/google/models/{model}"
+    return f"models/{model}"
+
+
+def _cache_name(route: _Route, ident: str) -> str:
+    if route.kind == "vertex":
+        return f"{route.scope}/cachedContents/{ident}"
+    return f"cachedContents/{ident}"
+
+
+def _missing_cache(route: _Route) -> _GoogleError:
+    # Google AI hides whether a cache exists behind a permission error; Vertex says 404.
+    if route.kind == "google_ai":
+        return _GoogleError(403, "CachedContent not found (or permission denied)")
+    return _GoogleError(404, "Requested entity was not found.")
+
+
+def _timestamp(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _expiry(body: Mapping[str, Any], now: float) -> float | None:
+    """The expiry a create or patch body asks for (``None``: it names none)."""
+    ttl, expire = body.get("ttl"), body.get("expireTime")
+    if ttl is not None and expire is not None:
+        raise _GoogleError(400, "Only one of ttl and expireTime may be set.")
+    if ttl is not None:
+        match = _TTL.fullmatch(str(ttl))
+        if match is None:
+            raise _GoogleError(
+                400,
+                f"Invalid value at 'cached_content.ttl' "
+                f'(type.googleapis.com/google.protobuf.Duration), "{ttl}"',
+            )
+        return now + float(match[1])
+    if expire is not None:
+        when = _epoch(expire)
+        if when is None:
+            raise _GoogleError(400, f"Invalid value at 'cached_content.expire_time', \"{expire}\"")
+        if when <= now:
+            raise _GoogleError(400, "expire_time must be in the future.")
+        return when
+    return None
+
+
+def _validate_contents(contents: list[Any], request: str) -> None:
+    for i, content in enumerate(contents):
+        if not isinstance(content, dict):
+            raise _GoogleError(400, f"* {request}.contents[{i}]: must be an object\n")
+        role = content.get("role", "user")
+        if role not in ("user", "model"):
+            raise _GoogleError(400, "Please use a valid role: user, model.")
+        parts = content.get("parts")
+        if not isinstance(parts, list) or not parts:
+            raise _GoogleError(
+                400, f"* {request}.contents[{i}].parts: contents.parts must not be empty.\n"
+            )
+
+
+def _create_cache(owner: FakeGeminiServer, route: _Route, body: Any) -> _Cache:
+    if not isinstance(body, dict):
+        raise _GoogleError(400, "Invalid JSON payload received.")
+    model = body.get("model")
+    if route.kind == "vertex":
+        prefix = f"{route.scope}/publishers/google/models/"
+        if not isinstance(model, str) or not model.startswith(prefix):
+            raise _GoogleError(
+                400, f"cached_content.model must be a model in {route.scope} (simulated server)"
+            )
+    elif not isinstance(model, str) or not model.startswith("models/"):
+        raise _GoogleError(
+            400, "cached_content.model must be of the form models/{model} (simulated server)"
+        )
+    contents = body.get("contents") or []
+    if not isinstance(contents, list):
+        raise _GoogleError(400, "Invalid JSON payload received. contents must be a list.")
+    _validate_contents(contents, "CreateCachedContentRequest.cached_content")
+    tokens = _estimate(
+        body.get("systemInstruction"),
+        body.get("tools"),
+        body.get("toolConfig"),
+        contents,
+        estimate_tokens,
+    )
+    minimum = owner._minimum(model.rsplit("/", 1)[-1])
+    if tokens < minimum:
+        if route.kind == "vertex":
+            message = (
+                f"The cached content is of {tokens} tokens. The minimum token count to start "
+                f"caching is {minimum}."
+            )
+        else:
+            message = (
+                f"Cached content is too small. total_token_count={tokens}, "
+                f"min_total_token_count={minimum}"
+            )
+        raise _GoogleError(400, message)
+    now = owner._now()
+    expire = _expiry(body, now)
+    if route.kind == "vertex":
+        name = f"{route.scope}/cachedContents/{secrets.randbelow(9 * 10**18) + 10**18}"
+    else:
+        name = "cachedContents/" + "".join(
+            secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(12)
+        )
+    display = body.get("displayName")
+    cache = _Cache(
+        name=name,
+        scope=route.scope,
+        model=model,
+        display_name=display if isinstance(display, str) else None,
+        contents=contents,
+        system_instruction=body.get("systemInstruction"),
+        tools=body.get("tools"),
+        tool_config=body.get("toolConfig"),
+        tokens=tokens,
+        create_time=now,
+        update_time=now,
+        expire_time=expire if expire is not None else now + _DEFAULT_TTL,
+    )
+    with owner._lock:
+        owner._caches[name] = cache
+    return cache
+
+
+def _b64decode(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def _verify_assertion(owner: FakeGeminiServer, assertion: str) -> dict[str, Any]:
+    """The claims of a JWT-bearer assertion, after checking it as Google does."""
+    try:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+    except ImportError as exc:
+        raise MissingDependencyError("cryptography", "vertex") from exc
+    pieces = assertion.split(".")
+    if len(pieces) != 3:
+        raise _OAuthError("invalid_grant", "Invalid JWT: the assertion is not a JWS.")
+    try:
+        header = json.loads(_b64decode(pieces[0]))
+        claims = json.loads(_b64decode(pieces[1]))
+        signature = _b64decode(pieces[2])
+    except ValueError:
+        raise _OAuthError("invalid_grant", "Invalid JWT: the assertion is malformed.") from None
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise _OAuthError("invalid_grant", "Invalid JWT: the assertion is malformed.")
+    if header.get("alg") != "RS256":
+        raise _OAuthError("invalid_grant", "Invalid JWT Signature.")
+    with owner._lock:
+        key = owner._accounts.get(str(claims.get("iss")))
+    if key is None:
+        raise _OAuthError("invalid_grant", "Invalid grant: account not found")
+    try:
+        key.verify(
+            signature,
+            f"{pieces[0]}.{pieces[1]}".encode("ascii"),
+            padding.PKCS1v15(),
+            hashes.SHA256(),
+        )
+    except InvalidSignature:
+        raise _OAuthError("invalid_grant", "Invalid JWT Signature.") from None
+    if claims.get("aud") != owner.token_uri:
+        raise _OAuthError(
+            "invalid_grant", f"Invalid JWT: Failed audience check. Expected {owner.token_uri}."
+        )
+    issued, expires, now = claims.get("iat"), claims.get("exp"), owner._now()
+    if (
+        not isinstance(issued, int)
+        or not isinstance(expires, int)
+        or expires - issued > _MAX_ASSERTION_LIFETIME
+        or expires <= issued
+        or issued > now + _CLOCK_SKEW
+        or expires <= now
+    ):
+        raise _OAuthError("invalid_grant", _SHORT_LIVED)
+    return claims
+
+
+def _safety_ratings(blocked: str) -> list[dict[str, Any]]:
+    categories = (
+        "HARM_CATEGORY_HATE_SPEECH",
+        "HARM_CATEGORY_DANGEROUS_CONTENT",
+        "HARM_CATEGORY_HARASSMENT",
+        "HARM_CATEGORY_SEXUALLY_EXPLICIT",
+    )
+    ratings = []
+    for i, category in enumerate(categories):
+        rating: dict[str, Any] = {"category": category, "probability": "NEGLIGIBLE"}
+        if i == 1 and blocked == "SAFETY":
+            rating = {**rating, "probability": "HIGH", "blocked": True}
+        ratings.append(rating)
+    return ratings
+
+
+def _last_user_text(contents: Sequence[Any]) -> str:
+    for content in reversed(contents):
+        if isinstance(content, dict) and content.get("role", "user") == "user":
+            texts = [
+                str(p["text"])
+                for p in content.get("parts") or ()
+                if isinstance(p, dict) and isinstance(p.get("text"), str)
+            ]
+            if texts:
+                return "\n".join(texts)
+    return ""
+
+
+def _pieces(text: str) -> list[str]:
+    return _WORD.findall(text) or ([text] if text else [])
+
+
+@dataclass
+class _Answer:
+    """One candidate's resolved output."""
+
+    thought: str | None
+    text: str | None
+    calls: list[dict[str, Any]]
+    signature: str | None
+    finish: str
+    output_tokens: int
+    thoughts_tokens: int
+
+    def parts(self) -> list[dict[str, Any]]:
+        parts: list[dict[str, Any]] = []
+        if self.thought:
+            parts.append({"text": self.thought, "thought": True})
+        if self.text:
+            parts.append({"text": self.text})
+        parts += [{"functionCall": dict(call)} for call in self.calls]
+        self._sign(parts)
+        return parts
+
+    def _sign(self, parts: list[dict[str, Any]]) -> None:
+        if self.signature is None or not parts:
+            return
+        calls = [p for p in parts if "functionCall" in p]
+        texts = [p for p in parts if "text" in p and not p.get("thought")]
+        (calls[0] if calls else texts[-1] if texts else parts[-1])["thoughtSignature"] = (
+            self.signature
+        )
+
+    def candidate(self, index: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        parts = self.parts()
+        if parts:
+            out["content"] = {"parts": parts, "role": "model"}
+        out["finishReason"] = self.finish
+        if self.finish in ("SAFETY", "PROHIBITED_CONTENT"):
+            out["safetyRatings"] = _safety_ratings("SAFETY")
+        out["index"] = index
+        return out
+
+    def pieces(self, index: int) -> list[dict[str, Any]]:
+        """The candidate as streamed: words of thought and text, then the calls in one
+        event; the finish reason on the last."""
+        parts: list[dict[str, Any]] = []
+        parts += [{"text": p, "thought": True} for p in _pieces(self.thought or "")]
+        parts += [{"text": p} for p in _pieces(self.text or "")]
+        calls = [{"functionCall": dict(call)} for call in self.calls]
+        self._sign([*parts, *calls])
+        events: list[dict[str, Any]] = [
+            {"content": {"parts": [part], "role": "model"}, "index": index} for part in parts
+        ]
+        if calls:
+            events.append({"content": {"parts": calls, "role": "model"}, "index": index})
+        if not events:
+            events.append({"index": index})
+        events[-1]["finishReason"] = self.finish
+        return events
+
+
+def _answers(config: Any, reply: GeminiReply | None, contents: Sequence[Any]) -> list[_Answer]:
+    config = config if isinstance(config, dict) else {}
+    count = config.get("candidateCount", 1)
+    count = count if isinstance(count, int) and 1 <= count <= 8 else 1
+    thinking = config.get("thinkingConfig")
+    include = isinstance(thinking, dict) and thinking.get("includeThoughts") is True
+    if reply is None:
+        question = _last_user_text(contents)
+        answers = []
+        for i in range(count):
+            seed = question if i == 0 else f"{question}#{i}"
+            digest = hashlib.sha256(seed.encode()).hexdigest()[:8]
+            text, finish = f"Simulated answer to: {question[:40]} [{digest}]", "STOP"
+            for sequence in config.get("stopSequences") or ():
+                if isinstance(sequence, str) and sequence and sequence in text:
+                    text = text.split(sequence, 1)[0]
+                    break
+            limit = config.get("maxOutputTokens")
+            if isinstance(limit, int) and estimate_tokens(text) > limit:
+                text, finish = text[: limit * 4], "MAX_TOKENS"
+            answers.append(_Answer(None, text, [], None, finish, estimate_tokens(text), 0))
+        return answers
+    calls = []
+    for call in reply.function_calls or ():
+        entry: dict[str, Any] = {"name": call.get("name"), "args": dict(call.get("args") or {})}
+        if call.get("id"):
+            entry["id"] = call["id"]
+        calls.append(entry)
+    output = reply.candidates_tokens
+    if output is None:
+        output = estimate_tokens(reply.text or "") + sum(
+            estimate_tokens(str(c["name"]) + json.dumps(c["args"])) for c in calls
+        )
+    thoughts = reply.thoughts_tokens
+    if thoughts is None:
+        thoughts = estimate_tokens(reply.thoughts or "")
+    answer = _Answer(
+        reply.thoughts if include else None,
+        reply.text,
+        calls,
+        reply.thought_signature,
+        reply.finish_reason or "STOP",
+        output,
+        thoughts,
+    )
+    return [answer] * count
