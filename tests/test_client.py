@@ -303,8 +303,6 @@ def test_provider_prefix_and_missing_endpoint() -> None:
     client = deja.Client(max_retries=0)
     with pytest.raises(deja.InvalidRequestError, match="api_base"):
         client.completion(model="vllm/my-model", messages=MESSAGES)
-    with pytest.raises(deja.InvalidRequestError, match="gemini"):
-        client.completion(model="gemini/gemini-2.0-flash", messages=MESSAGES)
 
 
 async def test_async_client_over_httpx2_too(server: FakeOpenAIServer) -> None:

@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from deja.testing import FakeAnthropicServer, FakeOpenAIServer
+import deja
+import deja.api
+from deja.providers.bedrock import AwsCredentials
+from deja.testing import FakeAnthropicServer, FakeBedrockServer, FakeGeminiServer, FakeOpenAIServer
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
@@ -25,14 +28,30 @@ def examples(page: Path) -> list[str]:
 
 @pytest.fixture
 def providers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    aws = AwsCredentials("AKIDDOCS", "docs-secret")
     with (
         FakeOpenAIServer(prompt_cache="deepseek", api_key="sk-deepseek-test") as deepseek,
         FakeAnthropicServer(api_key="sk-ant-test") as anthropic,
+        FakeBedrockServer(credentials=aws, region="eu-central-1") as bedrock,
+        FakeGeminiServer(api_key="AIza-docs") as gemini,
     ):
         monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-deepseek-test")
         monkeypatch.setenv("DEEPSEEK_API_BASE", deepseek.base_url)
         monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
         monkeypatch.setenv("ANTHROPIC_API_BASE", anthropic.url)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", aws.access_key)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", aws.secret_key)
+        monkeypatch.setenv("AWS_REGION", "eu-central-1")
+        monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", bedrock.url)
+        for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        monkeypatch.setenv("GEMINI_API_KEY", "AIza-docs")
+        monkeypatch.setenv("GEMINI_API_BASE", gemini.url)
+        # the module functions' default clients read the environment at their first call
+        monkeypatch.setattr(deja.api, "DEFAULTS", deja.api.Defaults())
         yield
 
 

@@ -18,8 +18,12 @@ from deja._sync.client import Client
 from deja._version import __version__
 from deja.api import (
     acompletion,
+    acreate_context_cache,
+    adelete_context_cache,
     aembedding,
     completion,
+    create_context_cache,
+    delete_context_cache,
     disable_cache,
     embedding,
     enable_cache,
@@ -50,6 +54,7 @@ from deja.errors import (
 from deja.metrics import Metrics, NullMetrics, PrometheusMetrics
 from deja.policy import AdmissionPolicy
 from deja.prices import Price, PriceTable
+from deja.providers.context_cache import ContextCache
 from deja.request import Request
 from deja.result import CacheInfo, CacheResult, CacheStats
 from deja.stores import (
@@ -78,6 +83,7 @@ __all__ = [
     "Client",
     "ConfigError",
     "ConflictError",
+    "ContextCache",
     "ControlError",
     "DejaError",
     "DiskStore",
@@ -109,8 +115,12 @@ __all__ = [
     "UpstreamTimeoutError",
     "__version__",
     "acompletion",
+    "acreate_context_cache",
+    "adelete_context_cache",
     "aembedding",
     "completion",
+    "create_context_cache",
+    "delete_context_cache",
     "disable_cache",
     "embedding",
     "enable_cache",

@@ -16,6 +16,7 @@ from deja._async.client import AsyncChatCompletionStream, AsyncClient
 from deja._sync.cache import Cache
 from deja._sync.client import ChatCompletionStream, Client
 from deja.controls import CacheControl
+from deja.providers.context_cache import ContextCache
 from deja.response import ChatCompletion, CreateEmbeddingResponse
 from deja.stores.base import Store
 
@@ -23,8 +24,12 @@ __all__ = [
     "DEFAULTS",
     "Defaults",
     "acompletion",
+    "acreate_context_cache",
+    "adelete_context_cache",
     "aembedding",
     "completion",
+    "create_context_cache",
+    "delete_context_cache",
     "disable_cache",
     "embedding",
     "enable_cache",
@@ -188,4 +193,81 @@ async def aembedding(
         api_key=api_key,
         timeout=timeout,
         **body,
+    )
+
+
+def create_context_cache(
+    *,
+    model: str,
+    system_instruction: str | None = None,
+    messages: Sequence[Mapping[str, Any]] = (),
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    ttl: int = 3600,
+    api_base: str | None = None,
+    api_key: str | None = None,
+    **options: Any,
+) -> ContextCache:
+    """A Gemini context cache through the default client (see
+    :meth:`deja.Client.create_context_cache`); pass its ``id`` as ``context_cache_id``."""
+    return DEFAULTS.client.create_context_cache(
+        model=model,
+        system_instruction=system_instruction,
+        messages=messages,
+        tools=tools,
+        ttl=ttl,
+        api_base=api_base,
+        api_key=api_key,
+        **options,
+    )
+
+
+async def acreate_context_cache(
+    *,
+    model: str,
+    system_instruction: str | None = None,
+    messages: Sequence[Mapping[str, Any]] = (),
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    ttl: int = 3600,
+    api_base: str | None = None,
+    api_key: str | None = None,
+    **options: Any,
+) -> ContextCache:
+    """The async twin of :func:`create_context_cache`."""
+    return await DEFAULTS.async_client.acreate_context_cache(
+        model=model,
+        system_instruction=system_instruction,
+        messages=messages,
+        tools=tools,
+        ttl=ttl,
+        api_base=api_base,
+        api_key=api_key,
+        **options,
+    )
+
+
+def delete_context_cache(
+    *,
+    model: str,
+    name: str,
+    api_base: str | None = None,
+    api_key: str | None = None,
+    **options: Any,
+) -> None:
+    """Delete a Gemini context cache through the default client."""
+    DEFAULTS.client.delete_context_cache(
+        model=model, name=name, api_base=api_base, api_key=api_key, **options
+    )
+
+
+async def adelete_context_cache(
+    *,
+    model: str,
+    name: str,
+    api_base: str | None = None,
+    api_key: str | None = None,
+    **options: Any,
+) -> None:
+    """The async twin of :func:`delete_context_cache`."""
+    await DEFAULTS.async_client.adelete_context_cache(
+        model=model, name=name, api_base=api_base, api_key=api_key, **options
     )

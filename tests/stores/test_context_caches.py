@@ -9,7 +9,7 @@ import pytest
 
 from deja._async.context_caches import AsyncContextCaches
 from deja._sync.context_caches import ContextCaches
-from deja.providers.context_cache import ContextCacheEntry
+from deja.providers.context_cache import ContextCache
 from deja.stores.memory import MemoryStore
 from deja.testing import FakeClock
 
@@ -23,18 +23,16 @@ class Maker:
         self.pause = pause
         self.calls = 0
 
-    async def acreate(self) -> ContextCacheEntry:
+    async def acreate(self) -> ContextCache:
         self.calls += 1
         number = self.calls
         if self.pause:
             await asyncio.sleep(self.pause)
-        return ContextCacheEntry(f"cachedContents/c{number}", self.clock() + self.lifetime, 5000)
+        return ContextCache(f"cachedContents/c{number}", self.clock() + self.lifetime, 5000)
 
-    def create(self) -> ContextCacheEntry:
+    def create(self) -> ContextCache:
         self.calls += 1
-        return ContextCacheEntry(
-            f"cachedContents/c{self.calls}", self.clock() + self.lifetime, 5000
-        )
+        return ContextCache(f"cachedContents/c{self.calls}", self.clock() + self.lifetime, 5000)
 
 
 class BrokenStore(MemoryStore):
@@ -105,7 +103,7 @@ async def test_a_record_that_is_not_one_is_ignored() -> None:
     caches = AsyncContextCaches(store=store, clock=clock)
     await store.aset(caches.key("d"), b"not json", 100)
     assert await caches.aget("d") is None
-    assert ContextCacheEntry.from_bytes(b'{"name": "x"}') is None
+    assert ContextCache.from_bytes(b'{"name": "x"}') is None
 
 
 def test_the_sync_twin() -> None:

@@ -21,17 +21,21 @@ import random
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx2
 import orjson
 
 from deja._async.cache import AsyncCache
+from deja._async.context_caches import AsyncContextCaches
 from deja._async.embeddings import acached_embeddings, embedding_items
+from deja._async.singleflight import AsyncSingleFlight
 from deja._async.streams import AsyncCachedStream, aopen_uncached
 from deja._transport import AsyncHTTP, AsyncHTTPResponse, ChunkStream, async_http_client
 from deja.controls import CacheControl
 from deja.errors import (
+    ConfigError,
     InvalidRequestError,
     ProviderError,
     RateLimitError,
@@ -43,7 +47,16 @@ from deja.metrics import Metrics, NullMetrics
 from deja.prices import PriceTable
 from deja.providers.anthropic import AnthropicProvider
 from deja.providers.bedrock import AwsCredentials, BedrockProvider, BedrockRequest, resolve_aws
+from deja.providers.context_cache import ContextCache
 from deja.providers.eventstream import EventStreamDecoder, to_events
+from deja.providers.gemini import (
+    ContextCachePlan,
+    GeminiProvider,
+    GeminiRequest,
+    cached_content_gone,
+    parse_cached_content,
+)
+from deja.providers.google_auth import AccessToken, ServiceAccount, parse_token_response
 from deja.providers.usage import cache_tokens, normalize_usage
 from deja.request import PROVIDER_API_BASES, Request, resolve_model
 from deja.response import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse
@@ -57,9 +70,9 @@ logger = logging.getLogger(__name__)
 # Providers whose wire format is OpenAI's; the others get their own adapters.
 _OPENAI_COMPATIBLE = frozenset(PROVIDER_API_BASES) - {"anthropic", "gemini", "bedrock", "vertex_ai"}
 # Providers with their own wire format that this client translates to and from OpenAI's.
-_ADAPTED = frozenset({"anthropic", "bedrock"})
+_ADAPTED = frozenset({"anthropic", "bedrock", "gemini", "vertex_ai"})
 # Providers whose endpoint is per region (or project): api_base is optional for them.
-_REGIONAL = frozenset({"bedrock"})
+_REGIONAL = frozenset({"bedrock", "vertex_ai"})
 # LiteLLM's per-call provider settings: credentials and the region of the endpoint. They
 # pick where and as whom a call is made, never what it asks, so they are not in the key.
 _PROVIDER_OPTIONS = frozenset(
@@ -69,8 +82,15 @@ _PROVIDER_OPTIONS = frozenset(
         "aws_secret_access_key",
         "aws_session_token",
         "aws_profile_name",
+        "vertex_project",
+        "vertex_location",
+        "vertex_credentials",
+        "vertex_ai_project",  # LiteLLM's older names
+        "vertex_ai_location",
     }
 )
+# A context cache Gemini refused to make (too small, say) is not asked for again so soon.
+_REFUSED_CACHE_SECONDS = 600.0
 # How long resolved AWS credentials are reused: frozen credentials from the chain have at
 # least 10 minutes left (botocore refreshes 15 minutes before expiry).
 _AWS_CREDENTIALS_SECONDS = 300.0
@@ -114,6 +134,65 @@ class _BedrockEvents:
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         return to_events(self._decoder.feed(data))
+
+
+def _provider_options(options: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    if not options:
+        return _NO_OPTIONS
+    unknown = set(options) - _PROVIDER_OPTIONS
+    if unknown:
+        raise InvalidRequestError(f"unknown provider options: {', '.join(sorted(unknown))}")
+    return options
+
+
+def _option(options: Mapping[str, Any], *names: str) -> str | None:
+    for name in names:
+        value = options.get(name)
+        if value:
+            return str(value)
+    return None
+
+
+def _env(*names: str) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def _load_service_account(source: Any) -> ServiceAccount:
+    """A service account from a key file path, the key file's JSON text, or its mapping."""
+    if isinstance(source, Mapping):
+        return ServiceAccount.from_info(source)
+    text = str(source).strip()
+    if text.startswith("{"):
+        try:
+            info = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise ConfigError(f"vertex_credentials is not valid JSON: {exc}") from exc
+        return ServiceAccount.from_info(info)
+    return ServiceAccount.from_file(text)
+
+
+@dataclass(frozen=True, slots=True)
+class _GoogleAuth:
+    api_key: str | None = None
+    token: str | None = None
+    project: str | None = None
+    location: str | None = None
+
+
+def _bill_context_cache(usage: object, entry: ContextCache, now: float) -> None:
+    """Put the context cache made for a call into its ``usage``, where prices count it:
+    the tokens written (at the input price) and the token-hours of storage bought."""
+    if not isinstance(usage, dict):
+        return
+    hours = max(0.0, entry.expire_time - now) / 3600.0
+    usage["context_cache"] = {
+        "created_tokens": entry.tokens,
+        "storage_token_hours": round(entry.tokens * hours, 3),
+    }
 
 
 def _request_id(headers: Mapping[str, str]) -> str | None:
@@ -250,6 +329,13 @@ class AsyncClient:
     back in OpenAI's schema for every provider (cached tokens in
     ``prompt_tokens_details.cached_tokens`` and the cache-write fields); ``metrics`` (default:
     the cache's) counts them in ``deja_provider_cached_tokens_total``.
+
+    ``bedrock/`` models call Bedrock Converse (SigV4; ``aws_*`` call options or the AWS
+    chain), ``gemini/`` and ``vertex_ai/`` models Gemini (an API key, or a service
+    account's token and the ``vertex_*`` options); Gemini context caches are made from
+    ``cache_control`` markers and kept in the cache's store (see
+    :meth:`acreate_context_cache`). ``clock`` (wall clock) times access tokens and context
+    caches.
     """
 
     def __init__(
@@ -266,6 +352,7 @@ class AsyncClient:
         headers: Mapping[str, str] | None = None,
         cache_control_injection_points: Sequence[Mapping[str, Any]] = (),
         metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if max_retries < 0 or timeout <= 0 or backoff < 0:
             raise ValueError("max_retries and backoff must be >= 0, timeout > 0")
@@ -282,8 +369,15 @@ class AsyncClient:
         self._http_lock = threading.Lock()
         self.injection_points = tuple(cache_control_injection_points)
         self.metrics = metrics
+        self._clock = clock
         self._anthropic = AnthropicProvider()
         self._bedrock = BedrockProvider()
+        self._gemini = GeminiProvider()
+        self._context_caches: AsyncContextCaches | None = None
+        self._refused_caches: dict[str, float] = {}
+        self._accounts: dict[str, ServiceAccount] = {}
+        self._tokens: dict[str, AccessToken] = {}
+        self._token_flight: AsyncSingleFlight[AccessToken] = AsyncSingleFlight()
         self._aws: dict[tuple[str | None, ...], tuple[float, tuple[str, AwsCredentials]]] = {}
         self._endpoints: dict[tuple[str, str | None, str | None], _Endpoint] = {}
 
@@ -396,6 +490,108 @@ class AsyncClient:
         )
         return CreateEmbeddingResponse(batch.response(encoding_format=encoding), batch.info)
 
+    async def acreate_context_cache(
+        self,
+        *,
+        model: str,
+        system_instruction: str | None = None,
+        messages: Sequence[Mapping[str, Any]] = (),
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        ttl: int = 3600,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> ContextCache:
+        """Make a Gemini context cache of a prompt prefix, to name in later requests.
+
+        The prefix is ``system_instruction``, ``messages`` (OpenAI format) and ``tools``;
+        it lives ``ttl`` seconds. Pass the result's ``id`` as a request's
+        ``context_cache_id``; such a request sends no system message or tools (the cache
+        holds them). Requests whose ``cache_control`` markers cover the same prefix reuse
+        it too. ``options``: the ``vertex_*`` settings of a ``vertex_ai/`` model. Raises
+        :class:`~deja.errors.InvalidRequestError` for a model that is not Gemini's, and
+        the provider's error when it refuses (a prefix below the model's minimum size).
+        """
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 1:
+            raise InvalidRequestError("ttl must be a whole number of seconds >= 1")
+        provider, name, _, url_base = self._endpoint(model, api_base)
+        if provider not in ("gemini", "vertex_ai"):
+            raise InvalidRequestError(
+                f"context caches are Gemini's (gemini/ or vertex_ai/ models), not {provider}'s"
+            )
+        unknown = set(options) - _PROVIDER_OPTIONS
+        if unknown:
+            raise InvalidRequestError(f"unknown options: {', '.join(sorted(unknown))}")
+        prefix: list[dict[str, Any]] = []
+        if system_instruction:
+            prefix.append({"role": "system", "content": system_instruction})
+        prefix.extend(dict(m) for m in messages)
+        if not prefix and not tools:
+            raise InvalidRequestError(
+                "nothing to cache: give a system_instruction, messages or tools"
+            )
+        payload: dict[str, Any] = {
+            "model": name,
+            # a marker ends the prefix; the request's last turn is never part of a cache, so
+            # a placeholder turn stands after it (it is not sent anywhere)
+            "messages": [*prefix, {"role": "user", "content": "."}],
+            "cache_control_injection_points": [
+                {"location": "message", "index": len(prefix) - 1}
+                if prefix
+                else {"location": "tool"}
+            ],
+        }
+        if tools:
+            payload["tools"] = list(tools)
+        wire = await self._gemini_request(
+            provider, payload, url_base, options, api_key, {}, stream=False
+        )
+        plan = wire.context_cache
+        if plan is None:
+            raise InvalidRequestError("nothing to cache in the given prefix")
+        seconds = timeout if timeout is not None else self.timeout
+        made = await self._create_context_cache(wire, plan, seconds, provider, ttl=ttl)
+        await self._caches().arecord(self._cache_digest(wire, plan), made)
+        return made
+
+    async def adelete_context_cache(
+        self,
+        *,
+        model: str,
+        name: str,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> None:
+        """Delete Gemini context cache ``name`` (its ``id``) now, ending its storage cost.
+
+        A request whose markers name that prefix afterwards makes a new cache. Raises the
+        provider's :class:`~deja.errors.NotFoundError` when there is no such cache.
+        """
+        provider, bare, _, url_base = self._endpoint(model, api_base)
+        if provider not in ("gemini", "vertex_ai"):
+            raise InvalidRequestError(
+                f"context caches are Gemini's (gemini/ or vertex_ai/ models), not {provider}'s"
+            )
+        auth = await self._gemini_auth(provider, options, api_key)
+        endpoint, _ = self._gemini.endpoint(
+            f"{provider}/{bare}",
+            api_base=url_base or None,
+            vertex_project=auth.project,
+            vertex_location=auth.location,
+        )
+        headers = {"content-type": "application/json"}
+        if auth.api_key:
+            headers["x-goog-api-key"] = auth.api_key
+        if auth.token:
+            headers["authorization"] = f"Bearer {auth.token}"
+        seconds = timeout if timeout is not None else self.timeout
+        url = endpoint.cached_content_url(name)
+        await self._post(url, b"", headers, seconds, provider, method="DELETE")
+        self._metrics().context_cache(provider, "deleted")
+
     async def arequest(
         self,
         path: str,
@@ -406,12 +602,14 @@ class AsyncClient:
         api_key: str | None = None,
         timeout: float | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        provider_options: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """POST an OpenAI-format body to ``model``'s upstream, with no cache: its JSON answer.
 
         ``path`` is the route under the API base (``/chat/completions``); ``model`` picks
-        the endpoint and is sent as the provider's model name. Retries and errors as for
-        :meth:`acompletion`. The proxy calls upstreams through this.
+        the endpoint and is sent as the provider's model name. ``provider_options`` are the
+        ``aws_*`` / ``vertex_*`` settings of Bedrock and Vertex AI. Retries and errors as
+        for :meth:`acompletion`. The proxy calls upstreams through this.
         """
         provider, name, _, url_base = self._endpoint(model, api_base)
         seconds = timeout if timeout is not None else self.timeout
@@ -423,6 +621,7 @@ class AsyncClient:
                 api_key=api_key,
                 extra_headers=extra_headers or {},
                 timeout=seconds,
+                options=_provider_options(provider_options),
             )
         if provider in _ADAPTED:
             raise InvalidRequestError(f"deja calls {provider} for chat completions only")
@@ -442,6 +641,7 @@ class AsyncClient:
         api_key: str | None = None,
         timeout: float | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        provider_options: Mapping[str, Any] | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         """Like :meth:`arequest` for ``stream: true``: an iterator of the SSE events' JSON."""
         provider, name, _, url_base = self._endpoint(model, api_base)
@@ -455,6 +655,7 @@ class AsyncClient:
                 api_key=api_key,
                 extra_headers=extra_headers or {},
                 timeout=seconds,
+                options=_provider_options(provider_options),
             )
         if provider in _ADAPTED:
             raise InvalidRequestError(f"deja calls {provider} for chat completions only")
@@ -510,6 +711,15 @@ class AsyncClient:
         options: Mapping[str, Any] = _NO_OPTIONS,
     ) -> dict[str, Any]:
         """One chat completion from the upstream, in OpenAI's format whatever its own."""
+        if provider in ("gemini", "vertex_ai"):
+            gemini = await self._gemini_request(
+                provider, payload, url_base, options, api_key, extra_headers, stream=False
+            )
+            data, created = await self._gemini_send(gemini, timeout, provider)
+            answer = self._account(provider, self._gemini.parse_response(data, model=gemini.model))
+            if created is not None:
+                _bill_context_cache(answer.get("usage"), created, self._clock())
+            return answer
         if provider == "bedrock":
             bedrock = await self._bedrock_request(
                 payload, url_base, options, extra_headers, stream=False
@@ -576,6 +786,17 @@ class AsyncClient:
         options: Mapping[str, Any] = _NO_OPTIONS,
     ) -> AsyncIterator[dict[str, Any]]:
         """An upstream stream as OpenAI ``chat.completion.chunk`` dicts, usage included."""
+        if provider in ("gemini", "vertex_ai"):
+            request = await self._gemini_request(
+                provider, payload, url_base, options, api_key, extra_headers, stream=True
+            )
+            events, created = await self._gemini_send_stream(request, timeout, provider)
+            gemini = self._gemini.stream_translator(
+                model=request.model, candidates=request.candidate_count
+            )
+            return self._translated(
+                provider, events, gemini, finish=gemini.finish, context_cache=created
+            )
         if provider == "bedrock":
             bedrock = await self._bedrock_request(
                 payload, url_base, options, extra_headers, stream=True
@@ -618,25 +839,272 @@ class AsyncClient:
         return accounted()
 
     async def _translated(
-        self, provider: str, events: ChunkStream, translator: StreamTranslator
+        self,
+        provider: str,
+        events: ChunkStream,
+        translator: StreamTranslator,
+        *,
+        finish: Callable[[], list[dict[str, Any]]] | None = None,
+        context_cache: ContextCache | None = None,
     ) -> ChunkStream:
         """``events`` of a provider's own stream as OpenAI chunks, its usage accounted.
 
-        A stream that ends before the provider said it finished is an error: its answer
-        is cut short (and is not stored).
+        ``finish`` gives the chunks due when the events end (Gemini's last usage). A stream
+        that ends before the provider said it finished is an error: its answer is cut
+        short (and is not stored). ``context_cache``: the cache made for this call, billed
+        in the usage chunk.
         """
+
+        def accounted(chunk: dict[str, Any]) -> dict[str, Any]:
+            if chunk.get("usage") is not None:
+                self._account(provider, chunk)
+                if context_cache is not None:
+                    _bill_context_cache(chunk["usage"], context_cache, self._clock())
+            return chunk
+
         try:
             async for event in events:
                 for chunk in translator.feed(event):
-                    if chunk.get("usage") is not None:
-                        self._account(provider, chunk)
-                    yield chunk
+                    yield accounted(chunk)
         finally:
             await events.aclose()
+        for chunk in finish() if finish is not None else ():
+            yield accounted(chunk)
         if not translator.finished:
             raise UpstreamConnectionError(
                 "the upstream stream ended before the answer finished", provider=provider
             )
+
+    # -- Gemini and Vertex AI -------------------------------------------------------------
+
+    async def _gemini_request(  # noqa: PLR0917 (private, called twice)
+        self,
+        provider: str,
+        payload: Mapping[str, Any],
+        url_base: str,
+        options: Mapping[str, Any],
+        api_key: str | None,
+        extra_headers: Mapping[str, str],
+        *,
+        stream: bool,
+    ) -> GeminiRequest:
+        """The generateContent request, authenticated (see :meth:`_gemini_auth`)."""
+        auth = await self._gemini_auth(provider, options, api_key)
+        wire = self._gemini.build_request(
+            {**payload, "model": f"{provider}/{payload['model']}"},
+            api_base=url_base or None,
+            api_key=auth.api_key,
+            access_token=auth.token,
+            vertex_project=auth.project,
+            vertex_location=auth.location,
+            injection_points=self.injection_points,
+            extra_headers=extra_headers,
+            stream=stream,
+        )
+        for warning in wire.warnings:
+            logger.warning("%s: %s", provider, warning)
+        return wire
+
+    async def _gemini_auth(
+        self, provider: str, options: Mapping[str, Any], api_key: str | None
+    ) -> _GoogleAuth:
+        """Google AI: an API key (``api_key``, ``GEMINI_API_KEY``, ``GOOGLE_API_KEY``).
+        Vertex AI: the project and location (the call's ``vertex_*`` options, else
+        ``VERTEXAI_PROJECT`` / ``VERTEXAI_LOCATION``) and an OAuth token — ``api_key`` taken
+        as one, or the service account's (``vertex_credentials`` or
+        ``GOOGLE_APPLICATION_CREDENTIALS``)."""
+        if provider != "vertex_ai":
+            key = self._key(provider, api_key) or os.environ.get("GOOGLE_API_KEY")
+            return _GoogleAuth(api_key=key)
+        project = _option(options, "vertex_project", "vertex_ai_project") or _env(
+            "VERTEXAI_PROJECT", "VERTEX_PROJECT", "GOOGLE_CLOUD_PROJECT"
+        )
+        location = _option(options, "vertex_location", "vertex_ai_location") or _env(
+            "VERTEXAI_LOCATION", "VERTEX_LOCATION"
+        )
+        token = api_key or await self._vertex_token(options)
+        return _GoogleAuth(token=token, project=project, location=location)
+
+    async def _gemini_send(
+        self, wire: GeminiRequest, timeout: float, provider: str
+    ) -> tuple[dict[str, Any], ContextCache | None]:
+        """Send ``wire`` through its context cache when it asks for one (making the cache
+        if needed, remaking it once if Gemini lost it); the answer, and the cache if this
+        call made it."""
+        cached, created = await self._context_cache(wire, timeout, provider)
+        if cached is not None:
+            try:
+                sent = wire.with_cached_content(cached.name)
+                data = await self._post(sent.url, sent.json, sent.headers, timeout, provider)
+                return data, cached if created else None
+            except ProviderError as exc:
+                if not cached_content_gone(exc.status_code, exc.body):
+                    raise
+                cached, created = await self._remake_context_cache(wire, cached, timeout, provider)
+            if cached is not None:
+                sent = wire.with_cached_content(cached.name)
+                data = await self._post(sent.url, sent.json, sent.headers, timeout, provider)
+                return data, cached if created else None
+        return await self._post(wire.url, wire.json, wire.headers, timeout, provider), None
+
+    async def _gemini_send_stream(
+        self, wire: GeminiRequest, timeout: float, provider: str
+    ) -> tuple[ChunkStream, ContextCache | None]:
+        """:meth:`_gemini_send` for a stream (a lost cache shows in the stream's status)."""
+        cached, created = await self._context_cache(wire, timeout, provider)
+        if cached is not None:
+            try:
+                sent = wire.with_cached_content(cached.name)
+                events = await self._open_stream(
+                    sent.url, sent.json, sent.headers, timeout, provider
+                )
+                return events, cached if created else None
+            except ProviderError as exc:
+                if not cached_content_gone(exc.status_code, exc.body):
+                    raise
+                cached, created = await self._remake_context_cache(wire, cached, timeout, provider)
+            if cached is not None:
+                sent = wire.with_cached_content(cached.name)
+                events = await self._open_stream(
+                    sent.url, sent.json, sent.headers, timeout, provider
+                )
+                return events, cached if created else None
+        events = await self._open_stream(wire.url, wire.json, wire.headers, timeout, provider)
+        return events, None
+
+    def _caches(self) -> AsyncContextCaches:
+        caches = self._context_caches
+        if caches is None:
+            cache = self.cache
+            # the response cache's store, so that every process sharing it shares the caches
+            caches = self._context_caches = AsyncContextCaches(
+                store=cache.store if cache is not None else None,
+                key_prefix=cache.key_prefix if cache is not None else "deja:",
+                clock=self._clock,
+            )
+        return caches
+
+    @staticmethod
+    def _cache_digest(wire: GeminiRequest, plan: ContextCachePlan) -> str:
+        """The plan's digest, scoped to the credential: a cache made with one key or
+        project is invisible to another (the secret itself is only hashed)."""
+        credential = wire.headers.get("x-goog-api-key") or wire.endpoint.parent
+        return hashlib.sha256(f"{plan.digest}\0{credential}".encode()).hexdigest()
+
+    async def _context_cache(
+        self, wire: GeminiRequest, timeout: float, provider: str
+    ) -> tuple[ContextCache | None, bool]:
+        """The context cache ``wire`` should use, made if needed: ``(entry, created)``, or
+        ``(None, False)`` when it asks for none, its prefix is too small, or Gemini refused."""
+        plan = wire.context_cache
+        if plan is None or plan.below_minimum:
+            return None, False
+        digest = self._cache_digest(wire, plan)
+        refused = self._refused_caches.get(digest)
+        if refused is not None and refused > time.monotonic():
+            return None, False
+        caches = self._caches()
+        metrics = self._metrics()
+
+        async def create() -> ContextCache:
+            return await self._create_context_cache(wire, plan, timeout, provider)
+
+        try:
+            entry, created = await caches.aget_or_create(digest, create)
+        except ProviderError as exc:
+            metrics.context_cache(provider, "failed")
+            if exc.status_code in (401, 403):
+                raise  # the request itself would fail the same way
+            if exc.status_code == 400:
+                self._refused_caches[digest] = time.monotonic() + _REFUSED_CACHE_SECONDS
+            logger.warning("%s: no context cache (%s); sending the whole prompt", provider, exc)
+            return None, False
+        if not created:
+            metrics.context_cache(provider, "reused")
+        return entry, created
+
+    async def _remake_context_cache(
+        self, wire: GeminiRequest, lost: ContextCache, timeout: float, provider: str
+    ) -> tuple[ContextCache | None, bool]:
+        """Gemini no longer has ``lost`` (expired early, or deleted): forget it, make anew."""
+        plan = wire.context_cache
+        assert plan is not None  # only a planned cache is ever lost
+        logger.info("%s: context cache %s is gone; making it again", provider, lost.name)
+        await self._caches().aforget(self._cache_digest(wire, plan), lost.name)
+        self._metrics().context_cache(provider, "recreated")
+        return await self._context_cache(wire, timeout, provider)
+
+    async def _create_context_cache(
+        self,
+        wire: GeminiRequest,
+        plan: ContextCachePlan,
+        timeout: float,
+        provider: str,
+        *,
+        ttl: int | None = None,
+    ) -> ContextCache:
+        """POST the cachedContents resource (to live ``ttl`` seconds, default the marker's
+        lifetime); its storage and creation are billed."""
+        now = self._clock()
+        ttl = plan.ttl_seconds if ttl is None else ttl
+        data = await self._post(
+            plan.create_url, plan.create_body(ttl), wire.headers, timeout, provider
+        )
+        made = parse_cached_content(data)
+        expires = made.expire_time if made.expire_time is not None else now + ttl
+        tokens = (
+            made.total_token_count if made.total_token_count is not None else (plan.prefix_tokens)
+        )
+        entry = ContextCache(made.name, expires, tokens, f"{provider}/{wire.model}")
+        usage: dict[str, Any] = {}
+        _bill_context_cache(usage, entry, now)
+        prices = self.cache.prices if self.cache is not None else _default_prices()
+        made_for = prices.cost(entry.model, {"prompt_tokens": 0, **usage})
+        self._metrics().context_cache(provider, "created", made_for or 0.0)
+        return entry
+
+    async def _vertex_token(self, options: Mapping[str, Any]) -> str:
+        """An OAuth access token of the call's (or the environment's) service account,
+        fetched from its token URI and reused until a minute before it expires."""
+        account = await self._service_account(options)
+        ident = f"{account.client_email}\0{account.token_uri}"
+        token = self._tokens.get(ident)
+        if token is not None and not token.expired(self._clock()):
+            return token.token
+
+        async def fetch() -> AccessToken:
+            now = self._clock()
+            request = account.token_request(now)
+            data = await self._post(
+                request.url, request.body, request.headers, self.timeout, "vertex_ai"
+            )
+            fresh = parse_token_response(data, now)
+            self._tokens[ident] = fresh
+            return fresh
+
+        fresh, _ = await self._token_flight.run(ident, fetch)
+        return fresh.token
+
+    async def _service_account(self, options: Mapping[str, Any]) -> ServiceAccount:
+        source = options.get("vertex_credentials") or os.environ.get(
+            "GOOGLE_APPLICATION_CREDENTIALS"
+        )
+        if not source:
+            raise ConfigError(
+                "vertex_ai/ models need a service account: pass vertex_credentials (a key "
+                "file path or its JSON), set GOOGLE_APPLICATION_CREDENTIALS, or pass "
+                "api_key=<an OAuth access token>"
+            )
+        ident = (
+            source
+            if isinstance(source, str)
+            else orjson.dumps(source, option=orjson.OPT_SORT_KEYS).decode()
+        )
+        account = self._accounts.get(ident)
+        if account is None:
+            load = functools.partial(_load_service_account, source)
+            account = self._accounts[ident] = await asyncio.to_thread(load)
+        return account
 
     async def _bedrock_request(
         self,
@@ -718,6 +1186,8 @@ class AsyncClient:
             base = os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE")
         if base is None:  # LiteLLM's convention: DEEPSEEK_API_BASE, ANTHROPIC_API_BASE...
             base = os.environ.get(f"{provider.upper()}_API_BASE")
+        if base is None and provider == "vertex_ai":
+            base = os.environ.get("VERTEXAI_API_BASE")
         if base is None and provider == "bedrock":  # the AWS SDKs' endpoint variables
             base = os.environ.get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME") or os.environ.get(
                 "AWS_ENDPOINT_URL"

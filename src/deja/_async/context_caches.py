@@ -9,7 +9,7 @@ worker sharing it reuses one resource), makes a resource at most once per digest
 forgets a resource that the provider says is gone so that the next call makes a new one.
 
 The provider-specific work — the create call, its body, the answer — is the caller's: it
-passes a coroutine that makes the resource and returns a :class:`ContextCacheEntry`.
+passes a coroutine that makes the resource and returns a :class:`ContextCache`.
 
 Store errors fail open: a lookup that fails makes a new resource (it costs storage, never a
 wrong answer) and a record that cannot be written is only logged.
@@ -26,10 +26,10 @@ import time
 from collections.abc import Awaitable, Callable
 
 from deja._async.singleflight import AsyncSingleFlight
-from deja.providers.context_cache import ContextCacheEntry
+from deja.providers.context_cache import ContextCache
 from deja.stores.base import Locking, Store
 
-__all__ = ["AsyncContextCaches", "ContextCacheEntry"]
+__all__ = ["AsyncContextCaches", "ContextCache"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,28 +66,28 @@ class AsyncContextCaches:
         self.lock_ttl = lock_ttl
         self.lock_wait = lock_wait
         self._clock = clock
-        self._flight: AsyncSingleFlight[tuple[ContextCacheEntry, bool]] = AsyncSingleFlight()
+        self._flight: AsyncSingleFlight[tuple[ContextCache, bool]] = AsyncSingleFlight()
         self._locking = store if isinstance(store, Locking) else None
 
     def key(self, digest: str) -> str:
         """The store key of the record for ``digest``."""
         return f"{self.key_prefix}ctx:v1:{digest}"
 
-    async def aget(self, digest: str) -> ContextCacheEntry | None:
+    async def aget(self, digest: str) -> ContextCache | None:
         """The live record for ``digest`` (``None``: none, expiring, or the store failed)."""
         try:
             raw = await self.store.aget(self.key(digest))
         except Exception as exc:  # fail open: a new resource costs storage, not correctness
             logger.warning("context cache: store lookup failed (%s); making a new one", exc)
             return None
-        entry = ContextCacheEntry.from_bytes(raw) if raw is not None else None
+        entry = ContextCache.from_bytes(raw) if raw is not None else None
         if entry is None or entry.expire_time - self._clock() <= self.margin:
             return None
         return entry
 
     async def aget_or_create(
-        self, digest: str, create: Callable[[], Awaitable[ContextCacheEntry]]
-    ) -> tuple[ContextCacheEntry, bool]:
+        self, digest: str, create: Callable[[], Awaitable[ContextCache]]
+    ) -> tuple[ContextCache, bool]:
         """The record for ``digest``, made with ``create`` when there is none.
 
         Returns ``(entry, created)``; ``created`` is true only for the one caller whose
@@ -98,11 +98,22 @@ class AsyncContextCaches:
         if found is not None:
             return found, False
 
-        async def lead() -> tuple[ContextCacheEntry, bool]:
+        async def lead() -> tuple[ContextCache, bool]:
             return await self._create_once(digest, create)
 
         (entry, created), shared = await self._flight.run(digest, lead)
         return entry, created and not shared
+
+    async def arecord(self, digest: str, entry: ContextCache) -> None:
+        """Remember ``entry`` as the cache for ``digest`` (one made outside
+        :meth:`aget_or_create`, e.g. explicitly); store errors are logged."""
+        ttl = entry.expire_time - self._clock()
+        if ttl <= 0:
+            return
+        try:
+            await self.store.aset(self.key(digest), entry.to_bytes(), ttl)
+        except Exception as exc:
+            logger.warning("context cache: could not record %s (%s)", entry.name, exc)
 
     async def aforget(self, digest: str, name: str | None = None) -> None:
         """Drop the record for ``digest`` (when ``name`` is given: only if it still names
@@ -111,7 +122,7 @@ class AsyncContextCaches:
         try:
             if name is not None:
                 raw = await self.store.aget(key)
-                entry = ContextCacheEntry.from_bytes(raw) if raw is not None else None
+                entry = ContextCache.from_bytes(raw) if raw is not None else None
                 if entry is not None and entry.name != name:
                     return
             await self.store.adelete(key)
@@ -119,8 +130,8 @@ class AsyncContextCaches:
             logger.warning("context cache: could not drop the record of %s (%s)", digest, exc)
 
     async def _create_once(
-        self, digest: str, create: Callable[[], Awaitable[ContextCacheEntry]]
-    ) -> tuple[ContextCacheEntry, bool]:
+        self, digest: str, create: Callable[[], Awaitable[ContextCache]]
+    ) -> tuple[ContextCache, bool]:
         token = None
         locking = self._locking
         name = self.key(digest) + ":lock"
@@ -144,12 +155,7 @@ class AsyncContextCaches:
                 pause = min(pause * 1.5, 0.25)
         try:
             entry = await create()
-            ttl = entry.expire_time - self._clock()
-            if ttl > 0:
-                try:
-                    await self.store.aset(self.key(digest), entry.to_bytes(), ttl)
-                except Exception as exc:
-                    logger.warning("context cache: could not record %s (%s)", entry.name, exc)
+            await self.arecord(digest, entry)
             return entry, True
         finally:
             await self._unlock(name, token)

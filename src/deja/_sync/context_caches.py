@@ -11,7 +11,7 @@ worker sharing it reuses one resource), makes a resource at most once per digest
 forgets a resource that the provider says is gone so that the next call makes a new one.
 
 The provider-specific work — the create call, its body, the answer — is the caller's: it
-passes a coroutine that makes the resource and returns a :class:`ContextCacheEntry`.
+passes a coroutine that makes the resource and returns a :class:`ContextCache`.
 
 Store errors fail open: a lookup that fails makes a new resource (it costs storage, never a
 wrong answer) and a record that cannot be written is only logged.
@@ -27,10 +27,10 @@ import time
 from collections.abc import Callable
 
 from deja._sync.singleflight import SingleFlight
-from deja.providers.context_cache import ContextCacheEntry
+from deja.providers.context_cache import ContextCache
 from deja.stores.base import Locking, Store
 
-__all__ = ["ContextCaches", "ContextCacheEntry"]
+__all__ = ["ContextCaches", "ContextCache"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,28 +67,28 @@ class ContextCaches:
         self.lock_ttl = lock_ttl
         self.lock_wait = lock_wait
         self._clock = clock
-        self._flight: SingleFlight[tuple[ContextCacheEntry, bool]] = SingleFlight()
+        self._flight: SingleFlight[tuple[ContextCache, bool]] = SingleFlight()
         self._locking = store if isinstance(store, Locking) else None
 
     def key(self, digest: str) -> str:
         """The store key of the record for ``digest``."""
         return f"{self.key_prefix}ctx:v1:{digest}"
 
-    def get(self, digest: str) -> ContextCacheEntry | None:
+    def get(self, digest: str) -> ContextCache | None:
         """The live record for ``digest`` (``None``: none, expiring, or the store failed)."""
         try:
             raw = self.store.get(self.key(digest))
         except Exception as exc:  # fail open: a new resource costs storage, not correctness
             logger.warning("context cache: store lookup failed (%s); making a new one", exc)
             return None
-        entry = ContextCacheEntry.from_bytes(raw) if raw is not None else None
+        entry = ContextCache.from_bytes(raw) if raw is not None else None
         if entry is None or entry.expire_time - self._clock() <= self.margin:
             return None
         return entry
 
     def get_or_create(
-        self, digest: str, create: Callable[[], ContextCacheEntry]
-    ) -> tuple[ContextCacheEntry, bool]:
+        self, digest: str, create: Callable[[], ContextCache]
+    ) -> tuple[ContextCache, bool]:
         """The record for ``digest``, made with ``create`` when there is none.
 
         Returns ``(entry, created)``; ``created`` is true only for the one caller whose
@@ -99,11 +99,22 @@ class ContextCaches:
         if found is not None:
             return found, False
 
-        def lead() -> tuple[ContextCacheEntry, bool]:
+        def lead() -> tuple[ContextCache, bool]:
             return self._create_once(digest, create)
 
         (entry, created), shared = self._flight.run(digest, lead)
         return entry, created and not shared
+
+    def record(self, digest: str, entry: ContextCache) -> None:
+        """Remember ``entry`` as the cache for ``digest`` (one made outside
+        :meth:`get_or_create`, e.g. explicitly); store errors are logged."""
+        ttl = entry.expire_time - self._clock()
+        if ttl <= 0:
+            return
+        try:
+            self.store.set(self.key(digest), entry.to_bytes(), ttl)
+        except Exception as exc:
+            logger.warning("context cache: could not record %s (%s)", entry.name, exc)
 
     def forget(self, digest: str, name: str | None = None) -> None:
         """Drop the record for ``digest`` (when ``name`` is given: only if it still names
@@ -112,7 +123,7 @@ class ContextCaches:
         try:
             if name is not None:
                 raw = self.store.get(key)
-                entry = ContextCacheEntry.from_bytes(raw) if raw is not None else None
+                entry = ContextCache.from_bytes(raw) if raw is not None else None
                 if entry is not None and entry.name != name:
                     return
             self.store.delete(key)
@@ -120,8 +131,8 @@ class ContextCaches:
             logger.warning("context cache: could not drop the record of %s (%s)", digest, exc)
 
     def _create_once(
-        self, digest: str, create: Callable[[], ContextCacheEntry]
-    ) -> tuple[ContextCacheEntry, bool]:
+        self, digest: str, create: Callable[[], ContextCache]
+    ) -> tuple[ContextCache, bool]:
         token = None
         locking = self._locking
         name = self.key(digest) + ":lock"
@@ -145,12 +156,7 @@ class ContextCaches:
                 pause = min(pause * 1.5, 0.25)
         try:
             entry = create()
-            ttl = entry.expire_time - self._clock()
-            if ttl > 0:
-                try:
-                    self.store.set(self.key(digest), entry.to_bytes(), ttl)
-                except Exception as exc:
-                    logger.warning("context cache: could not record %s (%s)", entry.name, exc)
+            self.record(digest, entry)
             return entry, True
         finally:
             self._unlock(name, token)
