@@ -30,26 +30,19 @@ re-exported from :mod:`deja.testing`; import them from there.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import logging
 import re
-import socket
-import socketserver
-import sys
-import threading
 import time
 import uuid
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 import orjson
 
-from deja._fake_openai import RecordedRequest, _reason, _route_path, _shutdown
+from deja._fake_openai import _route_path
+from deja._fake_server import FakeHandler, FakeServer, RecordedRequest, ScriptedFailure
 from deja.providers.planner import IMAGE_TOKENS, estimate_tokens, minimum_cacheable_tokens
 
 __all__ = ["AnthropicReply", "FakeAnthropicServer"]
@@ -94,9 +87,6 @@ class AnthropicReply:
     latency: float | None = None
 
 
-ReplyFunction = Callable[[dict[str, Any]], AnthropicReply | None]
-
-
 class _Refusal(Exception):
     """A request Anthropic refuses: status, error type and message."""
 
@@ -107,20 +97,13 @@ class _Refusal(Exception):
         self.kind = kind or _ERROR_TYPES.get(status, "api_error")
 
 
-@dataclass(frozen=True)
-class _Failure:
-    status: int
-    body: dict[str, Any] | None
-    headers: dict[str, str]
-
-
 @dataclass
 class _Entry:
     expires: float
     seconds: float
 
 
-class FakeAnthropicServer:
+class FakeAnthropicServer(FakeServer[AnthropicReply, ScriptedFailure]):
     """A simulated Anthropic Messages API on a loopback port (see the module docstring).
 
     ``api_key``: when set, requests need ``x-api-key: <api_key>``. ``minimum_tokens``
@@ -134,6 +117,9 @@ class FakeAnthropicServer:
             assert server.count("/v1/messages") == 1
     """
 
+    _provider = "Anthropic"
+    _log = logger
+
     def __init__(
         self,
         *,
@@ -145,115 +131,38 @@ class FakeAnthropicServer:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
+        super().__init__(host=host, port=port, latency=latency, chunk_delay=chunk_delay)
         self.api_key = api_key
-        self.latency = latency
-        self.chunk_delay = chunk_delay
         self.minimum_tokens = minimum_tokens
         self._clock = clock
-        self._host = host
-        self._port = port
-        self._lock = threading.Lock()
-        self._requests: list[RecordedRequest] = []
-        self._queued: deque[AnthropicReply] = deque()
-        self._reply_fn: ReplyFunction | None = None
-        self._failures: deque[_Failure] = deque()
         self._cache: dict[str, _Entry] = {}
-        self._connections = itertools.count(1)
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def start(self) -> Self:
-        """Bind the socket and serve from a daemon thread; a no-op when already running."""
-        with self._lock:
-            if self._httpd is not None:
-                return self
-            httpd = _HTTPServer((self._host, self._port), self)
-            self._stopping.clear()
-            thread = threading.Thread(
-                target=httpd.serve_forever,
-                kwargs={"poll_interval": 0.02},
-                name=f"FakeAnthropicServer:{httpd.server_port}",
-                daemon=True,
-            )
-            self._httpd, self._thread = httpd, thread
-        thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving, close open connections and the socket; idempotent."""
-        with self._lock:
-            httpd, thread = self._httpd, self._thread
-            self._httpd = self._thread = None
-        if httpd is None or thread is None:
-            return
-        httpd.shutdown()
-        httpd.close_connections()
-        self._stopping.set()
-        httpd.server_close()
-        thread.join()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _handler(self) -> type[_Handler]:
+        return _Handler
 
     @property
     def url(self) -> str:
         """``http://HOST:PORT``: what to pass as ``api_base`` (deja appends ``/v1/messages``)."""
-        httpd = self._httpd
-        if httpd is None:
-            raise RuntimeError("FakeAnthropicServer is not running: call start() first")
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{httpd.server_port}"
+        return super().url
 
     # -- recording and scripting --------------------------------------------------------------
 
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        """A snapshot of every request received so far, oldest first."""
-        with self._lock:
-            return list(self._requests)
-
     def count(self, path: str | None = None) -> int:
         """How many requests were received, in all or for one path (``/v1`` optional)."""
-        with self._lock:
-            if path is None:
-                return len(self._requests)
-            wanted = _route_path(path)
-            return sum(1 for r in self._requests if _route_path(r.path) == wanted)
+        return self._count(path, _route_path)
 
     def reset(self) -> None:
         """Forget recorded requests, scripted replies and failures, and the prompt cache."""
         with self._lock:
-            self._requests.clear()
-            self._queued.clear()
-            self._reply_fn = None
-            self._failures.clear()
+            self._forget()
             self._cache.clear()
 
     def clear_prompt_cache(self) -> None:
         """Forget every cached prefix (as if all lifetimes had run out)."""
         with self._lock:
             self._cache.clear()
-
-    def queue_reply(self, reply: AnthropicReply, *, times: int = 1) -> None:
-        """Answer the next ``times`` requests with ``reply``."""
-        with self._lock:
-            self._queued.extend([reply] * times)
-
-    def reply_with(self, fn: ReplyFunction | None) -> None:
-        """Decide each reply with ``fn(body)`` (``None`` from it: the default answer)."""
-        with self._lock:
-            self._reply_fn = fn
 
     def fail_next(
         self,
@@ -265,33 +174,9 @@ class FakeAnthropicServer:
     ) -> None:
         """Make the next ``times`` requests fail with ``status`` (Anthropic's error body for
         it unless ``body`` is given; ``headers`` added, e.g. ``retry-after``)."""
-        with self._lock:
-            self._failures.extend([_Failure(status, body, dict(headers or {}))] * times)
+        self._queue_failure(ScriptedFailure(status, body, dict(headers or {})), times)
 
     # -- used by the handler --------------------------------------------------------------------
-
-    def _record(self, request: RecordedRequest) -> None:
-        with self._lock:
-            self._requests.append(request)
-
-    def _next_connection(self) -> int:
-        with self._lock:
-            return next(self._connections)
-
-    def _take_failure(self) -> _Failure | None:
-        with self._lock:
-            return self._failures.popleft() if self._failures else None
-
-    def _take_reply(self, body: dict[str, Any]) -> AnthropicReply | None:
-        with self._lock:
-            if self._queued:
-                return self._queued.popleft()
-            fn = self._reply_fn
-        return fn(body) if fn is not None else None
-
-    def _sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            self._stopping.wait(seconds)
 
     def _prompt_usage(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Input usage of ``body`` against the simulated prompt cache (updating it)."""
@@ -338,124 +223,22 @@ class FakeAnthropicServer:
             },
         }
 
-    def __repr__(self) -> str:
-        where = self.url if self._httpd is not None else "stopped"
-        return f"<FakeAnthropicServer (simulated) {where}>"
 
+class _Handler(FakeHandler[FakeAnthropicServer]):
+    def _answer_refusal(self, exc: Exception) -> bool:
+        if not isinstance(exc, _Refusal):
+            return False
+        self._send_error(exc.status, exc.kind, exc.message)
+        return True
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 64
+    def _send_unreadable(self) -> None:
+        self._send_error(400, "invalid_request_error", "Could not read the request body.")
 
-    def __init__(self, address: tuple[str, int], owner: FakeAnthropicServer) -> None:
-        self.owner = owner
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, _Handler)
+    def _send_internal_error(self) -> None:
+        self._send_error(500, "api_error", "Internal server error (simulated server)")
 
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves the host's FQDN: a DNS lookup that can stall offline.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name = str(self.server_address[0])
-        self.server_port = int(self.server_address[1])
-
-    def track(self, conn: socket.socket) -> None:
-        with self._open_lock:
-            self._open.add(conn)
-
-    def untrack(self, conn: socket.socket) -> None:
-        with self._open_lock:
-            self._open.discard(conn)
-
-    def close_connections(self) -> None:
-        with self._open_lock:
-            conns = list(self._open)
-        for conn in conns:
-            _shutdown(conn)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], OSError):
-            return  # a client that went away mid-response is routine here
-        logger.exception("simulated Anthropic server: error serving %s", client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _HTTPServer
-
-    def setup(self) -> None:
-        super().setup()
-        # Small SSE writes must not wait for the client's delayed ACK (Nagle).
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.track(self.connection)
-        self.connection_number = self.server.owner._next_connection()
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.untrack(self.connection)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return  # no stderr line per request
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def _read_body(self) -> bytes:
-        if "chunked" in str(self.headers.get("transfer-encoding", "")).lower():
-            parts: list[bytes] = []
-            while True:
-                size = int(self.rfile.readline(65537).split(b";")[0].strip(), 16)
-                if size == 0:
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(parts)
-                parts.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("content-length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _dispatch(self) -> None:
-        owner = self.server.owner
-        try:
-            raw = self._read_body()
-        except ValueError:
-            self.close_connection = True
-            self._send_error(400, "invalid_request_error", "Could not read the request body.")
-            return
-        path, _, query = self.path.partition("?")
-        headers: dict[str, str] = {}
-        for original, value in self.headers.items():
-            name = original.lower()
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        body: Any = None
-        if raw:
-            try:
-                body = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                body = None
-        owner._record(
-            RecordedRequest(self.command, path, headers, body, raw, query, self.connection_number)
-        )
-        try:
-            self._route(owner, path, headers, body)
-        except OSError:
-            raise
-        except _Refusal as exc:
-            self._send_error(exc.status, exc.kind, exc.message)
-        except Exception:
-            logger.exception("simulated Anthropic server: error handling %s %s", self.command, path)
-            self._send_error(500, "api_error", "Internal server error (simulated server)")
-
-    def _route(
-        self, owner: FakeAnthropicServer, path: str, headers: Mapping[str, str], body: Any
-    ) -> None:
+    def _route(self, request: RecordedRequest) -> None:
+        owner, path, headers, body = self.server.owner, request.path, request.headers, request.body
         if self.command != "POST" or _route_path(path) != "/messages":
             raise _Refusal(404, f"Not found: {self.command} {path}", "not_found_error")
         if owner.api_key is not None:
@@ -499,30 +282,14 @@ class _Handler(BaseHTTPRequestHandler):
             "usage": usage,
         }
         if body.get("stream") is True:
-            self._send_stream(owner, _events(message))
+            self._send_stream(_events(message))
         else:
             self._send_json(200, message)
 
     # -- response -----------------------------------------------------------------------------
 
-    def _head(self, status: int, fields: list[tuple[str, str]]) -> bytes:
-        lines = [
-            f"HTTP/1.1 {status} {_reason(status)}",
-            f"request-id: req_{uuid.uuid4().hex[:24]}",
-            "server: deja-simulated",
-        ]
-        lines.extend(f"{name}: {value}" for name, value in fields)
-        if self.close_connection:
-            lines.append("connection: close")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-    def _send_json(
-        self, status: int, payload: Any, headers: Mapping[str, str] | None = None
-    ) -> None:
-        data = orjson.dumps(payload)
-        fields = [("content-type", "application/json"), ("content-length", str(len(data)))]
-        fields.extend((headers or {}).items())
-        self.wfile.write(self._head(status, fields) + data)
+    def _provider_headers(self) -> Iterable[tuple[str, str]]:
+        return [("request-id", f"req_{uuid.uuid4().hex[:24]}")]
 
     def _send_error(
         self, status: int, kind: str, message: str, headers: Mapping[str, str] | None = None
@@ -534,7 +301,7 @@ class _Handler(BaseHTTPRequestHandler):
         }
         self._send_json(status, body, headers)
 
-    def _send_failure(self, failure: _Failure) -> None:
+    def _send_failure(self, failure: ScriptedFailure) -> None:
         if failure.body is not None:
             self._send_json(failure.status, failure.body, failure.headers)
             return
@@ -542,7 +309,7 @@ class _Handler(BaseHTTPRequestHandler):
         message = "Overloaded" if failure.status == 529 else f"Simulated {kind}."
         self._send_error(failure.status, kind, message, failure.headers)
 
-    def _send_stream(self, owner: FakeAnthropicServer, events: list[dict[str, Any]]) -> None:
+    def _send_stream(self, events: list[dict[str, Any]]) -> None:
         frames = [
             b"event: " + str(event["type"]).encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
             for event in events
@@ -550,18 +317,8 @@ class _Handler(BaseHTTPRequestHandler):
         fields = [
             ("content-type", "text/event-stream; charset=utf-8"),
             ("cache-control", "no-cache"),
-            ("transfer-encoding", "chunked"),
         ]
-        chunked = [b"%x\r\n%s\r\n" % (len(f), f) for f in frames] + [b"0\r\n\r\n"]
-        head = self._head(200, fields)
-        if owner.chunk_delay <= 0:
-            self.wfile.write(head + b"".join(chunked))
-            return
-        self.wfile.write(head)
-        for i, frame in enumerate(chunked):
-            if i:
-                owner._sleep(owner.chunk_delay)
-            self.wfile.write(frame)
+        self._send_frames(fields, frames)
 
 
 # -- pure helpers ---------------------------------------------------------------------------

@@ -46,23 +46,16 @@ import itertools
 import json
 import logging
 import re
-import socket
-import socketserver
-import sys
-import threading
 import time
 import uuid
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 from urllib.parse import unquote
 
 import orjson
 
-from deja._fake_openai import RecordedRequest, _reason, _shutdown
+from deja._fake_server import FakeHandler, FakeServer, RecordedRequest
 from deja.providers.bedrock import (
     SIGNING_SERVICE,
     AwsCredentials,
@@ -165,9 +158,6 @@ class BedrockReply:
     abort_after_events: int | None = None
 
 
-ReplyFunction = Callable[[dict[str, Any]], BedrockReply | None]
-
-
 class _Refusal(Exception):
     """A request Bedrock refuses: HTTP status, AWS error type and message."""
 
@@ -192,7 +182,7 @@ class _Entry:
     seconds: float
 
 
-class FakeBedrockServer:
+class FakeBedrockServer(FakeServer[BedrockReply, _Failure]):
     """A simulated Bedrock runtime on a loopback port (see the module docstring).
 
     ``credentials``: when set, every request must be SigV4-signed with them for
@@ -208,6 +198,9 @@ class FakeBedrockServer:
             httpx2.post(wire.url, content=wire.content, headers=wire.headers)
     """
 
+    _provider = "Bedrock"
+    _log = logger
+
     def __init__(
         self,
         *,
@@ -220,85 +213,24 @@ class FakeBedrockServer:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
+        super().__init__(host=host, port=port, latency=latency, chunk_delay=chunk_delay)
         self.credentials = credentials
         self.region = region
-        self.latency = latency
-        self.chunk_delay = chunk_delay
         self.minimum_tokens = minimum_tokens
         self._clock = clock
-        self._host = host
-        self._port = port
-        self._lock = threading.Lock()
-        self._requests: list[RecordedRequest] = []
-        self._queued: deque[BedrockReply] = deque()
-        self._reply_fn: ReplyFunction | None = None
-        self._failures: deque[_Failure] = deque()
         self._cache: dict[str, _Entry] = {}
-        self._connections = itertools.count(1)
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def start(self) -> Self:
-        """Bind the socket and serve from a daemon thread; a no-op when already running."""
-        with self._lock:
-            if self._httpd is not None:
-                return self
-            httpd = _HTTPServer((self._host, self._port), self)
-            self._stopping.clear()
-            thread = threading.Thread(
-                target=httpd.serve_forever,
-                kwargs={"poll_interval": 0.02},
-                name=f"FakeBedrockServer:{httpd.server_port}",
-                daemon=True,
-            )
-            self._httpd, self._thread = httpd, thread
-        thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving, close open connections and the socket; idempotent."""
-        with self._lock:
-            httpd, thread = self._httpd, self._thread
-            self._httpd = self._thread = None
-        if httpd is None or thread is None:
-            return
-        httpd.shutdown()
-        httpd.close_connections()
-        self._stopping.set()
-        httpd.server_close()
-        thread.join()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _handler(self) -> type[_Handler]:
+        return _Handler
 
     @property
     def url(self) -> str:
         """``http://HOST:PORT``: what to pass as ``api_base`` (deja appends ``/model/...``)."""
-        httpd = self._httpd
-        if httpd is None:
-            raise RuntimeError("FakeBedrockServer is not running: call start() first")
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{httpd.server_port}"
+        return super().url
 
     # -- recording and scripting --------------------------------------------------------------
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        """A snapshot of every request received so far, oldest first (``path`` as sent,
-        the model id still percent-encoded)."""
-        with self._lock:
-            return list(self._requests)
 
     def count(self, operation: str | None = None) -> int:
         """How many requests were received, in all or for one operation
@@ -311,26 +243,13 @@ class FakeBedrockServer:
     def reset(self) -> None:
         """Forget recorded requests, scripted replies and failures, and the prompt cache."""
         with self._lock:
-            self._requests.clear()
-            self._queued.clear()
-            self._reply_fn = None
-            self._failures.clear()
+            self._forget()
             self._cache.clear()
 
     def clear_prompt_cache(self) -> None:
         """Forget every cached prefix (as if all lifetimes had run out)."""
         with self._lock:
             self._cache.clear()
-
-    def queue_reply(self, reply: BedrockReply, *, times: int = 1) -> None:
-        """Answer the next ``times`` requests with ``reply``."""
-        with self._lock:
-            self._queued.extend([reply] * times)
-
-    def reply_with(self, fn: ReplyFunction | None) -> None:
-        """Decide each reply with ``fn(body)`` (``None`` from it: the default answer)."""
-        with self._lock:
-            self._reply_fn = fn
 
     def fail_next(
         self,
@@ -349,33 +268,9 @@ class FakeBedrockServer:
         """
         kind = error_type or _ERROR_TYPES.get(status, "InternalServerException")
         text = message or f"Simulated {kind}."
-        with self._lock:
-            self._failures.extend([_Failure(status, kind, text, dict(headers or {}))] * times)
+        self._queue_failure(_Failure(status, kind, text, dict(headers or {})), times)
 
     # -- used by the handler --------------------------------------------------------------------
-
-    def _record(self, request: RecordedRequest) -> None:
-        with self._lock:
-            self._requests.append(request)
-
-    def _next_connection(self) -> int:
-        with self._lock:
-            return next(self._connections)
-
-    def _take_failure(self) -> _Failure | None:
-        with self._lock:
-            return self._failures.popleft() if self._failures else None
-
-    def _take_reply(self, body: dict[str, Any]) -> BedrockReply | None:
-        with self._lock:
-            if self._queued:
-                return self._queued.popleft()
-            fn = self._reply_fn
-        return fn(body) if fn is not None else None
-
-    def _sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            self._stopping.wait(seconds)
 
     def _prompt_usage(self, model: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """Input usage of ``body`` against the simulated prompt cache (updating it)."""
@@ -422,138 +317,27 @@ class FakeBedrockServer:
             usage["cacheDetails"] = details
         return usage
 
-    def __repr__(self) -> str:
-        where = self.url if self._httpd is not None else "stopped"
-        return f"<FakeBedrockServer (simulated) {where}>"
 
+class _Handler(FakeHandler[FakeBedrockServer]):
+    def _answer_refusal(self, exc: Exception) -> bool:
+        if not isinstance(exc, _Refusal):
+            return False
+        self._send_error(exc.status, exc.kind, exc.message)
+        return True
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 64
+    def _send_unreadable(self) -> None:
+        self._send_error(400, "SerializationException", "Could not read the request body.")
 
-    def __init__(self, address: tuple[str, int], owner: FakeBedrockServer) -> None:
-        self.owner = owner
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, _Handler)
+    def _send_internal_error(self) -> None:
+        self._send_error(500, "InternalServerException", "Internal server error (simulated)")
 
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves the host's FQDN: a DNS lookup that can stall offline.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name = str(self.server_address[0])
-        self.server_port = int(self.server_address[1])
-
-    def track(self, conn: socket.socket) -> None:
-        with self._open_lock:
-            self._open.add(conn)
-
-    def untrack(self, conn: socket.socket) -> None:
-        with self._open_lock:
-            self._open.discard(conn)
-
-    def close_connections(self) -> None:
-        with self._open_lock:
-            conns = list(self._open)
-        for conn in conns:
-            _shutdown(conn)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], OSError):
-            return  # a client that went away mid-response is routine here
-        logger.exception("simulated Bedrock server: error serving %s", client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _HTTPServer
-
-    def setup(self) -> None:
-        super().setup()
-        # Small event-stream writes must not wait for the client's delayed ACK (Nagle).
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.track(self.connection)
-        self.connection_number = self.server.owner._next_connection()
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.untrack(self.connection)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return  # no stderr line per request
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def _read_body(self) -> bytes:
-        if "chunked" in str(self.headers.get("transfer-encoding", "")).lower():
-            parts: list[bytes] = []
-            while True:
-                size = int(self.rfile.readline(65537).split(b";")[0].strip(), 16)
-                if size == 0:
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(parts)
-                parts.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("content-length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _dispatch(self) -> None:
-        owner = self.server.owner
-        try:
-            raw = self._read_body()
-        except ValueError:
-            self.close_connection = True
-            self._send_error(400, "SerializationException", "Could not read the request body.")
-            return
-        path, _, query = self.path.partition("?")
-        headers: dict[str, str] = {}
-        for original, value in self.headers.items():
-            name = original.lower()
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        body: Any = None
-        if raw:
-            try:
-                body = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                body = None
-        owner._record(
-            RecordedRequest(self.command, path, headers, body, raw, query, self.connection_number)
-        )
-        try:
-            self._route(owner, path=path, query=query, headers=headers, raw=raw, body=body)
-        except OSError:
-            raise
-        except _Refusal as exc:
-            self._send_error(exc.status, exc.kind, exc.message)
-        except Exception:
-            logger.exception("simulated Bedrock server: error handling %s %s", self.command, path)
-            self._send_error(500, "InternalServerException", "Internal server error (simulated)")
-
-    def _route(
-        self,
-        owner: FakeBedrockServer,
-        *,
-        path: str,
-        query: str,
-        headers: Mapping[str, str],
-        raw: bytes,
-        body: Any,
-    ) -> None:
+    def _route(self, request: RecordedRequest) -> None:
+        owner, path, body = self.server.owner, request.path, request.body
         match = _ROUTE.fullmatch(path)
         if self.command != "POST" or match is None:
             raise _Refusal(404, f"Not found: {self.command} {path}", "UnknownOperationException")
         if owner.credentials is not None:
-            _check_signature(
-                owner, method=self.command, path=path, query=query, headers=headers, raw=raw
-            )
+            _check_signature(owner, request)
         failure = owner._take_failure()
         if failure is not None:
             self._send_error(failure.status, failure.kind, failure.message, failure.headers)
@@ -585,7 +369,7 @@ class _Handler(BaseHTTPRequestHandler):
         metrics = {"latencyMs": int((time.monotonic() - started) * 1000)}
         if stream:
             events = _events(blocks, stop_reason, usage, metrics)
-            self._send_stream(owner, events, reply)
+            self._send_stream(events, reply)
             return
         answer = {
             "output": {"message": {"role": "assistant", "content": blocks}},
@@ -597,24 +381,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- response -----------------------------------------------------------------------------
 
-    def _head(self, status: int, fields: list[tuple[str, str]]) -> bytes:
-        lines = [
-            f"HTTP/1.1 {status} {_reason(status)}",
-            f"x-amzn-RequestId: {uuid.uuid4()}",
-            "server: deja-simulated",
-        ]
-        lines.extend(f"{name}: {value}" for name, value in fields)
-        if self.close_connection:
-            lines.append("connection: close")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-    def _send_json(
-        self, status: int, payload: Any, headers: Mapping[str, str] | None = None
-    ) -> None:
-        data = orjson.dumps(payload)
-        fields = [("content-type", "application/json"), ("content-length", str(len(data)))]
-        fields.extend((headers or {}).items())
-        self.wfile.write(self._head(status, fields) + data)
+    def _provider_headers(self) -> Iterable[tuple[str, str]]:
+        return [("x-amzn-RequestId", str(uuid.uuid4()))]
 
     def _send_error(
         self, status: int, kind: str, message: str, headers: Mapping[str, str] | None = None
@@ -622,9 +390,7 @@ class _Handler(BaseHTTPRequestHandler):
         # AWS's REST-JSON error shape: the type in a header, the message in the body.
         self._send_json(status, {"message": message}, {"x-amzn-ErrorType": kind, **(headers or {})})
 
-    def _send_stream(
-        self, owner: FakeBedrockServer, events: list[tuple[str, dict[str, Any]]], reply: Any
-    ) -> None:
+    def _send_stream(self, events: list[tuple[str, dict[str, Any]]], reply: Any) -> None:
         frames = [_event_frame(kind, payload, i) for i, (kind, payload) in enumerate(events)]
         abort = None
         if isinstance(reply, BedrockReply):
@@ -637,36 +403,14 @@ class _Handler(BaseHTTPRequestHandler):
         if abort is not None:
             broken = frames[abort] if abort < len(frames) else frames[-1]
             frames = [*frames[:abort], broken[: len(broken) // 2]]
-        fields = [
-            ("content-type", "application/vnd.amazon.eventstream"),
-            ("transfer-encoding", "chunked"),
-        ]
-        chunks = [b"%x\r\n%s\r\n" % (len(f), f) for f in frames]
-        if abort is None:
-            chunks.append(b"0\r\n\r\n")
-        self.wfile.write(self._head(200, fields))
-        for i, chunk in enumerate(chunks):
-            if i and owner.chunk_delay > 0:
-                owner._sleep(owner.chunk_delay)
-            self.wfile.write(chunk)
-        if abort is not None:
-            self.wfile.flush()
-            self.close_connection = True
-            _shutdown(self.connection)
+        fields = [("content-type", "application/vnd.amazon.eventstream")]
+        self._send_frames(fields, frames, finished=abort is None)
 
 
 # -- signature ------------------------------------------------------------------------------
 
 
-def _check_signature(
-    owner: FakeBedrockServer,
-    *,
-    method: str,
-    path: str,
-    query: str,
-    headers: Mapping[str, str],
-    raw: bytes,
-) -> None:
+def _check_signature(owner: FakeBedrockServer, request: RecordedRequest) -> None:
     """Refuse (403, as AWS does) a request not signed with the server's credentials."""
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
@@ -674,6 +418,7 @@ def _check_signature(
 
     expected = owner.credentials
     assert expected is not None
+    headers, path, query = request.headers, request.path, request.query
     authorization = headers.get("authorization")
     if not authorization:
         raise _Refusal(403, "Missing Authentication Token", "MissingAuthenticationTokenException")
@@ -713,17 +458,20 @@ def _check_signature(
     # Recompute the signature from what arrived: the signed headers as received, the
     # path as sent (still percent-encoded), the exact body, at the request's own time.
     url = f"http://{headers['host']}{path}" + (f"?{query}" if query else "")
-    request = AWSRequest(
-        method=method, url=url, data=raw, headers={name: headers[name] for name in signed}
+    received = AWSRequest(
+        method=request.method,
+        url=url,
+        data=request.raw,
+        headers={name: headers[name] for name in signed},
     )
-    request.context["timestamp"] = date
+    received.context["timestamp"] = date
     signer = SigV4Auth(
         Credentials(expected.access_key, expected.secret_key, expected.token),
         match["service"],
         match["region"],
     )
-    canonical = signer.canonical_request(request)
-    signature = signer.signature(signer.string_to_sign(request, canonical), request)
+    canonical = signer.canonical_request(received)
+    signature = signer.signature(signer.string_to_sign(received, canonical), received)
     if not hmac.compare_digest(signature, match["signature"]):
         raise _Refusal(
             403,

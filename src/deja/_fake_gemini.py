@@ -38,29 +38,27 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import itertools
 import json
 import logging
 import re
 import secrets
-import socket
-import socketserver
-import sys
-import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 from urllib.parse import parse_qs
 
 import orjson
 
-from deja._fake_openai import RecordedRequest, _reason, _shutdown
+from deja._fake_server import (
+    FakeHandler,
+    FakeServer,
+    RecordedRequest,
+    ScriptedFailure,
+    status_phrase,
+)
 from deja.errors import MissingDependencyError
 from deja.providers.gemini import _epoch, _estimate, minimum_cache_tokens
 from deja.providers.google_auth import CLOUD_PLATFORM_SCOPE, JWT_BEARER_GRANT
@@ -152,9 +150,6 @@ class GeminiReply:
     latency: float | None = None
 
 
-ReplyFunction = Callable[[dict[str, Any]], GeminiReply | None]
-
-
 def make_service_account(
     *,
     client_email: str = "deja-test@deja-simulated.iam.gserviceaccount.com",
@@ -221,13 +216,6 @@ class _OAuthError(Exception):
         self.status = status
 
 
-@dataclass(frozen=True)
-class _Failure:
-    status: int
-    body: dict[str, Any] | None
-    headers: dict[str, str]
-
-
 @dataclass
 class _Cache:
     name: str
@@ -264,7 +252,7 @@ class _Route:
     cache_id: str | None = None
 
 
-class FakeGeminiServer:
+class FakeGeminiServer(FakeServer[GeminiReply, ScriptedFailure]):
     """A simulated Gemini API on a loopback port (see the module docstring).
 
     ``api_key``: when set, Google AI routes need it. ``vertex_auth``: whether Vertex routes
@@ -280,6 +268,9 @@ class FakeGeminiServer:
             httpx2.post(url, json=..., headers={"x-goog-api-key": "k"})
     """
 
+    _provider = "Gemini"
+    _log = logger
+
     def __init__(
         self,
         *,
@@ -293,79 +284,25 @@ class FakeGeminiServer:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
+        super().__init__(host=host, port=port, latency=latency, chunk_delay=chunk_delay)
         self.api_key = api_key
         self.vertex_auth = vertex_auth
-        self.latency = latency
-        self.chunk_delay = chunk_delay
         self.minimum_tokens = minimum_tokens
         self.token_lifetime = token_lifetime
         self._clock = clock
-        self._host = host
-        self._port = port
-        self._lock = threading.Lock()
-        self._requests: list[RecordedRequest] = []
-        self._queued: deque[GeminiReply] = deque()
-        self._reply_fn: ReplyFunction | None = None
-        self._failures: deque[_Failure] = deque()
         self._caches: dict[str, _Cache] = {}
         self._accounts: dict[str, Any] = {}  # client_email -> RSA public key
         self._tokens: dict[str, float] = {}  # access token -> expiry
-        self._connections = itertools.count(1)
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def start(self) -> Self:
-        """Bind the socket and serve from a daemon thread; a no-op when already running."""
-        with self._lock:
-            if self._httpd is not None:
-                return self
-            httpd = _HTTPServer((self._host, self._port), self)
-            self._stopping.clear()
-            thread = threading.Thread(
-                target=httpd.serve_forever,
-                kwargs={"poll_interval": 0.02},
-                name=f"FakeGeminiServer:{httpd.server_port}",
-                daemon=True,
-            )
-            self._httpd, self._thread = httpd, thread
-        thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving, close open connections and the socket; idempotent."""
-        with self._lock:
-            httpd, thread = self._httpd, self._thread
-            self._httpd = self._thread = None
-        if httpd is None or thread is None:
-            return
-        httpd.shutdown()
-        httpd.close_connections()
-        self._stopping.set()
-        httpd.server_close()
-        thread.join()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _handler(self) -> type[_Handler]:
+        return _Handler
 
     @property
     def url(self) -> str:
         """``http://HOST:PORT``: the ``api_base`` for both endpoints (deja adds the version)."""
-        httpd = self._httpd
-        if httpd is None:
-            raise RuntimeError("FakeGeminiServer is not running: call start() first")
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{httpd.server_port}"
+        return super().url
 
     @property
     def token_uri(self) -> str:
@@ -404,19 +341,10 @@ class FakeGeminiServer:
 
     # -- recording and scripting --------------------------------------------------------------
 
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        """A snapshot of every request received so far, oldest first."""
-        with self._lock:
-            return list(self._requests)
-
     def count(self, path: str | None = None) -> int:
         """How many requests were received, in all or for one exact path (query ignored)."""
-        with self._lock:
-            if path is None:
-                return len(self._requests)
-            wanted = path.partition("?")[0]
-            return sum(1 for r in self._requests if r.path == wanted)
+        # Recorded paths never hold the query, so this compares the wanted one exactly.
+        return self._count(path, lambda p: p.partition("?")[0])
 
     @property
     def cached_contents(self) -> list[dict[str, Any]]:
@@ -429,22 +357,9 @@ class FakeGeminiServer:
     def reset(self) -> None:
         """Forget requests, scripted replies and failures, caches and issued tokens."""
         with self._lock:
-            self._requests.clear()
-            self._queued.clear()
-            self._reply_fn = None
-            self._failures.clear()
+            self._forget()
             self._caches.clear()
             self._tokens.clear()
-
-    def queue_reply(self, reply: GeminiReply, *, times: int = 1) -> None:
-        """Answer the next ``times`` generate requests with ``reply``."""
-        with self._lock:
-            self._queued.extend([reply] * times)
-
-    def reply_with(self, fn: ReplyFunction | None) -> None:
-        """Decide each reply with ``fn(body)`` (``None`` from it: the default answer)."""
-        with self._lock:
-            self._reply_fn = fn
 
     def fail_next(
         self,
@@ -457,33 +372,9 @@ class FakeGeminiServer:
         """Make the next ``times`` model or cachedContents requests (not ``/token``) fail
         with ``status``: Google's error body for it unless ``body`` is given; ``headers``
         are added (e.g. ``retry-after``)."""
-        with self._lock:
-            self._failures.extend([_Failure(status, body, dict(headers or {}))] * times)
+        self._queue_failure(ScriptedFailure(status, body, dict(headers or {})), times)
 
     # -- used by the handler --------------------------------------------------------------------
-
-    def _record(self, request: RecordedRequest) -> None:
-        with self._lock:
-            self._requests.append(request)
-
-    def _next_connection(self) -> int:
-        with self._lock:
-            return next(self._connections)
-
-    def _take_failure(self) -> _Failure | None:
-        with self._lock:
-            return self._failures.popleft() if self._failures else None
-
-    def _take_reply(self, body: dict[str, Any]) -> GeminiReply | None:
-        with self._lock:
-            if self._queued:
-                return self._queued.popleft()
-            fn = self._reply_fn
-        return fn(body) if fn is not None else None
-
-    def _sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            self._stopping.wait(seconds)
 
     def _now(self) -> float:
         return self._clock()
@@ -514,74 +405,9 @@ class FakeGeminiServer:
             expiry = self._tokens.get(token)
             return expiry is not None and expiry > self._clock()
 
-    def __repr__(self) -> str:
-        where = self.url if self._httpd is not None else "stopped"
-        return f"<FakeGeminiServer (simulated) {where}>"
 
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 64
-
-    def __init__(self, address: tuple[str, int], owner: FakeGeminiServer) -> None:
-        self.owner = owner
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves the host's FQDN: a DNS lookup that can stall offline.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name = str(self.server_address[0])
-        self.server_port = int(self.server_address[1])
-
-    def track(self, conn: socket.socket) -> None:
-        with self._open_lock:
-            self._open.add(conn)
-
-    def untrack(self, conn: socket.socket) -> None:
-        with self._open_lock:
-            self._open.discard(conn)
-
-    def close_connections(self) -> None:
-        with self._open_lock:
-            conns = list(self._open)
-        for conn in conns:
-            _shutdown(conn)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], OSError):
-            return  # a client that went away mid-response is routine here
-        logger.exception("simulated Gemini server: error serving %s", client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _HTTPServer
-
-    def setup(self) -> None:
-        super().setup()
-        # Small SSE writes must not wait for the client's delayed ACK (Nagle).
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.track(self.connection)
-        self.connection_number = self.server.owner._next_connection()
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.untrack(self.connection)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return  # no stderr line per request
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
+class _Handler(FakeHandler[FakeGeminiServer]):
+    json_type = "application/json; charset=UTF-8"
 
     def do_PATCH(self) -> None:
         self._dispatch()
@@ -589,76 +415,39 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._dispatch()
 
-    def _read_body(self) -> bytes:
-        if "chunked" in str(self.headers.get("transfer-encoding", "")).lower():
-            parts: list[bytes] = []
-            while True:
-                size = int(self.rfile.readline(65537).split(b";")[0].strip(), 16)
-                if size == 0:
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(parts)
-                parts.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("content-length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
+    def _parses_json(self, headers: Mapping[str, str]) -> bool:
+        return "x-www-form-urlencoded" not in headers.get("content-type", "")  # OAuth's form
 
-    def _dispatch(self) -> None:
-        owner = self.server.owner
-        try:
-            raw = self._read_body()
-        except ValueError:
-            self.close_connection = True
-            self._send_error(_GoogleError(400, "Could not read the request body."))
-            return
-        path, _, query = self.path.partition("?")
-        headers: dict[str, str] = {}
-        for original, value in self.headers.items():
-            name = original.lower()
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        body: Any = None
-        if raw and "x-www-form-urlencoded" not in headers.get("content-type", ""):
-            try:
-                body = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                body = None
-        owner._record(
-            RecordedRequest(self.command, path, headers, body, raw, query, self.connection_number)
-        )
-        try:
-            self._route(owner, path, query=parse_qs(query), headers=headers, body=body, raw=raw)
-        except OSError:
-            raise
-        except _GoogleError as exc:
+    def _answer_refusal(self, exc: Exception) -> bool:
+        if isinstance(exc, _GoogleError):
             self._send_error(exc)
-        except _OAuthError as exc:
+        elif isinstance(exc, _OAuthError):
             payload = {"error": exc.error, "error_description": exc.description}
             self._send_json(exc.status, payload)
-        except Exception:
-            logger.exception("simulated Gemini server: error handling %s %s", self.command, path)
-            self._send_error(_GoogleError(500, _DEFAULT_MESSAGES[500]))
+        else:
+            return False
+        return True
+
+    def _send_unreadable(self) -> None:
+        self._send_error(_GoogleError(400, "Could not read the request body."))
+
+    def _send_internal_error(self) -> None:
+        self._send_error(_GoogleError(500, _DEFAULT_MESSAGES[500]))
 
     # -- routing ------------------------------------------------------------------------------
 
-    def _route(
-        self,
-        owner: FakeGeminiServer,
-        path: str,
-        *,
-        query: Mapping[str, list[str]],
-        headers: Mapping[str, str],
-        body: Any,
-        raw: bytes,
-    ) -> None:
+    def _route(self, request: RecordedRequest) -> None:
+        owner, path, body = self.server.owner, request.path, request.body
+        query = parse_qs(request.query)
         route = _match(path)
         if route is None:
             raise _GoogleError(404, f"The requested URL {path} was not found on this server.")
         if route.target == "token":
             if self.command != "POST":
                 raise _GoogleError(404, f"The requested URL {path} was not found on this server.")
-            self._token(owner, raw)
+            self._token(owner, request.raw)
             return
-        self._authorize(owner, route, query, headers)
+        self._authorize(owner, route, query, request.headers)
         failure = owner._take_failure()
         if failure is not None:
             self._send_failure(failure)
@@ -872,7 +661,6 @@ class _Handler(BaseHTTPRequestHandler):
         if not stream:
             self._send_json(200, payloads[0])
             return
-        owner = self.server.owner
         if sse:
             frames = [b"data: " + orjson.dumps(p) + b"\r\n\r\n" for p in payloads]
             content_type = "text/event-stream"
@@ -881,45 +669,17 @@ class _Handler(BaseHTTPRequestHandler):
             encoded = [orjson.dumps(p) for p in payloads]
             frames = [b"[" + encoded[0]] + [b",\r\n" + e for e in encoded[1:]] + [b"]"]
             content_type = "application/json; charset=UTF-8"
-        fields = [("content-type", content_type), ("transfer-encoding", "chunked")]
-        chunked = [b"%x\r\n%s\r\n" % (len(f), f) for f in frames] + [b"0\r\n\r\n"]
-        head = self._head(200, fields)
-        if owner.chunk_delay <= 0:
-            self.wfile.write(head + b"".join(chunked))
-            return
-        self.wfile.write(head)
-        for i, frame in enumerate(chunked):
-            if i:
-                owner._sleep(owner.chunk_delay)
-            self.wfile.write(frame)
-
-    def _head(self, status: int, fields: list[tuple[str, str]]) -> bytes:
-        lines = [f"HTTP/1.1 {status} {_reason(status)}", "server: deja-simulated"]
-        lines.extend(f"{name}: {value}" for name, value in fields)
-        if self.close_connection:
-            lines.append("connection: close")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-    def _send_json(
-        self, status: int, payload: Any, headers: Mapping[str, str] | None = None
-    ) -> None:
-        data = orjson.dumps(payload)
-        fields = [
-            ("content-type", "application/json; charset=UTF-8"),
-            ("content-length", str(len(data))),
-        ]
-        fields.extend((headers or {}).items())
-        self.wfile.write(self._head(status, fields) + data)
+        self._send_frames([("content-type", content_type)], frames)
 
     def _send_error(self, error: _GoogleError, headers: Mapping[str, str] | None = None) -> None:
         self._send_json(error.code, error.body(), headers)
 
-    def _send_failure(self, failure: _Failure) -> None:
+    def _send_failure(self, failure: ScriptedFailure) -> None:
         if failure.body is not None:
             self._send_json(failure.status, failure.body, failure.headers)
             return
         message = _DEFAULT_MESSAGES.get(
-            failure.status, f"Simulated {failure.status} {_reason(failure.status)}."
+            failure.status, f"Simulated {failure.status} {status_phrase(failure.status)}."
         )
         self._send_error(_GoogleError(failure.status, message), failure.headers)
 

@@ -16,27 +16,27 @@ Public names are re-exported from :mod:`deja.testing`; import them from there.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import itertools
 import logging
 import re
-import socket
-import socketserver
 import struct
-import sys
-import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Final, Literal, Self
+from typing import Any, Final, Literal
 
 import orjson
+
+from deja._fake_server import (
+    FakeHandler,
+    FakeServer,
+    RecordedRequest,
+    ScriptedFailure,
+    status_phrase,
+)
 
 __all__ = ["FakeOpenAIServer", "RecordedRequest", "Reply"]
 
@@ -64,25 +64,6 @@ _MAX_N: Final = 128
 _WORD: Final = re.compile(r"\s*\S+")
 _ARGUMENT_PIECE: Final = 8  # characters of tool-call arguments per streamed delta
 _CREATED_MODEL: Final = 1_700_000_000  # `created` of listed models: a fixed, plausible epoch
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    """One HTTP request exactly as the simulated server received it.
-
-    ``headers`` has lower-cased names (repeated headers joined with ``", "``); ``body`` is the
-    parsed JSON, or ``None`` when the body was empty or not JSON; ``raw`` is the body's bytes.
-    ``connection`` numbers the TCP connection the request came on (1, 2, …), so a test can see
-    keep-alive reuse.
-    """
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: Any
-    raw: bytes
-    query: str = ""
-    connection: int = 0
 
 
 @dataclass(frozen=True)
@@ -121,16 +102,6 @@ class Reply:
 _DEEPSEEK_UNIT_CHARS: Final = 256
 
 
-ReplyFunction = Callable[[dict[str, Any]], Reply | None]
-
-
-@dataclass(frozen=True)
-class _Failure:
-    status: int
-    body: dict[str, Any] | None
-    headers: dict[str, str]
-
-
 @dataclass(frozen=True)
 class _Answer:
     """One choice's resolved output."""
@@ -152,7 +123,7 @@ class _BadRequest(Exception):
         self.code = code
 
 
-class FakeOpenAIServer:
+class FakeOpenAIServer(FakeServer[Reply, ScriptedFailure]):
     """A simulated OpenAI-compatible API on a loopback port, for tests, benchmarks and demos.
 
     No real model answers: replies are deterministic text derived from the last user message
@@ -179,6 +150,10 @@ class FakeOpenAIServer:
     set, requests without ``Authorization: Bearer <api_key>`` get 401.
     """
 
+    _provider = "OpenAI"
+    _log = logger
+    _backlog = 128  # benchmarks open many connections at once
+
     def __init__(
         self,
         *,
@@ -193,99 +168,32 @@ class FakeOpenAIServer:
     ) -> None:
         if prompt_cache not in (None, "deepseek"):
             raise ValueError("prompt_cache must be None or 'deepseek'")
+        super().__init__(host=host, port=port, latency=latency, chunk_delay=chunk_delay)
         self.prompt_cache = prompt_cache
         self._prefixes: set[bytes] = set()
-        self.latency = latency
-        self.chunk_delay = chunk_delay
         self.embedding_dim = embedding_dim
         self.api_key = api_key
         self.models = tuple(models)
-        self._host = host
-        self._port = port
-        self._lock = threading.Lock()
-        self._requests: list[RecordedRequest] = []
-        self._queued: deque[Reply] = deque()
-        self._reply_fn: ReplyFunction | None = None
-        self._failures: deque[_Failure] = deque()
         self._delays: deque[float] = deque()
         self._drops = 0
-        self._connections = itertools.count(1)
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        # Set on stop() so handlers sleeping through latency or a delay wake up at once.
-        self._stopping = threading.Event()
         self.fingerprint = "fp_" + hashlib.sha256(b"deja-simulated").hexdigest()[:10]
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def start(self) -> Self:
-        """Bind the socket and serve from a daemon thread; a no-op when already running."""
-        with self._lock:
-            if self._httpd is not None:
-                return self
-            httpd = _HTTPServer((self._host, self._port), self)
-            self._stopping.clear()
-            thread = threading.Thread(
-                target=httpd.serve_forever,
-                # A short poll keeps stop() quick: shutdown() waits for the next poll.
-                kwargs={"poll_interval": 0.02},
-                name=f"FakeOpenAIServer:{httpd.server_port}",
-                daemon=True,
-            )
-            self._httpd, self._thread = httpd, thread
-        thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving, close open connections and the socket, and join the thread.
-
-        Idempotent. A stopped server may be started again (on a new port when ``port=0``).
-        """
-        with self._lock:
-            httpd, thread = self._httpd, self._thread
-            self._httpd = self._thread = None
-        if httpd is None or thread is None:
-            return
-        httpd.shutdown()
-        # Connections first, then wake sleeping handlers: a woken handler then writes to a
-        # closed socket instead of answering a client that should see the server go away.
-        httpd.close_connections()
-        self._stopping.set()
-        httpd.server_close()
-        thread.join()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _handler(self) -> type[_Handler]:
+        return _Handler
 
     @property
     def url(self) -> str:
         """``http://HOST:PORT`` of the running server (no ``/v1``)."""
-        httpd = self._httpd
-        if httpd is None:
-            raise RuntimeError("FakeOpenAIServer is not running: call start() first")
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{httpd.server_port}"
+        return super().url
 
     @property
     def base_url(self) -> str:
         """``http://HOST:PORT/v1``: what to pass as an OpenAI client's ``base_url``."""
         return self.url + "/v1"
 
-    # -- recording ----------------------------------------------------------------------------
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        """A snapshot of every request received so far, oldest first."""
-        with self._lock:
-            return list(self._requests)
+    # -- recording and scripting --------------------------------------------------------------
 
     def count(self, path: str | None = None) -> int:
         """How many requests were received, in all or for one path.
@@ -293,36 +201,14 @@ class FakeOpenAIServer:
         The ``/v1`` prefix and a trailing slash are ignored on both sides, so
         ``count("/v1/chat/completions")`` also counts requests sent to ``/chat/completions``.
         """
-        with self._lock:
-            if path is None:
-                return len(self._requests)
-            wanted = _route_path(path)
-            return sum(1 for r in self._requests if _route_path(r.path) == wanted)
+        return self._count(path, _route_path)
 
     def reset(self) -> None:
         """Forget recorded requests and every scripted reply, failure, delay and drop."""
         with self._lock:
-            self._requests.clear()
-            self._queued.clear()
-            self._reply_fn = None
-            self._failures.clear()
+            self._forget()
             self._delays.clear()
             self._drops = 0
-
-    # -- scripting ----------------------------------------------------------------------------
-
-    def reply_with(self, fn: ReplyFunction | None) -> None:
-        """Decide each completion's reply with ``fn(body)``; it returns ``None`` for the default.
-
-        ``None`` removes the function.
-        """
-        with self._lock:
-            self._reply_fn = fn
-
-    def queue_reply(self, reply: Reply, *, times: int = 1) -> None:
-        """Answer the next ``times`` completion requests with ``reply`` (after earlier ones)."""
-        with self._lock:
-            self._queued.extend([reply] * times)
 
     def fail_next(
         self,
@@ -337,9 +223,7 @@ class FakeOpenAIServer:
         The body is OpenAI's error shape for that status unless ``body`` is given; ``headers``
         are added to the response (e.g. ``{"retry-after": "2"}`` with a 429).
         """
-        failure = _Failure(status, body, dict(headers or {}))
-        with self._lock:
-            self._failures.extend([failure] * times)
+        self._queue_failure(ScriptedFailure(status, body, dict(headers or {})), times)
 
     def delay_next(self, seconds: float, *, times: int = 1) -> None:
         """Hold the next ``times`` POST requests for ``seconds`` before handling them."""
@@ -353,15 +237,7 @@ class FakeOpenAIServer:
 
     # -- used by the handler --------------------------------------------------------------------
 
-    def _record(self, request: RecordedRequest) -> None:
-        with self._lock:
-            self._requests.append(request)
-
-    def _next_connection(self) -> int:
-        with self._lock:
-            return next(self._connections)
-
-    def _take_faults(self) -> tuple[bool, float, _Failure | None]:
+    def _take_faults(self) -> tuple[bool, float, ScriptedFailure | None]:
         """Consume this request's scripted drop, delay and failure, in that order."""
         with self._lock:
             if self._drops:
@@ -387,98 +263,8 @@ class FakeOpenAIServer:
         hit = min(hit_units * 64, prompt_tokens)
         return {"prompt_cache_hit_tokens": hit, "prompt_cache_miss_tokens": prompt_tokens - hit}
 
-    def _take_reply(self, body: dict[str, Any]) -> Reply | None:
-        with self._lock:
-            if self._queued:
-                return self._queued.popleft()
-            fn = self._reply_fn
-        # Called outside the lock: a reply function may itself inspect the server.
-        return fn(body) if fn is not None else None
 
-    def _sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            self._stopping.wait(seconds)
-
-    def __repr__(self) -> str:
-        where = self.url if self._httpd is not None else "stopped"
-        return f"<FakeOpenAIServer (simulated) {where}>"
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # benchmarks open many connections at once
-
-    def __init__(self, address: tuple[str, int], owner: FakeOpenAIServer) -> None:
-        self.owner = owner
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves the host's FQDN, a DNS lookup that can stall on a
-        # machine without network; the name is never used here.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name = str(self.server_address[0])
-        self.server_port = int(self.server_address[1])
-
-    def track(self, conn: socket.socket) -> None:
-        with self._open_lock:
-            self._open.add(conn)
-
-    def untrack(self, conn: socket.socket) -> None:
-        with self._open_lock:
-            self._open.discard(conn)
-
-    def close_connections(self) -> None:
-        """Shut down kept-alive connections, so their handler threads end now, not at exit."""
-        with self._open_lock:
-            conns = list(self._open)
-        for conn in conns:
-            _shutdown(conn)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that times out, drops a stream or goes away mid-response is routine here.
-        if isinstance(sys.exc_info()[1], OSError):
-            return
-        logger.exception("simulated OpenAI server: error serving %s", client_address)
-
-
-def _shutdown(conn: socket.socket) -> None:
-    with contextlib.suppress(OSError):  # already closed by the peer
-        conn.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _HTTPServer
-
-    def setup(self) -> None:
-        super().setup()
-        # Without TCP_NODELAY, Nagle's algorithm holds small writes (SSE events) until the
-        # client's delayed ACK: up to 40 ms per event on loopback.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.track(self.connection)
-        self.connection_number = self.server.owner._next_connection()
-        self.started = time.monotonic()
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.untrack(self.connection)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        # One stderr line per request would dominate benchmark time and clutter test output.
-        return
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
+class _Handler(FakeHandler[FakeOpenAIServer]):
     def do_PUT(self) -> None:
         self._dispatch()
 
@@ -490,67 +276,24 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- request ------------------------------------------------------------------------------
 
-    def _read_body(self) -> bytes | None:
-        """The request body, or ``None`` when its framing is broken (the connection closes)."""
-        try:
-            if "chunked" in str(self.headers.get("transfer-encoding", "")).lower():
-                parts: list[bytes] = []
-                while True:
-                    size = int(self.rfile.readline(65537).split(b";")[0].strip(), 16)
-                    if size == 0:
-                        while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                            pass  # trailers
-                        return b"".join(parts)
-                    parts.append(self.rfile.read(size))
-                    self.rfile.readline()
-            length = int(self.headers.get("content-length") or 0)
-        except ValueError:
-            return None
-        return self.rfile.read(length) if length > 0 else b""
-
     def _dispatch(self) -> None:
-        self.started = time.monotonic()
-        owner = self.server.owner
-        raw = self._read_body()
-        if raw is None:
-            self.close_connection = True
-            self._send_error(400, "Could not read the request body.", "invalid_request_error")
-            return
-        path, _, query = self.path.partition("?")
-        headers: dict[str, str] = {}
-        for original, value in self.headers.items():
-            name = original.lower()
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        body: Any = None
-        bad_json = False
-        if raw:
-            try:
-                body = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                bad_json = True
-        owner._record(
-            RecordedRequest(self.command, path, headers, body, raw, query, self.connection_number)
-        )
-        try:
-            self._route(owner, path, headers, body, bad_json)
-        except OSError:
-            raise  # the client went away (or a response was cut off): never answer twice
-        except _BadRequest as exc:
-            self._send_error(
-                400, exc.message, "invalid_request_error", param=exc.param, code=exc.code
-            )
-        except Exception:
-            logger.exception("simulated OpenAI server: error handling %s %s", self.command, path)
-            self._send_error(500, "The simulated server failed on this request.", "server_error")
+        self.started = time.monotonic()  # what openai-processing-ms counts from
+        super()._dispatch()
 
-    def _route(
-        self,
-        owner: FakeOpenAIServer,
-        path: str,
-        headers: Mapping[str, str],
-        body: Any,
-        bad_json: bool,
-    ) -> None:
+    def _answer_refusal(self, exc: Exception) -> bool:
+        if not isinstance(exc, _BadRequest):
+            return False
+        self._send_error(400, exc.message, "invalid_request_error", param=exc.param, code=exc.code)
+        return True
+
+    def _send_unreadable(self) -> None:
+        self._send_error(400, "Could not read the request body.", "invalid_request_error")
+
+    def _send_internal_error(self) -> None:
+        self._send_error(500, "The simulated server failed on this request.", "server_error")
+
+    def _route(self, request: RecordedRequest) -> None:
+        owner, path, headers, body = self.server.owner, request.path, request.headers, request.body
         route_path = _route_path(path)
         if self.command == "POST":
             route = _POST_ROUTES.get(route_path)
@@ -580,7 +323,7 @@ class _Handler(BaseHTTPRequestHandler):
         if failure is not None:
             self._send_failure(failure, body)
             return
-        if bad_json:
+        if self.bad_json:
             raise _BadRequest(
                 "We could not parse the JSON body of your request. (HINT: This likely means you "
                 "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, "
@@ -719,7 +462,7 @@ class _Handler(BaseHTTPRequestHandler):
         ]
         if include_usage:
             events.append(_chunk(head, [], include_usage, usage))
-        self._send_stream(owner, events, abort)
+        self._send_stream(events, abort)
 
     def _completions(self, owner: FakeOpenAIServer, body: dict[str, Any]) -> None:
         model = _require_model(body)
@@ -798,7 +541,7 @@ class _Handler(BaseHTTPRequestHandler):
         ]
         if include_usage:
             events.append(_chunk(head, [], include_usage, usage))
-        self._send_stream(owner, events, abort)
+        self._send_stream(events, abort)
 
     def _embeddings(self, owner: FakeOpenAIServer, body: dict[str, Any]) -> None:
         model = _require_model(body)
@@ -849,38 +592,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- response -----------------------------------------------------------------------------
 
-    def _head(self, status: int, headers: Iterable[tuple[str, str]]) -> bytes:
+    def _provider_headers(self) -> Iterable[tuple[str, str]]:
         elapsed_ms = int((time.monotonic() - self.started) * 1000)
-        lines = [
-            f"HTTP/1.1 {status} {_reason(status)}",
-            f"x-request-id: req_{uuid.uuid4().hex}",
-            f"openai-processing-ms: {elapsed_ms}",
-            "server: deja-simulated",
+        return [
+            ("x-request-id", f"req_{uuid.uuid4().hex}"),
+            ("openai-processing-ms", str(elapsed_ms)),
         ]
-        lines.extend(f"{name}: {value}" for name, value in headers)
-        if self.close_connection:
-            lines.append("connection: close")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-    def _send_json(
-        self,
-        status: int,
-        payload: Any,
-        headers: Mapping[str, str] | None = None,
-        *,
-        truncate: bool = False,
-    ) -> None:
-        body = orjson.dumps(payload)
-        fields = [("content-type", "application/json"), ("content-length", str(len(body)))]
-        fields.extend((headers or {}).items())
-        if truncate:
-            # An unfinished response: the promised length never arrives.
-            self.close_connection = True
-            self.wfile.write(self._head(status, fields) + body[: len(body) // 2])
-            self._hang_up()
-            return
-        # One write for head and body: two small writes can meet the client's delayed ACK.
-        self.wfile.write(self._head(status, fields) + body)
 
     def _send_error(
         self,
@@ -895,7 +612,7 @@ class _Handler(BaseHTTPRequestHandler):
         error = {"message": message, "type": type_, "param": param, "code": code}
         self._send_json(status, {"error": error}, headers)
 
-    def _send_failure(self, failure: _Failure, body: Any) -> None:
+    def _send_failure(self, failure: ScriptedFailure, body: Any) -> None:
         if failure.body is not None:
             self._send_json(failure.status, failure.body, failure.headers)
             return
@@ -903,43 +620,26 @@ class _Handler(BaseHTTPRequestHandler):
         message, type_, code = _default_error(failure.status, str(model or "the model"))
         self._send_error(failure.status, message, type_, code=code, headers=failure.headers)
 
-    def _send_stream(self, owner: FakeOpenAIServer, events: list[bytes], abort: int | None) -> None:
+    def _send_stream(self, events: list[bytes], abort: int | None) -> None:
         frames = [b"data: " + event + b"\n\n" for event in events]
         finished = abort is None
         if abort is not None:
             frames = frames[: max(abort, 0)]
         else:
             frames.append(b"data: [DONE]\n\n")
-        # HTTP/1.1 frames the stream with chunked encoding so the connection can be reused;
-        # an HTTP/1.0 client gets the stream delimited by closing the connection.
-        chunked = self.request_version != "HTTP/1.0"
         fields = [
             ("content-type", "text/event-stream; charset=utf-8"),
             ("cache-control", "no-cache"),
         ]
-        if chunked:
-            fields.append(("transfer-encoding", "chunked"))
-            frames = [b"%x\r\n%s\r\n" % (len(f), f) for f in frames]
-            if finished:
-                frames.append(b"0\r\n\r\n")
-        else:
-            self.close_connection = True
-        head = self._head(200, fields)
-        delay = owner.chunk_delay
-        if delay <= 0:
-            self.wfile.write(head + b"".join(frames))
-        else:
-            self.wfile.write(head)
-            for i, frame in enumerate(frames):
-                if i:
-                    owner._sleep(delay)
-                self.wfile.write(frame)
+        # HTTP/1.1 frames the stream with chunked encoding so the connection can be reused;
+        # an HTTP/1.0 client gets the stream delimited by closing the connection.
+        if self.request_version != "HTTP/1.0":
+            self._send_frames(fields, frames, finished=finished)
+            return
+        self.close_connection = True
+        self._write_frames(self._head(200, fields), frames)
         if not finished:
             self._hang_up()
-
-    def _hang_up(self) -> None:
-        self.close_connection = True
-        _shutdown(self.connection)
 
 
 # -- pure helpers -------------------------------------------------------------------------------
@@ -953,13 +653,6 @@ def _route_path(path: str) -> str:
         # Azure OpenAI: /openai/deployments/<deployment>/chat/completions?api-version=...
         path = "/" + path.split("/", 4)[4] if path.count("/") >= 4 else path
     return path or "/"
-
-
-def _reason(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"
 
 
 def _default_error(status: int, model: str) -> tuple[str, str, str | None]:
@@ -997,7 +690,7 @@ def _default_error(status: int, model: str) -> tuple[str, str, str | None]:
             "server_error",
             None,
         )
-    return f"Simulated {status} {_reason(status)} error.", "invalid_request_error", None
+    return f"Simulated {status} {status_phrase(status)} error.", "invalid_request_error", None
 
 
 def _require_model(body: Mapping[str, Any]) -> str:
