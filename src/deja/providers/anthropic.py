@@ -48,7 +48,6 @@ returns for the same answer.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -56,6 +55,12 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from deja.errors import InvalidRequestError, ProviderError, provider_error_for_status
+from deja.providers._openai_format import (
+    arguments_text,
+    assistant_message,
+    function_call,
+    tool_call,
+)
 from deja.providers.planner import (
     ANTHROPIC_BREAKPOINT_LIMIT,
     Plan,
@@ -383,28 +388,8 @@ class AnthropicProvider:
             elif kind == "redacted_thinking":
                 thinking_blocks.append(dict(block))
             elif kind == "tool_use":
-                tool_calls.append(
-                    {
-                        "id": block.get("id"),
-                        "type": "function",
-                        "function": {
-                            "name": block.get("name"),
-                            "arguments": _arguments(block.get("input")),
-                        },
-                    }
-                )
-        content = "".join(text)
-        message: dict[str, Any] = {
-            "role": "assistant",
-            # As a stream assembles: an empty answer next to tool calls is null.
-            "content": content if content or not tool_calls else None,
-        }
-        if reasoning:
-            message["reasoning_content"] = "".join(reasoning)
-        if thinking_blocks:
-            message["thinking_blocks"] = thinking_blocks
-        if tool_calls:
-            message["tool_calls"] = tool_calls
+                tool_calls.append(tool_call(block.get("id"), block.get("name"), block.get("input")))
+        message = assistant_message(text, reasoning, thinking_blocks, tool_calls)
         response: dict[str, Any] = {
             "id": data.get("id"),
             "object": "chat.completion",
@@ -541,7 +526,7 @@ class StreamTranslator:
             chunks = [self._chunk({"tool_calls": [opening]})]
             if block.get("input"):  # the start's input is {} in practice; pieces follow
                 state.sent_arguments = True
-                chunks.append(self._arguments(state, _arguments(block["input"])))
+                chunks.append(self.arguments_text(state, arguments_text(block["input"])))
             return chunks
         state = self._blocks[index] = _Block(kind, data=block)
         if kind == "text" and block.get("text"):
@@ -565,7 +550,7 @@ class StreamTranslator:
             return []
         if kind == "input_json_delta" and state is not None and delta.get("partial_json"):
             state.sent_arguments = True
-            return [self._arguments(state, delta["partial_json"])]
+            return [self.arguments_text(state, delta["partial_json"])]
         return []  # citations and delta types newer than this adapter
 
     def _stop(self, index: int) -> list[dict[str, Any]]:
@@ -583,10 +568,10 @@ class StreamTranslator:
             return [self._chunk({"thinking_blocks": [state.data]})]
         if state.kind == "tool_use" and not state.sent_arguments:
             # A call with no input streams no pieces; its non-stream twin says "{}".
-            return [self._arguments(state, "{}")]
+            return [self.arguments_text(state, "{}")]
         return []
 
-    def _arguments(self, state: _Block, piece: str) -> dict[str, Any]:
+    def arguments_text(self, state: _Block, piece: str) -> dict[str, Any]:
         call = {"index": state.tool, "function": {"arguments": piece}}
         return self._chunk({"tool_calls": [call]})
 
@@ -605,12 +590,6 @@ def _points(value: object) -> list[Mapping[str, Any]]:
 def _index(event: Mapping[str, Any]) -> int:
     index = event.get("index")
     return index if isinstance(index, int) else -1
-
-
-def _arguments(value: object) -> str:
-    # Anthropic streams tool input as json.dumps-style text ("key": value, spaces after
-    # separators); serializing the same way keeps stream and non-stream copies equal.
-    return json.dumps(value if value is not None else {}, ensure_ascii=False)
 
 
 def _stream_error(event: Mapping[str, Any]) -> ProviderError:
@@ -695,21 +674,8 @@ def _content_blocks(content: object, where: str) -> list[dict[str, Any]]:
 
 
 def _tool_use(call: object, where: str) -> dict[str, Any]:
-    if not isinstance(call, Mapping) or not isinstance(call.get("function"), Mapping):
-        raise InvalidRequestError(f"{where} is not a function tool call")
-    function = call["function"]
-    arguments = function.get("arguments")
-    if arguments is None or arguments == "":
-        parsed: Any = {}
-    elif isinstance(arguments, Mapping):
-        parsed = dict(arguments)
-    else:
-        try:
-            parsed = json.loads(arguments)
-        except (TypeError, ValueError):
-            raise InvalidRequestError(f"{where}: arguments are not JSON") from None
-    if not isinstance(parsed, dict):
-        raise InvalidRequestError(f"{where}: arguments must be a JSON object")
+    function, parsed = function_call(call, where)
+    assert isinstance(call, Mapping)  # function_call checked it
     return {"type": "tool_use", "id": call.get("id"), "name": function.get("name"), "input": parsed}
 
 

@@ -93,6 +93,11 @@ from urllib.parse import quote
 import orjson
 
 from deja.errors import ConfigError, InvalidRequestError, MissingDependencyError, ProviderError
+from deja.providers._openai_format import (
+    assistant_message,
+    function_call,
+    tool_call,
+)
 from deja.providers.eventstream import EXCEPTION_STATUS, exception_error
 from deja.providers.planner import (
     ANTHROPIC_BREAKPOINT_LIMIT,
@@ -855,27 +860,9 @@ class BedrockProvider:
             elif isinstance(block.get("toolUse"), Mapping):
                 use = block["toolUse"]
                 tool_calls.append(
-                    {
-                        "id": use.get("toolUseId"),
-                        "type": "function",
-                        "function": {
-                            "name": use.get("name"),
-                            "arguments": _arguments(use.get("input")),
-                        },
-                    }
+                    tool_call(use.get("toolUseId"), use.get("name"), use.get("input"))
                 )
-        joined = "".join(text)
-        reply: dict[str, Any] = {
-            "role": "assistant",
-            # As a stream assembles: an empty answer next to tool calls is null.
-            "content": joined if joined or not tool_calls else None,
-        }
-        if reasoning:
-            reply["reasoning_content"] = "".join(reasoning)
-        if thinking_blocks:
-            reply["thinking_blocks"] = thinking_blocks
-        if tool_calls:
-            reply["tool_calls"] = tool_calls
+        reply = assistant_message(text, reasoning, thinking_blocks, tool_calls)
         response: dict[str, Any] = {
             "id": response_id or _new_id(),
             "object": "chat.completion",
@@ -1038,7 +1025,7 @@ class StreamTranslator:
             if state is None or state.kind != "tool" or not isinstance(piece, str) or not piece:
                 return []
             state.sent_arguments = True
-            return [self._arguments(state, piece)]
+            return [self.arguments_text(state, piece)]
         reasoning = delta.get("reasoningContent")
         if isinstance(reasoning, Mapping):
             redacted = reasoning.get("redactedContent")
@@ -1070,10 +1057,10 @@ class StreamTranslator:
             return [self._chunk({"thinking_blocks": [block]})]
         if state.kind == "tool" and not state.sent_arguments:
             # A call with no input streams no pieces; its non-stream twin says "{}".
-            return [self._arguments(state, "{}")]
+            return [self.arguments_text(state, "{}")]
         return []
 
-    def _arguments(self, state: _Block, piece: str) -> dict[str, Any]:
+    def arguments_text(self, state: _Block, piece: str) -> dict[str, Any]:
         call = {"index": state.tool, "function": {"arguments": piece}}
         return self._chunk({"tool_calls": [call]})
 
@@ -1081,12 +1068,6 @@ class StreamTranslator:
 def _index(event: Mapping[str, Any]) -> int:
     index = event.get("contentBlockIndex")
     return index if isinstance(index, int) and not isinstance(index, bool) else -1
-
-
-def _arguments(value: object) -> str:
-    # Bedrock streams a tool's input as the model wrote it, json.dumps-style for Claude;
-    # serializing the whole input the same way keeps stream and non-stream copies equal.
-    return json.dumps(value if value is not None else {}, ensure_ascii=False)
 
 
 # -- request helpers ------------------------------------------------------------------------
@@ -1214,21 +1195,8 @@ def _content_blocks(content: object, where: str, context: _Context) -> list[dict
 
 
 def _tool_use(call: object, where: str) -> dict[str, Any]:
-    if not isinstance(call, Mapping) or not isinstance(call.get("function"), Mapping):
-        raise InvalidRequestError(f"{where} is not a function tool call")
-    function = call["function"]
-    arguments = function.get("arguments")
-    if arguments is None or arguments == "":
-        parsed: Any = {}
-    elif isinstance(arguments, Mapping):
-        parsed = dict(arguments)
-    else:
-        try:
-            parsed = json.loads(arguments)
-        except (TypeError, ValueError):
-            raise InvalidRequestError(f"{where}: arguments are not JSON") from None
-    if not isinstance(parsed, dict):
-        raise InvalidRequestError(f"{where}: arguments must be a JSON object")
+    function, parsed = function_call(call, where)
+    assert isinstance(call, Mapping)  # function_call checked it
     return {"toolUse": {"toolUseId": call.get("id"), "name": function.get("name"), "input": parsed}}
 
 

@@ -98,6 +98,7 @@ from urllib.parse import quote, urlsplit
 import orjson
 
 from deja.errors import InvalidRequestError, ProviderError, provider_error_for_status
+from deja.providers._openai_format import arguments_text, function_call
 from deja.providers.planner import (
     IMAGE_TOKENS,
     Plan,
@@ -1444,10 +1445,6 @@ class GeminiProvider:
 # -- response helpers ---------------------------------------------------------------------
 
 
-def _arguments(value: object) -> str:
-    return json.dumps(value if value is not None else {}, ensure_ascii=False)
-
-
 def _tool_call_id(
     response_id: object, candidate: int, position: int, call: Mapping[str, Any]
 ) -> str:
@@ -1471,7 +1468,7 @@ def _tool_call(
     out: dict[str, Any] = {
         "id": _tool_call_id(response_id, candidate, position, call),
         "type": "function",
-        "function": {"name": call.get("name"), "arguments": _arguments(call.get("args"))},
+        "function": {"name": call.get("name"), "arguments": arguments_text(call.get("args"))},
     }
     signature = part.get("thoughtSignature")
     if isinstance(signature, str) and signature:
@@ -1853,24 +1850,10 @@ def _signature_of(value: object) -> str | None:
 
 
 def _function_call(call: object, where: str) -> dict[str, Any]:
-    if not isinstance(call, Mapping) or not isinstance(call.get("function"), Mapping):
-        raise InvalidRequestError(f"{where} is not a function tool call")
-    function = call["function"]
+    function, parsed = function_call(call, where)
     name = function.get("name")
     if not isinstance(name, str) or not name:
         raise InvalidRequestError(f"{where}.function needs a name")
-    arguments = function.get("arguments")
-    if arguments is None or arguments == "":
-        parsed: Any = {}
-    elif isinstance(arguments, Mapping):
-        parsed = dict(arguments)
-    else:
-        try:
-            parsed = json.loads(arguments)
-        except (TypeError, ValueError):
-            raise InvalidRequestError(f"{where}: arguments are not JSON") from None
-    if not isinstance(parsed, dict):
-        raise InvalidRequestError(f"{where}: arguments must be a JSON object")
     part: dict[str, Any] = {"functionCall": {"name": name, "args": parsed}}
     signature = _signature_of(call)
     if signature is not None:
