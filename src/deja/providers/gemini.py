@@ -98,7 +98,7 @@ from urllib.parse import quote, urlsplit
 import orjson
 
 from deja.errors import InvalidRequestError, ProviderError, provider_error_for_status
-from deja.providers._openai_format import arguments_text, function_call
+from deja.providers._openai_format import arguments_text, assistant_message, function_call
 from deja.providers.planner import (
     IMAGE_TOKENS,
     Plan,
@@ -1505,16 +1505,7 @@ def _choice(candidate: Mapping[str, Any], index: int, response_id: object) -> di
             thoughts.append(piece)
         else:
             text.append(piece)
-    joined = "".join(text)
-    message: dict[str, Any] = {
-        "role": "assistant",
-        # As a stream assembles: an empty answer next to tool calls is null.
-        "content": joined if joined or not calls else None,
-    }
-    if thoughts:
-        message["reasoning_content"] = "".join(thoughts)
-    if calls:
-        message["tool_calls"] = calls
+    message = assistant_message(text, thoughts, [], calls)
     if signature is not None:
         message["extra_content"] = _signature_extra(signature)
     return {
