@@ -308,7 +308,7 @@ def test_provider_prefix_and_missing_endpoint() -> None:
 async def test_async_client_over_httpx2_too(server: FakeOpenAIServer) -> None:
     import httpx2
 
-    # aiohttp is used when installed; a caller's own httpx2 client must work the same
+    # deja's own HTTP/1.1 client is the default; a caller's own httpx2 client must work the same
     async with httpx2.AsyncClient() as http:
         client = make_async_client(server, http_client=http)
         first = await client.acompletion(model="gpt-4o", messages=MESSAGES)
@@ -325,7 +325,7 @@ async def test_async_client_over_httpx2_too(server: FakeOpenAIServer) -> None:
     assert first.cache.status == "miss" and stream.cache.status == "hit" and chunks
 
 
-async def test_aiohttp_transport_errors_are_typed(server: FakeOpenAIServer) -> None:
+async def test_default_transport_errors_are_typed(server: FakeOpenAIServer) -> None:
     client = make_async_client(server)
     server.delay_next(1.0)
     with pytest.raises(deja.UpstreamTimeoutError):

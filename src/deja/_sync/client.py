@@ -137,6 +137,14 @@ class _BedrockEvents:
         return to_events(self._decoder.feed(data))
 
 
+def _with_points(payload: dict[str, Any], points: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """``payload`` with ``points`` after its own ``cache_control_injection_points``."""
+    if points:
+        own = payload.get("cache_control_injection_points") or []
+        payload["cache_control_injection_points"] = [*own, *points]
+    return payload
+
+
 def _provider_options(options: Mapping[str, Any] | None) -> Mapping[str, Any]:
     if not options:
         return _NO_OPTIONS
@@ -322,7 +330,8 @@ class Client:
     5xx answers and on connection errors (backoff doubles from ``backoff`` seconds, with
     jitter; ``Retry-After`` is honoured up to 60 s), ``http_client`` to bring your own
     pooled HTTP client, ``max_connections`` for the one deja creates on first use
-    (aiohttp when installed, else httpx2, for async; httpx2 for sync).
+    (deja's own HTTP/1.1 client for async — httpx2 when ``HTTP_PROXY``, ``HTTPS_PROXY``
+    or ``ALL_PROXY`` is set — and httpx2 for sync).
     ``azure/<deployment>`` models call Azure OpenAI (``api_base`` = the resource endpoint,
     ``api-key`` header, ``api_version`` in the body or ``AZURE_API_VERSION``).
     ``cache_control_injection_points`` (LiteLLM's format) place prompt-cache breakpoints on
@@ -602,13 +611,16 @@ class Client:
         timeout: float | None = None,
         extra_headers: Mapping[str, str] | None = None,
         provider_options: Mapping[str, Any] | None = None,
+        injection_points: Sequence[Mapping[str, Any]] = (),
     ) -> dict[str, Any]:
         """POST an OpenAI-format body to ``model``'s upstream, with no cache: its JSON answer.
 
         ``path`` is the route under the API base (``/chat/completions``); ``model`` picks
         the endpoint and is sent as the provider's model name. ``provider_options`` are the
-        ``aws_*`` / ``vertex_*`` settings of Bedrock and Vertex AI. Retries and errors as
-        for :meth:`completion`. The proxy calls upstreams through this.
+        ``aws_*`` / ``vertex_*`` settings of Bedrock and Vertex AI; ``injection_points``
+        (a deployment's ``cache_control_injection_points``) apply after the body's own.
+        Retries and errors as for :meth:`completion`. The proxy calls upstreams through
+        this.
         """
         provider, name, _, url_base = self._endpoint(model, api_base)
         seconds = timeout if timeout is not None else self.timeout
@@ -616,7 +628,7 @@ class Client:
             return self._chat(
                 provider,
                 url_base,
-                {**payload, "model": name},
+                _with_points({**payload, "model": name}, injection_points),
                 api_key=api_key,
                 extra_headers=extra_headers or {},
                 timeout=seconds,
@@ -641,6 +653,7 @@ class Client:
         timeout: float | None = None,
         extra_headers: Mapping[str, str] | None = None,
         provider_options: Mapping[str, Any] | None = None,
+        injection_points: Sequence[Mapping[str, Any]] = (),
     ) -> Iterator[dict[str, Any]]:
         """Like :meth:`request` for ``stream: true``: an iterator of the SSE events' JSON."""
         provider, name, _, url_base = self._endpoint(model, api_base)
@@ -650,7 +663,7 @@ class Client:
             return self._chat_stream(
                 provider,
                 url_base,
-                body,
+                _with_points(body, injection_points),
                 api_key=api_key,
                 extra_headers=extra_headers or {},
                 timeout=seconds,

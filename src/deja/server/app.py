@@ -24,7 +24,7 @@ from deja._async.client import AsyncClient
 from deja._async.embeddings import acached_embeddings, embedding_items
 from deja._async.streams import aopen_uncached
 from deja.config import ModelDeployment, Settings, build_cache
-from deja.controls import CacheControl, from_header, merge, parse_controls
+from deja.controls import DEFAULT_CONTROL, CacheControl, from_header, merge, parse_controls
 from deja.errors import (
     ControlError,
     DejaError,
@@ -131,6 +131,8 @@ class ProxyApp:
         )
         self.auth = Auth(settings.general)
         self.routes = self._routes(settings.model_list)
+        # the upstream call options of each deployment, built once: every request reads them
+        self._options = {id(d): _deployment_options(d) for d in settings.model_list}
         self._max_body = settings.general.max_request_bytes
         self._pre_hooks: list[tuple[str, Callable[..., Any]]] = []
         self._post_hooks: list[tuple[str, Callable[..., Any]]] = []
@@ -259,9 +261,12 @@ class ProxyApp:
         return route
 
     def _controls(self, scope: Scope, body: dict[str, Any]) -> CacheControl:
+        raw_header = header(scope, b"cache-control")
+        if raw_header is None and "cache" not in body:
+            return DEFAULT_CONTROL  # the common request: nothing to parse or merge
         try:
             from_body = parse_controls(body.pop("cache", None))
-            return merge(from_header(header(scope, b"cache-control")), from_body)
+            return merge(from_header(raw_header), from_body)
         except ControlError as exc:
             raise HTTPError(
                 400, str(exc), param=f"cache.{exc.option}" if exc.option else "cache"
@@ -301,11 +306,15 @@ class ProxyApp:
 
     # -- upstream -------------------------------------------------------------------------
 
+    def _options_of(self, deployment: ModelDeployment) -> dict[str, Any]:
+        options = self._options.get(id(deployment))
+        return options if options is not None else _deployment_options(deployment)
+
     async def _call(self, route: Route, path: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         last: ProviderError | None = None
         for deployment in route.deployments:
             try:
-                return await self.client.arequest(path, payload, **_deployment_options(deployment))
+                return await self.client.arequest(path, payload, **self._options_of(deployment))
             except ProviderError as exc:
                 if not _failover_worthy(exc):
                     raise
@@ -323,7 +332,7 @@ class ProxyApp:
         last: ProviderError | None = None
         for deployment in route.deployments:
             try:
-                return await self.client.astream(path, payload, **_deployment_options(deployment))
+                return await self.client.astream(path, payload, **self._options_of(deployment))
             except ProviderError as exc:
                 if not _failover_worthy(exc):
                     raise
@@ -352,7 +361,7 @@ class ProxyApp:
             request = Request.from_body(
                 {**body, "model": deployment.model},
                 kind="chat" if kind == "chat" else "completion",
-                api_base=_deployment_options(deployment)["api_base"],
+                api_base=self._options_of(deployment)["api_base"],
                 tenant=caller.tenant,
             )
             stream = bool(body.get("stream"))
@@ -472,7 +481,7 @@ class ProxyApp:
                 model=deployment.model,
                 items=embedding_items(body["input"]),
                 params=params,
-                api_base=_deployment_options(deployment)["api_base"],
+                api_base=self._options_of(deployment)["api_base"],
                 control=ctl,
                 fetch_missing=fetch_missing,
                 tenant=caller.tenant,
@@ -612,7 +621,7 @@ class ProxyApp:
         request = Request.from_body(
             {**request_body, "model": deployment.model},
             kind=kind,
-            api_base=_deployment_options(deployment)["api_base"],
+            api_base=self._options_of(deployment)["api_base"],
             tenant=tenant,
         )
         return request, ctl
@@ -674,6 +683,18 @@ class ProxyApp:
 _ADMIN_CALLER = Caller(tenant=None, models=(), is_admin=True)
 
 
+# A deployment's Bedrock and Vertex AI settings (LiteLLM's litellm_params names).
+_PROVIDER_PARAMS = (
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "aws_region_name",
+    "vertex_project",
+    "vertex_location",
+    "vertex_credentials",
+)
+
+
 def _deployment_options(deployment: ModelDeployment) -> dict[str, Any]:
     params = deployment.litellm_params
     options: dict[str, Any] = {"model": deployment.model, "api_base": params.get("api_base")}
@@ -681,6 +702,13 @@ def _deployment_options(deployment: ModelDeployment) -> dict[str, Any]:
         options["api_key"] = params["api_key"]
     if params.get("timeout") is not None:
         options["timeout"] = float(params["timeout"])  # type: ignore[arg-type]
+    if params.get("extra_headers"):
+        options["extra_headers"] = params["extra_headers"]
+    if params.get("cache_control_injection_points"):
+        options["injection_points"] = params["cache_control_injection_points"]
+    provider = {name: params[name] for name in _PROVIDER_PARAMS if params.get(name) is not None}
+    if provider:
+        options["provider_options"] = provider
     return options
 
 

@@ -1,0 +1,160 @@
+"""The proxy in front of Bedrock and Gemini: a LiteLLM-style model_list with provider
+settings per deployment, OpenAI's format in and out, provider caching per deployment."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx2
+import pytest
+
+from deja.providers.bedrock import AwsCredentials
+from deja.testing import FakeBedrockServer, FakeGeminiServer
+from tests.server.conftest import MASTER, TEAM_A
+
+pytest.importorskip("botocore")
+pytest.importorskip("cryptography")
+
+AWS = AwsCredentials("AKIDPROXY", "proxy-secret-key")
+MANUAL = "Policy 9: expenses above 100 EUR need a receipt and a manager's approval. " * 150
+
+
+@pytest.fixture
+def bedrock() -> Iterator[FakeBedrockServer]:
+    with FakeBedrockServer(credentials=AWS, region="eu-west-3") as server:
+        yield server
+
+
+@pytest.fixture
+def gemini() -> Iterator[FakeGeminiServer]:
+    with FakeGeminiServer() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def no_ambient_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def config(bedrock: FakeBedrockServer, gemini: FakeGeminiServer) -> dict[str, Any]:
+    system_point = [{"location": "message", "role": "system"}]
+    return {
+        "model_list": [
+            {
+                "model_name": "claude",
+                "litellm_params": {
+                    "model": "bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0",
+                    "api_base": bedrock.url,
+                    "aws_access_key_id": AWS.access_key,
+                    "aws_secret_access_key": AWS.secret_key,
+                    "aws_region_name": "eu-west-3",
+                    "cache_control_injection_points": system_point,
+                },
+            },
+            {
+                "model_name": "gemini",
+                "litellm_params": {
+                    "model": "vertex_ai/gemini-2.5-flash",
+                    "api_base": gemini.url,
+                    "vertex_project": "acme-prod",
+                    "vertex_location": "europe-west1",
+                    "vertex_credentials": json.dumps(gemini.service_account()),
+                    "cache_control_injection_points": system_point,
+                },
+            },
+        ],
+        "caching": {"type": "memory", "ttl": 600},
+        "general_settings": {
+            "master_key": MASTER,
+            "virtual_keys": [{"key": TEAM_A, "tenant": "a"}],
+        },
+    }
+
+
+def body(model: str, question: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "model": model,
+        "messages": [
+            {"role": "system", "content": MANUAL},
+            {"role": "user", "content": question},
+        ],
+        **extra,
+    }
+
+
+async def test_bedrock_deployment_signs_caches_and_serves_hits(
+    bedrock: FakeBedrockServer,
+    gemini: FakeGeminiServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+) -> None:
+    async with make_proxy(config(bedrock, gemini)) as proxy:
+        first = await proxy.post("/v1/chat/completions", json=body("claude", "Receipts?"))
+        second = await proxy.post("/v1/chat/completions", json=body("claude", "Approvals?"))
+        again = await proxy.post("/v1/chat/completions", json=body("claude", "Receipts?"))
+    assert first.status_code == 200, first.text
+    assert first.headers["x-deja-cache"] == "miss" and again.headers["x-deja-cache"] == "hit"
+    assert again.json() == first.json()
+    assert first.json()["object"] == "chat.completion"
+    assert first.json()["model"] == "anthropic.claude-sonnet-4-5-20250929-v1:0"
+    assert bedrock.count("converse") == 2
+    sent = bedrock.requests[-1]
+    assert "/eu-west-3/bedrock/aws4_request" in sent.headers["authorization"]
+    assert sent.body["system"][-1] == {"cachePoint": {"type": "default"}}  # the deployment's
+    usage = second.json()["usage"]
+    assert usage["prompt_tokens_details"]["cached_tokens"] > 0  # Bedrock's cache read
+    assert float(first.headers["x-deja-cost-usd"]) > 0
+
+
+async def test_bedrock_stream_through_the_proxy(
+    bedrock: FakeBedrockServer,
+    gemini: FakeGeminiServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+) -> None:
+    async with make_proxy(config(bedrock, gemini)) as proxy:
+        answer = await proxy.post(
+            "/v1/chat/completions", json=body("claude", "Receipts?", stream=True)
+        )
+    assert answer.status_code == 200
+    events = [
+        json.loads(line[6:]) for line in answer.text.splitlines() if line.startswith("data: {")
+    ]
+    assert "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"])
+    assert answer.text.rstrip().endswith("data: [DONE]")
+    assert bedrock.count("converse-stream") == 1
+
+
+async def test_vertex_deployment_with_a_service_account_and_a_context_cache(
+    bedrock: FakeBedrockServer,
+    gemini: FakeGeminiServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+) -> None:
+    async with make_proxy(config(bedrock, gemini)) as proxy:
+        first = await proxy.post("/v1/chat/completions", json=body("gemini", "Receipts?"))
+        second = await proxy.post("/v1/chat/completions", json=body("gemini", "Approvals?"))
+    assert first.status_code == 200, first.text
+    assert gemini.count("/token") == 1
+    (made,) = gemini.cached_contents
+    assert made["name"].startswith("projects/acme-prod/locations/europe-west1/cachedContents/")
+    calls = [r for r in gemini.requests if ":generateContent" in r.path]
+    assert all(r.body["cachedContent"] == made["name"] for r in calls)
+    assert all("systemInstruction" not in r.body for r in calls)
+    assert second.json()["usage"]["prompt_tokens_details"]["cached_tokens"] > 0
+    assert "context_cache" in first.json()["usage"]
+
+
+async def test_unknown_provider_settings_are_config_errors(
+    bedrock: FakeBedrockServer, gemini: FakeGeminiServer, tmp_path: Any
+) -> None:
+    from deja.config import parse_config
+    from deja.errors import ConfigError
+
+    broken = config(bedrock, gemini)
+    broken["model_list"][0]["litellm_params"]["aws_regoin_name"] = "eu-west-3"
+    with pytest.raises(ConfigError, match="aws_regoin_name"):
+        parse_config(broken, base_dir=tmp_path)
