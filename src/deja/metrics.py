@@ -36,7 +36,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, ParamSpec, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -402,22 +402,32 @@ class PrometheusMetrics:
         )
         self._usage = _StoreUsageCollector()
         reg.register(self._usage)
+        # labelled children by (metric, labels): prometheus_client's labels() validates and
+        # locks on every call (~1.2 us); a hit or a miss reports several of them
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     @_never_raises
     def request(self, tier: str, result: str) -> None:
         """Count one cache lookup outcome."""
-        self._requests.labels(tier, result).inc()
+        self._child(self._requests, tier, result).inc()
 
     @_never_raises
     def lookup_seconds(self, store: str, seconds: float) -> None:
         """Observe the duration of one store read."""
         value = float(seconds)  # convert first: a bad value must not create a label child
-        self._lookup_seconds.labels(store).observe(value)
+        self._child(self._lookup_seconds, store).observe(value)
 
     @_never_raises
     def store_error(self, store: str, op: str) -> None:
         """Count one failed store operation."""
-        self._errors.labels(store, op).inc()
+        self._child(self._errors, store, op).inc()
 
     @_never_raises
     def saved(self, tokens: int, usd: float) -> None:
@@ -435,53 +445,53 @@ class PrometheusMetrics:
     @_never_raises
     def breaker_state(self, store: str, is_open: bool) -> None:
         """Set the store's breaker gauge to 1 (open) or 0 (closed)."""
-        self._breaker_open.labels(store).set(1.0 if is_open else 0.0)
+        self._child(self._breaker_open, store).set(1.0 if is_open else 0.0)
 
     @_never_raises
     def similarity(self, outcome: str, value: float) -> None:
         """Observe a semantic lookup's best similarity."""
         similarity = float(value)
-        self._similarity.labels(outcome).observe(similarity)
+        self._child(self._similarity, outcome).observe(similarity)
 
     @_never_raises
     def provider_cached_tokens(self, provider: str, kind: str, tokens: int) -> None:
         """Add provider prompt-cache tokens; zero or negative counts are ignored."""
         if _positive(tokens):
-            self._provider_cached.labels(provider, kind).inc(tokens)
+            self._child(self._provider_cached, provider, kind).inc(tokens)
 
     @_never_raises
     def provider_cache_saved(self, provider: str, usd: float) -> None:
         """Add a saving; a net cost (writes only) is not subtracted from a counter."""
         if _positive(usd):
-            self._provider_saved.labels(provider).inc(usd)
+            self._child(self._provider_saved, provider).inc(usd)
 
     @_never_raises
     def upstream_seconds(self, provider: str, seconds: float) -> None:
         """Observe the duration of one upstream call."""
         value = float(seconds)
-        self._upstream_seconds.labels(provider).observe(value)
+        self._child(self._upstream_seconds, provider).observe(value)
 
     @_never_raises
     def embedding(self, embedder: str, seconds: float, usd: float) -> None:
         """Count one embedder call, its duration and its cost."""
         value = float(seconds)
-        self._embeddings.labels(embedder).inc()
-        self._embedding_seconds.labels(embedder).observe(value)
+        self._child(self._embeddings, embedder).inc()
+        self._child(self._embedding_seconds, embedder).observe(value)
         if _positive(usd):
-            self._embedding_usd.labels(embedder).inc(usd)
+            self._child(self._embedding_usd, embedder).inc(usd)
 
     @_never_raises
     def provider_cache_ttl_downgraded(self, provider: str, count: int) -> None:
         """Add breakpoints whose 1h lifetime was downgraded to 5m."""
         if _positive(count):
-            self._ttl_downgrades.labels(provider).inc(count)
+            self._child(self._ttl_downgrades, provider).inc(count)
 
     @_never_raises
     def context_cache(self, provider: str, event: str, usd: float = 0.0) -> None:
         """Count one context-cache event and the storage it bought."""
-        self._context_cache.labels(provider, event).inc()
+        self._child(self._context_cache, provider, event).inc()
         if _positive(usd):
-            self._context_cache_usd.labels(provider).inc(usd)
+            self._child(self._context_cache_usd, provider).inc(usd)
 
     @_never_raises
     def watch_store(self, name: str, store: object) -> None:
