@@ -87,3 +87,13 @@ def test_load_refuses_another_dimension(tmp_path: Path) -> None:
         InProcessIndex(dim=16).load(tmp_path)
     with pytest.raises(ConfigError):
         InProcessIndex(dim=16).load(tmp_path / "missing")
+
+
+def test_a_reloaded_graph_searches_with_the_configured_expansion(tmp_path: Path) -> None:
+    index = InProcessIndex(dim=32, hnsw_threshold=50, max_entries=None, expansion_search=200)
+    index.add_many([f"e{i}" for i in range(80)], vectors(80), scope="big")
+    index.save(tmp_path)
+    loaded = InProcessIndex(dim=32, hnsw_threshold=50, max_entries=None, expansion_search=200)
+    loaded.load(tmp_path)
+    # usearch restores a graph with its own default (64); a large index needs more
+    assert loaded._scopes["big"].hnsw.expansion_search == 200
