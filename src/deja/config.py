@@ -202,7 +202,8 @@ _DEPLOYMENT_KEYS: Final = _words("model_name litellm_params model_info")
 _LITELLM_PARAMS_KEPT: Final = _words("""
     model api_base api_key api_version organization timeout stream_timeout max_retries
     extra_headers custom_llm_provider aws_access_key_id aws_secret_access_key
-    aws_session_token aws_region_name vertex_project vertex_location vertex_credentials
+    aws_session_token aws_region_name aws_profile_name vertex_project vertex_location
+    vertex_credentials vertex_token_uri
     cache_control_injection_points input_cost_per_token output_cost_per_token
     cache_read_input_token_cost cache_creation_input_token_cost
 """)

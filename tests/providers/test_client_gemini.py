@@ -332,3 +332,17 @@ def test_vertex_context_cache(server: FakeGeminiServer, vertex: dict[str, Any]) 
     assert made["name"].startswith("projects/acme-prod/locations/europe-west4/cachedContents/")
     assert made["model"].endswith("/publishers/google/models/gemini-2.5-flash")
     assert generate_calls(server)[-1].body["cachedContent"] == made["name"]
+
+
+def test_the_token_uri_can_be_set_apart_from_the_key_file(
+    server: FakeGeminiServer, vertex: dict[str, Any]
+) -> None:
+    moved = {**vertex, "token_uri": "http://127.0.0.1:9/unreachable"}
+    c = deja.Client(max_retries=0)
+    reply = c.completion(
+        model="vertex_ai/gemini-2.5-flash",
+        messages=ask("one"),
+        vertex_credentials=json.dumps(moved),
+        vertex_token_uri=server.token_uri,
+    )
+    assert reply.choices[0].message.content and server.count("/token") == 1

@@ -86,6 +86,7 @@ _PROVIDER_OPTIONS = frozenset(
         "vertex_project",
         "vertex_location",
         "vertex_credentials",
+        "vertex_token_uri",  # where the service account's token comes from (default: its file's)
         "vertex_ai_project",  # LiteLLM's older names
         "vertex_ai_location",
     }
@@ -170,18 +171,19 @@ def _env(*names: str) -> str | None:
     return None
 
 
-def _load_service_account(source: Any) -> ServiceAccount:
-    """A service account from a key file path, the key file's JSON text, or its mapping."""
+def _load_service_account(source: Any, token_uri: str | None) -> ServiceAccount:
+    """A service account from a key file path, the key file's JSON text, or its mapping;
+    ``token_uri`` (when set) replaces the file's token endpoint."""
     if isinstance(source, Mapping):
-        return ServiceAccount.from_info(source)
+        return ServiceAccount.from_info(source, token_uri=token_uri)
     text = str(source).strip()
     if text.startswith("{"):
         try:
             info = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
             raise ConfigError(f"vertex_credentials is not valid JSON: {exc}") from exc
-        return ServiceAccount.from_info(info)
-    return ServiceAccount.from_file(text)
+        return ServiceAccount.from_info(info, token_uri=token_uri)
+    return ServiceAccount.from_file(text, token_uri=token_uri)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1095,14 +1097,15 @@ class Client:
                 "file path or its JSON), set GOOGLE_APPLICATION_CREDENTIALS, or pass "
                 "api_key=<an OAuth access token>"
             )
+        token_uri = options.get("vertex_token_uri") or os.environ.get("VERTEXAI_TOKEN_URI")
         ident = (
             source
             if isinstance(source, str)
             else orjson.dumps(source, option=orjson.OPT_SORT_KEYS).decode()
-        )
+        ) + f"\0{token_uri}"
         account = self._accounts.get(ident)
         if account is None:
-            load = functools.partial(_load_service_account, source)
+            load = functools.partial(_load_service_account, source, token_uri)
             account = self._accounts[ident] = load()
         return account
 

@@ -689,9 +689,11 @@ _PROVIDER_PARAMS = (
     "aws_secret_access_key",
     "aws_session_token",
     "aws_region_name",
+    "aws_profile_name",
     "vertex_project",
     "vertex_location",
     "vertex_credentials",
+    "vertex_token_uri",
 )
 
 
