@@ -11,7 +11,8 @@ import pytest
 from deja.request import Request
 from deja.semantic.cache import SemanticCache
 from deja.semantic.decision import DEFAULT_THRESHOLD
-from deja.semantic.index import InProcessIndex
+from deja.semantic.index import InProcessIndex, Neighbor
+from deja.semantic.verifier import Verifier
 from deja.testing import FakeClock
 
 
@@ -61,7 +62,10 @@ def test_forget_and_forget_scope(cache: SemanticCache) -> None:
 
 
 def test_feedback_raises_the_entry_threshold_then_forgets_it(embedder: Any) -> None:
-    cache = SemanticCache(embedder=embedder, verifier=None, strike_penalty=0.2, max_strikes=2)
+    # no verifier, so an explicit threshold (the default is tuned for the verifier)
+    cache = SemanticCache(
+        embedder=embedder, verifier=None, threshold=0.70, strike_penalty=0.2, max_strikes=2
+    )
     cache.store(chat("how do I reset my password?"), "k1")
     reworded = chat("steps to reset a password")  # cosine 0.88
     assert cache.check(reworded) is not None
@@ -137,3 +141,58 @@ def test_index_and_embedder_must_agree(embedder: Any) -> None:
 
     with pytest.raises(ConfigError):
         SemanticCache(embedder=embedder, index=InProcessIndex(dim=16))
+
+
+class _SpyIndex(InProcessIndex):
+    def __init__(self) -> None:
+        super().__init__(dim=384)
+        self.asked: list[bool] = []
+
+    def search(
+        self, vector: Any, *, scope: str, k: int = 4, with_vectors: bool = False
+    ) -> list[Neighbor]:
+        self.asked.append(with_vectors)
+        return super().search(vector, scope=scope, k=k, with_vectors=with_vectors)
+
+
+def test_the_candidates_vectors_come_back_with_the_search(embedder: Any) -> None:
+    index = _SpyIndex()
+    cache = SemanticCache(embedder=embedder, index=index)
+    assert cache.verifier is Verifier.default_for(embedder.id) and cache.verifier.uses_vectors
+    cache.store(chat("How can I track my card delivery?"), "k1")
+    lookup = cache.inspect(chat("how do i track the delivery of my card"))
+    assert lookup.match is not None and lookup.match.probability is not None
+    assert index.asked == [True]
+    text_only = SemanticCache(embedder=embedder, index=_SpyIndex(), verifier=None)
+    text_only.store(chat("How can I track my card delivery?"), "k1")
+    text_only.check(chat("how do i track the delivery of my card"))
+    assert text_only.index.asked == [False]  # type: ignore[attr-defined]
+
+
+def test_another_embedder_gets_the_text_only_verifier(embedder: Any) -> None:
+    from deja.errors import ConfigError
+
+    class Other:
+        id, dim = "other:model:384", 384
+
+        def embed(self, texts: Any) -> Any:
+            return embedder.embed(texts)
+
+        async def aembed(self, texts: Any) -> Any:
+            return self.embed(texts)
+
+    cache = SemanticCache(embedder=Other())
+    assert cache.verifier is not None and not cache.verifier.uses_vectors
+    cache.store(chat("How can I track my card delivery?"), "k1")
+    assert cache.check(chat("how do i track the delivery of my card")) is not None
+    # vector weights learned on one model's dimensions are refused for another's
+    with pytest.raises(ConfigError, match="vectors"):
+        SemanticCache(embedder=Other(), verifier=Verifier.default_for(embedder.id))
+
+
+def test_without_a_verifier_the_default_threshold_is_the_bare_one(embedder: Any) -> None:
+    from deja.semantic.decision import BARE_THRESHOLD, DEFAULT_THRESHOLD
+
+    assert SemanticCache(embedder=embedder).threshold == DEFAULT_THRESHOLD
+    assert SemanticCache(embedder=embedder, verifier=None).threshold == BARE_THRESHOLD
+    assert SemanticCache(embedder=embedder, verifier=None, threshold=0.9).threshold == 0.9

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from deja.errors import ConfigError
 from deja.semantic.calibrate import (
     LabelledPair,
+    _fit_logistic,
+    _fit_model,
+    _predict,
     calibrate,
     evaluate_pairs,
     fit_verifier,
@@ -83,15 +88,109 @@ def test_fit_verifier_reports_cross_validated_figures(embedder: Any) -> None:
     verifier, cv = fit_verifier(pairs, embedder=embedder, threshold=0.5, folds=3, repeats=1)
     assert verifier.features == FEATURE_NAMES
     assert 0.0 <= cv["cv_recall"] <= 1.0 and 0.0 <= cv["cv_false_hit_rate"] <= 1.0
-    again = Verifier.from_dict(json.loads(json.dumps(verifier.to_dict())))
+    assert 0.0 <= cv["train_recall"] <= 1.0 and 0.0 <= cv["train_false_hit_rate"] <= 1.0
+    assert verifier.uses_vectors and verifier.embedder == embedder.id
+    assert verifier.dim == embedder.dim
+    data = json.loads(json.dumps(verifier.to_dict()))
+    assert data["version"] == 2 and len(data["vector_weights"]) == 2 * embedder.dim
+    again = Verifier.from_dict(data)
     assert again == verifier
+    text_only, _ = fit_verifier(
+        pairs, embedder=embedder, threshold=0.5, folds=3, repeats=1, vectors=False
+    )
+    assert not text_only.uses_vectors and text_only.to_dict()["version"] == 1
 
 
-def test_the_shipped_verifier_loads_and_trusts_identical_prompts() -> None:
-    from deja.semantic.decision import decide
+def test_the_folded_vector_weights_score_like_the_projected_model() -> None:
+    # Training confines the vector part to principal components, then folds projection
+    # and standardisation into one weight per dimension: both must give the same scores.
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((120, len(FEATURE_NAMES)))
+    e = np.abs(rng.standard_normal((120, 20)))
+    y = (x[:, 0] + e[:, 3] - e[:, 5] + 0.5 * rng.standard_normal(120) > 0.8).astype(float)
+    model = _fit_model(x, e, y, l2=3.0, vector_l2=10.0, components=6)
+    e_mean, e_scale = e.mean(axis=0), e.std(axis=0)
+    basis = np.linalg.svd((e - e_mean) / e_scale, full_matrices=False)[2][:6].T
+    projected = np.c_[x, ((e - e_mean) / e_scale) @ basis]
+    penalty = np.r_[np.full(len(FEATURE_NAMES), 3.0), np.full(6, 10.0)]
+    mean, scale, w, b = _fit_logistic(projected, y, penalty=penalty)
+    expected = 1 / (1 + np.exp(-(((projected - mean) / scale) @ w + b)))
+    np.testing.assert_allclose(_predict(model, x, e), expected, rtol=1e-9, atol=1e-12)
+    assert model.vector_weights.shape == (20,)
+
+
+def test_a_vector_verifier_scores_both_vector_features_symmetrically() -> None:
+    verifier = Verifier(
+        features=FEATURE_NAMES,
+        mean=(0.0,) * 12,
+        scale=(1.0,) * 12,
+        weights=(0.0,) * 12,
+        bias=-1.0,
+        cut=0.5,
+        vector_weights=(2.0, 0.0, 0.0, -1.0),
+        embedder="test:2d",
+    )
+    u, v = np.array([0.6, 0.8]), np.array([1.0, 0.0])
+    # z = -1 + 2 * (0.6 * 1.0) - 1 * |0.8 - 0.0| = -0.6
+    assert verifier.probability([0.0] * 12, (u, v)) == pytest.approx(1 / (1 + math.exp(0.6)))
+    assert verifier.probability([0.0] * 12, (v, u)) == verifier.probability([0.0] * 12, (u, v))
+    with pytest.raises(ValueError, match="prompt vectors"):
+        verifier.probability([0.0] * 12)
+    with pytest.raises(ValueError, match="prompt vectors"):
+        verifier.accepts(0.9, [0.0] * 12, (u, None))
+    with pytest.raises(ConfigError):
+        Verifier.from_dict({**verifier.to_dict(), "vector_weights": [1.0, 2.0, 3.0]})
+    with pytest.raises(ConfigError):
+        Verifier.from_dict({**verifier.to_dict(), "version": 1})
+
+
+def test_a_version_1_file_still_loads() -> None:
+    data = Verifier.default_for("any:other").to_dict()
+    assert data["version"] == 1 and "vector_weights" not in data
+    assert Verifier.from_dict(data) == Verifier.default_for("any:other")
+
+
+def test_the_shipped_verifiers(embedder: Any) -> None:
+    from deja.semantic.decision import DEFAULT_THRESHOLD, decide
 
     verifier = Verifier.default()
-    assert verifier.info and verifier.info["cv_recall"] > 0.3
-    assert decide(1.0, "hello there", "hello there", threshold=0.7, verifier=verifier).hit
+    assert verifier is Verifier.default_for(embedder.id)
+    assert verifier.uses_vectors and verifier.embedder == embedder.id
+    assert verifier.info and verifier.info["threshold"] == DEFAULT_THRESHOLD
+    assert verifier.info["cv_recall"] > 0.4 and verifier.info["cv_false_hit_rate"] <= 0.01
+    text_only = Verifier.default_for("openai:text-embedding-3-small:1536")
+    assert not text_only.uses_vectors
+    assert text_only.info and text_only.info["threshold"] == DEFAULT_THRESHOLD
+    vec = embedder.embed(["hello there"])[0]
+    hello = decide(
+        1.0,
+        "hello there",
+        "hello there",
+        threshold=DEFAULT_THRESHOLD,
+        verifier=verifier,
+        query_vector=vec,
+        candidate_vector=vec,
+    )
+    assert hello.hit
+    with pytest.raises(ValueError):  # the vectors are part of the decision
+        decide(1.0, "hello there", "hello there", threshold=0.6, verifier=verifier)
     with pytest.raises(ConfigError):
         Verifier.from_dict({"format": "something else"})
+
+
+def test_bench_retrains_and_writes_the_verifiers(
+    pairs_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from deja.bench.semantic import main
+
+    many = tmp_path / "many.jsonl"
+    many.write_text(pairs_file.read_text() * 6)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    assert main(["--pairs", str(many), "--cv", "--write-verifiers", str(out_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "nested CV: recall" in out and "training set: recall" in out
+    with_vectors = Verifier.load(str(out_dir / "verifier.json"))
+    text_only = Verifier.load(str(out_dir / "verifier_text.json"))
+    assert with_vectors.uses_vectors and not text_only.uses_vectors
+    assert with_vectors.info and with_vectors.info["pairs"] == 6 * len(PAIRS)

@@ -152,3 +152,40 @@ def test_many_threads(make_index: MakeIndex) -> None:
         t.join()
     assert not errors
     assert len(index) == 350
+
+
+def test_search_can_return_the_stored_vectors(make_index: MakeIndex) -> None:
+    index = make_index()
+    stored = {f"e{i}": unit(*([0.0] * i), 1.0, 0.3 * i) for i in range(6)}
+    for id, vector in stored.items():
+        index.add(id, vector, scope="s", payload=id)
+    plain = index.search(basis(2), scope="s", k=3)
+    assert all(n.vector is None for n in plain)
+    found = index.search(basis(2), scope="s", k=3, with_vectors=True)
+    assert [(n.id, n.similarity) for n in found] == [
+        (n.id, pytest.approx(n.similarity, abs=1e-5)) for n in plain
+    ]
+    for n in found:
+        assert n.vector.shape == (8,)
+        np.testing.assert_allclose(n.vector, stored[n.id], atol=1e-6)
+    # a returned vector is the caller's: later writes to the index do not change it
+    before = found[0].vector.copy()
+    index.remove(found[0].id)
+    index.add("new", basis(5), scope="s")
+    np.testing.assert_array_equal(found[0].vector, before)
+    # and after rows moved (a remove fills the hole with the last row) vectors still match
+    for n in index.search(basis(4), scope="s", k=10, with_vectors=True):
+        expected = basis(5) if n.id == "new" else stored[n.id]
+        np.testing.assert_allclose(n.vector, expected, atol=1e-6)
+
+
+def test_stored_vectors_survive_save_and_load(make_index: MakeIndex, tmp_path: Path) -> None:
+    index = make_index()
+    index.add("a", unit(1, 2, 3), scope="s")
+    index.add("b", unit(3, 2, 1), scope="s")
+    index.save(tmp_path / "ix")
+    loaded = make_index()
+    loaded.load(tmp_path / "ix")
+    found = {n.id: n.vector for n in loaded.search(unit(1, 2, 3), scope="s", with_vectors=True)}
+    np.testing.assert_allclose(found["a"], unit(1, 2, 3), atol=1e-6)
+    np.testing.assert_allclose(found["b"], unit(3, 2, 1), atol=1e-6)

@@ -101,12 +101,24 @@ def test_an_injected_client_of_either_protocol(server: Any, protocol: int) -> No
     for i in range(5):
         index.add(f"e{i}", basis(i), scope=f"t/{i % 2}", payload=f"p{i}")
     assert index.search(basis(2), scope="t/0", k=1)[0][::2] == ("e2", "p2")
+    [found] = index.search(basis(2), scope="t/0", k=1, with_vectors=True)
+    np.testing.assert_array_equal(found.vector, basis(2))
     assert len(index) == 5
     assert index.remove_scope("t/1") == 2
     assert index.clear() == 3
     assert len(index) == 0
     index.close()  # an injected client is not closed
     assert client.ping()
+    client.close()
+
+
+def test_a_client_that_decodes_responses_cannot_return_vectors(server: Any) -> None:
+    client = redis.Redis(port=server.port, decode_responses=True, socket_timeout=2)
+    index = make(server, client=client)
+    index.add("a", basis(0) * 0.6 + basis(1) * 0.8, scope="s", payload="text")
+    assert [n.id for n in index.search(basis(0), scope="s")] == ["a"]  # text fields only
+    with pytest.raises(StoreError, match="decode_responses=False"):
+        index.search(basis(0), scope="s", with_vectors=True)
     client.close()
 
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from deja.errors import ConfigError
 from deja.metrics import Metrics
 from deja.request import Request
-from deja.semantic.decision import DEFAULT_THRESHOLD, Decision, decide
+from deja.semantic.decision import BARE_THRESHOLD, DEFAULT_THRESHOLD, Decision, decide
 from deja.semantic.guards import GuardSettings
 from deja.semantic.scope import SemanticQuery, semantic_query, tenant_scope
 from deja.semantic.verifier import Verifier
@@ -81,7 +81,10 @@ class SemanticCache:
     * ``threshold``: cosine similarity a candidate needs (default: the tuned value);
     * ``guards``: which guards run (:class:`~deja.semantic.guards.GuardSettings`);
     * ``verifier``: the second-stage :class:`~deja.semantic.verifier.Verifier`; ``"default"``
-      is the shipped one, ``None`` turns it off;
+      is the shipped one for this embedder (:meth:`Verifier.default_for`: it weighs the
+      prompt vectors with the embedded model, text features alone with any other), ``None``
+      turns it off (the default threshold is then :data:`~deja.semantic.decision.BARE_THRESHOLD`,
+      0.85, instead of the verifier's 0.60);
     * ``top_k``: candidates examined per check, best first;
     * ``max_entries``: size bound of the default index (oldest evicted first);
     * ``strike_penalty`` / ``max_strikes``: each ``feedback(key, correct=False)`` raises that
@@ -127,9 +130,18 @@ class SemanticCache:
             )
         self.embedder = embedder
         self.index = index
-        self.threshold = DEFAULT_THRESHOLD if threshold is None else threshold
         self.guards = guards if guards is not None else GuardSettings()
-        self.verifier: Verifier | None = Verifier.default() if verifier == "default" else verifier
+        if verifier == "default":
+            verifier = Verifier.default_for(embedder.id)
+        if threshold is None:  # the tuned threshold assumes the verifier stands behind it
+            threshold = DEFAULT_THRESHOLD if verifier is not None else BARE_THRESHOLD
+        self.threshold = threshold
+        if verifier is not None and verifier.uses_vectors and verifier.embedder != embedder.id:
+            raise ConfigError(
+                f"the verifier weighs {verifier.embedder} vectors but this cache embeds with"
+                f" {embedder.id}; use a verifier trained on its vectors (or a text-only one)"
+            )
+        self.verifier: Verifier | None = verifier
         self.top_k = top_k
         self.strike_penalty = strike_penalty
         self.max_strikes = max_strikes
@@ -293,7 +305,12 @@ class SemanticCache:
         self, q: SemanticQuery, vector: Any, threshold: float | None, evaluate_all: bool
     ) -> SemanticLookup:
         base = self.threshold if threshold is None else threshold
-        neighbors = self.index.search(vector, scope=q.scope, k=self.top_k)
+        # the candidates' stored vectors come back with the search when the verifier weighs
+        # them (no second round trip to a remote index)
+        with_vectors = self.verifier is not None and self.verifier.uses_vectors
+        neighbors = self.index.search(
+            vector, scope=q.scope, k=self.top_k, with_vectors=with_vectors
+        )
         decided: list[tuple[str, Decision]] = []
         match: SemanticMatch | None = None
         for neighbor in neighbors:
@@ -305,6 +322,8 @@ class SemanticCache:
                 threshold=base + strikes * self.strike_penalty,
                 guards=self.guards,
                 verifier=self.verifier,
+                query_vector=vector,
+                candidate_vector=neighbor.vector,
                 evaluate_all=evaluate_all,
             )
             decided.append((neighbor.id, decision))

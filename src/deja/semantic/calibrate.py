@@ -9,11 +9,12 @@ cache's threshold, guards and verifier.
   pairs served) at one threshold; what ``python -m deja.bench.semantic`` prints;
 * :func:`calibrate` — the same per threshold, and the lowest threshold whose false-hit rate
   meets a target (what ``deja calibrate PAIRS.jsonl --max-false-hit-rate 0.01`` prints);
-* :func:`fit_verifier` — train the second-stage verifier with cross-validation. The shipped
-  ``verifier.json`` is exactly ``fit_verifier(load_pairs("shared/semantic/dev.jsonl"),
-  embedder=LocalEmbedder(), threshold=0.7, l2=3.0, trust_above=0.97,
-  target_false_hit_rate=0.008)[0].to_dict()`` (cross-validated: recall 33.6% at a
-  false-hit rate of 1.0% on dev.jsonl).
+* :func:`fit_verifier` — train the second-stage verifier with nested cross-validation;
+  :func:`fit_shipped_verifiers` trains the two shipped parameter files by
+  :data:`SHIPPED_RECIPE`: ``verifier.json`` and ``verifier_text.json`` are exactly
+  ``fit_shipped_verifiers(load_pairs("shared/semantic/dev.jsonl"), embedder=LocalEmbedder())``
+  (``python -m deja.bench.semantic --pairs dev.jsonl --write-verifiers src/deja/semantic``
+  writes them; ``--cv`` prints their training-set and nested-CV figures).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ __all__ = [
     "PrecomputedEmbedder",
     "calibrate",
     "evaluate_pairs",
+    "fit_shipped_verifiers",
     "fit_verifier",
     "load_pairs",
     "score_pairs",
@@ -368,42 +370,111 @@ WEIGHT_SIGNS: dict[str, int] = {
 
 
 def _fit_logistic(
-    x: Any, y: Any, *, l2: float, constrain_signs: bool = False
+    x: Any, y: Any, *, penalty: Any, signs: Any = None
 ) -> tuple[Any, Any, Any, float]:
-    """L2-regularised logistic regression (Newton's method, standardised features), with
-    the weight signs of :data:`WEIGHT_SIGNS` enforced by an active set: a weight of the
-    wrong sign is fixed at 0 and the rest refit."""
+    """L2-regularised logistic regression (Newton's method, standardised features, one
+    penalty per column), with the weight ``signs`` (+1, -1 or 0 per column, ``None``: all
+    free) enforced by an active set: a weight of the wrong sign is fixed at 0 and the rest
+    refit."""
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
     scale[scale < 1e-9] = 1.0
     z_all = np.c_[(x - mean) / scale, np.ones(len(x))]
-    signs = np.array([WEIGHT_SIGNS[name] for name in FEATURE_NAMES] + [0])
-    if not constrain_signs:
-        signs[:] = 0
+    wanted = np.r_[np.zeros(x.shape[1]) if signs is None else signs, 0]
+    penalties = np.r_[penalty, 0.0]  # the intercept is not penalised
     free = np.ones(z_all.shape[1], dtype=bool)
     while True:
         z = z_all[:, free]
         w = np.zeros(z.shape[1])
-        penalty = np.where(np.arange(z_all.shape[1])[free] == z_all.shape[1] - 1, 0.0, l2)
+        ridge = np.diag(penalties[free] + 1e-9)
         for _ in range(100):
             p = 1.0 / (1.0 + np.exp(-np.clip(z @ w, -30, 30)))
-            grad = z.T @ (p - y) + penalty * w
-            hess = (z * (p * (1 - p))[:, None]).T @ z + np.diag(penalty + 1e-9)
+            grad = z.T @ (p - y) + penalties[free] * w
+            hess = (z * (p * (1 - p))[:, None]).T @ z + ridge
             step = np.linalg.solve(hess, grad)
             w -= step
             if np.abs(step).max() < 1e-9:
                 break
         full = np.zeros(z_all.shape[1])
         full[free] = w
-        wrong = free & (signs * full < 0)
+        wrong = free & (wanted * full < 0)
         if not wrong.any():
             return mean, scale, full[:-1], float(full[-1])
         free &= ~wrong
 
 
-def _predict(model: tuple[Any, Any, Any, float], x: Any) -> Any:
-    mean, scale, w, b = model
-    return 1.0 / (1.0 + np.exp(-np.clip(((x - mean) / scale) @ w + b, -30, 30)))
+_MIN_VECTOR_SPREAD = 1e-6
+"""Vector features whose standard deviation over the training rows is below this get
+weight 0 (see :func:`_fit_model`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Model:
+    """A fitted verifier as arrays: text part standardised, vector part folded."""
+
+    mean: Any
+    scale: Any
+    weights: Any
+    bias: float
+    vector_weights: Any = None  # (2 * dim,) over [u*v, |u-v|], or None
+
+
+def _vector_features(a: Any, b: Any) -> Any:
+    """``[u*v, |u-v|]`` per row of the two matrices of unit vectors (float64)."""
+    u = np.asarray(a, dtype=np.float64)
+    v = np.asarray(b, dtype=np.float64)
+    return np.concatenate([u * v, np.abs(u - v)], axis=1)
+
+
+def _fit_model(
+    x: Any,
+    e: Any,
+    y: Any,
+    *,
+    l2: float,
+    vector_l2: float,
+    components: int,
+    constrain_signs: bool = False,
+) -> _Model:
+    """Fit on text features ``x`` and, unless ``e`` is ``None``, vector features ``e``.
+
+    The vector part is confined to the top ``components`` principal components of the
+    standardised vector features of these rows (768 raw weights on a thousand pairs
+    overfit), penalised by ``vector_l2``; the projection and both standardisations are then
+    folded into one weight per vector feature and the bias, so scoring needs no basis.
+    """
+    n = x.shape[1]
+    signs = np.array([WEIGHT_SIGNS[name] for name in FEATURE_NAMES]) if constrain_signs else None
+    if e is None:
+        mean, scale, w, b = _fit_logistic(x, y, penalty=np.full(n, l2), signs=signs)
+        return _Model(mean, scale, w, b)
+    e_mean = e.mean(axis=0)
+    e_scale = e.std(axis=0)
+    # A feature without spread carries no information, only noise: the embedded model has
+    # dead dimensions (values ~1e-30..1e-9 for every text; live ones spread >= 5e-4), and
+    # dividing by their spread would fold into weights of millions that amplify rounding.
+    dead = e_scale < _MIN_VECTOR_SPREAD
+    e_scale[dead] = 1.0
+    standard = (e - e_mean) / e_scale
+    standard[:, dead] = 0.0
+    k = max(1, min(components, *standard.shape))
+    basis = np.linalg.svd(standard, full_matrices=False)[2][:k].T  # (2 * dim, k)
+    penalty = np.r_[np.full(n, l2), np.full(k, vector_l2)]
+    if signs is not None:
+        signs = np.r_[signs, np.zeros(k)]
+    mean, scale, w, b = _fit_logistic(np.c_[x, standard @ basis], y, penalty=penalty, signs=signs)
+    projected = w[n:] / scale[n:]
+    vector_weights = basis @ projected / e_scale
+    vector_weights[dead] = 0.0
+    bias = b - float(mean[n:] @ projected) - float(e_mean @ vector_weights)
+    return _Model(mean[:n], scale[:n], w[:n], bias, vector_weights)
+
+
+def _predict(model: _Model, x: Any, e: Any) -> Any:
+    z = ((x - model.mean) / model.scale) @ model.weights + model.bias
+    if model.vector_weights is not None:
+        z = z + e @ model.vector_weights
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
 
 
 def _lowest_cut(scores: Any, labels: Any, eligible: Any, target: float) -> float:
@@ -452,6 +523,9 @@ def fit_verifier(
     target_false_hit_rate: float = 0.008,
     trust_above: float = 1.01,
     l2: float = 3.0,
+    vectors: bool = True,
+    vector_components: int = 32,
+    vector_l2: float = 10.0,
     folds: int = 5,
     repeats: int = 3,
     seed: int = 0,
@@ -459,27 +533,45 @@ def fit_verifier(
     """Train the verifier on labelled pairs; report cross-validated figures.
 
     The model sees the pairs at or above ``threshold`` that pass the guards (the ones it
-    will judge). Cross-validation is nested: for each outer fold the probability cut is
-    chosen on out-of-fold scores of the training folds only, then the whole decision
-    (threshold, guards, verifier) is scored on the held-out fold; ``repeats`` reshuffles.
-    The shipped model is fit on all pairs, its cut chosen on out-of-fold scores.
+    will judge): the text features of :func:`pair_features` (penalty ``l2``) and, with
+    ``vectors``, the embedder's ``[u*v, |u-v|]`` confined to their top
+    ``vector_components`` principal components (penalty ``vector_l2``). Everything fitted
+    from data (standardisation, components, weights, the cut) is fitted on training rows
+    only. Cross-validation is nested: for each outer fold the probability cut is chosen on
+    out-of-fold scores of the training folds only, then the whole decision (threshold,
+    guards, verifier) is scored on the held-out fold; ``repeats`` reshuffles. The shipped
+    model is fit on all pairs, its cut chosen on out-of-fold scores; the report gives its
+    training-set figures too (``train_recall``, ``train_false_hit_rate``: optimistic, the
+    model has seen those pairs).
     """
     labels = np.array([p.same for p in pairs], dtype=bool)
-    texts_a = embedder.embed([p.a for p in pairs])
-    texts_b = embedder.embed([p.b for p in pairs])
-    sims = (np.asarray(texts_a) * np.asarray(texts_b)).sum(axis=1)
+    vectors_a = np.asarray(embedder.embed([p.a for p in pairs]))
+    vectors_b = np.asarray(embedder.embed([p.b for p in pairs]))
+    sims = (vectors_a * vectors_b).sum(axis=1)
     x, passed = pair_matrix(pairs, sims.tolist(), guards=guards)
+    e = _vector_features(vectors_a, vectors_b) if vectors else None
     eligible = passed & (sims >= threshold)
     trusted = eligible & (sims >= trust_above)
+
+    def fit(rows: Any) -> _Model:
+        return _fit_model(
+            x[rows],
+            None if e is None else e[rows],
+            labels[rows].astype(float),
+            l2=l2,
+            vector_l2=vector_l2,
+            components=vector_components,
+        )
+
+    def predict(model: _Model, rows: Any) -> Any:
+        return _predict(model, x[rows], None if e is None else e[rows])
 
     def oof(index: Any, rng_seed: int) -> Any:
         assignment = np.random.default_rng(rng_seed).permutation(len(index)) % folds
         scores = np.zeros(len(index))
         for k in range(folds):
             train = index[assignment != k]
-            train = train[eligible[train]]
-            model = _fit_logistic(x[train], labels[train].astype(float), l2=l2)
-            scores[assignment == k] = _predict(model, x[index[assignment == k]])
+            scores[assignment == k] = predict(fit(train[eligible[train]]), index[assignment == k])
         return scores
 
     def served(scores: Any, cut: float, index: Any) -> Any:
@@ -499,14 +591,12 @@ def fit_verifier(
                 eligible[train],
                 target_false_hit_rate,
             )
-            model = _fit_logistic(
-                x[train[eligible[train]]], labels[train[eligible[train]]].astype(float), l2=l2
-            )
-            hit[test] = served(_predict(model, x[test]), cut, test)
+            hit[test] = served(predict(fit(train[eligible[train]]), test), cut, test)
         results.append((float(hit[labels].mean()), float(hit[~labels].mean())))
     all_scores = oof(everything, seed + 1000)
     cut = _lowest_cut(np.where(trusted, 1.0, all_scores), labels, eligible, target_false_hit_rate)
-    mean, scale, w, b = _fit_logistic(x[eligible], labels[eligible].astype(float), l2=l2)
+    model = fit(everything[eligible])
+    train_hit = served(predict(model, everything), cut, everything)
     cv = {
         "pairs": len(pairs),
         "threshold": threshold,
@@ -514,17 +604,52 @@ def fit_verifier(
         "repeats": repeats,
         "cv_recall": float(np.mean([r for r, _ in results])),
         "cv_false_hit_rate": float(np.mean([f for _, f in results])),
+        "train_recall": float(train_hit[labels].mean()),
+        "train_false_hit_rate": float(train_hit[~labels].mean()),
         "target_false_hit_rate": target_false_hit_rate,
         "l2": l2,
     }
+    if vectors:
+        cv.update(vector_components=vector_components, vector_l2=vector_l2)
     verifier = Verifier(
         features=FEATURE_NAMES,
-        mean=tuple(float(v) for v in mean),
-        scale=tuple(float(v) for v in scale),
-        weights=tuple(float(v) for v in w),
-        bias=b,
+        mean=tuple(float(v) for v in model.mean),
+        scale=tuple(float(v) for v in model.scale),
+        weights=tuple(float(v) for v in model.weights),
+        bias=model.bias,
         cut=cut,
         trust_above=trust_above,
         info=cv,
+        vector_weights=()
+        if model.vector_weights is None
+        else tuple(float(v) for v in model.vector_weights),
+        embedder=embedder.id if vectors else None,
     )
     return verifier, cv
+
+
+SHIPPED_RECIPE: dict[str, Any] = {
+    "threshold": 0.60,
+    "trust_above": 0.97,
+    "target_false_hit_rate": 0.008,
+    "l2": 3.0,
+    "vector_components": 32,
+    "vector_l2": 10.0,
+    "folds": 5,
+    "repeats": 10,
+    "seed": 0,
+}
+"""How the shipped verifiers are trained on ``shared/semantic/dev.jsonl`` (see
+:func:`fit_shipped_verifiers`); ``threshold`` is
+:data:`~deja.semantic.decision.DEFAULT_THRESHOLD`."""
+
+
+def fit_shipped_verifiers(
+    pairs: Sequence[LabelledPair], *, embedder: Embedder
+) -> tuple[Verifier, Verifier]:
+    """The two shipped verifiers, trained by :data:`SHIPPED_RECIPE`: ``verifier.json``
+    (text features and ``embedder``'s vectors) and ``verifier_text.json`` (text only, for
+    other embedders). Their ``info`` holds the training-set and nested-CV figures."""
+    with_vectors, _ = fit_verifier(pairs, embedder=embedder, vectors=True, **SHIPPED_RECIPE)
+    text_only, _ = fit_verifier(pairs, embedder=embedder, vectors=False, **SHIPPED_RECIPE)
+    return with_vectors, text_only

@@ -40,11 +40,16 @@ _FORMAT_VERSION = 1
 
 
 class Neighbor(NamedTuple):
-    """One search result: the entry ``id``, its cosine ``similarity`` and its ``payload``."""
+    """One search result: the entry ``id``, its cosine ``similarity`` and its ``payload``.
+
+    ``vector`` is the stored vector (a 1-d float32 numpy array) when the search was asked
+    for it (``with_vectors=True``), else ``None``.
+    """
 
     id: str
     similarity: float
     payload: str | None = None
+    vector: Any = None
 
 
 @runtime_checkable
@@ -54,7 +59,8 @@ class VectorIndex(Protocol):
     ``add`` replaces an entry with the same id. ``expires`` is a wall-clock time (seconds
     since the epoch) after which the entry is never returned. ``payload`` is a small string
     kept with the entry and returned by ``search`` (the semantic cache keeps the prompt
-    text there, for the guards).
+    text there, for the guards). ``search(..., with_vectors=True)`` also returns each
+    neighbour's stored vector, in the same round trip (the verifier weighs it).
     """
 
     @property
@@ -74,8 +80,11 @@ class VectorIndex(Protocol):
         """Insert or replace one entry."""
         ...
 
-    def search(self, vector: Any, *, scope: str, k: int = 4) -> list[Neighbor]:
-        """The ``k`` live entries of ``scope`` most similar to ``vector``, best first."""
+    def search(
+        self, vector: Any, *, scope: str, k: int = 4, with_vectors: bool = False
+    ) -> list[Neighbor]:
+        """The ``k`` live entries of ``scope`` most similar to ``vector``, best first
+        (with their stored vectors when ``with_vectors``)."""
         ...
 
     def remove(self, id: str) -> bool:
@@ -338,8 +347,11 @@ class InProcessIndex:
 
     # -- reads ------------------------------------------------------------------------
 
-    def search(self, vector: Any, *, scope: str, k: int = 4) -> list[Neighbor]:
-        """The ``k`` live entries of ``scope`` most similar to ``vector``, best first."""
+    def search(
+        self, vector: Any, *, scope: str, k: int = 4, with_vectors: bool = False
+    ) -> list[Neighbor]:
+        """The ``k`` live entries of ``scope`` most similar to ``vector``, best first
+        (with copies of their stored vectors when ``with_vectors``)."""
         if k < 1:
             raise ValueError("k must be >= 1")
         query = self._vector(vector)
@@ -353,7 +365,15 @@ class InProcessIndex:
             else:
                 found = self._search_exact(s, query, k, now)
             meta = self._meta
-            return [Neighbor(id, sim, meta[id].payload) for id, sim in found]
+            if not with_vectors:
+                return [Neighbor(id, sim, meta[id].payload) for id, sim in found]
+            # one copy (a plain array, even from a memory map): a later remove moves rows
+            # around inside the matrix
+            rows = np.array(s.matrix[[s.row_of[id] for id, _ in found]], dtype=np.float32)
+            return [
+                Neighbor(id, sim, meta[id].payload, row)
+                for (id, sim), row in zip(found, rows, strict=True)
+            ]
 
     def vector(self, id: str) -> Any:
         """A copy of the stored vector of ``id`` (``KeyError`` if absent)."""

@@ -385,8 +385,12 @@ class QdrantIndex:
 
     # -- reads ------------------------------------------------------------------------
 
-    def search(self, vector: Any, *, scope: str, k: int = 4) -> list[Neighbor]:
-        """The ``k`` live entries of ``scope`` most similar to ``vector``, best first."""
+    def search(
+        self, vector: Any, *, scope: str, k: int = 4, with_vectors: bool = False
+    ) -> list[Neighbor]:
+        """The ``k`` live entries of ``scope`` most similar to ``vector``, best first
+        (with their stored vectors when ``with_vectors``, in the same query; Qdrant keeps
+        cosine vectors normalised, which the embedders' already are)."""
         if k < 1:
             raise ValueError("k must be >= 1")
         query = self._vector(vector)
@@ -394,12 +398,22 @@ class QdrantIndex:
         flt = self._live_filter(models, scope, self._clock())
         with self._calls():
             result = client.query_points(
-                self.collection, query=query, query_filter=flt, limit=k, with_payload=True
+                self.collection,
+                query=query,
+                query_filter=flt,
+                limit=k,
+                with_payload=True,
+                with_vectors=with_vectors,
             )
         out: list[Neighbor] = []
         for point in result.points:
             body = point.payload or {}
-            out.append(Neighbor(str(body.get("id")), float(point.score), body.get("payload")))
+            stored = None
+            if with_vectors:
+                stored = np.asarray(point.vector, dtype=np.float32).reshape(-1)
+            out.append(
+                Neighbor(str(body.get("id")), float(point.score), body.get("payload"), stored)
+            )
         return out
 
     def __len__(self) -> int:

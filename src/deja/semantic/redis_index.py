@@ -58,6 +58,9 @@ _CLUSTER_MESSAGE = (
 )
 _PAGE = 500
 _MAX_FETCH = 10_000
+_FIELDS = ("dist", "payload", "expires")
+# FT.SEARCH fields returned as bytes, not decoded (the float32 vector)
+_BINARY = frozenset({"vec"})
 
 
 def tag_value(scope: str) -> str:
@@ -121,7 +124,9 @@ class RedisVectorIndex:
     * ``op_timeout`` / ``connect_timeout``: seconds per command / to connect (no retries);
     * ``m`` / ``ef_construction`` / ``ef_runtime``: HNSW parameters;
     * ``clock``: wall clock for expiry (inject a fake in tests);
-    * ``client``: a ready sync redis-py ``Redis`` client (used as given, never closed).
+    * ``client``: a ready sync redis-py ``Redis`` client built with
+      ``decode_responses=False`` (search returns the binary vectors; used as given, never
+      closed).
 
     Thread-safe (redis-py's pool); no I/O happens before the first call.
     """
@@ -226,6 +231,10 @@ class RedisVectorIndex:
             return StoreError(f"redis vector index {self.index_name!r} failed: {exc}")
         if isinstance(exc, redis.RedisError | OSError):
             return StoreError(f"redis vector index {self.index_name!r} failed: {exc}")
+        if isinstance(exc, UnicodeDecodeError):  # the float32 vectors are not text
+            return StoreError(
+                "the redis client decodes responses; build it with decode_responses=False"
+            )
         raise exc
 
     def _ensure(self) -> None:
@@ -384,11 +393,16 @@ class RedisVectorIndex:
 
     # -- reads --------------------------------------------------------------------------
 
-    def search(self, vector: Any, *, scope: str, k: int = 4) -> list[Neighbor]:
-        """The ``k`` live entries of ``scope`` most similar to ``vector``, best first."""
+    def search(
+        self, vector: Any, *, scope: str, k: int = 4, with_vectors: bool = False
+    ) -> list[Neighbor]:
+        """The ``k`` live entries of ``scope`` most similar to ``vector``, best first
+        (with their stored vectors when ``with_vectors``: the ``vec`` field is returned by
+        the same ``FT.SEARCH``)."""
         if k < 1:
             raise ValueError("k must be >= 1")
         blob = self._blob(vector)
+        returned = (*_FIELDS, "vec") if with_vectors else _FIELDS
         tag = escape_tag(tag_value(scope))
         ask = k
         while True:
@@ -397,7 +411,7 @@ class RedisVectorIndex:
                 "FT.SEARCH", self.index_name, query,
                 "PARAMS", 2, "blob", blob,
                 "SORTBY", "dist", "ASC",
-                "RETURN", 3, "dist", "payload", "expires",
+                "RETURN", len(returned), *returned,
                 "LIMIT", 0, ask,
                 "DIALECT", 2,
             )  # fmt: skip
@@ -416,6 +430,7 @@ class RedisVectorIndex:
                         key[len(self.key_prefix) :] if key.startswith(self.key_prefix) else key,
                         1.0 - float(fields.get("dist", "1")),
                         payload,
+                        self._unblob(fields.get("vec")) if with_vectors else None,
                     )
                 )
             # expired entries took some of the k places: ask again for more
@@ -445,6 +460,19 @@ class RedisVectorIndex:
         if vec.shape[0] != self._dim:
             raise ValueError(f"expected a {self._dim}-d vector, got {vec.shape[0]}-d")
         return bytes(vec.tobytes())
+
+    def _unblob(self, blob: Any) -> Any:
+        from deja.semantic._deps import np
+
+        if not isinstance(blob, bytes):
+            # a client built with decode_responses=True would have mangled the float32 bytes
+            raise StoreError(
+                "the redis client decodes responses; build it with decode_responses=False"
+            )
+        vec = np.frombuffer(blob, dtype="<f4").astype(np.float32)
+        if vec.shape[0] != self._dim:
+            raise StoreError(f"a stored vector has {vec.shape[0]} dimensions, not {self._dim}")
+        return vec
 
 
 def _pairs(reply: Any) -> dict[str, Any]:
@@ -481,18 +509,25 @@ def _keys_of(reply: Any) -> list[bytes | str]:
     return list(reply[1:])
 
 
-def _rows_of(reply: Any) -> list[tuple[str, dict[str, str]]]:
-    """``(key, fields)`` of an FT.SEARCH reply (RESP2 or RESP3), in order."""
-    rows: list[tuple[str, dict[str, str]]] = []
+def _field(name: str, value: Any) -> Any:
+    return value if name in _BINARY else _text(value)
+
+
+def _rows_of(reply: Any) -> list[tuple[str, dict[str, Any]]]:
+    """``(key, fields)`` of an FT.SEARCH reply (RESP2 or RESP3), in order; every field is
+    text but the binary ones (:data:`_BINARY`), kept as returned."""
+    rows: list[tuple[str, dict[str, Any]]] = []
     if isinstance(reply, dict):
         for result in _results(reply):
             key = result.get(b"id", result.get("id"))
             attrs = result.get(b"extra_attributes", result.get("extra_attributes", {}))
-            rows.append((_text(key), {_text(k): _text(v) for k, v in attrs.items()}))
+            rows.append((_text(key), {_text(k): _field(_text(k), v) for k, v in attrs.items()}))
         return rows
     items = list(reply[1:])
     for i in range(0, len(items) - 1, 2):
         flat = list(items[i + 1])
-        fields = {_text(flat[j]): _text(flat[j + 1]) for j in range(0, len(flat) - 1, 2)}
+        fields = {
+            _text(flat[j]): _field(_text(flat[j]), flat[j + 1]) for j in range(0, len(flat) - 1, 2)
+        }
         rows.append((_text(items[i]), fields))
     return rows

@@ -2,13 +2,27 @@
 
 A cosine threshold cannot tell "Why did my top-up fail?" from "Why was my top-up
 reverted?". The verifier looks at the pair the way a reader would, through a few cheap
-features (similarity, lexical overlap, words on one side only, length, guard signals) and a
-logistic regression trained with cross-validation on labelled pairs
-(``deja.semantic.calibrate.fit_verifier``). Its parameters ship as ``verifier.json``
-beside this module: a dozen weights, a mean and scale per feature, and the probability
-``cut`` at or above which a candidate is served.
+text features (similarity, lexical overlap, words on one side only, length, guard signals)
+and, when it was trained on the embedder's vectors, through the two prompt vectors
+themselves: the element-wise product ``u*v`` and difference ``|u-v|`` say *which*
+dimensions agree, which a single cosine averages away (the classic paraphrase-classifier
+features). It is a logistic regression trained with cross-validation on labelled pairs
+(``deja.semantic.calibrate.fit_verifier``); during training the vector part is confined to
+the top principal components of those features, and then folded back into one weight per
+dimension, so scoring is two dot products.
 
-Scoring is pure Python (no numpy): a few microseconds per candidate.
+Two parameter sets ship beside this module:
+
+* ``verifier.json``: text features and vector weights, for the embedded model
+  (``local:all-MiniLM-L6-v2-int8:384``);
+* ``verifier_text.json``: text features only, for any other embedder (vector weights
+  learned on one model's dimensions mean nothing for another's).
+
+:meth:`Verifier.default_for` picks the one for an embedder. Each holds a mean and scale per
+text feature, the weights, and the probability ``cut`` at or above which a candidate is
+served. Scoring a candidate takes about 15 µs, of which the vector part (one numpy
+product over 2 x 384 values) is about 11 µs; the text features are pure Python, computed
+once per text (about 130 µs for a one-line prompt) and cached.
 """
 
 from __future__ import annotations
@@ -16,7 +30,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -90,11 +104,14 @@ def pair_features(
 
 @dataclass(frozen=True, slots=True)
 class Verifier:
-    """A logistic regression over :func:`pair_features`.
+    """A logistic regression over :func:`pair_features` and, optionally, the two vectors.
 
-    ``probability`` = sigmoid(bias + sum(weight * (feature - mean) / scale)); a candidate is
-    accepted when it is at least ``cut``, or when its similarity is at least ``trust_above``
-    (near-duplicates that passed every guard need no second opinion).
+    ``probability`` = sigmoid(bias + sum(weight * (feature - mean) / scale)
+    + vector_weights . [u*v, |u-v|]), where ``u`` and ``v`` are the prompts' unit vectors
+    (the second term only when ``vector_weights`` is set; they are then those of the
+    embedder named ``embedder``). A candidate is accepted when the probability is at least
+    ``cut``, or when its similarity is at least ``trust_above`` (near-duplicates that passed
+    every guard need no second opinion).
     """
 
     features: tuple[str, ...]
@@ -105,6 +122,9 @@ class Verifier:
     cut: float
     trust_above: float = 1.01
     info: dict[str, Any] | None = None
+    vector_weights: tuple[float, ...] = ()
+    embedder: str | None = None
+    _vector_arrays: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         n = len(self.features)
@@ -112,26 +132,60 @@ class Verifier:
             raise ConfigError(f"verifier features {self.features} are not {FEATURE_NAMES}")
         if not (len(self.mean) == len(self.scale) == len(self.weights) == n):
             raise ConfigError("verifier parameters must have one value per feature")
+        if self.vector_weights:
+            if len(self.vector_weights) % 2 or not self.embedder:
+                raise ConfigError(
+                    "vector weights come in two halves (u*v, |u-v|) and name their embedder"
+                )
+            from deja.semantic._deps import np
 
-    def probability(self, features: list[float]) -> float:
-        """The estimated probability that one answer serves both prompts."""
+            half = len(self.vector_weights) // 2
+            weights = np.asarray(self.vector_weights, dtype=np.float64)
+            object.__setattr__(self, "_vector_arrays", (weights[:half], weights[half:]))
+
+    @property
+    def uses_vectors(self) -> bool:
+        """Whether scoring needs both prompts' vectors (see :meth:`probability`)."""
+        return bool(self.vector_weights)
+
+    @property
+    def dim(self) -> int | None:
+        """The vector size the vector weights are for (``None`` without them)."""
+        return len(self.vector_weights) // 2 if self.vector_weights else None
+
+    def probability(self, features: list[float], vectors: tuple[Any, Any] | None = None) -> float:
+        """The estimated probability that one answer serves both prompts.
+
+        ``vectors`` are the two prompts' unit vectors, in either order (both vector
+        features are symmetric); required when :attr:`uses_vectors`.
+        """
         z = self.bias
         for x, m, s, w in zip(features, self.mean, self.scale, self.weights, strict=True):
             z += w * (x - m) / s
+        if self._vector_arrays is not None:
+            if vectors is None or vectors[0] is None or vectors[1] is None:
+                raise ValueError(
+                    f"this verifier weighs the prompt vectors ({self.embedder}): pass both"
+                )
+            product, difference = self._vector_arrays
+            u, v = vectors
+            z += float(product @ (u * v)) + float(difference @ abs(u - v))
         if z < -30:
             return 0.0
         return 1.0 / (1.0 + math.exp(-z))
 
-    def accepts(self, similarity: float, features: list[float]) -> tuple[bool, float]:
-        """(accepted, probability) for one candidate."""
-        p = self.probability(features)
+    def accepts(
+        self, similarity: float, features: list[float], vectors: tuple[Any, Any] | None = None
+    ) -> tuple[bool, float]:
+        """(accepted, probability) for one candidate (``vectors`` as in :meth:`probability`)."""
+        p = self.probability(features, vectors)
         return (similarity >= self.trust_above or p >= self.cut), p
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (what ``verifier.json`` holds)."""
-        return {
+        data: dict[str, Any] = {
             "format": "deja-verifier",
-            "version": 1,
+            "version": 2 if self.vector_weights else 1,
             "features": list(self.features),
             "mean": list(self.mean),
             "scale": list(self.scale),
@@ -139,15 +193,25 @@ class Verifier:
             "bias": self.bias,
             "cut": self.cut,
             "trust_above": self.trust_above,
-            "info": self.info or {},
         }
+        if self.vector_weights:
+            data["embedder"] = self.embedder
+            data["vector_weights"] = list(self.vector_weights)
+        data["info"] = self.info or {}
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Verifier:
-        """Build from :meth:`to_dict` output (raises ``ConfigError`` if malformed)."""
+        """Build from :meth:`to_dict` output (raises ``ConfigError`` if malformed).
+
+        Version 1 has text features only; version 2 adds ``vector_weights`` and ``embedder``.
+        """
         try:
-            if data.get("format") != "deja-verifier" or data.get("version") != 1:
+            if data.get("format") != "deja-verifier" or data.get("version") not in (1, 2):
                 raise ConfigError("not a deja verifier file of a known version")
+            vector_weights = data.get("vector_weights") or ()
+            if data["version"] == 1 and vector_weights:
+                raise ConfigError("a version 1 verifier has no vector weights")
             return cls(
                 features=tuple(data["features"]),
                 mean=tuple(float(v) for v in data["mean"]),
@@ -157,6 +221,8 @@ class Verifier:
                 cut=float(data["cut"]),
                 trust_above=float(data.get("trust_above", 1.01)),
                 info=dict(data.get("info") or {}),
+                vector_weights=tuple(float(v) for v in vector_weights),
+                embedder=str(data["embedder"]) if vector_weights else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"invalid verifier parameters: {exc!r}") from exc
@@ -169,11 +235,23 @@ class Verifier:
 
     @classmethod
     def default(cls) -> Verifier:
-        """The shipped verifier (``deja/semantic/verifier.json``), read once."""
-        return _default_verifier()
+        """The shipped verifier for the embedded model (``verifier.json``), read once."""
+        return _shipped("verifier.json")
+
+    @classmethod
+    def default_for(cls, embedder_id: str) -> Verifier:
+        """The shipped verifier to use with the embedder ``embedder_id``.
+
+        The one of :meth:`default` when its vector weights are that embedder's; otherwise
+        the text-only one (``verifier_text.json``), which needs no vectors.
+        """
+        shipped = _shipped("verifier.json")
+        if shipped.embedder == embedder_id:
+            return shipped
+        return _shipped("verifier_text.json")
 
 
 @functools.cache
-def _default_verifier() -> Verifier:
-    data = resources.files("deja.semantic").joinpath("verifier.json").read_bytes()
+def _shipped(name: str) -> Verifier:
+    data = resources.files("deja.semantic").joinpath(name).read_bytes()
     return Verifier.from_dict(json.loads(data))
