@@ -156,11 +156,12 @@ def test_the_shipped_verifiers(embedder: Any) -> None:
     verifier = Verifier.default()
     assert verifier is Verifier.default_for(embedder.id)
     assert verifier.uses_vectors and verifier.embedder == embedder.id
-    assert verifier.info and verifier.info["threshold"] == DEFAULT_THRESHOLD
+    # trained on candidates from 0.60; the cache serves from a stricter 0.70 (decision.py)
+    assert verifier.info and verifier.info["threshold"] <= DEFAULT_THRESHOLD
     assert verifier.info["cv_recall"] > 0.4 and verifier.info["cv_false_hit_rate"] <= 0.01
     text_only = Verifier.default_for("openai:text-embedding-3-small:1536")
     assert not text_only.uses_vectors
-    assert text_only.info and text_only.info["threshold"] == DEFAULT_THRESHOLD
+    assert text_only.info and text_only.info["threshold"] <= DEFAULT_THRESHOLD
     vec = embedder.embed(["hello there"])[0]
     hello = decide(
         1.0,
