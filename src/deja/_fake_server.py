@@ -27,6 +27,7 @@ import socket
 import socketserver
 import sys
 import threading
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -86,7 +87,7 @@ class ScriptedFailure:
     headers: dict[str, str]
 
 
-class FakeServer(Generic[ReplyT, FailureT]):
+class FakeServer(ABC, Generic[ReplyT, FailureT]):
     """A simulated provider on a loopback port: lifecycle, recording and scripted queues.
 
     Subclasses set :attr:`_provider` and :attr:`_log`, return their handler class from
@@ -114,9 +115,9 @@ class FakeServer(Generic[ReplyT, FailureT]):
         # Set on stop() so handlers sleeping through latency or a delay wake up at once.
         self._stopping = threading.Event()
 
+    @abstractmethod
     def _handler(self) -> type[FakeHandler[Any]]:
         """The handler class that serves this provider's routes."""
-        raise NotImplementedError
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -300,7 +301,7 @@ class LoopbackHTTPServer(ThreadingHTTPServer, Generic[OwnerT]):
         )
 
 
-class FakeHandler(BaseHTTPRequestHandler, Generic[OwnerT]):
+class FakeHandler(BaseHTTPRequestHandler, ABC, Generic[OwnerT]):
     """Reads, records and dispatches one request after another on a connection.
 
     A provider's handler implements :meth:`_route` (answer a recorded request),
@@ -341,21 +342,21 @@ class FakeHandler(BaseHTTPRequestHandler, Generic[OwnerT]):
 
     # -- provider hooks -------------------------------------------------------------------------
 
+    @abstractmethod
     def _route(self, request: RecordedRequest) -> None:
         """Answer ``request`` (already recorded); a refusal may be raised instead."""
-        raise NotImplementedError
 
     def _answer_refusal(self, exc: Exception) -> bool:
         """Answer ``exc`` when it is one of the provider's refusals; ``False`` when it is not."""
         return False
 
+    @abstractmethod
     def _send_unreadable(self) -> None:
         """Answer a request whose body could not be read (the connection then closes)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _send_internal_error(self) -> None:
         """Answer a request whose handling failed unexpectedly (it was logged)."""
-        raise NotImplementedError
 
     def _provider_headers(self) -> Iterable[tuple[str, str]]:
         """Headers every response starts with (a request id, …)."""

@@ -20,9 +20,9 @@ import os
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx2
 import orjson
@@ -66,6 +66,8 @@ from deja.streaming import SSEDecoder
 __all__ = ["AsyncChatCompletionStream", "AsyncClient"]
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 # Providers whose wire format is OpenAI's; the others get their own adapters.
 _OPENAI_COMPATIBLE = frozenset(PROVIDER_API_BASES) - {"anthropic", "gemini", "bedrock", "vertex_ai"}
@@ -730,7 +732,11 @@ class AsyncClient:
             gemini = await self._gemini_request(
                 provider, payload, url_base, options, api_key, extra_headers, stream=False
             )
-            data, created = await self._gemini_send(gemini, timeout, provider)
+
+            async def post(sent: GeminiRequest) -> dict[str, Any]:
+                return await self._post(sent.url, sent.json, sent.headers, timeout, provider)
+
+            data, created = await self._gemini_send(gemini, post, timeout, provider)
             answer = self._account(provider, self._gemini.parse_response(data, model=gemini.model))
             if created is not None:
                 _bill_context_cache(answer.get("usage"), created, self._clock())
@@ -805,7 +811,11 @@ class AsyncClient:
             request = await self._gemini_request(
                 provider, payload, url_base, options, api_key, extra_headers, stream=True
             )
-            events, created = await self._gemini_send_stream(request, timeout, provider)
+
+            async def open_events(sent: GeminiRequest) -> ChunkStream:
+                return await self._open_stream(sent.url, sent.json, sent.headers, timeout, provider)
+
+            events, created = await self._gemini_send(request, open_events, timeout, provider)
             gemini = self._gemini.stream_translator(
                 model=request.model, candidates=request.candidate_count
             )
@@ -941,51 +951,29 @@ class AsyncClient:
         return _GoogleAuth(token=token, project=project, location=location)
 
     async def _gemini_send(
-        self, wire: GeminiRequest, timeout: float, provider: str
-    ) -> tuple[dict[str, Any], ContextCache | None]:
-        """Send ``wire`` through its context cache when it asks for one (making the cache
-        if needed, remaking it once if Gemini lost it); the answer, and the cache if this
-        call made it."""
+        self,
+        wire: GeminiRequest,
+        send: Callable[[GeminiRequest], Awaitable[_T]],
+        timeout: float,
+        provider: str,
+    ) -> tuple[_T, ContextCache | None]:
+        """``send(wire)`` through its context cache when it asks for one (making the cache
+        if needed, remaking it once if Gemini lost it); what ``send`` returned, and the
+        cache if this call made it. A stream's lost cache shows in its status, so streams
+        and plain calls take the same path."""
         cached, created = await self._context_cache(wire, timeout, provider)
         if cached is not None:
             try:
-                sent = wire.with_cached_content(cached.name)
-                data = await self._post(sent.url, sent.json, sent.headers, timeout, provider)
-                return data, cached if created else None
+                answer = await send(wire.with_cached_content(cached.name))
+                return answer, cached if created else None
             except ProviderError as exc:
                 if not cached_content_gone(exc.status_code, exc.body):
                     raise
-                cached, created = await self._remake_context_cache(wire, cached, timeout, provider)
+            cached, created = await self._remake_context_cache(wire, cached, timeout, provider)
             if cached is not None:
-                sent = wire.with_cached_content(cached.name)
-                data = await self._post(sent.url, sent.json, sent.headers, timeout, provider)
-                return data, cached if created else None
-        return await self._post(wire.url, wire.json, wire.headers, timeout, provider), None
-
-    async def _gemini_send_stream(
-        self, wire: GeminiRequest, timeout: float, provider: str
-    ) -> tuple[ChunkStream, ContextCache | None]:
-        """:meth:`_gemini_send` for a stream (a lost cache shows in the stream's status)."""
-        cached, created = await self._context_cache(wire, timeout, provider)
-        if cached is not None:
-            try:
-                sent = wire.with_cached_content(cached.name)
-                events = await self._open_stream(
-                    sent.url, sent.json, sent.headers, timeout, provider
-                )
-                return events, cached if created else None
-            except ProviderError as exc:
-                if not cached_content_gone(exc.status_code, exc.body):
-                    raise
-                cached, created = await self._remake_context_cache(wire, cached, timeout, provider)
-            if cached is not None:
-                sent = wire.with_cached_content(cached.name)
-                events = await self._open_stream(
-                    sent.url, sent.json, sent.headers, timeout, provider
-                )
-                return events, cached if created else None
-        events = await self._open_stream(wire.url, wire.json, wire.headers, timeout, provider)
-        return events, None
+                answer = await send(wire.with_cached_content(cached.name))
+                return answer, cached if created else None
+        return await send(wire), None
 
     def _caches(self) -> AsyncContextCaches:
         caches = self._context_caches

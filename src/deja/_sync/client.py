@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx2
 import orjson
@@ -67,6 +67,8 @@ from deja.streaming import SSEDecoder
 __all__ = ["ChatCompletionStream", "Client"]
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 # Providers whose wire format is OpenAI's; the others get their own adapters.
 _OPENAI_COMPATIBLE = frozenset(PROVIDER_API_BASES) - {"anthropic", "gemini", "bedrock", "vertex_ai"}
@@ -729,7 +731,11 @@ class Client:
             gemini = self._gemini_request(
                 provider, payload, url_base, options, api_key, extra_headers, stream=False
             )
-            data, created = self._gemini_send(gemini, timeout, provider)
+
+            def post(sent: GeminiRequest) -> dict[str, Any]:
+                return self._post(sent.url, sent.json, sent.headers, timeout, provider)
+
+            data, created = self._gemini_send(gemini, post, timeout, provider)
             answer = self._account(provider, self._gemini.parse_response(data, model=gemini.model))
             if created is not None:
                 _bill_context_cache(answer.get("usage"), created, self._clock())
@@ -802,7 +808,11 @@ class Client:
             request = self._gemini_request(
                 provider, payload, url_base, options, api_key, extra_headers, stream=True
             )
-            events, created = self._gemini_send_stream(request, timeout, provider)
+
+            def open_events(sent: GeminiRequest) -> SyncChunkStream:
+                return self._open_stream(sent.url, sent.json, sent.headers, timeout, provider)
+
+            events, created = self._gemini_send(request, open_events, timeout, provider)
             gemini = self._gemini.stream_translator(
                 model=request.model, candidates=request.candidate_count
             )
@@ -936,47 +946,29 @@ class Client:
         return _GoogleAuth(token=token, project=project, location=location)
 
     def _gemini_send(
-        self, wire: GeminiRequest, timeout: float, provider: str
-    ) -> tuple[dict[str, Any], ContextCache | None]:
-        """Send ``wire`` through its context cache when it asks for one (making the cache
-        if needed, remaking it once if Gemini lost it); the answer, and the cache if this
-        call made it."""
+        self,
+        wire: GeminiRequest,
+        send: Callable[[GeminiRequest], _T],
+        timeout: float,
+        provider: str,
+    ) -> tuple[_T, ContextCache | None]:
+        """``send(wire)`` through its context cache when it asks for one (making the cache
+        if needed, remaking it once if Gemini lost it); what ``send`` returned, and the
+        cache if this call made it. A stream's lost cache shows in its status, so streams
+        and plain calls take the same path."""
         cached, created = self._context_cache(wire, timeout, provider)
         if cached is not None:
             try:
-                sent = wire.with_cached_content(cached.name)
-                data = self._post(sent.url, sent.json, sent.headers, timeout, provider)
-                return data, cached if created else None
+                answer = send(wire.with_cached_content(cached.name))
+                return answer, cached if created else None
             except ProviderError as exc:
                 if not cached_content_gone(exc.status_code, exc.body):
                     raise
-                cached, created = self._remake_context_cache(wire, cached, timeout, provider)
+            cached, created = self._remake_context_cache(wire, cached, timeout, provider)
             if cached is not None:
-                sent = wire.with_cached_content(cached.name)
-                data = self._post(sent.url, sent.json, sent.headers, timeout, provider)
-                return data, cached if created else None
-        return self._post(wire.url, wire.json, wire.headers, timeout, provider), None
-
-    def _gemini_send_stream(
-        self, wire: GeminiRequest, timeout: float, provider: str
-    ) -> tuple[SyncChunkStream, ContextCache | None]:
-        """:meth:`_gemini_send` for a stream (a lost cache shows in the stream's status)."""
-        cached, created = self._context_cache(wire, timeout, provider)
-        if cached is not None:
-            try:
-                sent = wire.with_cached_content(cached.name)
-                events = self._open_stream(sent.url, sent.json, sent.headers, timeout, provider)
-                return events, cached if created else None
-            except ProviderError as exc:
-                if not cached_content_gone(exc.status_code, exc.body):
-                    raise
-                cached, created = self._remake_context_cache(wire, cached, timeout, provider)
-            if cached is not None:
-                sent = wire.with_cached_content(cached.name)
-                events = self._open_stream(sent.url, sent.json, sent.headers, timeout, provider)
-                return events, cached if created else None
-        events = self._open_stream(wire.url, wire.json, wire.headers, timeout, provider)
-        return events, None
+                answer = send(wire.with_cached_content(cached.name))
+                return answer, cached if created else None
+        return send(wire), None
 
     def _caches(self) -> ContextCaches:
         caches = self._context_caches
