@@ -196,3 +196,73 @@ def test_without_a_verifier_the_default_threshold_is_the_bare_one(embedder: Any)
     assert SemanticCache(embedder=embedder).threshold == DEFAULT_THRESHOLD
     assert SemanticCache(embedder=embedder, verifier=None).threshold == BARE_THRESHOLD
     assert SemanticCache(embedder=embedder, verifier=None, threshold=0.9).threshold == 0.9
+
+
+class _FixedEmbedder:
+    """Vectors chosen by the test, so that the candidates' order is known."""
+
+    id, dim = "fixed:test:3", 3
+
+    def __init__(self, vectors: dict[str, list[float]]) -> None:
+        import numpy as np
+
+        self.vectors = {
+            t: np.array(v, dtype=np.float32) / np.linalg.norm(v) for t, v in vectors.items()
+        }
+
+    def embed(self, texts: Any) -> Any:
+        import numpy as np
+
+        return np.stack([self.vectors[t] for t in texts])
+
+    async def aembed(self, texts: Any) -> Any:
+        return self.embed(texts)
+
+
+def _overlap_verifier() -> Verifier:
+    # accepts a pair on shared words alone: p = sigmoid(10 * word_jaccard - 3), cut 0.5
+    from deja.semantic.verifier import FEATURE_NAMES
+
+    weights = [0.0] * len(FEATURE_NAMES)
+    weights[FEATURE_NAMES.index("word_jaccard")] = 10.0
+    n = len(FEATURE_NAMES)
+    return Verifier(FEATURE_NAMES, (0.0,) * n, (1.0,) * n, tuple(weights), -3.0, cut=0.5)
+
+
+def test_the_check_stops_at_the_first_candidate_the_verifier_rejects() -> None:
+    query, nearest, farther = "parcel tracking status", "lost luggage desk", "parcel tracking page"
+    embedder = _FixedEmbedder(
+        {query: [1.0, 0.0, 0.0], nearest: [0.95, 0.31, 0.0], farther: [0.9, 0.0, 0.44]}
+    )
+    cache = SemanticCache(embedder=embedder, verifier=_overlap_verifier(), threshold=0.5)
+    cache.store(chat(nearest), "nearest")
+    cache.store(chat(farther), "farther")
+    lookup = cache.inspect(chat(query))
+    # the nearest meaningful candidate was judged different: a farther one is not served
+    assert lookup.match is None
+    assert [(key, d.reason) for key, d in lookup.candidates] == [("nearest", "verifier")]
+    # evaluate_all still decides every candidate (calibration, metrics)
+    everything = cache.inspect(chat(query), evaluate_all=True)
+    assert [key for key, _ in everything.candidates] == ["nearest", "farther"]
+    assert everything.match is not None and everything.match.key == "farther"
+    # alone, the farther candidate is served
+    cache.forget("nearest")
+    assert cache.check(chat(query)) is not None
+
+
+def test_a_guard_rejection_moves_on_to_the_next_candidate() -> None:
+    query, other_number, same_number = (
+        "convert 5 km to miles",
+        "convert 8 km to miles",
+        "convert 5 km into miles",
+    )
+    embedder = _FixedEmbedder(
+        {query: [1.0, 0.0, 0.0], other_number: [0.97, 0.24, 0.0], same_number: [0.9, 0.0, 0.44]}
+    )
+    cache = SemanticCache(embedder=embedder, verifier=_overlap_verifier(), threshold=0.5)
+    cache.store(chat(other_number), "8km")
+    cache.store(chat(same_number), "5km")
+    lookup = cache.inspect(chat(query))
+    assert lookup.match is not None and lookup.match.key == "5km"
+    assert lookup.candidates[0][0] == "8km"
+    assert lookup.candidates[0][1].reason.startswith("guards:")

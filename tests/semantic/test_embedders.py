@@ -27,7 +27,7 @@ TOKENIZER = Path(__file__).resolve().parents[2] / "src/deja/semantic/data/minilm
 
 def test_local_embedder_vectors(embedder: LocalEmbedder) -> None:
     assert isinstance(embedder, Embedder)
-    assert embedder.id == "local:all-MiniLM-L6-v2-int8:384"
+    assert embedder.id == "local:all-MiniLM-L6-v2-int8-fused:384"
     v = embedder.embed(["convert 5 km to miles", "convert 8 km to miles", "bake a cake"])
     assert v.shape == (3, 384) and v.dtype == np.float32
     assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
@@ -37,6 +37,51 @@ def test_local_embedder_vectors(embedder: LocalEmbedder) -> None:
     assert embedder.embed([]).shape == (0, 384)
     with pytest.raises(TypeError):
         embedder.embed("one string")  # type: ignore[arg-type]
+
+
+TEXTS = [
+    "convert 5 km to miles",
+    "How do I reset the PIN of my card?",
+    "I was charged twice for one purchase yesterday; how do I get the duplicate payment back?",
+    "bake a cake",
+]
+
+
+def test_fused_graph_keeps_the_file_s_vectors(embedder: LocalEmbedder) -> None:
+    # the same int8 weights, activations quantized as well: vectors move a little, and
+    # the file's own graph names its vectors differently so the two never meet in a scope
+    plain = LocalEmbedder(fused=False)
+    assert plain.id == "local:all-MiniLM-L6-v2-int8:384" != embedder.id
+    fused, reference = embedder.embed(TEXTS), plain.embed(TEXTS)
+    assert np.all((fused * reference).sum(axis=1) > 0.98)
+    # pair similarities agree
+    assert np.allclose(fused @ fused.T, reference @ reference.T, atol=0.03)
+
+
+def test_padding_is_masked_in_batches(embedder: LocalEmbedder) -> None:
+    # texts of different lengths in one run: the short ones are padded and must not see
+    # the padding (without the mask their vectors fall to cosine ~0.5 of their own)
+    batched = LocalEmbedder(batch_size=8)
+    alone = embedder.embed(TEXTS)
+    together = batched.embed([*TEXTS, TEXTS[2] * 3])[:-1]
+    assert np.all((alone * together).sum(axis=1) > 0.97)
+
+
+def test_a_model_of_another_layout_cannot_be_fused(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["input_ids"], ["last_hidden_state"])],
+        "other",
+        [helper.make_tensor_value_info("input_ids", TensorProto.FLOAT, [1, 384])],
+        [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, [1, 384])],
+    )
+    model = tmp_path / "other.onnx"
+    onnx.save(helper.make_model(graph), str(model))
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()
+    with pytest.raises(ConfigError, match="fused=False"):
+        LocalEmbedder(model_path=model, model_sha256=digest).embed(["x"])
 
 
 async def test_local_aembed_runs_off_the_loop(embedder: LocalEmbedder) -> None:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from deja.errors import ConfigError
 from deja.metrics import Metrics
 from deja.request import Request
-from deja.semantic.decision import BARE_THRESHOLD, DEFAULT_THRESHOLD, Decision, decide
+from deja.semantic.decision import BARE_THRESHOLD, DEFAULT_THRESHOLD, Decision, decide, prepare
 from deja.semantic.guards import GuardSettings
 from deja.semantic.scope import SemanticQuery, semantic_query, tenant_scope
 from deja.semantic.verifier import Verifier
@@ -84,7 +84,7 @@ class SemanticCache:
       is the shipped one for this embedder (:meth:`Verifier.default_for`: it weighs the
       prompt vectors with the embedded model, text features alone with any other), ``None``
       turns it off (the default threshold is then :data:`~deja.semantic.decision.BARE_THRESHOLD`,
-      0.85, instead of the verifier's 0.60);
+      0.85, instead of 0.70 with the verifier);
     * ``top_k``: candidates examined per check, best first;
     * ``max_entries``: size bound of the default index (oldest evicted first);
     * ``strike_penalty`` / ``max_strikes``: each ``feedback(key, correct=False)`` raises that
@@ -327,15 +327,27 @@ class SemanticCache:
                 evaluate_all=evaluate_all,
             )
             decided.append((neighbor.id, decision))
-            if decision.hit and match is None:
+            if evaluate_all:
+                if decision.hit and match is None:
+                    match = SemanticMatch(neighbor.id, neighbor.similarity, decision.probability)
+                continue
+            if decision.hit:
                 match = SemanticMatch(neighbor.id, neighbor.similarity, decision.probability)
-                if not evaluate_all:
-                    break
+                break
+            if decision.reason == "verifier":
+                # The nearest candidate that the guards let through was judged to mean
+                # something else: a farther one passing the verifier is more likely one
+                # of its chance errors than a better match (on a Banking77 stream, going
+                # on served ~30% wrong answers among the hits it added), so stop here.
+                # A guard rejection (another number, entity...) says nothing about the
+                # next candidate, which may carry the query's own values: go on.
+                break
         return SemanticLookup(match, tuple(decided))
 
     def _add(self, key: str, q: SemanticQuery, vector: Any, ttl: float | None) -> None:
         expires = None if ttl is None else self._clock() + ttl
         self.index.add(key, vector, scope=q.scope, expires=expires, payload=q.text)
+        prepare(q.text)
 
     def _memo_get(self, text: str) -> Any:
         with self._lock:

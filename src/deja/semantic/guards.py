@@ -1453,8 +1453,9 @@ def _signature(text: str) -> Signature:
         i += 1
 
     entities, directed = _entities(toks, consumed)
+    present = frozenset(lows)
     poles = tuple(
-        frozenset(side for side, words in enumerate(pair) if any(w in words for w in lows))
+        frozenset(side for side, words in enumerate(pair) if not words.isdisjoint(present))
         for pair in _POLES
     )
     negated = any(w in _NEGATIONS or w.endswith("n't") for w in lows)

@@ -14,7 +14,7 @@ dimension, so scoring is two dot products.
 Two parameter sets ship beside this module:
 
 * ``verifier.json``: text features and vector weights, for the embedded model
-  (``local:all-MiniLM-L6-v2-int8:384``);
+  (``local:all-MiniLM-L6-v2-int8-fused:384``);
 * ``verifier_text.json``: text features only, for any other embedder (vector weights
   learned on one model's dimensions mean nothing for another's).
 
@@ -37,7 +37,7 @@ from typing import Any
 from deja.errors import ConfigError
 from deja.semantic.guards import GuardReport, Signature, content_words, tokens
 
-__all__ = ["FEATURE_NAMES", "Verifier", "pair_features"]
+__all__ = ["FEATURE_NAMES", "Verifier", "pair_features", "text_features"]
 
 FEATURE_NAMES: tuple[str, ...] = (
     "similarity",
@@ -61,7 +61,9 @@ def _trigrams(text: str) -> frozenset[str]:
 
 
 @functools.lru_cache(maxsize=8192)
-def _text_features(text: str) -> tuple[frozenset[str], frozenset[str], int]:
+def text_features(text: str) -> tuple[frozenset[str], frozenset[str], int]:
+    """What :func:`pair_features` needs of one text: its content words, character
+    trigrams and token count (cached per text)."""
     return frozenset(content_words(text)), _trigrams(text), len(tokens(text))
 
 
@@ -75,8 +77,8 @@ def pair_features(
     report: GuardReport,
 ) -> list[float]:
     """The verifier's features of the pair (``a``, ``b``), in :data:`FEATURE_NAMES` order."""
-    words_a, tri_a, len_a = _text_features(a)
-    words_b, tri_b, len_b = _text_features(b)
+    words_a, tri_a, len_a = text_features(a)
+    words_b, tri_b, len_b = text_features(b)
     shared = len(words_a & words_b)
     union = len(words_a | words_b) or 1
     smaller = min(len(words_a), len(words_b)) or 1
