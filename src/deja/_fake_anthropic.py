@@ -42,7 +42,13 @@ from typing import Any, Final
 import orjson
 
 from deja._fake_openai import _route_path
-from deja._fake_server import FakeHandler, FakeServer, RecordedRequest, ScriptedFailure
+from deja._fake_server import (
+    FakeHandler,
+    FakeServer,
+    PromptCache,
+    RecordedRequest,
+    ScriptedFailure,
+)
 from deja.providers.planner import IMAGE_TOKENS, estimate_tokens, minimum_cacheable_tokens
 
 __all__ = ["AnthropicReply", "FakeAnthropicServer"]
@@ -97,12 +103,6 @@ class _Refusal(Exception):
         self.kind = kind or _ERROR_TYPES.get(status, "api_error")
 
 
-@dataclass
-class _Entry:
-    expires: float
-    seconds: float
-
-
 class FakeAnthropicServer(FakeServer[AnthropicReply, ScriptedFailure]):
     """A simulated Anthropic Messages API on a loopback port (see the module docstring).
 
@@ -134,8 +134,7 @@ class FakeAnthropicServer(FakeServer[AnthropicReply, ScriptedFailure]):
         super().__init__(host=host, port=port, latency=latency, chunk_delay=chunk_delay)
         self.api_key = api_key
         self.minimum_tokens = minimum_tokens
-        self._clock = clock
-        self._cache: dict[str, _Entry] = {}
+        self._cache = PromptCache(clock=clock, ttl_seconds=_TTL_SECONDS, lookback=_LOOKBACK)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -184,42 +183,15 @@ class FakeAnthropicServer(FakeServer[AnthropicReply, ScriptedFailure]):
         minimum = self.minimum_tokens
         if minimum is None:
             minimum = minimum_cacheable_tokens(str(body.get("model", "")))
-        cumulative: list[int] = []
-        total = 0
-        for _, tokens, _ in blocks:
-            total += tokens
-            cumulative.append(total)
-        breakpoints = [(k, ttl) for k, (_, _, ttl) in enumerate(blocks) if ttl is not None]
         with self._lock:
-            now = self._clock()
-            read_at = -1
-            for k, _ in reversed(breakpoints):
-                for j in range(k, max(-1, k - _LOOKBACK), -1):
-                    entry = self._cache.get(blocks[j][0])
-                    if entry is not None and entry.expires > now:
-                        entry.expires = now + entry.seconds  # a read refreshes the lifetime
-                        read_at = j
-                        break
-                if read_at >= 0:
-                    break
-            read = cumulative[read_at] if read_at >= 0 else 0
-            written = {"5m": 0, "1h": 0}
-            end = read
-            for k, ttl in breakpoints:
-                if k <= read_at or cumulative[k] < minimum:
-                    continue
-                written[ttl] += cumulative[k] - end
-                end = cumulative[k]
-                seconds = _TTL_SECONDS[ttl]
-                self._cache[blocks[k][0]] = _Entry(now + seconds, seconds)
-        creation = written["5m"] + written["1h"]
+            use = self._cache.use(blocks, minimum)
         return {
-            "input_tokens": total - read - creation,
-            "cache_creation_input_tokens": creation,
-            "cache_read_input_tokens": read,
+            "input_tokens": use.uncached,
+            "cache_creation_input_tokens": use.created,
+            "cache_read_input_tokens": use.read,
             "cache_creation": {
-                "ephemeral_5m_input_tokens": written["5m"],
-                "ephemeral_1h_input_tokens": written["1h"],
+                "ephemeral_5m_input_tokens": use.written["5m"],
+                "ephemeral_1h_input_tokens": use.written["1h"],
             },
         }
 

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import itertools
 import json
 import logging
 import re
@@ -55,7 +54,7 @@ from urllib.parse import unquote
 
 import orjson
 
-from deja._fake_server import FakeHandler, FakeServer, RecordedRequest
+from deja._fake_server import FakeHandler, FakeServer, PromptCache, RecordedRequest
 from deja.providers.bedrock import (
     SIGNING_SERVICE,
     AwsCredentials,
@@ -176,12 +175,6 @@ class _Failure:
     headers: dict[str, str]
 
 
-@dataclass
-class _Entry:
-    expires: float
-    seconds: float
-
-
 class FakeBedrockServer(FakeServer[BedrockReply, _Failure]):
     """A simulated Bedrock runtime on a loopback port (see the module docstring).
 
@@ -217,8 +210,7 @@ class FakeBedrockServer(FakeServer[BedrockReply, _Failure]):
         self.credentials = credentials
         self.region = region
         self.minimum_tokens = minimum_tokens
-        self._clock = clock
-        self._cache: dict[str, _Entry] = {}
+        self._cache = PromptCache(clock=clock, ttl_seconds=_TTL_SECONDS, lookback=_LOOKBACK)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -275,44 +267,22 @@ class FakeBedrockServer(FakeServer[BedrockReply, _Failure]):
     def _prompt_usage(self, model: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """Input usage of ``body`` against the simulated prompt cache (updating it)."""
         blocks = _flatten(model, body)
-        total = sum(tokens for _, tokens, _ in blocks)
-        breakpoints = [(k, ttl) for k, (_, _, ttl) in enumerate(blocks) if ttl is not None]
-        if not breakpoints:
-            return {"inputTokens": total}
+        if all(ttl is None for _, _, ttl in blocks):
+            return {"inputTokens": sum(tokens for _, tokens, _ in blocks)}
         minimum = self.minimum_tokens
         if minimum is None:
             minimum = bedrock_minimum_tokens(model)
-        cumulative: list[int] = list(itertools.accumulate(tokens for _, tokens, _ in blocks))
         with self._lock:
-            now = self._clock()
-            read_at = -1
-            for k, _ in reversed(breakpoints):
-                for j in range(k, max(-1, k - _LOOKBACK), -1):
-                    entry = self._cache.get(blocks[j][0])
-                    if entry is not None and entry.expires > now:
-                        entry.expires = now + entry.seconds  # a read refreshes the lifetime
-                        read_at = j
-                        break
-                if read_at >= 0:
-                    break
-            read = cumulative[read_at] if read_at >= 0 else 0
-            written = {"5m": 0, "1h": 0}
-            end = read
-            for k, ttl in breakpoints:
-                if k <= read_at or cumulative[k] < minimum:
-                    continue
-                written[ttl] += cumulative[k] - end
-                end = cumulative[k]
-                seconds = _TTL_SECONDS[ttl]
-                self._cache[blocks[k][0]] = _Entry(now + seconds, seconds)
-        creation = written["5m"] + written["1h"]
+            use = self._cache.use(blocks, minimum)
         usage: dict[str, Any] = {
-            "inputTokens": total - read - creation,
-            "cacheReadInputTokens": read,
-            "cacheWriteInputTokens": creation,
+            "inputTokens": use.uncached,
+            "cacheReadInputTokens": use.read,
+            "cacheWriteInputTokens": use.created,
         }
         # Bedrock lists the writes by lifetime, 1h first, and only when there are some.
-        details = [{"ttl": t, "inputTokens": written[t]} for t in ("1h", "5m") if written[t]]
+        details = [
+            {"ttl": t, "inputTokens": use.written[t]} for t in ("1h", "5m") if use.written[t]
+        ]
         if details:
             usage["cacheDetails"] = details
         return usage

@@ -15,7 +15,10 @@ what does not depend on the provider:
   apart) and the provider's refusals, with no log line per request.
 
 What a provider answers (routes, wire format, errors, authentication, caching simulation)
-stays in its module, behind the few hooks :class:`FakeHandler` names.
+stays in its module, behind the few hooks :class:`FakeHandler` names. The one piece of caching
+simulation two providers share, the prompt cache Anthropic and Bedrock keep (prefixes up to
+breakpoints, read back within a lookback, with 5m/1h lifetimes), is :class:`PromptCache`: the
+provider finds the breakpoints in its wire format and names the usage fields.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ __all__ = [
     "FakeHandler",
     "FakeServer",
     "LoopbackHTTPServer",
+    "PrefixBlock",
+    "PromptCache",
+    "PromptCacheUse",
     "RecordedRequest",
     "ReplyFunction",
     "ScriptedFailure",
@@ -56,6 +62,10 @@ OwnerT = TypeVar("OwnerT", bound="FakeServer[Any, Any]")
 
 #: Decides a request's reply from its JSON body; ``None`` means the default answer.
 ReplyFunction = Callable[[dict[str, Any]], ReplyT | None]
+
+#: One block of a prompt, in prefix order: (hash of the prefix ending with it, its tokens, the
+#: lifetime of the breakpoint right after it, or ``None`` when there is none).
+PrefixBlock = tuple[str, int, str | None]
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,85 @@ class ScriptedFailure:
     status: int
     body: dict[str, Any] | None
     headers: dict[str, str]
+
+
+@dataclass
+class _CacheEntry:
+    expires: float  # on the cache's clock
+    seconds: float  # the lifetime a read renews
+
+
+@dataclass(frozen=True)
+class PromptCacheUse:
+    """What one prompt did against a :class:`PromptCache`, in tokens."""
+
+    total: int  # the whole prompt
+    read: int  # the prefix read from the cache
+    written: dict[str, int]  # written to the cache, per lifetime ("5m", "1h")
+
+    @property
+    def created(self) -> int:
+        """Tokens written to the cache, whatever their lifetime."""
+        return sum(self.written.values())
+
+    @property
+    def uncached(self) -> int:
+        """Tokens neither read from nor written to the cache."""
+        return self.total - self.read - self.created
+
+
+class PromptCache:
+    """A provider's simulated prompt cache: the prefixes it remembers, each for its lifetime.
+
+    The provider turns a request into :data:`PrefixBlock` rows (how it finds breakpoints in
+    its wire format) and decides the minimum cacheable prefix; the cache does the rest, as
+    Anthropic and Bedrock both do: a hit is looked for up to ``lookback`` blocks before each
+    breakpoint, last breakpoint first; a read refreshes the entry's lifetime; each later
+    breakpoint whose prefix reaches the minimum is written for ``ttl_seconds[ttl]`` on
+    ``clock`` (seconds, monotonic).
+
+    Not locked: its server calls it under the server's lock, which ``reset`` also holds.
+    """
+
+    def __init__(
+        self, *, clock: Callable[[], float], ttl_seconds: Mapping[str, float], lookback: int
+    ) -> None:
+        self._clock = clock
+        self._ttl_seconds = ttl_seconds
+        self._lookback = lookback
+        self._entries: dict[str, _CacheEntry] = {}
+
+    def clear(self) -> None:
+        """Forget every cached prefix (as if all lifetimes had run out)."""
+        self._entries.clear()
+
+    def use(self, blocks: Sequence[PrefixBlock], minimum: int) -> PromptCacheUse:
+        """Read ``blocks``' longest live prefix and write the breakpoints after it (from
+        ``minimum`` tokens on); what was read and written."""
+        cumulative = list(itertools.accumulate(tokens for _, tokens, _ in blocks))
+        breakpoints = [(k, ttl) for k, (_, _, ttl) in enumerate(blocks) if ttl is not None]
+        now = self._clock()
+        read_at = -1
+        for k, _ in reversed(breakpoints):
+            for j in range(k, max(-1, k - self._lookback), -1):
+                entry = self._entries.get(blocks[j][0])
+                if entry is not None and entry.expires > now:
+                    entry.expires = now + entry.seconds  # a read refreshes the lifetime
+                    read_at = j
+                    break
+            if read_at >= 0:
+                break
+        read = cumulative[read_at] if read_at >= 0 else 0
+        written = dict.fromkeys(self._ttl_seconds, 0)
+        end = read
+        for k, ttl in breakpoints:
+            if k <= read_at or cumulative[k] < minimum:
+                continue
+            written[ttl] += cumulative[k] - end
+            end = cumulative[k]
+            seconds = self._ttl_seconds[ttl]
+            self._entries[blocks[k][0]] = _CacheEntry(now + seconds, seconds)
+        return PromptCacheUse(cumulative[-1] if cumulative else 0, read, written)
 
 
 class FakeServer(ABC, Generic[ReplyT, FailureT]):

@@ -97,3 +97,19 @@ def test_a_reloaded_graph_searches_with_the_configured_expansion(tmp_path: Path)
     loaded.load(tmp_path)
     # usearch restores a graph with its own default (64); a large index needs more
     assert loaded._scopes["big"].hnsw.expansion_search == 200
+
+
+def test_the_default_search_expansion_grows_with_the_scope() -> None:
+    from deja.semantic.index import auto_expansion
+
+    assert [auto_expansion(n) for n in (1, 200_000, 200_001, 500_000, 1_000_000)] == [
+        64,
+        64,
+        128,
+        128,
+        256,
+    ]
+    index = InProcessIndex(dim=32, hnsw_threshold=50, max_entries=None)
+    index.add_many([f"e{i}" for i in range(80)], vectors(80), scope="big")
+    assert index.search(vectors(1)[0], scope="big", k=1)
+    assert index._scopes["big"].hnsw.expansion_search == auto_expansion(80) == 64

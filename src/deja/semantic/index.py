@@ -33,7 +33,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 from deja.errors import ConfigError, MissingDependencyError
 from deja.semantic._deps import np
 
-__all__ = ["InProcessIndex", "Neighbor", "VectorIndex"]
+__all__ = ["InProcessIndex", "Neighbor", "VectorIndex", "auto_expansion"]
 
 _FORMAT = "deja-vector-index"
 _FORMAT_VERSION = 1
@@ -180,10 +180,11 @@ class InProcessIndex:
     * ``max_entries``: size bound; the oldest entries are evicted first (``None``: unbounded);
     * ``hnsw_threshold``: a scope with more entries than this is searched by an HNSW graph
       (usearch) instead of exactly; ``None`` never builds one;
-    * ``connectivity`` / ``expansion_add`` / ``expansion_search``: HNSW parameters (the
-      default search expansion, 64, finds the exact nearest neighbour's similarity for
-      99%+ of queries at 100k entries; at 1M it is 95.5%, and 256 gives 99.5%, see
-      BENCHMARKS.md);
+    * ``connectivity`` / ``expansion_add`` / ``expansion_search``: HNSW parameters.
+      ``expansion_search=None`` (the default) grows the search expansion with the scope
+      (:func:`auto_expansion`: 64 up to 200k entries, 128 up to 500k, 256 above): at 100k,
+      64 finds the exact nearest neighbour's similarity for 99%+ of queries, at 1M only
+      95.5%, where 256 gives 99.5% for ~0.5 ms more (BENCHMARKS.md). A number fixes it;
     * ``clock``: wall clock for expiry (inject a fake in tests).
 
     All methods are thread-safe (one lock; searches take well under a millisecond).
@@ -197,7 +198,7 @@ class InProcessIndex:
         hnsw_threshold: int | None = 20_000,
         connectivity: int = 16,
         expansion_add: int = 128,
-        expansion_search: int = 64,
+        expansion_search: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if dim < 1:
@@ -478,7 +479,7 @@ class InProcessIndex:
                 s.hnsw_path = str(root / item["hnsw"])
                 s.hnsw = _usearch().restore(s.hnsw_path, view=True)
                 # a restored graph searches with usearch's default, not this index's setting
-                s.hnsw.expansion_search = self.expansion_search
+                s.hnsw.expansion_search = self._expansion(len(ids))
                 s.hnsw_viewed = True
                 s.label_of = dict(zip(ids, item["labels"], strict=True))
                 s.id_of = {label: id for id, label in s.label_of.items()}
@@ -560,7 +561,13 @@ class InProcessIndex:
             top = np.argsort(-sims, kind="stable")
         return [(s.ids[i], float(sims[i])) for i in top if sims[i] != -np.inf]
 
+    def _expansion(self, size: int) -> int:
+        return auto_expansion(size) if self.expansion_search is None else self.expansion_search
+
     def _search_hnsw(self, s: _Scope, query: Any, k: int, now: float) -> list[tuple[str, float]]:
+        expansion = self._expansion(len(s.ids))
+        if s.hnsw.expansion_search != expansion:  # the scope grew past a step
+            s.hnsw.expansion_search = expansion
         # ask for a few more than k: expired entries are skipped here, purged later
         matches = s.hnsw.search(query, k + 8)
         out: list[tuple[str, float]] = []
@@ -588,12 +595,19 @@ class InProcessIndex:
             dtype="f32",
             connectivity=self.connectivity,
             expansion_add=self.expansion_add,
-            expansion_search=self.expansion_search,
+            expansion_search=self._expansion(len(s.ids)),
         )
         s.hnsw_viewed = False
         s.label_of.clear()
         s.id_of.clear()
         self._hnsw_add(s, list(s.ids), s.matrix[: len(s.ids)])
+
+
+def auto_expansion(size: int) -> int:
+    """The HNSW search expansion for a scope of ``size`` entries when none is set."""
+    if size <= 200_000:
+        return 64
+    return 128 if size <= 500_000 else 256
 
 
 def _save_npy(rows: Any, f: Any) -> None:
