@@ -13,6 +13,10 @@ simulates what matters to a cache in front of Bedrock:
   ``UnrecognizedClientException`` for an unknown key or session token,
   ``InvalidSignatureException`` for a wrong region, service or signature). The request
   time is not checked against a clock;
+* **API keys**: given ``api_keys``, a request with ``Authorization: Bearer <key>`` is
+  accepted when the key is one of them, and answered 403 (``AccessDeniedException``,
+  "Authentication failed: Please make sure your API Key is valid.") otherwise; SigV4 is
+  checked as above when ``credentials`` are set too, and refused when they are not;
 * **prompt caching**: the prefix up to each ``cachePoint`` (tools, then system, then
   messages) is remembered for its lifetime (default 5 minutes, ``"ttl": "1h"`` an hour) on
   an injectable clock. A request whose prefix was seen reads it
@@ -179,11 +183,13 @@ class FakeBedrockServer(FakeServer[BedrockReply, _Failure]):
     """A simulated Bedrock runtime on a loopback port (see the module docstring).
 
     ``credentials``: when set, every request must be SigV4-signed with them for
-    ``region`` and service ``bedrock``. ``minimum_tokens`` overrides the per-model minimum
-    cacheable prefix; ``clock`` (seconds, monotonic) drives cache lifetimes, so a test
-    can expire entries without sleeping. ``latency`` and ``chunk_delay`` (seconds before a
-    response / between streamed events) may change while the server runs. The
-    constructor does no I/O; :meth:`start` binds the socket::
+    ``region`` and service ``bedrock``. ``api_keys``: Bedrock API keys accepted as
+    ``Authorization: Bearer <key>`` (with or without ``credentials``: when either is set,
+    every request must authenticate one way or the other). ``minimum_tokens`` overrides
+    the per-model minimum cacheable prefix; ``clock`` (seconds, monotonic) drives cache
+    lifetimes, so a test can expire entries without sleeping. ``latency`` and
+    ``chunk_delay`` (seconds before a response / between streamed events) may change while
+    the server runs. The constructor does no I/O; :meth:`start` binds the socket::
 
         with FakeBedrockServer(credentials=creds) as server:
             wire = BedrockProvider().build_request(body, region="us-east-1",
@@ -198,6 +204,7 @@ class FakeBedrockServer(FakeServer[BedrockReply, _Failure]):
         self,
         *,
         credentials: AwsCredentials | None = None,
+        api_keys: Iterable[str] = (),
         region: str = "us-east-1",
         latency: float = 0.0,
         chunk_delay: float = 0.0,
@@ -208,6 +215,7 @@ class FakeBedrockServer(FakeServer[BedrockReply, _Failure]):
     ) -> None:
         super().__init__(host=host, port=port, latency=latency, chunk_delay=chunk_delay)
         self.credentials = credentials
+        self.api_keys = tuple(api_keys)
         self.region = region
         self.minimum_tokens = minimum_tokens
         self._cache = PromptCache(clock=clock, ttl_seconds=_TTL_SECONDS, lookback=_LOOKBACK)
@@ -252,7 +260,7 @@ class FakeBedrockServer(FakeServer[BedrockReply, _Failure]):
         message: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        """Make the next ``times`` signed, well-formed requests fail with ``status``.
+        """Make the next ``times`` authenticated, well-formed requests fail with ``status``.
 
         ``error_type`` defaults to Bedrock's exception for the status (429
         ``ThrottlingException``, 400 ``ValidationException``, 503
@@ -306,8 +314,8 @@ class _Handler(FakeHandler[FakeBedrockServer]):
         match = _ROUTE.fullmatch(path)
         if self.command != "POST" or match is None:
             raise _Refusal(404, f"Not found: {self.command} {path}", "UnknownOperationException")
-        if owner.credentials is not None:
-            _check_signature(owner, request)
+        if owner.credentials is not None or owner.api_keys:
+            _check_auth(owner, request)
         failure = owner._take_failure()
         if failure is not None:
             self._send_error(failure.status, failure.kind, failure.message, failure.headers)
@@ -377,21 +385,44 @@ class _Handler(FakeHandler[FakeBedrockServer]):
         self._send_frames(fields, frames, finished=abort is None)
 
 
-# -- signature ------------------------------------------------------------------------------
+# -- authentication -------------------------------------------------------------------------
 
 
-def _check_signature(owner: FakeBedrockServer, request: RecordedRequest) -> None:
-    """Refuse (403, as AWS does) a request not signed with the server's credentials."""
+def _check_auth(owner: FakeBedrockServer, request: RecordedRequest) -> None:
+    """Refuse (403, as AWS does) a request bearing none of the server's API keys and not
+    signed with its credentials."""
+    authorization = request.headers.get("authorization")
+    if not authorization:
+        raise _Refusal(403, "Missing Authentication Token", "MissingAuthenticationTokenException")
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() == "bearer":
+        # secrets compared in constant time, as a real server would
+        given = token.strip().encode()
+        if not any(hmac.compare_digest(given, key.encode()) for key in owner.api_keys):
+            raise _Refusal(
+                403,
+                "Authentication failed: Please make sure your API Key is valid.",
+                "AccessDeniedException",
+            )
+        return
+    if owner.credentials is None:
+        raise _Refusal(
+            403,
+            "The security token included in the request is invalid.",
+            "UnrecognizedClientException",
+        )
+    _check_signature(owner.credentials, owner.region, request, authorization)
+
+
+def _check_signature(
+    expected: AwsCredentials, region: str, request: RecordedRequest, authorization: str
+) -> None:
+    """Refuse (403, as AWS does) a request not signed with ``expected`` for ``region``."""
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
-    expected = owner.credentials
-    assert expected is not None
     headers, path, query = request.headers, request.path, request.query
-    authorization = headers.get("authorization")
-    if not authorization:
-        raise _Refusal(403, "Missing Authentication Token", "MissingAuthenticationTokenException")
     match = _AUTHORIZATION.fullmatch(authorization.strip())
     date = headers.get("x-amz-date")
     if match is None or not date:
@@ -413,11 +444,11 @@ def _check_signature(owner: FakeBedrockServer, request: RecordedRequest) -> None
             "The security token included in the request is invalid.",
             "UnrecognizedClientException",
         )
-    if match["region"] != owner.region or match["service"] != SIGNING_SERVICE:
+    if match["region"] != region or match["service"] != SIGNING_SERVICE:
         raise _Refusal(
             403,
             f"Credential should be scoped to a valid region and to the service "
-            f"'{SIGNING_SERVICE}'; region '{owner.region}' is expected.",
+            f"'{SIGNING_SERVICE}'; region '{region}' is expected.",
             "InvalidSignatureException",
         )
     signed = match["signed"].split(";")

@@ -202,8 +202,8 @@ _DEPLOYMENT_KEYS: Final = _words("model_name litellm_params model_info")
 _LITELLM_PARAMS_KEPT: Final = _words("""
     model api_base api_key api_version organization timeout stream_timeout max_retries
     extra_headers custom_llm_provider aws_access_key_id aws_secret_access_key
-    aws_session_token aws_region_name aws_profile_name vertex_project vertex_location
-    vertex_credentials vertex_token_uri
+    aws_session_token aws_region_name aws_profile_name aws_bearer_token_bedrock
+    vertex_project vertex_location vertex_credentials vertex_token_uri
     cache_control_injection_points input_cost_per_token output_cost_per_token
     cache_read_input_token_cost cache_creation_input_token_cost
 """)
@@ -250,9 +250,11 @@ _NATIVE_DEFAULT_TYPE: Final = "memory"
 
 _ENV_PREFIX: Final = "os.environ/"
 _ENV_REFERENCE: Final = re.compile(r"os\.environ/([A-Za-z_][A-Za-z0-9_]*)")
-# Keys whose values are treated as secrets even when written inline.
+# Keys whose values are treated as secrets even when written inline (a bearer token's name
+# may go on: aws_bearer_token_bedrock).
 _SECRET_NAME: Final = re.compile(
-    r"(?:^|_)(?:key|password|secret|token|credentials|authorization)$", re.IGNORECASE
+    r"(?:^|_)(?:key|password|secret|token|credentials|authorization)$|(?:^|_)bearer_token(?:_|$)",
+    re.IGNORECASE,
 )
 _INDEX_SUFFIX: Final = re.compile(r"\[\d+\]")
 _IDENTIFIER: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

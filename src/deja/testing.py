@@ -13,8 +13,9 @@ answers with Anthropic's own errors (a fifth ``cache_control`` breakpoint, a mis
 ``anthropic-version`` header, a wrong ``x-api-key``); :class:`AnthropicReply` scripts an answer.
 
 :class:`FakeBedrockServer` is a simulated Amazon Bedrock Converse API (JSON, and ConverseStream
-in AWS's binary event-stream framing) that checks SigV4 signatures, simulates ``cachePoint``
-prompt caching and answers with AWS's errors; :class:`BedrockReply` scripts an answer.
+in AWS's binary event-stream framing) that checks SigV4 signatures and Bedrock API keys,
+simulates ``cachePoint`` prompt caching and answers with AWS's errors; :class:`BedrockReply`
+scripts an answer.
 
 :class:`FakeGeminiServer` is a simulated Gemini API, on Google AI's paths and Vertex AI's
 (``generateContent``, ``streamGenerateContent``, ``cachedContents`` and an OAuth token

@@ -33,6 +33,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, server: FakeBedrockServer) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CREDS.secret_key)
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("AWS_BEARER_TOKEN_BEDROCK", raising=False)  # it would replace SigV4
     monkeypatch.setenv("AWS_REGION", "eu-west-1")
     monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", server.url)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")

@@ -47,7 +47,14 @@ from deja.errors import (
 from deja.metrics import Metrics, NullMetrics
 from deja.prices import PriceTable
 from deja.providers.anthropic import AnthropicProvider
-from deja.providers.bedrock import AwsCredentials, BedrockProvider, BedrockRequest, resolve_aws
+from deja.providers.bedrock import (
+    AwsCredentials,
+    BedrockApiKey,
+    BedrockProvider,
+    BedrockRequest,
+    resolve_aws,
+    resolve_region,
+)
 from deja.providers.context_cache import ContextCache
 from deja.providers.eventstream import EventStreamDecoder, to_events
 from deja.providers.gemini import (
@@ -85,6 +92,7 @@ _PROVIDER_OPTIONS = frozenset(
         "aws_secret_access_key",
         "aws_session_token",
         "aws_profile_name",
+        "aws_bearer_token_bedrock",  # a Bedrock API key, sent instead of a SigV4 signature
         "vertex_project",
         "vertex_location",
         "vertex_credentials",
@@ -98,6 +106,8 @@ _REFUSED_CACHE_SECONDS = 600.0
 # How long resolved AWS credentials are reused: frozen credentials from the chain have at
 # least 10 minutes left (botocore refreshes 15 minutes before expiry).
 _AWS_CREDENTIALS_SECONDS = 300.0
+# Call options naming SigV4 credentials: explicit, they win over AWS_BEARER_TOKEN_BEDROCK.
+_AWS_SIGNING_OPTIONS = ("aws_access_key_id", "aws_secret_access_key", "aws_profile_name")
 # Providers that cache prompts by themselves and take no cache_control markers: the
 # markers (and the seed's top-level ``cache_control=True`` for DeepSeek) are not sent.
 _AUTOMATIC_CACHING = frozenset({"openai", "azure", "deepseek"})
@@ -171,6 +181,27 @@ def _env(*names: str) -> str | None:
         if value:
             return value
     return None
+
+
+def _bedrock_api_key(options: Mapping[str, Any], api_key: str | None) -> str | None:
+    """The Bedrock API key to send as a bearer token, or ``None`` to sign with SigV4.
+
+    The call's ``aws_bearer_token_bedrock``, else the call's own ``api_key`` — never the
+    client's default key or ``<PROVIDER>_API_KEY``, which are other providers' — else,
+    unless the call names SigV4 credentials (:data:`_AWS_SIGNING_OPTIONS`), the
+    environment's ``AWS_BEARER_TOKEN_BEDROCK``.
+    """
+    explicit = _option(options, "aws_bearer_token_bedrock") or api_key
+    if explicit:
+        return explicit
+    if _option(options, *_AWS_SIGNING_OPTIONS) is not None:
+        return None
+    return _env("AWS_BEARER_TOKEN_BEDROCK")
+
+
+def _region_and_key(region: str | None, profile: str | None, key: str) -> tuple[str, BedrockApiKey]:
+    """The region to call with a Bedrock API key: no AWS credentials are looked for."""
+    return resolve_region(region, profile=profile), BedrockApiKey(key)
 
 
 def _load_service_account(source: Any, token_uri: str | None) -> ServiceAccount:
@@ -279,9 +310,11 @@ def _error_for(response: SyncHTTPResponse, provider: str) -> ProviderError:
     message = f"upstream answered {response.status_code}"
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         message = f"{message}: {body['error'].get('message', '')}".rstrip(": ")
-    elif isinstance(body, dict) and isinstance(body.get("message"), str):  # AWS's errors
+    elif isinstance(body, dict) and isinstance(body.get("message", body.get("Message")), str):
+        # AWS's errors; a refused Bedrock API key says "Message"
         kind = response.headers.get("x-amzn-errortype", "").split(":", 1)[0]
-        message = f"{message}: {kind + ': ' if kind else ''}{body['message']}"
+        text = body.get("message", body.get("Message"))
+        message = f"{message}: {kind + ': ' if kind else ''}{text}"
     elif isinstance(body, str) and body:
         message = f"{message}: {body[:200]}"
     cls = provider_error_for_status(response.status_code)
@@ -344,7 +377,9 @@ class Client:
     ``prompt_tokens_details.cached_tokens`` and the cache-write fields); ``metrics`` (default:
     the cache's) counts them in ``deja_provider_cached_tokens_total``.
 
-    ``bedrock/`` models call Bedrock Converse (SigV4; ``aws_*`` call options or the AWS
+    ``bedrock/`` models call Bedrock Converse, with a Bedrock API key (the call's
+    ``aws_bearer_token_bedrock`` or ``api_key``, or ``AWS_BEARER_TOKEN_BEDROCK`` unless the
+    call names AWS keys or a profile) or SigV4 (``aws_*`` call options or the AWS
     chain), ``gemini/`` and ``vertex_ai/`` models Gemini (an API key, or a service
     account's token and the ``vertex_*`` options); Gemini context caches are made from
     ``cache_control`` markers and kept in the cache's store (see
@@ -392,7 +427,9 @@ class Client:
         self._accounts: dict[str, ServiceAccount] = {}
         self._tokens: dict[str, AccessToken] = {}
         self._token_flight: SingleFlight[AccessToken] = SingleFlight()
-        self._aws: dict[tuple[str | None, ...], tuple[float, tuple[str, AwsCredentials]]] = {}
+        self._aws: dict[
+            tuple[str | None, ...], tuple[float, tuple[str, AwsCredentials | BedrockApiKey]]
+        ] = {}
         self._endpoints: dict[tuple[str, str | None, str | None], _Endpoint] = {}
 
     # -- public calls -------------------------------------------------------------------
@@ -741,7 +778,9 @@ class Client:
                 _bill_context_cache(answer.get("usage"), created, self._clock())
             return answer
         if provider == "bedrock":
-            bedrock = self._bedrock_request(payload, url_base, options, extra_headers, stream=False)
+            bedrock = self._bedrock_request(
+                payload, url_base, options, api_key, extra_headers, stream=False
+            )
             data, headers = self._post_json(
                 bedrock.url, bedrock.content, bedrock.headers, timeout, provider
             )
@@ -820,7 +859,9 @@ class Client:
                 provider, events, gemini, finish=gemini.finish, context_cache=created
             )
         if provider == "bedrock":
-            bedrock = self._bedrock_request(payload, url_base, options, extra_headers, stream=True)
+            bedrock = self._bedrock_request(
+                payload, url_base, options, api_key, extra_headers, stream=True
+            )
             response_id, events = self._open_stream_with_id(
                 bedrock.url, bedrock.content, bedrock.headers, timeout, provider
             )
@@ -1106,12 +1147,14 @@ class Client:
         payload: Mapping[str, Any],
         url_base: str,
         options: Mapping[str, Any],
+        api_key: str | None,
         extra_headers: Mapping[str, str],
         *,
         stream: bool,
     ) -> BedrockRequest:
-        """The signed Converse request; 1h breakpoints the model cannot keep are counted."""
-        region, credentials = self._aws_credentials(options)
+        """The authenticated Converse request; 1h breakpoints the model cannot keep are
+        counted."""
+        region, credentials = self._aws_credentials(options, api_key)
         wire = self._bedrock.build_request(
             payload,
             region=region,
@@ -1127,33 +1170,45 @@ class Client:
             self._metrics().provider_cache_ttl_downgraded("bedrock", wire.ttl_downgrades)
         return wire
 
-    def _aws_credentials(self, options: Mapping[str, Any]) -> tuple[str, AwsCredentials]:
-        """Region and credentials: the call's ``aws_*`` options, else the AWS chain.
+    def _aws_credentials(
+        self, options: Mapping[str, Any], api_key: str | None
+    ) -> tuple[str, AwsCredentials | BedrockApiKey]:
+        """Region and credentials: a Bedrock API key (see :func:`_bedrock_api_key`) with
+        the region alone, else the call's ``aws_*`` options, else the AWS chain.
 
         Resolved off the event loop (the chain reads files and may ask the instance
         metadata service) and reused for a few minutes.
         """
+        bearer = _bedrock_api_key(options, api_key)
         secret = options.get("aws_secret_access_key")
         token = options.get("aws_session_token")
+        region = options.get("aws_region_name")
+        profile = options.get("aws_profile_name")
         ident = (
-            options.get("aws_region_name"),
+            region,
             options.get("aws_access_key_id"),
-            options.get("aws_profile_name"),
-            hashlib.sha256(f"{secret}\0{token}".encode()).hexdigest(),
+            profile,
+            # the secrets, the API key among them, only hashed
+            hashlib.sha256(f"{secret}\0{token}\0{bearer}".encode()).hexdigest(),
         )
         now = time.monotonic()
         found = self._aws.get(ident)
         if found is not None and found[0] > now:
             return found[1]
-        resolve = functools.partial(
-            resolve_aws,
-            options.get("aws_region_name"),
-            access_key=options.get("aws_access_key_id"),
-            secret_key=secret,
-            session_token=token,
-            profile=options.get("aws_profile_name"),
-        )
-        resolved = resolve()
+        resolved: tuple[str, AwsCredentials | BedrockApiKey]
+        if bearer is not None:
+            with_key = functools.partial(_region_and_key, region, profile, bearer)
+            resolved = with_key()
+        else:
+            resolve = functools.partial(
+                resolve_aws,
+                region,
+                access_key=options.get("aws_access_key_id"),
+                secret_key=secret,
+                session_token=token,
+                profile=profile,
+            )
+            resolved = resolve()
         self._aws[ident] = (now + _AWS_CREDENTIALS_SECONDS, resolved)
         return resolved
 

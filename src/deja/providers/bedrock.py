@@ -1,6 +1,7 @@
 """The Amazon Bedrock Converse adapter: OpenAI chat format in, OpenAI chat format out.
 
-:class:`BedrockProvider` translates an OpenAI chat request into a SigV4-signed
+:class:`BedrockProvider` translates an OpenAI chat request into a SigV4-signed (or, with
+an Amazon Bedrock API key, bearer-authenticated)
 ``POST https://bedrock-runtime.{region}.amazonaws.com/model/{modelId}/converse`` (or
 ``/converse-stream``) and the answer — JSON, or the binary event stream decoded by
 :mod:`deja.providers.eventstream` — back, without I/O. Models are named
@@ -9,7 +10,9 @@
 ``us.anthropic.claude-sonnet-4-5-20250929-v1:0``, or an ARN) is percent-encoded in the
 path, since ids contain ``:`` and ARNs ``/``. The request is signed for service
 ``bedrock`` with botocore (an optional dependency: ``pip install 'deja-llm[bedrock]'``)
-over the exact bytes in :attr:`BedrockRequest.content`.
+over the exact bytes in :attr:`BedrockRequest.content`. A Bedrock API key
+(:class:`BedrockApiKey`) is sent as ``Authorization: Bearer <key>`` instead: no signature,
+no ``x-amz-*`` headers and no botocore needed to send it.
 
 Request, OpenAI → Converse:
 
@@ -117,6 +120,7 @@ __all__ = [
     "NOVA_MINIMUM_TOKENS",
     "SIGNING_SERVICE",
     "AwsCredentials",
+    "BedrockApiKey",
     "BedrockProvider",
     "BedrockRequest",
     "BedrockTranslation",
@@ -126,6 +130,7 @@ __all__ = [
     "model_id",
     "normalize_bedrock",
     "resolve_aws",
+    "resolve_region",
     "sign_request",
     "supports_1h_cache",
     "supports_prompt_caching",
@@ -366,6 +371,15 @@ class AwsCredentials:
     token: str | None = field(default=None, repr=False)
 
 
+@dataclass(frozen=True, slots=True)
+class BedrockApiKey:
+    """An Amazon Bedrock API key (what AWS's SDKs read from ``AWS_BEARER_TOKEN_BEDROCK``),
+    sent as ``Authorization: Bearer <key>`` in place of a SigV4 signature. The key never
+    appears in ``repr``."""
+
+    key: str = field(repr=False)
+
+
 def _botocore_session(profile: str | None) -> Any:
     try:
         import botocore.session
@@ -420,20 +434,41 @@ def resolve_aws(
                 )
             frozen = found.get_frozen_credentials()
             credentials = AwsCredentials(frozen.access_key, frozen.secret_key, frozen.token)
-        chosen = (
-            region
-            or os.environ.get("AWS_REGION")
-            or os.environ.get("AWS_DEFAULT_REGION")
-            or session.get_config_variable("region")
-        )
     except BotoCoreError as exc:  # ProfileNotFound, an expired SSO token, a bad config file
         raise ConfigError(f"AWS configuration: {exc}") from exc
+    return _region(region, lambda: session), credentials
+
+
+def resolve_region(region: str | None = None, *, profile: str | None = None) -> str:
+    """The region to call Bedrock in, as :func:`resolve_aws` finds it — ``region``, else
+    ``AWS_REGION``, else ``AWS_DEFAULT_REGION``, else the ``region`` of ``profile`` (or
+    ``AWS_PROFILE``) — without looking for credentials: what a Bedrock API key needs.
+
+    botocore is imported, and the config files read, only when the profile is asked (so
+    call this from a worker thread in async code). Raises :class:`~deja.errors.ConfigError`
+    when no region is found or the profile does not exist, and
+    :class:`~deja.errors.MissingDependencyError` when the profile is asked without botocore.
+    """
+    return _region(region, lambda: _botocore_session(profile))
+
+
+def _region(region: str | None, session: Callable[[], Any]) -> str:
+    """``region``, the environment's, or the profile of ``session()`` (made only if asked)."""
+    chosen = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not chosen:
+        made = session()
+        from botocore.exceptions import BotoCoreError  # importable: session() made one
+
+        try:
+            chosen = made.get_config_variable("region")
+        except BotoCoreError as exc:  # ProfileNotFound, a bad config file
+            raise ConfigError(f"AWS configuration: {exc}") from exc
     if not chosen:
         raise ConfigError(
             "no AWS region: pass aws_region_name, or set AWS_REGION (or AWS_DEFAULT_REGION), "
             "or set region in the profile's ~/.aws/config"
         )
-    return str(chosen), credentials
+    return str(chosen)
 
 
 def sign_request(
@@ -529,14 +564,14 @@ def normalize_bedrock(usage: object) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class BedrockRequest:
-    """What to send: ``POST url`` with ``headers`` (signed) and exactly the bytes
-    ``content`` (``json`` is the same body as a dict, for logs and tests). ``plan`` is the
-    breakpoint plan, ``warnings`` what was not sent or was changed, and ``ttl_downgrades``
-    how many 1h breakpoints went as 5m because the model has no 1h cache (each is also
-    in ``warnings``)."""
+    """What to send: ``POST url`` with ``headers`` (signed, or carrying the API key: kept
+    out of ``repr``) and exactly the bytes ``content`` (``json`` is the same body as a
+    dict, for logs and tests). ``plan`` is the breakpoint plan, ``warnings`` what was not
+    sent or was changed, and ``ttl_downgrades`` how many 1h breakpoints went as 5m because
+    the model has no 1h cache (each is also in ``warnings``)."""
 
     url: str
-    headers: dict[str, str]
+    headers: dict[str, str] = field(repr=False)
     content: bytes
     json: dict[str, Any]
     warnings: tuple[str, ...]
@@ -591,22 +626,25 @@ class BedrockProvider:
         body: Mapping[str, Any],
         *,
         region: str,
-        credentials: AwsCredentials,
+        credentials: AwsCredentials | BedrockApiKey,
         api_base: str | None = None,
         injection_points: Sequence[Mapping[str, Any]] = (),
         extra_headers: Mapping[str, str] | None = None,
         stream: bool = False,
     ) -> BedrockRequest:
-        """The signed HTTP request for an OpenAI-format chat ``body``.
+        """The authenticated HTTP request for an OpenAI-format chat ``body``: SigV4-signed
+        with :class:`AwsCredentials`, or carrying a :class:`BedrockApiKey` as
+        ``Authorization: Bearer``.
 
         ``body["model"]`` is ``bedrock/<modelId>`` (or the bare id). ``stream`` picks
         ``/converse-stream`` over ``/converse`` (``body["stream"]`` is ignored). ``api_base``
         replaces ``https://bedrock-runtime.{region}.amazonaws.com`` (a VPC endpoint, a
         test server); the region still scopes the signature. ``injection_points`` (from
         configuration) apply after the body's own ``cache_control_injection_points``;
-        ``extra_headers`` are sent and signed. Raises
-        :class:`~deja.errors.InvalidRequestError` for a request Converse cannot express
-        and :class:`~deja.errors.MissingDependencyError` without botocore.
+        ``extra_headers`` are sent (and signed; an ``authorization`` among them is
+        replaced). Raises :class:`~deja.errors.InvalidRequestError` for a request Converse
+        cannot express and :class:`~deja.errors.MissingDependencyError` when signing
+        without botocore.
         """
         if not isinstance(region, str) or _REGION.fullmatch(region) is None:
             raise InvalidRequestError(f"AWS region {region!r} is not a region name")
@@ -620,10 +658,16 @@ class BedrockProvider:
         except TypeError as exc:  # a value JSON cannot carry (an object, a >64-bit int)
             raise InvalidRequestError(f"the request cannot be sent as JSON: {exc}") from exc
         headers = {"content-type": "application/json", **(extra_headers or {})}
-        signed = sign_request("POST", url, headers, content, region=region, credentials=credentials)
+        if isinstance(credentials, BedrockApiKey):
+            sent = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+            sent["authorization"] = f"Bearer {credentials.key}"
+        else:
+            sent = sign_request(
+                "POST", url, headers, content, region=region, credentials=credentials
+            )
         return BedrockRequest(
             url,
-            signed,
+            sent,
             content,
             translation.json,
             tuple(translation.warnings),

@@ -690,6 +690,7 @@ _PROVIDER_PARAMS = (
     "aws_session_token",
     "aws_region_name",
     "aws_profile_name",
+    "aws_bearer_token_bedrock",
     "vertex_project",
     "vertex_location",
     "vertex_credentials",
