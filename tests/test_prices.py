@@ -435,11 +435,54 @@ def test_a_context_cache_made_for_a_call_is_billed_with_it(table: PriceTable) ->
 
 
 def test_bedrock_ids_find_their_model(table: PriceTable) -> None:
-    sonnet = table.lookup("claude-sonnet-4-5")
+    sonnet_4 = table.lookup("claude-sonnet-4")
     for model in (
-        "bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0",
-        "bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0",
-        "bedrock/global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        "bedrock/anthropic.claude-sonnet-4-20250514-v1:0",
+        "bedrock/us.anthropic.claude-sonnet-4-20250514-v1:0",
+        "bedrock/global.anthropic.claude-sonnet-4-20250514-v1:0",
     ):
-        assert table.lookup(model) == sonnet, model
+        assert table.lookup(model) == sonnet_4, model
     assert table.lookup("bedrock/amazon.nova-lite-v1:0") == table.lookup("nova-lite")
+
+
+def test_bedrock_regional_claude_4_5_costs_10_percent_more(table: PriceTable) -> None:
+    listed = table.lookup("claude-sonnet-4-5")
+    assert listed is not None
+    # a global inference profile has Anthropic's list price...
+    assert table.lookup("bedrock/global.anthropic.claude-sonnet-4-5-20250929-v1:0") == listed
+    # ...one region or a geography 10% more, on every token rate
+    for model in (
+        "bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        "bedrock/eu.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        "bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0",
+    ):
+        regional = table.lookup(model)
+        assert regional is not None, model
+        assert (regional.input, regional.output) == (3.3, 16.5)
+        assert (regional.cached_input, regional.cache_write, regional.cache_write_1h) == (
+            0.33,
+            4.125,
+            6.6,
+        )
+        assert "+10%" in regional.source
+    haiku = table.lookup("bedrock/apac.anthropic.claude-haiku-4-5-20251001-v1:0")
+    assert haiku is not None and haiku.input == 1.1
+    opus_4_6 = table.lookup("bedrock/us.anthropic.claude-opus-4-6-v1:0")
+    listed_opus = table.lookup("claude-opus-4-6")
+    assert opus_4_6 is not None and listed_opus is not None
+    assert opus_4_6.input == pytest.approx(listed_opus.input * 1.1)
+    # Claude before 4.5 and other vendors: no premium
+    older = table.lookup("bedrock/us.anthropic.claude-opus-4-1-20250805-v1:0")
+    assert older == table.lookup("claude-opus-4-1")
+    # the anthropic/ provider itself, and a deployment's own row for the full id, win
+    assert table.lookup("anthropic/claude-sonnet-4-5") == listed
+    own = table.with_overrides(
+        {"bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0": {"input": 3.0, "output": 15.0}}
+    )
+    pinned = own.lookup("bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0")
+    assert pinned is not None and pinned.input == 3.0
+    cost = table.cost(
+        "bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        {"prompt_tokens": 1_000_000, "completion_tokens": 0},
+    )
+    assert cost == pytest.approx(3.3)

@@ -13,8 +13,10 @@ Lookups accept what a resolved request carries: ``"gpt-4o"``, ``"openai/gpt-4o"`
 snapshots (``"gpt-4o-2024-08-06"``, ``"gpt-4-0613"``, ``"claude-sonnet-4-5-20250929"``) all
 find the ``gpt-4o``/``gpt-4``/``claude-sonnet-4-5`` row, and so do Bedrock model ids
 (``"bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0"``): Claude on Bedrock has
-Anthropic's list prices (Bedrock's regional and geographic inference profiles of Claude 4.5
-and later cost 10% more; override them per deployment when that matters).
+Anthropic's list prices through a global inference profile (``global.anthropic…``), and 10%
+more for Claude 4.5 and later called in one region or through a geographic profile (``us.``,
+``eu.``, ``apac.``…: AWS prices global cross-Region inference ~10% below geographic). A
+deployment's own override of the full id wins, as always.
 
 The cost of a response follows OpenAI's usage shape: ``prompt_tokens`` is the whole input,
 of which ``prompt_tokens_details.cached_tokens`` were read from the provider's prompt cache
@@ -55,6 +57,12 @@ _BEDROCK_ID = re.compile(
     r"^(?:(?:us|eu|apac|jp|au|ca|us-gov|global)\.)?(?:anthropic|amazon|meta|mistral|cohere|ai21)\."
     r"|-v\d+(?::\d+)?$"
 )
+
+# Claude 4.5 and later (claude-sonnet-4-5, claude-opus-4-6…) cost 10% more on Bedrock outside
+# a global inference profile.
+# (claude-sonnet-4-20250514 is 4.0: a minor version has one or two digits, a date eight)
+_CLAUDE_VERSION = re.compile(r"^claude-(?:opus|sonnet|haiku)-(\d+)(?:-(\d{1,2}))?(?=-|$)")
+_REGIONAL_PREMIUM = 1.10
 
 # Field names accepted in overrides: deja's own (per 1M tokens) and LiteLLM's
 # ``model_info`` names (per single token), so an existing LiteLLM config keeps working.
@@ -194,24 +202,33 @@ class PriceTable:
         candidates = [name]
         if "/" in name:
             candidates.append(name.rsplit("/", 1)[1])
-        vendor_free = _BEDROCK_ID.sub("", candidates[-1])
-        if vendor_free != candidates[-1]:  # a Bedrock model id: us.anthropic.claude-…-v1:0
+        bedrock_id = candidates[-1]
+        vendor_free = _BEDROCK_ID.sub("", bedrock_id)
+        if vendor_free != bedrock_id:  # a Bedrock model id: us.anthropic.claude-…-v1:0
             candidates.append(vendor_free)
         for candidate in candidates:
-            price = self._prices.get(candidate)
-            if price is not None:
-                return price
-            patterns = (
-                (_DATE_SUFFIX, _GEMINI_VERSION)
-                if candidate.startswith("gemini-")
-                else (_DATE_SUFFIX,)
-            )
-            for pattern in patterns:
-                undated = pattern.sub("", candidate)
-                if undated != candidate:
-                    price = self._prices.get(undated)
-                    if price is not None:
-                        return price
+            price = self._find(candidate)
+            if price is None:
+                continue
+            if candidate == vendor_free != bedrock_id and _regional_claude(bedrock_id, candidate):
+                return _with_premium(price)
+            return price
+        return None
+
+    def _find(self, candidate: str) -> Price | None:
+        """The row of ``candidate``: exactly, else without its date or version suffix."""
+        price = self._prices.get(candidate)
+        if price is not None:
+            return price
+        patterns = (
+            (_DATE_SUFFIX, _GEMINI_VERSION) if candidate.startswith("gemini-") else (_DATE_SUFFIX,)
+        )
+        for pattern in patterns:
+            undated = pattern.sub("", candidate)
+            if undated != candidate:
+                price = self._prices.get(undated)
+                if price is not None:
+                    return price
         return None
 
     def cost(self, model: str, usage: Mapping[str, object] | None) -> float | None:
@@ -299,6 +316,44 @@ class PriceTable:
         plain = {key: usage[key] for key in ("prompt_tokens", "completion_tokens") if key in usage}
         uncached = self.cost(model, plain)
         return None if uncached is None else uncached - actual
+
+
+def _regional_claude(bedrock_id: str, name: str) -> bool:
+    """Whether Bedrock id ``bedrock_id`` (of model ``name``) is Claude 4.5 or later called
+    outside a global inference profile."""
+    version = _CLAUDE_VERSION.match(name)
+    if version is None or bedrock_id.startswith("global."):
+        return False
+    return (int(version[1]), int(version[2] or 0)) >= (4, 5)
+
+
+def _with_premium(price: Price) -> Price:
+    """``price`` with every token rate 10% higher (Bedrock's regional Claude 4.5+)."""
+
+    def up(rate: float) -> float:
+        return round(rate * _REGIONAL_PREMIUM, 10)  # 3.3, not 3.3000000000000003
+
+    def maybe_up(rate: float | None) -> float | None:
+        return None if rate is None else up(rate)
+
+    long = price.long_context
+    return replace(
+        price,
+        input=up(price.input),
+        output=up(price.output),
+        cached_input=maybe_up(price.cached_input),
+        long_context=None
+        if long is None
+        else replace(
+            long,
+            input=up(long.input),
+            output=up(long.output),
+            cached_input=maybe_up(long.cached_input),
+        ),
+        cache_write=maybe_up(price.cache_write),
+        cache_write_1h=maybe_up(price.cache_write_1h),
+        source=f"{price.source} (+10%: Bedrock outside a global inference profile)",
+    )
 
 
 def _is_amount(value: object) -> bool:
