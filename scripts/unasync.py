@@ -35,6 +35,7 @@ NAMES = {
     "AsyncContextCaches": "ContextCaches",
     "aget_or_create": "get_or_create",
     "aforget": "forget",
+    "aforget_name": "forget_name",
     "arecord": "record",
     "acreate_context_cache": "create_context_cache",
     "adelete_context_cache": "delete_context_cache",

@@ -113,6 +113,25 @@ def test_a_cache_gone_at_the_provider_is_made_again(
     assert 'event="recreated",provider="gemini"} 1.0' in metrics.render().decode()
 
 
+def test_deleting_a_cache_drops_its_record_at_once(server: FakeGeminiServer) -> None:
+    metrics = deja.PrometheusMetrics()
+    c = client(server, metrics=metrics, cache_control_injection_points=SYSTEM_POINT)
+    c.completion(model=MODEL, messages=ask("one"))
+    (first,) = server.cached_contents
+    c.delete_context_cache(model=MODEL, name=first["name"])
+    again = c.completion(model=MODEL, messages=ask("two"))
+    (second,) = server.cached_contents
+    assert again.choices[0].message.content and second["name"] != first["name"]
+    # no call was sent to the deleted cache first: the record went with it
+    assert [r.body["cachedContent"] for r in generate_calls(server)] == [
+        first["name"],
+        second["name"],
+    ]
+    text = metrics.render().decode()
+    assert 'event="recreated"' not in text
+    assert 'deja_provider_context_cache_total{event="created",provider="gemini"} 2.0' in text
+
+
 def test_a_cache_expired_at_the_provider_is_made_again(
     server: FakeGeminiServer, clock: FakeClock
 ) -> None:

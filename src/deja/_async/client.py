@@ -641,6 +641,8 @@ class AsyncClient:
         url = endpoint.cached_content_url(name)
         await self._post(url, b"", headers, seconds, provider, method="DELETE")
         self._metrics().context_cache(provider, "deleted")
+        if self._context_caches is not None:  # the next call makes a new one at once
+            await self._context_caches.aforget_name(name)
 
     async def arequest(
         self,

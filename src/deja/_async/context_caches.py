@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from deja._async.singleflight import AsyncSingleFlight
@@ -32,6 +33,8 @@ from deja.stores.base import Locking, Store
 __all__ = ["AsyncContextCaches", "ContextCache"]
 
 logger = logging.getLogger(__name__)
+
+_KNOWN_NAMES = 4096  # resource name -> digest, for the records this process has seen
 
 
 class AsyncContextCaches:
@@ -68,6 +71,7 @@ class AsyncContextCaches:
         self._clock = clock
         self._flight: AsyncSingleFlight[tuple[ContextCache, bool]] = AsyncSingleFlight()
         self._locking = store if isinstance(store, Locking) else None
+        self._digests: OrderedDict[str, str] = OrderedDict()
 
     def key(self, digest: str) -> str:
         """The store key of the record for ``digest``."""
@@ -83,6 +87,7 @@ class AsyncContextCaches:
         entry = ContextCache.from_bytes(raw) if raw is not None else None
         if entry is None or entry.expire_time - self._clock() <= self.margin:
             return None
+        self._known(entry.name, digest)
         return entry
 
     async def aget_or_create(
@@ -110,6 +115,7 @@ class AsyncContextCaches:
         ttl = entry.expire_time - self._clock()
         if ttl <= 0:
             return
+        self._known(entry.name, digest)
         try:
             await self.store.aset(self.key(digest), entry.to_bytes(), ttl)
         except Exception as exc:
@@ -128,6 +134,22 @@ class AsyncContextCaches:
             await self.store.adelete(key)
         except Exception as exc:
             logger.warning("context cache: could not drop the record of %s (%s)", digest, exc)
+
+    async def aforget_name(self, name: str) -> bool:
+        """Drop the record naming resource ``name`` (deleted at the provider), if this
+        process has seen it; returns whether it had. A record only another process has
+        seen stays until the next call finds the resource gone and makes a new one."""
+        digest = self._digests.pop(name, None)
+        if digest is None:
+            return False
+        await self.aforget(digest, name)
+        return True
+
+    def _known(self, name: str, digest: str) -> None:
+        self._digests[name] = digest
+        self._digests.move_to_end(name)
+        if len(self._digests) > _KNOWN_NAMES:
+            self._digests.popitem(last=False)
 
     async def _create_once(
         self, digest: str, create: Callable[[], Awaitable[ContextCache]]

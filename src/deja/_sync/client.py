@@ -640,6 +640,8 @@ class Client:
         url = endpoint.cached_content_url(name)
         self._post(url, b"", headers, seconds, provider, method="DELETE")
         self._metrics().context_cache(provider, "deleted")
+        if self._context_caches is not None:  # the next call makes a new one at once
+            self._context_caches.forget_name(name)
 
     def request(
         self,

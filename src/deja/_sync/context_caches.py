@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 from deja._sync.singleflight import SingleFlight
@@ -33,6 +34,8 @@ from deja.stores.base import Locking, Store
 __all__ = ["ContextCaches", "ContextCache"]
 
 logger = logging.getLogger(__name__)
+
+_KNOWN_NAMES = 4096  # resource name -> digest, for the records this process has seen
 
 
 class ContextCaches:
@@ -69,6 +72,7 @@ class ContextCaches:
         self._clock = clock
         self._flight: SingleFlight[tuple[ContextCache, bool]] = SingleFlight()
         self._locking = store if isinstance(store, Locking) else None
+        self._digests: OrderedDict[str, str] = OrderedDict()
 
     def key(self, digest: str) -> str:
         """The store key of the record for ``digest``."""
@@ -84,6 +88,7 @@ class ContextCaches:
         entry = ContextCache.from_bytes(raw) if raw is not None else None
         if entry is None or entry.expire_time - self._clock() <= self.margin:
             return None
+        self._known(entry.name, digest)
         return entry
 
     def get_or_create(
@@ -111,6 +116,7 @@ class ContextCaches:
         ttl = entry.expire_time - self._clock()
         if ttl <= 0:
             return
+        self._known(entry.name, digest)
         try:
             self.store.set(self.key(digest), entry.to_bytes(), ttl)
         except Exception as exc:
@@ -129,6 +135,22 @@ class ContextCaches:
             self.store.delete(key)
         except Exception as exc:
             logger.warning("context cache: could not drop the record of %s (%s)", digest, exc)
+
+    def forget_name(self, name: str) -> bool:
+        """Drop the record naming resource ``name`` (deleted at the provider), if this
+        process has seen it; returns whether it had. A record only another process has
+        seen stays until the next call finds the resource gone and makes a new one."""
+        digest = self._digests.pop(name, None)
+        if digest is None:
+            return False
+        self.forget(digest, name)
+        return True
+
+    def _known(self, name: str, digest: str) -> None:
+        self._digests[name] = digest
+        self._digests.move_to_end(name)
+        if len(self._digests) > _KNOWN_NAMES:
+            self._digests.popitem(last=False)
 
     def _create_once(
         self, digest: str, create: Callable[[], ContextCache]
