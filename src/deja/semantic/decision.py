@@ -31,7 +31,7 @@ region a bare threshold already serves at a 1% false-hit rate) and, between 0.70
 (out of fold). Looser settings score better pair by pair and worse in a cache: trained from
 0.60 with a 0.8% false-hit budget, the verifier reaches 41% dev recall by nested CV, but a
 stream of 3,000 Banking77 queries through one cache (``python -m deja.bench.semantic
---stream``) then gets a wrong-intent answer for ~17% of its semantic hits, against ~6% as
+--stream``) then gets a wrong-intent answer for 17-25% of its semantic hits, against ~6% as
 shipped and 5% for guards with a bare 0.85 (BENCHMARKS.md). Without a verifier it is far
 too low: see :data:`BARE_THRESHOLD`."""
 
