@@ -30,11 +30,15 @@ def examples(page: Path) -> list[str]:
 def providers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     aws = AwsCredentials("AKIDDOCS", "docs-secret")
     with (
+        FakeOpenAIServer(api_key="sk-openai-docs") as openai,
         FakeOpenAIServer(prompt_cache="deepseek", api_key="sk-deepseek-test") as deepseek,
         FakeAnthropicServer(api_key="sk-ant-test") as anthropic,
         FakeBedrockServer(credentials=aws, region="eu-central-1") as bedrock,
         FakeGeminiServer(api_key="AIza-docs") as gemini,
     ):
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-docs")
+        monkeypatch.setenv("OPENAI_BASE_URL", openai.base_url)
+        monkeypatch.delenv("OPENAI_API_BASE", raising=False)
         monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-deepseek-test")
         monkeypatch.setenv("DEEPSEEK_API_BASE", deepseek.base_url)
         monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
