@@ -269,6 +269,10 @@ def test_bench_stream(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["--stream", str(path), "--queries", "6"]) == 0
     out = capsys.readouterr().out
     assert "6 queries" in out
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"a": QUERIES[0][0], "b": QUERIES[2][0], "same": False}) + "\n")
+    assert main(["--stream", str(path), "--exclude", str(pairs)]) == 0
+    assert "3 queries" in capsys.readouterr().out  # both copies of the first, and 5 km, left out
     for setup in ("deja (threshold + guards + verifier)", "guards + bare threshold 0.85"):
         line = next(line for line in out.splitlines() if line.startswith(setup))
         assert "of queries" in line and "wrong answers" in line
