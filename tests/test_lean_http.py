@@ -33,6 +33,7 @@ import deja
 from deja._lean_http import Headers, LeanHTTPClient, LeanResponse
 from deja._transport import async_http_client
 from deja.testing import FakeOpenAIServer
+from tests.server.test_upstream_transport import PROXY_VARIABLES
 
 JSON = {"content-type": "application/json"}
 
@@ -785,8 +786,8 @@ async def test_read_timeout_is_per_wait_not_total(
     assert slow.content == b"01234567"
     with pytest.raises(httpx2.ReadTimeout):
         await post(client, f"{server.url}/silent", timeout=0.3)
+    streamed = await post(client, f"{server.url}/slow", timeout=0.1, stream=True)
     with pytest.raises(httpx2.ReadTimeout):  # a stream times each of its reads
-        streamed = await post(client, f"{server.url}/slow", timeout=0.1, stream=True)
         async for _ in streamed.aiter_bytes():
             pass
 
@@ -1133,16 +1134,14 @@ def test_under_uvloop(serve: Callable[..., RawServer]) -> None:
 # -- as deja's transport -----------------------------------------------------------------------
 
 
-def test_the_default_transport_and_the_proxy_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-    ):
+@pytest.fixture
+def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.usefixtures("no_proxy_environment")
+def test_the_default_transport_and_the_proxy_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(async_http_client(max_connections=5, timeout=10), LeanHTTPClient)
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
     fallback = async_http_client(max_connections=5, timeout=10)
@@ -1150,18 +1149,8 @@ def test_the_default_transport_and_the_proxy_fallback(monkeypatch: pytest.Monkey
     asyncio.run(fallback.aclose())
 
 
-async def test_async_client_errors_through_the_lean_transport(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    for name in (
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-    ):
-        monkeypatch.delenv(name, raising=False)
+@pytest.mark.usefixtures("no_proxy_environment")
+async def test_async_client_errors_through_the_lean_transport() -> None:
     with FakeOpenAIServer() as upstream:
         client = deja.AsyncClient(api_base=upstream.base_url, api_key="sk", max_retries=0)
         messages = [{"role": "user", "content": "hello"}]

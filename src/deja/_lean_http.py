@@ -374,10 +374,7 @@ class _Connection(asyncio.Protocol):
         self.lost = True
         self.reusable = False
         self._cancel_timer()
-        if self.counted:
-            self.counted = False
-            self.pool.open -= 1
-        self.pool.forget(self)
+        self._leave_pool()
         drained = self.drained
         if drained is not None and not drained.done():
             drained.set_result(None)
@@ -443,12 +440,11 @@ class _Connection(asyncio.Protocol):
                 transport.write(request.head + request.content)
             else:
                 transport.write(request.head)
-        except (RuntimeError, OSError):  # the transport closed under us: nothing went out
-            self.state = _IDLE
-            self.result = None
-            return None
-        if transport.is_closing():
-            # the socket refused the very first send (it had been reset): nothing went out
+            # closing now: the socket refused the very first send (it had been reset)
+            refused = transport.is_closing()
+        except (RuntimeError, OSError):  # the transport closed under us
+            refused = True
+        if refused:  # nothing went out
             self.state = _IDLE
             self.result = None
             return None
@@ -523,7 +519,7 @@ class _Connection(asyncio.Protocol):
                 pos = match.end()
                 self.scanned = pos
                 self._start_body(head)
-            elif state == _LENGTH:
+            elif state in (_LENGTH, _CHUNK_DATA):
                 available = len(buf) - pos
                 if not available:
                     break
@@ -532,7 +528,10 @@ class _Connection(asyncio.Protocol):
                 pos += take
                 self.remaining -= take
                 if not self.remaining:
-                    self._finish()
+                    if state == _LENGTH:
+                        self._finish()
+                    else:
+                        self.state = _CHUNK_END
             elif state == _CHUNK_SIZE:
                 newline = buf.find(b"\n", pos)
                 if newline < 0:
@@ -552,16 +551,6 @@ class _Connection(asyncio.Protocol):
                     self.state = _CHUNK_DATA
                 else:
                     self.state = _TRAILERS
-            elif state == _CHUNK_DATA:
-                available = len(buf) - pos
-                if not available:
-                    break
-                take = min(available, self.remaining)
-                self._deliver(bytes(buf[pos : pos + take]))
-                pos += take
-                self.remaining -= take
-                if not self.remaining:
-                    self.state = _CHUNK_END
             elif state == _CHUNK_END:
                 if len(buf) - pos < 2:
                     if len(buf) - pos == 1 and buf[pos] == 0x0A:  # a bare LF, tolerated
@@ -657,7 +646,7 @@ class _Connection(asyncio.Protocol):
             body = self.body = _StreamBody(self)
             result = self.result
             if result is not None and not result.done():
-                result.set_result(body)
+                result.set_result((self.head, body))
             self.end_wait()  # the head is in; the reader times its own waits
         if self.state == _LENGTH and not self.remaining:
             self._finish()
@@ -702,7 +691,7 @@ class _Connection(asyncio.Protocol):
             parts = self.parts
             self.parts = []
             body_bytes = parts[0] if len(parts) == 1 else b"".join(parts)
-            result.set_result((*head, body_bytes))
+            result.set_result((head, body_bytes))
         else:
             answered = False  # the sender went away: nobody will read this connection's state
         # (bytes past the end of this response, if any, drop the connection in _parse)
@@ -745,11 +734,15 @@ class _Connection(asyncio.Protocol):
             timer.cancel()
             self.timer = None
 
-    def _drop(self) -> None:
+    def _leave_pool(self) -> None:
+        """Out of the pool's count of open connections (once) and out of its idle list."""
         if self.counted:
             self.counted = False
             self.pool.open -= 1
         self.pool.forget(self)
+
+    def _drop(self) -> None:
+        self._leave_pool()
         transport = self.transport
         if transport is not None and not transport.is_closing():
             # RuntimeError: its event loop is closed; the socket goes with the transport
@@ -757,12 +750,14 @@ class _Connection(asyncio.Protocol):
                 transport.abort()
 
 
+_POLL: Final = getattr(select, "poll", None)  # None on Windows
+
+
 def _readable(fd: int) -> bool:
-    poll = getattr(select, "poll", None)
-    if poll is None:  # Windows
+    if _POLL is None:
         readable, _, _ = select.select([fd], [], [], 0)
         return bool(readable)
-    poller = poll()
+    poller = _POLL()
     poller.register(fd, select.POLLIN)
     return bool(poller.poll(0))
 
@@ -846,12 +841,7 @@ class _Pool:
             async with asyncio.timeout(timeout):
                 await _create_connection(self.loop, conn, target, context, timeout)
         except BaseException as exc:
-            if conn.transport is None:
-                if conn.counted:
-                    conn.counted = False
-                    self.open -= 1
-            else:
-                conn.discard()
+            conn.discard()  # uncounted; its transport, if it got one, aborted
             if isinstance(exc, TimeoutError):
                 raise httpx2.ConnectTimeout(
                     f"no connection to {target.host}:{target.port} within {timeout} s"
@@ -1168,19 +1158,18 @@ class LeanHTTPClient:
             exchange = conn.exchange
             if conn.write_paused:
                 await conn.drain(result, request.timeout)
-            answer = await result
+            # (head, body): the head travels with the answer, since once a body is complete
+            # the connection may serve another request (resetting conn.head) before we resume
+            head, body = await result
         except BaseException:
             if conn is not None:
                 conn.abandon(exchange or conn.exchange)
             pool.release_slot()
             raise
         if stream:
-            head = conn.head
-            assert head is not None and isinstance(answer, _StreamBody)
-            return LeanResponse(head, content=None, body=answer, pool=pool, exchange=exchange)
+            return LeanResponse(head, content=None, body=body, pool=pool, exchange=exchange)
         pool.release_slot()
-        version, status, reason, items, content = answer
-        return LeanResponse((version, status, reason, items), content=content)
+        return LeanResponse(head, content=body)
 
     async def aclose(self) -> None:
         """Close the idle connections (those in use close when their response ends)."""

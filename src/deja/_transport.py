@@ -76,19 +76,18 @@ SyncHTTPResponse = httpx2.Response
 
 def sync_http_client(*, max_connections: int, timeout: float) -> httpx2.Client:
     """A pooled httpx2 client for the sync :class:`deja.Client`."""
-    limits = httpx2.Limits(
-        max_connections=max_connections, max_keepalive_connections=max_connections
-    )
-    return httpx2.Client(limits=limits, timeout=timeout)
+    return httpx2.Client(limits=_limits(max_connections), timeout=timeout)
+
+
+def _limits(max_connections: int) -> httpx2.Limits:
+    """``max_connections`` in flight, and as many kept alive."""
+    return httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
 
 
 def async_http_client(*, max_connections: int, timeout: float) -> AsyncHTTP:
     """The lean HTTP/1.1 client; httpx2.AsyncClient when the environment sets a proxy."""
     if _proxy_configured():
-        limits = httpx2.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        )
-        client: AsyncHTTP = httpx2.AsyncClient(limits=limits, timeout=timeout)
+        client: AsyncHTTP = httpx2.AsyncClient(limits=_limits(max_connections), timeout=timeout)
         return client
     return LeanHTTPClient(max_connections=max_connections)
 

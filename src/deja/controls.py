@@ -166,6 +166,11 @@ def from_header(value: str | None) -> CacheControl:
 
 def merge(first: CacheControl, second: CacheControl) -> CacheControl:
     """Combine two sources (e.g. header and body): the stricter wins, ``second`` otherwise."""
+    # the common request sets nothing anywhere: defaults change nothing in a merge
+    if first is DEFAULT_CONTROL:
+        return second
+    if second is DEFAULT_CONTROL:
+        return first
     ages = [a for a in (first.s_maxage, second.s_maxage) if a is not None]
     return replace(
         second,

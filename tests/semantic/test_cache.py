@@ -229,14 +229,23 @@ def _overlap_verifier() -> Verifier:
     return Verifier(FEATURE_NAMES, (0.0,) * n, (1.0,) * n, tuple(weights), -3.0, cut=0.5)
 
 
-def test_the_check_stops_at_the_first_candidate_the_verifier_rejects() -> None:
-    query, nearest, farther = "parcel tracking status", "lost luggage desk", "parcel tracking page"
+def _two_candidates(
+    query: str, nearest: tuple[str, str], farther: tuple[str, str]
+) -> SemanticCache:
+    """A cache holding two entries (text, key), the first nearer to ``query`` (cosine 0.95
+    vs 0.90), judged by :func:`_overlap_verifier` from a threshold of 0.5."""
     embedder = _FixedEmbedder(
-        {query: [1.0, 0.0, 0.0], nearest: [0.95, 0.31, 0.0], farther: [0.9, 0.0, 0.44]}
+        {query: [1.0, 0.0, 0.0], nearest[0]: [0.95, 0.31, 0.0], farther[0]: [0.9, 0.0, 0.44]}
     )
     cache = SemanticCache(embedder=embedder, verifier=_overlap_verifier(), threshold=0.5)
-    cache.store(chat(nearest), "nearest")
-    cache.store(chat(farther), "farther")
+    for text, key in (nearest, farther):
+        cache.store(chat(text), key)
+    return cache
+
+
+def test_the_check_stops_at_the_first_candidate_the_verifier_rejects() -> None:
+    query, nearest, farther = "parcel tracking status", "lost luggage desk", "parcel tracking page"
+    cache = _two_candidates(query, (nearest, "nearest"), (farther, "farther"))
     lookup = cache.inspect(chat(query))
     # the nearest meaningful candidate was judged different: a farther one is not served
     assert lookup.match is None
@@ -256,12 +265,7 @@ def test_a_guard_rejection_moves_on_to_the_next_candidate() -> None:
         "convert 8 km to miles",
         "convert 5 km into miles",
     )
-    embedder = _FixedEmbedder(
-        {query: [1.0, 0.0, 0.0], other_number: [0.97, 0.24, 0.0], same_number: [0.9, 0.0, 0.44]}
-    )
-    cache = SemanticCache(embedder=embedder, verifier=_overlap_verifier(), threshold=0.5)
-    cache.store(chat(other_number), "8km")
-    cache.store(chat(same_number), "5km")
+    cache = _two_candidates(query, (other_number, "8km"), (same_number, "5km"))
     lookup = cache.inspect(chat(query))
     assert lookup.match is not None and lookup.match.key == "5km"
     assert lookup.candidates[0][0] == "8km"

@@ -82,6 +82,9 @@ def test_negation_is_off_by_default_and_can_be_turned_on() -> None:
 
 def test_settings_turn_a_guard_off() -> None:
     assert failed("5 km", "8 km", GuardSettings(numbers=False)) == ()
+    everything_off = GuardSettings.none()
+    assert failed("convert 5 km to miles", "convert 8 miles to km", everything_off) == ()
+    assert not any(getattr(everything_off, name) for name in GuardSettings.__dataclass_fields__)
 
 
 def test_content_words_are_stemmed_without_stop_words() -> None:

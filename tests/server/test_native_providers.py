@@ -4,7 +4,7 @@ settings per deployment, OpenAI's format in and out, provider caching per deploy
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx2
@@ -83,6 +83,16 @@ def config(bedrock: FakeBedrockServer, gemini: FakeGeminiServer) -> dict[str, An
     }
 
 
+@pytest.fixture
+async def proxy(
+    bedrock: FakeBedrockServer,
+    gemini: FakeGeminiServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+) -> AsyncIterator[httpx2.AsyncClient]:
+    async with make_proxy(config(bedrock, gemini)) as client:
+        yield client
+
+
 def body(model: str, question: str, **extra: Any) -> dict[str, Any]:
     return {
         "model": model,
@@ -95,14 +105,11 @@ def body(model: str, question: str, **extra: Any) -> dict[str, Any]:
 
 
 async def test_bedrock_deployment_signs_caches_and_serves_hits(
-    bedrock: FakeBedrockServer,
-    gemini: FakeGeminiServer,
-    make_proxy: Callable[..., httpx2.AsyncClient],
+    bedrock: FakeBedrockServer, proxy: httpx2.AsyncClient
 ) -> None:
-    async with make_proxy(config(bedrock, gemini)) as proxy:
-        first = await proxy.post("/v1/chat/completions", json=body("claude", "Receipts?"))
-        second = await proxy.post("/v1/chat/completions", json=body("claude", "Approvals?"))
-        again = await proxy.post("/v1/chat/completions", json=body("claude", "Receipts?"))
+    first = await proxy.post("/v1/chat/completions", json=body("claude", "Receipts?"))
+    second = await proxy.post("/v1/chat/completions", json=body("claude", "Approvals?"))
+    again = await proxy.post("/v1/chat/completions", json=body("claude", "Receipts?"))
     assert first.status_code == 200, first.text
     assert first.headers["x-deja-cache"] == "miss" and again.headers["x-deja-cache"] == "hit"
     assert again.json() == first.json()
@@ -118,14 +125,9 @@ async def test_bedrock_deployment_signs_caches_and_serves_hits(
 
 
 async def test_bedrock_stream_through_the_proxy(
-    bedrock: FakeBedrockServer,
-    gemini: FakeGeminiServer,
-    make_proxy: Callable[..., httpx2.AsyncClient],
+    bedrock: FakeBedrockServer, proxy: httpx2.AsyncClient
 ) -> None:
-    async with make_proxy(config(bedrock, gemini)) as proxy:
-        answer = await proxy.post(
-            "/v1/chat/completions", json=body("claude", "Receipts?", stream=True)
-        )
+    answer = await proxy.post("/v1/chat/completions", json=body("claude", "Receipts?", stream=True))
     assert answer.status_code == 200
     events = [
         json.loads(line[6:]) for line in answer.text.splitlines() if line.startswith("data: {")
@@ -136,13 +138,10 @@ async def test_bedrock_stream_through_the_proxy(
 
 
 async def test_vertex_deployment_with_a_service_account_and_a_context_cache(
-    bedrock: FakeBedrockServer,
-    gemini: FakeGeminiServer,
-    make_proxy: Callable[..., httpx2.AsyncClient],
+    gemini: FakeGeminiServer, proxy: httpx2.AsyncClient
 ) -> None:
-    async with make_proxy(config(bedrock, gemini)) as proxy:
-        first = await proxy.post("/v1/chat/completions", json=body("gemini", "Receipts?"))
-        second = await proxy.post("/v1/chat/completions", json=body("gemini", "Approvals?"))
+    first = await proxy.post("/v1/chat/completions", json=body("gemini", "Receipts?"))
+    second = await proxy.post("/v1/chat/completions", json=body("gemini", "Approvals?"))
     assert first.status_code == 200, first.text
     assert gemini.count("/token") == 1
     (made,) = gemini.cached_contents

@@ -310,10 +310,10 @@ def _error_for(response: SyncHTTPResponse, provider: str) -> ProviderError:
     message = f"upstream answered {response.status_code}"
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         message = f"{message}: {body['error'].get('message', '')}".rstrip(": ")
-    elif isinstance(body, dict) and isinstance(body.get("message", body.get("Message")), str):
-        # AWS's errors; a refused Bedrock API key says "Message"
+    elif isinstance(body, dict) and isinstance(
+        text := body.get("message", body.get("Message")), str
+    ):  # AWS's errors; a refused Bedrock API key says "Message"
         kind = response.headers.get("x-amzn-errortype", "").split(":", 1)[0]
-        text = body.get("message", body.get("Message"))
         message = f"{message}: {kind + ': ' if kind else ''}{text}"
     elif isinstance(body, str) and body:
         message = f"{message}: {body[:200]}"
@@ -1132,7 +1132,7 @@ class Client:
                 "file path or its JSON), set GOOGLE_APPLICATION_CREDENTIALS, or pass "
                 "api_key=<an OAuth access token>"
             )
-        token_uri = options.get("vertex_token_uri") or os.environ.get("VERTEXAI_TOKEN_URI")
+        token_uri = _option(options, "vertex_token_uri") or _env("VERTEXAI_TOKEN_URI")
         ident = (
             source
             if isinstance(source, str)

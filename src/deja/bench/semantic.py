@@ -168,10 +168,7 @@ def _stream(args: argparse.Namespace, threshold: float) -> int:
     queries = queries[: args.queries]
     shared = PrecomputedEmbedder(LocalEmbedder())
     shared.prepare(text for text, _ in queries)
-    no_guards = GuardSettings(
-        numbers=False, dates=False, units=False, quotes=False, code=False,
-        entities=False, polarity=False, negation=False,
-    )  # fmt: skip
+    no_guards = GuardSettings.none()
     setups: list[tuple[str, dict[str, Any]]] = [
         ("deja (threshold + guards + verifier)", {"threshold": threshold}),
     ]

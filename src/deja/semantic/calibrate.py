@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from deja.errors import ConfigError
 from deja.request import Request
 from deja.semantic._deps import np
+from deja.semantic.decision import BARE_THRESHOLD, DEFAULT_THRESHOLD
 from deja.semantic.guards import GuardSettings, check_guards, signature
 from deja.semantic.verifier import FEATURE_NAMES, Verifier, pair_features
 
@@ -721,8 +722,9 @@ def fit_verifier(
 
 
 SHIPPED_RECIPE: dict[str, Any] = {
-    "threshold": 0.70,
-    "trust_above": 0.85,
+    "threshold": DEFAULT_THRESHOLD,
+    # what the guards pass at a bare threshold's 1% false-hit point is served as is
+    "trust_above": BARE_THRESHOLD,
     "target_false_hit_rate": 0.01,
     "added_false_hits": 0,
     "l2": 3.0,

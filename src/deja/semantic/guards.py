@@ -27,7 +27,7 @@ import functools
 import itertools
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 __all__ = [
     "GuardReport",
@@ -1562,6 +1562,11 @@ class GuardSettings:
     # Off by default: Banking77 paraphrases flip negation all the time ("my payment
     # failed" / "why didn't my payment work?"); the verifier weighs it instead.
     negation: bool = False
+
+    @classmethod
+    def none(cls) -> GuardSettings:
+        """Every guard off (a bare threshold, for comparisons)."""
+        return cls(**dict.fromkeys((f.name for f in fields(cls)), False))
 
 
 @dataclass(frozen=True, slots=True)

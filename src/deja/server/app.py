@@ -20,11 +20,11 @@ from typing import Any
 import orjson
 
 from deja._async.cache import AsyncCache
-from deja._async.client import AsyncClient
+from deja._async.client import _PROVIDER_OPTIONS, AsyncClient
 from deja._async.embeddings import acached_embeddings, embedding_items
 from deja._async.streams import aopen_uncached
 from deja.config import ModelDeployment, Settings, build_cache
-from deja.controls import DEFAULT_CONTROL, CacheControl, from_header, merge, parse_controls
+from deja.controls import CacheControl, from_header, merge, parse_controls
 from deja.errors import (
     ControlError,
     DejaError,
@@ -72,10 +72,12 @@ class HookError(DejaError):
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One model name: its deployments, tried in order when one fails."""
+    """One model name: its deployments, tried in order when one fails, and the upstream
+    call options of each (built once: every request reads them)."""
 
     name: str
     deployments: tuple[ModelDeployment, ...]
+    options: tuple[dict[str, Any], ...]
 
 
 def _cache_headers(info: CacheInfo) -> list[tuple[bytes, bytes]]:
@@ -131,8 +133,6 @@ class ProxyApp:
         )
         self.auth = Auth(settings.general)
         self.routes = self._routes(settings.model_list)
-        # the upstream call options of each deployment, built once: every request reads them
-        self._options = {id(d): _deployment_options(d) for d in settings.model_list}
         self._max_body = settings.general.max_request_bytes
         self._pre_hooks: list[tuple[str, Callable[..., Any]]] = []
         self._post_hooks: list[tuple[str, Callable[..., Any]]] = []
@@ -175,7 +175,10 @@ class ProxyApp:
         grouped: dict[str, list[ModelDeployment]] = {}
         for deployment in model_list:
             grouped.setdefault(deployment.model_name, []).append(deployment)
-        return {name: Route(name, tuple(deps)) for name, deps in grouped.items()}
+        return {
+            name: Route(name, tuple(deps), tuple(_deployment_options(d) for d in deps))
+            for name, deps in grouped.items()
+        }
 
     # -- ASGI -----------------------------------------------------------------------------
 
@@ -261,12 +264,9 @@ class ProxyApp:
         return route
 
     def _controls(self, scope: Scope, body: dict[str, Any]) -> CacheControl:
-        raw_header = header(scope, b"cache-control")
-        if raw_header is None and "cache" not in body:
-            return DEFAULT_CONTROL  # the common request: nothing to parse or merge
         try:
             from_body = parse_controls(body.pop("cache", None))
-            return merge(from_header(raw_header), from_body)
+            return merge(from_header(header(scope, b"cache-control")), from_body)
         except ControlError as exc:
             raise HTTPError(
                 400, str(exc), param=f"cache.{exc.option}" if exc.option else "cache"
@@ -306,15 +306,11 @@ class ProxyApp:
 
     # -- upstream -------------------------------------------------------------------------
 
-    def _options_of(self, deployment: ModelDeployment) -> dict[str, Any]:
-        options = self._options.get(id(deployment))
-        return options if options is not None else _deployment_options(deployment)
-
     async def _call(self, route: Route, path: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         last: ProviderError | None = None
-        for deployment in route.deployments:
+        for deployment, options in zip(route.deployments, route.options, strict=True):
             try:
-                return await self.client.arequest(path, payload, **self._options_of(deployment))
+                return await self.client.arequest(path, payload, **options)
             except ProviderError as exc:
                 if not _failover_worthy(exc):
                     raise
@@ -330,9 +326,9 @@ class ProxyApp:
 
     async def _open(self, route: Route, path: str, payload: Mapping[str, Any]) -> Any:
         last: ProviderError | None = None
-        for deployment in route.deployments:
+        for options in route.options:
             try:
-                return await self.client.astream(path, payload, **self._options_of(deployment))
+                return await self.client.astream(path, payload, **options)
             except ProviderError as exc:
                 if not _failover_worthy(exc):
                     raise
@@ -361,7 +357,7 @@ class ProxyApp:
             request = Request.from_body(
                 {**body, "model": deployment.model},
                 kind="chat" if kind == "chat" else "completion",
-                api_base=self._options_of(deployment)["api_base"],
+                api_base=route.options[0]["api_base"],
                 tenant=caller.tenant,
             )
             stream = bool(body.get("stream"))
@@ -481,7 +477,7 @@ class ProxyApp:
                 model=deployment.model,
                 items=embedding_items(body["input"]),
                 params=params,
-                api_base=self._options_of(deployment)["api_base"],
+                api_base=route.options[0]["api_base"],
                 control=ctl,
                 fetch_missing=fetch_missing,
                 tenant=caller.tenant,
@@ -621,7 +617,7 @@ class ProxyApp:
         request = Request.from_body(
             {**request_body, "model": deployment.model},
             kind=kind,
-            api_base=self._options_of(deployment)["api_base"],
+            api_base=route.options[0]["api_base"],
             tenant=tenant,
         )
         return request, ctl
@@ -683,21 +679,6 @@ class ProxyApp:
 _ADMIN_CALLER = Caller(tenant=None, models=(), is_admin=True)
 
 
-# A deployment's Bedrock and Vertex AI settings (LiteLLM's litellm_params names).
-_PROVIDER_PARAMS = (
-    "aws_access_key_id",
-    "aws_secret_access_key",
-    "aws_session_token",
-    "aws_region_name",
-    "aws_profile_name",
-    "aws_bearer_token_bedrock",
-    "vertex_project",
-    "vertex_location",
-    "vertex_credentials",
-    "vertex_token_uri",
-)
-
-
 def _deployment_options(deployment: ModelDeployment) -> dict[str, Any]:
     params = deployment.litellm_params
     options: dict[str, Any] = {"model": deployment.model, "api_base": params.get("api_base")}
@@ -709,7 +690,12 @@ def _deployment_options(deployment: ModelDeployment) -> dict[str, Any]:
         options["extra_headers"] = params["extra_headers"]
     if params.get("cache_control_injection_points"):
         options["injection_points"] = params["cache_control_injection_points"]
-    provider = {name: params[name] for name in _PROVIDER_PARAMS if params.get(name) is not None}
+    # the deployment's Bedrock and Vertex AI settings: the client's provider options
+    provider = {
+        name: value
+        for name, value in params.items()
+        if name in _PROVIDER_OPTIONS and value is not None
+    }
     if provider:
         options["provider_options"] = provider
     return options
