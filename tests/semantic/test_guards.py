@@ -62,6 +62,149 @@ def test_guards_accept_a_rewording(a: str, b: str) -> None:
     assert failed(a, b) == ()
 
 
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("can the model tell whether a pair of sentences agree?", "do two sentences agree?"),
+        ("how much is a hundred dollars in euros?", "convert 100 USD to EUR"),
+        ("how many calories in two dozen eggs?", "calories in 24 eggs"),
+    ],
+)
+def test_written_counts_read_as_numbers(a: str, b: str) -> None:
+    assert failed(a, b) == ()
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("a pair of socks costs how much?", "two pairs of socks cost how much?"),
+        ("how many calories in two dozen eggs?", "calories in 14 eggs"),
+        ("can I order a card?", "can I order a second card?"),  # one-sided count words stay
+    ],
+)
+def test_counts_that_differ_still_reject(a: str, b: str) -> None:
+    assert "numbers" in failed(a, b) or "units" in failed(a, b)
+
+
+def test_pair_is_a_count_only_beside_a_number() -> None:
+    assert signature("how to pair bluetooth headphones").units == ()
+    assert signature("a pair of socks").numbers == ("2",)
+
+
+def test_code_spans_compare_without_letter_case() -> None:
+    a = "load images with `ImageFolder` via `load_dataset`, type `imagefolder`"
+    b = "use `load_dataset` to load an `ImageFolder` dataset"
+    assert failed(a, b) == ()
+    assert "code" in failed("what does `ImageFolder` do?", "what does `AudioFolder` do?")
+
+
+def test_a_slash_between_plain_words_is_prose_not_a_path() -> None:
+    a = "the argument takes a list or dictionary of URLs"
+    b = "the argument takes a list/dictionary of URLs"
+    assert failed(a, b) == ()
+    assert signature("convert 100 km/h to mph").units == ("kmh", "mph")
+    assert failed("convert 100 km/h to mph", "convert 100 kph to mph") == ()
+    # real paths keep a dot, digit, underscore or second slash
+    assert "code" in failed("open src/main.py", "open src/test.py")
+    assert "code" in failed("see usr/local/bin", "see usr/local/lib")
+
+
+def test_double_quotes_of_any_shape_are_quotes() -> None:
+    a = "a download manager that uses the \u201d::\u201d separator"
+    b = 'a download manager that uses the "::" separator'
+    assert failed(a, b) == ()
+    assert failed("say \u201chello\u201d in French", "say \u201ehello\u201c in French") == ()
+    assert "quotes" in failed('split on the "::" separator', "split on the \u201d:\u201d separator")
+
+
+def test_a_v_before_a_dotted_number_is_a_version() -> None:
+    assert failed("does UPLOAD_DATASET exist in v2.10.0?", "UPLOAD_DATASET in version 2.10.0") == ()
+    assert "numbers" in failed("what changed in v2.10.0?", "what changed in version 2.11.0?")
+    assert signature("how does the v8 engine work").code == ("v8",)  # not a version
+
+
+def test_a_possessive_or_comma_ends_a_name() -> None:
+    a = "BuilderConfig in Datasets lets the user pick a configuration"
+    b = "Datasets' BuilderConfig lets the user pick a configuration"
+    assert failed(a, b) == ()
+    assert failed("which phones run Android by Google?", "which phones run Google's Android?") == ()
+    assert signature("pay with Visa, Mastercard or Amex").entities == ("visa", "mastercard", "amex")
+    assert signature("what is Tom Cruise's height?").entities == ("tom cruise",)
+    a, b = "Datasets' BuilderConfig options", "Datasets' DownloadConfig options"
+    assert "entities" in failed(a, b)
+
+
+def test_a_name_a_prompt_marks_counts_inside_a_longer_one_elsewhere() -> None:
+    a = "The Inference API serves 50k models through a public inference API"
+    b = "The Inference API serves 50k models through a public API"
+    assert failed(a, b) == ()
+    # a longer name is still not its part ("York" is not "New York")
+    assert "entities" in failed("flights to New York", "flights to York")
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("how do I use os.path.join in python", "how do I use os.path.split in python"),
+        ("what does np.array do?", "what does np.asarray do?"),
+        ("list files with fs.ls", "list files with fs.glob"),
+        ("what goes in package.json?", "what goes in tsconfig.json?"),
+        ("is google.com down?", "is bing.com down?"),
+    ],
+)
+def test_a_bare_dotted_name_is_code(a: str, b: str) -> None:
+    assert "code" in failed(a, b)
+
+
+def test_a_dotted_name_reads_the_same_however_it_is_written() -> None:
+    a = "how do I use os.path.join in python"
+    assert failed(a, "how to use `os.path.join` in Python?") == ()
+    assert failed("what does os.path.join() do?", "what does os.path.join do") == ()
+    assert failed("open README.md", "open the readme.md file") == ()
+    # a technology of the gazetteer stays a name; other ".js" names are code in any case
+    assert failed("install Node.js on Ubuntu", "install node.js on ubuntu") == ()
+    assert failed("is Vue.js better than React?", "is vue.js better than react") == ()
+    assert "entities" in failed("install Node.js on Ubuntu", "install Deno on Ubuntu")
+
+
+def test_dotted_abbreviations_are_not_code() -> None:
+    sig = signature("e.g. open at 9 a.m. in the U.S.A., i.e. with a Ph.D. or an M.Sc")
+    assert sig.code == ()
+    assert failed("e.g. can I open an account in the U.S.?", "can I open a U.S. account?") == ()
+
+
+def test_absolute_and_home_paths_are_code() -> None:
+    assert "code" in failed("what is in /etc/hosts?", "what is in /etc/passwd?")
+    assert "code" in failed("how do I edit ~/.bashrc", "how do I edit ~/.zshrc")
+    assert "code" in failed(r"open C:\Users\me\a.txt", r"open C:\Users\me\b.txt")
+    assert failed("what goes in /etc/hosts", "what is the /etc/hosts file for?") == ()
+    assert failed("what's in ~/.bashrc?", "explain the ~/.bashrc file.") == ()
+    assert failed("what is in /etc/hosts.", "what is in /etc/hosts") == ()  # a full stop
+    # one word after a slash is prose ("card /account"), not a path
+    assert signature("my card /account is locked").code == ()
+
+
+def test_a_digit_then_a_double_quote_is_an_inch_mark() -> None:
+    a = 'a 12" pizza vs a 14" pizza'
+    assert signature(a).numbers == ("12", "14")
+    assert signature(a).quotes == ()
+    assert "numbers" in failed(a, 'a 12" pizza vs a 16" pizza')
+    assert failed(a, "a 12 inch pizza vs a 14 inch pizza") == ()
+    assert (
+        failed("I'm 5'10\", what should I weigh?", "what should I weigh at 5 feet 10 inches?") == ()
+    )
+    # a double quote after a digit still closes a quote left open
+    assert signature('search for "iPhone 12" reviews').quotes == ("iphone 12",)
+    assert failed('search for "iPhone 12" reviews', "search for 'iPhone 12' reviews") == ()
+
+
+def test_a_name_before_an_opening_parenthesis_is_a_call() -> None:
+    assert "code" in failed("what does print(x) return?", "what does len(x) return?")
+    assert "code" in failed("how to use df.groupby()", "how to use df.pivot()")
+    assert failed("what does df.groupby(key) do?", "what does df.groupby() do?") == ()
+    assert signature("attach the file(s) to the form").code == ()
+
+
 def test_extraction() -> None:
     sig = signature(
         "Send $1,250.50 to Alice in Paris on 2024-05-01, twenty-one days after `init()`"

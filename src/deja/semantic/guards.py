@@ -5,15 +5,21 @@ thing (cosine 0.95); they do not share an answer. Guards are pure functions over
 that extract the *anchors* of a prompt and compare them, in order:
 
 * numbers (digits with separators, decimals, ``#1234``, ordinals, written forms like
-  "twenty-five", percentages; currency amounts as number + currency);
+  "twenty-five", "a hundred", "two dozen" or "a pair of", percentages, versions such as
+  ``v2.10.0``; currency amounts as number + currency);
 * dates (``March 15, 2030``, ``15 March 2030``, ``2030-03-15``, ``3/15/2030``; weekdays and
   relative days such as ``tomorrow`` or ``next week``);
 * units and currencies, source before target (``15 cups in ml`` == ``how many ml is 15 cups``
   but ``km to miles`` != ``miles to km``);
-* quoted strings and code spans (backticks, identifiers such as ``os.path.join`` or ``2FA``);
+* quoted strings (any double-quote shape; a digit then ``"`` is an inch mark, ``12"``) and
+  code spans (backticks, identifiers such as ``os.path.join``, ``df.groupby()``, ``print(x)``,
+  ``snake_case`` or ``2FA``, file names, paths such as ``/etc/hosts`` or ``~/.bashrc``, but
+  not dotted abbreviations such as ``e.g.`` or ``U.S.``; compared without letter case or a
+  call's ``()``);
 * named entities, found by heuristics (capitalised words that are not common words,
   acronyms, camel case, ``C++``) and a small gazetteer of places, languages and technologies
-  that users often type in lower case; compared case-insensitively and in order;
+  that users often type in lower case (a possessive or a comma ends a name: "Google's
+  Android", "Visa, Mastercard"); compared case-insensitively and in order;
 * polarity and direction words (increase/decrease, high/low, before/after, buy/sell,
   max/min, enable/disable, send/receive...) and negation (not, no, never, -n't).
 
@@ -781,6 +787,10 @@ _TIME_UNITS: dict[str, tuple[str, ...]] = {
     "month": ("month", "months"),
     "year": ("year", "years"),
 }
+# Counting words that, like time units, count only right after a number: "two pairs of
+# socks" is not "a pair of socks" (which reads as the number two), but "how to pair
+# headphones" has no unit.
+_COUNT_UNITS: dict[str, tuple[str, ...]] = {"pair": ("pair", "pairs")}
 _CURRENCY_SPELLINGS: dict[str, tuple[str, ...]] = {
     "USD": ("usd", "dollar", "dollars", "us dollar", "us dollars", "$"),
     "EUR": ("eur", "euro", "euros", "€"),
@@ -912,9 +922,11 @@ _NUMBER_WORDS = {
     "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13,
     "fourteen": 14, "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18,
     "nineteen": 19, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60,
-    "seventy": 70, "eighty": 80, "ninety": 90, "dozen": 12,
+    "seventy": 70, "eighty": 80, "ninety": 90,
 }  # fmt: skip
-_SCALES = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9}
+# Multipliers: "two dozen" is 24 and "three hundred" 300; alone they need "a" or "one"
+# before them ("a hundred", "one thousand"), except "dozen", which is never a pronoun.
+_SCALES = {"dozen": 12, "hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9}
 _ORDINAL_WORDS = {
     "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7,
     "eighth": 8, "ninth": 9, "tenth": 10, "eleventh": 11, "twelfth": 12, "twentieth": 20,
@@ -983,6 +995,10 @@ class _Tok:
     kind: str  # "num" | "word" | "sym"
     start: int
     initial: bool  # first word of a sentence (its capital letter says nothing)
+    # follows the previous token across spaces only, and that one is not a possessive:
+    # only then can the two be one name ("Lionel Messi", not "Datasets' BuilderConfig",
+    # "Google's Android" or "Visa, Mastercard")
+    joined: bool = True
 
 
 def _tokens_of(text: str) -> list[str]:
@@ -992,15 +1008,22 @@ def _tokens_of(text: str) -> list[str]:
 def _scan(text: str) -> list[_Tok]:
     out: list[_Tok] = []
     end = 0
+    possessive = False
     for m in _TOKEN_RE.finditer(text):
         kind = m.lastgroup or "sym"
         raw = m.group()
         low = raw.lower().replace("\u2019", "'")
+        start = m.start()
+        joined = not possessive and (start == end or text[end:start].isspace())
+        possessive = False
         if kind == "word" and low.endswith("'s"):
             low = low[:-2]
             raw = raw[:-2]
-        initial = not out or _BREAK_RE.search(text, end, m.start()) is not None
-        out.append(_Tok(raw, low, kind, m.start(), initial))
+            possessive = True
+        elif kind == "word" and low.endswith("s") and text.startswith(("'", "\u2019"), m.end()):
+            possessive = True  # plural possessive: "Datasets' BuilderConfig"
+        initial = not out or _BREAK_RE.search(text, end, start) is not None
+        out.append(_Tok(raw, low, kind, start, initial, joined))
         end = m.end()
     return out
 
@@ -1172,24 +1195,105 @@ class Signature:
         )
 
 
+# Double quotes are read whatever their shape: typed ("), typographic (“ ”), low („), or a
+# closing mark used to open (”::”, as autocorrect leaves it): text quoted one way on one
+# side and another way on the other is the same quote. Single curly quotes keep their
+# pairing: a lone right single quote is an apostrophe.
+_DQ = '"\u201c\u201d\u201e\u201f'
 _QUOTE_RE = re.compile(
     r"""(?:(?<![\w])'(?P<s>[^'\n]*?(?:\w'\w[^'\n]*?)*)'(?![\w]))"""  # 'I don't know'
-    r"""|"(?P<d>[^"\n]+)"|\u201c(?P<c>[^\u201d\n]+)\u201d|\u2018(?P<t>[^\u2019\n]+)\u2019"""
+    rf"""|[{_DQ}](?P<d>[^{_DQ}\n]+)[{_DQ}]|\u2018(?P<t>[^\u2019\n]+)\u2019"""
 )
+# A "v" before a dotted number is the word "version": "v2.10.0" is "version 2.10.0".
+# Undotted ones ("v8", "V2") stay identifiers.
+# (Not inside a path: "/docs/v2.10.0/x" keeps its segment.)
+_VERSION_RE = re.compile(r"(?<!/)\b[vV](?=\d+(?:\.\d+)+\b)")
 _CODE_RE = re.compile(r"```.*?```|`[^`\n]+`", re.DOTALL)
-_IDENT_RE = re.compile(
+# Identifiers come in two passes: addresses and paths first (only in a text with a slash,
+# backslash or "@", which most prompts lack: one regex with every alternative makes the
+# scan of every prompt ~30% slower), then names.
+_PATH_RE = re.compile(
     r"""
     https?://\S+                                   # URLs
     | [\w.+-]+@[\w-]+\.[\w.]+                      # e-mail addresses
-    | (?<![\w/])(?:[\w.-]+/)+[\w.-]+               # paths
-    | \b[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+\(\)?       # os.path.join, a.b()
-    | \b[A-Za-z_]\w*\(\)                           # call()
+    | (?<![\w/~.\\])(?:(?:~|\.\.?)(?=/)(?:/(?:\.\.?(?=/)|[\w.-]*[\w-]))+  # ~/.bashrc ../x
+      | (?=/[A-Za-z_.])(?:/(?:\.\.?(?=/)|[\w.-]*[\w-])){2,}             # /etc/hosts
+      | [A-Za-z]:\\[\w.\\-]*[\w-])                                      # C:\Users\me
+    | (?<![\w/])(?:[\w.-]+/)+[\w.-]*[\w-]          # src/main.py
+    """,
+    re.VERBOSE,
+)
+_IDENT_RE = re.compile(
+    r"""
+    (?P<dotted>(?<![\w.])[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)(?:\(\))?(?!\w)
+                                                   # os.path.join, df.groupby(), fs.ls
+    | \b[A-Za-z_]\w*(?:\(\)|(?=\((?!e?s\))))       # call(), print(x); not "file(s)"
     | \b\w*_\w+\b                                  # snake_case
     | (?<!\w)--?[a-z][\w-]*                        # --flag
     | \b(?=\w*\d)(?=\w*[A-Za-z])\w{2,}\b           # 2FA, x86, A1234, ES2015
     """,
     re.VERBOSE,
 )
+
+
+_PROSE_SLASH_RE = re.compile(r"[A-Za-z]+/[A-Za-z]+")
+# Dotted abbreviations with a part longer than two letters (shorter ones go by shape).
+_DOTTED_ABBREVIATIONS = frozenset(
+    ["b.arch", "m.arch", "b.com", "m.com", "b.tech", "m.tech", "m.phil", "d.phil", "b.pharm"]
+)
+
+
+def _is_dotted_code(name: str, call: bool) -> bool:
+    """Is the dotted name ``name`` (``os.path.join``, ``e.g``, ``node.js``) code?
+
+    A call (``a.b()``, ``a.b(x)``) always is. Otherwise dotted abbreviations are not:
+    they cut words to one or two letters with at least one single letter (``e.g``,
+    ``i.e``, ``U.S``, ``a.m``, ``Ph.D``, ``M.Sc``), or are listed above; nor are the
+    technologies of the gazetteer (``node.js``), left to the entity guard. Everything
+    else is: an attribute path (``os.path.join``, ``fs.ls``, ``Split.TRAIN``), a file
+    name (``README.md``, ``index.js``) or a domain (``amazon.com``), each one value that
+    two prompts must share. A missing space after a full stop ("card.What") reads as code
+    too, as it read as a name before.
+    """
+    if call:
+        return True
+    low = name.lower()
+    parts = low.split(".")
+    if all(len(p) <= 2 for p in parts) and any(len(p) == 1 for p in parts):
+        return False
+    return low not in _DOTTED_ABBREVIATIONS and low not in _GAZETTEER
+
+
+# A digit then a double quote is an inch mark, not a quote ("a 12" pizza"), unless it closes
+# a quote left open ('"iPhone 12"'); and a digit then a single quote before inches is feet
+# (5'10"). Double primes are inch marks wherever they follow a digit.
+_DIGIT_MARK_RE = re.compile(rf"\d[{_DQ}\u2033]")
+_INCH_RE = re.compile(rf"[{_DQ}\u2033\n]")
+_FEET_RE = re.compile(r"(?<=\d)['\u2032](?=\s?\d+(?:\.\d+)?\s?[\"\u201d\u2033])")
+
+
+def _inch_marks(text: str) -> str:
+    """``text`` with its inch and feet marks written as words (``12"`` -> ``12 inches``)."""
+    if _DIGIT_MARK_RE.search(text) is None:
+        return text
+    text = _FEET_RE.sub(" feet ", text)
+    out: list[str] = []
+    last = 0
+    open_quote = False
+    for m in _INCH_RE.finditer(text):
+        mark = m.group()
+        if mark == "\n":
+            open_quote = False  # quotes never span lines
+        elif (
+            m.start() > 0 and text[m.start() - 1].isdigit() and (mark == "\u2033" or not open_quote)
+        ):
+            out.append(text[last : m.start()])
+            out.append(" inches ")
+            last = m.end()
+        elif mark != "\u2033":
+            open_quote = not open_quote
+    out.append(text[last:])
+    return "".join(out)
 
 
 def _canon_number(raw: str) -> str:
@@ -1212,6 +1316,8 @@ def _phrase_table() -> dict[tuple[str, ...], tuple[str, str]]:
         table[spelling] = ("unit", canon)
     for spelling, canon in _spellings(_TIME_UNITS).items():
         table[spelling] = ("time", canon)
+    for spelling, canon in _spellings(_COUNT_UNITS).items():
+        table[spelling] = ("time", canon)  # same rule: a unit only after a number
     for spelling, canon in _spellings(_CURRENCY_SPELLINGS).items():
         table[spelling] = ("currency", canon)
     return table
@@ -1225,6 +1331,14 @@ def _phrases() -> tuple[dict[tuple[str, ...], tuple[str, str]], int]:
 
 def _written_number(toks: list[_Tok], i: int) -> tuple[int, int] | None:
     """A number written in words starting at ``toks[i]``: (value, tokens used)."""
+    if (
+        toks[i].low == "pair"
+        and i > 0
+        and toks[i - 1].low in ("a", "one")
+        and i + 1 < len(toks)
+        and toks[i + 1].low == "of"
+    ):
+        return 2, 1  # "a pair of sentences" is "two sentences"
     total = current = 0
     j = i
     seen = False
@@ -1237,7 +1351,9 @@ def _written_number(toks: list[_Tok], i: int) -> tuple[int, int] | None:
         elif all(p in _NUMBER_WORDS for p in parts):
             current += sum(_NUMBER_WORDS[p] for p in parts)
             seen = True
-        elif w in _SCALES and (seen or (j > i and toks[j - 1].low in ("a", "one"))):
+        elif w in _SCALES and (
+            seen or w == "dozen" or (j == i and i > 0 and toks[i - 1].low in ("a", "one"))
+        ):
             current = max(current, 1) * _SCALES[w]
             if _SCALES[w] >= 1000:
                 total += current
@@ -1324,7 +1440,7 @@ def _signature(text: str) -> Signature:
         quotes.append(" ".join(inner.lower().split()))
         return " "
 
-    rest = _QUOTE_RE.sub(take_quote, rest)
+    rest = _QUOTE_RE.sub(take_quote, _inch_marks(rest))
     dates: list[tuple[int, str]] = []
 
     def take_iso(m: re.Match[str]) -> str:
@@ -1347,9 +1463,21 @@ def _signature(text: str) -> Signature:
             unit is not None and unit[1].lower() in _UNIT_WORDS
         ):
             return value
+        # one slash between two plain words is prose ("list/dictionary", "and/or") or a
+        # unit ("km/h"), not a path: paths show a dot, digit, underscore or second slash
+        if _PROSE_SLASH_RE.fullmatch(value):
+            return value
+        dotted = m["dotted"] if m.re is _IDENT_RE else None
+        if dotted is not None and not _is_dotted_code(
+            dotted, value.endswith("()") or m.string.startswith("(", m.end())
+        ):
+            return value
         code.append(value)
         return " "
 
+    rest = _VERSION_RE.sub(" ", rest)
+    if "/" in rest or "\\" in rest or "@" in rest:
+        rest = _PATH_RE.sub(take_ident, rest)
     rest = _IDENT_RE.sub(take_ident, rest)
     toks = _scan(rest)
     lows = [t.low for t in toks]
@@ -1523,7 +1651,13 @@ def _entities(toks: list[_Tok], consumed: list[bool]) -> tuple[list[str], bool]:
             continue
         if _is_name_like(tok) and tok.text != "I":
             j = i + 1
-            while j < n and not consumed[j] and not toks[j].initial and _is_name_like(toks[j]):
+            while (
+                j < n
+                and not consumed[j]
+                and toks[j].joined
+                and not toks[j].initial
+                and _is_name_like(toks[j])
+            ):
                 j += 1
             # A capital at the start of a sentence says nothing, unless the word is
             # written like a name anyway (acronym, camel case) or starts a longer name
@@ -1605,6 +1739,10 @@ def _occurrences(candidates: Iterable[str], low_text: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _code_key(code: str) -> str:
+    return code.lower().removesuffix("()")
+
+
 def _first_seen(names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
@@ -1620,9 +1758,12 @@ def check_guards(a: Signature, b: Signature, settings: GuardSettings | None = No
     if s.units and a.units != b.units:
         failed.append("units")
     # quotes and code spans are compared as sets: paraphrases reorder them freely
-    if s.quotes and sorted(set(a.quotes)) != sorted(set(b.quotes)):
+    if s.quotes and set(a.quotes) != set(b.quotes):
         failed.append("quotes")
-    if s.code and sorted(set(a.code)) != sorted(set(b.code)):
+    # and code without letter case: a prompt that names `ImageFolder` and one that names
+    # `imagefolder` ask about the same thing far more often than about two things
+    # (and with or without a call's empty parentheses: `init()` is `init`)
+    if s.code and {_code_key(c) for c in a.code} != {_code_key(c) for c in b.code}:
         failed.append("code")
     if s.entities:
         # An entity spotted on one side only by its capital letter ("ATM" vs "atm") still
@@ -1635,7 +1776,10 @@ def check_guards(a: Signature, b: Signature, settings: GuardSettings | None = No
             if a.directed or b.directed:
                 same = _first_seen(seen_a) == _first_seen(seen_b)
             else:
-                same = set(seen_a) == set(seen_b)
+                # A name a prompt marks itself is in it, even where the other prompt's
+                # longer name swallows it: "public inference API" holds "API" when only
+                # the other side capitalised "Inference API".
+                same = set(seen_a) | a.entity_candidates == set(seen_b) | b.entity_candidates
             if not same:
                 failed.append("entities")
     if s.polarity:
