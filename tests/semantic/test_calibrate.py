@@ -12,21 +12,26 @@ import pytest
 
 from deja.errors import ConfigError
 from deja.semantic.calibrate import (
+    BAND_SCORES,
     LabelledPair,
     StreamReport,
     _fit_logistic,
     _fit_model,
     _lowest_cut,
     _predict,
+    band_report,
     calibrate,
     evaluate_pairs,
     fit_verifier,
     load_pairs,
     load_queries,
+    neighbour_pairs,
+    rank_auc,
     score_pairs,
     score_stream,
     shipped_cache_factory,
 )
+from deja.semantic.guards import check_guards, signature
 from deja.semantic.verifier import FEATURE_NAMES, Verifier
 
 PAIRS = [
@@ -276,3 +281,61 @@ def test_bench_stream(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     for setup in ("deja (threshold + guards + verifier)", "guards + bare threshold 0.85"):
         line = next(line for line in out.splitlines() if line.startswith(setup))
         assert "of queries" in line and "wrong answers" in line
+    pairs_file = tmp_path / "band.jsonl"
+    pairs_file.write_text(
+        "".join(json.dumps({"a": p.a, "b": p.b, "same": p.same}) + "\n" for p in PAIRS)
+    )
+    assert main(["--stream", str(path), "--band", str(pairs_file), "--threshold", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "the verifier's band (cosine 0.50 to 0.85" in out
+    rows = {line.split()[0]: line for line in out.splitlines()[-3:-1]}
+    assert set(rows) == {"band.jsonl", "the"}
+
+
+def test_rank_auc() -> None:
+    assert rank_auc([0.9, 0.8, 0.2, 0.1], [True, True, False, False]) == 1.0
+    assert rank_auc([0.1, 0.2, 0.8, 0.9], [True, True, False, False]) == 0.0
+    assert rank_auc([0.5, 0.5, 0.5], [True, False, True]) == 0.5  # ties count half
+    # one positive above one of two negatives and tied with the other: (1 + 0.5) / 2
+    assert rank_auc([0.7, 0.7, 0.3], [True, False, False]) == 0.75
+    assert math.isnan(rank_auc([0.4, 0.6], [True, True]))
+
+
+def test_neighbour_pairs_are_each_query_with_its_nearest_earlier_ones(embedder: Any) -> None:
+    found = neighbour_pairs(QUERIES, embedder=embedder, low=0.5, top=1)
+    texts = list(dict.fromkeys(t for t, _ in QUERIES))  # the repeated query counts once
+    labels = dict(QUERIES)
+    assert found, "near-identical queries must meet"
+    later = [pair.b for pair, _ in found]
+    assert len(later) == len(set(later))  # top=1: at most one pair per query
+    for pair, sim in found:
+        assert texts.index(pair.a) < texts.index(pair.b)
+        assert pair.same == (labels[pair.a] == labels[pair.b])
+        assert sim >= 0.5
+        a, b = embedder.embed([pair.a, pair.b])
+        assert sim == pytest.approx(float(a @ b), abs=1e-5)
+    # the 5 km and 8 km queries meet, under different labels
+    units = next(p for p, _ in found if {p.a, p.b} == {QUERIES[2][0], QUERIES[4][0]})
+    assert not units.same
+    assert neighbour_pairs(QUERIES, embedder=embedder, low=0.5, high=0.5) == []
+
+
+def test_band_report_ranks_the_pairs_the_verifier_decides(embedder: Any) -> None:
+    pairs = [(p, float(s)) for p, s in zip(PAIRS, _similarities(embedder, PAIRS), strict=True)]
+    verifier = Verifier.default_for(embedder.id)
+    report = band_report("toy", pairs, verifier=verifier, embedder=embedder, low=0.0, high=1.0)
+    # the guards drop the pairs that differ in a number, a direction or a city
+    passed = [(p, s) for p, s in pairs if check_guards(signature(p.a), signature(p.b)).ok]
+    assert report.pairs == len(passed) < len(pairs)
+    assert report.same_share == pytest.approx(sum(p.same for p, _ in passed) / len(passed))
+    assert set(report.auc) == set(BAND_SCORES)
+    labels = [p.same for p, _ in passed]
+    assert report.auc["similarity"] == rank_auc([s for _, s in passed], labels)
+    empty = band_report("none", pairs, verifier=verifier, embedder=embedder, low=0.99, high=1.0)
+    assert empty.pairs == 0 and math.isnan(empty.same_share)
+
+
+def _similarities(embedder: Any, pairs: list[LabelledPair]) -> list[float]:
+    a = embedder.embed([p.a for p in pairs])
+    b = embedder.embed([p.b for p in pairs])
+    return [float(s) for s in (a * b).sum(axis=1)]

@@ -4,7 +4,7 @@
         [--index memory|redis|qdrant] [--redis-url URL] [--qdrant-url URL]
         [--cv] [--write-verifiers DIR]
     python -m deja.bench.semantic --stream QUERIES.csv [--queries N] [--seed S]
-        [--exclude PAIRS.jsonl]
+        [--exclude PAIRS.jsonl] [--band PAIRS.jsonl]
 
 One shared embedder (every text embedded once, in batches), a fresh in-process index per
 pair; each pair is one user message to a fixed model: ``a`` is stored, ``b`` is checked
@@ -34,6 +34,13 @@ alone. Pair figures alone can mislead here: a query with many near neighbours ge
 chances to be served a wrong one. ``--exclude PAIRS.jsonl`` leaves out every query whose
 text appears in those pairs (the shipped verifier was trained on ``dev.jsonl``, whose
 Banking77 texts come from the same file).
+
+``--band PAIRS.jsonl`` adds, for the pairs the verifier alone decides (cosine between the
+threshold and the verifier's ``trust_above``, guards passed), how well the verifier, the
+similarity and word overlap rank them (AUC), once among the labelled pairs of that file and
+once among the stream's own neighbour pairs (each query with its 4 most similar earlier
+queries). A verifier that ranks the stream's pairs no better than the similarity does adds
+hits no more precisely than a lower threshold would.
 """
 
 from __future__ import annotations
@@ -48,15 +55,18 @@ from pathlib import Path
 from typing import Any
 
 from deja.semantic.calibrate import (
+    BAND_SCORES,
     SHIPPED_RECIPE,
     EvalReport,
     PairOutcome,
     PrecomputedEmbedder,
     StreamReport,
+    band_report,
     evaluate_pairs,
     fit_shipped_verifiers,
     load_pairs,
     load_queries,
+    neighbour_pairs,
     score_pairs,
     score_stream,
     shipped_cache_factory,
@@ -93,6 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="shuffle of --stream")
     parser.add_argument(
         "--exclude", metavar="PAIRS", help="leave out --stream queries found in these pairs"
+    )
+    parser.add_argument(
+        "--band",
+        metavar="PAIRS",
+        help="with --stream: how well the verifier ranks its band, in PAIRS and the stream",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
@@ -186,8 +201,39 @@ def _stream(args: argparse.Namespace, threshold: float) -> int:
         index = InProcessIndex(dim=shared.dim, max_entries=None, hnsw_threshold=None)
         report = score_stream(queries, cache=SemanticCache(embedder=shared, index=index, **options))
         print(_stream_line(label, report))
+    if args.band:
+        _band(args.band, queries, shared, threshold)
     print(f"time: {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def _band(path: str, queries: Sequence[tuple[str, str]], shared: Any, low: float) -> None:
+    from deja.semantic.verifier import Verifier
+
+    verifier = Verifier.default_for(shared.id)
+    high = min(verifier.trust_above, 1.0)
+    pairs = load_pairs(path)
+    shared.prepare(t for p in pairs for t in (p.a, p.b))
+    a = shared.embed([p.a for p in pairs])
+    b = shared.embed([p.b for p in pairs])
+    labelled = [(p, float(s)) for p, s in zip(pairs, (a * b).sum(axis=1), strict=True)]
+    options = {"verifier": verifier, "embedder": shared, "low": low, "high": high}
+    rows = [
+        band_report(f"{Path(path).name} (labelled pairs)", labelled, **options),
+        band_report(
+            "the stream's neighbour pairs",
+            neighbour_pairs(queries, embedder=shared, low=low, high=high),
+            **options,
+        ),
+    ]
+    print(
+        f"the verifier's band (cosine {low:.2f} to {high:.2f}, guards passed): AUC of each"
+        " score (0.5 chance, 1 perfect ranking)"
+    )
+    print(f"{'pairs':<34} {'n':>6} {'same':>7}" + "".join(f" {s:>16}" for s in BAND_SCORES))
+    for r in rows:
+        aucs = "".join(f" {r.auc[s]:16.3f}" for s in BAND_SCORES)
+        print(f"{r.population:<34} {r.pairs:>6} {_pct(r.same_share)}{aucs}")
 
 
 def _stream_line(label: str, r: StreamReport) -> str:
