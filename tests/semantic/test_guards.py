@@ -232,3 +232,135 @@ def test_settings_turn_a_guard_off() -> None:
 
 def test_content_words_are_stemmed_without_stop_words() -> None:
     assert content_words("How long should I boil the eggs?") == ["long", "boil", "egg"]
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "guard"),
+    [
+        ("convert `list` to `tuple`", "convert `tuple` to `list`", "code"),
+        ("how do I convert .docx to .pdf?", "how do I convert .pdf to .docx?", "code"),
+        ("convert a .docx file to .pdf", "convert a .pdf file to .docx", "code"),
+        ("migrate from /etc/a to /etc/b", "migrate from /etc/b to /etc/a", "code"),
+        ("rename 'draft' to 'final'", "rename 'final' to 'draft'", "quotes"),
+    ],
+)
+def test_a_connector_orders_code_and_quotes(a: str, b: str, guard: str) -> None:
+    assert guard in failed(a, b)
+    assert guard in failed(b, a)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("convert `list` to `tuple`", "`list` to `tuple` conversion"),
+        ("how to convert a `list` into a `tuple`", "convert `list` to `tuple`"),
+        ("convert .docx to .pdf", "turn a .docx file into a .pdf"),
+        # without a direction, paraphrases reorder code and quotes freely
+        ("sort with `sorted` and `key`", "use `key` and `sorted` to sort"),
+        ("what do 'foo' and 'bar' mean?", "meaning of 'bar' and 'foo'"),
+    ],
+)
+def test_code_and_quotes_without_a_direction_reorder_freely(a: str, b: str) -> None:
+    assert failed(a, b) == ()
+
+
+def test_a_file_type_is_code_but_a_stray_full_stop_is_not() -> None:
+    assert signature("convert .docx to .pdf").code == (".docx", ".pdf")
+    assert signature("what goes in .dockerignore?").code == (".dockerignore",)
+    assert "code" in failed("what goes in .gitignore?", "what goes in .dockerignore?")
+    assert signature("no cash with me .is it possible?").code == ()
+    assert signature("not made by me .Never seen it").code == ()
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("what does print(x) print?", "what does print(y) print?"),
+        ("what does range(10) return?", "what does range(20) return?"),
+        ("what does df.groupby(key) do?", "what does df.groupby(name) do?"),
+        ("what does O(n) mean?", "what does O(n^2) mean?"),
+    ],
+)
+def test_a_calls_short_arguments_are_part_of_its_value(a: str, b: str) -> None:
+    assert "code" in failed(a, b)
+
+
+def test_a_call_without_arguments_names_the_function() -> None:
+    assert failed("what does df.groupby(key) do?", "what does df.groupby() do?") == ()
+    assert failed("what does `f()` return?", "what does `f` return?") == ()
+    assert failed("what does print( x ) do?", "what does `print(x)` do?") == ()
+    # a quoted argument is compared as a quote
+    sig = signature('what does load_dataset("imdb") return?')
+    assert sig.quotes == ("imdb",)
+    assert sig.code == ("load_dataset()",)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("how do I install scikit-learn?", "how do I install scikit-image?"),
+        ("what does react-dom do?", "what does react-router do?"),
+        ("is gpt-4 better at maths?", "is gpt-3 better at maths?"),
+        ("read a file as utf-8", "read a file as utf-16"),
+        ("pip install requests fails", "pip install httpx fails"),
+        ("yarn add react", "npm install react"),
+        ("brew install wget", "apt install wget"),
+    ],
+)
+def test_package_and_tool_names_are_names(a: str, b: str) -> None:
+    assert "entities" in failed(a, b)
+
+
+def test_hyphenated_prose_is_not_a_name() -> None:
+    prose = "a well-known, state-of-the-art e-mail follow-up for a top-up, python-based"
+    assert signature(prose).entities == ()
+    assert failed("how do I install scikit-learn?", "Scikit-learn installation steps") == ()
+    assert failed("pip install requests", "how to install requests with pip") == ()
+    assert failed("npm i lodash", "npm install lodash") == ()
+    assert "entities" in failed("pip3 install requests", "pip3 install httpx")
+    assert signature("pip install --user requests on windows").entities == (
+        "pip",
+        "requests",
+        "windows",
+    )
+
+
+def test_developer_tools_in_lower_case_are_names() -> None:
+    assert "entities" in failed("install numpy with pip", "install numpy with conda")
+    assert "entities" in failed("how to undo a commit in git", "how to undo a commit in svn")
+    assert "entities" in failed("list pods with kubectl", "list pods with docker")
+    assert failed("how do I rebase in git?", "git rebase explained") == ()
+    # "yarn" alone is a word: only an install command makes it a name
+    assert signature("how much yarn for a scarf").entities == ()
+
+
+def test_a_number_slash_word_is_a_rate_not_a_path() -> None:
+    assert failed("is $5/month a good price?", "is $5 per month a good price?") == ()
+    assert "numbers" in failed("is $5/month a good price?", "is $8/month a good price?")
+    assert failed("is the shop open 24/7?", "is the shop open 24-7?") == ()
+    assert signature("is the shop open 24/7?").numbers == ("24", "7")
+    assert "numbers" in failed("add 1/2 cup of sugar", "add 1/3 cup of sugar")
+    assert "code" in failed("open src/main.py", "open src/test.py")  # paths stay paths
+
+
+def test_addresses_do_not_keep_trailing_punctuation() -> None:
+    assert failed("open https://example.com/a.", "open https://example.com/a") == ()
+    assert failed("open (https://example.com/a), please", "open https://example.com/a") == ()
+    assert failed("mail bob@example.com, thanks", "mail bob@example.com") == ()
+    assert failed("mail bob@example.com.", "mail bob@example.com") == ()
+    assert "code" in failed("mail bob@example.com.", "mail bob@example.org.")
+
+
+def test_a_technology_reads_the_same_with_or_without_js() -> None:
+    assert failed("how do hooks work in React.js?", "how do React hooks work?") == ()
+    assert failed("reactjs hooks", "React hooks") == ()
+    assert failed("install nodejs on ubuntu", "install Node.js on Ubuntu") == ()
+    assert "entities" in failed("how do hooks work in React.js?", "how do hooks work in Vue.js?")
+    assert "code" in failed("what goes in index.js?", "what goes in main.js?")
+
+
+def test_a_digit_then_a_lone_single_quote_is_feet() -> None:
+    assert failed("is 6' tall for a man?", "is 6 feet tall for a man?") == ()
+    assert "units" in failed("is 6' tall for a man?", "is 6 inches tall for a man?")
+    assert signature("press '5' to continue").quotes == ("5",)
+    assert signature("search for 'iPhone 12' reviews").quotes == ("iphone 12",)

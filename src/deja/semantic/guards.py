@@ -6,19 +6,26 @@ that extract the *anchors* of a prompt and compare them, in order:
 
 * numbers (digits with separators, decimals, ``#1234``, ordinals, written forms like
   "twenty-five", "a hundred", "two dozen" or "a pair of", percentages, versions such as
-  ``v2.10.0``; currency amounts as number + currency);
+  ``v2.10.0``, rates and fractions such as ``$5/month``, ``24/7`` or ``1/2``; currency
+  amounts as number + currency);
 * dates (``March 15, 2030``, ``15 March 2030``, ``2030-03-15``, ``3/15/2030``; weekdays and
   relative days such as ``tomorrow`` or ``next week``);
 * units and currencies, source before target (``15 cups in ml`` == ``how many ml is 15 cups``
-  but ``km to miles`` != ``miles to km``);
+  but ``km to miles`` != ``miles to km``; a digit then ``'`` is feet, ``6'``);
 * quoted strings (any double-quote shape; a digit then ``"`` is an inch mark, ``12"``) and
   code spans (backticks, identifiers such as ``os.path.join``, ``df.groupby()``, ``print(x)``,
-  ``snake_case`` or ``2FA``, file names, paths such as ``/etc/hosts`` or ``~/.bashrc``, but
-  not dotted abbreviations such as ``e.g.`` or ``U.S.``; compared without letter case or a
-  call's ``()``);
+  ``snake_case`` or ``2FA``, file names and types (``.docx``), paths such as ``/etc/hosts``
+  or ``~/.bashrc``, URLs and e-mail addresses without a trailing ``.``/``,``/``)``, but not
+  dotted abbreviations such as ``e.g.`` or ``U.S.``; compared without letter case or a
+  call's ``()``, with a call's short arguments where both prompts give some: ``print(x)``
+  != ``print(y)``); compared as sets, but in order when a connector joins two of them
+  ("convert `list` to `tuple`", "from /etc/a to /etc/b");
 * named entities, found by heuristics (capitalised words that are not common words,
-  acronyms, camel case, ``C++``) and a small gazetteer of places, languages and technologies
-  that users often type in lower case (a possessive or a comma ends a name: "Google's
+  acronyms, camel case, ``C++``), a small gazetteer of places, languages, technologies and
+  developer tools that users often type in lower case (``git``, ``pip``, ``kubectl``;
+  ``React.js`` is ``React``), hyphenated package and model names (``scikit-learn``,
+  ``react-dom``, ``gpt-4``; not prose such as "well-known") and the packages of an install
+  command (``pip install requests``); a possessive or a comma ends a name ("Google's
   Android", "Visa, Mastercard"); compared case-insensitively and in order;
 * polarity and direction words (increase/decrease, high/low, before/after, buy/sell,
   max/min, enable/disable, send/receive...) and negation (not, no, never, -n't).
@@ -668,6 +675,64 @@ _GAZETTEER_WORDS = [
     "react",
     "angular",
     "vue",
+    # developer tools and libraries typed in lower case (package managers, version control,
+    # containers, shells and editors, build tools); tools whose name is also a common word
+    # ("yarn", "brew", "cargo", "gem", "poetry") are names only before "install" or "add"
+    # (_INSTALL_RE below)
+    "git",
+    "github",
+    "gitlab",
+    "bitbucket",
+    "npm",
+    "npx",
+    "pnpm",
+    "pip",
+    "pip3",
+    "pipx",
+    "pipenv",
+    "conda",
+    "anaconda",
+    "miniconda",
+    "virtualenv",
+    "kubectl",
+    "minikube",
+    "homebrew",
+    "apt",
+    "apt-get",
+    "yum",
+    "dnf",
+    "winget",
+    "vim",
+    "neovim",
+    "emacs",
+    "tmux",
+    "zsh",
+    "ssh",
+    "wget",
+    "ffmpeg",
+    "openssl",
+    "gcc",
+    "clang",
+    "cmake",
+    "gradle",
+    "maven",
+    "webpack",
+    "eslint",
+    "jupyter",
+    "pytorch",
+    "tensorflow",
+    "keras",
+    "scipy",
+    "matplotlib",
+    "jquery",
+    "deno",
+    "terraform",
+    "ansible",
+    "jenkins",
+    "vscode",
+    "heroku",
+    "firebase",
+    # ("curl", "make", "helm", "snap", "spark" are left out: common words too)
 ]
 _GAZETTEER_PHRASES = (
     "new york",
@@ -726,6 +791,161 @@ _CAPITALISED_NAMES = frozenset(
     ]
 )
 _GAZETTEER_MAX_WORDS = 3
+
+# Hyphenated words are prose ("well-known", "e-mail", "top-up", "state-of-the-art") unless
+# they name a package, tool or model: a hyphenated token with a digit ("gpt-4", "utf-8"),
+# one that starts with a technology's name and does not end as a compound adjective
+# ("scikit-learn", "react-dom", "docker-compose", "bert-base-cased"; not "python-based"),
+# or one listed here. (Prefixes that start prose compounds are left out: "express-delivery",
+# "next-gen", "spring-loaded".)
+_TECH_PREFIXES = frozenset(
+    [
+        "ansible",
+        "angular",
+        "aws",
+        "azure",
+        "babel",
+        "bert",
+        "distilbert",
+        "django",
+        "docker",
+        "eslint",
+        "firebase",
+        "flask",
+        "gatsby",
+        "git",
+        "github",
+        "google",
+        "gpt",
+        "graphql",
+        "huggingface",
+        "jest",
+        "jquery",
+        "jupyter",
+        "keras",
+        "kube",
+        "kubernetes",
+        "langchain",
+        "laravel",
+        "llama",
+        "mongo",
+        "mongodb",
+        "mysql",
+        "nginx",
+        "node",
+        "npm",
+        "numpy",
+        "nuxt",
+        "openai",
+        "opencv",
+        "pandas",
+        "postgres",
+        "pytest",
+        "python",
+        "pytorch",
+        "react",
+        "redis",
+        "redux",
+        "roberta",
+        "scikit",
+        "sklearn",
+        "sqlite",
+        "svelte",
+        "tailwind",
+        "tensorflow",
+        "terraform",
+        "ts",
+        "typescript",
+        "vite",
+        "vue",
+        "webpack",
+    ]
+)
+_PROSE_SUFFIXES = frozenset(
+    [
+        "agnostic",
+        "aware",
+        "backed",
+        "based",
+        "centric",
+        "compatible",
+        "dependent",
+        "driven",
+        "enabled",
+        "esque",
+        "first",
+        "focused",
+        "free",
+        "friendly",
+        "generated",
+        "heavy",
+        "independent",
+        "ish",
+        "level",
+        "like",
+        "only",
+        "oriented",
+        "powered",
+        "ready",
+        "related",
+        "savvy",
+        "side",
+        "speaking",
+        "specific",
+        "style",
+        "styled",
+        "wide",
+        "written",
+    ]
+)
+_HYPHENATED_NAMES = frozenset(
+    ["create-react-app", "pre-commit", "sentence-transformers", "styled-components"]
+)
+# "pip install NAME", "yarn add NAME": the words after an installer's command are package
+# names, and an installer written there is a name even when it is also a common word.
+_INSTALL_RE = re.compile(
+    r"\b(apt-get|apt|brew|cargo|conda|gem|mamba|npm|pip3?|pipx|pnpm|poetry|uv|yarn)\s+"
+    r"(?:install|add|i)\b((?:\s+-{1,2}[\w-]+|\s+[\ue000-\uefff])*)((?:\s+[A-Za-z][\w.-]*)+)",
+    re.IGNORECASE,
+)
+_NOT_PACKAGES = frozenset(
+    [
+        "command",
+        "error",
+        "globally",
+        "library",
+        "locally",
+        "module",
+        "package",
+        "packages",
+        "version",
+    ]
+)
+
+
+def _is_hyphenated_name(low: str) -> bool:
+    if low in _HYPHENATED_NAMES or any(c.isdigit() for c in low):
+        return True
+    parts = low.split("-")
+    return parts[0] in _TECH_PREFIXES and parts[-1] not in _PROSE_SUFFIXES
+
+
+def _installed_names(text: str) -> set[int]:
+    """Where the installers and package names of install commands start in ``text``."""
+    starts: set[int] = set()
+    for m in _INSTALL_RE.finditer(text):
+        starts.add(m.start(1))
+        for word in _WORD_RE.finditer(text, m.start(3), m.end(3)):
+            low = word.group().lower().rstrip(".")
+            if low in _STOP or low in _COMMON or low in _NOT_PACKAGES:
+                break
+            starts.add(word.start())
+            if word.group().endswith("."):
+                break
+    return starts
+
+
+_WORD_RE = re.compile(r"\S+")
 
 # Units of measure: every spelling maps to one canonical name.
 _UNIT_SPELLINGS: dict[str, tuple[str, ...]] = {
@@ -1177,6 +1397,9 @@ class Signature:
     entities: tuple[str, ...] = ()
     entity_candidates: frozenset[str] = frozenset()
     directed: bool = False
+    # a connector joins two code spans or quotes ("convert `list` to `tuple`"): their order
+    # counts, as the entities' does when ``directed``
+    literals_directed: bool = False
     poles: tuple[frozenset[int], ...] = field(default=(), repr=False)
     negated: bool = False
     words: frozenset[str] = frozenset()
@@ -1214,8 +1437,8 @@ _CODE_RE = re.compile(r"```.*?```|`[^`\n]+`", re.DOTALL)
 # scan of every prompt ~30% slower), then names.
 _PATH_RE = re.compile(
     r"""
-    https?://\S+                                   # URLs
-    | [\w.+-]+@[\w-]+\.[\w.]+                      # e-mail addresses
+    https?://\S*[^\s.,;:!?)\]'"]                   # URLs (not a trailing "." "," ")")
+    | [\w.+-]+@[\w-]+(?:\.[\w-]+)+                 # e-mail addresses
     | (?<![\w/~.\\])(?:(?:~|\.\.?)(?=/)(?:/(?:\.\.?(?=/)|[\w.-]*[\w-]))+  # ~/.bashrc ../x
       | (?=/[A-Za-z_.])(?:/(?:\.\.?(?=/)|[\w.-]*[\w-])){2,}             # /etc/hosts
       | [A-Za-z]:\\[\w.\\-]*[\w-])                                      # C:\Users\me
@@ -1225,18 +1448,84 @@ _PATH_RE = re.compile(
 )
 _IDENT_RE = re.compile(
     r"""
-    (?P<dotted>(?<![\w.])[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)(?:\(\))?(?!\w)
-                                                   # os.path.join, df.groupby(), fs.ls
-    | \b[A-Za-z_]\w*(?:\(\)|(?=\((?!e?s\))))       # call(), print(x); not "file(s)"
+    (?P<dotted>(?<![\w.])[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)(?:\([^()\n]{0,40}\))?(?!\w)
+                                                   # os.path.join, df.groupby(key), fs.ls
+    | \b[A-Za-z_]\w*(?:\((?!e?s\))[^()\n]{0,40}\)|(?=\((?!e?s\))))
+                                                   # call(), print(x); not "file(s)"
     | \b\w*_\w+\b                                  # snake_case
     | (?<!\w)--?[a-z][\w-]*                        # --flag
     | \b(?=\w*\d)(?=\w*[A-Za-z])\w{2,}\b           # 2FA, x86, A1234, ES2015
+    | (?P<ext>\.(?<![\w.]\.)(?:[a-z][a-z0-9]{1,11}|[A-Z][A-Z0-9]{1,11})\b)(?![.\w])
+                                                   # .docx, .PDF, .gitignore (file types)
     """,
     re.VERBOSE,
 )
 
 
 _PROSE_SLASH_RE = re.compile(r"[A-Za-z]+/[A-Za-z]+")
+# A number, a slash and one word or number is a rate or a fraction ("$5/month", "24/7",
+# "1/2"), not a path: its numbers are read as numbers.
+_RATE_RE = re.compile(r"\d+(?:[.,]\d+)?/(?:[A-Za-z]+|\d+(?:\.\d+)?)")
+# A call's arguments are part of its value ("print(x)" is not "print(y)"); a call written
+# without them names the function whatever its arguments ("df.groupby()", "df.groupby").
+_CALL_RE = re.compile(r"([\w.]+)\((.*)\)", re.DOTALL)
+_EMPTY_CALL_RE = re.compile(r"\(\s+\)")
+
+# Code spans and quotes leave a mark in the text where they stood (a private-use character
+# per span, numbered), so that their order and the words between them can be read after
+# every pass: "convert `list` to `tuple`" is directed, "use `a` and `b`" is not.
+_CODE_MARK = 0xE000
+_QUOTE_MARK = 0xE800
+_MARK_SPAN = 0x800  # marks per kind
+_MARK_RE = re.compile("[\ue000-\uefff]")
+# the words between two marks that give them a direction (as ``_CONNECTORS`` for names,
+# maybe after one noun: "convert a `.docx` file to `.pdf`"), and "from" before a mark
+# ("migrate from /etc/a ...")
+_LITERAL_GAP_RE = re.compile(
+    r"\s*(?:(?!and\b|or\b)\w+\s+)?(?:to|into|vs\.?|versus|than|from|->|=>|\u2192)\s+"
+    r"(?:(?:a|an|the)\s+)?",
+    re.IGNORECASE,
+)
+_FROM_BEFORE_RE = re.compile(r"\bfrom\s+(?:(?:a|an|the)\s+)?$", re.IGNORECASE)
+
+
+def _mark(base: int, index: int) -> str:
+    return f" {chr(base + index)} " if index < _MARK_SPAN else " "
+
+
+def _marks_in(text: str) -> str:
+    """The marks inside ``text`` (a span taken whole keeps those it swallowed)."""
+    return "".join(_MARK_RE.findall(text))
+
+
+def _literal_order(
+    rest: str, code: list[str], quotes: list[str]
+) -> tuple[list[str], list[str], bool]:
+    """Code spans and quotes in text order, and whether a connector orders them."""
+    code_at: list[str] = []
+    quotes_at: list[str] = []
+    directed = False
+    prev_end = -1
+    for m in _MARK_RE.finditer(rest):
+        k = ord(m.group())
+        if k >= _QUOTE_MARK:
+            quotes_at.append(quotes[k - _QUOTE_MARK])
+        else:
+            code_at.append(code[k - _CODE_MARK])
+        if not directed:
+            start = m.start()
+            directed = (
+                prev_end >= 0 and _LITERAL_GAP_RE.fullmatch(rest, prev_end, start) is not None
+            ) or _FROM_BEFORE_RE.search(rest[max(0, start - 12) : start]) is not None
+            prev_end = m.end()
+    # (a text with thousands of spans runs out of marks: the rest keep extraction order)
+    if len(code_at) < len(code):
+        code_at += code[_MARK_SPAN:]
+    if len(quotes_at) < len(quotes):
+        quotes_at += quotes[_MARK_SPAN:]
+    return code_at, quotes_at, directed
+
+
 # Dotted abbreviations with a part longer than two letters (shorter ones go by shape).
 _DOTTED_ABBREVIATIONS = frozenset(
     ["b.arch", "m.arch", "b.com", "m.com", "b.tech", "m.tech", "m.phil", "d.phil", "b.pharm"]
@@ -1294,6 +1583,33 @@ def _inch_marks(text: str) -> str:
             open_quote = not open_quote
     out.append(text[last:])
     return "".join(out)
+
+
+# A digit then a single quote (or prime) left over once quotes are read is feet: "I'm 6'
+# tall" is "6 feet" (not "press '5'" or "'iPhone 12'", quotes; "5'10\"" is read above).
+_FEET_ALONE_RE = re.compile(r"(?<![\w'\u2018.])(\d+(?:\.\d+)?)['\u2032](?![\w'\u2032])")
+
+
+_DIGIT_QUOTE_RE = re.compile(r"\d['\u2032]")
+
+
+def _feet_marks(text: str) -> str:
+    if _DIGIT_QUOTE_RE.search(text) is None:
+        return text
+    return _FEET_ALONE_RE.sub(r"\1 feet ", text)
+
+
+# "React.js", "reactjs" and "React" name one technology: a ".js" after a technology of the
+# gazetteer is dropped ("node" alone is a common word: "nodejs" is written "node.js").
+_JS_NAME_RE = re.compile(r"(?<![\w.])([A-Za-z]+)\.?js\b(?!\.\w)", re.IGNORECASE)
+
+
+def _js_name(m: re.Match[str]) -> str:
+    name = m[1]
+    low = name.lower()
+    if low == "node":
+        return "node.js"
+    return name if low in _GAZETTEER else m.group()
 
 
 def _canon_number(raw: str) -> str:
@@ -1420,7 +1736,7 @@ _SLASH_DATE_RE = re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{2,4})\b")
 
 
 def signature(text: str) -> Signature:
-    """Extract the anchors of ``text`` (pure; about 50 µs for a one-line prompt)."""
+    """Extract the anchors of ``text`` (pure, cached; about 0.2 ms for a new one-line prompt)."""
     return _signature(text)
 
 
@@ -1431,16 +1747,18 @@ def _signature(text: str) -> Signature:
 
     def take_code(m: re.Match[str]) -> str:
         code.append(m.group().strip("`").strip())
-        return " "
+        return _mark(_CODE_MARK, len(code) - 1)
 
-    rest = _CODE_RE.sub(take_code, text)
+    if _MARK_RE.search(text) is not None:
+        text = _MARK_RE.sub(" ", text)  # the text's own private-use characters are not marks
+    rest = _CODE_RE.sub(take_code, text) if "`" in text else text
 
     def take_quote(m: re.Match[str]) -> str:
         inner = next(g for g in m.groups() if g is not None)
-        quotes.append(" ".join(inner.lower().split()))
-        return " "
+        quotes.append(" ".join(_MARK_RE.sub(" ", inner).lower().split()))
+        return _mark(_QUOTE_MARK, len(quotes) - 1) + _marks_in(inner)
 
-    rest = _QUOTE_RE.sub(take_quote, _inch_marks(rest))
+    rest = _feet_marks(_QUOTE_RE.sub(take_quote, _inch_marks(rest)))
     dates: list[tuple[int, str]] = []
 
     def take_iso(m: re.Match[str]) -> str:
@@ -1464,21 +1782,32 @@ def _signature(text: str) -> Signature:
         ):
             return value
         # one slash between two plain words is prose ("list/dictionary", "and/or") or a
-        # unit ("km/h"), not a path: paths show a dot, digit, underscore or second slash
-        if _PROSE_SLASH_RE.fullmatch(value):
+        # unit ("km/h"), not a path: paths show a dot, digit, underscore or second slash;
+        # a number before it makes a rate or a fraction ("$5/month", "24/7")
+        if _PROSE_SLASH_RE.fullmatch(value) or _RATE_RE.fullmatch(value):
             return value
+        if m.re is _IDENT_RE and m["ext"] is not None and value[1:].lower() in _COMMON:
+            return value  # a full stop before a word, " .is it", is no file type
+        if value.lower() in _GAZETTEER:
+            return value  # a name with a digit ("pip3") is left to the entity guard
         dotted = m["dotted"] if m.re is _IDENT_RE else None
         if dotted is not None and not _is_dotted_code(
-            dotted, value.endswith("()") or m.string.startswith("(", m.end())
+            dotted, "(" in value or m.string.startswith("(", m.end())
         ):
             return value
-        code.append(value)
-        return " "
+        marks = _marks_in(value)  # a quote among a call's arguments
+        code.append(_EMPTY_CALL_RE.sub("()", _MARK_RE.sub("", value)) if marks else value)
+        return _mark(_CODE_MARK, len(code) - 1) + marks
 
     rest = _VERSION_RE.sub(" ", rest)
+    if "js" in rest or "JS" in rest or "Js" in rest:
+        rest = _JS_NAME_RE.sub(_js_name, rest)
     if "/" in rest or "\\" in rest or "@" in rest:
         rest = _PATH_RE.sub(take_ident, rest)
     rest = _IDENT_RE.sub(take_ident, rest)
+    literals_directed = False
+    if len(code) + len(quotes) > 1:
+        code, quotes, literals_directed = _literal_order(rest, code, quotes)
     toks = _scan(rest)
     lows = [t.low for t in toks]
     phrases, longest = _phrases()
@@ -1580,7 +1909,11 @@ def _signature(text: str) -> Signature:
             break
         i += 1
 
-    entities, directed = _entities(toks, consumed)
+    names: set[int] = set()
+    if "nstall" in rest or "add" in rest or "npm i " in rest:
+        starts = _installed_names(rest)
+        names = {i for i, t in enumerate(toks) if t.start in starts}
+    entities, directed = _entities(toks, consumed, names)
     present = frozenset(lows)
     poles = tuple(
         frozenset(side for side, words in enumerate(pair) if not words.isdisjoint(present))
@@ -1597,6 +1930,7 @@ def _signature(text: str) -> Signature:
         entities=tuple(entities),
         entity_candidates=frozenset(entities),
         directed=directed,
+        literals_directed=literals_directed,
         poles=poles,
         negated=negated,
         words=frozenset(_stem(w) for w in lows if w not in _STOP),
@@ -1621,8 +1955,11 @@ def _is_name_like(tok: _Tok) -> bool:
 _CONNECTORS = frozenset({"to", "->", "=>", "→", "into", "vs", "versus", "than", "from"})
 
 
-def _entities(toks: list[_Tok], consumed: list[bool]) -> tuple[list[str], bool]:
-    """The names in ``toks``, and whether their order is directed ("Oslo to Berlin")."""
+def _entities(toks: list[_Tok], consumed: list[bool], names: set[int]) -> tuple[list[str], bool]:
+    """The names in ``toks``, and whether their order is directed ("Oslo to Berlin").
+
+    ``names`` holds the indices of tokens known to be names (install commands).
+    """
     out: list[str] = []
     spans: list[tuple[int, int]] = []
     i = 0
@@ -1630,6 +1967,12 @@ def _entities(toks: list[_Tok], consumed: list[bool]) -> tuple[list[str], bool]:
     while i < n:
         tok = toks[i]
         if consumed[i] or tok.kind != "word":
+            i += 1
+            continue
+        # a package, tool or model name: one token, whatever its letter case
+        if i in names or ("-" in tok.low and _is_hyphenated_name(tok.low)):
+            out.append(tok.low)
+            spans.append((i, i + 1))
             i += 1
             continue
         # gazetteer phrases first (lower case allowed), longest match
@@ -1739,12 +2082,39 @@ def _occurrences(candidates: Iterable[str], low_text: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _code_key(code: str) -> str:
-    return code.lower().removesuffix("()")
-
-
 def _first_seen(names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
+
+
+def _same_values(a: tuple[str, ...], b: tuple[str, ...], ordered: bool) -> bool:
+    """The same values, in the same order of first appearance when ``ordered``."""
+    return _first_seen(a) == _first_seen(b) if ordered else set(a) == set(b)
+
+
+def _code_parts(code: str) -> tuple[str, str | None]:
+    """A code span's name without letter case, and a call's arguments (None: none given)."""
+    low = code.lower()
+    call = _CALL_RE.fullmatch(low)
+    if call is None:
+        return low, None
+    return call[1], "".join(call[2].split()) or None
+
+
+def _same_code(a: tuple[str, ...], b: tuple[str, ...], ordered: bool) -> bool:
+    """Do two prompts name the same code? Names must agree (see :func:`_same_values`); a
+    call's arguments must agree where both prompts give some: ``print(x)`` is not
+    ``print(y)``, but ``df.groupby()`` or ``df.groupby`` names ``df.groupby(key)``."""
+    parts_a = [_code_parts(c) for c in a]
+    parts_b = [_code_parts(c) for c in b]
+    names_a = tuple(n for n, _ in parts_a)
+    if not _same_values(names_a, tuple(n for n, _ in parts_b), ordered):
+        return False
+    for name in set(names_a):
+        args_a = {g for n, g in parts_a if n == name and g is not None}
+        args_b = {g for n, g in parts_b if n == name and g is not None}
+        if args_a and args_b and args_a != args_b:
+            return False
+    return True
 
 
 def check_guards(a: Signature, b: Signature, settings: GuardSettings | None = None) -> GuardReport:
@@ -1757,13 +2127,15 @@ def check_guards(a: Signature, b: Signature, settings: GuardSettings | None = No
         failed.append("dates")
     if s.units and a.units != b.units:
         failed.append("units")
-    # quotes and code spans are compared as sets: paraphrases reorder them freely
-    if s.quotes and set(a.quotes) != set(b.quotes):
+    # quotes and code spans are compared as sets, as paraphrases reorder them freely,
+    # unless a connector orders them ("convert `list` to `tuple`", "rename 'a' to 'b'")
+    ordered = a.literals_directed or b.literals_directed
+    if s.quotes and not _same_values(a.quotes, b.quotes, ordered):
         failed.append("quotes")
     # and code without letter case: a prompt that names `ImageFolder` and one that names
     # `imagefolder` ask about the same thing far more often than about two things
     # (and with or without a call's empty parentheses: `init()` is `init`)
-    if s.code and {_code_key(c) for c in a.code} != {_code_key(c) for c in b.code}:
+    if s.code and not _same_code(a.code, b.code, ordered):
         failed.append("code")
     if s.entities:
         # An entity spotted on one side only by its capital letter ("ATM" vs "atm") still
