@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from deja.semantic.guards import GuardSettings, check_guards, content_words, signature
@@ -364,3 +366,70 @@ def test_a_digit_then_a_lone_single_quote_is_feet() -> None:
     assert "units" in failed("is 6' tall for a man?", "is 6 inches tall for a man?")
     assert signature("press '5' to continue").quotes == ("5",)
     assert signature("search for 'iPhone 12' reviews").quotes == ("iphone 12",)
+
+
+def _signature_seconds(text: str) -> float:
+    start = time.perf_counter()
+    signature(text)
+    return time.perf_counter() - start
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a" * 100_000 + " /",  # a long token (a hex dump, a base64 blob) in a text with a "/"
+        "." * 100_000 + "/",
+        "-" * 100_000 + "/",
+        "+" * 100_000 + "@",
+        "http://" + "." * 100_000,
+        "see /" + "a." * 50_000,
+        "~/" + "." * 100_000,
+        "\u2018" * 100_000,  # unclosed opening single quotes: each scanned to the line's end
+    ],
+)
+def test_paths_addresses_and_quotes_are_read_in_linear_time(text: str) -> None:
+    # each e-mail, path or quote attempt used to scan the rest of a run from every position
+    # in it (~45 s for 100k characters); one scan per run takes milliseconds
+    assert _signature_seconds(text) < 2.0
+
+
+def test_install_flags_are_read_in_linear_time() -> None:
+    # "-{1,2}" split every "--" two ways: 2**30 tries for this 130-character prompt
+    assert _signature_seconds("pip install " + "--A " * 30 + "1") < 1.0
+    assert signature("pip install --A --no-deps requests").entities == ("pip", "requests")
+
+
+def test_every_install_command_names_its_packages() -> None:
+    a = "npm i lodash then yarn add leftpad"
+    assert signature(a).entities == ("npm", "lodash", "yarn", "leftpad")
+    assert "entities" in failed(a, "npm i lodash then yarn add rightpad")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "call me at " + "5" * 5000,  # int() refuses more than 4300 digits
+        "#" + "9" * 5000 + " and 1" + "0" * 5000 + ".5%",
+        "0" * 5000 + "5 March 2030",
+        "two" + " hundred" * 2200,  # 2 * 100**2200: a 4401-digit number
+        "dozen " * 4000,
+    ],
+)
+def test_very_long_numbers_do_not_raise(text: str) -> None:
+    signature(text)
+
+
+def test_long_numbers_keep_their_value() -> None:
+    long = "1" + "0" * 5000
+    assert failed(f"is {long} prime?", f"is 000{long} prime?") == ()
+    assert "numbers" in failed(f"is {long} prime?", f"is {long}1 prime?")
+    assert signature("0" * 5000 + "5 March 2030").dates == ("2030-3-5",)
+    # a scale multiplies a small number only: "twelve hundred", not "hundred hundred"
+    assert signature("twelve hundred").numbers == ("1200",)
+    assert signature("two dozen").numbers == ("24",)
+    assert signature("two hundred thousand").numbers == ("200000",)
+
+
+def test_an_opening_single_quote_inside_a_quote_starts_a_new_one() -> None:
+    assert signature("say \u2018hello\u2019 and \u2018bye\u2019").quotes == ("hello", "bye")
+    assert signature("an open \u2018a then \u2018b\u2019").quotes == ("b",)

@@ -903,9 +903,13 @@ _HYPHENATED_NAMES = frozenset(
 )
 # "pip install NAME", "yarn add NAME": the words after an installer's command are package
 # names, and an installer written there is a name even when it is also a common word.
+# (The names are looked ahead at, and at most 20, so that a second command in the same
+# text, "npm i lodash then yarn add leftpad", is read too, in linear time; a flag is "-"
+# then [\w-]+, one way only: "-{1,2}[\w-]+" splits "--x" two ways, 2**k tries for k flags.)
 _INSTALL_RE = re.compile(
     r"\b(apt-get|apt|brew|cargo|conda|gem|mamba|npm|pip3?|pipx|pnpm|poetry|uv|yarn)\s+"
-    r"(?:install|add|i)\b((?:\s+-{1,2}[\w-]+|\s+[\ue000-\uefff])*)((?:\s+[A-Za-z][\w.-]*)+)",
+    r"(?:install|add|i)\b((?:\s+-[\w-]+|\s+[\ue000-\uefff])*)"
+    r"(?=((?:\s+[A-Za-z][\w.-]*){1,20}))",
     re.IGNORECASE,
 )
 _NOT_PACKAGES = frozenset(
@@ -1421,11 +1425,12 @@ class Signature:
 # Double quotes are read whatever their shape: typed ("), typographic (“ ”), low („), or a
 # closing mark used to open (”::”, as autocorrect leaves it): text quoted one way on one
 # side and another way on the other is the same quote. Single curly quotes keep their
-# pairing: a lone right single quote is an apostrophe.
+# pairing: a lone right single quote is an apostrophe. (A quote's text holds no opening
+# mark of its own kind: a line of unclosed "\u2018" would be scanned once per mark.)
 _DQ = '"\u201c\u201d\u201e\u201f'
 _QUOTE_RE = re.compile(
     r"""(?:(?<![\w])'(?P<s>[^'\n]*?(?:\w'\w[^'\n]*?)*)'(?![\w]))"""  # 'I don't know'
-    rf"""|[{_DQ}](?P<d>[^{_DQ}\n]+)[{_DQ}]|\u2018(?P<t>[^\u2019\n]+)\u2019"""
+    rf"""|[{_DQ}](?P<d>[^{_DQ}\n]+)[{_DQ}]|\u2018(?P<t>[^\u2018\u2019\n]+)\u2019"""
 )
 # A "v" before a dotted number is the word "version": "v2.10.0" is "version 2.10.0".
 # Undotted ones ("v8", "V2") stay identifiers.
@@ -1438,11 +1443,11 @@ _CODE_RE = re.compile(r"```.*?```|`[^`\n]+`", re.DOTALL)
 _PATH_RE = re.compile(
     r"""
     https?://\S*[^\s.,;:!?)\]'"]                   # URLs (not a trailing "." "," ")")
-    | [\w.+-]+@[\w-]+(?:\.[\w-]+)+                 # e-mail addresses
+    | (?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+     # e-mail addresses
     | (?<![\w/~.\\])(?:(?:~|\.\.?)(?=/)(?:/(?:\.\.?(?=/)|[\w.-]*[\w-]))+  # ~/.bashrc ../x
       | (?=/[A-Za-z_.])(?:/(?:\.\.?(?=/)|[\w.-]*[\w-])){2,}             # /etc/hosts
       | [A-Za-z]:\\[\w.\\-]*[\w-])                                      # C:\Users\me
-    | (?<![\w/])(?:[\w.-]+/)+[\w.-]*[\w-]          # src/main.py
+    | (?<![\w/.-])(?:[\w.-]+/)+[\w.-]*[\w-]        # src/main.py
     """,
     re.VERBOSE,
 )
@@ -1612,6 +1617,15 @@ def _js_name(m: re.Match[str]) -> str:
     return name if low in _GAZETTEER else m.group()
 
 
+def _int_text(digits: str) -> str:
+    """``str(int(digits))`` for decimal digits of any length: ``int()`` refuses more than
+    ``sys.get_int_max_str_digits()`` (4300 by default, 640 at the least), and a prompt may
+    hold a longer run of digits (a hex dump, a pasted number)."""
+    if len(digits) <= 640:
+        return str(int(digits))
+    return digits.lstrip("0") or "0"
+
+
 def _canon_number(raw: str) -> str:
     s = raw.lstrip("#").replace(",", "")
     pct = s.endswith("%")
@@ -1620,9 +1634,9 @@ def _canon_number(raw: str) -> str:
     if s.count(".") == 1:
         whole, frac = s.split(".")
         frac = frac.rstrip("0")
-        s = f"{int(whole or '0')}.{frac}" if frac else str(int(whole or "0"))
+        s = f"{_int_text(whole or '0')}.{frac}" if frac else _int_text(whole or "0")
     elif s.count(".") == 0 and s.isdigit():
-        s = str(int(s))
+        s = _int_text(s)
     return s + ("%" if pct else "")
 
 
@@ -1667,8 +1681,12 @@ def _written_number(toks: list[_Tok], i: int) -> tuple[int, int] | None:
         elif all(p in _NUMBER_WORDS for p in parts):
             current += sum(_NUMBER_WORDS[p] for p in parts)
             seen = True
-        elif w in _SCALES and (
-            seen or w == "dozen" or (j == i and i > 0 and toks[i - 1].low in ("a", "one"))
+        elif (
+            w in _SCALES
+            and (seen or w == "dozen" or (j == i and i > 0 and toks[i - 1].low in ("a", "one")))
+            # "twelve hundred", not "hundred hundred" or "dozen dozen dozen": each would
+            # multiply the value again (a number of thousands of digits, which str() refuses)
+            and (_SCALES[w] >= 1000 or current < 100)
         ):
             current = max(current, 1) * _SCALES[w]
             if _SCALES[w] >= 1000:
@@ -1697,7 +1715,8 @@ def _date_at(toks: list[_Tok], i: int) -> tuple[str, int] | None:
     def num(k: int, lo: int, hi: int) -> int | None:
         if k < n and toks[k].kind == "num":
             s = re.sub(r"(st|nd|rd|th)$", "", toks[k].low.lstrip("#"))
-            if s.isdigit() and lo <= int(s) <= hi:
+            s = s.lstrip("0") or "0"  # (int() refuses thousands of digits)
+            if s.isdigit() and len(s) <= 4 and lo <= int(s) <= hi:
                 return int(s)
         return None
 
