@@ -34,6 +34,26 @@ def test_a_rewording_hits_and_a_different_number_does_not(cache: SemanticCache) 
     assert cache.check(chat("what is the capital of France?")) is None
 
 
+def test_a_prompt_longer_than_the_model_reads_is_left_to_the_exact_tier(
+    cache: SemanticCache, embedder: Any
+) -> None:
+    # the embedded model keeps 256 tokens: two prompts sharing a long context have the same
+    # vector whatever they ask at the end, so they must not match by meaning
+    context = "The account holder agrees to the terms of the deposit agreement. " * 30
+    first = chat(context + "Summarize the text above in one sentence.")
+    second = chat(context + "List every fee the text above mentions.")
+    a, b = embedder.embed([context + "Summarize it.", context + "List the fees."])
+    assert float(a @ b) > 0.999
+    assert cache.store(first, "k-long") is False
+    assert len(cache) == 0
+    assert cache.query(second) is None
+    lookup = cache.inspect(second)
+    assert lookup.match is None and not lookup.applicable
+    # a prompt the model reads whole still matches
+    assert cache.store(chat("Summarize the deposit agreement in one sentence."), "k-short")
+    assert cache.check(chat("summarize the deposit agreement in one sentence")) is not None
+
+
 def test_scopes_never_cross(cache: SemanticCache) -> None:
     cache.store(chat("what is the capital of France?"), "k1")
     assert cache.check(chat("what is the capital of France?", temperature=0.9)) is None

@@ -40,6 +40,18 @@ def test_numbers_and_directions_never_hit(embedder: Any) -> None:
         assert cache.fetch(chat_request(other), lambda: chat_response("x")).info.status == "miss"
 
 
+def test_a_long_shared_context_with_another_question_is_a_miss(embedder: Any) -> None:
+    cache = make_cache(embedder)
+    context = "Quarterly report: revenue grew in every region except the north. " * 40
+    summary = chat_request(context + "Summarize the report in one sentence.")
+    risks = chat_request(context + "Which region shrank?")
+    first = cache.fetch(summary, lambda: chat_response("Growth nearly everywhere."))
+    answer = cache.fetch(risks, lambda: chat_response("The north."))
+    assert first.info.status == answer.info.status == "miss"
+    assert answer.response == chat_response("The north.")
+    assert cache.get(summary).info.status == "hit"  # the exact tier still serves repeats
+
+
 def test_semantic_false_and_deletion_and_namespaces(embedder: Any) -> None:
     cache = make_cache(embedder)
     first = cache.fetch(chat_request("How can I track my card delivery?"), chat_response)

@@ -18,6 +18,7 @@ from deja.semantic.embedders import (
     Embedder,
     LocalEmbedder,
     OpenAIEmbedder,
+    Windowed,
     _model_package_dir,
 )
 from deja.testing import FakeOpenAIServer
@@ -95,6 +96,25 @@ async def test_local_aembed_runs_off_the_loop(embedder: LocalEmbedder) -> None:
 
     vectors, _ = await asyncio.gather(embedder.aembed(["hello"] * 8), ticker())
     assert vectors.shape == (8, 384) and ticks == 5
+
+
+def test_the_local_embedder_says_which_texts_it_reads_whole(embedder: LocalEmbedder) -> None:
+    assert isinstance(embedder, Windowed)
+    # 254 one-token words and the two markers fill the 256-token window exactly
+    assert embedder.fits("word " * 254)
+    assert not embedder.fits("word " * 255)
+    assert embedder.fits("short") and embedder.fits("")
+    assert not embedder.fits("x" * 30_000)  # longer than any 254 tokens can be
+    # what fits decides on is what embed reads: the text past the window changes nothing
+    head = "word " * 300
+    a, b = embedder.embed([head + "alpha", head + "omega"])
+    assert float(a @ b) == pytest.approx(1.0, abs=1e-6)
+    # a text checked and then embedded gets the vector it would get alone
+    text = "How long does a transfer to another bank take, and is there a fee if I send it today?"
+    fresh = LocalEmbedder()
+    assert fresh.fits(text) and fresh._last_encoding is not None  # tokenized, kept for embed
+    assert np.allclose(fresh.embed([text]), embedder.embed([text]), atol=1e-6)
+    assert np.allclose(fresh.embed(["another text"]), embedder.embed(["another text"]), atol=1e-6)
 
 
 def test_the_constructor_does_no_io() -> None:

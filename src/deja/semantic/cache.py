@@ -128,7 +128,10 @@ class SemanticCache:
                 f"the index holds {index.dim}-d vectors but embedder {embedder.id} makes"
                 f" {embedder.dim}-d ones"
             )
+        from deja.semantic.embedders import Windowed
+
         self.embedder = embedder
+        self._fits = embedder.fits if isinstance(embedder, Windowed) else None
         self.index = index
         self.guards = guards if guards is not None else GuardSettings()
         if verifier == "default":
@@ -157,8 +160,18 @@ class SemanticCache:
     # -- the request path ---------------------------------------------------------------
 
     def query(self, request: Request, *, namespace: str | None = None) -> SemanticQuery | None:
-        """The text and scope of ``request`` (``None``: the semantic tier does not apply)."""
-        return semantic_query(request, embedder_id=self.embedder.id, namespace=namespace)
+        """The text and scope of ``request`` (``None``: the semantic tier does not apply).
+
+        It does not apply to a request without a final user text, nor to one whose text is
+        longer than the embedder reads (:class:`~deja.semantic.embedders.Windowed`): its
+        vector would not see the end, where a long prompt usually asks its question, so
+        two prompts sharing a long context would match whatever they ask. Those are left
+        to the exact tier.
+        """
+        q = semantic_query(request, embedder_id=self.embedder.id, namespace=namespace)
+        if q is not None and self._fits is not None and not self._fits(q.text):
+            return None
+        return q
 
     def check(
         self,

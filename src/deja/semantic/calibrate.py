@@ -32,6 +32,7 @@ from deja.errors import ConfigError
 from deja.request import Request
 from deja.semantic._deps import np
 from deja.semantic.decision import BARE_THRESHOLD, DEFAULT_THRESHOLD
+from deja.semantic.embedders import Windowed
 from deja.semantic.guards import GuardSettings, check_guards, signature
 from deja.semantic.verifier import FEATURE_NAMES, Verifier, pair_features
 
@@ -130,6 +131,10 @@ class PrecomputedEmbedder:
     async def aembed(self, texts: Sequence[str]) -> Any:
         """Same as :meth:`embed` (prepared vectors need no thread)."""
         return self.embed(texts)
+
+    def fits(self, text: str) -> bool:
+        """The wrapped embedder's answer (``True`` when it does not say)."""
+        return not isinstance(self.inner, Windowed) or self.inner.fits(text)
 
 
 @dataclass(frozen=True, slots=True)

