@@ -368,6 +368,9 @@ def test_a_digit_then_a_lone_single_quote_is_feet() -> None:
     assert signature("search for 'iPhone 12' reviews").quotes == ("iphone 12",)
 
 
+# Not speed targets (those live in bench/): these catch a scan that hangs on a hostile
+# prompt. The bounds are ~100x what a linear scan takes here and far below what the old
+# super-linear scans took (45 s to hours), so a loaded machine cannot make them flaky.
 def _signature_seconds(text: str) -> float:
     start = time.perf_counter()
     signature(text)
@@ -390,12 +393,12 @@ def _signature_seconds(text: str) -> float:
 def test_paths_addresses_and_quotes_are_read_in_linear_time(text: str) -> None:
     # each e-mail, path or quote attempt used to scan the rest of a run from every position
     # in it (~45 s for 100k characters); one scan per run takes milliseconds
-    assert _signature_seconds(text) < 2.0
+    assert _signature_seconds(text) < 10.0
 
 
 def test_install_flags_are_read_in_linear_time() -> None:
     # "-{1,2}" split every "--" two ways: 2**30 tries for this 130-character prompt
-    assert _signature_seconds("pip install " + "--A " * 30 + "1") < 1.0
+    assert _signature_seconds("pip install " + "--A " * 30 + "1") < 10.0
     assert signature("pip install --A --no-deps requests").entities == ("pip", "requests")
 
 
