@@ -436,3 +436,30 @@ def test_long_numbers_keep_their_value() -> None:
 def test_an_opening_single_quote_inside_a_quote_starts_a_new_one() -> None:
     assert signature("say \u2018hello\u2019 and \u2018bye\u2019").quotes == ("hello", "bye")
     assert signature("an open \u2018a then \u2018b\u2019").quotes == ("b",)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("Is it safe to eat raw chicken?", "Is it safe to eat cooked chicken?"),
+        ("Is it legal to fly a drone here?", "Is it illegal to fly a drone here?"),
+        ("Explain recursion to a beginner", "Explain recursion to an expert"),
+        ("How do I get a physical card?", "How do I get a virtual card?"),
+        (
+            "How long does a domestic transfer take?",
+            "How long does an international transfer take?",
+        ),
+        ("Can I pay with a debit card?", "Can I pay with a credit card?"),
+        ("Validate the form on the client side", "Validate the form on the server side"),
+        ("How do I install the package?", "How do I uninstall the package?"),
+    ],
+)
+def test_antonyms_of_states_kinds_and_products_conflict(a: str, b: str) -> None:
+    assert "polarity" in failed(a, b)
+
+
+def test_a_rewording_that_keeps_its_pole_still_passes() -> None:
+    assert failed("Is it safe to eat raw chicken?", "can you safely eat chicken raw") == ()
+    assert failed("How do I get a virtual card?", "where can I get a virtual card") == ()
+    # one side naming a pole and the other none is no conflict (the verifier weighs it)
+    assert failed("how long does a transfer take", "how long does a domestic transfer take") == ()

@@ -28,7 +28,9 @@ that extract the *anchors* of a prompt and compare them, in order:
   command (``pip install requests``); a possessive or a comma ends a name ("Google's
   Android", "Visa, Mastercard"); compared case-insensitively and in order;
 * polarity and direction words (increase/decrease, high/low, before/after, buy/sell,
-  max/min, enable/disable, send/receive...) and negation (not, no, never, -n't).
+  max/min, enable/disable, send/receive, raw/cooked, legal/illegal, beginner/expert,
+  client/server, debit/credit, domestic/international...) and negation (not, no, never,
+  -n't).
 
 No model is downloaded: everything here is regular expressions and small word lists. A
 candidate hit must pass every enabled guard (:class:`GuardSettings`).
@@ -1106,6 +1108,44 @@ _POLES: tuple[tuple[frozenset[str], frozenset[str]], ...] = tuple(
         ("plus", "minus"),
         ("husband", "wife"),
         ("men men's male", "women women's female"),
+        ("boy boys", "girl girls"),
+        # states and kinds whose answers differ ("is raw chicken safe to eat?")
+        ("raw uncooked", "cooked"),
+        ("safe", "unsafe dangerous"),
+        ("legal", "illegal"),
+        ("easy easier easiest", "hard harder hardest difficult"),
+        ("beginner beginners novice", "expert experts"),
+        ("child children kid kids", "adult adults"),
+        ("early earlier", "late"),
+        ("morning", "evening"),
+        ("day daytime", "night nighttime"),
+        ("summer", "winter"),
+        ("spring", "autumn fall"),
+        ("public", "private"),
+        ("free", "paid"),
+        ("past", "future"),
+        ("wet", "dry"),
+        ("sweet", "savory savoury"),
+        ("left", "right"),
+        ("top", "bottom"),
+        ("horizontal horizontally", "vertical vertically"),
+        ("include including", "exclude excluding"),
+        ("online", "offline"),
+        ("local", "remote"),
+        ("client client-side", "server server-side"),
+        ("frontend front-end", "backend back-end"),
+        ("synchronous sync", "asynchronous async"),
+        ("static", "dynamic"),
+        ("mutable", "immutable"),
+        ("prefix", "suffix"),
+        ("install installing", "uninstall uninstalling"),
+        ("login log-in", "logout log-out"),
+        ("subscribe subscribing", "unsubscribe unsubscribing"),
+        ("compress compressing compression zip", "decompress decompressing unzip"),
+        # banking: each names another product or route
+        ("debit", "credit"),
+        ("physical", "virtual"),
+        ("domestic", "international foreign abroad overseas"),
     )
 )
 _POLE_WORDS = frozenset().union(*(a | b for a, b in _POLES))
