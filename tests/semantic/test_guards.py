@@ -463,3 +463,32 @@ def test_a_rewording_that_keeps_its_pole_still_passes() -> None:
     assert failed("How do I get a virtual card?", "where can I get a virtual card") == ()
     # one side naming a pole and the other none is no conflict (the verifier weighs it)
     assert failed("how long does a transfer take", "how long does a domestic transfer take") == ()
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("How to convert a string to int in Java", "How to convert an int to string in Java"),
+        ("convert list to tuple in python", "convert tuple to list in python"),
+        ("turn a pdf into a docx", "turn a docx into a pdf"),
+        ("Explain TCP briefly", "Explain TCP in detail"),
+        ("Write a formal email declining the offer", "Write a casual email declining the offer"),
+        ("is coffee good for you", "is coffee bad for you"),
+        ("how long to boil an egg soft", "how long to boil an egg hard"),
+    ],
+)
+def test_reversed_directions_and_opposite_manners_conflict(a: str, b: str) -> None:
+    assert "polarity" in failed(a, b)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("how to convert celsius to fahrenheit", "convert celsius into fahrenheit"),
+        ("How do I move money from savings to checking?", "move money to checking from savings"),
+        ("Translate this sentence into French: hi", "Translate hi to French"),
+        ("Give me a detailed explanation of TCP", "Explain TCP in detail"),
+    ],
+)
+def test_the_same_direction_reworded_still_passes(a: str, b: str) -> None:
+    assert failed(a, b) == ()

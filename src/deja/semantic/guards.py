@@ -29,8 +29,9 @@ that extract the *anchors* of a prompt and compare them, in order:
   Android", "Visa, Mastercard"); compared case-insensitively and in order;
 * polarity and direction words (increase/decrease, high/low, before/after, buy/sell,
   max/min, enable/disable, send/receive, raw/cooked, legal/illegal, beginner/expert,
-  client/server, debit/credit, domestic/international...) and negation (not, no, never,
-  -n't).
+  client/server, debit/credit, domestic/international, brief/detailed, formal/casual...;
+  the same two words joined by "to"/"into" the other way round: "string to int" /
+  "int to string") and negation (not, no, never, -n't).
 
 No model is downloaded: everything here is regular expressions and small word lists. A
 candidate hit must pass every enabled guard (:class:`GuardSettings`).
@@ -1110,6 +1111,11 @@ _POLES: tuple[tuple[frozenset[str], frozenset[str]], ...] = tuple(
         ("men men's male", "women women's female"),
         ("boy boys", "girl girls"),
         # states and kinds whose answers differ ("is raw chicken safe to eat?")
+        ("good", "bad"),
+        ("brief briefly concise", "detail detailed thorough thoroughly"),
+        ("formal formally", "informal casual casually"),
+        ("happy", "sad"),
+        ("soft", "hard"),
         ("raw uncooked", "cooked"),
         ("safe", "unsafe dangerous"),
         ("legal", "illegal"),
@@ -1421,6 +1427,30 @@ def _stem(word: str) -> str:
     return word
 
 
+# Words skipped between a direction word and what it joins ("a string to an int").
+_ARROW_SKIP = frozenset([
+    "a", "an", "the", "my", "your", "our", "their", "his", "her", "its", "this", "that",
+    "these", "those", "some", "any",
+])  # fmt: skip
+
+
+def _arrows(lows: list[str]) -> frozenset[tuple[str, str]]:
+    """The (source, target) pairs of word stems around each "to"/"into" in ``lows``."""
+    out: set[tuple[str, str]] = set()
+    for i, w in enumerate(lows):
+        if w not in ("to", "into"):
+            continue
+        j = i - 1
+        while j >= 0 and lows[j] in _ARROW_SKIP:
+            j -= 1
+        k = i + 1
+        while k < len(lows) and lows[k] in _ARROW_SKIP:
+            k += 1
+        if j >= 0 and k < len(lows) and lows[j].isalpha() and lows[k].isalpha():
+            out.add((_stem(lows[j]), _stem(lows[k])))
+    return frozenset(out)
+
+
 def content_words(text: str) -> list[str]:
     """Stemmed, lower-case content words of ``text`` (stop words dropped), in order."""
     return [_stem(t) for t in _tokens_of(text) if t not in _STOP and not t.isdigit()]
@@ -1445,6 +1475,9 @@ class Signature:
     # counts, as the entities' does when ``directed``
     literals_directed: bool = False
     poles: tuple[frozenset[int], ...] = field(default=(), repr=False)
+    # (source, target) word stems joined by "to"/"into" ("convert string to int"): the
+    # same two words the other way round on the other side are a reversed direction
+    arrows: frozenset[tuple[str, str]] = field(default=frozenset(), repr=False)
     negated: bool = False
     words: frozenset[str] = frozenset()
     low_text: str = field(default="", repr=False)
@@ -1979,6 +2012,7 @@ def _signature(text: str) -> Signature:
         for pair in _POLES
     )
     negated = any(w in _NEGATIONS or w.endswith("n't") for w in lows)
+    arrows = _arrows(lows) if "to" in present or "into" in present else frozenset()
     units = [u for _, u in sorted(quantity_units)] + [u for _, u in sorted(other_units)]
     return Signature(
         numbers=tuple(numbers),
@@ -1991,6 +2025,7 @@ def _signature(text: str) -> Signature:
         directed=directed,
         literals_directed=literals_directed,
         poles=poles,
+        arrows=arrows,
         negated=negated,
         words=frozenset(_stem(w) for w in lows if w not in _STOP),
         low_text=" ".join(lows),
@@ -2214,11 +2249,22 @@ def check_guards(a: Signature, b: Signature, settings: GuardSettings | None = No
             if not same:
                 failed.append("entities")
     if s.polarity:
-        # a conflict is one prompt on one pole only and the other on the other pole only
+        # a conflict is one prompt on one pole only and the other on the other pole only,
+        # or the same two words joined the other way round ("string to int" / "int to
+        # string")
         for pa, pb in zip(a.poles, b.poles, strict=True):
             if pa and pb and not (pa & pb):
                 failed.append("polarity")
                 break
+        else:
+            if (
+                a.arrows
+                and b.arrows
+                and any(
+                    (y, x) in b.arrows for x, y in a.arrows if x != y and (x, y) not in b.arrows
+                )
+            ):
+                failed.append("polarity")
     if s.negation and a.negated != b.negated:
         failed.append("negation")
     shared = 0
