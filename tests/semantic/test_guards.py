@@ -474,6 +474,8 @@ def test_a_rewording_that_keeps_its_pole_still_passes() -> None:
         ("Explain TCP briefly", "Explain TCP in detail"),
         ("Write a formal email declining the offer", "Write a casual email declining the offer"),
         ("is coffee good for you", "is coffee bad for you"),
+        ("Explain the difference between TCP and UDP", "Explain the similarities of TCP and UDP"),
+        ("Rewrite it in passive voice: the cat ate", "Rewrite it in active voice: the cat ate"),
         ("how long to boil an egg soft", "how long to boil an egg hard"),
     ],
 )

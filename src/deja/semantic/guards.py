@@ -1112,6 +1112,12 @@ _POLES: tuple[tuple[frozenset[str], frozenset[str]], ...] = tuple(
         ("boy boys", "girl girls"),
         # states and kinds whose answers differ ("is raw chicken safe to eat?")
         ("good", "bad"),
+        ("difference differences", "similarity similarities"),
+        ("active", "passive"),
+        ("singular", "plural"),
+        ("synonym synonyms", "antonym antonyms"),
+        ("permanent permanently", "temporary temporarily"),
+        ("upgrade upgrading", "downgrade downgrading"),
         ("brief briefly concise", "detail detailed thorough thoroughly"),
         ("formal formally", "informal casual casually"),
         ("happy", "sad"),
