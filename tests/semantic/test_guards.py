@@ -494,3 +494,11 @@ def test_reversed_directions_and_opposite_manners_conflict(a: str, b: str) -> No
 )
 def test_the_same_direction_reworded_still_passes(a: str, b: str) -> None:
     assert failed(a, b) == ()
+
+
+def test_an_acronym_with_dots_is_the_acronym() -> None:
+    assert failed("Explain the U.S. tax system", "explain the US tax system") == ()
+    assert failed("Is the U.K. in the E.U.?", "is the UK in the EU") == ()
+    assert "entities" in failed("Explain the U.S. tax system", "Explain the U.K. tax system")
+    # its last full stop may also end the sentence: the next capital starts one
+    assert failed("I live in the U.S. Can you help?", "I live in the US, can you help?") == ()

@@ -1838,6 +1838,16 @@ def signature(text: str) -> Signature:
     return _signature(text)
 
 
+# Capital letters each followed by a full stop ("U.S.", "U.K.", "E.U."): an acronym written
+# with dots, the same name as without them.
+_DOTTED_ACRONYM_RE = re.compile(r"\b(?:[A-Z]\.){2,}(?![A-Za-z0-9])")
+
+
+def _undot(m: re.Match[str]) -> str:
+    # the last full stop stays: it may also end the sentence ("I live in the U.S. Can...")
+    return m.group()[:-1].replace(".", "") + "."
+
+
 @functools.lru_cache(maxsize=8192)
 def _signature(text: str) -> Signature:
     quotes: list[str] = []
@@ -1849,6 +1859,8 @@ def _signature(text: str) -> Signature:
 
     if _MARK_RE.search(text) is not None:
         text = _MARK_RE.sub(" ", text)  # the text's own private-use characters are not marks
+    if "." in text:
+        text = _DOTTED_ACRONYM_RE.sub(_undot, text)  # "U.S." is "US", "U.K." is "UK"
     rest = _CODE_RE.sub(take_code, text) if "`" in text else text
 
     def take_quote(m: re.Match[str]) -> str:
