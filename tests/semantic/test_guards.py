@@ -502,3 +502,10 @@ def test_an_acronym_with_dots_is_the_acronym() -> None:
     assert "entities" in failed("Explain the U.S. tax system", "Explain the U.K. tax system")
     # its last full stop may also end the sentence: the next capital starts one
     assert failed("I live in the U.S. Can you help?", "I live in the US, can you help?") == ()
+
+
+def test_poles_are_read_per_pair_and_side() -> None:
+    sig = signature("should I buy or sell, and is it cheap?")
+    sides = {k: pole for k, pole in enumerate(sig.poles) if pole}
+    assert sorted(map(sorted, sides.values())) == [[0], [0, 1]]  # cheap; buy and sell
+    assert not any(signature("where is my card").poles)

@@ -1161,6 +1161,35 @@ _POLES: tuple[tuple[frozenset[str], frozenset[str]], ...] = tuple(
     )
 )
 _POLE_WORDS = frozenset().union(*(a | b for a, b in _POLES))
+# word -> the (pair, side) it stands for: most prompts hold no pole word or one, so the
+# poles are read from the few words found rather than by testing every pair
+_POLE_INDEX: dict[str, list[tuple[int, int]]] = {}
+for _k, _pair in enumerate(_POLES):
+    for _side, _words in enumerate(_pair):
+        for _w in _words:
+            _POLE_INDEX.setdefault(_w, []).append((_k, _side))
+# the sides found, by bit mask (1: side 0, 2: side 1)
+_SIDES: tuple[frozenset[int], ...] = (
+    frozenset(),
+    frozenset({0}),
+    frozenset({1}),
+    frozenset({0, 1}),
+)
+_NO_POLES: tuple[frozenset[int], ...] = (frozenset(),) * len(_POLES)
+
+
+def _poles_of(present: frozenset[str]) -> tuple[frozenset[int], ...]:
+    """Per antonym pair, the sides (0, 1) whose words are among ``present``."""
+    found = present & _POLE_WORDS
+    if not found:
+        return _NO_POLES
+    masks = [0] * len(_POLES)
+    for word in found:
+        for k, side in _POLE_INDEX[word]:
+            masks[k] |= 1 << side
+    return tuple(_SIDES[m] for m in masks)
+
+
 _NEGATIONS = frozenset(
     [
         "not",
@@ -2025,10 +2054,7 @@ def _signature(text: str) -> Signature:
         names = {i for i, t in enumerate(toks) if t.start in starts}
     entities, directed = _entities(toks, consumed, names)
     present = frozenset(lows)
-    poles = tuple(
-        frozenset(side for side, words in enumerate(pair) if not words.isdisjoint(present))
-        for pair in _POLES
-    )
+    poles = _poles_of(present)
     negated = any(w in _NEGATIONS or w.endswith("n't") for w in lows)
     arrows = _arrows(lows) if "to" in present or "into" in present else frozenset()
     units = [u for _, u in sorted(quantity_units)] + [u for _, u in sorted(other_units)]
