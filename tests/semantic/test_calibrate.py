@@ -26,6 +26,7 @@ from deja.semantic.calibrate import (
     load_pairs,
     load_queries,
     neighbour_pairs,
+    pair_similarities,
     rank_auc,
     score_pairs,
     score_stream,
@@ -321,7 +322,8 @@ def test_neighbour_pairs_are_each_query_with_its_nearest_earlier_ones(embedder: 
 
 
 def test_band_report_ranks_the_pairs_the_verifier_decides(embedder: Any) -> None:
-    pairs = [(p, float(s)) for p, s in zip(PAIRS, _similarities(embedder, PAIRS), strict=True)]
+    sims, _, _ = pair_similarities(PAIRS, embedder=embedder)
+    pairs = [(p, float(s)) for p, s in zip(PAIRS, sims, strict=True)]
     verifier = Verifier.default_for(embedder.id)
     report = band_report("toy", pairs, verifier=verifier, embedder=embedder, low=0.0, high=1.0)
     # the guards drop the pairs that differ in a number, a direction or a city
@@ -333,9 +335,3 @@ def test_band_report_ranks_the_pairs_the_verifier_decides(embedder: Any) -> None
     assert report.auc["similarity"] == rank_auc([s for _, s in passed], labels)
     empty = band_report("none", pairs, verifier=verifier, embedder=embedder, low=0.99, high=1.0)
     assert empty.pairs == 0 and math.isnan(empty.same_share)
-
-
-def _similarities(embedder: Any, pairs: list[LabelledPair]) -> list[float]:
-    a = embedder.embed([p.a for p in pairs])
-    b = embedder.embed([p.b for p in pairs])
-    return [float(s) for s in (a * b).sum(axis=1)]

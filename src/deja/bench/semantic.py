@@ -67,6 +67,7 @@ from deja.semantic.calibrate import (
     load_pairs,
     load_queries,
     neighbour_pairs,
+    pair_similarities,
     score_pairs,
     score_stream,
     shipped_cache_factory,
@@ -214,9 +215,8 @@ def _band(path: str, queries: Sequence[tuple[str, str]], shared: Any, low: float
     high = min(verifier.trust_above, 1.0)
     pairs = load_pairs(path)
     shared.prepare(t for p in pairs for t in (p.a, p.b))
-    a = shared.embed([p.a for p in pairs])
-    b = shared.embed([p.b for p in pairs])
-    labelled = [(p, float(s)) for p, s in zip(pairs, (a * b).sum(axis=1), strict=True)]
+    sims, _, _ = pair_similarities(pairs, embedder=shared)
+    labelled = [(p, float(s)) for p, s in zip(pairs, sims, strict=True)]
     options = {"verifier": verifier, "embedder": shared, "low": low, "high": high}
     rows = [
         band_report(f"{Path(path).name} (labelled pairs)", labelled, **options),

@@ -56,6 +56,7 @@ __all__ = [
     "load_pairs",
     "load_queries",
     "neighbour_pairs",
+    "pair_similarities",
     "rank_auc",
     "score_pairs",
     "score_stream",
@@ -256,6 +257,13 @@ def score_stream(queries: Sequence[tuple[str, str]], *, cache: SemanticCache) ->
     return StreamReport(len(queries), repeats, served, wrong)
 
 
+def pair_similarities(pairs: Sequence[LabelledPair], *, embedder: Embedder) -> Any:
+    """The cosine similarity of each pair (one row of floats), and both sides' vectors."""
+    vectors_a = np.asarray(embedder.embed([p.a for p in pairs]))
+    vectors_b = np.asarray(embedder.embed([p.b for p in pairs]))
+    return (vectors_a * vectors_b).sum(axis=1), vectors_a, vectors_b
+
+
 def neighbour_pairs(
     queries: Sequence[tuple[str, str]],
     *,
@@ -272,12 +280,10 @@ def neighbour_pairs(
     someone (at random, by word overlap...), these are the near neighbours a query really
     has, so their mix is the one a decision rule faces in production.
     """
-    texts: list[str] = []
-    labels: list[str] = []
+    first_label: dict[str, str] = {}
     for text, label in queries:
-        if text not in texts:
-            texts.append(text)
-            labels.append(label)
+        first_label.setdefault(text, label)
+    texts, labels = list(first_label), list(first_label.values())
     vectors = np.asarray(embedder.embed(texts), dtype=np.float32)
     found: list[tuple[LabelledPair, float]] = []
     for i in range(1, len(texts)):
@@ -742,9 +748,7 @@ def fit_verifier(
     model has seen those pairs).
     """
     labels = np.array([p.same for p in pairs], dtype=bool)
-    vectors_a = np.asarray(embedder.embed([p.a for p in pairs]))
-    vectors_b = np.asarray(embedder.embed([p.b for p in pairs]))
-    sims = (vectors_a * vectors_b).sum(axis=1)
+    sims, vectors_a, vectors_b = pair_similarities(pairs, embedder=embedder)
     x, passed = pair_matrix(pairs, sims.tolist(), guards=guards)
     e = _vector_features(vectors_a, vectors_b) if vectors else None
     eligible = passed & (sims >= threshold)

@@ -253,11 +253,19 @@ class LocalEmbedder:
             return True  # decomposes into up to three)
         if len(text) > _MAX_WORDPIECE_CHARS * room:  # a token never covers more
             return False
+        return not self._encoding(text).overflowing
+
+    def _encoding(self, text: str) -> Any:
+        """The tokenization of ``text``, kept for the next call: a check asks ``fits`` and
+        then embeds the same text, and a miss's ``store`` asks ``fits`` about it again."""
+        last = self._last_encoding
+        if last is not None and last[0] == text:
+            return last[1]
         if self._session is None:
             self.load()
         encoding = self._tokenizer.encode(text)
-        self._last_encoding = (text, encoding)  # the embedding that follows reuses it
-        return not encoding.overflowing
+        self._last_encoding = (text, encoding)
+        return encoding
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts`` (mean-pooled over the attention mask, L2-normalised)."""
@@ -279,9 +287,8 @@ class LocalEmbedder:
         return out
 
     def _embed_batch(self, texts: Sequence[str]) -> np.ndarray:
-        last = self._last_encoding
-        if len(texts) == 1 and last is not None and last[0] == texts[0]:
-            encodings = [last[1]]
+        if len(texts) == 1:
+            encodings = [self._encoding(texts[0])]
         else:
             encodings = self._tokenizer.encode_batch(list(texts))
         ids = np.array([e.ids for e in encodings], dtype=np.int64)

@@ -1161,13 +1161,20 @@ _POLES: tuple[tuple[frozenset[str], frozenset[str]], ...] = tuple(
     )
 )
 _POLE_WORDS = frozenset().union(*(a | b for a, b in _POLES))
+
+
 # word -> the (pair, side) it stands for: most prompts hold no pole word or one, so the
 # poles are read from the few words found rather than by testing every pair
-_POLE_INDEX: dict[str, list[tuple[int, int]]] = {}
-for _k, _pair in enumerate(_POLES):
-    for _side, _words in enumerate(_pair):
-        for _w in _words:
-            _POLE_INDEX.setdefault(_w, []).append((_k, _side))
+def _pole_index() -> dict[str, list[tuple[int, int]]]:
+    index: dict[str, list[tuple[int, int]]] = {}
+    for k, pair in enumerate(_POLES):
+        for side, words in enumerate(pair):
+            for word in words:
+                index.setdefault(word, []).append((k, side))
+    return index
+
+
+_POLE_INDEX = _pole_index()
 # the sides found, by bit mask (1: side 0, 2: side 1)
 _SIDES: tuple[frozenset[int], ...] = (
     frozenset(),

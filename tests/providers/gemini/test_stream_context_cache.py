@@ -4,33 +4,17 @@ cache cannot be made again."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import deja
 from deja.testing import FakeClock, FakeGeminiServer, GeminiReply
+from tests.providers.gemini.shared import HANDBOOK, KEY, MODEL, SYSTEM_POINT
 
-MODEL = "gemini/gemini-2.5-flash"
-KEY = "AIza-test-key"
-HANDBOOK = "Section 4: every employee gets twenty-five days of paid leave a year. " * 120
-SYSTEM_POINT = [{"location": "message", "role": "system", "ttl": "1h"}]
 ANSWER = "Twenty-five days, and five may be carried over."
 CREATE = "/v1beta/cachedContents"
 STREAM = "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(start=time.time())
-
-
-@pytest.fixture
-def server(clock: FakeClock) -> Iterator[FakeGeminiServer]:
-    with FakeGeminiServer(api_key=KEY, clock=clock) as s:
-        yield s
 
 
 def ask(question: str) -> dict[str, Any]:

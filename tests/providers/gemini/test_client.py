@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,26 +13,9 @@ import pytest
 import deja
 from deja.errors import InvalidRequestError
 from deja.testing import FakeClock, FakeGeminiServer, GeminiReply
+from tests.providers.gemini.shared import HANDBOOK, KEY, MODEL, SYSTEM_POINT
 
 pytest.importorskip("cryptography")
-
-MODEL = "gemini/gemini-2.5-flash"
-KEY = "AIza-test-key"
-HANDBOOK = "Section 4: every employee gets twenty-five days of paid leave a year. " * 120
-SYSTEM_POINT = [{"location": "message", "role": "system", "ttl": "1h"}]
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    # the server's clock, moved by hand; it starts at the real time because token
-    # assertions are signed and checked against it
-    return FakeClock(start=time.time())
-
-
-@pytest.fixture
-def server(clock: FakeClock) -> Iterator[FakeGeminiServer]:
-    with FakeGeminiServer(api_key=KEY, clock=clock) as s:
-        yield s
 
 
 def client(server: FakeGeminiServer, **kw: Any) -> deja.Client:
