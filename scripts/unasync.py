@@ -43,6 +43,7 @@ NAMES = {
     "alock": "lock",
     "acheck": "check",
     "ainspect": "inspect",
+    "afeedback": "feedback",
     "astore": "store",
     "aunlock": "unlock",
     "AsyncHTTP": "SyncHTTP",

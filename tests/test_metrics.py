@@ -31,6 +31,7 @@ EXPECTED_FAMILIES = {
     "deja_semantic_embeddings": "counter",
     "deja_semantic_embedding_seconds": "histogram",
     "deja_semantic_embedding_usd": "counter",
+    "deja_semantic_feedback": "counter",
     "deja_provider_cache_ttl_downgrades": "counter",
     "deja_provider_context_cache": "counter",
     "deja_provider_context_cache_usd": "counter",
@@ -53,6 +54,7 @@ DESIGN_NAMES = {
     "deja_semantic_embeddings_total",
     "deja_semantic_embedding_seconds",
     "deja_semantic_embedding_usd_total",
+    "deja_semantic_feedback_total",
     "deja_provider_cache_ttl_downgrades_total",
     "deja_provider_context_cache_total",
     "deja_provider_context_cache_usd_total",
@@ -117,6 +119,7 @@ def test_null_metrics_satisfies_the_protocol() -> None:
     null.provider_cached_tokens("openai", "read", 100)
     null.upstream_seconds("openai", 1.5)
     null.embedding("local:all-MiniLM-L6-v2-int8:384", 0.007, 0.0)
+    null.semantic_feedback("wrong")
     null.provider_cache_ttl_downgraded("bedrock", 1)
     null.context_cache("gemini", "created", 0.01)
 

@@ -23,6 +23,8 @@ name                                       type       labels
 ``deja_semantic_embeddings_total``         counter    ``embedder`` (calls, memo hits excluded)
 ``deja_semantic_embedding_seconds``        histogram  ``embedder``
 ``deja_semantic_embedding_usd_total``      counter    ``embedder`` (what the calls cost)
+``deja_semantic_feedback_total``           counter    ``verdict`` (``right``, ``wrong``,
+                                                      ``forgotten``, ``unknown``)
 ``deja_provider_cache_ttl_downgrades_total`` counter    ``provider`` (1h breakpoints sent as 5m)
 ``deja_provider_context_cache_total``      counter    ``provider``, ``event``
 ``deja_provider_context_cache_usd_total``  counter    ``provider`` (context-cache storage cost)
@@ -140,6 +142,10 @@ class Metrics(Protocol):
     def embedding(self, embedder: str, seconds: float, usd: float) -> None:
         """One call to the semantic tier's embedder: how long it took and what it cost."""
 
+    def semantic_feedback(self, verdict: str) -> None:
+        """One feedback report on a semantic entry: ``right``, ``wrong``, ``forgotten``
+        (wrong, and the entry reached its strike limit) or ``unknown`` (no such entry)."""
+
     def provider_cache_ttl_downgraded(self, provider: str, count: int) -> None:
         """``count`` 1h prompt-cache breakpoints were sent as 5m (the model has no 1h)."""
 
@@ -185,6 +191,9 @@ class NullMetrics:
         return None
 
     def embedding(self, embedder: str, seconds: float, usd: float) -> None:
+        return None
+
+    def semantic_feedback(self, verdict: str) -> None:
         return None
 
     def provider_cache_ttl_downgraded(self, provider: str, count: int) -> None:
@@ -376,6 +385,12 @@ class PrometheusMetrics:
             ["embedder"],
             registry=reg,
         )
+        self._feedback = Counter(
+            "deja_semantic_feedback",
+            "Feedback reports on semantic hits (right, wrong, forgotten, unknown entry).",
+            ["verdict"],
+            registry=reg,
+        )
         self._ttl_downgrades = Counter(
             "deja_provider_cache_ttl_downgrades",
             "1h prompt-cache breakpoints sent with a 5m lifetime (the model has no 1h).",
@@ -479,6 +494,11 @@ class PrometheusMetrics:
         self._child(self._embedding_seconds, embedder).observe(value)
         if _positive(usd):
             self._child(self._embedding_usd, embedder).inc(usd)
+
+    @_never_raises
+    def semantic_feedback(self, verdict: str) -> None:
+        """Count one feedback report."""
+        self._child(self._feedback, verdict).inc()
 
     @_never_raises
     def provider_cache_ttl_downgraded(self, provider: str, count: int) -> None:

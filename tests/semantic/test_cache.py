@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from deja.request import Request
-from deja.semantic.cache import SemanticCache
+from deja.semantic.cache import Feedback, SemanticCache
 from deja.semantic.decision import DEFAULT_THRESHOLD
 from deja.semantic.index import InProcessIndex, Neighbor
 from deja.semantic.verifier import Verifier
@@ -89,14 +89,43 @@ def test_feedback_raises_the_entry_threshold_then_forgets_it(embedder: Any) -> N
     cache.store(chat("how do I reset my password?"), "k1")
     reworded = chat("steps to reset a password")  # cosine 0.88
     assert cache.check(reworded) is not None
-    cache.feedback("k1", correct=False)
+    assert cache.feedback("k1", correct=False) == Feedback("k1", 1, forgotten=False)
     assert cache.check(reworded) is None  # 0.88 < threshold 0.70 + 0.20
     assert cache.check(chat("how do I reset my password?")) is not None
-    cache.feedback("k1", correct=True)  # takes the strike back
+    assert cache.feedback("k1", correct=True) == Feedback("k1", 0, forgotten=False)
     assert cache.check(reworded) is not None
     cache.feedback("k1", correct=False)
-    cache.feedback("k1", correct=False)  # second strike: forgotten
+    assert cache.feedback("k1", correct=False) == Feedback("k1", 2, forgotten=True)
     assert len(cache) == 0
+    assert cache.feedback("k1", correct=False) is None  # nothing left to report on
+
+
+def test_strikes_are_shared_by_caches_on_one_index(embedder: Any) -> None:
+    # two processes on one shared index (Redis, Qdrant) see each other's reports; here two
+    # caches share one in-process index (the Redis case: test_cache_integration.py)
+    index = InProcessIndex(dim=embedder.dim)
+    first, second = (
+        SemanticCache(
+            embedder=embedder, index=index, verifier=None, threshold=0.70, strike_penalty=0.2
+        )
+        for _ in range(2)
+    )
+    first.store(chat("how do I reset my password?"), "k1")
+    reworded = chat("steps to reset a password")  # cosine 0.88
+    assert second.check(reworded) is not None
+    first.feedback("k1", correct=False)
+    first.feedback("k1", correct=True)
+    first.feedback("k1", correct=False)
+    assert second.inspect(reworded).candidates[0][1].reason == "threshold"
+    assert second.feedback("k1", correct=False) == Feedback("k1", 2, forgotten=True)
+    assert first.check(reworded) is None and len(index) == 0
+
+
+async def test_async_feedback(embedder: Any) -> None:
+    cache = SemanticCache(embedder=embedder)
+    await cache.astore(chat("what is the capital of France?"), "k1")
+    assert await cache.afeedback("k1", correct=False) == Feedback("k1", 1, forgotten=False)
+    assert await cache.afeedback("nope", correct=False) is None
 
 
 def test_threshold_override(cache: SemanticCache) -> None:
@@ -153,7 +182,21 @@ def test_save_and_load(embedder: Any, tmp_path: Path) -> None:
     again = SemanticCache(embedder=embedder)
     again.load(tmp_path / "sem")
     assert again.check(chat("What's the capital of France?"), threshold=0.7) is not None
-    assert again._strikes == {"k1": 1}
+    assert again.feedback("k1", correct=False) == Feedback("k1", 2, forgotten=True)
+
+
+def test_strikes_saved_beside_the_index_by_older_versions_are_carried_in(
+    embedder: Any, tmp_path: Path
+) -> None:
+    cache = SemanticCache(embedder=embedder)
+    cache.store(chat("what is the capital of France?"), "k1")
+    cache.save(tmp_path / "sem")
+    (tmp_path / "sem" / "feedback.json").write_text('{"k1": 1, "gone": 3}')
+    again = SemanticCache(embedder=embedder)
+    again.load(tmp_path / "sem")
+    assert not (tmp_path / "sem" / "feedback.json").exists()
+    assert again.feedback("k1", correct=False) == Feedback("k1", 2, forgotten=True)
+    assert again.feedback("gone", correct=False) is None
 
 
 def test_index_and_embedder_must_agree(embedder: Any) -> None:

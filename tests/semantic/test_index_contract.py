@@ -190,3 +190,40 @@ def test_stored_vectors_survive_save_and_load(make_index: MakeIndex, tmp_path: P
     found = {n.id: n.vector for n in loaded.search(unit(1, 2, 3), scope="s", with_vectors=True)}
     np.testing.assert_allclose(found["a"], unit(1, 2, 3), atol=1e-6)
     np.testing.assert_allclose(found["b"], unit(3, 2, 1), atol=1e-6)
+
+
+def test_strikes_count_up_and_down_never_below_zero(make_index: MakeIndex) -> None:
+    index = make_index()
+    index.add("x", basis(0), scope="s", payload="p")
+    index.add("y", basis(1), scope="s")
+    assert index.search(basis(0), scope="s", k=1)[0].strikes == 0
+    assert index.strike("x", 1) == 1
+    assert index.strike("x", 1) == 2
+    assert index.strike("x", -1) == 1
+    found = index.search(basis(0), scope="s", k=2, with_vectors=True)
+    assert [(n.id, n.strikes) for n in found] == [("x", 1), ("y", 0)]
+    assert index.strike("x", -5) == 0
+    assert index.strike("missing", 1) is None
+    assert index.search(basis(0), scope="s", k=1)[0].strikes == 0
+
+
+def test_a_replaced_entry_starts_without_strikes(make_index: MakeIndex) -> None:
+    index = make_index()
+    index.add("x", basis(0), scope="s")
+    index.strike("x", 2)
+    index.add("x", basis(0), scope="s")  # a new answer under the same key
+    assert index.search(basis(0), scope="s", k=1)[0].strikes == 0
+    index.remove("x")
+    assert index.strike("x", 1) is None
+
+
+def test_strikes_survive_save_and_load(make_index: MakeIndex, tmp_path: Path) -> None:
+    index = make_index()
+    index.add("x", basis(0), scope="s")
+    index.add("y", basis(1), scope="s")
+    index.strike("x", 1)
+    index.save(tmp_path / "ix")
+    loaded = make_index()
+    loaded.load(tmp_path / "ix")
+    assert {n.id: n.strikes for n in loaded.search(basis(0), scope="s", k=2)} == {"x": 1, "y": 0}
+    assert loaded.strike("x", 1) == 2

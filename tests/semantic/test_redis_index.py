@@ -100,7 +100,8 @@ def test_an_injected_client_of_either_protocol(server: Any, protocol: int) -> No
     index = make(server, client=client)
     for i in range(5):
         index.add(f"e{i}", basis(i), scope=f"t/{i % 2}", payload=f"p{i}")
-    assert index.search(basis(2), scope="t/0", k=1)[0][::2] == ("e2", "p2")
+    [nearest] = index.search(basis(2), scope="t/0", k=1)
+    assert (nearest.id, nearest.payload) == ("e2", "p2")
     [found] = index.search(basis(2), scope="t/0", k=1, with_vectors=True)
     np.testing.assert_array_equal(found.vector, basis(2))
     assert len(index) == 5

@@ -31,7 +31,7 @@ from deja._sync.streams import Broadcast, CachedStream, OpenStream
 from deja.breaker import CircuitBreaker
 from deja.controls import CacheControl, parse_controls
 from deja.entry import Entry, StoredEntry, decode, encode
-from deja.errors import ControlError, EntryDecodeError, StoreError
+from deja.errors import ConfigError, ControlError, EntryDecodeError, StoreError
 from deja.keys import KEY_VERSION, KeyBuilder, explain, make_key, scope_hash, scope_prefix
 from deja.metrics import Metrics, NullMetrics
 from deja.policy import AdmissionPolicy, age, expiry, is_fresh, resolve_ttl
@@ -42,7 +42,7 @@ from deja.streaming import StreamAssembler, replay_chunks
 
 if TYPE_CHECKING:
     from deja.prices import PriceTable
-    from deja.semantic.cache import SemanticCache
+    from deja.semantic.cache import Feedback, SemanticCache
 
 __all__ = ["Cache"]
 
@@ -487,6 +487,38 @@ class Cache:
             return self.store.delete(key)
         except Exception as exc:
             raise StoreError(f"delete failed on store {self._store_name}: {exc!r}") from exc
+
+    def feedback(self, key: str, *, correct: bool) -> Feedback | None:
+        """Report whether the answer served under ``key`` was right for the prompt it was
+        served to (``response.cache.key`` of a ``semantic_hit``).
+
+        A wrong answer is a strike on the entry in the semantic tier: the entry then needs
+        a closer prompt to be served for, and after ``max_strikes`` strikes it is served
+        only to identical requests (exact hits); a right one takes a strike back (see
+        :meth:`deja.semantic.SemanticCache.feedback`). Strikes live with the entry in the
+        vector index, so every process sharing a Redis or Qdrant index sees them. Returns
+        what the report did, or ``None`` when the semantic tier holds no entry ``key``.
+        An exact hit that was wrong is not the semantic tier's doing: :meth:`delete` it.
+        Raises :class:`~deja.errors.ConfigError` without a semantic tier and
+        :class:`~deja.errors.StoreError` when the index fails.
+        """
+        if self.semantic is None:
+            raise ConfigError("feedback is about semantic hits: this cache has no semantic tier")
+        if not self._semantic_loaded:
+            self._load_semantic()
+        try:
+            report = self.semantic.feedback(key, correct=correct)
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"feedback failed on the semantic index: {exc!r}") from exc
+        if report is None:
+            self.metrics.semantic_feedback("unknown")
+        else:
+            self.metrics.semantic_feedback(
+                "right" if correct else "forgotten" if report.forgotten else "wrong"
+            )
+        return report
 
     def delete_request(
         self, request: Request, *, control: Mapping[str, Any] | CacheControl | None = None

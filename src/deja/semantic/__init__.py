@@ -18,7 +18,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from deja.semantic.cache import SemanticCache, SemanticLookup, SemanticMatch
+    from deja.semantic.cache import Feedback, SemanticCache, SemanticLookup, SemanticMatch
     from deja.semantic.calibrate import CalibrationReport, calibrate
     from deja.semantic.decision import DEFAULT_THRESHOLD, Decision, decide
     from deja.semantic.embedders import Embedder, LocalEmbedder, OpenAIEmbedder
@@ -31,6 +31,7 @@ __all__ = [
     "CalibrationReport",
     "Decision",
     "Embedder",
+    "Feedback",
     "GuardSettings",
     "InProcessIndex",
     "LocalEmbedder",
@@ -50,6 +51,7 @@ _HOMES = {
     "CalibrationReport": "calibrate",
     "Decision": "decision",
     "Embedder": "embedders",
+    "Feedback": "cache",
     "GuardSettings": "guards",
     "InProcessIndex": "index",
     "LocalEmbedder": "embedders",

@@ -16,6 +16,7 @@ verifier (see ``python -m deja.bench.semantic`` for what they score).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -37,9 +38,10 @@ if TYPE_CHECKING:
     from deja.semantic.embedders import Embedder
     from deja.semantic.index import VectorIndex
 
-__all__ = ["SemanticCache", "SemanticLookup", "SemanticMatch"]
+__all__ = ["Feedback", "SemanticCache", "SemanticLookup", "SemanticMatch"]
 
 _VECTOR_MEMO = 256
+_OLD_STRIKES_FILE = "feedback.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,16 @@ class SemanticMatch:
     key: str
     similarity: float
     probability: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """What a feedback report did to entry ``key``: its ``strikes`` now, and whether it
+    reached ``max_strikes`` and was ``forgotten`` by the semantic tier."""
+
+    key: str
+    strikes: int
+    forgotten: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +100,8 @@ class SemanticCache:
     * ``top_k``: candidates examined per check, best first;
     * ``max_entries``: size bound of the default index (oldest evicted first);
     * ``strike_penalty`` / ``max_strikes``: each ``feedback(key, correct=False)`` raises that
-      entry's threshold by ``strike_penalty``; at ``max_strikes`` the entry is forgotten;
+      entry's threshold by ``strike_penalty``; at ``max_strikes`` the entry is forgotten
+      (strikes live with the entry in the index: shared by every process using it);
     * ``clock``: wall clock for expiry (inject a fake in tests);
     * ``metrics``: where embedder calls are reported (calls, seconds, cost); when ``None``,
       a :class:`deja.Cache` given this semantic tier reports them to its own metrics.
@@ -151,7 +164,6 @@ class SemanticCache:
         self._clock = clock
         self.metrics = metrics
         self._lock = threading.Lock()
-        self._strikes: dict[str, int] = {}
         self._vectors: OrderedDict[str, Any] = OrderedDict()
 
     def __len__(self) -> int:
@@ -265,8 +277,6 @@ class SemanticCache:
 
     def forget(self, key: str) -> bool:
         """Drop the vector of entry ``key`` (call when the entry is deleted)."""
-        with self._lock:
-            self._strikes.pop(key, None)
         return self.index.remove(key)
 
     def forget_scope(self, *, tenant: str | None = None, namespace: str | None = None) -> int:
@@ -275,42 +285,48 @@ class SemanticCache:
 
     def clear(self) -> int:
         """Drop every vector; returns how many."""
-        with self._lock:
-            self._strikes.clear()
         return self.index.clear()
 
-    def feedback(self, key: str, *, correct: bool) -> None:
+    def feedback(self, key: str, *, correct: bool) -> Feedback | None:
         """Report whether serving entry ``key`` for a similar prompt was right.
 
-        A wrong answer raises that entry's threshold by ``strike_penalty``; after
-        ``max_strikes`` it is forgotten (the exact tier still serves identical requests).
-        A right one takes back one strike.
+        A wrong answer is a *strike* on the entry: it raises the similarity the entry
+        needs by ``strike_penalty`` per strike, and at ``max_strikes`` the entry's vector
+        is forgotten (the exact tier still serves identical requests). A right one takes
+        back one strike. Strikes are kept with the entry in the index, so with a shared
+        (Redis, Qdrant) index every process sees them. ``None`` when the index holds no
+        entry ``key`` (never stored, deleted, expired or already forgotten).
         """
-        with self._lock:
-            strikes = self._strikes.get(key, 0)
-            strikes = strikes - 1 if correct else strikes + 1
-            if strikes <= 0:
-                self._strikes.pop(key, None)
-                return
-            self._strikes[key] = strikes
-            forget = strikes >= self.max_strikes
-        if forget:
+        strikes = self.index.strike(key, -1 if correct else 1)
+        if strikes is None:
+            return None
+        forgotten = strikes >= self.max_strikes
+        if forgotten:
             self.forget(key)
+        return Feedback(key, strikes, forgotten)
+
+    async def afeedback(self, key: str, *, correct: bool) -> Feedback | None:
+        """:meth:`feedback` without blocking the event loop (the index may be remote)."""
+        return await asyncio.to_thread(self.feedback, key, correct=correct)
 
     def save(self, path: str | Path) -> None:
-        """Save the index (and the feedback strikes) to the directory ``path``."""
+        """Save the index (strikes included) to the directory ``path``."""
         self.index.save(path)
-        with self._lock:
-            data = json.dumps(self._strikes).encode()
-        (Path(path) / "feedback.json").write_bytes(data)
 
     def load(self, path: str | Path) -> None:
-        """Load what :meth:`save` wrote (replacing the current contents)."""
+        """Load what :meth:`save` wrote (replacing the current contents).
+
+        A directory saved by an older deja kept strikes in ``feedback.json`` beside the
+        index: they are carried into the index once, and the file removed.
+        """
         self.index.load(path)
-        strikes_file = Path(path) / "feedback.json"
-        strikes = json.loads(strikes_file.read_bytes()) if strikes_file.exists() else {}
-        with self._lock:
-            self._strikes = {str(k): int(v) for k, v in strikes.items()}
+        old = Path(path) / _OLD_STRIKES_FILE
+        if old.exists():
+            for key, count in json.loads(old.read_bytes()).items():
+                if int(count) > 0:
+                    self.index.strike(str(key), int(count))
+            with contextlib.suppress(OSError):
+                old.unlink()
 
     # -- internals ----------------------------------------------------------------------
 
@@ -327,12 +343,11 @@ class SemanticCache:
         decided: list[tuple[str, Decision]] = []
         match: SemanticMatch | None = None
         for neighbor in neighbors:
-            strikes = self._strikes.get(neighbor.id, 0)
             decision = decide(
                 neighbor.similarity,
                 q.text,
                 neighbor.payload or "",
-                threshold=base + strikes * self.strike_penalty,
+                threshold=base + neighbor.strikes * self.strike_penalty,
                 guards=self.guards,
                 verifier=self.verifier,
                 query_vector=vector,

@@ -43,13 +43,15 @@ class Neighbor(NamedTuple):
     """One search result: the entry ``id``, its cosine ``similarity`` and its ``payload``.
 
     ``vector`` is the stored vector (a 1-d float32 numpy array) when the search was asked
-    for it (``with_vectors=True``), else ``None``.
+    for it (``with_vectors=True``), else ``None``. ``strikes`` is the entry's count of
+    wrong-answer reports (:meth:`VectorIndex.strike`).
     """
 
     id: str
     similarity: float
     payload: str | None = None
     vector: Any = None
+    strikes: int = 0
 
 
 @runtime_checkable
@@ -61,6 +63,10 @@ class VectorIndex(Protocol):
     kept with the entry and returned by ``search`` (the semantic cache keeps the prompt
     text there, for the guards). ``search(..., with_vectors=True)`` also returns each
     neighbour's stored vector, in the same round trip (the verifier weighs it).
+
+    Each entry also holds a count of *strikes*, wrong-answer reports on it
+    (:meth:`strike`), returned with it by ``search``; it is kept where the entry is, so
+    every process sharing a remote index sees the same count. ``add`` starts it at 0.
     """
 
     @property
@@ -89,6 +95,11 @@ class VectorIndex(Protocol):
 
     def remove(self, id: str) -> bool:
         """Remove one entry; returns whether it existed."""
+        ...
+
+    def strike(self, id: str, delta: int) -> int | None:
+        """Add ``delta`` to the entry's strikes (never below 0); returns the new count,
+        or ``None`` when there is no entry ``id``."""
         ...
 
     def remove_scope(self, scope: str) -> int:
@@ -134,6 +145,7 @@ class _Meta:
     scope: str
     expires: float | None
     payload: str | None
+    strikes: int = 0
 
 
 @dataclass(slots=True)
@@ -313,6 +325,16 @@ class InProcessIndex:
             self._remove(id)
             return True
 
+    def strike(self, id: str, delta: int) -> int | None:
+        """Add ``delta`` to the entry's strikes (never below 0); the new count, or ``None``
+        when there is no entry ``id`` (an expired one not yet purged still counts)."""
+        with self._lock:
+            meta = self._meta.get(id)
+            if meta is None:
+                return None
+            meta.strikes = max(0, meta.strikes + delta)
+            return meta.strikes
+
     def remove_scope(self, scope: str) -> int:
         """Remove every entry of ``scope`` and of its sub-scopes (``scope/...``)."""
         with self._lock:
@@ -367,12 +389,14 @@ class InProcessIndex:
                 found = self._search_exact(s, query, k, now)
             meta = self._meta
             if not with_vectors:
-                return [Neighbor(id, sim, meta[id].payload) for id, sim in found]
+                return [
+                    Neighbor(id, sim, meta[id].payload, None, meta[id].strikes) for id, sim in found
+                ]
             # one copy (a plain array, even from a memory map): a later remove moves rows
             # around inside the matrix
             rows = np.array(s.matrix[[s.row_of[id] for id, _ in found]], dtype=np.float32)
             return [
-                Neighbor(id, sim, meta[id].payload, row)
+                Neighbor(id, sim, meta[id].payload, row, meta[id].strikes)
                 for (id, sim), row in zip(found, rows, strict=True)
             ]
 
@@ -431,6 +455,7 @@ class InProcessIndex:
                         "labels": [s.label_of[id] for id in s.ids] if s.hnsw is not None else None,
                         "expires": [self._meta[id].expires for id in s.ids],
                         "payloads": [self._meta[id].payload for id in s.ids],
+                        "strikes": [self._meta[id].strikes for id in s.ids],
                     }
                 )
             manifest = {
@@ -484,8 +509,12 @@ class InProcessIndex:
                 s.label_of = dict(zip(ids, item["labels"], strict=True))
                 s.id_of = {label: id for id, label in s.label_of.items()}
             scopes[item["scope"]] = s
-            for id, expires, payload in zip(ids, item["expires"], item["payloads"], strict=True):
-                meta[id] = _Meta(item["scope"], expires, payload)
+            # strikes were kept beside the index before; such a save has none here
+            strikes = item.get("strikes") or [0] * len(ids)
+            for id, expires, payload, count in zip(
+                ids, item["expires"], item["payloads"], strikes, strict=True
+            ):
+                meta[id] = _Meta(item["scope"], expires, payload, int(count))
         ordered = {id: meta[id] for id in manifest["order"] if id in meta}
         with self._lock:
             self._meta = ordered

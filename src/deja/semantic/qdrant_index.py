@@ -16,7 +16,8 @@ Layout:
   scope's first ``/`` segment and ``path`` the list of the scope and its ancestors
   (``"t1/a/b"`` → ``["t1", "t1/a", "t1/a/b"]``), which makes :meth:`QdrantIndex.remove_scope`
   hierarchical at any depth with one keyword match; ``expires`` (seconds since the epoch)
-  is left out for entries that never expire.
+  is left out for entries that never expire; ``strikes`` (wrong-answer reports, see
+  :meth:`QdrantIndex.strike`) is added by the first report.
 
 ``search`` passes the scope filter (``scope`` equal to the one asked for, and ``expires``
 after now or absent) *inside* the query, so a small scope is never crowded out by a big
@@ -138,8 +139,8 @@ class QdrantIndex:
         self._init_lock = threading.Lock()
         # serializes calls to a local-mode client; a no-op context for a server
         self._lock: threading.RLock | None = threading.RLock() if self._local else None
-        # remove() is check-then-delete: keep it atomic against concurrent removes here
-        self._remove_lock = threading.Lock()
+        # remove() and strike() read, then write: keep them atomic within this process
+        self._read_write_lock = threading.Lock()
 
     @property
     def dim(self) -> int:
@@ -247,6 +248,7 @@ class QdrantIndex:
         scope: str,
         expires: float | None,
         payload: str | None,
+        strikes: int = 0,
     ) -> Any:
         body: dict[str, Any] = {
             "id": id,
@@ -257,6 +259,8 @@ class QdrantIndex:
         }
         if expires is not None:
             body["expires"] = float(expires)
+        if strikes:
+            body["strikes"] = strikes
         return models.PointStruct(id=point_id(id), vector=vector, payload=body)
 
     def _live_filter(self, models: Any, scope: str, now: float) -> Any:
@@ -332,7 +336,7 @@ class QdrantIndex:
         """Remove one entry; returns whether it existed."""
         client, models = self._op()
         pid = point_id(id)
-        with self._remove_lock, self._calls():
+        with self._read_write_lock, self._calls():
             found = client.retrieve(self.collection, ids=[pid], with_payload=False)
             if not found:
                 return False
@@ -340,6 +344,24 @@ class QdrantIndex:
                 self.collection, points_selector=models.PointIdsList(points=[pid]), wait=True
             )
             return True
+
+    def strike(self, id: str, delta: int) -> int | None:
+        """Add ``delta`` to the entry's strikes (never below 0); the new count, or ``None``
+        when there is no entry ``id``.
+
+        Qdrant has no atomic increment: this reads the count and writes it back (one
+        process's reports are serialized; two processes reporting on the same entry at the
+        same instant may count one report once instead of twice).
+        """
+        client, _ = self._op()
+        pid = point_id(id)
+        with self._read_write_lock, self._calls():
+            found = client.retrieve(self.collection, ids=[pid], with_payload=["strikes"])
+            if not found:
+                return None
+            count = max(0, int((found[0].payload or {}).get("strikes") or 0) + int(delta))
+            client.set_payload(self.collection, payload={"strikes": count}, points=[pid], wait=True)
+            return count
 
     def remove_scope(self, scope: str) -> int:
         """Remove every entry of ``scope`` and of its sub-scopes (``scope/...``).
@@ -412,7 +434,13 @@ class QdrantIndex:
             if with_vectors:
                 stored = np.asarray(point.vector, dtype=np.float32).reshape(-1)
             out.append(
-                Neighbor(str(body.get("id")), float(point.score), body.get("payload"), stored)
+                Neighbor(
+                    str(body.get("id")),
+                    float(point.score),
+                    body.get("payload"),
+                    stored,
+                    int(body.get("strikes") or 0),
+                )
             )
         return out
 
@@ -458,6 +486,7 @@ class QdrantIndex:
                             "scope": body.get("scope"),
                             "expires": body.get("expires"),
                             "payload": body.get("payload"),
+                            "strikes": int(body.get("strikes") or 0),
                         }
                     )
                     rows.append(list(point.vector))
@@ -505,6 +534,7 @@ class QdrantIndex:
                 scope=e["scope"],
                 expires=e["expires"],
                 payload=e["payload"],
+                strikes=int(e.get("strikes") or 0),
             )
             for e, row in zip(entries, matrix, strict=True)
         ]

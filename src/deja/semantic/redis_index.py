@@ -6,8 +6,10 @@
 
 Every entry is a hash under ``key_prefix + id`` with the fields ``scope`` and ``root``
 (TAG fields: the scope and its first ``/`` segment), ``payload`` (kept, not indexed),
-``expires`` (the entry's expiry time by this index's clock, empty for "never") and
-``vec`` (the vector as little-endian float32). The RediSearch index over them::
+``expires`` (the entry's expiry time by this index's clock, empty for "never"),
+``vec`` (the vector as little-endian float32) and, once reported, ``strikes`` (changed
+atomically on the server by :meth:`RedisVectorIndex.strike`, so every process sees one
+count). The RediSearch index over them::
 
     FT.CREATE <index_name> ON HASH PREFIX 1 <key_prefix> SCHEMA
         scope TAG SEPARATOR "|" CASESENSITIVE  root TAG SEPARATOR "|" CASESENSITIVE
@@ -58,7 +60,17 @@ _CLUSTER_MESSAGE = (
 )
 _PAGE = 500
 _MAX_FETCH = 10_000
-_FIELDS = ("dist", "payload", "expires")
+_FIELDS = ("dist", "payload", "expires", "strikes")
+# add delta to an existing entry's strikes, never below 0; -1 when there is no entry
+_STRIKE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local n = redis.call('HINCRBY', KEYS[1], 'strikes', ARGV[1])
+if n < 0 then
+  redis.call('HSET', KEYS[1], 'strikes', 0)
+  n = 0
+end
+return n
+"""
 # FT.SEARCH fields returned as bytes, not decoded (the float32 vector)
 _BINARY = frozenset({"vec"})
 
@@ -353,6 +365,13 @@ class RedisVectorIndex:
         self._ensure()
         return bool(self._call("DEL", self.key_prefix + id))
 
+    def strike(self, id: str, delta: int) -> int | None:
+        """Add ``delta`` to the entry's strikes (never below 0), atomically on the server;
+        the new count, or ``None`` when there is no entry ``id``."""
+        self._ensure()
+        count = int(self._call("EVAL", _STRIKE, 1, self.key_prefix + id, int(delta)))
+        return None if count < 0 else count
+
     def remove_scope(self, scope: str) -> int:
         """Remove every entry of ``scope`` and of its sub-scopes (``scope/...``).
 
@@ -431,6 +450,7 @@ class RedisVectorIndex:
                         1.0 - float(fields.get("dist", "1")),
                         payload,
                         self._unblob(fields.get("vec")) if with_vectors else None,
+                        int(fields.get("strikes") or 0),
                     )
                 )
             # expired entries took some of the k places: ask again for more

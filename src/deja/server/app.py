@@ -5,7 +5,8 @@ Routes (``/v1`` prefix optional): ``POST /chat/completions``, ``/completions``,
 (the cache store answers); ``GET /metrics`` (Prometheus); admin routes under ``/cache/``
 for the master key only. Every answer that went through the cache carries ``x-deja-cache``
 (``hit``, ``miss``, ``bypass``...), ``x-deja-cache-key``, ``x-deja-cost-usd`` and, on a
-hit, ``age``; a hit's body is the stored bytes as they were.
+hit, ``age``; a hit's body is the stored bytes as they were. ``POST /cache/feedback``
+(any caller, its own entries) reports a wrong semantic hit by its ``x-deja-cache-key``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from deja.errors import (
     UpstreamConnectionError,
     UpstreamTimeoutError,
 )
+from deja.keys import scope_prefix
 from deja.metrics import PrometheusMetrics
 from deja.request import Request, RequestKind
 from deja.result import CacheInfo
@@ -163,6 +165,7 @@ class ProxyApp:
             ("POST", "/cache/invalidate"): self._admin_invalidate,
             ("POST", "/cache/flush"): self._admin_flush,
             ("POST", "/cache/explain"): self._admin_explain,
+            ("POST", "/cache/feedback"): self._feedback,
         }
         if not settings.general.master_key:
             logger.warning(
@@ -674,6 +677,43 @@ class ProxyApp:
         except (InvalidRequestError, ControlError, KeyBuilderError) as exc:
             raise HTTPError(400, str(exc)) from None
         await send_json(send, 200, explained)
+
+    # -- feedback (any caller, on its own entries) ----------------------------------------
+
+    async def _feedback(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``{"key": <x-deja-cache-key of a semantic hit>, "correct": false}``: report a
+        wrong (or right) semantic hit. The master key may report on any entry; any other
+        caller only on entries of its own tenant, in the cache's namespace or in the one it
+        names (``"namespace"``, as it was set on the request). Entries of other scopes are
+        as unknown to it as entries that do not exist (404)."""
+        caller = self._caller(scope)
+        body = await self._json_body(scope, receive)
+        key, correct, namespace = body.get("key"), body.get("correct"), body.get("namespace")
+        if not isinstance(key, str) or not key:
+            raise HTTPError(
+                400, "'key' (the x-deja-cache-key of the answer) is required", param="key"
+            )
+        if not isinstance(correct, bool):
+            raise HTTPError(400, "'correct' is required and must be true or false", param="correct")
+        if namespace is not None and not isinstance(namespace, str):
+            raise HTTPError(400, "'namespace' must be a string", param="namespace")
+        cache = self.cache
+        if cache is None or cache.semantic is None:
+            raise HTTPError(404, "no semantic cache is configured: nothing takes feedback")
+        own = scope_prefix(
+            cache.key_prefix, caller.tenant, namespace if namespace is not None else cache.namespace
+        )
+        report = None
+        if caller.is_admin or key.startswith(own):
+            try:
+                report = await cache.feedback(key, correct=correct)
+            except StoreError as exc:
+                raise HTTPError(503, str(exc)) from None
+        if report is None:
+            raise HTTPError(404, "no semantic entry with that key", param="key", code="not_found")
+        await send_json(
+            send, 200, {"key": key, "strikes": report.strikes, "forgotten": report.forgotten}
+        )
 
 
 _ADMIN_CALLER = Caller(tenant=None, models=(), is_admin=True)
