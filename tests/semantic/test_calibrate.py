@@ -254,6 +254,35 @@ def test_a_stream_counts_served_and_wrong_answers(embedder: Any) -> None:
     assert math.isnan(StreamReport(0, 0, 0, 0).wrong_share)
 
 
+def test_reported_wrong_hits_are_not_served_again(embedder: Any) -> None:
+    from deja.semantic.cache import SemanticCache
+    from deja.semantic.guards import GuardSettings
+
+    # 5 km is stored; 8 km and 9 km are served its answer while the number guard is off
+    stream = [
+        ("convert 5 km to miles", "5"),
+        ("convert 8 km to miles", "8"),
+        ("convert 9 km to miles", "9"),
+    ]
+
+    def run(report_wrong: float) -> StreamReport:
+        loose = SemanticCache(
+            embedder=embedder,
+            verifier=None,
+            threshold=0.6,
+            guards=GuardSettings(numbers=False),
+            max_strikes=1,
+        )
+        return score_stream(stream, cache=loose, report_wrong=report_wrong)
+
+    assert (run(0.0).served, run(0.0).wrong) == (2, 2)
+    # reported, the first wrong answer takes the 5 km entry out (one strike is the limit
+    # here); 8 km was served, not stored, so 9 km finds nothing and misses
+    assert (run(1.0).served, run(1.0).wrong) == (1, 1)
+    with pytest.raises(ValueError, match="share"):
+        score_stream(stream, cache=SemanticCache(embedder=embedder), report_wrong=1.5)
+
+
 def test_load_queries(tmp_path: Path) -> None:
     path = tmp_path / "queries.csv"
     path.write_text("text,category\n" + "".join(f"{t},{c}\n" for t, c in QUERIES if "," not in t))
@@ -272,9 +301,10 @@ def test_bench_stream(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
 
     path = tmp_path / "queries.csv"
     path.write_text("text,category\n" + "".join(f"{t},{c}\n" for t, c in QUERIES))
-    assert main(["--stream", str(path), "--queries", "6"]) == 0
+    assert main(["--stream", str(path), "--queries", "6", "--feedback", "1"]) == 0
     out = capsys.readouterr().out
     assert "6 queries" in out
+    assert "deja, 100% of wrong hits reported" in out
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text(json.dumps({"a": QUERIES[0][0], "b": QUERIES[2][0], "same": False}) + "\n")
     assert main(["--stream", str(path), "--exclude", str(pairs)]) == 0

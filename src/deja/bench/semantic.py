@@ -4,7 +4,7 @@
         [--index memory|redis|qdrant] [--redis-url URL] [--qdrant-url URL]
         [--cv] [--write-verifiers DIR]
     python -m deja.bench.semantic --stream QUERIES.csv [--queries N] [--seed S]
-        [--exclude PAIRS.jsonl] [--band PAIRS.jsonl]
+        [--exclude PAIRS.jsonl] [--band PAIRS.jsonl] [--feedback SHARE ...]
 
 One shared embedder (every text embedded once, in batches), a fresh in-process index per
 pair; each pair is one user message to a fixed model: ``a`` is stored, ``b`` is checked
@@ -41,6 +41,11 @@ similarity and word overlap rank them (AUC), once among the labelled pairs of th
 once among the stream's own neighbour pairs (each query with its 4 most similar earlier
 queries). A verifier that ranks the stream's pairs no better than the similarity does adds
 hits no more precisely than a lower threshold would.
+
+``--feedback SHARE`` (repeatable) adds a run of the shipped defaults in which that share of
+the wrong hits is reported by its user (``feedback(key, correct=False)``, drawn with
+``--seed``), as a support bot's thumbs-down would: each report is a strike on the entry
+that answered, so the wrong answers it would have served later are not served.
 """
 
 from __future__ import annotations
@@ -109,6 +114,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--band",
         metavar="PAIRS",
         help="with --stream: how well the verifier ranks its band, in PAIRS and the stream",
+    )
+    parser.add_argument(
+        "--feedback",
+        metavar="SHARE",
+        type=float,
+        action="append",
+        default=[],
+        help="with --stream: also run deja with this share of wrong hits reported (repeatable)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
@@ -198,9 +211,14 @@ def _stream(args: argparse.Namespace, threshold: float) -> int:
         f"{args.stream}: {len(queries)} queries (seed {args.seed}{excluded}),"
         f" {len({label for _, label in queries})} labels, one scope"
     )
-    for label, options in setups:
+    runs: list[tuple[str, dict[str, Any], float]] = [(label, o, 0.0) for label, o in setups]
+    for share in args.feedback:
+        label = f"deja, {share:.0%} of wrong hits reported"
+        runs.insert(1, (label, {"threshold": threshold}, share))
+    for label, options, share in runs:
         index = InProcessIndex(dim=shared.dim, max_entries=None, hnsw_threshold=None)
-        report = score_stream(queries, cache=SemanticCache(embedder=shared, index=index, **options))
+        cache = SemanticCache(embedder=shared, index=index, **options)
+        report = score_stream(queries, cache=cache, report_wrong=share, seed=args.seed)
         print(_stream_line(label, report))
     if args.band:
         _band(args.band, queries, shared, threshold)

@@ -229,14 +229,27 @@ def load_queries(
     return rows[:limit] if limit is not None else rows
 
 
-def score_stream(queries: Sequence[tuple[str, str]], *, cache: SemanticCache) -> StreamReport:
+def score_stream(
+    queries: Sequence[tuple[str, str]],
+    *,
+    cache: SemanticCache,
+    report_wrong: float = 0.0,
+    seed: int = 0,
+) -> StreamReport:
     """Send ``queries`` (text, label) in order through ``cache``: check, store on a miss.
 
     This is how a cache meets prompts in production: each query against every stored
     one, served by the best candidate that passes, not against one chosen partner. Label
     pairs score one comparison at a time; a stream also counts the chance errors of a
     query that has many near neighbours, some of another label.
+
+    ``report_wrong`` is the share of wrong hits whose user reports them
+    (``cache.feedback(key, correct=False)``, drawn with ``seed``): how much the feedback
+    loop takes off the wrong answers served later in the stream.
     """
+    if not 0.0 <= report_wrong <= 1.0:
+        raise ValueError("report_wrong is a share, between 0 and 1")
+    draw = random.Random(seed).random
     label_of: dict[str, str] = {}
     seen: set[str] = set()
     served = wrong = repeats = 0
@@ -253,7 +266,10 @@ def score_stream(queries: Sequence[tuple[str, str]], *, cache: SemanticCache) ->
             label_of[key] = label
             continue
         served += 1
-        wrong += label_of.get(match.key) != label
+        if label_of.get(match.key) != label:
+            wrong += 1
+            if report_wrong and draw() < report_wrong:
+                cache.feedback(match.key, correct=False)
     return StreamReport(len(queries), repeats, served, wrong)
 
 
