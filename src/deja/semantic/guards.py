@@ -5,28 +5,34 @@ thing (cosine 0.95); they do not share an answer. Guards are pure functions over
 that extract the *anchors* of a prompt and compare them, in order:
 
 * numbers (digits with separators, decimals, ``#1234``, ordinals, written forms like
-  "twenty-five", "a hundred", "two dozen" or "a pair of", percentages, versions such as
-  ``v2.10.0``, rates and fractions such as ``$5/month``, ``24/7`` or ``1/2``; currency
-  amounts as number + currency);
-* dates (``March 15, 2030``, ``15 March 2030``, ``2030-03-15``, ``3/15/2030``; weekdays and
-  relative days such as ``tomorrow`` or ``next week``);
+  "twenty-five", "a hundred", "two dozen", "a pair of" or "twice", percentages, versions
+  such as ``v2.10.0``, rates and fractions such as ``$5/month``, ``24/7`` or ``1/2``;
+  currency amounts as number + currency), and how many things a request asks for ("give
+  me an example" is one, "give me examples" several; compared where both prompts ask);
+* dates (``March 15, 2030``, ``15 March 2030``, ``2030-03-15``, ``3/15/2030``; weekdays,
+  "Tuesdays" as "Tuesday", and relative days such as ``tomorrow`` or ``next week``);
 * units and currencies, source before target (``15 cups in ml`` == ``how many ml is 15 cups``
   but ``km to miles`` != ``miles to km``; a digit then ``'`` is feet, ``6'``);
 * quoted strings (any double-quote shape; a digit then ``"`` is an inch mark, ``12"``) and
-  code spans (backticks, identifiers such as ``os.path.join``, ``df.groupby()``, ``print(x)``,
-  ``snake_case`` or ``2FA``, file names and types (``.docx``), paths such as ``/etc/hosts``
-  or ``~/.bashrc``, URLs and e-mail addresses without a trailing ``.``/``,``/``)``, but not
-  dotted abbreviations such as ``e.g.`` or ``U.S.``; compared without letter case or a
-  call's ``()``, with a call's short arguments where both prompts give some: ``print(x)``
-  != ``print(y)``); compared as sets, but in order when a connector joins two of them
-  ("convert `list` to `tuple`", "from /etc/a to /etc/b");
+  code spans (backticks, identifiers such as ``os.path.join``, ``std::vector``,
+  ``df.groupby()``, ``print(x)``, ``snake_case`` or ``2FA``, file names and types
+  (``.docx``), paths such as ``/etc/hosts`` or ``~/.bashrc``, URLs and e-mail addresses
+  without a trailing ``.``/``,``/``)``, but not dotted abbreviations such as ``e.g.`` or
+  ``U.S.``; compared without letter case or a call's ``()``, with a call's short
+  arguments where both prompts give some: ``print(x)`` != ``print(y)``); compared as sets,
+  but in order when a connector joins two of them ("convert `list` to `tuple`", "from
+  /etc/a to /etc/b"); a span in backticks is the same words written bare on the other side
+  ("run `git rebase -i`" == "run git rebase -i");
 * named entities, found by heuristics (capitalised words that are not common words,
   acronyms, camel case, ``C++``), a small gazetteer of places, languages, technologies and
   developer tools that users often type in lower case (``git``, ``pip``, ``kubectl``;
-  ``React.js`` is ``React``), hyphenated package and model names (``scikit-learn``,
-  ``react-dom``, ``gpt-4``; not prose such as "well-known") and the packages of an install
-  command (``pip install requests``); a possessive or a comma ends a name ("Google's
-  Android", "Visa, Mastercard"); compared case-insensitively and in order;
+  ``React.js`` is ``React``; ``NYC``, ``LA``, ``SF``, ``UK`` and ``US``/``USA`` are the
+  full names), hyphenated package and model names (``scikit-learn``, ``react-dom``,
+  ``gpt-4``; not prose such as "well-known") and the packages of an install command
+  (``pip install requests``); a possessive or a comma ends a name ("Google's Android",
+  "Visa, Mastercard"); a place qualifier after a name is part of it ("New York City" !=
+  "New York state"), unless the other prompt leaves it out ("New York"); compared
+  case-insensitively and in order;
 * polarity and direction words (increase/decrease, high/low, before/after, buy/sell,
   max/min, enable/disable, send/receive, raw/cooked, legal/illegal, beginner/expert,
   client/server, debit/credit, domestic/international, brief/detailed, formal/casual...;
@@ -754,6 +760,11 @@ _GAZETTEER_PHRASES = (
     "buenos aires",
     "rio de janeiro",
     "mexico city",
+    # (cities named after their country or province: "Panama City" is not Panama)
+    "panama city",
+    "guatemala city",
+    "kuwait city",
+    "quebec city",
     "cape town",
     "las vegas",
     "tel aviv",
@@ -794,6 +805,23 @@ _CAPITALISED_NAMES = frozenset(
     ]
 )
 _GAZETTEER_MAX_WORDS = 3
+# Short names of places, read as the full name: "NYC" is "New York City". The two-letter
+# ones that are also words or notes ("us", "la") count only in capitals, or as "the us".
+_ALIASES = {
+    "nyc": "new york city",
+    "la": "los angeles",
+    "sf": "san francisco",
+    "uk": "united kingdom",
+    "us": "united states",
+    "usa": "united states",
+}
+_CAPITAL_ALIASES = frozenset({"la", "sf", "us"})
+# A word after a place that says which one it means: "New York City" and "New York state"
+# are two places, "Washington state" is not "Washington DC". Written on one side only, it
+# is a detail ("New York" and "New York City" name the same place far more often than
+# not); places whose own name ends in such a word are whole names of the gazetteer
+# ("Mexico City") or capitalised names ("Kansas City").
+_PLACE_QUALIFIERS = frozenset({"city", "state", "county", "province", "district"})
 
 # Hyphenated words are prose ("well-known", "e-mail", "top-up", "state-of-the-art") unless
 # they name a package, tool or model: a hyphenated token with a digit ("gpt-4", "utf-8"),
@@ -1238,6 +1266,10 @@ _NUMBER_WORDS = {
 }  # fmt: skip
 # Multipliers: "two dozen" is 24 and "three hundred" 300; alone they need "a" or "one"
 # before them ("a hundred", "one thousand"), except "dozen", which is never a pronoun.
+# Adverbs of repetition: "twice" is "two times". They are loose numbers, as "twice" says
+# "more than once" as often as "two": "charged twice" is "charged two times" and not
+# "charged 3 times", but also "a duplicate charge" (and "once" is also "as soon as").
+_TIMES_WORDS = {"once": 1, "twice": 2, "thrice": 3}
 _SCALES = {"dozen": 12, "hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9}
 _ORDINAL_WORDS = {
     "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7,
@@ -1283,6 +1315,10 @@ _DAY_WORDS = frozenset(
         "sunday",
     ]
 )
+# each day word, and the weekdays' plurals ("on Tuesdays" is "on Tuesday")
+_DAY_NAMES = {w: w for w in _DAY_WORDS} | {
+    f"{w}s": w for w in _DAY_WORDS if w.endswith("day") and w not in ("today", "yesterday")
+}
 _RELATIVE = frozenset({"next", "last", "this", "previous", "coming"})
 _PERIODS = frozenset({"week", "month", "year", "weekend", "quarter", "decade", "century"})
 
@@ -1506,12 +1542,20 @@ class Signature:
     """The anchors of one prompt, in order of appearance (see the module docstring)."""
 
     numbers: tuple[str, ...] = ()
+    # the numbers with the loose ones of repetition words among them ("twice": "2")
+    all_numbers: tuple[str, ...] = ()
     dates: tuple[str, ...] = ()
     units: tuple[str, ...] = ()
     quotes: tuple[str, ...] = ()
     code: tuple[str, ...] = ()
     entities: tuple[str, ...] = ()
     entity_candidates: frozenset[str] = frozenset()
+    # entities with a place qualifier after them ("new york city"): one the other prompt
+    # leaves out is no conflict, another one is
+    qualified: frozenset[str] = frozenset()
+    # how many things each request asks for ("give me an example": "1", "list examples":
+    # "n"), compared with the numbers where both prompts ask
+    requested: tuple[str, ...] = ()
     directed: bool = False
     # a connector joins two code spans or quotes ("convert `list` to `tuple`"): their order
     # counts, as the entities' does when ``directed``
@@ -1523,6 +1567,9 @@ class Signature:
     negated: bool = False
     words: frozenset[str] = frozenset()
     low_text: str = field(default="", repr=False)
+    # the text as given, and its backtick spans as bare words (see :func:`check_guards`)
+    text: str = field(default="", repr=False)
+    ticked: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def anchors(self) -> int:
@@ -1579,6 +1626,13 @@ _IDENT_RE = re.compile(
                                                    # .docx, .PDF, .gitignore (file types)
     """,
     re.VERBOSE,
+)
+
+
+# Scoped names (C++, Rust, Ruby, PHP): ``std::vector``, ``Foo::~Foo()``, ``a::b::c``. Only
+# in a text with "::" (another alternative in ``_IDENT_RE`` costs every prompt ~15%).
+_SCOPED_RE = re.compile(
+    r"(?<![\w:])[A-Za-z_]\w*(?:::~?[A-Za-z_]\w*)+(?:\([^()\n]{0,40}\))?(?![\w:])"
 )
 
 
@@ -1893,11 +1947,14 @@ def _signature(text: str) -> Signature:
         code.append(m.group().strip("`").strip())
         return _mark(_CODE_MARK, len(code) - 1)
 
+    given = text
+
     if _MARK_RE.search(text) is not None:
         text = _MARK_RE.sub(" ", text)  # the text's own private-use characters are not marks
     if "." in text:
         text = _DOTTED_ACRONYM_RE.sub(_undot, text)  # "U.S." is "US", "U.K." is "UK"
     rest = _CODE_RE.sub(take_code, text) if "`" in text else text
+    ticked = tuple(_bare_words(c) for c in code) if code else ()
 
     def take_quote(m: re.Match[str]) -> str:
         inner = next(g for g in m.groups() if g is not None)
@@ -1950,6 +2007,8 @@ def _signature(text: str) -> Signature:
         rest = _JS_NAME_RE.sub(_js_name, rest)
     if "/" in rest or "\\" in rest or "@" in rest:
         rest = _PATH_RE.sub(take_ident, rest)
+    if "::" in rest:
+        rest = _SCOPED_RE.sub(take_ident, rest)
     rest = _IDENT_RE.sub(take_ident, rest)
     literals_directed = False
     if len(code) + len(quotes) > 1:
@@ -1959,6 +2018,8 @@ def _signature(text: str) -> Signature:
     phrases, longest = _phrases()
 
     numbers: list[str] = []
+    number_at: list[int] = []  # the token index of each number
+    loose: set[int] = set()  # where the loose numbers are
     quantity_units: list[tuple[int, str]] = []
     other_units: list[tuple[int, str]] = []
     consumed = [False] * len(toks)
@@ -1973,8 +2034,8 @@ def _signature(text: str) -> Signature:
             i += found[1]
             continue
         low = tok.low
-        if low in _DAY_WORDS:
-            dates.append((tok.start, low))
+        if low in _DAY_NAMES:
+            dates.append((tok.start, _DAY_NAMES[low]))
             consumed[i] = True
         elif low in _RELATIVE and i + 1 < len(toks) and lows[i + 1] in _PERIODS:
             dates.append((tok.start, f"{low} {lows[i + 1]}"))
@@ -2001,6 +2062,8 @@ def _signature(text: str) -> Signature:
                 used = 2
         elif tok.low in _ORDINAL_WORDS:
             value = str(_ORDINAL_WORDS[tok.low])
+        elif tok.low in _TIMES_WORDS:
+            value = str(_TIMES_WORDS[tok.low])
         else:
             written = _written_number(toks, i)
             if written is not None:
@@ -2010,6 +2073,9 @@ def _signature(text: str) -> Signature:
                     used += 1
         if value is not None:
             numbers.append(value)
+            number_at.append(i)
+            if tok.low in _TIMES_WORDS:
+                loose.add(i)
             for k in range(i, i + used):
                 consumed[k] = True
             # a unit or currency right after the number (or a symbol right before) is
@@ -2055,31 +2121,49 @@ def _signature(text: str) -> Signature:
             break
         i += 1
 
+    present = frozenset(lows)
+    requested: tuple[str, ...] = ()
+    if not present.isdisjoint(_REQUEST_VERBS):
+        requested, counted = _requested(toks)
+        if counted:  # "give me 1 example" asks for one thing as "give me an example" does
+            numbers = [v for k, v in zip(number_at, numbers, strict=True) if k not in counted]
+            number_at = [k for k in number_at if k not in counted]
+    low_text = lows
+    if not _ALIASES.keys().isdisjoint(lows):
+        toks, consumed = _expand_aliases(toks, consumed, rest)
+        low_text = [t.low for t in toks]
     names: set[int] = set()
     if "nstall" in rest or "add" in rest or "npm i " in rest:
         starts = _installed_names(rest)
         names = {i for i, t in enumerate(toks) if t.start in starts}
-    entities, directed = _entities(toks, consumed, names)
-    present = frozenset(lows)
+    entities, qualified, directed = _entities(toks, consumed, names)
     poles = _poles_of(present)
     negated = any(w in _NEGATIONS or w.endswith("n't") for w in lows)
     arrows = _arrows(lows) if "to" in present or "into" in present else frozenset()
     units = [u for _, u in sorted(quantity_units)] + [u for _, u in sorted(other_units)]
+    all_numbers = tuple(numbers)
     return Signature(
-        numbers=tuple(numbers),
+        numbers=tuple(v for k, v in zip(number_at, numbers, strict=True) if k not in loose)
+        if loose
+        else all_numbers,
+        all_numbers=all_numbers,
         dates=tuple(d for _, d in sorted(dates)),
         units=tuple(units),
         quotes=tuple(quotes),
         code=tuple(code),
         entities=tuple(entities),
         entity_candidates=frozenset(entities),
+        qualified=qualified,
+        requested=requested,
         directed=directed,
         literals_directed=literals_directed,
         poles=poles,
         arrows=arrows,
         negated=negated,
         words=frozenset(_stem(w) for w in lows if w not in _STOP),
-        low_text=" ".join(lows),
+        low_text=" ".join(low_text),
+        text=given,
+        ticked=ticked,
     )
 
 
@@ -2099,13 +2183,141 @@ def _is_name_like(tok: _Tok) -> bool:
 
 _CONNECTORS = frozenset({"to", "->", "=>", "→", "into", "vs", "versus", "than", "from"})
 
+# How many things a request asks for: "give me an example" is one, "give me examples" or
+# "list some examples" several. Read only after a verb that hands something over, used as
+# a request (first in its sentence, or after "you" or "please"), so that "how to write a
+# unit test" and "how to write unit tests" stay one question.
+_REQUEST_VERBS = frozenset([
+    "give", "show", "list", "provide", "suggest", "recommend", "share", "tell", "name",
+    "generate", "write", "create",
+])  # fmt: skip
+_REQUEST_BEFORE = frozenset({"you", "please", "pls", "just"})
+_ONE = frozenset({"a", "an", "one", "single"})
+_SEVERAL = frozenset({"some", "several", "few", "more", "multiple", "various", "many"})
+# after "a": several things ("a list of examples", "a few ideas") or no count ("a bit")
+_A_SEVERAL = frozenset([
+    "bunch", "collection", "couple", "few", "handful", "list", "lot", "number", "range",
+    "selection", "series", "set", "variety",
+])  # fmt: skip
+_DETERMINERS = frozenset([
+    "all", "any", "each", "every", "her", "his", "its", "my", "no", "our", "that", "the",
+    "their", "these", "this", "those", "your",
+])  # fmt: skip
+_A_NONE = frozenset({"bit", "little", "hand", "moment", "second", "minute"})
+# words that end the noun a request asks for ("an example *of* a metaphor")
+_NOUN_END = frozenset([
+    "about", "and", "as", "at", "by", "for", "from", "how", "in", "like", "of", "on", "or",
+    "that", "to", "using", "what", "when", "where", "which", "who", "why", "with",
+])  # fmt: skip
+# singular words that end in "s"
+_NOT_PLURAL = frozenset([
+    "alias", "atlas", "bias", "canvas", "economics", "ethics", "gas", "lens", "means",
+    "mathematics", "news", "physics", "politics", "series", "species", "statistics",
+])  # fmt: skip
 
-def _entities(toks: list[_Tok], consumed: list[bool], names: set[int]) -> tuple[list[str], bool]:
-    """The names in ``toks``, and whether their order is directed ("Oslo to Berlin").
+
+def _is_plural(word: str) -> bool:
+    return (
+        len(word) > 3
+        and word[-1] == "s"
+        and not word.endswith(("ss", "us", "is", "'s"))
+        and word not in _NOT_PLURAL
+    )
+
+
+def _requested(toks: list[_Tok]) -> tuple[tuple[str, ...], set[int]]:
+    """How many things each request in ``toks`` asks for ("1" or "n": several), and where
+    a request counts one thing with the digit "1"."""
+    out: list[str] = []
+    counted: set[int] = set()
+    n = len(toks)
+    for i, tok in enumerate(toks):
+        if tok.low not in _REQUEST_VERBS:
+            continue
+        if not (tok.initial or (i > 0 and toks[i - 1].low in _REQUEST_BEFORE)):
+            continue
+        j = i + 1
+        if j < n and toks[j].low in ("me", "us") and not toks[j].initial:
+            j += 1
+        if j >= n or toks[j].initial:
+            continue
+        count = ""
+        det = toks[j].low
+        if det in _DETERMINERS:
+            continue  # "show me my transactions", "list the steps": no count
+        if det in _ONE or det == "1":
+            count = "1"
+            if det == "1":
+                counted.add(j)
+            j += 1
+            if j < n and toks[j].low in _A_SEVERAL:
+                count = "n"
+            elif j < n and toks[j].low in _A_NONE:
+                continue
+        elif det in _SEVERAL:
+            count = "n"
+            j += 1
+        # the noun: up to four plain words, the last one before a word that ends it
+        k = j
+        while (
+            k < n
+            and k - j < 4
+            and toks[k].kind == "word"
+            and toks[k].text.islower()
+            and toks[k].low not in _NOUN_END
+            and not toks[k].initial
+        ):
+            k += 1
+        if k == j or (k - j == 4 and k < n and toks[k].low not in _NOUN_END):
+            continue
+        if not count and _is_plural(toks[k - 1].low):
+            count = "n"
+        if count:
+            out.append(count)
+    return tuple(out), counted
+
+
+_LOWER_RE = re.compile("[a-z]")
+
+
+def _expand_aliases(
+    toks: list[_Tok], consumed: list[bool], text: str
+) -> tuple[list[_Tok], list[bool]]:
+    """``toks`` with each short place name written out as its full name (``_ALIASES``)."""
+    shouting: bool | None = None  # a text in capitals says nothing of "US" or "LA"
+    out: list[_Tok] = []
+    out_consumed: list[bool] = []
+    for i, tok in enumerate(toks):
+        full = None if consumed[i] else _ALIASES.get(tok.low)
+        if full is not None and tok.low in _CAPITAL_ALIASES:
+            the_us = tok.low == "us" and i > 0 and toks[i - 1].low == "the"
+            if not the_us and tok.text.isupper() and shouting is None:
+                shouting = _LOWER_RE.search(text) is None
+            if not (the_us or (tok.text.isupper() and not shouting)):
+                full = None
+        if full is None:
+            out.append(tok)
+            out_consumed.append(consumed[i])
+            continue
+        for k, word in enumerate(full.split()):
+            first = k == 0
+            out.append(
+                _Tok(word, word, "word", tok.start, tok.initial and first, tok.joined or not first)
+            )
+            out_consumed.append(False)
+    return out, out_consumed
+
+
+def _entities(
+    toks: list[_Tok], consumed: list[bool], names: set[int]
+) -> tuple[list[str], frozenset[str], bool]:
+    """The names in ``toks``, those of them with a place qualifier ("new york city"), and
+    whether their order is directed ("Oslo to Berlin").
 
     ``names`` holds the indices of tokens known to be names (install commands).
     """
     out: list[str] = []
+    qualified: set[str] = set()
     spans: list[tuple[int, int]] = []
     i = 0
     n = len(toks)
@@ -2120,24 +2332,16 @@ def _entities(toks: list[_Tok], consumed: list[bool], names: set[int]) -> tuple[
             spans.append((i, i + 1))
             i += 1
             continue
+        j = i
         # gazetteer phrases first (lower case allowed), longest match
-        matched = 0
         for size in range(min(_GAZETTEER_MAX_WORDS, n - i), 0, -1):
             phrase = " ".join(t.low for t in toks[i : i + size])
             if phrase in _GAZETTEER and not any(consumed[i : i + size]):
-                out.append(phrase)
-                spans.append((i, i + size))
-                matched = size
+                j = i + size
                 break
-        if matched:
-            i += matched
-            continue
-        if tok.text[0].isupper() and tok.low in _CAPITALISED_NAMES:
-            out.append(tok.low)
-            spans.append((i, i + 1))
-            i += 1
-            continue
-        if _is_name_like(tok) and tok.text != "I":
+        if j == i and tok.text[0].isupper() and tok.low in _CAPITALISED_NAMES:
+            j = i + 1
+        if j == i and _is_name_like(tok) and tok.text != "I":
             j = i + 1
             while (
                 j < n
@@ -2153,18 +2357,29 @@ def _entities(toks: list[_Tok], consumed: list[bool], names: set[int]) -> tuple[
             letters = tok.text
             plain_capital = letters[0].isupper() and letters[1:].islower()
             if tok.initial and plain_capital and j == i + 1:
-                i += 1
-                continue
-            out.append(" ".join(t.low for t in toks[i:j]))
-            spans.append((i, j))
-            i = j
+                j = i
+        if j == i:
+            i += 1
             continue
-        i += 1
+        name = " ".join(t.low for t in toks[i:j])
+        if (
+            j < n
+            and toks[j].low in _PLACE_QUALIFIERS
+            and not consumed[j]
+            and toks[j].joined
+            and not toks[j].initial
+        ):
+            name = f"{name} {toks[j].low}"
+            qualified.add(name)
+            j += 1
+        out.append(name)
+        spans.append((i, j))
+        i = j
     directed = any(start > 0 and toks[start - 1].low == "from" for start, _ in spans) or any(
         nxt[0] == prev[1] + 1 and toks[prev[1]].low in _CONNECTORS
         for prev, nxt in itertools.pairwise(spans)
     )
-    return out, directed
+    return out, frozenset(qualified), directed
 
 
 # -- comparison ---------------------------------------------------------------------------
@@ -2227,6 +2442,30 @@ def _occurrences(candidates: Iterable[str], low_text: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _drop_lone_qualifiers(
+    seen: tuple[str, ...], other: tuple[str, ...], qualified: frozenset[str]
+) -> tuple[str, ...]:
+    """``seen`` with the place qualifiers that ``other`` does not give its own names
+    left out: "new york city" is "new york" beside "new york", not beside "new york state".
+    """
+    qualifying = {name.rsplit(" ", 1)[0] for name in other if name in qualified}
+    return tuple(
+        base if name in qualified and (base := name.rsplit(" ", 1)[0]) not in qualifying else name
+        for name in seen
+    )
+
+
+def _same_numbers(a: Signature, b: Signature) -> bool:
+    """The same numbers, the loose ones ("twice") counting only where both prompts give
+    some: "twice" is "two times" and not "thrice", nor "3 times", but may be "duplicate".
+    """
+    if a.all_numbers == b.all_numbers:
+        return True
+    loose_a = len(a.all_numbers) > len(a.numbers)
+    loose_b = len(b.all_numbers) > len(b.numbers)
+    return a.numbers == b.numbers and not (loose_a and loose_b)
+
+
 def _first_seen(names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
@@ -2262,11 +2501,45 @@ def _same_code(a: tuple[str, ...], b: tuple[str, ...], ordered: bool) -> bool:
     return True
 
 
+def _bare_words(text: str) -> str:
+    """``text`` as lower-case words without backticks or the punctuation that ends a
+    clause, one space apart: how a code span reads written bare in prose."""
+    return " ".join(w.rstrip(".,;:!?").strip("\"'") for w in text.replace("`", " ").lower().split())
+
+
+def _unticked(a: Signature, b: Signature) -> Signature:
+    """``a`` read without its backticks when ``b`` writes every one of its code spans word
+    for word ("run `git rebase -i`" / "run git rebase -i"), else ``a``."""
+    if not a.ticked:
+        return a
+    other = f" {_bare_words(b.text)} "
+    if all(f" {span} " in other for span in a.ticked):
+        return signature(a.text.replace("`", " "))
+    return a
+
+
 def check_guards(a: Signature, b: Signature, settings: GuardSettings | None = None) -> GuardReport:
     """Compare two prompts' anchors; every enabled guard must agree for a hit."""
     s = settings if settings is not None else GuardSettings()
+    failed = _failed(a, b, s)
+    if "code" in failed and (a.ticked or b.ticked):
+        # backticks mark code, but the same words written bare are the same code: compare
+        # the two prompts without them when each side's spans are all on the other side
+        bare_a, bare_b = _unticked(a, b), _unticked(b, a)
+        if (bare_a is not a or bare_b is not b) and not _failed(bare_a, bare_b, s):
+            failed = []
+    shared = 0
+    if not failed:
+        shared = a.anchors
+    return GuardReport(failed=tuple(failed), shared_anchors=shared)
+
+
+def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
+    """The guards of ``s`` that fail between ``a`` and ``b``."""
     failed: list[str] = []
-    if s.numbers and a.numbers != b.numbers:
+    if s.numbers and (
+        not _same_numbers(a, b) or (a.requested and b.requested and a.requested != b.requested)
+    ):
         failed.append("numbers")
     if s.dates and a.dates != b.dates:
         failed.append("dates")
@@ -2290,13 +2563,23 @@ def check_guards(a: Signature, b: Signature, settings: GuardSettings | None = No
         if names:
             seen_a = _occurrences(names, a.low_text)
             seen_b = _occurrences(names, b.low_text)
+            marked_a: Iterable[str] = a.entity_candidates
+            marked_b: Iterable[str] = b.entity_candidates
+            qualified = a.qualified | b.qualified
+            if qualified:
+                seen_a, seen_b, marked_a, marked_b = (
+                    _drop_lone_qualifiers(seen_a, seen_b, qualified),
+                    _drop_lone_qualifiers(seen_b, seen_a, qualified),
+                    _drop_lone_qualifiers(tuple(marked_a), seen_b, qualified),
+                    _drop_lone_qualifiers(tuple(marked_b), seen_a, qualified),
+                )
             if a.directed or b.directed:
                 same = _first_seen(seen_a) == _first_seen(seen_b)
             else:
                 # A name a prompt marks itself is in it, even where the other prompt's
                 # longer name swallows it: "public inference API" holds "API" when only
                 # the other side capitalised "Inference API".
-                same = set(seen_a) | a.entity_candidates == set(seen_b) | b.entity_candidates
+                same = set(seen_a).union(marked_a) == set(seen_b).union(marked_b)
             if not same:
                 failed.append("entities")
     if s.polarity:
@@ -2318,7 +2601,4 @@ def check_guards(a: Signature, b: Signature, settings: GuardSettings | None = No
                 failed.append("polarity")
     if s.negation and a.negated != b.negated:
         failed.append("negation")
-    shared = 0
-    if not failed:
-        shared = a.anchors
-    return GuardReport(failed=tuple(failed), shared_anchors=shared)
+    return failed
