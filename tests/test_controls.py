@@ -27,6 +27,8 @@ from deja.errors import ControlError
         ({"namespace": "faq-v2"}, CacheControl(namespace="faq-v2")),
         ({"tags": ["a", "b", "a"]}, CacheControl(tags=("a", "b"))),
         ({"semantic": False}, CacheControl(semantic=False)),
+        ({"similarity_threshold": 0.9}, CacheControl(similarity_threshold=0.9)),
+        ({"similarity-threshold": 1}, CacheControl(similarity_threshold=1.0)),
     ],
 )
 def test_parse(options: dict[str, Any] | None, expected: CacheControl) -> None:
@@ -51,6 +53,11 @@ def test_parse(options: dict[str, Any] | None, expected: CacheControl) -> None:
         ({"tags": "one"}, "tags"),
         ({"tags": [1]}, "tags"),
         ({"semantic": "false"}, "semantic"),
+        ({"similarity_threshold": 1.2}, "similarity_threshold"),
+        ({"similarity_threshold": -0.1}, "similarity_threshold"),
+        ({"similarity_threshold": float("nan")}, "similarity_threshold"),
+        ({"similarity_threshold": "0.9"}, "similarity_threshold"),
+        ({"similarity-threshold": True}, "similarity-threshold"),
     ],
 )
 def test_bad_options_name_the_option(options: dict[str, Any], option: str) -> None:
@@ -93,3 +100,7 @@ def test_merge_takes_the_stricter() -> None:
     assert merged == CacheControl(
         no_store=True, ttl=10.0, s_maxage=60.0, namespace="n", tags=("t",)
     )
+    strict = parse_controls({"similarity_threshold": 0.95})
+    loose = parse_controls({"similarity_threshold": 0.9})
+    assert merge(strict, loose).similarity_threshold == 0.95
+    assert merge(loose, strict).similarity_threshold == 0.95

@@ -9,9 +9,15 @@ Options use LiteLLM's names so existing code keeps working::
     cache={"namespace": "faq-v2"}     # key into a separate namespace
     cache={"tags": ["doc:42"]}        # tag the stored entry for bulk invalidation
     cache={"semantic": False}         # exact matches only for this request
+    cache={"similarity_threshold": 0.92}  # semantic matches only this close, or closer
+
+``similarity_threshold`` can only make the semantic tier stricter for the request: a value
+below the tier's own threshold changes nothing (that threshold is the one its false-hit
+rate was measured at, with the guards and the verifier behind it).
 
 Aliases: ``use-cache`` (``False`` skips the cache entirely: no lookup, no store),
-``s-max-age``, and the underscore spellings (``no_cache``, ``s_maxage``...). Anything else
+``s-max-age``, and the other spelling of each (``no_cache``, ``s_maxage``,
+``similarity-threshold``...). Anything else
 is a :class:`~deja.errors.ControlError` naming the option. The proxy also reads the HTTP
 ``Cache-Control`` request header (:func:`from_header`).
 """
@@ -41,6 +47,7 @@ class CacheControl:
     namespace: str | None = None
     tags: tuple[str, ...] = ()
     semantic: bool = True
+    similarity_threshold: float | None = None
 
 
 DEFAULT_CONTROL = CacheControl()
@@ -60,6 +67,8 @@ _CANONICAL = {
     "namespace": "namespace",
     "tags": "tags",
     "semantic": "semantic",
+    "similarity_threshold": "similarity-threshold",
+    "similarity-threshold": "similarity-threshold",
 }
 
 
@@ -81,6 +90,19 @@ def _seconds(name: str, value: Any, *, allow_zero: bool) -> float:
         bound = "non-negative" if allow_zero else "positive"
         raise ControlError(
             f"cache option '{name}' must be a {bound} finite number of seconds, got {value!r}",
+            option=name,
+        )
+    return float(value)
+
+
+def _similarity(name: str, value: Any) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0.0 <= value <= 1.0  # NaN fails this too
+    ):
+        raise ControlError(
+            f"cache option '{name}' must be a cosine similarity between 0 and 1, got {value!r}",
             option=name,
         )
     return float(value)
@@ -132,6 +154,8 @@ def parse_controls(options: Mapping[str, Any] | CacheControl | None) -> CacheCon
                     option=raw,
                 )
             fields["tags"] = tuple(dict.fromkeys(_name(raw, tag) for tag in value))
+        elif name == "similarity-threshold":
+            fields["similarity_threshold"] = _similarity(raw, value)
         else:  # semantic
             fields["semantic"] = _bool(raw, value)
     return CacheControl(**fields)
@@ -172,6 +196,7 @@ def merge(first: CacheControl, second: CacheControl) -> CacheControl:
     if second is DEFAULT_CONTROL:
         return first
     ages = [a for a in (first.s_maxage, second.s_maxage) if a is not None]
+    floors = [t for t in (first.similarity_threshold, second.similarity_threshold) if t is not None]
     return replace(
         second,
         no_cache=first.no_cache or second.no_cache,
@@ -181,4 +206,5 @@ def merge(first: CacheControl, second: CacheControl) -> CacheControl:
         namespace=second.namespace if second.namespace is not None else first.namespace,
         tags=tuple(dict.fromkeys(first.tags + second.tags)),
         semantic=first.semantic and second.semantic,
+        similarity_threshold=max(floors) if floors else None,
     )

@@ -64,6 +64,25 @@ def test_semantic_false_and_deletion_and_namespaces(embedder: Any) -> None:
     assert cache.semantic is not None and len(cache.semantic) == 0
 
 
+def test_a_request_can_ask_for_closer_matches_not_looser_ones(embedder: Any) -> None:
+    cache = make_cache(embedder)
+    cache.fetch(chat_request("How can I track my card delivery?"), chat_response)
+    reworded = chat_request("how do i track the delivery of my card")
+    similarity = cache.get(reworded).info.similarity
+    assert similarity is not None and similarity < 0.99
+    strict = cache.get(reworded, control={"similarity_threshold": 0.99})
+    assert strict.info.status == "miss"
+    just = cache.get(reworded, control={"similarity_threshold": similarity - 0.001})
+    assert just.info.status == "semantic_hit"
+    # below the tier's own threshold it changes nothing
+    strict_tier = deja.Cache(semantic=SemanticCache(embedder=embedder, threshold=0.99))
+    strict_tier.fetch(chat_request("How can I track my card delivery?"), chat_response)
+    looser = strict_tier.get(reworded, control={"similarity_threshold": 0.5})
+    assert looser.info.status == "miss"
+    with pytest.raises(deja.ControlError, match="similarity_threshold"):
+        cache.get(reworded, control={"similarity_threshold": 2})
+
+
 def test_tenants_never_share_semantic_hits(embedder: Any) -> None:
     cache = make_cache(embedder)
     a = deja.Request.chat(

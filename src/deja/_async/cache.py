@@ -387,8 +387,11 @@ class AsyncCache:
         if not self._semantic_loaded:
             await asyncio.to_thread(self._load_semantic)
         namespace = ctl.namespace if ctl.namespace is not None else self.namespace
+        # a request may ask for closer matches than the tier's threshold, never looser ones
+        floor = ctl.similarity_threshold
+        threshold = None if floor is None or floor <= semantic.threshold else floor
         try:
-            lookup = await semantic.ainspect(request, namespace=namespace)
+            lookup = await semantic.ainspect(request, namespace=namespace, threshold=threshold)
         except Exception as exc:  # the semantic tier is an optimisation: fail open
             self._store_failed("semantic", exc, trip_breaker=False)
             return None

@@ -386,8 +386,11 @@ class Cache:
         if not self._semantic_loaded:
             self._load_semantic()
         namespace = ctl.namespace if ctl.namespace is not None else self.namespace
+        # a request may ask for closer matches than the tier's threshold, never looser ones
+        floor = ctl.similarity_threshold
+        threshold = None if floor is None or floor <= semantic.threshold else floor
         try:
-            lookup = semantic.inspect(request, namespace=namespace)
+            lookup = semantic.inspect(request, namespace=namespace, threshold=threshold)
         except Exception as exc:  # the semantic tier is an optimisation: fail open
             self._store_failed("semantic", exc, trip_breaker=False)
             return None
