@@ -1,0 +1,58 @@
+"""Guards: the facts two prompts must share before one's answer may serve the other.
+
+An embedding says "convert 5 km to miles" and "convert 8 km to miles" mean nearly the same
+thing (cosine 0.95); they do not share an answer. Guards are pure functions over the text
+that extract the *anchors* of a prompt and compare them, in order:
+
+* numbers (digits with separators, decimals, ``#1234``, ordinals, written forms like
+  "twenty-five", "a hundred", "two dozen", "a pair of" or "twice", percentages, versions
+  such as ``v2.10.0``, rates and fractions such as ``$5/month``, ``24/7`` or ``1/2``;
+  currency amounts as number + currency), and how many things a request asks for ("give
+  me an example" is one, "give me examples" several; compared where both prompts ask);
+* dates (``March 15, 2030``, ``15 March 2030``, ``2030-03-15``, ``3/15/2030``; weekdays,
+  "Tuesdays" as "Tuesday", and relative days such as ``tomorrow`` or ``next week``);
+* units and currencies, source before target (``15 cups in ml`` == ``how many ml is 15 cups``
+  but ``km to miles`` != ``miles to km``; a digit then ``'`` is feet, ``6'``);
+* quoted strings (any double-quote shape; a digit then ``"`` is an inch mark, ``12"``) and
+  code spans (backticks, identifiers such as ``os.path.join``, ``std::vector``,
+  ``df.groupby()``, ``print(x)``, ``snake_case`` or ``2FA``, file names and types
+  (``.docx``), paths such as ``/etc/hosts`` or ``~/.bashrc``, URLs and e-mail addresses
+  without a trailing ``.``/``,``/``)``, but not dotted abbreviations such as ``e.g.`` or
+  ``U.S.``; compared without letter case or a call's ``()``, with a call's short
+  arguments where both prompts give some: ``print(x)`` != ``print(y)``); compared as sets,
+  but in order when a connector joins two of them ("convert `list` to `tuple`", "from
+  /etc/a to /etc/b"); a span in backticks is the same words written bare on the other side
+  ("run `git rebase -i`" == "run git rebase -i");
+* named entities, found by heuristics (capitalised words that are not common words,
+  acronyms, camel case, ``C++``), a small gazetteer of places, languages, technologies and
+  developer tools that users often type in lower case (``git``, ``pip``, ``kubectl``;
+  ``React.js`` is ``React``; ``NYC``, ``LA``, ``SF``, ``UK`` and ``US``/``USA`` are the
+  full names), hyphenated package and model names (``scikit-learn``, ``react-dom``,
+  ``gpt-4``; not prose such as "well-known") and the packages of an install command
+  (``pip install requests``); a possessive or a comma ends a name ("Google's Android",
+  "Visa, Mastercard"); a place qualifier after a name is part of it ("New York City" !=
+  "New York state"), unless the other prompt leaves it out ("New York"); compared
+  case-insensitively and in order;
+* polarity and direction words (increase/decrease, high/low, before/after, buy/sell,
+  max/min, enable/disable, send/receive, raw/cooked, legal/illegal, beginner/expert,
+  client/server, debit/credit, domestic/international, brief/detailed, formal/casual...;
+  the same two words joined by "to"/"into" the other way round: "string to int" /
+  "int to string") and negation (not, no, never, -n't).
+
+No model is downloaded: everything here is regular expressions and small word lists. A
+candidate hit must pass every enabled guard (:class:`GuardSettings`).
+"""
+
+from deja.semantic.guards.compare import GuardReport, GuardSettings, check_guards
+from deja.semantic.guards.extract import Signature, signature
+from deja.semantic.guards.tokenizer import content_words, tokens
+
+__all__ = [
+    "GuardReport",
+    "GuardSettings",
+    "Signature",
+    "check_guards",
+    "content_words",
+    "signature",
+    "tokens",
+]

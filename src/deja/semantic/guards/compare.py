@@ -1,0 +1,224 @@
+"""Comparison: :func:`check_guards` compares the signatures of two prompts, guard by guard
+(:class:`GuardSettings`), into a :class:`GuardReport`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+
+from deja.semantic.guards.extract import Signature, signature
+from deja.semantic.guards.literals import _CALL_RE, _bare_words
+
+
+@dataclass(frozen=True, slots=True)
+class GuardSettings:
+    """Which guards run. All are on by default; turn one off only with a measured reason."""
+
+    numbers: bool = True
+    dates: bool = True
+    units: bool = True
+    quotes: bool = True
+    code: bool = True
+    entities: bool = True
+    polarity: bool = True
+    # Off by default: Banking77 paraphrases flip negation all the time ("my payment
+    # failed" / "why didn't my payment work?"); the verifier weighs it instead.
+    negation: bool = False
+
+    @classmethod
+    def none(cls) -> GuardSettings:
+        """Every guard off (a bare threshold, for comparisons)."""
+        return cls(**dict.fromkeys((f.name for f in fields(cls)), False))
+
+
+@dataclass(frozen=True, slots=True)
+class GuardReport:
+    """The outcome of comparing two signatures: ``failed`` names the guards that failed."""
+
+    failed: tuple[str, ...]
+    shared_anchors: int
+
+    @property
+    def ok(self) -> bool:
+        """True when every enabled guard passed."""
+        return not self.failed
+
+
+def _occurrences(candidates: Iterable[str], low_text: str) -> tuple[str, ...]:
+    """Where each candidate entity occurs in ``low_text`` (whole words), in text order."""
+    found: list[tuple[int, str]] = []
+    padded = f" {low_text} "
+    for name in candidates:
+        needle = f" {name} "
+        start = padded.find(needle)
+        while start != -1:
+            found.append((start, name))
+            start = padded.find(needle, start + 1)
+    found.sort()
+    # an entity inside a longer one found at the same place ("york" in "new york") is
+    # dropped: keep the first, longest match at each position
+    out: list[str] = []
+    end = -1
+    for start, name in sorted(found, key=lambda f: (f[0], -len(f[1]))):
+        if start < end:
+            continue
+        out.append(name)
+        end = start + len(name) + 1
+    return tuple(out)
+
+
+def _drop_lone_qualifiers(
+    seen: tuple[str, ...], other: tuple[str, ...], qualified: frozenset[str]
+) -> tuple[str, ...]:
+    """``seen`` with the place qualifiers that ``other`` does not give its own names
+    left out: "new york city" is "new york" beside "new york", not beside "new york state".
+    """
+    qualifying = {name.rsplit(" ", 1)[0] for name in other if name in qualified}
+    return tuple(
+        base if name in qualified and (base := name.rsplit(" ", 1)[0]) not in qualifying else name
+        for name in seen
+    )
+
+
+def _same_numbers(a: Signature, b: Signature) -> bool:
+    """The same numbers, the loose ones ("twice") counting only where both prompts give
+    some: "twice" is "two times" and not "thrice", nor "3 times", but may be "duplicate".
+    """
+    if a.all_numbers == b.all_numbers:
+        return True
+    loose_a = len(a.all_numbers) > len(a.numbers)
+    loose_b = len(b.all_numbers) > len(b.numbers)
+    return a.numbers == b.numbers and not (loose_a and loose_b)
+
+
+def _first_seen(names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(names))
+
+
+def _same_values(a: tuple[str, ...], b: tuple[str, ...], ordered: bool) -> bool:
+    """The same values, in the same order of first appearance when ``ordered``."""
+    return _first_seen(a) == _first_seen(b) if ordered else set(a) == set(b)
+
+
+def _code_parts(code: str) -> tuple[str, str | None]:
+    """A code span's name without letter case, and a call's arguments (None: none given)."""
+    low = code.lower()
+    call = _CALL_RE.fullmatch(low)
+    if call is None:
+        return low, None
+    return call[1], "".join(call[2].split()) or None
+
+
+def _same_code(a: tuple[str, ...], b: tuple[str, ...], ordered: bool) -> bool:
+    """Do two prompts name the same code? Names must agree (see :func:`_same_values`); a
+    call's arguments must agree where both prompts give some: ``print(x)`` is not
+    ``print(y)``, but ``df.groupby()`` or ``df.groupby`` names ``df.groupby(key)``."""
+    parts_a = [_code_parts(c) for c in a]
+    parts_b = [_code_parts(c) for c in b]
+    names_a = tuple(n for n, _ in parts_a)
+    if not _same_values(names_a, tuple(n for n, _ in parts_b), ordered):
+        return False
+    for name in set(names_a):
+        args_a = {g for n, g in parts_a if n == name and g is not None}
+        args_b = {g for n, g in parts_b if n == name and g is not None}
+        if args_a and args_b and args_a != args_b:
+            return False
+    return True
+
+
+def _unticked(a: Signature, b: Signature) -> Signature:
+    """``a`` read without its backticks when ``b`` writes every one of its code spans word
+    for word ("run `git rebase -i`" / "run git rebase -i"), else ``a``."""
+    if not a.ticked:
+        return a
+    other = f" {_bare_words(b.text)} "
+    if all(f" {span} " in other for span in a.ticked):
+        return signature(a.text.replace("`", " "))
+    return a
+
+
+def check_guards(a: Signature, b: Signature, settings: GuardSettings | None = None) -> GuardReport:
+    """Compare two prompts' anchors; every enabled guard must agree for a hit."""
+    s = settings if settings is not None else GuardSettings()
+    failed = _failed(a, b, s)
+    if "code" in failed and (a.ticked or b.ticked):
+        # backticks mark code, but the same words written bare are the same code: compare
+        # the two prompts without them when each side's spans are all on the other side
+        bare_a, bare_b = _unticked(a, b), _unticked(b, a)
+        if (bare_a is not a or bare_b is not b) and not _failed(bare_a, bare_b, s):
+            failed = []
+    shared = 0
+    if not failed:
+        shared = a.anchors
+    return GuardReport(failed=tuple(failed), shared_anchors=shared)
+
+
+def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
+    """The guards of ``s`` that fail between ``a`` and ``b``."""
+    failed: list[str] = []
+    if s.numbers and (
+        not _same_numbers(a, b) or (a.requested and b.requested and a.requested != b.requested)
+    ):
+        failed.append("numbers")
+    if s.dates and a.dates != b.dates:
+        failed.append("dates")
+    if s.units and a.units != b.units:
+        failed.append("units")
+    # quotes and code spans are compared as sets, as paraphrases reorder them freely,
+    # unless a connector orders them ("convert `list` to `tuple`", "rename 'a' to 'b'")
+    ordered = a.literals_directed or b.literals_directed
+    if s.quotes and not _same_values(a.quotes, b.quotes, ordered):
+        failed.append("quotes")
+    # and code without letter case: a prompt that names `ImageFolder` and one that names
+    # `imagefolder` ask about the same thing far more often than about two things
+    # (and with or without a call's empty parentheses: `init()` is `init`)
+    if s.code and not _same_code(a.code, b.code, ordered):
+        failed.append("code")
+    if s.entities:
+        # An entity spotted on one side only by its capital letter ("ATM" vs "atm") still
+        # counts on the other side if written there: compare where the union occurs. Order
+        # counts when either prompt gives the names a direction ("Oslo to Berlin").
+        names = a.entity_candidates | b.entity_candidates
+        if names:
+            seen_a = _occurrences(names, a.low_text)
+            seen_b = _occurrences(names, b.low_text)
+            marked_a: Iterable[str] = a.entity_candidates
+            marked_b: Iterable[str] = b.entity_candidates
+            qualified = a.qualified | b.qualified
+            if qualified:
+                seen_a, seen_b, marked_a, marked_b = (
+                    _drop_lone_qualifiers(seen_a, seen_b, qualified),
+                    _drop_lone_qualifiers(seen_b, seen_a, qualified),
+                    _drop_lone_qualifiers(tuple(marked_a), seen_b, qualified),
+                    _drop_lone_qualifiers(tuple(marked_b), seen_a, qualified),
+                )
+            if a.directed or b.directed:
+                same = _first_seen(seen_a) == _first_seen(seen_b)
+            else:
+                # A name a prompt marks itself is in it, even where the other prompt's
+                # longer name swallows it: "public inference API" holds "API" when only
+                # the other side capitalised "Inference API".
+                same = set(seen_a).union(marked_a) == set(seen_b).union(marked_b)
+            if not same:
+                failed.append("entities")
+    if s.polarity:
+        # a conflict is one prompt on one pole only and the other on the other pole only,
+        # or the same two words joined the other way round ("string to int" / "int to
+        # string")
+        for pa, pb in zip(a.poles, b.poles, strict=True):
+            if pa and pb and not (pa & pb):
+                failed.append("polarity")
+                break
+        else:
+            if (
+                a.arrows
+                and b.arrows
+                and any(
+                    (y, x) in b.arrows for x, y in a.arrows if x != y and (x, y) not in b.arrows
+                )
+            ):
+                failed.append("polarity")
+    if s.negation and a.negated != b.negated:
+        failed.append("negation")
+    return failed

@@ -1,0 +1,217 @@
+"""The guards' tokenizer: word, number and symbol tokens (:func:`tokens`), stop words and
+stems (:func:`content_words`), and the word pairs that "to"/"into" joins.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_TOKEN_RE = re.compile(
+    r"""
+    (?P<num>[#]?\d{1,3}(?:,\d{3})+(?:\.\d+)?%?          # 1,000,000.5
+      | [#]?\d+(?:\.\d+)*(?:st|nd|rd|th)?%?)            # 12  #123  3.12  3rd  50%
+    | (?P<word>[A-Za-z][A-Za-z0-9]*(?:[.'\u2019\-_][A-Za-z0-9]+)*(?:\+\+|\#)?)  # node.js c++ c#
+    | (?P<sym>->|=>|→|[$€£¥₹°%&/])
+    """,
+    re.VERBOSE,
+)
+_BREAK_RE = re.compile(r"[.!?:;\n\"“(\[]")
+
+
+@dataclass(frozen=True, slots=True)
+class _Tok:
+    text: str  # as written
+    low: str  # lower case, possessive "'s" dropped
+    kind: str  # "num" | "word" | "sym"
+    start: int
+    initial: bool  # first word of a sentence (its capital letter says nothing)
+    # follows the previous token across spaces only, and that one is not a possessive:
+    # only then can the two be one name ("Lionel Messi", not "Datasets' BuilderConfig",
+    # "Google's Android" or "Visa, Mastercard")
+    joined: bool = True
+
+
+def _tokens_of(text: str) -> list[str]:
+    return [t.low for t in _scan(text)]
+
+
+def _scan(text: str) -> list[_Tok]:
+    out: list[_Tok] = []
+    end = 0
+    possessive = False
+    for m in _TOKEN_RE.finditer(text):
+        kind = m.lastgroup or "sym"
+        raw = m.group()
+        low = raw.lower().replace("\u2019", "'")
+        start = m.start()
+        joined = not possessive and (start == end or text[end:start].isspace())
+        possessive = False
+        if kind == "word" and low.endswith("'s"):
+            low = low[:-2]
+            raw = raw[:-2]
+            possessive = True
+        elif kind == "word" and low.endswith("s") and text.startswith(("'", "\u2019"), m.end()):
+            possessive = True  # plural possessive: "Datasets' BuilderConfig"
+        initial = not out or _BREAK_RE.search(text, end, start) is not None
+        out.append(_Tok(raw, low, kind, start, initial, joined))
+        end = m.end()
+    return out
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-case word, number and symbol tokens of ``text`` (possessive ``'s`` dropped)."""
+    return _tokens_of(text)
+
+
+# Words that carry little meaning for overlap measures (features of the verifier).
+_STOP = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "for",
+        "from",
+        "by",
+        "with",
+        "about",
+        "as",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "am",
+        "do",
+        "does",
+        "did",
+        "doing",
+        "have",
+        "has",
+        "had",
+        "having",
+        "i",
+        "me",
+        "my",
+        "mine",
+        "you",
+        "your",
+        "we",
+        "our",
+        "us",
+        "it",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "there",
+        "here",
+        "what",
+        "what's",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "how",
+        "when",
+        "where",
+        "why",
+        "can",
+        "could",
+        "would",
+        "should",
+        "will",
+        "shall",
+        "may",
+        "might",
+        "must",
+        "please",
+        "hi",
+        "hello",
+        "hey",
+        "thanks",
+        "thank",
+        "just",
+        "so",
+        "and",
+        "or",
+        "but",
+        "if",
+        "then",
+        "than",
+        "any",
+        "some",
+        "all",
+        "also",
+        "too",
+        "very",
+        "really",
+        "much",
+        "many",
+        "more",
+        "most",
+        "get",
+        "got",
+        "want",
+        "need",
+        "like",
+        "know",
+        "tell",
+        "give",
+        "show",
+        "let",
+        "let's",
+        "i'm",
+        "i've",
+        "i'd",
+        "it's",
+        "that's",
+        "there's",
+        "how's",
+    ]
+)
+
+
+def _stem(word: str) -> str:
+    # A crude suffix stripper: enough to match "boil"/"boiling", "card"/"cards".
+    for suffix, keep in (("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)] + keep
+    return word
+
+
+# Words skipped between a direction word and what it joins ("a string to an int").
+_ARROW_SKIP = frozenset([
+    "a", "an", "the", "my", "your", "our", "their", "his", "her", "its", "this", "that",
+    "these", "those", "some", "any",
+])  # fmt: skip
+
+
+def _arrows(lows: list[str]) -> frozenset[tuple[str, str]]:
+    """The (source, target) pairs of word stems around each "to"/"into" in ``lows``."""
+    out: set[tuple[str, str]] = set()
+    for i, w in enumerate(lows):
+        if w not in ("to", "into"):
+            continue
+        j = i - 1
+        while j >= 0 and lows[j] in _ARROW_SKIP:
+            j -= 1
+        k = i + 1
+        while k < len(lows) and lows[k] in _ARROW_SKIP:
+            k += 1
+        if j >= 0 and k < len(lows) and lows[j].isalpha() and lows[k].isalpha():
+            out.add((_stem(lows[j]), _stem(lows[k])))
+    return frozenset(out)
+
+
+def content_words(text: str) -> list[str]:
+    """Stemmed, lower-case content words of ``text`` (stop words dropped), in order."""
+    return [_stem(t) for t in _tokens_of(text) if t not in _STOP and not t.isdigit()]
