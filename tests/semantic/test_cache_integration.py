@@ -83,6 +83,31 @@ def test_a_request_can_ask_for_closer_matches_not_looser_ones(embedder: Any) -> 
         cache.get(reworded, control={"similarity_threshold": 2})
 
 
+def test_explain_semantic_names_the_prompt_that_would_answer_and_why(embedder: Any) -> None:
+    cache = make_cache(embedder)
+    asked = chat_request("How can I track my card delivery?")
+    cache.fetch(asked, chat_response)
+    cache.fetch(chat_request("convert 5 km to miles"), chat_response)
+    before = cache.stats()
+    hit = cache.explain_semantic(chat_request("how do i track the delivery of my card"))
+    assert hit["applicable"] and hit["match"] == cache.key(asked)
+    best = hit["candidates"][0]
+    assert best["key"] == cache.key(asked) and best["decision"] == "hit"
+    assert best["prompt"] == "How can I track my card delivery?" and best["similarity"] > 0.85
+    miss = cache.explain_semantic(chat_request("convert 8 km to miles"))
+    assert miss["match"] is None
+    assert miss["candidates"][0]["prompt"] == "convert 5 km to miles"
+    assert miss["candidates"][0]["decision"] == "guards:numbers"
+    strict = cache.explain_semantic(
+        chat_request("how do i track the delivery of my card"), {"similarity_threshold": 0.99}
+    )
+    assert strict["threshold"] == 0.99 and strict["match"] is None
+    assert not cache.explain_semantic(chat_request("x " * 2000))["applicable"]
+    assert cache.stats() == before  # explaining is not a lookup
+    with pytest.raises(deja.ConfigError):
+        deja.Cache().explain_semantic(asked)
+
+
 def test_tenants_never_share_semantic_hits(embedder: Any) -> None:
     cache = make_cache(embedder)
     a = deja.Request.chat(

@@ -118,6 +118,13 @@ async def test_the_proxy_takes_feedback_from_the_entrys_own_tenant(tmp_path: Pat
             elsewhere = {"key": key, "correct": False, "namespace": "other"}
             assert (await team_a.post("/cache/feedback", json=elsewhere)).status_code == 404
 
+            # the operator sees which earlier prompt answered it, and why
+            request = {"model": "gpt-4o", "messages": [{"role": "user", "content": REWORDED}]}
+            explained = (
+                await admin.post("/cache/explain", json={"request": request, "tenant": "team-a"})
+            ).json()["semantic"]
+            assert explained["match"] == key
+            assert explained["candidates"][0]["prompt"] == ASKED
             wrong = await team_a.post("/v1/cache/feedback", json={"key": key, "correct": False})
             assert wrong.status_code == 200
             assert wrong.json() == {"key": key, "strikes": 1, "forgotten": False}

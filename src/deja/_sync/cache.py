@@ -214,6 +214,47 @@ class Cache:
             builder=self.key_builder,
         )
 
+    def explain_semantic(
+        self, request: Request, control: Mapping[str, Any] | CacheControl | None = None
+    ) -> dict[str, Any]:
+        """What the semantic tier makes of ``request`` now, as plain data: whether it
+        applies, the threshold it uses, and each candidate it compares (entry key, the
+        prompt that entry was stored for, similarity, strikes-adjusted decision: ``hit``,
+        ``threshold``, ``guards:<which>`` or ``verifier``, and the verifier's probability),
+        best first, with the key it would serve. Nothing is stored or counted. The answer
+        to "why was this prompt given that answer?" (or not given one).
+        """
+        if self.semantic is None:
+            raise ConfigError("this cache has no semantic tier")
+        ctl = parse_controls(control)
+        if not self._semantic_loaded:
+            self._load_semantic()
+        namespace = ctl.namespace if ctl.namespace is not None else self.namespace
+        threshold = self._semantic_threshold(ctl)
+        lookup = self.semantic.inspect(request, namespace=namespace, threshold=threshold)
+        return {
+            "applicable": lookup.applicable,
+            "threshold": self.semantic.threshold if threshold is None else threshold,
+            "match": None if lookup.match is None else lookup.match.key,
+            "candidates": [
+                {
+                    "key": key,
+                    "prompt": prompt,
+                    "similarity": round(decision.similarity, 6),
+                    "decision": decision.reason,
+                    "probability": decision.probability,
+                }
+                for (key, decision), prompt in zip(lookup.candidates, lookup.prompts, strict=True)
+            ],
+        }
+
+    def _semantic_threshold(self, ctl: CacheControl) -> float | None:
+        """The request's own similarity floor when it is stricter than the tier's (a
+        request may ask for closer matches, never looser ones); else ``None``."""
+        floor = ctl.similarity_threshold
+        assert self.semantic is not None  # callers check
+        return None if floor is None or floor <= self.semantic.threshold else floor
+
     # -- the request path ---------------------------------------------------------------
 
     def get(
@@ -386,11 +427,10 @@ class Cache:
         if not self._semantic_loaded:
             self._load_semantic()
         namespace = ctl.namespace if ctl.namespace is not None else self.namespace
-        # a request may ask for closer matches than the tier's threshold, never looser ones
-        floor = ctl.similarity_threshold
-        threshold = None if floor is None or floor <= semantic.threshold else floor
         try:
-            lookup = semantic.inspect(request, namespace=namespace, threshold=threshold)
+            lookup = semantic.inspect(
+                request, namespace=namespace, threshold=self._semantic_threshold(ctl)
+            )
         except Exception as exc:  # the semantic tier is an optimisation: fail open
             self._store_failed("semantic", exc, trip_breaker=False)
             return None

@@ -68,12 +68,15 @@ class SemanticLookup:
     """Everything one check saw: the match (if any) and the decision per candidate.
 
     ``candidates`` pairs each candidate key with its :class:`Decision`, best similarity
-    first; ``applicable`` is false when the request has no final user text.
+    first, and ``prompts`` holds the text each was stored for, in the same order;
+    ``applicable`` is false when the request has no final user text (or one longer than
+    the embedder reads).
     """
 
     match: SemanticMatch | None
     candidates: tuple[tuple[str, Decision], ...] = ()
     applicable: bool = True
+    prompts: tuple[str | None, ...] = ()
 
     @property
     def best_similarity(self) -> float | None:
@@ -341,6 +344,7 @@ class SemanticCache:
             vector, scope=q.scope, k=self.top_k, with_vectors=with_vectors
         )
         decided: list[tuple[str, Decision]] = []
+        prompts: list[str | None] = []
         match: SemanticMatch | None = None
         for neighbor in neighbors:
             decision = decide(
@@ -355,6 +359,7 @@ class SemanticCache:
                 evaluate_all=evaluate_all,
             )
             decided.append((neighbor.id, decision))
+            prompts.append(neighbor.payload)
             if evaluate_all:
                 if decision.hit and match is None:
                     match = SemanticMatch(neighbor.id, neighbor.similarity, decision.probability)
@@ -370,7 +375,7 @@ class SemanticCache:
                 # A guard rejection (another number, entity...) says nothing about the
                 # next candidate, which may carry the query's own values: go on.
                 break
-        return SemanticLookup(match, tuple(decided))
+        return SemanticLookup(match, tuple(decided), prompts=tuple(prompts))
 
     def _add(self, key: str, q: SemanticQuery, vector: Any, ttl: float | None) -> None:
         expires = None if ttl is None else self._clock() + ttl

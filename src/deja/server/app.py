@@ -676,6 +676,11 @@ class ProxyApp:
             explained = cache.explain(request, ctl)
         except (InvalidRequestError, ControlError, KeyBuilderError) as exc:
             raise HTTPError(400, str(exc)) from None
+        if cache.semantic is not None and ctl.semantic:
+            try:  # which earlier prompts it would be served for, and why (not)
+                explained["semantic"] = await cache.explain_semantic(request, ctl)
+            except Exception as exc:
+                raise HTTPError(503, f"the semantic tier failed: {exc!r}") from None
         await send_json(send, 200, explained)
 
     # -- feedback (any caller, on its own entries) ----------------------------------------
