@@ -47,6 +47,10 @@ async def test_async_feedback_and_its_errors(embedder: Any) -> None:
     assert await cache.feedback(key, correct=False) == Feedback(key, 1, forgotten=False)
     with pytest.raises(deja.ConfigError, match="no semantic tier"):
         await deja.AsyncCache().feedback(key, correct=False)
+    with pytest.raises(deja.InvalidRequestError, match="key"):
+        await cache.feedback(42, correct=False)  # type: ignore[arg-type]
+    with pytest.raises(deja.InvalidRequestError, match="correct"):
+        await cache.feedback(key, correct="no")  # type: ignore[arg-type]
 
     class Down(SemanticCache):
         def feedback(self, key: str, *, correct: bool) -> Feedback | None:

@@ -31,7 +31,13 @@ from deja._sync.streams import Broadcast, CachedStream, OpenStream
 from deja.breaker import CircuitBreaker
 from deja.controls import CacheControl, parse_controls
 from deja.entry import Entry, StoredEntry, decode, encode
-from deja.errors import ConfigError, ControlError, EntryDecodeError, StoreError
+from deja.errors import (
+    ConfigError,
+    ControlError,
+    EntryDecodeError,
+    InvalidRequestError,
+    StoreError,
+)
 from deja.keys import KEY_VERSION, KeyBuilder, explain, make_key, scope_hash, scope_prefix
 from deja.metrics import Metrics, NullMetrics
 from deja.policy import AdmissionPolicy, age, expiry, is_fresh, resolve_ttl
@@ -542,11 +548,19 @@ class Cache:
         vector index, so every process sharing a Redis or Qdrant index sees them. Returns
         what the report did, or ``None`` when the semantic tier holds no entry ``key``.
         An exact hit that was wrong is not the semantic tier's doing: :meth:`delete` it.
-        Raises :class:`~deja.errors.ConfigError` without a semantic tier and
-        :class:`~deja.errors.StoreError` when the index fails.
+        Raises :class:`~deja.errors.ConfigError` without a semantic tier,
+        :class:`~deja.errors.InvalidRequestError` for a key that is not a string or a
+        ``correct`` that is not a bool, and :class:`~deja.errors.StoreError` when the index
+        fails.
         """
         if self.semantic is None:
             raise ConfigError("feedback is about semantic hits: this cache has no semantic tier")
+        if not isinstance(key, str) or not key:
+            raise InvalidRequestError(f"feedback needs the entry's key (a string), got {key!r:.80}")
+        if not isinstance(correct, bool):
+            raise InvalidRequestError(
+                f"feedback's 'correct' must be True or False, got {correct!r}"
+            )
         if not self._semantic_loaded:
             self._load_semantic()
         try:
