@@ -860,7 +860,8 @@ class CachingSettings:
         }
 
     def build_semantic(self) -> Any:
-        """The semantic tier: ``similarity_threshold`` and ``params.embedding_model``.
+        """The semantic tier: ``similarity_threshold``, ``params.embedding_model`` and the
+        feedback settings ``params.max_strikes`` / ``params.strike_penalty``.
 
         ``embedding_model`` ``local`` (or unset) is the embedded offline model; any other
         name is an OpenAI-compatible embeddings model (``params.api_base`` / ``api_key``).
@@ -895,7 +896,14 @@ class CachingSettings:
                 collection=str(self.options.get("collection") or "deja-semantic"),
                 dim=embedder.dim,
             )
-        return SemanticCache(embedder=embedder, index=index, threshold=self.similarity_threshold)
+        feedback: dict[str, Any] = {
+            name: self.params[name]
+            for name in ("max_strikes", "strike_penalty")
+            if self.params.get(name) is not None
+        }
+        return SemanticCache(
+            embedder=embedder, index=index, threshold=self.similarity_threshold, **feedback
+        )
 
     def __repr__(self) -> str:
         return (
@@ -1908,6 +1916,19 @@ def _parse_caching(
     params: dict[str, object] = {}
     if get("params") is not None:
         params = _plain_dict(get("params"), _join(path, "params"), ctx)
+    # the semantic tier's feedback: strikes before an entry leaves it, and what one costs
+    if params.get("max_strikes") is not None:
+        params["max_strikes"] = _int(
+            params["max_strikes"],
+            _join(_join(path, "params"), "max_strikes"),
+            ctx,
+            what="a whole number of wrong-answer reports",
+            minimum=1,
+        )
+    if params.get("strike_penalty") is not None:
+        params["strike_penalty"] = _fraction(
+            params["strike_penalty"], _join(_join(path, "params"), "strike_penalty"), ctx
+        )
     for key, semantic_type in (
         ("redis_semantic_cache_embedding_model", "redis_semantic"),
         ("qdrant_semantic_cache_embedding_model", "qdrant_semantic"),

@@ -287,6 +287,26 @@ def test_semantic_index_survives_a_restart_beside_the_disk_store(tmp_path: Any) 
     again.close()
 
 
+def test_config_sets_the_feedback_settings(tmp_path: Any) -> None:
+    from deja.config import build_cache, parse_config
+
+    params = {"max_strikes": 1, "strike_penalty": 0.1}
+    config = {"caching": {"type": "semantic", "params": params}}
+    cache = build_cache(parse_config(config, base_dir=tmp_path))
+    assert cache.semantic is not None
+    assert (cache.semantic.max_strikes, cache.semantic.strike_penalty) == (1, 0.1)
+    defaults = build_cache(parse_config({"caching": {"type": "semantic"}}, base_dir=tmp_path))
+    assert defaults.semantic is not None and defaults.semantic.max_strikes == 2
+    for bad, path in (
+        ({"max_strikes": 0}, "caching.params.max_strikes"),
+        ({"max_strikes": "two"}, "caching.params.max_strikes"),
+        ({"strike_penalty": 2}, "caching.params.strike_penalty"),
+    ):
+        with pytest.raises(deja.ConfigError) as err:
+            parse_config({"caching": {"type": "semantic", "params": bad}}, base_dir=tmp_path)
+        assert err.value.path == path
+
+
 def test_config_redis_semantic_and_qdrant_semantic(tmp_path: Any, embedder: Any) -> None:
     import pytest
 
