@@ -214,3 +214,22 @@ general_settings: {{master_key: sk-master}}
         finally:
             process.terminate()
             process.wait(timeout=20)
+
+
+def test_workers_are_warned_of_what_they_do_not_share(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from deja.config import parse_config
+    from deja.server.run import _warn_about
+
+    for cache_type, warning in (
+        ("memory", "each worker has its own cache"),
+        ("semantic", "each worker matches only the prompts it stored itself"),
+    ):
+        settings = parse_config({"caching": {"type": cache_type}}, base_dir=tmp_path)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="deja"):
+            _warn_about(settings, 1)
+            assert warning not in caplog.text
+            _warn_about(settings, 4)
+        assert warning in caplog.text

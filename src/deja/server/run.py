@@ -41,6 +41,13 @@ def _warn_about(settings: Settings, workers: int) -> None:
             "(use redis or a tiered store to share one)",
             workers,
         )
+    if workers > 1 and settings.caching is not None and settings.caching.type == "semantic":
+        logger.warning(
+            "%d workers with an in-process semantic index: each worker matches only the "
+            "prompts it stored itself, and the index saved at shutdown is the last worker's "
+            "(use redis_semantic or qdrant_semantic to share one)",
+            workers,
+        )
 
 
 def _share_metrics() -> None:
