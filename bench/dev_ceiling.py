@@ -34,6 +34,7 @@ import numpy as np
 from deja.semantic.cache import SemanticCache
 from deja.semantic.calibrate import (
     PrecomputedEmbedder,
+    _lowest_cut,
     load_pairs,
     load_queries,
     pair_matrix,
@@ -81,15 +82,10 @@ def model() -> Any:
 
 
 def lowest_cut(scores: Any, labels: Any, eligible: Any) -> float:
-    """The lowest score cut whose false hits (eligible negatives at or above it) stay
-    <= TARGET of all negatives."""
-    allowed = int(np.floor(TARGET * (~labels).sum() + 1e-9))
-    order = np.argsort(-scores[eligible], kind="stable")
-    ranked, negative = scores[eligible][order], ~labels[eligible][order]
-    # a cut serves every pair scoring at least it: only the end of a run of ties is a cut
-    ends = np.r_[ranked[1:] != ranked[:-1], True]
-    valid = np.nonzero(ends & (np.cumsum(negative) <= allowed))[0]
-    return float(ranked[valid[-1]]) if len(valid) else float("inf")
+    """The shipped recipe's cut rule: the lowest score whose false hits stay <= TARGET of
+    all negatives (:func:`deja.semantic.calibrate._lowest_cut`, nothing trusted)."""
+    nothing = np.zeros(len(labels), dtype=bool)
+    return _lowest_cut(scores, labels, eligible, TARGET, trusted=nothing, added=None)
 
 
 def folds(strata: Any, seed: int, index: Any) -> list[tuple[Any, Any]]:

@@ -48,7 +48,7 @@ from deja.streaming import StreamAssembler, replay_chunks
 
 if TYPE_CHECKING:
     from deja.prices import PriceTable
-    from deja.semantic.cache import Feedback, SemanticCache
+    from deja.semantic.cache import Feedback, SemanticCache, SemanticLookup
 
 __all__ = ["Cache"]
 
@@ -216,7 +216,7 @@ class Cache:
         return explain(
             request,
             key_prefix=self.key_prefix,
-            namespace=ctl.namespace if ctl.namespace is not None else self.namespace,
+            namespace=self._namespace(ctl),
             builder=self.key_builder,
         )
 
@@ -232,15 +232,10 @@ class Cache:
         """
         if self.semantic is None:
             raise ConfigError("this cache has no semantic tier")
-        ctl = parse_controls(control)
-        if not self._semantic_loaded:
-            self._load_semantic()
-        namespace = ctl.namespace if ctl.namespace is not None else self.namespace
-        threshold = self._semantic_threshold(ctl)
-        lookup = self.semantic.inspect(request, namespace=namespace, threshold=threshold)
+        lookup, threshold = self._semantic_inspect(request, parse_controls(control))
         return {
             "applicable": lookup.applicable,
-            "threshold": self.semantic.threshold if threshold is None else threshold,
+            "threshold": threshold,
             "match": None if lookup.match is None else lookup.match.key,
             "candidates": [
                 {
@@ -254,12 +249,25 @@ class Cache:
             ],
         }
 
-    def _semantic_threshold(self, ctl: CacheControl) -> float | None:
-        """The request's own similarity floor when it is stricter than the tier's (a
-        request may ask for closer matches, never looser ones); else ``None``."""
-        floor = ctl.similarity_threshold
-        assert self.semantic is not None  # callers check
-        return None if floor is None or floor <= self.semantic.threshold else floor
+    def _semantic_inspect(
+        self, request: Request, ctl: CacheControl
+    ) -> tuple[SemanticLookup, float]:
+        """The semantic tier's look at ``request`` under its controls, and the threshold
+        it used: the request's ``similarity_threshold`` when stricter than the tier's (a
+        request may ask for closer matches, never looser ones)."""
+        semantic = self.semantic
+        assert semantic is not None  # callers check
+        if not self._semantic_loaded:
+            self._load_semantic()
+        threshold = semantic.threshold
+        if ctl.similarity_threshold is not None and ctl.similarity_threshold > threshold:
+            threshold = ctl.similarity_threshold
+        lookup = semantic.inspect(request, namespace=self._namespace(ctl), threshold=threshold)
+        return lookup, threshold
+
+    def _namespace(self, ctl: CacheControl) -> str | None:
+        """The request's namespace, else this cache's."""
+        return ctl.namespace if ctl.namespace is not None else self.namespace
 
     # -- the request path ---------------------------------------------------------------
 
@@ -430,13 +438,8 @@ class Cache:
         """An exact miss looked up by meaning: the entry of a similar earlier prompt."""
         semantic = self.semantic
         assert semantic is not None  # callers check
-        if not self._semantic_loaded:
-            self._load_semantic()
-        namespace = ctl.namespace if ctl.namespace is not None else self.namespace
         try:
-            lookup = semantic.inspect(
-                request, namespace=namespace, threshold=self._semantic_threshold(ctl)
-            )
+            lookup, _ = self._semantic_inspect(request, ctl)
         except Exception as exc:  # the semantic tier is an optimisation: fail open
             self._store_failed("semantic", exc, trip_breaker=False)
             return None
@@ -750,7 +753,7 @@ class Cache:
             return False
         ttl = resolve_ttl(ctl.ttl, self.ttl)
         now = self._clock()
-        namespace = ctl.namespace if ctl.namespace is not None else self.namespace
+        namespace = self._namespace(ctl)
         usage = response.get("usage")
         entry = Entry(
             response=dict(response),

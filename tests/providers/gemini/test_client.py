@@ -194,14 +194,14 @@ def test_a_refused_cache_falls_back_and_is_not_asked_again(server: FakeGeminiSer
 def test_streams_use_the_cache_and_replay(server: FakeGeminiServer) -> None:
     c = client(server, cache_control_injection_points=SYSTEM_POINT)
     server.queue_reply(GeminiReply("Twenty-five days."))
-    live = list(
-        c.completion(
-            model=MODEL,
-            messages=ask("Leave?"),
-            stream=True,
-            stream_options={"include_usage": True},
+
+    def streamed() -> list[Any]:
+        options = {"include_usage": True}
+        return list(
+            c.completion(model=MODEL, messages=ask("Leave?"), stream=True, stream_options=options)
         )
-    )
+
+    live = streamed()
     sent = server.requests[-1]
     assert sent.path.endswith(":streamGenerateContent") and "alt=sse" in sent.query
     assert sent.body["cachedContent"] == server.cached_contents[0]["name"]
@@ -209,14 +209,7 @@ def test_streams_use_the_cache_and_replay(server: FakeGeminiServer) -> None:
     assert text == "Twenty-five days."
     usage = live[-1].usage
     assert usage.prompt_tokens_details.cached_tokens > 0 and usage.context_cache
-    replay = list(
-        c.completion(
-            model=MODEL,
-            messages=ask("Leave?"),
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-    )
+    replay = streamed()  # the same request again
     assert [x.model_dump() for x in replay] == [x.model_dump() for x in live]
 
 
