@@ -11,6 +11,7 @@ import pytest
 import deja
 from deja.config import parse_config
 from deja.semantic import Feedback, SemanticCache
+from deja.semantic.index import InProcessIndex
 from deja.server.app import ProxyApp
 from deja.testing import FakeOpenAIServer
 from tests.helpers import chat_request, chat_response
@@ -58,6 +59,29 @@ async def test_async_feedback_and_its_errors(embedder: Any) -> None:
 
     with pytest.raises(deja.StoreError, match="index down"):
         await deja.AsyncCache(semantic=Down(embedder=embedder)).feedback("k", correct=False)
+
+
+async def test_an_index_without_strikes_is_a_config_error_only_for_feedback(embedder: Any) -> None:
+    class Strikeless(InProcessIndex):
+        """An index written against the protocol before it had ``strike``."""
+
+        def __getattribute__(self, name: str) -> Any:
+            if name == "strike":
+                raise AttributeError(name)
+            return super().__getattribute__(name)
+
+    index = Strikeless(dim=embedder.dim)
+    cache = deja.AsyncCache(semantic=SemanticCache(embedder=embedder, index=index))
+    stored = await cache.fetch(chat_request(ASKED), _answer)
+    served = await cache.get(chat_request(REWORDED))  # everything else works
+    assert served.info.status == "semantic_hit" and served.info.key == stored.info.key
+    with pytest.raises(deja.ConfigError, match="Strikeless keeps no strikes"):
+        await cache.feedback(stored.info.key, correct=False)
+    assert (await cache.get(chat_request(REWORDED))).info.status == "semantic_hit"
+
+
+async def _answer() -> Any:
+    return chat_response("Track it in the app.")
 
 
 def test_strikes_reach_every_process_on_a_shared_redis_index(embedder: Any) -> None:

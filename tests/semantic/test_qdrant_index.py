@@ -235,3 +235,57 @@ def test_expired_points_are_purged_periodically_on_writes() -> None:
     clock.advance(60)
     index.add("newer", vector, scope="s")
     assert len(index) == 2 and [n.id for n in index.search(vector, scope="s", k=5)] != ["old"]
+
+
+def _two_processes(clock: FakeClock) -> tuple[QdrantClient, QdrantIndex, QdrantIndex]:
+    """Two indexes on one collection, each with its own locks, as two processes would be."""
+    client = QdrantClient(location=":memory:")
+    first = QdrantIndex(client=client, dim=8, clock=clock)
+    second = QdrantIndex(client=client, dim=8, clock=clock)
+    first.add("x", basis(0), scope="s")
+    return client, first, second
+
+
+def test_a_strike_between_another_reports_read_and_write_is_not_lost(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, first, second = _two_processes(clock)
+    real_retrieve = client.retrieve
+    raced: list[int | None] = []
+
+    def retrieve(*args: object, **kwargs: object) -> object:
+        found = real_retrieve(*args, **kwargs)  # type: ignore[arg-type]
+        if not raced and "strikes" in (kwargs.get("with_payload") or []):  # type: ignore[operator]
+            raced.append(None)  # the other process reports right after this read
+            raced[0] = second.strike("x", 1)
+        return found
+
+    monkeypatch.setattr(client, "retrieve", retrieve)
+    assert first.strike("x", 1) == 2  # its first write found the count changed: redone on 1
+    assert raced == [1]
+    assert first.search(basis(0), scope="s", k=1)[0].strikes == 2
+
+
+def test_a_strike_applied_then_followed_by_another_is_not_redone(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, first, second = _two_processes(clock)
+    real_set_payload = client.set_payload
+    raced: list[int | None] = []
+
+    def set_payload(*args: object, **kwargs: object) -> object:
+        done = real_set_payload(*args, **kwargs)  # type: ignore[arg-type]
+        if not raced:
+            raced.append(None)  # the other process reports before this one reads back
+            raced[0] = second.strike("x", 1)
+        return done
+
+    monkeypatch.setattr(client, "set_payload", set_payload)
+    assert first.strike("x", 1) == 1
+    assert raced == [2]
+    assert first.search(basis(0), scope="s", k=1)[0].strikes == 2
+    for _ in range(40):  # the token log stays short
+        first.strike("x", 1)
+    stored = client.retrieve(first.collection, ids=[point_id("x")], with_payload=True)
+    assert len(stored[0].payload["strike_log"]) == 32  # type: ignore[index]
+    assert first.strike("x", -100) == 0

@@ -554,10 +554,10 @@ class AsyncCache:
         vector index, so every process sharing a Redis or Qdrant index sees them. Returns
         what the report did, or ``None`` when the semantic tier holds no entry ``key``.
         An exact hit that was wrong is not the semantic tier's doing: :meth:`delete` it.
-        Raises :class:`~deja.errors.ConfigError` without a semantic tier,
-        :class:`~deja.errors.InvalidRequestError` for a key that is not a string or a
-        ``correct`` that is not a bool, and :class:`~deja.errors.StoreError` when the index
-        fails.
+        Raises :class:`~deja.errors.ConfigError` without a semantic tier or with an index
+        that keeps no strikes, :class:`~deja.errors.InvalidRequestError` for a key that is
+        not a string or a ``correct`` that is not a bool, and
+        :class:`~deja.errors.StoreError` when the index fails.
         """
         if self.semantic is None:
             raise ConfigError("feedback is about semantic hits: this cache has no semantic tier")
@@ -571,7 +571,7 @@ class AsyncCache:
             await asyncio.to_thread(self._load_semantic)
         try:
             report = await self.semantic.afeedback(key, correct=correct)
-        except StoreError:
+        except (StoreError, ConfigError):
             raise
         except Exception as exc:
             raise StoreError(f"feedback failed on the semantic index: {exc!r}") from exc

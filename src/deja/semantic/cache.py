@@ -300,7 +300,13 @@ class SemanticCache:
         (Redis, Qdrant) index every process sees them. ``None`` when the index holds no
         entry ``key`` (never stored, deleted, expired or already forgotten).
         """
-        strikes = self.index.strike(key, -1 if correct else 1)
+        strike = getattr(self.index, "strike", None)
+        if strike is None:  # an index written against the protocol before it had strikes
+            raise ConfigError(
+                f"the vector index {type(self.index).__name__} keeps no strikes (it has no"
+                " strike method; see deja.semantic.VectorIndex): feedback needs one that does"
+            )
+        strikes = strike(key, -1 if correct else 1)
         if strikes is None:
             return None
         forgotten = strikes >= self.max_strikes

@@ -17,7 +17,8 @@ Layout:
   (``"t1/a/b"`` → ``["t1", "t1/a", "t1/a/b"]``), which makes :meth:`QdrantIndex.remove_scope`
   hierarchical at any depth with one keyword match; ``expires`` (seconds since the epoch)
   is left out for entries that never expire; ``strikes`` (wrong-answer reports, see
-  :meth:`QdrantIndex.strike`) is added by the first report.
+  :meth:`QdrantIndex.strike`) and ``strike_rev`` / ``strike_log`` (its compare-and-set token
+  and the last tokens applied) are added by the first report.
 
 ``search`` passes the scope filter (``scope`` equal to the one asked for, and ``expires``
 after now or absent) *inside* the query, so a small scope is never crowded out by a big
@@ -41,6 +42,7 @@ import contextlib
 import json
 import math
 import os
+import random
 import threading
 import time
 import uuid
@@ -59,6 +61,10 @@ _FORMAT_VERSION = 1
 # uuid5 namespace of deja's point ids (a fixed, arbitrary UUID)
 _NAMESPACE = uuid.UUID("5b0c3c1e-2f4a-4d5e-9a61-6e0d1f2a7c43")
 _BATCH = 256
+# compare-and-set rounds of one strike before giving up (each loses only to another report)
+_STRIKE_ATTEMPTS = 16
+# how many of the last strike updates' tokens an entry keeps (see QdrantIndex.strike)
+_STRIKE_LOG = 32
 
 
 def _qdrant() -> tuple[Any, Any]:
@@ -349,19 +355,49 @@ class QdrantIndex:
         """Add ``delta`` to the entry's strikes (never below 0); the new count, or ``None``
         when there is no entry ``id``.
 
-        Qdrant has no atomic increment: this reads the count and writes it back (one
-        process's reports are serialized; two processes reporting on the same entry at the
-        same instant may count one report once instead of twice).
+        Qdrant has no atomic increment, so this is a compare-and-set: the count is written
+        with a fresh revision token by a payload update filtered on the entry *and* the
+        token read; each update also appends its token to a short log of the last ones.
+        Reading the log back says whether this update was applied (another process may
+        have updated again since); when it was not, the report is applied again on the new
+        count. Concurrent reports from any number of processes are all counted once.
         """
-        client, _ = self._op()
+        client, models = self._op()
         pid = point_id(id)
+        wanted = ["strikes", "strike_rev", "strike_log"]
         with self._read_write_lock, self._calls():
-            found = client.retrieve(self.collection, ids=[pid], with_payload=["strikes"])
-            if not found:
-                return None
-            count = max(0, int((found[0].payload or {}).get("strikes") or 0) + int(delta))
-            client.set_payload(self.collection, payload={"strikes": count}, points=[pid], wait=True)
-            return count
+            for attempt in range(_STRIKE_ATTEMPTS):
+                found = client.retrieve(self.collection, ids=[pid], with_payload=wanted)
+                if not found:
+                    return None
+                payload = found[0].payload or {}
+                count = max(0, int(payload.get("strikes") or 0) + int(delta))
+                seen = payload.get("strike_rev")
+                revision = uuid.uuid4().hex
+                log = [*(payload.get("strike_log") or [])[-(_STRIKE_LOG - 1) :], revision]
+                unchanged = (
+                    models.IsEmptyCondition(is_empty=models.PayloadField(key="strike_rev"))
+                    if seen is None
+                    else models.FieldCondition(
+                        key="strike_rev", match=models.MatchValue(value=seen)
+                    )
+                )
+                client.set_payload(
+                    self.collection,
+                    payload={"strikes": count, "strike_rev": revision, "strike_log": log},
+                    points=models.Filter(must=[models.HasIdCondition(has_id=[pid]), unchanged]),
+                    wait=True,
+                )
+                after = client.retrieve(self.collection, ids=[pid], with_payload=["strike_log"])
+                if not after:
+                    return None
+                if revision in ((after[0].payload or {}).get("strike_log") or ()):
+                    return count
+                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+            raise StoreError(
+                f"Qdrant collection {self.collection!r}: entry {id!r} changed under"
+                f" {_STRIKE_ATTEMPTS} strike attempts in a row"
+            )
 
     def remove_scope(self, scope: str) -> int:
         """Remove every entry of ``scope`` and of its sub-scopes (``scope/...``).
