@@ -9,8 +9,8 @@ drawn from N(0, I) and normalised; each vector = its centre (chosen uniformly) +
 N(0, (0.6^2 / 384) I), normalised, so two vectors of one cluster have cosine ~0.74 and of
 two clusters ~0. Queries are fresh draws from the same distribution, not in the index.
 
-The index is built once (one scope, HNSW above 20k entries), saved under
-``.bench/semantic-<n>/`` and reloaded (memory-mapped) on later runs; ``--rebuild`` forces
+The index is built once (one scope, HNSW above 20k entries, the graph's vectors stored as
+``--quantization``), saved under ``.bench/semantic-<n>-<quantization>/`` and reloaded (memory-mapped) on later runs; ``--rebuild`` forces
 a new build. Recall@1 compares the HNSW answer with an exact scan of the same vectors.
 
 The check benchmark loads the same index into a SemanticCache whose scope is that of a
@@ -19,6 +19,7 @@ one-message chat request, adds the stored side of 300 labelled paraphrase pairs
 other side of each pair (distinct texts, so every check embeds its text).
 
     .venv/bin/python bench/semantic.py [--entries 100000] [--queries 1000] [--rebuild]
+        [--quantization i8|bf16|f32]
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import numpy as np
 from deja.request import Request
 from deja.semantic.cache import SemanticCache
 from deja.semantic.embedders import LocalEmbedder
-from deja.semantic.index import InProcessIndex
+from deja.semantic.index import QUANTIZATIONS, InProcessIndex
 
 ROOT = Path(__file__).resolve().parent.parent
 DIM = 384
@@ -86,9 +87,19 @@ def _request(text: str) -> Request:
 
 
 def build_or_load(
-    path: Path, n: int, scope: str, rebuild: bool, expansion: int | None = None
+    path: Path,
+    n: int,
+    scope: str,
+    rebuild: bool,
+    expansion: int | None = None,
+    quantization: str = "i8",
 ) -> tuple[InProcessIndex, float]:
-    index = InProcessIndex(dim=DIM, max_entries=None, expansion_search=expansion)
+    def fresh() -> InProcessIndex:
+        return InProcessIndex(
+            dim=DIM, max_entries=None, expansion_search=expansion, quantization=quantization
+        )
+
+    index = fresh()
     if (path / "index.json").exists() and not rebuild:
         started = time.perf_counter()
         index.load(path)
@@ -96,7 +107,7 @@ def build_or_load(
         if scope in index._scopes:
             return index, time.perf_counter() - started
         print(f"{path} holds another embedder's scope: rebuilding")
-        index = InProcessIndex(dim=DIM, max_entries=None, expansion_search=expansion)
+        index = fresh()
     vectors = clustered(n, seed=1)
     started = time.perf_counter()
     index.add_many([f"syn-{i}" for i in range(n)], vectors, scope=scope)
@@ -104,7 +115,7 @@ def build_or_load(
     print(f"built {n} entries (HNSW) in {built:.1f} s")
     index.save(path)
     started = time.perf_counter()
-    index = InProcessIndex(dim=DIM, max_entries=None, expansion_search=expansion)
+    index = fresh()
     index.load(path)
     return index, time.perf_counter() - started
 
@@ -124,8 +135,13 @@ def bench_search(index: InProcessIndex, scope: str, queries: np.ndarray) -> dict
     # exact answers over the very same stored vectors (memory-mapped matrix)
     s = index._scopes[scope]  # the benchmark may look inside
     matrix = np.asarray(s.matrix[: len(s.ids)])
-    exact_top = [s.ids[int(np.argmax(matrix @ q))] for q in queries]
-    exact_best = [float(np.max(matrix @ q)) for q in queries]
+    exact_top: list[str] = []
+    exact_best: list[float] = []
+    block = max(1, 20_000_000 // len(matrix))  # queries per matrix product (~80 MB)
+    for start in range(0, len(queries), block):
+        sims = queries[start : start + block] @ matrix.T
+        exact_top += [s.ids[int(i)] for i in np.argmax(sims, axis=1)]
+        exact_best += np.max(sims, axis=1).tolist()
     exact_times = []
     for q in queries[:200]:
         started = time.perf_counter()
@@ -206,13 +222,21 @@ def main() -> int:
         help="HNSW search expansion (ef); default: grows with the index (auto_expansion)",
     )
     parser.add_argument(
+        "--quantization",
+        choices=QUANTIZATIONS,
+        default="i8",
+        help="how the HNSW graph stores vectors (InProcessIndex's default: i8)",
+    )
+    parser.add_argument(
         "--pairs", type=Path, default=ROOT.parent / "shared" / "semantic" / "dev.jsonl"
     )
     args = parser.parse_args()
     embedder_id = LocalEmbedder().id
     scope = scope_of(embedder_id)
-    path = ROOT / ".bench" / f"semantic-{args.entries}"
-    index, load_s = build_or_load(path, args.entries, scope, args.rebuild, args.expansion_search)
+    path = ROOT / ".bench" / f"semantic-{args.entries}-{args.quantization}"
+    index, load_s = build_or_load(
+        path, args.entries, scope, args.rebuild, args.expansion_search, args.quantization
+    )
     print(f"loaded {len(index)} entries from {path} in {load_s * 1000:.0f} ms (memory-mapped)")
     print(f"scope searched by HNSW: {index.is_hnsw(scope)}")
     search = bench_search(index, scope, clustered(args.queries, seed=2))
@@ -221,7 +245,7 @@ def main() -> int:
         f" {search['search_p50_ms']:.3f} ms, p95 {search['search_p95_ms']:.3f} ms;"
         f" recall@1 vs exact {search['recall_at_1']:.3f}"
         f" (top-1 as similar as exact: {search['top1_as_similar']:.3f};"
-        f" expansion_search {search['expansion_search']})"
+        f" expansion_search {search['expansion_search']}; graph {args.quantization})"
         f" (exact scan p50 {search['exact_scan_p50_ms']:.2f} ms)"
     )
     if args.pairs.exists():

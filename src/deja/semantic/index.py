@@ -18,14 +18,18 @@ entries evicted first), and saves to / loads from a directory, memory-mapping th
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import importlib.util
 import json
+import logging
+import math
 import os
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, runtime_checkable
@@ -33,7 +37,20 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 from deja.errors import ConfigError, MissingDependencyError
 from deja.semantic._deps import np
 
-__all__ = ["InProcessIndex", "Neighbor", "VectorIndex", "auto_expansion"]
+logger = logging.getLogger("deja.semantic")
+
+__all__ = ["QUANTIZATIONS", "InProcessIndex", "Neighbor", "VectorIndex", "auto_expansion"]
+
+QUANTIZATIONS = ("i8", "bf16", "f32")
+"""How an HNSW graph may store its copy of the vectors (``InProcessIndex(quantization=)``)."""
+
+# how many more candidates than asked for an HNSW search proposes for the exact re-ranking
+_RERANK_EXTRA = 12
+
+# how long, and how many, removals a saved index remembers (so that a save merging another
+# process's index does not bring back what one of them removed)
+_TOMBSTONE_SECONDS = 7 * 86400.0
+_MAX_TOMBSTONES = 200_000
 
 _FORMAT = "deja-vector-index"
 _FORMAT_VERSION = 1
@@ -146,6 +163,7 @@ class _Meta:
     expires: float | None
     payload: str | None
     strikes: int = 0
+    added: float = 0.0  # wall-clock time of the add (what a merging save compares)
 
 
 @dataclass(slots=True)
@@ -160,7 +178,6 @@ class _Scope:
     owned: bool = True  # False while matrix/expires are memory-mapped from a file
     hnsw: Any = None  # usearch Index (may be a read-only view) or None
     hnsw_viewed: bool = False
-    hnsw_path: str | None = None
     label_of: dict[str, int] = field(default_factory=dict)
     id_of: dict[int, str] = field(default_factory=dict)
 
@@ -178,9 +195,9 @@ class _Scope:
             expires[:n] = self.expires[:n]
             self.matrix, self.expires, self.owned = matrix, expires, True
         if self.hnsw is not None and self.hnsw_viewed:
-            index = _usearch()(ndim=self.dim, metric="cos", dtype="f32")
-            index.load(self.hnsw_path)
-            self.hnsw, self.hnsw_viewed = index, False
+            # a copy of the mapped graph, not a new read of its file: a later save (of this
+            # or another process) may have replaced the file since
+            self.hnsw, self.hnsw_viewed = self.hnsw.copy(), False
 
 
 class InProcessIndex:
@@ -192,14 +209,30 @@ class InProcessIndex:
     * ``max_entries``: size bound; the oldest entries are evicted first (``None``: unbounded);
     * ``hnsw_threshold``: a scope with more entries than this is searched by an HNSW graph
       (usearch) instead of exactly; ``None`` never builds one;
+    * ``quantization``: how the HNSW graph stores its copy of the vectors: ``"i8"`` (the
+      default), ``"bf16"`` or ``"f32"``. The graph only proposes candidates: they are
+      re-ranked by their exact similarity to the query from the full-precision rows, so a
+      search returns exact similarities whatever the setting. At 100k entries an i8 graph
+      searched 1.5 times wider is ~40% faster than an f32 one, builds in half the time,
+      and finds as much (BENCHMARKS.md);
     * ``connectivity`` / ``expansion_add`` / ``expansion_search``: HNSW parameters.
       ``expansion_search=None`` (the default) grows the search expansion with the scope
-      (:func:`auto_expansion`: 64 up to 200k entries, 128 up to 500k, 256 above): at 100k,
-      64 finds the exact nearest neighbour's similarity for 99%+ of queries, at 1M only
-      95.5%, where 256 gives 99.5% for ~0.5 ms more (BENCHMARKS.md). A number fixes it;
+      (:func:`auto_expansion`: 64 up to 200k entries, 128 up to 500k, 256 above, x 1.5
+      for an i8 graph): for an f32 graph at 100k, 64 finds the exact nearest neighbour's
+      similarity for 99%+ of queries, at 1M only 95.5%, where 256 gives 99.5% for ~0.5 ms
+      more (BENCHMARKS.md). A number fixes it;
     * ``clock``: wall clock for expiry (inject a fake in tests).
 
     All methods are thread-safe (one lock; searches take well under a millisecond).
+
+    Several processes may save to one directory (the workers of ``deja serve --workers
+    N``): :meth:`save` holds a file lock and, when another process saved there since this
+    one last loaded or saved, first merges that index into this one, entry by entry, the
+    later event winning: an entry added later replaces an older one of the same id, and a
+    removal (``remove``, a forgotten entry, ``remove_scope``, ``clear``, an eviction) later
+    than an add keeps the entry out, so a merge never brings back what another process
+    removed. Removals are remembered for 7 days (at most 200,000). Strikes of one entry
+    seen by both keep the larger count.
     """
 
     def __init__(
@@ -211,6 +244,7 @@ class InProcessIndex:
         connectivity: int = 16,
         expansion_add: int = 128,
         expansion_search: int | None = None,
+        quantization: str = "i8",
         clock: Callable[[], float] = time.time,
     ) -> None:
         if dim < 1:
@@ -219,12 +253,15 @@ class InProcessIndex:
             raise ValueError("max_entries must be >= 1 or None")
         if hnsw_threshold is not None and hnsw_threshold < 1:
             raise ValueError("hnsw_threshold must be >= 1 or None")
+        if quantization not in QUANTIZATIONS:
+            raise ValueError(f"quantization must be one of {', '.join(QUANTIZATIONS)}")
         self._dim = dim
         self.max_entries = max_entries
         self.hnsw_threshold = hnsw_threshold
         self.connectivity = connectivity
         self.expansion_add = expansion_add
         self.expansion_search = expansion_search
+        self.quantization = quantization
         self._clock = clock
         self._lock = threading.RLock()
         # insertion order = age order: the first entry is the oldest (evicted first)
@@ -233,6 +270,13 @@ class InProcessIndex:
         self._next_label = 1
         self._next_purge = float("-inf")
         self.evictions = 0
+        # id -> wall-clock time of its removal (see save)
+        self._tombstones: dict[str, float] = {}
+        # the manifest this index last loaded or saved (None: neither yet)
+        self._generation: str | None = None
+        # what changes this index (sync saves only when it or the saved one changed)
+        self._changes = 0
+        self._synced: tuple[str, tuple[int, int, int] | None, int] | None = None
 
     @property
     def dim(self) -> int:
@@ -272,7 +316,9 @@ class InProcessIndex:
             s.expires[n] = np.inf if expires is None else expires
             s.ids.append(id)
             s.row_of[id] = n
-            self._meta[id] = _Meta(scope, expires, payload)
+            self._meta[id] = _Meta(scope, expires, payload, added=self._clock())
+            self._tombstones.pop(id, None)
+            self._changes += 1
             if s.hnsw is not None:
                 self._hnsw_add(s, [id], vec[None, :])
             elif self.hnsw_threshold is not None and len(s.ids) > self.hnsw_threshold:
@@ -289,10 +335,19 @@ class InProcessIndex:
         payloads: list[str | None] | None = None,
     ) -> None:
         """Insert many entries of one scope at once (a bulk load; HNSW built in one pass)."""
+        texts = payloads if payloads is not None else [None] * len(ids)
+        if len(texts) != len(ids):
+            raise ValueError("payloads must have one item per id")
+        now = self._clock()
+        metas = [_Meta(scope, expires, text, added=now) for text in texts]
+        with self._lock:
+            self._insert(scope, ids, vectors, metas)
+            self._bound()
+
+    def _insert(self, scope: str, ids: list[str], vectors: Any, metas: list[_Meta]) -> None:
         matrix = np.ascontiguousarray(vectors, dtype=np.float32)
         if matrix.ndim != 2 or matrix.shape != (len(ids), self._dim):
             raise ValueError(f"vectors must have shape ({len(ids)}, {self._dim})")
-        texts = payloads if payloads is not None else [None] * len(ids)
         with self._lock:
             for id in ids:
                 if id in self._meta:
@@ -306,16 +361,17 @@ class InProcessIndex:
             if s.matrix is None or need > s.matrix.shape[0]:
                 self._grow(s, max(16, need, n * 2))
             s.matrix[n:need] = matrix
-            s.expires[n:need] = np.inf if expires is None else expires
-            for offset, (id, text) in enumerate(zip(ids, texts, strict=True)):
+            self._changes += 1
+            for offset, (id, meta) in enumerate(zip(ids, metas, strict=True)):
+                s.expires[n + offset] = np.inf if meta.expires is None else meta.expires
                 s.ids.append(id)
                 s.row_of[id] = n + offset
-                self._meta[id] = _Meta(scope, expires, text)
+                self._meta[id] = meta
+                self._tombstones.pop(id, None)
             if s.hnsw is not None:
                 self._hnsw_add(s, ids, matrix)
             elif self.hnsw_threshold is not None and len(s.ids) > self.hnsw_threshold:
                 self._build_hnsw(s)
-            self._bound()
 
     def remove(self, id: str) -> bool:
         """Remove one entry; returns whether it existed."""
@@ -323,6 +379,7 @@ class InProcessIndex:
             if id not in self._meta:
                 return False
             self._remove(id)
+            self._tombstones[id] = self._clock()
             return True
 
     def strike(self, id: str, delta: int) -> int | None:
@@ -333,6 +390,7 @@ class InProcessIndex:
             if meta is None:
                 return None
             meta.strikes = max(0, meta.strikes + delta)
+            self._changes += 1
             return meta.strikes
 
     def remove_scope(self, scope: str) -> int:
@@ -340,17 +398,23 @@ class InProcessIndex:
         with self._lock:
             doomed = [name for name in self._scopes if _in_scope(name, scope)]
             removed = 0
+            now = self._clock()
+            self._changes += 1
             for name in doomed:
                 s = self._scopes.pop(name)
                 removed += len(s.ids)
                 for id in s.ids:
                     del self._meta[id]
+                    self._tombstones[id] = now
             return removed
 
     def clear(self) -> int:
         """Remove every entry; returns how many there were."""
         with self._lock:
             count = len(self._meta)
+            now = self._clock()
+            self._changes += 1
+            self._tombstones.update(dict.fromkeys(self._meta, now))
             self._meta.clear()
             self._scopes.clear()
             return count
@@ -420,58 +484,55 @@ class InProcessIndex:
 
     # -- persistence ------------------------------------------------------------------
 
-    def save(self, path: str | os.PathLike[str]) -> None:
+    def save(self, path: str | os.PathLike[str], *, merge: bool = True) -> None:
         """Write the index to the directory ``path`` (created if missing).
 
         Each file is written beside its final name and renamed into place, and the manifest
         last, so a reader never sees a half-written index (and a process still reading
-        memory-mapped files of an older save keeps its own copy).
+        memory-mapped files of an older save keeps its own copy). Writers hold a lock on
+        ``path/index.lock``. When another process saved to ``path`` since this index last
+        loaded or saved there, its entries and removals are first merged into this index
+        (see the class docstring); ``merge=False`` overwrites them instead. Searches and
+        writes wait only while the index is copied for writing, not while it is written.
         """
         root = Path(path)
         root.mkdir(parents=True, exist_ok=True)
+        with _locked(root, exclusive=True):
+            with self._lock:
+                if merge:
+                    theirs = self._saved_by_another(root)
+                    if theirs is not None:
+                        try:
+                            self._merge(root, theirs)
+                        except (OSError, ValueError, KeyError, TypeError) as exc:
+                            # a save that cannot be read is overwritten, as one that is
+                            # not JSON: this index's entries are not lost with it
+                            logger.warning(
+                                "the vector index in %s is unreadable (%r): overwriting it",
+                                root,
+                                exc,
+                            )
+                snapshot = self._snapshot()
+                changes = self._changes
+            _write(root, *snapshot)
+            with self._lock:
+                self._generation = snapshot[2]["generation"]
+                self._synced = (str(root), _stat(root), changes)
+
+    def sync(self, path: str | os.PathLike[str]) -> bool:
+        """:meth:`save` to ``path`` when this index changed since it last loaded or saved
+        there, or another process saved there since; returns whether it saved.
+
+        Called periodically by each of several processes sharing one directory, this also
+        brings every process the entries the others stored (see the class docstring).
+        """
+        root = Path(path)
         with self._lock:
-            scopes: list[dict[str, Any]] = []
-            written = {"index.json"}
-            for number, (name, s) in enumerate(self._scopes.items()):
-                n = len(s.ids)
-                vectors_file = f"scope-{number}.npy"
-                rows = s.matrix[:n]
-                _atomic_write(root / vectors_file, functools.partial(_save_npy, rows))
-                written.add(vectors_file)
-                hnsw_file = None
-                if s.hnsw is not None:
-                    hnsw_file = f"scope-{number}.usearch"
-                    target = root / hnsw_file
-                    tmp = target.with_name(target.name + ".tmp")
-                    s.hnsw.save(str(tmp))
-                    os.replace(tmp, target)
-                    written.add(hnsw_file)
-                scopes.append(
-                    {
-                        "scope": name,
-                        "vectors": vectors_file,
-                        "hnsw": hnsw_file,
-                        "ids": s.ids,
-                        "labels": [s.label_of[id] for id in s.ids] if s.hnsw is not None else None,
-                        "expires": [self._meta[id].expires for id in s.ids],
-                        "payloads": [self._meta[id].payload for id in s.ids],
-                        "strikes": [self._meta[id].strikes for id in s.ids],
-                    }
-                )
-            manifest = {
-                "format": _FORMAT,
-                "version": _FORMAT_VERSION,
-                "dim": self._dim,
-                "metric": "cos",
-                "next_label": self._next_label,
-                "order": list(self._meta),
-                "scopes": scopes,
-            }
-            data = json.dumps(manifest, separators=(",", ":")).encode()
-            _atomic_write(root / "index.json", lambda f: f.write(data))
-        for stale in root.glob("scope-*"):
-            if stale.name not in written and not stale.name.endswith(".tmp"):
-                stale.unlink(missing_ok=True)
+            unchanged = self._synced == (str(root), _stat(root), self._changes)
+        if unchanged:
+            return False
+        self.save(root)
+        return True
 
     def load(self, path: str | os.PathLike[str]) -> None:
         """Replace the contents with the index saved in ``path``.
@@ -480,46 +541,147 @@ class InProcessIndex:
         when their scope is first changed, so loading a large index is fast and cheap.
         """
         root = Path(path)
+        if not (root / "index.json").is_file():
+            raise ConfigError(f"no vector index saved in {root}")
+        meta: dict[str, _Meta] = {}
+        scopes: dict[str, _Scope] = {}
+        with _locked(root, exclusive=False):
+            stat = _stat(root)
+            manifest = self._read_manifest(root)
+            for item in manifest["scopes"]:
+                ids: list[str] = item["ids"]
+                s = _Scope(dim=self._dim, ids=list(ids), owned=False)
+                s.row_of = {id: row for row, id in enumerate(ids)}
+                s.matrix = np.load(root / item["vectors"], mmap_mode="r")
+                s.expires = np.array(
+                    [np.inf if e is None else e for e in item["expires"]], dtype=np.float64
+                )
+                if item["hnsw"] is not None:
+                    s.hnsw = _usearch().restore(str(root / item["hnsw"]), view=True)
+                    # a restored graph searches with usearch's default, not this setting
+                    s.hnsw.expansion_search = self._expansion(len(ids), s.hnsw)
+                    s.hnsw_viewed = True
+                    s.label_of = dict(zip(ids, item["labels"], strict=True))
+                    s.id_of = {label: id for id, label in s.label_of.items()}
+                scopes[item["scope"]] = s
+                meta.update(zip(ids, _metas(item), strict=True))
+        ordered = {id: meta[id] for id in manifest["order"] if id in meta}
+        with self._lock:
+            self._meta = ordered
+            self._scopes = scopes
+            self._next_label = int(manifest["next_label"])
+            self._tombstones = _tombstones(manifest)
+            self._generation = manifest.get("generation", "")
+            self._changes += 1
+            self._synced = (str(root), stat, self._changes)
+
+    def _read_manifest(self, root: Path) -> dict[str, Any]:
         try:
-            manifest = json.loads((root / "index.json").read_bytes())
+            manifest: dict[str, Any] = json.loads((root / "index.json").read_bytes())
         except FileNotFoundError as exc:
             raise ConfigError(f"no vector index saved in {root}") from exc
+        except ValueError as exc:
+            raise ConfigError(f"the vector index manifest in {root} is not JSON: {exc}") from exc
         if manifest.get("format") != _FORMAT or manifest.get("version") != _FORMAT_VERSION:
             raise ConfigError(f"{root} holds no deja vector index of a known version")
         if manifest["dim"] != self._dim:
             raise ConfigError(
                 f"the index in {root} holds {manifest['dim']}-d vectors, not {self._dim}-d"
             )
-        meta: dict[str, _Meta] = {}
-        scopes: dict[str, _Scope] = {}
+        return manifest
+
+    def _saved_by_another(self, root: Path) -> dict[str, Any] | None:
+        """The manifest in ``root`` when it is not the one this index last loaded or saved
+        (``None`` when there is none, or one that cannot be merged: it is overwritten)."""
+        if not (root / "index.json").is_file():
+            return None
+        try:
+            manifest = self._read_manifest(root)
+        except ConfigError:
+            return None
+        if manifest.get("generation", "") == self._generation:
+            return None
+        return manifest
+
+    def _merge(self, root: Path, manifest: dict[str, Any]) -> None:
+        """Merge the index another process saved in ``root`` into this one: per entry id,
+        the latest of the adds and removals either knows of wins."""
+        now = self._clock()
+        for id, when in _tombstones(manifest).items():
+            mine = self._meta.get(id)
+            if mine is not None and when >= mine.added:
+                self._remove(id)
+            if id not in self._meta and when > self._tombstones.get(id, -math.inf):
+                self._tombstones[id] = when
         for item in manifest["scopes"]:
-            ids: list[str] = item["ids"]
-            s = _Scope(dim=self._dim, ids=list(ids), owned=False)
-            s.row_of = {id: row for row, id in enumerate(ids)}
-            s.matrix = np.load(root / item["vectors"], mmap_mode="r")
-            s.expires = np.array(
-                [np.inf if e is None else e for e in item["expires"]], dtype=np.float64
+            take: list[tuple[str, int, _Meta]] = []
+            for row, (id, theirs) in enumerate(zip(item["ids"], _metas(item), strict=True)):
+                if theirs.expires is not None and theirs.expires <= now:
+                    continue
+                mine = self._meta.get(id)
+                if mine is not None and mine.added >= theirs.added:
+                    if mine.added == theirs.added:  # the same add: both saw it
+                        mine.strikes = max(mine.strikes, theirs.strikes)
+                    continue
+                if self._tombstones.get(id, -math.inf) >= theirs.added:
+                    continue  # removed here after it was added there
+                take.append((id, row, theirs))
+            if take:
+                rows = np.load(root / item["vectors"], mmap_mode="r")
+                vectors = np.array(rows[[row for _, row, _ in take]], dtype=np.float32)
+                ids = [id for id, _, _ in take]
+                self._insert(item["scope"], ids, vectors, [m for _, _, m in take])
+        # insertion order is age order (the oldest is evicted first)
+        self._meta = dict(sorted(self._meta.items(), key=lambda pair: pair[1].added))
+        self._bound()
+
+    def _snapshot(self) -> tuple[dict[str, Any], dict[str, bytearray], dict[str, Any]]:
+        """Copies of what :func:`_write` writes: vectors and graphs by file name, and the
+        manifest (with a fresh generation)."""
+        vectors: dict[str, Any] = {}
+        graphs: dict[str, bytearray] = {}
+        scopes: list[dict[str, Any]] = []
+        for number, (name, s) in enumerate(self._scopes.items()):
+            vectors_file = f"scope-{number}.npy"
+            vectors[vectors_file] = np.array(s.matrix[: len(s.ids)], dtype=np.float32)
+            hnsw_file = None
+            if s.hnsw is not None:
+                hnsw_file = f"scope-{number}.usearch"
+                graphs[hnsw_file] = s.hnsw.save()  # a bytearray
+            metas = [self._meta[id] for id in s.ids]
+            scopes.append(
+                {
+                    "scope": name,
+                    "vectors": vectors_file,
+                    "hnsw": hnsw_file,
+                    "ids": list(s.ids),
+                    "labels": [s.label_of[id] for id in s.ids] if s.hnsw is not None else None,
+                    "expires": [m.expires for m in metas],
+                    "payloads": [m.payload for m in metas],
+                    "strikes": [m.strikes for m in metas],
+                    "added": [m.added for m in metas],
+                }
             )
-            if item["hnsw"] is not None:
-                s.hnsw_path = str(root / item["hnsw"])
-                s.hnsw = _usearch().restore(s.hnsw_path, view=True)
-                # a restored graph searches with usearch's default, not this index's setting
-                s.hnsw.expansion_search = self._expansion(len(ids))
-                s.hnsw_viewed = True
-                s.label_of = dict(zip(ids, item["labels"], strict=True))
-                s.id_of = {label: id for id, label in s.label_of.items()}
-            scopes[item["scope"]] = s
-            # strikes were kept beside the index before; such a save has none here
-            strikes = item.get("strikes") or [0] * len(ids)
-            for id, expires, payload, count in zip(
-                ids, item["expires"], item["payloads"], strikes, strict=True
-            ):
-                meta[id] = _Meta(item["scope"], expires, payload, int(count))
-        ordered = {id: meta[id] for id in manifest["order"] if id in meta}
-        with self._lock:
-            self._meta = ordered
-            self._scopes = scopes
-            self._next_label = int(manifest["next_label"])
+        self._prune_tombstones()
+        manifest = {
+            "format": _FORMAT,
+            "version": _FORMAT_VERSION,
+            "dim": self._dim,
+            "metric": "cos",
+            "next_label": self._next_label,
+            "order": list(self._meta),
+            "scopes": scopes,
+            "tombstones": dict(self._tombstones),
+            "generation": uuid.uuid4().hex,
+        }
+        return vectors, graphs, manifest
+
+    def _prune_tombstones(self) -> None:
+        oldest = self._clock() - _TOMBSTONE_SECONDS
+        kept = sorted(
+            ((when, id) for id, when in self._tombstones.items() if when >= oldest), reverse=True
+        )[:_MAX_TOMBSTONES]
+        self._tombstones = {id: when for when, id in kept}
 
     # -- internals --------------------------------------------------------------------
 
@@ -539,6 +701,7 @@ class InProcessIndex:
         s.matrix, s.expires = matrix, expires
 
     def _remove(self, id: str) -> None:
+        self._changes += 1
         meta = self._meta.pop(id)
         s = self._scopes[meta.scope]
         s.own()
@@ -567,7 +730,9 @@ class InProcessIndex:
             self._next_purge = self._clock() + 1.0
             self.evictions += self._purge_locked()
         while len(self._meta) > limit:
-            self._remove(next(iter(self._meta)))
+            oldest = next(iter(self._meta))
+            self._remove(oldest)
+            self._tombstones[oldest] = self._clock()
             self.evictions += 1
 
     def _purge_locked(self) -> int:
@@ -590,24 +755,32 @@ class InProcessIndex:
             top = np.argsort(-sims, kind="stable")
         return [(s.ids[i], float(sims[i])) for i in top if sims[i] != -np.inf]
 
-    def _expansion(self, size: int) -> int:
-        return auto_expansion(size) if self.expansion_search is None else self.expansion_search
+    def _expansion(self, size: int, graph: Any = None) -> int:
+        """The search expansion for a scope of ``size`` entries searched by ``graph`` (by
+        default one of this index's quantization)."""
+        if self.expansion_search is not None:
+            return self.expansion_search
+        kind = str(graph.dtype).rsplit(".", 1)[-1].lower() if graph is not None else None
+        return auto_expansion(size, kind or self.quantization)
 
     def _search_hnsw(self, s: _Scope, query: Any, k: int, now: float) -> list[tuple[str, float]]:
-        expansion = self._expansion(len(s.ids))
+        expansion = self._expansion(len(s.ids), s.hnsw)
         if s.hnsw.expansion_search != expansion:  # the scope grew past a step
             s.hnsw.expansion_search = expansion
-        # ask for a few more than k: expired entries are skipped here, purged later
-        matches = s.hnsw.search(query, k + 8)
-        out: list[tuple[str, float]] = []
-        for label, distance in zip(matches.keys, matches.distances, strict=True):
-            id = s.id_of.get(int(label))
-            if id is None or s.expires[s.row_of[id]] <= now:
-                continue
-            out.append((id, 1.0 - float(distance)))
-            if len(out) == k:
-                break
-        return out
+        # The graph proposes a few more than k (expired entries are skipped here, purged
+        # later); their exact similarities come from the full-precision rows, since the
+        # graph's own distances are those of its quantized copy.
+        matches = s.hnsw.search(query, k + _RERANK_EXTRA)
+        ids = []
+        for label in matches.keys.tolist():
+            id = s.id_of.get(label)
+            if id is not None and s.expires[s.row_of[id]] > now:
+                ids.append(id)
+        if not ids:
+            return []
+        similarities = (s.matrix[[s.row_of[id] for id in ids]] @ query).tolist()
+        ranked = sorted(zip(ids, similarities, strict=True), key=lambda pair: -pair[1])
+        return ranked[:k]
 
     def _hnsw_add(self, s: _Scope, ids: list[str], vectors: Any) -> None:
         labels = np.arange(self._next_label, self._next_label + len(ids), dtype=np.uint64)
@@ -621,7 +794,7 @@ class InProcessIndex:
         s.hnsw = _usearch()(
             ndim=self._dim,
             metric="cos",
-            dtype="f32",
+            dtype=self.quantization,
             connectivity=self.connectivity,
             expansion_add=self.expansion_add,
             expansion_search=self._expansion(len(s.ids)),
@@ -632,15 +805,20 @@ class InProcessIndex:
         self._hnsw_add(s, list(s.ids), s.matrix[: len(s.ids)])
 
 
-def auto_expansion(size: int) -> int:
-    """The HNSW search expansion for a scope of ``size`` entries when none is set."""
-    if size <= 200_000:
-        return 64
-    return 128 if size <= 500_000 else 256
+def auto_expansion(size: int, quantization: str = "f32") -> int:
+    """The HNSW search expansion for a scope of ``size`` entries when none is set: 64 up
+    to 200k entries, 128 up to 500k, 256 above, and 1.5 times that for an i8 graph (whose
+    coarser distances need a wider search to reach what f32 reaches; BENCHMARKS.md)."""
+    base = 64 if size <= 200_000 else 128 if size <= 500_000 else 256
+    return base * 3 // 2 if quantization == "i8" else base
 
 
 def _save_npy(rows: Any, f: Any) -> None:
     np.save(f, rows)
+
+
+def _write_bytes(data: bytes | bytearray, f: Any) -> None:
+    f.write(data)
 
 
 def _atomic_write(target: Path, write: Callable[[Any], object]) -> None:
@@ -650,3 +828,68 @@ def _atomic_write(target: Path, write: Callable[[Any], object]) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, target)
+
+
+def _metas(item: dict[str, Any]) -> list[_Meta]:
+    """The entries' metadata of one saved scope (saves of older versions have no strikes
+    and no add times: 0 for both)."""
+    n = len(item["ids"])
+    strikes = item.get("strikes") or [0] * n
+    added = item.get("added") or [0.0] * n
+    return [
+        _Meta(item["scope"], expires, payload, int(count), float(when))
+        for expires, payload, count, when in zip(
+            item["expires"], item["payloads"], strikes, added, strict=True
+        )
+    ]
+
+
+def _tombstones(manifest: dict[str, Any]) -> dict[str, float]:
+    return {str(id): float(when) for id, when in (manifest.get("tombstones") or {}).items()}
+
+
+@contextlib.contextmanager
+def _locked(root: Path, *, exclusive: bool) -> Iterator[None]:
+    """Hold ``root/index.lock`` (shared for readers, exclusive for writers) where the
+    platform has ``fcntl`` and the directory is writable; otherwise no lock."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    try:
+        fd = os.open(root / "index.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:  # a read-only directory: nobody saves there either
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _write(
+    root: Path, vectors: dict[str, Any], graphs: dict[str, bytearray], manifest: dict[str, Any]
+) -> None:
+    """Write a snapshot of :meth:`InProcessIndex._snapshot` to ``root``, the manifest last,
+    and remove the files of older saves it no longer names."""
+    for name, rows in vectors.items():
+        _atomic_write(root / name, functools.partial(_save_npy, rows))
+    for name, data in graphs.items():
+        _atomic_write(root / name, functools.partial(_write_bytes, data))
+    payload = json.dumps(manifest, separators=(",", ":")).encode()
+    _atomic_write(root / "index.json", functools.partial(_write_bytes, payload))
+    written = {*vectors, *graphs}
+    for stale in root.glob("scope-*"):
+        if stale.name not in written and not stale.name.endswith(".tmp"):
+            stale.unlink(missing_ok=True)
+
+
+def _stat(root: Path) -> tuple[int, int, int] | None:
+    """What tells one save of ``root/index.json`` from another without reading it."""
+    try:
+        st = os.stat(root / "index.json")
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)

@@ -1,0 +1,259 @@
+"""InProcessIndex saves of several processes to one directory merge instead of overwriting.
+
+Each ``worker`` below is an index of its own loaded from the same directory, as the workers
+of ``deja serve --workers N`` are; the last test runs real processes against one directory.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deja.semantic.index import InProcessIndex
+from deja.testing import FakeClock
+
+
+def vec(i: int, dim: int = 16) -> np.ndarray:
+    v = np.random.default_rng(i).standard_normal(dim).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def worker(path: Path, clock: FakeClock, **options: object) -> InProcessIndex:
+    index = InProcessIndex(dim=16, clock=clock, **options)  # type: ignore[arg-type]
+    if (path / "index.json").exists():
+        index.load(path)
+    return index
+
+
+def saved(path: Path, clock: FakeClock) -> InProcessIndex:
+    index = InProcessIndex(dim=16, clock=clock, max_entries=None)
+    index.load(path)
+    return index
+
+
+def test_every_workers_entries_survive_their_saves(tmp_path: Path, clock: FakeClock) -> None:
+    seed = worker(tmp_path, clock)
+    seed.add("shared", vec(0), scope="s", payload="before")
+    seed.save(tmp_path)
+    a, b = worker(tmp_path, clock), worker(tmp_path, clock)
+    clock.advance(1)
+    a.add("from-a", vec(1), scope="s", payload="a")
+    b.add("from-b", vec(2), scope="s", payload="b")
+    b.add("other-scope", vec(3), scope="t")
+    a.save(tmp_path)
+    b.save(tmp_path)  # merges a's save first
+    merged = saved(tmp_path, clock)
+    assert sorted(merged.scopes().items()) == [("s", 3), ("t", 1)]
+    found = merged.search(vec(1), scope="s", k=1)[0]
+    assert (found.id, found.payload) == ("from-a", "a")
+    assert merged.search(vec(2), scope="s", k=1)[0].id == "from-b"
+    # b's own index took a's entries in too, and saving again changes nothing
+    assert "from-a" in b and len(b) == 4
+    a.save(tmp_path)
+    assert sorted(saved(tmp_path, clock).scopes().items()) == [("s", 3), ("t", 1)]
+
+
+def test_a_removal_is_not_brought_back_by_another_workers_save(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    seed = worker(tmp_path, clock)
+    for name in ("forgotten", "deleted-scope", "kept"):
+        seed.add(name, vec(len(name)), scope="gone" if name == "deleted-scope" else "s")
+    seed.save(tmp_path)
+    a, b = worker(tmp_path, clock), worker(tmp_path, clock)
+    clock.advance(1)
+    assert a.remove("forgotten")
+    assert a.remove_scope("gone") == 1
+    a.save(tmp_path)
+    b.save(tmp_path)  # b still holds both in memory
+    merged = saved(tmp_path, clock)
+    assert "forgotten" not in merged and "deleted-scope" not in merged and "kept" in merged
+    assert "forgotten" not in b  # b adopted the removals
+    # a prompt stored again after the removal is a new entry: it comes back
+    clock.advance(1)
+    b.add("forgotten", vec(9), scope="s", payload="again")
+    b.save(tmp_path)
+    a.save(tmp_path)
+    assert saved(tmp_path, clock).search(vec(9), scope="s", k=1)[0].payload == "again"
+
+
+def test_the_later_add_of_one_id_wins_and_strikes_keep_the_larger_count(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    seed = worker(tmp_path, clock)
+    seed.add("x", vec(0), scope="s", payload="first")
+    seed.add("y", vec(1), scope="s")
+    seed.save(tmp_path)
+    a, b = worker(tmp_path, clock), worker(tmp_path, clock)
+    assert a.strike("y", 1) == 1 and a.strike("y", 1) == 2
+    clock.advance(1)
+    b.add("x", vec(5), scope="s", payload="second")  # replaced later, elsewhere
+    b.save(tmp_path)
+    a.save(tmp_path)
+    merged = saved(tmp_path, clock)
+    x = merged.search(vec(5), scope="s", k=1)[0]
+    assert (x.id, x.payload) == ("x", "second")
+    assert [n.strikes for n in merged.search(vec(1), scope="s", k=2) if n.id == "y"] == [2]
+    assert len(merged) == 2
+
+
+def test_expired_entries_and_the_size_bound_apply_to_the_merge(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    a, b = worker(tmp_path, clock, max_entries=3), worker(tmp_path, clock, max_entries=3)
+    a.add("short-lived", vec(0), scope="s", expires=clock() + 5)
+    a.add("a-old", vec(1), scope="s")
+    a.save(tmp_path)
+    clock.advance(10)
+    for i in range(3):
+        clock.advance(1)
+        b.add(f"b-{i}", vec(10 + i), scope="s")
+    b.save(tmp_path)
+    merged = saved(tmp_path, clock)
+    # the expired entry is left out; of the four live ones the oldest is evicted
+    assert sorted(merged.scopes().items()) == [("s", 3)]
+    assert "short-lived" not in merged and "a-old" not in merged
+
+
+def test_merging_into_an_hnsw_scope_and_overwriting_on_request(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    a = worker(tmp_path, clock, hnsw_threshold=20, max_entries=None)
+    b = worker(tmp_path, clock, hnsw_threshold=20, max_entries=None)
+    a.add_many([f"a{i}" for i in range(30)], np.stack([vec(i) for i in range(30)]), scope="s")
+    a.save(tmp_path)
+    b.add_many([f"b{i}" for i in range(30)], np.stack([vec(100 + i) for i in range(30)]), scope="s")
+    b.save(tmp_path)
+    merged = saved(tmp_path, clock)
+    assert merged.is_hnsw("s") and len(merged) == 60
+    assert merged.search(vec(7), scope="s", k=1)[0].id == "a7"
+    assert merged.search(vec(107), scope="s", k=1)[0].id == "b7"
+    fresh = InProcessIndex(dim=16, clock=clock)
+    fresh.add("alone", vec(0), scope="s")
+    fresh.save(tmp_path, merge=False)
+    assert len(saved(tmp_path, clock)) == 1
+
+
+def test_a_save_of_an_earlier_version_is_merged_as_added_long_ago(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    old = worker(tmp_path, clock)
+    old.add("old", vec(0), scope="s")
+    old.save(tmp_path)
+    manifest = json.loads((tmp_path / "index.json").read_bytes())
+    for key in ("generation", "tombstones"):
+        del manifest[key]
+    for item in manifest["scopes"]:
+        del item["added"]
+    (tmp_path / "index.json").write_text(json.dumps(manifest))
+    mine = InProcessIndex(dim=16, clock=clock)  # started before it, never loaded it
+    mine.add("new", vec(1), scope="s")
+    mine.save(tmp_path)
+    assert sorted(saved(tmp_path, clock).scopes().items()) == [("s", 2)]
+
+
+def test_an_unreadable_save_in_the_way_is_overwritten(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "index.json").write_text("{not json")
+    index = InProcessIndex(dim=16, clock=clock)
+    index.add("x", vec(0), scope="s")
+    index.save(tmp_path)
+    assert "x" in saved(tmp_path, clock)
+    # a manifest naming a vectors file that is gone
+    other = InProcessIndex(dim=16, clock=clock)
+    other.add("y", vec(1), scope="t")
+    other.save(tmp_path / "other")
+    (tmp_path / "other" / "scope-0.npy").unlink()
+    index.save(tmp_path / "other")
+    assert "unreadable" in caplog.text
+    assert sorted(saved(tmp_path / "other", clock)._meta) == ["x"]
+
+
+_SAVER = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from deja.semantic.index import InProcessIndex
+
+    path, name = sys.argv[1], sys.argv[2]
+    index = InProcessIndex(dim=16, max_entries=None)
+    rng = np.random.default_rng(abs(hash(name)) % 2**32)
+    for i in range(25):
+        v = rng.standard_normal(16).astype(np.float32)
+        index.add(f"{name}-{i}", v / np.linalg.norm(v), scope="s")
+        index.save(path)
+    """
+)
+
+
+def test_processes_saving_to_one_directory_at_once_lose_nothing(tmp_path: Path) -> None:
+    names = ["p0", "p1", "p2"]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _SAVER, str(tmp_path), name]) for name in names
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    merged = InProcessIndex(dim=16, max_entries=None)
+    merged.load(tmp_path)
+    assert sorted(merged._meta) == sorted(f"{n}-{i}" for n in names for i in range(25))
+
+
+def test_saving_twice_leaves_one_set_of_files_beside_the_lock(tmp_path: Path) -> None:
+    index = InProcessIndex(dim=16)
+    index.add("x", vec(0), scope="s")
+    index.save(tmp_path)
+    index.save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.json", "index.lock", "scope-0.npy"]
+
+
+def test_sync_saves_only_when_either_side_changed(tmp_path: Path, clock: FakeClock) -> None:
+    a, b = worker(tmp_path, clock), worker(tmp_path, clock)
+    a.add("x", vec(0), scope="s")
+    assert a.sync(tmp_path) is True
+    assert a.sync(tmp_path) is False  # nothing new on either side
+    assert b.sync(tmp_path) is True and "x" in b  # a's save is new to b: merged
+    assert b.sync(tmp_path) is False
+    assert a.sync(tmp_path) is True  # b's save is new to a (nothing to take, but saved)
+    assert a.strike("x", 1) == 1
+    assert a.sync(tmp_path) is True
+
+
+def test_saves_while_another_thread_writes_stay_loadable(tmp_path: Path) -> None:
+    index = InProcessIndex(dim=16, max_entries=None, hnsw_threshold=100)
+    done = threading.Event()
+    failures: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            for i in range(400):
+                index.add(f"e{i}", vec(i), scope="s" if i % 3 else "t")
+                if i % 7 == 0:
+                    index.remove(f"e{i // 2}")
+        except BaseException as exc:  # pragma: no cover - reported below
+            failures.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    loads = 0
+    while not done.is_set() or loads == 0:
+        index.save(tmp_path)
+        copy = InProcessIndex(dim=16, max_entries=None)
+        copy.load(tmp_path)
+        for scope in copy.scopes():
+            assert copy.search(vec(1), scope=scope, k=3)
+        loads += 1
+    thread.join()
+    assert not failures
+    index.save(tmp_path)
+    final = InProcessIndex(dim=16, max_entries=None)
+    final.load(tmp_path)
+    assert sorted(final._meta) == sorted(index._meta)
