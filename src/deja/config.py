@@ -844,10 +844,19 @@ class CachingSettings:
         semantic = self.build_semantic() if self.type in _SEMANTIC_TYPES else None
         kwargs: dict[str, object] = {"semantic": semantic}
         spec = self.options.get("store")
-        if semantic is not None and isinstance(spec, StoreSpec) and spec.type == "disk":
+        # a shared index (Redis, a Qdrant server) is stored as it changes: saving it beside
+        # the store and loading that copy at the next start would replace what other
+        # processes stored in it since
+        local_index = self.type == "semantic" or (
+            self.type == "qdrant_semantic" and not self.options.get("qdrant_api_base")
+        )
+        if local_index and isinstance(spec, StoreSpec) and spec.type == "disk":
             directory = spec.options.get("directory")
             if isinstance(directory, Path):  # the index survives restarts beside the entries
                 kwargs["semantic_path"] = directory / "semantic-index"
+                interval = self.params.get("semantic_save_interval")
+                if interval is not None:
+                    kwargs["semantic_save_interval"] = interval
         return kwargs | {
             "store": self.build_store(),
             "ttl": self.ttl,
@@ -1928,6 +1937,13 @@ def _parse_caching(
     if params.get("strike_penalty") is not None:
         params["strike_penalty"] = _fraction(
             params["strike_penalty"], _join(_join(path, "params"), "strike_penalty"), ctx
+        )
+    # how often an in-process semantic index beside a disk store is saved (and merged)
+    if params.get("semantic_save_interval") is not None:
+        params["semantic_save_interval"] = _seconds(
+            params["semantic_save_interval"],
+            _join(_join(path, "params"), "semantic_save_interval"),
+            ctx,
         )
     for key, semantic_type in (
         ("redis_semantic_cache_embedding_model", "redis_semantic"),

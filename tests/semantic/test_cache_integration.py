@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 import deja
-from deja.semantic import SemanticCache
+from deja.semantic import Feedback, SemanticCache
 from tests.helpers import chat_request, chat_response
 
 
@@ -285,6 +285,117 @@ def test_semantic_index_survives_a_restart_beside_the_disk_store(tmp_path: Any) 
     result = again.get(chat_request("how do i track the delivery of my card"))
     assert result.info.status == "semantic_hit"
     again.close()
+
+
+def test_workers_on_one_disk_store_keep_each_others_semantic_entries(tmp_path: Any) -> None:
+    from deja.config import build_cache, parse_config
+
+    config = {"caching": {"type": "semantic", "store": {"type": "disk", "directory": "cache"}}}
+    settings = parse_config(config, base_dir=tmp_path)
+    seed = build_cache(settings)
+    seed.fetch(chat_request("How do I reset my online banking password?"), chat_response)
+    seed.close()
+    # two proxy workers start from the same saved index, each stores prompts of its own,
+    # one forgets the seed's entry after wrong answers, and both shut down
+    first, second = build_cache(settings), build_cache(settings)
+    seed_key = first.key(chat_request("How do I reset my online banking password?"))
+    first.fetch(chat_request("How can I track my card delivery?"), chat_response)
+    second.fetch(chat_request("What is the exchange rate for euros to dollars?"), chat_response)
+    assert first.feedback(seed_key, correct=False) == Feedback(seed_key, 1, forgotten=False)
+    assert first.feedback(seed_key, correct=False) == Feedback(seed_key, 2, forgotten=True)
+    first.close()
+    second.close()  # before the merge, this save would have dropped the first's entry
+    again = build_cache(settings)
+    for reworded, status in (
+        ("how do i track the delivery of my card", "semantic_hit"),
+        ("what's the exchange rate from euros to dollars", "semantic_hit"),
+        ("how can i reset the password for online banking", "miss"),  # stays forgotten
+    ):
+        assert again.get(chat_request(reworded)).info.status == status, reworded
+    again.close()
+
+
+def test_running_workers_see_each_others_entries_after_a_sync(tmp_path: Any, embedder: Any) -> None:
+    from deja.stores.disk import DiskStore
+
+    def worker() -> deja.Cache:  # the workers of one proxy share a disk store
+        return deja.Cache(
+            store=DiskStore(tmp_path / "cache"),
+            semantic=SemanticCache(embedder=embedder),
+            semantic_path=tmp_path / "cache" / "semantic-index",
+            semantic_save_interval=None,
+        )
+
+    first, second = worker(), worker()
+    first.fetch(chat_request("How can I track my card delivery?"), chat_response)
+    reworded = chat_request("how do i track the delivery of my card")
+    assert second.get(reworded).info.status == "miss"
+    assert first.sync_semantic() is True
+    assert first.sync_semantic() is False  # nothing changed since
+    assert second.sync_semantic() is True  # takes the first's entry in
+    assert second.get(reworded).info.status == "semantic_hit"
+    with pytest.raises(deja.ConfigError, match="semantic_path"):
+        make_cache(embedder).sync_semantic()
+    first.close()
+    second.close()
+
+
+def test_the_index_is_saved_in_the_background_every_interval(tmp_path: Any, embedder: Any) -> None:
+    from deja.semantic.index import InProcessIndex
+
+    cache = deja.Cache(
+        semantic=SemanticCache(embedder=embedder),
+        semantic_path=tmp_path / "index",
+        semantic_save_interval=None,
+    )
+    cache.fetch(chat_request("How can I track my card delivery?"), chat_response)
+    assert cache._semantic_saver is None  # never without an interval
+    cache.semantic_save_interval = 0.0  # due at every use from now on
+    cache.get(chat_request("Where is my card?"))
+    saver = cache._semantic_saver
+    assert saver is not None
+    saver.join(timeout=60)
+    saved = InProcessIndex(dim=embedder.dim)
+    saved.load(tmp_path / "index")  # written while the cache stays open
+    assert len(saved) == 1
+    cache.close()
+    with pytest.raises(ValueError, match="semantic_save_interval"):
+        deja.Cache(semantic=SemanticCache(embedder=embedder), semantic_save_interval=-1)
+
+
+def test_config_sets_the_semantic_save_interval(tmp_path: Any) -> None:
+    from deja.config import build_cache, parse_config
+
+    def config(params: dict[str, Any]) -> dict[str, Any]:
+        store = {"type": "disk", "directory": "cache"}
+        return {"caching": {"type": "semantic", "store": store, "params": params}}
+
+    cache = build_cache(parse_config(config({"semantic_save_interval": 5}), base_dir=tmp_path))
+    assert cache.semantic_save_interval == 5
+    cache.close()
+    default = build_cache(parse_config(config({}), base_dir=tmp_path))
+    assert default.semantic_save_interval == 60
+    default.close()
+    for bad in (0, -3, "soon"):
+        with pytest.raises(deja.ConfigError, match="semantic_save_interval"):
+            parse_config(config({"semantic_save_interval": bad}), base_dir=tmp_path)
+
+
+def test_only_a_process_local_index_is_saved_beside_a_disk_store(tmp_path: Any) -> None:
+    from deja.config import build_cache, parse_config
+
+    store = {"type": "disk", "directory": "cache"}
+    for caching, saved in (
+        ({"type": "semantic"}, True),
+        ({"type": "qdrant-semantic"}, True),  # qdrant-client's in-memory mode
+        ({"type": "qdrant-semantic", "qdrant_api_base": "http://qdrant.invalid:6333"}, False),
+    ):
+        settings = parse_config({"caching": {**caching, "store": store}}, base_dir=tmp_path)
+        cache = build_cache(settings)
+        # a copy of a shared index loaded at the next start would replace what other
+        # processes stored in it meanwhile
+        assert (cache._semantic_path is not None) is saved, caching
+        cache.close()
 
 
 def test_config_sets_the_feedback_settings(tmp_path: Any) -> None:

@@ -224,7 +224,7 @@ def test_workers_are_warned_of_what_they_do_not_share(
 
     for cache_type, warning in (
         ("memory", "each worker has its own cache"),
-        ("semantic", "each worker matches only the prompts it stored itself"),
+        ("semantic", "matches the prompts the others stored only after its next save"),
     ):
         settings = parse_config({"caching": {"type": cache_type}}, base_dir=tmp_path)
         caplog.clear()

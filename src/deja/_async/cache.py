@@ -107,7 +107,15 @@ class AsyncCache:
       answer is indexed; a request's ``semantic: false`` control skips it. Its failures are
       misses, like the store's;
     * ``semantic_path``: a directory where the semantic index survives restarts (beside a
-      DiskStore's files, say): loaded at the first semantic lookup, saved by ``close()``.
+      DiskStore's files, say): loaded at the first semantic lookup, saved by ``close()``;
+    * ``semantic_save_interval``: with ``semantic_path`` and an in-process index, every
+      that many seconds (checked when the semantic tier is used) the index is saved in a
+      background thread if it, or the index saved there, changed; the save merges what
+      other processes saved to the same directory, so the workers of one proxy match each
+      other's prompts within about that time, and a crash loses at most that much
+      (default 60, and at least 20 times as long as the last save took, so that saving a
+      large index takes at most 5% of the time; ``None``: only ``close()`` and
+      :meth:`sync_semantic` save).
     """
 
     def __init__(
@@ -130,6 +138,7 @@ class AsyncCache:
         lock_wait: float = 60.0,
         semantic: SemanticCache | None = None,
         semantic_path: str | os.PathLike[str] | None = None,
+        semantic_save_interval: float | None = 60.0,
     ) -> None:
         if store is None:
             from deja.stores.memory import MemoryStore
@@ -166,6 +175,12 @@ class AsyncCache:
             semantic.metrics = self.metrics  # embedder calls are counted with the cache's
         self._semantic_path = Path(semantic_path) if semantic_path is not None else None
         self._semantic_loaded = self._semantic_path is None
+        if semantic_save_interval is not None and semantic_save_interval < 0:
+            raise ValueError("semantic_save_interval must be >= 0 or None")
+        self.semantic_save_interval = semantic_save_interval
+        self._semantic_saving = threading.Lock()  # one save at a time, close() after it
+        self._semantic_next_save = time.monotonic() + (semantic_save_interval or 0.0)
+        self._semantic_saver: threading.Thread | None = None
         self._semantic_hits = 0
         self._locking = store if isinstance(store, Locking) else None
         if lock_ttl <= 0 or lock_wait < 0:
@@ -264,6 +279,7 @@ class AsyncCache:
         lookup = await semantic.ainspect(
             request, namespace=self._namespace(ctl), threshold=threshold
         )
+        self._semantic_used()
         return lookup, threshold
 
     def _namespace(self, ctl: CacheControl) -> str | None:
@@ -676,8 +692,54 @@ class AsyncCache:
 
     def _save_semantic(self) -> None:
         assert self.semantic is not None and self._semantic_path is not None
-        self._semantic_path.mkdir(parents=True, exist_ok=True)
-        self.semantic.save(self._semantic_path)
+        with self._semantic_saving:  # after a background save in flight
+            self._semantic_path.mkdir(parents=True, exist_ok=True)
+            self.semantic.save(self._semantic_path)
+
+    async def sync_semantic(self) -> bool:
+        """Save the semantic index to ``semantic_path`` now if it, or the index saved
+        there, changed since this cache last loaded or saved it, merging what other
+        processes saved there (what ``semantic_save_interval`` does in the background).
+        Returns whether it saved. Raises :class:`~deja.errors.ConfigError` without a
+        semantic tier or ``semantic_path``.
+        """
+        if self.semantic is None or self._semantic_path is None:
+            raise ConfigError("sync_semantic needs a semantic tier and a semantic_path")
+        if not self._semantic_loaded:
+            await asyncio.to_thread(self._load_semantic)
+        return await asyncio.to_thread(self._sync_semantic)
+
+    def _sync_semantic(self) -> bool:
+        assert self.semantic is not None and self._semantic_path is not None
+        with self._semantic_saving:
+            self._semantic_path.mkdir(parents=True, exist_ok=True)
+            return self.semantic.sync(self._semantic_path)
+
+    def _semantic_used(self) -> None:
+        """Start a background :meth:`sync_semantic` when ``semantic_save_interval`` has
+        passed since the last one (a cheap check on every use of the semantic tier)."""
+        interval = self.semantic_save_interval
+        if interval is None or self._semantic_path is None or not self._semantic_loaded:
+            return
+        now = time.monotonic()
+        if now < self._semantic_next_save or self._semantic_saving.locked():
+            return
+        self._semantic_next_save = now + interval
+        self._semantic_saver = threading.Thread(
+            target=self._background_sync, name="deja-semantic-save", daemon=True
+        )
+        self._semantic_saver.start()
+
+    def _background_sync(self) -> None:
+        started = time.monotonic()
+        try:
+            saved = self._sync_semantic()
+        except Exception as exc:  # losing a save costs misses after a crash, never answers
+            logger.warning("saving the semantic index failed: %s", exc)
+            return
+        if saved:  # a large index: at most 1/20 of the time goes to saving it
+            spent = time.monotonic() - started
+            self._semantic_next_save = max(self._semantic_next_save, started + 20 * spent)
 
     def _load_semantic(self) -> None:
         """Load the saved index once (a missing or unreadable one starts empty)."""
@@ -797,6 +859,7 @@ class AsyncCache:
                 await self.semantic.astore(request, key, ttl=ttl, namespace=namespace)
             except Exception as exc:  # the semantic tier is an optimisation: fail open
                 self._store_failed("semantic", exc, trip_breaker=False)
+            self._semantic_used()
         return True
 
     def _count(self, result: CacheResult) -> CacheResult:

@@ -322,6 +322,14 @@ class SemanticCache:
         """Save the index (strikes included) to the directory ``path``."""
         self.index.save(path)
 
+    def sync(self, path: str | Path) -> bool:
+        """Save an in-process index to ``path`` if it, or the index saved there, changed
+        since it last loaded or saved there (merging what other processes saved; see
+        :meth:`deja.semantic.index.InProcessIndex.sync`); returns whether it saved. A
+        shared index (Redis, Qdrant) is stored as it changes: ``False``."""
+        sync = getattr(self.index, "sync", None)
+        return bool(sync(path)) if sync is not None else False
+
     def load(self, path: str | Path) -> None:
         """Load what :meth:`save` wrote (replacing the current contents).
 

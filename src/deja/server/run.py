@@ -43,9 +43,10 @@ def _warn_about(settings: Settings, workers: int) -> None:
         )
     if workers > 1 and settings.caching is not None and settings.caching.type == "semantic":
         logger.warning(
-            "%d workers with an in-process semantic index: each worker matches only the "
-            "prompts it stored itself, and the index saved at shutdown is the last worker's "
-            "(use redis_semantic or qdrant_semantic to share one)",
+            "%d workers with an in-process semantic index: each worker matches the prompts "
+            "the others stored only after its next save to the shared directory "
+            "(params.semantic_save_interval, 60 s by default); use redis_semantic or "
+            "qdrant_semantic to share one index at once",
             workers,
         )
 
