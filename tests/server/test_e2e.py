@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -26,10 +27,46 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@contextlib.contextmanager
+def serve(config: Path, *options: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``deja serve --config config *options`` on a free port, once it answers /health."""
+    port = free_port()
+    address = ("--host", "127.0.0.1", "--port", str(port))
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deja.cli", "serve", "--config", str(config), *address, *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx2.get(f"{base}/health", timeout=0.5).status_code == 200:
+                    break
+            except httpx2.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                out = process.stdout.read().decode() if process.stdout else ""
+                pytest.fail(f"deja serve did not start:\n{out}")
+            time.sleep(0.1)
+        yield base, process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, FakeOpenAIServer, subprocess.Popen[bytes]]]:
     with FakeOpenAIServer() as upstream:
-        port = free_port()
         config = tmp_path / "config.yaml"
         config.write_text(
             f"""
@@ -42,41 +79,8 @@ general_settings:
   virtual_keys: [{{key: sk-team, tenant: team}}]
 """
         )
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "deja.cli",
-                "serve",
-                "--config",
-                str(config),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx2.get(f"{base}/health", timeout=0.5).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                out = process.stdout.read().decode() if process.stdout else ""
-                process.kill()
-                pytest.fail(f"deja serve did not start:\n{out}")
-            time.sleep(0.1)
-        try:
+        with serve(config) as (base, process):
             yield base, upstream, process
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
 
 
 def test_openai_sdk_through_the_proxy(
@@ -146,7 +150,6 @@ def test_bad_config_exits_non_zero(tmp_path: Path) -> None:
 
 def test_two_workers_share_metrics_and_stats(tmp_path: Path) -> None:
     with FakeOpenAIServer() as upstream:
-        port = free_port()
         config = tmp_path / "config.yaml"
         config.write_text(
             f"""
@@ -157,39 +160,7 @@ caching: {{type: memory}}
 general_settings: {{master_key: sk-master}}
 """
         )
-        env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "deja.cli",
-                "serve",
-                "--config",
-                str(config),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "2",
-                "--log-level",
-                "warning",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx2.get(f"{base}/health", timeout=0.5).status_code == 200:
-                        break
-                except httpx2.TransportError:
-                    pass
-                assert process.poll() is None and time.monotonic() < deadline, "did not start"
-                time.sleep(0.1)
+        with serve(config, "--workers", "2", "--log-level", "warning") as (base, _):
             headers = {"authorization": "Bearer sk-master"}
             body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
             for _ in range(20):  # a new connection each time: the workers share the load
@@ -211,9 +182,44 @@ general_settings: {{master_key: sk-master}}
                     if line.startswith("deja_cache_requests_total{")
                 ]
                 assert sum(served) == 20, text
-        finally:
-            process.terminate()
-            process.wait(timeout=20)
+
+
+def test_workers_share_an_in_process_semantic_index_through_their_saves(
+    tmp_path: Path,
+) -> None:
+    with FakeOpenAIServer() as upstream:
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            f"""
+model_list:
+  - model_name: gpt-4o
+    litellm_params: {{model: openai/gpt-4o, api_base: "{upstream.base_url}", api_key: sk-up}}
+caching:
+  type: semantic
+  store: {{type: disk, directory: cache}}
+  params: {{semantic_save_interval: 0.3}}
+general_settings: {{master_key: sk-master}}
+"""
+        )
+        headers = {"authorization": "Bearer sk-master"}
+
+        def ask(text: str) -> str:  # a new connection each time: either worker answers
+            body = {"model": "gpt-4o", "messages": [{"role": "user", "content": text}]}
+            reply = httpx2.post(f"{base}/v1/chat/completions", json=body, headers=headers)
+            assert reply.status_code == 200, reply.text
+            return reply.headers["x-deja-cache"]
+
+        with serve(config, "--workers", "2", "--log-level", "warning") as (base, _):
+            assert ask("How can I track my card delivery?") == "miss"
+            # other traffic for a while: each worker saves and takes in the other's saves
+            for i in range(24):
+                ask(f"Question number {i} about something else entirely, topic {i * 7}")
+                time.sleep(0.15)
+            before = upstream.count("/v1/chat/completions")
+            statuses = [ask("how do i track the delivery of my card") for _ in range(8)]
+            # whichever worker stored the first prompt, both now answer its rewording
+            assert statuses == ["semantic_hit"] * 8, statuses
+            assert upstream.count("/v1/chat/completions") == before
 
 
 def test_workers_are_warned_of_what_they_do_not_share(
