@@ -27,6 +27,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def write_config(tmp_path: Path, upstream: FakeOpenAIServer, rest: str) -> Path:
+    """A proxy config with one model (``gpt-4o``) on ``upstream``, then ``rest``."""
+    config = tmp_path / "config.yaml"
+    model = f'{{model: openai/gpt-4o, api_base: "{upstream.base_url}", api_key: sk-up}}'
+    config.write_text(
+        f"model_list:\n  - model_name: gpt-4o\n    litellm_params: {model}\n{rest.strip()}\n"
+    )
+    return config
+
+
 @contextlib.contextmanager
 def serve(config: Path, *options: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``deja serve --config config *options`` on a free port, once it answers /health."""
@@ -67,17 +77,15 @@ def serve(config: Path, *options: str) -> Iterator[tuple[str, subprocess.Popen[b
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, FakeOpenAIServer, subprocess.Popen[bytes]]]:
     with FakeOpenAIServer() as upstream:
-        config = tmp_path / "config.yaml"
-        config.write_text(
-            f"""
-model_list:
-  - model_name: gpt-4o
-    litellm_params: {{model: openai/gpt-4o, api_base: "{upstream.base_url}", api_key: sk-up}}
-caching: {{type: memory, ttl: 600}}
+        config = write_config(
+            tmp_path,
+            upstream,
+            """
+caching: {type: memory, ttl: 600}
 general_settings:
   master_key: sk-master
-  virtual_keys: [{{key: sk-team, tenant: team}}]
-"""
+  virtual_keys: [{key: sk-team, tenant: team}]
+""",
         )
         with serve(config) as (base, process):
             yield base, upstream, process
@@ -150,15 +158,8 @@ def test_bad_config_exits_non_zero(tmp_path: Path) -> None:
 
 def test_two_workers_share_metrics_and_stats(tmp_path: Path) -> None:
     with FakeOpenAIServer() as upstream:
-        config = tmp_path / "config.yaml"
-        config.write_text(
-            f"""
-model_list:
-  - model_name: gpt-4o
-    litellm_params: {{model: openai/gpt-4o, api_base: "{upstream.base_url}", api_key: sk-up}}
-caching: {{type: memory}}
-general_settings: {{master_key: sk-master}}
-"""
+        config = write_config(
+            tmp_path, upstream, "caching: {type: memory}\ngeneral_settings: {master_key: sk-master}"
         )
         with serve(config, "--workers", "2", "--log-level", "warning") as (base, _):
             headers = {"authorization": "Bearer sk-master"}
@@ -188,18 +189,16 @@ def test_workers_share_an_in_process_semantic_index_through_their_saves(
     tmp_path: Path,
 ) -> None:
     with FakeOpenAIServer() as upstream:
-        config = tmp_path / "config.yaml"
-        config.write_text(
-            f"""
-model_list:
-  - model_name: gpt-4o
-    litellm_params: {{model: openai/gpt-4o, api_base: "{upstream.base_url}", api_key: sk-up}}
+        config = write_config(
+            tmp_path,
+            upstream,
+            """
 caching:
   type: semantic
-  store: {{type: disk, directory: cache}}
-  params: {{semantic_save_interval: 0.3}}
-general_settings: {{master_key: sk-master}}
-"""
+  store: {type: disk, directory: cache}
+  params: {semantic_save_interval: 0.3}
+general_settings: {master_key: sk-master}
+""",
         )
         headers = {"authorization": "Bearer sk-master"}
 
