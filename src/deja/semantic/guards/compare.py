@@ -87,9 +87,7 @@ def _same_numbers(a: Signature, b: Signature) -> bool:
     """
     if a.all_numbers == b.all_numbers:
         return True
-    loose_a = len(a.all_numbers) > len(a.numbers)
-    loose_b = len(b.all_numbers) > len(b.numbers)
-    return a.numbers == b.numbers and not (loose_a and loose_b)
+    return a.numbers == b.numbers and not (a.loose and b.loose)
 
 
 def _first_seen(names: tuple[str, ...]) -> tuple[str, ...]:

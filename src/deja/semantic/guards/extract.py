@@ -63,9 +63,10 @@ from deja.semantic.guards.words import (
 class Signature:
     """The anchors of one prompt, in order of appearance (see :mod:`deja.semantic.guards`)."""
 
-    numbers: tuple[str, ...] = ()
-    # the numbers with the loose ones of repetition words among them ("twice": "2")
+    # every number in order, the loose ones of repetition words ("twice": "2") included,
+    # and where those loose ones are in it
     all_numbers: tuple[str, ...] = ()
+    loose: frozenset[int] = frozenset()
     dates: tuple[str, ...] = ()
     units: tuple[str, ...] = ()
     quotes: tuple[str, ...] = ()
@@ -92,6 +93,13 @@ class Signature:
     # the text as given, and its backtick spans as bare words (see :func:`check_guards`)
     text: str = field(default="", repr=False)
     ticked: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def numbers(self) -> tuple[str, ...]:
+        """The numbers that are not loose ("twice" is loose: it may be "a duplicate")."""
+        if not self.loose:
+            return self.all_numbers
+        return tuple(v for i, v in enumerate(self.all_numbers) if i not in self.loose)
 
     @property
     def anchors(self) -> int:
@@ -465,12 +473,9 @@ def _signature(text: str) -> Signature:
     negated = any(w in _NEGATIONS or w.endswith("n't") for w in lows)
     arrows = _arrows(lows) if "to" in present or "into" in present else frozenset()
     units = [u for _, u in sorted(quantity_units)] + [u for _, u in sorted(other_units)]
-    all_numbers = tuple(numbers)
     return Signature(
-        numbers=tuple(v for k, v in zip(number_at, numbers, strict=True) if k not in loose)
-        if loose
-        else all_numbers,
-        all_numbers=all_numbers,
+        all_numbers=tuple(numbers),
+        loose=frozenset(p for p, k in enumerate(number_at) if k in loose),
         dates=tuple(d for _, d in sorted(dates)),
         units=tuple(units),
         quotes=tuple(quotes),
