@@ -340,6 +340,34 @@ def test_running_workers_see_each_others_entries_after_a_sync(tmp_path: Any, emb
     second.close()
 
 
+def test_wrong_answer_reports_to_two_workers_add_up(tmp_path: Any, embedder: Any) -> None:
+    from deja.stores.disk import DiskStore
+
+    def worker() -> deja.Cache:
+        return deja.Cache(
+            store=DiskStore(tmp_path / "cache"),
+            semantic=SemanticCache(embedder=embedder, max_strikes=2),
+            semantic_path=tmp_path / "cache" / "semantic-index",
+            semantic_save_interval=None,
+        )
+
+    seed = worker()
+    stored = seed.fetch(chat_request("How can I track my card delivery?"), chat_response)
+    seed.close()
+    first, second = worker(), worker()
+    reworded = chat_request("how do i track the delivery of my card")
+    for cache in (first, second):  # each worker is told once: below its max_strikes
+        assert cache.get(reworded).info.status == "semantic_hit"
+        report = cache.feedback(stored.info.key, correct=False)
+        assert report == Feedback(stored.info.key, 1, forgotten=False)
+    first.sync_semantic()
+    second.sync_semantic()  # 2 strikes in all: no worker serves it any more
+    first.sync_semantic()
+    for cache in (first, second):
+        assert cache.get(reworded).info.status == "miss"
+        cache.close()
+
+
 def test_the_index_is_saved_in_the_background_every_interval(tmp_path: Any, embedder: Any) -> None:
     from deja.semantic.index import InProcessIndex
 

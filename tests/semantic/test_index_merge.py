@@ -84,7 +84,7 @@ def test_a_removal_is_not_brought_back_by_another_workers_save(
     assert saved(tmp_path, clock).search(vec(9), scope="s", k=1)[0].payload == "again"
 
 
-def test_the_later_add_of_one_id_wins_and_strikes_keep_the_larger_count(
+def test_the_later_add_of_one_id_wins_and_strikes_are_merged(
     tmp_path: Path, clock: FakeClock
 ) -> None:
     seed = worker(tmp_path, clock)
@@ -257,3 +257,23 @@ def test_saves_while_another_thread_writes_stay_loadable(tmp_path: Path) -> None
     final = InProcessIndex(dim=16, max_entries=None)
     final.load(tmp_path)
     assert sorted(final._meta) == sorted(index._meta)
+
+
+def test_strikes_given_in_two_processes_add_up(tmp_path: Path, clock: FakeClock) -> None:
+    seed = worker(tmp_path, clock)
+    seed.add("x", vec(0), scope="s")
+    assert seed.strike("x", 1) == 1
+    seed.save(tmp_path)
+    a, b = worker(tmp_path, clock), worker(tmp_path, clock)
+    assert a.strike("x", 1) == 2
+    assert b.strike("x", 1) == 2 and b.strike("x", 1) == 3
+    a.save(tmp_path)
+    b.save(tmp_path)  # 1 saved + a's 1 + b's 2
+    assert b.search(vec(0), scope="s", k=1)[0].strikes == 4
+    a.save(tmp_path)  # takes b's in, adds nothing of its own twice
+    assert a.search(vec(0), scope="s", k=1)[0].strikes == 4
+    assert a.strike("x", -1) == 3
+    a.save(tmp_path)
+    b.save(tmp_path)
+    assert saved(tmp_path, clock).search(vec(0), scope="s", k=1)[0].strikes == 3
+    assert b.search(vec(0), scope="s", k=1)[0].strikes == 3

@@ -361,6 +361,10 @@ class SemanticCache:
         prompts: list[str | None] = []
         match: SemanticMatch | None = None
         for neighbor in neighbors:
+            if neighbor.strikes >= self.max_strikes:
+                # reported wrong that often (by several processes, say, each below the
+                # count at which it forgets an entry): as good as forgotten
+                continue
             decision = decide(
                 neighbor.similarity,
                 q.text,

@@ -164,6 +164,9 @@ class _Meta:
     payload: str | None
     strikes: int = 0
     added: float = 0.0  # wall-clock time of the add (what a merging save compares)
+    # the strikes when this index last loaded or saved the entry: what it added since is
+    # its own, and adds to what another process saved (see _merge)
+    saved_strikes: int = 0
 
 
 @dataclass(slots=True)
@@ -231,8 +234,8 @@ class InProcessIndex:
     later event winning: an entry added later replaces an older one of the same id, and a
     removal (``remove``, a forgotten entry, ``remove_scope``, ``clear``, an eviction) later
     than an add keeps the entry out, so a merge never brings back what another process
-    removed. Removals are remembered for 7 days (at most 200,000). Strikes of one entry
-    seen by both keep the larger count.
+    removed. Removals are remembered for 7 days (at most 200,000). The strikes one process
+    gave an entry since it last loaded or saved it are added to the count the other saved.
     """
 
     def __init__(
@@ -518,6 +521,13 @@ class InProcessIndex:
             with self._lock:
                 self._generation = snapshot[2]["generation"]
                 self._synced = (str(root), _stat(root), changes)
+                for item in snapshot[2]["scopes"]:  # the strikes on disk now
+                    for id, count, when in zip(
+                        item["ids"], item["strikes"], item["added"], strict=True
+                    ):
+                        meta = self._meta.get(id)
+                        if meta is not None and meta.added == when:
+                            meta.saved_strikes = count
 
     def sync(self, path: str | os.PathLike[str]) -> bool:
         """:meth:`save` to ``path`` when this index changed since it last loaded or saved
@@ -621,7 +631,9 @@ class InProcessIndex:
                 mine = self._meta.get(id)
                 if mine is not None and mine.added >= theirs.added:
                     if mine.added == theirs.added:  # the same add: both saw it
-                        mine.strikes = max(mine.strikes, theirs.strikes)
+                        own = mine.strikes - mine.saved_strikes
+                        mine.strikes = max(0, theirs.strikes + own)
+                        mine.saved_strikes = theirs.strikes
                     continue
                 if self._tombstones.get(id, -math.inf) >= theirs.added:
                     continue  # removed here after it was added there
@@ -837,7 +849,7 @@ def _metas(item: dict[str, Any]) -> list[_Meta]:
     strikes = item.get("strikes") or [0] * n
     added = item.get("added") or [0.0] * n
     return [
-        _Meta(item["scope"], expires, payload, int(count), float(when))
+        _Meta(item["scope"], expires, payload, int(count), float(when), int(count))
         for expires, payload, count, when in zip(
             item["expires"], item["payloads"], strikes, added, strict=True
         )
