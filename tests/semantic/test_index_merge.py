@@ -277,3 +277,19 @@ def test_strikes_given_in_two_processes_add_up(tmp_path: Path, clock: FakeClock)
     b.save(tmp_path)
     assert saved(tmp_path, clock).search(vec(0), scope="s", k=1)[0].strikes == 3
     assert b.search(vec(0), scope="s", k=1)[0].strikes == 3
+
+
+def test_a_file_system_without_locks_still_saves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import fcntl
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    index = InProcessIndex(dim=16)
+    index.add("x", vec(0), scope="s")
+    index.save(tmp_path)
+    assert "x" in saved(tmp_path, FakeClock())
+    assert "saving without the lock" in caplog.text

@@ -863,7 +863,8 @@ def _tombstones(manifest: dict[str, Any]) -> dict[str, float]:
 @contextlib.contextmanager
 def _locked(root: Path, *, exclusive: bool) -> Iterator[None]:
     """Hold ``root/index.lock`` (shared for readers, exclusive for writers) where the
-    platform has ``fcntl`` and the directory is writable; otherwise no lock."""
+    platform has ``fcntl``, the directory is writable and its file system locks; otherwise
+    no lock (one process saving there is still safe)."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
@@ -875,7 +876,10 @@ def _locked(root: Path, *, exclusive: bool) -> Iterator[None]:
         yield
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        except OSError as exc:  # a file system without locks (some network ones)
+            logger.warning("cannot lock %s (%s): saving without the lock", root, exc)
         yield
     finally:
         os.close(fd)
