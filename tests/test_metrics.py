@@ -32,6 +32,9 @@ EXPECTED_FAMILIES = {
     "deja_semantic_embedding_seconds": "histogram",
     "deja_semantic_embedding_usd": "counter",
     "deja_semantic_feedback": "counter",
+    "deja_semantic_index_saves": "counter",
+    "deja_semantic_index_save_seconds": "histogram",
+    "deja_semantic_index_entries": "gauge",
     "deja_provider_cache_ttl_downgrades": "counter",
     "deja_provider_context_cache": "counter",
     "deja_provider_context_cache_usd": "counter",
@@ -55,6 +58,9 @@ DESIGN_NAMES = {
     "deja_semantic_embedding_seconds",
     "deja_semantic_embedding_usd_total",
     "deja_semantic_feedback_total",
+    "deja_semantic_index_saves_total",
+    "deja_semantic_index_save_seconds",
+    "deja_semantic_index_entries",
     "deja_provider_cache_ttl_downgrades_total",
     "deja_provider_context_cache_total",
     "deja_provider_context_cache_usd_total",
@@ -120,6 +126,8 @@ def test_null_metrics_satisfies_the_protocol() -> None:
     null.upstream_seconds("openai", 1.5)
     null.embedding("local:all-MiniLM-L6-v2-int8:384", 0.007, 0.0)
     null.semantic_feedback("wrong")
+    null.semantic_index_saved(0.4, 1000)
+    null.semantic_index_save_failed()
     null.provider_cache_ttl_downgraded("bedrock", 1)
     null.context_cache("gemini", "created", 0.01)
 

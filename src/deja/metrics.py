@@ -25,6 +25,9 @@ name                                       type       labels
 ``deja_semantic_embedding_usd_total``      counter    ``embedder`` (what the calls cost)
 ``deja_semantic_feedback_total``           counter    ``verdict`` (``right``, ``wrong``,
                                                       ``forgotten``, ``unknown``)
+``deja_semantic_index_saves_total``        counter    ``result`` (``saved``, ``failed``)
+``deja_semantic_index_save_seconds``       histogram
+``deja_semantic_index_entries``            gauge      (in-process index, at its last save)
 ``deja_provider_cache_ttl_downgrades_total`` counter    ``provider`` (1h breakpoints sent as 5m)
 ``deja_provider_context_cache_total``      counter    ``provider``, ``event``
 ``deja_provider_context_cache_usd_total``  counter    ``provider`` (context-cache storage cost)
@@ -75,6 +78,7 @@ _LOOKUP_BUCKETS = (
     5.0,
 )
 # Upstream LLM calls take from tens of milliseconds (embeddings) to minutes (reasoning).
+_SAVE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _UPSTREAM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 # Cosine similarity; finer near the top, where hit thresholds are chosen.
 _SIMILARITY_BUCKETS = (
@@ -146,6 +150,13 @@ class Metrics(Protocol):
         """One feedback report on a semantic entry: ``right``, ``wrong``, ``forgotten``
         (wrong, and the entry reached its strike limit) or ``unknown`` (no such entry)."""
 
+    def semantic_index_saved(self, seconds: float, entries: int) -> None:
+        """The in-process semantic index was saved to its directory (merging what other
+        processes saved there): how long it took and how many entries it holds."""
+
+    def semantic_index_save_failed(self) -> None:
+        """A save of the in-process semantic index failed (it is tried again later)."""
+
     def provider_cache_ttl_downgraded(self, provider: str, count: int) -> None:
         """``count`` 1h prompt-cache breakpoints were sent as 5m (the model has no 1h)."""
 
@@ -194,6 +205,12 @@ class NullMetrics:
         return None
 
     def semantic_feedback(self, verdict: str) -> None:
+        return None
+
+    def semantic_index_saved(self, seconds: float, entries: int) -> None:
+        return None
+
+    def semantic_index_save_failed(self) -> None:
         return None
 
     def provider_cache_ttl_downgraded(self, provider: str, count: int) -> None:
@@ -391,6 +408,23 @@ class PrometheusMetrics:
             ["verdict"],
             registry=reg,
         )
+        self._index_saves = Counter(
+            "deja_semantic_index_saves",
+            "Saves of the in-process semantic index to its directory (saved, failed).",
+            ["result"],
+            registry=reg,
+        )
+        self._index_save_seconds = Histogram(
+            "deja_semantic_index_save_seconds",
+            "Time one save of the in-process semantic index took (merge included).",
+            buckets=_SAVE_BUCKETS,
+            registry=reg,
+        )
+        self._index_entries = Gauge(
+            "deja_semantic_index_entries",
+            "Entries of the in-process semantic index at its last save.",
+            registry=reg,
+        )
         self._ttl_downgrades = Counter(
             "deja_provider_cache_ttl_downgrades",
             "1h prompt-cache breakpoints sent with a 5m lifetime (the model has no 1h).",
@@ -499,6 +533,18 @@ class PrometheusMetrics:
     def semantic_feedback(self, verdict: str) -> None:
         """Count one feedback report."""
         self._child(self._feedback, verdict).inc()
+
+    @_never_raises
+    def semantic_index_saved(self, seconds: float, entries: int) -> None:
+        """Count one save of the semantic index, its duration and the entries it holds."""
+        self._child(self._index_saves, "saved").inc()
+        self._index_save_seconds.observe(float(seconds))
+        self._index_entries.set(int(entries))
+
+    @_never_raises
+    def semantic_index_save_failed(self) -> None:
+        """Count one failed save of the semantic index."""
+        self._child(self._index_saves, "failed").inc()
 
     @_never_raises
     def provider_cache_ttl_downgraded(self, provider: str, count: int) -> None:

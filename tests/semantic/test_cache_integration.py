@@ -368,6 +368,37 @@ def test_wrong_answer_reports_to_two_workers_add_up(tmp_path: Any, embedder: Any
         cache.close()
 
 
+def test_index_saves_are_counted_in_the_metrics(
+    tmp_path: Any, embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    metrics = deja.PrometheusMetrics()
+    cache = deja.Cache(
+        semantic=SemanticCache(embedder=embedder),
+        semantic_path=tmp_path / "index",
+        semantic_save_interval=None,
+        metrics=metrics,
+    )
+    cache.fetch(chat_request("How can I track my card delivery?"), chat_response)
+    assert cache.sync_semantic() is True
+    assert cache.sync_semantic() is False  # nothing to save: not counted
+    cache.fetch(chat_request("What is the exchange rate for euros?"), chat_response)
+    assert cache.semantic is not None
+    with monkeypatch.context() as patched:
+
+        def full(path: Any) -> bool:
+            raise OSError(28, "No space left on device")
+
+        patched.setattr(cache.semantic, "sync", full)
+        with pytest.raises(deja.StoreError, match="No space"):
+            cache.sync_semantic()
+    cache.close()  # saves: two entries now
+    text = metrics.render().decode()
+    assert 'deja_semantic_index_saves_total{result="saved"} 2.0' in text
+    assert 'deja_semantic_index_saves_total{result="failed"} 1.0' in text
+    assert "deja_semantic_index_entries 2.0" in text
+    assert "deja_semantic_index_save_seconds_count 2.0" in text
+
+
 def test_the_index_is_saved_in_the_background_every_interval(tmp_path: Any, embedder: Any) -> None:
     from deja.semantic.index import InProcessIndex
 

@@ -688,29 +688,54 @@ class Cache:
         self.store.close()
 
     def _save_semantic(self) -> None:
-        assert self.semantic is not None and self._semantic_path is not None
-        with self._semantic_saving:  # after a background save in flight
-            self._semantic_path.mkdir(parents=True, exist_ok=True)
-            self.semantic.save(self._semantic_path)
+        semantic = self.semantic
+        assert semantic is not None
+
+        def save(path: Path) -> bool:
+            semantic.save(path)  # always writes (a close saves even an unchanged index)
+            return True
+
+        self._counted_save(save)
 
     def sync_semantic(self) -> bool:
         """Save the semantic index to ``semantic_path`` now if it, or the index saved
         there, changed since this cache last loaded or saved it, merging what other
         processes saved there (what ``semantic_save_interval`` does in the background).
         Returns whether it saved. Raises :class:`~deja.errors.ConfigError` without a
-        semantic tier or ``semantic_path``.
+        semantic tier or ``semantic_path``, :class:`~deja.errors.StoreError` when the save
+        fails (nothing in memory is lost; the next save tries again).
         """
         if self.semantic is None or self._semantic_path is None:
             raise ConfigError("sync_semantic needs a semantic tier and a semantic_path")
         if not self._semantic_loaded:
             self._load_semantic()
-        return self._sync_semantic()
+        try:
+            return self._sync_semantic()
+        except Exception as exc:
+            raise StoreError(
+                f"saving the semantic index to {self._semantic_path} failed: {exc!r}"
+            ) from exc
 
     def _sync_semantic(self) -> bool:
+        assert self.semantic is not None
+        return self._counted_save(self.semantic.sync)
+
+    def _counted_save(self, save: Callable[[Path], bool]) -> bool:
+        """Run ``save`` (true when it wrote) on the index directory, one at a time (after a
+        background save in flight), and count it in the metrics."""
         assert self.semantic is not None and self._semantic_path is not None
         with self._semantic_saving:
-            self._semantic_path.mkdir(parents=True, exist_ok=True)
-            return self.semantic.sync(self._semantic_path)
+            started = time.perf_counter()
+            try:
+                self._semantic_path.mkdir(parents=True, exist_ok=True)
+                saved = save(self._semantic_path)
+            except Exception:
+                self.metrics.semantic_index_save_failed()
+                raise
+            if saved:
+                entries = len(self.semantic.index)
+                self.metrics.semantic_index_saved(time.perf_counter() - started, entries)
+            return saved
 
     def _semantic_used(self) -> None:
         """Start a background :meth:`sync_semantic` when ``semantic_save_interval`` has
