@@ -519,6 +519,8 @@ def test_poles_are_read_per_pair_and_side() -> None:
         ("Washington state sales tax", "Washington DC sales tax"),
         ("hotels in Kansas City", "hotels in Kansas"),  # a capitalised name is one name
         ("hotels in Panama City", "hotels in Panama"),  # as is one of the gazetteer
+        ("population of the state of New York", "population of the city of New York"),
+        ("taxes in the state of Washington", "taxes in Washington DC"),
     ],
 )
 def test_a_place_qualifier_tells_two_places_apart(a: str, b: str) -> None:
@@ -531,6 +533,8 @@ def test_a_place_qualifier_tells_two_places_apart(a: str, b: str) -> None:
     [
         ("New York City weather", "new york city weather"),
         ("New York weather", "New York City weather"),  # one side leaves it out
+        ("population of the state of New York", "population of New York State"),
+        ("weather in the city of New York", "New York weather"),
         ("is React state global?", "is React state global"),
     ],
 )

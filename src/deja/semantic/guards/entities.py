@@ -114,14 +114,16 @@ def _expand_aliases(
 
 def _entities(
     toks: list[_Tok], consumed: list[bool], names: set[int]
-) -> tuple[list[str], frozenset[str], bool]:
-    """The names in ``toks``, those of them with a place qualifier ("new york city"), and
-    whether their order is directed ("Oslo to Berlin").
+) -> tuple[list[str], frozenset[str], bool, list[tuple[int, int]]]:
+    """The names in ``toks``, those of them with a place qualifier ("new york city"),
+    whether their order is directed ("Oslo to Berlin"), and the token spans of the names
+    whose qualifier comes before them ("the state of New York": see :func:`_put_after`).
 
     ``names`` holds the indices of tokens known to be names (install commands).
     """
     out: list[str] = []
     qualified: set[str] = set()
+    prefixed: list[tuple[int, int]] = []
     spans: list[tuple[int, int]] = []
     i = 0
     n = len(toks)
@@ -176,6 +178,19 @@ def _entities(
             name = f"{name} {toks[j].low}"
             qualified.add(name)
             j += 1
+        elif (
+            i >= 2
+            and toks[i - 1].low == "of"
+            and toks[i - 2].low in _PLACE_QUALIFIERS
+            and toks[i].joined
+            and toks[i - 1].joined
+            and not consumed[i - 1]
+            and not consumed[i - 2]
+        ):
+            # "the state of New York" is "New York State"
+            name = f"{name} {toks[i - 2].low}"
+            qualified.add(name)
+            prefixed.append((i, j))
         out.append(name)
         spans.append((i, j))
         i = j
@@ -183,4 +198,17 @@ def _entities(
         nxt[0] == prev[1] + 1 and toks[prev[1]].low in _CONNECTORS
         for prev, nxt in itertools.pairwise(spans)
     )
-    return out, frozenset(qualified), directed
+    return out, frozenset(qualified), directed, prefixed
+
+
+def _put_after(words: list[str], prefixed: list[tuple[int, int]]) -> list[str]:
+    """``words`` (one per token) with each qualifier that came before its name ("state of
+    new york", the name at ``start:end``) put after it ("new york state"), as the entity
+    was named, so that both ways of writing it occur alike in the text."""
+    out: list[str] = []
+    last = 0
+    for start, end in prefixed:
+        out += words[last : start - 2]
+        out += [*words[start:end], words[start - 2]]
+        last = end
+    return out + words[last:]

@@ -10,7 +10,12 @@ import functools
 import re
 from dataclasses import dataclass, field
 
-from deja.semantic.guards.entities import _entities, _expand_aliases, _installed_names
+from deja.semantic.guards.entities import (
+    _entities,
+    _expand_aliases,
+    _installed_names,
+    _put_after,
+)
 from deja.semantic.guards.literals import (
     _CODE_MARK,
     _CODE_RE,
@@ -468,7 +473,9 @@ def _signature(text: str) -> Signature:
     if "nstall" in rest or "add" in rest or "npm i " in rest:
         starts = _installed_names(rest)
         names = {i for i, t in enumerate(toks) if t.start in starts}
-    entities, qualified, directed = _entities(toks, consumed, names)
+    entities, qualified, directed, prefixed = _entities(toks, consumed, names)
+    if prefixed:
+        low_text = _put_after(low_text, prefixed)
     poles = _poles_of(present)
     negated = any(w in _NEGATIONS or w.endswith("n't") for w in lows)
     arrows = _arrows(lows) if "to" in present or "into" in present else frozenset()
