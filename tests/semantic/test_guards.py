@@ -528,6 +528,21 @@ def test_a_place_qualifier_tells_two_places_apart(a: str, b: str) -> None:
     assert "entities" in failed(b, a)
 
 
+def test_a_long_official_name_is_the_usual_one() -> None:
+    for long, short in (
+        ("taxes in the United States of America", "taxes in the USA"),
+        ("taxes in the United States of America", "taxes in the United States"),
+        ("visa for the United Kingdom of Great Britain and Northern Ireland", "visa for the UK"),
+        ("visa for the United Kingdom of Great Britain", "visa for the United Kingdom"),
+    ):
+        assert signature(long).entities == signature(short).entities
+        assert failed(long, short) == () and failed(short, long) == ()
+    assert "entities" in failed(
+        "visa for the United States of America", "visa for the United Kingdom"
+    )
+    assert signature("united we stand").entities == ()
+
+
 @pytest.mark.parametrize(
     ("a", "b"),
     [

@@ -16,6 +16,7 @@ from deja.semantic.guards.words import (
     _COMMON,
     _GAZETTEER,
     _GAZETTEER_MAX_WORDS,
+    _LONG_NAMES,
     _PLACE_QUALIFIERS,
     _is_hyphenated_name,
 )
@@ -87,13 +88,24 @@ _LOWER_RE = re.compile("[a-z]")
 def _expand_aliases(
     toks: list[_Tok], consumed: list[bool], text: str
 ) -> tuple[list[_Tok], list[bool]]:
-    """``toks`` with each short place name written out as its full name (``_ALIASES``)."""
+    """``toks`` with each short place name written out as its full name (``_ALIASES``),
+    and each long official one as its usual name (``_LONG_NAMES``)."""
     shouting: bool | None = None  # a text in capitals says nothing of "US" or "LA"
     out: list[_Tok] = []
     out_consumed: list[bool] = []
+    skip = 0
     for i, tok in enumerate(toks):
+        if skip:
+            skip -= 1
+            continue
         full = None if consumed[i] else _ALIASES.get(tok.low)
-        if full is not None and tok.low in _CAPITAL_ALIASES:
+        if tok.low == "united":
+            for words, usual in _LONG_NAMES:
+                span = toks[i : i + len(words)]
+                if tuple(t.low for t in span) == words and not any(consumed[i : i + len(words)]):
+                    full, skip = usual, len(words) - 1
+                    break
+        if full is not None and not skip and tok.low in _CAPITAL_ALIASES:
             the_us = tok.low == "us" and i > 0 and toks[i - 1].low == "the"
             if not the_us and tok.text.isupper() and shouting is None:
                 shouting = _LOWER_RE.search(text) is None

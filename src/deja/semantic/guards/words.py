@@ -760,6 +760,16 @@ _ALIASES = {
     "usa": "united states",
 }
 _CAPITAL_ALIASES = frozenset({"la", "sf", "us"})
+# Long official names, read as the usual one: "United States of America" is one place,
+# the United States, not two (longest first)
+_LONG_NAMES = (
+    (
+        ("united", "kingdom", "of", "great", "britain", "and", "northern", "ireland"),
+        "united kingdom",
+    ),
+    (("united", "kingdom", "of", "great", "britain"), "united kingdom"),
+    (("united", "states", "of", "america"), "united states"),
+)
 # A word after a place that says which one it means: "New York City" and "New York state"
 # are two places, "Washington state" is not "Washington DC". Written on one side only, it
 # is a detail ("New York" and "New York City" name the same place far more often than
