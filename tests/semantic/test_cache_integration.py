@@ -422,6 +422,19 @@ def test_the_index_is_saved_in_the_background_every_interval(tmp_path: Any, embe
         deja.Cache(semantic=SemanticCache(embedder=embedder), semantic_save_interval=-1)
 
 
+def test_a_child_forked_during_a_save_can_still_save(tmp_path: Any, embedder: Any) -> None:
+    import os
+
+    cache = deja.Cache(semantic=SemanticCache(embedder=embedder), semantic_path=tmp_path / "index")
+    with cache._semantic_saving:  # a background save in flight in this process
+        pid = os.fork()
+        if pid == 0:  # the child: the thread saving is not here, its lock must not be
+            os._exit(0 if not cache._semantic_saving.locked() else 1)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    cache.close()
+
+
 def test_config_sets_the_semantic_save_interval(tmp_path: Any) -> None:
     from deja.config import build_cache, parse_config
 

@@ -15,10 +15,12 @@ not look as if it did.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -181,6 +183,10 @@ class AsyncCache:
         self._semantic_saving = threading.Lock()  # one save at a time, close() after it
         self._semantic_next_save = time.monotonic() + (semantic_save_interval or 0.0)
         self._semantic_saver: threading.Thread | None = None
+        if self._semantic_path is not None and hasattr(os, "register_at_fork"):
+            # a child forked while a background save holds the lock would wait for it
+            # forever (the thread doing it is not in the child)
+            os.register_at_fork(after_in_child=functools.partial(_after_fork, weakref.ref(self)))
         self._semantic_hits = 0
         self._locking = store if isinstance(store, Locking) else None
         if lock_ttl <= 0 or lock_wait < 0:
@@ -965,3 +971,11 @@ class AsyncCache:
                 type(exc).__name__,
                 exc,
             )
+
+
+def _after_fork(ref: weakref.ReferenceType[AsyncCache]) -> None:
+    """In a forked child: free the semantic save lock a parent's thread may have held."""
+    cache = ref()
+    if cache is not None:
+        cache._semantic_saving = threading.Lock()
+        cache._semantic_saver = None
