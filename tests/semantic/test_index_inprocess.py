@@ -159,3 +159,18 @@ def test_a_reloaded_graph_keeps_its_quantization_when_first_written(tmp_path: Pa
 def test_an_unknown_quantization_is_refused() -> None:
     with pytest.raises(ValueError, match="quantization"):
         InProcessIndex(dim=32, quantization="f64")
+
+
+def test_a_viewed_graph_survives_a_save_that_renumbers_the_files(tmp_path: Path) -> None:
+    index = InProcessIndex(dim=32, hnsw_threshold=50, max_entries=None)
+    v = vectors(161)
+    index.add_many([f"a{i}" for i in range(80)], v[:80], scope="a")  # saved as scope-0
+    index.add_many([f"b{i}" for i in range(80)], v[80:160], scope="b")  # as scope-1
+    index.save(tmp_path)
+    loaded = InProcessIndex(dim=32, hnsw_threshold=50, max_entries=None)
+    loaded.load(tmp_path)  # both graphs viewed from their files
+    assert loaded.remove_scope("a") == 80
+    loaded.save(tmp_path)  # "b" is scope-0 now; scope-1.usearch is gone
+    loaded.add("b80", v[160], scope="b")  # first write to the viewed graph of "b"
+    assert loaded.search(v[160], scope="b", k=1)[0].id == "b80"
+    assert loaded.search(v[100], scope="b", k=1)[0].id == "b20"
