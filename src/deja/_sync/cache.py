@@ -739,8 +739,11 @@ class Cache:
                 self.metrics.semantic_index_save_failed()
                 raise
             if saved:
-                entries = len(self.semantic.index)
-                self.metrics.semantic_index_saved(time.perf_counter() - started, entries)
+                spent = time.perf_counter() - started
+                self.metrics.semantic_index_saved(spent, len(self.semantic.index))
+                # a large index: at most 1/20 of the time goes to saving it
+                now = time.monotonic()
+                self._semantic_next_save = max(self._semantic_next_save, now + 19 * spent)
             return saved
 
     def _semantic_used(self) -> None:
@@ -759,15 +762,10 @@ class Cache:
         self._semantic_saver.start()
 
     def _background_sync(self) -> None:
-        started = time.monotonic()
         try:
-            saved = self._sync_semantic()
+            self._sync_semantic()
         except Exception as exc:  # losing a save costs misses after a crash, never answers
             logger.warning("saving the semantic index failed: %s", exc)
-            return
-        if saved:  # a large index: at most 1/20 of the time goes to saving it
-            spent = time.monotonic() - started
-            self._semantic_next_save = max(self._semantic_next_save, started + 20 * spent)
 
     def _load_semantic(self) -> None:
         """Load the saved index once (a missing or unreadable one starts empty)."""

@@ -305,27 +305,9 @@ class InProcessIndex:
     ) -> None:
         """Insert or replace one entry (a replaced entry becomes the newest)."""
         vec = self._vector(vector)
+        meta = _Meta(scope, expires, payload, added=self._clock())
         with self._lock:
-            if id in self._meta:
-                self._remove(id)
-            s = self._scopes.get(scope)
-            if s is None:
-                s = self._scopes[scope] = _Scope(dim=self._dim)
-            s.own()
-            n = len(s.ids)
-            if s.matrix is None or n == s.matrix.shape[0]:
-                self._grow(s, max(16, n * 2))
-            s.matrix[n] = vec
-            s.expires[n] = np.inf if expires is None else expires
-            s.ids.append(id)
-            s.row_of[id] = n
-            self._meta[id] = _Meta(scope, expires, payload, added=self._clock())
-            self._tombstones.pop(id, None)
-            self._changes += 1
-            if s.hnsw is not None:
-                self._hnsw_add(s, [id], vec[None, :])
-            elif self.hnsw_threshold is not None and len(s.ids) > self.hnsw_threshold:
-                self._build_hnsw(s)
+            self._insert(scope, [id], vec[None, :], [meta])
             self._bound()
 
     def add_many(
