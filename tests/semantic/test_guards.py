@@ -496,6 +496,61 @@ def test_the_same_direction_reworded_still_passes(a: str, b: str) -> None:
     assert failed(a, b) == ()
 
 
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        # a direction word joins two-word names too, and "than" orders a comparison
+        ("how to convert a pdf to a word document", "how to convert a word document to a pdf"),
+        ("is python faster than java", "is java faster than python"),
+        # "on" as a preposition is no switch ...
+        ("how to enable dark mode on iphone", "how to disable dark mode on iphone"),
+        ("how do I block someone on instagram", "how do I unblock someone on instagram"),
+        # ... after a switch verb it is
+        ("turn off dark mode on my iphone", "turn on dark mode on my iphone"),
+        ("switch the wifi off", "how do I enable the wifi"),
+        # groups of alternatives: any two members conflict, not only a pair's two ends
+        ("translate good morning to spanish", "translate good night to spanish"),
+        ("benefits of running in the morning", "benefits of running in the afternoon"),
+        ("what to plant in spring", "what to plant in summer"),
+        ("give me a vegan lasagna recipe", "give me a vegetarian lasagna recipe"),
+        ("quick breakfast ideas", "quick dinner ideas"),
+        ("can cats eat chocolate", "can dogs eat chocolate"),
+        ("boiling point of water in fahrenheit", "freezing point of water in fahrenheit"),
+    ],
+)
+def test_lower_case_alternatives_and_reversals_conflict(a: str, b: str) -> None:
+    assert "polarity" in failed(a, b)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("how to convert a pdf to a word document", "convert pdf into word document"),
+        ("is python faster than java", "is python quicker than java"),
+        ("how to enable dark mode on iphone", "turn on dark mode on my iphone"),
+        ("how to enable dark mode on iphone", "enable dark mode on an iphone"),
+        ("what should my puppy eat", "what should my dog eat"),
+        ("quick vegan dinner ideas", "fast vegan dinner ideas"),
+        # a Banking77 paraphrase pair the preposition "on" used to split
+        ("I need to freeze my card", "I see payments on my card I don't recall making"),
+    ],
+)
+def test_the_same_alternative_or_order_reworded_still_passes(a: str, b: str) -> None:
+    assert failed(a, b) == ()
+
+
+def test_switched_reads_the_first_on_or_off_after_a_switch_verb() -> None:
+    from deja.semantic.guards.extract import _switched
+
+    def lows(text: str) -> list[str]:
+        return text.split(" ")
+
+    assert _switched(lows("turn off dark mode on my phone")) == {"off"}
+    assert _switched(lows("turn dark mode on")) == {"on"}
+    assert _switched(lows("dark mode on my phone")) == frozenset()
+    assert _switched(lows("switch it on and then turn it off")) == {"on", "off"}
+
+
 def test_an_acronym_with_dots_is_the_acronym() -> None:
     assert failed("Explain the U.S. tax system", "explain the US tax system") == ()
     assert failed("Is the U.K. in the E.U.?", "is the UK in the EU") == ()

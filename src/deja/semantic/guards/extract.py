@@ -39,7 +39,15 @@ from deja.semantic.guards.literals import (
     _mark,
     _marks_in,
 )
-from deja.semantic.guards.tokenizer import _STOP, _arrows, _scan, _stem, _Tok, _tokens_of
+from deja.semantic.guards.tokenizer import (
+    _ARROW_WORDS,
+    _STOP,
+    _arrows,
+    _scan,
+    _stem,
+    _Tok,
+    _tokens_of,
+)
 from deja.semantic.guards.words import (
     _ALIASES,
     _AMBIGUOUS_CURRENCY,
@@ -476,9 +484,11 @@ def _signature(text: str) -> Signature:
     entities, qualified, directed, prefixed = _entities(toks, consumed, names)
     if prefixed:
         low_text = _put_after(low_text, prefixed)
-    poles = _poles_of(present)
+    poles = _poles_of(
+        present if present.isdisjoint(_ON_OFF) else (present - _ON_OFF) | _switched(lows)
+    )
     negated = any(w in _NEGATIONS or w.endswith("n't") for w in lows)
-    arrows = _arrows(lows) if "to" in present or "into" in present else frozenset()
+    arrows = frozenset() if present.isdisjoint(_ARROW_WORDS) else _arrows(lows)
     units = [u for _, u in sorted(quantity_units)] + [u for _, u in sorted(other_units)]
     return Signature(
         all_numbers=tuple(numbers),
@@ -507,6 +517,26 @@ def _signature(text: str) -> Signature:
 # "list some examples" several. Read only after a verb that hands something over, used as
 # a request (first in its sentence, or after "you" or "please"), so that "how to write a
 # unit test" and "how to write unit tests" stay one question.
+_ON_OFF = frozenset({"on", "off"})
+_SWITCH_VERBS = frozenset([
+    "turn", "turns", "turned", "turning", "switch", "switches", "switched", "switching",
+    "toggle", "toggles", "toggled", "toggling", "flip", "flips", "flipped", "flipping",
+])  # fmt: skip
+
+
+def _switched(lows: list[str]) -> frozenset[str]:
+    """The "on"/"off" that a switch verb sets ("turn it off", "switch on dark mode"): the
+    first one in the four words after the verb. Any other "on" is a preposition."""
+    out: set[str] = set()
+    for i, w in enumerate(lows):
+        if w in _SWITCH_VERBS:
+            for later in lows[i + 1 : i + 5]:
+                if later in _ON_OFF:
+                    out.add(later)
+                    break
+    return frozenset(out)
+
+
 _REQUEST_VERBS = frozenset([
     "give", "show", "list", "provide", "suggest", "recommend", "share", "tell", "name",
     "generate", "write", "create",

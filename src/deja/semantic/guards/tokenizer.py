@@ -195,20 +195,42 @@ _ARROW_SKIP = frozenset([
 ])  # fmt: skip
 
 
+_ARROW_WORDS = frozenset({"to", "into", "than"})
+
+
+def _arrow_end(lows: list[str], i: int, step: int) -> list[str]:
+    """The words a direction word at ``i`` joins on one side (``step`` -1: before it, 1:
+    after it): past the skipped words, the next word, and one more beside it when both
+    are content words ("a word document to a pdf": "document" and "word")."""
+    j = i + step
+    while 0 <= j < len(lows) and lows[j] in _ARROW_SKIP:
+        j += step
+    if not (0 <= j < len(lows)) or not lows[j].isalpha():
+        return []
+    out = [lows[j]]
+    k = j + step
+    if (
+        lows[j] not in _STOP
+        and 0 <= k < len(lows)
+        and lows[k].isalpha()
+        and lows[k] not in _STOP
+        and lows[k] not in _ARROW_WORDS
+    ):
+        out.append(lows[k])
+    return out
+
+
 def _arrows(lows: list[str]) -> frozenset[tuple[str, str]]:
-    """The (source, target) pairs of word stems around each "to"/"into" in ``lows``."""
+    """The (source, target) pairs of word stems around each "to"/"into"/"than" in
+    ``lows`` ("convert a pdf to a word document": ("pdf", "word"), ("pdf", "document"))."""
     out: set[tuple[str, str]] = set()
     for i, w in enumerate(lows):
-        if w not in ("to", "into"):
+        if w not in _ARROW_WORDS:
             continue
-        j = i - 1
-        while j >= 0 and lows[j] in _ARROW_SKIP:
-            j -= 1
-        k = i + 1
-        while k < len(lows) and lows[k] in _ARROW_SKIP:
-            k += 1
-        if j >= 0 and k < len(lows) and lows[j].isalpha() and lows[k].isalpha():
-            out.add((_stem(lows[j]), _stem(lows[k])))
+        targets = _arrow_end(lows, i, 1)
+        if targets:
+            for x in _arrow_end(lows, i, -1):
+                out.update((_stem(x), _stem(y)) for y in targets)
     return frozenset(out)
 
 

@@ -989,10 +989,13 @@ _CURRENCY_SPELLINGS: dict[str, tuple[str, ...]] = {
 _AMBIGUOUS_CURRENCY = frozenset({"real", "won", "rand", "ether"})
 
 
-# Antonym pairs: per pair, the poles two prompts mention must not conflict.
-_POLES: tuple[tuple[frozenset[str], frozenset[str]], ...] = tuple(
-    (frozenset(a.split()), frozenset(b.split()))
-    for a, b in (
+# Antonym pairs, and groups of mutually exclusive alternatives (times of day, seasons,
+# meals, diets): per group, the sides two prompts mention must not conflict. "on"/"off"
+# count only after a switch verb ("turn it on"; see extract._switched): as a preposition
+# ("dark mode on iPhone") "on" is everywhere.
+_POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
+    tuple(frozenset(side.split()) for side in sides)
+    for sides in (
         (
             "increase increases increased increasing raise raising boost boosting grow"
             " growing higher more maximize maximise improve improving gain gaining",
@@ -1066,10 +1069,13 @@ _POLES: tuple[tuple[frozenset[str], frozenset[str]], ...] = tuple(
         ("beginner beginners novice", "expert experts"),
         ("child children kid kids", "adult adults"),
         ("early earlier", "late"),
-        ("morning", "evening"),
+        ("morning", "afternoon", "evening", "night nighttime"),
         ("day daytime", "night nighttime"),
-        ("summer", "winter"),
-        ("spring", "autumn fall"),
+        ("spring", "summer", "autumn fall", "winter"),
+        ("breakfast", "lunch", "dinner supper"),
+        ("vegan", "vegetarian", "keto ketogenic", "paleo", "carnivore"),
+        ("boiling", "freezing", "melting"),
+        ("cat cats kitten kittens", "dog dogs puppy puppies", "rabbit rabbits", "horse horses"),
         ("public", "private"),
         ("free", "paid"),
         ("past", "future"),
@@ -1097,33 +1103,31 @@ _POLES: tuple[tuple[frozenset[str], frozenset[str]], ...] = tuple(
         ("domestic", "international foreign abroad overseas"),
     )
 )
-_POLE_WORDS = frozenset().union(*(a | b for a, b in _POLES))
+_POLE_WORDS = frozenset().union(*(side for sides in _POLES for side in sides))
 
 
-# word -> the (pair, side) it stands for: most prompts hold no pole word or one, so the
-# poles are read from the few words found rather than by testing every pair
+# word -> the (group, side) it stands for: most prompts hold no pole word or one, so the
+# poles are read from the few words found rather than by testing every group
 def _pole_index() -> dict[str, list[tuple[int, int]]]:
     index: dict[str, list[tuple[int, int]]] = {}
-    for k, pair in enumerate(_POLES):
-        for side, words in enumerate(pair):
+    for k, sides in enumerate(_POLES):
+        for side, words in enumerate(sides):
             for word in words:
                 index.setdefault(word, []).append((k, side))
     return index
 
 
 _POLE_INDEX = _pole_index()
-# the sides found, by bit mask (1: side 0, 2: side 1)
-_SIDES: tuple[frozenset[int], ...] = (
-    frozenset(),
-    frozenset({0}),
-    frozenset({1}),
-    frozenset({0, 1}),
+# the sides found, by bit mask (bit s: side s)
+_SIDES: tuple[frozenset[int], ...] = tuple(
+    frozenset(s for s in range(max(map(len, _POLES))) if m >> s & 1)
+    for m in range(1 << max(map(len, _POLES)))
 )
 _NO_POLES: tuple[frozenset[int], ...] = (frozenset(),) * len(_POLES)
 
 
 def _poles_of(present: frozenset[str]) -> tuple[frozenset[int], ...]:
-    """Per antonym pair, the sides (0, 1) whose words are among ``present``."""
+    """Per group of alternatives, the sides whose words are among ``present``."""
     found = present & _POLE_WORDS
     if not found:
         return _NO_POLES
