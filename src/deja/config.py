@@ -844,12 +844,10 @@ class CachingSettings:
         semantic = self.build_semantic() if self.type in _SEMANTIC_TYPES else None
         kwargs: dict[str, object] = {"semantic": semantic}
         spec = self.options.get("store")
-        # a shared index (Redis, a Qdrant server) is stored as it changes: saving it beside
-        # the store and loading that copy at the next start would replace what other
-        # processes stored in it since
-        local_index = self.type == "semantic" or (
-            self.type == "qdrant_semantic" and not self.options.get("qdrant_api_base")
-        )
+        # only an index whose entries live in this process is saved beside the store: a
+        # shared one (Redis, a Qdrant server) is stored as it changes, and loading a copy
+        # at the next start would replace what other processes stored in it since
+        local_index = semantic is not None and getattr(semantic.index, "process_local", False)
         if local_index and isinstance(spec, StoreSpec) and spec.type == "disk":
             directory = spec.options.get("directory")
             if isinstance(directory, Path):  # the index survives restarts beside the entries

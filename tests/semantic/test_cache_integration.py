@@ -470,6 +470,22 @@ def test_only_a_process_local_index_is_saved_beside_a_disk_store(tmp_path: Any) 
         cache.close()
 
 
+def test_each_index_says_whether_its_entries_live_in_this_process(tmp_path: Any) -> None:
+    from qdrant_client import QdrantClient
+
+    from deja.semantic.index import InProcessIndex
+    from deja.semantic.qdrant_index import QdrantIndex
+    from deja.semantic.redis_index import RedisVectorIndex
+
+    assert InProcessIndex(dim=4).process_local
+    assert QdrantIndex(dim=4).process_local  # local mode in memory
+    assert QdrantIndex(dim=4, client=QdrantClient(":memory:")).process_local
+    assert not QdrantIndex(dim=4, path=str(tmp_path / "qdrant")).process_local
+    assert not QdrantIndex(dim=4, client=QdrantClient(path=str(tmp_path / "q2"))).process_local
+    assert not QdrantIndex(dim=4, url="http://qdrant.invalid:6333").process_local
+    assert not RedisVectorIndex(url="redis://127.0.0.1:1/0", dim=4).process_local
+
+
 def test_config_sets_the_feedback_settings(tmp_path: Any) -> None:
     from deja.config import build_cache, parse_config
 

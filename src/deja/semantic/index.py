@@ -282,6 +282,11 @@ class InProcessIndex:
         self._synced: tuple[str, tuple[int, int, int] | None, int] | None = None
 
     @property
+    def process_local(self) -> bool:
+        """True: the entries live in this process's memory (lost at exit unless saved)."""
+        return True
+
+    @property
     def dim(self) -> int:
         """Vector size this index holds."""
         return self._dim

@@ -138,8 +138,10 @@ class QdrantIndex:
         if client is not None:
             inner = getattr(client, "_client", None)
             self._local = type(inner).__name__ == "QdrantLocal"
+            self._in_memory = self._local and not getattr(inner, "persistent", True)
         else:
             self._local = url is None
+            self._in_memory = self._local and path in (None, ":memory:")
         self._models: Any = None
         self._ready = False
         self._init_lock = threading.Lock()
@@ -147,6 +149,12 @@ class QdrantIndex:
         self._lock: threading.RLock | None = threading.RLock() if self._local else None
         # remove() and strike() read, then write: keep them atomic within this process
         self._read_write_lock = threading.Lock()
+
+    @property
+    def process_local(self) -> bool:
+        """True in qdrant-client's in-memory mode: the entries live in this process only
+        (lost at exit unless saved). A server or an on-disk local mode keeps them itself."""
+        return self._in_memory
 
     @property
     def dim(self) -> int:

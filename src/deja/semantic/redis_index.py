@@ -199,6 +199,11 @@ class RedisVectorIndex:
         return f"RedisVectorIndex({where}, index={self.index_name!r}, dim={self._dim})"
 
     @property
+    def process_local(self) -> bool:
+        """False: the entries live in Redis, shared by every process that uses it."""
+        return False
+
+    @property
     def dim(self) -> int:
         """Vector size this index holds."""
         return self._dim
