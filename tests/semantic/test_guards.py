@@ -539,6 +539,105 @@ def test_the_same_alternative_or_order_reworded_still_passes(a: str, b: str) -> 
     assert failed(a, b) == ()
 
 
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("fruits that are high in potassium", "fruits that are not high in potassium"),
+        ("Which planets have rings?", "Which planets don't have rings?"),
+        (
+            "sql to find customers who placed an order",
+            "sql to find customers who never placed an order",
+        ),
+        ("what foods should I eat while pregnant", "what foods shouldn't I eat while pregnant"),
+    ],
+)
+def test_the_same_words_with_a_negation_contradict(a: str, b: str) -> None:
+    assert failed(a, b) == ("contradiction",)
+
+
+def test_a_rewording_that_flips_negation_is_no_contradiction() -> None:
+    # Banking77 paraphrases say "failed" as "did not work": more than the negation changes
+    assert failed("Why did my top-up fail?", "Why did my top-up not work?") == ()
+    assert (
+        failed(
+            "Why was I unable to complete my transfer?",
+            "Why was I not able to complete my transfer?",
+        )
+        == ()
+    )
+    assert "contradiction" not in failed("My card doesn't work", "Why doesn't my card work?")
+    settings = GuardSettings(contradiction=False)
+    assert check_guards(
+        signature("Which planets have rings?"),
+        signature("Which planets don't have rings?"),
+        settings,
+    ).ok
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        # an alternative swapped in otherwise the same words
+        ("do all birds fly", "do some birds fly"),
+        (
+            "python check if all elements in a list are even",
+            "python check if any element in a list is even",
+        ),
+        ("what information must be on an invoice", "what information can be on an invoice"),
+        ("Do you ship to Canada?", "Do you ship from Canada?"),
+        ("how to ship a parcel to canada", "how to ship a parcel from canada"),
+        (
+            "Can I get a refund if I cancel within 14 days?",
+            "Can I get a refund if I cancel after 14 days?",
+        ),
+        ("How many days until Christmas?", "How many days since Christmas?"),
+        ("When does my current billing cycle end?", "When did my last billing cycle end?"),
+        (
+            "What's the area of a circle with radius 5?",
+            "What's the area of a circle with diameter 5?",
+        ),
+        # two words trading places
+        (
+            "Can I substitute baking soda for baking powder?",
+            "Can I substitute baking powder for baking soda?",
+        ),
+        ("is a square a rectangle?", "is a rectangle a square?"),
+        ("sort names from A to Z in excel", "sort names from Z to A in excel"),
+        # groups read anywhere in the prompts
+        ("what are my rights as a tenant", "what are my rights as a landlord"),
+        ("cheapest way to ship a package to canada", "fastest way to ship a package to canada"),
+        ("what time is sunrise in Oslo", "what time is sunset in Oslo"),
+        ("What plants are toxic to cats?", "What plants are safe for cats?"),
+    ],
+)
+def test_swapped_alternatives_and_traded_places_conflict(a: str, b: str) -> None:
+    assert "polarity" in failed(a, b)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("time difference between London and Tokyo", "time difference between Tokyo and London"),
+        ("compare python and java", "compare java and python"),
+        ("do all birds fly", "can every bird fly"),
+        # loose quantifiers and modals in prompts that are not word for word the same
+        (
+            "Are there any limits to using disposable virtual cards?",
+            "I need several cards per day and all of them disposable",
+        ),
+        ("Can I change my address?", "How do I change my address?"),
+        ("ship to canada", "ship to canada please"),
+    ],
+)
+def test_symmetric_joins_and_loose_quantifiers_still_pass(a: str, b: str) -> None:
+    assert "polarity" not in failed(a, b)
+
+
+def test_an_entity_north_of_another_is_directed() -> None:
+    assert "entities" in failed("is Madrid north of Paris", "is Paris north of Madrid")
+    assert failed("is Madrid north of Paris", "is Madrid to the north of Paris") == ()
+
+
 def test_switched_reads_the_first_on_or_off_after_a_switch_verb() -> None:
     from deja.semantic.guards.extract import _switched
 

@@ -36,8 +36,16 @@ that extract the *anchors* of a prompt and compare them, in order:
 * polarity and direction words (increase/decrease, high/low, before/after, buy/sell,
   max/min, enable/disable, send/receive, raw/cooked, legal/illegal, beginner/expert,
   client/server, debit/credit, domestic/international, brief/detailed, formal/casual...;
-  the same two words joined by "to"/"into" the other way round: "string to int" /
-  "int to string") and negation (not, no, never, -n't).
+  "turn it on"/"off" but not the preposition "on"; the same words joined by
+  "to"/"into"/"than" the other way round: "string to int" / "int to string", "a pdf to a
+  word document" / "a word document to a pdf"), groups of alternatives (times of day,
+  seasons, meals, diets, roles such as tenant/landlord), and, between prompts otherwise
+  word for word the same, a swapped quantifier, modal or preposition ("all"/"some",
+  "must"/"can", "to"/"from", "within"/"after") or two words trading places ("substitute
+  soda for powder" / "powder for soda"; not around "and");
+* contradiction: one prompt is the other word for word with a negation added or removed
+  ("planets that have rings" / "planets that don't"); and negation at all (not, no,
+  never, -n't; off by default).
 
 No model is downloaded: everything here is regular expressions and small word lists. A
 candidate hit must pass every enabled guard (:class:`GuardSettings`).

@@ -9,6 +9,8 @@ from dataclasses import dataclass, fields
 
 from deja.semantic.guards.extract import Signature, signature
 from deja.semantic.guards.literals import _CALL_RE, _bare_words
+from deja.semantic.guards.tokenizer import _stem
+from deja.semantic.guards.words import _POLES, _SWAPS, _SYMMETRIC_JOINS
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +27,10 @@ class GuardSettings:
     # Off by default: Banking77 paraphrases flip negation all the time ("my payment
     # failed" / "why didn't my payment work?"); the verifier weighs it instead.
     negation: bool = False
+    # One prompt is the other word for word with a negation added or removed ("fruits
+    # high in potassium" / "not high in potassium"): a rewording that flips negation
+    # changes more ("why did my top-up fail" / "why did my top-up not work").
+    contradiction: bool = True
 
     @classmethod
     def none(cls) -> GuardSettings:
@@ -88,6 +94,53 @@ def _same_numbers(a: Signature, b: Signature) -> bool:
     if a.all_numbers == b.all_numbers:
         return True
     return a.numbers == b.numbers and not (a.loose and b.loose)
+
+
+def _swap_index() -> dict[str, list[tuple[int, int]]]:
+    """Stem -> the (group, side) it stands for, over the swap groups and the poles."""
+    index: dict[str, list[tuple[int, int]]] = {}
+    for k, sides in enumerate(_SWAPS + _POLES):
+        for side, words in enumerate(sides):
+            for word in words:
+                index.setdefault(_stem(word), []).append((k, side))
+    return index
+
+
+_SWAP_INDEX = _swap_index()
+_ARTICLES = frozenset({"a", "an", "the"})
+
+
+def _swapped(x: str, y: str) -> bool:
+    """Are two stems on different sides of one group of alternatives?"""
+    sides_y = dict(_SWAP_INDEX.get(y, ()))
+    return any(k in sides_y and sides_y[k] != side for k, side in _SWAP_INDEX.get(x, ()))
+
+
+def _aligned_conflict(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """Two prompts word for word the same but for one or two words that change the
+    question: an alternative for another ("all" / "some", "to" / "from"), or two words
+    trading places ("substitute baking soda for baking powder"; not around "and": "London
+    and Tokyo")."""
+    if len(a) != len(b) or a == b:
+        return False
+    diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+    if len(diff) > 2:
+        return False
+    if len(diff) == 2:
+        i, j = diff
+        if a[i] == b[j] and a[j] == b[i]:
+            between = a[i + 1 : j]
+            return not (set(between) <= _SYMMETRIC_JOINS and not _ARTICLES.issuperset(between))
+    return any(_swapped(a[i], b[i]) for i in diff)
+
+
+def _conflict(a: Signature, b: Signature) -> bool:
+    """Does some group have sides named on both prompts, none of them on both?"""
+    for k in a.pole_groups:
+        pb = b.poles[k]
+        if pb and not (a.poles[k] & pb):
+            return True
+    return False
 
 
 def _first_seen(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -200,23 +253,15 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
                 same = set(seen_a).union(marked_a) == set(seen_b).union(marked_b)
             if not same:
                 failed.append("entities")
-    if s.polarity:
-        # a conflict is one prompt on one pole only and the other on the other pole only,
-        # or the same two words joined the other way round ("string to int" / "int to
-        # string")
-        for pa, pb in zip(a.poles, b.poles, strict=True):
-            if pa and pb and not (pa & pb):
-                failed.append("polarity")
-                break
-        else:
-            if (
-                a.arrows
-                and b.arrows
-                and any(
-                    (y, x) in b.arrows for x, y in a.arrows if x != y and (x, y) not in b.arrows
-                )
-            ):
-                failed.append("polarity")
+    if s.polarity and (
+        _conflict(a, b)
+        # the same two words joined the other way round ("string to int" / "int to string")
+        or any(y != x and (y, x) in b.arrows and (x, y) not in b.arrows for x, y in a.arrows)
+        or _aligned_conflict(a.plain, b.plain)
+    ):
+        failed.append("polarity")
     if s.negation and a.negated != b.negated:
         failed.append("negation")
+    if s.contradiction and a.denies != b.denies and a.plain == b.plain:
+        failed.append("contradiction")
     return failed

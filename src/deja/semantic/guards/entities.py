@@ -80,6 +80,10 @@ def _is_name_like(tok: _Tok) -> bool:
 
 
 _CONNECTORS = frozenset({"to", "->", "=>", "→", "into", "vs", "versus", "than", "from"})
+# "Madrid north of Paris" is not "Paris north of Madrid"
+_BEARINGS = frozenset(
+    {"north", "south", "east", "west", "northeast", "northwest", "southeast", "southwest"}
+)
 
 
 _LOWER_RE = re.compile("[a-z]")
@@ -207,7 +211,12 @@ def _entities(
         spans.append((i, j))
         i = j
     directed = any(start > 0 and toks[start - 1].low == "from" for start, _ in spans) or any(
-        nxt[0] == prev[1] + 1 and toks[prev[1]].low in _CONNECTORS
+        (nxt[0] == prev[1] + 1 and toks[prev[1]].low in _CONNECTORS)
+        or (
+            nxt[0] == prev[1] + 2
+            and toks[prev[1]].low in _BEARINGS
+            and toks[prev[1] + 1].low == "of"
+        )
         for prev, nxt in itertools.pairwise(spans)
     )
     return out, frozenset(qualified), directed, prefixed

@@ -97,10 +97,17 @@ class Signature:
     # counts, as the entities' does when ``directed``
     literals_directed: bool = False
     poles: tuple[frozenset[int], ...] = field(default=(), repr=False)
+    # the groups of ``poles`` with a side named (most prompts: none)
+    pole_groups: tuple[int, ...] = field(default=(), repr=False)
     # (source, target) word stems joined by "to"/"into" ("convert string to int"): the
     # same two words the other way round on the other side are a reversed direction
     arrows: frozenset[tuple[str, str]] = field(default=frozenset(), repr=False)
     negated: bool = False
+    # the words stemmed, without negations ("isn't" is "is", "unable" "able") nor "do",
+    # and whether there were negations: a prompt that is the other word for word but for
+    # a negation contradicts it ("planets that have rings" / "planets that don't")
+    plain: tuple[str, ...] = field(default=(), repr=False)
+    denies: bool = False
     words: frozenset[str] = frozenset()
     low_text: str = field(default="", repr=False)
     # the text as given, and its backtick spans as bare words (see :func:`check_guards`)
@@ -488,6 +495,7 @@ def _signature(text: str) -> Signature:
         present if present.isdisjoint(_ON_OFF) else (present - _ON_OFF) | _switched(lows)
     )
     negated = any(w in _NEGATIONS or w.endswith("n't") for w in lows)
+    plain, denies = _plain(lows)
     arrows = frozenset() if present.isdisjoint(_ARROW_WORDS) else _arrows(lows)
     units = [u for _, u in sorted(quantity_units)] + [u for _, u in sorted(other_units)]
     return Signature(
@@ -504,8 +512,11 @@ def _signature(text: str) -> Signature:
         directed=directed,
         literals_directed=literals_directed,
         poles=poles,
+        pole_groups=tuple(k for k, sides in enumerate(poles) if sides),
         arrows=arrows,
         negated=negated,
+        plain=plain,
+        denies=denies,
         words=frozenset(_stem(w) for w in lows if w not in _STOP),
         low_text=" ".join(low_text),
         text=given,
@@ -517,6 +528,31 @@ def _signature(text: str) -> Signature:
 # "list some examples" several. Read only after a verb that hands something over, used as
 # a request (first in its sentence, or after "you" or "please"), so that "how to write a
 # unit test" and "how to write unit tests" stay one question.
+_DENIALS = frozenset({"not", "no", "never", "cannot", "unable"})
+_UNDENIED = {"cannot": "can", "unable": "able", "can't": "can", "won't": "will", "shan't": "shall"}
+# "do" is left out of the plain words: "countries that use the euro" / "that don't use"
+_DO = frozenset({"do", "does", "did", "don't", "doesn't", "didn't"})
+
+
+def _plain(lows: list[str]) -> tuple[tuple[str, ...], bool]:
+    """``lows`` stemmed, without negations (a negated verb kept as itself: "isn't" is
+    "is") nor "do", and whether there were negations."""
+    words: list[str] = []
+    denies = False
+    for w in lows:
+        negation = w in _DENIALS or w.endswith("n't")
+        denies = denies or negation
+        if w in _DO:
+            continue
+        if negation:
+            base = _UNDENIED.get(w, w[:-3] if w.endswith("n't") else None)
+            if base:
+                words.append(base)
+        else:
+            words.append(_stem(w))
+    return tuple(words), denies
+
+
 _ON_OFF = frozenset({"on", "off"})
 _SWITCH_VERBS = frozenset([
     "turn", "turns", "turned", "turning", "switch", "switches", "switched", "switching",

@@ -4,6 +4,7 @@ stems (:func:`content_words`), and the word pairs that "to"/"into" joins.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -180,6 +181,7 @@ _STOP = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _stem(word: str) -> str:
     # A crude suffix stripper: enough to match "boil"/"boiling", "card"/"cards".
     for suffix, keep in (("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):

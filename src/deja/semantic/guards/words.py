@@ -1061,12 +1061,12 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("brief briefly concise", "detail detailed thorough thoroughly"),
         ("formal formally", "informal casual casually"),
         ("happy", "sad"),
-        ("soft", "hard"),
+        ("soft soft-boiled", "hard hard-boiled"),
         ("raw uncooked", "cooked"),
-        ("safe", "unsafe dangerous"),
+        ("safe", "unsafe dangerous toxic poisonous"),
         ("legal", "illegal"),
         ("easy easier easiest", "hard harder hardest difficult"),
-        ("beginner beginners novice", "expert experts"),
+        ("beginner beginners novice", "intermediate", "expert experts experienced advanced"),
         ("child children kid kids", "adult adults"),
         ("early earlier", "late"),
         ("morning", "afternoon", "evening", "night nighttime"),
@@ -1075,6 +1075,18 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("breakfast", "lunch", "dinner supper"),
         ("vegan", "vegetarian", "keto ketogenic", "paleo", "carnivore"),
         ("boiling", "freezing", "melting"),
+        ("sunrise dawn", "sunset dusk"),
+        # which criterion a "best way" asks for
+        ("cheapest", "fastest quickest", "easiest simplest", "safest", "healthiest"),
+        # roles: the same question from the other side has another answer
+        ("tenant tenants renter renters", "landlord landlords"),
+        ("buyer buyers", "seller sellers"),
+        ("employer employers", "employee employees"),
+        ("junior", "senior"),
+        ("candidate candidates applicant applicants", "interviewer interviewers"),
+        ("borrower borrowers", "lender lenders"),
+        ("teacher teachers", "student students"),
+        ("white", "black"),
         ("cat cats kitten kittens", "dog dogs puppy puppies", "rabbit rabbits", "horse horses"),
         ("public", "private"),
         ("free", "paid"),
@@ -1103,39 +1115,63 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("domestic", "international foreign abroad overseas"),
     )
 )
-_POLE_WORDS = frozenset().union(*(side for sides in _POLES for side in sides))
-
-
-# word -> the (group, side) it stands for: most prompts hold no pole word or one, so the
-# poles are read from the few words found rather than by testing every group
-def _pole_index() -> dict[str, list[tuple[int, int]]]:
-    index: dict[str, list[tuple[int, int]]] = {}
-    for k, sides in enumerate(_POLES):
-        for side, words in enumerate(sides):
-            for word in words:
-                index.setdefault(word, []).append((k, side))
-    return index
-
-
-_POLE_INDEX = _pole_index()
-# the sides found, by bit mask (bit s: side s)
-_SIDES: tuple[frozenset[int], ...] = tuple(
-    frozenset(s for s in range(max(map(len, _POLES))) if m >> s & 1)
-    for m in range(1 << max(map(len, _POLES)))
+# Words that, swapped for another of their group in a prompt otherwise word for word
+# the same, ask another question ("do all birds fly" / "do some birds fly", "ship to
+# Canada" / "ship from Canada"). Only for such aligned prompts: chat is full of loose
+# quantifiers, modals and prepositions ("for some reason", "any limits", "how to").
+# The antonym groups above count as swaps too.
+_SWAPS: tuple[tuple[frozenset[str], ...], ...] = tuple(
+    tuple(frozenset(side.split()) for side in sides)
+    for sides in (
+        ("all every", "some any", "most", "none"),
+        ("must required mandatory", "can may allowed optional"),
+        ("to into towards", "from"),
+        ("before until till", "after since"),
+        ("within", "after"),
+        ("current this", "last previous past", "next upcoming coming"),
+        ("radius", "diameter"),
+        ("time", "space"),
+        ("send", "request"),
+        ("keep", "discard"),
+    )
 )
-_NO_POLES: tuple[frozenset[int], ...] = (frozenset(),) * len(_POLES)
+# words that join two others symmetrically: "London and Tokyo" is "Tokyo and London"
+_SYMMETRIC_JOINS = frozenset({"and", "or", "&", "vs", "versus", "a", "an", "the"})
 
 
-def _poles_of(present: frozenset[str]) -> tuple[frozenset[int], ...]:
-    """Per group of alternatives, the sides whose words are among ``present``."""
-    found = present & _POLE_WORDS
-    if not found:
-        return _NO_POLES
-    masks = [0] * len(_POLES)
-    for word in found:
-        for k, side in _POLE_INDEX[word]:
-            masks[k] |= 1 << side
-    return tuple(_SIDES[m] for m in masks)
+class _Groups:
+    """Reads which sides of each group of alternatives a prompt's words name."""
+
+    def __init__(self, groups: tuple[tuple[frozenset[str], ...], ...]) -> None:
+        self.size = len(groups)
+        self.words = frozenset().union(*(side for sides in groups for side in sides))
+        # word -> the (group, side) it stands for: most prompts hold no pole word or one,
+        # so the sides are read from the few words found rather than by testing each group
+        self.index: dict[str, list[tuple[int, int]]] = {}
+        for k, sides in enumerate(groups):
+            for side, words in enumerate(sides):
+                for word in words:
+                    self.index.setdefault(word, []).append((k, side))
+        # the sides found, by bit mask (bit s: side s)
+        widest = max(map(len, groups))
+        self.sides = tuple(
+            frozenset(s for s in range(widest) if m >> s & 1) for m in range(1 << widest)
+        )
+        self.none: tuple[frozenset[int], ...] = (frozenset(),) * self.size
+
+    def __call__(self, present: frozenset[str]) -> tuple[frozenset[int], ...]:
+        """Per group, the sides whose words are among ``present``."""
+        found = present & self.words
+        if not found:
+            return self.none
+        masks = [0] * self.size
+        for word in found:
+            for k, side in self.index[word]:
+                masks[k] |= 1 << side
+        return tuple(self.sides[m] for m in masks)
+
+
+_poles_of = _Groups(_POLES)
 
 
 _NEGATIONS = frozenset(
