@@ -627,10 +627,73 @@ def test_swapped_alternatives_and_traded_places_conflict(a: str, b: str) -> None
         ),
         ("Can I change my address?", "How do I change my address?"),
         ("ship to canada", "ship to canada please"),
+        # two neighbours swapped are word order
+        ("My top up is pending still", "My top up is still pending"),
+        ("what is the cost for exchanging currencies?", "What is the cost for currency exchanges?"),
     ],
 )
 def test_symmetric_joins_and_loose_quantifiers_still_pass(a: str, b: str) -> None:
     assert "polarity" not in failed(a, b)
+
+
+def test_only_names_joined_the_other_way_round_conflict() -> None:
+    assert "entities" in failed("flights from Oslo to Berlin", "flights from Berlin to Oslo")
+    # a name written in lower case on one side still counts there
+    assert "entities" in failed("flights from Tromso to Bodo", "flights from bodo to tromso")
+    # the same direction said backwards, or left unsaid by one prompt
+    assert failed("flights from Oslo to Berlin", "flights to Berlin from Oslo") == ()
+    assert failed("convert json to yaml in python", "python: turn JSON into YAML") == ()
+    assert (
+        failed("translate 'gift' from English to German", "the German word for the English 'gift'")
+        == ()
+    )
+    # "vs" gives no direction
+    assert failed("Python vs Java for beginners", "Java vs Python for beginners") == ()
+
+
+def test_an_acronym_is_its_words_spelled_out() -> None:
+    assert failed("normal blood pressure for adults", "what is a normal BP for an adult") == ()
+    assert failed("gift ideas for my mother in law", "gift ideas for my MIL") == ()
+    assert failed("who was the UK prime minister in 2015", "UK PM in 2015?") == ()
+    # only an acronym written in capitals, only spelled out by content words at both ends
+    assert "entities" in failed("normal BP for adults", "normal blood sugar for adults")
+    assert "entities" in failed("is the PR ready", "is the pull request ready for review by QA")
+    assert "entities" in failed("Paris hotels", "pretty affordable rooms in small hotels")
+
+
+def test_a_quote_is_the_same_words_written_bare() -> None:
+    assert (
+        failed("Translate 'thank you' into Japanese", "how do you say thank you in japanese") == ()
+    )
+    assert (
+        failed(
+            "Rewrite this sentence in passive voice: The chef cooked the meal.",
+            "Put 'The chef cooked the meal.' into the passive voice",
+        )
+        == ()
+    )
+    # other words, a one-word quote, or quotes on both sides: compared as quotes
+    assert "quotes" in failed(
+        "Translate 'thank you' into Japanese", "translate thanks a lot into japanese"
+    )
+    assert "quotes" in failed("what does 'run' mean", "what does run mean")
+    assert "quotes" in failed("Translate 'thank you'", "Translate 'thanks a lot' or thank you")
+
+
+def test_the_people_of_a_country_are_the_country() -> None:
+    assert (
+        failed(
+            "Do US citizens need a visa to visit Japan?", "Does an American need a visa for Japan?"
+        )
+        == ()
+    )
+    assert failed("how to renew a US passport", "steps to renew my American passport") == ()
+    assert failed("drive on the left in the UK?", "do they drive on the left in britain") == ()
+    # ... not inside other names
+    for other in ("Latin American food", "American Express fees", "British Columbia hiking"):
+        assert "entities" in failed(
+            other, other.replace("American", "US").replace("British", "UK")
+        ), other
 
 
 def test_an_entity_north_of_another_is_directed() -> None:

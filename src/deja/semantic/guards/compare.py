@@ -4,12 +4,13 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
 from deja.semantic.guards.extract import Signature, signature
 from deja.semantic.guards.literals import _CALL_RE, _bare_words
-from deja.semantic.guards.tokenizer import _stem
+from deja.semantic.guards.tokenizer import _STOP, _stem, _tokens_of
 from deja.semantic.guards.words import _POLES, _SWAPS, _SYMMETRIC_JOINS
 
 
@@ -51,8 +52,9 @@ class GuardReport:
         return not self.failed
 
 
-def _occurrences(candidates: Iterable[str], low_text: str) -> tuple[str, ...]:
-    """Where each candidate entity occurs in ``low_text`` (whole words), in text order."""
+def _occurrences_at(candidates: Iterable[str], low_text: str) -> list[tuple[int, str]]:
+    """Where each candidate entity occurs in ``low_text`` (whole words): (start, name) in
+    text order, where ``start`` indexes ``f" {low_text} "``."""
     found: list[tuple[int, str]] = []
     padded = f" {low_text} "
     for name in candidates:
@@ -61,17 +63,76 @@ def _occurrences(candidates: Iterable[str], low_text: str) -> tuple[str, ...]:
         while start != -1:
             found.append((start, name))
             start = padded.find(needle, start + 1)
-    found.sort()
     # an entity inside a longer one found at the same place ("york" in "new york") is
     # dropped: keep the first, longest match at each position
-    out: list[str] = []
+    out: list[tuple[int, str]] = []
     end = -1
     for start, name in sorted(found, key=lambda f: (f[0], -len(f[1]))):
         if start < end:
             continue
-        out.append(name)
+        out.append((start, name))
         end = start + len(name) + 1
-    return tuple(out)
+    return out
+
+
+def _occurrences(candidates: Iterable[str], low_text: str) -> tuple[str, ...]:
+    """Which candidate entities occur in ``low_text`` (whole words), in text order."""
+    return tuple(name for _, name in _occurrences_at(candidates, low_text))
+
+
+# what joins two names with a direction, read from the first to the second: "Oslo to
+# Berlin", "Madrid north of Paris"; "to Berlin from Oslo" is read backwards
+_FORWARD = frozenset(
+    {"to", "into", "->", "=>", "\u2192", "than"}
+    | {f"{b} of" for b in ("north", "south", "east", "west")}
+    | {f"{b} of" for b in ("northeast", "northwest", "southeast", "southwest")}
+)
+
+
+def _entity_arrows(names: Iterable[str], low_text: str) -> frozenset[tuple[str, str]]:
+    """The (source, target) pairs of names that ``low_text`` joins with a direction:
+    neighbours with a direction word between them, and "from X ... to Y"."""
+    padded = f" {low_text} "
+    seen = _occurrences_at(names, low_text)
+    out: set[tuple[str, str]] = set()
+    for (start, x), (nxt, y) in itertools.pairwise(seen):
+        between = padded[start + len(x) + 1 : nxt].strip()
+        if between in _FORWARD:
+            out.add((x, y))
+        elif between == "from":
+            out.add((y, x))
+        elif padded[:start].endswith(" from") and between.rsplit(" ", 1)[-1] in ("to", "into"):
+            out.add((x, y))
+    return frozenset(out)
+
+
+def _spelled_out(name: str, text: str, other_low: str) -> bool:
+    """Is ``name`` an acronym written in capitals in ``text`` whose words, initial by
+    initial, are in ``other_low`` (first and last one not a stop word)?"""
+    if not (2 <= len(name) <= 5 and name.isalpha() and name.upper() in text.split()):
+        return False
+    words = other_low.split()
+    n = len(name)
+    return any(
+        "".join(w[0] for w in words[i : i + n]) == name
+        and words[i] not in _STOP
+        and words[i + n - 1] not in _STOP
+        for i in range(len(words) - n + 1)
+    )
+
+
+def _quoted_bare(a: Signature, b: Signature) -> bool:
+    """Does ``a`` quote only what ``b`` writes bare (``b`` quoting nothing): "translate
+    'thank you' into Japanese" / "how do you say thank you in japanese"? Quotes of one
+    word are not read so: a bare word is too often just a word."""
+    if not a.quotes or b.quotes:
+        return False
+    bare = f" {b.low_text} "
+    for quote in a.quotes:
+        words = _tokens_of(quote)
+        if len(words) < 2 or f" {' '.join(words)} " not in bare:
+            return False
+    return True
 
 
 def _drop_lone_qualifiers(
@@ -120,7 +181,7 @@ def _aligned_conflict(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     """Two prompts word for word the same but for one or two words that change the
     question: an alternative for another ("all" / "some", "to" / "from"), or two words
     trading places ("substitute baking soda for baking powder"; not around "and": "London
-    and Tokyo")."""
+    and Tokyo", nor two neighbours)."""
     if len(a) != len(b) or a == b:
         return False
     diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
@@ -129,8 +190,14 @@ def _aligned_conflict(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     if len(diff) == 2:
         i, j = diff
         if a[i] == b[j] and a[j] == b[i]:
+            # two neighbours swapped are word order ("still pending" / "pending still"),
+            # and so are two little words ("can I" / "I can")
             between = a[i + 1 : j]
-            return not (set(between) <= _SYMMETRIC_JOINS and not _ARTICLES.issuperset(between))
+            return (
+                bool(between)
+                and not (a[i] in _STOP and a[j] in _STOP)
+                and not (set(between) <= _SYMMETRIC_JOINS and not _ARTICLES.issuperset(between))
+            )
     return any(_swapped(a[i], b[i]) for i in diff)
 
 
@@ -219,7 +286,12 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
     # quotes and code spans are compared as sets, as paraphrases reorder them freely,
     # unless a connector orders them ("convert `list` to `tuple`", "rename 'a' to 'b'")
     ordered = a.literals_directed or b.literals_directed
-    if s.quotes and not _same_values(a.quotes, b.quotes, ordered):
+    if (
+        s.quotes
+        and not _same_values(a.quotes, b.quotes, ordered)
+        and not _quoted_bare(a, b)
+        and not _quoted_bare(b, a)
+    ):
         failed.append("quotes")
     # and code without letter case: a prompt that names `ImageFolder` and one that names
     # `imagefolder` ask about the same thing far more often than about two things
@@ -244,13 +316,25 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
                     _drop_lone_qualifiers(tuple(marked_a), seen_b, qualified),
                     _drop_lone_qualifiers(tuple(marked_b), seen_a, qualified),
                 )
-            if a.directed or b.directed:
-                same = _first_seen(seen_a) == _first_seen(seen_b)
-            else:
-                # A name a prompt marks itself is in it, even where the other prompt's
-                # longer name swallows it: "public inference API" holds "API" when only
-                # the other side capitalised "Inference API".
-                same = set(seen_a).union(marked_a) == set(seen_b).union(marked_b)
+            # A name a prompt marks itself is in it, even where the other prompt's longer
+            # name swallows it: "public inference API" holds "API" when only the other
+            # side capitalised "Inference API".
+            set_a, set_b = set(seen_a).union(marked_a), set(seen_b).union(marked_b)
+            # an acronym on one side is its words spelled out on the other ("BP" /
+            # "blood pressure", "my MIL" / "my mother in law")
+            same = set_a == set_b or (
+                all(_spelled_out(n, a.text, b.low_text) for n in set_a - set_b)
+                and all(_spelled_out(n, b.text, a.low_text) for n in set_b - set_a)
+            )
+            if same and (a.directed or b.directed):
+                # the same names, but two of them joined the other way round ("Oslo to
+                # Berlin" / "Berlin to Oslo"); a direction one prompt leaves unsaid, or
+                # says the other way ("to Berlin from Oslo"), is no conflict
+                arrows_a = _entity_arrows(names, a.low_text)
+                arrows_b = _entity_arrows(names, b.low_text)
+                same = not any(
+                    x != y and (y, x) in arrows_b and (x, y) not in arrows_b for x, y in arrows_a
+                )
             if not same:
                 failed.append("entities")
     if s.polarity and (

@@ -14,6 +14,9 @@ from deja.semantic.guards.words import (
     _CAPITAL_ALIASES,
     _CAPITALISED_NAMES,
     _COMMON,
+    _DEMONYM_NOT_AFTER,
+    _DEMONYM_NOT_BEFORE,
+    _DEMONYMS,
     _GAZETTEER,
     _GAZETTEER_MAX_WORDS,
     _LONG_NAMES,
@@ -103,6 +106,15 @@ def _expand_aliases(
             skip -= 1
             continue
         full = None if consumed[i] else _ALIASES.get(tok.low)
+        if (
+            full is not None
+            and tok.low in _DEMONYMS
+            and (
+                (i > 0 and toks[i - 1].low in _DEMONYM_NOT_AFTER)
+                or (i + 1 < len(toks) and toks[i + 1].low in _DEMONYM_NOT_BEFORE)
+            )
+        ):
+            full = None
         if tok.low == "united":
             for words, usual in _LONG_NAMES:
                 span = toks[i : i + len(words)]

@@ -758,8 +758,26 @@ _ALIASES = {
     "uk": "united kingdom",
     "us": "united states",
     "usa": "united states",
+    # the people for their country: "US citizens" / "Americans"
+    "american": "united states",
+    "americans": "united states",
+    "britain": "united kingdom",
+    "british": "united kingdom",
+    "brits": "united kingdom",
+    "canadian": "canada",
+    "canadians": "canada",
 }
 _CAPITAL_ALIASES = frozenset({"la", "sf", "us"})
+# ... but not inside other names: "Latin American", "Great Britain", "British Columbia"
+_DEMONYMS = frozenset(
+    {"american", "americans", "britain", "british", "brits", "canadian", "canadians"}
+)
+_DEMONYM_NOT_AFTER = frozenset(
+    {"great", "latin", "south", "north", "central", "african", "native", "anglo", "pan"}
+)
+_DEMONYM_NOT_BEFORE = frozenset(
+    {"express", "airlines", "airways", "idol", "football", "columbia", "museum", "rockies"}
+)
 # Long official names, read as the usual one: "United States of America" is one place,
 # the United States, not two (longest first)
 _LONG_NAMES = (
