@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields
 
 from deja.semantic.guards.extract import Signature, signature
 from deja.semantic.guards.literals import _CALL_RE, _bare_words
-from deja.semantic.guards.tokenizer import _STOP, _stem, _tokens_of
+from deja.semantic.guards.tokenizer import _STOP, _plain_stem, _tokens_of
 from deja.semantic.guards.words import _POLES, _SWAPS, _SYMMETRIC_JOINS
 
 
@@ -54,15 +54,24 @@ class GuardReport:
 
 def _occurrences_at(candidates: Iterable[str], low_text: str) -> list[tuple[int, str]]:
     """Where each candidate entity occurs in ``low_text`` (whole words): (start, name) in
-    text order, where ``start`` indexes ``f" {low_text} "``."""
+    text order, where ``start`` indexes ``f" {low_text} "`` (the space before the name).
+    The text's words are indexed once, so a long prompt with many names costs its length
+    plus the names' occurrences, not their product."""
+    words = low_text.split(" ")
+    at: dict[str, list[int]] = {}
+    for i, word in enumerate(words):
+        at.setdefault(word, []).append(i)
+    starts: list[int] = []
+    pos = 0
+    for word in words:
+        starts.append(pos)
+        pos += len(word) + 1
     found: list[tuple[int, str]] = []
-    padded = f" {low_text} "
     for name in candidates:
-        needle = f" {name} "
-        start = padded.find(needle)
-        while start != -1:
-            found.append((start, name))
-            start = padded.find(needle, start + 1)
+        parts = name.split(" ")
+        for i in at.get(parts[0], ()):
+            if words[i : i + len(parts)] == parts:
+                found.append((starts[i], name))
     # an entity inside a longer one found at the same place ("york" in "new york") is
     # dropped: keep the first, longest match at each position
     out: list[tuple[int, str]] = []
@@ -83,7 +92,7 @@ def _occurrences(candidates: Iterable[str], low_text: str) -> tuple[str, ...]:
 # what joins two names with a direction, read from the first to the second: "Oslo to
 # Berlin", "Madrid north of Paris"; "to Berlin from Oslo" is read backwards
 _FORWARD = frozenset(
-    {"to", "into", "->", "=>", "\u2192", "than"}
+    {"to", "into", "onto", "->", "=>", "\u2192", "than"}
     | {f"{b} of" for b in ("north", "south", "east", "west")}
     | {f"{b} of" for b in ("northeast", "northwest", "southeast", "southwest")}
 )
@@ -163,7 +172,7 @@ def _swap_index() -> dict[str, list[tuple[int, int]]]:
     for k, sides in enumerate(_SWAPS + _POLES):
         for side, words in enumerate(sides):
             for word in words:
-                index.setdefault(_stem(word), []).append((k, side))
+                index.setdefault(_plain_stem(word), []).append((k, side))
     return index
 
 
@@ -237,12 +246,13 @@ def _same_code(a: tuple[str, ...], b: tuple[str, ...], ordered: bool) -> bool:
     names_a = tuple(n for n, _ in parts_a)
     if not _same_values(names_a, tuple(n for n, _ in parts_b), ordered):
         return False
-    for name in set(names_a):
-        args_a = {g for n, g in parts_a if n == name and g is not None}
-        args_b = {g for n, g in parts_b if n == name and g is not None}
-        if args_a and args_b and args_a != args_b:
-            return False
-    return True
+    args_a: dict[str, set[str]] = {}
+    args_b: dict[str, set[str]] = {}
+    for parts, args in ((parts_a, args_a), (parts_b, args_b)):
+        for n, g in parts:
+            if g is not None:
+                args.setdefault(n, set()).add(g)
+    return all(args_b.get(name, given) == given for name, given in args_a.items())
 
 
 def _unticked(a: Signature, b: Signature) -> Signature:
@@ -342,6 +352,10 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         # the same two words joined the other way round ("string to int" / "int to string")
         or any(y != x and (y, x) in b.arrows and (x, y) not in b.arrows for x, y in a.arrows)
         or _aligned_conflict(a.plain, b.plain)
+        # "all X except Y" against the same without the exception ("X that is not Y" says
+        # it another way)
+        or (a.excludes and not b.excludes and not b.denies)
+        or (b.excludes and not a.excludes and not a.denies)
     ):
         failed.append("polarity")
     if s.negation and a.negated != b.negated:

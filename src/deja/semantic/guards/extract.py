@@ -43,6 +43,7 @@ from deja.semantic.guards.tokenizer import (
     _ARROW_WORDS,
     _STOP,
     _arrows,
+    _plain_stem,
     _scan,
     _stem,
     _Tok,
@@ -55,6 +56,8 @@ from deja.semantic.guards.words import (
     _COUNT_UNITS,
     _CURRENCY_SPELLINGS,
     _DAY_NAMES,
+    _EXCLUSION_PAIRS,
+    _EXCLUSIONS,
     _GAZETTEER,
     _MONTHS,
     _NEGATIONS,
@@ -108,6 +111,8 @@ class Signature:
     # a negation contradicts it ("planets that have rings" / "planets that don't")
     plain: tuple[str, ...] = field(default=(), repr=False)
     denies: bool = False
+    # whether the prompt leaves something out ("all files except .txt")
+    excludes: bool = False
     words: frozenset[str] = frozenset()
     low_text: str = field(default="", repr=False)
     # the text as given, and its backtick spans as bare words (see :func:`check_guards`)
@@ -496,6 +501,7 @@ def _signature(text: str) -> Signature:
     )
     negated = any(w in _NEGATIONS or w.endswith("n't") for w in lows)
     plain, denies = _plain(lows)
+    excludes = _excludes(lows)
     arrows = frozenset() if present.isdisjoint(_ARROW_WORDS) else _arrows(lows)
     units = [u for _, u in sorted(quantity_units)] + [u for _, u in sorted(other_units)]
     return Signature(
@@ -517,6 +523,7 @@ def _signature(text: str) -> Signature:
         negated=negated,
         plain=plain,
         denies=denies,
+        excludes=excludes,
         words=frozenset(_stem(w) for w in lows if w not in _STOP),
         low_text=" ".join(low_text),
         text=given,
@@ -534,6 +541,22 @@ _UNDENIED = {"cannot": "can", "unable": "able", "can't": "can", "won't": "will",
 _DO = frozenset({"do", "does", "did", "don't", "doesn't", "didn't"})
 
 
+_ALL = frozenset({"all", "every", "any", "each"})
+
+
+def _excludes(lows: list[str]) -> bool:
+    """Does the prompt take something out of an "all" ("all files except .txt")?"""
+    whole = False
+    for i, w in enumerate(lows):
+        if w in _ALL:
+            whole = True
+        elif whole and (
+            w in _EXCLUSIONS or (i + 1 < len(lows) and (w, lows[i + 1]) in _EXCLUSION_PAIRS)
+        ):
+            return True
+    return False
+
+
 def _plain(lows: list[str]) -> tuple[tuple[str, ...], bool]:
     """``lows`` stemmed, without negations (a negated verb kept as itself: "isn't" is
     "is") nor "do", and whether there were negations."""
@@ -549,7 +572,7 @@ def _plain(lows: list[str]) -> tuple[tuple[str, ...], bool]:
             if base:
                 words.append(base)
         else:
-            words.append(_stem(w))
+            words.append(_plain_stem(w))
     return tuple(words), denies
 
 

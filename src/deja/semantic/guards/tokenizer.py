@@ -190,6 +190,12 @@ def _stem(word: str) -> str:
     return word
 
 
+def _plain_stem(word: str) -> str:
+    """:func:`_stem` without a final "e", which it keeps or drops by the suffix
+    ("includes" is "includ", "include" "include"): for comparing words one to one."""
+    return _stem(word).removesuffix("e")
+
+
 # Words skipped between a direction word and what it joins ("a string to an int").
 _ARROW_SKIP = frozenset([
     "a", "an", "the", "my", "your", "our", "their", "his", "her", "its", "this", "that",
@@ -197,7 +203,7 @@ _ARROW_SKIP = frozenset([
 ])  # fmt: skip
 
 
-_ARROW_WORDS = frozenset({"to", "into", "than"})
+_ARROW_WORDS = frozenset({"to", "into", "onto", "than"})
 
 
 def _arrow_end(lows: list[str], i: int, step: int) -> list[str]:

@@ -1094,6 +1094,9 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("vegan", "vegetarian", "keto ketogenic", "paleo", "carnivore"),
         ("boiling", "freezing", "melting"),
         ("sunrise dawn", "sunset dusk"),
+        ("beginning", "end ending"),
+        ("rise", "decline"),
+        ("endothermic", "exothermic"),
         # which criterion a "best way" asks for
         ("cheapest", "fastest quickest", "easiest simplest", "safest", "healthiest"),
         # roles: the same question from the other side has another answer
@@ -1141,7 +1144,7 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
 _SWAPS: tuple[tuple[frozenset[str], ...], ...] = tuple(
     tuple(frozenset(side.split()) for side in sides)
     for sides in (
-        ("all every", "some any", "most", "none"),
+        ("all every each", "some any", "most", "none", "one single", "both"),
         ("must required mandatory", "can may allowed optional"),
         ("to into towards", "from"),
         ("before until till", "after since"),
@@ -1151,6 +1154,10 @@ _SWAPS: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("time", "space"),
         ("send", "request"),
         ("keep", "discard"),
+        ("use", "ignore skip"),
+        ("eat", "avoid"),
+        # what a question asks for: "when did the wall fall" / "why did the wall fall"
+        ("who whom whose", "when", "where", "why"),
     )
 )
 # words that join two others symmetrically: "London and Tokyo" is "Tokyo and London"
@@ -1288,3 +1295,11 @@ _DAY_NAMES = {w: w for w in _DAY_WORDS} | {
 }
 _RELATIVE = frozenset({"next", "last", "this", "previous", "coming"})
 _PERIODS = frozenset({"week", "month", "year", "weekend", "quarter", "decade", "century"})
+
+
+# "all columns except password" is not "only the password column" (read only after
+# "all", "every", "any" or "each": "someone besides me" is someone else)
+_EXCLUSIONS = frozenset({"except", "excluding", "besides"})
+_EXCLUSION_PAIRS = frozenset(
+    {("other", "than"), ("apart", "from"), ("aside", "from"), ("all", "but")}
+)
