@@ -54,6 +54,20 @@ def test_a_prompt_longer_than_the_model_reads_is_left_to_the_exact_tier(
     assert cache.check(chat("summarize the deposit agreement in one sentence")) is not None
 
 
+def test_the_shipped_verifier_vetoes_a_trusted_near_duplicate_it_is_sure_of(
+    cache: SemanticCache,
+) -> None:
+    # cosine >= 0.85 and every guard passes, but the verifier scores it below its floor
+    cache.store(chat("make an http get request in python using requests"), "k1")
+    lookup = cache.inspect(chat("make an http get request in python using urllib"))
+    assert lookup.match is None
+    _, vetoed = lookup.candidates[0]
+    assert vetoed.similarity >= 0.85 and vetoed.reason == "verifier"
+    assert vetoed.probability is not None and vetoed.probability < 0.7
+    # the same words in another case and punctuation: served whatever the model says
+    assert cache.check(chat("Make an HTTP GET request in Python using requests!")) is not None
+
+
 def test_scopes_never_cross(cache: SemanticCache) -> None:
     cache.store(chat("what is the capital of France?"), "k1")
     assert cache.check(chat("what is the capital of France?", temperature=0.9)) is None

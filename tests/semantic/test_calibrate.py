@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -109,6 +110,39 @@ def test_fit_verifier_reports_cross_validated_figures(embedder: Any) -> None:
         pairs, embedder=embedder, threshold=0.5, folds=3, repeats=1, vectors=False
     )
     assert not text_only.uses_vectors and text_only.to_dict()["version"] == 1
+
+
+def test_a_trusted_candidate_the_verifier_is_sure_is_wrong_is_vetoed() -> None:
+    base = Verifier.default_for("any:other")
+    verifier = dataclasses.replace(base, trust_above=0.85, trust_floor=0.7, cut=0.99)
+    features = [0.0] * len(FEATURE_NAMES)
+    p = verifier.probability(features)
+    below, above = (
+        dataclasses.replace(verifier, trust_floor=p + 0.01),
+        dataclasses.replace(verifier, trust_floor=p - 0.01),
+    )
+    assert below.accepts(0.9, features) == (False, p)  # trusted, but vetoed
+    assert above.accepts(0.9, features) == (True, p)
+    assert below.accepts(0.8, features)[0] is (p >= 0.99)  # the band below: the cut decides
+    # the same words are never vetoed: the model scores identical wording low
+    assert below.accepts(0.9, features, same_words=True) == (True, p)
+    # the floor is saved and read back; a file without one vetoes nothing
+    assert Verifier.from_dict(below.to_dict()) == below
+    older = {k: v for k, v in below.to_dict().items() if k != "trust_floor"}
+    assert Verifier.from_dict(older).trust_floor == 0.0
+    assert Verifier.from_dict(older).accepts(0.9, features) == (True, p)
+
+
+def test_fit_verifier_applies_the_trust_floor_to_its_figures(embedder: Any) -> None:
+    pairs = PAIRS * 6
+    common = {"embedder": embedder, "threshold": 0.5, "folds": 3, "repeats": 1}
+    free, cv_free = fit_verifier(pairs, trust_above=0.5, **common)
+    vetoing, cv_veto = fit_verifier(pairs, trust_above=0.5, trust_floor=0.999, **common)
+    assert free.trust_floor == 0.0 and vetoing.trust_floor == 0.999
+    assert cv_veto["trust_floor"] == 0.999
+    # the same model and cut; with every pair trusted, a floor can only serve fewer
+    assert (vetoing.weights, vetoing.cut) == (free.weights, free.cut)
+    assert cv_veto["train_recall"] <= cv_free["train_recall"]
 
 
 def test_the_folded_vector_weights_score_like_the_projected_model() -> None:

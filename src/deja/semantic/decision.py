@@ -26,13 +26,15 @@ DEFAULT_THRESHOLD = 0.70
 """The shipped cosine threshold: the first filter (guards and the verifier do the rest).
 
 The shipped verifier trusts a candidate at cosine >= 0.85 that the guards pass (the
-region a bare threshold already serves at a 1% false-hit rate) and, between 0.70 and
-0.85, serves only what it accepted with no false hit of its own on the labelled dev pairs
-(out of fold). Looser settings score better pair by pair and worse in a cache: trained from
-0.60 with a 0.8% false-hit budget, the verifier reaches 41% dev recall by nested CV, but a
-stream of 3,000 Banking77 queries through one cache (``python -m deja.bench.semantic
---stream``) then gets a wrong-intent answer for 17-25% of its semantic hits, against ~6% as
-shipped and 5% for guards with a bare 0.85 (BENCHMARKS.md). Without a verifier it is far
+region a bare threshold already serves at a 1% false-hit rate) unless it scores it below
+0.7 (``trust_floor``: near-duplicates of other kinds than dev's, BENCHMARKS.md), and,
+between 0.70 and 0.85, serves only what it accepted with no false hit of its own on the
+labelled dev pairs (out of fold). Looser settings score better pair by pair and worse in
+a cache: trained from 0.60 with a 0.8% false-hit budget, the verifier reaches 41% dev
+recall by nested CV, but a stream of 3,000 Banking77 queries through one cache (``python
+-m deja.bench.semantic --stream``) then gets a wrong-intent answer for 17-25% of its
+semantic hits, against ~5% as shipped and 4-5% for guards with a bare 0.85
+(BENCHMARKS.md). Without a verifier it is far
 too low: see :data:`BARE_THRESHOLD`."""
 
 BARE_THRESHOLD = 0.85
@@ -89,7 +91,9 @@ def decide(
             similarity, candidate, query, sig_a=sig_c, sig_b=sig_q, report=report
         )
         vectors = (candidate_vector, query_vector) if verifier.uses_vectors else None
-        accepted, probability = verifier.accepts(similarity, features, vectors)
+        accepted, probability = verifier.accepts(
+            similarity, features, vectors, same_words=sig_q.plain == sig_c.plain
+        )
         if not accepted:
             return Decision(
                 False, similarity, "threshold" if below else "verifier", probability, False

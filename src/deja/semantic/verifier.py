@@ -113,7 +113,7 @@ class Verifier:
     (the second term only when ``vector_weights`` is set; they are then those of the
     embedder named ``embedder``). A candidate is accepted when the probability is at least
     ``cut``, or when its similarity is at least ``trust_above`` (near-duplicates that passed
-    every guard need no second opinion).
+    every guard need no more than a veto) and its probability at least ``trust_floor``.
     """
 
     features: tuple[str, ...]
@@ -124,6 +124,7 @@ class Verifier:
     cut: float
     trust_above: float = 1.01
     info: dict[str, Any] | None = None
+    trust_floor: float = 0.0
     vector_weights: tuple[float, ...] = ()
     embedder: str | None = None
     _vector_arrays: Any = field(default=None, init=False, repr=False, compare=False)
@@ -177,11 +178,23 @@ class Verifier:
         return 1.0 / (1.0 + math.exp(-z))
 
     def accepts(
-        self, similarity: float, features: list[float], vectors: tuple[Any, Any] | None = None
+        self,
+        similarity: float,
+        features: list[float],
+        vectors: tuple[Any, Any] | None = None,
+        *,
+        same_words: bool = False,
     ) -> tuple[bool, float]:
-        """(accepted, probability) for one candidate (``vectors`` as in :meth:`probability`)."""
+        """(accepted, probability) for one candidate (``vectors`` as in :meth:`probability`).
+
+        ``same_words``: the two prompts are the same words (letter case, punctuation and
+        word endings aside). ``trust_floor`` vetoes no such candidate: trained on dev's
+        negatives, half of them drawn for sharing words, the model scores identical wording
+        low ("hello there" / "hello there": 0.42).
+        """
         p = self.probability(features, vectors)
-        return (similarity >= self.trust_above or p >= self.cut), p
+        trusted = similarity >= self.trust_above and (same_words or p >= self.trust_floor)
+        return trusted or p >= self.cut, p
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (what ``verifier.json`` holds)."""
@@ -196,6 +209,8 @@ class Verifier:
             "cut": self.cut,
             "trust_above": self.trust_above,
         }
+        if self.trust_floor:
+            data["trust_floor"] = self.trust_floor
         if self.vector_weights:
             data["embedder"] = self.embedder
             data["vector_weights"] = list(self.vector_weights)
@@ -222,6 +237,7 @@ class Verifier:
                 bias=float(data["bias"]),
                 cut=float(data["cut"]),
                 trust_above=float(data.get("trust_above", 1.01)),
+                trust_floor=float(data.get("trust_floor", 0.0)),
                 info=dict(data.get("info") or {}),
                 vector_weights=tuple(float(v) for v in vector_weights),
                 embedder=str(data["embedder"]) if vector_weights else None,
