@@ -694,6 +694,7 @@ def test_an_acronym_is_its_words_spelled_out() -> None:
     assert failed("normal blood pressure for adults", "what is a normal BP for an adult") == ()
     assert failed("gift ideas for my mother in law", "gift ideas for my MIL") == ()
     assert failed("who was the UK prime minister in 2015", "UK PM in 2015?") == ()
+    assert failed("what is the early termination fee", "what's the ETF?") == ()
     # only an acronym written in capitals, only spelled out by content words at both ends
     assert "entities" in failed("normal BP for adults", "normal blood sugar for adults")
     assert "entities" in failed("is the PR ready", "is the pull request ready for review by QA")

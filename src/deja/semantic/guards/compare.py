@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
@@ -118,7 +119,9 @@ def _entity_arrows(names: Iterable[str], low_text: str) -> frozenset[tuple[str, 
 def _spelled_out(name: str, text: str, other_low: str) -> bool:
     """Is ``name`` an acronym written in capitals in ``text`` whose words, initial by
     initial, are in ``other_low`` (first and last one not a stop word)?"""
-    if not (2 <= len(name) <= 5 and name.isalpha() and name.upper() in text.split()):
+    if not (2 <= len(name) <= 5 and name.isalpha()):
+        return False
+    if re.search(rf"(?<![\w.]){name.upper()}(?!\w)", text) is None:
         return False
     words = other_low.split()
     n = len(name)
