@@ -736,6 +736,45 @@ def test_the_people_of_a_country_are_the_country() -> None:
         ), other
 
 
+@pytest.mark.parametrize(
+    ("a", "b", "guard"),
+    [
+        (
+            "What's the difference between == and === in JavaScript?",
+            "What's the difference between = and == in JavaScript?",
+            "code",
+        ),
+        ("what does a[::-1] do in python", "what does a[:-1] do in python", "code"),
+        (
+            "What does the * operator do in Python?",
+            "What does the ** operator do in Python?",
+            "code",
+        ),
+        ("is 5 > 3", "is 5 < 3", "code"),
+        ("Solve 2x + 6 = 14", "Solve 2x - 6 = 14", "polarity"),
+        ("what is 5 + 3", "what is 5 times 3", "polarity"),
+    ],
+)
+def test_operators_and_subscripts_are_read(a: str, b: str, guard: str) -> None:
+    assert guard in failed(a, b)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("Solve 2x + 6 = 14", "solve 2x+6=14"),
+        ("calculate 33 * 66", "33 multiplied by 66"),
+        ("What is the area of a circle with radius 5?", "area of a circle, r = 5"),
+        # a dash, a range, a hyphen and doubled question marks are prose
+        ("Python - sort a list", "Python: sort a list"),
+        ("delivery takes 3-5 days", "delivery takes 3-5 days?"),
+        ("why is my top up pending??", "why is my top up pending?"),
+    ],
+)
+def test_operators_written_in_words_or_prose_symbols_still_pass(a: str, b: str) -> None:
+    assert failed(a, b) == ()
+
+
 def test_an_entity_north_of_another_is_directed() -> None:
     assert "entities" in failed("is Madrid north of Paris", "is Paris north of Madrid")
     assert failed("is Madrid north of Paris", "is Madrid to the north of Paris") == ()

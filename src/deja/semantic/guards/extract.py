@@ -17,12 +17,14 @@ from deja.semantic.guards.entities import (
     _put_after,
 )
 from deja.semantic.guards.literals import (
+    _ARITHMETIC,
     _CODE_MARK,
     _CODE_RE,
     _EMPTY_CALL_RE,
     _IDENT_RE,
     _JS_NAME_RE,
     _MARK_RE,
+    _OPERATOR_RE,
     _PATH_RE,
     _PROSE_SLASH_RE,
     _QUOTE_MARK,
@@ -287,6 +289,7 @@ def signature(text: str) -> Signature:
 
 # Capital letters each followed by a full stop ("U.S.", "U.K.", "E.U."): an acronym written
 # with dots, the same name as without them.
+_MAYBE_OPERATOR_RE = re.compile(r"[\[=!<>*&|^%~+\-/:?]")
 _DOTTED_ACRONYM_RE = re.compile(r"\b(?:[A-Z]\.){2,}(?![A-Za-z0-9])")
 
 
@@ -359,6 +362,13 @@ def _signature(text: str) -> Signature:
         code.append(_EMPTY_CALL_RE.sub("()", _MARK_RE.sub("", value)) if marks else value)
         return _mark(_CODE_MARK, len(code) - 1) + marks
 
+    def take_operator(m: re.Match[str]) -> str:
+        op = "".join(m.group().split())
+        if op in _ARITHMETIC:  # a word, compared with the others of its group
+            return f" {_ARITHMETIC[op]} "
+        code.append(op)
+        return f" {_mark(_CODE_MARK, len(code) - 1)} "
+
     rest = _VERSION_RE.sub(" ", rest)
     if "js" in rest or "JS" in rest or "Js" in rest:
         rest = _JS_NAME_RE.sub(_js_name, rest)
@@ -367,6 +377,8 @@ def _signature(text: str) -> Signature:
     if "::" in rest:
         rest = _SCOPED_RE.sub(take_ident, rest)
     rest = _IDENT_RE.sub(take_ident, rest)
+    if _MAYBE_OPERATOR_RE.search(rest) is not None:
+        rest = _OPERATOR_RE.sub(take_operator, rest)
     literals_directed = False
     if len(code) + len(quotes) > 1:
         code, quotes, literals_directed = _literal_order(rest, code, quotes)

@@ -61,6 +61,25 @@ _SCOPED_RE = re.compile(
 )
 
 
+# Operators and subscripts, read as code ("== vs ===", "a[::-1]", "2x + 6 = 14"): a run of
+# two or more operator characters where it stands alone; one character only between two
+# operands (a number, a single letter, a code mark), and "-" only with spaces round it (a
+# hyphen, a range or a dash is prose); "/" never alone (fractions, rates, "and/or"). The
+# arithmetic ones and "=" are read as words ("2 * 3" is "2 times 3", "r = 5" "r equals 5":
+# ``_ARITHMETIC``), so that a prompt in words still matches.
+_OPERAND = r"[\d\ue000-\uefff]|\b[A-Za-z]"
+_OPERATOR_RE = re.compile(
+    rf"""
+    (?<![\w\[])[A-Za-z_]\w*\[[^\]\s]{{1,24}}\]                      # a[::-1], arr[0]
+    | (?<![=!<>*&|^%~+\-/:?])
+      (?:===|!==|==|!=|<=|>=|\*\*|//|&&|\|\||:=|\+=|-=|\*=|/=|<<|>>)
+      (?![=!<>*&|^%~+\-/:?])                                        # ==, **, &&
+    | (?<={_OPERAND})\s*[+*=<>%]\s*(?=[\d\ue000-\uefff(]|[A-Za-z]\b)   # x = 5, 2*3
+    | (?<={_OPERAND})\s+-\s+(?=[\d\ue000-\uefff(]|[A-Za-z]\b)          # 2x - 6
+    """,
+    re.VERBOSE,
+)
+_ARITHMETIC = {"+": "plus", "-": "minus", "*": "times", "=": "equals", "%": "modulo"}
 _PROSE_SLASH_RE = re.compile(r"[A-Za-z]+/[A-Za-z]+")
 # A number, a slash and one word or number is a rate or a fraction ("$5/month", "24/7",
 # "1/2"), not a path: its numbers are read as numbers.

@@ -1097,6 +1097,13 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("beginning", "end ending"),
         ("rise", "decline"),
         ("endothermic", "exothermic"),
+        # the operation asked for: "2 + 3" is "2 plus 3", not "2 times 3"
+        (
+            "plus addition sum",
+            "minus subtract subtraction",
+            "times multiply multiplied multiplication product",
+            "divided divide division quotient",
+        ),
         # which criterion a "best way" asks for
         ("cheapest", "fastest quickest", "easiest simplest", "safest", "healthiest"),
         # roles: the same question from the other side has another answer
