@@ -582,7 +582,7 @@ def _plain(lows: list[str]) -> tuple[tuple[str, ...], bool]:
         if negation:
             base = _UNDENIED.get(w, w[:-3] if w.endswith("n't") else None)
             if base:
-                words.append(base)
+                words.append(_plain_stem(base))
         else:
             words.append(_plain_stem(w))
     return tuple(words), denies
