@@ -134,15 +134,22 @@ def test_a_trusted_candidate_the_verifier_is_sure_is_wrong_is_vetoed() -> None:
 
 
 def test_fit_verifier_applies_the_trust_floor_to_its_figures(embedder: Any) -> None:
-    pairs = PAIRS * 6
-    common = {"embedder": embedder, "threshold": 0.5, "folds": 3, "repeats": 1}
-    free, cv_free = fit_verifier(pairs, trust_above=0.5, **common)
-    vetoing, cv_veto = fit_verifier(pairs, trust_above=0.5, trust_floor=0.999, **common)
-    assert free.trust_floor == 0.0 and vetoing.trust_floor == 0.999
-    assert cv_veto["trust_floor"] == 0.999
-    # the same model and cut; with every pair trusted, a floor can only serve fewer
+    # every pair trusted (trust_above = threshold), and no cut: what is served is what the
+    # floor lets through; a floor above any probability lets through the same words only
+    same_words = LabelledPair(
+        "What is the capital of France?", "what is the capital of france", True
+    )
+    pairs = [*PAIRS, same_words] * 6
+    common = {"embedder": embedder, "threshold": 0.5, "trust_above": 0.5, "folds": 3, "repeats": 1}
+    free, cv_free = fit_verifier(pairs, **common)
+    vetoing, cv_veto = fit_verifier(pairs, trust_floor=1.01, **common)
+    assert free.trust_floor == 0.0 and vetoing.trust_floor == 1.01
+    assert cv_veto["trust_floor"] == 1.01
+    # the same model and cut: the floor is applied after the cut is chosen
     assert (vetoing.weights, vetoing.cut) == (free.weights, free.cut)
-    assert cv_veto["train_recall"] <= cv_free["train_recall"]
+    assert cv_free["train_recall"] == 1.0
+    assert cv_veto["train_recall"] == pytest.approx(1 / 4)  # 1 of 4 positives: same words
+    assert cv_veto["cv_recall"] == pytest.approx(1 / 4)
 
 
 def test_the_folded_vector_weights_score_like_the_projected_model() -> None:

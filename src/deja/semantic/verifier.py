@@ -85,9 +85,8 @@ def pair_features(
     tri_union = len(tri_a | tri_b) or 1
     only_a = math.log1p(len(words_a - words_b))
     only_b = math.log1p(len(words_b - words_a))
-    one_sided = sum(
-        1 for pa, pb in zip(sig_a.poles, sig_b.poles, strict=True) if bool(pa) != bool(pb)
-    )
+    # groups of alternatives (guards' poles) that one prompt names and the other does not
+    one_sided = len(set(sig_a.pole_groups).symmetric_difference(sig_b.pole_groups))
     return [
         similarity,
         similarity * similarity,

@@ -85,11 +85,6 @@ def _occurrences_at(candidates: Iterable[str], low_text: str) -> list[tuple[int,
     return out
 
 
-def _occurrences(candidates: Iterable[str], low_text: str) -> tuple[str, ...]:
-    """Which candidate entities occur in ``low_text`` (whole words), in text order."""
-    return tuple(name for _, name in _occurrences_at(candidates, low_text))
-
-
 # what joins two names with a direction, read from the first to the second: "Oslo to
 # Berlin", "Madrid north of Paris"; "to Berlin from Oslo" is read backwards
 _FORWARD = frozenset(
@@ -99,11 +94,11 @@ _FORWARD = frozenset(
 )
 
 
-def _entity_arrows(names: Iterable[str], low_text: str) -> frozenset[tuple[str, str]]:
-    """The (source, target) pairs of names that ``low_text`` joins with a direction:
-    neighbours with a direction word between them, and "from X ... to Y"."""
+def _entity_arrows(seen: list[tuple[int, str]], low_text: str) -> frozenset[tuple[str, str]]:
+    """The (source, target) pairs of the names ``seen`` in ``low_text`` (as
+    :func:`_occurrences_at` finds them) that it joins with a direction: neighbours with a
+    direction word between them, and "from X ... to Y"."""
     padded = f" {low_text} "
-    seen = _occurrences_at(names, low_text)
     out: set[tuple[str, str]] = set()
     for (start, x), (nxt, y) in itertools.pairwise(seen):
         between = padded[start + len(x) + 1 : nxt].strip()
@@ -213,6 +208,17 @@ def _aligned_conflict(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     return any(_swapped(a[i], b[i]) for i in diff)
 
 
+def _reversed(a: frozenset[tuple[str, str]], b: frozenset[tuple[str, str]]) -> bool:
+    """Does ``b`` join two of ``a``'s (source, target) pairs only the other way round?"""
+    return any(x != y and (y, x) in b and (x, y) not in b for x, y in a)
+
+
+def _drops_exception(a: Signature, b: Signature) -> bool:
+    """Is ``a`` "all X except Y" and ``b`` the same without the exception? ("X that is not
+    Y", a negation, says it another way.)"""
+    return a.excludes and not b.excludes and not b.denies
+
+
 def _conflict(a: Signature, b: Signature) -> bool:
     """Does some group have sides named on both prompts, none of them on both?"""
     for k in a.pole_groups:
@@ -317,8 +323,10 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         # counts when either prompt gives the names a direction ("Oslo to Berlin").
         names = a.entity_candidates | b.entity_candidates
         if names:
-            seen_a = _occurrences(names, a.low_text)
-            seen_b = _occurrences(names, b.low_text)
+            at_a = _occurrences_at(names, a.low_text)
+            at_b = _occurrences_at(names, b.low_text)
+            seen_a = tuple(name for _, name in at_a)
+            seen_b = tuple(name for _, name in at_b)
             marked_a: Iterable[str] = a.entity_candidates
             marked_b: Iterable[str] = b.entity_candidates
             qualified = a.qualified | b.qualified
@@ -343,22 +351,18 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
                 # the same names, but two of them joined the other way round ("Oslo to
                 # Berlin" / "Berlin to Oslo"); a direction one prompt leaves unsaid, or
                 # says the other way ("to Berlin from Oslo"), is no conflict
-                arrows_a = _entity_arrows(names, a.low_text)
-                arrows_b = _entity_arrows(names, b.low_text)
-                same = not any(
-                    x != y and (y, x) in arrows_b and (x, y) not in arrows_b for x, y in arrows_a
+                same = not _reversed(
+                    _entity_arrows(at_a, a.low_text), _entity_arrows(at_b, b.low_text)
                 )
             if not same:
                 failed.append("entities")
     if s.polarity and (
         _conflict(a, b)
         # the same two words joined the other way round ("string to int" / "int to string")
-        or any(y != x and (y, x) in b.arrows and (x, y) not in b.arrows for x, y in a.arrows)
+        or _reversed(a.arrows, b.arrows)
         or _aligned_conflict(a.plain, b.plain)
-        # "all X except Y" against the same without the exception ("X that is not Y" says
-        # it another way)
-        or (a.excludes and not b.excludes and not b.denies)
-        or (b.excludes and not a.excludes and not a.denies)
+        or _drops_exception(a, b)
+        or _drops_exception(b, a)
     ):
         failed.append("polarity")
     if s.negation and a.negated != b.negated:
