@@ -435,6 +435,31 @@ def test_a_child_forked_during_a_save_can_still_save(tmp_path: Any, embedder: An
     cache.close()
 
 
+def test_caches_share_one_fork_hook_and_are_not_kept_alive_by_it(
+    tmp_path: Any, embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+    import os
+    import weakref
+
+    from deja._sync import cache as module
+
+    hooks: list[Any] = []
+    monkeypatch.setattr(os, "register_at_fork", lambda **kw: hooks.append(kw))
+    caches = [
+        deja.Cache(semantic=SemanticCache(embedder=embedder), semantic_path=tmp_path / f"i{n}")
+        for n in range(5)
+    ]
+    assert hooks == []  # the module's one hook was registered at import
+    assert set(caches) <= set(module._SAVERS)
+    refs = [weakref.ref(c) for c in caches]
+    for cache in caches:
+        cache.close()
+    del caches, cache
+    gc.collect()
+    assert [r() for r in refs] == [None] * 5  # the hook's set holds them weakly
+
+
 def test_config_sets_the_semantic_save_interval(tmp_path: Any) -> None:
     from deja.config import build_cache, parse_config
 

@@ -15,7 +15,6 @@ not look as if it did.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import threading
@@ -183,10 +182,8 @@ class AsyncCache:
         self._semantic_saving = threading.Lock()  # one save at a time, close() after it
         self._semantic_next_save = time.monotonic() + (semantic_save_interval or 0.0)
         self._semantic_saver: threading.Thread | None = None
-        if self._semantic_path is not None and hasattr(os, "register_at_fork"):
-            # a child forked while a background save holds the lock would wait for it
-            # forever (the thread doing it is not in the child)
-            os.register_at_fork(after_in_child=functools.partial(_after_fork, weakref.ref(self)))
+        if self._semantic_path is not None:
+            _SAVERS.add(self)
         self._semantic_hits = 0
         self._locking = store if isinstance(store, Locking) else None
         if lock_ttl <= 0 or lock_wait < 0:
@@ -971,9 +968,19 @@ class AsyncCache:
             )
 
 
-def _after_fork(ref: weakref.ReferenceType[AsyncCache]) -> None:
-    """In a forked child: free the semantic save lock a parent's thread may have held."""
-    cache = ref()
-    if cache is not None:
+# Caches that save a semantic index in the background. A child forked while a background
+# save holds a cache's save lock would wait for it forever (the thread doing it is not in
+# the child), so one fork hook, registered once per process (a hook per cache would never
+# be unregistered), gives each living cache a fresh lock in the child.
+_SAVERS: weakref.WeakSet[AsyncCache] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    """In a forked child: free the semantic save locks a parent's threads may have held."""
+    for cache in list(_SAVERS):
         cache._semantic_saving = threading.Lock()
         cache._semantic_saver = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
