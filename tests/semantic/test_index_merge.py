@@ -220,9 +220,116 @@ def test_sync_saves_only_when_either_side_changed(tmp_path: Path, clock: FakeClo
     assert a.sync(tmp_path) is False  # nothing new on either side
     assert b.sync(tmp_path) is True and "x" in b  # a's save is new to b: merged
     assert b.sync(tmp_path) is False
-    assert a.sync(tmp_path) is True  # b's save is new to a (nothing to take, but saved)
+    assert a.sync(tmp_path) is False  # b took a's save in and wrote nothing of its own
     assert a.strike("x", 1) == 1
     assert a.sync(tmp_path) is True
+    assert b.sync(tmp_path) is True  # a's delta
+    assert b.search(vec(0), scope="s", k=1)[0].strikes == 1
+    assert (a.sync(tmp_path), b.sync(tmp_path)) == (False, False)
+
+
+def deltas(path: Path) -> list[str]:
+    return sorted(p.name for p in path.glob("delta-*"))
+
+
+def test_a_sync_writes_only_what_changed_and_the_others_take_it_in(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    seed = worker(tmp_path, clock, max_entries=None)
+    for i in range(50):
+        seed.add(f"e{i}", vec(i), scope="s", payload=str(i))
+    seed.save(tmp_path)
+    base = (tmp_path / "index.json").read_bytes()
+    a, b = worker(tmp_path, clock, max_entries=None), worker(tmp_path, clock, max_entries=None)
+    clock.advance(1)
+    a.add("new", vec(100), scope="t", payload="from a")
+    assert a.remove("e3") and a.strike("e4", 2) == 2
+    assert a.sync(tmp_path) is True
+    assert (tmp_path / "index.json").read_bytes() == base  # the base is not rewritten
+    [name] = deltas(tmp_path)
+    with np.load(tmp_path / name) as data:  # one new row, one removal, one strike count
+        doc = json.loads(str(data["doc"]))
+        assert data["vectors"].shape == (1, 16)
+    assert [item["ids"] for item in doc["scopes"]] == [["new"]]
+    assert list(doc["tombstones"]) == ["e3"]
+    assert doc["strikes"] == [["e4", seed._meta["e4"].added, 2]]
+    b.strike("e4", 1)
+    assert b.sync(tmp_path) is True  # takes a's delta in, writes its own
+    assert "e3" not in b and b.search(vec(100), scope="t", k=1)[0].payload == "from a"
+    assert b.search(vec(4), scope="s", k=1)[0].strikes == 3
+    assert a.sync(tmp_path) is True and a.search(vec(4), scope="s", k=1)[0].strikes == 3
+    loaded = saved(tmp_path, clock)  # the base and both deltas
+    assert sorted(loaded._meta) == sorted(a._meta) == sorted(b._meta)
+    assert len(loaded) == 50 and loaded.search(vec(4), scope="s", k=1)[0].strikes == 3
+    assert (a.sync(tmp_path), b.sync(tmp_path), loaded.sync(tmp_path)) == (False,) * 3
+
+
+def test_deltas_are_folded_into_a_new_base_once_they_add_up(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import deja.semantic.index as module
+
+    monkeypatch.setattr(module, "_COMPACT_FILES", 3)
+    a = worker(tmp_path, clock, max_entries=None)
+    a.add("first", vec(0), scope="s")
+    assert a.sync(tmp_path) is True  # no base yet: a full one
+    b = worker(tmp_path, clock, max_entries=None)
+    a.add("a1", vec(1), scope="s")
+    b.add("b1", vec(2), scope="s")
+    assert a.sync(tmp_path) and b.sync(tmp_path)
+    assert len(deltas(tmp_path)) == 2
+    a.add("a2", vec(3), scope="s")
+    assert a.sync(tmp_path)  # writes a third delta
+    assert len(deltas(tmp_path)) == 3
+    b.add("b2", vec(4), scope="s")
+    assert b.sync(tmp_path)  # three deltas: b writes a new base instead, with b2
+    assert deltas(tmp_path) == []
+    assert sorted(saved(tmp_path, clock)._meta) == ["a1", "a2", "b1", "b2", "first"]
+    a.add("a3", vec(5), scope="s")  # a's base is gone: it takes b's in, then writes a delta
+    assert a.sync(tmp_path) and "b2" in a
+    assert len(deltas(tmp_path)) == 1
+    assert sorted(saved(tmp_path, clock)._meta) == ["a1", "a2", "a3", "b1", "b2", "first"]
+
+
+def x_saved_y_pending(path: Path, clock: FakeClock) -> InProcessIndex:
+    """An index that saved ``x`` to ``path`` and has added ``y`` since."""
+    index = worker(path, clock)
+    index.add("x", vec(0), scope="s")
+    index.save(path)
+    index.add("y", vec(1), scope="s")
+    return index
+
+
+def test_a_save_replaces_the_deltas_and_an_unreadable_delta_is_skipped(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = x_saved_y_pending(tmp_path, clock)
+    assert a.sync(tmp_path)
+    [name] = deltas(tmp_path)
+    (tmp_path / name).write_bytes(b"not a delta")
+    with caplog.at_level("WARNING", logger="deja.semantic"):
+        loaded = saved(tmp_path, clock)
+    assert sorted(loaded._meta) == ["x"] and "unreadable vector index delta" in caplog.text
+    a.save(tmp_path)
+    assert deltas(tmp_path) == [] and sorted(saved(tmp_path, clock)._meta) == ["x", "y"]
+
+
+def test_a_failed_delta_write_is_made_good_by_the_next_sync(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import deja.semantic.index as module
+
+    a = x_saved_y_pending(tmp_path, clock)
+
+    def full_disk(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(module, "_save_delta", full_disk)
+        with pytest.raises(OSError, match="No space"):
+            a.sync(tmp_path)
+    assert a.sync(tmp_path) is True  # a full base this time: y is not lost
+    assert deltas(tmp_path) == [] and sorted(saved(tmp_path, clock)._meta) == ["x", "y"]
 
 
 def test_saves_while_another_thread_writes_stay_loadable(tmp_path: Path) -> None:
@@ -293,3 +400,21 @@ def test_a_file_system_without_locks_still_saves(
     index.save(tmp_path)
     assert "x" in saved(tmp_path, FakeClock())
     assert "saving without the lock" in caplog.text
+
+
+def test_entries_taken_in_keep_their_age_so_the_oldest_is_evicted_first(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    a, b = worker(tmp_path, clock, max_entries=None), worker(tmp_path, clock, max_entries=4)
+    a.add("base", vec(0), scope="s")
+    assert a.sync(tmp_path) and b.sync(tmp_path)
+    for name, index in (("a1", a), ("b1", b), ("a2", a), ("b2", b)):
+        clock.advance(1)
+        index.add(name, vec(len(name) + ord(name[0])), scope="s")
+    assert a.sync(tmp_path) and b.sync(tmp_path)  # b takes a1 and a2 in, in age order
+    assert list(b._meta) == ["base", "a1", "b1", "a2", "b2"][-4:]  # base: evicted, oldest
+    clock.advance(1)
+    b.add("b3", vec(40), scope="s")
+    assert list(b._meta) == ["b1", "a2", "b2", "b3"]
+    assert b.sync(tmp_path) and a.sync(tmp_path)  # b's evictions reach a as removals
+    assert sorted(a._meta) == ["a2", "b1", "b2", "b3"]

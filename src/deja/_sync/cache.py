@@ -691,20 +691,16 @@ class Cache:
         self.store.close()
 
     def _save_semantic(self) -> None:
-        semantic = self.semantic
-        assert semantic is not None
-
-        def save(path: Path) -> bool:
-            semantic.save(path)  # always writes (a close saves even an unchanged index)
-            return True
-
-        self._counted_save(save)
+        # a sync, not a full save: what changed since the last one, as a delta beside the
+        # base (N workers closing at once would each rewrite the whole index otherwise)
+        self._sync_semantic()
 
     def sync_semantic(self) -> bool:
-        """Save the semantic index to ``semantic_path`` now if it, or the index saved
-        there, changed since this cache last loaded or saved it, merging what other
-        processes saved there (what ``semantic_save_interval`` does in the background).
-        Returns whether it saved. Raises :class:`~deja.errors.ConfigError` without a
+        """Bring the semantic index and ``semantic_path`` in step now: take in what other
+        processes saved there since this cache last loaded or synced it, and write what
+        this one changed since (what ``semantic_save_interval`` does in the background;
+        :meth:`deja.semantic.index.InProcessIndex.sync`). Returns whether it took in or
+        wrote anything. Raises :class:`~deja.errors.ConfigError` without a
         semantic tier or ``semantic_path``, :class:`~deja.errors.StoreError` when the save
         fails (nothing in memory is lost; the next save tries again).
         """

@@ -323,10 +323,10 @@ class SemanticCache:
         self.index.save(path)
 
     def sync(self, path: str | Path) -> bool:
-        """Save an in-process index to ``path`` if it, or the index saved there, changed
-        since it last loaded or saved there (merging what other processes saved; see
-        :meth:`deja.semantic.index.InProcessIndex.sync`); returns whether it saved. A
-        shared index (Redis, Qdrant) is stored as it changes: ``False``."""
+        """Bring an in-process index and ``path`` in step: take in what other processes
+        wrote there, write what this index changed (see
+        :meth:`deja.semantic.index.InProcessIndex.sync`); returns whether it took in or
+        wrote anything. A shared index (Redis, Qdrant) is stored as it changes: ``False``."""
         sync = getattr(self.index, "sync", None)
         return bool(sync(path)) if sync is not None else False
 

@@ -55,6 +55,20 @@ _MAX_TOMBSTONES = 200_000
 _FORMAT = "deja-vector-index"
 _FORMAT_VERSION = 1
 
+# A sync writes what changed since the last one as a delta file beside the full save (the
+# base); the base is written again (compacted) once its deltas reach this many files, or
+# hold rows for this share of the base's entries (at least _COMPACT_MIN_ROWS). Every
+# process inserts each delta row into its graph (~1 ms) when it takes the delta in or
+# loads the directory, and a compaction holds the lock while it copies the index (1M
+# entries: ~4 s), so the share is small: at 1M entries a compaction every 20k new ones.
+_COMPACT_FILES = 256
+_COMPACT_FRACTION = 0.02
+_COMPACT_MIN_ROWS = 2000
+# entries a merge inserts per hold of the index lock (an i8 graph insert takes ~1 ms), and
+# compares with its own per hold
+_MERGE_BATCH = 16
+_MERGE_COMPARE = 4096
+
 
 class Neighbor(NamedTuple):
     """One search result: the entry ``id``, its cosine ``similarity`` and its ``payload``.
@@ -170,6 +184,19 @@ class _Meta:
 
 
 @dataclass(slots=True)
+class _Pending:
+    """What this index changed since it last wrote a save or a delta: the ids it added,
+    removed (a tombstone says when) and gave strikes to."""
+
+    added: set[str] = field(default_factory=set)
+    removed: set[str] = field(default_factory=set)
+    struck: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.struck)
+
+
+@dataclass(slots=True)
 class _Scope:
     """The entries of one scope: rows of a matrix, and an HNSW graph once large."""
 
@@ -229,13 +256,19 @@ class InProcessIndex:
     All methods are thread-safe (one lock; searches take well under a millisecond).
 
     Several processes may save to one directory (the workers of ``deja serve --workers
-    N``): :meth:`save` holds a file lock and, when another process saved there since this
-    one last loaded or saved, first merges that index into this one, entry by entry, the
+    N``). A directory holds a full save (the *base*) and *deltas*: :meth:`sync` writes only
+    what this index changed since its last sync (new entries with their vectors, removals,
+    strikes) as a small file, and takes in the deltas the others wrote, so a periodic sync
+    costs in proportion to the changes, not to the index; the base is rewritten (compacted)
+    only once its deltas hold 2% of its entries (at least 2,000) or make 256 files.
+    :meth:`save` always writes a full base. Both hold a file lock and first take in what
+    other processes wrote there since this one last loaded or synced, entry by entry, the
     later event winning: an entry added later replaces an older one of the same id, and a
     removal (``remove``, a forgotten entry, ``remove_scope``, ``clear``, an eviction) later
     than an add keeps the entry out, so a merge never brings back what another process
     removed. Removals are remembered for 7 days (at most 200,000). The strikes one process
-    gave an entry since it last loaded or saved it are added to the count the other saved.
+    gave an entry since it last wrote are added to the count the others wrote. Entries
+    taken in keep their age (the oldest is still evicted first).
     """
 
     def __init__(
@@ -275,11 +308,15 @@ class InProcessIndex:
         self.evictions = 0
         # id -> wall-clock time of its removal (see save)
         self._tombstones: dict[str, float] = {}
-        # the manifest this index last loaded or saved (None: neither yet)
+        # the base this index last loaded, wrote or took in (None: none yet), where and
+        # which file, and the deltas of that base it has taken in or written
         self._generation: str | None = None
-        # what changes this index (sync saves only when it or the saved one changed)
-        self._changes = 0
-        self._synced: tuple[str, tuple[int, int, int] | None, int] | None = None
+        self._base: tuple[str, tuple[int, int, int] | None] | None = None
+        self._applied: set[str] = set()
+        self._pending = _Pending()
+        self._full_save_due = False  # a write failed: the next sync writes a full base
+        self._writer = uuid.uuid4().hex[:12]  # names this index's delta files
+        self._delta_seq = 0
 
     @property
     def process_local(self) -> bool:
@@ -313,6 +350,7 @@ class InProcessIndex:
         meta = _Meta(scope, expires, payload, added=self._clock())
         with self._lock:
             self._insert(scope, [id], vec[None, :], [meta])
+            self._added([id])
             self._bound()
 
     def add_many(
@@ -332,7 +370,19 @@ class InProcessIndex:
         metas = [_Meta(scope, expires, text, added=now) for text in texts]
         with self._lock:
             self._insert(scope, ids, vectors, metas)
+            self._added(ids)
             self._bound()
+
+    def _added(self, ids: list[str]) -> None:
+        self._pending.added.update(ids)
+        self._pending.removed.difference_update(ids)
+
+    def _forget(self, ids: Any, when: float) -> None:
+        """Tombstones for entries this index removed (another process's are not pending)."""
+        for id in ids:
+            self._tombstones[id] = when
+            self._pending.removed.add(id)
+            self._pending.added.discard(id)
 
     def _insert(self, scope: str, ids: list[str], vectors: Any, metas: list[_Meta]) -> None:
         matrix = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -351,7 +401,6 @@ class InProcessIndex:
             if s.matrix is None or need > s.matrix.shape[0]:
                 self._grow(s, max(16, need, n * 2))
             s.matrix[n:need] = matrix
-            self._changes += 1
             for offset, (id, meta) in enumerate(zip(ids, metas, strict=True)):
                 s.expires[n + offset] = np.inf if meta.expires is None else meta.expires
                 s.ids.append(id)
@@ -369,7 +418,7 @@ class InProcessIndex:
             if id not in self._meta:
                 return False
             self._remove(id)
-            self._tombstones[id] = self._clock()
+            self._forget([id], self._clock())
             return True
 
     def strike(self, id: str, delta: int) -> int | None:
@@ -380,7 +429,7 @@ class InProcessIndex:
             if meta is None:
                 return None
             meta.strikes = max(0, meta.strikes + delta)
-            self._changes += 1
+            self._pending.struck.add(id)
             return meta.strikes
 
     def remove_scope(self, scope: str) -> int:
@@ -389,22 +438,19 @@ class InProcessIndex:
             doomed = [name for name in self._scopes if _in_scope(name, scope)]
             removed = 0
             now = self._clock()
-            self._changes += 1
             for name in doomed:
                 s = self._scopes.pop(name)
                 removed += len(s.ids)
                 for id in s.ids:
                     del self._meta[id]
-                    self._tombstones[id] = now
+                self._forget(s.ids, now)
             return removed
 
     def clear(self) -> int:
         """Remove every entry; returns how many there were."""
         with self._lock:
             count = len(self._meta)
-            now = self._clock()
-            self._changes += 1
-            self._tombstones.update(dict.fromkeys(self._meta, now))
+            self._forget(list(self._meta), self._clock())
             self._meta.clear()
             self._scopes.clear()
             return count
@@ -475,67 +521,57 @@ class InProcessIndex:
     # -- persistence ------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike[str], *, merge: bool = True) -> None:
-        """Write the index to the directory ``path`` (created if missing).
+        """Write the whole index to the directory ``path`` (created if missing) as a new
+        base, replacing the base and the deltas there.
 
         Each file is written beside its final name and renamed into place, and the manifest
         last, so a reader never sees a half-written index (and a process still reading
         memory-mapped files of an older save keeps its own copy). Writers hold a lock on
-        ``path/index.lock``. When another process saved to ``path`` since this index last
-        loaded or saved there, its entries and removals are first merged into this index
-        (see the class docstring); ``merge=False`` overwrites them instead. Searches and
-        writes wait only while the index is copied for writing, not while it is written.
+        ``path/index.lock``. What other processes wrote to ``path`` since this index last
+        loaded or synced there (a base, deltas) is first taken into this index (see the
+        class docstring); ``merge=False`` overwrites it instead. Searches and writes wait
+        only while the index is copied for writing, not while it is written.
         """
         root = Path(path)
         root.mkdir(parents=True, exist_ok=True)
         with _locked(root, exclusive=True):
-            with self._lock:
-                if merge:
-                    theirs = self._saved_by_another(root)
-                    if theirs is not None:
-                        try:
-                            self._merge(root, theirs)
-                        except (OSError, ValueError, KeyError, TypeError) as exc:
-                            # a save that cannot be read is overwritten, as one that is
-                            # not JSON: this index's entries are not lost with it
-                            logger.warning(
-                                "the vector index in %s is unreadable (%r): overwriting it",
-                                root,
-                                exc,
-                            )
-                snapshot = self._snapshot()
-                changes = self._changes
-            _write(root, *snapshot)
-            with self._lock:
-                self._generation = snapshot[2]["generation"]
-                self._synced = (str(root), _stat(root), changes)
-                for item in snapshot[2]["scopes"]:  # the strikes on disk now
-                    for id, count, when in zip(
-                        item["ids"], item["strikes"], item["added"], strict=True
-                    ):
-                        meta = self._meta.get(id)
-                        if meta is not None and meta.added == when:
-                            meta.saved_strikes = count
+            if merge:
+                self._take_in(root)
+            self._write_base(root)
 
     def sync(self, path: str | os.PathLike[str]) -> bool:
-        """:meth:`save` to ``path`` when this index changed since it last loaded or saved
-        there, or another process saved there since; returns whether it saved.
+        """Bring ``path`` and this index in step: take in what other processes wrote there
+        since this index last loaded or synced there, and write what this index changed
+        since as one delta file (a full base when there is none yet, or when the deltas
+        have grown enough; see the class docstring). Returns whether it took in or wrote anything.
 
-        Called periodically by each of several processes sharing one directory, this also
-        brings every process the entries the others stored (see the class docstring).
+        Called periodically by each of several processes sharing one directory, this brings
+        every process the entries the others stored, at a cost in proportion to the
+        changes (see the class docstring).
         """
         root = Path(path)
         with self._lock:
-            unchanged = self._synced == (str(root), _stat(root), self._changes)
-        if unchanged:
+            quiet = (
+                not self._pending
+                and not self._full_save_due
+                and self._base == (str(root), _stat(root))
+            )
+        if quiet and not self._unapplied(root):
             return False
-        self.save(root)
-        return True
+        root.mkdir(parents=True, exist_ok=True)
+        with _locked(root, exclusive=True):
+            took, usable = self._take_in(root)
+            if not usable or self._full_save_due or self._compaction_due(root):
+                self._write_base(root)
+                return True
+            return self._publish(root) or took
 
     def load(self, path: str | os.PathLike[str]) -> None:
-        """Replace the contents with the index saved in ``path``.
+        """Replace the contents with the index saved in ``path`` (its base and deltas).
 
-        Vectors (and HNSW graphs) are memory-mapped read-only and copied into memory only
-        when their scope is first changed, so loading a large index is fast and cheap.
+        Vectors (and HNSW graphs) of the base are memory-mapped read-only and copied into
+        memory only when their scope is first changed, so loading a large index is fast
+        and cheap.
         """
         root = Path(path)
         if not (root / "index.json").is_file():
@@ -562,15 +598,20 @@ class InProcessIndex:
                     s.id_of = {label: id for id, label in s.label_of.items()}
                 scopes[item["scope"]] = s
                 meta.update(zip(ids, _metas(item), strict=True))
-        ordered = {id: meta[id] for id in manifest["order"] if id in meta}
-        with self._lock:
-            self._meta = ordered
-            self._scopes = scopes
-            self._next_label = int(manifest["next_label"])
-            self._tombstones = _tombstones(manifest)
-            self._generation = manifest.get("generation", "")
-            self._changes += 1
-            self._synced = (str(root), stat, self._changes)
+            ordered = {id: meta[id] for id in manifest["order"] if id in meta}
+            with self._lock:
+                self._meta = ordered
+                self._scopes = scopes
+                self._next_label = int(manifest["next_label"])
+                self._tombstones = _tombstones(manifest)
+                self._generation = manifest.get("generation", "")
+                self._base = (str(root), stat)
+                self._applied = set()
+                self._pending = _Pending()
+                self._full_save_due = False
+            self._take_deltas(root)
+            with self._lock:  # what the deltas evicted is in the files already
+                self._pending = _Pending()
 
     def _read_manifest(self, root: Path) -> dict[str, Any]:
         try:
@@ -587,52 +628,246 @@ class InProcessIndex:
             )
         return manifest
 
-    def _saved_by_another(self, root: Path) -> dict[str, Any] | None:
-        """The manifest in ``root`` when it is not the one this index last loaded or saved
-        (``None`` when there is none, or one that cannot be merged: it is overwritten)."""
-        if not (root / "index.json").is_file():
-            return None
-        try:
-            manifest = self._read_manifest(root)
-        except ConfigError:
-            return None
-        if manifest.get("generation", "") == self._generation:
-            return None
-        return manifest
+    def _take_in(self, root: Path) -> tuple[bool, bool]:
+        """Under the directory's exclusive lock: merge the base in ``root`` when it is not
+        the one this index is in step with, then the deltas of that base not yet taken in.
+        Returns (whether anything was taken in, whether ``root`` holds a usable base: when
+        not, the caller writes one — a save that cannot be read is overwritten, as one
+        that is not JSON, and this index's entries are not lost with it)."""
+        stat = _stat(root)
+        if stat is None:
+            return False, False
+        took = False
+        with self._lock:
+            in_step = self._base == (str(root), stat)
+        if not in_step:
+            try:
+                manifest = self._read_manifest(root)
+                if manifest.get("generation", "") != self._generation:
+                    self._merge(_BaseFiles(root), manifest)
+                    took = True
+                with self._lock:
+                    self._generation = manifest.get("generation", "")
+                    self._base = (str(root), stat)
+                    self._applied = set()
+            except (ConfigError, OSError, ValueError, KeyError, TypeError) as exc:
+                logger.warning(
+                    "the vector index in %s is unreadable (%r): overwriting it", root, exc
+                )
+                return False, False
+        return self._take_deltas(root) or took, True
 
-    def _merge(self, root: Path, manifest: dict[str, Any]) -> None:
-        """Merge the index another process saved in ``root`` into this one: per entry id,
-        the latest of the adds and removals either knows of wins."""
+    def _take_deltas(self, root: Path) -> bool:
+        """Merge the deltas of this index's base in ``root`` not yet taken in."""
+        took = False
+        for name in self._unapplied(root):
+            try:
+                with np.load(root / name, allow_pickle=False) as data:
+                    doc = json.loads(str(data["doc"]))
+                    vectors = np.array(data["vectors"], dtype=np.float32)
+            except FileNotFoundError:  # compacted away since the listing: in the base now
+                continue
+            except (OSError, ValueError, KeyError) as exc:
+                logger.warning("skipping the unreadable vector index delta %s (%r)", name, exc)
+                self._applied.add(name)
+                continue
+            self._merge(_DeltaRows(vectors), doc)
+            self._applied.add(name)
+            took = True
+        return took
+
+    def _unapplied(self, root: Path) -> list[str]:
+        """Names of the delta files of this index's base in ``root`` it has not taken in."""
+        if self._generation is None:
+            return []
+        prefix = f"delta-{self._generation}-"
+        try:
+            names = os.listdir(root)
+        except OSError:
+            return []
+        return sorted(
+            n
+            for n in names
+            if n.startswith(prefix) and n.endswith(".npz") and n not in self._applied
+        )
+
+    def _compaction_due(self, root: Path) -> bool:
+        """Whether the deltas of the base in ``root`` have grown enough to rewrite it."""
+        prefix = f"delta-{self._generation}-"
+        count = delta_bytes = base_bytes = 0
+        with os.scandir(root) as entries:
+            for entry in entries:
+                if entry.name.startswith(prefix) and entry.name.endswith(".npz"):
+                    count += 1
+                    delta_bytes += entry.stat().st_size
+                elif entry.name.startswith("scope-") and entry.name.endswith(".npy"):
+                    base_bytes += entry.stat().st_size
+        # sizes stand for rows (a row is dim float32s; the metadata beside it is small)
+        limit = max(_COMPACT_MIN_ROWS * self._dim * 4, int(base_bytes * _COMPACT_FRACTION))
+        return count >= _COMPACT_FILES or delta_bytes >= limit
+
+    def _write_base(self, root: Path) -> None:
+        """Write this index to ``root`` as a new base (the directory's lock held)."""
+        with self._lock:
+            snapshot = self._snapshot()
+            self._pending = _Pending()  # all in the base: later changes are pending
+            self._full_save_due = False
+        try:
+            _write(root, *snapshot)
+        except BaseException:
+            with self._lock:
+                self._full_save_due = True
+            raise
+        with self._lock:
+            self._generation = snapshot[2]["generation"]
+            self._base = (str(root), _stat(root))
+            self._applied = set()
+            for item in snapshot[2]["scopes"]:  # the strikes on disk now
+                for id, count, when in zip(
+                    item["ids"], item["strikes"], item["added"], strict=True
+                ):
+                    meta = self._meta.get(id)
+                    if meta is not None and meta.added == when:
+                        meta.saved_strikes = count
+
+    def _publish(self, root: Path) -> bool:
+        """Write what this index changed since it last wrote as one delta file of its base
+        in ``root`` (the directory's lock held); returns whether there was anything."""
+        with self._lock:
+            if not self._pending:
+                return False
+            doc, vectors = self._delta()
+            self._delta_seq += 1
+            name = f"delta-{self._generation}-{self._writer}-{self._delta_seq:08d}.npz"
+        try:
+            _atomic_write(root / name, functools.partial(_save_delta, vectors, doc))
+        except BaseException:
+            with self._lock:
+                self._full_save_due = True  # what the file held is written with the base
+            raise
+        with self._lock:
+            self._applied.add(name)
+        return True
+
+    def _delta(self) -> tuple[dict[str, Any], Any]:
+        """The pending changes as a delta (a manifest's shape; the caller holds the lock):
+        new entries with their metadata and rows, removals, and strikes given to entries
+        taken from elsewhere; the pending set is emptied."""
+        pending, self._pending = self._pending, _Pending()
+        by_scope: dict[str, list[str]] = {}
+        for id in pending.added:
+            meta = self._meta.get(id)
+            if meta is not None:
+                by_scope.setdefault(meta.scope, []).append(id)
+        items: list[dict[str, Any]] = []
+        blocks: list[Any] = []
+        first = 0
+        for name, ids in by_scope.items():
+            s = self._scopes[name]
+            blocks.append(np.array(s.matrix[[s.row_of[id] for id in ids]], dtype=np.float32))
+            metas = [self._meta[id] for id in ids]
+            items.append(
+                {
+                    "scope": name,
+                    "first": first,
+                    "ids": ids,
+                    "expires": [m.expires for m in metas],
+                    "payloads": [m.payload for m in metas],
+                    "strikes": [m.strikes for m in metas],
+                    "added": [m.added for m in metas],
+                }
+            )
+            for m in metas:
+                m.saved_strikes = m.strikes
+            first += len(ids)
+        strikes: list[list[Any]] = []
+        for id in pending.struck - pending.added:
+            meta = self._meta.get(id)
+            if meta is not None and meta.strikes != meta.saved_strikes:
+                strikes.append([id, meta.added, meta.strikes - meta.saved_strikes])
+                meta.saved_strikes = meta.strikes
+        removed = {id: self._tombstones[id] for id in pending.removed if id in self._tombstones}
+        doc = {"scopes": items, "tombstones": removed, "strikes": strikes}
+        vectors = np.concatenate(blocks) if blocks else np.zeros((0, self._dim), np.float32)
+        return doc, vectors
+
+    def _merge(self, rows: _BaseFiles | _DeltaRows, doc: dict[str, Any]) -> None:
+        """Merge what another process wrote (a base's manifest or a delta, ``rows`` reading
+        its vectors) into this index: per entry id, the latest of the adds and removals
+        either knows of wins; strikes another process gave are added to this one's.
+
+        The entries are inserted a few at a time, the lock let go between, so searches
+        wait for one small batch of graph inserts, not for the whole merge."""
         now = self._clock()
-        for id, when in _tombstones(manifest).items():
-            mine = self._meta.get(id)
-            if mine is not None and when >= mine.added:
-                self._remove(id)
-            if id not in self._meta and when > self._tombstones.get(id, -math.inf):
-                self._tombstones[id] = when
-        for item in manifest["scopes"]:
-            take: list[tuple[str, int, _Meta]] = []
-            for row, (id, theirs) in enumerate(zip(item["ids"], _metas(item), strict=True)):
-                if theirs.expires is not None and theirs.expires <= now:
-                    continue
+        with self._lock:
+            for id, when in _tombstones(doc).items():
                 mine = self._meta.get(id)
-                if mine is not None and mine.added >= theirs.added:
-                    if mine.added == theirs.added:  # the same add: both saw it
-                        own = mine.strikes - mine.saved_strikes
-                        mine.strikes = max(0, theirs.strikes + own)
-                        mine.saved_strikes = theirs.strikes
-                    continue
-                if self._tombstones.get(id, -math.inf) >= theirs.added:
-                    continue  # removed here after it was added there
-                take.append((id, row, theirs))
-            if take:
-                rows = np.load(root / item["vectors"], mmap_mode="r")
-                vectors = np.array(rows[[row for _, row, _ in take]], dtype=np.float32)
-                ids = [id for id, _, _ in take]
-                self._insert(item["scope"], ids, vectors, [m for _, _, m in take])
-        # insertion order is age order (the oldest is evicted first)
-        self._meta = dict(sorted(self._meta.items(), key=lambda pair: pair[1].added))
-        self._bound()
+                if mine is not None and when >= mine.added:
+                    self._remove(id)
+                if id not in self._meta and when > self._tombstones.get(id, -math.inf):
+                    self._tombstones[id] = when
+        taken: list[str] = []
+        for item in doc["scopes"]:
+            # which entries to take: compared a few thousand at a time under the lock
+            take: list[tuple[str, int, _Meta]] = []
+            theirs_all = list(zip(item["ids"], _metas(item), strict=True))
+            for start in range(0, len(theirs_all), _MERGE_COMPARE):
+                with self._lock:
+                    batch = theirs_all[start : start + _MERGE_COMPARE]
+                    for row, (id, theirs) in enumerate(batch, start):
+                        if theirs.expires is not None and theirs.expires <= now:
+                            continue
+                        mine = self._meta.get(id)
+                        if mine is not None and mine.added == theirs.added:
+                            own = mine.strikes - mine.saved_strikes  # the same add: both saw it
+                            mine.strikes = max(0, theirs.strikes + own)
+                            mine.saved_strikes = theirs.strikes
+                        elif self._newer(id, theirs):
+                            take.append((id, row, theirs))
+            # inserted a few at a time (checked again: this index may have changed since)
+            for start in range(0, len(take), _MERGE_BATCH):
+                with self._lock:
+                    batch_take = [
+                        t for t in take[start : start + _MERGE_BATCH] if self._newer(t[0], t[2])
+                    ]
+                    if batch_take:
+                        vectors = rows.read(item, [row for _, row, _ in batch_take])
+                        ids = [id for id, _, _ in batch_take]
+                        self._insert(item["scope"], ids, vectors, [m for _, _, m in batch_take])
+                        taken.extend(ids)
+                time.sleep(0)  # a search waiting for the lock gets it before the next batch
+        with self._lock:
+            for id, when, count in doc.get("strikes") or ():
+                mine = self._meta.get(id)
+                if mine is not None and mine.added == when:
+                    mine.strikes = max(0, mine.strikes + int(count))
+                    mine.saved_strikes += int(count)
+            taken = [id for id in taken if id in self._meta]
+            if taken:
+                self._reorder(taken)
+            self._bound()
+
+    def _newer(self, id: str, theirs: _Meta) -> bool:
+        """Whether another process's add of ``id`` is later than what this index knows of
+        it (its own add, or its removal)."""
+        mine = self._meta.get(id)
+        if mine is not None and mine.added >= theirs.added:
+            return False
+        return self._tombstones.get(id, -math.inf) < theirs.added
+
+    def _reorder(self, taken: list[str]) -> None:
+        """Put the entries just taken in at their place in age order (insertion order is
+        age order: the oldest is evicted first). Only the newest part of the index moves:
+        the entries added after the oldest of them."""
+        new = set(taken)
+        oldest = min(self._meta[id].added for id in taken)
+        tail: list[str] = []
+        for id in reversed(self._meta):
+            if id not in new and self._meta[id].added <= oldest:
+                break
+            tail.append(id)
+        moved = sorted(((id, self._meta.pop(id)) for id in tail), key=lambda p: p[1].added)
+        self._meta.update(moved)
 
     def _snapshot(self) -> tuple[dict[str, Any], dict[str, bytearray], dict[str, Any]]:
         """Copies of what :func:`_write` writes: vectors and graphs by file name, and the
@@ -700,7 +935,6 @@ class InProcessIndex:
         s.matrix, s.expires = matrix, expires
 
     def _remove(self, id: str) -> None:
-        self._changes += 1
         meta = self._meta.pop(id)
         s = self._scopes[meta.scope]
         s.own()
@@ -731,7 +965,7 @@ class InProcessIndex:
         while len(self._meta) > limit:
             oldest = next(iter(self._meta))
             self._remove(oldest)
-            self._tombstones[oldest] = self._clock()
+            self._forget([oldest], self._clock())
             self.evictions += 1
 
     def _purge_locked(self) -> int:
@@ -872,11 +1106,36 @@ def _locked(root: Path, *, exclusive: bool) -> Iterator[None]:
         os.close(fd)
 
 
+class _BaseFiles:
+    """Reads the rows of a base's scope from its memory-mapped vectors file."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def read(self, item: dict[str, Any], rows: list[int]) -> Any:
+        matrix = np.load(self.root / item["vectors"], mmap_mode="r")
+        return np.array(matrix[rows], dtype=np.float32)
+
+
+class _DeltaRows:
+    """Reads the rows of a delta's scope from the delta's one array of vectors."""
+
+    def __init__(self, vectors: Any) -> None:
+        self.vectors = vectors
+
+    def read(self, item: dict[str, Any], rows: list[int]) -> Any:
+        return self.vectors[[int(item["first"]) + row for row in rows]]
+
+
+def _save_delta(vectors: Any, doc: dict[str, Any], f: Any) -> None:
+    np.savez(f, vectors=vectors, doc=np.array(json.dumps(doc, separators=(",", ":"))))
+
+
 def _write(
     root: Path, vectors: dict[str, Any], graphs: dict[str, bytearray], manifest: dict[str, Any]
 ) -> None:
     """Write a snapshot of :meth:`InProcessIndex._snapshot` to ``root``, the manifest last,
-    and remove the files of older saves it no longer names."""
+    and remove the files of older saves it no longer names, and their deltas."""
     for name, rows in vectors.items():
         _atomic_write(root / name, functools.partial(_save_npy, rows))
     for name, data in graphs.items():
@@ -886,6 +1145,11 @@ def _write(
     written = {*vectors, *graphs}
     for stale in root.glob("scope-*"):
         if stale.name not in written and not stale.name.endswith(".tmp"):
+            stale.unlink(missing_ok=True)
+    # the deltas of older bases (this one holds what they held)
+    current = f"delta-{manifest['generation']}-"
+    for stale in root.glob("delta-*"):
+        if not stale.name.startswith(current):
             stale.unlink(missing_ok=True)
 
 
