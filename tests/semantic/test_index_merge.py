@@ -418,3 +418,16 @@ def test_entries_taken_in_keep_their_age_so_the_oldest_is_evicted_first(
     assert list(b._meta) == ["b1", "a2", "b2", "b3"]
     assert b.sync(tmp_path) and a.sync(tmp_path)  # b's evictions reach a as removals
     assert sorted(a._meta) == ["a2", "b1", "b2", "b3"]
+
+
+def test_a_prompt_orjson_refuses_is_saved_and_loaded_all_the_same(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    a = worker(tmp_path, clock)
+    a.add("odd", vec(0), scope="s", payload="half a pair \ud800 of surrogates")
+    a.save(tmp_path)
+    a.add("odder", vec(1), scope="s", payload="\udfff")
+    assert a.sync(tmp_path)  # as a delta
+    loaded = saved(tmp_path, clock)
+    assert loaded.search(vec(0), scope="s", k=1)[0].payload == "half a pair \ud800 of surrogates"
+    assert loaded.search(vec(1), scope="s", k=1)[0].payload == "\udfff"

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
+import orjson
+
 from deja.errors import ConfigError, MissingDependencyError
 from deja.semantic._deps import np
 
@@ -615,7 +617,7 @@ class InProcessIndex:
 
     def _read_manifest(self, root: Path) -> dict[str, Any]:
         try:
-            manifest: dict[str, Any] = json.loads((root / "index.json").read_bytes())
+            manifest: dict[str, Any] = _loads((root / "index.json").read_bytes())
         except FileNotFoundError as exc:
             raise ConfigError(f"no vector index saved in {root}") from exc
         except ValueError as exc:
@@ -663,7 +665,7 @@ class InProcessIndex:
         for name in self._unapplied(root):
             try:
                 with np.load(root / name, allow_pickle=False) as data:
-                    doc = json.loads(str(data["doc"]))
+                    doc = _loads(str(data["doc"]).encode())
                     vectors = np.array(data["vectors"], dtype=np.float32)
             except FileNotFoundError:  # compacted away since the listing: in the base now
                 continue
@@ -710,9 +712,15 @@ class InProcessIndex:
         """Write this index to ``root`` as a new base (the directory's lock held)."""
         with self._lock:
             snapshot = self._snapshot()
-            self._pending = _Pending()  # all in the base: later changes are pending
+            # all in the base now (its strikes as they are here): later changes are pending
+            for id in self._pending.struck | self._pending.added:
+                meta = self._meta.get(id)
+                if meta is not None:
+                    meta.saved_strikes = meta.strikes
+            self._pending = _Pending()
             self._full_save_due = False
         try:
+            self._fill_metas(snapshot[2])
             _write(root, *snapshot)
         except BaseException:
             with self._lock:
@@ -722,13 +730,6 @@ class InProcessIndex:
             self._generation = snapshot[2]["generation"]
             self._base = (str(root), _stat(root))
             self._applied = set()
-            for item in snapshot[2]["scopes"]:  # the strikes on disk now
-                for id, count, when in zip(
-                    item["ids"], item["strikes"], item["added"], strict=True
-                ):
-                    meta = self._meta.get(id)
-                    if meta is not None and meta.added == when:
-                        meta.saved_strikes = count
 
     def _publish(self, root: Path) -> bool:
         """Write what this index changed since it last wrote as one delta file of its base
@@ -882,7 +883,6 @@ class InProcessIndex:
             if s.hnsw is not None:
                 hnsw_file = f"scope-{number}.usearch"
                 graphs[hnsw_file] = s.hnsw.save()  # a bytearray
-            metas = [self._meta[id] for id in s.ids]
             scopes.append(
                 {
                     "scope": name,
@@ -890,10 +890,10 @@ class InProcessIndex:
                     "hnsw": hnsw_file,
                     "ids": list(s.ids),
                     "labels": [s.label_of[id] for id in s.ids] if s.hnsw is not None else None,
-                    "expires": [m.expires for m in metas],
-                    "payloads": [m.payload for m in metas],
-                    "strikes": [m.strikes for m in metas],
-                    "added": [m.added for m in metas],
+                    # the strikes as they are now; the entries' other fields never
+                    # change, and are read after the lock is let go (_fill_metas)
+                    "strikes": [self._meta[id].strikes for id in s.ids],
+                    "metas": [self._meta[id] for id in s.ids],
                 }
             )
         self._prune_tombstones()
@@ -909,6 +909,16 @@ class InProcessIndex:
             "generation": uuid.uuid4().hex,
         }
         return vectors, graphs, manifest
+
+    @staticmethod
+    def _fill_metas(manifest: dict[str, Any]) -> None:
+        """Replace each scope's entries in a :meth:`_snapshot` manifest by their fields
+        (outside the lock: an entry's expiry, payload and add time never change)."""
+        for item in manifest["scopes"]:
+            metas: list[_Meta] = item.pop("metas")
+            item["expires"] = [m.expires for m in metas]
+            item["payloads"] = [m.payload for m in metas]
+            item["added"] = [m.added for m in metas]
 
     def _prune_tombstones(self) -> None:
         oldest = self._clock() - _TOMBSTONE_SECONDS
@@ -1127,8 +1137,26 @@ class _DeltaRows:
         return self.vectors[[int(item["first"]) + row for row in rows]]
 
 
+def _dumps(doc: dict[str, Any]) -> bytes:
+    """JSON of a manifest or delta: orjson (a 1M-entry manifest in a fraction of the time
+    the json module takes, which holds the GIL, so searches wait, all the while); the json
+    module for what orjson refuses (a prompt with a lone surrogate)."""
+    try:
+        return orjson.dumps(doc)
+    except orjson.JSONEncodeError:
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def _loads(data: bytes) -> Any:
+    """Parse what :func:`_dumps` wrote (the json module for what orjson refuses)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+
+
 def _save_delta(vectors: Any, doc: dict[str, Any], f: Any) -> None:
-    np.savez(f, vectors=vectors, doc=np.array(json.dumps(doc, separators=(",", ":"))))
+    np.savez(f, vectors=vectors, doc=np.array(_dumps(doc).decode()))
 
 
 def _write(
@@ -1140,7 +1168,7 @@ def _write(
         _atomic_write(root / name, functools.partial(_save_npy, rows))
     for name, data in graphs.items():
         _atomic_write(root / name, functools.partial(_write_bytes, data))
-    payload = json.dumps(manifest, separators=(",", ":")).encode()
+    payload = _dumps(manifest)
     _atomic_write(root / "index.json", functools.partial(_write_bytes, payload))
     written = {*vectors, *graphs}
     for stale in root.glob("scope-*"):
