@@ -358,3 +358,44 @@ async def test_anthropic_deployment_through_the_proxy(
             assert 'deja_provider_cached_tokens_total{kind="read",provider="anthropic"}' in metrics
             assert 'deja_provider_cached_tokens_total{kind="write",provider="anthropic"}' in metrics
             assert 'deja_provider_cache_saved_usd_total{provider="anthropic"}' in metrics
+
+
+async def test_the_semantic_index_is_loaded_before_the_first_request(
+    upstream: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    from typing import Any
+
+    from deja.config import parse_config
+    from deja.server.app import ProxyApp
+
+    caching = {"type": "semantic", "store": {"type": "disk", "directory": "cache"}}
+    config = proxy_config(upstream, caching=caching)
+    first = ProxyApp(parse_config(config, base_dir=tmp_path))
+    async with httpx2.AsyncClient(
+        transport=httpx2.ASGITransport(app=first),
+        base_url="http://proxy",
+        headers={"authorization": f"Bearer {TEAM_A}"},
+    ) as client:
+        body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Where is my card?"}]}
+        assert (await client.post("/v1/chat/completions", json=body)).status_code == 200
+    await first.aclose()  # writes the index beside the disk store
+
+    second = ProxyApp(parse_config(config, base_dir=tmp_path))
+    sent: list[dict[str, Any]] = []
+    messages = iter([{"type": "lifespan.startup"}])
+
+    async def receive() -> dict[str, Any]:
+        return next(messages, {"type": "lifespan.shutdown"})
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "lifespan.startup.complete":  # no request has come in yet
+            assert second.cache is not None and second.cache.semantic is not None
+            sent.append({"entries": len(second.cache.semantic.index)})
+        sent.append(message)
+
+    await second({"type": "lifespan"}, receive, send)  # type: ignore[arg-type]
+    assert sent[0] == {"entries": 1}
+    assert [m["type"] for m in sent[1:]] == [
+        "lifespan.startup.complete",
+        "lifespan.shutdown.complete",
+    ]

@@ -684,6 +684,14 @@ class AsyncCache:
             cost = prices.cost(response["model"], usage)
         return cost or 0.0
 
+    async def load_semantic(self) -> None:
+        """Load the semantic index from ``semantic_path`` now if it is not loaded yet (the
+        tier's first use loads it otherwise). Loading memory-maps the saved index and
+        inserts the rows of its deltas into the graph (~1 ms each), so the proxy does this
+        before it takes requests. A missing or unreadable index starts empty."""
+        if not self._semantic_loaded:
+            await asyncio.to_thread(self._load_semantic)
+
     async def aclose(self) -> None:
         """Save the semantic index (if it has a path) and close the store."""
         if self.semantic is not None and self._semantic_path is not None and self._semantic_loaded:
