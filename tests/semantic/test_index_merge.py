@@ -194,11 +194,11 @@ _SAVER = textwrap.dedent(
 )
 
 
-def test_processes_saving_to_one_directory_at_once_lose_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["save", "sync"])
+def test_processes_saving_to_one_directory_at_once_lose_nothing(tmp_path: Path, how: str) -> None:
     names = ["p0", "p1", "p2"]
-    procs = [
-        subprocess.Popen([sys.executable, "-c", _SAVER, str(tmp_path), name]) for name in names
-    ]
+    saver = _SAVER.replace("index.save(path)", f"index.{how}(path)")
+    procs = [subprocess.Popen([sys.executable, "-c", saver, str(tmp_path), name]) for name in names]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
     merged = InProcessIndex(dim=16, max_entries=None)
     merged.load(tmp_path)
