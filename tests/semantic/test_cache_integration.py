@@ -495,6 +495,26 @@ def test_only_a_process_local_index_is_saved_beside_a_disk_store(tmp_path: Any) 
         cache.close()
 
 
+def test_an_in_memory_qdrant_index_is_saved_at_close_and_loaded_at_start(
+    tmp_path: Any, embedder: Any
+) -> None:
+    from deja.semantic.qdrant_index import QdrantIndex
+
+    def cache() -> deja.Cache:
+        index = QdrantIndex(dim=embedder.dim)  # qdrant-client's in-memory mode
+        semantic = SemanticCache(embedder=embedder, index=index)
+        assert not semantic.syncs  # it saves in full, never by deltas
+        return deja.Cache(semantic=semantic, semantic_path=tmp_path / "index")
+
+    first = cache()
+    first.fetch(chat_request("How can I track my card delivery?"), chat_response)
+    first.close()
+    second = cache()
+    second.load_semantic()
+    assert second.semantic is not None and len(second.semantic.index) == 1
+    second.close()
+
+
 def test_each_index_says_whether_its_entries_live_in_this_process(tmp_path: Any) -> None:
     from qdrant_client import QdrantClient
 

@@ -699,9 +699,19 @@ class Cache:
         self.store.close()
 
     def _save_semantic(self) -> None:
-        # a sync, not a full save: what changed since the last one, as a delta beside the
-        # base (N workers closing at once would each rewrite the whole index otherwise)
-        self._sync_semantic()
+        semantic = self.semantic
+        assert semantic is not None
+        if semantic.syncs:
+            # what changed since the last sync, as a delta beside the base (N workers
+            # closing at once would each rewrite the whole index otherwise)
+            self._sync_semantic()
+            return
+
+        def save(path: Path) -> bool:  # an index that saves only in full (Qdrant's)
+            semantic.save(path)
+            return True
+
+        self._counted_save(save)
 
     def sync_semantic(self) -> bool:
         """Bring the semantic index and ``semantic_path`` in step now: take in what other

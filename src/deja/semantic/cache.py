@@ -322,6 +322,12 @@ class SemanticCache:
         """Save the index (strikes included) to the directory ``path``."""
         self.index.save(path)
 
+    @property
+    def syncs(self) -> bool:
+        """Whether the index saves by :meth:`sync` (what changed, merged with what other
+        processes saved); otherwise only :meth:`save` writes it, in full."""
+        return callable(getattr(self.index, "sync", None))
+
     def sync(self, path: str | Path) -> bool:
         """Bring an in-process index and ``path`` in step: take in what other processes
         wrote there, write what this index changed (see
