@@ -265,6 +265,7 @@ def test_workers_are_warned_of_what_they_do_not_share(
     for cache_type, warning in (
         ("memory", "each worker has its own cache"),
         ("semantic", "matches the prompts the others stored only after its next save"),
+        ("qdrant-semantic", "each worker keeps an index of its own"),
     ):
         settings = parse_config({"caching": {"type": cache_type}}, base_dir=tmp_path)
         caplog.clear()
@@ -273,3 +274,8 @@ def test_workers_are_warned_of_what_they_do_not_share(
             assert warning not in caplog.text
             _warn_about(settings, 4)
         assert warning in caplog.text
+    server = {"type": "qdrant-semantic", "qdrant_api_base": "http://qdrant.invalid:6333"}
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="deja"):
+        _warn_about(parse_config({"caching": server}, base_dir=tmp_path), 4)
+    assert "index of its own" not in caplog.text  # a server index is one for all workers

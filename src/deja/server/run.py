@@ -49,6 +49,19 @@ def _warn_about(settings: Settings, workers: int) -> None:
             "qdrant_semantic to share one index at once",
             workers,
         )
+    if (
+        workers > 1
+        and settings.caching is not None
+        and settings.caching.type == "qdrant_semantic"
+        and not settings.caching.options.get("qdrant_api_base")
+    ):
+        logger.warning(
+            "%d workers with qdrant_semantic in qdrant-client's in-memory mode: each worker "
+            "keeps an index of its own, saved in full at exit, so the last worker to stop "
+            "writes the copy the next start loads; set qdrant_api_base (a Qdrant server) "
+            "to share one index, or use type: semantic",
+            workers,
+        )
 
 
 def _share_metrics() -> None:
