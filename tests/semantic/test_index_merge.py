@@ -431,3 +431,27 @@ def test_a_prompt_orjson_refuses_is_saved_and_loaded_all_the_same(
     loaded = saved(tmp_path, clock)
     assert loaded.search(vec(0), scope="s", k=1)[0].payload == "half a pair \ud800 of surrogates"
     assert loaded.search(vec(1), scope="s", k=1)[0].payload == "\udfff"
+
+
+def test_a_clock_stepped_back_does_not_make_a_later_add_look_removed(tmp_path: Path) -> None:
+    now = [1_700_000_000.0]  # a wall clock that an operator (or NTP) can step back
+
+    def index() -> InProcessIndex:
+        made = InProcessIndex(dim=16, clock=lambda: now[0])
+        if (tmp_path / "index.json").exists():
+            made.load(tmp_path)
+        return made
+
+    a = index()
+    a.add("seed", vec(9), scope="s")
+    a.save(tmp_path)
+    b = index()
+    now[0] += 10
+    a.add("x", vec(0), scope="s")
+    now[0] += 1
+    assert a.remove("x")
+    assert a.sync(tmp_path) and b.sync(tmp_path) and "x" not in b
+    now[0] -= 5  # stepped back
+    a.add("x", vec(1), scope="s", payload="again")
+    assert a.sync(tmp_path) and b.sync(tmp_path)
+    assert b.search(vec(1), scope="s", k=1)[0].payload == "again"  # not taken for removed

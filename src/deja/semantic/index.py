@@ -318,6 +318,7 @@ class InProcessIndex:
         self._pending = _Pending()
         self._full_save_due = False  # a write failed: the next sync writes a full base
         self._writer = uuid.uuid4().hex[:12]  # names this index's delta files
+        self._last_stamp = -math.inf
         self._delta_seq = 0
 
     @property
@@ -349,8 +350,8 @@ class InProcessIndex:
     ) -> None:
         """Insert or replace one entry (a replaced entry becomes the newest)."""
         vec = self._vector(vector)
-        meta = _Meta(scope, expires, payload, added=self._clock())
         with self._lock:
+            meta = _Meta(scope, expires, payload, added=self._stamp())
             self._insert(scope, [id], vec[None, :], [meta])
             self._added([id])
             self._bound()
@@ -368,12 +369,22 @@ class InProcessIndex:
         texts = payloads if payloads is not None else [None] * len(ids)
         if len(texts) != len(ids):
             raise ValueError("payloads must have one item per id")
-        now = self._clock()
-        metas = [_Meta(scope, expires, text, added=now) for text in texts]
         with self._lock:
+            now = self._stamp()
+            metas = [_Meta(scope, expires, text, added=now) for text in texts]
             self._insert(scope, ids, vectors, metas)
             self._added(ids)
             self._bound()
+
+    def _stamp(self) -> float:
+        """The wall-clock time of an add or a removal (what merges compare), never earlier
+        than this index's previous one, so that a clock stepped back cannot make a later
+        add look older than an earlier removal (the caller holds the lock)."""
+        now = self._clock()
+        if now <= self._last_stamp:
+            now = self._last_stamp + 1e-6
+        self._last_stamp = now
+        return now
 
     def _added(self, ids: list[str]) -> None:
         self._pending.added.update(ids)
@@ -420,7 +431,7 @@ class InProcessIndex:
             if id not in self._meta:
                 return False
             self._remove(id)
-            self._forget([id], self._clock())
+            self._forget([id], self._stamp())
             return True
 
     def strike(self, id: str, delta: int) -> int | None:
@@ -439,7 +450,7 @@ class InProcessIndex:
         with self._lock:
             doomed = [name for name in self._scopes if _in_scope(name, scope)]
             removed = 0
-            now = self._clock()
+            now = self._stamp()
             for name in doomed:
                 s = self._scopes.pop(name)
                 removed += len(s.ids)
@@ -452,7 +463,7 @@ class InProcessIndex:
         """Remove every entry; returns how many there were."""
         with self._lock:
             count = len(self._meta)
-            self._forget(list(self._meta), self._clock())
+            self._forget(list(self._meta), self._stamp())
             self._meta.clear()
             self._scopes.clear()
             return count
@@ -975,7 +986,7 @@ class InProcessIndex:
         while len(self._meta) > limit:
             oldest = next(iter(self._meta))
             self._remove(oldest)
-            self._forget([oldest], self._clock())
+            self._forget([oldest], self._stamp())
             self.evictions += 1
 
     def _purge_locked(self) -> int:
