@@ -979,3 +979,42 @@ def test_short_names_of_places_still_tell_places_apart() -> None:
     # "us" is a pronoun, and a text in capitals says nothing
     assert signature("can you tell us more").entities == ()
     assert signature("TELL US MORE").entities == ()
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (
+            "What are the side effects of the COVID vaccine?",
+            "What are the side effects of the COVID vaccine in children?",
+        ),
+        (
+            "Python: sort a list of dicts by a key",
+            "Python: sort a list of dicts by a key in descending order",
+        ),
+        (
+            "What is the baggage allowance for economy class?",
+            "What is the baggage allowance for economy class on international flights?",
+        ),
+        ("can I return shoes", "can I return shoes without a receipt"),
+        ("is it safe to run", "is it safe to run when it is below freezing"),
+    ],
+)
+def test_the_same_words_with_a_condition_added_ask_something_else(a: str, b: str) -> None:
+    assert failed(a, b) == ("qualifier",)
+    assert failed(b, a) == ("qualifier",)
+
+
+def test_words_that_add_no_condition_and_other_insertions_pass() -> None:
+    assert failed("My card will not work", "My card will not work at all") == ()
+    assert (
+        failed("What is the limit for auto top-up?", "What, if any, is the limit for auto top-up?")
+        == ()
+    )
+    # a word that names the thing more closely, not a condition
+    assert failed("How do I reset my password", "How do I reset my account password") == ()
+    assert failed("can I return shoes", "can I return shoes in") == ()  # one word: no phrase
+    settings = GuardSettings(qualifier=False)
+    assert check_guards(
+        signature("can I return shoes"), signature("can I return shoes without a receipt"), settings
+    ).ok

@@ -45,7 +45,10 @@ that extract the *anchors* of a prompt and compare them, in order:
   soda for powder" / "powder for soda"; not around "and");
 * contradiction: one prompt is the other word for word with a negation added or removed
   ("planets that have rings" / "planets that don't"); and negation at all (not, no,
-  never, -n't; off by default).
+  never, -n't; off by default);
+* qualifier: one prompt is the other word for word with a condition or scope added, a
+  phrase led by a preposition or "if"/"when" ("side effects of the vaccine" / "... in
+  children", "sort by a key" / "... in descending order"; not "at all", "if any").
 
 No model is downloaded: everything here is regular expressions and small word lists. A
 candidate hit must pass every enabled guard (:class:`GuardSettings`).

@@ -33,6 +33,11 @@ class GuardSettings:
     # high in potassium" / "not high in potassium"): a rewording that flips negation
     # changes more ("why did my top-up fail" / "why did my top-up not work").
     contradiction: bool = True
+    # One prompt is the other word for word with a condition or scope added: a phrase of
+    # 2+ words led by a preposition or "if"/"when" ("side effects of the vaccine" / "...
+    # in children", "sort by a key" / "... in descending order"); "at all", "if any" and
+    # the like are no condition.
+    qualifier: bool = True
 
     @classmethod
     def none(cls) -> GuardSettings:
@@ -369,4 +374,34 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         failed.append("negation")
     if s.contradiction and a.denies != b.denies and a.plain == b.plain:
         failed.append("contradiction")
+    if s.qualifier and (_qualified(a.plain, b.plain) or _qualified(b.plain, a.plain)):
+        failed.append("qualifier")
     return failed
+
+
+# words that lead a condition or a scope ("in children", "on international flights",
+# "when it is cold", "without sugar"), and the words that add none after them
+_QUALIFIER_LEADS = frozenset(_plain_stem(w) for w in [
+    "in", "on", "for", "with", "without", "during", "at", "under", "over", "after", "before",
+    "when", "if", "unless", "using", "via", "from", "by", "as", "than", "into", "while",
+    "within", "inside", "outside", "except", "per", "through",
+])  # fmt: skip
+_NO_CONDITION = frozenset(_plain_stem(w) for w in [
+    "all", "any", "anything", "ever", "now", "yet", "today", "please", "again", "possible",
+    "so", "there",
+])  # fmt: skip
+
+
+def _qualified(short: tuple[str, ...], long: tuple[str, ...]) -> bool:
+    """Whether ``long`` is ``short`` with one run of words inserted that is a condition or
+    a scope: 2+ words, led by a preposition or "if"/"when", not only filler after it."""
+    extra = len(long) - len(short)
+    if extra < 2 or not short:
+        return False
+    i = 0
+    while i < len(short) and short[i] == long[i]:
+        i += 1
+    if short[i:] != long[i + extra :]:
+        return False
+    added = long[i : i + extra]
+    return added[0] in _QUALIFIER_LEADS and not all(w in _NO_CONDITION for w in added[1:])
