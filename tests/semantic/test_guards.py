@@ -1018,3 +1018,16 @@ def test_words_that_add_no_condition_and_other_insertions_pass() -> None:
     assert check_guards(
         signature("can I return shoes"), signature("can I return shoes without a receipt"), settings
     ).ok
+
+
+def test_the_modal_that_opens_a_yes_no_question_is_what_it_asks() -> None:
+    assert failed("can I paint over wallpaper", "should I paint over wallpaper") == ("polarity",)
+    assert failed("must I file a tax return", "can I file a tax return") == ("polarity",)
+    # after a question word the modals are one question (Banking77: "what should I do" /
+    # "what can I do", "when can I expect my card" / "when should I expect my card")
+    assert (
+        failed("What should I do if my phone was stolen?", "What can I do if my phone was stolen?")
+        == ()
+    )
+    assert failed("When can I expect my card?", "When should I expect my card?") == ()
+    assert failed("Can I change my flight?", "Could I change my flight?") == ()

@@ -210,7 +210,22 @@ def _aligned_conflict(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
                 and not (a[i] in _STOP and a[j] in _STOP)
                 and not (set(between) <= _SYMMETRIC_JOINS and not _ARTICLES.issuperset(between))
             )
-    return any(_swapped(a[i], b[i]) for i in diff)
+    return any(_swapped(a[i], b[i]) or (i == 0 and _modal_swapped(a[0], b[0])) for i in diff)
+
+
+# the modal that opens a yes/no question: "can I paint over wallpaper" asks whether it is
+# possible, "should I" whether it is wise, "must I" whether it is required. After a question
+# word they are one ("what should I do" / "what can I do", "when can I expect my card").
+_OPENING_MODALS = {
+    _plain_stem(word): side
+    for side, words in enumerate(("can could may", "should ought", "must"))
+    for word in words.split()
+}
+
+
+def _modal_swapped(x: str, y: str) -> bool:
+    side_x, side_y = _OPENING_MODALS.get(x), _OPENING_MODALS.get(y)
+    return side_x is not None and side_y is not None and side_x != side_y
 
 
 def _reversed(a: frozenset[tuple[str, str]], b: frozenset[tuple[str, str]]) -> bool:
