@@ -1031,3 +1031,9 @@ def test_the_modal_that_opens_a_yes_no_question_is_what_it_asks() -> None:
     )
     assert failed("When can I expect my card?", "When should I expect my card?") == ()
     assert failed("Can I change my flight?", "Could I change my flight?") == ()
+
+
+def test_questions_about_the_same_words_asking_who_when_where_or_why_differ() -> None:
+    assert failed("Who created Python?", "When was Python created?") == ("polarity",)
+    assert failed("Where can I get my card PIN?", "When do I get my card PIN?") == ("polarity",)
+    assert failed("When will my card arrive?", "When is my card arriving?") == ()

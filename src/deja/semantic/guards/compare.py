@@ -213,6 +213,33 @@ def _aligned_conflict(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     return any(_swapped(a[i], b[i]) or (i == 0 and _modal_swapped(a[0], b[0])) for i in diff)
 
 
+# question words that ask for different things, and the words a question form moves or
+# adds around the rest ("who created Python" / "when was Python created")
+_QUESTION_WORDS = {
+    _plain_stem(word): side
+    for side, words in enumerate(("who whom whose", "when", "where", "why"))
+    for word in words.split()
+}
+_AUXILIARIES = frozenset(_plain_stem(word) for word in [
+    "is", "was", "are", "were", "be", "been", "being", "do", "does", "did", "will", "would",
+    "can", "could", "should", "has", "have", "had", "a", "an", "the",
+])  # fmt: skip
+
+
+def _asks_other(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """Two questions about the same words that open with question words asking for
+    different things: "who created Python" / "when was Python created" (in any order of
+    the other words; a question that changes more words is left to the other guards)."""
+    if not a or not b or a[0] == b[0]:
+        return False
+    side_a, side_b = _QUESTION_WORDS.get(a[0]), _QUESTION_WORDS.get(b[0])
+    if side_a is None or side_b is None or side_a == side_b:
+        return False
+    return {w for w in a[1:] if w not in _AUXILIARIES} == {
+        w for w in b[1:] if w not in _AUXILIARIES
+    }
+
+
 # the modal that opens a yes/no question: "can I paint over wallpaper" asks whether it is
 # possible, "should I" whether it is wise, "must I" whether it is required. After a question
 # word they are one ("what should I do" / "what can I do", "when can I expect my card").
@@ -381,6 +408,7 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         # the same two words joined the other way round ("string to int" / "int to string")
         or _reversed(a.arrows, b.arrows)
         or _aligned_conflict(a.plain, b.plain)
+        or _asks_other(a.plain, b.plain)
         or _drops_exception(a, b)
         or _drops_exception(b, a)
     ):
