@@ -1037,3 +1037,61 @@ def test_questions_about_the_same_words_asking_who_when_where_or_why_differ() ->
     assert failed("Who created Python?", "When was Python created?") == ("polarity",)
     assert failed("Where can I get my card PIN?", "When do I get my card PIN?") == ("polarity",)
     assert failed("When will my card arrive?", "When is my card arriving?") == ()
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("how to close all open tabs in chrome", "how to close one tab in chrome"),
+        (
+            "Remove the first occurrence of a value from a JavaScript array",
+            "Remove all occurrences of a value from a JavaScript array",
+        ),
+        ("How do I cancel one item from my order?", "How do I cancel my entire order?"),
+        (
+            "git command to stage all changed files",
+            "git command to stage some of the changed files",
+        ),
+    ],
+)
+def test_near_duplicates_about_all_of_something_or_a_part_differ(a: str, b: str) -> None:
+    assert failed(a, b) == ("polarity",)
+
+
+def test_all_and_one_in_prompts_that_differ_more_or_deny_pass() -> None:
+    # a negated whole is a part: Banking77 says one thing both ways
+    assert (
+        failed("I didn't get all the cash I wanted", "I only got some of the cash I wanted") == ()
+    )
+    assert failed("My card isn't working at all", "Why is one of my card payments failing?") == ()
+    assert (
+        failed(
+            "Why is my transfer still pending after all this time?", "Why is one transfer pending?"
+        )
+        == ()
+    )
+    # far apart in their other words: left to the other guards and the verifier
+    assert (
+        failed(
+            "Are all fiat currencies supported?",
+            "Can I hold one currency and spend another abroad?",
+        )
+        == ()
+    )
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("what vaccines must my dog get by law", "what vaccines can my dog get by law"),
+        ("Do I have to enroll in the pension plan?", "Can I enroll in the pension plan?"),
+        ("Is it mandatory to register my drone?", "Is it possible to register my drone?"),
+    ],
+)
+def test_near_duplicates_asking_what_is_required_or_allowed_differ(a: str, b: str) -> None:
+    assert failed(a, b) == ("polarity",)
+
+
+def test_a_request_or_a_need_is_no_obligation() -> None:
+    assert failed("Can you track my card for me?", "I have to track my card") == ()
+    assert failed("Can you tell me how to track my card?", "How must I track my card?") == ()

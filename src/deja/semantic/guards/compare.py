@@ -240,6 +240,91 @@ def _asks_other(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     }
 
 
+# Two prompts that differ in little more than whether they ask about all of something or
+# one part of it ("close all open tabs" / "close one tab", "all occurrences" / "the first
+# occurrence"), or whether something is required or only allowed ("must my dog get by
+# law" / "can my dog get"). Whole-prompt versions of these refused thousands of Banking77
+# same-intent pairs, so each applies only between near-duplicates: at most
+# _NEAR_DIFFERENCE other content words apart.
+_NEAR_DIFFERENCE = 2
+_STOP_STEMS = frozenset(_plain_stem(w) for w in _STOP)
+_ALL_OF = frozenset(_plain_stem(w) for w in ["all", "every", "entire", "whole", "each"])
+_PART_OF = frozenset(_plain_stem(w) for w in [
+    "one", "single", "some", "first", "main", "specific", "particular", "certain",
+])  # fmt: skip
+_MUST = frozenset(_plain_stem(w) for w in [
+    "must", "mandatory", "obligatory", "obligated", "required",
+])  # fmt: skip
+_HAVE = frozenset(_plain_stem(w) for w in ["have", "has", "had"])
+_MAY = frozenset(_plain_stem(w) for w in [
+    "can", "could", "may", "allowed", "possible", "should", "ought",
+])  # fmt: skip
+_YOU = _plain_stem("you")
+_TO = _plain_stem("to")
+
+
+def _near(a: tuple[str, ...], b: tuple[str, ...], rule_words: frozenset[str]) -> bool:
+    """Whether two prompts' content words, the words of a rule left out, differ in at most
+    _NEAR_DIFFERENCE words."""
+    ignored = _STOP_STEMS | rule_words
+    return len({w for w in a if w not in ignored} ^ {w for w in b if w not in ignored}) <= (
+        _NEAR_DIFFERENCE
+    )
+
+
+def _universal(plain: tuple[str, ...]) -> tuple[bool, bool]:
+    """Whether a prompt names all of something, and whether one part of it ("at all",
+    "all this time", "every time" name no whole)."""
+    whole = part = False
+    for i, w in enumerate(plain):
+        after = plain[i + 1] if i + 1 < len(plain) else ""
+        if w in _ALL_OF and not (i and plain[i - 1] == "at") and after not in ("this", "time"):
+            whole = True
+        elif w in _PART_OF:
+            part = True
+    return whole, part
+
+
+def _quantified(a: Signature, b: Signature) -> bool:
+    """One near-duplicate asks about all of something, the other about a part ("close all
+    open tabs" / "close one tab"); a negation makes a whole a part ("didn't get all the
+    cash" / "only got some of the cash"), so negated prompts are left out."""
+    if a.denies or b.denies:
+        return False
+    whole_a, part_a = _universal(a.plain)
+    whole_b, part_b = _universal(b.plain)
+    if not (
+        (whole_a and part_b and not whole_b and not part_a)
+        or (whole_b and part_a and not whole_a and not part_b)
+    ):
+        return False
+    return _near(a.plain, b.plain, _ALL_OF | _PART_OF)
+
+
+def _modality(plain: tuple[str, ...]) -> tuple[bool, bool]:
+    """Whether a prompt asks what is required (must, have to, mandatory...), and whether
+    what is allowed or advised (can, may, should...; not "can you", a request)."""
+    must = may = False
+    for i, w in enumerate(plain):
+        after = plain[i + 1] if i + 1 < len(plain) else ""
+        if w in _MUST or (w in _HAVE and after == _TO):
+            must = True
+        elif w in _MAY and after != _YOU:
+            may = True
+    return must, may
+
+
+def _obliged(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """One near-duplicate asks what is required, the other only what is allowed ("what
+    vaccines must my dog get by law" / "what vaccines can my dog get", "do I have to
+    enroll" / "can I enroll")."""
+    must_a, may_a = _modality(a)
+    must_b, may_b = _modality(b)
+    if must_a == must_b or not (must_a or may_a) or not (must_b or may_b):
+        return False
+    return _near(a, b, _MUST | _HAVE | _MAY | {_TO})
+
+
 # the modal that opens a yes/no question: "can I paint over wallpaper" asks whether it is
 # possible, "should I" whether it is wise, "must I" whether it is required. After a question
 # word they are one ("what should I do" / "what can I do", "when can I expect my card").
@@ -409,6 +494,8 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         or _reversed(a.arrows, b.arrows)
         or _aligned_conflict(a.plain, b.plain)
         or _asks_other(a.plain, b.plain)
+        or _quantified(a, b)
+        or _obliged(a.plain, b.plain)
         or _drops_exception(a, b)
         or _drops_exception(b, a)
     ):
