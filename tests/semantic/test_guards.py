@@ -1095,3 +1095,32 @@ def test_near_duplicates_asking_what_is_required_or_allowed_differ(a: str, b: st
 def test_a_request_or_a_need_is_no_obligation() -> None:
     assert failed("Can you track my card for me?", "I have to track my card") == ()
     assert failed("Can you tell me how to track my card?", "How must I track my card?") == ()
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (
+            "What questions should an interviewer ask a candidate for a sales role?",
+            "what questions should a candidate ask the interviewer for a sales role?",
+        ),
+        (
+            "Can a mother with COVID pass it to her baby through breastfeeding?",
+            "can a baby with covid pass it to the mother while breastfeeding?",
+        ),
+        (
+            "Can the Netflix account owner see what extra members watch?",
+            "can an extra member see what the netflix account owner watches?",
+        ),
+    ],
+)
+def test_two_parties_named_the_other_way_round_ask_the_other_question(a: str, b: str) -> None:
+    assert failed(a, b) == ("polarity",)
+
+
+def test_two_parties_in_the_same_order_or_one_party_pass() -> None:
+    assert failed("Can a host cancel on a guest?", "Is a host allowed to cancel on a guest?") == ()
+    assert (
+        failed("Can my parents open an account for me?", "Can my mother open an account for me?")
+        == ()
+    )

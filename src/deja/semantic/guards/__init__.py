@@ -42,7 +42,12 @@ that extract the *anchors* of a prompt and compare them, in order:
   seasons, meals, diets, roles such as tenant/landlord), and, between prompts otherwise
   word for word the same, a swapped quantifier, modal or preposition ("all"/"some",
   "must"/"can", "to"/"from", "within"/"after") or two words trading places ("substitute
-  soda for powder" / "powder for soda"; not around "and");
+  soda for powder" / "powder for soda"; not around "and"); the modal opening a yes/no
+  question ("can I" / "should I"); questions about the same words opening with who /
+  when / where / why; between near-duplicates (2 other content words apart at most), all
+  of something against a part of it ("close all tabs" / "close one tab") and required
+  against allowed ("must my dog get" / "can my dog get"); two parties named the other
+  way round (interviewer / candidate, owner / member, mother / baby...);
 * contradiction: one prompt is the other word for word with a negation added or removed
   ("planets that have rings" / "planets that don't"); and negation at all (not, no,
   never, -n't; off by default);

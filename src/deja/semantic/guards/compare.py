@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from deja.semantic.guards.extract import Signature, signature
 from deja.semantic.guards.literals import _CALL_RE, _bare_words
 from deja.semantic.guards.tokenizer import _STOP, _plain_stem, _tokens_of
-from deja.semantic.guards.words import _POLES, _SWAPS, _SYMMETRIC_JOINS
+from deja.semantic.guards.words import _POLES, _ROLE_PAIRS, _SWAPS, _SYMMETRIC_JOINS
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,6 +325,34 @@ def _obliged(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     return _near(a, b, _MUST | _HAVE | _MAY | {_TO})
 
 
+_ROLE_STEMS = tuple(
+    (frozenset(map(_plain_stem, x)), frozenset(map(_plain_stem, y))) for x, y in _ROLE_PAIRS
+)
+_ROLE_WORDS = frozenset().union(*(x | y for x, y in _ROLE_STEMS))
+
+
+def _first_of(plain: tuple[str, ...], x: frozenset[str], y: frozenset[str]) -> int:
+    """0 when a word of ``x`` comes before any of ``y``, 1 the other way, -1 when
+    the prompt does not name both."""
+    first_x = next((i for i, w in enumerate(plain) if w in x), -1)
+    first_y = next((i for i, w in enumerate(plain) if w in y), -1)
+    if first_x < 0 or first_y < 0 or first_x == first_y:
+        return -1
+    return 0 if first_x < first_y else 1
+
+
+def _roles_reversed(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """Both prompts name the two parties of a role pair, in the other order ("can a mother
+    with covid pass it to her baby" / "can a baby with covid pass it to the mother")."""
+    if _ROLE_WORDS.isdisjoint(a) or _ROLE_WORDS.isdisjoint(b):
+        return False
+    for x, y in _ROLE_STEMS:
+        order_a, order_b = _first_of(a, x, y), _first_of(b, x, y)
+        if order_a >= 0 and order_b >= 0 and order_a != order_b:
+            return True
+    return False
+
+
 # the modal that opens a yes/no question: "can I paint over wallpaper" asks whether it is
 # possible, "should I" whether it is wise, "must I" whether it is required. After a question
 # word they are one ("what should I do" / "what can I do", "when can I expect my card").
@@ -495,6 +523,7 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         or _aligned_conflict(a.plain, b.plain)
         or _asks_other(a.plain, b.plain)
         or _quantified(a, b)
+        or _roles_reversed(a.plain, b.plain)
         or _obliged(a.plain, b.plain)
         or _drops_exception(a, b)
         or _drops_exception(b, a)

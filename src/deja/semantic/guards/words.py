@@ -1167,6 +1167,29 @@ _SWAPS: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("who whom whose", "when", "where", "why"),
     )
 )
+# Two parties a question can be asked about either way round: the same two named in the
+# other order ask the other question ("should an interviewer ask a candidate" / "a
+# candidate ask the interviewer", "can the account owner see what members watch" / "can
+# a member see what the owner watches"). Only the order counts, so a prompt naming one side is no conflict here.
+_ROLE_PAIRS: tuple[tuple[frozenset[str], frozenset[str]], ...] = tuple(
+    (frozenset(x.split()), frozenset(y.split()))
+    for x, y in (
+        ("tenant tenants renter renters", "landlord landlords"),
+        ("buyer buyers", "seller sellers"),
+        ("employer employers", "employee employees"),
+        ("candidate candidates applicant applicants", "interviewer interviewers"),
+        ("borrower borrowers", "lender lenders"),
+        ("teacher teachers", "student students"),
+        ("parent parents mother father", "child children kid kids baby babies son daughter"),
+        ("subclass subclasses child", "superclass parent base"),
+        ("owner owners", "member members user users guest guests"),
+        ("host hosts", "guest guests"),
+        ("sender", "recipient receiver"),
+        ("doctor doctors", "patient patients"),
+        ("driver drivers", "passenger passengers"),
+        ("client clients", "server servers"),
+    )
+)
 # words that join two others symmetrically: "London and Tokyo" is "Tokyo and London"
 _SYMMETRIC_JOINS = frozenset({"and", "or", "&", "vs", "versus", "a", "an", "the"})
 
