@@ -1124,3 +1124,24 @@ def test_two_parties_in_the_same_order_or_one_party_pass() -> None:
         failed("Can my parents open an account for me?", "Can my mother open an account for me?")
         == ()
     )
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("Which planet is closest to the Sun?", "which planet is the farthest from the sun?"),
+        ("How do I extend my stay at the hotel?", "how do I shorten my stay at the hotel"),
+        ("How do I pause my Hulu subscription?", "how do I resume my hulu subscription?"),
+        (
+            "Convert a $30 hourly wage to an annual salary",
+            "convert a $30 hourly wage to a monthly salary",
+        ),
+        (
+            "How do I contact Verizon support by email?",
+            "how do I contact verizon support by phone?",
+        ),
+        ("current time in milliseconds in Java", "current time in nanoseconds in java"),
+    ],
+)
+def test_more_alternatives_that_ask_another_question(a: str, b: str) -> None:
+    assert failed(a, b) == ("polarity",)

@@ -1141,6 +1141,13 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("debit", "credit"),
         ("physical", "virtual"),
         ("domestic", "international foreign abroad overseas"),
+        ("closest nearest", "farthest furthest"),
+        ("better", "worse"),
+        ("extend extending lengthen", "shorten shortening"),
+        ("pause pausing paused", "resume resuming resumed unpause"),
+        ("daily", "weekly", "monthly", "annual annually yearly"),
+        ("email e-mail", "phone telephone", "chat"),
+        ("millisecond milliseconds", "microsecond microseconds", "nanosecond nanoseconds"),
     )
 )
 # Words that, swapped for another of their group in a prompt otherwise word for word
