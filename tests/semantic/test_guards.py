@@ -1145,3 +1145,28 @@ def test_two_parties_in_the_same_order_or_one_party_pass() -> None:
 )
 def test_more_alternatives_that_ask_another_question(a: str, b: str) -> None:
     assert failed(a, b) == ("polarity",)
+
+
+def test_from_one_place_to_another_the_other_way_round_is_another_trip() -> None:
+    assert failed(
+        "What's the last train from Venice airport to my hotel in Mestre?",
+        "what's the last train from my hotel in Mestre to Venice airport?",
+    ) == ("polarity",)
+    # the same trip said another way round, and words that name no place
+    assert (
+        failed("send money from my account to my son", "send money to my son from my account") == ()
+    )
+    assert (
+        failed(
+            "I want to move money from one account to another",
+            "How do I move money from another account to this one?",
+        )
+        == ()
+    )
+    assert (
+        failed(
+            "Is it possible to change from USD to GBP with your app?",
+            "Can I use your app to exchange USD for GBP?",
+        )
+        == ()
+    )

@@ -200,6 +200,8 @@ def _plain_stem(word: str) -> str:
 _ARROW_SKIP = frozenset([
     "a", "an", "the", "my", "your", "our", "their", "his", "her", "its", "this", "that",
     "these", "those", "some", "any",
+    # words that stand for a thing named elsewhere ("from one account to another")
+    "one", "another", "other",
 ])  # fmt: skip
 
 
@@ -230,7 +232,9 @@ def _arrow_end(lows: list[str], i: int, step: int) -> list[str]:
 
 def _arrows(lows: list[str]) -> frozenset[tuple[str, str]]:
     """The (source, target) pairs of word stems around each "to"/"into"/"than" in
-    ``lows`` ("convert a pdf to a word document": ("pdf", "word"), ("pdf", "document"))."""
+    ``lows`` ("convert a pdf to a word document": ("pdf", "word"), ("pdf", "document")),
+    and from the words of "from X to Y" to those of Y ("from Venice airport to my hotel
+    in Mestre": ("venice", "hotel"), ("airport", "mestre")...)."""
     out: set[tuple[str, str]] = set()
     for i, w in enumerate(lows):
         if w not in _ARROW_WORDS:
@@ -239,7 +243,44 @@ def _arrows(lows: list[str]) -> frozenset[tuple[str, str]]:
         if targets:
             for x in _arrow_end(lows, i, -1):
                 out.update((_stem(x), _stem(y)) for y in targets)
+        if w == "to":
+            sources = _from_span(lows, i)
+            if sources:
+                ends = _span_after(lows, i)
+                out.update((_stem(x), _stem(y)) for x in sources for y in ends)
     return frozenset(out)
+
+
+# how many words a "from X to Y" span may hold on each side, and the words that name no
+# place of their own ("from there")
+_SPAN = 4
+_SPAN_SKIP = _ARROW_SKIP | {"there", "here", "somewhere"}
+
+
+def _from_span(lows: list[str], to: int) -> list[str]:
+    """The content words between a "from" and the "to" at ``to`` (none when no "from"
+    comes within _SPAN words before it)."""
+    for j in range(to - 1, max(-1, to - _SPAN - 2), -1):
+        if lows[j] == "from":
+            return [w for w in lows[j + 1 : to] if w not in _STOP and w not in _SPAN_SKIP]
+        if lows[j] in _ARROW_WORDS or not lows[j].isalpha():
+            return []
+    return []
+
+
+def _span_after(lows: list[str], to: int) -> list[str]:
+    """Up to _SPAN content words after the "to" at ``to``: up to the next little word
+    ("to GBP with your app": "gbp"), articles and possessives passed over."""
+    out: list[str] = []
+    for w in lows[to + 1 : to + 1 + _SPAN + 2]:
+        if w in _SPAN_SKIP:
+            continue
+        if w in _STOP or w in _ARROW_WORDS or w == "from" or not w.isalpha():
+            break
+        out.append(w)
+        if len(out) == _SPAN:
+            break
+    return out
 
 
 def content_words(text: str) -> list[str]:

@@ -1177,7 +1177,8 @@ _SWAPS: tuple[tuple[frozenset[str], ...], ...] = tuple(
 # Two parties a question can be asked about either way round: the same two named in the
 # other order ask the other question ("should an interviewer ask a candidate" / "a
 # candidate ask the interviewer", "can the account owner see what members watch" / "can
-# a member see what the owner watches"). Only the order counts, so a prompt naming one side is no conflict here.
+# a member see what the owner watches"). Only the order counts, so a prompt naming one
+# side is no conflict here.
 _ROLE_PAIRS: tuple[tuple[frozenset[str], frozenset[str]], ...] = tuple(
     (frozenset(x.split()), frozenset(y.split()))
     for x, y in (
