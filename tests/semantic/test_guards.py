@@ -1170,3 +1170,24 @@ def test_from_one_place_to_another_the_other_way_round_is_another_trip() -> None
         )
         == ()
     )
+
+
+def test_a_comparison_with_its_sides_swapped_is_another_question_unless_mirrored() -> None:
+    assert failed(
+        "Is vinyl plank flooring more durable than laminate?",
+        "is laminate more durable than vinyl plank flooring?",
+    ) == ("polarity",)
+    assert failed(
+        "Is naproxen longer-acting than ibuprofen?", "is naproxen shorter-acting than ibuprofen?"
+    ) == ("polarity",)
+    # said from the other side, the same comparison
+    assert failed("is python faster than java", "is java slower than python") == ()
+    assert failed("Is rice cheaper than pasta?", "is pasta more expensive than rice?") == ()
+    assert failed("is python faster than java", "is python slower than java") == ("polarity",)
+
+
+def test_per_hour_is_not_per_minute() -> None:
+    assert failed(
+        "How much data does Netflix use per hour in HD?",
+        "how much data does netflix use per minute in HD?",
+    ) == ("polarity",)

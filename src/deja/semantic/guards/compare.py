@@ -184,7 +184,14 @@ _ARTICLES = frozenset({"a", "an", "the"})
 
 
 def _swapped(x: str, y: str) -> bool:
-    """Are two stems on different sides of one group of alternatives?"""
+    """Are two stems on different sides of one group of alternatives? (Hyphenated words
+    by their parts: "longer-acting" / "shorter-acting".)"""
+    if "-" in x and "-" in y:
+        parts_x, parts_y = x.split("-"), y.split("-")
+        if len(parts_x) == len(parts_y):
+            diff = [(p, q) for p, q in zip(parts_x, parts_y, strict=True) if p != q]
+            if len(diff) == 1:
+                x, y = _plain_stem(diff[0][0]), _plain_stem(diff[0][1])
     sides_y = dict(_SWAP_INDEX.get(y, ()))
     return any(k in sides_y and sides_y[k] != side for k, side in _SWAP_INDEX.get(x, ()))
 
@@ -353,6 +360,69 @@ def _roles_reversed(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     return False
 
 
+_THAN = "than"
+_COMPARATIVE_MARKS = frozenset(_plain_stem(w) for w in ["more", "less", "fewer"])
+
+
+def _than_sides(plain: tuple[str, ...]) -> tuple[str, frozenset[str], frozenset[str]] | None:
+    """(the comparative, the content words before it, those after "than") of the first
+    "than" in ``plain``: "is vinyl flooring more durable than laminate": ("mor durabl",
+    {"vinyl", "floor"}, {"laminat"})."""
+    if _THAN not in plain:
+        return None
+    at = plain.index(_THAN)
+    if at < 1:
+        return None
+    mark = at - 1  # "faster than": the word itself; "more durable than": from "more"
+    if at >= 2 and plain[at - 2] in _COMPARATIVE_MARKS:
+        mark = at - 2
+    comparative = " ".join(plain[mark:at])
+    before = frozenset(w for w in plain[:mark] if w not in _STOP_STEMS)
+    after = frozenset(w for w in plain[at + 1 : at + 1 + _SPAN_AFTER_THAN] if w not in _STOP_STEMS)
+    return comparative, before, after
+
+
+_SPAN_AFTER_THAN = 4
+
+
+def _compared_the_other_way(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """The same comparison with its two sides swapped: "is vinyl plank flooring more durable
+    than laminate" / "is laminate more durable than vinyl plank flooring" ("cheaper than"
+    against "more expensive than" is another comparative: left to the pole groups)."""
+    sides_a, sides_b = _than_sides(a), _than_sides(b)
+    return (
+        sides_a is not None
+        and sides_b is not None
+        and sides_a[0] == sides_b[0]
+        and _swapped_sides(sides_a, sides_b)
+    )
+
+
+def _swapped_sides(
+    sides_a: tuple[str, frozenset[str], frozenset[str]],
+    sides_b: tuple[str, frozenset[str], frozenset[str]],
+) -> bool:
+    _, before_a, after_a = sides_a
+    _, before_b, after_b = sides_b
+    return (
+        bool(after_a)
+        and bool(after_b)
+        and after_a <= before_b
+        and after_b <= before_a
+        and after_a.isdisjoint(after_b)
+    )
+
+
+def _mirrored(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """The same comparison said from the other side: "is python faster than java" / "is
+    java slower than python" (opposite comparatives, sides swapped) asks one question."""
+    sides_a, sides_b = _than_sides(a), _than_sides(b)
+    if sides_a is None or sides_b is None or sides_a[0] == sides_b[0]:
+        return False
+    words_a, words_b = sides_a[0].split()[-1], sides_b[0].split()[-1]
+    return _swapped(words_a, words_b) and _swapped_sides(sides_a, sides_b)
+
+
 # the modal that opens a yes/no question: "can I paint over wallpaper" asks whether it is
 # possible, "should I" whether it is wise, "must I" whether it is required. After a question
 # word they are one ("what should I do" / "what can I do", "when can I expect my card").
@@ -517,13 +587,17 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
             if not same:
                 failed.append("entities")
     if s.polarity and (
-        _conflict(a, b)
-        # the same two words joined the other way round ("string to int" / "int to string")
-        or _reversed(a.arrows, b.arrows)
+        (
+            # two sides of one group, or the same two words joined the other way round
+            # ("string to int" / "int to string"), but not one comparison said from the
+            # other side ("python faster than java" / "java slower than python")
+            (_conflict(a, b) or _reversed(a.arrows, b.arrows)) and not _mirrored(a.plain, b.plain)
+        )
         or _aligned_conflict(a.plain, b.plain)
         or _asks_other(a.plain, b.plain)
         or _quantified(a, b)
         or _roles_reversed(a.plain, b.plain)
+        or _compared_the_other_way(a.plain, b.plain)
         or _obliged(a.plain, b.plain)
         or _drops_exception(a, b)
         or _drops_exception(b, a)

@@ -1142,6 +1142,8 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("physical", "virtual"),
         ("domestic", "international foreign abroad overseas"),
         ("closest nearest", "farthest furthest"),
+        ("longer", "shorter"),
+        ("hour hours hourly", "minute minutes"),
         ("better", "worse"),
         ("extend extending lengthen", "shorten shortening"),
         ("pause pausing paused", "resume resuming resumed unpause"),
