@@ -1191,3 +1191,33 @@ def test_per_hour_is_not_per_minute() -> None:
         "How much data does Netflix use per hour in HD?",
         "how much data does netflix use per minute in HD?",
     ) == ("polarity",)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (
+            "How do I return an error from a function in Go?",
+            "how do I return multiple errors from one function in Go?",
+        ),
+        (
+            "Do I need both parents' consent to get a passport?",
+            "do I need one parent's consent to get a passport?",
+        ),
+        (
+            "How do I book a hotel room on Booking.com?",
+            "how do I book several hotel rooms on booking.com?",
+        ),
+    ],
+)
+def test_near_duplicates_about_one_thing_or_several_differ(a: str, b: str) -> None:
+    assert failed(a, b) == ("polarity",)
+
+
+def test_several_times_is_no_count_of_things() -> None:
+    assert (
+        failed(
+            "Why was my card payment declined?", "Why was my card payment declined several times?"
+        )
+        == ()
+    )

@@ -292,6 +292,25 @@ def _universal(plain: tuple[str, ...]) -> tuple[bool, bool]:
     return whole, part
 
 
+_MANY = frozenset(_plain_stem(w) for w in ["several", "multiple", "both"])
+_TIMES = frozenset(_plain_stem(w) for w in ["time", "times"])
+
+
+def _several(plain: tuple[str, ...]) -> bool:
+    """Whether a prompt asks about several of a thing ("tried several times" is not)."""
+    return any(
+        w in _MANY and (i + 1 == len(plain) or plain[i + 1] not in _TIMES)
+        for i, w in enumerate(plain)
+    )
+
+
+def _how_many(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """One near-duplicate asks about several of a thing, the other about one ("return an
+    error from a function" / "return multiple errors from one function", "both parents'
+    consent" / "one parent's consent")."""
+    return _several(a) != _several(b) and _near(a, b, _MANY | _PART_OF)
+
+
 def _quantified(a: Signature, b: Signature) -> bool:
     """One near-duplicate asks about all of something, the other about a part ("close all
     open tabs" / "close one tab"); a negation makes a whole a part ("didn't get all the
@@ -596,6 +615,7 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         or _aligned_conflict(a.plain, b.plain)
         or _asks_other(a.plain, b.plain)
         or _quantified(a, b)
+        or _how_many(a.plain, b.plain)
         or _roles_reversed(a.plain, b.plain)
         or _compared_the_other_way(a.plain, b.plain)
         or _obliged(a.plain, b.plain)
