@@ -308,6 +308,8 @@ def _how_many(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     """One near-duplicate asks about several of a thing, the other about one ("return an
     error from a function" / "return multiple errors from one function", "both parents'
     consent" / "one parent's consent")."""
+    if _MANY.isdisjoint(a) and _MANY.isdisjoint(b):
+        return False
     return _several(a) != _several(b) and _near(a, b, _MANY | _PART_OF)
 
 
@@ -315,7 +317,7 @@ def _quantified(a: Signature, b: Signature) -> bool:
     """One near-duplicate asks about all of something, the other about a part ("close all
     open tabs" / "close one tab"); a negation makes a whole a part ("didn't get all the
     cash" / "only got some of the cash"), so negated prompts are left out."""
-    if a.denies or b.denies:
+    if a.denies or b.denies or (_ALL_OF.isdisjoint(a.plain) and _ALL_OF.isdisjoint(b.plain)):
         return False
     whole_a, part_a = _universal(a.plain)
     whole_b, part_b = _universal(b.plain)
@@ -325,6 +327,11 @@ def _quantified(a: Signature, b: Signature) -> bool:
     ):
         return False
     return _near(a.plain, b.plain, _ALL_OF | _PART_OF)
+
+
+def _may_oblige(plain: tuple[str, ...]) -> bool:
+    """A quick look: can :func:`_modality` find an obligation in ``plain`` at all?"""
+    return not _MUST.isdisjoint(plain) or (_TO in plain and not _HAVE.isdisjoint(plain))
 
 
 def _modality(plain: tuple[str, ...]) -> tuple[bool, bool]:
@@ -344,6 +351,8 @@ def _obliged(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     """One near-duplicate asks what is required, the other only what is allowed ("what
     vaccines must my dog get by law" / "what vaccines can my dog get", "do I have to
     enroll" / "can I enroll")."""
+    if not (_may_oblige(a) or _may_oblige(b)):
+        return False
     must_a, may_a = _modality(a)
     must_b, may_b = _modality(b)
     if must_a == must_b or not (must_a or may_a) or not (must_b or may_b):
