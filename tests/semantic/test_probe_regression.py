@@ -2,10 +2,11 @@
 
 ``bench/data/probe_pairs.jsonl`` holds 1,290 labelled near-duplicates and rewordings
 written by hand and by helpers (bench/data/README.md). Their figures with the shipped
-defaults are in BENCHMARKS.md: recall 67.0%, false-hit rate 4.8% (580 + 170 different
-pairs). A change that serves more of their near-duplicates, or refuses more of their
-rewordings, should be a decision, not an accident: this fails when either moves by more
-than a few pairs. (The held-out sets beside them are not used here: they stay unread.)
+defaults are in BENCHMARKS.md: recall 66.7%, false-hit rate 4.8% (of 540 rewordings and
+750 near-duplicates). A change that serves more of their near-duplicates, or refuses more
+of their rewordings, should be a decision, not an accident: this fails when either moves
+by more than a few pairs. (The held-out sets beside them are not used here: they stay
+unread.)
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ PROBES = Path(__file__).resolve().parents[2] / "bench" / "data" / "probe_pairs.j
 
 def test_the_defaults_serve_few_probe_near_duplicates_and_most_rewordings(embedder: Any) -> None:
     pairs = load_pairs(PROBES)
-    outcomes = score_pairs(pairs, make_cache=shipped_cache_factory(embedder, pairs))
+    make = shipped_cache_factory(embedder, pairs)
+    threshold = make().threshold
+    outcomes = score_pairs(pairs, make_cache=make)
     same = [o for o in outcomes if o.pair.same]
     different = [o for o in outcomes if not o.pair.same]
     assert (len(same), len(different)) == (540, 750)
-    served_same = sum(o.served(-1.0) for o in same)
-    served_different = sum(o.served(-1.0) for o in different)
-    # measured: 362 of 540 rewordings served (67.0%), 36 of 750 near-duplicates (4.8%)
-    assert served_same >= 355, served_same
+    served_same = sum(o.served(threshold) for o in same)
+    served_different = sum(o.served(threshold) for o in different)
+    # measured: 360 of 540 rewordings served (66.7%), 36 of 750 near-duplicates (4.8%)
+    assert served_same >= 353, served_same
     assert served_different <= 40, served_different
