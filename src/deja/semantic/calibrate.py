@@ -360,11 +360,13 @@ def band_report(
     labels = [p.same for p, _, _ in kept]
     columns = {name: i for i, name in enumerate(FEATURE_NAMES)}
     scores: dict[str, list[float]] = {name: [] for name in BAND_SCORES}
+    vector_of: dict[str, Any] = {}
+    if verifier.uses_vectors and kept:  # every text in one call (the embedder batches)
+        texts = list(dict.fromkeys(t for p, _, _ in kept for t in (p.a, p.b)))
+        rows = np.asarray(embedder.embed(texts), dtype=np.float64)
+        vector_of = dict(zip(texts, rows, strict=True))
     for pair, sim, row in kept:
-        vectors = None
-        if verifier.uses_vectors:
-            u, v = np.asarray(embedder.embed([pair.a, pair.b]), dtype=np.float64)
-            vectors = (u, v)
+        vectors = (vector_of[pair.a], vector_of[pair.b]) if vector_of else None
         scores["verifier"].append(verifier.probability(row.tolist(), vectors))
         scores["similarity"].append(sim)
         scores["word_jaccard"].append(float(row[columns["word_jaccard"]]))
