@@ -1128,13 +1128,18 @@ def _locked(root: Path, *, exclusive: bool) -> Iterator[None]:
 
 
 class _BaseFiles:
-    """Reads the rows of a base's scope from its memory-mapped vectors file."""
+    """Reads the rows of a base's scope from its memory-mapped vectors file (mapped once
+    per file: a merge reads a few rows at a time)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._mapped: dict[str, Any] = {}
 
     def read(self, item: dict[str, Any], rows: list[int]) -> Any:
-        matrix = np.load(self.root / item["vectors"], mmap_mode="r")
+        name = item["vectors"]
+        matrix = self._mapped.get(name)
+        if matrix is None:
+            matrix = self._mapped[name] = np.load(self.root / name, mmap_mode="r")
         return np.array(matrix[rows], dtype=np.float32)
 
 
