@@ -332,7 +332,12 @@ def test_a_failed_delta_write_is_made_good_by_the_next_sync(
     assert deltas(tmp_path) == [] and sorted(saved(tmp_path, clock)._meta) == ["x", "y"]
 
 
-def test_saves_while_another_thread_writes_stay_loadable(tmp_path: Path) -> None:
+def test_saves_while_another_thread_writes_stay_loadable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import deja.semantic.index as module
+
+    monkeypatch.setattr(module, "_COPY_ROWS", 7)  # a save copies the rows a few at a time
     index = InProcessIndex(dim=16, max_entries=None, hnsw_threshold=100)
     done = threading.Event()
     failures: list[BaseException] = []
@@ -357,6 +362,8 @@ def test_saves_while_another_thread_writes_stay_loadable(tmp_path: Path) -> None
         copy.load(tmp_path)
         for scope in copy.scopes():
             assert copy.search(vec(1), scope=scope, k=3)
+        for id in list(copy._meta)[:50]:  # each saved row is its entry's own vector
+            assert np.allclose(copy.vector(id), vec(int(id[1:])))
         loads += 1
     thread.join()
     assert not failures
@@ -364,6 +371,8 @@ def test_saves_while_another_thread_writes_stay_loadable(tmp_path: Path) -> None
     final = InProcessIndex(dim=16, max_entries=None)
     final.load(tmp_path)
     assert sorted(final._meta) == sorted(index._meta)
+    for id in final._meta:
+        assert np.allclose(final.vector(id), vec(int(id[1:])))
 
 
 def test_strikes_given_in_two_processes_add_up(tmp_path: Path, clock: FakeClock) -> None:
@@ -455,3 +464,31 @@ def test_a_clock_stepped_back_does_not_make_a_later_add_look_removed(tmp_path: P
     a.add("x", vec(1), scope="s", payload="again")
     assert a.sync(tmp_path) and b.sync(tmp_path)
     assert b.search(vec(1), scope="s", k=1)[0].payload == "again"  # not taken for removed
+
+
+def test_rows_written_while_a_save_copies_are_saved_as_they_are_at_the_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import deja.semantic.index as module
+
+    monkeypatch.setattr(module, "_COPY_ROWS", 7)
+    index = InProcessIndex(dim=16, max_entries=None, hnsw_threshold=None)
+    for i in range(30):
+        index.add(f"e{i}", vec(i), scope="s")
+    pauses = 0
+
+    def meddle(seconds: float) -> None:  # between two batches of copied rows
+        nonlocal pauses
+        pauses += 1
+        if pauses == 2:  # rows 0-13 copied: e29 moves into row 3, a new entry comes last
+            assert index.remove("e3")
+            index.add("e100", vec(100), scope="s")
+
+    monkeypatch.setattr(module.time, "sleep", meddle)
+    index.save(tmp_path)
+    monkeypatch.undo()
+    loaded = InProcessIndex(dim=16, max_entries=None)
+    loaded.load(tmp_path)
+    assert sorted(loaded._meta) == sorted(index._meta) and "e3" not in loaded
+    for id in loaded._meta:
+        assert np.allclose(loaded.vector(id), vec(int(id[1:]))), id

@@ -66,6 +66,8 @@ _FORMAT_VERSION = 1
 _COMPACT_FILES = 256
 _COMPACT_FRACTION = 0.02
 _COMPACT_MIN_ROWS = 2000
+# rows a full save copies per hold of the index lock
+_COPY_ROWS = 4096
 # entries a merge inserts per hold of the index lock (an i8 graph insert takes ~1 ms), and
 # compares with its own per hold
 _MERGE_BATCH = 16
@@ -212,6 +214,8 @@ class _Scope:
     hnsw_viewed: bool = False
     label_of: dict[str, int] = field(default_factory=dict)
     id_of: dict[int, str] = field(default_factory=dict)
+    # the rows written while a save copies the rows a few at a time (see _copy_rows)
+    written: set[int] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -414,6 +418,8 @@ class InProcessIndex:
             if s.matrix is None or need > s.matrix.shape[0]:
                 self._grow(s, max(16, need, n * 2))
             s.matrix[n:need] = matrix
+            if s.written is not None:
+                s.written.update(range(n, need))
             for offset, (id, meta) in enumerate(zip(ids, metas, strict=True)):
                 s.expires[n + offset] = np.inf if meta.expires is None else meta.expires
                 s.ids.append(id)
@@ -721,15 +727,21 @@ class InProcessIndex:
 
     def _write_base(self, root: Path) -> None:
         """Write this index to ``root`` as a new base (the directory's lock held)."""
-        with self._lock:
-            snapshot = self._snapshot()
-            # all in the base now (its strikes as they are here): later changes are pending
-            for id in self._pending.struck | self._pending.added:
-                meta = self._meta.get(id)
-                if meta is not None:
-                    meta.saved_strikes = meta.strikes
-            self._pending = _Pending()
-            self._full_save_due = False
+        try:
+            copies = self._copy_rows()
+            with self._lock:
+                snapshot = self._snapshot(copies)
+                # all in the base now (its strikes as they are here): later changes pend
+                for id in self._pending.struck | self._pending.added:
+                    meta = self._meta.get(id)
+                    if meta is not None:
+                        meta.saved_strikes = meta.strikes
+                self._pending = _Pending()
+                self._full_save_due = False
+        finally:
+            with self._lock:
+                for scope in self._scopes.values():
+                    scope.written = None
         try:
             self._fill_metas(snapshot[2])
             _write(root, *snapshot)
@@ -852,8 +864,10 @@ class InProcessIndex:
             for id, when, count in doc.get("strikes") or ():
                 mine = self._meta.get(id)
                 if mine is not None and mine.added == when:
-                    mine.strikes = max(0, mine.strikes + int(count))
-                    mine.saved_strikes += int(count)
+                    # what this index gave of its own (strikes - saved_strikes) stays
+                    now_struck = max(0, mine.strikes + int(count))
+                    mine.saved_strikes += now_struck - mine.strikes
+                    mine.strikes = now_struck
             taken = [id for id in taken if id in self._meta]
             if taken:
                 self._reorder(taken)
@@ -881,15 +895,55 @@ class InProcessIndex:
         moved = sorted(((id, self._meta.pop(id)) for id in tail), key=lambda p: p[1].added)
         self._meta.update(moved)
 
-    def _snapshot(self) -> tuple[dict[str, Any], dict[str, bytearray], dict[str, Any]]:
+    def _copy_rows(self) -> dict[str, tuple[_Scope, Any]]:
+        """Copies of every scope's rows, made _COPY_ROWS rows per hold of the lock (copying
+        1M rows at once held searches up ~1 s). Rows written meanwhile are noted in each
+        scope's ``written`` for :meth:`_snapshot` to copy again under the lock."""
+        copies: dict[str, tuple[_Scope, Any]] = {}
+        with self._lock:
+            for name, scope in self._scopes.items():
+                scope.written = set()
+                copies[name] = (scope, np.empty((len(scope.ids), self._dim), np.float32))
+        for scope, out in copies.values():
+            for start in range(0, len(out), _COPY_ROWS):
+                with self._lock:
+                    end = min(start + _COPY_ROWS, len(out), len(scope.ids))
+                    if end > start:
+                        out[start:end] = scope.matrix[start:end]
+                time.sleep(0)  # a search waiting for the lock gets it before the next rows
+        return copies
+
+    @staticmethod
+    def _rows_now(scope: _Scope, copied: Any) -> Any:
+        """``copied`` (from :meth:`_copy_rows`) made equal to the scope's rows now: cut or
+        extended to its size, the rows written since copied again (the caller holds the
+        lock)."""
+        n, before = len(scope.ids), len(copied)
+        rows = copied[:n] if n <= before else np.concatenate([copied, scope.matrix[before:n]])
+        for row in scope.written or ():
+            if row < min(n, before):
+                rows[row] = scope.matrix[row]
+        return rows
+
+    def _snapshot(
+        self, copies: dict[str, tuple[_Scope, Any]] | None = None
+    ) -> tuple[dict[str, Any], dict[str, bytearray], dict[str, Any]]:
         """Copies of what :func:`_write` writes: vectors and graphs by file name, and the
-        manifest (with a fresh generation)."""
+        manifest (with a fresh generation). ``copies``: the rows :meth:`_copy_rows` copied
+        already (the caller holds the lock)."""
         vectors: dict[str, Any] = {}
         graphs: dict[str, bytearray] = {}
         scopes: list[dict[str, Any]] = []
+        # copies of the tables (a dict copy is one C pass; reading 1M entries out of them
+        # one by one took ~0.7 s, and is done after the lock is let go: _fill_metas)
+        meta_of = self._meta.copy()
         for number, (name, s) in enumerate(self._scopes.items()):
             vectors_file = f"scope-{number}.npy"
-            vectors[vectors_file] = np.array(s.matrix[: len(s.ids)], dtype=np.float32)
+            copied = (copies or {}).get(name)
+            if copied is not None and copied[0] is s and s.written is not None:
+                vectors[vectors_file] = self._rows_now(s, copied[1])
+            else:  # a scope made (or made again) since: copied here
+                vectors[vectors_file] = np.array(s.matrix[: len(s.ids)], dtype=np.float32)
             hnsw_file = None
             if s.hnsw is not None:
                 hnsw_file = f"scope-{number}.usearch"
@@ -900,11 +954,8 @@ class InProcessIndex:
                     "vectors": vectors_file,
                     "hnsw": hnsw_file,
                     "ids": list(s.ids),
-                    "labels": [s.label_of[id] for id in s.ids] if s.hnsw is not None else None,
-                    # the strikes as they are now; the entries' other fields never
-                    # change, and are read after the lock is let go (_fill_metas)
-                    "strikes": [self._meta[id].strikes for id in s.ids],
-                    "metas": [self._meta[id] for id in s.ids],
+                    "labels": s.label_of.copy() if s.hnsw is not None else None,
+                    "metas": meta_of,
                 }
             )
         self._prune_tombstones()
@@ -914,7 +965,7 @@ class InProcessIndex:
             "dim": self._dim,
             "metric": "cos",
             "next_label": self._next_label,
-            "order": list(self._meta),
+            "order": meta_of,
             "scopes": scopes,
             "tombstones": dict(self._tombstones),
             "generation": uuid.uuid4().hex,
@@ -923,10 +974,19 @@ class InProcessIndex:
 
     @staticmethod
     def _fill_metas(manifest: dict[str, Any]) -> None:
-        """Replace each scope's entries in a :meth:`_snapshot` manifest by their fields
-        (outside the lock: an entry's expiry, payload and add time never change)."""
+        """Turn the tables a :meth:`_snapshot` manifest copied into lists of the entries'
+        fields (outside the lock: an entry's expiry, payload and add time never change, and its
+        ``saved_strikes`` are its strikes as the snapshot saw them — :meth:`_write_base`
+        sets them so under the lock, and only a merge or a delta, which wait for the
+        directory's lock this save holds, changes them)."""
+        meta_of: dict[str, _Meta] = manifest["order"]
+        manifest["order"] = list(meta_of)
         for item in manifest["scopes"]:
-            metas: list[_Meta] = item.pop("metas")
+            metas = _gather(meta_of, item["ids"])
+            del item["metas"]
+            if item["labels"] is not None:
+                item["labels"] = _gather(item["labels"], item["ids"])
+            item["strikes"] = [m.saved_strikes for m in metas]
             item["expires"] = [m.expires for m in metas]
             item["payloads"] = [m.payload for m in metas]
             item["added"] = [m.added for m in metas]
@@ -964,6 +1024,8 @@ class InProcessIndex:
         if row != last:  # move the last row into the hole: rows stay dense
             moved = s.ids[last]
             s.matrix[row] = s.matrix[last]
+            if s.written is not None:
+                s.written.add(row)
             s.expires[row] = s.expires[last]
             s.ids[row] = moved
             s.row_of[moved] = row
@@ -1065,6 +1127,15 @@ def auto_expansion(size: int, quantization: str = "f32") -> int:
     coarser distances need a wider search to reach what f32 reaches; BENCHMARKS.md)."""
     base = 64 if size <= 200_000 else 128 if size <= 500_000 else 256
     return base * 3 // 2 if quantization == "i8" else base
+
+
+def _gather(table: dict[str, Any], keys: list[str]) -> list[Any]:
+    """``[table[k] for k in keys]`` in slices: one C call over 1M keys holds the GIL for
+    ~0.2 s, and searches in other threads wait that long."""
+    out: list[Any] = []
+    for start in range(0, len(keys), 50_000):
+        out.extend(map(table.__getitem__, keys[start : start + 50_000]))
+    return out
 
 
 def _save_npy(rows: Any, f: Any) -> None:
