@@ -1221,3 +1221,12 @@ def test_several_times_is_no_count_of_things() -> None:
         )
         == ()
     )
+
+
+def test_idioms_with_all_or_every_name_no_whole() -> None:
+    from deja.semantic.guards.compare import _universal
+
+    for text in ("pending after all this time", "it does not work at all", "every time I pay"):
+        assert _universal(signature(text).plain) == (False, False), text
+    assert _universal(signature("cancel all my payments").plain) == (True, False)
+    assert failed("Why is one transfer pending every time?", "Why is one transfer pending?") == ()

@@ -268,6 +268,8 @@ _MAY = frozenset(_plain_stem(w) for w in [
 ])  # fmt: skip
 _YOU = _plain_stem("you")
 _TO = _plain_stem("to")
+_AT = _plain_stem("at")
+_NO_WHOLE_AFTER = frozenset(_plain_stem(w) for w in ["this", "time", "times"])
 
 
 def _near(a: tuple[str, ...], b: tuple[str, ...], rule_words: frozenset[str]) -> bool:
@@ -285,7 +287,7 @@ def _universal(plain: tuple[str, ...]) -> tuple[bool, bool]:
     whole = part = False
     for i, w in enumerate(plain):
         after = plain[i + 1] if i + 1 < len(plain) else ""
-        if w in _ALL_OF and not (i and plain[i - 1] == "at") and after not in ("this", "time"):
+        if w in _ALL_OF and not (i and plain[i - 1] == _AT) and after not in _NO_WHOLE_AFTER:
             whole = True
         elif w in _PART_OF:
             part = True
