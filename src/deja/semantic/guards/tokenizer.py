@@ -234,7 +234,7 @@ def _arrows(lows: list[str]) -> frozenset[tuple[str, str]]:
     """The (source, target) pairs of word stems around each "to"/"into"/"than" in
     ``lows`` ("convert a pdf to a word document": ("pdf", "word"), ("pdf", "document")),
     and from the words of "from X to Y" to those of Y ("from Venice airport to my hotel
-    in Mestre": ("venice", "hotel"), ("airport", "mestre")...)."""
+    in Mestre": ("venice", "hotel"), ("airport", "hotel"))."""
     out: set[tuple[str, str]] = set()
     for i, w in enumerate(lows):
         if w not in _ARROW_WORDS:
