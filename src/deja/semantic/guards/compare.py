@@ -12,7 +12,15 @@ from dataclasses import dataclass, fields
 from deja.semantic.guards.extract import Signature, signature
 from deja.semantic.guards.literals import _CALL_RE, _bare_words
 from deja.semantic.guards.tokenizer import _STOP, _plain_stem, _tokens_of
-from deja.semantic.guards.words import _POLES, _ROLE_PAIRS, _SWAPS, _SYMMETRIC_JOINS
+from deja.semantic.guards.words import (
+    _ADVISED,
+    _PERMITTED,
+    _POLES,
+    _REQUIRED,
+    _ROLE_PAIRS,
+    _SWAPS,
+    _SYMMETRIC_JOINS,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,13 +267,9 @@ _ALL_OF = frozenset(_plain_stem(w) for w in ["all", "every", "entire", "whole", 
 _PART_OF = frozenset(_plain_stem(w) for w in [
     "one", "single", "some", "first", "main", "specific", "particular", "certain",
 ])  # fmt: skip
-_MUST = frozenset(_plain_stem(w) for w in [
-    "must", "mandatory", "obligatory", "obligated", "required",
-])  # fmt: skip
+_MUST = frozenset(map(_plain_stem, _REQUIRED.split()))
 _HAVE = frozenset(_plain_stem(w) for w in ["have", "has", "had"])
-_MAY = frozenset(_plain_stem(w) for w in [
-    "can", "could", "may", "allowed", "possible", "should", "ought",
-])  # fmt: skip
+_MAY = frozenset(map(_plain_stem, (_PERMITTED + " " + _ADVISED).split()))
 _YOU = _plain_stem("you")
 _TO = _plain_stem("to")
 _AT = _plain_stem("at")
@@ -415,42 +419,32 @@ def _than_sides(plain: tuple[str, ...]) -> tuple[str, frozenset[str], frozenset[
 _SPAN_AFTER_THAN = 4
 
 
-def _compared_the_other_way(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
-    """The same comparison with its two sides swapped: "is vinyl plank flooring more durable
-    than laminate" / "is laminate more durable than vinyl plank flooring" ("cheaper than"
-    against "more expensive than" is another comparative: left to the pole groups)."""
+def _comparison(a: tuple[str, ...], b: tuple[str, ...]) -> str | None:
+    """How two prompts compare the same two things, when both do with "than" and each
+    names after it what the other names before: "swapped" under the same comparative
+    ("is vinyl plank flooring more durable than laminate" / "is laminate more durable
+    than vinyl plank flooring": another question), "mirrored" under opposite ones ("is
+    python faster than java" / "is java slower than python": the same question); else
+    ``None`` ("cheaper than" against "more expensive than" are no two sides of one
+    group: left to the groups)."""
     sides_a, sides_b = _than_sides(a), _than_sides(b)
-    return (
-        sides_a is not None
-        and sides_b is not None
-        and sides_a[0] == sides_b[0]
-        and _swapped_sides(sides_a, sides_b)
-    )
-
-
-def _swapped_sides(
-    sides_a: tuple[str, frozenset[str], frozenset[str]],
-    sides_b: tuple[str, frozenset[str], frozenset[str]],
-) -> bool:
-    _, before_a, after_a = sides_a
-    _, before_b, after_b = sides_b
-    return (
-        bool(after_a)
-        and bool(after_b)
+    if sides_a is None or sides_b is None:
+        return None
+    comparative_a, before_a, after_a = sides_a
+    comparative_b, before_b, after_b = sides_b
+    if not (
+        after_a
+        and after_b
         and after_a <= before_b
         and after_b <= before_a
         and after_a.isdisjoint(after_b)
-    )
-
-
-def _mirrored(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
-    """The same comparison said from the other side: "is python faster than java" / "is
-    java slower than python" (opposite comparatives, sides swapped) asks one question."""
-    sides_a, sides_b = _than_sides(a), _than_sides(b)
-    if sides_a is None or sides_b is None or sides_a[0] == sides_b[0]:
-        return False
-    words_a, words_b = sides_a[0].split()[-1], sides_b[0].split()[-1]
-    return _swapped(words_a, words_b) and _swapped_sides(sides_a, sides_b)
+    ):
+        return None
+    if comparative_a == comparative_b:
+        return "swapped"
+    if _swapped(comparative_a.split()[-1], comparative_b.split()[-1]):
+        return "mirrored"
+    return None
 
 
 # the modal that opens a yes/no question: "can I paint over wallpaper" asks whether it is
@@ -458,7 +452,7 @@ def _mirrored(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
 # word they are one ("what should I do" / "what can I do", "when can I expect my card").
 _OPENING_MODALS = {
     _plain_stem(word): side
-    for side, words in enumerate(("can could may", "should ought", "must"))
+    for side, words in enumerate((_PERMITTED, _ADVISED, _REQUIRED))
     for word in words.split()
 }
 
@@ -616,19 +610,18 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
                 )
             if not same:
                 failed.append("entities")
+    comparison = _comparison(a.plain, b.plain) if s.polarity else None
     if s.polarity and (
-        (
-            # two sides of one group, or the same two words joined the other way round
-            # ("string to int" / "int to string"), but not one comparison said from the
-            # other side ("python faster than java" / "java slower than python")
-            (_conflict(a, b) or _reversed(a.arrows, b.arrows)) and not _mirrored(a.plain, b.plain)
-        )
+        comparison == "swapped"
+        # two sides of one group, or the same two words joined the other way round
+        # ("string to int" / "int to string"), but not one comparison said from the
+        # other side ("python faster than java" / "java slower than python")
+        or ((_conflict(a, b) or _reversed(a.arrows, b.arrows)) and comparison != "mirrored")
         or _aligned_conflict(a.plain, b.plain)
         or _asks_other(a.plain, b.plain)
         or _quantified(a, b)
         or _how_many(a.plain, b.plain)
         or _roles_reversed(a.plain, b.plain)
-        or _compared_the_other_way(a.plain, b.plain)
         or _obliged(a.plain, b.plain)
         or _drops_exception(a, b)
         or _drops_exception(b, a)

@@ -1011,6 +1011,43 @@ _AMBIGUOUS_CURRENCY = frozenset({"real", "won", "rand", "ether"})
 # meals, diets): per group, the sides two prompts mention must not conflict. "on"/"off"
 # count only after a switch verb ("turn it on"; see extract._switched): as a preposition
 # ("dark mode on iPhone") "on" is everywhere.
+# Two parties a question can be asked about either way round: the same two named in the
+# other order ask the other question ("should an interviewer ask a candidate" / "a
+# candidate ask the interviewer", "can the account owner see what members watch" / "can
+# a member see what the owner watches"). Those of a deal or a hiring are also groups of
+# alternatives (below): a question about the tenant is not one about the landlord.
+_SIDES_OF_A_DEAL = (
+    ("tenant tenants renter renters", "landlord landlords"),
+    ("buyer buyers", "seller sellers"),
+    ("employer employers", "employee employees"),
+    ("candidate candidates applicant applicants", "interviewer interviewers"),
+    ("borrower borrowers", "lender lenders"),
+    ("teacher teachers", "student students"),
+)
+# ... the others only by their order ("can my parents open an account" is still a
+# question about a child's account)
+_PARTIES_IN_ORDER = (
+    ("parent parents mother father", "child children kid kids baby babies son daughter"),
+    ("subclass subclasses child", "superclass parent base"),
+    ("owner owners", "member members user users guest guests"),
+    ("host hosts", "guest guests"),
+    ("sender", "recipient receiver"),
+    ("doctor doctors", "patient patients"),
+    ("driver drivers", "passenger passengers"),
+    ("client clients", "server servers"),
+)
+_ROLE_PAIRS: tuple[tuple[frozenset[str], frozenset[str]], ...] = tuple(
+    (frozenset(x.split()), frozenset(y.split())) for x, y in _SIDES_OF_A_DEAL + _PARTIES_IN_ORDER
+)
+
+# What a prompt asks of a rule: whether something is allowed, advised or required. Read
+# three ways (guards.compare): the modal swapped between prompts otherwise the same;
+# the modal opening a yes/no question; required against the others between
+# near-duplicates.
+_PERMITTED = "can could may allowed possible optional"
+_ADVISED = "should ought"
+_REQUIRED = "must required mandatory obligatory obligated"
+
 _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
     tuple(frozenset(side.split()) for side in sides)
     for sides in (
@@ -1107,13 +1144,8 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         # which criterion a "best way" asks for
         ("cheapest", "fastest quickest", "easiest simplest", "safest", "healthiest"),
         # roles: the same question from the other side has another answer
-        ("tenant tenants renter renters", "landlord landlords"),
-        ("buyer buyers", "seller sellers"),
-        ("employer employers", "employee employees"),
+        *_SIDES_OF_A_DEAL,
         ("junior", "senior"),
-        ("candidate candidates applicant applicants", "interviewer interviewers"),
-        ("borrower borrowers", "lender lenders"),
-        ("teacher teachers", "student students"),
         ("white", "black"),
         ("cat cats kitten kittens", "dog dogs puppy puppies", "rabbit rabbits", "horse horses"),
         ("public", "private"),
@@ -1161,7 +1193,7 @@ _SWAPS: tuple[tuple[frozenset[str], ...], ...] = tuple(
     tuple(frozenset(side.split()) for side in sides)
     for sides in (
         ("all every each", "some any", "most", "none", "one single", "both"),
-        ("must required mandatory", "can may allowed optional"),
+        (_REQUIRED, _PERMITTED),
         ("to into towards", "from"),
         ("before until till", "after since"),
         ("within", "after"),
@@ -1174,30 +1206,6 @@ _SWAPS: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("eat", "avoid"),
         # what a question asks for: "when did the wall fall" / "why did the wall fall"
         ("who whom whose", "when", "where", "why"),
-    )
-)
-# Two parties a question can be asked about either way round: the same two named in the
-# other order ask the other question ("should an interviewer ask a candidate" / "a
-# candidate ask the interviewer", "can the account owner see what members watch" / "can
-# a member see what the owner watches"). Only the order counts, so a prompt naming one
-# side is no conflict here.
-_ROLE_PAIRS: tuple[tuple[frozenset[str], frozenset[str]], ...] = tuple(
-    (frozenset(x.split()), frozenset(y.split()))
-    for x, y in (
-        ("tenant tenants renter renters", "landlord landlords"),
-        ("buyer buyers", "seller sellers"),
-        ("employer employers", "employee employees"),
-        ("candidate candidates applicant applicants", "interviewer interviewers"),
-        ("borrower borrowers", "lender lenders"),
-        ("teacher teachers", "student students"),
-        ("parent parents mother father", "child children kid kids baby babies son daughter"),
-        ("subclass subclasses child", "superclass parent base"),
-        ("owner owners", "member members user users guest guests"),
-        ("host hosts", "guest guests"),
-        ("sender", "recipient receiver"),
-        ("doctor doctors", "patient patients"),
-        ("driver drivers", "passenger passengers"),
-        ("client clients", "server servers"),
     )
 )
 # words that join two others symmetrically: "London and Tokyo" is "Tokyo and London"
