@@ -623,9 +623,7 @@ class InProcessIndex:
                 self._scopes = scopes
                 self._next_label = int(manifest["next_label"])
                 self._tombstones = _tombstones(manifest)
-                self._generation = manifest.get("generation", "")
-                self._base = (str(root), stat)
-                self._applied = set()
+                self._in_step(root, stat, manifest.get("generation", ""))
                 self._pending = _Pending()
                 self._full_save_due = False
             self._take_deltas(root)
@@ -666,15 +664,20 @@ class InProcessIndex:
                     self._merge(_BaseFiles(root), manifest)
                     took = True
                 with self._lock:
-                    self._generation = manifest.get("generation", "")
-                    self._base = (str(root), stat)
-                    self._applied = set()
+                    self._in_step(root, stat, manifest.get("generation", ""))
             except (ConfigError, OSError, ValueError, KeyError, TypeError) as exc:
                 logger.warning(
                     "the vector index in %s is unreadable (%r): overwriting it", root, exc
                 )
                 return False, False
         return self._take_deltas(root) or took, True
+
+    def _in_step(self, root: Path, stat: tuple[int, int, int] | None, generation: str) -> None:
+        """Note that this index now holds the base ``generation`` of ``root`` (its
+        manifest's ``stat``) and none of its deltas yet (the caller holds the lock)."""
+        self._generation = generation
+        self._base = (str(root), stat)
+        self._applied = set()
 
     def _take_deltas(self, root: Path) -> bool:
         """Merge the deltas of this index's base in ``root`` not yet taken in."""
@@ -750,9 +753,7 @@ class InProcessIndex:
                 self._full_save_due = True
             raise
         with self._lock:
-            self._generation = snapshot[2]["generation"]
-            self._base = (str(root), _stat(root))
-            self._applied = set()
+            self._in_step(root, _stat(root), snapshot[2]["generation"])
 
     def _publish(self, root: Path) -> bool:
         """Write what this index changed since it last wrote as one delta file of its base
