@@ -39,15 +39,18 @@ def write_config(tmp_path: Path, upstream: FakeOpenAIServer, rest: str) -> Path:
 
 @contextlib.contextmanager
 def serve(
-    config: Path, *options: str, metrics_dir: Path | None = None
+    config: Path, *options: str, metrics_dir: Path | None = None, tmp: Path | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``deja serve --config config *options`` on a free port, once it answers /health
-    (``metrics_dir``: where the workers keep their metrics, as an operator would set it)."""
+    (``metrics_dir``: where the workers keep their metrics, as an operator would set it;
+    ``tmp``: the server's TMPDIR)."""
     port = free_port()
     address = ("--host", "127.0.0.1", "--port", str(port))
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     if metrics_dir is not None:
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    if tmp is not None:
+        env["TMPDIR"] = str(tmp)
     process = subprocess.Popen(
         [sys.executable, "-m", "deja.cli", "serve", "--config", str(config), *address, *options],
         stdout=subprocess.PIPE,
@@ -162,11 +165,16 @@ def test_bad_config_exits_non_zero(tmp_path: Path) -> None:
 
 
 def test_two_workers_share_metrics_and_stats(tmp_path: Path) -> None:
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
     with FakeOpenAIServer() as upstream:
         config = write_config(
             tmp_path, upstream, "caching: {type: memory}\ngeneral_settings: {master_key: sk-master}"
         )
-        with serve(config, "--workers", "2", "--log-level", "warning") as (base, _):
+        with serve(config, "--workers", "2", "--log-level", "warning", tmp=temporary) as (
+            base,
+            process,
+        ):
             headers = {"authorization": "Bearer sk-master"}
             body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
             for _ in range(20):  # a new connection each time: the workers share the load
@@ -188,6 +196,11 @@ def test_two_workers_share_metrics_and_stats(tmp_path: Path) -> None:
                     if line.startswith("deja_cache_requests_total{")
                 ]
                 assert sum(served) == 20, text
+            assert [p.name[:13] for p in temporary.iterdir()] == ["deja-metrics-"]
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=20) in (0, -signal.SIGTERM)
+    # the directory deja made for the workers' metrics goes with them (one per start before)
+    assert list(temporary.iterdir()) == []
 
 
 def test_workers_share_an_in_process_semantic_index_through_their_saves(

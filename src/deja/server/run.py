@@ -64,12 +64,13 @@ def _warn_about(settings: Settings, workers: int) -> None:
         )
 
 
-def _share_metrics() -> None:
+def _share_metrics() -> str | None:
     """Let every worker's /metrics and /cache/stats see all workers' counters.
 
     A fresh directory per start, set before the workers import prometheus_client (they are
-    spawned, and read the variable when they import it). A directory given by the operator
-    is used as it is, and emptied first as prometheus_client's docs require.
+    spawned, and read the variable when they import it); returned, for the caller to remove
+    once the workers have stopped. A directory given by the operator is used as it is, and
+    emptied first as prometheus_client's docs require (and left in place at exit).
     """
     import shutil
     import tempfile
@@ -80,8 +81,10 @@ def _share_metrics() -> None:
     if directory:
         shutil.rmtree(directory, ignore_errors=True)
         os.makedirs(directory, exist_ok=True)
-    else:
-        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="deja-metrics-")
+        return None
+    created = tempfile.mkdtemp(prefix="deja-metrics-")
+    os.environ[MULTIPROC_ENV] = created
+    return created
 
 
 def serve(
@@ -102,16 +105,21 @@ def serve(
     n = workers if workers is not None else settings.proxy.workers
     _warn_about(settings, n)
     os.environ[CONFIG_ENV] = str(path)
-    if n > 1:
-        _share_metrics()
-    uvicorn.run(
-        "deja.server.run:app_from_env",
-        factory=True,
-        host=host or settings.proxy.host,
-        port=port if port is not None else settings.proxy.port,
-        workers=n,
-        log_level=log_level,
-        lifespan="on",
-        access_log=False,  # one log line per request costs more than a cache hit
-        timeout_graceful_shutdown=30,
-    )
+    created = _share_metrics() if n > 1 else None
+    try:
+        uvicorn.run(
+            "deja.server.run:app_from_env",
+            factory=True,
+            host=host or settings.proxy.host,
+            port=port if port is not None else settings.proxy.port,
+            workers=n,
+            log_level=log_level,
+            lifespan="on",
+            access_log=False,  # one log line per request costs more than a cache hit
+            timeout_graceful_shutdown=30,
+        )
+    finally:
+        if created is not None:  # a directory of ours: one 64 KiB file per worker and kind
+            import shutil
+
+            shutil.rmtree(created, ignore_errors=True)
