@@ -58,8 +58,9 @@ def test_the_shipped_verifier_vetoes_a_trusted_near_duplicate_it_is_sure_of(
     cache: SemanticCache,
 ) -> None:
     # cosine >= 0.85 and every guard passes, but the verifier scores it below its floor
+    # ("using urllib" alone would be a one-word substitution: the guards' to refuse)
     cache.store(chat("make an http get request in python using requests"), "k1")
-    lookup = cache.inspect(chat("make an http get request in python using urllib"))
+    lookup = cache.inspect(chat("make an http get request in python using the urllib module"))
     assert lookup.match is None
     _, vetoed = lookup.candidates[0]
     assert vetoed.similarity >= 0.85 and vetoed.reason == "verifier"

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 import deja
-from deja.semantic import Feedback, SemanticCache
+from deja.semantic import Feedback, GuardSettings, SemanticCache
+from deja.semantic.embedders import OpenAIEmbedder, WordSimilarity
 from tests.helpers import chat_request, chat_response
 
 
@@ -38,6 +39,32 @@ def test_numbers_and_directions_never_hit(embedder: Any) -> None:
     cache.fetch(chat_request("convert 5 km to miles"), lambda: chat_response("3.1 miles"))
     for other in ("convert 8 km to miles", "convert 5 miles to km"):
         assert cache.fetch(chat_request(other), lambda: chat_response("x")).info.status == "miss"
+
+
+def test_one_word_traded_for_another_thing_is_a_miss_and_for_a_synonym_a_hit(
+    embedder: Any,
+) -> None:
+    from deja.semantic.decision import SUBSTITUTION_SIMILARITY
+
+    semantic = SemanticCache(embedder=embedder)
+    cache = deja.Cache(semantic=semantic)
+    cache.fetch(chat_request("how to install nginx on ubuntu"), lambda: chat_response("apt"))
+    cache.fetch(chat_request("largest country in Africa"), lambda: chat_response("Algeria"))
+    configure = chat_request("how to configure nginx on ubuntu")
+    lookup = semantic.inspect(configure)
+    # close enough to be served by similarity alone; the traded word decides
+    assert lookup.candidates[0][1].similarity > 0.85
+    assert lookup.match is None and lookup.candidates[0][1].reason == "guards:substitution"
+    assert cache.get(configure).info.status == "miss"
+    assert cache.get(chat_request("biggest country in Africa")).info.status == "semantic_hit"
+    words = semantic._words
+    assert words is not None
+    assert words("install", "configure") < SUBSTITUTION_SIMILARITY < words("largest", "biggest")
+    # off with the guard, and for an embedder whose word scale is not the embedded model's
+    off = SemanticCache(embedder=embedder, guards=GuardSettings(substitution=False))
+    off.store(chat_request("how to install nginx on ubuntu"), "k")
+    assert off.inspect(configure).match is not None
+    assert WordSimilarity.of(OpenAIEmbedder()) is None
 
 
 def test_a_long_shared_context_with_another_question_is_a_miss(embedder: Any) -> None:

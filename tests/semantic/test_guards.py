@@ -1242,3 +1242,73 @@ def test_idioms_with_all_or_every_name_no_whole() -> None:
         assert _universal(signature(text).plain) == (False, False), text
     assert _universal(signature("cancel all my payments").plain) == (True, False)
     assert failed("Why is one transfer pending every time?", "Why is one transfer pending?") == ()
+
+
+def substituted(a: str, b: str, settings: GuardSettings | None = None) -> tuple[str, str] | None:
+    return check_guards(signature(a), signature(b), settings).substituted
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "words"),
+    [
+        (
+            "how to install nginx on ubuntu",
+            "how to configure nginx on ubuntu",
+            ("install", "configure"),
+        ),
+        (
+            "fibonacci in python using recursion",
+            "fibonacci in python using iteration",
+            ("recursion", "iteration"),
+        ),
+        (
+            "What's the drive time from SF to LA?",
+            "What's the flight time from SF to LA?",
+            ("drive", "flight"),
+        ),
+        # articles, possessives, pronouns, "do" and "be" are not words of the question
+        (
+            "Is there a fee for a physical card?",
+            "Is there a charge for physical cards?",
+            ("fee", "charge"),
+        ),
+    ],
+)
+def test_one_word_traded_between_the_same_words_is_reported(
+    a: str, b: str, words: tuple[str, str]
+) -> None:
+    assert substituted(a, b) == words
+    assert substituted(b, a) == words[::-1]
+    assert failed(a, b) == ()  # the guards leave it to the words' meaning (decide)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        # request words
+        ("how to install nginx on Debian 12", "steps to install nginx on Debian 12"),
+        (
+            "I need 10 blog post titles about remote work",
+            "give me 10 blog post titles about remote work",
+        ),
+        ("capital of Australia", "capitol of australia?"),  # two spellings of one word
+        ("How do I recognise a phishing email", "How do I recognize a phishing email"),
+        ("I can't log in to the app", "I cannot log in to the app"),  # a negation both sides
+        ("How do I delete my account?", "How can you delete the account?"),  # "can" added
+        ("install nginx on ubuntu", "configure apache on ubuntu"),  # two words traded
+        ("nginx on ubuntu", "apache on ubuntu"),  # too short to be a frame
+        ("how do I cancel my card", "how do I cancel my card"),  # nothing traded
+        ("how to install nginx", "how to install nginx quickly"),  # a word added, not traded
+    ],
+)
+def test_no_substitution_where_no_content_word_is_traded(a: str, b: str) -> None:
+    assert substituted(a, b) is None
+    assert substituted(b, a) is None
+
+
+def test_the_substitution_guard_can_be_turned_off_and_defers_to_a_failed_guard() -> None:
+    a, b = "how to install nginx on ubuntu", "how to configure nginx on ubuntu"
+    assert substituted(a, b, GuardSettings(substitution=False)) is None
+    # a failed guard settles the pair: nothing is left to ask of the words
+    report = check_guards(signature("convert 5 km to miles"), signature("convert 8 km to yards"))
+    assert report.failed and report.substituted is None

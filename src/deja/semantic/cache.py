@@ -94,7 +94,9 @@ class SemanticCache:
     * ``index``: a :class:`~deja.semantic.index.VectorIndex` (default: an
       :class:`~deja.semantic.index.InProcessIndex` bounded to ``max_entries``);
     * ``threshold``: cosine similarity a candidate needs (default: the tuned value);
-    * ``guards``: which guards run (:class:`~deja.semantic.guards.GuardSettings`);
+    * ``guards``: which guards run (:class:`~deja.semantic.guards.GuardSettings`); the
+      substitution guard (two prompts the same but for one word on each side) weighs the
+      two words with the embedded model, so it runs only with that embedder;
     * ``verifier``: the second-stage :class:`~deja.semantic.verifier.Verifier`; ``"default"``
       is the shipped one for this embedder (:meth:`Verifier.default_for`: it weighs the
       prompt vectors with the embedded model, text features alone with any other), ``None``
@@ -144,12 +146,13 @@ class SemanticCache:
                 f"the index holds {index.dim}-d vectors but embedder {embedder.id} makes"
                 f" {embedder.dim}-d ones"
             )
-        from deja.semantic.embedders import Windowed
+        from deja.semantic.embedders import Windowed, WordSimilarity
 
         self.embedder = embedder
         self._fits = embedder.fits if isinstance(embedder, Windowed) else None
         self.index = index
         self.guards = guards if guards is not None else GuardSettings()
+        self._words = WordSimilarity.of(embedder) if self.guards.substitution else None
         if verifier == "default":
             verifier = Verifier.default_for(embedder.id)
         if threshold is None:  # the tuned threshold assumes the verifier stands behind it
@@ -381,6 +384,7 @@ class SemanticCache:
                 query_vector=vector,
                 candidate_vector=neighbor.vector,
                 evaluate_all=evaluate_all,
+                word_similarity=self._words,
             )
             decided.append((neighbor.id, decision))
             prompts.append(neighbor.payload)

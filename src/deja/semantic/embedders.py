@@ -19,6 +19,7 @@ import asyncio
 import hashlib
 import importlib.util
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -38,6 +39,7 @@ __all__ = [
     "LocalEmbedder",
     "OpenAIEmbedder",
     "Windowed",
+    "WordSimilarity",
     "normalize_rows",
 ]
 
@@ -304,6 +306,48 @@ class LocalEmbedder:
     async def aembed(self, texts: Sequence[str]) -> np.ndarray:
         """:meth:`embed` in a worker thread (onnxruntime releases the GIL)."""
         return await asyncio.to_thread(self.embed, list(texts))
+
+
+class WordSimilarity:
+    """How alike two single words are: the cosine of the embedded model's vectors of each
+    word alone, remembered for the last ``size`` words (thread-safe).
+
+    What the substitution guard asks of the two words two prompts trade
+    (:data:`deja.semantic.decision.SUBSTITUTION_SIMILARITY`). Its scale is this model's:
+    :meth:`of` gives one only for a cache that embeds with it (a word costs one ~1 ms run
+    the first time it is seen; the words are not reported as embedding calls).
+    """
+
+    def __init__(self, embedder: Embedder, *, size: int = 4096) -> None:
+        self.embedder = embedder
+        self.size = size
+        self._lock = threading.Lock()
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    @classmethod
+    def of(cls, embedder: Embedder) -> WordSimilarity | None:
+        """One over ``embedder`` when it is the embedded model (whatever the wrapper, by
+        its :attr:`~Embedder.id`), else ``None``: the threshold is that model's."""
+        if embedder.id.startswith(f"local:{LocalEmbedder.name}-int8"):
+            return cls(embedder)
+        return None
+
+    def __call__(self, x: str, y: str) -> float:
+        """Cosine similarity of ``x`` and ``y``, each embedded alone."""
+        return float(self._vector(x) @ self._vector(y))
+
+    def _vector(self, word: str) -> np.ndarray:
+        with self._lock:
+            vector = self._vectors.get(word)
+            if vector is not None:
+                self._vectors.move_to_end(word)
+                return vector
+        vector = np.asarray(self.embedder.embed([word])[0], dtype=np.float32)
+        with self._lock:
+            self._vectors[word] = vector
+            if len(self._vectors) > self.size:
+                self._vectors.popitem(last=False)
+        return vector
 
 
 class OpenAIEmbedder:

@@ -4,12 +4,13 @@
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
-from deja.semantic.guards.extract import Signature, signature
+from deja.semantic.guards.extract import _DENIALS, _REQUEST_VERBS, Signature, signature
 from deja.semantic.guards.literals import _CALL_RE, _bare_words
 from deja.semantic.guards.tokenizer import _STOP, _plain_stem, _tokens_of
 from deja.semantic.guards.words import (
@@ -46,6 +47,11 @@ class GuardSettings:
     # in children", "sort by a key" / "... in descending order"); "at all", "if any" and
     # the like are no condition.
     qualifier: bool = True
+    # The two prompts are the same words in the same order but for one content word on
+    # each side ("how to install nginx" / "how to configure nginx"): the pair is reported
+    # (``GuardReport.substituted``) and refused unless the two words are near-synonyms
+    # by the embedded model (:func:`deja.semantic.decision.decide`).
+    substitution: bool = True
 
     @classmethod
     def none(cls) -> GuardSettings:
@@ -55,10 +61,16 @@ class GuardSettings:
 
 @dataclass(frozen=True, slots=True)
 class GuardReport:
-    """The outcome of comparing two signatures: ``failed`` names the guards that failed."""
+    """The outcome of comparing two signatures: ``failed`` names the guards that failed.
+
+    ``substituted``: when every guard passed and the prompts differ in one content word
+    only, that word on each side (the substitution guard's question, which the words'
+    meaning answers: see :data:`deja.semantic.decision.SUBSTITUTION_SIMILARITY`).
+    """
 
     failed: tuple[str, ...]
     shared_anchors: int
+    substituted: tuple[str, str] | None = None
 
     @property
     def ok(self) -> bool:
@@ -539,10 +551,10 @@ def check_guards(a: Signature, b: Signature, settings: GuardSettings | None = No
         bare_a, bare_b = _unticked(a, b), _unticked(b, a)
         if (bare_a is not a or bare_b is not b) and not _failed(bare_a, bare_b, s):
             failed = []
-    shared = 0
-    if not failed:
-        shared = a.anchors
-    return GuardReport(failed=tuple(failed), shared_anchors=shared)
+    if failed:
+        return GuardReport(failed=tuple(failed), shared_anchors=0)
+    substituted = _substituted(a.framed, b.framed) if s.substitution else None
+    return GuardReport(failed=(), shared_anchors=a.anchors, substituted=substituted)
 
 
 def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
@@ -634,6 +646,54 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
     if s.qualifier and (_qualified(a.plain, b.plain) or _qualified(b.plain, a.plain)):
         failed.append("qualifier")
     return failed
+
+
+# Words whose trade is a rewording of the request, not another question ("how to" /
+# "steps to install nginx", "I need" / "give me 10 titles")
+_REQUEST_WORDS = _REQUEST_VERBS | frozenset([
+    "step", "steps", "way", "ways", "tip", "tips", "guide", "explain", "find", "help",
+    "need", "needs", "want", "know", "please", "have", "has", "had", "get", "got",
+])  # fmt: skip
+
+
+def _substituted(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, str] | None:
+    """The one word in which two framed prompts (:attr:`Signature.framed`) differ, each
+    side's, when they are otherwise the same words in the same order (3+ words).
+
+    ``None`` also when the traded words do not carry the question: function or request
+    words, numbers (the numbers guard's), a negation on both sides ("can't" / "cannot"),
+    or two spellings of one word ("recieve" / "receive", "colour" / "color").
+    """
+    if len(a) != len(b) or len(a) < 3:
+        return None
+    pair: tuple[str, str] | None = None
+    for x, y in zip(a, b, strict=True):
+        if x == y or _plain_stem(x) == _plain_stem(y):
+            continue
+        if pair is not None:
+            return None
+        pair = (x, y)
+    if pair is None or not all(_content_word(w) for w in pair):
+        return None
+    x, y = pair
+    if x[0] == y[0] and difflib.SequenceMatcher(None, x, y).ratio() >= _SPELLING_RATIO:
+        return None
+    return pair
+
+
+# two words this alike, first letter equal, are taken for two spellings of one
+# ("capitol" / "capital": 0.86; "install" / "uninstall" differ in their first letter)
+_SPELLING_RATIO = 0.8
+
+
+def _content_word(w: str) -> bool:
+    return (
+        w not in _STOP
+        and w not in _REQUEST_WORDS
+        and w not in _DENIALS
+        and not w.endswith("n't")
+        and w.replace("-", "").replace("'", "").replace(".", "").isalpha()
+    )
 
 
 # words that lead a condition or a scope ("in children", "on international flights",

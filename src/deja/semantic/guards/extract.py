@@ -113,6 +113,10 @@ class Signature:
     # a negation contradicts it ("planets that have rings" / "planets that don't")
     plain: tuple[str, ...] = field(default=(), repr=False)
     denies: bool = False
+    # the tokens without articles, possessives, personal pronouns, "do" and "be": two
+    # prompts that are the same here but for one content word ask about two things
+    # ("how to install nginx on ubuntu" / "how to configure nginx on ubuntu")
+    framed: tuple[str, ...] = field(default=(), repr=False)
     # whether the prompt leaves something out ("all files except .txt")
     excludes: bool = False
     words: frozenset[str] = frozenset()
@@ -535,6 +539,7 @@ def _signature(text: str) -> Signature:
         negated=negated,
         plain=plain,
         denies=denies,
+        framed=tuple(w for w in lows if w not in _FRAME_FREE),
         excludes=excludes,
         words=frozenset(_stem(w) for w in lows if w not in _STOP),
         low_text=" ".join(low_text),
@@ -551,6 +556,13 @@ _DENIALS = frozenset({"not", "no", "never", "cannot", "unable"})
 _UNDENIED = {"cannot": "can", "unable": "able", "can't": "can", "won't": "will", "shan't": "shall"}
 # "do" is left out of the plain words: "countries that use the euro" / "that don't use"
 _DO = frozenset({"do", "does", "did", "don't", "doesn't", "didn't"})
+# left out of ``Signature.framed``: words a rewording adds, drops or trades without
+# changing what is asked ("how do I delete my account" / "how to delete an account")
+_FRAME_FREE = _DO | frozenset([
+    "a", "an", "the", "my", "your", "our", "their", "his", "her", "its", "this", "that",
+    "these", "those", "some", "any", "i", "you", "me", "we", "us", "is", "are", "was",
+    "were", "be", "am",
+])  # fmt: skip
 
 
 _ALL = frozenset({"all", "every", "any", "each"})
