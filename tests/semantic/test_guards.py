@@ -1312,3 +1312,46 @@ def test_the_substitution_guard_can_be_turned_off_and_defers_to_a_failed_guard()
     # a failed guard settles the pair: nothing is left to ask of the words
     report = check_guards(signature("convert 5 km to miles"), signature("convert 8 km to yards"))
     assert report.failed and report.substituted is None
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "guard"),
+    [
+        # two names trading places around the same words (a name of two words is one)
+        (
+            "Why did the United States declare war on Germany in 1917?",
+            "Why did Germany declare war on the United States in 1917?",
+            "entities",
+        ),
+        # a denial for a word that says something
+        (
+            "Write a tweet announcing our summer sale, include hashtags",
+            "Write a tweet announcing our summer sale, no hashtags",
+            "contradiction",
+        ),
+        # an irregular verb's past forms are the verb: one act, asked who / when
+        ("Who wrote Pride and Prejudice?", "When was Pride and Prejudice written?", "polarity"),
+        ("Why can't I use a disposable card?", "Where can I use a disposable card?", "polarity"),
+        ("why did the Berlin Wall fall", "when did the Berlin Wall fall", "polarity"),
+    ],
+)
+def test_names_traded_denials_traded_and_past_forms(a: str, b: str, guard: str) -> None:
+    assert failed(a, b) == (guard,)
+    assert failed(b, a) == (guard,)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("what is the difference between Python and Java", "difference between Java and Python"),
+        ("Can I use my Visa card with Apple Pay", "Can I use Apple Pay with my Visa card"),
+        ("How do I find my PIN?", "I cannot find my PIN."),  # how it is put, not what
+        ("My top up is not working", "My top up isnt working"),
+        # "why not" asks when, as a complaint
+        ("When will my payment go through?", "Why hasn't my payment gone through?"),
+        ("When will I get my new card?", "Why haven't I gotten my new card?"),
+    ],
+)
+def test_the_same_question_put_another_way_passes(a: str, b: str) -> None:
+    assert failed(a, b) == ()
+    assert failed(b, a) == ()

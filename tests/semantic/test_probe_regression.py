@@ -2,7 +2,7 @@
 
 ``bench/data/probe_pairs.jsonl`` holds 1,290 labelled near-duplicates and rewordings
 written by hand and by helpers (bench/data/README.md). Their figures with the shipped
-defaults are in BENCHMARKS.md: recall 66.7%, false-hit rate 3.5% (of 540 rewordings and
+defaults are in BENCHMARKS.md: recall 66.7%, false-hit rate 3.1% (of 540 rewordings and
 750 near-duplicates). A change that serves more of their near-duplicates, or refuses more
 of their rewordings, should be a decision, not an accident: this fails when either moves
 by more than a few pairs. (The held-out sets beside them are not used here: they stay
@@ -29,7 +29,7 @@ def test_the_defaults_serve_few_probe_near_duplicates_and_most_rewordings(embedd
     assert (len(same), len(different)) == (540, 750)
     served_same = sum(o.served(threshold) for o in same)
     served_different = sum(o.served(threshold) for o in different)
-    # measured: 360 of 540 rewordings served (66.7%), 26 of 750 near-duplicates (3.5%;
-    # 36 before the substitution guard)
+    # measured: 360 of 540 rewordings served (66.7%), 23 of 750 near-duplicates (3.1%;
+    # 36 before the substitution guard and the rules after it)
     assert served_same >= 353, served_same
-    assert served_different <= 30, served_different
+    assert served_different <= 27, served_different

@@ -61,7 +61,7 @@ prompts trade must be for the pair to pass (``GuardReport.substituted``): "large
 near-duplicates 109 of 115 refused, rewordings 1 of 4 (a misspelt synonym); of Banking77's
 pairs at cosine >= 0.70, two intents 166 of 171, one intent 396 of 489 (many of them
 synonyms whose words the model sets apart: "think" / "believe", "cancelled" /
-"reverted"); 473 of all its 685,976 same-intent pairs. Served figures: BENCHMARKS.md."""
+"reverted"); 475 of all its 685,976 same-intent pairs. Served figures: BENCHMARKS.md."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,11 +10,18 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
-from deja.semantic.guards.extract import _DENIALS, _REQUEST_VERBS, Signature, signature
+from deja.semantic.guards.extract import (
+    _DENIALS,
+    _FRAME_FREE,
+    _REQUEST_VERBS,
+    Signature,
+    signature,
+)
 from deja.semantic.guards.literals import _CALL_RE, _bare_words
 from deja.semantic.guards.tokenizer import _STOP, _plain_stem, _tokens_of
 from deja.semantic.guards.words import (
     _ADVISED,
+    _NEGATIONS,
     _PERMITTED,
     _POLES,
     _REQUIRED,
@@ -226,18 +233,59 @@ def _aligned_conflict(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
     if len(diff) > 2:
         return False
-    if len(diff) == 2:
-        i, j = diff
-        if a[i] == b[j] and a[j] == b[i]:
-            # two neighbours swapped are word order ("still pending" / "pending still"),
-            # and so are two little words ("can I" / "I can")
-            between = a[i + 1 : j]
-            return (
-                bool(between)
-                and not (a[i] in _STOP and a[j] in _STOP)
-                and not (set(between) <= _SYMMETRIC_JOINS and not _ARTICLES.issuperset(between))
-            )
+    if len(diff) == 2 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]:
+        return _places_traded(a, *diff)
     return any(_swapped(a[i], b[i]) or (i == 0 and _modal_swapped(a[0], b[0])) for i in diff)
+
+
+def _places_traded(a: tuple[str, ...], i: int, j: int) -> bool:
+    """Whether words ``i`` < ``j`` of ``a`` trading places changes the question: not two
+    neighbours ("still pending" / "pending still"), not two little words ("can I" / "I
+    can"), not around "and" / "or" / "vs" ("London and Tokyo")."""
+    between = a[i + 1 : j]
+    return (
+        bool(between)
+        and not (a[i] in _STOP and a[j] in _STOP)
+        and not (set(between) <= _SYMMETRIC_JOINS and not _ARTICLES.issuperset(between))
+    )
+
+
+def _with_names(sig: Signature, names: list[str]) -> tuple[str, ...]:
+    """``sig``'s words, each of ``names`` as one word, the others stemmed, without the
+    words a rewording trades freely (:data:`_FRAME_FREE`)."""
+    words = sig.low_text.split()
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        for name in names:
+            size = name.count(" ") + 1
+            if " ".join(words[i : i + size]) == name:
+                out.append(name)
+                i += size
+                break
+        else:
+            if words[i] not in _FRAME_FREE:
+                out.append(_plain_stem(words[i]))
+            i += 1
+    return tuple(out)
+
+
+def _names_traded(a: Signature, b: Signature, names: set[str]) -> bool:
+    """Two names trading places around the same words: "why did the United States declare
+    war on Germany" / "why did Germany declare war on the United States" (a name of
+    several words counts as one word; not around "and": "Python and Java")."""
+    longest_first = sorted(names, key=lambda n: -n.count(" "))
+    x, y = _with_names(a, longest_first), _with_names(b, longest_first)
+    if len(x) != len(y):
+        return False
+    diff = [i for i, (p, q) in enumerate(zip(x, y, strict=True)) if p != q]
+    return (
+        len(diff) == 2
+        and x[diff[0]] in names
+        and x[diff[0]] == y[diff[1]]
+        and x[diff[1]] == y[diff[0]]
+        and _places_traded(x, *diff)
+    )
 
 
 # question words that ask for different things, and the words a question form moves or
@@ -253,14 +301,27 @@ _AUXILIARIES = frozenset(_plain_stem(word) for word in [
 ])  # fmt: skip
 
 
-def _asks_other(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+def _why_not(x: Signature, y: Signature) -> bool:
+    """Whether one of two questions is a "why not" one, which asks when, as a complaint:
+    "why hasn't my card arrived" / "when will my card arrive" are one question."""
+    opens = {s.plain[:1] for s in (x, y)}
+    return opens == {("why",), ("when",)} and any(
+        s.denies and s.plain[:1] == ("why",) for s in (x, y)
+    )
+
+
+def _asks_other(x: Signature, y: Signature) -> bool:
     """Two questions about the same words that open with question words asking for
     different things: "who created Python" / "when was Python created" (in any order of
-    the other words; a question that changes more words is left to the other guards)."""
+    the other words; a question that changes more words is left to the other guards),
+    unless one is a "why not" question (:func:`_why_not`)."""
+    a, b = x.plain, y.plain
     if not a or not b or a[0] == b[0]:
         return False
     side_a, side_b = _QUESTION_WORDS.get(a[0]), _QUESTION_WORDS.get(b[0])
     if side_a is None or side_b is None or side_a == side_b:
+        return False
+    if _why_not(x, y):
         return False
     return {w for w in a[1:] if w not in _AUXILIARIES} == {
         w for w in b[1:] if w not in _AUXILIARIES
@@ -620,6 +681,8 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
                 same = not _reversed(
                     _entity_arrows(at_a, a.low_text), _entity_arrows(at_b, b.low_text)
                 )
+            elif same and len(set_a) > 1:
+                same = not _names_traded(a, b, set_a)
             if not same:
                 failed.append("entities")
     comparison = _comparison(a.plain, b.plain) if s.polarity else None
@@ -629,8 +692,8 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         # ("string to int" / "int to string"), but not one comparison said from the
         # other side ("python faster than java" / "java slower than python")
         or ((_conflict(a, b) or _reversed(a.arrows, b.arrows)) and comparison != "mirrored")
-        or _aligned_conflict(a.plain, b.plain)
-        or _asks_other(a.plain, b.plain)
+        or (_aligned_conflict(a.plain, b.plain) and not _why_not(a, b))
+        or _asks_other(a, b)
         or _quantified(a, b)
         or _how_many(a.plain, b.plain)
         or _roles_reversed(a.plain, b.plain)
@@ -641,7 +704,11 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         failed.append("polarity")
     if s.negation and a.negated != b.negated:
         failed.append("negation")
-    if s.contradiction and a.denies != b.denies and a.plain == b.plain:
+    if (
+        s.contradiction
+        and a.denies != b.denies
+        and (a.plain == b.plain or _denial_traded(a.framed, b.framed))
+    ):
         failed.append("contradiction")
     if s.qualifier and (_qualified(a.plain, b.plain) or _qualified(b.plain, a.plain)):
         failed.append("qualifier")
@@ -681,6 +748,20 @@ def _substituted(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, str] | No
     return pair
 
 
+def _denial_traded(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """Two framed prompts the same but for one word, a denial on one side only ("write a
+    tweet, include hashtags" / "..., no hashtags")."""
+    if len(a) != len(b):
+        return False
+    diff = [(x, y) for x, y in zip(a, b, strict=True) if x != y]
+    if len(diff) != 1:
+        return False
+    x, y = diff[0]
+    # the other word says something ("include"), not how the question is put ("how do I
+    # find my PIN" / "I cannot find my PIN") nor a negation spelt without its apostrophe
+    return (x in _DENIALS and _content_word(y)) or (y in _DENIALS and _content_word(x))
+
+
 # two words this alike, first letter equal, are taken for two spellings of one
 # ("capitol" / "capital": 0.86; "install" / "uninstall" differ in their first letter)
 _SPELLING_RATIO = 0.8
@@ -692,6 +773,7 @@ def _content_word(w: str) -> bool:
         and w not in _REQUEST_WORDS
         and w not in _DENIALS
         and not w.endswith("n't")
+        and w.replace("nt", "n't") not in _NEGATIONS  # "isnt", "cant"
         and w.replace("-", "").replace("'", "").replace(".", "").isalpha()
     )
 

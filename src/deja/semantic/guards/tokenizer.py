@@ -192,8 +192,36 @@ def _stem(word: str) -> str:
 
 def _plain_stem(word: str) -> str:
     """:func:`_stem` without a final "e", which it keeps or drops by the suffix
-    ("includes" is "includ", "include" "include"): for comparing words one to one."""
-    return _stem(word).removesuffix("e")
+    ("includes" is "includ", "include" "include"), and an irregular verb's past forms as
+    the verb ("wrote", "written": "writ"): for comparing words one to one."""
+    return _stem(_IRREGULAR.get(word, word)).removesuffix("e")
+
+
+# The past forms of common irregular verbs, read as the verb ("who wrote Dune" / "when was
+# Dune written" ask about one act). Forms that are more often another word are left out
+# ("left", "rose", "bit", "fed", "led", "lit", "lay", "drew").
+_IRREGULAR = {
+    form: verb
+    for verb, forms in {
+        "become": "became", "begin": "began begun", "break": "broke broken",
+        "bring": "brought", "build": "built", "buy": "bought", "catch": "caught",
+        "choose": "chose chosen", "come": "came", "drink": "drank drunk", "drive": "drove driven",
+        "eat": "ate eaten", "fall": "fell fallen", "feel": "felt", "fight": "fought",
+        "find": "found", "fly": "flew flown", "forget": "forgot forgotten",
+        "freeze": "froze frozen", "get": "got gotten", "give": "gave given", "go": "went gone",
+        "grow": "grew grown", "hang": "hung", "hide": "hid hidden", "hold": "held",
+        "keep": "kept", "know": "knew known", "lose": "lost", "make": "made", "mean": "meant",
+        "meet": "met", "pay": "paid", "ride": "rode ridden", "ring": "rang rung", "run": "ran",
+        "say": "said", "see": "saw seen", "sell": "sold", "send": "sent", "shake": "shook shaken",
+        "shoot": "shot", "sing": "sang sung", "sink": "sank sunk", "sleep": "slept",
+        "speak": "spoke spoken", "spend": "spent", "stand": "stood", "steal": "stole stolen",
+        "strike": "struck stricken", "swim": "swam swum", "take": "took taken",
+        "teach": "taught", "tell": "told", "think": "thought", "throw": "threw thrown",
+        "understand": "understood", "wake": "woke woken", "wear": "wore worn", "win": "won",
+        "withdraw": "withdrew withdrawn", "write": "wrote written",
+    }.items()
+    for form in forms.split()
+}  # fmt: skip
 
 
 # Words skipped between a direction word and what it joins ("a string to an int").
