@@ -1,9 +1,9 @@
 """The shipped defaults on the probe pairs that guard rules were written from.
 
-``bench/data/probe_pairs.jsonl`` holds 1,290 labelled near-duplicates and rewordings
+``bench/data/probe_pairs.jsonl`` holds 1,590 labelled near-duplicates and rewordings
 written by hand and by helpers (bench/data/README.md). Their figures with the shipped
-defaults are in BENCHMARKS.md: recall 66.7%, false-hit rate 3.1% (of 540 rewordings and
-750 near-duplicates). A change that serves more of their near-duplicates, or refuses more
+defaults are in BENCHMARKS.md: recall 65.2%, false-hit rate 4.3% (of 670 rewordings and
+920 near-duplicates). A change that serves more of their near-duplicates, or refuses more
 of their rewordings, should be a decision, not an accident: this fails when either moves
 by more than a few pairs. (The held-out sets beside them are not used here: they stay
 unread.)
@@ -26,10 +26,9 @@ def test_the_defaults_serve_few_probe_near_duplicates_and_most_rewordings(embedd
     outcomes = score_pairs(pairs, make_cache=make)
     same = [o for o in outcomes if o.pair.same]
     different = [o for o in outcomes if not o.pair.same]
-    assert (len(same), len(different)) == (540, 750)
+    assert (len(same), len(different)) == (670, 920)
     served_same = sum(o.served(threshold) for o in same)
     served_different = sum(o.served(threshold) for o in different)
-    # measured: 360 of 540 rewordings served (66.7%), 23 of 750 near-duplicates (3.1%;
-    # 36 before the substitution guard and the rules after it)
-    assert served_same >= 353, served_same
-    assert served_different <= 27, served_different
+    # measured: 437 of 670 rewordings served (65.2%), 40 of 920 near-duplicates (4.3%)
+    assert served_same >= 430, served_same
+    assert served_different <= 44, served_different

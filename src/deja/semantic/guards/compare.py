@@ -7,12 +7,12 @@ from __future__ import annotations
 import difflib
 import itertools
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
 from deja.semantic.guards.extract import (
     _DENIALS,
-    _FRAME_FREE,
     _REQUEST_VERBS,
     Signature,
     signature,
@@ -162,16 +162,32 @@ def _spelled_out(name: str, text: str, other_low: str) -> bool:
 
 def _quoted_bare(a: Signature, b: Signature) -> bool:
     """Does ``a`` quote only what ``b`` writes bare (``b`` quoting nothing): "translate
-    'thank you' into Japanese" / "how do you say thank you in japanese"? Quotes of one
-    word are not read so: a bare word is too often just a word."""
+    'thank you' into Japanese" / "how do you say thank you in japanese", "what does 'ça
+    va' mean" / "meaning of ca va" (accents aside)? A quote of one word only when it is a
+    content word, in any form ("what does 'tannin' mean" / "what are tannins"): a little
+    word bare is too often just a word ("count the word 'the'" / "count the words")."""
     if not a.quotes or b.quotes:
         return False
-    bare = f" {b.low_text} "
+    bare = f" {_unaccented(b.text.lower())} "
+    bare_words = f" {' '.join(_tokens_of(bare))} "
+    stems: set[str] | None = None
     for quote in a.quotes:
-        words = _tokens_of(quote)
-        if len(words) < 2 or f" {' '.join(words)} " not in bare:
+        words = _tokens_of(_unaccented(quote))
+        if len(words) == 1 and words[0] not in _STOP:
+            if stems is None:
+                stems = {_plain_stem(w) for w in _tokens_of(bare)}
+            if _plain_stem(words[0]) not in stems:
+                return False
+        elif len(words) < 2 or f" {' '.join(words)} " not in bare_words:
             return False
     return True
+
+
+def _unaccented(text: str) -> str:
+    """``text`` without its accents ("ça va": "ca va")."""
+    if text.isascii():
+        return text
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
 
 
 def _drop_lone_qualifiers(
@@ -250,41 +266,47 @@ def _places_traded(a: tuple[str, ...], i: int, j: int) -> bool:
     )
 
 
-def _with_names(sig: Signature, names: list[str]) -> tuple[str, ...]:
-    """``sig``'s words, each of ``names`` as one word, the others stemmed, without the
-    words a rewording trades freely (:data:`_FRAME_FREE`)."""
+def _name_slots(sig: Signature, names: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``sig``'s words with each of ``names`` (longest first) as an empty slot, the others
+    stemmed; and the names in their slots, in order."""
     words = sig.low_text.split()
-    out: list[str] = []
+    frame: list[str] = []
+    filled: list[str] = []
     i = 0
     while i < len(words):
         for name in names:
             size = name.count(" ") + 1
             if " ".join(words[i : i + size]) == name:
-                out.append(name)
+                frame.append("")
+                filled.append(name)
                 i += size
                 break
         else:
-            if words[i] not in _FRAME_FREE:
-                out.append(_plain_stem(words[i]))
+            frame.append(_plain_stem(words[i]))
             i += 1
-    return tuple(out)
+    return tuple(frame), tuple(filled)
 
 
 def _names_traded(a: Signature, b: Signature, names: set[str]) -> bool:
     """Two names trading places around the same words: "why did the United States declare
-    war on Germany" / "why did Germany declare war on the United States" (a name of
-    several words counts as one word; not around "and": "Python and Java")."""
+    war on Germany" / "why did Germany declare war on the United States", "Tom is older
+    than twice Jerry's age" / "Jerry is older than twice Tom's age" (a name of several
+    words counts as one; little words added or dropped aside; not around "and" / "or" /
+    "vs": "Python and Java")."""
     longest_first = sorted(names, key=lambda n: -n.count(" "))
-    x, y = _with_names(a, longest_first), _with_names(b, longest_first)
-    if len(x) != len(y):
+    frame_a, filled_a = _name_slots(a, longest_first)
+    frame_b, filled_b = _name_slots(b, longest_first)
+    if [w for w in frame_a if w not in _STOP_STEMS] != [w for w in frame_b if w not in _STOP_STEMS]:
         return False
-    diff = [i for i, (p, q) in enumerate(zip(x, y, strict=True)) if p != q]
-    return (
-        len(diff) == 2
-        and x[diff[0]] in names
-        and x[diff[0]] == y[diff[1]]
-        and x[diff[1]] == y[diff[0]]
-        and _places_traded(x, *diff)
+    slots = [k for k, (x, y) in enumerate(zip(filled_a, filled_b, strict=True)) if x != y]
+    if len(slots) < 2 or len({frozenset((filled_a[k], filled_b[k])) for k in slots}) != 1:
+        return False
+    # words between the first two names traded on both sides (slot k is the k-th empty
+    # word): "BuilderConfig in Datasets" / "Datasets' BuilderConfig" name one thing
+    empty_a = [k for k, w in enumerate(frame_a) if not w]
+    empty_b = [k for k, w in enumerate(frame_b) if not w]
+    return _places_traded(frame_a, empty_a[slots[0]], empty_a[slots[1]]) and _places_traded(
+        frame_b, empty_b[slots[0]], empty_b[slots[1]]
     )
 
 
@@ -406,6 +428,28 @@ def _quantified(a: Signature, b: Signature) -> bool:
     ):
         return False
     return _near(a.plain, b.plain, _ALL_OF | _PART_OF)
+
+
+_LEAST, _MOST, _EXACTLY = _plain_stem("least"), _plain_stem("most"), _plain_stem("exactly")
+_BOUND_WORDS = frozenset({_AT, _LEAST, _MOST, _EXACTLY})
+
+
+def _bounds(plain: tuple[str, ...]) -> frozenset[str]:
+    """The bounds a prompt puts on a count: "at least", "at most", "exactly"."""
+    if _LEAST not in plain and _MOST not in plain and _EXACTLY not in plain:
+        return frozenset()
+    return frozenset(
+        w
+        for i, w in enumerate(plain)
+        if w == _EXACTLY or (w in (_LEAST, _MOST) and i and plain[i - 1] == _AT)
+    )
+
+
+def _bounds_differ(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """Two near-duplicates that bound a count differently ("at least one six in four
+    rolls" / "exactly one six in four rolls")."""
+    bounds_a, bounds_b = _bounds(a), _bounds(b)
+    return bool(bounds_a and bounds_b) and bounds_a != bounds_b and _near(a, b, _BOUND_WORDS)
 
 
 def _may_oblige(plain: tuple[str, ...]) -> bool:
@@ -695,6 +739,7 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         or (_aligned_conflict(a.plain, b.plain) and not _why_not(a, b))
         or _asks_other(a, b)
         or _quantified(a, b)
+        or _bounds_differ(a.plain, b.plain)
         or _how_many(a.plain, b.plain)
         or _roles_reversed(a.plain, b.plain)
         or _obliged(a.plain, b.plain)
@@ -710,7 +755,7 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         and (a.plain == b.plain or _denial_traded(a.framed, b.framed))
     ):
         failed.append("contradiction")
-    if s.qualifier and (_qualified(a.plain, b.plain) or _qualified(b.plain, a.plain)):
+    if s.qualifier and _either_qualified(_how_asked(a.plain), _how_asked(b.plain)):
         failed.append("qualifier")
     return failed
 
@@ -788,7 +833,33 @@ _QUALIFIER_LEADS = frozenset(_plain_stem(w) for w in [
 _NO_CONDITION = frozenset(_plain_stem(w) for w in [
     "all", "any", "anything", "ever", "now", "yet", "today", "please", "again", "possible",
     "so", "there",
+    # the product being asked about, or anyone: "how do I exchange currencies (in the app,
+    # using this, with your website)", "how can I receive money (from someone)"
+    "this", "your", "my", "the", "a", "an", "app", "website", "site", "here", "someone",
+    "somebody", "anyone", "well",
 ])  # fmt: skip
+
+
+# words between "how" and the verb that only put the question ("how to", "how do I",
+# "how can we")
+_HOW_FILLERS = frozenset(_plain_stem(w) for w in [
+    "to", "i", "can", "could", "should", "would", "you", "we", "one",
+])  # fmt: skip
+_HOW = _plain_stem("how")
+
+
+def _how_asked(plain: tuple[str, ...]) -> tuple[str, ...]:
+    """``plain`` with "how to", "how do I", "how can we"... all read as "how"."""
+    if plain[:1] != (_HOW,):
+        return plain
+    i = 1
+    while i < len(plain) and plain[i] in _HOW_FILLERS:
+        i += 1
+    return (_HOW, *plain[i:])
+
+
+def _either_qualified(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    return _qualified(a, b) or _qualified(b, a)
 
 
 def _qualified(short: tuple[str, ...], long: tuple[str, ...]) -> bool:

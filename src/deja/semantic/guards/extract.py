@@ -317,6 +317,8 @@ def _signature(text: str) -> Signature:
         text = _MARK_RE.sub(" ", text)  # the text's own private-use characters are not marks
     if "." in text:
         text = _DOTTED_ACRONYM_RE.sub(_undot, text)  # "U.S." is "US", "U.K." is "UK"
+    if "²" in text or "³" in text:
+        text = text.replace("²", "^2").replace("³", "^3")  # "m/s²" is "m/s^2"
     rest = _CODE_RE.sub(take_code, text) if "`" in text else text
     ticked = tuple(_bare_words(c) for c in code) if code else ()
 

@@ -230,6 +230,8 @@ _ARROW_SKIP = frozenset([
     "these", "those", "some", "any",
     # words that stand for a thing named elsewhere ("from one account to another")
     "one", "another", "other",
+    # "convert an ONNX model back into PyTorch" joins "ONNX model" to "PyTorch"
+    "back",
 ])  # fmt: skip
 
 

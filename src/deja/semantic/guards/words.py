@@ -965,9 +965,9 @@ _UNIT_SPELLINGS: dict[str, tuple[str, ...]] = {
 # take" and "how long does it take" ask the same thing.
 _UNIT_WORDS = frozenset(n for names in _UNIT_SPELLINGS.values() for n in names)
 _TIME_UNITS: dict[str, tuple[str, ...]] = {
-    "s": ("second", "seconds", "sec", "secs"),
+    "s": ("second", "seconds", "sec", "secs", "s"),
     "min": ("minute", "minutes", "mins"),
-    "h": ("hour", "hours", "hr", "hrs"),
+    "h": ("hour", "hours", "hr", "hrs", "h"),
     "day": ("day", "days"),
     "week": ("week", "weeks"),
     "month": ("month", "months"),
@@ -1004,7 +1004,7 @@ _CURRENCY_SPELLINGS: dict[str, tuple[str, ...]] = {
     "ETH": ("eth", "ether", "ethereum"),
 }
 # Currency names that are also common words count only next to a number or another code.
-_AMBIGUOUS_CURRENCY = frozenset({"real", "won", "rand", "ether"})
+_AMBIGUOUS_CURRENCY = frozenset({"real", "won", "rand", "ether", "rub", "cad", "sterling"})
 
 
 # Antonym pairs, and groups of mutually exclusive alternatives (times of day, seasons,
@@ -1204,6 +1204,8 @@ _SWAPS: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("keep", "discard"),
         ("use", "ignore skip"),
         ("eat", "avoid"),
+        # spans of time: "how much Spanish can I learn in a month" / "... in a year"
+        ("day days", "week weeks", "month months", "year years", "decade decades"),
         # what a question asks for: "when did the wall fall" / "why did the wall fall"
         ("who whom whose", "when", "where", "why"),
     )
