@@ -1396,6 +1396,17 @@ def test_the_same_question_put_another_way_passes(a: str, b: str) -> None:
             "How much Spanish can I realistically learn in a year?",
             "polarity",
         ),
+        # a pick of the things that do not
+        (
+            "which red wines don't need decanting",
+            "Which red wines need to be decanted?",
+            "contradiction",
+        ),
+        (
+            "count cells that are not blank in google sheets",
+            "google sheets formula to count blank cells",
+            "contradiction",
+        ),
         # a condition added, however "how" is put
         (
             "how to set up 2fa on gmail",
@@ -1417,6 +1428,11 @@ def test_traded_names_bounds_spans_and_conditions(a: str, b: str, guard: str) ->
 @pytest.mark.parametrize(
     ("a", "b"),
     [
+        # a complaint with a negation picks nothing
+        (
+            "I did a transfer and was charged a fee that shouldn't have been charged!",
+            "Why is there a fee for my transfer?",
+        ),
         # the product asked about, or anyone, is no condition
         ("How can I exchange currencies?", "How can I exchange currencies with this app?"),
         ("Can I activate my card?", "Can I activate my card with the app?"),

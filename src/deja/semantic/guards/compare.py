@@ -752,7 +752,7 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
     if (
         s.contradiction
         and a.denies != b.denies
-        and (a.plain == b.plain or _denial_traded(a.framed, b.framed))
+        and (a.plain == b.plain or _denial_traded(a.framed, b.framed) or _selection_denied(a, b))
     ):
         failed.append("contradiction")
     if s.qualifier and _either_qualified(_how_asked(a.plain), _how_asked(b.plain)):
@@ -791,6 +791,37 @@ def _substituted(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, str] | No
     if x[0] == y[0] and difflib.SequenceMatcher(None, x, y).ratio() >= _SPELLING_RATIO:
         return None
     return pair
+
+
+# words that open a clause picking some of a thing ("wines that don't need decanting",
+# "which wines need decanting", "cells that are not blank")
+_SELECTORS = frozenset({"which", "that", "who", "whose", "where"})
+# what opens a prompt that asks to pick: "which wines...", "count cells that...", "list
+# countries that..." (a complaint picks nothing: "a fee that shouldn't have been charged")
+_PICKS = _REQUEST_VERBS | frozenset([
+    "which", "count", "find", "filter", "select", "delete", "remove", "drop", "sum",
+    "highlight", "sort", "get",
+])  # fmt: skip
+
+
+def _selection_denied(a: Signature, b: Signature) -> bool:
+    """Two prompts that pick things by the same words, one picking those that do not:
+    "which red wines don't need decanting" / "which red wines need to be decanted",
+    "count cells that are not blank" / "formula to count blank cells" (one content word
+    apart at most)."""
+    denying, other = (a, b) if a.denies else (b, a)
+    lows = denying.low_text.split()
+    first_denial = next(
+        (i for i, w in enumerate(lows) if w in _NEGATIONS or w in _DENIALS or w.endswith("n't")),
+        len(lows),
+    )
+    if _SELECTORS.isdisjoint(lows[:first_denial]) or not (
+        set(lows[:1]) & _PICKS or set(other.low_text.split()[:1]) & _PICKS
+    ):
+        return False
+    content = {w for w in denying.plain if w not in _STOP_STEMS}
+    other_content = {w for w in other.plain if w not in _STOP_STEMS}
+    return len(content) >= 2 and len(content ^ other_content) <= 1
 
 
 def _denial_traded(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
