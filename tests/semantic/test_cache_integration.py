@@ -52,10 +52,15 @@ def test_one_word_traded_for_another_thing_is_a_miss_and_for_a_synonym_a_hit(
     cache.fetch(chat_request("largest country in Africa"), lambda: chat_response("Algeria"))
     configure = chat_request("how to configure nginx on ubuntu")
     lookup = semantic.inspect(configure)
+    assert semantic._words is not None
+    words_alike = semantic._words("install", "configure")
     # close enough to be served by similarity alone; the traded word decides
     assert lookup.candidates[0][1].similarity > 0.85
     assert lookup.match is None and lookup.candidates[0][1].reason == "guards:substitution"
     assert cache.get(configure).info.status == "miss"
+    explained = cache.explain_semantic(configure)["candidates"][0]
+    assert explained["decision"] == "guards:substitution"
+    assert explained["detail"] == f"install / configure: {words_alike:.2f}"
     assert cache.get(chat_request("biggest country in Africa")).info.status == "semantic_hit"
     words = semantic._words
     assert words is not None

@@ -243,8 +243,9 @@ class AsyncCache:
         """What the semantic tier makes of ``request`` now, as plain data: whether it
         applies, the threshold it uses, and each candidate it compares (entry key, the
         prompt that entry was stored for, similarity, strikes-adjusted decision: ``hit``,
-        ``threshold``, ``guards:<which>`` or ``verifier``, and the verifier's probability),
-        best first, with the key it would serve. Nothing is stored or counted. The answer
+        ``threshold``, ``guards:<which>`` or ``verifier``, with a ``detail`` where the
+        reason needs one, and the verifier's probability), best first, with the key it
+        would serve. Nothing is stored or counted. The answer
         to "why was this prompt given that answer?" (or not given one).
         """
         if self.semantic is None:
@@ -260,6 +261,7 @@ class AsyncCache:
                     "prompt": prompt,
                     "similarity": round(decision.similarity, 6),
                     "decision": decision.reason,
+                    "detail": decision.detail,
                     "probability": decision.probability,
                 }
                 for (key, decision), prompt in zip(lookup.candidates, lookup.prompts, strict=True)

@@ -70,7 +70,9 @@ class Decision:
 
     ``reason`` is ``"hit"``, ``"threshold"``, ``"guards:<names>"`` or ``"verifier"``.
     ``passed_checks`` says whether guards and verifier accepted the pair, whatever the
-    threshold: calibration sweeps thresholds over it without deciding again.
+    threshold: calibration sweeps thresholds over it without deciding again. ``detail``
+    says more where a reason alone would not (the substitution guard: the two words and
+    how alike they are, ``"install / configure: 0.48"``).
     """
 
     hit: bool
@@ -78,6 +80,7 @@ class Decision:
     reason: str
     probability: float | None = None
     passed_checks: bool | None = None
+    detail: str | None = None
 
 
 def decide(
@@ -108,15 +111,16 @@ def decide(
     sig_q = signature(query)
     sig_c = signature(candidate)
     report = check_guards(sig_c, sig_q, guards)
-    if (
-        report.substituted is not None
-        and word_similarity is not None
-        and word_similarity(*report.substituted) < SUBSTITUTION_SIMILARITY
-    ):
-        report = GuardReport(failed=("substitution",), shared_anchors=0)
+    detail = None
+    if report.substituted is not None and word_similarity is not None:
+        stored_word, asked_word = report.substituted
+        alike = word_similarity(stored_word, asked_word)
+        if alike < SUBSTITUTION_SIMILARITY:
+            report = GuardReport(failed=("substitution",), shared_anchors=0)
+            detail = f"{stored_word} / {asked_word}: {alike:.2f}"
     if not report.ok:
         reason = "guards:" + ",".join(report.failed)
-        return Decision(False, similarity, "threshold" if below else reason, None, False)
+        return Decision(False, similarity, "threshold" if below else reason, None, False, detail)
     probability = None
     if verifier is not None:
         features = pair_features(
