@@ -1396,6 +1396,12 @@ def test_the_same_question_put_another_way_passes(a: str, b: str) -> None:
             "How much Spanish can I realistically learn in a year?",
             "polarity",
         ),
+        # a word hyphenated on one side only is its parts: "all" / "any" aligned
+        (
+            "do all road bikes come with tubeless-ready rims",
+            "do any road bikes come with tubeless ready rims?",
+            "polarity",
+        ),
         # a pick of the things that do not
         (
             "which red wines don't need decanting",

@@ -243,7 +243,10 @@ def _aligned_conflict(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     """Two prompts word for word the same but for one or two words that change the
     question: an alternative for another ("all" / "some", "to" / "from"), or two words
     trading places ("substitute baking soda for baking powder"; not around "and": "London
-    and Tokyo", nor two neighbours)."""
+    and Tokyo", nor two neighbours). A word written hyphenated on one side only is its
+    parts ("tubeless-ready" / "tubeless ready")."""
+    if len(a) != len(b):
+        a, b = _unhyphenated(a, b), _unhyphenated(b, a)
     if len(a) != len(b) or a == b:
         return False
     diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
@@ -252,6 +255,18 @@ def _aligned_conflict(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     if len(diff) == 2 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]:
         return _places_traded(a, *diff)
     return any(_swapped(a[i], b[i]) or (i == 0 and _modal_swapped(a[0], b[0])) for i in diff)
+
+
+def _unhyphenated(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
+    """``a`` with each hyphenated word that ``b`` writes as its parts split into them."""
+    if not any("-" in w for w in a):
+        return a
+    other = set(b)
+    out: list[str] = []
+    for w in a:
+        parts = [_plain_stem(p) for p in w.split("-")] if "-" in w else []
+        out.extend(parts if parts and all(p in other for p in parts) else [w])
+    return tuple(out)
 
 
 def _places_traded(a: tuple[str, ...], i: int, j: int) -> bool:
