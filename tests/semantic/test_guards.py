@@ -1396,6 +1396,8 @@ def test_the_same_question_put_another_way_passes(a: str, b: str) -> None:
             "How much Spanish can I realistically learn in a year?",
             "polarity",
         ),
+        # one name spelled two ways, joined the other way round
+        ("migrate from postgres to mysql", "migrate from MySQL to PostgreSQL", "entities"),
         # a word hyphenated on one side only is its parts: "all" / "any" aligned
         (
             "do all road bikes come with tubeless-ready rims",
@@ -1434,6 +1436,19 @@ def test_traded_names_bounds_spans_and_conditions(a: str, b: str, guard: str) ->
 @pytest.mark.parametrize(
     ("a", "b"),
     [
+        # two spellings of one product or language
+        ("What's the difference between let and var in JavaScript?", "JS: var vs let?"),
+        (
+            "how to migrate from MySQL to PostgreSQL",
+            "steps for migrating a database from mysql to postgres",
+        ),
+        ("How do I update Node.js to the latest LTS?", "How can I upgrade Node to the newest LTS?"),
+        ("how to increase font size in vs code", "how do i make the font bigger in vscode"),
+        # a verb in -ing opening the sentence is not part of the name after it
+        (
+            "How do I clear the cache in Chrome on Android?",
+            "Clearing Chrome's cache on an Android phone - steps?",
+        ),
         # a complaint with a negation picks nothing
         (
             "I did a transfer and was charged a fee that shouldn't have been charged!",
@@ -1467,3 +1482,9 @@ def test_traded_names_bounds_spans_and_conditions(a: str, b: str, guard: str) ->
 def test_details_that_do_not_change_the_question(a: str, b: str) -> None:
     assert failed(a, b) == ()
     assert failed(b, a) == ()
+
+
+def test_an_opening_verb_in_ing_starts_no_name_but_a_name_in_ing_stays_whole() -> None:
+    assert signature("Updating Windows drivers").entity_candidates == {"windows"}
+    assert signature("Sterling Silver price").entity_candidates == {"sterling silver"}
+    assert signature("Wyoming State Parks").entity_candidates == {"wyoming state parks"}

@@ -21,6 +21,7 @@ from deja.semantic.guards.literals import _CALL_RE, _bare_words
 from deja.semantic.guards.tokenizer import _STOP, _plain_stem, _tokens_of
 from deja.semantic.guards.words import (
     _ADVISED,
+    _NAME_ALIASES,
     _NEGATIONS,
     _PERMITTED,
     _POLES,
@@ -126,14 +127,18 @@ _FORWARD = frozenset(
 )
 
 
+_ALIASED = frozenset(_NAME_ALIASES)
+
+
 def _entity_arrows(seen: list[tuple[int, str]], low_text: str) -> frozenset[tuple[str, str]]:
     """The (source, target) pairs of the names ``seen`` in ``low_text`` (as
     :func:`_occurrences_at` finds them) that it joins with a direction: neighbours with a
     direction word between them, and "from X ... to Y"."""
     padded = f" {low_text} "
     out: set[tuple[str, str]] = set()
-    for (start, x), (nxt, y) in itertools.pairwise(seen):
-        between = padded[start + len(x) + 1 : nxt].strip()
+    for (start, first), (nxt, second) in itertools.pairwise(seen):
+        between = padded[start + len(first) + 1 : nxt].strip()
+        x, y = _NAME_ALIASES.get(first, first), _NAME_ALIASES.get(second, second)
         if between in _FORWARD:
             out.add((x, y))
         elif between == "from":
@@ -727,6 +732,10 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
             # name swallows it: "public inference API" holds "API" when only the other
             # side capitalised "Inference API".
             set_a, set_b = set(seen_a).union(marked_a), set(seen_b).union(marked_b)
+            if not (_ALIASED.isdisjoint(set_a) and _ALIASED.isdisjoint(set_b)):
+                # one name, two spellings: "JS" / "JavaScript", "Postgres" / "PostgreSQL"
+                set_a = {_NAME_ALIASES.get(n, n) for n in set_a}
+                set_b = {_NAME_ALIASES.get(n, n) for n in set_b}
             # an acronym on one side is its words spelled out on the other ("BP" /
             # "blood pressure", "my MIL" / "my mother in law")
             same = set_a == set_b or (

@@ -5,8 +5,11 @@ names, and the packages of install commands.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import json
 import re
+from pathlib import Path
 
 from deja.semantic.guards.tokenizer import _STOP, _Tok
 from deja.semantic.guards.words import (
@@ -90,6 +93,29 @@ _BEARINGS = frozenset(
 
 
 _LOWER_RE = re.compile("[a-z]")
+
+
+_GERUND_RE = re.compile(r"[a-z]{3,}ing")
+
+
+def _is_gerund(low: str) -> bool:
+    """Whether ``low`` is a verb's -ing form: "clearing", "updating", "running" (not
+    "wyoming", "sterling", "beijing"), by the embedded model's vocabulary."""
+    if _GERUND_RE.fullmatch(low) is None:
+        return False
+    stem = low[:-3]
+    verbs = {stem, stem + "e"}
+    if stem[-1] == stem[-2]:
+        verbs.add(stem[:-1])
+    return not verbs.isdisjoint(_vocabulary())
+
+
+@functools.cache
+def _vocabulary() -> frozenset[str]:
+    """The whole words of the embedded model's tokenizer (30k, read once)."""
+    path = Path(__file__).resolve().parent.parent / "data" / "minilm-tokenizer.json"
+    vocab = json.loads(path.read_bytes())["model"]["vocab"]
+    return frozenset(w for w in vocab if w.isalpha() and len(w) >= 3)
 
 
 def _expand_aliases(
@@ -191,6 +217,10 @@ def _entities(
             letters = tok.text
             plain_capital = letters[0].isupper() and letters[1:].islower()
             if tok.initial and plain_capital and j == i + 1:
+                j = i
+            elif tok.initial and plain_capital and _is_gerund(tok.low):
+                # ... but a verb in -ing opening the sentence starts none: "Clearing
+                # Chrome's cache", "Installing PyTorch" (the name starts after it)
                 j = i
         if j == i:
             i += 1

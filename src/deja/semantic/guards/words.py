@@ -768,6 +768,19 @@ _ALIASES = {
     "canadians": "canada",
 }
 _CAPITAL_ALIASES = frozenset({"la", "sf", "us"})
+# Two spellings of one product or language, compared as one name where a prompt names it
+# ("JS" / "JavaScript", "Postgres" / "PostgreSQL", "VSCode" / "VS Code"); only names the
+# entity guard found, so the plain word "node" or "go" is not read as one.
+_NAME_ALIASES = {
+    "js": "javascript", "ts": "typescript", "postgres": "postgresql",
+    "vscode": "vs code", "visual studio code": "vs code", "node": "node.js",
+    "nodejs": "node.js", "golang": "go", "reactjs": "react", "react.js": "react",
+    "vuejs": "vue", "vue.js": "vue", "nextjs": "next.js", "mongo": "mongodb",
+    "sklearn": "scikit-learn", "cpp": "c++", "macos": "mac os", "osx": "mac os",
+    "os x": "mac os", "gcp": "google cloud", "google cloud platform": "google cloud",
+    "amazon web services": "aws", "ms excel": "excel", "microsoft excel": "excel",
+    "gmail.com": "gmail",
+}  # fmt: skip
 # ... but not inside other names: "Latin American", "Great Britain", "British Columbia"
 _DEMONYMS = frozenset(
     {"american", "americans", "britain", "british", "brits", "canadian", "canadians"}
