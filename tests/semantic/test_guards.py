@@ -1396,6 +1396,7 @@ def test_the_same_question_put_another_way_passes(a: str, b: str) -> None:
             "How much Spanish can I realistically learn in a year?",
             "polarity",
         ),
+        ("a three-year-old's sleep needs", "a 4 year old's sleep needs", "numbers"),
         # one name spelled two ways, joined the other way round
         ("migrate from postgres to mysql", "migrate from MySQL to PostgreSQL", "entities"),
         # a word hyphenated on one side only is its parts: "all" / "any" aligned
@@ -1448,6 +1449,15 @@ def test_traded_names_bounds_spans_and_conditions(a: str, b: str, guard: str) ->
         (
             "How do I clear the cache in Chrome on Android?",
             "Clearing Chrome's cache on an Android phone - steps?",
+        ),
+        # a number written in words inside a hyphenated word, with its unit
+        (
+            "How many hours should a 3 year old sleep at night?",
+            "how much sleep does my three-year-old need at night",
+        ),
+        (
+            "summarize the french revolution in 50 words",
+            "Give me a fifty-word summary of the French Revolution.",
         ),
         # a complaint with a negation picks nothing
         (

@@ -240,6 +240,18 @@ def _written_number(toks: list[_Tok], i: int) -> tuple[int, int] | None:
     return total + current, j - i
 
 
+def _number_compound(low: str) -> tuple[int, str] | None:
+    """A hyphenated word that opens with a number written in words: its value and the
+    word after the number ("fifty-word": (50, "word"), "three-year-old": (3, "year"))."""
+    parts = low.split("-")
+    k = 0  # "one" counts after a tens word only ("twenty-one-year-old", not "one-time")
+    while k < len(parts) and (parts[k] in _NUMBER_WORDS or (k and parts[k] == "one")):
+        k += 1
+    if k == 0 or k == len(parts):
+        return None  # no number, or nothing but one ("twenty-one": _written_number's)
+    return sum(_NUMBER_WORDS.get(p, 1) for p in parts[:k]), parts[k]
+
+
 def _date_at(toks: list[_Tok], i: int) -> tuple[str, int] | None:
     """A calendar date starting at ``toks[i]``: (canonical ``Y-M-D`` text, tokens used)."""
     n = len(toks)
@@ -439,6 +451,12 @@ def _signature(text: str) -> Signature:
             value = str(_ORDINAL_WORDS[tok.low])
         elif tok.low in _TIMES_WORDS:
             value = str(_TIMES_WORDS[tok.low])
+        elif "-" in tok.low and (counted_compound := _number_compound(tok.low)) is not None:
+            # "a fifty-word summary", "my three-year-old": the number, and the unit after
+            value = str(counted_compound[0])
+            unit = phrases.get((counted_compound[1],))
+            if unit is not None:
+                quantity_units.append((tok.start, unit[1]))
         else:
             written = _written_number(toks, i)
             if written is not None:
