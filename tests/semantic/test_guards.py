@@ -1397,6 +1397,7 @@ def test_the_same_question_put_another_way_passes(a: str, b: str) -> None:
             "polarity",
         ),
         ("a three-year-old's sleep needs", "a 4 year old's sleep needs", "numbers"),
+        ("What is the derivative of sin(x)?", "derivative of cos x?", "code"),
         # one name spelled two ways, joined the other way round
         ("migrate from postgres to mysql", "migrate from MySQL to PostgreSQL", "entities"),
         # a word hyphenated on one side only is its parts: "all" / "any" aligned
@@ -1459,6 +1460,8 @@ def test_traded_names_bounds_spans_and_conditions(a: str, b: str, guard: str) ->
             "summarize the french revolution in 50 words",
             "Give me a fifty-word summary of the French Revolution.",
         ),
+        # code written as words on the other side, two words or more
+        ("What is the derivative of sin(x)?", "derivative of sin x?"),
         # a complaint with a negation picks nothing
         (
             "I did a transfer and was charged a fee that shouldn't have been charged!",

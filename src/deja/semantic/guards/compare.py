@@ -188,6 +188,20 @@ def _quoted_bare(a: Signature, b: Signature) -> bool:
     return True
 
 
+def _code_bare(a: Signature, b: Signature) -> bool:
+    """Does ``a`` write as code only what ``b`` writes as words (``b`` has no code): "the
+    derivative of sin(x)" / "derivative of sin x"? Each span needs two words or more, in
+    order on the other side: one word bare is too often just a word."""
+    if not a.code or b.code:
+        return False
+    bare = f" {' '.join(_tokens_of(b.text))} "
+    for span in a.code:
+        words = [w for w in _tokens_of(span) if w.isalnum()]
+        if len(words) < 2 or f" {' '.join(words)} " not in bare:
+            return False
+    return True
+
+
 def _unaccented(text: str) -> str:
     """``text`` without its accents ("ça va": "ca va")."""
     if text.isascii():
@@ -706,7 +720,12 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
     # and code without letter case: a prompt that names `ImageFolder` and one that names
     # `imagefolder` ask about the same thing far more often than about two things
     # (and with or without a call's empty parentheses: `init()` is `init`)
-    if s.code and not _same_code(a.code, b.code, ordered):
+    if (
+        s.code
+        and not _same_code(a.code, b.code, ordered)
+        and not _code_bare(a, b)
+        and not _code_bare(b, a)
+    ):
         failed.append("code")
     if s.entities:
         # An entity spotted on one side only by its capital letter ("ATM" vs "atm") still
