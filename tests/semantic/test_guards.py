@@ -1398,6 +1398,9 @@ def test_the_same_question_put_another_way_passes(a: str, b: str) -> None:
         ),
         ("a three-year-old's sleep needs", "a 4 year old's sleep needs", "numbers"),
         ("What is the derivative of sin(x)?", "derivative of cos x?", "code"),
+        # a spelling that is an everyday word is no name unless marked as one
+        ("read a file in golang", "how do I go about reading a file", "entities"),
+        ("How do I enable strict mode in JavaScript?", "turn on strict mode in python", "entities"),
         # one name spelled two ways, joined the other way round
         ("migrate from postgres to mysql", "migrate from MySQL to PostgreSQL", "entities"),
         # a word hyphenated on one side only is its parts: "all" / "any" aligned
@@ -1446,6 +1449,10 @@ def test_traded_names_bounds_spans_and_conditions(a: str, b: str, guard: str) ->
         ),
         ("How do I update Node.js to the latest LTS?", "How can I upgrade Node to the newest LTS?"),
         ("how to increase font size in vs code", "how do i make the font bigger in vscode"),
+        # ... also where one side writes it in lower case, unmarked
+        ("How do I enable strict mode in JavaScript?", "turn on strict mode js"),
+        ("How do I restart a Kubernetes deployment?", "kubectl restart deployment"),
+        ("How do I turn on Wi-Fi calling on my iPhone?", "enable wifi calling iphone how"),
         # a verb in -ing opening the sentence is not part of the name after it
         (
             "How do I clear the cache in Chrome on Android?",

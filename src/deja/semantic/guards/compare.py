@@ -21,6 +21,7 @@ from deja.semantic.guards.literals import _CALL_RE, _bare_words
 from deja.semantic.guards.tokenizer import _STOP, _plain_stem, _tokens_of
 from deja.semantic.guards.words import (
     _ADVISED,
+    _EVERYDAY_SPELLINGS,
     _NAME_ALIASES,
     _NEGATIONS,
     _PERMITTED,
@@ -128,6 +129,17 @@ _FORWARD = frozenset(
 
 
 _ALIASED = frozenset(_NAME_ALIASES)
+_CANONICAL = frozenset(_NAME_ALIASES.values())
+# every spelling of each name, the usual one included; a spelling that is also an
+# everyday word ("node", "go", "mac") is found only where a prompt marks it as a name
+_SPELLINGS: dict[str, tuple[str, ...]] = {
+    canon: (canon, *(alias for alias, usual in _NAME_ALIASES.items() if usual == canon))
+    for canon in _CANONICAL
+}
+_SPELLINGS = {
+    canon: tuple(w for w in spellings if w not in _EVERYDAY_SPELLINGS)
+    for canon, spellings in _SPELLINGS.items()
+}
 
 
 def _entity_arrows(seen: list[tuple[int, str]], low_text: str) -> frozenset[tuple[str, str]]:
@@ -732,6 +744,13 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         # counts on the other side if written there: compare where the union occurs. Order
         # counts when either prompt gives the names a direction ("Oslo to Berlin").
         names = a.entity_candidates | b.entity_candidates
+        if names and not (_ALIASED.isdisjoint(names) and _CANONICAL.isdisjoint(names)):
+            # ... and so does its other spelling ("JavaScript" / "js")
+            names = names | frozenset(
+                spelling
+                for name in names
+                for spelling in _SPELLINGS.get(_NAME_ALIASES.get(name, name), ())
+            )
         if names:
             at_a = _occurrences_at(names, a.low_text)
             at_b = _occurrences_at(names, b.low_text)

@@ -779,8 +779,10 @@ _NAME_ALIASES = {
     "sklearn": "scikit-learn", "cpp": "c++", "macos": "mac os", "osx": "mac os",
     "os x": "mac os", "gcp": "google cloud", "google cloud platform": "google cloud",
     "amazon web services": "aws", "ms excel": "excel", "microsoft excel": "excel",
-    "gmail.com": "gmail",
+    "gmail.com": "gmail", "k8s": "kubernetes", "kubectl": "kubernetes", "wifi": "wi-fi",
 }  # fmt: skip
+# spellings above that are also everyday words: a name only where a prompt marks it so
+_EVERYDAY_SPELLINGS = frozenset({"node", "go", "ts", "mac os", "excel", "react", "vue"})
 # ... but not inside other names: "Latin American", "Great Britain", "British Columbia"
 _DEMONYMS = frozenset(
     {"american", "americans", "britain", "british", "brits", "canadian", "canadians"}
