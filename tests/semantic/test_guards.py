@@ -722,6 +722,13 @@ def test_a_quote_is_the_same_words_written_bare() -> None:
     # a content word quoted is that word bare, in any form; accents aside
     assert failed("what does 'run' mean", "what does run mean") == ()
     assert failed("what does 'tannin' mean in wine", "what are tannins in wine") == ()
+    # (and a quote leaves no frame to trade words in: "mean" / "tannins" is no substitution)
+    assert (
+        check_guards(
+            signature("what does 'tannin' mean in wine"), signature("what are tannins in wine")
+        ).substituted
+        is None
+    )
     assert failed("what does 'ça va' mean in french", "meaning of ca va french") == ()
     assert "quotes" in failed("Translate 'thank you'", "Translate 'thanks a lot' or thank you")
 

@@ -704,7 +704,10 @@ def check_guards(a: Signature, b: Signature, settings: GuardSettings | None = No
             failed = []
     if failed:
         return GuardReport(failed=tuple(failed), shared_anchors=0)
-    substituted = _substituted(a.framed, b.framed) if s.substitution else None
+    # quotes and code are not in the framed words (the literal guards compared them), so
+    # a prompt with either has no word-for-word frame to compare
+    framed = s.substitution and not (a.quotes or a.code or b.quotes or b.code)
+    substituted = _substituted(a.framed, b.framed) if framed else None
     return GuardReport(failed=(), shared_anchors=a.anchors, substituted=substituted)
 
 
