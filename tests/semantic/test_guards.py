@@ -1474,6 +1474,8 @@ def test_traded_names_bounds_spans_and_conditions(a: str, b: str, guard: str) ->
             "summarize the french revolution in 50 words",
             "Give me a fifty-word summary of the French Revolution.",
         ),
+        # one comparison said from the other side: its numbers swap places with its sides
+        ("is 10 bigger than 3", "is 3 smaller than 10"),
         # code written as words on the other side, two words or more
         ("What is the derivative of sin(x)?", "derivative of sin x?"),
         # a complaint with a negation picks nothing
@@ -1515,3 +1517,9 @@ def test_an_opening_verb_in_ing_starts_no_name_but_a_name_in_ing_stays_whole() -
     assert signature("Updating Windows drivers").entity_candidates == {"windows"}
     assert signature("Sterling Silver price").entity_candidates == {"sterling silver"}
     assert signature("Wyoming State Parks").entity_candidates == {"wyoming state parks"}
+
+
+def test_numbers_swap_places_only_with_a_comparison_said_from_the_other_side() -> None:
+    assert failed("is 10 bigger than 3", "is 3 smaller than 10") == ()
+    assert "numbers" in failed("is 10 bigger than 3", "is 3 bigger than 10")
+    assert "numbers" in failed("what is 10 minus 3", "what is 3 minus 10")
