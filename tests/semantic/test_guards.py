@@ -1474,6 +1474,11 @@ def test_traded_names_bounds_spans_and_conditions(a: str, b: str, guard: str) ->
             "summarize the french revolution in 50 words",
             "Give me a fifty-word summary of the French Revolution.",
         ),
+        # an exception without "all" is still the exception
+        (
+            "Sum of all integers from 1 to 100 except multiples of 3",
+            "add up 1 to 100 excluding multiples of three",
+        ),
         # one comparison said from the other side: its numbers swap places with its sides
         ("is 10 bigger than 3", "is 3 smaller than 10"),
         # code written as words on the other side, two words or more

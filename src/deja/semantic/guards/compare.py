@@ -22,6 +22,7 @@ from deja.semantic.guards.tokenizer import _STOP, _plain_stem, _tokens_of
 from deja.semantic.guards.words import (
     _ADVISED,
     _EVERYDAY_SPELLINGS,
+    _EXCLUSIONS,
     _NAME_ALIASES,
     _NEGATIONS,
     _PERMITTED,
@@ -642,8 +643,14 @@ def _reversed(a: frozenset[tuple[str, str]], b: frozenset[tuple[str, str]]) -> b
 
 def _drops_exception(a: Signature, b: Signature) -> bool:
     """Is ``a`` "all X except Y" and ``b`` the same without the exception? ("X that is not
-    Y", a negation, says it another way.)"""
-    return a.excludes and not b.excludes and not b.denies
+    Y", a negation, says it another way, and so does an exception without "all": "sum of
+    all integers to 100 except multiples of 3" / "add up 1 to 100 excluding multiples".)"""
+    return (
+        a.excludes
+        and not b.excludes
+        and not b.denies
+        and _EXCLUSIONS.isdisjoint(b.low_text.split())
+    )
 
 
 def _conflict(a: Signature, b: Signature) -> bool:
