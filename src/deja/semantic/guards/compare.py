@@ -134,12 +134,15 @@ _CANONICAL = frozenset(_NAME_ALIASES.values())
 # every spelling of each name, the usual one included; a spelling that is also an
 # everyday word ("node", "go", "mac") is found only where a prompt marks it as a name
 _SPELLINGS: dict[str, tuple[str, ...]] = {
-    canon: (canon, *(alias for alias, usual in _NAME_ALIASES.items() if usual == canon))
+    canon: tuple(
+        spelling
+        for spelling in (
+            canon,
+            *(alias for alias, usual in _NAME_ALIASES.items() if usual == canon),
+        )
+        if spelling not in _EVERYDAY_SPELLINGS
+    )
     for canon in _CANONICAL
-}
-_SPELLINGS = {
-    canon: tuple(w for w in spellings if w not in _EVERYDAY_SPELLINGS)
-    for canon, spellings in _SPELLINGS.items()
 }
 
 
