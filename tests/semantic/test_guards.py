@@ -1528,3 +1528,20 @@ def test_numbers_swap_places_only_with_a_comparison_said_from_the_other_side() -
     assert failed("is 10 bigger than 3", "is 3 smaller than 10") == ()
     assert "numbers" in failed("is 10 bigger than 3", "is 3 bigger than 10")
     assert "numbers" in failed("what is 10 minus 3", "what is 3 minus 10")
+
+
+def test_quantities_with_units_of_their_own_may_come_in_another_order() -> None:
+    assert (
+        failed(
+            "What is the wavelength of a 440 Hz sound wave if the speed of sound is 343 m/s?",
+            "sound speed 343 m/s, frequency 440 Hz - find the wavelength",
+        )
+        == ()
+    )
+    assert failed("a 5 kg box on a 30 degree slope", "a 30 degree slope with a 5 kg box") == ()
+    # the numbers with the other unit, or two numbers of one unit, are other quantities
+    assert "units" in failed("a 5 kg box on a 30 degree slope", "a 5 degree slope with a 30 kg box")
+    assert "numbers" in failed(
+        "Sam takes 6 hours and Alex 3 hours", "Sam takes 3 hours and Alex 6 hours"
+    )
+    assert "numbers" in failed("$5 for 3 kg", "$3 for 5 kg")

@@ -244,7 +244,20 @@ def _same_numbers(a: Signature, b: Signature) -> bool:
     """
     if a.all_numbers == b.all_numbers:
         return True
-    return a.numbers == b.numbers and not (a.loose and b.loose)
+    return (a.numbers == b.numbers and not (a.loose and b.loose)) or _same_quantities(a, b)
+
+
+def _same_quantities(a: Signature, b: Signature) -> bool:
+    """The same numbers in another order, each with a unit of its own that no other has:
+    "a 440 Hz wave, sound at 343 m/s" / "sound speed 343 m/s, frequency 440 Hz"."""
+    units = a.measured
+    return (
+        len(units) > 1
+        and all(units)
+        and len(set(units)) == len(units)
+        and sorted(zip(a.all_numbers, units, strict=True))
+        == sorted(zip(b.all_numbers, b.measured, strict=True))
+    )
 
 
 def _numbers_mirrored(a: Signature, b: Signature) -> bool:
@@ -741,7 +754,11 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         failed.append("numbers")
     if s.dates and a.dates != b.dates:
         failed.append("dates")
-    if s.units and a.units != b.units:
+    if (
+        s.units
+        and a.units != b.units
+        and not (sorted(a.units) == sorted(b.units) and _same_quantities(a, b))
+    ):
         failed.append("units")
     # quotes and code spans are compared as sets, as paraphrases reorder them freely,
     # unless a connector orders them ("convert `list` to `tuple`", "rename 'a' to 'b'")

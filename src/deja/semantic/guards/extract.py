@@ -85,6 +85,9 @@ class Signature:
     # and where those loose ones are in it
     all_numbers: tuple[str, ...] = ()
     loose: frozenset[int] = frozenset()
+    # the unit each number of ``all_numbers`` carries ("" for none): "440 Hz" and "343 m/s"
+    # keep their values whatever the order they come in
+    measured: tuple[str, ...] = field(default=(), repr=False)
     dates: tuple[str, ...] = ()
     units: tuple[str, ...] = ()
     quotes: tuple[str, ...] = ()
@@ -406,6 +409,7 @@ def _signature(text: str) -> Signature:
 
     numbers: list[str] = []
     number_at: list[int] = []  # the token index of each number
+    unit_of: dict[int, str] = {}  # the unit right after (or the symbol before) a number
     loose: set[int] = set()  # where the loose numbers are
     quantity_units: list[tuple[int, str]] = []
     other_units: list[tuple[int, str]] = []
@@ -457,6 +461,7 @@ def _signature(text: str) -> Signature:
             unit = phrases.get((counted_compound[1],))
             if unit is not None:
                 quantity_units.append((tok.start, unit[1]))
+                unit_of[i] = unit[1]
         else:
             written = _written_number(toks, i)
             if written is not None:
@@ -478,11 +483,13 @@ def _signature(text: str) -> Signature:
                 hit = phrases.get(tuple(lows[j : j + size]))
                 if hit is not None:
                     quantity_units.append((toks[j].start, hit[1]))
+                    unit_of[i] = hit[1]
                     for k in range(j, j + size):
                         consumed[k] = True
                     break
             if i > 0 and lows[i - 1] in ("$", "€", "£", "¥", "₹") and not consumed[i - 1]:
                 quantity_units.append((toks[i - 1].start, phrases[(lows[i - 1],)][1]))
+                unit_of[i] = phrases[(lows[i - 1],)][1]
                 consumed[i - 1] = True
             i += used
             continue
@@ -542,6 +549,7 @@ def _signature(text: str) -> Signature:
     units = [u for _, u in sorted(quantity_units)] + [u for _, u in sorted(other_units)]
     return Signature(
         all_numbers=tuple(numbers),
+        measured=tuple(unit_of.get(k, "") for k in number_at),
         loose=frozenset(p for p, k in enumerate(number_at) if k in loose),
         dates=tuple(d for _, d in sorted(dates)),
         units=tuple(units),
