@@ -15,6 +15,7 @@ from deja.semantic.guards.extract import (
     _DENIALS,
     _REQUEST_VERBS,
     Signature,
+    _is_denial,
     signature,
 )
 from deja.semantic.guards.literals import _CALL_RE, _bare_words
@@ -187,33 +188,29 @@ def _quoted_bare(a: Signature, b: Signature) -> bool:
     va' mean" / "meaning of ca va" (accents aside)? A quote of one word only when it is a
     content word, in any form ("what does 'tannin' mean" / "what are tannins"): a little
     word bare is too often just a word ("count the word 'the'" / "count the words")."""
-    if not a.quotes or b.quotes:
-        return False
-    bare = f" {_unaccented(b.text.lower())} "
-    bare_words = f" {' '.join(_tokens_of(bare))} "
-    stems: set[str] | None = None
-    for quote in a.quotes:
-        words = _tokens_of(_unaccented(quote))
-        if len(words) == 1 and words[0] not in _STOP:
-            if stems is None:
-                stems = {_plain_stem(w) for w in _tokens_of(bare)}
-            if _plain_stem(words[0]) not in stems:
-                return False
-        elif len(words) < 2 or f" {' '.join(words)} " not in bare_words:
-            return False
-    return True
+    return bool(a.quotes) and not b.quotes and _written_bare(a.quotes, b.text, one_word=True)
 
 
 def _code_bare(a: Signature, b: Signature) -> bool:
     """Does ``a`` write as code only what ``b`` writes as words (``b`` has no code): "the
-    derivative of sin(x)" / "derivative of sin x"? Each span needs two words or more, in
-    order on the other side: one word bare is too often just a word."""
-    if not a.code or b.code:
-        return False
-    bare = f" {' '.join(_tokens_of(b.text))} "
-    for span in a.code:
-        words = [w for w in _tokens_of(span) if w.isalnum()]
-        if len(words) < 2 or f" {' '.join(words)} " not in bare:
+    derivative of sin(x)" / "derivative of sin x"? Each span needs two words or more."""
+    return bool(a.code) and not b.code and _written_bare(a.code, b.text, one_word=False)
+
+
+def _written_bare(spans: tuple[str, ...], text: str, *, one_word: bool) -> bool:
+    """Whether ``text`` has the words of every span, in order (accents aside); with
+    ``one_word``, a span of one content word in any form of it too."""
+    words_of_text = _tokens_of(_unaccented(text.lower()))
+    bare = f" {' '.join(words_of_text)} "
+    stems: set[str] | None = None
+    for span in spans:
+        words = _tokens_of(_unaccented(span))
+        if one_word and len(words) == 1 and words[0] not in _STOP:
+            if stems is None:
+                stems = {_plain_stem(w) for w in words_of_text}
+            if _plain_stem(words[0]) not in stems:
+                return False
+        elif len(words) < 2 or f" {' '.join(words)} " not in bare:
             return False
     return True
 
@@ -339,36 +336,35 @@ def _places_traded(a: tuple[str, ...], i: int, j: int) -> bool:
     )
 
 
-def _name_slots(sig: Signature, names: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """``sig``'s words with each of ``names`` (longest first) as an empty slot, the others
-    stemmed; and the names in their slots, in order."""
-    words = sig.low_text.split()
+def _name_slots(
+    low_text: str, seen: list[tuple[int, str]]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``low_text``'s words with each name ``seen`` in it (:func:`_occurrences_at`) as an
+    empty slot, the others stemmed; and the names in their slots, in order (one
+    spelling each: "js" is "javascript")."""
+    padded = f" {low_text} "
     frame: list[str] = []
     filled: list[str] = []
-    i = 0
-    while i < len(words):
-        for name in names:
-            size = name.count(" ") + 1
-            if " ".join(words[i : i + size]) == name:
-                frame.append("")
-                filled.append(name)
-                i += size
-                break
-        else:
-            frame.append(_plain_stem(words[i]))
-            i += 1
+    pos = 0
+    for start, name in seen:
+        frame.extend(_plain_stem(w) for w in padded[pos:start].split())
+        frame.append("")
+        filled.append(_NAME_ALIASES.get(name, name))
+        pos = start + len(name) + 1
+    frame.extend(_plain_stem(w) for w in padded[pos:].split())
     return tuple(frame), tuple(filled)
 
 
-def _names_traded(a: Signature, b: Signature, names: set[str]) -> bool:
+def _names_traded(
+    a: Signature, b: Signature, seen_a: list[tuple[int, str]], seen_b: list[tuple[int, str]]
+) -> bool:
     """Two names trading places around the same words: "why did the United States declare
     war on Germany" / "why did Germany declare war on the United States", "Tom is older
     than twice Jerry's age" / "Jerry is older than twice Tom's age" (a name of several
     words counts as one; little words added or dropped aside; not around "and" / "or" /
     "vs": "Python and Java")."""
-    longest_first = sorted(names, key=lambda n: -n.count(" "))
-    frame_a, filled_a = _name_slots(a, longest_first)
-    frame_b, filled_b = _name_slots(b, longest_first)
+    frame_a, filled_a = _name_slots(a.low_text, seen_a)
+    frame_b, filled_b = _name_slots(b.low_text, seen_b)
     if [w for w in frame_a if w not in _STOP_STEMS] != [w for w in frame_b if w not in _STOP_STEMS]:
         return False
     slots = [k for k, (x, y) in enumerate(zip(filled_a, filled_b, strict=True)) if x != y]
@@ -829,7 +825,7 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
                     _entity_arrows(at_a, a.low_text), _entity_arrows(at_b, b.low_text)
                 )
             elif same and len(set_a) > 1:
-                same = not _names_traded(a, b, set_a)
+                same = not _names_traded(a, b, at_a, at_b)
             if not same:
                 failed.append("entities")
     comparison = _comparison(a.plain, b.plain) if s.polarity else None
@@ -914,10 +910,7 @@ def _selection_denied(a: Signature, b: Signature) -> bool:
     apart at most)."""
     denying, other = (a, b) if a.denies else (b, a)
     lows = denying.low_text.split()
-    first_denial = next(
-        (i for i, w in enumerate(lows) if w in _NEGATIONS or w in _DENIALS or w.endswith("n't")),
-        len(lows),
-    )
+    first_denial = next((i for i, w in enumerate(lows) if _is_denial(w)), len(lows))
     if _SELECTORS.isdisjoint(lows[:first_denial]) or not (
         set(lows[:1]) & _PICKS or set(other.low_text.split()[:1]) & _PICKS
     ):
@@ -950,8 +943,7 @@ def _content_word(w: str) -> bool:
     return (
         w not in _STOP
         and w not in _REQUEST_WORDS
-        and w not in _DENIALS
-        and not w.endswith("n't")
+        and not _is_denial(w)
         and w.replace("nt", "n't") not in _NEGATIONS  # "isnt", "cant"
         and w.replace("-", "").replace("'", "").replace(".", "").isalpha()
     )

@@ -9,7 +9,6 @@ import functools
 import itertools
 import json
 import re
-from pathlib import Path
 
 from deja.semantic.guards.tokenizer import _STOP, _Tok
 from deja.semantic.guards.words import (
@@ -113,8 +112,9 @@ def _is_gerund(low: str) -> bool:
 @functools.cache
 def _vocabulary() -> frozenset[str]:
     """The whole words of the embedded model's tokenizer (30k, read once)."""
-    path = Path(__file__).resolve().parent.parent / "data" / "minilm-tokenizer.json"
-    vocab = json.loads(path.read_bytes())["model"]["vocab"]
+    from deja.semantic.embedders import _TOKENIZER_PATH
+
+    vocab = json.loads(_TOKENIZER_PATH.read_bytes())["model"]["vocab"]
     return frozenset(w for w in vocab if w.isalpha() and len(w) >= 3)
 
 

@@ -581,6 +581,14 @@ def _signature(text: str) -> Signature:
 # a request (first in its sentence, or after "you" or "please"), so that "how to write a
 # unit test" and "how to write unit tests" stay one question.
 _DENIALS = frozenset({"not", "no", "never", "cannot", "unable"})
+
+
+def _is_denial(w: str) -> bool:
+    """Whether a word denies ("not", "never", "cannot", "unable", any "n't"): what makes a
+    prompt's ``denies``."""
+    return w in _DENIALS or w.endswith("n't")
+
+
 _UNDENIED = {"cannot": "can", "unable": "able", "can't": "can", "won't": "will", "shan't": "shall"}
 # "do" is left out of the plain words: "countries that use the euro" / "that don't use"
 _DO = frozenset({"do", "does", "did", "don't", "doesn't", "didn't"})
@@ -615,7 +623,7 @@ def _plain(lows: list[str]) -> tuple[tuple[str, ...], bool]:
     words: list[str] = []
     denies = False
     for w in lows:
-        negation = w in _DENIALS or w.endswith("n't")
+        negation = _is_denial(w)
         denies = denies or negation
         if w in _DO:
             continue
