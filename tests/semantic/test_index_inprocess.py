@@ -156,6 +156,18 @@ def test_a_reloaded_graph_keeps_its_quantization_when_first_written(tmp_path: Pa
     assert loaded.search(v[7], scope="big", k=1)[0].id == "e7"
 
 
+def test_every_entry_of_a_batch_is_found_by_its_own_vector() -> None:
+    # usearch adds a batch on several threads and leaves a few entries unreachable (about
+    # one 80-entry build in three here) unless they are added again
+    for seed in range(20):
+        index = InProcessIndex(dim=32, hnsw_threshold=50, max_entries=None)
+        v = vectors(80, seed=seed)
+        index.add_many([f"e{i}" for i in range(80)], v, scope="s")
+        assert index._scopes["s"].hnsw is not None
+        found = [index.search(v[i], scope="s", k=1)[0].id for i in range(80)]
+        assert found == [f"e{i}" for i in range(80)], f"seed {seed}"
+
+
 def test_an_unknown_quantization_is_refused() -> None:
     with pytest.raises(ValueError, match="quantization"):
         InProcessIndex(dim=32, quantization="f64")
