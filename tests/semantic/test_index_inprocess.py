@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -166,6 +168,71 @@ def test_every_entry_of_a_batch_is_found_by_its_own_vector() -> None:
         assert index._scopes["s"].hnsw is not None
         found = [index.search(v[i], scope="s", k=1)[0].id for i in range(80)]
         assert found == [f"e{i}" for i in range(80)], f"seed {seed}"
+
+
+@pytest.fixture
+def held_build(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[threading.Event, threading.Event]]:
+    """Graph builds wait, once their graph is built, until the second event is set (the
+    first says one is waiting)."""
+    from deja.semantic import index as module
+
+    building, release = threading.Event(), threading.Event()
+    relink = module._relink
+
+    def held_relink(*args: object) -> int:
+        building.set()
+        assert release.wait(10)
+        return relink(*args)
+
+    monkeypatch.setattr(module, "_relink", held_relink)
+    yield building, release
+    release.set()
+
+
+def test_a_graph_built_in_the_background_takes_in_what_changed_meanwhile(
+    held_build: tuple[threading.Event, threading.Event],
+) -> None:
+    building, release = held_build
+    index = InProcessIndex(dim=32, hnsw_threshold=50, max_entries=None)
+    v = vectors(80)
+    index.add_many([f"e{i}" for i in range(50)], v[:50], scope="s")
+    index.add("e50", v[50], scope="s")  # crosses the threshold: returns while it builds
+    assert building.wait(10)
+    assert not index.is_hnsw("s")
+    assert index.search(v[3], scope="s", k=1)[0].id == "e3"  # searched exactly meanwhile
+    index.remove("e1")
+    index.add("e2", v[60], scope="s")  # the same id, another vector
+    index.add("e0", v[0], scope="other")  # moves to another scope
+    index.add_many([f"e{i}" for i in range(51, 55)], v[51:55], scope="s")
+    release.set()
+    assert index.join_builds(10)
+    assert index.is_hnsw("s")
+    s = index._scopes["s"]
+    assert len(s.hnsw) == len(s.ids) == 53 and set(s.label_of) == set(s.ids)
+    live = {f"e{i}": v[i] for i in range(3, 55)} | {"e2": v[60]}
+    for id, vector in live.items():
+        assert index.search(vector, scope="s", k=1)[0].id == id
+    assert all(n.id not in ("e0", "e1") for n in index.search(v[1], scope="s", k=10))
+    assert index.search(v[2], scope="s", k=1)[0].id != "e2"
+
+
+def test_a_scope_removed_while_its_graph_is_built_drops_it(
+    held_build: tuple[threading.Event, threading.Event],
+) -> None:
+    building, release = held_build
+    index = InProcessIndex(dim=32, hnsw_threshold=50, max_entries=None)
+    v = vectors(60)
+    index.add_many([f"e{i}" for i in range(50)], v[:50], scope="s")
+    index.add("e50", v[50], scope="s")
+    assert building.wait(10)
+    assert index.remove_scope("s") == 51
+    index.add("again", v[55], scope="s")
+    release.set()
+    assert index.join_builds(10)
+    assert not index.is_hnsw("s") and index.scopes() == {"s": 1}
+    assert index.search(v[55], scope="s", k=1)[0].id == "again"
 
 
 def test_an_unknown_quantization_is_refused() -> None:
