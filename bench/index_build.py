@@ -25,13 +25,11 @@ import argparse
 import platform
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from index_sync import Prober
 from semantic import clustered
 
 from deja.semantic.index import InProcessIndex
@@ -39,36 +37,12 @@ from deja.semantic.index import InProcessIndex
 SCOPE = "bench"
 
 
-class Prober:
-    """Searches an index back to back in a thread, noting each search's duration."""
-
-    def __init__(self, index: InProcessIndex, queries: np.ndarray) -> None:
-        self.index, self.queries = index, queries
-        self.times: list[tuple[float, float]] = []  # (started, took)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        i = 0
-        while not self._stop.is_set():
-            started = time.perf_counter()
-            self.index.search(self.queries[i % len(self.queries)], scope=SCOPE, k=4)
-            self.times.append((started, time.perf_counter() - started))
-            i += 1
-            time.sleep(0.001)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def one_round(threshold: int, before: int, after: int, seed: int) -> dict[str, float]:
     vectors = clustered(threshold + after, seed=seed)
     index = InProcessIndex(dim=384, max_entries=None, hnsw_threshold=threshold)
     start = threshold - before
     index.add_many([f"e{i}" for i in range(start)], vectors[:start], scope=SCOPE)
-    prober = Prober(index, clustered(200, seed=seed + 1000))
+    prober = Prober(index, SCOPE, clustered(200, seed=seed + 1000))
     crossing = crossed_at = ready_at = 0.0
     try:
         time.sleep(0.05)

@@ -45,11 +45,13 @@ from deja.semantic.index import InProcessIndex
 
 
 class Prober:
-    """Searches an index back to back in a thread; reports the longest search of a span."""
+    """Searches an index back to back in a thread; reports the longest search of a span
+    (and notes every search's start and duration in ``times``)."""
 
     def __init__(self, index: InProcessIndex, scope: str, queries: np.ndarray) -> None:
         self.index, self.scope, self.queries = index, scope, queries
         self.longest = 0.0
+        self.times: list[tuple[float, float]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -59,7 +61,9 @@ class Prober:
         while not self._stop.is_set():
             started = time.perf_counter()
             self.index.search(self.queries[i % len(self.queries)], scope=self.scope, k=4)
-            self.longest = max(self.longest, time.perf_counter() - started)
+            took = time.perf_counter() - started
+            self.longest = max(self.longest, took)
+            self.times.append((started, took))
             i += 1
             time.sleep(0.001)  # a request every millisecond or so, not a busy loop
 
