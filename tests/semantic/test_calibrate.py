@@ -27,6 +27,7 @@ from deja.semantic.calibrate import (
     load_pairs,
     load_queries,
     neighbour_pairs,
+    pair_matrix,
     pair_similarities,
     rank_auc,
     score_pairs,
@@ -406,3 +407,31 @@ def test_band_report_ranks_the_pairs_the_verifier_decides(embedder: Any) -> None
     assert report.auc["similarity"] == rank_auc([s for _, s in passed], labels)
     empty = band_report("none", pairs, verifier=verifier, embedder=embedder, low=0.99, high=1.0)
     assert empty.pairs == 0 and math.isnan(empty.same_share)
+
+
+def test_verifier_training_rows_pass_the_substitution_guard_as_serving_does(
+    embedder: Any,
+) -> None:
+    from deja.semantic.calibrate import word_similarity_for
+    from deja.semantic.decision import decide
+    from deja.semantic.guards import GuardSettings
+
+    pairs = [
+        LabelledPair(
+            "how do I install nginx on ubuntu", "how do I configure nginx on ubuntu", False
+        ),
+        LabelledPair(
+            "what is the largest lake in Africa", "what is the biggest lake in Africa", True
+        ),
+    ]
+    words = word_similarity_for(embedder)
+    assert words is not None
+    assert word_similarity_for(embedder, GuardSettings(substitution=False)) is None
+    _, without = pair_matrix(pairs, [0.9, 0.9])
+    _, passed = pair_matrix(pairs, [0.9, 0.9], word_similarity=words)
+    assert without.tolist() == [True, True]
+    assert passed.tolist() == [False, True]
+    served = [
+        decide(0.9, p.b, p.a, threshold=0.7, word_similarity=words).passed_checks for p in pairs
+    ]
+    assert served == passed.tolist()

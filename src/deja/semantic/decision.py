@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from deja.semantic.guards import GuardReport, GuardSettings, check_guards, signature
+from deja.semantic.guards import GuardReport, GuardSettings, Signature, check_guards, signature
 from deja.semantic.verifier import Verifier, pair_features, text_features
 
 __all__ = [
@@ -83,6 +83,26 @@ class Decision:
     detail: str | None = None
 
 
+def guard_report(
+    stored: Signature,
+    asked: Signature,
+    guards: GuardSettings | None = None,
+    word_similarity: Callable[[str, str], float] | None = None,
+) -> tuple[GuardReport, str | None]:
+    """The guards' report on serving ``stored``'s answer for ``asked``, the substitution
+    guard included when ``word_similarity`` is given (what :func:`decide` refuses on);
+    with the two words traded and how alike they are when that guard refused."""
+    report = check_guards(stored, asked, guards)
+    if report.substituted is None or word_similarity is None:
+        return report, None
+    stored_word, asked_word = report.substituted
+    alike = word_similarity(stored_word, asked_word)
+    if alike >= SUBSTITUTION_SIMILARITY:
+        return report, None
+    refused = GuardReport(failed=("substitution",), shared_anchors=0)
+    return refused, f"{stored_word} / {asked_word}: {alike:.2f}"
+
+
 def decide(
     similarity: float,
     query: str,
@@ -110,14 +130,7 @@ def decide(
         return Decision(False, similarity, "threshold")
     sig_q = signature(query)
     sig_c = signature(candidate)
-    report = check_guards(sig_c, sig_q, guards)
-    detail = None
-    if report.substituted is not None and word_similarity is not None:
-        stored_word, asked_word = report.substituted
-        alike = word_similarity(stored_word, asked_word)
-        if alike < SUBSTITUTION_SIMILARITY:
-            report = GuardReport(failed=("substitution",), shared_anchors=0)
-            detail = f"{stored_word} / {asked_word}: {alike:.2f}"
+    report, detail = guard_report(sig_c, sig_q, guards, word_similarity)
     if not report.ok:
         reason = "guards:" + ",".join(report.failed)
         return Decision(False, similarity, "threshold" if below else reason, None, False, detail)
