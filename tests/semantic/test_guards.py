@@ -1231,6 +1231,110 @@ def test_a_comparison_with_its_sides_swapped_is_another_question_unless_mirrored
     assert failed("is python faster than java", "is python slower than java") == ("polarity",)
 
 
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        # the comparative before a noun; a comparing verb; "the advantages of X over Y"
+        (
+            "When is the median a better measure than the mean?",
+            "When is the mean better than the median?",
+            False,
+        ),
+        (
+            "Why does plain-text email sometimes outperform HTML email?",
+            "Why do HTML emails often get better results than plain-text ones?",
+            False,
+        ),
+        (
+            "What are the advantages of a catamaran over a monohull for cruising?",
+            "What advantages does a monohull have over a catamaran for cruising?",
+            False,
+        ),
+        (
+            "Why does plain-text email outperform HTML email?",
+            "Why does HTML email underperform plain-text email?",
+            True,
+        ),
+        ("Should I paint over wallpaper?", "Can I paint over old wallpaper?", True),
+    ],
+)
+def test_comparisons_said_with_other_words_swap_and_mirror(a: str, b: str, same: bool) -> None:
+    expected = () if same else ("polarity",)
+    assert failed(a, b) == expected
+    assert failed(b, a) == expected
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        (
+            "Can the king ever move two squares in chess?",
+            "Apart from castling, can the king ever move two squares?",
+            False,
+        ),
+        ("What can I eat on a keto diet?", "What can I eat on a keto diet besides meat?", False),
+        # the speaker is no exception; "apart from" meaning "in addition to"
+        ("Someone might be using my card", "Someone besides me might be using my card", True),
+        (
+            "Apart from learning to make a dataset, you will learn to upload it.",
+            "In addition to learning to make a dataset, you will also learn to upload it.",
+            True,
+        ),
+    ],
+)
+def test_an_exception_on_one_side_asks_something_else(a: str, b: str, same: bool) -> None:
+    expected = () if same else ("polarity",)
+    assert failed(a, b) == expected
+    assert failed(b, a) == expected
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        (
+            "What's a good send volume per hour when warming up a new IP?",
+            "What's a good send volume per day for warming up a new IP?",
+            False,
+        ),
+        (
+            "What's my monthly payment on a $250k loan at 5% for 30 years?",
+            "What's my biweekly payment on a $250k loan at 5% for 30 years?",
+            False,
+        ),
+        ("what is the daily withdrawal limit", "how much can I withdraw per day", True),
+        ("do I pay every week", "is the payment weekly", True),
+    ],
+)
+def test_counts_per_another_span_of_time_differ(a: str, b: str, same: bool) -> None:
+    expected = () if same else ("polarity",)
+    assert failed(a, b) == expected
+    assert failed(b, a) == expected
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        # a condition added, articles aside
+        (
+            "Can I return a grocery item for a refund?",
+            "Can I return grocery items for a refund if I already opened them?",
+            False,
+        ),
+        ("how to set up 2fa on gmail", "How do I set up 2FA on Gmail without a phone?", False),
+        # who asks, and where from, is no condition; nor a question word, nor "one of"
+        ("The virtual card won't work.", "virtual card won't work for me", True),
+        ("Can I use visa or mastercard with your service", "Can I use a Visa or Mastercard?", True),
+        ("Can I change my PIN?", "Can I change my PIN on my phone?", True),
+        ("Activate my card", "When are you going to activate my card?", True),
+        ("why was a transfer declined", "Why was one of my transfers declined?", True),
+    ],
+)
+def test_a_condition_added_with_other_articles(a: str, b: str, same: bool) -> None:
+    expected = () if same else ("qualifier",)
+    assert failed(a, b) == expected
+    assert failed(b, a) == expected
+
+
 def test_per_hour_is_not_per_minute() -> None:
     assert failed(
         "How much data does Netflix use per hour in HD?",

@@ -581,22 +581,58 @@ def _roles_reversed(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
 
 
 _THAN = "than"
+_OVER = "over"
 _COMPARATIVE_MARKS = frozenset(_plain_stem(w) for w in ["more", "less", "fewer"])
+# verbs that compare like a comparative with "than": "X outperforms Y" = "X is better than Y"
+_COMPARING_VERBS = {
+    _plain_stem(verb): _plain_stem(comparative)
+    for verbs, comparative in [
+        (["outperform", "outperforms", "outperformed", "beat", "beats", "surpass"], "better"),
+        (["surpasses", "outdo", "outdoes", "outrank", "outranks"], "better"),
+        (["underperform", "underperforms", "underperformed"], "worse"),
+    ]
+    for verb in verbs
+}
+# "X over Y" compares only after one of these: "the advantages of X over Y", "prefer X over Y"
+_OVER_LEADS = frozenset(_plain_stem(w) for w in [
+    "advantage", "advantages", "benefit", "benefits", "prefer", "choose", "pick", "edge",
+    "recommend", "favor", "favour",
+])  # fmt: skip
+
+
+def _comparative(stem: str) -> bool:
+    """A comparative on a side of a group ("better", "cheaper", "slower")."""
+    return stem in _SWAP_INDEX and (stem.endswith("er") or stem in _IRREGULAR_COMPARATIVES)
+
+
+_IRREGULAR_COMPARATIVES = frozenset(_plain_stem(w) for w in ["worse", "more", "less"])
 
 
 def _than_sides(plain: tuple[str, ...]) -> tuple[str, frozenset[str], frozenset[str]] | None:
-    """(the comparative, the content words before it, those after "than") of the first
-    "than" in ``plain``: "is vinyl flooring more durable than laminate": ("mor durabl",
-    {"vinyl", "floor"}, {"laminat"})."""
-    if _THAN not in plain:
+    """(the comparative, the content words before it, those after it) of the first
+    comparison in ``plain``: "is vinyl flooring more durable than laminate": ("mor
+    durabl", {"vinyl", "floor"}, {"laminat"}); "is the median a better measure than the
+    mean": ("better", {"median"}, {"mean"}); also "X outperforms Y" (as "better") and
+    "the advantages of X over Y" ("over")."""
+    if _THAN in plain:
+        at = plain.index(_THAN)
+        mark, end = at - 1, at  # "faster than": the word itself
+        if at >= 2 and plain[at - 2] in _COMPARATIVE_MARKS:
+            mark = at - 2  # "more durable than"
+        elif at >= 2 and _comparative(plain[at - 2]) and not _comparative(plain[at - 1]):
+            mark, end = at - 2, at - 1  # "a better measure than": the noun is no side
+    else:
+        for at, word in enumerate(plain):
+            if word in _COMPARING_VERBS or (
+                word == _OVER and not _OVER_LEADS.isdisjoint(plain[:at])
+            ):
+                break
+        else:
+            return None
+        mark = end = at
+    if at < 1 or mark < 0:
         return None
-    at = plain.index(_THAN)
-    if at < 1:
-        return None
-    mark = at - 1  # "faster than": the word itself; "more durable than": from "more"
-    if at >= 2 and plain[at - 2] in _COMPARATIVE_MARKS:
-        mark = at - 2
-    comparative = " ".join(plain[mark:at])
+    comparative = _COMPARING_VERBS.get(plain[at]) or " ".join(plain[mark:end]) or plain[at]
     before = frozenset(w for w in plain[:mark] if w not in _STOP_STEMS)
     after = frozenset(w for w in plain[at + 1 : at + 1 + _SPAN_AFTER_THAN] if w not in _STOP_STEMS)
     return comparative, before, after
@@ -606,25 +642,23 @@ _SPAN_AFTER_THAN = 4
 
 
 def _comparison(a: tuple[str, ...], b: tuple[str, ...]) -> str | None:
-    """How two prompts compare the same two things, when both do with "than" and each
-    names after it what the other names before: "swapped" under the same comparative
-    ("is vinyl plank flooring more durable than laminate" / "is laminate more durable
-    than vinyl plank flooring": another question), "mirrored" under opposite ones ("is
-    python faster than java" / "is java slower than python": the same question); else
-    ``None`` ("cheaper than" against "more expensive than" are no two sides of one
-    group: left to the groups)."""
+    """How two prompts compare the same two things, when both do ("than", a comparing
+    verb, "advantages of X over Y") and each names after it what the other names before
+    (words after it in both are context: "over a monohull for cruising" / "over a
+    catamaran for cruising"): "swapped" under the same comparative ("is vinyl plank
+    flooring more durable than laminate" / "is laminate more durable than vinyl plank
+    flooring": another question), "mirrored" under opposite ones ("is python faster than
+    java" / "is java slower than python": the same question); else ``None`` ("cheaper
+    than" against "more expensive than" are no two sides of one group: left to the
+    groups)."""
     sides_a, sides_b = _than_sides(a), _than_sides(b)
     if sides_a is None or sides_b is None:
         return None
     comparative_a, before_a, after_a = sides_a
     comparative_b, before_b, after_b = sides_b
-    if not (
-        after_a
-        and after_b
-        and after_a <= before_b
-        and after_b <= before_a
-        and after_a.isdisjoint(after_b)
-    ):
+    shared = after_a & after_b
+    after_a, after_b = after_a - shared, after_b - shared
+    if not (after_a and after_b and after_a <= before_b and after_b <= before_a):
         return None
     if comparative_a == comparative_b:
         return "swapped"
@@ -653,16 +687,71 @@ def _reversed(a: frozenset[tuple[str, str]], b: frozenset[tuple[str, str]]) -> b
     return any(x != y and (y, x) in b and (x, y) not in b for x, y in a)
 
 
+_RATE_UNITS = {
+    _plain_stem(word): unit
+    for words, unit in [
+        ("second seconds", "second"),
+        ("minute minutes", "minute"),
+        ("hour hours hourly", "hour"),
+        ("day days daily", "day"),
+        ("week weeks weekly", "week"),
+        ("fortnight fortnightly biweekly", "2 week"),
+        ("month months monthly", "month"),
+        ("quarter quarters quarterly", "quarter"),
+        ("year years yearly annual annually", "year"),
+    ]
+    for word in words.split()
+}
+_RATE_WORDS = frozenset(_plain_stem(w) for w in ["hourly", "daily", "weekly", "fortnightly"]) | {
+    _plain_stem(w) for w in ["biweekly", "monthly", "quarterly", "yearly", "annual", "annually"]
+}
+_RATE_LEADS = frozenset(_plain_stem(w) for w in ["per", "every", "each"])
+_COUNT_WORDS = {_plain_stem(w): str(n) for n, w in enumerate(["zero", "one", "two", "three"])}
+
+
+def _rates(plain: tuple[str, ...]) -> frozenset[str]:
+    """The spans of time ``plain`` counts something per: "per hour", "every 2 weeks",
+    "fortnightly" ({"2 week"}), "monthly" ({"month"})."""
+    found = set()
+    for i, word in enumerate(plain):
+        if word in _RATE_WORDS:
+            found.add(_RATE_UNITS[word])
+        elif word in _RATE_LEADS and i + 1 < len(plain):
+            unit = _RATE_UNITS.get(plain[i + 1])
+            count = _COUNT_WORDS.get(plain[i + 1], plain[i + 1])
+            if unit is not None:
+                found.add(unit)
+            elif count.isdigit() and i + 2 < len(plain) and plain[i + 2] in _RATE_UNITS:
+                found.add(f"{count} {_RATE_UNITS[plain[i + 2]]}".removeprefix("1 "))
+    return frozenset(found)
+
+
+def _rates_differ(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """Do both prompts count something per a span of time, and no span of one is the
+    other's? ("send volume per hour" / "per day", "monthly" / "biweekly payment")."""
+    rates_a = _rates(a)
+    rates_b = _rates(b) if rates_a else frozenset()
+    return bool(rates_a and rates_b) and rates_a.isdisjoint(rates_b)
+
+
 def _drops_exception(a: Signature, b: Signature) -> bool:
-    """Is ``a`` "all X except Y" and ``b`` the same without the exception? ("X that is not
-    Y", a negation, says it another way, and so does an exception without "all": "sum of
-    all integers to 100 except multiples of 3" / "add up 1 to 100 excluding multiples".)"""
-    return (
-        a.excludes
-        and not b.excludes
-        and not b.denies
-        and _EXCLUSIONS.isdisjoint(b.low_text.split())
-    )
+    """Does ``a`` take something out ("all X except Y", "apart from castling, can the king
+    move two squares") and ``b`` ask the same without it? Not when ``b`` says it another
+    way: with a negation ("X that is not Y"), an exclusion of its own ("sum of all
+    integers to 100 except multiples of 3" / "add up 1 to 100 excluding multiples"), or
+    an addition, which "apart from" and "besides" can also mean ("apart from
+    understanding X, you will learn Y" / "in addition to learning X, you'll also learn
+    Y"). "Only" is no other way: "all columns except password" / "only the password
+    column" ask the opposite ("excluding connections" / "nonstop flights only" is
+    refused with them)."""
+    if not a.excludes or b.excludes or b.denies:
+        return False
+    words = b.low_text.split()
+    return _EXCLUSIONS.isdisjoint(words) and _RESTATED.isdisjoint(words)
+
+
+# words with which a prompt means "in addition" where the other may say "apart from"
+_RESTATED = frozenset({"also", "addition", "additionally", "plus", "too"})
 
 
 def _conflict(a: Signature, b: Signature) -> bool:
@@ -839,6 +928,7 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         or _asks_other(a, b)
         or _quantified(a, b)
         or _bounds_differ(a.plain, b.plain)
+        or _rates_differ(a.plain, b.plain)
         or _how_many(a.plain, b.plain)
         or _roles_reversed(a.plain, b.plain)
         or _obliged(a.plain, b.plain)
@@ -963,6 +1053,9 @@ _NO_CONDITION = frozenset(_plain_stem(w) for w in [
     # using this, with your website)", "how can I receive money (from someone)"
     "this", "your", "my", "the", "a", "an", "app", "website", "site", "here", "someone",
     "somebody", "anyone", "well",
+    # whoever asks or answers, and where they ask from: "won't work (for me)", "(from
+    # you)", "(on my account, device, phone)"
+    "me", "you", "us", "account", "device", "phone", "service",
 ])  # fmt: skip
 
 
@@ -984,7 +1077,14 @@ def _how_asked(plain: tuple[str, ...]) -> tuple[str, ...]:
     return (_HOW, *plain[i:])
 
 
+_ARTICLE_STEMS = frozenset(map(_plain_stem, _ARTICLES))
+
+
 def _either_qualified(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """Is one prompt the other with a condition added? Articles aside: "return a grocery
+    item for a refund" / "return grocery items for a refund if I already opened them"."""
+    a = tuple(w for w in a if w not in _ARTICLE_STEMS)
+    b = tuple(w for w in b if w not in _ARTICLE_STEMS)
     return _qualified(a, b) or _qualified(b, a)
 
 
@@ -1000,4 +1100,13 @@ def _qualified(short: tuple[str, ...], long: tuple[str, ...]) -> bool:
     if short[i:] != long[i + extra :]:
         return False
     added = long[i : i + extra]
+    if (i == 0 and added[0] == _WHEN) or added[:2] == _ONE_OF:
+        return False  # "(when do I get my) card PIN": a question; "one of my transfers"
+    if added[0] == _WITHOUT:
+        return True  # "set up 2FA (without a phone)": whatever it goes without
     return added[0] in _QUALIFIER_LEADS and not all(w in _NO_CONDITION for w in added[1:])
+
+
+_WITHOUT = _plain_stem("without")
+_WHEN = _plain_stem("when")
+_ONE_OF = (_plain_stem("one"), _plain_stem("of"))

@@ -601,20 +601,25 @@ _FRAME_FREE = _DO | frozenset([
 ])  # fmt: skip
 
 
-_ALL = frozenset({"all", "every", "any", "each"})
-
-
 def _excludes(lows: list[str]) -> bool:
-    """Does the prompt take something out of an "all" ("all files except .txt")?"""
-    whole = False
+    """Does the prompt take something out ("all files except .txt", "apart from
+    castling, can the king move two squares")? Not the speaker ("someone besides me",
+    "countries other than mine": who else, not what is left out)."""
     for i, w in enumerate(lows):
-        if w in _ALL:
-            whole = True
-        elif whole and (
-            w in _EXCLUSIONS or (i + 1 < len(lows) and (w, lows[i + 1]) in _EXCLUSION_PAIRS)
-        ):
+        if w in _EXCLUSIONS:
+            taken = lows[i + 1 : i + 2]
+        elif i + 1 < len(lows) and (w, lows[i + 1]) in _EXCLUSION_PAIRS:
+            taken = lows[i + 2 : i + 3]
+        else:
+            continue
+        if not taken or taken[0] not in _SPEAKERS:
             return True
     return False
+
+
+_SPEAKERS = frozenset(
+    {"me", "mine", "myself", "us", "ours", "ourselves", "you", "yours", "yourself", "i", "we"}
+)
 
 
 def _plain(lows: list[str]) -> tuple[tuple[str, ...], bool]:
