@@ -1335,6 +1335,53 @@ def test_a_condition_added_with_other_articles(a: str, b: str, same: bool) -> No
     assert failed(b, a) == expected
 
 
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        # an acronym for words the other prompt spells out, which its entity guard found
+        # as a name; hyphens as parts; little words inside an acronym of three letters
+        (
+            "Do we need a Data Protection Officer?",
+            "How do I know if my company is required to appoint a DPO?",
+            True,
+        ),
+        (
+            "Is a 2% click-through rate good for a B2B newsletter?",
+            "For a B2B newsletter, would you consider a 2% CTR good?",
+            True,
+        ),
+        (
+            "Does CBT-I actually work for insomnia?",
+            "Is cognitive behavioral therapy for insomnia effective?",
+            True,
+        ),
+        ("Can I get a card in the EU?", "Can I get a card in the European Union?", True),
+        # not initials that happen to line up, nor an acronym for other words
+        ("I made a WD at the machine", "I made a withdrawal I don't recognise", False),
+        ("Do we need a Data Protection Officer?", "Do we need a CTO?", False),
+        (
+            "Is a DPO required under HIPAA?",
+            "Is a Data Protection Officer required under GDPR?",
+            False,
+        ),
+        # US states by their codes, in capitals
+        (
+            "How much does it cost to move from Texas to California?",
+            "Roughly what would a move from TX to CA set me back?",
+            True,
+        ),
+        (
+            "How much does it cost to move from Texas to California?",
+            "Roughly what would a move from CA to TX set me back?",
+            False,
+        ),
+    ],
+)
+def test_acronyms_and_state_codes_name_what_they_stand_for(a: str, b: str, same: bool) -> None:
+    assert (failed(a, b) == ()) is same
+    assert (failed(b, a) == ()) is same
+
+
 def test_per_hour_is_not_per_minute() -> None:
     assert failed(
         "How much data does Netflix use per hour in HD?",

@@ -165,21 +165,57 @@ def _entity_arrows(seen: list[tuple[int, str]], low_text: str) -> frozenset[tupl
     return frozenset(out)
 
 
-def _spelled_out(name: str, text: str, other_low: str) -> bool:
-    """Is ``name`` an acronym written in capitals in ``text`` whose words, initial by
-    initial, are in ``other_low`` (first and last one not a stop word)?"""
-    if not (2 <= len(name) <= 5 and name.isalpha()):
-        return False
-    if re.search(rf"(?<![\w.]){name.upper()}(?!\w)", text) is None:
-        return False
-    words = other_low.split()
-    n = len(name)
-    return any(
-        "".join(w[0] for w in words[i : i + n]) == name
-        and words[i] not in _STOP
-        and words[i + n - 1] not in _STOP
-        for i in range(len(words) - n + 1)
-    )
+def _spelled_out(name: str, text: str, other_low: str) -> str | None:
+    """The words of ``other_low`` that ``name`` abbreviates, when it is an acronym written
+    in capitals in ``text``: a word an initial, the first and last not little words
+    ("my MIL" / "my mother in law"), or, in an acronym of three letters or more, content
+    words with little words standing one at a time between them ("CBT-I" / "cognitive
+    behavioral therapy for insomnia"; not "ATM" / "attempted to get money"). Hyphenated
+    words count by their parts ("CTR" / "click-through rate"). Else ``None``."""
+    letters = name.replace("-", "")
+    if not (2 <= len(letters) <= 6 and letters.isalpha()):
+        return None
+    if re.search(rf"(?<![\w.]){re.escape(name.upper())}(?!\w)", text) is None:
+        return None
+    words = other_low.replace("-", " ").split()
+    n = len(letters)
+    for i, first in enumerate(words):
+        if first[0] != letters[0] or first in _STOP:
+            continue
+        run = words[i : i + n]
+        if "".join(w[0] for w in run) == letters and run[-1] not in _STOP:
+            return " ".join(run)
+        if n < 3:
+            continue
+        at, j, skipped = 1, i + 1, 0  # letters matched, next word, little words in a row
+        while at < n and j < len(words) and skipped <= 1:
+            if words[j] in _STOP:
+                skipped += 1
+            elif words[j][0] == letters[at]:
+                at, skipped = at + 1, 0
+            else:
+                break
+            j += 1
+        if at == n:
+            return " ".join(words[i:j])
+    return None
+
+
+def _acronyms_spelled_out(extra_a: set[str], extra_b: set[str], a: Signature, b: Signature) -> bool:
+    """Are the names only one prompt has acronyms of words the other spells out, and the
+    other's names only those words? ("DPO" / "Data Protection Officer", "BP" / "blood
+    pressure", "CTR" / "click-through rate")"""
+    for short, mine, theirs, text, other_low in (
+        (set(extra_a), extra_a, extra_b, a.text, b.low_text),
+        (set(extra_b), extra_b, extra_a, b.text, a.low_text),
+    ):
+        for name in short:
+            words = _spelled_out(name, text, other_low)
+            if words is not None:
+                mine.discard(name)
+                spelled = words.replace("-", " ")
+                theirs.difference_update([n for n in theirs if n.replace("-", " ") in spelled])
+    return not extra_a and not extra_b
 
 
 def _quoted_bare(a: Signature, b: Signature) -> bool:
@@ -902,10 +938,7 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
                 set_b = {_NAME_ALIASES.get(n, n) for n in set_b}
             # an acronym on one side is its words spelled out on the other ("BP" /
             # "blood pressure", "my MIL" / "my mother in law")
-            same = set_a == set_b or (
-                all(_spelled_out(n, a.text, b.low_text) for n in set_a - set_b)
-                and all(_spelled_out(n, b.text, a.low_text) for n in set_b - set_a)
-            )
+            same = set_a == set_b or _acronyms_spelled_out(set_a - set_b, set_b - set_a, a, b)
             if same and (a.directed or b.directed):
                 # the same names, but two of them joined the other way round ("Oslo to
                 # Berlin" / "Berlin to Oslo"); a direction one prompt leaves unsaid, or

@@ -767,7 +767,20 @@ _ALIASES = {
     "canadian": "canada",
     "canadians": "canada",
 }
-_CAPITAL_ALIASES = frozenset({"la", "sf", "us"})
+# US states by their postal codes, in capitals only ("a move from TX to CA"); not the
+# codes that are words or other things' initials in chat (OK, IN, OR, ME, HI, ID, CT, SD,
+# MD, PA, VA, CO...)
+_STATE_CODES = {
+    "tx": "texas", "ca": "california", "fl": "florida", "ny": "new york",
+    "nj": "new jersey", "nc": "north carolina", "sc": "south carolina", "nv": "nevada",
+    "nh": "new hampshire", "nm": "new mexico", "az": "arizona", "ak": "alaska",
+    "ks": "kansas", "ky": "kentucky", "mn": "minnesota", "tn": "tennessee",
+    "vt": "vermont", "wi": "wisconsin", "wv": "west virginia", "wy": "wyoming",
+    "ri": "rhode island", "wa": "washington", "il": "illinois",
+    "mi": "michigan", "ut": "utah",
+}  # fmt: skip
+_ALIASES.update(_STATE_CODES)
+_CAPITAL_ALIASES = frozenset({"la", "sf", "us", *_STATE_CODES})
 # Two spellings of one product or language, compared as one name where a prompt names it
 # ("JS" / "JavaScript", "Postgres" / "PostgreSQL", "VSCode" / "VS Code"); only names the
 # entity guard found, so the plain word "node" or "go" is not read as one.
