@@ -1382,6 +1382,17 @@ def test_acronyms_and_state_codes_name_what_they_stand_for(a: str, b: str, same:
     assert (failed(b, a) == ()) is same
 
 
+def test_two_words_trading_places_with_other_articles_between() -> None:
+    assert failed(
+        "Can a controller audit its processor under GDPR?",
+        "Can a processor audit the controller under GDPR?",
+    ) == ("polarity",)
+    assert (
+        failed("Can a controller audit its processor?", "Can the controller audit a processor?")
+        == ()
+    )
+
+
 def test_per_hour_is_not_per_minute() -> None:
     assert failed(
         "How much data does Netflix use per hour in HD?",

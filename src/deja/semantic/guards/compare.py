@@ -335,17 +335,24 @@ def _aligned_conflict(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     question: an alternative for another ("all" / "some", "to" / "from"), or two words
     trading places ("substitute baking soda for baking powder"; not around "and": "London
     and Tokyo", nor two neighbours). A word written hyphenated on one side only is its
-    parts ("tubeless-ready" / "tubeless ready")."""
+    parts ("tubeless-ready" / "tubeless ready"); articles and the possessives that stand
+    for them are no words of the question ("can a controller audit its processor" /
+    "can a processor audit the controller")."""
     if len(a) != len(b):
         a, b = _unhyphenated(a, b), _unhyphenated(b, a)
-    if len(a) != len(b) or a == b:
-        return False
-    diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
-    if len(diff) > 2:
+    diff = [i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y]
+    if len(a) != len(b) or len(diff) > 2:
+        a = tuple(w for w in a if w not in _DETERMINERS)
+        b = tuple(w for w in b if w not in _DETERMINERS)
+        diff = [i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y]
+    if len(a) != len(b) or a == b or len(diff) > 2:
         return False
     if len(diff) == 2 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]:
         return _places_traded(a, *diff)
     return any(_swapped(a[i], b[i]) or (i == 0 and _modal_swapped(a[0], b[0])) for i in diff)
+
+
+_DETERMINERS = frozenset(_plain_stem(w) for w in ["a", "an", "the", "its", "their", "his", "her"])
 
 
 def _unhyphenated(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
