@@ -1382,6 +1382,14 @@ def test_acronyms_and_state_codes_name_what_they_stand_for(a: str, b: str, same:
     assert (failed(b, a) == ()) is same
 
 
+def test_two_things_joined_by_and_with_articles_may_come_in_either_order() -> None:
+    assert failed("compare the cat and the dog", "compare the dog and the cat") == ()
+    assert failed(
+        "substitute the baking soda for the baking powder",
+        "substitute the baking powder for the baking soda",
+    ) == ("polarity",)
+
+
 def test_two_words_trading_places_with_other_articles_between() -> None:
     assert failed(
         "Can a controller audit its processor under GDPR?",

@@ -315,6 +315,9 @@ def _swap_index() -> dict[str, list[tuple[int, int]]]:
 
 _SWAP_INDEX = _swap_index()
 _ARTICLES = frozenset({"a", "an", "the"})
+# as plain words are (stems: "the" is "th")
+_ARTICLE_STEMS = frozenset(map(_plain_stem, _ARTICLES))
+_JOIN_STEMS = frozenset(map(_plain_stem, _SYMMETRIC_JOINS))
 
 
 def _swapped(x: str, y: str) -> bool:
@@ -375,7 +378,7 @@ def _places_traded(a: tuple[str, ...], i: int, j: int) -> bool:
     return (
         bool(between)
         and not (a[i] in _STOP and a[j] in _STOP)
-        and not (set(between) <= _SYMMETRIC_JOINS and not _ARTICLES.issuperset(between))
+        and not (set(between) <= _JOIN_STEMS and not _ARTICLE_STEMS.issuperset(between))
     )
 
 
@@ -1115,9 +1118,6 @@ def _how_asked(plain: tuple[str, ...]) -> tuple[str, ...]:
     while i < len(plain) and plain[i] in _HOW_FILLERS:
         i += 1
     return (_HOW, *plain[i:])
-
-
-_ARTICLE_STEMS = frozenset(map(_plain_stem, _ARTICLES))
 
 
 def _either_qualified(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
