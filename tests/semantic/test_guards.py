@@ -1401,6 +1401,26 @@ def test_two_words_trading_places_with_other_articles_between() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        # an hour of the clock glued or not, "k" for thousands, speeds and energy in words
+        ("Why do I keep waking up at 3am?", "I wake up around 3 am every night, why?", True),
+        ("Is it bad to drink coffee at 4 pm?", "should I skip my 4pm coffee?", True),
+        ("wake up at 3am", "wake up at 3:00", True),
+        ("wake up at 3am", "wake up at 3pm", False),
+        ("wake up at 3am", "wake up after 3 hours", False),
+        ("payment on a 300k loan", "payment on a 300,000 loan", True),
+        ("How many knots is 12 miles per hour?", "quick one: 12 mph in knots?", True),
+        ("How many kWh is 100 therms?", "convert 100 therms to kilowatt-hours", True),
+        ("walk 5 miles", "walk 5 mph", False),
+    ],
+)
+def test_times_of_day_thousands_and_units_in_words(a: str, b: str, same: bool) -> None:
+    assert (failed(a, b) == ()) is same
+    assert (failed(b, a) == ()) is same
+
+
 def test_per_hour_is_not_per_minute() -> None:
     assert failed(
         "How much data does Netflix use per hour in HD?",

@@ -171,6 +171,26 @@ def _canon_number(raw: str) -> str:
     return s + ("%" if pct else "")
 
 
+_GLUED_RE = re.compile(r"(\d+)(k|h|hr|hrs|min|mins)", re.IGNORECASE)
+# an hour of the clock: "3am", "3 pm", "11 p.m." (not "3:30 pm", not "30 am")
+_CLOCK_RE = re.compile(r"(?<![\d:.])(\d{1,2})\s?([ap])\.?m\b\.?", re.IGNORECASE)
+
+
+def _clock_hour(m: re.Match[str]) -> str:
+    """The hour on a 24-hour clock, as the clock shows it: "3am" and "3 am" are
+    " 3:00 ", "3pm" " 15:00 " (not a span of hours; unchanged past 12: "13 pm")."""
+    hour = int(m[1])
+    if hour > 12:
+        return m.group()
+    hour = hour % 12 + (12 if m[2].lower() == "p" else 0)
+    return f" {hour}:00 "
+
+
+def _thousands(number: str) -> str:
+    """ "300" -> "300000" (a number written with "k")."""
+    return str(int(number) * 1000)
+
+
 def _spellings(table: dict[str, tuple[str, ...]]) -> dict[tuple[str, ...], str]:
     return {tuple(_tokens_of(s)): canon for canon, names in table.items() for s in names}
 
@@ -354,6 +374,8 @@ def _signature(text: str) -> Signature:
         dates.append((m.start(), f"{year}-{int(m[1])}-{int(m[2])}"))
         return " "
 
+    if "m" in rest or "M" in rest:
+        rest = _CLOCK_RE.sub(_clock_hour, rest)
     rest = _ISO_DATE_RE.sub(take_iso, rest)
     rest = _SLASH_DATE_RE.sub(take_slash, rest)
 
@@ -365,6 +387,16 @@ def _signature(text: str) -> Signature:
             unit is not None and unit[1].lower() in _UNIT_WORDS
         ):
             return value
+        # a span ("6h", "90min") is the number and the word; a thousand written "k" is
+        # the number ("a 300k loan" / "$300,000"; not "2.5k": the "5k" of it)
+        glued = _GLUED_RE.fullmatch(value)
+        if glued is not None:
+            number, suffix = glued[1], glued[2].lower()
+            if re.search(r"\d\.$", m.string[: m.start()]):
+                return value
+            if suffix == "k":
+                return f" {_thousands(number)} "
+            return f" {number} {suffix} "
         # one slash between two plain words is prose ("list/dictionary", "and/or") or a
         # unit ("km/h"), not a path: paths show a dot, digit, underscore or second slash;
         # a number before it makes a rate or a fraction ("$5/month", "24/7")
