@@ -1421,6 +1421,13 @@ def test_times_of_day_thousands_and_units_in_words(a: str, b: str, same: bool) -
     assert (failed(b, a) == ()) is same
 
 
+def test_the_same_thing_done_on_another_platform_differs() -> None:
+    assert failed(
+        "How do I import a PGN into Lichess on the mobile app?",
+        "How do I import a PGN into Lichess on the desktop site?",
+    ) == ("polarity",)
+
+
 def test_per_hour_is_not_per_minute() -> None:
     assert failed(
         "How much data does Netflix use per hour in HD?",

@@ -1240,6 +1240,9 @@ _SWAPS: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("day days", "week weeks", "month months", "year years", "decade decades"),
         # what a question asks for: "when did the wall fall" / "why did the wall fall"
         ("who whom whose", "when", "where", "why"),
+        # where it is done: "import a PGN on the mobile app" / "on the desktop site"
+        ("mobile", "desktop"),
+        ("ios iphone ipad", "android"),
     )
 )
 # words that join two others symmetrically: "London and Tokyo" is "Tokyo and London"
