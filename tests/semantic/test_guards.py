@@ -1421,6 +1421,12 @@ def test_times_of_day_thousands_and_units_in_words(a: str, b: str, same: bool) -
     assert (failed(b, a) == ()) is same
 
 
+def test_the_states_are_the_united_states() -> None:
+    assert failed("can I use my card in the States", "can I use my card in the US") == ()
+    assert failed("can I use my card in the States", "can I use my card in Canada") == ("entities",)
+    assert failed("what are the states of matter", "name the states of matter") == ()
+
+
 def test_the_same_thing_done_on_another_platform_differs() -> None:
     assert failed(
         "How do I import a PGN into Lichess on the mobile app?",

@@ -132,6 +132,8 @@ def _expand_aliases(
             skip -= 1
             continue
         full = None if consumed[i] else _ALIASES.get(tok.low)
+        if full is None and tok.text == "States" and i > 0 and toks[i - 1].low == "the":
+            full = "united states"  # "in the States"
         if (
             full is not None
             and tok.low in _DEMONYMS

@@ -561,7 +561,7 @@ def _signature(text: str) -> Signature:
             numbers = [v for k, v in zip(number_at, numbers, strict=True) if k not in counted]
             number_at = [k for k in number_at if k not in counted]
     low_text = lows
-    if not _ALIASES.keys().isdisjoint(lows) or "united" in present:
+    if not _ALIASES.keys().isdisjoint(lows) or "united" in present or "states" in present:
         toks, consumed = _expand_aliases(toks, consumed, rest)
         low_text = [t.low for t in toks]
     names: set[int] = set()
