@@ -412,8 +412,7 @@ def test_band_report_ranks_the_pairs_the_verifier_decides(embedder: Any) -> None
 def test_verifier_training_rows_pass_the_substitution_guard_as_serving_does(
     embedder: Any,
 ) -> None:
-    from deja.semantic.calibrate import word_similarity_for
-    from deja.semantic.decision import decide
+    from deja.semantic.decision import decide, word_similarity_for
     from deja.semantic.guards import GuardSettings
 
     pairs = [

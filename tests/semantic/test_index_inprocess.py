@@ -181,25 +181,32 @@ def held_build(
     building, release = threading.Event(), threading.Event()
     relink = module._relink
 
-    def held_relink(*args: object) -> int:
+    def held_relink(*args: object) -> None:
         building.set()
         assert release.wait(10)
-        return relink(*args)
+        relink(*args)
 
     monkeypatch.setattr(module, "_relink", held_relink)
     yield building, release
     release.set()
 
 
+def building_at_50(building: threading.Event, v: np.ndarray) -> InProcessIndex:
+    """An index whose scope "s" just crossed its threshold of 50 (e0..e50 from ``v``),
+    its graph held mid-build."""
+    index = InProcessIndex(dim=32, hnsw_threshold=50, max_entries=None)
+    index.add_many([f"e{i}" for i in range(50)], v[:50], scope="s")
+    index.add("e50", v[50], scope="s")  # crosses the threshold: returns while it builds
+    assert building.wait(10)
+    return index
+
+
 def test_a_graph_built_in_the_background_takes_in_what_changed_meanwhile(
     held_build: tuple[threading.Event, threading.Event],
 ) -> None:
     building, release = held_build
-    index = InProcessIndex(dim=32, hnsw_threshold=50, max_entries=None)
     v = vectors(80)
-    index.add_many([f"e{i}" for i in range(50)], v[:50], scope="s")
-    index.add("e50", v[50], scope="s")  # crosses the threshold: returns while it builds
-    assert building.wait(10)
+    index = building_at_50(building, v)
     assert not index.is_hnsw("s")
     assert index.search(v[3], scope="s", k=1)[0].id == "e3"  # searched exactly meanwhile
     index.remove("e1")
@@ -222,11 +229,8 @@ def test_a_scope_removed_while_its_graph_is_built_drops_it(
     held_build: tuple[threading.Event, threading.Event],
 ) -> None:
     building, release = held_build
-    index = InProcessIndex(dim=32, hnsw_threshold=50, max_entries=None)
     v = vectors(60)
-    index.add_many([f"e{i}" for i in range(50)], v[:50], scope="s")
-    index.add("e50", v[50], scope="s")
-    assert building.wait(10)
+    index = building_at_50(building, v)
     assert index.remove_scope("s") == 51
     index.add("again", v[55], scope="s")
     release.set()

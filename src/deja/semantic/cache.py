@@ -29,7 +29,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from deja.errors import ConfigError
 from deja.metrics import Metrics
 from deja.request import Request
-from deja.semantic.decision import BARE_THRESHOLD, DEFAULT_THRESHOLD, Decision, decide, prepare
+from deja.semantic.decision import (
+    BARE_THRESHOLD,
+    DEFAULT_THRESHOLD,
+    Decision,
+    decide,
+    prepare,
+    word_similarity_for,
+)
 from deja.semantic.guards import GuardSettings
 from deja.semantic.scope import SemanticQuery, semantic_query, tenant_scope
 from deja.semantic.verifier import Verifier
@@ -146,13 +153,13 @@ class SemanticCache:
                 f"the index holds {index.dim}-d vectors but embedder {embedder.id} makes"
                 f" {embedder.dim}-d ones"
             )
-        from deja.semantic.embedders import Windowed, WordSimilarity
+        from deja.semantic.embedders import Windowed
 
         self.embedder = embedder
         self._fits = embedder.fits if isinstance(embedder, Windowed) else None
         self.index = index
         self.guards = guards if guards is not None else GuardSettings()
-        self._words = WordSimilarity.of(embedder) if self.guards.substitution else None
+        self._words = word_similarity_for(embedder, self.guards)
         if verifier == "default":
             verifier = Verifier.default_for(embedder.id)
         if threshold is None:  # the tuned threshold assumes the verifier stands behind it

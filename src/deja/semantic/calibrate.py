@@ -35,8 +35,13 @@ from typing import TYPE_CHECKING, Any
 from deja.errors import ConfigError
 from deja.request import Request
 from deja.semantic._deps import np
-from deja.semantic.decision import BARE_THRESHOLD, DEFAULT_THRESHOLD, guard_report
-from deja.semantic.embedders import Windowed, WordSimilarity
+from deja.semantic.decision import (
+    BARE_THRESHOLD,
+    DEFAULT_THRESHOLD,
+    guard_report,
+    word_similarity_for,
+)
+from deja.semantic.embedders import Windowed
 from deja.semantic.guards import GuardSettings, signature
 from deja.semantic.verifier import FEATURE_NAMES, Verifier, pair_features
 
@@ -743,16 +748,6 @@ def pair_matrix(
         )
         passed.append(report.ok)
     return np.array(rows, dtype=np.float64), np.array(passed, dtype=bool)
-
-
-def word_similarity_for(
-    embedder: Embedder, guards: GuardSettings | None = None
-) -> Callable[[str, str], float] | None:
-    """What a :class:`SemanticCache` over ``embedder`` with ``guards`` checks a one-word
-    substitution with (``None``: it does not)."""
-    if not (guards or GuardSettings()).substitution:
-        return None
-    return WordSimilarity.of(embedder)
 
 
 def fit_verifier(

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deja.semantic.guards import GuardReport, GuardSettings, Signature, check_guards, signature
 from deja.semantic.verifier import Verifier, pair_features, text_features
+
+if TYPE_CHECKING:
+    from deja.semantic.embedders import Embedder
 
 __all__ = [
     "BARE_THRESHOLD",
@@ -29,7 +32,9 @@ __all__ = [
     "SUBSTITUTION_SIMILARITY",
     "Decision",
     "decide",
+    "guard_report",
     "prepare",
+    "word_similarity_for",
 ]
 
 DEFAULT_THRESHOLD = 0.70
@@ -81,6 +86,19 @@ class Decision:
     probability: float | None = None
     passed_checks: bool | None = None
     detail: str | None = None
+
+
+def word_similarity_for(
+    embedder: Embedder, guards: GuardSettings | None = None
+) -> Callable[[str, str], float] | None:
+    """What a cache over ``embedder`` with ``guards`` checks a one-word substitution with
+    (``None``: it does not): :meth:`WordSimilarity.of
+    <deja.semantic.embedders.WordSimilarity.of>` when the substitution guard is on."""
+    from deja.semantic.embedders import WordSimilarity
+
+    if not (guards or GuardSettings()).substitution:
+        return None
+    return WordSimilarity.of(embedder)
 
 
 def guard_report(

@@ -1133,11 +1133,14 @@ class InProcessIndex:
         """Wait for the graphs being built in the background (see ``add``); returns
         whether none is left running."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        for thread in list(self._build_threads):
+        with self._lock:
+            threads = list(self._build_threads)
+        for thread in threads:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             thread.join(left)
-        self._build_threads = [t for t in self._build_threads if t.is_alive()]
-        return not self._build_threads
+        with self._lock:
+            self._build_threads = [t for t in self._build_threads if t.is_alive()]
+            return not self._build_threads
 
     def _build_due(self, *, background: bool = False) -> None:
         """Build the graphs of the scopes an insert grew past ``hnsw_threshold`` (the
@@ -1146,10 +1149,10 @@ class InProcessIndex:
             with self._lock:
                 if not self._builds:
                     return
-            thread = threading.Thread(target=self._build_due, name="deja-index-build")
-            thread.daemon = True
-            self._build_threads = [t for t in self._build_threads if t.is_alive()]
-            self._build_threads.append(thread)
+                thread = threading.Thread(target=self._build_due, name="deja-index-build")
+                thread.daemon = True
+                self._build_threads = [t for t in self._build_threads if t.is_alive()]
+                self._build_threads.append(thread)
             thread.start()
             return
         while True:
@@ -1191,7 +1194,10 @@ class InProcessIndex:
                     )
                     self._next_label += len(joining)
                     label_of.update(zip(joining, labels.tolist(), strict=True))
-                    rows = np.array(s.matrix[[s.row_of[id] for id in joining]], np.float32)
+                    if len(joining) == len(s.ids):  # the first round: every row, in order
+                        rows = np.array(s.matrix[: len(s.ids)], np.float32)
+                    else:
+                        rows = np.array(s.matrix[[s.row_of[id] for id in joining]], np.float32)
                     last = len(joining) <= _MERGE_BATCH
                     if last:  # the graph is searched from now on
                         self._graph_add(graph, gone, labels, rows)
@@ -1225,9 +1231,9 @@ class InProcessIndex:
         )
 
 
-def _relink(graph: Any, labels: Any, vectors: Any) -> int:
+def _relink(graph: Any, labels: Any, vectors: Any) -> None:
     """Add again, on one thread, the entries of a batch that a search for their own vector
-    does not find; returns how many.
+    does not find.
 
     usearch adds a batch on all cores, and a few of its entries come out with no edge
     leading to them: in the graph, but no search reaches them, so their answers would
@@ -1245,7 +1251,6 @@ def _relink(graph: Any, labels: Any, vectors: Any) -> int:
     if lost.any():
         graph.remove(labels[lost])
         graph.add(labels[lost], vectors[lost], threads=1)
-    return int(lost.sum())
 
 
 def auto_expansion(size: int, quantization: str = "f32") -> int:

@@ -26,6 +26,7 @@ from deja.semantic.guards.words import (
     _EXCLUSIONS,
     _NAME_ALIASES,
     _NEGATIONS,
+    _NUMBER_WORDS,
     _PERMITTED,
     _POLES,
     _REQUIRED,
@@ -318,6 +319,8 @@ _ARTICLES = frozenset({"a", "an", "the"})
 # as plain words are (stems: "the" is "th")
 _ARTICLE_STEMS = frozenset(map(_plain_stem, _ARTICLES))
 _JOIN_STEMS = frozenset(map(_plain_stem, _SYMMETRIC_JOINS))
+# articles and the possessives that stand for them ("its processor" / "the processor")
+_DETERMINERS = _ARTICLE_STEMS | frozenset(map(_plain_stem, ["its", "their", "his", "her"]))
 
 
 def _swapped(x: str, y: str) -> bool:
@@ -353,9 +356,6 @@ def _aligned_conflict(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     if len(diff) == 2 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]:
         return _places_traded(a, *diff)
     return any(_swapped(a[i], b[i]) or (i == 0 and _modal_swapped(a[0], b[0])) for i in diff)
-
-
-_DETERMINERS = frozenset(_plain_stem(w) for w in ["a", "an", "the", "its", "their", "his", "her"])
 
 
 def _unhyphenated(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
@@ -733,26 +733,24 @@ def _reversed(a: frozenset[tuple[str, str]], b: frozenset[tuple[str, str]]) -> b
     return any(x != y and (y, x) in b and (x, y) not in b for x, y in a)
 
 
+# spans of time a count can be per: (the span, its nouns, the words that say "per" it)
+_RATE_SPANS = (
+    ("second", "second seconds", ""),
+    ("minute", "minute minutes", ""),
+    ("hour", "hour hours", "hourly"),
+    ("day", "day days", "daily"),
+    ("week", "week weeks", "weekly"),
+    ("2 week", "fortnight", "fortnightly biweekly"),
+    ("month", "month months", "monthly"),
+    ("quarter", "quarter quarters", "quarterly"),
+    ("year", "year years", "yearly annual annually"),
+)
 _RATE_UNITS = {
-    _plain_stem(word): unit
-    for words, unit in [
-        ("second seconds", "second"),
-        ("minute minutes", "minute"),
-        ("hour hours hourly", "hour"),
-        ("day days daily", "day"),
-        ("week weeks weekly", "week"),
-        ("fortnight fortnightly biweekly", "2 week"),
-        ("month months monthly", "month"),
-        ("quarter quarters quarterly", "quarter"),
-        ("year years yearly annual annually", "year"),
-    ]
-    for word in words.split()
+    _plain_stem(word): span for span, nouns, per in _RATE_SPANS for word in f"{nouns} {per}".split()
 }
-_RATE_WORDS = frozenset(_plain_stem(w) for w in ["hourly", "daily", "weekly", "fortnightly"]) | {
-    _plain_stem(w) for w in ["biweekly", "monthly", "quarterly", "yearly", "annual", "annually"]
-}
+_RATE_WORDS = frozenset(_plain_stem(w) for _, _, per in _RATE_SPANS for w in per.split())
 _RATE_LEADS = frozenset(_plain_stem(w) for w in ["per", "every", "each"])
-_COUNT_WORDS = {_plain_stem(w): str(n) for n, w in enumerate(["zero", "one", "two", "three"])}
+_COUNT_WORDS = {_plain_stem(w): str(n) for w, n in {**_NUMBER_WORDS, "one": 1}.items()}
 
 
 def _rates(plain: tuple[str, ...]) -> frozenset[str]:

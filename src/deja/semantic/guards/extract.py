@@ -171,7 +171,12 @@ def _canon_number(raw: str) -> str:
     return s + ("%" if pct else "")
 
 
-_GLUED_RE = re.compile(r"(\d+)(k|h|hr|hrs|min|mins)", re.IGNORECASE)
+# what a number written with a unit glued to it ("5km", "6h") may end in
+_GLUED_UNITS = (
+    _UNIT_WORDS
+    | frozenset(spelling for spellings in _TIME_UNITS.values() for spelling in spellings)
+    | {"min"}
+)
 # an hour of the clock: "3am", "3 pm", "11 p.m." (not "3:30 pm", not "30 am")
 _CLOCK_RE = re.compile(r"(?<![\d:.])(\d{1,2})\s?([ap])\.?m\b\.?", re.IGNORECASE)
 
@@ -184,11 +189,6 @@ def _clock_hour(m: re.Match[str]) -> str:
         return m.group()
     hour = hour % 12 + (12 if m[2].lower() == "p" else 0)
     return f" {hour}:00 "
-
-
-def _thousands(number: str) -> str:
-    """ "300" -> "300000" (a number written with "k")."""
-    return str(int(number) * 1000)
 
 
 def _spellings(table: dict[str, tuple[str, ...]]) -> dict[tuple[str, ...], str]:
@@ -374,29 +374,23 @@ def _signature(text: str) -> Signature:
         dates.append((m.start(), f"{year}-{int(m[1])}-{int(m[2])}"))
         return " "
 
-    if "m" in rest or "M" in rest:
-        rest = _CLOCK_RE.sub(_clock_hour, rest)
+    rest = _CLOCK_RE.sub(_clock_hour, rest)
     rest = _ISO_DATE_RE.sub(take_iso, rest)
     rest = _SLASH_DATE_RE.sub(take_slash, rest)
 
     def take_ident(m: re.Match[str]) -> str:
         value = m.group()
-        # plain ordinals and numbers with a unit ("3rd", "5km") are numbers, not ids
-        unit = re.fullmatch(r"\d+(?:\.\d+)?([a-zA-Z]{1,3})", value)
+        # plain ordinals and numbers with a unit ("3rd", "5km", "6h") are numbers, not ids
+        unit = re.fullmatch(r"\d+(?:\.\d+)?([a-zA-Z]{1,4})", value)
         if re.fullmatch(r"\d+(?:st|nd|rd|th)", value) or (
-            unit is not None and unit[1].lower() in _UNIT_WORDS
+            unit is not None and unit[1].lower() in _GLUED_UNITS
         ):
             return value
-        # a span ("6h", "90min") is the number and the word; a thousand written "k" is
-        # the number ("a 300k loan" / "$300,000"; not "2.5k": the "5k" of it)
-        glued = _GLUED_RE.fullmatch(value)
-        if glued is not None:
-            number, suffix = glued[1], glued[2].lower()
-            if re.search(r"\d\.$", m.string[: m.start()]):
-                return value
-            if suffix == "k":
-                return f" {_thousands(number)} "
-            return f" {number} {suffix} "
+        # a thousand written "k" is the number ("a 300k loan" / "$300,000"; "2.5k" is left
+        # to the tokenizer: the identifier is only its "5k")
+        if unit is not None and unit[1] in "kK":
+            decimal = re.search(r"\d\.$", m.string[: m.start()]) is not None
+            return value if decimal else f" {int(value[:-1]) * 1000} "
         # one slash between two plain words is prose ("list/dictionary", "and/or") or a
         # unit ("km/h"), not a path: paths show a dot, digit, underscore or second slash;
         # a number before it makes a rate or a fraction ("$5/month", "24/7")
