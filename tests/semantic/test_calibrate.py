@@ -125,8 +125,10 @@ def test_a_trusted_candidate_the_verifier_is_sure_is_wrong_is_vetoed() -> None:
     assert below.accepts(0.9, features) == (False, p)  # trusted, but vetoed
     assert above.accepts(0.9, features) == (True, p)
     assert below.accepts(0.8, features)[0] is (p >= 0.99)  # the band below: the cut decides
-    # the same words are never vetoed: the model scores identical wording low
+    # the same words are never vetoed nor cut: the model scores identical wording low, and
+    # a typing slip lowers the similarity below the trusted band
     assert below.accepts(0.9, features, same_words=True) == (True, p)
+    assert below.accepts(0.75, features, same_words=True) == (True, p)
     # the floor is saved and read back; a file without one vetoes nothing
     assert Verifier.from_dict(below.to_dict()) == below
     older = {k: v for k, v in below.to_dict().items() if k != "trust_floor"}

@@ -1748,3 +1748,44 @@ def test_quantities_with_units_of_their_own_may_come_in_another_order() -> None:
         "Sam takes 6 hours and Alex 3 hours", "Sam takes 3 hours and Alex 6 hours"
     )
     assert "numbers" in failed("$5 for 3 kg", "$3 for 5 kg")
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("I lost my phone yesterday, what can I do?", "what should I do if I lose my phone"),
+        (
+            "The day before yesterday, I sent a transfer. It still has not arrived.",
+            "my transfer has not arrived",
+        ),
+        (
+            "I'm going to a gig next weekend with friends - can I print mobile-only tickets?",
+            "can I print mobile-only tickets?",
+        ),
+        (
+            "My neighbor got me into beekeeping last year. How much honey should I leave?",
+            "how much honey should I leave my bees",
+        ),
+    ],
+)
+def test_a_date_the_user_only_tells_is_no_date_asked_about(a: str, b: str) -> None:
+    assert signature(a).dates_told
+    assert "dates" not in failed(a, b)
+    assert "dates" not in failed(b, a)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("will my card arrive tomorrow?", "will my card arrive?"),  # asked about
+        ("is the bank open on Sunday", "is the bank open"),  # not the user's story
+        ("I need a table for tonight", "I need a table"),  # a request's date
+        ("I paid on March 5, why is it pending?", "why is my payment pending?"),  # calendar
+        ("what is the weather tomorrow", "what is the weather"),
+        # told on both sides, but not the same day
+        ("I lost my card yesterday, help", "I lost my card last week, help"),
+    ],
+)
+def test_a_date_asked_about_or_written_on_a_calendar_still_counts(a: str, b: str) -> None:
+    assert "dates" in failed(a, b)
+    assert "dates" in failed(b, a)

@@ -791,8 +791,8 @@ def fit_verifier(
     e = _vector_features(vectors_a, vectors_b) if vectors else None
     eligible = passed & (sims >= threshold)
     trusted = eligible & (sims >= trust_above)
-    # the floor vetoes no pair of the same words (Verifier.accepts says why)
-    same_words = np.array([signature(p.a).plain == signature(p.b).plain for p in pairs])
+    # a pair of the same words is served whatever the model says (Verifier.accepts says why)
+    same_words = np.array([signature(p.a).same_words_as(signature(p.b)) for p in pairs])
 
     def fit(rows: Any) -> _Model:
         return _fit_model(
@@ -816,8 +816,8 @@ def fit_verifier(
         return scores
 
     def served(scores: Any, cut: float, index: Any) -> Any:
-        kept = trusted[index] & ((scores >= trust_floor) | same_words[index])
-        return eligible[index] & ((scores >= cut) | kept)
+        kept = trusted[index] & (scores >= trust_floor)
+        return eligible[index] & ((scores >= cut) | kept | same_words[index])
 
     results: list[tuple[float, float]] = []
     everything = np.arange(len(pairs))

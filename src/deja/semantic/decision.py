@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from deja.semantic.guards import GuardReport, GuardSettings, Signature, check_guards, signature
+from deja.semantic.guards.spelling import misspelt
 from deja.semantic.verifier import Verifier, pair_features, text_features
 
 if TYPE_CHECKING:
@@ -114,6 +115,8 @@ def guard_report(
     if report.substituted is None or word_similarity is None:
         return report, None
     stored_word, asked_word = report.substituted
+    if misspelt(stored_word, asked_word):  # "hand" / "hnad": one word, mistyped
+        return report, None
     alike = word_similarity(stored_word, asked_word)
     if alike >= SUBSTITUTION_SIMILARITY:
         return report, None
@@ -159,7 +162,7 @@ def decide(
         )
         vectors = (candidate_vector, query_vector) if verifier.uses_vectors else None
         accepted, probability = verifier.accepts(
-            similarity, features, vectors, same_words=sig_q.plain == sig_c.plain
+            similarity, features, vectors, same_words=sig_q.same_words_as(sig_c)
         )
         if not accepted:
             return Decision(

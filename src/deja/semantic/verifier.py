@@ -186,13 +186,18 @@ class Verifier:
     ) -> tuple[bool, float]:
         """(accepted, probability) for one candidate (``vectors`` as in :meth:`probability`).
 
-        ``same_words``: the two prompts are the same words (letter case, punctuation and
-        word endings aside). ``trust_floor`` vetoes no such candidate: trained on dev's
-        negatives, half of them drawn for sharing words, the model scores identical wording
-        low ("hello there" / "hello there": 0.42).
+        ``same_words``: the two prompts say the same words, but for order, endings, the
+        words a request is framed with and typing slips
+        (:meth:`~deja.semantic.guards.Signature.same_words_as`). Such a candidate is
+        accepted whatever the model says: trained on dev's negatives, half of them drawn for
+        sharing words, it scores identical wording low ("hello there" / "hello there":
+        0.42), and a misspelt word lowers the similarity itself ("heimlich maneuver" /
+        "hiemlich manuver": 0.65), so neither ``trust_floor`` nor the cut may refuse it.
         """
         p = self.probability(features, vectors)
-        trusted = similarity >= self.trust_above and (same_words or p >= self.trust_floor)
+        if same_words:
+            return True, p
+        trusted = similarity >= self.trust_above and p >= self.trust_floor
         return trusted or p >= self.cut, p
 
     def to_dict(self) -> dict[str, Any]:

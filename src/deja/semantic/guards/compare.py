@@ -881,7 +881,14 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         or (a.requested and b.requested and a.requested != b.requested)
     ):
         failed.append("numbers")
-    if s.dates and a.dates != b.dates:
+    # a date one prompt only tells as part of the user's story is no question's date
+    # ("I lost my phone yesterday, what do I do?" / "what do I do if I lose my phone")
+    if (
+        s.dates
+        and a.dates != b.dates
+        and not (a.dates_told and not b.dates)
+        and not (b.dates_told and not a.dates)
+    ):
         failed.append("dates")
     if (
         s.units

@@ -41,6 +41,7 @@ from deja.semantic.guards.literals import (
     _mark,
     _marks_in,
 )
+from deja.semantic.guards.spelling import said_words, same_words, symbols_of
 from deja.semantic.guards.tokenizer import (
     _ARROW_WORDS,
     _STOP,
@@ -89,6 +90,9 @@ class Signature:
     # keep their values whatever the order they come in
     measured: tuple[str, ...] = field(default=(), repr=False)
     dates: tuple[str, ...] = ()
+    # every date is a relative one ("yesterday", "last week") that the user tells as part of
+    # their story ("I lost my phone yesterday, what can I do?"), not one asked about
+    dates_told: bool = False
     units: tuple[str, ...] = ()
     quotes: tuple[str, ...] = ()
     code: tuple[str, ...] = ()
@@ -123,10 +127,19 @@ class Signature:
     # whether the prompt leaves something out ("all files except .txt")
     excludes: bool = False
     words: frozenset[str] = frozenset()
+    # the words but those a request is framed with, and the symbols that carry meaning:
+    # what :meth:`same_words_as` compares
+    said: frozenset[str] = field(default=frozenset(), repr=False)
+    symbols: str = field(default="", repr=False)
     low_text: str = field(default="", repr=False)
     # the text as given, and its backtick spans as bare words (see :func:`check_guards`)
     text: str = field(default="", repr=False)
     ticked: tuple[str, ...] = field(default=(), repr=False)
+
+    def same_words_as(self, other: Signature) -> bool:
+        """Whether the two prompts say the same words, but for order, endings, framing and
+        typing slips (:func:`deja.semantic.guards.spelling.same_words`)."""
+        return same_words(self.said, other.said, self.symbols, other.symbols)
 
     @property
     def numbers(self) -> tuple[str, ...]:
@@ -319,6 +332,74 @@ def _date_at(toks: list[_Tok], i: int) -> tuple[str, int] | None:
 
 _ISO_DATE_RE = re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b")
 _SLASH_DATE_RE = re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{2,4})\b")
+
+
+# What splits a prompt into the pieces :func:`_told` reads: sentence ends, dashes, commas
+_CHUNK_END_RE = re.compile(r"[.!?;\n]+|\s[-\u2013\u2014]+\s|\u2014|,")
+_FIRST_PERSON = frozenset(
+    {"i", "i'm", "i've", "i'd", "i'll", "im", "ive", "my", "me", "mine", "we", "we're",
+     "we've", "our", "us"}
+)  # fmt: skip
+# a piece that opens so asks, or asks for something ("I need a table for tonight")
+_ASKING_OPENERS = frozenset(
+    {"what", "how", "when", "why", "where", "which", "who", "whom", "whose", "can", "could",
+     "will", "would", "is", "are", "am", "was", "were", "do", "does", "did", "should",
+     "shall", "may", "might", "must", "has", "have", "had", "please", "if"}
+)  # fmt: skip
+_ASKING_AFTER_I = frozenset({"want", "need", "needed", "wanna", "wish", "like", "would", "'d"})
+# words a piece may hold besides its date and still be only the date ("The day before
+# yesterday, I sent..."; "Earlier this week, my card...")
+_DATE_FILLER = frozenset(
+    {"on", "the", "earlier", "later", "day", "before", "after", "since", "from", "in",
+     "during", "over", "past", "just", "only", "until", "of", "morning", "evening",
+     "afternoon", "night", "and"}
+)  # fmt: skip
+
+
+def _told(rest: str, dates: list[tuple[int, str]]) -> bool:
+    """Whether every date of ``dates`` (offsets into ``rest``) is a relative one in a piece
+    of the prompt that tells the user's own story: first person, neither a question nor a
+    request ("I lost my phone yesterday", "My neighbor got me into beekeeping last year";
+    not "will my card arrive tomorrow?", "I need a table for tonight"); a piece that is only
+    the date ("The day before yesterday, I did a transfer") takes the next piece's reading.
+    Calendar dates ("March 5", "2030-03-15") are never only told."""
+    if any("-" in value for _, value in dates):
+        return False
+    pieces: list[tuple[int, int, bool]] = []  # start, end, ends with "?"
+    start = 0
+    for m in _CHUNK_END_RE.finditer(rest):
+        pieces.append((start, m.start(), "?" in m.group()))
+        start = m.end()
+    pieces.append((start, len(rest), False))
+    readings: list[bool | None] = []  # told, asked, or None: only a date
+    for begin, end, asked in pieces:
+        words = [w.replace("\u2019", "'") for w in rest[begin:end].lower().split()]
+        words = [w.strip("\"'()") for w in words if w.strip("\"'()")]
+        if not words:
+            readings.append(False)
+            continue
+        if all(
+            w in _DATE_FILLER or w in _DAY_NAMES or w in _RELATIVE or w in _PERIODS for w in words
+        ):
+            readings.append(None)
+            continue
+        first = words[0]
+        request = first in ("i", "we") and len(words) > 1 and words[1] in _ASKING_AFTER_I
+        readings.append(
+            not asked
+            and first not in _ASKING_OPENERS
+            and not request
+            and not _FIRST_PERSON.isdisjoint(words)
+        )
+    for at, _ in dates:
+        k = next(i for i, (b, e, _) in enumerate(pieces) if at < e or i == len(pieces) - 1)
+        reading = readings[k]
+        while reading is None and k + 1 < len(readings):
+            k += 1
+            reading = readings[k]
+        if not reading:
+            return False
+    return True
 
 
 def signature(text: str) -> Signature:
@@ -578,6 +659,7 @@ def _signature(text: str) -> Signature:
         measured=tuple(unit_of.get(k, "") for k in number_at),
         loose=frozenset(p for p, k in enumerate(number_at) if k in loose),
         dates=tuple(d for _, d in sorted(dates)),
+        dates_told=bool(dates) and _told(rest, dates),
         units=tuple(units),
         quotes=tuple(quotes),
         code=tuple(code),
@@ -596,6 +678,8 @@ def _signature(text: str) -> Signature:
         framed=tuple(w for w in lows if w not in _FRAME_FREE),
         excludes=excludes,
         words=frozenset(_stem(w) for w in lows if w not in _STOP),
+        said=said_words(lows),
+        symbols=symbols_of(given),
         low_text=" ".join(low_text),
         text=given,
         ticked=ticked,

@@ -1,0 +1,124 @@
+"""Typing slips: two prompts that are the same words but for letter case, order, the
+words a request is framed with ("explain" / "what is") and misspelt words.
+
+A user who asks again, with a typo fixed or made, asks the same thing; the embedded model
+does not see it so: a misspelt word falls apart into word pieces, and "how to do the
+heimlich maneuver" / "how to do the hiemlich manuver" scores 0.65, below pairs that ask
+for different things. :func:`same_words` says when two prompts differ only so (the
+semantic decision then needs no verifier for them, see :func:`deja.semantic.decision.decide`)
+and :func:`misspelt` when two words are one word, one of them mistyped.
+
+A word is known when an English word list holds it (:func:`_known`); a slip is one edit
+(a letter added, dropped, changed, or two neighbours swapped) away from the other word, and
+at least one of the two is not a known word: "hnad" / "hand" is a slip, "form" / "from"
+and "bake" / "make" are two words.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from pathlib import Path
+
+__all__ = ["misspelt", "said_words", "same_words", "symbols_of"]
+
+_VOCABULARY = Path(__file__).parent.parent / "data" / "minilm-tokenizer.json"
+_MIN_LENGTH = 4
+
+# Words a request is framed with: adding, dropping or trading them does not change what is
+# asked ("Explain the difference between X and Y" / "What's the difference between X and
+# Y?", "tell me how to X" / "how to X"). Pronouns, question words other than "what",
+# prepositions, negations and tenses ("will", "did", "was") all count.
+_FRAMING = frozenset([
+    "a", "an", "the", "please", "pls", "plz", "kindly", "me", "what", "whats",
+    "explain", "describe", "tell", "show", "give", "list",
+    "can", "could", "do", "does", "is", "are", "be",
+])  # fmt: skip
+
+# Symbols that say something ("$?" / "$!" in bash, "C#" / "C++", "a/b"); quotes, hyphens,
+# dashes and sentence punctuation (after a word, before a space or the end) do not.
+_PUNCTUATION_RE = re.compile(r"(?<=[\w)\]\"'\u2019\u201d])[.?!,;:]+(?=\s|$)")
+_SYMBOL_RE = re.compile(r"[^\w\s'\"\u2018\u2019\u201c\u201d\-\u2013\u2014]")
+
+
+@functools.cache
+def _known() -> frozenset[str]:
+    """Known English words: pyspellchecker's English word list (about 160,000 words, MIT)
+    and the whole words of the embedded model's WordPiece vocabulary (which adds names and
+    technical words such as "cheque" or "passcode"). Loaded once, on the first slip
+    checked (~0.5 s)."""
+    from spellchecker import SpellChecker
+
+    words = set(SpellChecker(language="en", distance=1).word_frequency.dictionary)
+    with _VOCABULARY.open(encoding="utf-8") as f:
+        vocab = json.load(f)["model"]["vocab"]
+    words.update(w for w in vocab if w.isalpha() and w.isascii())
+    return frozenset(words)
+
+
+def _one_edit(x: str, y: str) -> bool:
+    """Whether ``x`` and ``y`` (different) are one edit apart: a letter added or dropped,
+    changed, or two neighbours swapped."""
+    if abs(len(x) - len(y)) > 1:
+        return False
+    if len(x) == len(y):
+        diff = [i for i in range(len(x)) if x[i] != y[i]]
+        if len(diff) == 1:
+            return True
+        return (
+            len(diff) == 2
+            and diff[1] == diff[0] + 1
+            and x[diff[0]] == y[diff[1]]
+            and x[diff[1]] == y[diff[0]]
+        )
+    short, long = (x, y) if len(x) < len(y) else (y, x)
+    i = 0
+    while i < len(short) and short[i] == long[i]:
+        i += 1
+    return short[i:] == long[i + 1 :]
+
+
+def misspelt(x: str, y: str) -> bool:
+    """Whether the lower-case words ``x`` and ``y`` are one word, one of them mistyped: one
+    edit apart, both at least four letters, neither the other's start ("http" / "https"),
+    and not both known words ("form" / "from")."""
+    if x == y or min(len(x), len(y)) < _MIN_LENGTH or x.startswith(y) or y.startswith(x):
+        return False
+    if not _one_edit(x, y):
+        return False
+    known = _known()
+    return x not in known or y not in known
+
+
+def said_words(lows: list[str]) -> frozenset[str]:
+    """The words of a prompt's lower-case tokens that :func:`same_words` compares: all but
+    the framing words."""
+    return frozenset(w for w in lows if w not in _FRAMING)
+
+
+def symbols_of(text: str) -> str:
+    """The symbols of ``text`` that carry meaning, sorted (see :data:`_SYMBOL_RE`)."""
+    return "".join(sorted(_SYMBOL_RE.findall(_PUNCTUATION_RE.sub("", text))))
+
+
+def same_words(
+    said_a: frozenset[str], said_b: frozenset[str], symbols_a: str, symbols_b: str
+) -> bool:
+    """Whether two prompts (their :func:`said_words` and :func:`symbols_of`) say the same
+    words, in any order, some of them misspelt on one side (:func:`misspelt`), with the
+    same symbols."""
+    if said_a == said_b:
+        return symbols_a == symbols_b
+    if symbols_a != symbols_b:
+        return False
+    only_a = said_a - said_b
+    only_b = list(said_b - said_a)
+    for x in only_a:
+        for k, y in enumerate(only_b):
+            if misspelt(x, y):
+                del only_b[k]
+                break
+        else:
+            return False
+    return not only_b

@@ -1,0 +1,118 @@
+"""Typing slips: the same words, one of them mistyped, are the same question."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import deja
+from deja.semantic import SemanticCache
+from deja.semantic.decision import decide
+from deja.semantic.guards import signature
+from deja.semantic.guards.spelling import misspelt, same_words, symbols_of
+from deja.semantic.verifier import Verifier
+from tests.helpers import chat_request, chat_response
+
+
+@pytest.mark.parametrize(
+    ("x", "y"),
+    [
+        ("hand", "hnad"),  # two neighbours swapped
+        ("aquarium", "aquarim"),  # a letter dropped
+        ("customer", "custommer"),  # a letter added
+        ("monitor", "moniter"),  # a letter changed
+        ("sweden", "sweeden"),
+    ],
+)
+def test_one_edit_from_a_word_that_is_not_one_is_a_slip(x: str, y: str) -> None:
+    assert misspelt(x, y) and misspelt(y, x)
+
+
+@pytest.mark.parametrize(
+    ("x", "y"),
+    [
+        ("form", "from"),  # both words
+        ("bake", "make"),
+        ("debit", "debt"),
+        ("deactivate", "reactivate"),
+        ("http", "https"),  # one the start of the other
+        ("hypoglycemia", "hyperglycemia"),  # two edits
+        ("cat", "cta"),  # too short to tell
+        ("hand", "hand"),
+    ],
+)
+def test_two_words_or_two_edits_are_no_slip(x: str, y: str) -> None:
+    assert not misspelt(x, y) and not misspelt(y, x)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (
+            "how to do the heimlich maneuver on an adult",
+            "how to do the hiemlich manuver on an adult",
+        ),
+        (
+            "Explain the difference between deductive and inductive reasoning.",
+            "What's the difference between deductive and inductive reasoning?",
+        ),
+        (
+            "For a deep cut on the hand, what first aid should I give?",
+            "What first aid should I give for a deep cut on the hand?",
+        ),
+        ("Tell me the capital of Peru", "capital of peru please"),
+    ],
+)
+def test_the_same_words_framed_or_typed_otherwise(a: str, b: str) -> None:
+    assert signature(a).same_words_as(signature(b))
+    assert signature(b).same_words_as(signature(a))
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("What does $? mean in bash?", "What does $! mean in bash?"),  # symbols
+        ("default port for http", "default port for https"),
+        ("How do I get my card?", "How will I get my card?"),  # tense
+        ("how do I reset it", "how do you reset it"),  # pronouns count
+        ("Can my manager see my review?", "Can I see my manager's review?"),
+        ("flights to Paris", "flights from Paris"),
+        ("how to bake bread", "how to make bread"),
+    ],
+)
+def test_other_words_symbols_or_pronouns_are_not_the_same_words(a: str, b: str) -> None:
+    assert not signature(a).same_words_as(signature(b))
+
+
+def test_symbols_ignore_sentence_punctuation_only() -> None:
+    assert symbols_of("What is it? Tell me, now!") == ""
+    assert symbols_of("what does $? do") == "$?"
+    assert same_words(frozenset({"x"}), frozenset({"x"}), "", "") is True
+    assert same_words(frozenset({"x"}), frozenset({"x"}), "$", "") is False
+
+
+def test_a_slip_passes_the_verifier_that_refuses_its_low_similarity(embedder: Any) -> None:
+    verifier = Verifier.default_for(embedder.id)
+    a = "why is my aquarium water cloudy"
+    b = "why is my aquarim water cloudy"
+    u, v = embedder.embed([a, b])
+    similarity = float(u @ v)
+    assert 0.7 <= similarity < verifier.trust_above  # the typos cost the model a lot
+    kwargs: dict[str, Any] = {"threshold": 0.7, "verifier": verifier}
+    served = decide(similarity, b, a, query_vector=v, candidate_vector=u, **kwargs)
+    assert served.hit and served.reason == "hit"
+    assert served.probability is not None and served.probability < verifier.cut  # not its call
+    # another word there, not a slip: the verifier judges, and refuses
+    other = decide(
+        similarity, "why is my pond water cloudy", a, query_vector=v, candidate_vector=u, **kwargs
+    )
+    assert not other.hit and other.reason == "verifier"
+
+
+def test_a_mistyped_word_is_no_substitution_and_a_cache_serves_it(embedder: Any) -> None:
+    cache = deja.Cache(semantic=SemanticCache(embedder=embedder))
+    cache.fetch(chat_request("how do I sew a blind hem by hand"), lambda: chat_response("..."))
+    asked = chat_request("how do i sew a blind hem by hnad")
+    assert cache.get(asked).info.status == "semantic_hit"
+    assert cache.get(chat_request("how do I sew a blind hem by machine")).info.status == "miss"
