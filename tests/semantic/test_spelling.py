@@ -88,8 +88,17 @@ def test_other_words_symbols_or_pronouns_are_not_the_same_words(a: str, b: str) 
 def test_symbols_ignore_sentence_punctuation_only() -> None:
     assert symbols_of("What is it? Tell me, now!") == ""
     assert symbols_of("what does $? do") == "$?"
-    assert same_words(frozenset({"x"}), frozenset({"x"}), "", "") is True
-    assert same_words(frozenset({"x"}), frozenset({"x"}), "$", "") is False
+    assert same_words(("x",), ("x",), "", "") is True
+    assert same_words(("x",), ("x",), "$", "") is False
+
+
+def test_words_trading_places_are_not_the_same_words_but_a_moved_part_is() -> None:
+    assert not same_words(("savefig", "before", "show"), ("show", "before", "savefig"), "", "")
+    assert not same_words(("milk", "chocolate"), ("chocolate", "milk"), "", "")
+    moved = ("on", "linux", "how", "to", "fix", "dns")
+    assert same_words(("how", "to", "fix", "dns", "on", "linux"), moved, "", "")
+    slipped = ("on", "linx", "how", "to", "fix", "dns")
+    assert same_words(("how", "to", "fix", "dns", "on", "linux"), slipped, "", "")
 
 
 def test_a_slip_passes_the_verifier_that_refuses_its_low_similarity(embedder: Any) -> None:
@@ -116,3 +125,37 @@ def test_a_mistyped_word_is_no_substitution_and_a_cache_serves_it(embedder: Any)
     asked = chat_request("how do i sew a blind hem by hnad")
     assert cache.get(asked).info.status == "semantic_hit"
     assert cache.get(chat_request("how do I sew a blind hem by machine")).info.status == "miss"
+
+
+def test_the_same_words_clear_a_threshold_a_little_below_it(embedder: Any) -> None:
+    from deja.semantic.calibrate import LabelledPair, PairOutcome
+    from deja.semantic.decision import DEFAULT_THRESHOLD, SLIP_ALLOWANCE, clears
+
+    a = "how to contact customer support on deliveroo"
+    b = "how to contact custommer suport on deliveroo"
+    u, v = embedder.embed([a, b])
+    similarity = float(u @ v)
+    assert DEFAULT_THRESHOLD - SLIP_ALLOWANCE <= similarity < DEFAULT_THRESHOLD
+    verifier = Verifier.default_for(embedder.id)
+    kwargs: dict[str, Any] = {"verifier": verifier, "query_vector": v, "candidate_vector": u}
+    served = decide(similarity, b, a, threshold=DEFAULT_THRESHOLD, **kwargs)
+    assert served.hit and served.same_words
+    # a stricter threshold moves the allowance with it
+    assert decide(similarity, b, a, threshold=0.95, **kwargs).reason == "threshold"
+    # other words at that similarity are below the threshold
+    other = decide(similarity, "how to contact a courier on deliveroo", a, threshold=0.7, **kwargs)
+    assert not other.hit and other.reason == "threshold" and not other.same_words
+    assert clears(0.5, 0.7, same_words=True) and not clears(0.5, 0.7)
+    assert not clears(0.44, 0.7, same_words=True)
+    # calibration sweeps thresholds the same way
+    outcome = PairOutcome(LabelledPair(a, b, True), similarity, True, "hit", None, True)
+    assert outcome.served(DEFAULT_THRESHOLD) and not outcome.served(0.95)
+
+
+def test_a_cache_serves_a_prompt_typed_with_slips(embedder: Any) -> None:
+    cache = deja.Cache(semantic=SemanticCache(embedder=embedder))
+    stored = chat_request("how to contact customer support on deliveroo")
+    cache.fetch(stored, lambda: chat_response("In the app: Account > Help."))
+    hit = cache.get(chat_request("how to contact custommer suport on deliveroo"))
+    assert hit.info.status == "semantic_hit" and hit.info.similarity is not None
+    assert hit.info.similarity < 0.7

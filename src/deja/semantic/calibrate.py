@@ -38,6 +38,8 @@ from deja.semantic._deps import np
 from deja.semantic.decision import (
     BARE_THRESHOLD,
     DEFAULT_THRESHOLD,
+    SLIP_ALLOWANCE,
+    clears,
     guard_report,
     word_similarity_for,
 )
@@ -150,18 +152,20 @@ class PrecomputedEmbedder:
 @dataclass(frozen=True, slots=True)
 class PairOutcome:
     """How the semantic tier saw one pair: ``similarity`` and ``passed_checks`` (guards and
-    verifier accepted it); the pair is served at threshold ``t`` iff both
-    ``similarity >= t`` and ``passed_checks``."""
+    verifier accepted it); the pair is served at threshold ``t`` iff ``passed_checks`` and
+    the similarity clears ``t`` (:func:`~deja.semantic.decision.clears`: for a pair of
+    ``same_words``, a little below it does)."""
 
     pair: LabelledPair
     similarity: float
     passed_checks: bool
     reason: str
     probability: float | None
+    same_words: bool = False
 
     def served(self, threshold: float) -> bool:
         """Whether the pair is a hit at ``threshold``."""
-        return self.passed_checks and self.similarity >= threshold
+        return self.passed_checks and clears(self.similarity, threshold, same_words=self.same_words)
 
 
 def _request(text: str) -> Request:
@@ -194,6 +198,7 @@ def score_pairs(
                 bool(decision.passed_checks),
                 decision.reason,
                 decision.probability,
+                decision.same_words,
             )
         )
     return outcomes
@@ -428,7 +433,7 @@ def evaluate_pairs(
     """Figures of ``outcomes`` at ``threshold``; ``bare`` ignores guards and verifier."""
     positives = sum(o.pair.same for o in outcomes)
     negatives = len(outcomes) - positives
-    served = [o for o in outcomes if o.similarity >= threshold and (bare or o.passed_checks)]
+    served = [o for o in outcomes if (o.similarity >= threshold if bare else o.served(threshold))]
     true_hits = sum(o.pair.same for o in served)
     false_hits = len(served) - true_hits
     return EvalReport(
@@ -791,8 +796,10 @@ def fit_verifier(
     e = _vector_features(vectors_a, vectors_b) if vectors else None
     eligible = passed & (sims >= threshold)
     trusted = eligible & (sims >= trust_above)
-    # a pair of the same words is served whatever the model says (Verifier.accepts says why)
+    # a pair of the same words is served whatever the model says (Verifier.accepts says
+    # why), down to SLIP_ALLOWANCE below the threshold
     same_words = np.array([signature(p.a).same_words_as(signature(p.b)) for p in pairs])
+    slipped = passed & same_words & (sims >= threshold - SLIP_ALLOWANCE)
 
     def fit(rows: Any) -> _Model:
         return _fit_model(
@@ -817,7 +824,7 @@ def fit_verifier(
 
     def served(scores: Any, cut: float, index: Any) -> Any:
         kept = trusted[index] & (scores >= trust_floor)
-        return eligible[index] & ((scores >= cut) | kept | same_words[index])
+        return (eligible[index] & ((scores >= cut) | kept)) | slipped[index]
 
     results: list[tuple[float, float]] = []
     everything = np.arange(len(pairs))

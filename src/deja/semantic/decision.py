@@ -30,8 +30,10 @@ if TYPE_CHECKING:
 __all__ = [
     "BARE_THRESHOLD",
     "DEFAULT_THRESHOLD",
+    "SLIP_ALLOWANCE",
     "SUBSTITUTION_SIMILARITY",
     "Decision",
+    "clears",
     "decide",
     "guard_report",
     "prepare",
@@ -58,6 +60,16 @@ BARE_THRESHOLD = 0.85
 0.85 for a 1% false-hit rate on the labelled dev pairs (0.846 measured)."""
 
 
+SLIP_ALLOWANCE = 0.25
+"""How far below the threshold two prompts that say the same words are served (typing
+slips, framing words or one part moved aside: :meth:`Signature.same_words_as
+<deja.semantic.guards.Signature.same_words_as>`). A mistyped word falls apart into word
+pieces and costs the embedded model a lot: "why is my aquarium water cloudy" / "why is my
+aquarim water cloudy" 0.755, "how to contact customer support on deliveroo" / "how to
+contact custommer suport on deliveroo" 0.661, "what is a cantilever in architecture" /
+"what is a cantilver in architechture" 0.456. At the default threshold such a pair is
+served from 0.45."""
+
 SUBSTITUTION_SIMILARITY = 0.6
 """How alike (cosine of the embedded model's vectors of each word alone) the one word two
 prompts trade must be for the pair to pass (``GuardReport.substituted``): "largest" /
@@ -76,7 +88,8 @@ class Decision:
 
     ``reason`` is ``"hit"``, ``"threshold"``, ``"guards:<names>"`` or ``"verifier"``.
     ``passed_checks`` says whether guards and verifier accepted the pair, whatever the
-    threshold: calibration sweeps thresholds over it without deciding again. ``detail``
+    threshold: calibration sweeps thresholds over it (with :func:`clears` and
+    ``same_words``, the two prompts say the same words) without deciding again. ``detail``
     says more where a reason alone would not (the substitution guard: the two words and
     how alike they are, ``"install / configure: 0.48"``).
     """
@@ -87,6 +100,7 @@ class Decision:
     probability: float | None = None
     passed_checks: bool | None = None
     detail: str | None = None
+    same_words: bool = False
 
 
 def word_similarity_for(
@@ -146,31 +160,41 @@ def decide(
     is not checked.
     ``evaluate_all`` runs guards and verifier even below the threshold (for calibration).
     """
-    below = similarity < threshold
-    if below and not evaluate_all:
+    if similarity < threshold - SLIP_ALLOWANCE and not evaluate_all:
         return Decision(False, similarity, "threshold")
     sig_q = signature(query)
     sig_c = signature(candidate)
+    same = sig_q.same_words_as(sig_c)
+    below = not clears(similarity, threshold, same_words=same)
+    if below and not evaluate_all:
+        return Decision(False, similarity, "threshold", same_words=same)
     report, detail = guard_report(sig_c, sig_q, guards, word_similarity)
     if not report.ok:
-        reason = "guards:" + ",".join(report.failed)
-        return Decision(False, similarity, "threshold" if below else reason, None, False, detail)
+        reason = "threshold" if below else "guards:" + ",".join(report.failed)
+        return Decision(False, similarity, reason, None, False, detail, same)
     probability = None
     if verifier is not None:
         features = pair_features(
             similarity, candidate, query, sig_a=sig_c, sig_b=sig_q, report=report
         )
         vectors = (candidate_vector, query_vector) if verifier.uses_vectors else None
-        accepted, probability = verifier.accepts(
-            similarity, features, vectors, same_words=sig_q.same_words_as(sig_c)
-        )
+        accepted, probability = verifier.accepts(similarity, features, vectors, same_words=same)
         if not accepted:
-            return Decision(
-                False, similarity, "threshold" if below else "verifier", probability, False
-            )
+            reason = "threshold" if below else "verifier"
+            return Decision(False, similarity, reason, probability, False, same_words=same)
     if below:
-        return Decision(False, similarity, "threshold", probability, True)
-    return Decision(True, similarity, "hit", probability, True)
+        return Decision(False, similarity, "threshold", probability, True, same_words=same)
+    return Decision(True, similarity, "hit", probability, True, same_words=same)
+
+
+def clears(similarity: float, threshold: float, *, same_words: bool = False) -> bool:
+    """Whether ``similarity`` is high enough at ``threshold``: at least the threshold, or,
+    for two prompts of the same words (:meth:`Signature.same_words_as
+    <deja.semantic.guards.Signature.same_words_as>`), at least :data:`SLIP_ALLOWANCE` below
+    it."""
+    if same_words:
+        return similarity >= threshold - SLIP_ALLOWANCE
+    return similarity >= threshold
 
 
 def prepare(text: str) -> None:

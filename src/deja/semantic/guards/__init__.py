@@ -10,7 +10,9 @@ that extract the *anchors* of a prompt and compare them, in order:
   currency amounts as number + currency), and how many things a request asks for ("give
   me an example" is one, "give me examples" several; compared where both prompts ask);
 * dates (``March 15, 2030``, ``15 March 2030``, ``2030-03-15``, ``3/15/2030``; weekdays,
-  "Tuesdays" as "Tuesday", and relative days such as ``tomorrow`` or ``next week``);
+  "Tuesdays" as "Tuesday", and relative days such as ``tomorrow`` or ``next week``); a
+  relative date that a prompt only tells as part of the user's story ("I lost my phone
+  yesterday, what can I do?") is no date asked about, against a prompt without one;
 * units and currencies, source before target (``15 cups in ml`` == ``how many ml is 15 cups``
   but ``km to miles`` != ``miles to km``; a digit then ``'`` is feet, ``6'``);
 * quoted strings (any double-quote shape; a digit then ``"`` is an inch mark, ``12"``) and
@@ -55,7 +57,10 @@ that extract the *anchors* of a prompt and compare them, in order:
   phrase led by a preposition or "if"/"when" ("side effects of the vaccine" / "... in
   children", "sort by a key" / "... in descending order"; not "at all", "if any").
 
-No model is downloaded: everything here is regular expressions and small word lists. A
+Two prompts that say the same words but for framing words and typing slips
+(:mod:`deja.semantic.guards.spelling`) need no verifier, and a mistyped word is no
+substitution. No model is downloaded: everything here is regular expressions and word
+lists. A
 candidate hit must pass every enabled guard (:class:`GuardSettings`).
 """
 

@@ -129,7 +129,7 @@ class Signature:
     words: frozenset[str] = frozenset()
     # the words but those a request is framed with, and the symbols that carry meaning:
     # what :meth:`same_words_as` compares
-    said: frozenset[str] = field(default=frozenset(), repr=False)
+    said: tuple[str, ...] = field(default=(), repr=False)
     symbols: str = field(default="", repr=False)
     low_text: str = field(default="", repr=False)
     # the text as given, and its backtick spans as bare words (see :func:`check_guards`)

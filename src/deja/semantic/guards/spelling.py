@@ -25,6 +25,7 @@ __all__ = ["misspelt", "said_words", "same_words", "symbols_of"]
 
 _VOCABULARY = Path(__file__).parent.parent / "data" / "minilm-tokenizer.json"
 _MIN_LENGTH = 4
+_MIN_PART = 2  # words in each part of a prompt that moves as a whole
 
 # Words a request is framed with: adding, dropping or trading them does not change what is
 # asked ("Explain the difference between X and Y" / "What's the difference between X and
@@ -91,10 +92,10 @@ def misspelt(x: str, y: str) -> bool:
     return x not in known or y not in known
 
 
-def said_words(lows: list[str]) -> frozenset[str]:
+def said_words(lows: list[str]) -> tuple[str, ...]:
     """The words of a prompt's lower-case tokens that :func:`same_words` compares: all but
-    the framing words."""
-    return frozenset(w for w in lows if w not in _FRAMING)
+    the framing words, in order."""
+    return tuple(w for w in lows if w not in _FRAMING)
 
 
 def symbols_of(text: str) -> str:
@@ -102,23 +103,23 @@ def symbols_of(text: str) -> str:
     return "".join(sorted(_SYMBOL_RE.findall(_PUNCTUATION_RE.sub("", text))))
 
 
+def _alike(x: str, y: str) -> bool:
+    return x == y or misspelt(x, y)
+
+
 def same_words(
-    said_a: frozenset[str], said_b: frozenset[str], symbols_a: str, symbols_b: str
+    said_a: tuple[str, ...], said_b: tuple[str, ...], symbols_a: str, symbols_b: str
 ) -> bool:
     """Whether two prompts (their :func:`said_words` and :func:`symbols_of`) say the same
-    words, in any order, some of them misspelt on one side (:func:`misspelt`), with the
-    same symbols."""
-    if said_a == said_b:
-        return symbols_a == symbols_b
-    if symbols_a != symbols_b:
+    words with the same symbols: word for word, some words misspelt on one side
+    (:func:`misspelt`), or with one part of two words or more moved before the other
+    ("For a deep cut on the hand, what first aid should I give?" / "What first aid
+    should I give for a deep cut on the hand?"). Words trading places otherwise ask
+    something else ("savefig before show" / "show before savefig")."""
+    if symbols_a != symbols_b or len(said_a) != len(said_b):
         return False
-    only_a = said_a - said_b
-    only_b = list(said_b - said_a)
-    for x in only_a:
-        for k, y in enumerate(only_b):
-            if misspelt(x, y):
-                del only_b[k]
-                break
-        else:
-            return False
-    return not only_b
+    n = len(said_a)
+    for shift in (0, *range(_MIN_PART, n - _MIN_PART + 1)):
+        if all(_alike(said_a[(i + shift) % n], said_b[i]) for i in range(n)):
+            return True
+    return False
