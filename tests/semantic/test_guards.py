@@ -1789,3 +1789,71 @@ def test_a_date_the_user_only_tells_is_no_date_asked_about(a: str, b: str) -> No
 def test_a_date_asked_about_or_written_on_a_calendar_still_counts(a: str, b: str) -> None:
     assert "dates" in failed(a, b)
     assert "dates" in failed(b, a)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "guard"),
+    [
+        # a negation added along with another modal
+        ("fish that can live with bettas", "fish that shouldn't live with bettas", "contradiction"),
+        ("how to dress to look taller", "how to dress to look shorter", "polarity"),
+        ("what is the thickest yarn weight", "what is the thinnest yarn weight", "polarity"),
+        (
+            "What causes ocean acidification?",
+            "What are the effects of ocean acidification?",
+            "polarity",
+        ),
+        (
+            "my duties as the leader of a group hike",
+            "my duties as a participant on a group hike",
+            "polarity",
+        ),
+        # code spans in order around "before" / "after"
+        (
+            "Does calling plt.savefig() before plt.show() save the plot?",
+            "Does calling plt.show() before plt.savefig() save the plot?",
+            "code",
+        ),
+        # one word counted otherwise
+        ("first aid for a first-degree burn", "first aid for a second-degree burn", "numbers"),
+        # a name is not the end of another with a head that makes it another place
+        ("capital of Korea", "capital of North Korea", "entities"),
+        ("Can I use Apple Pay here", "Can I use Google Pay here", "entities"),
+        ("Is the Pixel 8 waterproof", "Is the Pixel 8 Pro waterproof", "entities"),
+        # a code is no word with a slip
+        ("questions on the NCLEX-RN", "questions on the NCLEX-PN", "entities"),
+        ("apply for the DV-2026 lottery", "apply for the DV-2027 lottery", "entities"),
+    ],
+)
+def test_antonyms_modal_negations_ordered_code_and_counted_compounds(
+    a: str, b: str, guard: str
+) -> None:
+    assert guard in failed(a, b)
+    assert guard in failed(b, a)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (
+            "What was Magnus Carlsen's peak FIDE rating?",
+            "What's the highest FIDE rating Carlsen hit?",
+        ),
+        (
+            "Why does Brutus betray Caesar?",
+            "What are Brutus's reasons for betraying Julius Caesar?",
+        ),
+        (
+            "Explain the difference between the Arduino Uno and the Arduino Nano.",
+            "What's the difference between the Arduino Uno and the Nano?",
+        ),
+        ("Pixel 8 battery capacity", "what's the battery capacity of the Google Pixel 8"),
+        ("what is the Ship of Theseus paradox", "whats the ship of thesius paradox"),
+        ("rotate the tick labels by 45 degrees", "turn the tick labels 45°"),
+        ("convert 30 celsius to fahrenheit", "what is thirty degrees celsius in fahrenheit"),
+        ("is a second-hand car worth it", "is a used car worth it"),
+    ],
+)
+def test_a_name_said_shorter_or_mistyped_and_degrees_written_as_a_sign(a: str, b: str) -> None:
+    assert failed(a, b) == ()
+    assert failed(b, a) == ()

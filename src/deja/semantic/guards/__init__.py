@@ -33,8 +33,9 @@ that extract the *anchors* of a prompt and compare them, in order:
   ``gpt-4``; not prose such as "well-known") and the packages of an install command
   (``pip install requests``); a possessive or a comma ends a name ("Google's Android",
   "Visa, Mastercard"); a place qualifier after a name is part of it ("New York City" !=
-  "New York state"), unless the other prompt leaves it out ("New York"); compared
-  case-insensitively and in order;
+  "New York state"), unless the other prompt leaves it out ("New York"); a name said
+  shorter ("Carlsen" / "Magnus Carlsen"; not "Korea" / "North Korea") or mistyped
+  ("Theseus" / "thesius") is the same name; compared case-insensitively and in order;
 * polarity and direction words (increase/decrease, high/low, before/after, buy/sell,
   max/min, enable/disable, send/receive, raw/cooked, legal/illegal, beginner/expert,
   client/server, debit/credit, domestic/international, brief/detailed, formal/casual...;

@@ -19,6 +19,7 @@ from deja.semantic.guards.extract import (
     signature,
 )
 from deja.semantic.guards.literals import _CALL_RE, _bare_words
+from deja.semantic.guards.spelling import misspelt
 from deja.semantic.guards.tokenizer import _STOP, _plain_stem, _tokens_of
 from deja.semantic.guards.words import (
     _ADVISED,
@@ -27,6 +28,7 @@ from deja.semantic.guards.words import (
     _NAME_ALIASES,
     _NEGATIONS,
     _NUMBER_WORDS,
+    _ORDINAL_WORDS,
     _PERMITTED,
     _POLES,
     _REQUIRED,
@@ -216,6 +218,57 @@ def _acronyms_spelled_out(extra_a: set[str], extra_b: set[str], a: Signature, b:
                 mine.discard(name)
                 spelled = words.replace("-", " ")
                 theirs.difference_update([n for n in theirs if n.replace("-", " ") in spelled])
+    return not extra_a and not extra_b
+
+
+# words before a name that make it another one: "North Korea" is not "Korea", "New
+# Mexico" not "Mexico", "El Salvador" not "Salvador"
+_NAME_HEADS = frozenset({
+    "north", "south", "east", "west", "northern", "southern", "eastern", "western",
+    "northeast", "northwest", "southeast", "southwest", "central", "new", "old", "upper",
+    "lower", "greater", "little", "latin", "el", "equatorial",
+})  # fmt: skip
+
+
+def _ends_of(name: str) -> list[str]:
+    """The shorter names ``name`` ends with, dropping first words that are no heads of
+    another name ("magnus carlsen": ["carlsen"]; "north korea": [])."""
+    words = name.split(" ")
+    ends = []
+    for k in range(1, len(words)):
+        if words[k - 1] in _NAME_HEADS:
+            break
+        ends.append(" ".join(words[k:]))
+    return ends
+
+
+def _names_shortened(extra_a: set[str], extra_b: set[str], a: Signature, b: Signature) -> bool:
+    """Are the names only one prompt has the others' names said shorter or mistyped?
+
+    The end of a longer name on the other side ("Carlsen" / "Magnus Carlsen", "the Nano" /
+    "the Arduino Nano", "Caesar" / "Julius Caesar"; not "Korea" / "North Korea"), or, where
+    the other side names nothing else, written there as words ("Pixel 8" / "the Google
+    Pixel 8"); a one-word name mistyped on the other side ("Theseus" / "thesius", see
+    :func:`~deja.semantic.guards.spelling.misspelt`). "Apple Pay" / "Google Pay" stay two
+    names.
+    """
+    for mine, theirs, other in ((extra_a, extra_b, b), (extra_b, extra_a, a)):
+        for name in list(mine):
+            ends = _ends_of(name)
+            shorter = next((end for end in ends if end in theirs), None)
+            if shorter is not None:
+                mine.discard(name)
+                theirs.discard(shorter)
+            elif not theirs and any(f" {end} " in f" {other.low_text} " for end in ends):
+                mine.discard(name)
+    for mine, theirs, other in ((extra_a, extra_b, b), (extra_b, extra_a, a)):
+        for name in list(mine):
+            if " " in name:
+                continue
+            slip = next((w for w in other.low_text.split(" ") if misspelt(name, w)), None)
+            if slip is not None:
+                mine.discard(name)
+                theirs.discard(slip)
     return not extra_a and not extra_b
 
 
@@ -870,7 +923,24 @@ def check_guards(a: Signature, b: Signature, settings: GuardSettings | None = No
     # a prompt with either has no word-for-word frame to compare
     framed = s.substitution and not (a.quotes or a.code or b.quotes or b.code)
     substituted = _substituted(a.framed, b.framed) if framed else None
+    if substituted is not None and s.numbers and _counted_apart(*substituted):
+        return GuardReport(failed=("numbers",), shared_anchors=0)
     return GuardReport(failed=(), shared_anchors=a.anchors, substituted=substituted)
+
+
+def _counted_apart(x: str, y: str) -> bool:
+    """Two hyphenated words that are one word counted otherwise: "first-degree" /
+    "second-degree", "two-factor" / "three-factor" (the number guard reads a number word
+    before a unit, not an ordinal heading a compound)."""
+    head_x, _, tail_x = x.partition("-")
+    head_y, _, tail_y = y.partition("-")
+    if not tail_x or tail_x != tail_y or head_x == head_y:
+        return False
+    return all(h in _COUNTING_HEADS for h in (head_x, head_y))
+
+
+# ("first" and "one" count here: the words alone are too often no number at all)
+_COUNTING_HEADS = frozenset(_ORDINAL_WORDS) | frozenset(_NUMBER_WORDS) | {"first", "one"}
 
 
 def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
@@ -953,7 +1023,11 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
                 set_b = {_NAME_ALIASES.get(n, n) for n in set_b}
             # an acronym on one side is its words spelled out on the other ("BP" /
             # "blood pressure", "my MIL" / "my mother in law")
-            same = set_a == set_b or _acronyms_spelled_out(set_a - set_b, set_b - set_a, a, b)
+            extra_a, extra_b = set_a - set_b, set_b - set_a
+            same = (not extra_a and not extra_b) or (
+                _acronyms_spelled_out(extra_a, extra_b, a, b)
+                or _names_shortened(extra_a, extra_b, a, b)
+            )
             if same and (a.directed or b.directed):
                 # the same names, but two of them joined the other way round ("Oslo to
                 # Berlin" / "Berlin to Oslo"); a direction one prompt leaves unsaid, or
@@ -989,7 +1063,12 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
     if (
         s.contradiction
         and a.denies != b.denies
-        and (a.plain == b.plain or _denial_traded(a.framed, b.framed) or _selection_denied(a, b))
+        and (
+            a.plain == b.plain
+            or _unmodal(a.plain) == _unmodal(b.plain)
+            or _denial_traded(a.framed, b.framed)
+            or _selection_denied(a, b)
+        )
     ):
         failed.append("contradiction")
     if s.qualifier and _either_qualified(_how_asked(a.plain), _how_asked(b.plain)):
@@ -1056,6 +1135,16 @@ def _selection_denied(a: Signature, b: Signature) -> bool:
     content = {w for w in denying.plain if w not in _STOP_STEMS}
     other_content = {w for w in other.plain if w not in _STOP_STEMS}
     return len(content) >= 2 and len(content ^ other_content) <= 1
+
+
+_MODALS = frozenset({"can", "could", "may", "might", "should", "must", "will", "would", "shall"})
+
+
+def _unmodal(plain: tuple[str, ...]) -> tuple[str, ...]:
+    """``plain`` with every modal read as one: a negation added along with another modal
+    still contradicts ("fish that can live with bettas" / "fish that shouldn't live with
+    bettas")."""
+    return tuple("can" if w in _MODALS else w for w in plain)
 
 
 def _denial_traded(a: tuple[str, ...], b: tuple[str, ...]) -> bool:

@@ -96,11 +96,13 @@ _CODE_MARK = 0xE000
 _QUOTE_MARK = 0xE800
 _MARK_SPAN = 0x800  # marks per kind
 _MARK_RE = re.compile("[\ue000-\uefff]")
-# the words between two marks that give them a direction (as ``_CONNECTORS`` for names,
-# maybe after one noun: "convert a `.docx` file to `.pdf`"), and "from" before a mark
+# the words between two marks that give them a direction or an order (as ``_CONNECTORS``
+# for names, maybe after one noun: "convert a `.docx` file to `.pdf`", "call `savefig()`
+# before `show()`"), and "from" before a mark
 # ("migrate from /etc/a ...")
 _LITERAL_GAP_RE = re.compile(
-    r"\s*(?:(?!and\b|or\b)\w+\s+)?(?:to|into|vs\.?|versus|than|from|->|=>|\u2192)\s+"
+    r"\s*(?:(?!and\b|or\b)\w+\s+)?"
+    r"(?:to|into|vs\.?|versus|than|from|before|after|then|->|=>|\u2192)\s+"
     r"(?:(?:a|an|the)\s+)?",
     re.IGNORECASE,
 )

@@ -25,6 +25,7 @@ __all__ = ["misspelt", "said_words", "same_words", "symbols_of"]
 
 _VOCABULARY = Path(__file__).parent.parent / "data" / "minilm-tokenizer.json"
 _MIN_LENGTH = 4
+_WORD_RE = re.compile(r"[a-z]+(?:'[a-z]+)?")
 _MIN_PART = 2  # words in each part of a prompt that moves as a whole
 
 # Words a request is framed with: adding, dropping or trading them does not change what is
@@ -82,9 +83,13 @@ def _one_edit(x: str, y: str) -> bool:
 
 def misspelt(x: str, y: str) -> bool:
     """Whether the lower-case words ``x`` and ``y`` are one word, one of them mistyped: one
-    edit apart, both at least four letters, neither the other's start ("http" / "https"),
-    and not both known words ("form" / "from")."""
+    edit apart, both at least four letters (no digits, no hyphens), neither the other's start
+    ("http" / "https"), and not both known words ("form" / "from")."""
     if x == y or min(len(x), len(y)) < _MIN_LENGTH or x.startswith(y) or y.startswith(x):
+        return False
+    if not (_WORD_RE.fullmatch(x) and _WORD_RE.fullmatch(y)):
+        # "dv-2026" / "dv-2027", "x11" / "x12", "nclex-rn" / "nclex-pn": codes, whose
+        # every letter may count
         return False
     if not _one_edit(x, y):
         return False

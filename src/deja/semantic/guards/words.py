@@ -967,9 +967,9 @@ _UNIT_SPELLINGS: dict[str, tuple[str, ...]] = {
     "tbsp": ("tbsp", "tablespoon", "tablespoons"),
     "tsp": ("tsp", "teaspoon", "teaspoons"),
     "floz": ("fl oz", "fluid ounce", "fluid ounces"),
-    "C": ("celsius", "centigrade", "°c"),
-    "F": ("fahrenheit", "°f"),
-    "K": ("kelvin", "kelvins"),
+    "C": ("celsius", "centigrade", "°c", "degrees celsius", "degree celsius", "degrees c"),
+    "F": ("fahrenheit", "°f", "degrees fahrenheit", "degree fahrenheit", "degrees f"),
+    "K": ("kelvin", "kelvins", "degrees kelvin"),
     "mph": ("mph", "miles per hour", "mile per hour", "miles an hour"),
     "kmh": ("kph", "kmh", "km/h", "km per hour", "kilometers per hour", "kilometres per hour"),
     "m/s": ("m/s",),
@@ -991,7 +991,7 @@ _UNIT_SPELLINGS: dict[str, tuple[str, ...]] = {
     "sqft": ("sq ft", "square feet", "square foot"),
     "sqm": ("square meter", "square meters", "square metre", "square metres", "m2"),
     "rad": ("radian", "radians"),
-    "deg": ("degree", "degrees"),
+    "deg": ("degree", "degrees", "°"),
 }
 # Time units count only when attached to a number ("3 days"): "how many days does it
 # take" and "how long does it take" ask the same thing.
@@ -1055,6 +1055,7 @@ _SIDES_OF_A_DEAL = (
     ("candidate candidates applicant applicants", "interviewer interviewers"),
     ("borrower borrowers", "lender lenders"),
     ("teacher teachers", "student students"),
+    ("leader leaders organizer organizers", "participant participants attendee attendees"),
 )
 # ... the others only by their order ("can my parents open an account" is still a
 # question about a child's account)
@@ -1128,6 +1129,8 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("old older oldest", "young younger youngest new newer newest"),
         ("big bigger large larger", "small smaller little"),
         ("long", "short"),
+        ("tall taller tallest", "short shorter"),
+        ("thick thicker thickest", "thin thinner thinnest"),
         ("heavy heavier", "light lighter"),
         ("strong stronger", "weak weaker"),
         ("input", "output"),
@@ -1165,6 +1168,7 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("sunrise dawn", "sunset dusk"),
         ("beginning", "end ending"),
         ("rise", "decline"),
+        ("cause causes caused causing", "effect effects consequence consequences"),
         ("endothermic", "exothermic"),
         # the operation asked for: "2 + 3" is "2 plus 3", not "2 times 3"
         (
