@@ -1,9 +1,9 @@
 """The shipped defaults on the probe pairs that guard rules were written from.
 
-``bench/data/probe_pairs.jsonl`` holds 1,890 labelled near-duplicates and rewordings
+``bench/data/probe_pairs.jsonl`` holds 2,190 labelled near-duplicates and rewordings
 written by hand and by helpers (bench/data/README.md). Their figures with the shipped
-defaults are in BENCHMARKS.md: recall 64.1%, false-hit rate 4.6% (of 800 rewordings and
-1,090 near-duplicates). A change that serves more of their near-duplicates, or refuses more
+defaults are in BENCHMARKS.md: recall 68.4%, false-hit rate 4.4% (of 930 rewordings and
+1,260 near-duplicates). A change that serves more of their near-duplicates, or refuses more
 of their rewordings, should be a decision, not an accident: this fails when either moves
 by more than a few pairs. (The held-out sets beside them are not used here: they stay
 unread.)
@@ -26,9 +26,9 @@ def test_the_defaults_serve_few_probe_near_duplicates_and_most_rewordings(embedd
     outcomes = score_pairs(pairs, make_cache=make)
     same = [o for o in outcomes if o.pair.same]
     different = [o for o in outcomes if not o.pair.same]
-    assert (len(same), len(different)) == (800, 1090)
+    assert (len(same), len(different)) == (930, 1260)
     served_same = sum(o.served(threshold) for o in same)
     served_different = sum(o.served(threshold) for o in different)
-    # measured: 513 of 800 rewordings served (64.1%), 50 of 1,090 near-duplicates (4.6%)
-    assert served_same >= 502, served_same
-    assert served_different <= 56, served_different
+    # measured: 636 of 930 rewordings served (68.4%), 56 of 1,260 near-duplicates (4.4%)
+    assert served_same >= 625, served_same
+    assert served_different <= 62, served_different
