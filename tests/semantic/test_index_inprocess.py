@@ -225,6 +225,24 @@ def test_a_graph_built_in_the_background_takes_in_what_changed_meanwhile(
     assert index.search(v[2], scope="s", k=1)[0].id != "e2"
 
 
+def test_a_scope_saved_while_its_graph_was_built_gets_one_after_loading(
+    held_build: tuple[threading.Event, threading.Event], tmp_path: Path
+) -> None:
+    building, release = held_build
+    v = vectors(60)
+    index = building_at_50(building, v)
+    index.save(tmp_path)  # the graph is not there yet: the scope is saved without one
+    release.set()
+    assert index.join_builds(10) and index.is_hnsw("s")
+    loaded = InProcessIndex(dim=32, hnsw_threshold=50, max_entries=None)
+    loaded.load(tmp_path)
+    # searched exactly at first, then by the graph built in the background
+    assert loaded.search(v[7], scope="s", k=1)[0].id == "e7"
+    assert loaded.join_builds(10) and loaded.is_hnsw("s")
+    for i in range(51):
+        assert loaded.search(v[i], scope="s", k=1)[0].id == f"e{i}"
+
+
 def test_a_scope_removed_while_its_graph_is_built_drops_it(
     held_build: tuple[threading.Event, threading.Event],
 ) -> None:

@@ -611,7 +611,8 @@ class InProcessIndex:
 
         Vectors (and HNSW graphs) of the base are memory-mapped read-only and copied into
         memory only when their scope is first changed, so loading a large index is fast
-        and cheap.
+        and cheap. A scope past ``hnsw_threshold`` saved without a graph gets one built in
+        the background (:meth:`join_builds`), searched exactly meanwhile.
         """
         root = Path(path)
         if not (root / "index.json").is_file():
@@ -650,6 +651,18 @@ class InProcessIndex:
             self._take_deltas(root)
             with self._lock:  # what the deltas evicted is in the files already
                 self._pending = _Pending()
+                # a scope saved without its graph (saved while it was being built, or by
+                # an index with another threshold) is searched exactly until it has one
+                for name, s in self._scopes.items():
+                    if (
+                        s.hnsw is None
+                        and s.inserted is None
+                        and self.hnsw_threshold is not None
+                        and len(s.ids) > self.hnsw_threshold
+                    ):
+                        s.inserted = set()
+                        self._builds.append((name, s))
+        self._build_due(background=True)
 
     def _read_manifest(self, root: Path) -> dict[str, Any]:
         try:
