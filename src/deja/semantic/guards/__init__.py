@@ -50,7 +50,8 @@ that extract the *anchors* of a prompt and compare them, in order:
   when / where / why; between near-duplicates (2 other content words apart at most), all
   of something against a part of it ("close all tabs" / "close one tab") and required
   against allowed ("must my dog get" / "can my dog get"); two parties named the other
-  way round (interviewer / candidate, owner / member, mother / baby...);
+  way round (interviewer / candidate, owner / member, mother / baby...); who the prompt
+  asks as ("As a coach, ..." / "As a player, ...");
 * contradiction: one prompt is the other word for word with a negation added or removed
   ("planets that have rings" / "planets that don't"); and negation at all (not, no,
   never, -n't; off by default);

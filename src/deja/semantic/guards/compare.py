@@ -23,6 +23,7 @@ from deja.semantic.guards.spelling import misspelt
 from deja.semantic.guards.tokenizer import _STOP, _plain_stem, _tokens_of
 from deja.semantic.guards.words import (
     _ADVISED,
+    _ALIASES,
     _EVERYDAY_SPELLINGS,
     _EXCLUSIONS,
     _NAME_ALIASES,
@@ -35,6 +36,7 @@ from deja.semantic.guards.words import (
     _ROLE_PAIRS,
     _SWAPS,
     _SYMMETRIC_JOINS,
+    _poles_of,
 )
 
 
@@ -208,16 +210,32 @@ def _acronyms_spelled_out(extra_a: set[str], extra_b: set[str], a: Signature, b:
     """Are the names only one prompt has acronyms of words the other spells out, and the
     other's names only those words? ("DPO" / "Data Protection Officer", "BP" / "blood
     pressure", "CTR" / "click-through rate")"""
-    for short, mine, theirs, text, other_low in (
-        (set(extra_a), extra_a, extra_b, a.text, b.low_text),
-        (set(extra_b), extra_b, extra_a, b.text, a.low_text),
+    for short, mine, theirs, text, other in (
+        (set(extra_a), extra_a, extra_b, a.text, b),
+        (set(extra_b), extra_b, extra_a, b.text, a),
     ):
+        # the other prompt's words as written: its low text reads "American" as "united
+        # states" already
+        other_low = " ".join(_tokens_of(other.text.lower())) if short else ""
         for name in short:
-            words = _spelled_out(name, text, other_low)
-            if words is not None:
-                mine.discard(name)
-                spelled = words.replace("-", " ")
-                theirs.difference_update([n for n in theirs if n.replace("-", " ") in spelled])
+            head, _, rest = name.partition(" ")
+            words = _spelled_out(head, text, other_low)
+            if words is None:
+                continue
+            spelled = words.replace("-", " ")
+            if rest:  # "IRS Form 1040" / "Internal Revenue Service Form 1040"
+                if f"{spelled} {rest}" not in theirs:
+                    continue
+                theirs.discard(f"{spelled} {rest}")
+            mine.discard(name)
+            said = spelled.split(" ")
+            theirs.difference_update(
+                # the words' own names ("Data Protection Officer"), and a country named
+                # by its people ("American Academy of Pediatrics": the United States)
+                n
+                for n in list(theirs)
+                if n.replace("-", " ") in spelled or any(_ALIASES.get(w) == n for w in said)
+            )
     return not extra_a and not extra_b
 
 
@@ -270,6 +288,48 @@ def _names_shortened(extra_a: set[str], extra_b: set[str], a: Signature, b: Sign
                 mine.discard(name)
                 theirs.discard(slip)
     return not extra_a and not extra_b
+
+
+_AS_A_RE = re.compile(r"\bas an? ([a-z][a-z'-]*(?: [a-z][a-z'-]*){0,2})")
+_PERSON_ENDINGS = ("er", "or", "ist", "ian", "ant", "ent")
+_PERSONS = frozenset({
+    "coach", "mom", "mum", "dad", "child", "kid", "adult", "nurse", "chef", "guest", "host",
+    "employee", "trainee", "retiree", "expat", "senior", "junior", "teen", "teenager",
+})  # fmt: skip
+# words in "as a ..." that end like a person and are none ("as a matter of fact")
+_NO_PERSONS = frozenset({"matter", "reminder", "number", "letter", "order", "paper", "water"})
+
+
+def _speaker(text: str) -> str | None:
+    """Who the prompt speaks as, in "as a(n) ..." ("As a coach, how do I...": "coach",
+    "starting out as a dog trainer": "trainer"), or ``None``."""
+    m = _AS_A_RE.search(text.lower())
+    if m is None:
+        return None
+    words: list[str] = []
+    for w in m[1].split(" "):
+        if w in _STOP:
+            break
+        words.append(w)
+    if not words:
+        return None
+    role = words[-1]
+    if role in _NO_PERSONS or not (role in _PERSONS or role.endswith(_PERSON_ENDINGS)):
+        return None
+    return role
+
+
+def _speaks_as_another(a: str, b: str) -> bool:
+    """Do both prompts say who they ask as, and not the same one ("As a coach, how do I
+    give feedback to my team" / "As a player, how do I give feedback to my coach"; a
+    "tenant" is a "renter")?"""
+    if "as a" not in a.lower() or "as a" not in b.lower():
+        return False
+    x, y = _speaker(a), _speaker(b)
+    if x is None or y is None or _plain_stem(x) == _plain_stem(y):
+        return False
+    sides_x, sides_y = _poles_of(frozenset({x})), _poles_of(frozenset({y}))
+    return not (sides_x == sides_y and any(sides_x))
 
 
 def _quoted_bare(a: Signature, b: Signature) -> bool:
@@ -1036,7 +1096,9 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
                     _entity_arrows(at_a, a.low_text), _entity_arrows(at_b, b.low_text)
                 )
             elif same and len(set_a) > 1:
-                same = not _names_traded(a, b, at_a, at_b)
+                # (not where one part of the prompt moved whole: "In Hinduism, who is
+                # Shiva?" / "Who is Shiva in Hinduism?")
+                same = a.same_words_as(b) or not _names_traded(a, b, at_a, at_b)
             if not same:
                 failed.append("entities")
     comparison = _comparison(a.plain, b.plain) if s.polarity else None
@@ -1056,6 +1118,7 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         or _obliged(a.plain, b.plain)
         or _drops_exception(a, b)
         or _drops_exception(b, a)
+        or _speaks_as_another(a.text, b.text)
     ):
         failed.append("polarity")
     if s.negation and a.negated != b.negated:

@@ -63,6 +63,7 @@ from deja.semantic.guards.words import (
     _EXCLUSIONS,
     _GAZETTEER,
     _MONTHS,
+    _NAME_ALIASES,
     _NEGATIONS,
     _NUMBER_WORDS,
     _ORDINAL_WORDS,
@@ -191,17 +192,20 @@ _GLUED_UNITS = (
     | {"min"}
 )
 # an hour of the clock: "3am", "3 pm", "11 p.m." (not "3:30 pm", not "30 am")
-_CLOCK_RE = re.compile(r"(?<![\d:.])(\d{1,2})\s?([ap])\.?m\b\.?", re.IGNORECASE)
+# a name of the gazetteer with its version glued on ("python3", "windows11")
+_VERSIONED_NAME_RE = re.compile(r"([a-z][a-z+#]*[a-z+#])(\d+(?:\.\d+)?)")
+_CLOCK_RE = re.compile(r"(?<![\d:.])(\d{1,2})(?::([0-5]\d))?\s?([ap])\.?m\b\.?", re.IGNORECASE)
 
 
 def _clock_hour(m: re.Match[str]) -> str:
-    """The hour on a 24-hour clock, as the clock shows it: "3am" and "3 am" are
-    " 3:00 ", "3pm" " 15:00 " (not a span of hours; unchanged past 12: "13 pm")."""
+    """The time on a 24-hour clock, as the clock shows it: "3am", "3 am" and "3:00 am" are
+    " 3:00 ", "3pm" " 15:00 ", "3:30 pm" " 15:30 " (not a span of hours; unchanged past
+    12: "13 pm")."""
     hour = int(m[1])
     if hour > 12:
         return m.group()
-    hour = hour % 12 + (12 if m[2].lower() == "p" else 0)
-    return f" {hour}:00 "
+    hour = hour % 12 + (12 if m[3].lower() == "p" else 0)
+    return f" {hour}:{m[2] or '00'} "
 
 
 def _spellings(table: dict[str, tuple[str, ...]]) -> dict[tuple[str, ...], str]:
@@ -334,8 +338,9 @@ _ISO_DATE_RE = re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b")
 _SLASH_DATE_RE = re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{2,4})\b")
 
 
-# What splits a prompt into the pieces :func:`_told` reads: sentence ends, dashes, commas
-_CHUNK_END_RE = re.compile(r"[.!?;\n]+|\s[-\u2013\u2014]+\s|\u2014|,")
+# What splits a prompt into the pieces :func:`_told` reads: sentence ends, colons,
+# dashes, commas
+_CHUNK_END_RE = re.compile(r"[.!?;:\n]+|\s[-\u2013\u2014]+\s|\u2014|,")
 _FIRST_PERSON = frozenset(
     {"i", "i'm", "i've", "i'd", "i'll", "im", "ive", "my", "me", "mine", "we", "we're",
      "we've", "our", "us"}
@@ -479,8 +484,12 @@ def _signature(text: str) -> Signature:
             return value
         if m.re is _IDENT_RE and m["ext"] is not None and value[1:].lower() in _COMMON:
             return value  # a full stop before a word, " .is it", is no file type
-        if value.lower() in _GAZETTEER:
-            return value  # a name with a digit ("pip3") is left to the entity guard
+        low = value.lower()
+        if low in _GAZETTEER or low in _NAME_ALIASES:
+            return value  # a name with a digit ("pip3", "k8s") is left to the entity guard
+        versioned = _VERSIONED_NAME_RE.fullmatch(low)
+        if versioned is not None and versioned[1] in _GAZETTEER:
+            return f" {versioned[1]} {versioned[2]} "  # "python3" is "Python 3"
         dotted = m["dotted"] if m.re is _IDENT_RE else None
         if dotted is not None and not _is_dotted_code(
             dotted, "(" in value or m.string.startswith("(", m.end())

@@ -1064,6 +1064,9 @@ _PARTIES_IN_ORDER = (
     ("subclass subclasses child", "superclass parent base"),
     ("owner owners", "member members user users guest guests"),
     ("host hosts", "guest guests"),
+    ("freelancer freelancers contractor contractors", "client clients"),
+    ("coach coaches", "player players"),
+    ("customer customers", "shop shops merchant merchants developer developers"),
     ("sender", "recipient receiver"),
     ("doctor doctors", "patient patients"),
     ("driver drivers", "passenger passengers"),
@@ -1217,6 +1220,9 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("pause pausing paused", "resume resuming resumed unpause"),
         ("daily", "weekly", "monthly", "annual annually yearly"),
         ("email e-mail", "phone telephone", "chat"),
+        # the form an answer is asked in
+        ("table", "bullet bullets bulleted", "paragraph paragraphs"),
+        ("tweet tweets", "poem poems", "essay essays", "haiku", "limerick", "speech"),
         ("millisecond milliseconds", "microsecond microseconds", "nanosecond nanoseconds"),
     )
 )
@@ -1235,6 +1241,8 @@ _SWAPS: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("within", "after"),
         ("current this", "last previous past", "next upcoming coming"),
         ("radius", "diameter"),
+        # ("shut down my account" / "top up my card" are no directions)
+        ("up upward upwards", "down downward downwards"),
         ("time", "space"),
         ("send", "request"),
         ("keep", "discard"),
