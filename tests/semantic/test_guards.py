@@ -1926,3 +1926,14 @@ def test_directions_forms_genres_parties_and_speakers(a: str, b: str, guard: str
 def test_moved_parts_acronyms_told_dates_same_speakers_and_glued_versions(a: str, b: str) -> None:
     assert failed(a, b) == ()
     assert failed(b, a) == ()
+
+
+def test_a_people_names_its_country_unless_a_thing_is_named_after_it() -> None:
+    dutch = "is it normal for Dutch landlords to ask for a payslip"
+    assert (
+        failed("Is it normal for landlords in the Netherlands to ask for a payslip?", dutch) == ()
+    )
+    assert failed("what is the capital of France", "what is the French capital") == ()
+    assert "entities" in failed("translate this into French", "translate this into German")
+    assert "entities" in failed("how to make French toast", "how to make toast")
+    assert signature("how do I season a Dutch oven").entity_candidates != {"netherlands"}

@@ -766,7 +766,17 @@ _ALIASES = {
     "brits": "united kingdom",
     "canadian": "canada",
     "canadians": "canada",
-}
+    # ("Dutch landlords" / "landlords in the Netherlands"; a language named after its
+    # country is compared with the other side's the same way: "translate into French" /
+    # "into German" still differ)
+    "german": "germany", "germans": "germany", "french": "france", "dutch": "netherlands",
+    "spanish": "spain", "italian": "italy", "italians": "italy", "japanese": "japan",
+    "chinese": "china", "mexican": "mexico", "mexicans": "mexico",
+    "australian": "australia", "australians": "australia", "irish": "ireland",
+    "swedish": "sweden", "norwegian": "norway", "danish": "denmark",
+    "portuguese": "portugal", "brazilian": "brazil", "russian": "russia",
+    "russians": "russia",
+}  # fmt: skip
 # US states by their postal codes, in capitals only ("a move from TX to CA"); not the
 # codes that are words or other things' initials in chat (OK, IN, OR, ME, HI, ID, CT, SD,
 # MD, PA, VA, CO...)
@@ -796,15 +806,24 @@ _NAME_ALIASES = {
 }  # fmt: skip
 # spellings above that are also everyday words: a name only where a prompt marks it so
 _EVERYDAY_SPELLINGS = frozenset({"node", "go", "ts", "mac os", "excel", "react", "vue"})
+_DEMONYM_COUNTRIES = frozenset({
+    "germany", "france", "netherlands", "spain", "italy", "japan", "china", "mexico",
+    "australia", "ireland", "sweden", "norway", "denmark", "portugal", "brazil", "russia",
+})  # fmt: skip
 # ... but not inside other names: "Latin American", "Great Britain", "British Columbia"
 _DEMONYMS = frozenset(
     {"american", "americans", "britain", "british", "brits", "canadian", "canadians"}
+    | {w for w, place in _ALIASES.items() if place in _DEMONYM_COUNTRIES}
 )
 _DEMONYM_NOT_AFTER = frozenset(
     {"great", "latin", "south", "north", "central", "african", "native", "anglo", "pan"}
 )
 _DEMONYM_NOT_BEFORE = frozenset(
     {"express", "airlines", "airways", "idol", "football", "columbia", "museum", "rockies"}
+    # things named after a people, not a country's: "French press", "Dutch oven"
+    | {"toast", "fries", "press", "horn", "oven", "shepherd", "omelette", "roulette"}
+    | {"checkers", "coffee", "pastry", "massage", "maple", "wax", "braid", "kiss"}
+    | {"bulldog", "dressing", "guitar", "curve"}
 )
 # Long official names, read as the usual one: "United States of America" is one place,
 # the United States, not two (longest first)
