@@ -13,6 +13,13 @@ def failed(a: str, b: str, settings: GuardSettings | None = None) -> tuple[str, 
     return check_guards(signature(a), signature(b), settings).failed
 
 
+def passes_both_ways(a: str, b: str) -> bool:
+    """Every guard passes serving ``a`` for ``b``; asserts the other way agrees."""
+    forward, backward = failed(a, b) == (), failed(b, a) == ()
+    assert forward is backward, (failed(a, b), failed(b, a))
+    return forward
+
+
 @pytest.mark.parametrize(
     ("a", "b", "guard"),
     [
@@ -863,8 +870,7 @@ def test_a_long_official_name_is_the_usual_one() -> None:
     ],
 )
 def test_a_place_qualifier_on_one_side_only_is_a_detail(a: str, b: str) -> None:
-    assert failed(a, b) == ()
-    assert failed(b, a) == ()
+    assert passes_both_ways(a, b)
 
 
 @pytest.mark.parametrize(
@@ -940,8 +946,7 @@ def test_loose_counts_still_conflict_with_other_counts() -> None:
     ],
 )
 def test_a_code_span_is_the_same_words_written_bare(a: str, b: str) -> None:
-    assert failed(a, b) == ()
-    assert failed(b, a) == ()
+    assert passes_both_ways(a, b)
 
 
 def test_a_code_span_missing_from_the_bare_side_still_differs() -> None:
@@ -980,8 +985,7 @@ def test_a_weekday_in_the_plural_is_still_a_date() -> None:
     ],
 )
 def test_short_names_of_places_are_their_full_names(a: str, b: str) -> None:
-    assert failed(a, b) == ()
-    assert failed(b, a) == ()
+    assert passes_both_ways(a, b)
 
 
 def test_short_names_of_places_still_tell_places_apart() -> None:
@@ -1378,8 +1382,7 @@ def test_a_condition_added_with_other_articles(a: str, b: str, same: bool) -> No
     ],
 )
 def test_acronyms_and_state_codes_name_what_they_stand_for(a: str, b: str, same: bool) -> None:
-    assert (failed(a, b) == ()) is same
-    assert (failed(b, a) == ()) is same
+    assert passes_both_ways(a, b) is same
 
 
 def test_two_things_joined_by_and_with_articles_may_come_in_either_order() -> None:
@@ -1420,8 +1423,7 @@ def test_two_words_trading_places_with_other_articles_between() -> None:
     ],
 )
 def test_times_of_day_thousands_and_units_in_words(a: str, b: str, same: bool) -> None:
-    assert (failed(a, b) == ()) is same
-    assert (failed(b, a) == ()) is same
+    assert passes_both_ways(a, b) is same
 
 
 def test_the_states_are_the_united_states() -> None:
@@ -1571,8 +1573,7 @@ def test_names_traded_denials_traded_and_past_forms(a: str, b: str, guard: str) 
     ],
 )
 def test_the_same_question_put_another_way_passes(a: str, b: str) -> None:
-    assert failed(a, b) == ()
-    assert failed(b, a) == ()
+    assert passes_both_ways(a, b)
 
 
 @pytest.mark.parametrize(
@@ -1720,8 +1721,7 @@ def test_traded_names_bounds_spans_and_conditions(a: str, b: str, guard: str) ->
     ],
 )
 def test_details_that_do_not_change_the_question(a: str, b: str) -> None:
-    assert failed(a, b) == ()
-    assert failed(b, a) == ()
+    assert passes_both_ways(a, b)
 
 
 def test_an_opening_verb_in_ing_starts_no_name_but_a_name_in_ing_stays_whole() -> None:
@@ -1858,8 +1858,7 @@ def test_antonyms_modal_negations_ordered_code_and_counted_compounds(
     ],
 )
 def test_a_name_said_shorter_or_mistyped_and_degrees_written_as_a_sign(a: str, b: str) -> None:
-    assert failed(a, b) == ()
-    assert failed(b, a) == ()
+    assert passes_both_ways(a, b)
 
 
 @pytest.mark.parametrize(
@@ -1924,8 +1923,7 @@ def test_directions_forms_genres_parties_and_speakers(a: str, b: str, guard: str
     ],
 )
 def test_moved_parts_acronyms_told_dates_same_speakers_and_glued_versions(a: str, b: str) -> None:
-    assert failed(a, b) == ()
-    assert failed(b, a) == ()
+    assert passes_both_ways(a, b)
 
 
 def test_a_people_names_its_country_unless_a_thing_is_named_after_it() -> None:
@@ -1937,3 +1935,38 @@ def test_a_people_names_its_country_unless_a_thing_is_named_after_it() -> None:
     assert "entities" in failed("translate this into French", "translate this into German")
     assert "entities" in failed("how to make French toast", "how to make toast")
     assert signature("how do I season a Dutch oven").entity_candidates != {"netherlands"}
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        # "APR" in capitals is a rate, not April
+        (
+            "monthly payment on a five thousand dollar loan at 10% APR over two years?",
+            "monthly payment for a $5,000 loan, 10% APR, 2 years?",
+            True,
+        ),
+        ("is the store open on Apr 5", "is the store open on April 5", True),
+        # a 1 the other prompt writes "one"
+        (
+            "How do I squash my last three commits into one?",
+            "squash my last 3 commits into 1",
+            True,
+        ),
+        ("give me one example", "give me 2 examples", False),
+        # what causes a thing is not how to fix it
+        (
+            "What causes the 'Unable to resolve module' error in React Native?",
+            "How do I fix the 'Unable to resolve module' error in React Native?",
+            False,
+        ),
+        # more of the same scope added with "and all"
+        (
+            "List all .log files in the current directory.",
+            "List all .log files in the current directory and all its subdirectories.",
+            False,
+        ),
+    ],
+)
+def test_rates_ones_in_words_causes_and_widened_scopes(a: str, b: str, same: bool) -> None:
+    assert passes_both_ways(a, b) is same

@@ -391,7 +391,24 @@ def _same_numbers(a: Signature, b: Signature) -> bool:
     """
     if a.all_numbers == b.all_numbers:
         return True
-    return (a.numbers == b.numbers and not (a.loose and b.loose)) or _same_quantities(a, b)
+    return (
+        (a.numbers == b.numbers and not (a.loose and b.loose))
+        or _same_quantities(a, b)
+        or _ones_in_words(a, b)
+        or _ones_in_words(b, a)
+    )
+
+
+def _ones_in_words(a: Signature, b: Signature) -> bool:
+    """Are ``b``'s numbers ``a``'s and some 1s that ``a`` writes "one" ("squash my last three
+    commits into one" / "squash last 3 commits into 1"; "one" alone is no number: "which
+    one", "one of them")?"""
+    extra = len(b.all_numbers) - len(a.all_numbers)
+    if extra <= 0 or b.all_numbers.count("1") - a.all_numbers.count("1") != extra:
+        return False
+    if tuple(v for v in b.all_numbers if v != "1") != tuple(v for v in a.all_numbers if v != "1"):
+        return False
+    return a.low_text.split(" ").count("one") >= extra
 
 
 def _same_quantities(a: Signature, b: Signature) -> bool:
@@ -1301,9 +1318,13 @@ def _qualified(short: tuple[str, ...], long: tuple[str, ...]) -> bool:
         return False  # "(when do I get my) card PIN": a question; "one of my transfers"
     if added[0] == _WITHOUT:
         return True  # "set up 2FA (without a phone)": whatever it goes without
+    if added[0] == _AND and added[1] in _ALL_STEMS:
+        return True  # "list the .log files here (and all its subdirectories)": more of it
     return added[0] in _QUALIFIER_LEADS and not all(w in _NO_CONDITION for w in added[1:])
 
 
 _WITHOUT = _plain_stem("without")
+_AND = _plain_stem("and")
+_ALL_STEMS = frozenset(_plain_stem(w) for w in ["all", "every", "each", "any"])
 _WHEN = _plain_stem("when")
 _ONE_OF = (_plain_stem("one"), _plain_stem("of"))

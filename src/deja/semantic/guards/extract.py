@@ -305,7 +305,11 @@ def _date_at(toks: list[_Tok], i: int) -> tuple[str, int] | None:
         return None
 
     def month(k: int) -> int | None:
-        return _MONTHS.get(toks[k].low) if k < n else None
+        if k >= n:
+            return None
+        if toks[k].low in _STRICT_MONTHS and toks[k].text.isupper() and len(toks[k].text) > 2:
+            return None  # "10% APR, 2 years": a rate, not April 2 ("DEC 25" is rare in chat)
+        return _MONTHS.get(toks[k].low)
 
     def year_after(k: int) -> tuple[int | None, int]:
         # optional "," is not a token; an optional year follows

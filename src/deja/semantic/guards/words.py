@@ -1191,6 +1191,7 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("beginning", "end ending"),
         ("rise", "decline"),
         ("cause causes caused causing", "effect effects consequence consequences"),
+        ("cause causes causing", "fix fixing solve solving resolve resolving troubleshoot"),
         ("endothermic", "exothermic"),
         # the operation asked for: "2 + 3" is "2 plus 3", not "2 times 3"
         (
