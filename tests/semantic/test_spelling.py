@@ -159,3 +159,19 @@ def test_a_cache_serves_a_prompt_typed_with_slips(embedder: Any) -> None:
     hit = cache.get(chat_request("how to contact custommer suport on deliveroo"))
     assert hit.info.status == "semantic_hit" and hit.info.similarity is not None
     assert hit.info.similarity < 0.7
+
+
+def test_a_semantic_cache_reads_the_word_list_in_the_background(
+    embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from deja.semantic.guards import spelling
+
+    monkeypatch.setattr(spelling, "_known_words", [])
+    SemanticCache(embedder=embedder)
+    deadline = time.monotonic() + 30
+    while not spelling._known_words and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert spelling._known_words and "hand" in spelling._known_words[0]
+    assert "hnad" not in spelling._known_words[0]

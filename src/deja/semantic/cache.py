@@ -37,7 +37,7 @@ from deja.semantic.decision import (
     prepare,
     word_similarity_for,
 )
-from deja.semantic.guards import GuardSettings
+from deja.semantic.guards import GuardSettings, spelling
 from deja.semantic.scope import SemanticQuery, semantic_query, tenant_scope
 from deja.semantic.verifier import Verifier
 
@@ -160,6 +160,7 @@ class SemanticCache:
         self.index = index
         self.guards = guards if guards is not None else GuardSettings()
         self._words = word_similarity_for(embedder, self.guards)
+        spelling.preload()  # the typing-slip word list, read in the background
         if verifier == "default":
             verifier = Verifier.default_for(embedder.id)
         if threshold is None:  # the tuned threshold assumes the verifier stands behind it

@@ -16,12 +16,12 @@ and "bake" / "make" are two words.
 
 from __future__ import annotations
 
-import functools
 import json
 import re
+import threading
 from pathlib import Path
 
-__all__ = ["misspelt", "said_words", "same_words", "symbols_of"]
+__all__ = ["misspelt", "preload", "said_words", "same_words", "symbols_of"]
 
 _VOCABULARY = Path(__file__).parent.parent / "data" / "minilm-tokenizer.json"
 _MIN_LENGTH = 4
@@ -44,19 +44,35 @@ _PUNCTUATION_RE = re.compile(r"(?<=[\w)\]\"'\u2019\u201d])[.?!,;:]+(?=\s|$)")
 _SYMBOL_RE = re.compile(r"[^\w\s'\"\u2018\u2019\u201c\u201d\-\u2013\u2014]")
 
 
-@functools.cache
+_known_lock = threading.Lock()
+_known_words: list[frozenset[str]] = []  # the word list, once read
+
+
 def _known() -> frozenset[str]:
     """Known English words: pyspellchecker's English word list (about 160,000 words, MIT)
     and the whole words of the embedded model's WordPiece vocabulary (which adds names and
-    technical words such as "cheque" or "passcode"). Loaded once, on the first slip
-    checked (~0.5 s)."""
-    from spellchecker import SpellChecker
+    technical words such as "cheque" or "passcode"). Read once (~0.15 s), on the first slip
+    checked or by :func:`preload`; concurrent first callers wait for one read."""
+    if _known_words:
+        return _known_words[0]
+    with _known_lock:
+        if not _known_words:
+            from spellchecker import SpellChecker
 
-    words = set(SpellChecker(language="en", distance=1).word_frequency.dictionary)
-    with _VOCABULARY.open(encoding="utf-8") as f:
-        vocab = json.load(f)["model"]["vocab"]
-    words.update(w for w in vocab if w.isalpha() and w.isascii())
-    return frozenset(words)
+            words = set(SpellChecker(language="en", distance=1).word_frequency.dictionary)
+            with _VOCABULARY.open(encoding="utf-8") as f:
+                vocab = json.load(f)["model"]["vocab"]
+            words.update(w for w in vocab if w.isalpha() and w.isascii())
+            _known_words.append(frozenset(words))
+        return _known_words[0]
+
+
+def preload() -> None:
+    """Read the word list in a background thread now, so that the first request with a
+    typing slip does not wait for it (a :class:`~deja.semantic.SemanticCache` calls this
+    when it is made)."""
+    if not _known_words:
+        threading.Thread(target=_known, name="deja-word-list", daemon=True).start()
 
 
 def _one_edit(x: str, y: str) -> bool:
