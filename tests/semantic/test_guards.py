@@ -1970,3 +1970,33 @@ def test_a_people_names_its_country_unless_a_thing_is_named_after_it() -> None:
 )
 def test_rates_ones_in_words_causes_and_widened_scopes(a: str, b: str, same: bool) -> None:
     assert passes_both_ways(a, b) is same
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        # one thing against all of them, between prompts otherwise the same
+        ("How do I delete a key in Redis?", "How do I delete all keys in Redis?", False),
+        ("Is there a fee for receiving money?", "Are there any fees for receiving money?", True),
+        ("How much does a transfer cost?", "How much does each transfer cost?", True),
+        ("Who composed the music for the musical?", "Who wrote the lyrics for the musical?", False),
+        # a constraint said after the question
+        (
+            "How do I parse JSON in Kotlin?",
+            "How do I parse JSON in Kotlin? I can't add any third-party libraries.",
+            False,
+        ),
+        ("How do I reset my password?", "How do I reset my password? Thanks a lot!", True),
+        ("I left my phone at the hotel", "I left my phone at the hotel, it's not working", True),
+        # "one day" is "1 day"
+        (
+            "Is a ten-mile hike doable for a beginner in one day?",
+            "Is a 10 mile hike doable for a beginner in 1 day?",
+            True,
+        ),
+    ],
+)
+def test_one_against_all_music_against_lyrics_constraints_and_one_unit(
+    a: str, b: str, same: bool
+) -> None:
+    assert passes_both_ways(a, b) is same

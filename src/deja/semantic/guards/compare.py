@@ -399,6 +399,19 @@ def _same_numbers(a: Signature, b: Signature) -> bool:
     )
 
 
+def _units_of_ones(a: Signature, b: Signature) -> bool:
+    """Are ``b``'s units ``a``'s and those of the 1s that ``a`` writes "one" ("a ten-mile
+    hike in one day" / "a 10 mile hike in 1 day": "one day" carries no unit, as "days"
+    alone would not)?"""
+    if not _ones_in_words(a, b):
+        return False
+    units = list(b.units)
+    for value, unit in zip(b.all_numbers, b.measured, strict=True):
+        if value == "1" and unit in units:
+            units.remove(unit)
+    return sorted(units) == sorted(a.units)
+
+
 def _ones_in_words(a: Signature, b: Signature) -> bool:
     """Are ``b``'s numbers ``a``'s and some 1s that ``a`` writes "one" ("squash my last three
     commits into one" / "squash last 3 commits into 1"; "one" alone is no number: "which
@@ -1041,6 +1054,8 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         s.units
         and a.units != b.units
         and not (sorted(a.units) == sorted(b.units) and _same_quantities(a, b))
+        and not _units_of_ones(a, b)
+        and not _units_of_ones(b, a)
     ):
         failed.append("units")
     # quotes and code spans are compared as sets, as paraphrases reorder them freely,
@@ -1151,7 +1166,11 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         )
     ):
         failed.append("contradiction")
-    if s.qualifier and _either_qualified(_how_asked(a.plain), _how_asked(b.plain)):
+    if s.qualifier and (
+        _either_qualified(_how_asked(a.plain), _how_asked(b.plain))
+        or _constraint_added(a.framed, b.framed)
+        or _constraint_added(b.framed, a.framed)
+    ):
         failed.append("qualifier")
     return failed
 
@@ -1292,6 +1311,27 @@ def _how_asked(plain: tuple[str, ...]) -> tuple[str, ...]:
     while i < len(plain) and plain[i] in _HOW_FILLERS:
         i += 1
     return (_HOW, *plain[i:])
+
+
+_MUST_WORDS = frozenset({"only", "exactly", "exact", "without"})
+# a denial before one of these says what the answer may not use ("I can't add libraries",
+# "I don't have admin rights"); before others it is a complaint ("it's not working")
+_CANNOT_USE = frozenset({"use", "add", "install", "have", "access", "change", "upgrade"})
+
+
+def _constraint_added(short: tuple[str, ...], long: tuple[str, ...]) -> bool:
+    """Is ``long`` (framed words) ``short`` with words after it that say what the answer
+    may use ("How do I parse JSON in Kotlin? I can't add any third-party libraries.",
+    "... without root", "... using only numpy")? Not "... Thanks a lot!", "... it's not
+    working anymore", "... that I must follow" (measured: 12 Banking77 rewordings), nor
+    words before the question, which are context ("I need to know ...")."""
+    if len(short) < 3 or len(long) < len(short) + 2 or long[: len(short)] != short:
+        return False
+    extra = long[len(short) :]
+    return any(
+        w in _MUST_WORDS or (_is_denial(w) and k + 1 < len(extra) and extra[k + 1] in _CANNOT_USE)
+        for k, w in enumerate(extra)
+    )
 
 
 def _either_qualified(a: tuple[str, ...], b: tuple[str, ...]) -> bool:

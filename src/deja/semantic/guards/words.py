@@ -1191,6 +1191,7 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("beginning", "end ending"),
         ("rise", "decline"),
         ("cause causes caused causing", "effect effects consequence consequences"),
+        ("music melody melodies", "lyrics"),
         ("cause causes causing", "fix fixing solve solving resolve resolving troubleshoot"),
         ("endothermic", "exothermic"),
         # the operation asked for: "2 + 3" is "2 plus 3", not "2 times 3"
@@ -1255,6 +1256,9 @@ _SWAPS: tuple[tuple[frozenset[str], ...], ...] = tuple(
     tuple(frozenset(side.split()) for side in sides)
     for sides in (
         ("all every each", "some any", "most", "none", "one single", "both"),
+        # one thing against all of them ("delete a key" / "delete all keys"; "a" and
+        # "any" or "each" ask alike: "is there a fee" / "are there any fees")
+        ("all every", "a an"),
         (_REQUIRED, _PERMITTED),
         ("to into towards", "from"),
         ("before until till", "after since"),
