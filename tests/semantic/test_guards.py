@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -2000,3 +2001,56 @@ def test_one_against_all_music_against_lyrics_constraints_and_one_unit(
     a: str, b: str, same: bool
 ) -> None:
     assert passes_both_ways(a, b) is same
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        # a one-letter flag or escape in another case is another option
+        ("what does `git branch -d feature` do", "what does `git branch -D feature` do", False),
+        (
+            "In Python `re`, what does `\\s+` match?",
+            "In Python `re`, what does `\\S+` match?",
+            False,
+        ),
+        # an error message quoted on one side, retold on the other
+        (
+            '"fatal: refusing to merge unrelated histories" when doing git pull, how to fix?',
+            "git pull fails saying it refuses to merge unrelated histories, how do I fix that?",
+            True,
+        ),
+        ('translate "good morning my friend" to French', "translate good morning to French", False),
+        # a name inside the other side's code
+        (
+            "What does `kubectl rollout undo deployment/web` do?",
+            "What does kubectl rollout undo deployment/web do?",
+            True,
+        ),
+        (
+            "How do I make an HTTP request synchronously?",
+            "How do I make an HTTP request asynchronously?",
+            False,
+        ),
+        ("how do I do an inner join in LINQ", "how do I do a left outer join in LINQ", False),
+        (
+            "Python: how do I reverse a list in-place?",
+            "Python: how do I get a reversed copy of a list?",
+            False,
+        ),
+    ],
+)
+def test_cased_flags_retold_errors_names_in_code_and_coding_poles(
+    a: str, b: str, same: bool
+) -> None:
+    assert passes_both_ways(a, b) is same
+
+
+def test_two_spellings_of_one_name_are_no_substitution(embedder: Any) -> None:
+    from deja.semantic.decision import guard_report, word_similarity_for
+
+    words = word_similarity_for(embedder)
+    a, b = (
+        "How do I parse command line flags in golang?",
+        "How do I parse command line flags in Go?",
+    )
+    assert guard_report(signature(a), signature(b), None, words)[0].ok

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from deja.semantic.guards import GuardReport, GuardSettings, Signature, check_guards, signature
 from deja.semantic.guards.spelling import misspelt
+from deja.semantic.guards.words import same_name
 from deja.semantic.verifier import Verifier, pair_features, text_features
 
 if TYPE_CHECKING:
@@ -129,8 +130,8 @@ def guard_report(
     if report.substituted is None or word_similarity is None:
         return report, None
     stored_word, asked_word = report.substituted
-    if misspelt(stored_word, asked_word):  # "hand" / "hnad": one word, mistyped
-        return report, None
+    if misspelt(stored_word, asked_word) or same_name(stored_word, asked_word):
+        return report, None  # "hand" / "hnad": one word, mistyped; "golang" / "go"
     alike = word_similarity(stored_word, asked_word)
     if alike >= SUBSTITUTION_SIMILARITY:
         return report, None

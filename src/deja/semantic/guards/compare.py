@@ -248,6 +248,17 @@ _NAME_HEADS = frozenset({
 })  # fmt: skip
 
 
+def _inside_literals(name: str, other: Signature) -> bool:
+    """Whether ``name`` (or another spelling of it) is a word of one of ``other``'s code
+    spans or quotes."""
+    if not (other.code or other.quotes):
+        return False
+    spans = [f" {' '.join(_tokens_of(span.lower()))} " for span in other.code + other.quotes]
+    return any(
+        f" {spelling} " in span for spelling in (name, *_SPELLINGS.get(name, ())) for span in spans
+    )
+
+
 def _ends_of(name: str) -> list[str]:
     """The shorter names ``name`` ends with, dropping first words that are no heads of
     another name ("magnus carlsen": ["carlsen"]; "north korea": [])."""
@@ -339,6 +350,28 @@ def _quoted_bare(a: Signature, b: Signature) -> bool:
     content word, in any form ("what does 'tannin' mean" / "what are tannins"): a little
     word bare is too often just a word ("count the word 'the'" / "count the words")."""
     return bool(a.quotes) and not b.quotes and _written_bare(a.quotes, b.text, one_word=True)
+
+
+def _quote_paraphrased(a: Signature, b: Signature) -> bool:
+    """Does ``a`` quote only words that ``b`` uses bare, in any order and form, each quote
+    three content words or more: an error message quoted on one side and retold on the
+    other ('"fatal: refusing to merge unrelated histories" when doing git pull' / 'git
+    pull fails saying it refuses to merge unrelated histories')? Its numbers, names and
+    code are the other guards' to compare."""
+    if not a.quotes or b.quotes:
+        return False
+    stems = {_plain_stem(w) for w in _tokens_of(_unaccented(b.text.lower()))}
+    for quote in a.quotes:
+        # a label before a colon is how the tool prints it ("fatal:", "ERROR:")
+        head, colon, rest = quote.partition(": ")
+        said = rest if colon and " " not in head else quote
+        words = [w for w in _tokens_of(_unaccented(said)) if w not in _STOP]
+        if len(words) < _PARAPHRASED_WORDS or any(_plain_stem(w) not in stems for w in words):
+            return False
+    return True
+
+
+_PARAPHRASED_WORDS = 3
 
 
 def _code_bare(a: Signature, b: Signature) -> bool:
@@ -968,10 +1001,16 @@ def _code_parts(code: str) -> tuple[str, str | None]:
     return call[1], "".join(call[2].split()) or None
 
 
+# one-letter flags and escapes, whose letter case is another option
+_CASED_RE = re.compile(r"(?:(?<=\s)|^)-[A-Za-z]\b|\\[A-Za-z]")
+
+
 def _same_code(a: tuple[str, ...], b: tuple[str, ...], ordered: bool) -> bool:
     """Do two prompts name the same code? Names must agree (see :func:`_same_values`); a
     call's arguments must agree where both prompts give some: ``print(x)`` is not
     ``print(y)``, but ``df.groupby()`` or ``df.groupby`` names ``df.groupby(key)``."""
+    if sorted(_CASED_RE.findall(" ".join(a))) != sorted(_CASED_RE.findall(" ".join(b))):
+        return False  # "git branch -d" / "-D", regex "\\s" / "\\S": letter case counts
     parts_a = [_code_parts(c) for c in a]
     parts_b = [_code_parts(c) for c in b]
     names_a = tuple(n for n, _ in parts_a)
@@ -1001,7 +1040,12 @@ def check_guards(a: Signature, b: Signature, settings: GuardSettings | None = No
     """Compare two prompts' anchors; every enabled guard must agree for a hit."""
     s = settings if settings is not None else GuardSettings()
     failed = _failed(a, b, s)
-    if "code" in failed and (a.ticked or b.ticked):
+    if (
+        "code" in failed
+        and (a.ticked or b.ticked)
+        and sorted(_CASED_RE.findall(" ".join(a.code)))
+        == sorted(_CASED_RE.findall(" ".join(b.code)))
+    ):
         # backticks mark code, but the same words written bare are the same code: compare
         # the two prompts without them when each side's spans are all on the other side
         bare_a, bare_b = _unticked(a, b), _unticked(b, a)
@@ -1066,6 +1110,8 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         and not _same_values(a.quotes, b.quotes, ordered)
         and not _quoted_bare(a, b)
         and not _quoted_bare(b, a)
+        and not _quote_paraphrased(a, b)
+        and not _quote_paraphrased(b, a)
     ):
         failed.append("quotes")
     # and code without letter case: a prompt that names `ImageFolder` and one that names
@@ -1116,6 +1162,10 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
             # an acronym on one side is its words spelled out on the other ("BP" /
             # "blood pressure", "my MIL" / "my mother in law")
             extra_a, extra_b = set_a - set_b, set_b - set_a
+            # a name the other prompt writes inside its code or a quote ("kubectl" /
+            # "`kubectl rollout undo`") is there too
+            extra_a = {n for n in extra_a if not _inside_literals(n, b)}
+            extra_b = {n for n in extra_b if not _inside_literals(n, a)}
             same = (not extra_a and not extra_b) or (
                 _acronyms_spelled_out(extra_a, extra_b, a, b)
                 or _names_shortened(extra_a, extra_b, a, b)

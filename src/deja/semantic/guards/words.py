@@ -804,6 +804,14 @@ _NAME_ALIASES = {
     "amazon web services": "aws", "ms excel": "excel", "microsoft excel": "excel",
     "gmail.com": "gmail", "k8s": "kubernetes", "kubectl": "kubernetes", "wifi": "wi-fi",
 }  # fmt: skip
+
+
+def same_name(x: str, y: str) -> bool:
+    """Whether two lower-case words are two spellings of one name ("golang" / "go",
+    "ts" / "typescript")."""
+    return x != y and _NAME_ALIASES.get(x, x) == _NAME_ALIASES.get(y, y)
+
+
 # spellings above that are also everyday words: a name only where a prompt marks it so
 _EVERYDAY_SPELLINGS = frozenset({"node", "go", "ts", "mac os", "excel", "react", "vue"})
 _DEMONYM_COUNTRIES = frozenset({
@@ -1221,7 +1229,10 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("local", "remote"),
         ("client client-side", "server server-side"),
         ("frontend front-end", "backend back-end"),
-        ("synchronous sync", "asynchronous async"),
+        ("synchronous synchronously sync", "asynchronous asynchronously async"),
+        ("sequential sequentially serially", "parallel concurrently concurrent"),
+        ("inner", "outer"),
+        ("mutate mutates mutating inplace in-place", "copy copies"),
         ("static", "dynamic"),
         ("mutable", "immutable"),
         ("prefix", "suffix"),
