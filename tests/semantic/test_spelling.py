@@ -79,6 +79,7 @@ def test_the_same_words_framed_or_typed_otherwise(a: str, b: str) -> None:
         ("Can my manager see my review?", "Can I see my manager's review?"),
         ("flights to Paris", "flights from Paris"),
         ("how to bake bread", "how to make bread"),
+        ("list the planets of the solar system", "describe the planets of the solar system"),
     ],
 )
 def test_other_words_symbols_or_pronouns_are_not_the_same_words(a: str, b: str) -> None:

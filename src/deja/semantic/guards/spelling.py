@@ -31,10 +31,11 @@ _MIN_PART = 2  # words in each part of a prompt that moves as a whole
 # Words a request is framed with: adding, dropping or trading them does not change what is
 # asked ("Explain the difference between X and Y" / "What's the difference between X and
 # Y?", "tell me how to X" / "how to X"). Pronouns, question words other than "what",
-# prepositions, negations and tenses ("will", "did", "was") all count.
+# prepositions, negations, tenses ("will", "did", "was") and "list" ("list the planets" /
+# "describe the planets" ask for other answers) all count.
 _FRAMING = frozenset([
     "a", "an", "the", "please", "pls", "plz", "kindly", "me", "what", "whats",
-    "explain", "describe", "tell", "show", "give", "list",
+    "explain", "describe", "tell", "show", "give",
     "can", "could", "do", "does", "is", "are", "be",
 ])  # fmt: skip
 
