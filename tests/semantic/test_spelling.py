@@ -176,3 +176,18 @@ def test_a_semantic_cache_reads_the_word_list_in_the_background(
         time.sleep(0.01)
     assert spelling._known_words and "hand" in spelling._known_words[0]
     assert "hnad" not in spelling._known_words[0]
+
+
+def test_a_missing_word_list_is_a_typed_error_naming_the_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from deja.errors import MissingDependencyError
+    from deja.semantic.guards import spelling
+
+    monkeypatch.setattr(spelling, "_known_words", [])
+    monkeypatch.setitem(sys.modules, "spellchecker", None)  # import fails
+    with pytest.raises(MissingDependencyError, match="deja-llm\\[semantic\\]"):
+        misspelt("hand", "hnad")
+    spelling._read_quietly()  # the background read logs instead of raising

@@ -17,11 +17,16 @@ and "bake" / "make" are two words.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from pathlib import Path
 
+from deja.errors import MissingDependencyError
+
 __all__ = ["misspelt", "preload", "said_words", "same_words", "symbols_of"]
+
+logger = logging.getLogger(__name__)
 
 _VOCABULARY = Path(__file__).parent.parent / "data" / "minilm-tokenizer.json"
 _MIN_LENGTH = 4
@@ -58,8 +63,10 @@ def _known() -> frozenset[str]:
         return _known_words[0]
     with _known_lock:
         if not _known_words:
-            from spellchecker import SpellChecker
-
+            try:
+                from spellchecker import SpellChecker
+            except ImportError as exc:
+                raise MissingDependencyError("pyspellchecker", "semantic") from exc
             words = set(SpellChecker(language="en", distance=1).word_frequency.dictionary)
             with _VOCABULARY.open(encoding="utf-8") as f:
                 vocab = json.load(f)["model"]["vocab"]
@@ -73,7 +80,14 @@ def preload() -> None:
     typing slip does not wait for it (a :class:`~deja.semantic.SemanticCache` calls this
     when it is made)."""
     if not _known_words:
-        threading.Thread(target=_known, name="deja-word-list", daemon=True).start()
+        threading.Thread(target=_read_quietly, name="deja-word-list", daemon=True).start()
+
+
+def _read_quietly() -> None:
+    try:
+        _known()
+    except MissingDependencyError as exc:  # said again, raised, where a slip is checked
+        logger.warning("typing slips are not recognised until installed: %s", exc)
 
 
 def _one_edit(x: str, y: str) -> bool:
