@@ -62,6 +62,8 @@ def test_two_words_or_two_edits_are_no_slip(x: str, y: str) -> None:
             "What first aid should I give for a deep cut on the hand?",
         ),
         ("Tell me the capital of Peru", "capital of peru please"),
+        ("What is progressive overload?", "wat is progressive overload"),  # chat spellings
+        ("can you reset your router", "can u reset ur router"),
     ],
 )
 def test_the_same_words_framed_or_typed_otherwise(a: str, b: str) -> None:

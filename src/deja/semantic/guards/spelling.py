@@ -128,10 +128,18 @@ def misspelt(x: str, y: str) -> bool:
     return x not in known or y not in known
 
 
+# chat spellings of everyday words ("wat is progressive overload" / "what is ...")
+_CHAT_SPELLINGS = {
+    "u": "you", "ur": "your", "r": "are", "wat": "what", "wut": "what", "whta": "what",
+    "thx": "thanks", "tho": "though", "cuz": "because", "bc": "because",
+}  # fmt: skip
+
+
 def said_words(lows: list[str]) -> tuple[str, ...]:
     """The words of a prompt's lower-case tokens that :func:`same_words` compares: all but
-    the framing words, in order."""
-    return tuple(w for w in lows if w not in _FRAMING)
+    the framing words, in order, chat spellings read as the words ("u": "you")."""
+    words = (_CHAT_SPELLINGS.get(w, w) for w in lows)
+    return tuple(w for w in words if w not in _FRAMING)
 
 
 def symbols_of(text: str) -> str:
