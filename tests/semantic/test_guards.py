@@ -1935,7 +1935,8 @@ def test_a_people_names_its_country_unless_a_thing_is_named_after_it() -> None:
     assert failed("what is the capital of France", "what is the French capital") == ()
     assert "entities" in failed("translate this into French", "translate this into German")
     assert "entities" in failed("how to make French toast", "how to make toast")
-    assert signature("how do I season a Dutch oven").entity_candidates != {"netherlands"}
+    assert "netherlands" not in signature("how do I season a Dutch oven").low_text
+    assert "netherlands" in signature("do Dutch landlords ask for a payslip").low_text
 
 
 @pytest.mark.parametrize(
@@ -2008,6 +2009,7 @@ def test_one_against_all_music_against_lyrics_constraints_and_one_unit(
     [
         # a one-letter flag or escape in another case is another option
         ("what does `git branch -d feature` do", "what does `git branch -D feature` do", False),
+        ("what does git branch -d feature do", "what does git branch -D feature do", False),
         (
             "In Python `re`, what does `\\s+` match?",
             "In Python `re`, what does `\\S+` match?",

@@ -181,7 +181,7 @@ def test_a_semantic_cache_reads_the_word_list_in_the_background(
 
 
 def test_a_missing_word_list_is_a_typed_error_naming_the_install(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     import sys
 
@@ -193,3 +193,4 @@ def test_a_missing_word_list_is_a_typed_error_naming_the_install(
     with pytest.raises(MissingDependencyError, match="deja-llm\\[semantic\\]"):
         misspelt("hand", "hnad")
     spelling._read_quietly()  # the background read logs instead of raising
+    assert "pip install 'deja-llm[semantic]'" in caplog.text

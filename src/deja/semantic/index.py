@@ -448,9 +448,20 @@ class InProcessIndex:
                 self._hnsw_add(s, ids, matrix)
             elif s.inserted is not None:  # its graph is being built: taken in at the end
                 s.inserted.update(ids)
-            elif self.hnsw_threshold is not None and len(s.ids) > self.hnsw_threshold:
-                s.inserted = set()
-                self._builds.append((scope, s))
+            else:
+                self._queue_build(scope, s)
+
+    def _queue_build(self, name: str, s: _Scope) -> None:
+        """Queue a graph build for scope ``s`` when it is past ``hnsw_threshold`` with no
+        graph nor build yet (the caller holds the lock, then calls :meth:`_build_due`)."""
+        if (
+            s.hnsw is None
+            and s.inserted is None
+            and self.hnsw_threshold is not None
+            and len(s.ids) > self.hnsw_threshold
+        ):
+            s.inserted = set()
+            self._builds.append((name, s))
 
     def remove(self, id: str) -> bool:
         """Remove one entry; returns whether it existed."""
@@ -654,14 +665,7 @@ class InProcessIndex:
                 # a scope saved without its graph (saved while it was being built, or by
                 # an index with another threshold) is searched exactly until it has one
                 for name, s in self._scopes.items():
-                    if (
-                        s.hnsw is None
-                        and s.inserted is None
-                        and self.hnsw_threshold is not None
-                        and len(s.ids) > self.hnsw_threshold
-                    ):
-                        s.inserted = set()
-                        self._builds.append((name, s))
+                    self._queue_build(name, s)
         self._build_due(background=True)
 
     def _read_manifest(self, root: Path) -> dict[str, Any]:

@@ -186,8 +186,8 @@ class Verifier:
     ) -> tuple[bool, float]:
         """(accepted, probability) for one candidate (``vectors`` as in :meth:`probability`).
 
-        ``same_words``: the two prompts say the same words, but for order, endings, the
-        words a request is framed with and typing slips
+        ``same_words``: the two prompts say the same words, in order or with one part
+        moved, framing words and typing slips aside
         (:meth:`~deja.semantic.guards.Signature.same_words_as`). Such a candidate is
         accepted whatever the model says: trained on dev's negatives, half of them drawn for
         sharing words, it scores identical wording low ("hello there" / "hello there":

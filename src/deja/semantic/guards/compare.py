@@ -301,42 +301,10 @@ def _names_shortened(extra_a: set[str], extra_b: set[str], a: Signature, b: Sign
     return not extra_a and not extra_b
 
 
-_AS_A_RE = re.compile(r"\bas an? ([a-z][a-z'-]*(?: [a-z][a-z'-]*){0,2})")
-_PERSON_ENDINGS = ("er", "or", "ist", "ian", "ant", "ent")
-_PERSONS = frozenset({
-    "coach", "mom", "mum", "dad", "child", "kid", "adult", "nurse", "chef", "guest", "host",
-    "employee", "trainee", "retiree", "expat", "senior", "junior", "teen", "teenager",
-})  # fmt: skip
-# words in "as a ..." that end like a person and are none ("as a matter of fact")
-_NO_PERSONS = frozenset({"matter", "reminder", "number", "letter", "order", "paper", "water"})
-
-
-def _speaker(text: str) -> str | None:
-    """Who the prompt speaks as, in "as a(n) ..." ("As a coach, how do I...": "coach",
-    "starting out as a dog trainer": "trainer"), or ``None``."""
-    m = _AS_A_RE.search(text.lower())
-    if m is None:
-        return None
-    words: list[str] = []
-    for w in m[1].split(" "):
-        if w in _STOP:
-            break
-        words.append(w)
-    if not words:
-        return None
-    role = words[-1]
-    if role in _NO_PERSONS or not (role in _PERSONS or role.endswith(_PERSON_ENDINGS)):
-        return None
-    return role
-
-
-def _speaks_as_another(a: str, b: str) -> bool:
-    """Do both prompts say who they ask as, and not the same one ("As a coach, how do I
-    give feedback to my team" / "As a player, how do I give feedback to my coach"; a
-    "tenant" is a "renter")?"""
-    if "as a" not in a.lower() or "as a" not in b.lower():
-        return False
-    x, y = _speaker(a), _speaker(b)
+def _speaks_as_another(x: str | None, y: str | None) -> bool:
+    """Do both prompts say who they ask as (:attr:`Signature.speaker`), and not the same one
+    ("As a coach, how do I give feedback to my team" / "As a player, how do I give feedback
+    to my coach"; a "tenant" is a "renter")?"""
     if x is None or y is None or _plain_stem(x) == _plain_stem(y):
         return False
     sides_x, sides_y = _poles_of(frozenset({x})), _poles_of(frozenset({y}))
@@ -1001,16 +969,10 @@ def _code_parts(code: str) -> tuple[str, str | None]:
     return call[1], "".join(call[2].split()) or None
 
 
-# one-letter flags and escapes, whose letter case is another option
-_CASED_RE = re.compile(r"(?:(?<=\s)|^)-[A-Za-z]\b|\\[A-Za-z]")
-
-
 def _same_code(a: tuple[str, ...], b: tuple[str, ...], ordered: bool) -> bool:
     """Do two prompts name the same code? Names must agree (see :func:`_same_values`); a
     call's arguments must agree where both prompts give some: ``print(x)`` is not
     ``print(y)``, but ``df.groupby()`` or ``df.groupby`` names ``df.groupby(key)``."""
-    if sorted(_CASED_RE.findall(" ".join(a))) != sorted(_CASED_RE.findall(" ".join(b))):
-        return False  # "git branch -d" / "-D", regex "\\s" / "\\S": letter case counts
     parts_a = [_code_parts(c) for c in a]
     parts_b = [_code_parts(c) for c in b]
     names_a = tuple(n for n, _ in parts_a)
@@ -1040,12 +1002,7 @@ def check_guards(a: Signature, b: Signature, settings: GuardSettings | None = No
     """Compare two prompts' anchors; every enabled guard must agree for a hit."""
     s = settings if settings is not None else GuardSettings()
     failed = _failed(a, b, s)
-    if (
-        "code" in failed
-        and (a.ticked or b.ticked)
-        and sorted(_CASED_RE.findall(" ".join(a.code)))
-        == sorted(_CASED_RE.findall(" ".join(b.code)))
-    ):
+    if "code" in failed and (a.ticked or b.ticked):
         # backticks mark code, but the same words written bare are the same code: compare
         # the two prompts without them when each side's spans are all on the other side
         bare_a, bare_b = _unticked(a, b), _unticked(b, a)
@@ -1117,11 +1074,14 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
     # and code without letter case: a prompt that names `ImageFolder` and one that names
     # `imagefolder` ask about the same thing far more often than about two things
     # (and with or without a call's empty parentheses: `init()` is `init`)
-    if (
-        s.code
-        and not _same_code(a.code, b.code, ordered)
-        and not _code_bare(a, b)
-        and not _code_bare(b, a)
+    if s.code and (
+        # "git branch -d" / "-D", regex "\\s" / "\\S": a flag's letter case counts
+        a.cased != b.cased
+        or (
+            not _same_code(a.code, b.code, ordered)
+            and not _code_bare(a, b)
+            and not _code_bare(b, a)
+        )
     ):
         failed.append("code")
     if s.entities:
@@ -1200,7 +1160,7 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         or _obliged(a.plain, b.plain)
         or _drops_exception(a, b)
         or _drops_exception(b, a)
-        or _speaks_as_another(a.text, b.text)
+        or _speaks_as_another(a.speaker, b.speaker)
     ):
         failed.append("polarity")
     if s.negation and a.negated != b.negated:

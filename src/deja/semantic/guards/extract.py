@@ -132,14 +132,19 @@ class Signature:
     # what :meth:`same_words_as` compares
     said: tuple[str, ...] = field(default=(), repr=False)
     symbols: str = field(default="", repr=False)
+    # one-letter flags and escapes as written, sorted ("-d" is not "-D", "\s" not "\S"):
+    # kept from the text, so that reading backticks as bare words keeps them too
+    cased: tuple[str, ...] = field(default=(), repr=False)
+    # who the prompt asks as ("As a coach, ...": "coach"), if it says
+    speaker: str | None = field(default=None, repr=False)
     low_text: str = field(default="", repr=False)
     # the text as given, and its backtick spans as bare words (see :func:`check_guards`)
     text: str = field(default="", repr=False)
     ticked: tuple[str, ...] = field(default=(), repr=False)
 
     def same_words_as(self, other: Signature) -> bool:
-        """Whether the two prompts say the same words, but for order, endings, framing and
-        typing slips (:func:`deja.semantic.guards.spelling.same_words`)."""
+        """Whether the two prompts say the same words, in order or with one part moved,
+        framing words and typing slips aside (:func:`deja.semantic.guards.spelling.same_words`)."""
         return same_words(self.said, other.said, self.symbols, other.symbols)
 
     @property
@@ -191,9 +196,9 @@ _GLUED_UNITS = (
     | frozenset(spelling for spellings in _TIME_UNITS.values() for spelling in spellings)
     | {"min"}
 )
-# an hour of the clock: "3am", "3 pm", "11 p.m." (not "3:30 pm", not "30 am")
 # a name of the gazetteer with its version glued on ("python3", "windows11")
 _VERSIONED_NAME_RE = re.compile(r"([a-z][a-z+#]*[a-z+#])(\d+(?:\.\d+)?)")
+# a time of the clock: "3am", "3 pm", "11 p.m.", "3:30 pm" (not "30 am")
 _CLOCK_RE = re.compile(r"(?<![\d:.])(\d{1,2})(?::([0-5]\d))?\s?([ap])\.?m\b\.?", re.IGNORECASE)
 
 
@@ -409,6 +414,37 @@ def _told(rest: str, dates: list[tuple[int, str]]) -> bool:
         if not reading:
             return False
     return True
+
+
+# one-letter flags and escapes, whose letter case is another option
+_CASED_RE = re.compile(r"(?:(?<=\s)|^)-[A-Za-z]\b|\\[A-Za-z]")
+_AS_A_RE = re.compile(r"\bas an? ([a-z][a-z'-]*(?: [a-z][a-z'-]*){0,2})")
+_PERSON_ENDINGS = ("er", "or", "ist", "ian", "ant", "ent")
+_PERSONS = frozenset({
+    "coach", "mom", "mum", "dad", "child", "kid", "adult", "nurse", "chef", "guest", "host",
+    "employee", "trainee", "retiree", "expat", "senior", "junior", "teen", "teenager",
+})  # fmt: skip
+# words in "as a ..." that end like a person and are none ("as a matter of fact")
+_NO_PERSONS = frozenset({"matter", "reminder", "number", "letter", "order", "paper", "water"})
+
+
+def _speaker(text: str) -> str | None:
+    """Who the prompt speaks as, in "as a(n) ..." ("As a coach, how do I...": "coach",
+    "starting out as a dog trainer": "trainer"), or ``None``."""
+    m = _AS_A_RE.search(text.lower())
+    if m is None:
+        return None
+    words: list[str] = []
+    for w in m[1].split(" "):
+        if w in _STOP:
+            break
+        words.append(w)
+    if not words:
+        return None
+    role = words[-1]
+    if role in _NO_PERSONS or not (role in _PERSONS or role.endswith(_PERSON_ENDINGS)):
+        return None
+    return role
 
 
 def signature(text: str) -> Signature:
@@ -693,6 +729,8 @@ def _signature(text: str) -> Signature:
         words=frozenset(_stem(w) for w in lows if w not in _STOP),
         said=said_words(lows),
         symbols=symbols_of(given),
+        cased=tuple(sorted(_CASED_RE.findall(given))),
+        speaker=_speaker(given) if "as a" in given.lower() else None,
         low_text=" ".join(low_text),
         text=given,
         ticked=ticked,
