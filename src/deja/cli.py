@@ -1,7 +1,8 @@
 """The ``deja`` command.
 
     deja demo [--json]        replay the labelled support-bot workload through the cache
-    deja serve --config FILE  run the caching proxy (also: deja --config FILE)
+    deja serve --config FILE  run the caching proxy (also, as LiteLLM users type it:
+                              deja --config FILE [--host H] [--port N] [--num_workers N])
     deja calibrate PAIRS.jsonl [--max-false-hit-rate 0.01]   tune the semantic threshold
     deja --version
 
@@ -14,13 +15,62 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from deja._version import __version__
 from deja.errors import DejaError
 
 __all__ = ["main"]
+
+# uvicorn's own names (uvicorn.config.LOG_LEVELS), spelled out so that `deja --help` needs
+# no uvicorn; any other name is a KeyError inside uvicorn.run.
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+# The options of `deja serve` that `deja --config FILE ...` accepts too (dest names).
+_SERVE_OPTIONS = ("config", "host", "port", "workers", "log_level")
+# Top-level copies of them are stored under this prefix, because a subcommand's defaults
+# would overwrite top-level values of the same name.
+_TOP = "top_"
+
+
+def _int_in(what: str, low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: an integer in [``low``, ``high``], else a one-line error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+        return value
+
+    return parse
+
+
+def _float_in(
+    what: str, low: float, high: float = math.inf, *, high_open: bool = False
+) -> Callable[[str], float]:
+    """An argparse ``type``: a finite float in [``low``, ``high``] (or [``low``, ``high``))."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        above = value >= high if high_open else value > high
+        if not math.isfinite(value) or value < low or above:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+        return value
+
+    return parse
+
+
+# The bounds of proxy.port and proxy.workers in deja.config.
+_port = _int_in("a port number 1-65535", 1, 65535)
+_workers = _int_in("a number of workers >= 1", 1)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -65,6 +115,42 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_serve_options(parser: argparse.ArgumentParser, *, prefix: str = "") -> None:
+    """``--host``, ``--port``, ``--workers`` (alias ``--num_workers``, LiteLLM's spelling)
+    and ``--log-level``, stored under ``prefix`` + their usual names."""
+    parser.add_argument(
+        "--host",
+        dest=f"{prefix}host",
+        metavar="HOST",
+        help="listen address (default: proxy.host, 0.0.0.0)",
+    )
+    parser.add_argument(
+        "--port",
+        dest=f"{prefix}port",
+        metavar="PORT",
+        type=_port,
+        help="listen port, 1-65535 (default: proxy.port, 4000)",
+    )
+    parser.add_argument(
+        "--workers",
+        "--num_workers",
+        dest=f"{prefix}workers",
+        metavar="N",
+        type=_workers,
+        help="worker processes, >= 1 (default: proxy.workers, 1)",
+    )
+    parser.add_argument(
+        "--log-level",
+        dest=f"{prefix}log_level",
+        metavar="LEVEL",
+        type=str.lower,
+        choices=LOG_LEVELS,
+        # the top-level copy defaults to None, to tell whether it was given
+        default=None if prefix else "info",
+        help=f"uvicorn log level: {', '.join(LOG_LEVELS)} (default info)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``deja`` command."""
     parser = argparse.ArgumentParser(
@@ -74,17 +160,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     parser.add_argument(
         "--config",
-        help="serve this configuration (same as `deja serve --config`, as LiteLLM users type it)",
+        dest=f"{_TOP}config",
+        metavar="FILE",
+        help="serve this configuration (same as `deja serve --config`, as LiteLLM users type it;"
+        " the serve options below apply)",
     )
+    _add_serve_options(parser, prefix=_TOP)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = commands.add_parser(
         "demo", help="replay a labelled support-bot workload through the cache"
     )
     demo.add_argument("--json", action="store_true", help="print the figures as one JSON object")
-    demo.add_argument("--concurrency", type=int, default=16, help="simultaneous users (default 16)")
+    demo.add_argument(
+        "--concurrency",
+        type=_int_in("a number of users >= 1", 1),
+        default=16,
+        help="simultaneous users (default 16)",
+    )
     demo.add_argument(
         "--latency",
-        type=float,
+        type=_float_in("a latency in seconds >= 0", 0.0),
         default=0.5,
         help="median simulated upstream latency, s (default 0.5)",
     )
@@ -103,29 +198,56 @@ def build_parser() -> argparse.ArgumentParser:
     )
     calibrate.add_argument("pairs", help='JSONL of {"a": ..., "b": ..., "same": true|false}')
     calibrate.add_argument(
-        "--max-false-hit-rate", type=float, default=0.01, help="target (default 0.01)"
+        "--max-false-hit-rate",
+        type=_float_in("a rate with 0 <= rate < 1", 0.0, 1.0, high_open=True),
+        default=0.01,
+        help="target, 0 <= rate < 1 (default 0.01)",
     )
     calibrate.add_argument("--json", action="store_true", help="print the report as JSON")
     calibrate.set_defaults(run=_calibrate)
     serve = commands.add_parser("serve", help="run the caching proxy")
     serve.add_argument("--config", required=True, help="the YAML configuration")
-    serve.add_argument("--host", help="listen address (default: proxy.host, 0.0.0.0)")
-    serve.add_argument("--port", type=int, help="listen port (default: proxy.port, 4000)")
-    serve.add_argument("--workers", type=int, help="worker processes (default: proxy.workers, 1)")
-    serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
+    _add_serve_options(serve)
     serve.set_defaults(run=_serve)
     return parser
+
+
+def _resolve_top_level(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Turn ``deja --config FILE [--port N ...]`` into ``deja serve --config FILE ...``.
+
+    Serve options before a command (or without ``--config``) would be silently ignored, so
+    they are an error instead.
+    """
+    given = [
+        "--" + name.replace("_", "-")
+        for name in _SERVE_OPTIONS
+        if getattr(args, _TOP + name) is not None
+    ]
+    if args.command is not None:
+        if given:
+            parser.error(
+                f"{', '.join(given)} before a command: put serve options after `serve`"
+                " (deja serve --config FILE ...) or use them without a command"
+            )
+        return
+    if args.top_config is None:
+        if given:
+            parser.error(f"{', '.join(given)} needs --config FILE (or use `deja serve`)")
+        return
+    args.command = "serve"
+    args.run = _serve
+    for name in _SERVE_OPTIONS:
+        setattr(args, name, getattr(args, _TOP + name))
+    if args.log_level is None:
+        args.log_level = "info"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``deja`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    _resolve_top_level(parser, args)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
-    if args.command is None and args.config:
-        args = parser.parse_args(
-            [*(["-v"] if args.verbose else []), "serve", "--config", args.config]
-        )
     if args.command is None:
         parser.print_help()
         return 2

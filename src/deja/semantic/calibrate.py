@@ -88,21 +88,47 @@ class LabelledPair:
 
 
 def load_pairs(path: str | Path) -> list[LabelledPair]:
-    """Read labelled pairs from a JSONL file (raises ``ConfigError`` on a bad line)."""
+    """Read labelled pairs from a JSONL file (``ConfigError``, naming the file and line, on a
+    file that cannot be read or a line that is not a labelled pair)."""
     pairs: list[LabelledPair] = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-                a, b, same = item["a"], item["b"], item["same"]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ConfigError(f"{path}:{number}: not a labelled pair ({exc})") from exc
-            if not isinstance(a, str) or not isinstance(b, str) or not isinstance(same, bool):
-                raise ConfigError(f"{path}:{number}: a and b must be strings, same a boolean")
-            pairs.append(LabelledPair(a, b, same, str(item.get("source", ""))))
+    try:
+        # bytes, decoded line by line, so that a non-UTF-8 line is reported with its number
+        with open(path, "rb") as f:
+            for number, raw in enumerate(f, 1):
+                pair = _parse_pair(raw, f"{path}:{number}")
+                if pair is not None:
+                    pairs.append(pair)
+    except OSError as exc:
+        raise ConfigError(f"cannot read pairs file {path}: {exc.strerror or exc}") from exc
     return pairs
+
+
+_PAIR_KEYS = ("a", "b", "same")
+
+
+def _parse_pair(raw: bytes, where: str) -> LabelledPair | None:
+    """One JSONL line as a pair (``None`` for a blank line); ``where`` is ``file:line``."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where}: not UTF-8 text ({exc.reason})") from exc
+    if not line.strip():
+        return None
+    try:
+        item = json.loads(line)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: not valid JSON ({exc})") from exc
+    expected = 'a labelled pair {"a": str, "b": str, "same": true|false}'
+    if not isinstance(item, dict):
+        raise ConfigError(f"{where}: expected {expected}, got a JSON {type(item).__name__}")
+    missing = [key for key in _PAIR_KEYS if key not in item]
+    if missing:
+        names = ", ".join(f'"{key}"' for key in missing)
+        raise ConfigError(f"{where}: not {expected}: missing {names}")
+    a, b, same = item["a"], item["b"], item["same"]
+    if not isinstance(a, str) or not isinstance(b, str) or not isinstance(same, bool):
+        raise ConfigError(f"{where}: a and b must be strings, same a boolean")
+    return LabelledPair(a, b, same, str(item.get("source", "")))
 
 
 class PrecomputedEmbedder:
@@ -474,7 +500,16 @@ class CalibrationReport:
                 f"{r.threshold:>9.3f}  {_pct(r.precision):>9}  {_pct(r.recall):>7}"
                 f"  {_pct(r.false_hit_rate):>10}  {r.hits:>5}{mark}"
             )
-        if self.chosen is None:
+        positives = self.rows[0].positives if self.rows else 0
+        negatives = self.rows[0].negatives if self.rows else 0
+        if not positives:
+            lines.append('recall cannot be measured without positive pairs ("same": true)')
+        if not negatives:
+            lines.append(
+                "the false-hit rate cannot be measured without negative pairs"
+                ' ("same": false), so no threshold can be chosen'
+            )
+        elif self.chosen is None:
             lines.append(
                 f"no threshold keeps the false-hit rate at or below {self.max_false_hit_rate:.2%}"
             )
@@ -522,7 +557,14 @@ def calibrate(
     """
     if not 0.0 <= max_false_hit_rate <= 1.0:
         raise ValueError("max_false_hit_rate is a fraction between 0 and 1")
-    items = load_pairs(pairs) if isinstance(pairs, (str, Path)) else list(pairs)
+    if isinstance(pairs, (str, Path)):
+        items = load_pairs(pairs)
+        if not items:
+            raise ConfigError(f"{pairs}: no labelled pairs in the file")
+    else:
+        items = list(pairs)
+        if not items:
+            raise ValueError("no labelled pairs to calibrate on")
     make_cache = semantic if semantic is not None else shipped_cache_factory(embedder, items)
     outcomes = score_pairs(items, make_cache=make_cache)
     rows = tuple(evaluate_pairs(outcomes, t) for t in (thresholds or default_thresholds()))

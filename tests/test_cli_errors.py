@@ -1,0 +1,229 @@
+"""`deja` command errors: one clear line on stderr, no traceback, a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deja.cli import LOG_LEVELS, main
+
+
+def _fails(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """Run ``deja argv``, expect a non-zero exit (returned or argparse's), return stderr."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code  # type: ignore[assignment]
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    return err
+
+
+def _error_line(err: str) -> str:
+    """The one error line (argparse prints its usage above it)."""
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def _write_pairs(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+# -- calibrate: the pairs file ---------------------------------------------------------------
+
+
+def test_calibrate_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope.jsonl"
+    line = _error_line(_fails(["calibrate", str(missing)], capsys))
+    assert str(missing) in line and "No such file" in line
+
+
+def test_calibrate_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    line = _error_line(_fails(["calibrate", str(tmp_path)], capsys))
+    assert str(tmp_path) in line and "directory" in line
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"not json\n", "not valid JSON"),
+        (b'{"a": "x", "b": "y"}\n', 'missing "same"'),
+        (b'{"b": "y", "same": true}\n', 'missing "a"'),
+        (b"[1, 2]\n", "got a JSON list"),
+        (b'{"a": "x", "b": "y", "same": "yes"}\n', "same a boolean"),
+        (b"\xff\xfe\n", "not UTF-8"),
+    ],
+)
+def test_calibrate_bad_line_names_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, says: str
+) -> None:
+    path = tmp_path / "pairs.jsonl"
+    good = b'{"a": "hello there", "b": "hi there", "same": true}\n'
+    path.write_bytes(good + b"\n" + content)  # the bad line is line 3
+    line = _error_line(_fails(["calibrate", str(path)], capsys))
+    assert f"{path}:3:" in line and says in line
+
+
+@pytest.mark.parametrize("content", ["", "\n  \n"])
+def test_calibrate_empty_file_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str
+) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_text(content)
+    line = _error_line(_fails(["calibrate", str(path)], capsys))
+    assert str(path) in line and "no labelled pairs" in line
+
+
+@pytest.mark.parametrize("rate", ["2", "1", "-0.1", "nan", "inf", "abc"])
+def test_calibrate_rejects_a_rate_outside_0_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], rate: str
+) -> None:
+    path = tmp_path / "never-read.jsonl"
+    line = _error_line(_fails(["calibrate", str(path), "--max-false-hit-rate", rate], capsys))
+    assert "--max-false-hit-rate" in line and "0 <= rate < 1" in line
+
+
+def test_calibrate_without_negatives_says_the_false_hit_rate_is_unmeasurable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write_pairs(
+        tmp_path / "positives.jsonl",
+        [
+            {"a": "what is the capital of France?", "b": "which city is it?", "same": True},
+            {"a": "how do I reset my password?", "b": "reset a password", "same": True},
+        ],
+    )
+    assert main(["calibrate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "cannot be measured without negative pairs" in out
+    assert "no threshold keeps" not in out and "recall cannot" not in out
+
+
+def test_calibrate_without_positives_says_recall_is_unmeasurable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write_pairs(
+        tmp_path / "negatives.jsonl",
+        [{"a": "convert 5 km to miles", "b": "convert 8 km to miles", "same": False}],
+    )
+    assert main(["calibrate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "recall cannot be measured without positive pairs" in out
+    assert "false-hit rate cannot" not in out
+
+
+# -- serve ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Calls of ``deja.server.run.serve`` (replaced: nothing starts)."""
+    calls: list[dict[str, Any]] = []
+
+    def fake_serve(config: str, **options: Any) -> None:
+        calls.append({"config": config, **options})
+
+    monkeypatch.setattr("deja.server.run.serve", fake_serve)
+    return calls
+
+
+def test_serve_rejects_an_unknown_log_level(capsys: pytest.CaptureFixture[str]) -> None:
+    line = _error_line(_fails(["serve", "--config", "c.yaml", "--log-level", "loud"], capsys))
+    assert "--log-level" in line and "invalid choice: 'loud'" in line
+
+
+def test_serve_takes_uvicorn_log_levels_in_any_case(served: list[dict[str, Any]]) -> None:
+    for level in LOG_LEVELS:
+        assert main(["serve", "--config", "c.yaml", "--log-level", level.upper()]) == 0
+    assert [call["log_level"] for call in served] == list(LOG_LEVELS)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--port", "99999", "a port number 1-65535"),
+        ("--port", "65536", "a port number 1-65535"),
+        ("--port", "0", "a port number 1-65535"),
+        ("--port", "http", "a port number 1-65535"),
+        ("--workers", "0", "a number of workers >= 1"),
+        ("--workers", "-2", "a number of workers >= 1"),
+        ("--num_workers", "0", "a number of workers >= 1"),
+    ],
+)
+@pytest.mark.parametrize("form", [["serve", "--config", "c.yaml"], ["--config", "c.yaml"]])
+def test_serve_rejects_a_port_or_workers_the_config_would(
+    capsys: pytest.CaptureFixture[str], form: list[str], option: str, value: str, says: str
+) -> None:
+    line = _error_line(_fails([*form, option, value], capsys))
+    assert option.removeprefix("--num_").removeprefix("--") in line and says in line
+
+
+def test_serve_accepts_the_bounds(served: list[dict[str, Any]]) -> None:
+    assert main(["serve", "--config", "c.yaml", "--port", "65535", "--workers", "1"]) == 0
+    assert main(["serve", "--config", "c.yaml", "--port", "1", "--num_workers", "3"]) == 0
+    assert [(c["port"], c["workers"]) for c in served] == [(65535, 1), (1, 3)]
+
+
+# -- deja --config FILE [serve options] (LiteLLM's form) -------------------------------------
+
+
+def test_top_level_config_takes_the_serve_options(served: list[dict[str, Any]]) -> None:
+    options = ["--port", "18903", "--host", "127.0.0.1", "--log-level", "debug"]
+    assert main(["--config", "lite.yaml", *options, "--num_workers", "2"]) == 0
+    assert main(["serve", "--config", "lite.yaml", *options, "--workers", "2"]) == 0
+    assert served[0] == served[1]
+    assert served[0] == {
+        "config": "lite.yaml",
+        "host": "127.0.0.1",
+        "port": 18903,
+        "workers": 2,
+        "log_level": "debug",
+    }
+
+
+def test_top_level_config_alone_serves_with_the_defaults(served: list[dict[str, Any]]) -> None:
+    assert main(["--config", "lite.yaml"]) == 0
+    assert main(["serve", "--config", "lite.yaml"]) == 0
+    assert served[0] == served[1]
+    assert served[0]["port"] is None and served[0]["log_level"] == "info"
+
+
+def test_top_level_serve_options_need_config(capsys: pytest.CaptureFixture[str]) -> None:
+    line = _error_line(_fails(["--port", "18903"], capsys))
+    assert "--port needs --config" in line
+
+
+def test_top_level_serve_options_before_a_command_are_rejected(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    line = _error_line(_fails(["--port", "18903", "demo"], capsys))
+    assert "--port before a command" in line
+    line = _error_line(_fails(["--config", "c.yaml", "serve", "--config", "c.yaml"], capsys))
+    assert "--config before a command" in line
+
+
+# -- demo ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--concurrency", "0", "a number of users >= 1"),
+        ("--concurrency", "-3", "a number of users >= 1"),
+        ("--concurrency", "many", "a number of users >= 1"),
+        ("--latency", "-0.5", "a latency in seconds >= 0"),
+        ("--latency", "nan", "a latency in seconds >= 0"),
+        ("--latency", "inf", "a latency in seconds >= 0"),
+    ],
+)
+def test_demo_rejects_bad_numbers(
+    capsys: pytest.CaptureFixture[str], option: str, value: str, says: str
+) -> None:
+    line = _error_line(_fails(["demo", option, value], capsys))
+    assert option in line and says in line
