@@ -2056,3 +2056,74 @@ def test_two_spellings_of_one_name_are_no_substitution(embedder: Any) -> None:
         "How do I parse command line flags in Go?",
     )
     assert guard_report(signature(a), signature(b), None, words)[0].ok
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        # accents: the same name typed without them
+        (
+            "what's the difference between a sazerac and a vieux carre",
+            "What's the difference between a Sazerac and a Vieux Carré?",
+            True,
+        ),
+        # a superscript power is the caret users type
+        ("net force on 5 kg at 3 m/s²", "net force on 5 kg at 3 m/s^2", True),
+        # units whose words mean other things too count after a number only
+        (
+            "With 200 bar in an 11 liter tank, how much air do I have?",
+            "How much air do I have in an 11 liter tank filled to 200 bar?",
+            True,
+        ),
+        ("I'm a bit confused about pointers in C", "I'm confused about pointers in C", True),
+        ("max value of a 32 bit integer", "max value of a 32 byte integer", False),
+        (
+            "In C, what does sizeof give for an array of 10 ints, in bytes?",
+            "In C, what does sizeof give for an array of 10 ints, in bits?",
+            False,
+        ),
+        # numbers keep their order within one unit only
+        (
+            "Near a tall tower, am I allowed to fly my drone above 400 feet under Part 107?",
+            "Under Part 107, am I allowed to fly my drone above 400 feet if I'm near a tower?",
+            True,
+        ),
+        ("from 3 to 5 km", "from 5 to 3 km", False),
+        # a clause put first does not reverse two parties
+        (
+            "If both parents are carriers of cystic fibrosis, what's the chance their child"
+            " has it?",
+            "What's the chance a child has cystic fibrosis if both parents are carriers?",
+            True,
+        ),
+        (
+            "If a mother has covid, can she pass it to her baby?",
+            "If a baby has covid, can it pass it to the mother?",
+            False,
+        ),
+    ],
+)
+def test_accents_powers_numbered_units_and_fronted_clauses(a: str, b: str, same: bool) -> None:
+    assert passes_both_ways(a, b) is same
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (
+            "Does the off-peak membership include classes?",
+            "Does the peak membership include classes?",
+        ),
+        (
+            "Which countries have a semi-presidential system?",
+            "Which countries have a presidential system?",
+        ),
+        ("How do I register a non-profit in Ohio?", "How do I register a profit in Ohio?"),
+    ],
+)
+def test_a_prefixed_word_is_a_substitution_however_alike(embedder: Any, a: str, b: str) -> None:
+    from deja.semantic.decision import guard_report, word_similarity_for
+
+    words = word_similarity_for(embedder)
+    report, detail = guard_report(signature(a), signature(b), None, words)
+    assert report.failed == ("substitution",) and detail is not None and "prefixed" in detail

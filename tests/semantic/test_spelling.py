@@ -194,3 +194,34 @@ def test_a_missing_word_list_is_a_typed_error_naming_the_install(
         misspelt("hand", "hnad")
     spelling._read_quietly()  # the background read logs instead of raising
     assert "pip install 'deja-llm[semantic]'" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (
+            "When does fall registration open?",
+            "Hello, I hope you're well. When does fall registration open? Many thanks.",
+        ),
+        (
+            "explain the difference between who and whom",
+            "Hey, would you be so kind as to explain the difference between who and whom?"
+            " Thanks a lot!",
+        ),
+        ("what is natural wine", "Can you explain what natural wine is?"),
+    ],
+)
+def test_pleasantries_around_a_request_are_not_what_it_says(a: str, b: str) -> None:
+    assert signature(a).same_words_as(signature(b))
+
+
+def test_pleasantries_inside_a_request_count() -> None:
+    assert not signature("how do I write a thank you note").same_words_as(
+        signature("how do I write a note")
+    )
+    assert not signature("hi").same_words_as(signature("hello"))  # nothing but greetings
+
+
+def test_two_unknown_words_are_a_slip_only_from_the_same_first_letter() -> None:
+    assert not misspelt("lapply", "sapply")  # two functions of R
+    assert misspelt("varroa", "varoa")

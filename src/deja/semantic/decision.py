@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from deja.semantic.guards import GuardReport, GuardSettings, Signature, check_guards, signature
 from deja.semantic.guards.spelling import misspelt
-from deja.semantic.guards.words import same_name
+from deja.semantic.guards.words import prefixed, same_name
 from deja.semantic.verifier import Verifier, pair_features, text_features
 
 if TYPE_CHECKING:
@@ -132,10 +132,12 @@ def guard_report(
     stored_word, asked_word = report.substituted
     if misspelt(stored_word, asked_word) or same_name(stored_word, asked_word):
         return report, None  # "hand" / "hnad": one word, mistyped; "golang" / "go"
+    refused = GuardReport(failed=("substitution",), shared_anchors=0)
+    if prefixed(stored_word, asked_word):  # "off-peak" / "peak", "unsafe" / "safe"
+        return refused, f"{stored_word} / {asked_word}: prefixed"
     alike = word_similarity(stored_word, asked_word)
     if alike >= SUBSTITUTION_SIMILARITY:
         return report, None
-    refused = GuardReport(failed=("substitution",), shared_anchors=0)
     return refused, f"{stored_word} / {asked_word}: {alike:.2f}"
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import difflib
 import itertools
 import re
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
@@ -16,11 +15,12 @@ from deja.semantic.guards.extract import (
     _REQUEST_VERBS,
     Signature,
     _is_denial,
+    _plain,
     signature,
 )
 from deja.semantic.guards.literals import _CALL_RE, _bare_words
 from deja.semantic.guards.spelling import misspelt
-from deja.semantic.guards.tokenizer import _STOP, _plain_stem, _tokens_of
+from deja.semantic.guards.tokenizer import _STOP, _plain_stem, _tokens_of, unaccented
 from deja.semantic.guards.words import (
     _ADVISED,
     _ALIASES,
@@ -328,12 +328,12 @@ def _quote_paraphrased(a: Signature, b: Signature) -> bool:
     code are the other guards' to compare."""
     if not a.quotes or b.quotes:
         return False
-    stems = {_plain_stem(w) for w in _tokens_of(_unaccented(b.text.lower()))}
+    stems = {_plain_stem(w) for w in _tokens_of(unaccented(b.text.lower()))}
     for quote in a.quotes:
         # a label before a colon is how the tool prints it ("fatal:", "ERROR:")
         head, colon, rest = quote.partition(": ")
         said = rest if colon and " " not in head else quote
-        words = [w for w in _tokens_of(_unaccented(said)) if w not in _STOP]
+        words = [w for w in _tokens_of(unaccented(said)) if w not in _STOP]
         if len(words) < _PARAPHRASED_WORDS or any(_plain_stem(w) not in stems for w in words):
             return False
     return True
@@ -351,11 +351,11 @@ def _code_bare(a: Signature, b: Signature) -> bool:
 def _written_bare(spans: tuple[str, ...], text: str, *, one_word: bool) -> bool:
     """Whether ``text`` has the words of every span, in order (accents aside); with
     ``one_word``, a span of one content word in any form of it too."""
-    words_of_text = _tokens_of(_unaccented(text.lower()))
+    words_of_text = _tokens_of(unaccented(text.lower()))
     bare = f" {' '.join(words_of_text)} "
     stems: set[str] | None = None
     for span in spans:
-        words = _tokens_of(_unaccented(span))
+        words = _tokens_of(unaccented(span))
         if one_word and len(words) == 1 and words[0] not in _STOP:
             if stems is None:
                 stems = {_plain_stem(w) for w in words_of_text}
@@ -364,13 +364,6 @@ def _written_bare(spans: tuple[str, ...], text: str, *, one_word: bool) -> bool:
         elif len(words) < 2 or f" {' '.join(words)} " not in bare:
             return False
     return True
-
-
-def _unaccented(text: str) -> str:
-    """``text`` without its accents ("ça va": "ca va")."""
-    if text.isascii():
-        return text
-    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
 
 
 def _drop_lone_qualifiers(
@@ -426,16 +419,21 @@ def _ones_in_words(a: Signature, b: Signature) -> bool:
 
 
 def _same_quantities(a: Signature, b: Signature) -> bool:
-    """The same numbers in another order, each with a unit of its own that no other has:
-    "a 440 Hz wave, sound at 343 m/s" / "sound speed 343 m/s, frequency 440 Hz"."""
-    units = a.measured
-    return (
-        len(units) > 1
-        and all(units)
-        and len(set(units)) == len(units)
-        and sorted(zip(a.all_numbers, units, strict=True))
-        == sorted(zip(b.all_numbers, b.measured, strict=True))
-    )
+    """The same numbers in another order where only numbers of one unit keep theirs:
+    "a 440 Hz wave, sound at 343 m/s" / "sound speed 343 m/s, frequency 440 Hz", "near a
+    tower, may I fly above 400 feet under Part 107" / "under Part 107, may I fly above 400
+    feet near a tower" (numbers without a unit are one unit: "from 3 to 5" is not "from 5
+    to 3")."""
+    if len(set(a.measured)) < 2:
+        return False
+    return _by_unit(a) == _by_unit(b)
+
+
+def _by_unit(a: Signature) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for value, unit in zip(a.all_numbers, a.measured, strict=True):
+        grouped.setdefault(unit, []).append(value)
+    return grouped
 
 
 def _numbers_mirrored(a: Signature, b: Signature) -> bool:
@@ -758,16 +756,38 @@ def _first_of(plain: tuple[str, ...], x: frozenset[str], y: frozenset[str]) -> i
     return 0 if first_x < first_y else 1
 
 
-def _roles_reversed(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+def _roles_reversed(a: Signature, b: Signature) -> bool:
     """Both prompts name the two parties of a role pair, in the other order ("can a mother
-    with covid pass it to her baby" / "can a baby with covid pass it to the mother")."""
-    if _ROLE_WORDS.isdisjoint(a) or _ROLE_WORDS.isdisjoint(b):
+    with covid pass it to her baby" / "can a baby with covid pass it to the mother"), and
+    not only because a clause moved to the front ("If both parents are carriers, what is
+    the chance their child has it?" / "What is the chance a child has it if both parents
+    are carriers?")."""
+    if _ROLE_WORDS.isdisjoint(a.plain) or _ROLE_WORDS.isdisjoint(b.plain):
         return False
+    return _order_differs(a.plain, b.plain) and _order_differs(_main_first(a), _main_first(b))
+
+
+def _order_differs(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     for x, y in _ROLE_STEMS:
         order_a, order_b = _first_of(a, x, y), _first_of(b, x, y)
         if order_a >= 0 and order_b >= 0 and order_a != order_b:
             return True
     return False
+
+
+# a clause put before the question, up to a comma ("If both parents are carriers, ...")
+_FRONTED_RE = re.compile(
+    r"\s*((?:if|when|whenever|once|after|before|while|since|unless|for|with|near)\b[^,?]*),(.+)",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def _main_first(a: Signature) -> tuple[str, ...]:
+    """``a``'s plain words with a clause put before the question put after it."""
+    m = _FRONTED_RE.match(a.text)
+    if m is None:
+        return a.plain
+    return _plain(_tokens_of(m.group(2).lower()))[0] + _plain(_tokens_of(m.group(1).lower()))[0]
 
 
 _THAN = "than"
@@ -1156,7 +1176,7 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         or _bounds_differ(a.plain, b.plain)
         or _rates_differ(a.plain, b.plain)
         or _how_many(a.plain, b.plain)
-        or _roles_reversed(a.plain, b.plain)
+        or _roles_reversed(a, b)
         or _obliged(a.plain, b.plain)
         or _drops_exception(a, b)
         or _drops_exception(b, a)

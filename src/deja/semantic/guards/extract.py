@@ -51,6 +51,7 @@ from deja.semantic.guards.tokenizer import (
     _stem,
     _Tok,
     _tokens_of,
+    unaccented,
 )
 from deja.semantic.guards.words import (
     _ALIASES,
@@ -66,6 +67,7 @@ from deja.semantic.guards.words import (
     _NAME_ALIASES,
     _NEGATIONS,
     _NUMBER_WORDS,
+    _NUMBERED_UNITS,
     _ORDINAL_WORDS,
     _PERIODS,
     _RELATIVE,
@@ -223,8 +225,9 @@ def _phrase_table() -> dict[tuple[str, ...], tuple[str, str]]:
         table[spelling] = ("unit", canon)
     for spelling, canon in _spellings(_TIME_UNITS).items():
         table[spelling] = ("time", canon)
-    for spelling, canon in _spellings(_COUNT_UNITS).items():
-        table[spelling] = ("time", canon)  # same rule: a unit only after a number
+    for table_of in (_COUNT_UNITS, _NUMBERED_UNITS):
+        for spelling, canon in _spellings(table_of).items():
+            table[spelling] = ("time", canon)  # same rule: a unit only after a number
     for spelling, canon in _spellings(_CURRENCY_SPELLINGS).items():
         table[spelling] = ("currency", canon)
     return table
@@ -448,8 +451,11 @@ def _speaker(text: str) -> str | None:
 
 
 def signature(text: str) -> Signature:
-    """Extract the anchors of ``text`` (pure, cached; about 0.2 ms for a new one-line prompt)."""
-    return _signature(text)
+    """Extract the anchors of ``text`` (pure, cached; about 0.2 ms for a new one-line prompt).
+
+    Accents are read as their letters ("Vieux Carr\u00e9" / "vieux carre"): the guards'
+    words are ASCII letters, and a prompt typed without accents names the same thing."""
+    return _signature(unaccented(text))
 
 
 # Capital letters each followed by a full stop ("U.S.", "U.K.", "E.U."): an acronym written

@@ -125,7 +125,10 @@ def misspelt(x: str, y: str) -> bool:
     if not _one_edit(x, y):
         return False
     known = _known()
-    return x not in known or y not in known
+    if x in known or y in known:
+        return x not in known or y not in known
+    # two unknown words: names of things ("lapply" / "sapply") unless the start agrees
+    return x[0] == y[0]
 
 
 # chat spellings of everyday words ("wat is progressive overload" / "what is ...")
@@ -135,11 +138,54 @@ _CHAT_SPELLINGS = {
 }  # fmt: skip
 
 
+def _longest_first(phrases: list[str]) -> tuple[tuple[str, ...], ...]:
+    return tuple(sorted((tuple(p.split()) for p in phrases), key=len, reverse=True))
+
+
+# Pleasantries that open or close a request and ask nothing ("Hello, I hope you're well.
+# When does registration open? Many thanks."): taken off its ends only, as inside it they
+# may be what is asked ("how do I write a thank you note").
+_OPENINGS = _longest_first([
+    "hello", "hi", "hey", "hiya", "greetings", "good morning", "good afternoon",
+    "good evening", "i hope you're well", "hope you're well", "i hope you are well",
+    "hope you are well", "thanks in advance", "sorry to bother you",
+    "would you be so kind as to", "would you kindly",
+])  # fmt: skip
+_CLOSINGS = _longest_first([
+    "thanks", "thank you", "thanks a lot", "many thanks", "thanks in advance",
+    "thank you in advance", "thanks so much", "thank you so much", "cheers",
+])  # fmt: skip
+# "you" after these opens a request ("could you explain ...", "can u tell me ...")
+_ASKING = frozenset(["can", "could", "would", "will"])
+
+
+def _trimmed(words: list[str]) -> list[str]:
+    """``words`` without the pleasantries at their start and end."""
+    start, end = 0, len(words)
+    trimmed = True
+    while trimmed:
+        trimmed = False
+        for phrase in _OPENINGS:
+            if tuple(words[start : start + len(phrase)]) == phrase and start + len(phrase) < end:
+                start += len(phrase)
+                trimmed = True
+        for phrase in _CLOSINGS:
+            if tuple(words[end - len(phrase) : end]) == phrase and end - len(phrase) > start:
+                end -= len(phrase)
+                trimmed = True
+    return words[start:end]
+
+
 def said_words(lows: list[str]) -> tuple[str, ...]:
     """The words of a prompt's lower-case tokens that :func:`same_words` compares: all but
-    the framing words, in order, chat spellings read as the words ("u": "you")."""
-    words = (_CHAT_SPELLINGS.get(w, w) for w in lows)
-    return tuple(w for w in words if w not in _FRAMING)
+    the framing words and the pleasantries around the request, in order, chat spellings
+    read as the words ("u": "you")."""
+    words = _trimmed([_CHAT_SPELLINGS.get(w, w) for w in lows])
+    return tuple(
+        w
+        for i, w in enumerate(words)
+        if w not in _FRAMING and not (w == "you" and i and words[i - 1] in _ASKING)
+    )
 
 
 def symbols_of(text: str) -> str:

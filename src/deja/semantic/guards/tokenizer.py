@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from dataclasses import dataclass
 
 _TOKEN_RE = re.compile(
@@ -31,6 +32,18 @@ class _Tok:
     # only then can the two be one name ("Lionel Messi", not "Datasets' BuilderConfig",
     # "Google's Android" or "Visa, Mastercard")
     joined: bool = True
+
+
+# a power written as a superscript is the caret form users type too ("m/s²" / "m/s^2")
+_SUPERSCRIPTS = str.maketrans({c: f"^{d}" for d, c in enumerate("⁰¹²³⁴⁵⁶⁷⁸⁹")})
+
+
+def unaccented(text: str) -> str:
+    """``text`` without its accents ("ça va": "ca va"), powers written with a caret."""
+    if text.isascii():
+        return text
+    text = text.translate(_SUPERSCRIPTS)
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
 
 
 def _tokens_of(text: str) -> list[str]:

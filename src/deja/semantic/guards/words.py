@@ -812,6 +812,42 @@ def same_name(x: str, y: str) -> bool:
     return x != y and _NAME_ALIASES.get(x, x) == _NAME_ALIASES.get(y, y)
 
 
+# Prefixes that make a word another thing: "off-peak" is not "peak", "non-profit" not
+# "profit", "unsafe" not "safe" (written without a hyphen only the negating ones count:
+# "overcharge", "prepay" and "subtitle" are words of their own too often)
+_PREFIXES = (
+    "off",
+    "non",
+    "un",
+    "anti",
+    "semi",
+    "sub",
+    "super",
+    "over",
+    "under",
+    "pre",
+    "post",
+    "multi",
+    "counter",
+    "ex",
+    "mid",
+    "self",
+)
+_JOINED_PREFIXES = ("non", "un", "anti")
+
+
+def prefixed(x: str, y: str) -> bool:
+    """Whether one of two lower-case words is the other with a prefix that makes it
+    another thing ("off-peak" / "peak", "unsafe" / "safe")."""
+    short, long = (x, y) if len(x) < len(y) else (y, x)
+    if len(short) < 3 or not long.endswith(short):
+        return False
+    head = long[: -len(short)]
+    if head.endswith("-"):
+        return head[:-1] in _PREFIXES
+    return head in _JOINED_PREFIXES and len(short) >= 4
+
+
 # spellings above that are also everyday words: a name only where a prompt marks it so
 _EVERYDAY_SPELLINGS = frozenset({"node", "go", "ts", "mac os", "excel", "react", "vue"})
 _DEMONYM_COUNTRIES = frozenset({
@@ -1018,6 +1054,9 @@ _UNIT_SPELLINGS: dict[str, tuple[str, ...]] = {
     "sqft": ("sq ft", "square feet", "square foot"),
     "sqm": ("square meter", "square meters", "square metre", "square metres", "m2"),
     "rad": ("radian", "radians"),
+    "B": ("byte", "bytes"),
+    "psi": ("psi",),
+    "kpa": ("kpa", "kilopascal", "kilopascals"),
     "deg": ("degree", "degrees", "°"),
 }
 # Time units count only when attached to a number ("3 days"): "how many days does it
@@ -1036,6 +1075,13 @@ _TIME_UNITS: dict[str, tuple[str, ...]] = {
 # socks" is not "a pair of socks" (which reads as the number two), but "how to pair
 # headphones" has no unit.
 _COUNT_UNITS: dict[str, tuple[str, ...]] = {"pair": ("pair", "pairs")}
+# Units whose words mean other things too ("a bit confused", "a bar of soap", "the
+# ATM"), counted only after a number as well: "32 bits", "200 bar".
+_NUMBERED_UNITS: dict[str, tuple[str, ...]] = {
+    "bit": ("bit", "bits"),
+    "bar": ("bar",),
+    "atm": ("atm",),
+}
 _CURRENCY_SPELLINGS: dict[str, tuple[str, ...]] = {
     "USD": ("usd", "dollar", "dollars", "us dollar", "us dollars", "$"),
     "EUR": ("eur", "euro", "euros", "€"),
