@@ -813,6 +813,7 @@ def test_cache_kwargs(tmp_path: Path) -> None:
         "key_builder": None,
         "max_entry_bytes": 100,
         "compress_min_bytes": 0,
+        "mode": "default_on",
     }
 
 

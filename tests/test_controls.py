@@ -19,7 +19,7 @@ from deja.errors import ControlError
         ({"no_cache": True}, CacheControl(no_cache=True)),
         ({"no-store": True}, CacheControl(no_store=True)),
         ({"use-cache": False}, CacheControl(no_cache=True, no_store=True)),
-        ({"use-cache": True}, DEFAULT_CONTROL),
+        ({"use-cache": True}, CacheControl(opted_in=True)),
         ({"ttl": 600}, CacheControl(ttl=600.0)),
         ({"s-maxage": 0}, CacheControl(s_maxage=0.0)),
         ({"s-max-age": 60}, CacheControl(s_maxage=60.0)),

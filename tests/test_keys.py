@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from deja.errors import InvalidRequestError, KeyBuilderError
@@ -35,10 +35,13 @@ numbers = st.one_of(
     st.integers(min_value=-(2**40), max_value=2**40),
     st.floats(allow_nan=False, allow_infinity=False, width=64),
 )
-param_names = st.sampled_from(
-    ["temperature", "top_p", "max_tokens", "seed", "n", "frequency_penalty"]
+param_names = st.sampled_from(["temperature", "top_p", "frequency_penalty"])
+count_names = st.sampled_from(["max_tokens", "seed", "n"])
+params_st = st.builds(
+    lambda floats, counts: {**floats, **counts},
+    st.dictionaries(param_names, numbers, max_size=2),
+    st.dictionaries(count_names, st.integers(min_value=0, max_value=2**40), max_size=2),
 )
-params_st = st.dictionaries(param_names, numbers, max_size=4)
 
 
 def chat(**kw: Any) -> Request:
@@ -103,6 +106,7 @@ def test_string_content_equals_single_text_part(messages: list[dict[str, str]]) 
 def test_volatile_fields_do_not_change_the_key(
     messages: list[dict[str, str]], name: str, value: Any
 ) -> None:
+    assume(name not in ("stream", "store") or isinstance(value, bool))  # typed: a 400
     assert key(chat(messages=messages)) == key(chat(messages=messages, **{name: value}))
 
 

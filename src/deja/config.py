@@ -57,6 +57,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, overload
 
 import yaml
 
+from deja.controls import CacheMode
 from deja.errors import ConfigError
 from deja.stores.base import Store
 
@@ -99,8 +100,6 @@ DEFAULT_MAX_ENTRY_BYTES: Final = 4 * 2**20
 DEFAULT_COMPRESS_MIN_BYTES: Final = 4096
 DEFAULT_MAX_REQUEST_BYTES: Final = 10 * 2**20
 
-CacheMode = Literal["default_on", "default_off"]
-"""LiteLLM's cache modes: cache every call, or only calls that opt in."""
 
 # --------------------------------------------------------------------------- key tables
 #
@@ -451,6 +450,19 @@ def _disk_factory(options: Mapping[str, object]) -> Store:
     kwargs: dict[str, Any] = {
         k: v for k, v in options.items() if k != "directory" and v is not None
     }
+    # the store opens on first use: a directory it can never write is said now, at start,
+    # not as a miss on every request
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the disk cache directory {str(directory)!r}: {exc.strerror or exc}",
+            path="caching.directory",
+        ) from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"the disk cache directory {str(directory)!r} is not writable", path="caching.directory"
+        )
     return DiskStore(directory, **kwargs)
 
 
@@ -864,6 +876,7 @@ class CachingSettings:
             "admission": AdmissionPolicy(store_truncated=self.store_truncated),
             "max_entry_bytes": self.max_entry_bytes,
             "compress_min_bytes": self.compress_min_bytes,
+            "mode": self.mode,
         }
 
     def build_semantic(self) -> Any:

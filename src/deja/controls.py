@@ -15,7 +15,8 @@ Options use LiteLLM's names so existing code keeps working::
 below the tier's own threshold changes nothing (that threshold is the one its false-hit
 rate was measured at, with the guards and the verifier behind it).
 
-Aliases: ``use-cache`` (``False`` skips the cache entirely: no lookup, no store),
+Aliases: ``use-cache`` (``False`` skips the cache entirely: no lookup, no store;
+``True`` opts in where the cache is in LiteLLM's ``default_off`` mode),
 ``s-max-age``, and the other spelling of each (``no_cache``, ``s_maxage``,
 ``similarity-threshold``...). Anything else
 is a :class:`~deja.errors.ControlError` naming the option. The proxy also reads the HTTP
@@ -27,11 +28,22 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from deja.errors import ControlError
 
-__all__ = ["DEFAULT_CONTROL", "CacheControl", "from_header", "merge", "parse_controls"]
+__all__ = [
+    "DEFAULT_CONTROL",
+    "CacheControl",
+    "CacheMode",
+    "from_header",
+    "in_mode",
+    "merge",
+    "parse_controls",
+]
+
+CacheMode = Literal["default_on", "default_off"]
+"""LiteLLM's cache modes: cache every call, or only calls that opt in."""
 
 _MAX_NAME = 256
 
@@ -48,6 +60,9 @@ class CacheControl:
     tags: tuple[str, ...] = ()
     semantic: bool = True
     similarity_threshold: float | None = None
+    # ``use-cache: true``: the request asks for the cache, which a cache in ``default_off``
+    # mode gives only to requests that do
+    opted_in: bool = False
 
 
 DEFAULT_CONTROL = CacheControl()
@@ -139,7 +154,9 @@ def parse_controls(options: Mapping[str, Any] | CacheControl | None) -> CacheCon
         elif name == "no-store":
             fields["no_store"] = fields.get("no_store", False) or _bool(raw, value)
         elif name == "use-cache":
-            if not _bool(raw, value):
+            if _bool(raw, value):
+                fields["opted_in"] = True
+            else:
                 fields["no_cache"] = fields["no_store"] = True
         elif name == "ttl":
             fields["ttl"] = _seconds(raw, value, allow_zero=False)
@@ -188,6 +205,14 @@ def from_header(value: str | None) -> CacheControl:
     return CacheControl(**fields)
 
 
+def in_mode(control: CacheControl, mode: CacheMode) -> CacheControl:
+    """``control`` as a cache in ``mode`` takes it: in ``default_off`` a request that does
+    not opt in (``use-cache: true``) neither reads nor writes the cache."""
+    if mode == "default_on" or control.opted_in:
+        return control
+    return replace(control, no_cache=True, no_store=True)
+
+
 def merge(first: CacheControl, second: CacheControl) -> CacheControl:
     """Combine two sources (e.g. header and body): the stricter wins, ``second`` otherwise."""
     # the common request sets nothing anywhere: defaults change nothing in a merge
@@ -207,4 +232,5 @@ def merge(first: CacheControl, second: CacheControl) -> CacheControl:
         tags=tuple(dict.fromkeys(first.tags + second.tags)),
         semantic=first.semantic and second.semantic,
         similarity_threshold=max(floors) if floors else None,
+        opted_in=first.opted_in or second.opted_in,
     )

@@ -9,6 +9,8 @@ counts for the key is decided later by :mod:`deja.keys`.
 from __future__ import annotations
 
 import functools
+import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -19,6 +21,7 @@ from deja.errors import InvalidRequestError
 __all__ = [
     "PROVIDER_API_BASES",
     "Request",
+    "env_api_base",
     "RequestKind",
     "normalize_api_base",
     "resolve_model",
@@ -72,6 +75,25 @@ def resolve_model(model: str) -> tuple[str, str]:
     return "openai", model
 
 
+def env_api_base(provider: str) -> str | None:
+    """The endpoint the environment names for ``provider`` (``OPENAI_BASE_URL`` /
+    ``OPENAI_API_BASE``; LiteLLM's ``<PROVIDER>_API_BASE``; ``VERTEXAI_API_BASE``; the AWS
+    SDKs' ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` / ``AWS_ENDPOINT_URL``), if any: what a
+    :class:`deja.Client` without an ``api_base`` calls, and so keys."""
+    base = None
+    if provider == "openai":
+        base = os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE")
+    if base is None:
+        base = os.environ.get(f"{provider.upper()}_API_BASE")
+    if base is None and provider == "vertex_ai":
+        base = os.environ.get("VERTEXAI_API_BASE")
+    if base is None and provider == "bedrock":
+        base = os.environ.get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME") or os.environ.get(
+            "AWS_ENDPOINT_URL"
+        )
+    return base
+
+
 @functools.lru_cache(maxsize=1024)
 def normalize_api_base(api_base: str | None, provider: str = "openai") -> str | None:
     """Normalize an endpoint URL so equivalent spellings give one key.
@@ -108,6 +130,8 @@ def _check_messages(messages: object) -> tuple[tuple[Mapping[str, Any], ...], bo
     """Validate message shapes; also say whether all are plain ``{role, content: str}``."""
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
         raise InvalidRequestError("messages must be a list of message objects")
+    if not messages:
+        raise InvalidRequestError("messages must hold at least one message")
     checked: list[Mapping[str, Any]] = []
     plain = True
     for i, item in enumerate(messages):
@@ -182,6 +206,7 @@ class Request:
         """A chat-completions request (``messages`` plus body parameters)."""
         provider, name = resolve_model(model)
         checked, plain = _check_messages(messages)
+        _check_params(params)
         request = cls(
             provider=provider,
             model=name,
@@ -209,6 +234,7 @@ class Request:
         if "model" not in body:
             raise InvalidRequestError("'model' is required")
         params = {k: v for k, v in body.items() if k not in ("model", "messages")}
+        _check_params(params)
         if kind == "chat":
             if "messages" not in body:
                 raise InvalidRequestError("'messages' is required")
@@ -231,6 +257,37 @@ class Request:
         )
         request.plain_messages = plain
         return request
+
+
+# The types of the common body fields (null is "not given" for each): a wrong one is the
+# caller's mistake, refused here rather than forwarded and, if the upstream took it, cached
+# ("stream": "false" would otherwise read as true)
+_NUMBER_PARAMS = frozenset({"temperature", "top_p", "presence_penalty", "frequency_penalty"})
+_INT_PARAMS = frozenset({"n", "max_tokens", "max_completion_tokens", "seed", "top_logprobs"})
+_BOOL_PARAMS = frozenset({"stream", "logprobs", "parallel_tool_calls", "store"})
+
+
+def _check_params(params: Mapping[str, Any]) -> None:
+    for name, value in params.items():
+        if value is None:
+            continue
+        if name in _BOOL_PARAMS:
+            ok, what = type(value) is bool, "a boolean"
+        elif name in _INT_PARAMS:  # 5.0 is 5, as the key has it
+            ok = type(value) is int or (type(value) is float and value.is_integer())
+            what = "an integer"
+        elif name in _NUMBER_PARAMS:
+            ok = type(value) in (int, float) and math.isfinite(value)
+            what = "a number"
+        elif name == "stop":
+            ok = isinstance(value, str) or (
+                isinstance(value, list) and all(isinstance(v, str) for v in value)
+            )
+            what = "a string or a list of strings"
+        else:
+            continue
+        if not ok:
+            raise InvalidRequestError(f"{name} must be {what}, got {value!r:.80}")
 
 
 def _check_tenant(tenant: str | None) -> str | None:

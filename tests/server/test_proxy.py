@@ -236,7 +236,7 @@ async def test_admin_routes(proxy: httpx2.AsyncClient, upstream: FakeOpenAIServe
     deleted = await proxy.post(
         "/cache/delete", json={"request": BODY, "tenant": "team-a"}, headers=admin
     )
-    assert deleted.json() == {"deleted": True, "key": key}
+    assert deleted.json() == {"deleted": True, "key": key, "keys": [key]}
     await proxy.post(CHAT, json={**BODY, "cache": {"tags": ["doc:1"]}})
     invalidated = await proxy.post(
         "/cache/invalidate", json={"tag": "doc:1", "tenant": "team-a"}, headers=admin

@@ -29,7 +29,7 @@ import orjson
 from deja._async.singleflight import AsyncSingleFlight
 from deja._async.streams import AsyncBroadcast, AsyncCachedStream, OpenStream
 from deja.breaker import CircuitBreaker
-from deja.controls import CacheControl, parse_controls
+from deja.controls import CacheControl, CacheMode, in_mode, parse_controls
 from deja.entry import Entry, StoredEntry, decode, encode
 from deja.errors import (
     ConfigError,
@@ -41,7 +41,7 @@ from deja.errors import (
 from deja.keys import KEY_VERSION, KeyBuilder, explain, make_key, scope_hash, scope_prefix
 from deja.metrics import Metrics, NullMetrics
 from deja.policy import AdmissionPolicy, age, expiry, is_fresh, resolve_ttl
-from deja.request import Request
+from deja.request import Request, env_api_base, resolve_model
 from deja.result import CacheInfo, CacheResult, CacheStats, CacheStatus
 from deja.stores.base import Locking, SharedValues, Store, TagIndex, validate_ttl
 from deja.streaming import StreamAssembler, replay_chunks
@@ -116,7 +116,10 @@ class AsyncCache:
       other's prompts within about that time, and a crash loses at most that much
       (default 60, and at least 20 times as long as the last save took, so that saving a
       large index takes at most 5% of the time; ``None``: only ``close()`` and
-      :meth:`sync_semantic` save).
+      :meth:`sync_semantic` save);
+    * ``mode``: LiteLLM's cache modes: ``"default_on"`` caches every request,
+      ``"default_off"`` only those that opt in with ``use-cache: true`` (the others
+      neither read nor write it).
     """
 
     def __init__(
@@ -140,6 +143,7 @@ class AsyncCache:
         semantic: SemanticCache | None = None,
         semantic_path: str | os.PathLike[str] | None = None,
         semantic_save_interval: float | None = 60.0,
+        mode: CacheMode = "default_on",
     ) -> None:
         if store is None:
             from deja.stores.memory import MemoryStore
@@ -151,6 +155,9 @@ class AsyncCache:
             parse_controls({"namespace": namespace})  # one validation rule for namespaces
         if max_entry_bytes < 1 or compress_min_bytes < 0:
             raise ValueError("max_entry_bytes must be positive, compress_min_bytes >= 0")
+        if mode not in ("default_on", "default_off"):
+            raise ValueError(f"mode must be 'default_on' or 'default_off', got {mode!r}")
+        self.mode: CacheMode = mode
         self.store = store
         self.ttl = validate_ttl(ttl)
         self.key_prefix = key_prefix
@@ -218,7 +225,14 @@ class AsyncCache:
         namespace: str | None = None,
         **params: Any,
     ) -> str:
-        """The key of a chat request given as call arguments (for targeted deletion)."""
+        """The key of a chat request given as call arguments (for targeted deletion).
+
+        Without ``api_base``, the endpoint is the one a :class:`deja.Client` without one
+        calls: the environment's (``OPENAI_BASE_URL``...), else the provider's. A client
+        made with ``api_base=`` keys by that: pass the same here.
+        """
+        if api_base is None:
+            api_base = env_api_base(resolve_model(model)[0])
         request = Request.chat(
             model=model, messages=messages, api_base=api_base, tenant=tenant, **params
         )
@@ -297,7 +311,7 @@ class AsyncCache:
         self, request: Request, *, control: Mapping[str, Any] | CacheControl | None = None
     ) -> CacheResult:
         """Look ``request`` up. ``result.response`` is ``None`` unless it is a hit."""
-        ctl = parse_controls(control)
+        ctl = in_mode(parse_controls(control), self.mode)
         key = self.key(request, ctl)
         if ctl.no_cache:
             return self._count(CacheResult(None, CacheInfo("bypass", key)))
@@ -320,8 +334,7 @@ class AsyncCache:
 
         Returns whether it was stored. Store failures are fail-open (``False``).
         """
-        ctl = parse_controls(control)
-        self._check_control(ctl)
+        ctl = self._control(control)
         key = self.key(request, ctl)
         return await self._put(
             key, request, response, ctl, cost=self.cost(request, response), chunks=chunks
@@ -344,8 +357,7 @@ class AsyncCache:
         may return new cache options for storing it (more tags, another TTL, no-store; not
         another namespace, which would be another key): the proxy's post-LLM hooks.
         """
-        ctl = parse_controls(control)
-        self._check_control(ctl)
+        ctl = self._control(control)
         key = self.key(request, ctl)
         if ctl.no_cache:
             # skips the lookup and single-flight: the caller asked for a fresh answer
@@ -413,8 +425,7 @@ class AsyncCache:
 
         Upstream errors before the first chunk are raised here; later ones by the iterator.
         """
-        ctl = parse_controls(control)
-        self._check_control(ctl)
+        ctl = self._control(control)
         key = self.key(request, ctl)
         status: CacheStatus = "bypass"
         if not ctl.no_cache:
@@ -545,8 +556,7 @@ class AsyncCache:
                 "a response hook cannot change the namespace (the key is already chosen)",
                 option="namespace",
             )
-        self._check_control(updated)
-        return updated
+        return self._control(updated)
 
     def _forget_stream(self, key: str, broadcast: AsyncBroadcast) -> None:
         with self._streams_lock:
@@ -935,12 +945,16 @@ class AsyncCache:
         memo[key] = (data, entry)
         self._memo_bytes += size
 
-    def _check_control(self, ctl: CacheControl) -> None:
+    def _control(self, control: Mapping[str, Any] | CacheControl | None) -> CacheControl:
+        """The options of a request that stores or may store: validated, in this cache's
+        mode."""
+        ctl = in_mode(parse_controls(control), self.mode)
         if ctl.tags and not self._tags_supported:
             raise ControlError(
                 f"store {self._store_name!r} has no tag index, so entries cannot be tagged",
                 option="tags",
             )
+        return ctl
 
     def _tag_store(self) -> TagIndex:
         store = self.store

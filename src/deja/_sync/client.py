@@ -66,7 +66,7 @@ from deja.providers.gemini import (
 )
 from deja.providers.google_auth import AccessToken, ServiceAccount, parse_token_response
 from deja.providers.usage import cache_tokens, normalize_usage
-from deja.request import PROVIDER_API_BASES, Request, resolve_model
+from deja.request import PROVIDER_API_BASES, Request, env_api_base, resolve_model
 from deja.response import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse
 from deja.result import CacheInfo
 from deja.streaming import SSEDecoder
@@ -327,6 +327,36 @@ def _error_for(response: SyncHTTPResponse, provider: str) -> ProviderError:
             retry_after=_retry_after(response),
         )
     return cls(message, status_code=response.status_code, body=body, provider=provider)
+
+
+# how much of a body that carried no event is kept, to say what it was
+_NOT_A_STREAM_BYTES = 2048
+
+
+def _finishes(event: Any) -> bool:
+    """Whether an OpenAI chunk ends a choice (a finish reason)."""
+    choices = event.get("choices") if isinstance(event, dict) else None
+    return isinstance(choices, list) and any(
+        isinstance(c, dict) and c.get("finish_reason") is not None for c in choices
+    )
+
+
+def _not_a_stream(start: bytes, headers: Mapping[str, str], provider: str) -> ProviderError:
+    """The error for a streamed answer that carried no event: the upstream's own error if
+    it sent one as JSON, else what it sent instead."""
+    try:
+        body: Any = orjson.loads(start) if start else None
+    except orjson.JSONDecodeError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        message = body["error"].get("message", "")
+        return ProviderError(f"upstream stream failed: {message}", body=body, provider=provider)
+    kind = headers.get("content-type") or "no content type"
+    return ProviderError(
+        f"upstream answered a stream request without any event ({kind}, {len(start)} bytes"
+        f"{' or more' if len(start) >= _NOT_A_STREAM_BYTES else ''})",
+        provider=provider,
+    )
 
 
 class ChatCompletionStream:
@@ -716,7 +746,7 @@ class Client:
             raise InvalidRequestError(f"deja calls {provider} for chat completions only")
         headers = self._headers(provider, api_key, extra_headers or {})
         url = self._url(provider, url_base, body, path)
-        return self._open_stream(url, body, headers, seconds, provider)
+        return self._open_stream(url, body, headers, seconds, provider, openai_chunks=True)
 
     def close(self) -> None:
         """Close the HTTP client deja created (not one you passed in)."""
@@ -888,7 +918,7 @@ class Client:
         payload["stream_options"] = {**options, "include_usage": True}
         headers = self._headers(provider, api_key, extra_headers)
         url = self._url(provider, url_base, payload, "/chat/completions")
-        events = self._open_stream(url, payload, headers, timeout, provider)
+        events = self._open_stream(url, payload, headers, timeout, provider, openai_chunks=True)
 
         def accounted() -> SyncChunkStream:
             try:
@@ -1233,17 +1263,7 @@ class Client:
                 f"provider {provider!r} does not speak the OpenAI wire format; "
                 "its adapter is not part of this client yet"
             )
-        base = api_base or self.api_base
-        if base is None and provider == "openai":
-            base = os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE")
-        if base is None:  # LiteLLM's convention: DEEPSEEK_API_BASE, ANTHROPIC_API_BASE...
-            base = os.environ.get(f"{provider.upper()}_API_BASE")
-        if base is None and provider == "vertex_ai":
-            base = os.environ.get("VERTEXAI_API_BASE")
-        if base is None and provider == "bedrock":  # the AWS SDKs' endpoint variables
-            base = os.environ.get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME") or os.environ.get(
-                "AWS_ENDPOINT_URL"
-            )
+        base = api_base or self.api_base or env_api_base(provider)
         if base is None:
             base = PROVIDER_API_BASES.get(provider)
         if base is None and provider in _REGIONAL:
@@ -1413,10 +1433,15 @@ class Client:
         provider: str,
         *,
         framing: Callable[[], EventDecoder] = SSEDecoder,
+        openai_chunks: bool = False,
     ) -> SyncChunkStream:
         """Send ``payload``; the events of the streamed answer, decoded by ``framing``
-        (server-sent events by default; AWS's binary event stream for Bedrock)."""
-        _, events = self._open_events(url, payload, headers, timeout, provider, framing=framing)
+        (server-sent events by default; AWS's binary event stream for Bedrock).
+        ``openai_chunks``: the events are OpenAI chunks, and a stream that stops before a
+        finish reason or ``[DONE]`` broke off."""
+        _, events = self._open_events(
+            url, payload, headers, timeout, provider, framing=framing, openai_chunks=openai_chunks
+        )
         return events
 
     def _open_stream_with_id(
@@ -1442,14 +1467,19 @@ class Client:
         provider: str,
         *,
         framing: Callable[[], EventDecoder],
+        openai_chunks: bool = False,
     ) -> tuple[Mapping[str, str], SyncChunkStream]:
         content = payload if isinstance(payload, bytes) else orjson.dumps(payload)
         response = self._send(url, content, headers, timeout, provider, stream=True)
 
         def chunks() -> SyncChunkStream:
             decoder = framing()
+            start = b""  # the body's start while no event came: what the upstream sent instead
+            seen = finished = False
             try:
                 for data in response.iter_bytes():
+                    if not seen and len(start) < _NOT_A_STREAM_BYTES:
+                        start += data
                     for event in decoder.feed(data):
                         if event == "[DONE]":
                             return
@@ -1459,6 +1489,8 @@ class Client:
                                 body=event,
                                 provider=provider,
                             )
+                        seen = True
+                        finished = finished or (openai_chunks and _finishes(event))
                         yield event
             except httpx2.TransportError as exc:
                 raise UpstreamConnectionError(
@@ -1466,5 +1498,12 @@ class Client:
                 ) from exc
             finally:
                 response.close()
+            if not seen:
+                raise _not_a_stream(start, response.headers, provider)
+            if openai_chunks and not finished:
+                raise UpstreamConnectionError(
+                    f"stream from {url} ended before its last chunk (no finish reason, no [DONE])",
+                    provider=provider,
+                )
 
         return response.headers, chunks()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deja._sync.cache import Cache
-from deja.controls import CacheControl, parse_controls
+from deja.controls import CacheControl, in_mode, parse_controls
 from deja.errors import InvalidRequestError, ProviderError
 from deja.request import Request
 from deja.result import CacheInfo, CacheStatus
@@ -33,6 +33,9 @@ class EmbeddingBatch:
     model: str
     usage: dict[str, int]
     info: CacheInfo
+    # how many of the items came from the cache (``info.status`` is "hit" only when all
+    # did, "miss" when any was fetched)
+    cached: int = 0
 
     def response(self, *, encoding_format: str | None = None) -> dict[str, Any]:
         """An OpenAI embeddings body; ``base64`` encodes the vectors as float32 bytes."""
@@ -105,7 +108,7 @@ def cached_embeddings(
     Each stored item gets its share of the batch's tokens, by length, so a later hit on it
     reports a fair saving.
     """
-    ctl = parse_controls(control)
+    ctl = parse_controls(control) if cache is None else in_mode(parse_controls(control), cache.mode)
     requests = [
         Request.from_body(
             {**params, "model": model, "input": item},
@@ -158,4 +161,5 @@ def cached_embeddings(
         status = "bypass"
     info = CacheInfo(status, "", cost_usd=cost, saved_usd=saved)
     done = [v for v in vectors if v is not None]
-    return EmbeddingBatch(vectors=done, model=upstream_model, usage=usage, info=info)
+    cached = 0 if status == "bypass" else len(vectors) - len(missing)
+    return EmbeddingBatch(vectors=done, model=upstream_model, usage=usage, info=info, cached=cached)

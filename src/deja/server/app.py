@@ -82,12 +82,15 @@ class Route:
     options: tuple[dict[str, Any], ...]
 
 
-def _cache_headers(info: CacheInfo) -> list[tuple[bytes, bytes]]:
+def _cache_headers(info: CacheInfo, *, cost_known: bool = True) -> list[tuple[bytes, bytes]]:
+    """The cache's response headers. ``cost_known=False`` (a stream fetched upstream: its
+    headers leave before its usage arrives) leaves the cost out rather than say 0."""
     headers = [
         (b"x-deja-cache", info.status.encode()),
         (b"x-deja-cache-key", info.key.encode()),
-        (b"x-deja-cost-usd", f"{info.cost_usd:.8f}".encode()),
     ]
+    if cost_known:
+        headers.append((b"x-deja-cost-usd", f"{info.cost_usd:.8f}".encode()))
     if info.saved_usd:
         headers.append((b"x-deja-saved-usd", f"{info.saved_usd:.8f}".encode()))
     if info.similarity is not None:
@@ -95,6 +98,9 @@ def _cache_headers(info: CacheInfo) -> list[tuple[bytes, bytes]]:
     if info.age is not None:
         headers.append((b"age", str(int(info.age)).encode()))
     return headers
+
+
+_SERVED = frozenset({"hit", "semantic_hit"})
 
 
 def _failover_worthy(exc: ProviderError) -> bool:
@@ -435,7 +441,8 @@ class ProxyApp:
             {
                 "type": "http.response.start",
                 "status": 200,
-                "headers": _SSE_HEADERS + _cache_headers(stream.info),
+                "headers": _SSE_HEADERS
+                + _cache_headers(stream.info, cost_known=stream.info.status in _SERVED),
             }
         )
         try:
@@ -492,7 +499,14 @@ class ProxyApp:
         except Exception as exc:
             raise _http_error(exc) from exc
         await send_json(
-            send, 200, batch.response(encoding_format=encoding), _cache_headers(batch.info)
+            send,
+            200,
+            batch.response(encoding_format=encoding),
+            # a batch part served, part fetched is a "miss": say how much was served
+            [
+                *_cache_headers(batch.info),
+                (b"x-deja-cached-items", f"{batch.cached}/{len(batch.vectors)}".encode()),
+            ],
         )
 
     # -- plain routes ---------------------------------------------------------------------
@@ -603,7 +617,27 @@ class ProxyApp:
         cache = self._admin(scope)
         return cache, await self._json_body(scope, receive)
 
-    def _admin_request(self, body: Mapping[str, Any]) -> tuple[Request, CacheControl]:
+    def _admin_answer(self, cache: AsyncCache, answer: dict[str, Any]) -> dict[str, Any]:
+        """An admin change's answer, saying so when it reached this worker's cache only."""
+        if multiprocess() and cache.store.name == "memory":
+            answer["warning"] = (
+                "in-memory cache with several workers: only the worker that answered was"
+                " changed (use a shared store: disk, redis, s3)"
+            )
+        return answer
+
+    def _admin_tenants(self, body: Mapping[str, Any]) -> tuple[str | None, ...]:
+        """The tenant an admin call names, or, when it names none, every tenant."""
+        tenant = body.get("tenant")
+        if tenant is not None and not isinstance(tenant, str):
+            raise HTTPError(400, "'tenant' must be a string", param="tenant")
+        return (tenant,) if tenant is not None else self.auth.tenants
+
+    async def _admin_request(
+        self, body: Mapping[str, Any], tenant: str | None
+    ) -> tuple[Request, CacheControl]:
+        """The request an admin call describes, as ``tenant`` would have sent it: through
+        the pre-LLM hooks, which may change what is keyed."""
         request_body = body.get("request")
         if not isinstance(request_body, dict):
             raise HTTPError(
@@ -613,10 +647,11 @@ class ProxyApp:
             )
         request_body = dict(request_body)
         route = self._route(request_body, _ADMIN_CALLER)
-        tenant = body.get("tenant")
-        if tenant is not None and not isinstance(tenant, str):
-            raise HTTPError(400, "'tenant' must be a string", param="tenant")
         ctl = parse_controls(request_body.pop("cache", None))
+        try:
+            request_body = await self._pre_llm(request_body)
+        except HookError as exc:
+            raise _http_error(exc) from exc
         deployment = route.deployments[0]
         kind: RequestKind = "chat" if "messages" in request_body else "completion"
         request = Request.from_body(
@@ -632,34 +667,46 @@ class ProxyApp:
         try:
             if isinstance(body.get("key"), str):
                 key = body["key"]
-            else:
-                request, ctl = self._admin_request(body)
-                key = cache.key(request, ctl)
-            deleted = await cache.delete(key)
+                deleted = await cache.delete(key)
+                await send_json(
+                    send, 200, self._admin_answer(cache, {"deleted": deleted, "key": key})
+                )
+                return
+            # a request without a tenant: its entry for every tenant
+            keys = []
+            for tenant in self._admin_tenants(body):
+                request, ctl = await self._admin_request(body, tenant)
+                keys.append(cache.key(request, ctl))
+            gone = [key for key in keys if await cache.delete(key)]
         except (InvalidRequestError, ControlError) as exc:
             raise HTTPError(400, str(exc)) from None
         except StoreError as exc:
             raise HTTPError(503, str(exc)) from None
-        await send_json(send, 200, {"deleted": deleted, "key": key})
+        key = gone[0] if gone else keys[0]
+        answer = {"deleted": bool(gone), "key": key, "keys": gone}
+        await send_json(send, 200, self._admin_answer(cache, answer))
 
     async def _admin_invalidate(self, scope: Scope, receive: Receive, send: Send) -> None:
         cache, body = await self._admin_body(scope, receive)
-        tag, namespace, tenant = body.get("tag"), body.get("namespace"), body.get("tenant")
-        for name, value in (("tag", tag), ("namespace", namespace), ("tenant", tenant)):
+        tag, namespace = body.get("tag"), body.get("namespace")
+        for name, value in (("tag", tag), ("namespace", namespace)):
             if value is not None and not isinstance(value, str):
                 raise HTTPError(400, f"'{name}' must be a string", param=name)
+        tenants = self._admin_tenants(body)  # none named: every tenant's entries
         try:
-            if tag is not None:
-                deleted = await cache.delete_tag(tag, namespace=namespace, tenant=tenant)
-            elif namespace is not None:
-                deleted = await cache.clear(namespace=namespace, tenant=tenant)
-            else:
-                raise HTTPError(400, "give 'tag' or 'namespace' (and optionally 'tenant')")
+            deleted = 0
+            for tenant in tenants:
+                if tag is not None:
+                    deleted += await cache.delete_tag(tag, namespace=namespace, tenant=tenant)
+                elif namespace is not None:
+                    deleted += await cache.clear(namespace=namespace, tenant=tenant)
+                else:
+                    raise HTTPError(400, "give 'tag' or 'namespace' (and optionally 'tenant')")
         except ControlError as exc:
             raise HTTPError(400, str(exc)) from None
         except StoreError as exc:
             raise HTTPError(503, str(exc)) from None
-        await send_json(send, 200, {"deleted": deleted})
+        await send_json(send, 200, self._admin_answer(cache, {"deleted": deleted}))
 
     async def _admin_flush(self, scope: Scope, receive: Receive, send: Send) -> None:
         cache = self._admin(scope)
@@ -667,14 +714,15 @@ class ProxyApp:
             deleted = await cache.clear()
         except StoreError as exc:
             raise HTTPError(503, str(exc)) from None
-        await send_json(send, 200, {"deleted": deleted, "key_prefix": cache.key_prefix})
+        answer = {"deleted": deleted, "key_prefix": cache.key_prefix}
+        await send_json(send, 200, self._admin_answer(cache, answer))
 
     async def _admin_explain(self, scope: Scope, receive: Receive, send: Send) -> None:
         cache, body = await self._admin_body(scope, receive)
         if "request" not in body:
             body = {"request": body}
         try:
-            request, ctl = self._admin_request(body)
+            request, ctl = await self._admin_request(body, self._admin_tenants(body)[0])
             explained = cache.explain(request, ctl)
         except (InvalidRequestError, ControlError, KeyBuilderError) as exc:
             raise HTTPError(400, str(exc)) from None
@@ -785,7 +833,8 @@ def _http_error(exc: Exception) -> HTTPError:
     if isinstance(exc, UpstreamConnectionError):
         return HTTPError(502, str(exc), code="upstream_unreachable")
     if isinstance(exc, ProviderError):
-        status = exc.status_code or 502
+        # an upstream that answered 2xx with something unusable is a bad gateway, not a 200
+        status = exc.status_code if exc.status_code and exc.status_code >= 400 else 502
         body = (
             orjson.dumps(exc.body) if isinstance(exc.body, dict) and "error" in exc.body else None
         )

@@ -43,6 +43,12 @@ class Auth:
         self._admin = Caller(tenant=None, models=(), is_admin=True)
 
     @property
+    def tenants(self) -> tuple[str | None, ...]:
+        """Every tenant a caller can have: ``None`` (the master key's, or everyone's when
+        auth is off) and each virtual key's."""
+        return (None, *dict.fromkeys(c.tenant for _, c in self._keys if c.tenant is not None))
+
+    @property
     def enabled(self) -> bool:
         """False when no master key is configured: every caller is one anonymous tenant."""
         return self._master is not None

@@ -1,0 +1,305 @@
+"""The proxy where a user's mistake or an upstream's misbehaviour meets it: LiteLLM's
+``default_off`` mode, admin calls without a tenant or through hooks, upstreams that answer
+2xx with something unusable, ill-typed request fields, and the headers of partial answers."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import orjson
+import pytest
+
+import deja
+from deja.config import build_cache, parse_config
+from deja.testing import FakeOpenAIServer
+from tests.server.conftest import MASTER, TEAM_A, TEAM_B, proxy_config
+
+CHAT = "/v1/chat/completions"
+BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Capital of Peru?"}]}
+ADMIN = {"authorization": f"Bearer {MASTER}"}
+
+
+def as_team(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+async def test_default_off_caches_only_the_requests_that_opt_in(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient]
+) -> None:
+    config = proxy_config(upstream)
+    del config["caching"]
+    config["litellm_settings"] = {
+        "cache": True,
+        "cache_params": {"type": "local", "mode": "default_off"},
+    }
+    async with make_proxy(config) as proxy:
+        plain = [await proxy.post(CHAT, json=BODY) for _ in range(2)]
+        assert [r.headers["x-deja-cache"] for r in plain] == ["bypass", "bypass"]
+        opted = {**BODY, "cache": {"use-cache": True}}
+        answers = [await proxy.post(CHAT, json=opted) for _ in range(2)]
+        assert [r.headers["x-deja-cache"] for r in answers] == ["miss", "hit"]
+        # and what a plain request fetched was not stored for the opted-in ones either
+        assert upstream.count(CHAT) == 3
+
+
+def test_default_off_in_the_library() -> None:
+    cache = deja.Cache(mode="default_off")
+    request = deja.Request.chat(model="gpt-4o", messages=BODY["messages"])
+    response = {
+        "id": "x",
+        "object": "chat.completion",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Lima."},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+    }
+    assert cache.put(request, response) is False
+    assert cache.get(request).info.status == "bypass"
+    assert cache.put(request, response, control={"use-cache": True}) is True
+    assert cache.get(request, control={"use-cache": True}).info.status == "hit"
+    with pytest.raises(ValueError, match="mode"):
+        deja.Cache(mode="sometimes")  # type: ignore[arg-type]
+
+
+async def test_invalidation_without_a_tenant_reaches_every_tenant(
+    proxy: httpx2.AsyncClient, upstream: FakeOpenAIServer
+) -> None:
+    tagged = {**BODY, "cache": {"tags": ["doc:42"]}}
+    spaced = {**BODY, "cache": {"namespace": "faq-v2"}}
+    for key in (TEAM_A, TEAM_B):
+        for body in (tagged, spaced):
+            assert (await proxy.post(CHAT, json=body, headers=as_team(key))).status_code == 200
+    by_tag = await proxy.post("/cache/invalidate", json={"tag": "doc:42"}, headers=ADMIN)
+    assert by_tag.json() == {"deleted": 2}
+    by_space = await proxy.post("/cache/invalidate", json={"namespace": "faq-v2"}, headers=ADMIN)
+    assert by_space.json() == {"deleted": 2}
+    for key in (TEAM_A, TEAM_B):
+        for body in (tagged, spaced):
+            again = await proxy.post(CHAT, json=body, headers=as_team(key))
+            assert again.headers["x-deja-cache"] == "miss"
+    # one tenant named: that tenant's only
+    one = await proxy.post(
+        "/cache/invalidate", json={"tag": "doc:42", "tenant": "team-b"}, headers=ADMIN
+    )
+    assert one.json() == {"deleted": 1}
+    kept = await proxy.post(CHAT, json=tagged, headers=as_team(TEAM_A))
+    assert kept.headers["x-deja-cache"] == "hit"
+
+
+async def test_delete_by_request_without_a_tenant_deletes_each_tenants_entry(
+    proxy: httpx2.AsyncClient,
+) -> None:
+    keys = []
+    for key in (TEAM_A, TEAM_B):
+        keys.append(
+            (await proxy.post(CHAT, json=BODY, headers=as_team(key))).headers["x-deja-cache-key"]
+        )
+    deleted = (await proxy.post("/cache/delete", json={"request": BODY}, headers=ADMIN)).json()
+    assert deleted["deleted"] is True and sorted(deleted["keys"]) == sorted(keys)
+    for key in (TEAM_A, TEAM_B):
+        answer = await proxy.post(CHAT, json=BODY, headers=as_team(key))
+        assert answer.headers["x-deja-cache"] == "miss"
+    nothing = (
+        await proxy.post("/cache/delete", json={"request": {**BODY, "seed": 7}}, headers=ADMIN)
+    ).json()
+    assert nothing["deleted"] is False and nothing["keys"] == []
+
+
+async def test_admin_requests_go_through_the_pre_llm_hooks(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient], tmp_path: Path
+) -> None:
+    (tmp_path / "brief.py").write_text(
+        "def pre(request):\n"
+        "    request['messages'] = [{'role': 'system', 'content': 'Be brief.'}]"
+        " + request['messages']\n"
+        "    return request\n"
+    )
+    config = proxy_config(upstream, hooks=[{"path": "brief.py", "async_pre_llm_hook": "pre"}])
+    async with make_proxy(config) as proxy:
+        key = (await proxy.post(CHAT, json=BODY)).headers["x-deja-cache-key"]
+        explained = await proxy.post(
+            "/cache/explain", json={"request": BODY, "tenant": "team-a"}, headers=ADMIN
+        )
+        assert explained.json()["key"] == key
+        deleted = await proxy.post(
+            "/cache/delete", json={"request": BODY, "tenant": "team-a"}, headers=ADMIN
+        )
+        assert deleted.json()["deleted"] is True and deleted.json()["key"] == key
+        assert (await proxy.post(CHAT, json=BODY)).headers["x-deja-cache"] == "miss"
+
+
+class _Misbehaving(BaseHTTPRequestHandler):
+    """Answers every POST 200 with what ``server.answer`` says: ``html``, or ``cut`` (an
+    event stream that ends cleanly before any finish reason or ``[DONE]``)."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        kind = self.server.answer  # type: ignore[attr-defined]
+        if kind == "html":
+            body, ctype = b"<html><body>Gateway login</body></html>", "text/html"
+        else:
+            chunk = {
+                "id": "c1",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": "gpt-4o",
+                "choices": [{"index": 0, "delta": {"content": "Li"}, "finish_reason": None}],
+            }
+            body, ctype = b"data: " + orjson.dumps(chunk) + b"\n\n", "text/event-stream"
+        self.send_response(200)
+        self.send_header("content-type", ctype)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def misbehaving() -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Misbehaving)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _pointed_at(upstream: FakeOpenAIServer, server: ThreadingHTTPServer) -> dict[str, Any]:
+    config = proxy_config(upstream)
+    base = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    config["model_list"][0]["litellm_params"]["api_base"] = base
+    return config
+
+
+async def test_a_2xx_that_is_not_an_answer_is_a_bad_gateway(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    misbehaving: ThreadingHTTPServer,
+) -> None:
+    misbehaving.answer = "html"  # type: ignore[attr-defined]
+    async with make_proxy(_pointed_at(upstream, misbehaving)) as proxy:
+        plain = await proxy.post(CHAT, json=BODY)
+        assert plain.status_code == 502
+        assert plain.json()["error"]["type"] == "server_error"
+        streamed = await proxy.post(CHAT, json={**BODY, "stream": True})
+        assert streamed.status_code == 502
+        assert "without any event" in streamed.json()["error"]["message"]
+        assert "text/html" in streamed.json()["error"]["message"]
+
+
+async def test_a_stream_answered_with_json_reports_the_upstream_error(
+    upstream: FakeOpenAIServer, proxy: httpx2.AsyncClient
+) -> None:
+    upstream.fail_next(200, body={"error": {"message": "quota exhausted", "type": "x"}})
+    streamed = await proxy.post(CHAT, json={**BODY, "stream": True})
+    assert streamed.status_code == 502
+    assert "quota exhausted" in streamed.json()["error"]["message"]
+    upstream.fail_next(200, body={"id": "x", "object": "chat.completion", "choices": []})
+    streamed = await proxy.post(CHAT, json={**BODY, "stream": True})
+    assert streamed.status_code == 502
+
+
+async def test_a_stream_that_ends_before_its_last_chunk_ends_in_an_error_event(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    misbehaving: ThreadingHTTPServer,
+) -> None:
+    misbehaving.answer = "cut"  # type: ignore[attr-defined]
+    async with make_proxy(_pointed_at(upstream, misbehaving)) as proxy:
+        streamed = await proxy.post(CHAT, json={**BODY, "stream": True})
+        assert streamed.status_code == 200  # the first chunk went out before the end
+        events = [e for e in streamed.text.split("\n\n") if e]
+        assert events[0].startswith("data: {") and '"Li"' in events[0]
+        assert "ended before its last chunk" in events[-1] and events[-1] != "data: [DONE]"
+        again = await proxy.post(CHAT, json={**BODY, "stream": True})
+        assert again.headers["x-deja-cache"] == "miss"  # nothing was stored
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("stream", "false"),
+        ("temperature", "hot"),
+        ("max_tokens", 1.5),
+        ("n", True),
+        ("stop", 5),
+        ("messages", []),
+    ],
+)
+async def test_ill_typed_fields_are_a_400(
+    proxy: httpx2.AsyncClient, upstream: FakeOpenAIServer, field: str, value: Any
+) -> None:
+    answer = await proxy.post(CHAT, json={**BODY, field: value})
+    assert answer.status_code == 400, answer.text
+    assert field.rstrip("s") in answer.json()["error"]["message"]
+    assert upstream.count(CHAT) == 0
+
+
+def test_ill_typed_fields_are_a_typed_error_in_the_library() -> None:
+    with pytest.raises(deja.InvalidRequestError, match="temperature"):
+        deja.Request.chat(model="gpt-4o", messages=BODY["messages"], temperature="hot")
+    assert deja.Request.chat(model="gpt-4o", messages=BODY["messages"], temperature=None)
+
+
+async def test_a_streamed_miss_leaves_its_unknown_cost_out(proxy: httpx2.AsyncClient) -> None:
+    first = await proxy.post(CHAT, json={**BODY, "stream": True})
+    second = await proxy.post(CHAT, json={**BODY, "stream": True})
+    assert first.headers["x-deja-cache"] == "miss" and "x-deja-cost-usd" not in first.headers
+    assert second.headers["x-deja-cache"] == "hit" and second.headers["x-deja-cost-usd"] == (
+        "0.00000000"
+    )
+
+
+async def test_embeddings_say_how_many_items_came_from_the_cache(
+    proxy: httpx2.AsyncClient,
+) -> None:
+    body = {"model": "text-embedding-3-small", "input": ["a", "b"]}
+    first = await proxy.post("/v1/embeddings", json=body)
+    assert first.headers["x-deja-cached-items"] == "0/2"
+    more = await proxy.post("/v1/embeddings", json={**body, "input": ["a", "b", "c"]})
+    assert more.headers["x-deja-cache"] == "miss" and more.headers["x-deja-cached-items"] == "2/3"
+
+
+async def test_admin_changes_warn_when_they_reach_one_workers_memory(
+    proxy: httpx2.AsyncClient, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from deja.server import workers
+
+    monkeypatch.setenv(workers.MULTIPROC_ENV, str(tmp_path))
+    flushed = (await proxy.post("/cache/flush", headers=ADMIN)).json()
+    assert "only the worker that answered" in flushed["warning"]
+
+
+def test_a_disk_directory_that_cannot_be_made_is_a_config_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    settings = parse_config(
+        {"caching": {"type": "disk", "directory": str(blocker / "cache")}}, base_dir=tmp_path
+    )
+    with pytest.raises(deja.ConfigError, match="cannot create the disk cache directory"):
+        build_cache(settings)
+
+
+def test_key_for_keys_the_endpoint_a_client_calls(
+    upstream: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", upstream.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-up")
+    cache = deja.Cache()
+    with deja.Client(cache=cache, max_retries=0) as client:
+        client.completion(model="gpt-4o", messages=BODY["messages"], temperature=0)
+        key = cache.key_for(model="gpt-4o", messages=BODY["messages"], temperature=0)
+        assert cache.delete(key) is True
+        again = client.completion(model="gpt-4o", messages=BODY["messages"], temperature=0)
+        assert again.cache.status == "miss"
