@@ -1120,3 +1120,50 @@ def test_injection_points_take_last_and_ttl(tmp_path: Path) -> None:
     assert config_error(
         tmp_path, "cache_control_injection_points: [{location: message, ttl: 2h}]"
     ).path == ("cache_control_injection_points[0].ttl")
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ({"port": "abc"}, "caching.port: expected a port number 1-65535, got 'abc'"),
+        ({"port": 0}, "caching.port: expected a port number 1-65535, got 0"),
+        (
+            {"redis_startup_nodes": ["a:7001", "b:x"]},
+            "caching.redis_startup_nodes[1]: expected 'host:port', [host, port] or"
+            " {host, port} with a port 1-65535, got 'b:x'",
+        ),
+        (
+            {"sentinel_nodes": [{"port": 26379}], "service_name": "m"},
+            "caching.sentinel_nodes[0]: expected 'host:port', [host, port] or"
+            " {host, port} with a port 1-65535, got a mapping",
+        ),
+    ],
+)
+def test_redis_address_errors_show_the_value_once(
+    tmp_path: Path, block: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse({"caching": {"type": "redis", **block}}, tmp_path)
+    assert str(info.value) == message
+    assert str(info.value).count("got") == 1
+
+
+def test_a_redis_port_from_the_environment_stays_hidden(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse(
+            {"caching": {"type": "redis", "port": "os.environ/REDIS_PORT"}},
+            tmp_path,
+            environ={"REDIS_PORT": "s3cr3t"},
+        )
+    assert "s3cr3t" not in str(info.value)
+    assert str(info.value).count("got") == 1
+
+
+def test_valid_redis_addresses_are_normalized(tmp_path: Path) -> None:
+    settings = parse(
+        {"caching": {"type": "redis", "port": "6380", "startup_nodes": ["a:7001", ["b", 7002]]}},
+        tmp_path,
+    )
+    assert settings.caching is not None
+    assert settings.caching.options["port"] == 6380
+    assert settings.caching.options["startup_nodes"] == [("a", 7001), ("b", 7002)]

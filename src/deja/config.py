@@ -524,17 +524,39 @@ def _redis_factory(options: Mapping[str, object]) -> Store:
         raise ConfigError(f"redis: {exc}") from None
 
 
+class _ItemError(ValueError):
+    """A validator's reason that concerns item ``index`` of a list option."""
+
+    def __init__(self, reason: str, *, index: int) -> None:
+        super().__init__(reason)
+        self.index = index
+
+
+# The redis parsers' messages name the rejected value; a validator gives only the reason,
+# since _option_value adds the value (hidden when it is secret or read from the environment).
 def _redis_port(value: Any) -> object:
     # LiteLLM configs often quote the port ("6379"), or read it from the environment.
     from deja.stores.redis import parse_port
 
-    return parse_port(value)
+    try:
+        return parse_port(value)
+    except ValueError:
+        raise ValueError("expected a port number 1-65535") from None
 
 
 def _redis_nodes(value: Any) -> object:
     from deja.stores.redis import parse_nodes
 
-    return list(parse_nodes(value))
+    nodes: list[tuple[str, int]] = []
+    for index, spec in enumerate(value):
+        try:
+            nodes.extend(parse_nodes([spec]))
+        except ValueError:
+            raise _ItemError(
+                "expected 'host:port', [host, port] or {host, port} with a port 1-65535",
+                index=index,
+            ) from None
+    return nodes
 
 
 def _tiered_factory(options: Mapping[str, object]) -> Store:
@@ -1082,11 +1104,14 @@ def load_config(
     *,
     environ: Mapping[str, str] | None = None,
     registry: CacheTypeRegistry | None = None,
+    log_warnings: bool = True,
 ) -> Settings:
     """Read, validate and return the configuration in the YAML file at ``path``.
 
     Relative paths inside it are resolved against the file's directory. Start-up warnings
-    are logged once each at WARNING. Raises :class:`~deja.errors.ConfigError` (with the
+    are logged once each at WARNING, unless ``log_warnings`` is false (for a process that
+    loads a file another one has already validated and warned about; the warnings are in
+    :attr:`Settings.warnings` either way). Raises :class:`~deja.errors.ConfigError` (with the
     file and line for unreadable files and YAML syntax errors, the YAML path otherwise).
     """
     file = Path(path)
@@ -1113,8 +1138,9 @@ def load_config(
     settings = parse_config(
         data, base_dir=file.parent.absolute(), environ=environ, registry=registry
     )
-    for warning in settings.warnings:
-        logger.warning("%s: %s", file, warning)
+    if log_warnings:
+        for warning in settings.warnings:
+            logger.warning("%s: %s", file, warning)
     return settings
 
 
@@ -2107,6 +2133,12 @@ def _option_value(option: Option, value: object, path: str, ctx: _Context) -> ob
         return typed
     try:
         return option.validator(typed)
+    except _ItemError as exc:
+        item = _at(path, exc.index)
+        rejected = typed[exc.index] if isinstance(typed, list) else typed
+        raise ConfigError(
+            f"{exc}, got {_shown(rejected, item, ctx, secret=option.secret)}", path=item
+        ) from None
     except ValueError as exc:
         raise ConfigError(
             f"{exc}, got {_shown(value, path, ctx, secret=option.secret)}", path=path

@@ -275,13 +275,20 @@ class ProxyApp:
         return route
 
     def _controls(self, scope: Scope, body: dict[str, Any]) -> CacheControl:
+        options = body.pop("cache", None)
         try:
-            from_body = parse_controls(body.pop("cache", None))
-            return merge(from_header(header(scope, b"cache-control")), from_body)
+            from_body = parse_controls(options)
         except ControlError as exc:
+            # An option inside the object is cache.<name>; a "cache" that is not an object
+            # (which parse_controls names "cache" too) is the field itself.
+            inside = exc.option is not None and isinstance(options, Mapping)
             raise HTTPError(
-                400, str(exc), param=f"cache.{exc.option}" if exc.option else "cache"
+                400, str(exc), param=f"cache.{exc.option}" if inside else "cache"
             ) from None
+        try:
+            return merge(from_header(header(scope, b"cache-control")), from_body)
+        except ControlError as exc:  # a Cache-Control header, not a body parameter
+            raise HTTPError(400, str(exc)) from None
 
     async def _pre_llm(self, body: dict[str, Any]) -> dict[str, Any]:
         for name, hook in self._pre_hooks:
@@ -319,19 +326,22 @@ class ProxyApp:
 
     async def _call(self, route: Route, path: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         last: ProviderError | None = None
+        remaining = len(route.deployments)
         for deployment, options in zip(route.deployments, route.options, strict=True):
+            remaining -= 1
             try:
                 return await self.client.arequest(path, payload, **options)
             except ProviderError as exc:
                 if not _failover_worthy(exc):
                     raise
                 last = exc
-                logger.warning(
-                    "deployment %s of %s failed (%s); trying the next",
-                    deployment.model,
-                    route.name,
-                    type(exc).__name__,
-                )
+                if remaining:  # the last one's error is the answer: there is no next
+                    logger.warning(
+                        "deployment %s of %s failed (%s); trying the next",
+                        deployment.model,
+                        route.name,
+                        type(exc).__name__,
+                    )
         assert last is not None  # a route has at least one deployment
         raise last
 

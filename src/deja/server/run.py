@@ -1,8 +1,9 @@
 """Running the proxy: ``deja serve --config config.yaml`` (uvicorn, uvloop + httptools).
 
 The configuration is validated in the parent process before any worker starts, so a bad
-file exits non-zero with the YAML path in the message; each worker then builds its own
-app from the same file (``DEJA_CONFIG``).
+file exits non-zero with the YAML path in the message, and the start-up warnings are logged
+there, once; each worker then builds its own app from the same file (``DEJA_CONFIG``)
+without repeating them.
 """
 
 from __future__ import annotations
@@ -23,18 +24,21 @@ CONFIG_ENV = "DEJA_CONFIG"
 
 
 def app_from_env() -> ProxyApp:
-    """The ASGI app for the configuration named by ``DEJA_CONFIG`` (a uvicorn factory)."""
+    """The ASGI app for the configuration named by ``DEJA_CONFIG`` (a uvicorn factory).
+
+    :func:`serve` has validated the file and logged its warnings: they are not repeated
+    here, where every worker would log them again.
+    """
     path = os.environ.get(CONFIG_ENV)
     if not path:
         raise RuntimeError(
             f"{CONFIG_ENV} is not set; start the proxy with `deja serve --config FILE`"
         )
-    return ProxyApp(load_config(path))
+    return ProxyApp(load_config(path, log_warnings=False))
 
 
 def _warn_about(settings: Settings, workers: int) -> None:
-    for warning in settings.warnings:
-        logger.warning("%s", warning)
+    # The configuration's own warnings were logged by load_config; these concern workers.
     if workers > 1 and settings.caching is not None and settings.caching.type == "memory":
         logger.warning(
             "%d workers with an in-memory cache: each worker has its own cache "
