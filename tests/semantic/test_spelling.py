@@ -10,7 +10,7 @@ import deja
 from deja.semantic import SemanticCache
 from deja.semantic.decision import decide
 from deja.semantic.guards import signature
-from deja.semantic.guards.spelling import misspelt, same_words, symbols_of
+from deja.semantic.guards.spelling import abbreviated, misspelt, same_words, symbols_of, variant
 from deja.semantic.verifier import Verifier
 from tests.helpers import chat_request, chat_response
 
@@ -225,3 +225,60 @@ def test_pleasantries_inside_a_request_count() -> None:
 def test_two_unknown_words_are_a_slip_only_from_the_same_first_letter() -> None:
     assert not misspelt("lapply", "sapply")  # two functions of R
     assert misspelt("varroa", "varoa")
+
+
+@pytest.mark.parametrize(
+    ("x", "y"),
+    [
+        ("colour", "color"),
+        ("centre", "center"),
+        ("travelled", "traveled"),
+        ("catalogue", "catalog"),
+        ("practise", "practice"),
+        ("organise", "organize"),
+        ("paediatric", "pediatric"),
+    ],
+)
+def test_british_and_american_spellings_are_one_word(x: str, y: str) -> None:
+    assert variant(x, y) and variant(y, x)
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "same"),
+    [
+        ("acct", "account", True),
+        ("appt", "appointment", True),
+        ("divin", "diving", True),
+        ("uni", "united", False),  # a word of its own
+        ("bat", "boat", False),  # both words
+        ("cnt", "account", False),  # another first letter
+        ("form", "from", False),
+    ],
+)
+def test_a_shortened_word_is_the_word(x: str, y: str, same: bool) -> None:
+    assert abbreviated(x, y) is same and abbreviated(y, x) is same
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        (
+            "What does VLOS mean for drone pilots?",
+            "What does visual line of sight mean for drone pilots?",
+            True,
+        ),
+        ("Can I pay my energy bill by DD?", "Can I pay my energy bill by direct debit?", True),
+        (
+            "What is an IAM role?",
+            "What is an Identity and Access Management role?",
+            True,
+        ),
+        ("is ABS worth it", "is an anti-lock braking system worth it", True),
+        ("Can I pay my energy bill by DD?", "Can I pay my energy bill by debit card?", False),
+        ("what is a PR", "what is a pull", False),  # one word spells no acronym
+        ("whats the best way to practise scales", "What's the best way to practice scales?", True),
+    ],
+)
+def test_acronyms_spelt_out_and_spellings_are_the_same_words(a: str, b: str, same: bool) -> None:
+    assert signature(a).same_words_as(signature(b)) is same
+    assert signature(b).same_words_as(signature(a)) is same

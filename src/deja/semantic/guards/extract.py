@@ -134,6 +134,8 @@ class Signature:
     # what :meth:`same_words_as` compares
     said: tuple[str, ...] = field(default=(), repr=False)
     symbols: str = field(default="", repr=False)
+    # the acronyms it writes in capitals ("MFA", "mRNA"), lower case
+    acronyms: frozenset[str] = field(default=frozenset(), repr=False)
     # one-letter flags and escapes as written, sorted ("-d" is not "-D", "\s" not "\S"):
     # kept from the text, so that reading backticks as bare words keeps them too
     cased: tuple[str, ...] = field(default=(), repr=False)
@@ -147,7 +149,14 @@ class Signature:
     def same_words_as(self, other: Signature) -> bool:
         """Whether the two prompts say the same words, in order or with one part moved,
         framing words and typing slips aside (:func:`deja.semantic.guards.spelling.same_words`)."""
-        return same_words(self.said, other.said, self.symbols, other.symbols)
+        return same_words(
+            self.said,
+            other.said,
+            self.symbols,
+            other.symbols,
+            acronyms_a=self.acronyms,
+            acronyms_b=other.acronyms,
+        )
 
     @property
     def numbers(self) -> tuple[str, ...]:
@@ -458,6 +467,8 @@ def signature(text: str) -> Signature:
     return _signature(unaccented(text))
 
 
+# an acronym written in capitals: "MFA", "GPA", "mRNA" (a lower-case lead letter)
+_ACRONYM_RE = re.compile(r"[a-z]?[A-Z]{2,6}")
 # Capital letters each followed by a full stop ("U.S.", "U.K.", "E.U."): an acronym written
 # with dots, the same name as without them.
 _MAYBE_OPERATOR_RE = re.compile(r"[\[=!<>*&|^%~+\-/:?]")
@@ -567,6 +578,7 @@ def _signature(text: str) -> Signature:
         code, quotes, literals_directed = _literal_order(rest, code, quotes)
     toks = _scan(rest)
     lows = [t.low for t in toks]
+    acronyms = frozenset(t.low for t in toks if _ACRONYM_RE.fullmatch(t.text))
     phrases, longest = _phrases()
 
     numbers: list[str] = []
@@ -734,6 +746,7 @@ def _signature(text: str) -> Signature:
         excludes=excludes,
         words=frozenset(_stem(w) for w in lows if w not in _STOP),
         said=said_words(lows),
+        acronyms=acronyms,
         symbols=symbols_of(given),
         cased=tuple(sorted(_CASED_RE.findall(given))),
         speaker=_speaker(given) if "as a" in given.lower() else None,

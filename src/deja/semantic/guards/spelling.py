@@ -24,7 +24,15 @@ from pathlib import Path
 
 from deja.errors import MissingDependencyError
 
-__all__ = ["misspelt", "preload", "said_words", "same_words", "symbols_of"]
+__all__ = [
+    "abbreviated",
+    "misspelt",
+    "preload",
+    "said_words",
+    "same_words",
+    "symbols_of",
+    "variant",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -193,23 +201,131 @@ def symbols_of(text: str) -> str:
     return "".join(sorted(_SYMBOL_RE.findall(_PUNCTUATION_RE.sub("", text))))
 
 
+# British and American spellings of one word: (British part, American part)
+_VARIANTS = (("our", "or"), ("ogue", "og"), ("ll", "l"), ("ae", "e"), ("oe", "e"))
+
+
+def variant(x: str, y: str) -> bool:
+    """Whether two lower-case words are one word spelt the British and the American way
+    ("colour" / "color", "centre" / "center", "travelled" / "traveled", "practise" /
+    "practice", "organise" / "organize")."""
+    if x == y or min(len(x), len(y)) < _MIN_LENGTH:
+        return False
+    if len(x) == len(y):
+        if x[:-2] == y[:-2] and {x[-2:], y[-2:]} == {"re", "er"}:  # centre / center
+            return True
+        diff = [i for i in range(len(x)) if x[i] != y[i]]
+        return len(diff) == 1 and {x[diff[0]], y[diff[0]]} in ({"s", "z"}, {"s", "c"})
+    british, american = (x, y) if len(x) > len(y) else (y, x)
+    return any(
+        part in british and british.replace(part, short, 1) == american for part, short in _VARIANTS
+    )
+
+
+def abbreviated(x: str, y: str) -> bool:
+    """Whether one lower-case word is the other shortened by leaving letters out, the way
+    people type it: "acct" / "account", "appt" / "appointment", "divin" / "diving" (3+
+    letters, the first kept, the short one no word of its own, the long one a word)."""
+    short, long = (x, y) if len(x) < len(y) else (y, x)
+    if len(short) < 3 or short == long or short[0] != long[0]:
+        return False
+    if not (_WORD_RE.fullmatch(short) and _WORD_RE.fullmatch(long)):
+        return False
+    letters = iter(long)
+    if not all(c in letters for c in short):  # a subsequence
+        return False
+    known = _known()
+    return short not in known and long in known
+
+
 def _alike(x: str, y: str) -> bool:
-    return x == y or misspelt(x, y)
+    return x == y or misspelt(x, y) or variant(x, y) or abbreviated(x, y)
 
 
-def same_words(
-    said_a: tuple[str, ...], said_b: tuple[str, ...], symbols_a: str, symbols_b: str
-) -> bool:
-    """Whether two prompts (their :func:`said_words` and :func:`symbols_of`) say the same
-    words with the same symbols: word for word, some words misspelt on one side
-    (:func:`misspelt`), or with one part of two words or more moved before the other
-    ("For a deep cut on the hand, what first aid should I give?" / "What first aid
-    should I give for a deep cut on the hand?"). Words trading places otherwise ask
-    something else ("savefig before show" / "show before savefig")."""
-    if symbols_a != symbols_b or len(said_a) != len(said_b):
+# small words an acronym may leave out ("IAM": Identity and Access Management)
+_MINOR = frozenset(["and", "of", "the", "for", "to", "in", "on", "a", "an", "&"])
+
+
+def _spelt(words: tuple[str, ...], start: int, acronym: str) -> int | None:
+    """Where a run of ``words`` from ``start`` whose initials spell ``acronym`` ends (two
+    words or more; a hyphenated word gives one initial or one per part; small words may
+    be left out), if one does."""
+
+    def run(letter: int, at: int) -> int | None:
+        if letter == len(acronym):
+            return at if at - start >= 2 else None
+        if at >= len(words):
+            return None
+        word = words[at]
+        if word[0] == acronym[letter] and (end := run(letter + 1, at + 1)) is not None:
+            return end
+        parts = word.split("-")
+        if (
+            len(parts) > 1
+            and all(parts)
+            and "".join(p[0] for p in parts) == acronym[letter : letter + len(parts)]
+            and (end := run(letter + len(parts), at + 1)) is not None
+        ):
+            return end
+        if letter and word in _MINOR:
+            return run(letter, at + 1)
+        return None
+
+    return run(0, start)
+
+
+def _contracted(words: tuple[str, ...], acronyms: frozenset[str]) -> tuple[str, ...]:
+    """``words`` with each run that spells one of ``acronyms`` said as the acronym."""
+    out: list[str] = []
+    at = 0
+    while at < len(words):
+        for acronym in acronyms:
+            end = _spelt(words, at, acronym)
+            if end is not None:
+                out.append(acronym)
+                at = end
+                break
+        else:
+            out.append(words[at])
+            at += 1
+    return tuple(out)
+
+
+def _same_order(said_a: tuple[str, ...], said_b: tuple[str, ...]) -> bool:
+    if len(said_a) != len(said_b):
         return False
     n = len(said_a)
     for shift in (0, *range(_MIN_PART, n - _MIN_PART + 1)):
         if all(_alike(said_a[(i + shift) % n], said_b[i]) for i in range(n)):
             return True
     return False
+
+
+def same_words(
+    said_a: tuple[str, ...],
+    said_b: tuple[str, ...],
+    symbols_a: str,
+    symbols_b: str,
+    *,
+    acronyms_a: frozenset[str] = frozenset(),
+    acronyms_b: frozenset[str] = frozenset(),
+) -> bool:
+    """Whether two prompts (their :func:`said_words` and :func:`symbols_of`) say the same
+    words with the same symbols: word for word, some words misspelt, spelt the British
+    or the American way or shortened on one side (:func:`misspelt`, :func:`variant`,
+    :func:`abbreviated`), an acronym one side writes (``acronyms_a`` / ``_b``, lower
+    case) spelt out by the other ("MFA" / "multi-factor authentication"), or with one
+    part of two words or more moved before the other ("For a deep cut on the hand, what
+    first aid should I give?" / "What first aid should I give for a deep cut on the
+    hand?"). Words trading places otherwise ask something else ("savefig before show" /
+    "show before savefig")."""
+    if symbols_a != symbols_b:
+        return False
+    if _same_order(said_a, said_b):
+        return True
+    spelt_b = acronyms_a.difference(said_b)
+    spelt_a = acronyms_b.difference(said_a)
+    if not spelt_a and not spelt_b:
+        return False
+    short_a, short_b = _contracted(said_a, spelt_a), _contracted(said_b, spelt_b)
+    return (short_a, short_b) != (said_a, said_b) and _same_order(short_a, short_b)
