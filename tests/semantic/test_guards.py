@@ -824,7 +824,8 @@ def test_an_acronym_with_dots_is_the_acronym() -> None:
 def test_poles_are_read_per_pair_and_side() -> None:
     sig = signature("should I buy or sell, and is it cheap?")
     sides = {k: pole for k, pole in enumerate(sig.poles) if pole}
-    assert sorted(map(sorted, sides.values())) == [[0], [0, 1]]  # cheap; buy and sell
+    # cheap; buy and sell; sell (against hold)
+    assert sorted(map(sorted, sides.values())) == [[0], [0, 1], [1]]
     assert not any(signature("where is my card").poles)
 
 
@@ -2127,3 +2128,62 @@ def test_a_prefixed_word_is_a_substitution_however_alike(embedder: Any, a: str, 
     words = word_similarity_for(embedder)
     report, detail = guard_report(signature(a), signature(b), None, words)
     assert report.failed == ("substitution",) and detail is not None and "prefixed" in detail
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        (
+            "Why does my Wi-Fi keep disconnecting?",
+            "How do I stop my Wi-Fi from disconnecting?",
+            False,
+        ),
+        ("Why is my ride payment failing?", "How do I fix my ride payment failing?", False),
+        (
+            "Why am I getting a SettingWithCopyWarning in pandas?",
+            "how do i get rid of the SettingWithCopyWarning in my pandas code",
+            False,
+        ),
+        ("Why does my Wi-Fi keep disconnecting?", "My Wi-Fi keeps disconnecting, why?", True),
+        (
+            "How do I fix my Wi-Fi disconnecting?",
+            "How can I fix Wi-Fi that keeps disconnecting?",
+            True,
+        ),
+    ],
+)
+def test_why_asks_for_causes_and_how_to_fix_for_steps(a: str, b: str, same: bool) -> None:
+    assert passes_both_ways(a, b) is same
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        (
+            "Why can my phone connect to Wi-Fi but my laptop can't?",
+            "Why can't my phone connect to Wi-Fi but my laptop can?",
+            False,
+        ),
+        ("Why doesn't my card work?", "Why does my card not work?", True),
+        ("I have not received my pin yet", "I havn't received my PIN yet.", True),
+        (
+            "list arguments for the claim that the treaty caused the war",
+            "list arguments against the claim that the treaty caused the war",
+            False,
+        ),
+        (
+            "Do I owe tax on crypto if I just hold it?",
+            "Do I owe tax on crypto if I sell it?",
+            False,
+        ),
+        (
+            "How much checked baggage is allowed in business class?",
+            "How much checked baggage is allowed in economy class?",
+            False,
+        ),
+    ],
+)
+def test_denials_in_another_clause_sides_of_a_claim_and_sibling_fares(
+    a: str, b: str, same: bool
+) -> None:
+    assert passes_both_ways(a, b) is same

@@ -1185,15 +1185,17 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         failed.append("polarity")
     if s.negation and a.negated != b.negated:
         failed.append("negation")
-    if (
-        s.contradiction
-        and a.denies != b.denies
-        and (
-            a.plain == b.plain
-            or _unmodal(a.plain) == _unmodal(b.plain)
-            or _denial_traded(a.framed, b.framed)
-            or _selection_denied(a, b)
+    if s.contradiction and (
+        (
+            a.denies != b.denies
+            and (
+                a.plain == b.plain
+                or _unmodal(a.plain) == _unmodal(b.plain)
+                or _denial_traded(a.framed, b.framed)
+                or _selection_denied(a, b)
+            )
         )
+        or (a.denies and b.denies and a.plain == b.plain and _denials_moved(a, b))
     ):
         failed.append("contradiction")
     if s.qualifier and (
@@ -1274,6 +1276,28 @@ def _unmodal(plain: tuple[str, ...]) -> tuple[str, ...]:
     still contradicts ("fish that can live with bettas" / "fish that shouldn't live with
     bettas")."""
     return tuple("can" if w in _MODALS else w for w in plain)
+
+
+# what parts a sentence into clauses a denial belongs to ("my phone can connect but my
+# laptop can't")
+_CLAUSE_RE = re.compile(r"\b(?:but|while|whereas|although|though|yet|however)\b|[,;]")
+
+
+def _denials_moved(a: Signature, b: Signature) -> bool:
+    """The same words, denied in another clause: "why can my phone connect but my laptop
+    can't" / "why can't my phone connect but my laptop can"."""
+    by_a, by_b = _denials_by_clause(a.text), _denials_by_clause(b.text)
+    # (as many denials on each side: a denial one side spells its own way, "havn't", is
+    # none moved)
+    return len(by_a) == len(by_b) > 1 and sum(by_a) == sum(by_b) and by_a != by_b
+
+
+def _denials_by_clause(text: str) -> tuple[int, ...]:
+    return tuple(
+        sum(_is_denial(w) for w in _tokens_of(clause))
+        for clause in _CLAUSE_RE.split(text.lower())
+        if clause.strip()
+    )
 
 
 def _denial_traded(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
