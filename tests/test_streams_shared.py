@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -113,3 +115,57 @@ def test_threads_share_one_upstream_stream() -> None:
     replay = cache.stream(chat_request(), open_stream)
     assert replay.info.status == "hit" and list(replay) == results[0][1]
     assert opened == 1
+
+
+async def test_a_reader_cancelled_mid_read_leaves_the_stream_whole_for_the_others() -> None:
+    async def upstream() -> AsyncIterator[dict[str, Any]]:
+        for i in range(6):
+            await asyncio.sleep(0.02)  # a read the cancelled reader is waiting in
+            yield _chunk(i, finish="stop" if i == 5 else None)
+
+    async def open_stream() -> AsyncIterator[dict[str, Any]]:
+        return upstream()
+
+    stored: list[Any] = []
+
+    async def on_complete(assembler: Any) -> None:
+        stored.append(assembler)
+
+    broadcast = AsyncBroadcast(open_stream, on_complete)
+    lead = AsyncCachedStream(CacheInfo("miss", "k"), broadcast=broadcast)
+    joiner = AsyncCachedStream(CacheInfo("hit", "k"), broadcast=broadcast)
+
+    async def read(stream: AsyncCachedStream) -> list[dict[str, Any]]:
+        return [chunk async for chunk in stream]
+
+    task = asyncio.create_task(read(lead))
+    await asyncio.sleep(0.05)  # the lead is waiting in its third read
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    chunks = await read(joiner)  # before: 2 chunks, then a clean-looking end
+    assert len(chunks) == 6 and chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert len(stored) == 1  # and the whole answer was stored
+
+
+async def test_the_last_reader_cancelled_mid_read_closes_the_upstream() -> None:
+    closed = asyncio.Event()
+
+    async def upstream() -> AsyncIterator[dict[str, Any]]:
+        try:
+            for i in range(100):
+                await asyncio.sleep(0.02)
+                yield _chunk(i)
+        finally:
+            closed.set()
+
+    async def open_stream() -> AsyncIterator[dict[str, Any]]:
+        return upstream()
+
+    only = AsyncCachedStream(CacheInfo("miss", "k"), broadcast=AsyncBroadcast(open_stream, None))
+    task = asyncio.create_task(only.__anext__())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await asyncio.wait_for(closed.wait(), 1)

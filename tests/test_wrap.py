@@ -113,3 +113,29 @@ def test_wrong_cache_kind_is_a_clear_error(server: FakeOpenAIServer) -> None:
         deja.wrap(openai.AsyncOpenAI(base_url=server.base_url, api_key="x"), cache=deja.Cache())
     with pytest.raises(TypeError):
         deja.wrap(object())
+
+
+def test_the_sdks_not_given_markers_are_no_fields(server: FakeOpenAIServer) -> None:
+    client = deja.wrap(sdk(server), cache=deja.Cache())
+    plain = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    omitted = client.chat.completions.create(
+        model="gpt-4o",
+        messages=MESSAGES,  # type: ignore[arg-type]
+        temperature=openai.NOT_GIVEN,
+        tools=openai.omit,
+    )
+    assert omitted == plain and server.count(CHAT) == 1
+
+
+def test_a_copy_with_other_options_keeps_the_cache(server: FakeOpenAIServer) -> None:
+    client = deja.wrap(sdk(server), cache=deja.Cache())
+    client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    client.with_options(timeout=5).chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    client.copy(max_retries=1).chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    assert server.count(CHAT) == 1
+
+
+def test_an_embedding_call_without_a_model_is_a_typed_error(server: FakeOpenAIServer) -> None:
+    client = deja.wrap(sdk(server), cache=deja.Cache())
+    with pytest.raises(deja.InvalidRequestError, match="'model' is required"):
+        client.embeddings.create(input="x")  # type: ignore[call-arg]

@@ -49,12 +49,14 @@ VOLATILE_PARAMS = frozenset(
     {
         # who is asking, tracing and transport: never change the answer
         "user",
+        "safety_identifier",  # OpenAI's successor of "user"
         "metadata",
         "stream",
         "stream_options",
         "timeout",
         "request_timeout",
         "max_retries",
+        "num_retries",  # LiteLLM's spelling
         "extra_headers",
         "extra_query",
         "headers",
@@ -204,7 +206,19 @@ _sha256 = hashlib.sha256
 
 
 def _canonical_json(payload: object) -> bytes:
-    return _dumps(payload, option=_SORT_KEYS)
+    try:
+        return _dumps(payload, option=_SORT_KEYS)
+    except orjson.JSONEncodeError as exc:  # an int past 64 bits, a lone surrogate, a
+        # non-string key, nesting past 254 levels: nothing JSON can carry upstream either
+        raise InvalidRequestError(f"the request cannot be keyed: {exc}") from None
+
+
+def _digest(request: Request) -> str:
+    try:
+        payload = key_payload(request)
+    except RecursionError:
+        raise InvalidRequestError("the request cannot be keyed: nested too deeply") from None
+    return _sha256(_canonical_json(payload)).hexdigest()
 
 
 def default_digest(request: Request) -> str:
@@ -212,7 +226,7 @@ def default_digest(request: Request) -> str:
 
     Public so a custom builder can wrap it (drop a field, then call this).
     """
-    return _sha256(_dumps(key_payload(request), option=_SORT_KEYS)).hexdigest()
+    return _digest(request)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -253,10 +267,7 @@ def make_key(
     builder: KeyBuilder | None = None,
 ) -> str:
     """The cache key of ``request`` in ``namespace`` (the tenant comes from the request)."""
-    if builder is None:
-        digest = _sha256(_dumps(key_payload(request), option=_SORT_KEYS)).hexdigest()
-    else:
-        digest = _checked_digest(builder, request)
+    digest = _digest(request) if builder is None else _checked_digest(builder, request)
     return f"{key_prefix}{KEY_VERSION}:{scope_hash(request.tenant, namespace)}:{digest}"
 
 

@@ -210,7 +210,7 @@ class Request:
         request = cls(
             provider=provider,
             model=name,
-            api_base=normalize_api_base(api_base, provider),
+            api_base=normalize_api_base(api_base or env_api_base(provider), provider),
             messages=checked,
             params=params,
             kind="chat",
@@ -249,7 +249,7 @@ class Request:
         request = cls(
             provider=provider,
             model=name,
-            api_base=normalize_api_base(api_base, provider),
+            api_base=normalize_api_base(api_base or env_api_base(provider), provider),
             messages=messages,
             params=params,
             kind=kind,
@@ -272,12 +272,15 @@ def _check_params(params: Mapping[str, Any]) -> None:
         if value is None:
             continue
         if name in _BOOL_PARAMS:
-            ok, what = type(value) is bool, "a boolean"
+            ok, what = isinstance(value, bool), "a boolean"
+        elif isinstance(value, bool) and name in _INT_PARAMS | _NUMBER_PARAMS:
+            # an int to Python, never a number to a caller
+            ok, what = False, "an integer" if name in _INT_PARAMS else "a number"
         elif name in _INT_PARAMS:  # 5.0 is 5, as the key has it
-            ok = type(value) is int or (type(value) is float and value.is_integer())
+            ok = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
             what = "an integer"
-        elif name in _NUMBER_PARAMS:
-            ok = type(value) in (int, float) and math.isfinite(value)
+        elif name in _NUMBER_PARAMS:  # numpy's float64 is a float
+            ok = isinstance(value, (int, float)) and math.isfinite(value)
             what = "a number"
         elif name == "stop":
             ok = isinstance(value, str) or (

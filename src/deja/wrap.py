@@ -68,4 +68,13 @@ def wrap(client: C, *, cache: Cache | AsyncCache | None = None) -> C:
             raise TypeError("an OpenAI client needs a deja.Cache (use AsyncCache with AsyncOpenAI)")
         completions.create = CachedCompletions(completions.create, scache, api_base, types).create
         embeddings.create = CachedEmbeddings(embeddings.create, scache, api_base, types).create
+    # `client.with_options(timeout=5)` (or `.copy()`) makes a new client: wrap it too, with
+    # the same cache, or its calls would quietly skip the cache
+    shared = acache if isinstance(client, openai.AsyncOpenAI) else scache
+    copy = client.copy
+
+    def wrapped_copy(*args: Any, **kwargs: Any) -> Any:
+        return wrap(copy(*args, **kwargs), cache=shared)
+
+    client.copy = client.with_options = wrapped_copy
     return client

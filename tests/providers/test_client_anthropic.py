@@ -83,3 +83,20 @@ def test_anthropic_errors_are_typed(server: FakeAnthropicServer) -> None:
     bad = deja.Client(cache=deja.Cache(), api_base=server.url, api_key="wrong", max_retries=0)
     with pytest.raises(deja.AuthenticationError):
         bad.completion(model=MODEL, messages=messages("x"), max_tokens=10)
+
+
+def test_what_the_adapter_cannot_do_is_logged_once(
+    server: FakeAnthropicServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    from deja._async import client as async_client
+    from deja._sync import client as sync_client
+
+    for module in (async_client, sync_client):
+        module._WARNED.clear()
+    c = client(server)
+    short = [{"role": "user", "content": "Hi"}]
+    with caplog.at_level("WARNING", logger="deja"):
+        for seed in (3, 4):  # two requests, one warning
+            c.completion(model=MODEL, messages=short, max_tokens=10, seed=seed)
+    said = [r.getMessage() for r in caplog.records if "seed" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("anthropic:")

@@ -282,3 +282,16 @@ def test_a_shortened_word_is_the_word(x: str, y: str, same: bool) -> None:
 def test_acronyms_spelt_out_and_spellings_are_the_same_words(a: str, b: str, same: bool) -> None:
     assert signature(a).same_words_as(signature(b)) is same
     assert signature(b).same_words_as(signature(a)) is same
+
+
+def test_a_callers_stricter_threshold_is_not_lowered_for_the_same_words(embedder: Any) -> None:
+    cache = deja.Cache(semantic=SemanticCache(embedder=embedder))
+    cache.fetch(chat_request("How can I track my card?"), lambda: chat_response("In the app."))
+    asked = chat_request("how can I track my card please")
+    served = cache.get(asked)
+    assert served.info.status == "semantic_hit" and served.info.similarity is not None
+    strict = cache.get(asked, control={"similarity_threshold": 0.99})
+    assert served.info.similarity < 0.99 and strict.info.status == "miss"
+    # the tier's own threshold keeps its allowance
+    just = cache.get(asked, control={"similarity_threshold": served.info.similarity})
+    assert just.info.status == "semantic_hit"

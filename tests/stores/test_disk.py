@@ -255,7 +255,11 @@ async def test_slow_disk_does_not_stall_the_loop(
 def test_directory_that_is_a_file_raises_store_error(tmp_path: Path) -> None:
     path = tmp_path / "a-file"
     path.write_bytes(b"not a directory")
+    with pytest.raises(ValueError, match="not a directory"):
+        DiskStore(path)  # refused when made...
+    path.unlink()
     store = DiskStore(path)
+    path.write_bytes(b"not a directory")  # ... and a store error when it happens later
     with pytest.raises(StoreError) as info:
         store.get("k")
     assert info.value.__cause__ is not None
@@ -268,8 +272,8 @@ def test_directory_that_is_a_file_raises_store_error(tmp_path: Path) -> None:
 
 async def test_async_back_end_error_is_store_error(tmp_path: Path) -> None:
     path = tmp_path / "a-file"
-    path.write_bytes(b"")
     store = DiskStore(path)
+    path.write_bytes(b"")  # a file where the directory should be, made after the store
     with pytest.raises(StoreError):
         await store.aset("k", b"v", None)
     with pytest.raises(StoreError):

@@ -139,3 +139,19 @@ def test_config_tiered_over_redis_uses_the_redis_bus(tmp_path: Path, redis_serve
     store.set("k", b"v", 60)
     assert store.get("k") == b"v"
     store.close()
+
+
+def test_only_an_outage_is_reported_not_the_first_connection(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    bus = LocalInvalidationBus()
+    bus.set_healthy(False)  # connecting, as a Redis bus is when the store is made
+    store = TieredStore(l1=MemoryStore(clock=clock), l2=DiskStore(tmp_path), bus=bus)
+    with caplog.at_level("WARNING"):
+        store.set("k", b"v", 60)
+        bus.set_healthy(True)
+        assert not caplog.records  # the first connection is no outage ending
+        bus.set_healthy(False)
+        bus.set_healthy(True)
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2 and "down" in said[0] and "back" in said[1]

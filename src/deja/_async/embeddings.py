@@ -23,6 +23,11 @@ __all__ = ["EmbeddingBatch", "acached_embeddings", "embedding_items", "float32_b
 FetchMissing = Callable[[list[Any]], Awaitable[Mapping[str, Any]]]
 
 
+def _identity(item: Any) -> Any:
+    """A hashable stand-in for one input item (a string, or a list of token ids)."""
+    return tuple(item) if isinstance(item, list) else item
+
+
 @dataclass(slots=True)
 class EmbeddingBatch:
     """The assembled answer: one vector per input item, in order."""
@@ -124,7 +129,12 @@ async def acached_embeddings(
             if found.response is not None:
                 vectors[i] = found.response["data"][0]["embedding"]
                 saved += found.info.saved_usd
-    missing = [i for i, v in enumerate(vectors) if v is None]
+    missing_all = [i for i, v in enumerate(vectors) if v is None]
+    # an item given twice is fetched once (its later places copy the first's vector)
+    first_of: dict[Any, int] = {}
+    for i in missing_all:
+        first_of.setdefault(_identity(items[i]), i)
+    missing = list(first_of.values())
     usage = {"prompt_tokens": 0, "total_tokens": 0}
     cost = 0.0
     upstream_model = requests[0].model if requests else model
@@ -154,10 +164,12 @@ async def acached_embeddings(
             if cache is not None:
                 cost += cache.cost(requests[i], item_response)
                 await cache.put(requests[i], item_response, control=ctl)
+    for i in missing_all:
+        vectors[i] = vectors[first_of[_identity(items[i])]]
     status: CacheStatus = "miss" if missing else "hit"
     if cache is None or ctl.no_cache:
         status = "bypass"
     info = CacheInfo(status, "", cost_usd=cost, saved_usd=saved)
     done = [v for v in vectors if v is not None]
-    cached = 0 if status == "bypass" else len(vectors) - len(missing)
+    cached = 0 if status == "bypass" else len(vectors) - len(missing_all)
     return EmbeddingBatch(vectors=done, model=upstream_model, usage=usage, info=info, cached=cached)

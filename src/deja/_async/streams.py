@@ -18,6 +18,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from deja._shared_read import SharedRead  # unasync:
 from deja.result import CacheInfo
 from deja.streaming import StreamAssembler, StreamFormatError
 
@@ -45,6 +46,8 @@ class AsyncBroadcast:
         self._pulling = False
         self._subscribers = 0
         self._cond = asyncio.Condition()
+        # a reader cancelled mid-read leaves the read to the next one, never half-done
+        self._read = SharedRead(self._read_source)  # unasync: self._read = self._read_source
         self.on_finished: Callable[[], None] | None = None
         """Called once when the broadcast ends (done, failed or abandoned): the cache uses
         it to stop new requests from joining."""
@@ -75,15 +78,13 @@ class AsyncBroadcast:
         error: BaseException | None = None
         finished = False
         try:
-            if self._source is None:
-                self._source = await self._open()
-            chunk = await self._source.__anext__()
-        except StopAsyncIteration:
-            finished = True
+            chunk = await self._read()
+            finished = chunk is None
         except Exception as exc:
             error = exc
         except BaseException:
-            # this puller was cancelled or interrupted: hand pulling over, share nothing
+            # this puller was cancelled or interrupted: hand pulling over (the read it
+            # waited for goes on, for the next puller), share nothing
             async with self._cond:
                 self._pulling = False
                 self._cond.notify_all()
@@ -113,6 +114,15 @@ class AsyncBroadcast:
         if finished or error is not None:
             self._finish()
 
+    async def _read_source(self) -> Chunk | None:
+        """The upstream's next chunk (opening it first), ``None`` at its end."""
+        if self._source is None:
+            self._source = await self._open()
+        try:
+            return await self._source.__anext__()
+        except StopAsyncIteration:
+            return None
+
     async def unsubscribe(self) -> None:
         """One reader is gone; the last one leaving early closes the upstream."""
         self._subscribers -= 1
@@ -121,6 +131,7 @@ class AsyncBroadcast:
         self._done = True
         self._storable = False
         self._finish()
+        await self._read.cancel()  # unasync:
         source = self._source
         if source is not None:
             aclose = getattr(source, "aclose", None)

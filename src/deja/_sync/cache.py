@@ -42,7 +42,7 @@ from deja.errors import (
 from deja.keys import KEY_VERSION, KeyBuilder, explain, make_key, scope_hash, scope_prefix
 from deja.metrics import Metrics, NullMetrics
 from deja.policy import AdmissionPolicy, age, expiry, is_fresh, resolve_ttl
-from deja.request import Request, env_api_base, resolve_model
+from deja.request import Request
 from deja.result import CacheInfo, CacheResult, CacheStats, CacheStatus
 from deja.stores.base import Locking, SharedValues, Store, TagIndex, validate_ttl
 from deja.streaming import StreamAssembler, replay_chunks
@@ -156,6 +156,11 @@ class Cache:
             parse_controls({"namespace": namespace})  # one validation rule for namespaces
         if max_entry_bytes < 1 or compress_min_bytes < 0:
             raise ValueError("max_entry_bytes must be positive, compress_min_bytes >= 0")
+        if not isinstance(store, Store):
+            raise TypeError(
+                f"store must be a deja store (MemoryStore, DiskStore, RedisStore...), not"
+                f" {type(store).__name__}"
+            )
         if mode not in ("default_on", "default_off"):
             raise ValueError(f"mode must be 'default_on' or 'default_off', got {mode!r}")
         self.mode: CacheMode = mode
@@ -229,11 +234,10 @@ class Cache:
         """The key of a chat request given as call arguments (for targeted deletion).
 
         Without ``api_base``, the endpoint is the one a :class:`deja.Client` without one
-        calls: the environment's (``OPENAI_BASE_URL``...), else the provider's. A client
-        made with ``api_base=`` keys by that: pass the same here.
+        calls: the environment's (``OPENAI_BASE_URL``...), else the provider's (as for
+        any :class:`~deja.Request`). A client made with ``api_base=`` keys by that: pass
+        the same here.
         """
-        if api_base is None:
-            api_base = env_api_base(resolve_model(model)[0])
         request = Request.chat(
             model=model, messages=messages, api_base=api_base, tenant=tenant, **params
         )

@@ -46,7 +46,7 @@ from deja.errors import (
 )
 from deja.metrics import Metrics, NullMetrics
 from deja.prices import PriceTable
-from deja.providers.anthropic import AnthropicProvider
+from deja.providers.anthropic import AnthropicProvider, AnthropicRequest
 from deja.providers.bedrock import (
     AwsCredentials,
     BedrockApiKey,
@@ -329,6 +329,20 @@ def _error_for(response: SyncHTTPResponse, provider: str) -> ProviderError:
     return cls(message, status_code=response.status_code, body=body, provider=provider)
 
 
+_WARNED: set[str] = set()
+_WARNED_MAX = 1024
+
+
+def _warn_once(provider: str, warnings: Sequence[str]) -> None:
+    """Log what a provider adapter could not do for a request (a breakpoint not placed, a
+    parameter with no equivalent) once per process and message, not on every call."""
+    for warning in warnings:
+        text = f"{provider}: {warning}"
+        if text not in _WARNED and len(_WARNED) < _WARNED_MAX:
+            _WARNED.add(text)
+            logger.warning("%s", text)
+
+
 # how much of a body that carried no event is kept, to say what it was
 _NOT_A_STREAM_BYTES = 2048
 
@@ -433,6 +447,16 @@ class Client:
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if cache is not None and not isinstance(cache, Cache):
+            raise TypeError(
+                f"cache must be a deja.Cache, not {type(cache).__name__}"
+                " (a store goes inside one: Cache(store=...))"
+            )
+        for name, value in (("timeout", timeout), ("backoff", backoff)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number of seconds, not {value!r}")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int):
+            raise TypeError(f"max_retries must be an int, not {max_retries!r}")
         if max_retries < 0 or timeout <= 0 or backoff < 0:
             raise ValueError("max_retries and backoff must be >= 0, timeout > 0")
         self.cache = cache
@@ -821,13 +845,7 @@ class Client:
             )
             return self._account(provider, answer)
         if provider == "anthropic":
-            wire = self._anthropic.build_request(
-                payload,
-                api_base=url_base,
-                api_key=self._key(provider, api_key),
-                injection_points=self.injection_points,
-                extra_headers=extra_headers,
-            )
+            wire = self._anthropic_request(payload, url_base, api_key, extra_headers)
             data = self._post(wire.url, wire.json, wire.headers, timeout, provider)
             return self._account(provider, self._anthropic.parse_response(data))
         payload = _compatible_payload(provider, payload)
@@ -902,13 +920,7 @@ class Client:
             )
             return self._translated(provider, events, translator)
         if provider == "anthropic":
-            wire = self._anthropic.build_request(
-                payload,
-                api_base=url_base,
-                api_key=self._key(provider, api_key),
-                injection_points=self.injection_points,
-                extra_headers=extra_headers,
-            )
+            wire = self._anthropic_request(payload, url_base, api_key, extra_headers)
             events = self._open_stream(wire.url, wire.json, wire.headers, timeout, provider)
             return self._translated(provider, events, self._anthropic.stream_translator())
         payload = _compatible_payload(provider, payload)
@@ -994,8 +1006,7 @@ class Client:
             extra_headers=extra_headers,
             stream=stream,
         )
-        for warning in wire.warnings:
-            logger.warning("%s: %s", provider, warning)
+        _warn_once(provider, wire.warnings)
         return wire
 
     def _gemini_auth(
@@ -1196,8 +1207,7 @@ class Client:
             extra_headers=extra_headers,
             stream=stream,
         )
-        for warning in wire.warnings:
-            logger.warning("bedrock: %s", warning)
+        _warn_once("bedrock", wire.warnings)
         if wire.ttl_downgrades:
             self._metrics().provider_cache_ttl_downgraded("bedrock", wire.ttl_downgrades)
         return wire
@@ -1273,6 +1283,24 @@ class Client:
         if base is None:
             raise InvalidRequestError(f"model {model!r} needs api_base (no default endpoint)")
         return provider, name, base, base.rstrip("/")
+
+    def _anthropic_request(
+        self,
+        payload: dict[str, Any],
+        url_base: str,
+        api_key: str | None,
+        extra_headers: Mapping[str, str],
+    ) -> AnthropicRequest:
+        """Anthropic's Messages request for ``payload``, its adapter's warnings logged."""
+        wire = self._anthropic.build_request(
+            payload,
+            api_base=url_base,
+            api_key=self._key("anthropic", api_key),
+            injection_points=self.injection_points,
+            extra_headers=extra_headers,
+        )
+        _warn_once("anthropic", wire.warnings)
+        return wire
 
     def _key(self, provider: str, api_key: str | None) -> str | None:
         return api_key or self.api_key or os.environ.get(f"{provider.upper()}_API_KEY")

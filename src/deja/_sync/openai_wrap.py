@@ -37,9 +37,21 @@ def _split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], Any]
         sdk_kwargs["extra_body"] = extra_body
     else:
         sdk_kwargs.pop("extra_body", None)
-    fields = {k: v for k, v in kwargs.items() if k not in _SDK_OPTIONS}
+    fields = {k: v for k, v in kwargs.items() if k not in _SDK_OPTIONS and not _not_given(v)}
     fields.update(extra_body)  # sent upstream as body fields, so they are keyed like them
     return sdk_kwargs, fields, control
+
+
+def _not_given(value: Any) -> bool:
+    """The SDK's "not given" markers (``openai.NOT_GIVEN``, ``openai.omit``): the SDK sends
+    nothing for them, so nothing is keyed."""
+    return type(value).__name__ in ("NotGiven", "Omit")
+
+
+def _required(fields: dict[str, Any], name: str) -> Any:
+    if name not in fields:
+        raise InvalidRequestError(f"'{name}' is required")
+    return fields.pop(name)
 
 
 def _dump(model: Any) -> dict[str, Any]:
@@ -84,13 +96,10 @@ class CachedCompletions:
     def create(self, **kwargs: Any) -> Any:
         """``chat.completions.create``, cached."""
         sdk_kwargs, fields, control = _split(kwargs)
-        try:
-            model, messages = fields.pop("model"), fields.pop("messages")
-        except KeyError as exc:
-            raise InvalidRequestError(f"{exc.args[0]!r} is required") from exc
+        model, messages = _required(fields, "model"), _required(fields, "messages")
         request = Request.chat(model=model, messages=messages, api_base=self._api_base, **fields)
-        if kwargs.get("stream"):
-            options = dict(kwargs.get("stream_options") or {})
+        if fields.get("stream"):
+            options = dict(fields.get("stream_options") or {})
             include_usage = bool(options.get("include_usage"))
             sdk_kwargs["stream_options"] = {**options, "include_usage": True}
 
@@ -131,7 +140,7 @@ class CachedEmbeddings:
         """``embeddings.create``, cached per input item."""
         sdk_kwargs, fields, control = _split(kwargs)
         encoding = fields.pop("encoding_format", None)
-        model, value = fields.pop("model"), fields.pop("input")
+        model, value = _required(fields, "model"), _required(fields, "input")
 
         def fetch_missing(items: list[Any]) -> Mapping[str, Any]:
             call_kwargs = {**sdk_kwargs, "input": items, "encoding_format": "float"}

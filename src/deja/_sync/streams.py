@@ -47,6 +47,8 @@ class Broadcast:
         self._pulling = False
         self._subscribers = 0
         self._cond = threading.Condition()
+        # a reader cancelled mid-read leaves the read to the next one, never half-done
+        self._read = self._read_source
         self.on_finished: Callable[[], None] | None = None
         """Called once when the broadcast ends (done, failed or abandoned): the cache uses
         it to stop new requests from joining."""
@@ -77,15 +79,13 @@ class Broadcast:
         error: BaseException | None = None
         finished = False
         try:
-            if self._source is None:
-                self._source = self._open()
-            chunk = self._source.__next__()
-        except StopIteration:
-            finished = True
+            chunk = self._read()
+            finished = chunk is None
         except Exception as exc:
             error = exc
         except BaseException:
-            # this puller was cancelled or interrupted: hand pulling over, share nothing
+            # this puller was cancelled or interrupted: hand pulling over (the read it
+            # waited for goes on, for the next puller), share nothing
             with self._cond:
                 self._pulling = False
                 self._cond.notify_all()
@@ -115,6 +115,15 @@ class Broadcast:
         if finished or error is not None:
             self._finish()
 
+    def _read_source(self) -> Chunk | None:
+        """The upstream's next chunk (opening it first), ``None`` at its end."""
+        if self._source is None:
+            self._source = self._open()
+        try:
+            return self._source.__next__()
+        except StopIteration:
+            return None
+
     def unsubscribe(self) -> None:
         """One reader is gone; the last one leaving early closes the upstream."""
         self._subscribers -= 1
@@ -123,6 +132,7 @@ class Broadcast:
         self._done = True
         self._storable = False
         self._finish()
+
         source = self._source
         if source is not None:
             close = getattr(source, "close", None)

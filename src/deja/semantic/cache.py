@@ -367,7 +367,10 @@ class SemanticCache:
     def _decide(
         self, q: SemanticQuery, vector: Any, threshold: float | None, evaluate_all: bool
     ) -> SemanticLookup:
+        # a caller's own threshold (stricter than the tier's, see Cache) holds for every
+        # candidate: the same words' slip allowance is the tier's, not the caller's
         base = self.threshold if threshold is None else threshold
+        floor = threshold if threshold is not None and threshold > self.threshold else None
         # the candidates' stored vectors come back with the search when the verifier weighs
         # them (no second round trip to a remote index)
         with_vectors = self.verifier is not None and self.verifier.uses_vectors
@@ -393,6 +396,7 @@ class SemanticCache:
                 candidate_vector=neighbor.vector,
                 evaluate_all=evaluate_all,
                 word_similarity=self._words,
+                floor=floor,
             )
             decided.append((neighbor.id, decision))
             prompts.append(neighbor.payload)

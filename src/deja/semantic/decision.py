@@ -153,6 +153,7 @@ def decide(
     candidate_vector: Any = None,
     evaluate_all: bool = False,
     word_similarity: Callable[[str, str], float] | None = None,
+    floor: float | None = None,
 ) -> Decision:
     """Decide whether ``candidate``'s answer may serve ``query``.
 
@@ -162,13 +163,17 @@ def decide(
     (:class:`~deja.semantic.embedders.WordSimilarity`); without it a one-word substitution
     is not checked.
     ``evaluate_all`` runs guards and verifier even below the threshold (for calibration).
+    ``floor``: a similarity below it is refused, same words or not (a caller's own
+    stricter threshold, which the same words' allowance does not lower).
     """
     if similarity < threshold - SLIP_ALLOWANCE and not evaluate_all:
         return Decision(False, similarity, "threshold")
     sig_q = signature(query)
     sig_c = signature(candidate)
     same = sig_q.same_words_as(sig_c)
-    below = not clears(similarity, threshold, same_words=same)
+    below = not clears(similarity, threshold, same_words=same) or (
+        floor is not None and similarity < floor
+    )
     if below and not evaluate_all:
         return Decision(False, similarity, "threshold", same_words=same)
     report, detail = guard_report(sig_c, sig_q, guards, word_similarity)

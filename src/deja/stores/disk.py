@@ -120,6 +120,9 @@ class DiskStore(SyncStore, SyncTagIndex):
         if size_limit <= 0:
             raise ValueError(f"size_limit must be a positive number of bytes, not {size_limit}")
         self._directory = os.fspath(directory)
+        if os.path.exists(self._directory) and not os.path.isdir(self._directory):
+            # it would open on first use and fail there, every use: a miss each time
+            raise ValueError(f"{self._directory!r} exists and is not a directory")
         self._size_limit = size_limit
         self._clock = clock
         self._open_lock = threading.Lock()

@@ -291,6 +291,11 @@ class RedisStore:
         watchers = parse_nodes(sentinels, "sentinels")
         if url is not None and (host is not None or port is not None or db is not None):
             raise ValueError("give either url or host/port/db, not both")
+        if url is not None and (
+            not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://"))
+        ):
+            # the client would take it and fail at the first command, every command
+            raise ValueError(f"url must start with redis://, rediss:// or unix://, got {url!r:.80}")
         mode: _Mode
         if watchers:
             if not service_name:

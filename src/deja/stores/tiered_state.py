@@ -27,6 +27,8 @@ class TierState:
     l1_ttl: float
     subscribed: bool = False
     l1_enabled: bool = True
+    # an outage was reported (the bus's first connection, before any, is none)
+    outage: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def l1_usable(self) -> bool:
@@ -59,9 +61,14 @@ class TierState:
             self.l1.clear("")
             if self.l1_enabled:
                 logger.warning("invalidation bus down: the L1 cache is bypassed until it is back")
+                self.outage = True
         elif not self.l1_enabled:
             self.l1.clear("")  # anything written before the outage may have been invalidated
-            logger.warning("invalidation bus back: the L1 cache is in use again")
+            if self.outage:
+                logger.warning("invalidation bus back: the L1 cache is in use again")
+                self.outage = False
+            else:
+                logger.debug("invalidation bus connected: the L1 cache is in use")
         self.l1_enabled = healthy
 
     def l1_ttl_for(self, ttl: float | None) -> float:
