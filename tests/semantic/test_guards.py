@@ -2187,3 +2187,9 @@ def test_denials_in_another_clause_sides_of_a_claim_and_sibling_fares(
     a: str, b: str, same: bool
 ) -> None:
     assert passes_both_ways(a, b) is same
+
+
+def test_names_of_the_same_words_pass_the_entities_guard() -> None:
+    assert passes_both_ways("what happened on VE day", "What happened on Victory in Europe Day?")
+    assert passes_both_ways("how to make a vlookup in excell", "How to make a VLOOKUP in Excel")
+    assert not passes_both_ways("what happened on VE day", "What happened on D-Day?")

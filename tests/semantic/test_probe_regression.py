@@ -1,9 +1,9 @@
 """The shipped defaults on the probe pairs that guard rules were written from.
 
-``bench/data/probe_pairs.jsonl`` holds 3,990 labelled near-duplicates and rewordings
+``bench/data/probe_pairs.jsonl`` holds 4,590 labelled near-duplicates and rewordings
 written by hand and by helpers (bench/data/README.md). Their figures with the shipped
-defaults are in BENCHMARKS.md: recall 69.5%, false-hit rate 5.5% (of 1,710 rewordings and
-2,280 near-duplicates). A change that serves more of their near-duplicates, or refuses more
+defaults are in BENCHMARKS.md: recall 69.1%, false-hit rate 5.3% (of 1,970 rewordings and
+2,620 near-duplicates). A change that serves more of their near-duplicates, or refuses more
 of their rewordings, should be a decision, not an accident: this fails when either moves
 by more than a few pairs. (The held-out sets beside them are not used here: they stay
 unread.)
@@ -26,9 +26,9 @@ def test_the_defaults_serve_few_probe_near_duplicates_and_most_rewordings(embedd
     outcomes = score_pairs(pairs, make_cache=make)
     same = [o for o in outcomes if o.pair.same]
     different = [o for o in outcomes if not o.pair.same]
-    assert (len(same), len(different)) == (1710, 2280)
+    assert (len(same), len(different)) == (1970, 2620)
     served_same = sum(o.served(threshold) for o in same)
     served_different = sum(o.served(threshold) for o in different)
-    # measured: 1,188 of 1,710 rewordings served (69.5%), 126 of 2,280 near-duplicates (5.5%)
-    assert served_same >= 1176, served_same
-    assert served_different <= 132, served_different
+    # measured: 1,362 of 1,970 rewordings served (69.1%), 138 of 2,620 near-duplicates (5.3%)
+    assert served_same >= 1349, served_same
+    assert served_different <= 145, served_different

@@ -295,3 +295,32 @@ def test_a_callers_stricter_threshold_is_not_lowered_for_the_same_words(embedder
     # the tier's own threshold keeps its allowance
     just = cache.get(asked, control={"similarity_threshold": served.info.similarity})
     assert just.info.status == "semantic_hit"
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        (
+            "What are the side effects of SSRIs?",
+            "What are the side effects of selective serotonin reuptake inhibitors?",
+            True,
+        ),
+        ("what happened on VE day", "What happened on Victory in Europe Day?", True),
+        (
+            "when is teh best time to plant tomatos",
+            "When is the best time to plant tomatoes?",
+            True,
+        ),
+        ("Hi there, who won the 2010 World Cup?", "Who won the 2010 World Cup?", True),
+        (
+            "What's the difference between == and === in JavaScript?",
+            "In JavaScript, what's the difference between == and ===?",
+            True,
+        ),
+        ("why does rice rise", "why does rise rise", False),  # no spelling of one word
+    ],
+)
+def test_plural_acronyms_short_word_slips_greetings_and_operators(
+    a: str, b: str, same: bool
+) -> None:
+    assert signature(a).same_words_as(signature(b)) is same

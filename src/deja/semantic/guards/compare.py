@@ -1104,7 +1104,9 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         )
     ):
         failed.append("code")
-    if s.entities:
+    # two prompts of the same words (slips, spellings, acronyms spelt out) name the same
+    # things: "VE day" / "Victory in Europe Day", "Vieux Carré" / "vieux carre"
+    if s.entities and not a.same_words_as(b):
         # An entity spotted on one side only by its capital letter ("ATM" vs "atm") still
         # counts on the other side if written there: compare where the union occurs. Order
         # counts when either prompt gives the names a direction ("Oslo to Berlin").

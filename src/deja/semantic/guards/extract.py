@@ -467,8 +467,8 @@ def signature(text: str) -> Signature:
     return _signature(unaccented(text))
 
 
-# an acronym written in capitals: "MFA", "GPA", "mRNA" (a lower-case lead letter)
-_ACRONYM_RE = re.compile(r"[a-z]?[A-Z]{2,6}")
+# an acronym written in capitals: "MFA", "GPA", "mRNA" (a lower-case lead letter), "SSRIs"
+_ACRONYM_RE = re.compile(r"[a-z]?[A-Z]{2,6}s?")
 # Capital letters each followed by a full stop ("U.S.", "U.K.", "E.U."): an acronym written
 # with dots, the same name as without them.
 _MAYBE_OPERATOR_RE = re.compile(r"[\[=!<>*&|^%~+\-/:?]")

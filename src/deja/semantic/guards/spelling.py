@@ -40,6 +40,7 @@ _VOCABULARY = Path(__file__).parent.parent / "data" / "minilm-tokenizer.json"
 _MIN_LENGTH = 4
 _WORD_RE = re.compile(r"[a-z]+(?:'[a-z]+)?")
 _MIN_PART = 2  # words in each part of a prompt that moves as a whole
+_MIN_VARIANT = 6  # letters of a word spelt "-ise" / "-ize"
 
 # Words a request is framed with: adding, dropping or trading them does not change what is
 # asked ("Explain the difference between X and Y" / "What's the difference between X and
@@ -54,7 +55,7 @@ _FRAMING = frozenset([
 
 # Symbols that say something ("$?" / "$!" in bash, "C#" / "C++", "a/b"); quotes, hyphens,
 # dashes and sentence punctuation (after a word, before a space or the end) do not.
-_PUNCTUATION_RE = re.compile(r"(?<=[\w)\]\"'\u2019\u201d])[.?!,;:]+(?=\s|$)")
+_PUNCTUATION_RE = re.compile(r"(?<=[\w)\]\"'\u2019\u201d=<>+*%&|])[.?!,;:]+(?=\s|$)")
 _SYMBOL_RE = re.compile(r"[^\w\s'\"\u2018\u2019\u201c\u201d\-\u2013\u2014]")
 
 
@@ -143,6 +144,9 @@ def misspelt(x: str, y: str) -> bool:
 _CHAT_SPELLINGS = {
     "u": "you", "ur": "your", "r": "are", "wat": "what", "wut": "what", "whta": "what",
     "thx": "thanks", "tho": "though", "cuz": "because", "bc": "because",
+    "n": "and", "b4": "before", "abt": "about", "ppl": "people",
+    # slips of short words, too short for the one-edit rule ("teh best time")
+    "teh": "the", "hte": "the", "adn": "and", "waht": "what",
 }  # fmt: skip
 
 
@@ -154,7 +158,8 @@ def _longest_first(phrases: list[str]) -> tuple[tuple[str, ...], ...]:
 # When does registration open? Many thanks."): taken off its ends only, as inside it they
 # may be what is asked ("how do I write a thank you note").
 _OPENINGS = _longest_first([
-    "hello", "hi", "hey", "hiya", "greetings", "good morning", "good afternoon",
+    "hello", "hi", "hey", "hiya", "greetings", "hi there", "hello there", "hey there",
+    "good morning", "good afternoon",
     "good evening", "i hope you're well", "hope you're well", "i hope you are well",
     "hope you are well", "thanks in advance", "sorry to bother you",
     "would you be so kind as to", "would you kindly",
@@ -214,8 +219,15 @@ def variant(x: str, y: str) -> bool:
     if len(x) == len(y):
         if x[:-2] == y[:-2] and {x[-2:], y[-2:]} == {"re", "er"}:  # centre / center
             return True
+        # "-ise" / "-ize", "-ence" / "-ense", "practise" / "practice": an ending of a
+        # longer word ("rice" / "rise", "sold" / "cold" are two words)
         diff = [i for i in range(len(x)) if x[i] != y[i]]
-        return len(diff) == 1 and {x[diff[0]], y[diff[0]]} in ({"s", "z"}, {"s", "c"})
+        return (
+            len(diff) == 1
+            and len(x) >= _MIN_VARIANT
+            and diff[0] >= len(x) - 4
+            and {x[diff[0]], y[diff[0]]} in ({"s", "z"}, {"s", "c"})
+        )
     british, american = (x, y) if len(x) > len(y) else (y, x)
     return any(
         part in british and british.replace(part, short, 1) == american for part, short in _VARIANTS
@@ -275,12 +287,15 @@ def _spelt(words: tuple[str, ...], start: int, acronym: str) -> int | None:
 
 
 def _contracted(words: tuple[str, ...], acronyms: frozenset[str]) -> tuple[str, ...]:
-    """``words`` with each run that spells one of ``acronyms`` said as the acronym."""
+    """``words`` with each run that spells one of ``acronyms`` said as the acronym (a
+    plural one, "SSRIs", by its letters without the "s")."""
     out: list[str] = []
     at = 0
     while at < len(words):
         for acronym in acronyms:
             end = _spelt(words, at, acronym)
+            if end is None and acronym.endswith("s"):
+                end = _spelt(words, at, acronym[:-1])
             if end is not None:
                 out.append(acronym)
                 at = end
