@@ -303,3 +303,64 @@ def test_key_for_keys_the_endpoint_a_client_calls(
         assert cache.delete(key) is True
         again = client.completion(model="gpt-4o", messages=BODY["messages"], temperature=0)
         assert again.cache.status == "miss"
+
+
+@pytest.mark.parametrize(
+    "hook",
+    [
+        "def post(response, request):\n    raise ValueError('post boom')\n",
+        "def post(response, request):\n    return {'tagz': ['x']}\n",
+    ],
+)
+async def test_a_failing_post_cache_hook_serves_the_answer_and_stores_nothing(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    hook: str,
+) -> None:
+    (tmp_path / "bad_hook.py").write_text(hook)
+    config = proxy_config(
+        upstream, hooks=[{"path": "bad_hook.py", "async_post_cache_hook": "post"}]
+    )
+    async with make_proxy(config) as proxy:
+        with caplog.at_level("WARNING", logger="deja"):
+            answers = [await proxy.post(CHAT, json=BODY) for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200]  # paid for: served
+    assert [a.headers["x-deja-cache"] for a in answers] == ["miss", "miss"]  # not stored
+    assert any("not stored" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_failing_pre_llm_hook_keeps_its_detail_in_the_log(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    (tmp_path / "bad_pre.py").write_text("def pre(request):\n    raise ValueError('secret')\n")
+    config = proxy_config(upstream, hooks=[{"path": "bad_pre.py", "async_pre_llm_hook": "pre"}])
+    async with make_proxy(config) as proxy:
+        with caplog.at_level("ERROR", logger="deja"):
+            answer = await proxy.post(CHAT, json=BODY)
+    assert answer.status_code == 500 and "secret" not in answer.text
+    assert any("secret" in (r.exc_text or "") for r in caplog.records)
+
+
+def test_a_tiered_cache_without_a_shared_bus_refuses_several_workers(tmp_path: Path) -> None:
+    from deja.errors import ConfigError
+    from deja.server.run import _warn_about
+
+    def settings(**tiered: Any) -> Any:
+        caching = {"type": "tiered", "l1": {"type": "memory"}, **tiered}
+        return parse_config({"caching": caching}, base_dir=tmp_path)
+
+    on_disk = settings(l2={"type": "disk", "directory": str(tmp_path / "l2")})
+    _warn_about(on_disk, 1)  # one worker: its own bus reaches every L1 there is
+    with pytest.raises(ConfigError, match="invalidation_url"):
+        _warn_about(on_disk, 2)
+    shared = settings(
+        l2={"type": "disk", "directory": str(tmp_path / "l2")},
+        invalidation_url="redis://127.0.0.1:6379/0",
+    )
+    _warn_about(shared, 2)
+    _warn_about(settings(l2={"type": "redis", "host": "127.0.0.1"}), 2)

@@ -101,6 +101,7 @@ def _cache_headers(info: CacheInfo, *, cost_known: bool = True) -> list[tuple[by
 
 
 _SERVED = frozenset({"hit", "semantic_hit"})
+_NO_STORE = CacheControl(no_store=True)
 
 
 def _failover_worthy(exc: ProviderError) -> bool:
@@ -295,7 +296,9 @@ class ProxyApp:
             try:
                 result = await _maybe_await(hook(body))
             except Exception as exc:
-                raise HookError(f"hook {name} failed: {exc!r}") from exc
+                # the operator's bug: its detail goes to the log, not to every caller
+                logger.exception("pre-LLM hook %s failed", name)
+                raise HookError(f"hook {name} failed (the proxy's log has why)") from exc
             if isinstance(result, dict):
                 body = result
         return body
@@ -307,17 +310,30 @@ class ProxyApp:
             return None
 
         async def run(response: dict[str, Any]) -> CacheControl | None:
+            # The answer is paid for by now: a hook that fails, or asks for what is no cache
+            # option, costs the caller nothing; the answer is served and not stored.
             options: dict[str, Any] = {}
             for name, hook in self._post_hooks:
                 try:
                     result = await _maybe_await(hook(response, body))
-                except Exception as exc:
-                    raise HookError(f"hook {name} failed: {exc!r}") from exc
+                except Exception:
+                    logger.exception("post-cache hook %s failed: the answer is not stored", name)
+                    return merge(ctl, _NO_STORE)
                 if isinstance(result, Mapping):
                     options.update(result)
+                elif result is not None:
+                    logger.warning(
+                        "post-cache hook %s returned a %s, not cache options: ignored",
+                        name,
+                        type(result).__name__,
+                    )
             if not options:
                 return None
-            extra = parse_controls(options)
+            try:
+                extra = parse_controls(options)
+            except ControlError as exc:
+                logger.error("post-cache hooks asked for %s: the answer is not stored", exc)
+                return merge(ctl, _NO_STORE)
             return merge(ctl, extra)
 
         return run

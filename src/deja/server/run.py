@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from deja.config import Settings, load_config
-from deja.errors import MissingDependencyError
+from deja.errors import ConfigError, MissingDependencyError
 from deja.server.app import ProxyApp
 
 __all__ = ["app_from_env", "serve"]
@@ -37,8 +37,30 @@ def app_from_env() -> ProxyApp:
     return ProxyApp(load_config(path, log_warnings=False))
 
 
+def _local_bus(settings: Settings) -> bool:
+    """Whether a tiered cache's L1 invalidations would reach this process only: no
+    ``invalidation_url``, and an L2 that is no standalone Redis (which provides one)."""
+    caching = settings.caching
+    if caching is None or caching.type != "tiered" or caching.options.get("invalidation_url"):
+        return False
+    l2 = caching.options.get("l2")
+    options = getattr(l2, "options", {})
+    standalone = getattr(l2, "type", None) == "redis" and not (
+        options.get("startup_nodes") or options.get("sentinel_nodes")
+    )
+    return not standalone
+
+
 def _warn_about(settings: Settings, workers: int) -> None:
     # The configuration's own warnings were logged by load_config; these concern workers.
+    if workers > 1 and _local_bus(settings):
+        # each worker's L1 would keep serving what another worker deleted or flushed
+        raise ConfigError(
+            f"a tiered cache with {workers} workers needs an invalidation bus all of them"
+            " hear: set invalidation_url: redis://... (a standalone redis L2 gives one by"
+            " itself)",
+            path="caching.invalidation_url",
+        )
     if workers > 1 and settings.caching is not None and settings.caching.type == "memory":
         logger.warning(
             "%d workers with an in-memory cache: each worker has its own cache "
