@@ -26,6 +26,7 @@ EXPECTED_FAMILIES = {
     "deja_semantic_similarity": "histogram",
     "deja_provider_cached_tokens": "counter",
     "deja_provider_cache_saved_usd": "counter",
+    "deja_provider_cache_write_premium_usd": "counter",
     "deja_upstream_seconds": "histogram",
     "deja_cache_breaker_open": "gauge",
     "deja_semantic_embeddings": "counter",
@@ -52,6 +53,7 @@ DESIGN_NAMES = {
     "deja_semantic_similarity",
     "deja_provider_cached_tokens_total",
     "deja_provider_cache_saved_usd_total",
+    "deja_provider_cache_write_premium_usd_total",
     "deja_upstream_seconds",
     "deja_cache_breaker_open",
     "deja_semantic_embeddings_total",
@@ -123,6 +125,8 @@ def test_null_metrics_satisfies_the_protocol() -> None:
     null.breaker_state("redis", True)
     null.similarity("hit", 0.97)
     null.provider_cached_tokens("openai", "read", 100)
+    null.provider_cache_saved("anthropic", 0.01)
+    null.provider_cache_write_premium("anthropic", 0.003)
     null.upstream_seconds("openai", 1.5)
     null.embedding("local:all-MiniLM-L6-v2-int8:384", 0.007, 0.0)
     null.semantic_feedback("wrong")
@@ -261,6 +265,23 @@ def test_provider_cached_tokens_by_provider_and_kind() -> None:
     name = "deja_provider_cached_tokens_total"
     assert samples[name, labels(provider="openai", kind="read")] == 1536.0
     assert samples[name, labels(provider="anthropic", kind="write")] == 2048.0
+
+
+def test_provider_cache_read_savings_and_write_premiums_are_separate_counters() -> None:
+    metrics = PrometheusMetrics()
+    metrics.provider_cache_saved("anthropic", 0.01)
+    metrics.provider_cache_write_premium("anthropic", 0.003)
+    metrics.provider_cache_write_premium("anthropic", 0.001)
+    # a counter cannot go down: a negative, NaN or infinite amount changes nothing
+    metrics.provider_cache_saved("anthropic", -0.5)
+    metrics.provider_cache_write_premium("anthropic", -0.5)
+    metrics.provider_cache_write_premium("anthropic", math.nan)
+    metrics.provider_cache_saved("openai", math.inf)
+    samples = scrape(metrics)
+    anthropic = labels(provider="anthropic")
+    assert samples["deja_provider_cache_saved_usd_total", anthropic] == pytest.approx(0.01)
+    assert samples["deja_provider_cache_write_premium_usd_total", anthropic] == pytest.approx(0.004)
+    assert ("deja_provider_cache_saved_usd_total", labels(provider="openai")) not in samples
 
 
 def test_upstream_seconds_histogram() -> None:

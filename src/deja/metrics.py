@@ -17,7 +17,10 @@ name                                       type       labels
 ``deja_singleflight_coalesced_total``      counter
 ``deja_semantic_similarity``               histogram  ``outcome``
 ``deja_provider_cached_tokens_total``      counter    ``provider``, ``kind``
-``deja_provider_cache_saved_usd_total``    counter    ``provider`` (what provider caching saved)
+``deja_provider_cache_saved_usd_total``    counter    ``provider`` (what cache reads saved)
+``deja_provider_cache_write_premium_usd_total`` counter    ``provider`` (what cache writes
+                                                      cost above the input price; net saving
+                                                      = saved - write premium)
 ``deja_upstream_seconds``                  histogram  ``provider``
 ``deja_cache_breaker_open``                gauge      ``store`` (0 closed, 1 open)
 ``deja_semantic_embeddings_total``         counter    ``embedder`` (calls, memo hits excluded)
@@ -138,7 +141,12 @@ class Metrics(Protocol):
         """Provider-side prompt-cache tokens (``kind``: ``read``, ``write``)."""
 
     def provider_cache_saved(self, provider: str, usd: float) -> None:
-        """USD the provider's own prompt cache saved on one answer (reads minus write premiums)."""
+        """USD the provider's own prompt cache saved on one answer: its reads, priced below
+        input. Writes are not subtracted; see :meth:`provider_cache_write_premium`."""
+
+    def provider_cache_write_premium(self, provider: str, usd: float) -> None:
+        """USD one answer's prompt-cache writes cost above the input price (Anthropic and
+        Bedrock bill writes at 1.25x or 2x input). Net saving = saved - write premium."""
 
     def upstream_seconds(self, provider: str, seconds: float) -> None:
         """Time one upstream call took."""
@@ -196,6 +204,9 @@ class NullMetrics:
         return None
 
     def provider_cache_saved(self, provider: str, usd: float) -> None:
+        return None
+
+    def provider_cache_write_premium(self, provider: str, usd: float) -> None:
         return None
 
     def upstream_seconds(self, provider: str, seconds: float) -> None:
@@ -372,7 +383,14 @@ class PrometheusMetrics:
         )
         self._provider_saved = Counter(
             "deja_provider_cache_saved_usd",
-            "USD saved by the providers' own prompt caches (read discounts minus write premiums).",
+            "USD saved by reads from the providers' own prompt caches (read discounts only: "
+            "subtract deja_provider_cache_write_premium_usd_total for the net).",
+            ["provider"],
+            registry=reg,
+        )
+        self._provider_write_premium = Counter(
+            "deja_provider_cache_write_premium_usd",
+            "USD paid for writes to the providers' own prompt caches above the input price.",
             ["provider"],
             registry=reg,
         )
@@ -510,9 +528,16 @@ class PrometheusMetrics:
 
     @_never_raises
     def provider_cache_saved(self, provider: str, usd: float) -> None:
-        """Add a saving; a net cost (writes only) is not subtracted from a counter."""
+        """Add what cache reads saved; zero, negative or non-finite amounts are ignored."""
         if _positive(usd):
             self._child(self._provider_saved, provider).inc(usd)
+
+    @_never_raises
+    def provider_cache_write_premium(self, provider: str, usd: float) -> None:
+        """Add what cache writes cost above input; zero, negative or non-finite amounts are
+        ignored."""
+        if _positive(usd):
+            self._child(self._provider_write_premium, provider).inc(usd)
 
     @_never_raises
     def upstream_seconds(self, provider: str, seconds: float) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 import deja
+from deja.prices import PriceTable
 from deja.testing import FakeAnthropicServer
 
 MODEL = "anthropic/claude-sonnet-4-5"
@@ -55,6 +56,70 @@ def test_injection_points_place_breakpoints_and_usage_reports_the_provider_cache
     assert first.usage.cache_creation_input_tokens > 0
     assert second.usage.prompt_tokens_details.cached_tokens > 0  # the provider's own cache
     assert second.usage.prompt_tokens >= second.usage.prompt_tokens_details.cached_tokens
+
+
+def provider_cache_usd(metrics: deja.PrometheusMetrics) -> tuple[float, float]:
+    """Anthropic's (saved, write premium) counters, 0.0 for a series not yet created."""
+    values = [
+        metrics.registry.get_sample_value(name, {"provider": "anthropic"})
+        for name in (
+            "deja_provider_cache_saved_usd_total",
+            "deja_provider_cache_write_premium_usd_total",
+        )
+    ]
+    return values[0] or 0.0, values[1] or 0.0
+
+
+def list_rates() -> tuple[float, float]:
+    """USD per token a cache read saves, and a 5m cache write costs, against plain input."""
+    price = PriceTable.default().lookup(MODEL)
+    assert price is not None and price.cached_input is not None and price.cache_write is not None
+    return (price.input - price.cached_input) / 1e6, (price.cache_write - price.input) / 1e6
+
+
+def test_a_write_then_a_read_count_the_write_premium_and_the_read_saving(
+    server: FakeAnthropicServer,
+) -> None:
+    metrics = deja.PrometheusMetrics()
+    c = client(
+        server,
+        metrics=metrics,
+        cache_control_injection_points=[{"location": "message", "role": "system"}],
+    )
+    read_saving, write_premium = list_rates()
+
+    first = c.completion(model=MODEL, messages=messages("one"), max_tokens=50)
+    written = first.usage.cache_creation_input_tokens
+    assert written > 0 and first.usage.prompt_tokens_details.cached_tokens == 0
+    assert provider_cache_usd(metrics) == (0.0, pytest.approx(written * write_premium))
+
+    second = c.completion(model=MODEL, messages=messages("two"), max_tokens=50)
+    read = second.usage.prompt_tokens_details.cached_tokens
+    assert read == written and not second.usage.cache_creation_input_tokens
+    saved, premium = provider_cache_usd(metrics)
+    assert saved == pytest.approx(read * read_saving)
+    assert premium == pytest.approx(written * write_premium)  # the read added no premium
+    # the net is what the price table says the provider cache saved on the two answers
+    prices = PriceTable.default()
+    net = [prices.provider_cache_savings(MODEL, a.usage.model_dump()) for a in (first, second)]
+    assert saved - premium == pytest.approx(sum(n for n in net if n is not None))
+
+
+def test_an_answer_that_reads_and_writes_feeds_both_counters(server: FakeAnthropicServer) -> None:
+    metrics = deja.PrometheusMetrics()
+    points = [{"location": "message", "role": "system"}, {"location": "message", "index": -1}]
+    c = client(server, metrics=metrics, cache_control_injection_points=points)
+    read_saving, write_premium = list_rates()
+
+    first = c.completion(model=MODEL, messages=messages("one"), max_tokens=50)
+    second = c.completion(model=MODEL, messages=messages("another question"), max_tokens=50)
+    written = first.usage.cache_creation_input_tokens
+    read = second.usage.prompt_tokens_details.cached_tokens
+    rewritten = second.usage.cache_creation_input_tokens  # the new question, after the read
+    assert written > 0 and read > 0 and rewritten > 0
+    saved, premium = provider_cache_usd(metrics)
+    assert saved == pytest.approx(read * read_saving)
+    assert premium == pytest.approx((written + rewritten) * write_premium)
 
 
 def test_streams_translate_and_replay(server: FakeAnthropicServer) -> None:

@@ -133,6 +133,7 @@ def test_cache_points_from_injection_points_and_usage_in_one_schema(
     text = metrics.render().decode()
     assert 'deja_provider_cached_tokens_total{kind="read",provider="bedrock"}' in text
     assert 'deja_provider_cache_saved_usd_total{provider="bedrock"}' in text
+    assert 'deja_provider_cache_write_premium_usd_total{provider="bedrock"}' in text
 
 
 def test_a_1h_lifetime_is_kept_or_downgraded_with_a_metric(

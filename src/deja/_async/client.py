@@ -868,13 +868,25 @@ class AsyncClient:
         if tokens.write:
             metrics.provider_cached_tokens(provider, "write", tokens.write)
         if tokens.read or tokens.write:
-            model = response.get("model")
-            prices = self.cache.prices if self.cache is not None else None
-            saved = (prices or _default_prices()).provider_cache_savings(
-                f"{provider}/{model}", usage
-            )
-            if saved:
-                metrics.provider_cache_saved(provider, saved)
+            model = f"{provider}/{response.get('model')}"
+            prices = (self.cache.prices if self.cache is not None else None) or _default_prices()
+            # Two counters, as counters cannot go down: what the reads saved (the usage priced
+            # as if nothing was written) and what the writes cost above input (the real cost
+            # minus that). One answer may do both; net saving = saved - premium.
+            unwritten = {
+                key: value
+                for key, value in usage.items()
+                if key not in ("cache_creation_input_tokens", "cache_creation")
+            }
+            if tokens.read:
+                saved = prices.provider_cache_savings(model, unwritten)
+                if saved is not None:
+                    metrics.provider_cache_saved(provider, saved)
+            if tokens.write:
+                cost = prices.cost(model, usage)
+                base = prices.cost(model, unwritten)
+                if cost is not None and base is not None:
+                    metrics.provider_cache_write_premium(provider, cost - base)
         return response
 
     def _metrics(self) -> Metrics:
