@@ -129,6 +129,14 @@ _CACHING_KEYS: Final = _words("""
     type ttl key_prefix namespace key_builder similarity_threshold params
     max_entry_bytes compress_min_bytes store_truncated mode
 """)
+# Keys of ``params``: what the semantic tier reads (build_semantic, cache_kwargs).
+_SEMANTIC_PARAMS: Final = _words("""
+    embedding_model dimensions api_base api_key max_strikes strike_penalty
+    semantic_save_interval
+""")
+# ``params`` keys that only an OpenAI-compatible embedding model uses (not the local one).
+_REMOTE_EMBEDDER_PARAMS: Final = _words("dimensions api_base api_key")
+_LOCAL_EMBEDDING_MODEL: Final = "local"
 # LiteLLM ``cache_params`` keys deja maps onto its own settings.
 _CACHE_PARAMS_MAPPED: Final = _words("""
     default_in_memory_ttl default_in_redis_ttl
@@ -743,7 +751,11 @@ def _register_builtins(registry: CacheTypeRegistry) -> None:
                 if name in ("url", "host", "port", "db", "username", "password", "ssl")
             },
             "url": Option(types=str, aliases=("redis_url",), doc="redis://host:port/db"),
-            "index_name": Option(types=str, doc="RediSearch index name (default deja-semantic)."),
+            "index_name": Option(
+                types=str,
+                aliases=("redis_semantic_cache_index_name",),
+                doc="RediSearch index name (default deja-semantic).",
+            ),
         },
         aliases=("redis-semantic", "valkey-semantic"),
         doc="Exact entries and the semantic index (RediSearch vectors) on one standalone Redis.",
@@ -906,19 +918,26 @@ class CachingSettings:
         feedback settings ``params.max_strikes`` / ``params.strike_penalty``.
 
         ``embedding_model`` ``local`` (or unset) is the embedded offline model; any other
-        name is an OpenAI-compatible embeddings model (``params.api_base`` / ``api_key``).
+        name is an OpenAI-compatible embeddings model (``params.api_base`` / ``api_key`` /
+        ``dimensions``). A name that is a ``model_list`` model_name was already replaced by
+        that deployment's model, api_base and api_key when the configuration was parsed.
         """
         from deja.semantic import LocalEmbedder, OpenAIEmbedder, SemanticCache
 
-        model = self.params.get("embedding_model") or "local"
-        if model == "local":
+        model = self.params.get("embedding_model") or _LOCAL_EMBEDDING_MODEL
+        if model == _LOCAL_EMBEDDING_MODEL:
             embedder: Any = LocalEmbedder()
         else:
-            embedder = OpenAIEmbedder(
-                model=str(model),
-                api_base=_optional_str(self.params.get("api_base")),
-                api_key=_optional_str(self.params.get("api_key")),
-            )
+            dimensions = self.params.get("dimensions")
+            try:
+                embedder = OpenAIEmbedder(
+                    model=str(model),
+                    dimensions=dimensions if isinstance(dimensions, int) else None,
+                    api_base=_optional_str(self.params.get("api_base")),
+                    api_key=_optional_str(self.params.get("api_key")),
+                )
+            except ConfigError as exc:  # the library names its keyword; say the config's key
+                raise ConfigError(f"{exc} (in a config: params.dimensions)") from None
         index: Any = None
         if self.type == "redis_semantic":
             from deja.semantic.redis_index import RedisVectorIndex
@@ -1207,7 +1226,7 @@ def parse_config(
     )
     hooks = _hooks(resolved.get("hooks"), ctx)
     litellm = _litellm_settings(resolved.get("litellm_settings"), ctx)
-    caching = _caching_settings(resolved, litellm, hooks, ctx)
+    caching = _caching_settings(resolved, litellm, hooks, model_list, ctx)
     proxy = _proxy(resolved.get("proxy"), ctx)
     general = _general(resolved.get("general_settings"), model_list, ctx)
 
@@ -1727,16 +1746,19 @@ def _litellm_params(value: object, path: str, ctx: _Context) -> dict[str, object
                 raise ConfigError("a price cannot be negative", path=sub)
             params[key] = cost
         elif key == "api_base":
-            base = _name(raw, sub, ctx, what="a URL")
-            if not base.startswith(("http://", "https://")):
-                raise ConfigError(
-                    f"expected an http:// or https:// URL, got {_shown(base, sub, ctx)}",
-                    path=sub,
-                )
-            params[key] = base
+            params[key] = _http_url(raw, sub, ctx)
         else:
             params[key] = _str(raw, sub, ctx)
     return params
+
+
+def _http_url(value: object, path: str, ctx: _Context) -> str:
+    base = _name(value, path, ctx, what="a URL")
+    if not base.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"expected an http:// or https:// URL, got {_shown(base, path, ctx)}", path=path
+        )
+    return base
 
 
 def _injection_points(value: object, path: str, ctx: _Context) -> tuple[dict[str, object], ...]:
@@ -1865,6 +1887,7 @@ def _caching_settings(
     root: Mapping[str, object],
     litellm: _LiteLLMSettings,
     hooks: Sequence[HookSpec],
+    model_list: Sequence[ModelDeployment],
     ctx: _Context,
 ) -> CachingSettings | None:
     responses = root.get("cache_responses")
@@ -1881,7 +1904,9 @@ def _caching_settings(
                 path=f"litellm_settings.{conflict}",
             )
         block = _mapping(root["caching"], "caching", ctx)
-        caching = _parse_caching(block, "caching", ctx, default_type=_NATIVE_DEFAULT_TYPE)
+        caching = _parse_caching(
+            block, "caching", model_list, ctx, default_type=_NATIVE_DEFAULT_TYPE
+        )
         if switch is False:  # validated above, so a typo still fails, then switched off
             caching = None
     elif litellm_on:
@@ -1893,11 +1918,12 @@ def _caching_settings(
         caching = _parse_caching(
             litellm.cache_params or {},
             "litellm_settings.cache_params",
+            model_list,
             ctx,
             default_type=_LITELLM_DEFAULT_TYPE,
         )
     elif switch is True:
-        caching = _parse_caching({}, "caching", ctx, default_type=_NATIVE_DEFAULT_TYPE)
+        caching = _parse_caching({}, "caching", model_list, ctx, default_type=_NATIVE_DEFAULT_TYPE)
     else:
         caching = None
         if litellm.cache_params is not None:
@@ -1933,7 +1959,12 @@ def _replace_key_builder(caching: CachingSettings, spec: str) -> CachingSettings
 
 
 def _parse_caching(
-    block: Mapping[str, object], path: str, ctx: _Context, *, default_type: str
+    block: Mapping[str, object],
+    path: str,
+    model_list: Sequence[ModelDeployment],
+    ctx: _Context,
+    *,
+    default_type: str,
 ) -> CachingSettings:
     cache_type = _cache_type(block, path, ctx, default_type=default_type)
     option_keys = cache_type.option_keys()
@@ -1959,29 +1990,10 @@ def _parse_caching(
         else:
             ctx.ignored.append(_join(path, key))
 
+    params_path = _join(path, "params")
     params: dict[str, object] = {}
     if get("params") is not None:
-        params = _plain_dict(get("params"), _join(path, "params"), ctx)
-    # the semantic tier's feedback: strikes before an entry leaves it, and what one costs
-    if params.get("max_strikes") is not None:
-        params["max_strikes"] = _int(
-            params["max_strikes"],
-            _join(_join(path, "params"), "max_strikes"),
-            ctx,
-            what="a whole number of wrong-answer reports",
-            minimum=1,
-        )
-    if params.get("strike_penalty") is not None:
-        params["strike_penalty"] = _fraction(
-            params["strike_penalty"], _join(_join(path, "params"), "strike_penalty"), ctx
-        )
-    # how often an in-process semantic index beside a disk store is saved (and merged)
-    if params.get("semantic_save_interval") is not None:
-        params["semantic_save_interval"] = _seconds(
-            params["semantic_save_interval"],
-            _join(_join(path, "params"), "semantic_save_interval"),
-            ctx,
-        )
+        params = _semantic_params(get("params"), params_path, ctx)
     for key, semantic_type in (
         ("redis_semantic_cache_embedding_model", "redis_semantic"),
         ("qdrant_semantic_cache_embedding_model", "qdrant_semantic"),
@@ -1999,6 +2011,10 @@ def _parse_caching(
         else:
             params["embedding_model"] = model
 
+    semantic = cache_type.name in _SEMANTIC_TYPES
+    if semantic:
+        params = _embedding_deployment(params, params_path, model_list, ctx)
+
     key_builder = None
     if get("key_builder") is not None:
         sub = _join(path, "key_builder")
@@ -2008,6 +2024,19 @@ def _parse_caching(
     threshold = None
     if get("similarity_threshold") is not None:
         threshold = _fraction(get("similarity_threshold"), _join(path, "similarity_threshold"), ctx)
+
+    # validated above either way, so a typo still fails; then said not to do anything
+    unused = [
+        _join(path, key)
+        for key, given in (("similarity_threshold", threshold is not None), ("params", params))
+        if given
+    ]
+    if unused and not semantic:
+        ctx.warnings.append(
+            f"{' and '.join(unused)} {'have' if len(unused) > 1 else 'has'} no effect: cache "
+            f"type {cache_type.name!r} has no semantic tier (use one of: "
+            f"{', '.join(sorted(_SEMANTIC_TYPES))})"
+        )
 
     return CachingSettings(
         type=cache_type.name,
@@ -2057,6 +2086,74 @@ def _parse_caching(
         base_dir=ctx.base_dir,
         registry=ctx.registry,
     )
+
+
+def _semantic_params(value: object, path: str, ctx: _Context) -> dict[str, object]:
+    """``params``: only the keys the semantic tier reads, each checked; nulls dropped."""
+    block = _mapping(value, path, ctx)
+    _check_keys(block, path, ctx, known=_SEMANTIC_PARAMS)
+    params: dict[str, object] = {}
+    for key, raw in block.items():
+        if raw is None:
+            continue
+        sub = _join(path, key)
+        if key == "embedding_model":
+            params[key] = _name(raw, sub, ctx, what="an embedding model name")
+        elif key == "dimensions":
+            params[key] = _int(raw, sub, ctx, what="a number of dimensions", minimum=1)
+        elif key == "api_base":
+            params[key] = _http_url(raw, sub, ctx)
+        elif key == "api_key":
+            params[key] = _name(raw, sub, ctx)
+        elif key == "max_strikes":  # wrong-answer reports before an entry leaves the tier
+            params[key] = _int(
+                raw, sub, ctx, what="a whole number of wrong-answer reports", minimum=1
+            )
+        elif key == "strike_penalty":  # similarity each report adds to what the entry needs
+            params[key] = _fraction(raw, sub, ctx)
+        else:  # semantic_save_interval: how often an in-process index beside a disk store is saved
+            params[key] = _seconds(raw, sub, ctx)
+    return params
+
+
+def _embedding_deployment(
+    params: dict[str, object],
+    path: str,
+    model_list: Sequence[ModelDeployment],
+    ctx: _Context,
+) -> dict[str, object]:
+    """Resolve ``params.embedding_model`` through ``model_list``, as LiteLLM does.
+
+    A name that is a deployment's model_name (an alias such as ``my-embedding``, or a real
+    model name the config routes somewhere) becomes that deployment's model, and its
+    api_base and api_key fill in the ones ``params`` does not set. Otherwise the name is an
+    OpenAI-compatible model at params' api_base (or the client's default endpoint).
+    """
+    name = params.get("embedding_model") or _LOCAL_EMBEDDING_MODEL
+    if name == _LOCAL_EMBEDDING_MODEL:
+        given = [key for key in _REMOTE_EMBEDDER_PARAMS if key in params]
+        if given:
+            ctx.warnings.append(
+                f"{', '.join(_join(path, key) for key in given)} "
+                f"{'have' if len(given) > 1 else 'has'} no effect with the local embedding "
+                "model (set params.embedding_model to an OpenAI-compatible model)"
+            )
+        return params
+    matches = [d for d in model_list if d.model_name == name]
+    if not matches:
+        return params
+    if len(matches) > 1:
+        ctx.warnings.append(
+            f"{_join(path, 'embedding_model')}: model_list has {len(matches)} deployments "
+            f"named {name!r}; the semantic tier embeds with the first"
+        )
+    deployment = matches[0]
+    resolved = {**params, "embedding_model": deployment.model}
+    for key in ("api_base", "api_key"):
+        value = deployment.litellm_params.get(key)
+        if key not in params and value is not None:
+            resolved[key] = value
+    return resolved
 
 
 def _mode(value: object, path: str, ctx: _Context) -> CacheMode:
