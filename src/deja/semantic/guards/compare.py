@@ -1104,9 +1104,7 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         )
     ):
         failed.append("code")
-    # two prompts of the same words (slips, spellings, acronyms spelt out) name the same
-    # things: "VE day" / "Victory in Europe Day", "Vieux Carré" / "vieux carre"
-    if s.entities and not a.same_words_as(b):
+    if s.entities:
         # An entity spotted on one side only by its capital letter ("ATM" vs "atm") still
         # counts on the other side if written there: compare where the union occurs. Order
         # counts when either prompt gives the names a direction ("Oslo to Berlin").
@@ -1163,7 +1161,9 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
                 # (not where one part of the prompt moved whole: "In Hinduism, who is
                 # Shiva?" / "Who is Shiva in Hinduism?")
                 same = a.same_words_as(b) or not _names_traded(a, b, at_a, at_b)
-            if not same:
+            # two prompts of the same words (slips, spellings, acronyms spelt out) name
+            # the same things: "VE day" / "Victory in Europe Day"
+            if not same and not a.same_words_as(b):
                 failed.append("entities")
     comparison = _comparison(a.plain, b.plain) if s.polarity else None
     if s.polarity and (

@@ -251,7 +251,11 @@ def abbreviated(x: str, y: str) -> bool:
 
 
 def _alike(x: str, y: str) -> bool:
-    return x == y or misspelt(x, y) or variant(x, y) or abbreviated(x, y)
+    if x == y:
+        return True
+    if x[:1] != y[:1]:  # spellings and shortenings keep the first letter; slips may not
+        return misspelt(x, y)
+    return misspelt(x, y) or variant(x, y) or abbreviated(x, y)
 
 
 # small words an acronym may leave out ("IAM": Identity and Access Management)
