@@ -2193,3 +2193,44 @@ def test_names_of_the_same_words_pass_the_entities_guard() -> None:
     assert passes_both_ways("what happened on VE day", "What happened on Victory in Europe Day?")
     assert passes_both_ways("how to make a vlookup in excell", "How to make a VLOOKUP in Excel")
     assert not passes_both_ways("what happened on VE day", "What happened on D-Day?")
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        (
+            "Can I switch from brand-name Lipitor to generic atorvastatin?",
+            "Can I switch from generic atorvastatin to brand-name Lipitor?",
+            False,
+        ),
+        (
+            "regex to convert snake_case to camelCase",
+            "regex to convert camelCase to snake_case",
+            False,
+        ),
+        (
+            "Can I switch from brand-name Lipitor to generic atorvastatin?",
+            "Is switching from brand-name Lipitor to generic atorvastatin ok?",
+            True,
+        ),
+        (
+            "How can a renter save on heating bills?",
+            "How can a homeowner save on heating bills?",
+            False,
+        ),
+        ("How do I reset my Nest thermostat?", "How do I restart my Nest thermostat?", False),
+        (
+            "Does the family membership include free parking?",
+            "Does the individual membership include free parking?",
+            False,
+        ),
+        ("SQL: get the previous row's value", "SQL: get the following row's value", False),
+        (
+            "why does numpy warn about divide by zero",
+            "how do i silence numpy's divide by zero warning",
+            False,
+        ),
+    ],
+)
+def test_the_ends_of_a_change_renters_resets_and_tiers(a: str, b: str, same: bool) -> None:
+    assert passes_both_ways(a, b) is same

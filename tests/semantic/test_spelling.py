@@ -324,3 +324,8 @@ def test_plural_acronyms_short_word_slips_greetings_and_operators(
     a: str, b: str, same: bool
 ) -> None:
     assert signature(a).same_words_as(signature(b)) is same
+
+
+def test_two_names_of_one_thing_are_the_same_word() -> None:
+    a, b = "How do I set up a k8s CronJob?", "How do I set up a Kubernetes CronJob?"
+    assert signature(a).same_words_as(signature(b))

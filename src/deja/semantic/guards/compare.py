@@ -1183,6 +1183,7 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         or _drops_exception(a, b)
         or _drops_exception(b, a)
         or _speaks_as_another(a.speaker, b.speaker)
+        or (("to" in a.low_text or "onto" in a.low_text) and _ends_swapped(a, b))
     ):
         failed.append("polarity")
     if s.negation and a.negated != b.negated:
@@ -1300,6 +1301,30 @@ def _denials_by_clause(text: str) -> tuple[int, ...]:
         for clause in _CLAUSE_RE.split(text.lower())
         if clause.strip()
     )
+
+
+# "from X to Y", "convert X into Y": the two ends of a change, each a short span of words
+_ENDS_RE = re.compile(
+    r"\b(?:from|convert|converting|switch|switching|change|changing|migrate|migrating"
+    r"|move|moving|transfer|transferring|translate|translating)\s+(.{1,60}?)\s+(?:to|into|onto)"
+    r"\s+(.{1,60}?)(?=\s*[?.!,;:]|\s+(?:in|on|for|with|using|via|and|without|if|when)\b|\s*$)"
+)
+
+
+def _ends(text: str) -> tuple[frozenset[str], frozenset[str]] | None:
+    m = _ENDS_RE.search(text.lower())
+    if m is None:
+        return None
+    x, y = (frozenset(_plain_stem(w) for w in _tokens_of(g) if w not in _STOP) for g in m.groups())
+    return (x, y) if x and y and x != y else None
+
+
+def _ends_swapped(a: Signature, b: Signature) -> bool:
+    """The two ends of a change the other way round, each said in more than one word:
+    "switch from brand-name Lipitor to generic atorvastatin" / "from generic atorvastatin
+    to brand-name Lipitor", "convert snake_case to camelCase" / "camelCase to snake_case"."""
+    ends_a, ends_b = _ends(a.text), _ends(b.text)
+    return ends_a is not None and ends_b is not None and ends_a == ends_b[::-1]
 
 
 def _denial_traded(a: tuple[str, ...], b: tuple[str, ...]) -> bool:

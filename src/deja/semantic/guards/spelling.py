@@ -23,6 +23,7 @@ import threading
 from pathlib import Path
 
 from deja.errors import MissingDependencyError
+from deja.semantic.guards.words import same_name
 
 __all__ = [
     "abbreviated",
@@ -254,8 +255,8 @@ def _alike(x: str, y: str) -> bool:
     if x == y:
         return True
     if x[:1] != y[:1]:  # spellings and shortenings keep the first letter; slips may not
-        return misspelt(x, y)
-    return misspelt(x, y) or variant(x, y) or abbreviated(x, y)
+        return misspelt(x, y) or same_name(x, y)
+    return misspelt(x, y) or variant(x, y) or abbreviated(x, y) or same_name(x, y)
 
 
 # small words an acronym may leave out ("IAM": Identity and Access Management)

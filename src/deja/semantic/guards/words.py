@@ -1251,7 +1251,7 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         # pairs are refused for it (far apart anyway: no stream answer changed)
         (
             "cause causes causing why",
-            "fix fixing solve solving resolve resolving troubleshoot stop rid",
+            "fix fixing solve solving resolve resolving troubleshoot stop rid silence suppress",
         ),
         ("endothermic", "exothermic"),
         # the operation asked for: "2 + 3" is "2 plus 3", not "2 times 3"
@@ -1304,6 +1304,10 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("pause pausing paused", "resume resuming resumed unpause"),
         ("hold holding", "sell selling"),
         ("economy", "business"),
+        ("individual", "family"),
+        ("renter renters tenant tenants", "homeowner homeowners"),
+        # a reset clears settings, a restart does not
+        ("reset", "restart reboot"),
         ("daily", "weekly", "monthly", "annual annually yearly"),
         ("email e-mail", "phone telephone", "chat"),
         # the form an answer is asked in
@@ -1328,7 +1332,7 @@ _SWAPS: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("to into towards", "from"),
         ("before until till", "after since"),
         ("within", "after"),
-        ("current this", "last previous past", "next upcoming coming"),
+        ("current this", "last previous past", "next upcoming coming following"),
         ("radius", "diameter"),
         # ("shut down my account" / "top up my card" are no directions)
         ("up upward upwards", "down downward downwards"),
