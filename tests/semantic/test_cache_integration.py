@@ -172,13 +172,18 @@ async def test_async_cache_and_stream_replay(embedder: Any) -> None:
     assert text == "Track it in the app."
 
 
-def test_a_failing_semantic_tier_is_a_miss(embedder: Any) -> None:
+def test_a_failing_semantic_tier_is_a_miss(embedder: Any, caplog: pytest.LogCaptureFixture) -> None:
     class Broken(SemanticCache):
         def inspect(self, *args: Any, **kwargs: Any) -> Any:
             raise RuntimeError("index down")
 
     cache = deja.Cache(semantic=Broken(embedder=embedder))
-    assert cache.fetch(chat_request("x y z"), chat_response).info.status == "miss"
+    with caplog.at_level("WARNING", logger="deja"):
+        assert cache.fetch(chat_request("x y z"), chat_response).info.status == "miss"
+    said = [r.getMessage() for r in caplog.records]
+    # the semantic tier is named, not the (healthy) store
+    assert any("semantic tier failed" in m and "index down" in m for m in said), said
+    assert not any("cache store memory failed" in m for m in said)
 
 
 async def test_config_type_semantic_through_the_proxy(tmp_path: Any) -> None:

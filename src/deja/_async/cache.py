@@ -993,6 +993,13 @@ class AsyncCache:
         now = time.monotonic()
         if now - self._last_warning >= self._breaker.reset_after:
             self._last_warning = now
+            if op == "semantic":  # the embedder or the vector index, not the store
+                logger.warning(
+                    "the semantic tier failed (%s: %s); answering from the exact tier only",
+                    type(exc).__name__,
+                    exc,
+                )
+                return
             logger.warning(
                 "cache store %s failed on %s (%s: %s); serving without the cache",
                 self._store_name,
