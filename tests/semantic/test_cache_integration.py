@@ -687,3 +687,46 @@ def test_a_dead_vector_server_leaves_the_exact_tier_working(embedder: Any) -> No
             "miss",
         )
         assert cache.stats().store_errors > 0  # counted, never raised
+
+
+async def test_the_proxy_says_at_start_and_when_ready_that_the_semantic_tier_cannot_work(
+    embedder: Any, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import httpx2
+
+    from deja.config import parse_config
+    from deja.semantic.index import InProcessIndex
+    from deja.server.app import ProxyApp
+
+    class Unreachable(InProcessIndex):
+        def search(self, *args: Any, **kwargs: Any) -> Any:
+            raise ConnectionError("vector server refused the connection")
+
+    broken = deja.AsyncCache(semantic=SemanticCache(embedder=embedder, index=Unreachable()))
+    app = ProxyApp(parse_config({"caching": {"type": "memory"}}, base_dir=tmp_path), cache=broken)
+    sent: list[dict[str, Any]] = []
+    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    with caplog.at_level("ERROR", logger="deja"):
+        await app({"type": "lifespan"}, receive, send)
+    assert sent[0]["type"] == "lifespan.startup.complete"  # it starts: the exact tier works
+    assert any("semantic tier cannot work" in r.getMessage() for r in caplog.records)
+
+    healthy = deja.AsyncCache(semantic=SemanticCache(embedder=embedder))
+    answers = {}
+    for name, cache in (("broken", broken), ("healthy", healthy)):
+        settings = parse_config({"caching": {"type": "memory"}}, base_dir=tmp_path)
+        transport = httpx2.ASGITransport(app=ProxyApp(settings, cache=cache))
+        async with httpx2.AsyncClient(transport=transport, base_url="http://proxy") as client:
+            ready = await client.get("/health/ready")
+        assert ready.status_code == 200  # ready either way: the exact tier answers
+        answers[name] = ready.json()
+    assert answers["broken"]["semantic"] == "unavailable"
+    assert "refused the connection" in answers["broken"]["semantic_error"]
+    assert answers["healthy"]["semantic"] == "ok" and "semantic_error" not in answers["healthy"]

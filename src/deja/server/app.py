@@ -101,6 +101,7 @@ def _cache_headers(info: CacheInfo, *, cost_known: bool = True) -> list[tuple[by
 
 
 _SERVED = frozenset({"hit", "semantic_hit"})
+_SEMANTIC_PROBE_SECONDS = 5.0
 _NO_STORE = CacheControl(no_store=True)
 
 
@@ -205,6 +206,13 @@ class ProxyApp:
             if message["type"] == "lifespan.startup":
                 if self.cache is not None:  # before the first request, not during it
                     await self.cache.load_semantic()
+                problem = await self._semantic_problem()
+                if problem is not None:
+                    logger.error(
+                        "the semantic tier cannot work (%s): requests are answered by the"
+                        " exact tier only until it can",
+                        problem,
+                    )
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()
@@ -549,6 +557,27 @@ class ProxyApp:
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_json(send, 200, {"status": "ok"})
 
+    async def _semantic_problem(self) -> str | None:
+        """What keeps the semantic tier from working, found by one search of its index (a
+        Redis without the RediSearch module, a Qdrant server down, an index of vectors of
+        another size), or ``None``."""
+        semantic = self.cache.semantic if self.cache is not None else None
+        if semantic is None:
+            return None
+        try:
+            import numpy as np
+
+            probe = np.zeros(semantic.embedder.dim, dtype=np.float32)
+            probe[0] = 1.0
+            search = semantic.index.search
+            await asyncio.wait_for(
+                asyncio.to_thread(search, probe, scope="deja:health", k=1),
+                timeout=_SEMANTIC_PROBE_SECONDS,
+            )
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
     async def _ready(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.cache is None:
             await send_json(send, 200, {"status": "ok", "cache": None})
@@ -568,9 +597,18 @@ class ProxyApp:
             )
             return
         ms = (time.perf_counter() - started) * 1000
-        await send_json(
-            send, 200, {"status": "ok", "cache": self.cache.store.name, "latency_ms": round(ms, 3)}
-        )
+        ready: dict[str, Any] = {
+            "status": "ok",
+            "cache": self.cache.store.name,
+            "latency_ms": round(ms, 3),
+        }
+        if self.cache.semantic is not None:
+            # still ready without it (the exact tier answers), but say so
+            problem = await self._semantic_problem()
+            ready["semantic"] = "ok" if problem is None else "unavailable"
+            if problem is not None:
+                ready["semantic_error"] = problem
+        await send_json(send, 200, ready)
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = aggregated_exposition() if multiprocess() else self.metrics.render()
