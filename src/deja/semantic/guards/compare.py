@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import itertools
 import re
 from collections.abc import Iterable
@@ -1183,7 +1184,7 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         or _drops_exception(a, b)
         or _drops_exception(b, a)
         or _speaks_as_another(a.speaker, b.speaker)
-        or (("to" in a.low_text or "onto" in a.low_text) and _ends_swapped(a, b))
+        or _ends_swapped(a, b)
     ):
         failed.append("polarity")
     if s.negation and a.negated != b.negated:
@@ -1311,7 +1312,9 @@ _ENDS_RE = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=4096)  # a stored prompt meets many queries
 def _ends(text: str) -> tuple[frozenset[str], frozenset[str]] | None:
+    """The content words of the two ends of a change the text asks about, if it does."""
     m = _ENDS_RE.search(text.lower())
     if m is None:
         return None
@@ -1320,9 +1323,10 @@ def _ends(text: str) -> tuple[frozenset[str], frozenset[str]] | None:
 
 
 def _ends_swapped(a: Signature, b: Signature) -> bool:
-    """The two ends of a change the other way round, each said in more than one word:
-    "switch from brand-name Lipitor to generic atorvastatin" / "from generic atorvastatin
-    to brand-name Lipitor", "convert snake_case to camelCase" / "camelCase to snake_case"."""
+    """The two ends of a change the other way round, each end a span of words: "switch
+    from brand-name Lipitor to generic atorvastatin" / "from generic atorvastatin to
+    brand-name Lipitor", "convert snake_case to camelCase" / "camelCase to snake_case"
+    (where single words joined by "to" are the arrows' and the literals' to compare)."""
     ends_a, ends_b = _ends(a.text), _ends(b.text)
     return ends_a is not None and ends_b is not None and ends_a == ends_b[::-1]
 

@@ -1,5 +1,8 @@
-"""Typing slips: two prompts that are the same words but for letter case, order, the
-words a request is framed with ("explain" / "what is") and misspelt words.
+"""The same words said otherwise: two prompts that are the same words but for letter
+case, order, the words a request is framed with ("explain" / "what is", "can you"), the
+pleasantries around it ("Hello, ... Many thanks."), misspelt words, British and American
+spellings, words shortened by leaving letters out ("acct"), two names of one thing ("k8s"
+/ "Kubernetes") and acronyms against their words ("MFA" / "multi-factor authentication").
 
 A user who asks again, with a typo fixed or made, asks the same thing; the embedded model
 does not see it so: a misspelt word falls apart into word pieces, and "how to do the
@@ -160,10 +163,9 @@ def _longest_first(phrases: list[str]) -> tuple[tuple[str, ...], ...]:
 # may be what is asked ("how do I write a thank you note").
 _OPENINGS = _longest_first([
     "hello", "hi", "hey", "hiya", "greetings", "hi there", "hello there", "hey there",
-    "good morning", "good afternoon",
-    "good evening", "i hope you're well", "hope you're well", "i hope you are well",
-    "hope you are well", "thanks in advance", "sorry to bother you",
-    "would you be so kind as to", "would you kindly",
+    "good morning", "good afternoon", "good evening", "i hope you're well",
+    "hope you're well", "i hope you are well", "hope you are well", "thanks in advance",
+    "sorry to bother you", "would you be so kind as to", "would you kindly",
 ])  # fmt: skip
 _CLOSINGS = _longest_first([
     "thanks", "thank you", "thanks a lot", "many thanks", "thanks in advance",
