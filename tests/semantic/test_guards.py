@@ -2234,3 +2234,19 @@ def test_names_of_the_same_words_pass_the_entities_guard() -> None:
 )
 def test_the_ends_of_a_change_renters_resets_and_tiers(a: str, b: str, same: bool) -> None:
     assert passes_both_ways(a, b) is same
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        (
+            "Rate limit is 1000 requests per hour, how many per second is that?",
+            "If my quota is 1000 requests per day, how many per second is that?",
+            False,
+        ),
+        ("emails sent per hour", "emails sent per hour, and per day", True),  # one adds a rate
+        ("Git LFS: how do I lock a file?", "Git LFS: how do I unlock a file?", False),
+    ],
+)
+def test_each_side_counting_per_another_span_and_locks(a: str, b: str, same: bool) -> None:
+    assert passes_both_ways(a, b) is same

@@ -936,11 +936,12 @@ def _rates(plain: tuple[str, ...]) -> frozenset[str]:
 
 
 def _rates_differ(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
-    """Do both prompts count something per a span of time, and no span of one is the
-    other's? ("send volume per hour" / "per day", "monthly" / "biweekly payment")."""
+    """Do both prompts count something per a span of time, each per one the other does
+    not? ("send volume per hour" / "per day", "monthly" / "biweekly payment", "1000
+    requests per hour, how many per second" / "1000 per day, ... per second")."""
     rates_a = _rates(a)
     rates_b = _rates(b) if rates_a else frozenset()
-    return bool(rates_a and rates_b) and rates_a.isdisjoint(rates_b)
+    return bool(rates_a - rates_b) and bool(rates_b - rates_a)
 
 
 def _drops_exception(a: Signature, b: Signature) -> bool:

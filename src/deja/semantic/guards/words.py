@@ -1308,6 +1308,7 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("renter renters tenant tenants", "homeowner homeowners"),
         # a reset clears settings, a restart does not
         ("reset", "restart reboot"),
+        ("lock locking", "unlock unlocking release"),
         ("daily", "weekly", "monthly", "annual annually yearly"),
         ("email e-mail", "phone telephone", "chat"),
         # the form an answer is asked in
