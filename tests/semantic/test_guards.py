@@ -2244,9 +2244,36 @@ def test_the_ends_of_a_change_renters_resets_and_tiers(a: str, b: str, same: boo
             "If my quota is 1000 requests per day, how many per second is that?",
             False,
         ),
-        ("emails sent per hour", "emails sent per hour, and per day", True),  # one adds a rate
         ("Git LFS: how do I lock a file?", "Git LFS: how do I unlock a file?", False),
     ],
 )
 def test_each_side_counting_per_another_span_and_locks(a: str, b: str, same: bool) -> None:
     assert passes_both_ways(a, b) is same
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        (
+            "When did the American Civil War start?",
+            "When did the American Civil War start and end?",
+            False,
+        ),
+        (
+            "What causes condensation on the inside of windows in winter?",
+            "How do I prevent condensation on the inside of windows in winter?",
+            False,
+        ),
+        ("When did the war start?", "When did the war start, roughly?", True),
+    ],
+)
+def test_more_asked_with_and_and_prevention_is_a_fix(a: str, b: str, same: bool) -> None:
+    assert passes_both_ways(a, b) is same
+
+
+def test_a_rate_one_side_adds_is_no_other_rate() -> None:
+    from deja.semantic.guards.compare import _rates_differ
+
+    hour, both = signature("emails sent per hour").plain, signature("per hour or per day").plain
+    assert not _rates_differ(hour, both) and not _rates_differ(both, hour)
+    assert _rates_differ(hour, signature("emails sent per day").plain)

@@ -1,9 +1,9 @@
 """The shipped defaults on the probe pairs that guard rules were written from.
 
-``bench/data/probe_pairs.jsonl`` holds 5,790 labelled near-duplicates and rewordings
+``bench/data/probe_pairs.jsonl`` holds 6,390 labelled near-duplicates and rewordings
 written by hand and by helpers (bench/data/README.md). Their figures with the shipped
-defaults are in BENCHMARKS.md: recall 68.2%, false-hit rate 5.3% (of 2,490 rewordings and
-3,300 near-duplicates). A change that serves more of their near-duplicates, or refuses more
+defaults are in BENCHMARKS.md: recall 67.6%, false-hit rate 5.1% (of 2,750 rewordings and
+3,640 near-duplicates). A change that serves more of their near-duplicates, or refuses more
 of their rewordings, should be a decision, not an accident: this fails when either moves
 by more than a few pairs. (The held-out sets beside them are not used here: they stay
 unread.)
@@ -26,9 +26,9 @@ def test_the_defaults_serve_few_probe_near_duplicates_and_most_rewordings(embedd
     outcomes = score_pairs(pairs, make_cache=make)
     same = [o for o in outcomes if o.pair.same]
     different = [o for o in outcomes if not o.pair.same]
-    assert (len(same), len(different)) == (2490, 3300)
+    assert (len(same), len(different)) == (2750, 3640)
     served_same = sum(o.served(threshold) for o in same)
     served_different = sum(o.served(threshold) for o in different)
-    # measured: 1,699 of 2,490 rewordings served (68.2%), 174 of 3,300 near-duplicates (5.3%)
-    assert served_same >= 1683, served_same
-    assert served_different <= 181, served_different
+    # measured: 1,858 of 2,750 rewordings served (67.6%), 186 of 3,640 near-duplicates (5.1%)
+    assert served_same >= 1840, served_same
+    assert served_different <= 193, served_different

@@ -1414,6 +1414,8 @@ def _constraint_added(short: tuple[str, ...], long: tuple[str, ...]) -> bool:
     if len(short) < 3 or len(long) < len(short) + 2 or long[: len(short)] != short:
         return False
     extra = long[len(short) :]
+    if extra[0] == "and" and len(extra) <= 3 and _content_word(extra[1]):
+        return True  # more asked for: "when did the war start" / "... start and end"
     return any(
         w in _MUST_WORDS or (_is_denial(w) and k + 1 < len(extra) and extra[k + 1] in _CANNOT_USE)
         for k, w in enumerate(extra)

@@ -1251,7 +1251,8 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         # pairs are refused for it (far apart anyway: no stream answer changed)
         (
             "cause causes causing why",
-            "fix fixing solve solving resolve resolving troubleshoot stop rid silence suppress",
+            "fix fixing solve solving resolve resolving troubleshoot stop rid silence suppress"
+            " prevent preventing avoid",
         ),
         ("endothermic", "exothermic"),
         # the operation asked for: "2 + 3" is "2 plus 3", not "2 times 3"
