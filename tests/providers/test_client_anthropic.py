@@ -153,11 +153,9 @@ def test_anthropic_errors_are_typed(server: FakeAnthropicServer) -> None:
 def test_what_the_adapter_cannot_do_is_logged_once(
     server: FakeAnthropicServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from deja._async import client as async_client
-    from deja._sync import client as sync_client
+    from deja import _upstream
 
-    for module in (async_client, sync_client):
-        module._WARNED.clear()
+    _upstream._warned.clear()
     c = client(server)
     short = [{"role": "user", "content": "Hi"}]
     with caplog.at_level("WARNING", logger="deja"):

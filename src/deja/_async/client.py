@@ -33,6 +33,7 @@ from deja._async.embeddings import acached_embeddings, embedding_items
 from deja._async.singleflight import AsyncSingleFlight
 from deja._async.streams import AsyncCachedStream, aopen_uncached
 from deja._transport import AsyncHTTP, AsyncHTTPResponse, ChunkStream, async_http_client
+from deja._upstream import NOT_A_STREAM_BYTES, finishes, not_a_stream, warn_once
 from deja.controls import CacheControl
 from deja.errors import (
     ConfigError,
@@ -326,50 +327,6 @@ def _error_for(response: AsyncHTTPResponse, provider: str) -> ProviderError:
             retry_after=_retry_after(response),
         )
     return cls(message, status_code=response.status_code, body=body, provider=provider)
-
-
-_WARNED: set[str] = set()
-_WARNED_MAX = 1024
-
-
-def _warn_once(provider: str, warnings: Sequence[str]) -> None:
-    """Log what a provider adapter could not do for a request (a breakpoint not placed, a
-    parameter with no equivalent) once per process and message, not on every call."""
-    for warning in warnings:
-        text = f"{provider}: {warning}"
-        if text not in _WARNED and len(_WARNED) < _WARNED_MAX:
-            _WARNED.add(text)
-            logger.warning("%s", text)
-
-
-# how much of a body that carried no event is kept, to say what it was
-_NOT_A_STREAM_BYTES = 2048
-
-
-def _finishes(event: Any) -> bool:
-    """Whether an OpenAI chunk ends a choice (a finish reason)."""
-    choices = event.get("choices") if isinstance(event, dict) else None
-    return isinstance(choices, list) and any(
-        isinstance(c, dict) and c.get("finish_reason") is not None for c in choices
-    )
-
-
-def _not_a_stream(start: bytes, headers: Mapping[str, str], provider: str) -> ProviderError:
-    """The error for a streamed answer that carried no event: the upstream's own error if
-    it sent one as JSON, else what it sent instead."""
-    try:
-        body: Any = orjson.loads(start) if start else None
-    except orjson.JSONDecodeError:
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        message = body["error"].get("message", "")
-        return ProviderError(f"upstream stream failed: {message}", body=body, provider=provider)
-    kind = headers.get("content-type") or "no content type"
-    return ProviderError(
-        f"upstream answered a stream request without any event ({kind}, {len(start)} bytes"
-        f"{' or more' if len(start) >= _NOT_A_STREAM_BYTES else ''})",
-        provider=provider,
-    )
 
 
 class AsyncChatCompletionStream:
@@ -1021,7 +978,7 @@ class AsyncClient:
             extra_headers=extra_headers,
             stream=stream,
         )
-        _warn_once(provider, wire.warnings)
+        warn_once(provider, wire.warnings)
         return wire
 
     async def _gemini_auth(
@@ -1226,7 +1183,7 @@ class AsyncClient:
             extra_headers=extra_headers,
             stream=stream,
         )
-        _warn_once("bedrock", wire.warnings)
+        warn_once("bedrock", wire.warnings)
         if wire.ttl_downgrades:
             self._metrics().provider_cache_ttl_downgraded("bedrock", wire.ttl_downgrades)
         return wire
@@ -1318,7 +1275,7 @@ class AsyncClient:
             injection_points=self.injection_points,
             extra_headers=extra_headers,
         )
-        _warn_once("anthropic", wire.warnings)
+        warn_once("anthropic", wire.warnings)
         return wire
 
     def _key(self, provider: str, api_key: str | None) -> str | None:
@@ -1527,7 +1484,7 @@ class AsyncClient:
             seen = finished = False
             try:
                 async for data in response.aiter_bytes():
-                    if not seen and len(start) < _NOT_A_STREAM_BYTES:
+                    if not seen and len(start) < NOT_A_STREAM_BYTES:
                         start += data
                     for event in decoder.feed(data):
                         if event == "[DONE]":
@@ -1539,7 +1496,7 @@ class AsyncClient:
                                 provider=provider,
                             )
                         seen = True
-                        finished = finished or (openai_chunks and _finishes(event))
+                        finished = finished or (openai_chunks and finishes(event))
                         yield event
             except httpx2.TransportError as exc:
                 raise UpstreamConnectionError(
@@ -1548,7 +1505,7 @@ class AsyncClient:
             finally:
                 await response.aclose()
             if not seen:
-                raise _not_a_stream(start, response.headers, provider)
+                raise not_a_stream(start, response.headers, provider)
             if openai_chunks and not finished:
                 raise UpstreamConnectionError(
                     f"stream from {url} ended before its last chunk (no finish reason, no [DONE])",

@@ -16,45 +16,11 @@ from typing import Any
 from deja._async.cache import AsyncCache
 from deja._async.embeddings import acached_embeddings, embedding_items
 from deja._async.streams import AsyncCachedStream
-from deja.errors import InvalidRequestError
+from deja._openai_args import required, sdk_dump, split_call
 from deja.request import Request
 from deja.result import CacheInfo
 
 __all__ = ["AsyncCachedCompletions", "AsyncCachedEmbeddings", "AsyncWrappedStream"]
-
-# SDK call options that are not request fields
-_SDK_OPTIONS = frozenset({"extra_headers", "extra_query", "extra_body", "timeout"})
-
-
-def _split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], Any]:
-    """(kwargs for the SDK without deja's controls, request fields for the key, controls)."""
-    extra_body = dict(kwargs.get("extra_body") or {})
-    control = extra_body.pop("cache", None)
-    sdk_kwargs = dict(kwargs)
-    if extra_body:
-        sdk_kwargs["extra_body"] = extra_body
-    else:
-        sdk_kwargs.pop("extra_body", None)
-    fields = {k: v for k, v in kwargs.items() if k not in _SDK_OPTIONS and not _not_given(v)}
-    fields.update(extra_body)  # sent upstream as body fields, so they are keyed like them
-    return sdk_kwargs, fields, control
-
-
-def _not_given(value: Any) -> bool:
-    """The SDK's "not given" markers (``openai.NOT_GIVEN``, ``openai.omit``): the SDK sends
-    nothing for them, so nothing is keyed."""
-    return type(value).__name__ in ("NotGiven", "Omit")
-
-
-def _required(fields: dict[str, Any], name: str) -> Any:
-    if name not in fields:
-        raise InvalidRequestError(f"'{name}' is required")
-    return fields.pop(name)
-
-
-def _dump(model: Any) -> dict[str, Any]:
-    data: dict[str, Any] = model.model_dump(mode="json", exclude_unset=True)
-    return data
 
 
 class AsyncWrappedStream:
@@ -93,8 +59,8 @@ class AsyncCachedCompletions:
 
     async def create(self, **kwargs: Any) -> Any:
         """``chat.completions.create``, cached."""
-        sdk_kwargs, fields, control = _split(kwargs)
-        model, messages = _required(fields, "model"), _required(fields, "messages")
+        sdk_kwargs, fields, control = split_call(kwargs)
+        model, messages = required(fields, "model"), required(fields, "messages")
         request = Request.chat(model=model, messages=messages, api_base=self._api_base, **fields)
         if fields.get("stream"):
             options = dict(fields.get("stream_options") or {})
@@ -107,7 +73,7 @@ class AsyncCachedCompletions:
                 async def chunks() -> AsyncIterator[dict[str, Any]]:
                     try:
                         async for chunk in sdk_stream:
-                            yield _dump(chunk)
+                            yield sdk_dump(chunk)
                     finally:
                         await sdk_stream.close()
 
@@ -119,7 +85,7 @@ class AsyncCachedCompletions:
             return AsyncWrappedStream(stream, self._types.ChatCompletionChunk)
 
         async def call() -> dict[str, Any]:
-            return _dump(await self._original(**sdk_kwargs))
+            return sdk_dump(await self._original(**sdk_kwargs))
 
         result = await self._cache.fetch(request, call, control=control)
         return self._types.ChatCompletion.model_validate(result.response)
@@ -136,13 +102,13 @@ class AsyncCachedEmbeddings:
 
     async def create(self, **kwargs: Any) -> Any:
         """``embeddings.create``, cached per input item."""
-        sdk_kwargs, fields, control = _split(kwargs)
+        sdk_kwargs, fields, control = split_call(kwargs)
         encoding = fields.pop("encoding_format", None)
-        model, value = _required(fields, "model"), _required(fields, "input")
+        model, value = required(fields, "model"), required(fields, "input")
 
         async def fetch_missing(items: list[Any]) -> Mapping[str, Any]:
             call_kwargs = {**sdk_kwargs, "input": items, "encoding_format": "float"}
-            return _dump(await self._original(**call_kwargs))
+            return sdk_dump(await self._original(**call_kwargs))
 
         batch = await acached_embeddings(
             cache=self._cache,

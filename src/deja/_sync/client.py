@@ -34,6 +34,7 @@ from deja._sync.embeddings import cached_embeddings, embedding_items
 from deja._sync.singleflight import SingleFlight
 from deja._sync.streams import CachedStream, open_uncached
 from deja._transport import SyncChunkStream, SyncHTTP, SyncHTTPResponse, sync_http_client
+from deja._upstream import NOT_A_STREAM_BYTES, finishes, not_a_stream, warn_once
 from deja.controls import CacheControl
 from deja.errors import (
     ConfigError,
@@ -327,50 +328,6 @@ def _error_for(response: SyncHTTPResponse, provider: str) -> ProviderError:
             retry_after=_retry_after(response),
         )
     return cls(message, status_code=response.status_code, body=body, provider=provider)
-
-
-_WARNED: set[str] = set()
-_WARNED_MAX = 1024
-
-
-def _warn_once(provider: str, warnings: Sequence[str]) -> None:
-    """Log what a provider adapter could not do for a request (a breakpoint not placed, a
-    parameter with no equivalent) once per process and message, not on every call."""
-    for warning in warnings:
-        text = f"{provider}: {warning}"
-        if text not in _WARNED and len(_WARNED) < _WARNED_MAX:
-            _WARNED.add(text)
-            logger.warning("%s", text)
-
-
-# how much of a body that carried no event is kept, to say what it was
-_NOT_A_STREAM_BYTES = 2048
-
-
-def _finishes(event: Any) -> bool:
-    """Whether an OpenAI chunk ends a choice (a finish reason)."""
-    choices = event.get("choices") if isinstance(event, dict) else None
-    return isinstance(choices, list) and any(
-        isinstance(c, dict) and c.get("finish_reason") is not None for c in choices
-    )
-
-
-def _not_a_stream(start: bytes, headers: Mapping[str, str], provider: str) -> ProviderError:
-    """The error for a streamed answer that carried no event: the upstream's own error if
-    it sent one as JSON, else what it sent instead."""
-    try:
-        body: Any = orjson.loads(start) if start else None
-    except orjson.JSONDecodeError:
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        message = body["error"].get("message", "")
-        return ProviderError(f"upstream stream failed: {message}", body=body, provider=provider)
-    kind = headers.get("content-type") or "no content type"
-    return ProviderError(
-        f"upstream answered a stream request without any event ({kind}, {len(start)} bytes"
-        f"{' or more' if len(start) >= _NOT_A_STREAM_BYTES else ''})",
-        provider=provider,
-    )
 
 
 class ChatCompletionStream:
@@ -1018,7 +975,7 @@ class Client:
             extra_headers=extra_headers,
             stream=stream,
         )
-        _warn_once(provider, wire.warnings)
+        warn_once(provider, wire.warnings)
         return wire
 
     def _gemini_auth(
@@ -1219,7 +1176,7 @@ class Client:
             extra_headers=extra_headers,
             stream=stream,
         )
-        _warn_once("bedrock", wire.warnings)
+        warn_once("bedrock", wire.warnings)
         if wire.ttl_downgrades:
             self._metrics().provider_cache_ttl_downgraded("bedrock", wire.ttl_downgrades)
         return wire
@@ -1311,7 +1268,7 @@ class Client:
             injection_points=self.injection_points,
             extra_headers=extra_headers,
         )
-        _warn_once("anthropic", wire.warnings)
+        warn_once("anthropic", wire.warnings)
         return wire
 
     def _key(self, provider: str, api_key: str | None) -> str | None:
@@ -1518,7 +1475,7 @@ class Client:
             seen = finished = False
             try:
                 for data in response.iter_bytes():
-                    if not seen and len(start) < _NOT_A_STREAM_BYTES:
+                    if not seen and len(start) < NOT_A_STREAM_BYTES:
                         start += data
                     for event in decoder.feed(data):
                         if event == "[DONE]":
@@ -1530,7 +1487,7 @@ class Client:
                                 provider=provider,
                             )
                         seen = True
-                        finished = finished or (openai_chunks and _finishes(event))
+                        finished = finished or (openai_chunks and finishes(event))
                         yield event
             except httpx2.TransportError as exc:
                 raise UpstreamConnectionError(
@@ -1539,7 +1496,7 @@ class Client:
             finally:
                 response.close()
             if not seen:
-                raise _not_a_stream(start, response.headers, provider)
+                raise not_a_stream(start, response.headers, provider)
             if openai_chunks and not finished:
                 raise UpstreamConnectionError(
                     f"stream from {url} ended before its last chunk (no finish reason, no [DONE])",

@@ -15,48 +15,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from deja._openai_args import required, sdk_dump, split_call
 from deja._sync.cache import Cache
 from deja._sync.embeddings import cached_embeddings, embedding_items
 from deja._sync.streams import CachedStream
-from deja.errors import InvalidRequestError
 from deja.request import Request
 from deja.result import CacheInfo
 
 __all__ = ["CachedCompletions", "CachedEmbeddings", "WrappedStream"]
-
-# SDK call options that are not request fields
-_SDK_OPTIONS = frozenset({"extra_headers", "extra_query", "extra_body", "timeout"})
-
-
-def _split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], Any]:
-    """(kwargs for the SDK without deja's controls, request fields for the key, controls)."""
-    extra_body = dict(kwargs.get("extra_body") or {})
-    control = extra_body.pop("cache", None)
-    sdk_kwargs = dict(kwargs)
-    if extra_body:
-        sdk_kwargs["extra_body"] = extra_body
-    else:
-        sdk_kwargs.pop("extra_body", None)
-    fields = {k: v for k, v in kwargs.items() if k not in _SDK_OPTIONS and not _not_given(v)}
-    fields.update(extra_body)  # sent upstream as body fields, so they are keyed like them
-    return sdk_kwargs, fields, control
-
-
-def _not_given(value: Any) -> bool:
-    """The SDK's "not given" markers (``openai.NOT_GIVEN``, ``openai.omit``): the SDK sends
-    nothing for them, so nothing is keyed."""
-    return type(value).__name__ in ("NotGiven", "Omit")
-
-
-def _required(fields: dict[str, Any], name: str) -> Any:
-    if name not in fields:
-        raise InvalidRequestError(f"'{name}' is required")
-    return fields.pop(name)
-
-
-def _dump(model: Any) -> dict[str, Any]:
-    data: dict[str, Any] = model.model_dump(mode="json", exclude_unset=True)
-    return data
 
 
 class WrappedStream:
@@ -95,8 +61,8 @@ class CachedCompletions:
 
     def create(self, **kwargs: Any) -> Any:
         """``chat.completions.create``, cached."""
-        sdk_kwargs, fields, control = _split(kwargs)
-        model, messages = _required(fields, "model"), _required(fields, "messages")
+        sdk_kwargs, fields, control = split_call(kwargs)
+        model, messages = required(fields, "model"), required(fields, "messages")
         request = Request.chat(model=model, messages=messages, api_base=self._api_base, **fields)
         if fields.get("stream"):
             options = dict(fields.get("stream_options") or {})
@@ -109,7 +75,7 @@ class CachedCompletions:
                 def chunks() -> Iterator[dict[str, Any]]:
                     try:
                         for chunk in sdk_stream:
-                            yield _dump(chunk)
+                            yield sdk_dump(chunk)
                     finally:
                         sdk_stream.close()
 
@@ -121,7 +87,7 @@ class CachedCompletions:
             return WrappedStream(stream, self._types.ChatCompletionChunk)
 
         def call() -> dict[str, Any]:
-            return _dump(self._original(**sdk_kwargs))
+            return sdk_dump(self._original(**sdk_kwargs))
 
         result = self._cache.fetch(request, call, control=control)
         return self._types.ChatCompletion.model_validate(result.response)
@@ -138,13 +104,13 @@ class CachedEmbeddings:
 
     def create(self, **kwargs: Any) -> Any:
         """``embeddings.create``, cached per input item."""
-        sdk_kwargs, fields, control = _split(kwargs)
+        sdk_kwargs, fields, control = split_call(kwargs)
         encoding = fields.pop("encoding_format", None)
-        model, value = _required(fields, "model"), _required(fields, "input")
+        model, value = required(fields, "model"), required(fields, "input")
 
         def fetch_missing(items: list[Any]) -> Mapping[str, Any]:
             call_kwargs = {**sdk_kwargs, "input": items, "encoding_format": "float"}
-            return _dump(self._original(**call_kwargs))
+            return sdk_dump(self._original(**call_kwargs))
 
         batch = cached_embeddings(
             cache=self._cache,

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from deja.semantic.guards import GuardReport, GuardSettings, Signature, check_guards, signature
-from deja.semantic.guards.spelling import abbreviated, misspelt, variant
-from deja.semantic.guards.words import prefixed, same_name
+from deja.semantic.guards.spelling import one_word
+from deja.semantic.guards.words import prefixed
 from deja.semantic.verifier import Verifier, pair_features, text_features
 
 if TYPE_CHECKING:
@@ -130,14 +130,9 @@ def guard_report(
     if report.substituted is None or word_similarity is None:
         return report, None
     stored_word, asked_word = report.substituted
-    if (
-        misspelt(stored_word, asked_word)
-        or same_name(stored_word, asked_word)
-        or abbreviated(stored_word, asked_word)
-        or variant(stored_word, asked_word)
-    ):
-        # one word: mistyped ("hand" / "hnad"), named otherwise ("golang" / "go"),
-        # shortened ("pts" / "points") or spelt the other side's way ("colour" / "color")
+    if one_word(stored_word, asked_word):
+        # mistyped ("hand" / "hnad"), named otherwise ("golang" / "go"), shortened or
+        # spelt the other side's way ("colour" / "color"): the same word as same_words has it
         return report, None
     refused = GuardReport(failed=("substitution",), shared_anchors=0)
     if prefixed(stored_word, asked_word):  # "off-peak" / "peak", "unsafe" / "safe"

@@ -31,6 +31,7 @@ from deja.semantic.guards.words import same_name
 __all__ = [
     "abbreviated",
     "misspelt",
+    "one_word",
     "preload",
     "said_words",
     "same_words",
@@ -253,12 +254,17 @@ def abbreviated(x: str, y: str) -> bool:
     return short not in known and long in known
 
 
-def _alike(x: str, y: str) -> bool:
-    if x == y:
-        return True
+def one_word(x: str, y: str) -> bool:
+    """Whether two different lower-case words are one word: mistyped (:func:`misspelt`),
+    spelt the British or the American way (:func:`variant`), shortened
+    (:func:`abbreviated`), or two names of one thing ("k8s" / "kubernetes")."""
     if x[:1] != y[:1]:  # spellings and shortenings keep the first letter; slips may not
         return misspelt(x, y) or same_name(x, y)
     return misspelt(x, y) or variant(x, y) or abbreviated(x, y) or same_name(x, y)
+
+
+def _alike(x: str, y: str) -> bool:
+    return x == y or one_word(x, y)
 
 
 # small words an acronym may leave out ("IAM": Identity and Access Management)
