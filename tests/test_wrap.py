@@ -139,3 +139,73 @@ def test_an_embedding_call_without_a_model_is_a_typed_error(server: FakeOpenAISe
     client = deja.wrap(sdk(server), cache=deja.Cache())
     with pytest.raises(deja.InvalidRequestError, match="'model' is required"):
         client.embeddings.create(input="x")  # type: ignore[call-arg]
+
+
+def test_cache_info_tells_how_each_response_was_served(server: FakeOpenAIServer) -> None:
+    client = deja.wrap(sdk(server), cache=deja.Cache())
+    first = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    second = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    skipped = client.chat.completions.create(
+        model="gpt-4o",
+        messages=MESSAGES,  # type: ignore[arg-type]
+        extra_body={"cache": {"no-cache": True}},
+    )
+    infos = [deja.cache_info(r) for r in (first, second, skipped)]
+    assert [i.status for i in infos if i is not None] == ["miss", "hit", "bypass"]
+    assert infos[0] is not None and infos[1] is not None
+    assert infos[1].key == infos[0].key and infos[1].age is not None
+    assert infos[0].cost_usd > 0 and infos[1].cost_usd == 0 and infos[1].saved_usd > 0
+    # the info sits beside the SDK model: equality and dumps are the SDK's alone
+    assert second == first and "cache" not in second.model_dump()
+    assert deja.cache_info(second.model_copy()) is None
+    assert deja.cache_info({"choices": []}) is None
+    stream = client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+    assert deja.cache_info(stream) is stream.cache  # type: ignore[attr-defined]
+
+
+def test_cache_info_of_embeddings_is_a_hit_only_when_every_item_was_cached(
+    server: FakeOpenAIServer,
+) -> None:
+    client = deja.wrap(sdk(server), cache=deja.Cache())
+    model = "text-embedding-3-small"
+    statuses = []
+    for value in (["a", "b"], ["b", "c"], ["a", "c"]):
+        reply = client.embeddings.create(model=model, input=value)
+        info = deja.cache_info(reply)
+        assert info is not None
+        statuses.append(info.status)
+    b64 = client.embeddings.create(model=model, input="a", encoding_format="base64")
+    assert statuses == ["miss", "miss", "hit"]
+    assert getattr(deja.cache_info(b64), "status", None) == "hit"
+
+
+def test_cache_info_leaves_with_the_response(server: FakeOpenAIServer) -> None:
+    import gc
+
+    from deja import result
+
+    client = deja.wrap(sdk(server), cache=deja.Cache())
+    before = len(result._INFOS)
+    for _ in range(20):
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    gc.collect()
+    assert len(result._INFOS) == before
+
+
+async def test_cache_info_of_the_async_client(server: FakeOpenAIServer) -> None:
+    client = deja.wrap(
+        openai.AsyncOpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0),
+        cache=deja.AsyncCache(),
+    )
+    await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    again = await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    emb = await client.embeddings.create(model="text-embedding-3-small", input="x")
+    assert getattr(deja.cache_info(again), "status", None) == "hit"
+    assert getattr(deja.cache_info(emb), "status", None) == "miss"
+
+
+def test_cache_info_of_the_clients_own_responses(server: FakeOpenAIServer) -> None:
+    client = deja.Client(cache=deja.Cache(), api_base=server.base_url, api_key="sk-test")
+    client.completion(model="gpt-4o", messages=MESSAGES)
+    reply = client.completion(model="gpt-4o", messages=MESSAGES)
+    assert deja.cache_info(reply) is reply.cache and reply.cache.status == "hit"

@@ -56,7 +56,7 @@ from deja.policy import AdmissionPolicy
 from deja.prices import Price, PriceTable
 from deja.providers.context_cache import ContextCache
 from deja.request import Request
-from deja.result import CacheInfo, CacheResult, CacheStats
+from deja.result import CacheInfo, CacheResult, CacheStats, cache_info
 from deja.stores import (
     DiskStore,
     MemoryStore,
@@ -118,6 +118,7 @@ __all__ = [
     "acreate_context_cache",
     "adelete_context_cache",
     "aembedding",
+    "cache_info",
     "completion",
     "create_context_cache",
     "delete_context_cache",

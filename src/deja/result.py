@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -9,7 +11,7 @@ import orjson
 
 from deja.entry import StoredEntry
 
-__all__ = ["CacheInfo", "CacheResult", "CacheStats", "CacheStatus"]
+__all__ = ["CacheInfo", "CacheResult", "CacheStats", "CacheStatus", "attach_info", "cache_info"]
 
 CacheStatus = Literal["hit", "semantic_hit", "miss", "bypass"]
 
@@ -96,3 +98,43 @@ class CacheStats:
         served = self.hits + self.semantic_hits
         total = served + self.misses
         return served / total if total else 0.0
+
+
+# How each live object deja.wrap returned was served, by id: SDK response models are
+# pydantic models (unhashable, and an attribute would join their equality and dumps), so
+# the info sits beside them and leaves with them.
+_INFOS: dict[int, CacheInfo] = {}
+_INFOS_LOCK = threading.Lock()
+
+
+def _forget(ident: int) -> None:
+    with _INFOS_LOCK:
+        _INFOS.pop(ident, None)
+
+
+def attach_info(obj: Any, info: CacheInfo) -> Any:
+    """Remember how ``obj`` was served, for :func:`cache_info`, as long as ``obj`` lives;
+    ``obj`` is returned."""
+    ident = id(obj)
+    with _INFOS_LOCK:
+        _INFOS[ident] = info
+    weakref.finalize(obj, _forget, ident)
+    return obj
+
+
+def cache_info(response: Any) -> CacheInfo | None:
+    """How deja served ``response``: its :class:`CacheInfo` (``status`` hit, semantic_hit,
+    miss or bypass; ``key``, ``similarity``, ``age``, ``cost_usd``, ``saved_usd``).
+
+    Takes what :func:`deja.wrap`'s ``chat.completions.create`` and ``embeddings.create``
+    returned (an SDK model, or a stream, which also has it as ``.cache``), and the client's
+    own responses and results (their ``.cache`` / ``.info``). ``None`` for an object deja
+    did not answer (a copy of a response, for one: ``model_copy`` makes a new object).
+    An embeddings response is a ``hit`` only when every input came from the cache.
+    """
+    for name in ("cache", "info"):
+        info = getattr(response, name, None)
+        if isinstance(info, CacheInfo):
+            return info
+    with _INFOS_LOCK:
+        return _INFOS.get(id(response))

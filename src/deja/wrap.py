@@ -42,8 +42,9 @@ def wrap(client: C, *, cache: Cache | AsyncCache | None = None) -> C:
     in-memory one is used. The client is changed in place and returned: every other SDK
     feature works as before. Per-request options go in
     ``extra_body={"cache": {"ttl": 600}}`` and are never sent upstream. Hits are the
-    SDK's own response types; the SDK's exceptions pass through unchanged. A streamed call
-    returns an iterator of the SDK's chunks with ``.cache`` (hit, miss...) and ``close()``.
+    SDK's own response types; the SDK's exceptions pass through unchanged. How a response
+    was served (hit, miss...): :func:`deja.cache_info`. A streamed call returns an iterator
+    of the SDK's chunks with ``.cache`` and ``close()``.
     """
     types = _sdk_types()
     openai = types.openai

@@ -20,7 +20,7 @@ from deja._sync.cache import Cache
 from deja._sync.embeddings import cached_embeddings, embedding_items
 from deja._sync.streams import CachedStream
 from deja.request import Request
-from deja.result import CacheInfo
+from deja.result import CacheInfo, attach_info
 
 __all__ = ["CachedCompletions", "CachedEmbeddings", "WrappedStream"]
 
@@ -90,7 +90,7 @@ class CachedCompletions:
             return sdk_dump(self._original(**sdk_kwargs))
 
         result = self._cache.fetch(request, call, control=control)
-        return self._types.ChatCompletion.model_validate(result.response)
+        return attach_info(self._types.ChatCompletion.model_validate(result.response), result.info)
 
 
 class CachedEmbeddings:
@@ -123,13 +123,14 @@ class CachedEmbeddings:
         )
         body = batch.response(encoding_format=encoding)
         if encoding != "base64":
-            return self._types.CreateEmbeddingResponse.model_validate(body)
+            return attach_info(self._types.CreateEmbeddingResponse.model_validate(body), batch.info)
         # the SDK types vectors as float lists; base64 strings are built without validation,
         # as the SDK itself does when a caller asks for base64
         types = self._types
-        return types.CreateEmbeddingResponse.model_construct(
+        built = types.CreateEmbeddingResponse.model_construct(
             object=body["object"],
             model=body["model"],
             usage=types.embedding_usage.model_validate(body["usage"]),
             data=[types.Embedding.model_construct(**item) for item in body["data"]],
         )
+        return attach_info(built, batch.info)
