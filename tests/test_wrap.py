@@ -7,6 +7,7 @@ from typing import Any
 
 import openai
 import pytest
+from openai._legacy_response import LegacyAPIResponse
 from openai.types import CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
@@ -209,3 +210,258 @@ def test_cache_info_of_the_clients_own_responses(server: FakeOpenAIServer) -> No
     client.completion(model="gpt-4o", messages=MESSAGES)
     reply = client.completion(model="gpt-4o", messages=MESSAGES)
     assert deja.cache_info(reply) is reply.cache and reply.cache.status == "hit"
+
+
+# Raw-response calls: `with_raw_response` / `with_streaming_response` wrap the replaced
+# `create` and ask it (by an `X-Stainless-Raw-Response` header) for the SDK's HTTP response
+# object. A stored answer has none, so these calls go to the SDK uncached.
+
+EMBED = "/v1/embeddings"
+
+
+def async_sdk(server: FakeOpenAIServer, **options: Any) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0, **options)
+
+
+def test_with_raw_response_is_the_sdks_uncached(server: FakeOpenAIServer) -> None:
+    client = deja.wrap(sdk(server), cache=deja.Cache())
+    plain = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    raws = [
+        client.chat.completions.with_raw_response.create(
+            model="gpt-4o",
+            messages=MESSAGES,  # type: ignore[arg-type]
+            extra_body={"cache": {"ttl": 60}},
+        )
+        for _ in range(2)
+    ]
+    for raw in raws:
+        assert isinstance(raw, LegacyAPIResponse)
+        assert raw.http_response.status_code == 200
+        assert raw.headers["content-type"].startswith("application/json")
+        assert raw.request_id is not None and raw.request_id.startswith("req_")
+        parsed = raw.parse()
+        assert isinstance(parsed, ChatCompletion) and parsed.id != plain.id
+        assert deja.cache_info(parsed) is None
+    assert raws[0].request_id != raws[1].request_id
+    assert server.count(CHAT) == 3  # the cached answer was not used, nor was a raw one stored
+    assert all("cache" not in r.body for r in server.requests)  # deja's options stay home
+    again = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    assert again == plain and getattr(deja.cache_info(again), "status", None) == "hit"
+    assert server.count(CHAT) == 3
+
+
+def test_with_raw_response_of_a_stream_is_the_sdks_stream(server: FakeOpenAIServer) -> None:
+    client = deja.wrap(sdk(server), cache=deja.Cache())
+    server.queue_reply(Reply(content="one two three"))
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o",
+        messages=MESSAGES,  # type: ignore[arg-type]
+        stream=True,
+    )
+    assert isinstance(raw, LegacyAPIResponse)
+    assert raw.headers["content-type"].startswith("text/event-stream")
+    stream = raw.parse()
+    assert isinstance(stream, openai.Stream)
+    chunks = list(stream)
+    assert all(isinstance(c, ChatCompletionChunk) for c in chunks)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "one two three"
+    # sent as the caller asked: deja did not add its usage request
+    assert "stream_options" not in server.requests[-1].body
+    client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+    assert server.count(CHAT) == 2
+
+
+def test_with_streaming_response_is_the_sdks_uncached(server: FakeOpenAIServer) -> None:
+    client = deja.wrap(sdk(server), cache=deja.Cache())
+    client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    with client.chat.completions.with_streaming_response.create(
+        model="gpt-4o",
+        messages=MESSAGES,  # type: ignore[arg-type]
+    ) as response:
+        assert isinstance(response, openai.APIResponse)
+        assert response.status_code == 200 and response.request_id is not None
+        assert isinstance(response.parse(), ChatCompletion)
+    server.queue_reply(Reply(content="streamed raw"))
+    with client.chat.completions.with_streaming_response.create(
+        model="gpt-4o",
+        messages=MESSAGES,  # type: ignore[arg-type]
+        stream=True,
+    ) as response:
+        assert isinstance(response, openai.APIResponse)
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    deltas = [ChatCompletionChunk.model_validate_json(e) for e in events[:-1]]
+    assert "".join(c.choices[0].delta.content or "" for c in deltas if c.choices) == "streamed raw"
+    assert server.count(CHAT) == 3
+
+
+def test_embeddings_raw_and_streaming_responses_are_the_sdks(server: FakeOpenAIServer) -> None:
+    client = deja.wrap(sdk(server), cache=deja.Cache())
+    model = "text-embedding-3-small"
+    cached = client.embeddings.create(model=model, input="a")
+    raw = client.embeddings.with_raw_response.create(model=model, input="a")
+    assert isinstance(raw, LegacyAPIResponse) and raw.request_id is not None
+    parsed = raw.parse()
+    assert isinstance(parsed, CreateEmbeddingResponse)
+    assert parsed.data[0].embedding == cached.data[0].embedding
+    with client.embeddings.with_streaming_response.create(model=model, input="a") as response:
+        assert isinstance(response, openai.APIResponse)
+        assert isinstance(response.parse(), CreateEmbeddingResponse)
+    assert server.count(EMBED) == 3
+    client.embeddings.create(model=model, input="a")
+    assert server.count(EMBED) == 3
+
+
+async def test_async_raw_and_streaming_responses_are_the_sdks(server: FakeOpenAIServer) -> None:
+    client = deja.wrap(async_sdk(server), cache=deja.AsyncCache())
+    first = await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    raw = await client.chat.completions.with_raw_response.create(
+        model="gpt-4o",
+        messages=MESSAGES,  # type: ignore[arg-type]
+    )
+    assert isinstance(raw, LegacyAPIResponse) and raw.request_id is not None
+    parsed = raw.parse()
+    assert isinstance(parsed, ChatCompletion) and parsed.id != first.id
+    raw_stream = await client.chat.completions.with_raw_response.create(
+        model="gpt-4o",
+        messages=MESSAGES,  # type: ignore[arg-type]
+        stream=True,
+    )
+    stream = raw_stream.parse()
+    assert isinstance(stream, openai.AsyncStream)
+    chunks = [c async for c in stream]
+    assert chunks and all(isinstance(c, ChatCompletionChunk) for c in chunks)
+    async with client.chat.completions.with_streaming_response.create(
+        model="gpt-4o",
+        messages=MESSAGES,  # type: ignore[arg-type]
+    ) as response:
+        assert isinstance(response, openai.AsyncAPIResponse)
+        assert response.headers["content-type"].startswith("application/json")
+        assert isinstance(await response.parse(), ChatCompletion)
+    async with client.chat.completions.with_streaming_response.create(
+        model="gpt-4o",
+        messages=MESSAGES,  # type: ignore[arg-type]
+        stream=True,
+    ) as response:
+        assert isinstance(response, openai.AsyncAPIResponse)
+        lines = [line async for line in response.iter_lines() if line.startswith("data: ")]
+        assert lines[-1] == "data: [DONE]"
+    assert server.count(CHAT) == 5
+    model = "text-embedding-3-small"
+    raw_emb = await client.embeddings.with_raw_response.create(model=model, input="x")
+    assert isinstance(raw_emb.parse(), CreateEmbeddingResponse)
+    async with client.embeddings.with_streaming_response.create(model=model, input="x") as r:
+        assert isinstance(await r.parse(), CreateEmbeddingResponse)
+    assert server.count(EMBED) == 2
+    # ordinary calls still cache
+    again = await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    assert again == first
+    await client.embeddings.create(model=model, input="x")
+    await client.embeddings.create(model=model, input="x")
+    assert server.count(CHAT) == 5 and server.count(EMBED) == 3
+
+
+def test_a_raw_response_header_on_the_client_or_the_call_is_honoured(
+    server: FakeOpenAIServer,
+) -> None:
+    client = deja.wrap(
+        openai.OpenAI(
+            base_url=server.base_url,
+            api_key="sk-test",
+            max_retries=0,
+            default_headers={"X-Stainless-Raw-Response": "true"},
+        ),
+        cache=deja.Cache(),
+    )
+    raw = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    assert isinstance(raw, LegacyAPIResponse)
+    # the call removes the client's header (as the SDK merges headers): a cached model again
+    for _ in range(2):
+        reply = client.chat.completions.create(
+            model="gpt-4o",
+            messages=MESSAGES,  # type: ignore[arg-type]
+            extra_headers={"x-stainless-raw-response": openai.omit},
+        )
+        assert isinstance(reply, ChatCompletion)
+    assert server.count(CHAT) == 2
+
+
+def test_the_sdks_stream_helper_is_cached(server: FakeOpenAIServer) -> None:
+    client = deja.wrap(sdk(server), cache=deja.Cache())
+    server.queue_reply(Reply(content="helper streamed answer"))
+    finals = []
+    for _ in range(2):
+        with client.chat.completions.stream(model="gpt-4o", messages=MESSAGES) as stream:  # type: ignore[arg-type]
+            events = [event.type for event in stream]
+            finals.append(stream.get_final_completion())
+        assert "content.done" in events
+    assert [f.choices[0].message.content for f in finals] == ["helper streamed answer"] * 2
+    assert server.count(CHAT) == 1
+    # leaving early closes the stream
+    with client.chat.completions.stream(model="gpt-4o", messages=MESSAGES) as stream:  # type: ignore[arg-type]
+        next(iter(stream))
+    assert server.count(CHAT) == 1
+
+
+async def test_the_sdks_async_stream_helper_is_cached(server: FakeOpenAIServer) -> None:
+    client = deja.wrap(async_sdk(server), cache=deja.AsyncCache())
+    finals = []
+    for _ in range(2):
+        async with client.chat.completions.stream(model="gpt-4o", messages=MESSAGES) as stream:  # type: ignore[arg-type]
+            async for _event in stream:
+                pass
+            finals.append(await stream.get_final_completion())
+    assert finals[0].choices[0].message.content == finals[1].choices[0].message.content
+    assert server.count(CHAT) == 1
+
+
+def test_extra_query_reaches_the_upstream_and_is_keyed(server: FakeOpenAIServer) -> None:
+    cache = deja.Cache()
+    client = deja.wrap(sdk(server), cache=cache)
+    for version in ("1", "2", "1"):
+        client.chat.completions.create(
+            model="gpt-4o",
+            messages=MESSAGES,  # type: ignore[arg-type]
+            extra_query={"api-version": version},
+        )
+    assert server.count(CHAT) == 2
+    assert [r.query for r in server.requests] == ["api-version=1", "api-version=2"]
+    # the client's default query too, and a call's query overrides it
+    other = deja.wrap(
+        openai.OpenAI(
+            base_url=server.base_url,
+            api_key="sk-test",
+            max_retries=0,
+            default_query={"api-version": "2"},
+        ),
+        cache=cache,
+    )
+    other.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    other.chat.completions.create(
+        model="gpt-4o",
+        messages=MESSAGES,  # type: ignore[arg-type]
+        extra_query={"api-version": "1"},
+    )
+    assert server.count(CHAT) == 2
+    other.embeddings.create(model="text-embedding-3-small", input="a")
+    client.embeddings.create(model="text-embedding-3-small", input="a")
+    assert server.count(EMBED) == 2
+
+
+def test_other_call_options_pass_through_unkeyed(server: FakeOpenAIServer) -> None:
+    client = deja.wrap(sdk(server), cache=deja.Cache())
+    first = client.chat.completions.create(
+        model="gpt-4o",
+        messages=MESSAGES,  # type: ignore[arg-type]
+        extra_headers={"X-Trace-Id": "a"},
+        timeout=30,
+    )
+    assert server.requests[-1].headers["x-trace-id"] == "a"
+    second = client.chat.completions.create(
+        model="gpt-4o",
+        messages=MESSAGES,  # type: ignore[arg-type]
+        extra_headers={"X-Trace-Id": "b"},
+        timeout=openai.NOT_GIVEN,
+    )
+    assert second == first and server.count(CHAT) == 1

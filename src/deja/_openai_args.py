@@ -3,14 +3,30 @@ async wrapper and its generated sync twin, see :func:`deja.wrap`)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from deja.errors import InvalidRequestError
 
-__all__ = ["required", "sdk_dump", "split_call"]
+__all__ = [
+    "keyed_api_base",
+    "raw_response_defaults",
+    "required",
+    "sdk_dump",
+    "split_call",
+    "wants_http_response",
+]
 
 # SDK call options that are not request fields
 _SDK_OPTIONS = frozenset({"extra_headers", "extra_query", "extra_body", "timeout"})
+
+# The headers the SDK's `with_raw_response` / `with_streaming_response` wrappers add to
+# `extra_headers` before calling `create` (openai/_constants.py): with either, the SDK returns
+# its `LegacyAPIResponse` / `APIResponse` (or another class) instead of the parsed model.
+_RAW_RESPONSE_HEADER = "x-stainless-raw-response"  # any non-empty value; matched in any case
+_OVERRIDE_CAST_TO_HEADER = "____stainless_override_cast_to"  # popped by exact name
 
 
 def split_call(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], Any]:
@@ -25,6 +41,57 @@ def split_call(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], 
     fields = {k: v for k, v in kwargs.items() if k not in _SDK_OPTIONS and not _not_given(v)}
     fields.update(extra_body)  # sent upstream as body fields, so they are keyed like them
     return sdk_kwargs, fields, control
+
+
+def wants_http_response(default_headers: Mapping[str, Any], kwargs: Mapping[str, Any]) -> bool:
+    """Whether the SDK is asked for its HTTP response object rather than the parsed model:
+    ``with_raw_response`` / ``with_streaming_response`` (or the same headers given by hand, on
+    the call or the client). Headers merge as the SDK merges them: case-insensitively, the
+    call's over the client's, an ``openai.omit`` value removing one."""
+    extra = kwargs.get("extra_headers")
+    extra = extra if isinstance(extra, Mapping) else {}
+    if _OVERRIDE_CAST_TO_HEADER in extra and not _not_given(extra[_OVERRIDE_CAST_TO_HEADER]):
+        return True
+    raw: Any = None
+    for headers in (default_headers, extra):
+        for name, value in headers.items():
+            if str(name).lower() == _RAW_RESPONSE_HEADER:
+                raw = None if _not_given(value) else value
+    return bool(raw)
+
+
+def raw_response_defaults(default_headers: Mapping[str, Any]) -> dict[str, Any]:
+    """The one client default header :func:`wants_http_response` reads (the others are not
+    kept: they may hold credentials)."""
+    return {k: v for k, v in default_headers.items() if str(k).lower() == _RAW_RESPONSE_HEADER}
+
+
+def keyed_api_base(api_base: str, default_query: Mapping[str, Any], extra_query: Any) -> str:
+    """``api_base`` with the query string the SDK adds to the request URL (the client's
+    ``default_query``, e.g. Azure's ``api-version``, then the call's ``extra_query``). It
+    reaches the upstream and may change the answer, so it is keyed as part of the endpoint,
+    like a query written into the base URL; credential parameters are dropped from keys as
+    usual (:func:`deja.request.normalize_api_base`)."""
+    extra = extra_query if isinstance(extra_query, Mapping) else {}
+    query = {k: v for k, v in {**default_query, **extra}.items() if not _not_given(v)}
+    if not query:
+        return api_base
+    parts = urlsplit(api_base)
+    merged = dict(parse_qsl(parts.query, keep_blank_values=True))
+    merged.update((str(k), _query_value(v)) for k, v in query.items())
+    return urlunsplit(parts._replace(query=urlencode(sorted(merged.items()))))
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    if isinstance(value, (int, float)):
+        return str(value)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def _not_given(value: Any) -> bool:

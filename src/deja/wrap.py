@@ -44,7 +44,18 @@ def wrap(client: C, *, cache: Cache | AsyncCache | None = None) -> C:
     ``extra_body={"cache": {"ttl": 600}}`` and are never sent upstream. Hits are the
     SDK's own response types; the SDK's exceptions pass through unchanged. How a response
     was served (hit, miss...): :func:`deja.cache_info`. A streamed call returns an iterator
-    of the SDK's chunks with ``.cache`` and ``close()``.
+    of the SDK's chunks with ``.cache`` and ``close()``; the SDK's
+    ``chat.completions.stream()`` helper is cached the same way.
+
+    Raw-response calls bypass the cache: ``.with_raw_response.create(...)`` and
+    ``.with_streaming_response.create(...)`` (chat and embeddings) ask for the HTTP response
+    itself (status, headers, raw body), which a stored answer cannot honestly supply. They go
+    to the SDK exactly as on an unwrapped client, returning its ``LegacyAPIResponse`` /
+    ``APIResponse``; they are neither served from the cache nor stored (only the
+    ``extra_body`` cache options are removed). The other SDK call options pass through
+    unchanged: ``extra_headers`` and ``timeout`` are not keyed, while the query string the
+    request URL gets (the client's ``default_query``, the call's ``extra_query``) is keyed
+    with the endpoint, since it reaches the upstream.
     """
     types = _sdk_types()
     openai = types.openai
@@ -52,7 +63,6 @@ def wrap(client: C, *, cache: Cache | AsyncCache | None = None) -> C:
         raise TypeError(
             f"deja.wrap takes an openai.OpenAI or AsyncOpenAI client, not {type(client).__name__}"
         )
-    api_base = str(client.base_url)
     completions = client.chat.completions
     embeddings = client.embeddings
     if isinstance(client, openai.AsyncOpenAI):
@@ -60,15 +70,15 @@ def wrap(client: C, *, cache: Cache | AsyncCache | None = None) -> C:
         if not isinstance(acache, AsyncCache):
             raise TypeError("an AsyncOpenAI client needs a deja.AsyncCache")
         completions.create = AsyncCachedCompletions(
-            completions.create, acache, api_base, types
+            completions.create, acache, client, types
         ).create
-        embeddings.create = AsyncCachedEmbeddings(embeddings.create, acache, api_base, types).create
+        embeddings.create = AsyncCachedEmbeddings(embeddings.create, acache, client, types).create
     else:
         scache = cache if cache is not None else Cache()
         if not isinstance(scache, Cache):
             raise TypeError("an OpenAI client needs a deja.Cache (use AsyncCache with AsyncOpenAI)")
-        completions.create = CachedCompletions(completions.create, scache, api_base, types).create
-        embeddings.create = CachedEmbeddings(embeddings.create, scache, api_base, types).create
+        completions.create = CachedCompletions(completions.create, scache, client, types).create
+        embeddings.create = CachedEmbeddings(embeddings.create, scache, client, types).create
     # `client.with_options(timeout=5)` (or `.copy()`) makes a new client: wrap it too, with
     # the same cache, or its calls would quietly skip the cache
     shared = acache if isinstance(client, openai.AsyncOpenAI) else scache

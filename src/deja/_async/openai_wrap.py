@@ -3,6 +3,9 @@
 ``chat.completions.create`` and ``embeddings.create`` go through the cache; everything else
 is the SDK, untouched. Cache options ride in ``extra_body={"cache": {...}}`` and are never
 sent upstream. Hits come back as the SDK's own types; the SDK's exceptions pass unchanged.
+A call for the HTTP response itself (``with_raw_response`` / ``with_streaming_response``,
+which call the replaced ``create`` with a marker header) goes to the SDK uncached: a cache
+hit has no HTTP response to give.
 
 The source of truth is src/deja/_async/openai_wrap.py; the sync twin in src/deja/_sync/ is
 generated from it by scripts/unasync.py.
@@ -16,7 +19,14 @@ from typing import Any
 from deja._async.cache import AsyncCache
 from deja._async.embeddings import acached_embeddings, embedding_items
 from deja._async.streams import AsyncCachedStream
-from deja._openai_args import required, sdk_dump, split_call
+from deja._openai_args import (
+    keyed_api_base,
+    raw_response_defaults,
+    required,
+    sdk_dump,
+    split_call,
+    wants_http_response,
+)
 from deja.request import Request
 from deja.result import CacheInfo, attach_info
 
@@ -24,12 +34,18 @@ __all__ = ["AsyncCachedCompletions", "AsyncCachedEmbeddings", "AsyncWrappedStrea
 
 
 class AsyncWrappedStream:
-    """A cached or shared stream that yields the SDK's ``ChatCompletionChunk`` objects."""
+    """A cached or shared stream that yields the SDK's ``ChatCompletionChunk`` objects.
+
+    ``response`` is no HTTP response (a hit has none): it only closes this stream, which is
+    all the SDK's ``chat.completions.stream()`` helper does with the ``response`` of the
+    stream it gets from ``create``.
+    """
 
     def __init__(self, stream: AsyncCachedStream, chunk_type: Any) -> None:
         self._stream = stream
         self._chunk_type = chunk_type
         self.cache: CacheInfo = stream.info
+        self.response = _StreamCloser(self)
 
     def __aiter__(self) -> AsyncWrappedStream:
         return self
@@ -48,20 +64,43 @@ class AsyncWrappedStream:
         await self.close()
 
 
-class AsyncCachedCompletions:
-    """Replaces ``client.chat.completions.create``."""
+class _StreamCloser:
+    """``AsyncWrappedStream.response``: closing it closes the stream."""
 
-    def __init__(self, original: Any, cache: AsyncCache, api_base: str, types: Any) -> None:
+    def __init__(self, stream: AsyncWrappedStream) -> None:
+        self._stream = stream
+
+    async def aclose(self) -> None:
+        await self._stream.close()
+
+
+class _Wrapped:
+    """What both replaced ``create`` methods share: the SDK's own ``create`` and the client's
+    endpoint, default query and default raw-response header (a client copy is wrapped anew)."""
+
+    def __init__(self, original: Any, cache: AsyncCache, client: Any, types: Any) -> None:
         self._original = original
         self._cache = cache
-        self._api_base = api_base
+        self._api_base = str(client.base_url)
+        self._default_query: dict[str, Any] = dict(client.default_query)
+        self._default_headers = raw_response_defaults(client.default_headers)
         self._types = types
 
+    def _api_base_for(self, kwargs: dict[str, Any]) -> str:
+        return keyed_api_base(self._api_base, self._default_query, kwargs.get("extra_query"))
+
+
+class AsyncCachedCompletions(_Wrapped):
+    """Replaces ``client.chat.completions.create``."""
+
     async def create(self, **kwargs: Any) -> Any:
-        """``chat.completions.create``, cached."""
+        """``chat.completions.create``, cached; a raw / streaming-response call is the SDK's."""
         sdk_kwargs, fields, control = split_call(kwargs)
+        if wants_http_response(self._default_headers, kwargs):
+            return await self._original(**sdk_kwargs)
         model, messages = required(fields, "model"), required(fields, "messages")
-        request = Request.chat(model=model, messages=messages, api_base=self._api_base, **fields)
+        api_base = self._api_base_for(kwargs)
+        request = Request.chat(model=model, messages=messages, api_base=api_base, **fields)
         if fields.get("stream"):
             options = dict(fields.get("stream_options") or {})
             include_usage = bool(options.get("include_usage"))
@@ -91,18 +130,14 @@ class AsyncCachedCompletions:
         return attach_info(self._types.ChatCompletion.model_validate(result.response), result.info)
 
 
-class AsyncCachedEmbeddings:
+class AsyncCachedEmbeddings(_Wrapped):
     """Replaces ``client.embeddings.create``: cached per input item."""
 
-    def __init__(self, original: Any, cache: AsyncCache, api_base: str, types: Any) -> None:
-        self._original = original
-        self._cache = cache
-        self._api_base = api_base
-        self._types = types
-
     async def create(self, **kwargs: Any) -> Any:
-        """``embeddings.create``, cached per input item."""
+        """``embeddings.create``, cached per item; a raw / streaming-response call is the SDK's."""
         sdk_kwargs, fields, control = split_call(kwargs)
+        if wants_http_response(self._default_headers, kwargs):
+            return await self._original(**sdk_kwargs)
         encoding = fields.pop("encoding_format", None)
         model, value = required(fields, "model"), required(fields, "input")
 
@@ -115,7 +150,7 @@ class AsyncCachedEmbeddings:
             model=model,
             items=embedding_items(value),
             params=fields,
-            api_base=self._api_base,
+            api_base=self._api_base_for(kwargs),
             control=control,
             fetch_missing=fetch_missing,
         )
