@@ -35,6 +35,10 @@ REQUIRED_MODELS = {
 }
 
 
+# OpenAI bills 30-minute cache writes from GPT-5.6 on (1.25x the input price).
+_BILLS_CACHE_WRITES = re.compile(r"^gpt-(?:5\.6|6)(?:\.\d+)?-")
+
+
 @pytest.fixture(scope="module")
 def table() -> PriceTable:
     return PriceTable.default()
@@ -69,8 +73,9 @@ def test_packaged_json_has_source_and_date_on_every_row() -> None:
         assert row["input"] >= 0 and row["output"] >= 0, name
         # Keys are bare model names; provider prefixes and snapshots are lookup concerns.
         assert name == name.lower() and "/" not in name, name
-        if not name.startswith("deepseek"):
-            # OpenAI bills no cache writes; Gemini and Nova bill them at the input price
+        if not name.startswith("deepseek") and not _BILLS_CACHE_WRITES.match(name):
+            # OpenAI before GPT-5.6 bills no cache writes; Gemini and Nova bill them at the
+            # input price
             assert row["cache_write"] is None, name
 
 
@@ -486,3 +491,175 @@ def test_bedrock_regional_claude_4_5_costs_10_percent_more(table: PriceTable) ->
         {"prompt_tokens": 1_000_000, "completion_tokens": 0},
     )
     assert cost == pytest.approx(3.3)
+
+
+# -- rows added 2026-11-27 from the providers' official pages -------------------------------
+
+
+def test_packaged_table_has_current_models(table: PriceTable) -> None:
+    for name in (
+        "claude-fable-5-1",
+        "claude-mythos-5-1",
+        "claude-fable-5",
+        "claude-mythos-5",
+        "claude-opus-5-5",
+        "claude-opus-5",
+        "claude-opus-4-8",
+        "claude-opus-4-7",
+        "claude-sonnet-5-5",
+        "claude-sonnet-5",
+        "gpt-6.2-sol",
+        "gpt-6.1-sol",
+        "gpt-6-sol",
+        "gpt-6-luna",
+        "gpt-5.6-luna",
+    ):
+        price = table.prices[name]
+        assert price.source.startswith("https://"), name
+        assert price.date == "2026-11-27", name
+    # every Claude row bills both write lifetimes
+    document = json.loads((files("deja") / "data" / "prices.json").read_text(encoding="utf-8"))
+    for name, row in document["provider_models"]["anthropic"].items():
+        assert row["cache_write_1h"] is not None, name
+        assert row["cache_write_1h"] >= row["cache_write"] >= row["input"], name
+
+
+def test_cost_of_claude_sonnet_5_5_with_both_write_lifetimes(table: PriceTable) -> None:
+    usage = {
+        "prompt_tokens": 100_000,
+        "completion_tokens": 2_000,
+        "prompt_tokens_details": {"cached_tokens": 60_000},
+        "cache_creation_input_tokens": 30_000,
+        "cache_creation": {"ephemeral_1h_input_tokens": 10_000},
+    }
+    # 10k plain at $2, 60k read at $0.10 (cut from $0.20 on 2026-10-07), 20k 5-minute writes
+    # at $2.50, 10k 1-hour writes at $4, 2k output at $10
+    expected = (10_000 * 2 + 60_000 * 0.1 + 20_000 * 2.5 + 10_000 * 4 + 2_000 * 10) / 1e6
+    assert table.cost("anthropic/claude-sonnet-5-5", usage) == pytest.approx(expected)
+    assert expected == pytest.approx(0.136)
+
+
+def test_cost_of_claude_sonnet_4_6_on_anthropic_and_bedrock(table: PriceTable) -> None:
+    # $3 input, $15 output; reads 0.1x, 5m writes 1.25x, 1h writes 2x input
+    usage = {
+        "prompt_tokens": 100_000,
+        "completion_tokens": 1_000,
+        "prompt_tokens_details": {"cached_tokens": 50_000},
+        "cache_creation_input_tokens": 30_000,
+        "cache_creation": {"ephemeral_1h_input_tokens": 10_000},
+    }
+    expected = (20_000 * 3 + 50_000 * 0.3 + 20_000 * 3.75 + 10_000 * 6 + 1_000 * 15) / 1e6
+    assert table.cost("anthropic/claude-sonnet-4-6", usage) == pytest.approx(expected)
+    global_id = "bedrock/global.anthropic.claude-sonnet-4-6"
+    assert table.cost(global_id, usage) == pytest.approx(expected)
+    regional = table.cost("bedrock/us.anthropic.claude-sonnet-4-6", usage)
+    assert regional == pytest.approx(expected * 1.1)
+
+
+def test_cost_of_claude_fable_5_1_cache_reads(table: PriceTable) -> None:
+    usage = {
+        "prompt_tokens": 1_000_000,
+        "completion_tokens": 0,
+        "prompt_tokens_details": {"cached_tokens": 1_000_000},
+    }
+    # Fable 5.1 reads at 0.025x input; Fable 5 at the usual 0.1x
+    assert table.cost("claude-fable-5-1", usage) == pytest.approx(0.25)
+    assert table.cost("claude-fable-5", usage) == pytest.approx(1.0)
+
+
+def test_bedrock_claude_4_6_and_5_ids(table: PriceTable) -> None:
+    opus_4_6 = table.lookup("claude-opus-4-6")
+    assert opus_4_6 is not None
+    assert table.lookup("bedrock/global.anthropic.claude-opus-4-6-v1") == opus_4_6
+    regional = table.lookup("bedrock/eu.anthropic.claude-opus-4-6-v1")
+    assert regional is not None
+    assert (regional.input, regional.cache_write, regional.cache_write_1h) == (5.5, 6.875, 11.0)
+
+    opus_5_5 = table.lookup("claude-opus-5-5")
+    assert opus_5_5 is not None and (opus_5_5.input, opus_5_5.cached_input) == (4.0, 0.2)
+    assert table.lookup("bedrock/global.anthropic.claude-opus-5-5") == opus_5_5
+    us = table.lookup("bedrock/us.anthropic.claude-opus-5-5-v1:0")
+    assert us is not None
+    assert (us.input, us.output, us.cached_input, us.cache_write, us.cache_write_1h) == (
+        4.4,
+        22.0,
+        0.22,
+        5.5,
+        8.8,
+    )
+    usage = {
+        "prompt_tokens": 10_000,
+        "completion_tokens": 1_000,
+        "cache_creation_input_tokens": 10_000,
+        "cache_creation": {"ephemeral_1h_input_tokens": 10_000},
+    }
+    # 10k 1-hour writes at $8 and 1k output at $20, 10% more in one region
+    assert table.cost("bedrock/global.anthropic.claude-opus-5-5", usage) == pytest.approx(0.1)
+    assert table.cost("bedrock/us.anthropic.claude-opus-5-5", usage) == pytest.approx(0.11)
+    # Sonnet 5 (no minor version) is Claude 5.0: regional premium too
+    sonnet_5 = table.lookup("bedrock/apac.anthropic.claude-sonnet-5-v1:0")
+    assert sonnet_5 is not None and sonnet_5.input == pytest.approx(2.2)
+
+
+def test_cost_of_gpt_6_sol_with_writes_and_long_context(table: PriceTable) -> None:
+    usage = {
+        "prompt_tokens": 100_000,
+        "completion_tokens": 1_000,
+        "prompt_tokens_details": {"cached_tokens": 50_000},
+        "cache_creation_input_tokens": 20_000,
+    }
+    # 30k at $2, 50k read at $0.10, 20k 30-minute writes at $2.50, 1k output at $10
+    assert table.cost("openai/gpt-6.2-sol", usage) == pytest.approx(0.125)
+    # GPT-6 Sol reads at $0.20
+    assert table.cost("gpt-6-sol", usage) == pytest.approx(0.13)
+    # above 272K input tokens input and cache reads double and output is 1.5x
+    long = {
+        "prompt_tokens": 300_000,
+        "completion_tokens": 1_000,
+        "prompt_tokens_details": {"cached_tokens": 100_000},
+    }
+    assert table.cost("gpt-6.1-sol", long) == pytest.approx(
+        (200_000 * 4.0 + 100_000 * 0.2 + 1_000 * 15.0) / 1e6
+    )
+    assert table.cost("gpt-6.1-sol-2026-09-29", long) == table.cost("gpt-6.1-sol", long)
+
+
+@pytest.mark.parametrize(
+    ("model", "row"),
+    [
+        ("gemini-2.5-flash-preview-09-2025", "gemini-2.5-flash"),
+        ("gemini/gemini-2.5-flash-lite-preview-09-2025", "gemini-2.5-flash-lite"),
+        ("vertex_ai/gemini-2.5-flash-preview-05-20", "gemini-2.5-flash"),
+        ("gemini-2.5-pro-preview-06-05", "gemini-2.5-pro"),
+        ("gemini-2.5-pro-preview", "gemini-2.5-pro"),
+        ("gemini-2.0-flash-001", "gemini-2.0-flash"),
+        ("gemini-1.5-pro-latest", "gemini-1.5-pro"),
+        ("gemini-2.0-flash-exp", "gemini-2.0-flash"),
+    ],
+)
+def test_gemini_preview_suffixes_find_the_base_row(table: PriceTable, model: str, row: str) -> None:
+    assert table.lookup(model) is table.prices[row]
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "gemini-2.5-flash-preview-tts",  # a different model
+        "gemini-2.5-flash-native-audio-preview-12-2025",  # a different model, dated
+        "gemini-2.5-flash-image-preview",  # a different model
+        "gemini-2.5-flash-preview-13-2025",  # not a month
+        "gemini-2.5-flash-preview-09-25-2025",  # not a preview date
+        "gemini-2.5-flash-preview-2025",  # a year alone is not a preview date
+        "gemini-2.5-flash-preview-09",  # neither a day nor a year
+        "gpt-4o-preview-09-2025",  # only Gemini names carry these versions
+    ],
+)
+def test_gemini_preview_suffix_does_not_match_other_names(model: str) -> None:
+    table = PriceTable(
+        {"gemini-2.5-flash": _price(), "gpt-4o": _price(), "gemini-2.5-flash-image": _price()}
+    )
+    if model == "gemini-2.5-flash-image-preview":
+        # the image model's own row, never the text model's
+        assert table.lookup(model) is table.prices["gemini-2.5-flash-image"]
+    else:
+        assert table.lookup(model) is None

@@ -28,6 +28,7 @@ of them with a 1-hour lifetime; ``completion_tokens`` (reasoning included) is th
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import math
 import re
@@ -38,7 +39,7 @@ from types import MappingProxyType
 
 from deja.errors import ConfigError
 
-__all__ = ["PRICE_FIELDS", "LongContextPrice", "Price", "PriceTable"]
+__all__ = ["PRICE_FIELDS", "LongContextPrice", "Price", "PriceTable", "packaged_prices"]
 
 _PER_MILLION = 1_000_000
 
@@ -47,9 +48,15 @@ _PER_MILLION = 1_000_000
 # ``-YYYYMMDD`` (claude-sonnet-4-5-20250929).
 _DATE_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{4})$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-# Gemini's stable versions and previews: gemini-2.0-flash-001, gemini-2.5-flash-preview-05-20,
-# gemini-1.5-pro-latest all have the price of the model they name.
-_GEMINI_VERSION = re.compile(r"-(?:\d{3}|latest|preview(?:-\d{2}-\d{2})?|exp(?:-\d{4})?)$")
+# Gemini's stable versions and previews: gemini-2.0-flash-001, gemini-2.5-flash-preview-05-20
+# (MM-DD), gemini-2.5-flash-preview-09-2025 (MM-YYYY), gemini-1.5-pro-latest all have the price
+# of the model they name. A preview's date must be a real month followed by a day or a year, so
+# that a different model (gemini-2.5-flash-preview-tts, gemini-2.5-flash-native-audio-preview-
+# 12-2025) keeps its own name and finds no row.
+_GEMINI_VERSION = re.compile(
+    r"-(?:\d{3}|latest|exp(?:-\d{4})?"
+    r"|preview(?:-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01]|20\d{2}))?)$"
+)
 # A Bedrock model id around the model's own name: an inference profile's geography
 # (``us.``, ``eu.``, ``global.``…), the vendor (``anthropic.``, ``amazon.``) and the version
 # (``-v1:0``). What is left (``claude-sonnet-4-5-20250929``) is looked up like any name.
@@ -230,6 +237,19 @@ class PriceTable:
                 if price is not None:
                     return price
         return None
+
+    def response_cost(self, model: str, response: object) -> float:
+        """What ``response`` (an OpenAI-style body) cost in USD: priced by ``model`` (what
+        was asked for), else by the model the response names; 0.0 when neither is known
+        or the response carries no usage."""
+        usage = response.get("usage") if isinstance(response, Mapping) else None
+        if not isinstance(usage, Mapping):
+            return 0.0
+        cost = self.cost(model, usage)
+        named = response.get("model") if isinstance(response, Mapping) else None
+        if cost is None and isinstance(named, str):
+            cost = self.cost(named, usage)
+        return cost or 0.0
 
     def cost(self, model: str, usage: Mapping[str, object] | None) -> float | None:
         """What one response cost in USD, from its OpenAI-style ``usage``.
@@ -505,3 +525,10 @@ def _override_price(name: str, fields: Mapping[str, object], *, base: Price | No
         source=texts.get("source", _OVERRIDE_SOURCE),
         date=texts.get("date", ""),
     )
+
+
+@functools.cache
+def packaged_prices() -> PriceTable:
+    """The packaged table, read once per process: what a call with no cache (and so no
+    table of its own) is priced by."""
+    return PriceTable.default()
