@@ -272,6 +272,20 @@ def test_without_a_cache_every_call_goes_upstream(server: FakeOpenAIServer) -> N
     assert server.count(CHAT) == 2
 
 
+def test_without_a_cache_each_answer_still_says_what_it_cost(server: FakeOpenAIServer) -> None:
+    client = make_client(server, cache=None)
+    prices = deja.PriceTable.default()
+    plain = client.completion(model="gpt-4o", messages=MESSAGES)
+    assert plain.cache.cost_usd == pytest.approx(prices.cost("gpt-4o", plain.model_dump()["usage"]))
+    assert plain.cache.cost_usd > 0
+    stream = client.completion(model="gpt-4o", messages=MESSAGES, stream=True)
+    assert stream.cache.cost_usd == 0.0  # known at the end
+    list(stream)
+    assert stream.cache.status == "bypass" and stream.cache.cost_usd > 0
+    vectors = client.embedding(model="text-embedding-3-small", input=["a", "b"])
+    assert vectors.cache.status == "bypass" and vectors.cache.cost_usd > 0
+
+
 def test_module_level_functions_use_the_replaceable_default(server: FakeOpenAIServer) -> None:
     from deja import api
 
@@ -395,10 +409,55 @@ def test_markers_are_not_sent_to_providers_that_cache_by_themselves(
     assert "cache_control" not in sent and "cache_control" not in server.requests[-1].raw.decode()
     assert sent["messages"][1]["content"] == [{"type": "text", "text": "Hi"}]
     assert sent["tools"] == [{k: v for k, v in tool.items() if k != "cache_control"}]
+    # and the guide's "cached": True flag on OpenAI messages and parts, which OpenAI refuses
+    flagged = [
+        {"role": "system", "content": "Be brief.", "cached": True},
+        {"role": "user", "content": [{"type": "text", "text": "Hi", "cached": True}]},
+    ]
+    c.completion(model="openai/gpt-4o", messages=flagged)
+    assert server.requests[-1].body["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+    ]
     # an OpenAI-compatible gateway that routes to Claude (OpenRouter) gets them as given
     c.completion(model="openrouter/anthropic/claude-sonnet-4.5", messages=marked)
     assert server.requests[-1].body["messages"] == marked
     assert marked[0]["cache_control"] == {"type": "ephemeral"}  # the caller's copy untouched
+
+
+def test_injection_points_a_gateway_cannot_take_are_not_placed_silently(
+    server: FakeOpenAIServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("deja._upstream._warned", set())  # said once per process
+    points = [{"location": "message", "role": "system"}]
+    c = deja.Client(
+        api_base=server.base_url, api_key="sk-test", cache_control_injection_points=points
+    )
+    messages = [{"role": "system", "content": "Manual. " * 50}, {"role": "user", "content": "Hi"}]
+    c.completion(model="openai/gpt-4o", messages=messages)  # caches by itself: nothing to say
+    assert "injection_points" not in caplog.text
+    c.completion(model="openrouter/anthropic/claude-sonnet-4.5", messages=messages)
+    assert server.requests[-1].body["messages"] == messages
+    assert "openrouter: cache_control_injection_points are placed for" in caplog.text
+
+
+def test_an_answers_message_object_goes_back_into_the_conversation(
+    server: FakeOpenAIServer,
+) -> None:
+    # the tool-calling loop: the assistant's message object is appended as it came
+    call = {"id": "call_1", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+    server.queue_reply(Reply(None, tool_calls=[call]))
+    client = make_client(server)
+    asked = {"role": "user", "content": "Weather in Paris?"}
+    first = client.completion(model="gpt-4o", messages=[asked])
+    tool_answer = {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}
+    second = client.completion(
+        model="gpt-4o", messages=[asked, first.choices[0].message, tool_answer]
+    )
+    assert second.choices[0].message.content
+    sent = server.requests[-1].body["messages"]
+    assert sent[1]["role"] == "assistant" and sent[1]["tool_calls"][0]["id"] == "call_1"
+    assert sent[2] == tool_answer
 
 
 def test_provider_api_base_from_the_environment(

@@ -111,10 +111,13 @@ class ProviderError(DejaError):
         status_code: int | None = None,
         body: object = None,
         provider: str | None = None,
+        url: str | None = None,
     ) -> None:
         self.status_code = status_code
         self.body = body
         self.provider = provider
+        self.url = url
+        """The upstream URL the message names, credentials removed (``None``: none named)."""
         super().__init__(message)
 
 

@@ -126,6 +126,28 @@ def normalize_api_base(api_base: str | None, provider: str = "openai") -> str | 
     return urlunsplit((scheme, netloc, parts.path.rstrip("/"), urlencode(query), ""))
 
 
+def redact_url(url: str) -> str:
+    """``url`` fit for a message or a log: without user-info or credential query
+    parameters (``https://user:pw@host/v1?api_key=...`` -> ``https://host/v1``)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<an invalid URL>"
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    netloc = host if port is None else f"{host}:{port}"
+    query = urlencode(
+        [
+            (k, v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+            if k.lower() not in _CREDENTIAL_PARAMS
+        ]
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
 def _check_messages(messages: object) -> tuple[tuple[Mapping[str, Any], ...], bool]:
     """Validate message shapes; also say whether all are plain ``{role, content: str}``."""
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
@@ -234,7 +256,7 @@ class Request:
         if "model" not in body:
             raise InvalidRequestError("'model' is required")
         params = {k: v for k, v in body.items() if k not in ("model", "messages")}
-        _check_params(params)
+        _check_params(params, kind)
         if kind == "chat":
             if "messages" not in body:
                 raise InvalidRequestError("'messages' is required")
@@ -267,11 +289,16 @@ _INT_PARAMS = frozenset({"n", "max_tokens", "max_completion_tokens", "seed", "to
 _BOOL_PARAMS = frozenset({"stream", "logprobs", "parallel_tool_calls", "store"})
 
 
-def _check_params(params: Mapping[str, Any]) -> None:
+def _check_params(params: Mapping[str, Any], kind: RequestKind = "chat") -> None:
     for name, value in params.items():
         if value is None:
             continue
-        if name in _BOOL_PARAMS:
+        if name == "logprobs" and kind == "completion":
+            # the legacy completions endpoint's logprobs is how many (0-5), not a switch
+            ok = isinstance(value, int) and not isinstance(value, bool)
+            ok = ok or (isinstance(value, float) and value.is_integer())
+            what = "an integer"
+        elif name in _BOOL_PARAMS:
             ok, what = isinstance(value, bool), "a boolean"
         elif isinstance(value, bool) and name in _INT_PARAMS | _NUMBER_PARAMS:
             # an int to Python, never a number to a caller

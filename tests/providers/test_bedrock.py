@@ -666,6 +666,34 @@ def test_nova_caches_messages_but_not_tool_definitions() -> None:
     assert [str(b.target) for b in translation.plan.breakpoints] == ["messages[0]"]
 
 
+def test_a_tool_breakpoint_nova_cannot_take_leaves_its_slot_to_a_message() -> None:
+    messages: list[dict[str, Any]] = [{"role": "system", "content": LONG}]
+    for i in range(4):
+        messages += [
+            {"role": "user", "content": f"question {i} {LONG}"},
+            {"role": "assistant", "content": f"answer {i}"},
+        ]
+    messages.append({"role": "user", "content": "last"})
+    translation = translate(
+        {
+            "model": f"bedrock/us.{NOVA}",
+            "messages": messages,
+            "tools": [{"type": "function", "function": {"name": "f", "description": LONG}}],
+        },
+        injection_points=[
+            {"location": "tool"},
+            {"location": "message", "role": "system"},
+            {"location": "message", "role": "user", "last": 3},
+        ],
+    )
+    assert json.dumps(translation.json).count("cachePoint") == 4
+    assert all(b.target.kind == "message" for b in translation.plan.breakpoints)
+    assert translation.warnings == [
+        f"breakpoint at tools[0] not sent: us.{NOVA} does not cache tool definitions (Bedrock "
+        "refuses a cachePoint in its toolConfig)"
+    ]
+
+
 # -- the signed request ---------------------------------------------------------------------
 
 

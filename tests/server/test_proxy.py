@@ -67,6 +67,11 @@ async def test_auth_errors(proxy: httpx2.AsyncClient) -> None:
     assert forbidden.status_code == 403
     models = await proxy.get("/v1/models", headers=auth(TEAM_B))
     assert [m["id"] for m in models.json()["data"]] == ["gpt-4o"]
+    one = await proxy.get("/v1/models/gpt-4o", headers=auth(TEAM_B))
+    assert one.status_code == 200 and one.json()["id"] == "gpt-4o"
+    hidden = await proxy.get("/v1/models/text-embedding-3-small", headers=auth(TEAM_B))
+    assert hidden.status_code == 404 and hidden.json()["error"]["code"] == "model_not_found"
+    assert (await proxy.get("/v1/models/nope/x", headers=auth(TEAM_B))).status_code == 404
     assert (await proxy.get("/health", headers={"authorization": ""})).status_code == 200
 
 

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -226,6 +227,49 @@ async def test_a_stream_that_ends_before_its_last_chunk_ends_in_an_error_event(
         assert again.headers["x-deja-cache"] == "miss"  # nothing was stored
 
 
+async def test_upstream_failures_tell_callers_no_address_or_credentials(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    misbehaving: ThreadingHTTPServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = proxy_config(upstream)
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    params = config["model_list"][0]["litellm_params"]
+    params["api_base"] = f"http://svc:S3cr3t@127.0.0.1:{port}/v1?api_key=k3y"
+    async with make_proxy(config) as proxy:
+        for stream in (False, True):
+            answer = await proxy.post(CHAT, json={**BODY, "stream": stream})
+            assert answer.status_code == 502
+            message = answer.json()["error"]["message"]
+            assert message == "cannot reach the upstream"
+    logged = caplog.text
+    assert f"127.0.0.1:{port}" in logged and "S3cr3t" not in logged and "k3y" not in logged
+    misbehaving.answer = "cut"  # type: ignore[attr-defined]
+    params["api_base"] = f"http://svc:S3cr3t@127.0.0.1:{misbehaving.server_address[1]}/v1"
+    async with make_proxy(config) as proxy:
+        streamed = await proxy.post(CHAT, json={**BODY, "stream": True})
+        last = [e for e in streamed.text.split("\n\n") if e][-1]
+        assert "the upstream ended before its last chunk" in last.replace("stream from ", "")
+        assert "S3cr3t" not in streamed.text and "127.0.0.1" not in streamed.text
+
+
+def test_library_errors_name_the_upstream_without_credentials() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = deja.Client(
+        api_base=f"http://svc:S3cr3t@127.0.0.1:{port}/v1?token=t0k", api_key="x", max_retries=0
+    )
+    with pytest.raises(deja.UpstreamConnectionError) as caught:
+        client.completion(model="gpt-4o", messages=BODY["messages"])
+    assert f"http://127.0.0.1:{port}/v1/chat/completions" in str(caught.value)
+    assert "S3cr3t" not in str(caught.value) and "t0k" not in str(caught.value)
+    assert caught.value.url == f"http://127.0.0.1:{port}/v1/chat/completions"
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [
@@ -244,6 +288,20 @@ async def test_ill_typed_fields_are_a_400(
     assert answer.status_code == 400, answer.text
     assert field.rstrip("s") in answer.json()["error"]["message"]
     assert upstream.count(CHAT) == 0
+
+
+async def test_the_completions_endpoints_logprobs_is_a_count(
+    proxy: httpx2.AsyncClient, upstream: FakeOpenAIServer
+) -> None:
+    legacy = {"model": "gpt-4o", "prompt": "Say hi"}
+    for count in (0, 2):
+        answer = await proxy.post("/v1/completions", json={**legacy, "logprobs": count})
+        assert answer.status_code == 200, answer.text
+    assert upstream.requests[-1].body["logprobs"] == 2
+    refused = await proxy.post("/v1/completions", json={**legacy, "logprobs": True})
+    assert refused.status_code == 400 and "an integer" in refused.json()["error"]["message"]
+    chat = await proxy.post(CHAT, json={**BODY, "logprobs": 2})
+    assert chat.status_code == 400 and "a boolean" in chat.json()["error"]["message"]
 
 
 def test_ill_typed_fields_are_a_typed_error_in_the_library() -> None:

@@ -112,6 +112,17 @@ def test_constructor_does_no_io(server: MotoS3Server) -> None:
     missing.close()
 
 
+def test_deleting_from_a_missing_bucket_is_an_error_not_a_miss(server: MotoS3Server) -> None:
+    # HEAD answers a bare 404 for a missing bucket, as for a missing object
+    missing = server.store(bucket="no-such-bucket-here")
+    with pytest.raises(StoreError, match="delete failed"):
+        missing.delete("k")
+    missing.close()
+    present = server.store()
+    assert present.delete("never-stored") is False
+    present.close()
+
+
 @pytest.mark.parametrize(
     ("options", "error"),
     [

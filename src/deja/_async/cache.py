@@ -691,14 +691,7 @@ class AsyncCache:
 
     def cost(self, request: Request, response: Mapping[str, Any]) -> float:
         """USD cost of ``response`` by the price table (0.0 for an unknown model)."""
-        prices = self.prices
-        usage = response.get("usage") if isinstance(response, Mapping) else None
-        if not isinstance(usage, Mapping):
-            return 0.0
-        cost = prices.cost(request.upstream, usage)
-        if cost is None and isinstance(response.get("model"), str):
-            cost = prices.cost(response["model"], usage)
-        return cost or 0.0
+        return self.prices.response_cost(request.upstream, response)
 
     async def load_semantic(self) -> None:
         """Load the semantic index from ``semantic_path`` now if it is not loaded yet (the

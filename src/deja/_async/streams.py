@@ -232,12 +232,24 @@ class AsyncCachedStream:
         await self.aclose()
 
 
-async def aopen_uncached(open_stream: OpenStream, *, include_usage: bool) -> AsyncCachedStream:
+async def aopen_uncached(
+    open_stream: OpenStream,
+    *,
+    include_usage: bool,
+    cost: Callable[[dict[str, Any]], float] | None = None,
+) -> AsyncCachedStream:
     """An upstream stream with no cache in front (status ``bypass``), opened at once so
-    that an upstream error before the first chunk is raised here, as with a cache."""
+    that an upstream error before the first chunk is raised here, as with a cache.
+    ``cost`` prices the whole answer: ``info.cost_usd`` once the stream has ended."""
+    info = CacheInfo("bypass", "")
+
+    async def priced(assembler: StreamAssembler) -> None:
+        if cost is not None and assembler.complete:
+            info.cost_usd = cost(assembler.response())
+
     stream = AsyncCachedStream(
-        CacheInfo("bypass", ""),
-        broadcast=AsyncBroadcast(open_stream, None),
+        info,
+        broadcast=AsyncBroadcast(open_stream, priced),
         include_usage=include_usage,
     )
     await stream.prefetch()

@@ -39,6 +39,7 @@ from deja.controls import CacheControl
 from deja.errors import (
     ConfigError,
     InvalidRequestError,
+    NotFoundError,
     ProviderError,
     RateLimitError,
     UpstreamConnectionError,
@@ -46,7 +47,7 @@ from deja.errors import (
     provider_error_for_status,
 )
 from deja.metrics import Metrics, NullMetrics
-from deja.prices import PriceTable
+from deja.prices import packaged_prices
 from deja.providers.anthropic import AnthropicProvider, AnthropicRequest
 from deja.providers.bedrock import (
     AwsCredentials,
@@ -67,7 +68,13 @@ from deja.providers.gemini import (
 )
 from deja.providers.google_auth import AccessToken, ServiceAccount, parse_token_response
 from deja.providers.usage import cache_tokens, normalize_usage
-from deja.request import PROVIDER_API_BASES, Request, env_api_base, resolve_model
+from deja.request import (
+    PROVIDER_API_BASES,
+    Request,
+    env_api_base,
+    redact_url,
+    resolve_model,
+)
 from deja.response import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse
 from deja.result import CacheInfo
 from deja.streaming import SSEDecoder
@@ -125,11 +132,6 @@ _NO_OPTIONS: Mapping[str, Any] = {}
 # provider's adapter builds the URL from the region)
 _Endpoint = tuple[str, str, str | None, str]
 _AZURE_API_VERSION = "2024-10-21"
-
-
-@functools.cache
-def _default_prices() -> PriceTable:
-    return PriceTable.default()
 
 
 class StreamTranslator(Protocol):
@@ -252,30 +254,51 @@ class EventDecoder(Protocol):
     def feed(self, data: bytes) -> Sequence[Any]: ...
 
 
+# Cache markers providers that cache by themselves do not take: Anthropic's ``cache_control``
+# and the ``"cached": True`` flag LiteLLM's guide puts on OpenAI messages and parts.
+_MARKERS = ("cache_control", "cached")
+
+
+def _marked(value: Any) -> bool:
+    return isinstance(value, Mapping) and any(m in value for m in _MARKERS)
+
+
 def _unmarked(value: Any) -> Any:
-    if isinstance(value, Mapping) and "cache_control" in value:
-        return {k: v for k, v in value.items() if k != "cache_control"}
+    if _marked(value):
+        return {k: v for k, v in value.items() if k not in _MARKERS}
     return value
 
 
-def _compatible_payload(provider: str, payload: dict[str, Any]) -> dict[str, Any]:
+def _compatible_payload(
+    provider: str, payload: dict[str, Any], client_points: Sequence[Mapping[str, Any]] = ()
+) -> dict[str, Any]:
     """``payload`` for an OpenAI-compatible upstream, without deja-only fields.
 
-    ``cache_control_injection_points`` is configuration, never sent. For providers that
-    cache automatically (:data:`_AUTOMATIC_CACHING`) every ``cache_control`` marker goes:
-    on the body, messages, content parts and tools (OpenAI rejects unknown fields).
+    ``cache_control_injection_points`` is configuration, never sent (nor placed: deja places
+    breakpoints in Anthropic, Bedrock and Gemini requests; a gateway such as OpenRouter gets
+    the markers a caller wrote, and a warning says the points were not placed). For providers that
+    cache automatically (:data:`_AUTOMATIC_CACHING`) every cache marker goes
+    (``cache_control``, LiteLLM's ``"cached": True``): on the body, messages, content parts
+    and tools (OpenAI rejects unknown fields).
     """
-    payload.pop("cache_control_injection_points", None)
+    points = payload.pop("cache_control_injection_points", None) or client_points
     if provider not in _AUTOMATIC_CACHING:
+        if points:
+            warn_once(
+                provider,
+                [
+                    "cache_control_injection_points are placed for anthropic/, bedrock/, "
+                    "gemini/ and vertex_ai/ models only; this request went as written "
+                    "(mark the messages with cache_control yourself to send breakpoints)"
+                ],
+            )
         return payload
     payload.pop("cache_control", None)
     messages = []
     for original in payload.get("messages") or ():
         message = _unmarked(original)
         content = message.get("content") if isinstance(message, Mapping) else None
-        if isinstance(content, list) and any(
-            isinstance(part, Mapping) and "cache_control" in part for part in content
-        ):
+        if isinstance(content, list) and any(_marked(part) for part in content):
             message = {**message, "content": [_unmarked(part) for part in content]}
         messages.append(message)
     payload["messages"] = messages
@@ -472,7 +495,7 @@ class Client:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
             def open_stream() -> Iterator[dict[str, Any]]:
-                payload = {**body, "model": name, "messages": list(messages)}
+                payload = {**body, "model": name, "messages": list(request.messages)}
                 return self._chat_stream(
                     provider,
                     url_base,
@@ -484,7 +507,11 @@ class Client:
                 )
 
             if self.cache is None:
-                stream = open_uncached(open_stream, include_usage=include_usage)
+                stream = open_uncached(
+                    open_stream,
+                    include_usage=include_usage,
+                    cost=functools.partial(packaged_prices().response_cost, request.upstream),
+                )
             else:
                 stream = self.cache.stream(
                     request, open_stream, control=control, include_usage=include_usage
@@ -492,7 +519,7 @@ class Client:
             return ChatCompletionStream(stream)
 
         def call() -> dict[str, Any]:
-            payload = {**body, "model": name, "messages": list(messages)}
+            payload = {**body, "model": name, "messages": list(request.messages)}
             return self._chat(
                 provider,
                 url_base,
@@ -504,7 +531,9 @@ class Client:
             )
 
         if self.cache is None:
-            return ChatCompletion(call(), CacheInfo("bypass", ""))
+            answer = call()
+            cost = packaged_prices().response_cost(request.upstream, answer)
+            return ChatCompletion(answer, CacheInfo("bypass", "", cost_usd=cost))
         result = self.cache.fetch(request, call, control=control)
         response = result.response
         assert response is not None  # fetch returns a response or raises
@@ -649,7 +678,16 @@ class Client:
             headers["authorization"] = f"Bearer {auth.token}"
         seconds = timeout if timeout is not None else self.timeout
         url = endpoint.cached_content_url(name)
-        self._post(url, b"", headers, seconds, provider, method="DELETE")
+        try:
+            self._post(url, b"", headers, seconds, provider, method="DELETE")
+        except ProviderError as exc:
+            # Google AI says 403 "CachedContent not found (or permission denied)" for a
+            # cache that is not there: the NotFoundError this method promises
+            if exc.status_code != 403 or not cached_content_gone(exc.status_code, exc.body):
+                raise
+            raise NotFoundError(
+                str(exc), status_code=exc.status_code, body=exc.body, provider=exc.provider
+            ) from exc
         self._metrics().context_cache(provider, "deleted")
         if self._context_caches is not None:  # the next call makes a new one at once
             self._context_caches.forget_name(name)
@@ -805,7 +843,7 @@ class Client:
             wire = self._anthropic_request(payload, url_base, api_key, extra_headers)
             data = self._post(wire.url, wire.json, wire.headers, timeout, provider)
             return self._account(provider, self._anthropic.parse_response(data))
-        payload = _compatible_payload(provider, payload)
+        payload = _compatible_payload(provider, payload, self.injection_points)
         headers = self._headers(provider, api_key, extra_headers)
         url = self._url(provider, url_base, payload, "/chat/completions")
         data = self._post(url, payload, headers, timeout, provider)
@@ -825,7 +863,7 @@ class Client:
             metrics.provider_cached_tokens(provider, "write", tokens.write)
         if tokens.read or tokens.write:
             model = f"{provider}/{response.get('model')}"
-            prices = (self.cache.prices if self.cache is not None else None) or _default_prices()
+            prices = (self.cache.prices if self.cache is not None else None) or packaged_prices()
             # Two counters, as counters cannot go down: what the reads saved (the usage priced
             # as if nothing was written) and what the writes cost above input (the real cost
             # minus that). One answer may do both; net saving = saved - premium.
@@ -892,7 +930,7 @@ class Client:
             wire = self._anthropic_request(payload, url_base, api_key, extra_headers)
             events = self._open_stream(wire.url, wire.json, wire.headers, timeout, provider)
             return self._translated(provider, events, self._anthropic.stream_translator())
-        payload = _compatible_payload(provider, payload)
+        payload = _compatible_payload(provider, payload, self.injection_points)
         options = payload.get("stream_options") or {}
         # deja always asks for usage, to price and store the answer; the caller gets the
         # usage chunk only if it asked for it
@@ -1107,7 +1145,7 @@ class Client:
         entry = ContextCache(made.name, expires, tokens, f"{provider}/{wire.model}")
         usage: dict[str, Any] = {}
         _bill_context_cache(usage, entry, now)
-        prices = self.cache.prices if self.cache is not None else _default_prices()
+        prices = self.cache.prices if self.cache is not None else packaged_prices()
         made_for = prices.cost(entry.model, {"prompt_tokens": 0, **usage})
         self._metrics().context_cache(provider, "created", made_for or 0.0)
         return entry
@@ -1282,7 +1320,9 @@ class Client:
         ``OPENAI_API_VERSION`` environment variable, or a recent GA default.
         """
         if provider != "azure":
-            return url_base + path
+            # a query in the base (a gateway's ?key=...) goes after the path
+            base, mark, query = url_base.partition("?")
+            return f"{base}{path}{mark}{query}"
         version = (
             payload.pop("api_version", None)
             or os.environ.get("AZURE_API_VERSION")
@@ -1356,12 +1396,16 @@ class Client:
                 response: SyncHTTPResponse = http.send(request, stream=stream)
                 self._metrics().upstream_seconds(provider, time.monotonic() - started)
             except httpx2.TimeoutException as exc:
+                shown = redact_url(url)
                 error: ProviderError = UpstreamTimeoutError(
-                    f"no answer from {url} within {timeout} s", provider=provider
+                    f"no answer from {shown} within {timeout} s", provider=provider, url=shown
                 )
                 error.__cause__ = exc
             except httpx2.TransportError as exc:
-                error = UpstreamConnectionError(f"cannot reach {url}: {exc}", provider=provider)
+                shown = redact_url(url)
+                error = UpstreamConnectionError(
+                    f"cannot reach {shown}: {exc}", provider=provider, url=shown
+                )
                 error.__cause__ = exc
             else:
                 if response.status_code < 400:
@@ -1490,17 +1534,21 @@ class Client:
                         finished = finished or (openai_chunks and finishes(event))
                         yield event
             except httpx2.TransportError as exc:
+                shown = redact_url(url)
                 raise UpstreamConnectionError(
-                    f"stream from {url} broke off: {exc}", provider=provider
+                    f"stream from {shown} broke off: {exc}", provider=provider, url=shown
                 ) from exc
             finally:
                 response.close()
             if not seen:
                 raise not_a_stream(start, response.headers, provider)
             if openai_chunks and not finished:
+                shown = redact_url(url)
                 raise UpstreamConnectionError(
-                    f"stream from {url} ended before its last chunk (no finish reason, no [DONE])",
+                    f"stream from {shown} ended before its last chunk"
+                    " (no finish reason, no [DONE])",
                     provider=provider,
+                    url=shown,
                 )
 
         return response.headers, chunks()

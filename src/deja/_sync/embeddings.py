@@ -17,6 +17,7 @@ from typing import Any
 from deja._sync.cache import Cache
 from deja.controls import CacheControl, in_mode, parse_controls
 from deja.errors import InvalidRequestError, ProviderError
+from deja.prices import packaged_prices
 from deja.request import Request
 from deja.result import CacheInfo, CacheStatus
 
@@ -166,6 +167,8 @@ def cached_embeddings(
             if cache is not None:
                 cost += cache.cost(requests[i], item_response)
                 cache.put(requests[i], item_response, control=ctl)
+            else:
+                cost += packaged_prices().response_cost(requests[i].upstream, item_response)
     for i in missing_all:
         vectors[i] = vectors[first_of[_identity(items[i])]]
     status: CacheStatus = "miss" if missing else "hit"

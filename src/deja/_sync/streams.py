@@ -233,12 +233,24 @@ class CachedStream:
         self.close()
 
 
-def open_uncached(open_stream: OpenStream, *, include_usage: bool) -> CachedStream:
+def open_uncached(
+    open_stream: OpenStream,
+    *,
+    include_usage: bool,
+    cost: Callable[[dict[str, Any]], float] | None = None,
+) -> CachedStream:
     """An upstream stream with no cache in front (status ``bypass``), opened at once so
-    that an upstream error before the first chunk is raised here, as with a cache."""
+    that an upstream error before the first chunk is raised here, as with a cache.
+    ``cost`` prices the whole answer: ``info.cost_usd`` once the stream has ended."""
+    info = CacheInfo("bypass", "")
+
+    def priced(assembler: StreamAssembler) -> None:
+        if cost is not None and assembler.complete:
+            info.cost_usd = cost(assembler.response())
+
     stream = CachedStream(
-        CacheInfo("bypass", ""),
-        broadcast=Broadcast(open_stream, None),
+        info,
+        broadcast=Broadcast(open_stream, priced),
         include_usage=include_usage,
     )
     stream.prefetch()

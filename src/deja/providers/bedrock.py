@@ -342,6 +342,12 @@ def _caches_tools(model: str) -> bool:
     return _claude_version(model) is not None
 
 
+def _unmarked_tool(tool: Any) -> Any:
+    if isinstance(tool, Mapping) and "cache_control" in tool:
+        return {k: v for k, v in tool.items() if k != "cache_control"}
+    return tool
+
+
 def bedrock_minimum_tokens(model: str) -> int:
     """Fewest prompt tokens before a cachePoint that ``model`` caches: Nova's 1,000, or
     for Claude Anthropic's per-model minimum
@@ -784,19 +790,22 @@ class BedrockProvider:
             payload["additionalModelRequestFields"] = extra
         return BedrockTranslation(payload, plan, warnings, downgrades)
 
+    def _every_breakpoint(self, body: Mapping[str, Any], points: Sequence[Any]) -> Plan:
+        """A plan without limits, only to name every breakpoint that was asked for."""
+        return plan_breakpoints(
+            body,
+            injection_points=points,
+            limit=sys.maxsize,
+            minimum_tokens=0,
+            estimator=self.estimator,
+        )
+
     def _plan(
         self, body: Mapping[str, Any], model: str, points: Sequence[Mapping[str, Any]]
     ) -> tuple[Plan, int]:
         """The breakpoint plan for ``model``, and how many 1h breakpoints became 5m."""
         if not self.prompt_caching(model):
-            # Plan without limits only to name every breakpoint that was asked for.
-            probe = plan_breakpoints(
-                body,
-                injection_points=points,
-                limit=sys.maxsize,
-                minimum_tokens=0,
-                estimator=self.estimator,
-            )
+            probe = self._every_breakpoint(body, points)
             dropped = tuple(
                 PlanWarning(
                     "over_limit",
@@ -807,6 +816,24 @@ class BedrockProvider:
                 for b in probe.breakpoints
             )
             return Plan((), dropped, 0, 0), 0
+        untooled: list[PlanWarning] = []
+        if not _caches_tools(model) and body.get("tools"):
+            # the model caches no tool definitions: their breakpoints are named and left
+            # out before planning, so they take none of the provider's slots
+            probe = self._every_breakpoint(body, points)
+            untooled = [
+                PlanWarning(
+                    "no_target",
+                    f"breakpoint at {b.target} not sent: {model} does not cache tool "
+                    "definitions (Bedrock refuses a cachePoint in its toolConfig)",
+                    b.target,
+                )
+                for b in probe.breakpoints
+                if b.target.kind == "tool"
+            ]
+            if untooled:
+                body = {**body, "tools": [_unmarked_tool(t) for t in body["tools"]]}
+                points = [p for p in points if p.get("location") not in ("tool", "tool_config")]
         plan = plan_breakpoints(
             body,
             injection_points=points,
@@ -814,23 +841,12 @@ class BedrockProvider:
             minimum_tokens=self.minimum_tokens(model),
             estimator=self.estimator,
         )
-        warnings = list(plan.warnings)
+        warnings = [*untooled, *plan.warnings]
         kept: list[Breakpoint] = []
         downgrades = 0
-        tools_cached = _caches_tools(model)
         one_hour = self.one_hour_cache(model)
         for breakpoint in plan.breakpoints:
             target = breakpoint.target
-            if target.kind == "tool" and not tools_cached:
-                warnings.append(
-                    PlanWarning(
-                        "no_target",
-                        f"breakpoint at {target} not sent: {model} does not cache tool "
-                        "definitions (Bedrock refuses a cachePoint in its toolConfig)",
-                        target,
-                    )
-                )
-                continue
             if breakpoint.ttl == "1h" and not one_hour:
                 downgrades += 1
                 warnings.append(

@@ -230,6 +230,8 @@ class ProxyApp:
         if path.startswith("/v1/"):
             path = path[3:]
         handler = self._handlers.get((scope["method"], path))
+        if handler is None and scope["method"] == "GET" and path.startswith("/models/"):
+            handler = self._model
         try:
             if handler is None:
                 raise self._not_found(scope["method"], path)
@@ -407,7 +409,7 @@ class ProxyApp:
             )
             stream = bool(body.get("stream"))
             if stream:
-                await self._stream(send, route, path, body=body, request=request, ctl=ctl)
+                await self._stream(send, receive, route, path, body=body, request=request, ctl=ctl)
                 return
             payload = {k: v for k, v in body.items() if k != "model"}
             info, data = await self._complete(
@@ -445,6 +447,7 @@ class ProxyApp:
     async def _stream(
         self,
         send: Send,
+        receive: Receive,
         route: Route,
         path: str,
         *,
@@ -479,21 +482,45 @@ class ProxyApp:
                 + _cache_headers(stream.info, cost_known=stream.info.status in _SERVED),
             }
         )
-        try:
-            async for chunk in stream:
+
+        async def relay() -> None:
+            try:
+                async for chunk in stream:
+                    await send(
+                        {"type": "http.response.body", "body": sse_event(chunk), "more_body": True}
+                    )
+                await send({"type": "http.response.body", "body": SSE_DONE, "more_body": False})
+            except ProviderError as exc:
+                # the status is sent: report the failure in-band, as OpenAI does, and end
+                event = {
+                    "error": {
+                        "message": _caller_message(exc),
+                        "type": "server_error",
+                        "param": None,
+                        "code": None,
+                    }
+                }
                 await send(
-                    {"type": "http.response.body", "body": sse_event(chunk), "more_body": True}
+                    {"type": "http.response.body", "body": sse_event(event), "more_body": False}
                 )
-            await send({"type": "http.response.body", "body": SSE_DONE, "more_body": False})
-        except ProviderError as exc:
-            # the status is sent: report the failure in-band, as OpenAI does, and end
-            event = {
-                "error": {"message": str(exc), "type": "server_error", "param": None, "code": None}
-            }
-            await send({"type": "http.response.body", "body": sse_event(event), "more_body": False})
-        except OSError:  # the client went away mid-stream
-            pass
+            except OSError:  # a server that raises when the client went away mid-stream
+                pass
+
+        # A server may drop what is sent to a client that went away without raising: the
+        # request's receive channel says so (http.disconnect). Then this reader stops and
+        # leaves the stream; the last to leave closes the upstream, and nothing is stored.
+        relaying = asyncio.ensure_future(relay())
+        watching = asyncio.ensure_future(_disconnected(receive))
+        try:
+            await asyncio.wait((relaying, watching), return_when=asyncio.FIRST_COMPLETED)
+            if relaying.done():
+                relaying.result()  # an unexpected error goes on up
+            else:
+                logger.info("client left mid-stream: stream %s abandoned", stream.info.key or "-")
         finally:
+            for task in (relaying, watching):
+                task.cancel()
+            await asyncio.gather(relaying, watching, return_exceptions=True)
             await stream.aclose()
 
     async def _embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -547,12 +574,18 @@ class ProxyApp:
 
     async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
         caller = self._caller(scope)
-        data = [
-            {"id": name, "object": "model", "created": 0, "owned_by": "deja"}
-            for name in self.routes
-            if caller.may_use(name)
-        ]
+        data = [_model_object(name) for name in self.routes if caller.may_use(name)]
         await send_json(send, 200, {"object": "list", "data": data})
+
+    async def _model(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``GET /models/{name}``: one model the caller may use (a name may hold slashes)."""
+        caller = self._caller(scope)
+        name = scope["path"].rstrip("/").split("/models/", 1)[1]
+        if name not in self.routes or not caller.may_use(name):
+            raise HTTPError(
+                404, f"the model {name!r} does not exist", param="model", code="model_not_found"
+            )
+        await send_json(send, 200, _model_object(name))
 
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_json(send, 200, {"status": "ok"})
@@ -876,6 +909,30 @@ def _tenant_key_builder(name: str, hook: Callable[..., Any]) -> Callable[[Reques
     return build
 
 
+def _model_object(name: str) -> dict[str, Any]:
+    """A model as OpenAI's ``/models`` lists it."""
+    return {"id": name, "object": "model", "created": 0, "owned_by": "deja"}
+
+
+def _caller_message(exc: ProviderError) -> str:
+    """What a caller is told of an upstream failure: the upstream's address and the
+    transport's detail (host, port) stay in the proxy's log."""
+    text = str(exc)
+    if not exc.url:
+        return text
+    logger.warning("upstream failure: %s", text)
+    detail = f": {exc.__cause__}" if exc.__cause__ is not None else ""
+    if detail and text.endswith(detail):
+        text = text[: -len(detail)]
+    return text.replace(exc.url, "the upstream")
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Return when the client has gone (the request body is read by then)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
 async def _maybe_await(value: Any) -> Any:
     if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
         return await value
@@ -893,9 +950,9 @@ def _http_error(exc: Exception) -> HTTPError:
     if isinstance(exc, (InvalidRequestError, ControlError)):
         return HTTPError(400, str(exc))
     if isinstance(exc, UpstreamTimeoutError):
-        return HTTPError(504, str(exc), code="upstream_timeout")
+        return HTTPError(504, _caller_message(exc), code="upstream_timeout")
     if isinstance(exc, UpstreamConnectionError):
-        return HTTPError(502, str(exc), code="upstream_unreachable")
+        return HTTPError(502, _caller_message(exc), code="upstream_unreachable")
     if isinstance(exc, ProviderError):
         # an upstream that answered 2xx with something unusable is a bad gateway, not a 200
         status = exc.status_code if exc.status_code and exc.status_code >= 400 else 502
@@ -906,6 +963,6 @@ def _http_error(exc: Exception) -> HTTPError:
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
             headers.append((b"retry-after", str(int(retry_after)).encode()))
-        return HTTPError(status, str(exc), body=body, headers=headers)
+        return HTTPError(status, _caller_message(exc), body=body, headers=headers)
     logger.exception("unexpected error on the request path")
     return HTTPError(500, f"internal error: {type(exc).__name__}")

@@ -355,9 +355,12 @@ class S3Store(SyncStore, SyncTagIndex):
             try:
                 head = s3.head_object(Bucket=self._bucket, Key=name)
             except self._client_error as exc:
-                if _is_missing(exc):
-                    return False
-                raise
+                if not _is_missing(exc):
+                    raise
+                # a HEAD has no body: its 404 is also what a missing bucket answers, and a
+                # deletion that could not happen must not read as "nothing to delete"
+                s3.head_bucket(Bucket=self._bucket)
+                return False
             s3.delete_object(Bucket=self._bucket, Key=name)
         expires = _expires_at(head.get("Metadata", {}))
         # An object deja did not write was there all the same, and is gone now.

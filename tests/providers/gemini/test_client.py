@@ -113,6 +113,16 @@ def test_deleting_a_cache_drops_its_record_at_once(server: FakeGeminiServer) -> 
     assert 'deja_provider_context_cache_total{event="created",provider="gemini"} 2.0' in text
 
 
+def test_deleting_a_missing_cache_is_a_not_found_error(server: FakeGeminiServer) -> None:
+    # Google AI answers 403 "CachedContent not found (or permission denied)"
+    c = client(server)
+    made = c.create_context_cache(model=MODEL, system_instruction=HANDBOOK)
+    c.delete_context_cache(model=MODEL, name=made.id)
+    with pytest.raises(deja.NotFoundError, match="CachedContent not found") as caught:
+        c.delete_context_cache(model=MODEL, name=made.id)
+    assert caught.value.status_code == 403
+
+
 def test_a_cache_expired_at_the_provider_is_made_again(
     server: FakeGeminiServer, clock: FakeClock
 ) -> None:
