@@ -869,6 +869,11 @@ class AsyncCache:
         now = self._clock()
         namespace = self._namespace(ctl)
         usage = response.get("usage")
+        if isinstance(usage, Mapping) and "context_cache" in usage:
+            # a hit saves what a repeat would cost: the Gemini context cache this call
+            # made (its tokens written, its hours of storage) is not made again
+            again = {k: v for k, v in usage.items() if k != "context_cache"}
+            cost = self.prices.response_cost(request.upstream, {**response, "usage": again})
         entry = Entry(
             response=dict(response),
             created=now,

@@ -51,7 +51,8 @@ def test_markers_make_one_context_cache_that_later_calls_reuse(
 ) -> None:
     metrics = deja.PrometheusMetrics()
     c = client(server, metrics=metrics, cache_control_injection_points=SYSTEM_POINT)
-    first = c.completion(model=MODEL, messages=ask("How many days of leave?"))
+    first_question = "How many days of leave?"
+    first = c.completion(model=MODEL, messages=ask(first_question))
     second = c.completion(model=MODEL, messages=ask("Can leave be carried over?"))
     (made,) = server.cached_contents
     (create,) = [r for r in server.requests if r.path == "/v1beta/cachedContents"]
@@ -73,6 +74,13 @@ def test_markers_make_one_context_cache_that_later_calls_reuse(
     assert 'deja_provider_context_cache_total{event="reused",provider="gemini"} 1.0' in text
     assert 'deja_provider_context_cache_usd_total{provider="gemini"}' in text
     assert 'deja_provider_cached_tokens_total{kind="read",provider="gemini"}' in text
+    # a response-cache hit of the first call saves what asking again would cost now: the
+    # context cache is not made (nor its storage bought) a second time
+    hit = c.completion(model=MODEL, messages=ask(first_question))
+    assert hit.cache.status == "hit"
+    without = {k: v for k, v in first.usage.model_dump().items() if k != "context_cache"}
+    repeat = c.cache.prices.cost(f"gemini/{first.model}", without)  # type: ignore[union-attr]
+    assert hit.cache.saved_usd == pytest.approx(repeat) and repeat < first.cache.cost_usd / 5
 
 
 def test_a_cache_gone_at_the_provider_is_made_again(
