@@ -169,3 +169,41 @@ async def test_the_last_reader_cancelled_mid_read_closes_the_upstream() -> None:
     with contextlib.suppress(asyncio.CancelledError):
         await task
     await asyncio.wait_for(closed.wait(), 1)
+
+
+async def test_a_plain_call_shares_an_identical_stream_in_flight() -> None:
+    cache = deja.AsyncCache()
+    opened = 0
+    calls = 0
+    gate = asyncio.Event()
+
+    async def open_stream() -> AsyncIterator[dict[str, Any]]:
+        nonlocal opened
+        opened += 1
+
+        async def chunks() -> AsyncIterator[dict[str, Any]]:
+            for i in range(11):
+                if i == 3:
+                    await gate.wait()  # the plain call arrives mid-stream
+                yield _chunk(i, finish="stop" if i == 10 else None)
+
+        return chunks()
+
+    async def call() -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        raise AssertionError("the plain call went upstream")
+
+    stream = await cache.stream(chat_request(), open_stream)
+    first = [await stream.__anext__() for _ in range(2)]
+    plain = asyncio.ensure_future(cache.fetch(chat_request(), call))
+    await asyncio.sleep(0.01)
+    gate.set()
+    rest = [chunk async for chunk in stream]
+    result = await plain
+    assert opened == 1 and calls == 0
+    assert result.info.status == "hit"
+    assert result.response is not None
+    streamed = "".join(c["choices"][0]["delta"].get("content") or "" for c in first + rest)
+    assert result.response["choices"][0]["message"]["content"] == streamed
+    assert result.response["object"] == "chat.completion"

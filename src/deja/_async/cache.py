@@ -378,6 +378,9 @@ class AsyncCache:
             if similar is not None:
                 return self._count(similar)
         status = found.info.status
+        live = await self._read_live_stream(request, key)
+        if live is not None:
+            return self._count(live)
 
         async def lead() -> CacheResult:
             again = await self._lookup(key, ctl)
@@ -472,6 +475,29 @@ class AsyncCache:
         result = AsyncCachedStream(info, broadcast=broadcast, include_usage=include_usage)
         await result.prefetch()
         return result
+
+    async def _read_live_stream(self, request: Request, key: str) -> CacheResult | None:
+        """The answer of an identical streamed request in flight, read to its end (a plain
+        call waits for the whole answer anyway: it shares the stream's upstream call), or
+        ``None`` when there is none or it ended unfinished. Its errors are this call's."""
+        with self._streams_lock:
+            broadcast = self._streams.get(key)
+        if broadcast is None:
+            return None
+        reader = AsyncCachedStream(CacheInfo("hit", key), broadcast=broadcast, include_usage=True)
+        assembler = StreamAssembler()
+        try:
+            async for chunk in reader:
+                assembler.add(chunk)
+        finally:
+            await reader.aclose()
+        if not assembler.complete:
+            return None
+        response = assembler.response()
+        self._coalesced += 1
+        self.metrics.coalesced()
+        info = CacheInfo("hit", key, age=0.0, saved_usd=self.cost(request, response))
+        return CacheResult(response, info)
 
     async def _semantic_lookup(self, request: Request, ctl: CacheControl) -> CacheResult | None:
         """An exact miss looked up by meaning: the entry of a similar earlier prompt."""

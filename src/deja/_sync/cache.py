@@ -377,6 +377,9 @@ class Cache:
             if similar is not None:
                 return self._count(similar)
         status = found.info.status
+        live = self._read_live_stream(request, key)
+        if live is not None:
+            return self._count(live)
 
         def lead() -> CacheResult:
             again = self._lookup(key, ctl)
@@ -469,6 +472,29 @@ class Cache:
         result = CachedStream(info, broadcast=broadcast, include_usage=include_usage)
         result.prefetch()
         return result
+
+    def _read_live_stream(self, request: Request, key: str) -> CacheResult | None:
+        """The answer of an identical streamed request in flight, read to its end (a plain
+        call waits for the whole answer anyway: it shares the stream's upstream call), or
+        ``None`` when there is none or it ended unfinished. Its errors are this call's."""
+        with self._streams_lock:
+            broadcast = self._streams.get(key)
+        if broadcast is None:
+            return None
+        reader = CachedStream(CacheInfo("hit", key), broadcast=broadcast, include_usage=True)
+        assembler = StreamAssembler()
+        try:
+            for chunk in reader:
+                assembler.add(chunk)
+        finally:
+            reader.close()
+        if not assembler.complete:
+            return None
+        response = assembler.response()
+        self._coalesced += 1
+        self.metrics.coalesced()
+        info = CacheInfo("hit", key, age=0.0, saved_usd=self.cost(request, response))
+        return CacheResult(response, info)
 
     def _semantic_lookup(self, request: Request, ctl: CacheControl) -> CacheResult | None:
         """An exact miss looked up by meaning: the entry of a similar earlier prompt."""
