@@ -30,9 +30,10 @@ class TieredOps:
             value = s.l1.get(key)
             if value is not None:
                 return value
+        stamp = s.stamp(key)  # before the L2 read: see TierState.promote
         value = s.l2.get(key)
         if value is not None and use_l1:
-            s.promote(key, value)
+            s.promote(key, value, stamp)
         return value
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
@@ -41,39 +42,59 @@ class TieredOps:
         found: list[bytes | None] = [s.l1.get(k) for k in keys] if use_l1 else [None] * len(keys)
         missing = [i for i, v in enumerate(found) if v is None]
         if missing:
-            values = s.l2.get_many([keys[i] for i in missing])
-            for i, value in zip(missing, values, strict=True):
+            wanted = [keys[i] for i in missing]
+            stamps = [s.stamp(k) for k in wanted]
+            values = s.l2.get_many(wanted)
+            for i, key, stamp, value in zip(missing, wanted, stamps, values, strict=True):
                 found[i] = value
                 if value is not None and use_l1:
-                    s.promote(keys[i], value)
+                    s.promote(key, value, stamp)
         return found
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         s = self.state
-        s.l2.set(key, value, ttl)
-        s.remember(key, value, ttl)
+        s.l1_usable()  # subscribed before the stamp is taken
+        stamp = s.stamp(key)
+        try:
+            s.l2.set(key, value, ttl)
+        except BaseException:
+            s.wrote(key, None, ttl, stamp)  # it may still have landed: drop the old L1 copy
+            raise
+        s.wrote(key, value, ttl, stamp)
         s.bus.publish(Invalidation(s.origin, keys=(key,)))
 
     def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
         s = self.state
-        s.l2.set_many(items, ttl)
-        for key, value in items.items():
-            s.remember(key, value, ttl)
+        s.l1_usable()
+        stamps = [s.stamp(key) for key in items]
+        try:
+            s.l2.set_many(items, ttl)
+        except BaseException:
+            for key, stamp in zip(items, stamps, strict=True):
+                s.wrote(key, None, ttl, stamp)  # see set
+            raise
+        for (key, value), stamp in zip(items.items(), stamps, strict=True):
+            s.wrote(key, value, ttl, stamp)
         s.bus.publish(Invalidation(s.origin, keys=tuple(items)))
 
     def delete(self, key: str) -> bool:
         s = self.state
         s.l1.delete(key)
-        existed = s.l2.delete(key)
-        s.bus.publish(Invalidation(s.origin, keys=(key,)))
-        return existed
+        try:
+            return s.l2.delete(key)
+        finally:  # after the L2 delete, so no read that saw the old value can promote it;
+            # also if it failed, as it may still have happened (management calls are rare)
+            s.dropped(key)
+            s.bus.publish(Invalidation(s.origin, keys=(key,)))
 
     def clear(self, prefix: str) -> int:
         s = self.state
         s.l1.clear(prefix)
-        deleted = s.l2.clear(prefix)
-        s.bus.publish(Invalidation(s.origin, prefix=prefix))
-        return deleted
+        try:
+            return s.l2.clear(prefix)
+        finally:  # see delete
+            s.cleared(prefix)
+            s.bus.publish(Invalidation(s.origin, prefix=prefix))
 
     def tag(self, tag: str, keys: Sequence[str], ttl: float | None) -> None:
         self.state.tags().tag(tag, keys, ttl)
@@ -86,6 +107,7 @@ class TieredOps:
 
     def close(self) -> None:
         s = self.state
+        s.begin_close()  # the bus stopping now is no outage
         s.bus.close()
         s.l1.close()
         s.l2.close()

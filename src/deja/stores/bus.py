@@ -53,7 +53,11 @@ class InvalidationBus(Protocol):
         """Deliver every event to ``handler``; report subscription up/down to ``on_health``."""
 
     def close(self) -> None:
-        """Stop delivering and release connections."""
+        """Stop delivering and release connections.
+
+        A bus shared by several stores reports the stop to ``on_health`` as down: a store
+        closing it on purpose says so first (it logs no outage), the others stop using
+        their L1s."""
 
 
 def new_origin() -> str:
@@ -99,7 +103,13 @@ class LocalInvalidationBus:
             on_health(healthy)
 
     def close(self) -> None:
-        """Forget every subscriber."""
+        """Stop delivering: tell every subscriber (a store still open on this bus must stop
+        using its L1, as no invalidation reaches it any more), then forget them."""
         with self._lock:
             self._handlers.clear()
+            health_handlers = list(self._health_handlers)
             self._health_handlers.clear()
+        if self._healthy:
+            self._healthy = False
+            for on_health in health_handlers:
+                on_health(False)

@@ -174,6 +174,8 @@ class RedisInvalidationBus:
                         connection.close()
                     except Exception:  # closing a broken connection: nothing left to do
                         logger.debug("closing the subscription connection failed", exc_info=True)
+        # Stopped on purpose: still reported as down, since a store sharing this bus gets no
+        # invalidations any more; the store that closes it knows, and logs no outage.
         self._set_health(False)
 
     def close(self) -> None:
