@@ -19,6 +19,7 @@ entries evicted first), and saves to / loads from a directory, memory-mapping th
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import importlib
 import importlib.util
@@ -26,6 +27,7 @@ import json
 import logging
 import math
 import os
+import re
 import threading
 import time
 import uuid
@@ -59,6 +61,31 @@ _MAX_TOMBSTONES = 200_000
 
 _FORMAT = "deja-vector-index"
 _FORMAT_VERSION = 1
+
+# On disk, a directory holds one base and its deltas:
+#
+# * ``index.json``, the manifest: every entry's id, scope and metadata, the name of each
+#   scope's vectors file (and graph file), and the base's ``generation`` (a random hex);
+# * ``scope-<generation>-<n>.npy`` (the rows of the manifest's n-th scope, in its id
+#   order) and ``scope-<generation>-<n>.usearch`` (its HNSW graph, if any);
+# * ``delta-<generation>-<writer>-<seq>.npz``: what one process changed since (a delta
+#   holds its own rows, so it never depends on another file but the base);
+# * ``index.lock``, the file lock of the processes sharing the directory.
+#
+# The manifest is the one commit point: a full save writes its files under names no other
+# save uses (its new generation), fsyncs them and the directory, and only then renames its
+# manifest over ``index.json`` (and fsyncs the directory again); the files of older bases
+# are removed after that. A save killed at any step leaves the previous manifest with the
+# files it names, and files no manifest names (removed by the next save, or load, holding
+# the lock): a reader only ever opens what the manifest it read names, and no file is ever
+# written again once named. Saves of earlier versions named the files ``scope-<n>.*`` in
+# every save (so a save killed between its renames could leave a manifest beside another
+# save's rows); they still load (see _torn_legacy), and the next full save rewrites them.
+_MANIFEST = "index.json"
+_LEGACY_FILE = re.compile(r"scope-\d+\.(?:npy|usearch)")
+# how many times a load reads the manifest again when a file it names is gone (removed by a
+# save of another process where the directory cannot be locked)
+_LOAD_ATTEMPTS = 3
 
 # A sync writes what changed since the last one as a delta file beside the full save (the
 # base); the base is written again (compacted) once its deltas reach this many files, or
@@ -237,7 +264,7 @@ class _Scope:
             self.matrix, self.expires, self.owned = matrix, expires, True
         if self.hnsw is not None and self.hnsw_viewed:
             # a copy of the mapped graph, not a new read of its file: a later save (of this
-            # or another process) may have replaced the file since
+            # or another process) may have removed the file since
             self.hnsw, self.hnsw_viewed = self.hnsw.copy(), False
 
 
@@ -575,13 +602,16 @@ class InProcessIndex:
         """Write the whole index to the directory ``path`` (created if missing) as a new
         base, replacing the base and the deltas there.
 
-        Each file is written beside its final name and renamed into place, and the manifest
-        last, so a reader never sees a half-written index (and a process still reading
-        memory-mapped files of an older save keeps its own copy). Writers hold a lock on
-        ``path/index.lock``. What other processes wrote to ``path`` since this index last
-        loaded or synced there (a base, deltas) is first taken into this index (see the
-        class docstring); ``merge=False`` overwrites it instead. Searches and writes wait
-        only while the index is copied for writing, not while it is written.
+        The vectors and graphs are written under names of their own (the new base's
+        generation) and made durable before the manifest naming them is renamed into place:
+        that rename commits the save, and the files of the previous base are removed only
+        after it. A reader never sees a half-written index, and a save killed at any point
+        leaves the previous one whole (a process still reading memory-mapped files of an
+        older save keeps them). Writers hold a lock on ``path/index.lock``. What other
+        processes wrote to ``path`` since this index last loaded or synced there (a base,
+        deltas) is first taken into this index (see the class docstring); ``merge=False``
+        overwrites it instead. Searches and writes wait only while the index is copied for
+        writing, not while it is written.
         """
         root = Path(path)
         root.mkdir(parents=True, exist_ok=True)
@@ -626,30 +656,10 @@ class InProcessIndex:
         the background (:meth:`join_builds`), searched exactly meanwhile.
         """
         root = Path(path)
-        if not (root / "index.json").is_file():
+        if not (root / _MANIFEST).is_file():
             raise ConfigError(f"no vector index saved in {root}")
-        meta: dict[str, _Meta] = {}
-        scopes: dict[str, _Scope] = {}
-        with _locked(root, exclusive=False):
-            stat = _stat(root)
-            manifest = self._read_manifest(root)
-            for item in manifest["scopes"]:
-                ids: list[str] = item["ids"]
-                s = _Scope(dim=self._dim, ids=list(ids), owned=False)
-                s.row_of = {id: row for row, id in enumerate(ids)}
-                s.matrix = np.load(root / item["vectors"], mmap_mode="r")
-                s.expires = np.array(
-                    [np.inf if e is None else e for e in item["expires"]], dtype=np.float64
-                )
-                if item["hnsw"] is not None:
-                    s.hnsw = _usearch().restore(str(root / item["hnsw"]), view=True)
-                    # a restored graph searches with usearch's default, not this setting
-                    s.hnsw.expansion_search = self._expansion(len(ids), s.hnsw)
-                    s.hnsw_viewed = True
-                    s.label_of = dict(zip(ids, item["labels"], strict=True))
-                    s.id_of = {label: id for id, label in s.label_of.items()}
-                scopes[item["scope"]] = s
-                meta.update(zip(ids, _metas(item), strict=True))
+        with _locked(root, exclusive=False) as held:
+            stat, manifest, scopes, meta, torn = self._open_base(root)
             ordered = {id: meta[id] for id in manifest["order"] if id in meta}
             with self._lock:
                 self._meta = ordered
@@ -658,7 +668,8 @@ class InProcessIndex:
                 self._tombstones = _tombstones(manifest)
                 self._in_step(root, stat, manifest.get("generation", ""))
                 self._pending = _Pending()
-                self._full_save_due = False
+                # a torn base of an older version: the next sync writes a whole new one
+                self._full_save_due = torn
             self._take_deltas(root)
             with self._lock:  # what the deltas evicted is in the files already
                 self._pending = _Pending()
@@ -666,11 +677,60 @@ class InProcessIndex:
                 # an index with another threshold) is searched exactly until it has one
                 for name, s in self._scopes.items():
                     self._queue_build(name, s)
+            if held:  # no save can be under way: what the manifest does not name is litter
+                _sweep(root, manifest)
         self._build_due(background=True)
+
+    def _open_base(
+        self, root: Path
+    ) -> tuple[
+        tuple[int, int, int] | None, dict[str, Any], dict[str, _Scope], dict[str, _Meta], bool
+    ]:
+        """Read the base in ``root`` (the directory's lock held): its manifest's stat, the
+        manifest, its scopes (vectors and graphs memory-mapped), its entries' metadata, and
+        whether scopes of a torn save of an older version were left out (see
+        :func:`_torn_legacy`). Only the files the manifest names are opened; one gone
+        since the manifest was read (a save of another process, where the directory cannot
+        be locked) makes it read the manifest again."""
+        for attempt in range(_LOAD_ATTEMPTS):
+            stat = _stat(root)
+            manifest = self._read_manifest(root)
+            torn = bool(_torn_legacy(root, manifest, stat))
+            meta: dict[str, _Meta] = {}
+            scopes: dict[str, _Scope] = {}
+            try:
+                for item in manifest["scopes"]:
+                    ids: list[str] = item["ids"]
+                    s = _Scope(dim=self._dim, ids=list(ids), owned=False)
+                    s.row_of = {id: row for row, id in enumerate(ids)}
+                    s.matrix = _map_rows(root, item, self._dim)
+                    s.expires = np.array(
+                        [np.inf if e is None else e for e in item["expires"]], dtype=np.float64
+                    )
+                    if item["hnsw"] is not None:
+                        graph = _named(root, item["hnsw"])
+                        s.hnsw = _usearch().restore(str(graph), view=True)
+                        if s.hnsw is None:  # usearch returns None for a file it cannot read
+                            raise FileNotFoundError(f"no HNSW graph in {graph}")
+                        # a restored graph searches with usearch's default, not this setting
+                        s.hnsw.expansion_search = self._expansion(len(ids), s.hnsw)
+                        s.hnsw_viewed = True
+                        s.label_of = dict(zip(ids, item["labels"], strict=True))
+                        s.id_of = {label: id for id, label in s.label_of.items()}
+                    scopes[item["scope"]] = s
+                    meta.update(zip(ids, _metas(item), strict=True))
+            except FileNotFoundError as exc:
+                if attempt + 1 < _LOAD_ATTEMPTS and _stat(root) != stat:
+                    continue  # a newer base replaced the one read: read that one
+                raise ConfigError(
+                    f"the vector index in {root} names a file that is missing: {exc}"
+                ) from exc
+            return stat, manifest, scopes, meta, torn
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _read_manifest(self, root: Path) -> dict[str, Any]:
         try:
-            manifest: dict[str, Any] = _loads((root / "index.json").read_bytes())
+            manifest: dict[str, Any] = _loads((root / _MANIFEST).read_bytes())
         except FileNotFoundError as exc:
             raise ConfigError(f"no vector index saved in {root}") from exc
         except ValueError as exc:
@@ -698,6 +758,9 @@ class InProcessIndex:
         if not in_step:
             try:
                 manifest = self._read_manifest(root)
+                if _torn_legacy(root, manifest, stat):
+                    with self._lock:  # written again whole, in the current layout
+                        self._full_save_due = True
                 if manifest.get("generation", "") != self._generation:
                     self._merge(_BaseFiles(root), manifest)
                     took = True
@@ -754,13 +817,16 @@ class InProcessIndex:
     def _compaction_due(self, root: Path) -> bool:
         """Whether the deltas of the base in ``root`` have grown enough to rewrite it."""
         prefix = f"delta-{self._generation}-"
+        base = f"scope-{self._generation}-"
         count = delta_bytes = base_bytes = 0
         with os.scandir(root) as entries:
             for entry in entries:
                 if entry.name.startswith(prefix) and entry.name.endswith(".npz"):
                     count += 1
                     delta_bytes += entry.stat().st_size
-                elif entry.name.startswith("scope-") and entry.name.endswith(".npy"):
+                elif entry.name.endswith(".npy") and (
+                    entry.name.startswith(base) or _LEGACY_FILE.fullmatch(entry.name)
+                ):
                     base_bytes += entry.stat().st_size
         # sizes stand for rows (a row is dim float32s; the metadata beside it is small)
         limit = max(_COMPACT_MIN_ROWS * self._dim * 4, int(base_bytes * _COMPACT_FRACTION))
@@ -977,8 +1043,11 @@ class InProcessIndex:
         # copies of the tables (a dict copy is one C pass; reading 1M entries out of them
         # one by one took ~0.7 s, and is done after the lock is let go: _fill_metas)
         meta_of = self._meta.copy()
+        # the files are named after the base's generation: a save never writes over a file
+        # that an earlier manifest names (see _write)
+        generation = uuid.uuid4().hex
         for number, (name, s) in enumerate(self._scopes.items()):
-            vectors_file = f"scope-{number}.npy"
+            vectors_file = f"scope-{generation}-{number}.npy"
             copied = (copies or {}).get(name)
             if copied is not None and copied[0] is s and s.written is not None:
                 vectors[vectors_file] = self._rows_now(s, copied[1])
@@ -986,7 +1055,7 @@ class InProcessIndex:
                 vectors[vectors_file] = np.array(s.matrix[: len(s.ids)], dtype=np.float32)
             hnsw_file = None
             if s.hnsw is not None:
-                hnsw_file = f"scope-{number}.usearch"
+                hnsw_file = f"scope-{generation}-{number}.usearch"
                 graphs[hnsw_file] = s.hnsw.save()  # a bytearray
             scopes.append(
                 {
@@ -1008,7 +1077,7 @@ class InProcessIndex:
             "order": meta_of,
             "scopes": scopes,
             "tombstones": dict(self._tombstones),
-            "generation": uuid.uuid4().hex,
+            "generation": generation,
         }
         return vectors, graphs, manifest
 
@@ -1323,26 +1392,28 @@ def _tombstones(manifest: dict[str, Any]) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def _locked(root: Path, *, exclusive: bool) -> Iterator[None]:
+def _locked(root: Path, *, exclusive: bool) -> Iterator[bool]:
     """Hold ``root/index.lock`` (shared for readers, exclusive for writers) where the
     platform has ``fcntl``, the directory is writable and its file system locks; otherwise
-    no lock (one process saving there is still safe)."""
+    no lock (one process saving there is still safe). Yields whether the lock is held."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
-        yield
+        yield False
         return
     try:
         fd = os.open(root / "index.lock", os.O_RDWR | os.O_CREAT, 0o644)
     except OSError:  # a read-only directory: nobody saves there either
-        yield
+        yield False
         return
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            held = True
         except OSError as exc:  # a file system without locks (some network ones)
             logger.warning("cannot lock %s (%s): saving without the lock", root, exc)
-        yield
+            held = False
+        yield held
     finally:
         os.close(fd)
 
@@ -1359,7 +1430,7 @@ class _BaseFiles:
         name = item["vectors"]
         matrix = self._mapped.get(name)
         if matrix is None:
-            matrix = self._mapped[name] = np.load(self.root / name, mmap_mode="r")
+            matrix = self._mapped[name] = _map_rows(self.root, item, None)
         return np.array(matrix[rows], dtype=np.float32)
 
 
@@ -1398,29 +1469,152 @@ def _save_delta(vectors: Any, doc: dict[str, Any], f: Any) -> None:
 def _write(
     root: Path, vectors: dict[str, Any], graphs: dict[str, bytearray], manifest: dict[str, Any]
 ) -> None:
-    """Write a snapshot of :meth:`InProcessIndex._snapshot` to ``root``, the manifest last,
-    and remove the files of older saves it no longer names, and their deltas."""
-    for name, rows in vectors.items():
-        _atomic_write(root / name, functools.partial(_save_npy, rows))
-    for name, data in graphs.items():
-        _atomic_write(root / name, functools.partial(_write_bytes, data))
-    payload = _dumps(manifest)
-    _atomic_write(root / "index.json", functools.partial(_write_bytes, payload))
-    written = {*vectors, *graphs}
-    for stale in root.glob("scope-*"):
-        if stale.name not in written and not stale.name.endswith(".tmp"):
-            stale.unlink(missing_ok=True)
-    # the deltas of older bases (this one holds what they held)
-    current = f"delta-{manifest['generation']}-"
-    for stale in root.glob("delta-*"):
-        if not stale.name.startswith(current):
-            stale.unlink(missing_ok=True)
+    """Write a snapshot of :meth:`InProcessIndex._snapshot` to ``root``: its vectors and
+    graphs (under names of the new base's own, which no manifest names yet), then the
+    manifest, whose rename over ``index.json`` commits the save; then remove what the new
+    manifest does not name (the files of older bases and their deltas, and the litter of
+    saves that never finished). A save that fails before its commit removes its own files
+    and leaves the previous base as it was."""
+    committed = False
+    try:
+        for name, rows in vectors.items():
+            _atomic_write(root / name, functools.partial(_save_npy, rows))
+        for name, data in graphs.items():
+            _atomic_write(root / name, functools.partial(_write_bytes, data))
+        _fsync_dir(root)  # the files are there for good before a manifest names them
+        payload = _dumps(manifest)
+        _atomic_write(root / _MANIFEST, functools.partial(_write_bytes, payload))
+        committed = True
+        _fsync_dir(root)  # the new manifest is there for good before the old files go
+    except BaseException:
+        if not committed:
+            _remove_base(root, manifest["generation"])
+        raise
+    _sweep(root, manifest)
+
+
+def _remove_base(root: Path, generation: str) -> None:
+    """Remove the files of the base ``generation`` of a save that failed before its
+    manifest was written (whichever of them it wrote), and the manifest it was writing."""
+    prefix = f"scope-{generation}-"
+    with contextlib.suppress(OSError):
+        for name in os.listdir(root):
+            if name.startswith(prefix) or name == _MANIFEST + ".tmp":
+                with contextlib.suppress(OSError):
+                    os.unlink(root / name)
+
+
+def _sweep(root: Path, manifest: dict[str, Any]) -> None:
+    """Remove from ``root`` what its base ``manifest`` does not name: the vectors and
+    graphs of older bases and of saves killed before their manifest, the deltas of other
+    bases, and half-written files (``*.tmp``). The caller holds the directory's lock, so
+    that no save is under way (or is the save that just wrote ``manifest``). A file that
+    cannot be removed (memory-mapped on Windows) is left for a later sweep."""
+    named = {
+        name for item in manifest["scopes"] for name in (item["vectors"], item["hnsw"]) if name
+    }
+    deltas = f"delta-{manifest.get('generation', '')}-"
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    for name in names:
+        if name.endswith(".tmp"):
+            stale = name.startswith(("scope-", "delta-", _MANIFEST))
+        elif name.startswith("scope-"):
+            stale = name not in named
+        elif name.startswith("delta-"):
+            stale = not name.startswith(deltas)
+        else:
+            stale = False
+        if stale:
+            try:
+                os.unlink(root / name)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                logger.debug("cannot remove %s of an older vector index save: %s", name, exc)
+
+
+def _torn_legacy(
+    root: Path, manifest: dict[str, Any], stat: tuple[int, int, int] | None
+) -> list[str]:
+    """Leave out of ``manifest`` (the base in ``root``, ``stat`` its manifest's) the scopes
+    whose files a killed save of an earlier version replaced; returns their names.
+
+    Earlier versions named the files of every base ``scope-<n>.*`` and renamed each into
+    place before the manifest, so a save killed in between left the previous manifest
+    beside rows of another save: row i no longer held the vector of the manifest's i-th
+    id, and a search returned one entry's id (and answer) for another's prompt. Such a
+    file was written after the manifest beside it, which a consistent save never does (its
+    manifest is written last): that scope is dropped (its entries become misses), and the
+    next full save writes the base again in the current layout. Files named after the
+    base's generation are never written again once named: they are not checked."""
+    if stat is None:
+        return []
+    written = stat[0]  # the manifest's modification time (ns)
+    kept: list[dict[str, Any]] = []
+    torn: list[str] = []
+    for item in manifest["scopes"]:
+        newer = False
+        for name in (item["vectors"], item["hnsw"]):
+            if name and _LEGACY_FILE.fullmatch(name):
+                with contextlib.suppress(OSError):  # missing: the load reports it
+                    newer = newer or os.stat(root / name).st_mtime_ns > written
+        if newer:
+            torn.append(item["scope"])
+        else:
+            kept.append(item)
+    if torn:
+        manifest["scopes"] = kept
+        logger.warning(
+            "the vector index in %s was saved by an older deja whose save was cut short: its "
+            "rows of %d scope(s) belong to a later save, so they are left out (their entries "
+            "are misses until stored again)",
+            root,
+            len(torn),
+        )
+    return torn
+
+
+def _named(root: Path, name: Any) -> Path:
+    """The file ``name`` of ``root`` a manifest names (a plain file name, nothing else)."""
+    if not isinstance(name, str) or not name or Path(name).name != name or name in {".", ".."}:
+        raise ConfigError(f"the vector index in {root} names the file {name!r}")
+    return root / name
+
+
+def _map_rows(root: Path, item: dict[str, Any], dim: int | None) -> Any:
+    """The vectors file of a manifest's scope ``item``, memory-mapped read-only, checked to
+    hold one row (of ``dim`` floats) per id of the scope."""
+    path = _named(root, item["vectors"])
+    matrix = np.load(path, mmap_mode="r")
+    n = len(item["ids"])
+    if matrix.ndim != 2 or matrix.shape[0] != n or (dim is not None and matrix.shape[1] != dim):
+        raise ConfigError(f"{path} holds {matrix.shape} vectors where its manifest has {n} entries")
+    return matrix
+
+
+def _fsync_dir(root: Path) -> None:
+    """Make the renames done in ``root`` durable (where a directory can be opened: POSIX;
+    a file system that cannot sync a directory is let be)."""
+    try:
+        fd = os.open(root, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in {errno.EINVAL, errno.EBADF, errno.ENOTSUP, errno.EOPNOTSUPP}:
+            raise
+    finally:
+        os.close(fd)
 
 
 def _stat(root: Path) -> tuple[int, int, int] | None:
     """What tells one save of ``root/index.json`` from another without reading it."""
     try:
-        st = os.stat(root / "index.json")
+        st = os.stat(root / _MANIFEST)
     except OSError:
         return None
     return (st.st_mtime_ns, st.st_size, st.st_ino)
