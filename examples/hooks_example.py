@@ -6,8 +6,11 @@ SYSTEM = "You are a concise assistant for ACME Bank."
 
 
 async def async_pre_llm_hook(request: dict[str, Any]) -> dict[str, Any]:
-    """Put the house system prompt first (and keep the caller's own)."""
-    messages = request["messages"]
+    """Put the house system prompt first in chat requests (and keep the caller's own); the
+    hook sees every route's body, so completions and embeddings pass unchanged."""
+    messages = request.get("messages")
+    if not isinstance(messages, list):
+        return request
     if not messages or messages[0].get("role") != "system":
         request["messages"] = [{"role": "system", "content": SYSTEM}, *messages]
     return request

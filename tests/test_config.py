@@ -885,6 +885,24 @@ def test_virtual_keys_must_be_distinct(tmp_path: Path) -> None:
     assert "virtual_keys[0]" in str(error)
 
 
+def test_virtual_keys_without_a_master_key_are_an_error(tmp_path: Path) -> None:
+    # without a master key the proxy authenticates nobody: the keys would be ignored
+    error = config_error(tmp_path, "general_settings: {virtual_keys: [{key: k1, tenant: a}]}")
+    assert error.path == "general_settings.virtual_keys"
+    assert "master_key" in str(error)
+
+
+def test_keys_read_from_files_lose_their_newline(tmp_path: Path) -> None:
+    settings = load(
+        tmp_path,
+        "general_settings: {master_key: os.environ/MASTER, "
+        "virtual_keys: [{key: os.environ/TEAM, tenant: a}]}",
+        environ={"MASTER": "sk-master\n", "TEAM": " sk-team\n"},
+    )
+    assert settings.general.master_key == "sk-master"
+    assert settings.general.virtual_keys[0].key == "sk-team"
+
+
 def test_max_request_size_mb_is_litellms_name(tmp_path: Path) -> None:
     settings = load(tmp_path, "general_settings: {max_request_size_mb: 2}")
     assert settings.general.max_request_bytes == 2 * 2**20

@@ -26,6 +26,7 @@ from deja.errors import ControlError
         ({"s_maxage": 1.5}, CacheControl(s_maxage=1.5)),
         ({"namespace": "faq-v2"}, CacheControl(namespace="faq-v2")),
         ({"tags": ["a", "b", "a"]}, CacheControl(tags=("a", "b"))),
+        ({"tags": ["t"] * 40 + ["u"]}, CacheControl(tags=("t", "u"))),  # counted once each
         ({"semantic": False}, CacheControl(semantic=False)),
         ({"similarity_threshold": 0.9}, CacheControl(similarity_threshold=0.9)),
         ({"similarity-threshold": 1}, CacheControl(similarity_threshold=1.0)),
@@ -52,6 +53,7 @@ def test_parse(options: dict[str, Any] | None, expected: CacheControl) -> None:
         ({"namespace": "a\nb"}, "namespace"),
         ({"tags": "one"}, "tags"),
         ({"tags": [1]}, "tags"),
+        ({"tags": [f"t{i}" for i in range(33)]}, "tags"),  # each tag is a record to keep
         ({"semantic": "false"}, "semantic"),
         ({"similarity_threshold": 1.2}, "similarity_threshold"),
         ({"similarity_threshold": -0.1}, "similarity_threshold"),

@@ -9,7 +9,8 @@ deja reads its own keys and LiteLLM's, so an existing LiteLLM ``config.yaml`` ru
     hooks:                           # user hook files and the functions they define
     litellm_settings:                # LiteLLM: cache, cache_params, enable_prometheus, ...
     proxy:                           # host, port, workers
-    general_settings:                # master_key, virtual_keys, max_request_bytes
+    general_settings:                # master_key, virtual_keys, max_request_bytes,
+                                     # request_body_timeout
     router_settings:                 # LiteLLM: accepted, not implemented (warned)
     environment_variables:           # LiteLLM: accepted, not exported (warned)
 
@@ -99,6 +100,8 @@ DEFAULT_KEY_PREFIX: Final = "deja:"
 DEFAULT_MAX_ENTRY_BYTES: Final = 4 * 2**20
 DEFAULT_COMPRESS_MIN_BYTES: Final = 4096
 DEFAULT_MAX_REQUEST_BYTES: Final = 10 * 2**20
+DEFAULT_REQUEST_BODY_TIMEOUT = 60.0
+"""Seconds a caller has to send a whole request body (a stalled body holds a connection)."""
 
 
 # --------------------------------------------------------------------------- key tables
@@ -181,7 +184,9 @@ _LITELLM_SETTINGS_IGNORED: Final = _words("""
 
 _PROXY_KEYS: Final = _words("host port workers")
 
-_GENERAL_KEYS: Final = _words("master_key virtual_keys max_request_bytes max_request_size_mb")
+_GENERAL_KEYS: Final = _words(
+    "master_key virtual_keys max_request_bytes max_request_size_mb request_body_timeout"
+)
 _GENERAL_LITELLM_IGNORED: Final = _words("""
     completion_model store_prompts_in_spend_logs forward_client_headers_to_llm_api
     disable_spend_logs disable_spend_updates disable_master_key_return
@@ -212,7 +217,7 @@ _LITELLM_PARAMS_KEPT: Final = _words("""
     aws_session_token aws_region_name aws_profile_name aws_bearer_token_bedrock
     vertex_project vertex_location vertex_credentials vertex_token_uri
     cache_control_injection_points input_cost_per_token output_cost_per_token
-    cache_read_input_token_cost cache_creation_input_token_cost
+    cache_read_input_token_cost cache_creation_input_token_cost allow_storage_urls
 """)
 # The last line holds default request parameters, which LiteLLM merges into every call to
 # the deployment; deja forwards only what the caller sends.
@@ -1036,11 +1041,13 @@ class VirtualKey:
 
 @dataclass(frozen=True, slots=True)
 class GeneralSettings:
-    """Proxy-wide settings: the admin key, tenants' keys, and the request size limit."""
+    """Proxy-wide settings: the admin key, tenants' keys, the request size limit and how
+    long a caller may take to send a body."""
 
     master_key: str | None = field(default=None, repr=False)
     virtual_keys: tuple[VirtualKey, ...] = ()
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    request_body_timeout: float = DEFAULT_REQUEST_BODY_TIMEOUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -1585,6 +1592,12 @@ def _name(value: object, path: str, ctx: _Context, *, what: str = "a non-empty s
     return text
 
 
+def _secret(value: object, path: str, ctx: _Context) -> str:
+    """A key callers present: surrounding whitespace (the newline of a secret read from a
+    file) is no part of it, as the proxy strips what callers send."""
+    return _name(value, path, ctx).strip()
+
+
 def _bool(value: object, path: str, ctx: _Context) -> bool:
     value = _env_scalar(value, path, ctx, bool)
     if not isinstance(value, bool):
@@ -1747,6 +1760,8 @@ def _litellm_params(value: object, path: str, ctx: _Context) -> dict[str, object
             params[key] = cost
         elif key == "api_base":
             params[key] = _http_url(raw, sub, ctx)
+        elif key == "allow_storage_urls":
+            params[key] = _bool(raw, sub, ctx)
         else:
             params[key] = _str(raw, sub, ctx)
     return params
@@ -2347,7 +2362,7 @@ def _general(
 
     master_key = None
     if block.get("master_key") is not None:
-        master_key = _name(block["master_key"], _join(path, "master_key"), ctx)
+        master_key = _secret(block["master_key"], _join(path, "master_key"), ctx)
 
     max_bytes = DEFAULT_MAX_REQUEST_BYTES
     if block.get("max_request_bytes") is not None and block.get("max_request_size_mb") is not None:
@@ -2372,6 +2387,15 @@ def _general(
             )
         max_bytes = int(megabytes * 2**20)
 
+    body_timeout = DEFAULT_REQUEST_BODY_TIMEOUT
+    if block.get("request_body_timeout") is not None:
+        sub = _join(path, "request_body_timeout")
+        body_timeout = _seconds(block["request_body_timeout"], sub, ctx)
+        if body_timeout <= 0:
+            raise ConfigError(
+                f"expected a positive number of seconds, got {body_timeout:g}", path=sub
+            )
+
     model_names = {d.model_name for d in model_list}
     keys: list[VirtualKey] = []
     first_at: dict[str, int] = {}
@@ -2384,7 +2408,7 @@ def _general(
         for required in ("key", "tenant"):
             if entry.get(required) is None:
                 raise ConfigError("required", path=_join(sub, required))
-        key = _name(entry["key"], _join(sub, "key"), ctx)
+        key = _secret(entry["key"], _join(sub, "key"), ctx)
         if key in first_at:
             raise ConfigError(
                 f"the same key as virtual_keys[{first_at[key]}]; each key maps to one tenant",
@@ -2408,6 +2432,16 @@ def _general(
                             path=_at(_join(sub, "models"), j),
                         )
         keys.append(VirtualKey(key=key, tenant=tenant, models=models))
+    if keys and master_key is None:
+        # without a master key the proxy does no authentication at all: every caller would
+        # be one anonymous tenant, the keys and their model limits ignored
+        raise ConfigError(
+            "virtual keys need a master_key: without one the proxy checks no key at all",
+            path=_join(path, "virtual_keys"),
+        )
     return GeneralSettings(
-        master_key=master_key, virtual_keys=tuple(keys), max_request_bytes=max_bytes
+        master_key=master_key,
+        virtual_keys=tuple(keys),
+        max_request_bytes=max_bytes,
+        request_body_timeout=body_timeout,
     )

@@ -46,6 +46,9 @@ CacheMode = Literal["default_on", "default_off"]
 """LiteLLM's cache modes: cache every call, or only calls that opt in."""
 
 _MAX_NAME = 256
+# Each tag is a record the store keeps and updates per entry (a command on Redis, an object
+# on S3): a cap keeps one request from costing thousands of them.
+MAX_TAGS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +173,13 @@ def parse_controls(options: Mapping[str, Any] | CacheControl | None) -> CacheCon
                     f"cache option '{raw}' must be a list of strings, got {value!r:.80}",
                     option=raw,
                 )
-            fields["tags"] = tuple(dict.fromkeys(_name(raw, tag) for tag in value))
+            tags = tuple(dict.fromkeys(_name(raw, tag) for tag in value))
+            if len(tags) > MAX_TAGS:
+                raise ControlError(
+                    f"cache option '{raw}' holds {len(tags)} tags; at most {MAX_TAGS}",
+                    option=raw,
+                )
+            fields["tags"] = tags
         elif name == "similarity-threshold":
             fields["similarity_threshold"] = _similarity(raw, value)
         else:  # semantic

@@ -126,9 +126,15 @@ def normalize_api_base(api_base: str | None, provider: str = "openai") -> str | 
     return urlunsplit((scheme, netloc, parts.path.rstrip("/"), urlencode(query), ""))
 
 
+# Query parameters shown as they are where a URL is shown: the rest may hold a credential
+# under a name no list can foresee (Azure Functions' ?code=...), so only their names show.
+_PLAIN_QUERY = frozenset({"api-version", "api_version", "alt", "beta"})
+
+
 def redact_url(url: str) -> str:
     """``url`` fit for a message or a log: without user-info or credential query
-    parameters (``https://user:pw@host/v1?api_key=...`` -> ``https://host/v1``)."""
+    parameters, and other parameters' values masked but a few known harmless ones
+    (``https://user:pw@host/v1?api_key=k&code=c`` -> ``https://host/v1?code=***``)."""
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -140,10 +146,11 @@ def redact_url(url: str) -> str:
     netloc = host if port is None else f"{host}:{port}"
     query = urlencode(
         [
-            (k, v)
+            (k, v if k.lower() in _PLAIN_QUERY else "***")
             for k, v in parse_qsl(parts.query, keep_blank_values=True)
             if k.lower() not in _CREDENTIAL_PARAMS
-        ]
+        ],
+        safe="*",
     )
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 

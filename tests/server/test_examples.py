@@ -54,6 +54,10 @@ async def test_example_serves_a_hit(
         ) as proxy:
             first = await proxy.post("/v1/chat/completions", json=body, headers=headers)
             second = await proxy.post("/v1/chat/completions", json=body, headers=headers)
+            # the other routes pass every example's hooks too
+            legacy = {"model": "gpt-4o", "prompt": "hello"}
+            completion = await proxy.post("/v1/completions", json=legacy, headers=headers)
+            assert completion.status_code == 200, completion.text
         await app.aclose()
         assert first.status_code == 200, first.text
         assert second.headers["x-deja-cache"] == "hit"

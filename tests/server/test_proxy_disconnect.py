@@ -24,10 +24,9 @@ BODY = {
 }
 
 
-async def _call(app: ProxyApp, body: dict[str, Any], *, leave_after: int | None) -> list[bytes]:
-    """POST ``body``; the client goes away after ``leave_after`` body messages (None: never).
-    The proxy's ``send`` never raises, as uvicorn's does not once the client has gone."""
-    scope = {
+def _scope(headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """A POST to the chat route as one tenant."""
+    return {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
@@ -36,13 +35,16 @@ async def _call(app: ProxyApp, body: dict[str, Any], *, leave_after: int | None)
         "path": "/v1/chat/completions",
         "raw_path": b"/v1/chat/completions",
         "query_string": b"",
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"authorization", f"Bearer {TEAM_A}".encode()),
-        ],
+        "headers": [*headers, (b"authorization", f"Bearer {TEAM_A}".encode())],
         "client": ("127.0.0.1", 1),
         "server": ("proxy", 80),
     }
+
+
+async def _call(app: ProxyApp, body: dict[str, Any], *, leave_after: int | None) -> list[bytes]:
+    """POST ``body``; the client goes away after ``leave_after`` body messages (None: never).
+    The proxy's ``send`` never raises, as uvicorn's does not once the client has gone."""
+    scope = _scope([(b"content-type", b"application/json")])
     gone = asyncio.Event()
     received: list[bytes] = []
     sent_body = False
@@ -98,3 +100,31 @@ async def test_a_client_leaving_mid_stream_ends_the_upstream_read(
         text = b"".join(again)
         assert text.endswith(b"data: [DONE]\n\n") and b"w59" in text
         assert slow_upstream.count("/v1/chat/completions") == 2
+
+
+async def test_a_body_that_never_arrives_gets_a_408(
+    slow_upstream: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    config = proxy_config(slow_upstream)
+    config["general_settings"]["request_body_timeout"] = 0.2
+    app = ProxyApp(parse_config(config, base_dir=tmp_path))
+    scope = _scope([])
+    stalled = asyncio.Event()  # a client that sent headers and a first byte, then nothing
+    first = True
+    answers: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal first
+        if first:
+            first = False
+            return {"type": "http.request", "body": b"{", "more_body": True}
+        await stalled.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        answers.append(message)
+
+    await asyncio.wait_for(app(scope, receive, send), timeout=5)
+    assert answers[0]["status"] == 408
+    assert b"request_timeout" in answers[1]["body"]
+    assert slow_upstream.count("/v1/chat/completions") == 0

@@ -256,6 +256,64 @@ async def test_upstream_failures_tell_callers_no_address_or_credentials(
         assert "S3cr3t" not in streamed.text and "127.0.0.1" not in streamed.text
 
 
+async def test_an_upstream_refusing_the_deployments_key_is_a_bad_gateway(
+    proxy: httpx2.AsyncClient, upstream: FakeOpenAIServer
+) -> None:
+    for status in (401, 403):
+        upstream.fail_next(status)
+        answer = await proxy.post(CHAT, json=BODY)
+        # not the caller's key: an SDK would tell the caller to fix theirs
+        assert answer.status_code == 502
+        error = answer.json()["error"]
+        assert error["code"] == "upstream_auth_failed" and "sk-" not in error["message"]
+
+
+async def test_a_field_nested_too_deep_to_send_is_a_400(
+    proxy: httpx2.AsyncClient, upstream: FakeOpenAIServer
+) -> None:
+    nested = '"x"'
+    for _ in range(300):
+        nested = '{"a":' + nested + "}"
+    for field in ("metadata", "tools"):  # unkeyed, keyed
+        raw = orjson.dumps(BODY)[:-1] + f',"{field}":{nested}}}'.encode()
+        answer = await proxy.post(CHAT, content=raw, headers={"content-type": "application/json"})
+        assert answer.status_code == 400, answer.text
+    assert upstream.count(CHAT) == 0
+
+
+@pytest.mark.parametrize(
+    "part",
+    [
+        {"type": "image_url", "image_url": {"url": "s3://payroll/2025.png"}},
+        {"type": "file", "file": {"file_data": "gs://payroll/2025.pdf"}},
+        {"type": "file", "file": {"file_id": "GS://payroll/2025.pdf"}},
+        {"image": {"format": "png", "source": {"s3Location": {"uri": "s3://payroll/a.png"}}}},
+    ],
+)
+async def test_storage_urls_are_refused_unless_the_deployment_allows_them(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    part: dict[str, Any],
+) -> None:
+    # Bedrock and Vertex read s3:// and gs:// objects with the deployment's own identity
+    body = {
+        **BODY,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Sum"}, part]}],
+    }
+    config = proxy_config(upstream)
+    async with make_proxy(config) as proxy:
+        refused = await proxy.post(CHAT, json=body)
+        assert refused.status_code == 400 and "allow_storage_urls" in refused.text
+        assert upstream.count(CHAT) == 0
+        text = {**BODY, "messages": [{"role": "user", "content": "what is s3://x/y?"}]}
+        assert (await proxy.post(CHAT, json=text)).status_code == 200  # words are no file
+    config["model_list"][0]["litellm_params"]["allow_storage_urls"] = True
+    async with make_proxy(config) as proxy:
+        allowed = await proxy.post(CHAT, json=body)
+        assert "allow_storage_urls" not in allowed.text  # (a Converse block is no OpenAI part)
+        assert allowed.status_code == (200 if "type" in part else 400)
+
+
 def test_library_errors_name_the_upstream_without_credentials() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -422,3 +480,21 @@ def test_a_tiered_cache_without_a_shared_bus_refuses_several_workers(tmp_path: P
     )
     _warn_about(shared, 2)
     _warn_about(settings(l2={"type": "redis", "host": "127.0.0.1"}), 2)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://u:pw@h.example/v1/chat?api_key=k", "https://h.example/v1/chat"),
+        (
+            "https://fn.example/api/x?code=c0de&api-version=2024-10-21",
+            "https://fn.example/api/x?code=***&api-version=2024-10-21",
+        ),
+        ("http://[::1]:8080/v1", "http://[::1]:8080/v1"),
+        ("http://h:notaport/v1", "<an invalid URL>"),
+    ],
+)
+def test_urls_are_shown_without_credentials(url: str, shown: str) -> None:
+    from deja.request import redact_url
+
+    assert redact_url(url) == shown

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
+from urllib.parse import quote
 
 import httpx2
 import orjson
@@ -305,6 +306,15 @@ def _compatible_payload(
     if isinstance(payload.get("tools"), list):
         payload["tools"] = [_unmarked(tool) for tool in payload["tools"]]
     return payload
+
+
+def _encoded(payload: Any) -> bytes:
+    """The JSON body sent upstream; one JSON cannot encode (nested deeper than 254 levels,
+    which the cache key's fields are refused for already) is the caller's error."""
+    try:
+        return orjson.dumps(payload)
+    except orjson.JSONEncodeError as exc:
+        raise InvalidRequestError(f"the request cannot be sent as JSON: {exc}") from None
 
 
 def _retry_after(response: SyncHTTPResponse) -> float | None:
@@ -1337,7 +1347,7 @@ class Client:
         joiner = "&" if "?" in base else "?"
         if "api-version=" in base:
             return base.replace("?", path + "?", 1) if "?" in base else base + path
-        return f"{base}{path}{joiner}api-version={version}"
+        return f"{base}{path}{joiner}api-version={quote(str(version), safe='')}"
 
     def _headers(
         self, provider: str, api_key: str | None, extra: Mapping[str, str]
@@ -1449,7 +1459,7 @@ class Client:
         method: str = "POST",
     ) -> tuple[dict[str, Any], Mapping[str, str]]:
         """:meth:`_post`, with the answer's headers."""
-        content = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+        content = payload if isinstance(payload, bytes) else _encoded(payload)
         response = self._send(url, content, headers, timeout, provider, stream=False, method=method)
         try:
             data = orjson.loads(response.content)
@@ -1510,7 +1520,7 @@ class Client:
         framing: Callable[[], EventDecoder],
         openai_chunks: bool = False,
     ) -> tuple[Mapping[str, str], SyncChunkStream]:
-        content = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+        content = payload if isinstance(payload, bytes) else _encoded(payload)
         response = self._send(url, content, headers, timeout, provider, stream=True)
 
         def chunks() -> SyncChunkStream:

@@ -81,6 +81,11 @@ class Route:
     deployments: tuple[ModelDeployment, ...]
     options: tuple[dict[str, Any], ...]
 
+    @property
+    def storage_urls(self) -> bool:
+        """Whether callers may name ``s3://`` / ``gs://`` files (every deployment allows)."""
+        return all(d.litellm_params.get("allow_storage_urls") is True for d in self.deployments)
+
 
 def _cache_headers(info: CacheInfo, *, cost_known: bool = True) -> list[tuple[bytes, bytes]]:
     """The cache's response headers. ``cost_known=False`` (a stream fetched upstream: its
@@ -144,6 +149,7 @@ class ProxyApp:
         self.auth = Auth(settings.general)
         self.routes = self._routes(settings.model_list)
         self._max_body = settings.general.max_request_bytes
+        self._body_timeout = settings.general.request_body_timeout
         self._pre_hooks: list[tuple[str, Callable[..., Any]]] = []
         self._post_hooks: list[tuple[str, Callable[..., Any]]] = []
         for spec in settings.hooks:
@@ -261,7 +267,7 @@ class ProxyApp:
         return self.auth.identify(scope)
 
     async def _json_body(self, scope: Scope, receive: Receive) -> dict[str, Any]:
-        raw = await read_body(scope, receive, self._max_body)
+        raw = await read_body(scope, receive, self._max_body, self._body_timeout)
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -400,6 +406,8 @@ class ProxyApp:
         ctl = self._controls(scope, body)
         try:
             body = await self._pre_llm(body)
+            if not route.storage_urls:
+                _refuse_storage_urls(body.get("messages"))
             deployment = route.deployments[0]
             request = Request.from_body(
                 {**body, "model": deployment.model},
@@ -909,6 +917,39 @@ def _tenant_key_builder(name: str, hook: Callable[..., Any]) -> Callable[[Reques
     return build
 
 
+# Where a content part names a file the provider fetches itself (OpenAI's image_url.url,
+# file.file_data / file_id; Converse's s3Location.uri; Gemini's fileData.fileUri).
+_URL_FIELDS = frozenset({"url", "file_data", "file_id", "uri", "fileUri"})
+_STORAGE_SCHEMES = ("s3://", "gs://")
+
+
+def _refuse_storage_urls(value: object) -> None:
+    """A 400 for an ``s3://`` or ``gs://`` URL in the messages: Bedrock and Vertex AI read
+    such an object with the credentials the request is signed with, the deployment's, so a
+    caller could read whatever the proxy's cloud identity may (a deployment allows them
+    with ``allow_storage_urls: true``)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for name, inner in item.items():
+                if (
+                    name in _URL_FIELDS
+                    and isinstance(inner, str)
+                    and inner[:5].lower().startswith(_STORAGE_SCHEMES)
+                ):
+                    raise HTTPError(
+                        400,
+                        f"{inner[:5]} URLs are read with the proxy's cloud credentials; this "
+                        "model does not allow them (its deployment sets allow_storage_urls)",
+                        param="messages",
+                    )
+                if isinstance(inner, (dict, list)):
+                    stack.append(inner)
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
 def _model_object(name: str) -> dict[str, Any]:
     """A model as OpenAI's ``/models`` lists it."""
     return {"id": name, "object": "model", "created": 0, "owned_by": "deja"}
@@ -953,6 +994,16 @@ def _http_error(exc: Exception) -> HTTPError:
         return HTTPError(504, _caller_message(exc), code="upstream_timeout")
     if isinstance(exc, UpstreamConnectionError):
         return HTTPError(502, _caller_message(exc), code="upstream_unreachable")
+    if isinstance(exc, ProviderError) and exc.status_code in (401, 403):
+        # the upstream refused the deployment's credentials: the proxy's failure, not the
+        # caller's key (an SDK would tell the caller to fix theirs); its detail (a masked
+        # provider key) stays in the log
+        logger.error("upstream refused the deployment's credentials: %s", exc)
+        return HTTPError(
+            502,
+            f"the upstream refused the proxy's credentials ({exc.status_code})",
+            code="upstream_auth_failed",
+        )
     if isinstance(exc, ProviderError):
         # an upstream that answered 2xx with something unusable is a bad gateway, not a 200
         status = exc.status_code if exc.status_code and exc.status_code >= 400 else 502

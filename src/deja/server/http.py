@@ -6,6 +6,7 @@ framework's request parsing and validation.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
@@ -83,11 +84,24 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole request body; 413 past ``limit`` bytes (checked before reading too)."""
+async def read_body(
+    scope: Scope, receive: Receive, limit: int, timeout: float | None = None
+) -> bytes:
+    """The whole request body; 413 past ``limit`` bytes (checked before reading too), 408
+    when it has not all arrived within ``timeout`` seconds."""
     declared = header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise HTTPError(413, f"request body larger than {limit} bytes", code="request_too_large")
+    try:
+        async with asyncio.timeout(timeout):
+            return await _read_all(receive, limit)
+    except TimeoutError:
+        raise HTTPError(
+            408, f"request body not received within {timeout:g} s", code="request_timeout"
+        ) from None
+
+
+async def _read_all(receive: Receive, limit: int) -> bytes:
     parts: list[bytes] = []
     size = 0
     while True:
