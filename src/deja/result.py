@@ -49,17 +49,22 @@ class CacheResult:
     stored JSON as it is (what the proxy sends), without parsing.
     """
 
-    __slots__ = ("_response", "entry", "info")
+    __slots__ = ("_response", "entry", "gone", "info")
 
     def __init__(
         self,
         response: dict[str, Any] | None,
         info: CacheInfo,
         entry: StoredEntry | None = None,
+        *,
+        gone: bool = False,
     ) -> None:
         self._response = response
         self.info = info
         self.entry = entry
+        self.gone = gone
+        """On a miss: the store said the entry is not there (absent, expired or
+        unreadable), not merely that it could not be read now or is older than asked."""
 
     @property
     def response(self) -> dict[str, Any] | None:

@@ -156,6 +156,64 @@ def test_tenants_never_share_semantic_hits(embedder: Any) -> None:
     assert cache.get(b).info.status == "miss"
 
 
+def test_a_new_key_prefix_reaches_no_earlier_answer(embedder: Any) -> None:
+    from deja.stores import MemoryStore
+
+    store = MemoryStore()
+    old = deja.Cache(store=store, semantic=SemanticCache(embedder=embedder))
+    old.put(chat_request("How can I track my card delivery?"), chat_response("v1 answer"))
+    # a shared index (as a Redis one is): the new prefix's tier sees the old vectors
+    semantic = SemanticCache(embedder=embedder, index=old.semantic.index)  # type: ignore[union-attr]
+    new = deja.Cache(store=store, key_prefix="deja:prompt-v2:", semantic=semantic)
+    for text in ("How can I track my card delivery?", "how do i track the delivery of my card"):
+        assert new.get(chat_request(text)).info.status == "miss"
+    assert old.get(chat_request("how do i track the delivery of my card")).info.status == (
+        "semantic_hit"
+    )
+    # and clearing one prefix leaves the other's vectors
+    new.put(chat_request("What is the capital of Peru?"), chat_response("Lima"))
+    new.clear()
+    assert old.get(chat_request("how do i track the delivery of my card")).info.status == (
+        "semantic_hit"
+    )
+    with pytest.raises(deja.ConfigError, match="of its own"):
+        deja.Cache(key_prefix="other:", semantic=semantic)
+
+
+def test_a_custom_key_builders_distinctions_hold_for_the_semantic_tier(embedder: Any) -> None:
+    def by_user(request: deja.Request) -> str:
+        from deja.keys import default_digest
+
+        return f"{request.params.get('metadata', {}).get('user')}:{default_digest(request)}"
+
+    cache = deja.Cache(semantic=SemanticCache(embedder=embedder), key_builder=by_user)
+    alice = chat_request("How can I track my card delivery?", metadata={"user": "alice"})
+    cache.put(alice, chat_response("Alice's card is on its way"))
+    bob = chat_request("how do i track the delivery of my card", metadata={"user": "bob"})
+    assert cache.get(bob).info.status == "miss"
+    again = chat_request("how do i track the delivery of my card", metadata={"user": "alice"})
+    assert cache.get(again).info.status == "semantic_hit"
+
+
+def test_a_store_that_fails_for_a_moment_keeps_the_vector(embedder: Any) -> None:
+    from tests.helpers import FaultyStore
+
+    store = FaultyStore()
+    semantic = SemanticCache(embedder=embedder)
+    cache = deja.Cache(store=store, semantic=semantic)
+    cache.put(chat_request("How can I track my card delivery?"), chat_response())
+    reworded = chat_request("how do i track the delivery of my card")
+    store.fail_ops = {"get"}
+    assert cache.get(reworded).info.status == "miss"
+    store.fail_ops = set()
+    assert len(semantic) == 1 and cache.get(reworded).info.status == "semantic_hit"
+    # nor does a request that takes only younger entries forget it
+    assert cache.get(reworded, control={"s-maxage": 0}).info.status == "miss"
+    assert len(semantic) == 1
+    cache.delete(cache.key(chat_request("How can I track my card delivery?")))
+    assert len(semantic) == 0
+
+
 async def test_async_cache_and_stream_replay(embedder: Any) -> None:
     cache = deja.AsyncCache(semantic=SemanticCache(embedder=embedder))
     await cache.put(

@@ -43,6 +43,7 @@ from deja.metrics import Metrics, NullMetrics
 from deja.policy import AdmissionPolicy, age, expiry, is_fresh, resolve_ttl
 from deja.request import Request
 from deja.result import CacheInfo, CacheResult, CacheStats, CacheStatus
+from deja.semantic.scope import without_final_text
 from deja.stores.base import Locking, SharedValues, Store, TagIndex, validate_ttl
 from deja.streaming import StreamAssembler, replay_chunks
 
@@ -184,6 +185,8 @@ class AsyncCache:
         )
         self._memo_bytes = 0
         self.semantic = semantic
+        if semantic is not None:
+            semantic.bind(key_prefix)
         if semantic is not None and semantic.metrics is None:
             semantic.metrics = self.metrics  # embedder calls are counted with the cache's
         self._semantic_path = Path(semantic_path) if semantic_path is not None else None
@@ -299,11 +302,28 @@ class AsyncCache:
         threshold = semantic.threshold
         if ctl.similarity_threshold is not None and ctl.similarity_threshold > threshold:
             threshold = ctl.similarity_threshold
+        namespace = self._namespace(ctl)
         lookup = await semantic.ainspect(
-            request, namespace=self._namespace(ctl), threshold=threshold
+            request,
+            namespace=namespace,
+            threshold=threshold,
+            context_key=self._context_key(request, namespace),
         )
         self._semantic_used()
         return lookup, threshold
+
+    def _context_key(self, request: Request, namespace: str | None) -> str | None:
+        """What a custom key builder keys for ``request`` beyond its prompt (its key for
+        the request without the final text), so that the semantic tier keeps apart what
+        the builder keeps apart (a user id in the metadata...); ``None`` without one."""
+        if self.key_builder is None or request.kind != "chat" or not request.messages:
+            return None
+        return make_key(
+            without_final_text(request),
+            key_prefix=self.key_prefix,
+            namespace=namespace,
+            builder=self.key_builder,
+        )
 
     def _namespace(self, ctl: CacheControl) -> str | None:
         """The request's namespace, else this cache's."""
@@ -516,7 +536,8 @@ class AsyncCache:
             return None
         found = await self._lookup(match.key, ctl)
         if found.entry is None:
-            semantic.forget(match.key)  # the answer is gone (expired, deleted)
+            if found.gone:  # expired or deleted: not a store that failed to answer now,
+                semantic.forget(match.key)  # nor an entry older than this request takes
             return None
         self.metrics.similarity("hit", match.similarity)
         info = found.info
@@ -851,7 +872,7 @@ class AsyncCache:
         self.metrics.lookup_seconds(self._store_name, elapsed)
         if data is None:
             logger.debug("CACHE MISS key=%s lookup_ms=%.3f", key, elapsed * 1000)
-            return CacheResult(None, CacheInfo("miss", key))
+            return CacheResult(None, CacheInfo("miss", key), gone=True)
         memo = self._memo
         remembered = memo.get(key) if memo is not None else None
         if remembered is not None and remembered[0] is data:
@@ -861,7 +882,7 @@ class AsyncCache:
                 entry = decode(data)
             except EntryDecodeError as exc:
                 await self._discard(key, exc)
-                return CacheResult(None, CacheInfo("miss", key))
+                return CacheResult(None, CacheInfo("miss", key), gone=True)
             if memo is not None:
                 self._remember(memo, key, data, entry)
         now = self._clock()
@@ -869,7 +890,8 @@ class AsyncCache:
             now=now, created=entry.created, expires=entry.expires, max_age=ctl.s_maxage
         ):
             logger.debug("CACHE MISS (stale) key=%s lookup_ms=%.3f", key, elapsed * 1000)
-            return CacheResult(None, CacheInfo("miss", key))
+            expired = entry.expires is not None and now >= entry.expires
+            return CacheResult(None, CacheInfo("miss", key), gone=expired)
         logger.debug("CACHE HIT key=%s lookup_ms=%.3f", key, elapsed * 1000)
         # positional: this runs on every hit (status, key, similarity, age, cost, saved)
         info = CacheInfo("hit", key, None, age(now, entry.created), 0.0, entry.cost_usd or 0.0)
@@ -936,7 +958,13 @@ class AsyncCache:
             if not self._semantic_loaded:
                 await asyncio.to_thread(self._load_semantic)
             try:
-                await self.semantic.astore(request, key, ttl=ttl, namespace=namespace)
+                await self.semantic.astore(
+                    request,
+                    key,
+                    ttl=ttl,
+                    namespace=namespace,
+                    context_key=self._context_key(request, namespace),
+                )
             except Exception as exc:  # the semantic tier is an optimisation: fail open
                 self._store_failed("semantic", exc, trip_breaker=False)
             self._semantic_used()

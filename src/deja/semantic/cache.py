@@ -38,7 +38,13 @@ from deja.semantic.decision import (
     word_similarity_for,
 )
 from deja.semantic.guards import GuardSettings, spelling
-from deja.semantic.scope import SemanticQuery, semantic_query, tenant_scope
+from deja.semantic.scope import (
+    DEFAULT_PARTITION,
+    SemanticQuery,
+    partition_of,
+    semantic_query,
+    tenant_scope,
+)
 from deja.semantic.verifier import Verifier
 
 if TYPE_CHECKING:
@@ -179,14 +185,39 @@ class SemanticCache:
         self.metrics = metrics
         self._lock = threading.Lock()
         self._vectors: OrderedDict[str, Any] = OrderedDict()
+        self.partition = DEFAULT_PARTITION
+        """The first scope segment of this tier's entries: its cache's key prefix
+        (:meth:`bind`)."""
+        self._bound: str | None = None
+
+    def bind(self, key_prefix: str) -> None:
+        """Keep this tier's entries apart by ``key_prefix``, its :class:`deja.Cache`'s (the
+        cache calls this): a bumped prefix reaches no earlier vector, and caches of other
+        prefixes sharing one index never match each other's. One tier serves one prefix."""
+        if self._bound is not None and self._bound != key_prefix:
+            raise ConfigError(
+                f"this semantic tier serves the cache of key prefix {self._bound!r}: give the"
+                f" cache of {key_prefix!r} a SemanticCache of its own"
+            )
+        self._bound = key_prefix
+        self.partition = partition_of(key_prefix)
 
     def __len__(self) -> int:
         return len(self.index)
 
     # -- the request path ---------------------------------------------------------------
 
-    def query(self, request: Request, *, namespace: str | None = None) -> SemanticQuery | None:
+    def query(
+        self,
+        request: Request,
+        *,
+        namespace: str | None = None,
+        context_key: str | None = None,
+    ) -> SemanticQuery | None:
         """The text and scope of ``request`` (``None``: the semantic tier does not apply).
+
+        ``context_key``: what the cache's custom key builder keys beyond the prompt (see
+        :func:`~deja.semantic.scope.semantic_query`); requests it tells apart never match.
 
         It does not apply to a request without a final user text, nor to one whose text is
         longer than the embedder reads (:class:`~deja.semantic.embedders.Windowed`): its
@@ -194,7 +225,13 @@ class SemanticCache:
         two prompts sharing a long context would match whatever they ask. Those are left
         to the exact tier.
         """
-        q = semantic_query(request, embedder_id=self.embedder.id, namespace=namespace)
+        q = semantic_query(
+            request,
+            embedder_id=self.embedder.id,
+            namespace=namespace,
+            partition=self.partition,
+            context_key=context_key,
+        )
         if q is not None and self._fits is not None and not self._fits(q.text):
             return None
         return q
@@ -203,27 +240,34 @@ class SemanticCache:
         self,
         request: Request,
         *,
+        context_key: str | None = None,
         namespace: str | None = None,
         threshold: float | None = None,
     ) -> SemanticMatch | None:
         """The stored entry whose prompt means the same as ``request``'s, if any."""
-        return self.inspect(request, namespace=namespace, threshold=threshold).match
+        return self.inspect(
+            request, namespace=namespace, threshold=threshold, context_key=context_key
+        ).match
 
     async def acheck(
         self,
         request: Request,
         *,
+        context_key: str | None = None,
         namespace: str | None = None,
         threshold: float | None = None,
     ) -> SemanticMatch | None:
         """:meth:`check` without blocking the event loop."""
-        lookup = await self.ainspect(request, namespace=namespace, threshold=threshold)
+        lookup = await self.ainspect(
+            request, namespace=namespace, threshold=threshold, context_key=context_key
+        )
         return lookup.match
 
     def inspect(
         self,
         request: Request,
         *,
+        context_key: str | None = None,
         namespace: str | None = None,
         threshold: float | None = None,
         evaluate_all: bool = False,
@@ -232,7 +276,7 @@ class SemanticCache:
 
         ``evaluate_all`` runs guards and verifier even on candidates below the threshold.
         """
-        q = self.query(request, namespace=namespace)
+        q = self.query(request, namespace=namespace, context_key=context_key)
         if q is None:
             return SemanticLookup(None, applicable=False)
         vector = self._embed(q.text)
@@ -242,12 +286,13 @@ class SemanticCache:
         self,
         request: Request,
         *,
+        context_key: str | None = None,
         namespace: str | None = None,
         threshold: float | None = None,
         evaluate_all: bool = False,
     ) -> SemanticLookup:
         """:meth:`inspect` without blocking the event loop."""
-        q = self.query(request, namespace=namespace)
+        q = self.query(request, namespace=namespace, context_key=context_key)
         if q is None:
             return SemanticLookup(None, applicable=False)
         vector = await self._aembed(q.text)
@@ -258,6 +303,7 @@ class SemanticCache:
         request: Request,
         key: str,
         *,
+        context_key: str | None = None,
         ttl: float | None = None,
         namespace: str | None = None,
     ) -> bool:
@@ -265,7 +311,7 @@ class SemanticCache:
 
         Returns ``False`` when the semantic tier does not apply to the request.
         """
-        q = self.query(request, namespace=namespace)
+        q = self.query(request, namespace=namespace, context_key=context_key)
         if q is None:
             return False
         self._add(key, q, self._embed(q.text), ttl)
@@ -276,11 +322,12 @@ class SemanticCache:
         request: Request,
         key: str,
         *,
+        context_key: str | None = None,
         ttl: float | None = None,
         namespace: str | None = None,
     ) -> bool:
         """:meth:`store` without blocking the event loop."""
-        q = self.query(request, namespace=namespace)
+        q = self.query(request, namespace=namespace, context_key=context_key)
         if q is None:
             return False
         vector = await self._aembed(q.text)
@@ -295,11 +342,12 @@ class SemanticCache:
 
     def forget_scope(self, *, tenant: str | None = None, namespace: str | None = None) -> int:
         """Drop every vector of one (tenant, namespace); returns how many."""
-        return self.index.remove_scope(tenant_scope(tenant, namespace))
+        return self.index.remove_scope(tenant_scope(tenant, namespace, self.partition))
 
     def clear(self) -> int:
-        """Drop every vector; returns how many."""
-        return self.index.clear()
+        """Drop every vector of this tier's key prefix (another prefix's, in a shared
+        index, stay); returns how many."""
+        return self.index.remove_scope(self.partition)
 
     def feedback(self, key: str, *, correct: bool) -> Feedback | None:
         """Report whether serving entry ``key`` for a similar prompt was right.

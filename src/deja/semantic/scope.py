@@ -5,26 +5,39 @@ change the answer must be equal, so it is hashed into the *scope*, a filter insi
 index query: the resolved model and endpoint, the system prompt, every earlier turn, tools,
 sampling parameters (all of :func:`deja.keys.key_payload` except the final user text), the
 final turn's non-text parts (images, files) and other fields, the embedder id and
-dimension, and the tenant and namespace.
+dimension, the tenant and namespace, the cache's key prefix (and key version), and, with a
+custom key builder, what that builder keys beyond the prompt.
 
-A scope reads ``<tenant-namespace hash>/<context hash>``: the first part is the same
+A scope reads ``<partition>/<tenant-namespace hash>/<context hash>``. The partition stands
+for the cache's key prefix: bumping the prefix leaves every earlier vector out of reach, as
+it does the earlier entries, and caches of other prefixes sharing one index (a Redis) never
+match each other's; clearing a prefix clears its vectors with
+``VectorIndex.remove_scope(partition)``. The middle part is the same
 :func:`deja.keys.scope_hash` the exact tier's keys carry, so clearing a tenant or namespace
-clears its vectors with ``VectorIndex.remove_scope(first part)``.
+clears its vectors with ``VectorIndex.remove_scope(partition/middle part)``.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 
-from deja.keys import key_payload, scope_hash
+from deja.keys import KEY_VERSION, key_payload, scope_hash
 from deja.request import Request
 
-__all__ = ["SemanticQuery", "final_user_text", "semantic_query", "tenant_scope"]
+__all__ = [
+    "DEFAULT_PARTITION",
+    "SemanticQuery",
+    "final_user_text",
+    "partition_of",
+    "semantic_query",
+    "tenant_scope",
+    "without_final_text",
+]
 
 # Stands for the final user text in the hashed context, so that "text here" differs from
 # "no text" and from a literal string anyone could send.
@@ -39,9 +52,37 @@ class SemanticQuery:
     scope: str
 
 
-def tenant_scope(tenant: str | None, namespace: str | None) -> str:
+def partition_of(key_prefix: str) -> str:
+    """The first scope segment of the semantic entries of a cache with ``key_prefix``."""
+    digest = hashlib.sha256(f"{key_prefix}{KEY_VERSION}".encode()).hexdigest()
+    return f"p{digest[:16]}"
+
+
+DEFAULT_PARTITION = partition_of("deja:")
+"""The partition of a cache with the default key prefix."""
+
+
+def tenant_scope(
+    tenant: str | None, namespace: str | None, partition: str = DEFAULT_PARTITION
+) -> str:
     """The scope prefix shared by every semantic entry of one (tenant, namespace)."""
-    return scope_hash(tenant, namespace)
+    return f"{partition}/{scope_hash(tenant, namespace)}"
+
+
+def without_final_text(request: Request) -> Request:
+    """``request`` with its final user turn's text left out (its other parts kept): what a
+    custom key builder is asked for to learn what it keys beyond the prompt."""
+    last = dict(request.messages[-1])
+    content = last.get("content")
+    if isinstance(content, str):
+        last["content"] = ""
+    else:
+        last["content"] = [
+            part
+            for part in content or ()
+            if not (isinstance(part, Mapping) and part.get("type") == "text")
+        ]
+    return replace(request, messages=(*request.messages[:-1], last))
 
 
 def final_user_text(request: Request) -> str | None:
@@ -92,18 +133,27 @@ def _context(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def semantic_query(
-    request: Request, *, embedder_id: str, namespace: str | None = None
+    request: Request,
+    *,
+    embedder_id: str,
+    namespace: str | None = None,
+    partition: str = DEFAULT_PARTITION,
+    context_key: str | None = None,
 ) -> SemanticQuery | None:
     """The text and scope of ``request``, or ``None`` if the semantic tier does not apply.
 
     It applies to chat requests whose final message is a user turn with some text.
+    ``context_key``: what a custom key builder keys for the request without its final
+    text (see :func:`without_final_text`), hashed into the scope too.
     """
     text = final_user_text(request)
     if text is None:
         return None
     context = _context(key_payload(request))
     context["embedder"] = embedder_id
+    if context_key is not None:
+        context["key_builder"] = context_key
     digest = hashlib.sha256(orjson.dumps(context, option=orjson.OPT_SORT_KEYS)).hexdigest()
     return SemanticQuery(
-        text=text, scope=f"{tenant_scope(request.tenant, namespace)}/{digest[:32]}"
+        text=text, scope=f"{tenant_scope(request.tenant, namespace, partition)}/{digest[:32]}"
     )
