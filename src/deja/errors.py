@@ -174,8 +174,10 @@ _BY_STATUS: dict[int, type[ProviderError]] = {
     401: AuthenticationError,
     403: PermissionDeniedError,
     404: NotFoundError,
+    408: UpstreamTimeoutError,  # the upstream (Bedrock: the model) took too long
     409: ConflictError,
     422: BadRequestError,
+    424: ServerError,  # Bedrock's ModelErrorException: the model failed, worth a retry
     429: RateLimitError,
 }
 

@@ -694,6 +694,38 @@ def test_a_tool_breakpoint_nova_cannot_take_leaves_its_slot_to_a_message() -> No
     ]
 
 
+def test_a_tool_history_without_tools_is_told_as_text() -> None:
+    # a summary asked after an agent loop: Converse refuses toolUse/toolResult blocks
+    # without a toolConfig, and offering the old tools would let the model call them
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+    }
+    translation = translate(
+        {
+            "model": f"bedrock/{SONNET_45}",
+            "messages": [
+                {"role": "user", "content": "Weather in Paris?"},
+                {"role": "assistant", "content": None, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 21 C"},
+                {"role": "user", "content": "Summarise that in one line."},
+            ],
+        }
+    )
+    sent = translation.json
+    assert "toolConfig" not in sent
+    assert "toolUse" not in json.dumps(sent) and "toolResult" not in json.dumps(sent)
+    assert sent["messages"][1]["content"] == [
+        {"text": '[called tool get_weather with {"city": "Paris"}]'}
+    ]
+    assert sent["messages"][2]["content"][:2] == [
+        {"text": "[result of get_weather:]"},
+        {"text": "sunny, 21 C"},
+    ]
+    assert "sent as text" in translation.warnings[-1]
+
+
 # -- the signed request ---------------------------------------------------------------------
 
 

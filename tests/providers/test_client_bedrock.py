@@ -200,6 +200,24 @@ def test_throttling_is_retried_then_typed(server: FakeBedrockServer, aws_env: No
         c.completion(model=MODEL, messages=messages("y"))
 
 
+def test_a_model_failure_is_one_error_class_streamed_or_not(
+    server: FakeBedrockServer, aws_env: None
+) -> None:
+    # ModelErrorException (424) and ModelTimeoutException (408), plain and mid-stream
+    c = deja.Client(max_retries=0)
+    server.fail_next(424)
+    with pytest.raises(ServerError):
+        c.completion(model=MODEL, messages=messages("a"))
+    server.queue_reply(
+        BedrockReply("Some text", stream_exception="modelStreamErrorException", exception_after=1)
+    )
+    with pytest.raises(ServerError):
+        list(c.completion(model=MODEL, messages=messages("a"), stream=True))
+    server.fail_next(408)
+    with pytest.raises(deja.UpstreamTimeoutError):
+        c.completion(model=MODEL, messages=messages("a"))
+
+
 async def test_async_client(server: FakeBedrockServer, aws_env: None) -> None:
     async with deja.AsyncClient(cache=deja.AsyncCache(), max_retries=0) as c:
         first = await c.acompletion(model=MODEL, messages=messages("Holidays?"))

@@ -316,7 +316,31 @@ def _encoded(payload: Any) -> bytes:
         raise InvalidRequestError(f"the request cannot be sent as JSON: {exc}") from None
 
 
-def _retry_after(response: AsyncHTTPResponse) -> float | None:
+def _retry_after(response: AsyncHTTPResponse, body: object = None) -> float | None:
+    """Seconds the upstream asks to wait: its ``retry-after-ms`` / ``retry-after`` header,
+    else a Google error body's ``RetryInfo`` detail (``"retryDelay": "36s"``)."""
+    found = _header_retry_after(response)
+    return found if found is not None else _retry_info(body)
+
+
+def _retry_info(body: object) -> float | None:
+    error = body.get("error") if isinstance(body, Mapping) else None
+    details = error.get("details") if isinstance(error, Mapping) else None
+    for detail in details if isinstance(details, list) else ():
+        if not isinstance(detail, Mapping) or not str(detail.get("@type", "")).endswith(
+            "google.rpc.RetryInfo"
+        ):
+            continue
+        delay = detail.get("retryDelay")
+        if isinstance(delay, str) and delay.endswith("s"):
+            try:
+                return max(0.0, float(delay[:-1]))
+            except ValueError:
+                return None
+    return None
+
+
+def _header_retry_after(response: AsyncHTTPResponse) -> float | None:
     value = response.headers.get("retry-after-ms")
     if value is not None:
         try:
@@ -357,7 +381,7 @@ def _error_for(response: AsyncHTTPResponse, provider: str) -> ProviderError:
             status_code=response.status_code,
             body=body,
             provider=provider,
-            retry_after=_retry_after(response),
+            retry_after=_retry_after(response, body),
         )
     return cls(message, status_code=response.status_code, body=body, provider=provider)
 
@@ -1433,7 +1457,11 @@ class AsyncClient:
                 error = _error_for(response, provider)
                 if response.status_code not in _RETRY_STATUSES:
                     raise error
-                retry_after = _retry_after(response)
+                retry_after = (
+                    error.retry_after
+                    if isinstance(error, RateLimitError)
+                    else _retry_after(response)
+                )
                 if retry_after is not None and retry_after > _MAX_RETRY_AFTER:
                     raise error  # the upstream asks for longer than a caller should block
             if attempt >= self.max_retries:

@@ -753,6 +753,11 @@ class BedrockProvider:
         tool_config = _tool_config(planned, warnings)
         if tool_config is not None:
             payload["toolConfig"] = tool_config
+        elif _told_as_text(messages):
+            warnings.append(
+                "tool calls and results in a conversation without tools are sent as text "
+                "(Converse refuses toolUse and toolResult blocks without a toolConfig)"
+            )
         output_config = _output_config(planned.get("response_format"))
         if output_config is not None:
             payload["outputConfig"] = output_config
@@ -1372,6 +1377,34 @@ def _tools(tools: Sequence[Any]) -> list[dict[str, Any]]:
         if tool.get("cache_control") is not None:
             out.append(_cache_point(tool["cache_control"]))
     return out
+
+
+def _told_as_text(messages: list[dict[str, Any]]) -> bool:
+    """Rewrite, in place, the toolUse and toolResult blocks of ``messages`` as text blocks
+    (a conversation that used tools, continued without offering any: Converse requires a
+    toolConfig beside such blocks, and one would let the model call tools the caller no
+    longer offers). Returns whether there were any."""
+    names: dict[object, object] = {}
+    changed = False
+    for message in messages:
+        blocks: list[dict[str, Any]] = []
+        for block in message.get("content") or ():
+            use = block.get("toolUse")
+            result = block.get("toolResult")
+            if isinstance(use, Mapping):
+                names[use.get("toolUseId")] = use.get("name")
+                arguments = json.dumps(use.get("input"), ensure_ascii=False)
+                blocks.append({"text": f"[called tool {use.get('name')} with {arguments}]"})
+            elif isinstance(result, Mapping):
+                name = names.get(result.get("toolUseId"), "a tool")
+                blocks.append({"text": f"[result of {name}:]"})
+                blocks.extend(result.get("content") or [{"text": "(empty)"}])
+            else:
+                blocks.append(block)
+                continue
+            changed = True
+        message["content"] = blocks
+    return changed
 
 
 def _tool_config(body: Mapping[str, Any], warnings: list[str]) -> dict[str, Any] | None:

@@ -46,8 +46,6 @@ import orjson
 
 from deja.errors import (
     ProviderError,
-    ServerError,
-    UpstreamTimeoutError,
     provider_error_for_status,
 )
 
@@ -298,13 +296,7 @@ def exception_error(
     text = f"Bedrock stream failed: {kind}: {message}"
     if status is None:
         return ProviderError(text, body=body, provider=provider)
-    cls: type[ProviderError]
-    if status == 424:
-        cls = ServerError
-    elif status == 408:
-        cls = UpstreamTimeoutError
-    else:
-        cls = provider_error_for_status(status)
+    cls = provider_error_for_status(status)
     return cls(text, status_code=status, body=body, provider=provider)
 
 

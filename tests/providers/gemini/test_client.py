@@ -357,3 +357,20 @@ def test_the_token_uri_can_be_set_apart_from_the_key_file(
         vertex_token_uri=server.token_uri,
     )
     assert reply.choices[0].message.content and server.count("/token") == 1
+
+
+def test_googles_retry_info_is_the_rate_limits_retry_after(server: FakeGeminiServer) -> None:
+    # Google puts the delay in the error body (google.rpc.RetryInfo), not in a header
+    def quota(delay: str) -> dict[str, Any]:
+        detail = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}
+        return {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "details": [detail]}}
+
+    c = deja.Client(api_base=server.url, api_key=KEY, max_retries=2, backoff=0.01)
+    server.fail_next(429, body=quota("36000s"))
+    with pytest.raises(deja.RateLimitError) as caught:
+        c.completion(model=MODEL, messages=ask("hi"))
+    assert caught.value.retry_after == 36000.0
+    assert len(generate_calls(server)) == 1  # longer than a caller should block: no retry
+    server.fail_next(429, body=quota("0.05s"))
+    assert c.completion(model=MODEL, messages=ask("hi")).choices[0].message.content
+    assert len(generate_calls(server)) == 3  # waited as asked, then answered
