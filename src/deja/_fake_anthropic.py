@@ -19,12 +19,19 @@ simulates what matters to a cache in front of it:
   401 for a missing or wrong ``x-api-key`` (when the server has an ``api_key``), 400 for a
   missing ``anthropic-version`` header, for a fifth breakpoint (``"A maximum of 4 blocks
   with cache_control may be provided. Found 5."``), for a 1h breakpoint after a 5m one, for
-  a ``system`` role inside ``messages``, for missing ``model``/``max_tokens``/``messages``
-  and for empty text blocks; and scripted failures (:meth:`FakeAnthropicServer.fail_next`).
+  a ``system`` role inside ``messages``, for missing ``model``/``max_tokens``/``messages``,
+  for empty text blocks, for a message whose text is all whitespace (``"text content
+  blocks must contain non-whitespace text"``), for a message with no content but the
+  final assistant one (``"all messages must have non-empty content except for the
+  optional final assistant message"``), for a final assistant message ending in
+  whitespace, for a base64 image that is not jpeg/png/gif/webp, a base64 document that is
+  not a PDF and a text document that is not ``text/plain``; and scripted failures
+  (:meth:`FakeAnthropicServer.fail_next`).
 
 Replies are deterministic text about the last user message unless scripted with
-:class:`AnthropicReply` (text, thinking, tool use, stop reason). Public names are
-re-exported from :mod:`deja.testing`; import them from there.
+:class:`AnthropicReply` (text, thinking, tool use, stop reason, or any content blocks, such
+as a server tool's). Public names are re-exported from :mod:`deja.testing`; import them
+from there.
 """
 
 from __future__ import annotations
@@ -60,6 +67,9 @@ _LOOKBACK: Final = 20  # blocks before a breakpoint where Anthropic looks for a 
 _TTL_SECONDS: Final = {"5m": 300.0, "1h": 3600.0}
 _ARGUMENT_PIECE: Final = 8  # characters of tool input per input_json_delta
 _WORD: Final = re.compile(r"\s*\S+|\s+$")
+_IMAGE_TYPES: Final = ("image/jpeg", "image/png", "image/gif", "image/webp")
+# Blocks streamed as a start with an empty input, then input_json_delta pieces.
+_INPUT_BLOCKS: Final = frozenset({"tool_use", "server_tool_use", "mcp_tool_use"})
 _ERROR_TYPES: Final = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -79,6 +89,11 @@ class AnthropicReply:
     The content blocks come in Anthropic's order: ``thinking`` (with ``signature``, one is
     made up when absent), then ``text``, then one ``tool_use`` block per entry of
     ``tool_uses`` (``{"name", "input"}``, an ``id`` is made up when absent).
+    ``content``, instead, gives Anthropic's content blocks as they are — e.g. a web search:
+    ``text``, ``server_tool_use``, ``web_search_tool_result``, ``text`` — streamed as
+    Anthropic streams each type (the input of ``tool_use``/``server_tool_use``/
+    ``mcp_tool_use`` as ``input_json_delta`` pieces, citations as ``citations_delta``,
+    other blocks whole in their ``content_block_start``).
     ``stop_reason`` ``None`` means ``tool_use`` with tool uses, else ``end_turn``.
     ``output_tokens`` overrides the estimate; ``latency`` the server's.
     """
@@ -88,6 +103,7 @@ class AnthropicReply:
     thinking: str | None = None
     signature: str | None = None
     tool_uses: Sequence[Mapping[str, Any]] | None = None
+    content: Sequence[Mapping[str, Any]] | None = None
     stop_reason: str | None = None
     output_tokens: int | None = None
     latency: float | None = None
@@ -239,6 +255,13 @@ class _Handler(FakeHandler[FakeAnthropicServer]):
         reply = owner._take_reply(body)
         blocks, stop_reason, stop_sequence, output = _answer(body, reply)
         usage["output_tokens"] = output
+        searches = sum(
+            1
+            for b in blocks
+            if b.get("type") == "server_tool_use" and b.get("name") == "web_search"
+        )
+        if searches:  # as Anthropic counts them
+            usage["server_tool_use"] = {"web_search_requests": searches}
         usage["service_tier"] = "standard"
         owner._sleep(
             reply.latency if reply is not None and reply.latency is not None else owner.latency
@@ -325,15 +348,7 @@ def _validate(body: Mapping[str, Any]) -> None:
             )
         if role not in ("user", "assistant"):
             raise _Refusal(400, f"messages.{i}.role: Input should be 'user' or 'assistant'")
-        content = message.get("content")
-        if content == "" or (
-            isinstance(content, list)
-            and any(
-                isinstance(b, dict) and b.get("type") == "text" and not b.get("text")
-                for b in content
-            )
-        ):
-            raise _Refusal(400, f"messages.{i}: text content blocks must be non-empty")
+        _validate_content(i, message, final=i == len(messages) - 1)
     found = (
         _count_markers(body.get("tools"))
         + _count_markers(body.get("system"))
@@ -356,6 +371,62 @@ def _validate(body: Mapping[str, Any]) -> None:
                 "`system`, `messages`.",
             )
         seen_5m = seen_5m or ttl == "5m"
+
+
+def _validate_content(i: int, message: Mapping[str, Any], *, final: bool) -> None:
+    """Anthropic's checks on one message's content (``final``: the last message)."""
+    content = message.get("content")
+    blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+    if not isinstance(blocks, list):
+        raise _Refusal(400, f"messages.{i}.content: Input should be a valid list")
+    texts = [b.get("text") for b in blocks if isinstance(b, dict) and b.get("type") == "text"]
+    if any(not isinstance(t, str) or not t for t in texts):
+        raise _Refusal(400, f"messages.{i}: text content blocks must be non-empty")
+    # Whitespace-only text passes next to real text, not alone or next to other blocks.
+    if texts and not any(str(t).strip() for t in texts):
+        raise _Refusal(400, "messages: text content blocks must contain non-whitespace text")
+    assistant = message.get("role") == "assistant"
+    if not blocks and not (final and assistant):
+        raise _Refusal(
+            400,
+            f"messages.{i}: all messages must have non-empty content except for the "
+            "optional final assistant message",
+        )
+    last = blocks[-1] if blocks else None
+    if final and assistant and isinstance(last, dict) and last.get("type") == "text":
+        text = str(last.get("text"))
+        if text != text.rstrip():
+            raise _Refusal(
+                400, "messages: final assistant content cannot end with trailing whitespace"
+            )
+    for j, block in enumerate(blocks):
+        _validate_source(f"messages.{i}.content.{j}", block)
+
+
+def _validate_source(where: str, block: Any) -> None:
+    """The media types Anthropic accepts for a base64 image, a document's source."""
+    if not isinstance(block, dict) or not isinstance(block.get("source"), dict):
+        if isinstance(block, dict) and block.get("type") == "tool_result":
+            nested = block.get("content")
+            for j, inner in enumerate(nested if isinstance(nested, list) else ()):
+                _validate_source(f"{where}.tool_result.content.{j}", inner)
+        return
+    kind, source = block.get("type"), block["source"]
+    media = source.get("media_type")
+    if kind == "image" and source.get("type") == "base64" and media not in _IMAGE_TYPES:
+        raise _Refusal(
+            400,
+            f"{where}.image.source.base64.media_type: Input should be 'image/jpeg', "
+            "'image/png', 'image/gif' or 'image/webp'",
+        )
+    if kind == "document" and source.get("type") == "base64" and media != "application/pdf":
+        raise _Refusal(
+            400, f"{where}.document.source.base64.media_type: Input should be 'application/pdf'"
+        )
+    if kind == "document" and source.get("type") == "text" and media != "text/plain":
+        raise _Refusal(
+            400, f"{where}.document.source.text.media_type: Input should be 'text/plain'"
+        )
 
 
 def _ttl(block: Any) -> str | None:
@@ -481,7 +552,15 @@ def _answer(
         if isinstance(limit, int) and estimate_tokens(text) > limit:
             text, stop_reason = text[: limit * 4], "max_tokens"
         return [{"type": "text", "text": text}], stop_reason, stop_sequence, estimate_tokens(text)
-    blocks: list[dict[str, Any]] = []
+    if reply.content is not None:
+        blocks = [dict(block) for block in reply.content]
+        uses = any(block.get("type") == "tool_use" for block in blocks)
+        stop_reason = reply.stop_reason or ("tool_use" if uses else "end_turn")
+        output = sum(_block_tokens(block) for block in blocks)
+        if reply.output_tokens is not None:
+            output = reply.output_tokens
+        return blocks, stop_reason, None, output
+    blocks = []
     output = 0
     if reply.thinking is not None:
         signature = reply.signature or hashlib.sha256(reply.thinking.encode()).hexdigest()
@@ -519,6 +598,7 @@ def _events(message: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
     for index, block in enumerate(message["content"]):
         kind = block["type"]
+        deltas: list[dict[str, Any]]
         if kind == "text":
             events.append(
                 {
@@ -528,6 +608,10 @@ def _events(message: Mapping[str, Any]) -> list[dict[str, Any]]:
                 }
             )
             deltas = [{"type": "text_delta", "text": p} for p in _pieces(block["text"])]
+            deltas += [
+                {"type": "citations_delta", "citation": citation}
+                for citation in block.get("citations") or ()
+            ]
         elif kind == "thinking":
             events.append(
                 {
@@ -538,7 +622,7 @@ def _events(message: Mapping[str, Any]) -> list[dict[str, Any]]:
             )
             deltas = [{"type": "thinking_delta", "thinking": p} for p in _pieces(block["thinking"])]
             deltas.append({"type": "signature_delta", "signature": block["signature"]})
-        else:  # tool_use
+        elif kind in _INPUT_BLOCKS:
             events.append(
                 {
                     "type": "content_block_start",
@@ -546,12 +630,15 @@ def _events(message: Mapping[str, Any]) -> list[dict[str, Any]]:
                     "content_block": {**block, "input": {}},
                 }
             )
-            arguments = json.dumps(block["input"])
+            arguments = json.dumps(block.get("input") or {})
             deltas = [{"type": "input_json_delta", "partial_json": ""}]
             deltas += [
                 {"type": "input_json_delta", "partial_json": arguments[i : i + _ARGUMENT_PIECE]}
                 for i in range(0, len(arguments), _ARGUMENT_PIECE)
             ]
+        else:  # redacted thinking, a server tool's result…: whole in its start
+            events.append({"type": "content_block_start", "index": index, "content_block": block})
+            deltas = []
         if index == 0:
             events.append({"type": "ping"})
         events.extend({"type": "content_block_delta", "index": index, "delta": d} for d in deltas)

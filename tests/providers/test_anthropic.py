@@ -642,3 +642,373 @@ def test_minimum_lookup_is_injectable() -> None:
     }
     AnthropicProvider(minimum_tokens=minimum).build_request(body)
     assert seen == ["claude-3-5-haiku-20241022"]
+
+
+# -- blank text and empty turns (Anthropic refuses both) ----------------------------------------
+
+WEATHER_CALL = {
+    "id": "call_1",
+    "type": "function",
+    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+}
+
+
+def translate(messages: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
+    payload, _, warnings = provider.translate_request(
+        {"model": "anthropic/claude-sonnet-4-5", "messages": messages}
+    )
+    return payload, warnings
+
+
+def test_blank_text_next_to_tool_calls_and_an_empty_assistant_turn_are_not_sent() -> None:
+    payload, warnings = translate(
+        [
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": "\n\n", "tool_calls": [WEATHER_CALL]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "18C"},
+            {"role": "assistant", "content": ""},
+            {"role": "user", "content": "Thanks. And Rome?"},
+        ]
+    )
+    assert payload["messages"] == [
+        {"role": "user", "content": "Weather in Paris?"},
+        {
+            "role": "assistant",
+            "content": [
+                {
+                    "type": "tool_use",
+                    "id": "call_1",
+                    "name": "get_weather",
+                    "input": {"city": "Paris"},
+                }
+            ],
+        },
+        {  # the empty assistant turn is gone, so the user turns around it merge
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "call_1", "content": "18C"},
+                {"type": "text", "text": "Thanks. And Rome?"},
+            ],
+        },
+    ]
+    assert warnings == ["messages[3] has no content Anthropic accepts (blank text): not sent"]
+
+
+def test_blank_parts_system_and_a_blank_middle_user_turn_are_not_sent() -> None:
+    payload, warnings = translate(
+        [
+            {"role": "system", "content": " \t"},
+            {"role": "developer", "content": [{"type": "text", "text": "\n"}]},
+            {"role": "user", "content": [{"type": "text", "text": "  "}, "Hi", {"type": "text"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "Hello."}]},
+            {"role": "user", "content": "   "},
+            {"role": "assistant", "content": "How can I help?"},
+            {"role": "user", "content": "Tell me a joke."},
+        ]
+    )
+    assert "system" not in payload
+    assert payload["messages"] == [
+        {"role": "user", "content": "Hi"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Hello."},
+                {"type": "text", "text": "How can I help?"},
+            ],
+        },
+        {"role": "user", "content": "Tell me a joke."},
+    ]
+    assert warnings == ["messages[4] has no content Anthropic accepts (blank text): not sent"]
+
+
+def test_thinking_next_to_blank_text_is_kept() -> None:
+    thinking = {"type": "thinking", "thinking": "Paris, then.", "signature": "sig"}
+    payload, _ = translate(
+        [
+            {"role": "user", "content": "Weather?"},
+            {
+                "role": "assistant",
+                "content": " ",
+                "thinking_blocks": [thinking],
+                "tool_calls": [WEATHER_CALL],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": "18C"},
+        ]
+    )
+    assert [b["type"] for b in payload["messages"][1]["content"]] == ["thinking", "tool_use"]
+
+
+def test_a_blank_tool_result_is_sent_without_content() -> None:
+    payload, warnings = translate(
+        [
+            {"role": "user", "content": "Run both."},
+            {"role": "assistant", "tool_calls": [WEATHER_CALL, {**WEATHER_CALL, "id": "call_2"}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "  "},
+            {"role": "tool", "tool_call_id": "call_2", "content": [{"type": "text", "text": ""}]},
+        ]
+    )
+    assert payload["messages"][-1] == {
+        "role": "user",
+        "content": [
+            {"type": "tool_result", "tool_use_id": "call_1"},
+            {"type": "tool_result", "tool_use_id": "call_2"},
+        ],
+    }
+    assert warnings == []
+
+
+def test_a_breakpoint_on_blank_text_moves_to_the_block_before() -> None:
+    payload, warnings = translate(
+        [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Long document."},
+                    {"type": "text", "text": "\n", "cache_control": EPHEMERAL},
+                ],
+            },
+            {"role": "assistant", "content": " ", "cache_control": EPHEMERAL},
+            {"role": "user", "content": "Question?"},
+        ]
+    )
+    assert payload["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Long document.", "cache_control": EPHEMERAL},
+                {"type": "text", "text": "Question?"},
+            ],
+        }
+    ]
+    assert warnings[-2:] == [  # after the planner's (the prefixes are short)
+        "breakpoint at messages[1] not sent: the message is blank",
+        "messages[1] has no content Anthropic accepts (blank text): not sent",
+    ]
+
+
+def test_a_prefill_loses_its_trailing_whitespace() -> None:
+    payload, warnings = translate(
+        [
+            {"role": "user", "content": "Give me JSON."},
+            {"role": "assistant", "content": [{"type": "text", "text": "Here it is: {\n  "}]},
+        ]
+    )
+    assert payload["messages"][-1] == {"role": "assistant", "content": "Here it is: {"}
+    assert warnings == [
+        "messages[1]: trailing whitespace of the final assistant message (a prefill) not sent: "
+        "Anthropic refuses it"
+    ]
+    # Only the final assistant message is a prefill: earlier ones keep their whitespace.
+    payload, warnings = translate(
+        [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello! "},
+            {"role": "user", "content": "Bye"},
+        ]
+    )
+    assert payload["messages"][1]["content"] == "Hello! " and warnings == []
+
+
+def test_a_blank_final_assistant_message_is_not_sent() -> None:
+    payload, warnings = translate(
+        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "  "}]
+    )
+    assert payload["messages"] == [{"role": "user", "content": "Hi"}]
+    assert warnings == ["messages[1] has no content Anthropic accepts (blank text): not sent"]
+
+
+@pytest.mark.parametrize(
+    ("messages", "match"),
+    [
+        (  # dropping it would make "Hello." a prefill to continue
+            [
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello."},
+                {"role": "user", "content": " \n"},
+            ],
+            r"messages\[2\]: the last message is blank",
+        ),
+        ([{"role": "system", "content": "Be nice."}, {"role": "user", "content": ""}], "blank"),
+    ],
+)
+def test_a_blank_last_user_message_is_refused(messages: list[dict[str, Any]], match: str) -> None:
+    with pytest.raises(InvalidRequestError, match=match):
+        translate(messages)
+
+
+# -- file parts: documents Anthropic accepts ------------------------------------------------------
+
+
+def user_part(part: dict[str, Any]) -> dict[str, Any]:
+    payload, _ = translate([{"role": "user", "content": [{"type": "text", "text": "Read."}, part]}])
+    block: dict[str, Any] = payload["messages"][0]["content"][1]
+    return block
+
+
+def b64(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(data).decode()
+
+
+def test_a_plain_text_file_is_a_text_document_with_its_title() -> None:
+    data = b64("Invoice 42: 100 €".encode())
+    part = {
+        "type": "file",
+        "file": {"filename": "invoice.txt", "file_data": f"data:text/plain;base64,{data}"},
+        "cache_control": EPHEMERAL,
+    }
+    assert user_part(part) == {
+        "type": "document",
+        "source": {"type": "text", "media_type": "text/plain", "data": "Invoice 42: 100 €"},
+        "title": "invoice.txt",
+        "cache_control": EPHEMERAL,
+    }
+    latin = b64("caf\xe9".encode("latin-1"))
+    part = {
+        "type": "file",
+        "file": {"file_data": f"data:text/plain;charset=ISO-8859-1;base64,{latin}"},
+    }
+    assert user_part(part)["source"]["data"] == "café"
+
+
+def test_pdf_and_image_files_keep_their_block_types() -> None:
+    pdf = {
+        "type": "file",
+        "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERi0x"},
+    }
+    assert user_part(pdf) == {
+        "type": "document",
+        "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0x"},
+        "title": "a.pdf",
+    }
+    image = {
+        "type": "file",
+        "file": {"filename": "dot.png", "file_data": f"data:image/png;base64,{PNG}"},
+    }
+    assert user_part(image) == {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": PNG},
+    }
+    url = {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}
+    assert user_part(url) == user_part(image)
+
+
+@pytest.mark.parametrize(
+    "media",
+    [
+        "text/csv",
+        "text/markdown",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/octet-stream",
+    ],
+)
+def test_other_file_types_are_refused_naming_the_media_type(media: str) -> None:
+    part = {"type": "file", "file": {"filename": "x", "file_data": f"data:{media};base64,eA=="}}
+    with pytest.raises(
+        InvalidRequestError, match=rf"content\[1\]: Anthropic does not accept {media} files"
+    ):
+        user_part(part)
+    with pytest.raises(InvalidRequestError, match=media):
+        user_part({"type": "image_url", "image_url": {"url": f"data:{media};base64,eA=="}})
+
+
+def test_plain_text_that_does_not_decode_is_refused() -> None:
+    part = {"type": "file", "file": {"file_data": "data:text/plain;base64,/w=="}}  # byte 0xff
+    with pytest.raises(InvalidRequestError, match="not base64 text in utf-8"):
+        user_part(part)
+
+
+# -- server tools in answers ---------------------------------------------------------------------
+
+# Anthropic's web search answer (its docs' shape): the search and its results ran at Anthropic.
+WEB_SEARCH_MESSAGE = {
+    "id": "msg_01G",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-sonnet-4-5",
+    "content": [
+        {"type": "text", "text": "I'll check the weather."},
+        {
+            "type": "server_tool_use",
+            "id": "srvtoolu_014hJH82Qum7Td6UV8gDXThB",
+            "name": "web_search",
+            "input": {"query": "weather NYC today"},
+        },
+        {
+            "type": "web_search_tool_result",
+            "tool_use_id": "srvtoolu_014hJH82Qum7Td6UV8gDXThB",
+            "content": [
+                {
+                    "type": "web_search_result",
+                    "title": "Weather in New York City",
+                    "url": "https://world-weather.info/forecast/usa/new_york/",
+                    "encrypted_content": "Ev0DCioIAxgCIiQ3NmU4ZmI4OC1k",
+                    "page_age": None,
+                }
+            ],
+        },
+        {
+            "type": "text",
+            "text": "It is sunny.",
+            "citations": [
+                {
+                    "type": "web_search_result_location",
+                    "url": "https://world-weather.info/forecast/usa/new_york/",
+                    "title": "Weather in New York City",
+                    "encrypted_index": "Eo8BCioIAhgBIiQyYjQ0OWJmZi1lNm",
+                    "cited_text": "Sunny, 24 C",
+                }
+            ],
+        },
+    ],
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": {
+        "input_tokens": 2679,
+        "output_tokens": 510,
+        "server_tool_use": {"web_search_requests": 1},
+    },
+}
+
+
+def test_server_tool_use_and_results_are_not_tool_calls() -> None:
+    response = provider.parse_response(WEB_SEARCH_MESSAGE, created=1)
+    choice = response["choices"][0]
+    assert choice["message"] == {
+        "role": "assistant",
+        "content": "I'll check the weather.It is sunny.",
+    }
+    assert choice["finish_reason"] == "stop"
+    assert response["usage"]["server_tool_use"] == {"web_search_requests": 1}
+
+
+def test_a_client_tool_call_next_to_a_server_tool_is_the_only_tool_call() -> None:
+    call = {"type": "tool_use", "id": "toolu_1", "name": "book", "input": {"day": "Monday"}}
+    mcp = [
+        {
+            "type": "mcp_tool_use",
+            "id": "mcptoolu_1",
+            "name": "lookup",
+            "server_name": "s",
+            "input": {},
+        },
+        {"type": "mcp_tool_result", "tool_use_id": "mcptoolu_1", "is_error": False, "content": []},
+    ]
+    data = {
+        **WEB_SEARCH_MESSAGE,
+        "content": [*WEB_SEARCH_MESSAGE["content"], *mcp, call],
+        "stop_reason": "tool_use",
+    }
+    choice = provider.parse_response(data)["choices"][0]
+    assert choice["message"]["tool_calls"] == [
+        {
+            "id": "toolu_1",
+            "type": "function",
+            "function": {"name": "book", "arguments": '{"day": "Monday"}'},
+        }
+    ]
+    assert choice["finish_reason"] == "tool_calls"
+    # A tool_use stop with no client tool call has nothing for the caller to answer.
+    data = {**WEB_SEARCH_MESSAGE, "stop_reason": "tool_use"}
+    assert provider.parse_response(data)["choices"][0]["finish_reason"] == "stop"

@@ -474,3 +474,273 @@ def test_unknown_events_and_deltas_are_ignored() -> None:
         == []
     )
     assert translator.usage is None
+
+
+# -- server tools (web search): Anthropic runs them, they are not the caller's tool calls ---------
+
+SEARCH_ID = "srvtoolu_014hJH82Qum7Td6UV8gDXThB"
+SEARCH_RESULTS = [
+    {
+        "type": "web_search_result",
+        "title": "Weather in New York City",
+        "url": "https://world-weather.info/forecast/usa/new_york/may-2025/",
+        "encrypted_content": "Ev0DCioIAxgCIiQ3NmU4ZmI4OC1k",
+        "page_age": None,
+    }
+]
+CITATION = {
+    "type": "web_search_result_location",
+    "url": "https://world-weather.info/forecast/usa/new_york/may-2025/",
+    "title": "Weather in New York City",
+    "encrypted_index": "Eo8BCioIAhgBIiQyYjQ0OWJmZi1lNm",
+    "cited_text": "Sunny, 24 C",
+}
+SEARCH_USAGE = {
+    "input_tokens": 10682,
+    "cache_creation_input_tokens": 0,
+    "cache_read_input_tokens": 0,
+    "output_tokens": 510,
+    "server_tool_use": {"web_search_requests": 1},
+}
+
+
+def block_events(index: int, start: dict[str, Any], *deltas: dict[str, Any]) -> list[Any]:
+    return [
+        ev({"type": "content_block_start", "index": index, "content_block": start}),
+        *(ev({"type": "content_block_delta", "index": index, "delta": d}) for d in deltas),
+        ev({"type": "content_block_stop", "index": index}),
+    ]
+
+
+def text_delta(text: str) -> dict[str, Any]:
+    return {"type": "text_delta", "text": text}
+
+
+def json_delta(piece: str) -> dict[str, Any]:
+    return {"type": "input_json_delta", "partial_json": piece}
+
+
+def message_events(blocks: list[Any], stop_reason: str, usage: dict[str, Any]) -> bytes:
+    start = {
+        "id": "msg_01G",
+        "type": "message",
+        "role": "assistant",
+        "model": MODEL,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {**usage, "output_tokens": 3},
+    }
+    return sse(
+        ev({"type": "message_start", "message": start}),
+        *blocks,
+        ev(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                "usage": usage,
+            }
+        ),
+        ev({"type": "message_stop"}),
+    )
+
+
+# The web search stream of Anthropic's streaming docs ("Streaming request with web search tool
+# use"): text, the server_tool_use block whose input streams as input_json_delta, the
+# web_search_tool_result whole in its start, then cited text.
+WEB_SEARCH_STREAM = message_events(
+    [
+        *block_events(
+            0,
+            {"type": "text", "text": ""},
+            text_delta("I'll check"),
+            text_delta(" the current weather in New York City for you"),
+            text_delta("."),
+        ),
+        *block_events(
+            1,
+            {"type": "server_tool_use", "id": SEARCH_ID, "name": "web_search", "input": {}},
+            json_delta(""),
+            json_delta('{"query'),
+            json_delta('":'),
+            json_delta(' "weather'),
+            json_delta(" NY"),
+            json_delta("C to"),
+            json_delta('day"}'),
+        ),
+        *block_events(
+            2,
+            {"type": "web_search_tool_result", "tool_use_id": SEARCH_ID, "content": SEARCH_RESULTS},
+        ),
+        *block_events(
+            3,
+            {"type": "text", "text": ""},
+            text_delta("Here's the current weather:"),
+        ),
+        *block_events(
+            4,
+            {"type": "text", "text": "", "citations": []},
+            {"type": "citations_delta", "citation": CITATION},
+            text_delta("sunny, 24 C"),
+        ),
+    ],
+    "end_turn",
+    SEARCH_USAGE,
+)
+WEB_SEARCH_MESSAGE = {
+    "id": "msg_01G",
+    "type": "message",
+    "role": "assistant",
+    "model": MODEL,
+    "content": [
+        {"type": "text", "text": "I'll check the current weather in New York City for you."},
+        {
+            "type": "server_tool_use",
+            "id": SEARCH_ID,
+            "name": "web_search",
+            "input": {"query": "weather NYC today"},
+        },
+        {"type": "web_search_tool_result", "tool_use_id": SEARCH_ID, "content": SEARCH_RESULTS},
+        {"type": "text", "text": "Here's the current weather:"},
+        {"type": "text", "text": "sunny, 24 C", "citations": [CITATION]},
+    ],
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": SEARCH_USAGE,
+}
+
+
+@pytest.mark.parametrize("split", [None, 5])
+def test_a_web_search_stream_has_no_tool_call_and_matches_its_non_stream_twin(
+    split: int | None,
+) -> None:
+    chunks = translate(WEB_SEARCH_STREAM, split=split)
+    assert not any(c["choices"] and "tool_calls" in c["choices"][0]["delta"] for c in chunks)
+    assembler = assemble(chunks)
+    assert assembler.complete
+    response = assembler.response()
+    assert response == provider.parse_response(WEB_SEARCH_MESSAGE, created=CREATED)
+    assert response["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": "I'll check the current weather in New York City for you."
+        "Here's the current weather:sunny, 24 C",
+    }
+    assert response["choices"][0]["finish_reason"] == "stop"
+    assert response["usage"]["server_tool_use"] == {"web_search_requests": 1}
+
+
+def test_a_client_tool_call_after_a_server_tool_gets_openai_index_0() -> None:
+    call_id = "toolu_01T1x1fJ34qAmk2tNTrN7Up6"
+    raw = message_events(
+        [
+            *block_events(
+                0,
+                {"type": "server_tool_use", "id": SEARCH_ID, "name": "web_search", "input": {}},
+                json_delta('{"query": "flights"}'),
+            ),
+            *block_events(
+                1,
+                {"type": "web_search_tool_result", "tool_use_id": SEARCH_ID, "content": []},
+            ),
+            *block_events(
+                2,
+                {"type": "mcp_tool_use", "id": "mcptoolu_1", "name": "lookup", "input": {}},
+                json_delta('{"id": 7}'),
+            ),
+            *block_events(
+                3,
+                {"type": "mcp_tool_result", "tool_use_id": "mcptoolu_1", "content": []},
+            ),
+            *block_events(
+                4,
+                {"type": "tool_use", "id": call_id, "name": "book", "input": {}},
+                json_delta(""),
+                json_delta('{"day": "Monday"}'),
+            ),
+        ],
+        "tool_use",
+        {"input_tokens": 10, "output_tokens": 40},
+    )
+    chunks = translate(raw)
+    calls = [
+        call
+        for c in chunks
+        if c["choices"]
+        for call in c["choices"][0]["delta"].get("tool_calls", ())
+    ]
+    assert calls == [
+        {
+            "index": 0,
+            "id": call_id,
+            "type": "function",
+            "function": {"name": "book", "arguments": ""},
+        },
+        {"index": 0, "function": {"arguments": '{"day": "Monday"}'}},
+    ]
+    whole = {
+        "id": "msg_01G",
+        "model": MODEL,
+        "stop_reason": "tool_use",
+        "usage": {"input_tokens": 10, "output_tokens": 40},
+        "content": [
+            {"type": "server_tool_use", "id": SEARCH_ID, "name": "web_search", "input": {}},
+            {"type": "web_search_tool_result", "tool_use_id": SEARCH_ID, "content": []},
+            {"type": "mcp_tool_use", "id": "mcptoolu_1", "name": "lookup", "input": {"id": 7}},
+            {"type": "mcp_tool_result", "tool_use_id": "mcptoolu_1", "content": []},
+            {"type": "tool_use", "id": call_id, "name": "book", "input": {"day": "Monday"}},
+        ],
+    }
+    response = assemble(chunks).response()
+    assert response == provider.parse_response(whole, created=CREATED)
+    assert response["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_a_tool_use_stop_without_a_client_tool_call_finishes_with_stop() -> None:
+    raw = message_events(
+        [
+            *block_events(
+                0,
+                {"type": "server_tool_use", "id": SEARCH_ID, "name": "web_search", "input": {}},
+                json_delta('{"query": "x"}'),
+            ),
+        ],
+        "tool_use",
+        {"input_tokens": 10, "output_tokens": 5},
+    )
+    assert translate(raw)[-2]["choices"][0]["finish_reason"] == "stop"
+
+
+def test_unknown_block_types_and_their_deltas_are_left_out() -> None:
+    raw = message_events(
+        [
+            *block_events(0, {"type": "text", "text": ""}, text_delta("Before.")),
+            *block_events(
+                1,
+                {"type": "some_future_block", "payload": {"a": 1}},
+                text_delta("not the answer"),
+                json_delta('{"x": 1}'),
+                {"type": "thinking_delta", "thinking": "not reasoning"},
+                {"type": "signature_delta", "signature": "nope"},
+                {"type": "some_future_delta", "x": 2},
+            ),
+            *block_events(2, {"type": "text", "text": ""}, text_delta(" After.")),
+        ],
+        "pause_turn",
+        {"input_tokens": 10, "output_tokens": 5},
+    )
+    chunks = translate(raw)
+    whole = {
+        "id": "msg_01G",
+        "model": MODEL,
+        "stop_reason": "pause_turn",
+        "usage": {"input_tokens": 10, "output_tokens": 5},
+        "content": [
+            {"type": "text", "text": "Before."},
+            {"type": "some_future_block", "payload": {"a": 1}},
+            {"type": "text", "text": " After."},
+        ],
+    }
+    response = assemble(chunks).response()
+    assert response == provider.parse_response(whole, created=CREATED)
+    assert response["choices"][0]["message"] == {"role": "assistant", "content": "Before. After."}
+    assert response["choices"][0]["finish_reason"] == "stop"

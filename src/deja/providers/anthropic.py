@@ -9,14 +9,24 @@ Request, OpenAI → Anthropic:
 
 * ``system``/``developer`` messages, wherever they are, become the top-level ``system``
   blocks, in order (Anthropic has no system turns);
-* user content parts: text; ``image_url`` with a ``data:`` URL → a base64 ``image``
-  source (``application/pdf`` → a ``document``), with an ``http(s)`` URL → a ``url``
-  source; ``file`` with ``file_data`` → a base64 ``document``; parts already in
-  Anthropic's shape (``image``, ``document``…) pass through; audio is refused;
+* user content parts: text; ``image_url`` or ``file`` with a ``data:`` URL → by its media
+  type: ``image/*`` a base64 ``image``, ``application/pdf`` a base64 ``document``,
+  ``text/plain`` a ``document`` with a ``text`` source (the decoded text); any other type
+  (csv, markdown, docx…) is refused, as Anthropic's documents take only those two; an
+  ``http(s)`` URL → a ``url`` source; ``file_id`` → a ``file`` source; a file's
+  ``filename`` becomes the document's ``title``; parts already in Anthropic's shape
+  (``image``, ``document``…) pass through; audio is refused;
 * assistant messages: ``thinking_blocks`` (with their signatures, as deja returns them)
   first, then text, then each tool call as a ``tool_use`` block (``arguments`` parsed);
 * ``tool`` messages → ``tool_result`` blocks in a user turn; consecutive turns of one role
   are merged (so tool results and the next user text share a turn, results first);
+* blank (empty or whitespace-only) text is not sent, in messages, tool results and the
+  system prompt (Anthropic refuses it; a breakpoint on it moves to the block before), and
+  a message left with nothing is not sent, with a warning (so an empty assistant turn
+  between two user turns disappears and they merge); a blank last user message, which
+  would leave an assistant turn last (a prefill), is refused instead; the trailing
+  whitespace of a final assistant message (a prefill) is cut, with a warning, as
+  Anthropic refuses it;
 * a turn (or the system prompt) that is one plain text block is sent as a string;
 * function ``tools`` → ``{name, description, input_schema}``; other tools (Anthropic's
   server tools) pass through; ``tool_choice`` ``auto``/``required``/``none``/a named
@@ -36,10 +46,15 @@ Request, OpenAI → Anthropic:
 
 Response, Anthropic → OpenAI: text blocks → ``content``; ``thinking`` blocks →
 ``reasoning_content`` plus ``thinking_blocks`` (text and signature, needed to continue a
-tool-use conversation with thinking); ``tool_use`` → ``tool_calls``; ``stop_reason`` →
-``finish_reason`` (``end_turn``/``stop_sequence``/``pause_turn`` → ``stop``,
+tool-use conversation with thinking); ``tool_use`` → ``tool_calls``. Server tools
+(``server_tool_use``, ``mcp_tool_use`` and their ``*_tool_result`` blocks: web search,
+web fetch, code execution…) ran at Anthropic, so they are not tool calls the caller should
+answer: they are left out, as are citations and block types newer than this adapter (the
+text the model wrote around them is kept). ``stop_reason`` → ``finish_reason``
+(``end_turn``/``stop_sequence``/``pause_turn`` → ``stop``,
 ``max_tokens``/``model_context_window_exceeded`` → ``length``, ``tool_use`` →
-``tool_calls``, ``refusal`` → ``content_filter``); usage through
+``tool_calls`` — ``stop`` when no client tool call came —, ``refusal`` →
+``content_filter``); usage through
 :func:`deja.providers.usage.normalize_anthropic`. A stream goes through
 :class:`StreamTranslator`, which yields ``chat.completion.chunk`` dicts that
 :class:`deja.streaming.StreamAssembler` assembles into exactly what :meth:`parse_response`
@@ -48,6 +63,8 @@ returns for the same answer.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -160,7 +177,12 @@ _HANDLED: Final = frozenset(
     }
 )
 _SYSTEM_ROLES: Final = frozenset({"system", "developer"})
-_DATA_URL: Final = re.compile(r"data:(?P<media>[^;,]+)(?:;[^,]*)?;base64,(?P<data>.*)", re.DOTALL)
+_DATA_URL: Final = re.compile(
+    r"data:(?P<media>[^;,]+)(?P<params>;[^,]*)?;base64,(?P<data>.*)", re.DOTALL
+)
+_CHARSET: Final = re.compile(r";\s*charset=\"?(?P<charset>[^;\"]+)", re.IGNORECASE)
+# Blocks a cache_control marker cannot go on (Anthropic refuses markers on thinking).
+_UNMARKABLE: Final = frozenset({"thinking", "redacted_thinking"})
 _NATIVE_PARTS: Final = frozenset(
     {
         "image",
@@ -179,6 +201,13 @@ def finish_reason(stop_reason: object) -> str | None:
     if stop_reason is None:
         return None
     return _FINISH.get(str(stop_reason), str(stop_reason))
+
+
+def _answer_finish(stop_reason: object, tool_calls: int) -> str | None:
+    """:func:`finish_reason` for an answer with ``tool_calls`` client tool calls:
+    ``tool_calls`` only when there is one to answer (a server tool is not one)."""
+    finish = finish_reason(stop_reason)
+    return "stop" if finish == "tool_calls" and not tool_calls else finish
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,7 +327,7 @@ class AnthropicProvider:
                 "response_format is not supported by the Anthropic adapter (only type: text)"
             )
 
-        system, messages = _messages(planned["messages"])
+        system, messages = _messages(planned["messages"], warnings)
         payload: dict[str, Any] = {"model": model}
         max_tokens = planned.get("max_completion_tokens")
         if max_tokens is None:
@@ -389,6 +418,7 @@ class AnthropicProvider:
                 thinking_blocks.append(dict(block))
             elif kind == "tool_use":
                 tool_calls.append(tool_call(block.get("id"), block.get("name"), block.get("input")))
+            # server_tool_use, mcp_tool_use, *_tool_result…: Anthropic ran those tools
         message = assistant_message(text, reasoning, thinking_blocks, tool_calls)
         response: dict[str, Any] = {
             "id": data.get("id"),
@@ -400,7 +430,7 @@ class AnthropicProvider:
                     "index": 0,
                     "message": message,
                     "logprobs": None,
-                    "finish_reason": finish_reason(data.get("stop_reason")),
+                    "finish_reason": _answer_finish(data.get("stop_reason"), len(tool_calls)),
                 }
             ],
         }
@@ -441,7 +471,9 @@ class StreamTranslator:
     chunk with ``choices: []`` and the normalized usage. Every chunk carries
     ``"usage": null`` as OpenAI's do when usage was asked for. An ``error`` event raises
     the matching :class:`~deja.errors.ProviderError`. Unknown events are ignored, as
-    Anthropic asks of clients.
+    Anthropic asks of clients, and so are blocks :meth:`AnthropicProvider.parse_response`
+    leaves out (server tool use and results, unknown block types) with all their deltas:
+    a delta counts only for a block of its own kind.
     """
 
     def __init__(self, *, created: int | None = None) -> None:
@@ -484,7 +516,7 @@ class StreamTranslator:
             reason = delta.get("stop_reason")
             if reason is None:
                 return []
-            return [self._chunk({}, finish_reason(reason))]
+            return [self._chunk({}, _answer_finish(reason, self._tools))]
         if kind == "message_stop":
             self._finished = True
             usage = self.usage
@@ -538,20 +570,24 @@ class StreamTranslator:
 
     def _delta(self, index: int, delta: Mapping[str, Any]) -> list[dict[str, Any]]:
         state = self._blocks.get(index)
+        block = state.kind if state is not None else None
         kind = delta.get("type")
-        if kind == "text_delta" and delta.get("text"):
+        # A delta counts for a block of its own kind only: a server_tool_use block streams
+        # its input as input_json_delta too, and it is not a tool call for the caller.
+        if kind == "text_delta" and block in (None, "text") and delta.get("text"):
             return [self._chunk({"content": delta["text"]})]
-        if kind == "thinking_delta" and delta.get("thinking"):
+        if kind == "thinking_delta" and block in (None, "thinking") and delta.get("thinking"):
             if state is not None:
                 state.thinking.append(delta["thinking"])
             return [self._chunk({"reasoning_content": delta["thinking"]})]
-        if kind == "signature_delta" and state is not None:
+        if kind == "signature_delta" and state is not None and block == "thinking":
             state.signature = (state.signature or "") + str(delta.get("signature") or "")
             return []
-        if kind == "input_json_delta" and state is not None and delta.get("partial_json"):
+        piece = delta.get("partial_json")
+        if kind == "input_json_delta" and state is not None and block == "tool_use" and piece:
             state.sent_arguments = True
-            return [self.arguments_text(state, delta["partial_json"])]
-        return []  # citations and delta types newer than this adapter
+            return [self.arguments_text(state, piece)]
+        return []  # server tools' input, citations, and delta types newer than this adapter
 
     def _stop(self, index: int) -> list[dict[str, Any]]:
         state = self._blocks.get(index)
@@ -616,16 +652,42 @@ def _with_marker(block: dict[str, Any], source: Mapping[str, Any]) -> dict[str, 
 def _media_block(url: str, where: str) -> dict[str, Any]:
     match = _DATA_URL.fullmatch(url)
     if match is not None:
-        media = match["media"]
-        kind = "document" if media == "application/pdf" else "image"
-        return {
-            "type": kind,
-            "source": {"type": "base64", "media_type": media, "data": match["data"]},
-        }
+        return _data_block(match, where)
     if url.startswith(("http://", "https://")):
         kind = "document" if url.lower().split("?")[0].endswith(".pdf") else "image"
         return {"type": kind, "source": {"type": "url", "url": url}}
     raise InvalidRequestError(f"{where}: an image URL must be a data: or http(s) URL")
+
+
+def _data_block(match: re.Match[str], where: str) -> dict[str, Any]:
+    """The block for a base64 ``data:`` URL, by its media type.
+
+    Anthropic takes images as ``image`` blocks, PDFs as base64 ``document`` blocks and
+    plain text as a ``document`` with a ``text`` source; nothing else (csv, markdown,
+    docx…: its documents say to convert those to text first).
+    """
+    media = match["media"].strip().lower()
+    data = match["data"]
+    if media.startswith("image/"):
+        return {"type": "image", "source": {"type": "base64", "media_type": media, "data": data}}
+    if media == "application/pdf":
+        source = {"type": "base64", "media_type": media, "data": data}
+        return {"type": "document", "source": source}
+    if media == "text/plain":
+        charset = _CHARSET.search(match["params"] or "")
+        encoding = charset["charset"].strip() if charset is not None else "utf-8"
+        try:
+            text = base64.b64decode(data).decode(encoding)
+        except (binascii.Error, ValueError, LookupError):
+            raise InvalidRequestError(
+                f"{where}: the text/plain data is not base64 text in {encoding}"
+            ) from None
+        source = {"type": "text", "media_type": "text/plain", "data": text}
+        return {"type": "document", "source": source}
+    raise InvalidRequestError(
+        f"{where}: Anthropic does not accept {media} files: it takes images, PDFs "
+        "(application/pdf) and plain text (text/plain); send other files as text"
+    )
 
 
 def _part(part: object, where: str) -> dict[str, Any]:
@@ -673,16 +735,74 @@ def _content_blocks(content: object, where: str) -> list[dict[str, Any]]:
     raise InvalidRequestError(f"{where}.content must be a string or a list of parts")
 
 
+def _blank(block: Mapping[str, Any]) -> bool:
+    """A text block Anthropic refuses: empty or whitespace only."""
+    if block.get("type") != "text":
+        return False
+    text = block.get("text")
+    return not isinstance(text, str) or not text.strip()
+
+
+def _without_blank(blocks: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Any]:
+    """``blocks`` without blank text, and the breakpoint of a dropped block that could not
+    move to the block before it (``None`` when there was none, or it moved)."""
+    kept: list[dict[str, Any]] = []
+    stray: Any = None
+    for block in blocks:
+        if not _blank(block):
+            kept.append(block)
+            continue
+        marker = block.get("cache_control")
+        if marker is None:
+            continue
+        before = kept[-1] if kept else None
+        if (
+            before is not None
+            and before.get("cache_control") is None
+            and before.get("type") not in _UNMARKABLE
+        ):
+            before["cache_control"] = marker
+        else:
+            stray = marker
+    return kept, stray
+
+
+def _tool_result(message: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """A ``tool`` message as a ``tool_result`` block (blank content is left out: a result
+    without ``content`` is Anthropic's empty result)."""
+    content = message.get("content")
+    result: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.get("tool_call_id")}
+    if isinstance(content, str):
+        if content.strip():
+            result["content"] = content
+    elif content is not None:
+        blocks, stray = _without_blank(_content_blocks(content, where))
+        if blocks:
+            result["content"] = blocks
+        if stray is not None:
+            result["cache_control"] = stray
+    return result
+
+
 def _tool_use(call: object, where: str) -> dict[str, Any]:
     function, parsed = function_call(call, where)
     assert isinstance(call, Mapping)  # function_call checked it
     return {"type": "tool_use", "id": call.get("id"), "name": function.get("name"), "input": parsed}
 
 
-def _messages(messages: Sequence[Any]) -> tuple[Any, list[dict[str, Any]]]:
-    """(system, messages) of the Anthropic body for OpenAI ``messages``."""
+def _messages(messages: Sequence[Any], warnings: list[str]) -> tuple[Any, list[dict[str, Any]]]:
+    """(system, messages) of the Anthropic body for OpenAI ``messages``.
+
+    Anthropic refuses blank text blocks ("text content blocks must contain non-whitespace
+    text"), a message with no content ("all messages must have non-empty content except
+    for the optional final assistant message") and a final assistant message ending in
+    whitespace: blank text is dropped (OpenAI histories often carry an empty or a newline
+    content next to tool calls), then a message left empty, and a prefill's trailing
+    whitespace is cut.
+    """
     system: list[dict[str, Any]] = []
     turns: list[tuple[str, list[dict[str, Any]]]] = []
+    last: tuple[str, str] | None = None  # (role, where) of the last non-system message
     for i, message in enumerate(messages):
         where = f"messages[{i}]"
         if not isinstance(message, Mapping):
@@ -695,39 +815,54 @@ def _messages(messages: Sequence[Any]) -> tuple[Any, list[dict[str, Any]]]:
             blocks = [
                 dict(b) for b in message.get("thinking_blocks") or () if isinstance(b, Mapping)
             ]
-            # OpenAI histories often carry "" next to tool calls; Anthropic refuses empty text.
-            blocks += [
-                b
-                for b in _content_blocks(content, where)
-                if not (b.get("type") == "text" and not b.get("text"))
-            ]
+            blocks += _content_blocks(content, where)
             for j, call in enumerate(message.get("tool_calls") or ()):
                 blocks.append(_tool_use(call, f"{where}.tool_calls[{j}]"))
         elif role == "tool":
-            result: dict[str, Any] = {
-                "type": "tool_result",
-                "tool_use_id": message.get("tool_call_id"),
-            }
-            if isinstance(content, str):
-                result["content"] = content
-            elif content is not None:
-                result["content"] = _content_blocks(content, where)
-            blocks = [result]
+            blocks = [_tool_result(message, where)]
         elif role == "function":
             raise InvalidRequestError(f"{where}: role 'function' is not supported; use tools")
         else:
             raise InvalidRequestError(f"{where}: unknown role {role!r}")
+        blocks, stray = _without_blank(blocks)
         marker = message.get("cache_control")
-        if marker is not None and blocks:
-            blocks[-1]["cache_control"] = dict(marker)
+        if marker is None:
+            marker = stray
+        if marker is not None:
+            if blocks:
+                blocks[-1]["cache_control"] = dict(marker)
+            else:
+                warnings.append(f"breakpoint at {where} not sent: the message is blank")
         if role in _SYSTEM_ROLES:
             system.extend(blocks)
+            continue
+        last = (str(role), where)
+        if not blocks:
+            warnings.append(f"{where} has no content Anthropic accepts (blank text): not sent")
             continue
         turn_role = "assistant" if role == "assistant" else "user"
         if turns and turns[-1][0] == turn_role:
             turns[-1][1].extend(blocks)  # Anthropic wants alternating turns: merge
         else:
             turns.append((turn_role, blocks))
+    if last is None:
+        return (_compact(system) if system else None), []
+    if not turns:
+        raise InvalidRequestError("messages: every message is blank (Anthropic refuses those)")
+    if last[0] != "assistant" and turns[-1][0] != "user":
+        # Dropping it would send the assistant turn before it as a prefill to continue.
+        raise InvalidRequestError(
+            f"{last[1]}: the last message is blank; Anthropic refuses whitespace-only text"
+        )
+    final = turns[-1][1][-1]
+    text = final.get("text")
+    prefill = turns[-1][0] == "assistant" and final.get("type") == "text"
+    if prefill and isinstance(text, str) and text != text.rstrip():
+        final["text"] = text.rstrip()
+        warnings.append(
+            f"{last[1]}: trailing whitespace of the final assistant message (a prefill) "
+            "not sent: Anthropic refuses it"
+        )
     out = [{"role": role, "content": _compact(blocks)} for role, blocks in turns]
     return (_compact(system) if system else None), out
 
