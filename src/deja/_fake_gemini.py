@@ -28,6 +28,15 @@ cache reports ``cachedContentTokenCount`` (the cache's tokens, also counted in
 ``promptTokenCount``). Tokens are estimated as deja's adapter estimates them (four characters
 each, 1,600 per media part). Errors use Google's body ``{"error": {code, message, status}}``.
 
+Function responses are checked as the API checks them: one whose ``id`` matches no
+``functionCall`` of the model turn before it, or that has none when those calls have ids,
+is refused with a 400 (FunctionCall.id: "return the response with the matching id"; the
+wording of that 400 is this server's, Google documents the rule, not the message); media
+in ``functionResponse.parts`` must be ``inlineData`` (``fileData`` too on Vertex AI: the
+Gemini API's FunctionResponsePart has no such field, and answers its "Unknown name" 400),
+and a Gemini 1.x or 2.x model refuses them ("Multimodal function responses are not
+supported for this model.").
+
 Replies are deterministic text about the last user message unless scripted with
 :class:`GeminiReply` (text, thoughts, function calls, a thought signature, a finish reason, a
 blocked prompt). Every request is recorded. Public names (:class:`FakeGeminiServer`,
@@ -102,6 +111,9 @@ _VERTEX_CACHE_ROUTE: Final = re.compile(
     r"/cachedContents(?:/(?P<id>[^/]+))?"
 )
 _TTL: Final = re.compile(r"(\d+(?:\.\d+)?)s")
+# Media in a function response: Gemini 3 models; older ones answer this 400.
+_MEDIA_REFUSED: Final = re.compile(r"gemini-[12](?:[.\-]|$)")
+_NO_MULTIMODAL_RESPONSES: Final = "Multimodal function responses are not supported for this model."
 _WORD: Final = re.compile(r"\s*\S+|\s+$")
 _DEFAULT_TTL: Final = 3600.0  # Gemini's default cache lifetime
 _MAX_ASSERTION_LIFETIME: Final = 3600
@@ -551,7 +563,8 @@ class _Handler(FakeHandler[FakeGeminiServer]):
             raise _GoogleError(
                 400, "* GenerateContentRequest.contents: contents is not specified\n"
             )
-        _validate_contents(contents, "GenerateContentRequest")
+        _validate_contents(contents, "GenerateContentRequest", route.kind, model)
+        _check_call_ids(contents, "GenerateContentRequest", cache.contents if cache else [])
         prompt = _estimate(
             body.get("systemInstruction"),
             body.get("tools"),
@@ -754,7 +767,7 @@ def _expiry(body: Mapping[str, Any], now: float) -> float | None:
     return None
 
 
-def _validate_contents(contents: list[Any], request: str) -> None:
+def _validate_contents(contents: list[Any], request: str, kind: str, model: str) -> None:
     for i, content in enumerate(contents):
         if not isinstance(content, dict):
             raise _GoogleError(400, f"* {request}.contents[{i}]: must be an object\n")
@@ -766,6 +779,87 @@ def _validate_contents(contents: list[Any], request: str) -> None:
             raise _GoogleError(
                 400, f"* {request}.contents[{i}].parts: contents.parts must not be empty.\n"
             )
+        for j, part in enumerate(parts):
+            response = part.get("functionResponse") if isinstance(part, dict) else None
+            if isinstance(response, dict) and response.get("parts") is not None:
+                _validate_response_parts(response["parts"], f"contents[{i}].parts[{j}]", kind)
+                if response["parts"] and _MEDIA_REFUSED.match(model.lower()):
+                    raise _GoogleError(400, _NO_MULTIMODAL_RESPONSES)
+
+
+def _validate_response_parts(parts: Any, where: str, kind: str) -> None:
+    """FunctionResponse.parts: FunctionResponsePart objects, each ``inlineData``
+    (``{mimeType, data}``) or, on Vertex AI only, ``fileData`` (``{mimeType, fileUri}``)."""
+    if not isinstance(parts, list):
+        raise _GoogleError(
+            400, f"Invalid JSON payload received. '{where}.function_response.parts' must be a list."
+        )
+    allowed = {"inlineData": "data", "fileData": "fileUri"}
+    if kind != "vertex":
+        del allowed["fileData"]  # the Gemini API's FunctionResponsePart has inline data only
+    for k, part in enumerate(parts):
+        here = f"{where}.function_response.parts[{k}]"
+        if not isinstance(part, dict):
+            raise _GoogleError(400, f"Invalid JSON payload received. '{here}' is not an object.")
+        for key in part:
+            if key not in allowed:
+                raise _GoogleError(
+                    400,
+                    f"Invalid JSON payload received. Unknown name \"{key}\" at '{here}': "
+                    "Cannot find field.",
+                )
+        if len(part) != 1:
+            raise _GoogleError(400, f"* {here}: exactly one of inline_data or file_data\n")
+        ((key, media),) = part.items()
+        field = allowed[key]
+        if (
+            not isinstance(media, dict)
+            or not isinstance(media.get("mimeType"), str)
+            or not isinstance(media.get(field), str)
+        ):
+            raise _GoogleError(400, f"* {here}: {key} needs mimeType and {field}\n")
+
+
+def _check_call_ids(contents: list[Any], request: str, before: list[Any]) -> None:
+    """Function responses against the ids of the calls they answer (those of the model turn
+    right before): Google's FunctionCall.id asks the client to "return the response with
+    the matching id", and Gemini 3 refuses a turn that does not. A response id that no call
+    of that turn has is refused, and so is a response without an id when the calls have
+    ids. (The rule is the API's; the wording of these 400s is this server's.)"""
+    previous = before[-1] if before else None
+    for i, content in enumerate(contents):
+        parts = content.get("parts") or []
+        responses = [
+            (j, p["functionResponse"])
+            for j, p in enumerate(parts)
+            if isinstance(p, dict) and isinstance(p.get("functionResponse"), dict)
+        ]
+        if responses:
+            calls = []
+            if isinstance(previous, dict) and previous.get("role") == "model":
+                calls = [
+                    p["functionCall"]
+                    for p in previous.get("parts") or ()
+                    if isinstance(p, dict) and isinstance(p.get("functionCall"), dict)
+                ]
+            ids = {c["id"] for c in calls if isinstance(c.get("id"), str) and c["id"]}
+            for j, response in responses:
+                given = response.get("id")
+                where = f"{request}.contents[{i}].parts[{j}].function_response.id"
+                if given and given not in ids:
+                    raise _GoogleError(
+                        400,
+                        f"* {where}: the id {given!r} matches no function call of the "
+                        "previous model turn (simulated server)\n",
+                    )
+                if ids and not given:
+                    raise _GoogleError(
+                        400,
+                        f"* {where}: the function calls of the previous model turn have ids; "
+                        "each function response must carry the id of the call it answers "
+                        "(simulated server)\n",
+                    )
+        previous = content
 
 
 def _create_cache(owner: FakeGeminiServer, route: _Route, body: Any) -> _Cache:
@@ -785,7 +879,10 @@ def _create_cache(owner: FakeGeminiServer, route: _Route, body: Any) -> _Cache:
     contents = body.get("contents") or []
     if not isinstance(contents, list):
         raise _GoogleError(400, "Invalid JSON payload received. contents must be a list.")
-    _validate_contents(contents, "CreateCachedContentRequest.cached_content")
+    _validate_contents(
+        contents, "CreateCachedContentRequest.cached_content", route.kind, model.rsplit("/", 1)[-1]
+    )
+    _check_call_ids(contents, "CreateCachedContentRequest.cached_content", [])
     tokens = _estimate(
         body.get("systemInstruction"),
         body.get("tools"),

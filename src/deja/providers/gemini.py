@@ -21,10 +21,18 @@ Request, OpenAI → Gemini:
   returned (``tool_call.extra_content.google.thought_signature``, the shape of Google's own
   OpenAI-compatible endpoint) goes back as the part's ``thoughtSignature``, and a message-level
   ``extra_content.google.thought_signature`` onto the turn's last text part;
-  ``reasoning_content`` is not sent (Gemini does not take thoughts back);
+  ``reasoning_content`` is not sent (Gemini does not take thoughts back); the id Gemini gave
+  a call (``tool_call.extra_content.google.function_call_id``, which deja sets) goes back as
+  ``functionCall.id`` — ids deja made up for id-less calls, or from other providers, do not;
 * ``tool`` messages → ``functionResponse`` parts in a user turn, named after the function of
-  the matching ``tool_call_id`` (a JSON-object content is the ``response``; anything else is
-  ``{"content": ...}``);
+  the matching ``tool_call_id`` and carrying its Gemini ``id`` when it had one (Google:
+  "return the response with the matching id"); the text is the ``response`` (a JSON object
+  as is, anything else ``{"content": ...}``); media parts (``image_url``, ``file``,
+  ``input_audio``, Gemini's ``inlineData``/``fileData``) go in ``functionResponse.parts``,
+  Gemini 3's multimodal function responses: inline data on Google AI (a file URI there is
+  an :class:`~deja.errors.InvalidRequestError`; Vertex takes ``fileData`` too), media types
+  beyond the documented png/jpeg/webp/pdf/text-plain with a warning, and a Gemini 1.x or
+  2.x model, which cannot take them, an :class:`~deja.errors.InvalidRequestError`;
 * function ``tools`` → one ``functionDeclarations`` tool, the parameters converted to the
   OpenAPI subset Gemini accepts by :func:`convert_schema` (or, with
   ``schema_mode="json_schema"``, sent unchanged as ``parametersJsonSchema``); tools already in
@@ -66,9 +74,11 @@ planning.
 
 Response, Gemini → OpenAI: one choice per candidate (its ``index``); text parts →
 ``content``; thought parts (``thought: true``) → ``reasoning_content``; ``functionCall`` →
-``tool_calls`` with deterministic ids (Gemini sends none: SHA-256 of the response id,
-candidate, position, name and arguments, so a stream and its non-stream twin agree) and
-``finish_reason: tool_calls``; ``finishReason`` ``STOP`` → ``stop``, ``MAX_TOKENS`` →
+``tool_calls`` and ``finish_reason: tool_calls``, each with Gemini's own id when the call
+has one (also kept as ``extra_content.google.function_call_id``, the mark that sends it
+back), else a deterministic ``call_`` id (SHA-256 of the response id, candidate, position,
+name and arguments, so a stream and its non-stream twin agree, and a cached answer keeps
+it); ``finishReason`` ``STOP`` → ``stop``, ``MAX_TOKENS`` →
 ``length``, the safety family (``SAFETY``, ``RECITATION``, ``BLOCKLIST``,
 ``PROHIBITED_CONTENT``, ``SPII``, image variants) → ``content_filter``, anything else
 lower-cased. A prompt blocked before any candidate (``promptFeedback.blockReason``) is an
@@ -251,6 +261,22 @@ _NATIVE_PART_KEYS: Final = frozenset(
     }
 )
 _CACHED_FIELDS: Final = ("systemInstruction", "tools", "toolConfig")
+# Where a tool call deja returns keeps the id Gemini gave its functionCall (the tool call's
+# ``extra_content.google``, next to ``thought_signature``). Google's FunctionCall.id: "If
+# populated, the client to execute the function_call and return the response with the
+# matching id"; Gemini 3 returns one with every call. Ids deja makes up for id-less calls,
+# and ids from other providers, carry no mark and are never sent.
+_CALL_ID_KEY: Final = "function_call_id"
+# The media types Google documents for multimodal function responses (Gemini API function
+# calling guide, "Multimodal function responses": images png/jpeg/webp, documents pdf and
+# text/plain); other types are sent with a warning, for Gemini to accept or refuse.
+_FUNCTION_RESPONSE_MEDIA: Final = frozenset(
+    {"image/png", "image/jpeg", "image/webp", "application/pdf", "text/plain"}
+)
+# Multimodal function responses are "available for Gemini 3 series models"; Gemini 1.x and
+# 2.x answer 400 ("Multimodal function responses are not supported for this model"), so
+# deja refuses them first. Names it cannot place (aliases, tuned models) are sent.
+_NO_FUNCTION_RESPONSE_MEDIA: Final = re.compile(r"gemini-(?:[12](?:[.\-]|$)|pro(?:-vision)?$)")
 
 # -- JSON schema → Gemini's OpenAPI 3.0 subset ----------------------------------------------
 
@@ -1167,7 +1193,14 @@ class GeminiProvider:
             else:
                 boundary = (target.index, target.part)
 
-        system_parts, units = _messages(messages, boundary, warnings)
+        kind: EndpointKind = (
+            endpoint.kind
+            if endpoint is not None
+            else "vertex"
+            if model.startswith("vertex_ai/")
+            else "google_ai"
+        )
+        system_parts, units = _messages(messages, boundary, _Target(kind, bare), warnings)
         contents = _merge(units)
         if not contents:
             raise InvalidRequestError("Gemini needs at least one user or assistant message")
@@ -1470,9 +1503,17 @@ def _tool_call(
         "type": "function",
         "function": {"name": call.get("name"), "arguments": arguments_text(call.get("args"))},
     }
+    google: dict[str, Any] = {}
     signature = part.get("thoughtSignature")
     if isinstance(signature, str) and signature:
-        out["extra_content"] = _signature_extra(signature)
+        google["thought_signature"] = signature
+    given = call.get("id")
+    if isinstance(given, str) and given:
+        # Gemini's own id (also the tool call's id): marked so that it, and only it, goes
+        # back as functionCall.id and functionResponse.id (see _gemini_call_id).
+        google[_CALL_ID_KEY] = given
+    if google:
+        out["extra_content"] = {"google": google}
     return out
 
 
@@ -1833,11 +1874,38 @@ def _content_parts(
     raise InvalidRequestError(f"{where}.content must be a string or a list of parts")
 
 
-def _signature_of(value: object) -> str | None:
+def _google_extra(value: object, key: str) -> str | None:
+    """``value.extra_content.google[key]`` when it is a non-empty string."""
     extra = value.get("extra_content") if isinstance(value, Mapping) else None
     google = extra.get("google") if isinstance(extra, Mapping) else None
-    signature = google.get("thought_signature") if isinstance(google, Mapping) else None
-    return signature if isinstance(signature, str) and signature else None
+    found = google.get(key) if isinstance(google, Mapping) else None
+    return found if isinstance(found, str) and found else None
+
+
+def _signature_of(value: object) -> str | None:
+    return _google_extra(value, "thought_signature")
+
+
+def _gemini_call_id(call: object) -> str | None:
+    """The id Gemini gave this tool call's functionCall, when deja marked one (a tool call
+    deja returned for a Gemini call that had an id); ``None`` for any other tool call."""
+    return _google_extra(call, _CALL_ID_KEY)
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """Where the request goes, for what depends on it: the endpoint kind and bare model."""
+
+    kind: EndpointKind
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """An earlier assistant tool call, for the tool message that answers it."""
+
+    name: str
+    gemini_id: str | None
 
 
 def _function_call(call: object, where: str) -> dict[str, Any]:
@@ -1845,18 +1913,59 @@ def _function_call(call: object, where: str) -> dict[str, Any]:
     name = function.get("name")
     if not isinstance(name, str) or not name:
         raise InvalidRequestError(f"{where}.function needs a name")
-    part: dict[str, Any] = {"functionCall": {"name": name, "args": parsed}}
+    body: dict[str, Any] = {"name": name, "args": parsed}
+    gemini_id = _gemini_call_id(call)
+    if gemini_id is not None:
+        body["id"] = gemini_id
+    part: dict[str, Any] = {"functionCall": body}
     signature = _signature_of(call)
     if signature is not None:
         part["thoughtSignature"] = signature
     return part
 
 
+def _response_media(
+    part: dict[str, Any], where: str, target: _Target, warnings: list[str]
+) -> dict[str, Any]:
+    """A media part of a tool result as a FunctionResponsePart (``inlineData`` or
+    ``fileData``, Google's FunctionResponseBlob / FunctionResponseFileData)."""
+    key = "inlineData" if "inlineData" in part else "fileData"
+    media = part[key]
+    if not isinstance(media, Mapping):
+        raise InvalidRequestError(f"{where}.{key} must be an object")
+    if key == "fileData" and target.kind == "google_ai":
+        # FunctionResponsePart.fileData is Vertex AI's only: the Gemini API's v1beta
+        # FunctionResponsePart has inline data alone (its SDKs: "not supported in Gemini API").
+        raise InvalidRequestError(
+            f"{where}: a tool result's media must be inline data (a data: URL) for Google AI "
+            f"models; {media.get('fileUri')!r} is a file URI, which Gemini's function "
+            "responses take on Vertex AI only"
+        )
+    extra = sorted(set(part) - {key, "cache_control"})
+    if extra:
+        warnings.append(
+            f"{where}: {', '.join(extra)} not sent: a function response part "
+            "holds inlineData or fileData only"
+        )
+    mime = media.get("mimeType")
+    if mime not in _FUNCTION_RESPONSE_MEDIA:
+        warnings.append(
+            f"{where}: {mime} is not a media type Gemini documents for function responses "
+            f"({', '.join(sorted(_FUNCTION_RESPONSE_MEDIA))}); sent anyway"
+        )
+    return {key: dict(media)}
+
+
 def _function_response(
-    message: Mapping[str, Any], names: Mapping[str, str], where: str
+    message: Mapping[str, Any],
+    calls: Mapping[str, _Call],
+    where: str,
+    target: _Target,
+    warnings: list[str],
 ) -> dict[str, Any]:
     call_id = message.get("tool_call_id")
-    name = names.get(call_id) if isinstance(call_id, str) else None
+    call = calls.get(call_id) if isinstance(call_id, str) else None
+    name = call.name if call is not None else None
     if name is None and isinstance(message.get("name"), str):
         name = message["name"]
     if name is None:
@@ -1865,9 +1974,30 @@ def _function_response(
             "Gemini needs the function's name"
         )
     content = message.get("content")
+    media: list[dict[str, Any]] = []
     if isinstance(content, list):
-        content = "".join(
-            str(p.get("text", "")) if isinstance(p, Mapping) else str(p) for p in content
+        texts: list[str] = []
+        for j, raw in enumerate(content):
+            here = f"{where}.content[{j}]"
+            part = _part(raw, here, warnings)
+            if part is None:
+                continue
+            if "inlineData" in part or "fileData" in part:
+                media.append(_response_media(part, here, target, warnings))
+            elif isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            else:
+                raise InvalidRequestError(
+                    f"{here}: a tool result holds text and media only, not "
+                    f"{', '.join(sorted(set(part) & _NATIVE_PART_KEYS))}"
+                )
+        content = "".join(texts)
+    if media and _NO_FUNCTION_RESPONSE_MEDIA.match(target.model.lower()):
+        kinds = ", ".join(sorted({str(next(iter(m.values())).get("mimeType")) for m in media}))
+        raise InvalidRequestError(
+            f"{where}: the tool result holds media ({kinds}), and {target.model} cannot take "
+            "media in a function response (Gemini documents multimodal function responses "
+            "for Gemini 3 models); use a Gemini 3 model, or send the media in a user message"
         )
     value: Any = content
     if isinstance(content, str):
@@ -1876,17 +2006,25 @@ def _function_response(
         except ValueError:
             value = content
     response = dict(value) if isinstance(value, Mapping) else {"content": value}
-    return {"functionResponse": {"name": name, "response": response}}
+    body: dict[str, Any] = {"name": name, "response": response}
+    if call is not None and call.gemini_id is not None:
+        body["id"] = call.gemini_id  # the matching functionCall carries it too
+    if media:
+        body["parts"] = media  # FunctionResponse.parts: Gemini 3's multimodal responses
+    return {"functionResponse": body}
 
 
 def _messages(
-    messages: Sequence[Any], boundary: tuple[int, int | None] | None, warnings: list[str]
+    messages: Sequence[Any],
+    boundary: tuple[int, int | None] | None,
+    target: _Target,
+    warnings: list[str],
 ) -> tuple[list[dict[str, Any]], list[_Unit]]:
     """(system parts, turn units) of ``messages``; units up to ``boundary`` (message index,
     content part or ``None`` for the whole message) are marked ``cached``."""
     system: list[dict[str, Any]] = []
     units: list[_Unit] = []
-    names: dict[str, str] = {}
+    calls: dict[str, _Call] = {}
     for i, message in enumerate(messages):
         where = f"messages[{i}]"
         if not isinstance(message, Mapping):
@@ -1909,10 +2047,12 @@ def _messages(
             for j, call in enumerate(message.get("tool_calls") or ()):
                 part = _function_call(call, f"{where}.tool_calls[{j}]")
                 if isinstance(call, Mapping) and isinstance(call.get("id"), str):
-                    names[call["id"]] = part["functionCall"]["name"]
+                    sent = part["functionCall"]
+                    calls[call["id"]] = _Call(sent["name"], sent.get("id"))
                 indexed.append((1 << 30, part))  # after every content part
         elif role == "tool":
-            turn, indexed = "user", [(0, _function_response(message, names, where))]
+            response = _function_response(message, calls, where, target, warnings)
+            turn, indexed = "user", [(0, response)]
         else:
             raise InvalidRequestError(f"{where}: unknown role {role!r}")
         if boundary is None or i > boundary[0]:
@@ -1989,6 +2129,13 @@ def _text_tokens(value: object, estimator: TokenEstimator) -> int:
             return estimator(value["text"])
         if "parts" in value and isinstance(value["parts"], list):
             return sum(_text_tokens(p, estimator) for p in value["parts"])
+        response = value.get("functionResponse")
+        if isinstance(response, Mapping) and isinstance(response.get("parts"), list):
+            # media in a function response count as media, not as their base64 text
+            rest = {k: v for k, v in response.items() if k != "parts"}
+            return _text_tokens({**value, "functionResponse": rest}, estimator) + sum(
+                _text_tokens(p, estimator) for p in response["parts"]
+            )
         return estimator(json.dumps(value, ensure_ascii=False, sort_keys=True))
     if isinstance(value, list):
         return sum(_text_tokens(v, estimator) for v in value)
