@@ -118,6 +118,107 @@ def test_calibrate_without_positives_says_recall_is_unmeasurable(
     assert "false-hit rate cannot" not in out
 
 
+# -- python -m deja.bench.semantic: the same files, the same errors --------------------------
+
+
+def _bench_fails(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """Run the bench entry point, expect exit status 2 and one error line; return it."""
+    from deja.bench.semantic import main as bench
+
+    try:
+        code = bench(argv)
+    except SystemExit as exc:
+        code = exc.code  # type: ignore[assignment]
+    captured = capsys.readouterr()
+    assert code == 2, captured.err
+    assert "Traceback" not in captured.err and not captured.out
+    return _error_line(captured.err)
+
+
+BENCH = "python -m deja.bench.semantic: error: "
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        None,  # missing
+        b"",
+        b"\n  \n",
+        b'{"a": "hello there", "b": "hi there", "same": true}\nnot json\n',
+        b'{"a": "x", "b": "y"}\n',
+        b"[1, 2]\n",
+        b'{"a": 1, "b": "y", "same": true}\n',
+        b"\xff\xfe\n",
+    ],
+)
+def test_bench_pairs_errors_are_those_of_calibrate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes | None
+) -> None:
+    path = tmp_path / "pairs.jsonl"
+    if content is not None:
+        path.write_bytes(content)
+    expected = _error_line(_fails(["calibrate", str(path)], capsys))
+    assert expected.startswith("deja: error: ")
+    for argv in (["--pairs", str(path)], ["--pairs", str(path), "--json"]):
+        line = _bench_fails(argv, capsys)
+        assert line == BENCH + expected.removeprefix("deja: error: ")
+
+
+def test_bench_pairs_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    line = _bench_fails(["--pairs", str(tmp_path)], capsys)
+    assert line.startswith(BENCH) and str(tmp_path) in line and "directory" in line
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (None, "No such file"),
+        (b"", "expected CSV columns"),
+        (b"question,label\nx,y\n", "expected CSV columns"),
+        (b"text,category\n", "no labelled queries"),
+        (b"text,category\n\xff\xfe,x\n", "not UTF-8"),
+    ],
+)
+def test_bench_stream_file_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes | None, says: str
+) -> None:
+    path = tmp_path / "queries.csv"
+    if content is not None:
+        path.write_bytes(content)
+    line = _bench_fails(["--stream", str(path)], capsys)
+    assert line.startswith(BENCH) and str(path) in line and says in line
+
+
+def test_bench_stream_reads_its_band_and_exclude_files_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    queries = tmp_path / "queries.csv"
+    queries.write_text("text,category\nhello,a\nhi,a\n")
+    band = tmp_path / "band.jsonl"
+    band.write_text("")
+    line = _bench_fails(["--stream", str(queries), "--band", str(band)], capsys)
+    assert line == f"{BENCH}{band}: no labelled pairs in the file"
+    band.write_text("oops\n")
+    line = _bench_fails(["--stream", str(queries), "--band", str(band)], capsys)
+    assert f"{band}:1: not valid JSON" in line
+    line = _bench_fails(["--stream", str(queries), "--exclude", str(tmp_path / "no")], capsys)
+    assert "cannot read pairs file" in line
+    exclude = tmp_path / "exclude.jsonl"
+    exclude.write_text(json.dumps({"a": "hello", "b": "hi", "same": True}) + "\n")
+    line = _bench_fails(["--stream", str(queries), "--exclude", str(exclude)], capsys)
+    assert "every query is in" in line
+
+
+def test_bench_option_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pairs = _write_pairs(tmp_path / "p.jsonl", [{"a": "x", "b": "y", "same": True}])
+    line = _bench_fails(["--pairs", str(pairs), "--write-verifiers", str(tmp_path / "no")], capsys)
+    assert "--write-verifiers" in line and "not a directory" in line
+    line = _bench_fails(["--pairs", str(pairs), "--index", "redis"], capsys)
+    assert line == BENCH + "--index redis needs --redis-url (a Redis with the RediSearch module)"
+    assert "--queries" in _bench_fails(["--stream", "q.csv", "--queries", "0"], capsys)
+    assert "--feedback" in _bench_fails(["--stream", "q.csv", "--feedback", "2"], capsys)
+
+
 # -- serve ----------------------------------------------------------------------------------
 
 

@@ -315,8 +315,8 @@ def test_deja_calibrate_cli(tmp_path: Any) -> None:
         timeout=120,
     )
     report = json.loads(out.stdout)
-    assert report["chosen"] is not None
-    assert report["chosen"]["false_hit_rate"] == 0
+    assert report["chosen"] is None  # a handful of pairs cannot show a false-hit rate of 0
+    assert report["lowest_within_target"]["false_hit_rate"] == 0
 
 
 def test_similarity_metrics_for_hits_and_near_misses(embedder: Any) -> None:

@@ -14,6 +14,8 @@ import pytest
 from deja.errors import ConfigError
 from deja.semantic.calibrate import (
     BAND_SCORES,
+    CalibrationReport,
+    EvalReport,
     LabelledPair,
     StreamReport,
     _fit_logistic,
@@ -26,6 +28,7 @@ from deja.semantic.calibrate import (
     fit_verifier,
     load_pairs,
     load_queries,
+    negatives_needed,
     neighbour_pairs,
     pair_matrix,
     pair_similarities,
@@ -72,8 +75,12 @@ def test_calibrate_sweeps_thresholds_through_the_check_path(embedder: Any) -> No
     assert report.chosen.recall == 1.0  # the guards and verifier catch every negative
     assert [r.threshold for r in report.rows] == sorted(r.threshold for r in report.rows)
     text = report.format()
-    assert "<- chosen" in text and "meets false-hit rate" in text
-    assert report.to_json()["chosen"]["recall"] == 1.0
+    # no false hit among 4 negatives is far from showing a false-hit rate of 0
+    assert not report.supported
+    assert "<- lowest within the target here" in text and "<- chosen" not in text
+    assert "meets false-hit rate" not in text and "no recommendation" in text
+    assert report.to_json()["lowest_within_target"]["recall"] == 1.0
+    assert report.to_json()["chosen"] is None and report.to_json()["supported"] is False
 
 
 def test_bare_embedding_serves_the_near_duplicates(embedder: Any) -> None:
@@ -436,3 +443,104 @@ def test_verifier_training_rows_pass_the_substitution_guard_as_serving_does(
         decide(0.9, p.b, p.a, threshold=0.7, word_similarity=words).passed_checks for p in pairs
     ]
     assert served == passed.tolist()
+
+
+# -- calibrate: how many pairs a target takes -------------------------------------------------
+
+
+def _report(target: float, positives: int, negatives: int, false_hits: int = 0) -> Any:
+    """A two-row report (0.50 and 0.90) whose 0.50 row is within ``target``."""
+    rows = tuple(
+        EvalReport(
+            pairs=positives + negatives,
+            threshold=t,
+            precision=1.0,
+            recall=1.0,
+            false_hit_rate=false_hits / negatives if negatives else math.nan,
+            hits=positives + false_hits,
+            true_hits=positives,
+            positives=positives,
+            negatives=negatives,
+        )
+        for t in (0.5, 0.9)
+    )
+    return CalibrationReport(target, rows, rows[0] if negatives else None)
+
+
+def test_negatives_needed_is_the_rule_of_three() -> None:
+    assert negatives_needed(0.01) == 300
+    assert negatives_needed(0.03) == 100  # 3 / 0.03 is 100.00000000000001 in floats
+    assert negatives_needed(0.05) == 60
+    assert negatives_needed(0.5) == 6
+    assert negatives_needed(0.0) is None  # no sample shows a rate of 0
+
+
+def test_a_pick_on_too_few_negatives_is_not_recommended() -> None:
+    """The audit's case: 7 pairs, 3 negatives, a 1% target, 0.50 picked."""
+    report = _report(0.01, positives=4, negatives=3)
+    assert report.chosen is not None and not report.supported
+    text = report.format()
+    assert "meets false-hit rate" not in text and "<- chosen" not in text
+    assert "0.500" in text and "<- lowest within the target here" in text
+    assert "3 here, at least 300 needed" in text and "rule of three" in text
+    assert "recall rests on only 4 positive pairs" in text and "at least 100" in text
+    last = text.splitlines()[-1]
+    assert last.startswith("no recommendation: threshold 0.500 is the lowest within 1.00%")
+    assert "have at least 300 negative pairs labelled" in last and "(0.70)" in last
+    data = report.to_json()
+    assert data["supported"] is False and data["negatives_needed"] == 300
+    assert data["negatives"] == 3 and data["positives"] == 4 and len(data["caveats"]) == 2
+    assert data["chosen"] is None  # a script taking "chosen" takes no unsupported pick
+    assert data["lowest_within_target"]["threshold"] == 0.5  # what the pairs say
+
+
+def test_one_negative_short_is_still_too_few() -> None:
+    assert not _report(0.01, positives=200, negatives=299).supported
+    assert _report(0.01, positives=200, negatives=300).supported
+
+
+def test_enough_pairs_meet_the_target_without_a_caveat() -> None:
+    report = _report(0.01, positives=100, negatives=300)
+    text = report.format()
+    assert report.supported and report.caveats() == []
+    assert "<- chosen" in text
+    assert text.splitlines()[-1].startswith("threshold 0.500 meets false-hit rate <= 1.00%")
+    assert report.to_json()["supported"] is True
+
+
+def test_few_positives_are_a_caveat_on_recall_not_on_the_target() -> None:
+    report = _report(0.05, positives=12, negatives=80)
+    text = report.format()
+    assert report.supported
+    assert "recall rests on only 12 positive pairs" in text
+    assert text.splitlines()[-1].startswith("threshold 0.500 meets false-hit rate <= 5.00%")
+
+
+def test_a_target_of_zero_is_never_shown() -> None:
+    report = _report(0.0, positives=100, negatives=10_000)
+    text = report.format()
+    assert not report.supported
+    assert "no number of pairs can show a false-hit rate of 0" in text and "0.0%" in text
+    assert "set a target above 0" in text.splitlines()[-1]
+
+
+def test_too_few_negatives_with_no_threshold_within_the_target() -> None:
+    report = _report(0.01, positives=4, negatives=3, false_hits=1)
+    report = CalibrationReport(0.01, report.rows, None)
+    text = report.format()
+    assert "at least 300 needed" in text
+    assert text.splitlines()[-1] == "no threshold keeps the false-hit rate at or below 1.00%"
+
+
+def test_deja_calibrate_on_a_handful_of_pairs_says_they_are_too_few(
+    pairs_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from deja.cli import main
+
+    assert main(["calibrate", str(pairs_file), "--max-false-hit-rate", "0.01"]) == 0
+    out = capsys.readouterr().out
+    assert "meets false-hit rate" not in out
+    assert "4 here, at least 300 needed" in out and "no recommendation" in out
+    assert main(["calibrate", str(pairs_file), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["supported"] is False and data["negatives_needed"] == 300

@@ -46,11 +46,15 @@ hits no more precisely than a lower threshold would.
 the wrong hits is reported by its user (``feedback(key, correct=False)``, drawn with
 ``--seed``), as a support bot's thumbs-down would: each report is a strike on the entry
 that answered, so the wrong answers it would have served later are not served.
+
+A file that cannot be read, a line that is not a labelled pair (read as ``deja calibrate``
+reads them), or a file with no pairs or queries is a one-line error and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import sys
@@ -59,10 +63,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from deja.errors import ConfigError, DejaError
 from deja.semantic.calibrate import (
     BAND_SCORES,
     SHIPPED_RECIPE,
     EvalReport,
+    LabelledPair,
     PairOutcome,
     PrecomputedEmbedder,
     StreamReport,
@@ -71,6 +77,7 @@ from deja.semantic.calibrate import (
     fit_shipped_verifiers,
     load_pairs,
     load_queries,
+    negatives_needed,
     neighbour_pairs,
     pair_similarities,
     score_pairs,
@@ -143,11 +150,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="retrain the shipped verifiers on these pairs and write their JSON files to DIR",
     )
     args = parser.parse_args(argv)
+    if args.queries < 1:
+        parser.error(f"--queries: expected a count >= 1, got {args.queries}")
+    for share in args.feedback:
+        if not 0.0 <= share <= 1.0:
+            parser.error(f"--feedback: expected a share between 0 and 1, got {share}")
+    try:
+        if args.write_verifiers and not Path(args.write_verifiers).is_dir():
+            raise ConfigError(f"--write-verifiers: {args.write_verifiers} is not a directory")
+        return _run(args)
+    except DejaError as exc:  # as `deja calibrate` reports it: one line, status 2
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     if args.stream:
         return _stream(args, threshold)
     started = time.perf_counter()
-    pairs = load_pairs(args.pairs)
+    pairs = _pairs(args.pairs)
     index = _index(args)
     from deja.semantic.embedders import LocalEmbedder
 
@@ -174,6 +196,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     best = _best_bare(outcomes, BARE_TARGET)
     if best is not None:
         print(_line(f"bare embedding, best at FHR <= {BARE_TARGET:.0%}", best))
+        needed = negatives_needed(BARE_TARGET)
+        if needed is not None and negatives < needed:
+            print(
+                f"  (only {negatives} negative {'pair' if negatives == 1 else 'pairs'} here:"
+                f" it takes at least {needed} to show a false-hit rate <= {BARE_TARGET:.0%},"
+                " see `deja calibrate`)"
+            )
     print(
         f"time: {elapsed:.1f} s ({embedded - started:.1f} s embedding,"
         f" {elapsed - (embedded - started):.1f} s checks)"
@@ -190,11 +219,14 @@ def _stream(args: argparse.Namespace, threshold: float) -> int:
     from deja.semantic.index import InProcessIndex
 
     started = time.perf_counter()
-    queries = load_queries(args.stream, seed=args.seed)
+    queries = _queries(args.stream, seed=args.seed)
     if args.exclude:
         seen = {text for pair in load_pairs(args.exclude) for text in (pair.a, pair.b)}
         queries = [q for q in queries if q[0] not in seen]
+        if not queries:
+            raise ConfigError(f"{args.stream}: every query is in {args.exclude}")
     queries = queries[: args.queries]
+    band = _pairs(args.band) if args.band else None  # read before the runs, not after
     shared = PrecomputedEmbedder(LocalEmbedder())
     shared.prepare(text for text, _ in queries)
     no_guards = GuardSettings.none()
@@ -220,18 +252,48 @@ def _stream(args: argparse.Namespace, threshold: float) -> int:
         cache = SemanticCache(embedder=shared, index=index, **options)
         report = score_stream(queries, cache=cache, report_wrong=share, seed=args.seed)
         print(_stream_line(label, report))
-    if args.band:
-        _band(args.band, queries, shared, threshold)
+    if band is not None:
+        _band(args.band, band, queries, shared, threshold)
     print(f"time: {time.perf_counter() - started:.1f} s")
     return 0
 
 
-def _band(path: str, queries: Sequence[tuple[str, str]], shared: Any, low: float) -> None:
+def _pairs(path: str) -> list[LabelledPair]:
+    """The labelled pairs of ``path``, read and checked as ``deja calibrate`` does:
+    :class:`ConfigError` for a file that cannot be read, a bad line, or no pairs."""
+    pairs = load_pairs(path)
+    if not pairs:
+        raise ConfigError(f"{path}: no labelled pairs in the file")
+    return pairs
+
+
+def _queries(path: str, *, seed: int) -> list[tuple[str, str]]:
+    """The labelled queries of the CSV file ``path`` (:func:`load_queries`), with the
+    errors of a file that cannot be read as a :class:`ConfigError`, as for pairs."""
+    try:
+        queries = load_queries(path, seed=seed)
+    except OSError as exc:
+        raise ConfigError(f"cannot read queries file {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from exc
+    except csv.Error as exc:
+        raise ConfigError(f"{path}: not a CSV file ({exc})") from exc
+    if not queries:
+        raise ConfigError(f"{path}: no labelled queries in the file")
+    return queries
+
+
+def _band(
+    path: str,
+    pairs: Sequence[LabelledPair],
+    queries: Sequence[tuple[str, str]],
+    shared: Any,
+    low: float,
+) -> None:
     from deja.semantic.verifier import Verifier
 
     verifier = Verifier.default_for(shared.id)
     high = min(verifier.trust_above, 1.0)
-    pairs = load_pairs(path)
     shared.prepare(t for p in pairs for t in (p.a, p.b))
     sims, _, _ = pair_similarities(pairs, embedder=shared)
     labelled = [(p, float(s)) for p, s in zip(pairs, sims, strict=True)]
@@ -311,7 +373,9 @@ def _budget(recipe: dict[str, Any]) -> str:
 def _index(args: argparse.Namespace) -> object:
     if args.index == "redis":
         if not args.redis_url:
-            raise SystemExit("--index redis needs --redis-url (a Redis with the RediSearch module)")
+            raise ConfigError(
+                "--index redis needs --redis-url (a Redis with the RediSearch module)"
+            )
         from deja.semantic.redis_index import RedisVectorIndex
 
         return RedisVectorIndex(

@@ -66,6 +66,7 @@ __all__ = [
     "fit_verifier",
     "load_pairs",
     "load_queries",
+    "negatives_needed",
     "neighbour_pairs",
     "pair_similarities",
     "rank_auc",
@@ -475,13 +476,36 @@ def evaluate_pairs(
     )
 
 
+MIN_POSITIVES = 100
+"""Positive pairs below which a report warns that recall is measured too coarsely: with
+100, its 95% margin is at most +-10 points (1.96 * sqrt(0.25 / 100))."""
+
+
+def negatives_needed(max_false_hit_rate: float) -> int | None:
+    """The negative pairs it takes for a sample to show a false-hit rate at most
+    ``max_false_hit_rate``: ``3 / rate`` (300 for 1%), ``None`` for a rate of 0 (no sample
+    shows that).
+
+    The rule of three: with no false hit among ``n`` negative pairs, the false-hit rate is
+    below ``3 / n`` at 95% confidence, and that is the best a sample of ``n`` can show.
+    With fewer than ``3 / rate``, even a flawless sample is consistent with a rate above
+    the target (one false hit among 3 negatives would be 33%). It is a minimum: a
+    threshold that serves some of the negatives needs more to be shown within the target.
+    """
+    if max_false_hit_rate <= 0:
+        return None
+    return math.ceil(3 / max_false_hit_rate - 1e-9)
+
+
 @dataclass(frozen=True, slots=True)
 class CalibrationReport:
     """Per-threshold figures and the threshold chosen for the target false-hit rate.
 
-    ``chosen`` is the lowest threshold (most recall) whose false-hit rate is at most
-    ``max_false_hit_rate``; ``None`` if none is (there were no negatives, or even the
-    strictest threshold served too many).
+    ``chosen`` is the lowest threshold (most recall) whose false-hit rate on these pairs is
+    at most ``max_false_hit_rate``; ``None`` if none is (there were no negatives, or even
+    the strictest threshold served too many). ``supported`` says whether the pairs hold
+    enough negatives to show that it meets the target (:func:`negatives_needed`): when
+    not, the report does not recommend it.
     """
 
     max_false_hit_rate: float
@@ -489,44 +513,123 @@ class CalibrationReport:
     chosen: EvalReport | None
     bare_rows: tuple[EvalReport, ...] = field(default=())
 
+    @property
+    def positives(self) -> int:
+        """Positive pairs (``"same": true``) scored."""
+        return self.rows[0].positives if self.rows else 0
+
+    @property
+    def negatives(self) -> int:
+        """Negative pairs (``"same": false``) scored."""
+        return self.rows[0].negatives if self.rows else 0
+
+    @property
+    def negatives_needed(self) -> int | None:
+        """Negative pairs it takes to show the target (:func:`negatives_needed`)."""
+        return negatives_needed(self.max_false_hit_rate)
+
+    @property
+    def supported(self) -> bool:
+        """Whether there is a ``chosen`` threshold and enough negatives to show that it
+        meets the target."""
+        needed = self.negatives_needed
+        return self.chosen is not None and needed is not None and self.negatives >= needed
+
+    def caveats(self) -> list[str]:
+        """What the pairs are too few to show, one sentence each."""
+        out: list[str] = []
+        positives, negatives = self.positives, self.negatives
+        if not positives:
+            out.append('recall cannot be measured without positive pairs ("same": true)')
+        elif positives < MIN_POSITIVES:
+            out.append(
+                f'recall rests on only {positives} positive pairs ("same": true), each'
+                f" {1 / positives:.1%} of it: at least {MIN_POSITIVES} are needed to"
+                " measure it within +-10 points (95% confidence)"
+            )
+        needed = self.negatives_needed
+        if not negatives:
+            out.append(
+                "the false-hit rate cannot be measured without negative pairs"
+                ' ("same": false), so no threshold can be chosen'
+            )
+        elif needed is None:
+            out.append(
+                "no number of pairs can show a false-hit rate of 0: with none served among n"
+                " negative pairs, it is only shown below 3/n at 95% confidence (the rule of"
+                f" three; {min(1.0, 3 / negatives):.1%} for these {negatives})"
+            )
+        elif negatives < needed:
+            out.append(
+                f'too few negative pairs ("same": false) to show a false-hit rate <='
+                f" {self.max_false_hit_rate:.2%}: {negatives} here, at least {needed} needed"
+                " (with no false hit among n negative pairs, the rate is below 3/n at 95%"
+                " confidence: the rule of three)"
+            )
+        return out
+
     def format(self) -> str:
-        """A plain-text table, the chosen threshold last."""
+        """A plain-text table, then what the pairs are too few to show, the chosen
+        threshold last."""
         lines = [
             f"{'threshold':>9}  {'precision':>9}  {'recall':>7}  {'false hits':>10}  {'hits':>5}"
         ]
+        supported = self.supported
         for r in self.rows:
-            mark = "  <- chosen" if self.chosen is not None and r is self.chosen else ""
+            mark = ""
+            if self.chosen is not None and r is self.chosen:
+                mark = "  <- chosen" if supported else "  <- lowest within the target here"
             lines.append(
                 f"{r.threshold:>9.3f}  {_pct(r.precision):>9}  {_pct(r.recall):>7}"
                 f"  {_pct(r.false_hit_rate):>10}  {r.hits:>5}{mark}"
             )
-        positives = self.rows[0].positives if self.rows else 0
-        negatives = self.rows[0].negatives if self.rows else 0
-        if not positives:
-            lines.append('recall cannot be measured without positive pairs ("same": true)')
-        if not negatives:
-            lines.append(
-                "the false-hit rate cannot be measured without negative pairs"
-                ' ("same": false), so no threshold can be chosen'
-            )
-        elif self.chosen is None:
+        lines.extend(self.caveats())
+        c = self.chosen
+        if not self.negatives:
+            pass  # said among the caveats
+        elif c is None:
             lines.append(
                 f"no threshold keeps the false-hit rate at or below {self.max_false_hit_rate:.2%}"
             )
-        else:
-            c = self.chosen
+        elif supported:
             lines.append(
                 f"threshold {c.threshold:.3f} meets false-hit rate <= "
                 f"{self.max_false_hit_rate:.2%}: precision {_pct(c.precision)},"
                 f" recall {_pct(c.recall)}, false-hit rate {_pct(c.false_hit_rate)}"
             )
+        else:
+            needed = self.negatives_needed
+            advice = (
+                "set a target above 0"
+                if needed is None
+                else f"have at least {needed} negative pairs labelled before changing the"
+                f" default threshold ({DEFAULT_THRESHOLD:.2f})"
+            )
+            within = (
+                "with no false hit" if needed is None else f"within {self.max_false_hit_rate:.2%}"
+            )
+            lines.append(
+                f"no recommendation: threshold {c.threshold:.3f} is the lowest {within}"
+                f" on these pairs (precision {_pct(c.precision)},"
+                f" recall {_pct(c.recall)}, false-hit rate {_pct(c.false_hit_rate)}), but"
+                f" {self.negatives} negative pairs cannot show that it meets the target: {advice}"
+            )
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
-        """The report as JSON-able data."""
+        """The report as JSON-able data: ``lowest_within_target`` is the lowest threshold
+        within the target on these pairs; ``chosen`` is the same, but only when
+        ``supported`` (enough pairs to show the target), else ``None``."""
+        lowest = self.chosen.to_json() if self.chosen is not None else None
         return {
             "max_false_hit_rate": self.max_false_hit_rate,
-            "chosen": self.chosen.to_json() if self.chosen is not None else None,
+            "chosen": lowest if self.supported else None,
+            "lowest_within_target": lowest,
+            "supported": self.supported,
+            "negatives": self.negatives,
+            "negatives_needed": self.negatives_needed,
+            "positives": self.positives,
+            "caveats": self.caveats(),
             "rows": [r.to_json() for r in self.rows],
         }
 

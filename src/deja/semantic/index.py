@@ -26,6 +26,7 @@ import importlib.util
 import json
 import logging
 import math
+import operator
 import os
 import re
 import threading
@@ -54,8 +55,9 @@ _RERANK_EXTRA = 12
 _RELINK_K = 8
 _RELINK_EXPANSION = 32
 
-# how long, and how many, removals a saved index remembers (so that a save merging another
-# process's index does not bring back what one of them removed)
+# how long, and how many, removals an index remembers (so that a save merging another
+# process's index does not bring back what one of them removed); past the count, the oldest
+# are let go (see InProcessIndex._prune_tombstones)
 _TOMBSTONE_SECONDS = 7 * 86400.0
 _MAX_TOMBSTONES = 200_000
 
@@ -306,7 +308,12 @@ class InProcessIndex:
     later event winning: an entry added later replaces an older one of the same id, and a
     removal (``remove``, a forgotten entry, ``remove_scope``, ``clear``, an eviction) later
     than an add keeps the entry out, so a merge never brings back what another process
-    removed. Removals are remembered for 7 days (at most 200,000). The strikes one process
+    removed. Removals are remembered for 7 days (at most 200,000, the oldest let go first).
+    An index not loaded, saved nor synced yet remembers only about ``max_entries`` of them
+    (the latest): one that is never saved has no use for them, and one saved later, which
+    cannot tell which older ones it removed, takes in no other process's entry added
+    before the latest removal it let go (in an index that keeps evicting, such an entry is
+    older than all it holds: it would be evicted again at once). The strikes one process
     gave an entry since it last wrote are added to the count the others wrote. Entries
     taken in keep their age (the oldest is still evicted first).
     """
@@ -346,8 +353,15 @@ class InProcessIndex:
         self._next_label = 1
         self._next_purge = float("-inf")
         self.evictions = 0
-        # id -> wall-clock time of its removal (see save)
+        # id -> wall-clock time of its removal (see save), oldest first while ordered (the
+        # removals of this index are stamped in order; those taken in may be out of order)
         self._tombstones: dict[str, float] = {}
+        self._tombstones_ordered = True
+        self._newest_tombstone = -math.inf
+        # not loaded, saved nor synced yet: remembers fewer removals (_tombstone_bounds)
+        self._detached = True
+        # a merge takes in no entry added up to this time (removals let go while detached)
+        self._removed_before = -math.inf
         # the base this index last loaded, wrote or took in (None: none yet), where and
         # which file, and the deltas of that base it has taken in or written
         self._generation: str | None = None
@@ -440,11 +454,38 @@ class InProcessIndex:
         self._pending.removed.difference_update(ids)
 
     def _forget(self, ids: Any, when: float) -> None:
-        """Tombstones for entries this index removed (another process's are not pending)."""
+        """Tombstones for entries this index removed (another process's are not pending),
+        kept within their bound (:meth:`_prune_tombstones`)."""
+        tombstones, pending = self._tombstones, self._pending
+        if when < self._newest_tombstone:  # after one taken in from a clock ahead of this one
+            self._tombstones_ordered = False
+        self._newest_tombstone = max(self._newest_tombstone, when)
         for id in ids:
-            self._tombstones[id] = when
-            self._pending.removed.add(id)
-            self._pending.added.discard(id)
+            tombstones.pop(id, None)  # inserted again last: the table stays in time order
+            tombstones[id] = when
+            pending.removed.add(id)
+            pending.added.discard(id)
+            pending.struck.discard(id)
+        keep, most = self._tombstone_bounds()
+        if len(tombstones) > most:
+            self._prune_tombstones(when, keep)
+
+    def _tombstone_bounds(self) -> tuple[int, int]:
+        """How many removals this index remembers: at most the second number (200,000;
+        about ``max_entries`` while it is detached, see the class docstring), and the
+        first once it let the oldest go. The table is rebuilt (one pass over it) once in
+        a while, not at every removal."""
+        keep = _MAX_TOMBSTONES - _MAX_TOMBSTONES // 16
+        if self._detached and self.max_entries is not None:
+            # no fewer than max_entries: a merge then refuses only entries older than all
+            # an index that keeps evicting holds (see _prune_tombstones)
+            keep = min(keep, self.max_entries)
+        return keep, min(_MAX_TOMBSTONES, keep + keep // 16)
+
+    def _attach(self) -> None:
+        """Note that this index is loaded, saved or synced (the caller holds the lock): it
+        remembers removals up to the full bound from now on."""
+        self._detached = False
 
     def _insert(self, scope: str, ids: list[str], vectors: Any, metas: list[_Meta]) -> None:
         matrix = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -615,6 +656,8 @@ class InProcessIndex:
         """
         root = Path(path)
         root.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            self._attach()
         with _locked(root, exclusive=True):
             if merge:
                 self._take_in(root)
@@ -639,6 +682,8 @@ class InProcessIndex:
             )
         if quiet and not self._unapplied(root):
             return False
+        with self._lock:
+            self._attach()
         root.mkdir(parents=True, exist_ok=True)
         with _locked(root, exclusive=True):
             took, usable = self._take_in(root)
@@ -666,6 +711,10 @@ class InProcessIndex:
                 self._scopes = scopes
                 self._next_label = int(manifest["next_label"])
                 self._tombstones = _tombstones(manifest)
+                self._tombstones_ordered = False
+                self._newest_tombstone = max(self._tombstones.values(), default=-math.inf)
+                self._removed_before = -math.inf  # what it removed is replaced anyway
+                self._attach()
                 self._in_step(root, stat, manifest.get("generation", ""))
                 self._pending = _Pending()
                 # a torn base of an older version: the next sync writes a whole new one
@@ -929,12 +978,19 @@ class InProcessIndex:
         wait for one small batch of graph inserts, not for the whole merge."""
         now = self._clock()
         with self._lock:
+            if self._removed_before < now - _TOMBSTONE_SECONDS:
+                self._removed_before = -math.inf  # as old as the removals let go by age
             for id, when in _tombstones(doc).items():
                 mine = self._meta.get(id)
                 if mine is not None and when >= mine.added:
                     self._remove(id)
                 if id not in self._meta and when > self._tombstones.get(id, -math.inf):
                     self._tombstones[id] = when
+                    self._tombstones_ordered = False
+                    self._newest_tombstone = max(self._newest_tombstone, when)
+            keep, most = self._tombstone_bounds()
+            if len(self._tombstones) > most:
+                self._prune_tombstones(now, keep)
         taken: list[str] = []
         for item in doc["scopes"]:
             # which entries to take: compared a few thousand at a time under the lock
@@ -985,6 +1041,8 @@ class InProcessIndex:
         mine = self._meta.get(id)
         if mine is not None and mine.added >= theirs.added:
             return False
+        if mine is None and theirs.added <= self._removed_before:
+            return False  # it may be one of the removals let go (see _prune_tombstones)
         return self._tombstones.get(id, -math.inf) < theirs.added
 
     def _reorder(self, taken: list[str]) -> None:
@@ -1067,7 +1125,7 @@ class InProcessIndex:
                     "metas": meta_of,
                 }
             )
-        self._prune_tombstones()
+        self._prune_tombstones(self._clock(), self._tombstone_bounds()[1])
         manifest = {
             "format": _FORMAT,
             "version": _FORMAT_VERSION,
@@ -1100,12 +1158,31 @@ class InProcessIndex:
             item["payloads"] = [m.payload for m in metas]
             item["added"] = [m.added for m in metas]
 
-    def _prune_tombstones(self) -> None:
-        oldest = self._clock() - _TOMBSTONE_SECONDS
-        kept = sorted(
-            ((when, id) for id, when in self._tombstones.items() if when >= oldest), reverse=True
-        )[:_MAX_TOMBSTONES]
-        self._tombstones = {id: when for when, id in kept}
+    def _prune_tombstones(self, now: float, keep: int) -> None:
+        """Let go of the removals older than 7 days, then of the oldest past ``keep`` (the
+        caller holds the lock); their pending removals go too (a delta writes only the
+        remembered ones). A detached index then takes in no entry of another process added
+        before the latest removal it let go (:meth:`_newer`), for 7 days: it could be one
+        of them (the ones let go by age are as old as what an attached index forgets)."""
+        tombstones = self._tombstones
+        if not self._tombstones_ordered:  # stable: ties keep their order
+            tombstones = dict(sorted(tombstones.items(), key=operator.itemgetter(1)))
+        horizon = now - _TOMBSTONE_SECONDS
+        cut = len(tombstones) - keep
+        items = iter(tombstones.items())
+        kept: dict[str, float] = {}
+        for id, when in items:  # the oldest first: only those let go are walked here
+            if cut <= 0 and when >= horizon:
+                kept[id] = when
+                break
+            cut -= 1
+            self._pending.removed.discard(id)
+            if self._detached:
+                self._removed_before = max(self._removed_before, when)
+        kept.update(items)  # the rest, in one pass
+        self._tombstones = kept
+        self._tombstones_ordered = True
+        self._newest_tombstone = next(reversed(kept.values()), -math.inf)
 
     # -- internals --------------------------------------------------------------------
 
@@ -1126,6 +1203,10 @@ class InProcessIndex:
 
     def _remove(self, id: str) -> None:
         meta = self._meta.pop(id)
+        # nothing of it is left to write (an expired entry purged leaves no tombstone, and
+        # would otherwise stay pending until a save: forever in an index never saved)
+        self._pending.added.discard(id)
+        self._pending.struck.discard(id)
         s = self._scopes[meta.scope]
         s.own()
         row = s.row_of.pop(id)
