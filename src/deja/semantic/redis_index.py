@@ -32,6 +32,15 @@ case by default, so the stored value is the scope with ``%``, ``|`` and whitespa
 percent-encoded (``""`` becomes ``%``) and the fields are ``CASESENSITIVE``; in queries
 every ASCII punctuation and blank is backslash-escaped.
 
+Bulk removal (:meth:`RedisVectorIndex.remove_scope`, :meth:`RedisVectorIndex.clear`): a
+deleted hash is also dropped from the HNSW graph, synchronously, at about 0.1 to 1 ms per
+vector (more with a larger ``dim`` or ``m``), so a bulk removal never sends one big command.
+The keys are found in pages of 500 (an ``FT.AGGREGATE`` cursor, or ``SCAN``) and deleted by
+``UNLINK`` commands sent one after the other, each sized from the time the previous ones took
+to last about a tenth of ``op_timeout``. They are not pipelined: the server runs the commands
+it reads in one go before it replies, so a pipeline's first reply waits for several of them.
+A removal of 100k entries takes tens of seconds overall, no command more than a few tens of ms.
+
 Only standalone Redis (or Valkey with the RediSearch module) is supported: RediSearch on
 a Redis Cluster needs the coordinator of Redis Enterprise/Stack, which redis-py's cluster
 client cannot drive, so a cluster URL, ``startup_nodes``/``cluster=True`` or a server that
@@ -42,6 +51,7 @@ defaults are strict (250 ms per command and to connect, no retries).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -58,7 +68,12 @@ _CLUSTER_MESSAGE = (
     "RediSearch vector indexes need a standalone Redis (or Valkey) server with the "
     "RediSearch module, not a Redis Cluster"
 )
-_PAGE = 500
+_PAGE = 500  # rows per FT.AGGREGATE cursor read, keys per SCAN (a hint to the server)
+_FIRST_BATCH = 16  # keys in the first UNLINK of a bulk removal; then sized by the time taken
+_MAX_BATCH = 1000
+_BATCH_SHARE = 0.1  # the share of op_timeout one UNLINK of a bulk removal aims at
+_CURSOR_IDLE_MS = 60_000  # a cursor left behind by a failed removal is dropped after this
+_MAX_PASSES = 8  # remove_scope passes (each re-reads the scope) before it returns
 _MAX_FETCH = 10_000
 _FIELDS = ("dist", "payload", "expires", "strikes")
 # add delta to an existing entry's strikes, never below 0; -1 when there is no entry
@@ -113,6 +128,22 @@ def _positive(value: float, what: str) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise ValueError(f"{what} must be a positive number of seconds, not {value!r}")
     return float(value)
+
+
+class _Batches:
+    """The size of the next ``UNLINK`` of one bulk removal: the number of keys that should
+    take ``budget`` seconds, by the time the previous ones took (a full batch may grow at
+    most 4x; a slow one shrinks at once)."""
+
+    def __init__(self, budget: float) -> None:
+        self.budget = budget
+        self.size = _FIRST_BATCH
+
+    def took(self, keys: int, seconds: float) -> None:
+        if keys < 1 or (keys < self.size and seconds <= self.budget):
+            return  # a short, fast batch (the end of a page) tells nothing about the rate
+        fit = int(keys * self.budget / max(seconds, 1e-6))
+        self.size = max(1, min(fit, self.size * 4, _MAX_BATCH))
 
 
 def _is_cluster_url(url: str) -> bool:
@@ -192,6 +223,7 @@ class RedisVectorIndex:
         self._own_client = client is None
         self._lock = threading.Lock()
         self._ready = False
+        self._unlink_command = "UNLINK"  # DEL on a server without UNLINK (Redis < 4)
 
     def __repr__(self) -> str:
         parts = urlsplit(self._url)
@@ -380,40 +412,128 @@ class RedisVectorIndex:
     def remove_scope(self, scope: str) -> int:
         """Remove every entry of ``scope`` and of its sub-scopes (``scope/...``).
 
-        A top-level scope (no ``/``) is matched by the ``root`` tag; a deeper one by the
-        exact ``scope`` tag plus a prefix match on ``scope/`` (RediSearch expands a prefix
-        to at most ``MAXEXPANSIONS`` tag values, 200 by default, per query: the loop below
-        repeats the query until nothing matches).
+        The entries are read from an ``FT.AGGREGATE`` cursor over the scope's ``root`` tag
+        (500 per read) and deleted as they come (see the module doc). A top-level scope (no
+        ``/``) is the whole root; for a deeper one the stored ``scope`` of each entry of the
+        root is compared here: a prefix query (``@scope:{a/b/*}``) cannot be used, since
+        RediSearch expands it to the first ``MAXEXPANSIONS`` tag values (200 by default),
+        emptied ones included until its garbage collector runs, so a scope of more sub-scopes
+        than that would never be emptied. The pass is repeated until one finds nothing: a
+        garbage collection during a cursor can make it skip a few entries. Entries added
+        meanwhile may stay. Returns the number of entries removed.
         """
-        if "/" in scope:
-            query = (
-                f"@scope:{{{escape_tag(tag_value(scope))}}}"
-                f" | @scope:{{{escape_tag(tag_value(scope + '/'))}*}}"
-            )
+        root = _root(scope)
+        query = f"@root:{{{escape_tag(tag_value(root))}}}"
+        if scope == root:
+            load: tuple[str, ...] = ("@__key",)
+            wanted: Callable[[dict[str, Any]], bool] | None = None
         else:
-            query = f"@root:{{{escape_tag(tag_value(scope))}}}"
+            exact, below = tag_value(scope), tag_value(scope + "/")
+
+            def wanted(row: dict[str, Any]) -> bool:
+                value = row.get("scope")
+                if value is None:
+                    return False
+                stored = _text(value)
+                return stored == exact or stored.startswith(below)
+
+            load = ("@__key", "@scope")
+        batches = _Batches(self._op_timeout * _BATCH_SHARE)
         removed = 0
-        while True:
-            reply = self._run(
-                "FT.SEARCH", self.index_name, query, "NOCONTENT", "LIMIT", 0, _PAGE, "DIALECT", 2
-            )
-            keys = _keys_of(reply)
-            if not keys:
-                return removed
-            removed += int(self._call("DEL", *keys))
+        idle = 0
+        for _ in range(_MAX_PASSES):
+            found, gone = self._remove_pass(query, load, wanted, batches)
+            removed += gone
+            if found == 0:
+                break
+            # keys found but not removed (expired meanwhile): once more, then give up
+            idle = idle + 1 if gone == 0 else 0
+            if idle >= 2:
+                break
+        return removed
+
+    def _remove_pass(
+        self,
+        query: str,
+        load: tuple[str, ...],
+        wanted: Callable[[dict[str, Any]], bool] | None,
+        batches: _Batches,
+    ) -> tuple[int, int]:
+        """One cursor pass over ``query``: (keys found, keys removed)."""
+        reply = self._run(
+            "FT.AGGREGATE", self.index_name, query,
+            "LOAD", len(load), *load,
+            "WITHCURSOR", "COUNT", _PAGE, "MAXIDLE", _CURSOR_IDLE_MS,
+            "DIALECT", 2,
+        )  # fmt: skip
+        found = removed = 0
+        cursor = 0
+        try:
+            while True:
+                rows, cursor = _cursor_page(reply)
+                keys = [
+                    row["__key"]
+                    for row in rows
+                    if row.get("__key") is not None and (wanted is None or wanted(row))
+                ]
+                found += len(keys)
+                removed += self._unlink(keys, batches)
+                if not cursor:
+                    return found, removed
+                try:
+                    reply = self._redis().execute_command(
+                        "FT.CURSOR", "READ", self.index_name, cursor, "COUNT", _PAGE
+                    )
+                except Exception as exc:
+                    if "cursor not found" not in str(exc).lower():
+                        raise self._translate(exc) from exc
+                    # idle past MAXIDLE (or the server restarted): counted as found, so
+                    # that another pass reads the rest
+                    cursor = 0
+                    return max(found, 1), removed
+        except BaseException:
+            if cursor:  # free the server's cursor now rather than after MAXIDLE
+                with contextlib.suppress(Exception):
+                    self._redis().execute_command("FT.CURSOR", "DEL", self.index_name, cursor)
+            raise
 
     def clear(self) -> int:
-        """Remove this index's entries (keys under ``key_prefix``; never FLUSHALL)."""
+        """Remove this index's entries: every key under ``key_prefix`` (``SCAN``, then
+        ``UNLINK`` in small batches; never FLUSHALL)."""
         self._ensure()
         pattern = _escape_glob(self.key_prefix) + "*"
+        prefix = self.key_prefix.encode()
+        batches = _Batches(self._op_timeout * _BATCH_SHARE)
         removed = 0
         cursor: Any = 0
         while True:
-            cursor, keys = self._call("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
-            if keys:
-                removed += int(self._call("UNLINK", *keys))
+            cursor, keys = self._call("SCAN", cursor, "MATCH", pattern, "COUNT", _PAGE)
+            mine = [k for k in keys if _raw(k).startswith(prefix)]
+            removed += self._unlink(mine, batches)
             if int(cursor) == 0:
                 return removed
+
+    def _unlink(self, keys: Sequence[Any], batches: _Batches) -> int:
+        """Delete ``keys`` by commands of ``batches.size`` keys, one after the other."""
+        removed = 0
+        start = 0
+        while start < len(keys):
+            chunk = keys[start : start + batches.size]
+            began = time.monotonic()
+            removed += self._unlink_chunk(chunk)
+            batches.took(len(chunk), time.monotonic() - began)
+            start += len(chunk)
+        return removed
+
+    def _unlink_chunk(self, keys: Sequence[Any]) -> int:
+        if self._unlink_command == "UNLINK":
+            try:
+                return int(self._redis().execute_command("UNLINK", *keys))
+            except Exception as exc:
+                if "unknown command" not in str(exc).lower():
+                    raise self._translate(exc) from exc
+                self._unlink_command = "DEL"
+        return int(self._call("DEL", *keys))
 
     # -- reads --------------------------------------------------------------------------
 
@@ -527,11 +647,24 @@ def _results(reply: dict[Any, Any]) -> list[Any]:
     return list(found or [])
 
 
-def _keys_of(reply: Any) -> list[bytes | str]:
-    """The keys of a NOCONTENT FT.SEARCH reply (RESP2 or RESP3)."""
-    if isinstance(reply, dict):
-        return [r.get(b"id", r.get("id")) for r in _results(reply)]
-    return list(reply[1:])
+def _raw(key: bytes | str) -> bytes:
+    return key if isinstance(key, bytes) else key.encode()
+
+
+def _cursor_page(reply: Any) -> tuple[list[dict[str, Any]], int]:
+    """The rows (loaded fields by str name, values as returned) and the cursor id (0 at
+    the end) of an ``FT.AGGREGATE ... WITHCURSOR`` or ``FT.CURSOR READ`` reply."""
+    page, cursor = reply[0], int(reply[1])
+    rows: list[dict[str, Any]] = []
+    if isinstance(page, dict):  # RESP3
+        for result in _results(page):
+            attrs = result.get(b"extra_attributes", result.get("extra_attributes", {}))
+            rows.append({_text(k): v for k, v in attrs.items()})
+        return rows, cursor
+    for flat in list(page)[1:]:  # RESP2: [total, [field, value, ...], ...]
+        items = list(flat)
+        rows.append({_text(items[i]): items[i + 1] for i in range(0, len(items) - 1, 2)})
+    return rows, cursor
 
 
 def _field(name: str, value: Any) -> Any:
