@@ -207,3 +207,48 @@ async def test_a_plain_call_shares_an_identical_stream_in_flight() -> None:
     streamed = "".join(c["choices"][0]["delta"].get("content") or "" for c in first + rest)
     assert result.response["choices"][0]["message"]["content"] == streamed
     assert result.response["object"] == "chat.completion"
+
+
+async def test_a_plain_call_asks_for_itself_when_the_stream_cannot_be_assembled() -> None:
+    cache = deja.AsyncCache()
+
+    def odd(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {**_chunk(1), "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    async def open_stream() -> AsyncIterator[dict[str, Any]]:
+        async def chunks() -> AsyncIterator[dict[str, Any]]:
+            yield odd({"role": "assistant", "content": "Par", "reasoning": "thinking"})
+            await asyncio.sleep(0.05)
+            yield odd({"content": "is", "reasoning": {"summary": "x"}})  # changes type
+            yield odd({}, "stop")
+
+        return chunks()
+
+    async def call() -> dict[str, Any]:
+        return {
+            "id": "x",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "gpt-4o",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "Paris"},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+        }
+
+    stream = await cache.stream(chat_request(), open_stream)
+    reading = asyncio.ensure_future(_drain(stream))
+    await asyncio.sleep(0.01)
+    result = await cache.fetch(chat_request(), call)
+    assert result.info.status == "miss"
+    assert result.response is not None
+    assert result.response["choices"][0]["message"]["content"] == "Paris"
+    assert len(await reading) == 3  # the stream's own reader gets every chunk
+
+
+async def _drain(stream: AsyncCachedStream) -> list[dict[str, Any]]:
+    return [chunk async for chunk in stream]

@@ -37,17 +37,42 @@ def loaded(path: Path, clock: FakeClock) -> InProcessIndex:
     return index
 
 
-def test_an_index_never_saved_remembers_about_max_entries_removals(clock: FakeClock) -> None:
+def test_an_index_never_saved_remembers_no_eviction(clock: FakeClock) -> None:
     index = InProcessIndex(dim=16, max_entries=32, clock=clock)
     churn(index, clock, range(5000))
     assert len(index) == 32 and index.evictions == 5000 - 32
-    # 32 to 34 of them (pruned once in a while, not at every removal), the latest ones
-    assert 32 <= len(index._tombstones) <= 34
-    assert "e4967" in index._tombstones and "e0" not in index._tombstones
-    assert index._pending.removed == set(index._tombstones)
+    assert not index._tombstones and not index._pending.removed
     assert not index._pending.added - set(index._meta)
-    # what a later merge would refuse for the removals let go is older than all it holds
-    assert index._removed_before < min(meta.added for meta in index._meta.values())
+    # what it removes otherwise is remembered
+    assert index.remove("e4999")
+    assert list(index._tombstones) == ["e4999"]
+
+
+def test_a_clear_before_the_first_save_keeps_other_processes_entries(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    # (a regression of a bound on removals that made a merge refuse older entries)
+    other = InProcessIndex(dim=16, max_entries=None, clock=clock)
+    for i in range(5):
+        other.add(f"b{i}", vec(i), scope="s")
+    other.save(tmp_path)
+    clock.advance(1)
+    mine = InProcessIndex(dim=16, max_entries=10, clock=clock)
+    churn(mine, clock, range(20), prefix="a")
+    mine.clear()
+    mine.save(tmp_path)
+    assert sorted(loaded(tmp_path, clock)._meta) == [f"b{i}" for i in range(5)]
+
+
+def test_removals_before_the_first_save_keep_to_the_bound(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(index_module, "_MAX_TOMBSTONES", 64)
+    index = InProcessIndex(dim=16, max_entries=None, clock=clock)
+    churn(index, clock, range(1000))
+    index.clear()
+    assert 60 <= len(index._tombstones) <= 64
+    assert index._pending.removed == set(index._tombstones)
 
 
 def test_a_saved_index_keeps_at_most_the_bound_the_oldest_let_go_first(
@@ -69,14 +94,14 @@ def test_a_saved_index_keeps_at_most_the_bound_the_oldest_let_go_first(
     assert sorted(doc) == sorted(kept)
 
 
-def test_removals_are_let_go_after_seven_days(clock: FakeClock) -> None:
+def test_removals_are_let_go_after_seven_days(tmp_path: Path, clock: FakeClock) -> None:
     index = InProcessIndex(dim=16, max_entries=8, clock=clock)
     churn(index, clock, range(8))
     assert index.remove("e0") and index.remove("e1")
     clock.advance(8 * DAY)
-    churn(index, clock, range(100, 120))  # evictions: the pruning drops the old ones
-    assert "e0" not in index._tombstones and "e1" not in index._tombstones
-    assert len(index._tombstones) <= 8
+    assert index.remove("e2")
+    index.save(tmp_path)  # a full save keeps the last 7 days' removals only
+    assert sorted(index._tombstones) == ["e2"]
 
 
 def test_the_oldest_are_let_go_first_also_when_taken_in_out_of_order(
@@ -123,40 +148,6 @@ def test_a_removal_before_the_first_save_is_not_brought_back_by_its_merge(
     assert "x" not in loaded(tmp_path, clock)
 
 
-def test_removals_let_go_before_the_first_save_still_keep_older_entries_out(
-    tmp_path: Path, clock: FakeClock
-) -> None:
-    """An index that is not saved yet remembers only its latest removals: when it is saved
-    later, the entries added before the latest one it let go are not taken in (one of them
-    could be what it removed); those added after it are."""
-    other = InProcessIndex(dim=16, max_entries=None, clock=clock)
-    other.add("x", vec(1), scope="s", payload="other's")
-    other.add("old", vec(2), scope="s")
-    other.save(tmp_path)
-    clock.advance(1)
-    mine = InProcessIndex(dim=16, max_entries=4, clock=clock)
-    mine.add("x", vec(1), scope="s", payload="mine")
-    assert mine.remove("x")  # then many evictions: this removal is let go
-    churn(mine, clock, range(100), prefix="m")
-    assert "x" not in mine._tombstones and len(mine._tombstones) <= 5
-    clock.advance(1)
-    newer = InProcessIndex(dim=16, max_entries=None, clock=clock)
-    newer.load(tmp_path)
-    newer.add("new", vec(3), scope="s")
-    newer.save(tmp_path)
-    mine.save(tmp_path)
-    assert "x" not in mine and "old" not in mine  # "old": older than all mine holds
-    assert "new" in mine
-    assert "x" not in loaded(tmp_path, clock)
-    # after 7 days, as an attached index forgets its removals, older entries come in again
-    clock.advance(8 * DAY)
-    newer.sync(tmp_path)
-    newer.add("x", vec(1), scope="s", payload="again")
-    newer.sync(tmp_path)
-    mine.sync(tmp_path)
-    assert mine.search(vec(1), scope="s", k=1)[0].payload == "again"
-
-
 def test_a_saved_index_has_its_full_bound_and_no_cut_off(tmp_path: Path, clock: FakeClock) -> None:
     """Once loaded, saved or synced, an index remembers up to the full bound (it shares a
     directory: the others' entries are taken in as before)."""
@@ -164,7 +155,6 @@ def test_a_saved_index_has_its_full_bound_and_no_cut_off(tmp_path: Path, clock: 
     index.save(tmp_path)
     churn(index, clock, range(200))
     assert len(index._tombstones) == 196
-    assert index._removed_before == float("-inf")
 
 
 def test_expired_entries_purged_do_not_stay_pending(clock: FakeClock) -> None:

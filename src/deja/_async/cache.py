@@ -45,7 +45,7 @@ from deja.request import Request
 from deja.result import CacheInfo, CacheResult, CacheStats, CacheStatus
 from deja.semantic.scope import without_final_text
 from deja.stores.base import Locking, SharedValues, Store, TagIndex, validate_ttl
-from deja.streaming import StreamAssembler, replay_chunks
+from deja.streaming import StreamAssembler, StreamFormatError, replay_chunks
 
 if TYPE_CHECKING:
     from deja.prices import PriceTable
@@ -509,6 +509,8 @@ class AsyncCache:
         try:
             async for chunk in reader:
                 assembler.add(chunk)
+        except StreamFormatError:
+            return None  # an answer the stream's readers get, but no whole one: ask for it
         finally:
             await reader.aclose()
         if not assembler.complete:

@@ -46,7 +46,7 @@ from deja.request import Request
 from deja.result import CacheInfo, CacheResult, CacheStats, CacheStatus
 from deja.semantic.scope import without_final_text
 from deja.stores.base import Locking, SharedValues, Store, TagIndex, validate_ttl
-from deja.streaming import StreamAssembler, replay_chunks
+from deja.streaming import StreamAssembler, StreamFormatError, replay_chunks
 
 if TYPE_CHECKING:
     from deja.prices import PriceTable
@@ -508,6 +508,8 @@ class Cache:
         try:
             for chunk in reader:
                 assembler.add(chunk)
+        except StreamFormatError:
+            return None  # an answer the stream's readers get, but no whole one: ask for it
         finally:
             reader.close()
         if not assembler.complete:

@@ -309,11 +309,9 @@ class InProcessIndex:
     removal (``remove``, a forgotten entry, ``remove_scope``, ``clear``, an eviction) later
     than an add keeps the entry out, so a merge never brings back what another process
     removed. Removals are remembered for 7 days (at most 200,000, the oldest let go first).
-    An index not loaded, saved nor synced yet remembers only about ``max_entries`` of them
-    (the latest): one that is never saved has no use for them, and one saved later, which
-    cannot tell which older ones it removed, takes in no other process's entry added
-    before the latest removal it let go (in an index that keeps evicting, such an entry is
-    older than all it holds: it would be evicted again at once). The strikes one process
+    An index not loaded, saved nor synced yet remembers no eviction (an index that is never
+    saved would hold nothing but those; a merge takes such an entry in among the oldest,
+    where the bound evicts it again), only what it removed otherwise. The strikes one process
     gave an entry since it last wrote are added to the count the others wrote. Entries
     taken in keep their age (the oldest is still evicted first).
     """
@@ -358,10 +356,8 @@ class InProcessIndex:
         self._tombstones: dict[str, float] = {}
         self._tombstones_ordered = True
         self._newest_tombstone = -math.inf
-        # not loaded, saved nor synced yet: remembers fewer removals (_tombstone_bounds)
+        # not loaded, saved nor synced yet: its evictions leave no tombstone (_bound)
         self._detached = True
-        # a merge takes in no entry added up to this time (removals let go while detached)
-        self._removed_before = -math.inf
         # the base this index last loaded, wrote or took in (None: none yet), where and
         # which file, and the deltas of that base it has taken in or written
         self._generation: str | None = None
@@ -453,10 +449,18 @@ class InProcessIndex:
         self._pending.added.update(ids)
         self._pending.removed.difference_update(ids)
 
-    def _forget(self, ids: Any, when: float) -> None:
+    def _forget(self, ids: Any, when: float, *, evicted: bool = False) -> None:
         """Tombstones for entries this index removed (another process's are not pending),
-        kept within their bound (:meth:`_prune_tombstones`)."""
+        kept within their bound (:meth:`_prune_tombstones`). An index never loaded, saved
+        nor synced keeps none for what it ``evicted``: a merge would take such an entry in
+        among the oldest, where the bound evicts it again, and an index that is never
+        saved (a cache in memory) would otherwise fill its table with evictions only."""
         tombstones, pending = self._tombstones, self._pending
+        if evicted and self._detached:
+            for id in ids:
+                pending.added.discard(id)
+                pending.struck.discard(id)
+            return
         if when < self._newest_tombstone:  # after one taken in from a clock ahead of this one
             self._tombstones_ordered = False
         self._newest_tombstone = max(self._newest_tombstone, when)
@@ -471,20 +475,15 @@ class InProcessIndex:
             self._prune_tombstones(when, keep)
 
     def _tombstone_bounds(self) -> tuple[int, int]:
-        """How many removals this index remembers: at most the second number (200,000;
-        about ``max_entries`` while it is detached, see the class docstring), and the
-        first once it let the oldest go. The table is rebuilt (one pass over it) once in
-        a while, not at every removal."""
+        """How many removals this index remembers: at most the second number (200,000),
+        and the first once it let the oldest go. The table is rebuilt (one pass over it)
+        once in a while, not at every removal."""
         keep = _MAX_TOMBSTONES - _MAX_TOMBSTONES // 16
-        if self._detached and self.max_entries is not None:
-            # no fewer than max_entries: a merge then refuses only entries older than all
-            # an index that keeps evicting holds (see _prune_tombstones)
-            keep = min(keep, self.max_entries)
-        return keep, min(_MAX_TOMBSTONES, keep + keep // 16)
+        return keep, keep + keep // 16
 
     def _attach(self) -> None:
-        """Note that this index is loaded, saved or synced (the caller holds the lock): it
-        remembers removals up to the full bound from now on."""
+        """Note that this index is loaded, saved or synced (the caller holds the lock): its
+        evictions leave tombstones from now on."""
         self._detached = False
 
     def _insert(self, scope: str, ids: list[str], vectors: Any, metas: list[_Meta]) -> None:
@@ -713,7 +712,6 @@ class InProcessIndex:
                 self._tombstones = _tombstones(manifest)
                 self._tombstones_ordered = False
                 self._newest_tombstone = max(self._tombstones.values(), default=-math.inf)
-                self._removed_before = -math.inf  # what it removed is replaced anyway
                 self._attach()
                 self._in_step(root, stat, manifest.get("generation", ""))
                 self._pending = _Pending()
@@ -978,8 +976,6 @@ class InProcessIndex:
         wait for one small batch of graph inserts, not for the whole merge."""
         now = self._clock()
         with self._lock:
-            if self._removed_before < now - _TOMBSTONE_SECONDS:
-                self._removed_before = -math.inf  # as old as the removals let go by age
             for id, when in _tombstones(doc).items():
                 mine = self._meta.get(id)
                 if mine is not None and when >= mine.added:
@@ -1041,8 +1037,6 @@ class InProcessIndex:
         mine = self._meta.get(id)
         if mine is not None and mine.added >= theirs.added:
             return False
-        if mine is None and theirs.added <= self._removed_before:
-            return False  # it may be one of the removals let go (see _prune_tombstones)
         return self._tombstones.get(id, -math.inf) < theirs.added
 
     def _reorder(self, taken: list[str]) -> None:
@@ -1161,9 +1155,7 @@ class InProcessIndex:
     def _prune_tombstones(self, now: float, keep: int) -> None:
         """Let go of the removals older than 7 days, then of the oldest past ``keep`` (the
         caller holds the lock); their pending removals go too (a delta writes only the
-        remembered ones). A detached index then takes in no entry of another process added
-        before the latest removal it let go (:meth:`_newer`), for 7 days: it could be one
-        of them (the ones let go by age are as old as what an attached index forgets)."""
+        remembered ones)."""
         tombstones = self._tombstones
         if not self._tombstones_ordered:  # stable: ties keep their order
             tombstones = dict(sorted(tombstones.items(), key=operator.itemgetter(1)))
@@ -1177,8 +1169,6 @@ class InProcessIndex:
                 break
             cut -= 1
             self._pending.removed.discard(id)
-            if self._detached:
-                self._removed_before = max(self._removed_before, when)
         kept.update(items)  # the rest, in one pass
         self._tombstones = kept
         self._tombstones_ordered = True
@@ -1238,7 +1228,7 @@ class InProcessIndex:
         while len(self._meta) > limit:
             oldest = next(iter(self._meta))
             self._remove(oldest)
-            self._forget([oldest], self._stamp())
+            self._forget([oldest], self._stamp(), evicted=True)
             self.evictions += 1
 
     def _purge_locked(self) -> int:
