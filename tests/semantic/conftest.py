@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import importlib.util
+import itertools
 import shutil
 import tempfile
 import threading
@@ -135,3 +136,24 @@ def make_index(request: pytest.FixtureRequest, clock: FakeClock) -> Callable[...
         return factory(dim, clock)
 
     return make
+
+
+_index_names = itertools.count()
+
+
+def redis_index(server: Any, label: str, **options: Any) -> Any:
+    """A RedisVectorIndex of 8-d vectors on ``server`` under a name and key prefix of its
+    own (``<label>-<n>``), with generous timeouts unless ``options`` say otherwise."""
+    from deja.semantic.redis_index import RedisVectorIndex
+
+    n = next(_index_names)
+    given: dict[str, Any] = {
+        "url": server.url,
+        "dim": 8,
+        "index_name": f"{label}-{n}",
+        "key_prefix": f"{label}-{n}:",
+        "op_timeout": 2.0,
+        "connect_timeout": 2.0,
+    }
+    given.update(options)
+    return RedisVectorIndex(**given)

