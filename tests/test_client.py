@@ -137,6 +137,14 @@ def test_timeout_and_connection_errors(server: FakeOpenAIServer) -> None:
     assert retrying.completion(model="gpt-4o", messages=MESSAGES).cache.status == "miss"
 
 
+def test_a_stream_that_stalls_past_the_timeout_is_a_timeout() -> None:
+    with FakeOpenAIServer(chunk_delay=1.0) as slow:
+        client = make_client(slow)
+        stream = client.completion(model="gpt-4o", messages=MESSAGES, stream=True, timeout=0.3)
+        with pytest.raises(deja.UpstreamTimeoutError, match=r"sent nothing within 0\.3 s"):
+            list(stream)
+
+
 def test_embeddings_are_cached_per_item(server: FakeOpenAIServer) -> None:
     client = make_client(server)
     first = client.embedding(model="text-embedding-3-small", input=["a", "b", "c"])

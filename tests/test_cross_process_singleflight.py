@@ -71,3 +71,38 @@ def test_upstream_errors_release_the_lock() -> None:
     with pytest.raises(deja.ServerError):
         cache.fetch(chat_request(), failing)
     assert store._locks == {}
+
+
+async def test_a_leader_cancelled_after_taking_the_lock_releases_it() -> None:
+    import asyncio
+
+    class SlowReads(LockingMemoryStore):
+        slow = False
+
+        async def aget(self, key: str) -> bytes | None:
+            if self.slow:
+                await asyncio.sleep(5)  # the re-read after the lock is taken
+            return await super().aget(key)
+
+    store = SlowReads()
+    cache = deja.AsyncCache(store=store)
+    key = cache.key(chat_request())
+
+    async def upstream() -> dict[str, Any]:
+        return chat_response()
+
+    original = store.alock
+
+    async def lock_then_slow(name: str, *, ttl: float) -> str | None:
+        token = await original(name, ttl=ttl)
+        store.slow = True
+        return token
+
+    store.alock = lock_then_slow  # type: ignore[method-assign]
+    leading = asyncio.ensure_future(cache.fetch(chat_request(), upstream))
+    await asyncio.sleep(0.1)
+    assert store._locks  # held while it reads the store again
+    leading.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await leading
+    assert key + ":lock" not in store._locks  # the others need not wait out its TTL

@@ -571,7 +571,11 @@ class AsyncCache:
                 return None, None
             if token is not None:
                 # the holder may have stored the answer just before releasing the lock
-                again = await self._lookup(key, ctl)
+                try:
+                    again = await self._lookup(key, ctl)
+                except BaseException:  # cancelled: the others must not wait out the TTL
+                    await self._unlock(key, token)
+                    raise
                 if again.entry is not None:
                     await self._unlock(key, token)
                     return None, again

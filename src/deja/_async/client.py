@@ -1580,6 +1580,13 @@ class AsyncClient:
                         seen = True
                         finished = finished or (openai_chunks and finishes(event))
                         yield event
+            except httpx2.TimeoutException as exc:
+                shown = redact_url(url)
+                raise UpstreamTimeoutError(
+                    f"stream from {shown} sent nothing within {timeout} s: {exc}",
+                    provider=provider,
+                    url=shown,
+                ) from exc
             except httpx2.TransportError as exc:
                 shown = redact_url(url)
                 raise UpstreamConnectionError(

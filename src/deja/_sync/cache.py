@@ -570,7 +570,11 @@ class Cache:
                 return None, None
             if token is not None:
                 # the holder may have stored the answer just before releasing the lock
-                again = self._lookup(key, ctl)
+                try:
+                    again = self._lookup(key, ctl)
+                except BaseException:  # cancelled: the others must not wait out the TTL
+                    self._unlock(key, token)
+                    raise
                 if again.entry is not None:
                     self._unlock(key, token)
                     return None, again
