@@ -30,6 +30,7 @@ __all__ = [
     "AsyncHTTP",
     "AsyncHTTPResponse",
     "ChunkStream",
+    "HTTPAnswer",
     "SyncChunkStream",
     "SyncHTTP",
     "SyncHTTPResponse",
@@ -38,8 +39,8 @@ __all__ = [
 ]
 
 
-class AsyncHTTPResponse(Protocol):
-    """What the client reads from a response."""
+class HTTPAnswer(Protocol):
+    """What the client reads from a response whose body is read (sync or async)."""
 
     @property
     def status_code(self) -> int: ...
@@ -49,6 +50,11 @@ class AsyncHTTPResponse(Protocol):
     def content(self) -> bytes: ...
     @property
     def text(self) -> str: ...
+
+
+class AsyncHTTPResponse(HTTPAnswer, Protocol):
+    """What the client reads from a response."""
+
     async def aread(self) -> bytes: ...
     async def aclose(self) -> None: ...
     def aiter_bytes(self) -> AsyncIterator[bytes]: ...

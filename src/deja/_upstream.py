@@ -1,21 +1,40 @@
 """Upstream helpers both clients share (:class:`deja.AsyncClient` and its generated sync
 twin :class:`deja.Client`), kept here once: what a streamed answer that carried no event
-was, whether an OpenAI chunk ends a choice, and the once-per-process log of what a
-provider adapter could not do for a request.
+was, whether an OpenAI chunk ends a choice, the once-per-process log of what a provider
+adapter could not do for a request, the body sent to an OpenAI-compatible upstream, the
+typed error of an error answer, and how long an upstream asks to wait.
 """
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
-from deja.errors import ProviderError
+from deja._transport import HTTPAnswer
+from deja.errors import (
+    InvalidRequestError,
+    ProviderError,
+    RateLimitError,
+    provider_error_for_status,
+)
 
-__all__ = ["NOT_A_STREAM_BYTES", "finishes", "not_a_stream", "warn_once"]
+__all__ = [
+    "AUTOMATIC_CACHING",
+    "NOT_A_STREAM_BYTES",
+    "compatible_payload",
+    "encoded",
+    "error_for",
+    "finishes",
+    "not_a_stream",
+    "asked_delay",
+    "warn_once",
+]
 
 logger = logging.getLogger("deja.client")
 
@@ -64,3 +83,140 @@ def not_a_stream(start: bytes, headers: Mapping[str, str], provider: str) -> Pro
         f"{' or more' if len(start) >= NOT_A_STREAM_BYTES else ''})",
         provider=provider,
     )
+
+
+# Providers that cache prompts by themselves and take no cache_control markers: the
+# markers (and the seed's top-level ``cache_control=True`` for DeepSeek) are not sent.
+AUTOMATIC_CACHING = frozenset({"openai", "azure", "deepseek"})
+
+# Cache markers providers that cache by themselves do not take: Anthropic's ``cache_control``
+# and the ``"cached": True`` flag LiteLLM's guide puts on OpenAI messages and parts.
+_MARKERS = ("cache_control", "cached")
+
+
+def _marked(value: Any) -> bool:
+    return isinstance(value, Mapping) and any(m in value for m in _MARKERS)
+
+
+def _unmarked(value: Any) -> Any:
+    if _marked(value):
+        return {k: v for k, v in value.items() if k not in _MARKERS}
+    return value
+
+
+def compatible_payload(
+    provider: str, payload: dict[str, Any], client_points: Sequence[Mapping[str, Any]] = ()
+) -> dict[str, Any]:
+    """``payload`` for an OpenAI-compatible upstream, without deja-only fields.
+
+    ``cache_control_injection_points`` is configuration, never sent (nor placed: deja places
+    breakpoints in Anthropic, Bedrock and Gemini requests; a gateway such as OpenRouter gets
+    the markers a caller wrote, and a warning says the points were not placed). For providers that
+    cache automatically (:data:`AUTOMATIC_CACHING`) every cache marker goes
+    (``cache_control``, LiteLLM's ``"cached": True``): on the body, messages, content parts
+    and tools (OpenAI rejects unknown fields).
+    """
+    points = payload.pop("cache_control_injection_points", None) or client_points
+    if provider not in AUTOMATIC_CACHING:
+        if points:
+            warn_once(
+                provider,
+                [
+                    "cache_control_injection_points are placed for anthropic/, bedrock/, "
+                    "gemini/ and vertex_ai/ models only; this request went as written "
+                    "(mark the messages with cache_control yourself to send breakpoints)"
+                ],
+            )
+        return payload
+    payload.pop("cache_control", None)
+    messages = []
+    for original in payload.get("messages") or ():
+        message = _unmarked(original)
+        content = message.get("content") if isinstance(message, Mapping) else None
+        if isinstance(content, list) and any(_marked(part) for part in content):
+            message = {**message, "content": [_unmarked(part) for part in content]}
+        messages.append(message)
+    payload["messages"] = messages
+    if isinstance(payload.get("tools"), list):
+        payload["tools"] = [_unmarked(tool) for tool in payload["tools"]]
+    return payload
+
+
+def encoded(payload: Any) -> bytes:
+    """The JSON body sent upstream; one JSON cannot encode (nested deeper than 254 levels,
+    which the cache key's fields are refused for already) is the caller's error."""
+    try:
+        return orjson.dumps(payload)
+    except orjson.JSONEncodeError as exc:
+        raise InvalidRequestError(f"the request cannot be sent as JSON: {exc}") from None
+
+
+def asked_delay(headers: Mapping[str, str], body: object = None) -> float | None:
+    """Seconds the upstream asks to wait: its ``retry-after-ms`` / ``retry-after`` header,
+    else a Google error body's ``RetryInfo`` detail (``"retryDelay": "36s"``)."""
+    found = _header_retry_after(headers)
+    return found if found is not None else _retry_info(body)
+
+
+def _retry_info(body: object) -> float | None:
+    error = body.get("error") if isinstance(body, Mapping) else None
+    details = error.get("details") if isinstance(error, Mapping) else None
+    for detail in details if isinstance(details, list) else ():
+        if not isinstance(detail, Mapping) or not str(detail.get("@type", "")).endswith(
+            "google.rpc.RetryInfo"
+        ):
+            continue
+        delay = detail.get("retryDelay")
+        if isinstance(delay, str) and delay.endswith("s"):
+            try:
+                return max(0.0, float(delay[:-1]))
+            except ValueError:
+                return None
+    return None
+
+
+def _header_retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value) if value else None
+        if when is None:
+            return None
+        return max(0.0, when.timestamp() - time.time())
+
+
+def error_for(response: HTTPAnswer, provider: str) -> ProviderError:
+    """The typed error for an upstream's error answer (its body read)."""
+    try:
+        body: Any = orjson.loads(response.content) if response.content else None
+    except orjson.JSONDecodeError:
+        body = response.text
+    message = f"upstream answered {response.status_code}"
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        message = f"{message}: {body['error'].get('message', '')}".rstrip(": ")
+    elif isinstance(body, dict) and isinstance(
+        text := body.get("message", body.get("Message")), str
+    ):  # AWS's errors; a refused Bedrock API key says "Message"
+        kind = response.headers.get("x-amzn-errortype", "").split(":", 1)[0]
+        message = f"{message}: {kind + ': ' if kind else ''}{text}"
+    elif isinstance(body, str) and body:
+        message = f"{message}: {body[:200]}"
+    cls = provider_error_for_status(response.status_code)
+    if cls is RateLimitError:
+        return RateLimitError(
+            message,
+            status_code=response.status_code,
+            body=body,
+            provider=provider,
+            retry_after=asked_delay(response.headers, body),
+        )
+    return cls(message, status_code=response.status_code, body=body, provider=provider)

@@ -337,6 +337,24 @@ class PriceTable:
         uncached = self.cost(model, plain)
         return None if uncached is None else uncached - actual
 
+    def provider_cache_effect(
+        self, model: str, usage: Mapping[str, object]
+    ) -> tuple[float | None, float | None]:
+        """What the provider's prompt cache did to one response's cost, in two parts that
+        only grow (counters cannot go down): what its reads saved (the usage priced as if
+        nothing was written, against every prompt token at the input price) and what its
+        writes cost above input (the real cost minus the unwritten one). One answer may
+        do both; net saving = saved - premium. ``None`` for a part that cannot be priced."""
+        unwritten = {
+            key: value
+            for key, value in usage.items()
+            if key not in ("cache_creation_input_tokens", "cache_creation")
+        }
+        saved = self.provider_cache_savings(model, unwritten)
+        cost, base = self.cost(model, usage), self.cost(model, unwritten)
+        premium = None if cost is None or base is None else cost - base
+        return saved, premium
+
 
 def _regional_claude(bedrock_id: str, name: str) -> bool:
     """Whether Bedrock id ``bedrock_id`` (of model ``name``) is Claude 4.5 or later called

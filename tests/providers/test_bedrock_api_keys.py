@@ -388,7 +388,7 @@ async def test_a_proxy_deployment_passes_its_key_through(
 
 
 def test_aws_capitalized_error_message_is_read() -> None:
-    from deja._async.client import _error_for
+    from deja._upstream import error_for
 
     # what Bedrock answers a refused API key with: "Message", not "message"
     answer = httpx2.Response(
@@ -396,7 +396,7 @@ def test_aws_capitalized_error_message_is_read() -> None:
         json={"Message": "Authentication failed: Please make sure your API Key is valid."},
         headers={"x-amzn-errortype": "AccessDeniedException:http://internal.amazon.com/"},
     )
-    error = _error_for(answer, "bedrock")
+    error = error_for(answer, "bedrock")
     assert isinstance(error, PermissionDeniedError)
     assert str(error) == (
         "upstream answered 403: AccessDeniedException: Authentication failed: Please make "

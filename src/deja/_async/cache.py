@@ -43,7 +43,7 @@ from deja.metrics import Metrics, NullMetrics
 from deja.policy import AdmissionPolicy, age, expiry, is_fresh, resolve_ttl
 from deja.request import Request
 from deja.result import CacheInfo, CacheResult, CacheStats, CacheStatus
-from deja.semantic.scope import without_final_text
+from deja.semantic.scope import builder_context
 from deja.stores.base import Locking, SharedValues, Store, TagIndex, validate_ttl
 from deja.streaming import StreamAssembler, StreamFormatError, replay_chunks
 
@@ -313,16 +313,9 @@ class AsyncCache:
         return lookup, threshold
 
     def _context_key(self, request: Request, namespace: str | None) -> str | None:
-        """What a custom key builder keys for ``request`` beyond its prompt (its key for
-        the request without the final text), so that the semantic tier keeps apart what
-        the builder keeps apart (a user id in the metadata...); ``None`` without one."""
-        if self.key_builder is None or request.kind != "chat" or not request.messages:
-            return None
-        return make_key(
-            without_final_text(request),
-            key_prefix=self.key_prefix,
-            namespace=namespace,
-            builder=self.key_builder,
+        """See :func:`deja.semantic.scope.builder_context`."""
+        return builder_context(
+            request, key_prefix=self.key_prefix, namespace=namespace, builder=self.key_builder
         )
 
     def _namespace(self, ctl: CacheControl) -> str | None:

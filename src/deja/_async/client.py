@@ -12,7 +12,6 @@ generated from it by scripts/unasync.py.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import functools
 import hashlib
 import logging
@@ -34,7 +33,16 @@ from deja._async.embeddings import acached_embeddings, embedding_items
 from deja._async.singleflight import AsyncSingleFlight
 from deja._async.streams import AsyncCachedStream, aopen_uncached
 from deja._transport import AsyncHTTP, AsyncHTTPResponse, ChunkStream, async_http_client
-from deja._upstream import NOT_A_STREAM_BYTES, finishes, not_a_stream, warn_once
+from deja._upstream import (
+    NOT_A_STREAM_BYTES,
+    asked_delay,
+    compatible_payload,
+    encoded,
+    error_for,
+    finishes,
+    not_a_stream,
+    warn_once,
+)
 from deja.controls import CacheControl
 from deja.errors import (
     ConfigError,
@@ -44,7 +52,6 @@ from deja.errors import (
     RateLimitError,
     UpstreamConnectionError,
     UpstreamTimeoutError,
-    provider_error_for_status,
 )
 from deja.metrics import Metrics, NullMetrics
 from deja.prices import packaged_prices
@@ -116,9 +123,6 @@ _REFUSED_CACHE_SECONDS = 600.0
 _AWS_CREDENTIALS_SECONDS = 300.0
 # Call options naming SigV4 credentials: explicit, they win over AWS_BEARER_TOKEN_BEDROCK.
 _AWS_SIGNING_OPTIONS = ("aws_access_key_id", "aws_secret_access_key", "aws_profile_name")
-# Providers that cache prompts by themselves and take no cache_control markers: the
-# markers (and the seed's top-level ``cache_control=True`` for DeepSeek) are not sent.
-_AUTOMATIC_CACHING = frozenset({"openai", "azure", "deepseek"})
 # Statuses worth retrying: the request may well succeed a moment later.
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})  # 529: Anthropic overloaded
 # Body fields that configure the call rather than the request sent upstream.
@@ -252,138 +256,6 @@ class EventDecoder(Protocol):
     """Turns a streamed body's bytes, as they arrive, into the events they complete."""
 
     def feed(self, data: bytes) -> Sequence[Any]: ...
-
-
-# Cache markers providers that cache by themselves do not take: Anthropic's ``cache_control``
-# and the ``"cached": True`` flag LiteLLM's guide puts on OpenAI messages and parts.
-_MARKERS = ("cache_control", "cached")
-
-
-def _marked(value: Any) -> bool:
-    return isinstance(value, Mapping) and any(m in value for m in _MARKERS)
-
-
-def _unmarked(value: Any) -> Any:
-    if _marked(value):
-        return {k: v for k, v in value.items() if k not in _MARKERS}
-    return value
-
-
-def _compatible_payload(
-    provider: str, payload: dict[str, Any], client_points: Sequence[Mapping[str, Any]] = ()
-) -> dict[str, Any]:
-    """``payload`` for an OpenAI-compatible upstream, without deja-only fields.
-
-    ``cache_control_injection_points`` is configuration, never sent (nor placed: deja places
-    breakpoints in Anthropic, Bedrock and Gemini requests; a gateway such as OpenRouter gets
-    the markers a caller wrote, and a warning says the points were not placed). For providers that
-    cache automatically (:data:`_AUTOMATIC_CACHING`) every cache marker goes
-    (``cache_control``, LiteLLM's ``"cached": True``): on the body, messages, content parts
-    and tools (OpenAI rejects unknown fields).
-    """
-    points = payload.pop("cache_control_injection_points", None) or client_points
-    if provider not in _AUTOMATIC_CACHING:
-        if points:
-            warn_once(
-                provider,
-                [
-                    "cache_control_injection_points are placed for anthropic/, bedrock/, "
-                    "gemini/ and vertex_ai/ models only; this request went as written "
-                    "(mark the messages with cache_control yourself to send breakpoints)"
-                ],
-            )
-        return payload
-    payload.pop("cache_control", None)
-    messages = []
-    for original in payload.get("messages") or ():
-        message = _unmarked(original)
-        content = message.get("content") if isinstance(message, Mapping) else None
-        if isinstance(content, list) and any(_marked(part) for part in content):
-            message = {**message, "content": [_unmarked(part) for part in content]}
-        messages.append(message)
-    payload["messages"] = messages
-    if isinstance(payload.get("tools"), list):
-        payload["tools"] = [_unmarked(tool) for tool in payload["tools"]]
-    return payload
-
-
-def _encoded(payload: Any) -> bytes:
-    """The JSON body sent upstream; one JSON cannot encode (nested deeper than 254 levels,
-    which the cache key's fields are refused for already) is the caller's error."""
-    try:
-        return orjson.dumps(payload)
-    except orjson.JSONEncodeError as exc:
-        raise InvalidRequestError(f"the request cannot be sent as JSON: {exc}") from None
-
-
-def _retry_after(response: AsyncHTTPResponse, body: object = None) -> float | None:
-    """Seconds the upstream asks to wait: its ``retry-after-ms`` / ``retry-after`` header,
-    else a Google error body's ``RetryInfo`` detail (``"retryDelay": "36s"``)."""
-    found = _header_retry_after(response)
-    return found if found is not None else _retry_info(body)
-
-
-def _retry_info(body: object) -> float | None:
-    error = body.get("error") if isinstance(body, Mapping) else None
-    details = error.get("details") if isinstance(error, Mapping) else None
-    for detail in details if isinstance(details, list) else ():
-        if not isinstance(detail, Mapping) or not str(detail.get("@type", "")).endswith(
-            "google.rpc.RetryInfo"
-        ):
-            continue
-        delay = detail.get("retryDelay")
-        if isinstance(delay, str) and delay.endswith("s"):
-            try:
-                return max(0.0, float(delay[:-1]))
-            except ValueError:
-                return None
-    return None
-
-
-def _header_retry_after(response: AsyncHTTPResponse) -> float | None:
-    value = response.headers.get("retry-after-ms")
-    if value is not None:
-        try:
-            return max(0.0, float(value) / 1000)
-        except ValueError:
-            pass
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        when = email.utils.parsedate_to_datetime(value) if value else None
-        if when is None:
-            return None
-        return max(0.0, when.timestamp() - time.time())
-
-
-def _error_for(response: AsyncHTTPResponse, provider: str) -> ProviderError:
-    try:
-        body: Any = orjson.loads(response.content) if response.content else None
-    except orjson.JSONDecodeError:
-        body = response.text
-    message = f"upstream answered {response.status_code}"
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        message = f"{message}: {body['error'].get('message', '')}".rstrip(": ")
-    elif isinstance(body, dict) and isinstance(
-        text := body.get("message", body.get("Message")), str
-    ):  # AWS's errors; a refused Bedrock API key says "Message"
-        kind = response.headers.get("x-amzn-errortype", "").split(":", 1)[0]
-        message = f"{message}: {kind + ': ' if kind else ''}{text}"
-    elif isinstance(body, str) and body:
-        message = f"{message}: {body[:200]}"
-    cls = provider_error_for_status(response.status_code)
-    if cls is RateLimitError:
-        return RateLimitError(
-            message,
-            status_code=response.status_code,
-            body=body,
-            provider=provider,
-            retry_after=_retry_after(response, body),
-        )
-    return cls(message, status_code=response.status_code, body=body, provider=provider)
 
 
 class AsyncChatCompletionStream:
@@ -878,7 +750,7 @@ class AsyncClient:
             wire = self._anthropic_request(payload, url_base, api_key, extra_headers)
             data = await self._post(wire.url, wire.json, wire.headers, timeout, provider)
             return self._account(provider, self._anthropic.parse_response(data))
-        payload = _compatible_payload(provider, payload, self.injection_points)
+        payload = compatible_payload(provider, payload, self.injection_points)
         headers = self._headers(provider, api_key, extra_headers)
         url = self._url(provider, url_base, payload, "/chat/completions")
         data = await self._post(url, payload, headers, timeout, provider)
@@ -897,25 +769,13 @@ class AsyncClient:
         if tokens.write:
             metrics.provider_cached_tokens(provider, "write", tokens.write)
         if tokens.read or tokens.write:
-            model = f"{provider}/{response.get('model')}"
             prices = (self.cache.prices if self.cache is not None else None) or packaged_prices()
-            # Two counters, as counters cannot go down: what the reads saved (the usage priced
-            # as if nothing was written) and what the writes cost above input (the real cost
-            # minus that). One answer may do both; net saving = saved - premium.
-            unwritten = {
-                key: value
-                for key, value in usage.items()
-                if key not in ("cache_creation_input_tokens", "cache_creation")
-            }
-            if tokens.read:
-                saved = prices.provider_cache_savings(model, unwritten)
-                if saved is not None:
-                    metrics.provider_cache_saved(provider, saved)
-            if tokens.write:
-                cost = prices.cost(model, usage)
-                base = prices.cost(model, unwritten)
-                if cost is not None and base is not None:
-                    metrics.provider_cache_write_premium(provider, cost - base)
+            model = f"{provider}/{response.get('model')}"
+            saved, premium = prices.provider_cache_effect(model, usage)
+            if tokens.read and saved is not None:
+                metrics.provider_cache_saved(provider, saved)
+            if tokens.write and premium is not None:
+                metrics.provider_cache_write_premium(provider, premium)
         return response
 
     def _metrics(self) -> Metrics:
@@ -965,7 +825,7 @@ class AsyncClient:
             wire = self._anthropic_request(payload, url_base, api_key, extra_headers)
             events = await self._open_stream(wire.url, wire.json, wire.headers, timeout, provider)
             return self._translated(provider, events, self._anthropic.stream_translator())
-        payload = _compatible_payload(provider, payload, self.injection_points)
+        payload = compatible_payload(provider, payload, self.injection_points)
         options = payload.get("stream_options") or {}
         # deja always asks for usage, to price and store the answer; the caller gets the
         # usage chunk only if it asked for it
@@ -1454,13 +1314,13 @@ class AsyncClient:
                 if stream:
                     await response.aread()
                     await response.aclose()
-                error = _error_for(response, provider)
+                error = error_for(response, provider)
                 if response.status_code not in _RETRY_STATUSES:
                     raise error
                 retry_after = (
                     error.retry_after
                     if isinstance(error, RateLimitError)
-                    else _retry_after(response)
+                    else asked_delay(response.headers)
                 )
                 if retry_after is not None and retry_after > _MAX_RETRY_AFTER:
                     raise error  # the upstream asks for longer than a caller should block
@@ -1494,7 +1354,7 @@ class AsyncClient:
         method: str = "POST",
     ) -> tuple[dict[str, Any], Mapping[str, str]]:
         """:meth:`_post`, with the answer's headers."""
-        content = payload if isinstance(payload, bytes) else _encoded(payload)
+        content = payload if isinstance(payload, bytes) else encoded(payload)
         response = await self._send(
             url, content, headers, timeout, provider, stream=False, method=method
         )
@@ -1557,7 +1417,7 @@ class AsyncClient:
         framing: Callable[[], EventDecoder],
         openai_chunks: bool = False,
     ) -> tuple[Mapping[str, str], ChunkStream]:
-        content = payload if isinstance(payload, bytes) else _encoded(payload)
+        content = payload if isinstance(payload, bytes) else encoded(payload)
         response = await self._send(url, content, headers, timeout, provider, stream=True)
 
         async def chunks() -> ChunkStream:

@@ -51,7 +51,7 @@ class AsyncTieredOps:
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
         s = self.state
-        s.l1_usable()  # subscribed before the stamp is taken
+        s.ensure_subscribed()  # before the stamp is taken
         stamp = s.stamp(key)
         try:
             await s.l2.aset(key, value, ttl)
@@ -63,7 +63,7 @@ class AsyncTieredOps:
 
     async def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
         s = self.state
-        s.l1_usable()
+        s.ensure_subscribed()  # before the stamps are taken
         stamps = [s.stamp(key) for key in items]
         try:
             await s.l2.aset_many(items, ttl)

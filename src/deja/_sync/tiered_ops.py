@@ -53,7 +53,7 @@ class TieredOps:
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         s = self.state
-        s.l1_usable()  # subscribed before the stamp is taken
+        s.ensure_subscribed()  # before the stamp is taken
         stamp = s.stamp(key)
         try:
             s.l2.set(key, value, ttl)
@@ -65,7 +65,7 @@ class TieredOps:
 
     def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
         s = self.state
-        s.l1_usable()
+        s.ensure_subscribed()  # before the stamps are taken
         stamps = [s.stamp(key) for key in items]
         try:
             s.l2.set_many(items, ttl)

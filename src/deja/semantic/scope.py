@@ -26,12 +26,13 @@ from typing import Any
 
 import orjson
 
-from deja.keys import KEY_VERSION, key_payload, scope_hash
+from deja.keys import KEY_VERSION, KeyBuilder, key_payload, make_key, scope_hash
 from deja.request import Request
 
 __all__ = [
     "DEFAULT_PARTITION",
     "SemanticQuery",
+    "builder_context",
     "final_user_text",
     "partition_of",
     "semantic_query",
@@ -130,6 +131,23 @@ def _context(payload: dict[str, Any]) -> dict[str, Any]:
         last["content"] = parts
     messages[-1] = last
     return {**payload, "messages": messages}
+
+
+def builder_context(
+    request: Request,
+    *,
+    key_prefix: str,
+    namespace: str | None,
+    builder: KeyBuilder | None,
+) -> str | None:
+    """What a custom key ``builder`` keys for ``request`` beyond its prompt (its key for
+    the request without the final text), so that the semantic tier keeps apart what the
+    builder keeps apart (a user id in the metadata...); ``None`` without a builder."""
+    if builder is None or request.kind != "chat" or not request.messages:
+        return None
+    return make_key(
+        without_final_text(request), key_prefix=key_prefix, namespace=namespace, builder=builder
+    )
 
 
 def semantic_query(

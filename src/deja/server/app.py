@@ -80,11 +80,8 @@ class Route:
     name: str
     deployments: tuple[ModelDeployment, ...]
     options: tuple[dict[str, Any], ...]
-
-    @property
-    def storage_urls(self) -> bool:
-        """Whether callers may name ``s3://`` / ``gs://`` files (every deployment allows)."""
-        return all(d.litellm_params.get("allow_storage_urls") is True for d in self.deployments)
+    # callers may name s3:// / gs:// files: every deployment allows it
+    storage_urls: bool = False
 
 
 def _cache_headers(info: CacheInfo, *, cost_known: bool = True) -> list[tuple[bytes, bytes]]:
@@ -193,7 +190,12 @@ class ProxyApp:
         for deployment in model_list:
             grouped.setdefault(deployment.model_name, []).append(deployment)
         return {
-            name: Route(name, tuple(deps), tuple(_deployment_options(d) for d in deps))
+            name: Route(
+                name,
+                tuple(deps),
+                tuple(_deployment_options(d) for d in deps),
+                storage_urls=all(d.litellm_params.get("allow_storage_urls") is True for d in deps),
+            )
             for name, deps in grouped.items()
         }
 
@@ -923,12 +925,19 @@ _URL_FIELDS = frozenset({"url", "file_data", "file_id", "uri", "fileUri"})
 _STORAGE_SCHEMES = ("s3://", "gs://")
 
 
-def _refuse_storage_urls(value: object) -> None:
-    """A 400 for an ``s3://`` or ``gs://`` URL in the messages: Bedrock and Vertex AI read
-    such an object with the credentials the request is signed with, the deployment's, so a
-    caller could read whatever the proxy's cloud identity may (a deployment allows them
-    with ``allow_storage_urls: true``)."""
-    stack = [value]
+def _refuse_storage_urls(messages: object) -> None:
+    """A 400 for an ``s3://`` or ``gs://`` URL in the messages' content parts: Bedrock and
+    Vertex AI read such an object with the credentials the request is signed with, the
+    deployment's, so a caller could read whatever the proxy's cloud identity may (a
+    deployment allows them with ``allow_storage_urls: true``). A message whose content is
+    a string (most) costs one look."""
+    if not isinstance(messages, list):
+        return
+    stack: list[Any] = [
+        content
+        for message in messages
+        if isinstance(message, dict) and isinstance(content := message.get("content"), list)
+    ]
     while stack:
         item = stack.pop()
         if isinstance(item, dict):

@@ -63,9 +63,13 @@ class TierState:
 
     def l1_usable(self) -> bool:
         """Whether the L1 may be read and written now (the bus delivers invalidations)."""
+        self.ensure_subscribed()
+        return self.l1_enabled
+
+    def ensure_subscribed(self) -> None:
+        """:meth:`subscribe` unless done (a flag read, no lock, once subscribed)."""
         if not self.subscribed:
             self.subscribe()
-        return self.l1_enabled
 
     def subscribe(self) -> None:
         """Start receiving the other processes' invalidations (once, on first use)."""
