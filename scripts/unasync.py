@@ -46,6 +46,8 @@ NAMES = {
     "afeedback": "feedback",
     "astore": "store",
     "aunlock": "unlock",
+    "aextend": "extend",
+    "AsyncLockKeeper": "LockKeeper",
     "AsyncHTTP": "SyncHTTP",
     "ChunkStream": "SyncChunkStream",
     "AsyncHTTPResponse": "SyncHTTPResponse",

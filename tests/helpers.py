@@ -111,8 +111,21 @@ class LockingMemoryStore(MemoryStore):
             if self._locks.get(name, ("", 0.0))[0] == token:
                 del self._locks[name]
 
+    def extend(self, name: str, token: str, *, ttl: float) -> bool:
+        import time
+
+        with self._locks_lock:
+            held = self._locks.get(name)
+            if held is None or held[0] != token or held[1] <= time.monotonic():
+                return False
+            self._locks[name] = (token, time.monotonic() + ttl)
+            return True
+
     async def alock(self, name: str, *, ttl: float) -> str | None:
         return self.lock(name, ttl=ttl)
+
+    async def aextend(self, name: str, token: str, *, ttl: float) -> bool:
+        return self.extend(name, token, ttl=ttl)
 
     async def aunlock(self, name: str, token: str) -> None:
         self.unlock(name, token)

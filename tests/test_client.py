@@ -145,6 +145,34 @@ def test_a_stream_that_stalls_past_the_timeout_is_a_timeout() -> None:
             list(stream)
 
 
+async def test_identical_calls_in_flight_keep_their_own_timeouts(
+    server: FakeOpenAIServer,
+) -> None:
+    client = make_async_client(server)
+    server.delay_next(1.0)
+
+    async def ask(timeout: float, after: float) -> str:
+        await asyncio.sleep(after)
+        try:
+            reply = await client.acompletion(model="gpt-4o", messages=MESSAGES, timeout=timeout)
+        except deja.UpstreamTimeoutError:
+            return "timeout"
+        return str(reply.cache.status)
+
+    # the follower's own 0.2 s ends its wait; the leader's 30 s lets its call finish
+    assert await asyncio.gather(ask(30, 0), ask(0.2, 0.1)) == ["miss", "timeout"]
+    server.delay_next(1.0)
+    other = [{"role": "user", "content": "another question"}]
+    leader = asyncio.ensure_future(client.acompletion(model="gpt-4o", messages=other, timeout=0.3))
+    await asyncio.sleep(0.1)
+    follower = await client.acompletion(model="gpt-4o", messages=other, timeout=30)
+    with pytest.raises(deja.UpstreamTimeoutError):
+        await leader  # its own timeout; the follower, allowed longer, asked again
+    assert follower.cache.status == "miss"
+    assert server.count("/v1/chat/completions") == 3
+    await client.aclose()
+
+
 def test_embeddings_are_cached_per_item(server: FakeOpenAIServer) -> None:
     client = make_client(server)
     first = client.embedding(model="text-embedding-3-small", input=["a", "b", "c"])

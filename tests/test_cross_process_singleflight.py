@@ -106,3 +106,55 @@ async def test_a_leader_cancelled_after_taking_the_lock_releases_it() -> None:
     with pytest.raises(asyncio.CancelledError):
         await leading
     assert key + ":lock" not in store._locks  # the others need not wait out its TTL
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_a_call_longer_than_the_lock_ttl_keeps_its_lock(flavour: str) -> None:
+    store = LockingMemoryStore()
+    calls = 0
+    lock = threading.Lock()
+    barrier = threading.Barrier(2)
+    statuses: list[str] = []
+
+    def upstream() -> dict[str, Any]:
+        nonlocal calls
+        with lock:
+            calls += 1
+        time.sleep(1.0)  # more than three lock lifetimes
+        return chat_response()
+
+    async def aupstream() -> dict[str, Any]:
+        import asyncio
+
+        return await asyncio.to_thread(upstream)
+
+    def worker() -> None:
+        barrier.wait()
+        if flavour == "sync":
+            cache = deja.Cache(store=store, lock_ttl=0.3, lock_wait=5)
+            statuses.append(cache.fetch(chat_request(), upstream).info.status)
+        else:
+            import asyncio
+
+            acache = deja.AsyncCache(store=store, lock_ttl=0.3, lock_wait=5)
+            statuses.append(asyncio.run(acache.fetch(chat_request(), aupstream)).info.status)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == 1
+    assert sorted(statuses) == ["hit", "miss"]
+    assert store._locks == {}  # released at the end, not left to expire
+
+
+def test_a_waiter_gives_up_at_its_own_timeout() -> None:
+    store = LockingMemoryStore()
+    cache = deja.Cache(store=store, lock_ttl=30, lock_wait=30)
+    key = cache.key(chat_request())
+    store.lock(key + ":lock", ttl=30)  # another process is calling
+    started = time.monotonic()
+    with pytest.raises(deja.UpstreamTimeoutError, match="another process"):
+        cache.fetch(chat_request(), chat_response, timeout=0.3)
+    assert time.monotonic() - started < 2.0

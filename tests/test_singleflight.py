@@ -223,3 +223,102 @@ def test_threads_abandoned_leader_hands_over() -> None:
     assert flight.run("k", follower_fn) == ("ok", False)
     t.join()
     assert calls == 2
+
+
+# -- each caller's own timeout --------------------------------------------------------------
+
+
+async def test_async_follower_waits_no_longer_than_its_own_timeout() -> None:
+    cache = deja.AsyncCache()
+    release = asyncio.Event()
+
+    async def slow() -> dict[str, Any]:
+        await release.wait()
+        return chat_response()
+
+    leader = asyncio.ensure_future(cache.fetch(chat_request(), slow, timeout=30))
+    await asyncio.sleep(0.01)
+    started = time.monotonic()
+    with pytest.raises(deja.UpstreamTimeoutError, match="identical call in flight"):
+        await cache.fetch(chat_request(), slow, timeout=0.2)
+    assert 0.15 < time.monotonic() - started < 1.0
+    release.set()
+    assert (await leader).info.status == "miss"  # the leader is not disturbed
+
+
+async def test_async_leader_timeout_reaches_only_callers_who_allowed_no_more() -> None:
+    cache = deja.AsyncCache()
+    calls = 0
+
+    async def upstream(timeout: float) -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        if timeout < 1:
+            await asyncio.sleep(0.1)
+            raise deja.UpstreamTimeoutError(f"no answer within {timeout} s")
+        return chat_response()
+
+    def caller(timeout: float) -> Any:
+        return cache.fetch(chat_request(), lambda: upstream(timeout), timeout=timeout)
+
+    short = asyncio.ensure_future(caller(0.5))
+    await asyncio.sleep(0.01)
+    same, longer = asyncio.ensure_future(caller(0.5)), asyncio.ensure_future(caller(30))
+    with pytest.raises(deja.UpstreamTimeoutError):
+        await short
+    with pytest.raises(deja.UpstreamTimeoutError):
+        await same  # asked for no more time than the leader had: the same outcome
+    assert (await longer).info.status == "miss"  # called again, with its own timeout
+    assert calls == 2
+
+
+def test_threads_follower_waits_no_longer_than_its_own_timeout() -> None:
+    cache = deja.Cache()
+    release = threading.Event()
+    entered = threading.Event()
+
+    def slow() -> dict[str, Any]:
+        entered.set()
+        release.wait(10)
+        return chat_response()
+
+    statuses: list[str] = []
+    leader = threading.Thread(
+        target=lambda: statuses.append(cache.fetch(chat_request(), slow, timeout=30).info.status)
+    )
+    leader.start()
+    entered.wait(5)
+    started = time.monotonic()
+    with pytest.raises(deja.UpstreamTimeoutError):
+        cache.fetch(chat_request(), slow, timeout=0.2)
+    assert 0.15 < time.monotonic() - started < 1.0
+    release.set()
+    leader.join()
+    assert statuses == ["miss"]
+
+
+def test_threads_leader_timeout_hands_over_to_a_more_patient_follower() -> None:
+    flight: SingleFlight[str] = SingleFlight(
+        timed_out=lambda e: isinstance(e, deja.UpstreamTimeoutError)
+    )
+    entered = threading.Event()
+
+    def impatient() -> str:
+        entered.set()
+        time.sleep(0.1)
+        raise deja.UpstreamTimeoutError("no answer within 0.5 s")
+
+    errors: list[BaseException] = []
+
+    def lead() -> None:
+        try:
+            flight.run("k", impatient, wait=0.5)
+        except deja.UpstreamTimeoutError as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=lead)
+    t.start()
+    entered.wait(5)
+    assert flight.run("k", lambda: "answer", wait=30) == ("answer", False)
+    t.join()
+    assert len(errors) == 1

@@ -212,6 +212,22 @@ async def test_async_short_ttls_expire_for_real(store: RedisStore) -> None:
         await store.aset("bad", b"4", -1)
 
 
+async def test_locks_extend_only_for_their_holder(
+    store: RedisStore, topology: ValkeyServer | ValkeyCluster
+) -> None:
+    token = store.lock("job:lock", ttl=1)
+    assert token is not None and store.lock("job:lock", ttl=1) is None
+    assert store.extend("job:lock", token, ttl=60) is True
+    assert 59_000 < pttl(topology, "job:lock") <= 60_000
+    assert store.extend("job:lock", "not-the-holder", ttl=600) is False
+    assert pttl(topology, "job:lock") <= 60_000
+    assert await store.aextend("job:lock", token, ttl=120) is True
+    assert 119_000 < pttl(topology, "job:lock") <= 120_000
+    await store.aunlock("job:lock", token)
+    assert store.extend("job:lock", token, ttl=60) is False  # released: nothing to extend
+    assert pttl(topology, "job:lock") == -2
+
+
 def test_tag_record_outlives_its_entries(
     store: RedisStore, topology: ValkeyServer | ValkeyCluster
 ) -> None:

@@ -10,6 +10,8 @@ import textwrap
 import time
 from typing import Any
 
+import pytest
+
 from deja.testing import FakeOpenAIServer
 
 WORKER = textwrap.dedent(
@@ -19,10 +21,21 @@ WORKER = textwrap.dedent(
     from deja.stores.redis import RedisStore
 
     redis_url, api_base = sys.argv[1], sys.argv[2]
-    start_at, lock_ttl = float(sys.argv[3]), float(sys.argv[4])
+    start_at, lock_ttl, kind = float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+
+    def make_store():
+        if kind == "redis":
+            return RedisStore(url=redis_url)
+        from deja.stores.memory import MemoryStore
+        from deja.stores.redis_bus import RedisInvalidationBus
+        from deja.stores.tiered import TieredStore
+
+        return TieredStore(
+            l1=MemoryStore(), l2=RedisStore(url=redis_url), bus=RedisInvalidationBus(url=redis_url)
+        )
 
     async def main():
-        cache = deja.AsyncCache(store=RedisStore(url=redis_url), lock_ttl=lock_ttl, lock_wait=10)
+        cache = deja.AsyncCache(store=make_store(), lock_ttl=lock_ttl, lock_wait=10)
         client = deja.AsyncClient(cache=cache, api_base=api_base, api_key="k", max_retries=0)
         await asyncio.sleep(max(0.0, start_at - time.time()))
         question = [{"role": "user", "content": "shared question"}]
@@ -38,21 +51,33 @@ WORKER = textwrap.dedent(
 
 
 def spawn(
-    redis_url: str, api_base: str, start_at: float, lock_ttl: float = 30.0
+    redis_url: str, api_base: str, start_at: float, lock_ttl: float = 30.0, kind: str = "redis"
 ) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", WORKER, redis_url, api_base, str(start_at), str(lock_ttl)],
+        [sys.executable, "-c", WORKER, redis_url, api_base, str(start_at), str(lock_ttl), kind],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
 
 
-def test_four_processes_four_tasks_one_upstream_call(redis_server: Any) -> None:
+@pytest.mark.parametrize(
+    ("kind", "latency", "lock_ttl"),
+    [
+        ("redis", 0.3, 30.0),
+        ("tiered", 0.3, 30.0),  # a two-tier store locks in its shared tier
+        ("redis", 2.0, 0.5),  # a call outliving the lock's TTL keeps extending it
+    ],
+)
+def test_four_processes_four_tasks_one_upstream_call(
+    redis_server: Any, kind: str, latency: float, lock_ttl: float
+) -> None:
     redis_server.flush()
-    with FakeOpenAIServer(latency=0.3) as upstream:
+    with FakeOpenAIServer(latency=latency) as upstream:
         start_at = time.time() + 2.0  # all four processes are up by then
-        workers = [spawn(redis_server.url, upstream.base_url, start_at) for _ in range(4)]
+        workers = [
+            spawn(redis_server.url, upstream.base_url, start_at, lock_ttl, kind) for _ in range(4)
+        ]
         outputs = [w.communicate(timeout=60) for w in workers]
         statuses = " ".join(out for out, _ in outputs).split()
         assert all(w.returncode == 0 for w in workers), [err for _, err in outputs]

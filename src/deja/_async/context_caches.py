@@ -27,8 +27,9 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from deja._async.singleflight import AsyncSingleFlight
+from deja._lock_keeper import AsyncLockKeeper
 from deja.providers.context_cache import ContextCache
-from deja.stores.base import Locking, Store
+from deja.stores.base import Store, locking_of
 
 __all__ = ["AsyncContextCaches", "ContextCache"]
 
@@ -70,7 +71,7 @@ class AsyncContextCaches:
         self.lock_wait = lock_wait
         self._clock = clock
         self._flight: AsyncSingleFlight[tuple[ContextCache, bool]] = AsyncSingleFlight()
-        self._locking = store if isinstance(store, Locking) else None
+        self._locking = locking_of(store)
         self._digests: OrderedDict[str, str] = OrderedDict()
 
     def key(self, digest: str) -> str:
@@ -176,7 +177,8 @@ class AsyncContextCaches:
                 await asyncio.sleep(pause)
                 pause = min(pause * 1.5, 0.25)
         try:
-            entry = await create()
+            async with AsyncLockKeeper(locking, name, token, self.lock_ttl):
+                entry = await create()
             await self.arecord(digest, entry)
             return entry, True
         finally:

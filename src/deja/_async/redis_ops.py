@@ -73,6 +73,11 @@ _UNLOCK_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+# Extend a lock only while it is still ours; 1 if it was.
+_EXTEND_SCRIPT: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
 _TAG_SCRIPT: Final = """
 local ttl = tonumber(ARGV[1])
 local current = redis.call('PTTL', KEYS[1])
@@ -353,6 +358,17 @@ class AsyncRedisOps:
                 await self._client.eval(_UNLOCK_SCRIPT, 1, name, token)
         except _ERRORS as exc:
             raise _failed("unlock", exc) from exc
+
+    async def aextend(self, name: str, token: str, *, ttl: float) -> bool:
+        """Make ``name`` expire ``ttl`` seconds from now if ``token`` still holds it (Lua)."""
+        try:
+            async with self._gate:
+                extended = await self._client.eval(
+                    _EXTEND_SCRIPT, 1, name, token, max(1, int(ttl * 1000))
+                )
+        except _ERRORS as exc:
+            raise _failed("extend", exc) from exc
+        return bool(extended)
 
     async def ausage(self) -> StoreUsage:
         """Keys (DBSIZE, tag records included), used memory and evictions, over all masters."""

@@ -6,6 +6,10 @@ If the leader is cancelled (or otherwise abandons the call without a result or e
 own), the followers are woken and one of them leads a new call, so nobody is left hanging
 on a caller that went away.
 
+Each caller may bound its own wait (``wait=``, its call's timeout): a follower stops
+waiting when its time is up (:class:`WaitExpired`), and a leader's timeout error is not
+passed to followers who allowed more time than the leader did: one of them calls again.
+
 This file is the source of truth; ``deja/_sync/singleflight.py`` is generated from it by
 ``scripts/unasync.py`` (threads instead of tasks).
 """
@@ -14,29 +18,46 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
-__all__ = ["AsyncSingleFlight"]
+from deja._aio import wait_event  # unasync:
+
+__all__ = ["AsyncSingleFlight", "WaitExpired"]
 
 T = TypeVar("T")
 
 
-class _Call(Generic[T]):
-    __slots__ = ("abandoned", "done", "error", "result")
+class WaitExpired(Exception):
+    """A follower's own ``wait`` ran out before the leader's call ended."""
 
-    def __init__(self) -> None:
+
+class _Call(Generic[T]):
+    __slots__ = ("abandoned", "done", "error", "patience", "result")
+
+    def __init__(self, patience: float | None) -> None:
         self.done = asyncio.Event()
         self.result: T | None = None
         self.error: BaseException | None = None
         self.abandoned = False
+        self.patience = patience  # the leader's own wait
+
+
+def _longer(wait: float | None, than: float | None) -> bool:
+    """Whether a caller allowing ``wait`` seconds (None: no bound) allowed more than ``than``."""
+    return than is not None and (wait is None or wait > than)
 
 
 class AsyncSingleFlight(Generic[T]):
-    """Coalesces concurrent calls by key within this process."""
+    """Coalesces concurrent calls by key within this process.
 
-    def __init__(self) -> None:
+    ``timed_out(error)`` tells a leader's timeout from its other errors (default: none is).
+    """
+
+    def __init__(self, timed_out: Callable[[BaseException], bool] | None = None) -> None:
         self._calls: dict[str, _Call[T]] = {}
+        self._timed_out = timed_out
         # guards the check-then-insert on _calls; never held across an await
         self._lock = threading.Lock()
 
@@ -44,26 +65,40 @@ class AsyncSingleFlight(Generic[T]):
         """How many keys have a call running now."""
         return len(self._calls)
 
-    async def run(self, key: str, fn: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
+    async def run(
+        self, key: str, fn: Callable[[], Awaitable[T]], *, wait: float | None = None
+    ) -> tuple[T, bool]:
         """Run ``fn`` once for all concurrent callers of ``key``.
 
         Returns ``(result, shared)``: ``shared`` is true for followers, who got the
-        leader's result without calling ``fn``.
+        leader's result without calling ``fn``. ``wait``: how long this caller waits for
+        another's call, in seconds (None: until it ends); :class:`WaitExpired` after it.
         """
+        deadline = None if wait is None else time.monotonic() + wait
         while True:
             with self._lock:
                 call = self._calls.get(key)
                 leader = call is None
                 if call is None:
-                    call = self._calls[key] = _Call()
+                    call = self._calls[key] = _Call(wait)
             if leader:
                 return await self._lead(key, call, fn), False
-            await call.done.wait()
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            if not await wait_event(call.done, left):  # unasync: if not call.done.wait(left):
+                raise WaitExpired("an identical call in flight had not ended")
             if call.abandoned:
                 continue  # the leader went away: one of the followers leads a new call
             if call.error is not None:
+                if self._outwaited(call, wait):
+                    continue  # the leader gave up sooner than this caller would
                 raise call.error
             return call.result, True  # type: ignore[return-value]
+
+    def _outwaited(self, call: _Call[T], wait: float | None) -> bool:
+        """Whether ``call`` failed by its leader's timeout, which this caller outlasts."""
+        timed_out = self._timed_out
+        assert call.error is not None
+        return timed_out is not None and timed_out(call.error) and _longer(wait, call.patience)
 
     async def _lead(self, key: str, call: _Call[T], fn: Callable[[], Awaitable[T]]) -> T:
         try:

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from deja._sync.singleflight import SingleFlight
+from deja._lock_keeper import LockKeeper
+from deja._sync.singleflight import SingleFlight, WaitExpired
 from deja._sync.streams import Broadcast, CachedStream, OpenStream
 from deja.breaker import CircuitBreaker
 from deja.controls import CacheControl, CacheMode, in_mode, parse_controls
@@ -38,6 +39,7 @@ from deja.errors import (
     EntryDecodeError,
     InvalidRequestError,
     StoreError,
+    UpstreamTimeoutError,
 )
 from deja.keys import KEY_VERSION, KeyBuilder, explain, make_key, scope_hash, scope_prefix
 from deja.metrics import Metrics, NullMetrics
@@ -45,7 +47,7 @@ from deja.policy import AdmissionPolicy, age, expiry, is_fresh, resolve_ttl
 from deja.request import Request
 from deja.result import CacheInfo, CacheResult, CacheStats, CacheStatus
 from deja.semantic.scope import builder_context
-from deja.stores.base import Locking, SharedValues, Store, TagIndex, validate_ttl
+from deja.stores.base import SharedValues, Store, TagIndex, locking_of, validate_ttl
 from deja.streaming import StreamAssembler, StreamFormatError, replay_chunks
 
 if TYPE_CHECKING:
@@ -102,9 +104,11 @@ class Cache:
       store is skipped, and seconds before it is probed again;
     * ``lock_ttl`` / ``lock_wait``: with a store shared by processes that offers a lock
       (:class:`~deja.stores.base.Locking`, e.g. Redis), identical misses in different
-      processes also make one upstream call: the lock expires after ``lock_ttl`` seconds
-      (a holder that dies frees it), and a waiter gives up waiting after ``lock_wait``
-      seconds and calls the upstream itself;
+      processes also make one upstream call (a :class:`~deja.stores.TieredStore` locks
+      in its shared tier): the lock expires after ``lock_ttl`` seconds unless its holder,
+      still calling, extends it (a holder that dies frees it), and a waiter gives up
+      waiting after ``lock_wait`` seconds, or its own call's ``timeout``, and calls the
+      upstream itself;
     * ``semantic``: a :class:`~deja.semantic.SemanticCache`, the second tier: an exact
       miss is looked up by meaning (``semantic_hit``, with ``similarity``), and every stored
       answer is indexed; a request's ``semantic: false`` control skips it. Its failures are
@@ -141,7 +145,7 @@ class Cache:
         breaker_threshold: int = 5,
         breaker_reset: float = 1.0,
         lock_ttl: float = 30.0,
-        lock_wait: float = 60.0,
+        lock_wait: float = 600.0,
         semantic: SemanticCache | None = None,
         semantic_path: str | os.PathLike[str] | None = None,
         semantic_save_interval: float | None = 60.0,
@@ -180,7 +184,9 @@ class Cache:
         self._tags_supported = isinstance(store, TagIndex)
         self._breaker = CircuitBreaker(threshold=breaker_threshold, reset_after=breaker_reset)
         self._last_warning = float("-inf")
-        self._flight: SingleFlight[CacheResult] = SingleFlight()
+        self._flight: SingleFlight[CacheResult] = SingleFlight(
+            timed_out=lambda error: isinstance(error, UpstreamTimeoutError)
+        )
         self._memo: dict[str, tuple[bytes, StoredEntry]] | None = (
             {} if isinstance(store, SharedValues) and store.shares_values() else None
         )
@@ -201,7 +207,7 @@ class Cache:
         if self._semantic_path is not None:
             _SAVERS.add(self)
         self._semantic_hits = 0
-        self._locking = store if isinstance(store, Locking) else None
+        self._locking = locking_of(store)
         if lock_ttl <= 0 or lock_wait < 0:
             raise ValueError("lock_ttl must be positive and lock_wait >= 0")
         self.lock_ttl = lock_ttl
@@ -365,12 +371,17 @@ class Cache:
         *,
         control: Mapping[str, Any] | CacheControl | None = None,
         on_response: OnResponse | None = None,
+        timeout: float | None = None,
     ) -> CacheResult:
         """Serve ``request`` from the cache, or ``call`` the upstream once and store it.
 
         Concurrent identical misses share one ``call`` (single-flight); the leader checks
         the store again before calling, in case another process filled it meanwhile.
         ``call``'s exceptions reach every waiting caller and nothing is stored.
+        ``timeout``: the caller's own timeout, which bounds its wait for an identical call
+        in flight (then :class:`~deja.errors.UpstreamTimeoutError`); a leader's
+        ``UpstreamTimeoutError`` reaches only the callers that allowed no more time than
+        it did, and one of the others calls again.
         ``on_response(response)``, if given, runs on a fresh answer before it is stored and
         may return new cache options for storing it (more tags, another TTL, no-store; not
         another namespace, which would be another key): the proxy's post-LLM hooks.
@@ -400,11 +411,12 @@ class Cache:
             again = self._lookup(key, ctl)
             if again.entry is not None:
                 return again
-            token, waited = self._cross_process_lead(key, ctl)
+            token, waited = self._cross_process_lead(key, ctl, timeout)
             if waited is not None:
                 return waited
             try:
-                response = call()
+                with LockKeeper(self._locking, key + ":lock", token, self.lock_ttl):
+                    response = call()
                 cost = self.cost(request, response)
                 store_ctl = self._after_response(on_response, response, ctl)
                 self._put(key, request, response, store_ctl, cost=cost)
@@ -413,7 +425,10 @@ class Cache:
                     self._unlock(key, token)
             return CacheResult(response, CacheInfo(status, key, cost_usd=cost))
 
-        result, shared = self._flight.run(key, lead)
+        try:
+            result, shared = self._flight.run(key, lead, wait=timeout)
+        except WaitExpired as exc:
+            raise UpstreamTimeoutError(f"no answer within {timeout} s: {exc}") from None
         if not shared:
             return self._count(result)
         self._coalesced += 1
@@ -541,9 +556,10 @@ class Cache:
         return found
 
     def _cross_process_lead(
-        self, key: str, ctl: CacheControl
+        self, key: str, ctl: CacheControl, timeout: float | None
     ) -> tuple[str | None, CacheResult | None]:
-        """Take the store's lock for ``key``, or wait for the process that holds it.
+        """Take the store's lock for ``key``, or wait for the process that holds it (at most
+        ``lock_wait`` seconds, and the caller's ``timeout``).
 
         Returns ``(token, None)`` when this process should call the upstream (``token`` is
         ``None`` when there is no lock to release), or ``(None, hit)`` when the holder
@@ -553,7 +569,8 @@ class Cache:
         if locking is None or not self._breaker.allow():
             return None, None
         name = key + ":lock"
-        deadline = time.monotonic() + self.lock_wait
+        wait = self.lock_wait if timeout is None else min(self.lock_wait, timeout)
+        deadline = time.monotonic() + wait
         pause = 0.02
         while True:
             try:
@@ -574,6 +591,11 @@ class Cache:
                 return token, None
             if time.monotonic() >= deadline:
                 logger.debug("CACHE LOCK WAIT TIMEOUT key=%s", key)
+                if wait != self.lock_wait:  # the caller's own time is up, not the holder's
+                    raise UpstreamTimeoutError(
+                        f"no answer within {timeout} s: another process's identical call"
+                        " had not ended"
+                    )
                 return None, None
             time.sleep(pause)
             pause = min(pause * 1.5, 0.25)

@@ -440,7 +440,7 @@ class Client:
             answer = call()
             cost = packaged_prices().response_cost(request.upstream, answer)
             return ChatCompletion(answer, CacheInfo("bypass", "", cost_usd=cost))
-        result = self.cache.fetch(request, call, control=control)
+        result = self.cache.fetch(request, call, control=control, timeout=seconds)
         response = result.response
         assert response is not None  # fetch returns a response or raises
         return ChatCompletion(response, result.info)

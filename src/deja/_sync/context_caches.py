@@ -27,9 +27,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from deja._lock_keeper import LockKeeper
 from deja._sync.singleflight import SingleFlight
 from deja.providers.context_cache import ContextCache
-from deja.stores.base import Locking, Store
+from deja.stores.base import Store, locking_of
 
 __all__ = ["ContextCaches", "ContextCache"]
 
@@ -71,7 +72,7 @@ class ContextCaches:
         self.lock_wait = lock_wait
         self._clock = clock
         self._flight: SingleFlight[tuple[ContextCache, bool]] = SingleFlight()
-        self._locking = store if isinstance(store, Locking) else None
+        self._locking = locking_of(store)
         self._digests: OrderedDict[str, str] = OrderedDict()
 
     def key(self, digest: str) -> str:
@@ -177,7 +178,8 @@ class ContextCaches:
                 time.sleep(pause)
                 pause = min(pause * 1.5, 0.25)
         try:
-            entry = create()
+            with LockKeeper(locking, name, token, self.lock_ttl):
+                entry = create()
             self.record(digest, entry)
             return entry, True
         finally:

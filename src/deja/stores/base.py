@@ -29,6 +29,7 @@ from typing import Protocol, runtime_checkable
 
 __all__ = [
     "Locking",
+    "locking_of",
     "SharedValues",
     "Store",
     "StoreStats",
@@ -89,12 +90,24 @@ class Locking(Protocol):
     ``lock`` tries once to take ``name`` for ``ttl`` seconds and returns a token, or
     ``None`` when another holder has it; the lock expires by itself, so a holder that dies
     frees it after ``ttl``. ``unlock`` releases it only if ``token`` still holds it.
+    ``extend`` makes a held lock expire ``ttl`` seconds from now, if ``token`` still holds
+    it, and says whether it did (a holder calling for longer than ``ttl`` keeps it so).
     """
 
     def lock(self, name: str, *, ttl: float) -> str | None: ...
     def unlock(self, name: str, token: str) -> None: ...
+    def extend(self, name: str, token: str, *, ttl: float) -> bool: ...
     async def alock(self, name: str, *, ttl: float) -> str | None: ...
     async def aunlock(self, name: str, token: str) -> None: ...
+    async def aextend(self, name: str, token: str, *, ttl: float) -> bool: ...
+
+
+def locking_of(store: object) -> Locking | None:
+    """The cross-process lock ``store`` offers: its own, or a two-tier store's shared tier's."""
+    if isinstance(store, Locking):
+        return store
+    shared = getattr(store, "l2", None)  # TieredStore: the lock lives in L2 (Redis)
+    return shared if isinstance(shared, Locking) else None
 
 
 @runtime_checkable

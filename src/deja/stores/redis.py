@@ -404,6 +404,10 @@ class RedisStore:
         """Release ``name`` if ``token`` still holds it."""
         self._ops().unlock(name, token)
 
+    def extend(self, name: str, token: str, *, ttl: float) -> bool:
+        """Keep ``name`` for ``ttl`` seconds more if ``token`` still holds it."""
+        return self._ops().extend(name, token, ttl=ttl)
+
     async def alock(self, name: str, *, ttl: float) -> str | None:
         """Async :meth:`lock`."""
         return await self._aops().alock(name, ttl=ttl)
@@ -411,6 +415,10 @@ class RedisStore:
     async def aunlock(self, name: str, token: str) -> None:
         """Async :meth:`unlock`."""
         await self._aops().aunlock(name, token)
+
+    async def aextend(self, name: str, token: str, *, ttl: float) -> bool:
+        """Async :meth:`extend`."""
+        return await self._aops().aextend(name, token, ttl=ttl)
 
     def usage(self) -> StoreUsage:
         """Keys in the database(s), used memory and evicted keys, summed over masters."""
