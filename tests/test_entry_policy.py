@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from pathlib import Path
 
 import orjson
 import pytest
@@ -142,3 +143,36 @@ def test_resolve_ttl() -> None:
     assert resolve_ttl(None, None) is None
     assert resolve_ttl(None, 60.0) == 60.0
     assert resolve_ttl(5.0, 60.0) == 5.0
+
+
+def test_an_entry_of_a_newer_deja_is_a_miss_left_in_place(tmp_path: Path) -> None:
+    """Two deja versions share a store during a rolling upgrade: neither deletes the
+    other's entries, nor counts them as store failures (which would open the breaker)."""
+    import diskcache
+
+    import deja
+    from deja.entry import FORMAT_VERSION, encode
+    from deja.stores import DiskStore
+    from tests.helpers import chat_request, chat_response
+
+    cache = deja.Cache()
+    key = cache.key(chat_request())
+    newer = bytearray(encode(Entry(response=chat_response(), created=1.0, expires=None, model="m")))
+    newer[2] = FORMAT_VERSION + 1  # the format byte after the magic
+    cache.store.set(key, bytes(newer), None)
+    with pytest.raises(deja.EntryVersionError):
+        decode(bytes(newer))
+    assert cache.get(chat_request()).info.status == "miss"
+    assert cache.store.get(key) == bytes(newer)  # still there for the newer deja
+    assert cache.stats().store_errors == 0
+
+    store = DiskStore(tmp_path)
+    disk = deja.Cache(store=store)
+    disk.put(chat_request("mine"), chat_response())
+    raw = diskcache.Cache(str(tmp_path))
+    for i in range(6):  # values framed by a newer DiskStore
+        raw.set(disk.key(chat_request(f"theirs {i}")), struct.pack("<Bd", 2, 0.0) + b"payload")
+    raw.close()
+    assert [disk.get(chat_request(f"theirs {i}")).info.status for i in range(6)] == ["miss"] * 6
+    assert disk.get(chat_request("mine")).info.status == "hit"  # the breaker stayed closed
+    assert disk.stats().store_errors == 0

@@ -1371,3 +1371,68 @@ def test_sse_decoder_flush_takes_an_event_without_its_blank_line() -> None:
 def test_sse_decoder_rejects_data_that_is_not_a_json_object(payload: bytes, message: str) -> None:
     with pytest.raises(StreamFormatError, match=message):
         SSEDecoder().feed(payload)
+
+
+def test_callers_changing_their_chunks_change_nothing_stored_or_replayed() -> None:
+    import deja
+    from tests.helpers import chat_request
+
+    head = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o"}
+    call = {"index": 0, "id": "call_1", "type": "function"}
+
+    def upstream() -> Iterable[dict[str, Any]]:
+        yield {
+            **head,
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "role": "assistant",
+                        "tool_calls": [{**call, "function": {"name": "f", "arguments": '{"a":'}}],
+                    },
+                }
+            ],
+        }
+        yield {
+            **head,
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "1}"}}]},
+                }
+            ],
+        }
+        yield {
+            **head,
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+        }
+
+    cache = deja.Cache()
+
+    def read_accumulating_in_place() -> str:
+        """The common hand-written accumulator: the first delta's call grows in place."""
+        first: dict[str, Any] | None = None
+        for chunk in cache.stream(chat_request(), upstream, include_usage=True):
+            for choice in chunk["choices"]:
+                for piece in choice["delta"].get("tool_calls") or []:
+                    if first is None:
+                        first = piece
+                    else:
+                        first["function"]["arguments"] += piece["function"]["arguments"]
+            if chunk.get("usage"):
+                chunk["usage"]["prompt_tokens"] = 0
+        assert first is not None
+        return str(first["function"]["arguments"])
+
+    assert [read_accumulating_in_place() for _ in range(3)] == ['{"a":1}'] * 3  # miss, hits
+    stored = deja.Cache(store=cache.store)  # the bytes, not this cache's decoded copy
+    replayed = [
+        piece["function"].get("arguments", "")
+        for chunk in stored.stream(chat_request(), upstream)
+        for choice in chunk["choices"]
+        for piece in choice["delta"].get("tool_calls") or []
+    ]
+    assert "".join(replayed) == '{"a":1}'
+    hit = stored.get(chat_request())
+    assert hit is not None and hit.response["usage"]["prompt_tokens"] == 5

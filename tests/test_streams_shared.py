@@ -252,3 +252,31 @@ async def test_a_plain_call_asks_for_itself_when_the_stream_cannot_be_assembled(
 
 async def _drain(stream: AsyncCachedStream) -> list[dict[str, Any]]:
     return [chunk async for chunk in stream]
+
+
+async def test_a_caller_who_joined_a_stream_is_credited_what_it_saved() -> None:
+    cache = deja.AsyncCache()
+    release = asyncio.Event()
+
+    async def upstream() -> AsyncIterator[dict[str, Any]]:
+        async def chunks() -> AsyncIterator[dict[str, Any]]:
+            for i in range(3):
+                yield _chunk(i)
+                await release.wait()
+            last = _chunk(3, finish="stop")
+            last["usage"] = {"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500}
+            yield last
+
+        return chunks()
+
+    first = await cache.stream(chat_request(), upstream)
+    second = await cache.stream(chat_request(), upstream)  # joins the first, live
+    assert second.info.status == "hit" and second.info.saved_usd == 0.0  # not known yet
+    release.set()
+    for reader in (first, second):
+        async for _ in reader:
+            pass
+    assert first.info.cost_usd is not None and first.info.cost_usd > 0
+    assert second.info.saved_usd == first.info.cost_usd
+    stats = cache.stats()
+    assert stats.saved_usd == first.info.cost_usd and stats.saved_tokens == 1500

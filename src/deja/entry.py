@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from deja.errors import EntryDecodeError
+from deja.errors import EntryDecodeError, EntryVersionError
 
 __all__ = ["FORMAT_VERSION", "Entry", "StoredEntry", "decode", "encode"]
 
@@ -208,6 +208,8 @@ def decode(raw: object) -> StoredEntry:
     if end < _HEAD.size or data[:2] != _MAGIC:
         raise EntryDecodeError("bytes are not a deja entry")
     _, version, flags, created, expires, cost, tokens, meta_len = _HEAD.unpack_from(data)
+    if version > FORMAT_VERSION:  # its layout is the newer deja's business
+        raise EntryVersionError(f"entry format {version} is newer than {FORMAT_VERSION}")
     if version != FORMAT_VERSION or flags & ~_FLAG_ZLIB:
         raise EntryDecodeError(f"entry format {version} flags {flags} is not readable")
     if zlib.crc32(data) != _CRC_RESIDUE:

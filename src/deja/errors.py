@@ -88,6 +88,11 @@ class EntryDecodeError(StoreError):
     """Bytes found in a store are not a deja entry of a version this deja can read."""
 
 
+class EntryVersionError(EntryDecodeError):
+    """An entry written by a newer deja (sharing the store during a rolling upgrade): left
+    in place and read as a miss, never counted as corruption."""
+
+
 class UnsupportedOperation(StoreError):
     """The store cannot perform this operation (for example tags without a tag index)."""
 

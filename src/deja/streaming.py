@@ -25,6 +25,7 @@ caller passes it on as it came but does not store it.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal, TypeAlias
@@ -284,7 +285,8 @@ class StreamAssembler:
     vLLM, OpenRouter) — each kept under the name it came with. A chunk that is not shaped
     like a chunk raises :class:`StreamFormatError`, after which :attr:`complete` is false.
 
-    Chunks are not copied: do not change a chunk after passing it to :meth:`add`.
+    What it records is its own: a chunk may be changed after :meth:`add` (by a caller that
+    accumulates tool-call arguments in place) without changing what is stored.
     """
 
     def __init__(self) -> None:
@@ -331,12 +333,12 @@ class StreamAssembler:
         for key, value in chunk.items():
             if key in _RESPONSE_KEYS or key == _PADDING:
                 continue
-            record[key] = value
-            if value is not None:
-                self._extras.setdefault(key, value)
+            kept = record[key] = _own(value)
+            if kept is not None:
+                self._extras.setdefault(key, kept)
         usage = chunk.get("usage")
         if usage is not None:
-            self._usage = usage
+            self._usage = _own(usage)
 
         recorded = []
         for position, choice in enumerate(choices):
@@ -356,7 +358,7 @@ class StreamAssembler:
                     # Verbatim, nulls included: SDKs expose a provider's extra fields as
                     # attributes only when present (DeepSeek clients read
                     # delta.reasoning_content on every chunk, null or not).
-                    entry["delta"] = dict(delta)
+                    entry["delta"] = _owned(delta)
                 known = _CHAT_CHOICE_KEYS
             else:
                 text = choice.get("text")
@@ -367,14 +369,14 @@ class StreamAssembler:
             logprobs = choice.get("logprobs")
             state.add_logprobs(logprobs)
             if logprobs is not None:
-                entry["logprobs"] = logprobs
+                entry["logprobs"] = _own(logprobs)
             finish_reason = choice.get("finish_reason")
             if finish_reason is not None:
                 state.finish_reason = finish_reason
                 entry["finish_reason"] = finish_reason
             for key, value in choice.items():
                 if key not in known:
-                    entry[key] = value  # provider extras, e.g. Azure's content_filter_results
+                    entry[key] = _own(value)  # provider extras, e.g. Azure's content_filter_results
             recorded.append(entry)
         if recorded:
             record["choices"] = recorded
@@ -538,13 +540,13 @@ def replay_chunks(
         ]
         for key, value in record.items():
             if key not in _RESPONSE_KEYS:
-                chunk[key] = value
+                chunk[key] = _own(value)
         if include_usage:
             chunk["usage"] = None
         out.append(chunk)
     usage = response.get("usage")
     if include_usage and usage is not None:
-        out.append({**envelope, "choices": [], "usage": usage})
+        out.append({**envelope, "choices": [], "usage": _own(usage)})
     return out
 
 
@@ -559,14 +561,30 @@ def _replay_choice(record: object, position: int, *, text: bool) -> dict[str, An
         delta = record.get("delta") or {}
         if not isinstance(delta, Mapping):
             raise StreamFormatError("a recorded delta is not an object")
-        choice = {"index": index, "delta": dict(delta)}
+        choice = {"index": index, "delta": _owned(delta)}
         known = _CHAT_CHOICE_KEYS
-    choice["logprobs"] = record.get("logprobs")
+    choice["logprobs"] = _own(record.get("logprobs"))
     choice["finish_reason"] = record.get("finish_reason")
     for key, value in record.items():
         if key not in known:
-            choice[key] = value
+            choice[key] = _own(value)
     return choice
+
+
+def _own(value: Any) -> Any:
+    """``value`` itself when immutable, else a deep copy: what a stream hands out or records
+    must not be shared with what it keeps (a caller may change the chunks it receives)."""
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    try:
+        return orjson.loads(orjson.dumps(value))
+    except TypeError:  # not JSON (a caller's own Cache.stream source): copied all the same
+        return copy.deepcopy(value)
+
+
+def _owned(delta: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``delta`` that shares no list or object with it."""
+    return {key: _own(value) for key, value in delta.items()}
 
 
 def _pieces(text: str) -> list[str]:

@@ -161,6 +161,11 @@ async def test_controls_from_body_and_header(
     await proxy.post(CHAT, json=no_store)
     assert (await proxy.post(CHAT, json=no_store)).headers["x-deja-cache"] == "miss"
     assert upstream.count(CHAT) == 5
+    # two Cache-Control field lines mean what one comma-joined line means (RFC 9110 5.3)
+    two_lines = {**BODY, "messages": [{"role": "user", "content": "two header lines"}]}
+    headers = [("cache-control", "max-age=60"), ("cache-control", "no-store")]
+    await proxy.post(CHAT, json=two_lines, headers=headers)
+    assert (await proxy.post(CHAT, json=two_lines)).headers["x-deja-cache"] == "miss"
 
 
 async def test_streaming_miss_and_replay(
@@ -236,8 +241,12 @@ async def test_admin_routes(proxy: httpx2.AsyncClient, upstream: FakeOpenAIServe
             "/cache/explain", json={"request": BODY, "tenant": "team-a"}, headers=admin
         )
     ).json()
-    assert explained["key"] == key
+    assert explained["key"] == key and explained["tenant"] == "team-a"
     assert explained["fields"]["model"] == "openai/gpt-4o"
+    bare = await proxy.post("/cache/explain", json={**BODY, "tenant": "team-a"}, headers=admin)
+    assert bare.json()["key"] == key  # the request body itself, the tenant beside it
+    untold = (await proxy.post("/cache/explain", json=BODY, headers=admin)).json()
+    assert untold["key"] != key and untold["tenant"] is None and "name 'tenant'" in untold["note"]
     deleted = await proxy.post(
         "/cache/delete", json={"request": BODY, "tenant": "team-a"}, headers=admin
     )

@@ -421,11 +421,15 @@ def test_key_for_keys_the_endpoint_a_client_calls(
         assert again.cache.status == "miss"
 
 
+@pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize(
     "hook",
     [
         "def post(response, request):\n    raise ValueError('post boom')\n",
         "def post(response, request):\n    return {'tagz': ['x']}\n",
+        "def post(response, request):\n    return {'no-store': True}\n",
+        # the key is chosen before the call: a hook cannot move the answer elsewhere
+        "def post(response, request):\n    return {'namespace': 'elsewhere'}\n",
     ],
 )
 async def test_a_failing_post_cache_hook_serves_the_answer_and_stores_nothing(
@@ -434,17 +438,39 @@ async def test_a_failing_post_cache_hook_serves_the_answer_and_stores_nothing(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
     hook: str,
+    stream: bool,
 ) -> None:
     (tmp_path / "bad_hook.py").write_text(hook)
     config = proxy_config(
         upstream, hooks=[{"path": "bad_hook.py", "async_post_cache_hook": "post"}]
     )
+    body = {**BODY, "stream": True} if stream else BODY
     async with make_proxy(config) as proxy:
         with caplog.at_level("WARNING", logger="deja"):
-            answers = [await proxy.post(CHAT, json=BODY) for _ in range(2)]
+            answers = [await proxy.post(CHAT, json=body) for _ in range(2)]
     assert [a.status_code for a in answers] == [200, 200]  # paid for: served
     assert [a.headers["x-deja-cache"] for a in answers] == ["miss", "miss"]  # not stored
-    assert any("not stored" in r.getMessage() for r in caplog.records)
+    assert upstream.count("/v1/chat/completions") == 2
+    if "no-store" not in hook:
+        assert any("not stored" in r.getMessage() for r in caplog.records)
+
+
+async def test_post_cache_hooks_tag_streamed_answers_too(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient], tmp_path: Path
+) -> None:
+    (tmp_path / "tagger.py").write_text(
+        "def post(response, request):\n    return {'tags': ['model:' + response['model']]}\n"
+    )
+    config = proxy_config(upstream, hooks=[{"path": "tagger.py", "async_post_cache_hook": "post"}])
+    async with make_proxy(config) as proxy:
+        plain = await proxy.post(CHAT, json=BODY)
+        streamed = await proxy.post(CHAT, json={**BODY, "temperature": 0.5, "stream": True})
+        assert plain.headers["x-deja-cache"] == streamed.headers["x-deja-cache"] == "miss"
+        model = plain.json()["model"]
+        gone = await proxy.post("/cache/invalidate", json={"tag": f"model:{model}"}, headers=ADMIN)
+        assert gone.json() == {"deleted": 2}  # the streamed answer was tagged as well
+        again = await proxy.post(CHAT, json={**BODY, "temperature": 0.5, "stream": True})
+        assert again.headers["x-deja-cache"] == "miss"
 
 
 async def test_a_failing_pre_llm_hook_keeps_its_detail_in_the_log(

@@ -308,9 +308,14 @@ def test_corrupt_tag_database_raises_store_error(tmp_path: Path) -> None:
 
 def test_foreign_value_raises_store_error(tmp_path: Path) -> None:
     store = DiskStore(tmp_path)
-    store._values().set("k", b"\x09raw bytes written by someone else")
-    with pytest.raises(StoreError):
-        store.get("k")
+    store._values().set("k", b"\x00raw bytes written by someone else")
+    store._values().set("s", "a string written by someone else")
+    for key in ("k", "s"):
+        with pytest.raises(StoreError):
+            store.get(key)
+    # a larger first byte is the frame of a newer DiskStore sharing the directory: absent
+    store._values().set("newer", b"\x09" + bytes(8) + b"payload")
+    assert store.get("newer") is None
     store.close()
 
 

@@ -36,6 +36,7 @@ from deja.errors import (
     ConfigError,
     ControlError,
     EntryDecodeError,
+    EntryVersionError,
     InvalidRequestError,
     StoreError,
     UpstreamTimeoutError,
@@ -448,6 +449,7 @@ class AsyncCache:
         *,
         control: Mapping[str, Any] | CacheControl | None = None,
         include_usage: bool = False,
+        on_response: OnResponse | None = None,
     ) -> AsyncCachedStream:
         """Serve a streamed request: replay a hit, or share one upstream stream.
 
@@ -456,7 +458,9 @@ class AsyncCache:
         replayed at its original chunk boundaries, without sleeps. On a miss the chunks pass
         through as they arrive; identical requests arriving meanwhile share them live. The
         answer is stored only if every choice finished cleanly and admission allows it.
-        ``include_usage``: whether this caller gets the usage chunk.
+        ``include_usage``: whether this caller gets the usage chunk. ``on_response`` as for
+        :meth:`fetch`, on the assembled answer before it is stored. A caller that joins a
+        stream in flight is a hit whose ``saved_usd`` is known when the stream ends.
 
         Upstream errors before the first chunk are raised here; later ones by the iterator.
         """
@@ -480,10 +484,15 @@ class AsyncCache:
                 logger.debug("CACHE SKIP key=%s reason=unfinished_stream", key)
                 return
             response = assembler.response()
-            info.cost_usd = self.cost(request, response)
-            await self._put(
-                key, request, response, ctl, cost=info.cost_usd, chunks=assembler.chunks()
-            )
+            info.cost_usd = cost = self.cost(request, response)
+            tokens = _response_tokens(response)
+            for joined in broadcast.joined:  # what the callers who shared it saved
+                joined.saved_usd = cost
+                self._saved_usd += cost
+                self._saved_tokens += tokens
+                self.metrics.saved(tokens, cost)
+            store_ctl = await self._after_response(on_response, response, ctl)
+            await self._put(key, request, response, store_ctl, cost=cost, chunks=assembler.chunks())
 
         if ctl.no_cache:
             broadcast = AsyncBroadcast(open_stream, on_complete)
@@ -497,6 +506,7 @@ class AsyncCache:
                     broadcast = joined
             if joined is not None:
                 info = CacheInfo("hit", key, None, 0.0)
+                joined.joined.append(info)
                 self._coalesced += 1
                 self.metrics.coalesced()
         self._count(CacheResult(None, info))
@@ -901,6 +911,9 @@ class AsyncCache:
         else:
             try:
                 entry = decode(data)
+            except EntryVersionError as exc:  # another deja's: not ours to read or delete
+                logger.debug("CACHE MISS key=%s reason=%s", key, exc)
+                return CacheResult(None, CacheInfo("miss", key))
             except EntryDecodeError as exc:
                 await self._discard(key, exc)
                 return CacheResult(None, CacheInfo("miss", key), gone=True)

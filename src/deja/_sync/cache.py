@@ -37,6 +37,7 @@ from deja.errors import (
     ConfigError,
     ControlError,
     EntryDecodeError,
+    EntryVersionError,
     InvalidRequestError,
     StoreError,
     UpstreamTimeoutError,
@@ -449,6 +450,7 @@ class Cache:
         *,
         control: Mapping[str, Any] | CacheControl | None = None,
         include_usage: bool = False,
+        on_response: OnResponse | None = None,
     ) -> CachedStream:
         """Serve a streamed request: replay a hit, or share one upstream stream.
 
@@ -457,7 +459,9 @@ class Cache:
         replayed at its original chunk boundaries, without sleeps. On a miss the chunks pass
         through as they arrive; identical requests arriving meanwhile share them live. The
         answer is stored only if every choice finished cleanly and admission allows it.
-        ``include_usage``: whether this caller gets the usage chunk.
+        ``include_usage``: whether this caller gets the usage chunk. ``on_response`` as for
+        :meth:`fetch`, on the assembled answer before it is stored. A caller that joins a
+        stream in flight is a hit whose ``saved_usd`` is known when the stream ends.
 
         Upstream errors before the first chunk are raised here; later ones by the iterator.
         """
@@ -481,8 +485,15 @@ class Cache:
                 logger.debug("CACHE SKIP key=%s reason=unfinished_stream", key)
                 return
             response = assembler.response()
-            info.cost_usd = self.cost(request, response)
-            self._put(key, request, response, ctl, cost=info.cost_usd, chunks=assembler.chunks())
+            info.cost_usd = cost = self.cost(request, response)
+            tokens = _response_tokens(response)
+            for joined in broadcast.joined:  # what the callers who shared it saved
+                joined.saved_usd = cost
+                self._saved_usd += cost
+                self._saved_tokens += tokens
+                self.metrics.saved(tokens, cost)
+            store_ctl = self._after_response(on_response, response, ctl)
+            self._put(key, request, response, store_ctl, cost=cost, chunks=assembler.chunks())
 
         if ctl.no_cache:
             broadcast = Broadcast(open_stream, on_complete)
@@ -496,6 +507,7 @@ class Cache:
                     broadcast = joined
             if joined is not None:
                 info = CacheInfo("hit", key, None, 0.0)
+                joined.joined.append(info)
                 self._coalesced += 1
                 self.metrics.coalesced()
         self._count(CacheResult(None, info))
@@ -900,6 +912,9 @@ class Cache:
         else:
             try:
                 entry = decode(data)
+            except EntryVersionError as exc:  # another deja's: not ours to read or delete
+                logger.debug("CACHE MISS key=%s reason=%s", key, exc)
+                return CacheResult(None, CacheInfo("miss", key))
             except EntryDecodeError as exc:
                 self._discard(key, exc)
                 return CacheResult(None, CacheInfo("miss", key), gone=True)

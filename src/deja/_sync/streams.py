@@ -49,6 +49,9 @@ class Broadcast:
         self._cond = threading.Condition()
         # a reader cancelled mid-read leaves the read to the next one, never half-done
         self._read = self._read_source
+        self.joined: list[CacheInfo] = []
+        """The cache results of the callers that joined after the first (the cache credits
+        their saving when the answer is complete)."""
         self.on_finished: Callable[[], None] | None = None
         """Called once when the broadcast ends (done, failed or abandoned): the cache uses
         it to stop new requests from joining."""

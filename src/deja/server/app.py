@@ -47,7 +47,7 @@ from deja.server.http import (
     Scope,
     Send,
     error_body,
-    header,
+    joined_header,
     read_body,
     send_json,
     send_raw,
@@ -305,7 +305,7 @@ class ProxyApp:
                 400, str(exc), param=f"cache.{exc.option}" if inside else "cache"
             ) from None
         try:
-            return merge(from_header(header(scope, b"cache-control")), from_body)
+            return merge(from_header(joined_header(scope, b"cache-control")), from_body)
         except ControlError as exc:  # a Cache-Control header, not a body parameter
             raise HTTPError(400, str(exc)) from None
 
@@ -351,6 +351,13 @@ class ProxyApp:
                 extra = parse_controls(options)
             except ControlError as exc:
                 logger.error("post-cache hooks asked for %s: the answer is not stored", exc)
+                return merge(ctl, _NO_STORE)
+            if extra.namespace is not None and extra.namespace != ctl.namespace:
+                logger.error(
+                    "post-cache hooks asked for namespace %r, but the key is chosen before the"
+                    " call (set it in a pre-call hook): the answer is not stored",
+                    extra.namespace,
+                )
                 return merge(ctl, _NO_STORE)
             return merge(ctl, extra)
 
@@ -482,7 +489,11 @@ class ProxyApp:
             stream = await aopen_uncached(open_stream, include_usage=include_usage)
         else:
             stream = await self.cache.stream(
-                request, open_stream, control=ctl, include_usage=include_usage
+                request,
+                open_stream,
+                control=ctl,
+                include_usage=include_usage,
+                on_response=self._on_response(body, ctl),
             )
         await send(
             {
@@ -826,11 +837,20 @@ class ProxyApp:
 
     async def _admin_explain(self, scope: Scope, receive: Receive, send: Send) -> None:
         cache, body = await self._admin_body(scope, receive)
-        if "request" not in body:
-            body = {"request": body}
+        if "request" not in body:  # the request body itself, maybe with the tenant beside it
+            request_body = dict(body)
+            body = {"request": request_body}
+            if "tenant" in request_body:
+                body["tenant"] = request_body.pop("tenant")
+        tenant = self._admin_tenants(body)[0]
         try:
-            request, ctl = await self._admin_request(body, self._admin_tenants(body)[0])
-            explained = cache.explain(request, ctl)
+            request, ctl = await self._admin_request(body, tenant)
+            explained = {"tenant": tenant, **cache.explain(request, ctl)}
+            if tenant is None and len(self.auth.tenants) > 1:
+                explained["note"] = (
+                    "explained as the master key's request; name 'tenant' to explain a"
+                    " virtual key's (its entries are kept apart)"
+                )
         except (InvalidRequestError, ControlError, KeyBuilderError) as exc:
             raise HTTPError(400, str(exc)) from None
         if cache.semantic is not None and ctl.semantic:

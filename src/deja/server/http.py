@@ -84,6 +84,13 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def joined_header(scope: Scope, name: bytes) -> str | None:
+    """Every value of request header ``name``, comma-joined as one (RFC 9110 5.3: several
+    field lines of a list-valued field mean the same as one), or ``None``."""
+    values = [bytes(value).decode("latin-1") for key, value in scope["headers"] if key == name]
+    return ", ".join(values) if values else None
+
+
 async def read_body(
     scope: Scope, receive: Receive, limit: int, timeout: float | None = None
 ) -> bytes:

@@ -291,6 +291,8 @@ class DiskStore(SyncStore, SyncTagIndex):
         if not isinstance(raw, bytes) or len(raw) < _HEADER.size:
             raise StoreError("disk store: found a value that is not a DiskStore entry")
         version, expires = _HEADER.unpack_from(raw)
+        if version > _FORMAT:  # a newer deja's entry (a rolling upgrade): absent to this one
+            return None
         if version != _FORMAT:
             raise StoreError(f"disk store: unknown entry format {version}")
         if expires != _NO_EXPIRY and expires <= self._clock():
