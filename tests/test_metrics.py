@@ -343,6 +343,26 @@ def test_watch_store_reads_usage_at_scrape_time() -> None:
     assert store.calls == 2
 
 
+def test_a_costly_usage_is_read_at_most_once_per_its_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import deja.metrics
+
+    now = [1000.0]
+    monkeypatch.setattr(deja.metrics.time, "monotonic", lambda: now[0])
+    metrics = PrometheusMetrics()
+    store = FakeStore(entries=3, evictions=0)
+    store.usage_interval = 300.0  # type: ignore[attr-defined]  # as S3Store says
+    metrics.watch_store("s3", store)
+    assert scrape(metrics)["deja_cache_entries", labels(store="s3")] == 3.0
+    store.entries = 9
+    now[0] += 299
+    assert scrape(metrics)["deja_cache_entries", labels(store="s3")] == 3.0  # the last figure
+    now[0] += 2
+    assert scrape(metrics)["deja_cache_entries", labels(store="s3")] == 9.0
+    assert store.calls == 2
+
+
 def test_watch_several_stores() -> None:
     metrics = PrometheusMetrics()
     metrics.watch_store("memory", FakeStore(entries=10, evictions=2))

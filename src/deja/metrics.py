@@ -43,6 +43,7 @@ import functools
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, runtime_checkable
 
@@ -255,11 +256,17 @@ def _positive(amount: float) -> bool:
 
 
 class _StoreUsageCollector:
-    """Reads each watched store's ``usage()`` when Prometheus scrapes, never on a request."""
+    """Reads each watched store's ``usage()`` when Prometheus scrapes, never on a request.
+
+    A store whose ``usage()`` is costly says how often it may be read
+    (``usage_interval`` seconds, e.g. S3, which lists the whole prefix): scrapes in between
+    repeat its last figures.
+    """
 
     def __init__(self) -> None:
         self._stores: dict[str, StoreStats] = {}
         self._lock = threading.Lock()
+        self._last: dict[str, tuple[float, float, float]] = {}  # when, entries, evictions
 
     def watch(self, name: str, store: StoreStats) -> None:
         with self._lock:
@@ -275,15 +282,23 @@ class _StoreUsageCollector:
             stores = list(self._stores.items())
         entries, evictions = self._families()
         for name, store in stores:
-            try:
-                usage = store.usage()
-                entry_count = float(usage.entries)
-                eviction_count = float(usage.evictions)
-            except Exception:
-                # A store that cannot report (connection down...) is left out of this
-                # scrape; the scrape itself must still succeed.
-                _log.debug("metrics: usage() of store %r failed", name, exc_info=True)
-                continue
+            interval = float(getattr(store, "usage_interval", 0.0))
+            last = self._last.get(name)
+            now = time.monotonic()
+            if last is not None and now - last[0] < interval:
+                _, entry_count, eviction_count = last
+            else:
+                try:
+                    usage = store.usage()
+                    entry_count = float(usage.entries)
+                    eviction_count = float(usage.evictions)
+                except Exception:
+                    # A store that cannot report (connection down...) is left out of this
+                    # scrape; the scrape itself must still succeed.
+                    _log.debug("metrics: usage() of store %r failed", name, exc_info=True)
+                    continue
+                if interval > 0:
+                    self._last[name] = (now, entry_count, eviction_count)
             entries.add_metric([name], entry_count)
             evictions.add_metric([name], eviction_count)
         yield entries
@@ -438,10 +453,13 @@ class PrometheusMetrics:
             buckets=_SAVE_BUCKETS,
             registry=reg,
         )
+        # gauges with several workers: the largest of the live workers' values (a worker
+        # that died leaves no series behind; see deja.server.workers)
         self._index_entries = Gauge(
             "deja_semantic_index_entries",
             "Entries of the in-process semantic index at its last save.",
             registry=reg,
+            multiprocess_mode="livemax",
         )
         self._ttl_downgrades = Counter(
             "deja_provider_cache_ttl_downgrades",
@@ -466,8 +484,11 @@ class PrometheusMetrics:
             "Whether the store's circuit breaker is open (1) or closed (0).",
             ["store"],
             registry=reg,
+            multiprocess_mode="livemax",
         )
         self._usage = _StoreUsageCollector()
+        self.store_usage: Any = self._usage
+        """The collector of the watched stores' figures (read by this process, at scrape)."""
         reg.register(self._usage)
         # labelled children by (metric, labels): prometheus_client's labels() validates and
         # locks on every call (~1.2 us); a hit or a miss reports several of them

@@ -196,6 +196,7 @@ def test_two_workers_share_metrics_and_stats(tmp_path: Path) -> None:
                     if line.startswith("deja_cache_requests_total{")
                 ]
                 assert sum(served) == 20, text
+                assert 'deja_cache_entries{store="memory"}' in text  # the answering worker's
             assert [p.name[:13] for p in temporary.iterdir()] == ["deja-metrics-"]
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=20) in (0, -signal.SIGTERM)
@@ -292,3 +293,52 @@ def test_workers_are_warned_of_what_they_do_not_share(
     with caplog.at_level("WARNING", logger="deja"):
         _warn_about(parse_config({"caching": server}, base_dir=tmp_path), 4)
     assert "index of its own" not in caplog.text  # a server index is one for all workers
+
+
+def test_an_operators_metrics_directory_loses_old_figures_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deja.server.run import _share_metrics
+
+    directory = tmp_path / "metrics"
+    (directory / "other-service").mkdir(parents=True)
+    (directory / "counter_99999.db").write_bytes(b"an earlier run's counts")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(directory))
+    assert _share_metrics() is None  # the operator's: used, and left in place at exit
+    assert [p.name for p in directory.iterdir()] == ["other-service"]
+
+
+def test_gauges_of_dead_workers_leave_the_exposition(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvicorn replaces a dead worker without telling anyone: the scrape notices."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    script = (
+        "from deja.metrics import PrometheusMetrics\n"
+        "PrometheusMetrics().breaker_state('redis', True)\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)  # a worker that died
+    from deja.server.workers import aggregated_exposition
+
+    assert list(tmp_path.glob("gauge_livemax_*.db"))
+    text = aggregated_exposition().decode()
+    assert 'deja_cache_breaker_open{store="redis"} 1.0' not in text
+    assert not list(tmp_path.glob("gauge_livemax_*.db"))
+
+
+def test_spawned_workers_log_at_the_level_deja_was_given(tmp_path: Path) -> None:
+    """Workers are new interpreters: ``deja -v serve --workers 2`` must not lose its logs."""
+    with FakeOpenAIServer() as upstream:
+        config = write_config(tmp_path, upstream, "caching: {type: memory}")
+    worker = (
+        "import logging\n"
+        "from deja.server.run import app_from_env\n"
+        "app_from_env()\n"
+        "print(logging.getLevelName(logging.getLogger().level))\n"
+    )
+    env = {**os.environ, "DEJA_CONFIG": str(config), "DEJA_LOG_LEVEL": "DEBUG"}
+    out = subprocess.run(
+        [sys.executable, "-c", worker], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "DEBUG"

@@ -524,3 +524,36 @@ def test_urls_are_shown_without_credentials(url: str, shown: str) -> None:
     from deja.request import redact_url
 
     assert redact_url(url) == shown
+
+
+async def test_a_metrics_scrape_never_holds_up_requests(
+    upstream: FakeOpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store's usage() (S3 lists its whole prefix) runs off the event loop: requests are
+    answered while a scrape waits for it."""
+    import asyncio
+
+    from deja.server.app import ProxyApp
+    from deja.stores.memory import MemoryStore
+
+    listing = threading.Event()
+    served = threading.Event()
+    real_usage = MemoryStore.usage
+
+    def slow_usage(self: MemoryStore) -> Any:
+        listing.set()
+        served.wait(10)  # a listing that ends only once a request was answered meanwhile
+        return real_usage(self)
+
+    monkeypatch.setattr(MemoryStore, "usage", slow_usage)
+    app = ProxyApp(parse_config(proxy_config(upstream), base_dir=tmp_path))
+    transport = httpx2.ASGITransport(app=app)
+    async with httpx2.AsyncClient(
+        transport=transport, base_url="http://proxy", headers={"authorization": f"Bearer {TEAM_A}"}
+    ) as proxy:
+        scrape = asyncio.ensure_future(proxy.get("/metrics"))
+        assert await asyncio.to_thread(listing.wait, 10)
+        answer = await asyncio.wait_for(proxy.post(CHAT, json=BODY), 5)
+        served.set()
+        assert answer.status_code == 200
+        assert (await scrape).status_code == 200

@@ -110,6 +110,15 @@ def test_constructor_does_no_io() -> None:
     assert time.monotonic() - started < 0.05
 
 
+def test_a_malformed_url_is_refused_without_its_password() -> None:
+    with pytest.raises(ValueError) as refused:
+        RedisStore(url="rediss//default:Pr0d-S3cret@cache.internal:6380/0")
+    assert "Pr0d-S3cret" not in str(refused.value) and "***@cache.internal" in str(refused.value)
+    with pytest.raises(ValueError, match="no valid port") as bad_port:
+        RedisStore(url="redis://user:Pr0d-S3cret@cache.internal:63a9/0")
+    assert "Pr0d-S3cret" not in str(bad_port.value)
+
+
 def test_repr_hides_credentials() -> None:
     store = RedisStore(url="redis://user:hunter2@cache.internal:6380/2")
     assert "hunter2" not in repr(store)
@@ -131,6 +140,7 @@ def test_repr_hides_credentials() -> None:
         ({"op_timeout": "1"}, TypeError),
         ({"max_connections": 0}, ValueError),
         ({"max_connections": 2.5}, TypeError),
+        ({"url": "redis://127.0.0.1:637O/0"}, ValueError),  # a letter O for a zero
     ],
 )
 def test_contradictory_options_are_rejected(

@@ -665,7 +665,11 @@ class ProxyApp:
         await send_json(send, 200, ready)
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = aggregated_exposition() if multiprocess() else self.metrics.render()
+        # a scrape reads the stores' usage (blocking I/O): never on the event loop
+        if multiprocess():
+            body = await asyncio.to_thread(aggregated_exposition, self.metrics.store_usage)
+        else:
+            body = await asyncio.to_thread(self.metrics.render)
         await send_raw(send, 200, body, content_type=self.metrics.content_type.encode())
 
     # -- admin ----------------------------------------------------------------------------

@@ -15,12 +15,14 @@ from pathlib import Path
 from deja.config import Settings, load_config
 from deja.errors import ConfigError, MissingDependencyError
 from deja.server.app import ProxyApp
+from deja.server.workers import MULTIPROC_ENV
 
 __all__ = ["app_from_env", "serve"]
 
 logger = logging.getLogger("deja.server")
 
 CONFIG_ENV = "DEJA_CONFIG"
+LOG_LEVEL_ENV = "DEJA_LOG_LEVEL"
 
 
 def app_from_env() -> ProxyApp:
@@ -29,6 +31,9 @@ def app_from_env() -> ProxyApp:
     :func:`serve` has validated the file and logged its warnings: they are not repeated
     here, where every worker would log them again.
     """
+    level = os.environ.get(LOG_LEVEL_ENV)
+    if level and not logging.getLogger().handlers:  # a spawned worker: log as the parent does
+        logging.basicConfig(level=level)
     path = os.environ.get(CONFIG_ENV)
     if not path:
         raise RuntimeError(
@@ -98,15 +103,13 @@ def _share_metrics() -> str | None:
     once the workers have stopped. A directory given by the operator is used as it is, and
     emptied first as prometheus_client's docs require (and left in place at exit).
     """
-    import shutil
     import tempfile
 
-    from deja.server.workers import MULTIPROC_ENV
+    from deja.server.workers import clear_directory
 
     directory = os.environ.get(MULTIPROC_ENV)
     if directory:
-        shutil.rmtree(directory, ignore_errors=True)
-        os.makedirs(directory, exist_ok=True)
+        clear_directory(directory)
         return None
     created = tempfile.mkdtemp(prefix="deja-metrics-")
     os.environ[MULTIPROC_ENV] = created
@@ -131,7 +134,10 @@ def serve(
     n = workers if workers is not None else settings.proxy.workers
     _warn_about(settings, n)
     os.environ[CONFIG_ENV] = str(path)
-    created = _share_metrics() if n > 1 else None
+    os.environ[LOG_LEVEL_ENV] = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+    # an operator's PROMETHEUS_MULTIPROC_DIR is used by one worker too: emptied of the
+    # figures of earlier runs
+    created = _share_metrics() if n > 1 or os.environ.get(MULTIPROC_ENV) else None
     try:
         uvicorn.run(
             "deja.server.run:app_from_env",

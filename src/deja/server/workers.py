@@ -3,16 +3,25 @@
 With several workers, ``deja serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh
 directory before the workers start; prometheus_client then keeps every worker's counters and
 histograms in files there, and any worker answering ``/metrics`` or ``/cache/stats`` reads all
-of them. The per-store gauges (entries, evictions) stay per worker and are not included.
+of them. The per-store figures (entries, evictions) are those the answering worker reads
+from its store (the same for a shared store). Gauges count the live workers only: files of
+workers that died (and were replaced) are marked dead at each scrape.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
-__all__ = ["MULTIPROC_ENV", "aggregated_exposition", "aggregated_stats", "multiprocess"]
+__all__ = [
+    "MULTIPROC_ENV",
+    "aggregated_exposition",
+    "aggregated_stats",
+    "clear_directory",
+    "multiprocess",
+]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -22,20 +31,57 @@ def multiprocess() -> bool:
     return bool(os.environ.get(MULTIPROC_ENV))
 
 
-def _registry() -> Any:
+def _registry(*extra: Any) -> Any:
     from prometheus_client import CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
 
+    _forget_dead_workers()
     registry = CollectorRegistry()
     MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    for collector in extra:
+        registry.register(collector)
     return registry
 
 
-def aggregated_exposition() -> bytes:
-    """The text exposition of every worker's metrics, summed."""
+def _forget_dead_workers() -> None:
+    """Remove the live-mode gauge files of workers that are gone (uvicorn replaces a dead
+    worker and calls no hook: the pid in the file name tells)."""
+    from prometheus_client.multiprocess import mark_process_dead
+
+    directory = os.environ.get(MULTIPROC_ENV)
+    if not directory:
+        return
+    for path in Path(directory).glob("gauge_live*_*.db"):
+        pid = path.stem.rpartition("_")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            mark_process_dead(int(pid), directory)  # type: ignore[no-untyped-call]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # somebody else's process: alive
+        return True
+    return True
+
+
+def clear_directory(directory: str) -> None:
+    """Empty an operator-given metrics directory of prometheus_client's files (only those:
+    it may hold other things), as its docs require before the workers start."""
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink(missing_ok=True)
+
+
+def aggregated_exposition(*extra: Any) -> bytes:
+    """The text exposition of every worker's metrics, summed, and of ``extra`` collectors
+    of this process (the store figures)."""
     from prometheus_client import generate_latest
 
-    exposition: bytes = generate_latest(_registry())
+    exposition: bytes = generate_latest(_registry(*extra))
     return exposition
 
 

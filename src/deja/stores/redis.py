@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -71,6 +72,11 @@ def parse_port(port: object, what: str = "port") -> int:
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise ValueError(f"{what}: expected a port number 1-65535, got {port!r}")
     return port
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` with any user-info masked, even when it is malformed (``rediss//u:pw@h``)."""
+    return re.sub(r"^([^@/]*/*)[^@/]*@", r"\1***@", url)
 
 
 def parse_nodes(specs: object, what: str = "nodes") -> tuple[Node, ...]:
@@ -295,7 +301,17 @@ class RedisStore:
             not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://"))
         ):
             # the client would take it and fail at the first command, every command
-            raise ValueError(f"url must start with redis://, rediss:// or unix://, got {url!r:.80}")
+            raise ValueError(
+                "url must start with redis://, rediss:// or unix://,"
+                f" got {_without_credentials(str(url))!r:.80}"
+            )
+        if url is not None and not url.startswith("unix://"):
+            try:
+                urlsplit(url).port  # noqa: B018 - parsed now, not at the first command
+            except ValueError:
+                raise ValueError(
+                    f"url has no valid port: {_without_credentials(url)!r:.80}"
+                ) from None
         mode: _Mode
         if watchers:
             if not service_name:

@@ -379,11 +379,15 @@ class S3Store(SyncStore, SyncTagIndex):
             deleted += self._delete_names("clear", names)
         return deleted
 
+    usage_interval: float = 300.0
+    """Metrics read :meth:`usage` at most this often (seconds): it lists the whole prefix."""
+
     def usage(self) -> StoreUsage:
         """Objects held (including expired ones still in the bucket) and their bytes.
 
         This lists the whole prefix: O(objects) requests (one per 1,000), so call it
-        rarely (metrics scrapes of a big cache should not). ``evictions`` is always 0.
+        rarely (metrics scrapes read it every :attr:`usage_interval`). ``evictions`` is
+        always 0.
         """
         entries = size = 0
         for page in self._list_pages("usage", self._root, delimiter="/"):
