@@ -166,7 +166,7 @@ def test_semantic_keys_on_a_litellm_redis_cache_warn(tmp_path: Path) -> None:
     config = {
         "litellm_settings": {
             "cache": True,
-            "cache_params": {"type": "redis", "similarity_threshold": 0.8},
+            "cache_params": {"type": "redis", "host": "r", "similarity_threshold": 0.8},
         }
     }
     (warning,) = parse(config, tmp_path).warnings

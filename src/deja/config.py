@@ -12,7 +12,7 @@ deja reads its own keys and LiteLLM's, so an existing LiteLLM ``config.yaml`` ru
     general_settings:                # master_key, virtual_keys, max_request_bytes,
                                      # request_body_timeout
     router_settings:                 # LiteLLM: accepted, not implemented (warned)
-    environment_variables:           # LiteLLM: accepted, not exported (warned)
+    environment_variables:           # LiteLLM: exported by load_config, as LiteLLM does
 
 Rules the loader keeps:
 
@@ -25,10 +25,16 @@ Rules the loader keeps:
 * **Secrets never appear in messages**: a value that came from the environment, or sits
   under a secret-looking key (``api_key``, ``password``, ``master_key``, ``key``...), is
   described by its type only. Reprs of the settings mask them too.
-* **LiteLLM keys deja does not implement** (``set_verbose``, ``supported_call_types``,
-  ``router_settings``...) are not errors: they are gathered into one warning in
-  :attr:`Settings.warnings`, which :func:`load_config` logs once. Keys that are neither
-  deja's nor LiteLLM's are errors.
+* **LiteLLM keys deja does not implement** (``set_verbose``, ``router_settings``, the
+  ``general_settings`` of LiteLLM's reference...) are not errors: they are gathered into one
+  warning in :attr:`Settings.warnings`, which :func:`load_config` logs once. Keys that are
+  neither deja's nor LiteLLM's are errors.
+* **The environment, as LiteLLM reads it**: a redis / redis_semantic block that names no
+  server takes it from ``REDIS_URL``, ``REDIS_CLUSTER_NODES``, ``REDIS_SENTINEL_NODES`` or
+  ``REDIS_HOST`` (with ``REDIS_PORT``, ``REDIS_DB``), and any option it leaves unset from
+  ``REDIS_PASSWORD``, ``REDIS_USERNAME``, ``REDIS_SSL``...; qdrant_semantic without
+  ``qdrant_api_base`` reads ``QDRANT_URL`` / ``QDRANT_API_BASE`` and ``QDRANT_API_KEY``.
+  What the block says wins.
 
 Cache back-ends plug in through a registry of cache types (:class:`CacheTypeRegistry`):
 each registers a canonical name, aliases, typed :class:`Option`\\ s and a factory that builds
@@ -44,6 +50,7 @@ import difflib
 import hashlib
 import importlib
 import importlib.util
+import json
 import logging
 import math
 import os
@@ -60,6 +67,7 @@ import yaml
 
 from deja.controls import CacheMode
 from deja.errors import ConfigError
+from deja.policy import Admission, AdmissionPolicy
 from deja.stores.base import Store
 
 if TYPE_CHECKING:
@@ -142,7 +150,7 @@ _REMOTE_EMBEDDER_PARAMS: Final = _words("dimensions api_base api_key")
 _LOCAL_EMBEDDING_MODEL: Final = "local"
 # LiteLLM ``cache_params`` keys deja maps onto its own settings.
 _CACHE_PARAMS_MAPPED: Final = _words("""
-    default_in_memory_ttl default_in_redis_ttl
+    default_in_memory_ttl default_in_redis_ttl supported_call_types
     redis_semantic_cache_embedding_model qdrant_semantic_cache_embedding_model
 """)
 # Every other ``cache_params`` key LiteLLM knows. A key here that is also an option of the
@@ -158,8 +166,17 @@ _CACHE_PARAMS_LITELLM: Final = _words("""
     s3_bucket_name s3_region_name s3_api_version s3_use_ssl s3_verify s3_endpoint_url
     s3_aws_access_key_id s3_aws_secret_access_key s3_aws_session_token s3_config s3_path
     gcs_bucket_name gcs_path_service_account gcs_path azure_account_url azure_blob_container
-    disk_cache_dir supported_call_types disable_copilot_system_to_assistant
+    disk_cache_dir disable_copilot_system_to_assistant
+    azure_redis_ad_token azure_client_id azure_tenant_id azure_client_secret
+    semantic_cache_embedding_timeout
+    ssl_certfile ssl_keyfile ssl_password ssl_ca_path ssl_ca_data ssl_min_version ssl_ciphers
+    ssl_validate_ocsp socket_keepalive socket_keepalive_options retry_on_timeout
+    health_check_interval encoding encoding_errors decode_responses unix_socket_path
+    single_connection_client protocol
 """)
+# The redis-py options above that deja's Redis client cannot apply and whose absence
+# changes what happens (a server that requires a client certificate refuses deja).
+_REDIS_TLS_CLIENT_CERT: Final = _words("ssl_certfile ssl_keyfile ssl_password")
 
 # "callbacks" and friends are read for "prometheus" (which turns metrics on); other
 # callback names are listed in the warning.
@@ -180,6 +197,8 @@ _LITELLM_SETTINGS_IGNORED: Final = _words("""
     default_internal_user_params upperbound_key_generate_params default_key_generate_params
     public_teams telemetry upstream_fallbacks guardrails priority_reservation
     presidio_ad_hoc_recognizers allowed_fails callback_settings return_response_headers
+    enable_caching_on_provider_specific_optional_params max_end_user_budget ssl_verify
+    redact_messages_in_exceptions cache_kwargs
 """)
 
 _PROXY_KEYS: Final = _words("host port workers")
@@ -205,7 +224,31 @@ _GENERAL_LITELLM_IGNORED: Final = _words("""
     admin_only_routes pass_through_endpoints enable_oauth2_auth litellm_jwtauth
     supported_db_objects allowed_ips enforced_params user_header_name
     disable_prisma_schema_update spend_report_frequency
+    use_x_forwarded_for service_account_settings image_generation_model
+    proxy_batch_polling_interval alerting_args embedding_model default_team_disabled
+    allow_user_auth user_api_key_cache_ttl litellm_key_header_name moderation_model
+    custom_sso allow_client_side_credentials use_azure_key_vault use_google_kms
+    litellm_license oauth2_config_mappings enable_oauth2_proxy_auth forward_openai_org_id
+    plugins coordination_redis control_plane_url database_connect_timeout
+    database_socket_timeout database_extra_connection_params
+    database_disable_prepared_statements database_type database_args otel
+    max_batch_file_size_mb proxy_config_reload_interval_seconds cancel_on_disconnect
+    health_check_concurrency health_check_skip_disabled_background_models
+    background_health_check_model_groups model_list_healthy_only enable_public_model_hub
+    pass_through_request_timeout user_header_mappings disable_auto_add_proxy_admin_to_teams
+    scheduled_job_stagger maximum_autorouter_session_retention_period
+    maximum_health_check_retention_period use_spend_logs_partitioning
+    maximum_spend_logs_cleanup_batch_size maximum_spend_logs_cleanup_max_batches
+    maximum_spend_logs_cleanup_run_budget maximum_spend_logs_cleanup_batch_timeout
+    mcp_internal_ip_ranges mcp_trusted_proxy_ranges mcp_xff_num_trusted_hops
+    trusted_proxy_ranges mcp_required_fields disable_budget_reservation
+    apply_user_budget_to_team_keys user_url_validation user_url_allowed_hosts
+    provider_url_destination_allowed_hosts allow_cli_sso_verification_uri_complete
+    routing_strategy num_retries
 """)
+# The general_settings list is LiteLLM's reference table plus the fields of its
+# ConfigGeneralSettings model; the last line holds router_settings keys that configs in the
+# wild put in general_settings, where LiteLLM ignores them too.
 
 _DEPLOYMENT_KEYS: Final = _words("model_name litellm_params model_info")
 
@@ -218,11 +261,18 @@ _LITELLM_PARAMS_KEPT: Final = _words("""
     vertex_project vertex_location vertex_credentials vertex_token_uri
     cache_control_injection_points input_cost_per_token output_cost_per_token
     cache_read_input_token_cost cache_creation_input_token_cost allow_storage_urls
+    rpm tpm weight order
+    temperature top_p max_tokens max_completion_tokens seed stop reasoning_effort
+    response_format frequency_penalty presence_penalty thinking
 """)
-# The last line holds default request parameters, which LiteLLM merges into every call to
-# the deployment; deja forwards only what the caller sends.
+# The deployment's default request parameters: merged into every chat / text completion
+# sent to it (the caller's own values win), as LiteLLM does, and keyed.
+DEPLOYMENT_DEFAULTS: Final = _words("""
+    temperature top_p max_tokens max_completion_tokens seed stop reasoning_effort
+    response_format frequency_penalty presence_penalty thinking
+""")
 _LITELLM_PARAMS_IGNORED: Final = _words("""
-    rpm tpm weight order max_parallel_requests input_cost_per_second
+    max_parallel_requests input_cost_per_second
     output_cost_per_second mock_response drop_params additional_drop_params num_retries
     region_name base_model tags max_budget budget_duration
     merge_reasoning_content_in_choices use_in_pass_through use_litellm_proxy
@@ -232,8 +282,6 @@ _LITELLM_PARAMS_IGNORED: Final = _words("""
     aws_web_identity_token aws_bedrock_runtime_endpoint watsonx_region_name
     auto_router_config auto_router_config_path auto_router_default_model
     auto_router_embedding_model
-    temperature top_p max_tokens max_completion_tokens seed stop reasoning_effort
-    response_format frequency_penalty presence_penalty thinking
 """)
 
 _INJECTION_KEYS: Final = _words("location role index last ttl control")
@@ -638,7 +686,11 @@ def _redis_url(options: Mapping[str, object]) -> str | None:
 def _redis_options() -> dict[str, Option]:
     """Options of the ``redis`` type; the aliases are LiteLLM's ``cache_params`` names."""
     return {
-        "url": Option(types=str, doc="redis://[user:password@]host:port/db (rediss:// for TLS)."),
+        "url": Option(
+            types=str,
+            aliases=("redis_url",),
+            doc="redis://[user:password@]host:port/db (rediss:// for TLS).",
+        ),
         "host": Option(types=str, doc="Server host (default 127.0.0.1)."),
         "port": Option(types=(int, str), validator=_redis_port, doc="Server port (default 6379)."),
         "db": Option(types=int, doc="Database number (default 0; a cluster has only 0)."),
@@ -770,12 +822,19 @@ def _register_builtins(registry: CacheTypeRegistry) -> None:
         factory=_semantic_factory,
         options={
             "store": Option(types=StoreSpec, doc="The exact tier's store (default memory)."),
-            "qdrant_api_base": Option(types=str, doc="Qdrant server URL (unset: local mode)."),
+            "qdrant_api_base": Option(
+                types=str, doc="Qdrant server URL (unset: QDRANT_URL, else local mode)."
+            ),
             "qdrant_api_key": Option(types=str, secret=True, doc="Qdrant API key."),
             "collection": Option(
                 types=str,
                 aliases=("qdrant_collection_name",),
                 doc="Collection name prefix (default deja-semantic; the dimension is appended).",
+            ),
+            "index_directory": Option(
+                types=Path,
+                doc="Directory where the in-process index is saved and merged, shared by "
+                "the workers (default: beside a disk store; else not saved).",
             ),
         },
         aliases=("qdrant-semantic",),
@@ -787,7 +846,12 @@ def _register_builtins(registry: CacheTypeRegistry) -> None:
         options={
             "store": Option(
                 types=StoreSpec, doc="The exact tier's store (a cache block; default memory)."
-            )
+            ),
+            "index_directory": Option(
+                types=Path,
+                doc="Directory where the in-process index is saved and merged, shared by "
+                "the workers (default: beside a disk store; else not saved).",
+            ),
         },
         doc="The exact tier plus an in-process semantic tier (offline embedding model).",
     )
@@ -852,7 +916,9 @@ class CachingSettings:
     """The response cache, validated: which store, and how the cache façade uses it.
 
     ``type`` is the canonical cache type and ``options`` its validated options. ``mode``
-    is LiteLLM's: ``default_off`` caches only requests that opt in. ``similarity_threshold``
+    is LiteLLM's: ``default_off`` caches only requests that opt in. ``call_types`` (from
+    LiteLLM's ``supported_call_types``; ``None``: all) are the request kinds whose answers
+    are stored: ``chat``, ``completion``, ``embedding``. ``similarity_threshold``
     and ``params`` (e.g. ``embedding_model``) are for the semantic tier. ``key_builder`` is
     a ``module.function`` / ``module:function`` / ``file.py:function`` spec, loaded from
     ``base_dir`` by :meth:`cache_kwargs`.
@@ -870,6 +936,7 @@ class CachingSettings:
     compress_min_bytes: int = DEFAULT_COMPRESS_MIN_BYTES
     store_truncated: bool = True
     mode: CacheMode = "default_on"
+    call_types: frozenset[str] | None = None
     base_dir: Path = field(default_factory=Path.cwd, repr=False)
     registry: CacheTypeRegistry | None = field(default=None, repr=False, compare=False)
 
@@ -883,8 +950,6 @@ class CachingSettings:
         Builds the store and loads the key builder, so call it once per cache. ``prices``,
         ``metrics`` and ``clock`` are not configuration and are left to the caller.
         """
-        from deja.policy import AdmissionPolicy
-
         # Load user code before creating the store, so a bad key_builder leaves no store
         # (open files, connections) behind.
         key_builder = (
@@ -899,20 +964,31 @@ class CachingSettings:
         # shared one (Redis, a Qdrant server) is stored as it changes, and loading a copy
         # at the next start would replace what other processes stored in it since
         local_index = semantic is not None and getattr(semantic.index, "process_local", False)
-        if local_index and isinstance(spec, StoreSpec) and spec.type == "disk":
-            directory = spec.options.get("directory")
-            if isinstance(directory, Path):  # the index survives restarts beside the entries
-                kwargs["semantic_path"] = directory / "semantic-index"
+        if local_index:
+            directory = self.options.get("index_directory")
+            if directory is None and isinstance(spec, StoreSpec) and spec.type == "disk":
+                store_directory = spec.options.get("directory")
+                if isinstance(store_directory, Path):  # survives restarts beside the entries
+                    directory = store_directory / "semantic-index"
+            if isinstance(directory, Path):
+                kwargs["semantic_path"] = directory
                 interval = self.params.get("semantic_save_interval")
                 if interval is not None:
                     kwargs["semantic_save_interval"] = interval
+        admission = (
+            AdmissionPolicy(store_truncated=self.store_truncated)
+            if self.call_types is None
+            else _CallTypeAdmission(
+                store_truncated=self.store_truncated, call_types=self.call_types
+            )
+        )
         return kwargs | {
             "store": self.build_store(),
             "ttl": self.ttl,
             "key_prefix": self.key_prefix,
             "namespace": self.namespace,
             "key_builder": key_builder,
-            "admission": AdmissionPolicy(store_truncated=self.store_truncated),
+            "admission": admission,
             "max_entry_bytes": self.max_entry_bytes,
             "compress_min_bytes": self.compress_min_bytes,
             "mode": self.mode,
@@ -1068,6 +1144,15 @@ class Settings:
     general: GeneralSettings = field(default_factory=GeneralSettings)
     enable_prometheus: bool = False
     warnings: tuple[str, ...] = ()
+    # LiteLLM's environment_variables block (values may be secrets: kept out of the repr)
+    environment_variables: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def export_environment(self) -> None:
+        """Set :attr:`environment_variables` in the process environment (``os.environ``),
+        replacing values already there, as LiteLLM's proxy does at start: what reads the
+        environment later (a deployment without ``api_key`` reads ``OPENAI_API_KEY``) sees
+        them. :func:`load_config` calls it when it reads ``os.environ``."""
+        os.environ.update(self.environment_variables)
 
     def price_overrides(self) -> dict[str, dict[str, object]]:
         """Price fields set on deployments, by upstream model (``litellm_params.model``).
@@ -1134,7 +1219,10 @@ def load_config(
 ) -> Settings:
     """Read, validate and return the configuration in the YAML file at ``path``.
 
-    Relative paths inside it are resolved against the file's directory. Start-up warnings
+    Relative paths inside it are resolved against the file's directory. When ``environ``
+    is ``None`` (read :data:`os.environ`), the ``environment_variables`` block is exported
+    to the process environment, as LiteLLM does (see :meth:`Settings.export_environment`);
+    with an explicit ``environ`` nothing is exported. Start-up warnings
     are logged once each at WARNING, unless ``log_warnings`` is false (for a process that
     loads a file another one has already validated and warned about; the warnings are in
     :attr:`Settings.warnings` either way). Raises :class:`~deja.errors.ConfigError` (with the
@@ -1164,6 +1252,8 @@ def load_config(
     settings = parse_config(
         data, base_dir=file.parent.absolute(), environ=environ, registry=registry
     )
+    if environ is None:  # the process's own environment: export the block into it
+        settings.export_environment()
     if log_warnings:
         for warning in settings.warnings:
             logger.warning("%s: %s", file, warning)
@@ -1207,16 +1297,14 @@ def parse_config(
     root = _mapping(data, "", ctx)
     env: Mapping[str, str] = os.environ if environ is None else environ
 
-    # LiteLLM exports environment_variables before it resolves os.environ/ references;
-    # deja does not touch the process environment, but lets the references see them.
+    # LiteLLM exports environment_variables before it reads anything else: the references
+    # below and the REDIS_* / QDRANT_* variables see them. Exporting them to the process
+    # (where OPENAI_API_KEY and friends are read) is load_config's job: this stays pure.
     exported: dict[str, str] = {}
     if "environment_variables" in root:
         exported = _environment_variables(root["environment_variables"], env, ctx)
-        ctx.warnings.append(
-            "environment_variables: not exported to the process environment; its values "
-            "are used only to resolve os.environ/NAME references in this file"
-        )
     lookup: Mapping[str, str] = {**env, **exported} if exported else env
+    ctx.env = lookup
     resolved = {
         key: (value if key == "environment_variables" else _resolve_env(value, key, lookup, ctx))
         for key, value in root.items()
@@ -1254,6 +1342,7 @@ def parse_config(
         general=general,
         enable_prometheus=litellm.enable_prometheus,
         warnings=tuple(warnings),
+        environment_variables=exported,
     )
 
 
@@ -1433,6 +1522,9 @@ class _Context:
 
     base_dir: Path
     registry: CacheTypeRegistry
+    # The environment the configuration reads (os.environ/NAME, REDIS_*, QDRANT_*), with
+    # the environment_variables block's values over it.
+    env: Mapping[str, str] = field(default_factory=dict)
     # YAML paths whose value came from the environment: never shown in a message.
     from_env: set[str] = field(default_factory=set)
     # LiteLLM keys accepted but not implemented, for the single start-up warning.
@@ -1493,10 +1585,18 @@ def _shown(value: object, path: str, ctx: _Context, *, secret: bool = False) -> 
     return f"a {_kind(value)}"
 
 
-def _suggestion(word: str, candidates: Iterable[str]) -> str:
-    by_lower = {c.lower(): c for c in candidates}
-    match = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
-    return f"; did you mean {by_lower[match[0]]!r}?" if match else ""
+def _suggestion(word: str, candidates: Iterable[str], *, also: Iterable[str] = ()) -> str:
+    """``; did you mean 'x'?`` for the nearest of ``candidates`` (or of ``also``, which
+    must be nearer to count), or ``""``."""
+    lower = word.lower()
+    best: tuple[float, str] | None = None
+    for pool, cutoff in ((candidates, 0.6), (also, 0.8)):
+        by_lower = {c.lower(): c for c in pool}
+        for match in difflib.get_close_matches(lower, list(by_lower), n=1, cutoff=cutoff):
+            ratio = difflib.SequenceMatcher(None, lower, match).ratio()
+            if best is None or ratio > best[0]:
+                best = (ratio, by_lower[match])
+    return f"; did you mean {best[1]!r}?" if best else ""
 
 
 def _grouped_paths(paths: Sequence[str]) -> list[str]:
@@ -1551,8 +1651,16 @@ def _check_keys(
             where = f"in a {_last_key(path)} entry"
         else:
             where = f"in {_last_key(path)}"
-        hint = _suggestion(key, [*known, *ignored])
-        if not hint:
+        # The LiteLLM lists are long: matched as loosely as deja's own keys, a key they do
+        # not hold draws a "did you mean" for an unrelated one (disable_telemetry: did you
+        # mean 'disable_master_key_return'?), so only a near miss of one is suggested.
+        hint = _suggestion(key, known, also=ignored)
+        if not hint and ignored:
+            hint = (
+                "; neither a deja setting nor one LiteLLM documents here (deja reads: "
+                f"{', '.join(sorted(known))})"
+            )
+        elif not hint:
             hint = f"; expected one of: {', '.join(sorted(known))}"
         raise ConfigError(f"unknown key {where}{hint}", path=_join(path, key))
 
@@ -1762,6 +1870,15 @@ def _litellm_params(value: object, path: str, ctx: _Context) -> dict[str, object
             params[key] = _http_url(raw, sub, ctx)
         elif key == "allow_storage_urls":
             params[key] = _bool(raw, sub, ctx)
+        elif key in ("rpm", "tpm", "weight"):
+            share = _number(raw, sub, ctx, what="a share of the requests (a number >= 0)")
+            if share < 0:
+                raise ConfigError("a share of the requests cannot be negative", path=sub)
+            params[key] = share
+        elif key == "order":
+            params[key] = _int(raw, sub, ctx, what="a priority (1 is tried first)", minimum=1)
+        elif key in DEPLOYMENT_DEFAULTS:
+            params[key] = raw  # any JSON value; the provider judges it
         else:
             params[key] = _str(raw, sub, ctx)
     return params
@@ -1973,6 +2090,312 @@ def _replace_key_builder(caching: CachingSettings, spec: str) -> CachingSettings
     return replace(caching, key_builder=spec)
 
 
+# ----- values read from the environment, as LiteLLM reads them
+
+# LiteLLM's Redis caches read REDIS_<redis-py keyword> (litellm/_redis.py), and
+# REDIS_CLUSTER_NODES / REDIS_SENTINEL_NODES as JSON lists; a value in the block wins.
+# Where the server is comes from the environment only when the block names no address
+# at all: a block's own host is never paired with another server's port.
+_REDIS_TYPES: Final = frozenset({"redis", "redis_semantic"})
+_REDIS_ADDRESS_KEYS: Final = ("url", "host", "startup_nodes", "sentinel_nodes")
+_REDIS_ENV_ADDRESSES: Final = (
+    ("REDIS_URL", "url", ()),
+    ("REDIS_CLUSTER_NODES", "startup_nodes", ()),
+    ("REDIS_SENTINEL_NODES", "sentinel_nodes", (("REDIS_SERVICE_NAME", "service_name"),)),
+    ("REDIS_HOST", "host", (("REDIS_PORT", "port"), ("REDIS_DB", "db"))),
+)
+# LiteLLM drops the password when a URL is given (the URL carries its credentials).
+_REDIS_ENV_CREDENTIALS: Final = (("REDIS_USERNAME", "username"), ("REDIS_PASSWORD", "password"))
+_REDIS_ENV_SETTINGS: Final = (
+    ("REDIS_SSL", "ssl"),
+    ("REDIS_SSL_CA_CERTS", "ssl_ca_certs"),
+    ("REDIS_SSL_CERT_REQS", "ssl_cert_reqs"),
+    ("REDIS_SSL_CHECK_HOSTNAME", "ssl_check_hostname"),
+    ("REDIS_SOCKET_TIMEOUT", "op_timeout"),
+    ("REDIS_SOCKET_CONNECT_TIMEOUT", "connect_timeout"),
+    ("REDIS_MAX_CONNECTIONS", "max_connections"),
+    ("REDIS_CLIENT_NAME", "client_name"),
+    ("REDIS_SENTINEL_PASSWORD", "sentinel_password"),
+)
+# REDIS_* variables LiteLLM applies and deja's Redis client cannot.
+_REDIS_ENV_UNSUPPORTED: Final = (
+    "REDIS_SSL_CERTFILE",
+    "REDIS_SSL_KEYFILE",
+    "REDIS_SSL_PASSWORD",
+    "REDIS_GCP_SERVICE_ACCOUNT",
+)
+# LiteLLM's QdrantSemanticCache: qdrant_api_base or QDRANT_URL or QDRANT_API_BASE.
+_QDRANT_ENV_URLS: Final = ("QDRANT_URL", "QDRANT_API_BASE")
+
+
+def _environment_option(
+    cache_type: CacheType, name: str, variable: str, path: str, ctx: _Context
+) -> object:
+    """Option ``name`` of ``cache_type`` from environment variable ``variable``, checked
+    like the YAML value it stands in for; a message names the variable, never the value."""
+    option = cache_type.options[name]
+    sub = _join(path, name)
+    raw: object = ctx.env[variable]
+    ctx.from_env.add(sub)
+    if list in option.accepted and isinstance(raw, str):  # node lists are JSON, as in LiteLLM
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise ConfigError(
+                f"the environment variable {variable} is not a JSON list of nodes "
+                '(e.g. [{"host": "10.0.0.1", "port": 7000}])',
+                path=sub,
+            ) from None
+    try:
+        return _option_value(option, raw, sub, ctx)
+    except ConfigError as exc:
+        reason = str(exc).removeprefix(f"{exc.path}: ") if exc.path else str(exc)
+        raise ConfigError(
+            f"{reason} (read from the environment variable {variable})", path=exc.path or sub
+        ) from None
+
+
+def _with_environment(
+    cache_type: CacheType,
+    block: Mapping[str, object],
+    options: dict[str, object],
+    path: str,
+    ctx: _Context,
+) -> dict[str, object]:
+    """``options`` with what a redis or qdrant block leaves unset read from the
+    environment, as LiteLLM reads it (REDIS_HOST, REDIS_URL, QDRANT_URL...)."""
+    if cache_type.name in _REDIS_TYPES:
+        return _redis_environment(cache_type, block, options, path, ctx)
+    if cache_type.name == "qdrant_semantic":
+        filled = dict(options)
+        if filled.get("qdrant_api_base") is None:
+            for variable in _QDRANT_ENV_URLS:
+                if ctx.env.get(variable):
+                    filled["qdrant_api_base"] = _environment_option(
+                        cache_type, "qdrant_api_base", variable, path, ctx
+                    )
+                    break
+        # the key is for a server: local mode has none to send it to
+        if (
+            filled.get("qdrant_api_base") is not None
+            and filled.get("qdrant_api_key") is None
+            and ctx.env.get("QDRANT_API_KEY")
+        ):
+            filled["qdrant_api_key"] = _environment_option(
+                cache_type, "qdrant_api_key", "QDRANT_API_KEY", path, ctx
+            )
+        return filled
+    return options
+
+
+def _redis_environment(
+    cache_type: CacheType,
+    block: Mapping[str, object],
+    options: dict[str, object],
+    path: str,
+    ctx: _Context,
+) -> dict[str, object]:
+    env, known = ctx.env, cache_type.options
+    wanted: list[tuple[str, str]] = []
+    if not any(options.get(key) is not None for key in _REDIS_ADDRESS_KEYS):
+        for variable, name, companions in _REDIS_ENV_ADDRESSES:
+            if name not in known or not env.get(variable):
+                continue
+            if name == "url" and (options.get("port") is not None or options.get("db") is not None):
+                continue  # a URL cannot go with the block's own port or db
+            wanted += [(variable, name), *companions]
+            break
+    url = options.get("url") is not None or any(name == "url" for _, name in wanted)
+    wanted += [*(() if url else _REDIS_ENV_CREDENTIALS), *_REDIS_ENV_SETTINGS]
+    filled = dict(options)
+    for variable, name in wanted:
+        if name in known and filled.get(name) is None and env.get(variable):
+            filled[name] = _environment_option(cache_type, name, variable, path, ctx)
+
+    # LiteLLM refuses to start without an address; deja's own format documents the
+    # default, so only a LiteLLM block is told which server it gets
+    if path.startswith("litellm_settings.") and not any(
+        filled.get(key) is not None for key in _REDIS_ADDRESS_KEYS
+    ):
+        ctx.warnings.append(
+            f"{path}: no Redis address (host, url, redis_startup_nodes or sentinel_nodes), "
+            "and neither REDIS_URL nor REDIS_HOST is set in the environment: deja connects "
+            "to 127.0.0.1:6379 (LiteLLM would not start)"
+        )
+    certificates = [
+        _join(path, key) for key in _REDIS_TLS_CLIENT_CERT if block.get(key) is not None
+    ] + [name for name in _REDIS_ENV_UNSUPPORTED if env.get(name)]
+    if certificates:
+        ctx.warnings.append(
+            f"{', '.join(certificates)}: deja's Redis client does not support TLS client "
+            "certificates (nor GCP IAM sign-in) and connects without them; a server that "
+            "requires them refuses every connection, and every lookup is then a miss"
+        )
+    return filled
+
+
+def _folded_ttl(
+    ttl: float | None, options: Mapping[str, object], path: str, ctx: _Context
+) -> float | None:
+    """The block's TTL with the ``ttl`` of the cache blocks nested in it folded in.
+
+    The cache sets one TTL on every entry it writes, through whatever stores it is made
+    of, so a nested block's ttl (the guide's ``l2: {type: redis, ttl: 3600}``) is that
+    TTL; when two differ, entries expire after the shorter. A tiered cache's ``l1.ttl`` is
+    only how long L1 keeps its copies (``l1_ttl``), so it is not one of them.
+    """
+    for name, spec in options.items():
+        if name == "l1" or not isinstance(spec, StoreSpec) or spec.ttl is None:
+            continue
+        if ttl is None:
+            ttl = spec.ttl
+        elif spec.ttl != ttl:
+            shorter = min(ttl, spec.ttl)
+            ctx.warnings.append(
+                f"{_join(_join(path, name), 'ttl')} ({spec.ttl:g} s) and "
+                f"{_join(path, 'ttl')} ({ttl:g} s) differ: entries expire after the "
+                f"shorter, {shorter:g} s"
+            )
+            ttl = shorter
+    return ttl
+
+
+# ----- supported_call_types
+
+# LiteLLM's call types deja's cache serves, by the kind of request they are.
+_CALL_TYPES: Final = {
+    "completion": "chat",
+    "acompletion": "chat",
+    "text_completion": "completion",
+    "atext_completion": "completion",
+    "embedding": "embedding",
+    "aembedding": "embedding",
+}
+_CALL_TYPE_ROUTES: Final = {
+    "chat": "/chat/completions",
+    "completion": "/completions",
+    "embedding": "/embeddings",
+}
+
+
+def _call_types(value: object, path: str, ctx: _Context) -> frozenset[str]:
+    """LiteLLM's ``supported_call_types`` as the request kinds whose answers are stored."""
+    names = (value,) if isinstance(value, str) else _str_tuple(value, path, ctx)
+    kinds: set[str] = set()
+    others: list[str] = []
+    for i, name in enumerate(names):
+        kind = _CALL_TYPES.get(name)
+        if kind is not None:
+            kinds.add(kind)
+            continue
+        close = difflib.get_close_matches(name, list(_CALL_TYPES), n=1, cutoff=0.8)
+        if close:  # acompletions, aembeddings: a typo would turn caching off for a route
+            raise ConfigError(
+                f"unknown call type {_shown(name, _at(path, i), ctx)}; did you mean {close[0]!r}?",
+                path=_at(path, i) if not isinstance(value, str) else path,
+            )
+        others.append(name)
+    # the proxy's routes of the kinds left out bypass the cache, as in LiteLLM
+    if others:
+        ctx.warnings.append(
+            f"{path}: {', '.join(others)}: deja serves no such call, nothing to cache"
+        )
+    return frozenset(kinds)
+
+
+@dataclass(frozen=True, slots=True)
+class _CallTypeAdmission(AdmissionPolicy):
+    """:class:`~deja.policy.AdmissionPolicy` that also refuses the answers of request
+    kinds ``supported_call_types`` leaves out (``chat``, ``completion``, ``embedding``)."""
+
+    call_types: frozenset[str] = frozenset()
+
+    def admit(self, response: object) -> Admission:
+        if _response_kind(response) not in self.call_types:
+            return Admission(False, "call_type")
+        return AdmissionPolicy.admit(self, response)
+
+
+def _response_kind(response: object) -> str:
+    """Which kind of request an OpenAI-shaped answer answers."""
+    if not isinstance(response, Mapping):
+        return "chat"
+    kind = response.get("object")
+    if kind == "list" or (kind is None and "data" in response):
+        return "embedding"
+    if kind == "text_completion":
+        return "completion"
+    choices = response.get("choices")
+    first = choices[0] if isinstance(choices, list) and choices else None
+    if isinstance(first, Mapping) and "text" in first and "message" not in first:
+        return "completion"
+    return "chat"
+
+
+# ----- where an in-process semantic index lives
+
+
+def _semantic_index_warnings(
+    cache_type: CacheType,
+    options: Mapping[str, object],
+    params: Mapping[str, object],
+    path: str,
+    ctx: _Context,
+) -> None:
+    """Say, at start, when a semantic index is kept in one process only (lost at restart,
+    not shared by the workers) or a setting about saving it has no effect."""
+    interval = _join(_join(path, "params"), "semantic_save_interval")
+    where = _join(path, "index_directory")
+    if cache_type.name == "redis_semantic" or (
+        cache_type.name == "qdrant_semantic" and options.get("qdrant_api_base") is not None
+    ):
+        unused = [interval] if "semantic_save_interval" in params else []
+        if options.get("index_directory") is not None:
+            unused.append(where)
+        if unused:
+            ctx.warnings.append(
+                f"{' and '.join(unused)} {'have' if len(unused) > 1 else 'has'} no effect: "
+                "the semantic index is on the server, stored as it changes"
+            )
+        return
+    if cache_type.name not in ("semantic", "qdrant_semantic"):
+        return
+    spec = options.get("store")
+    store = spec.type if isinstance(spec, StoreSpec) else "memory"
+    saved = options.get("index_directory") is not None or store == "disk"
+    qdrant = cache_type.name == "qdrant_semantic"
+    if qdrant:
+        message = (
+            f"{path}: no Qdrant server (neither qdrant_api_base nor QDRANT_URL / "
+            "QDRANT_API_BASE is set): the semantic index runs in Qdrant's local mode "
+            "inside this process"
+        )
+        if not saved:
+            message += (
+                f", in memory: lost at restart and not shared between workers (set {where} "
+                "to save it)"
+            )
+        ctx.warnings.append(message + "; set qdrant_api_base (or QDRANT_URL) to use a server")
+        if saved:
+            return
+    elif saved:
+        return
+    if store != "memory":
+        if not qdrant:
+            ctx.warnings.append(
+                f"{path}: the semantic index lives in this process only: it is lost at "
+                f"restart and not shared between workers, while the {store} store's exact "
+                f"entries are; set {where} to a directory the workers share to save it "
+                "there and share it"
+                + (f" ({interval} applies then)" if "semantic_save_interval" in params else "")
+            )
+    elif "semantic_save_interval" in params:
+        ctx.warnings.append(
+            f"{interval} has no effect: the semantic index is not saved (set {where}, or "
+            "use a disk store, to save it)"
+        )
+
+
 def _parse_caching(
     block: Mapping[str, object],
     path: str,
@@ -1986,12 +2409,14 @@ def _parse_caching(
     known = (*_CACHING_KEYS, *_CACHE_PARAMS_MAPPED, *option_keys)
     ignored = [k for k in _CACHE_PARAMS_LITELLM if k not in option_keys]
     _check_keys(block, path, ctx, known=known, ignored=ignored)
-    options = _options(cache_type, block, path, ctx)
+    options = _with_environment(
+        cache_type, block, _options(cache_type, block, path, ctx), path, ctx
+    )
 
     def get(key: str) -> object:
         return block.get(key)
 
-    ttl = _optional_seconds(get("ttl"), _join(path, "ttl"), ctx)
+    ttl = _folded_ttl(_optional_seconds(get("ttl"), _join(path, "ttl"), ctx), options, path, ctx)
     # LiteLLM: a per-backend default TTL replaces ttl for that backend only.
     for key, applies_to in (
         ("default_in_memory_ttl", ("memory",)),
@@ -2029,6 +2454,13 @@ def _parse_caching(
     semantic = cache_type.name in _SEMANTIC_TYPES
     if semantic:
         params = _embedding_deployment(params, params_path, model_list, ctx)
+        _semantic_index_warnings(cache_type, options, params, path, ctx)
+
+    call_types = None
+    if get("supported_call_types") is not None:
+        call_types = _call_types(
+            get("supported_call_types"), _join(path, "supported_call_types"), ctx
+        )
 
     key_builder = None
     if get("key_builder") is not None:
@@ -2098,6 +2530,7 @@ def _parse_caching(
             else _bool(get("store_truncated"), _join(path, "store_truncated"), ctx)
         ),
         mode=_mode(get("mode"), _join(path, "mode"), ctx),
+        call_types=call_types,
         base_dir=ctx.base_dir,
         registry=ctx.registry,
     )
@@ -2317,11 +2750,18 @@ def _store_spec(block: Mapping[str, object], path: str, ctx: _Context) -> StoreS
             path=_join(path, "type"),
         )
     cache_type = _cache_type(block, path, ctx, default_type=_NATIVE_DEFAULT_TYPE)
-    _check_keys(block, path, ctx, known=("type", "ttl", *cache_type.option_keys()))
+    option_keys = cache_type.option_keys()
+    # redis-py's TLS client-certificate options: said not to apply, not refused
+    ignored = [k for k in _REDIS_TLS_CLIENT_CERT if k not in option_keys]
+    _check_keys(block, path, ctx, known=("type", "ttl", *option_keys), ignored=ignored)
+    options = _with_environment(
+        cache_type, block, _options(cache_type, block, path, ctx), path, ctx
+    )
+    ttl = _optional_seconds(block.get("ttl"), _join(path, "ttl"), ctx)
     return StoreSpec(
         type=cache_type.name,
-        options=_options(cache_type, block, path, ctx),
-        ttl=_optional_seconds(block.get("ttl"), _join(path, "ttl"), ctx),
+        options=options,
+        ttl=_folded_ttl(ttl, options, path, ctx),
         registry=ctx.registry,
     )
 

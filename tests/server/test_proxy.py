@@ -131,11 +131,16 @@ async def test_failover_to_the_next_deployment(
 ) -> None:
     with FakeOpenAIServer() as backup:
         config = proxy_config(upstream)
+        config["model_list"][0]["litellm_params"]["order"] = 1  # tried first (else: shuffled)
         config["model_list"].insert(
             1,
             {
                 "model_name": "gpt-4o",
-                "litellm_params": {"model": "openai/gpt-4o", "api_base": backup.base_url},
+                "litellm_params": {
+                    "model": "openai/gpt-4o",
+                    "api_base": backup.base_url,
+                    "order": 2,
+                },
             },
         )
         async with make_proxy(config) as proxy:

@@ -557,3 +557,111 @@ async def test_a_metrics_scrape_never_holds_up_requests(
         served.set()
         assert answer.status_code == 200
         assert (await scrape).status_code == 200
+
+
+def _deployment(name: str, model: str, server: FakeOpenAIServer, **params: Any) -> dict[str, Any]:
+    litellm = {"model": model, "api_base": server.base_url, "api_key": "sk-up", **params}
+    return {"model_name": name, "litellm_params": litellm}
+
+
+async def test_wildcard_model_names_route_what_they_match(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient]
+) -> None:
+    with FakeOpenAIServer() as exact:
+        config = proxy_config(
+            upstream,
+            model_list=[
+                _deployment("*", "openai/*", upstream),  # LiteLLM's catch-all
+                _deployment("gpt-4o", "openai/gpt-4o", exact),  # a name of its own wins
+            ],
+        )
+        config["general_settings"]["virtual_keys"].append(
+            {"key": "sk-minis", "tenant": "minis", "models": ["gpt-4o-mini*"]}
+        )
+        async with make_proxy(config) as proxy:
+            for model in ("gpt-4o-mini", "o3", "gpt-4o"):
+                body = {**BODY, "model": model}
+                assert (await proxy.post(CHAT, json=body)).status_code == 200
+            assert [r.body["model"] for r in upstream.requests] == ["gpt-4o-mini", "o3"]
+            assert [r.body["model"] for r in exact.requests] == ["gpt-4o"]
+            info = await proxy.get("/v1/models/o1-pro")
+            assert info.status_code == 200 and info.json()["id"] == "o1-pro"
+            limited = {"authorization": "Bearer sk-minis"}
+            mini = {**BODY, "model": "gpt-4o-mini-2024-07-18"}
+            assert (await proxy.post(CHAT, json=mini, headers=limited)).status_code == 200
+            denied = await proxy.post(CHAT, json={**BODY, "model": "o3"}, headers=limited)
+            assert denied.status_code == 403
+
+
+async def test_deployments_of_one_name_share_its_requests(
+    make_proxy: Callable[..., httpx2.AsyncClient],
+) -> None:
+    with FakeOpenAIServer() as a, FakeOpenAIServer() as b, FakeOpenAIServer() as backup:
+        config = proxy_config(
+            a,
+            model_list=[
+                _deployment("gpt-4o", "openai/gpt-4o", a, order=1),
+                _deployment("gpt-4o", "openai/gpt-4o", b, order=1, weight=3),
+                _deployment("gpt-4o", "openai/gpt-4o", backup, order=2),
+            ],
+        )
+        async with make_proxy(config) as proxy:
+            for i in range(80):
+                question = {**BODY, "messages": [{"role": "user", "content": f"question {i}"}]}
+                assert (await proxy.post(CHAT, json=question)).status_code == 200
+            # simple-shuffle weighted 1:3 within the first order; the second only on failure
+            assert 5 <= a.count(CHAT) <= 35 and a.count(CHAT) + b.count(CHAT) == 80
+            assert backup.count(CHAT) == 0
+            a.fail_next(503, times=10)
+            b.fail_next(503, times=10)
+            failing = {**BODY, "messages": [{"role": "user", "content": "both down"}]}
+            answer = await proxy.post(CHAT, json=failing)
+            assert answer.status_code == 200 and backup.count(CHAT) == 1
+
+
+async def test_deployment_settings_litellm_configs_rely_on(
+    make_proxy: Callable[..., httpx2.AsyncClient],
+) -> None:
+    with FakeOpenAIServer() as up, FakeOpenAIServer() as azure:
+        config = proxy_config(
+            up,
+            model_list=[
+                _deployment(
+                    "gpt-4o",
+                    "openai/gpt-4o",
+                    up,
+                    temperature=0.2,
+                    max_tokens=50,
+                    organization="org-deja",
+                    max_retries=2,
+                    timeout=30,
+                    stream_timeout=0.3,
+                ),
+                _deployment("azure-4o", "azure/my-4o", azure, api_version="2024-02-15-preview"),
+            ],
+        )
+        async with make_proxy(config) as proxy:
+            # default request parameters under the caller's own, and keyed as sent
+            first = await proxy.post(CHAT, json=BODY)
+            sent = up.requests[-1]
+            assert sent.body["temperature"] == 0.2 and sent.body["max_tokens"] == 50
+            assert sent.headers["openai-organization"] == "org-deja"
+            explicit = await proxy.post(CHAT, json={**BODY, "temperature": 0.2})
+            assert (first.headers["x-deja-cache"], explicit.headers["x-deja-cache"]) == (
+                "miss",
+                "hit",
+            )
+            await proxy.post(CHAT, json={**BODY, "temperature": 0.9})
+            assert up.requests[-1].body["temperature"] == 0.9
+            # max_retries: the same deployment again, before any failover
+            up.fail_next(503, times=2)
+            retried = {**BODY, "messages": [{"role": "user", "content": "flaky"}]}
+            assert (await proxy.post(CHAT, json=retried)).status_code == 200
+            assert up.count(CHAT) == 2 + 3
+            # stream_timeout bounds streams (each of the 3 tries); timeout (30 s) the rest
+            up.delay_next(1.0, times=3)
+            slow = {**BODY, "messages": [{"role": "user", "content": "slow"}], "stream": True}
+            assert (await proxy.post(CHAT, json=slow)).status_code == 504
+            # an Azure deployment's api_version reaches the URL
+            await proxy.post(CHAT, json={**BODY, "model": "azure-4o"})
+            assert azure.requests[-1].query == "api-version=2024-02-15-preview"

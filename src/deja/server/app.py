@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import random
+import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -24,7 +27,7 @@ from deja._async.cache import AsyncCache
 from deja._async.client import _PROVIDER_OPTIONS, AsyncClient
 from deja._async.embeddings import acached_embeddings, embedding_items
 from deja._async.streams import aopen_uncached
-from deja.config import ModelDeployment, Settings, build_cache
+from deja.config import DEPLOYMENT_DEFAULTS, ModelDeployment, Settings, build_cache
 from deja.controls import CacheControl, from_header, merge, parse_controls
 from deja.errors import (
     ControlError,
@@ -74,14 +77,151 @@ class HookError(DejaError):
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One model name: its deployments, tried in order when one fails, and the upstream
-    call options of each (built once: every request reads them)."""
+    """One model name: its deployments and the upstream call options of each (built once:
+    every request reads them).
+
+    Several deployments share the requests as LiteLLM's default ``simple-shuffle`` does:
+    each request tries them in a random order, weighted by their ``weight`` (else ``rpm``,
+    else ``tpm``; equal without), lower ``order`` values first; a failure worth it moves
+    on to the next. The request is keyed as the first deployment in the config has it.
+    """
 
     name: str
     deployments: tuple[ModelDeployment, ...]
     options: tuple[dict[str, Any], ...]
     # callers may name s3:// / gs:// files: every deployment allows it
     storage_urls: bool = False
+    # deployment indices by priority (``order``), each group with its weights
+    groups: tuple[tuple[tuple[int, ...], tuple[float, ...]], ...] = ()
+    # per deployment: its default request parameters (chat and text completions: keyed),
+    # what only its calls carry (Azure's api_version), its retries, its stream options
+    defaults: tuple[Mapping[str, Any], ...] = ()
+    extras: tuple[Mapping[str, Any], ...] = ()
+    retries: tuple[int, ...] = ()
+    stream_options: tuple[dict[str, Any], ...] = ()
+
+    def payload(self, i: int, path: str, payload: Mapping[str, Any]) -> Mapping[str, Any]:
+        """What deployment ``i`` is sent for ``payload``: its defaults under the caller's
+        values (generation routes), and its call-only settings."""
+        defaults = self.defaults[i] if path in _GENERATION_PATHS else _NOTHING
+        extras = self.extras[i]
+        if not defaults and not extras:
+            return payload
+        return {**extras, **defaults, **payload}
+
+    def attempts(self) -> list[int]:
+        """The deployments (indices) to try for one request, in order."""
+        if len(self.deployments) == 1:
+            return [0]
+        tried: list[int] = []
+        for members, weights in self.groups:
+            if len(members) == 1:
+                tried.append(members[0])
+                continue
+            # a weighted random permutation (Efraimidis-Spirakis: sort by u ** (1 / w))
+            ranks = sorted(
+                ((random.random() ** (1.0 / w), i) for i, w in zip(members, weights, strict=True)),
+                reverse=True,
+            )
+            tried.extend(i for _, i in ranks)
+        return tried
+
+
+def make_route(name: str, deployments: Sequence[ModelDeployment]) -> Route:
+    """The :class:`Route` of ``deployments`` under the model name ``name``."""
+    by_order: dict[float, list[int]] = {}
+    for i, deployment in enumerate(deployments):
+        by_order.setdefault(_number(deployment.litellm_params.get("order"), math.inf), []).append(i)
+    groups = tuple(
+        (tuple(members), tuple(_weight(deployments[i]) for i in members))
+        for _, members in sorted(by_order.items())
+    )
+    options = tuple(_deployment_options(d) for d in deployments)
+    return Route(
+        name,
+        tuple(deployments),
+        options,
+        storage_urls=all(d.litellm_params.get("allow_storage_urls") is True for d in deployments),
+        groups=groups,
+        defaults=tuple(
+            {k: v for k, v in d.litellm_params.items() if k in DEPLOYMENT_DEFAULTS}
+            for d in deployments
+        ),
+        extras=tuple(_call_extras(d) for d in deployments),
+        retries=tuple(int(d.litellm_params.get("max_retries") or 0) for d in deployments),  # type: ignore[call-overload]
+        stream_options=tuple(
+            _stream_options(d, o) for d, o in zip(deployments, options, strict=True)
+        ),
+    )
+
+
+def _call_extras(deployment: ModelDeployment) -> dict[str, Any]:
+    """Body fields only the call to ``deployment`` carries: an Azure deployment's
+    ``api_version`` (the client moves it to the URL)."""
+    version = deployment.litellm_params.get("api_version")
+    if version is not None and deployment.model.startswith("azure/"):
+        return {"api_version": version}
+    return {}
+
+
+def _stream_options(deployment: ModelDeployment, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` for a streamed call: LiteLLM's ``stream_timeout`` in place of ``timeout``."""
+    seconds = deployment.litellm_params.get("stream_timeout")
+    return options if seconds is None else {**options, "timeout": float(seconds)}  # type: ignore[arg-type]
+
+
+def _number(value: object, default: float) -> float:
+    """A positive number from a config value (a number or a numeric string), else ``default``."""
+    if isinstance(value, bool):
+        return default
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return default
+    return number if math.isfinite(number) and number > 0 else default
+
+
+def _weight(deployment: ModelDeployment) -> float:
+    """LiteLLM's simple-shuffle weight: ``weight``, else ``rpm``, else ``tpm``, else 1."""
+    params = deployment.litellm_params
+    for name in ("weight", "rpm", "tpm"):
+        weight = _number(params.get(name), 0.0)
+        if weight > 0:
+            return weight
+    return 1.0
+
+
+class _Wildcard:
+    """A ``model_list`` name with ``*`` (LiteLLM's wildcard routing): ``openai/*`` serves
+    ``openai/gpt-4o``; a ``*`` in a deployment's model takes what the name's ``*`` matched
+    (``model_name: "*"``, ``model: "openai/*"`` sends ``gpt-4o`` to OpenAI)."""
+
+    def __init__(self, pattern: str, deployments: Sequence[ModelDeployment]) -> None:
+        self.pattern = pattern
+        self.deployments = tuple(deployments)
+        parts = [re.escape(part) for part in pattern.split("*")]
+        self._regex = re.compile("(.*?)".join(parts[:-1]) + "(.*)" + parts[-1], re.S)
+        self.specificity = len(pattern) - pattern.count("*")
+
+    def route(self, model: str) -> Route | None:
+        matched = self._regex.fullmatch(model)
+        if matched is None:
+            return None
+        pieces = matched.groups()
+        concrete = []
+        for deployment in self.deployments:
+            params = {**deployment.litellm_params, "model": _filled(deployment.model, pieces)}
+            concrete.append(replace(deployment, model_name=model, litellm_params=params))
+        return make_route(model, concrete)
+
+
+def _filled(template: str, pieces: Sequence[str]) -> str:
+    """``template`` with its ``*``s replaced by ``pieces`` in turn (the last one repeats)."""
+    parts = template.split("*")
+    filled = parts[0]
+    for k, part in enumerate(parts[1:]):
+        filled += pieces[min(k, len(pieces) - 1)] + part
+    return filled
 
 
 def _cache_headers(info: CacheInfo, *, cost_known: bool = True) -> list[tuple[bytes, bytes]]:
@@ -103,8 +243,23 @@ def _cache_headers(info: CacheInfo, *, cost_known: bool = True) -> list[tuple[by
 
 
 _SERVED = frozenset({"hit", "semantic_hit"})
+_WILDCARD_ROUTES = 4096  # model names resolved through wildcards, remembered
+_GENERATION_PATHS = frozenset({"/chat/completions", "/completions"})
+_NOTHING: Mapping[str, Any] = {}
+_MAX_RETRY_PAUSE = 10.0
 _SEMANTIC_PROBE_SECONDS = 5.0
 _NO_STORE = CacheControl(no_store=True)
+_BYPASS = CacheControl(no_cache=True, no_store=True)
+_CALL_KINDS = frozenset({"chat", "completion", "embedding"})
+
+
+def _retry_delay(exc: ProviderError, retry: int) -> float:
+    """The pause before retrying a deployment: what it asked for (Retry-After), else an
+    exponential backoff with jitter; at most 10 s."""
+    asked = getattr(exc, "retry_after", None)
+    if isinstance(asked, (int, float)) and asked >= 0:
+        return float(min(asked, _MAX_RETRY_PAUSE))
+    return float(min(0.25 * 2.0**retry * (0.75 + random.random() / 2), _MAX_RETRY_PAUSE))
 
 
 def _failover_worthy(exc: ProviderError) -> bool:
@@ -144,7 +299,11 @@ class ProxyApp:
             )
         )
         self.auth = Auth(settings.general)
-        self.routes = self._routes(settings.model_list)
+        self.routes, self._wildcards = self._routes(settings.model_list)
+        # LiteLLM's supported_call_types: the routes of the other kinds bypass the cache
+        kinds = settings.caching.call_types if settings.caching is not None else None
+        self._uncached_kinds = _CALL_KINDS - kinds if kinds is not None else frozenset()
+        self._wildcard_routes: dict[str, Route | None] = {}
         self._max_body = settings.general.max_request_bytes
         self._body_timeout = settings.general.request_body_timeout
         self._pre_hooks: list[tuple[str, Callable[..., Any]]] = []
@@ -185,19 +344,33 @@ class ProxyApp:
             )
 
     @staticmethod
-    def _routes(model_list: tuple[ModelDeployment, ...]) -> dict[str, Route]:
+    def _routes(
+        model_list: tuple[ModelDeployment, ...],
+    ) -> tuple[dict[str, Route], tuple[_Wildcard, ...]]:
+        """The exact names' routes, and the wildcard names, most specific first."""
         grouped: dict[str, list[ModelDeployment]] = {}
         for deployment in model_list:
             grouped.setdefault(deployment.model_name, []).append(deployment)
-        return {
-            name: Route(
-                name,
-                tuple(deps),
-                tuple(_deployment_options(d) for d in deps),
-                storage_urls=all(d.litellm_params.get("allow_storage_urls") is True for d in deps),
-            )
-            for name, deps in grouped.items()
-        }
+        routes = {name: make_route(name, deps) for name, deps in grouped.items() if "*" not in name}
+        wildcards = sorted(
+            (_Wildcard(name, deps) for name, deps in grouped.items() if "*" in name),
+            key=lambda w: -w.specificity,
+        )
+        return routes, tuple(wildcards)
+
+    def _find_route(self, model: str) -> Route | None:
+        """``model``'s route: its own name's, else the first wildcard name's that matches."""
+        route = self.routes.get(model)
+        if route is not None or not self._wildcards:
+            return route
+        known = self._wildcard_routes
+        if model in known:
+            return known[model]
+        route = next((r for w in self._wildcards if (r := w.route(model)) is not None), None)
+        if len(known) >= _WILDCARD_ROUTES:  # names callers made up: bounded
+            known.clear()
+        known[model] = route
+        return route
 
     # -- ASGI -----------------------------------------------------------------------------
 
@@ -284,7 +457,7 @@ class ProxyApp:
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise HTTPError(400, "'model' is required and must be a string", param="model")
-        route = self.routes.get(model)
+        route = self._find_route(model)
         if route is None:
             raise HTTPError(
                 404, f"the model {model!r} does not exist", param="model", code="model_not_found"
@@ -366,36 +539,41 @@ class ProxyApp:
     # -- upstream -------------------------------------------------------------------------
 
     async def _call(self, route: Route, path: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-        last: ProviderError | None = None
-        remaining = len(route.deployments)
-        for deployment, options in zip(route.deployments, route.options, strict=True):
-            remaining -= 1
-            try:
-                return await self.client.arequest(path, payload, **options)
-            except ProviderError as exc:
-                if not _failover_worthy(exc):
-                    raise
-                last = exc
-                if remaining:  # the last one's error is the answer: there is no next
-                    logger.warning(
-                        "deployment %s of %s failed (%s); trying the next",
-                        deployment.model,
-                        route.name,
-                        type(exc).__name__,
-                    )
-        assert last is not None  # a route has at least one deployment
-        raise last
+        answer: dict[str, Any] = await self._upstream(route, path, payload, stream=False)
+        return answer
 
     async def _open(self, route: Route, path: str, payload: Mapping[str, Any]) -> Any:
+        return await self._upstream(route, path, payload, stream=True)
+
+    async def _upstream(
+        self, route: Route, path: str, payload: Mapping[str, Any], *, stream: bool
+    ) -> Any:
+        """Call ``route``'s deployments in their order for this request until one answers:
+        each as many times as its ``max_retries`` allows more, then the next one, on
+        failures worth it (timeouts, connection errors, 429, 5xx)."""
         last: ProviderError | None = None
-        for options in route.options:
-            try:
-                return await self.client.astream(path, payload, **options)
-            except ProviderError as exc:
-                if not _failover_worthy(exc):
-                    raise
-                last = exc
-        assert last is not None
+        attempts = route.attempts()
+        for n, i in enumerate(attempts):
+            body = route.payload(i, path, payload)
+            for retry in range(route.retries[i] + 1):
+                try:
+                    if stream:
+                        return await self.client.astream(path, body, **route.stream_options[i])
+                    return await self.client.arequest(path, body, **route.options[i])
+                except ProviderError as exc:
+                    if not _failover_worthy(exc):
+                        raise
+                    last = exc
+                    if retry < route.retries[i]:
+                        await asyncio.sleep(_retry_delay(exc, retry))
+            if n + 1 < len(attempts):  # the last one's error is the answer: there is no next
+                logger.warning(
+                    "deployment %s of %s failed (%s); trying the next",
+                    route.deployments[i].model,
+                    route.name,
+                    type(last).__name__,
+                )
+        assert last is not None  # a route has at least one deployment
         raise last
 
     # -- completion routes ----------------------------------------------------------------
@@ -413,13 +591,16 @@ class ProxyApp:
         body = await self._json_body(scope, receive)
         route = self._route(body, caller)
         ctl = self._controls(scope, body)
+        if kind in self._uncached_kinds:
+            ctl = merge(ctl, _BYPASS)
         try:
             body = await self._pre_llm(body)
             if not route.storage_urls:
                 _refuse_storage_urls(body.get("messages"))
             deployment = route.deployments[0]
+            keyed = {**route.defaults[0], **body} if route.defaults[0] else body
             request = Request.from_body(
-                {**body, "model": deployment.model},
+                {**keyed, "model": deployment.model},
                 kind="chat" if kind == "chat" else "completion",
                 api_base=route.options[0]["api_base"],
                 tenant=caller.tenant,
@@ -549,6 +730,8 @@ class ProxyApp:
         body = await self._json_body(scope, receive)
         route = self._route(body, caller)
         ctl = self._controls(scope, body)
+        if "embedding" in self._uncached_kinds:
+            ctl = merge(ctl, _BYPASS)
         if "input" not in body:
             raise HTTPError(400, "'input' is required", param="input")
         encoding = body.pop("encoding_format", None)
@@ -595,14 +778,15 @@ class ProxyApp:
 
     async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
         caller = self._caller(scope)
-        data = [_model_object(name) for name in self.routes if caller.may_use(name)]
+        names = [*self.routes, *(w.pattern for w in self._wildcards)]
+        data = [_model_object(name) for name in names if caller.may_use(name)]
         await send_json(send, 200, {"object": "list", "data": data})
 
     async def _model(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``GET /models/{name}``: one model the caller may use (a name may hold slashes)."""
         caller = self._caller(scope)
         name = scope["path"].rstrip("/").split("/models/", 1)[1]
-        if name not in self.routes or not caller.may_use(name):
+        if self._find_route(name) is None or not caller.may_use(name):
             raise HTTPError(
                 404, f"the model {name!r} does not exist", param="model", code="model_not_found"
             )
@@ -912,8 +1096,13 @@ def _deployment_options(deployment: ModelDeployment) -> dict[str, Any]:
         options["api_key"] = params["api_key"]
     if params.get("timeout") is not None:
         options["timeout"] = float(params["timeout"])  # type: ignore[arg-type]
-    if params.get("extra_headers"):
-        options["extra_headers"] = params["extra_headers"]
+    headers = dict(params.get("extra_headers") or {})  # type: ignore[call-overload]
+    if params.get("organization") is not None and not any(
+        name.lower() == "openai-organization" for name in headers
+    ):
+        headers["OpenAI-Organization"] = params["organization"]
+    if headers:
+        options["extra_headers"] = headers
     if params.get("cache_control_injection_points"):
         options["injection_points"] = params["cache_control_injection_points"]
     # the deployment's Bedrock and Vertex AI settings: the client's provider options

@@ -6,6 +6,7 @@ so the time taken does not tell an attacker which key came close.
 
 from __future__ import annotations
 
+import fnmatch
 import hmac
 from dataclasses import dataclass
 
@@ -24,8 +25,14 @@ class Caller:
     is_admin: bool = False
 
     def may_use(self, model: str) -> bool:
-        """Whether this caller may call ``model``."""
-        return not self.models or model in self.models
+        """Whether this caller may call ``model`` (its models may be wildcards: ``openai/*``)."""
+        return (
+            not self.models
+            or model in self.models
+            or any(
+                "*" in allowed and fnmatch.fnmatchcase(model, allowed) for allowed in self.models
+            )
+        )
 
 
 _ANONYMOUS = Caller(tenant=None, models=())
