@@ -1192,3 +1192,17 @@ def test_valid_redis_addresses_are_normalized(tmp_path: Path) -> None:
     assert settings.caching is not None
     assert settings.caching.options["port"] == 6380
     assert settings.caching.options["startup_nodes"] == [("a", 7001), ("b", 7002)]
+
+
+def test_what_a_request_would_be_refused_for_is_refused_at_start(tmp_path: Path) -> None:
+    unsupported = {
+        "model_list": [
+            {"model_name": "c", "litellm_params": {"model": "cohere/command-r", "api_key": "k"}}
+        ]
+    }
+    with pytest.raises(ConfigError, match="cohere") as info:
+        parse(unsupported, tmp_path)
+    assert info.value.path == "model_list[0].litellm_params.model"
+    with pytest.raises(ConfigError, match="give no ttl") as info:
+        parse({"caching": {"type": "memory", "ttl": 1e16}}, tmp_path)
+    assert info.value.path == "caching.ttl"

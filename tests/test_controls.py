@@ -6,8 +6,11 @@ from typing import Any
 
 import pytest
 
+import deja
 from deja.controls import DEFAULT_CONTROL, CacheControl, from_header, merge, parse_controls
 from deja.errors import ControlError
+from deja.stores.base import MAX_TTL, validate_ttl
+from deja.stores.memory import MemoryStore
 
 
 @pytest.mark.parametrize(
@@ -106,3 +109,41 @@ def test_merge_takes_the_stricter() -> None:
     loose = parse_controls({"similarity_threshold": 0.9})
     assert merge(strict, loose).similarity_threshold == 0.95
     assert merge(loose, strict).similarity_threshold == 0.95
+
+
+@pytest.mark.parametrize("value", ["²", "¹²", "٣", "1²", "\uff16\uff10"])
+def test_header_max_age_takes_ascii_digits_only(value: str) -> None:
+    # str.isdigit() takes these; float() refuses some ("²"): a ValueError was a 500
+    with pytest.raises(ControlError, match="whole number of seconds") as err:
+        from_header(f"max-age={value}")
+    assert err.value.option == "max-age"
+
+
+def test_ttl_is_at_most_100_years() -> None:
+    assert MAX_TTL == 100 * 365.25 * 86400
+    assert parse_controls({"ttl": MAX_TTL}).ttl == MAX_TTL
+    with pytest.raises(ControlError, match=r"at most 3155760000 seconds \(100 years\)") as err:
+        parse_controls({"ttl": 1e16})  # Redis refuses it: a store error on every write
+    assert err.value.option == "ttl"
+    assert "leave it out" in str(err.value)
+
+
+def test_validate_ttl_is_at_most_100_years() -> None:
+    assert validate_ttl(MAX_TTL) == MAX_TTL
+    with pytest.raises(ValueError, match="give no ttl \\(None\\) for entries that never expire"):
+        validate_ttl(1e16)
+    with pytest.raises(ValueError, match="at most"):
+        deja.Cache(ttl=MAX_TTL * 2)
+    with pytest.raises(ValueError, match="at most"):
+        MemoryStore().set("k", b"v", 1e16)
+
+
+def test_a_huge_request_ttl_never_reaches_the_store() -> None:
+    cache = deja.Cache()
+    request = deja.Request.chat(model="gpt-4o", messages=[{"role": "user", "content": "q"}])
+    answer = {
+        "choices": [{"message": {"role": "assistant", "content": "a"}, "finish_reason": "stop"}]
+    }
+    with pytest.raises(ControlError, match="ttl"):
+        cache.fetch(request, lambda: answer, control={"ttl": 1e16})
+    assert cache.stats().store_errors == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import enum
 import hashlib
 import re
 from typing import Any
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from deja.errors import InvalidRequestError, KeyBuilderError
 from deja.keys import (
+    SCHEMA_PATHS,
     VOLATILE_PARAMS,
     default_digest,
     explain,
@@ -22,7 +24,7 @@ from deja.keys import (
     scope_hash,
     scope_prefix,
 )
-from deja.request import Request, normalize_api_base, resolve_model
+from deja.request import Request, normalize_api_base, resolve_model, upstream_base
 
 KEY_RE = re.compile(r"^deja:v1:[0-9a-f]{16}:[0-9a-f]{64}$")
 
@@ -365,3 +367,226 @@ def test_replace_never_keeps_a_stale_fast_path() -> None:
     derived = replace(plain, messages=tuple(marked))
     assert not derived.plain_messages
     assert key(derived) == key(plain)  # normalized the slow way, to the same key
+
+
+# -- JSON schemas keep their key order (Structured Outputs generate in it) -----------------
+
+
+def _props(order: list[str]) -> dict[str, Any]:
+    props = {"reasoning": {"type": "string"}, "answer": {"type": "string"}}
+    return {"type": "object", "properties": {k: props[k] for k in order}}
+
+
+def _schema_requests(order: list[str]) -> dict[str, dict[str, Any]]:
+    schema = _props(order)
+    return {
+        "response_format.json_schema.schema": {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "r", "strict": True, "schema": schema},
+            }
+        },
+        "response_format.schema": {"response_format": {"type": "json_object", "schema": schema}},
+        "tools[].function.parameters": {
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": schema}}]
+        },
+        "tools[].parameters": {"tools": [{"type": "function", "name": "f", "parameters": schema}]},
+        "functions[].parameters": {"functions": [{"name": "f", "parameters": schema}]},
+        "guided_json": {"guided_json": schema},
+        "structured_outputs.json": {"structured_outputs": {"json": schema}},
+    }
+
+
+@pytest.mark.parametrize("path", sorted(_schema_requests([])))
+def test_schema_key_order_changes_the_key(path: str) -> None:
+    first = chat(**_schema_requests(["reasoning", "answer"])[path])
+    second = chat(**_schema_requests(["answer", "reasoning"])[path])
+    assert key(first) != key(second)
+    assert path in SCHEMA_PATHS
+    ordered = key_payload(first)["ordered_schemas"]
+    assert list(ordered) == [path]
+    schema = orjson.loads(ordered[path])
+    if "[]" in path:  # one per item of the list
+        (schema,) = schema
+    assert list(schema["properties"]) == ["reasoning", "answer"]
+
+
+def test_every_schema_path_is_tested() -> None:
+    assert sorted(_schema_requests([])) == sorted(SCHEMA_PATHS)
+
+
+def _reversed(value: Any) -> Any:
+    """``value`` with every object's keys in reverse order."""
+    if isinstance(value, dict):
+        return {k: _reversed(v) for k, v in reversed(list(value.items()))}
+    if isinstance(value, list):
+        return [_reversed(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("path", sorted(_schema_requests([])))
+def test_key_order_outside_schemas_does_not_change_the_key(path: str) -> None:
+    body = {**_schema_requests(["reasoning", "answer"])[path], "temperature": 0, "seed": 1}
+    schema = _props(["reasoning", "answer"])
+    shuffled = _reversed(body)  # the wrappers reversed (and, below, the schema put back)
+    text = orjson.dumps(shuffled).decode()
+    text = text.replace(orjson.dumps(_reversed(schema)).decode(), orjson.dumps(schema).decode())
+    assert text != orjson.dumps(body).decode()
+    assert key(chat(**body)) == key(chat(**orjson.loads(text)))
+
+
+def test_requests_without_a_schema_keep_their_keys() -> None:
+    # the digests of the release before schema order was keyed: KEY_VERSION stays v1
+    golden = {
+        "cd8df3ad7cece516ffbf70d4b66ed0615e4409923c062477c4f93255228c3077": chat(temperature=0.2),
+        "1f18e3968f74db3606569878e354c01adc064e4637bdeeb33dada28d84ced99f": chat(
+            messages=[
+                {"role": "system", "content": "s"},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "a"},
+                        {"type": "image_url", "image_url": {"url": "https://x/y.png"}},
+                    ],
+                },
+            ],
+            tool_choice="auto",
+            response_format={"type": "json_object"},
+            max_tokens=5,
+        ),
+        "efb7e1bc76b1ce120dff6d21d11079aac7ed64b839b187b03c20bb1fc57de5f3": chat(
+            tools=[{"type": "function", "function": {"name": "f"}}]
+        ),
+    }
+    for digest, request in golden.items():
+        assert "ordered_schemas" not in key_payload(request)
+        assert default_digest(request) == digest
+
+
+def test_explain_shows_the_ordered_schema() -> None:
+    tools = [
+        {
+            "type": "function",
+            "function": {"name": "f", "parameters": _props(["answer", "reasoning"])},
+        },
+        {"type": "function", "function": {"name": "g"}},
+    ]
+    info = explain(chat(tools=tools))
+    assert info["fields"]["ordered_schemas"] == {
+        "tools[].function.parameters": '[{"type":"object","properties":{"answer":{"type":"string"},'
+        '"reasoning":{"type":"string"}}},null]'
+    }
+    payload = orjson.dumps(info["fields"], option=orjson.OPT_SORT_KEYS)
+    assert info["digest"] == hashlib.sha256(payload).hexdigest()
+
+
+# -- str subclasses are strings ----------------------------------------------------------
+
+
+class _Role(str, enum.Enum):  # noqa: UP042 -- as LlamaIndex's MessageRole: str() is "_Role.USER"
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+class _Text(str):
+    pass
+
+
+def test_str_subclasses_in_messages_are_plain_strings() -> None:
+    plain = chat(messages=[{"role": "user", "content": "hi"}])
+    for message in (
+        {"role": _Role.USER, "content": "hi"},
+        {"role": "user", "content": _Text("hi")},
+        {"role": _Role.USER, "content": [{"type": "text", "text": _Text("hi")}]},
+        {"role": enum.StrEnum("R", {"USER": "user"}).USER, "content": "hi"},  # type: ignore[attr-defined]
+    ):
+        request = chat(messages=[message])
+        assert key(request) == key(plain)
+        assert all(type(v) is str for v in request.messages[0].values() if isinstance(v, str))
+        assert orjson.dumps(list(request.messages)) in (
+            b'[{"role":"user","content":"hi"}]',
+            b'[{"role":"user","content":[{"type":"text","text":"hi"}]}]',
+        )
+
+
+def test_str_subclasses_deeper_in_the_request_are_keyed_as_strings() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    odd = {
+        "id": _Text("c1"),
+        "type": "function",
+        "function": {"name": "f", "arguments": _Text("{}")},
+    }
+    first = [
+        {"role": "assistant", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "1"},
+    ]
+    second = [
+        {"role": _Role.ASSISTANT, "tool_calls": [odd]},
+        {"role": "tool", "tool_call_id": _Text("c1"), "content": "1"},
+    ]
+    assert key(chat(messages=first)) == key(chat(messages=second))
+    assert key(chat(reasoning_effort="high")) == key(chat(reasoning_effort=_Text("high")))
+    assert key(chat(logit_bias={"50256": -100})) == key(chat(logit_bias={_Text("50256"): -100}))
+    assert key(chat(model=_Text("gpt-4o"))) == key(chat(model="gpt-4o"))
+
+
+# -- provider prefixes --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "cohere/command-r-plus",
+        "huggingface/meta-llama/Llama-3-8B",
+        "azure_ai/mistral-large",
+        "sagemaker/jumpstart-llama",
+        "watsonx/ibm/granite-13b-chat-v2",
+        "databricks/dbrx-instruct",
+        "text-completion-openai/gpt-3.5-turbo-instruct",
+    ],
+)
+def test_a_litellm_provider_deja_does_not_call_is_refused(model: str) -> None:
+    with pytest.raises(InvalidRequestError, match="does not support the provider") as info:
+        resolve_model(model)
+    message = str(info.value)
+    assert "supported: anthropic, azure, bedrock," in message and "ollama_chat" in message
+    assert f"'openai/{model}'" in message  # how to send the name as it is
+    with pytest.raises(InvalidRequestError):  # the request is never built, so never sent
+        chat(model=model, api_base="http://localhost:8000/v1")
+
+
+def test_unknown_prefixes_stay_part_of_the_model_name() -> None:
+    assert resolve_model("meta-llama/Llama-3-8B") == ("openai", "meta-llama/Llama-3-8B")
+    assert resolve_model("Qwen/Qwen2.5-7B-Instruct") == ("openai", "Qwen/Qwen2.5-7B-Instruct")
+    assert resolve_model("openai/databricks/dbrx-instruct") == (
+        "openai",
+        "databricks/dbrx-instruct",
+    )
+    assert resolve_model("hosted_vllm/cohere/x") == ("hosted_vllm", "cohere/x")
+    request = chat(model="meta-llama/Llama-3-8B", api_base="http://localhost:8000/v1")
+    assert request.upstream == "openai/meta-llama/Llama-3-8B"
+
+
+def test_ollama_chat_is_ollama() -> None:
+    assert resolve_model("ollama_chat/llama3") == ("ollama", "llama3")
+    base = "http://ollama.internal:11434"
+    assert key(chat(model="ollama_chat/llama3", api_base=base)) == key(
+        chat(model="ollama/llama3", api_base=base)
+    )
+
+
+def test_an_ollama_base_without_a_path_is_its_v1_api() -> None:
+    assert normalize_api_base("http://h:11434", "ollama") == "http://h:11434/v1"
+    assert normalize_api_base("http://h:11434/", "ollama") == "http://h:11434/v1"
+    assert normalize_api_base("http://h:11434/v1", "ollama") == "http://h:11434/v1"
+    assert normalize_api_base("https://gw/ollama", "ollama") == "https://gw/ollama"
+    assert normalize_api_base("http://h:11434", "openai") == "http://h:11434"
+    assert key(chat(model="ollama/llama3", api_base="http://h:11434")) == key(
+        chat(model="ollama/llama3", api_base="http://h:11434/v1/")
+    )
+    # the URL a client calls: the path added, nothing else touched (not even credentials)
+    assert upstream_base("ollama", "http://h:11434") == "http://h:11434/v1"
+    assert upstream_base("ollama", "http://u:p@h:11434/?a=1") == "http://u:p@h:11434/v1?a=1"
+    assert upstream_base("ollama", "http://h:11434/v1/") == "http://h:11434/v1"
+    assert upstream_base("ollama", "https://gw/ollama/") == "https://gw/ollama"
+    assert upstream_base("openai", "http://h:8000/") == "http://h:8000"

@@ -3,6 +3,7 @@ use, keys that match what the Client keys, and requests that repeat themselves."
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 import numpy as np
@@ -93,3 +94,50 @@ def test_a_store_where_it_cannot_work_is_refused_when_made(tmp_path: Any) -> Non
         DiskStore(file)
     with pytest.raises(ValueError, match="redis://"):
         RedisStore(url="notaurl")
+
+
+@pytest.mark.parametrize("model", ["cohere/command-r-plus", "huggingface/bigcode/starcoder"])
+def test_a_provider_deja_cannot_call_never_gets_another_providers_key(
+    model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # it was sent to OpenAI (here OPENAI_BASE_URL) with the model name and the Cohere key
+    with FakeOpenAIServer() as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        with deja.Client(cache=deja.Cache(), api_key="co-secret", max_retries=0) as client:
+            with pytest.raises(deja.InvalidRequestError, match="does not support the provider"):
+                client.completion(model=model, messages=MESSAGES)
+            with pytest.raises(deja.InvalidRequestError, match="does not support the provider"):
+                client.embedding(model=model, input="x")
+        assert server.requests == []
+
+
+def test_ollama_chat_calls_ollama() -> None:
+    with FakeOpenAIServer() as server:
+        with deja.Client(cache=deja.Cache(), api_base=server.base_url, max_retries=0) as client:
+            answer = client.completion(model="ollama_chat/llama3", messages=MESSAGES)
+            again = client.completion(model="ollama/llama3", messages=MESSAGES)
+        assert server.requests[-1].body["model"] == "llama3"
+        assert again.cache.status == "hit" and again.cache.key == answer.cache.key
+
+
+class _Role(str, enum.Enum):  # noqa: UP042 -- as LlamaIndex's MessageRole
+    USER = "user"
+
+
+class _Text(str):
+    pass
+
+
+def test_str_subclasses_in_messages_are_sent_and_keyed_as_strings() -> None:
+    with FakeOpenAIServer() as server:
+        with deja.Client(
+            cache=deja.Cache(), api_base=server.base_url, api_key="sk", max_retries=0
+        ) as client:
+            odd = client.completion(
+                model="gpt-4o",
+                messages=[{"role": _Role.USER, "content": _Text("Capital of Peru?")}],
+            )
+            plain = client.completion(model="gpt-4o", messages=MESSAGES)
+        assert server.requests[-1].body["messages"] == MESSAGES
+        assert odd.cache.status == "miss" and plain.cache.status == "hit"
+        assert server.count("/v1/chat/completions") == 1

@@ -465,3 +465,64 @@ def test_other_call_options_pass_through_unkeyed(server: FakeOpenAIServer) -> No
         timeout=openai.NOT_GIVEN,
     )
     assert second == first and server.count(CHAT) == 1
+
+
+TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+
+
+def test_iterables_the_sdk_accepts_are_read_once_for_key_and_call(
+    server: FakeOpenAIServer,
+) -> None:
+    # The SDK types messages, tools... as Iterable: a generator works unwrapped, so it
+    # must work wrapped, and the one pass over it must feed both the key and the call.
+    client = deja.wrap(sdk(server), cache=deja.Cache())
+    first = client.chat.completions.create(
+        model="gpt-4o",
+        messages=(m for m in MESSAGES),  # type: ignore[arg-type]
+        tools=(t for t in TOOLS),  # type: ignore[arg-type]
+        stop=iter(["\n"]),
+    )
+    sent = server.requests[-1].body
+    assert sent["messages"] == MESSAGES
+    assert sent["tools"] == TOOLS
+    assert sent["stop"] == ["\n"]
+    again = client.chat.completions.create(
+        model="gpt-4o", messages=MESSAGES, tools=TOOLS, stop=["\n"]
+    )  # type: ignore[arg-type]
+    assert deja.cache_info(again).status == "hit"  # the same key as the lists'
+    assert again == first
+    assert server.count(CHAT) == 1
+
+
+def test_iterable_message_content_and_tool_calls(server: FakeOpenAIServer) -> None:
+    client = deja.wrap(sdk(server), cache=deja.Cache())
+    parts = [{"type": "text", "text": "What is the capital of France?"}]
+    calls = [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+    messages: list[dict[str, Any]] = [
+        {"role": "user", "content": (p for p in parts)},
+        {"role": "assistant", "tool_calls": map(dict, calls)},
+        {"role": "tool", "tool_call_id": "c1", "content": "Paris"},
+    ]
+    client.chat.completions.create(model="gpt-4o", messages=messages)  # type: ignore[arg-type]
+    sent = server.requests[-1].body["messages"]
+    assert sent[0]["content"] == parts and sent[1]["tool_calls"] == calls
+    listed = [
+        {"role": "user", "content": parts},
+        {"role": "assistant", "tool_calls": calls},
+        messages[2],
+    ]
+    again = client.chat.completions.create(model="gpt-4o", messages=listed)  # type: ignore[arg-type]
+    assert deja.cache_info(again).status == "hit"
+    assert server.count(CHAT) == 1
+
+
+def test_iterable_embedding_input(server: FakeOpenAIServer) -> None:
+    client = deja.wrap(sdk(server), cache=deja.Cache())
+    client.embeddings.create(model="text-embedding-3-small", input=(s for s in ["a", "b"]))
+    assert server.requests[-1].body["input"] == ["a", "b"]
+    tokens = client.embeddings.create(model="text-embedding-3-small", input=[iter([1, 2])])
+    assert len(tokens.data) == 1
+    assert server.requests[-1].body["input"] == [[1, 2]]
+    again = client.embeddings.create(model="text-embedding-3-small", input=["b", "a"])
+    assert deja.cache_info(again).status == "hit"
+    assert server.count("/v1/embeddings") == 2

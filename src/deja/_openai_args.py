@@ -4,7 +4,7 @@ async wrapper and its generated sync twin, see :func:`deja.wrap`)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -29,8 +29,20 @@ _RAW_RESPONSE_HEADER = "x-stainless-raw-response"  # any non-empty value; matche
 _OVERRIDE_CAST_TO_HEADER = "____stainless_override_cast_to"  # popped by exact name
 
 
+# The call arguments the SDK types as iterables (``Iterable[...]``, ``SequenceNotStr``), and
+# the message fields it does: a caller may pass a generator for any of them.
+_ITERABLE_ARGS = ("messages", "tools", "functions", "stop", "modalities", "input")
+_ITERABLE_MESSAGE_FIELDS = ("content", "tool_calls")
+
+
 def split_call(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], Any]:
-    """(kwargs for the SDK without deja's controls, request fields for the key, controls)."""
+    """(kwargs for the SDK without deja's controls, request fields for the key, controls).
+
+    Iterables the SDK accepts where deja wants a sequence (``messages=(m for m in M)``) are
+    made lists first, once: a generator can be read only once, and the key and the SDK
+    call must see the same items.
+    """
+    kwargs = _with_lists(kwargs)
     extra_body = dict(kwargs.get("extra_body") or {})
     control = extra_body.pop("cache", None)
     sdk_kwargs = dict(kwargs)
@@ -41,6 +53,63 @@ def split_call(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], 
     fields = {k: v for k, v in kwargs.items() if k not in _SDK_OPTIONS and not _not_given(v)}
     fields.update(extra_body)  # sent upstream as body fields, so they are keyed like them
     return sdk_kwargs, fields, control
+
+
+def _with_lists(kwargs: dict[str, Any]) -> dict[str, Any]:
+    changed: dict[str, Any] = {}
+    for name in _ITERABLE_ARGS:
+        value = kwargs.get(name)
+        if value is None or type(value) is str:
+            continue
+        listed = _listed(value)
+        if name == "messages" and type(listed) is list:
+            listed = _listed_messages(listed)
+        elif name == "input" and type(listed) is list and _nested(listed):
+            items = [_listed(item) for item in listed]  # Iterable[Iterable[int]]
+            if any(a is not b for a, b in zip(items, listed, strict=True)):
+                listed = items
+        if listed is not value:
+            changed[name] = listed
+    return {**kwargs, **changed} if changed else kwargs
+
+
+def _nested(items: list[Any]) -> bool:
+    # strings or token ids (thousands of them) have no inner items to look at
+    return bool(items) and type(items[0]) is not str and type(items[0]) is not int
+
+
+def _listed(value: Any) -> Any:
+    """``value`` as a list when it is an iterable but not a sequence (a generator, a map, a
+    set...), else as it is (a string, a mapping or a model object stays one)."""
+    if (
+        type(value) is list
+        or isinstance(value, (str, bytes, bytearray, Mapping, Sequence))
+        or not isinstance(value, Iterable)
+        or callable(getattr(value, "model_dump", None))  # pydantic models iterate their fields
+    ):
+        return value
+    return list(value)
+
+
+def _listed_messages(messages: list[Any]) -> list[Any]:
+    out = messages
+    for i, message in enumerate(messages):
+        if type(message) is not dict and not isinstance(message, Mapping):
+            continue  # an SDK model object: its fields are lists already
+        copy = None
+        for field in _ITERABLE_MESSAGE_FIELDS:
+            value = message.get(field)
+            t = type(value)
+            if t is str or t is list or value is None:  # the common cases, at once
+                continue
+            listed = _listed(value)
+            if listed is not value:
+                copy = copy if copy is not None else dict(message)
+                copy[field] = listed
+        if copy is not None:
+            out = out if out is not messages else list(messages)
+            out[i] = copy
+    return out
 
 
 def wants_http_response(default_headers: Mapping[str, Any], kwargs: Mapping[str, Any]) -> bool:

@@ -66,9 +66,10 @@ from typing import TYPE_CHECKING, Any, Final, Literal, overload
 import yaml
 
 from deja.controls import CacheMode
-from deja.errors import ConfigError
+from deja.errors import ConfigError, InvalidRequestError
 from deja.policy import Admission, AdmissionPolicy
-from deja.stores.base import Store
+from deja.request import resolve_model
+from deja.stores.base import MAX_TTL, Store
 
 if TYPE_CHECKING:
     from deja._async.cache import AsyncCache
@@ -1733,7 +1734,16 @@ def _seconds(value: object, path: str, ctx: _Context) -> float:
 
 
 def _optional_seconds(value: object, path: str, ctx: _Context) -> float | None:
-    return None if value is None else _seconds(value, path, ctx)
+    """A TTL: seconds, at most MAX_TTL (``None``: none)."""
+    if value is None:
+        return None
+    seconds = _seconds(value, path, ctx)
+    if seconds > MAX_TTL:
+        raise ConfigError(
+            f"at most {MAX_TTL:.0f} seconds (100 years); give no ttl for entries that never expire",
+            path=path,
+        )
+    return seconds
 
 
 def _int(value: object, path: str, ctx: _Context, *, what: str, minimum: int) -> int:
@@ -1851,7 +1861,12 @@ def _litellm_params(value: object, path: str, ctx: _Context) -> dict[str, object
             continue
         raw, sub = block[key], _join(path, key)
         if key == "model":
-            params[key] = _name(raw, sub, ctx)
+            model = params[key] = _name(raw, sub, ctx)
+            if "*" not in model:  # a wildcard's is known per request
+                try:  # a provider deja does not call is refused now, not at each request
+                    resolve_model(model)
+                except InvalidRequestError as exc:
+                    raise ConfigError(str(exc), path=sub) from None
         elif key in ("timeout", "stream_timeout"):
             params[key] = _seconds(raw, sub, ctx)
         elif key == "max_retries":

@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from deja.errors import ControlError
+from deja.stores.base import MAX_TTL
 
 __all__ = [
     "DEFAULT_CONTROL",
@@ -113,6 +114,18 @@ def _seconds(name: str, value: Any, *, allow_zero: bool) -> float:
     return float(value)
 
 
+def _ttl(name: str, value: Any) -> float:
+    ttl = _seconds(name, value, allow_zero=False)
+    if ttl > MAX_TTL:  # a store would refuse it (Redis) or keep it forever anyway
+        raise ControlError(
+            f"cache option '{name}' must be at most {MAX_TTL:.0f} seconds (100 years), got"
+            f" {value!r}; leave it out for the cache's own ttl (a cache made with no ttl"
+            " keeps entries until they are deleted)",
+            option=name,
+        )
+    return ttl
+
+
 def _similarity(name: str, value: Any) -> float:
     if (
         isinstance(value, bool)
@@ -162,7 +175,7 @@ def parse_controls(options: Mapping[str, Any] | CacheControl | None) -> CacheCon
             else:
                 fields["no_cache"] = fields["no_store"] = True
         elif name == "ttl":
-            fields["ttl"] = _seconds(raw, value, allow_zero=False)
+            fields["ttl"] = _ttl(raw, value)
         elif name == "s-maxage":
             fields["s_maxage"] = _seconds(raw, value, allow_zero=True)
         elif name == "namespace":
@@ -205,7 +218,8 @@ def from_header(value: str | None) -> CacheControl:
             fields["no_store"] = True
         elif name in ("max-age", "s-maxage"):
             arg = arg.strip().strip('"')
-            if not arg.isdigit():
+            # ASCII digits only: str.isdigit() also takes "²" and other digits float() refuses
+            if not (arg.isascii() and arg.isdigit()):
                 raise ControlError(
                     f"Cache-Control {name} must be a whole number of seconds, got {arg!r:.40}",
                     option=name,

@@ -14,6 +14,12 @@ Normalization makes equal requests equal: a string ``content`` equals a single t
 ``1`` equals ``1.0``, ``None``-valued fields equal absent ones, ``cache_control`` markers on
 messages, parts and tools are dropped, and volatile parameters (:data:`VOLATILE_PARAMS`)
 are left out. Omitted parameters are never filled in with defaults.
+
+Object key order never matters, with one exception: the JSON schemas a request carries
+(:data:`SCHEMA_PATHS`). Structured Outputs generate an object's fields in the order its
+schema lists them, and a tool's schema reaches the model as written, so two schemas that
+differ only in key order ask for different answers. Those schemas are keyed a second time,
+in their given order, under ``ordered_schemas``; requests without one keep their keys.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from deja.request import Request
 
 __all__ = [
     "KEY_VERSION",
+    "SCHEMA_PATHS",
     "VOLATILE_PARAMS",
     "KeyBuilder",
     "default_digest",
@@ -77,11 +84,44 @@ VOLATILE_PARAMS = frozenset(
     }
 )
 
+# Where a request carries a JSON schema whose key order changes the answer (module
+# docstring). ``[]`` is each item of a list.
+SCHEMA_PATHS = (
+    "response_format.json_schema.schema",  # OpenAI Structured Outputs
+    "response_format.schema",  # Together's and Fireworks' json_object with a schema
+    "tools[].function.parameters",
+    "tools[].parameters",  # the flat (Responses-style) function tool
+    "functions[].parameters",  # the legacy function-calling parameter
+    "guided_json",  # vLLM's guided decoding
+    "structured_outputs.json",  # vLLM's successor of guided_json
+)
+"""Where the JSON schemas whose key order is part of the key sit in the request body."""
+
+# The body parameters that can hold one of SCHEMA_PATHS: only these are searched.
+_SCHEMA_PARAMS = frozenset(path.partition(".")[0].partition("[")[0] for path in SCHEMA_PATHS)
+
 KeyBuilder = Callable[[Request], str]
 """A custom key builder: returns the digest part of the key for a request."""
 
 _MAX_SAFE_INT = 2**53
 _DIGEST_RE = re.compile(r"[\x21-\x7e]{1,512}")
+
+
+_dumps = orjson.dumps
+_SORT_KEYS = orjson.OPT_SORT_KEYS
+_sha256 = hashlib.sha256
+
+
+def _canonical_json(payload: object, option: int = _SORT_KEYS) -> bytes:
+    try:
+        return _dumps(payload, option=option)
+    except orjson.JSONEncodeError as exc:  # an int past 64 bits, a lone surrogate, a
+        # non-string key, nesting past 254 levels: nothing JSON can carry upstream either
+        raise InvalidRequestError(f"the request cannot be keyed: {exc}") from None
+
+
+def _ordered_json(value: object) -> str:
+    return _canonical_json(value, 0).decode()
 
 
 def _canon(value: Any, path: str) -> Any:
@@ -95,7 +135,7 @@ def _canon(value: Any, path: str) -> Any:
         return value
     if t is dict:
         return {
-            k if type(k) is str else str(k): _canon(v, path)
+            k if type(k) is str else _key_str(k): _canon(v, path)
             for k, v in value.items()
             if v is not None
         }
@@ -107,8 +147,10 @@ def _canon(value: Any, path: str) -> Any:
         if not math.isfinite(value):
             raise InvalidRequestError(f"{path} must be a finite number, got {value!r}")
         return value
+    if isinstance(value, str):  # a str Enum (LlamaIndex's MessageRole), any str subclass
+        return str.__str__(value)  # its value: str() of a str Enum is "Role.USER"
     if isinstance(value, Mapping):
-        return {str(k): _canon(v, path) for k, v in value.items() if v is not None}
+        return {_key_str(k): _canon(v, path) for k, v in value.items() if v is not None}
     if isinstance(value, (list, tuple)):
         return [_canon(v, path) for v in value]
     if isinstance(value, (int, float)):  # int/float subclasses (numpy scalars are not)
@@ -119,11 +161,17 @@ def _canon(value: Any, path: str) -> Any:
     raise InvalidRequestError(f"{path} has a value of type {t.__name__} that is not JSON")
 
 
+def _key_str(key: Any) -> str:
+    return str.__str__(key) if isinstance(key, str) else str(key)
+
+
 def _canon_content(content: Any, i: int) -> Any:
     # A single plain text part is the same request as a string content; the string is the
     # canonical form because it is the common case and needs no copying.
     if type(content) is str:
         return content
+    if isinstance(content, str):  # a str subclass (Request.chat makes them plain)
+        return str.__str__(content)
     parts = [
         {
             k: _canon(v, f"messages[{i}].content")
@@ -173,9 +221,54 @@ def _canon_tools(tools: Any) -> Any:
     ]
 
 
+def _ordered_schemas(params: dict[str, Any]) -> dict[str, str]:
+    """``{path: compact JSON of the schema in its given key order}`` for each of
+    :data:`SCHEMA_PATHS` that holds a schema object in the canonical ``params``; for a path
+    through a list, the JSON of a list with each item's schema (``null`` where none).
+
+    A second copy, not an unsorted dump of the whole body: order counts only there, so
+    requests that differ in any other object's key order still share a key; and the field
+    holding it is deja's own, so no request body can forge it. Spelt out path by path, one
+    dump per path: this runs on every request with tools.
+    """
+    found: dict[str, str] = {}
+    value = params.get("response_format")
+    if type(value) is dict:
+        _add(found, "response_format.json_schema.schema", _get(value.get("json_schema"), "schema"))
+        _add(found, "response_format.schema", value.get("schema"))
+    items = params.get("tools")
+    if type(items) is list:
+        functions = [_get(item, "function") for item in items]
+        _add_each(found, "tools[].function.parameters", [_get(f, "parameters") for f in functions])
+        _add_each(found, "tools[].parameters", [_get(item, "parameters") for item in items])
+    items = params.get("functions")
+    if type(items) is list:
+        _add_each(found, "functions[].parameters", [_get(item, "parameters") for item in items])
+    _add(found, "guided_json", params.get("guided_json"))
+    _add(found, "structured_outputs.json", _get(params.get("structured_outputs"), "json"))
+    return found
+
+
+def _get(value: Any, name: str) -> Any:
+    return value.get(name) if type(value) is dict else None
+
+
+def _add(found: dict[str, str], path: str, schema: Any) -> None:
+    if type(schema) is dict:
+        found[path] = _ordered_json(schema)
+
+
+def _add_each(found: dict[str, str], path: str, schemas: list[Any]) -> None:
+    for schema in schemas:
+        if type(schema) is dict:
+            found[path] = _ordered_json([s if type(s) is dict else None for s in schemas])
+            return
+
+
 def key_payload(request: Request) -> dict[str, Any]:
     """The normalized fields that the default digest hashes (what ``explain`` shows)."""
     params: dict[str, Any] = {}
+    schemas = False
     for name, value in request.params.items():
         if value is None or name in VOLATILE_PARAMS:
             continue
@@ -188,29 +281,23 @@ def key_payload(request: Request) -> dict[str, Any]:
             params[name] = int(value)
         elif name == "tools":
             params[name] = _canon_tools(value)
+            schemas = True
         else:
             params[name] = _canon(value, name)
+            schemas = schemas or name in _SCHEMA_PARAMS
     messages = request.messages
-    return {
+    payload = {
         "kind": request.kind,
         "model": f"{request.provider}/{request.model}",
         "api_base": request.api_base,
         "messages": messages if request.plain_messages else _canon_messages(messages),
         "params": params,
     }
-
-
-_dumps = orjson.dumps
-_SORT_KEYS = orjson.OPT_SORT_KEYS
-_sha256 = hashlib.sha256
-
-
-def _canonical_json(payload: object) -> bytes:
-    try:
-        return _dumps(payload, option=_SORT_KEYS)
-    except orjson.JSONEncodeError as exc:  # an int past 64 bits, a lone surrogate, a
-        # non-string key, nesting past 254 levels: nothing JSON can carry upstream either
-        raise InvalidRequestError(f"the request cannot be keyed: {exc}") from None
+    if schemas:
+        ordered = _ordered_schemas(params)
+        if ordered:  # absent otherwise: requests without a schema keep their keys
+            payload["ordered_schemas"] = ordered
+    return payload
 
 
 def _digest(request: Request) -> str:
@@ -233,6 +320,12 @@ def default_digest(request: Request) -> str:
 def scope_hash(tenant: str | None, namespace: str | None) -> str:
     """First 16 hex digits of SHA-256 over ``[tenant, namespace]``."""
     return hashlib.sha256(_canonical_json([tenant, namespace])).hexdigest()[:16]
+
+
+def tenant_hash(tenant: str | None) -> str:
+    """First 16 hex digits of SHA-256 over ``[tenant]``: a tenant's records over all its
+    namespaces (a :func:`scope_hash` is over two items, so never the same)."""
+    return hashlib.sha256(_canonical_json([tenant])).hexdigest()[:16]
 
 
 def scope_prefix(key_prefix: str, tenant: str | None, namespace: str | None) -> str:

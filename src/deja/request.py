@@ -19,20 +19,24 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from deja.errors import InvalidRequestError
 
 __all__ = [
+    "LITELLM_PROVIDERS",
     "PROVIDER_API_BASES",
+    "PROVIDER_ALIASES",
     "Request",
     "env_api_base",
     "RequestKind",
     "normalize_api_base",
     "resolve_model",
+    "upstream_base",
 ]
 
 RequestKind = Literal["chat", "completion", "embedding"]
 
 # Default endpoints of the providers deja knows by prefix. ``None``: the provider has no
 # single public endpoint (Azure deployments, Bedrock and Vertex regions, self-hosted vLLM),
-# so the caller must pass ``api_base``. An unknown prefix is part of the model name
-# (``meta-llama/Llama-3-8B`` on a vLLM server), and the provider is OpenAI-compatible.
+# so the caller must pass ``api_base``. A prefix that names no provider is part of the model
+# name (``meta-llama/Llama-3-8B`` on a vLLM server), and the provider is OpenAI-compatible;
+# one that names a LiteLLM provider deja does not call is refused (LITELLM_PROVIDERS).
 PROVIDER_API_BASES: Mapping[str, str | None] = {
     "openai": "https://api.openai.com/v1",
     "anthropic": "https://api.anthropic.com",
@@ -57,6 +61,47 @@ PROVIDER_API_BASES: Mapping[str, str | None] = {
     "vertex_ai": None,
 }
 
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# LiteLLM's names for the providers deja calls the same way: ``ollama_chat/`` is LiteLLM's
+# chat route to Ollama (its /api/chat), which applies the model's chat template as Ollama's
+# OpenAI-compatible /v1/chat/completions does, so it is deja's ``ollama`` and shares its keys.
+PROVIDER_ALIASES: Mapping[str, str] = {"ollama_chat": "ollama"}
+
+# LiteLLM's provider prefixes (``LlmProviders`` in litellm/types/utils.py). One that deja
+# has no adapter for must not be read as part of an OpenAI model name: the request would go
+# to OpenAI (or OPENAI_BASE_URL) with that provider's API key (``cohere/command-r`` with a
+# Cohere key). It is refused instead (:func:`resolve_model`).
+LITELLM_PROVIDERS = _words(
+    """
+    a2a a2a_agent ai21 ai21_chat aiml aiohttp_openai amazon_nova anthropic anthropic_text
+    apertis assemblyai auto_router aws_polly azure azure_ai azure_text baseten bedrock
+    bedrock_mantle black_forest_labs bytez cerebras charity_engine chatgpt chutes clarifai
+    cloudflare codestral cohere cohere_chat cometapi compactifai cursor custom custom_openai
+    darkbloom dashscope databricks datarobot deepgram deepinfra deepseek docker_model_runner
+    dotprompt elevenlabs empower fal_ai featherless_ai fireworks_ai friendliai galadriel gdc
+    gemini gigachat github github_copilot gradient_ai groq helicone heroku hosted_vllm
+    huggingface humanloop hyperbolic inception infinity jina_ai lambda_ai langflow langfuse
+    langgraph lemonade libertai litellm_agent litellm_proxy llamafile lm_studio manus
+    maritalk meta meta_llama milvus minimax mistral modelscope moonshot morph nano-gpt
+    nebius neosantara nlp_cloud novita nscale nvidia_nim nvidia_riva oci ollama ollama_chat
+    oobabooga openai openai_like openrouter ovhcloud parasail perplexity petals pg_vector
+    pinstripes poe predibase publicai ragflow recraft reducto replicate runwayml s3_vectors
+    sagemaker sagemaker_chat sagemaker_nova sambanova sap scaleway snowflake soniox
+    stability synthetic tencent tensormesh text-completion-codestral
+    text-completion-inception text-completion-openai together_ai topaz triton v0
+    vercel_ai_gateway vertex_ai vertex_ai_beta vllm volcengine voyage wandb watsonx
+    watsonx_text xai xiaomi_mimo xinference zai
+    """
+)
+
+# Providers whose OpenAI-compatible API sits under a path that LiteLLM's documented
+# api_base leaves out: Ollama's is under /v1 (``api_base: http://localhost:11434``).
+_API_PATHS: Mapping[str, str] = {"ollama": "/v1"}
+
 # Query parameters that carry credentials (Gemini's ``?key=``, Azure SAS tokens): they are
 # stripped from the normalized api_base so no credential ever reaches a key or a log.
 _CREDENTIAL_PARAMS = frozenset(
@@ -66,12 +111,32 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def resolve_model(model: str) -> tuple[str, str]:
-    """Split ``provider/model`` into (provider, model); no known prefix means ``openai``."""
-    if type(model) is not str or not model.strip():
+    """Split ``provider/model`` into (provider, model).
+
+    No prefix, or one that names no provider (``meta-llama/Llama-3-8B`` on a vLLM server),
+    means an OpenAI-compatible ``openai`` model of that whole name. A LiteLLM provider deja
+    does not call (``cohere/``, ``huggingface/``...) is an :class:`InvalidRequestError`:
+    sending it to OpenAI would hand that provider's API key to another company.
+    """
+    if type(model) is not str:
+        if not isinstance(model, str):
+            raise InvalidRequestError("model must be a non-empty string")
+        model = str.__str__(model)  # a str Enum's value (str() would give "Enum.NAME")
+    if not model.strip():
         raise InvalidRequestError("model must be a non-empty string")
     prefix, sep, rest = model.partition("/")
-    if sep and prefix in PROVIDER_API_BASES and rest:
-        return prefix, rest
+    if sep and rest:
+        if prefix in PROVIDER_API_BASES:
+            return prefix, rest
+        if prefix in PROVIDER_ALIASES:
+            return PROVIDER_ALIASES[prefix], rest
+        if prefix in LITELLM_PROVIDERS:
+            known = ", ".join(sorted({*PROVIDER_API_BASES, *PROVIDER_ALIASES}))
+            raise InvalidRequestError(
+                f"model {model!r}: deja does not support the provider {prefix!r} (supported:"
+                f" {known}); to send the name as it is to an OpenAI-compatible server,"
+                f" write 'openai/{model}' or 'hosted_vllm/{model}' and give its api_base"
+            )
     return "openai", model
 
 
@@ -123,7 +188,21 @@ def normalize_api_base(api_base: str | None, provider: str = "openai") -> str | 
         for k, v in parse_qsl(parts.query, keep_blank_values=True)
         if k.lower() not in _CREDENTIAL_PARAMS
     )
-    return urlunsplit((scheme, netloc, parts.path.rstrip("/"), urlencode(query), ""))
+    path = parts.path.rstrip("/") or _API_PATHS.get(provider, "")
+    return urlunsplit((scheme, netloc, path, urlencode(query), ""))
+
+
+def upstream_base(provider: str, api_base: str) -> str:
+    """The base URL a client calls for ``provider`` at ``api_base`` (the endpoint path is
+    appended to it): ``api_base`` without its trailing slash, and for Ollama given without
+    a path (LiteLLM's documented ``http://localhost:11434``), with the ``/v1`` its
+    OpenAI-compatible API lives under. Nothing else changes: credentials in the URL stay."""
+    path = _API_PATHS.get(provider)
+    if path is not None:
+        parts = urlsplit(api_base.strip())
+        if not parts.path.strip("/"):
+            return urlunsplit(parts._replace(path=path))
+    return api_base.rstrip("/")
 
 
 # Query parameters shown as they are where a URL is shown: the rest may hold a credential
@@ -165,8 +244,12 @@ def _check_messages(messages: object) -> tuple[tuple[Mapping[str, Any], ...], bo
     plain = True
     for i, item in enumerate(messages):
         message = item
-        if type(message) is dict and type(message.get("content")) is str:
-            if type(message.get("role")) is not str or not message["role"]:
+        if (
+            type(message) is dict
+            and type(message.get("content")) is str
+            and type(message.get("role")) is str
+        ):
+            if not message["role"]:
                 raise InvalidRequestError(f"messages[{i}].role must be a non-empty string")
             checked.append(message)  # the common case, checked without ABC isinstance calls
             plain = plain and len(message) == 2
@@ -191,8 +274,49 @@ def _check_messages(messages: object) -> tuple[tuple[Mapping[str, Any], ...], bo
                     raise InvalidRequestError(
                         f"messages[{i}].content[{j}] must be an object with a 'type'"
                     )
-        checked.append(message)
+        checked.append(_plain_strings(message))
     return tuple(checked), plain
+
+
+def _plain_str(value: Any) -> Any:
+    """A str subclass's value as a plain ``str`` (``str()`` of a str Enum would give
+    ``"Role.USER"``); anything else as it is."""
+    return str.__str__(value) if type(value) is not str and isinstance(value, str) else value
+
+
+def _plain_strings(message: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``message`` with str subclasses (a str Enum role such as LlamaIndex's MessageRole, a
+    str-subclass content or part text) as plain strings, so that both the key and the
+    upstream body are what a plain string gives; the same object when there are none.
+    Deeper values (tool-call arguments...) are keyed as strings by :mod:`deja.keys` and
+    written as strings by JSON encoders."""
+    copy: dict[str, Any] | None = None
+    for name, value in message.items():
+        if type(value) is str:
+            continue
+        if isinstance(value, str):
+            plain: Any = str.__str__(value)
+        elif name == "content" and isinstance(value, Sequence):
+            plain = _plain_parts(value)
+        else:
+            continue
+        if plain is not value:
+            if copy is None:
+                copy = dict(message)
+            copy[name] = plain
+    return message if copy is None else copy
+
+
+def _plain_parts(parts: Sequence[Any]) -> Sequence[Any]:
+    out: list[Any] | None = None
+    for j, part in enumerate(parts):
+        if isinstance(part, Mapping) and any(
+            type(v) is not str and isinstance(v, str) for v in part.values()
+        ):
+            if out is None:
+                out = list(parts)
+            out[j] = {k: _plain_str(v) for k, v in part.items()}
+    return parts if out is None else out
 
 
 # Not frozen (treat it as immutable all the same; use dataclasses.replace to derive one):

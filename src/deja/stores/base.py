@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 __all__ = [
+    "MAX_TTL",
     "Locking",
     "locking_of",
     "SharedValues",
@@ -138,14 +139,26 @@ class StoreStats(Protocol):
     def usage(self) -> StoreUsage: ...
 
 
+MAX_TTL = 100 * 365.25 * 86400
+"""The longest TTL, in seconds (100 years). Every store takes it: past about 9.2e15 s Redis
+refuses the write (its millisecond expiry overflows), where memory and disk would not; a
+TTL that long only means "forever", which ``None`` says."""
+
+
 def validate_ttl(ttl: float | None) -> float | None:
-    """Return ``ttl`` if it is ``None`` or a positive finite number of seconds, else raise."""
+    """Return ``ttl`` if it is ``None`` or a positive finite number of seconds up to
+    :data:`MAX_TTL`, else raise."""
     if ttl is None:
         return None
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
         raise TypeError(f"ttl must be a number of seconds or None, not {type(ttl).__name__}")
     if not ttl > 0 or ttl == float("inf"):
         raise ValueError(f"ttl must be a positive finite number of seconds, not {ttl!r}")
+    if ttl > MAX_TTL:
+        raise ValueError(
+            f"ttl must be at most {MAX_TTL:.0f} seconds (100 years), not {ttl!r};"
+            " give no ttl (None) for entries that never expire"
+        )
     return float(ttl)
 
 
