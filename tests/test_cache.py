@@ -197,12 +197,27 @@ def test_delete_tag() -> None:
     cache.put(chat_request("2"), chat_response(), control={"tags": ["doc:1", "doc:2"]})
     cache.put(chat_request("3"), chat_response(), control={"tags": ["doc:2"]})
     cache.put(chat_request("4"), chat_response(), control={"tags": ["doc:1"], "namespace": "other"})
-    assert cache.delete_tag("doc:1") == 2
+    assert cache.delete_tag("doc:1", namespace=None) == 2  # one namespace: no namespace
     assert cache.get(chat_request("1")).response is None
     assert cache.get(chat_request("2")).response is None
     assert cache.get(chat_request("3")).response is not None
     assert cache.get(chat_request("4"), control={"namespace": "other"}).response is not None
     assert cache.delete_tag("doc:1", namespace="other") == 1
+
+
+def test_delete_tag_reaches_every_namespace_unless_one_is_named() -> None:
+    cache = deja.Cache(namespace="v1")
+    for namespace in ("v1", "v2", None):
+        control = (
+            {"tags": ["doc:42"], "namespace": namespace} if namespace else {"tags": ["doc:42"]}
+        )
+        cache.put(chat_request("the doc"), chat_response(), control=control)
+    cache.put(chat_request("other doc"), chat_response(), control={"tags": ["doc:7"]})
+    assert cache.delete_tag("doc:42") == 2  # v1 (the cache's default) and v2
+    for namespace in ("v1", "v2"):
+        assert cache.get(chat_request("the doc"), control={"namespace": namespace}).entry is None
+    assert cache.get(chat_request("other doc")).entry is not None
+    assert cache.delete_tag("doc:42") == 0
 
 
 class NoTagStore(SyncStore):

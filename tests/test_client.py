@@ -173,6 +173,20 @@ async def test_identical_calls_in_flight_keep_their_own_timeouts(
     await client.aclose()
 
 
+def test_extra_query_is_sent_and_keyed(server: FakeOpenAIServer) -> None:
+    client = make_client(server)
+    for version in ("2025-01-01", "2025-01-01", "2025-04-01"):
+        client.completion(model="gpt-4o", messages=MESSAGES, extra_query={"api-version": version})
+    assert [r.query for r in server.requests] == [
+        "api-version=2025-01-01",
+        "api-version=2025-04-01",
+    ]
+    with pytest.raises(deja.InvalidRequestError, match="extra_query"):
+        client.completion(
+            model="anthropic/claude-sonnet-4-5", messages=MESSAGES, extra_query={"beta": "true"}
+        )
+
+
 def test_embeddings_are_cached_per_item(server: FakeOpenAIServer) -> None:
     client = make_client(server)
     first = client.embedding(model="text-embedding-3-small", input=["a", "b", "c"])

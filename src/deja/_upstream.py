@@ -2,7 +2,8 @@
 twin :class:`deja.Client`), kept here once: what a streamed answer that carried no event
 was, whether an OpenAI chunk ends a choice, the once-per-process log of what a provider
 adapter could not do for a request, the body sent to an OpenAI-compatible upstream, the
-typed error of an error answer, and how long an upstream asks to wait.
+typed error of an error answer, how long an upstream asks to wait, and where an SDK-style
+``extra_query`` goes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from deja._openai_args import keyed_api_base
 from deja._transport import HTTPAnswer
 from deja.errors import (
     InvalidRequestError,
@@ -25,6 +27,7 @@ from deja.errors import (
 )
 
 __all__ = [
+    "ADAPTED",
     "AUTOMATIC_CACHING",
     "NOT_A_STREAM_BYTES",
     "compatible_payload",
@@ -33,6 +36,7 @@ __all__ = [
     "finishes",
     "not_a_stream",
     "asked_delay",
+    "queried",
     "warn_once",
 ]
 
@@ -220,3 +224,31 @@ def error_for(response: HTTPAnswer, provider: str) -> ProviderError:
             retry_after=asked_delay(response.headers, body),
         )
     return cls(message, status_code=response.status_code, body=body, provider=provider)
+
+
+# providers deja reaches through an adapter (chat completions only): it builds their URLs
+ADAPTED = frozenset({"anthropic", "bedrock", "gemini", "vertex_ai"})
+
+
+def queried(
+    provider: str,
+    base: str | None,
+    url_base: str,
+    query: Mapping[str, Any],
+    body: dict[str, Any],
+) -> tuple[str | None, str]:
+    """The (keyed api_base, call URL base) of a call with an SDK-style ``extra_query``: its
+    parameters go on the URL and are keyed with the endpoint, as :func:`deja.wrap` does.
+    An Azure deployment's ``api-version`` becomes the body's ``api_version`` (which the
+    client puts on the URL); a provider deja calls through an adapter takes none."""
+    query = dict(query)
+    if provider == "azure" and "api-version" in query:
+        body["api_version"] = query.pop("api-version")
+    if not query:
+        return base, url_base
+    if provider in ADAPTED or provider == "azure" or base is None:
+        raise InvalidRequestError(
+            f"extra_query is not sent to {provider}: deja builds its URLs"
+            + (" (give api-version only)" if provider == "azure" else "")
+        )
+    return keyed_api_base(base, {}, query), keyed_api_base(url_base, {}, query)

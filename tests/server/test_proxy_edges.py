@@ -71,6 +71,23 @@ def test_default_off_in_the_library() -> None:
         deja.Cache(mode="sometimes")  # type: ignore[arg-type]
 
 
+async def test_tag_invalidation_reaches_every_namespace(
+    proxy: httpx2.AsyncClient, upstream: FakeOpenAIServer
+) -> None:
+    plain = {**BODY, "cache": {"tags": ["doc:42"]}}
+    spaced = {**BODY, "cache": {"tags": ["doc:42"], "namespace": "faq-v2"}}
+    for body in (plain, spaced):
+        assert (await proxy.post(CHAT, json=body)).headers["x-deja-cache"] == "miss"
+    gone = await proxy.post("/cache/invalidate", json={"tag": "doc:42"}, headers=ADMIN)
+    assert gone.json() == {"deleted": 2}
+    for body in (plain, spaced):
+        assert (await proxy.post(CHAT, json=body)).headers["x-deja-cache"] == "miss"
+    one = await proxy.post(
+        "/cache/invalidate", json={"tag": "doc:42", "namespace": "faq-v2"}, headers=ADMIN
+    )
+    assert one.json() == {"deleted": 1}
+
+
 async def test_invalidation_without_a_tenant_reaches_every_tenant(
     proxy: httpx2.AsyncClient, upstream: FakeOpenAIServer
 ) -> None:

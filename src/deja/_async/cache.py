@@ -41,7 +41,15 @@ from deja.errors import (
     StoreError,
     UpstreamTimeoutError,
 )
-from deja.keys import KEY_VERSION, KeyBuilder, explain, make_key, scope_hash, scope_prefix
+from deja.keys import (
+    KEY_VERSION,
+    KeyBuilder,
+    explain,
+    make_key,
+    scope_hash,
+    scope_prefix,
+    tenant_hash,
+)
 from deja.metrics import Metrics, NullMetrics
 from deja.policy import AdmissionPolicy, age, expiry, is_fresh, resolve_ttl
 from deja.request import Request
@@ -703,16 +711,24 @@ class AsyncCache:
         return await self.delete(self.key(request, parse_controls(control)))
 
     async def delete_tag(
-        self, tag: str, *, namespace: str | None = None, tenant: str | None = None
+        self, tag: str, *, namespace: str | None = _UNSET, tenant: str | None = None
     ) -> int:
-        """Delete every entry stored with ``tag`` (in one tenant and namespace).
+        """Delete every entry of ``tenant`` stored with ``tag``: in every namespace, or in
+        ``namespace`` only when one is given (``None``: no namespace).
 
         Returns the number of entries deleted.
         """
         store = self._tag_store()
-        tag_id = self._tag_id(tag, tenant, namespace if namespace is not None else self.namespace)
+        if namespace is _UNSET:
+            # the tenant's record of every namespace, and the default namespace's (where
+            # entries tagged by earlier deja versions are recorded)
+            records = [self._tenant_tag_id(tag, tenant), self._tag_id(tag, tenant, self.namespace)]
+        else:
+            records = [self._tag_id(tag, tenant, namespace)]
         try:
-            keys = await store.adrop(tag_id)
+            keys = list(
+                dict.fromkeys([key for record in records for key in await store.adrop(record)])
+            )
             deleted = 0
             for key in keys:
                 if self.semantic is not None:
@@ -984,6 +1000,7 @@ class AsyncCache:
                 store = self._tag_store()
                 for tag in ctl.tags:
                     await store.atag(self._tag_id(tag, request.tenant, namespace), [key], ttl)
+                    await store.atag(self._tenant_tag_id(tag, request.tenant), [key], ttl)
         except Exception as exc:
             self._store_failed("set", exc)
             return False
@@ -1057,6 +1074,10 @@ class AsyncCache:
 
     def _tag_id(self, tag: str, tenant: str | None, namespace: str | None) -> str:
         return f"{self.key_prefix}{KEY_VERSION}:{scope_hash(tenant, namespace)}:#{tag}"
+
+    def _tenant_tag_id(self, tag: str, tenant: str | None) -> str:
+        """The record of ``tag`` over every namespace of ``tenant``."""
+        return f"{self.key_prefix}{KEY_VERSION}:{tenant_hash(tenant)}:*#{tag}"
 
     async def _discard(self, key: str, exc: EntryDecodeError) -> None:
         """An undecodable entry: count it, and delete it so it stops costing lookups."""

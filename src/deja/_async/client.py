@@ -34,6 +34,7 @@ from deja._async.singleflight import AsyncSingleFlight
 from deja._async.streams import AsyncCachedStream, aopen_uncached
 from deja._transport import AsyncHTTP, AsyncHTTPResponse, ChunkStream, async_http_client
 from deja._upstream import (
+    ADAPTED,
     NOT_A_STREAM_BYTES,
     asked_delay,
     compatible_payload,
@@ -41,6 +42,7 @@ from deja._upstream import (
     error_for,
     finishes,
     not_a_stream,
+    queried,
     warn_once,
 )
 from deja.controls import CacheControl
@@ -81,6 +83,7 @@ from deja.request import (
     env_api_base,
     redact_url,
     resolve_model,
+    upstream_base,
 )
 from deja.response import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse
 from deja.result import CacheInfo
@@ -93,9 +96,7 @@ logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 # Providers whose wire format is OpenAI's; the others get their own adapters.
-_OPENAI_COMPATIBLE = frozenset(PROVIDER_API_BASES) - {"anthropic", "gemini", "bedrock", "vertex_ai"}
-# Providers with their own wire format that this client translates to and from OpenAI's.
-_ADAPTED = frozenset({"anthropic", "bedrock", "gemini", "vertex_ai"})
+_OPENAI_COMPATIBLE = frozenset(PROVIDER_API_BASES) - ADAPTED
 # Providers whose endpoint is per region (or project): api_base is optional for them.
 _REGIONAL = frozenset({"bedrock", "vertex_ai"})
 # LiteLLM's per-call provider settings: credentials and the region of the endpoint. They
@@ -390,8 +391,10 @@ class AsyncClient:
         sent as given; ``cache`` holds the per-request cache options (never sent).
         ``stream=True`` returns an :class:`AsyncChatCompletionStream`.
         """
-        body, control, extra_headers, options = self._split(body, cache)
+        body, control, extra_headers, options, query = self._split(body, cache)
         provider, name, base, url_base = self._endpoint(model, api_base)
+        if query:
+            base, url_base = queried(provider, base, url_base, query, body)
         request = Request.chat(model=model, messages=messages, api_base=base, **body)
         seconds = timeout if timeout is not None else self.timeout
         # The upstream body and headers are built only when the upstream is called: a hit
@@ -460,13 +463,15 @@ class AsyncClient:
         The upstream is always asked for floats; ``encoding_format="base64"`` is applied
         to the answer, so both formats share cache entries.
         """
-        body, control, extra_headers, _ = self._split(body, cache)
+        body, control, extra_headers, _, query = self._split(body, cache)
         encoding = body.pop("encoding_format", None)
         if encoding not in (None, "float", "base64"):
             raise InvalidRequestError("encoding_format must be 'float' or 'base64'")
         provider, name, base, url_base = self._endpoint(model, api_base)
-        if provider in _ADAPTED:
+        if provider in ADAPTED:
             raise InvalidRequestError(f"deja calls {provider} for chat completions only")
+        if query:
+            base, url_base = queried(provider, base, url_base, query, body)
         headers = self._headers(provider, api_key, extra_headers)
         seconds = timeout if timeout is not None else self.timeout
 
@@ -633,7 +638,7 @@ class AsyncClient:
                 timeout=seconds,
                 options=_provider_options(provider_options),
             )
-        if provider in _ADAPTED:
+        if provider in ADAPTED:
             raise InvalidRequestError(f"deja calls {provider} for chat completions only")
         headers = self._headers(provider, api_key, extra_headers or {})
         body = {**payload, "model": name}
@@ -668,7 +673,7 @@ class AsyncClient:
                 timeout=seconds,
                 options=_provider_options(provider_options),
             )
-        if provider in _ADAPTED:
+        if provider in ADAPTED:
             raise InvalidRequestError(f"deja calls {provider} for chat completions only")
         headers = self._headers(provider, api_key, extra_headers or {})
         url = self._url(provider, url_base, body, path)
@@ -691,16 +696,22 @@ class AsyncClient:
     def _split(
         self, body: dict[str, Any], cache: Mapping[str, Any] | CacheControl | None
     ) -> tuple[
-        dict[str, Any], Mapping[str, Any] | CacheControl | None, dict[str, str], dict[str, Any]
+        dict[str, Any],
+        Mapping[str, Any] | CacheControl | None,
+        dict[str, str],
+        dict[str, Any],
+        dict[str, Any],
     ]:
         """Separate transport options from the request body: SDK-style ``extra_*`` fields,
-        and provider settings (:data:`_PROVIDER_OPTIONS`), returned last."""
+        and provider settings (:data:`_PROVIDER_OPTIONS`); the ``extra_query`` last."""
         if not _TRANSPORT_FIELDS.intersection(body):
-            return body, cache, {}, {}
+            return body, cache, {}, {}, {}
         body = dict(body)
         options = {name: body.pop(name) for name in _PROVIDER_OPTIONS.intersection(body)}
         extra_headers = dict(body.pop("extra_headers", None) or {})
-        body.pop("extra_query", None)
+        query = body.pop("extra_query", None) or {}
+        if not isinstance(query, Mapping):
+            raise InvalidRequestError("extra_query must be a mapping of query parameters")
         extra_body = dict(body.pop("extra_body", None) or {})
         if "cache" in extra_body:  # deja.wrap() convention: controls ride in extra_body
             extra = extra_body.pop("cache")
@@ -708,7 +719,7 @@ class AsyncClient:
         if "cache" in body:
             raise InvalidRequestError("pass cache options as cache=..., not inside the body")
         body.update(extra_body)
-        return body, cache, extra_headers, options
+        return body, cache, extra_headers, options, dict(query)
 
     async def _chat(
         self,
@@ -1176,7 +1187,7 @@ class AsyncClient:
 
     def _resolve_endpoint(self, model: str, api_base: str | None) -> _Endpoint:
         provider, name = resolve_model(model)
-        if provider not in _OPENAI_COMPATIBLE and provider not in _ADAPTED:
+        if provider not in _OPENAI_COMPATIBLE and provider not in ADAPTED:
             raise InvalidRequestError(
                 f"provider {provider!r} does not speak the OpenAI wire format; "
                 "its adapter is not part of this client yet"
@@ -1190,7 +1201,7 @@ class AsyncClient:
             return provider, name, None, ""
         if base is None:
             raise InvalidRequestError(f"model {model!r} needs api_base (no default endpoint)")
-        return provider, name, base, base.rstrip("/")
+        return provider, name, base, upstream_base(provider, base)
 
     def _anthropic_request(
         self,

@@ -1002,7 +1002,9 @@ class ProxyApp:
         try:
             deleted = 0
             for tenant in tenants:
-                if tag is not None:
+                if tag is not None and namespace is None:  # every namespace
+                    deleted += await cache.delete_tag(tag, tenant=tenant)
+                elif tag is not None:
                     deleted += await cache.delete_tag(tag, namespace=namespace, tenant=tenant)
                 elif namespace is not None:
                     deleted += await cache.clear(namespace=namespace, tenant=tenant)
