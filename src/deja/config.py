@@ -202,7 +202,7 @@ _LITELLM_SETTINGS_IGNORED: Final = _words("""
     redact_messages_in_exceptions cache_kwargs
 """)
 
-_PROXY_KEYS: Final = _words("host port workers")
+_PROXY_KEYS: Final = _words("host port workers graceful_shutdown_seconds")
 
 _GENERAL_KEYS: Final = _words(
     "master_key virtual_keys max_request_bytes max_request_size_mb request_body_timeout"
@@ -1097,11 +1097,13 @@ class HookSpec:
 
 @dataclass(frozen=True, slots=True)
 class ProxySettings:
-    """Where the proxy listens."""
+    """Where the proxy listens; how long a stop waits for the requests in flight
+    (``graceful_shutdown_seconds``: those still running then get a 503)."""
 
     host: str = "0.0.0.0"
     port: int = 4000
     workers: int = 1
+    graceful_shutdown_seconds: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -2803,7 +2805,10 @@ def _proxy(value: object, ctx: _Context) -> ProxySettings:
         workers = _int(
             block["workers"], "proxy.workers", ctx, what="a number of workers", minimum=1
         )
-    return ProxySettings(host=host, port=port, workers=workers)
+    drain = defaults.graceful_shutdown_seconds
+    if block.get("graceful_shutdown_seconds") is not None:
+        drain = _seconds(block["graceful_shutdown_seconds"], "proxy.graceful_shutdown_seconds", ctx)
+    return ProxySettings(host=host, port=port, workers=workers, graceful_shutdown_seconds=drain)
 
 
 def _general(

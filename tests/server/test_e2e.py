@@ -347,3 +347,29 @@ def test_spawned_workers_log_at_the_level_deja_was_given(tmp_path: Path) -> None
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "DEBUG"
+
+
+def test_a_call_outliving_the_drain_time_gets_an_api_error(tmp_path: Path) -> None:
+    import threading
+
+    with FakeOpenAIServer() as upstream:
+        config = write_config(tmp_path, upstream, "proxy: {graceful_shutdown_seconds: 1}")
+        upstream.delay_next(15)
+        with serve(config, "--log-level", "warning") as (base, process):
+            answers: list[httpx2.Response] = []
+            body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "a long one"}]}
+            caller = threading.Thread(
+                target=lambda: answers.append(
+                    httpx2.post(f"{base}/v1/chat/completions", json=body, timeout=30)
+                )
+            )
+            caller.start()
+            while upstream.count("/v1/chat/completions") == 0:
+                time.sleep(0.05)
+            stopped = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            caller.join(timeout=30)
+            assert time.monotonic() - stopped < 10  # the drain time, not the call's
+    (answer,) = answers
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
+    assert answer.json()["error"]["code"] == "shutting_down"

@@ -46,6 +46,7 @@ from deja.result import CacheInfo
 from deja.server.auth import Auth, Caller
 from deja.server.http import (
     HTTPError,
+    Message,
     Receive,
     Scope,
     Send,
@@ -413,10 +414,25 @@ class ProxyApp:
         handler = self._handlers.get((scope["method"], path))
         if handler is None and scope["method"] == "GET" and path.startswith("/models/"):
             handler = self._model
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
         try:
             if handler is None:
                 raise self._not_found(scope["method"], path)
-            await handler(scope, receive, send)
+            await handler(scope, receive, tracked)
+        except asyncio.CancelledError:
+            # the server stops and its drain time is over: answer what has not been answered
+            # yet as an API error a client retries, not the server's bare 500
+            if started:
+                raise
+            body = error_body(503, "the proxy is shutting down; retry", code="shutting_down")
+            await send_raw(send, 503, body, [(b"retry-after", b"1")])
         except HTTPError as exc:
             if exc.status == 499:  # the client went away: nobody to answer
                 return

@@ -9,6 +9,7 @@ without repeating them.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -148,7 +149,7 @@ def serve(
             log_level=log_level,
             lifespan="on",
             access_log=False,  # one log line per request costs more than a cache hit
-            timeout_graceful_shutdown=30,
+            timeout_graceful_shutdown=math.ceil(settings.proxy.graceful_shutdown_seconds),
         )
     finally:
         if created is not None:  # a directory of ours: one 64 KiB file per worker and kind
