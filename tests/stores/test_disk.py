@@ -328,3 +328,18 @@ def test_expired_tag_records_are_purged(tmp_path: Path, clock: FakeClock) -> Non
     assert con.execute("SELECT name FROM tag").fetchall() == [("new",)]
     assert con.execute("SELECT name, key FROM tag_key").fetchall() == [("new", "c")]
     store.close()
+
+
+def test_tag_rows_of_evicted_entries_are_swept(tmp_path: Path) -> None:
+    """Entries without a TTL evicted by size_limit leave no tag rows behind for long."""
+    store = DiskStore(tmp_path, size_limit=64 * 1024)
+    value = b"x" * 1024
+    for i in range(3000):
+        store.set(f"k{i}", value, None)
+        store.tag(f"user:{i}", [f"k{i}"], None)
+    held = store.usage().entries
+    rows = store._tags().execute("SELECT count(*) FROM tag_key").fetchone()[0]
+    assert held < 100 and rows < 6 * held + 50, (held, rows)  # was 3000 rows
+    live = [f"k{i}" for i in range(3000) if store.get(f"k{i}") is not None]
+    assert all(store.keys_for(f"user:{key[1:]}") == [key] for key in live)  # still findable
+    store.close()

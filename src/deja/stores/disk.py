@@ -132,6 +132,7 @@ class DiskStore(SyncStore, SyncTagIndex):
         self._tag_lock = threading.Lock()
         self._tag_con: sqlite3.Connection | None = None
         self._tag_pid = 0
+        self._swept_to: tuple[str, str] = ("", "")  # (name, key) the next sweep goes on from
 
     @property
     def directory(self) -> str:
@@ -241,6 +242,28 @@ class DiskStore(SyncStore, SyncTagIndex):
                 (now,),
             )
             con.execute("DELETE FROM tag WHERE expires <= ?", (now,))
+            self._sweep(con, len(keys) + 1)
+
+    def _sweep(self, con: sqlite3.Connection, count: int) -> None:
+        """Forget the tag rows of ``count`` keys (a cursor goes round the table) whose
+        values are gone: evicted by ``size_limit``, or never expiring while their tag does
+        not. Each tag write looks at more rows than it adds, so the file stays in
+        proportion to the entries held."""
+        rows = con.execute(
+            "SELECT name, key FROM tag_key WHERE (name, key) > (?, ?) ORDER BY name, key LIMIT ?",
+            (*self._swept_to, count),
+        ).fetchall()
+        self._swept_to = rows[-1] if len(rows) == count else ("", "")
+        values = self._values()
+        gone = [(name, key) for name, key in rows if key not in values]
+        if not gone:
+            return
+        con.executemany("DELETE FROM tag_key WHERE name = ? AND key = ?", gone)
+        con.executemany(
+            "DELETE FROM tag WHERE name = ? AND NOT EXISTS"
+            " (SELECT 1 FROM tag_key WHERE tag_key.name = tag.name)",
+            [(name,) for name in {name for name, _ in gone}],
+        )
 
     def keys_for(self, tag: str) -> list[str]:
         """The keys tagged with ``tag`` (some may have expired or been deleted since)."""
