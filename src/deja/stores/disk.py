@@ -242,20 +242,20 @@ class DiskStore(SyncStore, SyncTagIndex):
                 (now,),
             )
             con.execute("DELETE FROM tag WHERE expires <= ?", (now,))
-            self._sweep(con, len(keys) + 1)
+            self._sweep(con, len(keys) + 1, fresh=keys)
 
-    def _sweep(self, con: sqlite3.Connection, count: int) -> None:
+    def _sweep(self, con: sqlite3.Connection, count: int, *, fresh: Sequence[str]) -> None:
         """Forget the tag rows of ``count`` keys (a cursor goes round the table) whose
         values are gone: evicted by ``size_limit``, or never expiring while their tag does
         not. Each tag write looks at more rows than it adds, so the file stays in
-        proportion to the entries held."""
+        proportion to the entries held. The ``fresh`` keys just tagged are left alone."""
         rows = con.execute(
             "SELECT name, key FROM tag_key WHERE (name, key) > (?, ?) ORDER BY name, key LIMIT ?",
             (*self._swept_to, count),
         ).fetchall()
         self._swept_to = rows[-1] if len(rows) == count else ("", "")
         values = self._values()
-        gone = [(name, key) for name, key in rows if key not in values]
+        gone = [(name, key) for name, key in rows if key not in fresh and key not in values]
         if not gone:
             return
         con.executemany("DELETE FROM tag_key WHERE name = ? AND key = ?", gone)
