@@ -294,9 +294,11 @@ class Client:
     Keyword-only options: ``cache`` (an :class:`~deja.Cache`; ``None`` calls the
     upstream every time), ``api_key`` and ``api_base`` (defaults: ``OPENAI_API_KEY`` /
     ``OPENAI_BASE_URL``, or ``<PROVIDER>_API_KEY`` and the provider's endpoint for a
-    ``provider/model`` name), ``timeout`` seconds per call, ``max_retries`` on 408, 429 and
-    5xx answers and on connection errors (backoff doubles from ``backoff`` seconds, with
-    jitter; ``Retry-After`` is honoured up to 60 s), ``http_client`` to bring your own
+    ``provider/model`` name), ``timeout`` seconds per attempt (a stream: between two
+    chunks), ``max_retries`` on 408, 429 and 5xx answers, on connection errors and on
+    timeouts, as the OpenAI SDK retries (backoff doubles from ``backoff`` seconds, with
+    jitter; ``Retry-After`` is honoured up to 60 s; a call may take up to
+    ``(max_retries + 1) * timeout`` plus the pauses), ``http_client`` to bring your own
     pooled HTTP client, ``max_connections`` for the one deja creates on first use
     (deja's own HTTP/1.1 client for async — httpx2 when ``HTTP_PROXY``, ``HTTPS_PROXY``
     or ``ALL_PROXY`` is set — and httpx2 for sync).
