@@ -444,7 +444,10 @@ class AsyncClient:
             answer = await call()
             cost = packaged_prices().response_cost(request.upstream, answer)
             return ChatCompletion(answer, CacheInfo("bypass", "", cost_usd=cost))
-        result = await self.cache.fetch(request, call, control=control, timeout=seconds)
+        # joining an identical call in flight, wait as long as this call's own attempts could
+        result = await self.cache.fetch(
+            request, call, control=control, timeout=seconds * (self.max_retries + 1)
+        )
         response = result.response
         assert response is not None  # fetch returns a response or raises
         return ChatCompletion(response, result.info)

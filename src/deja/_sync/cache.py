@@ -387,8 +387,9 @@ class Cache:
         Concurrent identical misses share one ``call`` (single-flight); the leader checks
         the store again before calling, in case another process filled it meanwhile.
         ``call``'s exceptions reach every waiting caller and nothing is stored.
-        ``timeout``: the caller's own timeout, which bounds its wait for an identical call
-        in flight (then :class:`~deja.errors.UpstreamTimeoutError`); a leader's
+        ``timeout``: how long the caller's own call could take (its attempts), which bounds
+        its wait for an identical call in flight (then
+        :class:`~deja.errors.UpstreamTimeoutError`); a leader's
         ``UpstreamTimeoutError`` reaches only the callers that allowed no more time than
         it did, and one of the others calls again.
         ``on_response(response)``, if given, runs on a fresh answer before it is stored and

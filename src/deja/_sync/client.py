@@ -445,7 +445,10 @@ class Client:
             answer = call()
             cost = packaged_prices().response_cost(request.upstream, answer)
             return ChatCompletion(answer, CacheInfo("bypass", "", cost_usd=cost))
-        result = self.cache.fetch(request, call, control=control, timeout=seconds)
+        # joining an identical call in flight, wait as long as this call's own attempts could
+        result = self.cache.fetch(
+            request, call, control=control, timeout=seconds * (self.max_retries + 1)
+        )
         response = result.response
         assert response is not None  # fetch returns a response or raises
         return ChatCompletion(response, result.info)
