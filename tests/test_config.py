@@ -1206,3 +1206,25 @@ def test_what_a_request_would_be_refused_for_is_refused_at_start(tmp_path: Path)
     with pytest.raises(ConfigError, match="give no ttl") as info:
         parse({"caching": {"type": "memory", "ttl": 1e16}}, tmp_path)
     assert info.value.path == "caching.ttl"
+
+
+@pytest.mark.parametrize("signature", ["request", "request, tenant"])
+@pytest.mark.parametrize("where", ["caching", "hooks"])
+def test_a_key_builder_works_in_either_form_and_either_place(
+    tmp_path: Path, where: str, signature: str
+) -> None:
+    """caching.key_builder is f(request), a hook's f(request, tenant): either form works
+    in either place (a builder moved from one to the other used to fail every request)."""
+    from deja.config import build_cache
+    from deja.request import Request
+
+    (tmp_path / "my_keys.py").write_text(
+        f"def build({signature}):\n    return 'same-' + request.messages[-1]['content']\n"
+    )
+    if where == "caching":
+        text = f"caching: {{type: memory, key_builder: {tmp_path / 'my_keys.py'}:build}}\n"
+    else:
+        text = "caching: {type: memory}\nhooks: [{path: my_keys.py, key_builder: build}]\n"
+    cache = build_cache(load(tmp_path, text))
+    request = Request.chat(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    assert cache.key(request).endswith(":same-hi")

@@ -67,8 +67,9 @@ import yaml
 
 from deja.controls import CacheMode
 from deja.errors import ConfigError, InvalidRequestError
+from deja.keys import takes_tenant
 from deja.policy import Admission, AdmissionPolicy
-from deja.request import resolve_model
+from deja.request import Request, resolve_model
 from deja.stores.base import MAX_TTL, Store
 
 if TYPE_CHECKING:
@@ -958,6 +959,8 @@ class CachingSettings:
             if self.key_builder is not None
             else None
         )
+        if key_builder is not None and takes_tenant(key_builder):  # the hooks' form
+            key_builder = _with_tenant(key_builder)
         semantic = self.build_semantic() if self.type in _SEMANTIC_TYPES else None
         kwargs: dict[str, object] = {"semantic": semantic}
         spec = self.options.get("store")
@@ -2099,6 +2102,17 @@ def _caching_settings(
         else:
             caching = _replace_key_builder(caching, f"{hook.path}:{hook.key_builder}")
     return caching
+
+
+def _with_tenant(builder: Callable[..., Any]) -> Callable[[Request], str]:
+    """A ``key_builder(request, tenant)`` as the cache's ``key_builder(request)``."""
+
+    def build(request: Request) -> str:
+        digest: str = builder(request, request.tenant)
+        return digest
+
+    build.__qualname__ = getattr(builder, "__qualname__", "key_builder")
+    return build
 
 
 def _replace_key_builder(caching: CachingSettings, spec: str) -> CachingSettings:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -320,6 +321,21 @@ def default_digest(request: Request) -> str:
 def scope_hash(tenant: str | None, namespace: str | None) -> str:
     """First 16 hex digits of SHA-256 over ``[tenant, namespace]``."""
     return hashlib.sha256(_canonical_json([tenant, namespace])).hexdigest()[:16]
+
+
+def takes_tenant(builder: Callable[..., Any]) -> bool:
+    """Whether a key builder is written as ``f(request, tenant)`` (the proxy hooks' form)
+    rather than ``f(request)``: it needs two positional arguments."""
+    try:
+        parameters = inspect.signature(builder).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: the one-argument form
+        return False
+    positional = [
+        p
+        for p in parameters
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    return len(positional) >= 2
 
 
 def tenant_hash(tenant: str | None) -> str:

@@ -682,3 +682,16 @@ async def test_deployment_settings_litellm_configs_rely_on(
             # an Azure deployment's api_version reaches the URL
             await proxy.post(CHAT, json={**BODY, "model": "azure-4o"})
             assert azure.requests[-1].query == "api-version=2024-02-15-preview"
+
+
+async def test_a_hook_key_builder_of_one_argument_works(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient], tmp_path: Path
+) -> None:
+    (tmp_path / "keys_hook.py").write_text(
+        "import deja.keys\ndef build(request):\n    return deja.keys.default_digest(request)\n"
+    )
+    config = proxy_config(upstream, hooks=[{"path": "keys_hook.py", "key_builder": "build"}])
+    async with make_proxy(config) as proxy:
+        answers = [await proxy.post(CHAT, json=BODY) for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert [a.headers["x-deja-cache"] for a in answers] == ["miss", "hit"]

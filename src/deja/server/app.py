@@ -39,7 +39,7 @@ from deja.errors import (
     UpstreamConnectionError,
     UpstreamTimeoutError,
 )
-from deja.keys import scope_prefix
+from deja.keys import scope_prefix, takes_tenant
 from deja.metrics import PrometheusMetrics
 from deja.request import Request, RequestKind
 from deja.result import CacheInfo
@@ -1135,11 +1135,13 @@ def _deployment_options(deployment: ModelDeployment) -> dict[str, Any]:
 
 
 def _tenant_key_builder(name: str, hook: Callable[..., Any]) -> Callable[[Request], str]:
-    """The proxy's ``key_builder(request, tenant)`` hook as the cache's builder."""
+    """The proxy's ``key_builder(request, tenant)`` hook as the cache's builder (a hook
+    written as ``key_builder(request)``, as ``caching.key_builder`` is, works too)."""
+    with_tenant = takes_tenant(hook)
 
     def build(request: Request) -> str:
         try:
-            digest = hook(request, request.tenant)
+            digest = hook(request, request.tenant) if with_tenant else hook(request)
         except Exception as exc:
             raise HookError(f"hook {name} failed: {exc!r}") from exc
         if not isinstance(digest, str):
