@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import struct
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -531,3 +532,32 @@ def test_upstream_calls_are_timed_per_provider(server: FakeOpenAIServer) -> None
         c.completion(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
     text = metrics.render().decode()
     assert 'deja_upstream_seconds_count{provider="openai"} 1.0' in text
+
+
+def test_closing_a_sync_client_lets_calls_in_flight_finish() -> None:
+    import threading
+
+    with FakeOpenAIServer(latency=0.5) as slow:
+        client = make_client(slow, cache=None)
+        results: list[str] = []
+
+        def ask(i: int) -> None:
+            try:
+                question = [{"role": "user", "content": f"question {i}"}]
+                reply = client.completion(model="gpt-4o", messages=question)
+                results.append(str(reply.cache.status))
+            except deja.DejaError as exc:
+                results.append(type(exc).__name__)
+
+        callers = [threading.Thread(target=ask, args=(i,)) for i in range(3)]
+        for caller in callers:
+            caller.start()
+        while slow.count("/v1/chat/completions") < 3:
+            time.sleep(0.01)
+        client.close()  # as the async client's aclose(): those in flight finish
+        for caller in callers:
+            caller.join()
+        assert results == ["bypass"] * 3
+        stream = client.completion(model="gpt-4o", messages=MESSAGES, stream=True)
+        assert list(stream)  # usable again after close, as documented
+        client.close()

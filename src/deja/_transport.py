@@ -17,6 +17,7 @@ When the environment configures an HTTP proxy (``HTTP_PROXY``, ``HTTPS_PROXY``,
 from __future__ import annotations
 
 import asyncio
+import threading
 import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Mapping
 from typing import Any, Protocol
@@ -82,7 +83,59 @@ SyncHTTPResponse = httpx2.Response
 
 def sync_http_client(*, max_connections: int, timeout: float) -> httpx2.Client:
     """A pooled httpx2 client for the sync :class:`deja.Client`."""
-    return httpx2.Client(limits=_limits(max_connections), timeout=timeout)
+    return _DrainingClient(limits=_limits(max_connections), timeout=timeout)
+
+
+class _DrainingClient(httpx2.Client):
+    """An httpx2 client whose :meth:`close` lets the requests in flight (other threads')
+    finish: its connections close when the last one ends, as deja's async client does.
+    httpx2's own close breaks them ("Bad file descriptor")."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._flight_lock = threading.Lock()
+        self._in_flight = 0
+        self._closing = False
+
+    def send(self, request: httpx2.Request, **options: Any) -> httpx2.Response:
+        with self._flight_lock:
+            self._in_flight += 1
+        try:
+            response = super().send(request, **options)
+        except BaseException:
+            self._finished()
+            raise
+        if not options.get("stream"):
+            self._finished()
+            return response
+        close = response.close
+        ended = False
+
+        def closing() -> None:  # a streamed response is in flight until it is closed
+            nonlocal ended
+            try:
+                close()
+            finally:
+                if not ended:
+                    ended = True
+                    self._finished()
+
+        response.close = closing  # type: ignore[method-assign]
+        return response
+
+    def close(self) -> None:
+        with self._flight_lock:
+            self._closing = True
+            idle = self._in_flight == 0
+        if idle:
+            super().close()
+
+    def _finished(self) -> None:
+        with self._flight_lock:
+            self._in_flight -= 1
+            last = self._closing and self._in_flight == 0
+        if last:
+            super().close()
 
 
 def _limits(max_connections: int) -> httpx2.Limits:
