@@ -505,3 +505,10 @@ def test_no_memo_for_stores_that_return_copies(tmp_path: Any) -> None:
     cache.put(chat_request(), chat_response())
     assert cache.get(chat_request()).info.status == "hit"
     assert cache._memo is None
+
+
+def test_delete_tag_namespace_none_is_the_default_namespace() -> None:
+    cache = deja.Cache(namespace="prod")
+    cache.put(chat_request("tagged"), chat_response(), control={"tags": ["doc:1"]})
+    assert cache.delete_tag("doc:1", namespace=None) == 1
+    assert cache.get(chat_request("tagged")).entry is None

@@ -174,6 +174,23 @@ async def test_identical_calls_in_flight_keep_their_own_timeouts(
     await client.aclose()
 
 
+async def test_a_follower_waits_through_the_leaders_retry_pause(
+    server: FakeOpenAIServer,
+) -> None:
+    client = make_async_client(server, max_retries=1)
+    server.fail_next(503, headers={"retry-after": "1"})
+    question = [{"role": "user", "content": "retried"}]
+
+    async def ask(after: float) -> str:
+        await asyncio.sleep(after)
+        reply = await client.acompletion(model="gpt-4o", messages=question, timeout=0.4)
+        return str(reply.cache.status)
+
+    # no attempt of either call takes 0.4 s; the leader's pause between them is 1 s
+    assert await asyncio.gather(ask(0), ask(0.05)) == ["miss", "hit"]
+    await client.aclose()
+
+
 def test_extra_query_is_sent_and_keyed(server: FakeOpenAIServer) -> None:
     client = make_client(server)
     for version in ("2025-01-01", "2025-01-01", "2025-04-01"):

@@ -395,7 +395,7 @@ def test_nested_typos_name_the_path_and_suggest(
 
 def test_unknown_key_without_a_near_match_lists_the_known_keys(tmp_path: Path) -> None:
     error = config_error(tmp_path, "proxy: {zzz: 1}")
-    assert "expected one of: host, port, workers" in str(error)
+    assert "expected one of: graceful_shutdown_seconds, host, port, workers" in str(error)
 
 
 @pytest.mark.parametrize(
@@ -1228,3 +1228,9 @@ def test_a_key_builder_works_in_either_form_and_either_place(
     cache = build_cache(load(tmp_path, text))
     request = Request.chat(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
     assert cache.key(request).endswith(":same-hi")
+
+
+def test_a_provider_prefix_with_an_api_base_loads(tmp_path: Path) -> None:
+    params = {"model": "cohere/command-r-plus", "api_base": "https://openrouter.ai/api/v1"}
+    settings = parse({"model_list": [{"model_name": "c", "litellm_params": params}]}, tmp_path)
+    assert settings.model_list[0].model == "cohere/command-r-plus"

@@ -158,3 +158,31 @@ def test_a_waiter_gives_up_at_its_own_timeout() -> None:
     with pytest.raises(deja.UpstreamTimeoutError, match="another process"):
         cache.fetch(chat_request(), chat_response, timeout=0.3)
     assert time.monotonic() - started < 2.0
+
+
+def test_a_store_locking_without_extending_still_gets_single_flight() -> None:
+    """The Locking protocol as it was (lock/unlock): extending is an optional extra."""
+    from deja.stores import LockExtending, Locking
+
+    class OldLocking(deja.MemoryStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = LockingMemoryStore()
+
+        def lock(self, name: str, *, ttl: float) -> str | None:
+            return self.inner.lock(name, ttl=ttl)
+
+        def unlock(self, name: str, token: str) -> None:
+            self.inner.unlock(name, token)
+
+        async def alock(self, name: str, *, ttl: float) -> str | None:
+            return self.inner.lock(name, ttl=ttl)
+
+        async def aunlock(self, name: str, token: str) -> None:
+            self.inner.unlock(name, token)
+
+    store = OldLocking()
+    assert isinstance(store, Locking) and not isinstance(store, LockExtending)
+    cache = deja.Cache(store=store, lock_ttl=5)
+    assert cache.fetch(chat_request(), chat_response).info.status == "miss"
+    assert store.inner.lock_calls == 1 and store.inner._locks == {}

@@ -547,12 +547,14 @@ def test_str_subclasses_deeper_in_the_request_are_keyed_as_strings() -> None:
 )
 def test_a_litellm_provider_deja_does_not_call_is_refused(model: str) -> None:
     with pytest.raises(InvalidRequestError, match="does not support the provider") as info:
-        resolve_model(model)
+        resolve_model(model, strict=True)  # a caller about to send it to OpenAI's endpoint
     message = str(info.value)
     assert "supported: anthropic, azure, bedrock," in message and "ollama_chat" in message
     assert f"'openai/{model}'" in message  # how to send the name as it is
-    with pytest.raises(InvalidRequestError):  # the request is never built, so never sent
-        chat(model=model, api_base="http://localhost:8000/v1")
+    # to an endpoint the caller names (NVIDIA NIM's meta/..., OpenRouter's cohere/...) the
+    # whole name goes as it is, and a cache keys it so
+    assert resolve_model(model) == ("openai", model)
+    assert chat(model=model, api_base="http://localhost:8000/v1").model == model
 
 
 def test_unknown_prefixes_stay_part_of_the_model_name() -> None:

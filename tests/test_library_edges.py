@@ -141,3 +141,15 @@ def test_str_subclasses_in_messages_are_sent_and_keyed_as_strings() -> None:
         assert server.requests[-1].body["messages"] == MESSAGES
         assert odd.cache.status == "miss" and plain.cache.status == "hit"
         assert server.count("/v1/chat/completions") == 1
+
+
+def test_a_provider_prefix_goes_as_it_is_to_an_endpoint_the_caller_names() -> None:
+    """NVIDIA NIM's meta/..., OpenRouter's cohere/...: the whole name, to that endpoint."""
+    with FakeOpenAIServer() as server:
+        with deja.Client(cache=deja.Cache(), api_base=server.base_url, max_retries=0) as client:
+            for model in ("meta/llama-3.1-8b-instruct", "cohere/command-r-plus"):
+                client.completion(model=model, messages=MESSAGES)
+        assert [r.body["model"] for r in server.requests] == [
+            "meta/llama-3.1-8b-instruct",
+            "cohere/command-r-plus",
+        ]

@@ -280,3 +280,27 @@ async def test_a_caller_who_joined_a_stream_is_credited_what_it_saved() -> None:
     assert second.info.saved_usd == first.info.cost_usd
     stats = cache.stats()
     assert stats.saved_usd == first.info.cost_usd and stats.saved_tokens == 1500
+
+
+async def test_callers_of_one_live_stream_each_change_their_own_chunks() -> None:
+    cache = deja.AsyncCache()
+    release = asyncio.Event()
+
+    async def upstream() -> AsyncIterator[dict[str, Any]]:
+        async def chunks() -> AsyncIterator[dict[str, Any]]:
+            for i in range(3):
+                yield _chunk(i)
+                await release.wait()
+            yield _chunk(3, finish="stop")
+
+        return chunks()
+
+    first = await cache.stream(chat_request(), upstream)
+    second = await cache.stream(chat_request(), upstream)
+    release.set()
+    texts = []
+    async for chunk in first:
+        chunk["choices"][0]["delta"]["content"] = "changed by the first caller"
+    async for chunk in second:
+        texts.append(chunk["choices"][0]["delta"].get("content") or "")
+    assert "changed by the first caller" not in texts and "".join(texts) == "w1 w2 "

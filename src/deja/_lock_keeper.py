@@ -18,7 +18,7 @@ import logging
 import threading
 from typing import Any
 
-from deja.stores.base import Locking
+from deja.stores.base import LockExtending, Locking
 
 __all__ = ["AsyncLockKeeper", "LockKeeper"]
 
@@ -29,7 +29,11 @@ class _Keeper:
     """What both keepers hold: which lock, whose, for how long."""
 
     def __init__(self, locking: Locking | None, name: str, token: str | None, ttl: float):
-        self._locking = locking if token is not None else None
+        # a store that cannot extend its locks: its lock just expires after ttl
+        extending: object = locking
+        self._locking: LockExtending | None = (
+            extending if isinstance(extending, LockExtending) and token is not None else None
+        )
         self._name = name
         self._token = token or ""
         self._ttl = ttl
@@ -65,7 +69,7 @@ class AsyncLockKeeper(_Keeper):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _run(self, locking: Locking) -> None:
+    async def _run(self, locking: LockExtending) -> None:
         while True:
             await asyncio.sleep(self._ttl / 3)
             held: bool | None = None
@@ -99,7 +103,7 @@ class LockKeeper(_Keeper):
             self._stop.set()
             thread.join()
 
-    def _run(self, locking: Locking) -> None:
+    def _run(self, locking: LockExtending) -> None:
         while not self._stop.wait(self._ttl / 3):
             held: bool | None = None
             error: Exception | None = None

@@ -1867,9 +1867,11 @@ def _litellm_params(value: object, path: str, ctx: _Context) -> dict[str, object
         raw, sub = block[key], _join(path, key)
         if key == "model":
             model = params[key] = _name(raw, sub, ctx)
-            if "*" not in model:  # a wildcard's is known per request
-                try:  # a provider deja does not call is refused now, not at each request
-                    resolve_model(model)
+            # a provider deja does not call, and no endpoint named: refused now, not at
+            # each request (a wildcard's model is known per request)
+            if "*" not in model:
+                try:
+                    resolve_model(model, strict=block.get("api_base") is None)
                 except InvalidRequestError as exc:
                     raise ConfigError(str(exc), path=sub) from None
         elif key in ("timeout", "stream_timeout"):

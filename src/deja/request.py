@@ -110,13 +110,15 @@ _CREDENTIAL_PARAMS = frozenset(
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def resolve_model(model: str) -> tuple[str, str]:
+def resolve_model(model: str, *, strict: bool = False) -> tuple[str, str]:
     """Split ``provider/model`` into (provider, model).
 
     No prefix, or one that names no provider (``meta-llama/Llama-3-8B`` on a vLLM server),
-    means an OpenAI-compatible ``openai`` model of that whole name. A LiteLLM provider deja
-    does not call (``cohere/``, ``huggingface/``...) is an :class:`InvalidRequestError`:
-    sending it to OpenAI would hand that provider's API key to another company.
+    means an OpenAI-compatible ``openai`` model of that whole name; so does a LiteLLM
+    provider deja does not call (``cohere/``, ``meta/`` on NVIDIA NIM or OpenRouter),
+    unless ``strict``: a caller about to send the request to OpenAI's endpoint because it
+    named none gets an :class:`InvalidRequestError` instead, as that would hand the
+    provider's API key to another company.
     """
     if type(model) is not str:
         if not isinstance(model, str):
@@ -130,7 +132,7 @@ def resolve_model(model: str) -> tuple[str, str]:
             return prefix, rest
         if prefix in PROVIDER_ALIASES:
             return PROVIDER_ALIASES[prefix], rest
-        if prefix in LITELLM_PROVIDERS:
+        if prefix in LITELLM_PROVIDERS and strict:
             known = ", ".join(sorted({*PROVIDER_API_BASES, *PROVIDER_ALIASES}))
             raise InvalidRequestError(
                 f"model {model!r}: deja does not support the provider {prefix!r} (supported:"

@@ -40,6 +40,7 @@ __all__ = [
     "SSE_DONE",
     "StreamAssembler",
     "StreamFormatError",
+    "own_copy",
     "replay_chunks",
     "sse_event",
 ]
@@ -569,6 +570,11 @@ def _replay_choice(record: object, position: int, *, text: bool) -> dict[str, An
         if key not in known:
             choice[key] = _own(value)
     return choice
+
+
+def own_copy(value: Any) -> Any:
+    """A deep copy of a JSON value (a chunk handed to one of several callers)."""
+    return _own(value)
 
 
 def _own(value: Any) -> Any:

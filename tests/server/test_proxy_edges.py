@@ -695,3 +695,73 @@ async def test_a_hook_key_builder_of_one_argument_works(
         answers = [await proxy.post(CHAT, json=BODY) for _ in range(2)]
     assert [a.status_code for a in answers] == [200, 200]
     assert [a.headers["x-deja-cache"] for a in answers] == ["miss", "hit"]
+
+
+async def test_post_cache_hooks_see_embeddings_too(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient], tmp_path: Path
+) -> None:
+    (tmp_path / "tagger.py").write_text(
+        "def post(response, request):\n    return {'tags': ['model:' + response['model']]}\n"
+    )
+    config = proxy_config(upstream, hooks=[{"path": "tagger.py", "async_post_cache_hook": "post"}])
+    body = {"model": "text-embedding-3-small", "input": ["alpha", "beta"]}
+    async with make_proxy(config) as proxy:
+        first = await proxy.post("/v1/embeddings", json=body)
+        assert first.headers["x-deja-cache"] == "miss"
+        model = first.json()["model"]
+        gone = await proxy.post("/cache/invalidate", json={"tag": f"model:{model}"}, headers=ADMIN)
+        assert gone.json() == {"deleted": 2}  # each item's entry was tagged
+        again = await proxy.post("/v1/embeddings", json=body)
+        assert again.headers["x-deja-cache"] == "miss"
+
+
+async def test_an_answer_is_keyed_as_the_deployment_kind_that_gave_it(
+    make_proxy: Callable[..., httpx2.AsyncClient],
+) -> None:
+    with FakeOpenAIServer() as a, FakeOpenAIServer() as b:
+        config = proxy_config(
+            a,
+            model_list=[
+                _deployment("chat", "openai/gpt-4o", a),
+                _deployment("chat", "openai/gpt-4o-mini", b),
+                _deployment("gpt-4o", "openai/gpt-4o", a),
+            ],
+        )
+        async with make_proxy(config) as proxy:
+            questions = [
+                {**BODY, "messages": [{"role": "user", "content": f"q{i}"}]} for i in range(30)
+            ]
+            for question in questions:
+                await proxy.post(CHAT, json={**question, "model": "chat"})
+            by_a = a.count(CHAT)
+            assert 0 < by_a < 30  # shared by the two kinds
+            statuses = [
+                (await proxy.post(CHAT, json={**question, "model": "gpt-4o"})).headers[
+                    "x-deja-cache"
+                ]
+                for question in questions
+            ]
+            # only gpt-4o's own answers serve gpt-4o; gpt-4o-mini's never stand for them
+            assert statuses.count("hit") == by_a
+
+
+async def test_a_failover_to_another_kind_is_served_not_stored(
+    make_proxy: Callable[..., httpx2.AsyncClient],
+) -> None:
+    with FakeOpenAIServer() as a, FakeOpenAIServer() as b:
+        config = proxy_config(
+            a,
+            model_list=[
+                _deployment("chat", "openai/gpt-4o", a, order=1),
+                _deployment("chat", "openai/gpt-4o-mini", b, order=2),
+                _deployment("gpt-4o", "openai/gpt-4o", a),
+            ],
+        )
+        async with make_proxy(config) as proxy:
+            a.fail_next(503)
+            first = await proxy.post(CHAT, json={**BODY, "model": "chat"})
+            assert first.status_code == 200 and b.count(CHAT) == 1
+            again = await proxy.post(CHAT, json={**BODY, "model": "chat"})
+            assert again.headers["x-deja-cache"] == "miss" and a.count(CHAT) == 2
+            third = await proxy.post(CHAT, json={**BODY, "model": "chat"})
+            assert third.headers["x-deja-cache"] == "hit"  # gpt-4o's own answer

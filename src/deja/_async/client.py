@@ -423,8 +423,12 @@ class AsyncClient:
                     cost=functools.partial(packaged_prices().response_cost, request.upstream),
                 )
             else:
-                stream = await self.cache.stream(
-                    request, open_stream, control=control, include_usage=include_usage
+                stream = await self.cache.stream(  # chunks reach callers read-only
+                    request,
+                    open_stream,
+                    control=control,
+                    include_usage=include_usage,
+                    copy_chunks=False,
                 )
             return AsyncChatCompletionStream(stream)
 
@@ -444,10 +448,10 @@ class AsyncClient:
             answer = await call()
             cost = packaged_prices().response_cost(request.upstream, answer)
             return ChatCompletion(answer, CacheInfo("bypass", "", cost_usd=cost))
-        # joining an identical call in flight, wait as long as this call's own attempts could
-        result = await self.cache.fetch(
-            request, call, control=control, timeout=seconds * (self.max_retries + 1)
-        )
+        # joining an identical call in flight, wait as long as this call's own attempts and
+        # the pauses between them (Retry-After: up to 60 s each) could take
+        patience = seconds * (self.max_retries + 1) + self.max_retries * _MAX_RETRY_AFTER
+        result = await self.cache.fetch(request, call, control=control, timeout=patience)
         response = result.response
         assert response is not None  # fetch returns a response or raises
         return ChatCompletion(response, result.info)
@@ -1191,7 +1195,8 @@ class AsyncClient:
         return found
 
     def _resolve_endpoint(self, model: str, api_base: str | None) -> _Endpoint:
-        provider, name = resolve_model(model)
+        # named no endpoint (the environment's is OpenAI's, for OpenAI's key): strict
+        provider, name = resolve_model(model, strict=not (api_base or self.api_base))
         if provider not in _OPENAI_COMPATIBLE and provider not in ADAPTED:
             raise InvalidRequestError(
                 f"provider {provider!r} does not speak the OpenAI wire format; "

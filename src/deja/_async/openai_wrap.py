@@ -118,8 +118,12 @@ class AsyncCachedCompletions(_Wrapped):
 
                 return chunks()
 
-            stream = await self._cache.stream(
-                request, open_stream, control=control, include_usage=include_usage
+            stream = await self._cache.stream(  # each chunk becomes an SDK object
+                request,
+                open_stream,
+                control=control,
+                include_usage=include_usage,
+                copy_chunks=False,
             )
             return AsyncWrappedStream(stream, self._types.ChatCompletionChunk)
 

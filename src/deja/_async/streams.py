@@ -20,7 +20,7 @@ from typing import Any
 
 from deja._shared_read import SharedRead  # unasync:
 from deja.result import CacheInfo
-from deja.streaming import StreamAssembler, StreamFormatError
+from deja.streaming import StreamAssembler, StreamFormatError, own_copy
 
 __all__ = ["AsyncBroadcast", "AsyncCachedStream", "aopen_uncached"]
 
@@ -49,6 +49,8 @@ class AsyncBroadcast:
         # a reader cancelled mid-read leaves the read to the next one, never half-done
         self._read = SharedRead(self._read_source)  # unasync: self._read = self._read_source
         self.joined: list[CacheInfo] = []
+        self.saved: tuple[float, int] | None = None
+        """What the answer cost (USD, tokens), once it is complete."""
         """The cache results of the callers that joined after the first (the cache credits
         their saving when the answer is complete)."""
         self.on_finished: Callable[[], None] | None = None
@@ -173,8 +175,10 @@ class AsyncCachedStream:
         broadcast: AsyncBroadcast | None = None,
         replay: Sequence[Mapping[str, Any]] | None = None,
         include_usage: bool = False,
+        copy_chunks: bool = True,
     ) -> None:
         self.info = info
+        self._copy = copy_chunks and broadcast is not None
         self._broadcast = broadcast
         self._replay = replay
         self._include_usage = include_usage
@@ -216,6 +220,8 @@ class AsyncCachedStream:
                     raise StopAsyncIteration
             self._index += 1
             assert chunk is not None  # the end was handled above
+            if self._copy:  # a live chunk every reader gets: each changes its own
+                chunk = own_copy(chunk)
             shown = _for_caller(chunk, self._include_usage)
             if shown is not None:
                 return shown

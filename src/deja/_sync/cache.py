@@ -196,6 +196,7 @@ class Cache:
         self._flight: SingleFlight[CacheResult] = SingleFlight(
             timed_out=lambda error: isinstance(error, UpstreamTimeoutError)
         )
+        self._batch_flight: SingleFlight[Any] = SingleFlight()
         self._memo: dict[str, tuple[bytes, StoredEntry]] | None = (
             {} if isinstance(store, SharedValues) and store.shares_values() else None
         )
@@ -373,6 +374,78 @@ class Cache:
             key, request, response, ctl, cost=self.cost(request, response), chunks=chunks
         )
 
+    def get_many(
+        self,
+        requests: Sequence[Request],
+        *,
+        control: Mapping[str, Any] | CacheControl | None = None,
+    ) -> list[CacheResult]:
+        """Look ``requests`` up in one store round trip (``get_many``: Redis MGET), in the
+        exact tier only (the embeddings of a batch, each item a request)."""
+        ctl = in_mode(parse_controls(control), self.mode)
+        keys = [self.key(request, ctl) for request in requests]
+        if ctl.no_cache or not self._breaker.allow():
+            status: CacheStatus = "bypass"
+            return [self._count(CacheResult(None, CacheInfo(status, key))) for key in keys]
+        started = time.perf_counter()
+        try:
+            values = self.store.get_many(keys)
+        except Exception as exc:
+            self._store_failed("get", exc)
+            return [self._count(CacheResult(None, CacheInfo("miss", key))) for key in keys]
+        self._store_recovered()
+        elapsed = time.perf_counter() - started
+        self.metrics.lookup_seconds(self._store_name, elapsed)
+        return [
+            self._count(self._examine(key, data, ctl, elapsed))
+            for key, data in zip(keys, values, strict=True)
+        ]
+
+    def put_many(
+        self,
+        items: Sequence[tuple[Request, Mapping[str, Any]]],
+        *,
+        control: Mapping[str, Any] | CacheControl | None = None,
+    ) -> int:
+        """Store each ``(request, response)`` the admission policy allows, in one store round
+        trip (``set_many``: a Redis pipeline); returns how many were stored."""
+        ctl = self._control(control)
+        if ctl.no_store or not items:
+            return 0
+        ttl = resolve_ttl(ctl.ttl, self.ttl)
+        encoded: dict[str, bytes] = {}
+        stored: list[tuple[str, Request]] = []
+        for request, response in items:
+            key = self.key(request, ctl)
+            data = self._encoded(
+                key, request, response, ctl, ttl, cost=self.cost(request, response)
+            )
+            if data is not None:
+                encoded[key] = data
+                stored.append((key, request))
+        if not encoded or not self._breaker.allow():
+            return 0
+        try:
+            self.store.set_many(encoded, ttl)
+            for key, request in stored:
+                self._tag(key, request, ctl, ttl)
+        except Exception as exc:
+            self._store_failed("set", exc)
+            return 0
+        self._store_recovered()
+        for key, request in stored:
+            self._index_semantic(key, request, ctl, ttl)
+        return len(stored)
+
+    def coalesce(self, key: str, call: Callable[[], Any]) -> tuple[Any, bool]:
+        """Run ``call`` once for the concurrent callers of ``key`` (the single-flight of a
+        batch of embeddings): ``(result, shared)``, ``shared`` for those who got another's."""
+        result, shared = self._batch_flight.run(key, call)
+        if shared:
+            self._coalesced += 1
+            self.metrics.coalesced()
+        return result, shared
+
     def fetch(
         self,
         request: Request,
@@ -402,7 +475,7 @@ class Cache:
             # skips the lookup and single-flight: the caller asked for a fresh answer
             response = call()
             cost = self.cost(request, response)
-            store_ctl = self._after_response(on_response, response, ctl)
+            store_ctl = self.after_response(on_response, response, ctl)
             self._put(key, request, response, store_ctl, cost=cost)
             return self._count(CacheResult(response, CacheInfo("bypass", key, cost_usd=cost)))
         found = self._lookup(key, ctl)
@@ -428,7 +501,7 @@ class Cache:
                 with LockKeeper(self._locking, key + ":lock", token, self.lock_ttl):
                     response = call()
                 cost = self.cost(request, response)
-                store_ctl = self._after_response(on_response, response, ctl)
+                store_ctl = self.after_response(on_response, response, ctl)
                 self._put(key, request, response, store_ctl, cost=cost)
             finally:
                 if token is not None:
@@ -460,6 +533,7 @@ class Cache:
         control: Mapping[str, Any] | CacheControl | None = None,
         include_usage: bool = False,
         on_response: OnResponse | None = None,
+        copy_chunks: bool = True,
     ) -> CachedStream:
         """Serve a streamed request: replay a hit, or share one upstream stream.
 
@@ -470,7 +544,9 @@ class Cache:
         answer is stored only if every choice finished cleanly and admission allows it.
         ``include_usage``: whether this caller gets the usage chunk. ``on_response`` as for
         :meth:`fetch`, on the assembled answer before it is stored. A caller that joins a
-        stream in flight is a hit whose ``saved_usd`` is known when the stream ends.
+        stream in flight is a hit whose ``saved_usd`` is known when the stream ends. Each
+        caller of a live stream gets its own copy of every chunk, unless ``copy_chunks`` is
+        false (a caller that only serializes them, as the proxy does).
 
         Upstream errors before the first chunk are raised here; later ones by the iterator.
         """
@@ -496,12 +572,12 @@ class Cache:
             response = assembler.response()
             info.cost_usd = cost = self.cost(request, response)
             tokens = _response_tokens(response)
-            for joined in broadcast.joined:  # what the callers who shared it saved
-                joined.saved_usd = cost
-                self._saved_usd += cost
-                self._saved_tokens += tokens
-                self.metrics.saved(tokens, cost)
-            store_ctl = self._after_response(on_response, response, ctl)
+            with self._streams_lock:  # who joined so far; later joiners credit themselves
+                broadcast.saved = (cost, tokens)
+                joined = list(broadcast.joined)
+            for other in joined:  # what the callers who shared it saved
+                self._credit(other, cost, tokens)
+            store_ctl = self.after_response(on_response, response, ctl)
             self._put(key, request, response, store_ctl, cost=cost, chunks=assembler.chunks())
 
         if ctl.no_cache:
@@ -514,15 +590,27 @@ class Cache:
                     broadcast.on_finished = lambda: self._forget_stream(key, broadcast)
                 else:
                     broadcast = joined
+                    info = CacheInfo("hit", key, None, 0.0)
+                    if joined.saved is None:  # credited when the answer is complete
+                        joined.joined.append(info)
+                    else:  # complete already (being stored)
+                        self._credit(info, *joined.saved)
             if joined is not None:
-                info = CacheInfo("hit", key, None, 0.0)
-                joined.joined.append(info)
                 self._coalesced += 1
                 self.metrics.coalesced()
         self._count(CacheResult(None, info))
-        result = CachedStream(info, broadcast=broadcast, include_usage=include_usage)
+        result = CachedStream(
+            info, broadcast=broadcast, include_usage=include_usage, copy_chunks=copy_chunks
+        )
         result.prefetch()
         return result
+
+    def _credit(self, info: CacheInfo, cost: float, tokens: int) -> None:
+        """A caller that shared another's stream saved what the stream cost."""
+        info.saved_usd = cost
+        self._saved_usd += cost
+        self._saved_tokens += tokens
+        self.metrics.saved(tokens, cost)
 
     def _read_live_stream(self, request: Request, key: str) -> CacheResult | None:
         """The answer of an identical streamed request in flight, read to its end (a plain
@@ -532,7 +620,9 @@ class Cache:
             broadcast = self._streams.get(key)
         if broadcast is None:
             return None
-        reader = CachedStream(CacheInfo("hit", key), broadcast=broadcast, include_usage=True)
+        reader = CachedStream(
+            CacheInfo("hit", key), broadcast=broadcast, include_usage=True, copy_chunks=False
+        )
         assembler = StreamAssembler()
         try:
             for chunk in reader:
@@ -635,9 +725,11 @@ class Cache:
         except Exception as exc:  # the lock expires by itself
             self._store_failed("unlock", exc, trip_breaker=False)
 
-    def _after_response(
+    def after_response(
         self, on_response: OnResponse | None, response: dict[str, Any], ctl: CacheControl
     ) -> CacheControl:
+        """The cache options to store a fresh ``response`` with: ``ctl``, as
+        ``on_response(response)`` (the proxy's post-cache hooks) changes them."""
         if on_response is None:
             return ctl
         updated = on_response(response)
@@ -716,7 +808,7 @@ class Cache:
         self, tag: str, *, namespace: str | None = _UNSET, tenant: str | None = None
     ) -> int:
         """Delete every entry of ``tenant`` stored with ``tag``: in every namespace, or in
-        ``namespace`` only when one is given (``None``: no namespace).
+        ``namespace`` only when one is given (``None``: the cache's default namespace).
 
         Returns the number of entries deleted.
         """
@@ -726,7 +818,8 @@ class Cache:
             # entries tagged by earlier deja versions are recorded)
             records = [self._tenant_tag_id(tag, tenant), self._tag_id(tag, tenant, self.namespace)]
         else:
-            records = [self._tag_id(tag, tenant, namespace)]
+            scope = namespace if namespace is not None else self.namespace
+            records = [self._tag_id(tag, tenant, scope)]
         try:
             keys = list(dict.fromkeys([key for record in records for key in store.drop(record)]))
             deleted = 0
@@ -917,6 +1010,12 @@ class Cache:
         self._store_recovered()
         elapsed = time.perf_counter() - started
         self.metrics.lookup_seconds(self._store_name, elapsed)
+        return self._examine(key, data, ctl, elapsed)
+
+    def _examine(
+        self, key: str, data: bytes | None, ctl: CacheControl, elapsed: float
+    ) -> CacheResult:
+        """What the store's ``data`` for ``key`` makes of a lookup: a hit, or a miss."""
         if data is None:
             logger.debug("CACHE MISS key=%s lookup_ms=%.3f", key, elapsed * 1000)
             return CacheResult(None, CacheInfo("miss", key), gone=True)
@@ -959,13 +1058,37 @@ class Cache:
     ) -> bool:
         if ctl.no_store:
             return False
+        ttl = resolve_ttl(ctl.ttl, self.ttl)
+        data = self._encoded(key, request, response, ctl, ttl, cost=cost, chunks=chunks)
+        if data is None or not self._breaker.allow():
+            return False
+        try:
+            self.store.set(key, data, ttl)
+            self._tag(key, request, ctl, ttl)
+        except Exception as exc:
+            self._store_failed("set", exc)
+            return False
+        self._store_recovered()
+        self._index_semantic(key, request, ctl, ttl)
+        return True
+
+    def _encoded(
+        self,
+        key: str,
+        request: Request,
+        response: Mapping[str, Any],
+        ctl: CacheControl,
+        ttl: float | None,
+        *,
+        cost: float,
+        chunks: list[dict[str, Any]] | None = None,
+    ) -> bytes | None:
+        """The stored bytes of ``response``, or ``None`` when it is not to be stored."""
         verdict = self.admission.admit(response)
         if not verdict.ok:
             logger.debug("CACHE SKIP key=%s reason=%s", key, verdict.reason)
-            return False
-        ttl = resolve_ttl(ctl.ttl, self.ttl)
+            return None
         now = self._clock()
-        namespace = self._namespace(ctl)
         usage = response.get("usage")
         if isinstance(usage, Mapping) and "context_cache" in usage:
             # a hit saves what a repeat would cost: the Gemini context cache this call
@@ -978,7 +1101,7 @@ class Cache:
             expires=expiry(now, ttl),
             model=request.upstream,
             tenant=request.tenant,
-            namespace=namespace,
+            namespace=self._namespace(ctl),
             tags=ctl.tags,
             usage=dict(usage) if isinstance(usage, Mapping) else None,
             cost_usd=cost,
@@ -988,38 +1111,42 @@ class Cache:
             data = encode(entry, compress_min_bytes=self.compress_min_bytes)
         except TypeError as exc:  # orjson: a response that is not JSON
             logger.warning("CACHE SKIP key=%s reason=not_json (%s)", key, type(exc).__name__)
-            return False
+            return None
         if len(data) > self.max_entry_bytes:
             logger.debug("CACHE SKIP key=%s reason=too_large bytes=%d", key, len(data))
-            return False
-        if not self._breaker.allow():
-            return False
+            return None
+        return data
+
+    def _tag(self, key: str, request: Request, ctl: CacheControl, ttl: float | None) -> None:
+        """Record ``key`` under each of the request's tags (raises what the store raises)."""
+        if not ctl.tags:
+            return
+        store = self._tag_store()
+        namespace = self._namespace(ctl)
+        for tag in ctl.tags:
+            store.tag(self._tag_id(tag, request.tenant, namespace), [key], ttl)
+            store.tag(self._tenant_tag_id(tag, request.tenant), [key], ttl)
+
+    def _index_semantic(
+        self, key: str, request: Request, ctl: CacheControl, ttl: float | None
+    ) -> None:
+        """Give the semantic tier the stored entry ``key`` of ``request``."""
+        if self.semantic is None or not ctl.semantic:
+            return
+        if not self._semantic_loaded:
+            self._load_semantic()
+        namespace = self._namespace(ctl)
         try:
-            self.store.set(key, data, ttl)
-            if ctl.tags:
-                store = self._tag_store()
-                for tag in ctl.tags:
-                    store.tag(self._tag_id(tag, request.tenant, namespace), [key], ttl)
-                    store.tag(self._tenant_tag_id(tag, request.tenant), [key], ttl)
-        except Exception as exc:
-            self._store_failed("set", exc)
-            return False
-        self._store_recovered()
-        if self.semantic is not None and ctl.semantic:
-            if not self._semantic_loaded:
-                self._load_semantic()
-            try:
-                self.semantic.store(
-                    request,
-                    key,
-                    ttl=ttl,
-                    namespace=namespace,
-                    context_key=self._context_key(request, namespace),
-                )
-            except Exception as exc:  # the semantic tier is an optimisation: fail open
-                self._store_failed("semantic", exc, trip_breaker=False)
-            self._semantic_used()
-        return True
+            self.semantic.store(
+                request,
+                key,
+                ttl=ttl,
+                namespace=namespace,
+                context_key=self._context_key(request, namespace),
+            )
+        except Exception as exc:  # the semantic tier is an optimisation: fail open
+            self._store_failed("semantic", exc, trip_breaker=False)
+        self._semantic_used()
 
     def _count(self, result: CacheResult) -> CacheResult:
         status = result.info.status

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from deja._sync.cache import Cache
+from deja._sync.cache import Cache, OnResponse
 from deja.controls import CacheControl, in_mode, parse_controls
 from deja.errors import InvalidRequestError, ProviderError
 from deja.prices import packaged_prices
@@ -70,11 +70,81 @@ def embedding_items(value: object) -> list[Any]:
     if isinstance(value, str):
         return [value]
     if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)) and value:
-        if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        if all(_token(v) for v in value):
             return [list(value)]  # one tokenized input
-        if all(isinstance(v, (str, Sequence)) for v in value):
-            return list(value)
+        if all(isinstance(v, str) or _tokens(v) for v in value):
+            return [v if isinstance(v, str) else list(v) for v in value]
     raise InvalidRequestError("input must be a string, a list of strings, or token arrays")
+
+
+def _token(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _tokens(value: object) -> bool:
+    """Whether ``value`` is one tokenized input: a non-empty list of token ids."""
+    return (
+        isinstance(value, Sequence)
+        and not isinstance(value, (str, bytes, bytearray))
+        and bool(value)
+        and all(_token(v) for v in value)
+    )
+
+
+@dataclass(slots=True)
+class _Fetched:
+    """What one upstream call for the missing items brought: their vectors, in order."""
+
+    vectors: list[list[float]]
+    model: str
+    usage: dict[str, int]
+    cost: float
+
+
+def _fetch(
+    cache: Cache | None,
+    ctl: CacheControl,
+    *,
+    fetch_missing: FetchMissing,
+    items: list[Any],
+    requests: list[Request],
+    model: str,
+    on_response: OnResponse | None,
+) -> _Fetched:
+    """Fetch ``items`` upstream in one call and store each (one store round trip)."""
+    answer = fetch_missing(items)
+    upstream_model = str(answer.get("model") or model)
+    usage = _usage_totals(answer.get("usage"))
+    data = sorted(answer.get("data") or [], key=lambda d: d.get("index", 0))
+    if len(data) != len(items):
+        raise ProviderError(f"upstream returned {len(data)} embeddings for {len(items)} inputs")
+    vectors: list[list[float]] = []
+    stored: list[tuple[Request, dict[str, Any]]] = []
+    cost = 0.0
+    shares = _token_shares(items, usage["prompt_tokens"])
+    for request, item_data, tokens in zip(requests, data, shares, strict=True):
+        vector = item_data.get("embedding")
+        if not isinstance(vector, list):
+            raise ProviderError("upstream embeddings must be float lists (encoding_format=float)")
+        vectors.append(vector)
+        item_response = {
+            "object": "list",
+            "data": [{"object": "embedding", "index": 0, "embedding": vector}],
+            "model": upstream_model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        stored.append((request, item_response))
+        if cache is not None:
+            cost += cache.cost(request, item_response)
+        else:
+            cost += packaged_prices().response_cost(request.upstream, item_response)
+    if cache is not None:
+        store_ctl = ctl
+        if on_response is not None:
+            whole = {**answer, "model": upstream_model}
+            store_ctl = cache.after_response(on_response, whole, ctl)
+        cache.put_many(stored, control=store_ctl)
+    return _Fetched(vectors, upstream_model, usage, cost)
 
 
 def _usage_totals(usage: object) -> dict[str, int]:
@@ -105,6 +175,7 @@ def cached_embeddings(
     control: Mapping[str, Any] | CacheControl | None,
     fetch_missing: FetchMissing,
     tenant: str | None = None,
+    on_response: OnResponse | None = None,
 ) -> EmbeddingBatch:
     """Look each item up, fetch the missing ones in one upstream call, store them.
 
@@ -112,7 +183,9 @@ def cached_embeddings(
     ``params`` are the other request fields that change the vectors (``dimensions``...);
     ``tenant`` scopes the keys (the proxy's callers never share entries across tenants).
     Each stored item gets its share of the batch's tokens, by length, so a later hit on it
-    reports a fair saving.
+    reports a fair saving. Identical batches in flight at once make one upstream call;
+    ``on_response`` (the proxy's post-cache hooks) sees the upstream answer and may change
+    how its items are stored.
     """
     ctl = parse_controls(control) if cache is None else in_mode(parse_controls(control), cache.mode)
     requests = [
@@ -126,12 +199,14 @@ def cached_embeddings(
     ]
     vectors: list[list[float] | None] = [None] * len(items)
     saved = 0.0
+    bypassed = cache is None or ctl.no_cache
     if cache is not None and not ctl.no_cache:
-        for i, request in enumerate(requests):
-            found = cache.get(request, control=ctl)
+        # one store round trip for the batch (Redis MGET), not one per item
+        for i, found in enumerate(cache.get_many(requests, control=ctl)):
             if found.response is not None:
                 vectors[i] = found.response["data"][0]["embedding"]
                 saved += found.info.saved_usd
+            bypassed = bypassed or found.info.status == "bypass"  # the breaker is open
     missing_all = [i for i, v in enumerate(vectors) if v is None]
     # an item given twice is fetched once (its later places copy the first's vector)
     first_of: dict[Any, int] = {}
@@ -141,40 +216,42 @@ def cached_embeddings(
     usage = {"prompt_tokens": 0, "total_tokens": 0}
     cost = 0.0
     upstream_model = requests[0].model if requests else model
+    shared = False
     if missing:
-        answer = fetch_missing([items[i] for i in missing])
-        upstream_model = str(answer.get("model") or upstream_model)
-        usage = _usage_totals(answer.get("usage"))
-        data = sorted(answer.get("data") or [], key=lambda d: d.get("index", 0))
-        if len(data) != len(missing):
-            raise ProviderError(
-                f"upstream returned {len(data)} embeddings for {len(missing)} inputs"
+
+        def fetch() -> _Fetched:
+            return _fetch(
+                cache,
+                ctl,
+                fetch_missing=fetch_missing,
+                items=[items[i] for i in missing],
+                requests=[requests[i] for i in missing],
+                model=upstream_model,
+                on_response=on_response,
             )
-        shares = _token_shares([items[i] for i in missing], usage["prompt_tokens"])
-        for i, item_data, tokens in zip(missing, data, shares, strict=True):
-            vector = item_data.get("embedding")
-            if not isinstance(vector, list):
-                raise ProviderError(
-                    "upstream embeddings must be float lists (encoding_format=float)"
-                )
+
+        if cache is None or bypassed:
+            fetched = fetch()
+        else:
+            # identical batches in flight at once make one upstream call (by their keys)
+            flight = "|".join(cache.key(requests[i], ctl) for i in missing)
+            fetched, shared = cache.coalesce(flight, fetch)
+        upstream_model = fetched.model
+        for i, vector in zip(missing, fetched.vectors, strict=True):
             vectors[i] = vector
-            item_response = {
-                "object": "list",
-                "data": [{"object": "embedding", "index": 0, "embedding": vector}],
-                "model": upstream_model,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-            }
-            if cache is not None:
-                cost += cache.cost(requests[i], item_response)
-                cache.put(requests[i], item_response, control=ctl)
-            else:
-                cost += packaged_prices().response_cost(requests[i].upstream, item_response)
+        if shared:  # another caller paid: what it cost is this caller's saving
+            saved += fetched.cost
+        else:
+            usage, cost = fetched.usage, fetched.cost
     for i in missing_all:
         vectors[i] = vectors[first_of[_identity(items[i])]]
-    status: CacheStatus = "miss" if missing else "hit"
-    if cache is None or ctl.no_cache:
+    status: CacheStatus = "miss" if missing and not shared else "hit"
+    if bypassed:
         status = "bypass"
-    info = CacheInfo(status, "", cost_usd=cost, saved_usd=saved)
+    key = cache.key(requests[0], ctl) if cache is not None and len(requests) == 1 else ""
+    info = CacheInfo(status, key, cost_usd=cost, saved_usd=saved)
     done = [v for v in vectors if v is not None]
     cached = 0 if status == "bypass" else len(vectors) - len(missing_all)
+    if shared:
+        cached = len(vectors)
     return EmbeddingBatch(vectors=done, model=upstream_model, usage=usage, info=info, cached=cached)

@@ -120,8 +120,12 @@ class CachedCompletions(_Wrapped):
 
                 return chunks()
 
-            stream = self._cache.stream(
-                request, open_stream, control=control, include_usage=include_usage
+            stream = self._cache.stream(  # each chunk becomes an SDK object
+                request,
+                open_stream,
+                control=control,
+                include_usage=include_usage,
+                copy_chunks=False,
             )
             return WrappedStream(stream, self._types.ChatCompletionChunk)
 

@@ -100,6 +100,15 @@ class Route:
     extras: tuple[Mapping[str, Any], ...] = ()
     retries: tuple[int, ...] = ()
     stream_options: tuple[dict[str, Any], ...] = ()
+    # per deployment: the first (in config order) that asks the same (model and default
+    # parameters): requests are keyed as it has them, and answers of one kind never
+    # stand for another's
+    kin: tuple[int, ...] = ()
+
+    def plan(self) -> Plan:
+        """The deployments one request tries, and the one it is keyed as."""
+        attempts = self.attempts()
+        return Plan(attempts, self.kin[attempts[0]] if len(attempts) > 1 else 0)
 
     def payload(self, i: int, path: str, payload: Mapping[str, Any]) -> Mapping[str, Any]:
         """What deployment ``i`` is sent for ``payload``: its defaults under the caller's
@@ -128,6 +137,16 @@ class Route:
         return tried
 
 
+@dataclass(slots=True)
+class Plan:
+    """One request's way through a route: the deployments to try, in order, the one it is
+    keyed as, and (once known) the one that answered."""
+
+    attempts: list[int]
+    keyed_as: int
+    served: int | None = None
+
+
 def make_route(name: str, deployments: Sequence[ModelDeployment]) -> Route:
     """The :class:`Route` of ``deployments`` under the model name ``name``."""
     by_order: dict[float, list[int]] = {}
@@ -138,16 +157,21 @@ def make_route(name: str, deployments: Sequence[ModelDeployment]) -> Route:
         for _, members in sorted(by_order.items())
     )
     options = tuple(_deployment_options(d) for d in deployments)
+    defaults = tuple(
+        {k: v for k, v in d.litellm_params.items() if k in DEPLOYMENT_DEFAULTS} for d in deployments
+    )
+    asks = [
+        (d.model, orjson.dumps(x, option=orjson.OPT_SORT_KEYS))
+        for d, x in zip(deployments, defaults, strict=True)
+    ]
     return Route(
         name,
         tuple(deployments),
         options,
         storage_urls=all(d.litellm_params.get("allow_storage_urls") is True for d in deployments),
         groups=groups,
-        defaults=tuple(
-            {k: v for k, v in d.litellm_params.items() if k in DEPLOYMENT_DEFAULTS}
-            for d in deployments
-        ),
+        defaults=defaults,
+        kin=tuple(asks.index(ask) for ask in asks),
         extras=tuple(_call_extras(d) for d in deployments),
         retries=tuple(int(d.litellm_params.get("max_retries") or 0) for d in deployments),  # type: ignore[call-overload]
         stream_options=tuple(
@@ -552,30 +576,51 @@ class ProxyApp:
 
         return run
 
+    def _storing(self, route: Route, plan: Plan, body: dict[str, Any], ctl: CacheControl) -> Any:
+        """The post-cache hooks, and: an answer from a deployment that asks something
+        else than the one the request is keyed as (another model, a failover) is served,
+        not stored under that key."""
+        hooks = self._on_response(body, ctl)
+        if len(route.deployments) == 1:
+            return hooks
+
+        async def run(response: dict[str, Any]) -> CacheControl | None:
+            if plan.served is not None and route.kin[plan.served] != plan.keyed_as:
+                return merge(ctl, _NO_STORE)
+            return await hooks(response) if hooks is not None else None
+
+        return run
+
     # -- upstream -------------------------------------------------------------------------
 
-    async def _call(self, route: Route, path: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-        answer: dict[str, Any] = await self._upstream(route, path, payload, stream=False)
+    async def _call(
+        self, route: Route, plan: Plan, path: str, payload: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        answer: dict[str, Any] = await self._upstream(route, plan, path, payload, stream=False)
         return answer
 
-    async def _open(self, route: Route, path: str, payload: Mapping[str, Any]) -> Any:
-        return await self._upstream(route, path, payload, stream=True)
+    async def _open(self, route: Route, plan: Plan, path: str, payload: Mapping[str, Any]) -> Any:
+        return await self._upstream(route, plan, path, payload, stream=True)
 
     async def _upstream(
-        self, route: Route, path: str, payload: Mapping[str, Any], *, stream: bool
+        self, route: Route, plan: Plan, path: str, payload: Mapping[str, Any], *, stream: bool
     ) -> Any:
-        """Call ``route``'s deployments in their order for this request until one answers:
-        each as many times as its ``max_retries`` allows more, then the next one, on
-        failures worth it (timeouts, connection errors, 429, 5xx)."""
+        """Call ``route``'s deployments in the ``plan``'s order until one answers (noted
+        in the plan): each as many times as its ``max_retries`` allows more, then the next
+        one, on failures worth it (timeouts, connection errors, 429, 5xx)."""
         last: ProviderError | None = None
-        attempts = route.attempts()
+        attempts = plan.attempts
         for n, i in enumerate(attempts):
             body = route.payload(i, path, payload)
             for retry in range(route.retries[i] + 1):
                 try:
-                    if stream:
-                        return await self.client.astream(path, body, **route.stream_options[i])
-                    return await self.client.arequest(path, body, **route.options[i])
+                    opened: Any = (
+                        await self.client.astream(path, body, **route.stream_options[i])
+                        if stream
+                        else await self.client.arequest(path, body, **route.options[i])
+                    )
+                    plan.served = i
+                    return opened
                 except ProviderError as exc:
                     if not _failover_worthy(exc):
                         raise
@@ -613,21 +658,25 @@ class ProxyApp:
             body = await self._pre_llm(body)
             if not route.storage_urls:
                 _refuse_storage_urls(body.get("messages"))
-            deployment = route.deployments[0]
-            keyed = {**route.defaults[0], **body} if route.defaults[0] else body
+            plan = route.plan()
+            keyed_as = plan.keyed_as
+            defaults = route.defaults[keyed_as]
+            keyed = {**defaults, **body} if defaults else body
             request = Request.from_body(
-                {**keyed, "model": deployment.model},
+                {**keyed, "model": route.deployments[keyed_as].model},
                 kind="chat" if kind == "chat" else "completion",
-                api_base=route.options[0]["api_base"],
+                api_base=route.options[keyed_as]["api_base"],
                 tenant=caller.tenant,
             )
             stream = bool(body.get("stream"))
             if stream:
-                await self._stream(send, receive, route, path, body=body, request=request, ctl=ctl)
+                await self._stream(
+                    send, receive, route, plan, path, body=body, request=request, ctl=ctl
+                )
                 return
             payload = {k: v for k, v in body.items() if k != "model"}
             info, data = await self._complete(
-                route, path, payload=payload, request=request, ctl=ctl, body=body
+                route, plan, path, payload=payload, request=request, ctl=ctl, body=body
             )
         except HTTPError:
             raise
@@ -638,6 +687,7 @@ class ProxyApp:
     async def _complete(
         self,
         route: Route,
+        plan: Plan,
         path: str,
         *,
         payload: dict[str, Any],
@@ -646,13 +696,13 @@ class ProxyApp:
         body: dict[str, Any],
     ) -> tuple[CacheInfo, bytes]:
         async def call() -> dict[str, Any]:
-            return await self._call(route, path, payload)
+            return await self._call(route, plan, path, payload)
 
         if self.cache is None:
             response = await call()
             return CacheInfo("bypass", ""), orjson.dumps(response)
         result = await self.cache.fetch(
-            request, call, control=ctl, on_response=self._on_response(body, ctl)
+            request, call, control=ctl, on_response=self._storing(route, plan, body, ctl)
         )
         data = result.response_bytes
         assert data is not None  # fetch returns a response or raises
@@ -663,6 +713,7 @@ class ProxyApp:
         send: Send,
         receive: Receive,
         route: Route,
+        plan: Plan,
         path: str,
         *,
         body: dict[str, Any],
@@ -680,7 +731,7 @@ class ProxyApp:
         }
 
         async def open_stream() -> Any:
-            return await self._open(route, path, payload)
+            return await self._open(route, plan, path, payload)
 
         if self.cache is None:
             stream = await aopen_uncached(open_stream, include_usage=include_usage)
@@ -690,7 +741,8 @@ class ProxyApp:
                 open_stream,
                 control=ctl,
                 include_usage=include_usage,
-                on_response=self._on_response(body, ctl),
+                on_response=self._storing(route, plan, body, ctl),
+                copy_chunks=False,  # serialized as they come, never changed
             )
         await send(
             {
@@ -755,25 +807,25 @@ class ProxyApp:
             raise HTTPError(
                 400, "encoding_format must be 'float' or 'base64'", param="encoding_format"
             )
-        deployment = route.deployments[0]
+        plan = route.plan()
         try:
             body = await self._pre_llm(body)
             params = {k: v for k, v in body.items() if k not in ("model", "input")}
 
             async def fetch_missing(items: list[Any]) -> Mapping[str, Any]:
-                return await self._call(
-                    route, "/embeddings", {**params, "input": items, "encoding_format": "float"}
-                )
+                payload = {**params, "input": items, "encoding_format": "float"}
+                return await self._call(route, plan, "/embeddings", payload)
 
             batch = await acached_embeddings(
                 cache=self.cache,
-                model=deployment.model,
+                model=route.deployments[plan.keyed_as].model,
                 items=embedding_items(body["input"]),
                 params=params,
-                api_base=route.options[0]["api_base"],
+                api_base=route.options[plan.keyed_as]["api_base"],
                 control=ctl,
                 fetch_missing=fetch_missing,
                 tenant=caller.tenant,
+                on_response=self._storing(route, plan, body, ctl),
             )
         except HTTPError:
             raise

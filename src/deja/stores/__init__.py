@@ -4,7 +4,14 @@ Importing this package imports no optional dependency: RedisStore and S3Store im
 redis-py and boto3 when they are first constructed.
 """
 
-from deja.stores.base import Locking, Store, StoreStats, StoreUsage, TagIndex
+from deja.stores.base import (
+    LockExtending,
+    Locking,
+    Store,
+    StoreStats,
+    StoreUsage,
+    TagIndex,
+)
 from deja.stores.bus import Invalidation, InvalidationBus, LocalInvalidationBus
 from deja.stores.disk import DiskStore
 from deja.stores.memory import MemoryStore
@@ -18,6 +25,7 @@ __all__ = [
     "Invalidation",
     "InvalidationBus",
     "LocalInvalidationBus",
+    "LockExtending",
     "Locking",
     "MemoryStore",
     "RedisInvalidationBus",

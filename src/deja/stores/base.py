@@ -29,6 +29,7 @@ from typing import Protocol, runtime_checkable
 
 __all__ = [
     "MAX_TTL",
+    "LockExtending",
     "Locking",
     "locking_of",
     "SharedValues",
@@ -91,15 +92,23 @@ class Locking(Protocol):
     ``lock`` tries once to take ``name`` for ``ttl`` seconds and returns a token, or
     ``None`` when another holder has it; the lock expires by itself, so a holder that dies
     frees it after ``ttl``. ``unlock`` releases it only if ``token`` still holds it.
-    ``extend`` makes a held lock expire ``ttl`` seconds from now, if ``token`` still holds
-    it, and says whether it did (a holder calling for longer than ``ttl`` keeps it so).
+    A store may also offer :class:`LockExtending`.
     """
 
     def lock(self, name: str, *, ttl: float) -> str | None: ...
     def unlock(self, name: str, token: str) -> None: ...
-    def extend(self, name: str, token: str, *, ttl: float) -> bool: ...
     async def alock(self, name: str, *, ttl: float) -> str | None: ...
     async def aunlock(self, name: str, token: str) -> None: ...
+
+
+@runtime_checkable
+class LockExtending(Protocol):
+    """Optional, beside :class:`Locking`: ``extend`` makes a held lock expire ``ttl``
+    seconds from now, if ``token`` still holds it, and says whether it did. A holder
+    calling for longer than ``ttl`` keeps its lock so; without it, another process may
+    take the lock after ``ttl`` and call too."""
+
+    def extend(self, name: str, token: str, *, ttl: float) -> bool: ...
     async def aextend(self, name: str, token: str, *, ttl: float) -> bool: ...
 
 

@@ -1,0 +1,100 @@
+"""Embedding batches: one store round trip, one upstream call for identical batches in
+flight, clear errors, and the breaker's bypass (cached per item; see test_client too)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import deja
+from deja.stores.memory import MemoryStore
+from deja.testing import FakeOpenAIServer
+
+EMBED = "/v1/embeddings"
+MODEL = "text-embedding-3-small"
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer() as s:
+        yield s
+
+
+class CountingStore(MemoryStore):
+    """A MemoryStore that counts its single and batched reads and writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: dict[str, int] = {}
+
+    def _count(self, name: str) -> None:
+        self.calls[name] = self.calls.get(name, 0) + 1
+
+    def get(self, key: str) -> bytes | None:
+        self._count("get")
+        return super().get(key)
+
+    def get_many(self, keys: Any) -> list[bytes | None]:
+        self._count("get_many")
+        return [super(CountingStore, self).get(k) for k in keys]
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        self._count("set")
+        super().set(key, value, ttl)
+
+    def set_many(self, items: Any, ttl: float | None) -> None:
+        self._count("set_many")
+        for key, value in items.items():
+            super().set(key, value, ttl)
+
+
+def test_a_batch_is_one_store_round_trip_each_way(server: FakeOpenAIServer) -> None:
+    store = CountingStore()
+    client = deja.Client(cache=deja.Cache(store=store), api_base=server.base_url, api_key="k")
+    items = [f"chunk {i}" for i in range(300)]
+    client.embedding(model=MODEL, input=items)
+    assert store.calls == {"get_many": 1, "set_many": 1}
+    again = client.embedding(model=MODEL, input=items)
+    assert again.cache.status == "hit" and store.calls == {"get_many": 2, "set_many": 1}
+    assert server.count(EMBED) == 1
+
+
+async def test_identical_batches_in_flight_make_one_upstream_call(
+    server: FakeOpenAIServer,
+) -> None:
+    server.delay_next(0.3)
+    client = deja.AsyncClient(cache=deja.AsyncCache(), api_base=server.base_url, api_key="k")
+    items = [f"chunk {i}" for i in range(50)]
+    answers = await asyncio.gather(*(client.aembedding(model=MODEL, input=items) for _ in range(4)))
+    assert server.count(EMBED) == 1
+    assert sorted(a.cache.status for a in answers) == ["hit", "hit", "hit", "miss"]
+    paid = next(a for a in answers if a.cache.status == "miss")
+    assert all(a.data == paid.data for a in answers)
+    shared = [a for a in answers if a.cache.status == "hit"]
+    assert all(a.cache.saved_usd == pytest.approx(paid.cache.cost_usd) for a in shared)
+    await client.aclose()
+
+
+@pytest.mark.parametrize("bad", [[[[1, 2]]], [[{"a": 1}]], [[1, [2]]], [[]]])
+def test_inputs_nested_too_deep_are_invalid_requests(server: FakeOpenAIServer, bad: Any) -> None:
+    client = deja.Client(cache=deja.Cache(), api_base=server.base_url, api_key="k")
+    with pytest.raises(deja.InvalidRequestError, match="token arrays"):
+        client.embedding(model=MODEL, input=bad)
+    assert server.count(EMBED) == 0
+
+
+def test_with_the_breaker_open_a_batch_bypasses_the_cache(server: FakeOpenAIServer) -> None:
+    class Down(MemoryStore):
+        def get_many(self, keys: Any) -> list[bytes | None]:
+            raise ConnectionError("store down")
+
+        def get(self, key: str) -> bytes | None:
+            raise ConnectionError("store down")
+
+    cache = deja.Cache(store=Down(), breaker_threshold=1)
+    client = deja.Client(cache=cache, api_base=server.base_url, api_key="k")
+    statuses = [client.embedding(model=MODEL, input=["a", "b"]).cache.status for _ in range(2)]
+    assert statuses == ["miss", "bypass"]  # the failure opens the breaker; then skipped
