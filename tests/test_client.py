@@ -578,3 +578,24 @@ def test_closing_a_sync_client_lets_calls_in_flight_finish() -> None:
         stream = client.completion(model="gpt-4o", messages=MESSAGES, stream=True)
         assert list(stream)  # usable again after close, as documented
         client.close()
+
+
+def test_closing_a_sync_client_during_a_retry_pause_lets_the_call_finish() -> None:
+    import threading
+
+    with FakeOpenAIServer() as server:
+        client = make_client(server, cache=None, max_retries=1)
+        server.fail_next(503, headers={"retry-after": "0.5"})
+        outcome: list[str] = []
+        caller = threading.Thread(
+            target=lambda: outcome.append(
+                str(client.completion(model="gpt-4o", messages=MESSAGES).cache.status)
+            )
+        )
+        caller.start()
+        while server.count(CHAT) == 0:
+            time.sleep(0.01)
+        client.close()  # while the call waits to retry
+        caller.join()
+        assert outcome == ["bypass"] and server.count(CHAT) == 2
+        client.close()

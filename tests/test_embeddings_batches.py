@@ -98,3 +98,34 @@ def test_with_the_breaker_open_a_batch_bypasses_the_cache(server: FakeOpenAIServ
     client = deja.Client(cache=cache, api_base=server.base_url, api_key="k")
     statuses = [client.embedding(model=MODEL, input=["a", "b"]).cache.status for _ in range(2)]
     assert statuses == ["miss", "bypass"]  # the failure opens the breaker; then skipped
+
+
+async def test_a_shared_batch_counts_as_hits_with_their_saving(server: FakeOpenAIServer) -> None:
+    server.delay_next(0.3)
+    cache = deja.AsyncCache()
+    client = deja.AsyncClient(cache=cache, api_base=server.base_url, api_key="k")
+    items = ["alpha", "beta", "gamma"]
+    first, second = await asyncio.gather(
+        client.aembedding(model=MODEL, input=items), client.aembedding(model=MODEL, input=items)
+    )
+    stats = cache.stats()
+    assert (stats.misses, stats.hits) == (3, 3)  # the follower's items were served
+    follower = first if first.cache.status == "hit" else second
+    assert follower.cache.saved_usd > 0
+    assert stats.saved_usd == pytest.approx(follower.cache.saved_usd)
+    await client.aclose()
+
+
+def test_a_tagged_batch_is_one_tag_write_per_tag(server: FakeOpenAIServer) -> None:
+    class TagCounting(MemoryStore):
+        tag_writes = 0
+
+        def tag(self, tag: str, keys: Any, ttl: float | None) -> None:
+            TagCounting.tag_writes += 1
+            super().tag(tag, keys, ttl)
+
+    cache = deja.Cache(store=TagCounting())
+    client = deja.Client(cache=cache, api_base=server.base_url, api_key="k")
+    client.embedding(model=MODEL, input=[f"c{i}" for i in range(200)], cache={"tags": ["doc:1"]})
+    assert TagCounting.tag_writes == 2  # the namespace's record and the tenant's
+    assert cache.delete_tag("doc:1") == 200

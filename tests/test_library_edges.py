@@ -100,15 +100,24 @@ def test_a_store_where_it_cannot_work_is_refused_when_made(tmp_path: Any) -> Non
 def test_a_provider_deja_cannot_call_never_gets_another_providers_key(
     model: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # it was sent to OpenAI (here OPENAI_BASE_URL) with the model name and the Cohere key
-    with FakeOpenAIServer() as server:
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    # it was sent to OpenAI's endpoint with the model name and the Cohere key
+    for base in (None, "https://api.openai.com/v1"):
+        if base is None:
+            monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+            monkeypatch.delenv("OPENAI_API_BASE", raising=False)
+        else:
+            monkeypatch.setenv("OPENAI_BASE_URL", base)
         with deja.Client(cache=deja.Cache(), api_key="co-secret", max_retries=0) as client:
             with pytest.raises(deja.InvalidRequestError, match="does not support the provider"):
                 client.completion(model=model, messages=MESSAGES)
             with pytest.raises(deja.InvalidRequestError, match="does not support the provider"):
                 client.embedding(model=model, input="x")
-        assert server.requests == []
+    # a gateway the environment names (not OpenAI's own endpoint) gets the name as it is
+    with FakeOpenAIServer() as gateway:
+        monkeypatch.setenv("OPENAI_BASE_URL", gateway.base_url)
+        with deja.Client(cache=deja.Cache(), api_key="k", max_retries=0) as client:
+            client.completion(model=model, messages=MESSAGES)
+        assert gateway.requests[-1].body["model"] == model
 
 
 def test_ollama_chat_calls_ollama() -> None:

@@ -9,6 +9,8 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import pytest
+
 import deja
 from deja._async.streams import AsyncBroadcast, AsyncCachedStream
 from deja.result import CacheInfo
@@ -304,3 +306,38 @@ async def test_callers_of_one_live_stream_each_change_their_own_chunks() -> None
     async for chunk in second:
         texts.append(chunk["choices"][0]["delta"].get("content") or "")
     assert "changed by the first caller" not in texts and "".join(texts) == "w1 w2 "
+
+
+async def test_a_caller_joining_while_the_answer_is_stored_is_credited_once() -> None:
+    cache = deja.AsyncCache()
+    storing = asyncio.Event()
+    stored = asyncio.Event()
+
+    async def hook(response: dict[str, Any]) -> None:
+        storing.set()
+        await stored.wait()  # the answer is complete, and not stored yet
+
+    async def upstream() -> AsyncIterator[dict[str, Any]]:
+        async def chunks() -> AsyncIterator[dict[str, Any]]:
+            for i in range(2):
+                yield _chunk(i)
+            last = _chunk(2, finish="stop")
+            last["usage"] = {"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500}
+            yield last
+
+        return chunks()
+
+    first = await cache.stream(chat_request(), upstream, on_response=hook)
+    reading = asyncio.ensure_future(_read_out(first))
+    await storing.wait()
+    late = await cache.stream(chat_request(), upstream)
+    assert late.info.status == "hit" and late.info.saved_usd == first.info.cost_usd
+    stored.set()
+    await reading
+    await _read_out(late)
+    assert cache.stats().saved_usd == pytest.approx(first.info.cost_usd)
+
+
+async def _read_out(stream: Any) -> None:
+    async for _ in stream:
+        pass

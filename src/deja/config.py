@@ -69,7 +69,7 @@ from deja.controls import CacheMode
 from deja.errors import ConfigError, InvalidRequestError
 from deja.keys import takes_tenant
 from deja.policy import Admission, AdmissionPolicy
-from deja.request import Request, resolve_model
+from deja.request import Request, is_openais, resolve_model
 from deja.stores.base import MAX_TTL, Store
 
 if TYPE_CHECKING:
@@ -1869,9 +1869,14 @@ def _litellm_params(value: object, path: str, ctx: _Context) -> dict[str, object
             model = params[key] = _name(raw, sub, ctx)
             # a provider deja does not call, and no endpoint named: refused now, not at
             # each request (a wildcard's model is known per request)
+            named = (
+                block.get("api_base")
+                or ctx.env.get("OPENAI_BASE_URL")
+                or ctx.env.get("OPENAI_API_BASE")
+            )
             if "*" not in model:
                 try:
-                    resolve_model(model, strict=block.get("api_base") is None)
+                    resolve_model(model, strict=not named or is_openais(str(named)))
                 except InvalidRequestError as exc:
                     raise ConfigError(str(exc), path=sub) from None
         elif key in ("timeout", "stream_timeout"):

@@ -24,6 +24,7 @@ __all__ = [
     "PROVIDER_ALIASES",
     "Request",
     "env_api_base",
+    "is_openais",
     "RequestKind",
     "normalize_api_base",
     "resolve_model",
@@ -140,6 +141,15 @@ def resolve_model(model: str, *, strict: bool = False) -> tuple[str, str]:
                 f" write 'openai/{model}' or 'hosted_vllm/{model}' and give its api_base"
             )
     return "openai", model
+
+
+def is_openais(api_base: str) -> bool:
+    """Whether ``api_base`` is OpenAI's own endpoint (``api.openai.com``)."""
+    try:
+        host = urlsplit(api_base.strip()).hostname
+    except ValueError:
+        return False
+    return host == "api.openai.com"
 
 
 def env_api_base(provider: str) -> str | None:

@@ -765,3 +765,49 @@ async def test_a_failover_to_another_kind_is_served_not_stored(
             assert again.headers["x-deja-cache"] == "miss" and a.count(CHAT) == 2
             third = await proxy.post(CHAT, json={**BODY, "model": "chat"})
             assert third.headers["x-deja-cache"] == "hit"  # gpt-4o's own answer
+
+
+async def test_kinds_of_deployments_in_admin_calls_costs_and_embeddings(
+    make_proxy: Callable[..., httpx2.AsyncClient], tmp_path: Path
+) -> None:
+    with FakeOpenAIServer() as a, FakeOpenAIServer() as b:
+        (tmp_path / "chat_hook.py").write_text(
+            "def post(response, request):\n"
+            "    if response['choices'][0]['finish_reason'] == 'length':\n"
+            "        return {'no-store': True}\n"
+        )
+        config = proxy_config(
+            a,
+            model_list=[
+                _deployment("chat", "openai/gpt-4o", a, order=1, temperature=0),
+                _deployment("chat", "openai/gpt-4o-mini", b, order=2),
+                _deployment("embed", "openai/text-embedding-3-small", a, order=1),
+                _deployment("embed", "openai/text-embedding-3-large", b, order=2),
+                _deployment("gpt-4o", "openai/gpt-4o", a),
+            ],
+            hooks=[{"path": "chat_hook.py", "async_post_cache_hook": "post"}],
+        )
+        async with make_proxy(config) as proxy:
+            chat = {**BODY, "model": "chat"}
+            # a failover to another model: priced as the model that answered
+            a.fail_next(503)
+            failed_over = await proxy.post(CHAT, json=chat)
+            cost = float(failed_over.headers["x-deja-cost-usd"])
+            assert b.count(CHAT) == 1 and 0 < cost < 2e-5  # gpt-4o-mini's price, not gpt-4o's
+            # an entry keyed with the deployment's default temperature is found by admin calls
+            stored = await proxy.post(CHAT, json=chat)
+            key = stored.headers["x-deja-cache-key"]
+            named = {"request": chat, "tenant": "team-a"}
+            explained = await proxy.post("/cache/explain", json=named, headers=ADMIN)
+            assert explained.json()["key"] == key
+            deleted = await proxy.post("/cache/delete", json=named, headers=ADMIN)
+            assert deleted.json()["deleted"] is True and key in deleted.json()["keys"]
+            # embeddings: a chat hook does not stop them being cached; no other model's
+            # vectors beside cached ones
+            embed = {"model": "embed", "input": ["x"]}
+            assert (await proxy.post("/v1/embeddings", json=embed)).status_code == 200
+            again = await proxy.post("/v1/embeddings", json=embed)
+            assert again.headers["x-deja-cache"] == "hit"
+            a.fail_next(503)
+            mixed = await proxy.post("/v1/embeddings", json={"model": "embed", "input": ["x", "y"]})
+            assert mixed.status_code == 503 and b.count("/v1/embeddings") == 0

@@ -378,25 +378,39 @@ class AsyncCache:
         requests: Sequence[Request],
         *,
         control: Mapping[str, Any] | CacheControl | None = None,
+        count: bool = True,
     ) -> list[CacheResult]:
         """Look ``requests`` up in one store round trip (``get_many``: Redis MGET), in the
-        exact tier only (the embeddings of a batch, each item a request)."""
+        exact tier only (the embeddings of a batch, each item a request). ``count=False``
+        leaves the statistics to the caller (:meth:`count`), who knows more later."""
         ctl = in_mode(parse_controls(control), self.mode)
         keys = [self.key(request, ctl) for request in requests]
         if ctl.no_cache or not self._breaker.allow():
             status: CacheStatus = "bypass"
-            return [self._count(CacheResult(None, CacheInfo(status, key))) for key in keys]
+            results = [CacheResult(None, CacheInfo(status, key)) for key in keys]
+        else:
+            results = await self._lookup_many(keys, ctl)
+        if count:
+            for result in results:
+                self._count(result)
+        return results
+
+    def count(self, result: CacheResult) -> None:
+        """Count ``result`` in the statistics and metrics (after ``get_many(count=False)``)."""
+        self._count(result)
+
+    async def _lookup_many(self, keys: list[str], ctl: CacheControl) -> list[CacheResult]:
         started = time.perf_counter()
         try:
             values = await self.store.aget_many(keys)
         except Exception as exc:
             self._store_failed("get", exc)
-            return [self._count(CacheResult(None, CacheInfo("miss", key))) for key in keys]
+            return [CacheResult(None, CacheInfo("miss", key)) for key in keys]
         self._store_recovered()
         elapsed = time.perf_counter() - started
         self.metrics.lookup_seconds(self._store_name, elapsed)
         return [
-            self._count(await self._examine(key, data, ctl, elapsed))
+            await self._examine(key, data, ctl, elapsed)
             for key, data in zip(keys, values, strict=True)
         ]
 
@@ -426,8 +440,11 @@ class AsyncCache:
             return 0
         try:
             await self.store.aset_many(encoded, ttl)
+            tenants: dict[str | None, list[str]] = {}
             for key, request in stored:
-                await self._tag(key, request, ctl, ttl)
+                tenants.setdefault(request.tenant, []).append(key)
+            for tenant, keys in tenants.items():  # one tag write per tag, not per entry
+                await self._tag(keys, tenant, ctl, ttl)
         except Exception as exc:
             self._store_failed("set", exc)
             return 0
@@ -590,14 +607,18 @@ class AsyncCache:
                 else:
                     broadcast = joined
                     info = CacheInfo("hit", key, None, 0.0)
-                    if joined.saved is None:  # credited when the answer is complete
+                    # counted now, with nothing saved yet: credited when the answer is
+                    # complete, or at once if it is (being stored)
+                    self._count(CacheResult(None, info))
+                    if joined.saved is None:
                         joined.joined.append(info)
-                    else:  # complete already (being stored)
+                    else:
                         self._credit(info, *joined.saved)
             if joined is not None:
                 self._coalesced += 1
                 self.metrics.coalesced()
-        self._count(CacheResult(None, info))
+        if ctl.no_cache or joined is None:
+            self._count(CacheResult(None, info))
         result = AsyncCachedStream(
             info, broadcast=broadcast, include_usage=include_usage, copy_chunks=copy_chunks
         )
@@ -1065,7 +1086,7 @@ class AsyncCache:
             return False
         try:
             await self.store.aset(key, data, ttl)
-            await self._tag(key, request, ctl, ttl)
+            await self._tag([key], request.tenant, ctl, ttl)
         except Exception as exc:
             self._store_failed("set", exc)
             return False
@@ -1118,15 +1139,18 @@ class AsyncCache:
             return None
         return data
 
-    async def _tag(self, key: str, request: Request, ctl: CacheControl, ttl: float | None) -> None:
-        """Record ``key`` under each of the request's tags (raises what the store raises)."""
+    async def _tag(
+        self, keys: list[str], tenant: str | None, ctl: CacheControl, ttl: float | None
+    ) -> None:
+        """Record ``keys`` (of ``tenant``) under each of the request's tags (raises what the
+        store raises)."""
         if not ctl.tags:
             return
         store = self._tag_store()
         namespace = self._namespace(ctl)
         for tag in ctl.tags:
-            await store.atag(self._tag_id(tag, request.tenant, namespace), [key], ttl)
-            await store.atag(self._tenant_tag_id(tag, request.tenant), [key], ttl)
+            await store.atag(self._tag_id(tag, tenant, namespace), keys, ttl)
+            await store.atag(self._tenant_tag_id(tag, tenant), keys, ttl)
 
     async def _index_semantic(
         self, key: str, request: Request, ctl: CacheControl, ttl: float | None

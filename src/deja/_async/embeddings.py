@@ -17,7 +17,7 @@ from deja.controls import CacheControl, in_mode, parse_controls
 from deja.errors import InvalidRequestError, ProviderError
 from deja.prices import packaged_prices
 from deja.request import Request
-from deja.result import CacheInfo, CacheStatus
+from deja.result import CacheInfo, CacheResult, CacheStatus
 
 __all__ = ["EmbeddingBatch", "acached_embeddings", "embedding_items", "float32_base64"]
 
@@ -97,6 +97,9 @@ class _Fetched:
     model: str
     usage: dict[str, int]
     cost: float
+    # each item's own answer and cost, as stored
+    responses: list[dict[str, Any]]
+    costs: list[float]
 
 
 async def _fetch(
@@ -118,7 +121,7 @@ async def _fetch(
         raise ProviderError(f"upstream returned {len(data)} embeddings for {len(items)} inputs")
     vectors: list[list[float]] = []
     stored: list[tuple[Request, dict[str, Any]]] = []
-    cost = 0.0
+    costs: list[float] = []
     shares = _token_shares(items, usage["prompt_tokens"])
     for request, item_data, tokens in zip(requests, data, shares, strict=True):
         vector = item_data.get("embedding")
@@ -133,16 +136,16 @@ async def _fetch(
         }
         stored.append((request, item_response))
         if cache is not None:
-            cost += cache.cost(request, item_response)
+            costs.append(cache.cost(request, item_response))
         else:
-            cost += packaged_prices().response_cost(request.upstream, item_response)
+            costs.append(packaged_prices().response_cost(request.upstream, item_response))
     if cache is not None:
         store_ctl = ctl
         if on_response is not None:
             whole = {**answer, "model": upstream_model}
             store_ctl = await cache.after_response(on_response, whole, ctl)
         await cache.put_many(stored, control=store_ctl)
-    return _Fetched(vectors, upstream_model, usage, cost)
+    return _Fetched(vectors, upstream_model, usage, sum(costs), [r for _, r in stored], costs)
 
 
 def _usage_totals(usage: object) -> dict[str, int]:
@@ -198,9 +201,12 @@ async def acached_embeddings(
     vectors: list[list[float] | None] = [None] * len(items)
     saved = 0.0
     bypassed = cache is None or ctl.no_cache
+    looked_up: list[CacheResult] = []
     if cache is not None and not ctl.no_cache:
-        # one store round trip for the batch (Redis MGET), not one per item
-        for i, found in enumerate(await cache.get_many(requests, control=ctl)):
+        # one store round trip for the batch (Redis MGET), not one per item; counted at
+        # the end, when it is known whether a miss was shared with an identical batch
+        looked_up = await cache.get_many(requests, control=ctl, count=False)
+        for i, found in enumerate(looked_up):
             if found.response is not None:
                 vectors[i] = found.response["data"][0]["embedding"]
                 saved += found.info.saved_usd
@@ -239,14 +245,21 @@ async def acached_embeddings(
             vectors[i] = vector
         if shared:  # another caller paid: what it cost is this caller's saving
             saved += fetched.cost
+            for i, answer, item_cost in zip(missing, fetched.responses, fetched.costs, strict=True):
+                looked_up[i] = CacheResult(
+                    answer, CacheInfo("hit", looked_up[i].info.key, None, 0.0, 0.0, item_cost)
+                )
         else:
             usage, cost = fetched.usage, fetched.cost
+    if cache is not None:
+        for found in looked_up:
+            cache.count(found)
     for i in missing_all:
         vectors[i] = vectors[first_of[_identity(items[i])]]
     status: CacheStatus = "miss" if missing and not shared else "hit"
     if bypassed:
         status = "bypass"
-    key = cache.key(requests[0], ctl) if cache is not None and len(requests) == 1 else ""
+    key = looked_up[0].info.key if len(looked_up) == 1 else ""
     info = CacheInfo(status, key, cost_usd=cost, saved_usd=saved)
     done = [v for v in vectors if v is not None]
     cached = 0 if status == "bypass" else len(vectors) - len(missing_all)

@@ -379,26 +379,39 @@ class Cache:
         requests: Sequence[Request],
         *,
         control: Mapping[str, Any] | CacheControl | None = None,
+        count: bool = True,
     ) -> list[CacheResult]:
         """Look ``requests`` up in one store round trip (``get_many``: Redis MGET), in the
-        exact tier only (the embeddings of a batch, each item a request)."""
+        exact tier only (the embeddings of a batch, each item a request). ``count=False``
+        leaves the statistics to the caller (:meth:`count`), who knows more later."""
         ctl = in_mode(parse_controls(control), self.mode)
         keys = [self.key(request, ctl) for request in requests]
         if ctl.no_cache or not self._breaker.allow():
             status: CacheStatus = "bypass"
-            return [self._count(CacheResult(None, CacheInfo(status, key))) for key in keys]
+            results = [CacheResult(None, CacheInfo(status, key)) for key in keys]
+        else:
+            results = self._lookup_many(keys, ctl)
+        if count:
+            for result in results:
+                self._count(result)
+        return results
+
+    def count(self, result: CacheResult) -> None:
+        """Count ``result`` in the statistics and metrics (after ``get_many(count=False)``)."""
+        self._count(result)
+
+    def _lookup_many(self, keys: list[str], ctl: CacheControl) -> list[CacheResult]:
         started = time.perf_counter()
         try:
             values = self.store.get_many(keys)
         except Exception as exc:
             self._store_failed("get", exc)
-            return [self._count(CacheResult(None, CacheInfo("miss", key))) for key in keys]
+            return [CacheResult(None, CacheInfo("miss", key)) for key in keys]
         self._store_recovered()
         elapsed = time.perf_counter() - started
         self.metrics.lookup_seconds(self._store_name, elapsed)
         return [
-            self._count(self._examine(key, data, ctl, elapsed))
-            for key, data in zip(keys, values, strict=True)
+            self._examine(key, data, ctl, elapsed) for key, data in zip(keys, values, strict=True)
         ]
 
     def put_many(
@@ -427,8 +440,11 @@ class Cache:
             return 0
         try:
             self.store.set_many(encoded, ttl)
+            tenants: dict[str | None, list[str]] = {}
             for key, request in stored:
-                self._tag(key, request, ctl, ttl)
+                tenants.setdefault(request.tenant, []).append(key)
+            for tenant, keys in tenants.items():  # one tag write per tag, not per entry
+                self._tag(keys, tenant, ctl, ttl)
         except Exception as exc:
             self._store_failed("set", exc)
             return 0
@@ -591,14 +607,18 @@ class Cache:
                 else:
                     broadcast = joined
                     info = CacheInfo("hit", key, None, 0.0)
-                    if joined.saved is None:  # credited when the answer is complete
+                    # counted now, with nothing saved yet: credited when the answer is
+                    # complete, or at once if it is (being stored)
+                    self._count(CacheResult(None, info))
+                    if joined.saved is None:
                         joined.joined.append(info)
-                    else:  # complete already (being stored)
+                    else:
                         self._credit(info, *joined.saved)
             if joined is not None:
                 self._coalesced += 1
                 self.metrics.coalesced()
-        self._count(CacheResult(None, info))
+        if ctl.no_cache or joined is None:
+            self._count(CacheResult(None, info))
         result = CachedStream(
             info, broadcast=broadcast, include_usage=include_usage, copy_chunks=copy_chunks
         )
@@ -1064,7 +1084,7 @@ class Cache:
             return False
         try:
             self.store.set(key, data, ttl)
-            self._tag(key, request, ctl, ttl)
+            self._tag([key], request.tenant, ctl, ttl)
         except Exception as exc:
             self._store_failed("set", exc)
             return False
@@ -1117,15 +1137,18 @@ class Cache:
             return None
         return data
 
-    def _tag(self, key: str, request: Request, ctl: CacheControl, ttl: float | None) -> None:
-        """Record ``key`` under each of the request's tags (raises what the store raises)."""
+    def _tag(
+        self, keys: list[str], tenant: str | None, ctl: CacheControl, ttl: float | None
+    ) -> None:
+        """Record ``keys`` (of ``tenant``) under each of the request's tags (raises what the
+        store raises)."""
         if not ctl.tags:
             return
         store = self._tag_store()
         namespace = self._namespace(ctl)
         for tag in ctl.tags:
-            store.tag(self._tag_id(tag, request.tenant, namespace), [key], ttl)
-            store.tag(self._tenant_tag_id(tag, request.tenant), [key], ttl)
+            store.tag(self._tag_id(tag, tenant, namespace), keys, ttl)
+            store.tag(self._tenant_tag_id(tag, tenant), keys, ttl)
 
     def _index_semantic(
         self, key: str, request: Request, ctl: CacheControl, ttl: float | None

@@ -82,6 +82,7 @@ from deja.request import (
     PROVIDER_API_BASES,
     Request,
     env_api_base,
+    is_openais,
     redact_url,
     resolve_model,
     upstream_base,
@@ -1188,8 +1189,9 @@ class Client:
         return found
 
     def _resolve_endpoint(self, model: str, api_base: str | None) -> _Endpoint:
-        # named no endpoint (the environment's is OpenAI's, for OpenAI's key): strict
-        provider, name = resolve_model(model, strict=not (api_base or self.api_base))
+        # strict when the call would go to OpenAI's own endpoint for want of one named
+        named = api_base or self.api_base or env_api_base("openai")
+        provider, name = resolve_model(model, strict=not named or is_openais(named))
         if provider not in _OPENAI_COMPATIBLE and provider not in ADAPTED:
             raise InvalidRequestError(
                 f"provider {provider!r} does not speak the OpenAI wire format; "
@@ -1299,10 +1301,12 @@ class Client:
 
         ``content`` is sent as it is: a signed request (Bedrock) must not be re-encoded.
         """
-        http = self._client()
         attempt = 0
         while True:
             retry_after: float | None = None
+            # each attempt takes the client's current pool: a close() during a pause between
+            # attempts lets this call go on with a new one
+            http = self._client()
             try:
                 request = http.build_request(
                     method, url, content=content, headers=headers, timeout=timeout

@@ -41,7 +41,7 @@ from deja.errors import (
 )
 from deja.keys import scope_prefix, takes_tenant
 from deja.metrics import PrometheusMetrics
-from deja.request import Request, RequestKind
+from deja.request import Request, RequestKind, resolve_model
 from deja.result import CacheInfo
 from deja.server.auth import Auth, Caller
 from deja.server.http import (
@@ -333,6 +333,7 @@ class ProxyApp:
         self._body_timeout = settings.general.request_body_timeout
         self._pre_hooks: list[tuple[str, Callable[..., Any]]] = []
         self._post_hooks: list[tuple[str, Callable[..., Any]]] = []
+        self._hooks_without_embeddings: set[str] = set()
         for spec in settings.hooks:
             if spec.async_pre_llm_hook:
                 self._pre_hooks.append(
@@ -539,6 +540,7 @@ class ProxyApp:
     ) -> Callable[[dict[str, Any]], Awaitable[CacheControl | None]] | None:
         if not self._post_hooks:
             return None
+        embeddings = "input" in body and "messages" not in body and "prompt" not in body
 
         async def run(response: dict[str, Any]) -> CacheControl | None:
             # The answer is paid for by now: a hook that fails, or asks for what is no cache
@@ -547,6 +549,24 @@ class ProxyApp:
             for name, hook in self._post_hooks:
                 try:
                     result = await _maybe_await(hook(response, body))
+                except (KeyError, IndexError, TypeError, AttributeError) as exc:
+                    if not embeddings:
+                        logger.exception(
+                            "post-cache hook %s failed: the answer is not stored", name
+                        )
+                        return merge(ctl, _NO_STORE)
+                    # a hook written for chat answers, which reads their fields: it has no
+                    # say on embeddings (it had none before hooks saw them)
+                    if name not in self._hooks_without_embeddings:
+                        self._hooks_without_embeddings.add(name)
+                        logger.warning(
+                            "post-cache hook %s does not read embeddings answers (%s: %s):"
+                            " they are stored without its cache options",
+                            name,
+                            type(exc).__name__,
+                            exc,
+                        )
+                    continue
                 except Exception:
                     logger.exception("post-cache hook %s failed: the answer is not stored", name)
                     return merge(ctl, _NO_STORE)
@@ -706,6 +726,13 @@ class ProxyApp:
         )
         data = result.response_bytes
         assert data is not None  # fetch returns a response or raises
+        served = plan.served
+        if served is not None and route.kin[served] != plan.keyed_as and result.response:
+            # another model answered (a failover): its price, not the keyed model's
+            provider, name = resolve_model(route.deployments[served].model)
+            result.info.cost_usd = self.cache.prices.response_cost(
+                f"{provider}/{name}", result.response
+            )
         return result.info, data
 
     async def _stream(
@@ -808,6 +835,9 @@ class ProxyApp:
                 400, "encoding_format must be 'float' or 'base64'", param="encoding_format"
             )
         plan = route.plan()
+        # vectors of two models cannot stand beside each other (some items of a batch are
+        # cached): an embeddings call fails over to deployments of the same kind only
+        plan.attempts = [i for i in plan.attempts if route.kin[i] == route.kin[plan.keyed_as]]
         try:
             body = await self._pre_llm(body)
             params = {k: v for k, v in body.items() if k not in ("model", "input")}
@@ -1009,9 +1039,11 @@ class ProxyApp:
 
     async def _admin_request(
         self, body: Mapping[str, Any], tenant: str | None
-    ) -> tuple[Request, CacheControl]:
-        """The request an admin call describes, as ``tenant`` would have sent it: through
-        the pre-LLM hooks, which may change what is keyed."""
+    ) -> tuple[list[Request], CacheControl]:
+        """The requests an admin call describes, as ``tenant`` would have sent it: through
+        the pre-LLM hooks, which may change what is keyed; keyed as each kind of its
+        route's deployments (with its default parameters) would key it; an embeddings body
+        is one request per input item."""
         request_body = body.get("request")
         if not isinstance(request_body, dict):
             raise HTTPError(
@@ -1026,15 +1058,32 @@ class ProxyApp:
             request_body = await self._pre_llm(request_body)
         except HookError as exc:
             raise _http_error(exc) from exc
-        deployment = route.deployments[0]
-        kind: RequestKind = "chat" if "messages" in request_body else "completion"
-        request = Request.from_body(
-            {**request_body, "model": deployment.model},
-            kind=kind,
-            api_base=route.options[0]["api_base"],
-            tenant=tenant,
+        kind: RequestKind = (
+            "chat"
+            if "messages" in request_body
+            else "embedding"
+            if "input" in request_body
+            else "completion"
         )
-        return request, ctl
+        requests: list[Request] = []
+        for i in dict.fromkeys(route.kin or (0,)):  # each kind once, in config order
+            model, base = route.deployments[i].model, route.options[i]["api_base"]
+            if kind == "embedding":
+                params = {k: v for k, v in request_body.items() if k not in ("model", "input")}
+                params.pop("encoding_format", None)
+                requests.extend(
+                    Request.from_body(
+                        {**params, "model": model, "input": item},
+                        kind=kind,
+                        api_base=base,
+                        tenant=tenant,
+                    )
+                    for item in embedding_items(request_body["input"])
+                )
+            else:
+                keyed = {**route.defaults[i], **request_body, "model": model}
+                requests.append(Request.from_body(keyed, kind=kind, api_base=base, tenant=tenant))
+        return requests, ctl
 
     async def _admin_delete(self, scope: Scope, receive: Receive, send: Send) -> None:
         cache, body = await self._admin_body(scope, receive)
@@ -1047,10 +1096,10 @@ class ProxyApp:
                 )
                 return
             # a request without a tenant: its entry for every tenant
-            keys = []
+            keys: list[str] = []
             for tenant in self._admin_tenants(body):
-                request, ctl = await self._admin_request(body, tenant)
-                keys.append(cache.key(request, ctl))
+                requests, ctl = await self._admin_request(body, tenant)
+                keys.extend(cache.key(request, ctl) for request in requests)
             gone = [key for key in keys if await cache.delete(key)]
         except (InvalidRequestError, ControlError) as exc:
             raise HTTPError(400, str(exc)) from None
@@ -1102,8 +1151,11 @@ class ProxyApp:
                 body["tenant"] = request_body.pop("tenant")
         tenant = self._admin_tenants(body)[0]
         try:
-            request, ctl = await self._admin_request(body, tenant)
+            requests, ctl = await self._admin_request(body, tenant)
+            request = requests[0]
             explained = {"tenant": tenant, **cache.explain(request, ctl)}
+            if len(requests) > 1:  # other deployment kinds of the route, other input items
+                explained["other_keys"] = [cache.key(other, ctl) for other in requests[1:]]
             if tenant is None and len(self.auth.tenants) > 1:
                 explained["note"] = (
                     "explained as the master key's request; name 'tenant' to explain a"
