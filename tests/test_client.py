@@ -599,3 +599,53 @@ def test_closing_a_sync_client_during_a_retry_pause_lets_the_call_finish() -> No
         caller.join()
         assert outcome == ["bypass"] and server.count(CHAT) == 2
         client.close()
+
+
+def test_a_client_used_before_a_fork_gives_each_child_its_own_answers() -> None:
+    import os
+
+    with FakeOpenAIServer() as server:
+        client = make_client(server, cache=None)
+        client.completion(model="gpt-4o", messages=MESSAGES)  # the parent's pooled socket
+        children = []
+        for n in range(4):
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child: ask its own questions on the inherited client
+                try:
+                    answers = [
+                        client.completion(
+                            model="gpt-4o",
+                            messages=[{"role": "user", "content": f"child {n} question {i}"}],
+                        )
+                        .choices[0]
+                        .message.content
+                        for i in range(3)
+                    ]
+                    ok = all(f"child {n} question {i}" in a for i, a in enumerate(answers))
+                    os.write(write, b"1" if ok else b"0")
+                finally:
+                    os._exit(0)
+            os.close(write)
+            children.append((pid, read))
+        results = []
+        for pid, read in children:
+            results.append(os.read(read, 1))
+            os.close(read)
+            os.waitpid(pid, 0)
+        assert results == [b"1"] * 4
+        client.close()
+
+
+def test_streams_left_early_without_close_free_their_connections(
+    server: FakeOpenAIServer,
+) -> None:
+    client = make_client(server, max_connections=1)
+    for i in range(3):  # the common pattern: break out, never close
+        question = [{"role": "user", "content": f"a long answer {i}"}]
+        for _chunk in client.completion(model="gpt-4o", messages=question, stream=True):
+            break
+    started = time.monotonic()
+    reply = client.completion(model="gpt-4o", messages=MESSAGES, timeout=5)
+    assert reply.cache.status == "miss" and time.monotonic() - started < 3
+    client.close()

@@ -1183,3 +1183,16 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_a_client_used_by_one_asyncio_run_after_another_keeps_no_dead_loops() -> None:
+    """Each asyncio.run has its own loop and pool; the pools of ended loops (and their
+    sockets) are let go, not kept for ever."""
+    http = LeanHTTPClient()
+    plain = orjson.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]})
+    with FakeOpenAIServer() as upstream:
+        for _ in range(20):
+            answer = asyncio.run(post(http, f"{upstream.base_url}/chat/completions", plain))
+            assert answer.status_code == 200
+        assert len(http._pools) <= 1
+        assert len({r.connection for r in upstream.requests}) == 20  # a connection per loop

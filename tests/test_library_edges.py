@@ -162,3 +162,54 @@ def test_a_provider_prefix_goes_as_it_is_to_an_endpoint_the_caller_names() -> No
             "meta/llama-3.1-8b-instruct",
             "cohere/command-r-plus",
         ]
+
+
+def test_the_clients_key_never_goes_to_another_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "ds-key")
+    with FakeOpenAIServer() as deepseek:
+        with deja.Client(api_key="sk-openai-key", max_retries=0) as client:
+            client.completion(
+                model="deepseek/deepseek-chat", messages=MESSAGES, api_base=deepseek.base_url
+            )
+        assert deepseek.requests[-1].headers["authorization"] == "Bearer ds-key"
+    with FakeOpenAIServer() as own:  # the client's own endpoint: its key, whatever the model
+        with deja.Client(api_key="sk-own", api_base=own.base_url, max_retries=0) as client:
+            client.completion(model="deepseek/deepseek-chat", messages=MESSAGES)
+        assert own.requests[-1].headers["authorization"] == "Bearer sk-own"
+
+
+def test_litellm_habits_of_the_module_level_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pickle
+
+    error = deja.MissingDependencyError("redis", "redis")
+    assert str(pickle.loads(pickle.dumps(error))) == str(error)  # a worker's error comes back
+    with FakeOpenAIServer() as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        deja.set_default_client(deja.Client(max_retries=0))
+        with pytest.raises(deja.ControlError):  # checked with or without a cache
+            deja.completion(model="gpt-4o", messages=MESSAGES, cache={"no-cach": True})
+        cache = deja.enable_cache(ttl=60)  # what litellm.cache is to LiteLLM users
+        try:
+            first = deja.completion(model="gpt-4o", messages=MESSAGES)
+            fresh = deja.completion(model="gpt-4o", messages=MESSAGES, caching=False)
+            assert (first.cache.status, fresh.cache.status) == ("miss", "bypass")
+            assert "caching" not in server.requests[-1].body  # never sent upstream
+            assert cache.delete(cache.key_for(model="gpt-4o", messages=MESSAGES)) is True
+        finally:
+            deja.disable_cache()
+            deja.close()
+            deja.set_default_client(deja.Client())  # as a fresh process has it
+
+
+def test_wrap_leaves_a_pydantic_response_format_to_the_sdk() -> None:
+    import openai
+    import pydantic
+
+    class Answer(pydantic.BaseModel):
+        value: int
+
+    with FakeOpenAIServer() as server:
+        sdk = deja.wrap(openai.OpenAI(api_key="sk", base_url=server.base_url))
+        with pytest.raises(TypeError, match=r"parse\(\)"):
+            sdk.chat.completions.create(model="gpt-4o", messages=MESSAGES, response_format=Answer)

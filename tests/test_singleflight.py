@@ -322,3 +322,35 @@ def test_threads_leader_timeout_hands_over_to_a_more_patient_follower() -> None:
     assert flight.run("k", lambda: "answer", wait=30) == ("answer", False)
     t.join()
     assert len(errors) == 1
+
+
+def test_one_async_cache_in_threads_with_loops_of_their_own() -> None:
+    """An event of one loop cannot wake another's: calls coalesce within each loop, and
+    none waits on another thread's loop (it hung, or raised 'bound to a different loop')."""
+    cache = deja.AsyncCache()
+    calls = 0
+    lock = threading.Lock()
+
+    async def upstream() -> dict[str, Any]:
+        nonlocal calls
+        with lock:
+            calls += 1
+        await asyncio.sleep(0.3)
+        return chat_response()
+
+    async def two_tasks() -> list[str]:
+        results = await asyncio.gather(*(cache.fetch(chat_request(), upstream) for _ in range(2)))
+        return sorted(r.info.status for r in results)
+
+    outcomes: list[list[str]] = []
+    threads = [
+        threading.Thread(target=lambda: outcomes.append(asyncio.run(two_tasks()))) for _ in range(3)
+    ]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert time.monotonic() - started < 5
+    assert len(outcomes) == 3 and calls <= 3  # at most one call per loop
+    assert all(outcome in (["hit", "miss"], ["hit", "hit"]) for outcome in outcomes)

@@ -3,8 +3,38 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import Any
 
-__all__ = ["wait_event"]
+__all__ = ["current_loop", "later", "wait_event"]
+
+_LATER: set[asyncio.Task[object]] = set()  # tasks started by later(), kept until done
+
+
+def later(loop: asyncio.AbstractEventLoop | None, leave: Callable[[], Any]) -> None:
+    """Run ``leave`` soon, away from the caller (a finalizer, which must not block nor
+    take locks): on ``loop`` as a task when it is a coroutine function of that loop, in a
+    daemon thread without one (the sync twins)."""
+    if loop is None:
+        threading.Thread(target=leave, name="deja-stream-leave", daemon=True).start()
+        return
+    if loop.is_closed():
+        return  # the loop is gone, and its transports with it
+
+    def start() -> None:
+        task = loop.create_task(leave())
+        _LATER.add(task)
+        task.add_done_callback(_LATER.discard)
+
+    with contextlib.suppress(RuntimeError):  # closed meanwhile
+        loop.call_soon_threadsafe(start)
+
+
+def current_loop() -> asyncio.AbstractEventLoop:
+    """The running event loop (state bound to one loop is kept per loop)."""
+    return asyncio.get_running_loop()
 
 
 async def wait_event(event: asyncio.Event, seconds: float | None) -> bool:

@@ -1186,6 +1186,11 @@ class LeanHTTPClient:
     def _pool(self, loop: asyncio.AbstractEventLoop) -> _Pool:
         pool = self._pools.get(loop)
         if pool is None or pool.closed:
+            # a loop seen first: the pools of loops that have ended (one per asyncio.run)
+            # go, their connections with them (a pool holds its loop, so it would never be
+            # collected, nor its sockets closed)
+            for ended in [other for other in self._pools if other.is_closed()]:
+                del self._pools[ended]
             pool = self._pools[loop] = _Pool(loop, self._limit, self._keepalive_expiry)
         self._last = pool
         return pool

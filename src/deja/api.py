@@ -27,6 +27,7 @@ __all__ = [
     "acreate_context_cache",
     "adelete_context_cache",
     "aembedding",
+    "close",
     "completion",
     "create_context_cache",
     "delete_context_cache",
@@ -65,6 +66,14 @@ class Defaults:
                 self._async_client = AsyncClient()
             return self._async_client
 
+    def close(self) -> None:
+        """Close the default sync client's connections (the async one's close with their
+        event loops); the next call opens new ones."""
+        with self._lock:
+            client = self._client
+        if client is not None:
+            client.close()
+
     def replace(self, client: Client | None, async_client: AsyncClient | None) -> None:
         """Swap in new default clients (``None`` leaves that one as it is)."""
         with self._lock:
@@ -91,15 +100,23 @@ def enable_cache(
     store: Store | None = None,
     key_prefix: str = "deja:",
     namespace: str | None = None,
-) -> None:
-    """Give the default clients a cache (both share ``store``; default: in memory)."""
+) -> Cache:
+    """Give the default clients a cache (both share ``store``; default: in memory), and
+    return the sync one (``cache.delete(cache.key_for(...))``, ``cache.clear()``...: what
+    LiteLLM users do with ``litellm.cache``)."""
     if store is None:
         from deja.stores.memory import MemoryStore
 
         store = MemoryStore()
     options: dict[str, Any] = {"ttl": ttl, "key_prefix": key_prefix, "namespace": namespace}
-    DEFAULTS.client.cache = Cache(store=store, **options)
+    cache = DEFAULTS.client.cache = Cache(store=store, **options)
     DEFAULTS.async_client.cache = AsyncCache(store=store, **options)
+    return cache
+
+
+def close() -> None:
+    """Close the default client's connections (at exit, or before a fork)."""
+    DEFAULTS.close()
 
 
 def disable_cache() -> None:

@@ -100,6 +100,10 @@ class UnsupportedOperation(StoreError):
 class MissingDependencyError(DejaError):
     """An optional dependency is missing; the message names the ``pip install`` to run."""
 
+    def __reduce__(self) -> tuple[type[MissingDependencyError], tuple[str, str]]:
+        # rebuilt from its two arguments (a worker process raising it, pickled back)
+        return type(self), (self.package, self.extra)
+
     def __init__(self, package: str, extra: str) -> None:
         self.package = package
         self.extra = extra

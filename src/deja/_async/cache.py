@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from deja._aio import current_loop  # unasync:
 from deja._async.singleflight import AsyncSingleFlight, WaitExpired
 from deja._async.streams import AsyncBroadcast, AsyncCachedStream, OpenStream
 from deja._lock_keeper import AsyncLockKeeper
@@ -221,7 +222,8 @@ class AsyncCache:
             raise ValueError("lock_ttl must be positive and lock_wait >= 0")
         self.lock_ttl = lock_ttl
         self.lock_wait = lock_wait
-        self._streams: dict[str, AsyncBroadcast] = {}
+        # live streams by (event loop, key): a stream's readers wait on its loop's events
+        self._streams: dict[object, AsyncBroadcast] = {}
         self._streams_lock = threading.Lock()
         self._hits = self._misses = self._bypasses = self._coalesced = 0
         self._store_errors = self._saved_tokens = 0
@@ -599,11 +601,12 @@ class AsyncCache:
         if ctl.no_cache:
             broadcast = AsyncBroadcast(open_stream, on_complete)
         else:
+            slot: object = (current_loop(), key)  # unasync: slot: object = key
             with self._streams_lock:
-                joined = self._streams.get(key)
+                joined = self._streams.get(slot)
                 if joined is None:
-                    broadcast = self._streams[key] = AsyncBroadcast(open_stream, on_complete)
-                    broadcast.on_finished = lambda: self._forget_stream(key, broadcast)
+                    broadcast = self._streams[slot] = AsyncBroadcast(open_stream, on_complete)
+                    broadcast.on_finished = lambda: self._forget_stream(slot, broadcast)
                 else:
                     broadcast = joined
                     info = CacheInfo("hit", key, None, 0.0)
@@ -636,8 +639,9 @@ class AsyncCache:
         """The answer of an identical streamed request in flight, read to its end (a plain
         call waits for the whole answer anyway: it shares the stream's upstream call), or
         ``None`` when there is none or it ended unfinished. Its errors are this call's."""
+        slot: object = (current_loop(), key)  # unasync: slot: object = key
         with self._streams_lock:
-            broadcast = self._streams.get(key)
+            broadcast = self._streams.get(slot)
         if broadcast is None:
             return None
         reader = AsyncCachedStream(
@@ -762,10 +766,10 @@ class AsyncCache:
             )
         return self._control(updated)
 
-    def _forget_stream(self, key: str, broadcast: AsyncBroadcast) -> None:
+    def _forget_stream(self, slot: object, broadcast: AsyncBroadcast) -> None:
         with self._streams_lock:
-            if self._streams.get(key) is broadcast:
-                del self._streams[key]
+            if self._streams.get(slot) is broadcast:
+                del self._streams[slot]
 
     # -- management -------------------------------------------------------------------
 

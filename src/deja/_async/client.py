@@ -45,7 +45,7 @@ from deja._upstream import (
     queried,
     warn_once,
 )
-from deja.controls import CacheControl
+from deja.controls import CacheControl, merge, parse_controls
 from deja.errors import (
     ConfigError,
     InvalidRequestError,
@@ -128,9 +128,9 @@ _AWS_SIGNING_OPTIONS = ("aws_access_key_id", "aws_secret_access_key", "aws_profi
 # Statuses worth retrying: the request may well succeed a moment later.
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})  # 529: Anthropic overloaded
 # Body fields that configure the call rather than the request sent upstream.
-_TRANSPORT_FIELDS = frozenset({"extra_headers", "extra_body", "extra_query", "cache"}) | (
-    _PROVIDER_OPTIONS
-)
+_TRANSPORT_FIELDS = frozenset(
+    {"extra_headers", "extra_body", "extra_query", "cache", "caching"}
+) | (_PROVIDER_OPTIONS)
 _MAX_RETRY_AFTER = 60.0
 _NO_METRICS = NullMetrics()
 _NO_OPTIONS: Mapping[str, Any] = {}
@@ -294,11 +294,12 @@ class AsyncClient:
     Keyword-only options: ``cache`` (an :class:`~deja.AsyncCache`; ``None`` calls the
     upstream every time), ``api_key`` and ``api_base`` (defaults: ``OPENAI_API_KEY`` /
     ``OPENAI_BASE_URL``, or ``<PROVIDER>_API_KEY`` and the provider's endpoint for a
-    ``provider/model`` name), ``timeout`` seconds per attempt (a stream: between two
-    chunks), ``max_retries`` on 408, 429 and 5xx answers, on connection errors and on
-    timeouts, as the OpenAI SDK retries (backoff doubles from ``backoff`` seconds, with
-    jitter; ``Retry-After`` is honoured up to 60 s; a call may take up to
-    ``(max_retries + 1) * timeout`` plus the pauses), ``http_client`` to bring your own
+    ``provider/model`` name; the client's ``api_key`` goes to its own endpoint only, its
+    ``api_base`` or else OpenAI's, never to another provider's), ``timeout`` seconds per
+    attempt (a stream: between two chunks), ``max_retries`` on 408, 429 and 5xx answers, on
+    connection errors and on timeouts, as the OpenAI SDK retries (backoff doubles from
+    ``backoff`` seconds, with jitter; ``Retry-After`` is honoured up to 60 s; a call may
+    take up to ``(max_retries + 1) * timeout`` plus the pauses), ``http_client`` to bring your own
     pooled HTTP client, ``max_connections`` for the one deja creates on first use
     (deja's own HTTP/1.1 client for async — httpx2 when ``HTTP_PROXY``, ``HTTPS_PROXY``
     or ``ALL_PROXY`` is set — and httpx2 for sync).
@@ -359,6 +360,7 @@ class AsyncClient:
         self._owns_http = http_client is None
         self._max_connections = max_connections
         self._http_lock = threading.Lock()
+        self._http_pid = os.getpid()
         self.injection_points = tuple(cache_control_injection_points)
         self.metrics = metrics
         self._clock = clock
@@ -395,6 +397,8 @@ class AsyncClient:
         ``stream=True`` returns an :class:`AsyncChatCompletionStream`.
         """
         body, control, extra_headers, options, query = self._split(body, cache)
+        if self.cache is None and control is not None:
+            parse_controls(control)  # bad options are errors with or without a cache
         provider, name, base, url_base = self._endpoint(model, api_base)
         if query:
             base, url_base = queried(provider, base, url_base, query, body)
@@ -728,6 +732,12 @@ class AsyncClient:
             cache = cache if cache is not None else extra
         if "cache" in body:
             raise InvalidRequestError("pass cache options as cache=..., not inside the body")
+        if "caching" in body:  # LiteLLM's per-call switch: never sent upstream
+            caching = body.pop("caching")
+            if not isinstance(caching, bool):
+                raise InvalidRequestError("caching must be True or False")
+            switch = {"use-cache": True} if caching else {"no-cache": True, "no-store": True}
+            cache = merge(parse_controls(cache), parse_controls(switch))
         body.update(extra_body)
         return body, cache, extra_headers, options, dict(query)
 
@@ -1234,7 +1244,13 @@ class AsyncClient:
         return wire
 
     def _key(self, provider: str, api_key: str | None) -> str | None:
-        return api_key or self.api_key or os.environ.get(f"{provider.upper()}_API_KEY")
+        """The call's key, else the client's for its own endpoint (``api_base``, or OpenAI's
+        without one: never another provider's), else ``<PROVIDER>_API_KEY``."""
+        if api_key:
+            return api_key
+        if self.api_key and (provider == "openai" or self.api_base):
+            return self.api_key
+        return os.environ.get(f"{provider.upper()}_API_KEY")
 
     def _url(self, provider: str, url_base: str, payload: dict[str, Any], path: str) -> str:
         """The endpoint URL; Azure OpenAI addresses a deployment with an api-version.
@@ -1278,13 +1294,18 @@ class AsyncClient:
 
     def _client(self) -> AsyncHTTP:
         http = self._http
-        if http is None:
+        if http is None or self._http_pid != os.getpid():
             with self._http_lock:
                 http = self._http
+                if http is not None and self._owns_http and self._http_pid != os.getpid():
+                    # a forked child: the parent's pooled connections are the parent's (a
+                    # shared socket would mix the processes' answers); left alone, not closed
+                    http = None
                 if http is None:
                     http = self._http = async_http_client(
                         max_connections=self._max_connections, timeout=self.timeout
                     )
+                self._http_pid = os.getpid()
         return http
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:

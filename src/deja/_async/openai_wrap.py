@@ -95,6 +95,10 @@ class AsyncCachedCompletions(_Wrapped):
 
     async def create(self, **kwargs: Any) -> Any:
         """``chat.completions.create``, cached; a raw / streaming-response call is the SDK's."""
+        if isinstance(kwargs.get("response_format"), type):
+            # a pydantic class: the SDK's create() refuses it with its own message (use
+            # parse()); deja adds nothing to that
+            return await self._original(**kwargs)
         sdk_kwargs, fields, control = split_call(kwargs)
         if wants_http_response(self._default_headers, kwargs):
             return await self._original(**sdk_kwargs)

@@ -18,6 +18,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from deja._aio import current_loop, later
 from deja._shared_read import SharedRead  # unasync:
 from deja.result import CacheInfo
 from deja.streaming import StreamAssembler, StreamFormatError, own_copy
@@ -178,6 +179,7 @@ class AsyncCachedStream:
         copy_chunks: bool = True,
     ) -> None:
         self.info = info
+        self._loop = current_loop() if broadcast is not None else None  # unasync: self._loop = None
         self._copy = copy_chunks and broadcast is not None
         self._broadcast = broadcast
         self._replay = replay
@@ -225,6 +227,16 @@ class AsyncCachedStream:
             shown = _for_caller(chunk, self._include_usage)
             if shown is not None:
                 return shown
+
+    def __del__(self) -> None:
+        # dropped without being read to its end or closed (``for chunk in ...: break``):
+        # this reader leaves, so the last one gone closes the upstream and frees its
+        # connection (kept for ever otherwise: the cache still holds the live stream)
+        broadcast = self._broadcast
+        if broadcast is None or self._closed:
+            return
+        self._closed = True
+        later(self._loop, broadcast.unsubscribe)
 
     async def aclose(self) -> None:
         """Stop reading; the last reader of a live stream closes the upstream."""

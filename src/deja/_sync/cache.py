@@ -222,7 +222,8 @@ class Cache:
             raise ValueError("lock_ttl must be positive and lock_wait >= 0")
         self.lock_ttl = lock_ttl
         self.lock_wait = lock_wait
-        self._streams: dict[str, Broadcast] = {}
+        # live streams by (event loop, key): a stream's readers wait on its loop's events
+        self._streams: dict[object, Broadcast] = {}
         self._streams_lock = threading.Lock()
         self._hits = self._misses = self._bypasses = self._coalesced = 0
         self._store_errors = self._saved_tokens = 0
@@ -599,11 +600,12 @@ class Cache:
         if ctl.no_cache:
             broadcast = Broadcast(open_stream, on_complete)
         else:
+            slot: object = key
             with self._streams_lock:
-                joined = self._streams.get(key)
+                joined = self._streams.get(slot)
                 if joined is None:
-                    broadcast = self._streams[key] = Broadcast(open_stream, on_complete)
-                    broadcast.on_finished = lambda: self._forget_stream(key, broadcast)
+                    broadcast = self._streams[slot] = Broadcast(open_stream, on_complete)
+                    broadcast.on_finished = lambda: self._forget_stream(slot, broadcast)
                 else:
                     broadcast = joined
                     info = CacheInfo("hit", key, None, 0.0)
@@ -636,8 +638,9 @@ class Cache:
         """The answer of an identical streamed request in flight, read to its end (a plain
         call waits for the whole answer anyway: it shares the stream's upstream call), or
         ``None`` when there is none or it ended unfinished. Its errors are this call's."""
+        slot: object = key
         with self._streams_lock:
-            broadcast = self._streams.get(key)
+            broadcast = self._streams.get(slot)
         if broadcast is None:
             return None
         reader = CachedStream(
@@ -762,10 +765,10 @@ class Cache:
             )
         return self._control(updated)
 
-    def _forget_stream(self, key: str, broadcast: Broadcast) -> None:
+    def _forget_stream(self, slot: object, broadcast: Broadcast) -> None:
         with self._streams_lock:
-            if self._streams.get(key) is broadcast:
-                del self._streams[key]
+            if self._streams.get(slot) is broadcast:
+                del self._streams[slot]
 
     # -- management -------------------------------------------------------------------
 

@@ -55,7 +55,9 @@ class SingleFlight(Generic[T]):
     """
 
     def __init__(self, timed_out: Callable[[BaseException], bool] | None = None) -> None:
-        self._calls: dict[str, _Call[T]] = {}
+        # by (event loop, key): an event of one loop cannot wake another's (a client used
+        # from several threads, each with its own loop, coalesces within each loop)
+        self._calls: dict[object, _Call[T]] = {}
         self._timed_out = timed_out
         # guards the check-then-insert on _calls; never held across an await
         self._lock = threading.Lock()
@@ -72,14 +74,15 @@ class SingleFlight(Generic[T]):
         another's call, in seconds (None: until it ends); :class:`WaitExpired` after it.
         """
         deadline = None if wait is None else time.monotonic() + wait
+        slot: object = key
         while True:
             with self._lock:
-                call = self._calls.get(key)
+                call = self._calls.get(slot)
                 leader = call is None
                 if call is None:
-                    call = self._calls[key] = _Call(wait)
+                    call = self._calls[slot] = _Call(wait)
             if leader:
-                return self._lead(key, call, fn), False
+                return self._lead(slot, call, fn), False
             left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
             if not call.done.wait(left):
                 raise WaitExpired("an identical call in flight had not ended")
@@ -97,7 +100,7 @@ class SingleFlight(Generic[T]):
         assert call.error is not None
         return timed_out is not None and timed_out(call.error) and _longer(wait, call.patience)
 
-    def _lead(self, key: str, call: _Call[T], fn: Callable[[], T]) -> T:
+    def _lead(self, slot: object, call: _Call[T], fn: Callable[[], T]) -> T:
         try:
             result = fn()
         except Exception as exc:
@@ -112,6 +115,6 @@ class SingleFlight(Generic[T]):
             return result
         finally:
             with self._lock:
-                if self._calls.get(key) is call:
-                    del self._calls[key]
+                if self._calls.get(slot) is call:
+                    del self._calls[slot]
             call.done.set()

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from deja._aio import later
 from deja.result import CacheInfo
 from deja.streaming import StreamAssembler, StreamFormatError, own_copy
 
@@ -179,6 +180,7 @@ class CachedStream:
         copy_chunks: bool = True,
     ) -> None:
         self.info = info
+        self._loop = None
         self._copy = copy_chunks and broadcast is not None
         self._broadcast = broadcast
         self._replay = replay
@@ -226,6 +228,16 @@ class CachedStream:
             shown = _for_caller(chunk, self._include_usage)
             if shown is not None:
                 return shown
+
+    def __del__(self) -> None:
+        # dropped without being read to its end or closed (``for chunk in ...: break``):
+        # this reader leaves, so the last one gone closes the upstream and frees its
+        # connection (kept for ever otherwise: the cache still holds the live stream)
+        broadcast = self._broadcast
+        if broadcast is None or self._closed:
+            return
+        self._closed = True
+        later(self._loop, broadcast.unsubscribe)
 
     def close(self) -> None:
         """Stop reading; the last reader of a live stream closes the upstream."""
