@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 from deja._async.cache import AsyncCache
 from deja._async.client import AsyncChatCompletionStream, AsyncClient
@@ -125,6 +125,48 @@ def disable_cache() -> None:
     DEFAULTS.async_client.cache = None
 
 
+@overload
+def completion(
+    *,
+    model: str,
+    messages: Sequence[Mapping[str, Any]],
+    stream: Literal[False] = False,
+    cache: Mapping[str, Any] | CacheControl | None = None,
+    api_base: str | None = None,
+    api_key: str | None = None,
+    timeout: float | None = None,
+    **body: Any,
+) -> ChatCompletion: ...
+
+
+@overload
+def completion(
+    *,
+    model: str,
+    messages: Sequence[Mapping[str, Any]],
+    stream: Literal[True],
+    cache: Mapping[str, Any] | CacheControl | None = None,
+    api_base: str | None = None,
+    api_key: str | None = None,
+    timeout: float | None = None,
+    **body: Any,
+) -> ChatCompletionStream: ...
+
+
+@overload
+def completion(
+    *,
+    model: str,
+    messages: Sequence[Mapping[str, Any]],
+    stream: bool,
+    cache: Mapping[str, Any] | CacheControl | None = None,
+    api_base: str | None = None,
+    api_key: str | None = None,
+    timeout: float | None = None,
+    **body: Any,
+) -> ChatCompletion | ChatCompletionStream: ...
+
+
 def completion(
     *,
     model: str,
@@ -136,7 +178,7 @@ def completion(
     **body: Any,
 ) -> ChatCompletion | ChatCompletionStream:
     """A chat completion through the default client (see :meth:`deja.Client.completion`)."""
-    return DEFAULTS.client.completion(
+    answer: ChatCompletion | ChatCompletionStream = DEFAULTS.client.completion(
         model=model,
         messages=messages,
         cache=cache,
@@ -145,6 +187,49 @@ def completion(
         timeout=timeout,
         **body,
     )
+    return answer
+
+
+@overload
+async def acompletion(
+    *,
+    model: str,
+    messages: Sequence[Mapping[str, Any]],
+    stream: Literal[False] = False,
+    cache: Mapping[str, Any] | CacheControl | None = None,
+    api_base: str | None = None,
+    api_key: str | None = None,
+    timeout: float | None = None,
+    **body: Any,
+) -> ChatCompletion: ...
+
+
+@overload
+async def acompletion(
+    *,
+    model: str,
+    messages: Sequence[Mapping[str, Any]],
+    stream: Literal[True],
+    cache: Mapping[str, Any] | CacheControl | None = None,
+    api_base: str | None = None,
+    api_key: str | None = None,
+    timeout: float | None = None,
+    **body: Any,
+) -> AsyncChatCompletionStream: ...
+
+
+@overload
+async def acompletion(
+    *,
+    model: str,
+    messages: Sequence[Mapping[str, Any]],
+    stream: bool,
+    cache: Mapping[str, Any] | CacheControl | None = None,
+    api_base: str | None = None,
+    api_key: str | None = None,
+    timeout: float | None = None,
+    **body: Any,
+) -> ChatCompletion | AsyncChatCompletionStream: ...
 
 
 async def acompletion(
@@ -158,7 +243,7 @@ async def acompletion(
     **body: Any,
 ) -> ChatCompletion | AsyncChatCompletionStream:
     """The async twin of :func:`completion`."""
-    return await DEFAULTS.async_client.acompletion(
+    answer: ChatCompletion | AsyncChatCompletionStream = await DEFAULTS.async_client.acompletion(
         model=model,
         messages=messages,
         cache=cache,
@@ -167,6 +252,7 @@ async def acompletion(
         timeout=timeout,
         **body,
     )
+    return answer
 
 
 def embedding(

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, overload
 from urllib.parse import quote
 
 import httpx2
@@ -378,6 +378,48 @@ class AsyncClient:
         self._endpoints: dict[tuple[str, str | None, str | None], _Endpoint] = {}
 
     # -- public calls -------------------------------------------------------------------
+
+    @overload
+    async def acompletion(
+        self,
+        *,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        stream: Literal[False] = False,
+        cache: Mapping[str, Any] | CacheControl | None = None,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        timeout: float | None = None,
+        **body: Any,
+    ) -> ChatCompletion: ...
+
+    @overload
+    async def acompletion(
+        self,
+        *,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        stream: Literal[True],
+        cache: Mapping[str, Any] | CacheControl | None = None,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        timeout: float | None = None,
+        **body: Any,
+    ) -> AsyncChatCompletionStream: ...
+
+    @overload
+    async def acompletion(
+        self,
+        *,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        stream: bool,
+        cache: Mapping[str, Any] | CacheControl | None = None,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        timeout: float | None = None,
+        **body: Any,
+    ) -> ChatCompletion | AsyncChatCompletionStream: ...
 
     async def acompletion(
         self,

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, overload
 from urllib.parse import quote
 
 import httpx2
@@ -379,6 +379,48 @@ class Client:
         self._endpoints: dict[tuple[str, str | None, str | None], _Endpoint] = {}
 
     # -- public calls -------------------------------------------------------------------
+
+    @overload
+    def completion(
+        self,
+        *,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        stream: Literal[False] = False,
+        cache: Mapping[str, Any] | CacheControl | None = None,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        timeout: float | None = None,
+        **body: Any,
+    ) -> ChatCompletion: ...
+
+    @overload
+    def completion(
+        self,
+        *,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        stream: Literal[True],
+        cache: Mapping[str, Any] | CacheControl | None = None,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        timeout: float | None = None,
+        **body: Any,
+    ) -> ChatCompletionStream: ...
+
+    @overload
+    def completion(
+        self,
+        *,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        stream: bool,
+        cache: Mapping[str, Any] | CacheControl | None = None,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        timeout: float | None = None,
+        **body: Any,
+    ) -> ChatCompletion | ChatCompletionStream: ...
 
     def completion(
         self,
