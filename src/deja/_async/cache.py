@@ -411,10 +411,13 @@ class AsyncCache:
         self._store_recovered()
         elapsed = time.perf_counter() - started
         self.metrics.lookup_seconds(self._store_name, elapsed)
-        return [
-            await self._examine(key, data, ctl, elapsed)
-            for key, data in zip(keys, values, strict=True)
-        ]
+        results = []
+        for key, data in zip(keys, values, strict=True):
+            result, corrupt = self._examine(key, data, ctl, elapsed)
+            if corrupt is not None:
+                await self._discard(key, corrupt)
+            results.append(result)
+        return results
 
     async def put_many(
         self,
@@ -1036,15 +1039,20 @@ class AsyncCache:
         self._store_recovered()
         elapsed = time.perf_counter() - started
         self.metrics.lookup_seconds(self._store_name, elapsed)
-        return await self._examine(key, data, ctl, elapsed)
+        result, corrupt = self._examine(key, data, ctl, elapsed)
+        if corrupt is not None:
+            await self._discard(key, corrupt)
+        return result
 
-    async def _examine(
+    def _examine(
         self, key: str, data: bytes | None, ctl: CacheControl, elapsed: float
-    ) -> CacheResult:
-        """What the store's ``data`` for ``key`` makes of a lookup: a hit, or a miss."""
+    ) -> tuple[CacheResult, EntryDecodeError | None]:
+        """What the store's ``data`` for ``key`` makes of a lookup: a hit, or a miss, and
+        the error of bytes that are no entry (the caller discards them). Not a coroutine:
+        a hit pays for no extra await."""
         if data is None:
             logger.debug("CACHE MISS key=%s lookup_ms=%.3f", key, elapsed * 1000)
-            return CacheResult(None, CacheInfo("miss", key), gone=True)
+            return CacheResult(None, CacheInfo("miss", key), gone=True), None
         memo = self._memo
         remembered = memo.get(key) if memo is not None else None
         if remembered is not None and remembered[0] is data:
@@ -1054,10 +1062,9 @@ class AsyncCache:
                 entry = decode(data)
             except EntryVersionError as exc:  # another deja's: not ours to read or delete
                 logger.debug("CACHE MISS key=%s reason=%s", key, exc)
-                return CacheResult(None, CacheInfo("miss", key))
+                return CacheResult(None, CacheInfo("miss", key)), None
             except EntryDecodeError as exc:
-                await self._discard(key, exc)
-                return CacheResult(None, CacheInfo("miss", key), gone=True)
+                return CacheResult(None, CacheInfo("miss", key), gone=True), exc
             if memo is not None:
                 self._remember(memo, key, data, entry)
         now = self._clock()
@@ -1066,11 +1073,11 @@ class AsyncCache:
         ):
             logger.debug("CACHE MISS (stale) key=%s lookup_ms=%.3f", key, elapsed * 1000)
             expired = entry.expires is not None and now >= entry.expires
-            return CacheResult(None, CacheInfo("miss", key), gone=expired)
+            return CacheResult(None, CacheInfo("miss", key), gone=expired), None
         logger.debug("CACHE HIT key=%s lookup_ms=%.3f", key, elapsed * 1000)
         # positional: this runs on every hit (status, key, similarity, age, cost, saved)
         info = CacheInfo("hit", key, None, age(now, entry.created), 0.0, entry.cost_usd or 0.0)
-        return CacheResult(None, info, entry)
+        return CacheResult(None, info, entry), None
 
     async def _put(
         self,
