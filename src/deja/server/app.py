@@ -46,7 +46,6 @@ from deja.result import CacheInfo
 from deja.server.auth import Auth, Caller
 from deja.server.http import (
     HTTPError,
-    Message,
     Receive,
     Scope,
     Send,
@@ -107,8 +106,10 @@ class Route:
 
     def plan(self) -> Plan:
         """The deployments one request tries, and the one it is keyed as."""
+        if len(self.deployments) == 1:
+            return _ONLY  # nothing to choose (what it notes is the same for every request)
         attempts = self.attempts()
-        return Plan(attempts, self.kin[attempts[0]] if len(attempts) > 1 else 0)
+        return Plan(attempts, self.kin[attempts[0]])
 
     def payload(self, i: int, path: str, payload: Mapping[str, Any]) -> Mapping[str, Any]:
         """What deployment ``i`` is sent for ``payload``: its defaults under the caller's
@@ -145,6 +146,9 @@ class Plan:
     attempts: list[int]
     keyed_as: int
     served: int | None = None
+
+
+_ONLY = Plan([0], 0)  # the plan of every request to a route of one deployment
 
 
 def make_route(name: str, deployments: Sequence[ModelDeployment]) -> Route:
@@ -439,25 +443,19 @@ class ProxyApp:
         handler = self._handlers.get((scope["method"], path))
         if handler is None and scope["method"] == "GET" and path.startswith("/models/"):
             handler = self._model
-        started = False
-
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
             if handler is None:
                 raise self._not_found(scope["method"], path)
-            await handler(scope, receive, tracked)
+            await handler(scope, receive, send)
         except asyncio.CancelledError:
             # the server stops and its drain time is over: answer what has not been answered
-            # yet as an API error a client retries, not the server's bare 500
-            if started:
-                raise
+            # yet as an API error a client retries, not the server's bare 500 (a response
+            # already started cannot start again: the server refuses, and the cancel stands)
             body = error_body(503, "the proxy is shutting down; retry", code="shutting_down")
-            await send_raw(send, 503, body, [(b"retry-after", b"1")])
+            try:
+                await send_raw(send, 503, body, [(b"retry-after", b"1")])
+            except Exception:
+                raise asyncio.CancelledError from None
         except HTTPError as exc:
             if exc.status == 499:  # the client went away: nobody to answer
                 return
@@ -837,7 +835,9 @@ class ProxyApp:
         plan = route.plan()
         # vectors of two models cannot stand beside each other (some items of a batch are
         # cached): an embeddings call fails over to deployments of the same kind only
-        plan.attempts = [i for i in plan.attempts if route.kin[i] == route.kin[plan.keyed_as]]
+        if len(route.deployments) > 1:
+            kind = route.kin[plan.keyed_as]
+            plan.attempts = [i for i in plan.attempts if route.kin[i] == kind]
         try:
             body = await self._pre_llm(body)
             params = {k: v for k, v in body.items() if k not in ("model", "input")}
