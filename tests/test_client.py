@@ -649,3 +649,50 @@ def test_streams_left_early_without_close_free_their_connections(
     reply = client.completion(model="gpt-4o", messages=MESSAGES, timeout=5)
     assert reply.cache.status == "miss" and time.monotonic() - started < 3
     client.close()
+
+
+def test_a_script_leaving_a_stream_early_still_exits() -> None:
+    """The stream's finalizer runs at interpreter exit: it must not wait for a thread."""
+    import subprocess
+    import sys
+
+    with FakeOpenAIServer() as server:
+        script = (
+            "import deja\n"
+            f"client = deja.Client(cache=deja.Cache(), api_base={server.base_url!r}, api_key='k')\n"
+            "stream = client.completion(model='gpt-4o', messages=[{'role': 'user', "
+            "'content': 'a long one'}], stream=True)\n"
+            "for chunk in stream:\n"
+            "    break\n"
+            "print('done')\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+        )
+    assert out.returncode == 0 and out.stdout.strip() == "done", out.stderr
+
+
+def test_streams_left_early_in_one_asyncio_run_after_another_keep_nothing() -> None:
+    with FakeOpenAIServer() as server:
+        cache = deja.AsyncCache()
+        client = deja.AsyncClient(cache=cache, api_base=server.base_url, api_key="k")
+
+        async def ask(i: int) -> None:
+            question = [{"role": "user", "content": f"a long answer {i % 3}"}]
+            stream = await client.acompletion(model="gpt-4o", messages=question, stream=True)
+            async for _chunk in stream:
+                break
+
+        for i in range(30):
+            asyncio.run(ask(i))
+        assert len(cache._streams) == 0  # no stream (nor its loop) kept
+
+
+def test_a_clients_key_for_another_provider_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    client = deja.Client(api_key="sk-ant-the-only-key", max_retries=0)
+    with pytest.raises(deja.InvalidRequestError, match="set ANTHROPIC_API_KEY"):
+        client.completion(model="anthropic/claude-sonnet-4-5", messages=MESSAGES)
+    client.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -17,8 +18,11 @@ def later(loop: asyncio.AbstractEventLoop | None, leave: Callable[[], Any]) -> N
     """Run ``leave`` soon, away from the caller (a finalizer, which must not block nor
     take locks): on ``loop`` as a task when it is a coroutine function of that loop, in a
     daemon thread without one (the sync twins)."""
+    if sys.is_finalizing():
+        return  # the interpreter is exiting: a thread started now would never start
     if loop is None:
-        threading.Thread(target=leave, name="deja-stream-leave", daemon=True).start()
+        with contextlib.suppress(RuntimeError):
+            threading.Thread(target=leave, name="deja-stream-leave", daemon=True).start()
         return
     if loop.is_closed():
         return  # the loop is gone, and its transports with it

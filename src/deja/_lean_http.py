@@ -43,6 +43,7 @@ import re
 import select
 import socket
 import ssl
+import threading
 import weakref
 import zlib
 from collections import deque
@@ -1103,6 +1104,7 @@ class LeanHTTPClient:
             weakref.WeakKeyDictionary()
         )
         self._last: _Pool | None = None
+        self._pools_lock = threading.Lock()
         self._targets: dict[str, _Target] = {}  # parsed URLs (the client calls a few)
         self._valid_names: set[str] = set()  # request header names already checked
 
@@ -1189,9 +1191,12 @@ class LeanHTTPClient:
             # a loop seen first: the pools of loops that have ended (one per asyncio.run)
             # go, their connections with them (a pool holds its loop, so it would never be
             # collected, nor its sockets closed)
-            for ended in [other for other in self._pools if other.is_closed()]:
-                del self._pools[ended]
-            pool = self._pools[loop] = _Pool(loop, self._limit, self._keepalive_expiry)
+            with self._pools_lock:  # threads, each with its loop, come here at once
+                for ended in [other for other in list(self._pools) if other.is_closed()]:
+                    old = self._pools.pop(ended, None)
+                    if old is not None:
+                        old.close()
+                pool = self._pools[loop] = _Pool(loop, self._limit, self._keepalive_expiry)
         self._last = pool
         return pool
 

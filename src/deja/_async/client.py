@@ -132,6 +132,8 @@ _TRANSPORT_FIELDS = frozenset(
     {"extra_headers", "extra_body", "extra_query", "cache", "caching"}
 ) | (_PROVIDER_OPTIONS)
 _MAX_RETRY_AFTER = 60.0
+# providers served without a key (local servers): the client's key is not needed there
+_KEYLESS = frozenset({"ollama", "lm_studio", "vllm", "hosted_vllm", "llamacpp"})
 _NO_METRICS = NullMetrics()
 _NO_OPTIONS: Mapping[str, Any] = {}
 # (provider, upstream model name, api_base for the key, base URL for calls; "" when the
@@ -995,7 +997,7 @@ class AsyncClient:
         as one, or the service account's (``vertex_credentials`` or
         ``GOOGLE_APPLICATION_CREDENTIALS``)."""
         if provider != "vertex_ai":
-            key = self._key(provider, api_key) or os.environ.get("GOOGLE_API_KEY")
+            key = self._key(provider, api_key)
             return _GoogleAuth(api_key=key)
         project = _option(options, "vertex_project", "vertex_ai_project") or _env(
             "VERTEXAI_PROJECT", "VERTEX_PROJECT", "GOOGLE_CLOUD_PROJECT"
@@ -1292,7 +1294,18 @@ class AsyncClient:
             return api_key
         if self.api_key and (provider == "openai" or self.api_base):
             return self.api_key
-        return os.environ.get(f"{provider.upper()}_API_KEY")
+        variable = f"{provider.upper()}_API_KEY"
+        found = os.environ.get(variable)
+        if found is None and provider == "gemini":
+            found = os.environ.get("GOOGLE_API_KEY")
+        if found is None and self.api_key and provider not in _KEYLESS:
+            # say so, rather than call without a key (a 401 that names no cause)
+            raise InvalidRequestError(
+                f"no API key for {provider}: the client's api_key is sent to its own"
+                f" endpoint only (its api_base, else OpenAI's); set {variable}, pass"
+                " api_key= on the call, or give the client this provider's api_base"
+            )
+        return found
 
     def _url(self, provider: str, url_base: str, payload: dict[str, Any], path: str) -> str:
         """The endpoint URL; Azure OpenAI addresses a deployment with an api-version.

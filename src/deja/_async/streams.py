@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -46,21 +47,31 @@ class AsyncBroadcast:
         self._error: BaseException | None = None
         self._pulling = False
         self._subscribers = 0
+        self._count_lock = threading.Lock()  # readers come and go from other threads
         self._cond = asyncio.Condition()
         # a reader cancelled mid-read leaves the read to the next one, never half-done
         self._read = SharedRead(self._read_source)  # unasync: self._read = self._read_source
         self.joined: list[CacheInfo] = []
-        self.saved: tuple[float, int] | None = None
-        """What the answer cost (USD, tokens), once it is complete."""
         """The cache results of the callers that joined after the first (the cache credits
         their saving when the answer is complete)."""
+        self.saved: tuple[float, int] | None = None
+        """What the answer cost (USD, tokens), once it is complete."""
         self.on_finished: Callable[[], None] | None = None
         """Called once when the broadcast ends (done, failed or abandoned): the cache uses
         it to stop new requests from joining."""
 
-    def subscribe(self) -> None:
-        """Count one more reader (call before its first :meth:`chunk`)."""
-        self._subscribers += 1
+    def subscribe(self) -> bool:
+        """Count one more reader (call before its first :meth:`chunk`); ``False`` when the
+        stream was abandoned meanwhile (its last reader left: nothing more will come)."""
+        with self._count_lock:
+            if self._done and self._error is None and not self._chunks_complete():
+                return False
+            self._subscribers += 1
+            return True
+
+    def _chunks_complete(self) -> bool:
+        """Whether the upstream ended cleanly (every chunk is here to replay)."""
+        return self._storable and self._done
 
     async def chunk(self, index: int) -> Chunk | None:
         """Chunk ``index`` of the stream, waiting or pulling as needed; ``None`` at the end."""
@@ -131,12 +142,24 @@ class AsyncBroadcast:
 
     async def unsubscribe(self) -> None:
         """One reader is gone; the last one leaving early closes the upstream."""
-        self._subscribers -= 1
-        if self._subscribers > 0 or self._done:
-            return
-        self._done = True
-        self._storable = False
+        if self.leave():
+            await self.close_source()
+
+    def leave(self) -> bool:
+        """The bookkeeping of a reader leaving (no waiting: a finalizer may call it);
+        whether it was the last one of an unfinished stream, whose upstream is to be
+        closed (:meth:`close_source`)."""
+        with self._count_lock:
+            self._subscribers -= 1
+            if self._subscribers > 0 or self._done:
+                return False
+            self._done = True
+            self._storable = False
         self._finish()
+        return True
+
+    async def close_source(self) -> None:
+        """Close the upstream of an abandoned stream."""
         await self._read.cancel()  # unasync:
         source = self._source
         if source is not None:
@@ -177,6 +200,7 @@ class AsyncCachedStream:
         replay: Sequence[Mapping[str, Any]] | None = None,
         include_usage: bool = False,
         copy_chunks: bool = True,
+        subscribed: bool = False,
     ) -> None:
         self.info = info
         self._loop = current_loop() if broadcast is not None else None  # unasync: self._loop = None
@@ -186,7 +210,7 @@ class AsyncCachedStream:
         self._include_usage = include_usage
         self._index = 0
         self._closed = False
-        if broadcast is not None:
+        if broadcast is not None and not subscribed:  # (the cache subscribes joiners itself)
             broadcast.subscribe()
 
     async def prefetch(self) -> None:
@@ -236,7 +260,8 @@ class AsyncCachedStream:
         if broadcast is None or self._closed:
             return
         self._closed = True
-        later(self._loop, broadcast.unsubscribe)
+        if broadcast.leave():  # at once (a loop ending cancels tasks before they start)
+            later(self._loop, broadcast.close_source)
 
     async def aclose(self) -> None:
         """Stop reading; the last reader of a live stream closes the upstream."""

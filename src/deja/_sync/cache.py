@@ -224,7 +224,7 @@ class Cache:
         self.lock_wait = lock_wait
         # live streams by (event loop, key): a stream's readers wait on its loop's events
         self._streams: dict[object, Broadcast] = {}
-        self._streams_lock = threading.Lock()
+        self._streams_lock = threading.RLock()  # a finalizer may end a stream while held
         self._hits = self._misses = self._bypasses = self._coalesced = 0
         self._store_errors = self._saved_tokens = 0
         self._saved_usd = 0.0
@@ -607,6 +607,8 @@ class Cache:
             slot: object = key
             with self._streams_lock:
                 joined = self._streams.get(slot)
+                if joined is not None and not joined.subscribe():
+                    joined = None  # abandoned by its last reader just now: start afresh
                 if joined is None:
                     broadcast = self._streams[slot] = Broadcast(open_stream, on_complete)
                     broadcast.on_finished = lambda: self._forget_stream(slot, broadcast)
@@ -626,7 +628,11 @@ class Cache:
         if ctl.no_cache or joined is None:
             self._count(CacheResult(None, info))
         result = CachedStream(
-            info, broadcast=broadcast, include_usage=include_usage, copy_chunks=copy_chunks
+            info,
+            broadcast=broadcast,
+            include_usage=include_usage,
+            copy_chunks=copy_chunks,
+            subscribed=not ctl.no_cache and joined is not None,
         )
         result.prefetch()
         return result
@@ -645,10 +651,16 @@ class Cache:
         slot: object = key
         with self._streams_lock:
             broadcast = self._streams.get(slot)
+            if broadcast is not None and not broadcast.subscribe():
+                broadcast = None
         if broadcast is None:
             return None
         reader = CachedStream(
-            CacheInfo("hit", key), broadcast=broadcast, include_usage=True, copy_chunks=False
+            CacheInfo("hit", key),
+            broadcast=broadcast,
+            include_usage=True,
+            copy_chunks=False,
+            subscribed=True,
         )
         assembler = StreamAssembler()
         try:
