@@ -341,3 +341,53 @@ async def test_a_caller_joining_while_the_answer_is_stored_is_credited_once() ->
 async def _read_out(stream: Any) -> None:
     async for _ in stream:
         pass
+
+
+async def test_a_reader_cancelled_as_its_chunk_arrives_loses_it_for_nobody() -> None:
+    """The read ended in the loop turn its waiter was cancelled (a client gone): the chunk
+    goes to the next reader, not lost (the stream looked complete, and was stored gapped)."""
+    gate = asyncio.Event()
+    words = ["one ", "two ", "three ", "four"]
+
+    async def source() -> AsyncIterator[dict[str, Any]]:
+        for i, word in enumerate(words):
+            await gate.wait()
+            gate.clear()
+            chunk = _chunk(i + 1)
+            chunk["choices"][0]["delta"] = {"content": word}
+            if i == len(words) - 1:
+                chunk["choices"][0]["finish_reason"] = "stop"
+            yield chunk
+
+    async def open_stream() -> AsyncIterator[dict[str, Any]]:
+        return source()
+
+    stored: dict[str, str] = {}
+
+    async def on_complete(assembler: Any) -> None:
+        stored["text"] = assembler.response()["choices"][0]["message"]["content"]
+
+    broadcast = AsyncBroadcast(open_stream, on_complete)
+    broadcast.subscribe()  # reader A: cancelled
+    broadcast.subscribe()  # reader B: reads on
+    pulling = asyncio.ensure_future(broadcast.chunk(0))
+    await asyncio.sleep(0.01)
+    gate.set()
+    pulling.cancel()  # in the same loop turn as the chunk's arrival
+    with contextlib.suppress(asyncio.CancelledError):
+        await pulling
+    await broadcast.unsubscribe()
+
+    async def feed() -> None:
+        for _ in range(10):
+            await asyncio.sleep(0.01)
+            gate.set()
+
+    feeding = asyncio.ensure_future(feed())
+    got: list[str] = []
+    index = 0
+    while (chunk := await broadcast.chunk(index)) is not None:
+        got.append(chunk["choices"][0]["delta"].get("content") or "")
+        index += 1
+    await feeding
+    assert "".join(got) == "one two three four" == stored["text"]

@@ -34,10 +34,21 @@ class SharedRead(Generic[T]):
             self._task.add_done_callback(_retrieve)
         task = self._task
         try:
-            return await asyncio.shield(task)
-        finally:
-            if task.done():  # taken (result or error); a cancelled waiter leaves it pending
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # this waiter was cancelled: the read stays for the next caller, pending or
+            # done (a read that ended in the same loop turn holds a chunk nobody has taken
+            # yet); only a read that was itself cancelled is forgotten
+            if task.cancelled() and self._task is task:
                 self._task = None
+            raise
+        except BaseException:
+            if self._task is task:  # the read's own error, taken by this waiter
+                self._task = None
+            raise
+        if self._task is task:
+            self._task = None
+        return result
 
     async def cancel(self) -> None:
         """Stop a read nobody waits for any more, and wait until it has stopped."""
