@@ -512,3 +512,18 @@ def test_delete_tag_namespace_none_is_the_default_namespace() -> None:
     cache.put(chat_request("tagged"), chat_response(), control={"tags": ["doc:1"]})
     assert cache.delete_tag("doc:1", namespace=None) == 1
     assert cache.get(chat_request("tagged")).entry is None
+
+
+def test_delete_tag_spares_entries_stored_again_without_the_tag() -> None:
+    cache = deja.Cache()
+    cache.put(chat_request("doc"), chat_response(), control={"tags": ["doc:1"]})
+    cache.put(chat_request("doc"), chat_response(), control={"tags": ["doc:2"]})  # retagged
+    cache.put(
+        chat_request("spaced"), chat_response(), control={"tags": ["doc:1"], "namespace": "v2"}
+    )
+    assert cache.delete_tag("doc:1", namespace="v2") == 1
+    cache.put(chat_request("spaced"), chat_response(), control={"namespace": "v2"})  # untagged now
+    assert cache.delete_tag("doc:1") == 0  # the records name both; neither carries the tag
+    assert cache.get(chat_request("doc")).entry is not None
+    assert cache.get(chat_request("spaced"), control={"namespace": "v2"}).entry is not None
+    assert cache.delete_tag("doc:2") == 1

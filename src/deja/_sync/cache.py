@@ -80,6 +80,15 @@ _MEMO_BYTES = 32 * 2**20
 _MEMO_MAX_VALUE = 64 * 2**10
 
 
+def _tagged(data: bytes, tag: str) -> bool:
+    """Whether the stored entry ``data`` carries ``tag`` (bytes this deja cannot read go
+    with the tag that named them)."""
+    try:
+        return tag in decode(data).tags
+    except EntryDecodeError:
+        return True
+
+
 def _response_tokens(response: Mapping[str, Any] | None) -> int:
     usage = response.get("usage") if response is not None else None
     if isinstance(usage, Mapping):
@@ -861,8 +870,13 @@ class Cache:
             records = [self._tag_id(tag, tenant, scope)]
         try:
             keys = list(dict.fromkeys([key for record in records for key in store.drop(record)]))
+            # a record may name an entry stored again since without the tag (or in
+            # another namespace's record only): each entry's own tags decide
+            values = self.store.get_many(keys) if keys else []
             deleted = 0
-            for key in keys:
+            for key, data in zip(keys, values, strict=True):
+                if data is None or not _tagged(data, tag):
+                    continue
                 if self.semantic is not None:
                     self.semantic.forget(key)
                 deleted += self.store.delete(key)
