@@ -176,6 +176,12 @@ def test_the_clients_key_never_goes_to_another_provider(monkeypatch: pytest.Monk
         with deja.Client(api_key="sk-own", api_base=own.base_url, max_retries=0) as client:
             client.completion(model="deepseek/deepseek-chat", messages=MESSAGES)
         assert own.requests[-1].headers["authorization"] == "Bearer sk-own"
+        with FakeOpenAIServer() as elsewhere:  # a call naming another endpoint: not its key
+            with deja.Client(api_key="sk-own", api_base=own.base_url, max_retries=0) as client:
+                client.completion(
+                    model="deepseek/deepseek-chat", messages=MESSAGES, api_base=elsewhere.base_url
+                )
+            assert elsewhere.requests[-1].headers["authorization"] == "Bearer ds-key"
 
 
 def test_litellm_habits_of_the_module_level_api(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -444,6 +444,7 @@ class AsyncClient:
         if self.cache is None and control is not None:
             parse_controls(control)  # bad options are errors with or without a cache
         provider, name, base, url_base = self._endpoint(model, api_base)
+        api_key = self._call_key(provider, api_key, api_base)
         if query:
             base, url_base = queried(provider, base, url_base, query, body)
         request = Request.chat(model=model, messages=messages, api_base=base, **body)
@@ -526,6 +527,7 @@ class AsyncClient:
         if encoding not in (None, "float", "base64"):
             raise InvalidRequestError("encoding_format must be 'float' or 'base64'")
         provider, name, base, url_base = self._endpoint(model, api_base)
+        api_key = self._call_key(provider, api_key, api_base)
         if provider in ADAPTED:
             raise InvalidRequestError(f"deja calls {provider} for chat completions only")
         if query:
@@ -1287,11 +1289,21 @@ class AsyncClient:
         warn_once("anthropic", wire.warnings)
         return wire
 
+    def _call_key(self, provider: str, api_key: str | None, api_base: str | None) -> str | None:
+        """The key of a call that names an endpoint other than the client's own ``api_base``:
+        its own, else ``<PROVIDER>_API_KEY``, else none ("": the client's key stays with the
+        client's endpoint)."""
+        if api_key is not None or api_base is None or not self.api_key or not self.api_base:
+            return api_key
+        if api_base == self.api_base:
+            return api_key
+        return os.environ.get(f"{provider.upper()}_API_KEY", "")
+
     def _key(self, provider: str, api_key: str | None) -> str | None:
         """The call's key, else the client's for its own endpoint (``api_base``, or OpenAI's
         without one: never another provider's), else ``<PROVIDER>_API_KEY``."""
-        if api_key:
-            return api_key
+        if api_key is not None:
+            return api_key or None  # "": no key, on purpose (see _call_key)
         if self.api_key and (provider == "openai" or self.api_base):
             return self.api_key
         variable = f"{provider.upper()}_API_KEY"
