@@ -391,3 +391,40 @@ async def test_a_reader_cancelled_as_its_chunk_arrives_loses_it_for_nobody() -> 
         index += 1
     await feeding
     assert "".join(got) == "one two three four" == stored["text"]
+
+
+async def test_a_reader_cancelled_while_the_end_is_stored_hangs_nobody() -> None:
+    """The reader that pulled the end is cancelled (its client gone) while the answer is
+    written to a slow store: the other readers still get their end, and it is stored."""
+    from deja.stores.memory import MemoryStore
+
+    class SlowWrites(MemoryStore):
+        async def aset(self, key: str, value: bytes, ttl: float | None) -> None:
+            await asyncio.sleep(0.3)
+            await super().aset(key, value, ttl)
+
+    cache = deja.AsyncCache(store=SlowWrites())
+
+    async def upstream() -> AsyncIterator[dict[str, Any]]:
+        async def chunks() -> AsyncIterator[dict[str, Any]]:
+            for i in range(6):
+                await asyncio.sleep(0.01)
+                yield _chunk(i, finish="stop" if i == 5 else None)
+
+        return chunks()
+
+    async def text(stream: Any) -> str:
+        return "".join(
+            [c["choices"][0]["delta"].get("content") or "" async for c in stream if c["choices"]]
+        )
+
+    first = await cache.stream(chat_request(), upstream)
+    second = await cache.stream(chat_request(), upstream)
+    reading_first = asyncio.ensure_future(text(first))
+    reading_second = asyncio.ensure_future(text(second))
+    await asyncio.sleep(0.2)  # the first reader has pulled the end and is storing it
+    reading_first.cancel()
+    assert await asyncio.wait_for(reading_second, 3) == "w1 w2 w3 w4 "
+    assert (await cache.get(chat_request())).entry is not None
+    late = await asyncio.wait_for(cache.stream(chat_request(), upstream), 3)
+    assert await asyncio.wait_for(text(late), 3) == "w1 w2 w3 w4 "

@@ -6,10 +6,29 @@ import asyncio
 import contextlib
 import sys
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-__all__ = ["current_loop", "later", "wait_event"]
+__all__ = ["current_loop", "later", "uncancelled", "wait_event"]
+
+T = TypeVar("T")
+
+
+async def uncancelled(make: Callable[[], Awaitable[T]]) -> T:
+    """Await ``make()`` to its end even if this task is cancelled meanwhile, then raise the
+    cancellation. ``make()`` must be cancellable only before it does anything (a lock's
+    acquisition): a cancelled attempt is made again."""
+    cancelled = False
+    while True:
+        try:
+            result = await make()
+            break
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
+
 
 _LATER: set[asyncio.Task[object]] = set()  # tasks started by later(), kept until done
 

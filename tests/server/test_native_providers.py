@@ -163,3 +163,17 @@ async def test_unknown_provider_settings_are_config_errors(
     broken["model_list"][0]["litellm_params"]["aws_regoin_name"] = "eu-west-3"
     with pytest.raises(ConfigError, match="aws_regoin_name"):
         parse_config(broken, base_dir=tmp_path)
+
+
+async def test_provider_errors_reach_callers_in_openai_shape(
+    proxy: httpx2.AsyncClient, gemini: FakeGeminiServer
+) -> None:
+    """Gemini's (and Anthropic's) error bodies are told in OpenAI's shape, as Bedrock's are:
+    one route may fail over across providers, and SDKs read OpenAI's."""
+    gemini.fail_next(503, times=5)  # the context cache's creation, and the call
+    answer = await proxy.post(
+        "/v1/chat/completions", json=body("gemini", "Which filter fits the X200?")
+    )
+    assert answer.status_code == 503
+    error = answer.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and "status" not in error

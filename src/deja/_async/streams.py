@@ -14,12 +14,13 @@ generated from it by scripts/unasync.py (threads instead of tasks).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from deja._aio import current_loop, later
+from deja._aio import current_loop, later, uncancelled  # unasync: from deja._aio import later
 from deja._shared_read import SharedRead  # unasync:
 from deja.result import CacheInfo
 from deja.streaming import StreamAssembler, StreamFormatError, own_copy
@@ -114,11 +115,30 @@ class AsyncBroadcast:
                 logger.warning(
                     "stream chunk not understood, the answer will not be cached: %s", exc
                 )
-        if finished and self._storable and self._on_complete is not None:
+        # What was read is shared even if this puller is cancelled now (a client gone): the
+        # others wait for it, and a stream left half-shared hangs them.
+        if finished:
+            # the end (storing, then telling the readers) in a task of its own
+            ending = asyncio.ensure_future(self._end())  # unasync: self._end()
+            await asyncio.shield(ending)  # unasync:
+            return
+        publish = functools.partial(self._publish, chunk, error)  # unasync:
+        await uncancelled(publish)  # unasync: self._publish(chunk, error)
+        if error is not None:
+            self._finish()
+
+    async def _end(self) -> None:
+        if self._storable and self._on_complete is not None:
             try:
                 await self._on_complete(self._assembler)
             except Exception:  # storing is best-effort; the callers have their answer
                 logger.warning("storing a streamed answer failed", exc_info=True)
+        await self._publish(None, None, finished=True)
+        self._finish()
+
+    async def _publish(
+        self, chunk: Chunk | None, error: BaseException | None, *, finished: bool = False
+    ) -> None:
         async with self._cond:
             self._pulling = False
             if chunk is not None:
@@ -128,8 +148,6 @@ class AsyncBroadcast:
             if finished or error is not None:
                 self._done = True
             self._cond.notify_all()
-        if finished or error is not None:
-            self._finish()
 
     async def _read_source(self) -> Chunk | None:
         """The upstream's next chunk (opening it first), ``None`` at its end."""

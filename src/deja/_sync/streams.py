@@ -114,11 +114,30 @@ class Broadcast:
                 logger.warning(
                     "stream chunk not understood, the answer will not be cached: %s", exc
                 )
-        if finished and self._storable and self._on_complete is not None:
+        # What was read is shared even if this puller is cancelled now (a client gone): the
+        # others wait for it, and a stream left half-shared hangs them.
+        if finished:
+            # the end (storing, then telling the readers) in a task of its own
+            self._end()
+
+            return
+
+        self._publish(chunk, error)
+        if error is not None:
+            self._finish()
+
+    def _end(self) -> None:
+        if self._storable and self._on_complete is not None:
             try:
                 self._on_complete(self._assembler)
             except Exception:  # storing is best-effort; the callers have their answer
                 logger.warning("storing a streamed answer failed", exc_info=True)
+        self._publish(None, None, finished=True)
+        self._finish()
+
+    def _publish(
+        self, chunk: Chunk | None, error: BaseException | None, *, finished: bool = False
+    ) -> None:
         with self._cond:
             self._pulling = False
             if chunk is not None:
@@ -128,8 +147,6 @@ class Broadcast:
             if finished or error is not None:
                 self._done = True
             self._cond.notify_all()
-        if finished or error is not None:
-            self._finish()
 
     def _read_source(self) -> Chunk | None:
         """The upstream's next chunk (opening it first), ``None`` at its end."""

@@ -1326,6 +1326,14 @@ async def _maybe_await(value: Any) -> Any:
     return value
 
 
+def _openai_error(body: object) -> bool:
+    """Whether ``body`` is an error in OpenAI's shape: ``{"error": {"message", "type"...}}``."""
+    if not isinstance(body, dict) or set(body) != {"error"}:
+        return False
+    error = body["error"]
+    return isinstance(error, dict) and "message" in error and "type" in error
+
+
 def _http_error(exc: Exception) -> HTTPError:
     """The HTTP answer for an exception on the request path."""
     if isinstance(exc, HookError) or (
@@ -1353,9 +1361,9 @@ def _http_error(exc: Exception) -> HTTPError:
     if isinstance(exc, ProviderError):
         # an upstream that answered 2xx with something unusable is a bad gateway, not a 200
         status = exc.status_code if exc.status_code and exc.status_code >= 400 else 502
-        body = (
-            orjson.dumps(exc.body) if isinstance(exc.body, dict) and "error" in exc.body else None
-        )
+        # an OpenAI-shaped error body goes as it is; Anthropic's and Gemini's are told in
+        # OpenAI's shape, as Bedrock's are (one route may fail over across providers)
+        body = orjson.dumps(exc.body) if _openai_error(exc.body) else None
         headers: list[tuple[bytes, bytes]] = []
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
