@@ -9,7 +9,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-__all__ = ["current_loop", "later", "uncancelled", "wait_event"]
+__all__ = ["current_loop", "kept", "later", "uncancelled", "wait_event"]
 
 T = TypeVar("T")
 
@@ -30,7 +30,15 @@ async def uncancelled(make: Callable[[], Awaitable[T]]) -> T:
     return result
 
 
-_LATER: set[asyncio.Task[object]] = set()  # tasks started by later(), kept until done
+_LATER: set[asyncio.Future[Any]] = set()  # tasks started here, kept until done
+
+
+def kept(task: asyncio.Future[T]) -> asyncio.Future[T]:
+    """``task``, held until it is done (the loop keeps only weak references to tasks: one
+    whose starter went away could be collected before it ends)."""
+    _LATER.add(task)
+    task.add_done_callback(_LATER.discard)
+    return task
 
 
 def later(loop: asyncio.AbstractEventLoop | None, leave: Callable[[], Any]) -> None:

@@ -20,7 +20,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from deja._aio import current_loop, later, uncancelled  # unasync: from deja._aio import later
+from deja._aio import current_loop, kept, later, uncancelled  # unasync: from deja._aio import later
 from deja._shared_read import SharedRead  # unasync:
 from deja.result import CacheInfo
 from deja.streaming import StreamAssembler, StreamFormatError, own_copy
@@ -119,7 +119,7 @@ class AsyncBroadcast:
         # others wait for it, and a stream left half-shared hangs them.
         if finished:
             # the end (storing, then telling the readers) in a task of its own
-            ending = asyncio.ensure_future(self._end())  # unasync: self._end()
+            ending = kept(asyncio.ensure_future(self._end()))  # unasync: self._end()
             await asyncio.shield(ending)  # unasync:
             return
         publish = functools.partial(self._publish, chunk, error)  # unasync:
