@@ -334,12 +334,12 @@ class StreamAssembler:
         for key, value in chunk.items():
             if key in _RESPONSE_KEYS or key == _PADDING:
                 continue
-            kept = record[key] = _own(value)
+            kept = record[key] = own_copy(value)
             if kept is not None:
                 self._extras.setdefault(key, kept)
         usage = chunk.get("usage")
         if usage is not None:
-            self._usage = _own(usage)
+            self._usage = own_copy(usage)
 
         recorded = []
         for position, choice in enumerate(choices):
@@ -370,14 +370,16 @@ class StreamAssembler:
             logprobs = choice.get("logprobs")
             state.add_logprobs(logprobs)
             if logprobs is not None:
-                entry["logprobs"] = _own(logprobs)
+                entry["logprobs"] = own_copy(logprobs)
             finish_reason = choice.get("finish_reason")
             if finish_reason is not None:
                 state.finish_reason = finish_reason
                 entry["finish_reason"] = finish_reason
             for key, value in choice.items():
                 if key not in known:
-                    entry[key] = _own(value)  # provider extras, e.g. Azure's content_filter_results
+                    entry[key] = own_copy(
+                        value
+                    )  # provider extras, e.g. Azure's content_filter_results
             recorded.append(entry)
         if recorded:
             record["choices"] = recorded
@@ -541,13 +543,13 @@ def replay_chunks(
         ]
         for key, value in record.items():
             if key not in _RESPONSE_KEYS:
-                chunk[key] = _own(value)
+                chunk[key] = own_copy(value)
         if include_usage:
             chunk["usage"] = None
         out.append(chunk)
     usage = response.get("usage")
     if include_usage and usage is not None:
-        out.append({**envelope, "choices": [], "usage": _own(usage)})
+        out.append({**envelope, "choices": [], "usage": own_copy(usage)})
     return out
 
 
@@ -564,20 +566,15 @@ def _replay_choice(record: object, position: int, *, text: bool) -> dict[str, An
             raise StreamFormatError("a recorded delta is not an object")
         choice = {"index": index, "delta": _owned(delta)}
         known = _CHAT_CHOICE_KEYS
-    choice["logprobs"] = _own(record.get("logprobs"))
+    choice["logprobs"] = own_copy(record.get("logprobs"))
     choice["finish_reason"] = record.get("finish_reason")
     for key, value in record.items():
         if key not in known:
-            choice[key] = _own(value)
+            choice[key] = own_copy(value)
     return choice
 
 
 def own_copy(value: Any) -> Any:
-    """A deep copy of a JSON value (a chunk handed to one of several callers)."""
-    return _own(value)
-
-
-def _own(value: Any) -> Any:
     """``value`` itself when immutable, else a deep copy: what a stream hands out or records
     must not be shared with what it keeps (a caller may change the chunks it receives)."""
     if value is None or isinstance(value, (str, int, float)):
@@ -590,7 +587,7 @@ def _own(value: Any) -> Any:
 
 def _owned(delta: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``delta`` that shares no list or object with it."""
-    return {key: _own(value) for key, value in delta.items()}
+    return {key: own_copy(value) for key, value in delta.items()}
 
 
 def _pieces(text: str) -> list[str]:

@@ -6,15 +6,22 @@ generated from it by scripts/unasync.py.
 
 from __future__ import annotations
 
-import base64
-import struct
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from deja._async.cache import AsyncCache, OnResponse
+from deja._embedding_items import (
+    EmbeddingBatch,
+    Fetched,
+    embedding_items,
+    float32_base64,
+    identity,
+    item_requests,
+    token_shares,
+    usage_totals,
+)
 from deja.controls import CacheControl, in_mode, parse_controls
-from deja.errors import InvalidRequestError, ProviderError
+from deja.errors import ProviderError
 from deja.prices import packaged_prices
 from deja.request import Request
 from deja.result import CacheInfo, CacheResult, CacheStatus
@@ -22,84 +29,6 @@ from deja.result import CacheInfo, CacheResult, CacheStatus
 __all__ = ["EmbeddingBatch", "acached_embeddings", "embedding_items", "float32_base64"]
 
 FetchMissing = Callable[[list[Any]], Awaitable[Mapping[str, Any]]]
-
-
-def _identity(item: Any) -> Any:
-    """A hashable stand-in for one input item (a string, or a list of token ids)."""
-    return tuple(item) if isinstance(item, list) else item
-
-
-@dataclass(slots=True)
-class EmbeddingBatch:
-    """The assembled answer: one vector per input item, in order."""
-
-    vectors: list[list[float]]
-    model: str
-    usage: dict[str, int]
-    info: CacheInfo
-    # how many of the items came from the cache (``info.status`` is "hit" only when all
-    # did, "miss" when any was fetched)
-    cached: int = 0
-
-    def response(self, *, encoding_format: str | None = None) -> dict[str, Any]:
-        """An OpenAI embeddings body; ``base64`` encodes the vectors as float32 bytes."""
-        return {
-            "object": "list",
-            "data": [
-                {
-                    "object": "embedding",
-                    "index": i,
-                    "embedding": float32_base64(v) if encoding_format == "base64" else v,
-                }
-                for i, v in enumerate(self.vectors)
-            ],
-            "model": self.model,
-            "usage": dict(self.usage),
-        }
-
-
-def float32_base64(vector: Sequence[float]) -> str:
-    """A vector as OpenAI's ``encoding_format: base64``: little-endian float32 bytes."""
-    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-
-
-def embedding_items(value: object) -> list[Any]:
-    """The input items of an embeddings call (a string, strings, or token arrays)."""
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)) and value:
-        if all(_token(v) for v in value):
-            return [list(value)]  # one tokenized input
-        if all(isinstance(v, str) or _tokens(v) for v in value):
-            return [v if isinstance(v, str) else list(v) for v in value]
-    raise InvalidRequestError("input must be a string, a list of strings, or token arrays")
-
-
-def _token(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _tokens(value: object) -> bool:
-    """Whether ``value`` is one tokenized input: a non-empty list of token ids."""
-    return (
-        isinstance(value, Sequence)
-        and not isinstance(value, (str, bytes, bytearray))
-        and bool(value)
-        and all(_token(v) for v in value)
-    )
-
-
-@dataclass(slots=True)
-class _Fetched:
-    """What one upstream call for the missing items brought: their vectors, in order."""
-
-    vectors: list[list[float]]
-    model: str
-    usage: dict[str, int]
-    cost: float
-    # each item's own answer and cost, as stored
-    responses: list[dict[str, Any]]
-    costs: list[float]
 
 
 async def _fetch(
@@ -111,18 +40,18 @@ async def _fetch(
     requests: list[Request],
     model: str,
     on_response: OnResponse | None,
-) -> _Fetched:
+) -> Fetched:
     """Fetch ``items`` upstream in one call and store each (one store round trip)."""
     answer = await fetch_missing(items)
     upstream_model = str(answer.get("model") or model)
-    usage = _usage_totals(answer.get("usage"))
+    usage = usage_totals(answer.get("usage"))
     data = sorted(answer.get("data") or [], key=lambda d: d.get("index", 0))
     if len(data) != len(items):
         raise ProviderError(f"upstream returned {len(data)} embeddings for {len(items)} inputs")
     vectors: list[list[float]] = []
     stored: list[tuple[Request, dict[str, Any]]] = []
     costs: list[float] = []
-    shares = _token_shares(items, usage["prompt_tokens"])
+    shares = token_shares(items, usage["prompt_tokens"])
     for request, item_data, tokens in zip(requests, data, shares, strict=True):
         vector = item_data.get("embedding")
         if not isinstance(vector, list):
@@ -145,25 +74,7 @@ async def _fetch(
             whole = {**answer, "model": upstream_model}
             store_ctl = await cache.after_response(on_response, whole, ctl)
         await cache.put_many(stored, control=store_ctl)
-    return _Fetched(vectors, upstream_model, usage, sum(costs), [r for _, r in stored], costs)
-
-
-def _usage_totals(usage: object) -> dict[str, int]:
-    if isinstance(usage, Mapping):
-        prompt = usage.get("prompt_tokens")
-        total = usage.get("total_tokens", prompt)
-        if isinstance(prompt, int) and isinstance(total, int):
-            return {"prompt_tokens": prompt, "total_tokens": total}
-    return {"prompt_tokens": 0, "total_tokens": 0}
-
-
-def _token_shares(items: Sequence[Any], total: int) -> list[int]:
-    """Split a batch's prompt tokens over its items by length (the API reports one total)."""
-    sizes = [len(item) if isinstance(item, (str, list)) else 1 for item in items]
-    weight = sum(sizes) or 1
-    shares = [total * size // weight for size in sizes]
-    shares[-1] += total - sum(shares)
-    return shares
+    return Fetched(vectors, upstream_model, usage, sum(costs), [r for _, r in stored], costs)
 
 
 async def acached_embeddings(
@@ -189,15 +100,9 @@ async def acached_embeddings(
     how its items are stored.
     """
     ctl = parse_controls(control) if cache is None else in_mode(parse_controls(control), cache.mode)
-    requests = [
-        Request.from_body(
-            {**params, "model": model, "input": item},
-            kind="embedding",
-            api_base=api_base,
-            tenant=tenant,
-        )
-        for item in items
-    ]
+    requests = item_requests(
+        model=model, items=items, params=params, api_base=api_base, tenant=tenant
+    )
     vectors: list[list[float] | None] = [None] * len(items)
     saved = 0.0
     bypassed = cache is None or ctl.no_cache
@@ -215,7 +120,7 @@ async def acached_embeddings(
     # an item given twice is fetched once (its later places copy the first's vector)
     first_of: dict[Any, int] = {}
     for i in missing_all:
-        first_of.setdefault(_identity(items[i]), i)
+        first_of.setdefault(identity(items[i]), i)
     missing = list(first_of.values())
     usage = {"prompt_tokens": 0, "total_tokens": 0}
     cost = 0.0
@@ -223,7 +128,7 @@ async def acached_embeddings(
     shared = False
     if missing:
 
-        async def fetch() -> _Fetched:
+        async def fetch() -> Fetched:
             return await _fetch(
                 cache,
                 ctl,
@@ -255,7 +160,7 @@ async def acached_embeddings(
         for found in looked_up:
             cache.count(found)
     for i in missing_all:
-        vectors[i] = vectors[first_of[_identity(items[i])]]
+        vectors[i] = vectors[first_of[identity(items[i])]]
     status: CacheStatus = "miss" if missing and not shared else "hit"
     if bypassed:
         status = "bypass"

@@ -610,6 +610,7 @@ class Cache:
             store_ctl = self.after_response(on_response, response, ctl)
             self._put(key, request, response, store_ctl, cost=cost, chunks=assembler.chunks())
 
+        joined: Broadcast | None = None
         if ctl.no_cache:
             broadcast = Broadcast(open_stream, on_complete)
         else:
@@ -634,14 +635,14 @@ class Cache:
             if joined is not None:
                 self._coalesced += 1
                 self.metrics.coalesced()
-        if ctl.no_cache or joined is None:
+        if joined is None:
             self._count(CacheResult(None, info))
         result = CachedStream(
             info,
             broadcast=broadcast,
             include_usage=include_usage,
             copy_chunks=copy_chunks,
-            subscribed=not ctl.no_cache and joined is not None,
+            subscribed=joined is not None,
         )
         result.prefetch()
         return result

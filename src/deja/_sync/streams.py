@@ -44,6 +44,7 @@ class Broadcast:
         self._assembler = StreamAssembler()
         self._storable = True
         self._done = False
+        self._abandoned = False  # its last reader left before the end: nothing more comes
         self._error: BaseException | None = None
         self._pulling = False
         self._subscribers = 0
@@ -64,14 +65,10 @@ class Broadcast:
         """Count one more reader (call before its first :meth:`chunk`); ``False`` when the
         stream was abandoned meanwhile (its last reader left: nothing more will come)."""
         with self._count_lock:
-            if self._done and self._error is None and not self._chunks_complete():
+            if self._abandoned:
                 return False
             self._subscribers += 1
             return True
-
-    def _chunks_complete(self) -> bool:
-        """Whether the upstream ended cleanly (every chunk is here to replay)."""
-        return self._storable and self._done
 
     def chunk(self, index: int) -> Chunk | None:
         """Chunk ``index`` of the stream, waiting or pulling as needed; ``None`` at the end."""
@@ -170,7 +167,7 @@ class Broadcast:
             self._subscribers -= 1
             if self._subscribers > 0 or self._done:
                 return False
-            self._done = True
+            self._done = self._abandoned = True
             self._storable = False
         self._finish()
         return True

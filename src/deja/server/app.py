@@ -25,8 +25,9 @@ import orjson
 
 from deja._async.cache import AsyncCache
 from deja._async.client import _PROVIDER_OPTIONS, AsyncClient
-from deja._async.embeddings import acached_embeddings, embedding_items
+from deja._async.embeddings import acached_embeddings
 from deja._async.streams import aopen_uncached
+from deja._embedding_items import embedding_items, item_requests
 from deja.config import DEPLOYMENT_DEFAULTS, ModelDeployment, Settings, build_cache
 from deja.controls import CacheControl, from_header, merge, parse_controls
 from deja.errors import (
@@ -104,6 +105,18 @@ class Route:
     # stand for another's
     kin: tuple[int, ...] = ()
 
+    def request(
+        self, i: int, body: Mapping[str, Any], *, kind: RequestKind, tenant: str | None
+    ) -> Request:
+        """``body`` keyed as deployment ``i`` sends it: its model, its endpoint, and its
+        default parameters under the body's own."""
+        return Request.from_body(
+            {**self.defaults[i], **body, "model": self.deployments[i].model},
+            kind=kind,
+            api_base=self.options[i]["api_base"],
+            tenant=tenant,
+        )
+
     def plan(self) -> Plan:
         """The deployments one request tries, and the one it is keyed as."""
         if len(self.deployments) == 1:
@@ -148,7 +161,7 @@ class Plan:
     served: int | None = None
 
 
-_ONLY = Plan([0], 0)  # the plan of every request to a route of one deployment
+_ONLY = Plan([0], 0)  # the plan of every request to a route of one deployment (read-only)
 
 
 def make_route(name: str, deployments: Sequence[ModelDeployment]) -> Route:
@@ -637,7 +650,8 @@ class ProxyApp:
                         if stream
                         else await self.client.arequest(path, body, **route.options[i])
                     )
-                    plan.served = i
+                    if plan is not _ONLY:  # one deployment: nothing to tell (and shared)
+                        plan.served = i
                     return opened
                 except ProviderError as exc:
                     if not _failover_worthy(exc):
@@ -677,13 +691,10 @@ class ProxyApp:
             if not route.storage_urls:
                 _refuse_storage_urls(body.get("messages"))
             plan = route.plan()
-            keyed_as = plan.keyed_as
-            defaults = route.defaults[keyed_as]
-            keyed = {**defaults, **body} if defaults else body
-            request = Request.from_body(
-                {**keyed, "model": route.deployments[keyed_as].model},
+            request = route.request(
+                plan.keyed_as,
+                body,
                 kind="chat" if kind == "chat" else "completion",
-                api_base=route.options[keyed_as]["api_base"],
                 tenant=caller.tenant,
             )
             stream = bool(body.get("stream"))
@@ -1066,23 +1077,22 @@ class ProxyApp:
             else "completion"
         )
         requests: list[Request] = []
-        for i in dict.fromkeys(route.kin or (0,)):  # each kind once, in config order
-            model, base = route.deployments[i].model, route.options[i]["api_base"]
-            if kind == "embedding":
-                params = {k: v for k, v in request_body.items() if k not in ("model", "input")}
-                params.pop("encoding_format", None)
-                requests.extend(
-                    Request.from_body(
-                        {**params, "model": model, "input": item},
-                        kind=kind,
-                        api_base=base,
-                        tenant=tenant,
-                    )
-                    for item in embedding_items(request_body["input"])
+        for i in dict.fromkeys(route.kin):  # each kind once, in config order
+            if kind == "embedding":  # as _embeddings keys them: one request per item
+                params = {
+                    k: v
+                    for k, v in request_body.items()
+                    if k not in ("model", "input", "encoding_format")
+                }
+                requests += item_requests(
+                    model=route.deployments[i].model,
+                    items=embedding_items(request_body["input"]),
+                    params=params,
+                    api_base=route.options[i]["api_base"],
+                    tenant=tenant,
                 )
             else:
-                keyed = {**route.defaults[i], **request_body, "model": model}
-                requests.append(Request.from_body(keyed, kind=kind, api_base=base, tenant=tenant))
+                requests.append(route.request(i, request_body, kind=kind, tenant=tenant))
         return requests, ctl
 
     async def _admin_delete(self, scope: Scope, receive: Receive, send: Send) -> None:
