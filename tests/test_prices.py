@@ -488,9 +488,15 @@ def test_bedrock_regional_claude_4_5_costs_10_percent_more(table: PriceTable) ->
     assert pinned is not None and pinned.input == 3.0
     cost = table.cost(
         "bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        {"prompt_tokens": 100_000, "completion_tokens": 0},
+    )
+    assert cost == pytest.approx(0.33)
+    # above 200K input tokens, the long-context rates, 10% more too
+    long = table.cost(
+        "bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0",
         {"prompt_tokens": 1_000_000, "completion_tokens": 0},
     )
-    assert cost == pytest.approx(3.3)
+    assert long == pytest.approx(6.6)
 
 
 # -- rows added 2026-11-27 from the providers' official pages -------------------------------
@@ -599,6 +605,51 @@ def test_bedrock_claude_4_6_and_5_ids(table: PriceTable) -> None:
     # Sonnet 5 (no minor version) is Claude 5.0: regional premium too
     sonnet_5 = table.lookup("bedrock/apac.anthropic.claude-sonnet-5-v1:0")
     assert sonnet_5 is not None and sonnet_5.input == pytest.approx(2.2)
+
+
+def test_claude_sonnet_4_and_4_5_above_200k_bill_the_whole_request_at_long_context_rates(
+    table: PriceTable,
+) -> None:
+    """$6 in / $22.50 out for every token of a request over 200K input tokens (cache reads
+    and writes count towards the 200K), with the cache multipliers on the long rates:
+    reads $0.60, 5-minute writes $7.50, 1-hour writes $12."""
+    long = {
+        "prompt_tokens": 250_000,
+        "completion_tokens": 2_000,
+        "prompt_tokens_details": {"cached_tokens": 200_000},
+        "cache_creation_input_tokens": 40_000,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": 30_000,
+            "ephemeral_1h_input_tokens": 10_000,
+        },
+    }
+    expected = (10_000 * 6.0 + 200_000 * 0.6 + 30_000 * 7.5 + 10_000 * 12.0 + 2_000 * 22.5) / 1e6
+    for model in ("claude-sonnet-4-5", "anthropic/claude-sonnet-4-5-20250929", "claude-sonnet-4"):
+        assert table.cost(model, long) == pytest.approx(expected), model
+    plain = {"prompt_tokens": 250_000, "completion_tokens": 2_000}
+    assert table.cost("claude-sonnet-4-5", plain) == pytest.approx(
+        (250_000 * 6 + 2_000 * 22.5) / 1e6
+    )
+    # at 200K or under, the standard rates
+    short = {"prompt_tokens": 200_000, "completion_tokens": 2_000}
+    assert table.cost("claude-sonnet-4-5", short) == pytest.approx((200_000 * 3 + 2_000 * 15) / 1e6)
+    # Sonnet 4.6 and Opus 4.6 bill their whole 1M window at the standard rates
+    assert table.cost("claude-sonnet-4-6", plain) == pytest.approx((250_000 * 3 + 2_000 * 15) / 1e6)
+
+
+def test_cache_writes_in_openai_details_are_billed_as_writes(table: PriceTable) -> None:
+    usage = {
+        "prompt_tokens": 3_000,
+        "completion_tokens": 0,
+        "prompt_tokens_details": {"cached_tokens": 1_000, "cache_write_tokens": 1_500},
+    }
+    # 500 at $2, 1,000 read at $0.20, 1,500 written at $2.50
+    assert table.cost("gpt-6-sol", usage) == pytest.approx(
+        (500 * 2 + 1_000 * 0.2 + 1_500 * 2.5) / 1e6
+    )
+    saved, premium = table.provider_cache_effect("gpt-6-sol", usage)
+    assert saved == pytest.approx(1_000 * (2 - 0.2) / 1e6)
+    assert premium == pytest.approx(1_500 * (2.5 - 2) / 1e6)
 
 
 def test_cost_of_gpt_6_sol_with_writes_and_long_context(table: PriceTable) -> None:

@@ -230,7 +230,11 @@ class _Handler(FakeHandler[FakeAnthropicServer]):
         if self.command != "POST" or _route_path(path) != "/messages":
             raise _Refusal(404, f"Not found: {self.command} {path}", "not_found_error")
         if owner.api_key is not None:
+            # the key in x-api-key (deja, older SDKs) or as a bearer token (newer SDKs)
             key = headers.get("x-api-key")
+            bearer = headers.get("authorization") or ""
+            if not key and bearer[:7].lower() == "bearer ":
+                key = bearer[7:].strip()
             if not key:
                 raise _Refusal(401, "x-api-key header is required")
             if key != owner.api_key:

@@ -270,7 +270,8 @@ class FakeGeminiServer(FakeServer[GeminiReply, ScriptedFailure]):
     ``api_key``: when set, Google AI routes need it. ``vertex_auth``: whether Vertex routes
     need a bearer token this server issued (default true). ``minimum_tokens`` overrides the
     per-model minimum cache size (an int, or a function of the model name; default
-    :func:`deja.providers.gemini.minimum_cache_tokens`). ``clock`` (epoch seconds) drives
+    :func:`deja.providers.gemini.minimum_cache_tokens`, and at least 2,048 on Vertex routes
+    as Vertex documents it; an int applies as given). ``clock`` (epoch seconds) drives
     cache lifetimes, timestamps and token expiry, so a test can expire a cache without
     sleeping. ``latency`` and ``chunk_delay`` may change while the server runs. The
     constructor does no I/O; :meth:`start` binds the socket::
@@ -891,6 +892,9 @@ def _create_cache(owner: FakeGeminiServer, route: _Route, body: Any) -> _Cache:
         estimate_tokens,
     )
     minimum = owner._minimum(model.rsplit("/", 1)[-1])
+    if route.kind == "vertex" and not isinstance(owner.minimum_tokens, int):
+        # Vertex's own floor, from its context-cache overview (not taken from deja)
+        minimum = max(minimum, 2048)
     if tokens < minimum:
         if route.kind == "vertex":
             message = (

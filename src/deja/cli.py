@@ -6,7 +6,8 @@
     deja calibrate PAIRS.jsonl [--max-false-hit-rate 0.01]   tune the semantic threshold
     deja --version
 
-Later issues add ``serve``, ``calibrate``, ``warm``, ``explain``, ``stats`` and ``bench``.
+A running proxy's statistics, explanations and deletions are its admin routes
+(``/cache/stats``, ``/cache/explain``, ``/cache/delete``), not commands.
 """
 
 from __future__ import annotations

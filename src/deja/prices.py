@@ -110,14 +110,16 @@ _OVERRIDE_SOURCE = "override"
 
 @dataclass(frozen=True, slots=True)
 class LongContextPrice:
-    """Rates for a prompt longer than ``above`` tokens (Gemini 2.5 Pro above 200k, say):
-    they replace the row's ``input``, ``output`` and ``cached_input`` for the whole
-    request, as the providers bill it."""
+    """Rates for a prompt longer than ``above`` tokens (Gemini 2.5 Pro above 200k, Claude
+    Sonnet 4.5 above 200k, say): they replace the row's rates for the whole request, as the
+    providers bill it. ``cache_write`` / ``cache_write_1h``: ``None`` keeps the row's."""
 
     above: int
     input: float
     output: float
     cached_input: float | None
+    cache_write: float | None = None
+    cache_write_1h: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +278,10 @@ class PriceTable:
             # DeepSeek's native usage reports cache hits at the top level instead.
             cached = _count(usage.get("prompt_cache_hit_tokens"))
         cached = min(cached or 0, prompt)
-        written = min(_count(usage.get("cache_creation_input_tokens")) or 0, prompt - cached)
+        written = _count(usage.get("cache_creation_input_tokens"))
+        if written is None and isinstance(details, Mapping):
+            written = _count(details.get("cache_write_tokens"))  # OpenAI's, OpenRouter's
+        written = min(written or 0, prompt - cached)
         split = usage.get("cache_creation")
         written_1h = (
             _count(split.get("ephemeral_1h_input_tokens")) if isinstance(split, Mapping) else None
@@ -285,12 +290,17 @@ class PriceTable:
         uncached = prompt - cached - written
 
         input_rate, output_rate, cached_price = price.input, price.output, price.cached_input
+        write_price, write_1h_price = price.cache_write, price.cache_write_1h
         long = price.long_context
         if long is not None and prompt > long.above:
             input_rate, output_rate, cached_price = long.input, long.output, long.cached_input
+            if long.cache_write is not None:
+                write_price = long.cache_write
+            if long.cache_write_1h is not None:
+                write_1h_price = long.cache_write_1h
         cached_rate = input_rate if cached_price is None else cached_price
-        write_rate = input_rate if price.cache_write is None else price.cache_write
-        write_1h_rate = write_rate if price.cache_write_1h is None else price.cache_write_1h
+        write_rate = input_rate if write_price is None else write_price
+        write_1h_rate = write_rate if write_1h_price is None else write_1h_price
         total = (
             uncached * input_rate
             + cached * cached_rate
@@ -350,6 +360,7 @@ class PriceTable:
             for key, value in usage.items()
             if key not in ("cache_creation_input_tokens", "cache_creation")
         }
+        unwritten["cache_creation_input_tokens"] = 0  # not read from the details either
         saved = self.provider_cache_savings(model, unwritten)
         cost, base = self.cost(model, usage), self.cost(model, unwritten)
         premium = None if cost is None or base is None else cost - base
@@ -387,6 +398,8 @@ def _with_premium(price: Price) -> Price:
             input=up(long.input),
             output=up(long.output),
             cached_input=maybe_up(long.cached_input),
+            cache_write=maybe_up(long.cache_write),
+            cache_write_1h=maybe_up(long.cache_write_1h),
         ),
         cache_write=maybe_up(price.cache_write),
         cache_write_1h=maybe_up(price.cache_write_1h),
@@ -470,7 +483,10 @@ def _long_context(value: object, *, path: str) -> LongContextPrice | None:
     if value is None:
         return None
     if not isinstance(value, Mapping):
-        raise ConfigError("must be a mapping of above/input/output/cached_input", path=path)
+        raise ConfigError(
+            "must be a mapping of above/input/output/cached_input/cache_write/cache_write_1h",
+            path=path,
+        )
     above = value.get("above")
     if isinstance(above, bool) or not isinstance(above, int) or above < 1:
         raise ConfigError("above must be a whole number of prompt tokens", path=f"{path}.above")
@@ -479,6 +495,8 @@ def _long_context(value: object, *, path: str) -> LongContextPrice | None:
         input=_rate(value.get("input"), path=f"{path}.input"),
         output=_rate(value.get("output"), path=f"{path}.output"),
         cached_input=_optional_rate(value.get("cached_input"), path=f"{path}.cached_input"),
+        cache_write=_optional_rate(value.get("cache_write"), path=f"{path}.cache_write"),
+        cache_write_1h=_optional_rate(value.get("cache_write_1h"), path=f"{path}.cache_write_1h"),
     )
 
 

@@ -126,6 +126,12 @@ def test_deja_never_sends_a_fifth_breakpoint(
             "authentication_error",
             "x-api-key header is required",
         ),
+        (
+            {"authorization": "Bearer sk-wrong", "anthropic-version": "2023-06-01"},
+            401,
+            "authentication_error",
+            "invalid x-api-key",
+        ),
     ],
 )
 def test_header_errors(
@@ -434,3 +440,12 @@ def test_stream_and_non_stream_through_the_server_agree(
         )
         / 1e6
     )
+
+
+def test_the_key_as_a_bearer_token_is_accepted(
+    http: httpx2.Client, server: FakeAnthropicServer
+) -> None:
+    """Newer official SDKs send the key as ``Authorization: Bearer``."""
+    headers = {"authorization": f"Bearer {KEY}", "anthropic-version": "2023-06-01"}
+    response = post(http, server, message(), headers)
+    assert response.status_code == 200, response.text

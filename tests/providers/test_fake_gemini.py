@@ -23,7 +23,7 @@ from deja.testing import FakeClock
 NOW = 1_700_000_000.0
 KEY = "AIza-simulated"
 provider = GeminiProvider()
-DOC = "The handbook says many things. " * 200  # ~1,550 tokens, estimated
+DOC = "The handbook says many things. " * 300  # ~2,300 tokens, estimated (Vertex: >= 2,048)
 
 
 @pytest.fixture
@@ -456,8 +456,30 @@ def test_cache_below_the_minimum_is_refused(server: FakeGeminiServer) -> None:
     }
     vertex_refused = create(server, vertex(server, small))
     assert error_of(vertex_refused)["message"] == (
-        "The cached content is of 2 tokens. The minimum token count to start caching is 1024."
+        "The cached content is of 2 tokens. The minimum token count to start caching is 2048."
     )
+
+
+def test_vertex_refuses_caches_under_2048_tokens_whatever_the_model() -> None:
+    """Google AI takes 1,024 tokens for gemini-2.5-flash; Vertex wants 2,048 of every
+    model: deja plans no cache under it on Vertex (no refused create, no wasted call)."""
+    mid = chat(
+        {
+            "role": "system",
+            "content": "The handbook says many things. " * 200,  # ~1,550 tokens
+            "cache_control": {"type": "ephemeral"},
+        },
+        user("x"),
+    )
+    with FakeGeminiServer(api_key=KEY) as server:
+        on_google = google(server, mid).context_cache
+        on_vertex = vertex(server, mid).context_cache
+        assert on_google is not None and on_vertex is not None
+        assert (on_google.minimum_tokens, on_google.below_minimum) == (1024, False)
+        assert (on_vertex.minimum_tokens, on_vertex.below_minimum) == (2048, True)
+        refused = create(server, vertex(server, mid))
+        assert refused.status_code == 400
+        assert "minimum token count to start caching is 2048" in error_of(refused)["message"]
 
 
 def test_cache_create_validation(server: FakeGeminiServer) -> None:

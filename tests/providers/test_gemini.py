@@ -1592,6 +1592,24 @@ def test_blocked_prompt_stream_matches_the_non_stream_answer() -> None:
     assert response_["prompt_feedback"]["blockReason"] == "SAFETY"
 
 
+def test_usage_that_comes_after_the_finish_reason_is_the_one_reported() -> None:
+    """Gemini repeats cumulative usage; the finishReason event may carry a partial one and
+    a last event (no candidates) the whole: the usage chunk reports the last."""
+    events = [
+        event([{"text": "Ninety days"}], RUNNING),
+        event([{"text": " of notice."}], RUNNING, finishReason="STOP"),
+        {"usageMetadata": STREAM_USAGE, **HEAD},
+    ]
+    translator = provider.stream_translator(created=CREATED)
+    chunks: list[dict[str, Any]] = []
+    for item in events:
+        chunks += translator.feed(item)
+    chunks += translator.finish()
+    usages = [c["usage"] for c in chunks if c.get("usage")]
+    assert usages == [normalize_gemini(STREAM_USAGE)]
+    assert usages[0]["completion_tokens"] > 0
+
+
 def test_two_candidate_stream() -> None:
     events = [
         {
@@ -1623,7 +1641,11 @@ def test_two_candidate_stream() -> None:
     # One candidate finished, the other has not: no usage chunk yet.
     assert not translator.finished and all(c["choices"] for c in chunks)
     chunks += translator.feed(events[2])
-    assert translator.finished and chunks[-1]["choices"] == []
+    # Both finished; the usage chunk waits for the end of the stream (a later event may
+    # still carry newer usage)
+    assert translator.finished and all(c["choices"] for c in chunks)
+    chunks += translator.finish()
+    assert chunks[-1]["choices"] == []
     assert translator.finish() == []
     whole = {
         "candidates": [

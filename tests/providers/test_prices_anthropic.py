@@ -34,7 +34,7 @@ def test_anthropic_rows_have_every_price_a_source_and_a_date() -> None:
     rows = document["provider_models"]["anthropic"]
     assert rows.keys() >= ANTHROPIC_MODELS
     for name, row in rows.items():
-        assert set(row) == {
+        assert set(row) - {"long_context"} == {
             "input",
             "output",
             "cached_input",
@@ -43,6 +43,12 @@ def test_anthropic_rows_have_every_price_a_source_and_a_date() -> None:
             "source",
             "date",
         }, name
+        long = row.get("long_context")
+        if long is not None:  # Sonnet 4 / 4.5 above 200K: 2x input, 1.5x output, same multipliers
+            assert long["input"] == 2 * row["input"] and long["output"] == 1.5 * row["output"]
+            assert long["cached_input"] == pytest.approx(0.1 * long["input"])
+            assert long["cache_write"] == 1.25 * long["input"], name
+            assert long["cache_write_1h"] == 2 * long["input"], name
         assert row["source"].startswith("https://"), name
         assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", row["date"]), name
         assert name not in document["models"], name

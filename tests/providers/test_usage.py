@@ -145,6 +145,17 @@ def test_deepseek_newer_cached_tokens_field_wins() -> None:
         # Groq, xAI, vLLM: OpenAI's shape, sometimes without details.
         ({"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}, 0, 0, 10),
         ({"prompt_tokens": 10, "completion_tokens": 2, "prompt_tokens_details": None}, 0, 0, 10),
+        # OpenRouter (and OpenAI's models that bill writes): writes in the details
+        (
+            {
+                "prompt_tokens": 194,
+                "completion_tokens": 2,
+                "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 100},
+            },
+            0,
+            100,
+            194,
+        ),
         # A LiteLLM proxy upstream: OpenAI's shape plus Anthropic's top-level fields.
         (
             {
@@ -249,3 +260,19 @@ def test_cache_tokens_by_kind() -> None:
     assert tokens.write == 1500
     assert cache_tokens(normalize_openai(OPENAI)) == CacheTokens(1920, 0, 0)
     assert cache_tokens(None) == CacheTokens(0, 0, 0)
+
+
+def test_openai_cache_writes_in_the_details_are_writes() -> None:
+    """OpenAI's ``prompt_tokens_details.cache_write_tokens`` (the models that bill cache
+    writes): counted and priced as writes, the rest of the details kept."""
+    usage = normalize_openai(
+        {
+            "prompt_tokens": 3000,
+            "completion_tokens": 10,
+            "prompt_tokens_details": {"cached_tokens": 1000, "cache_write_tokens": 1500},
+        }
+    )
+    assert usage["cache_read_input_tokens"] == 1000
+    assert usage["cache_creation_input_tokens"] == 1500
+    assert usage["prompt_tokens_details"]["cache_write_tokens"] == 1500
+    assert cache_tokens(usage).write == 1500

@@ -191,6 +191,9 @@ _MINIMUM_CACHE_TOKENS: Final = (
     ("gemini-1.5", 32768),
 )
 _DEFAULT_MINIMUM_CACHE_TOKENS: Final = 4096
+# Vertex AI's context-cache overview: "Caching requests must contain a minimum of 2,048
+# tokens" (every model; Google AI's own minimums above are per model)
+VERTEX_MINIMUM_CACHE_TOKENS: Final = 2048
 
 # OpenAI parameters with no Gemini equivalent: not sent (a warning names each one set).
 _OPENAI_ONLY: Final = frozenset(
@@ -630,6 +633,12 @@ def minimum_cache_tokens(model: str) -> int:
         if name == prefix or (name.startswith(prefix) and name[len(prefix)] in "-@:"):
             return tokens
     return _DEFAULT_MINIMUM_CACHE_TOKENS
+
+
+def _endpoint_minimum(minimum: int, endpoint: GeminiEndpoint) -> int:
+    """A model's minimum cache size where ``endpoint`` serves it: Vertex refuses any cache
+    under :data:`VERTEX_MINIMUM_CACHE_TOKENS`, whatever the model's own minimum."""
+    return max(minimum, VERTEX_MINIMUM_CACHE_TOKENS) if endpoint.kind == "vertex" else minimum
 
 
 def _bare_model(model: str) -> str:
@@ -1287,7 +1296,7 @@ class GeminiProvider:
             contents=prefix.contents,
             request_contents=prefix.request_contents,
             prefix_tokens=tokens,
-            minimum_tokens=self.minimum_tokens(model),
+            minimum_tokens=_endpoint_minimum(self.minimum_tokens(model), endpoint),
             ttl_seconds=prefix.ttl_seconds,
         )
 
@@ -1610,10 +1619,10 @@ class StreamTranslator:
     first chunk with the role, thought text as ``reasoning_content`` deltas, text as
     ``content`` deltas, each ``functionCall`` as one whole tool-call delta (index, id, name,
     arguments — Gemini sends calls whole), a thought signature as an ``extra_content`` delta,
-    and the finish chunk when ``finishReason`` comes. Once every expected candidate has
-    finished, a last chunk with ``choices: []`` carries the normalized usage (Gemini repeats
-    cumulative ``usageMetadata``; the latest wins). Call :meth:`finish` at the end of the
-    HTTP stream: it returns that usage chunk if it was not sent yet. A blocked prompt (no
+    and the finish chunk when ``finishReason`` comes. Call :meth:`finish` at the end of the
+    HTTP stream: it returns the last chunk, with ``choices: []`` and the normalized usage
+    (Gemini repeats cumulative ``usageMetadata``, and its last event may come after the
+    ``finishReason``: the latest wins, so it is only known at the end). A blocked prompt (no
     candidates, ``promptFeedback.blockReason``) becomes one ``content_filter`` choice with
     ``prompt_feedback``. An ``error`` event raises the matching
     :class:`~deja.errors.ProviderError`. Every chunk carries ``"usage": null`` as OpenAI's do
@@ -1673,8 +1682,6 @@ class StreamTranslator:
         for candidate in candidates if isinstance(candidates, list) else ():
             if isinstance(candidate, Mapping):
                 self._candidate(candidate, chunks)
-        if self.finished and not self._usage_sent and self._usage:
-            chunks += self.finish()
         return chunks
 
     def finish(self) -> list[dict[str, Any]]:

@@ -126,7 +126,9 @@ def normalize_openai(usage: Mapping[str, Any]) -> dict[str, Any]:
 
     Reads come from ``prompt_tokens_details.cached_tokens`` (or, when a compatible server
     put them there, a top-level ``cache_read_input_tokens``); writes from a top-level
-    ``cache_creation_input_tokens`` (0 for OpenAI itself, which bills none).
+    ``cache_creation_input_tokens`` (Anthropic-compatible servers), else
+    ``prompt_tokens_details.cache_write_tokens`` (OpenAI's models that bill writes, and
+    OpenRouter); none is a write of 0.
     """
     prompt = _count(usage.get("prompt_tokens")) or 0
     completion = _count(usage.get("completion_tokens")) or 0
@@ -135,13 +137,15 @@ def normalize_openai(usage: Mapping[str, Any]) -> dict[str, Any]:
     read = _count(details.get("cached_tokens")) if details is not None else None
     if read is None:
         read = _count(usage.get("cache_read_input_tokens"))
-    written = _count(usage.get("cache_creation_input_tokens")) or 0
+    written = _count(usage.get("cache_creation_input_tokens"))
+    if written is None and details is not None:
+        written = _count(details.get("cache_write_tokens"))
     return _finish(
         usage,
         prompt=prompt,
         completion=completion,
         read=read or 0,
-        written=written,
+        written=written or 0,
         split_from=usage,
         details=details,
     )

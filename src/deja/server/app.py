@@ -77,9 +77,36 @@ class HookError(DejaError):
 
 
 @dataclass(frozen=True, slots=True)
+class Target:
+    """One deployment of a route, with what every request to it reads (built once)."""
+
+    deployment: ModelDeployment
+    # the upstream call's options (endpoint, key, timeout...), and those of a streamed call
+    options: dict[str, Any]
+    stream_options: dict[str, Any]
+    # default request parameters (chat and text completions: keyed)
+    defaults: Mapping[str, Any]
+    # what only its calls carry (Azure's api_version)
+    extras: Mapping[str, Any]
+    retries: int
+    # the first target (in config order) that asks the same (model and default
+    # parameters): requests are keyed as it has them, and answers of one kind never stand
+    # for another's
+    kin: int
+
+    @property
+    def model(self) -> str:
+        return self.deployment.model
+
+    @property
+    def api_base(self) -> str | None:
+        base: str | None = self.options["api_base"]
+        return base
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
-    """One model name: its deployments and the upstream call options of each (built once:
-    every request reads them).
+    """One model name: its deployments (:class:`Target`).
 
     Several deployments share the requests as LiteLLM's default ``simple-shuffle`` does:
     each request tries them in a random order, weighted by their ``weight`` (else ``rpm``,
@@ -88,54 +115,45 @@ class Route:
     """
 
     name: str
-    deployments: tuple[ModelDeployment, ...]
-    options: tuple[dict[str, Any], ...]
+    targets: tuple[Target, ...]
     # callers may name s3:// / gs:// files: every deployment allows it
     storage_urls: bool = False
-    # deployment indices by priority (``order``), each group with its weights
+    # target indices by priority (``order``), each group with its weights
     groups: tuple[tuple[tuple[int, ...], tuple[float, ...]], ...] = ()
-    # per deployment: its default request parameters (chat and text completions: keyed),
-    # what only its calls carry (Azure's api_version), its retries, its stream options
-    defaults: tuple[Mapping[str, Any], ...] = ()
-    extras: tuple[Mapping[str, Any], ...] = ()
-    retries: tuple[int, ...] = ()
-    stream_options: tuple[dict[str, Any], ...] = ()
-    # per deployment: the first (in config order) that asks the same (model and default
-    # parameters): requests are keyed as it has them, and answers of one kind never
-    # stand for another's
-    kin: tuple[int, ...] = ()
 
     def request(
         self, i: int, body: Mapping[str, Any], *, kind: RequestKind, tenant: str | None
     ) -> Request:
         """``body`` keyed as deployment ``i`` sends it: its model, its endpoint, and its
         default parameters under the body's own."""
+        target = self.targets[i]
         return Request.from_body(
-            {**self.defaults[i], **body, "model": self.deployments[i].model},
+            {**target.defaults, **body, "model": target.model},
             kind=kind,
-            api_base=self.options[i]["api_base"],
+            api_base=target.api_base,
             tenant=tenant,
         )
 
     def plan(self) -> Plan:
         """The deployments one request tries, and the one it is keyed as."""
-        if len(self.deployments) == 1:
+        if len(self.targets) == 1:
             return _ONLY  # nothing to choose (what it notes is the same for every request)
         attempts = self.attempts()
-        return Plan(attempts, self.kin[attempts[0]])
+        return Plan(attempts, self.targets[attempts[0]].kin)
 
     def payload(self, i: int, path: str, payload: Mapping[str, Any]) -> Mapping[str, Any]:
         """What deployment ``i`` is sent for ``payload``: its defaults under the caller's
         values (generation routes), and its call-only settings."""
-        defaults = self.defaults[i] if path in _GENERATION_PATHS else _NOTHING
-        extras = self.extras[i]
+        target = self.targets[i]
+        defaults = target.defaults if path in _GENERATION_PATHS else _NOTHING
+        extras = target.extras
         if not defaults and not extras:
             return payload
         return {**extras, **defaults, **payload}
 
     def attempts(self) -> list[int]:
         """The deployments (indices) to try for one request, in order."""
-        if len(self.deployments) == 1:
+        if len(self.targets) == 1:
             return [0]
         tried: list[int] = []
         for members, weights in self.groups:
@@ -173,27 +191,32 @@ def make_route(name: str, deployments: Sequence[ModelDeployment]) -> Route:
         (tuple(members), tuple(_weight(deployments[i]) for i in members))
         for _, members in sorted(by_order.items())
     )
-    options = tuple(_deployment_options(d) for d in deployments)
-    defaults = tuple(
+    defaults = [
         {k: v for k, v in d.litellm_params.items() if k in DEPLOYMENT_DEFAULTS} for d in deployments
-    )
+    ]
     asks = [
         (d.model, orjson.dumps(x, option=orjson.OPT_SORT_KEYS))
         for d, x in zip(deployments, defaults, strict=True)
     ]
+    targets = []
+    for i, deployment in enumerate(deployments):
+        options = _deployment_options(deployment)
+        targets.append(
+            Target(
+                deployment,
+                options,
+                _stream_options(deployment, options),
+                defaults[i],
+                _call_extras(deployment),
+                int(deployment.litellm_params.get("max_retries") or 0),  # type: ignore[call-overload]
+                asks.index(asks[i]),
+            )
+        )
     return Route(
         name,
-        tuple(deployments),
-        options,
+        tuple(targets),
         storage_urls=all(d.litellm_params.get("allow_storage_urls") is True for d in deployments),
         groups=groups,
-        defaults=defaults,
-        kin=tuple(asks.index(ask) for ask in asks),
-        extras=tuple(_call_extras(d) for d in deployments),
-        retries=tuple(int(d.litellm_params.get("max_retries") or 0) for d in deployments),  # type: ignore[call-overload]
-        stream_options=tuple(
-            _stream_options(d, o) for d, o in zip(deployments, options, strict=True)
-        ),
     )
 
 
@@ -612,11 +635,11 @@ class ProxyApp:
         else than the one the request is keyed as (another model, a failover) is served,
         not stored under that key."""
         hooks = self._on_response(body, ctl)
-        if len(route.deployments) == 1:
+        if len(route.targets) == 1:
             return hooks
 
         async def run(response: dict[str, Any]) -> CacheControl | None:
-            if plan.served is not None and route.kin[plan.served] != plan.keyed_as:
+            if plan.served is not None and route.targets[plan.served].kin != plan.keyed_as:
                 return merge(ctl, _NO_STORE)
             return await hooks(response) if hooks is not None else None
 
@@ -643,12 +666,13 @@ class ProxyApp:
         attempts = plan.attempts
         for n, i in enumerate(attempts):
             body = route.payload(i, path, payload)
-            for retry in range(route.retries[i] + 1):
+            target = route.targets[i]
+            for retry in range(target.retries + 1):
                 try:
                     opened: Any = (
-                        await self.client.astream(path, body, **route.stream_options[i])
+                        await self.client.astream(path, body, **target.stream_options)
                         if stream
-                        else await self.client.arequest(path, body, **route.options[i])
+                        else await self.client.arequest(path, body, **target.options)
                     )
                     if plan is not _ONLY:  # one deployment: nothing to tell (and shared)
                         plan.served = i
@@ -657,12 +681,12 @@ class ProxyApp:
                     if not _failover_worthy(exc):
                         raise
                     last = exc
-                    if retry < route.retries[i]:
+                    if retry < target.retries:
                         await asyncio.sleep(_retry_delay(exc, retry))
             if n + 1 < len(attempts):  # the last one's error is the answer: there is no next
                 logger.warning(
                     "deployment %s of %s failed (%s); trying the next",
-                    route.deployments[i].model,
+                    target.model,
                     route.name,
                     type(last).__name__,
                 )
@@ -736,9 +760,9 @@ class ProxyApp:
         data = result.response_bytes
         assert data is not None  # fetch returns a response or raises
         served = plan.served
-        if served is not None and route.kin[served] != plan.keyed_as and result.response:
+        if served is not None and route.targets[served].kin != plan.keyed_as and result.response:
             # another model answered (a failover): its price, not the keyed model's
-            provider, name = resolve_model(route.deployments[served].model)
+            provider, name = resolve_model(route.targets[served].model)
             result.info.cost_usd = self.cache.prices.response_cost(
                 f"{provider}/{name}", result.response
             )
@@ -846,9 +870,9 @@ class ProxyApp:
         plan = route.plan()
         # vectors of two models cannot stand beside each other (some items of a batch are
         # cached): an embeddings call fails over to deployments of the same kind only
-        if len(route.deployments) > 1:
-            kind = route.kin[plan.keyed_as]
-            plan.attempts = [i for i in plan.attempts if route.kin[i] == kind]
+        if len(route.targets) > 1:
+            kind = route.targets[plan.keyed_as].kin
+            plan.attempts = [i for i in plan.attempts if route.targets[i].kin == kind]
         try:
             body = await self._pre_llm(body)
             params = {k: v for k, v in body.items() if k not in ("model", "input")}
@@ -859,10 +883,10 @@ class ProxyApp:
 
             batch = await acached_embeddings(
                 cache=self.cache,
-                model=route.deployments[plan.keyed_as].model,
+                model=route.targets[plan.keyed_as].model,
                 items=embedding_items(body["input"]),
                 params=params,
-                api_base=route.options[plan.keyed_as]["api_base"],
+                api_base=route.targets[plan.keyed_as].api_base,
                 control=ctl,
                 fetch_missing=fetch_missing,
                 tenant=caller.tenant,
@@ -1077,7 +1101,7 @@ class ProxyApp:
             else "completion"
         )
         requests: list[Request] = []
-        for i in dict.fromkeys(route.kin):  # each kind once, in config order
+        for i in dict.fromkeys(t.kin for t in route.targets):  # each kind once, in config order
             if kind == "embedding":  # as _embeddings keys them: one request per item
                 params = {
                     k: v
@@ -1085,10 +1109,10 @@ class ProxyApp:
                     if k not in ("model", "input", "encoding_format")
                 }
                 requests += item_requests(
-                    model=route.deployments[i].model,
+                    model=route.targets[i].model,
                     items=embedding_items(request_body["input"]),
                     params=params,
-                    api_base=route.options[i]["api_base"],
+                    api_base=route.targets[i].api_base,
                     tenant=tenant,
                 )
             else:
