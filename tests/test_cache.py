@@ -527,3 +527,21 @@ def test_delete_tag_spares_entries_stored_again_without_the_tag() -> None:
     assert cache.get(chat_request("doc")).entry is not None
     assert cache.get(chat_request("spaced"), control={"namespace": "v2"}).entry is not None
     assert cache.delete_tag("doc:2") == 1
+
+
+def test_a_miss_whose_upstream_call_failed_is_counted() -> None:
+    """A lookup that found nothing is a miss whether or not the upstream then answered
+    (an outage must not raise the hit ratio); so are the callers that shared the failed
+    call; a no-cache call that failed is a bypass."""
+    cache = deja.Cache()
+
+    def failing() -> dict[str, Any]:
+        raise deja.UpstreamConnectionError("down")
+
+    for _ in range(2):
+        with pytest.raises(deja.UpstreamConnectionError):
+            cache.fetch(chat_request(), failing)
+    with pytest.raises(deja.UpstreamConnectionError):
+        cache.fetch(chat_request(), failing, control={"no-cache": True})
+    stats = cache.stats()
+    assert (stats.hits, stats.misses, stats.bypasses) == (0, 2, 1)

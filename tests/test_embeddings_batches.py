@@ -100,6 +100,22 @@ def test_with_the_breaker_open_a_batch_bypasses_the_cache(server: FakeOpenAIServ
     assert statuses == ["miss", "bypass"]  # the failure opens the breaker; then skipped
 
 
+def test_a_batch_without_the_cache_or_that_failed_is_counted(server: FakeOpenAIServer) -> None:
+    cache = deja.Cache()
+    client = deja.Client(cache=cache, api_base=server.base_url, api_key="k", max_retries=0)
+    client.embedding(model=MODEL, input=["a"])  # a miss, stored
+    bypassed = client.embedding(model=MODEL, input=["a", "b"], cache={"no-cache": True})
+    assert bypassed.cache.status == "bypass"
+    stats = cache.stats()
+    assert (stats.misses, stats.bypasses, stats.hits) == (1, 2, 0)  # each item counts
+    server.fail_next(503)
+    with pytest.raises(deja.ProviderError):
+        client.embedding(model=MODEL, input=["a", "c"])  # "a" was found, "c" failed
+    stats = cache.stats()
+    # none of it was served: misses, nothing saved (an outage lowers the hit ratio)
+    assert (stats.misses, stats.bypasses, stats.hits, stats.saved_usd) == (3, 2, 0, 0.0)
+
+
 async def test_a_shared_batch_counts_as_hits_with_their_saving(server: FakeOpenAIServer) -> None:
     server.delay_next(0.3)
     cache = deja.AsyncCache()

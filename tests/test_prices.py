@@ -714,3 +714,35 @@ def test_gemini_preview_suffix_does_not_match_other_names(model: str) -> None:
         assert table.lookup(model) is table.prices["gemini-2.5-flash-image"]
     else:
         assert table.lookup(model) is None
+
+
+def test_a_repeat_reads_what_the_first_call_wrote(table: PriceTable) -> None:
+    """A hit saves what asking again would cost with the provider's cache warm: what the
+    answer wrote is read instead (never the write premium, which would overstate it)."""
+    written = {
+        "model": "claude-sonnet-4-5",
+        "usage": {
+            "prompt_tokens": 4_000,
+            "completion_tokens": 100,
+            "prompt_tokens_details": {"cached_tokens": 0},
+            "cache_creation_input_tokens": 3_800,
+            "cache_creation": {"ephemeral_5m_input_tokens": 3_800, "ephemeral_1h_input_tokens": 0},
+        },
+    }
+    first = table.response_cost("claude-sonnet-4-5", written)
+    assert first == pytest.approx((200 * 3 + 3_800 * 3.75 + 100 * 15) / 1e6)
+    again = table.repeat_cost("claude-sonnet-4-5", written)
+    assert again == pytest.approx((200 * 3 + 3_800 * 0.3 + 100 * 15) / 1e6)
+    # OpenAI's writes in the details too
+    openai = {
+        "usage": {
+            "prompt_tokens": 3_000,
+            "completion_tokens": 0,
+            "prompt_tokens_details": {"cached_tokens": 1_000, "cache_write_tokens": 1_500},
+        }
+    }
+    assert table.repeat_cost("gpt-6-sol", openai) == pytest.approx((500 * 2 + 2_500 * 0.2) / 1e6)
+    # nothing written, no context cache made: the answer's own cost (None)
+    plain = {"usage": {"prompt_tokens": 10, "completion_tokens": 2}}
+    assert table.repeat_cost("gpt-4o", plain) is None
+    assert table.repeat_cost("gpt-4o", {"choices": []}) is None

@@ -338,6 +338,49 @@ async def test_a_caller_joining_while_the_answer_is_stored_is_credited_once() ->
     assert cache.stats().saved_usd == pytest.approx(first.info.cost_usd)
 
 
+async def test_callers_who_joined_a_stream_that_failed_are_misses_not_hits() -> None:
+    cache = deja.AsyncCache()
+    release = asyncio.Event()
+
+    async def upstream() -> AsyncIterator[dict[str, Any]]:
+        async def chunks() -> AsyncIterator[dict[str, Any]]:
+            yield _chunk(0)
+            await release.wait()
+            raise deja.UpstreamConnectionError("the upstream broke off")
+
+        return chunks()
+
+    streams = [await cache.stream(chat_request(), upstream) for _ in range(3)]
+    assert [s.info.status for s in streams] == ["miss", "hit", "hit"]  # as their headers say
+    release.set()
+    for stream in streams:
+        with pytest.raises(deja.UpstreamConnectionError):
+            await _read_out(stream)
+    stats = cache.stats()
+    assert (stats.hits, stats.misses, stats.saved_usd) == (0, 3, 0.0)
+    assert [s.info.status for s in streams] == ["miss"] * 3  # nobody got an answer
+
+
+async def test_callers_who_joined_a_stream_count_as_hits_when_it_ends() -> None:
+    cache = deja.AsyncCache()
+    release = asyncio.Event()
+
+    async def upstream() -> AsyncIterator[dict[str, Any]]:
+        async def chunks() -> AsyncIterator[dict[str, Any]]:
+            yield _chunk(0)
+            await release.wait()
+            yield _chunk(1, finish="stop")
+
+        return chunks()
+
+    streams = [await cache.stream(chat_request(), upstream) for _ in range(3)]
+    assert (cache.stats().hits, cache.stats().misses) == (0, 1)  # the joiners: not yet
+    release.set()
+    for stream in streams:
+        await _read_out(stream)
+    assert (cache.stats().hits, cache.stats().misses) == (2, 1)
+
+
 async def _read_out(stream: Any) -> None:
     async for _ in stream:
         pass

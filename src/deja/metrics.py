@@ -7,7 +7,9 @@ hit; :class:`PrometheusMetrics` exports the names fixed in DESIGN.md:
 =========================================  =========  ======================================
 name                                       type       labels
 =========================================  =========  ======================================
-``deja_cache_requests_total``              counter    ``tier``, ``result``
+``deja_cache_requests_total``              counter    ``tier``, ``result`` (a request whose
+                                                      upstream call failed counts too;
+                                                      embeddings count each input item)
 ``deja_cache_lookup_seconds``              histogram  ``store``
 ``deja_cache_errors_total``                counter    ``store``, ``op``
 ``deja_cache_entries``                     gauge      ``store`` (read at scrape time)

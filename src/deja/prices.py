@@ -253,6 +253,32 @@ class PriceTable:
             cost = self.cost(named, usage)
         return cost or 0.0
 
+    def repeat_cost(self, model: str, response: object) -> float | None:
+        """What asking for ``response`` again would cost, the provider's caches warm: a
+        hit's saving. The provider context cache this call made (Gemini: its tokens
+        written, its hours of storage) is not made again, and what it wrote to a prompt
+        cache (Anthropic, Bedrock, OpenAI's models that bill writes) is read instead: the
+        least a repeat costs, so savings are never overstated. ``None`` when that is what
+        the answer cost itself (it made no cache)."""
+        usage = response.get("usage") if isinstance(response, Mapping) else None
+        if not isinstance(usage, Mapping):
+            return None
+        details = usage.get("prompt_tokens_details")
+        details = details if isinstance(details, Mapping) else {}
+        written = _count(usage.get("cache_creation_input_tokens"))
+        if written is None:
+            written = _count(details.get("cache_write_tokens"))
+        if not written and "context_cache" not in usage:
+            return None
+        read = _count(details.get("cached_tokens"))
+        if read is None:
+            read = _count(usage.get("prompt_cache_hit_tokens"))
+        read = (read or 0) + (written or 0)
+        again = {k: v for k, v in usage.items() if k not in ("context_cache", "cache_creation")}
+        again["prompt_tokens_details"] = {**details, "cached_tokens": read, "cache_write_tokens": 0}
+        again["cache_creation_input_tokens"] = 0
+        return self.response_cost(model, {**response, "usage": again})  # type: ignore[dict-item]
+
     def cost(self, model: str, usage: Mapping[str, object] | None) -> float | None:
         """What one response cost in USD, from its OpenAI-style ``usage``.
 

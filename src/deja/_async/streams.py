@@ -54,13 +54,18 @@ class AsyncBroadcast:
         # a reader cancelled mid-read leaves the read to the next one, never half-done
         self._read = SharedRead(self._read_source)  # unasync: self._read = self._read_source
         self.joined: list[CacheInfo] = []
-        """The cache results of the callers that joined after the first (the cache credits
-        their saving when the answer is complete)."""
+        """The cache results of the callers that joined after the first, not counted yet
+        (the cache counts them, and credits their saving, when the stream ends)."""
         self.saved: tuple[float, int] | None = None
         """What the answer cost (USD, tokens), once it is complete."""
         self.on_finished: Callable[[], None] | None = None
         """Called once when the broadcast ends (done, failed or abandoned): the cache uses
         it to stop new requests from joining."""
+
+    @property
+    def answered(self) -> bool:
+        """Whether the stream ran to its end (no error, not abandoned)."""
+        return self._done and self._error is None and not self._abandoned
 
     def subscribe(self) -> bool:
         """Count one more reader (call before its first :meth:`chunk`); ``False`` when the

@@ -503,7 +503,11 @@ class Cache:
         key = self.key(request, ctl)
         if ctl.no_cache:
             # skips the lookup and single-flight: the caller asked for a fresh answer
-            response = call()
+            try:
+                response = call()
+            except BaseException:  # counted all the same (the upstream's errors too)
+                self._count(CacheResult(None, CacheInfo("bypass", key)))
+                raise
             cost = self.cost(request, response)
             store_ctl = self.after_response(on_response, response, ctl)
             self._put(key, request, response, store_ctl, cost=cost)
@@ -540,8 +544,12 @@ class Cache:
 
         try:
             result, shared = self._flight.run(key, lead, wait=timeout)
-        except WaitExpired as exc:
-            raise UpstreamTimeoutError(f"no answer within {timeout} s: {exc}") from None
+        except BaseException as exc:
+            # a miss all the same: an outage must not look like a better hit ratio
+            self._count(CacheResult(None, CacheInfo(status, key)))
+            if isinstance(exc, WaitExpired):
+                raise UpstreamTimeoutError(f"no answer within {timeout} s: {exc}") from None
+            raise
         if not shared:
             return self._count(result)
         self._coalesced += 1
@@ -602,10 +610,11 @@ class Cache:
             response = assembler.response()
             info.cost_usd = cost = self.cost(request, response)
             tokens = _response_tokens(response)
-            with self._streams_lock:  # who joined so far; later joiners credit themselves
+            with self._streams_lock:  # who joined so far; later joiners count themselves
                 broadcast.saved = (cost, tokens)
-                joined = list(broadcast.joined)
-            for other in joined:  # what the callers who shared it saved
+                joined, broadcast.joined = broadcast.joined, []
+            for other in joined:  # the callers who shared it: hits, saving what it cost
+                self._count(CacheResult(None, other))
                 self._credit(other, cost, tokens)
             store_ctl = self.after_response(on_response, response, ctl)
             self._put(key, request, response, store_ctl, cost=cost, chunks=assembler.chunks())
@@ -621,16 +630,17 @@ class Cache:
                     joined = None  # abandoned by its last reader just now: start afresh
                 if joined is None:
                     broadcast = self._streams[slot] = Broadcast(open_stream, on_complete)
-                    broadcast.on_finished = lambda: self._forget_stream(slot, broadcast)
+                    broadcast.on_finished = lambda: self._stream_ended(slot, broadcast)
                 else:
                     broadcast = joined
                     info = CacheInfo("hit", key, None, 0.0)
-                    # counted now, with nothing saved yet: credited when the answer is
-                    # complete, or at once if it is (being stored)
-                    self._count(CacheResult(None, info))
+                    # counted when the answer is complete (a hit, crediting what it cost),
+                    # or when the stream ends without one (a miss); at once if it is
+                    # complete already (being stored)
                     if joined.saved is None:
                         joined.joined.append(info)
                     else:
+                        self._count(CacheResult(None, info))
                         self._credit(info, *joined.saved)
             if joined is not None:
                 self._coalesced += 1
@@ -791,10 +801,20 @@ class Cache:
             )
         return self._control(updated)
 
-    def _forget_stream(self, slot: object, broadcast: Broadcast) -> None:
+    def _stream_ended(self, slot: object, broadcast: Broadcast) -> None:
+        """A shared stream ended (done, failed or abandoned): no request joins it any more,
+        and the callers who joined it and were not counted yet (no complete answer was
+        assembled) are counted: hits if it ended cleanly (they got the whole answer, which
+        could not be stored), else misses (they looked the key up and got no answer)."""
         with self._streams_lock:
             if self._streams.get(slot) is broadcast:
                 del self._streams[slot]
+            joined, broadcast.joined = broadcast.joined, []
+        answered = broadcast.answered
+        for info in joined:
+            if not answered:
+                info.status = "miss"
+            self._count(CacheResult(None, info))
 
     # -- management -------------------------------------------------------------------
 
@@ -1148,11 +1168,9 @@ class Cache:
             return None
         now = self._clock()
         usage = response.get("usage")
-        if isinstance(usage, Mapping) and "context_cache" in usage:
-            # a hit saves what a repeat would cost: the Gemini context cache this call
-            # made (its tokens written, its hours of storage) is not made again
-            again = {k: v for k, v in usage.items() if k != "context_cache"}
-            cost = self.prices.response_cost(request.upstream, {**response, "usage": again})
+        again = self.prices.repeat_cost(request.upstream, response)
+        if again is not None:  # a hit saves what a repeat would cost, the caches warm
+            cost = again
         entry = Entry(
             response=dict(response),
             created=now,

@@ -79,6 +79,22 @@ def _fetch(
     return Fetched(vectors, upstream_model, usage, sum(costs), [r for _, r in stored], costs)
 
 
+def _count_unserved(
+    cache: Cache, ctl: CacheControl, requests: list[Request], looked_up: list[CacheResult]
+) -> None:
+    """Count a batch's items that were not served from the cache: bypasses when the caller
+    asked for no cache (nothing was looked up), else what was looked up, all as misses (the
+    batch failed: an item found in the store saved nothing)."""
+    if ctl.no_cache:
+        for request in requests:
+            cache.count(CacheResult(None, CacheInfo("bypass", cache.key(request, ctl))))
+        return
+    for found in looked_up:
+        status: CacheStatus = "bypass" if found.info.status == "bypass" else "miss"
+        cache.count(CacheResult(None, CacheInfo(status, found.info.key)))
+    looked_up.clear()
+
+
 def cached_embeddings(
     *,
     cache: Cache | None,
@@ -141,12 +157,17 @@ def cached_embeddings(
                 on_response=on_response,
             )
 
-        if cache is None or bypassed:
-            fetched = fetch()
-        else:
-            # identical batches in flight at once make one upstream call (by their keys)
-            flight = "|".join(cache.key(requests[i], ctl) for i in missing)
-            fetched, shared = cache.coalesce(flight, fetch)
+        try:
+            if cache is None or bypassed:
+                fetched = fetch()
+            else:
+                # identical batches in flight at once make one upstream call (by their keys)
+                flight = "|".join(cache.key(requests[i], ctl) for i in missing)
+                fetched, shared = cache.coalesce(flight, fetch)
+        except BaseException:
+            if cache is not None:  # counted all the same, none of it served
+                _count_unserved(cache, ctl, requests, looked_up)
+            raise
         upstream_model = fetched.model
         for i, vector in zip(missing, fetched.vectors, strict=True):
             vectors[i] = vector
@@ -159,6 +180,8 @@ def cached_embeddings(
         else:
             usage, cost = fetched.usage, fetched.cost
     if cache is not None:
+        if ctl.no_cache:
+            _count_unserved(cache, ctl, requests, looked_up)
         for found in looked_up:
             cache.count(found)
     for i in missing_all:
