@@ -186,3 +186,60 @@ def test_a_store_locking_without_extending_still_gets_single_flight() -> None:
     cache = deja.Cache(store=store, lock_ttl=5)
     assert cache.fetch(chat_request(), chat_response).info.status == "miss"
     assert store.inner.lock_calls == 1 and store.inner._locks == {}
+
+
+def test_identical_embedding_batches_of_separate_caches_make_one_upstream_call() -> None:
+    """Workers of one proxy re-embedding one corpus at once: one batch call between them;
+    the others wait for its lock and serve the stored items (hits, saving their cost)."""
+    from deja._sync.embeddings import cached_embeddings
+
+    store = LockingMemoryStore()
+    caches = [deja.Cache(store=store) for _ in range(3)]  # three "processes"
+    calls = 0
+    lock = threading.Lock()
+    barrier = threading.Barrier(3)
+    items = ["alpha", "beta", "gamma"]
+    results: list[Any] = []
+
+    def fetch_missing(batch: list[Any]) -> dict[str, Any]:
+        nonlocal calls
+        with lock:
+            calls += 1
+        time.sleep(0.4)
+        data = [
+            {"object": "embedding", "index": i, "embedding": [float(len(t)), 1.0]}
+            for i, t in enumerate(batch)
+        ]
+        return {
+            "object": "list",
+            "data": data,
+            "model": "text-embedding-3-small",
+            "usage": {"prompt_tokens": 3, "total_tokens": 3},
+        }
+
+    def worker(cache: deja.Cache) -> None:
+        barrier.wait()
+        results.append(
+            cached_embeddings(
+                cache=cache,
+                model="text-embedding-3-small",
+                items=items,
+                params={},
+                api_base=None,
+                control=None,
+                fetch_missing=fetch_missing,
+            )
+        )
+
+    threads = [threading.Thread(target=worker, args=(c,)) for c in caches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == 1
+    assert sorted(r.info.status for r in results) == ["hit", "hit", "miss"]
+    assert all(r.vectors == [[5.0, 1.0], [4.0, 1.0], [5.0, 1.0]] for r in results)
+    for r in results:
+        if r.info.status == "hit":
+            assert r.cached == 3 and r.info.saved_usd > 0
+    assert store._locks == {}

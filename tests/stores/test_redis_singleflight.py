@@ -22,6 +22,7 @@ WORKER = textwrap.dedent(
 
     redis_url, api_base = sys.argv[1], sys.argv[2]
     start_at, lock_ttl, kind = float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+    call = sys.argv[6]
 
     def make_store():
         if kind == "redis":
@@ -39,9 +40,15 @@ WORKER = textwrap.dedent(
         client = deja.AsyncClient(cache=cache, api_base=api_base, api_key="k", max_retries=0)
         await asyncio.sleep(max(0.0, start_at - time.time()))
         question = [{"role": "user", "content": "shared question"}]
-        results = await asyncio.gather(
-            *(client.acompletion(model="gpt-4o", messages=question) for _ in range(4))
-        )
+        corpus = [f"document {i}" for i in range(50)]
+        if call == "embedding":
+            results = await asyncio.gather(
+                *(client.aembedding(model="text-embedding-3-small", input=corpus) for _ in range(4))
+            )
+        else:
+            results = await asyncio.gather(
+                *(client.acompletion(model="gpt-4o", messages=question) for _ in range(4))
+            )
         print(" ".join(r.cache.status for r in results), flush=True)
         await client.aclose()
 
@@ -51,10 +58,25 @@ WORKER = textwrap.dedent(
 
 
 def spawn(
-    redis_url: str, api_base: str, start_at: float, lock_ttl: float = 30.0, kind: str = "redis"
+    redis_url: str,
+    api_base: str,
+    start_at: float,
+    lock_ttl: float = 30.0,
+    kind: str = "redis",
+    call: str = "completion",
 ) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", WORKER, redis_url, api_base, str(start_at), str(lock_ttl), kind],
+        [
+            sys.executable,
+            "-c",
+            WORKER,
+            redis_url,
+            api_base,
+            str(start_at),
+            str(lock_ttl),
+            kind,
+            call,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -82,6 +104,22 @@ def test_four_processes_four_tasks_one_upstream_call(
         statuses = " ".join(out for out, _ in outputs).split()
         assert all(w.returncode == 0 for w in workers), [err for _, err in outputs]
         assert upstream.count("/v1/chat/completions") == 1
+        assert len(statuses) == 16 and statuses.count("miss") == 1
+
+
+def test_four_processes_embedding_one_corpus_make_one_batch_call(redis_server: Any) -> None:
+    """Workers re-embedding one corpus at once (a batch job on several workers): one
+    upstream batch between the four processes and their four tasks each."""
+    redis_server.flush()
+    with FakeOpenAIServer(latency=0.5) as upstream:
+        start_at = time.time() + 2.0
+        workers = [
+            spawn(redis_server.url, upstream.base_url, start_at, call="embedding") for _ in range(4)
+        ]
+        outputs = [w.communicate(timeout=60) for w in workers]
+        statuses = " ".join(out for out, _ in outputs).split()
+        assert all(w.returncode == 0 for w in workers), [err for _, err in outputs]
+        assert upstream.count("/v1/embeddings") == 1
         assert len(statuses) == 16 and statuses.count("miss") == 1
 
 

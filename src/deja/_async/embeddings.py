@@ -77,6 +77,24 @@ async def _fetch(
     return Fetched(vectors, upstream_model, usage, sum(costs), [r for _, r in stored], costs)
 
 
+async def _stored(cache: AsyncCache, ctl: CacheControl, wanted: list[Request]) -> Fetched | None:
+    """The items of ``wanted`` as another process's call stored them, once all are there."""
+    found = await cache.get_many(wanted, control=ctl, count=False)
+    responses = [f.response for f in found]
+    if any(r is None for r in responses):
+        return None
+    answers = [r for r in responses if r is not None]
+    costs = [f.info.saved_usd for f in found]
+    return Fetched(
+        [a["data"][0]["embedding"] for a in answers],
+        str(answers[0].get("model") or wanted[0].model),
+        {"prompt_tokens": 0, "total_tokens": 0},
+        sum(costs),
+        answers,
+        costs,
+    )
+
+
 def _count_unserved(
     cache: AsyncCache, ctl: CacheControl, requests: list[Request], looked_up: list[CacheResult]
 ) -> None:
@@ -159,9 +177,15 @@ async def acached_embeddings(
             if cache is None or bypassed:
                 fetched = await fetch()
             else:
-                # identical batches in flight at once make one upstream call (by their keys)
-                flight = "|".join(cache.key(requests[i], ctl) for i in missing)
-                fetched, shared = await cache.coalesce(flight, fetch)
+                # identical batches in flight at once make one upstream call (by their
+                # keys), in this process and in the others sharing the store
+                wanted = [requests[i] for i in missing]
+
+                async def stored() -> Fetched | None:
+                    return await _stored(cache, ctl, wanted)
+
+                flight = "|".join(cache.key(request, ctl) for request in wanted)
+                fetched, shared = await cache.coalesce(flight, fetch, stored=stored)
         except BaseException:
             if cache is not None:  # counted all the same, none of it served
                 _count_unserved(cache, ctl, requests, looked_up)

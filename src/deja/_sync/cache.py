@@ -16,6 +16,8 @@ not look as if it did.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import os
 import threading
@@ -23,7 +25,7 @@ import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -66,6 +68,7 @@ if TYPE_CHECKING:
 __all__ = ["Cache"]
 
 logger = logging.getLogger("deja.cache")
+_T = TypeVar("_T")
 
 _UNSET: Any = object()
 
@@ -467,14 +470,39 @@ class Cache:
             self._index_semantic(key, request, ctl, ttl)
         return len(stored)
 
-    def coalesce(self, key: str, call: Callable[[], Any]) -> tuple[Any, bool]:
+    def coalesce(
+        self,
+        key: str,
+        call: Callable[[], Any],
+        *,
+        stored: Callable[[], Any] | None = None,
+    ) -> tuple[Any, bool]:
         """Run ``call`` once for the concurrent callers of ``key`` (the single-flight of a
-        batch of embeddings): ``(result, shared)``, ``shared`` for those who got another's."""
-        result, shared = self._batch_flight.run(key, call)
+        batch of embeddings): ``(result, shared)``, ``shared`` for those who got another's.
+
+        ``stored()`` finds ``call``'s result in the store (``None`` until it is all
+        there): with it, processes sharing a store that locks make one call too (a process
+        that finds another's call in flight waits for it and returns ``stored()``)."""
+
+        def lead() -> tuple[Any, bool]:
+            if stored is None or self._locking is None:
+                return call(), False
+            name = "batch:" + hashlib.sha256(key.encode()).hexdigest()
+            token, found = self._cross_process_lead(name, stored, None)
+            if found is not None:
+                return found, True
+            try:
+                with LockKeeper(self._locking, name + ":lock", token, self.lock_ttl):
+                    return call(), False
+            finally:
+                if token is not None:
+                    self._unlock(name, token)
+
+        (result, elsewhere), shared = self._batch_flight.run(key, lead)
         if shared:
             self._coalesced += 1
             self.metrics.coalesced()
-        return result, shared
+        return result, shared or elsewhere
 
     def fetch(
         self,
@@ -528,7 +556,9 @@ class Cache:
             again = self._lookup(key, ctl)
             if again.entry is not None:
                 return again
-            token, waited = self._cross_process_lead(key, ctl, timeout)
+            token, waited = self._cross_process_lead(
+                key, functools.partial(self._stored_answer, key, ctl), timeout
+            )
             if waited is not None:
                 return waited
             try:
@@ -725,15 +755,21 @@ class Cache:
         logger.debug("CACHE SEMANTIC HIT key=%s similarity=%.4f", match.key, match.similarity)
         return found
 
+    def _stored_answer(self, key: str, ctl: CacheControl) -> CacheResult | None:
+        """The entry under ``key`` if there is one (another process stored it)."""
+        found = self._lookup(key, ctl)
+        return found if found.entry is not None else None
+
     def _cross_process_lead(
-        self, key: str, ctl: CacheControl, timeout: float | None
-    ) -> tuple[str | None, CacheResult | None]:
+        self, key: str, stored: Callable[[], _T | None], timeout: float | None
+    ) -> tuple[str | None, _T | None]:
         """Take the store's lock for ``key``, or wait for the process that holds it (at most
         ``lock_wait`` seconds, and the caller's ``timeout``).
 
         Returns ``(token, None)`` when this process should call the upstream (``token`` is
-        ``None`` when there is no lock to release), or ``(None, hit)`` when the holder
-        stored the answer meanwhile. Lock errors fail open: this process calls upstream.
+        ``None`` when there is no lock to release), or ``(None, answer)`` when the holder
+        stored the answer meanwhile (``stored()`` found it). Lock errors fail open: this
+        process calls upstream.
         """
         locking = self._locking
         if locking is None or not self._breaker.allow():
@@ -751,11 +787,11 @@ class Cache:
             if token is not None:
                 # the holder may have stored the answer just before releasing the lock
                 try:
-                    again = self._lookup(key, ctl)
+                    again = stored()
                 except BaseException:  # cancelled: the others must not wait out the TTL
                     self._unlock(key, token)
                     raise
-                if again.entry is not None:
+                if again is not None:
                     self._unlock(key, token)
                     return None, again
                 return token, None
@@ -769,8 +805,8 @@ class Cache:
                 return None, None
             time.sleep(pause)
             pause = min(pause * 1.5, 0.25)
-            again = self._lookup(key, ctl)
-            if again.entry is not None:
+            again = stored()
+            if again is not None:
                 self._coalesced += 1
                 self.metrics.coalesced()
                 return None, again
