@@ -801,16 +801,32 @@ def test_an_entity_north_of_another_is_directed() -> None:
     assert failed("is Madrid north of Paris", "is Madrid to the north of Paris") == ()
 
 
-def test_switched_reads_the_first_on_or_off_after_a_switch_verb() -> None:
-    from deja.semantic.guards.extract import _switched
+def test_particles_count_only_where_their_verb_sets_them() -> None:
+    from deja.semantic.guards.extract import _pole_words
 
-    def lows(text: str) -> list[str]:
-        return text.split(" ")
+    def words(text: str) -> frozenset[str]:
+        lows = text.split(" ")
+        return _pole_words(frozenset(lows), lows) & {"on", "off", "in", "out"}
 
-    assert _switched(lows("turn off dark mode on my phone")) == {"off"}
-    assert _switched(lows("turn dark mode on")) == {"on"}
-    assert _switched(lows("dark mode on my phone")) == frozenset()
-    assert _switched(lows("switch it on and then turn it off")) == {"on", "off"}
+    assert words("turn off dark mode on my phone") == {"off"}
+    assert words("turn dark mode on") == {"on"}
+    assert words("dark mode on my phone") == frozenset()
+    assert words("switch it on and then turn it off") == {"on", "off"}
+    assert words("zoom in on a mac") == {"in"}
+    assert words("how do i log out of gmail in chrome") == {"out"}
+    assert words("dark mode in chrome") == frozenset()
+
+
+def test_opposite_comparatives_and_particles_are_other_questions() -> None:
+    for a, b in [
+        ("is Go slower than Python?", "is Go quicker than Python?"),
+        ("is Tokyo colder than Paris in July?", "is Tokyo hotter than Paris in July?"),
+        ("how do I reject a pull request on GitHub?", "how do I accept a pull request on GitHub?"),
+        ("how to zoom out on a Mac", "how to zoom in on a Mac"),
+        ("how do I log in to Gmail", "how do I log out of Gmail"),
+    ]:
+        assert "polarity" in failed(a, b), (a, b)
+    assert failed("how to zoom in on a Mac", "how do I zoom in on my Mac") == ()
 
 
 def test_an_acronym_with_dots_is_the_acronym() -> None:
@@ -1488,6 +1504,17 @@ def substituted(a: str, b: str, settings: GuardSettings | None = None) -> tuple[
             "What's the flight time from SF to LA?",
             ("drive", "flight"),
         ),
+        # a request word traded for another word ("list" is also a thing)
+        (
+            "convert a string to a dictionary in Go",
+            "convert a list to a dictionary in Go",
+            ("string", "list"),
+        ),
+        (
+            "how to find large files in linux",
+            "how to delete large files in linux",
+            ("find", "delete"),
+        ),
         # articles, possessives, pronouns, "do" and "be" are not words of the question
         (
             "Is there a fee for a physical card?",
@@ -1509,6 +1536,7 @@ def test_one_word_traded_between_the_same_words_is_reported(
     [
         # request words
         ("how to install nginx on Debian 12", "steps to install nginx on Debian 12"),
+        ("list 5 fruits high in iron", "name 5 fruits high in iron"),
         (
             "I need 10 blog post titles about remote work",
             "give me 10 blog post titles about remote work",

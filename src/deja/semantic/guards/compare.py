@@ -479,6 +479,12 @@ def _swapped(x: str, y: str) -> bool:
     return any(k in sides_y and sides_y[k] != side for k, side in _SWAP_INDEX.get(x, ()))
 
 
+def _same_side(x: str, y: str) -> bool:
+    """Are two stems on one side of a group of alternatives ("quicker" / "faster")?"""
+    sides_y = dict(_SWAP_INDEX.get(y, ()))
+    return any(sides_y.get(k) == side for k, side in _SWAP_INDEX.get(x, ()))
+
+
 def _aligned_conflict(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     """Two prompts word for word the same but for one or two words that change the
     question: an alternative for another ("all" / "some", "to" / "from"), or two words
@@ -871,9 +877,10 @@ def _comparison(a: tuple[str, ...], b: tuple[str, ...]) -> str | None:
     after_a, after_b = after_a - shared, after_b - shared
     if not (after_a and after_b and after_a <= before_b and after_b <= before_a):
         return None
-    if comparative_a == comparative_b:
-        return "swapped"
-    if _swapped(comparative_a.split()[-1], comparative_b.split()[-1]):
+    last_a, last_b = comparative_a.split()[-1], comparative_b.split()[-1]
+    if comparative_a == comparative_b or _same_side(last_a, last_b):
+        return "swapped"  # "is python quicker than go" / "is go faster than python" too
+    if _swapped(last_a, last_b):
         return "mirrored"
     return None
 
@@ -1224,9 +1231,10 @@ def _substituted(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, str] | No
     """The one word in which two framed prompts (:attr:`Signature.framed`) differ, each
     side's, when they are otherwise the same words in the same order (3+ words).
 
-    ``None`` also when the traded words do not carry the question: function or request
-    words, numbers (the numbers guard's), a negation on both sides ("can't" / "cannot"),
-    or two spellings of one word ("recieve" / "receive", "colour" / "color").
+    ``None`` also when the traded words do not carry the question: function words, two
+    request words ("list" / "name"), numbers (the numbers guard's), a negation on both
+    sides ("can't" / "cannot"), or two spellings of one word ("recieve" / "receive",
+    "colour" / "color").
     """
     if len(a) != len(b) or len(a) < 3:
         return None
@@ -1237,9 +1245,13 @@ def _substituted(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, str] | No
         if pair is not None:
             return None
         pair = (x, y)
-    if pair is None or not all(_content_word(w) for w in pair):
+    if pair is None or not all(_content_word(w) or w in _REQUEST_WORDS for w in pair):
         return None
     x, y = pair
+    if x in _REQUEST_WORDS and y in _REQUEST_WORDS:
+        return None  # "list" / "name" / "give me 5 fruits": how the request is put
+    # one request word against another word: "convert a list to a dict" / "a string to a
+    # dict", "how to find files" / "how to delete files" (near-synonyms pass on)
     if x[0] == y[0] and difflib.SequenceMatcher(None, x, y).ratio() >= _SPELLING_RATIO:
         return None
     return pair
@@ -1247,11 +1259,11 @@ def _substituted(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, str] | No
 
 # words that open a clause picking some of a thing ("wines that don't need decanting",
 # "which wines need decanting", "cells that are not blank")
-_SELECTORS = frozenset({"which", "that", "who", "whose", "where"})
+_SELECTORS = frozenset({"which", "what", "that", "who", "whose", "where"})
 # what opens a prompt that asks to pick: "which wines...", "count cells that...", "list
 # countries that..." (a complaint picks nothing: "a fee that shouldn't have been charged")
 _PICKS = _REQUEST_VERBS | frozenset([
-    "which", "count", "find", "filter", "select", "delete", "remove", "drop", "sum",
+    "which", "what", "count", "find", "filter", "select", "delete", "remove", "drop", "sum",
     "highlight", "sort", "get",
 ])  # fmt: skip
 

@@ -713,9 +713,7 @@ def _signature(text: str) -> Signature:
     entities, qualified, directed, prefixed = _entities(toks, consumed, names)
     if prefixed:
         low_text = _put_after(low_text, prefixed)
-    poles = _poles_of(
-        present if present.isdisjoint(_ON_OFF) else (present - _ON_OFF) | _switched(lows)
-    )
+    poles = _poles_of(_pole_words(present, lows))
     negated = any(w in _NEGATIONS or w.endswith("n't") for w in lows)
     plain, denies = _plain(lows)
     excludes = _excludes(lows)
@@ -828,14 +826,50 @@ _SWITCH_VERBS = frozenset([
 ])  # fmt: skip
 
 
-def _switched(lows: list[str]) -> frozenset[str]:
-    """The "on"/"off" that a switch verb sets ("turn it off", "switch on dark mode"): the
-    first one in the four words after the verb. Any other "on" is a preposition."""
+_IN_OUT = frozenset({"in", "out"})
+_IN_OUT_VERBS = frozenset(
+    f"{stem}{end}"
+    for stem, ends in [
+        ("zoom", ("", "s", "ed", "ing")),
+        ("log", ("", "s", "ged", "ging")),
+        ("sign", ("", "s", "ed", "ing")),
+        ("check", ("", "s", "ed", "ing")),
+        ("opt", ("", "s", "ed", "ing")),
+        ("cash", ("", "es", "ed", "ing")),
+        ("plug", ("", "s", "ged", "ging")),
+        ("scale", ("", "s", "d")),
+        ("scaling", ("",)),
+        ("clock", ("", "s", "ed", "ing")),
+        ("fade", ("", "s", "d")),
+        ("fading", ("",)),
+        ("phase", ("", "s", "d")),
+        ("phasing", ("",)),
+    ]
+    for end in ends
+)
+# particles that say where a verb goes ("turn off", "zoom in"), each with its verbs
+_PARTICLES = ((_SWITCH_VERBS, _ON_OFF), (_IN_OUT_VERBS, _IN_OUT))
+
+
+def _pole_words(present: frozenset[str], lows: list[str]) -> frozenset[str]:
+    """The words whose poles a prompt has: ``present``, with the particles ("on"/"off",
+    "in"/"out") only where a verb sets them."""
+    words = present
+    for verbs, particles in _PARTICLES:
+        if not words.isdisjoint(particles):
+            words = (words - particles) | _set_by(lows, verbs, particles)
+    return words
+
+
+def _set_by(lows: list[str], verbs: frozenset[str], particles: frozenset[str]) -> frozenset[str]:
+    """The particles that ``verbs`` set ("turn it off", "switch on dark mode", "zoom in on
+    the map"): the first one in the four words after the verb. Any other "on" or "in" is a
+    preposition."""
     out: set[str] = set()
     for i, w in enumerate(lows):
-        if w in _SWITCH_VERBS:
+        if w in verbs:
             for later in lows[i + 1 : i + 5]:
-                if later in _ON_OFF:
+                if later in particles:
                     out.add(later)
                     break
     return frozenset(out)

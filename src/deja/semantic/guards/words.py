@@ -1114,7 +1114,7 @@ _AMBIGUOUS_CURRENCY = frozenset({"real", "won", "rand", "ether", "rub", "cad", "
 
 # Antonym pairs, and groups of mutually exclusive alternatives (times of day, seasons,
 # meals, diets): per group, the sides two prompts mention must not conflict. "on"/"off"
-# count only after a switch verb ("turn it on"; see extract._switched): as a preposition
+# count only after a switch verb ("turn it on"; see extract._pole_words): as a preposition
 # ("dark mode on iPhone") "on" is everywhere.
 # Two parties a question can be asked about either way round: the same two named in the
 # other order ask the other question ("should an interviewer ask a candidate" / "a
@@ -1168,7 +1168,7 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
             " losing worsen",
         ),
         ("high", "low"),
-        ("before earlier", "after later"),
+        ("before earlier within", "after later"),
         ("buy buying bought purchase purchasing", "sell selling sold"),
         (
             "max maximum most largest biggest highest longest greatest",
@@ -1191,8 +1191,18 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("win winning won", "lose losing lost"),
         ("positive", "negative"),
         ("true", "false"),
-        ("hot warm", "cold cool"),
-        ("fast faster fastest quick quickly", "slow slower slowest slowly"),
+        ("hot hotter hottest warm warmer warmest", "cold colder coldest cool cooler coolest"),
+        (
+            "fast faster fastest quick quicker quickest quickly",
+            "slow slower slowest slowly",
+        ),
+        (
+            "accept accepts accepted accepting approve approves approved approving",
+            "reject rejects rejected rejecting",
+        ),
+        # set by a verb only ("zoom in" / "zoom out", "log in" / "log out"; see
+        # guards.extract): any other "in" is a preposition
+        ("in", "out"),
         ("cheap cheaper cheapest inexpensive low-cost", "expensive pricey costly"),
         ("best", "worst"),
         ("advantages pros benefits", "disadvantages cons drawbacks"),
