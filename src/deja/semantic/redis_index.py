@@ -662,6 +662,8 @@ def _cursor_page(reply: Any) -> tuple[list[dict[str, Any]], int]:
             rows.append({_text(k): v for k, v in attrs.items()})
         return rows, cursor
     for flat in list(page)[1:]:  # RESP2: [total, [field, value, ...], ...]
+        if not flat:
+            continue  # gone between the match and the load
         items = list(flat)
         rows.append({_text(items[i]): items[i + 1] for i in range(0, len(items) - 1, 2)})
     return rows, cursor
@@ -675,14 +677,20 @@ def _rows_of(reply: Any) -> list[tuple[str, dict[str, Any]]]:
     """``(key, fields)`` of an FT.SEARCH reply (RESP2 or RESP3), in order; every field is
     text but the binary ones (:data:`_BINARY`), kept as returned."""
     rows: list[tuple[str, dict[str, Any]]] = []
+    # A document whose hash expired (or was deleted) between the match and the load of its
+    # fields comes back without them (nil): it is gone, so it is left out.
     if isinstance(reply, dict):
         for result in _results(reply):
             key = result.get(b"id", result.get("id"))
-            attrs = result.get(b"extra_attributes", result.get("extra_attributes", {}))
+            attrs = result.get(b"extra_attributes", result.get("extra_attributes"))
+            if not attrs:
+                continue
             rows.append((_text(key), {_text(k): _field(_text(k), v) for k, v in attrs.items()}))
         return rows
     items = list(reply[1:])
     for i in range(0, len(items) - 1, 2):
+        if not items[i + 1]:
+            continue
         flat = list(items[i + 1])
         fields = {
             _text(flat[j]): _field(_text(flat[j]), flat[j + 1]) for j in range(0, len(flat) - 1, 2)
