@@ -817,6 +817,20 @@ def test_particles_count_only_where_their_verb_sets_them() -> None:
     assert words("dark mode in chrome") == frozenset()
 
 
+def test_a_number_said_of_another_name_is_another_question() -> None:
+    a = "what time is it in Paris when it is 3pm in Berlin?"
+    assert "entities" in failed(a, "if it's 3pm in Paris, what time is it in Berlin?")
+    assert failed(a, "when it's 3pm in Berlin, what's the time in Paris?") == ()
+    # a number said of no name may move
+    assert (
+        failed(
+            "How much is a taxi from JFK to Manhattan for 2 people",
+            "for 2 people, how much is a taxi from JFK to Manhattan",
+        )
+        == ()
+    )
+
+
 def test_opposite_comparatives_and_particles_are_other_questions() -> None:
     for a, b in [
         ("is Go slower than Python?", "is Go quicker than Python?"),

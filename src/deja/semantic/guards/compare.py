@@ -479,6 +479,42 @@ def _swapped(x: str, y: str) -> bool:
     return any(k in sides_y and sides_y[k] != side for k, side in _SWAP_INDEX.get(x, ()))
 
 
+# what may stand between a number and the name it is said of ("3pm in Paris", "5 km of
+# the Thames", "20 degrees at Oslo")
+_BINDING = frozenset({"in", "at", "for", "of", "on", "to", "from"})
+
+
+def _numbers_moved(a: Signature, b: Signature) -> bool:
+    """Do two prompts with the same numbers and names say some number of another name?
+    A number is said of the name right after it ("15 00 in paris": past its other
+    numbers, units and one of :data:`_BINDING`); a number followed by no name is said of
+    none, and is not compared."""
+    if not a.numbers or sorted(a.numbers) != sorted(b.numbers):
+        return False
+    bound_a, bound_b = _bound_names(a), _bound_names(b)
+    return bool(bound_a and bound_b) and bound_a != bound_b
+
+
+def _bound_names(a: Signature) -> frozenset[tuple[str, str]]:
+    words = a.low_text.split()
+    numbers = set(a.all_numbers)
+    names = sorted(set(a.entities), key=len, reverse=True)
+    bound: set[tuple[str, str]] = set()
+    for i, w in enumerate(words):
+        if w not in numbers:
+            continue
+        j = i + 1
+        while j < len(words) and (words[j] in numbers or words[j].isdigit()):
+            j += 1
+        if j < len(words) and words[j] in _BINDING:
+            j += 1
+        rest = " ".join(words[j : j + 4]) + " "
+        name = next((n for n in names if rest.startswith(n + " ")), None)
+        if name is not None:
+            bound.add((w, name))
+    return frozenset(bound)
+
+
 def _same_side(x: str, y: str) -> bool:
     """Are two stems on one side of a group of alternatives ("quicker" / "faster")?"""
     sides_y = dict(_SWAP_INDEX.get(y, ()))
@@ -1170,6 +1206,9 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
                 # (not where one part of the prompt moved whole: "In Hinduism, who is
                 # Shiva?" / "Who is Shiva in Hinduism?")
                 same = a.same_words_as(b) or not _names_traded(a, b, at_a, at_b)
+                # the same numbers, each said of another name ("when it is 3pm in Berlin,
+                # what time is it in Paris" / "...3pm in Paris, ... in Berlin")
+                same = same and not _numbers_moved(a, b)
             # two prompts of the same words (slips, spellings, acronyms spelt out) name
             # the same things: "VE day" / "Victory in Europe Day"
             if not same and not a.same_words_as(b):
