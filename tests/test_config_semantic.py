@@ -348,3 +348,28 @@ def test_a_model_name_in_model_list_embeds_through_that_deployment(
     assert request.headers["authorization"] == f"Bearer {SECRET}"
     assert request.body["model"] == "text-embedding-3-small"
     assert "dimensions" not in request.body
+
+
+def test_the_in_process_index_is_bounded_by_params_or_by_the_memory_store(
+    tmp_path: Path,
+) -> None:
+    """A vector whose answer the exact store evicted only takes room: the index keeps at
+    most what a memory store keeps, unless params.max_entries says otherwise."""
+
+    def bound(caching: dict[str, Any]) -> int:
+        settings = parse_config({"caching": caching}, base_dir=tmp_path)
+        assert settings.caching is not None
+        semantic = settings.caching.build_semantic()
+        return int(semantic.index.max_entries)
+
+    assert bound({"type": "semantic", "store": {"type": "memory", "max_entries": 1500}}) == 1500
+    assert bound({"type": "semantic"}) == 10_000  # the memory store's default
+    assert bound({"type": "semantic", "params": {"max_entries": 300}}) == 300
+    disk = {"type": "disk", "directory": str(tmp_path / "c")}
+    assert bound({"type": "semantic", "store": disk}) == 100_000
+    with pytest.raises(ConfigError, match="in-process semantic index") as err:
+        parse_config(
+            {"caching": {"type": "redis_semantic", "params": {"max_entries": 300}}},
+            base_dir=tmp_path,
+        )
+    assert err.value.path == "caching.params.max_entries"

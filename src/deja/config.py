@@ -145,11 +145,13 @@ _CACHING_KEYS: Final = _words("""
 # Keys of ``params``: what the semantic tier reads (build_semantic, cache_kwargs).
 _SEMANTIC_PARAMS: Final = _words("""
     embedding_model dimensions api_base api_key max_strikes strike_penalty
-    semantic_save_interval
+    semantic_save_interval max_entries
 """)
 # ``params`` keys that only an OpenAI-compatible embedding model uses (not the local one).
 _REMOTE_EMBEDDER_PARAMS: Final = _words("dimensions api_base api_key")
 _LOCAL_EMBEDDING_MODEL: Final = "local"
+# the in-process semantic index's bound when neither params nor the store sets one
+_SEMANTIC_MAX_ENTRIES: Final = 100_000
 # LiteLLM ``cache_params`` keys deja maps onto its own settings.
 _CACHE_PARAMS_MAPPED: Final = _words("""
     default_in_memory_ttl default_in_redis_ttl supported_call_types
@@ -1047,9 +1049,26 @@ class CachingSettings:
             for name in ("max_strikes", "strike_penalty")
             if self.params.get(name) is not None
         }
+        if index is None:
+            feedback["max_entries"] = self._semantic_bound()
         return SemanticCache(
             embedder=embedder, index=index, threshold=self.similarity_threshold, **feedback
         )
+
+    def _semantic_bound(self) -> int:
+        """The in-process index's bound: ``params.max_entries``, else as many entries as a
+        memory store keeps (a vector whose answer was evicted only takes room), else
+        100,000."""
+        given = self.params.get("max_entries")
+        if isinstance(given, int):
+            return given
+        spec = self.options.get("store")
+        if spec is None or (isinstance(spec, StoreSpec) and spec.type == "memory"):
+            options = spec.options if isinstance(spec, StoreSpec) else {}
+            kept = options.get("max_entries") or 10_000  # (unset: MemoryStore's default)
+            if isinstance(kept, int):
+                return min(kept, _SEMANTIC_MAX_ENTRIES)
+        return _SEMANTIC_MAX_ENTRIES
 
     def __repr__(self) -> str:
         return (
@@ -2493,6 +2512,12 @@ def _parse_caching(
     if semantic:
         params = _embedding_deployment(params, params_path, model_list, ctx)
         _semantic_index_warnings(cache_type, options, params, path, ctx)
+    if "max_entries" in params and cache_type.name != "semantic":
+        raise ConfigError(
+            "bounds the in-process semantic index (type: semantic); Redis and Qdrant "
+            "indexes have no entry bound here (their entries expire with their answers)",
+            path=_join(params_path, "max_entries"),
+        )
 
     call_types = None
     if get("supported_call_types") is not None:
@@ -2597,6 +2622,8 @@ def _semantic_params(value: object, path: str, ctx: _Context) -> dict[str, objec
             )
         elif key == "strike_penalty":  # similarity each report adds to what the entry needs
             params[key] = _fraction(raw, sub, ctx)
+        elif key == "max_entries":  # the in-process index's bound (oldest evicted first)
+            params[key] = _int(raw, sub, ctx, what="a whole number of entries", minimum=1)
         else:  # semantic_save_interval: how often an in-process index beside a disk store is saved
             params[key] = _seconds(raw, sub, ctx)
     return params
