@@ -1,14 +1,45 @@
-"""Helpers shared by the tests: requests, responses and a fault-injecting store."""
+"""Helpers shared by the tests: requests, responses, a fault-injecting store, and
+packages made missing."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+import pytest
 
 from deja.request import Request
 from deja.stores.base import SyncStore
 from deja.stores.memory import MemoryStore
 from deja.testing import FakeClock
+
+
+def without_packages(monkeypatch: pytest.MonkeyPatch, *packages: str) -> None:
+    """Make ``import`` of ``packages`` (and of their submodules, imported or not) fail, as
+    on a machine without them, until the test ends: the modules already imported stay
+    where other code holds them."""
+    for name in list(sys.modules):
+        if name.split(".")[0] in packages:
+            monkeypatch.setitem(sys.modules, name, None)
+    for package in packages:
+        monkeypatch.setitem(sys.modules, package, None)
+
+
+# Code run by ``python -c`` before a command: the packages named in BLOCKED fail to
+# import, as on a machine without them (a subprocess, for what imports them at its start).
+BLOCKING = """
+import sys
+BLOCKED = {blocked!r}
+
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked)", name=name)
+        return None
+
+sys.meta_path.insert(0, _Block())
+"""
 
 
 def chat_request(content: str = "What is the capital of France?", **params: Any) -> Request:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from collections import Counter
 
+import pytest
+
 from deja.demo import load_workload
 
 
@@ -87,3 +89,41 @@ def test_demo_runs_through_the_proxy() -> None:
     assert report["saved_usd"] > 0
     assert report["cost_with_cache_usd"] < report["cost_without_cache_usd"]
     assert report["misses_after_invalidation"] == report["invalidated_entries"] > 0
+
+
+def _demo_without(blocked: set[str], *options: str) -> subprocess.CompletedProcess[str]:
+    """``deja demo *options`` where ``blocked`` packages cannot be imported."""
+    from tests.helpers import BLOCKING
+
+    code = BLOCKING.format(blocked=blocked) + (
+        f"from deja.cli import main\nsys.exit(main(['demo', *{list(options)!r}]))\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
+
+
+def test_demo_without_the_server_extra_says_what_to_install() -> None:
+    out = _demo_without({"uvicorn"}, "--exact-only", "--proxy", "--latency", "0.005")
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr
+    assert out.stderr.strip() == (
+        "deja: error: uvicorn is not installed; run: pip install 'deja-llm[server]'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("blocked", "package"), [("numpy", "numpy"), ("onnxruntime", "onnxruntime")]
+)
+@pytest.mark.parametrize("proxy", [False, True])
+def test_demo_without_the_semantic_extra_suggests_exact_only(
+    blocked: str, package: str, proxy: bool
+) -> None:
+    """Never "exact + semantic" in the header of a run whose semantic tier cannot work."""
+    options = ["--latency", "0.005", *(["--proxy"] if proxy else [])]
+    out = _demo_without({blocked}, *options)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr and "exact + semantic" not in out.stdout
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith(f"deja: error: {package} is not installed")
+    assert "pip install 'deja-llm[semantic]'" in line and "deja demo --exact-only" in line

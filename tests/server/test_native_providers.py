@@ -12,6 +12,7 @@ import pytest
 
 from deja.providers.bedrock import AwsCredentials
 from deja.testing import FakeBedrockServer, FakeGeminiServer
+from tests.helpers import without_packages
 from tests.server.conftest import MASTER, TEAM_A
 
 pytest.importorskip("botocore")
@@ -177,3 +178,76 @@ async def test_provider_errors_reach_callers_in_openai_shape(
     assert answer.status_code == 503
     error = answer.json()["error"]
     assert set(error) == {"message", "type", "param", "code"} and "status" not in error
+
+
+@pytest.mark.parametrize(
+    ("blocked", "index", "package", "extra"),
+    [("botocore", 0, "botocore", "bedrock"), ("cryptography", 1, "cryptography", "vertex")],
+)
+def test_a_deployment_whose_provider_extra_is_missing_is_refused_at_start(
+    bedrock: FakeBedrockServer,
+    gemini: FakeGeminiServer,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    blocked: str,
+    index: int,
+    package: str,
+    extra: str,
+) -> None:
+    """Not a start without a word and a 500 for every request to that model."""
+    from deja.config import parse_config
+    from deja.errors import MissingDependencyError
+    from deja.server.app import ProxyApp
+
+    settings = parse_config(config(bedrock, gemini), base_dir=tmp_path)
+    without_packages(monkeypatch, blocked)
+    with pytest.raises(MissingDependencyError) as caught:
+        ProxyApp(settings)
+    assert (caught.value.package, caught.value.extra) == (package, extra)
+    message = str(caught.value)
+    assert f"pip install 'deja-llm[{extra}]'" in message
+    name = settings.model_list[index].model_name
+    assert f"model_list[{index}] {name!r}" in message  # which deployment needs it
+
+
+def test_deployments_that_need_no_extra_start_without_them(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Bedrock API key with its region, and a Vertex AI access token, are sent as they
+    are: neither botocore nor cryptography is imported for them."""
+    from deja.config import parse_config
+    from deja.server.app import ProxyApp
+
+    models = [
+        {
+            "model_name": "claude",
+            "litellm_params": {
+                "model": "bedrock/anthropic.claude-3-haiku-20240307-v1:0",
+                "aws_bearer_token_bedrock": "bedrock-api-key",
+                "aws_region_name": "eu-west-3",
+            },
+        },
+        {
+            "model_name": "gemini",
+            "litellm_params": {
+                "model": "vertex_ai/gemini-2.5-flash",
+                "api_key": "ya29.an-access-token",
+                "vertex_project": "acme-prod",
+                "vertex_location": "europe-west1",
+            },
+        },
+    ]
+    settings = parse_config({"model_list": models}, base_dir=tmp_path)
+    without_packages(monkeypatch, "botocore", "cryptography")
+    ProxyApp(settings)
+
+
+async def test_a_missing_dependency_on_the_request_path_says_what_to_install(
+    proxy: httpx2.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    without_packages(monkeypatch, "botocore")  # gone after the start's check
+    answer = await proxy.post("/v1/chat/completions", json=body("claude", "Receipts?"))
+    assert answer.status_code == 500
+    error = answer.json()["error"]
+    assert error["code"] == "missing_dependency" and error["type"] == "server_error"
+    assert error["message"] == "botocore is not installed; run: pip install 'deja-llm[bedrock]'"

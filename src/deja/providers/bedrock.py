@@ -129,6 +129,7 @@ __all__ = [
     "finish_reason",
     "model_id",
     "normalize_bedrock",
+    "require_botocore",
     "resolve_aws",
     "resolve_region",
     "sign_request",
@@ -384,6 +385,19 @@ class BedrockApiKey:
     appears in ``repr``."""
 
     key: str = field(repr=False)
+
+
+def require_botocore() -> None:
+    """Import what SigV4 signing and the AWS credential chain need (botocore, the
+    ``bedrock`` extra), raising :class:`~deja.errors.MissingDependencyError` without it: a
+    check at start-up for a deployment that would otherwise fail at its first request."""
+    try:
+        import botocore.auth
+        import botocore.awsrequest
+        import botocore.credentials
+        import botocore.session  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError("botocore", "bedrock") from exc
 
 
 def _botocore_session(profile: str | None) -> Any:

@@ -53,6 +53,7 @@ __all__ = [
     "ServiceAccount",
     "TokenRequest",
     "parse_token_response",
+    "require_cryptography",
 ]
 
 DEFAULT_TOKEN_URI: Final = "https://oauth2.googleapis.com/token"
@@ -228,6 +229,17 @@ class ServiceAccount:
         if not isinstance(key, rsa.RSAPrivateKey):
             raise ConfigError(f"the private key of {self.client_email} is not an RSA key")
         return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+
+
+def require_cryptography() -> None:
+    """Import what signing a service account's JWT needs (``cryptography``, the ``vertex``
+    extra), raising :class:`~deja.errors.MissingDependencyError` without it: a check at
+    start-up for a deployment that would otherwise fail at its first request."""
+    try:
+        from cryptography.hazmat.primitives import hashes, serialization  # noqa: F401
+        from cryptography.hazmat.primitives.asymmetric import padding, rsa  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError("cryptography", "vertex") from exc
 
 
 def parse_token_response(data: object, now: float, *, status_code: int = 200) -> AccessToken:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MINILM_MODEL_SHA256",
     "MINILM_TOKENIZER_SHA256",
+    "Checkable",
     "CostReporting",
     "Embedder",
     "LocalEmbedder",
@@ -110,6 +111,18 @@ class CostReporting(Protocol):
         ...
 
 
+@runtime_checkable
+class Checkable(Protocol):
+    """An embedder that can tell cheaply, without loading or calling its model, whether it
+    can work: what a readiness probe asks each time (the proxy's ``/health/ready``)."""
+
+    def check(self) -> None:
+        """Raise what embedding would (:class:`~deja.errors.MissingDependencyError` for a
+        missing package, :class:`~deja.errors.ConfigError` for a missing file); return
+        ``None`` when nothing is known to stand in the way."""
+        ...
+
+
 def normalize_rows(matrix: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length, as C-contiguous float32 (zero rows stay zero)."""
     out = np.ascontiguousarray(matrix, dtype=np.float32)
@@ -154,7 +167,9 @@ class LocalEmbedder:
     the files (the digests are always checked).
 
     Nothing is read in the constructor: the files are loaded and verified on first use,
-    once, under a lock. ``embed`` is thread-safe; ``aembed`` runs it in a worker thread.
+    once, under a lock (:meth:`check` says beforehand, without loading them, whether a
+    package or file is missing). ``embed`` is thread-safe; ``aembed`` runs it in a worker
+    thread.
     Raises :class:`~deja.errors.ConfigError` if a file's digest does not match, and
     :class:`~deja.errors.MissingDependencyError` if the ``semantic`` extra is missing.
     """
@@ -207,20 +222,42 @@ class LocalEmbedder:
             if self._session is None:
                 self._load()
 
-    def _load(self) -> None:
+    def check(self) -> None:
+        """Raise what :meth:`load` would for a missing package (onnxruntime, tokenizers,
+        onnx for the fused graph, the model package) or file, without loading anything:
+        the imports are made once, then this costs a few ``stat`` calls (see
+        :class:`Checkable`). The files' digests are checked by :meth:`load` only."""
+        if self._session is not None:
+            return
+        self._files()
+
+    def _files(self) -> tuple[Path, Path]:
+        """The model and tokenizer files, once their packages import and they exist."""
         try:
-            import onnxruntime
-            import tokenizers
-        except ImportError as exc:
-            raise MissingDependencyError(exc.name or "onnxruntime", "semantic") from exc
+            import onnxruntime  # noqa: F401
+            import tokenizers  # noqa: F401
+
+            if self.fused:
+                import onnx  # noqa: F401
+        except ImportError as exc:  # named by its package (a native part may be what failed)
+            package = (exc.name or "onnxruntime").partition(".")[0]
+            raise MissingDependencyError(package, "semantic") from exc
         model_path = self._model_path or _model_package_dir() / "model.onnx"
         tokenizer_path = self._tokenizer_path or _TOKENIZER_PATH
+        for what, path in (("model", model_path), ("tokenizer", tokenizer_path)):
+            if not path.is_file():
+                raise ConfigError(f"embedding {what} file not found: {path}")
+        return model_path, tokenizer_path
+
+    def _load(self) -> None:
+        model_path, tokenizer_path = self._files()
+        import onnxruntime
+        import tokenizers
+
         for what, path, expected in (
             ("model", model_path, self._model_sha256),
             ("tokenizer", tokenizer_path, self._tokenizer_sha256),
         ):
-            if not path.is_file():
-                raise ConfigError(f"embedding {what} file not found: {path}")
             actual = _sha256(path)
             if actual != expected:
                 raise ConfigError(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import random
 import re
 import time
@@ -24,7 +25,7 @@ from typing import Any
 import orjson
 
 from deja._async.cache import AsyncCache
-from deja._async.client import _PROVIDER_OPTIONS, AsyncClient
+from deja._async.client import _PROVIDER_OPTIONS, AsyncClient, _bedrock_api_key
 from deja._async.embeddings import acached_embeddings
 from deja._async.streams import aopen_uncached
 from deja._embedding_items import embedding_items, item_requests
@@ -35,6 +36,7 @@ from deja.errors import (
     DejaError,
     InvalidRequestError,
     KeyBuilderError,
+    MissingDependencyError,
     ProviderError,
     StoreError,
     UpstreamConnectionError,
@@ -42,6 +44,8 @@ from deja.errors import (
 )
 from deja.keys import scope_prefix, takes_tenant
 from deja.metrics import PrometheusMetrics
+from deja.providers.bedrock import require_botocore
+from deja.providers.google_auth import require_cryptography
 from deja.request import Request, RequestKind, resolve_model
 from deja.result import CacheInfo
 from deja.server.auth import Auth, Caller
@@ -337,6 +341,10 @@ class ProxyApp:
     ``cache`` and ``client`` may be injected (tests); otherwise they are built from the
     settings: the configured cache (none: every request goes upstream) and one pooled
     upstream client. Call :meth:`aclose` (the ASGI lifespan does) to close both.
+
+    Raises :class:`~deja.errors.MissingDependencyError` (naming the deployment) when a
+    deployment's provider needs an extra that is not installed: ``bedrock/`` signing
+    with SigV4 needs botocore, ``vertex_ai/`` with a service account cryptography.
     """
 
     def __init__(
@@ -347,6 +355,8 @@ class ProxyApp:
         client: AsyncClient | None = None,
         metrics: PrometheusMetrics | None = None,
     ) -> None:
+        # before anything is opened: a deployment that cannot be called refuses the start
+        _require_provider_dependencies(settings.model_list)
         self.settings = settings
         self.metrics = metrics if metrics is not None else PrometheusMetrics()
         if cache is None and settings.caching is not None:
@@ -929,16 +939,25 @@ class ProxyApp:
         await send_json(send, 200, {"status": "ok"})
 
     async def _semantic_problem(self) -> str | None:
-        """What keeps the semantic tier from working, found by one search of its index (a
-        Redis without the RediSearch module, a Qdrant server down, an index of vectors of
-        another size), or ``None``."""
+        """What keeps the semantic tier from working, or ``None``: an embedder that cannot
+        load (a package of the ``semantic`` extra missing, asked of a
+        :class:`~deja.semantic.embedders.Checkable` one without loading its model), then
+        one search of its index (a Redis without the RediSearch module, a Qdrant server
+        down, an index of vectors of another size)."""
         semantic = self.cache.semantic if self.cache is not None else None
         if semantic is None:
             return None
         try:
             import numpy as np
 
-            probe = np.zeros(semantic.embedder.dim, dtype=np.float32)
+            from deja.semantic.embedders import Checkable
+
+            embedder = semantic.embedder
+            if isinstance(embedder, Checkable):
+                await asyncio.wait_for(
+                    asyncio.to_thread(embedder.check), timeout=_SEMANTIC_PROBE_SECONDS
+                )
+            probe = np.zeros(embedder.dim, dtype=np.float32)
             probe[0] = 1.0
             search = semantic.index.search
             await asyncio.wait_for(
@@ -1245,6 +1264,52 @@ class ProxyApp:
 _ADMIN_CALLER = Caller(tenant=None, models=(), is_admin=True)
 
 
+def _provider_check(deployment: ModelDeployment) -> tuple[Callable[[], None], str] | None:
+    """What ``deployment``'s calls import (a check that raises
+    :class:`~deja.errors.MissingDependencyError` without it, and why they need it), or
+    ``None`` when they need no extra.
+
+    The client's own rules: a Bedrock API key with a known region is sent as it is, any
+    other Bedrock call signs with (or looks for a region through) botocore; a Vertex AI
+    deployment without an access token (``api_key``) signs its service account's token
+    requests with cryptography.
+    """
+    provider, _ = resolve_model(deployment.model)
+    params = deployment.litellm_params
+    api_key = params.get("api_key")
+    if provider == "bedrock":
+        options = {name: value for name, value in params.items() if name in _PROVIDER_OPTIONS}
+        bearer = _bedrock_api_key(options, str(api_key) if api_key else None)
+        region = (
+            options.get("aws_region_name")
+            or os.environ.get("AWS_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION")
+        )
+        if bearer is None:
+            return require_botocore, "signs its requests with SigV4"
+        if not region:
+            return require_botocore, "reads its region from the AWS profile"
+    elif provider == "vertex_ai" and not api_key:
+        return require_cryptography, "signs its service account's token requests"
+    return None
+
+
+def _require_provider_dependencies(deployments: Sequence[ModelDeployment]) -> None:
+    """Raise :class:`~deja.errors.MissingDependencyError` for the first deployment whose
+    provider needs an extra that is not installed: found at start, not as a failure of
+    every request to it."""
+    for i, deployment in enumerate(deployments):
+        found = _provider_check(deployment)
+        if found is None:
+            continue
+        check, why = found
+        try:
+            check()
+        except MissingDependencyError as exc:
+            detail = f"model_list[{i}] {deployment.model_name!r}: {deployment.model} {why}"
+            raise MissingDependencyError(exc.package, exc.extra, detail=detail) from exc
+
+
 def _deployment_options(deployment: ModelDeployment) -> dict[str, Any]:
     params = deployment.litellm_params
     options: dict[str, Any] = {"model": deployment.model, "api_base": params.get("api_base")}
@@ -1403,5 +1468,10 @@ def _http_error(exc: Exception) -> HTTPError:
         if retry_after is not None:
             headers.append((b"retry-after", str(int(retry_after)).encode()))
         return HTTPError(status, _caller_message(exc), body=body, headers=headers)
+    if isinstance(exc, MissingDependencyError):
+        # found at start for what the configuration names; whatever else needs one is
+        # said as it is: what to install, on the proxy's side
+        logger.error("a request needs a package that is not installed: %s", exc)
+        return HTTPError(500, str(exc), code="missing_dependency")
     logger.exception("unexpected error on the request path")
     return HTTPError(500, f"internal error: {type(exc).__name__}")

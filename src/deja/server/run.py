@@ -3,11 +3,15 @@
 The configuration is validated in the parent process before any worker starts, so a bad
 file exits non-zero with the YAML path in the message, and the start-up warnings are logged
 there, once; each worker then builds its own app from the same file (``DEJA_CONFIG``)
-without repeating them.
+without repeating them. With several workers the parent also builds that app once, and
+closes it, before they start: what fails there (a store or provider whose extra is not
+installed, a hook that does not import) is the same one error and exit code a single
+worker gives, not workers that die and are started again without end.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -96,6 +100,28 @@ def _warn_about(settings: Settings, workers: int) -> None:
         )
 
 
+def _check_app(settings: Settings) -> None:
+    """Build the app every worker will build from ``settings``, and close it at once.
+
+    Raises what building it raises (:class:`~deja.errors.MissingDependencyError`,
+    :class:`~deja.errors.ConfigError`...). Nothing is connected: stores and indexes
+    connect at their first use, and the upstream client at its first call. Its log lines
+    (warnings each worker logs again) are left out. Its counters stay in this process's
+    memory: prometheus_client, imported here first, reads ``PROMETHEUS_MULTIPROC_DIR``
+    when imported, and the workers' directory is no place for this process's files.
+    """
+    directory = os.environ.pop(MULTIPROC_ENV, None)
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        app = ProxyApp(settings)
+    finally:
+        logging.disable(previous)
+        if directory is not None:
+            os.environ[MULTIPROC_ENV] = directory
+    asyncio.run(app.aclose())
+
+
 def _share_metrics() -> str | None:
     """Let every worker's /metrics and /cache/stats see all workers' counters.
 
@@ -134,6 +160,10 @@ def serve(
         raise MissingDependencyError("uvicorn", "server") from exc
     n = workers if workers is not None else settings.proxy.workers
     _warn_about(settings, n)
+    if n > 1:
+        # one worker builds the app in this process (uvicorn's factory), and its failure
+        # ends the command; a worker process that fails is only started again
+        _check_app(settings)
     os.environ[CONFIG_ENV] = str(path)
     os.environ[LOG_LEVEL_ENV] = logging.getLevelName(logging.getLogger().getEffectiveLevel())
     # an operator's PROMETHEUS_MULTIPROC_DIR is used by one worker too: emptied of the
