@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -435,3 +436,44 @@ def test_bad_values_never_raise_nor_corrupt_series() -> None:
         "deja_semantic_similarity_count",
         "deja_upstream_seconds_count",
     }
+
+
+def test_several_workers_publish_their_own_stores_figures(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In multiprocess mode a per-process store is not read at scrape time (only the
+    answering worker's would be); each worker writes its figures into the shared files,
+    evictions as a counter that only grows."""
+    from deja.stores.memory import MemoryStore
+
+    store = MemoryStore(max_entries=2)
+    metrics = PrometheusMetrics()
+    metrics.watch_store("memory", store)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    assert b"deja_cache_evictions" not in metrics.render()  # left to the shared files
+    published: list[tuple[str, float]] = []
+
+    class Recorder:
+        def labels(self, name: str) -> Any:
+            return self
+
+        def set(self, value: float) -> None:
+            published.append(("entries", value))
+
+        def inc(self, value: float) -> None:
+            published.append(("evictions+", value))
+
+    metrics._usage._shared = (Recorder(), Recorder())
+    for i in range(5):
+        store.set(f"k{i}", b"v", None)
+    metrics.publish_store_usage()
+    metrics.publish_store_usage()  # nothing new evicted: nothing added
+    store.set("k9", b"v", None)
+    metrics.publish_store_usage()
+    assert published == [
+        ("entries", 2),
+        ("evictions+", 3),
+        ("entries", 2),
+        ("entries", 2),
+        ("evictions+", 1),
+    ]

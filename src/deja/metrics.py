@@ -44,6 +44,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -257,18 +258,72 @@ def _positive(amount: float) -> bool:
     return isinstance(amount, (int, float)) and math.isfinite(amount) and amount > 0
 
 
+def _multiprocess() -> bool:
+    """Whether this process writes its metrics into files shared with sibling workers."""
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+def _per_process(store: object) -> bool:
+    """Whether each process has a store of its own (the in-memory one)."""
+    return getattr(store, "per_process", False) is True
+
+
 class _StoreUsageCollector:
     """Reads each watched store's ``usage()`` when Prometheus scrapes, never on a request.
 
     A store whose ``usage()`` is costly says how often it may be read
     (``usage_interval`` seconds, e.g. S3, which lists the whole prefix): scrapes in between
     repeat its last figures.
+
+    With several workers (Prometheus multiprocess mode), a store each process has its own
+    of (``per_process = True``: the in-memory one) is not read at scrape time, when only
+    the answering worker's would be (its counter went down from one scrape to the next):
+    each worker writes its own figures into the shared files (:meth:`publish`), which the
+    scrape adds up over the live workers.
     """
 
     def __init__(self) -> None:
         self._stores: dict[str, StoreStats] = {}
         self._lock = threading.Lock()
         self._last: dict[str, tuple[float, float, float]] = {}  # when, entries, evictions
+        self._published: dict[str, float] = {}  # evictions written so far, per store
+        self._shared: tuple[Any, Any] | None = None  # the gauge and counter written to
+
+    def publish(self) -> None:
+        """Write this worker's figures of its per-process stores into the shared metrics
+        files (multiprocess mode only; a no-op otherwise)."""
+        if not _multiprocess():
+            return
+        with self._lock:
+            stores = [(n, s) for n, s in self._stores.items() if _per_process(s)]
+            if not stores:
+                return
+            if self._shared is None:
+                from prometheus_client import Counter, Gauge
+
+                self._shared = (
+                    Gauge(
+                        "deja_cache_entries",
+                        "Entries held by the store.",
+                        ["store"],
+                        registry=None,
+                        multiprocess_mode="livesum",
+                    ),
+                    Counter(
+                        "deja_cache_evictions",
+                        "Entries the store evicted to make room (not expiries).",
+                        ["store"],
+                        registry=None,
+                    ),
+                )
+            entries, evictions = self._shared
+            for name, store in stores:
+                usage = store.usage()
+                entries.labels(name).set(usage.entries)
+                done = self._published.get(name, 0.0)
+                if usage.evictions > done:
+                    evictions.labels(name).inc(usage.evictions - done)
+                    self._published[name] = float(usage.evictions)
 
     def watch(self, name: str, store: StoreStats) -> None:
         with self._lock:
@@ -282,6 +337,10 @@ class _StoreUsageCollector:
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             stores = list(self._stores.items())
+        if _multiprocess():  # theirs are in the shared files (publish)
+            stores = [(name, store) for name, store in stores if not _per_process(store)]
+            if not stores:
+                return  # (no second family of those names beside the files')
         entries, evictions = self._families()
         for name, store in stores:
             interval = float(getattr(store, "usage_interval", 0.0))
@@ -619,6 +678,13 @@ class PrometheusMetrics:
 
         if isinstance(store, StoreStats):
             self._usage.watch(name, store)
+
+    @_never_raises
+    def publish_store_usage(self) -> None:
+        """With several workers, write this worker's in-memory store figures into the
+        shared metrics files (each worker calls it now and then; see
+        :class:`_StoreUsageCollector`)."""
+        self._usage.publish()
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric (``b""`` if it cannot be made)."""

@@ -449,3 +449,35 @@ def test_a_call_outliving_the_drain_time_gets_an_api_error(tmp_path: Path) -> No
     (answer,) = answers
     assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
     assert answer.json()["error"]["code"] == "shutting_down"
+
+
+def test_several_workers_in_memory_store_figures_add_up_and_never_go_down(
+    tmp_path: Path,
+) -> None:
+    """Each worker has its own in-memory store: /metrics adds their entries and evictions
+    up (a scrape used to read only the answering worker's, so the counter went down)."""
+    with FakeOpenAIServer() as upstream:
+        config = write_config(tmp_path, upstream, "caching: {type: memory, max_entries: 5}")
+        with serve(config, "--workers", "2", "--log-level", "warning") as (base, _):
+            for i in range(40):  # a new connection each: both workers take some
+                body = {"model": "gpt-4o", "messages": [{"role": "user", "content": f"q{i}"}]}
+                reply = httpx2.post(f"{base}/v1/chat/completions", json=body)
+                assert reply.status_code == 200, reply.text
+
+            def figures() -> tuple[float, float]:
+                text = httpx2.get(f"{base}/metrics").text
+                assert text.count("# TYPE deja_cache_evictions_total counter") == 1
+                entries = evictions = 0.0
+                for line in text.splitlines():
+                    if line.startswith('deja_cache_entries{store="memory"}'):
+                        entries = float(line.split()[-1])
+                    elif line.startswith('deja_cache_evictions_total{store="memory"}'):
+                        evictions = float(line.split()[-1])
+                return entries, evictions
+
+            seen = [figures() for _ in range(12)]
+            evictions = [e for _, e in seen]
+            assert evictions == sorted(evictions), evictions  # a counter: never down
+            # both workers' figures: 40 answers stored, 5 kept by each that took some
+            entries, total = seen[-1]
+            assert 5 <= entries <= 10 and entries + total == 40, seen[-1]

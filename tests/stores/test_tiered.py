@@ -155,3 +155,14 @@ def test_only_an_outage_is_reported_not_the_first_connection(
         bus.set_healthy(True)
     said = [r.getMessage() for r in caplog.records]
     assert len(said) == 2 and "down" in said[0] and "back" in said[1]
+
+
+def test_usage_is_the_shared_tiers(tmp_path: Path, clock: FakeClock) -> None:
+    """What the store holds is what every process shares (the L2), not one process's L1."""
+    a, b, l2, _ = pair(tmp_path, clock)
+    for i in range(3):
+        a.set(f"k{i}", b"v", 600)
+    b.set("other", b"v", 600)
+    assert a.usage().entries == b.usage().entries == l2.usage().entries == 4
+    assert a.l1.usage().entries == 3
+    assert not getattr(a, "per_process", False)  # one figure for every worker

@@ -317,6 +317,8 @@ _GENERATION_PATHS = frozenset({"/chat/completions", "/completions"})
 _NOTHING: Mapping[str, Any] = {}
 _MAX_RETRY_PAUSE = 10.0
 _SEMANTIC_PROBE_SECONDS = 5.0
+# how often a worker writes its in-memory store's figures into the shared metrics
+_PUBLISH_SECONDS = 5.0
 _NO_STORE = CacheControl(no_store=True)
 _BYPASS = CacheControl(no_cache=True, no_store=True)
 _CALL_KINDS = frozenset({"chat", "completion", "embedding"})
@@ -380,6 +382,7 @@ class ProxyApp:
         self._uncached_kinds = _CALL_KINDS - kinds if kinds is not None else frozenset()
         self._wildcard_routes: dict[str, Route | None] = {}
         self._max_body = settings.general.max_request_bytes
+        self._publisher: asyncio.Future[None] | None = None
         self._body_timeout = settings.general.request_body_timeout
         self._pre_hooks: list[tuple[str, Callable[..., Any]]] = []
         self._post_hooks: list[tuple[str, Callable[..., Any]]] = []
@@ -470,11 +473,22 @@ class ProxyApp:
                         " exact tier only until it can",
                         problem,
                     )
+                if multiprocess():
+                    self._publisher = asyncio.ensure_future(self._publish_store_usage())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self._publisher is not None:
+                    self._publisher.cancel()
                 await self.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _publish_store_usage(self) -> None:
+        """With several workers, this worker's in-memory store figures, written into the
+        shared metrics now and then (a scrape adds them up over the workers)."""
+        while True:
+            self.metrics.publish_store_usage()
+            await asyncio.sleep(_PUBLISH_SECONDS)
 
     async def aclose(self) -> None:
         """Close the upstream client and the cache store."""
@@ -1003,6 +1017,7 @@ class ProxyApp:
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         # a scrape reads the stores' usage (blocking I/O): never on the event loop
         if multiprocess():
+            self.metrics.publish_store_usage()  # this worker's figures: fresh
             body = await asyncio.to_thread(aggregated_exposition, self.metrics.store_usage)
         else:
             body = await asyncio.to_thread(self.metrics.render)

@@ -3,9 +3,11 @@
 With several workers, ``deja serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh
 directory before the workers start; prometheus_client then keeps every worker's counters and
 histograms in files there, and any worker answering ``/metrics`` or ``/cache/stats`` reads all
-of them. The per-store figures (entries, evictions) are those the answering worker reads
-from its store (the same for a shared store). Gauges count the live workers only: files of
-workers that died (and were replaced) are marked dead at each scrape.
+of them. The per-store figures (entries, evictions) of a shared store are read by the
+answering worker at the scrape (every worker reads the same); those of an in-memory store,
+one per worker, are written by each worker into the files and added up. Gauges count the
+live workers only: files of workers that died (and were replaced) are marked dead at each
+scrape.
 """
 
 from __future__ import annotations

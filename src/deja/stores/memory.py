@@ -68,6 +68,7 @@ class MemoryStore(SyncStore, SyncTagIndex):
 
     name = "memory"
     offload = False
+    per_process = True  # each process has its own: its figures are added up over workers
 
     def shares_values(self) -> bool:
         """``get`` returns the stored object itself (see :class:`SharedValues`)."""

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 
 from deja._async.tiered_ops import AsyncTieredOps
 from deja._sync.tiered_ops import TieredOps
-from deja.stores.base import Store, StoreUsage, validate_ttl
+from deja.stores.base import Store, StoreStats, StoreUsage, validate_ttl
 from deja.stores.bus import InvalidationBus, LocalInvalidationBus, new_origin
 from deja.stores.memory import MemoryStore
 from deja.stores.tiered_state import TierState
@@ -115,8 +115,17 @@ class TieredStore:
         """L1 hits hand back the stored object itself (see :class:`SharedValues`)."""
         return True
 
+    @property
+    def usage_interval(self) -> float:
+        """How often :meth:`usage` may be read (the L2's, an S3 bucket's 300 s)."""
+        return float(getattr(self.state.l2, "usage_interval", 0.0))
+
     def usage(self) -> StoreUsage:
-        """The L1's usage (the L2 reports its own)."""
+        """The L2's usage: what every process shares (an L1 holds a few recent entries of
+        one process); the L1's when the L2 reports none."""
+        l2 = self.state.l2
+        if isinstance(l2, StoreStats):
+            return l2.usage()
         return self.state.l1.usage()
 
     def close(self) -> None:
