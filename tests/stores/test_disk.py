@@ -90,6 +90,21 @@ def test_size_limit_bounds_the_values(tmp_path: Path) -> None:
     store.close()
 
 
+def test_the_write_ahead_log_is_cut_back_near_the_size_limit(tmp_path: Path) -> None:
+    """SQLite keeps its log at its largest size unless told: 4 MB of log beside a cache
+    bounded to 3 MB (a soak found the directory at 11.7 MB for a 3 MB bound)."""
+    store = DiskStore(tmp_path / "c", size_limit=3 * 2**20)
+    for i in range(8000):
+        store.set(f"k{i}", os.urandom(600), None)
+        if i % 50 == 0:
+            store.tag(f"t{i % 7}", [f"k{i}"], None)
+    logs = {p.name: p.stat().st_size for p in (tmp_path / "c").glob("*-wal")}
+    assert "cache.db-wal" in logs and all(size <= 3 * 2**20 // 4 for size in logs.values()), logs
+    total = sum(p.stat().st_size for p in (tmp_path / "c").rglob("*") if p.is_file())
+    assert total < 2 * 3 * 2**20, total
+    store.close()
+
+
 def test_threads_share_one_store(tmp_path: Path) -> None:
     store = DiskStore(tmp_path)
     errors: list[BaseException] = []

@@ -49,6 +49,10 @@ _TAGS_FILE = "tags.sqlite3"
 _CLEAR_BATCH = 500
 
 _BACKEND_ERRORS = (OSError, sqlite3.Error, diskcache.Timeout)
+# the most the write-ahead logs are kept at after a checkpoint (see DiskStore._journal_limit)
+_JOURNAL_LIMIT = 4 * 2**20
+_TAGS_JOURNAL_LIMIT = 2**20
+_PAGE = 4096  # SQLite's default page size
 
 _TAG_SCHEMA = (
     # expires is NULL for a tag that never expires.
@@ -279,13 +283,25 @@ class DiskStore(SyncStore, SyncTagIndex):
             con.execute("DELETE FROM tag WHERE name = ?", (tag,))
         return [str(row[0]) for row in rows]
 
+    def _journal_limit(self) -> int:
+        """How large SQLite's write-ahead log may grow before a checkpoint, which then cuts
+        it back to that size: a quarter of ``size_limit``, at most 4 MiB (SQLite's own is 4
+        MiB, kept at its largest for good: 4 MiB of log beside a cache bounded to 3)."""
+        return min(self._size_limit // 4, _JOURNAL_LIMIT)
+
     def _values(self) -> Any:
         cache = self._cache
         if cache is None:
             with self._open_lock:
                 if self._cache is None:
                     self._cache = diskcache.Cache(
-                        self._directory, size_limit=self._size_limit, timeout=_LOCK_TIMEOUT
+                        self._directory,
+                        size_limit=self._size_limit,
+                        timeout=_LOCK_TIMEOUT,
+                        sqlite_journal_size_limit=self._journal_limit(),
+                        # a checkpoint each time the log reaches it (SQLite's default is
+                        # 1,000 pages, 4 MiB)
+                        sqlite_wal_autocheckpoint=max(self._journal_limit() // _PAGE, 16),
                     )
                 cache = self._cache
         return cache
@@ -349,6 +365,7 @@ def _init_tag_db(con: sqlite3.Connection) -> None:
             time.sleep(0.01)
     # Like diskcache: durable across crashes of the process, not of the machine.
     con.execute("PRAGMA synchronous = NORMAL")
+    con.execute(f"PRAGMA journal_size_limit = {_TAGS_JOURNAL_LIMIT}")
     with _write_transaction(con):
         for statement in _TAG_SCHEMA:
             con.execute(statement)
