@@ -338,18 +338,27 @@ async def test_a_caller_joining_while_the_answer_is_stored_is_credited_once() ->
     assert cache.stats().saved_usd == pytest.approx(first.info.cost_usd)
 
 
-async def test_callers_who_joined_a_stream_that_failed_are_misses_not_hits() -> None:
-    cache = deja.AsyncCache()
-    release = asyncio.Event()
+def _held_stream(release: asyncio.Event, *, fails: bool) -> Any:
+    """An upstream stream that sends one chunk, waits for ``release``, then ends (or,
+    ``fails``, breaks off)."""
 
     async def upstream() -> AsyncIterator[dict[str, Any]]:
         async def chunks() -> AsyncIterator[dict[str, Any]]:
             yield _chunk(0)
             await release.wait()
-            raise deja.UpstreamConnectionError("the upstream broke off")
+            if fails:
+                raise deja.UpstreamConnectionError("the upstream broke off")
+            yield _chunk(1, finish="stop")
 
         return chunks()
 
+    return upstream
+
+
+async def test_callers_who_joined_a_stream_that_failed_are_misses_not_hits() -> None:
+    cache = deja.AsyncCache()
+    release = asyncio.Event()
+    upstream = _held_stream(release, fails=True)
     streams = [await cache.stream(chat_request(), upstream) for _ in range(3)]
     assert [s.info.status for s in streams] == ["miss", "hit", "hit"]  # as their headers say
     release.set()
@@ -364,15 +373,7 @@ async def test_callers_who_joined_a_stream_that_failed_are_misses_not_hits() -> 
 async def test_callers_who_joined_a_stream_count_as_hits_when_it_ends() -> None:
     cache = deja.AsyncCache()
     release = asyncio.Event()
-
-    async def upstream() -> AsyncIterator[dict[str, Any]]:
-        async def chunks() -> AsyncIterator[dict[str, Any]]:
-            yield _chunk(0)
-            await release.wait()
-            yield _chunk(1, finish="stop")
-
-        return chunks()
-
+    upstream = _held_stream(release, fails=False)
     streams = [await cache.stream(chat_request(), upstream) for _ in range(3)]
     assert (cache.stats().hits, cache.stats().misses) == (0, 1)  # the joiners: not yet
     release.set()

@@ -762,17 +762,8 @@ async def test_the_proxy_says_at_start_and_when_ready_that_the_semantic_tier_can
 
     broken = deja.AsyncCache(semantic=SemanticCache(embedder=embedder, index=Unreachable()))
     app = ProxyApp(parse_config({"caching": {"type": "memory"}}, base_dir=tmp_path), cache=broken)
-    sent: list[dict[str, Any]] = []
-    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
-
-    async def receive() -> dict[str, Any]:
-        return next(messages)
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
     with caplog.at_level("ERROR", logger="deja"):
-        await app({"type": "lifespan"}, receive, send)
+        sent = await _start_and_stop(app)
     assert sent[0]["type"] == "lifespan.startup.complete"  # it starts: the exact tier works
     assert any("semantic tier cannot work" in r.getMessage() for r in caplog.records)
 
@@ -805,17 +796,8 @@ async def test_the_proxy_says_the_semantic_tier_cannot_work_when_its_model_canno
     without_packages(monkeypatch, "onnxruntime")
     cache = deja.AsyncCache(semantic=SemanticCache(embedder=LocalEmbedder()))
     app = ProxyApp(parse_config({"caching": {"type": "memory"}}, base_dir=tmp_path), cache=cache)
-    sent: list[dict[str, Any]] = []
-    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
-
-    async def receive() -> dict[str, Any]:
-        return next(messages)
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
     with caplog.at_level("ERROR", logger="deja"):
-        await app({"type": "lifespan"}, receive, send)
+        sent = await _start_and_stop(app)
     assert sent[0]["type"] == "lifespan.startup.complete"
     logged = [
         r.getMessage() for r in caplog.records if "semantic tier cannot work" in r.getMessage()
@@ -831,3 +813,18 @@ async def test_the_proxy_says_the_semantic_tier_cannot_work_when_its_model_canno
     assert ready.json()["semantic"] == "unavailable"
     error = ready.json()["semantic_error"]
     assert "onnxruntime is not installed" in error and "pip install 'deja-llm[semantic]'" in error
+
+
+async def _start_and_stop(app: Any) -> list[dict[str, Any]]:
+    """Run ``app``'s ASGI lifespan (start, then stop); the messages it sent."""
+    sent: list[dict[str, Any]] = []
+    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app({"type": "lifespan"}, receive, send)
+    return sent
