@@ -817,6 +817,34 @@ def test_particles_count_only_where_their_verb_sets_them() -> None:
     assert words("dark mode in chrome") == frozenset()
 
 
+_LEAFLET = (
+    "Leaflet: Ibuprofen 200 mg tablets. Adults and children 12 years and over: take 1 tablet"
+    " every 4 to 6 hours while symptoms persist. Do not exceed 6 tablets in 24 hours."
+)
+
+
+def test_other_questions_about_one_shared_context_are_other_questions() -> None:
+    often = f"{_LEAFLET} Question: How often can I take it?"
+    assert "context" in failed(often, f"{_LEAFLET} Question: Can I take it while pregnant?")
+    assert "context" in failed(
+        f"How often can I take it? {_LEAFLET}", f"Can I take it while pregnant? {_LEAFLET}"
+    )
+    # the same question, its words the same: left to the other guards and the verifier
+    assert "context" not in failed(often, f"{_LEAFLET} Question: how often can i take it")
+    # one long sentence reworded at its start, its list the same: no context
+    assert "context" not in failed(
+        "The different sections of the Datasets documentation are Get started, Tutorials,"
+        " How-to guides, General usage, Audio, Vision, Text, Tabular, Dataset repository,"
+        " Conceptual guides, and Reference.",
+        "The various parts of the Datasets documentation include: Introduction, Tutorials,"
+        " How-to guides, General usage, Audio, Vision, Text, Tabular, Dataset repository,"
+        " Conceptual guides, and Reference.",
+    )
+    assert "context" not in failed(
+        often, f"{_LEAFLET} Question: Can I take it while pregnant?", GuardSettings(context=False)
+    )
+
+
 def test_a_number_said_of_another_name_is_another_question() -> None:
     a = "what time is it in Paris when it is 3pm in Berlin?"
     assert "entities" in failed(a, "if it's 3pm in Paris, what time is it in Berlin?")

@@ -69,6 +69,12 @@ class GuardSettings:
     # (``GuardReport.substituted``) and refused unless the two words are near-synonyms
     # by the embedded model (:func:`deja.semantic.decision.decide`).
     substitution: bool = True
+    # Most of the two prompts is one shared text (a pasted document, a policy, earlier
+    # turns) and what differs asks about it with other words ("<leaflet> Can I take it
+    # while pregnant?" / "<leaflet> How often can I take it?"): the shared text makes them
+    # look alike to the model and the verifier, so the differing parts must hold the same
+    # content words; else the exact tier answers.
+    context: bool = True
 
     @classmethod
     def none(cls) -> GuardSettings:
@@ -1099,9 +1105,55 @@ def _counted_apart(x: str, y: str) -> bool:
 _COUNTING_HEADS = frozenset(_ORDINAL_WORDS) | frozenset(_NUMBER_WORDS) | {"first", "one"}
 
 
+# a run of words this long, shared at the start or the end, is a context
+_CONTEXT_WORDS = 15
+
+
+def _other_question_on_one_context(a: Signature, b: Signature) -> bool:
+    """Do two prompts share a context (their first and last words, 15+ together and half of
+    the longer one at least) and ask about it with other content words?"""
+    words_a, words_b = a.low_text.split(), b.low_text.split()
+    longest = max(len(words_a), len(words_b))
+    if min(len(words_a), len(words_b)) < _CONTEXT_WORDS:
+        return False
+    n = min(len(words_a), len(words_b))
+    head = 0
+    while head < n and words_a[head] == words_b[head]:
+        head += 1
+    tail = 0
+    while tail < n - head and words_a[-1 - tail] == words_b[-1 - tail]:
+        tail += 1
+    shared = head + tail
+    if 2 * shared < longest:
+        return False
+    # the context first and the question after it, or a question first, then the context
+    # (not a sentence reworded at its start whose long end is the same: "The sections of
+    # the docs are A, B, C..." / "The docs' parts include A, B, C...")
+    if head < _CONTEXT_WORDS and not (
+        tail >= _CONTEXT_WORDS and _asked_before(a.text) and _asked_before(b.text)
+    ):
+        return False
+    rest_a = words_a[head : len(words_a) - tail]
+    rest_b = words_b[head : len(words_b) - tail]
+    return _content_of(rest_a) != _content_of(rest_b)
+
+
+def _asked_before(text: str) -> bool:
+    """Does ``text`` ask its question before a context of 15+ words ("Can I take it while
+    pregnant? Leaflet: ...")?"""
+    asked, mark, after = text.partition("?")
+    return bool(mark) and len(after.split()) >= _CONTEXT_WORDS and bool(asked.strip())
+
+
+def _content_of(words: list[str]) -> frozenset[str]:
+    return frozenset(_plain_stem(w) for w in words if w not in _STOP and not _is_denial(w))
+
+
 def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
     """The guards of ``s`` that fail between ``a`` and ``b``."""
     failed: list[str] = []
+    if s.context and _other_question_on_one_context(a, b):
+        failed.append("context")
     if s.numbers and (
         not (_same_numbers(a, b) or _numbers_mirrored(a, b))
         or (a.requested and b.requested and a.requested != b.requested)
