@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck unit unasync bench clean venv
+.PHONY: demo test lint typecheck unit unasync bench chaos clean venv
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -40,6 +40,11 @@ test: unasync lint typecheck unit
 
 bench: $(STAMP)
 	$(BIN)/python bench/core.py
+
+# Randomized end-to-end runs under mixed load (tests/chaos; not part of `make test`): a few
+# minutes. DEJA_CHAOS_SEED=N replays a seed, DEJA_CHAOS_OPS=N sets the operations per run.
+chaos: $(STAMP)
+	$(BIN)/python -m pytest tests/chaos -v -s
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
