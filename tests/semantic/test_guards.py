@@ -845,6 +845,45 @@ def test_other_questions_about_one_shared_context_are_other_questions() -> None:
     )
 
 
+def test_what_is_needed_chosen_or_compared_the_other_way_is_another_question() -> None:
+    # "do I need to" asks what is required, "can I" what is allowed
+    assert "polarity" in failed(
+        "Do I need to declare cash at customs?", "Can I declare cash at customs?"
+    )
+    assert failed("I need to change my PIN", "Can I change my PIN?") == ()  # a want, no question
+    assert (
+        failed(
+            "How early should I arrive at the airport?",
+            "How early do I need to get to the airport?",
+        )
+        == ()
+    )  # (how early, not whether)
+    # what is taken instead of what, each a phrase
+    assert "polarity" in failed(
+        "Can I get store credit instead of a refund?", "Can I get a refund instead of store credit?"
+    )
+    assert (
+        failed(
+            "Can I get a refund instead of store credit?",
+            "Instead of store credit, can I get a refund?",
+        )
+        == ()
+    )
+    # two things trading places, each with its own determiner
+    assert "polarity" in failed(
+        "Why does git show my local branch ahead of the remote branch?",
+        "Why does git show the remote branch ahead of my local branch?",
+    )
+
+
+def test_numbers_in_french_spanish_and_german_are_numbers() -> None:
+    assert "numbers" in failed(
+        "Je voudrais commander deux articles", "Je voudrais commander trois articles"
+    )
+    assert "numbers" in failed("Quiero dos entradas", "Quiero tres entradas")
+    assert "numbers" in failed("Ich brauche zwei Tickets", "Ich brauche drei Tickets")
+
+
 def test_a_number_said_of_another_name_is_another_question() -> None:
     a = "what time is it in Paris when it is 3pm in Berlin?"
     assert "entities" in failed(a, "if it's 3pm in Paris, what time is it in Berlin?")
@@ -2190,6 +2229,7 @@ def test_accents_powers_numbered_units_and_fronted_clauses(a: str, b: str, same:
             "Which countries have a presidential system?",
         ),
         ("How do I register a non-profit in Ohio?", "How do I register a profit in Ohio?"),
+        ("¿Cómo desactivo mi cuenta?", "¿Cómo activo mi cuenta?"),
     ],
 )
 def test_a_prefixed_word_is_a_substitution_however_alike(embedder: Any, a: str, b: str) -> None:

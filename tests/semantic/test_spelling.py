@@ -64,6 +64,9 @@ def test_two_words_or_two_edits_are_no_slip(x: str, y: str) -> None:
         ("Tell me the capital of Peru", "capital of peru please"),
         ("What is progressive overload?", "wat is progressive overload"),  # chat spellings
         ("can you reset your router", "can u reset ur router"),
+        # French puts a space before "?", Spanish opens a question with "¿"
+        ("Où est ma commande ?", "Où est ma commande?"),
+        ("¿Puedo pagar con PayPal?", "Puedo pagar con PayPal?"),
     ],
 )
 def test_the_same_words_framed_or_typed_otherwise(a: str, b: str) -> None:

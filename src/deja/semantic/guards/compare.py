@@ -469,7 +469,9 @@ _ARTICLES = frozenset({"a", "an", "the"})
 _ARTICLE_STEMS = frozenset(map(_plain_stem, _ARTICLES))
 _JOIN_STEMS = frozenset(map(_plain_stem, _SYMMETRIC_JOINS))
 # articles and the possessives that stand for them ("its processor" / "the processor")
-_DETERMINERS = _ARTICLE_STEMS | frozenset(map(_plain_stem, ["its", "their", "his", "her"]))
+_DETERMINERS = _ARTICLE_STEMS | frozenset(
+    map(_plain_stem, ["its", "their", "his", "her", "my", "your", "our"])
+)
 
 
 def _swapped(x: str, y: str) -> bool:
@@ -774,6 +776,24 @@ def _modality(plain: tuple[str, ...]) -> tuple[bool, bool]:
         elif w in _MAY and after != _YOU:
             may = True
     return must, may
+
+
+# a yes/no question opening "do I need to", "does my dog need to", "will we need to": asking
+# what is required (a statement, "I need to change my PIN", says what one wants; "how
+# early do I need to arrive" asks when, not whether)
+_NEED_ASKED = re.compile(r"^(?:do|does|did|will|would)\b(?: \w+){1,3}? (?:really )?need to\b")
+_NEED = _plain_stem("need")
+
+
+def _needed(a: Signature, b: Signature) -> bool:
+    """One near-duplicate asks whether something is needed, the other whether it is
+    allowed or advised ("do I need to declare cash" / "can I declare cash")."""
+    asked_a, asked_b = bool(_NEED_ASKED.search(a.low_text)), bool(_NEED_ASKED.search(b.low_text))
+    if asked_a == asked_b:
+        return False
+    needy, other = (a, b) if asked_a else (b, a)
+    must, may = _modality(other.plain)
+    return may and not must and _near(needy.plain, other.plain, _MUST | _HAVE | _MAY | {_TO, _NEED})
 
 
 def _obliged(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
@@ -1280,10 +1300,12 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         or _how_many(a.plain, b.plain)
         or _roles_reversed(a, b)
         or _obliged(a.plain, b.plain)
+        or _needed(a, b)
         or _drops_exception(a, b)
         or _drops_exception(b, a)
         or _speaks_as_another(a.speaker, b.speaker)
         or _ends_swapped(a, b)
+        or _choice_swapped(a, b)
     ):
         failed.append("polarity")
     if s.negation and a.negated != b.negated:
@@ -1424,6 +1446,34 @@ def _ends(text: str) -> tuple[frozenset[str], frozenset[str]] | None:
         return None
     x, y = (frozenset(_plain_stem(w) for w in _tokens_of(g) if w not in _STOP) for g in m.groups())
     return (x, y) if x and y and x != y else None
+
+
+# what is chosen over what ("a refund instead of store credit"): the words before the
+# connector and those after it, to the end of the clause
+_CHOSEN_RE = re.compile(
+    r"((?:\S+\s+){0,3}?\S+)\s+(?:instead\s+of|rather\s+than)\s+(.{1,60}?)(?=\s*[?.!,;:]|\s*$)"
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def _chosen(text: str) -> tuple[frozenset[str], frozenset[str]] | None:
+    """The content words before and after "instead of" / "rather than", if the text says
+    it between two spans of words."""
+    m = _CHOSEN_RE.search(text.lower())
+    if m is None:
+        return None
+    x, y = (frozenset(_plain_stem(w) for w in _tokens_of(g) if w not in _STOP) for g in m.groups())
+    return (x, y) if x and y else None
+
+
+def _choice_swapped(a: Signature, b: Signature) -> bool:
+    """What one prompt takes instead of what, the other the other way round: "can I get a
+    refund instead of store credit" / "store credit instead of a refund"."""
+    chosen_a, chosen_b = _chosen(a.text), _chosen(b.text)
+    if chosen_a is None or chosen_b is None:
+        return False
+    (before_a, after_a), (before_b, after_b) = chosen_a, chosen_b
+    return after_a != after_b and after_a <= before_b and after_b <= before_a
 
 
 def _ends_swapped(a: Signature, b: Signature) -> bool:

@@ -59,8 +59,14 @@ _FRAMING = frozenset([
 ])  # fmt: skip
 
 # Symbols that say something ("$?" / "$!" in bash, "C#" / "C++", "a/b"); quotes, hyphens,
-# dashes and sentence punctuation (after a word, before a space or the end) do not.
-_PUNCTUATION_RE = re.compile(r"(?<=[\w)\]\"'\u2019\u201d=<>+*%&|])[.?!,;:]+(?=\s|$)")
+# dashes and sentence punctuation (after a word, before a space or the end; French puts a
+# space before "?", "!", ";" and ":"; Spanish opens a question with "¿", an exclamation
+# with "¡") do not.
+_PUNCTUATION_RE = re.compile(
+    r"(?<=[\w)\]\"'\u2019\u201d=<>+*%&|])[.?!,;:]+(?=\s|$)"
+    r"|(?<=\w)[\s\u00a0\u202f]+[?!;:]+(?=\s|$)"
+    r"|[\u00bf\u00a1]"
+)
 _SYMBOL_RE = re.compile(r"[^\w\s'\"\u2018\u2019\u201c\u201d\-\u2013\u2014]")
 
 

@@ -833,7 +833,9 @@ _PREFIXES = (
     "mid",
     "self",
 )
-_JOINED_PREFIXES = ("non", "un", "anti")
+# prefixes that undo or deny (English "un-", "dis-", "de-"; Spanish and French "des-",
+# "dés-", German "ent-": "desactivar" / "activar", "désactiver" / "activer")
+_JOINED_PREFIXES = ("non", "un", "anti", "dis", "de", "des", "dés", "ent", "in")
 
 
 def prefixed(x: str, y: str) -> bool:
@@ -845,7 +847,8 @@ def prefixed(x: str, y: str) -> bool:
     head = long[: -len(short)]
     if head.endswith("-"):
         return head[:-1] in _PREFIXES
-    return head in _JOINED_PREFIXES and len(short) >= 4
+    # (a word after "de" or "in" is no short one: "decode" / "code", "invest" / "vest")
+    return head in _JOINED_PREFIXES and len(short) >= (5 if head in ("de", "in") else 4)
 
 
 # spellings above that are also everyday words: a name only where a prompt marks it so
@@ -1441,6 +1444,13 @@ _NUMBER_WORDS = {
     "fourteen": 14, "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18,
     "nineteen": 19, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60,
     "seventy": 70, "eighty": 80, "ninety": 90,
+    # French, Spanish and German, two to ten ("un"/"uno"/"ein" are also "a"; "sept" is
+    # also September, "six" is English already)
+    "deux": 2, "trois": 3, "quatre": 4, "cinq": 5, "huit": 8, "neuf": 9, "dix": 10,
+    "dos": 2, "tres": 3, "cuatro": 4, "cinco": 5, "seis": 6, "siete": 7, "ocho": 8,
+    "nueve": 9, "diez": 10,
+    "zwei": 2, "drei": 3, "vier": 4, "fünf": 5, "sechs": 6, "sieben": 7, "acht": 8,
+    "neun": 9, "zehn": 10,
 }  # fmt: skip
 # Multipliers: "two dozen" is 24 and "three hundred" 300; alone they need "a" or "one"
 # before them ("a hundred", "one thousand"), except "dozen", which is never a pronoun.
