@@ -145,3 +145,18 @@ def test_a_tagged_batch_is_one_tag_write_per_tag(server: FakeOpenAIServer) -> No
     client.embedding(model=MODEL, input=[f"c{i}" for i in range(200)], cache={"tags": ["doc:1"]})
     assert TagCounting.tag_writes == 2  # the namespace's record and the tenant's
     assert cache.delete_tag("doc:1") == 200
+
+
+def test_a_batch_locks_under_its_items_key_prefix_and_scope() -> None:
+    """A Redis user limited to the cache's prefix (``~deja:*``) may take the lock."""
+    from deja._embedding_items import batch_lock_name, item_requests
+
+    cache = deja.Cache(key_prefix="team-a:")
+    keys = [
+        cache.key(r)
+        for r in item_requests(model=MODEL, items=["x", "y"], params={}, api_base=None, tenant="t1")
+    ]
+    name = batch_lock_name("|".join(keys))
+    scope = keys[0].rpartition(":")[0]
+    assert name.startswith("team-a:") and name.startswith(scope + ":batch-")
+    assert batch_lock_name("|".join(reversed(keys))) != name  # another flight

@@ -8,6 +8,7 @@ twin: these are one class and one function each, whichever twin calls them.
 from __future__ import annotations
 
 import base64
+import hashlib
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from deja.result import CacheInfo
 
 __all__ = [
     "EmbeddingBatch",
+    "batch_lock_name",
     "Fetched",
     "embedding_items",
     "float32_base64",
@@ -143,3 +145,11 @@ def token_shares(items: Sequence[Any], total: int) -> list[int]:
     shares = [total * size // weight for size in sizes]
     shares[-1] += total - sum(shares)
     return shares
+
+
+def batch_lock_name(flight: str) -> str:
+    """The store lock of a batch flight (its items' keys joined by "|"): under the first
+    item's key prefix and scope, as every key deja writes is (a Redis user limited to
+    ``deja:*`` may take it)."""
+    scope = flight.partition("|")[0].rpartition(":")[0]
+    return f"{scope}:batch-{hashlib.sha256(flight.encode()).hexdigest()}"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import logging
 import os
 import threading
@@ -31,6 +30,7 @@ import orjson
 from deja._aio import current_loop  # unasync:
 from deja._async.singleflight import AsyncSingleFlight, WaitExpired
 from deja._async.streams import AsyncBroadcast, AsyncCachedStream, OpenStream
+from deja._embedding_items import batch_lock_name
 from deja._lock_keeper import AsyncLockKeeper
 from deja.breaker import CircuitBreaker
 from deja.controls import CacheControl, CacheMode, in_mode, parse_controls
@@ -487,7 +487,7 @@ class AsyncCache:
         async def lead() -> tuple[Any, bool]:
             if stored is None or self._locking is None:
                 return await call(), False
-            name = "batch:" + hashlib.sha256(key.encode()).hexdigest()
+            name = batch_lock_name(key)
             token, found = await self._cross_process_lead(name, stored, None)
             if found is not None:
                 return found, True

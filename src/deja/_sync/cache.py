@@ -17,7 +17,6 @@ not look as if it did.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import os
 import threading
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
+from deja._embedding_items import batch_lock_name
 from deja._lock_keeper import LockKeeper
 from deja._sync.singleflight import SingleFlight, WaitExpired
 from deja._sync.streams import Broadcast, CachedStream, OpenStream
@@ -487,7 +487,7 @@ class Cache:
         def lead() -> tuple[Any, bool]:
             if stored is None or self._locking is None:
                 return call(), False
-            name = "batch:" + hashlib.sha256(key.encode()).hexdigest()
+            name = batch_lock_name(key)
             token, found = self._cross_process_lead(name, stored, None)
             if found is not None:
                 return found, True
