@@ -811,3 +811,142 @@ async def test_kinds_of_deployments_in_admin_calls_costs_and_embeddings(
             a.fail_next(503)
             mixed = await proxy.post("/v1/embeddings", json={"model": "embed", "input": ["x", "y"]})
             assert mixed.status_code == 503 and b.count("/v1/embeddings") == 0
+
+
+REDACT = (
+    "import re\n"
+    "def post(response, request):\n"
+    "    for choice in response['choices']:\n"
+    "        m = choice['message']\n"
+    "        m['content'] = re.sub(r'\\S+@\\S+', '[email]', m['content'])\n"
+)
+
+
+async def test_a_redacting_hook_s_answer_is_what_every_later_caller_gets(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient], tmp_path: Path
+) -> None:
+    """A post-cache hook that changes a streamed answer: the stored entry is the changed
+    one, whether replayed as a stream or served whole (the chunks as they came are not
+    kept)."""
+    from deja.testing import Reply
+
+    upstream.reply_with(lambda body: Reply("Contact alice@example.com for help."))
+    (tmp_path / "redact.py").write_text(REDACT)
+    config = proxy_config(upstream, hooks=[{"path": "redact.py", "async_post_cache_hook": "post"}])
+    body = {**BODY, "stream": True}
+    async with make_proxy(config) as proxy:
+        first = await proxy.post(CHAT, json=body)
+        assert "alice@" in first.text  # streamed live, before the hook saw the whole
+        replay = await proxy.post(CHAT, json=body)
+        whole = await proxy.post(CHAT, json=BODY)
+    assert replay.headers["x-deja-cache"] == whole.headers["x-deja-cache"] == "hit"
+    assert "alice@" not in replay.text and "[email]" in replay.text
+    assert whole.json()["choices"][0]["message"]["content"] == "Contact [email] for help."
+
+
+async def test_pre_hooks_set_cache_options_route_and_refuse(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient], tmp_path: Path
+) -> None:
+    (tmp_path / "pre.py").write_text(
+        "class Refused(Exception):\n"
+        "    status_code = 403\n"
+        "    detail = 'prompt refused by policy'\n"
+        "def pre(body):\n"
+        "    text = body['messages'][-1]['content']\n"
+        "    if 'forbidden' in text:\n"
+        "        raise Refused()\n"
+        "    body['cache'] = {'tags': ['hooked'], 'ttl': 60}\n"
+        "    if 'cheap' in text:\n"
+        "        body['model'] = 'text-embedding-3-small'\n"
+        "    return body\n"
+    )
+    config = proxy_config(upstream, hooks=[{"path": "pre.py", "async_pre_llm_hook": "pre"}])
+    async with make_proxy(config, key=TEAM_B) as proxy:  # team-b may use gpt-4o only
+        refused = await proxy.post(
+            CHAT, json={**BODY, "messages": [{"role": "user", "content": "forbidden"}]}
+        )
+        assert refused.status_code == 403
+        assert refused.json()["error"]["message"] == "prompt refused by policy"
+        rerouted = await proxy.post(
+            CHAT, json={**BODY, "messages": [{"role": "user", "content": "cheap"}]}
+        )
+        assert rerouted.status_code == 403  # the hook's model must be the key's too
+        answer = await proxy.post(CHAT, json=BODY)
+        assert answer.status_code == 200
+        assert "cache" not in upstream.requests[-1].body  # never forwarded
+        gone = await proxy.post(
+            "/cache/invalidate", json={"tag": "hooked", "tenant": "team-b"}, headers=ADMIN
+        )
+        assert gone.json() == {"deleted": 1}
+
+
+async def test_every_post_hook_s_tags_are_kept_and_failovers_see_the_hooks(
+    make_proxy: Callable[..., httpx2.AsyncClient], tmp_path: Path
+) -> None:
+    (tmp_path / "tags.py").write_text(
+        "def one(response, request):\n    return {'tags': ['one']}\n"
+        "def two(response, request):\n    return {'tags': ['two']}\n"
+    )
+    (tmp_path / "redact.py").write_text(REDACT)
+    with FakeOpenAIServer() as primary, FakeOpenAIServer() as backup:
+        from deja.testing import Reply
+
+        backup.reply_with(lambda body: Reply("Write to bob@example.com"))
+
+        def deployment(server: FakeOpenAIServer, model: str, order: int) -> dict[str, Any]:
+            params = {"model": model, "api_base": server.base_url, "api_key": "k", "order": order}
+            return {"model_name": "gpt-4o", "litellm_params": params}
+
+        hooks = [
+            {"path": "tags.py", "async_post_cache_hook": "one"},
+            {"path": "tags.py", "async_post_cache_hook": "two"},
+            {"path": "redact.py", "async_post_cache_hook": "post"},
+        ]
+        config = proxy_config(
+            primary,
+            model_list=[
+                deployment(primary, "openai/gpt-4o", 1),
+                deployment(backup, "openai/gpt-4o-mini", 2),
+            ],
+            hooks=hooks,
+        )
+        async with make_proxy(config) as proxy:
+            await proxy.post(CHAT, json=BODY)
+            one = await proxy.post("/cache/invalidate", json={"tag": "one"}, headers=ADMIN)
+            await proxy.post(CHAT, json=BODY)
+            two = await proxy.post("/cache/invalidate", json={"tag": "two"}, headers=ADMIN)
+            assert one.json() == two.json() == {"deleted": 1}
+            primary.fail_next(503)
+            failover = await proxy.post(CHAT, json={**BODY, "temperature": 0.3})
+        assert failover.status_code == 200
+        assert failover.json()["choices"][0]["message"]["content"] == "Write to [email]"
+
+
+async def test_a_failing_key_builder_keeps_its_detail_in_the_log(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    (tmp_path / "kb.py").write_text(
+        "def kb(request, tenant):\n    raise RuntimeError('vault token hvs.SECRET123 rejected')\n"
+    )
+    config = proxy_config(upstream, hooks=[{"path": "kb.py", "key_builder": "kb"}])
+    async with make_proxy(config) as proxy:
+        with caplog.at_level("ERROR", logger="deja"):
+            answer = await proxy.post(CHAT, json=BODY)
+    assert answer.status_code == 500 and "SECRET123" not in answer.text
+    assert any("SECRET123" in (r.exc_text or "") for r in caplog.records)
+
+
+def test_post_hooks_without_a_cache_are_said_to_be_inert(
+    upstream: FakeOpenAIServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from deja.server.app import ProxyApp
+
+    (tmp_path / "redact.py").write_text(REDACT)
+    config = proxy_config(upstream, hooks=[{"path": "redact.py", "async_post_cache_hook": "post"}])
+    del config["caching"]
+    with caplog.at_level("WARNING", logger="deja"):
+        ProxyApp(parse_config(config, base_dir=tmp_path))
+    assert any("never run" in r.getMessage() for r in caplog.records)

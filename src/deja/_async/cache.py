@@ -548,7 +548,7 @@ class AsyncCache:
             if similar is not None:
                 return self._count(similar)
         status = found.info.status
-        live = await self._read_live_stream(request, key)
+        live = await self._read_live_stream(request, key, ctl)
         if live is not None:
             return self._count(live)
 
@@ -646,8 +646,17 @@ class AsyncCache:
             for other in joined:  # the callers who shared it: hits, saving what it cost
                 self._count(CacheResult(None, other))
                 self._credit(other, cost, tokens)
-            store_ctl = await self.after_response(on_response, response, ctl)
-            await self._put(key, request, response, store_ctl, cost=cost, chunks=assembler.chunks())
+            chunks: list[dict[str, Any]] | None = assembler.chunks()
+            if on_response is None:
+                store_ctl = ctl
+            else:
+                before = orjson.dumps(response)
+                store_ctl = await self.after_response(on_response, response, ctl)
+                if orjson.dumps(response) != before:
+                    # the hook changed the answer (redacted it, say): a replay is made from
+                    # the answer as it left it, never from the chunks as they came
+                    chunks = None
+            await self._put(key, request, response, store_ctl, cost=cost, chunks=chunks)
 
         joined: AsyncBroadcast | None = None
         if ctl.no_cache:
@@ -694,7 +703,9 @@ class AsyncCache:
         self._saved_tokens += tokens
         self.metrics.saved(tokens, cost)
 
-    async def _read_live_stream(self, request: Request, key: str) -> CacheResult | None:
+    async def _read_live_stream(
+        self, request: Request, key: str, ctl: CacheControl
+    ) -> CacheResult | None:
         """The answer of an identical streamed request in flight, read to its end (a plain
         call waits for the whole answer anyway: it shares the stream's upstream call), or
         ``None`` when there is none or it ended unfinished. Its errors are this call's."""
@@ -722,9 +733,12 @@ class AsyncCache:
             await reader.aclose()
         if not assembler.complete:
             return None
-        response = assembler.response()
         self._coalesced += 1
         self.metrics.coalesced()
+        stored = await self._stored_answer(key, ctl)
+        if stored is not None:  # as the post-cache hooks left it (stored before the end)
+            return stored
+        response = assembler.response()
         info = CacheInfo("hit", key, age=0.0, saved_usd=self.cost(request, response))
         return CacheResult(response, info)
 

@@ -400,6 +400,12 @@ class ProxyApp:
                 self.cache.key_builder = _tenant_key_builder(
                     spec.key_builder, spec.load(spec.key_builder)
                 )
+        if self.cache is None and self._post_hooks:
+            logger.warning(
+                "post-cache hooks (%s) run on answers the cache stores: without a caching"
+                " block they never run (answers are passed on as they come)",
+                ", ".join(name for name, _ in self._post_hooks),
+            )
         self._handlers: dict[tuple[str, str], Callable[[Scope, Receive, Send], Awaitable[None]]] = {
             ("POST", "/chat/completions"): self._chat,
             ("POST", "/completions"): self._completions,
@@ -586,12 +592,44 @@ class ProxyApp:
             try:
                 result = await _maybe_await(hook(body))
             except Exception as exc:
+                refusal = _refusal(exc)
+                if refusal is not None:  # the hook turned the request down (a policy)
+                    raise refusal from None
                 # the operator's bug: its detail goes to the log, not to every caller
                 logger.exception("pre-LLM hook %s failed", name)
                 raise HookError(f"hook {name} failed (the proxy's log has why)") from exc
             if isinstance(result, dict):
                 body = result
+            elif result is not None:
+                logger.warning(
+                    "pre-LLM hook %s returned a %s, not the request body: ignored",
+                    name,
+                    type(result).__name__,
+                )
         return body
+
+    async def _prepared(
+        self, body: dict[str, Any], caller: Caller, route: Route, ctl: CacheControl
+    ) -> tuple[dict[str, Any], Route, CacheControl]:
+        """The request as the pre-call hooks leave it: their body, with the cache options
+        they set (a ``cache`` object, taken out: never forwarded), and the route of the
+        model they name (which the caller's key must be allowed too)."""
+        if not self._pre_hooks:
+            return body, route, ctl
+        model = body.get("model")
+        body = await self._pre_llm(body)
+        hooked = body.pop("cache", None)
+        if hooked is not None:
+            try:
+                ctl = merge(ctl, parse_controls(hooked))
+            except ControlError as exc:
+                logger.error("a pre-LLM hook set cache options deja does not have: %s", exc)
+                raise HookError(
+                    "a pre-LLM hook set invalid cache options (the proxy's log has why)"
+                ) from exc
+        if body.get("model") != model:
+            route = self._route(body, caller)
+        return body, route, ctl
 
     def _on_response(
         self, body: dict[str, Any], ctl: CacheControl
@@ -603,7 +641,8 @@ class ProxyApp:
         async def run(response: dict[str, Any]) -> CacheControl | None:
             # The answer is paid for by now: a hook that fails, or asks for what is no cache
             # option, costs the caller nothing; the answer is served and not stored.
-            options: dict[str, Any] = {}
+            # Each hook's options add to the others' (tags of all, the stricter of others).
+            extra: CacheControl | None = None
             for name, hook in self._post_hooks:
                 try:
                     result = await _maybe_await(hook(response, body))
@@ -629,20 +668,22 @@ class ProxyApp:
                     logger.exception("post-cache hook %s failed: the answer is not stored", name)
                     return merge(ctl, _NO_STORE)
                 if isinstance(result, Mapping):
-                    options.update(result)
+                    try:
+                        asked = parse_controls(result)
+                    except ControlError as exc:
+                        logger.error(
+                            "post-cache hook %s asked for %s: the answer is not stored", name, exc
+                        )
+                        return merge(ctl, _NO_STORE)
+                    extra = asked if extra is None else merge(extra, asked)
                 elif result is not None:
                     logger.warning(
                         "post-cache hook %s returned a %s, not cache options: ignored",
                         name,
                         type(result).__name__,
                     )
-            if not options:
+            if extra is None:
                 return None
-            try:
-                extra = parse_controls(options)
-            except ControlError as exc:
-                logger.error("post-cache hooks asked for %s: the answer is not stored", exc)
-                return merge(ctl, _NO_STORE)
             if extra.namespace is not None and extra.namespace != ctl.namespace:
                 logger.error(
                     "post-cache hooks asked for namespace %r, but the key is chosen before the"
@@ -663,9 +704,11 @@ class ProxyApp:
             return hooks
 
         async def run(response: dict[str, Any]) -> CacheControl | None:
+            # (the hooks see every fresh answer: a redacting one, a failover's too)
+            asked = await hooks(response) if hooks is not None else None
             if plan.served is not None and route.targets[plan.served].kin != plan.keyed_as:
-                return merge(ctl, _NO_STORE)
-            return await hooks(response) if hooks is not None else None
+                return merge(asked or ctl, _NO_STORE)
+            return asked
 
         return run
 
@@ -735,7 +778,7 @@ class ProxyApp:
         if kind in self._uncached_kinds:
             ctl = merge(ctl, _BYPASS)
         try:
-            body = await self._pre_llm(body)
+            body, route, ctl = await self._prepared(body, caller, route, ctl)
             if not route.storage_urls:
                 _refuse_storage_urls(body.get("messages"))
             plan = route.plan()
@@ -891,6 +934,12 @@ class ProxyApp:
             raise HTTPError(
                 400, "encoding_format must be 'float' or 'base64'", param="encoding_format"
             )
+        try:
+            body, route, ctl = await self._prepared(body, caller, route, ctl)
+        except HTTPError:
+            raise
+        except Exception as exc:
+            raise _http_error(exc) from exc
         plan = route.plan()
         # vectors of two models cannot stand beside each other (some items of a batch are
         # cached): an embeddings call fails over to deployments of the same kind only
@@ -898,7 +947,6 @@ class ProxyApp:
             kind = route.targets[plan.keyed_as].kin
             plan.attempts = [i for i in plan.attempts if route.targets[i].kin == kind]
         try:
-            body = await self._pre_llm(body)
             params = {k: v for k, v in body.items() if k not in ("model", "input")}
 
             async def fetch_missing(items: list[Any]) -> Mapping[str, Any]:
@@ -1124,7 +1172,7 @@ class ProxyApp:
         route = self._route(request_body, _ADMIN_CALLER)
         ctl = parse_controls(request_body.pop("cache", None))
         try:
-            request_body = await self._pre_llm(request_body)
+            request_body, route, ctl = await self._prepared(request_body, _ADMIN_CALLER, route, ctl)
         except HookError as exc:
             raise _http_error(exc) from exc
         kind: RequestKind = (
@@ -1361,7 +1409,9 @@ def _tenant_key_builder(name: str, hook: Callable[..., Any]) -> Callable[[Reques
         try:
             digest = hook(request, request.tenant) if with_tenant else hook(request)
         except Exception as exc:
-            raise HookError(f"hook {name} failed: {exc!r}") from exc
+            # the operator's bug (its message may hold secrets): the detail to the log only
+            logger.exception("key builder hook %s failed", name)
+            raise HookError(f"hook {name} failed (the proxy's log has why)") from exc
         if not isinstance(digest, str):
             raise HookError(f"hook {name} returned {type(digest).__name__}, not a digest string")
         return digest
@@ -1434,6 +1484,18 @@ async def _disconnected(receive: Receive) -> None:
         pass
 
 
+def _refusal(exc: Exception) -> HTTPError | None:
+    """A pre-call hook's way to turn a request down: an exception with a 4xx
+    ``status_code`` (Starlette's and FastAPI's ``HTTPException``, as LiteLLM's hooks raise)
+    answers that status, its ``detail`` (or message) the error's message."""
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status < 500:
+        return None
+    detail = getattr(exc, "detail", None)
+    message = detail if isinstance(detail, str) and detail else str(exc) or "request refused"
+    return HTTPError(status, message, code="rejected")
+
+
 async def _maybe_await(value: Any) -> Any:
     if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
         return await value
@@ -1455,7 +1517,13 @@ def _http_error(exc: Exception) -> HTTPError:
     ):
         return HTTPError(500, str(exc), code="hook_failed")
     if isinstance(exc, KeyBuilderError):
-        return HTTPError(500, str(exc), code="key_builder_failed")
+        # the operator's code (its message may hold secrets): the detail to the log only
+        logger.error("the cache's key builder failed: %s", exc, exc_info=exc)
+        return HTTPError(
+            500,
+            "the cache's key builder failed (the proxy's log has why)",
+            code="key_builder_failed",
+        )
     if isinstance(exc, (InvalidRequestError, ControlError)):
         return HTTPError(400, str(exc))
     if isinstance(exc, UpstreamTimeoutError):
