@@ -160,3 +160,38 @@ def test_a_batch_locks_under_its_items_key_prefix_and_scope() -> None:
     scope = keys[0].rpartition(":")[0]
     assert name.startswith("team-a:") and name.startswith(scope + ":batch-")
     assert batch_lock_name("|".join(reversed(keys))) != name  # another flight
+
+
+async def test_a_large_batch_is_encoded_and_decoded_off_the_event_loop(
+    server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """2,048 embeddings took ~0.8 s of compressing (and ~0.7 s of reading back) on the
+    event loop, which no other request could use meanwhile: a large batch is done in a
+    thread; a small one where it is (a thread costs more than it saves)."""
+    import threading
+
+    from deja._async.cache import AsyncCache
+
+    loop_thread = threading.get_ident()
+    threads: dict[str, set[bool]] = {"encode": set(), "decode": set()}
+    encoded, examined = AsyncCache._encoded, AsyncCache._examine
+
+    def encoding(self: Any, *args: Any, **kwargs: Any) -> Any:
+        threads["encode"].add(threading.get_ident() == loop_thread)
+        return encoded(self, *args, **kwargs)
+
+    def examining(self: Any, *args: Any, **kwargs: Any) -> Any:
+        threads["decode"].add(threading.get_ident() == loop_thread)
+        return examined(self, *args, **kwargs)
+
+    monkeypatch.setattr(AsyncCache, "_encoded", encoding)
+    monkeypatch.setattr(AsyncCache, "_examine", examining)
+    client = deja.AsyncClient(cache=deja.AsyncCache(), api_base=server.base_url, api_key="k")
+    large = [f"item {i}" for i in range(64)]
+    await client.aembedding(model=MODEL, input=large)
+    await client.aembedding(model=MODEL, input=large)
+    assert threads == {"encode": {False}, "decode": {False}}  # never on the loop's thread
+    for found in threads.values():
+        found.clear()
+    await client.aembedding(model=MODEL, input=["one", "two"])
+    assert threads == {"encode": {True}, "decode": {True}}

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-__all__ = ["current_loop", "kept", "later", "uncancelled", "wait_event"]
+__all__ = ["current_loop", "kept", "later", "off_loop", "uncancelled", "wait_event"]
 
 T = TypeVar("T")
 
@@ -80,3 +80,13 @@ async def wait_event(event: asyncio.Event, seconds: float | None) -> bool:
     except TimeoutError:
         return event.is_set()
     return True
+
+
+# batches at least this long are decoded or encoded in a thread (off_loop)
+OFFLOAD_BATCH = 32
+
+
+async def off_loop(work: Callable[[], T], size: int, *, threshold: int = OFFLOAD_BATCH) -> T:
+    """``work()`` over ``size`` items (or bytes): in a thread when there are enough of them
+    to hold the event loop up (2,048 embeddings: ~0.8 s of encoding), else right here."""
+    return await asyncio.to_thread(work) if size >= threshold else work()

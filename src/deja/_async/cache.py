@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
-from deja._aio import current_loop  # unasync:
+from deja import _aio
+from deja._aio import current_loop, off_loop  # unasync:
 from deja._async.singleflight import AsyncSingleFlight, WaitExpired
 from deja._async.streams import AsyncBroadcast, AsyncCachedStream, OpenStream
 from deja._embedding_items import batch_lock_name
@@ -423,9 +424,28 @@ class AsyncCache:
         self._store_recovered()
         elapsed = time.perf_counter() - started
         self.metrics.lookup_seconds(self._store_name, elapsed)
+
+        def examine_all() -> list[tuple[CacheResult, EntryDecodeError | None]]:
+            # a large batch (2,048 embeddings: ~0.7 s of decompressing and parsing) is read
+            # in a thread, the responses parsed there too, so the event loop goes on
+            # serving; such a batch is not memoised (the memo is the loop's)
+            examined = [
+                self._examine(key, data, ctl, elapsed, remember=False)
+                for key, data in zip(keys, values, strict=True)
+            ]
+            for result, _ in examined:
+                _ = result.response
+            return examined
+
+        if len(keys) >= _aio.OFFLOAD_BATCH:
+            examined = await off_loop(examine_all, len(keys))  # unasync: examined = examine_all()
+        else:
+            examined = [
+                self._examine(key, data, ctl, elapsed)
+                for key, data in zip(keys, values, strict=True)
+            ]
         results = []
-        for key, data in zip(keys, values, strict=True):
-            result, corrupt = self._examine(key, data, ctl, elapsed)
+        for key, (result, corrupt) in zip(keys, examined, strict=True):
             if corrupt is not None:
                 await self._discard(key, corrupt)
             results.append(result)
@@ -445,14 +465,18 @@ class AsyncCache:
         ttl = resolve_ttl(ctl.ttl, self.ttl)
         encoded: dict[str, bytes] = {}
         stored: list[tuple[str, Request]] = []
-        for request, response in items:
-            key = self.key(request, ctl)
-            data = self._encoded(
-                key, request, response, ctl, ttl, cost=self.cost(request, response)
-            )
-            if data is not None:
-                encoded[key] = data
-                stored.append((key, request))
+
+        def encode_all() -> None:
+            for request, response in items:
+                key = self.key(request, ctl)
+                data = self._encoded(
+                    key, request, response, ctl, ttl, cost=self.cost(request, response)
+                )
+                if data is not None:
+                    encoded[key] = data
+                    stored.append((key, request))
+
+        await off_loop(encode_all, len(items))  # unasync: encode_all()
         if not encoded or not self._breaker.allow():
             return 0
         try:
@@ -946,13 +970,23 @@ class AsyncCache:
             # a record may name an entry stored again since without the tag (or in
             # another namespace's record only): each entry's own tags decide
             values = await self.store.aget_many(keys) if keys else []
+
+            def still_tagged() -> list[str]:
+                return [
+                    key
+                    for key, data in zip(keys, values, strict=True)
+                    if data is not None and _tagged(data, tag)
+                ]
+
+            # (each entry decoded: a large batch off the event loop)
+            doomed = await off_loop(still_tagged, len(keys))  # unasync: doomed = still_tagged()
             deleted = 0
-            for key, data in zip(keys, values, strict=True):
-                if data is None or not _tagged(data, tag):
-                    continue
+            for n, key in enumerate(doomed, 1):
                 if self.semantic is not None:
                     self.semantic.forget(key)
                 deleted += await self.store.adelete(key)
+                if n % _aio.OFFLOAD_BATCH == 0:
+                    await asyncio.sleep(0)  # a store that never waits: let others in
         except Exception as exc:
             raise StoreError(f"delete_tag failed on store {self._store_name}: {exc!r}") from exc
         return deleted
@@ -1142,11 +1176,18 @@ class AsyncCache:
         return result
 
     def _examine(
-        self, key: str, data: bytes | None, ctl: CacheControl, elapsed: float
+        self,
+        key: str,
+        data: bytes | None,
+        ctl: CacheControl,
+        elapsed: float,
+        *,
+        remember: bool = True,
     ) -> tuple[CacheResult, EntryDecodeError | None]:
         """What the store's ``data`` for ``key`` makes of a lookup: a hit, or a miss, and
         the error of bytes that are no entry (the caller discards them). Not a coroutine:
-        a hit pays for no extra await."""
+        a hit pays for no extra await. ``remember``: keep the decoded entry in the memo
+        (not from another thread)."""
         if data is None:
             logger.debug("CACHE MISS key=%s lookup_ms=%.3f", key, elapsed * 1000)
             return CacheResult(None, CacheInfo("miss", key), gone=True), None
@@ -1162,7 +1203,7 @@ class AsyncCache:
                 return CacheResult(None, CacheInfo("miss", key)), None
             except EntryDecodeError as exc:
                 return CacheResult(None, CacheInfo("miss", key), gone=True), exc
-            if memo is not None:
+            if memo is not None and remember:
                 self._remember(memo, key, data, entry)
         now = self._clock()
         if not is_fresh(

@@ -27,6 +27,7 @@ from urllib.parse import quote
 import httpx2
 import orjson
 
+from deja._aio import off_loop  # unasync:
 from deja._async.cache import AsyncCache
 from deja._async.context_caches import AsyncContextCaches
 from deja._async.embeddings import acached_embeddings, embedding_items
@@ -120,6 +121,8 @@ _PROVIDER_OPTIONS = frozenset(
 )
 # A context cache Gemini refused to make (too small, say) is not asked for again so soon.
 _REFUSED_CACHE_SECONDS = 600.0
+# an upstream answer at least this large is parsed in a thread
+_BIG = 1 << 20  # bytes
 # How long resolved AWS credentials are reused: frozen credentials from the chain have at
 # least 10 minutes left (botocore refreshes 15 minutes before expiry).
 _AWS_CREDENTIALS_SECONDS = 300.0
@@ -1471,8 +1474,11 @@ class AsyncClient:
         response = await self._send(
             url, content, headers, timeout, provider, stream=False, method=method
         )
+        content = response.content
         try:
-            data = orjson.loads(response.content)
+            # (a batch of 2,048 embeddings is ~30 MB of JSON: parsed off the event loop)
+            parse = functools.partial(orjson.loads, content)
+            data = await off_loop(parse, len(content), threshold=_BIG)  # unasync: data = parse()
         except orjson.JSONDecodeError as exc:
             raise ProviderError(
                 f"upstream answered {response.status_code} with a body that is not JSON",

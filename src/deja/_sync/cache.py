@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
+from deja import _aio
 from deja._embedding_items import batch_lock_name
 from deja._lock_keeper import LockKeeper
 from deja._sync.singleflight import SingleFlight, WaitExpired
@@ -423,9 +424,28 @@ class Cache:
         self._store_recovered()
         elapsed = time.perf_counter() - started
         self.metrics.lookup_seconds(self._store_name, elapsed)
+
+        def examine_all() -> list[tuple[CacheResult, EntryDecodeError | None]]:
+            # a large batch (2,048 embeddings: ~0.7 s of decompressing and parsing) is read
+            # in a thread, the responses parsed there too, so the event loop goes on
+            # serving; such a batch is not memoised (the memo is the loop's)
+            examined = [
+                self._examine(key, data, ctl, elapsed, remember=False)
+                for key, data in zip(keys, values, strict=True)
+            ]
+            for result, _ in examined:
+                _ = result.response
+            return examined
+
+        if len(keys) >= _aio.OFFLOAD_BATCH:
+            examined = examine_all()
+        else:
+            examined = [
+                self._examine(key, data, ctl, elapsed)
+                for key, data in zip(keys, values, strict=True)
+            ]
         results = []
-        for key, data in zip(keys, values, strict=True):
-            result, corrupt = self._examine(key, data, ctl, elapsed)
+        for key, (result, corrupt) in zip(keys, examined, strict=True):
             if corrupt is not None:
                 self._discard(key, corrupt)
             results.append(result)
@@ -445,14 +465,18 @@ class Cache:
         ttl = resolve_ttl(ctl.ttl, self.ttl)
         encoded: dict[str, bytes] = {}
         stored: list[tuple[str, Request]] = []
-        for request, response in items:
-            key = self.key(request, ctl)
-            data = self._encoded(
-                key, request, response, ctl, ttl, cost=self.cost(request, response)
-            )
-            if data is not None:
-                encoded[key] = data
-                stored.append((key, request))
+
+        def encode_all() -> None:
+            for request, response in items:
+                key = self.key(request, ctl)
+                data = self._encoded(
+                    key, request, response, ctl, ttl, cost=self.cost(request, response)
+                )
+                if data is not None:
+                    encoded[key] = data
+                    stored.append((key, request))
+
+        encode_all()
         if not encoded or not self._breaker.allow():
             return 0
         try:
@@ -944,13 +968,23 @@ class Cache:
             # a record may name an entry stored again since without the tag (or in
             # another namespace's record only): each entry's own tags decide
             values = self.store.get_many(keys) if keys else []
+
+            def still_tagged() -> list[str]:
+                return [
+                    key
+                    for key, data in zip(keys, values, strict=True)
+                    if data is not None and _tagged(data, tag)
+                ]
+
+            # (each entry decoded: a large batch off the event loop)
+            doomed = still_tagged()
             deleted = 0
-            for key, data in zip(keys, values, strict=True):
-                if data is None or not _tagged(data, tag):
-                    continue
+            for n, key in enumerate(doomed, 1):
                 if self.semantic is not None:
                     self.semantic.forget(key)
                 deleted += self.store.delete(key)
+                if n % _aio.OFFLOAD_BATCH == 0:
+                    time.sleep(0)  # a store that never waits: let others in
         except Exception as exc:
             raise StoreError(f"delete_tag failed on store {self._store_name}: {exc!r}") from exc
         return deleted
@@ -1140,11 +1174,18 @@ class Cache:
         return result
 
     def _examine(
-        self, key: str, data: bytes | None, ctl: CacheControl, elapsed: float
+        self,
+        key: str,
+        data: bytes | None,
+        ctl: CacheControl,
+        elapsed: float,
+        *,
+        remember: bool = True,
     ) -> tuple[CacheResult, EntryDecodeError | None]:
         """What the store's ``data`` for ``key`` makes of a lookup: a hit, or a miss, and
         the error of bytes that are no entry (the caller discards them). Not a coroutine:
-        a hit pays for no extra await."""
+        a hit pays for no extra await. ``remember``: keep the decoded entry in the memo
+        (not from another thread)."""
         if data is None:
             logger.debug("CACHE MISS key=%s lookup_ms=%.3f", key, elapsed * 1000)
             return CacheResult(None, CacheInfo("miss", key), gone=True), None
@@ -1160,7 +1201,7 @@ class Cache:
                 return CacheResult(None, CacheInfo("miss", key)), None
             except EntryDecodeError as exc:
                 return CacheResult(None, CacheInfo("miss", key), gone=True), exc
-            if memo is not None:
+            if memo is not None and remember:
                 self._remember(memo, key, data, entry)
         now = self._clock()
         if not is_fresh(
