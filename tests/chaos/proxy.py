@@ -34,7 +34,7 @@ from tests.chaos.checks import (
     StreamAssembly,
     choices_of,
 )
-from tests.stores.redis_servers import free_port
+from tests.stores.redis_servers import ValkeyServer, free_port
 
 MASTER = "sk-master"
 TENANTS = {"sk-team-a": "team-a", "sk-team-b": "team-b", "sk-team-c": "team-c"}
@@ -46,6 +46,38 @@ CONCURRENCY = 40
 REQUEST_TIMEOUT = 60.0  # a request unanswered for this long is a violation (a hang)
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One proxy run's cache: its store (memory, disk, redis, or tiered: memory over valkey,
+    invalidated over its pub/sub), its worker count, with or without the semantic tier."""
+
+    store: str
+    workers: int
+    semantic: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.store}{'-semantic' if self.semantic else ''}-{self.workers}w"
+
+    def caching(self, directory: Path, valkey: ValkeyServer) -> dict[str, Any]:
+        store: dict[str, Any] = {"type": self.store}
+        if self.store == "disk":
+            store["directory"] = str(directory / "disk")
+        elif self.store in ("redis", "tiered"):
+            valkey.flush()  # our own server
+            if self.store == "redis":
+                store["url"] = valkey.url
+            else:
+                l2 = {"type": "redis", "url": valkey.url}
+                store = {"type": "tiered", "l1": {"type": "memory"}, "l1_ttl": 60, "l2": l2}
+        if not self.semantic:
+            return {**store, "ttl": 600}
+        caching: dict[str, Any] = {"type": "semantic", "store": store, "ttl": 600}
+        if self.store != "disk":  # beside a disk store, the index has its directory
+            caching["index_directory"] = str(directory / "index")
+        return caching
 
 
 def proxy_config(model_list: list[dict[str, Any]], caching: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from tests.chaos.openai_world import (
     draw_embeddings,
     draw_fault,
 )
-from tests.chaos.proxy import Load, ProxyDriver, deployment, plan, proxy_config, serve
+from tests.chaos.proxy import Load, ProxyDriver, Scenario, deployment, plan, proxy_config, serve
 from tests.stores.redis_servers import ValkeyServer
 
 
@@ -47,31 +46,6 @@ def model_list(a: FakeOpenAIServer, b: FakeOpenAIServer) -> list[dict[str, Any]]
         on(a, "emb-multi", f"openai/{EMBEDDING_MODEL}", weight=1),
         on(b, "emb-multi", f"openai/{EMBEDDING_MODEL}", weight=1),
     ]
-
-
-@dataclass(frozen=True)
-class Scenario:
-    store: str  # memory, disk or redis
-    workers: int
-    semantic: bool = False
-
-    @property
-    def name(self) -> str:
-        return f"{self.store}{'-semantic' if self.semantic else ''}-{self.workers}w"
-
-    def caching(self, directory: Path, valkey: ValkeyServer) -> dict[str, Any]:
-        store: dict[str, Any] = {"type": self.store}
-        if self.store == "disk":
-            store["directory"] = str(directory / "disk")
-        elif self.store == "redis":
-            valkey.flush()  # our own server
-            store["url"] = valkey.url
-        if not self.semantic:
-            return {**store, "ttl": 600}
-        caching: dict[str, Any] = {"type": "semantic", "store": store, "ttl": 600}
-        if self.store != "disk":  # beside a disk store, the index has its directory
-            caching["index_directory"] = str(directory / "index")
-        return caching
 
 
 SCENARIOS = [Scenario("memory", 1), Scenario("redis", 2), Scenario("disk", 2, semantic=True)]

@@ -14,40 +14,16 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.chaos.checks import Checker, Ledger, Oracle
 from tests.chaos.providers_world import Upstreams, draw_chat, draw_fault, model_list, providers
-from tests.chaos.proxy import Load, ProxyDriver, plan, proxy_config, serve
+from tests.chaos.proxy import Load, ProxyDriver, Scenario, plan, proxy_config, serve
 from tests.stores.redis_servers import ValkeyServer
 
 pytest.importorskip("botocore")
-
-
-@dataclass(frozen=True)
-class Scenario:
-    store: str  # tiered (memory over valkey, invalidated over its pub/sub) or memory
-    workers: int
-    semantic: bool = False
-
-    @property
-    def name(self) -> str:
-        return f"{self.store}{'-semantic' if self.semantic else ''}-{self.workers}w"
-
-    def caching(self, directory: Path, valkey: ValkeyServer) -> dict[str, Any]:
-        store: dict[str, Any] = {"type": "memory"}
-        if self.store == "tiered":
-            valkey.flush()  # our own server
-            l2 = {"type": "redis", "url": valkey.url}
-            store = {"type": "tiered", "l1": {"type": "memory"}, "l1_ttl": 60, "l2": l2}
-        if not self.semantic:
-            return {**store, "ttl": 600}
-        index = str(directory / "index")
-        return {"type": "semantic", "store": store, "index_directory": index, "ttl": 600}
 
 
 SCENARIOS = [Scenario("tiered", 2), Scenario("memory", 1, semantic=True)]
