@@ -844,6 +844,7 @@ def test_disk_directory_is_relative_to_the_config_file(tmp_path: Path) -> None:
     assert caching.options == {
         "directory": config_dir.absolute() / "data/cache",
         "size_limit": 1000000,
+        "eviction_policy": None,  # the store's default
     }
     default = load(config_dir, "caching: {type: disk}").caching
     assert default is not None

@@ -506,6 +506,14 @@ def _memory_factory(options: Mapping[str, object]) -> Store:
     return MemoryStore(**kwargs)
 
 
+def _eviction_policy(value: Any) -> object:
+    from deja.stores.disk import EVICTION_POLICIES
+
+    if value not in EVICTION_POLICIES:
+        raise ValueError(f"must be one of {', '.join(EVICTION_POLICIES)}")
+    return value
+
+
 def _disk_factory(options: Mapping[str, object]) -> Store:
     from deja.stores.disk import DiskStore
 
@@ -769,6 +777,15 @@ def _register_builtins(registry: CacheTypeRegistry) -> None:
                 doc="Cache directory; relative paths are relative to the config file.",
             ),
             "size_limit": Option(types=int, validator=_positive, doc="Most bytes kept on disk."),
+            "eviction_policy": Option(
+                types=str,
+                validator=_eviction_policy,
+                doc=(
+                    "What goes first past size_limit: least-recently-stored (default; hits"
+                    " never write), least-recently-used or least-frequently-used (keep the"
+                    " hot prompts; each hit writes)."
+                ),
+            ),
         },
         doc="Files on local disk: survives restarts, shared by the processes of one host.",
     )

@@ -358,3 +358,36 @@ def test_tag_rows_of_evicted_entries_are_swept(tmp_path: Path) -> None:
     live = [f"k{i}" for i in range(3000) if store.get(f"k{i}") is not None]
     assert all(store.keys_for(f"user:{key[1:]}") == [key] for key in live)  # still findable
     store.close()
+
+
+@pytest.mark.parametrize(
+    ("policy", "kept"),
+    [("least-recently-stored", False), ("least-recently-used", True)],
+)
+def test_the_eviction_policy_decides_whether_a_hot_entry_stays(
+    tmp_path: Path, policy: str, kept: bool
+) -> None:
+    """Past size_limit diskcache evicts the least recently stored by default (hits never
+    write); least-recently-used keeps what is read, at the price of a write per hit."""
+    store = DiskStore(tmp_path / policy, size_limit=2**20, eviction_policy=policy)
+    value = os.urandom(64 * 1024)  # stored as files, counted exactly
+    store.set("hot", value, None)
+    for i in range(64):
+        store.get("hot")  # read between every write
+        store.set(f"k{i}", value, None)
+    assert (store.get("hot") is not None) is kept
+    store.close()
+
+
+def test_an_unknown_eviction_policy_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="least-recently-used"):
+        DiskStore(tmp_path, eviction_policy="random")
+    from deja.config import parse_config
+    from deja.errors import ConfigError
+
+    caching = {"type": "disk", "directory": str(tmp_path / "c"), "eviction_policy": "lru"}
+    with pytest.raises(ConfigError, match="eviction_policy"):
+        parse_config({"caching": caching}, base_dir=tmp_path)
+    caching["eviction_policy"] = "least-recently-used"
+    settings = parse_config({"caching": caching}, base_dir=tmp_path)
+    assert settings.caching is not None and settings.caching.build_store() is not None

@@ -49,6 +49,7 @@ _TAGS_FILE = "tags.sqlite3"
 _CLEAR_BATCH = 500
 
 _BACKEND_ERRORS = (OSError, sqlite3.Error, diskcache.Timeout)
+EVICTION_POLICIES = ("least-recently-stored", "least-recently-used", "least-frequently-used")
 # the most the write-ahead logs are kept at after a checkpoint (see DiskStore._journal_limit)
 _JOURNAL_LIMIT = 4 * 2**20
 _TAGS_JOURNAL_LIMIT = 2**20
@@ -100,9 +101,12 @@ class DiskStore(SyncStore, SyncTagIndex):
     """A persistent store in ``directory``, safe for several threads and processes at once.
 
     Nothing touches the disk until the first operation. ``size_limit`` (bytes) bounds the
-    values approximately: once past it, each write makes diskcache evict a few of the least
-    recently *stored* items (reads never write, which keeps hits cheap and processes from
-    contending). ``clock`` gives wall-clock seconds for expiry; pass
+    values approximately: once past it, each write makes diskcache evict a few items,
+    by ``eviction_policy``: the least recently *stored* (``"least-recently-stored"``, the
+    default: reads never write, which keeps hits cheap and processes from contending), or
+    the least recently read (``"least-recently-used"``: keeps the hot prompts; each hit then
+    writes its access time) or least often read (``"least-frequently-used"``: each hit
+    writes its count). ``clock`` gives wall-clock seconds for expiry; pass
     :class:`deja.testing.FakeClock` in tests.
 
     The async methods run the sync ones in a worker thread, so they never block the loop.
@@ -117,8 +121,15 @@ class DiskStore(SyncStore, SyncTagIndex):
         directory: str | os.PathLike[str],
         *,
         size_limit: int = 1 * 2**30,
+        eviction_policy: str = "least-recently-stored",
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if eviction_policy not in EVICTION_POLICIES:
+            raise ValueError(
+                f"eviction_policy must be one of {', '.join(EVICTION_POLICIES)},"
+                f" not {eviction_policy!r}"
+            )
+        self._eviction_policy = eviction_policy
         if isinstance(size_limit, bool) or not isinstance(size_limit, int):
             raise TypeError(f"size_limit must be an int, not {type(size_limit).__name__}")
         if size_limit <= 0:
@@ -297,6 +308,7 @@ class DiskStore(SyncStore, SyncTagIndex):
                     self._cache = diskcache.Cache(
                         self._directory,
                         size_limit=self._size_limit,
+                        eviction_policy=self._eviction_policy,
                         timeout=_LOCK_TIMEOUT,
                         sqlite_journal_size_limit=self._journal_limit(),
                         # a checkpoint each time the log reaches it (SQLite's default is
