@@ -781,7 +781,10 @@ def test_breakpoint_on_the_last_message_leaves_that_turn_in_the_request() -> Non
     assert any("last turn" in w for w in build(body).warnings)
 
 
-def test_injection_points_and_automatic_cache_control_pick_the_last_breakpoint() -> None:
+def test_injection_points_and_automatic_cache_control_pick_the_stable_breakpoint() -> None:
+    """One context cache holds one prefix: of several breakpoints the one ending in the
+    system prompt or the tools (the same every turn; a breakpoint on the latest message
+    moves every turn, and a cache per turn is used once), else the last."""
     body = chat(
         {"role": "system", "content": LONG},
         user("One"),
@@ -810,7 +813,14 @@ def test_injection_points_and_automatic_cache_control_pick_the_last_breakpoint()
             {"location": "message", "index": 1},
         ],
     )
-    assert both.context_cache is not None and len(both.context_cache.contents) == 1
+    # the system prompt, not the moving breakpoint on message 1 (an agent's "index: -1")
+    assert both.context_cache is not None and len(both.context_cache.contents) == 0
+    two_messages = build(
+        body,
+        injection_points=[{"location": "message", "index": 1}, {"location": "message", "index": 2}],
+    )
+    assert two_messages.context_cache is not None
+    assert len(two_messages.context_cache.contents) == 2  # no stable one: the last
     nothing = build(body, injection_points=[{"location": "tool"}])
     assert nothing.context_cache is None
     assert any("matched nothing" in w for w in nothing.warnings)
