@@ -696,3 +696,15 @@ def test_a_clients_key_for_another_provider_is_a_clear_error(
     with pytest.raises(deja.InvalidRequestError, match="set ANTHROPIC_API_KEY"):
         client.completion(model="anthropic/claude-sonnet-4-5", messages=MESSAGES)
     client.close()
+
+
+def test_the_endpoint_memo_stays_bounded_however_many_models_are_named() -> None:
+    """A proxy's wildcard route lets callers name ever new models: the client remembers a
+    bounded number of resolutions."""
+    from deja._async.client import _ENDPOINT_MEMO
+
+    client = deja.AsyncClient(api_key="k", api_base="http://127.0.0.1:9/v1")
+    for i in range(_ENDPOINT_MEMO + 10):
+        client._endpoint(f"openai/model-{i}", None)
+    assert 0 < len(client._endpoints) <= _ENDPOINT_MEMO
+    assert client._endpoint("openai/model-1", None) == client._endpoint("openai/model-1", None)

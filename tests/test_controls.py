@@ -147,3 +147,10 @@ def test_a_huge_request_ttl_never_reaches_the_store() -> None:
     with pytest.raises(ControlError, match="ttl"):
         cache.fetch(request, lambda: answer, control={"ttl": 1e16})
     assert cache.stats().store_errors == 0
+
+
+def test_a_max_age_given_twice_keeps_the_stricter() -> None:
+    """RFC 9111 never lets a later, laxer duplicate win: a caller asking for 1 s must not
+    be served a 2 s old entry because 100 s came after."""
+    assert from_header("max-age=1, max-age=100").s_maxage == 1
+    assert from_header("max-age=100, s-maxage=1").s_maxage == 1

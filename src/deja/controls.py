@@ -224,7 +224,10 @@ def from_header(value: str | None) -> CacheControl:
                     f"Cache-Control {name} must be a whole number of seconds, got {arg!r:.40}",
                     option=name,
                 )
-            fields["s_maxage"] = float(arg)
+            # given twice ("max-age=1, max-age=100"): the stricter holds, as between the
+            # header and the body
+            age = float(arg)
+            fields["s_maxage"] = min(age, fields.get("s_maxage", age))
     return CacheControl(**fields)
 
 

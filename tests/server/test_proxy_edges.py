@@ -950,3 +950,36 @@ def test_post_hooks_without_a_cache_are_said_to_be_inert(
     with caplog.at_level("WARNING", logger="deja"):
         ProxyApp(parse_config(config, base_dir=tmp_path))
     assert any("never run" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_embeddings_request_holds_at_most_openai_s_2048_inputs(
+    upstream: FakeOpenAIServer, proxy: httpx2.AsyncClient
+) -> None:
+    """One caller's 10,001 inputs flushed every other tenant out of a bounded memory store
+    and held the proxy for a second: refused, as OpenAI's API does."""
+    body = {"model": "text-embedding-3-small", "input": [f"x{i}" for i in range(2049)]}
+    refused = await proxy.post("/v1/embeddings", json=body)
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "input"
+    assert upstream.count("/v1/embeddings") == 0
+    tokens = {"model": "text-embedding-3-small", "input": list(range(3000))}  # one input
+    assert (await proxy.post("/v1/embeddings", json=tokens)).status_code == 200
+
+
+async def test_a_caller_s_model_name_cannot_forge_a_log_line(
+    make_proxy: Callable[..., httpx2.AsyncClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    with FakeOpenAIServer() as first, FakeOpenAIServer() as second:
+
+        def deployment(server: FakeOpenAIServer) -> dict[str, Any]:
+            params = {"model": "openai/*", "api_base": server.base_url, "api_key": "k"}
+            return {"model_name": "openai/*", "litellm_params": {**params, "order": 1}}
+
+        config = proxy_config(first, model_list=[deployment(first), deployment(second)])
+        config["model_list"][1]["litellm_params"]["order"] = 2
+        first.fail_next(503)
+        forged = "openai/x\nCRITICAL:deja.server:master key leaked"
+        async with make_proxy(config, key=None) as proxy:
+            with caplog.at_level("WARNING", logger="deja"):
+                answer = await proxy.post(CHAT, json={**BODY, "model": forged}, headers=ADMIN)
+    assert answer.status_code == 200
+    assert all("\n" not in r.getMessage() for r in caplog.records)

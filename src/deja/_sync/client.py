@@ -121,6 +121,8 @@ _PROVIDER_OPTIONS = frozenset(
 )
 # A context cache Gemini refused to make (too small, say) is not asked for again so soon.
 _REFUSED_CACHE_SECONDS = 600.0
+# the most (model, api_base) resolutions a client remembers
+_ENDPOINT_MEMO = 4096
 # an upstream answer at least this large is parsed in a thread
 _BIG = 1 << 20  # bytes
 # How long resolved AWS credentials are reused: frozen credentials from the chain have at
@@ -1243,7 +1245,11 @@ class Client:
         memo = (model, api_base, self.api_base)
         found = self._endpoints.get(memo)
         if found is None:
-            found = self._endpoints[memo] = self._resolve_endpoint(model, api_base)
+            found = self._resolve_endpoint(model, api_base)
+            if len(self._endpoints) >= _ENDPOINT_MEMO:
+                # callers naming ever new models (a proxy's wildcard route) must not grow it
+                self._endpoints.clear()
+            self._endpoints[memo] = found
         return found
 
     def _resolve_endpoint(self, model: str, api_base: str | None) -> _Endpoint:

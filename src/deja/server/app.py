@@ -318,6 +318,8 @@ _GENERATION_PATHS = frozenset({"/chat/completions", "/completions"})
 _NOTHING: Mapping[str, Any] = {}
 _MAX_RETRY_PAUSE = 10.0
 _SEMANTIC_PROBE_SECONDS = 5.0
+# OpenAI's limit on the inputs of one embeddings request
+_MAX_EMBEDDING_INPUTS = 2048
 # how often a worker writes its in-memory store's figures into the shared metrics
 _PUBLISH_SECONDS = 5.0
 _NO_STORE = CacheControl(no_store=True)
@@ -753,7 +755,7 @@ class ProxyApp:
                         await asyncio.sleep(_retry_delay(exc, retry))
             if n + 1 < len(attempts):  # the last one's error is the answer: there is no next
                 logger.warning(
-                    "deployment %s of %s failed (%s); trying the next",
+                    "deployment %r of %r failed (%s); trying the next",
                     target.model,
                     route.name,
                     type(last).__name__,
@@ -930,6 +932,18 @@ class ProxyApp:
             ctl = merge(ctl, _BYPASS)
         if "input" not in body:
             raise HTTPError(400, "'input' is required", param="input")
+        try:
+            count = len(embedding_items(body["input"]))  # (one token array is one input)
+        except InvalidRequestError:
+            count = 0  # a malformed input is answered where it is read
+        if count > _MAX_EMBEDDING_INPUTS:
+            # OpenAI's own limit: one caller's batch must not flush everyone's entries out
+            # of a bounded store, nor hold the proxy for seconds
+            raise HTTPError(
+                400,
+                f"'input' may hold at most {_MAX_EMBEDDING_INPUTS} items per request, not {count}",
+                param="input",
+            )
         encoding = body.pop("encoding_format", None)
         if encoding not in (None, "float", "base64"):
             raise HTTPError(
@@ -1478,7 +1492,7 @@ def _caller_message(exc: ProviderError) -> str:
     text = str(exc)
     if not exc.url:
         return text
-    logger.warning("upstream failure: %s", text)
+    logger.warning("upstream failure: %r", text)
     detail = f": {exc.__cause__}" if exc.__cause__ is not None else ""
     if detail and text.endswith(detail):
         text = text[: -len(detail)]
@@ -1541,7 +1555,7 @@ def _http_error(exc: Exception) -> HTTPError:
         # the upstream refused the deployment's credentials: the proxy's failure, not the
         # caller's key (an SDK would tell the caller to fix theirs); its detail (a masked
         # provider key) stays in the log
-        logger.error("upstream refused the deployment's credentials: %s", exc)
+        logger.error("upstream refused the deployment's credentials: %r", str(exc))
         return HTTPError(
             502,
             f"the upstream refused the proxy's credentials ({exc.status_code})",
