@@ -104,4 +104,4 @@ async def test_failover_is_logged_only_before_another_deployment(
         assert response.status_code == 503
         assert upstream.count(CHAT) == 1 and backup.count(CHAT) == 1
         (line,) = _failover_lines(caplog)  # the first failed and the backup followed
-        assert "deployment openai/gpt-4o of gpt-4o failed" in line
+        assert "deployment 'openai/gpt-4o' of 'gpt-4o' failed" in line
