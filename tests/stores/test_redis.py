@@ -223,8 +223,11 @@ async def test_async_short_ttls_expire_for_real(store: RedisStore) -> None:
 
 
 async def test_locks_extend_only_for_their_holder(
-    store: RedisStore, topology: ValkeyServer | ValkeyCluster
+    make_redis: Callable[..., RedisStore], topology: ValkeyServer | ValkeyCluster
 ) -> None:
+    # (roomy timeouts: the first async call discovers the cluster, which a loaded CI runner
+    # once took longer than the default op_timeout for)
+    store = make_redis(topology, **ROOMY)
     token = store.lock("job:lock", ttl=1)
     assert token is not None and store.lock("job:lock", ttl=1) is None
     assert store.extend("job:lock", token, ttl=60) is True
