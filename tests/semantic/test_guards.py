@@ -884,6 +884,25 @@ def test_numbers_in_french_spanish_and_german_are_numbers() -> None:
     assert "numbers" in failed("Ich brauche zwei Tickets", "Ich brauche drei Tickets")
 
 
+def test_the_new_rules_leave_rewordings_alone() -> None:
+    """Rewordings the rules added this session must not refuse (a review found each)."""
+    leaflet = f"{_LEAFLET} Question: Can I take it while"
+    assert "context" not in failed(f"{leaflet} pregnent?", f"{leaflet} pregnant?")
+    assert (
+        failed(
+            "What are the dos and don'ts of a job interview?",
+            "What are the do's and don'ts of a job interview?",
+        )
+        == ()
+    )
+    for a, b in [
+        ("Please explain recursion in Python", "Kindly explain recursion in Python"),
+        ("Write a poem about cats", "Compose a poem about cats"),
+        ("Give me steps to bake bread", "Give me instructions to bake bread"),
+    ]:
+        assert substituted(a, b) is None, (a, b)
+
+
 def test_a_number_said_of_another_name_is_another_question() -> None:
     a = "what time is it in Paris when it is 3pm in Berlin?"
     assert "entities" in failed(a, "if it's 3pm in Paris, what time is it in Berlin?")
@@ -1590,11 +1609,6 @@ def substituted(a: str, b: str, settings: GuardSettings | None = None) -> tuple[
             "convert a string to a dictionary in Go",
             "convert a list to a dictionary in Go",
             ("string", "list"),
-        ),
-        (
-            "how to find large files in linux",
-            "how to delete large files in linux",
-            ("find", "delete"),
         ),
         # articles, possessives, pronouns, "do" and "be" are not words of the question
         (

@@ -848,13 +848,13 @@ async def test_pre_hooks_set_cache_options_route_and_refuse(
     upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient], tmp_path: Path
 ) -> None:
     (tmp_path / "pre.py").write_text(
-        "class Refused(Exception):\n"
+        "class HTTPException(Exception):  # as Starlette's and FastAPI's\n"
         "    status_code = 403\n"
         "    detail = 'prompt refused by policy'\n"
         "def pre(body):\n"
         "    text = body['messages'][-1]['content']\n"
         "    if 'forbidden' in text:\n"
-        "        raise Refused()\n"
+        "        raise HTTPException()\n"
         "    body['cache'] = {'tags': ['hooked'], 'ttl': 60}\n"
         "    if 'cheap' in text:\n"
         "        body['model'] = 'text-embedding-3-small'\n"
@@ -983,3 +983,22 @@ async def test_a_caller_s_model_name_cannot_forge_a_log_line(
                 answer = await proxy.post(CHAT, json={**BODY, "model": forged}, headers=ADMIN)
     assert answer.status_code == 200
     assert all("\n" not in r.getMessage() for r in caplog.records)
+
+
+async def test_a_hook_s_own_failure_with_a_status_is_no_refusal(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    tmp_path: Path,
+) -> None:
+    """An SDK error raised by the hook's own call carries a status too (and may name the
+    operator's key): a 500 with the detail in the log, not the SDK's message to the caller."""
+    (tmp_path / "pre.py").write_text(
+        "class AuthenticationError(Exception):\n"
+        "    status_code = 401\n"
+        "def pre(body):\n"
+        "    raise AuthenticationError('Incorrect API key provided: sk-proj-SECRET')\n"
+    )
+    config = proxy_config(upstream, hooks=[{"path": "pre.py", "async_pre_llm_hook": "pre"}])
+    async with make_proxy(config) as proxy:
+        answer = await proxy.post(CHAT, json=BODY)
+    assert answer.status_code == 500 and "SECRET" not in answer.text

@@ -1506,9 +1506,13 @@ async def _disconnected(receive: Receive) -> None:
 
 
 def _refusal(exc: Exception) -> HTTPError | None:
-    """A pre-call hook's way to turn a request down: an exception with a 4xx
-    ``status_code`` (Starlette's and FastAPI's ``HTTPException``, as LiteLLM's hooks raise)
-    answers that status, its ``detail`` (or message) the error's message."""
+    """A pre-call hook's way to turn a request down: an ``HTTPException`` (Starlette's,
+    FastAPI's, as LiteLLM's hooks raise; any class of that name) with a 4xx
+    ``status_code`` answers that status, its ``detail`` (or message) the error's message.
+    Other exceptions with a status (an SDK's error from the hook's own call: its message may
+    name the operator's key) are the hook failing, not a refusal."""
+    if not any(cls.__name__ == "HTTPException" for cls in type(exc).__mro__):
+        return None
     status = getattr(exc, "status_code", None)
     if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status < 500:
         return None

@@ -21,6 +21,7 @@ from deja.semantic.guards.extract import (
 )
 from deja.semantic.guards.literals import _CALL_RE, _bare_words
 from deja.semantic.guards.spelling import misspelt
+from deja.semantic.guards.spelling import one_word as _one_word
 from deja.semantic.guards.tokenizer import _STOP, _plain_stem, _tokens_of, unaccented
 from deja.semantic.guards.words import (
     _ADVISED,
@@ -1104,7 +1105,7 @@ def check_guards(a: Signature, b: Signature, settings: GuardSettings | None = No
     # quotes and code are not in the framed words (the literal guards compared them), so
     # a prompt with either has no word-for-word frame to compare
     framed = s.substitution and not (a.quotes or a.code or b.quotes or b.code)
-    substituted = _substituted(a.framed, b.framed) if framed else None
+    substituted = _substituted(a.framed, b.framed, a.low_text, b.low_text) if framed else None
     if substituted is not None and s.numbers and _counted_apart(*substituted):
         return GuardReport(failed=("numbers",), shared_anchors=0)
     return GuardReport(failed=(), shared_anchors=a.anchors, substituted=substituted)
@@ -1155,7 +1156,12 @@ def _other_question_on_one_context(a: Signature, b: Signature) -> bool:
         return False
     rest_a = words_a[head : len(words_a) - tail]
     rest_b = words_b[head : len(words_b) - tail]
-    return _content_of(rest_a) != _content_of(rest_b)
+    only_a = _content_of(rest_a) - _content_of(rest_b)
+    only_b = _content_of(rest_b) - _content_of(rest_a)
+    # (one word typed or spelt otherwise is the same word: "pregnent" / "pregnant")
+    return bool(only_a or only_b) and not (
+        len(only_a) == len(only_b) == 1 and _one_word(next(iter(only_a)), next(iter(only_b)))
+    )
 
 
 def _asked_before(text: str) -> bool:
@@ -1340,7 +1346,9 @@ _REQUEST_WORDS = _REQUEST_VERBS | frozenset([
 ])  # fmt: skip
 
 
-def _substituted(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, str] | None:
+def _substituted(
+    a: tuple[str, ...], b: tuple[str, ...], lows_a: str = "", lows_b: str = ""
+) -> tuple[str, str] | None:
     """The one word in which two framed prompts (:attr:`Signature.framed`) differ, each
     side's, when they are otherwise the same words in the same order (3+ words).
 
@@ -1361,13 +1369,27 @@ def _substituted(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, str] | No
     if pair is None or not all(_content_word(w) or w in _REQUEST_WORDS for w in pair):
         return None
     x, y = pair
-    if x in _REQUEST_WORDS and y in _REQUEST_WORDS:
-        return None  # "list" / "name" / "give me 5 fruits": how the request is put
-    # one request word against another word: "convert a list to a dict" / "a string to a
-    # dict", "how to find files" / "how to delete files" (near-synonyms pass on)
+    if x in _REQUEST_WORDS or y in _REQUEST_WORDS:
+        # how the request is put ("list" / "name", "explain" / "describe", "please" /
+        # "kindly"), unless a request verb stands as a thing, after a determiner: "convert
+        # a list to a dict" / "a string to a dict"
+        word, lows = (x, lows_a) if x in _REQUEST_WORDS else (y, lows_b)
+        if (x in _REQUEST_WORDS and y in _REQUEST_WORDS) or not _as_noun(word, lows):
+            return None
     if x[0] == y[0] and difflib.SequenceMatcher(None, x, y).ratio() >= _SPELLING_RATIO:
         return None
     return pair
+
+
+_NOUN_AFTER = frozenset({"a", "an", "the", "my", "your", "this", "that", "each", "every"})
+
+
+def _as_noun(word: str, lows: str) -> bool:
+    """Is request verb ``word`` a thing in ``lows`` (after a determiner: "a list")?"""
+    if word not in _REQUEST_VERBS:
+        return False
+    words = lows.split()
+    return any(w == word and i and words[i - 1] in _NOUN_AFTER for i, w in enumerate(words))
 
 
 # words that open a clause picking some of a thing ("wines that don't need decanting",
