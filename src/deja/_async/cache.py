@@ -428,9 +428,10 @@ class AsyncCache:
         def examine_all() -> list[tuple[CacheResult, EntryDecodeError | None]]:
             # a large batch (2,048 embeddings: ~0.7 s of decompressing and parsing) is read
             # in a thread, the responses parsed there too, so the event loop goes on
-            # serving; such a batch is not memoised (the memo is the loop's)
+            # serving; such a batch is not memoised there (the memo is the loop's)
+            remember = False  # unasync: remember = True
             examined = [
-                self._examine(key, data, ctl, elapsed, remember=False)
+                self._examine(key, data, ctl, elapsed, remember=remember)
                 for key, data in zip(keys, values, strict=True)
             ]
             for result, _ in examined:
