@@ -258,9 +258,13 @@ def _positive(amount: float) -> bool:
     return isinstance(amount, (int, float)) and math.isfinite(amount) and amount > 0
 
 
-def _multiprocess() -> bool:
-    """Whether this process writes its metrics into files shared with sibling workers."""
-    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess() -> bool:
+    """Whether this process writes its metrics into files shared with sibling workers
+    (``deja serve`` with several workers sets :data:`MULTIPROC_ENV`)."""
+    return bool(os.environ.get(MULTIPROC_ENV))
 
 
 def _per_process(store: object) -> bool:
@@ -292,7 +296,7 @@ class _StoreUsageCollector:
     def publish(self) -> None:
         """Write this worker's figures of its per-process stores into the shared metrics
         files (multiprocess mode only; a no-op otherwise)."""
-        if not _multiprocess():
+        if not multiprocess():
             return
         with self._lock:
             stores = [(n, s) for n, s in self._stores.items() if _per_process(s)]
@@ -337,7 +341,7 @@ class _StoreUsageCollector:
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             stores = list(self._stores.items())
-        if _multiprocess():  # theirs are in the shared files (publish)
+        if multiprocess():  # theirs are in the shared files (publish)
             stores = [(name, store) for name, store in stores if not _per_process(store)]
             if not stores:
                 return  # (no second family of those names beside the files')

@@ -263,16 +263,11 @@ class PriceTable:
         usage = response.get("usage") if isinstance(response, Mapping) else None
         if not isinstance(usage, Mapping):
             return None
-        details = usage.get("prompt_tokens_details")
-        details = details if isinstance(details, Mapping) else {}
-        written = _count(usage.get("cache_creation_input_tokens"))
-        if written is None:
-            written = _count(details.get("cache_write_tokens"))
+        read, written = _cache_counts(usage)
         if not written and "context_cache" not in usage:
             return None
-        read = _count(details.get("cached_tokens"))
-        if read is None:
-            read = _count(usage.get("prompt_cache_hit_tokens"))
+        details = usage.get("prompt_tokens_details")
+        details = details if isinstance(details, Mapping) else {}
         read = (read or 0) + (written or 0)
         again = {k: v for k, v in usage.items() if k not in ("context_cache", "cache_creation")}
         again["prompt_tokens_details"] = {**details, "cached_tokens": read, "cache_write_tokens": 0}
@@ -298,15 +293,8 @@ class PriceTable:
         prompt = prompt or 0
         completion = completion or 0
 
-        details = usage.get("prompt_tokens_details")
-        cached = _count(details.get("cached_tokens")) if isinstance(details, Mapping) else None
-        if cached is None:
-            # DeepSeek's native usage reports cache hits at the top level instead.
-            cached = _count(usage.get("prompt_cache_hit_tokens"))
+        cached, written = _cache_counts(usage)
         cached = min(cached or 0, prompt)
-        written = _count(usage.get("cache_creation_input_tokens"))
-        if written is None and isinstance(details, Mapping):
-            written = _count(details.get("cache_write_tokens"))  # OpenAI's, OpenRouter's
         written = min(written or 0, prompt - cached)
         split = usage.get("cache_creation")
         written_1h = (
@@ -391,6 +379,23 @@ class PriceTable:
         cost, base = self.cost(model, usage), self.cost(model, unwritten)
         premium = None if cost is None or base is None else cost - base
         return saved, premium
+
+
+def _cache_counts(usage: Mapping[str, object]) -> tuple[int | None, int | None]:
+    """The prompt-cache reads and writes a usage reports (``None``: not said): reads in
+    ``prompt_tokens_details.cached_tokens``, else DeepSeek's top-level
+    ``prompt_cache_hit_tokens``; writes in a top-level ``cache_creation_input_tokens``
+    (Anthropic's, normalized usage), else ``prompt_tokens_details.cache_write_tokens``
+    (OpenAI's, OpenRouter's)."""
+    details = usage.get("prompt_tokens_details")
+    details = details if isinstance(details, Mapping) else {}
+    read = _count(details.get("cached_tokens"))
+    if read is None:
+        read = _count(usage.get("prompt_cache_hit_tokens"))
+    written = _count(usage.get("cache_creation_input_tokens"))
+    if written is None:
+        written = _count(details.get("cache_write_tokens"))
+    return read, written
 
 
 def _regional_claude(bedrock_id: str, name: str) -> bool:

@@ -425,26 +425,21 @@ class Cache:
         elapsed = time.perf_counter() - started
         self.metrics.lookup_seconds(self._store_name, elapsed)
 
+        # a large batch (2,048 embeddings: ~0.7 s of decompressing and parsing) is read in
+        # a thread, its responses parsed there too, so the event loop goes on serving; it
+        # is not memoised (the memo is the loop's)
+        big = False
+
         def examine_all() -> list[tuple[CacheResult, EntryDecodeError | None]]:
-            # a large batch (2,048 embeddings: ~0.7 s of decompressing and parsing) is read
-            # in a thread, the responses parsed there too, so the event loop goes on
-            # serving; such a batch is not memoised there (the memo is the loop's)
-            remember = True
             examined = [
-                self._examine(key, data, ctl, elapsed, remember=remember)
+                self._examine(key, data, ctl, elapsed, remember=not big)
                 for key, data in zip(keys, values, strict=True)
             ]
-            for result, _ in examined:
+            for result, _ in examined if big else ():
                 _ = result.response
             return examined
 
-        if len(keys) >= _aio.OFFLOAD_BATCH:
-            examined = examine_all()
-        else:
-            examined = [
-                self._examine(key, data, ctl, elapsed)
-                for key, data in zip(keys, values, strict=True)
-            ]
+        examined = examine_all()
         results = []
         for key, (result, corrupt) in zip(keys, examined, strict=True):
             if corrupt is not None:

@@ -1199,7 +1199,7 @@ class GeminiProvider:
                 b
                 for b in plan.breakpoints
                 if b.target.kind == "tool" or _role(messages[b.target.index]) in _SYSTEM_ROLES
-            ]
+            ]  # (they cache the system instruction and tools, whole)
             chosen = stable[-1] if stable else plan.breakpoints[-1]
             # its own lifetime (the planner's downgrade of a later 1h breakpoint after a 5m
             # one is Anthropic's rule, not Gemini's)
@@ -1209,10 +1209,7 @@ class GeminiProvider:
             ):
                 ttl_seconds = 3600
             target = chosen.target
-            if target.kind == "tool" or _role(messages[target.index]) in _SYSTEM_ROLES:
-                boundary = (-1, None)
-            else:
-                boundary = (target.index, target.part)
+            boundary = (-1, None) if stable else (target.index, target.part)
 
         kind: EndpointKind = (
             endpoint.kind

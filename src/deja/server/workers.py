@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from deja.metrics import MULTIPROC_ENV, multiprocess
+
 __all__ = [
     "MULTIPROC_ENV",
     "aggregated_exposition",
@@ -24,13 +26,6 @@ __all__ = [
     "clear_directory",
     "multiprocess",
 ]
-
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-
-
-def multiprocess() -> bool:
-    """Whether this process shares its metrics with sibling workers."""
-    return bool(os.environ.get(MULTIPROC_ENV))
 
 
 def _registry(*extra: Any) -> Any:
