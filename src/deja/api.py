@@ -8,16 +8,13 @@ every time, as LiteLLM's functions do before ``litellm.enable_cache()``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal, overload
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from deja._async.cache import AsyncCache
-from deja._async.client import AsyncChatCompletionStream, AsyncClient
+from deja._async.client import AsyncClient
 from deja._sync.cache import Cache
-from deja._sync.client import ChatCompletionStream, Client
-from deja.controls import CacheControl
-from deja.providers.context_cache import ContextCache
-from deja.response import ChatCompletion, CreateEmbeddingResponse
+from deja._sync.client import Client
 from deja.stores.base import Store
 
 __all__ = [
@@ -125,252 +122,59 @@ def disable_cache() -> None:
     DEFAULTS.async_client.cache = None
 
 
-@overload
-def completion(
-    *,
-    model: str,
-    messages: Sequence[Mapping[str, Any]],
-    stream: Literal[False] = False,
-    cache: Mapping[str, Any] | CacheControl | None = None,
-    api_base: str | None = None,
-    api_key: str | None = None,
-    timeout: float | None = None,
-    **body: Any,
-) -> ChatCompletion: ...
+if TYPE_CHECKING:
+    # The type checker sees the default clients' own methods, overloads and all: the
+    # signatures are written once, on Client and AsyncClient.
+    _client = Client()
+    _async_client = AsyncClient()
+    completion = _client.completion
+    acompletion = _async_client.acompletion
+    embedding = _client.embedding
+    aembedding = _async_client.aembedding
+    create_context_cache = _client.create_context_cache
+    acreate_context_cache = _async_client.acreate_context_cache
+    delete_context_cache = _client.delete_context_cache
+    adelete_context_cache = _async_client.adelete_context_cache
+else:
 
+    def _through_default(name: str, doc: str) -> Callable[..., Any]:
+        def call(**arguments: Any) -> Any:
+            return getattr(DEFAULTS.client, name)(**arguments)
 
-@overload
-def completion(
-    *,
-    model: str,
-    messages: Sequence[Mapping[str, Any]],
-    stream: Literal[True],
-    cache: Mapping[str, Any] | CacheControl | None = None,
-    api_base: str | None = None,
-    api_key: str | None = None,
-    timeout: float | None = None,
-    **body: Any,
-) -> ChatCompletionStream: ...
+        call.__name__ = call.__qualname__ = name
+        call.__doc__ = doc
+        return call
 
+    def _through_async_default(name: str, doc: str) -> Callable[..., Any]:
+        async def call(**arguments: Any) -> Any:
+            return await getattr(DEFAULTS.async_client, name)(**arguments)
 
-@overload
-def completion(
-    *,
-    model: str,
-    messages: Sequence[Mapping[str, Any]],
-    stream: bool,
-    cache: Mapping[str, Any] | CacheControl | None = None,
-    api_base: str | None = None,
-    api_key: str | None = None,
-    timeout: float | None = None,
-    **body: Any,
-) -> ChatCompletion | ChatCompletionStream: ...
+        call.__name__ = call.__qualname__ = name
+        call.__doc__ = doc
+        return call
 
-
-def completion(
-    *,
-    model: str,
-    messages: Sequence[Mapping[str, Any]],
-    cache: Mapping[str, Any] | CacheControl | None = None,
-    api_base: str | None = None,
-    api_key: str | None = None,
-    timeout: float | None = None,
-    **body: Any,
-) -> ChatCompletion | ChatCompletionStream:
-    """A chat completion through the default client (see :meth:`deja.Client.completion`)."""
-    answer: ChatCompletion | ChatCompletionStream = DEFAULTS.client.completion(
-        model=model,
-        messages=messages,
-        cache=cache,
-        api_base=api_base,
-        api_key=api_key,
-        timeout=timeout,
-        **body,
+    completion = _through_default(
+        "completion",
+        "A chat completion through the default client (see :meth:`deja.Client.completion`).",
     )
-    return answer
-
-
-@overload
-async def acompletion(
-    *,
-    model: str,
-    messages: Sequence[Mapping[str, Any]],
-    stream: Literal[False] = False,
-    cache: Mapping[str, Any] | CacheControl | None = None,
-    api_base: str | None = None,
-    api_key: str | None = None,
-    timeout: float | None = None,
-    **body: Any,
-) -> ChatCompletion: ...
-
-
-@overload
-async def acompletion(
-    *,
-    model: str,
-    messages: Sequence[Mapping[str, Any]],
-    stream: Literal[True],
-    cache: Mapping[str, Any] | CacheControl | None = None,
-    api_base: str | None = None,
-    api_key: str | None = None,
-    timeout: float | None = None,
-    **body: Any,
-) -> AsyncChatCompletionStream: ...
-
-
-@overload
-async def acompletion(
-    *,
-    model: str,
-    messages: Sequence[Mapping[str, Any]],
-    stream: bool,
-    cache: Mapping[str, Any] | CacheControl | None = None,
-    api_base: str | None = None,
-    api_key: str | None = None,
-    timeout: float | None = None,
-    **body: Any,
-) -> ChatCompletion | AsyncChatCompletionStream: ...
-
-
-async def acompletion(
-    *,
-    model: str,
-    messages: Sequence[Mapping[str, Any]],
-    cache: Mapping[str, Any] | CacheControl | None = None,
-    api_base: str | None = None,
-    api_key: str | None = None,
-    timeout: float | None = None,
-    **body: Any,
-) -> ChatCompletion | AsyncChatCompletionStream:
-    """The async twin of :func:`completion`."""
-    answer: ChatCompletion | AsyncChatCompletionStream = await DEFAULTS.async_client.acompletion(
-        model=model,
-        messages=messages,
-        cache=cache,
-        api_base=api_base,
-        api_key=api_key,
-        timeout=timeout,
-        **body,
+    acompletion = _through_async_default("acompletion", "The async twin of :func:`completion`.")
+    embedding = _through_default(
+        "embedding",
+        "Embeddings through the default client, cached per input item (see"
+        " :meth:`deja.Client.embedding`).",
     )
-    return answer
-
-
-def embedding(
-    *,
-    model: str,
-    input: Any,
-    cache: Mapping[str, Any] | CacheControl | None = None,
-    api_base: str | None = None,
-    api_key: str | None = None,
-    timeout: float | None = None,
-    **body: Any,
-) -> CreateEmbeddingResponse:
-    """Embeddings through the default client, cached per input item."""
-    return DEFAULTS.client.embedding(
-        model=model,
-        input=input,
-        cache=cache,
-        api_base=api_base,
-        api_key=api_key,
-        timeout=timeout,
-        **body,
+    aembedding = _through_async_default("aembedding", "The async twin of :func:`embedding`.")
+    create_context_cache = _through_default(
+        "create_context_cache",
+        "A Gemini context cache through the default client (see"
+        " :meth:`deja.Client.create_context_cache`); pass its ``id`` as ``context_cache_id``.",
     )
-
-
-async def aembedding(
-    *,
-    model: str,
-    input: Any,
-    cache: Mapping[str, Any] | CacheControl | None = None,
-    api_base: str | None = None,
-    api_key: str | None = None,
-    timeout: float | None = None,
-    **body: Any,
-) -> CreateEmbeddingResponse:
-    """The async twin of :func:`embedding`."""
-    return await DEFAULTS.async_client.aembedding(
-        model=model,
-        input=input,
-        cache=cache,
-        api_base=api_base,
-        api_key=api_key,
-        timeout=timeout,
-        **body,
+    acreate_context_cache = _through_async_default(
+        "acreate_context_cache", "The async twin of :func:`create_context_cache`."
     )
-
-
-def create_context_cache(
-    *,
-    model: str,
-    system_instruction: str | None = None,
-    messages: Sequence[Mapping[str, Any]] = (),
-    tools: Sequence[Mapping[str, Any]] | None = None,
-    ttl: int = 3600,
-    api_base: str | None = None,
-    api_key: str | None = None,
-    **options: Any,
-) -> ContextCache:
-    """A Gemini context cache through the default client (see
-    :meth:`deja.Client.create_context_cache`); pass its ``id`` as ``context_cache_id``."""
-    return DEFAULTS.client.create_context_cache(
-        model=model,
-        system_instruction=system_instruction,
-        messages=messages,
-        tools=tools,
-        ttl=ttl,
-        api_base=api_base,
-        api_key=api_key,
-        **options,
+    delete_context_cache = _through_default(
+        "delete_context_cache", "Delete a Gemini context cache through the default client."
     )
-
-
-async def acreate_context_cache(
-    *,
-    model: str,
-    system_instruction: str | None = None,
-    messages: Sequence[Mapping[str, Any]] = (),
-    tools: Sequence[Mapping[str, Any]] | None = None,
-    ttl: int = 3600,
-    api_base: str | None = None,
-    api_key: str | None = None,
-    **options: Any,
-) -> ContextCache:
-    """The async twin of :func:`create_context_cache`."""
-    return await DEFAULTS.async_client.acreate_context_cache(
-        model=model,
-        system_instruction=system_instruction,
-        messages=messages,
-        tools=tools,
-        ttl=ttl,
-        api_base=api_base,
-        api_key=api_key,
-        **options,
-    )
-
-
-def delete_context_cache(
-    *,
-    model: str,
-    name: str,
-    api_base: str | None = None,
-    api_key: str | None = None,
-    **options: Any,
-) -> None:
-    """Delete a Gemini context cache through the default client."""
-    DEFAULTS.client.delete_context_cache(
-        model=model, name=name, api_base=api_base, api_key=api_key, **options
-    )
-
-
-async def adelete_context_cache(
-    *,
-    model: str,
-    name: str,
-    api_base: str | None = None,
-    api_key: str | None = None,
-    **options: Any,
-) -> None:
-    """The async twin of :func:`delete_context_cache`."""
-    await DEFAULTS.async_client.adelete_context_cache(
-        model=model, name=name, api_base=api_base, api_key=api_key, **options
+    adelete_context_cache = _through_async_default(
+        "adelete_context_cache", "The async twin of :func:`delete_context_cache`."
     )
