@@ -384,6 +384,33 @@ def test_breaker_opens_then_probes(clock: FakeClock) -> None:
     assert cache.get(chat_request()).info.status == "hit"
 
 
+def test_a_store_that_refuses_writes_still_serves_its_entries(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A full Redis under noeviction (or a read-only user) answers reads and refuses
+    writes: the failed writes used to open the breaker that skips lookups, and 29% of an
+    audit's answerable hits went upstream. Writes have their own breaker now."""
+    import time as _time
+
+    store = FaultyStore()
+    metrics = deja.PrometheusMetrics()
+    cache = deja.Cache(store=store, metrics=metrics, breaker_threshold=2, breaker_reset=0.5)
+    cache.put(chat_request("cached"), chat_response())
+    store.fail_ops = {"set"}
+    up = Upstream()
+    with caplog.at_level(logging.WARNING, logger="deja"):
+        for i in range(6):
+            assert cache.fetch(chat_request(f"new {i}"), up).info.status == "miss"
+            assert cache.fetch(chat_request("cached"), up).info.status == "hit"
+    assert store.calls["set"] == 3  # two failures open the writes' breaker (one is stored)
+    assert b'deja_cache_breaker_open{store="faulty"} 1.0' not in metrics.render()
+    assert any("refuses writes" in r.getMessage() for r in caplog.records)
+    store.fail_ops = set()
+    _time.sleep(0.55)
+    assert cache.fetch(chat_request("new 0"), up).info.status == "miss"  # the write probe
+    assert cache.get(chat_request("new 0")).info.status == "hit"
+
+
 def test_management_calls_raise_store_errors() -> None:
     store = FaultyStore()
     cache = deja.Cache(store=store)
@@ -545,3 +572,28 @@ def test_a_miss_whose_upstream_call_failed_is_counted() -> None:
         cache.fetch(chat_request(), failing, control={"no-cache": True})
     stats = cache.stats()
     assert (stats.hits, stats.misses, stats.bypasses) == (0, 2, 1)
+
+
+def test_an_audio_answer_is_kept_until_its_audio_expires() -> None:
+    """``modalities: ["text", "audio"]`` answers have no text content, only
+    ``message.audio`` (sound, transcript, and an id a later turn may cite until
+    ``expires_at``): they were never stored; now they are, for no longer than the id lives."""
+    now = [1_700_000_000.0]
+    cache = deja.Cache(ttl=3600, clock=lambda: now[0])
+
+    def spoken(expires_at: float) -> dict[str, Any]:
+        response = chat_response(None)
+        response["choices"][0]["message"]["audio"] = {
+            "id": "audio_abc",
+            "data": "UklGRg==",
+            "transcript": "Paris.",
+            "expires_at": expires_at,
+        }
+        return response
+
+    asked = chat_request("Say the capital of France", modalities=["text", "audio"])
+    assert cache.put(asked, spoken(now[0] + 120))
+    assert cache.get(asked).info.status == "hit"
+    now[0] += 121
+    assert cache.get(asked).info.status == "miss"  # the id it carries is gone upstream
+    assert not cache.put(asked, spoken(now[0] - 1))  # already expired: not stored

@@ -257,6 +257,7 @@ def test_the_l2_ttl_of_a_dual_cache_is_the_entries_ttl(tmp_path: Path) -> None:
             "type": "dual_cache",
             "l1": {"type": "in-memory", "capacity": 10},
             "l2": {"type": "disk", "directory": "l2", "ttl": 3600},
+            "invalidation_url": "redis://bus:6379/0",
         }
     }
     settings = parse(config, tmp_path)
@@ -542,6 +543,19 @@ def test_index_directory_saves_the_index_with_any_store(tmp_path: Path) -> None:
         assert kwargs["semantic_save_interval"] == 1.0
         kwargs["store"].close()  # type: ignore[attr-defined]
     assert caching.options["index_directory"] == tmp_path / "index"
+
+
+def test_index_directory_is_not_used_beside_a_memory_store(tmp_path: Path) -> None:
+    """A memory store's entries are each worker's: a vector another worker shared through
+    the directory pointed at nothing here, and was forgotten, and that removal shared back
+    (the workers erased each other's vectors)."""
+    config = {"caching": {"type": "semantic", "index_directory": "index"}}
+    settings = parse(config, tmp_path)
+    (warning,) = settings.warnings
+    assert "caching.index_directory has no effect with a memory store" in warning
+    assert settings.caching is not None
+    if _has_semantic():
+        assert "semantic_path" not in settings.caching.cache_kwargs()
 
 
 def test_index_directory_on_a_shared_index_has_no_effect(tmp_path: Path) -> None:

@@ -243,3 +243,34 @@ def test_identical_embedding_batches_of_separate_caches_make_one_upstream_call()
         if r.info.status == "hit":
             assert r.cached == 3 and r.info.saved_usd > 0
     assert store._locks == {}
+
+
+def test_a_lock_whose_release_failed_is_released_when_the_store_answers_again() -> None:
+    """A store that failed while a miss held its lock (the answer's write and the release
+    both failed): the lock stayed, and every process asking that question once the store
+    was back waited out its TTL (~25 s in an audit) for a holder long gone. The next miss
+    of the holder's process that reaches the store releases it."""
+
+    class Flaky(LockingMemoryStore):
+        down = False
+
+        def set(self, key: str, value: bytes, ttl: float | None) -> None:
+            if self.down:
+                raise ConnectionError("store down")
+            super().set(key, value, ttl)
+
+        def unlock(self, name: str, token: str) -> None:
+            if self.down:
+                raise ConnectionError("store down")
+            super().unlock(name, token)
+
+    store = Flaky()
+    holder = deja.Cache(store=store, lock_ttl=30, lock_wait=10, breaker_threshold=100)
+    other = deja.Cache(store=store, lock_ttl=30, lock_wait=10, breaker_threshold=100)
+    store.down = True
+    assert holder.fetch(chat_request("first"), chat_response).info.status == "miss"
+    store.down = False
+    assert holder.fetch(chat_request("second"), chat_response).info.status == "miss"
+    started = time.monotonic()
+    assert other.fetch(chat_request("first"), chat_response).info.status == "miss"
+    assert time.monotonic() - started < 2  # not the lock's 30 s (nor lock_wait's 10)

@@ -143,6 +143,18 @@ def test_cache_control_markers_do_not_change_the_key() -> None:
         ],
     )
     assert key(plain) == key(marked)
+    # LiteLLM's guide's flag on OpenAI messages and parts: never sent upstream, nor keyed
+    flagged = chat(
+        messages=[
+            {
+                "role": "system",
+                "content": [{"type": "text", "text": "long system prompt", "cached": True}],
+            },
+            {"role": "user", "content": "hi", "cached": True},
+        ],
+        tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
+    )
+    assert key(plain) == key(flagged)
 
 
 def test_none_valued_fields_equal_absent_ones() -> None:

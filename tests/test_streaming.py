@@ -884,6 +884,10 @@ def test_synthesized_tool_calls_use_openai_delta_form() -> None:
     assert all(set(call) == {"index", "function"} for call in calls[1:] if call["index"] == 0)
     assert [call["index"] for call in calls if "id" in call] == [0, 1]
     assert assemble(chunks).response() == TOOLS_RESPONSE
+    # the first delta says content null, as OpenAI streams it: an SDK that adds the deltas
+    # up itself (no deja assembler) gets None on a hit as on a miss, not ""
+    first = chunks[0]["choices"][0]["delta"]
+    assert first == {"role": "assistant", "content": None}
 
 
 def test_synthesized_usage_chunk_when_the_recorded_stream_had_none() -> None:

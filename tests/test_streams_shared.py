@@ -211,6 +211,46 @@ async def test_a_plain_call_shares_an_identical_stream_in_flight() -> None:
     assert result.response["object"] == "chat.completion"
 
 
+async def test_a_plain_call_on_a_live_stream_gets_the_hooks_answer_even_unstored() -> None:
+    """A post-cache hook that redacts the answer and says not to store it: a plain call
+    that read the stream to its end gets the redacted answer, not the chunks as they came
+    (it used to get the raw one whenever nothing was stored)."""
+    from deja.controls import CacheControl
+
+    cache = deja.AsyncCache()
+    gate = asyncio.Event()
+
+    async def hook(response: dict[str, Any]) -> CacheControl:
+        message = response["choices"][0]["message"]
+        message["content"] = message["content"].replace("w2", "[redacted]")
+        return CacheControl(no_store=True)
+
+    async def open_stream() -> AsyncIterator[dict[str, Any]]:
+        async def chunks() -> AsyncIterator[dict[str, Any]]:
+            for i in range(4):
+                if i == 2:
+                    await gate.wait()
+                yield _chunk(i, finish="stop" if i == 3 else None)
+
+        return chunks()
+
+    async def call() -> dict[str, Any]:
+        raise AssertionError("the plain call went upstream")
+
+    stream = await cache.stream(chat_request(), open_stream, on_response=hook)
+    first = [await stream.__anext__() for _ in range(2)]
+    plain = asyncio.ensure_future(cache.fetch(chat_request(), call))
+    await asyncio.sleep(0.01)
+    gate.set()
+    rest = await _drain(stream)
+    result = await plain
+    streamed = "".join(c["choices"][0]["delta"].get("content") or "" for c in first + rest)
+    assert streamed == "w1 w2 "  # the first caller's stream went out live
+    assert result.info.status == "hit" and result.response is not None
+    assert result.response["choices"][0]["message"]["content"] == "w1 [redacted] "
+    assert (await cache.get(chat_request())).response is None  # and nothing was stored
+
+
 async def test_a_plain_call_asks_for_itself_when_the_stream_cannot_be_assembled() -> None:
     cache = deja.AsyncCache()
 

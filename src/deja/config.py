@@ -102,6 +102,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "register_cache_type",
+    "tiered_bus_url",
 ]
 
 logger = logging.getLogger(__name__)
@@ -650,14 +651,18 @@ def _tiered_factory(options: Mapping[str, object]) -> Store:
     l1 = l1_spec.build() if l1_spec is not None else MemoryStore(max_entries=5000)
     if not isinstance(l1, MemoryStore):
         raise ConfigError("the L1 of a tiered cache must be a memory store", path="caching.l1.type")
-    url = options.get("invalidation_url")
-    if url is None and l2_spec.type == "redis":
-        url = _redis_url(l2_spec.options)
+    url = tiered_bus_url(options)
     bus: InvalidationBus = (
         RedisInvalidationBus(url=str(url)) if url is not None else LocalInvalidationBus()
     )
     l1_ttl = options.get("l1_ttl") or (l1_spec.ttl if l1_spec is not None else None) or 300.0
     return TieredStore(l1=l1, l2=l2_spec.build(), l1_ttl=float(l1_ttl), bus=bus)  # type: ignore[arg-type]
+
+
+def _l2_kind(l2: object) -> str:
+    if isinstance(l2, StoreSpec) and l2.type == "redis" and l2.options.get("sentinel_nodes"):
+        return "Redis behind Sentinel"
+    return repr(l2.type) if isinstance(l2, StoreSpec) else "not Redis"
 
 
 def _optional_str(value: object) -> str | None:
@@ -678,11 +683,31 @@ def _semantic_factory(options: Mapping[str, object]) -> Store:
     return MemoryStore()
 
 
+def tiered_bus_url(options: Mapping[str, object]) -> str | None:
+    """The Redis URL a ``tiered`` cache's L1 invalidations travel on: its
+    ``invalidation_url``, else its L2's when that is Redis (a standalone server, or the
+    first node of a cluster: pub/sub reaches every node). ``None``: they would reach this
+    process only (a Sentinel-managed or non-Redis L2)."""
+    url = options.get("invalidation_url")
+    if url is not None:
+        return str(url)
+    l2 = options.get("l2")
+    if not isinstance(l2, StoreSpec) or l2.type != "redis":
+        return None
+    return _redis_url(l2.options)
+
+
 def _redis_url(options: Mapping[str, object]) -> str | None:
-    """A redis:// URL for a standalone redis block (for the invalidation bus), if it has one."""
-    if options.get("startup_nodes") or options.get("sentinel_nodes"):
-        return None  # cluster / sentinel: give invalidation_url explicitly
-    if isinstance(options.get("url"), str):
+    """A redis:// URL for a redis block (for the invalidation bus): its server's, a
+    cluster's first node's; none for Sentinel (the master moves: processes that resolved
+    it at different times would publish and listen on different servers)."""
+    if options.get("sentinel_nodes"):
+        return None
+    nodes = options.get("startup_nodes")
+    if nodes:
+        host, port = nodes[0]  # type: ignore[index]  # parsed by _redis_nodes
+        options = {**options, "url": None, "host": host, "port": port, "db": None}
+    elif isinstance(options.get("url"), str):
         return str(options["url"])
     from urllib.parse import quote
 
@@ -813,7 +838,9 @@ def _register_builtins(registry: CacheTypeRegistry) -> None:
             ),
             "invalidation_url": Option(
                 types=str,
-                doc="Redis URL for cross-process L1 invalidation (default: the l2 redis).",
+                doc="Redis URL for cross-process L1 invalidation (default: the l2 redis, or "
+                "its cluster's first node; needed with Sentinel or a non-Redis l2 when "
+                "several processes share it).",
             ),
         },
         aliases=("dual_cache", "dual"),
@@ -855,7 +882,8 @@ def _register_builtins(registry: CacheTypeRegistry) -> None:
             "index_directory": Option(
                 types=Path,
                 doc="Directory where the in-process index is saved and merged, shared by "
-                "the workers (default: beside a disk store; else not saved).",
+                "the workers (default: beside a disk store; else not saved; not with a "
+                "memory store, whose entries are each worker's).",
             ),
         },
         aliases=("qdrant-semantic",),
@@ -871,7 +899,8 @@ def _register_builtins(registry: CacheTypeRegistry) -> None:
             "index_directory": Option(
                 types=Path,
                 doc="Directory where the in-process index is saved and merged, shared by "
-                "the workers (default: beside a disk store; else not saved).",
+                "the workers (default: beside a disk store; else not saved; not with a "
+                "memory store, whose entries are each worker's).",
             ),
         },
         doc="The exact tier plus an in-process semantic tier (offline embedding model).",
@@ -987,7 +1016,10 @@ class CachingSettings:
         # shared one (Redis, a Qdrant server) is stored as it changes, and loading a copy
         # at the next start would replace what other processes stored in it since
         local_index = semantic is not None and getattr(semantic.index, "process_local", False)
-        if local_index:
+        # ...and only beside entries that outlive the process (a memory store's are each
+        # worker's own: a vector another worker shared would point at nothing here)
+        in_memory = not isinstance(spec, StoreSpec) or spec.type == "memory"
+        if local_index and not in_memory:
             directory = self.options.get("index_directory")
             if directory is None and isinstance(spec, StoreSpec) and spec.type == "disk":
                 store_directory = spec.options.get("directory")
@@ -2436,7 +2468,14 @@ def _semantic_index_warnings(
         return
     spec = options.get("store")
     store = spec.type if isinstance(spec, StoreSpec) else "memory"
-    saved = options.get("index_directory") is not None or store == "disk"
+    if store == "memory" and options.get("index_directory") is not None:
+        ctx.warnings.append(
+            f"{where} has no effect with a memory store: its entries live in each worker and"
+            " end with it, so the semantic index does too (vectors shared without their"
+            " entries would be forgotten by the workers that lack them); use a disk or"
+            " shared store to share it"
+        )
+    saved = store == "disk" or (store != "memory" and options.get("index_directory") is not None)
     qdrant = cache_type.name == "qdrant_semantic"
     if qdrant:
         message = (
@@ -2525,6 +2564,15 @@ def _parse_caching(
         else:
             params["embedding_model"] = model
 
+    l2 = options.get("l2")
+    shareable = isinstance(l2, StoreSpec) and l2.type != "memory"
+    if cache_type.name == "tiered" and shareable and tiered_bus_url(options) is None:
+        ctx.warnings.append(
+            f"{path}: the L1 invalidations of this tiered cache reach this process only (its"
+            f" l2 is {_l2_kind(l2)}): another process or host sharing the l2 keeps serving"
+            " what this one deletes, overwrites or flushes for up to l1_ttl; set"
+            f" {_join(path, 'invalidation_url')}: redis://... if others share it"
+        )
     semantic = cache_type.name in _SEMANTIC_TYPES
     if semantic:
         params = _embedding_deployment(params, params_path, model_list, ctx)

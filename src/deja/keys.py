@@ -177,7 +177,7 @@ def _canon_content(content: Any, i: int) -> Any:
         {
             k: _canon(v, f"messages[{i}].content")
             for k, v in part.items()
-            if v is not None and k != "cache_control"
+            if v is not None and k not in _MARKERS
         }
         for part in content
     ]
@@ -186,6 +186,12 @@ def _canon_content(content: Any, i: int) -> Any:
         if type(text) is str:
             return text
     return parts
+
+
+# Prompt-cache markers on messages and parts (Anthropic's ``cache_control``, the
+# ``"cached": True`` flag LiteLLM's guide puts on OpenAI messages): they say what a provider
+# may cache, not what it answers, so they are no part of the key.
+_MARKERS = frozenset({"cache_control", "cached"})
 
 
 def _canon_messages(messages: tuple[Mapping[str, Any], ...]) -> list[Mapping[str, Any]]:
@@ -205,7 +211,7 @@ def _canon_messages(messages: tuple[Mapping[str, Any], ...]) -> list[Mapping[str
 def _canon_message(message: Mapping[str, Any], i: int) -> Mapping[str, Any]:
     out: dict[str, Any] = {}
     for k, v in message.items():
-        if v is None or k == "cache_control":
+        if v is None or k in _MARKERS:
             continue
         out[k] = _canon_content(v, i) if k == "content" else _canon(v, f"messages[{i}].{k}")
     return out

@@ -2,7 +2,8 @@
 
 Admission (DESIGN.md): never store errors, cancelled or unfinished streams, answers cut
 by a content filter, or answers with nothing in them (no content, tool calls, refusal or
-reasoning at all). Tool-call-only answers are stored. ``finish_reason: length`` is stored
+reasoning or audio at all). Tool-call-only answers are stored; audio answers until their
+``audio.expires_at``. ``finish_reason: length`` is stored
 by default, because ``max_tokens`` is part of the key, so the same request would be cut
 the same way again; :class:`AdmissionPolicy` can turn that off.
 """
@@ -13,7 +14,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Admission", "AdmissionPolicy", "age", "expiry", "is_fresh", "resolve_ttl"]
+__all__ = [
+    "Admission",
+    "AdmissionPolicy",
+    "age",
+    "answer_expiry",
+    "expiry",
+    "is_fresh",
+    "resolve_ttl",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +57,30 @@ def _choice_has_output(choice: Mapping[str, Any]) -> bool:
         or _has_text(message.get("refusal"))
         or _has_text(message.get("reasoning_content"))
         or _has_text(message.get("reasoning"))
+        or _has_audio(message.get("audio"))
     )
+
+
+def _has_audio(audio: Any) -> bool:
+    """An audio answer (``modalities: ["text", "audio"]``): its sound or transcript."""
+    return isinstance(audio, Mapping) and any(
+        _has_text(audio.get(key)) for key in ("data", "transcript")
+    )
+
+
+def answer_expiry(response: Mapping[str, Any]) -> float | None:
+    """The earliest time (Unix seconds) a part of ``response`` stops being usable, if it
+    says: OpenAI's audio answers carry an ``id`` a later turn may refer to until
+    ``audio.expires_at``, so a cached copy must not outlive it."""
+    earliest: float | None = None
+    choices = response.get("choices")
+    for choice in choices if isinstance(choices, list) else ():
+        message = choice.get("message") if isinstance(choice, Mapping) else None
+        audio = message.get("audio") if isinstance(message, Mapping) else None
+        expires = audio.get("expires_at") if isinstance(audio, Mapping) else None
+        if isinstance(expires, (int, float)) and not isinstance(expires, bool):
+            earliest = expires if earliest is None else min(earliest, expires)
+    return earliest
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,7 +49,7 @@ class CacheResult:
     stored JSON as it is (what the proxy sends), without parsing.
     """
 
-    __slots__ = ("_response", "entry", "gone", "info")
+    __slots__ = ("_response", "entry", "gone", "info", "stale")
 
     def __init__(
         self,
@@ -58,6 +58,7 @@ class CacheResult:
         entry: StoredEntry | None = None,
         *,
         gone: bool = False,
+        stale: bool = False,
     ) -> None:
         self._response = response
         self.info = info
@@ -65,6 +66,8 @@ class CacheResult:
         self.gone = gone
         """On a miss: the store said the entry is not there (absent, expired or
         unreadable), not merely that it could not be read now or is older than asked."""
+        self.stale = stale
+        """On a miss: the entry is there, older than its TTL or the request's max age."""
 
     @property
     def response(self) -> dict[str, Any] | None:

@@ -683,8 +683,10 @@ def _chat_records(
     first: dict[str, Any] = {"role": message.get("role") or "assistant"}
     if content is not None and not isinstance(content, str):
         first["content"] = content  # content parts cannot be cut; they go whole
-    elif isinstance(content, str) or content_null:
-        first["content"] = ""  # assembles back to null when content_null
+    elif isinstance(content, str):
+        first["content"] = ""
+    elif content_null:
+        first["content"] = None  # as OpenAI streams a tool call's or a refusal's first delta
     send(first)
 
     for key in ("reasoning_content", "reasoning"):

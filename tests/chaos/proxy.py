@@ -75,7 +75,8 @@ class Scenario:
         if not self.semantic:
             return {**store, "ttl": 600}
         caching: dict[str, Any] = {"type": "semantic", "store": store, "ttl": 600}
-        if self.store != "disk":  # beside a disk store, the index has its directory
+        # beside a disk store the index has its directory; a memory store's is each worker's
+        if self.store not in ("disk", "memory"):
             caching["index_directory"] = str(directory / "index")
         return caching
 

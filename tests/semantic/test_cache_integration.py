@@ -195,6 +195,83 @@ def test_a_custom_key_builders_distinctions_hold_for_the_semantic_tier(embedder:
     assert cache.get(again).info.status == "semantic_hit"
 
 
+def test_a_key_builder_sees_text_as_parts_and_as_a_string_alike(embedder: Any) -> None:
+    """A plain string content equals a single text part (DESIGN.md): with a key builder
+    (which is asked for the request without its final text) a rewording sent as parts
+    still finds a question stored as a string, and the other way round."""
+    from deja.keys import default_digest
+
+    def wrapped(request: deja.Request) -> str:
+        return default_digest(request)
+
+    def as_parts(text: str) -> deja.Request:
+        return deja.Request.chat(
+            model="gpt-4o", messages=[{"role": "user", "content": [{"type": "text", "text": text}]}]
+        )
+
+    cache = deja.Cache(semantic=SemanticCache(embedder=embedder), key_builder=wrapped)
+    cache.put(chat_request("How can I track my card delivery?"), chat_response())
+    assert cache.get(as_parts("how do i track the delivery of my card")).info.status == (
+        "semantic_hit"
+    )
+    cache.put(as_parts("What is the capital of Peru?"), chat_response("Lima"))
+    assert cache.get(chat_request("what's the capital city of Peru")).info.status == (
+        "semantic_hit"
+    )
+
+
+def test_a_stale_nearest_answer_gives_way_to_a_fresh_similar_one(embedder: Any) -> None:
+    """``s-maxage`` takes only younger answers: the nearest candidate too old for it used
+    to end the lookup (a paid call) while a fresh one was next in line; an entry gone from
+    the store (evicted, deleted elsewhere) is forgotten and the next one tried too."""
+    now = [1000.0]
+    cache = deja.Cache(semantic=SemanticCache(embedder=embedder), clock=lambda: now[0])
+    cache.put(chat_request("How can I track my card delivery?"), chat_response("older"))
+    now[0] += 100
+    cache.put(chat_request("how do i track the delivery of my card"), chat_response("newer"))
+    now[0] += 50
+    asked = chat_request("How can I track my card delivery")  # nearest: the older one
+    found = cache.get(asked, control={"s-maxage": 60})
+    assert found.info.status == "semantic_hit"
+    assert found.response is not None
+    assert found.response["choices"][0]["message"]["content"] == "newer"
+    assert len(cache.semantic) == 2  # type: ignore[arg-type]  # a stale one is kept
+    # the older entry leaves the store behind the index's back: forgotten, next one served
+    cache.store.delete(cache.key(chat_request("How can I track my card delivery?")))
+    again = cache.get(asked)
+    assert again.info.status == "semantic_hit" and again.response is not None
+    assert again.response["choices"][0]["message"]["content"] == "newer"
+    assert len(cache.semantic) == 1  # type: ignore[arg-type]
+
+
+def test_the_semantic_tier_rests_while_the_store_is_skipped(embedder: Any) -> None:
+    """With the store's circuit open no match could be read from it: the lookup by meaning
+    (an embedding, perhaps paid; a search, perhaps of a dead index) is not made."""
+    from tests.helpers import FaultyStore
+
+    embedded: list[str] = []
+
+    class Counting:
+        id, dim = embedder.id, embedder.dim
+
+        def embed(self, texts: Any) -> Any:
+            embedded.extend(texts)
+            return embedder.embed(texts)
+
+        async def aembed(self, texts: Any) -> Any:
+            return self.embed(texts)
+
+    store = FaultyStore()
+    semantic = SemanticCache(embedder=Counting())
+    cache = deja.Cache(store=store, semantic=semantic, breaker_threshold=2, breaker_reset=60)
+    cache.put(chat_request("How can I track my card delivery?"), chat_response())
+    embedded.clear()
+    store.fail_ops = {"get"}
+    statuses = [cache.get(chat_request(f"how do i track card {i}")).info.status for i in range(6)]
+    assert statuses == ["miss", "miss", "bypass", "bypass", "bypass", "bypass"]
+    assert len(embedded) == 2  # the two lookups that reached the store
+
+
 def test_a_store_that_fails_for_a_moment_keeps_the_vector(embedder: Any) -> None:
     from tests.helpers import FaultyStore
 

@@ -1002,3 +1002,33 @@ async def test_a_hook_s_own_failure_with_a_status_is_no_refusal(
     async with make_proxy(config) as proxy:
         answer = await proxy.post(CHAT, json=BODY)
     assert answer.status_code == 500 and "SECRET" not in answer.text
+
+
+async def test_a_flush_keeps_to_the_proxy_s_namespace_and_litellm_s_names_work(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient], tmp_path: Path
+) -> None:
+    """Staging and prod sharing one store, told apart by LiteLLM's ``namespace``: a flush
+    on staging deleted prod's entries too (the whole key prefix)."""
+    disk = {"type": "disk", "directory": str(tmp_path / "shared"), "ttl": 600}
+    staging = proxy_config(upstream, caching={**disk, "namespace": "litellm.staging"})
+    prod = proxy_config(upstream, caching={**disk, "namespace": "litellm.prod"})
+    async with make_proxy(staging) as a, make_proxy(prod) as b:
+        for proxy in (a, b):
+            for key in (TEAM_A, TEAM_B):
+                await proxy.post(CHAT, json=BODY, headers={"authorization": f"Bearer {key}"})
+        flushed = await a.post("/cache/flushall", headers=ADMIN)  # LiteLLM's name too
+        assert flushed.json()["deleted"] == 2
+        assert flushed.json()["namespace"] == "litellm.staging"
+        again = await b.post(CHAT, json=BODY, headers={"authorization": f"Bearer {TEAM_A}"})
+        assert again.headers["x-deja-cache"] == "hit"
+        everything = await a.post("/cache/flush", json={"all": True}, headers=ADMIN)
+        assert everything.json() == {"deleted": 2, "key_prefix": "deja:"}
+        bad = await a.post("/cache/flush", json={"all": "yes"}, headers=ADMIN)
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "all"
+        # LiteLLM's /cache/delete body: a list of keys
+        made = await b.post(CHAT, json=BODY, headers={"authorization": f"Bearer {TEAM_A}"})
+        key = made.headers["x-deja-cache-key"]
+        gone = await b.post("/cache/delete", json={"keys": [key, "nope"]}, headers=ADMIN)
+        assert gone.json() == {"deleted": True, "keys": [key]}
+        wrong = await b.post("/cache/delete", json={"keys": "k"}, headers=ADMIN)
+        assert wrong.status_code == 400

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -166,3 +167,58 @@ def test_usage_is_the_shared_tiers(tmp_path: Path, clock: FakeClock) -> None:
     assert a.usage().entries == b.usage().entries == l2.usage().entries == 4
     assert a.l1.usage().entries == 3
     assert not getattr(a, "per_process", False)  # one figure for every worker
+
+
+def test_config_tiered_over_a_cluster_invalidates_through_its_first_node(
+    tmp_path: Path, redis_cluster: Any
+) -> None:
+    """A dual_cache over a Redis Cluster had no bus (a local one, silently): a delete on
+    one host left every other host serving its L1 copy for l1_ttl. Pub/sub reaches every
+    node of a cluster: the first startup node carries the invalidations."""
+    import time
+
+    from deja.config import parse_config, tiered_bus_url
+    from deja.stores.redis_bus import RedisInvalidationBus
+
+    nodes = [f"{host}:{port}" for host, port in redis_cluster.startup_nodes]
+    settings = parse_config(
+        {"caching": {"type": "dual_cache", "l2": {"type": "redis", "startup_nodes": nodes}}},
+        base_dir=tmp_path,
+    )
+    assert settings.caching is not None and settings.warnings == ()
+    assert tiered_bus_url(settings.caching.options) == f"redis://{nodes[0]}/0"
+    a, b = settings.caching.build_store(), settings.caching.build_store()
+    assert isinstance(a, TieredStore) and isinstance(b, TieredStore)
+    try:
+        assert isinstance(a.state.bus, RedisInvalidationBus)
+        a.set("k", b"v1", 600)
+        deadline = time.monotonic() + 5
+        while not (a.state.l1_enabled and b.state.l1_enabled) and time.monotonic() < deadline:
+            a.get("k"), b.get("k")  # both subscribe, then keep an L1 copy
+            time.sleep(0.02)
+        assert b.get("k") == b"v1" and b.l1.get("k") == b"v1"
+        a.delete("k")
+        while b.l1.get("k") is not None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert b.get("k") is None
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_tiered_cache_whose_invalidations_stay_in_process_is_said_so(tmp_path: Path) -> None:
+    from deja.config import parse_config
+
+    for l2 in (
+        {"type": "disk", "directory": "l2"},
+        {"type": "redis", "sentinel_nodes": ["s:26379"], "service_name": "mymaster"},
+    ):
+        settings = parse_config({"caching": {"type": "tiered", "l2": l2}}, base_dir=tmp_path)
+        (warning,) = settings.warnings
+        assert "reach this process only" in warning and "caching.invalidation_url" in warning
+    shared = parse_config(
+        {"caching": {"type": "tiered", "l2": {"type": "disk", "directory": "l2"},
+                     "invalidation_url": "redis://bus:6379/0"}},
+        base_dir=tmp_path,
+    )  # fmt: skip
+    assert shared.warnings == ()

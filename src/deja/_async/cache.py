@@ -55,11 +55,11 @@ from deja.keys import (
     tenant_hash,
 )
 from deja.metrics import Metrics, NullMetrics
-from deja.policy import AdmissionPolicy, age, expiry, is_fresh, resolve_ttl
+from deja.policy import AdmissionPolicy, age, answer_expiry, expiry, is_fresh, resolve_ttl
 from deja.request import Request
 from deja.result import CacheInfo, CacheResult, CacheStats, CacheStatus
 from deja.semantic.scope import builder_context
-from deja.stores.base import SharedValues, Store, TagIndex, locking_of, validate_ttl
+from deja.stores.base import Locking, SharedValues, Store, TagIndex, locking_of, validate_ttl
 from deja.streaming import StreamAssembler, StreamFormatError, replay_chunks
 
 if TYPE_CHECKING:
@@ -82,6 +82,7 @@ OnResponse = Callable[[dict[str, Any]], Awaitable[CacheControl | None]]
 _MEMO_ENTRIES = 2048
 _MEMO_BYTES = 32 * 2**20
 _MEMO_MAX_VALUE = 64 * 2**10
+_UNRELEASED_MAX = 10_000  # beyond, a lock whose release failed just expires
 
 
 def _tagged(data: bytes, tag: str) -> bool:
@@ -205,6 +206,9 @@ class AsyncCache:
         self._store_name = store.name
         self._tags_supported = isinstance(store, TagIndex)
         self._breaker = CircuitBreaker(threshold=breaker_threshold, reset_after=breaker_reset)
+        # writes (entries, locks) have their own: a store that refuses them (full under
+        # noeviction, a read-only user) still serves what it holds
+        self._writes = CircuitBreaker(threshold=breaker_threshold, reset_after=breaker_reset)
         self._last_warning = float("-inf")
         self._flight: AsyncSingleFlight[CacheResult] = AsyncSingleFlight(
             timed_out=lambda error: isinstance(error, UpstreamTimeoutError)
@@ -231,6 +235,8 @@ class AsyncCache:
             _SAVERS.add(self)
         self._semantic_hits = 0
         self._locking = locking_of(store)
+        # locks whose release failed (the store was down): key -> (token, when it expires)
+        self._unreleased: dict[str, tuple[str, float]] = {}
         if lock_ttl <= 0 or lock_wait < 0:
             raise ValueError("lock_ttl must be positive and lock_wait >= 0")
         self.lock_ttl = lock_ttl
@@ -321,7 +327,7 @@ class AsyncCache:
         }
 
     async def _semantic_inspect(
-        self, request: Request, ctl: CacheControl
+        self, request: Request, ctl: CacheControl, skip: frozenset[str] = frozenset()
     ) -> tuple[SemanticLookup, float]:
         """The semantic tier's look at ``request`` under its controls, and the threshold
         it used: the request's ``similarity_threshold`` when stricter than the tier's (a
@@ -339,6 +345,7 @@ class AsyncCache:
             namespace=namespace,
             threshold=threshold,
             context_key=self._context_key(request, namespace),
+            skip=skip,
         )
         self._semantic_used()
         return lookup, threshold
@@ -364,7 +371,7 @@ class AsyncCache:
         if ctl.no_cache:
             return self._count(CacheResult(None, CacheInfo("bypass", key)))
         found = await self._lookup(key, ctl)
-        if found.entry is None and self.semantic is not None and ctl.semantic:
+        if self._by_meaning(found, ctl):
             similar = await self._semantic_lookup(request, ctl)
             if similar is not None:
                 return self._count(similar)
@@ -473,7 +480,7 @@ class AsyncCache:
                     stored.append((key, request))
 
         await off_loop(encode_all, len(items))  # unasync: encode_all()
-        if not encoded or not self._breaker.allow():
+        if not encoded or not self._writable():
             return 0
         try:
             await self.store.aset_many(encoded, ttl)
@@ -483,9 +490,9 @@ class AsyncCache:
             for tenant, keys in tenants.items():  # one tag write per tag, not per entry
                 await self._tag(keys, tenant, ctl, ttl)
         except Exception as exc:
-            self._store_failed("set", exc)
+            self._write_failed("set", exc)
             return 0
-        self._store_recovered()
+        self._writes.success()
         for key, request in stored:
             await self._index_semantic(key, request, ctl, ttl)
         return len(stored)
@@ -563,7 +570,7 @@ class AsyncCache:
         found = await self._lookup(key, ctl)
         if found.entry is not None:
             return self._count(found)
-        if self.semantic is not None and ctl.semantic:
+        if self._by_meaning(found, ctl):
             similar = await self._semantic_lookup(request, ctl)
             if similar is not None:
                 return self._count(similar)
@@ -643,7 +650,7 @@ class AsyncCache:
         status: CacheStatus = "bypass"
         if not ctl.no_cache:
             found = await self._lookup(key, ctl)
-            if found.entry is None and self.semantic is not None and ctl.semantic:
+            if self._by_meaning(found, ctl):
                 found = await self._semantic_lookup(request, ctl) or found
             entry = found.entry
             if entry is not None:
@@ -676,6 +683,7 @@ class AsyncCache:
                     # the hook changed the answer (redacted it, say): a replay is made from
                     # the answer as it left it, never from the chunks as they came
                     chunks = None
+            broadcast.answer = response
             await self._put(key, request, response, store_ctl, cost=cost, chunks=chunks)
 
         joined: AsyncBroadcast | None = None
@@ -755,33 +763,52 @@ class AsyncCache:
             return None
         self._coalesced += 1
         self.metrics.coalesced()
-        stored = await self._stored_answer(key, ctl)
-        if stored is not None:  # as the post-cache hooks left it (stored before the end)
-            return stored
-        response = assembler.response()
-        info = CacheInfo("hit", key, age=0.0, saved_usd=self.cost(request, response))
-        return CacheResult(response, info)
+        # the answer as the post-cache hooks left it (a redaction holds even when they
+        # said not to store it), a copy of its own; the assembled one if they failed
+        hooked = broadcast.answer
+        response = assembler.response() if hooked is None else orjson.loads(orjson.dumps(hooked))
+        saved = broadcast.saved[0] if broadcast.saved is not None else self.cost(request, response)
+        return CacheResult(response, CacheInfo("hit", key, age=0.0, saved_usd=saved))
+
+    def _by_meaning(self, found: CacheResult, ctl: CacheControl) -> bool:
+        """Whether an exact lookup's miss is looked up by meaning too: not while the store
+        is skipped (its circuit open), as no match could be read from it, and the search
+        would cost an embedding (a paid one, perhaps) and a dead index's timeout."""
+        return (
+            found.entry is None
+            and found.info.status != "bypass"
+            and self.semantic is not None
+            and ctl.semantic
+        )
 
     async def _semantic_lookup(self, request: Request, ctl: CacheControl) -> CacheResult | None:
         """An exact miss looked up by meaning: the entry of a similar earlier prompt."""
         semantic = self.semantic
         assert semantic is not None  # callers check
-        try:
-            lookup, _ = await self._semantic_inspect(request, ctl)
-        except Exception as exc:  # the semantic tier is an optimisation: fail open
-            self._store_failed("semantic", exc, trip_breaker=False)
-            return None
-        match = lookup.match
-        if match is None:
-            nearest = lookup.best_similarity
-            if nearest is not None:  # how close the misses come: the threshold's headroom
-                self.metrics.similarity("near_miss", nearest)
-            return None
-        found = await self._lookup(match.key, ctl)
-        if found.entry is None:
+        skip: frozenset[str] = frozenset()
+        while True:
+            try:
+                lookup, _ = await self._semantic_inspect(request, ctl, skip)
+            except Exception as exc:  # the semantic tier is an optimisation: fail open
+                self._store_failed("semantic", exc, trip_breaker=False)
+                return None
+            match = lookup.match
+            if match is None:
+                nearest = lookup.best_similarity
+                if nearest is not None and not skip:  # how close misses come: the headroom
+                    self.metrics.similarity("near_miss", nearest)
+                return None
+            found = await self._lookup(match.key, ctl)
+            if found.entry is not None:
+                break
             if found.gone:  # expired or deleted: not a store that failed to answer now,
                 semantic.forget(match.key)  # nor an entry older than this request takes
-            return None
+            elif not found.stale:
+                return None  # the store did not answer: nor would it for the next one
+            # the next candidate may be a fresh answer to the same question
+            skip |= {match.key}
+            if len(skip) >= semantic.top_k:
+                return None
         self.metrics.similarity("hit", match.similarity)
         info = found.info
         info.status = "semantic_hit"
@@ -806,8 +833,10 @@ class AsyncCache:
         process calls upstream.
         """
         locking = self._locking
-        if locking is None or not self._breaker.allow():
+        if locking is None or not self._writable():
             return None, None
+        if self._unreleased:
+            await self._release_unreleased(locking)
         name = key + ":lock"
         wait = self.lock_wait if timeout is None else min(self.lock_wait, timeout)
         deadline = time.monotonic() + wait
@@ -816,8 +845,9 @@ class AsyncCache:
             try:
                 token = await locking.alock(name, ttl=self.lock_ttl)
             except Exception as exc:
-                self._store_failed("lock", exc)
+                self._write_failed("lock", exc)
                 return None, None
+            self._writes.success()
             if token is not None:
                 # the holder may have stored the answer just before releasing the lock
                 try:
@@ -851,8 +881,27 @@ class AsyncCache:
             return
         try:
             await locking.aunlock(key + ":lock", token)
-        except Exception as exc:  # the lock expires by itself
+        except Exception as exc:
+            # it expires by itself, but the callers of other processes would wait until
+            # then for a holder long gone: released by the next miss that reaches the store
             self._store_failed("unlock", exc, trip_breaker=False)
+            if len(self._unreleased) < _UNRELEASED_MAX:
+                self._unreleased[key] = (token, time.monotonic() + self.lock_ttl)
+
+    async def _release_unreleased(self, locking: Locking) -> None:
+        """Release the locks whose release failed, up to the first failure."""
+        while True:
+            try:
+                key, (token, expires) = self._unreleased.popitem()
+            except KeyError:  # none left (another thread took the last one)
+                return
+            if expires <= time.monotonic():
+                continue  # expired by itself
+            try:
+                await locking.aunlock(key + ":lock", token)
+            except Exception:
+                self._unreleased.setdefault(key, (token, expires))
+                return
 
     async def after_response(
         self, on_response: OnResponse | None, response: dict[str, Any], ctl: CacheControl
@@ -1207,7 +1256,7 @@ class AsyncCache:
         ):
             logger.debug("CACHE MISS (stale) key=%s lookup_ms=%.3f", key, elapsed * 1000)
             expired = entry.expires is not None and now >= entry.expires
-            return CacheResult(None, CacheInfo("miss", key), gone=expired), None
+            return CacheResult(None, CacheInfo("miss", key), gone=expired, stale=True), None
         logger.debug("CACHE HIT key=%s lookup_ms=%.3f", key, elapsed * 1000)
         # positional: this runs on every hit (status, key, similarity, age, cost, saved)
         info = CacheInfo("hit", key, None, age(now, entry.created), 0.0, entry.cost_usd or 0.0)
@@ -1226,16 +1275,22 @@ class AsyncCache:
         if ctl.no_store:
             return False
         ttl = resolve_ttl(ctl.ttl, self.ttl)
+        until = answer_expiry(response)
+        if until is not None:  # an audio answer: not kept past its own expiry
+            left = until - self._clock()
+            if left <= 0:
+                return False
+            ttl = left if ttl is None else min(ttl, left)
         data = self._encoded(key, request, response, ctl, ttl, cost=cost, chunks=chunks)
-        if data is None or not self._breaker.allow():
+        if data is None or not self._writable():
             return False
         try:
             await self.store.aset(key, data, ttl)
             await self._tag([key], request.tenant, ctl, ttl)
         except Exception as exc:
-            self._store_failed("set", exc)
+            self._write_failed("set", exc)
             return False
-        self._store_recovered()
+        self._writes.success()
         await self._index_semantic(key, request, ctl, ttl)
         return True
 
@@ -1382,6 +1437,25 @@ class AsyncCache:
         except Exception as delete_exc:
             self._store_failed("delete", delete_exc)
 
+    def _writable(self) -> bool:
+        """Whether to write to the store now: not while it is skipped (its lookups fail;
+        they probe it), nor while it refuses writes (then one write probes it)."""
+        return not self._breaker.is_open and self._writes.allow()
+
+    def _write_failed(self, op: str, exc: BaseException) -> None:
+        """A write failed: counted and logged like any store failure, it opens the writes'
+        breaker, not the one that skips lookups (a full store still answers them)."""
+        self._store_failed(op, exc, trip_breaker=False)
+        if self._writes.failure():
+            logger.warning(
+                "cache store %s refuses writes (%s: %s): answers are served from it but not"
+                " stored, retried in %s s",
+                self._store_name,
+                type(exc).__name__,
+                exc,
+                self._writes.reset_after,
+            )
+
     def _store_recovered(self) -> None:
         if self._breaker.success():
             self.metrics.breaker_state(self._store_name, False)
@@ -1403,11 +1477,12 @@ class AsyncCache:
                 )
                 return
             logger.warning(
-                "cache store %s failed on %s (%s: %s); serving without the cache",
+                "cache store %s failed on %s (%s: %s)%s",
                 self._store_name,
                 op,
                 type(exc).__name__,
                 exc,
+                "; serving without the cache" if op == "get" else "",
             )
 
 

@@ -57,6 +57,9 @@ class Broadcast:
         (the cache counts them, and credits their saving, when the stream ends)."""
         self.saved: tuple[float, int] | None = None
         """What the answer cost (USD, tokens), once it is complete."""
+        self.answer: dict[str, Any] | None = None
+        """The complete answer as the post-cache hooks left it (stored or not), for the
+        plain calls that read the stream to its end."""
         self.on_finished: Callable[[], None] | None = None
         """Called once when the broadcast ends (done, failed or abandoned): the cache uses
         it to stop new requests from joining."""

@@ -271,16 +271,18 @@ class SemanticCache:
         namespace: str | None = None,
         threshold: float | None = None,
         evaluate_all: bool = False,
+        skip: frozenset[str] = frozenset(),
     ) -> SemanticLookup:
         """:meth:`check` with the decision on every candidate (for metrics, calibration).
 
         ``evaluate_all`` runs guards and verifier even on candidates below the threshold.
+        ``skip``: keys to pass over as if not indexed (entries found stale or gone).
         """
         q = self.query(request, namespace=namespace, context_key=context_key)
         if q is None:
             return SemanticLookup(None, applicable=False)
         vector = self._embed(q.text)
-        return self._decide(q, vector, threshold, evaluate_all)
+        return self._decide(q, vector, threshold, evaluate_all, skip)
 
     async def ainspect(
         self,
@@ -290,13 +292,14 @@ class SemanticCache:
         namespace: str | None = None,
         threshold: float | None = None,
         evaluate_all: bool = False,
+        skip: frozenset[str] = frozenset(),
     ) -> SemanticLookup:
         """:meth:`inspect` without blocking the event loop."""
         q = self.query(request, namespace=namespace, context_key=context_key)
         if q is None:
             return SemanticLookup(None, applicable=False)
         vector = await self._aembed(q.text)
-        return await asyncio.to_thread(self._decide, q, vector, threshold, evaluate_all)
+        return await asyncio.to_thread(self._decide, q, vector, threshold, evaluate_all, skip)
 
     def store(
         self,
@@ -413,7 +416,12 @@ class SemanticCache:
     # -- internals ----------------------------------------------------------------------
 
     def _decide(
-        self, q: SemanticQuery, vector: Any, threshold: float | None, evaluate_all: bool
+        self,
+        q: SemanticQuery,
+        vector: Any,
+        threshold: float | None,
+        evaluate_all: bool,
+        skip: frozenset[str] = frozenset(),
     ) -> SemanticLookup:
         # a caller's own threshold (stricter than the tier's, see Cache) holds for every
         # candidate: the same words' slip allowance is the tier's, not the caller's
@@ -429,6 +437,8 @@ class SemanticCache:
         prompts: list[str | None] = []
         match: SemanticMatch | None = None
         for neighbor in neighbors:
+            if neighbor.id in skip:
+                continue
             if neighbor.strikes >= self.max_strikes:
                 # reported wrong that often (by several processes, say, each below the
                 # count at which it forgets an entry): as good as forgotten

@@ -75,14 +75,18 @@ def without_final_text(request: Request) -> Request:
     custom key builder is asked for to learn what it keys beyond the prompt."""
     last = dict(request.messages[-1])
     content = last.get("content")
-    if isinstance(content, str):
-        last["content"] = ""
-    else:
-        last["content"] = [
+    rest = (
+        []
+        if isinstance(content, str)
+        else [
             part
             for part in content or ()
             if not (isinstance(part, Mapping) and part.get("type") == "text")
         ]
+    )
+    # text alone, as a string or as parts, leaves the same thing (a string equals one text
+    # part: DESIGN.md's key contract); other parts stay, in their order
+    last["content"] = rest or ""
     return replace(request, messages=(*request.messages[:-1], last))
 
 

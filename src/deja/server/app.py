@@ -422,6 +422,7 @@ class ProxyApp:
             ("POST", "/cache/delete"): self._admin_delete,
             ("POST", "/cache/invalidate"): self._admin_invalidate,
             ("POST", "/cache/flush"): self._admin_flush,
+            ("POST", "/cache/flushall"): self._admin_flush,  # LiteLLM's name
             ("POST", "/cache/explain"): self._admin_explain,
             ("POST", "/cache/feedback"): self._feedback,
         }
@@ -550,16 +551,7 @@ class ProxyApp:
         return self.auth.identify(scope)
 
     async def _json_body(self, scope: Scope, receive: Receive) -> dict[str, Any]:
-        raw = await read_body(scope, receive, self._max_body, self._body_timeout)
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise HTTPError(
-                400, f"the body is not valid JSON: {exc}", code="invalid_json"
-            ) from None
-        if not isinstance(body, dict):
-            raise HTTPError(400, "the body must be a JSON object", code="invalid_json")
-        return body
+        return _json_object(await read_body(scope, receive, self._max_body, self._body_timeout))
 
     def _route(self, body: Mapping[str, Any], caller: Caller) -> Route:
         model = body.get("model")
@@ -1186,7 +1178,7 @@ class ProxyApp:
         if not isinstance(request_body, dict):
             raise HTTPError(
                 400,
-                "give 'key', or 'request' with the request body that made the entry",
+                "give 'key' (or 'keys'), or 'request' with the request body that made the entry",
                 param="request",
             )
         request_body = dict(request_body)
@@ -1232,6 +1224,14 @@ class ProxyApp:
                     send, 200, self._admin_answer(cache, {"deleted": deleted, "key": key})
                 )
                 return
+            named = body.get("keys")  # LiteLLM's body: a list of keys
+            if named is not None:
+                if not isinstance(named, list) or not all(isinstance(k, str) for k in named):
+                    raise HTTPError(400, "'keys' must be a list of strings", param="keys")
+                gone = [key for key in named if await cache.delete(key)]
+                answer = {"deleted": bool(gone), "keys": gone}
+                await send_json(send, 200, self._admin_answer(cache, answer))
+                return
             # a request without a tenant: its entry for every tenant
             keys: list[str] = []
             for tenant in self._admin_tenants(body):
@@ -1271,12 +1271,29 @@ class ProxyApp:
         await send_json(send, 200, self._admin_answer(cache, {"deleted": deleted}))
 
     async def _admin_flush(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Delete this proxy's entries: those of its configured ``namespace`` (every
+        tenant's) when it has one, as environments sharing a store (staging and prod, say)
+        tell their entries apart by it; else, or with ``{"all": true}``, every entry under
+        its key prefix."""
         cache = self._admin(scope)
+        raw = await read_body(scope, receive, self._max_body, self._body_timeout)
+        body = _json_object(raw) if raw.strip() else {}
+        everything = body.get("all", False)
+        if not isinstance(everything, bool):
+            raise HTTPError(400, "'all' must be true or false", param="all")
+        namespace = None if everything else cache.namespace
         try:
-            deleted = await cache.clear()
+            if namespace is None:
+                deleted = await cache.clear()
+            else:
+                deleted = 0
+                for tenant in self.auth.tenants:
+                    deleted += await cache.clear(namespace=namespace, tenant=tenant)
         except StoreError as exc:
             raise HTTPError(503, str(exc)) from None
-        answer = {"deleted": deleted, "key_prefix": cache.key_prefix}
+        answer: dict[str, Any] = {"deleted": deleted, "key_prefix": cache.key_prefix}
+        if namespace is not None:
+            answer["namespace"] = namespace
         await send_json(send, 200, self._admin_answer(cache, answer))
 
     async def _admin_explain(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -1583,3 +1600,14 @@ def _http_error(exc: Exception) -> HTTPError:
         return HTTPError(500, str(exc), code="missing_dependency")
     logger.exception("unexpected error on the request path")
     return HTTPError(500, f"internal error: {type(exc).__name__}")
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    """A request body that must be a JSON object."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise HTTPError(400, f"the body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise HTTPError(400, "the body must be a JSON object", code="invalid_json")
+    return body

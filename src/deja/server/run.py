@@ -17,7 +17,7 @@ import math
 import os
 from pathlib import Path
 
-from deja.config import Settings, load_config
+from deja.config import Settings, load_config, tiered_bus_url
 from deja.errors import ConfigError, MissingDependencyError
 from deja.server.app import ProxyApp
 from deja.server.workers import MULTIPROC_ENV
@@ -48,17 +48,12 @@ def app_from_env() -> ProxyApp:
 
 
 def _local_bus(settings: Settings) -> bool:
-    """Whether a tiered cache's L1 invalidations would reach this process only: no
-    ``invalidation_url``, and an L2 that is no standalone Redis (which provides one)."""
+    """Whether a tiered cache's L1 invalidations would reach this process only (see
+    :func:`deja.config.tiered_bus_url`)."""
     caching = settings.caching
-    if caching is None or caching.type != "tiered" or caching.options.get("invalidation_url"):
+    if caching is None or caching.type != "tiered":
         return False
-    l2 = caching.options.get("l2")
-    options = getattr(l2, "options", {})
-    standalone = getattr(l2, "type", None) == "redis" and not (
-        options.get("startup_nodes") or options.get("sentinel_nodes")
-    )
-    return not standalone
+    return tiered_bus_url(caching.options) is None
 
 
 def _warn_about(settings: Settings, workers: int) -> None:
@@ -68,7 +63,7 @@ def _warn_about(settings: Settings, workers: int) -> None:
         raise ConfigError(
             f"a tiered cache with {workers} workers needs an invalidation bus all of them"
             " hear: set invalidation_url: redis://... (a standalone redis L2 gives one by"
-            " itself)",
+            " itself, as does a cluster's)",
             path="caching.invalidation_url",
         )
     if workers > 1 and settings.caching is not None and settings.caching.type == "memory":

@@ -16,6 +16,7 @@ from deja.semantic.guards.extract import (
     _REQUEST_VERBS,
     Signature,
     _is_denial,
+    _is_plural,
     _plain,
     signature,
 )
@@ -1385,11 +1386,21 @@ _NOUN_AFTER = frozenset({"a", "an", "the", "my", "your", "this", "that", "each",
 
 
 def _as_noun(word: str, lows: str) -> bool:
-    """Is request verb ``word`` a thing in ``lows`` (after a determiner: "a list")?"""
+    """Is request verb ``word`` a thing in ``lows``: after a determiner ("a list"), or
+    naming the one thing after it ("list index", "name field"; a request asks for things
+    or a whole: "list countries", "list the...", "name three")?"""
     if word not in _REQUEST_VERBS:
         return False
     words = lows.split()
-    return any(w == word and i and words[i - 1] in _NOUN_AFTER for i, w in enumerate(words))
+    for i, w in enumerate(words):
+        if w != word:
+            continue
+        if i and words[i - 1] in _NOUN_AFTER:
+            return True
+        after = words[i + 1] if i + 1 < len(words) else ""
+        if after.isalpha() and _content_word(after) and not _is_plural(after):
+            return True
+    return False
 
 
 # words that open a clause picking some of a thing ("wines that don't need decanting",
