@@ -384,6 +384,55 @@ def test_breaker_opens_then_probes(clock: FakeClock) -> None:
     assert cache.get(chat_request()).info.status == "hit"
 
 
+def test_a_probe_that_never_reports_is_given_up() -> None:
+    """A probe's caller cancelled (a client gone) never reports: the breaker stayed
+    half-open for the life of the process, every later lookup a bypass, nothing stored."""
+    from deja.breaker import CircuitBreaker
+
+    now = [0.0]
+    breaker = CircuitBreaker(threshold=1, reset_after=1.0, clock=lambda: now[0])
+    assert breaker.failure() and not breaker.allow()
+    now[0] = 1.0
+    assert breaker.allow()  # the probe, whose outcome never comes
+    assert not breaker.allow()  # one at a time
+    now[0] = 1.9
+    assert not breaker.allow()
+    now[0] = 2.0
+    assert breaker.allow()  # given up: the next call probes
+    assert breaker.success() and breaker.allow()
+
+
+async def test_a_cancelled_lookup_probe_does_not_leave_the_store_skipped() -> None:
+    import asyncio
+
+    class Store(MemoryStore):
+        mode = "ok"
+
+        async def aget(self, key: str) -> bytes | None:
+            if self.mode == "fail":
+                raise ConnectionError("down")
+            if self.mode == "hang":
+                await asyncio.sleep(3600)
+            return await super().aget(key)
+
+    store = Store()
+    cache = deja.AsyncCache(store=store, breaker_threshold=2, breaker_reset=0.05)
+    await cache.put(chat_request(), chat_response())
+    store.mode = "fail"
+    for _ in range(2):
+        await cache.get(chat_request())
+    await asyncio.sleep(0.06)
+    store.mode = "hang"
+    probe = asyncio.ensure_future(cache.get(chat_request()))
+    await asyncio.sleep(0.01)
+    probe.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await probe
+    store.mode = "ok"
+    await asyncio.sleep(0.06)
+    assert (await cache.get(chat_request())).info.status == "hit"
+
+
 def test_a_store_that_refuses_writes_still_serves_its_entries(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -597,3 +646,29 @@ def test_an_audio_answer_is_kept_until_its_audio_expires() -> None:
     now[0] += 121
     assert cache.get(asked).info.status == "miss"  # the id it carries is gone upstream
     assert not cache.put(asked, spoken(now[0] - 1))  # already expired: not stored
+
+
+def test_a_batch_stores_audio_answers_until_their_audio_expires() -> None:
+    now = [1_700_000_000.0]
+    cache = deja.Cache(ttl=3600, clock=lambda: now[0])
+    spoken = chat_response(None)
+    spoken["choices"][0]["message"]["audio"] = {
+        "id": "audio_abc",
+        "data": "UklGRg==",
+        "transcript": "Paris.",
+        "expires_at": now[0] + 60,
+    }
+    asked = chat_request("Say it", modalities=["text", "audio"])
+    later = {**spoken, "choices": [{**spoken["choices"][0]}]}
+    later["choices"][0]["message"] = {
+        **spoken["choices"][0]["message"],
+        "audio": {**spoken["choices"][0]["message"]["audio"], "expires_at": 1.8e12},  # in ms
+    }
+    other = chat_request("Say it again", modalities=["text", "audio"])
+    assert cache.put_many([(asked, spoken), (other, later), (chat_request(), chat_response())]) == 3
+    now[0] += 61
+    assert cache.get(asked).info.status == "miss"
+    assert cache.get(other).info.status == "hit"  # a figure in ms: the cache's own TTL
+    assert cache.get(chat_request()).info.status == "hit"
+    now[0] += 3600
+    assert cache.get(other).info.status == "miss"

@@ -68,3 +68,17 @@ def test_generated_sync_twins_are_current() -> None:
         check=False,
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_module_functions_show_their_client_methods_signatures() -> None:
+    import inspect
+
+    for function, method in (
+        (deja.completion, deja.Client.completion),
+        (deja.acompletion, deja.AsyncClient.acompletion),
+        (deja.embedding, deja.Client.embedding),
+    ):
+        shown = list(inspect.signature(function).parameters)
+        assert shown == list(inspect.signature(method).parameters)[1:]
+        assert shown[:2] in (["model", "messages"], ["model", "input"])
+    assert inspect.iscoroutinefunction(deja.acompletion)

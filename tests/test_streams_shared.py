@@ -251,6 +251,41 @@ async def test_a_plain_call_on_a_live_stream_gets_the_hooks_answer_even_unstored
     assert (await cache.get(chat_request())).response is None  # and nothing was stored
 
 
+async def test_a_plain_call_on_a_live_stream_asks_for_itself_when_the_hook_failed() -> None:
+    """The hook that would redact the answer failed: a plain call alone would have failed
+    too (or been answered only after the hook), never got the raw answer as a hit."""
+    cache = deja.AsyncCache()
+    gate = asyncio.Event()
+    calls = 0
+
+    async def hook(response: dict[str, Any]) -> None:
+        raise RuntimeError("redaction service down")
+
+    async def open_stream() -> AsyncIterator[dict[str, Any]]:
+        async def chunks() -> AsyncIterator[dict[str, Any]]:
+            for i in range(4):
+                if i == 2:
+                    await gate.wait()
+                yield _chunk(i, finish="stop" if i == 3 else None)
+
+        return chunks()
+
+    async def call() -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("upstream asked again")
+
+    stream = await cache.stream(chat_request(), open_stream, on_response=hook)
+    [await stream.__anext__() for _ in range(2)]
+    plain = asyncio.ensure_future(cache.fetch(chat_request(), call, on_response=hook))
+    await asyncio.sleep(0.01)
+    gate.set()
+    await _drain(stream)
+    with pytest.raises(RuntimeError, match="asked again"):
+        await plain
+    assert calls == 1
+
+
 async def test_a_plain_call_asks_for_itself_when_the_stream_cannot_be_assembled() -> None:
     cache = deja.AsyncCache()
 

@@ -137,21 +137,28 @@ if TYPE_CHECKING:
     adelete_context_cache = _async_client.adelete_context_cache
 else:
 
+    def _named(call: Any, method: Any, doc: str) -> Callable[..., Any]:
+        """``call`` as ``help()`` and IDEs show it: ``method``'s name and signature (without
+        ``self``), ``doc``."""
+        import inspect
+
+        signature = inspect.signature(method)
+        call.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
+        call.__name__ = call.__qualname__ = method.__name__
+        call.__doc__ = doc
+        return call
+
     def _through_default(name: str, doc: str) -> Callable[..., Any]:
         def call(**arguments: Any) -> Any:
             return getattr(DEFAULTS.client, name)(**arguments)
 
-        call.__name__ = call.__qualname__ = name
-        call.__doc__ = doc
-        return call
+        return _named(call, getattr(Client, name), doc)
 
     def _through_async_default(name: str, doc: str) -> Callable[..., Any]:
         async def call(**arguments: Any) -> Any:
             return await getattr(DEFAULTS.async_client, name)(**arguments)
 
-        call.__name__ = call.__qualname__ = name
-        call.__doc__ = doc
-        return call
+        return _named(call, getattr(AsyncClient, name), doc)
 
     completion = _through_default(
         "completion",

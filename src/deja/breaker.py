@@ -2,8 +2,10 @@
 
 After ``threshold`` consecutive failures the breaker opens: calls are skipped (the cache
 reports ``bypass``) until ``reset_after`` seconds have passed, then one probe is let
-through; its success closes the breaker, its failure opens it again. Timers use
-``time.monotonic`` (durations, not dates).
+through; its success closes the breaker, its failure opens it again. A probe whose
+outcome never comes (its caller cancelled, a client gone) is given up after another
+``reset_after``, and the next call probes. Timers use ``time.monotonic`` (durations, not
+dates).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at: float | None = None
         self._probing = False
+        self._probe_at = 0.0
         self._lock = threading.Lock()
 
     @property
@@ -53,9 +56,13 @@ class CircuitBreaker:
             opened_at = self._opened_at  # re-read under the lock: another thread may have closed it
             if opened_at is None:
                 return True
-            if self._probing or self._clock() - opened_at < self.reset_after:
+            now = self._clock()
+            if now - opened_at < self.reset_after:
                 return False
-            self._probing = True  # exactly one probe per window
+            if self._probing and now - self._probe_at < self.reset_after:
+                return False  # one probe at a time, until it reports or is given up
+            self._probing = True
+            self._probe_at = now
             return True
 
     def success(self) -> bool:

@@ -709,15 +709,25 @@ def _redis_url(options: Mapping[str, object]) -> str | None:
         options = {**options, "url": None, "host": host, "port": port, "db": None}
     elif isinstance(options.get("url"), str):
         return str(options["url"])
-    from urllib.parse import quote
+    from urllib.parse import quote, urlencode
 
-    host = options.get("host") or "127.0.0.1"
+    host = str(options.get("host") or "127.0.0.1")
+    if ":" in host and not host.startswith("["):  # an IPv6 address
+        host = f"[{host}]"
     port = options.get("port") or 6379
-    user = options.get("username") or ""
-    password = options.get("password")
-    auth = f"{quote(str(user))}:{quote(str(password))}@" if password else ""
+    user, password = options.get("username"), options.get("password")
+    auth = ""
+    if user or password:  # every character escaped: a "/" or "@" in a password too
+        auth = quote(str(user or ""), safe="")
+        auth += f":{quote(str(password), safe='')}@" if password else "@"
     scheme = "rediss" if options.get("ssl") else "redis"
-    return f"{scheme}://{auth}{host}:{port}/{options.get('db') or 0}"
+    tls = {
+        name: str(value).lower() if isinstance(value, bool) else str(value)
+        for name in ("ssl_cert_reqs", "ssl_ca_certs", "ssl_check_hostname")
+        if (value := options.get(name)) is not None
+    }
+    query = f"?{urlencode(tls)}" if tls and options.get("ssl") else ""
+    return f"{scheme}://{auth}{host}:{port}/{options.get('db') or 0}{query}"
 
 
 def _redis_options() -> dict[str, Option]:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+from deja.stores.base import MAX_TTL
 
 __all__ = [
     "Admission",
@@ -21,6 +23,7 @@ __all__ = [
     "answer_expiry",
     "expiry",
     "is_fresh",
+    "kept_for",
     "resolve_ttl",
 ]
 
@@ -124,6 +127,22 @@ class AdmissionPolicy:
         if not any(_choice_has_output(c) for c in choices):
             return Admission(False, "empty")
         return ADMITTED
+
+
+def kept_for(
+    response: Mapping[str, Any], ttl: float | None, now: float
+) -> float | Literal[False] | None:
+    """The TTL to store ``response`` with: ``ttl``, no longer than the answer itself lasts
+    (:func:`answer_expiry`; a figure beyond any TTL, milliseconds say, is capped at
+    :data:`~deja.stores.base.MAX_TTL`); ``False`` when it has expired already."""
+    until = answer_expiry(response)
+    if until is None:
+        return ttl
+    left = until - now
+    if left <= 0:
+        return False
+    left = min(left, MAX_TTL)
+    return left if ttl is None else min(ttl, left)
 
 
 def resolve_ttl(request_ttl: float | None, default_ttl: float | None) -> float | None:

@@ -14,11 +14,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from deja.semantic.calibrate import load_pairs, score_pairs, shipped_cache_factory
 
 PROBES = Path(__file__).resolve().parents[2] / "bench" / "data" / "probe_pairs.jsonl"
 
 
+@pytest.mark.timeout(600)  # 12,780 prompts embedded: ~60 s alone, minutes on a busy machine
 def test_the_defaults_serve_few_probe_near_duplicates_and_most_rewordings(embedder: Any) -> None:
     pairs = load_pairs(PROBES)
     make = shipped_cache_factory(embedder, pairs)

@@ -222,3 +222,49 @@ def test_a_tiered_cache_whose_invalidations_stay_in_process_is_said_so(tmp_path:
         base_dir=tmp_path,
     )  # fmt: skip
     assert shared.warnings == ()
+
+
+def test_the_bus_url_keeps_the_l2_s_credentials_tls_and_ipv6_address() -> None:
+    from redis.connection import parse_url
+
+    from deja.config import StoreSpec, tiered_bus_url
+
+    options = {
+        "startup_nodes": [("fd00::1", 7000), ("fd00::2", 7000)],
+        "username": "bob",
+        "password": "p/w@x:1",
+        "ssl": True,
+        "ssl_ca_certs": "/etc/ca.pem",
+        "ssl_check_hostname": False,
+    }
+    url = tiered_bus_url({"l2": StoreSpec("redis", options)})
+    assert url is not None
+    parsed = parse_url(url)
+    assert (parsed["host"], parsed["port"]) == ("fd00::1", 7000)
+    assert (parsed["username"], parsed["password"]) == ("bob", "p/w@x:1")
+    assert parsed["ssl_ca_certs"] == "/etc/ca.pem" and parsed["ssl_check_hostname"] is False
+    assert parsed["connection_class"].__name__ == "SSLConnection"
+    only_user = tiered_bus_url({"l2": StoreSpec("redis", {"host": "h", "username": "u"})})
+    assert only_user == "redis://u@h:6379/0"
+
+
+def test_a_bus_that_never_subscribes_says_so_once(caplog: pytest.LogCaptureFixture) -> None:
+    """A bus that cannot connect leaves the L1 unused: that used to be a debug line."""
+    import socket
+    import time
+
+    from deja.stores.redis_bus import RedisInvalidationBus
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bus = RedisInvalidationBus(url=f"redis://127.0.0.1:{port}/0", reconnect_max=0.05)
+    with caplog.at_level("WARNING", logger="deja"):
+        bus.subscribe(lambda event: None, lambda healthy: None)
+        deadline = time.monotonic() + 5
+        while not caplog.records and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)  # several attempts more: still one warning
+        bus.close()
+    said = [r.getMessage() for r in caplog.records if "cannot subscribe" in r.getMessage()]
+    assert len(said) == 1 and "L1 is not used" in said[0]

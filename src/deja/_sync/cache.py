@@ -55,7 +55,7 @@ from deja.keys import (
     tenant_hash,
 )
 from deja.metrics import Metrics, NullMetrics
-from deja.policy import AdmissionPolicy, age, answer_expiry, expiry, is_fresh, resolve_ttl
+from deja.policy import AdmissionPolicy, age, answer_expiry, expiry, is_fresh, kept_for, resolve_ttl
 from deja.request import Request
 from deja.result import CacheInfo, CacheResult, CacheStats, CacheStatus
 from deja.semantic.scope import builder_context
@@ -371,7 +371,7 @@ class Cache:
         if ctl.no_cache:
             return self._count(CacheResult(None, CacheInfo("bypass", key)))
         found = self._lookup(key, ctl)
-        if self._by_meaning(found, ctl):
+        if found.entry is None and self._by_meaning(found, ctl):  # (no call on a hit)
             similar = self._semantic_lookup(request, ctl)
             if similar is not None:
                 return self._count(similar)
@@ -468,10 +468,15 @@ class Cache:
         ttl = resolve_ttl(ctl.ttl, self.ttl)
         encoded: dict[str, bytes] = {}
         stored: list[tuple[str, Request]] = []
+        # answers that expire by themselves (audio) are stored with a TTL of their own
+        alone: list[tuple[str, Request, Mapping[str, Any]]] = []
 
         def encode_all() -> None:
             for request, response in items:
                 key = self.key(request, ctl)
+                if answer_expiry(response) is not None:
+                    alone.append((key, request, response))
+                    continue
                 data = self._encoded(
                     key, request, response, ctl, ttl, cost=self.cost(request, response)
                 )
@@ -480,8 +485,11 @@ class Cache:
                     stored.append((key, request))
 
         encode_all()
+        count = 0
+        for key, request, response in alone:
+            count += self._put(key, request, response, ctl, cost=self.cost(request, response))
         if not encoded or not self._writable():
-            return 0
+            return count
         try:
             self.store.set_many(encoded, ttl)
             tenants: dict[str | None, list[str]] = {}
@@ -491,11 +499,11 @@ class Cache:
                 self._tag(keys, tenant, ctl, ttl)
         except Exception as exc:
             self._write_failed("set", exc)
-            return 0
+            return count
         self._writes.success()
         for key, request in stored:
             self._index_semantic(key, request, ctl, ttl)
-        return len(stored)
+        return count + len(stored)
 
     def coalesce(
         self,
@@ -650,7 +658,7 @@ class Cache:
         status: CacheStatus = "bypass"
         if not ctl.no_cache:
             found = self._lookup(key, ctl)
-            if self._by_meaning(found, ctl):
+            if found.entry is None and self._by_meaning(found, ctl):
                 found = self._semantic_lookup(request, ctl) or found
             entry = found.entry
             if entry is not None:
@@ -764,9 +772,12 @@ class Cache:
         self._coalesced += 1
         self.metrics.coalesced()
         # the answer as the post-cache hooks left it (a redaction holds even when they
-        # said not to store it), a copy of its own; the assembled one if they failed
+        # said not to store it), a copy of its own; none if they failed: this call asks
+        # for itself, as it would have without the stream (and fails as it would have)
         hooked = broadcast.answer
-        response = assembler.response() if hooked is None else orjson.loads(orjson.dumps(hooked))
+        if hooked is None:
+            return None
+        response = orjson.loads(orjson.dumps(hooked))
         saved = broadcast.saved[0] if broadcast.saved is not None else self.cost(request, response)
         return CacheResult(response, CacheInfo("hit", key, age=0.0, saved_usd=saved))
 
@@ -774,12 +785,7 @@ class Cache:
         """Whether an exact lookup's miss is looked up by meaning too: not while the store
         is skipped (its circuit open), as no match could be read from it, and the search
         would cost an embedding (a paid one, perhaps) and a dead index's timeout."""
-        return (
-            found.entry is None
-            and found.info.status != "bypass"
-            and self.semantic is not None
-            and ctl.semantic
-        )
+        return found.info.status != "bypass" and self.semantic is not None and ctl.semantic
 
     def _semantic_lookup(self, request: Request, ctl: CacheControl) -> CacheResult | None:
         """An exact miss looked up by meaning: the entry of a similar earlier prompt."""
@@ -1272,13 +1278,9 @@ class Cache:
     ) -> bool:
         if ctl.no_store:
             return False
-        ttl = resolve_ttl(ctl.ttl, self.ttl)
-        until = answer_expiry(response)
-        if until is not None:  # an audio answer: not kept past its own expiry
-            left = until - self._clock()
-            if left <= 0:
-                return False
-            ttl = left if ttl is None else min(ttl, left)
+        ttl = kept_for(response, resolve_ttl(ctl.ttl, self.ttl), self._clock())
+        if ttl is False:  # an audio answer whose audio expired already
+            return False
         data = self._encoded(key, request, response, ctl, ttl, cost=cost, chunks=chunks)
         if data is None or not self._writable():
             return False

@@ -1272,9 +1272,9 @@ class ProxyApp:
 
     async def _admin_flush(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Delete this proxy's entries: those of its configured ``namespace`` (every
-        tenant's) when it has one, as environments sharing a store (staging and prod, say)
-        tell their entries apart by it; else, or with ``{"all": true}``, every entry under
-        its key prefix."""
+        configured tenant's, or the body's ``tenant``) when it has one, as environments
+        sharing a store (staging and prod, say) tell their entries apart by it; else, or
+        with ``{"all": true}``, every entry under its key prefix."""
         cache = self._admin(scope)
         raw = await read_body(scope, receive, self._max_body, self._body_timeout)
         body = _json_object(raw) if raw.strip() else {}
@@ -1287,7 +1287,7 @@ class ProxyApp:
                 deleted = await cache.clear()
             else:
                 deleted = 0
-                for tenant in self.auth.tenants:
+                for tenant in self._admin_tenants(body):  # one named, or every configured one
                     deleted += await cache.clear(namespace=namespace, tenant=tenant)
         except StoreError as exc:
             raise HTTPError(503, str(exc)) from None

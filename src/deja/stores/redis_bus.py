@@ -64,6 +64,7 @@ class RedisInvalidationBus:
         self.op_timeout = op_timeout
         self.reconnect_max = reconnect_max
         self._healthy = False
+        self._warned = False
         self._handlers: list[Handler] = []
         self._health_handlers: list[HealthHandler] = []
         self._lock = threading.Lock()
@@ -140,6 +141,7 @@ class RedisInvalidationBus:
     def _listen(self) -> None:
         redis = self._redis()
         delay = 0.05
+        subscribed = False  # ever: a bus that never comes up is said once, loudly
         while not self._stop.is_set():
             connection = None
             try:
@@ -154,6 +156,9 @@ class RedisInvalidationBus:
                         continue
                     if message["type"] == "subscribe":
                         delay = 0.05
+                        if not subscribed and self._warned:
+                            logger.warning("invalidation bus subscribed at last")
+                        subscribed = True
                         self._set_health(True)
                     elif message["type"] == "message":
                         event = _decode(message["data"])
@@ -162,6 +167,15 @@ class RedisInvalidationBus:
                                 handler(event)
             except Exception as exc:
                 self._set_health(False)
+                if not subscribed and not self._warned and not self._stop.is_set():
+                    self._warned = True
+                    logger.warning(
+                        "the invalidation bus cannot subscribe (%s: %s): the in-memory L1 is"
+                        " not used until it does (check invalidation_url, or the L2's"
+                        " address, credentials and TLS settings)",
+                        type(exc).__name__,
+                        exc,
+                    )
                 if not self._stop.is_set():
                     logger.debug(
                         "invalidation subscription lost (%s); retrying in %.2f s", exc, delay
