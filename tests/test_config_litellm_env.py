@@ -338,11 +338,16 @@ def test_documented_general_settings_are_warned_not_refused(tmp_path: Path, key:
     assert warning.startswith("deja does not implement these LiteLLM settings")
 
 
-@pytest.mark.parametrize(
-    "key", ["ssl_keyfile", "ssl_certfile", "socket_keepalive", "semantic_cache_embedding_timeout"]
-)
+@pytest.mark.parametrize("key", ["ssl_keyfile", "ssl_certfile", "socket_keepalive"])
 def test_documented_cache_params_are_warned_not_refused(tmp_path: Path, key: str) -> None:
     settings = parse(litellm_cache(type="redis", host="r", **{key: None}), tmp_path)
+    (warning,) = settings.warnings
+    assert f"litellm_settings.cache_params.{key}" in warning
+
+
+def test_the_embedding_timeout_without_a_semantic_tier_is_warned(tmp_path: Path) -> None:
+    key = "semantic_cache_embedding_timeout"
+    settings = parse(litellm_cache(type="redis", host="r", **{key: 2}), tmp_path)
     (warning,) = settings.warnings
     assert f"litellm_settings.cache_params.{key}" in warning
 

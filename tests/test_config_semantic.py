@@ -203,6 +203,28 @@ def test_params_dimensions_reaches_the_embedder(tmp_path: Path, semantic_deps: N
         assert request.body["dimensions"] == 16
 
 
+def test_the_embedding_timeout_comes_from_params_litellm_or_the_deployment(
+    tmp_path: Path, semantic_deps: None
+) -> None:
+    """LiteLLM's semantic_cache_embedding_timeout was listed as ignored, and the embedding
+    deployment's own timeout too: the embedder waited 600 s (twice per miss)."""
+    remote = {"embedding_model": "text-embedding-3-small"}
+    default = caching_of(semantic(remote), tmp_path).build_semantic()
+    assert default.embedder.timeout == 5.0
+    given = caching_of(semantic({**remote, "timeout": 1.5}), tmp_path).build_semantic()
+    assert given.embedder.timeout == 1.5
+    litellm = semantic(remote, semantic_cache_embedding_timeout=2)
+    assert caching_of(litellm, tmp_path).params["timeout"] == 2.0
+    assert parse(litellm, tmp_path).warnings == ()
+    both = semantic({**remote, "timeout": 1}, semantic_cache_embedding_timeout=2)
+    assert "keep one" in str(error_of(both, tmp_path))
+    config = {
+        "model_list": [deployment("my-embedding", model="openai/e", timeout=3)],
+        **semantic({"embedding_model": "my-embedding", "dimensions": 8}),
+    }
+    assert caching_of(config, tmp_path).params["timeout"] == 3
+
+
 def test_an_unknown_embedding_size_names_the_config_key(
     tmp_path: Path, semantic_deps: None
 ) -> None:

@@ -145,11 +145,11 @@ _CACHING_KEYS: Final = _words("""
 """)
 # Keys of ``params``: what the semantic tier reads (build_semantic, cache_kwargs).
 _SEMANTIC_PARAMS: Final = _words("""
-    embedding_model dimensions api_base api_key max_strikes strike_penalty
+    embedding_model dimensions api_base api_key timeout max_strikes strike_penalty
     semantic_save_interval max_entries
 """)
 # ``params`` keys that only an OpenAI-compatible embedding model uses (not the local one).
-_REMOTE_EMBEDDER_PARAMS: Final = _words("dimensions api_base api_key")
+_REMOTE_EMBEDDER_PARAMS: Final = _words("dimensions api_base api_key timeout")
 _LOCAL_EMBEDDING_MODEL: Final = "local"
 # the in-process semantic index's bound when neither params nor the store sets one
 _SEMANTIC_MAX_ENTRIES: Final = 100_000
@@ -157,6 +157,7 @@ _SEMANTIC_MAX_ENTRIES: Final = 100_000
 _CACHE_PARAMS_MAPPED: Final = _words("""
     default_in_memory_ttl default_in_redis_ttl supported_call_types
     redis_semantic_cache_embedding_model qdrant_semantic_cache_embedding_model
+    semantic_cache_embedding_timeout
 """)
 # Every other ``cache_params`` key LiteLLM knows. A key here that is also an option of the
 # chosen back-end (``host`` for redis, ``disk_cache_dir`` for disk) is used as that option;
@@ -173,7 +174,6 @@ _CACHE_PARAMS_LITELLM: Final = _words("""
     gcs_bucket_name gcs_path_service_account gcs_path azure_account_url azure_blob_container
     disk_cache_dir disable_copilot_system_to_assistant
     azure_redis_ad_token azure_client_id azure_tenant_id azure_client_secret
-    semantic_cache_embedding_timeout
     ssl_certfile ssl_keyfile ssl_password ssl_ca_path ssl_ca_data ssl_min_version ssl_ciphers
     ssl_validate_ocsp socket_keepalive socket_keepalive_options retry_on_timeout
     health_check_interval encoding encoding_errors decode_responses unix_socket_path
@@ -1076,11 +1076,13 @@ class CachingSettings:
         else:
             dimensions = self.params.get("dimensions")
             try:
+                timeout = self.params.get("timeout")
                 embedder = OpenAIEmbedder(
                     model=str(model),
                     dimensions=dimensions if isinstance(dimensions, int) else None,
                     api_base=_optional_str(self.params.get("api_base")),
                     api_key=_optional_str(self.params.get("api_key")),
+                    timeout=float(timeout) if isinstance(timeout, (int, float)) else 5.0,
                 )
             except ConfigError as exc:  # the library names its keyword; say the config's key
                 raise ConfigError(f"{exc} (in a config: params.dimensions)") from None
@@ -2573,6 +2575,17 @@ def _parse_caching(
             )
         else:
             params["embedding_model"] = model
+    if get("semantic_cache_embedding_timeout") is not None:  # LiteLLM's name
+        where = _join(path, "semantic_cache_embedding_timeout")
+        if cache_type.name not in _SEMANTIC_TYPES:
+            ctx.ignored.append(where)
+        elif "timeout" in params:
+            raise ConfigError(
+                f"the embedding timeout is set here and in {params_path}.timeout; keep one",
+                path=where,
+            )
+        else:
+            params["timeout"] = _seconds(get("semantic_cache_embedding_timeout"), where, ctx)
 
     l2 = options.get("l2")
     shareable = isinstance(l2, StoreSpec) and l2.type != "memory"
@@ -2691,6 +2704,8 @@ def _semantic_params(value: object, path: str, ctx: _Context) -> dict[str, objec
             params[key] = _http_url(raw, sub, ctx)
         elif key == "api_key":
             params[key] = _name(raw, sub, ctx)
+        elif key == "timeout":  # seconds per call of a remote embedding model
+            params[key] = _seconds(raw, sub, ctx)
         elif key == "max_strikes":  # wrong-answer reports before an entry leaves the tier
             params[key] = _int(
                 raw, sub, ctx, what="a whole number of wrong-answer reports", minimum=1
@@ -2737,7 +2752,7 @@ def _embedding_deployment(
         )
     deployment = matches[0]
     resolved = {**params, "embedding_model": deployment.model}
-    for key in ("api_base", "api_key"):
+    for key in ("api_base", "api_key", "timeout"):
         value = deployment.litellm_params.get(key)
         if key not in params and value is not None:
             resolved[key] = value

@@ -348,3 +348,24 @@ def test_a_guard_rejection_moves_on_to_the_next_candidate() -> None:
     assert lookup.match is not None and lookup.match.key == "5km"
     assert lookup.candidates[0][0] == "8km"
     assert lookup.candidates[0][1].reason.startswith("guards:")
+
+
+async def test_a_burst_of_one_new_prompt_embeds_it_once(embedder: Any) -> None:
+    """Fifty callers of one new prompt at once made fifty (paid) embedding calls before
+    the answer's single-flight made one upstream call."""
+    calls: list[int] = []
+
+    class Slow:
+        id, dim = embedder.id, embedder.dim
+
+        def embed(self, texts: Any) -> Any:
+            return embedder.embed(texts)
+
+        async def aembed(self, texts: Any) -> Any:
+            calls.append(len(texts))
+            await asyncio.sleep(0.05)
+            return embedder.embed(texts)
+
+    cache = SemanticCache(embedder=Slow())
+    await asyncio.gather(*(cache.acheck(chat("a brand new question")) for _ in range(50)))
+    assert calls == [1]

@@ -905,3 +905,34 @@ async def _start_and_stop(app: Any) -> list[dict[str, Any]]:
 
     await app({"type": "lifespan"}, receive, send)
     return sent
+
+
+def test_a_failing_embedder_is_asked_again_only_after_a_while(embedder: Any) -> None:
+    """Every miss used to ask a failing (or hanging) remote embedder again, twice (to look
+    up, then to index the answer): 3 s per miss on 500s, 20 s on 429s in an audit. After
+    ``breaker_threshold`` failures in a row the tier is skipped for ten reset times."""
+    import time
+
+    calls: list[int] = []
+
+    class Down:
+        id, dim = embedder.id, embedder.dim
+
+        def embed(self, texts: Any) -> Any:
+            calls.append(len(texts))
+            raise ConnectionError("embedder down")
+
+        async def aembed(self, texts: Any) -> Any:
+            return self.embed(texts)
+
+    cache = deja.Cache(
+        semantic=SemanticCache(embedder=Down()), breaker_threshold=2, breaker_reset=0.02
+    )
+    for i in range(6):
+        result = cache.fetch(chat_request(f"question {i}"), chat_response)
+        assert result.info.status == "miss"  # answered all the same
+    assert len(calls) == 2  # the first miss looked up, then indexed: then the tier rests
+    assert cache.semantic_problem is not None and "embedder down" in cache.semantic_problem
+    time.sleep(0.25)
+    cache.fetch(chat_request("question 7"), chat_response)
+    assert len(calls) == 3  # one probe

@@ -207,3 +207,39 @@ def test_openai_embedder_checks_sizes() -> None:
         e: Any = OpenAIEmbedder(client=client)  # the fake answers 16-d, not 1536-d
         with pytest.raises(ConfigError, match="shape"):
             e.embed(["a"])
+
+
+def test_a_remote_embedder_fails_fast_and_keeps_secrets_out_of_its_id() -> None:
+    """A lookup by meaning only saves a call: the embedder's own clients do not retry and
+    time out after 5 s (they had the chat defaults: 600 s, 2 retries, paid twice per miss:
+    once to look up, once to index). Its id, a metrics label, had the URL's password."""
+    import time
+
+    from deja.errors import ProviderError
+
+    with FakeOpenAIServer(embedding_dim=16) as server:
+        e = OpenAIEmbedder(
+            dimensions=16, api_base=server.base_url.replace("://", "://u:hunter2@"), timeout=0.3
+        )
+        assert "hunter2" not in e.id and e.id.endswith(f"@{server.base_url}")
+        e.api_base, e.api_key = server.base_url, "sk-test"
+        server.fail_next(500)
+        with pytest.raises(ProviderError):
+            e.embed(["a"])
+        assert server.count("/v1/embeddings") == 1  # no retry
+        server.delay_next(2.0)
+        started = time.monotonic()
+        with pytest.raises(ProviderError):
+            e.embed(["b"])
+        assert time.monotonic() - started < 1.5
+    assert OpenAIEmbedder().timeout == 5.0 and OpenAIEmbedder().max_retries == 0
+
+
+def test_vectors_with_a_nan_or_of_zero_length_are_refused() -> None:
+    from deja.errors import ProviderError
+
+    e = OpenAIEmbedder(dimensions=2)
+    assert e._matrix([[3.0, 4.0]]).tolist() == [[0.6000000238418579, 0.800000011920929]]
+    for bad in ([[1.0, 0.0], [float("nan"), 1.0]], [[0.0, 0.0]], [[float("inf"), 1.0]]):
+        with pytest.raises(ProviderError, match="unusable"):
+            e._matrix(bad)

@@ -209,6 +209,12 @@ class AsyncCache:
         # writes (entries, locks) have their own: a store that refuses them (full under
         # noeviction, a read-only user) still serves what it holds
         self._writes = CircuitBreaker(threshold=breaker_threshold, reset_after=breaker_reset)
+        # the semantic tier's (its embedder, its index): a remote embedder that fails or
+        # hangs is asked again after ten of the store's reset times, not by every miss
+        self._semantic_breaker = CircuitBreaker(
+            threshold=breaker_threshold, reset_after=breaker_reset * 10
+        )
+        self._semantic_error: str | None = None
         self._last_warning = float("-inf")
         self._flight: AsyncSingleFlight[CacheResult] = AsyncSingleFlight(
             timed_out=lambda error: isinstance(error, UpstreamTimeoutError)
@@ -791,13 +797,16 @@ class AsyncCache:
         """An exact miss looked up by meaning: the entry of a similar earlier prompt."""
         semantic = self.semantic
         assert semantic is not None  # callers check
+        if not self._semantic_breaker.allow():
+            return None
         skip: frozenset[str] = frozenset()
         while True:
             try:
                 lookup, _ = await self._semantic_inspect(request, ctl, skip)
             except Exception as exc:  # the semantic tier is an optimisation: fail open
-                self._store_failed("semantic", exc, trip_breaker=False)
+                self._semantic_failed(exc)
                 return None
+            self._semantic_recovered()
             match = lookup.match
             if match is None:
                 nearest = lookup.best_similarity
@@ -1356,7 +1365,7 @@ class AsyncCache:
         self, key: str, request: Request, ctl: CacheControl, ttl: float | None
     ) -> None:
         """Give the semantic tier the stored entry ``key`` of ``request``."""
-        if self.semantic is None or not ctl.semantic:
+        if self.semantic is None or not ctl.semantic or self._semantic_breaker.is_open:
             return
         if not self._semantic_loaded:
             await asyncio.to_thread(self._load_semantic)
@@ -1370,8 +1379,31 @@ class AsyncCache:
                 context_key=self._context_key(request, namespace),
             )
         except Exception as exc:  # the semantic tier is an optimisation: fail open
-            self._store_failed("semantic", exc, trip_breaker=False)
+            self._semantic_failed(exc)
+        else:
+            self._semantic_recovered()
         self._semantic_used()
+
+    @property
+    def semantic_problem(self) -> str | None:
+        """Why the semantic tier is being skipped (its embedder or index failed several
+        times in a row; it is tried again after a while), or ``None``."""
+        return self._semantic_error if self._semantic_breaker.is_open else None
+
+    def _semantic_failed(self, exc: BaseException) -> None:
+        self._store_failed("semantic", exc, trip_breaker=False)
+        self._semantic_error = f"{type(exc).__name__}: {exc}"
+        if self._semantic_breaker.failure():
+            logger.warning(
+                "the semantic tier failed %d times in a row (%s): misses skip it for %.0f s",
+                self._semantic_breaker.threshold,
+                self._semantic_error,
+                self._semantic_breaker.reset_after,
+            )
+
+    def _semantic_recovered(self) -> None:
+        if self._semantic_breaker.success():
+            logger.warning("the semantic tier is answering again")
 
     def _count(self, result: CacheResult) -> CacheResult:
         status = result.info.status

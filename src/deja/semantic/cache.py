@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from deja._async.singleflight import AsyncSingleFlight
+from deja._sync.singleflight import SingleFlight
 from deja.errors import ConfigError
 from deja.metrics import Metrics
 from deja.request import Request
@@ -185,6 +187,8 @@ class SemanticCache:
         self.metrics = metrics
         self._lock = threading.Lock()
         self._vectors: OrderedDict[str, Any] = OrderedDict()
+        self._embedding: SingleFlight[Any] = SingleFlight()
+        self._aembedding: AsyncSingleFlight[Any] = AsyncSingleFlight()
         self.partition = DEFAULT_PARTITION
         """The first scope segment of this tier's entries: its cache's key prefix
         (:meth:`bind`)."""
@@ -495,6 +499,12 @@ class SemanticCache:
 
     def _embed(self, text: str) -> Any:
         vector = self._memo_get(text)
+        if vector is None:  # one call for the threads that ask for the same text at once
+            vector, _ = self._embedding.run(text, lambda: self._embed_now(text))
+        return vector
+
+    def _embed_now(self, text: str) -> Any:
+        vector = self._memo_get(text)  # (a call that ended just now may have left it)
         if vector is None:
             started = time.monotonic()
             vector = self.embedder.embed([text])[0]
@@ -503,6 +513,13 @@ class SemanticCache:
         return vector
 
     async def _aembed(self, text: str) -> Any:
+        vector = self._memo_get(text)
+        if vector is None:  # one call for the tasks that ask for the same text at once (a
+            # burst of one new prompt: a paid call each, before the answer's single-flight)
+            vector, _ = await self._aembedding.run(text, lambda: self._aembed_now(text))
+        return vector
+
+    async def _aembed_now(self, text: str) -> Any:
         vector = self._memo_get(text)
         if vector is None:
             started = time.monotonic()

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from deja.errors import ConfigError, MissingDependencyError
+from deja.errors import ConfigError, MissingDependencyError, ProviderError
 from deja.semantic._deps import np
 
 if TYPE_CHECKING:
@@ -395,9 +395,13 @@ class OpenAIEmbedder:
     item by the exact tier (a repeated prompt then costs no embedding call). Keyword-only
     options: ``model`` (default ``text-embedding-3-small``), ``dimensions`` (required for a
     model whose size deja does not know; sent upstream only if given), ``api_base`` /
-    ``api_key`` (defaults of the client), ``batch_size`` inputs per upstream call.
+    ``api_key`` (defaults of the client), ``batch_size`` inputs per upstream call, and for
+    the clients it makes itself (none given) ``timeout`` seconds per call (default 5) and
+    ``max_retries`` (default 0): a lookup by meaning only saves a call, so a slow or failing
+    endpoint must cost the request little (the cache also stops asking one that fails).
 
-    Vectors are re-normalised locally, so any endpoint's output is unit length.
+    Vectors are re-normalised locally, so any endpoint's output is unit length; vectors
+    with a NaN or of zero length are refused (:class:`~deja.errors.ProviderError`).
     """
 
     def __init__(
@@ -410,6 +414,8 @@ class OpenAIEmbedder:
         api_base: str | None = None,
         api_key: str | None = None,
         batch_size: int = 256,
+        timeout: float = 5.0,
+        max_retries: int = 0,
     ) -> None:
         dim = (
             dimensions
@@ -427,6 +433,8 @@ class OpenAIEmbedder:
         self.api_base = api_base
         self.api_key = api_key
         self.batch_size = batch_size
+        self.timeout = timeout
+        self.max_retries = max_retries
         self._dim = dim
         self._client = client
         self._aclient = aclient
@@ -435,8 +443,12 @@ class OpenAIEmbedder:
 
     @property
     def id(self) -> str:
-        """``openai:<model>:<dim>``, plus ``@<api_base>`` when an endpoint is named."""
-        base = f"@{self.api_base}" if self.api_base else ""
+        """``openai:<model>:<dim>``, plus ``@<api_base>`` when an endpoint is named (without
+        credentials: the id is a metrics label, and names the vectors' space, which a
+        password does not change)."""
+        from deja.request import redact_url
+
+        base = f"@{redact_url(self.api_base)}" if self.api_base else ""
         return f"openai:{self.model}:{self._dim}{base}"
 
     @property
@@ -452,7 +464,7 @@ class OpenAIEmbedder:
             if self._client is None:
                 from deja._sync.client import Client
 
-                self._client = Client()
+                self._client = Client(timeout=self.timeout, max_retries=self.max_retries)
             return self._client
 
     def _async_client(self) -> AsyncClient:
@@ -460,7 +472,7 @@ class OpenAIEmbedder:
             if self._aclient is None:
                 from deja._async.client import AsyncClient
 
-                self._aclient = AsyncClient()
+                self._aclient = AsyncClient(timeout=self.timeout, max_retries=self.max_retries)
             return self._aclient
 
     def take_cost_usd(self) -> float:
@@ -482,6 +494,14 @@ class OpenAIEmbedder:
             raise ConfigError(
                 f"embedding model {self.model!r} returned vectors of shape {matrix.shape},"
                 f" expected (n, {self._dim})"
+            )
+        # a NaN never matches and an all-zero vector matches nothing: an endpoint sending
+        # them is broken, and an index that kept them would search worse (a graph's walk)
+        unusable = ~np.isfinite(matrix).all(axis=1) | ~matrix.any(axis=1)
+        if unusable.any():
+            raise ProviderError(
+                f"embedding model {self.model!r} returned {int(unusable.sum())} unusable"
+                f" vector(s) of {len(matrix)} (NaN, infinite or all zeros)"
             )
         return normalize_rows(matrix)
 
