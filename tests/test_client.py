@@ -708,3 +708,18 @@ def test_the_endpoint_memo_stays_bounded_however_many_models_are_named() -> None
         client._endpoint(f"openai/model-{i}", None)
     assert 0 < len(client._endpoints) <= _ENDPOINT_MEMO
     assert client._endpoint("openai/model-1", None) == client._endpoint("openai/model-1", None)
+
+
+def test_a_call_s_own_timeout_is_checked_before_anything_is_asked(
+    server: FakeOpenAIServer,
+) -> None:
+    """timeout="5" was a bare TypeError from deep inside; -1 and NaN the HTTP library's
+    ValueError on a miss and silently accepted on a hit."""
+    client = make_client(server, cache=deja.Cache())
+    client.completion(model="gpt-4o", messages=MESSAGES)
+    for bad, error in (("5", TypeError), (True, TypeError), (-1, ValueError), (0, ValueError)):
+        with pytest.raises(error, match="timeout must be"):
+            client.completion(model="gpt-4o", messages=MESSAGES, timeout=bad)
+    with pytest.raises(ValueError, match="timeout must be"):
+        client.completion(model="gpt-4o", messages=MESSAGES, timeout=float("nan"))
+    assert server.count("/v1/chat/completions") == 1

@@ -526,3 +526,25 @@ def test_iterable_embedding_input(server: FakeOpenAIServer) -> None:
     again = client.embeddings.create(model="text-embedding-3-small", input=["b", "a"])
     assert deja.cache_info(again).status == "hit"
     assert server.count("/v1/embeddings") == 2
+
+
+async def test_a_call_joining_an_identical_one_keeps_its_own_timeout(
+    server: FakeOpenAIServer,
+) -> None:
+    """A call with timeout=1 that joined an identical call on a hung upstream waited for
+    that call (20 s in an audit; up to the first call's 600 s), alone it failed after 1 s."""
+    import asyncio
+    import time
+
+    client = deja.wrap(
+        openai.AsyncOpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0),
+        cache=deja.AsyncCache(),
+    )
+    server.delay_next(3.0)
+    first = asyncio.ensure_future(client.chat.completions.create(model="gpt-4o", messages=MESSAGES))  # type: ignore[arg-type]
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    with pytest.raises(openai.APITimeoutError):
+        await client.chat.completions.create(model="gpt-4o", messages=MESSAGES, timeout=0.3)  # type: ignore[arg-type]
+    assert time.monotonic() - started < 2
+    assert (await first).choices[0].message.content

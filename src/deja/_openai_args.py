@@ -178,3 +178,27 @@ def required(fields: dict[str, Any], name: str) -> Any:
 def sdk_dump(model: Any) -> dict[str, Any]:
     data: dict[str, Any] = model.model_dump(mode="json", exclude_unset=True)
     return data
+
+
+def sdk_patience(timeout: Any, client_timeout: Any, max_retries: Any) -> float | None:
+    """How long an SDK call may take (its ``timeout``, else its client's, per attempt;
+    ``max_retries`` more attempts, each after a pause a ``Retry-After`` may make up to 60 s):
+    how long it waits for an identical call in flight. ``None`` when it sets no bound."""
+    seconds = _seconds_of(client_timeout if timeout is None or _not_given(timeout) else timeout)
+    if seconds is None:
+        return None
+    retries = max_retries if isinstance(max_retries, int) and max_retries >= 0 else 2
+    return seconds * (retries + 1) + retries * 60.0
+
+
+def _seconds_of(timeout: Any) -> float | None:
+    """A number of seconds, or an ``httpx.Timeout``'s longest phase (``None``: unbounded)."""
+    if isinstance(timeout, bool):
+        return None
+    if isinstance(timeout, (int, float)):
+        return float(timeout) if timeout > 0 else None
+    phases = [getattr(timeout, name, None) for name in ("connect", "read", "write", "pool")]
+    numbers = [float(p) for p in phases if isinstance(p, (int, float))]
+    if not numbers or any(p is None for p in phases):
+        return None
+    return max(numbers)

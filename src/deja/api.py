@@ -100,7 +100,9 @@ def enable_cache(
 ) -> Cache:
     """Give the default clients a cache (both share ``store``; default: in memory), and
     return the sync one (``cache.delete(cache.key_for(...))``, ``cache.clear()``...: what
-    LiteLLM users do with ``litellm.cache``)."""
+    LiteLLM users do with ``litellm.cache``). Its deletions reach the async calls' entries
+    too (one store), but its ``stats()`` count the sync calls only: the async ones are
+    counted by ``deja.api.DEFAULTS.async_client.cache``."""
     if store is None:
         from deja.stores.memory import MemoryStore
 

@@ -453,7 +453,7 @@ class AsyncClient:
         if query:
             base, url_base = queried(provider, base, url_base, query, body)
         request = Request.chat(model=model, messages=messages, api_base=base, **body)
-        seconds = timeout if timeout is not None else self.timeout
+        seconds = self._seconds(timeout)
         # The upstream body and headers are built only when the upstream is called: a hit
         # must not pay for them.
         if body.get("stream"):
@@ -538,7 +538,7 @@ class AsyncClient:
         if query:
             base, url_base = queried(provider, base, url_base, query, body)
         headers = self._headers(provider, api_key, extra_headers)
-        seconds = timeout if timeout is not None else self.timeout
+        seconds = self._seconds(timeout)
 
         async def fetch_missing(items: list[Any]) -> Mapping[str, Any]:
             payload = {**body, "model": name, "input": items, "encoding_format": "float"}
@@ -616,7 +616,7 @@ class AsyncClient:
         plan = wire.context_cache
         if plan is None:
             raise InvalidRequestError("nothing to cache in the given prefix")
-        seconds = timeout if timeout is not None else self.timeout
+        seconds = self._seconds(timeout)
         made = await self._create_context_cache(wire, plan, seconds, provider, ttl=ttl)
         await self._caches().arecord(self._cache_digest(wire, plan), made)
         return made
@@ -653,7 +653,7 @@ class AsyncClient:
             headers["x-goog-api-key"] = auth.api_key
         if auth.token:
             headers["authorization"] = f"Bearer {auth.token}"
-        seconds = timeout if timeout is not None else self.timeout
+        seconds = self._seconds(timeout)
         url = endpoint.cached_content_url(name)
         try:
             await self._post(url, b"", headers, seconds, provider, method="DELETE")
@@ -692,7 +692,7 @@ class AsyncClient:
         this.
         """
         provider, name, _, url_base = self._endpoint(model, api_base)
-        seconds = timeout if timeout is not None else self.timeout
+        seconds = self._seconds(timeout)
         if path == "/chat/completions":  # any provider, translated to and from OpenAI's format
             return await self._chat(
                 provider,
@@ -726,7 +726,7 @@ class AsyncClient:
     ) -> AsyncIterator[dict[str, Any]]:
         """Like :meth:`arequest` for ``stream: true``: an iterator of the SSE events' JSON."""
         provider, name, _, url_base = self._endpoint(model, api_base)
-        seconds = timeout if timeout is not None else self.timeout
+        seconds = self._seconds(timeout)
         body = {**payload, "model": name}
         if path == "/chat/completions":
             return await self._chat_stream(
@@ -1383,6 +1383,17 @@ class AsyncClient:
                     )
                 self._http_pid = os.getpid()
         return http
+
+    def _seconds(self, timeout: float | None) -> float:
+        """A call's own ``timeout``, checked before anything is asked of the upstream (or
+        of the cache), else the client's."""
+        if timeout is None:
+            return self.timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise TypeError(f"timeout must be a number of seconds, not {timeout!r}")
+        if not 0 < timeout < float("inf"):  # NaN too
+            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        return float(timeout)
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:

@@ -24,9 +24,11 @@ from deja._openai_args import (
     raw_response_defaults,
     required,
     sdk_dump,
+    sdk_patience,
     split_call,
     wants_http_response,
 )
+from deja.errors import UpstreamTimeoutError
 from deja.request import Request
 from deja.result import CacheInfo, attach_info
 
@@ -85,6 +87,10 @@ class _Wrapped:
         self._default_query: dict[str, Any] = dict(client.default_query)
         self._default_headers = raw_response_defaults(client.default_headers)
         self._types = types
+        # how long a call may take, so that one joining an identical call in flight waits
+        # no longer (the SDK's per-call timeout= overrides the client's)
+        self._timeout = getattr(client, "timeout", None)
+        self._max_retries = getattr(client, "max_retries", None)
 
     def _api_base_for(self, kwargs: dict[str, Any]) -> str:
         return keyed_api_base(self._api_base, self._default_query, kwargs.get("extra_query"))
@@ -134,7 +140,14 @@ class AsyncCachedCompletions(_Wrapped):
         async def call() -> dict[str, Any]:
             return sdk_dump(await self._original(**sdk_kwargs))
 
-        result = await self._cache.fetch(request, call, control=control)
+        patience = sdk_patience(sdk_kwargs.get("timeout"), self._timeout, self._max_retries)
+        try:
+            result = await self._cache.fetch(request, call, control=control, timeout=patience)
+        except UpstreamTimeoutError as exc:  # waited out another call: the SDK's own error
+            import httpx
+
+            url = f"{self._api_base.rstrip('/')}/chat/completions"
+            raise self._types.openai.APITimeoutError(request=httpx.Request("POST", url)) from exc
         return attach_info(self._types.ChatCompletion.model_validate(result.response), result.info)
 
 

@@ -23,12 +23,14 @@ from deja._openai_args import (
     raw_response_defaults,
     required,
     sdk_dump,
+    sdk_patience,
     split_call,
     wants_http_response,
 )
 from deja._sync.cache import Cache
 from deja._sync.embeddings import cached_embeddings, embedding_items
 from deja._sync.streams import CachedStream
+from deja.errors import UpstreamTimeoutError
 from deja.request import Request
 from deja.result import CacheInfo, attach_info
 
@@ -87,6 +89,10 @@ class _Wrapped:
         self._default_query: dict[str, Any] = dict(client.default_query)
         self._default_headers = raw_response_defaults(client.default_headers)
         self._types = types
+        # how long a call may take, so that one joining an identical call in flight waits
+        # no longer (the SDK's per-call timeout= overrides the client's)
+        self._timeout = getattr(client, "timeout", None)
+        self._max_retries = getattr(client, "max_retries", None)
 
     def _api_base_for(self, kwargs: dict[str, Any]) -> str:
         return keyed_api_base(self._api_base, self._default_query, kwargs.get("extra_query"))
@@ -136,7 +142,14 @@ class CachedCompletions(_Wrapped):
         def call() -> dict[str, Any]:
             return sdk_dump(self._original(**sdk_kwargs))
 
-        result = self._cache.fetch(request, call, control=control)
+        patience = sdk_patience(sdk_kwargs.get("timeout"), self._timeout, self._max_retries)
+        try:
+            result = self._cache.fetch(request, call, control=control, timeout=patience)
+        except UpstreamTimeoutError as exc:  # waited out another call: the SDK's own error
+            import httpx
+
+            url = f"{self._api_base.rstrip('/')}/chat/completions"
+            raise self._types.openai.APITimeoutError(request=httpx.Request("POST", url)) from exc
         return attach_info(self._types.ChatCompletion.model_validate(result.response), result.info)
 
 
