@@ -218,6 +218,8 @@ def test_the_embedding_timeout_comes_from_params_litellm_or_the_deployment(
     assert parse(litellm, tmp_path).warnings == ()
     both = semantic({**remote, "timeout": 1}, semantic_cache_embedding_timeout=2)
     assert "keep one" in str(error_of(both, tmp_path))
+    (local,) = parse(semantic({}, semantic_cache_embedding_timeout=2), tmp_path).warnings
+    assert "semantic_cache_embedding_timeout has no effect with the local" in local
     config = {
         "model_list": [deployment("my-embedding", model="openai/e", timeout=3)],
         **semantic({"embedding_model": "my-embedding", "dimensions": 8}),

@@ -548,3 +548,27 @@ async def test_a_call_joining_an_identical_one_keeps_its_own_timeout(
         await client.chat.completions.create(model="gpt-4o", messages=MESSAGES, timeout=0.3)  # type: ignore[arg-type]
     assert time.monotonic() - started < 2
     assert (await first).choices[0].message.content
+
+
+async def test_a_first_call_s_own_timeout_is_not_raised_to_callers_who_allowed_more(
+    server: FakeOpenAIServer,
+) -> None:
+    import asyncio
+
+    client = deja.wrap(
+        openai.AsyncOpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0),
+        cache=deja.AsyncCache(),
+    )
+    server.delay_next(1.0)
+    first = asyncio.ensure_future(
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES, timeout=0.3)  # type: ignore[arg-type]
+    )
+    await asyncio.sleep(0.1)
+    patient = await client.chat.completions.create(model="gpt-4o", messages=MESSAGES, timeout=30)  # type: ignore[arg-type]
+    assert patient.choices[0].message.content
+    with pytest.raises(openai.APITimeoutError):
+        await first  # its own timeout, as the SDK's error
+    unbounded = await client.chat.completions.create(
+        model="gpt-4o", messages=MESSAGES, timeout=None
+    )  # type: ignore[arg-type]
+    assert unbounded == patient

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from deja.errors import InvalidRequestError
+from deja.errors import InvalidRequestError, UpstreamTimeoutError
 
 __all__ = [
     "keyed_api_base",
@@ -180,15 +180,39 @@ def sdk_dump(model: Any) -> dict[str, Any]:
     return data
 
 
-def sdk_patience(timeout: Any, client_timeout: Any, max_retries: Any) -> float | None:
-    """How long an SDK call may take (its ``timeout``, else its client's, per attempt;
-    ``max_retries`` more attempts, each after a pause a ``Retry-After`` may make up to 60 s):
-    how long it waits for an identical call in flight. ``None`` when it sets no bound."""
-    seconds = _seconds_of(client_timeout if timeout is None or _not_given(timeout) else timeout)
+MAX_RETRY_AFTER = 60.0
+"""The longest ``Retry-After`` pause a client honours (seconds)."""
+
+
+def call_patience(seconds: float, retries: int) -> float:
+    """How long a call may take: ``retries`` more attempts of ``seconds`` each, after pauses
+    a ``Retry-After`` may make up to :data:`MAX_RETRY_AFTER` each (how long it waits for an
+    identical call in flight)."""
+    return seconds * (retries + 1) + retries * MAX_RETRY_AFTER
+
+
+def sdk_patience(
+    call_kwargs: Mapping[str, Any], client_timeout: Any, max_retries: Any
+) -> float | None:
+    """:func:`call_patience` of an SDK call: its ``timeout`` (absent or the SDK's "not
+    given": its client's; ``None``: no bound), ``max_retries`` of its client."""
+    timeout = call_kwargs.get("timeout", client_timeout)
+    if _not_given(timeout):
+        timeout = client_timeout
+    seconds = _seconds_of(timeout)
     if seconds is None:
         return None
     retries = max_retries if isinstance(max_retries, int) and max_retries >= 0 else 2
-    return seconds * (retries + 1) + retries * 60.0
+    return call_patience(seconds, retries)
+
+
+class SdkTimeout(UpstreamTimeoutError):
+    """An SDK's own timeout error (``original``), carried through the cache's single-flight
+    as the timeout it is: callers who allowed more time ask again, the others get it."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(str(original))
+        self.original = original
 
 
 def _seconds_of(timeout: Any) -> float | None:

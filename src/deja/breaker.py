@@ -65,6 +65,19 @@ class CircuitBreaker:
             self._probe_at = now
             return True
 
+    @property
+    def resting(self) -> bool:
+        """True while open and not yet due for a probe."""
+        opened_at = self._opened_at
+        return opened_at is not None and self._clock() - opened_at < self.reset_after
+
+    def release(self) -> None:
+        """Give back a probe whose call had nothing to report (it asked nothing of the
+        back-end): the next call probes."""
+        if self._opened_at is not None:
+            with self._lock:
+                self._probing = False
+
     def success(self) -> bool:
         """Record a success; returns True if this closed an open breaker."""
         if self._failures == 0 and self._opened_at is None:

@@ -2579,6 +2579,8 @@ def _parse_caching(
         where = _join(path, "semantic_cache_embedding_timeout")
         if cache_type.name not in _SEMANTIC_TYPES:
             ctx.ignored.append(where)
+        elif (params.get("embedding_model") or _LOCAL_EMBEDDING_MODEL) == _LOCAL_EMBEDDING_MODEL:
+            ctx.warnings.append(f"{where} has no effect with the local embedding model")
         elif "timeout" in params:
             raise ConfigError(
                 f"the embedding timeout is set here and in {params_path}.timeout; keep one",

@@ -369,3 +369,61 @@ async def test_a_burst_of_one_new_prompt_embeds_it_once(embedder: Any) -> None:
     cache = SemanticCache(embedder=Slow())
     await asyncio.gather(*(cache.acheck(chat("a brand new question")) for _ in range(50)))
     assert calls == [1]
+
+
+def test_a_child_forked_while_a_text_is_embedded_embeds_it_itself(embedder: Any) -> None:
+    """The child inherited the parent's call in flight, whose thread it does not have: an
+    embedding of that text in the child waited for ever."""
+    import os
+    import threading
+    import time
+
+    class Slow:
+        id, dim = embedder.id, embedder.dim
+
+        def embed(self, texts: Any) -> Any:
+            time.sleep(0.5)
+            return embedder.embed(texts)
+
+        async def aembed(self, texts: Any) -> Any:
+            return self.embed(texts)
+
+    tier = SemanticCache(embedder=Slow())
+    parent = threading.Thread(target=tier._embed, args=("what is the refund policy",))
+    parent.start()
+    time.sleep(0.1)  # the thread leads that embedding now
+    pid = os.fork()
+    if pid == 0:
+        done = threading.Event()
+
+        def embed() -> None:
+            tier._embed("what is the refund policy")
+            done.set()
+
+        threading.Thread(target=embed, daemon=True).start()
+        os._exit(0 if done.wait(5) else 1)
+    _, status = os.waitpid(pid, 0)
+    parent.join()
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_an_embedder_s_unusable_vector_is_refused_not_indexed(embedder: Any) -> None:
+    """Any embedder's (a custom one's too): a NaN or all-zero vector was indexed, where it
+    never matches and spoils a graph's searches."""
+    import numpy as np
+
+    from deja.errors import ProviderError
+
+    class Broken:
+        id, dim = "custom:broken:384", embedder.dim
+
+        def embed(self, texts: Any) -> Any:
+            return np.zeros((len(texts), self.dim), dtype=np.float32)
+
+        async def aembed(self, texts: Any) -> Any:
+            return self.embed(texts)
+
+    tier = SemanticCache(embedder=Broken(), verifier=None)
+    with pytest.raises(ProviderError, match="unusable"):
+        tier.store(chat("what is the refund policy"), "k")
+    assert len(tier) == 0

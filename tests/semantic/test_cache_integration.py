@@ -931,8 +931,83 @@ def test_a_failing_embedder_is_asked_again_only_after_a_while(embedder: Any) -> 
     for i in range(6):
         result = cache.fetch(chat_request(f"question {i}"), chat_response)
         assert result.info.status == "miss"  # answered all the same
-    assert len(calls) == 2  # the first miss looked up, then indexed: then the tier rests
-    assert cache.semantic_problem is not None and "embedder down" in cache.semantic_problem
+    # the first two misses' lookups (their answers are not embedded again to be indexed,
+    # which cost each miss the embedder's timeout twice); then the tier rests
+    assert len(calls) == 2
+    assert cache.semantic_problem == "ConnectionError"  # its kind: the text may name an account
     time.sleep(0.25)
     cache.fetch(chat_request("question 7"), chat_response)
     assert len(calls) == 3  # one probe
+
+
+def test_requests_that_ask_the_embedder_nothing_neither_reset_nor_close_its_breaker(
+    embedder: Any,
+) -> None:
+    """A tool-result turn (no final user text) or a remembered vector never reaches the
+    embedder: counted as a success, it kept a dead embedder's breaker from ever opening
+    (an agent's tool turns between its user turns), and closed an open one as its probe."""
+    import time
+
+    from deja.semantic import SemanticCache as Tier
+
+    calls: list[int] = []
+
+    class Down:
+        id, dim = embedder.id, embedder.dim
+
+        def embed(self, texts: Any) -> Any:
+            calls.append(len(texts))
+            raise ConnectionError("embedder down")
+
+        async def aembed(self, texts: Any) -> Any:
+            return self.embed(texts)
+
+    cache = deja.Cache(semantic=Tier(embedder=Down()), breaker_threshold=3, breaker_reset=0.02)
+    tool_turn = deja.Request.chat(
+        model="gpt-4o",
+        messages=[
+            {"role": "user", "content": "weather in Paris?"},
+            {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
+             "function": {"name": "weather", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+        ],
+    )  # fmt: skip
+    for i in range(3):
+        cache.fetch(chat_request(f"question {i}"), chat_response)
+        cache.fetch(tool_turn, chat_response, control={"no-store": True})
+    assert len(calls) == 3 and cache.semantic_problem == "ConnectionError"
+    time.sleep(0.25)
+    cache.fetch(tool_turn, chat_response, control={"no-store": True})  # asks nothing
+    assert cache.semantic_problem is None  # due for a probe: no longer resting...
+    cache.fetch(chat_request("question 9"), chat_response)
+    assert len(calls) == 4  # ...and the next real lookup is that probe; it fails again
+    assert cache.semantic_problem == "ConnectionError"
+
+
+async def test_one_failed_embedding_shared_by_many_callers_counts_once(embedder: Any) -> None:
+    import asyncio
+
+    calls: list[int] = []
+
+    class Flaky:
+        id, dim = embedder.id, embedder.dim
+
+        def embed(self, texts: Any) -> Any:
+            return embedder.embed(texts)
+
+        async def aembed(self, texts: Any) -> Any:
+            calls.append(len(texts))
+            await asyncio.sleep(0.05)
+            if len(calls) == 1:
+                raise ConnectionError("a moment's error")
+            return embedder.embed(texts)
+
+    cache = deja.AsyncCache(semantic=SemanticCache(embedder=Flaky()), breaker_threshold=3)
+
+    async def answer() -> Any:
+        return chat_response()
+
+    await asyncio.gather(*(cache.fetch(chat_request("a new one"), answer) for _ in range(5)))
+    assert len(calls) == 1 and cache.semantic_problem is None  # one failure, not five
+    await cache.fetch(chat_request("another new one"), answer)
+    assert len(calls) == 2

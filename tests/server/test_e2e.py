@@ -277,12 +277,14 @@ def test_workers_are_warned_of_what_they_do_not_share(
     from deja.config import parse_config
     from deja.server.run import _warn_about
 
-    for cache_type, warning in (
-        ("memory", "each worker has its own cache"),
-        ("semantic", "matches the prompts the others stored only after its next save"),
-        ("qdrant-semantic", "each worker keeps an index of its own"),
+    disk = {"type": "disk", "directory": str(tmp_path / "disk")}
+    for caching, warning in (
+        ({"type": "memory"}, "each worker has its own cache"),
+        ({"type": "semantic"}, "its own semantic index"),  # over a memory store, as entries
+        ({"type": "semantic", "store": disk}, "the others stored only after its next save"),
+        ({"type": "qdrant-semantic"}, "each worker keeps an index of its own"),
     ):
-        settings = parse_config({"caching": {"type": cache_type}}, base_dir=tmp_path)
+        settings = parse_config({"caching": caching}, base_dir=tmp_path)
         caplog.clear()
         with caplog.at_level("WARNING", logger="deja"):
             _warn_about(settings, 1)

@@ -15,6 +15,7 @@ not look as if it did.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -215,6 +216,10 @@ class AsyncCache:
             threshold=breaker_threshold, reset_after=breaker_reset * 10
         )
         self._semantic_error: str | None = None
+        self._semantic_last: BaseException | None = None  # counted once, however shared
+        # keys whose lookup by meaning failed just now: their answer is not embedded again
+        # to be indexed (a failing embedder would cost the miss its timeout twice)
+        self._unindexed: dict[str, bool] = {}
         self._last_warning = float("-inf")
         self._flight: AsyncSingleFlight[CacheResult] = AsyncSingleFlight(
             timed_out=lambda error: isinstance(error, UpstreamTimeoutError)
@@ -231,6 +236,13 @@ class AsyncCache:
             semantic.metrics = self.metrics  # embedder calls are counted with the cache's
         self._semantic_path = Path(semantic_path) if semantic_path is not None else None
         self._semantic_loaded = self._semantic_path is None
+        if self._semantic_path is not None and store.name == "memory":
+            logger.warning(
+                "a semantic_path beside a memory store: the entries live in this process"
+                " only, so vectors saved there (or shared by other processes) point at"
+                " nothing after a restart or in another process, and are forgotten as they"
+                " are found"
+            )
         if semantic_save_interval is not None and semantic_save_interval < 0:
             raise ValueError("semantic_save_interval must be >= 0 or None")
         self.semantic_save_interval = semantic_save_interval
@@ -378,7 +390,7 @@ class AsyncCache:
             return self._count(CacheResult(None, CacheInfo("bypass", key)))
         found = await self._lookup(key, ctl)
         if found.entry is None and self._by_meaning(found, ctl):  # (no call on a hit)
-            similar = await self._semantic_lookup(request, ctl)
+            similar = await self._semantic_lookup(request, key, ctl)
             if similar is not None:
                 return self._count(similar)
         return self._count(found)
@@ -585,7 +597,7 @@ class AsyncCache:
         if found.entry is not None:
             return self._count(found)
         if self._by_meaning(found, ctl):
-            similar = await self._semantic_lookup(request, ctl)
+            similar = await self._semantic_lookup(request, key, ctl)
             if similar is not None:
                 return self._count(similar)
         status = found.info.status
@@ -665,7 +677,7 @@ class AsyncCache:
         if not ctl.no_cache:
             found = await self._lookup(key, ctl)
             if found.entry is None and self._by_meaning(found, ctl):
-                found = await self._semantic_lookup(request, ctl) or found
+                found = await self._semantic_lookup(request, key, ctl) or found
             entry = found.entry
             if entry is not None:
                 self._count(found)
@@ -793,7 +805,9 @@ class AsyncCache:
         would cost an embedding (a paid one, perhaps) and a dead index's timeout."""
         return found.info.status != "bypass" and self.semantic is not None and ctl.semantic
 
-    async def _semantic_lookup(self, request: Request, ctl: CacheControl) -> CacheResult | None:
+    async def _semantic_lookup(
+        self, request: Request, key: str, ctl: CacheControl
+    ) -> CacheResult | None:
         """An exact miss looked up by meaning: the entry of a similar earlier prompt."""
         semantic = self.semantic
         assert semantic is not None  # callers check
@@ -805,8 +819,12 @@ class AsyncCache:
                 lookup, _ = await self._semantic_inspect(request, ctl, skip)
             except Exception as exc:  # the semantic tier is an optimisation: fail open
                 self._semantic_failed(exc)
+                self._not_indexed(key)
                 return None
-            self._semantic_recovered()
+            if lookup.embedded:
+                self._semantic_recovered()
+            else:  # no text to embed, or a remembered vector: the embedder was not tried
+                self._semantic_breaker.release()
             match = lookup.match
             if match is None:
                 nearest = lookup.best_similarity
@@ -1367,6 +1385,8 @@ class AsyncCache:
         """Give the semantic tier the stored entry ``key`` of ``request``."""
         if self.semantic is None or not ctl.semantic or self._semantic_breaker.is_open:
             return
+        if self._unindexed.pop(key, False):
+            return
         if not self._semantic_loaded:
             await asyncio.to_thread(self._load_semantic)
         namespace = self._namespace(ctl)
@@ -1380,28 +1400,40 @@ class AsyncCache:
             )
         except Exception as exc:  # the semantic tier is an optimisation: fail open
             self._semantic_failed(exc)
-        else:
-            self._semantic_recovered()
         self._semantic_used()
 
     @property
     def semantic_problem(self) -> str | None:
         """Why the semantic tier is being skipped (its embedder or index failed several
-        times in a row; it is tried again after a while), or ``None``."""
-        return self._semantic_error if self._semantic_breaker.is_open else None
+        times in a row; it is tried again after a while), or ``None``: the error's kind
+        (and status), not its text, which may name an account or a key."""
+        return self._semantic_error if self._semantic_breaker.resting else None
+
+    def _not_indexed(self, key: str) -> None:
+        unindexed = self._unindexed
+        unindexed[key] = True
+        if len(unindexed) > 1024:  # bounded: the oldest go (their answers are indexed)
+            with contextlib.suppress(StopIteration, KeyError, RuntimeError):
+                del unindexed[next(iter(unindexed))]
 
     def _semantic_failed(self, exc: BaseException) -> None:
         self._store_failed("semantic", exc, trip_breaker=False)
-        self._semantic_error = f"{type(exc).__name__}: {exc}"
+        if exc is self._semantic_last:  # one failed call, shared by the callers who waited
+            return
+        self._semantic_last = exc
+        status = getattr(exc, "status_code", None)
+        self._semantic_error = type(exc).__name__ + (f" ({status})" if status else "")
         if self._semantic_breaker.failure():
             logger.warning(
-                "the semantic tier failed %d times in a row (%s): misses skip it for %.0f s",
+                "the semantic tier failed %d times in a row (%s: %s): misses skip it for %g s",
                 self._semantic_breaker.threshold,
-                self._semantic_error,
+                type(exc).__name__,
+                exc,
                 self._semantic_breaker.reset_after,
             )
 
     def _semantic_recovered(self) -> None:
+        self._semantic_last = None
         if self._semantic_breaker.success():
             logger.warning("the semantic tier is answering again")
 

@@ -33,6 +33,7 @@ from deja._async.context_caches import AsyncContextCaches
 from deja._async.embeddings import acached_embeddings, embedding_items
 from deja._async.singleflight import AsyncSingleFlight
 from deja._async.streams import AsyncCachedStream, aopen_uncached
+from deja._openai_args import MAX_RETRY_AFTER, call_patience
 from deja._transport import AsyncHTTP, AsyncHTTPResponse, ChunkStream, async_http_client
 from deja._upstream import (
     ADAPTED,
@@ -136,7 +137,6 @@ _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})  # 529: Anthrop
 _TRANSPORT_FIELDS = frozenset(
     {"extra_headers", "extra_body", "extra_query", "cache", "caching"}
 ) | (_PROVIDER_OPTIONS)
-_MAX_RETRY_AFTER = 60.0
 # providers served without a key (local servers): the client's key is not needed there
 _KEYLESS = frozenset({"ollama", "lm_studio", "vllm", "hosted_vllm", "llamacpp"})
 _NO_METRICS = NullMetrics()
@@ -505,7 +505,7 @@ class AsyncClient:
             return ChatCompletion(answer, CacheInfo("bypass", "", cost_usd=cost))
         # joining an identical call in flight, wait as long as this call's own attempts and
         # the pauses between them (Retry-After: up to 60 s each) could take
-        patience = seconds * (self.max_retries + 1) + self.max_retries * _MAX_RETRY_AFTER
+        patience = call_patience(seconds, self.max_retries)
         result = await self.cache.fetch(request, call, control=control, timeout=patience)
         response = result.response
         assert response is not None  # fetch returns a response or raises
@@ -1397,7 +1397,7 @@ class AsyncClient:
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
-            return min(retry_after, _MAX_RETRY_AFTER)
+            return min(retry_after, MAX_RETRY_AFTER)
         jitter: float = 0.75 + random.random() / 2
         return float(self.backoff * 2.0**attempt * jitter)
 
@@ -1455,7 +1455,7 @@ class AsyncClient:
                     if isinstance(error, RateLimitError)
                     else asked_delay(response.headers)
                 )
-                if retry_after is not None and retry_after > _MAX_RETRY_AFTER:
+                if retry_after is not None and retry_after > MAX_RETRY_AFTER:
                     raise error  # the upstream asks for longer than a caller should block
             if attempt >= self.max_retries:
                 raise error

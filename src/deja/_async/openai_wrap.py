@@ -20,6 +20,7 @@ from deja._async.cache import AsyncCache
 from deja._async.embeddings import acached_embeddings, embedding_items
 from deja._async.streams import AsyncCachedStream
 from deja._openai_args import (
+    SdkTimeout,
     keyed_api_base,
     raw_response_defaults,
     required,
@@ -138,11 +139,16 @@ class AsyncCachedCompletions(_Wrapped):
             return AsyncWrappedStream(stream, self._types.ChatCompletionChunk)
 
         async def call() -> dict[str, Any]:
-            return sdk_dump(await self._original(**sdk_kwargs))
+            try:
+                return sdk_dump(await self._original(**sdk_kwargs))
+            except self._types.openai.APITimeoutError as exc:
+                raise SdkTimeout(exc) from exc
 
-        patience = sdk_patience(sdk_kwargs.get("timeout"), self._timeout, self._max_retries)
+        patience = sdk_patience(sdk_kwargs, self._timeout, self._max_retries)
         try:
             result = await self._cache.fetch(request, call, control=control, timeout=patience)
+        except SdkTimeout as exc:  # this call's own, or a call it waited for that allowed
+            raise exc.original from None  # no more time than this one: the SDK's error
         except UpstreamTimeoutError as exc:  # waited out another call: the SDK's own error
             import httpx
 

@@ -18,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -56,6 +58,22 @@ if TYPE_CHECKING:
 __all__ = ["Feedback", "SemanticCache", "SemanticLookup", "SemanticMatch"]
 
 _VECTOR_MEMO = 256
+
+# Tiers whose embeddings may be in flight. A child forked while a thread embeds a text
+# would wait for it for ever (that thread is not in the child): one fork hook, registered
+# once, gives each living tier fresh single-flights and lock in the child.
+_TIERS: weakref.WeakSet[SemanticCache] = weakref.WeakSet()
+
+
+def _fresh_after_fork() -> None:
+    for tier in list(_TIERS):
+        tier._lock = threading.Lock()
+        tier._embedding = SingleFlight()
+        tier._aembedding = AsyncSingleFlight()
+
+
+if hasattr(os, "register_at_fork"):  # (not on Windows)
+    os.register_at_fork(after_in_child=_fresh_after_fork)
 _OLD_STRIKES_FILE = "feedback.json"
 
 
@@ -92,6 +110,8 @@ class SemanticLookup:
     candidates: tuple[tuple[str, Decision], ...] = ()
     applicable: bool = True
     prompts: tuple[str | None, ...] = ()
+    embedded: bool = False
+    """Whether this check asked the embedder (its vector was not remembered)."""
 
     @property
     def best_similarity(self) -> float | None:
@@ -174,11 +194,17 @@ class SemanticCache:
         if threshold is None:  # the tuned threshold assumes the verifier stands behind it
             threshold = DEFAULT_THRESHOLD if verifier is not None else BARE_THRESHOLD
         self.threshold = threshold
-        if verifier is not None and verifier.uses_vectors and verifier.embedder != embedder.id:
-            raise ConfigError(
-                f"the verifier weighs {verifier.embedder} vectors but this cache embeds with"
-                f" {embedder.id}; use a verifier trained on its vectors (or a text-only one)"
-            )
+        if verifier is not None and verifier.uses_vectors:
+            from deja.semantic.embedders import without_credentials
+
+            # (an id saved by an older build may name its endpoint with a password)
+            weighs = without_credentials(verifier.embedder or "")
+            if weighs != embedder.id:
+                raise ConfigError(
+                    f"the verifier weighs {weighs} vectors but this cache embeds with"
+                    f" {embedder.id}; use a verifier trained on its vectors (or a text-only"
+                    " one)"
+                )
         self.verifier: Verifier | None = verifier
         self.top_k = top_k
         self.strike_penalty = strike_penalty
@@ -189,6 +215,7 @@ class SemanticCache:
         self._vectors: OrderedDict[str, Any] = OrderedDict()
         self._embedding: SingleFlight[Any] = SingleFlight()
         self._aembedding: AsyncSingleFlight[Any] = AsyncSingleFlight()
+        _TIERS.add(self)
         self.partition = DEFAULT_PARTITION
         """The first scope segment of this tier's entries: its cache's key prefix
         (:meth:`bind`)."""
@@ -285,8 +312,10 @@ class SemanticCache:
         q = self.query(request, namespace=namespace, context_key=context_key)
         if q is None:
             return SemanticLookup(None, applicable=False)
+        embedded = self._memo_get(q.text) is None
         vector = self._embed(q.text)
-        return self._decide(q, vector, threshold, evaluate_all, skip)
+        lookup = self._decide(q, vector, threshold, evaluate_all, skip)
+        return replace(lookup, embedded=True) if embedded else lookup
 
     async def ainspect(
         self,
@@ -302,8 +331,10 @@ class SemanticCache:
         q = self.query(request, namespace=namespace, context_key=context_key)
         if q is None:
             return SemanticLookup(None, applicable=False)
+        embedded = self._memo_get(q.text) is None
         vector = await self._aembed(q.text)
-        return await asyncio.to_thread(self._decide, q, vector, threshold, evaluate_all, skip)
+        lookup = await asyncio.to_thread(self._decide, q, vector, threshold, evaluate_all, skip)
+        return replace(lookup, embedded=True) if embedded else lookup
 
     def store(
         self,
@@ -506,8 +537,10 @@ class SemanticCache:
     def _embed_now(self, text: str) -> Any:
         vector = self._memo_get(text)  # (a call that ended just now may have left it)
         if vector is None:
+            from deja.semantic.embedders import usable
+
             started = time.monotonic()
-            vector = self.embedder.embed([text])[0]
+            vector = usable(self.embedder.embed([text]), f"embedder {self.embedder.id}")[0]
             self._embedded(time.monotonic() - started)
             self._memo_put(text, vector)
         return vector
@@ -522,8 +555,10 @@ class SemanticCache:
     async def _aembed_now(self, text: str) -> Any:
         vector = self._memo_get(text)
         if vector is None:
+            from deja.semantic.embedders import usable
+
             started = time.monotonic()
-            vector = (await self.embedder.aembed([text]))[0]
+            vector = usable(await self.embedder.aembed([text]), f"embedder {self.embedder.id}")[0]
             self._embedded(time.monotonic() - started)
             self._memo_put(text, vector)
         return vector

@@ -123,6 +123,20 @@ class Checkable(Protocol):
         ...
 
 
+def usable(matrix: np.ndarray, source: str) -> np.ndarray:
+    """``matrix``, unless a row has a NaN or infinity, or is all zeros
+    (:class:`~deja.errors.ProviderError`, naming ``source``): such a vector never matches
+    or matches nothing, and an index that kept it would search worse (a graph's walk)."""
+    matrix = np.asarray(matrix)
+    bad = ~np.isfinite(matrix).all(axis=1) | ~matrix.any(axis=1)
+    if bad.any():
+        raise ProviderError(
+            f"{source} returned {int(bad.sum())} unusable vector(s) of {len(matrix)}"
+            " (NaN, infinite or all zeros)"
+        )
+    return matrix
+
+
 def normalize_rows(matrix: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length, as C-contiguous float32 (zero rows stay zero)."""
     out = np.ascontiguousarray(matrix, dtype=np.float32)
@@ -387,6 +401,32 @@ class WordSimilarity:
         return vector
 
 
+def without_credentials(text: str) -> str:
+    """``text`` (an endpoint URL, or an embedder id ending in one) without the URL's user
+    info and credential query parameters; everything else as it was (another project's
+    endpoint, in another query value, is another vector space)."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    from deja.request import _CREDENTIAL_PARAMS
+
+    head, at, url = ("", "", text) if "://" in text.split("@", 1)[0] else text.partition("@")
+    if not url:
+        return text
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return text
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    query = urlencode(
+        [
+            (k, v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+            if k.lower() not in _CREDENTIAL_PARAMS
+        ]
+    )
+    return head + at + urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
 class OpenAIEmbedder:
     """Embeddings from any OpenAI-compatible ``/v1/embeddings`` endpoint.
 
@@ -446,9 +486,7 @@ class OpenAIEmbedder:
         """``openai:<model>:<dim>``, plus ``@<api_base>`` when an endpoint is named (without
         credentials: the id is a metrics label, and names the vectors' space, which a
         password does not change)."""
-        from deja.request import redact_url
-
-        base = f"@{redact_url(self.api_base)}" if self.api_base else ""
+        base = f"@{without_credentials(self.api_base)}" if self.api_base else ""
         return f"openai:{self.model}:{self._dim}{base}"
 
     @property
@@ -495,15 +533,7 @@ class OpenAIEmbedder:
                 f"embedding model {self.model!r} returned vectors of shape {matrix.shape},"
                 f" expected (n, {self._dim})"
             )
-        # a NaN never matches and an all-zero vector matches nothing: an endpoint sending
-        # them is broken, and an index that kept them would search worse (a graph's walk)
-        unusable = ~np.isfinite(matrix).all(axis=1) | ~matrix.any(axis=1)
-        if unusable.any():
-            raise ProviderError(
-                f"embedding model {self.model!r} returned {int(unusable.sum())} unusable"
-                f" vector(s) of {len(matrix)} (NaN, infinite or all zeros)"
-            )
-        return normalize_rows(matrix)
+        return normalize_rows(usable(matrix, f"embedding model {self.model!r}"))
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts`` in batches of ``batch_size`` through the sync client."""

@@ -66,13 +66,19 @@ def _warn_about(settings: Settings, workers: int) -> None:
             " itself, as does a cluster's)",
             path="caching.invalidation_url",
         )
-    if workers > 1 and settings.caching is not None and settings.caching.type == "memory":
+    store = settings.caching.options.get("store") if settings.caching is not None else None
+    in_memory = settings.caching is not None and (
+        settings.caching.type == "memory"
+        or (settings.caching.type == "semantic" and getattr(store, "type", "memory") == "memory")
+    )
+    if workers > 1 and in_memory:
         logger.warning(
-            "%d workers with an in-memory cache: each worker has its own cache "
-            "(use redis or a tiered store to share one)",
+            "%d workers with an in-memory cache: each worker has its own cache and its own"
+            " semantic index, if any (use redis or a tiered store to share one)",
             workers,
         )
-    if workers > 1 and settings.caching is not None and settings.caching.type == "semantic":
+    semantic = settings.caching is not None and settings.caching.type == "semantic"
+    if workers > 1 and semantic and not in_memory:
         logger.warning(
             "%d workers with an in-process semantic index: each worker matches the prompts "
             "the others stored only after its next save to the shared directory "
