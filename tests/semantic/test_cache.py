@@ -14,6 +14,7 @@ from deja.semantic.decision import DEFAULT_THRESHOLD
 from deja.semantic.index import InProcessIndex, Neighbor
 from deja.semantic.verifier import Verifier
 from deja.testing import FakeClock
+from tests.semantic.scripted import Scripted
 
 
 def chat(text: str, **kw: Any) -> Request:
@@ -353,22 +354,10 @@ def test_a_guard_rejection_moves_on_to_the_next_candidate() -> None:
 async def test_a_burst_of_one_new_prompt_embeds_it_once(embedder: Any) -> None:
     """Fifty callers of one new prompt at once made fifty (paid) embedding calls before
     the answer's single-flight made one upstream call."""
-    calls: list[int] = []
-
-    class Slow:
-        id, dim = embedder.id, embedder.dim
-
-        def embed(self, texts: Any) -> Any:
-            return embedder.embed(texts)
-
-        async def aembed(self, texts: Any) -> Any:
-            calls.append(len(texts))
-            await asyncio.sleep(0.05)
-            return embedder.embed(texts)
-
-    cache = SemanticCache(embedder=Slow())
+    slow = Scripted(embedder, delay=0.05)
+    cache = SemanticCache(embedder=slow)
     await asyncio.gather(*(cache.acheck(chat("a brand new question")) for _ in range(50)))
-    assert calls == [1]
+    assert slow.calls == [1]
 
 
 def test_a_child_forked_while_a_text_is_embedded_embeds_it_itself(embedder: Any) -> None:
@@ -378,17 +367,7 @@ def test_a_child_forked_while_a_text_is_embedded_embeds_it_itself(embedder: Any)
     import threading
     import time
 
-    class Slow:
-        id, dim = embedder.id, embedder.dim
-
-        def embed(self, texts: Any) -> Any:
-            time.sleep(0.5)
-            return embedder.embed(texts)
-
-        async def aembed(self, texts: Any) -> Any:
-            return self.embed(texts)
-
-    tier = SemanticCache(embedder=Slow())
+    tier = SemanticCache(embedder=Scripted(embedder, delay=0.5))
     parent = threading.Thread(target=tier._embed, args=("what is the refund policy",))
     parent.start()
     time.sleep(0.1)  # the thread leads that embedding now

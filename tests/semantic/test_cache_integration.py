@@ -10,6 +10,7 @@ import deja
 from deja.semantic import Feedback, GuardSettings, SemanticCache
 from deja.semantic.embedders import OpenAIEmbedder, WordSimilarity
 from tests.helpers import chat_request, chat_response
+from tests.semantic.scripted import Scripted, down
 
 
 def make_cache(embedder: Any, **kw: Any) -> deja.Cache:
@@ -913,20 +914,10 @@ def test_a_failing_embedder_is_asked_again_only_after_a_while(embedder: Any) -> 
     ``breaker_threshold`` failures in a row the tier is skipped for ten reset times."""
     import time
 
-    calls: list[int] = []
-
-    class Down:
-        id, dim = embedder.id, embedder.dim
-
-        def embed(self, texts: Any) -> Any:
-            calls.append(len(texts))
-            raise ConnectionError("embedder down")
-
-        async def aembed(self, texts: Any) -> Any:
-            return self.embed(texts)
-
+    dead = Scripted(embedder, fail=down)
+    calls = dead.calls
     cache = deja.Cache(
-        semantic=SemanticCache(embedder=Down()), breaker_threshold=2, breaker_reset=0.02
+        semantic=SemanticCache(embedder=dead), breaker_threshold=2, breaker_reset=0.02
     )
     for i in range(6):
         result = cache.fetch(chat_request(f"question {i}"), chat_response)
@@ -948,21 +939,11 @@ def test_requests_that_ask_the_embedder_nothing_neither_reset_nor_close_its_brea
     (an agent's tool turns between its user turns), and closed an open one as its probe."""
     import time
 
-    from deja.semantic import SemanticCache as Tier
-
-    calls: list[int] = []
-
-    class Down:
-        id, dim = embedder.id, embedder.dim
-
-        def embed(self, texts: Any) -> Any:
-            calls.append(len(texts))
-            raise ConnectionError("embedder down")
-
-        async def aembed(self, texts: Any) -> Any:
-            return self.embed(texts)
-
-    cache = deja.Cache(semantic=Tier(embedder=Down()), breaker_threshold=3, breaker_reset=0.02)
+    dead = Scripted(embedder, fail=down)
+    calls = dead.calls
+    cache = deja.Cache(
+        semantic=SemanticCache(embedder=dead), breaker_threshold=3, breaker_reset=0.02
+    )
     tool_turn = deja.Request.chat(
         model="gpt-4o",
         messages=[
@@ -987,22 +968,11 @@ def test_requests_that_ask_the_embedder_nothing_neither_reset_nor_close_its_brea
 async def test_one_failed_embedding_shared_by_many_callers_counts_once(embedder: Any) -> None:
     import asyncio
 
-    calls: list[int] = []
-
-    class Flaky:
-        id, dim = embedder.id, embedder.dim
-
-        def embed(self, texts: Any) -> Any:
-            return embedder.embed(texts)
-
-        async def aembed(self, texts: Any) -> Any:
-            calls.append(len(texts))
-            await asyncio.sleep(0.05)
-            if len(calls) == 1:
-                raise ConnectionError("a moment's error")
-            return embedder.embed(texts)
-
-    cache = deja.AsyncCache(semantic=SemanticCache(embedder=Flaky()), breaker_threshold=3)
+    flaky = Scripted(
+        embedder, delay=0.05, fail=lambda n: ConnectionError("a moment's error") if n == 1 else None
+    )
+    calls = flaky.calls
+    cache = deja.AsyncCache(semantic=SemanticCache(embedder=flaky), breaker_threshold=3)
 
     async def answer() -> Any:
         return chat_response()

@@ -1,0 +1,50 @@
+"""An embedder for tests that counts its calls, waits, or fails, around a real one."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+class Scripted:
+    """Embeds with ``inner``, after recording the call's size in :attr:`calls`, waiting
+    ``delay`` seconds (a sleep in ``embed``, an ``asyncio.sleep`` in ``aembed``) and raising
+    what ``fail(n)`` returns for the ``n``-th call, if anything."""
+
+    def __init__(
+        self,
+        inner: Any,
+        *,
+        delay: float = 0.0,
+        fail: Callable[[int], BaseException | None] | None = None,
+    ) -> None:
+        self.id, self.dim = inner.id, inner.dim
+        self.inner = inner
+        self.delay = delay
+        self.fail = fail
+        self.calls: list[int] = []
+
+    def _failure(self, texts: Any) -> BaseException | None:
+        self.calls.append(len(texts))
+        return self.fail(len(self.calls)) if self.fail is not None else None
+
+    def embed(self, texts: Any) -> Any:
+        error = self._failure(texts)
+        time.sleep(self.delay)
+        if error is not None:
+            raise error
+        return self.inner.embed(texts)
+
+    async def aembed(self, texts: Any) -> Any:
+        error = self._failure(texts)
+        await asyncio.sleep(self.delay)
+        if error is not None:
+            raise error
+        return self.inner.embed(texts)
+
+
+def down(n: int) -> BaseException:
+    """``fail=down``: every call fails."""
+    return ConnectionError("embedder down")
