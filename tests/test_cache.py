@@ -672,3 +672,26 @@ def test_a_batch_stores_audio_answers_until_their_audio_expires() -> None:
     assert cache.get(chat_request()).info.status == "hit"
     now[0] += 3600
     assert cache.get(other).info.status == "miss"
+
+
+def test_a_burst_that_finds_no_free_connection_does_not_skip_the_store() -> None:
+    """5,000 concurrent requests on one loop waited for 50 Redis connections: the waits
+    that ran out (StoreBusy) opened the breaker, and stored answers became paid calls."""
+    from deja.errors import StoreBusy
+
+    class Busy(MemoryStore):
+        busy = False
+
+        def get(self, key: str) -> bytes | None:
+            if self.busy:
+                raise StoreBusy("no redis connection free within 0.25 s")
+            return super().get(key)
+
+    store = Busy()
+    cache = deja.Cache(store=store, breaker_threshold=2)
+    cache.put(chat_request(), chat_response())
+    store.busy = True
+    assert [cache.get(chat_request()).info.status for _ in range(5)] == ["miss"] * 5
+    store.busy = False
+    assert cache.get(chat_request()).info.status == "hit"  # not bypassed
+    assert cache.stats().store_errors == 5

@@ -47,6 +47,7 @@ __all__ = [
     "ProviderError",
     "RateLimitError",
     "ServerError",
+    "StoreBusy",
     "StoreError",
     "UnsupportedOperation",
     "UpstreamConnectionError",
@@ -85,6 +86,11 @@ class KeyBuilderError(DejaError):
 
 class StoreError(DejaError):
     """A storage back-end failed. The cache façade turns these into misses (fail-open)."""
+
+
+class StoreBusy(StoreError):
+    """This process had no free connection to the store in time (a burst of requests):
+    the store itself is not known to have failed, so it is not skipped for it."""
 
 
 class EntryDecodeError(StoreError):

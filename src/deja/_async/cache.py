@@ -43,6 +43,7 @@ from deja.errors import (
     EntryDecodeError,
     EntryVersionError,
     InvalidRequestError,
+    StoreBusy,
     StoreError,
     UpstreamTimeoutError,
 )
@@ -1512,7 +1513,7 @@ class AsyncCache:
         """A write failed: counted and logged like any store failure, it opens the writes'
         breaker, not the one that skips lookups (a full store still answers them)."""
         self._store_failed(op, exc, trip_breaker=False)
-        if self._writes.failure():
+        if not isinstance(exc, StoreBusy) and self._writes.failure():
             logger.warning(
                 "cache store %s refuses writes (%s: %s): answers are served from it but not"
                 " stored, retried in %s s",
@@ -1530,6 +1531,9 @@ class AsyncCache:
     def _store_failed(self, op: str, exc: BaseException, *, trip_breaker: bool = True) -> None:
         self._store_errors += 1
         self.metrics.store_error(self._store_name, op)
+        # a burst that found no free connection says nothing of the store's health:
+        # skipping the store for it would turn every stored answer into a paid call
+        trip_breaker = trip_breaker and not isinstance(exc, StoreBusy)
         if trip_breaker and self._breaker.failure():
             self.metrics.breaker_state(self._store_name, True)
         now = time.monotonic()

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from deja.errors import MissingDependencyError, StoreError
+from deja.errors import MissingDependencyError, StoreBusy, StoreError
 from deja.stores.base import StoreUsage
 
 if TYPE_CHECKING:
@@ -215,7 +215,7 @@ class _AsyncGate:
             async with asyncio.timeout(self._timeout):
                 await slots.acquire()
         except TimeoutError:
-            raise StoreError(f"no redis connection free within {self._timeout:g} s") from None
+            raise StoreBusy(f"no redis connection free within {self._timeout:g} s") from None
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._slots.release()
