@@ -374,37 +374,6 @@ def test_a_model_name_in_model_list_embeds_through_that_deployment(
     assert "dimensions" not in request.body
 
 
-def test_a_paid_embedder_s_vectors_are_kept_in_the_cache_s_store(
-    tmp_path: Path, semantic_deps: None, upstream: FakeOpenAIServer
-) -> None:
-    """The proxy's remote embedder kept only a 256-text memo: a rewording seen before was
-    paid for again once the memo had moved on, and after every restart."""
-    config = {
-        "model_list": [
-            deployment(
-                "text-embedding-3-small",
-                model="openai/text-embedding-3-small",
-                api_base=upstream.base_url,
-                api_key=SECRET,
-            )
-        ],
-        **semantic(
-            {"embedding_model": "text-embedding-3-small"},
-            store={"type": "disk", "directory": str(tmp_path / "disk")},
-        ),
-    }
-    settings = parse(config, tmp_path)
-    for _ in range(2):  # a process, then the next one (a restart, another worker)
-        cache: Any = build_cache(settings)
-        try:
-            vector = cache.semantic.embedder.embed(["How can I track my card?"])
-            assert vector.shape == (1, 1536)
-            assert cache.stats().misses == 0  # the answers' figures do not count it
-        finally:
-            cache.close()
-    assert upstream.count("/v1/embeddings") == 1
-
-
 def test_the_in_process_index_is_bounded_by_params_or_by_the_memory_store(
     tmp_path: Path,
 ) -> None:

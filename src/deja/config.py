@@ -1047,14 +1047,8 @@ class CachingSettings:
                 store_truncated=self.store_truncated, call_types=self.call_types
             )
         )
-        store = self.build_store()
-        embedder = getattr(semantic, "embedder", None)
-        if embedder is not None and hasattr(embedder, "cache_vectors_in"):
-            # a paid embedder's vectors are kept in the cache's store: a rewording seen
-            # before costs no embedding call, after a restart or in another worker too
-            embedder.cache_vectors_in(store, key_prefix=self.key_prefix, ttl=self.ttl)
         return kwargs | {
-            "store": store,
+            "store": self.build_store(),
             "ttl": self.ttl,
             "key_prefix": self.key_prefix,
             "namespace": self.namespace,

@@ -513,31 +513,6 @@ class OpenAIEmbedder:
                 self._aclient = AsyncClient(timeout=self.timeout, max_retries=self.max_retries)
             return self._aclient
 
-    def cache_vectors_in(self, store: Any, *, key_prefix: str, ttl: float | None) -> None:
-        """Keep the vectors this embedder gets in ``store`` (the cache's, under its
-        ``key_prefix``, in a namespace of their own, for ``ttl`` seconds), through clients
-        it makes itself: a text embedded once, by any process sharing the store, costs no
-        call again. No effect on clients already given or made."""
-        from deja._async.cache import AsyncCache
-        from deja._async.client import AsyncClient
-        from deja._sync.cache import Cache
-        from deja._sync.client import Client
-        from deja.metrics import NullMetrics
-
-        options: dict[str, Any] = {
-            "store": store,
-            "key_prefix": key_prefix,
-            "namespace": "deja-embedder-vectors",
-            "ttl": ttl,
-            "metrics": NullMetrics(),  # not the answers' hit ratio
-        }
-        calls: dict[str, Any] = {"timeout": self.timeout, "max_retries": self.max_retries}
-        with self._lock:
-            if self._client is None:
-                self._client = Client(cache=Cache(**options), **calls)
-            if self._aclient is None:
-                self._aclient = AsyncClient(cache=AsyncCache(**options), **calls)
-
     def take_cost_usd(self) -> float:
         """USD the upstream billed since the last take: a cached embedding costs 0, and a
         model missing from the price table counts as 0 (its cost is unknown)."""
