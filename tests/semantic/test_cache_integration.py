@@ -981,3 +981,21 @@ async def test_one_failed_embedding_shared_by_many_callers_counts_once(embedder:
     assert len(calls) == 1 and cache.semantic_problem is None  # one failure, not five
     await cache.fetch(chat_request("another new one"), answer)
     assert len(calls) == 2
+
+
+def test_a_failed_lookup_skips_indexing_its_own_answer_only(embedder: Any) -> None:
+    """A lookup that failed marks its key so that its answer is not embedded again; a mark
+    left by a request whose upstream call then failed kept a later healthy request's answer
+    out of the index."""
+    flaky = Scripted(embedder, fail=lambda n: ConnectionError("blip") if n == 1 else None)
+    cache = deja.Cache(semantic=SemanticCache(embedder=flaky), breaker_threshold=5)
+
+    def broken() -> Any:
+        raise RuntimeError("upstream down")
+
+    asked = chat_request("How can I track my card delivery?")
+    with pytest.raises(RuntimeError):
+        cache.fetch(asked, broken)  # the lookup fails, then the upstream call
+    assert cache.fetch(asked, chat_response).info.status == "miss"  # healthy now: indexed
+    reworded = chat_request("how do i track the delivery of my card")
+    assert cache.get(reworded).info.status == "semantic_hit"

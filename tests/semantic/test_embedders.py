@@ -222,12 +222,13 @@ def test_a_remote_embedder_fails_fast_and_keeps_secrets_out_of_its_id() -> None:
             dimensions=16, api_base=server.base_url.replace("://", "://u:hunter2@"), timeout=0.3
         )
         assert "hunter2" not in e.id and e.id.endswith(f"@{server.base_url}")
-        # other query values name other endpoints (another project's vectors): kept
+        # other query values name other endpoints (another project's vectors): hashed
         projects = {
             OpenAIEmbedder(dimensions=16, api_base=f"{server.base_url}?project={p}&key=k").id
             for p in ("alpha", "beta")
         }
         assert len(projects) == 2 and not any("key=" in i for i in projects)
+        assert not any("alpha" in i or "beta" in i for i in projects)  # (a code= is secret)
         e.api_base, e.api_key = server.base_url, "sk-test"
         server.fail_next(500)
         with pytest.raises(ProviderError):

@@ -822,6 +822,7 @@ class AsyncCache:
                 self._semantic_failed(exc)
                 self._not_indexed(key)
                 return None
+            self._unindexed.pop(key, None)  # (a mark of an earlier, failed lookup)
             if lookup.embedded:
                 self._semantic_recovered()
             else:  # no text to embed, or a remembered vector: the embedder was not tried
@@ -1384,9 +1385,10 @@ class AsyncCache:
         self, key: str, request: Request, ctl: CacheControl, ttl: float | None
     ) -> None:
         """Give the semantic tier the stored entry ``key`` of ``request``."""
+        failed_just_now = self._unindexed.pop(key, False)
         if self.semantic is None or not ctl.semantic or self._semantic_breaker.is_open:
             return
-        if self._unindexed.pop(key, False):
+        if failed_just_now:
             return
         if not self._semantic_loaded:
             await asyncio.to_thread(self._load_semantic)

@@ -198,8 +198,9 @@ class SemanticCache:
             from deja.semantic.embedders import without_credentials
 
             # (an id saved by an older build may name its endpoint with a password)
-            weighs = without_credentials(verifier.embedder or "")
-            if weighs != embedder.id:
+            weighs = verifier.embedder or ""
+            if weighs != embedder.id and without_credentials(weighs) != embedder.id:
+                weighs = without_credentials(weighs)
                 raise ConfigError(
                     f"the verifier weighs {weighs} vectors but this cache embeds with"
                     f" {embedder.id}; use a verifier trained on its vectors (or a text-only"

@@ -403,8 +403,9 @@ class WordSimilarity:
 
 def without_credentials(text: str) -> str:
     """``text`` (an endpoint URL, or an embedder id ending in one) without the URL's user
-    info and credential query parameters; everything else as it was (another project's
-    endpoint, in another query value, is another vector space)."""
+    info and credential query parameters, and with every other query value replaced by a
+    short hash of it (a ``code=`` or ``subscription-key=`` may be a secret too, while
+    another project's endpoint, in another value, is another vector space)."""
     from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
     from deja.request import _CREDENTIAL_PARAMS
@@ -419,7 +420,7 @@ def without_credentials(text: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)[-1]
     query = urlencode(
         [
-            (k, v)
+            (k, hashlib.sha256(v.encode()).hexdigest()[:12])
             for k, v in parse_qsl(parts.query, keep_blank_values=True)
             if k.lower() not in _CREDENTIAL_PARAMS
         ]
