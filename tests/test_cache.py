@@ -695,3 +695,19 @@ def test_a_burst_that_finds_no_free_connection_does_not_skip_the_store() -> None
     store.busy = False
     assert cache.get(chat_request()).info.status == "hit"  # not bypassed
     assert cache.stats().store_errors == 5
+
+
+def test_a_flapping_store_says_answering_again_once_per_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A cluster with one master down: lookups in flight that succeeded closed the breaker
+    as soon as failures opened it, and each close logged "answering again" (21 against 7
+    failure warnings, which are one per breaker window, in an audit)."""
+    cache = deja.Cache(store=FaultyStore(), breaker_threshold=1, breaker_reset=1.0)
+    with caplog.at_level(logging.WARNING, logger="deja"):
+        for _ in range(10):  # fail (opens), then a call that was in flight succeeds (closes)
+            cache._store_failed("get", ConnectionError("node down"))
+            cache._store_recovered()
+    said = [r.getMessage() for r in caplog.records]
+    assert sum("failed on get" in m for m in said) == 1
+    assert sum("answering again" in m for m in said) == 1

@@ -152,7 +152,7 @@ def test_cache_control_markers_do_not_change_the_key() -> None:
             },
             {"role": "user", "content": "hi", "cached": True},
         ],
-        tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
+        tools=[{"type": "function", "function": {"name": "f", "parameters": {}}, "cached": True}],
     )
     assert key(plain) == key(flagged)
 

@@ -221,7 +221,7 @@ def _canon_tools(tools: Any) -> Any:
     if not isinstance(tools, (list, tuple)):
         return _canon(tools, "tools")
     return [
-        {k: _canon(v, "tools") for k, v in tool.items() if v is not None and k != "cache_control"}
+        {k: _canon(v, "tools") for k, v in tool.items() if v is not None and k not in _MARKERS}
         if isinstance(tool, Mapping)
         else _canon(tool, "tools")
         for tool in tools

@@ -222,6 +222,7 @@ class Cache:
         # to be indexed (a failing embedder would cost the miss its timeout twice)
         self._unindexed: dict[str, bool] = {}
         self._last_warning = float("-inf")
+        self._outage_said = False  # a failure was logged since the last "answering again"
         self._flight: SingleFlight[CacheResult] = SingleFlight(
             timed_out=lambda error: isinstance(error, UpstreamTimeoutError)
         )
@@ -1524,7 +1525,9 @@ class Cache:
     def _store_recovered(self) -> None:
         if self._breaker.success():
             self.metrics.breaker_state(self._store_name, False)
-            logger.warning("cache store %s is answering again", self._store_name)
+            if self._outage_said:  # one "again" per warning (a flapping store: not each)
+                self._outage_said = False
+                logger.warning("cache store %s is answering again", self._store_name)
 
     def _store_failed(self, op: str, exc: BaseException, *, trip_breaker: bool = True) -> None:
         self._store_errors += 1
@@ -1544,6 +1547,7 @@ class Cache:
                     exc,
                 )
                 return
+            self._outage_said = True
             logger.warning(
                 "cache store %s failed on %s (%s: %s)%s",
                 self._store_name,
