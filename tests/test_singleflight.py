@@ -354,3 +354,38 @@ def test_one_async_cache_in_threads_with_loops_of_their_own() -> None:
     assert time.monotonic() - started < 5
     assert len(outcomes) == 3 and calls <= 3  # at most one call per loop
     assert all(outcome in (["hit", "miss"], ["hit", "hit"]) for outcome in outcomes)
+
+
+def test_a_child_forked_while_a_call_is_in_flight_makes_its_own() -> None:
+    """The child inherited the parent's single-flight entry, whose thread it does not have:
+    an identical call in the child waited for it for ever (gunicorn --preload, a job
+    runner forking workers while a thread still asks)."""
+    import os
+    import threading
+    import time
+
+    import deja
+    from tests.helpers import chat_request, chat_response
+
+    cache = deja.Cache()
+
+    def slow() -> dict[str, Any]:
+        time.sleep(0.5)
+        return chat_response()
+
+    parent = threading.Thread(target=cache.fetch, args=(chat_request(), slow))
+    parent.start()
+    time.sleep(0.1)  # the thread leads that call now
+    pid = os.fork()
+    if pid == 0:
+        done = threading.Event()
+
+        def ask() -> None:
+            cache.fetch(chat_request(), chat_response)
+            done.set()
+
+        threading.Thread(target=ask, daemon=True).start()
+        os._exit(0 if done.wait(5) else 1)
+    _, status = os.waitpid(pid, 0)
+    parent.join()
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -251,8 +251,7 @@ class Cache:
         self._semantic_saving = threading.Lock()  # one save at a time, close() after it
         self._semantic_next_save = time.monotonic() + (semantic_save_interval or 0.0)
         self._semantic_saver: threading.Thread | None = None
-        if self._semantic_path is not None:
-            _SAVERS.add(self)
+        _SAVERS.add(self)
         self._semantic_hits = 0
         self._locking = locking_of(store)
         # locks whose release failed (the store was down): key -> (token, when it expires)
@@ -1558,18 +1557,25 @@ class Cache:
             )
 
 
-# Caches that save a semantic index in the background. A child forked while a background
-# save holds a cache's save lock would wait for it forever (the thread doing it is not in
-# the child), so one fork hook, registered once per process (a hook per cache would never
-# be unregistered), gives each living cache a fresh lock in the child.
+# Living caches. A child forked while a parent's thread holds one of a cache's locks (a
+# background save of the semantic index) or leads one of its calls (single-flight, a live
+# stream) would wait for it forever: that thread is not in the child. One fork hook,
+# registered once per process (a hook per cache would never be unregistered), gives each
+# living cache fresh locks and no calls in flight in the child.
 _SAVERS: weakref.WeakSet[Cache] = weakref.WeakSet()
 
 
 def _after_fork() -> None:
-    """In a forked child: free the semantic save locks a parent's threads may have held."""
+    """In a forked child: free what a parent's threads may have held or led."""
     for cache in list(_SAVERS):
         cache._semantic_saving = threading.Lock()
         cache._semantic_saver = None
+        cache._flight = SingleFlight(
+            timed_out=lambda error: isinstance(error, UpstreamTimeoutError)
+        )
+        cache._batch_flight = SingleFlight()
+        cache._streams = {}
+        cache._streams_lock = threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):
