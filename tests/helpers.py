@@ -4,7 +4,7 @@ packages made missing."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -160,3 +160,28 @@ class LockingMemoryStore(MemoryStore):
 
     async def aunlock(self, name: str, token: str) -> None:
         self.unlock(name, token)
+
+
+def finishes_in_a_fork_during(lead: Callable[[], Any], again: Callable[[], Any]) -> bool:
+    """Whether ``again()`` finishes (within 5 s) in a child forked while a parent's thread
+    runs ``lead()`` (given 0.1 s to start): what a call in flight leaves to a child."""
+    import os
+    import threading
+    import time
+
+    parent = threading.Thread(target=lead)
+    parent.start()
+    time.sleep(0.1)
+    pid = os.fork()
+    if pid == 0:
+        done = threading.Event()
+
+        def run() -> None:
+            again()
+            done.set()
+
+        threading.Thread(target=run, daemon=True).start()
+        os._exit(0 if done.wait(5) else 1)
+    _, status = os.waitpid(pid, 0)
+    parent.join()
+    return os.waitstatus_to_exitcode(status) == 0

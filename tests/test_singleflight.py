@@ -360,12 +360,10 @@ def test_a_child_forked_while_a_call_is_in_flight_makes_its_own() -> None:
     """The child inherited the parent's single-flight entry, whose thread it does not have:
     an identical call in the child waited for it for ever (gunicorn --preload, a job
     runner forking workers while a thread still asks)."""
-    import os
-    import threading
     import time
 
     import deja
-    from tests.helpers import chat_request, chat_response
+    from tests.helpers import chat_request, chat_response, finishes_in_a_fork_during
 
     cache = deja.Cache()
 
@@ -373,19 +371,7 @@ def test_a_child_forked_while_a_call_is_in_flight_makes_its_own() -> None:
         time.sleep(0.5)
         return chat_response()
 
-    parent = threading.Thread(target=cache.fetch, args=(chat_request(), slow))
-    parent.start()
-    time.sleep(0.1)  # the thread leads that call now
-    pid = os.fork()
-    if pid == 0:
-        done = threading.Event()
-
-        def ask() -> None:
-            cache.fetch(chat_request(), chat_response)
-            done.set()
-
-        threading.Thread(target=ask, daemon=True).start()
-        os._exit(0 if done.wait(5) else 1)
-    _, status = os.waitpid(pid, 0)
-    parent.join()
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert finishes_in_a_fork_during(
+        lambda: cache.fetch(chat_request(), slow),
+        lambda: cache.fetch(chat_request(), chat_response),
+    )

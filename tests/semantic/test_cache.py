@@ -363,27 +363,11 @@ async def test_a_burst_of_one_new_prompt_embeds_it_once(embedder: Any) -> None:
 def test_a_child_forked_while_a_text_is_embedded_embeds_it_itself(embedder: Any) -> None:
     """The child inherited the parent's call in flight, whose thread it does not have: an
     embedding of that text in the child waited for ever."""
-    import os
-    import threading
-    import time
+    from tests.helpers import finishes_in_a_fork_during
 
     tier = SemanticCache(embedder=Scripted(embedder, delay=0.5))
-    parent = threading.Thread(target=tier._embed, args=("what is the refund policy",))
-    parent.start()
-    time.sleep(0.1)  # the thread leads that embedding now
-    pid = os.fork()
-    if pid == 0:
-        done = threading.Event()
-
-        def embed() -> None:
-            tier._embed("what is the refund policy")
-            done.set()
-
-        threading.Thread(target=embed, daemon=True).start()
-        os._exit(0 if done.wait(5) else 1)
-    _, status = os.waitpid(pid, 0)
-    parent.join()
-    assert os.waitstatus_to_exitcode(status) == 0
+    text = "what is the refund policy"
+    assert finishes_in_a_fork_during(lambda: tier._embed(text), lambda: tier._embed(text))
 
 
 def test_an_embedder_s_unusable_vector_is_refused_not_indexed(embedder: Any) -> None:
