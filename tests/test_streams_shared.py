@@ -211,6 +211,21 @@ async def test_a_plain_call_shares_an_identical_stream_in_flight() -> None:
     assert result.response["object"] == "chat.completion"
 
 
+def _held_at_2(gate: asyncio.Event) -> Any:
+    """An upstream stream of four chunks that waits for ``gate`` before the third."""
+
+    async def open_stream() -> AsyncIterator[dict[str, Any]]:
+        async def chunks() -> AsyncIterator[dict[str, Any]]:
+            for i in range(4):
+                if i == 2:
+                    await gate.wait()
+                yield _chunk(i, finish="stop" if i == 3 else None)
+
+        return chunks()
+
+    return open_stream
+
+
 async def test_a_plain_call_on_a_live_stream_gets_the_hooks_answer_even_unstored() -> None:
     """A post-cache hook that redacts the answer and says not to store it: a plain call
     that read the stream to its end gets the redacted answer, not the chunks as they came
@@ -225,19 +240,10 @@ async def test_a_plain_call_on_a_live_stream_gets_the_hooks_answer_even_unstored
         message["content"] = message["content"].replace("w2", "[redacted]")
         return CacheControl(no_store=True)
 
-    async def open_stream() -> AsyncIterator[dict[str, Any]]:
-        async def chunks() -> AsyncIterator[dict[str, Any]]:
-            for i in range(4):
-                if i == 2:
-                    await gate.wait()
-                yield _chunk(i, finish="stop" if i == 3 else None)
-
-        return chunks()
-
     async def call() -> dict[str, Any]:
         raise AssertionError("the plain call went upstream")
 
-    stream = await cache.stream(chat_request(), open_stream, on_response=hook)
+    stream = await cache.stream(chat_request(), _held_at_2(gate), on_response=hook)
     first = [await stream.__anext__() for _ in range(2)]
     plain = asyncio.ensure_future(cache.fetch(chat_request(), call))
     await asyncio.sleep(0.01)
@@ -261,21 +267,12 @@ async def test_a_plain_call_on_a_live_stream_asks_for_itself_when_the_hook_faile
     async def hook(response: dict[str, Any]) -> None:
         raise RuntimeError("redaction service down")
 
-    async def open_stream() -> AsyncIterator[dict[str, Any]]:
-        async def chunks() -> AsyncIterator[dict[str, Any]]:
-            for i in range(4):
-                if i == 2:
-                    await gate.wait()
-                yield _chunk(i, finish="stop" if i == 3 else None)
-
-        return chunks()
-
     async def call() -> dict[str, Any]:
         nonlocal calls
         calls += 1
         raise RuntimeError("upstream asked again")
 
-    stream = await cache.stream(chat_request(), open_stream, on_response=hook)
+    stream = await cache.stream(chat_request(), _held_at_2(gate), on_response=hook)
     [await stream.__anext__() for _ in range(2)]
     plain = asyncio.ensure_future(cache.fetch(chat_request(), call, on_response=hook))
     await asyncio.sleep(0.01)

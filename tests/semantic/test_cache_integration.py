@@ -615,7 +615,7 @@ def test_caches_share_one_fork_hook_and_are_not_kept_alive_by_it(
     import os
     import weakref
 
-    from deja._sync import cache as module
+    from deja import _forks
 
     hooks: list[Any] = []
     monkeypatch.setattr(os, "register_at_fork", lambda **kw: hooks.append(kw))
@@ -624,7 +624,7 @@ def test_caches_share_one_fork_hook_and_are_not_kept_alive_by_it(
         for n in range(5)
     ]
     assert hooks == []  # the module's one hook was registered at import
-    assert set(caches) <= set(module._SAVERS)
+    assert set(caches) <= set(_forks._RENEWALS)
     refs = [weakref.ref(c) for c in caches]
     for cache in caches:
         cache.close()

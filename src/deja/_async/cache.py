@@ -21,7 +21,6 @@ import logging
 import os
 import threading
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -33,6 +32,7 @@ from deja._aio import current_loop, off_loop  # unasync:
 from deja._async.singleflight import AsyncSingleFlight, WaitExpired
 from deja._async.streams import AsyncBroadcast, AsyncCachedStream, OpenStream
 from deja._embedding_items import batch_lock_name
+from deja._forks import renew_in_child
 from deja._lock_keeper import AsyncLockKeeper
 from deja.breaker import CircuitBreaker
 from deja.controls import CacheControl, CacheMode, in_mode, parse_controls
@@ -223,10 +223,8 @@ class AsyncCache:
         self._unindexed: dict[str, bool] = {}
         self._last_warning = float("-inf")
         self._outage_said = False  # a failure was logged since the last "answering again"
-        self._flight: AsyncSingleFlight[CacheResult] = AsyncSingleFlight(
-            timed_out=lambda error: isinstance(error, UpstreamTimeoutError)
-        )
-        self._batch_flight: AsyncSingleFlight[Any] = AsyncSingleFlight()
+        self._renew()  # its calls in flight and locks (renewed in a forked child)
+        renew_in_child(self, AsyncCache._renew)
         self._memo: dict[str, tuple[bytes, StoredEntry]] | None = (
             {} if isinstance(store, SharedValues) and store.shares_values() else None
         )
@@ -248,10 +246,7 @@ class AsyncCache:
         if semantic_save_interval is not None and semantic_save_interval < 0:
             raise ValueError("semantic_save_interval must be >= 0 or None")
         self.semantic_save_interval = semantic_save_interval
-        self._semantic_saving = threading.Lock()  # one save at a time, close() after it
         self._semantic_next_save = time.monotonic() + (semantic_save_interval or 0.0)
-        self._semantic_saver: threading.Thread | None = None
-        _SAVERS.add(self)
         self._semantic_hits = 0
         self._locking = locking_of(store)
         # locks whose release failed (the store was down): key -> (token, when it expires)
@@ -260,9 +255,6 @@ class AsyncCache:
             raise ValueError("lock_ttl must be positive and lock_wait >= 0")
         self.lock_ttl = lock_ttl
         self.lock_wait = lock_wait
-        # live streams by (event loop, key): a stream's readers wait on its loop's events
-        self._streams: dict[object, AsyncBroadcast] = {}
-        self._streams_lock = threading.RLock()  # a finalizer may end a stream while held
         self._hits = self._misses = self._bypasses = self._coalesced = 0
         self._store_errors = self._saved_tokens = 0
         self._saved_usd = 0.0
@@ -602,7 +594,7 @@ class AsyncCache:
             if similar is not None:
                 return self._count(similar)
         status = found.info.status
-        live = await self._read_live_stream(request, key, ctl)
+        live = await self._read_live_stream(key)
         if live is not None:
             return self._count(live)
 
@@ -758,9 +750,7 @@ class AsyncCache:
         self._saved_tokens += tokens
         self.metrics.saved(tokens, cost)
 
-    async def _read_live_stream(
-        self, request: Request, key: str, ctl: CacheControl
-    ) -> CacheResult | None:
+    async def _read_live_stream(self, key: str) -> CacheResult | None:
         """The answer of an identical streamed request in flight, read to its end (a plain
         call waits for the whole answer anyway: it shares the stream's upstream call), or
         ``None`` when there is none or it ended unfinished. Its errors are this call's."""
@@ -793,12 +783,11 @@ class AsyncCache:
         # the answer as the post-cache hooks left it (a redaction holds even when they
         # said not to store it), a copy of its own; none if they failed: this call asks
         # for itself, as it would have without the stream (and fails as it would have)
-        hooked = broadcast.answer
-        if hooked is None:
+        hooked, saved = broadcast.answer, broadcast.saved
+        if hooked is None or saved is None:  # (saved is set first, with the answer's cost)
             return None
         response = orjson.loads(orjson.dumps(hooked))
-        saved = broadcast.saved[0] if broadcast.saved is not None else self.cost(request, response)
-        return CacheResult(response, CacheInfo("hit", key, age=0.0, saved_usd=saved))
+        return CacheResult(response, CacheInfo("hit", key, age=0.0, saved_usd=saved[0]))
 
     def _by_meaning(self, found: CacheResult, ctl: CacheControl) -> bool:
         """Whether an exact lookup's miss is looked up by meaning too: not while the store
@@ -1206,10 +1195,11 @@ class AsyncCache:
         if now < self._semantic_next_save or self._semantic_saving.locked():
             return
         self._semantic_next_save = now + interval
-        self._semantic_saver = threading.Thread(
+        saver = threading.Thread(
             target=self._background_sync, name="deja-semantic-save", daemon=True
         )
-        self._semantic_saver.start()
+        self._semantic_saver: threading.Thread | None = saver
+        saver.start()
 
     def _background_sync(self) -> None:
         try:
@@ -1525,6 +1515,19 @@ class AsyncCache:
                 self._writes.reset_after,
             )
 
+    def _renew(self) -> None:
+        """Fresh single-flights, live streams and locks: at start, and in a forked child
+        (where the parent's threads that led a call, or held a lock, are not)."""
+        self._flight: AsyncSingleFlight[CacheResult] = AsyncSingleFlight(
+            timed_out=lambda error: isinstance(error, UpstreamTimeoutError)
+        )
+        self._batch_flight: AsyncSingleFlight[Any] = AsyncSingleFlight()
+        # live streams by (event loop, key): a stream's readers wait on its loop's events
+        self._streams: dict[object, AsyncBroadcast] = {}
+        self._streams_lock = threading.RLock()  # a finalizer may end a stream while held
+        self._semantic_saving = threading.Lock()  # one save at a time, close() after it
+        self._semantic_saver = None
+
     def _store_recovered(self) -> None:
         if self._breaker.success():
             self.metrics.breaker_state(self._store_name, False)
@@ -1559,28 +1562,3 @@ class AsyncCache:
                 exc,
                 "; serving without the cache" if op == "get" else "",
             )
-
-
-# Living caches. A child forked while a parent's thread holds one of a cache's locks (a
-# background save of the semantic index) or leads one of its calls (single-flight, a live
-# stream) would wait for it forever: that thread is not in the child. One fork hook,
-# registered once per process (a hook per cache would never be unregistered), gives each
-# living cache fresh locks and no calls in flight in the child.
-_SAVERS: weakref.WeakSet[AsyncCache] = weakref.WeakSet()
-
-
-def _after_fork() -> None:
-    """In a forked child: free what a parent's threads may have held or led."""
-    for cache in list(_SAVERS):
-        cache._semantic_saving = threading.Lock()
-        cache._semantic_saver = None
-        cache._flight = AsyncSingleFlight(
-            timed_out=lambda error: isinstance(error, UpstreamTimeoutError)
-        )
-        cache._batch_flight = AsyncSingleFlight()
-        cache._streams = {}
-        cache._streams_lock = threading.RLock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)

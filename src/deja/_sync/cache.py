@@ -22,7 +22,6 @@ import logging
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -31,6 +30,7 @@ import orjson
 
 from deja import _aio
 from deja._embedding_items import batch_lock_name
+from deja._forks import renew_in_child
 from deja._lock_keeper import LockKeeper
 from deja._sync.singleflight import SingleFlight, WaitExpired
 from deja._sync.streams import Broadcast, CachedStream, OpenStream
@@ -223,10 +223,8 @@ class Cache:
         self._unindexed: dict[str, bool] = {}
         self._last_warning = float("-inf")
         self._outage_said = False  # a failure was logged since the last "answering again"
-        self._flight: SingleFlight[CacheResult] = SingleFlight(
-            timed_out=lambda error: isinstance(error, UpstreamTimeoutError)
-        )
-        self._batch_flight: SingleFlight[Any] = SingleFlight()
+        self._renew()  # its calls in flight and locks (renewed in a forked child)
+        renew_in_child(self, Cache._renew)
         self._memo: dict[str, tuple[bytes, StoredEntry]] | None = (
             {} if isinstance(store, SharedValues) and store.shares_values() else None
         )
@@ -248,10 +246,7 @@ class Cache:
         if semantic_save_interval is not None and semantic_save_interval < 0:
             raise ValueError("semantic_save_interval must be >= 0 or None")
         self.semantic_save_interval = semantic_save_interval
-        self._semantic_saving = threading.Lock()  # one save at a time, close() after it
         self._semantic_next_save = time.monotonic() + (semantic_save_interval or 0.0)
-        self._semantic_saver: threading.Thread | None = None
-        _SAVERS.add(self)
         self._semantic_hits = 0
         self._locking = locking_of(store)
         # locks whose release failed (the store was down): key -> (token, when it expires)
@@ -260,9 +255,6 @@ class Cache:
             raise ValueError("lock_ttl must be positive and lock_wait >= 0")
         self.lock_ttl = lock_ttl
         self.lock_wait = lock_wait
-        # live streams by (event loop, key): a stream's readers wait on its loop's events
-        self._streams: dict[object, Broadcast] = {}
-        self._streams_lock = threading.RLock()  # a finalizer may end a stream while held
         self._hits = self._misses = self._bypasses = self._coalesced = 0
         self._store_errors = self._saved_tokens = 0
         self._saved_usd = 0.0
@@ -602,7 +594,7 @@ class Cache:
             if similar is not None:
                 return self._count(similar)
         status = found.info.status
-        live = self._read_live_stream(request, key, ctl)
+        live = self._read_live_stream(key)
         if live is not None:
             return self._count(live)
 
@@ -758,9 +750,7 @@ class Cache:
         self._saved_tokens += tokens
         self.metrics.saved(tokens, cost)
 
-    def _read_live_stream(
-        self, request: Request, key: str, ctl: CacheControl
-    ) -> CacheResult | None:
+    def _read_live_stream(self, key: str) -> CacheResult | None:
         """The answer of an identical streamed request in flight, read to its end (a plain
         call waits for the whole answer anyway: it shares the stream's upstream call), or
         ``None`` when there is none or it ended unfinished. Its errors are this call's."""
@@ -793,12 +783,11 @@ class Cache:
         # the answer as the post-cache hooks left it (a redaction holds even when they
         # said not to store it), a copy of its own; none if they failed: this call asks
         # for itself, as it would have without the stream (and fails as it would have)
-        hooked = broadcast.answer
-        if hooked is None:
+        hooked, saved = broadcast.answer, broadcast.saved
+        if hooked is None or saved is None:  # (saved is set first, with the answer's cost)
             return None
         response = orjson.loads(orjson.dumps(hooked))
-        saved = broadcast.saved[0] if broadcast.saved is not None else self.cost(request, response)
-        return CacheResult(response, CacheInfo("hit", key, age=0.0, saved_usd=saved))
+        return CacheResult(response, CacheInfo("hit", key, age=0.0, saved_usd=saved[0]))
 
     def _by_meaning(self, found: CacheResult, ctl: CacheControl) -> bool:
         """Whether an exact lookup's miss is looked up by meaning too: not while the store
@@ -1202,10 +1191,11 @@ class Cache:
         if now < self._semantic_next_save or self._semantic_saving.locked():
             return
         self._semantic_next_save = now + interval
-        self._semantic_saver = threading.Thread(
+        saver = threading.Thread(
             target=self._background_sync, name="deja-semantic-save", daemon=True
         )
-        self._semantic_saver.start()
+        self._semantic_saver: threading.Thread | None = saver
+        saver.start()
 
     def _background_sync(self) -> None:
         try:
@@ -1521,6 +1511,19 @@ class Cache:
                 self._writes.reset_after,
             )
 
+    def _renew(self) -> None:
+        """Fresh single-flights, live streams and locks: at start, and in a forked child
+        (where the parent's threads that led a call, or held a lock, are not)."""
+        self._flight: SingleFlight[CacheResult] = SingleFlight(
+            timed_out=lambda error: isinstance(error, UpstreamTimeoutError)
+        )
+        self._batch_flight: SingleFlight[Any] = SingleFlight()
+        # live streams by (event loop, key): a stream's readers wait on its loop's events
+        self._streams: dict[object, Broadcast] = {}
+        self._streams_lock = threading.RLock()  # a finalizer may end a stream while held
+        self._semantic_saving = threading.Lock()  # one save at a time, close() after it
+        self._semantic_saver = None
+
     def _store_recovered(self) -> None:
         if self._breaker.success():
             self.metrics.breaker_state(self._store_name, False)
@@ -1555,28 +1558,3 @@ class Cache:
                 exc,
                 "; serving without the cache" if op == "get" else "",
             )
-
-
-# Living caches. A child forked while a parent's thread holds one of a cache's locks (a
-# background save of the semantic index) or leads one of its calls (single-flight, a live
-# stream) would wait for it forever: that thread is not in the child. One fork hook,
-# registered once per process (a hook per cache would never be unregistered), gives each
-# living cache fresh locks and no calls in flight in the child.
-_SAVERS: weakref.WeakSet[Cache] = weakref.WeakSet()
-
-
-def _after_fork() -> None:
-    """In a forked child: free what a parent's threads may have held or led."""
-    for cache in list(_SAVERS):
-        cache._semantic_saving = threading.Lock()
-        cache._semantic_saver = None
-        cache._flight = SingleFlight(
-            timed_out=lambda error: isinstance(error, UpstreamTimeoutError)
-        )
-        cache._batch_flight = SingleFlight()
-        cache._streams = {}
-        cache._streams_lock = threading.RLock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)

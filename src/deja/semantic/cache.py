@@ -18,10 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import threading
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -29,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from deja._async.singleflight import AsyncSingleFlight
+from deja._forks import renew_in_child
 from deja._sync.singleflight import SingleFlight
 from deja.errors import ConfigError
 from deja.metrics import Metrics
@@ -58,22 +57,6 @@ if TYPE_CHECKING:
 __all__ = ["Feedback", "SemanticCache", "SemanticLookup", "SemanticMatch"]
 
 _VECTOR_MEMO = 256
-
-# Tiers whose embeddings may be in flight. A child forked while a thread embeds a text
-# would wait for it for ever (that thread is not in the child): one fork hook, registered
-# once, gives each living tier fresh single-flights and lock in the child.
-_TIERS: weakref.WeakSet[SemanticCache] = weakref.WeakSet()
-
-
-def _fresh_after_fork() -> None:
-    for tier in list(_TIERS):
-        tier._lock = threading.Lock()
-        tier._embedding = SingleFlight()
-        tier._aembedding = AsyncSingleFlight()
-
-
-if hasattr(os, "register_at_fork"):  # (not on Windows)
-    os.register_at_fork(after_in_child=_fresh_after_fork)
 _OLD_STRIKES_FILE = "feedback.json"
 
 
@@ -212,11 +195,9 @@ class SemanticCache:
         self.max_strikes = max_strikes
         self._clock = clock
         self.metrics = metrics
-        self._lock = threading.Lock()
         self._vectors: OrderedDict[str, Any] = OrderedDict()
-        self._embedding: SingleFlight[Any] = SingleFlight()
-        self._aembedding: AsyncSingleFlight[Any] = AsyncSingleFlight()
-        _TIERS.add(self)
+        self._renew()  # its embeddings in flight and lock (renewed in a forked child)
+        renew_in_child(self, SemanticCache._renew)
         self.partition = DEFAULT_PARTITION
         """The first scope segment of this tier's entries: its cache's key prefix
         (:meth:`bind`)."""
@@ -313,8 +294,7 @@ class SemanticCache:
         q = self.query(request, namespace=namespace, context_key=context_key)
         if q is None:
             return SemanticLookup(None, applicable=False)
-        embedded = self._memo_get(q.text) is None
-        vector = self._embed(q.text)
+        vector, embedded = self._embed(q.text)
         lookup = self._decide(q, vector, threshold, evaluate_all, skip)
         return replace(lookup, embedded=True) if embedded else lookup
 
@@ -332,8 +312,7 @@ class SemanticCache:
         q = self.query(request, namespace=namespace, context_key=context_key)
         if q is None:
             return SemanticLookup(None, applicable=False)
-        embedded = self._memo_get(q.text) is None
-        vector = await self._aembed(q.text)
+        vector, embedded = await self._aembed(q.text)
         lookup = await asyncio.to_thread(self._decide, q, vector, threshold, evaluate_all, skip)
         return replace(lookup, embedded=True) if embedded else lookup
 
@@ -353,7 +332,7 @@ class SemanticCache:
         q = self.query(request, namespace=namespace, context_key=context_key)
         if q is None:
             return False
-        self._add(key, q, self._embed(q.text), ttl)
+        self._add(key, q, self._embed(q.text)[0], ttl)
         return True
 
     async def astore(
@@ -369,7 +348,7 @@ class SemanticCache:
         q = self.query(request, namespace=namespace, context_key=context_key)
         if q is None:
             return False
-        vector = await self._aembed(q.text)
+        vector, _ = await self._aembed(q.text)
         await asyncio.to_thread(self._add, key, q, vector, ttl)
         return True
 
@@ -529,11 +508,21 @@ class SemanticCache:
             if len(self._vectors) > _VECTOR_MEMO:
                 self._vectors.popitem(last=False)
 
-    def _embed(self, text: str) -> Any:
+    def _renew(self) -> None:
+        """Fresh single-flights and lock: at start, and in a forked child (where a parent's
+        thread that was embedding a text is not)."""
+        self._lock = threading.Lock()
+        self._embedding: SingleFlight[Any] = SingleFlight()
+        self._aembedding: AsyncSingleFlight[Any] = AsyncSingleFlight()
+
+    def _embed(self, text: str) -> tuple[Any, bool]:
+        """``text``'s vector, and whether the embedder was asked for it (not remembered)."""
         vector = self._memo_get(text)
-        if vector is None:  # one call for the threads that ask for the same text at once
-            vector, _ = self._embedding.run(text, lambda: self._embed_now(text))
-        return vector
+        if vector is not None:
+            return vector, False
+        # one call for the threads that ask for the same text at once
+        vector, _ = self._embedding.run(text, lambda: self._embed_now(text))
+        return vector, True
 
     def _embed_now(self, text: str) -> Any:
         vector = self._memo_get(text)  # (a call that ended just now may have left it)
@@ -546,12 +535,15 @@ class SemanticCache:
             self._memo_put(text, vector)
         return vector
 
-    async def _aembed(self, text: str) -> Any:
+    async def _aembed(self, text: str) -> tuple[Any, bool]:
+        """:meth:`_embed` without blocking the event loop."""
         vector = self._memo_get(text)
-        if vector is None:  # one call for the tasks that ask for the same text at once (a
-            # burst of one new prompt: a paid call each, before the answer's single-flight)
-            vector, _ = await self._aembedding.run(text, lambda: self._aembed_now(text))
-        return vector
+        if vector is not None:
+            return vector, False
+        # one call for the tasks that ask for the same text at once (a burst of one new
+        # prompt: a paid call each, before the answer's single-flight)
+        vector, _ = await self._aembedding.run(text, lambda: self._aembed_now(text))
+        return vector, True
 
     async def _aembed_now(self, text: str) -> Any:
         vector = self._memo_get(text)
