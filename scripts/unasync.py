@@ -28,6 +28,7 @@ TARGET = ROOT / "src" / "deja" / "_sync"
 NAMES = {
     "AsyncCache": "Cache",
     "AsyncSingleFlight": "SingleFlight",
+    "AsyncBatchFlight": "BatchFlight",
     "AsyncBroadcast": "Broadcast",
     "AsyncCachedStream": "CachedStream",
     "AsyncClient": "Client",

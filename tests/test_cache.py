@@ -453,11 +453,15 @@ def test_a_store_that_refuses_writes_still_serves_its_entries(
             assert cache.fetch(chat_request("cached"), up).info.status == "hit"
     assert store.calls["set"] == 3  # two failures open the writes' breaker (one is stored)
     assert b'deja_cache_breaker_open{store="faulty"} 1.0' not in metrics.render()
+    assert b'deja_cache_write_breaker_open{store="faulty"} 1.0' in metrics.render()
     assert any("refuses writes" in r.getMessage() for r in caplog.records)
     store.fail_ops = set()
     _time.sleep(0.55)
-    assert cache.fetch(chat_request("new 0"), up).info.status == "miss"  # the write probe
+    with caplog.at_level(logging.WARNING, logger="deja"):
+        assert cache.fetch(chat_request("new 0"), up).info.status == "miss"  # the write probe
     assert cache.get(chat_request("new 0")).info.status == "hit"
+    assert b'deja_cache_write_breaker_open{store="faulty"} 0.0' in metrics.render()
+    assert any("accepts writes again" in r.getMessage() for r in caplog.records)
 
 
 def test_management_calls_raise_store_errors() -> None:

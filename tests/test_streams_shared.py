@@ -544,3 +544,44 @@ async def test_a_reader_cancelled_while_the_end_is_stored_hangs_nobody() -> None
     assert (await cache.get(chat_request())).entry is not None
     late = await asyncio.wait_for(cache.stream(chat_request(), upstream), 3)
     assert await asyncio.wait_for(text(late), 3) == "w1 w2 w3 w4 "
+
+
+class _SlowReads(deja.MemoryStore):
+    """A memory store whose next read, once ``hold`` is set, returns what it read only when
+    ``gate`` opens: a lookup that saw a miss just before another caller stored the answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold = False
+        self.gate = asyncio.Event()
+
+    async def aget(self, key: str) -> bytes | None:
+        data = await super().aget(key)
+        if self.hold:
+            self.hold = False
+            await self.gate.wait()
+        return data
+
+
+async def test_a_stream_that_missed_just_before_another_stored_replays_it_unpaid() -> None:
+    store = _SlowReads()
+    cache = deja.AsyncCache(store=store)
+    opened = 0
+
+    async def upstream() -> AsyncIterator[dict[str, Any]]:
+        nonlocal opened
+        opened += 1
+        return Source(3)
+
+    first = await cache.stream(chat_request(), upstream)
+    store.hold = True
+    late = asyncio.ensure_future(cache.stream(chat_request(), upstream))
+    await asyncio.sleep(0.01)  # its lookup has read the store: nothing there yet
+    await _read_out(first)  # the first stream ends: stored, and no longer live
+    store.gate.set()
+    second = await late
+    chunks = [chunk async for chunk in second]
+    assert opened == 1
+    assert second.info.status == "hit" and second.info.saved_usd == first.info.cost_usd
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == "w1 w2 "
+    assert (cache.stats().hits, cache.stats().misses) == (1, 1)

@@ -25,9 +25,12 @@ name                                       type       labels
                                                       = saved - write premium)
 ``deja_upstream_seconds``                  histogram  ``provider``
 ``deja_cache_breaker_open``                gauge      ``store`` (0 closed, 1 open)
+``deja_cache_write_breaker_open``          gauge      ``store`` (1: writes refused, not tried)
+``deja_semantic_breaker_open``             gauge      (1: misses skip the semantic tier)
 ``deja_semantic_embeddings_total``         counter    ``embedder`` (calls, memo hits excluded)
 ``deja_semantic_embedding_seconds``        histogram  ``embedder``
 ``deja_semantic_embedding_usd_total``      counter    ``embedder`` (what the calls cost)
+``deja_semantic_embedding_errors_total``   counter    ``embedder``, ``error`` (failed calls)
 ``deja_semantic_feedback_total``           counter    ``verdict`` (``right``, ``wrong``,
                                                       ``forgotten``, ``unknown``)
 ``deja_semantic_index_saves_total``        counter    ``result`` (``saved``, ``failed``)
@@ -135,6 +138,14 @@ class Metrics(Protocol):
     def breaker_state(self, store: str, is_open: bool) -> None:
         """The store's circuit breaker opened or closed."""
 
+    def write_breaker_state(self, store: str, is_open: bool) -> None:
+        """The breaker of the store's writes opened (it refuses them: full, read-only) or
+        closed."""
+
+    def semantic_breaker_state(self, is_open: bool) -> None:
+        """The semantic tier's breaker opened (its embedder or index failed again and
+        again: misses skip it for a while) or closed."""
+
     def similarity(self, outcome: str, value: float) -> None:
         """A semantic lookup's best similarity, by ``outcome``.
 
@@ -157,6 +168,9 @@ class Metrics(Protocol):
 
     def embedding(self, embedder: str, seconds: float, usd: float) -> None:
         """One call to the semantic tier's embedder: how long it took and what it cost."""
+
+    def embedding_failed(self, embedder: str, error: str) -> None:
+        """One call to the semantic tier's embedder failed, with ``error`` (its kind)."""
 
     def semantic_feedback(self, verdict: str) -> None:
         """One feedback report on a semantic entry: ``right``, ``wrong``, ``forgotten``
@@ -201,6 +215,12 @@ class NullMetrics:
     def breaker_state(self, store: str, is_open: bool) -> None:
         return None
 
+    def write_breaker_state(self, store: str, is_open: bool) -> None:
+        return None
+
+    def semantic_breaker_state(self, is_open: bool) -> None:
+        return None
+
     def similarity(self, outcome: str, value: float) -> None:
         return None
 
@@ -217,6 +237,9 @@ class NullMetrics:
         return None
 
     def embedding(self, embedder: str, seconds: float, usd: float) -> None:
+        return None
+
+    def embedding_failed(self, embedder: str, error: str) -> None:
         return None
 
     def semantic_feedback(self, verdict: str) -> None:
@@ -500,6 +523,12 @@ class PrometheusMetrics:
             ["embedder"],
             registry=reg,
         )
+        self._embedding_errors = Counter(
+            "deja_semantic_embedding_errors",
+            "Failed calls to the semantic tier's embedder, by error kind.",
+            ["embedder", "error"],
+            registry=reg,
+        )
         self._feedback = Counter(
             "deja_semantic_feedback",
             "Feedback reports on semantic hits (right, wrong, forgotten, unknown entry).",
@@ -548,6 +577,19 @@ class PrometheusMetrics:
             "deja_cache_breaker_open",
             "Whether the store's circuit breaker is open (1) or closed (0).",
             ["store"],
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
+        self._write_breaker_open = Gauge(
+            "deja_cache_write_breaker_open",
+            "Whether writes to the store are refused and not tried (1) or tried (0).",
+            ["store"],
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
+        self._semantic_breaker_open = Gauge(
+            "deja_semantic_breaker_open",
+            "Whether misses skip the failing semantic tier for a while (1) or not (0).",
             registry=reg,
             multiprocess_mode="livemax",
         )
@@ -601,6 +643,16 @@ class PrometheusMetrics:
         self._child(self._breaker_open, store).set(1.0 if is_open else 0.0)
 
     @_never_raises
+    def write_breaker_state(self, store: str, is_open: bool) -> None:
+        """Set the gauge of the store's writes to 1 (refused, not tried) or 0."""
+        self._child(self._write_breaker_open, store).set(1.0 if is_open else 0.0)
+
+    @_never_raises
+    def semantic_breaker_state(self, is_open: bool) -> None:
+        """Set the semantic tier's breaker gauge to 1 (skipped) or 0."""
+        self._semantic_breaker_open.set(1.0 if is_open else 0.0)
+
+    @_never_raises
     def similarity(self, outcome: str, value: float) -> None:
         """Observe a semantic lookup's best similarity."""
         similarity = float(value)
@@ -639,6 +691,11 @@ class PrometheusMetrics:
         self._child(self._embedding_seconds, embedder).observe(value)
         if _positive(usd):
             self._child(self._embedding_usd, embedder).inc(usd)
+
+    @_never_raises
+    def embedding_failed(self, embedder: str, error: str) -> None:
+        """Count one failed embedder call."""
+        self._child(self._embedding_errors, embedder, error).inc()
 
     @_never_raises
     def semantic_feedback(self, verdict: str) -> None:

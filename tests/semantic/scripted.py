@@ -11,7 +11,8 @@ from typing import Any
 class Scripted:
     """Embeds with ``inner``, after recording the call's size in :attr:`calls`, waiting
     ``delay`` seconds (a sleep in ``embed``, an ``asyncio.sleep`` in ``aembed``) and raising
-    what ``fail(n)`` returns for the ``n``-th call, if anything."""
+    what ``fail(n)`` returns for the ``n``-th call, if anything. ``batch_size`` > 1: it
+    takes batches, as a remote embedder does (the semantic tier then batches prompts)."""
 
     def __init__(
         self,
@@ -19,8 +20,10 @@ class Scripted:
         *,
         delay: float = 0.0,
         fail: Callable[[int], BaseException | None] | None = None,
+        batch_size: int = 1,
     ) -> None:
         self.id, self.dim = inner.id, inner.dim
+        self.batch_size = batch_size
         self.inner = inner
         self.delay = delay
         self.fail = fail

@@ -390,3 +390,58 @@ def test_an_embedder_s_unusable_vector_is_refused_not_indexed(embedder: Any) -> 
     with pytest.raises(ProviderError, match="unusable"):
         tier.store(chat("what is the refund policy"), "k")
     assert len(tier) == 0
+
+
+async def test_prompts_embedded_at_once_share_calls_with_an_embedder_that_batches(
+    embedder: Any,
+) -> None:
+    """Fifty different new prompts at once made fifty calls of a remote embedder (each a
+    request against its rate limit); now a few calls carry them, each prompt its vector."""
+    import numpy as np
+
+    slow = Scripted(embedder, delay=0.05, batch_size=64)
+    tier = SemanticCache(embedder=slow)
+    texts = [f"what is the fee for transfer number {i}" for i in range(50)]
+    got = await asyncio.gather(*(tier._aembed(text) for text in texts))
+    assert sum(slow.calls) == 50 and len(slow.calls) <= 5  # 4 alone, the rest together
+    assert all(asked for _, asked in got)
+    alone = embedder.embed(texts)
+    assert all(float(np.dot(v, alone[i])) > 0.999 for i, (v, _) in enumerate(got))
+    assert tier._aembedding.in_flight() == 0
+
+
+def test_threads_embedding_at_once_share_calls_with_an_embedder_that_batches(
+    embedder: Any,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    slow = Scripted(embedder, delay=0.05, batch_size=64)
+    tier = SemanticCache(embedder=slow)
+    texts = [f"how do I close account {i}" for i in range(24)]
+    with ThreadPoolExecutor(24) as pool:
+        got = list(pool.map(tier._embed, texts))
+    assert sum(slow.calls) == 24 and len(slow.calls) < 24
+    assert [tier._memo_get(text) is not None for text in texts] == [True] * 24
+    assert all(asked for _, asked in got)
+
+
+def test_an_embedder_that_takes_one_text_at_a_time_is_asked_for_each_in_parallel(
+    embedder: Any,
+) -> None:
+    """The local model is no faster per text in a batch: prompts are not queued behind
+    each other's calls (eight calls meet inside the embedder, or the barrier breaks)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    meet = threading.Barrier(8, timeout=10)
+
+    class Meeting(Scripted):
+        def embed(self, texts: Any) -> Any:
+            meet.wait()
+            return super().embed(texts)
+
+    slow = Meeting(embedder)
+    tier = SemanticCache(embedder=slow)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(tier._embed, [f"question {i}" for i in range(8)]))
+    assert slow.calls == [1] * 8

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -357,6 +358,58 @@ async def test_config_type_semantic_through_the_proxy(tmp_path: Any) -> None:
         assert float(second.headers["x-deja-similarity"]) > 0.7
         assert second.content == first.content
         assert upstream.count("/v1/chat/completions") == 1
+
+
+async def test_new_prompts_at_once_through_the_proxy_share_embedding_requests(
+    tmp_path: Any,
+) -> None:
+    """Thirty different new questions at once: one request each to a paid embeddings
+    endpoint before; now the ones that arrive while calls run go together."""
+    import httpx2
+
+    from deja.config import parse_config
+    from deja.server.app import ProxyApp
+    from deja.testing import FakeOpenAIServer
+
+    with FakeOpenAIServer(embedding_dim=256) as upstream:
+        params = {
+            "embedding_model": "text-embedding-3-small",
+            "dimensions": 256,
+            "api_base": upstream.base_url,
+            "api_key": "sk-test",
+        }
+        settings = parse_config(
+            {
+                "model_list": [
+                    {
+                        "model_name": "gpt-4o",
+                        "litellm_params": {"model": "openai/gpt-4o", "api_base": upstream.base_url},
+                    }
+                ],
+                "caching": {"type": "semantic", "params": params},
+            },
+            base_dir=tmp_path,
+        )
+        app = ProxyApp(settings)
+        upstream.delay_next(0.2, times=4)  # the first calls take a while: others queue
+        transport = httpx2.ASGITransport(app=app)
+        questions = [f"What is the exchange rate for currency pair number {i}?" for i in range(30)]
+        async with httpx2.AsyncClient(transport=transport, base_url="http://proxy") as proxy:
+            answers = await asyncio.gather(
+                *(
+                    proxy.post(
+                        "/v1/chat/completions",
+                        json={"model": "gpt-4o", "messages": [{"role": "user", "content": q}]},
+                    )
+                    for q in questions
+                )
+            )
+        await app.aclose()
+        assert [a.headers["x-deja-cache"] for a in answers] == ["miss"] * 30
+        assert upstream.count("/v1/chat/completions") == 30
+        assert upstream.count("/v1/embeddings") <= 8  # 4 alone, then the rest together
+        sent = [r.body["input"] for r in upstream.requests if r.path.endswith("/embeddings")]
+        assert sorted(t for batch in sent for t in batch) == sorted(questions)
 
 
 def test_deja_calibrate_cli(tmp_path: Any) -> None:
@@ -916,8 +969,12 @@ def test_a_failing_embedder_is_asked_again_only_after_a_while(embedder: Any) -> 
 
     dead = Scripted(embedder, fail=down)
     calls = dead.calls
+    metrics = deja.PrometheusMetrics()
     cache = deja.Cache(
-        semantic=SemanticCache(embedder=dead), breaker_threshold=2, breaker_reset=0.02
+        semantic=SemanticCache(embedder=dead),
+        breaker_threshold=2,
+        breaker_reset=0.02,
+        metrics=metrics,
     )
     for i in range(6):
         result = cache.fetch(chat_request(f"question {i}"), chat_response)
@@ -926,9 +983,17 @@ def test_a_failing_embedder_is_asked_again_only_after_a_while(embedder: Any) -> 
     # which cost each miss the embedder's timeout twice); then the tier rests
     assert len(calls) == 2
     assert cache.semantic_problem == "ConnectionError"  # its kind: the text may name an account
+    text = metrics.render().decode()
+    failed = f'deja_semantic_embedding_errors_total{{embedder="{dead.id}",error="ConnectionError"}}'
+    assert f"{failed} 2.0" in text and "deja_semantic_breaker_open 1.0" in text
     time.sleep(0.25)
     cache.fetch(chat_request("question 7"), chat_response)
     assert len(calls) == 3  # one probe
+    assert f"{failed} 3.0" in metrics.render().decode()
+    dead.fail = None  # the embedder answers again: the next probe closes the breaker
+    time.sleep(0.25)
+    cache.fetch(chat_request("question 8"), chat_response)
+    assert "deja_semantic_breaker_open 0.0" in metrics.render().decode()
 
 
 def test_requests_that_ask_the_embedder_nothing_neither_reset_nor_close_its_breaker(
@@ -966,8 +1031,6 @@ def test_requests_that_ask_the_embedder_nothing_neither_reset_nor_close_its_brea
 
 
 async def test_one_failed_embedding_shared_by_many_callers_counts_once(embedder: Any) -> None:
-    import asyncio
-
     flaky = Scripted(
         embedder, delay=0.05, fail=lambda n: ConnectionError("a moment's error") if n == 1 else None
     )

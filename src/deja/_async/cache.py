@@ -511,7 +511,7 @@ class AsyncCache:
         except Exception as exc:
             self._write_failed("set", exc)
             return count
-        self._writes.success()
+        self._writes_recovered()
         for key, request in stored:
             await self._index_semantic(key, request, ctl, ttl)
         return count + len(stored)
@@ -671,11 +671,8 @@ class AsyncCache:
             found = await self._lookup(key, ctl)
             if found.entry is None and self._by_meaning(found, ctl):
                 found = await self._semantic_lookup(request, key, ctl) or found
-            entry = found.entry
-            if entry is not None:
-                self._count(found)
-                replay = replay_chunks(entry.response, entry.chunks, include_usage=include_usage)
-                return AsyncCachedStream(found.info, replay=replay, include_usage=True)
+            if found.entry is not None:
+                return self._replay(found, include_usage)
             status = found.info.status
         info = CacheInfo(status, key)
 
@@ -710,24 +707,38 @@ class AsyncCache:
             broadcast = AsyncBroadcast(open_stream, on_complete)
         else:
             slot: object = (current_loop(), key)  # unasync: slot: object = key
-            with self._streams_lock:
-                joined = self._streams.get(slot)
-                if joined is not None and not joined.subscribe():
-                    joined = None  # abandoned by its last reader just now: start afresh
-                if joined is None:
-                    broadcast = self._streams[slot] = AsyncBroadcast(open_stream, on_complete)
-                    broadcast.on_finished = lambda: self._stream_ended(slot, broadcast)
-                else:
-                    broadcast = joined
-                    info = CacheInfo("hit", key, None, 0.0)
-                    # counted when the answer is complete (a hit, crediting what it cost),
-                    # or when the stream ends without one (a miss); at once if it is
-                    # complete already (being stored)
-                    if joined.saved is None:
-                        joined.joined.append(info)
-                    else:
-                        self._count(CacheResult(None, info))
-                        self._credit(info, *joined.saved)
+            checked = status == "bypass"  # (the store is skipped: nothing to read again)
+            while True:
+                with self._streams_lock:
+                    joined = self._streams.get(slot)
+                    if joined is not None and not joined.subscribe():
+                        joined = None  # abandoned by its last reader just now
+                    if joined is not None:
+                        broadcast = joined
+                        info = CacheInfo("hit", key, None, 0.0)
+                        # counted when the answer is complete (a hit, crediting what it
+                        # cost), or when the stream ends without one (a miss); at once if it
+                        # is complete already (being stored)
+                        if joined.saved is None:
+                            joined.joined.append(info)
+                        else:
+                            self._count(CacheResult(None, info))
+                            self._credit(info, *joined.saved)
+                        break
+                    if checked:
+                        broadcast = self._streams[slot] = AsyncBroadcast(open_stream, on_complete)
+                        broadcast.on_finished = functools.partial(
+                            self._stream_ended, slot, broadcast
+                        )
+                        break
+                # No identical stream to join: before opening the upstream, read the store
+                # again, as a plain call's leader does. An identical stream may have ended
+                # since this request's lookup, and a stream leaves the live ones only once
+                # its answer is stored.
+                again = await self._lookup(key, ctl)
+                if again.entry is not None:
+                    return self._replay(again, include_usage)
+                checked = True
             if joined is not None:
                 self._coalesced += 1
                 self.metrics.coalesced()
@@ -742,6 +753,14 @@ class AsyncCache:
         )
         await result.prefetch()
         return result
+
+    def _replay(self, found: CacheResult, include_usage: bool) -> AsyncCachedStream:
+        """A stored answer replayed to a streamed request (counted as found)."""
+        entry = found.entry
+        assert entry is not None
+        self._count(found)
+        replay = replay_chunks(entry.response, entry.chunks, include_usage=include_usage)
+        return AsyncCachedStream(found.info, replay=replay, include_usage=True)
 
     def _credit(self, info: CacheInfo, cost: float, tokens: int) -> None:
         """A caller that shared another's stream saved what the stream cost."""
@@ -871,7 +890,7 @@ class AsyncCache:
             except Exception as exc:
                 self._write_failed("lock", exc)
                 return None, None
-            self._writes.success()
+            self._writes_recovered()
             if token is not None:
                 # the holder may have stored the answer just before releasing the lock
                 try:
@@ -1311,7 +1330,7 @@ class AsyncCache:
         except Exception as exc:
             self._write_failed("set", exc)
             return False
-        self._writes.success()
+        self._writes_recovered()
         await self._index_semantic(key, request, ctl, ttl)
         return True
 
@@ -1417,6 +1436,7 @@ class AsyncCache:
         status = getattr(exc, "status_code", None)
         self._semantic_error = type(exc).__name__ + (f" ({status})" if status else "")
         if self._semantic_breaker.failure():
+            self.metrics.semantic_breaker_state(True)
             logger.warning(
                 "the semantic tier failed %d times in a row (%s: %s): misses skip it for %g s",
                 self._semantic_breaker.threshold,
@@ -1428,6 +1448,7 @@ class AsyncCache:
     def _semantic_recovered(self) -> None:
         self._semantic_last = None
         if self._semantic_breaker.success():
+            self.metrics.semantic_breaker_state(False)
             logger.warning("the semantic tier is answering again")
 
     def _count(self, result: CacheResult) -> CacheResult:
@@ -1506,6 +1527,7 @@ class AsyncCache:
         breaker, not the one that skips lookups (a full store still answers them)."""
         self._store_failed(op, exc, trip_breaker=False)
         if not isinstance(exc, StoreBusy) and self._writes.failure():
+            self.metrics.write_breaker_state(self._store_name, True)
             logger.warning(
                 "cache store %s refuses writes (%s: %s): answers are served from it but not"
                 " stored, retried in %s s",
@@ -1514,6 +1536,11 @@ class AsyncCache:
                 exc,
                 self._writes.reset_after,
             )
+
+    def _writes_recovered(self) -> None:
+        if self._writes.success():
+            self.metrics.write_breaker_state(self._store_name, False)
+            logger.warning("cache store %s accepts writes again", self._store_name)
 
     def _renew(self) -> None:
         """Fresh single-flights, live streams and locks: at start, and in a forked child

@@ -26,10 +26,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from deja._async.singleflight import AsyncSingleFlight
+from deja._async.batching import AsyncBatchFlight
 from deja._forks import renew_in_child
-from deja._sync.singleflight import SingleFlight
-from deja.errors import ConfigError
+from deja._sync.batching import BatchFlight
+from deja.errors import ConfigError, ProviderError
 from deja.metrics import Metrics
 from deja.request import Request
 from deja.semantic.decision import (
@@ -57,6 +57,9 @@ if TYPE_CHECKING:
 __all__ = ["Feedback", "SemanticCache", "SemanticLookup", "SemanticMatch"]
 
 _VECTOR_MEMO = 256
+# calls at once of an embedder that takes batches: a few, so that one slow call holds up
+# no other prompt, and under load each call carries what queued meanwhile
+_EMBEDDING_CALLS = 4
 _OLD_STRIKES_FILE = "feedback.json"
 
 
@@ -509,52 +512,89 @@ class SemanticCache:
                 self._vectors.popitem(last=False)
 
     def _renew(self) -> None:
-        """Fresh single-flights and lock: at start, and in a forked child (where a parent's
-        thread that was embedding a text is not)."""
+        """Fresh embedding queues and lock: at start, and in a forked child (where a
+        parent's thread that was embedding a text is not)."""
         self._lock = threading.Lock()
-        self._embedding: SingleFlight[Any] = SingleFlight()
-        self._aembedding: AsyncSingleFlight[Any] = AsyncSingleFlight()
+        # Prompts to embed at once share calls, when the embedder takes batches (a remote
+        # one: fewer requests against its rate limit); one at a time otherwise (the local
+        # model is no faster per text in batches), identical ones always shared.
+        size = getattr(self.embedder, "batch_size", 1)
+        size = size if isinstance(size, int) and size > 1 else 1
+        parallel = None if size == 1 else _EMBEDDING_CALLS
+        self._embedding: BatchFlight[Any] = BatchFlight(
+            self._embed_texts, size=size, parallel=parallel
+        )
+        self._aembedding: AsyncBatchFlight[Any] = AsyncBatchFlight(
+            self._aembed_texts, size=size, parallel=parallel
+        )
 
     def _embed(self, text: str) -> tuple[Any, bool]:
         """``text``'s vector, and whether the embedder was asked for it (not remembered)."""
         vector = self._memo_get(text)
         if vector is not None:
             return vector, False
-        # one call for the threads that ask for the same text at once
-        vector, _ = self._embedding.run(text, lambda: self._embed_now(text))
-        return vector, True
+        return self._embedding.run(text), True
 
-    def _embed_now(self, text: str) -> Any:
-        vector = self._memo_get(text)  # (a call that ended just now may have left it)
-        if vector is None:
-            from deja.semantic.embedders import usable
-
+    def _embed_texts(self, texts: list[str]) -> list[Any]:
+        known, wanted = self._remembered(texts)
+        if wanted:
             started = time.monotonic()
-            vector = usable(self.embedder.embed([text]), f"embedder {self.embedder.id}")[0]
-            self._embedded(time.monotonic() - started)
-            self._memo_put(text, vector)
-        return vector
+            try:
+                vectors = self.embedder.embed(wanted)
+                self._learn(wanted, vectors, time.monotonic() - started, known)
+            except Exception as exc:
+                self._embedding_failed(exc)
+                raise
+        return [known[text] for text in texts]
 
     async def _aembed(self, text: str) -> tuple[Any, bool]:
         """:meth:`_embed` without blocking the event loop."""
         vector = self._memo_get(text)
         if vector is not None:
             return vector, False
-        # one call for the tasks that ask for the same text at once (a burst of one new
-        # prompt: a paid call each, before the answer's single-flight)
-        vector, _ = await self._aembedding.run(text, lambda: self._aembed_now(text))
-        return vector, True
+        return await self._aembedding.run(text), True
 
-    async def _aembed_now(self, text: str) -> Any:
-        vector = self._memo_get(text)
-        if vector is None:
-            from deja.semantic.embedders import usable
-
+    async def _aembed_texts(self, texts: list[str]) -> list[Any]:
+        known, wanted = self._remembered(texts)
+        if wanted:
             started = time.monotonic()
-            vector = usable(await self.embedder.aembed([text]), f"embedder {self.embedder.id}")[0]
-            self._embedded(time.monotonic() - started)
+            try:
+                vectors = await self.embedder.aembed(wanted)
+                self._learn(wanted, vectors, time.monotonic() - started, known)
+            except Exception as exc:
+                self._embedding_failed(exc)
+                raise
+        return [known[text] for text in texts]
+
+    def _remembered(self, texts: list[str]) -> tuple[dict[str, Any], list[str]]:
+        """The vectors of ``texts`` remembered (a call that ended just now may have left
+        some), and the texts to ask the embedder for."""
+        known: dict[str, Any] = {}
+        for text in texts:
+            vector = self._memo_get(text)
+            if vector is not None:
+                known[text] = vector
+        return known, [text for text in texts if text not in known]
+
+    def _learn(self, texts: list[str], matrix: Any, seconds: float, into: dict[str, Any]) -> None:
+        """One embedder call's vectors: checked, reported, remembered, put ``into``."""
+        from deja.semantic.embedders import usable
+
+        matrix = usable(matrix, f"embedder {self.embedder.id}")
+        if len(matrix) != len(texts):
+            raise ProviderError(
+                f"embedder {self.embedder.id} returned {len(matrix)} vectors for {len(texts)} texts"
+            )
+        self._embedded(seconds)
+        for text, row in zip(texts, matrix, strict=True):
+            # a row of its own (a view would keep the whole batch's matrix alive)
+            vector = row.copy() if len(texts) > 1 else row
             self._memo_put(text, vector)
-        return vector
+            into[text] = vector
+
+    def _embedding_failed(self, exc: BaseException) -> None:
+        if self.metrics is not None:
+            self.metrics.embedding_failed(self.embedder.id, type(exc).__name__)
 
     def _embedded(self, seconds: float) -> None:
         """Report one embedder call: its duration and, for a paid embedder, its cost."""
