@@ -715,3 +715,27 @@ def test_a_flapping_store_says_answering_again_once_per_warning(
     said = [r.getMessage() for r in caplog.records]
     assert sum("failed on get" in m for m in said) == 1
     assert sum("answering again" in m for m in said) == 1
+
+
+def test_an_entry_whose_tag_write_failed_is_not_stored_beyond_the_tag_s_reach() -> None:
+    """The entry was written, then its tag failed (a Redis filling up between the two
+    commands): it stayed stored untagged, and invalidating the tag left its answer served."""
+
+    class TagFailsOnce(deja.MemoryStore):
+        failed = False
+
+        def tag(self, tag: str, keys: Any, ttl: float | None) -> None:
+            if not self.failed:
+                self.failed = True
+                raise ConnectionError("OOM command not allowed when used memory > 'maxmemory'")
+            super().tag(tag, keys, ttl)
+
+    cache = deja.Cache(store=TagFailsOnce())
+    tagged = {"tags": ["doc:42"]}
+    up = Upstream()
+    assert cache.fetch(chat_request(), up, control=tagged).info.status == "miss"
+    assert cache.get(chat_request()).info.status == "miss"  # not stored untagged
+    assert cache.fetch(chat_request(), up, control=tagged).info.status == "miss"  # stored now
+    assert cache.get(chat_request()).info.status == "hit"
+    assert cache.delete_tag("doc:42") == 1
+    assert cache.get(chat_request()).info.status == "miss"

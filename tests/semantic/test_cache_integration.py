@@ -1062,3 +1062,16 @@ def test_a_failed_lookup_skips_indexing_its_own_answer_only(embedder: Any) -> No
     assert cache.fetch(asked, chat_response).info.status == "miss"  # healthy now: indexed
     reworded = chat_request("how do i track the delivery of my card")
     assert cache.get(reworded).info.status == "semantic_hit"
+
+
+def test_a_failed_lookup_whose_request_stores_nothing_leaves_no_mark(embedder: Any) -> None:
+    """The failed lookup's key was marked until its next store, whenever that came: a
+    refresh or put long after (the tier healthy again) stored the answer unindexed, and a
+    rewording then missed."""
+    flaky = Scripted(embedder, fail=lambda n: ConnectionError("blip") if n == 1 else None)
+    cache = deja.Cache(semantic=SemanticCache(embedder=flaky), breaker_threshold=5)
+    asked = chat_request("How can I track my card delivery?")
+    assert cache.fetch(asked, chat_response, control={"no-store": True}).info.status == "miss"
+    assert cache.put(asked, chat_response())  # later, the tier healthy
+    reworded = chat_request("how do i track the delivery of my card")
+    assert cache.get(reworded).info.status == "semantic_hit"

@@ -764,3 +764,41 @@ def test_config_rejects_bad_redis_options(tmp_path: Path) -> None:
         parse_config(
             {"caching": {"type": "redis", "sentinel_nodes": ["h:26379"]}}, base_dir=tmp_path
         ).caching.build_store()  # type: ignore[union-attr]
+
+
+def test_a_sync_burst_that_finds_no_free_connection_is_store_busy(
+    redis_server: ValkeyServer,
+) -> None:
+    """The sync standalone pool's own "No connection available" was a plain StoreError:
+    a burst on a healthy server opened the breaker (75% of lookups skipped the store in an
+    audit) where the async cache, gated, reported StoreBusy misses."""
+    import threading
+
+    import deja
+    from deja.errors import StoreBusy
+    from tests.helpers import chat_request
+
+    store = RedisStore(url=redis_server.url, max_connections=1, pool_timeout=0.001)
+    cache = deja.Cache(store=store)
+    errors: list[Exception] = []
+    statuses: dict[str, int] = {}
+    guard = threading.Lock()
+
+    def work() -> None:
+        for _ in range(100):
+            try:
+                store.get("deja:busy")
+            except StoreError as exc:
+                errors.append(exc)
+            status = cache.get(chat_request("busy")).info.status
+            with guard:
+                statuses[status] = statuses.get(status, 0) + 1
+
+    threads = [threading.Thread(target=work) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    store.close()
+    assert errors and all(isinstance(exc, StoreBusy) for exc in errors)
+    assert statuses == {"miss": 1600}  # never skipped ("bypass"): the store is healthy

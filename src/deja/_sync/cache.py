@@ -16,7 +16,6 @@ not look as if it did.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
@@ -218,9 +217,6 @@ class Cache:
         )
         self._semantic_error: str | None = None
         self._semantic_last: BaseException | None = None  # counted once, however shared
-        # keys whose lookup by meaning failed just now: their answer is not embedded again
-        # to be indexed (a failing embedder would cost the miss its timeout twice)
-        self._unindexed: dict[str, bool] = {}
         self._last_warning = float("-inf")
         self._outage_said = False  # a failure was logged since the last "answering again"
         self._renew()  # its calls in flight and locks (renewed in a forked child)
@@ -383,7 +379,7 @@ class Cache:
             return self._count(CacheResult(None, CacheInfo("bypass", key)))
         found = self._lookup(key, ctl)
         if found.entry is None and self._by_meaning(found, ctl):  # (no call on a hit)
-            similar = self._semantic_lookup(request, key, ctl)
+            similar, _ = self._semantic_lookup(request, key, ctl)
             if similar is not None:
                 return self._count(similar)
         return self._count(found)
@@ -502,12 +498,12 @@ class Cache:
         if not encoded or not self._writable():
             return count
         try:
-            self.store.set_many(encoded, ttl)
             tenants: dict[str | None, list[str]] = {}
             for key, request in stored:
                 tenants.setdefault(request.tenant, []).append(key)
             for tenant, keys in tenants.items():  # one tag write per tag, not per entry
-                self._tag(keys, tenant, ctl, ttl)
+                self._tag(keys, tenant, ctl, ttl)  # (first, as for one entry)
+            self.store.set_many(encoded, ttl)
         except Exception as exc:
             self._write_failed("set", exc)
             return count
@@ -589,8 +585,9 @@ class Cache:
         found = self._lookup(key, ctl)
         if found.entry is not None:
             return self._count(found)
+        indexable = True
         if self._by_meaning(found, ctl):
-            similar = self._semantic_lookup(request, key, ctl)
+            similar, indexable = self._semantic_lookup(request, key, ctl)
             if similar is not None:
                 return self._count(similar)
         status = found.info.status
@@ -612,7 +609,7 @@ class Cache:
                     response = call()
                 cost = self.cost(request, response)
                 store_ctl = self.after_response(on_response, response, ctl)
-                self._put(key, request, response, store_ctl, cost=cost)
+                self._put(key, request, response, store_ctl, cost=cost, index=indexable)
             finally:
                 if token is not None:
                     self._unlock(key, token)
@@ -667,10 +664,12 @@ class Cache:
         ctl = self._control(control)
         key = self.key(request, ctl)
         status: CacheStatus = "bypass"
+        indexable = True
         if not ctl.no_cache:
             found = self._lookup(key, ctl)
             if found.entry is None and self._by_meaning(found, ctl):
-                found = self._semantic_lookup(request, key, ctl) or found
+                similar, indexable = self._semantic_lookup(request, key, ctl)
+                found = similar or found
             if found.entry is not None:
                 return self._replay(found, include_usage)
             status = found.info.status
@@ -700,7 +699,7 @@ class Cache:
                     # the answer as it left it, never from the chunks as they came
                     chunks = None
             broadcast.answer = response
-            self._put(key, request, response, store_ctl, cost=cost, chunks=chunks)
+            self._put(key, request, response, store_ctl, cost=cost, chunks=chunks, index=indexable)
 
         joined: Broadcast | None = None
         if ctl.no_cache:
@@ -814,21 +813,22 @@ class Cache:
         would cost an embedding (a paid one, perhaps) and a dead index's timeout."""
         return found.info.status != "bypass" and self.semantic is not None and ctl.semantic
 
-    def _semantic_lookup(self, request: Request, key: str, ctl: CacheControl) -> CacheResult | None:
-        """An exact miss looked up by meaning: the entry of a similar earlier prompt."""
+    def _semantic_lookup(
+        self, request: Request, key: str, ctl: CacheControl
+    ) -> tuple[CacheResult | None, bool]:
+        """An exact miss looked up by meaning: the entry of a similar earlier prompt, if
+        any, and whether the semantic tier answered (``False``: it failed)."""
         semantic = self.semantic
         assert semantic is not None  # callers check
         if not self._semantic_breaker.allow():
-            return None
+            return None, True
         skip: frozenset[str] = frozenset()
         while True:
             try:
                 lookup, _ = self._semantic_inspect(request, ctl, skip)
             except Exception as exc:  # the semantic tier is an optimisation: fail open
                 self._semantic_failed(exc)
-                self._not_indexed(key)
-                return None
-            self._unindexed.pop(key, None)  # (a mark of an earlier, failed lookup)
+                return None, False
             if lookup.embedded:
                 self._semantic_recovered()
             else:  # no text to embed, or a remembered vector: the embedder was not tried
@@ -838,24 +838,24 @@ class Cache:
                 nearest = lookup.best_similarity
                 if nearest is not None and not skip:  # how close misses come: the headroom
                     self.metrics.similarity("near_miss", nearest)
-                return None
+                return None, True
             found = self._lookup(match.key, ctl)
             if found.entry is not None:
                 break
             if found.gone:  # expired or deleted: not a store that failed to answer now,
                 semantic.forget(match.key)  # nor an entry older than this request takes
             elif not found.stale:
-                return None  # the store did not answer: nor would it for the next one
+                return None, True  # the store did not answer: nor would it for the next one
             # the next candidate may be a fresh answer to the same question
             skip |= {match.key}
             if len(skip) >= semantic.top_k:
-                return None
+                return None, True
         self.metrics.similarity("hit", match.similarity)
         info = found.info
         info.status = "semantic_hit"
         info.similarity = match.similarity
         logger.debug("CACHE SEMANTIC HIT key=%s similarity=%.4f", match.key, match.similarity)
-        return found
+        return found, True
 
     def _stored_answer(self, key: str, ctl: CacheControl) -> CacheResult | None:
         """The entry under ``key`` if there is one (another process stored it)."""
@@ -1311,7 +1311,11 @@ class Cache:
         *,
         cost: float,
         chunks: list[dict[str, Any]] | None = None,
+        index: bool = True,
     ) -> bool:
+        """Store an answer (``index``: and give it to the semantic tier; not after this
+        request's own lookup by meaning failed, which would likely fail again, at the
+        price of another embedder timeout)."""
         if ctl.no_store:
             return False
         ttl = kept_for(response, resolve_ttl(ctl.ttl, self.ttl), self._clock())
@@ -1321,13 +1325,16 @@ class Cache:
         if data is None or not self._writable():
             return False
         try:
-            self.store.set(key, data, ttl)
+            # the tags first: an entry whose tag write failed would be stored where
+            # invalidating the tag does not reach it (a tag naming no entry is harmless)
             self._tag([key], request.tenant, ctl, ttl)
+            self.store.set(key, data, ttl)
         except Exception as exc:
             self._write_failed("set", exc)
             return False
         self._writes_recovered()
-        self._index_semantic(key, request, ctl, ttl)
+        if index:
+            self._index_semantic(key, request, ctl, ttl)
         return True
 
     def _encoded(
@@ -1390,10 +1397,7 @@ class Cache:
         self, key: str, request: Request, ctl: CacheControl, ttl: float | None
     ) -> None:
         """Give the semantic tier the stored entry ``key`` of ``request``."""
-        failed_just_now = self._unindexed.pop(key, False)
         if self.semantic is None or not ctl.semantic or self._semantic_breaker.is_open:
-            return
-        if failed_just_now:
             return
         if not self._semantic_loaded:
             self._load_semantic()
@@ -1416,13 +1420,6 @@ class Cache:
         times in a row; it is tried again after a while), or ``None``: the error's kind
         (and status), not its text, which may name an account or a key."""
         return self._semantic_error if self._semantic_breaker.resting else None
-
-    def _not_indexed(self, key: str) -> None:
-        unindexed = self._unindexed
-        unindexed[key] = True
-        if len(unindexed) > 1024:  # bounded: the oldest go (their answers are indexed)
-            with contextlib.suppress(StopIteration, KeyError, RuntimeError):
-                del unindexed[next(iter(unindexed))]
 
     def _semantic_failed(self, exc: BaseException) -> None:
         self._store_failed("semantic", exc, trip_breaker=False)

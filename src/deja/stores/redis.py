@@ -166,7 +166,9 @@ class _Settings:
 class _ThreadGate:
     """At most ``limit`` sync operations at once; a wait longer than ``timeout`` fails.
 
-    For pools that raise instead of waiting when exhausted (cluster nodes, Sentinel).
+    For pools that raise instead of waiting when exhausted (cluster nodes, Sentinel), and
+    in front of the standalone pool, whose own "No connection available" would read as
+    the store failing (a burst is no outage: :class:`~deja.errors.StoreBusy`).
     """
 
     def __init__(self, limit: int, timeout: float) -> None:
@@ -175,7 +177,7 @@ class _ThreadGate:
 
     def __enter__(self) -> None:
         if not self._slots.acquire(timeout=self._timeout):
-            raise StoreError(f"no redis connection free within {self._timeout:g} s")
+            raise StoreBusy(f"no redis connection free within {self._timeout:g} s")
 
     def __exit__(self, *exc_info: object) -> None:
         self._slots.release()
@@ -577,7 +579,7 @@ def _sync_ops(s: _Settings) -> RedisOps:
                 retry=no_retry,
                 **pool_kwargs,
             )
-        return RedisOps(redis.Redis.from_pool(pool))
+        return RedisOps(redis.Redis.from_pool(pool), gate=_ThreadGate(limit, s.pool_timeout))
     gate = _ThreadGate(limit, s.pool_timeout)
     if s.mode == "cluster":
         cluster_kwargs = {**kwargs, "max_connections": limit, "retry": no_retry}
