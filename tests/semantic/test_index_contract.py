@@ -227,3 +227,20 @@ def test_strikes_survive_save_and_load(make_index: MakeIndex, tmp_path: Path) ->
     loaded.load(tmp_path / "ix")
     assert {n.id: n.strikes for n in loaded.search(basis(0), scope="s", k=2)} == {"x": 1, "y": 0}
     assert loaded.strike("x", 1) == 2
+
+
+def test_rejects_a_vector_that_is_not_a_number(make_index: MakeIndex) -> None:
+    """An index fed directly (not through the semantic tier, which checks its embedder's
+    vectors) kept NaN vectors, which match nothing and spoil a graph's walk."""
+    index = make_index()
+    nan = basis(0).copy()
+    nan[1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        index.add("x", nan, scope="s")
+    with pytest.raises(ValueError, match="NaN"):
+        index.add("y", np.full(8, np.inf, dtype=np.float32), scope="s")
+    assert len(index) == 0
+    index.add("z", basis(0), scope="s")
+    with pytest.raises(ValueError, match="NaN"):
+        index.search(nan, scope="s")
+    assert [n.id for n in index.search(basis(0), scope="s")] == ["z"]

@@ -275,3 +275,16 @@ def test_a_viewed_graph_survives_a_save_that_renumbers_the_files(tmp_path: Path)
     loaded.add("b80", v[160], scope="b")  # first write to the viewed graph of "b"
     assert loaded.search(v[160], scope="b", k=1)[0].id == "b80"
     assert loaded.search(v[100], scope="b", k=1)[0].id == "b20"
+
+
+def test_a_bulk_load_with_a_nan_vector_adds_nothing() -> None:
+    import numpy as np
+
+    from deja.semantic.index import InProcessIndex
+
+    index = InProcessIndex(dim=4)
+    vectors = np.eye(4, dtype=np.float32)[:3].copy()
+    vectors[2, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        index.add_many(["a", "b", "c"], vectors, scope="s")
+    assert len(index) == 0

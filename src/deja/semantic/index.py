@@ -190,6 +190,22 @@ class VectorIndex(Protocol):
         ...
 
 
+def checked_vector(vector: Any, dim: int) -> Any:
+    """``vector`` as a flat float32 array of ``dim`` values; :class:`ValueError` for another
+    size, or for a NaN or infinite value (such a vector matches nothing, or anything, and
+    spoils a graph's walk): every index refuses them, whoever embedded them."""
+    vec = np.asarray(vector, dtype=np.float32).reshape(-1)
+    if vec.shape[0] != dim:
+        raise ValueError(f"expected a {dim}-d vector, got {vec.shape[0]}-d")
+    _finite(vec)
+    return vec
+
+
+def _finite(values: Any) -> None:
+    if not np.isfinite(values).all():
+        raise ValueError("the vector holds NaN or infinite values")
+
+
 def _in_scope(scope: str, root: str) -> bool:
     return scope == root or scope.startswith(root + "/")
 
@@ -427,6 +443,8 @@ class InProcessIndex:
         texts = payloads if payloads is not None else [None] * len(ids)
         if len(texts) != len(ids):
             raise ValueError("payloads must have one item per id")
+        vectors = np.asarray(vectors, dtype=np.float32)
+        _finite(vectors)
         with self._lock:
             now = self._stamp()
             metas = [_Meta(scope, expires, text, added=now) for text in texts]
@@ -1177,10 +1195,7 @@ class InProcessIndex:
     # -- internals --------------------------------------------------------------------
 
     def _vector(self, vector: Any) -> Any:
-        vec = np.asarray(vector, dtype=np.float32).reshape(-1)
-        if vec.shape[0] != self._dim:
-            raise ValueError(f"expected a {self._dim}-d vector, got {vec.shape[0]}-d")
-        return vec
+        return checked_vector(vector, self._dim)
 
     def _grow(self, s: _Scope, capacity: int) -> None:
         n = len(s.ids)

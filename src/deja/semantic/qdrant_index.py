@@ -52,7 +52,7 @@ from typing import Any
 
 from deja.errors import ConfigError, MissingDependencyError, StoreError
 from deja.semantic._deps import np
-from deja.semantic.index import Neighbor
+from deja.semantic.index import Neighbor, checked_vector
 
 __all__ = ["QdrantIndex"]
 
@@ -245,12 +245,7 @@ class QdrantIndex:
             return self._connect()
 
     def _vector(self, vector: Any) -> list[float]:
-        vec = np.asarray(vector, dtype=np.float32).reshape(-1)
-        if vec.shape[0] != self._dim:
-            raise ValueError(f"expected a {self._dim}-d vector, got {vec.shape[0]}-d")
-        if not np.isfinite(vec).all():
-            raise ValueError("the vector holds NaN or infinite values")
-        values: list[float] = vec.tolist()
+        values: list[float] = checked_vector(vector, self._dim).tolist()
         return values
 
     def _point(

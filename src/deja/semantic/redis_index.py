@@ -60,7 +60,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from deja.errors import ConfigError, DejaError, MissingDependencyError, StoreError
-from deja.semantic.index import Neighbor
+from deja.semantic.index import Neighbor, checked_vector
 
 __all__ = ["RedisVectorIndex", "escape_tag", "tag_value"]
 
@@ -599,12 +599,7 @@ class RedisVectorIndex:
     # -- internals ----------------------------------------------------------------------
 
     def _blob(self, vector: Any) -> bytes:
-        from deja.semantic._deps import np
-
-        vec = np.asarray(vector, dtype="<f4").reshape(-1)
-        if vec.shape[0] != self._dim:
-            raise ValueError(f"expected a {self._dim}-d vector, got {vec.shape[0]}-d")
-        return bytes(vec.tobytes())
+        return bytes(checked_vector(vector, self._dim).astype("<f4", copy=False).tobytes())
 
     def _unblob(self, blob: Any) -> Any:
         from deja.semantic._deps import np
