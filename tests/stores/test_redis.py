@@ -802,3 +802,21 @@ def test_a_sync_burst_that_finds_no_free_connection_is_store_busy(
     store.close()
     assert errors and all(isinstance(exc, StoreBusy) for exc in errors)
     assert statuses == {"miss": 1600}  # never skipped ("bypass"): the store is healthy
+
+
+async def test_a_restarted_server_is_answered_on_fresh_connections(tmp_path: Path) -> None:
+    """Every pooled connection was stale after a restart and failed once: a lookup served
+    as a miss (a breaker strike), an admin delete raised StoreError although the server
+    answered. A closed connection is replaced and the command sent once more."""
+    with redis_servers.running(redis_servers.start_standalone(tmp_path)) as server:
+        store = RedisStore(url=server.url)
+        await asyncio.gather(*(store.aset(f"k{i}", b"v", 60) for i in range(8)))  # 8 pooled
+        store.set("k", b"v", 60)
+        server.restart()  # (persistence is off: the data is gone, the connections stale)
+        assert await asyncio.gather(*(store.aget(f"k{i}") for i in range(8))) == [None] * 8
+        assert store.get("k") is None
+        await store.aset("k", b"again", 60)
+        server.restart()
+        assert await store.adelete("k") is False
+        assert store.delete("k") is False
+        await store.aclose()

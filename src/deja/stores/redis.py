@@ -13,9 +13,11 @@ constructor. The commands are in :mod:`deja._async.redis_ops` (and its generated
 twin); this module owns the settings, builds the clients and hands each call to them.
 
 A cache must never be slower than having no cache, so the defaults are strict: 100 ms
-per operation, 250 ms to connect, no retries (a dead server costs one timeout per call,
-and the cache façade's circuit breaker stops even that after a few failures), and a
-bounded connection pool that waits at most ``pool_timeout`` for a free connection.
+per operation, 250 ms to connect, no retries of a command that timed out (a dead server
+costs one timeout per call, and the cache façade's circuit breaker stops even that after
+a few failures), and a bounded connection pool that waits at most ``pool_timeout`` for a
+free connection. A command whose pooled connection turns out closed (the server restarted,
+or failed over behind Sentinel) is sent once more on a new one.
 """
 
 from __future__ import annotations
@@ -242,8 +244,11 @@ class RedisStore:
     Limits: ``op_timeout`` (seconds per command, default 0.1), ``connect_timeout`` (0.25),
     ``max_connections`` (50 per process and event loop; on a cluster, per node), and
     ``pool_timeout``, the longest wait for a free connection (default: ``connect_timeout``).
-    redis-py's retries are disabled: the cache façade's fail-open and circuit breaker deal
-    with failures, and a retry would only double the cost of a dead server.
+    A command that times out is not retried: the cache façade's fail-open and circuit
+    breaker deal with failures, and a retry would only double the cost of a dead server. A
+    command whose connection was closed is sent once more on a fresh one (standalone and
+    Sentinel): after a restart every pooled connection is stale, and each failed once (a
+    lookup served as a miss, a delete raised ``StoreError`` on a server that answers).
     ``client_name`` is sent with CLIENT SETNAME, so ``CLIENT LIST`` shows deja's
     connections.
 
@@ -563,20 +568,22 @@ def _sync_ops(s: _Settings) -> RedisOps:
     from deja._sync.redis_ops import RedisOps
 
     no_retry = Retry(NoBackoff(), 0)
+    # once more on a fresh connection when a pooled one was closed; a timeout is not retried
+    reconnect = Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,))
     kwargs = s.connection_kwargs()
     limit = s.max_connections
     if s.mode == "standalone":
         pool_kwargs = {**kwargs, "max_connections": limit, "timeout": s.pool_timeout}
         pool: redis.BlockingConnectionPool
         if s.url is not None:
-            pool = redis.BlockingConnectionPool.from_url(s.url, retry=no_retry, **pool_kwargs)
+            pool = redis.BlockingConnectionPool.from_url(s.url, retry=reconnect, **pool_kwargs)
         else:
             pool = redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
                 host=s.host,
                 port=s.port,
                 db=s.db,
                 connection_class=redis.SSLConnection if s.tls else redis.Connection,
-                retry=no_retry,
+                retry=reconnect,
                 **pool_kwargs,
             )
         return RedisOps(redis.Redis.from_pool(pool), gate=_ThreadGate(limit, s.pool_timeout))
@@ -604,7 +611,7 @@ def _sync_ops(s: _Settings) -> RedisOps:
     sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
         list(s.sentinels),
         sentinel_kwargs={**s.sentinel_kwargs(), "retry": no_retry},
-        retry=no_retry,
+        retry=reconnect,
         **kwargs,
     )
     master = sentinel.master_for(  # type: ignore[no-untyped-call]
@@ -624,6 +631,7 @@ def _async_ops(s: _Settings) -> AsyncRedisOps:
     from deja._async.redis_ops import AsyncRedisOps
 
     no_retry = Retry(NoBackoff(), 0)
+    reconnect = Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,))
     kwargs = s.connection_kwargs()
     limit = s.max_connections
     if s.mode == "standalone":
@@ -634,7 +642,7 @@ def _async_ops(s: _Settings) -> AsyncRedisOps:
         pool_kwargs = {**kwargs, "max_connections": limit}
         pool: redis.asyncio.ConnectionPool
         if s.url is not None:
-            pool = redis.asyncio.ConnectionPool.from_url(s.url, retry=no_retry, **pool_kwargs)
+            pool = redis.asyncio.ConnectionPool.from_url(s.url, retry=reconnect, **pool_kwargs)
         else:
             pool = redis.asyncio.ConnectionPool(
                 host=s.host,
@@ -643,7 +651,7 @@ def _async_ops(s: _Settings) -> AsyncRedisOps:
                 connection_class=(
                     redis.asyncio.SSLConnection if s.tls else redis.asyncio.Connection
                 ),
-                retry=no_retry,
+                retry=reconnect,
                 **pool_kwargs,
             )
         return AsyncRedisOps(
@@ -671,7 +679,7 @@ def _async_ops(s: _Settings) -> AsyncRedisOps:
     sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
         list(s.sentinels),
         sentinel_kwargs={**s.sentinel_kwargs(), "retry": no_retry},
-        retry=no_retry,
+        retry=reconnect,
         **kwargs,
     )
     master = sentinel.master_for(s.service_name or "", db=s.db, max_connections=limit)
