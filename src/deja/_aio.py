@@ -9,7 +9,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-__all__ = ["current_loop", "kept", "later", "off_loop", "uncancelled", "wait_event"]
+__all__ = ["current_loop", "kept", "later", "off_loop", "uncancelled", "wait_event", "within"]
 
 T = TypeVar("T")
 
@@ -90,3 +90,14 @@ async def off_loop(work: Callable[[], T], size: int, *, threshold: int = OFFLOAD
     """``work()`` over ``size`` items (or bytes): in a thread when there are enough of them
     to hold the event loop up (2,048 embeddings: ~0.8 s of encoding), else right here."""
     return await asyncio.to_thread(work) if size >= threshold else work()
+
+
+async def within(work: Awaitable[T], seconds: float | None, otherwise: T) -> T:
+    """``work``'s result, or ``otherwise`` when it takes longer than ``seconds`` (it is
+    cancelled then; ``None``: no bound)."""
+    if seconds is None:
+        return await work
+    try:
+        return await asyncio.wait_for(work, seconds)
+    except TimeoutError:
+        return otherwise

@@ -1075,3 +1075,21 @@ def test_a_failed_lookup_whose_request_stores_nothing_leaves_no_mark(embedder: A
     assert cache.put(asked, chat_response())  # later, the tier healthy
     reworded = chat_request("how do i track the delivery of my card")
     assert cache.get(reworded).info.status == "semantic_hit"
+
+
+async def test_a_slow_embedder_does_not_outlast_the_caller_s_own_timeout(embedder: Any) -> None:
+    """A call allowed 1 s took 5 s behind a hung remote embedder (its own timeout): the
+    lookup by meaning is bounded by the caller's timeout, and the call is a miss."""
+    import time
+
+    slow = Scripted(embedder, delay=5.0)
+    cache = deja.AsyncCache(semantic=SemanticCache(embedder=slow))
+
+    async def answer() -> Any:
+        return chat_response()
+
+    started = time.monotonic()
+    result = await cache.fetch(chat_request("a new question"), answer, timeout=0.3)
+    assert result.info.status == "miss"
+    assert time.monotonic() - started < 2.5  # not the embedder's 5 s
+    assert slow.calls == [1]  # (not asked again to index the answer: it would wait again)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 
 from deja import _aio
-from deja._aio import current_loop, off_loop  # unasync:
+from deja._aio import current_loop, off_loop, within  # unasync:
 from deja._async.singleflight import AsyncSingleFlight, WaitExpired
 from deja._async.streams import AsyncBroadcast, AsyncCachedStream, OpenStream
 from deja._embedding_items import batch_lock_name
@@ -564,7 +564,10 @@ class AsyncCache:
         its wait for an identical call in flight (then
         :class:`~deja.errors.UpstreamTimeoutError`); a leader's
         ``UpstreamTimeoutError`` reaches only the callers that allowed no more time than
-        it did, and one of the others calls again.
+        it did, and one of the others calls again. In the async cache it also bounds the
+        lookup by meaning: an embedder slower than that (hung, say, up to its own timeout)
+        makes this call a miss, not a longer call (its answer is not indexed: that would
+        wait for the embedder again).
         ``on_response(response)``, if given, runs on a fresh answer before it is stored and
         may return new cache options for storing it (more tags, another TTL, no-store; not
         another namespace, which would be another key): the proxy's post-LLM hooks.
@@ -587,7 +590,9 @@ class AsyncCache:
             return self._count(found)
         indexable = True
         if self._by_meaning(found, ctl):
-            similar, indexable = await self._semantic_lookup(request, key, ctl)
+            sought = self._semantic_lookup(request, key, ctl)
+            sought = within(sought, timeout, (None, False))  # unasync:
+            similar, indexable = await sought
             if similar is not None:
                 return self._count(similar)
         status = found.info.status

@@ -564,7 +564,10 @@ class Cache:
         its wait for an identical call in flight (then
         :class:`~deja.errors.UpstreamTimeoutError`); a leader's
         ``UpstreamTimeoutError`` reaches only the callers that allowed no more time than
-        it did, and one of the others calls again.
+        it did, and one of the others calls again. In the async cache it also bounds the
+        lookup by meaning: an embedder slower than that (hung, say, up to its own timeout)
+        makes this call a miss, not a longer call (its answer is not indexed: that would
+        wait for the embedder again).
         ``on_response(response)``, if given, runs on a fresh answer before it is stored and
         may return new cache options for storing it (more tags, another TTL, no-store; not
         another namespace, which would be another key): the proxy's post-LLM hooks.
@@ -587,7 +590,9 @@ class Cache:
             return self._count(found)
         indexable = True
         if self._by_meaning(found, ctl):
-            similar, indexable = self._semantic_lookup(request, key, ctl)
+            sought = self._semantic_lookup(request, key, ctl)
+
+            similar, indexable = sought
             if similar is not None:
                 return self._count(similar)
         status = found.info.status
