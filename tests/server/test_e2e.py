@@ -477,7 +477,13 @@ def test_several_workers_in_memory_store_figures_add_up_and_never_go_down(
                         evictions = float(line.split()[-1])
                 return entries, evictions
 
+            # a worker writes its figures when it answers a scrape and every 5 s: the
+            # scrapes may all reach the other one, so the sum may lag for up to 5 s
             seen = [figures() for _ in range(12)]
+            deadline = time.monotonic() + 15
+            while sum(seen[-1]) != 40 and time.monotonic() < deadline:
+                time.sleep(0.5)
+                seen.append(figures())
             evictions = [e for _, e in seen]
             assert evictions == sorted(evictions), evictions  # a counter: never down
             # both workers' figures: 40 answers stored, 5 kept by each that took some
