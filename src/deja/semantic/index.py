@@ -206,6 +206,14 @@ def _finite(values: Any) -> None:
         raise ValueError("the vector holds NaN or infinite values")
 
 
+def _similarities(rows: Any, query: Any) -> Any:
+    """The dot product of each row with ``query`` (cosine similarities of unit vectors), on
+    the calling thread: a matrix product would go to BLAS, whose threads stall behind
+    whatever else the process runs on busy cores (an exact scan of 5,000 rows took 8-10 ms
+    beside the embedder's threads instead of 0.3 ms; a single thread is as fast here)."""
+    return np.einsum("ij,j->i", rows, query)
+
+
 def _in_scope(scope: str, root: str) -> bool:
     return scope == root or scope.startswith(root + "/")
 
@@ -1255,7 +1263,7 @@ class InProcessIndex:
 
     def _search_exact(self, s: _Scope, query: Any, k: int, now: float) -> list[tuple[str, float]]:
         n = len(s.ids)
-        sims = s.matrix[:n] @ query
+        sims = _similarities(s.matrix[:n], query)
         expired = s.expires[:n] <= now
         if expired.any():
             sims = np.where(expired, -np.inf, sims)
@@ -1289,7 +1297,7 @@ class InProcessIndex:
                 ids.append(id)
         if not ids:
             return []
-        similarities = (s.matrix[[s.row_of[id] for id in ids]] @ query).tolist()
+        similarities = _similarities(s.matrix[[s.row_of[id] for id in ids]], query).tolist()
         ranked = sorted(zip(ids, similarities, strict=True), key=lambda pair: -pair[1])
         return ranked[:k]
 
