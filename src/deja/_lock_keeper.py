@@ -31,8 +31,10 @@ class _Keeper:
     def __init__(self, locking: Locking | None, name: str, token: str | None, ttl: float):
         # a store that cannot extend its locks: its lock just expires after ttl
         extending: object = locking
+        # (the token first: a runtime Protocol check costs ~7 us, a miss's fifth of deja's
+        # own work, and without a lock held there is nothing to extend)
         self._locking: LockExtending | None = (
-            extending if isinstance(extending, LockExtending) and token is not None else None
+            extending if token is not None and isinstance(extending, LockExtending) else None
         )
         self._name = name
         self._token = token or ""
