@@ -1440,3 +1440,39 @@ def test_callers_changing_their_chunks_change_nothing_stored_or_replayed() -> No
     assert "".join(replayed) == '{"a":1}'
     hit = stored.get(chat_request())
     assert hit is not None and hit.response["usage"]["prompt_tokens"] == 5
+
+
+def test_a_replay_is_made_chunk_by_chunk_after_its_record_is_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 2,000-chunk answer's first chunk waited for every other to be built (~4 ms); a
+    broken record is still refused before the first chunk goes out."""
+    import deja.streaming as streaming
+
+    envelope = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    deltas = [{"role": "assistant", "content": ""}] + [{"content": f"w{i} "} for i in range(2000)]
+    stream = [
+        {**envelope, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas
+    ]
+    stream.append({**envelope, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    assembler = assemble(stream)
+    made = 0
+    real = streaming._replay_choice
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal made
+        made += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(streaming, "_replay_choice", counting)
+    replay = streaming.iter_replay_chunks(
+        assembler.response(), assembler.chunks(), include_usage=False
+    )
+    first = next(replay)
+    assert made == 1 and first["choices"][0]["delta"]["role"] == "assistant"
+    assert len(list(replay)) + 1 == len(
+        replay_chunks(assembler.response(), assembler.chunks(), include_usage=False)
+    )
+    broken = [*assembler.chunks()[:1500], "not a chunk"]
+    with pytest.raises(StreamFormatError):
+        streaming.iter_replay_chunks(assembler.response(), broken, include_usage=False)

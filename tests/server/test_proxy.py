@@ -418,3 +418,39 @@ async def test_the_semantic_index_is_loaded_before_the_first_request(
         "lifespan.startup.complete",
         "lifespan.shutdown.complete",
     ]
+
+
+async def test_a_replayed_answer_is_sent_a_few_dozen_events_to_a_message() -> None:
+    """A 2,000-chunk replay went out one message per chunk without a pause: every other
+    request of the worker waited for all of it. The first event goes at once, then
+    batches, the event loop free between them; the bytes are the same."""
+    import asyncio
+
+    from deja._async.streams import AsyncCachedStream
+    from deja.result import CacheInfo
+    from deja.server.app import _REPLAY_EVENTS, _send_replay
+    from deja.streaming import sse_event
+
+    chunks = [
+        {"id": "c", "choices": [{"index": 0, "delta": {"content": f"w{i}"}}]} for i in range(70)
+    ]
+    sent: list[bytes] = []
+    turns = 0
+
+    async def send(message: dict[str, object]) -> None:
+        assert message["more_body"] is True
+        sent.append(message["body"])  # type: ignore[arg-type]
+
+    async def other_request() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    ticking = asyncio.ensure_future(other_request())
+    await asyncio.sleep(0)
+    await _send_replay(send, AsyncCachedStream(CacheInfo("hit", "k"), replay=chunks))
+    ticking.cancel()
+    assert [body.count(b"data: ") for body in sent] == [1, _REPLAY_EVENTS, _REPLAY_EVENTS, 5]
+    assert b"".join(sent) == b"".join(sse_event(chunk) for chunk in chunks)
+    assert turns >= 3  # the other request ran between the messages

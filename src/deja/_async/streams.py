@@ -17,7 +17,7 @@ import asyncio
 import functools
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from deja._aio import current_loop, kept, later, uncancelled  # unasync: from deja._aio import later
@@ -220,7 +220,7 @@ class AsyncCachedStream:
         info: CacheInfo,
         *,
         broadcast: AsyncBroadcast | None = None,
-        replay: Sequence[Mapping[str, Any]] | None = None,
+        replay: Iterable[Mapping[str, Any]] | None = None,
         include_usage: bool = False,
         copy_chunks: bool = True,
         subscribed: bool = False,
@@ -229,12 +229,18 @@ class AsyncCachedStream:
         self._loop = current_loop() if broadcast is not None else None  # unasync: self._loop = None
         self._copy = copy_chunks and broadcast is not None
         self._broadcast = broadcast
-        self._replay = replay
+        self._replay = iter(replay) if replay is not None else None
         self._include_usage = include_usage
         self._index = 0
         self._closed = False
         if broadcast is not None and not subscribed:  # (the cache subscribes joiners itself)
             broadcast.subscribe()
+
+    @property
+    def replayed(self) -> bool:
+        """Whether this is a stored answer replayed (every chunk at hand at once), not a
+        live stream (chunks as the upstream sends them)."""
+        return self._replay is not None
 
     async def prefetch(self) -> None:
         """Wait for the first chunk, so that an upstream error is raised now, not later."""
@@ -253,10 +259,11 @@ class AsyncCachedStream:
             if self._closed:
                 raise StopAsyncIteration
             if self._replay is not None:
-                if self._index >= len(self._replay):
+                recorded = next(self._replay, None)
+                if recorded is None:
                     await self.aclose()
                     raise StopAsyncIteration
-                chunk: Chunk | None = dict(self._replay[self._index])
+                chunk: Chunk | None = dict(recorded)
             else:
                 assert self._broadcast is not None  # one of replay and broadcast is set
                 try:

@@ -61,7 +61,7 @@ from deja.request import Request
 from deja.result import CacheInfo, CacheResult, CacheStats, CacheStatus
 from deja.semantic.scope import builder_context
 from deja.stores.base import Locking, SharedValues, Store, TagIndex, locking_of, validate_ttl
-from deja.streaming import StreamAssembler, StreamFormatError, replay_chunks
+from deja.streaming import StreamAssembler, StreamFormatError, iter_replay_chunks
 
 if TYPE_CHECKING:
     from deja.prices import PriceTable
@@ -440,8 +440,9 @@ class Cache:
         self.metrics.lookup_seconds(self._store_name, elapsed)
 
         # a large batch (2,048 embeddings: ~0.7 s of decompressing and parsing) is read in
-        # a thread, its responses parsed there too, so the event loop goes on serving; it
-        # is not memoised (the memo is the loop's)
+        # a thread, its responses parsed there too, so the event loop goes on serving; the
+        # thread reads the memo, and what it decoded is memoised back on the loop (the
+        # memo is the loop's: a repeated 256-input batch decoded every vector again)
         big = False
 
         def examine_all() -> list[tuple[CacheResult, EntryDecodeError | None]]:
@@ -455,9 +456,14 @@ class Cache:
 
         examined = examine_all()
         results = []
-        for key, (result, corrupt) in zip(keys, examined, strict=True):
+        memo = self._memo if big else None
+        for key, data, (result, corrupt) in zip(keys, values, examined, strict=True):
             if corrupt is not None:
                 self._discard(key, corrupt)
+            elif memo is not None and result.entry is not None and data is not None:
+                remembered = memo.get(key)
+                if remembered is None or remembered[0] is not data:
+                    self._remember(memo, key, data, result.entry)
             results.append(result)
         return results
 
@@ -763,7 +769,7 @@ class Cache:
         entry = found.entry
         assert entry is not None
         self._count(found)
-        replay = replay_chunks(entry.response, entry.chunks, include_usage=include_usage)
+        replay = iter_replay_chunks(entry.response, entry.chunks, include_usage=include_usage)
         return CachedStream(found.info, replay=replay, include_usage=True)
 
     def _credit(self, info: CacheInfo, cost: float, tokens: int) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from deja._aio import later
@@ -219,7 +219,7 @@ class CachedStream:
         info: CacheInfo,
         *,
         broadcast: Broadcast | None = None,
-        replay: Sequence[Mapping[str, Any]] | None = None,
+        replay: Iterable[Mapping[str, Any]] | None = None,
         include_usage: bool = False,
         copy_chunks: bool = True,
         subscribed: bool = False,
@@ -228,12 +228,18 @@ class CachedStream:
         self._loop = None
         self._copy = copy_chunks and broadcast is not None
         self._broadcast = broadcast
-        self._replay = replay
+        self._replay = iter(replay) if replay is not None else None
         self._include_usage = include_usage
         self._index = 0
         self._closed = False
         if broadcast is not None and not subscribed:  # (the cache subscribes joiners itself)
             broadcast.subscribe()
+
+    @property
+    def replayed(self) -> bool:
+        """Whether this is a stored answer replayed (every chunk at hand at once), not a
+        live stream (chunks as the upstream sends them)."""
+        return self._replay is not None
 
     def prefetch(self) -> None:
         """Wait for the first chunk, so that an upstream error is raised now, not later."""
@@ -252,10 +258,11 @@ class CachedStream:
             if self._closed:
                 raise StopIteration
             if self._replay is not None:
-                if self._index >= len(self._replay):
+                recorded = next(self._replay, None)
+                if recorded is None:
                     self.close()
                     raise StopIteration
-                chunk: Chunk | None = dict(self._replay[self._index])
+                chunk: Chunk | None = dict(recorded)
             else:
                 assert self._broadcast is not None  # one of replay and broadcast is set
                 try:
