@@ -109,8 +109,9 @@ class DiskStore(SyncStore, SyncTagIndex):
     writes its count). ``clock`` gives wall-clock seconds for expiry; pass
     :class:`deja.testing.FakeClock` in tests.
 
-    The async methods run the sync ones in a worker thread, so they never block the loop.
-    After :meth:`close` the store reopens on next use.
+    The async methods run the sync ones in a worker thread, so they never block the loop,
+    but for a single read under the default policy (see :meth:`aget`). After :meth:`close`
+    the store reopens on next use.
     """
 
     name = "disk"
@@ -159,6 +160,15 @@ class DiskStore(SyncStore, SyncTagIndex):
         with _backend_errors("get"):
             raw = self._values().get(key)
         return None if raw is None else self._unframe(raw)
+
+    async def aget(self, key: str) -> bytes | None:
+        """:meth:`get` on the calling thread when a read writes nothing (the default
+        least-recently-stored policy) and the store is open: a SQLite read in WAL mode
+        waits for no writer, and costs less than a hop to a worker thread (an async hit:
+        ~60-150 us with the hop, ~15 us without); in a worker thread otherwise."""
+        if self._cache is not None and self._eviction_policy == "least-recently-stored":
+            return self.get(key)
+        return await super().aget(key)
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         """Store ``value`` under ``key`` for ``ttl`` seconds (``None``: no expiry)."""
