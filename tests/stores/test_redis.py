@@ -8,6 +8,7 @@ own clock. The TTL tests here use short real TTLs instead.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -820,3 +821,72 @@ async def test_a_restarted_server_is_answered_on_fresh_connections(tmp_path: Pat
         assert await store.adelete("k") is False
         assert store.delete("k") is False
         await store.aclose()
+
+
+async def test_only_commands_that_may_run_twice_are_sent_again_after_a_closed_connection() -> None:
+    """The connection may die after the server ran a command, its reply lost: sent again,
+    a lock taken by the first run was found taken (the lock orphaned for its TTL), a tag
+    record dropped by the first run was found empty (delete_tag reported 0 and left the
+    answers served). Reads and writes of values are sent again; those two raise."""
+    from redis.exceptions import ConnectionError as Closed
+
+    from deja._async.redis_ops import AsyncRedisOps
+
+    class RanThenClosed:
+        """Runs each command, then loses the first reply of each kind."""
+
+        def __init__(self) -> None:
+            self.data: dict[str, object] = {}
+            self.failed: set[str] = set()
+            self.calls: list[str] = []
+
+        def _lose_first(self, name: str) -> None:
+            self.calls.append(name)
+            if name not in self.failed:
+                self.failed.add(name)
+                raise Closed("Connection closed by server.")
+
+        async def get(self, key: str) -> object:
+            value = self.data.get(key)
+            self._lose_first("get")
+            return value
+
+        async def set(self, key: str, value: object, px: object = None, nx: bool = False) -> object:
+            if nx and key in self.data:
+                return None
+            self.data[key] = value
+            self._lose_first("set-nx" if nx else "set")
+            return True
+
+        async def eval(self, script: str, numkeys: int, *args: object) -> object:
+            self._lose_first("eval")
+            return []
+
+    client = RanThenClosed()
+    ops = AsyncRedisOps(client)  # type: ignore[arg-type]
+    await ops.aset("k", b"v", None)
+    assert await ops.aget("k") == b"v"
+    with pytest.raises(StoreError):
+        await ops.alock("lock", ttl=30)
+    with pytest.raises(StoreError):
+        await ops.adrop("tag")
+    assert client.calls == ["set", "set", "get", "get", "set-nx", "eval"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_while_a_thread_holds_a_connection_slot_can_use_the_store(
+    tmp_path: Path,
+) -> None:
+    """The sync gate's slots held by a parent's threads at the fork were never given back
+    in the child: with one connection, every child read raised StoreBusy for ever."""
+    import threading
+
+    from tests.helpers import finishes_in_a_fork_during
+
+    with redis_servers.running(redis_servers.start_standalone(tmp_path)) as server:
+        store = RedisStore(url=server.url, max_connections=1, **ROOMY)
+        store.set("k", b"v", 60)
+        server.pause()  # the parent's read holds its slot until the server answers
+        threading.Timer(0.4, server.resume).start()
+        assert finishes_in_a_fork_during(lambda: store.get("k"), lambda: store.get("k"))
+        store.close()

@@ -30,21 +30,25 @@ cache façade turns those into misses.
 
 from __future__ import annotations
 
+import functools
 import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, TypeVar
 
 import redis.asyncio
 import redis.asyncio.cluster
 from redis.crc import key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
 
 from deja.errors import StoreError
 from deja.stores.base import StoreUsage, validate_ttl
 
 __all__ = ["AsyncRedisClient", "AsyncRedisOps"]
+
+_R = TypeVar("_R")
 
 AsyncRedisClient: TypeAlias = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 """A client the operations accept: one server (standalone or Sentinel-managed) or a cluster."""
@@ -194,7 +198,7 @@ class AsyncRedisOps:
         _check_key(key)
         try:
             async with self._gate:
-                value = await self._client.get(key)
+                value = await self._once_more(lambda: self._client.get(key))
         except _ERRORS as exc:
             raise _failed("get", exc) from exc
         return _value(value)
@@ -205,7 +209,7 @@ class AsyncRedisOps:
         _check_item(key, value)
         try:
             async with self._gate:
-                await self._client.set(key, value, px=px)
+                await self._once_more(lambda: self._client.set(key, value, px=px))
         except _ERRORS as exc:
             raise _failed("set", exc) from exc
 
@@ -214,7 +218,7 @@ class AsyncRedisOps:
         _check_key(key)
         try:
             async with self._gate:
-                removed = await self._client.unlink(key)
+                removed = await self._once_more(lambda: self._client.unlink(key))
         except _ERRORS as exc:
             raise _failed("delete", exc) from exc
         return bool(removed)
@@ -229,12 +233,33 @@ class AsyncRedisOps:
         try:
             async with self._gate:
                 if isinstance(client, redis.asyncio.cluster.RedisCluster):
-                    values = await self._mget_by_slot(client, wanted)
+                    values = await self._once_more(lambda: self._mget_by_slot(client, wanted))
                 else:
-                    values = await client.mget(wanted)
+                    values = await self._once_more(lambda: client.mget(wanted))
         except _ERRORS as exc:
             raise _failed("get_many", exc) from exc
         return [_value(value) for value in values]
+
+    async def _once_more(self, command: Callable[[], Awaitable[_R]]) -> _R:
+        """``command()``, sent once more if its connection turned out to be closed: after a
+        server restarts (or fails over) every pooled connection is stale, and the first
+        command on each failed although the server answers (the failed connection is
+        replaced: the retry connects afresh). Only for commands that may safely run twice:
+        the connection may also die after the server ran one, its reply lost; a lock taken
+        or a tag record dropped twice would be wrong (those are not retried), a value set
+        or read twice is not. A timeout is not retried either: a slow server would cost
+        each call twice its timeout."""
+        try:
+            return await command()
+        except RedisConnectionError:
+            return await command()
+
+    async def _set_pipelined(self, items: Mapping[str, bytes], px: int | None) -> None:
+        # A cluster pipeline sends each node the commands for its slots.
+        pipe = self._client.pipeline(transaction=False)
+        for key, value in items.items():
+            pipe.set(key, value, px=px)
+        await pipe.execute()
 
     async def _mget_by_slot(
         self, client: redis.asyncio.cluster.RedisCluster, keys: list[str]
@@ -259,11 +284,7 @@ class AsyncRedisOps:
             return
         try:
             async with self._gate:
-                # A cluster pipeline sends each node the commands for its slots.
-                pipe = self._client.pipeline(transaction=False)
-                for key, value in items.items():
-                    pipe.set(key, value, px=px)
-                await pipe.execute()
+                await self._once_more(lambda: self._set_pipelined(items, px))
         except _ERRORS as exc:
             raise _failed("set_many", exc) from exc
 
@@ -315,9 +336,11 @@ class AsyncRedisOps:
             async with self._gate:
                 for start in range(0, len(members), _TAG_BATCH):
                     chunk = members[start : start + _TAG_BATCH]
-                    await self._client.eval(
-                        _TAG_SCRIPT, 1, record, -1 if px is None else px, *chunk
+                    ttl_ms = -1 if px is None else px
+                    tag_them = functools.partial(
+                        self._client.eval, _TAG_SCRIPT, 1, record, ttl_ms, *chunk
                     )
+                    await self._once_more(tag_them)
         except _ERRORS as exc:
             raise _failed("tag", exc) from exc
 
@@ -326,7 +349,7 @@ class AsyncRedisOps:
         record = _tag_key(tag)
         try:
             async with self._gate:
-                members = await self._client.smembers(record)
+                members = await self._once_more(lambda: self._client.smembers(record))
         except _ERRORS as exc:
             raise _failed("keys_for", exc) from exc
         return [_member(member) for member in members]
@@ -355,7 +378,7 @@ class AsyncRedisOps:
         """Delete ``name`` only if ``token`` still holds it (a Lua compare-and-delete)."""
         try:
             async with self._gate:
-                await self._client.eval(_UNLOCK_SCRIPT, 1, name, token)
+                await self._once_more(lambda: self._client.eval(_UNLOCK_SCRIPT, 1, name, token))
         except _ERRORS as exc:
             raise _failed("unlock", exc) from exc
 

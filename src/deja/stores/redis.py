@@ -16,8 +16,8 @@ A cache must never be slower than having no cache, so the defaults are strict: 1
 per operation, 250 ms to connect, no retries of a command that timed out (a dead server
 costs one timeout per call, and the cache façade's circuit breaker stops even that after
 a few failures), and a bounded connection pool that waits at most ``pool_timeout`` for a
-free connection. A command whose pooled connection turns out closed (the server restarted,
-or failed over behind Sentinel) is sent once more on a new one.
+free connection. A command that may safely run twice is sent once more on a fresh
+connection when its pooled one turns out closed (the server restarted, or failed over).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
+from deja._forks import renew_in_child
 from deja.errors import MissingDependencyError, StoreBusy, StoreError
 from deja.stores.base import StoreUsage
 
@@ -174,8 +175,14 @@ class _ThreadGate:
     """
 
     def __init__(self, limit: int, timeout: float) -> None:
-        self._slots = threading.BoundedSemaphore(limit)
+        self._limit = limit
         self._timeout = timeout
+        self._renew()
+        # a child forked while a parent's thread held a slot would never get it back
+        renew_in_child(self, _ThreadGate._renew)
+
+    def _renew(self) -> None:
+        self._slots = threading.BoundedSemaphore(self._limit)
 
     def __enter__(self) -> None:
         if not self._slots.acquire(timeout=self._timeout):
@@ -246,9 +253,11 @@ class RedisStore:
     ``pool_timeout``, the longest wait for a free connection (default: ``connect_timeout``).
     A command that times out is not retried: the cache façade's fail-open and circuit
     breaker deal with failures, and a retry would only double the cost of a dead server. A
-    command whose connection was closed is sent once more on a fresh one (standalone and
-    Sentinel): after a restart every pooled connection is stale, and each failed once (a
-    lookup served as a miss, a delete raised ``StoreError`` on a server that answers).
+    read, a write of a value, a delete or a tag is sent once more on a fresh connection when
+    its connection was closed: after a restart every pooled connection is stale, and each
+    failed once (a lookup served as a miss, a delete raised ``StoreError`` on a server that
+    answers). Taking a lock and dropping a tag record are not: the connection may have died
+    after the server ran them.
     ``client_name`` is sent with CLIENT SETNAME, so ``CLIENT LIST`` shows deja's
     connections.
 
@@ -568,22 +577,20 @@ def _sync_ops(s: _Settings) -> RedisOps:
     from deja._sync.redis_ops import RedisOps
 
     no_retry = Retry(NoBackoff(), 0)
-    # once more on a fresh connection when a pooled one was closed; a timeout is not retried
-    reconnect = Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,))
     kwargs = s.connection_kwargs()
     limit = s.max_connections
     if s.mode == "standalone":
         pool_kwargs = {**kwargs, "max_connections": limit, "timeout": s.pool_timeout}
         pool: redis.BlockingConnectionPool
         if s.url is not None:
-            pool = redis.BlockingConnectionPool.from_url(s.url, retry=reconnect, **pool_kwargs)
+            pool = redis.BlockingConnectionPool.from_url(s.url, retry=no_retry, **pool_kwargs)
         else:
             pool = redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
                 host=s.host,
                 port=s.port,
                 db=s.db,
                 connection_class=redis.SSLConnection if s.tls else redis.Connection,
-                retry=reconnect,
+                retry=no_retry,
                 **pool_kwargs,
             )
         return RedisOps(redis.Redis.from_pool(pool), gate=_ThreadGate(limit, s.pool_timeout))
@@ -611,7 +618,7 @@ def _sync_ops(s: _Settings) -> RedisOps:
     sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
         list(s.sentinels),
         sentinel_kwargs={**s.sentinel_kwargs(), "retry": no_retry},
-        retry=reconnect,
+        retry=no_retry,
         **kwargs,
     )
     master = sentinel.master_for(  # type: ignore[no-untyped-call]
@@ -631,7 +638,6 @@ def _async_ops(s: _Settings) -> AsyncRedisOps:
     from deja._async.redis_ops import AsyncRedisOps
 
     no_retry = Retry(NoBackoff(), 0)
-    reconnect = Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,))
     kwargs = s.connection_kwargs()
     limit = s.max_connections
     if s.mode == "standalone":
@@ -642,7 +648,7 @@ def _async_ops(s: _Settings) -> AsyncRedisOps:
         pool_kwargs = {**kwargs, "max_connections": limit}
         pool: redis.asyncio.ConnectionPool
         if s.url is not None:
-            pool = redis.asyncio.ConnectionPool.from_url(s.url, retry=reconnect, **pool_kwargs)
+            pool = redis.asyncio.ConnectionPool.from_url(s.url, retry=no_retry, **pool_kwargs)
         else:
             pool = redis.asyncio.ConnectionPool(
                 host=s.host,
@@ -651,7 +657,7 @@ def _async_ops(s: _Settings) -> AsyncRedisOps:
                 connection_class=(
                     redis.asyncio.SSLConnection if s.tls else redis.asyncio.Connection
                 ),
-                retry=reconnect,
+                retry=no_retry,
                 **pool_kwargs,
             )
         return AsyncRedisOps(
@@ -679,7 +685,7 @@ def _async_ops(s: _Settings) -> AsyncRedisOps:
     sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
         list(s.sentinels),
         sentinel_kwargs={**s.sentinel_kwargs(), "retry": no_retry},
-        retry=reconnect,
+        retry=no_retry,
         **kwargs,
     )
     master = sentinel.master_for(s.service_name or "", db=s.db, max_connections=limit)
