@@ -92,12 +92,19 @@ async def off_loop(work: Callable[[], T], size: int, *, threshold: int = OFFLOAD
     return await asyncio.to_thread(work) if size >= threshold else work()
 
 
-async def within(work: Awaitable[T], seconds: float | None, otherwise: T) -> T:
+async def within(
+    work: Awaitable[T],
+    seconds: float | None,
+    otherwise: T,
+    late: Callable[[TimeoutError], object] | None = None,
+) -> T:
     """``work``'s result, or ``otherwise`` when it takes longer than ``seconds`` (it is
-    cancelled then; ``None``: no bound)."""
+    cancelled then, and ``late`` told; ``None``: no bound)."""
     if seconds is None:
         return await work
     try:
         return await asyncio.wait_for(work, seconds)
-    except TimeoutError:
+    except TimeoutError as exc:
+        if late is not None:
+            late(exc)
         return otherwise

@@ -1093,3 +1093,21 @@ async def test_a_slow_embedder_does_not_outlast_the_caller_s_own_timeout(embedde
     assert result.info.status == "miss"
     assert time.monotonic() - started < 2.5  # not the embedder's 5 s
     assert slow.calls == [1]  # (not asked again to index the answer: it would wait again)
+
+
+async def test_lookups_that_outlast_their_callers_open_the_semantic_breaker(
+    embedder: Any,
+) -> None:
+    """Each lookup given up at its caller's timeout was no failure of the tier: a hung
+    embedder never opened its breaker, and every call waited its whole timeout."""
+    slow = Scripted(embedder, delay=5.0)
+    cache = deja.AsyncCache(semantic=SemanticCache(embedder=slow), breaker_threshold=2)
+
+    async def answer() -> Any:
+        return chat_response()
+
+    for i in range(2):
+        await cache.fetch(chat_request(f"new question {i}"), answer, timeout=0.2)
+    assert cache.semantic_problem == "TimeoutError"
+    await cache.fetch(chat_request("one more"), answer, timeout=0.2)
+    assert len(slow.calls) == 2  # the tier rests: not asked

@@ -597,7 +597,7 @@ class AsyncCache:
         indexable = True
         if self._by_meaning(found, ctl):
             sought = self._semantic_lookup(request, key, ctl)
-            sought = within(sought, timeout, (None, False))  # unasync:
+            sought = within(sought, timeout, (None, False), self._semantic_late)  # unasync:
             similar, indexable = await sought
             if similar is not None:
                 return self._count(similar)
@@ -1435,6 +1435,11 @@ class AsyncCache:
         times in a row; it is tried again after a while), or ``None``: the error's kind
         (and status), not its text, which may name an account or a key."""
         return self._semantic_error if self._semantic_breaker.resting else None
+
+    def _semantic_late(self, exc: TimeoutError) -> None:
+        """A lookup by meaning outlasted its caller's timeout: a failure of the tier (a
+        hung embedder must open its breaker, though each lookup is given up)."""
+        self._semantic_failed(TimeoutError("the lookup by meaning outlasted the call's timeout"))
 
     def _semantic_failed(self, exc: BaseException) -> None:
         self._store_failed("semantic", exc, trip_breaker=False)

@@ -1432,6 +1432,11 @@ class Cache:
         (and status), not its text, which may name an account or a key."""
         return self._semantic_error if self._semantic_breaker.resting else None
 
+    def _semantic_late(self, exc: TimeoutError) -> None:
+        """A lookup by meaning outlasted its caller's timeout: a failure of the tier (a
+        hung embedder must open its breaker, though each lookup is given up)."""
+        self._semantic_failed(TimeoutError("the lookup by meaning outlasted the call's timeout"))
+
     def _semantic_failed(self, exc: BaseException) -> None:
         self._store_failed("semantic", exc, trip_breaker=False)
         if exc is self._semantic_last:  # one failed call, shared by the callers who waited
