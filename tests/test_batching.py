@@ -192,3 +192,19 @@ def test_threads_share_calls_and_each_gets_its_own_result() -> None:
     assert sorted(t for batch in batches for t in batch) == sorted(texts)
     assert most <= 2 and len(batches) < 40 and max(map(len, batches)) <= 8
     assert _idle(flight)
+
+
+async def test_a_text_that_failed_alone_raises_to_its_callers_only() -> None:
+    from deja._outcomes import Failed
+
+    async def call(texts: list[str]) -> list[str | Failed]:
+        await asyncio.sleep(0.01)
+        return [Failed(ValueError(t)) if t == "bad" else t.upper() for t in texts]
+
+    flight: AsyncBatchFlight[str] = AsyncBatchFlight(call, size=8, parallel=1)
+    results = await asyncio.gather(
+        *(flight.run(t) for t in ["a", "b", "bad", "c", "bad"]), return_exceptions=True
+    )
+    assert results[:2] == ["A", "B"] and results[3] == "C"
+    assert isinstance(results[2], ValueError) and results[4] is results[2]
+    assert _idle(flight)

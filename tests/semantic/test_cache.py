@@ -445,3 +445,54 @@ def test_an_embedder_that_takes_one_text_at_a_time_is_asked_for_each_in_parallel
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(tier._embed, [f"question {i}" for i in range(8)]))
     assert slow.calls == [1] * 8
+
+
+async def test_one_input_an_endpoint_refuses_fails_only_its_own_lookup(embedder: Any) -> None:
+    """An endpoint refuses a whole request for one input too long (400): batched with it,
+    every other prompt's lookup failed too (and its answer went unindexed). The call is
+    split until the refused input is alone."""
+    from deja.errors import BadRequestError, ServerError
+
+    class Picky(Scripted):
+        async def aembed(self, texts: Any) -> Any:
+            self.calls.append(len(texts))
+            await asyncio.sleep(0.05)
+            if any(len(text) > 200 for text in texts):
+                raise BadRequestError("maximum context length is 8192 tokens", status_code=400)
+            if self.fail is not None and self.fail(len(self.calls)):
+                raise ServerError("upstream down", status_code=500)
+            return self.inner.embed(texts)
+
+    picky = Picky(embedder, batch_size=64)
+    tier = SemanticCache(embedder=picky)
+    texts = [f"how do I order card number {i}" for i in range(12)]
+    texts[7] = "tell me everything " * 40
+    got = await asyncio.gather(*(tier._aembed(text) for text in texts), return_exceptions=True)
+    assert [isinstance(g, BadRequestError) for g in got] == [i == 7 for i in range(12)]
+    assert sum(1 for n in picky.calls if n == 1) <= 8  # halves, not one call per prompt
+    # a failure of the endpoint itself (not of an input) fails the call: no splitting
+    down = Picky(embedder, batch_size=64, fail=lambda n: True)
+    tier = SemanticCache(embedder=down)
+    got = await asyncio.gather(*(tier._aembed(f"q {i}") for i in range(12)), return_exceptions=True)
+    assert all(isinstance(g, ServerError) for g in got)
+    assert len(down.calls) <= 5
+
+
+def test_a_refused_input_is_found_by_halves_in_a_sync_call(embedder: Any) -> None:
+    from deja._outcomes import Failed
+    from deja.errors import BadRequestError
+
+    class Picky(Scripted):
+        def embed(self, texts: Any) -> Any:
+            self.calls.append(len(texts))
+            if any(len(text) > 200 for text in texts):
+                raise BadRequestError("input too long", status_code=400)
+            return self.inner.embed(texts)
+
+    picky = Picky(embedder, batch_size=64)
+    tier = SemanticCache(embedder=picky)
+    texts = [f"question {i}" for i in range(8)]
+    texts[2] = "x " * 300
+    out = tier._embed_texts(texts)
+    assert [isinstance(v, Failed) for v in out] == [i == 2 for i in range(8)]
+    assert picky.calls == [8, 4, 2, 2, 1, 1, 4]  # all, halves, quarters, the refused pair apart

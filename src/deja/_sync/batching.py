@@ -25,6 +25,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
+from deja._outcomes import Failed
+
 __all__ = ["BatchFlight"]
 
 T = TypeVar("T")
@@ -35,7 +37,7 @@ class _Call(Generic[T]):
 
     def __init__(self) -> None:
         self.done = threading.Event()
-        self.results: dict[str, T] = {}
+        self.results: dict[str, T | Failed] = {}
         self.error: BaseException | None = None
         self.abandoned = False
 
@@ -67,7 +69,8 @@ class _Queue(Generic[T]):
 
 
 class BatchFlight(Generic[T]):
-    """Runs ``call(texts)`` (one result per text, in order) for the texts asked at once.
+    """Runs ``call(texts)`` (one result per text, in order; a :class:`Failed` for a text
+    that failed alone) for the texts asked at once.
 
     ``size``: texts per call at most; ``parallel``: calls running at once at most (``None``:
     no bound, each text its own call, identical ones shared).
@@ -75,7 +78,7 @@ class BatchFlight(Generic[T]):
 
     def __init__(
         self,
-        call: Callable[[list[str]], Sequence[T]],
+        call: Callable[[list[str]], Sequence[T | Failed]],
         *,
         size: int,
         parallel: int | None,
@@ -133,9 +136,7 @@ class BatchFlight(Generic[T]):
             if call.abandoned:
                 ticket = None
                 continue  # its caller went away: one of its waiters asks again
-            if call.error is not None:
-                raise call.error
-            return call.results[text]
+            return _outcome(call, text)
 
     def _take(self, queue: _Queue[T], text: str, call: _Call[T]) -> list[str]:
         """``text`` and the oldest other queued texts (``size`` in all) into ``call``.
@@ -162,9 +163,7 @@ class BatchFlight(Generic[T]):
         # the call runs to its end for the other texts in it even if this caller leaves
 
         self._complete(slot, queue, call, texts)
-        if call.error is not None:
-            raise call.error
-        return call.results[text]
+        return _outcome(call, text)
 
     def _complete(self, slot: object, queue: _Queue[T], call: _Call[T], texts: list[str]) -> None:
         """Run ``call`` for ``texts`` and give every waiter its outcome."""
@@ -193,3 +192,13 @@ class BatchFlight(Generic[T]):
         """Drop an idle queue (its loop may be gone). Call with the lock held."""
         if not (queue.queued or queue.calls or queue.running) and self._queues.get(slot) is queue:
             del self._queues[slot]
+
+
+def _outcome(call: _Call[T], text: str) -> T:
+    """``text``'s result from a call that ended, or its error raised."""
+    if call.error is not None:
+        raise call.error
+    result = call.results[text]
+    if isinstance(result, Failed):
+        raise result.error
+    return result

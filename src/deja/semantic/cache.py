@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from deja._async.batching import AsyncBatchFlight
 from deja._forks import renew_in_child
+from deja._outcomes import Failed
 from deja._sync.batching import BatchFlight
-from deja.errors import ConfigError, ProviderError
+from deja.errors import BadRequestError, ConfigError, ProviderError
 from deja.metrics import Metrics
 from deja.request import Request
 from deja.semantic.decision import (
@@ -538,14 +539,39 @@ class SemanticCache:
     def _embed_texts(self, texts: list[str]) -> list[Any]:
         known, wanted = self._remembered(texts)
         if wanted:
-            started = time.monotonic()
             try:
-                vectors = self.embedder.embed(wanted)
-                self._learn(wanted, vectors, time.monotonic() - started, known)
+                self._embed_call(wanted, known)
             except Exception as exc:
-                self._embedding_failed(exc)
-                raise
+                if len(wanted) == 1 or not _refused_input(exc):
+                    raise
+                self._embed_halves(wanted, known)
         return [known[text] for text in texts]
+
+    def _embed_halves(self, texts: list[str], into: dict[str, Any]) -> None:
+        """A call the embedder refused for one of its inputs (too long, say: an endpoint
+        refuses the whole request; one NaN vector, the whole batch): each half apart, down
+        to the texts refused alone, which fail alone (``Failed``). A failure of another
+        kind fails them all."""
+        half = len(texts) // 2
+        for part in (texts[:half], texts[half:]):
+            try:
+                self._embed_call(part, into)
+            except Exception as exc:
+                if not _refused_input(exc):
+                    raise
+                if len(part) == 1:
+                    into[part[0]] = Failed(exc)
+                else:
+                    self._embed_halves(part, into)
+
+    def _embed_call(self, texts: list[str], into: dict[str, Any]) -> None:
+        started = time.monotonic()
+        try:
+            vectors = self.embedder.embed(texts)
+            self._learn(texts, vectors, time.monotonic() - started, into)
+        except Exception as exc:
+            self._embedding_failed(exc)
+            raise
 
     async def _aembed(self, text: str) -> tuple[Any, bool]:
         """:meth:`_embed` without blocking the event loop."""
@@ -557,14 +583,36 @@ class SemanticCache:
     async def _aembed_texts(self, texts: list[str]) -> list[Any]:
         known, wanted = self._remembered(texts)
         if wanted:
-            started = time.monotonic()
             try:
-                vectors = await self.embedder.aembed(wanted)
-                self._learn(wanted, vectors, time.monotonic() - started, known)
+                await self._aembed_call(wanted, known)
             except Exception as exc:
-                self._embedding_failed(exc)
-                raise
+                if len(wanted) == 1 or not _refused_input(exc):
+                    raise
+                await self._aembed_halves(wanted, known)
         return [known[text] for text in texts]
+
+    async def _aembed_halves(self, texts: list[str], into: dict[str, Any]) -> None:
+        """:meth:`_embed_halves` without blocking the event loop."""
+        half = len(texts) // 2
+        for part in (texts[:half], texts[half:]):
+            try:
+                await self._aembed_call(part, into)
+            except Exception as exc:
+                if not _refused_input(exc):
+                    raise
+                if len(part) == 1:
+                    into[part[0]] = Failed(exc)
+                else:
+                    await self._aembed_halves(part, into)
+
+    async def _aembed_call(self, texts: list[str], into: dict[str, Any]) -> None:
+        started = time.monotonic()
+        try:
+            vectors = await self.embedder.aembed(texts)
+            self._learn(texts, vectors, time.monotonic() - started, into)
+        except Exception as exc:
+            self._embedding_failed(exc)
+            raise
 
     def _remembered(self, texts: list[str]) -> tuple[dict[str, Any], list[str]]:
         """The vectors of ``texts`` remembered (a call that ended just now may have left
@@ -605,3 +653,14 @@ class SemanticCache:
         embedder = self.embedder
         cost = embedder.take_cost_usd() if isinstance(embedder, CostReporting) else 0.0
         self.metrics.embedding(embedder.id, seconds, cost)
+
+
+def _refused_input(exc: BaseException) -> bool:
+    """Whether an embedder's call failed for one of its inputs (which another call
+    without it would not): the endpoint refused the request (400, 413, 422) or a vector
+    came back unusable."""
+    from deja.semantic.embedders import UnusableVectors
+
+    return isinstance(exc, (BadRequestError, UnusableVectors)) or (
+        isinstance(exc, ProviderError) and exc.status_code == 413
+    )

@@ -123,14 +123,19 @@ class Checkable(Protocol):
         ...
 
 
+class UnusableVectors(ProviderError):
+    """An embedder returned a vector with a NaN or infinity, or all zeros."""
+
+
 def usable(matrix: np.ndarray, source: str) -> np.ndarray:
     """``matrix``, unless a row has a NaN or infinity, or is all zeros
-    (:class:`~deja.errors.ProviderError`, naming ``source``): such a vector never matches
-    or matches nothing, and an index that kept it would search worse (a graph's walk)."""
+    (:class:`UnusableVectors`, a :class:`~deja.errors.ProviderError`, naming ``source``):
+    such a vector never matches or matches nothing, and an index that kept it would search
+    worse (a graph's walk)."""
     matrix = np.asarray(matrix)
     bad = ~np.isfinite(matrix).all(axis=1) | ~matrix.any(axis=1)
     if bad.any():
-        raise ProviderError(
+        raise UnusableVectors(
             f"{source} returned {int(bad.sum())} unusable vector(s) of {len(matrix)}"
             " (NaN, infinite or all zeros)"
         )
