@@ -103,6 +103,7 @@ __all__ = [
     "parse_config",
     "register_cache_type",
     "tiered_bus_url",
+    "tiered_bus_urls",
 ]
 
 logger = logging.getLogger(__name__)
@@ -651,10 +652,8 @@ def _tiered_factory(options: Mapping[str, object]) -> Store:
     l1 = l1_spec.build() if l1_spec is not None else MemoryStore(max_entries=5000)
     if not isinstance(l1, MemoryStore):
         raise ConfigError("the L1 of a tiered cache must be a memory store", path="caching.l1.type")
-    url = tiered_bus_url(options)
-    bus: InvalidationBus = (
-        RedisInvalidationBus(url=str(url)) if url is not None else LocalInvalidationBus()
-    )
+    urls = tiered_bus_urls(options)
+    bus: InvalidationBus = RedisInvalidationBus(url=urls) if urls else LocalInvalidationBus()
     l1_ttl = options.get("l1_ttl") or (l1_spec.ttl if l1_spec is not None else None) or 300.0
     return TieredStore(l1=l1, l2=l2_spec.build(), l1_ttl=float(l1_ttl), bus=bus)  # type: ignore[arg-type]
 
@@ -684,31 +683,53 @@ def _semantic_factory(options: Mapping[str, object]) -> Store:
 
 
 def tiered_bus_url(options: Mapping[str, object]) -> str | None:
-    """The Redis URL a ``tiered`` cache's L1 invalidations travel on: its
-    ``invalidation_url``, else its L2's when that is Redis (a standalone server, or the
-    first node of a cluster: pub/sub reaches every node). ``None``: they would reach this
-    process only (a Sentinel-managed or non-Redis L2)."""
+    """The Redis URL a ``tiered`` cache's L1 invalidations travel on (the first of
+    :func:`tiered_bus_urls`), or ``None``: they would reach this process only (a
+    Sentinel-managed or non-Redis L2)."""
+    urls = tiered_bus_urls(options)
+    return urls[0] if urls else None
+
+
+def tiered_bus_urls(options: Mapping[str, object]) -> list[str]:
+    """The Redis URLs a ``tiered`` cache's L1 invalidations travel on, in the order they
+    are tried: its ``invalidation_url``, else its L2's when that is Redis (a standalone
+    server, or each startup node of a cluster: pub/sub reaches every node, and when one
+    fails over the bus moves on to the next). Empty for a Sentinel-managed or non-Redis
+    L2."""
     url = options.get("invalidation_url")
     if url is not None:
-        return str(url)
+        return [str(url)]
     l2 = options.get("l2")
     if not isinstance(l2, StoreSpec) or l2.type != "redis":
-        return None
-    return _redis_url(l2.options)
+        return []
+    return _redis_urls(l2.options)
 
 
 def _redis_url(options: Mapping[str, object]) -> str | None:
-    """A redis:// URL for a redis block (for the invalidation bus): its server's, a
-    cluster's first node's; none for Sentinel (the master moves: processes that resolved
-    it at different times would publish and listen on different servers)."""
+    """The first of :func:`_redis_urls`, or ``None``."""
+    urls = _redis_urls(options)
+    return urls[0] if urls else None
+
+
+def _redis_urls(options: Mapping[str, object]) -> list[str]:
+    """redis:// URLs for a redis block (for the invalidation bus): its server's, or each
+    of a cluster's startup nodes'; none for Sentinel (the master moves: processes that
+    resolved it at different times would publish and listen on different servers)."""
     if options.get("sentinel_nodes"):
-        return None
+        return []
     nodes = options.get("startup_nodes")
     if nodes:
-        host, port = nodes[0]  # type: ignore[index]  # parsed by _redis_nodes
-        options = {**options, "url": None, "host": host, "port": port, "db": None}
-    elif isinstance(options.get("url"), str):
-        return str(options["url"])
+        return [
+            _node_url({**options, "url": None, "host": host, "port": port, "db": None})
+            for host, port in nodes  # type: ignore[attr-defined]  # parsed by _redis_nodes
+        ]
+    if isinstance(options.get("url"), str):
+        return [str(options["url"])]
+    return [_node_url(options)]
+
+
+def _node_url(options: Mapping[str, object]) -> str:
+    """A redis:// URL of a redis block's host and port, its credentials and TLS options."""
     from urllib.parse import quote, urlencode
 
     host = str(options.get("host") or "127.0.0.1")

@@ -177,7 +177,7 @@ def test_config_tiered_over_a_cluster_invalidates_through_its_first_node(
     node of a cluster: the first startup node carries the invalidations."""
     import time
 
-    from deja.config import parse_config, tiered_bus_url
+    from deja.config import parse_config, tiered_bus_url, tiered_bus_urls
     from deja.stores.redis_bus import RedisInvalidationBus
 
     nodes = [f"{host}:{port}" for host, port in redis_cluster.startup_nodes]
@@ -187,10 +187,12 @@ def test_config_tiered_over_a_cluster_invalidates_through_its_first_node(
     )
     assert settings.caching is not None and settings.warnings == ()
     assert tiered_bus_url(settings.caching.options) == f"redis://{nodes[0]}/0"
+    # every startup node, in order: the bus moves on when one fails over
+    assert tiered_bus_urls(settings.caching.options) == [f"redis://{n}/0" for n in nodes]
     a, b = settings.caching.build_store(), settings.caching.build_store()
     assert isinstance(a, TieredStore) and isinstance(b, TieredStore)
     try:
-        assert isinstance(a.state.bus, RedisInvalidationBus)
+        assert isinstance(a.state.bus, RedisInvalidationBus) and len(a.state.bus.urls) == 3
         a.set("k", b"v1", 600)
         deadline = time.monotonic() + 5
         while not (a.state.l1_enabled and b.state.l1_enabled) and time.monotonic() < deadline:

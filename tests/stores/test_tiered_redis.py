@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from deja.stores.bus import Invalidation
 from deja.stores.memory import MemoryStore
 from deja.stores.redis import RedisStore
 from deja.stores.redis_bus import RedisInvalidationBus
@@ -103,5 +104,67 @@ def test_subscription_down_bypasses_l1_until_back(redis_server: Any) -> None:
             assert time.monotonic() < deadline, "the subscription did not come back"
             time.sleep(0.01)
         assert store.get("k") == b"v" and store.l1.get("k") == b"v"
+    finally:
+        store.close()
+
+
+def test_a_silently_dropped_subscription_is_found_by_pings(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A subscription dropped without a word (a NAT forgetting an idle connection; here a
+    frozen server) left the bus "healthy" for ever: other processes' deletes never came
+    and this L1 served deleted answers. Unanswered pings mark the bus down."""
+    import deja.stores.redis_bus as redis_bus
+    from tests.stores import redis_servers
+
+    monkeypatch.setattr(redis_bus, "_PING_EVERY", 0.2)
+    monkeypatch.setattr(redis_bus, "_SILENCE", 0.6)
+    with redis_servers.running(redis_servers.start_standalone(tmp_path)) as server:
+        store = TieredStore(
+            l1=MemoryStore(),
+            l2=RedisStore(url=server.url),
+            bus=RedisInvalidationBus(url=server.url, reconnect_max=0.2),
+        )
+        try:
+            wait_healthy(store)
+            time.sleep(1.0)  # idle, pinged and answered: still up
+            assert store.state.bus.healthy
+            server.pause()
+            deadline = time.monotonic() + 5
+            while store.state.bus.healthy:
+                assert time.monotonic() < deadline, "the silence was not noticed"
+                time.sleep(0.05)
+            assert not store.state.l1_enabled
+            server.resume()
+            wait_healthy(store)
+        finally:
+            server.resume()
+            store.close()
+
+
+def test_the_bus_moves_on_to_the_next_node_and_warns_once_per_interval(
+    redis_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A tiered cache over a cluster kept its bus on the first startup node: when that
+    node failed over, the L1 stayed off for good and every write warned."""
+    import logging
+
+    from tests.stores.redis_servers import free_port
+
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    bus = RedisInvalidationBus(url=[dead, redis_server.url], reconnect_max=0.2)
+    store = TieredStore(l1=MemoryStore(), l2=RedisStore(url=redis_server.url), bus=bus)
+    try:
+        wait_healthy(store)  # subscribed on the second URL
+        with caplog.at_level(logging.WARNING, logger="deja.stores.tiered"):
+            for i in range(20):
+                store.delete(f"k{i}")  # published on the second URL, no warning
+        assert not [r for r in caplog.records if "publish failed" in r.getMessage()]
+        alone = RedisInvalidationBus(url=dead)
+        with caplog.at_level(logging.WARNING, logger="deja.stores.tiered"):
+            for i in range(20):
+                alone.publish(Invalidation("me", (f"k{i}",), None))
+        assert len([r for r in caplog.records if "publish failed" in r.getMessage()]) == 1
+        alone.close()
     finally:
         store.close()

@@ -3,8 +3,13 @@
 Each :class:`RedisInvalidationBus` publishes on one channel and listens on it from a
 daemon thread. Until the subscription is confirmed, and whenever the connection to Redis is
 lost, ``healthy`` is false and the tiered store empties and bypasses its L1; the listener
-reconnects with backoff and reports health again once subscribed. Publishing is best-effort:
-a publish that fails is logged (the other processes' L1 copies then live at most ``l1_ttl``).
+reconnects with backoff and reports health again once subscribed. A connection dropped
+without a word (a NAT or load balancer forgetting an idle one) is found by pings: the
+listener pings every ``_PING_EVERY`` seconds and takes a silence past ``_SILENCE`` as a lost
+connection. Given several URLs (a cluster's nodes), the listener and the publishers move on
+to the next one when theirs fails. Publishing is best-effort: a publish that fails is logged
+(at most once per ``_WARN_EVERY`` seconds; the other processes' L1 copies then live at most
+``l1_ttl``).
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -22,6 +29,10 @@ from deja.stores.bus import Handler, HealthHandler, Invalidation
 __all__ = ["RedisInvalidationBus"]
 
 logger = logging.getLogger("deja.stores.tiered")
+
+_PING_EVERY = 2.0  # seconds between the listener's pings
+_SILENCE = 3 * _PING_EVERY  # nothing heard for this long (not even a pong): the link is gone
+_WARN_EVERY = 30.0  # seconds between two warnings of failed publishes
 
 
 def _encode(event: Invalidation) -> bytes:
@@ -48,18 +59,23 @@ class RedisInvalidationBus:
     """Pub/sub on ``channel`` of the Redis (or Valkey) server at ``url``.
 
     Use a standalone server or a cluster node's URL (pub/sub messages reach every node of a
-    cluster). ``op_timeout`` bounds a publish; ``reconnect_max`` caps the listener's backoff.
+    cluster); ``url`` may also be several (a cluster's nodes), tried in turn when one
+    fails. ``op_timeout`` bounds a publish; ``reconnect_max`` caps the listener's backoff.
     """
 
     def __init__(
         self,
         *,
-        url: str,
+        url: str | Sequence[str],
         channel: str = "deja:invalidate",
         op_timeout: float = 0.25,
         reconnect_max: float = 1.0,
     ) -> None:
-        self.url = url
+        urls = [url] if isinstance(url, str) else [str(u) for u in url]
+        if not urls:
+            raise ValueError("the invalidation bus needs at least one Redis URL")
+        self.urls = urls
+        self.url = urls[0]
         self.channel = channel
         self.op_timeout = op_timeout
         self.reconnect_max = reconnect_max
@@ -70,8 +86,11 @@ class RedisInvalidationBus:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._client: Any = None
-        self._aclient: Any = None
+        self._publish_at = 0  # which URL publishes go to (the last that worked)
+        self._clients: dict[int, Any] = {}
+        self._aclients: dict[int, tuple[asyncio.AbstractEventLoop, Any]] = {}
+        self._warned_at = float("-inf")
+        self._unsaid = 0  # failed publishes not warned of yet
 
     @property
     def healthy(self) -> bool:
@@ -87,38 +106,73 @@ class RedisInvalidationBus:
 
     def publish(self, event: Invalidation) -> None:
         """Publish ``event`` (best-effort)."""
-        try:
-            if self._client is None:
-                self._client = self._redis().Redis.from_url(
-                    self.url, socket_timeout=self.op_timeout, socket_connect_timeout=self.op_timeout
-                )
-            self._client.publish(self.channel, _encode(event))
-        except Exception as exc:  # best-effort by design: the L2 write already happened
-            logger.warning(
-                "invalidation publish failed (%s); other L1 copies expire by l1_ttl", exc
-            )
+        data = _encode(event)
+        error: Exception | None = None
+        for index in self._order():
+            try:
+                client = self._clients.get(index)
+                if client is None:
+                    client = self._clients[index] = self._redis().Redis.from_url(
+                        self.urls[index],
+                        socket_timeout=self.op_timeout,
+                        socket_connect_timeout=self.op_timeout,
+                    )
+                client.publish(self.channel, data)
+            except Exception as exc:  # best-effort by design: the L2 write already happened
+                error = exc
+                continue
+            self._publish_at = index
+            return
+        assert error is not None
+        self._publish_failed(error)
 
     async def apublish(self, event: Invalidation) -> None:
         """Async twin of :meth:`publish`."""
-        try:
-            loop = asyncio.get_running_loop()
-            if self._aclient is None or self._aclient[0] is not loop:
-                import redis.asyncio
+        data = _encode(event)
+        error: Exception | None = None
+        loop = asyncio.get_running_loop()
+        for index in self._order():
+            try:
+                known = self._aclients.get(index)
+                if known is None or known[0] is not loop:
+                    import redis.asyncio
 
-                # an asyncio client belongs to the loop it was made on
-                self._aclient = (
-                    loop,
-                    redis.asyncio.Redis.from_url(
-                        self.url,
-                        socket_timeout=self.op_timeout,
-                        socket_connect_timeout=self.op_timeout,
-                    ),
-                )
-            await self._aclient[1].publish(self.channel, _encode(event))
-        except Exception as exc:  # see publish
-            logger.warning(
-                "invalidation publish failed (%s); other L1 copies expire by l1_ttl", exc
-            )
+                    # an asyncio client belongs to the loop it was made on
+                    known = self._aclients[index] = (
+                        loop,
+                        redis.asyncio.Redis.from_url(
+                            self.urls[index],
+                            socket_timeout=self.op_timeout,
+                            socket_connect_timeout=self.op_timeout,
+                        ),
+                    )
+                await known[1].publish(self.channel, data)
+            except Exception as exc:  # see publish
+                error = exc
+                continue
+            self._publish_at = index
+            return
+        assert error is not None
+        self._publish_failed(error)
+
+    def _order(self) -> list[int]:
+        """The URLs' indexes to publish to, the last that worked first."""
+        first = self._publish_at
+        return [(first + step) % len(self.urls) for step in range(len(self.urls))]
+
+    def _publish_failed(self, exc: Exception) -> None:
+        """Log a failed publish, once per ``_WARN_EVERY`` seconds (a dead server failed
+        every write's publish: a warning per miss)."""
+        now = time.monotonic()
+        if now - self._warned_at < _WARN_EVERY:
+            self._unsaid += 1
+            return
+        unsaid, self._unsaid, self._warned_at = self._unsaid, 0, now
+        logger.warning(
+            "invalidation publish failed (%s)%s; other L1 copies expire by l1_ttl",
+            exc,
+            f", and {unsaid} more since the last warning" if unsaid else "",
+        )
 
     def subscribe(self, handler: Handler, on_health: HealthHandler) -> None:
         """Deliver events to ``handler`` from a listener thread (started on first call)."""
@@ -142,18 +196,30 @@ class RedisInvalidationBus:
         redis = self._redis()
         delay = 0.05
         subscribed = False  # ever: a bus that never comes up is said once, loudly
+        at = 0  # which URL (moved on to the next one when it fails)
         while not self._stop.is_set():
             connection = None
             try:
                 connection = redis.Redis.from_url(
-                    self.url, socket_connect_timeout=self.op_timeout, socket_timeout=None
+                    self.urls[at],
+                    socket_connect_timeout=self.op_timeout,
+                    socket_timeout=None,
+                    socket_keepalive=True,
                 )
                 pubsub = connection.pubsub(ignore_subscribe_messages=False)
                 pubsub.subscribe(self.channel)
+                heard = pinged = time.monotonic()
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=0.5)
+                    now = time.monotonic()
                     if message is None:
+                        if now - heard > _SILENCE:
+                            raise ConnectionError(f"no answer from Redis for {_SILENCE:g} s")
+                        if now - pinged >= _PING_EVERY:
+                            pubsub.ping()
+                            pinged = now
                         continue
+                    heard = now
                     if message["type"] == "subscribe":
                         delay = 0.05
                         if not subscribed and self._warned:
@@ -167,6 +233,7 @@ class RedisInvalidationBus:
                                 handler(event)
             except Exception as exc:
                 self._set_health(False)
+                at = (at + 1) % len(self.urls)
                 if not subscribed and not self._warned and not self._stop.is_set():
                     self._warned = True
                     logger.warning(
@@ -198,5 +265,6 @@ class RedisInvalidationBus:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=2)
-        if self._client is not None:
-            self._client.close()
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            client.close()
