@@ -890,3 +890,51 @@ def test_a_child_forked_while_a_thread_holds_a_connection_slot_can_use_the_store
         threading.Timer(0.4, server.resume).start()
         assert finishes_in_a_fork_during(lambda: store.get("k"), lambda: store.get("k"))
         store.close()
+
+
+def test_after_a_graceful_sentinel_failover_writes_go_to_the_new_master(tmp_path: Path) -> None:
+    """redis-py asks the sentinels for the master (SENTINEL MASTERS) only when it opens a
+    connection, and that answer named the old master until the failover was over: pooled
+    connections went on writing to the old master, which accepts writes until it is
+    demoted and then takes the new one's data. A delete that returned was undone."""
+    from tests.stores.redis_servers import SENTINEL_SERVICE, _wait_until
+
+    master = ValkeyServer(tmp_path / "m").start()
+    replica = ValkeyServer(
+        tmp_path / "r", extra_args=["--replicaof", "127.0.0.1", str(master.port)]
+    ).start()
+    (tmp_path / "s").mkdir()
+    conf = tmp_path / "s" / "sentinel.conf"
+    conf.write_text(
+        f"sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {master.port} 1\n"
+        f"sentinel down-after-milliseconds {SENTINEL_SERVICE} 500\n"
+        f"sentinel failover-timeout {SENTINEL_SERVICE} 3000\n"
+    )
+    sentinel = ValkeyServer(tmp_path / "s", config_file=conf, extra_args=["--sentinel"]).start()
+    try:
+        admin = sentinel.client()
+        _wait_until(
+            lambda: len(admin.execute_command("SENTINEL", "REPLICAS", SENTINEL_SERVICE)) == 1,
+            "the replica seen",
+        )
+        store = RedisStore(sentinels=[("127.0.0.1", sentinel.port)], service_name=SENTINEL_SERVICE)
+        store.set("kept", b"v1", 600)
+        _wait_until(lambda: replica.client().get("kept") == b"v1", "replicated", timeout=30)
+        admin.execute_command("SENTINEL", "FAILOVER", SENTINEL_SERVICE)
+        _wait_until(
+            lambda: (
+                admin.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_SERVICE)[1]
+                == str(replica.port).encode()
+            ),
+            "the promotion",
+            timeout=20,
+        )
+        time.sleep(1.1)  # the store asks the sentinels at most once a second
+        assert store.delete("kept") is True
+        store.set("written", b"w", 600)
+        assert replica.client().get("kept") is None  # on the new master: gone
+        assert replica.client().get("written") == b"w"
+        store.close()
+    finally:
+        for server in (master, replica, sentinel):
+            server.kill()

@@ -23,9 +23,12 @@ connection when its pooled one turns out closed (the server restarted, or failed
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import math
 import re
 import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -40,6 +43,8 @@ if TYPE_CHECKING:
     from deja._sync.redis_ops import RedisClient, RedisOps
 
 __all__ = ["RedisStore", "parse_nodes", "parse_port"]
+
+logger = logging.getLogger("deja.stores.redis")
 
 Node = tuple[str, int]
 NodeSpec = str | Sequence[object] | Mapping[str, object]
@@ -230,6 +235,101 @@ class _AsyncGate:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._slots.release()
+
+
+_MASTER_CHECK_EVERY = 1.0  # seconds between two asks of the sentinels where the master is
+
+
+class _MasterWatch:
+    """A gate that, before a command and at most once per ``_MASTER_CHECK_EVERY``
+    seconds, asks the sentinels where the master is (one round trip). redis-py asks only
+    when it opens a connection: after a graceful failover the pooled connections kept
+    writing to the old master, which accepts writes until it is demoted, and then takes the
+    new master's data (a delete that returned was undone, entries written meanwhile lost).
+    When the address changed, redis-py's pool drops its connections to the old one."""
+
+    def __init__(self, gate: Any, pool: Any) -> None:
+        self._gate = gate
+        self._pool = pool
+        self._due = 0.0
+
+    def _due_now(self) -> bool:
+        now = time.monotonic()
+        if now < self._due:
+            return False
+        self._due = now + _MASTER_CHECK_EVERY
+        return True
+
+    def __enter__(self) -> None:
+        if self._due_now():
+            try:
+                self._pool.get_master_address()
+            except Exception:  # the sentinels unreachable: the command says how things are
+                logger.debug("asking the sentinels for the master failed", exc_info=True)
+        self._gate.__enter__()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._gate.__exit__(*exc_info)
+
+    async def __aenter__(self) -> None:
+        if self._due_now():
+            try:
+                await self._pool.get_master_address()
+            except Exception:  # see __enter__
+                logger.debug("asking the sentinels for the master failed", exc_info=True)
+        await self._gate.__aenter__()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._gate.__aexit__(*exc_info)
+
+
+def _master_of(address: Any) -> tuple[str, int] | None:
+    """A SENTINEL GET-MASTER-ADDR-BY-NAME answer as ``(host, port)``."""
+    if not address:
+        return None
+    host, port = address[0], address[1]
+    return (host.decode() if isinstance(host, bytes) else str(host)), int(port)
+
+
+@functools.cache
+def _sentinel_classes() -> tuple[type, type]:
+    """redis-py's Sentinel managers (sync, asyncio), asking for the master with SENTINEL
+    GET-MASTER-ADDR-BY-NAME, as Redis's client guidelines say: redis-py reads SENTINEL
+    MASTERS, which goes on naming the old master until a failover is over (while the old
+    one, not demoted yet, accepts writes that the promoted one never gets)."""
+    import redis.asyncio.sentinel
+    import redis.sentinel
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    unreachable = (RedisConnectionError, RedisTimeoutError)
+
+    class SyncSentinel(redis.sentinel.Sentinel):
+        def discover_master(self, service_name: str) -> tuple[str, int]:
+            for number, sentinel in enumerate(self.sentinels):
+                try:
+                    address = _master_of(sentinel.sentinel_get_master_addr_by_name(service_name))
+                except unreachable:
+                    continue
+                if address is not None:
+                    self.sentinels[0], self.sentinels[number] = sentinel, self.sentinels[0]
+                    return address
+            raise redis.sentinel.MasterNotFoundError(f"no master found for {service_name!r}")
+
+    class AsyncSentinel(redis.asyncio.sentinel.Sentinel):
+        async def discover_master(self, service_name: str) -> tuple[str, int]:
+            for number, sentinel in enumerate(self.sentinels):
+                try:
+                    answer = await sentinel.sentinel_get_master_addr_by_name(service_name)
+                except unreachable:
+                    continue
+                address = _master_of(answer)
+                if address is not None:
+                    self.sentinels[0], self.sentinels[number] = sentinel, self.sentinels[0]
+                    return address
+            raise redis.sentinel.MasterNotFoundError(f"no master found for {service_name!r}")
+
+    return SyncSentinel, AsyncSentinel
 
 
 class RedisStore:
@@ -615,16 +715,15 @@ def _sync_ops(s: _Settings) -> RedisOps:
         return RedisOps(cluster, gate=gate)
     if s.tls:
         kwargs["ssl"] = True
-    sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = _sentinel_classes()[0](
         list(s.sentinels),
         sentinel_kwargs={**s.sentinel_kwargs(), "retry": no_retry},
         retry=no_retry,
         **kwargs,
     )
-    master = sentinel.master_for(  # type: ignore[no-untyped-call]
-        s.service_name, db=s.db, max_connections=limit
-    )
-    return RedisOps(master, gate=gate, also_close=sentinel.sentinels)
+    master = sentinel.master_for(s.service_name, db=s.db, max_connections=limit)
+    watch = _MasterWatch(gate, master.connection_pool)
+    return RedisOps(master, gate=watch, also_close=sentinel.sentinels)
 
 
 def _async_ops(s: _Settings) -> AsyncRedisOps:
@@ -682,11 +781,12 @@ def _async_ops(s: _Settings) -> AsyncRedisOps:
         return AsyncRedisOps(cluster, gate=gate)
     if s.tls:
         kwargs["ssl"] = True
-    sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = _sentinel_classes()[1](
         list(s.sentinels),
         sentinel_kwargs={**s.sentinel_kwargs(), "retry": no_retry},
         retry=no_retry,
         **kwargs,
     )
     master = sentinel.master_for(s.service_name or "", db=s.db, max_connections=limit)
-    return AsyncRedisOps(master, gate=gate, also_close=sentinel.sentinels)
+    watch = _MasterWatch(gate, master.connection_pool)
+    return AsyncRedisOps(master, gate=watch, also_close=sentinel.sentinels)
