@@ -241,12 +241,16 @@ _MASTER_CHECK_EVERY = 1.0  # seconds between two asks of the sentinels where the
 
 
 class _MasterWatch:
-    """A gate that, before a command and at most once per ``_MASTER_CHECK_EVERY``
-    seconds, asks the sentinels where the master is (one round trip). redis-py asks only
+    """A gate that, at most once per ``_MASTER_CHECK_EVERY`` seconds, has the sentinels
+    asked where the master is, in the background (a command never waits for the
+    sentinels: hung ones added their timeouts to a command a second). redis-py asks only
     when it opens a connection: after a graceful failover the pooled connections kept
-    writing to the old master, which accepts writes until it is demoted, and then takes the
-    new master's data (a delete that returned was undone, entries written meanwhile lost).
-    When the address changed, redis-py's pool drops its connections to the old one."""
+    writing to the old master, which accepts writes until it is demoted, and then takes
+    the new master's data (a delete that returned was undone, entries written meanwhile
+    lost). When the address changed, redis-py's pool drops its idle connections to the old
+    one (the sync pool also its busy ones, when they come back); the asyncio pool keeps
+    busy ones, so they are disconnected too (their commands fail once, and those that may
+    run twice are sent again)."""
 
     def __init__(self, gate: Any, pool: Any) -> None:
         self._gate = gate
@@ -262,25 +266,37 @@ class _MasterWatch:
 
     def __enter__(self) -> None:
         if self._due_now():
-            try:
-                self._pool.get_master_address()
-            except Exception:  # the sentinels unreachable: the command says how things are
-                logger.debug("asking the sentinels for the master failed", exc_info=True)
+            threading.Thread(target=self._check, name="deja-sentinel", daemon=True).start()
         self._gate.__enter__()
 
     def __exit__(self, *exc_info: object) -> None:
         self._gate.__exit__(*exc_info)
 
+    def _check(self) -> None:
+        try:
+            self._pool.get_master_address()
+        except Exception:  # the sentinels unreachable: the commands say how things are
+            logger.debug("asking the sentinels for the master failed", exc_info=True)
+
     async def __aenter__(self) -> None:
         if self._due_now():
-            try:
-                await self._pool.get_master_address()
-            except Exception:  # see __enter__
-                logger.debug("asking the sentinels for the master failed", exc_info=True)
+            from deja._aio import kept
+
+            kept(asyncio.ensure_future(self._acheck()))
         await self._gate.__aenter__()
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._gate.__aexit__(*exc_info)
+
+    async def _acheck(self) -> None:
+        pool = self._pool
+        before = pool.master_address
+        try:
+            after = await pool.get_master_address()
+            if before is not None and after != before:
+                await pool.disconnect(inuse_connections=True)
+        except Exception:  # see _check
+            logger.debug("asking the sentinels for the master failed", exc_info=True)
 
 
 def _master_of(address: Any) -> tuple[str, int] | None:
