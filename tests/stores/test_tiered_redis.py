@@ -168,3 +168,23 @@ def test_the_bus_moves_on_to_the_next_node_and_warns_once_per_interval(
         alone.close()
     finally:
         store.close()
+
+
+def test_a_node_that_takes_the_connection_and_never_answers_is_passed_over(
+    redis_server: Any,
+) -> None:
+    """The listener's connection had no read timeout: a node that accepted the connection
+    and never answered (here a socket nobody reads) held it for good, before any ping."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel accepts; nobody answers
+    hung = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+    bus = RedisInvalidationBus(url=[hung, redis_server.url], reconnect_max=0.2)
+    store = TieredStore(l1=MemoryStore(), l2=RedisStore(url=redis_server.url), bus=bus)
+    try:
+        wait_healthy(store)  # on the second node, within wait_healthy's 5 s
+    finally:
+        store.close()
+        silent.close()

@@ -203,7 +203,10 @@ class RedisInvalidationBus:
                 connection = redis.Redis.from_url(
                     self.urls[at],
                     socket_connect_timeout=self.op_timeout,
-                    socket_timeout=None,
+                    # bounds the handshake and SUBSCRIBE too: a node that takes the
+                    # connection and never answers held the listener for good (the
+                    # pings below only start once subscribed)
+                    socket_timeout=max(1.0, 4 * self.op_timeout),
                     socket_keepalive=True,
                 )
                 pubsub = connection.pubsub(ignore_subscribe_messages=False)
