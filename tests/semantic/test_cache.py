@@ -495,4 +495,45 @@ def test_a_refused_input_is_found_by_halves_in_a_sync_call(embedder: Any) -> Non
     texts[2] = "x " * 300
     out = tier._embed_texts(texts)
     assert [isinstance(v, Failed) for v in out] == [i == 2 for i in range(8)]
-    assert picky.calls == [8, 4, 2, 2, 1, 1, 4]  # all, halves, quarters, the refused pair apart
+    assert picky.calls == [8, 4, 4, 2, 2, 1, 1]  # all, its halves, the refused half's, ...
+
+
+def test_a_refusal_of_every_input_is_not_split_down_to_single_texts(embedder: Any) -> None:
+    """A setting the endpoint refuses whatever it is sent (dimensions for a model without
+    them: 400 on every call) was split down to single texts: 2n-1 calls for n prompts.
+    Both halves refused: the refusal is no single input's, and the halving stops."""
+    from deja._outcomes import Failed
+    from deja.errors import BadRequestError
+
+    class Refusing(Scripted):
+        def embed(self, texts: Any) -> Any:
+            self.calls.append(len(texts))
+            raise BadRequestError("this model does not support 'dimensions'", status_code=400)
+
+    refusing = Refusing(embedder, batch_size=64)
+    tier = SemanticCache(embedder=refusing)
+    out = tier._embed_texts([f"question {i}" for i in range(64)])
+    assert all(isinstance(v, Failed) for v in out)
+    assert refusing.calls == [64, 32, 32]
+
+
+def test_a_custom_embedder_s_own_400_splits_the_call_too(embedder: Any) -> None:
+    """A custom embedder on the openai SDK raises the SDK's BadRequestError (a
+    status_code of 400), not deja's: it was not split."""
+    from deja._outcomes import Failed
+
+    class SdkError(Exception):
+        status_code = 400
+
+    class Picky(Scripted):
+        def embed(self, texts: Any) -> Any:
+            self.calls.append(len(texts))
+            if any(len(text) > 200 for text in texts):
+                raise SdkError("maximum context length")
+            return self.inner.embed(texts)
+
+    tier = SemanticCache(embedder=Picky(embedder, batch_size=64))
+    texts = [f"question {i}" for i in range(4)]
+    texts[0] = "y " * 300
+    out = tier._embed_texts(texts)
+    assert [isinstance(v, Failed) for v in out] == [True, False, False, False]

@@ -217,6 +217,7 @@ class Cache:
         )
         self._semantic_error: str | None = None
         self._semantic_last: BaseException | None = None  # counted once, however shared
+        self._late: tuple[float, TimeoutError] | None = None  # (when, the failure counted)
         self._last_warning = float("-inf")
         self._outage_said = False  # a failure was logged since the last "answering again"
         self._renew()  # its calls in flight and locks (renewed in a forked child)
@@ -1434,8 +1435,14 @@ class Cache:
 
     def _semantic_late(self, exc: TimeoutError) -> None:
         """A lookup by meaning outlasted its caller's timeout: a failure of the tier (a
-        hung embedder must open its breaker, though each lookup is given up)."""
-        self._semantic_failed(TimeoutError("the lookup by meaning outlasted the call's timeout"))
+        hung embedder must open its breaker, though each lookup is given up). The callers
+        late within one second count once (they waited for the same slow calls: one spike
+        with a dozen callers opened the breaker of a healthy embedder)."""
+        now = time.monotonic()
+        late = self._late
+        if late is None or now - late[0] > 1.0:
+            late = self._late = (now, TimeoutError("a lookup by meaning outlasted its call"))
+        self._semantic_failed(late[1])
 
     def _semantic_failed(self, exc: BaseException) -> None:
         self._store_failed("semantic", exc, trip_breaker=False)

@@ -550,19 +550,20 @@ class SemanticCache:
     def _embed_halves(self, texts: list[str], into: dict[str, Any]) -> None:
         """A call the embedder refused for one of its inputs (too long, say: an endpoint
         refuses the whole request; one NaN vector, the whole batch): each half apart, down
-        to the texts refused alone, which fail alone (``Failed``). A failure of another
-        kind fails them all."""
+        to the texts refused alone, which fail alone (``Failed``). When both halves are
+        refused the refusal is no single input's (a setting the endpoint refuses whatever
+        it is sent: every 400 split down to single texts was 2n-1 calls): they all fail.
+        A failure of another kind fails them all too."""
         half = len(texts) // 2
+        refused: list[tuple[list[str], Exception]] = []
         for part in (texts[:half], texts[half:]):
             try:
                 self._embed_call(part, into)
             except Exception as exc:
                 if not _refused_input(exc):
                     raise
-                if len(part) == 1:
-                    into[part[0]] = Failed(exc)
-                else:
-                    self._embed_halves(part, into)
+                refused.append((part, exc))
+        self._after_halves(refused, into, self._embed_halves)
 
     def _embed_call(self, texts: list[str], into: dict[str, Any]) -> None:
         started = time.monotonic()
@@ -594,16 +595,33 @@ class SemanticCache:
     async def _aembed_halves(self, texts: list[str], into: dict[str, Any]) -> None:
         """:meth:`_embed_halves` without blocking the event loop."""
         half = len(texts) // 2
+        refused: list[tuple[list[str], Exception]] = []
         for part in (texts[:half], texts[half:]):
             try:
                 await self._aembed_call(part, into)
             except Exception as exc:
                 if not _refused_input(exc):
                     raise
-                if len(part) == 1:
-                    into[part[0]] = Failed(exc)
-                else:
-                    await self._aembed_halves(part, into)
+                refused.append((part, exc))
+        if len(refused) == 1 and len(refused[0][0]) > 1:
+            await self._aembed_halves(refused[0][0], into)
+        else:
+            self._after_halves(refused, into, None)
+
+    @staticmethod
+    def _after_halves(
+        refused: list[tuple[list[str], Exception]],
+        into: dict[str, Any],
+        split: Callable[[list[str], dict[str, Any]], None] | None,
+    ) -> None:
+        """What follows two halves: both refused, or one text refused, fail as they are;
+        one half of several refused is split again (by ``split``, when given)."""
+        if len(refused) == 1 and len(refused[0][0]) > 1 and split is not None:
+            split(refused[0][0], into)
+            return
+        for part, exc in refused:
+            for text in part:
+                into[text] = Failed(exc)
 
     async def _aembed_call(self, texts: list[str], into: dict[str, Any]) -> None:
         started = time.monotonic()
@@ -656,11 +674,12 @@ class SemanticCache:
 
 
 def _refused_input(exc: BaseException) -> bool:
-    """Whether an embedder's call failed for one of its inputs (which another call
-    without it would not): the endpoint refused the request (400, 413, 422) or a vector
-    came back unusable."""
+    """Whether an embedder's call may have failed for one of its inputs (which another
+    call without it would not): the endpoint refused the request (400, 413, 422, whatever
+    the client's exception) or a vector came back unusable."""
     from deja.semantic.embedders import UnusableVectors
 
-    return isinstance(exc, (BadRequestError, UnusableVectors)) or (
-        isinstance(exc, ProviderError) and exc.status_code == 413
-    )
+    if isinstance(exc, (BadRequestError, UnusableVectors)):
+        return True
+    # (a custom embedder's own client error: the openai SDK's BadRequestError, say)
+    return getattr(exc, "status_code", None) in (400, 413, 422)
