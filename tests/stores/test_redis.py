@@ -825,9 +825,10 @@ async def test_a_restarted_server_is_answered_on_fresh_connections(tmp_path: Pat
 
 async def test_only_commands_that_may_run_twice_are_sent_again_after_a_closed_connection() -> None:
     """The connection may die after the server ran a command, its reply lost: sent again,
-    a lock taken by the first run was found taken (the lock orphaned for its TTL), a tag
-    record dropped by the first run was found empty (delete_tag reported 0 and left the
-    answers served). Reads and writes of values are sent again; those two raise."""
+    a lock taken by the first run was found taken (the lock orphaned for its TTL), and a
+    tag record dropped by the first run was found empty (delete_tag reported 0 and left the
+    answers served). Reads and writes of values are sent again, and a drop (made safe to
+    run twice, below against a real server); taking a lock raises."""
     from redis.exceptions import ConnectionError as Closed
 
     from deja._async.redis_ops import AsyncRedisOps
@@ -860,7 +861,11 @@ async def test_only_commands_that_may_run_twice_are_sent_again_after_a_closed_co
 
         async def eval(self, script: str, numkeys: int, *args: object) -> object:
             self._lose_first("eval")
-            return []
+            return [b"deja:k"]
+
+        async def unlink(self, *keys: object) -> int:
+            self._lose_first("unlink")
+            return 1
 
     client = RanThenClosed()
     ops = AsyncRedisOps(client)  # type: ignore[arg-type]
@@ -868,9 +873,11 @@ async def test_only_commands_that_may_run_twice_are_sent_again_after_a_closed_co
     assert await ops.aget("k") == b"v"
     with pytest.raises(StoreError):
         await ops.alock("lock", ttl=30)
-    with pytest.raises(StoreError):
-        await ops.adrop("tag")
-    assert client.calls == ["set", "set", "get", "get", "set-nx", "eval"]
+    assert await ops.adrop("tag") == ["deja:k"]  # made safe to run twice: sent again
+    assert client.calls == [
+        *("set", "set", "get", "get", "set-nx"),
+        *("eval", "eval", "unlink", "unlink"),
+    ]
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
@@ -940,3 +947,31 @@ def test_after_a_graceful_sentinel_failover_writes_go_to_the_new_master(tmp_path
     finally:
         for server in (master, replica, sentinel):
             server.kill()
+
+
+def test_a_tag_drop_run_twice_reads_the_same_keys(redis_server: ValkeyServer) -> None:
+    """The drop script run twice (its reply lost, sent again) found the record gone and
+    returned nothing: the tagged answers stayed out of reach of every later delete_tag."""
+    from deja._sync.redis_ops import _DROP_SCRIPT, _tag_key
+
+    store = RedisStore(url=redis_server.url)
+    store.tag("doc:7", ["deja:a", "deja:b"], 600)
+    client = redis_server.client()
+    record = _tag_key("doc:7")
+    moved = record + b":dropping:test"
+    first = client.eval(_DROP_SCRIPT, 2, record, moved, 600_000)
+    again = client.eval(_DROP_SCRIPT, 2, record, moved, 600_000)
+    assert sorted(first) == sorted(again) == [b"deja:a", b"deja:b"]
+    assert not client.exists(record) and 0 < client.pttl(moved) <= 600_000
+    store.tag("doc:7", ["deja:c"], 600)  # tagged again between the two runs: joins
+    assert sorted(client.eval(_DROP_SCRIPT, 2, record, moved, 600_000)) == [
+        b"deja:a",
+        b"deja:b",
+        b"deja:c",
+    ]
+    store.tag("doc:8", ["deja:d"], 600)
+    assert store.drop("doc:8") == ["deja:d"] and store.drop("doc:8") == []
+    assert not [k for k in client.scan_iter(match=b"*dropping*") if b"test" not in k]
+    client.delete(moved)
+    client.close()
+    store.close()

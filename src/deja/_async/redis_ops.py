@@ -93,12 +93,19 @@ elseif current == -2 or (current >= 0 and current < ttl) then
 end
 return 1
 """
-# Read and delete a tag record in one step, so no key tagged in between is lost.
+# Move a tag record (KEYS[1]) aside to a key of this drop's own (KEYS[2], same slot) and
+# read it, in one step, so no key tagged in between is lost. Run twice (its reply lost and
+# the command sent again) it reads the same keys: what it moved stays there (for ARGV[1]
+# ms at most) until the drop deletes it, and a record tagged again meanwhile joins it.
 _DROP_SCRIPT: Final = """
-local members = redis.call('SMEMBERS', KEYS[1])
-redis.call('UNLINK', KEYS[1])
-return members
+if redis.call('EXISTS', KEYS[1]) == 1 then
+    redis.call('SUNIONSTORE', KEYS[2], KEYS[2], KEYS[1])
+    redis.call('UNLINK', KEYS[1])
+    redis.call('PEXPIRE', KEYS[2], ARGV[1])
+end
+return redis.call('SMEMBERS', KEYS[2])
 """
+_DROPPING_MS: Final = 600_000
 
 
 def _check_key(key: object) -> str:
@@ -246,9 +253,9 @@ class AsyncRedisOps:
         command on each failed although the server answers (the failed connection is
         replaced: the retry connects afresh). Only for commands that may safely run twice:
         the connection may also die after the server ran one, its reply lost; a lock taken
-        or a tag record dropped twice would be wrong (those are not retried), a value set
-        or read twice is not. A timeout is not retried either: a slow server would cost
-        each call twice its timeout."""
+        twice would be wrong (that is not retried; a tag drop is made safe to run twice), a
+        value set or read twice is not. A timeout is not retried either: a slow server
+        would cost each call twice its timeout."""
         try:
             return await command()
         except RedisConnectionError:
@@ -355,11 +362,17 @@ class AsyncRedisOps:
         return [_member(member) for member in members]
 
     async def adrop(self, tag: str) -> list[str]:
-        """Delete ``tag``'s set and return its keys, atomically (a Lua script)."""
+        """Delete ``tag``'s set and return its keys, atomically (a Lua script moves it
+        aside and reads it; then the moved set is deleted). Safe to send again: a reply
+        lost after the server ran the script (the record gone, its keys unknown) left the
+        tagged answers out of reach of any later drop."""
         record = _tag_key(tag)
+        moved = record + b":dropping:" + uuid.uuid4().hex.encode()  # (the same slot)
+        read = functools.partial(self._client.eval, _DROP_SCRIPT, 2, record, moved, _DROPPING_MS)
         try:
             async with self._gate:
-                members = await self._client.eval(_DROP_SCRIPT, 1, record)
+                members = await self._once_more(read)
+                await self._once_more(lambda: self._client.unlink(moved))
         except _ERRORS as exc:
             raise _failed("drop", exc) from exc
         return [_member(member) for member in members]

@@ -369,11 +369,11 @@ class RedisStore:
     ``pool_timeout``, the longest wait for a free connection (default: ``connect_timeout``).
     A command that times out is not retried: the cache façade's fail-open and circuit
     breaker deal with failures, and a retry would only double the cost of a dead server. A
-    read, a write of a value, a delete or a tag is sent once more on a fresh connection when
-    its connection was closed: after a restart every pooled connection is stale, and each
-    failed once (a lookup served as a miss, a delete raised ``StoreError`` on a server that
-    answers). Taking a lock and dropping a tag record are not: the connection may have died
-    after the server ran them.
+    read, a write of a value, a delete, a tag or a tag's drop is sent once more on a fresh
+    connection when its connection was closed: after a restart every pooled connection is
+    stale, and each failed once (a lookup served as a miss, a delete raised ``StoreError``
+    on a server that answers). Taking a lock is not: the connection may have died after
+    the server took it.
     ``client_name`` is sent with CLIENT SETNAME, so ``CLIENT LIST`` shows deja's
     connections.
 
