@@ -96,15 +96,15 @@ async def within(
     work: Awaitable[T],
     seconds: float | None,
     otherwise: T,
-    late: Callable[[TimeoutError], object] | None = None,
+    late: Callable[[], object] | None = None,
 ) -> T:
     """``work``'s result, or ``otherwise`` when it takes longer than ``seconds`` (it is
-    cancelled then, and ``late`` told; ``None``: no bound)."""
+    cancelled then, and ``late()`` called; ``None``: no bound)."""
     if seconds is None:
         return await work
     try:
         return await asyncio.wait_for(work, seconds)
-    except TimeoutError as exc:
+    except TimeoutError:
         if late is not None:
-            late(exc)
+            late()
         return otherwise

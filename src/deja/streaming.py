@@ -580,18 +580,14 @@ def _replayed(
         yield {**envelope, "choices": [], "usage": own_copy(usage)}
 
 
-def _replay_choice(record: object, position: int, *, text: bool) -> dict[str, Any]:
-    if not isinstance(record, Mapping):
-        raise StreamFormatError("a recorded choice is not an object")
+def _replay_choice(record: Mapping[str, Any], position: int, *, text: bool) -> dict[str, Any]:
+    """A recorded choice as a chunk's (its shape checked by :func:`iter_replay_chunks`)."""
     index = record.get("index", position)
     if text:
         choice: dict[str, Any] = {"text": record.get("text") or "", "index": index}
         known = _TEXT_CHOICE_KEYS
     else:
-        delta = record.get("delta") or {}
-        if not isinstance(delta, Mapping):
-            raise StreamFormatError("a recorded delta is not an object")
-        choice = {"index": index, "delta": _owned(delta)}
+        choice = {"index": index, "delta": _owned(record.get("delta") or {})}
         known = _CHAT_CHOICE_KEYS
     choice["logprobs"] = own_copy(record.get("logprobs"))
     choice["finish_reason"] = record.get("finish_reason")

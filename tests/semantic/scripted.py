@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
 class Scripted:
     """Embeds with ``inner``, after recording the call's size in :attr:`calls`, waiting
     ``delay`` seconds (a sleep in ``embed``, an ``asyncio.sleep`` in ``aembed``) and raising
-    what ``fail(n)`` returns for the ``n``-th call, if anything. ``batch_size`` > 1: it
-    takes batches, as a remote embedder does (the semantic tier then batches prompts)."""
+    what ``refuse(texts)`` returns for the call's texts, else what ``fail(n)`` returns for
+    the ``n``-th call, if anything. ``batch_size`` > 1: it takes batches, as a remote
+    embedder does (the semantic tier then batches prompts)."""
 
     def __init__(
         self,
@@ -20,6 +21,7 @@ class Scripted:
         *,
         delay: float = 0.0,
         fail: Callable[[int], BaseException | None] | None = None,
+        refuse: Refusal | None = None,
         batch_size: int = 1,
     ) -> None:
         self.id, self.dim = inner.id, inner.dim
@@ -27,10 +29,14 @@ class Scripted:
         self.inner = inner
         self.delay = delay
         self.fail = fail
+        self.refuse = refuse
         self.calls: list[int] = []
 
     def _failure(self, texts: Any) -> BaseException | None:
         self.calls.append(len(texts))
+        refused = self.refuse(texts) if self.refuse is not None else None
+        if refused is not None:
+            return refused
         return self.fail(len(self.calls)) if self.fail is not None else None
 
     def embed(self, texts: Any) -> Any:
@@ -51,3 +57,25 @@ class Scripted:
 def down(n: int) -> BaseException:
     """``fail=down``: every call fails."""
     return ConnectionError("embedder down")
+
+
+Refusal = Callable[[Sequence[str]], BaseException | None]
+
+
+def too_long(error: Callable[[str], BaseException]) -> Refusal:
+    """``refuse=too_long(...)``: a call holding a text over 200 characters raises
+    ``error(message)``, as an endpoint refuses a request for one input too long."""
+
+    def refuse(texts: Sequence[str]) -> BaseException | None:
+        if any(len(text) > 200 for text in texts):
+            return error("maximum context length is 8192 tokens")
+        return None
+
+    return refuse
+
+
+def bad_request(message: str) -> BaseException:
+    """deja's 400 error (``too_long(bad_request)``)."""
+    from deja.errors import BadRequestError
+
+    return BadRequestError(message, status_code=400)

@@ -14,7 +14,7 @@ from deja.semantic.decision import DEFAULT_THRESHOLD
 from deja.semantic.index import InProcessIndex, Neighbor
 from deja.semantic.verifier import Verifier
 from deja.testing import FakeClock
-from tests.semantic.scripted import Scripted
+from tests.semantic.scripted import Scripted, bad_request, too_long
 
 
 def chat(text: str, **kw: Any) -> Request:
@@ -453,17 +453,7 @@ async def test_one_input_an_endpoint_refuses_fails_only_its_own_lookup(embedder:
     split until the refused input is alone."""
     from deja.errors import BadRequestError, ServerError
 
-    class Picky(Scripted):
-        async def aembed(self, texts: Any) -> Any:
-            self.calls.append(len(texts))
-            await asyncio.sleep(0.05)
-            if any(len(text) > 200 for text in texts):
-                raise BadRequestError("maximum context length is 8192 tokens", status_code=400)
-            if self.fail is not None and self.fail(len(self.calls)):
-                raise ServerError("upstream down", status_code=500)
-            return self.inner.embed(texts)
-
-    picky = Picky(embedder, batch_size=64)
+    picky = Scripted(embedder, delay=0.05, refuse=too_long(bad_request), batch_size=64)
     tier = SemanticCache(embedder=picky)
     texts = [f"how do I order card number {i}" for i in range(12)]
     texts[7] = "tell me everything " * 40
@@ -471,7 +461,8 @@ async def test_one_input_an_endpoint_refuses_fails_only_its_own_lookup(embedder:
     assert [isinstance(g, BadRequestError) for g in got] == [i == 7 for i in range(12)]
     assert sum(1 for n in picky.calls if n == 1) <= 8  # halves, not one call per prompt
     # a failure of the endpoint itself (not of an input) fails the call: no splitting
-    down = Picky(embedder, batch_size=64, fail=lambda n: True)
+    server_down = ServerError("upstream down", status_code=500)
+    down = Scripted(embedder, delay=0.05, fail=lambda n: server_down, batch_size=64)
     tier = SemanticCache(embedder=down)
     got = await asyncio.gather(*(tier._aembed(f"q {i}") for i in range(12)), return_exceptions=True)
     assert all(isinstance(g, ServerError) for g in got)
@@ -480,16 +471,8 @@ async def test_one_input_an_endpoint_refuses_fails_only_its_own_lookup(embedder:
 
 def test_a_refused_input_is_found_by_halves_in_a_sync_call(embedder: Any) -> None:
     from deja._outcomes import Failed
-    from deja.errors import BadRequestError
 
-    class Picky(Scripted):
-        def embed(self, texts: Any) -> Any:
-            self.calls.append(len(texts))
-            if any(len(text) > 200 for text in texts):
-                raise BadRequestError("input too long", status_code=400)
-            return self.inner.embed(texts)
-
-    picky = Picky(embedder, batch_size=64)
+    picky = Scripted(embedder, refuse=too_long(bad_request), batch_size=64)
     tier = SemanticCache(embedder=picky)
     texts = [f"question {i}" for i in range(8)]
     texts[2] = "x " * 300
@@ -505,12 +488,8 @@ def test_a_refusal_of_every_input_is_not_split_down_to_single_texts(embedder: An
     from deja._outcomes import Failed
     from deja.errors import BadRequestError
 
-    class Refusing(Scripted):
-        def embed(self, texts: Any) -> Any:
-            self.calls.append(len(texts))
-            raise BadRequestError("this model does not support 'dimensions'", status_code=400)
-
-    refusing = Refusing(embedder, batch_size=64)
+    refusal = BadRequestError("this model does not support 'dimensions'", status_code=400)
+    refusing = Scripted(embedder, refuse=lambda texts: refusal, batch_size=64)
     tier = SemanticCache(embedder=refusing)
     out = tier._embed_texts([f"question {i}" for i in range(64)])
     assert all(isinstance(v, Failed) for v in out)
@@ -525,14 +504,7 @@ def test_a_custom_embedder_s_own_400_splits_the_call_too(embedder: Any) -> None:
     class SdkError(Exception):
         status_code = 400
 
-    class Picky(Scripted):
-        def embed(self, texts: Any) -> Any:
-            self.calls.append(len(texts))
-            if any(len(text) > 200 for text in texts):
-                raise SdkError("maximum context length")
-            return self.inner.embed(texts)
-
-    tier = SemanticCache(embedder=Picky(embedder, batch_size=64))
+    tier = SemanticCache(embedder=Scripted(embedder, refuse=too_long(SdkError), batch_size=64))
     texts = [f"question {i}" for i in range(4)]
     texts[0] = "y " * 300
     out = tier._embed_texts(texts)

@@ -462,9 +462,7 @@ class Cache:
             if corrupt is not None:
                 self._discard(key, corrupt)
             elif memo is not None and result.entry is not None and data is not None:
-                remembered = memo.get(key)
-                if remembered is None or remembered[0] is not data:
-                    self._remember(memo, key, data, result.entry)
+                self._remember(memo, key, data, result.entry)
             results.append(result)
         return results
 
@@ -1433,7 +1431,7 @@ class Cache:
         (and status), not its text, which may name an account or a key."""
         return self._semantic_error if self._semantic_breaker.resting else None
 
-    def _semantic_late(self, exc: TimeoutError) -> None:
+    def _semantic_late(self) -> None:
         """A lookup by meaning outlasted its caller's timeout: a failure of the tier (a
         hung embedder must open its breaker, though each lookup is given up). The callers
         late within one second count once (they waited for the same slow calls: one spike
@@ -1492,6 +1490,11 @@ class Cache:
         size = len(data)
         if size > _MEMO_MAX_VALUE:
             return
+        before = memo.get(key)
+        if before is not None:  # the same bytes: nothing new; others (stored again): replaced
+            if before[0] is data:
+                return
+            self._memo_bytes -= len(before[0])
         if len(memo) >= _MEMO_ENTRIES or self._memo_bytes + size > _MEMO_BYTES:
             memo.clear()
             self._memo_bytes = 0

@@ -537,33 +537,26 @@ class SemanticCache:
         return self._embedding.run(text), True
 
     def _embed_texts(self, texts: list[str]) -> list[Any]:
+        """The vectors of ``texts`` (one call for those not remembered). A call the embedder
+        refused for one of its inputs (too long, say: an endpoint refuses the whole request;
+        one NaN vector, the whole batch) is split in halves, down to the text refused alone,
+        which fails alone (``Failed``). When both halves are refused the refusal is no
+        single input's (a setting the endpoint refuses whatever it is sent: every 400 split
+        down to single texts was 2n-1 calls): they all fail. Another failure fails all."""
         known, wanted = self._remembered(texts)
-        if wanted:
-            try:
-                self._embed_call(wanted, known)
-            except Exception as exc:
-                if len(wanted) == 1 or not _refused_input(exc):
-                    raise
-                self._embed_halves(wanted, known)
+        part: list[str] | None = wanted or None
+        whole = True  # (the first try: all at once)
+        while part is not None:
+            refused: list[tuple[list[str], Exception]] = []
+            for piece in _pieces(part, whole=whole):
+                try:
+                    self._embed_call(piece, known)
+                except Exception as exc:
+                    if not _refused_input(exc) or len(wanted) == 1:
+                        raise
+                    refused.append((piece, exc))
+            part, whole = _split_again(refused, known), False
         return [known[text] for text in texts]
-
-    def _embed_halves(self, texts: list[str], into: dict[str, Any]) -> None:
-        """A call the embedder refused for one of its inputs (too long, say: an endpoint
-        refuses the whole request; one NaN vector, the whole batch): each half apart, down
-        to the texts refused alone, which fail alone (``Failed``). When both halves are
-        refused the refusal is no single input's (a setting the endpoint refuses whatever
-        it is sent: every 400 split down to single texts was 2n-1 calls): they all fail.
-        A failure of another kind fails them all too."""
-        half = len(texts) // 2
-        refused: list[tuple[list[str], Exception]] = []
-        for part in (texts[:half], texts[half:]):
-            try:
-                self._embed_call(part, into)
-            except Exception as exc:
-                if not _refused_input(exc):
-                    raise
-                refused.append((part, exc))
-        self._after_halves(refused, into, self._embed_halves)
 
     def _embed_call(self, texts: list[str], into: dict[str, Any]) -> None:
         started = time.monotonic()
@@ -582,46 +575,21 @@ class SemanticCache:
         return await self._aembedding.run(text), True
 
     async def _aembed_texts(self, texts: list[str]) -> list[Any]:
+        """:meth:`_embed_texts` without blocking the event loop."""
         known, wanted = self._remembered(texts)
-        if wanted:
-            try:
-                await self._aembed_call(wanted, known)
-            except Exception as exc:
-                if len(wanted) == 1 or not _refused_input(exc):
-                    raise
-                await self._aembed_halves(wanted, known)
+        part: list[str] | None = wanted or None
+        whole = True  # (the first try: all at once)
+        while part is not None:
+            refused: list[tuple[list[str], Exception]] = []
+            for piece in _pieces(part, whole=whole):
+                try:
+                    await self._aembed_call(piece, known)
+                except Exception as exc:
+                    if not _refused_input(exc) or len(wanted) == 1:
+                        raise
+                    refused.append((piece, exc))
+            part, whole = _split_again(refused, known), False
         return [known[text] for text in texts]
-
-    async def _aembed_halves(self, texts: list[str], into: dict[str, Any]) -> None:
-        """:meth:`_embed_halves` without blocking the event loop."""
-        half = len(texts) // 2
-        refused: list[tuple[list[str], Exception]] = []
-        for part in (texts[:half], texts[half:]):
-            try:
-                await self._aembed_call(part, into)
-            except Exception as exc:
-                if not _refused_input(exc):
-                    raise
-                refused.append((part, exc))
-        if len(refused) == 1 and len(refused[0][0]) > 1:
-            await self._aembed_halves(refused[0][0], into)
-        else:
-            self._after_halves(refused, into, None)
-
-    @staticmethod
-    def _after_halves(
-        refused: list[tuple[list[str], Exception]],
-        into: dict[str, Any],
-        split: Callable[[list[str], dict[str, Any]], None] | None,
-    ) -> None:
-        """What follows two halves: both refused, or one text refused, fail as they are;
-        one half of several refused is split again (by ``split``, when given)."""
-        if len(refused) == 1 and len(refused[0][0]) > 1 and split is not None:
-            split(refused[0][0], into)
-            return
-        for part, exc in refused:
-            for text in part:
-                into[text] = Failed(exc)
 
     async def _aembed_call(self, texts: list[str], into: dict[str, Any]) -> None:
         started = time.monotonic()
@@ -671,6 +639,29 @@ class SemanticCache:
         embedder = self.embedder
         cost = embedder.take_cost_usd() if isinstance(embedder, CostReporting) else 0.0
         self.metrics.embedding(embedder.id, seconds, cost)
+
+
+def _pieces(texts: list[str], *, whole: bool) -> list[list[str]]:
+    """The calls to make for ``texts``: all of them at once (the first try), else halves."""
+    if whole:
+        return [texts]
+    half = len(texts) // 2
+    return [texts[:half], texts[half:]]
+
+
+def _split_again(
+    refused: list[tuple[list[str], Exception]], into: dict[str, Any]
+) -> list[str] | None:
+    """After the calls of one round, the texts to split and try again: those of the one
+    refused call of several texts (only one call was refused, a first try included);
+    else ``None``, the refused texts failed (``Failed``) in ``into``: a text refused alone,
+    or two halves both refused."""
+    if len(refused) == 1 and len(refused[0][0]) > 1:
+        return refused[0][0]
+    for part, exc in refused:
+        for text in part:
+            into[text] = Failed(exc)
+    return None
 
 
 def _refused_input(exc: BaseException) -> bool:
