@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio
+from redis.crc import key_slot
 
 import deja
 from deja.config import parse_config
@@ -399,6 +400,45 @@ async def test_cluster_async_batches_across_slots(
     assert len(await store.adrop("t")) == 250
     assert await store.aclear("k") == 250
     await store.aclose()
+
+
+async def test_cluster_async_serves_a_slot_while_it_is_migrated(
+    tmp_path: Path, make_redis: Callable[..., RedisStore]
+) -> None:
+    """Mid-reshard, keys already moved are answered with ASK: the asyncio client must send
+    ASKING on the connection that carries the command. It sent them on two pooled
+    connections, so under concurrency most commands for the slot failed (57 of 80 lookups,
+    "TTL exhausted", closed connections) while the sync client had none."""
+    cluster = redis_servers.start_cluster(tmp_path)
+    try:
+        store = make_redis(cluster)
+        moved, stays = "deja:{ask}moved", "deja:{ask}stays"
+        elsewhere = "deja:{elsewhere}"  # another slot (one MGET may not span a split slot)
+        slot = key_slot(moved.encode())
+        await store.aset_many({moved: b"moved", stays: b"stays", elsewhere: b"elsewhere"}, 600)
+        owners = [n for n in cluster.nodes if n.client().cluster("countkeysinslot", slot) == 2]
+        source = owners[0]
+        target = next(n for n in cluster.nodes if n is not source)
+        src, dst = source.client(), target.client()
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src.cluster("myid"))
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst.cluster("myid"))
+        src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", moved)
+
+        for _ in range(3):
+            gets = await asyncio.gather(*(store.aget(moved) for _ in range(16)))
+            assert gets == [b"moved"] * 16
+            many = await asyncio.gather(*(store.aget_many([moved, elsewhere]) for _ in range(16)))
+            assert many == [[b"moved", b"elsewhere"]] * 16
+            assert await asyncio.gather(*(store.aget(stays) for _ in range(16))) == [b"stays"] * 16
+        # A key new to the slot is written where the slot is going.
+        news = [f"deja:{{ask}}new{i}" for i in range(16)]
+        await asyncio.gather(*(store.aset(key, key.encode(), 600) for key in news))
+        assert await store.aget_many(news) == [key.encode() for key in news]
+        assert dst.cluster("countkeysinslot", slot) == 1 + len(news)
+        assert src.cluster("countkeysinslot", slot) == 1  # the key not moved
+        await store.aclose()
+    finally:
+        cluster.kill()
 
 
 def test_cache_delete_tag_on_a_cluster(

@@ -39,6 +39,8 @@ from deja.errors import MissingDependencyError, StoreBusy, StoreError
 from deja.stores.base import StoreUsage
 
 if TYPE_CHECKING:
+    from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+
     from deja._async.redis_ops import AsyncRedisClient, AsyncRedisOps
     from deja._sync.redis_ops import RedisClient, RedisOps
 
@@ -346,6 +348,66 @@ def _sentinel_classes() -> tuple[type, type]:
             raise redis.sentinel.MasterNotFoundError(f"no master found for {service_name!r}")
 
     return SyncSentinel, AsyncSentinel
+
+
+class _AskedNode:
+    """The node an ASK redirect names, as redis-py's asyncio cluster client sees it for the
+    one command it sends there.
+
+    That client sends ``ASKING`` and then the command as two commands, each on a connection
+    taken from the node's pool in turn (first in, first out): with two free connections
+    they go on different ones, the node answers MOVED (it only takes the key after ASKING on
+    the same connection), the old owner answers ASK again, and so on until "TTL exhausted",
+    while the client's error handling closes connections other tasks are using. So every
+    command for a slot being migrated failed under concurrency. Here ``ASKING`` is held and
+    sent together with the command on one connection, as the sync client does.
+    """
+
+    __slots__ = ("_asking", "_node")
+
+    def __init__(self, node: Any) -> None:
+        self._node = node
+        self._asking = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._node, name)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if args == ("ASKING",) and not kwargs:
+            self._asking = True
+            return True
+        if not self._asking:
+            return await self._node.execute_command(*args, **kwargs)
+        self._asking = False
+        from redis.asyncio.cluster import PipelineCommand
+
+        kwargs.pop("asking", None)  # redis-py >= 8 passes its own (False here)
+        asking = PipelineCommand(0, "ASKING")
+        command = PipelineCommand(1, *args, **kwargs)
+        await self._node.execute_pipeline([asking, command])
+        for sent in (asking, command):
+            if isinstance(sent.result, Exception):
+                raise sent.result
+        return command.result
+
+
+@functools.cache
+def _cluster_class() -> type[AsyncRedisCluster]:
+    """redis-py's asyncio cluster client, sending an ASK redirect's ``ASKING`` on the
+    connection that carries the command (see :class:`_AskedNode`)."""
+    import redis.asyncio.cluster
+
+    class AsyncCluster(redis.asyncio.cluster.RedisCluster):
+        def get_node(
+            self, host: str | None = None, port: int | None = None, node_name: str | None = None
+        ) -> Any:
+            node = super().get_node(host, port, node_name)
+            # Only the redirect asks by name alone; the rest compare the answer with None.
+            if node is None or host is not None or port is not None:
+                return node
+            return _AskedNode(node)
+
+    return AsyncCluster
 
 
 class RedisStore:
@@ -784,15 +846,16 @@ def _async_ops(s: _Settings) -> AsyncRedisOps:
         if s.tls:
             cluster_kwargs["ssl"] = True
         cluster: redis.asyncio.cluster.RedisCluster
+        cluster_class = _cluster_class()
         if s.startup_nodes:
-            cluster = redis.asyncio.cluster.RedisCluster(
+            cluster = cluster_class(
                 startup_nodes=[redis.asyncio.cluster.ClusterNode(h, p) for h, p in s.startup_nodes],
                 **cluster_kwargs,
             )
         elif s.url is not None:
-            cluster = redis.asyncio.cluster.RedisCluster.from_url(s.url, **cluster_kwargs)
+            cluster = cluster_class.from_url(s.url, **cluster_kwargs)
         else:
-            cluster = redis.asyncio.cluster.RedisCluster(host=s.host, port=s.port, **cluster_kwargs)
+            cluster = cluster_class(host=s.host, port=s.port, **cluster_kwargs)
         gate = _AsyncGate(limit, s.pool_timeout, prepare=cluster.initialize)
         return AsyncRedisOps(cluster, gate=gate)
     if s.tls:
