@@ -7,9 +7,10 @@ their clients from its settings, and is the :class:`~deja.stores.base.Store` use
 
 The same code serves a standalone server, a Sentinel-managed master and a Cluster:
 
-* ``get``: GET. ``get_many``: one MGET; on a cluster one MGET per hash slot, all sent in
-  one pipeline, so no command ever spans two slots (no CROSSSLOT) and each goes to the
-  node that owns its slot (no MOVED).
+* ``get``: GET. ``get_many``: one MGET; on a cluster a GET per key, all sent in one
+  pipeline (each node gets its keys' commands at once, and no command spans two slots:
+  a multi-key command on a slot half-migrated is refused with TRYAGAIN until it moves;
+  the keys of a cache rarely share a slot, so MGET per slot saved nothing).
 * ``set``/``set_many``: ``SET key value PX ms`` (a plain SET when the TTL is ``None``),
   pipelined without a transaction for ``set_many``. Never MSET: it cannot set a TTL, and
   every write must.
@@ -240,7 +241,7 @@ class AsyncRedisOps:
         try:
             async with self._gate:
                 if isinstance(client, redis.asyncio.cluster.RedisCluster):
-                    values = await self._once_more(lambda: self._mget_by_slot(client, wanted))
+                    values = await self._once_more(lambda: self._get_pipelined(client, wanted))
                 else:
                     values = await self._once_more(lambda: client.mget(wanted))
         except _ERRORS as exc:
@@ -268,18 +269,14 @@ class AsyncRedisOps:
             pipe.set(key, value, px=px)
         await pipe.execute()
 
-    async def _mget_by_slot(
+    async def _get_pipelined(
         self, client: redis.asyncio.cluster.RedisCluster, keys: list[str]
     ) -> list[object]:
-        groups: dict[int, list[str]] = {}
-        for key in dict.fromkeys(keys):
-            groups.setdefault(_slot(key), []).append(key)
+        distinct = list(dict.fromkeys(keys))
         pipe = _cluster(client).pipeline(transaction=False)
-        for group in groups.values():
-            pipe.execute_command("MGET", *group)
-        found: dict[str, object] = {}
-        for group, values in zip(groups.values(), await pipe.execute(), strict=True):
-            found.update(zip(group, values, strict=True))
+        for key in distinct:
+            pipe.get(key)
+        found = dict(zip(distinct, await pipe.execute(), strict=True))
         return [found[key] for key in keys]
 
     async def aset_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:

@@ -9,9 +9,10 @@ their clients from its settings, and is the :class:`~deja.stores.base.Store` use
 
 The same code serves a standalone server, a Sentinel-managed master and a Cluster:
 
-* ``get``: GET. ``get_many``: one MGET; on a cluster one MGET per hash slot, all sent in
-  one pipeline, so no command ever spans two slots (no CROSSSLOT) and each goes to the
-  node that owns its slot (no MOVED).
+* ``get``: GET. ``get_many``: one MGET; on a cluster a GET per key, all sent in one
+  pipeline (each node gets its keys' commands at once, and no command spans two slots:
+  a multi-key command on a slot half-migrated is refused with TRYAGAIN until it moves;
+  the keys of a cache rarely share a slot, so MGET per slot saved nothing).
 * ``set``/``set_many``: ``SET key value PX ms`` (a plain SET when the TTL is ``None``),
   pipelined without a transaction for ``set_many``. Never MSET: it cannot set a TTL, and
   every write must.
@@ -240,7 +241,7 @@ class RedisOps:
         try:
             with self._gate:
                 if isinstance(client, redis.cluster.RedisCluster):
-                    values = self._once_more(lambda: self._mget_by_slot(client, wanted))
+                    values = self._once_more(lambda: self._get_pipelined(client, wanted))
                 else:
                     values = self._once_more(lambda: client.mget(wanted))
         except _ERRORS as exc:
@@ -268,16 +269,12 @@ class RedisOps:
             pipe.set(key, value, px=px)
         pipe.execute()
 
-    def _mget_by_slot(self, client: redis.cluster.RedisCluster, keys: list[str]) -> list[object]:
-        groups: dict[int, list[str]] = {}
-        for key in dict.fromkeys(keys):
-            groups.setdefault(_slot(key), []).append(key)
+    def _get_pipelined(self, client: redis.cluster.RedisCluster, keys: list[str]) -> list[object]:
+        distinct = list(dict.fromkeys(keys))
         pipe = _cluster(client).pipeline(transaction=False)
-        for group in groups.values():
-            pipe.execute_command("MGET", *group)
-        found: dict[str, object] = {}
-        for group, values in zip(groups.values(), pipe.execute(), strict=True):
-            found.update(zip(group, values, strict=True))
+        for key in distinct:
+            pipe.get(key)
+        found = dict(zip(distinct, pipe.execute(), strict=True))
         return [found[key] for key in keys]
 
     def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
