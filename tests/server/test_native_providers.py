@@ -251,3 +251,76 @@ async def test_a_missing_dependency_on_the_request_path_says_what_to_install(
     error = answer.json()["error"]
     assert error["code"] == "missing_dependency" and error["type"] == "server_error"
     assert error["message"] == "botocore is not installed; run: pip install 'deja-llm[bedrock]'"
+
+
+async def test_proxy_workers_over_one_store_share_a_context_cache(
+    gemini: FakeGeminiServer,
+    bedrock: FakeBedrockServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    tmp_path: Any,
+) -> None:
+    """Workers of `deja serve --workers N` are apps over one store: the context cache is
+    found there by its digest, made once (each worker made, and billed, its own)."""
+    shared = {**config(bedrock, gemini), "caching": {"type": "disk", "directory": "cache"}}
+    for question in ("Receipts?", "Approvals?"):
+        async with make_proxy(shared) as worker:
+            answer = await worker.post("/v1/chat/completions", json=body("gemini", question))
+            assert answer.status_code == 200, answer.text
+    assert len(gemini.cached_contents) == 1
+    calls = [r for r in gemini.requests if ":generateContent" in r.path]
+    assert [r.body["cachedContent"] for r in calls] == [gemini.cached_contents[0]["name"]] * 2
+
+
+async def test_provider_cache_metrics_use_the_configured_prices(
+    make_proxy: Callable[..., httpx2.AsyncClient],
+) -> None:
+    """A deployment's own prices (model_info) price the provider-cache metrics too, as they
+    price x-deja-cost-usd (the metrics read the packaged table: twice the saving here)."""
+    from deja.testing import FakeAnthropicServer
+
+    with FakeAnthropicServer(api_key="k") as anthropic:
+        settings = {
+            "model_list": [
+                {
+                    "model_name": "claude",
+                    "litellm_params": {
+                        "model": "anthropic/claude-sonnet-4-5",
+                        "api_base": anthropic.url,
+                        "api_key": "k",
+                        "cache_control_injection_points": [
+                            {"location": "message", "role": "system"}
+                        ],
+                    },
+                    "model_info": {  # half the list prices
+                        "input_cost_per_token": 1.5e-6,
+                        "output_cost_per_token": 7.5e-6,
+                        "cache_read_input_token_cost": 0.15e-6,
+                        "cache_creation_input_token_cost": 1.875e-6,
+                    },
+                }
+            ],
+            "caching": {"type": "memory", "ttl": 600},
+            "general_settings": {"master_key": MASTER},
+        }
+        async with make_proxy(settings, key=MASTER) as proxy:
+            usages = []
+            for question in ("one", "two"):
+                answer = await proxy.post(
+                    "/v1/chat/completions", json={**body("claude", question), "max_tokens": 20}
+                )
+                assert answer.status_code == 200, answer.text
+                usages.append(answer.json()["usage"])
+            exposition = (await proxy.get("/metrics")).text
+    written = usages[0]["cache_creation_input_tokens"]
+    read = usages[1]["cache_read_input_tokens"]
+    assert written > 1024 and read == written
+    figures = {
+        line.split("{")[0]: float(line.rsplit(" ", 1)[1])
+        for line in exposition.splitlines()
+        if line.startswith("deja_provider_cache_")
+        and line.split("{")[0].endswith(("saved_usd_total", "write_premium_usd_total"))
+    }
+    assert figures["deja_provider_cache_saved_usd_total"] == pytest.approx(read * 1.35e-6)
+    assert figures["deja_provider_cache_write_premium_usd_total"] == pytest.approx(
+        written * 0.375e-6
+    )

@@ -58,7 +58,7 @@ from deja.errors import (
     UpstreamTimeoutError,
 )
 from deja.metrics import Metrics, NullMetrics
-from deja.prices import packaged_prices
+from deja.prices import PriceTable, packaged_prices
 from deja.providers.anthropic import AnthropicProvider, AnthropicRequest
 from deja.providers.bedrock import (
     AwsCredentials,
@@ -316,7 +316,8 @@ class Client:
     providers that need them (``anthropic/...`` models), after a request's own. Usage comes
     back in OpenAI's schema for every provider (cached tokens in
     ``prompt_tokens_details.cached_tokens`` and the cache-write fields); ``metrics`` (default:
-    the cache's) counts them in ``deja_provider_cached_tokens_total``.
+    the cache's) counts them in ``deja_provider_cached_tokens_total``, and ``prices``
+    (default: the cache's, else the packaged table) prices them and uncached answers.
 
     ``bedrock/`` models call Bedrock Converse, with a Bedrock API key (the call's
     ``aws_bearer_token_bedrock`` or ``api_key``, or ``AWS_BEARER_TOKEN_BEDROCK`` unless the
@@ -324,8 +325,10 @@ class Client:
     chain), ``gemini/`` and ``vertex_ai/`` models Gemini (an API key, or a service
     account's token and the ``vertex_*`` options); Gemini context caches are made from
     ``cache_control`` markers and kept in the cache's store (see
-    :meth:`create_context_cache`). ``clock`` (wall clock) times access tokens and context
-    caches.
+    :meth:`create_context_cache`), or in ``context_caches`` when given (a client that
+    serves a cache it does not hold, as the proxy's does, passes one over that cache's
+    store: every process sharing the store then shares each resource). ``clock`` (wall
+    clock) times access tokens and context caches.
     """
 
     def __init__(
@@ -342,6 +345,8 @@ class Client:
         headers: Mapping[str, str] | None = None,
         cache_control_injection_points: Sequence[Mapping[str, Any]] = (),
         metrics: Metrics | None = None,
+        prices: PriceTable | None = None,
+        context_caches: ContextCaches | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if cache is not None and not isinstance(cache, Cache):
@@ -370,11 +375,12 @@ class Client:
         self._http_pid = os.getpid()
         self.injection_points = tuple(cache_control_injection_points)
         self.metrics = metrics
+        self.prices = prices
         self._clock = clock
         self._anthropic = AnthropicProvider()
         self._bedrock = BedrockProvider()
         self._gemini = GeminiProvider()
-        self._context_caches: ContextCaches | None = None
+        self._context_caches = context_caches
         self._refused_caches: dict[str, float] = {}
         self._accounts: dict[str, ServiceAccount] = {}
         self._tokens: dict[str, AccessToken] = {}
@@ -475,7 +481,7 @@ class Client:
                 stream = open_uncached(
                     open_stream,
                     include_usage=include_usage,
-                    cost=functools.partial(packaged_prices().response_cost, request.upstream),
+                    cost=functools.partial(self._prices().response_cost, request.upstream),
                 )
             else:
                 stream = self.cache.stream(  # chunks reach callers read-only
@@ -501,7 +507,7 @@ class Client:
 
         if self.cache is None:
             answer = call()
-            cost = packaged_prices().response_cost(request.upstream, answer)
+            cost = self._prices().response_cost(request.upstream, answer)
             return ChatCompletion(answer, CacheInfo("bypass", "", cost_usd=cost))
         # joining an identical call in flight, wait as long as this call's own attempts and
         # the pauses between them (Retry-After: up to 60 s each) could take
@@ -849,14 +855,18 @@ class Client:
         if tokens.write:
             metrics.provider_cached_tokens(provider, "write", tokens.write)
         if tokens.read or tokens.write:
-            prices = (self.cache.prices if self.cache is not None else None) or packaged_prices()
             model = f"{provider}/{response.get('model')}"
-            saved, premium = prices.provider_cache_effect(model, usage)
+            saved, premium = self._prices().provider_cache_effect(model, usage)
             if tokens.read and saved is not None:
                 metrics.provider_cache_saved(provider, saved)
             if tokens.write and premium is not None:
                 metrics.provider_cache_write_premium(provider, premium)
         return response
+
+    def _prices(self) -> PriceTable:
+        if self.prices is not None:
+            return self.prices
+        return self.cache.prices if self.cache is not None else packaged_prices()
 
     def _metrics(self) -> Metrics:
         if self.metrics is not None:
@@ -1120,8 +1130,7 @@ class Client:
         entry = ContextCache(made.name, expires, tokens, f"{provider}/{wire.model}")
         usage: dict[str, Any] = {}
         _bill_context_cache(usage, entry, now)
-        prices = self.cache.prices if self.cache is not None else packaged_prices()
-        made_for = prices.cost(entry.model, {"prompt_tokens": 0, **usage})
+        made_for = self._prices().cost(entry.model, {"prompt_tokens": 0, **usage})
         self._metrics().context_cache(provider, "created", made_for or 0.0)
         return entry
 

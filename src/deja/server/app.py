@@ -27,6 +27,7 @@ import orjson
 from deja._aio import off_loop
 from deja._async.cache import AsyncCache
 from deja._async.client import _PROVIDER_OPTIONS, AsyncClient, _bedrock_api_key
+from deja._async.context_caches import AsyncContextCaches
 from deja._async.embeddings import acached_embeddings
 from deja._async.streams import AsyncCachedStream, aopen_uncached
 from deja._embedding_items import embedding_items, item_requests
@@ -377,6 +378,14 @@ class ProxyApp:
                 max_retries=0,
                 metrics=self.metrics,
                 cache_control_injection_points=settings.cache_control_injection_points,
+                # the client holds no cache here (this app serves it), so it is told the
+                # configured prices and where the cache's store keeps context caches
+                prices=cache.prices if cache is not None else settings.price_table(),
+                context_caches=(
+                    AsyncContextCaches(store=cache.store, key_prefix=cache.key_prefix)
+                    if cache is not None
+                    else None
+                ),
             )
         )
         self.auth = Auth(settings.general)
