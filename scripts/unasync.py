@@ -36,6 +36,7 @@ NAMES = {
     "AsyncContextCaches": "ContextCaches",
     "aget_or_create": "get_or_create",
     "aforget": "forget",
+    "aforget_scope": "forget_scope",
     "aforget_name": "forget_name",
     "arecord": "record",
     "acreate_context_cache": "create_context_cache",

@@ -309,6 +309,51 @@ async def test_async_cache_and_stream_replay(embedder: Any) -> None:
     assert text == "Track it in the app."
 
 
+async def test_deleting_vectors_of_a_remote_index_leaves_the_event_loop_free(
+    embedder: Any,
+) -> None:
+    """A remote index takes its time to remove (a Redis index scans a namespace: seconds at
+    20k vectors); the async cache's delete, delete_tag and clear must not hold the loop."""
+    import time
+
+    from deja.semantic.index import InProcessIndex
+
+    class SlowToRemove(InProcessIndex):
+        def remove(self, id: str) -> bool:
+            time.sleep(0.2)
+            return super().remove(id)
+
+        def remove_scope(self, scope: str) -> int:
+            time.sleep(0.2)
+            return super().remove_scope(scope)
+
+    index = SlowToRemove(dim=embedder.dim)
+    cache = deja.AsyncCache(semantic=SemanticCache(embedder=embedder, index=index))
+    block = chat_request("How do I block my card?")
+    assert await cache.put(block, chat_response("In the app."))
+    await cache.put(
+        chat_request("Where is my refund?"), chat_response("Soon."), control={"tags": ["t"]}
+    )
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    beat = asyncio.create_task(ticker())
+    await asyncio.sleep(0.02)
+    before = ticks
+    assert await cache.delete(cache.key(block))
+    assert await cache.delete_tag("t") == 1
+    assert await cache.clear(namespace="other") == 0
+    assert await cache.clear() == 0
+    beat.cancel()
+    assert ticks - before >= 40  # ~0.8 s of removals, the loop ticking every 10 ms
+    assert len(index) == 0
+
+
 def test_a_failing_semantic_tier_is_a_miss(embedder: Any, caplog: pytest.LogCaptureFixture) -> None:
     class Broken(SemanticCache):
         def inspect(self, *args: Any, **kwargs: Any) -> Any:

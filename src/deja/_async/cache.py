@@ -855,7 +855,7 @@ class AsyncCache:
             if found.entry is not None:
                 break
             if found.gone:  # expired or deleted: not a store that failed to answer now,
-                semantic.forget(match.key)  # nor an entry older than this request takes
+                await semantic.aforget(match.key)  # nor an entry older than this request takes
             elif not found.stale:
                 return None, True  # the store did not answer: nor would it for the next one
             # the next candidate may be a fresh answer to the same question
@@ -993,7 +993,7 @@ class AsyncCache:
     async def delete(self, key: str) -> bool:
         """Delete one entry by key (and its semantic vector); returns whether it existed."""
         if self.semantic is not None:
-            self.semantic.forget(key)
+            await self.semantic.aforget(key)
         try:
             return await self.store.adelete(key)
         except Exception as exc:
@@ -1081,7 +1081,7 @@ class AsyncCache:
             deleted = 0
             for n, key in enumerate(doomed, 1):
                 if self.semantic is not None:
-                    self.semantic.forget(key)
+                    await self.semantic.aforget(key)
                 deleted += await self.store.adelete(key)
                 if n % _aio.OFFLOAD_BATCH == 0:
                     await asyncio.sleep(0)  # a store that never waits: let others in
@@ -1099,13 +1099,13 @@ class AsyncCache:
         if namespace is _UNSET and tenant is _UNSET:
             prefix = f"{self.key_prefix}{KEY_VERSION}:"
             if self.semantic is not None:
-                self.semantic.clear()
+                await self.semantic.aclear()
         else:
             scope_tenant = None if tenant is _UNSET else tenant
             scope_namespace = self.namespace if namespace is _UNSET else namespace
             prefix = scope_prefix(self.key_prefix, scope_tenant, scope_namespace)
             if self.semantic is not None:
-                self.semantic.forget_scope(tenant=scope_tenant, namespace=scope_namespace)
+                await self.semantic.aforget_scope(tenant=scope_tenant, namespace=scope_namespace)
         try:
             return await self.store.aclear(prefix)
         except Exception as exc:

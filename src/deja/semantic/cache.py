@@ -371,6 +371,21 @@ class SemanticCache:
         index, stay); returns how many."""
         return self.index.remove_scope(self.partition)
 
+    async def aforget(self, key: str) -> bool:
+        """:meth:`forget` without blocking the event loop (the index may be remote)."""
+        return await asyncio.to_thread(self.forget, key)
+
+    async def aforget_scope(
+        self, *, tenant: str | None = None, namespace: str | None = None
+    ) -> int:
+        """:meth:`forget_scope` without blocking the event loop (a remote index scans its
+        whole scope: seconds at 20k vectors)."""
+        return await asyncio.to_thread(self.forget_scope, tenant=tenant, namespace=namespace)
+
+    async def aclear(self) -> int:
+        """:meth:`clear` without blocking the event loop."""
+        return await asyncio.to_thread(self.clear)
+
     def feedback(self, key: str, *, correct: bool) -> Feedback | None:
         """Report whether serving entry ``key`` for a similar prompt was right.
 
