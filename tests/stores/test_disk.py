@@ -345,11 +345,12 @@ def test_expired_tag_records_are_purged(tmp_path: Path, clock: FakeClock) -> Non
     store.close()
 
 
-def test_tag_rows_of_evicted_entries_are_swept(tmp_path: Path) -> None:
+def test_tag_rows_of_evicted_entries_are_swept(tmp_path: Path, clock: FakeClock) -> None:
     """Entries without a TTL evicted by size_limit leave no tag rows behind for long."""
-    store = DiskStore(tmp_path, size_limit=64 * 1024)
+    store = DiskStore(tmp_path, size_limit=64 * 1024, clock=clock)
     value = b"x" * 1024
     for i in range(3000):
+        clock.advance(1)  # a row goes a minute after a sweep found its value gone
         store.set(f"k{i}", value, None)
         store.tag(f"user:{i}", [f"k{i}"], None)
     held = store.usage().entries
@@ -358,6 +359,32 @@ def test_tag_rows_of_evicted_entries_are_swept(tmp_path: Path) -> None:
     live = [f"k{i}" for i in range(3000) if store.get(f"k{i}") is not None]
     assert all(store.keys_for(f"user:{key[1:]}") == [key] for key in live)  # still findable
     store.close()
+
+
+def test_a_tag_row_whose_value_is_on_its_way_is_not_swept(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """The cache tags an entry before it writes the value. Another process's sweep in
+    between took the row for one of an evicted value, and the entry, once written, was out
+    of its tag's reach: delete_tag missed it and it went on being served."""
+    writer, other = DiskStore(tmp_path, clock=clock), DiskStore(tmp_path, clock=clock)
+    writer.tag("doc:42", ["summary"], None)  # ... and the value is not written yet
+    for i in range(20):  # the other process's tag writes sweep the whole table
+        other.set(f"x{i}", b"x", None)
+        other.tag(f"other:{i}", [f"x{i}"], None)
+    writer.set("summary", b"v1", None)
+    assert writer.keys_for("doc:42") == ["summary"]
+    # a row whose value never comes goes once a sweep finds it still missing a minute on
+    writer.tag("doc:43", ["lost"], None)
+    for i in range(20):
+        other.tag(f"again:{i}", [f"x{i}"], None)
+    clock.advance(61)
+    for i in range(20):
+        other.tag(f"later:{i}", [f"x{i}"], None)
+    assert writer.keys_for("doc:43") == []
+    assert writer.keys_for("doc:42") == ["summary"]
+    writer.close()
+    other.close()
 
 
 @pytest.mark.parametrize(

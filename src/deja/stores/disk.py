@@ -45,6 +45,11 @@ _EXPIRE_SLACK = 1.0
 # waits longer than this is worse than a miss.
 _LOCK_TIMEOUT = 10.0
 _TAGS_FILE = "tags.sqlite3"
+# A tag row is written before its value (so no entry is ever stored where its tag cannot
+# reach it); another process's sweep may see the row in between. It is forgotten only
+# when its value is still missing this long after a sweep first found it so.
+_SWEEP_GRACE = 60.0
+_SWEEP_SUSPECTS = 4096  # rows awaiting their grace, at most (more wait for the next round)
 # Keys deleted per transaction by clear(): few commits, yet other writers get a turn.
 _CLEAR_BATCH = 500
 
@@ -149,6 +154,7 @@ class DiskStore(SyncStore, SyncTagIndex):
         self._tag_con: sqlite3.Connection | None = None
         self._tag_pid = 0
         self._swept_to: tuple[str, str] = ("", "")  # (name, key) the next sweep goes on from
+        self._suspects: dict[tuple[str, str], float] = {}  # rows found valueless, and when
 
     @property
     def directory(self) -> str:
@@ -267,20 +273,36 @@ class DiskStore(SyncStore, SyncTagIndex):
                 (now,),
             )
             con.execute("DELETE FROM tag WHERE expires <= ?", (now,))
-            self._sweep(con, len(keys) + 1, fresh=keys)
+            # (a valueless row is forgotten on its second visit, hence three per row added)
+            self._sweep(con, 3 * (len(keys) + 1), fresh=keys)
 
     def _sweep(self, con: sqlite3.Connection, count: int, *, fresh: Sequence[str]) -> None:
         """Forget the tag rows of ``count`` keys (a cursor goes round the table) whose
         values are gone: evicted by ``size_limit``, or never expiring while their tag does
-        not. Each tag write looks at more rows than it adds, so the file stays in
-        proportion to the entries held. The ``fresh`` keys just tagged are left alone."""
+        not. Each tag write looks at three rows per row it adds, so the file stays in
+        proportion to the entries held. The ``fresh`` keys just tagged are left alone, and a
+        row whose value is missing goes only when it still is :data:`_SWEEP_GRACE` seconds
+        after it was first found so (its value may be on its way, from another process)."""
         rows = con.execute(
             "SELECT name, key FROM tag_key WHERE (name, key) > (?, ?) ORDER BY name, key LIMIT ?",
             (*self._swept_to, count),
         ).fetchall()
         self._swept_to = rows[-1] if len(rows) == count else ("", "")
         values = self._values()
-        gone = [(name, key) for name, key in rows if key not in fresh and key not in values]
+        suspects = self._suspects
+        now = self._clock()
+        gone = []
+        for row in rows:
+            if row[1] in fresh or row[1] in values:
+                suspects.pop(row, None)
+                continue
+            since = suspects.get(row)
+            if since is None:
+                if len(suspects) < _SWEEP_SUSPECTS:
+                    suspects[row] = now
+            elif now - since >= _SWEEP_GRACE:
+                del suspects[row]
+                gone.append(row)
         if not gone:
             return
         con.executemany("DELETE FROM tag_key WHERE name = ? AND key = ?", gone)
