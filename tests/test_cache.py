@@ -739,3 +739,46 @@ def test_an_entry_whose_tag_write_failed_is_not_stored_beyond_the_tag_s_reach() 
     assert cache.get(chat_request()).info.status == "hit"
     assert cache.delete_tag("doc:42") == 1
     assert cache.get(chat_request()).info.status == "miss"
+
+
+def test_a_delete_tag_cut_short_is_finished_by_its_retry() -> None:
+    """The store failed halfway through the deletes: the tag's records were dropped first,
+    so the retry found nothing (0) and the entries not yet deleted stayed served."""
+
+    class FailsAfter(deja.MemoryStore):
+        deletes_left = 1_000
+
+        def delete(self, key: str) -> bool:
+            if self.deletes_left == 0:
+                raise ConnectionError("the store went away")
+            self.deletes_left -= 1
+            return super().delete(key)
+
+    store = FailsAfter()
+    cache = deja.Cache(store=store)
+    for n in range(6):
+        cache.put(chat_request(f"doc {n}"), chat_response(), control={"tags": ["doc"]})
+    store.deletes_left = 2
+    with pytest.raises(StoreError):
+        cache.delete_tag("doc")
+    store.deletes_left = 1_000
+    assert cache.delete_tag("doc") == 4
+    assert all(cache.get(chat_request(f"doc {n}")).entry is None for n in range(6))
+    assert cache.delete_tag("doc") == 0
+
+
+async def test_entries_tagged_while_a_delete_tag_runs_are_deleted_too() -> None:
+    cache = deja.AsyncCache()
+    await cache.put(chat_request("before"), chat_response(), control={"tags": ["doc"]})
+    store = cache.store
+    real_get_many = store.aget_many
+
+    async def get_many_then_tag(keys: Any) -> Any:  # an entry tagged between read and drop
+        store.aget_many = real_get_many  # type: ignore[method-assign]
+        values = await real_get_many(keys)
+        await cache.put(chat_request("meanwhile"), chat_response(), control={"tags": ["doc"]})
+        return values
+
+    store.aget_many = get_many_then_tag  # type: ignore[method-assign]
+    assert await cache.delete_tag("doc") == 2
+    assert (await cache.get(chat_request("meanwhile"))).entry is None

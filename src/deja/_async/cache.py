@@ -1062,31 +1062,45 @@ class AsyncCache:
             scope = namespace if namespace is not None else self.namespace
             records = [self._tag_id(tag, tenant, scope)]
         try:
-            keys = list(
-                dict.fromkeys([key for record in records for key in await store.adrop(record)])
-            )
-            # a record may name an entry stored again since without the tag (or in
-            # another namespace's record only): each entry's own tags decide
-            values = await self.store.aget_many(keys) if keys else []
-
-            def still_tagged() -> list[str]:
-                return [
-                    key
-                    for key, data in zip(keys, values, strict=True)
-                    if data is not None and _tagged(data, tag)
-                ]
-
-            # (each entry decoded: a large batch off the event loop)
-            doomed = await off_loop(still_tagged, len(keys))  # unasync: doomed = still_tagged()
+            # The records are read, their entries deleted, and only then the records
+            # dropped: a delete_tag cut short (a store failing halfway) leaves them to its
+            # retry, which would find nothing to delete otherwise while the entries it
+            # missed were served. The drop names any entry tagged meanwhile: gone too.
             deleted = 0
-            for n, key in enumerate(doomed, 1):
-                if self.semantic is not None:
-                    await self.semantic.aforget(key)
-                deleted += await self.store.adelete(key)
-                if n % _aio.OFFLOAD_BATCH == 0:
-                    await asyncio.sleep(0)  # a store that never waits: let others in
+            seen: set[str] = set()
+            for take in (store.akeys_for, store.adrop):
+                named: dict[str, None] = {}
+                for record in records:
+                    named.update(dict.fromkeys(await take(record)))
+                keys = [key for key in named if key not in seen]
+                seen.update(keys)
+                deleted += await self._delete_tagged(tag, keys)
         except Exception as exc:
             raise StoreError(f"delete_tag failed on store {self._store_name}: {exc!r}") from exc
+        return deleted
+
+    async def _delete_tagged(self, tag: str, keys: list[str]) -> int:
+        """Delete those of ``keys`` whose entries carry ``tag``; how many went. A record may
+        name an entry stored again since without the tag (or in another namespace's record
+        only): each entry's own tags decide."""
+        values = await self.store.aget_many(keys) if keys else []
+
+        def still_tagged() -> list[str]:
+            return [
+                key
+                for key, data in zip(keys, values, strict=True)
+                if data is not None and _tagged(data, tag)
+            ]
+
+        # (each entry decoded: a large batch off the event loop)
+        doomed = await off_loop(still_tagged, len(keys))  # unasync: doomed = still_tagged()
+        deleted = 0
+        for n, key in enumerate(doomed, 1):
+            if self.semantic is not None:
+                await self.semantic.aforget(key)
+            deleted += await self.store.adelete(key)
+            if n % _aio.OFFLOAD_BATCH == 0:
+                await asyncio.sleep(0)  # a store that never waits: let others in
         return deleted
 
     async def clear(self, *, namespace: str | None = _UNSET, tenant: str | None = _UNSET) -> int:

@@ -1060,29 +1060,45 @@ class Cache:
             scope = namespace if namespace is not None else self.namespace
             records = [self._tag_id(tag, tenant, scope)]
         try:
-            keys = list(dict.fromkeys([key for record in records for key in store.drop(record)]))
-            # a record may name an entry stored again since without the tag (or in
-            # another namespace's record only): each entry's own tags decide
-            values = self.store.get_many(keys) if keys else []
-
-            def still_tagged() -> list[str]:
-                return [
-                    key
-                    for key, data in zip(keys, values, strict=True)
-                    if data is not None and _tagged(data, tag)
-                ]
-
-            # (each entry decoded: a large batch off the event loop)
-            doomed = still_tagged()
+            # The records are read, their entries deleted, and only then the records
+            # dropped: a delete_tag cut short (a store failing halfway) leaves them to its
+            # retry, which would find nothing to delete otherwise while the entries it
+            # missed were served. The drop names any entry tagged meanwhile: gone too.
             deleted = 0
-            for n, key in enumerate(doomed, 1):
-                if self.semantic is not None:
-                    self.semantic.forget(key)
-                deleted += self.store.delete(key)
-                if n % _aio.OFFLOAD_BATCH == 0:
-                    time.sleep(0)  # a store that never waits: let others in
+            seen: set[str] = set()
+            for take in (store.keys_for, store.drop):
+                named: dict[str, None] = {}
+                for record in records:
+                    named.update(dict.fromkeys(take(record)))
+                keys = [key for key in named if key not in seen]
+                seen.update(keys)
+                deleted += self._delete_tagged(tag, keys)
         except Exception as exc:
             raise StoreError(f"delete_tag failed on store {self._store_name}: {exc!r}") from exc
+        return deleted
+
+    def _delete_tagged(self, tag: str, keys: list[str]) -> int:
+        """Delete those of ``keys`` whose entries carry ``tag``; how many went. A record may
+        name an entry stored again since without the tag (or in another namespace's record
+        only): each entry's own tags decide."""
+        values = self.store.get_many(keys) if keys else []
+
+        def still_tagged() -> list[str]:
+            return [
+                key
+                for key, data in zip(keys, values, strict=True)
+                if data is not None and _tagged(data, tag)
+            ]
+
+        # (each entry decoded: a large batch off the event loop)
+        doomed = still_tagged()
+        deleted = 0
+        for n, key in enumerate(doomed, 1):
+            if self.semantic is not None:
+                self.semantic.forget(key)
+            deleted += self.store.delete(key)
+            if n % _aio.OFFLOAD_BATCH == 0:
+                time.sleep(0)  # a store that never waits: let others in
         return deleted
 
     def clear(self, *, namespace: str | None = _UNSET, tenant: str | None = _UNSET) -> int:
