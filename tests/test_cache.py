@@ -346,10 +346,10 @@ def test_store_failures_fail_open(clock: FakeClock, caplog: pytest.LogCaptureFix
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1  # one warning per breaker window, not one per call
     text = metrics.render().decode()
-    # per fetch: a failed lookup, a failed re-check by the single-flight leader, a failed write
-    assert 'deja_cache_errors_total{op="get",store="faulty"} 6.0' in text
+    # per fetch: a failed lookup and a failed write (the leader does not look again)
+    assert 'deja_cache_errors_total{op="get",store="faulty"} 3.0' in text
     assert 'deja_cache_errors_total{op="set",store="faulty"} 3.0' in text
-    assert cache.stats().store_errors == 9
+    assert cache.stats().store_errors == 6
     store.fail_ops = set()
     cache.fetch(chat_request(), up)
     assert cache.fetch(chat_request(), up).info.status == "hit"
@@ -782,3 +782,18 @@ async def test_entries_tagged_while_a_delete_tag_runs_are_deleted_too() -> None:
     store.aget_many = get_many_then_tag  # type: ignore[method-assign]
     assert await cache.delete_tag("doc") == 2
     assert (await cache.get(chat_request("meanwhile"))).entry is None
+
+
+def test_a_miss_asks_a_store_that_failed_to_answer_only_once() -> None:
+    """The leader of a miss looks again before calling (an identical call may have just
+    stored the answer), but not when the store has just failed to answer: a hung S3
+    endpoint cost each miss two read timeouts (plus the write's)."""
+    store = FaultyStore()
+    store.fail_ops = {"get"}
+    cache = deja.Cache(store=store)
+    assert cache.fetch(chat_request("q"), chat_response).info.status == "miss"
+    assert store.calls["get"] == 1
+    store.fail_ops = set()
+    store.calls.clear()
+    assert cache.fetch(chat_request("new"), chat_response).info.status == "miss"
+    assert store.calls["get"] == 2  # absent: looked at again as the leader

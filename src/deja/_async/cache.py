@@ -606,9 +606,12 @@ class AsyncCache:
             return self._count(live)
 
         async def lead() -> CacheResult:
-            again = await self._lookup(key, ctl)
-            if again.entry is not None:
-                return again
+            # an identical call may have stored the answer since; a store that could not
+            # answer a moment ago is not asked again (a hung one: another timeout)
+            if found.gone or found.stale:
+                again = await self._lookup(key, ctl)
+                if again.entry is not None:
+                    return again
             token, waited = await self._cross_process_lead(
                 key, functools.partial(self._stored_answer, key, ctl), timeout
             )

@@ -263,7 +263,7 @@ class S3Store(SyncStore, SyncTagIndex):
         verify: bool | str | None = None,
         max_pool_connections: int = 32,
         connect_timeout: float = 1.0,
-        read_timeout: float = 5.0,
+        read_timeout: float = 2.0,
         max_attempts: int = 2,
         clock: Callable[[], float] = time.time,
         client: Any = None,
