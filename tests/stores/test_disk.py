@@ -17,6 +17,7 @@ import pytest
 
 from deja.errors import StoreError
 from deja.stores import DiskStore
+from deja.stores import disk as disk_module
 from deja.testing import FakeClock
 
 
@@ -361,9 +362,7 @@ def test_tag_rows_of_evicted_entries_are_swept(tmp_path: Path, clock: FakeClock)
     store.close()
 
 
-def test_a_tag_row_whose_value_is_on_its_way_is_not_swept(
-    tmp_path: Path, clock: FakeClock
-) -> None:
+def test_a_tag_row_whose_value_is_on_its_way_is_not_swept(tmp_path: Path, clock: FakeClock) -> None:
     """The cache tags an entry before it writes the value. Another process's sweep in
     between took the row for one of an evicted value, and the entry, once written, was out
     of its tag's reach: delete_tag missed it and it went on being served."""
@@ -448,3 +447,41 @@ async def test_an_async_read_that_writes_nothing_stays_on_the_loop(
     assert await fresh.aget("k") == b"v" and hops == 2
     for opened in (store, recording, fresh):
         opened.close()
+
+
+def test_value_files_no_entry_names_are_removed(tmp_path: Path) -> None:
+    """diskcache writes a large value's file before its row: a writer killed in between
+    left a file nothing named, and disk use grew past size_limit crash after crash."""
+    store = DiskStore(tmp_path)
+    store.set("big", b"x" * 100_000, None)  # a value in a file of its own
+    orphan = tmp_path / "ab" / "cd" / ("0" * 28 + ".val")
+    young = tmp_path / "ab" / "cd" / ("1" * 28 + ".val")
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(b"y" * 5000)
+    young.write_bytes(b"z" * 10)
+    os.utime(orphan, (time.time() - 120, time.time() - 120))
+    assert store.remove_orphans() == (1, 5000)
+    assert not orphan.exists() and young.exists()  # a minute old at least
+    assert store.get("big") == b"x" * 100_000
+    assert store.remove_orphans(older_than=0) == (1, 10)
+    assert store.get("big") == b"x" * 100_000
+    assert (tmp_path / "cache.db").exists()  # and diskcache's own files untouched
+    store.close()
+
+
+def test_a_process_opening_a_directory_removes_old_orphans(tmp_path: Path) -> None:
+    first = DiskStore(tmp_path)
+    first.set("k", b"v", None)
+    first.close()
+    orphan = tmp_path / "0a" / "0b" / ("2" * 28 + ".val")
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(b"left")
+    os.utime(orphan, (time.time() - 3600, time.time() - 3600))
+    disk_module._collected.discard(os.path.realpath(tmp_path))  # as a new process would
+    second = DiskStore(tmp_path)
+    assert second.get("k") == b"v"
+    deadline = time.monotonic() + 10
+    while orphan.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not orphan.exists()
+    second.close()
