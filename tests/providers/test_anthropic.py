@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+import deja
 from deja.config import load_config
 from deja.errors import InvalidRequestError, ProviderError
 from deja.providers.anthropic import (
@@ -16,6 +17,7 @@ from deja.providers.anthropic import (
     finish_reason,
 )
 from deja.providers.planner import minimum_cacheable_tokens
+from deja.testing import FakeAnthropicServer
 
 EPHEMERAL = {"type": "ephemeral"}
 PNG = (  # a 1x1 PNG
@@ -466,6 +468,33 @@ def test_top_level_automatic_caching_takes_a_slot() -> None:
     request = AnthropicProvider(minimum_tokens=lambda m: 0).build_request(body)
     assert request.json["cache_control"] == EPHEMERAL
     assert request.plan.not_placed == {"over_limit": 1}
+
+
+def test_automatic_one_hour_next_to_an_injected_breakpoint_is_accepted() -> None:
+    # A client configured with a system injection point (5m), and a caller asking for
+    # Anthropic's automatic caching with a 1h lifetime: the automatic breakpoint lands
+    # after the 5m one, which Anthropic refuses with a 400 unless deja orders them.
+    system = "You are a meticulous assistant. " * 400
+    with FakeAnthropicServer(api_key="sk-ant-test") as server:
+        client = deja.Client(
+            api_base=server.url,
+            api_key="sk-ant-test",
+            max_retries=0,
+            cache_control_injection_points=[{"location": "message", "role": "system"}],
+        )
+        reply = client.completion(
+            model="anthropic/claude-sonnet-4-5",
+            messages=[
+                {"role": "system", "content": system},
+                {"role": "user", "content": "hello " * 500},
+            ],
+            max_tokens=50,
+            cache_control={"type": "ephemeral", "ttl": "1h"},
+        )
+        sent = server.requests[-1].body
+    assert sent["system"][-1]["cache_control"] == EPHEMERAL
+    assert sent["cache_control"] == {"type": "ephemeral", "ttl": "5m"}
+    assert reply.usage.cache_creation_input_tokens > 0
 
 
 # -- response translation --------------------------------------------------------------------

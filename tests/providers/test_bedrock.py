@@ -97,6 +97,10 @@ def test_the_invoke_route_is_refused() -> None:
         ("global.anthropic.claude-haiku-4-5-20251001-v1:0", True, True, 4096),
         ("anthropic.claude-opus-4-5-20251101-v1:0", True, True, 4096),
         ("us.anthropic.claude-opus-4-6-v1", True, True, 4096),
+        ("us.anthropic.claude-opus-4-7", True, True, 2048),
+        # 512 on Anthropic's own API, which documents 1,024 on Bedrock for Fable 5 and
+        # Mythos 5 and defers to AWS for the rest: never below Bedrock's 1,024
+        ("us.anthropic.claude-opus-5", True, True, 1024),
         (
             "arn:aws:bedrock:us-west-2::foundation-model/anthropic.claude-sonnet-4-5-20250929-v1:0",
             True,
@@ -483,6 +487,107 @@ def test_requests_converse_cannot_express_are_refused(change: dict[str, Any], me
 
 
 # -- cachePoints ----------------------------------------------------------------------------
+
+
+DOC = "Clause 7: refunds over 500 EUR need a manager's approval. " * 400  # ~6k tokens
+
+
+def test_a_breakpoint_on_a_trailing_blank_part_moves_to_the_block_before() -> None:
+    # Chat UIs append "\n"; the latest-message injection point lands on it. Bedrock refuses
+    # blank text, and dropping the part used to drop its cachePoint without a word.
+    translation = translate(
+        {
+            "model": f"bedrock/{SONNET_45}",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "text", "text": DOC}, {"type": "text", "text": "\n"}],
+                }
+            ],
+        },
+        injection_points=[{"location": "message", "index": -1}],
+    )
+    assert [str(b.target) for b in translation.plan.breakpoints] == ["messages[0].content[1]"]
+    assert translation.json["messages"] == [
+        {"role": "user", "content": [{"text": DOC}, CACHE_POINT]}
+    ]
+    assert translation.warnings == []
+
+
+def test_a_breakpoint_on_a_leading_blank_part_goes_on_the_message_s_last_block() -> None:
+    # Nothing before it in the message: the Anthropic adapter's rule, the message's end.
+    translation = translate(
+        {
+            "model": f"bedrock/{SONNET_45}",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": " ", "cache_control": ONE_HOUR},
+                        {"type": "text", "text": DOC},
+                    ],
+                }
+            ],
+        }
+    )
+    assert translation.json["messages"] == [
+        {"role": "user", "content": [{"text": DOC}, CACHE_POINT_1H]}
+    ]
+
+
+def test_a_breakpoint_on_a_blank_message_is_named() -> None:
+    translation = translate(
+        {
+            "model": f"bedrock/{SONNET_45}",
+            "messages": [
+                {"role": "system", "content": DOC},
+                {
+                    "role": "user",
+                    "content": [{"type": "text", "text": "\n", "cache_control": EPHEMERAL}],
+                },
+                {"role": "user", "content": "Hi"},
+            ],
+        }
+    )
+    assert "cachePoint" not in json.dumps(translation.json)
+    assert translation.warnings == [
+        "breakpoint at messages[1] not sent: the message is blank",
+        "messages[1] has no content Bedrock accepts (blank text): not sent",
+    ]
+
+
+def test_a_breakpoint_on_a_blank_tool_result_part_follows_the_result() -> None:
+    translation = translate(
+        {
+            "model": f"bedrock/{SONNET_45}",
+            "messages": [
+                {"role": "user", "content": DOC},
+                {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {
+                            "id": "t1",
+                            "type": "function",
+                            "function": {"name": "f", "arguments": "{}"},
+                        }
+                    ],
+                },
+                {
+                    "role": "tool",
+                    "tool_call_id": "t1",
+                    "content": [
+                        {"type": "text", "text": "42"},
+                        {"type": "text", "text": "", "cache_control": EPHEMERAL},
+                    ],
+                },
+            ],
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+        }
+    )
+    assert translation.json["messages"][-1] == {
+        "role": "user",
+        "content": [{"toolResult": {"toolUseId": "t1", "content": [{"text": "42"}]}}, CACHE_POINT],
+    }
 
 
 def test_callers_markers_become_cache_points_after_their_blocks() -> None:

@@ -705,6 +705,32 @@ def test_digest_is_sha256_of_the_canonical_prefix() -> None:
     assert plan.digest == hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def test_the_chosen_breakpoint_keeps_its_lifetime_behind_a_five_minute_marker() -> None:
+    # An agent's setup: the caller's 5m marker on a tool, the system point asking for 1h,
+    # and one on the latest message. The system breakpoint is chosen; Anthropic's "longer
+    # lifetimes first" (a 1h breakpoint after a 5m one is shortened) is not Gemini's rule,
+    # and a cache made for 5 minutes is remade about every 4.
+    tool = {
+        "type": "function",
+        "cache_control": {"type": "ephemeral"},
+        "function": {"name": "lookup", "description": "look up a policy"},
+    }
+    body = chat({"role": "system", "content": LONG}, user("How many days?"), tools=[tool])
+    points = [
+        {"location": "message", "role": "system", "ttl": "1h"},
+        {"location": "message", "index": -1},
+    ]
+    plan = build(body, injection_points=points).context_cache
+    assert plan is not None
+    assert plan.system_instruction == {"parts": [{"text": LONG}]}
+    assert plan.ttl_seconds == 3600
+    # and a chosen 5m breakpoint after a 1h one stays 5m
+    tool["cache_control"] = {"type": "ephemeral", "ttl": "1h"}
+    five = build(body, injection_points=[{"location": "message", "role": "system"}])
+    assert five.context_cache is not None
+    assert five.context_cache.ttl_seconds == 300
+
+
 def test_with_cached_content_strips_what_the_cache_holds() -> None:
     tools = [{"type": "function", "function": {"name": "f", "description": "d"}}]
     body = chat(

@@ -373,6 +373,99 @@ def test_longer_lifetimes_first_is_fine() -> None:
     assert warnings == ()
 
 
+def test_automatic_one_hour_after_an_injected_five_minutes_is_downgraded() -> None:
+    # Anthropic puts the automatic breakpoint on the last block, after the injected 5m one
+    # on the system prompt: sent as asked, the request is refused ("a ttl='1h'
+    # cache_control block must not come after a ttl='5m' cache_control block").
+    body = {"model": MODEL, "messages": conversation(), "cache_control": ONE_HOUR}
+    out, warnings = wire(body, injection_points=[{"location": "message", "role": "system"}])
+    assert out["system"] == [text("S1", EPHEMERAL)]
+    assert out["cache_control"] == FIVE_MIN
+    assert warnings == (
+        "automatic cache_control (top level) downgraded from ttl 1h to 5m: it goes on the "
+        "last block, after a 5m breakpoint, and longer lifetimes must come first",
+    )
+
+
+def test_automatic_one_hour_after_one_hour_breakpoints_is_kept() -> None:
+    body = {"model": MODEL, "messages": conversation(), "cache_control": ONE_HOUR}
+    points = [{"location": "message", "role": "system", "ttl": "1h"}]
+    out, warnings = wire(body, injection_points=points)
+    assert out["system"] == [text("S1", ONE_HOUR)]
+    assert out["cache_control"] == ONE_HOUR
+    assert warnings == ()
+
+
+def test_automatic_five_minutes_after_one_hour_is_fine() -> None:
+    body = {"model": MODEL, "messages": conversation(), "cache_control": EPHEMERAL}
+    points = [{"location": "message", "role": "system", "ttl": "1h"}]
+    out, warnings = wire(body, injection_points=points)
+    assert out["system"] == [text("S1", ONE_HOUR)]
+    assert out["cache_control"] == EPHEMERAL
+    assert warnings == ()
+
+
+def test_automatic_on_a_last_block_with_another_lifetime_is_not_sent() -> None:
+    # Anthropic refuses an automatic breakpoint whose lifetime differs from an explicit
+    # one on the same (last) block; that breakpoint caches the same prefix anyway.
+    body = {"model": MODEL, "messages": conversation(), "cache_control": EPHEMERAL}
+    out, warnings = wire(body, injection_points=[{"location": "message", "index": -1, "ttl": "1h"}])
+    assert out["messages"][-1] == {"role": "user", "content": [text("U3", ONE_HOUR)]}
+    assert "cache_control" not in out
+    assert warnings == (
+        "automatic cache_control (top level, ttl 5m) not sent: the last block, messages[5], "
+        "has a breakpoint with ttl 1h, which caches the same prefix (Anthropic refuses two "
+        "lifetimes on one block)",
+    )
+    plan = plan_breakpoints(
+        body,
+        injection_points=[{"location": "message", "index": -1, "ttl": "1h"}],
+        automatic=EPHEMERAL,
+    )
+    assert plan.automatic is None
+    assert [(w.kind, w.placed) for w in plan.warnings] == [("merged", True)]
+    assert plan.not_placed == {}
+
+
+def test_automatic_with_the_same_lifetime_as_the_last_block_is_sent() -> None:
+    body = {"model": MODEL, "messages": conversation(), "cache_control": EPHEMERAL}
+    out, warnings = wire(body, injection_points=[{"location": "message", "index": -1}])
+    assert out["messages"][-1] == {"role": "user", "content": [text("U3", EPHEMERAL)]}
+    assert out["cache_control"] == EPHEMERAL  # Anthropic: a no-op
+    assert warnings == ()
+
+
+def test_automatic_takes_a_slot_of_the_limit() -> None:
+    body = {"messages": conversation()}
+    points = [{"location": "message", "last": 6}]
+    plan = plan_breakpoints(body, injection_points=points, automatic=EPHEMERAL)
+    assert len(plan.breakpoints) == 3
+    assert plan.limit == 3
+    assert plan.automatic == EPHEMERAL
+    assert plan.not_placed == {"over_limit": 3}
+    assert plan.warnings[-1].message.endswith(
+        "not placed: the provider's limit of 3 breakpoints besides the automatic one is reached"
+    )
+
+
+def test_malformed_automatic_cache_control_is_an_error() -> None:
+    with pytest.raises(InvalidRequestError, match=r"cache_control \(top level\)"):
+        plan_breakpoints({"messages": conversation()}, automatic={"type": "persistent"})
+
+
+def test_without_longer_first_each_breakpoint_keeps_its_lifetime() -> None:
+    # Gemini's rule set: the breakpoint that becomes a context cache keeps what it asked.
+    body = {"model": MODEL, "messages": [*conversation()]}
+    body["messages"][0] = {**body["messages"][0], "cache_control": EPHEMERAL}
+    points = [{"location": "message", "index": -1, "control": ONE_HOUR}]
+    plan = plan_breakpoints(body, injection_points=points, longer_first=False)
+    assert [(str(b.target), b.ttl) for b in plan.breakpoints] == [
+        ("messages[0]", "5m"),
+        ("messages[5]", "1h"),
+    ]
+    assert plan.warnings == ()
+
+
 # -- minimum cacheable prefix ---------------------------------------------------------------
 
 
@@ -443,6 +536,19 @@ def test_images_count_a_fixed_estimate() -> None:
         ("claude-opus-4-6", 4096),
         ("claude-haiku-4-5-20251001", 4096),
         ("claude-sonnet-4-6", 2048),
+        # Anthropic's prompt-caching page, "Cache limitations"
+        ("claude-opus-4-7", 2048),
+        ("anthropic/claude-opus-4-8", 1024),
+        ("claude-opus-5", 512),
+        ("claude-sonnet-5", 1024),
+        ("claude-fable-5", 512),
+        ("claude-fable-5-1", 512),
+        ("claude-mythos-5", 512),
+        ("claude-mythos-5-1", 512),
+        # not listed there: another minor version is another model, not its family's row
+        ("claude-opus-5-5", 1024),
+        ("claude-sonnet-5-5", 1024),
+        ("claude-opus-4-9", 1024),
         ("claude-3-7-sonnet-latest", 1024),
         ("claude-3-5-sonnet-20240620", 1024),
         ("claude-3.5-sonnet-20240620", 1024),  # the seed's dotted spelling

@@ -39,7 +39,10 @@ Request, OpenAI → Anthropic:
   ``reasoning_effort`` → ``thinking`` with LiteLLM's budgets (low 1,024, medium 2,048,
   high 4,096 tokens);
 * ``cache_control`` on tools, messages and content parts is kept and the
-  ``cache_control_injection_points`` are placed by :mod:`deja.providers.planner`;
+  ``cache_control_injection_points`` are placed by :mod:`deja.providers.planner`; a
+  top-level ``cache_control`` (Anthropic's automatic caching) is sent as the planner
+  leaves it (downgraded to ``"5m"`` after a 5m breakpoint, left out when the last block
+  has a breakpoint of another lifetime);
 * OpenAI-only parameters with no Anthropic equivalent (penalties, ``seed``,
   ``logit_bias``, ``logprobs``…) are not sent, each with a warning; ``n`` > 1 and a JSON
   ``response_format`` are refused; any other field passes through as an Anthropic extra.
@@ -302,16 +305,20 @@ class AnthropicProvider:
             raise InvalidRequestError("model must be a non-empty string")
         model = model.removeprefix("anthropic/")
         points = [*_points(body.get("cache_control_injection_points")), *injection_points]
-        # Anthropic's automatic caching (a top-level cache_control) takes one of the slots.
-        limit = self.breakpoint_limit - (1 if body.get("cache_control") is not None else 0)
+        # Anthropic's automatic caching (a top-level cache_control) takes one of the slots
+        # and comes last: the planner orders its lifetime with the others' (rule 5).
         plan = plan_breakpoints(
             body,
             injection_points=points,
-            limit=max(limit, 0),
+            limit=self.breakpoint_limit,
             minimum_tokens=self.minimum_tokens(model),
             estimator=self.estimator,
+            automatic=body.get("cache_control"),
         )
         planned = apply_plan(body, plan)
+        planned.pop("cache_control", None)
+        if plan.automatic is not None:
+            planned["cache_control"] = dict(plan.automatic)
         warnings = [str(warning) for warning in plan.warnings]
 
         n = planned.get("n")

@@ -25,7 +25,8 @@ Request, OpenAI → Converse:
   ``filename``, reduced to the characters Bedrock allows, is the name); ``http(s)`` URLs,
   ``file_id`` and audio are refused (Bedrock fetches no URLs); a part already in Converse's
   shape (``{"text": ...}``, ``{"image": ...}``, ``{"document": ...}``, ``{"video": ...}``,
-  ``{"guardContent": ...}``…) passes through; blank text is not sent (Bedrock refuses it);
+  ``{"guardContent": ...}``…) passes through; blank text is not sent (Bedrock refuses it),
+  and a breakpoint on it moves to the block before, as in the Anthropic adapter;
 * assistant messages: ``thinking_blocks`` (as deja returns them) first, as
   ``reasoningContent`` (``reasoningText {text, signature}``, or ``redactedContent``),
   then text, then each tool call as ``{"toolUse": {toolUseId, name, input}}``;
@@ -145,6 +146,7 @@ BEDROCK_BREAKPOINT_LIMIT: Final = ANTHROPIC_BREAKPOINT_LIMIT
 
 NOVA_MINIMUM_TOKENS: Final = 1000
 """Fewest prompt tokens before a cachePoint that Nova models cache (Bedrock's model table)."""
+_BEDROCK_CLAUDE_FLOOR: Final = 1024  # see bedrock_minimum_tokens
 
 _DEFAULT_MAX_TOKENS: Final = 4096  # the Anthropic adapter's default: every Claude 3+ accepts it
 _THINKING_BUDGET: Final = {"minimal": 1024, "low": 1024, "medium": 2048, "high": 4096}
@@ -352,10 +354,12 @@ def _unmarked_tool(tool: Any) -> Any:
 def bedrock_minimum_tokens(model: str) -> int:
     """Fewest prompt tokens before a cachePoint that ``model`` caches: Nova's 1,000, or
     for Claude Anthropic's per-model minimum
-    (:func:`~deja.providers.planner.minimum_cacheable_tokens`)."""
+    (:func:`~deja.providers.planner.minimum_cacheable_tokens`), but never below 1,024:
+    Anthropic documents 1,024 on Bedrock for Claude Fable 5 and Mythos 5, which take 512
+    on its own API, and defers to AWS for Bedrock's minimums."""
     if _is_nova(model):
         return NOVA_MINIMUM_TOKENS
-    return minimum_cacheable_tokens(model)
+    return max(minimum_cacheable_tokens(model), _BEDROCK_CLAUDE_FLOOR)
 
 
 def finish_reason(stop_reason: object) -> str | None:
@@ -1259,18 +1263,35 @@ def _part(part: object, where: str, context: _Context) -> list[dict[str, Any]]:
     return blocks
 
 
-def _content_blocks(content: object, where: str, context: _Context) -> list[dict[str, Any]]:
+def _content_blocks(
+    content: object, where: str, context: _Context
+) -> tuple[list[dict[str, Any]], object]:
+    """The Converse blocks of a message's ``content``, and the breakpoint of a blank part
+    that had no block before it to move to (``None`` when there was none, or it moved).
+
+    A blank text part is not sent (Bedrock refuses it); its breakpoint goes after the
+    block before it, as the Anthropic adapter moves it, so that an injected breakpoint on
+    a trailing newline still caches the text it follows.
+    """
     if content is None:
-        return []
+        return [], None
     if isinstance(content, str):
-        return [{"text": content}] if content.strip() else []
-    if isinstance(content, list):
-        return [
-            block
-            for j, part in enumerate(content)
-            for block in _part(part, f"{where}.content[{j}]", context)
-        ]
-    raise InvalidRequestError(f"{where}.content must be a string or a list of parts")
+        return ([{"text": content}] if content.strip() else []), None
+    if not isinstance(content, list):
+        raise InvalidRequestError(f"{where}.content must be a string or a list of parts")
+    blocks: list[dict[str, Any]] = []
+    stray: object = None
+    for j, part in enumerate(content):
+        converted = _part(part, f"{where}.content[{j}]", context)
+        marker = part.get("cache_control") if isinstance(part, Mapping) else None
+        if converted or marker is None:
+            blocks.extend(converted)
+        elif blocks and "cachePoint" not in blocks[-1]:
+            blocks.append(_cache_point(marker))
+        elif not blocks:
+            stray = stray or marker
+        # else the block before has its own cachePoint: the same prefix is cached
+    return blocks, stray
 
 
 def _tool_use(call: object, where: str) -> dict[str, Any]:
@@ -1301,6 +1322,8 @@ def _tool_result(message: Mapping[str, Any], where: str, context: _Context) -> l
     elif isinstance(content, list):
         for j, part in enumerate(content):
             blocks = _part(part, f"{where}.content[{j}]", context)
+            if not blocks and isinstance(part, Mapping) and part.get("cache_control"):
+                blocks = [_cache_point(part["cache_control"])]  # a blank part's: kept
             for block in blocks:
                 if "cachePoint" in block:
                     marked = marked or block  # a tool result's parts cannot hold one
@@ -1326,19 +1349,21 @@ def _messages(
             raise InvalidRequestError(f"{where} is not an object")
         role = message.get("role")
         content = message.get("content")
+        stray: object = None
         if role in _SYSTEM_ROLES:
-            blocks = _content_blocks(content, where, context)
+            blocks, stray = _content_blocks(content, where, context)
             if any(not ({"text", "cachePoint", "guardContent"} >= set(b)) for b in blocks):
                 raise InvalidRequestError(f"{where}: a system message may hold text only")
         elif role == "user":
-            blocks = _content_blocks(content, where, context)
+            blocks, stray = _content_blocks(content, where, context)
         elif role == "assistant":
             blocks = []
             for block in message.get("thinking_blocks") or ():
                 converted = _reasoning_block(block) if isinstance(block, Mapping) else None
                 if converted is not None:
                     blocks.append(converted)
-            blocks += _content_blocks(content, where, context)
+            text, stray = _content_blocks(content, where, context)
+            blocks += text
             for j, call in enumerate(message.get("tool_calls") or ()):
                 blocks.append(_tool_use(call, f"{where}.tool_calls[{j}]"))
         elif role == "tool":
@@ -1348,9 +1373,13 @@ def _messages(
         else:
             raise InvalidRequestError(f"{where}: unknown role {role!r}")
         marker = message.get("cache_control")
+        if marker is None:
+            marker = stray  # a leading blank part's: on the message's last block
         if marker is not None and blocks and "cachePoint" not in blocks[-1]:
             blocks.append(_cache_point(marker))
         if not blocks:
+            if marker is not None:
+                warnings.append(f"breakpoint at {where} not sent: the message is blank")
             warnings.append(f"{where} has no content Bedrock accepts (blank text): not sent")
             continue
         if role in _SYSTEM_ROLES:

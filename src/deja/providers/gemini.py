@@ -1184,6 +1184,9 @@ class GeminiProvider:
                 injection_points=points,
                 limit=len(messages) + len(body.get("tools") or ()) + 1,
                 estimator=self.estimator,
+                # one breakpoint becomes the cache, with its own lifetime: Anthropic's
+                # "longer lifetimes first" would shorten a 1h one after a 5m marker
+                longer_first=False,
             )
             warnings += [str(w) for w in plan.warnings if w.kind == "no_target"]
 
@@ -1201,12 +1204,7 @@ class GeminiProvider:
                 if b.target.kind == "tool" or _role(messages[b.target.index]) in _SYSTEM_ROLES
             ]  # (they cache the system instruction and tools, whole)
             chosen = stable[-1] if stable else plan.breakpoints[-1]
-            # its own lifetime (the planner's downgrade of a later 1h breakpoint after a 5m
-            # one is Anthropic's rule, not Gemini's)
-            if chosen.ttl == "1h" or (
-                chosen is plan.breakpoints[-1]
-                and any(w.kind == "ttl_downgraded" for w in plan.warnings)
-            ):
+            if chosen.ttl == "1h":  # the lifetime its marker asked for
                 ttl_seconds = 3600
             target = chosen.target
             boundary = (-1, None) if stable else (target.index, target.part)

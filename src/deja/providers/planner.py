@@ -24,6 +24,11 @@ Rules, in order:
    ``minimum_tokens`` is not placed.
 4. **Longer lifetimes first.** Anthropic rejects a ``"1h"`` breakpoint that comes after a
    ``"5m"`` one; such a breakpoint is downgraded to ``"5m"``, with a warning.
+5. **Anthropic's automatic breakpoint** (a top-level ``cache_control``) goes on the
+   request's last block, after every other one, and takes one of the slots. Rule 4 applies
+   to it too: a ``"1h"`` one after a ``"5m"`` breakpoint is sent as ``"5m"``, with a
+   warning. On a last block that already has a breakpoint of another lifetime (Anthropic
+   refuses the pair) it is not sent, with a warning: that breakpoint caches the same prefix.
 
 Injection points (each a mapping; unknown keys are an error):
 
@@ -49,6 +54,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from importlib.resources import files
@@ -88,7 +94,12 @@ _POINT_KEYS: Final = frozenset({"location", "role", "index", "last", "control", 
 _LOCATIONS: Final = {"message": "message", "tool": "tool", "tool_config": "tool"}
 _MEDIA_PARTS: Final = frozenset({"image_url", "image", "document", "file", "input_audio"})
 
-WarningKind: TypeAlias = Literal["over_limit", "below_minimum", "no_target", "ttl_downgraded"]
+WarningKind: TypeAlias = Literal[
+    "over_limit", "below_minimum", "no_target", "ttl_downgraded", "merged"
+]
+# A different minor version after a family prefix ("claude-opus-5" + "-5"): another model.
+# "-0" is the alias of the family itself (claude-sonnet-4-0); a date has 8 digits.
+_OTHER_VERSION: Final = re.compile(r"-(?!0(?:$|[-@:]))\d{1,2}(?:$|[-@:])")
 
 
 def estimate_tokens(text: str) -> int:
@@ -113,7 +124,9 @@ def minimum_cacheable_tokens(model: str) -> int:
 
     Accepts ``anthropic/claude-sonnet-4-5-20250929``, aliases (``claude-sonnet-4-0``), Bedrock
     ids (``us.anthropic.claude-3-5-haiku-20241022-v1:0``) and dotted spellings
-    (``claude-3.5-sonnet``): the longest known family prefix wins.
+    (``claude-3.5-sonnet``): the longest known family prefix wins. A minor version the
+    table does not know (``claude-opus-5-5`` next to ``claude-opus-5``) is another model,
+    whose minimum may differ: it gets the default, not its family's figure.
     """
     default, rows = _minimums()
     name = model.strip().lower().rsplit("/", 1)[-1]
@@ -122,7 +135,12 @@ def minimum_cacheable_tokens(model: str) -> int:
         return default
     name = name[start:].replace(".", "-")
     for prefix, tokens in rows:
-        if name == prefix or (name.startswith(prefix) and name[len(prefix)] in "-@:"):
+        rest = name[len(prefix) :]
+        if (
+            name.startswith(prefix)
+            and (not rest or rest[0] in "-@:")
+            and _OTHER_VERSION.match(rest) is None
+        ):
             return tokens
     return default
 
@@ -170,7 +188,9 @@ class PlanWarning:
 
     ``kind``: ``over_limit`` (no slot left, or a caller's marker beyond the limit),
     ``below_minimum`` (prefix below the model's minimum), ``no_target`` (an injection point
-    that matched nothing markable), ``ttl_downgraded`` (``1h`` after ``5m``).
+    that matched nothing markable), ``ttl_downgraded`` (``1h`` after ``5m``), ``merged``
+    (the automatic breakpoint not sent: the last block has one of another lifetime, which
+    caches the same prefix). ``target`` is ``None`` for the automatic breakpoint.
     """
 
     kind: WarningKind
@@ -184,12 +204,19 @@ class PlanWarning:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """Where the breakpoints go (in prefix order) and what was not done as asked."""
+    """Where the breakpoints go (in prefix order) and what was not done as asked.
+
+    ``limit`` is the number of block-level breakpoints the plan could place (the provider's
+    limit, less the automatic breakpoint's slot). ``automatic`` is the top-level
+    ``cache_control`` to send for Anthropic's automatic breakpoint (downgraded to ``"5m"``
+    if need be), ``None`` when the request has none or it is not sent.
+    """
 
     breakpoints: tuple[Breakpoint, ...]
     warnings: tuple[PlanWarning, ...]
     limit: int
     minimum_tokens: int
+    automatic: Mapping[str, Any] | None = None
 
     @property
     def not_placed(self) -> dict[str, int]:
@@ -323,6 +350,14 @@ class _Request:
             return Target("message", target.index, len(content) - 1)
         return target
 
+    def last_block(self) -> Target | None:
+        """The block Anthropic's automatic breakpoint goes on: the last block of the last
+        message that is not a system message (those become the top-level system prompt)."""
+        for i in range(len(self.messages) - 1, -1, -1):
+            if self.role(i) not in _SYSTEM_ROLES:
+                return self.canonical(Target("message", i))
+        return None
+
     def markable(self, target: Target) -> bool:
         """Whether the block exists (an empty message has no block to mark)."""
         if target.kind == "tool":
@@ -444,6 +479,8 @@ def plan_breakpoints(
     limit: int = ANTHROPIC_BREAKPOINT_LIMIT,
     minimum_tokens: int = 0,
     estimator: TokenEstimator = estimate_tokens,
+    automatic: Mapping[str, Any] | None = None,
+    longer_first: bool = True,
 ) -> Plan:
     """Plan the prompt-cache breakpoints of an OpenAI-format request ``body``.
 
@@ -452,15 +489,23 @@ def plan_breakpoints(
     ``cache_control_injection_points`` (see the module docstring), applied in order after
     the caller's markers. ``limit`` is the provider's maximum number of breakpoints and
     ``minimum_tokens`` the model's minimum cacheable prefix (see
-    :func:`minimum_cacheable_tokens`). Raises :class:`~deja.errors.InvalidRequestError` for
-    a malformed injection point or ``cache_control`` object.
+    :func:`minimum_cacheable_tokens`). ``automatic`` is Anthropic's automatic breakpoint,
+    the body's top-level ``cache_control`` (rule 5; :attr:`Plan.automatic` says what to
+    send for it). ``longer_first`` applies rule 4; a provider without that rule passes
+    ``False`` (Gemini: the breakpoint that becomes a context cache keeps its own
+    lifetime). Raises :class:`~deja.errors.InvalidRequestError` for a malformed injection
+    point or ``cache_control`` object.
     """
     if limit < 0 or minimum_tokens < 0:
         raise ValueError("limit and minimum_tokens must be >= 0")
     request = _Request(body, estimator)
     points = [_parse_point(raw, number) for number, raw in enumerate(injection_points)]
     warnings: list[PlanWarning] = []
+    auto = _control(automatic, "cache_control (top level)")
+    if auto is not None:
+        limit = max(limit - 1, 0)  # the automatic breakpoint takes one of the slots
 
+    besides = " besides the automatic one" if auto is not None else ""
     markers = sorted(_caller_markers(request), key=lambda item: request.order(item[0]))
     cut = max(0, len(markers) - limit)
     for target, _ in markers[:cut]:
@@ -468,7 +513,8 @@ def plan_breakpoints(
             PlanWarning(
                 "over_limit",
                 f"caller's cache_control at {target} dropped: the request has "
-                f"{len(markers)} and the provider accepts {limit}; the last {limit} are kept",
+                f"{len(markers)} and the provider accepts {limit}{besides}; the last "
+                f"{limit} are kept",
                 target,
             )
         )
@@ -525,8 +571,8 @@ def plan_breakpoints(
                 warnings.append(
                     PlanWarning(
                         "over_limit",
-                        f"{name} not placed: the provider's limit of {limit} breakpoints "
-                        "is reached",
+                        f"{name} not placed: the provider's limit of {limit} breakpoints"
+                        f"{besides} is reached",
                         target,
                     )
                 )
@@ -539,7 +585,7 @@ def plan_breakpoints(
     seen_5m = False
     for chosen_one in sorted(chosen.values(), key=lambda b: request.order(b.target)):
         kept = chosen_one
-        if chosen_one.ttl == "1h" and seen_5m:
+        if chosen_one.ttl == "1h" and seen_5m and longer_first:
             warnings.append(
                 PlanWarning(
                     "ttl_downgraded",
@@ -552,7 +598,46 @@ def plan_breakpoints(
             kept = replace(chosen_one, ttl="5m", control={**chosen_one.control, "ttl": "5m"})
         seen_5m = seen_5m or kept.ttl == "5m"
         placed.append(kept)
-    return Plan(tuple(placed), tuple(warnings), limit, minimum_tokens)
+    if auto is not None:
+        auto = _automatic(auto, placed, request.last_block(), warnings, longer_first)
+    return Plan(tuple(placed), tuple(warnings), limit, minimum_tokens, auto)
+
+
+def _automatic(
+    control: dict[str, Any],
+    placed: Sequence[Breakpoint],
+    last: Target | None,
+    warnings: list[PlanWarning],
+    longer_first: bool,
+) -> dict[str, Any] | None:
+    """Rule 5: the top-level ``cache_control`` to send, or ``None``. The automatic
+    breakpoint comes after every placed one, on the last block."""
+    ttl = _ttl_of(control, "cache_control (top level)")
+    if ttl == "1h" and longer_first and any(b.ttl == "5m" for b in placed):
+        warnings.append(
+            PlanWarning(
+                "ttl_downgraded",
+                "automatic cache_control (top level) downgraded from ttl 1h to 5m: it goes "
+                "on the last block, after a 5m breakpoint, and longer lifetimes must come "
+                "first",
+                placed=True,
+            )
+        )
+        control, ttl = {**control, "ttl": "5m"}, "5m"
+    there = next((b for b in placed if b.target == last), None)
+    if there is not None and there.ttl != ttl:
+        warnings.append(
+            PlanWarning(
+                "merged",
+                f"automatic cache_control (top level, ttl {ttl}) not sent: the last block, "
+                f"{last}, has a breakpoint with ttl {there.ttl}, which caches the same "
+                "prefix (Anthropic refuses two lifetimes on one block)",
+                last,
+                placed=True,
+            )
+        )
+        return None
+    return control
 
 
 def _without_marker(value: Any) -> Any:

@@ -46,6 +46,23 @@ def test_a_call_is_translated_keyed_and_cached(server: FakeGeminiServer) -> None
     assert first.usage.prompt_tokens > 0 and first.cache.cost_usd > 0
 
 
+def test_the_system_cache_keeps_its_hour_beside_other_breakpoints(
+    server: FakeGeminiServer,
+) -> None:
+    # The caller's 5m marker on a tool and a point on the latest message used to shorten
+    # the system point's 1h cache to 300s (remade about every 4 minutes).
+    tool = {
+        "type": "function",
+        "cache_control": {"type": "ephemeral"},
+        "function": {"name": "lookup", "description": "look up a policy"},
+    }
+    points = [*SYSTEM_POINT, {"location": "message", "index": -1}]
+    c = client(server, cache_control_injection_points=points)
+    c.completion(model=MODEL, tools=[tool], messages=ask("How many days?"))
+    (create,) = [r for r in server.requests if r.path == "/v1beta/cachedContents"]
+    assert create.body["ttl"] == "3600s"
+
+
 def test_markers_make_one_context_cache_that_later_calls_reuse(
     server: FakeGeminiServer, clock: FakeClock
 ) -> None:
