@@ -13,8 +13,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
-__all__ = ["CircuitBreaker"]
+from deja.errors import StoreBusy
+
+__all__ = ["CircuitBreaker", "NodeBreakers"]
 
 
 class CircuitBreaker:
@@ -102,3 +105,59 @@ class CircuitBreaker:
                 self._opened_at = self._clock()
                 return True
             return False
+
+
+class NodeBreakers:
+    """A :class:`CircuitBreaker` per node of a Redis Cluster, so that one node failing does
+    not make the cache skip the others.
+
+    With one breaker for the whole store, a dead node's timeouts opened it and every key was
+    skipped until the failover ended (94% of lookups bypassed for 3 s with three masters; 15
+    to 20 s with production node timeouts), though two thirds of the keys lived on healthy
+    nodes. Here a key's node is looked up by its slot (redis-py's own map, no I/O); after
+    ``threshold`` consecutive failures on a node its keys are refused at once with
+    :class:`~deja.errors.StoreBusy` — which the cache façade takes as a miss, not as the
+    store failing — until a probe after ``reset_after`` seconds succeeds. A node that
+    takes over the slots has another name, and a breaker of its own, closed.
+    """
+
+    def __init__(self, client: Any, *, threshold: int = 3, reset_after: float = 1.0) -> None:
+        self._client = client
+        self._threshold = threshold
+        self._reset_after = reset_after
+        self._breakers: dict[str, CircuitBreaker] = {}
+
+    def _breaker(self, key: str) -> tuple[str, CircuitBreaker] | None:
+        try:
+            node = self._client.get_node_from_key(key)
+        except Exception:  # no slot map yet (the client not started), or a slot uncovered
+            return None
+        if node is None:
+            return None
+        breaker = self._breakers.get(node.name)
+        if breaker is None:
+            breaker = self._breakers.setdefault(
+                node.name, CircuitBreaker(threshold=self._threshold, reset_after=self._reset_after)
+            )
+        return node.name, breaker
+
+    def admit(self, key: str) -> CircuitBreaker | None:
+        """The breaker of ``key``'s node, to report the command's outcome to (``None`` when
+        the node is not known yet). Raises :class:`~deja.errors.StoreBusy` while that node's
+        breaker is open."""
+        found = self._breaker(key)
+        if found is None:
+            return None
+        name, breaker = found
+        if not breaker.allow():
+            raise StoreBusy(f"redis node {name} failed just now: its keys are skipped a moment")
+        return breaker
+
+    def resting(self, key: str) -> bool:
+        """Whether ``key``'s node is skipped now (its breaker open, no probe due)."""
+        found = self._breaker(key)
+        return found is not None and found[1].resting
+
+    def any_resting(self) -> bool:
+        """Whether some node is skipped now (cheap: one check per node)."""
+        return any(breaker.resting for breaker in self._breakers.values())

@@ -22,7 +22,7 @@ from redis.crc import key_slot
 
 import deja
 from deja.config import parse_config
-from deja.errors import MissingDependencyError, StoreError
+from deja.errors import MissingDependencyError, StoreBusy, StoreError
 from deja.request import Request
 from deja.stores import Store, StoreStats, TagIndex
 from deja.stores.redis import RedisStore
@@ -439,6 +439,47 @@ async def test_cluster_async_serves_a_slot_while_it_is_migrated(
         assert dst.cluster("countkeysinslot", slot) == 1 + len(news)
         assert src.cluster("countkeysinslot", slot) == 1  # the key not moved
         await store.aclose()
+    finally:
+        cluster.kill()
+
+
+async def test_a_dead_cluster_node_leaves_the_keys_of_the_others_served(
+    tmp_path: Path, make_redis: Callable[..., RedisStore]
+) -> None:
+    """One breaker for the store opened on a dead node's errors and skipped every key
+    (94% of lookups bypassed until the failover ended); each node has its own now."""
+    cluster = redis_servers.start_cluster(tmp_path)
+    try:
+        store = make_redis(cluster)
+        cache = deja.Cache(store=store, ttl=600)
+        requests = [request_for(n) for n in range(60)]
+        for request in requests:
+            cache.put(request, chat_response())
+        victim = cluster.nodes[1]
+        client = store._ops().client
+        lost = {
+            cache.key(r)
+            for r in requests
+            if client.get_node_from_key(cache.key(r)).port == victim.port
+        }
+        assert 5 < len(lost) < 40
+        victim.kill()
+        # the dead node's keys first: five failures in a row opened the store's breaker
+        ordered = sorted(requests, key=lambda r: cache.key(r) not in lost)
+        for _ in range(3):
+            statuses = {cache.key(r): cache.get(r).info.status for r in ordered}
+            assert {k for k, status in statuses.items() if status == "hit"} == set(statuses) - lost
+            assert {statuses[k] for k in lost} == {"miss"}  # not the whole store skipped
+        # the async client too; and a batch read skips the dead node's keys at once
+        keys = [cache.key(r) for r in requests]
+        for key in sorted(lost)[:4]:  # (the first starts the client: no node known before)
+            with pytest.raises(StoreError):
+                await store.aget(key)
+        with pytest.raises(StoreBusy):
+            await store.aget(min(lost))
+        assert await store.aget(next(k for k in keys if k not in lost)) is not None
+        values = await store.aget_many(keys)
+        assert [v is None for v in values] == [key in lost for key in keys]
     finally:
         cluster.kill()
 

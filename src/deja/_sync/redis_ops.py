@@ -44,8 +44,9 @@ import redis
 import redis.cluster
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
+from deja.breaker import NodeBreakers
 from deja.errors import StoreError
 from deja.stores.base import StoreUsage, validate_ttl
 
@@ -195,6 +196,10 @@ class RedisOps:
         self._owned = owned
         self._also_close = tuple(also_close)
         self._closed = False
+        # on a cluster, a node that fails is skipped alone (StoreBusy), not the whole store
+        self._nodes = (
+            NodeBreakers(client) if isinstance(client, redis.cluster.RedisCluster) else None
+        )
 
     @property
     def client(self) -> RedisClient:
@@ -204,32 +209,34 @@ class RedisOps:
     def get(self, key: str) -> bytes | None:
         """GET ``key``."""
         _check_key(key)
-        try:
-            with self._gate:
-                value = self._once_more(lambda: self._client.get(key))
-        except _ERRORS as exc:
-            raise _failed("get", exc) from exc
-        return _value(value)
+        return _value(self._on_node("get", key, lambda: self._client.get(key)))
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         """``SET key value PX ms`` (no PX when ``ttl`` is ``None``)."""
         px = _milliseconds(ttl)
         _check_item(key, value)
-        try:
-            with self._gate:
-                self._once_more(lambda: self._client.set(key, value, px=px))
-        except _ERRORS as exc:
-            raise _failed("set", exc) from exc
+        self._on_node("set", key, lambda: self._client.set(key, value, px=px))
 
     def delete(self, key: str) -> bool:
         """UNLINK ``key``; whether it existed."""
         _check_key(key)
+        return bool(self._on_node("delete", key, lambda: self._client.unlink(key)))
+
+    def _on_node(self, op: str, key: str, command: Callable[[], _R]) -> _R:
+        """``command`` (about ``key`` alone) through the gate, sent once more on a closed
+        connection; on a cluster its outcome goes to the breaker of ``key``'s node, and
+        while that one is open the command is not sent (StoreBusy)."""
+        node = self._nodes.admit(key) if self._nodes is not None else None
         try:
             with self._gate:
-                removed = self._once_more(lambda: self._client.unlink(key))
+                result = self._once_more(command)
         except _ERRORS as exc:
-            raise _failed("delete", exc) from exc
-        return bool(removed)
+            if node is not None and not isinstance(exc, ResponseError):  # (one answered)
+                node.failure()
+            raise _failed(op, exc) from exc
+        if node is not None:
+            node.success()
+        return result
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """One value per key, in order (MGET; one MGET per slot on a cluster)."""
@@ -238,6 +245,12 @@ class RedisOps:
             return []
         client = self._client
         values: Sequence[object]
+        nodes = self._nodes
+        if nodes is not None and nodes.any_resting():  # a node's keys skipped now: misses
+            asked = [key for key in wanted if not nodes.resting(key)]
+            if len(asked) < len(wanted):
+                found = dict(zip(asked, self.get_many(asked), strict=True))
+                return [found.get(key) for key in wanted]
         try:
             with self._gate:
                 if isinstance(client, redis.cluster.RedisCluster):
