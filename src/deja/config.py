@@ -1119,12 +1119,15 @@ class CachingSettings:
         elif self.type == "qdrant_semantic":
             from deja.semantic.qdrant_index import QdrantIndex
 
+            local = not self.options.get("qdrant_api_base")
             index = QdrantIndex(
                 url=_optional_str(self.options.get("qdrant_api_base")),
                 api_key=_optional_str(self.options.get("qdrant_api_key")),
-                path=None if self.options.get("qdrant_api_base") else ":memory:",
+                path=":memory:" if local else None,
                 collection=str(self.options.get("collection") or "deja-semantic"),
                 dim=embedder.dim,
+                # local mode lives in this process, as the in-process index: the same bound
+                max_entries=self._semantic_bound() if local else None,
             )
         feedback: dict[str, Any] = {
             name: self.params[name]
@@ -1138,9 +1141,9 @@ class CachingSettings:
         )
 
     def _semantic_bound(self) -> int:
-        """The in-process index's bound: ``params.max_entries``, else as many entries as a
-        memory store keeps (a vector whose answer was evicted only takes room), else
-        100,000."""
+        """The bound of an index in this process (the in-process one, Qdrant's local mode):
+        ``params.max_entries``, else as many entries as a memory store keeps (a vector
+        whose answer was evicted only takes room), else 100,000."""
         given = self.params.get("max_entries")
         if isinstance(given, int):
             return given

@@ -6,8 +6,11 @@ here an unreachable one to check the error translation and the timeout.
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -115,6 +118,7 @@ def test_points_have_uuid5_ids_and_the_documented_payload(
         "root": "t1",
         "path": ["t1", "t1/ctx", "t1/ctx/x"],
         "payload": "hello",
+        "added": clock(),
         "expires": clock() + 9,
     }
 
@@ -289,3 +293,332 @@ def test_a_strike_applied_then_followed_by_another_is_not_redone(
     stored = client.retrieve(first.collection, ids=[point_id("x")], with_payload=True)
     assert len(stored[0].payload["strike_log"]) == 32  # type: ignore[index]
     assert first.strike("x", -100) == 0
+
+
+# -- save / load: one file, one commit ---------------------------------------------------
+
+
+def unit(seed: int, dim: int = 8) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+# two states of one index with as many entries (one deleted, another stored): rows that
+# belong to the other state still line up one for one with the entries
+BEFORE = {"k0": 0, "k1": 1, "k2": 2}
+AFTER = {"k0": 0, "k1": 1, "k3": 3}
+
+
+def _filled(clock: FakeClock, seeds: dict[str, int]) -> QdrantIndex:
+    ix = QdrantIndex(path=":memory:", dim=8, clock=clock)
+    for id, seed in seeds.items():
+        ix.add(id, unit(seed), scope="s", payload=f"prompt of {id}")
+    return ix
+
+
+def _held(ix: QdrantIndex, candidates: dict[str, int]) -> set[str]:
+    held = {id for id in candidates if id in ix}
+    assert len(ix) == len(held)
+    return held
+
+
+def _assert_paired(ix: QdrantIndex, seeds: dict[str, int]) -> None:
+    """Every entry's own vector finds that entry, with its own payload, and nothing else
+    is found by a vector of another entry."""
+    for id, seed in seeds.items():
+        found = ix.search(unit(seed), scope="s", k=1)
+        if id in ix:
+            assert found[0].id == id and found[0].similarity > 0.999
+            assert found[0].payload == f"prompt of {id}"
+        else:
+            assert not found or found[0].similarity < 0.99
+
+
+def _npz_names(root: Path) -> set[str]:
+    return {name for name in os.listdir(root) if name != "index.lock"}
+
+
+@pytest.mark.parametrize("failing_rename", [1, 2])
+def test_a_save_that_fails_leaves_the_previous_one_whole(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, failing_rename: int
+) -> None:
+    _filled(clock, BEFORE).save(tmp_path)
+    renames: list[object] = []
+    real_replace = os.replace
+
+    def replace(src: str, dst: str) -> None:
+        renames.append(dst)
+        if len(renames) == failing_rename:
+            raise OSError("disk full")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError, match="disk full"):
+        _filled(clock, AFTER).save(tmp_path)
+    monkeypatch.undo()
+    loaded = QdrantIndex(path=":memory:", dim=8, clock=clock)
+    loaded.load(tmp_path)
+    _assert_paired(loaded, BEFORE | AFTER)
+    assert _held(loaded, BEFORE | AFTER) == set(BEFORE)
+    assert _npz_names(tmp_path) == {"qdrant-index.npz"}  # it removed what it wrote
+
+
+def test_a_save_killed_before_its_commit_leaves_the_previous_one_whole(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    _filled(clock, BEFORE).save(tmp_path)
+    child = f"""
+import os, sys
+import onnxruntime  # noqa: F401  (before the rest, as deja imports them)
+import numpy as np
+from deja.semantic.qdrant_index import QdrantIndex
+
+ix = QdrantIndex(path=":memory:", dim=8)
+for id, seed in {AFTER!r}.items():
+    v = np.random.default_rng(seed).standard_normal(8).astype(np.float32)
+    ix.add(id, v / np.linalg.norm(v), scope="s", payload=f"prompt of {{id}}")
+real_replace = os.replace
+def replace(src, dst):
+    if os.path.basename(dst) in ("qdrant-index.npz", "index.json"):
+        os._exit(9)  # kill -9 with the new vectors written, before the entries are
+    real_replace(src, dst)
+os.replace = replace
+ix.save(sys.argv[1])
+"""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-c", child, str(tmp_path)],
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 9, done.stderr
+    loaded = QdrantIndex(path=":memory:", dim=8, clock=clock)
+    loaded.load(tmp_path)
+    assert _held(loaded, BEFORE | AFTER) == set(BEFORE)
+    _assert_paired(loaded, BEFORE | AFTER)
+    assert len(_npz_names(tmp_path)) == 2  # the killed save's file, never loaded
+    _filled(clock, AFTER).save(tmp_path)  # the next save removes it
+    assert _npz_names(tmp_path) == {"qdrant-index.npz"}
+    loaded.load(tmp_path)
+    assert _held(loaded, BEFORE | AFTER) == set(AFTER)
+    _assert_paired(loaded, BEFORE | AFTER)
+
+
+def test_indexes_saving_to_one_directory_at_once_never_mix(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    # as the workers of `deja serve --workers 2` do, each with its own entries; the last
+    # save wins whole, and a load meanwhile always finds one whole save
+    first = {f"a{i}": i for i in range(20)}
+    second = {f"b{i}": 100 + i for i in range(20)}
+    savers = [_filled(clock, first), _filled(clock, second)]
+    savers[0].save(tmp_path)
+    errors: list[BaseException] = []
+    loads: list[set[str]] = []
+    start = threading.Barrier(3)
+
+    def saving(ix: QdrantIndex) -> None:
+        start.wait()
+        for _ in range(25):
+            try:
+                ix.save(tmp_path)
+            except Exception as exc:
+                errors.append(exc)
+
+    def loading() -> None:
+        reader = QdrantIndex(path=":memory:", dim=8, clock=clock)
+        start.wait()
+        for _ in range(25):
+            try:
+                reader.load(tmp_path)
+                loads.append(_held(reader, first | second))
+                _assert_paired(reader, first | second)
+            except BaseException as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=saving, args=(ix,)) for ix in savers]
+    threads.append(threading.Thread(target=loading))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert loads and all(held in (set(first), set(second)) for held in loads)
+    assert _npz_names(tmp_path) == {"qdrant-index.npz"}
+    last = QdrantIndex(path=":memory:", dim=8, clock=clock)
+    last.load(tmp_path)
+    assert _held(last, first | second) in (set(first), set(second))
+    _assert_paired(last, first | second)
+
+
+def test_a_save_of_the_earlier_format_is_refused_then_replaced(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    # the earlier format: index.json beside vectors.npy, renamed into place one after the
+    # other, so nothing tells a torn pair from a whole one
+    legacy = {
+        "format": "deja-qdrant-index",
+        "version": 1,
+        "dim": 8,
+        "metric": "cos",
+        "entries": [{"id": "old", "scope": "s", "expires": None, "payload": "p", "strikes": 0}],
+    }
+    (tmp_path / "index.json").write_text(json.dumps(legacy, separators=(",", ":")))
+    np.save(tmp_path / "vectors.npy", unit(7)[None, :])
+    ix = _filled(clock, {"kept": 5})
+    with pytest.raises(ConfigError, match="older deja"):
+        ix.load(tmp_path)
+    assert _held(ix, {"kept": 5, "old": 7}) == {"kept"}  # left as it was
+    ix.save(tmp_path)
+    assert _npz_names(tmp_path) == {"qdrant-index.npz"}
+
+
+def test_a_save_leaves_an_in_process_index_of_the_directory_alone(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    from deja.semantic.index import InProcessIndex
+
+    inproc = InProcessIndex(dim=8, clock=clock)
+    inproc.add("x", unit(1), scope="s")
+    inproc.save(tmp_path)
+    before = _npz_names(tmp_path)
+    _filled(clock, BEFORE).save(tmp_path)
+    assert _npz_names(tmp_path) == before | {"qdrant-index.npz"}
+    again = InProcessIndex(dim=8, clock=clock)
+    again.load(tmp_path)
+    assert "x" in again
+
+
+def test_a_save_that_does_not_hold_one_vector_per_entry_is_refused(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    _filled(clock, BEFORE).save(tmp_path)
+    saved = tmp_path / "qdrant-index.npz"
+    whole = saved.read_bytes()
+    with np.load(saved) as data:
+        doc, vectors = str(data["doc"]), np.array(data["vectors"])
+    ix = _filled(clock, {"kept": 5})
+    with saved.open("wb") as f:
+        np.savez(f, vectors=vectors[:2], doc=np.array(doc))
+    with pytest.raises(ConfigError, match="3 entries"):
+        ix.load(tmp_path)
+    saved.write_bytes(whole[: len(whole) // 2])  # cut short (a copy, a full disk)
+    with pytest.raises(ConfigError, match="unreadable"):
+        ix.load(tmp_path)
+    rotten = bytearray(whole)  # one bit flipped in the vectors: the zip's CRC tells
+    rotten[whole.find(vectors.tobytes()) + 5] ^= 0x10
+    saved.write_bytes(rotten)
+    with pytest.raises(ConfigError, match="unreadable"):
+        ix.load(tmp_path)
+    assert _held(ix, {"kept": 5} | BEFORE) == {"kept"}
+
+
+# -- the max_entries bound (local mode) ---------------------------------------------------
+
+
+def test_max_entries_evicts_the_oldest_first(clock: FakeClock) -> None:
+    ix = QdrantIndex(path=":memory:", dim=8, clock=clock, max_entries=8)
+    seeds = {f"e{i}": i for i in range(14)}
+    for i in range(12):  # at one clock time: the order of the adds still counts
+        ix.add(f"e{i}", unit(i), scope="s", payload=f"prompt of e{i}")
+    assert _held(ix, seeds) == {f"e{i}" for i in range(4, 12)}
+    assert ix.evictions == 4
+    ix.add("e4", unit(4), scope="s", payload="prompt of e4")  # replaced: now the newest
+    ix.add("e12", unit(12), scope="s", payload="prompt of e12")
+    assert _held(ix, seeds) == {"e4"} | {f"e{i}" for i in range(6, 13)}
+    _assert_paired(ix, seeds)
+
+
+def test_max_entries_evicts_the_expired_first_then_below_the_bound(clock: FakeClock) -> None:
+    ix = QdrantIndex(path=":memory:", dim=8, clock=clock, max_entries=4)
+    ix.add("old", unit(0), scope="s")
+    ix.add("soon", unit(1), scope="s", expires=clock() + 5)
+    ix.add("x2", unit(2), scope="s")
+    ix.add("x3", unit(3), scope="s")
+    clock.advance(10)
+    ix.add("new", unit(4), scope="s")
+    assert _held(ix, {"old": 0, "soon": 1, "x2": 2, "x3": 3, "new": 4}) == {
+        "old",
+        "x2",
+        "x3",
+        "new",
+    }
+    big = QdrantIndex(path=":memory:", dim=8, clock=clock, max_entries=32)
+    big.add_many([f"e{i}" for i in range(33)], np.stack([unit(i) for i in range(33)]), scope="s")
+    assert len(big) == 30  # 1/16 below the bound: the next adds do not each scan it all
+
+
+def test_a_bound_is_for_local_mode_only() -> None:
+    with pytest.raises(ConfigError, match="local-mode"):
+        QdrantIndex(url="http://127.0.0.1:6333", dim=8, max_entries=10)
+    with pytest.raises(ValueError):
+        QdrantIndex(path=":memory:", dim=8, max_entries=0)
+
+
+def test_load_keeps_the_entries_ages_and_applies_the_bound(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    source = QdrantIndex(path=":memory:", dim=8, clock=clock)
+    seeds = {f"e{i}": i for i in range(10)} | {"new": 50}
+    for i in range(10):
+        source.add(f"e{i}", unit(i), scope="s", payload=f"prompt of e{i}")
+        clock.advance(1)
+    source.save(tmp_path)
+    clock.set(clock() - 100)  # a clock behind the saved ages: a later add is still newer
+    small = QdrantIndex(path=":memory:", dim=8, clock=clock, max_entries=4)
+    small.load(tmp_path)
+    assert _held(small, seeds) == {"e6", "e7", "e8", "e9"}
+    small.add("new", unit(50), scope="s", payload="prompt of new")
+    assert _held(small, seeds) == {"e7", "e8", "e9", "new"}
+    _assert_paired(small, seeds)
+
+
+def _rows(client: QdrantClient, ix: QdrantIndex) -> int:
+    """The rows qdrant-client's local mode holds for the collection, deleted ones too."""
+    return len(client._client.collections[ix.collection].ids)
+
+
+def test_local_mode_frees_the_rows_of_deleted_points(clock: FakeClock) -> None:
+    client = QdrantClient(location=":memory:")
+    bounded = QdrantIndex(client=client, dim=8, clock=clock, max_entries=20, collection="b")
+    for i in range(700):
+        bounded.add(f"e{i}", unit(i), scope="s", payload=f"prompt of e{i}")
+    assert len(bounded) <= 20 and _rows(client, bounded) < 20 + 2 * 256
+    every = {f"e{i}": i for i in range(700)}
+    assert _held(bounded, every) == {f"e{i}" for i in range(700 - len(bounded), 700)}
+    _assert_paired(bounded, {f"e{i}": i for i in range(650, 700)})
+
+    churn = QdrantIndex(client=client, dim=8, clock=clock, collection="c")
+    seeds = {f"e{i}": i for i in range(600)}
+    churn.add_many(
+        list(seeds),
+        np.stack([unit(i) for i in range(600)]),
+        scope="s",
+        payloads=[f"prompt of {id}" for id in seeds],
+    )
+    assert churn.strike("e599", 1) == 1
+    for i in range(301):  # then more deleted rows than live ones: copied anew
+        assert churn.remove(f"e{i}")
+    assert _rows(client, churn) == len(churn) == 299
+    assert churn.search(unit(599), scope="s", k=1)[0].strikes == 1
+    _assert_paired(churn, {f"e{i}": i for i in range(290, 320)})  # a local search: ~10 ms
+    churn.add("again", unit(1000), scope="s")  # the new collection takes writes
+    assert "again" in churn and len(churn) == 300
+
+
+def test_config_bounds_a_local_mode_index_as_the_in_process_one(tmp_path: Path) -> None:
+    from deja.config import parse_config
+
+    def index(caching: dict[str, object]) -> object:
+        settings = parse_config({"caching": caching}, base_dir=tmp_path, environ={})
+        assert settings.caching is not None
+        return settings.caching.build_semantic().index
+
+    local = index({"type": "qdrant_semantic", "store": {"type": "memory", "max_entries": 100}})
+    assert isinstance(local, QdrantIndex) and local.max_entries == 100
+    server = index({"type": "qdrant_semantic", "qdrant_api_base": "http://127.0.0.1:6333"})
+    assert isinstance(server, QdrantIndex) and server.max_entries is None

@@ -12,23 +12,42 @@ Layout:
   constructor does no I/O;
 * one point per entry; Qdrant wants integer or UUID point ids, so the point id is
   ``uuid5(<deja namespace>, id)`` and the entry id is kept in the payload;
-* the payload is ``{"id", "scope", "root", "path", "payload", "expires"}``: ``root`` is the
-  scope's first ``/`` segment and ``path`` the list of the scope and its ancestors
-  (``"t1/a/b"`` → ``["t1", "t1/a", "t1/a/b"]``), which makes :meth:`QdrantIndex.remove_scope`
-  hierarchical at any depth with one keyword match; ``expires`` (seconds since the epoch)
-  is left out for entries that never expire; ``strikes`` (wrong-answer reports, see
-  :meth:`QdrantIndex.strike`) and ``strike_rev`` / ``strike_log`` (its compare-and-set token
-  and the last tokens applied) are added by the first report.
+* the payload is ``{"id", "scope", "root", "path", "payload", "added", "expires"}``:
+  ``root`` is the scope's first ``/`` segment and ``path`` the list of the scope and its
+  ancestors (``"t1/a/b"`` → ``["t1", "t1/a", "t1/a/b"]``), which makes
+  :meth:`QdrantIndex.remove_scope` hierarchical at any depth with one keyword match;
+  ``added`` is the wall-clock time of the entry's last add (what the ``max_entries`` bound
+  evicts by); ``expires`` (seconds since the epoch) is left out for entries that never
+  expire; ``strikes`` (wrong-answer reports, see :meth:`QdrantIndex.strike`) and
+  ``strike_rev`` / ``strike_log`` (its compare-and-set token and the last tokens applied)
+  are added by the first report.
 
 ``search`` passes the scope filter (``scope`` equal to the one asked for, and ``expires``
 after now or absent) *inside* the query, so a small scope is never crowded out by a big
 one. Expired entries are never returned; they stay stored until :meth:`purge_expired`
 deletes them (call it periodically; it is one delete-by-filter).
 
-``save`` / ``load`` export the entries of this index's collection to a directory (vectors
-in ``vectors.npy``, the rest in ``index.json``) and load them back, replacing what the
-collection held. They work in every mode; with a server or a local ``path`` the data is
-already durable, so they are only needed to move an index around (and may be skipped).
+Local mode keeps every point in this process and never frees the row of a deleted one
+(qdrant-client marks it deleted and keeps it, and searches still scan it), so a local-mode
+index copies its live points into a new collection once the points it deleted are 256 or
+more and outnumber them: memory and search time follow the live entries, not every entry
+ever added. ``max_entries`` (local mode only) bounds the entries: past it, the expired
+ones go, then the oldest.
+
+``save`` / ``load`` export the entries of this index's collection to a directory and load
+them back, replacing what the collection held. They work in every mode; with a server or a
+local ``path`` the data is already durable, so they are only needed to move an index around
+(and may be skipped); an in-memory index beside a disk store is saved so (see
+:class:`deja.Cache`'s ``semantic_path``). The vectors and the entries are one file,
+``qdrant-index.npz``, committed by one rename, so no save (cut short, or run beside
+another's) can leave entries beside another save's vectors: a load finds one whole save or
+the one before it. Saves to one directory hold its file lock (``index.lock``, as the
+in-process index's) and the last one wins: each process's index holds its own entries and
+a save writes them all, so N workers saving there keep the entries of the one that saved
+last (misses for the others' prompts, never another prompt's answer). Merging instead, as
+the in-process index does, would need the time of every removal (else a save would bring
+back an entry another process deleted, or took out of the tier after wrong-answer
+reports); workers that share entries want a Qdrant server.
 
 Every qdrant-client or transport failure is raised as :class:`deja.errors.StoreError`;
 a missing qdrant-client as :class:`deja.errors.MissingDependencyError` (extra ``qdrant``).
@@ -39,25 +58,52 @@ embedded engine is not thread-safe); a server client is used concurrently.
 from __future__ import annotations
 
 import contextlib
-import json
+import functools
 import math
 import os
 import random
 import threading
 import time
 import uuid
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from deja.errors import ConfigError, MissingDependencyError, StoreError
 from deja.semantic._deps import np
-from deja.semantic.index import Neighbor, checked_vector
+from deja.semantic.index import (
+    Neighbor,
+    _atomic_write,
+    _fsync_dir,
+    _loads,
+    _locked,
+    _save_delta,
+    checked_vector,
+)
 
 __all__ = ["QdrantIndex"]
 
 _FORMAT = "deja-qdrant-index"
-_FORMAT_VERSION = 1
+# 1: index.json + vectors.npy, renamed into place one after the other (see load)
+_FORMAT_VERSION = 2
+# the saved index: the rows and a JSON document of the entries in one .npz (the in-process
+# index's delta layout), so one rename commits both
+_FILE = "qdrant-index.npz"
+# a save writes under a name of its own first (a killed save leaves it for the next one to
+# remove): f"{_STAGED}{random hex}.npz"
+_STAGED = "qdrant-index-"
+# version 1's files; its index.json is the in-process index's manifest name too, so it is
+# removed only when it starts as version 1 wrote it
+_LEGACY = ("vectors.npy", "vectors.npy.tmp", "index.json.tmp")
+_LEGACY_MANIFEST = "index.json"
+_LEGACY_HEAD = b'{"format":"deja-qdrant-index"'
+# a local-mode collection is rebuilt once the points deleted from it outnumber the live ones
+# and this many (see the module docstring)
+_COMPACT_MIN = 256
+# the max_entries bound evicts down to 1/16 below it, so that the scan ordering every point
+# by age (all of them, in local mode) runs once per bound/16 adds rather than at each one
+_EVICT_MARGIN = 16
 # uuid5 namespace of deja's point ids (a fixed, arbitrary UUID)
 _NAMESPACE = uuid.UUID("5b0c3c1e-2f4a-4d5e-9a61-6e0d1f2a7c43")
 _BATCH = 256
@@ -97,7 +143,12 @@ class QdrantIndex:
     * ``dim``: the vector size (384 for the embedded model);
     * ``timeout``: seconds per server call (qdrant-client rounds it up to whole seconds);
     * ``clock``: wall clock for expiry (inject a fake in tests);
-    * ``client``: an existing ``QdrantClient`` to use instead of building one.
+    * ``client``: an existing ``QdrantClient`` to use instead of building one;
+    * ``purge_every``: seconds between the deletions of expired points that writes run;
+    * ``max_entries``: local mode only, the most entries the collection keeps (``None``:
+      unbounded). An add that goes past it evicts the expired entries, then the oldest
+      (by their last add) down to 1/16 below it. The count is the collection's: give each
+      bounded index a collection of its own.
     """
 
     def __init__(
@@ -112,9 +163,12 @@ class QdrantIndex:
         clock: Callable[[], float] = time.time,
         client: Any = None,
         purge_every: float = 300.0,
+        max_entries: int | None = None,
     ) -> None:
         if dim < 1:
             raise ValueError("dim must be >= 1")
+        if max_entries is not None and max_entries < 1:
+            raise ValueError("max_entries must be >= 1")
         if timeout <= 0:
             raise ValueError("timeout must be > 0")
         if url is not None and path is not None:
@@ -142,6 +196,21 @@ class QdrantIndex:
         else:
             self._local = url is None
             self._in_memory = self._local and path in (None, ":memory:")
+        if max_entries is not None and not self._local:
+            # a server collection is shared: a bound would need its count and an ordered
+            # scan on the server, evicting other processes' entries (not done; see TTLs)
+            raise ConfigError(
+                "max_entries bounds a Qdrant local-mode index only; a server collection's"
+                " entries leave it with their TTL"
+            )
+        self.max_entries = max_entries
+        self.evictions = 0
+        # the add time stamped last: never earlier than the one before (a clock stepped
+        # back must not make a later add look older)
+        self._last_added = -math.inf
+        # local mode: points deleted since the collection was last (re)built, whose rows
+        # qdrant-client keeps (see _compact)
+        self._dead = 0
         self._models: Any = None
         self._ready = False
         self._init_lock = threading.Lock()
@@ -187,29 +256,30 @@ class QdrantIndex:
                         self._client = QdrantClient(path=self.path)
                 client = self._client
                 if not client.collection_exists(self.collection):
-                    try:
-                        client.create_collection(
-                            self.collection,
-                            vectors_config=models.VectorParams(
-                                size=self._dim, distance=models.Distance.COSINE
-                            ),
-                        )
-                    except Exception:
-                        # created meanwhile by another process: fine; otherwise re-raise
-                        if not client.collection_exists(self.collection):
-                            raise
-                    if not self._local:
-                        for name, schema in (
-                            ("scope", models.PayloadSchemaType.KEYWORD),
-                            ("path", models.PayloadSchemaType.KEYWORD),
-                            ("id", models.PayloadSchemaType.KEYWORD),
-                            ("expires", models.PayloadSchemaType.FLOAT),
-                        ):
-                            client.create_payload_index(self.collection, name, schema)
+                    self._create(client, models)
                 else:
                     self._check_dim(client)
             self._ready = True
         return self._client, self._models
+
+    def _create(self, client: Any, models: Any) -> None:
+        try:
+            client.create_collection(
+                self.collection,
+                vectors_config=models.VectorParams(size=self._dim, distance=models.Distance.COSINE),
+            )
+        except Exception:
+            # created meanwhile by another process: fine; otherwise re-raise
+            if not client.collection_exists(self.collection):
+                raise
+        if not self._local:
+            for name, schema in (
+                ("scope", models.PayloadSchemaType.KEYWORD),
+                ("path", models.PayloadSchemaType.KEYWORD),
+                ("id", models.PayloadSchemaType.KEYWORD),
+                ("expires", models.PayloadSchemaType.FLOAT),
+            ):
+                client.create_payload_index(self.collection, name, schema)
 
     def _is_ready(self) -> bool:
         return self._ready
@@ -257,6 +327,7 @@ class QdrantIndex:
         scope: str,
         expires: float | None,
         payload: str | None,
+        added: float,
         strikes: int = 0,
     ) -> Any:
         body: dict[str, Any] = {
@@ -265,6 +336,7 @@ class QdrantIndex:
             "root": scope.split("/", 1)[0],
             "path": _path(scope),
             "payload": payload,
+            "added": added,
         }
         if expires is not None:
             body["expires"] = float(expires)
@@ -291,6 +363,88 @@ class QdrantIndex:
     def _delete(self, client: Any, models: Any, flt: Any) -> None:
         client.delete(self.collection, points_selector=models.FilterSelector(filter=flt), wait=True)
 
+    def _stamp(self) -> float:
+        """The wall-clock time of an add, never earlier than the previous one's."""
+        now = self._clock()
+        if now <= self._last_added:
+            now = self._last_added + 1e-6
+        self._last_added = now
+        return now
+
+    def _deleted(self, count: int) -> None:
+        """Note ``count`` points deleted; a local-mode collection that now holds more
+        deleted rows than live ones is rebuilt (:meth:`_compact`)."""
+        if not self._local or count <= 0:
+            return
+        self._dead += count
+        if self._dead >= _COMPACT_MIN:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Copy a local-mode collection's live points into a new collection of the same
+        name, when the deleted ones outnumber them: qdrant-client keeps a deleted point's
+        row (its id, payload and vector) for good and scans it at every search, so without
+        this memory and search time grow with every entry ever added. The live points are
+        copied in memory and the copy holds the local-mode lock throughout, so no call of
+        this index sees it half done; a failure leaves the collection to be created again by
+        the next call (its entries lost: misses)."""
+        client, models = self._op()
+        with self._calls():
+            live = self._count(client, None)
+            if self._dead <= live:
+                return
+            copies = [
+                models.PointStruct(id=p.id, vector=list(p.vector), payload=p.payload)
+                for p in self._scroll_all(client, live, with_vectors=True)
+            ]
+            try:
+                client.delete_collection(self.collection)
+                self._create(client, models)
+                for start in range(0, len(copies), _BATCH):
+                    client.upsert(self.collection, points=copies[start : start + _BATCH], wait=True)
+            except BaseException:
+                self._ready = False  # the next call creates the collection if it is gone
+                raise
+            self._dead = 0
+
+    def _scroll_all(self, client: Any, count: int, *, with_vectors: bool) -> list[Any]:
+        """Every point of a local-mode collection holding ``count``, in one page (each page
+        of a local-mode scroll sorts every point id)."""
+        points, _ = client.scroll(
+            self.collection, limit=count + 1, with_payload=True, with_vectors=with_vectors
+        )
+        return list(points)
+
+    def _bound(self) -> None:
+        """Evict past ``max_entries``: the expired entries, then the oldest, down to 1/16
+        below the bound (see _EVICT_MARGIN)."""
+        limit = self.max_entries
+        if limit is None:
+            return
+        client, models = self._op()
+        with self._calls():
+            count = self._count(client, None)
+            if count <= limit:
+                return
+            now = self._clock()
+            points = self._scroll_all(client, count, with_vectors=False)
+
+            def age(point: Any) -> tuple[bool, float]:
+                body = point.payload or {}
+                expires = body.get("expires")
+                return (expires is None or expires > now, float(body.get("added") or 0.0))
+
+            points.sort(key=age)
+            expired = sum(1 for p in points if not age(p)[0])
+            doomed = [
+                p.id for p in points[: max(count - (limit - limit // _EVICT_MARGIN), expired)]
+            ]
+            client.delete(
+                self.collection, points_selector=models.PointIdsList(points=doomed), wait=True
+            )
+            self.evictions += len(doomed)
+            self._deleted(len(doomed))
+
     # -- writes -----------------------------------------------------------------------
 
     def add(
@@ -305,9 +459,12 @@ class QdrantIndex:
         """Insert or replace one entry (an upsert of its point)."""
         vec = self._vector(vector)
         client, models = self._op()
-        point = self._point(models, id, vec, scope=scope, expires=expires, payload=payload)
         with self._calls():
+            point = self._point(
+                models, id, vec, scope=scope, expires=expires, payload=payload, added=self._stamp()
+            )
             client.upsert(self.collection, points=[point], wait=True)
+            self._bound()
         self._maybe_purge()
 
     def _maybe_purge(self) -> None:
@@ -333,13 +490,16 @@ class QdrantIndex:
         if len(texts) != len(ids):
             raise ValueError("payloads must have one item per id")
         client, models = self._op()
-        points = [
-            self._point(models, id, self._vector(row), scope=scope, expires=expires, payload=text)
-            for id, row, text in zip(ids, matrix, texts, strict=True)
-        ]
+        rows = [self._vector(row) for row in matrix]
         with self._calls():
+            now = self._stamp()
+            points = [
+                self._point(models, id, row, scope=scope, expires=expires, payload=text, added=now)
+                for id, row, text in zip(ids, rows, texts, strict=True)
+            ]
             for start in range(0, len(points), _BATCH):
                 client.upsert(self.collection, points=points[start : start + _BATCH], wait=True)
+            self._bound()
 
     def remove(self, id: str) -> bool:
         """Remove one entry; returns whether it existed."""
@@ -352,6 +512,7 @@ class QdrantIndex:
             client.delete(
                 self.collection, points_selector=models.PointIdsList(points=[pid]), wait=True
             )
+            self._deleted(1)
             return True
 
     def strike(self, id: str, delta: int) -> int | None:
@@ -417,6 +578,7 @@ class QdrantIndex:
             count = self._count(client, flt)
             if count:
                 self._delete(client, models, flt)
+                self._deleted(count)
             return count
 
     def clear(self) -> int:
@@ -426,6 +588,7 @@ class QdrantIndex:
             count = self._count(client, None)
             if count:
                 self._delete(client, models, models.Filter())
+                self._deleted(count)
             return count
 
     def purge_expired(self) -> int:
@@ -442,6 +605,7 @@ class QdrantIndex:
             count = self._count(client, flt)
             if count:
                 self._delete(client, models, flt)
+                self._deleted(count)
             return count
 
     # -- reads ------------------------------------------------------------------------
@@ -499,10 +663,15 @@ class QdrantIndex:
     # -- persistence ------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Export every entry of the collection to the directory ``path``.
+        """Export every entry of the collection to the directory ``path`` (created if
+        missing), replacing the index saved there.
 
         Optional with a server or a local-mode ``path`` (the data is durable there); use
         it to copy an index elsewhere. Vectors are saved as Qdrant holds them (normalized).
+        The entries and their vectors are one file, written under a name of its own and
+        made durable before one rename commits it, with ``path/index.lock`` held: a save
+        cut short at any point leaves the previous one whole, and saves of several
+        processes never mix (the last one wins; see the module docstring).
         """
         client, _ = self._op()
         entries: list[dict[str, Any]] = []
@@ -526,6 +695,7 @@ class QdrantIndex:
                             "expires": body.get("expires"),
                             "payload": body.get("payload"),
                             "strikes": int(body.get("strikes") or 0),
+                            "added": body.get("added"),
                         }
                     )
                     rows.append(list(point.vector))
@@ -534,53 +704,91 @@ class QdrantIndex:
         root = Path(path)
         root.mkdir(parents=True, exist_ok=True)
         matrix = np.asarray(rows, dtype=np.float32).reshape(len(rows), self._dim)
-        tmp = root / "vectors.npy.tmp"
-        with tmp.open("wb") as f:
-            np.save(f, matrix)
-        os.replace(tmp, root / "vectors.npy")
-        manifest = {
+        doc = {
             "format": _FORMAT,
             "version": _FORMAT_VERSION,
             "dim": self._dim,
             "metric": "cos",
             "entries": entries,
         }
-        tmp = root / "index.json.tmp"
-        tmp.write_text(json.dumps(manifest, separators=(",", ":")))
-        os.replace(tmp, root / "index.json")
+        with _locked(root, exclusive=True) as held:
+            if held:  # no other save is under way: what one cut short left is litter
+                _sweep(root)
+            _commit(root, matrix, doc)
 
     def load(self, path: str | os.PathLike[str]) -> None:
-        """Replace the collection's entries with those :meth:`save` wrote to ``path``."""
+        """Replace the collection's entries with those :meth:`save` wrote to ``path``.
+
+        Raises :class:`~deja.errors.ConfigError`, and leaves the collection as it was, when
+        ``path`` holds no save, or one that cannot be read whole, or whose vectors are not
+        one per entry (:class:`deja.Cache` logs it and starts the tier empty). A save of
+        deja before this format is refused too: it kept the entries (``index.json``) and
+        the vectors (``vectors.npy``) in two files renamed into place one after the other,
+        so a save cut short between the two, or run beside another process's, could leave
+        entries beside another save's vectors (each entry's id and answer found by another
+        prompt's vector), and nothing in the files tells that apart. The next save replaces
+        it. Entries beyond ``max_entries`` are evicted as by an add.
+        """
         root = Path(path)
         try:
-            manifest = json.loads((root / "index.json").read_bytes())
+            with np.load(root / _FILE, allow_pickle=False) as data:
+                doc = _loads(str(data["doc"]).encode())
+                matrix = np.asarray(data["vectors"], dtype=np.float32)
         except FileNotFoundError as exc:
+            if _legacy(root):
+                raise ConfigError(
+                    f"the Qdrant vector index in {root} was saved by an older deja in two files"
+                    " that a save cut short, or run beside another, could leave paired with"
+                    " other entries' vectors: not loaded (its entries are misses until stored"
+                    " again; the next save replaces it)"
+                ) from exc
             raise ConfigError(f"no Qdrant vector index saved in {root}") from exc
-        if manifest.get("format") != _FORMAT or manifest.get("version") != _FORMAT_VERSION:
-            raise ConfigError(f"{root} holds no deja Qdrant index of a known version")
-        if manifest["dim"] != self._dim:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise ConfigError(
-                f"the index in {root} holds {manifest['dim']}-d vectors, not {self._dim}-d"
+                f"the Qdrant vector index {root / _FILE} is unreadable: {exc!r}"
+            ) from exc
+        if (
+            not isinstance(doc, dict)
+            or doc.get("format") != _FORMAT
+            or doc.get("version") != _FORMAT_VERSION
+        ):
+            raise ConfigError(f"{root} holds no deja Qdrant index of a known version")
+        if doc.get("dim") != self._dim:
+            raise ConfigError(
+                f"the index in {root} holds {doc.get('dim')}-d vectors, not {self._dim}-d"
             )
-        matrix = np.load(root / "vectors.npy")
-        entries: list[dict[str, Any]] = manifest["entries"]
+        entries = doc.get("entries")
+        if not isinstance(entries, list) or matrix.shape != (len(entries), self._dim):
+            count = len(entries) if isinstance(entries, list) else None
+            raise ConfigError(
+                f"{root / _FILE} holds {matrix.shape} vectors where it lists {count} entries"
+            )
         client, models = self._op()
-        points = [
-            self._point(
-                models,
-                e["id"],
-                self._vector(row),
-                scope=e["scope"],
-                expires=e["expires"],
-                payload=e["payload"],
-                strikes=int(e.get("strikes") or 0),
-            )
-            for e, row in zip(entries, matrix, strict=True)
-        ]
+        try:
+            added = [float(e.get("added") or 0.0) for e in entries]
+            points = [
+                self._point(
+                    models,
+                    _text(e["id"]),
+                    self._vector(row),
+                    scope=_text(e["scope"]),
+                    expires=e["expires"],
+                    payload=e["payload"],
+                    added=when,
+                    strikes=int(e.get("strikes") or 0),
+                )
+                for e, row, when in zip(entries, matrix, added, strict=True)
+            ]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"{root / _FILE} holds an entry that is not one: {exc!r}") from exc
         with self._calls():
+            held = self._count(client, None)
             self._delete(client, models, models.Filter())
+            self._deleted(held)
             for start in range(0, len(points), _BATCH):
                 client.upsert(self.collection, points=points[start : start + _BATCH], wait=True)
+            self._last_added = max([self._last_added, *added])
+            self._bound()
 
     def close(self) -> None:
         """Close the client (only one this index built itself)."""
@@ -588,3 +796,53 @@ class QdrantIndex:
         if client is not None and self._owns_client:
             with contextlib.suppress(Exception):
                 client.close()
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{value!r} is not a string")
+    return value
+
+
+def _commit(root: Path, matrix: Any, doc: dict[str, Any]) -> None:
+    """Write ``matrix`` and ``doc`` as ``root/qdrant-index.npz``: first (fsynced) under a
+    name no other save uses, then renamed over the saved index, which commits the save. A
+    save that fails before that removes what it wrote; one killed leaves it to the next
+    save's :func:`_sweep`."""
+    staged = root / f"{_STAGED}{uuid.uuid4().hex}.npz"
+    try:
+        _atomic_write(staged, functools.partial(_save_delta, matrix, doc))
+        os.replace(staged, root / _FILE)
+    except BaseException:
+        for written in (staged, staged.with_name(staged.name + ".tmp")):
+            with contextlib.suppress(OSError):
+                written.unlink()
+        raise
+    _fsync_dir(root)
+
+
+def _sweep(root: Path) -> None:
+    """Remove from ``root`` (its lock held: no save is under way) the files of saves cut
+    short, and those of a save of the earlier format, which load refuses."""
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    for name in names:
+        if name == _LEGACY_MANIFEST:
+            stale = _legacy(root)
+        else:
+            stale = name.startswith(_STAGED) or name in _LEGACY
+        if stale:
+            with contextlib.suppress(OSError):
+                os.unlink(root / name)
+
+
+def _legacy(root: Path) -> bool:
+    """Whether ``root/index.json`` is a save of the earlier format (and not the in-process
+    index's manifest, of the same name)."""
+    try:
+        with (root / _LEGACY_MANIFEST).open("rb") as f:
+            return f.read(len(_LEGACY_HEAD)) == _LEGACY_HEAD
+    except OSError:
+        return False
