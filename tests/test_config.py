@@ -1235,3 +1235,188 @@ def test_a_provider_prefix_with_an_api_base_loads(tmp_path: Path) -> None:
     params = {"model": "cohere/command-r-plus", "api_base": "https://openrouter.ai/api/v1"}
     settings = parse({"model_list": [{"model_name": "c", "litellm_params": params}]}, tmp_path)
     assert settings.model_list[0].model == "cohere/command-r-plus"
+
+
+# ------------------------------------------------ LiteLLM configs: providers, shares, switches
+
+
+def _deployments(tmp_path: Path, *params: dict[str, object], **kwargs: Any) -> Settings:
+    model_list = [{"model_name": "m", "litellm_params": p} for p in params]
+    return parse({"model_list": model_list}, tmp_path, **kwargs)
+
+
+def test_custom_llm_provider_picks_the_provider_as_its_prefix_does(tmp_path: Path) -> None:
+    """LiteLLM's custom_llm_provider was kept and never read: an Anthropic model and key
+    went out as an OpenAI call (to api.openai.com without an api_base)."""
+    from deja.request import resolve_model
+
+    claude = {"model": "claude-3-5-sonnet-20240620", "custom_llm_provider": "anthropic"}
+    (deployment,) = _deployments(tmp_path, {**claude, "api_key": SECRET}).model_list
+    assert deployment.model == "anthropic/claude-3-5-sonnet-20240620"
+    assert resolve_model(deployment.model) == ("anthropic", "claude-3-5-sonnet-20240620")
+    # "openai" keeps a provider-like name whole (a gateway serving anthropic/claude-3)
+    gateway = {"api_base": "https://gateway.example/v1", "custom_llm_provider": "openai"}
+    (relayed,) = _deployments(tmp_path, {"model": "anthropic/claude-3", **gateway}).model_list
+    assert resolve_model(relayed.model) == ("openai", "anthropic/claude-3")
+    # a model that already names the provider is left alone (LiteLLM's azure/* case)
+    azure = {"model": "azure/*", "custom_llm_provider": "azure", "api_base": "https://a.example"}
+    assert _deployments(tmp_path, azure).model_list[0].model == "azure/*"
+
+
+@pytest.mark.parametrize(
+    ("provider", "says"),
+    [("cohere", "does not call the provider 'cohere'"), ("antropic", "did you mean 'anthropic'")],
+)
+def test_a_custom_llm_provider_deja_cannot_call_is_refused(
+    tmp_path: Path, provider: str, says: str
+) -> None:
+    params = {"model": "command-r", "custom_llm_provider": provider, "api_key": SECRET}
+    for extra in ({}, {"api_base": "https://gateway.example/v1"}):
+        with pytest.raises(ConfigError) as info:
+            _deployments(tmp_path, {**params, **extra})
+        assert info.value.path == "model_list[0].litellm_params.custom_llm_provider"
+        assert says in str(info.value) and SECRET not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "model", ["azure/my-gpt4o", "hosted_vllm/meta-llama/Llama-3.1-8B", "llamacpp/x", "azure/*"]
+)
+def test_a_provider_without_an_endpoint_needs_an_api_base_at_start(
+    tmp_path: Path, model: str
+) -> None:
+    """Every request used to get a 400 blaming the caller for the operator's config."""
+    with pytest.raises(ConfigError, match="no default endpoint") as info:
+        _deployments(tmp_path, {"model": model})
+    assert info.value.path == "model_list[0].litellm_params.api_base"
+    assert _deployments(tmp_path, {"model": model, "api_base": "http://10.0.0.1:8000/v1"})
+    # LiteLLM's variable, which the client reads too
+    variable = f"{model.partition('/')[0].upper()}_API_BASE"
+    assert _deployments(tmp_path, {"model": model}, environ={variable: "http://10.0.0.1/v1"})
+
+
+def test_regional_providers_load_without_an_api_base(tmp_path: Path) -> None:
+    for model in ("bedrock/anthropic.claude-3-haiku", "vertex_ai/gemini-1.5-pro"):
+        assert _deployments(tmp_path, {"model": model}).model_list[0].model == model
+
+
+def test_a_deployment_at_weight_0_is_drained(tmp_path: Path) -> None:
+    settings = _deployments(
+        tmp_path,
+        {"model": "openai/gpt-4o", "weight": 1},
+        {"model": "openai/gpt-4o", "weight": 0},
+        {"model": "openai/gpt-4o", "rpm": 0, "tpm": 1000},  # the first share set counts
+        {"model": "openai/gpt-4o"},
+    )
+    assert [d.weight for d in settings.model_list] == [1.0, 0.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize("key", ["weight", "rpm", "tpm"])
+def test_a_model_whose_deployments_all_weigh_0_is_refused(tmp_path: Path, key: str) -> None:
+    with pytest.raises(ConfigError, match="drained") as info:
+        _deployments(tmp_path, {"model": "openai/gpt-4o", key: 0}, {"model": "openai/o3", key: 0})
+    assert info.value.path == f"model_list[0].litellm_params.{key}"
+
+
+def test_an_empty_s3_bucket_is_a_config_error(tmp_path: Path) -> None:
+    """An empty variable used to pass the loader and crash the server's start."""
+    text = (
+        "litellm_settings:\n  cache: true\n  cache_params:\n"
+        "    {type: s3, s3_bucket_name: os.environ/CACHE_BUCKET}\n"
+    )
+    error = config_error(tmp_path, text, environ={"CACHE_BUCKET": ""})
+    assert error.path == "litellm_settings.cache_params.s3_bucket_name"
+    assert "must not be empty" in str(error)
+    pytest.importorskip("boto3")
+    # the factory says what the store refuses as a config error too (settings built by hand)
+    with pytest.raises(ConfigError, match="s3: bucket must be a non-empty str"):
+        CacheTypeRegistry().create("s3", {"bucket": ""})
+
+
+def test_the_invalidation_url_is_checked_at_load(tmp_path: Path) -> None:
+    """An http:// typo used to load, and the L1 then stayed unused for good."""
+    block = {"type": "tiered", "l2": {"type": "disk", "directory": "l2"}}
+    for url, says in (
+        (f"http://:{SECRET}@redis.internal:6379", "(this one is http://)"),
+        ("redis.internal:6379", "expected a redis://, rediss:// or unix:// URL"),
+        (f"redis://:{SECRET}@redis.internal:port/0", "no valid port"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            parse({"caching": {**block, "invalidation_url": url}}, tmp_path)
+        assert info.value.path == "caching.invalidation_url"
+        assert says in str(info.value) and SECRET not in str(info.value)
+    for url in ("redis://redis.internal:6379/0", "rediss://h/0", "unix:///run/redis.sock"):
+        settings = parse({"caching": {**block, "invalidation_url": url}}, tmp_path)
+        assert settings.caching is not None
+        assert settings.caching.options["invalidation_url"] == url
+
+
+def test_a_url_and_a_password_reach_every_client_of_the_block() -> None:
+    """The store took the password beside the url; the bus and the vector index did not."""
+    from redis.connection import parse_url
+
+    from deja.config import StoreSpec, tiered_bus_url
+
+    def bus_url(**options: object) -> dict[str, Any]:
+        url = tiered_bus_url({"l2": StoreSpec("redis", options)})
+        assert url is not None
+        return parse_url(url)
+
+    given = bus_url(url="redis://10.0.0.5:6380/2", username="bob", password="p/w@x:1")
+    assert (given["host"], given["port"], given["db"]) == ("10.0.0.5", 6380, 2)
+    assert (given["username"], given["password"]) == ("bob", "p/w@x:1")
+    # the URL's own credentials win, as they do for the store
+    own = bus_url(url="redis://alice:mine@h:6379/0", password="other")
+    assert (own["username"], own["password"]) == ("alice", "mine")
+    # a rediss:// URL gets the block's TLS options that its query does not set
+    tls = bus_url(
+        url="rediss://h:6379/0?ssl_cert_reqs=none",
+        password="pw",
+        ssl_ca_certs="/etc/ca.pem",
+        ssl_cert_reqs="required",
+    )
+    assert tls["ssl_ca_certs"] == "/etc/ca.pem" and tls["ssl_cert_reqs"] == "none"
+    assert tls["connection_class"].__name__ == "SSLConnection" and tls["password"] == "pw"
+    assert bus_url(url="redis://h:6379/0") == parse_url("redis://h:6379/0")
+
+
+def test_cache_responses_true_builds_the_litellm_cache_params(tmp_path: Path) -> None:
+    """The seed guide's switch used to give a default memory cache, dropping cache_params."""
+    text = "cache_responses: true\nlitellm_settings:\n  cache_params: {type: disk, ttl: 60}\n"
+    settings = load(tmp_path, text)
+    assert settings.caching is not None
+    assert (settings.caching.type, settings.caching.ttl) == ("disk", 60.0)
+    assert settings.warnings == ()
+
+
+def test_litellm_cache_false_switches_a_caching_block_off(tmp_path: Path) -> None:
+    settings = load(tmp_path, "litellm_settings: {cache: false}\ncaching: {type: disk}\n")
+    assert settings.caching is None
+    assert any("litellm_settings.cache is false" in w for w in settings.warnings)
+    # a typo in the block is still an error
+    error = config_error(tmp_path, "litellm_settings: {cache: false}\ncaching: {tl: 1}\n")
+    assert error.path == "caching.tl"
+    # the two switches may not contradict each other
+    for switch, cache in (("true", "false"), ("false", "true")):
+        text = f"cache_responses: {switch}\nlitellm_settings: {{cache: {cache}}}\n"
+        assert "keep one" in str(config_error(tmp_path, text))
+
+
+def test_litellm_local_cache_ttls_are_litellms(tmp_path: Path) -> None:
+    def ttl(params: str, *, native: bool = False) -> float | None:
+        text = (
+            f"caching: {params}"
+            if native
+            else f"litellm_settings: {{cache: true, cache_params: {params}}}"
+        )
+        caching = load(tmp_path, text).caching
+        assert caching is not None
+        return caching.ttl
+
+    # LiteLLM's in-memory cache keeps an entry written without a TTL for 600 s
+    assert ttl("{type: local}") == 600.0
+    assert ttl("{type: local, ttl: 5}") == 5.0
+    # its Cache() replaces ttl by the backend's default TTL when one is given
+    assert ttl("{type: local, ttl: 5, default_in_memory_ttl: 30}") == 30.0
+    assert ttl("{type: redis, host: h, ttl: 5, default_in_redis_ttl: 30}") == 30.0
+    # deja's own block keeps deja's default: until evicted
+    assert ttl("{type: local}", native=True) is None

@@ -69,7 +69,15 @@ from deja.controls import CacheMode
 from deja.errors import ConfigError, InvalidRequestError
 from deja.keys import takes_tenant
 from deja.policy import Admission, AdmissionPolicy
-from deja.request import Request, is_openais, resolve_model
+from deja.request import (
+    PROVIDER_ALIASES,
+    PROVIDER_API_BASES,
+    Request,
+    env_api_base,
+    is_openais,
+    resolve_model,
+    with_provider,
+)
 from deja.stores.base import MAX_TTL, Store
 
 if TYPE_CHECKING:
@@ -290,6 +298,15 @@ _LITELLM_PARAMS_IGNORED: Final = _words("""
     auto_router_embedding_model
 """)
 
+# Providers with no endpoint of their own (an Azure resource, a self-hosted vLLM or
+# llama.cpp): a deployment names one, or the environment does. Bedrock and Vertex AI have
+# none either, but the client derives theirs from the region.
+_NEEDS_API_BASE: Final = frozenset(
+    provider
+    for provider, base in PROVIDER_API_BASES.items()
+    if base is None and provider not in ("bedrock", "vertex_ai")
+)
+
 _INJECTION_KEYS: Final = _words("location role index last ttl control")
 _INJECTION_LOCATIONS: Final = _words("message tool")
 _MESSAGE_ROLES: Final = _words("system developer user assistant tool")
@@ -313,6 +330,9 @@ _UNSUPPORTED_TYPES: Final = _words("gcs azure-blob azure_blob")
 # LiteLLM's proxy defaults ``cache_params.type`` to redis (proxy_server.py), not to local.
 _LITELLM_DEFAULT_TYPE: Final = "redis"
 _NATIVE_DEFAULT_TYPE: Final = "memory"
+# LiteLLM's in-memory cache keeps an entry written without a TTL for 600 s
+# (InMemoryCache's default_ttl); deja's memory store keeps it until evicted.
+_LITELLM_MEMORY_TTL: Final = 600.0
 
 _ENV_PREFIX: Final = "os.environ/"
 _ENV_REFERENCE: Final = re.compile(r"os\.environ/([A-Za-z_][A-Za-z0-9_]*)")
@@ -545,13 +565,49 @@ def _s3_factory(options: Mapping[str, object]) -> Store:
     from deja.stores.s3 import S3Store
 
     kwargs: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
-    return S3Store(**kwargs)
+    try:
+        return S3Store(**kwargs)
+    except ValueError as exc:  # said at start as a config error, not as a traceback
+        raise ConfigError(f"s3: {exc}") from None
+
+
+def _non_empty(value: Any) -> object:
+    if not value.strip():  # an empty environment variable, often
+        raise ValueError("must not be empty")
+    return value
+
+
+def _redis_url_option(value: Any) -> object:
+    """A Redis URL checked now, as a redis block's ``url`` is: a typo (``http://``) would
+    otherwise fail every connection attempt, quietly, for as long as the process runs."""
+    from urllib.parse import urlsplit
+
+    found = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", value)
+    scheme = found.group(1).lower() if found else ""
+    if scheme not in ("redis", "rediss", "unix"):
+        # the scheme only: the rest of the URL may hold a password
+        raise ValueError(
+            "expected a redis://, rediss:// or unix:// URL"
+            + (f" (this one is {scheme}://)" if scheme else "")
+        )
+    if scheme != "unix":
+        try:
+            urlsplit(value).port  # noqa: B018 - parsed now, not at the first connection
+        except ValueError:
+            raise ValueError("the URL has no valid port") from None
+    return value
 
 
 def _s3_options() -> dict[str, Option]:
     """Options of the ``s3`` type; the aliases are LiteLLM's ``cache_params`` names."""
     return {
-        "bucket": Option(types=str, required=True, aliases=("s3_bucket_name",), doc="Bucket."),
+        "bucket": Option(
+            types=str,
+            required=True,
+            aliases=("s3_bucket_name",),
+            validator=_non_empty,
+            doc="Bucket.",
+        ),
         "prefix": Option(
             types=str, aliases=("s3_path",), doc="Folder in the bucket (gets a trailing /)."
         ),
@@ -712,9 +768,10 @@ def _redis_url(options: Mapping[str, object]) -> str | None:
 
 
 def _redis_urls(options: Mapping[str, object]) -> list[str]:
-    """redis:// URLs for a redis block (for the invalidation bus): its server's, or each
-    of a cluster's startup nodes'; none for Sentinel (the master moves: processes that
-    resolved it at different times would publish and listen on different servers)."""
+    """redis:// URLs for a redis block (for the invalidation bus, the vector index): its
+    server's, or each of a cluster's startup nodes'; none for Sentinel (the master moves:
+    processes that resolved it at different times would publish and listen on different
+    servers). Each carries the block's credentials and TLS options, as its store has them."""
     if options.get("sentinel_nodes"):
         return []
     nodes = options.get("startup_nodes")
@@ -724,31 +781,62 @@ def _redis_urls(options: Mapping[str, object]) -> list[str]:
             for host, port in nodes  # type: ignore[attr-defined]  # parsed by _redis_nodes
         ]
     if isinstance(options.get("url"), str):
-        return [str(options["url"])]
+        return [_completed_url(str(options["url"]), options)]
     return [_node_url(options)]
+
+
+def _url_auth(options: Mapping[str, object]) -> str:
+    """A redis block's ``username``/``password`` as a URL's ``user:password@``, or ``""``."""
+    from urllib.parse import quote
+
+    user, password = options.get("username"), options.get("password")
+    if not (user or password):
+        return ""
+    # every character escaped: a "/" or "@" in a password too
+    auth = quote(str(user or ""), safe="")
+    return auth + (f":{quote(str(password), safe='')}@" if password else "@")
+
+
+def _url_tls(options: Mapping[str, object]) -> dict[str, str]:
+    """A redis block's TLS options as URL query parameters (redis-py reads them there)."""
+    return {
+        name: str(value).lower() if isinstance(value, bool) else str(value)
+        for name in ("ssl_cert_reqs", "ssl_ca_certs", "ssl_check_hostname")
+        if (value := options.get(name)) is not None
+    }
+
+
+def _completed_url(url: str, options: Mapping[str, object]) -> str:
+    """A block's ``url`` with what the block gives beside it: ``username``/``password``
+    when the URL carries none (the store's rule: the URL's own credentials win), and the
+    TLS options of a ``rediss://`` URL that its query does not set."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" not in netloc:
+        netloc = _url_auth(options) + netloc
+    query = parts.query
+    if parts.scheme == "rediss":
+        given = {name for name, _ in parse_qsl(query, keep_blank_values=True)}
+        extra = {k: v for k, v in _url_tls(options).items() if k not in given}
+        if extra:
+            query = f"{query}&{urlencode(extra)}" if query else urlencode(extra)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def _node_url(options: Mapping[str, object]) -> str:
     """A redis:// URL of a redis block's host and port, its credentials and TLS options."""
-    from urllib.parse import quote, urlencode
+    from urllib.parse import urlencode
 
     host = str(options.get("host") or "127.0.0.1")
     if ":" in host and not host.startswith("["):  # an IPv6 address
         host = f"[{host}]"
     port = options.get("port") or 6379
-    user, password = options.get("username"), options.get("password")
-    auth = ""
-    if user or password:  # every character escaped: a "/" or "@" in a password too
-        auth = quote(str(user or ""), safe="")
-        auth += f":{quote(str(password), safe='')}@" if password else "@"
     scheme = "rediss" if options.get("ssl") else "redis"
-    tls = {
-        name: str(value).lower() if isinstance(value, bool) else str(value)
-        for name in ("ssl_cert_reqs", "ssl_ca_certs", "ssl_check_hostname")
-        if (value := options.get(name)) is not None
-    }
+    tls = _url_tls(options)
     query = f"?{urlencode(tls)}" if tls and options.get("ssl") else ""
-    return f"{scheme}://{auth}{host}:{port}/{options.get('db') or 0}{query}"
+    return f"{scheme}://{_url_auth(options)}{host}:{port}/{options.get('db') or 0}{query}"
 
 
 def _redis_options() -> dict[str, Option]:
@@ -869,6 +957,8 @@ def _register_builtins(registry: CacheTypeRegistry) -> None:
             ),
             "invalidation_url": Option(
                 types=str,
+                validator=_redis_url_option,
+                secret=True,  # may carry a password: a message shows its scheme only
                 doc="Redis URL for cross-process L1 invalidation (default: the l2 redis, or "
                 "its cluster's first node; needed with Sentinel or a non-Redis l2 when "
                 "several processes share it).",
@@ -1167,9 +1257,10 @@ class CachingSettings:
 class ModelDeployment:
     """One ``model_list`` entry: the public ``model_name`` and how to reach it.
 
-    ``litellm_params`` holds the validated LiteLLM parameters deja uses (``model`` always;
-    ``api_base``, ``api_key``, ``timeout``, ``max_retries``... when given); ``model_info``
-    is kept as written.
+    ``litellm_params`` holds the validated LiteLLM parameters deja uses (``model`` always,
+    with a ``custom_llm_provider`` applied as its ``provider/`` prefix; ``api_base``,
+    ``api_key``, ``timeout``, ``max_retries``... when given); ``model_info`` is kept as
+    written.
     """
 
     model_name: str
@@ -1180,6 +1271,23 @@ class ModelDeployment:
     def model(self) -> str:
         """The upstream model (``litellm_params.model``)."""
         return str(self.litellm_params["model"])
+
+    @property
+    def weight(self) -> float:
+        """Its share of its model name's requests (LiteLLM's simple-shuffle): ``weight``,
+        else ``rpm``, else ``tpm``, else 1. The first of them that is set counts, 0
+        included: a deployment at 0 is drained and never tried."""
+        for name in ("weight", "rpm", "tpm"):
+            value = self.litellm_params.get(name)
+            if value is None or isinstance(value, bool):
+                continue
+            try:
+                share = float(value)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(share) and share >= 0:
+                return share
+        return 1.0
 
     def __repr__(self) -> str:
         return (
@@ -1954,7 +2062,31 @@ def _model_list(value: object, ctx: _Context) -> tuple[ModelDeployment, ...]:
         info = entry.get("model_info")
         model_info = {} if info is None else _plain_dict(info, _join(path, "model_info"), ctx)
         deployments.append(ModelDeployment(model_name, params, model_info))
+    _check_shares(deployments)
     return tuple(deployments)
+
+
+def _check_shares(deployments: Sequence[ModelDeployment]) -> None:
+    """Refuse a model name whose deployments all weigh 0: each is drained, so every
+    request to it would be refused (LiteLLM fails those requests instead)."""
+    members: dict[str, list[int]] = {}
+    for i, deployment in enumerate(deployments):
+        members.setdefault(deployment.model_name, []).append(i)
+    for name, indices in members.items():
+        if any(deployments[i].weight > 0 for i in indices):
+            continue
+        first = deployments[indices[0]].litellm_params
+        key = next(k for k in ("weight", "rpm", "tpm") if first.get(k) is not None)
+        which = (
+            f"the only deployment of {name!r} has {key}: 0"
+            if len(indices) == 1
+            else f"every deployment of {name!r} has a share (weight, rpm or tpm) of 0"
+        )
+        raise ConfigError(
+            f"{which}: drained, so no request to {name!r} could be served; give one a share"
+            " above 0, or remove the model",
+            path=_join(_join(_at("model_list", indices[0]), "litellm_params"), key),
+        )
 
 
 def _litellm_params(value: object, path: str, ctx: _Context) -> dict[str, object]:
@@ -1970,7 +2102,7 @@ def _litellm_params(value: object, path: str, ctx: _Context) -> dict[str, object
             continue
         raw, sub = block[key], _join(path, key)
         if key == "model":
-            model = params[key] = _name(raw, sub, ctx)
+            model = params[key] = _deployment_model(block, path, ctx)
             # a provider deja does not call, and no endpoint named: refused now, not at
             # each request (a wildcard's model is known per request)
             named = (
@@ -1983,6 +2115,18 @@ def _litellm_params(value: object, path: str, ctx: _Context) -> dict[str, object
                     resolve_model(model, strict=not named or is_openais(str(named)))
                 except InvalidRequestError as exc:
                     raise ConfigError(str(exc), path=sub) from None
+            # ...and a provider with no endpoint of its own: every call would fail
+            provider, _ = resolve_model(model)
+            if (
+                provider in _NEEDS_API_BASE
+                and block.get("api_base") is None
+                and env_api_base(provider, ctx.env) is None
+            ):
+                raise ConfigError(
+                    f"{model!r} needs an api_base: {provider} has no default endpoint (set"
+                    f" {_join(path, 'api_base')}, or {provider.upper()}_API_BASE)",
+                    path=_join(path, "api_base"),
+                )
         elif key in ("timeout", "stream_timeout"):
             params[key] = _seconds(raw, sub, ctx)
         elif key == "max_retries":
@@ -2013,6 +2157,22 @@ def _litellm_params(value: object, path: str, ctx: _Context) -> dict[str, object
         else:
             params[key] = _str(raw, sub, ctx)
     return params
+
+
+def _deployment_model(block: Mapping[str, object], path: str, ctx: _Context) -> str:
+    """``litellm_params.model`` as deja calls it: with LiteLLM's ``custom_llm_provider``
+    applied as the ``provider/`` prefix it stands for (:func:`~deja.request.with_provider`),
+    so the provider's key goes to that provider, in its wire format."""
+    model = _name(block["model"], _join(path, "model"), ctx)
+    if block.get("custom_llm_provider") is None:
+        return model
+    sub = _join(path, "custom_llm_provider")
+    provider = _name(block["custom_llm_provider"], sub, ctx)
+    try:
+        return with_provider(model, provider)
+    except InvalidRequestError as exc:
+        known = (*PROVIDER_API_BASES, *PROVIDER_ALIASES)
+        raise ConfigError(f"{exc}{_suggestion(provider, known)}", path=sub) from None
 
 
 def _http_url(value: object, path: str, ctx: _Context) -> str:
@@ -2156,6 +2316,13 @@ def _caching_settings(
     responses = root.get("cache_responses")
     switch = None if responses is None else _bool(responses, "cache_responses", ctx)
     litellm_on = litellm.cache is True
+    # the two on/off switches (the seed guide's and LiteLLM's) may not contradict
+    if switch is not None and litellm.cache is not None and switch is not litellm.cache:
+        raise ConfigError(
+            f"cache_responses is {str(switch).lower()} but litellm_settings.cache is "
+            f"{str(litellm.cache).lower()}; keep one",
+            path="cache_responses",
+        )
 
     caching: CachingSettings | None
     if "caching" in root:
@@ -2170,20 +2337,23 @@ def _caching_settings(
         caching = _parse_caching(
             block, "caching", model_list, ctx, default_type=_NATIVE_DEFAULT_TYPE
         )
-        if switch is False:  # validated above, so a typo still fails, then switched off
-            caching = None
-    elif litellm_on:
+        # validated above, so a typo still fails, then switched off
         if switch is False:
-            raise ConfigError(
-                "cache_responses is false but litellm_settings.cache is true; keep one",
-                path="cache_responses",
+            caching = None
+        elif litellm.cache is False:  # LiteLLM's own switch: off, as it says
+            caching = None
+            ctx.warnings.append(
+                "the caching block is not used: litellm_settings.cache is false (no cache)"
             )
+    elif litellm_on or (switch is True and litellm.cache_params is not None):
+        # cache_params is how LiteLLM's cache is built, whichever switch turned it on
         caching = _parse_caching(
             litellm.cache_params or {},
             "litellm_settings.cache_params",
             model_list,
             ctx,
             default_type=_LITELLM_DEFAULT_TYPE,
+            litellm_block=True,
         )
     elif switch is True:
         caching = _parse_caching({}, "caching", model_list, ctx, default_type=_NATIVE_DEFAULT_TYPE)
@@ -2552,7 +2722,10 @@ def _parse_caching(
     ctx: _Context,
     *,
     default_type: str,
+    litellm_block: bool = False,
 ) -> CachingSettings:
+    """A cache block, validated; ``litellm_block``: LiteLLM's ``cache_params``, whose
+    defaults are LiteLLM's (a ``local`` cache's entries live 600 s unless a TTL is set)."""
     cache_type = _cache_type(block, path, ctx, default_type=default_type)
     option_keys = cache_type.option_keys()
     known = (*_CACHING_KEYS, *_CACHE_PARAMS_MAPPED, *option_keys)
@@ -2566,7 +2739,8 @@ def _parse_caching(
         return block.get(key)
 
     ttl = _folded_ttl(_optional_seconds(get("ttl"), _join(path, "ttl"), ctx), options, path, ctx)
-    # LiteLLM: a per-backend default TTL replaces ttl for that backend only.
+    # LiteLLM: a per-backend default TTL replaces ttl for that backend only (Cache()
+    # sets its ttl to it, and every write passes that ttl to the backend).
     for key, applies_to in (
         ("default_in_memory_ttl", ("memory",)),
         ("default_in_redis_ttl", ("redis", "redis_semantic")),
@@ -2578,6 +2752,8 @@ def _parse_caching(
             ttl = value
         else:
             ctx.ignored.append(_join(path, key))
+    if ttl is None and litellm_block and cache_type.name == "memory":
+        ttl = _LITELLM_MEMORY_TTL
 
     params_path = _join(path, "params")
     params: dict[str, object] = {}

@@ -29,6 +29,7 @@ __all__ = [
     "normalize_api_base",
     "resolve_model",
     "upstream_base",
+    "with_provider",
 ]
 
 RequestKind = Literal["chat", "completion", "embedding"]
@@ -143,6 +144,27 @@ def resolve_model(model: str, *, strict: bool = False) -> tuple[str, str]:
     return "openai", model
 
 
+def with_provider(model: str, provider: str) -> str:
+    """``model`` as LiteLLM reads it with ``custom_llm_provider: provider``: prefixed with
+    ``provider/`` unless its first segment already is ``provider`` (``azure/*`` with
+    ``azure``), so that :func:`resolve_model` picks that provider exactly as the prefix
+    would; ``openai`` keeps a provider-like name whole (``anthropic/claude-3`` on an
+    OpenAI-compatible gateway).
+
+    A provider deja does not call is an :class:`InvalidRequestError`, never an OpenAI
+    model: the request would carry that provider's API key to OpenAI's wire format, or
+    to OpenAI itself.
+    """
+    if provider not in PROVIDER_API_BASES and provider not in PROVIDER_ALIASES:
+        known = ", ".join(sorted({*PROVIDER_API_BASES, *PROVIDER_ALIASES}))
+        what = "the provider" if provider in LITELLM_PROVIDERS else "a provider called"
+        raise InvalidRequestError(
+            f"deja does not call {what} {provider!r} (supported: {known}); an"
+            " OpenAI-compatible server is provider 'openai' with its api_base"
+        )
+    return model if model.split("/", 1)[0] == provider else f"{provider}/{model}"
+
+
 def is_openais(api_base: str) -> bool:
     """Whether ``api_base`` is OpenAI's own endpoint (``api.openai.com``)."""
     try:
@@ -152,22 +174,22 @@ def is_openais(api_base: str) -> bool:
     return host == "api.openai.com"
 
 
-def env_api_base(provider: str) -> str | None:
+def env_api_base(provider: str, environ: Mapping[str, str] | None = None) -> str | None:
     """The endpoint the environment names for ``provider`` (``OPENAI_BASE_URL`` /
     ``OPENAI_API_BASE``; LiteLLM's ``<PROVIDER>_API_BASE``; ``VERTEXAI_API_BASE``; the AWS
     SDKs' ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` / ``AWS_ENDPOINT_URL``), if any: what a
-    :class:`deja.Client` without an ``api_base`` calls, and so keys."""
+    :class:`deja.Client` without an ``api_base`` calls, and so keys. ``environ`` defaults
+    to :data:`os.environ` (a configuration passes the environment it was loaded with)."""
+    env = os.environ if environ is None else environ
     base = None
     if provider == "openai":
-        base = os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE")
+        base = env.get("OPENAI_BASE_URL") or env.get("OPENAI_API_BASE")
     if base is None:
-        base = os.environ.get(f"{provider.upper()}_API_BASE")
+        base = env.get(f"{provider.upper()}_API_BASE")
     if base is None and provider == "vertex_ai":
-        base = os.environ.get("VERTEXAI_API_BASE")
+        base = env.get("VERTEXAI_API_BASE")
     if base is None and provider == "bedrock":
-        base = os.environ.get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME") or os.environ.get(
-            "AWS_ENDPOINT_URL"
-        )
+        base = env.get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME") or env.get("AWS_ENDPOINT_URL")
     return base
 
 

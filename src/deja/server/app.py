@@ -192,7 +192,11 @@ def make_route(name: str, deployments: Sequence[ModelDeployment]) -> Route:
     """The :class:`Route` of ``deployments`` under the model name ``name``."""
     by_order: dict[float, list[int]] = {}
     for i, deployment in enumerate(deployments):
+        if _weight(deployment) == 0:
+            continue  # drained: never tried, not even when the others fail
         by_order.setdefault(_number(deployment.litellm_params.get("order"), math.inf), []).append(i)
+    if not by_order:  # the loader refuses such a model_list; settings built by hand may not
+        raise ValueError(f"every deployment of {name!r} has a share (weight, rpm or tpm) of 0")
     groups = tuple(
         (tuple(members), tuple(_weight(deployments[i]) for i in members))
         for _, members in sorted(by_order.items())
@@ -253,13 +257,10 @@ def _number(value: object, default: float) -> float:
 
 
 def _weight(deployment: ModelDeployment) -> float:
-    """LiteLLM's simple-shuffle weight: ``weight``, else ``rpm``, else ``tpm``, else 1."""
-    params = deployment.litellm_params
-    for name in ("weight", "rpm", "tpm"):
-        weight = _number(params.get(name), 0.0)
-        if weight > 0:
-            return weight
-    return 1.0
+    """LiteLLM's simple-shuffle weight: ``weight``, else ``rpm``, else ``tpm``, else 1
+    (:attr:`~deja.config.ModelDeployment.weight`); 0 (drained) is never picked, as
+    LiteLLM's weighted ``random.choices`` never picks it."""
+    return deployment.weight
 
 
 class _Wildcard:
