@@ -635,7 +635,7 @@ def _s3_options() -> dict[str, Option]:
             types=float, validator=_positive, doc="Seconds to connect (default 1)."
         ),
         "read_timeout": Option(
-            types=float, validator=_positive, doc="Seconds to wait for a reply (default 5)."
+            types=float, validator=_positive, doc="Seconds to wait for a reply (default 2)."
         ),
         "max_attempts": Option(
             types=int, validator=_positive, doc="Tries per request in all (default 2)."

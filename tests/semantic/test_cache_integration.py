@@ -786,6 +786,29 @@ def test_an_in_memory_qdrant_index_is_saved_at_close_and_loaded_at_start(
     second.close()
 
 
+def test_an_in_memory_qdrant_index_is_saved_in_the_background_too(
+    tmp_path: Any, embedder: Any
+) -> None:
+    """It was saved at close only: a crash lost every entry since the start."""
+    from deja.semantic.qdrant_index import QdrantIndex
+
+    cache = deja.Cache(
+        semantic=SemanticCache(embedder=embedder, index=QdrantIndex(dim=embedder.dim)),
+        semantic_path=tmp_path / "index",
+        semantic_save_interval=0.0,  # due at every use
+    )
+    cache.load_semantic()
+    cache.fetch(chat_request("How can I track my card delivery?"), chat_response)
+    cache.get(chat_request("Where is my card?"))
+    saver = cache._semantic_saver
+    assert saver is not None
+    saver.join(timeout=60)
+    saved = QdrantIndex(dim=embedder.dim)
+    saved.load(tmp_path / "index")  # written while the cache stays open
+    assert len(saved) == 1
+    cache.close()
+
+
 def test_each_index_says_whether_its_entries_live_in_this_process(tmp_path: Any) -> None:
     from qdrant_client import QdrantClient
 

@@ -139,11 +139,12 @@ class Cache:
       misses, like the store's;
     * ``semantic_path``: a directory where the semantic index survives restarts (beside a
       DiskStore's files, say): loaded at the first semantic lookup, saved by ``close()``;
-    * ``semantic_save_interval``: with ``semantic_path`` and an in-process index, every
+    * ``semantic_save_interval``: with ``semantic_path`` and an index in this process, every
       that many seconds (checked when the semantic tier is used) the index is saved in a
-      background thread if it, or the index saved there, changed; the save merges what
-      other processes saved to the same directory, so the workers of one proxy match each
-      other's prompts within about that time, and a crash loses at most that much
+      background thread if it, or the index saved there, changed; the save of an
+      in-process index merges what other processes saved to the same directory, so the
+      workers of one proxy match each other's prompts within about that time (Qdrant's
+      local mode is saved whole, each worker's its own), and a crash loses at most that much
       (default 60, and at least 20 times as long as the last save took, so that saving a
       large index takes at most 5% of the time; ``None``: only ``close()`` and
       :meth:`sync_semantic` save);
@@ -1247,7 +1248,7 @@ class Cache:
 
     def _background_sync(self) -> None:
         try:
-            self._sync_semantic()
+            self._save_semantic()  # (an index that saves only in full, Qdrant's: in full)
         except Exception as exc:  # losing a save costs misses after a crash, never answers
             logger.warning("saving the semantic index failed: %s", exc)
 
