@@ -795,10 +795,10 @@ def test_an_in_memory_qdrant_index_is_saved_in_the_background_too(
     cache = deja.Cache(
         semantic=SemanticCache(embedder=embedder, index=QdrantIndex(dim=embedder.dim)),
         semantic_path=tmp_path / "index",
-        semantic_save_interval=0.0,  # due at every use
+        semantic_save_interval=None,
     )
-    cache.load_semantic()
     cache.fetch(chat_request("How can I track my card delivery?"), chat_response)
+    cache.semantic_save_interval = 0.0  # due at every use from now on
     cache.get(chat_request("Where is my card?"))
     saver = cache._semantic_saver
     assert saver is not None
