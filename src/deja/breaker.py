@@ -114,11 +114,12 @@ class NodeBreakers:
     With one breaker for the whole store, a dead node's timeouts opened it and every key was
     skipped until the failover ended (94% of lookups bypassed for 3 s with three masters; 15
     to 20 s with production node timeouts), though two thirds of the keys lived on healthy
-    nodes. Here a key's node is looked up by its slot (redis-py's own map, no I/O); after
-    ``threshold`` consecutive failures on a node its keys are refused at once with
-    :class:`~deja.errors.StoreBusy` — which the cache façade takes as a miss, not as the
-    store failing — until a probe after ``reset_after`` seconds succeeds. A node that
-    takes over the slots has another name, and a breaker of its own, closed.
+    nodes. Here a failed command is put down to its key's node (found by the key's slot in
+    redis-py's own map, no I/O); after ``threshold`` consecutive failures on a node its
+    keys are refused at once with :class:`~deja.errors.StoreBusy` — which the cache façade
+    takes as a miss, not as the store failing — until a probe after ``reset_after``
+    seconds succeeds. A node that takes over the slots has another name, and a breaker of
+    its own. While no node has failed, a command costs one attribute read here.
     """
 
     def __init__(self, client: Any, *, threshold: int = 3, reset_after: float = 1.0) -> None:
@@ -126,6 +127,7 @@ class NodeBreakers:
         self._threshold = threshold
         self._reset_after = reset_after
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._troubled: set[str] = set()  # nodes with failures since their last success
 
     def _breaker(self, key: str) -> tuple[str, CircuitBreaker] | None:
         try:
@@ -141,23 +143,37 @@ class NodeBreakers:
             )
         return node.name, breaker
 
-    def admit(self, key: str) -> CircuitBreaker | None:
-        """The breaker of ``key``'s node, to report the command's outcome to (``None`` when
-        the node is not known yet). Raises :class:`~deja.errors.StoreBusy` while that node's
-        breaker is open."""
+    def admit(self, key: str) -> None:
+        """Raise :class:`~deja.errors.StoreBusy` while ``key``'s node is skipped."""
+        if not self._troubled:
+            return
         found = self._breaker(key)
-        if found is None:
-            return None
-        name, breaker = found
-        if not breaker.allow():
-            raise StoreBusy(f"redis node {name} failed just now: its keys are skipped a moment")
-        return breaker
+        if found is not None and not found[1].allow():
+            raise StoreBusy(f"redis node {found[0]} failed just now: its keys are skipped a moment")
+
+    def failed(self, key: str) -> None:
+        """A command about ``key`` failed (its node did not answer)."""
+        found = self._breaker(key)
+        if found is not None:
+            self._troubled.add(found[0])
+            found[1].failure()
+
+    def succeeded(self, key: str) -> None:
+        """A command about ``key`` was answered."""
+        if not self._troubled:
+            return
+        found = self._breaker(key)
+        if found is not None and found[0] in self._troubled:
+            found[1].success()
+            self._troubled.discard(found[0])
 
     def resting(self, key: str) -> bool:
         """Whether ``key``'s node is skipped now (its breaker open, no probe due)."""
+        if not self._troubled:
+            return False
         found = self._breaker(key)
         return found is not None and found[1].resting
 
     def any_resting(self) -> bool:
-        """Whether some node is skipped now (cheap: one check per node)."""
-        return any(breaker.resting for breaker in self._breakers.values())
+        """Whether some node is skipped now (cheap: one check per troubled node)."""
+        return any(self._breakers[name].resting for name in tuple(self._troubled))

@@ -226,16 +226,18 @@ class RedisOps:
         """``command`` (about ``key`` alone) through the gate, sent once more on a closed
         connection; on a cluster its outcome goes to the breaker of ``key``'s node, and
         while that one is open the command is not sent (StoreBusy)."""
-        node = self._nodes.admit(key) if self._nodes is not None else None
+        nodes = self._nodes
+        if nodes is not None:
+            nodes.admit(key)
         try:
             with self._gate:
                 result = self._once_more(command)
         except _ERRORS as exc:
-            if node is not None and not isinstance(exc, ResponseError):  # (one answered)
-                node.failure()
+            if nodes is not None and not isinstance(exc, ResponseError):  # (one answered)
+                nodes.failed(key)
             raise _failed(op, exc) from exc
-        if node is not None:
-            node.success()
+        if nodes is not None:
+            nodes.succeeded(key)
         return result
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
