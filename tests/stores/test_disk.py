@@ -485,3 +485,23 @@ def test_a_process_opening_a_directory_removes_old_orphans(tmp_path: Path) -> No
         time.sleep(0.01)
     assert not orphan.exists()
     second.close()
+
+
+def test_rows_gone_before_their_grace_ended_do_not_stop_the_sweep(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Valueless rows await their grace in a bounded set; rows that went otherwise (their
+    tag dropped) stayed in it for good, and once it was full nothing was swept again."""
+    monkeypatch.setattr(disk_module, "_SWEEP_SUSPECTS", 8)
+    store = DiskStore(tmp_path, clock=clock)
+    store.tag("short", [f"s{i}" for i in range(8)], None)  # values never written
+    store.tag("other", ["x"], None)  # its sweep notes the eight
+    store.drop("short")
+    store.tag("long", [f"l{i}" for i in range(20)], None)  # values never written either
+    for _ in range(4):
+        clock.advance(61)
+        for _ in range(30):
+            store.tag("other", ["x"], None)
+    assert store.keys_for("long") == []
+    assert store._tags().execute("SELECT count(*) FROM tag_key").fetchone()[0] == 1
+    store.close()

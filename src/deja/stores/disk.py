@@ -169,7 +169,9 @@ class DiskStore(SyncStore, SyncTagIndex):
         self._tag_con: sqlite3.Connection | None = None
         self._tag_pid = 0
         self._swept_to: tuple[str, str] = ("", "")  # (name, key) the next sweep goes on from
-        self._suspects: dict[tuple[str, str], float] = {}  # rows found valueless, and when
+        # rows found valueless: when first, and in which round of the cursor last
+        self._suspects: dict[tuple[str, str], tuple[float, int]] = {}
+        self._round = 0  # rounds of the sweep's cursor over the table
 
     @property
     def directory(self) -> str:
@@ -302,22 +304,31 @@ class DiskStore(SyncStore, SyncTagIndex):
             "SELECT name, key FROM tag_key WHERE (name, key) > (?, ?) ORDER BY name, key LIMIT ?",
             (*self._swept_to, count),
         ).fetchall()
-        self._swept_to = rows[-1] if len(rows) == count else ("", "")
         values = self._values()
         suspects = self._suspects
         now = self._clock()
+        this_round = self._round
         gone = []
         for row in rows:
             if row[1] in fresh or row[1] in values:
                 suspects.pop(row, None)
                 continue
-            since = suspects.get(row)
-            if since is None:
+            seen = suspects.get(row)
+            if seen is None:
                 if len(suspects) < _SWEEP_SUSPECTS:
-                    suspects[row] = now
-            elif now - since >= _SWEEP_GRACE:
+                    suspects[row] = (now, this_round)
+            elif now - seen[0] >= _SWEEP_GRACE:
                 del suspects[row]
                 gone.append(row)
+            else:
+                suspects[row] = (seen[0], this_round)
+        if len(rows) == count:
+            self._swept_to = rows[-1]
+        else:  # a round is over: a row not met in it is gone (dropped, expired, swept)
+            self._swept_to = ("", "")
+            self._round += 1
+            for row in [row for row, seen in suspects.items() if seen[1] < this_round]:
+                del suspects[row]
         if not gone:
             return
         con.executemany("DELETE FROM tag_key WHERE name = ? AND key = ?", gone)
