@@ -797,3 +797,23 @@ def test_a_miss_asks_a_store_that_failed_to_answer_only_once() -> None:
     store.calls.clear()
     assert cache.fetch(chat_request("new"), chat_response).info.status == "miss"
     assert store.calls["get"] == 2  # absent: looked at again as the leader
+
+
+async def test_an_entry_stored_again_during_a_delete_tag_keeps_no_stale_answer() -> None:
+    """An entry deleted by the first pass and stored again (a miss answered at once) before
+    the records were dropped lost its record: it stayed served, out of the tag's reach."""
+    cache = deja.AsyncCache()
+    doc = chat_request("doc")
+    await cache.put(doc, chat_response("v1"), control={"tags": ["doc"]})
+    store = cache.store
+    real_delete = store.adelete
+
+    async def delete_then_store_again(key: str) -> bool:
+        store.adelete = real_delete  # type: ignore[method-assign]
+        gone = await real_delete(key)
+        await cache.put(doc, chat_response("v2"), control={"tags": ["doc"]})
+        return gone
+
+    store.adelete = delete_then_store_again  # type: ignore[method-assign]
+    assert await cache.delete_tag("doc") == 2
+    assert (await cache.get(doc)).entry is None

@@ -1069,16 +1069,15 @@ class AsyncCache:
             # The records are read, their entries deleted, and only then the records
             # dropped: a delete_tag cut short (a store failing halfway) leaves them to its
             # retry, which would find nothing to delete otherwise while the entries it
-            # missed were served. The drop names any entry tagged meanwhile: gone too.
+            # missed were served. Every key the drop names is read again: an entry tagged
+            # meanwhile, or stored again since (its value written after the first read),
+            # goes too, rather than stay with no record naming it.
             deleted = 0
-            seen: set[str] = set()
             for take in (store.akeys_for, store.adrop):
                 named: dict[str, None] = {}
                 for record in records:
                     named.update(dict.fromkeys(await take(record)))
-                keys = [key for key in named if key not in seen]
-                seen.update(keys)
-                deleted += await self._delete_tagged(tag, keys)
+                deleted += await self._delete_tagged(tag, list(named))
         except Exception as exc:
             raise StoreError(f"delete_tag failed on store {self._store_name}: {exc!r}") from exc
         return deleted
