@@ -33,7 +33,8 @@ __all__ = [
     "compatible_payload",
     "encoded",
     "error_for",
-    "finishes",
+    "choices_asked",
+    "finished_choices",
     "not_a_stream",
     "asked_delay",
     "queried",
@@ -63,12 +64,22 @@ def warn_once(provider: str, warnings: Sequence[str]) -> None:
         logger.warning("%s", text)
 
 
-def finishes(event: Any) -> bool:
-    """Whether an OpenAI chunk ends a choice (a finish reason)."""
+def finished_choices(event: Any) -> list[int]:
+    """The indexes of the choices an OpenAI chunk ends (those with a finish reason)."""
     choices = event.get("choices") if isinstance(event, dict) else None
-    return isinstance(choices, list) and any(
-        isinstance(c, dict) and c.get("finish_reason") is not None for c in choices
-    )
+    if not isinstance(choices, list):
+        return []
+    return [
+        choice.get("index", 0) if isinstance(choice.get("index", 0), int) else 0
+        for choice in choices
+        if isinstance(choice, dict) and choice.get("finish_reason") is not None
+    ]
+
+
+def choices_asked(payload: Mapping[str, Any] | bytes) -> int:
+    """How many choices an OpenAI request asks for (``n``; 1 when not a positive int)."""
+    n = payload.get("n") if isinstance(payload, Mapping) else None
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
 
 
 def not_a_stream(start: bytes, headers: Mapping[str, str], provider: str) -> ProviderError:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -156,27 +157,47 @@ async def test_admin_requests_go_through_the_pre_llm_hooks(
 
 
 class _Misbehaving(BaseHTTPRequestHandler):
-    """Answers every POST 200 with what ``server.answer`` says: ``html``, or ``cut`` (an
-    event stream that ends cleanly before any finish reason or ``[DONE]``)."""
+    """Answers every POST 200 with what ``server.answer`` says: ``html``; ``cut`` (an
+    event stream that ends cleanly before any finish reason or ``[DONE]``); ``cut_n2``
+    (two choices, the stream ending after the first finished); ``bad_first`` / ``bad_late``
+    (a data line that is not JSON, first or after a chunk)."""
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("content-length", 0)))
         kind = self.server.answer  # type: ignore[attr-defined]
-        if kind == "html":
-            body, ctype = b"<html><body>Gateway login</body></html>", "text/html"
-        else:
+
+        def event(index: int, content: str, finish: str | None = None) -> bytes:
+            choice = {"index": index, "delta": {"content": content}, "finish_reason": finish}
             chunk = {
                 "id": "c1",
                 "object": "chat.completion.chunk",
                 "created": 1,
                 "model": "gpt-4o",
-                "choices": [{"index": 0, "delta": {"content": "Li"}, "finish_reason": None}],
+                "choices": [choice],
             }
-            body, ctype = b"data: " + orjson.dumps(chunk) + b"\n\n", "text/event-stream"
+            return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+        ctype = "text/event-stream"
+        if kind == "html":
+            body, ctype = b"<html><body>Gateway login</body></html>", "text/html"
+        elif kind == "cut_n2":
+            body = event(0, "Li") + event(1, "Pa") + event(0, "", "stop") + event(1, "ri")
+        elif kind == "bad_first":
+            body = b"data: {nope}\n\n"
+        elif kind == "bad_late":  # (the bad line a moment after the first chunk)
+            body = event(0, "Li") + b"data: {nope}\n\n"
+        else:
+            body = event(0, "Li")
         self.send_response(200)
         self.send_header("content-type", ctype)
         self.send_header("content-length", str(len(body)))
         self.end_headers()
+        if kind == "bad_late":
+            first = body.index(b"\n\n") + 2
+            self.wfile.write(body[:first])
+            self.wfile.flush()
+            time.sleep(0.3)
+            body = body[first:]
         self.wfile.write(body)
 
     def log_message(self, *args: Any) -> None:
@@ -242,6 +263,42 @@ async def test_a_stream_that_ends_before_its_last_chunk_ends_in_an_error_event(
         assert "ended before its last chunk" in events[-1] and events[-1] != "data: [DONE]"
         again = await proxy.post(CHAT, json={**BODY, "stream": True})
         assert again.headers["x-deja-cache"] == "miss"  # nothing was stored
+
+
+async def test_a_stream_of_two_choices_cut_after_the_first_ends_in_an_error_event(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    misbehaving: ThreadingHTTPServer,
+) -> None:
+    """One choice's finish reason ended the whole stream: the second choice, cut in the
+    middle, went out followed by [DONE] as if complete."""
+    misbehaving.answer = "cut_n2"  # type: ignore[attr-defined]
+    async with make_proxy(_pointed_at(upstream, misbehaving)) as proxy:
+        streamed = await proxy.post(CHAT, json={**BODY, "stream": True, "n": 2})
+        events = [e for e in streamed.text.split("\n\n") if e]
+        assert "choice 1 without a finish reason" in events[-1]
+        assert "data: [DONE]" not in events
+        again = await proxy.post(CHAT, json={**BODY, "stream": True, "n": 2})
+        assert again.headers["x-deja-cache"] == "miss"  # nothing was stored
+
+
+async def test_a_stream_that_is_not_well_formed_is_a_bad_gateway(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    misbehaving: ThreadingHTTPServer,
+) -> None:
+    """A data line that is not JSON was a 500 (before the first chunk) or an exception out
+    of the ASGI app that cut the connection (after it)."""
+    async with make_proxy(_pointed_at(upstream, misbehaving)) as proxy:
+        misbehaving.answer = "bad_first"  # type: ignore[attr-defined]
+        first = await proxy.post(CHAT, json={**BODY, "stream": True})
+        assert first.status_code == 502
+        assert "not well formed" in first.json()["error"]["message"]
+        misbehaving.answer = "bad_late"  # type: ignore[attr-defined]
+        late = await proxy.post(CHAT, json={**BODY, "stream": True})
+        assert late.status_code == 200
+        events = [e for e in late.text.split("\n\n") if e]
+        assert '"Li"' in events[0] and "not well formed" in events[-1]
 
 
 async def test_upstream_failures_tell_callers_no_address_or_credentials(

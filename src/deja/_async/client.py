@@ -39,10 +39,11 @@ from deja._upstream import (
     ADAPTED,
     NOT_A_STREAM_BYTES,
     asked_delay,
+    choices_asked,
     compatible_payload,
     encoded,
     error_for,
-    finishes,
+    finished_choices,
     not_a_stream,
     queried,
     warn_once,
@@ -90,7 +91,7 @@ from deja.request import (
 )
 from deja.response import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse
 from deja.result import CacheInfo
-from deja.streaming import SSEDecoder
+from deja.streaming import SSEDecoder, StreamFormatError
 
 __all__ = ["AsyncChatCompletionStream", "AsyncClient"]
 
@@ -1565,15 +1566,28 @@ class AsyncClient:
         content = payload if isinstance(payload, bytes) else encoded(payload)
         response = await self._send(url, content, headers, timeout, provider, stream=True)
 
+        # an OpenAI stream is whole at [DONE], or once each choice asked for has finished
+        # (a body ended by closing the connection has no other end: cut after the first
+        # of n choices finished, it looked whole)
+        unfinished = set(range(choices_asked(payload))) if openai_chunks else set()
+
         async def chunks() -> ChunkStream:
             decoder = framing()
             start = b""  # the body's start while no event came: what the upstream sent instead
-            seen = finished = False
+            seen = False
             try:
                 async for data in response.aiter_bytes():
                     if not seen and len(start) < NOT_A_STREAM_BYTES:
                         start += data
-                    for event in decoder.feed(data):
+                    try:
+                        events = decoder.feed(data)
+                    except StreamFormatError as exc:  # the upstream's fault: a bad gateway
+                        raise ProviderError(
+                            f"upstream stream is not well formed: {exc}",
+                            status_code=502,
+                            provider=provider,
+                        ) from None
+                    for event in events:
                         if event == "[DONE]":
                             return
                         if isinstance(event, dict) and event.get("error") is not None:
@@ -1583,7 +1597,8 @@ class AsyncClient:
                                 provider=provider,
                             )
                         seen = True
-                        finished = finished or (openai_chunks and finishes(event))
+                        if unfinished:
+                            unfinished.difference_update(finished_choices(event))
                         yield event
             except httpx2.TimeoutException as exc:
                 shown = redact_url(url)
@@ -1601,11 +1616,11 @@ class AsyncClient:
                 await response.aclose()
             if not seen:
                 raise not_a_stream(start, response.headers, provider)
-            if openai_chunks and not finished:
+            if unfinished:
                 shown = redact_url(url)
                 raise UpstreamConnectionError(
-                    f"stream from {shown} ended before its last chunk"
-                    " (no finish reason, no [DONE])",
+                    f"stream from {shown} ended before its last chunk (no [DONE], and"
+                    f" choice {min(unfinished)} without a finish reason)",
                     provider=provider,
                     url=shown,
                 )
