@@ -241,7 +241,9 @@ class RedisOps:
         return result
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        """One value per key, in order (MGET; one MGET per slot on a cluster)."""
+        """One value per key, in order (MGET; a GET per key in one pipeline on a cluster,
+        where a batch that fails is read again key by key: the keys of the nodes that
+        answer are served, and the breaker of each node that does not learns of it)."""
         wanted = [_check_key(key) for key in keys]
         if not wanted:
             return []
@@ -260,8 +262,23 @@ class RedisOps:
                 else:
                     values = self._once_more(lambda: client.mget(wanted))
         except _ERRORS as exc:
-            raise _failed("get_many", exc) from exc
+            if nodes is None or isinstance(exc, ResponseError):
+                raise _failed("get_many", exc) from exc
+            return self._get_one_by_one(wanted, exc)
         return [_value(value) for value in values]
+
+    def _get_one_by_one(self, keys: list[str], failure: BaseException) -> list[bytes | None]:
+        values: list[bytes | None] = []
+        answered = False
+        for key in keys:
+            try:
+                values.append(self.get(key))
+                answered = True
+            except StoreError:  # (StoreBusy too: its node is skipped now)
+                values.append(None)
+        if not answered:
+            raise _failed("get_many", failure) from failure
+        return values
 
     def _once_more(self, command: Callable[[], _R]) -> _R:
         """``command()``, sent once more if its connection turned out to be closed: after a
