@@ -1367,6 +1367,9 @@ def test_a_url_and_a_password_reach_every_client_of_the_block() -> None:
     # the URL's own credentials win, as they do for the store
     own = bus_url(url="redis://alice:mine@h:6379/0", password="other")
     assert (own["username"], own["password"]) == ("alice", "mine")
+    # field by field: a URL naming its user only takes the block's password (as the store)
+    user_only = bus_url(url="redis://deja@h:6379/0", password="p@ss")
+    assert (user_only["username"], user_only["password"]) == ("deja", "p@ss")
     # a rediss:// URL gets the block's TLS options that its query does not set
     tls = bus_url(
         url="rediss://h:6379/0?ssl_cert_reqs=none",

@@ -813,9 +813,16 @@ def _completed_url(url: str, options: Mapping[str, object]) -> str:
     from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
     parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" not in netloc:
-        netloc = _url_auth(options) + netloc
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at:
+        netloc = _url_auth(options) + host
+    else:  # each of user and password from the URL when it has it, else the block's
+        user, colon, secret = userinfo.partition(":")
+        block = _url_auth(options).removesuffix("@")
+        block_user, _, block_secret = block.partition(":")
+        user = user or block_user
+        secret = secret if colon else block_secret
+        netloc = f"{user}{':' + secret if secret else ''}@{host}"
     query = parts.query
     if parts.scheme == "rediss":
         given = {name for name, _ in parse_qsl(query, keep_blank_values=True)}
