@@ -551,6 +551,41 @@ def test_upstream_calls_are_timed_per_provider(server: FakeOpenAIServer) -> None
     assert 'deja_upstream_seconds_count{provider="openai"} 1.0' in text
 
 
+def test_a_streamed_call_is_timed_to_its_end_and_a_timed_out_one_too() -> None:
+    """Streams were timed to their headers only, and calls that timed out not at all: the
+    slow calls were missing from the latency panels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def upstream_seconds(metrics: deja.PrometheusMetrics) -> tuple[float, float]:
+        samples = {
+            s.name: s.value
+            for family in text_string_to_metric_families(metrics.render().decode())
+            for s in family.samples
+            if s.name.startswith("deja_upstream_seconds_")
+        }
+        return samples["deja_upstream_seconds_count"], samples["deja_upstream_seconds_sum"]
+
+    with FakeOpenAIServer(chunk_delay=0.1) as slow:
+        metrics = deja.PrometheusMetrics()
+        client = deja.Client(
+            api_base=slow.base_url, api_key="sk-test", metrics=metrics, max_retries=0
+        )
+        slow.queue_reply(Reply("one two three four five six", chunks=6))
+        chunks = client.completion(
+            model="gpt-4o", messages=[{"role": "user", "content": "count"}], stream=True
+        )
+        assert len(list(chunks)) >= 6
+        count, total = upstream_seconds(metrics)
+        assert count == 1 and total >= 0.5
+        slow.delay_next(2.0)
+        with pytest.raises(deja.UpstreamTimeoutError):
+            client.completion(
+                model="gpt-4o", messages=[{"role": "user", "content": "slow"}], timeout=0.5
+            )
+        count, later = upstream_seconds(metrics)
+        assert count == 2 and later - total >= 0.45
+
+
 def test_closing_a_sync_client_lets_calls_in_flight_finish() -> None:
     import threading
 

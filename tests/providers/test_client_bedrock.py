@@ -200,6 +200,30 @@ def test_throttling_is_retried_then_typed(server: FakeBedrockServer, aws_env: No
         c.completion(model=MODEL, messages=messages("y"))
 
 
+def test_a_throttling_event_before_the_first_chunk_is_retried(
+    server: FakeBedrockServer, aws_env: None
+) -> None:
+    # ConverseStream answers 200, then throttlingException as its first event: nothing was
+    # passed on, so the stream is retried as a plain call's 429 is
+    c = deja.Client(cache=deja.Cache(), max_retries=1, backoff=0.0)
+    server.queue_reply(BedrockReply("never", stream_exception="throttlingException"))
+    stream = c.completion(model=MODEL, messages=messages("a"), stream=True)
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert stream.cache.status == "miss" and text and server.count() == 2
+
+
+def test_a_streams_sends_and_first_event_share_max_retries(
+    server: FakeBedrockServer, aws_env: None
+) -> None:
+    # a 429 answer, then a throttling event: two failures, and max_retries=1 allows one retry
+    c = deja.Client(max_retries=1, backoff=0.0)
+    server.fail_next(429)
+    server.queue_reply(BedrockReply("never", stream_exception="throttlingException"), times=2)
+    with pytest.raises(RateLimitError):
+        c.completion(model=MODEL, messages=messages("a"), stream=True)
+    assert server.count() == 2
+
+
 def test_a_model_failure_is_one_error_class_streamed_or_not(
     server: FakeBedrockServer, aws_env: None
 ) -> None:

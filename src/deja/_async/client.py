@@ -57,6 +57,7 @@ from deja.errors import (
     RateLimitError,
     UpstreamConnectionError,
     UpstreamTimeoutError,
+    provider_error_for_status,
 )
 from deja.metrics import Metrics, NullMetrics
 from deja.prices import PriceTable, packaged_prices
@@ -165,6 +166,81 @@ class _BedrockEvents:
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         return to_events(self._decoder.feed(data))
+
+
+# The status an OpenAI-style error event in a stream stands for (it has no HTTP status of
+# its own), by its ``type`` or ``code``: what decides a retry, as the status of a plain
+# call's error answer does. Anthropic's names are OpenAI-compatible gateways' too.
+_EVENT_ERROR_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "rate_limit_error": 429,
+    "rate_limit_exceeded": 429,
+    "server_error": 500,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
+def _event_error(event: Mapping[str, Any], provider: str) -> ProviderError:
+    """The typed error of a stream's ``{"error": ...}`` event: the status its ``code``
+    names (gateways put the HTTP status there), else its ``type``'s or ``code``'s; none
+    for a kind unknown here (a bad gateway, not retried)."""
+    error = event["error"]
+    fields = error if isinstance(error, Mapping) else {}
+    code, kind = fields.get("code"), fields.get("type")
+    status: int | None = None
+    if isinstance(code, (int, str)) and not isinstance(code, bool) and str(code).isdigit():
+        status = int(code) if 400 <= int(code) <= 599 else None
+    if status is None:
+        status = _EVENT_ERROR_STATUS.get(str(kind)) or _EVENT_ERROR_STATUS.get(str(code))
+    message = f"upstream stream failed: {fields.get('message', error)}"
+    cls = provider_error_for_status(status) if status is not None else ProviderError
+    return cls(message, status_code=status, body=dict(event), provider=provider)
+
+
+class _Attempts:
+    """How often one call was retried so far: a stream's sends and the reads of its first
+    event share the one ``max_retries``, as a plain call's sends do. ``started``: when the
+    last attempt was sent (a stream's lasts until its end)."""
+
+    __slots__ = ("made", "started")
+
+    def __init__(self) -> None:
+        self.made = 0
+        self.started = 0.0
+
+
+class _Primed:
+    """A stream whose first chunk was read already, while the call could still be retried
+    (nothing had been passed on); then the rest of the stream."""
+
+    def __init__(self, first: dict[str, Any], rest: AsyncIterator[dict[str, Any]]) -> None:
+        self._first: dict[str, Any] | None = first
+        self._rest = rest
+
+    def __aiter__(self) -> _Primed:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        first, self._first = self._first, None
+        if first is not None:
+            return first
+        return await self._rest.__anext__()
+
+    async def aclose(self) -> None:
+        """Close the upstream (read to its end or not)."""
+        self._first = None
+        await _close_events(self._rest)
+
+
+async def _close_events(events: AsyncIterator[dict[str, Any]]) -> None:
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 def _with_points(payload: dict[str, Any], points: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -749,7 +825,10 @@ class AsyncClient:
             raise InvalidRequestError(f"deja calls {provider} for chat completions only")
         headers = self._headers(provider, api_key, extra_headers or {})
         url = self._url(provider, url_base, body, path)
-        return await self._open_stream(url, body, headers, seconds, provider, openai_chunks=True)
+        open_events = functools.partial(
+            self._open_stream, url, body, headers, seconds, provider, openai_chunks=True
+        )
+        return await self._primed(lambda attempts: open_events(attempts=attempts))
 
     async def aclose(self) -> None:
         """Close the HTTP client deja created (not one you passed in)."""
@@ -887,14 +966,86 @@ class AsyncClient:
         timeout: float,
         options: Mapping[str, Any] = _NO_OPTIONS,
     ) -> AsyncIterator[dict[str, Any]]:
-        """An upstream stream as OpenAI ``chat.completion.chunk`` dicts, usage included."""
+        """An upstream stream as OpenAI ``chat.completion.chunk`` dicts, usage included,
+        its first chunk read (:meth:`_primed`)."""
+        open_events = functools.partial(
+            self._chat_events,
+            provider,
+            url_base,
+            payload,
+            api_key=api_key,
+            extra_headers=extra_headers,
+            timeout=timeout,
+            options=options,
+        )
+        return await self._primed(open_events)
+
+    async def _primed(
+        self, open_events: Callable[[_Attempts], Awaitable[AsyncIterator[dict[str, Any]]]]
+    ) -> AsyncIterator[dict[str, Any]]:
+        """``open_events(attempts)``, its first chunk read before it is returned. An
+        upstream may answer 200 and then fail before any chunk (Anthropic's overloaded
+        event, Bedrock's throttling one, a stall): nothing was passed on yet, so the call
+        is retried as a plain call with that error would be, within the same
+        ``max_retries`` (the sends' own retries count)."""
+        attempts = _Attempts()
+        while True:
+            events = await open_events(attempts)  # (its sends are retried by _send)
+            try:
+                first = await events.__anext__()
+            except StopAsyncIteration:
+                return events
+            except ProviderError as exc:
+                await _close_events(events)
+                pause = self._retry_pause(exc, attempts.made)
+                if pause is None:
+                    raise
+                await asyncio.sleep(pause)
+                attempts.made += 1
+                continue
+            return _Primed(first, events)
+
+    def _retry_pause(
+        self, error: ProviderError, made: int, retry_after: float | None = None
+    ) -> float | None:
+        """The pause before retrying a call that failed with ``error`` after ``made``
+        retries (timeouts, connection errors, 408, 429, 5xx; ``retry_after``: what the
+        answer asked for, a 429's own by default); ``None``: not retried."""
+        if made >= self.max_retries:
+            return None
+        if (
+            not isinstance(error, (UpstreamTimeoutError, UpstreamConnectionError))
+            and error.status_code not in _RETRY_STATUSES
+        ):
+            return None
+        if retry_after is None and isinstance(error, RateLimitError):
+            retry_after = error.retry_after
+        if retry_after is not None and retry_after > MAX_RETRY_AFTER:
+            return None  # the upstream asks for longer than a caller should block
+        return self._delay(made, retry_after)
+
+    async def _chat_events(
+        self,
+        provider: str,
+        url_base: str,
+        payload: dict[str, Any],
+        attempts: _Attempts,
+        *,
+        api_key: str | None,
+        extra_headers: Mapping[str, str],
+        timeout: float,
+        options: Mapping[str, Any],
+    ) -> AsyncIterator[dict[str, Any]]:
+        """:meth:`_chat_stream`'s stream, opened once (``attempts`` as for :meth:`_send`)."""
         if provider in ("gemini", "vertex_ai"):
             request = await self._gemini_request(
                 provider, payload, url_base, options, api_key, extra_headers, stream=True
             )
 
             async def open_events(sent: GeminiRequest) -> ChunkStream:
-                return await self._open_stream(sent.url, sent.json, sent.headers, timeout, provider)
+                return await self._open_stream(
+                    sent.url, sent.json, sent.headers, timeout, provider, attempts=attempts
+                )
 
             events, created = await self._gemini_send(request, open_events, timeout, provider)
             gemini = self._gemini.stream_translator(
@@ -908,7 +1059,7 @@ class AsyncClient:
                 payload, url_base, options, api_key, extra_headers, stream=True
             )
             response_id, events = await self._open_stream_with_id(
-                bedrock.url, bedrock.content, bedrock.headers, timeout, provider
+                bedrock.url, bedrock.content, bedrock.headers, timeout, provider, attempts=attempts
             )
             translator: StreamTranslator = self._bedrock.stream_translator(
                 model=payload["model"], response_id=response_id
@@ -916,7 +1067,9 @@ class AsyncClient:
             return self._translated(provider, events, translator)
         if provider == "anthropic":
             wire = self._anthropic_request(payload, url_base, api_key, extra_headers)
-            events = await self._open_stream(wire.url, wire.json, wire.headers, timeout, provider)
+            events = await self._open_stream(
+                wire.url, wire.json, wire.headers, timeout, provider, attempts=attempts
+            )
             return self._translated(provider, events, self._anthropic.stream_translator())
         payload = compatible_payload(provider, payload, self.injection_points)
         options = payload.get("stream_options") or {}
@@ -926,7 +1079,7 @@ class AsyncClient:
         headers = self._headers(provider, api_key, extra_headers)
         url = self._url(provider, url_base, payload, "/chat/completions")
         events = await self._open_stream(
-            url, payload, headers, timeout, provider, openai_chunks=True
+            url, payload, headers, timeout, provider, openai_chunks=True, attempts=attempts
         )
 
         async def accounted() -> ChunkStream:
@@ -1421,31 +1574,36 @@ class AsyncClient:
         *,
         stream: bool,
         method: str = "POST",
+        attempts: _Attempts | None = None,
     ) -> AsyncHTTPResponse:
         """Send with retries; returns a successful response (streaming: not yet read).
 
         ``content`` is sent as it is: a signed request (Bedrock) must not be re-encoded.
+        ``attempts``: the retries the call made already (a stream's, whose first event
+        failed), counted against ``max_retries`` with these.
         """
-        attempt = 0
+        attempts = attempts or _Attempts()
+        metrics = self._metrics()
         while True:
             retry_after: float | None = None
             # each attempt takes the client's current pool: a close() during a pause between
             # attempts lets this call go on with a new one
             http = self._client()
+            started = attempts.started = time.monotonic()
             try:
                 request = http.build_request(
                     method, url, content=content, headers=headers, timeout=timeout
                 )
-                started = time.monotonic()
                 response: AsyncHTTPResponse = await http.send(request, stream=stream)
-                self._metrics().upstream_seconds(provider, time.monotonic() - started)
             except httpx2.TimeoutException as exc:
+                metrics.upstream_seconds(provider, time.monotonic() - started)
                 shown = redact_url(url)
                 error: ProviderError = UpstreamTimeoutError(
                     f"no answer from {shown} within {timeout} s", provider=provider, url=shown
                 )
                 error.__cause__ = exc
             except httpx2.TransportError as exc:
+                metrics.upstream_seconds(provider, time.monotonic() - started)
                 shown = redact_url(url)
                 error = UpstreamConnectionError(
                     f"cannot reach {shown}: {exc}", provider=provider, url=shown
@@ -1453,24 +1611,21 @@ class AsyncClient:
                 error.__cause__ = exc
             else:
                 if response.status_code < 400:
+                    if not stream:  # (a stream's call lasts until its end: timed there)
+                        metrics.upstream_seconds(provider, time.monotonic() - started)
                     return response
                 if stream:
                     await response.aread()
                     await response.aclose()
+                metrics.upstream_seconds(provider, time.monotonic() - started)
                 error = error_for(response, provider)
-                if response.status_code not in _RETRY_STATUSES:
-                    raise error
-                retry_after = (
-                    error.retry_after
-                    if isinstance(error, RateLimitError)
-                    else asked_delay(response.headers)
-                )
-                if retry_after is not None and retry_after > MAX_RETRY_AFTER:
-                    raise error  # the upstream asks for longer than a caller should block
-            if attempt >= self.max_retries:
+                if not isinstance(error, RateLimitError):
+                    retry_after = asked_delay(response.headers)
+            pause = self._retry_pause(error, attempts.made, retry_after)
+            if pause is None:
                 raise error
-            await asyncio.sleep(self._delay(attempt, retry_after))
-            attempt += 1
+            await asyncio.sleep(pause)
+            attempts.made += 1
 
     async def _post(
         self,
@@ -1528,13 +1683,21 @@ class AsyncClient:
         *,
         framing: Callable[[], EventDecoder] = SSEDecoder,
         openai_chunks: bool = False,
+        attempts: _Attempts | None = None,
     ) -> ChunkStream:
         """Send ``payload``; the events of the streamed answer, decoded by ``framing``
         (server-sent events by default; AWS's binary event stream for Bedrock).
         ``openai_chunks``: the events are OpenAI chunks, and a stream that stops before a
-        finish reason or ``[DONE]`` broke off."""
+        finish reason or ``[DONE]`` broke off. ``attempts`` as for :meth:`_send`."""
         _, events = await self._open_events(
-            url, payload, headers, timeout, provider, framing=framing, openai_chunks=openai_chunks
+            url,
+            payload,
+            headers,
+            timeout,
+            provider,
+            framing=framing,
+            openai_chunks=openai_chunks,
+            attempts=attempts,
         )
         return events
 
@@ -1545,10 +1708,12 @@ class AsyncClient:
         headers: Mapping[str, str],
         timeout: float,
         provider: str,
+        *,
+        attempts: _Attempts | None = None,
     ) -> tuple[str | None, ChunkStream]:
         """A Bedrock ConverseStream: the answer's id (from AWS's request id) and events."""
         answered, events = await self._open_events(
-            url, payload, headers, timeout, provider, framing=_BedrockEvents
+            url, payload, headers, timeout, provider, framing=_BedrockEvents, attempts=attempts
         )
         return _request_id(answered), events
 
@@ -1562,9 +1727,14 @@ class AsyncClient:
         *,
         framing: Callable[[], EventDecoder],
         openai_chunks: bool = False,
+        attempts: _Attempts | None = None,
     ) -> tuple[Mapping[str, str], ChunkStream]:
         content = payload if isinstance(payload, bytes) else encoded(payload)
-        response = await self._send(url, content, headers, timeout, provider, stream=True)
+        attempts = attempts or _Attempts()
+        response = await self._send(
+            url, content, headers, timeout, provider, stream=True, attempts=attempts
+        )
+        metrics = self._metrics()
 
         # an OpenAI stream is whole at [DONE], or once each choice asked for has finished
         # (a body ended by closing the connection has no other end: cut after the first
@@ -1591,11 +1761,7 @@ class AsyncClient:
                         if event == "[DONE]":
                             return
                         if isinstance(event, dict) and event.get("error") is not None:
-                            raise ProviderError(
-                                f"upstream stream failed: {event['error']}",
-                                body=event,
-                                provider=provider,
-                            )
+                            raise _event_error(event, provider)
                         seen = True
                         if unfinished:
                             unfinished.difference_update(finished_choices(event))
@@ -1614,6 +1780,7 @@ class AsyncClient:
                 ) from exc
             finally:
                 await response.aclose()
+                metrics.upstream_seconds(provider, time.monotonic() - attempts.started)
             if not seen:
                 raise not_a_stream(start, response.headers, provider)
             if unfinished:
