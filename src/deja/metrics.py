@@ -31,6 +31,9 @@ name                                       type       labels
 ``deja_semantic_embedding_seconds``        histogram  ``embedder``
 ``deja_semantic_embedding_usd_total``      counter    ``embedder`` (what the calls cost)
 ``deja_semantic_embedding_errors_total``   counter    ``embedder``, ``error`` (failed calls)
+``deja_semantic_errors_total``             counter    ``error`` (the tier failed a lookup or
+                                                      a store: embedder, vector index, or a
+                                                      lookup past its call's timeout)
 ``deja_semantic_feedback_total``           counter    ``verdict`` (``right``, ``wrong``,
                                                       ``forgotten``, ``unknown``)
 ``deja_semantic_index_saves_total``        counter    ``result`` (``saved``, ``failed``)
@@ -146,6 +149,10 @@ class Metrics(Protocol):
         """The semantic tier's breaker opened (its embedder or index failed again and
         again: misses skip it for a while) or closed."""
 
+    def semantic_error(self, error: str) -> None:
+        """The semantic tier failed a lookup or a store (its embedder, its vector index,
+        or a lookup that outlasted its call): a miss of that tier, not a store error."""
+
     def similarity(self, outcome: str, value: float) -> None:
         """A semantic lookup's best similarity, by ``outcome``.
 
@@ -219,6 +226,9 @@ class NullMetrics:
         return None
 
     def semantic_breaker_state(self, is_open: bool) -> None:
+        return None
+
+    def semantic_error(self, error: str) -> None:
         return None
 
     def similarity(self, outcome: str, value: float) -> None:
@@ -593,6 +603,13 @@ class PrometheusMetrics:
             registry=reg,
             multiprocess_mode="livemax",
         )
+        self._semantic_errors = Counter(
+            "deja_semantic_errors",
+            "Lookups and stores the semantic tier failed (embedder, vector index, or a lookup"
+            " past its call's timeout), by error kind: misses of that tier.",
+            ["error"],
+            registry=reg,
+        )
         self._usage = _StoreUsageCollector()
         self.store_usage: Any = self._usage
         """The collector of the watched stores' figures (read by this process, at scrape)."""
@@ -651,6 +668,11 @@ class PrometheusMetrics:
     def semantic_breaker_state(self, is_open: bool) -> None:
         """Set the semantic tier's breaker gauge to 1 (skipped) or 0."""
         self._semantic_breaker_open.set(1.0 if is_open else 0.0)
+
+    @_never_raises
+    def semantic_error(self, error: str) -> None:
+        """Count one failure of the semantic tier."""
+        self._child(self._semantic_errors, error).inc()
 
     @_never_raises
     def similarity(self, outcome: str, value: float) -> None:

@@ -932,7 +932,8 @@ def test_a_dead_vector_server_leaves_the_exact_tier_working(embedder: Any) -> No
         RedisVectorIndex(url="redis://127.0.0.1:9/0", dim=embedder.dim),
         QdrantIndex(url="http://127.0.0.1:9", dim=embedder.dim, timeout=1),
     ):
-        cache = deja.Cache(semantic=SemanticCache(embedder=embedder, index=index))
+        metrics = deja.PrometheusMetrics()
+        cache = deja.Cache(semantic=SemanticCache(embedder=embedder, index=index), metrics=metrics)
         first = cache.fetch(chat_request("How can I track my card delivery?"), chat_response)
         again = cache.fetch(chat_request("How can I track my card delivery?"), chat_response)
         reworded = cache.fetch(
@@ -943,7 +944,12 @@ def test_a_dead_vector_server_leaves_the_exact_tier_working(embedder: Any) -> No
             "hit",
             "miss",
         )
-        assert cache.stats().store_errors > 0  # counted, never raised
+        # counted, never raised: as the semantic tier's failures, not the store's (an
+        # alert on store errors fired for a healthy store)
+        assert cache.stats().store_errors == 0
+        exposition = metrics.render().decode()
+        assert "deja_semantic_errors_total{error=" in exposition
+        assert "deja_cache_errors_total{" not in exposition
 
 
 async def test_the_proxy_says_at_start_and_when_ready_that_the_semantic_tier_cannot_work(

@@ -220,6 +220,7 @@ class Cache:
         self._semantic_last: BaseException | None = None  # counted once, however shared
         self._late: tuple[float, TimeoutError] | None = None  # (when, the failure counted)
         self._last_warning = float("-inf")
+        self._semantic_warned = float("-inf")
         self._outage_said = False  # a failure was logged since the last "answering again"
         self._renew()  # its calls in flight and locks (renewed in a forked child)
         renew_in_child(self, Cache._renew)
@@ -1462,7 +1463,16 @@ class Cache:
         self._semantic_failed(late[1])
 
     def _semantic_failed(self, exc: BaseException) -> None:
-        self._store_failed("semantic", exc, trip_breaker=False)
+        # the embedder's or the vector index's failure: the semantic tier's, not the store's
+        self.metrics.semantic_error(type(exc).__name__)
+        now = time.monotonic()
+        if now - self._semantic_warned >= self._breaker.reset_after:
+            self._semantic_warned = now
+            logger.warning(
+                "the semantic tier failed (%s: %s); answering from the exact tier only",
+                type(exc).__name__,
+                exc,
+            )
         if exc is self._semantic_last:  # one failed call, shared by the callers who waited
             return
         self._semantic_last = exc
@@ -1611,13 +1621,6 @@ class Cache:
         now = time.monotonic()
         if now - self._last_warning >= self._breaker.reset_after:
             self._last_warning = now
-            if op == "semantic":  # the embedder or the vector index, not the store
-                logger.warning(
-                    "the semantic tier failed (%s: %s); answering from the exact tier only",
-                    type(exc).__name__,
-                    exc,
-                )
-                return
             self._outage_said = True
             logger.warning(
                 "cache store %s failed on %s (%s: %s)%s",
