@@ -104,7 +104,7 @@ def labels(**pairs: str) -> Labels:
 class FakeStore:
     """The smallest StoreStats: a usage() whose numbers the test moves."""
 
-    def __init__(self, entries: int, evictions: int) -> None:
+    def __init__(self, entries: int, evictions: int | None) -> None:
         self.entries = entries
         self.evictions = evictions
         self.calls = 0
@@ -485,3 +485,13 @@ def test_several_workers_publish_their_own_stores_figures(
         ("entries", 2),
         ("evictions+", 1),
     ]
+
+
+def test_a_store_that_cannot_count_evictions_exports_none() -> None:
+    """The disk store reported 0 evictions however many it made: an alert on evictions
+    could never fire for it. A store that cannot tell exports no series at all."""
+    metrics = PrometheusMetrics()
+    metrics.watch_store("disk", FakeStore(entries=3, evictions=None))
+    text = metrics.render().decode()
+    assert 'deja_cache_entries{store="disk"} 3.0' in text
+    assert 'deja_cache_evictions_total{store="disk"}' not in text

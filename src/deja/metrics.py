@@ -12,8 +12,12 @@ name                                       type       labels
                                                       embeddings count each input item)
 ``deja_cache_lookup_seconds``              histogram  ``store``
 ``deja_cache_errors_total``                counter    ``store``, ``op``
-``deja_cache_entries``                     gauge      ``store`` (read at scrape time)
-``deja_cache_evictions_total``             counter    ``store`` (read at scrape time)
+``deja_cache_entries``                     gauge      ``store`` (read at scrape time; Redis:
+                                                      every key of its database, tag records
+                                                      and other applications' keys too)
+``deja_cache_evictions_total``             counter    ``store`` (read at scrape time; Redis:
+                                                      the server's; none for a disk store,
+                                                      which cannot tell)
 ``deja_cache_saved_tokens_total``          counter
 ``deja_cache_saved_usd_total``             counter
 ``deja_singleflight_coalesced_total``      counter
@@ -156,7 +160,8 @@ class Metrics(Protocol):
     def similarity(self, outcome: str, value: float) -> None:
         """A semantic lookup's best similarity, by ``outcome``.
 
-        ``outcome`` is ``hit``, ``near_miss`` or ``rejected``.
+        ``outcome`` is ``hit``, ``near_miss`` (the nearest candidate below the threshold)
+        or ``rejected`` (at or above it, refused by a guard or the verifier).
         """
 
     def provider_cached_tokens(self, provider: str, kind: str, tokens: int) -> None:
@@ -322,7 +327,8 @@ class _StoreUsageCollector:
     def __init__(self) -> None:
         self._stores: dict[str, StoreStats] = {}
         self._lock = threading.Lock()
-        self._last: dict[str, tuple[float, float, float]] = {}  # when, entries, evictions
+        # when, entries, evictions (None: the store cannot tell; no sample then)
+        self._last: dict[str, tuple[float, float, float | None]] = {}
         self._published: dict[str, float] = {}  # evictions written so far, per store
         self._shared: tuple[Any, Any] | None = None  # the gauge and counter written to
 
@@ -358,7 +364,7 @@ class _StoreUsageCollector:
                 usage = store.usage()
                 entries.labels(name).set(usage.entries)
                 done = self._published.get(name, 0.0)
-                if usage.evictions > done:
+                if usage.evictions is not None and usage.evictions > done:
                     evictions.labels(name).inc(usage.evictions - done)
                     self._published[name] = float(usage.evictions)
 
@@ -389,7 +395,7 @@ class _StoreUsageCollector:
                 try:
                     usage = store.usage()
                     entry_count = float(usage.entries)
-                    eviction_count = float(usage.evictions)
+                    eviction_count = None if usage.evictions is None else float(usage.evictions)
                 except Exception:
                     # A store that cannot report (connection down...) is left out of this
                     # scrape; the scrape itself must still succeed.
@@ -398,7 +404,8 @@ class _StoreUsageCollector:
                 if interval > 0:
                     self._last[name] = (now, entry_count, eviction_count)
             entries.add_metric([name], entry_count)
-            evictions.add_metric([name], eviction_count)
+            if eviction_count is not None:
+                evictions.add_metric([name], eviction_count)
         yield entries
         yield evictions
 

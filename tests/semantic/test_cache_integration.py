@@ -501,9 +501,12 @@ def test_similarity_metrics_for_hits_and_near_misses(embedder: Any) -> None:
     cache.fetch(chat_request("How can I track my card delivery?"), chat_response)
     cache.fetch(chat_request("how do i track the delivery of my card"), chat_response)
     cache.fetch(chat_request("convert 5 km to miles"), chat_response)
+    # close in meaning, refused for its number: rejected, not a near miss (never emitted)
+    cache.fetch(chat_request("convert 8 km to miles"), chat_response)
     text = metrics.render().decode()
     assert 'deja_semantic_similarity_count{outcome="hit"} 1.0' in text
     assert 'deja_semantic_similarity_count{outcome="near_miss"} 1.0' in text
+    assert 'deja_semantic_similarity_count{outcome="rejected"} 1.0' in text
     assert 'deja_cache_requests_total{result="semantic_hit",tier="semantic"} 1.0' in text
 
 

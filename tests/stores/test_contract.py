@@ -323,7 +323,7 @@ def test_usage_counts_entries(store: Store) -> None:
     stats = stats_of(store)
     empty = stats.usage()
     assert empty.entries == 0
-    assert empty.evictions == 0
+    assert empty.evictions in (0, None)  # None: the store cannot tell (diskcache)
     store.set_many({"a": b"1" * 100, "b": b"2", "c": b"3"}, None)
     usage = stats.usage()
     assert usage.entries == 3

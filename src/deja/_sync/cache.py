@@ -852,7 +852,9 @@ class Cache:
             if match is None:
                 nearest = lookup.best_similarity
                 if nearest is not None and not skip:  # how close misses come: the headroom
-                    self.metrics.similarity("near_miss", nearest)
+                    # below the threshold, or refused above it by a guard or the verifier
+                    below = lookup.candidates[0][1].reason == "threshold"
+                    self.metrics.similarity("near_miss" if below else "rejected", nearest)
                 return None, True
             found = self._lookup(match.key, ctl)
             if found.entry is not None:

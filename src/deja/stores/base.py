@@ -138,7 +138,8 @@ class StoreUsage:
 
     entries: int
     bytes: int | None
-    evictions: int
+    evictions: int | None
+    """Entries evicted to make room so far (``None``: the store cannot tell)."""
 
 
 @runtime_checkable

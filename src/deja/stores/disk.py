@@ -239,11 +239,12 @@ class DiskStore(SyncStore, SyncTagIndex):
     def usage(self) -> StoreUsage:
         """Entries held (including expired ones not yet removed) and bytes on disk.
 
-        ``evictions`` is always 0: diskcache does not report how many items it evicted.
+        ``evictions`` is ``None``: diskcache does not report how many items it evicted (a
+        count of 0 would tell an alert on evictions that ``size_limit`` is never reached).
         """
         with _backend_errors("usage"):
             cache = self._values()
-            return StoreUsage(entries=len(cache), bytes=int(cache.volume()), evictions=0)
+            return StoreUsage(entries=len(cache), bytes=int(cache.volume()), evictions=None)
 
     def close(self) -> None:
         """Close the files this thread opened; the store reopens on next use."""
