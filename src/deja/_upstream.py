@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -23,6 +23,8 @@ from deja.errors import (
     InvalidRequestError,
     ProviderError,
     RateLimitError,
+    UpstreamConnectionError,
+    UpstreamTimeoutError,
     provider_error_for_status,
 )
 
@@ -62,6 +64,19 @@ def warn_once(provider: str, warnings: Sequence[str]) -> None:
                 continue
             _warned.add(text)
         logger.warning("%s", text)
+
+
+RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504, 529})  # 529: overloaded
+
+
+def retry_worthy(error: ProviderError) -> bool:
+    """Whether a call that failed with ``error`` may succeed sent again: a timeout, a
+    connection error, 408, 429, 500, 502-504, Anthropic's 529 (overloaded), and Bedrock's
+    424 (the model failed mid-answer: "Retry your request", its API reference says)."""
+    if isinstance(error, (UpstreamTimeoutError, UpstreamConnectionError)):
+        return True
+    status = error.status_code
+    return status in RETRY_STATUSES or (status == 424 and error.provider == "bedrock")
 
 
 def finished_choices(event: Any) -> list[int]:

@@ -212,6 +212,17 @@ def test_a_throttling_event_before_the_first_chunk_is_retried(
     assert stream.cache.status == "miss" and text and server.count() == 2
 
 
+def test_a_model_stream_error_before_the_first_chunk_is_retried(
+    server: FakeBedrockServer, aws_env: None
+) -> None:
+    # modelStreamErrorException (424): "A streaming error occurred. Retry your request."
+    c = deja.Client(max_retries=1, backoff=0.0)
+    server.queue_reply(BedrockReply("never", stream_exception="modelStreamErrorException"))
+    stream = c.completion(model=MODEL, messages=messages("a"), stream=True)
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert text and server.count() == 2
+
+
 def test_a_streams_sends_and_first_event_share_max_retries(
     server: FakeBedrockServer, aws_env: None
 ) -> None:

@@ -46,6 +46,7 @@ from deja._upstream import (
     finished_choices,
     not_a_stream,
     queried,
+    retry_worthy,
     warn_once,
 )
 from deja.controls import CacheControl, merge, parse_controls
@@ -134,7 +135,6 @@ _AWS_CREDENTIALS_SECONDS = 300.0
 # Call options naming SigV4 credentials: explicit, they win over AWS_BEARER_TOKEN_BEDROCK.
 _AWS_SIGNING_OPTIONS = ("aws_access_key_id", "aws_secret_access_key", "aws_profile_name")
 # Statuses worth retrying: the request may well succeed a moment later.
-_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})  # 529: Anthropic overloaded
 # Body fields that configure the call rather than the request sent upstream.
 _TRANSPORT_FIELDS = frozenset(
     {"extra_headers", "extra_body", "extra_query", "cache", "caching"}
@@ -1011,10 +1011,7 @@ class Client:
         answer asked for, a 429's own by default); ``None``: not retried."""
         if made >= self.max_retries:
             return None
-        if (
-            not isinstance(error, (UpstreamTimeoutError, UpstreamConnectionError))
-            and error.status_code not in _RETRY_STATUSES
-        ):
+        if not retry_worthy(error):
             return None
         if retry_after is None and isinstance(error, RateLimitError):
             retry_after = error.retry_after

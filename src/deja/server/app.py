@@ -31,6 +31,7 @@ from deja._async.context_caches import AsyncContextCaches
 from deja._async.embeddings import acached_embeddings
 from deja._async.streams import AsyncCachedStream, aopen_uncached
 from deja._embedding_items import embedding_items, item_requests
+from deja._upstream import retry_worthy
 from deja.config import DEPLOYMENT_DEFAULTS, ModelDeployment, Settings, build_cache
 from deja.controls import CacheControl, from_header, merge, parse_controls
 from deja.errors import (
@@ -74,8 +75,6 @@ _SSE_HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
-# Upstream failures worth trying the next deployment of the same model name for
-_FAILOVER = (UpstreamTimeoutError, UpstreamConnectionError)
 
 
 class HookError(DejaError):
@@ -340,7 +339,9 @@ def _retry_delay(exc: ProviderError, retry: int) -> float:
 
 
 def _failover_worthy(exc: ProviderError) -> bool:
-    return isinstance(exc, _FAILOVER) or (exc.status_code or 0) >= 500 or exc.status_code == 429
+    """Worth trying the next deployment of the same model name for: what is worth a retry,
+    and any 5xx."""
+    return retry_worthy(exc) or (exc.status_code or 0) >= 500
 
 
 class ProxyApp:
