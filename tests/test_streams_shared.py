@@ -211,6 +211,27 @@ async def test_a_plain_call_shares_an_identical_stream_in_flight() -> None:
     assert result.response["object"] == "chat.completion"
 
 
+async def test_a_plain_call_on_a_live_stream_keeps_its_own_timeout() -> None:
+    """A plain call with timeout=0.2 joining a stream that stalls waited for the whole
+    stream (17 s in an audit); it stops at its own time, and the stream goes on."""
+    cache = deja.AsyncCache()
+    gate = asyncio.Event()
+    stream = await cache.stream(chat_request(), _held_at_2(gate))
+    first = [await stream.__anext__() for _ in range(2)]
+
+    async def call() -> dict[str, Any]:
+        raise AssertionError("the plain call went upstream")
+
+    started = time.monotonic()
+    with pytest.raises(deja.UpstreamTimeoutError):
+        await cache.fetch(chat_request(), call, timeout=0.2)
+    assert time.monotonic() - started < 1.0
+    gate.set()
+    rest = [chunk async for chunk in stream]
+    assert len(first + rest) == 4 and stream.info.status == "miss"
+    assert (await cache.get(chat_request())).info.status == "hit"  # stored all the same
+
+
 def _held_at_2(gate: asyncio.Event) -> Any:
     """An upstream stream of four chunks that waits for ``gate`` before the third."""
 

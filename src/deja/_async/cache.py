@@ -603,7 +603,7 @@ class AsyncCache:
             if similar is not None:
                 return self._count(similar)
         status = found.info.status
-        live = await self._read_live_stream(key)
+        live = await self._read_live_stream(key, timeout)
         if live is not None:
             return self._count(live)
 
@@ -785,10 +785,13 @@ class AsyncCache:
         self._saved_tokens += tokens
         self.metrics.saved(tokens, cost)
 
-    async def _read_live_stream(self, key: str) -> CacheResult | None:
+    async def _read_live_stream(
+        self, key: str, timeout: float | None = None
+    ) -> CacheResult | None:
         """The answer of an identical streamed request in flight, read to its end (a plain
         call waits for the whole answer anyway: it shares the stream's upstream call), or
-        ``None`` when there is none or it ended unfinished. Its errors are this call's."""
+        ``None`` when there is none or it ended unfinished. Its errors are this call's, and
+        so is its ``timeout`` (async: a thread reading the stream cannot be let go)."""
         slot: object = (current_loop(), key)  # unasync: slot: object = key
         with self._streams_lock:
             broadcast = self._streams.get(slot)
@@ -804,11 +807,19 @@ class AsyncCache:
             subscribed=True,
         )
         assembler = StreamAssembler()
-        try:
+
+        async def read_all() -> None:
             async for chunk in reader:
                 assembler.add(chunk)
+
+        try:
+            await asyncio.wait_for(read_all(), timeout)  # unasync: read_all()
         except StreamFormatError:
             return None  # an answer the stream's readers get, but no whole one: ask for it
+        except TimeoutError:  # (the stream goes on for its other readers)
+            raise UpstreamTimeoutError(
+                f"no answer within {timeout} s: an identical streamed call is in flight"
+            ) from None
         finally:
             await reader.aclose()
         if not assembler.complete:

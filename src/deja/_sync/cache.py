@@ -603,7 +603,7 @@ class Cache:
             if similar is not None:
                 return self._count(similar)
         status = found.info.status
-        live = self._read_live_stream(key)
+        live = self._read_live_stream(key, timeout)
         if live is not None:
             return self._count(live)
 
@@ -783,10 +783,11 @@ class Cache:
         self._saved_tokens += tokens
         self.metrics.saved(tokens, cost)
 
-    def _read_live_stream(self, key: str) -> CacheResult | None:
+    def _read_live_stream(self, key: str, timeout: float | None = None) -> CacheResult | None:
         """The answer of an identical streamed request in flight, read to its end (a plain
         call waits for the whole answer anyway: it shares the stream's upstream call), or
-        ``None`` when there is none or it ended unfinished. Its errors are this call's."""
+        ``None`` when there is none or it ended unfinished. Its errors are this call's, and
+        so is its ``timeout`` (async: a thread reading the stream cannot be let go)."""
         slot: object = key
         with self._streams_lock:
             broadcast = self._streams.get(slot)
@@ -802,11 +803,19 @@ class Cache:
             subscribed=True,
         )
         assembler = StreamAssembler()
-        try:
+
+        def read_all() -> None:
             for chunk in reader:
                 assembler.add(chunk)
+
+        try:
+            read_all()
         except StreamFormatError:
             return None  # an answer the stream's readers get, but no whole one: ask for it
+        except TimeoutError:  # (the stream goes on for its other readers)
+            raise UpstreamTimeoutError(
+                f"no answer within {timeout} s: an identical streamed call is in flight"
+            ) from None
         finally:
             reader.close()
         if not assembler.complete:
