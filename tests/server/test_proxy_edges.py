@@ -1061,6 +1061,22 @@ async def test_a_hook_s_own_failure_with_a_status_is_no_refusal(
     assert answer.status_code == 500 and "SECRET" not in answer.text
 
 
+async def test_a_flush_naming_a_tenant_keeps_to_that_tenant(
+    upstream: FakeOpenAIServer, proxy: httpx2.AsyncClient
+) -> None:
+    """Without a configured namespace the body's tenant was ignored: every tenant's entries
+    went (an answer of 200 that did not say so)."""
+    for key in (TEAM_A, TEAM_B):
+        await proxy.post(CHAT, json=BODY, headers={"authorization": f"Bearer {key}"})
+    flushed = await proxy.post("/cache/flush", json={"tenant": "team-a"}, headers=ADMIN)
+    assert flushed.json()["deleted"] == 1 and flushed.json()["tenant"] == "team-a"
+    b = await proxy.post(CHAT, json=BODY, headers={"authorization": f"Bearer {TEAM_B}"})
+    a = await proxy.post(CHAT, json=BODY, headers={"authorization": f"Bearer {TEAM_A}"})
+    assert (a.headers["x-deja-cache"], b.headers["x-deja-cache"]) == ("miss", "hit")
+    both = await proxy.post("/cache/flush", json={"tenant": "team-a", "all": True}, headers=ADMIN)
+    assert both.status_code == 400 and both.json()["error"]["param"] == "all"
+
+
 async def test_a_flush_keeps_to_the_proxy_s_namespace_and_litellm_s_names_work(
     upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient], tmp_path: Path
 ) -> None:

@@ -1288,29 +1288,37 @@ class ProxyApp:
         await send_json(send, 200, self._admin_answer(cache, {"deleted": deleted}))
 
     async def _admin_flush(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Delete this proxy's entries: those of its configured ``namespace`` (every
-        configured tenant's, or the body's ``tenant``) when it has one, as environments
-        sharing a store (staging and prod, say) tell their entries apart by it; else, or
-        with ``{"all": true}``, every entry under its key prefix."""
+        """Delete this proxy's entries: the body's ``tenant``'s (in the configured
+        ``namespace``, or the unnamed one), or with none named those of the configured
+        ``namespace`` (every configured tenant's), as environments sharing a store
+        (staging and prod, say) tell their entries apart by it; else, or with
+        ``{"all": true}``, every entry under its key prefix."""
         cache = self._admin(scope)
         raw = await read_body(scope, receive, self._max_body, self._body_timeout)
         body = _json_object(raw) if raw.strip() else {}
         everything = body.get("all", False)
         if not isinstance(everything, bool):
             raise HTTPError(400, "'all' must be true or false", param="all")
-        namespace = None if everything else cache.namespace
+        named = body.get("tenant") is not None
+        if everything and named:  # (it flushed every tenant's entries, the body's tenant's too)
+            raise HTTPError(
+                400, "'all' flushes every tenant: name no 'tenant' with it", param="all"
+            )
+        scoped = named or (cache.namespace is not None and not everything)
         try:
-            if namespace is None:
+            if not scoped:
                 deleted = await cache.clear()
             else:
                 deleted = 0
                 for tenant in self._admin_tenants(body):  # one named, or every configured one
-                    deleted += await cache.clear(namespace=namespace, tenant=tenant)
+                    deleted += await cache.clear(namespace=cache.namespace, tenant=tenant)
         except StoreError as exc:
             raise HTTPError(503, str(exc)) from None
         answer: dict[str, Any] = {"deleted": deleted, "key_prefix": cache.key_prefix}
-        if namespace is not None:
-            answer["namespace"] = namespace
+        if scoped:
+            answer["namespace"] = cache.namespace
+        if named:
+            answer["tenant"] = body["tenant"]
         await send_json(send, 200, self._admin_answer(cache, answer))
 
     async def _admin_explain(self, scope: Scope, receive: Receive, send: Send) -> None:
