@@ -1094,6 +1094,15 @@ async def test_a_flush_keeps_to_the_proxy_s_namespace_and_litellm_s_names_work(
         assert flushed.json()["namespace"] == "litellm.staging"
         again = await b.post(CHAT, json=BODY, headers={"authorization": f"Bearer {TEAM_A}"})
         assert again.headers["x-deja-cache"] == "hit"
+        # a tag's invalidation keeps to the proxy's namespace too (it reached staging's)
+        tagged = {**BODY, "messages": [{"role": "user", "content": "tagged"}]}
+        for proxy in (a, b):
+            await proxy.post(CHAT, json={**tagged, "cache": {"tags": ["doc:42"]}}, headers=ADMIN)
+        invalidated = await b.post("/cache/invalidate", json={"tag": "doc:42"}, headers=ADMIN)
+        assert invalidated.json()["deleted"] == 1
+        kept = await a.post(CHAT, json=tagged, headers=ADMIN)
+        assert kept.headers["x-deja-cache"] == "hit"
+        await a.post("/cache/invalidate", json={"tag": "doc:42"}, headers=ADMIN)
         everything = await a.post("/cache/flush", json={"all": True}, headers=ADMIN)
         assert everything.json() == {"deleted": 2, "key_prefix": "deja:"}
         bad = await a.post("/cache/flush", json={"all": "yes"}, headers=ADMIN)

@@ -1269,7 +1269,13 @@ class ProxyApp:
         for name, value in (("tag", tag), ("namespace", namespace)):
             if value is not None and not isinstance(value, str):
                 raise HTTPError(400, f"'{name}' must be a string", param=name)
+        if tag is None and namespace is None:
+            raise HTTPError(400, "give 'tag' or 'namespace' (and optionally 'tenant')")
         tenants = self._admin_tenants(body)  # none named: every tenant's entries
+        if tag is not None and namespace is None:
+            # a configured namespace keeps a tag's invalidation to it, as it keeps a flush
+            # (staging and prod sharing a store: prod's invalidation deleted staging's)
+            namespace = cache.namespace
         try:
             deleted = 0
             for tenant in tenants:
@@ -1277,10 +1283,8 @@ class ProxyApp:
                     deleted += await cache.delete_tag(tag, tenant=tenant)
                 elif tag is not None:
                     deleted += await cache.delete_tag(tag, namespace=namespace, tenant=tenant)
-                elif namespace is not None:
-                    deleted += await cache.clear(namespace=namespace, tenant=tenant)
                 else:
-                    raise HTTPError(400, "give 'tag' or 'namespace' (and optionally 'tenant')")
+                    deleted += await cache.clear(namespace=namespace, tenant=tenant)
         except ControlError as exc:
             raise HTTPError(400, str(exc)) from None
         except StoreError as exc:
