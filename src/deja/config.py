@@ -196,6 +196,7 @@ _REDIS_TLS_CLIENT_CERT: Final = _words("ssl_certfile ssl_keyfile ssl_password")
 # callback names are listed in the warning.
 _LITELLM_SETTINGS_KEYS: Final = _words("""
     cache cache_params enable_prometheus callbacks success_callback failure_callback
+    require_auth_for_metrics_endpoint
 """)
 _LITELLM_SETTINGS_IGNORED: Final = _words("""
     service_callback service_callbacks turn_off_message_logging redact_user_api_key_info
@@ -1368,6 +1369,8 @@ class Settings:
     proxy: ProxySettings = field(default_factory=ProxySettings)
     general: GeneralSettings = field(default_factory=GeneralSettings)
     enable_prometheus: bool = False
+    metrics_auth: bool = False
+    """LiteLLM's ``require_auth_for_metrics_endpoint``: ``/metrics`` takes a valid key."""
     warnings: tuple[str, ...] = ()
     # LiteLLM's environment_variables block (values may be secrets: kept out of the repr)
     environment_variables: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -1566,6 +1569,7 @@ def parse_config(
         proxy=proxy,
         general=general,
         enable_prometheus=litellm.enable_prometheus,
+        metrics_auth=litellm.metrics_auth,
         warnings=tuple(warnings),
         environment_variables=exported,
     )
@@ -1762,6 +1766,7 @@ class _LiteLLMSettings:
     cache: bool | None = None
     cache_params: Mapping[str, object] | None = None
     enable_prometheus: bool = False
+    metrics_auth: bool = False
 
 
 def _join(path: str, key: str) -> str:
@@ -2310,7 +2315,13 @@ def _litellm_settings(value: object, ctx: _Context) -> _LiteLLMSettings:
         prometheus = prometheus or len(others) < len(names)
         if others:
             ctx.ignored.append(f"{_join(path, key)} ({', '.join(others)})")
-    return _LiteLLMSettings(cache=cache, cache_params=params, enable_prometheus=prometheus)
+    metrics_auth = False
+    if block.get("require_auth_for_metrics_endpoint") is not None:
+        where = _join(path, "require_auth_for_metrics_endpoint")
+        metrics_auth = _bool(block["require_auth_for_metrics_endpoint"], where, ctx)
+    return _LiteLLMSettings(
+        cache=cache, cache_params=params, enable_prometheus=prometheus, metrics_auth=metrics_auth
+    )
 
 
 def _caching_settings(

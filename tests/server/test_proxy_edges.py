@@ -1114,3 +1114,18 @@ async def test_a_flush_keeps_to_the_proxy_s_namespace_and_litellm_s_names_work(
         assert gone.json() == {"deleted": True, "keys": [key]}
         wrong = await b.post("/cache/delete", json={"keys": "k"}, headers=ADMIN)
         assert wrong.status_code == 400
+
+
+async def test_litellm_s_switch_puts_metrics_behind_a_key(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient]
+) -> None:
+    """LiteLLM's require_auth_for_metrics_endpoint stopped the start (an unknown key)."""
+    config = proxy_config(upstream, litellm_settings={"require_auth_for_metrics_endpoint": True})
+    async with make_proxy(config, key=None) as proxy:
+        assert (await proxy.get("/metrics")).status_code == 401
+        wrong = await proxy.get("/metrics", headers={"authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        ok = await proxy.get("/metrics", headers={"authorization": f"Bearer {TEAM_A}"})
+        assert ok.status_code == 200 and "deja_cache_requests_total" in ok.text
+    async with make_proxy(proxy_config(upstream), key=None) as open_proxy:
+        assert (await open_proxy.get("/metrics")).status_code == 200  # open by default

@@ -785,9 +785,7 @@ class AsyncCache:
         self._saved_tokens += tokens
         self.metrics.saved(tokens, cost)
 
-    async def _read_live_stream(
-        self, key: str, timeout: float | None = None
-    ) -> CacheResult | None:
+    async def _read_live_stream(self, key: str, timeout: float | None = None) -> CacheResult | None:
         """The answer of an identical streamed request in flight, read to its end (a plain
         call waits for the whole answer anyway: it shares the stream's upstream call), or
         ``None`` when there is none or it ended unfinished. Its errors are this call's, and

@@ -298,10 +298,9 @@ def _filled(template: str, pieces: Sequence[str]) -> str:
 def _cache_headers(info: CacheInfo, *, cost_known: bool = True) -> list[tuple[bytes, bytes]]:
     """The cache's response headers. ``cost_known=False`` (a stream fetched upstream: its
     headers leave before its usage arrives) leaves the cost out rather than say 0."""
-    headers = [
-        (b"x-deja-cache", info.status.encode()),
-        (b"x-deja-cache-key", info.key.encode()),
-    ]
+    headers = [(b"x-deja-cache", info.status.encode())]
+    if info.key:  # (none for an embeddings batch of several inputs, nor without a cache)
+        headers.append((b"x-deja-cache-key", info.key.encode()))
     if cost_known:
         headers.append((b"x-deja-cost-usd", f"{info.cost_usd:.8f}".encode()))
     if info.saved_usd:
@@ -442,6 +441,11 @@ class ProxyApp:
             logger.warning(
                 "no general_settings.master_key: authentication is OFF, every caller shares one "
                 "tenant, and the /cache admin routes are disabled"
+                + (
+                    " (and /metrics is open: require_auth_for_metrics_endpoint needs one)"
+                    if settings.metrics_auth
+                    else ""
+                )
             )
 
     @staticmethod
@@ -1093,6 +1097,8 @@ class ProxyApp:
         await send_json(send, 200, ready)
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.settings.metrics_auth:  # LiteLLM's require_auth_for_metrics_endpoint
+            self.auth.identify(scope)  # any valid key (401 otherwise)
         # a scrape reads the stores' usage (blocking I/O): never on the event loop
         if multiprocess():
             self.metrics.publish_store_usage()  # this worker's figures: fresh
