@@ -495,3 +495,17 @@ def test_a_store_that_cannot_count_evictions_exports_none() -> None:
     text = metrics.render().decode()
     assert 'deja_cache_entries{store="disk"} 3.0' in text
     assert 'deja_cache_evictions_total{store="disk"}' not in text
+
+
+def test_a_cache_given_prometheus_metrics_exports_its_store_s_figures() -> None:
+    """Only the proxy watched its store: a library user's metrics had no entries series."""
+    import deja
+    from tests.helpers import chat_request, chat_response
+
+    metrics = PrometheusMetrics()
+    cache = deja.Cache(store=deja.MemoryStore(max_entries=2), metrics=metrics)
+    for n in range(5):
+        cache.put(chat_request(f"q{n}"), chat_response())
+    text = metrics.render().decode()
+    assert 'deja_cache_entries{store="memory"} 2.0' in text
+    assert 'deja_cache_evictions_total{store="memory"} 3.0' in text

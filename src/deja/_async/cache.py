@@ -203,6 +203,9 @@ class AsyncCache:
         self.max_entry_bytes = max_entry_bytes
         self.compress_min_bytes = compress_min_bytes
         self.metrics: Metrics = metrics if metrics is not None else NullMetrics()
+        watch = getattr(metrics, "watch_store", None)  # (PrometheusMetrics: entries, evictions)
+        if watch is not None:
+            watch(store.name, store)
         self._prices = prices
         self._clock = clock
         self._store_name = store.name

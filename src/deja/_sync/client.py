@@ -390,8 +390,9 @@ class Client:
     ``azure/<deployment>`` models call Azure OpenAI (``api_base`` = the resource endpoint,
     ``api-key`` header, ``api_version`` in the body or ``AZURE_API_VERSION``).
     ``cache_control_injection_points`` (LiteLLM's format) place prompt-cache breakpoints on
-    providers that need them (``anthropic/...`` models), after a request's own. Usage comes
-    back in OpenAI's schema for every provider (cached tokens in
+    providers that need them (``anthropic/...`` and ``bedrock/...`` models; on ``gemini/`` and
+    ``vertex_ai/`` ones they make a context cache, billed by the hour), after a request's own.
+    Usage comes back in OpenAI's schema for every provider (cached tokens in
     ``prompt_tokens_details.cached_tokens`` and the cache-write fields); ``metrics`` (default:
     the cache's) counts them in ``deja_provider_cached_tokens_total``, and ``prices``
     (default: the cache's, else the packaged table) prices them and uncached answers.

@@ -1524,7 +1524,8 @@ def _refuse_storage_urls(messages: object) -> None:
                     raise HTTPError(
                         400,
                         f"{inner[:5]} URLs are read with the proxy's cloud credentials; this "
-                        "model does not allow them (its deployment sets allow_storage_urls)",
+                        "model does not allow them (unless its deployment sets"
+                        " allow_storage_urls: true)",
                         param="messages",
                     )
                 if isinstance(inner, (dict, list)):
