@@ -1444,6 +1444,7 @@ def load_config(
     environ: Mapping[str, str] | None = None,
     registry: CacheTypeRegistry | None = None,
     log_warnings: bool = True,
+    text: str | None = None,
 ) -> Settings:
     """Read, validate and return the configuration in the YAML file at ``path``.
 
@@ -1453,18 +1454,14 @@ def load_config(
     with an explicit ``environ`` nothing is exported. Start-up warnings
     are logged once each at WARNING, unless ``log_warnings`` is false (for a process that
     loads a file another one has already validated and warned about; the warnings are in
-    :attr:`Settings.warnings` either way). Raises :class:`~deja.errors.ConfigError` (with the
-    file and line for unreadable files and YAML syntax errors, the YAML path otherwise).
+    :attr:`Settings.warnings` either way). ``text``: the file's contents, read already (the
+    proxy's workers build from what the parent read and validated, not from the file as it
+    is when one of them is started again). Raises :class:`~deja.errors.ConfigError` (with
+    the file and line for unreadable files and YAML syntax errors, the YAML path otherwise).
     """
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise ConfigError(f"config file not found: {file}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{file}: not UTF-8 text (byte {exc.start})") from exc
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {file}: {exc.strerror or exc}") from exc
+    if text is None:
+        text = read_config_text(file)
     try:
         data = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass (see _Loader)
     except yaml.MarkedYAMLError as exc:
@@ -1503,6 +1500,19 @@ def _yaml_error_message(file: Path, exc: yaml.MarkedYAMLError) -> str:
     elif "'\\t'" in problem:
         message += " (YAML indents with spaces, not tabs)"
     return message
+
+
+def read_config_text(file: Path) -> str:
+    """The text of the configuration file ``file`` (a :class:`~deja.errors.ConfigError`
+    when it cannot be read)."""
+    try:
+        return file.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {file}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file}: not UTF-8 text (byte {exc.start})") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc.strerror or exc}") from exc
 
 
 def parse_config(

@@ -198,11 +198,35 @@ def test_two_workers_share_metrics_and_stats(tmp_path: Path) -> None:
                 ]
                 assert sum(served) == 20, text
                 assert 'deja_cache_entries{store="memory"}' in text  # the answering worker's
-            assert [p.name[:13] for p in temporary.iterdir()] == ["deja-metrics-"]
+            made = sorted(p.name[:12] for p in temporary.iterdir())
+            assert made == ["deja-config-", "deja-metrics"]  # the config's copy, the metrics
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=20) in (0, -signal.SIGTERM)
     # the directory deja made for the workers' metrics goes with them (one per start before)
     assert list(temporary.iterdir()) == []
+
+
+def test_workers_started_again_build_from_the_configuration_read_at_start(
+    tmp_path: Path,
+) -> None:
+    """A worker uvicorn starts again (SIGHUP: all of them) read the file as it was then:
+    an edit served beside the old configuration, and a broken file left a worker dying
+    and restarting for ever."""
+    with FakeOpenAIServer() as upstream:
+        config = write_config(
+            tmp_path, upstream, "caching: {type: memory}\ngeneral_settings: {master_key: sk-old}"
+        )
+        with serve(config, "--workers", "2", "--log-level", "warning") as (base, process):
+            config.write_text("cachng: {type: memory}\n")  # an edit, and a broken one
+            process.send_signal(signal.SIGHUP)  # uvicorn starts every worker again
+            time.sleep(3)
+            headers = {"authorization": "Bearer sk-old"}
+            for _ in range(10):
+                assert httpx2.get(f"{base}/v1/models", headers=headers).status_code == 200
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=20)
+            out = process.stdout.read().decode() if process.stdout else ""
+    assert "Traceback" not in out and "ConfigError" not in out
 
 
 def test_workers_share_an_in_process_semantic_index_through_their_saves(

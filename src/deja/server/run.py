@@ -1,10 +1,17 @@
 """Running the proxy: ``deja serve --config config.yaml`` (uvicorn, uvloop + httptools).
 
-The configuration is validated in the parent process before any worker starts, so a bad
-file exits non-zero with the YAML path in the message, and the start-up warnings are logged
-there, once; each worker then builds its own app from the same file (``DEJA_CONFIG``)
-without repeating them. With several workers the parent also builds that app once, and
-closes it, before they start: what fails there (a store or provider whose extra is not
+The configuration is read once, and validated in the parent process before any worker
+starts, so a bad file exits non-zero with the YAML path in the message, and the start-up
+warnings are logged there, once; each worker then builds its own app from the text the
+parent read (a private copy, ``DEJA_CONFIG_TEXT``; ``DEJA_CONFIG`` names the file, for
+its directory and messages) without repeating them. A worker started again (uvicorn
+replaces one that died, or all of them on SIGHUP) builds from that same text: a file
+edited meanwhile, or broken, is read at the next start only (workers serving two
+configurations side by side, or one that fails to start again and again, otherwise), and
+a configuration piped in (``--config <(...)``, a FIFO) is read once.
+
+With several workers the parent also builds that app once, and closes it, before they
+start: what fails there (a store or provider whose extra is not
 installed, a hook that does not import) is the same one error and exit code a single
 worker gives, not workers that die and are started again without end.
 """
@@ -17,7 +24,7 @@ import math
 import os
 from pathlib import Path
 
-from deja.config import Settings, load_config, tiered_bus_url
+from deja.config import Settings, load_config, read_config_text, tiered_bus_url
 from deja.errors import ConfigError, MissingDependencyError
 from deja.server.app import ProxyApp
 from deja.server.workers import MULTIPROC_ENV
@@ -27,6 +34,7 @@ __all__ = ["app_from_env", "serve"]
 logger = logging.getLogger("deja.server")
 
 CONFIG_ENV = "DEJA_CONFIG"
+CONFIG_TEXT_ENV = "DEJA_CONFIG_TEXT"  # a file holding the configuration's text as read
 LOG_LEVEL_ENV = "DEJA_LOG_LEVEL"
 
 
@@ -44,7 +52,9 @@ def app_from_env() -> ProxyApp:
         raise RuntimeError(
             f"{CONFIG_ENV} is not set; start the proxy with `deja serve --config FILE`"
         )
-    return ProxyApp(load_config(path, log_warnings=False))
+    copy = os.environ.get(CONFIG_TEXT_ENV)
+    text = Path(copy).read_text(encoding="utf-8") if copy else None
+    return ProxyApp(load_config(path, log_warnings=False, text=text))
 
 
 def _local_bus(settings: Settings) -> bool:
@@ -123,6 +133,20 @@ def _check_app(settings: Settings) -> None:
     asyncio.run(app.aclose())
 
 
+def _private_copy(text: str) -> str:
+    """Write ``text`` where only this user reads it (it may hold keys), name it in
+    ``DEJA_CONFIG_TEXT`` for the workers, and return its directory (removed at exit)."""
+    import tempfile
+
+    directory = tempfile.mkdtemp(prefix="deja-config-")  # (mode 0700)
+    copy = Path(directory) / "config.yaml"
+    fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.environ[CONFIG_TEXT_ENV] = str(copy)
+    return directory
+
+
 def _share_metrics() -> str | None:
     """Let every worker's /metrics and /cache/stats see all workers' counters.
 
@@ -153,8 +177,9 @@ def serve(
     log_level: str = "info",
 ) -> None:
     """Validate ``config`` and serve it until interrupted (graceful shutdown on SIGTERM)."""
-    path = Path(config).resolve()
-    settings = load_config(path)
+    path = Path(config).absolute()  # (not resolved: /dev/fd/63 would become "pipe:[...]")
+    text = read_config_text(path)
+    settings = load_config(path, text=text)
     try:
         import uvicorn
     except ImportError as exc:
@@ -166,6 +191,7 @@ def serve(
         # ends the command; a worker process that fails is only started again
         _check_app(settings)
     os.environ[CONFIG_ENV] = str(path)
+    copy_dir = _private_copy(text)
     os.environ[LOG_LEVEL_ENV] = logging.getLevelName(logging.getLogger().getEffectiveLevel())
     # an operator's PROMETHEUS_MULTIPROC_DIR is used by one worker too: emptied of the
     # figures of earlier runs
@@ -183,7 +209,9 @@ def serve(
             timeout_graceful_shutdown=math.ceil(settings.proxy.graceful_shutdown_seconds),
         )
     finally:
-        if created is not None:  # a directory of ours: one 64 KiB file per worker and kind
-            import shutil
+        import shutil
 
+        if created is not None:  # a directory of ours: one 64 KiB file per worker and kind
             shutil.rmtree(created, ignore_errors=True)
+        shutil.rmtree(copy_dir, ignore_errors=True)
+        os.environ.pop(CONFIG_TEXT_ENV, None)
