@@ -544,3 +544,54 @@ def test_deja_calibrate_on_a_handful_of_pairs_says_they_are_too_few(
     assert main(["calibrate", str(pairs_file), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["supported"] is False and data["negatives_needed"] == 300
+
+
+def test_false_hits_served_need_more_negatives_to_show_the_target() -> None:
+    """31 false hits among 3,640 negatives (0.85%) were reported as meeting 1%: they are as
+    likely from a rate up to 1.15%. A stricter threshold the pairs do show is chosen."""
+    from deja.semantic.calibrate import false_hit_bound
+
+    assert false_hit_bound(0, 300) == pytest.approx(1 - 0.05 ** (1 / 300))
+    assert false_hit_bound(31, 3640) == pytest.approx(0.01148, abs=1e-5)
+    assert false_hit_bound(2, 3640) == pytest.approx(0.00173, abs=1e-5)
+
+    def row(threshold: float, false_hits: int) -> EvalReport:
+        return EvalReport(
+            pairs=4640,
+            threshold=threshold,
+            precision=1.0,
+            recall=1.0,
+            false_hit_rate=false_hits / 3640,
+            hits=1000 + false_hits,
+            true_hits=1000,
+            positives=1000,
+            negatives=3640,
+        )
+
+    rows = (row(0.93, 31), row(0.95, 20))
+    report = CalibrationReport(0.01, rows, rows[0])
+    assert report.recommended is rows[1] and report.supported
+    text = report.format()
+    assert "threshold 0.950 meets false-hit rate <= 1.00%" in text
+    assert "as likely from a rate up to 1.15%" in text
+    assert report.to_json()["chosen"]["threshold"] == 0.95
+    assert report.to_json()["lowest_within_target"]["threshold"] == 0.93
+    alone = CalibrationReport(0.01, rows[:1], rows[0])
+    assert not alone.supported and "no recommendation" in alone.format()
+
+
+def test_undefined_figures_are_null_in_json() -> None:
+    """``deja calibrate --json`` printed NaN, which no strict JSON parser reads."""
+    import json
+
+    row = EvalReport(
+        pairs=3,
+        threshold=0.5,
+        precision=math.nan,
+        recall=math.nan,
+        false_hit_rate=0.0,
+        negatives=3,
+    )
+    report = CalibrationReport(0.01, (row,), row)
+    text = json.dumps(report.to_json(), allow_nan=False)  # (raises on a NaN)
+    assert '"recall": null' in text and '"precision": null' in text

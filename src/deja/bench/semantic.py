@@ -179,13 +179,8 @@ def _run(args: argparse.Namespace) -> int:
     outcomes = score_pairs(pairs, make_cache=make_cache)
     report = evaluate_pairs(outcomes, threshold)
     elapsed = time.perf_counter() - started
-    if args.json:
-        # undefined figures (no positives, nothing served) are null, not NaN: valid JSON
-        data = {
-            k: (None if isinstance(v, float) and math.isnan(v) else v)
-            for k, v in report.to_json().items()
-        }
-        print(json.dumps(data))
+    if args.json:  # (undefined figures are null: valid JSON)
+        print(json.dumps(report.to_json()))
         return 0
     positives, negatives = report.positives, report.negatives
     print(f"{args.pairs}: {len(pairs)} pairs ({positives} same, {negatives} different)")

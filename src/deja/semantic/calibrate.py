@@ -440,14 +440,20 @@ class EvalReport:
     negatives: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        """``{"pairs", "threshold", "precision", "recall", "false_hit_rate"}``."""
+        """``{"pairs", "threshold", "precision", "recall", "false_hit_rate"}``; a figure the
+        pairs leave undefined (nothing served, no positives, no negatives) is ``None``:
+        JSON has no NaN."""
         return {
             "pairs": self.pairs,
             "threshold": self.threshold,
-            "precision": self.precision,
-            "recall": self.recall,
-            "false_hit_rate": self.false_hit_rate,
+            "precision": _defined(self.precision),
+            "recall": _defined(self.recall),
+            "false_hit_rate": _defined(self.false_hit_rate),
         }
+
+
+def _defined(value: float) -> float | None:
+    return None if math.isnan(value) else value
 
 
 def _ratio(num: int, den: int) -> float:
@@ -497,15 +503,51 @@ def negatives_needed(max_false_hit_rate: float) -> int | None:
     return math.ceil(3 / max_false_hit_rate - 1e-9)
 
 
+def false_hit_bound(false_hits: int, negatives: int, confidence: float = 0.95) -> float:
+    """The false-hit rate that ``false_hits`` served among ``negatives`` negative pairs
+    show it to be below, at ``confidence`` (the one-sided Clopper-Pearson bound: the rate
+    at which so few false hits or fewer would happen only ``1 - confidence`` of the time).
+    With none served it is ``1 - 0.05 ** (1 / n)``, about ``3 / n`` (the rule of three);
+    each false hit raises it (2 among 3,640: 0.17%, not the 0.055% seen)."""
+    if negatives <= 0:
+        return 1.0
+    if false_hits >= negatives:
+        return 1.0
+    alpha = 1.0 - confidence
+    lo, hi = false_hits / negatives, 1.0
+    for _ in range(60):  # bisection: the binomial CDF falls as the rate rises
+        mid = (lo + hi) / 2
+        if _binomial_cdf(false_hits, negatives, mid) > alpha:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def _binomial_cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p), summed in log space (n may be tens of thousands)."""
+    if p <= 0.0:
+        return 1.0
+    if p >= 1.0:
+        return 1.0 if k >= n else 0.0
+    log_p, log_q = math.log(p), math.log1p(-p)
+    base = math.lgamma(n + 1)
+    return sum(
+        math.exp(base - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q)
+        for i in range(k + 1)
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class CalibrationReport:
     """Per-threshold figures and the threshold chosen for the target false-hit rate.
 
     ``chosen`` is the lowest threshold (most recall) whose false-hit rate on these pairs is
     at most ``max_false_hit_rate``; ``None`` if none is (there were no negatives, or even
-    the strictest threshold served too many). ``supported`` says whether the pairs hold
-    enough negatives to show that it meets the target (:func:`negatives_needed`): when
-    not, the report does not recommend it.
+    the strictest threshold served too many). ``recommended`` is the lowest threshold the
+    pairs *show* to meet the target: its false hits keep the rate's 95% upper bound
+    (:func:`false_hit_bound`) within it, which takes at least :func:`negatives_needed`
+    negatives, and more for a threshold that serves some. ``supported``: there is one.
     """
 
     max_false_hit_rate: float
@@ -529,11 +571,22 @@ class CalibrationReport:
         return negatives_needed(self.max_false_hit_rate)
 
     @property
+    def recommended(self) -> EvalReport | None:
+        """The lowest threshold shown to meet the target (see the class docstring)."""
+        target, needed = self.max_false_hit_rate, self.negatives_needed
+        if needed is None or self.negatives < needed:  # (the rule of three's minimum)
+            return None
+        shown = [
+            r
+            for r in self.rows
+            if r.negatives and false_hit_bound(r.hits - r.true_hits, r.negatives) <= target
+        ]
+        return min(shown, key=lambda r: r.threshold) if shown else None
+
+    @property
     def supported(self) -> bool:
-        """Whether there is a ``chosen`` threshold and enough negatives to show that it
-        meets the target."""
-        needed = self.negatives_needed
-        return self.chosen is not None and needed is not None and self.negatives >= needed
+        """Whether the pairs show some threshold to meet the target (``recommended``)."""
+        return self.recommended is not None
 
     def caveats(self) -> list[str]:
         """What the pairs are too few to show, one sentence each."""
@@ -574,11 +627,13 @@ class CalibrationReport:
         lines = [
             f"{'threshold':>9}  {'precision':>9}  {'recall':>7}  {'false hits':>10}  {'hits':>5}"
         ]
-        supported = self.supported
+        recommended = self.recommended
         for r in self.rows:
             mark = ""
-            if self.chosen is not None and r is self.chosen:
-                mark = "  <- chosen" if supported else "  <- lowest within the target here"
+            if r is recommended:
+                mark = "  <- chosen"
+            elif r is self.chosen:
+                mark = "  <- lowest within the target here"
             lines.append(
                 f"{r.threshold:>9.3f}  {_pct(r.precision):>9}  {_pct(r.recall):>7}"
                 f"  {_pct(r.false_hit_rate):>10}  {r.hits:>5}{mark}"
@@ -591,11 +646,31 @@ class CalibrationReport:
             lines.append(
                 f"no threshold keeps the false-hit rate at or below {self.max_false_hit_rate:.2%}"
             )
-        elif supported:
+        elif recommended is not None:
+            r = recommended
+            bound = false_hit_bound(r.hits - r.true_hits, r.negatives)
             lines.append(
-                f"threshold {c.threshold:.3f} meets false-hit rate <= "
-                f"{self.max_false_hit_rate:.2%}: precision {_pct(c.precision)},"
-                f" recall {_pct(c.recall)}, false-hit rate {_pct(c.false_hit_rate)}"
+                f"threshold {r.threshold:.3f} meets false-hit rate <= "
+                f"{self.max_false_hit_rate:.2%}: precision {_pct(r.precision)},"
+                f" recall {_pct(r.recall)}, false-hit rate {_pct(r.false_hit_rate)}"
+                f" (below {bound:.2%} at 95% confidence)"
+            )
+            if r is not c:
+                lines.append(
+                    f"(threshold {c.threshold:.3f} is within the target on these pairs, but"
+                    f" its {c.hits - c.true_hits} false hits among {c.negatives} negatives"
+                    " are as likely from a rate up to"
+                    f" {false_hit_bound(c.hits - c.true_hits, c.negatives):.2%})"
+                )
+        elif self.negatives >= (self.negatives_needed or math.inf):
+            lines.append(
+                f"no recommendation: threshold {c.threshold:.3f} is the lowest within"
+                f" {self.max_false_hit_rate:.2%} on these pairs (false-hit rate"
+                f" {_pct(c.false_hit_rate)}), but no threshold's false hits show the rate"
+                f" below the target at 95% confidence (the lowest: its"
+                f" {c.hits - c.true_hits} among {c.negatives} negatives allow up to"
+                f" {false_hit_bound(c.hits - c.true_hits, c.negatives):.2%}); label more"
+                " negative pairs, or set a higher target"
             )
         else:
             needed = self.negatives_needed
@@ -618,12 +693,13 @@ class CalibrationReport:
 
     def to_json(self) -> dict[str, Any]:
         """The report as JSON-able data: ``lowest_within_target`` is the lowest threshold
-        within the target on these pairs; ``chosen`` is the same, but only when
-        ``supported`` (enough pairs to show the target), else ``None``."""
+        within the target on these pairs; ``chosen`` the lowest the pairs show within it
+        (``recommended``), else ``None``."""
         lowest = self.chosen.to_json() if self.chosen is not None else None
+        recommended = self.recommended
         return {
             "max_false_hit_rate": self.max_false_hit_rate,
-            "chosen": lowest if self.supported else None,
+            "chosen": recommended.to_json() if recommended is not None else None,
             "lowest_within_target": lowest,
             "supported": self.supported,
             "negatives": self.negatives,
