@@ -328,3 +328,31 @@ def test_demo_rejects_bad_numbers(
 ) -> None:
     line = _error_line(_fails(["demo", option, value], capsys))
     assert option in line and says in line
+
+
+def test_a_metrics_directory_that_cannot_be_made_is_a_config_error(tmp_path: Path) -> None:
+    """A PROMETHEUS_MULTIPROC_DIR naming a file stopped the start with a traceback, exit 1
+    (a ConfigError is the one `deja: error:` line and exit 2)."""
+    from deja.errors import ConfigError
+    from deja.server.workers import clear_directory
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match=r"PROMETHEUS_MULTIPROC_DIR=.*cannot hold"):
+        clear_directory(str(blocker))
+
+
+def test_ctrl_c_is_one_line_and_exit_130(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl+C during calibrate or demo printed a KeyboardInterrupt traceback."""
+    import deja.semantic.calibrate
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(deja.semantic.calibrate, "calibrate", interrupted)
+    pairs = _write_pairs(tmp_path / "p.jsonl", [{"a": "x", "b": "y", "same": True}])
+    assert main(["calibrate", str(pairs)]) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == "deja: interrupted"

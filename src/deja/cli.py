@@ -257,6 +257,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DejaError as exc:
         print(f"deja: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl+C: a line, not a traceback, and the shell's 128 + 2
+        print("deja: interrupted", file=sys.stderr)
+        return 130
     return code
 
 

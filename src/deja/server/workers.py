@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from deja.errors import ConfigError
 from deja.metrics import MULTIPROC_ENV, multiprocess
 
 __all__ = [
@@ -68,9 +69,15 @@ def clear_directory(directory: str) -> None:
     """Empty an operator-given metrics directory of prometheus_client's files (only those:
     it may hold other things), as its docs require before the workers start."""
     path = Path(directory)
-    path.mkdir(parents=True, exist_ok=True)
-    for stale in path.glob("*.db"):
-        stale.unlink(missing_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink(missing_ok=True)
+    except OSError as exc:  # a start-up problem: one line, as for the configuration's
+        raise ConfigError(
+            f"{MULTIPROC_ENV}={directory} cannot hold the workers' metrics:"
+            f" {exc.strerror or exc}"
+        ) from exc
 
 
 def aggregated_exposition(*extra: Any) -> bytes:
