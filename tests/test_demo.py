@@ -127,3 +127,21 @@ def test_demo_without_the_semantic_extra_suggests_exact_only(
     (line,) = out.stderr.strip().splitlines()
     assert line.startswith(f"deja: error: {package} is not installed")
     assert "pip install 'deja-llm[semantic]'" in line and "deja demo --exact-only" in line
+
+
+def test_a_live_run_labels_what_it_did_not_measure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--live`` printed "(simulated provider)" and an "upstream calls" figure that was
+    the miss count copied, as if checked."""
+    import asyncio
+
+    from deja.demo import format_report, run_demo
+    from deja.testing import FakeOpenAIServer
+
+    with FakeOpenAIServer() as api:  # the live API's stand-in: nothing is paid
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        monkeypatch.setenv("OPENAI_BASE_URL", api.base_url)
+        report = asyncio.run(run_demo(live=True, semantic=False))
+    text = format_report(report)
+    assert report.upstream_calls is None and "LIVE OpenAI API" in text
+    assert "(the live API)" in text and "simulated provider" not in text
+    assert f"misses {report.misses} (each an API call" in text
