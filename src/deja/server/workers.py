@@ -75,8 +75,7 @@ def clear_directory(directory: str) -> None:
             stale.unlink(missing_ok=True)
     except OSError as exc:  # a start-up problem: one line, as for the configuration's
         raise ConfigError(
-            f"{MULTIPROC_ENV}={directory} cannot hold the workers' metrics:"
-            f" {exc.strerror or exc}"
+            f"{MULTIPROC_ENV}={directory} cannot hold the workers' metrics: {exc.strerror or exc}"
         ) from exc
 
 
