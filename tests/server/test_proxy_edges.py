@@ -1129,3 +1129,23 @@ async def test_litellm_s_switch_puts_metrics_behind_a_key(
         assert ok.status_code == 200 and "deja_cache_requests_total" in ok.text
     async with make_proxy(proxy_config(upstream), key=None) as open_proxy:
         assert (await open_proxy.get("/metrics")).status_code == 200  # open by default
+
+
+async def test_a_compressed_body_is_a_415_and_an_early_refusal_closes_the_connection(
+    proxy: httpx2.AsyncClient,
+) -> None:
+    """A gzip body was 'not valid JSON: str is not valid UTF-8'; a refusal sent before an
+    ``Expect: 100-continue`` body was read left the connection open for the next request
+    to be read as that body."""
+    import gzip
+
+    packed = gzip.compress(orjson.dumps(BODY))
+    gzipped = {"content-encoding": "gzip", "content-type": "application/json"}
+    answer = await proxy.post(CHAT, content=packed, headers=gzipped)
+    assert answer.status_code == 415 and "content-encoding 'gzip'" in answer.text
+    refused = await proxy.post(
+        CHAT, json=BODY, headers={"authorization": "Bearer wrong", "expect": "100-continue"}
+    )
+    assert refused.status_code == 401 and refused.headers["connection"] == "close"
+    plain = await proxy.post(CHAT, json=BODY, headers={"authorization": "Bearer wrong"})
+    assert plain.status_code == 401 and "connection" not in plain.headers

@@ -58,6 +58,7 @@ from deja.server.http import (
     Scope,
     Send,
     error_body,
+    header,
     joined_header,
     read_body,
     send_json,
@@ -550,7 +551,12 @@ class ProxyApp:
                 if exc.body is not None
                 else error_body(exc.status, exc.message, param=exc.param, code=exc.code)
             )
-            await send_raw(send, exc.status, body, exc.headers)
+            headers = exc.headers
+            if header(scope, b"expect") is not None:
+                # refused before its body was asked for: the client may not send it, and a
+                # connection kept open would take the next request for this one's body
+                headers = [*headers, (b"connection", b"close")]
+            await send_raw(send, exc.status, body, headers)
 
     def _not_found(self, method: str, path: str) -> HTTPError:
         if path in ("/responses", "/messages"):

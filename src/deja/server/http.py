@@ -96,6 +96,14 @@ async def read_body(
 ) -> bytes:
     """The whole request body; 413 past ``limit`` bytes (checked before reading too), 408
     when it has not all arrived within ``timeout`` seconds."""
+    coding = header(scope, b"content-encoding")
+    if coding is not None and coding.strip().lower() not in ("", "identity"):
+        raise HTTPError(
+            415,
+            f"request bodies with content-encoding {coding!r} are not accepted: send the JSON"
+            " as it is",
+            code="unsupported_media_type",
+        )
     declared = header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise HTTPError(413, f"request body larger than {limit} bytes", code="request_too_large")
