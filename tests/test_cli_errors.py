@@ -356,3 +356,26 @@ def test_ctrl_c_is_one_line_and_exit_130(
     assert main(["calibrate", str(pairs)]) == 130
     err = capsys.readouterr().err
     assert err.strip() == "deja: interrupted"
+
+
+def test_a_start_that_fails_leaves_no_copy_of_the_configuration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workers' private copy of the configuration (keys included) was written before a
+    check that could still fail, and stayed in TMPDIR."""
+    import tempfile
+
+    from deja.errors import ConfigError
+    from deja.server import run
+
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(blocker))
+    config = tmp_path / "config.yaml"
+    config.write_text("caching: {type: memory}\nmodel_list: []\n")
+    with pytest.raises(ConfigError, match="PROMETHEUS_MULTIPROC_DIR"):
+        run.serve(config, port=4999)
+    assert list(temporary.iterdir()) == []

@@ -191,11 +191,11 @@ def serve(
         # ends the command; a worker process that fails is only started again
         _check_app(settings)
     os.environ[CONFIG_ENV] = str(path)
-    copy_dir = _private_copy(text)
     os.environ[LOG_LEVEL_ENV] = logging.getLevelName(logging.getLogger().getEffectiveLevel())
     # an operator's PROMETHEUS_MULTIPROC_DIR is used by one worker too: emptied of the
     # figures of earlier runs
     created = _share_metrics() if n > 1 or os.environ.get(MULTIPROC_ENV) else None
+    copy_dir = _private_copy(text)  # (last: what fails before it leaves no copy of keys)
     try:
         uvicorn.run(
             "deja.server.run:app_from_env",
