@@ -212,6 +212,20 @@ def test_a_throttling_event_before_the_first_chunk_is_retried(
     assert stream.cache.status == "miss" and text and server.count() == 2
 
 
+def test_a_throttling_event_after_the_start_event_is_retried(
+    server: FakeBedrockServer, aws_env: None
+) -> None:
+    # messageStart (a chunk with the role only: nothing of the answer), then the throttle:
+    # the start counted as "the first chunk", and the 429 went to the caller
+    c = deja.Client(max_retries=1, backoff=0.0)
+    server.queue_reply(
+        BedrockReply("never", stream_exception="throttlingException", exception_after=1)
+    )
+    stream = c.completion(model=MODEL, messages=messages("a"), stream=True)
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert text and server.count() == 2
+
+
 def test_a_model_stream_error_before_the_first_chunk_is_retried(
     server: FakeBedrockServer, aws_env: None
 ) -> None:

@@ -62,6 +62,7 @@ from deja.errors import (
 )
 from deja.metrics import Metrics, NullMetrics
 from deja.prices import PriceTable, packaged_prices
+from deja.providers.anthropic import ERROR_STATUS as ANTHROPIC_ERROR_STATUS
 from deja.providers.anthropic import AnthropicProvider, AnthropicRequest
 from deja.providers.bedrock import (
     AwsCredentials,
@@ -170,18 +171,11 @@ class _BedrockEvents:
 
 # The status an OpenAI-style error event in a stream stands for (it has no HTTP status of
 # its own), by its ``type`` or ``code``: what decides a retry, as the status of a plain
-# call's error answer does. Anthropic's names are OpenAI-compatible gateways' too.
+# call's error answer does. Anthropic's names (its own table) are gateways' too.
 _EVENT_ERROR_STATUS = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "rate_limit_error": 429,
-    "rate_limit_exceeded": 429,
+    **ANTHROPIC_ERROR_STATUS,
     "server_error": 500,
-    "api_error": 500,
-    "timeout_error": 504,
-    "overloaded_error": 529,
+    "rate_limit_exceeded": 429,
 }
 
 
@@ -197,6 +191,8 @@ def _event_error(event: Mapping[str, Any], provider: str) -> ProviderError:
         status = int(code) if 400 <= int(code) <= 599 else None
     if status is None:
         status = _EVENT_ERROR_STATUS.get(str(kind)) or _EVENT_ERROR_STATUS.get(str(code))
+    if status is None and provider == "anthropic":
+        status = 500  # an error type Anthropic added since: its failure, as its adapter says
     message = f"upstream stream failed: {fields.get('message', error)}"
     cls = provider_error_for_status(status) if status is not None else ProviderError
     return cls(message, status_code=status, body=dict(event), provider=provider)
@@ -215,26 +211,47 @@ class _Attempts:
 
 
 class _Primed:
-    """A stream whose first chunk was read already, while the call could still be retried
-    (nothing had been passed on); then the rest of the stream."""
+    """A stream whose first chunks were read already, while the call could still be
+    retried (nothing had been passed on); then the rest of the stream."""
 
-    def __init__(self, first: dict[str, Any], rest: Iterator[dict[str, Any]]) -> None:
-        self._first: dict[str, Any] | None = first
+    def __init__(self, first: list[dict[str, Any]], rest: Iterator[dict[str, Any]]) -> None:
+        self._first = first
         self._rest = rest
 
     def __iter__(self) -> _Primed:
         return self
 
     def __next__(self) -> dict[str, Any]:
-        first, self._first = self._first, None
-        if first is not None:
-            return first
+        if self._first:
+            return self._first.pop(0)
         return self._rest.__next__()
 
     def close(self) -> None:
         """Close the upstream (read to its end or not)."""
-        self._first = None
+        self._first = []
         _close_events(self._rest)
+
+
+# chunks read ahead at most while none carries any of the answer yet
+_PRIMING_CHUNKS = 8
+
+
+def _carries_answer(chunk: Mapping[str, Any]) -> bool:
+    """Whether a chunk carries some of the answer (text, a tool call, reasoning, a finish
+    reason, usage), not only the role that opens it: a provider's start event (Anthropic's
+    ``message_start``, Bedrock's ``messageStart``) becomes such a chunk before anything is
+    generated, and an overload may still follow it."""
+    if chunk.get("usage"):
+        return True
+    for choice in chunk.get("choices") or ():
+        if not isinstance(choice, Mapping) or choice.get("finish_reason") is not None:
+            return True
+        delta = choice.get("delta")
+        if not isinstance(delta, Mapping):
+            return True
+        if any(value not in (None, "", [], {}) for key, value in delta.items() if key != "role"):
+            return True
+    return False
 
 
 def _close_events(events: Iterator[dict[str, Any]]) -> None:
@@ -982,18 +999,23 @@ class Client:
     def _primed(
         self, open_events: Callable[[_Attempts], Iterator[dict[str, Any]]]
     ) -> Iterator[dict[str, Any]]:
-        """``open_events(attempts)``, its first chunk read before it is returned. An
-        upstream may answer 200 and then fail before any chunk (Anthropic's overloaded
-        event, Bedrock's throttling one, a stall): nothing was passed on yet, so the call
-        is retried as a plain call with that error would be, within the same
+        """``open_events(attempts)``, read up to its first chunk that carries some of the
+        answer (:func:`_carries_answer`) before it is returned. An upstream may answer 200
+        and then fail before any of the answer (Anthropic's overloaded event, Bedrock's
+        throttling one, a stall; after its start event or not): nothing was passed on yet,
+        so the call is retried as a plain call with that error would be, within the same
         ``max_retries`` (the sends' own retries count)."""
         attempts = _Attempts()
         while True:
             events = open_events(attempts)  # (its sends are retried by _send)
+            first: list[dict[str, Any]] = []
             try:
-                first = events.__next__()
+                while len(first) < _PRIMING_CHUNKS:
+                    first.append(events.__next__())
+                    if _carries_answer(first[-1]):
+                        break
             except StopIteration:
-                return events
+                return _Primed(first, events)
             except ProviderError as exc:
                 _close_events(events)
                 pause = self._retry_pause(exc, attempts.made)

@@ -123,7 +123,7 @@ _FINISH: Final = {
 # LiteLLM's mapping of OpenAI's reasoning effort to an extended-thinking budget.
 _THINKING_BUDGET: Final = {"minimal": 1024, "low": 1024, "medium": 2048, "high": 4096}
 # Anthropic's error types, for errors that arrive inside a stream (no HTTP status then).
-_ERROR_STATUS: Final = {
+ERROR_STATUS: Final = {
     "invalid_request_error": 400,
     "authentication_error": 401,
     "billing_error": 402,
@@ -639,7 +639,7 @@ def _stream_error(event: Mapping[str, Any]) -> ProviderError:
     error = event.get("error")
     kind = error.get("type") if isinstance(error, Mapping) else None
     message = error.get("message") if isinstance(error, Mapping) else None
-    status = _ERROR_STATUS.get(str(kind), 500)
+    status = ERROR_STATUS.get(str(kind), 500)
     cls = provider_error_for_status(status)
     return cls(
         f"Anthropic stream failed: {kind}: {message}",
