@@ -576,12 +576,14 @@ class CalibrationReport:
         target, needed = self.max_false_hit_rate, self.negatives_needed
         if needed is None or self.negatives < needed:  # (the rule of three's minimum)
             return None
-        shown = [
-            r
-            for r in self.rows
-            if r.negatives and false_hit_bound(r.hits - r.true_hits, r.negatives) <= target
-        ]
-        return min(shown, key=lambda r: r.threshold) if shown else None
+        for r in sorted(self.rows, key=lambda r: r.threshold):
+            # (only a row within the target on these pairs can be shown within it: the
+            # bound is never below the rate seen; the others cost no bound)
+            if not r.negatives or not r.false_hit_rate <= target:
+                continue
+            if false_hit_bound(r.hits - r.true_hits, r.negatives) <= target:
+                return r
+        return None
 
     @property
     def supported(self) -> bool:
