@@ -509,3 +509,19 @@ def test_a_cache_given_prometheus_metrics_exports_its_store_s_figures() -> None:
     text = metrics.render().decode()
     assert 'deja_cache_entries{store="memory"} 2.0' in text
     assert 'deja_cache_evictions_total{store="memory"} 3.0' in text
+
+
+def test_two_caches_of_one_metrics_object_add_up_their_stores() -> None:
+    """Each cache watched its store under the store's name: the second replaced the first,
+    and deja_cache_entries showed one cache's entries while the requests counted both."""
+    import deja
+    from tests.helpers import chat_request, chat_response
+
+    metrics = PrometheusMetrics()
+    first = deja.Cache(store=deja.MemoryStore(), metrics=metrics)
+    second = deja.Cache(store=deja.MemoryStore(), metrics=metrics)
+    for n in range(5):
+        first.put(chat_request(f"a{n}"), chat_response())
+    second.put(chat_request("b"), chat_response())
+    deja.Cache(store=first.store, metrics=metrics)  # the same store again: counted once
+    assert 'deja_cache_entries{store="memory"} 6.0' in metrics.render().decode()

@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
     from prometheus_client.metrics_core import Metric
 
-    from deja.stores.base import StoreStats
+    from deja.stores.base import StoreStats, StoreUsage
 
 __all__ = ["Metrics", "NullMetrics", "PrometheusMetrics"]
 
@@ -310,6 +310,38 @@ def _per_process(store: object) -> bool:
     return getattr(store, "per_process", False) is True
 
 
+class _Together:
+    """Stores watched under one name: their figures added up (the entries of two memory
+    stores of two caches sharing one metrics object; the second replaced the first)."""
+
+    def __init__(self, stores: list[StoreStats]) -> None:
+        self.stores = stores
+
+    def add(self, store: StoreStats) -> None:
+        if not any(known is store for known in self.stores):
+            self.stores.append(store)
+
+    @property
+    def per_process(self) -> bool:
+        return all(_per_process(store) for store in self.stores)
+
+    @property
+    def usage_interval(self) -> float:
+        return max(float(getattr(store, "usage_interval", 0.0)) for store in self.stores)
+
+    def usage(self) -> StoreUsage:
+        from deja.stores.base import StoreUsage
+
+        usages = [store.usage() for store in self.stores]
+        sizes = [u.bytes for u in usages]
+        evictions = [u.evictions for u in usages]
+        return StoreUsage(
+            entries=sum(u.entries for u in usages),
+            bytes=None if None in sizes else sum(b for b in sizes if b is not None),
+            evictions=None if None in evictions else sum(e for e in evictions if e is not None),
+        )
+
+
 class _StoreUsageCollector:
     """Reads each watched store's ``usage()`` when Prometheus scrapes, never on a request.
 
@@ -325,7 +357,7 @@ class _StoreUsageCollector:
     """
 
     def __init__(self) -> None:
-        self._stores: dict[str, StoreStats] = {}
+        self._stores: dict[str, StoreStats | _Together] = {}
         self._lock = threading.Lock()
         # when, entries, evictions (None: the store cannot tell; no sample then)
         self._last: dict[str, tuple[float, float, float | None]] = {}
@@ -370,7 +402,13 @@ class _StoreUsageCollector:
 
     def watch(self, name: str, store: StoreStats) -> None:
         with self._lock:
-            self._stores[name] = store
+            known = self._stores.get(name)
+            if known is None or known is store:
+                self._stores[name] = store
+            elif isinstance(known, _Together):
+                known.add(store)
+            else:  # (two caches of one metrics object, each with a store of that name)
+                self._stores[name] = _Together([known, store])
 
     def describe(self) -> Iterator[Metric]:
         # Claims the two names in the registry (so nothing else can register them) without
@@ -762,7 +800,7 @@ class PrometheusMetrics:
 
         Only stores implementing :class:`deja.stores.base.StoreStats` are watched (others
         are ignored). ``usage()`` is called at scrape time, so requests pay nothing.
-        Watching another store under the same name replaces it.
+        Stores watched under one name are added up (two caches of one metrics object).
         """
         from deja.stores.base import StoreStats
 
