@@ -3,6 +3,7 @@ packages made missing."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -185,3 +186,27 @@ def finishes_in_a_fork_during(lead: Callable[[], Any], again: Callable[[], Any])
     _, status = os.waitpid(pid, 0)
     parent.join()
     return os.waitstatus_to_exitcode(status) == 0
+
+
+class LoopTicks:
+    """Counts the turns a 10 ms ticker gets on the running event loop: a call that blocks
+    the loop stops the count. ``async with LoopTicks() as ticks: ...`` then ``ticks.count``.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(0.01)
+            self.count += 1
+
+    async def __aenter__(self) -> LoopTicks:
+        self._task = asyncio.create_task(self._tick())
+        await asyncio.sleep(0)  # (started before the block runs)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._task is not None
+        self._task.cancel()

@@ -10,7 +10,7 @@ import pytest
 import deja
 from deja.semantic import Feedback, GuardSettings, SemanticCache
 from deja.semantic.embedders import OpenAIEmbedder, WordSimilarity
-from tests.helpers import chat_request, chat_response
+from tests.helpers import LoopTicks, chat_request, chat_response
 from tests.semantic.scripted import Scripted, down
 
 
@@ -334,23 +334,12 @@ async def test_deleting_vectors_of_a_remote_index_leaves_the_event_loop_free(
     await cache.put(
         chat_request("Where is my refund?"), chat_response("Soon."), control={"tags": ["t"]}
     )
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    beat = asyncio.create_task(ticker())
-    await asyncio.sleep(0.02)
-    before = ticks
-    assert await cache.delete(cache.key(block))
-    assert await cache.delete_tag("t") == 1
-    assert await cache.clear(namespace="other") == 0
-    assert await cache.clear() == 0
-    beat.cancel()
-    assert ticks - before >= 40  # ~0.8 s of removals, the loop ticking every 10 ms
+    async with LoopTicks() as ticks:
+        assert await cache.delete(cache.key(block))
+        assert await cache.delete_tag("t") == 1
+        assert await cache.clear(namespace="other") == 0
+        assert await cache.clear() == 0
+    assert ticks.count >= 40  # ~0.8 s of removals, the loop ticking every 10 ms
     assert len(index) == 0
 
 

