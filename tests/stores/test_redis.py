@@ -411,7 +411,8 @@ async def test_cluster_async_serves_a_slot_while_it_is_migrated(
     "TTL exhausted", closed connections) while the sync client had none."""
     cluster = redis_servers.start_cluster(tmp_path)
     try:
-        store = make_redis(cluster)
+        # (timeouts of a loaded test machine, not the migration, must not fail it)
+        store = make_redis(cluster, op_timeout=2.0, connect_timeout=2.0)
         moved, stays = "deja:{ask}moved", "deja:{ask}stays"
         elsewhere = "deja:{elsewhere}"
         slot = key_slot(moved.encode())
@@ -450,7 +451,7 @@ async def test_a_dead_cluster_node_leaves_the_keys_of_the_others_served(
     (94% of lookups bypassed until the failover ended); each node has its own now."""
     cluster = redis_servers.start_cluster(tmp_path)
     try:
-        store = make_redis(cluster)
+        store = make_redis(cluster, op_timeout=2.0)  # (a dead node refuses at once)
         cache = deja.Cache(store=store, ttl=600)
         requests = [request_for(n) for n in range(60)]
         for request in requests:
@@ -483,7 +484,7 @@ async def test_a_dead_cluster_node_leaves_the_keys_of_the_others_served(
         values = await store.aget_many(keys)
         assert [v is None for v in values] == [key in lost for key in keys]
         # batches alone (no single read to open the node's breaker), and past its rest
-        fresh = make_redis(cluster)
+        fresh = make_redis(cluster, op_timeout=2.0)
         for _ in range(3):
             values = await fresh.aget_many(keys)
             assert [v is None for v in values] == [key in lost for key in keys]
