@@ -665,6 +665,13 @@ async def test_wildcard_model_names_route_what_they_match(
             assert (await proxy.post(CHAT, json=mini, headers=limited)).status_code == 200
             denied = await proxy.post(CHAT, json={**BODY, "model": "o3"}, headers=limited)
             assert denied.status_code == 403
+            # what the * matched goes into upstream URLs: no way out of the key's models
+            calls = len(upstream.requests)
+            for sneaky in ("gpt-4o-mini/../o3", "gpt-4o-mini?x=1", "gpt-4o-mini%2F..", ".."):
+                refused = await proxy.post(CHAT, json={**BODY, "model": sneaky}, headers=limited)
+                assert refused.status_code in (400, 403), sneaky
+                assert refused.json()["error"]["param"] == "model"
+            assert len(upstream.requests) == calls
 
 
 async def test_deployments_of_one_name_share_its_requests(

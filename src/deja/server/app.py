@@ -280,11 +280,19 @@ class _Wildcard:
         if matched is None:
             return None
         pieces = matched.groups()
+        if any(_UNSAFE_PIECE.search(piece) for piece in pieces):
+            # what the * matched goes into the upstream URL (Gemini's, an Azure deployment's):
+            # gemini-2.0-flash/../gemini-2.5-pro would name another model than a key allows
+            raise HTTPError(400, f"invalid model name {model!r}", param="model")
         concrete = []
         for deployment in self.deployments:
             params = {**deployment.litellm_params, "model": _filled(deployment.model, pieces)}
             concrete.append(replace(deployment, model_name=model, litellm_params=params))
         return make_route(model, concrete)
+
+
+# a path segment "." or "..", a URL's own characters, a backslash, whitespace or controls
+_UNSAFE_PIECE = re.compile(r"(?:^|/)\.{1,2}(?:/|$)|[?#%\\\s\x00-\x1f\x7f]")
 
 
 def _filled(template: str, pieces: Sequence[str]) -> str:
