@@ -38,6 +38,7 @@ __all__ = [
     "choices_asked",
     "finished_choices",
     "not_a_stream",
+    "stream_error",
     "asked_delay",
     "queried",
     "warn_once",
@@ -97,16 +98,57 @@ def choices_asked(payload: Mapping[str, Any] | bytes) -> int:
     return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
 
 
+# The status an error object in a stream stands for (it has no HTTP status of its own), by
+# its ``type`` or ``code``: what decides a retry or a failover, as a plain call's status
+# does. Anthropic's error types (which OpenAI-compatible gateways use too) and OpenAI's.
+ERROR_TYPE_STATUS: Final = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "rate_limit_exceeded": 429,
+    "api_error": 500,
+    "server_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
+def stream_error(body: Mapping[str, Any], provider: str) -> ProviderError:
+    """The typed error of a stream's ``{"error": {...}}`` (an error event, or a JSON body
+    answering a stream request): the status its ``code`` names (gateways put the HTTP
+    status there), else its ``type``'s or ``code``'s (:data:`ERROR_TYPE_STATUS`). A kind
+    unknown here is Anthropic's own failure (500) for Anthropic, as its API reference says
+    of new types; for others a plain :class:`~deja.errors.ProviderError` (a bad gateway,
+    not retried)."""
+    error = body.get("error")
+    fields: Mapping[str, Any] = error if isinstance(error, Mapping) else {}
+    code, kind = fields.get("code"), fields.get("type")
+    status: int | None = None
+    if isinstance(code, (int, str)) and not isinstance(code, bool) and str(code).isdigit():
+        status = int(code) if 400 <= int(code) <= 599 else None
+    if status is None:
+        status = ERROR_TYPE_STATUS.get(str(kind)) or ERROR_TYPE_STATUS.get(str(code))
+    if status is None and provider == "anthropic":
+        status = 500
+    named = f"{kind}: " if kind else ""
+    message = f"upstream stream failed: {named}{fields.get('message', error)}"
+    cls = provider_error_for_status(status) if status is not None else ProviderError
+    return cls(message, status_code=status, body=dict(body), provider=provider)
+
+
 def not_a_stream(start: bytes, headers: Mapping[str, str], provider: str) -> ProviderError:
     """The error for a streamed answer that carried no event: the upstream's own error if
-    it sent one as JSON, else what it sent instead."""
+    it sent one as JSON (:func:`stream_error`), else what it sent instead."""
     try:
         body: Any = orjson.loads(start) if start else None
     except orjson.JSONDecodeError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        message = body["error"].get("message", "")
-        return ProviderError(f"upstream stream failed: {message}", body=body, provider=provider)
+        return stream_error(body, provider)
     kind = headers.get("content-type") or "no content type"
     return ProviderError(
         f"upstream answered a stream request without any event ({kind}, {len(start)} bytes"

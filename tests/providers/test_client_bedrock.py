@@ -200,41 +200,27 @@ def test_throttling_is_retried_then_typed(server: FakeBedrockServer, aws_env: No
         c.completion(model=MODEL, messages=messages("y"))
 
 
-def test_a_throttling_event_before_the_first_chunk_is_retried(
-    server: FakeBedrockServer, aws_env: None
+@pytest.mark.parametrize(
+    ("exception", "after"),
+    [
+        # ConverseStream answers 200, then the exception as its first event: nothing was
+        # passed on, so the stream is retried as a plain call's 429 is
+        ("throttlingException", 0),
+        # messageStart (a chunk with the role only: nothing of the answer), then the
+        # throttle: the start counted as "the first chunk", and the 429 went to the caller
+        ("throttlingException", 1),
+        # modelStreamErrorException (424): "A streaming error occurred. Retry your request."
+        ("modelStreamErrorException", 0),
+    ],
+)
+def test_a_stream_failing_before_any_of_the_answer_is_retried(
+    server: FakeBedrockServer, aws_env: None, exception: str, after: int
 ) -> None:
-    # ConverseStream answers 200, then throttlingException as its first event: nothing was
-    # passed on, so the stream is retried as a plain call's 429 is
     c = deja.Client(cache=deja.Cache(), max_retries=1, backoff=0.0)
-    server.queue_reply(BedrockReply("never", stream_exception="throttlingException"))
+    server.queue_reply(BedrockReply("never", stream_exception=exception, exception_after=after))
     stream = c.completion(model=MODEL, messages=messages("a"), stream=True)
     text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
     assert stream.cache.status == "miss" and text and server.count() == 2
-
-
-def test_a_throttling_event_after_the_start_event_is_retried(
-    server: FakeBedrockServer, aws_env: None
-) -> None:
-    # messageStart (a chunk with the role only: nothing of the answer), then the throttle:
-    # the start counted as "the first chunk", and the 429 went to the caller
-    c = deja.Client(max_retries=1, backoff=0.0)
-    server.queue_reply(
-        BedrockReply("never", stream_exception="throttlingException", exception_after=1)
-    )
-    stream = c.completion(model=MODEL, messages=messages("a"), stream=True)
-    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
-    assert text and server.count() == 2
-
-
-def test_a_model_stream_error_before_the_first_chunk_is_retried(
-    server: FakeBedrockServer, aws_env: None
-) -> None:
-    # modelStreamErrorException (424): "A streaming error occurred. Retry your request."
-    c = deja.Client(max_retries=1, backoff=0.0)
-    server.queue_reply(BedrockReply("never", stream_exception="modelStreamErrorException"))
-    stream = c.completion(model=MODEL, messages=messages("a"), stream=True)
-    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
-    assert text and server.count() == 2
 
 
 def test_a_streams_sends_and_first_event_share_max_retries(

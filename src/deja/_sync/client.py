@@ -47,6 +47,7 @@ from deja._upstream import (
     not_a_stream,
     queried,
     retry_worthy,
+    stream_error,
     warn_once,
 )
 from deja.controls import CacheControl, merge, parse_controls
@@ -58,11 +59,9 @@ from deja.errors import (
     RateLimitError,
     UpstreamConnectionError,
     UpstreamTimeoutError,
-    provider_error_for_status,
 )
 from deja.metrics import Metrics, NullMetrics
 from deja.prices import PriceTable, packaged_prices
-from deja.providers.anthropic import ERROR_STATUS as ANTHROPIC_ERROR_STATUS
 from deja.providers.anthropic import AnthropicProvider, AnthropicRequest
 from deja.providers.bedrock import (
     AwsCredentials,
@@ -167,35 +166,6 @@ class _BedrockEvents:
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         return to_events(self._decoder.feed(data))
-
-
-# The status an OpenAI-style error event in a stream stands for (it has no HTTP status of
-# its own), by its ``type`` or ``code``: what decides a retry, as the status of a plain
-# call's error answer does. Anthropic's names (its own table) are gateways' too.
-_EVENT_ERROR_STATUS = {
-    **ANTHROPIC_ERROR_STATUS,
-    "server_error": 500,
-    "rate_limit_exceeded": 429,
-}
-
-
-def _event_error(event: Mapping[str, Any], provider: str) -> ProviderError:
-    """The typed error of a stream's ``{"error": ...}`` event: the status its ``code``
-    names (gateways put the HTTP status there), else its ``type``'s or ``code``'s; none
-    for a kind unknown here (a bad gateway, not retried)."""
-    error = event["error"]
-    fields = error if isinstance(error, Mapping) else {}
-    code, kind = fields.get("code"), fields.get("type")
-    status: int | None = None
-    if isinstance(code, (int, str)) and not isinstance(code, bool) and str(code).isdigit():
-        status = int(code) if 400 <= int(code) <= 599 else None
-    if status is None:
-        status = _EVENT_ERROR_STATUS.get(str(kind)) or _EVENT_ERROR_STATUS.get(str(code))
-    if status is None and provider == "anthropic":
-        status = 500  # an error type Anthropic added since: its failure, as its adapter says
-    message = f"upstream stream failed: {fields.get('message', error)}"
-    cls = provider_error_for_status(status) if status is not None else ProviderError
-    return cls(message, status_code=status, body=dict(event), provider=provider)
 
 
 class _Attempts:
@@ -1773,7 +1743,7 @@ class Client:
                         if event == "[DONE]":
                             return
                         if isinstance(event, dict) and event.get("error") is not None:
-                            raise _event_error(event, provider)
+                            raise stream_error(event, provider)
                         seen = True
                         if unfinished:
                             unfinished.difference_update(finished_choices(event))

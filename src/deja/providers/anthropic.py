@@ -74,7 +74,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from deja.errors import InvalidRequestError, ProviderError, provider_error_for_status
+from deja._upstream import stream_error
+from deja.errors import InvalidRequestError, ProviderError
 from deja.providers._openai_format import (
     arguments_text,
     assistant_message,
@@ -122,19 +123,6 @@ _FINISH: Final = {
 }
 # LiteLLM's mapping of OpenAI's reasoning effort to an extended-thinking budget.
 _THINKING_BUDGET: Final = {"minimal": 1024, "low": 1024, "medium": 2048, "high": 4096}
-# Anthropic's error types, for errors that arrive inside a stream (no HTTP status then).
-ERROR_STATUS: Final = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "billing_error": 402,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "request_too_large": 413,
-    "rate_limit_error": 429,
-    "api_error": 500,
-    "timeout_error": 504,
-    "overloaded_error": 529,
-}
 # OpenAI parameters with no Anthropic equivalent: not sent (a warning names each one set).
 _OPENAI_ONLY: Final = frozenset(
     {
@@ -531,7 +519,7 @@ class StreamTranslator:
                 return []
             return [self._envelope() | {"choices": [], "usage": usage}]
         if kind == "error":
-            raise _stream_error(event)
+            raise stream_error(event, "anthropic")
         return []  # ping, and event types newer than this adapter
 
     def _merge_usage(self, usage: object) -> None:
@@ -633,20 +621,6 @@ def _points(value: object) -> list[Mapping[str, Any]]:
 def _index(event: Mapping[str, Any]) -> int:
     index = event.get("index")
     return index if isinstance(index, int) else -1
-
-
-def _stream_error(event: Mapping[str, Any]) -> ProviderError:
-    error = event.get("error")
-    kind = error.get("type") if isinstance(error, Mapping) else None
-    message = error.get("message") if isinstance(error, Mapping) else None
-    status = ERROR_STATUS.get(str(kind), 500)
-    cls = provider_error_for_status(status)
-    return cls(
-        f"Anthropic stream failed: {kind}: {message}",
-        status_code=status,
-        body=dict(event),
-        provider="anthropic",
-    )
 
 
 def _with_marker(block: dict[str, Any], source: Mapping[str, Any]) -> dict[str, Any]:
