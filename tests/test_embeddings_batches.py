@@ -86,6 +86,18 @@ def test_inputs_nested_too_deep_are_invalid_requests(server: FakeOpenAIServer, b
     assert server.count(EMBED) == 0
 
 
+def test_strings_and_token_arrays_mixed_are_refused_whatever_is_cached(
+    server: FakeOpenAIServer,
+) -> None:
+    # OpenAI takes one shape; with "hello" cached, the mix went up as [[7, 8]] alone: a 200
+    client = deja.Client(cache=deja.Cache(), api_base=server.base_url, api_key="k")
+    client.embedding(model=MODEL, input="hello")
+    for mixed in (["hello", [7, 8]], [[7, 8], "hello"]):
+        with pytest.raises(deja.InvalidRequestError, match="a list of token arrays"):
+            client.embedding(model=MODEL, input=mixed)
+    assert server.count(EMBED) == 1
+
+
 def test_with_the_breaker_open_a_batch_bypasses_the_cache(server: FakeOpenAIServer) -> None:
     class Down(MemoryStore):
         def get_many(self, keys: Any) -> list[bytes | None]:

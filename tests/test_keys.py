@@ -349,6 +349,27 @@ def test_sdk_message_objects_are_accepted() -> None:
     assert key(a) == key(b)
 
 
+def test_a_pydantic_class_as_response_format_is_a_typed_error() -> None:
+    # getattr(cls, "model_dump") is the unbound method: calling it was a bare TypeError
+    from pydantic import BaseModel
+
+    class CalendarEvent(BaseModel):
+        name: str
+
+    with pytest.raises(InvalidRequestError, match=r"response_format is a class \(CalendarEvent\)"):
+        key(chat(response_format=CalendarEvent))
+
+
+@pytest.mark.parametrize(("kind", "field"), [("completion", "prompt"), ("embedding", "input")])
+def test_a_messages_field_beside_a_prompt_or_input_is_keyed(kind: Any, field: str) -> None:
+    # it is sent upstream with the rest of the body; it was left out of the key
+    def body_key(text: str) -> str:
+        body = {"model": "gpt-4o", field: "hello", "messages": [{"role": "user", "content": text}]}
+        return key(Request.from_body(body, kind=kind))
+
+    assert body_key("A") != body_key("B")
+
+
 def test_from_body_matches_chat() -> None:
     body = {
         "model": "gpt-4o",

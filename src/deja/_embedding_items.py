@@ -97,9 +97,15 @@ def embedding_items(value: object) -> list[Any]:
     if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)) and value:
         if all(_token(v) for v in value):
             return [list(value)]  # one tokenized input
-        if all(isinstance(v, str) or _tokens(v) for v in value):
-            return [v if isinstance(v, str) else list(v) for v in value]
-    raise InvalidRequestError("input must be a string, a list of strings, or token arrays")
+        # one shape, as OpenAI takes it: a mix went upstream whole (a 400) or, once its
+        # strings were cached, as its token arrays alone (a 200)
+        if all(isinstance(v, str) for v in value):
+            return list(value)
+        if all(_tokens(v) for v in value):
+            return [list(v) for v in value]
+    raise InvalidRequestError(
+        "input must be a string, a list of strings, a token array or a list of token arrays"
+    )
 
 
 def _token(value: object) -> bool:

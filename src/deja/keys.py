@@ -156,6 +156,11 @@ def _canon(value: Any, path: str) -> Any:
         return [_canon(v, path) for v in value]
     if isinstance(value, (int, float)):  # int/float subclasses (numpy scalars are not)
         return _canon(float(value) if isinstance(value, float) else int(value), path)
+    if isinstance(value, type):  # a pydantic class as response_format: its unbound model_dump
+        raise InvalidRequestError(
+            f"{path} is a class ({value.__name__}), not JSON: pass its JSON schema "
+            '({"type": "json_schema", "json_schema": {...}})'
+        )
     dump = getattr(value, "model_dump", None)  # pydantic objects from SDKs
     if callable(dump):
         return _canon(dump(exclude_none=True), path)

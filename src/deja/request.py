@@ -420,7 +420,9 @@ class Request:
             raise InvalidRequestError("the request body must be a JSON object")
         if "model" not in body:
             raise InvalidRequestError("'model' is required")
-        params = {k: v for k, v in body.items() if k not in ("model", "messages")}
+        # a completions or embeddings body's "messages" is one more field, sent and keyed
+        taken = ("model", "messages") if kind == "chat" else ("model",)
+        params = {k: v for k, v in body.items() if k not in taken}
         _check_params(params, kind)
         if kind == "chat":
             if "messages" not in body:

@@ -728,7 +728,10 @@ def test_blank_parts_system_and_a_blank_middle_user_turn_are_not_sent() -> None:
         [
             {"role": "system", "content": " \t"},
             {"role": "developer", "content": [{"type": "text", "text": "\n"}]},
-            {"role": "user", "content": [{"type": "text", "text": "  "}, "Hi", {"type": "text"}]},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "  "}, "Hi", {"type": "text", "text": ""}],
+            },
             {"role": "assistant", "content": [{"type": "text", "text": "Hello."}]},
             {"role": "user", "content": "   "},
             {"role": "assistant", "content": "How can I help?"},
@@ -863,6 +866,24 @@ def test_a_blank_final_assistant_message_is_not_sent() -> None:
 def test_a_blank_last_user_message_is_refused(messages: list[dict[str, Any]], match: str) -> None:
     with pytest.raises(InvalidRequestError, match=match):
         translate(messages)
+
+
+@pytest.mark.parametrize(
+    "part",
+    [
+        {"type": "text", "text": {"question": "What is the capital of Peru?"}},
+        {"type": "text", "text": 42},
+        {"type": "text"},
+        {"type": "refusal", "refusal": ["no"]},
+    ],
+)
+def test_a_text_part_that_is_not_a_string_is_refused_not_dropped_as_blank(
+    part: dict[str, Any],
+) -> None:
+    # dropped, it made an answer to the other parts alone, cached under the whole request's key
+    content = [{"type": "text", "text": "Answer the question below."}, part]
+    with pytest.raises(InvalidRequestError, match=r"messages\[0\]\.content\[1\]\.\w+ must be a"):
+        translate([{"role": "user", "content": content}])
 
 
 # -- file parts: documents Anthropic accepts ------------------------------------------------------

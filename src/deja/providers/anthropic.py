@@ -678,10 +678,11 @@ def _part(part: object, where: str) -> dict[str, Any]:
     if not isinstance(part, Mapping):
         raise InvalidRequestError(f"{where} is not a content part object")
     kind = part.get("type")
-    if kind == "text":
-        return _with_marker({"type": "text", "text": part.get("text")}, part)
-    if kind == "refusal":
-        return _with_marker({"type": "text", "text": part.get("refusal")}, part)
+    if kind in ("text", "refusal"):
+        text = part.get(kind)
+        if not isinstance(text, str):  # never dropped as blank: the key covers it
+            raise InvalidRequestError(f"{where}.{kind} must be a string")
+        return _with_marker({"type": "text", "text": text}, part)
     if kind == "image_url":
         image = part.get("image_url")
         url = image.get("url") if isinstance(image, Mapping) else image
