@@ -447,6 +447,43 @@ def test_tool_call_ids_and_types_repeated_late_or_missing() -> None:
     }
 
 
+def test_parallel_tool_calls_sharing_index_0_are_told_apart_by_id() -> None:
+    # Ollama and SGLang send every parallel call at index 0: merged by index they were one
+    # call whose arguments were two JSON objects end to end
+    base = {"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+
+    def call(call_id: str | None, name: str | None, arguments: str) -> dict[str, Any]:
+        function = {"name": name, "arguments": arguments} if name else {"arguments": arguments}
+        return {"tool_calls": [{"index": 0, "id": call_id, "function": function}]}
+
+    deltas_ = [
+        {"role": "assistant", **call("call_a", "write", "")},
+        call(None, None, '{"path":'),
+        call("call_a", None, '"a.py"}'),  # its own id again: the same call
+        call("call_b", "write", '{"path":'),
+        call(None, None, '"b.py"}'),
+    ]
+    chunks = [
+        {**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas_
+    ]
+    chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+    message = assemble(chunks).response()["choices"][0]["message"]
+    assert message["tool_calls"] == [
+        {
+            "id": "call_a",
+            "type": "function",
+            "function": {"name": "write", "arguments": '{"path":"a.py"}'},
+        },
+        {
+            "id": "call_b",
+            "type": "function",
+            "function": {"name": "write", "arguments": '{"path":"b.py"}'},
+        },
+    ]
+    replayed = replay_chunks(assemble(chunks).response(), None, include_usage=False)
+    assert assemble(replayed).response()["choices"][0]["message"] == message
+
+
 def test_deepseek_reasoning_content_with_usage_on_the_finish_chunk() -> None:
     original = decode(DEEPSEEK)
     assembler = assemble(original)

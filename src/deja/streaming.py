@@ -171,14 +171,26 @@ def _merge_logprobs(target: dict[str, Any], logprobs: Mapping[str, Any]) -> None
 class _Choice:
     """What one choice (one ``index``) of a stream has said so far."""
 
-    __slots__ = ("finish_reason", "index", "last_tool", "logprobs", "role", "tool_calls", "values")
+    __slots__ = (
+        "finish_reason",
+        "index",
+        "last_tool",
+        "logprobs",
+        "role",
+        "tool_at",
+        "tool_calls",
+        "values",
+    )
 
     def __init__(self, index: int) -> None:
         self.index = index
         self.role: Any = None
         self.values: dict[str, Any] = {}
-        self.tool_calls: dict[int, dict[str, Any]] = {}
-        self.last_tool = -1
+        # a call's place: (its index in the stream, how many calls that index held before),
+        # so that calls sharing one index stay apart, in the order they came
+        self.tool_calls: dict[tuple[int, int], dict[str, Any]] = {}
+        self.tool_at: dict[int, tuple[int, int]] = {}  # the call an index names now
+        self.last_tool: tuple[int, int] | None = None
         self.logprobs: dict[str, Any] | None = None
         self.finish_reason: Any = None
 
@@ -218,24 +230,39 @@ class _Choice:
                 raise StreamFormatError("a tool call delta is not an object")
             index = call.get("index")
             if index is None:
-                index = self._unindexed_tool(call.get("id"))
+                place = self._unindexed_tool(call.get("id"))
             elif not _is_index(index):
                 raise StreamFormatError(f"tool call index {index!r} is not an integer")
-            self.last_tool = index
-            state = self.tool_calls.setdefault(index, {})
+            else:
+                place = self._indexed_tool(index, call.get("id"))
+            self.last_tool = place
+            state = self.tool_calls.setdefault(place, {})
             for key, value in call.items():
                 if key != "index":
                     _merge(state, key, value, concat_all=False)
 
-    def _unindexed_tool(self, call_id: object) -> int:
+    def _indexed_tool(self, index: int, call_id: object) -> tuple[int, int]:
+        # Some OpenAI-compatible servers (Ollama, SGLang) send every parallel call at index
+        # 0, told apart by id only: another id at an index starts another call there (its
+        # arguments merged into the first's were one call of invalid JSON).
+        place = self.tool_at.get(index)
+        if place is None:
+            place = (index, 0)
+        elif call_id and self.tool_calls[place].get("id") not in (None, call_id):
+            place = (index, place[1] + 1)
+        self.tool_at[index] = place
+        return place
+
+    def _unindexed_tool(self, call_id: object) -> tuple[int, int]:
         # Some OpenAI-compatible servers omit the index: a new id starts a new call, and a
         # delta without an id continues the call before it.
         if call_id:
-            for index, state in self.tool_calls.items():
+            for place, state in self.tool_calls.items():
                 if state.get("id") == call_id:
-                    return index
-            return max(self.tool_calls, default=-1) + 1
-        return max(self.last_tool, 0)
+                    return place
+            index = max((place[0] for place in self.tool_calls), default=-1) + 1
+            return self._indexed_tool(index, call_id)
+        return self.last_tool or self._indexed_tool(0, None)
 
     def message(self) -> dict[str, Any]:
         values = {key: _finalize(value) for key, value in self.values.items()}
