@@ -427,6 +427,24 @@ def _schema_requests(order: list[str]) -> dict[str, dict[str, Any]]:
         "functions[].parameters": {"functions": [{"name": "f", "parameters": schema}]},
         "guided_json": {"guided_json": schema},
         "structured_outputs.json": {"structured_outputs": {"json": schema}},
+        # the providers' own shapes, sent as written by their adapters
+        "tools[].input_schema": {"tools": [{"name": "f", "strict": True, "input_schema": schema}]},
+        "output_config.format.schema": {
+            "output_config": {"format": {"type": "json_schema", "schema": schema}}
+        },
+        "tools[].toolSpec.inputSchema.json": {
+            "tools": [{"toolSpec": {"name": "f", "inputSchema": {"json": schema}}}]
+        },
+        "tools[].functionDeclarations[].parameters": {
+            "tools": [{"functionDeclarations": [{"name": "f", "parameters": schema}]}]
+        },
+        "tools[].functionDeclarations[].parametersJsonSchema": {
+            "tools": [{"functionDeclarations": [{"name": "f", "parametersJsonSchema": schema}]}]
+        },
+        "generationConfig.responseJsonSchema": {"generationConfig": {"responseJsonSchema": schema}},
+        "generationConfig.response_json_schema": {
+            "generation_config": {"response_json_schema": schema}
+        },
     }
 
 

@@ -95,11 +95,28 @@ SCHEMA_PATHS = (
     "functions[].parameters",  # the legacy function-calling parameter
     "guided_json",  # vLLM's guided decoding
     "structured_outputs.json",  # vLLM's successor of guided_json
+    # the providers' own shapes, which their adapters send as written
+    "tools[].input_schema",  # Anthropic's tool (strict tool use)
+    "output_config.format.schema",  # Anthropic's JSON outputs
+    "tools[].toolSpec.inputSchema.json",  # Bedrock Converse's tool
+    "tools[].functionDeclarations[].parameters",  # Gemini's function declarations
+    "tools[].functionDeclarations[].parametersJsonSchema",
+    "generationConfig.responseJsonSchema",  # Gemini's JSON Schema output (generationConfig
+    "generationConfig.response_json_schema",  # or generation_config, as the adapter reads it)
 )
 """Where the JSON schemas whose key order is part of the key sit in the request body."""
 
 # The body parameters that can hold one of SCHEMA_PATHS: only these are searched.
-_SCHEMA_PARAMS = frozenset(path.partition(".")[0].partition("[")[0] for path in SCHEMA_PATHS)
+_SCHEMA_PARAMS = frozenset(
+    {path.partition(".")[0].partition("[")[0] for path in SCHEMA_PATHS} | {"generation_config"}
+)
+
+_TOOL_SCHEMA_PATHS = (  # the order of _ordered_schemas's lists
+    "tools[].function.parameters",
+    "tools[].parameters",
+    "tools[].input_schema",
+    "tools[].toolSpec.inputSchema.json",
+)
 
 KeyBuilder = Callable[[Request], str]
 """A custom key builder: returns the digest part of the key for a request."""
@@ -250,9 +267,34 @@ def _ordered_schemas(params: dict[str, Any]) -> dict[str, str]:
         _add(found, "response_format.schema", value.get("schema"))
     items = params.get("tools")
     if type(items) is list:
-        functions = [_get(item, "function") for item in items]
-        _add_each(found, "tools[].function.parameters", [_get(f, "parameters") for f in functions])
-        _add_each(found, "tools[].parameters", [_get(item, "parameters") for item in items])
+        # one pass over the tools, each shape's schema (or None) per tool
+        shapes: tuple[list[Any], ...] = ([], [], [], [])
+        declared: list[Any] = []
+        for item in items:
+            if type(item) is not dict:
+                for shape in shapes:
+                    shape.append(None)
+                continue
+            shapes[0].append(_get(item.get("function"), "parameters"))
+            shapes[1].append(item.get("parameters"))
+            shapes[2].append(item.get("input_schema"))
+            shapes[3].append(_get(_get(item.get("toolSpec"), "inputSchema"), "json"))
+            if type(declarations := item.get("functionDeclarations")) is list:
+                declared.extend(declarations)
+        for path, schemas in zip(_TOOL_SCHEMA_PATHS, shapes, strict=True):
+            _add_each(found, path, schemas)
+        for name in ("parameters", "parametersJsonSchema"):
+            path = f"tools[].functionDeclarations[].{name}"
+            _add_each(found, path, [_get(d, name) for d in declared])
+    _add(
+        found,
+        "output_config.format.schema",
+        _get(_get(params.get("output_config"), "format"), "schema"),
+    )
+    config = params.get("generationConfig", params.get("generation_config"))  # as Gemini's adapter
+    if type(config) is dict:
+        for name in ("responseJsonSchema", "response_json_schema"):
+            _add(found, f"generationConfig.{name}", config.get(name))
     items = params.get("functions")
     if type(items) is list:
         _add_each(found, "functions[].parameters", [_get(item, "parameters") for item in items])

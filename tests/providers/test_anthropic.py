@@ -393,8 +393,12 @@ def test_warnings_for_parameters_anthropic_lacks() -> None:
         "service_tier": "flex",
         "tools": [{"type": "function", "function": {"name": "f", "strict": True}}],
     }
-    assert provider.build_request(body).warnings == (
-        "tools[0].function.strict has no Anthropic equivalent: not sent",
+    built = provider.build_request(body)
+    # strict tool use is Anthropic's too: sent, not warned about
+    assert built.json["tools"] == [
+        {"name": "f", "input_schema": {"type": "object", "properties": {}}, "strict": True}
+    ]
+    assert built.warnings == (
         "metadata.trace has no Anthropic equivalent: not sent",
         "service_tier 'flex' has no Anthropic equivalent: not sent",
         "frequency_penalty has no Anthropic equivalent: not sent",

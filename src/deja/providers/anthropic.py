@@ -28,7 +28,7 @@ Request, OpenAI → Anthropic:
   whitespace of a final assistant message (a prefill) is cut, with a warning, as
   Anthropic refuses it;
 * a turn (or the system prompt) that is one plain text block is sent as a string;
-* function ``tools`` → ``{name, description, input_schema}``; other tools (Anthropic's
+* function ``tools`` → ``{name, description, input_schema, strict}``; other tools (Anthropic's
   server tools) pass through; ``tool_choice`` ``auto``/``required``/``none``/a named
   function → ``auto``/``any``/``none``/``tool``; ``parallel_tool_calls: false`` →
   ``disable_parallel_tool_use``;
@@ -876,8 +876,8 @@ def _tools(tools: Sequence[Any], warnings: list[str]) -> list[dict[str, Any]]:
             "type": "object",
             "properties": {},
         }
-        if function.get("strict"):
-            warnings.append(f"tools[{i}].function.strict has no Anthropic equivalent: not sent")
+        if function.get("strict"):  # Anthropic's strict tool use: grammar-constrained input
+            converted["strict"] = True
         out.append(_with_marker(converted, tool))
     return out
 
