@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
 import json
 import re
@@ -30,8 +31,9 @@ REQUIRED_MODELS = {
     "text-embedding-3-small",
     "text-embedding-3-large",
     "text-embedding-ada-002",
-    "deepseek-chat",
-    "deepseek-reasoner",
+    "deepseek-flash",
+    "deepseek-v4-flash",
+    "deepseek-v4-pro",
 }
 
 
@@ -67,7 +69,8 @@ def test_packaged_json_has_source_and_date_on_every_row() -> None:
     assert rows.keys() >= REQUIRED_MODELS
     for name, row in rows.items():
         required = {"input", "output", "cached_input", "cache_write", "source", "date"}
-        assert required <= set(row) <= required | {"cache_storage_hour", "long_context"}
+        optional = {"cache_storage_hour", "long_context", "off_peak"}
+        assert required <= set(row) <= required | optional
         assert row["source"].startswith("https://"), name
         assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", row["date"]), name
         assert row["input"] >= 0 and row["output"] >= 0, name
@@ -126,7 +129,7 @@ def test_table_view_is_read_only(table: PriceTable) -> None:
         # The older -MMDD snapshot form.
         ("gpt-3.5-turbo-0125", "gpt-3.5-turbo"),
         ("gpt-4-0613", "gpt-4"),
-        ("deepseek/deepseek-chat", "deepseek-chat"),
+        ("deepseek/deepseek-flash", "deepseek-flash"),
         ("text-embedding-3-small", "text-embedding-3-small"),
     ],
 )
@@ -219,6 +222,16 @@ def test_cost_of_an_embedding(table: PriceTable) -> None:
     assert table.cost("text-embedding-3-large", usage) == pytest.approx(0.00065)
 
 
+# Friday 2026-11-27 02:00 UTC is DeepSeek's peak; the Saturday after is off-peak all day, and
+# so is a weekday at 05:00 (between the two peak windows) or at 10:00 (the end is excluded)
+PEAK = calendar.timegm((2026, 11, 27, 2, 0, 0))
+OFF_PEAK = (
+    calendar.timegm((2026, 11, 28, 2, 0, 0)),
+    calendar.timegm((2026, 11, 27, 5, 0, 0)),
+    calendar.timegm((2026, 11, 27, 10, 0, 0)),
+)
+
+
 def test_cost_reads_deepseek_cache_hits(table: PriceTable) -> None:
     usage = {
         "prompt_tokens": 1000,
@@ -226,8 +239,35 @@ def test_cost_reads_deepseek_cache_hits(table: PriceTable) -> None:
         "prompt_cache_hit_tokens": 800,
         "prompt_cache_miss_tokens": 200,
     }
-    # 200 * 0.28 + 800 * 0.028 + 100 * 0.42
-    assert table.cost("deepseek-chat", usage) == pytest.approx(0.0001204)
+    # 200 * 0.30 + 800 * 0.006 + 100 * 1.20 at the peak, half of it off-peak
+    assert table.cost("deepseek-flash", usage, at=PEAK) == pytest.approx(0.0001848)
+    for when in OFF_PEAK:
+        assert table.cost("deepseek-flash", usage, at=when) == pytest.approx(0.0000924)
+
+
+def test_a_hit_on_an_off_peak_priced_model_saves_the_off_peak_price(table: PriceTable) -> None:
+    # the least a repeat costs, whatever the hour of the hit: savings never overstated
+    response = {"usage": {"prompt_tokens": 1000, "completion_tokens": 1000}}
+    assert table.repeat_cost("deepseek/deepseek-v4-pro", response) == pytest.approx(0.00264)
+    assert table.repeat_cost("gpt-4o", response) is None  # rates that do not change
+
+
+def test_an_override_states_flat_rates() -> None:
+    table = PriceTable.default().with_overrides({"deepseek-flash": {"input": 1.0, "output": 1.0}})
+    usage = {"prompt_tokens": 1_000_000}
+    assert table.cost("deepseek-flash", usage, at=OFF_PEAK[0]) == pytest.approx(1.0)
+    assert table.cost("deepseek-flash", usage, at=PEAK) == pytest.approx(1.0)
+
+
+def test_an_unpriced_model_is_named_in_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    table = PriceTable.default()
+    response = {"usage": {"prompt_tokens": 10, "completion_tokens": 1}}
+    with caplog.at_level("WARNING", logger="deja.prices"):
+        for _ in range(3):
+            assert table.response_cost("no-such-model-audit19", response) == 0.0
+        assert table.response_cost("gpt-4o", response) > 0
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and "'no-such-model-audit19'" in warned[0]
 
 
 def test_cost_prefers_openai_cached_tokens_over_deepseek_field() -> None:

@@ -9,6 +9,11 @@ of when (``date``: the date the source says it was checked, or else the date it 
 Prices change; a deployment corrects or extends them with :meth:`PriceTable.with_overrides`
 from its configuration rather than waiting for a release.
 
+A row may bill less off-peak (``off_peak``: DeepSeek bills half of its peak rates outside
+01:00-04:00 and 06:00-10:00 UTC on weekdays): a response is priced at the rate of the hour
+it came, and a hit saves the off-peak price (:meth:`PriceTable.repeat_cost`: the least a
+repeat costs). An override states flat rates: it drops the packaged row's schedule.
+
 Lookups accept what a resolved request carries: ``"gpt-4o"``, ``"openai/gpt-4o"`` and dated
 snapshots (``"gpt-4o-2024-08-06"``, ``"gpt-4-0613"``, ``"claude-sonnet-4-5-20250929"``) all
 find the ``gpt-4o``/``gpt-4``/``claude-sonnet-4-5`` row, and so do Bedrock model ids
@@ -30,8 +35,10 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import logging
 import math
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from importlib.resources import files
@@ -39,9 +46,19 @@ from types import MappingProxyType
 
 from deja.errors import ConfigError
 
-__all__ = ["PRICE_FIELDS", "LongContextPrice", "Price", "PriceTable", "packaged_prices"]
+__all__ = [
+    "PRICE_FIELDS",
+    "LongContextPrice",
+    "OffPeak",
+    "Price",
+    "PriceTable",
+    "packaged_prices",
+]
 
 _PER_MILLION = 1_000_000
+
+logger = logging.getLogger("deja.prices")
+_UNPRICED_WARNED: set[str] = set()  # the models already warned about, once per process
 
 # A snapshot is a known model name followed by its release date, either ``-YYYY-MM-DD``
 # (gpt-4o-2024-08-06), the older ``-MMDD`` (gpt-4-0613, gpt-3.5-turbo-0125) or Anthropic's
@@ -107,6 +124,9 @@ names); configuration blocks that mix prices with other settings pick these out.
 
 _OVERRIDE_SOURCE = "override"
 
+# ``cost(at=_PEAK)``: the row's own (peak) rates, whatever the hour
+_PEAK = float("inf")
+
 
 @dataclass(frozen=True, slots=True)
 class LongContextPrice:
@@ -123,6 +143,23 @@ class LongContextPrice:
 
 
 @dataclass(frozen=True, slots=True)
+class OffPeak:
+    """Rates times ``factor`` outside the peak hours: ``peak_hours_utc`` holds ``(start,
+    end)`` hour ranges (start included, end not) of the peak on weekdays (Monday to Friday,
+    UTC); weekends are off-peak all day."""
+
+    factor: float
+    peak_hours_utc: tuple[tuple[int, int], ...]
+
+    def factor_at(self, when: float) -> float:
+        """The rate multiplier at the Unix time ``when``: 1.0 at the peak."""
+        moment = time.gmtime(when)
+        if moment.tm_wday < 5 and any(a <= moment.tm_hour < b for a, b in self.peak_hours_utc):
+            return 1.0
+        return self.factor
+
+
+@dataclass(frozen=True, slots=True)
 class Price:
     """One model's list price, in USD per 1M tokens.
 
@@ -132,7 +169,8 @@ class Price:
     cost ``input``. ``cache_write_1h`` is the price of a write with a 1-hour lifetime;
     ``None`` bills such writes at ``cache_write``. ``cache_storage_hour`` is the price of
     keeping 1M tokens in a provider context cache for one hour (Gemini's ``cachedContents``);
-    ``None``: the provider has no such cache.
+    ``None``: the provider has no such cache. ``off_peak``: the row's rates are the peak
+    rates, lower at other hours (:class:`OffPeak`).
     """
 
     input: float
@@ -144,6 +182,7 @@ class Price:
     cache_write_1h: float | None = None
     cache_storage_hour: float | None = None
     long_context: LongContextPrice | None = None
+    off_peak: OffPeak | None = None
 
 
 class PriceTable:
@@ -240,17 +279,24 @@ class PriceTable:
                     return price
         return None
 
-    def response_cost(self, model: str, response: object) -> float:
+    def response_cost(self, model: str, response: object, *, at: float | None = None) -> float:
         """What ``response`` (an OpenAI-style body) cost in USD: priced by ``model`` (what
         was asked for), else by the model the response names; 0.0 when neither is known
-        or the response carries no usage."""
+        or the response carries no usage. ``at``: as :meth:`cost`."""
         usage = response.get("usage") if isinstance(response, Mapping) else None
         if not isinstance(usage, Mapping):
             return 0.0
-        cost = self.cost(model, usage)
+        cost = self.cost(model, usage, at=at)
         named = response.get("model") if isinstance(response, Mapping) else None
         if cost is None and isinstance(named, str):
-            cost = self.cost(named, usage)
+            cost = self.cost(named, usage, at=at)
+        if cost is None and model not in _UNPRICED_WARNED and self.lookup(model) is None:
+            _UNPRICED_WARNED.add(model)  # a $0 cost (and saving) is not silent
+            logger.warning(
+                "no price for model %r: its costs and savings count as $0 (price it in "
+                "the proxy's model_info, or with PriceTable.with_overrides and prices=)",
+                model,
+            )
         return cost or 0.0
 
     def repeat_cost(self, model: str, response: object) -> float | None:
@@ -258,24 +304,45 @@ class PriceTable:
         hit's saving. The provider context cache this call made (Gemini: its tokens
         written, its hours of storage) is not made again, and what it wrote to a prompt
         cache (Anthropic, Bedrock, OpenAI's models that bill writes) is read instead: the
-        least a repeat costs, so savings are never overstated. ``None`` when that is what
-        the answer cost itself (it made no cache)."""
-        usage = response.get("usage") if isinstance(response, Mapping) else None
+        least a repeat costs, so savings are never overstated: at a row's off-peak rates
+        too. ``None`` when that is what the answer cost itself (it made no cache, and its
+        model's rates do not change by the hour)."""
+        if not isinstance(response, Mapping):
+            return None
+        usage = response.get("usage")
         if not isinstance(usage, Mapping):
             return None
         read, written = _cache_counts(usage)
         if not written and "context_cache" not in usage:
-            return None
+            return self._off_peak_cost(model, response)
         details = usage.get("prompt_tokens_details")
         details = details if isinstance(details, Mapping) else {}
         read = (read or 0) + (written or 0)
         again = {k: v for k, v in usage.items() if k not in ("context_cache", "cache_creation")}
         again["prompt_tokens_details"] = {**details, "cached_tokens": read, "cache_write_tokens": 0}
         again["cache_creation_input_tokens"] = 0
-        return self.response_cost(model, {**response, "usage": again})  # type: ignore[dict-item]
+        repeat = {**response, "usage": again}
+        off_peak = self._off_peak_cost(model, repeat)
+        return self.response_cost(model, repeat) if off_peak is None else off_peak
 
-    def cost(self, model: str, usage: Mapping[str, object] | None) -> float | None:
-        """What one response cost in USD, from its OpenAI-style ``usage``.
+    def _off_peak_cost(self, model: str, response: Mapping[str, object]) -> float | None:
+        """``response``'s cost at its model's off-peak rates; ``None`` for a model whose
+        rates do not change by the hour."""
+        price = self.lookup(model)
+        named = response.get("model")
+        if price is None and isinstance(named, str):
+            model, price = named, self.lookup(named)
+        if price is None or price.off_peak is None:
+            return None
+        usage = response.get("usage")
+        full = self.cost(model, usage if isinstance(usage, Mapping) else None, at=_PEAK)
+        return None if full is None else full * min(price.off_peak.factor, 1.0)
+
+    def cost(
+        self, model: str, usage: Mapping[str, object] | None, *, at: float | None = None
+    ) -> float | None:
+        """What one response cost in USD, from its OpenAI-style ``usage``, answered at the
+        Unix time ``at`` (default: now; it matters only for a row with ``off_peak`` rates).
 
         Returns ``None`` for an unknown model or when ``usage`` carries no token counts.
         Never raises on odd usage: fields that are not non-negative integers count as
@@ -330,6 +397,8 @@ class PriceTable:
             hours = created.get("storage_token_hours")
             if price.cache_storage_hour is not None and _is_amount(hours):
                 total += float(hours) * price.cache_storage_hour  # type: ignore[arg-type]
+        if price.off_peak is not None and at is not _PEAK:
+            total *= price.off_peak.factor_at(time.time() if at is None else at)
         return total / _PER_MILLION
 
     def storage_cost(self, model: str, tokens: int, seconds: float) -> float | None:
@@ -507,7 +576,33 @@ def _packaged_price(
             row.get("cache_storage_hour"), path=f"{name}.cache_storage_hour"
         ),
         long_context=_long_context(row.get("long_context"), path=f"{name}.long_context"),
+        off_peak=_off_peak(row.get("off_peak"), path=f"{name}.off_peak"),
     )
+
+
+def _off_peak(value: object, *, path: str) -> OffPeak | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ConfigError("must be a mapping of factor and peak_hours_utc", path=path)
+    factor = _rate(value.get("factor"), path=f"{path}.factor")
+    if not 0 < factor <= 1:
+        raise ConfigError("factor must be above 0 and at most 1", path=f"{path}.factor")
+    hours = value.get("peak_hours_utc")
+    ranges: list[tuple[int, int]] = []
+    for span in hours if isinstance(hours, list) else [None]:
+        if (
+            not isinstance(span, list)
+            or len(span) != 2
+            or not all(isinstance(h, int) and not isinstance(h, bool) for h in span)
+            or not 0 <= span[0] < span[1] <= 24
+        ):
+            raise ConfigError(
+                "peak_hours_utc must be a list of [start, end] hours, 0 <= start < end <= 24",
+                path=f"{path}.peak_hours_utc",
+            )
+        ranges.append((span[0], span[1]))
+    return OffPeak(factor=factor, peak_hours_utc=tuple(ranges))
 
 
 def _long_context(value: object, *, path: str) -> LongContextPrice | None:
@@ -588,6 +683,7 @@ def _override_price(name: str, fields: Mapping[str, object], *, base: Price | No
         cache_write=rates.get("cache_write", base.cache_write),
         cache_write_1h=rates.get("cache_write_1h", base.cache_write_1h),
         cache_storage_hour=rates.get("cache_storage_hour", base.cache_storage_hour),
+        off_peak=None if rates else base.off_peak,  # flat rates, as stated
         # An override is no longer what the packaged source said.
         source=texts.get("source", _OVERRIDE_SOURCE),
         date=texts.get("date", ""),

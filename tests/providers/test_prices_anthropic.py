@@ -44,8 +44,13 @@ def test_anthropic_rows_have_every_price_a_source_and_a_date() -> None:
             "date",
         }, name
         long = row.get("long_context")
-        if long is not None:  # Sonnet 4 / 4.5 above 200K: 2x input, 1.5x output, same multipliers
-            assert long["input"] == 2 * row["input"] and long["output"] == 1.5 * row["output"]
+        if long is not None:
+            # Sonnet 4 / 4.5 above 200K: 2x input, 1.5x output; Haiku 5.5 above 100K: 5x both;
+            # the same cache multipliers
+            times = (5, 5) if name == "claude-haiku-5-5" else (2, 1.5)
+            assert long["above"] == (100_000 if name == "claude-haiku-5-5" else 200_000)
+            assert long["input"] == pytest.approx(times[0] * row["input"])
+            assert long["output"] == pytest.approx(times[1] * row["output"])
             assert long["cached_input"] == pytest.approx(0.1 * long["input"])
             assert long["cache_write"] == 1.25 * long["input"], name
             assert long["cache_write_1h"] == 2 * long["input"], name
