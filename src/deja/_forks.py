@@ -1,10 +1,12 @@
-"""What a forked child renews: locks a parent's thread held, calls it led.
+"""What a forked child renews: locks a parent's thread held, calls it led, its subscriptions.
 
 A child forked while another thread of the parent holds a lock, or leads a call others wait
 for (single-flight), inherits that state without the thread: whoever waits for it there
-waits for ever. Objects with such state register a renewal (``renew_in_child(self,
-Class._renew)``); one fork hook, registered once per process (a hook per object would never
-be unregistered), runs them in the child. Owners are held weakly.
+waits for ever. So with a subscription whose listener is a thread (an invalidation bus): the
+child believes itself subscribed and hears nothing. Objects with such state register a
+renewal (``renew_in_child(self, Class._renew)``); one fork hook, registered once per process
+(a hook per object would never be unregistered), runs them in the child. Owners are held
+weakly.
 """
 
 from __future__ import annotations

@@ -6,8 +6,10 @@ lost, ``healthy`` is false and the tiered store empties and bypasses its L1; the
 reconnects with backoff and reports health again once subscribed. A connection dropped
 without a word (a NAT or load balancer forgetting an idle one) is found by pings: the
 listener pings every ``_PING_EVERY`` seconds and takes a silence past ``_SILENCE`` as a lost
-connection. Given several URLs (a cluster's nodes), the listener and the publishers move on
-to the next one when theirs fails. Publishing is best-effort: a publish that fails is logged
+connection. A forked child does not have its parent's listener thread: there the bus starts
+over, unsubscribed and so not healthy, and each store subscribes again on first use. Given
+several URLs (a cluster's nodes), the listener and the publishers move on to the next one
+when theirs fails. Publishing is best-effort: a publish that fails is logged
 (at most once per ``_WARN_EVERY`` seconds; the other processes' L1 copies then live at most
 ``l1_ttl``).
 """
@@ -23,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from deja._forks import renew_in_child
 from deja.errors import MissingDependencyError
 from deja.stores.bus import Handler, HealthHandler, Invalidation
 
@@ -91,6 +94,31 @@ class RedisInvalidationBus:
         self._aclients: dict[int, tuple[asyncio.AbstractEventLoop, Any]] = {}
         self._warned_at = float("-inf")
         self._unsaid = 0  # failed publishes not warned of yet
+        self._parents: list[Any] = []  # a forked child's inherited asyncio clients: see _forked
+        renew_in_child(self, RedisInvalidationBus._forked)
+
+    def _forked(self) -> None:
+        """In a forked child, which has the parent's subscribers and health but not its
+        listener thread: start over, not subscribed, so not healthy and with no subscribers
+        (each subscribes again on first use, which starts this process's own listener)."""
+        closed = self._stop.is_set()
+        self._lock = threading.Lock()  # a parent's thread may have held these
+        self._stop = threading.Event()
+        if closed:
+            self._stop.set()
+        self._thread = None
+        self._healthy = False
+        self._warned = False
+        self._handlers = []
+        self._health_handlers = []
+        self._warned_at = float("-inf")
+        self._unsaid = 0
+        # The sync publishers' redis-py pools open new connections in a child by themselves.
+        # An asyncio client's socket is the parent's too: it is set aside, neither used (two
+        # processes on one connection would read each other's replies) nor closed (closing
+        # it could unregister the parent's socket from the epoll set both processes share).
+        self._parents.extend(client for _, client in self._aclients.values())
+        self._aclients = {}
 
     @property
     def healthy(self) -> bool:
@@ -175,7 +203,9 @@ class RedisInvalidationBus:
         )
 
     def subscribe(self, handler: Handler, on_health: HealthHandler) -> None:
-        """Deliver events to ``handler`` from a listener thread (started on first call)."""
+        """Deliver events to ``handler`` from a listener thread, started on the first call.
+        A forked child has neither the parent's listener nor its subscribers: subscribe
+        again there."""
         with self._lock:
             self._handlers.append(handler)
             self._health_handlers.append(on_health)

@@ -8,11 +8,13 @@
 Reads try the L1, then the L2, and keep what the L2 returned in the L1 (promotion); writes
 go to both (write-through). Every delete, overwrite and clear is published on the
 invalidation ``bus`` so the other processes drop those entries from their L1s; while the bus
-is down the L1 is emptied and bypassed. An invalidation that arrives while this process has
-an L2 read or write of the same key in flight keeps that value out of its L1 too (see
-:mod:`deja.stores.tiered_state`), so a delete is never undone by a late promotion. Without a
-bus (``LocalInvalidationBus()``, the default) the L1 is only safe when one process writes
-the L2, or for entries that may be stale for up to ``l1_ttl`` seconds.
+is down the L1 is emptied and bypassed, and so it is in a forked child (the parent's
+listener thread is not there) until the child's own subscription is up. An invalidation that
+arrives while this process has an L2 read or write of the same key in flight keeps that
+value out of its L1 too (see :mod:`deja.stores.tiered_state`), so a delete is never undone
+by a late promotion. Without a bus (``LocalInvalidationBus()``, the default) the L1 is only
+safe when one process writes the L2, or for entries that may be stale for up to ``l1_ttl``
+seconds.
 
 Config type ``tiered`` (LiteLLM's ``dual_cache`` with ``l1:`` / ``l2:`` blocks).
 """

@@ -9,6 +9,10 @@ before the L2 call, everything that invalidates a key (another process's message
 process's own delete, overwrite or clear, a bus outage or recovery) advances it, and the L1
 is only written if the stamp has not moved, checked and written under the lock that the
 invalidations take too.
+
+A child forked from a process that used the store inherits its L1 and flags, but not the
+bus's listener thread: there the store counts as not subscribed, bypasses its L1 as in an
+outage, and subscribes again on first use, which empties the L1.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
+from deja._forks import renew_in_child
 from deja.errors import UnsupportedOperation
 from deja.stores.base import Store, TagIndex
-from deja.stores.bus import Invalidation, InvalidationBus
+from deja.stores.bus import Invalidation, InvalidationBus, LocalInvalidationBus
 from deja.stores.memory import MemoryStore
 
 __all__ = ["TierState"]
@@ -37,7 +42,7 @@ def _slot(key: str) -> int:
     return hash(key) & _STAMP_MASK
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, weakref_slot=True)  # (held weakly by the fork hook)
 class TierState:
     """L1, L2, the bus and the L1's health, shared by the sync and async operations."""
 
@@ -61,6 +66,26 @@ class TierState:
     # Advanced for each invalidated key, in the key's slot.
     stamps: list[int] = field(default_factory=lambda: [0] * _STAMP_SLOTS)
 
+    def __post_init__(self) -> None:
+        renew_in_child(self, TierState._forked)
+
+    def _forked(self) -> None:
+        """In a forked child: the bus's listener thread stayed in the parent, so nothing
+        evicts from the inherited L1 what other processes invalidate (and it may already
+        be stale). It is bypassed until the bus has subscribed in this process; the L1 is
+        emptied by :meth:`subscribe`, on first use, rather than here, where its lock may be
+        held by a parent's thread that is not in the child.
+
+        A :class:`LocalInvalidationBus` lives within one process: the child's copy keeps
+        this store's subscription, and its L1 the same use as in the parent."""
+        self.lock = threading.Lock()  # a parent's thread may have held these
+        self.guard = threading.Lock()
+        if isinstance(self.bus, LocalInvalidationBus):
+            return
+        self.subscribed = False
+        self.l1_enabled = False
+        self.outage = False  # no outage in this process yet
+
     def l1_usable(self) -> bool:
         """Whether the L1 may be read and written now (the bus delivers invalidations)."""
         self.ensure_subscribed()
@@ -72,7 +97,8 @@ class TierState:
             self.subscribe()
 
     def subscribe(self) -> None:
-        """Start receiving the other processes' invalidations (once, on first use)."""
+        """Start receiving the other processes' invalidations (once, on first use; in a
+        forked child, again on first use there)."""
         with self.lock:
             if self.subscribed:
                 return
@@ -82,6 +108,9 @@ class TierState:
         # health report racing this waits for the guard; the bus's flag is already set then.
         with self.guard:
             self.epoch += 1
+            # No invalidation was heard for what the L1 holds before now: nothing in a new
+            # process, a forked child's copy of its parent's entries
+            self.l1.clear("")
             self.l1_enabled = self.bus.healthy and not self.closing
 
     def stamp(self, key: str) -> int:
