@@ -22,18 +22,16 @@ IGNORED = "deja does not implement these LiteLLM settings"
 def test_serve_logs_the_litellm_warning_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import uvicorn
-
     config = tmp_path / "x.yaml"
     config.write_text("litellm_settings: {cache: true, set_verbose: true, json_logs: true}\n")
     monkeypatch.setenv(run.CONFIG_ENV, "")  # serve() sets it; restored afterwards
     built: list[object] = []
 
-    def fake_run(target: str, **kwargs: Any) -> None:
-        assert target == "deja.server.run:app_from_env" and kwargs["factory"] is True
-        built.extend(run.app_from_env() for _ in range(2))  # as two workers would
+    def fake_supervise(options: dict[str, Any]) -> None:
+        assert "workers" not in options and "factory" not in options  # one, of APP_FACTORY
+        built.extend(run.app_from_env() for _ in range(2))  # a worker, and its restart
 
-    monkeypatch.setattr(uvicorn, "run", fake_run)
+    monkeypatch.setattr(run, "_supervise_one", fake_supervise)
     with caplog.at_level(logging.WARNING):
         run.serve(config, workers=1)
     assert len(built) == 2

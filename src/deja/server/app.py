@@ -12,6 +12,7 @@ hit, ``age``; a hit's body is the stored bytes as they were. ``POST /cache/feedb
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -332,6 +333,7 @@ _MAX_EMBEDDING_INPUTS = 2048
 # how often a worker writes its in-memory store's figures into the shared metrics
 _PUBLISH_SECONDS = 5.0
 _REPLAY_EVENTS = 32  # events of a replayed answer per message
+_SHUTTING_DOWN = "the proxy is shutting down; retry"
 _NO_STORE = CacheControl(no_store=True)
 _BYPASS = CacheControl(no_cache=True, no_store=True)
 _CALL_KINDS = frozenset({"chat", "completion", "embedding"})
@@ -546,7 +548,7 @@ class ProxyApp:
             # the server stops and its drain time is over: answer what has not been answered
             # yet as an API error a client retries, not the server's bare 500 (a response
             # already started cannot start again: the server refuses, and the cancel stands)
-            body = error_body(503, "the proxy is shutting down; retry", code="shutting_down")
+            body = error_body(503, _SHUTTING_DOWN, code="shutting_down")
             try:
                 await send_raw(send, 503, body, [(b"retry-after", b"1")])
             except Exception:
@@ -941,6 +943,13 @@ class ProxyApp:
                 relaying.result()  # an unexpected error goes on up
             else:
                 logger.info("client left mid-stream: stream %s abandoned", stream.info.key or "-")
+        except asyncio.CancelledError:
+            # the server stops and its drain time is over (see _http). Said now, while the
+            # relay waits between two sends: the server ends the process once its lifespan
+            # shutdown is done, before the cleanup below may have run.
+            if not relaying.done():  # (its body not ended yet)
+                await _send_shutting_down(send)
+            raise
         finally:
             for task in (relaying, watching):
                 task.cancel()
@@ -1275,8 +1284,9 @@ class ProxyApp:
                 requests, ctl = await self._admin_request(body, tenant)
                 keys.extend(cache.key(request, ctl) for request in requests)
             gone = [key for key in keys if await cache.delete(key)]
-        except (InvalidRequestError, ControlError) as exc:
-            raise HTTPError(400, str(exc)) from None
+        except (InvalidRequestError, ControlError, KeyBuilderError) as exc:
+            # a key builder that fails is the operator's code: the data routes' 500
+            raise _http_error(exc) from None
         except StoreError as exc:
             raise HTTPError(503, str(exc)) from None
         key = gone[0] if gone else keys[0]
@@ -1365,7 +1375,8 @@ class ProxyApp:
                     " virtual key's (its entries are kept apart)"
                 )
         except (InvalidRequestError, ControlError, KeyBuilderError) as exc:
-            raise HTTPError(400, str(exc)) from None
+            # the request's fault is a 400; a key builder's is the data routes' 500
+            raise _http_error(exc) from None
         if cache.semantic is not None and ctl.semantic:
             try:  # which earlier prompts it would be served for, and why (not)
                 explained["semantic"] = await cache.explain_semantic(request, ctl)
@@ -1583,6 +1594,16 @@ async def _send_replay(send: Send, stream: AsyncCachedStream) -> None:
             first = False
     if events:
         await send({"type": "http.response.body", "body": b"".join(events), "more_body": True})
+
+
+async def _send_shutting_down(send: Send) -> None:
+    """End a stream cut by the server's stop as an upstream failure's is ended: an
+    in-band error event, here with the 503's code (too late for a status), so that a client
+    retries instead of taking the cut for a broken network; no ``[DONE]``."""
+    error = {"message": _SHUTTING_DOWN, "type": "server_error", "param": None}
+    event = sse_event({"error": {**error, "code": "shutting_down"}})
+    with contextlib.suppress(OSError):  # a server that raises when the client went away
+        await send({"type": "http.response.body", "body": event, "more_body": False})
 
 
 async def _disconnected(receive: Receive) -> None:

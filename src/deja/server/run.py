@@ -10,10 +10,14 @@ edited meanwhile, or broken, is read at the next start only (workers serving two
 configurations side by side, or one that fails to start again and again, otherwise), and
 a configuration piped in (``--config <(...)``, a FIFO) is read once.
 
-With several workers the parent also builds that app once, and closes it, before they
-start: what fails there (a store or provider whose extra is not
-installed, a hook that does not import) is the same one error and exit code a single
-worker gives, not workers that die and are started again without end.
+The workers, one as well as several, run under uvicorn's supervisor (this process): on
+SIGHUP it starts each worker again, the new one taking requests before the old one stops
+and finishes those in flight, and it replaces a worker that died. (uvicorn would serve a
+single worker in this process, which SIGHUP, sent by a reload or a closed terminal, ends
+at once.) So the parent also builds that app once, and closes it, before they start: what
+fails there (a store or provider whose extra is not installed, a hook that does not
+import) is one error and exit code 2, not workers that die and are started again without
+end.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ import asyncio
 import logging
 import math
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 from deja.config import Settings, load_config, read_config_text, tiered_bus_url
 from deja.errors import ConfigError, MissingDependencyError
@@ -33,6 +39,7 @@ __all__ = ["app_from_env", "serve"]
 
 logger = logging.getLogger("deja.server")
 
+APP_FACTORY = "deja.server.run:app_from_env"
 CONFIG_ENV = "DEJA_CONFIG"
 CONFIG_TEXT_ENV = "DEJA_CONFIG_TEXT"  # a file holding the configuration's text as read
 LOG_LEVEL_ENV = "DEJA_LOG_LEVEL"
@@ -133,6 +140,26 @@ def _check_app(settings: Settings) -> None:
     asyncio.run(app.aclose())
 
 
+def _supervise_one(options: dict[str, Any]) -> None:
+    """Serve one worker under uvicorn's supervisor, as ``uvicorn.run`` serves several
+    (``options``: its keyword arguments but the app and ``workers``).
+
+    ``uvicorn.run`` serves a single worker in this process, with no SIGHUP handler: the
+    signal's default action ended the proxy there and then, cutting the requests in flight.
+    """
+    from uvicorn import Config
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    config = Config(APP_FACTORY, factory=True, workers=1, **options)
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    supervisor.run()
+    if any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes):
+        # the supervisor stops when its worker cannot start (its lifespan failed): exit
+        # non-zero, as uvicorn.run does when the one worker it serves itself cannot
+        sys.exit(STARTUP_FAILURE)
+
+
 def _private_copy(text: str) -> str:
     """Write ``text`` where only this user reads it (it may hold keys), name it in
     ``DEJA_CONFIG_TEXT`` for the workers, and return its directory (removed at exit)."""
@@ -186,28 +213,27 @@ def serve(
         raise MissingDependencyError("uvicorn", "server") from exc
     n = workers if workers is not None else settings.proxy.workers
     _warn_about(settings, n)
-    if n > 1:
-        # one worker builds the app in this process (uvicorn's factory), and its failure
-        # ends the command; a worker process that fails is only started again
-        _check_app(settings)
+    # built here first: a worker process that fails to build it is only started again
+    _check_app(settings)
     os.environ[CONFIG_ENV] = str(path)
     os.environ[LOG_LEVEL_ENV] = logging.getLevelName(logging.getLogger().getEffectiveLevel())
     # an operator's PROMETHEUS_MULTIPROC_DIR is used by one worker too: emptied of the
     # figures of earlier runs
     created = _share_metrics() if n > 1 or os.environ.get(MULTIPROC_ENV) else None
     copy_dir = _private_copy(text)  # (last: what fails before it leaves no copy of keys)
+    options: dict[str, Any] = {
+        "host": host or settings.proxy.host,
+        "port": port if port is not None else settings.proxy.port,
+        "log_level": log_level,
+        "lifespan": "on",
+        "access_log": False,  # one log line per request costs more than a cache hit
+        "timeout_graceful_shutdown": math.ceil(settings.proxy.graceful_shutdown_seconds),
+    }
     try:
-        uvicorn.run(
-            "deja.server.run:app_from_env",
-            factory=True,
-            host=host or settings.proxy.host,
-            port=port if port is not None else settings.proxy.port,
-            workers=n,
-            log_level=log_level,
-            lifespan="on",
-            access_log=False,  # one log line per request costs more than a cache hit
-            timeout_graceful_shutdown=math.ceil(settings.proxy.graceful_shutdown_seconds),
-        )
+        if n > 1:
+            uvicorn.run(APP_FACTORY, factory=True, workers=n, **options)
+        else:
+            _supervise_one(options)
     finally:
         import shutil
 
