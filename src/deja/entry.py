@@ -45,8 +45,9 @@ _NAN = float("nan")
 class Entry:
     """One response to store, and what deja knows about it.
 
-    ``created``/``expires`` are wall-clock seconds; ``cost_usd`` is what the original call
-    cost (what a hit saves); ``chunks`` keeps a streamed answer's chunk boundaries so it can
+    ``created``/``expires`` are wall-clock seconds; ``cost_usd`` is what a hit on it saves
+    (what asking again would cost: the original call's cost, less what it paid to write a
+    provider cache, at off-peak rates where a model has them); ``chunks`` keeps a streamed answer's chunk boundaries so it can
     be replayed as it came.
     """
 

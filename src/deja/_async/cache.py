@@ -95,6 +95,40 @@ def _tagged(data: bytes, tag: str) -> bool:
         return True
 
 
+def _in_thread(read: Callable[[], None], seconds: float | None) -> None:
+    """The sync cache's bound on a plain call reading a live stream to its end: ``read()``
+    in a daemon thread, waited for at most ``seconds`` (then :class:`TimeoutError`; the
+    thread reads on until its next chunk), its errors raised here; with no bound, read
+    here. (The async cache bounds the read with ``asyncio.wait_for``, which cancels it.)
+
+    A thread, because a sync read cannot be interrupted: this call's reader may be the
+    one pulling the next chunk from the upstream, blocked on its socket until it comes,
+    and leaving the stream from another thread could make it the last reader gone and
+    close the upstream under that read. So the reader leaves from its own thread, at its
+    next chunk; until then either it is the one pulling (a read that must end before the
+    upstream can be closed) or another reader is (who keeps the stream open anyway). The
+    thread exists only while a plain call with a ``timeout`` reads a stream in flight.
+    """
+    if seconds is None:
+        read()
+        return
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            read()
+        except BaseException as exc:  # raised in the caller's thread, if it still waits
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, name="deja-stream-join", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise TimeoutError
+    if failed:
+        raise failed[0]
+
+
 def _response_tokens(response: Mapping[str, Any] | None) -> int:
     usage = response.get("usage") if response is not None else None
     if isinstance(usage, Mapping):
@@ -606,7 +640,11 @@ class AsyncCache:
             if similar is not None:
                 return self._count(similar)
         status = found.info.status
-        live = await self._read_live_stream(key, timeout)
+        try:
+            live = await self._read_live_stream(key, timeout)
+        except BaseException:  # its stream broke, or this call's time ran out: a miss
+            self._count(CacheResult(None, CacheInfo(status, key)))
+            raise
         if live is not None:
             return self._count(live)
 
@@ -646,13 +684,13 @@ class AsyncCache:
         self._coalesced += 1
         self.metrics.coalesced()
         info = result.info
-        saved = info.saved_usd if info.hit else info.cost_usd
         # followers get their own copy: callers may mutate what they receive
         data = result.response_bytes
         assert data is not None  # the leader returns a response or raises
-        return self._count(
-            CacheResult(orjson.loads(data), CacheInfo("hit", key, age=0.0, saved_usd=saved))
-        )
+        response = orjson.loads(data)
+        # credited what a hit on the stored answer is, not what the leader paid
+        saved = info.saved_usd if info.hit else self._saving(request, response, info.cost_usd)
+        return self._count(CacheResult(response, CacheInfo("hit", key, age=0.0, saved_usd=saved)))
 
     async def stream(
         self,
@@ -700,12 +738,13 @@ class AsyncCache:
             response = assembler.response()
             info.cost_usd = cost = self.cost(request, response)
             tokens = _response_tokens(response)
+            saving = self._saving(request, response, cost)
             with self._streams_lock:  # who joined so far; later joiners count themselves
-                broadcast.saved = (cost, tokens)
+                broadcast.saved = (saving, tokens)
                 joined, broadcast.joined = broadcast.joined, []
-            for other in joined:  # the callers who shared it: hits, saving what it cost
+            for other in joined:  # the callers who shared it: hits, saving what a hit does
                 self._count(CacheResult(None, other))
-                self._credit(other, cost, tokens)
+                self._credit(other, saving, tokens)
             chunks: list[dict[str, Any]] | None = assembler.chunks()
             if on_response is None:
                 store_ctl = ctl
@@ -781,18 +820,28 @@ class AsyncCache:
         replay = iter_replay_chunks(entry.response, entry.chunks, include_usage=include_usage)
         return AsyncCachedStream(found.info, replay=replay, include_usage=True)
 
-    def _credit(self, info: CacheInfo, cost: float, tokens: int) -> None:
-        """A caller that shared another's stream saved what the stream cost."""
-        info.saved_usd = cost
-        self._saved_usd += cost
+    def _credit(self, info: CacheInfo, saved: float, tokens: int) -> None:
+        """A caller that shared another's stream saved what a hit on its answer saves."""
+        info.saved_usd = saved
+        self._saved_usd += saved
         self._saved_tokens += tokens
-        self.metrics.saved(tokens, cost)
+        self.metrics.saved(tokens, saved)
+
+    def _saving(self, request: Request, response: Mapping[str, Any], cost: float) -> float:
+        """What a hit on ``response`` (which cost ``cost``) saves: what asking again would
+        cost, the provider's caches warm (a prompt cache's writes priced as reads, no
+        context cache made again), else ``cost``. One rule for the saving stored with an
+        entry and for the callers that shared the call in flight, who are hits too."""
+        again = self.prices.repeat_cost(request.upstream, response)
+        return cost if again is None else again
 
     async def _read_live_stream(self, key: str, timeout: float | None = None) -> CacheResult | None:
         """The answer of an identical streamed request in flight, read to its end (a plain
         call waits for the whole answer anyway: it shares the stream's upstream call), or
         ``None`` when there is none or it ended unfinished. Its errors are this call's, and
-        so is its ``timeout`` (async: a thread reading the stream cannot be let go)."""
+        so is its ``timeout``: past it, this call gives up (the stream goes on for its
+        other readers) and leaves the stream, so that the last reader leaving still closes
+        the upstream (the sync twin's reader thread leaves at its next chunk)."""
         slot: object = (current_loop(), key)  # unasync: slot: object = key
         with self._streams_lock:
             broadcast = self._streams.get(slot)
@@ -808,31 +857,38 @@ class AsyncCache:
             subscribed=True,
         )
         assembler = StreamAssembler()
+        gave_up = threading.Event()  # (sync: set when this call stops waiting for its reader)
 
         async def read_all() -> None:
-            async for chunk in reader:
-                assembler.add(chunk)
+            try:
+                async for chunk in reader:
+                    if gave_up.is_set():
+                        break
+                    assembler.add(chunk)
+            finally:  # the reader leaves in the thread that reads (sync: see _in_thread)
+                await reader.aclose()
 
         try:
-            await asyncio.wait_for(read_all(), timeout)  # unasync: read_all()
+            await asyncio.wait_for(read_all(), timeout)  # unasync: _in_thread(read_all, timeout)
         except StreamFormatError:
             return None  # an answer the stream's readers get, but no whole one: ask for it
-        except TimeoutError:  # (the stream goes on for its other readers)
+        except TimeoutError:
+            # this call leaves the stream (async: closed here too, had the read been
+            # cancelled before it began; sync: the reader thread leaves at its next chunk)
+            await reader.aclose()  # unasync: gave_up.set()
             raise UpstreamTimeoutError(
                 f"no answer within {timeout} s: an identical streamed call is in flight"
             ) from None
-        finally:
-            await reader.aclose()
         if not assembler.complete:
             return None
-        self._coalesced += 1
-        self.metrics.coalesced()
         # the answer as the post-cache hooks left it (a redaction holds even when they
         # said not to store it), a copy of its own; none if they failed: this call asks
         # for itself, as it would have without the stream (and fails as it would have)
         hooked, saved = broadcast.answer, broadcast.saved
-        if hooked is None or saved is None:  # (saved is set first, with the answer's cost)
+        if hooked is None or saved is None:  # (saved is set first, with what a hit saves)
             return None
+        self._coalesced += 1
+        self.metrics.coalesced()
         response = orjson.loads(orjson.dumps(hooked))
         return CacheResult(response, CacheInfo("hit", key, age=0.0, saved_usd=saved[0]))
 
@@ -1401,9 +1457,6 @@ class AsyncCache:
             return None
         now = self._clock()
         usage = response.get("usage")
-        again = self.prices.repeat_cost(request.upstream, response)
-        if again is not None:  # a hit saves what a repeat would cost, the caches warm
-            cost = again
         entry = Entry(
             response=dict(response),
             created=now,
@@ -1413,7 +1466,7 @@ class AsyncCache:
             namespace=self._namespace(ctl),
             tags=ctl.tags,
             usage=dict(usage) if isinstance(usage, Mapping) else None,
-            cost_usd=cost,
+            cost_usd=self._saving(request, response, cost),  # what a hit on it saves
             chunks=chunks,
         )
         try:

@@ -57,7 +57,8 @@ class AsyncBroadcast:
         """The cache results of the callers that joined after the first, not counted yet
         (the cache counts them, and credits their saving, when the stream ends)."""
         self.saved: tuple[float, int] | None = None
-        """What the answer cost (USD, tokens), once it is complete."""
+        """What each caller who shared the answer saved (USD: what a hit on it saves, not
+        what it cost, prompt-cache writes and all; tokens), once it is complete."""
         self.answer: dict[str, Any] | None = None
         """The complete answer as the post-cache hooks left it (stored or not), for the
         plain calls that read the stream to its end."""
