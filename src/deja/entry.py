@@ -47,8 +47,8 @@ class Entry:
 
     ``created``/``expires`` are wall-clock seconds; ``cost_usd`` is what a hit on it saves
     (what asking again would cost: the original call's cost, less what it paid to write a
-    provider cache, at off-peak rates where a model has them); ``chunks`` keeps a streamed answer's chunk boundaries so it can
-    be replayed as it came.
+    provider cache, at off-peak rates where a model has them); ``chunks`` keeps a streamed
+    answer's chunk boundaries so it can be replayed as it came.
     """
 
     response: dict[str, Any]

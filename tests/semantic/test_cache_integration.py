@@ -197,6 +197,30 @@ def test_a_custom_key_builders_distinctions_hold_for_the_semantic_tier(embedder:
     assert cache.get(again).info.status == "semantic_hit"
 
 
+def test_a_key_builder_failing_without_the_final_text_skips_the_tier_and_says_why(
+    embedder: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The builder is asked for the request without its final text (the scope of a lookup
+    by meaning); one that fails there only skips the tier for such requests. It was
+    counted as the tier failing, opened its breaker, and said "the semantic tier failed"."""
+    from deja.keys import default_digest
+
+    def by_first_word(request: deja.Request) -> str:
+        first = request.messages[-1]["content"].split()[0].lower()  # IndexError on ""
+        return f"{first}:{default_digest(request)}"
+
+    cache = deja.Cache(semantic=SemanticCache(embedder=embedder), key_builder=by_first_word)
+    with caplog.at_level("WARNING", logger="deja.cache"):
+        for _ in range(7):  # past the breaker's threshold of 5
+            cache.put(chat_request("How can I track my card delivery?"), chat_response())
+            found = cache.get(chat_request("how do i track the delivery of my card"))
+            assert found.info.status == "miss"
+        assert cache.get(chat_request("How can I track my card delivery?")).info.status == "hit"
+    assert cache.semantic_problem is None  # the tier is well: its breaker never opened
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "the key builder failed on a request without its final" in said[0]
+
+
 def test_a_key_builder_sees_text_as_parts_and_as_a_string_alike(embedder: Any) -> None:
     """A plain string content equals a single text part (DESIGN.md): with a key builder
     (which is asked for the request without its final text) a rewording sent as parts

@@ -70,3 +70,22 @@ async def test_admin_routes_still_call_a_bad_request_a_400(
     for answer in (deleted, explained):
         assert answer.status_code == 400, answer.text
         assert answer.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_explain_answers_a_key_builder_failing_on_the_semantic_scope_as_its_failure(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient], tmp_path: Path
+) -> None:
+    """The builder is also asked for the request without its final text (the scope of a
+    lookup by meaning): one that fails only there serves requests (they skip the tier) and
+    explain names it (it said 503 "the semantic tier failed")."""
+    (tmp_path / "kb.py").write_text(
+        "def kb(request, tenant=None):\n"
+        "    return request.messages[-1]['content'].split()[0].lower()\n"
+    )
+    caching = {"type": "semantic", "params": {"embedding_model": "local"}, "key_builder": "kb.kb"}
+    async with make_proxy(proxy_config(upstream, caching=caching)) as proxy:
+        data = await proxy.post(CHAT, json=BODY)
+        explained = await proxy.post("/cache/explain", json={"request": BODY}, headers=ADMIN)
+    assert data.status_code == 200, data.text
+    assert explained.status_code == 500, explained.text
+    assert explained.json()["error"]["code"] == "key_builder_failed"

@@ -42,6 +42,7 @@ from deja.errors import (
     EntryDecodeError,
     EntryVersionError,
     InvalidRequestError,
+    KeyBuilderError,
     StoreBusy,
     StoreError,
     UpstreamTimeoutError,
@@ -258,6 +259,7 @@ class Cache:
         self._late: tuple[float, TimeoutError] | None = None  # (when, the failure counted)
         self._last_warning = float("-inf")
         self._semantic_warned = float("-inf")
+        self._unscoped_warned = float("-inf")  # (a key builder failing on a scope: _unscoped)
         self._outage_said = False  # a failure was logged since the last "answering again"
         self._renew()  # its calls in flight and locks (renewed in a forked child)
         renew_in_child(self, Cache._renew)
@@ -398,7 +400,8 @@ class Cache:
         return lookup, threshold
 
     def _context_key(self, request: Request, namespace: str | None) -> str | None:
-        """See :func:`deja.semantic.scope.builder_context`."""
+        """See :func:`deja.semantic.scope.builder_context` (raises
+        :class:`~deja.errors.KeyBuilderError` if the builder fails on that request)."""
         return builder_context(
             request, key_prefix=self.key_prefix, namespace=namespace, builder=self.key_builder
         )
@@ -909,6 +912,9 @@ class Cache:
         while True:
             try:
                 lookup, _ = self._semantic_inspect(request, ctl, skip)
+            except KeyBuilderError as exc:  # the operator's builder failed, not the tier
+                self._unscoped(exc)
+                return None, True
             except Exception as exc:  # the semantic tier is an optimisation: fail open
                 self._semantic_failed(exc)
                 return None, False
@@ -1500,16 +1506,29 @@ class Cache:
             self._load_semantic()
         namespace = self._namespace(ctl)
         try:
-            self.semantic.store(
-                request,
-                key,
-                ttl=ttl,
-                namespace=namespace,
-                context_key=self._context_key(request, namespace),
-            )
+            context_key = self._context_key(request, namespace)
+        except KeyBuilderError as exc:
+            self._unscoped(exc)
+            return
+        try:
+            self.semantic.store(request, key, ttl=ttl, namespace=namespace, context_key=context_key)
         except Exception as exc:  # the semantic tier is an optimisation: fail open
             self._semantic_failed(exc)
         self._semantic_used()
+
+    def _unscoped(self, exc: KeyBuilderError) -> None:
+        """The custom key builder failed on ``request`` without its final text, the key
+        that scopes a lookup by meaning (what the builder keeps apart beyond the prompt):
+        such a request skips the semantic tier. Warned of once per breaker window, as the
+        builder's failure; the tier itself is well (its breaker is not touched)."""
+        now = time.monotonic()
+        if now - self._unscoped_warned >= self._breaker.reset_after:
+            self._unscoped_warned = now
+            logger.warning(
+                "the key builder failed on a request without its final user text, which "
+                "scopes the lookup by meaning (%s): such requests skip the semantic tier",
+                exc,
+            )
 
     @property
     def semantic_problem(self) -> str | None:

@@ -1380,6 +1380,8 @@ class ProxyApp:
         if cache.semantic is not None and ctl.semantic:
             try:  # which earlier prompts it would be served for, and why (not)
                 explained["semantic"] = await cache.explain_semantic(request, ctl)
+            except KeyBuilderError as exc:  # on the request without its final text
+                raise _http_error(exc) from None
             except Exception as exc:
                 raise HTTPError(503, f"the semantic tier failed: {exc!r}") from None
         await send_json(send, 200, explained)
