@@ -214,3 +214,21 @@ def test_a_store_on_the_in_process_bus_keeps_its_subscription_in_a_child() -> No
     finally:
         assert forked.end() == 0
     store.close()
+
+
+def test_a_memory_store_whose_lock_a_parent_thread_held_at_the_fork_works_in_the_child() -> None:
+    """A parent's thread inside a MemoryStore call at the fork: the child's first use
+    waited for a lock whose holder is not in the child (exit code 2: the child hung)."""
+    store = MemoryStore()
+    store.set("k", b"v", 600)
+
+    def child(me: Child) -> None:
+        store.set("k2", b"v2", 600)
+        me.say({"k": (store.get("k") or b"").decode(), "k2": (store.get("k2") or b"").decode()})
+
+    with store._lock:
+        forked = Child(child)
+    try:
+        assert forked.hear() == {"k": "v", "k2": "v2"}
+    finally:
+        assert forked.end() == 0

@@ -22,6 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 
+from deja._forks import renew_in_child
 from deja.stores.base import StoreUsage, SyncStore, SyncTagIndex, validate_ttl
 
 __all__ = ["MemoryStore"]
@@ -82,6 +83,7 @@ class MemoryStore(SyncStore, SyncTagIndex):
         self._max_bytes = _check_bound("max_bytes", max_bytes)
         self._clock = clock
         self._lock = threading.Lock()
+        renew_in_child(self, MemoryStore._renew)
         self._values: OrderedDict[str, bytes] = OrderedDict()
         self._expiries: dict[str, float] = {}
         self._bytes = 0
@@ -90,6 +92,10 @@ class MemoryStore(SyncStore, SyncTagIndex):
         self._tag_expiries: dict[str, float] = {}
         self._tag_pairs = 0
         self._tag_sweep_at = _TAG_SWEEP_FLOOR
+
+    def _renew(self) -> None:
+        # a forked child: a parent's thread inside a call held the lock, and is not here
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         """Entries held now, including expired ones not yet removed."""
