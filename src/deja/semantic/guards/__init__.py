@@ -7,14 +7,18 @@ that extract the *anchors* of a prompt and compare them, in order:
 * numbers (digits with separators, decimals, ``#1234``, ordinals, written forms like
   "twenty-five", "a hundred", "two dozen", "a pair of" or "twice", percentages, versions
   such as ``v2.10.0``, rates and fractions such as ``$5/month``, ``24/7`` or ``1/2``;
-  currency amounts as number + currency), and how many things a request asks for ("give
-  me an example" is one, "give me examples" several; compared where both prompts ask);
+  currency amounts as number + currency; a scale word after digits is part of the number,
+  "2 million" is 2000000 and "50 thousand" "50k"; a time of the clock in words is the
+  clock's, "noon" is "12pm" and "quarter to 6" "5:45"), and how many things a request asks
+  for ("give me an example" is one, "give me examples" several; compared where both prompts ask);
 * dates (``March 15, 2030``, ``15 March 2030``, ``2030-03-15``, ``3/15/2030``; weekdays,
   "Tuesdays" as "Tuesday", and relative days such as ``tomorrow`` or ``next week``); a
   relative date that a prompt only tells as part of the user's story ("I lost my phone
   yesterday, what can I do?") is no date asked about, against a prompt without one;
 * units and currencies, source before target (``15 cups in ml`` == ``how many ml is 15 cups``
-  but ``km to miles`` != ``miles to km``; a digit then ``'`` is feet, ``6'``);
+  but ``km to miles`` != ``miles to km``; a digit then ``'`` is feet, ``6'``; letter case
+  names some units after a number: ``8 Gb`` is gigabits, ``8 GB`` gigabytes, ``5 mW`` is
+  not ``5 MW``);
 * quoted strings (any double-quote shape; a digit then ``"`` is an inch mark, ``12"``) and
   code spans (backticks, identifiers such as ``os.path.join``, ``std::vector``,
   ``df.groupby()``, ``print(x)``, ``snake_case`` or ``2FA``, file names and types
@@ -37,8 +41,10 @@ that extract the *anchors* of a prompt and compare them, in order:
   shorter ("Carlsen" / "Magnus Carlsen"; not "Korea" / "North Korea") or mistyped
   ("Theseus" / "thesius") is the same name; compared case-insensitively and in order;
 * polarity and direction words (increase/decrease, high/low, before/after, buy/sell,
-  max/min, enable/disable, send/receive, raw/cooked, legal/illegal, beginner/expert,
-  client/server, debit/credit, domestic/international, brief/detailed, formal/casual...;
+  max/min, enable/disable, send/receive, safer/more dangerous, borrow/lend, raw/cooked,
+  legal/illegal, beginner/expert, client/server, debit/credit, domestic/international,
+  brief/detailed, formal/casual...;
+  "less"/"least" before one says its other side: "less healthy" is "unhealthy";
   "turn it on"/"off" but not the preposition "on"; the same words joined by
   "to"/"into"/"than" the other way round: "string to int" / "int to string", "a pdf to a
   word document" / "a word document to a pdf"), groups of alternatives (times of day,

@@ -7,6 +7,7 @@ request counts are read here; quotes and code in :mod:`.literals`, names in
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from dataclasses import dataclass, field
 
@@ -56,10 +57,12 @@ from deja.semantic.guards.tokenizer import (
 from deja.semantic.guards.words import (
     _ALIASES,
     _AMBIGUOUS_CURRENCY,
+    _CASED_UNITS,
     _COMMON,
     _COUNT_UNITS,
     _CURRENCY_SPELLINGS,
     _DAY_NAMES,
+    _DEGREES,
     _EXCLUSION_PAIRS,
     _EXCLUSIONS,
     _GAZETTEER,
@@ -68,6 +71,7 @@ from deja.semantic.guards.words import (
     _NEGATIONS,
     _NUMBER_WORDS,
     _NUMBERED_UNITS,
+    _OPPOSITES,
     _ORDINAL_WORDS,
     _PERIODS,
     _RELATIVE,
@@ -201,6 +205,23 @@ def _canon_number(raw: str) -> str:
     return s + ("%" if pct else "")
 
 
+_DECIMAL_RE = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _scaled(value: str, scale: int) -> str:
+    """A canonical number times a scale word's value, as a canonical number: "2" and a
+    million are "2000000", "1.5" and a thousand "1500" (exact: no float rounding)."""
+    whole, _, frac = value.partition(".")
+    digits = int(whole + frac) * scale
+    if not frac:
+        return _int_text(str(digits))
+    shift = 10 ** len(frac)
+    if digits % shift == 0:
+        return _int_text(str(digits // shift))
+    rest = str(digits % shift).rjust(len(frac), "0").rstrip("0")
+    return f"{digits // shift}.{rest}"
+
+
 # what a number written with a unit glued to it ("5km", "6h") may end in
 _GLUED_UNITS = (
     _UNIT_WORDS
@@ -211,6 +232,42 @@ _GLUED_UNITS = (
 _VERSIONED_NAME_RE = re.compile(r"([a-z][a-z+#]*[a-z+#])(\d+(?:\.\d+)?)")
 # a time of the clock: "3am", "3 pm", "11 p.m.", "3:30 pm" (not "30 am")
 _CLOCK_RE = re.compile(r"(?<![\d:.])(\d{1,2})(?::([0-5]\d))?\s?([ap])\.?m\b\.?", re.IGNORECASE)
+
+
+# a time of the clock in words: "noon", "12 noon", "midnight"; "quarter past 6", "half
+# past six", "twenty to eight" (read as "6:15", "6:30", "7:40"). A count before "to" is
+# a clock only as "quarter", or when more than the hour ("five to ten" is a range).
+_HOURS = {
+    w: k + 1
+    for k, w in enumerate([
+        "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+        "eleven", "twelve",
+    ])
+}  # fmt: skip
+_PAST_HOUR = {"quarter": 15, "half": 30, "five": 5, "ten": 10, "twenty": 20, "twenty-five": 25}
+# a cheap test first: most prompts have "to" but no word that counts minutes
+_CLOCK_WORDS_RE = re.compile(r"noon|midday|midnight|quarter|half|twenty|ten |five ")
+_SAID_CLOCK_RE = re.compile(
+    r"\b(?:12\s*)?(noon|midday|midnight)\b"
+    r"|\b(quarter|half|twenty-five|twenty|ten|five)\s+(past|after|to|till)"
+    r"\s+(1[0-2]|[1-9]|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)\b"
+    r"(?![:.]\d|\s*(?:%|percent))",
+    re.IGNORECASE,
+)
+
+
+def _said_clock(m: re.Match[str]) -> str:
+    """A time of the clock said in words, as the clock shows it (unchanged: a range)."""
+    if m[1] is not None:
+        return " 0:00 " if m[1].lower() == "midnight" else " 12:00 "
+    minutes = _PAST_HOUR[m[2].lower()]
+    word = m[4].lower()
+    hour = _HOURS[word] if word in _HOURS else int(word)
+    if m[3].lower() in ("past", "after"):
+        return f" {hour}:{minutes:02d} "
+    if m[2].lower() == "half" or (m[2].lower() != "quarter" and minutes <= hour):
+        return m.group()
+    return f" {(hour - 2) % 12 + 1}:{60 - minutes:02d} "
 
 
 def _clock_hour(m: re.Match[str]) -> str:
@@ -517,6 +574,8 @@ def _signature(text: str) -> Signature:
         dates.append((m.start(), f"{year}-{int(m[1])}-{int(m[2])}"))
         return " "
 
+    if _CLOCK_WORDS_RE.search(rest.lower()) is not None:
+        rest = _SAID_CLOCK_RE.sub(_said_clock, rest)
     rest = _CLOCK_RE.sub(_clock_hour, rest)
     rest = _ISO_DATE_RE.sub(take_iso, rest)
     rest = _SLASH_DATE_RE.sub(take_slash, rest)
@@ -526,9 +585,12 @@ def _signature(text: str) -> Signature:
         # plain ordinals and numbers with a unit ("3rd", "5km", "6h") are numbers, not ids
         unit = re.fullmatch(r"\d+(?:\.\d+)?([a-zA-Z]{1,4})", value)
         if re.fullmatch(r"\d+(?:st|nd|rd|th)", value) or (
-            unit is not None and unit[1].lower() in _GLUED_UNITS
+            unit is not None and (unit[1].lower() in _GLUED_UNITS or unit[1] in _CASED_UNITS)
         ):
             return value
+        rate = re.fullmatch(r"(\d+(?:\.\d+)?)([a-zA-Z]+/[a-zA-Z0-9^]+)", value)
+        if rate is not None and rate[2].lower() in _UNIT_WORDS:
+            return f" {rate[1]} {rate[2]} "  # "120km/h" is "120 km/h"
         # a thousand written "k" is the number ("a 300k loan" / "$300,000"; "2.5k" is left
         # to the tokenizer: the identifier is only its "5k")
         if unit is not None and unit[1] in "kK":
@@ -558,7 +620,8 @@ def _signature(text: str) -> Signature:
 
     def take_operator(m: re.Match[str]) -> str:
         op = "".join(m.group().split())
-        if op in _ARITHMETIC:  # a word, compared with the others of its group
+        # a word, compared with the others of its group (not "=" named as an operator)
+        if op in _ARITHMETIC and m["named"] is None:
             return f" {_ARITHMETIC[op]} "
         code.append(op)
         return f" {_mark(_CODE_MARK, len(code) - 1)} "
@@ -622,9 +685,13 @@ def _signature(text: str) -> Signature:
         used = 1
         if tok.kind == "num":
             value = _canon_number(tok.low)
-            if i + 1 < len(toks) and lows[i + 1] in ("percent", "%") and "%" not in value:
-                value += "%"
+            if i + 1 < len(toks) and lows[i + 1] in _SCALES and _DECIMAL_RE.fullmatch(value):
+                # "2 million" is 2000000 ("2 billion" another number, "50 thousand" "50k")
+                value = _scaled(value, _SCALES[lows[i + 1]])
                 used = 2
+            if i + used < len(toks) and lows[i + used] in ("percent", "%") and "%" not in value:
+                value += "%"
+                used += 1
         elif tok.low in _ORDINAL_WORDS:
             value = str(_ORDINAL_WORDS[tok.low])
         elif tok.low in _TIMES_WORDS:
@@ -653,7 +720,12 @@ def _signature(text: str) -> Signature:
             # a unit or currency right after the number (or a symbol right before) is
             # the quantity's own unit: it comes first in the unit order
             j = i + used
-            for size in range(min(longest, len(toks) - j), 0, -1):
+            cased = _CASED_UNITS.get(toks[j].text) if j < len(toks) else None
+            if cased is not None:  # "8 Gb" is not "8 GB", "5 mW" not "5 MW"
+                quantity_units.append((toks[j].start, cased))
+                unit_of[i] = cased
+                consumed[j] = True
+            for size in range(min(longest, len(toks) - j), 0, -1) if cased is None else ():
                 hit = phrases.get(tuple(lows[j : j + size]))
                 if hit is not None:
                     quantity_units.append((toks[j].start, hit[1]))
@@ -855,10 +927,27 @@ def _pole_words(present: frozenset[str], lows: list[str]) -> frozenset[str]:
     """The words whose poles a prompt has: ``present``, with the particles ("on"/"off",
     "in"/"out") only where a verb sets them."""
     words = present
+    if not present.isdisjoint(_DEGREES):
+        words = _graded(words, lows)
     for verbs, particles in _PARTICLES:
         if not words.isdisjoint(particles):
             words = (words - particles) | _set_by(lows, verbs, particles)
     return words
+
+
+def _graded(words: frozenset[str], lows: list[str]) -> frozenset[str]:
+    """The pole words with "more"/"most"/"less"/"least" read with the pole word after
+    them: "more dangerous" is "dangerous" (and not "more" of anything, against "riskier"),
+    "less healthy" and "least healthy" the other side, "unhealthy" (against "healthier" or
+    "healthiest"), "least expensive" "cheap"."""
+    out = set(words)
+    for w, after in itertools.pairwise(lows):
+        if w in _DEGREES and after in _OPPOSITES:
+            out.discard(w)
+            if w in ("less", "least"):
+                out.discard(after)
+                out.add(_OPPOSITES[after])
+    return frozenset(out)
 
 
 def _set_by(lows: list[str], verbs: frozenset[str], particles: frozenset[str]) -> frozenset[str]:

@@ -66,7 +66,8 @@ _SCOPED_RE = re.compile(
 # operands (a number, a single letter, a code mark), and "-" only with spaces round it (a
 # hyphen, a range or a dash is prose); "/" never alone (fractions, rates, "and/or"). The
 # arithmetic ones and "=" are read as words ("2 * 3" is "2 times 3", "r = 5" "r equals 5":
-# ``_ARITHMETIC``), so that a prompt in words still matches.
+# ``_ARITHMETIC``), so that a prompt in words still matches; but a bare "=" named beside
+# another operator ("the difference between = and ==") is the operator itself.
 _OPERAND = r"[\d\ue000-\uefff]|\b[A-Za-z]"
 _OPERATOR_RE = re.compile(
     rf"""
@@ -75,6 +76,8 @@ _OPERATOR_RE = re.compile(
       (?:===|!==|==|!=|<=|>=|\*\*|//|&&|\|\||:=|\+=|-=|\*=|/=|<<|>>)
       (?![=!<>*&|^%~+\-/:]|\?(?!\s|$))                               # ==, **, &&
     | (?<={_OPERAND})\s*[+*=<>%]\s*(?=[\d\ue000-\uefff(]|[A-Za-z]\b)   # x = 5, 2*3
+    | (?P<named>(?:(?<=\bbetween\s)|(?<=\band\s)|(?<=\bor\s)|(?<=\bvs\s)|(?<=\bversus\s))
+      =(?=\s)|(?<=\s)=(?=\s+(?:and|or|vs|versus)\b))               # "between = and =="
     | (?<={_OPERAND})\s+-\s+(?=[\d\ue000-\uefff(]|[A-Za-z]\b)          # 2x - 6
     """,
     re.VERBOSE,

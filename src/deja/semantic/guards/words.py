@@ -838,9 +838,43 @@ _PREFIXES = (
 _JOINED_PREFIXES = ("non", "un", "anti", "dis", "de", "des", "dés", "ent", "in")
 
 
+# prefixes that say the opposite of each other on one stem ("inbound" / "outbound",
+# "overweight" / "underweight", "upstream" / "downstream", "inhale" / "exhale")
+_OPPOSITE_PREFIXES = frozenset(
+    {
+        frozenset(pair)
+        for pair in (
+            ("in", "out"), ("over", "under"), ("up", "down"), ("in", "ex"), ("im", "ex"),
+            ("hypo", "hyper"), ("pre", "post"), ("inter", "intra"), ("sub", "super"),
+            ("micro", "macro"), ("inner", "outer"), ("pro", "anti"), ("max", "min"),
+        )
+    }
+)  # fmt: skip
+
+
+def _opposite_prefixes(x: str, y: str) -> bool:
+    """Whether two words are one stem of three letters or more after two prefixes of
+    :data:`_OPPOSITE_PREFIXES` (a hyphen after each or neither)."""
+    for cut in range(2, min(len(x), 6)):
+        head, stem = x[:cut], x[cut:]
+        if head.endswith("-"):
+            head = head[:-1]
+        elif stem.startswith("-"):
+            continue
+        if len(stem.lstrip("-")) < 3 or not y.endswith(stem):
+            continue
+        other = y[: len(y) - len(stem)].removesuffix("-")
+        if frozenset((head, other)) in _OPPOSITE_PREFIXES and head != other:
+            return True
+    return False
+
+
 def prefixed(x: str, y: str) -> bool:
     """Whether one of two lower-case words is the other with a prefix that makes it
-    another thing ("off-peak" / "peak", "unsafe" / "safe")."""
+    another thing ("off-peak" / "peak", "unsafe" / "safe"), or the two are one stem
+    with opposite prefixes ("inbound" / "outbound")."""
+    if _opposite_prefixes(x, y):
+        return True
     short, long = (x, y) if len(x) < len(y) else (y, x)
     if len(short) < 3 or not long.endswith(short):
         return False
@@ -1036,6 +1070,7 @@ _UNIT_SPELLINGS: dict[str, tuple[str, ...]] = {
     "C": ("celsius", "centigrade", "°c", "degrees celsius", "degree celsius", "degrees c"),
     "F": ("fahrenheit", "°f", "degrees fahrenheit", "degree fahrenheit", "degrees f"),
     "K": ("kelvin", "kelvins", "degrees kelvin"),
+    "nmi": ("nmi", "nautical mile", "nautical miles"),
     "mph": ("mph", "miles per hour", "mile per hour", "miles an hour"),
     "kmh": ("kph", "kmh", "km/h", "km per hour", "kilometers per hour", "kilometres per hour"),
     "m/s": ("m/s",),
@@ -1044,6 +1079,11 @@ _UNIT_SPELLINGS: dict[str, tuple[str, ...]] = {
     "gb": ("gb", "gigabyte", "gigabytes"),
     "tb": ("tb", "terabyte", "terabytes"),
     "w": ("watt", "watts"),
+    "mw": ("milliwatt", "milliwatts"),
+    "MW": ("megawatt", "megawatts"),
+    "v": ("volt", "volts"),
+    "mah": ("milliamp hour", "milliamp hours", "milliampere hour", "milliampere hours"),
+    "mbit/s": ("megabit per second", "megabits per second"),
     "hz": ("hz", "hertz"),
     "khz": ("khz", "kilohertz"),
     "mhz": ("mhz", "megahertz"),
@@ -1062,12 +1102,26 @@ _UNIT_SPELLINGS: dict[str, tuple[str, ...]] = {
     "kpa": ("kpa", "kilopascal", "kilopascals"),
     "deg": ("degree", "degrees", "°"),
 }
+# Units whose letter case says which unit, read as written right after a number: a bit
+# is not a byte ("8 Gb" is a gigabit, "8 GB" a gigabyte: 8 times more) and milli is not
+# mega ("5 mW" / "5 MW"). Spelt all in lower case they keep the everyday reading above
+# ("8gb of ram" is bytes; "100 mbps" is megabits, as providers sell it; "mw" milliwatts).
+_CASED_UNITS = {
+    "Kb": "kbit", "Mb": "mbit", "Gb": "gbit", "Tb": "tbit",
+    "kbps": "kbit/s", "Kbps": "kbit/s", "mbps": "mbit/s", "Mbps": "mbit/s",
+    "gbps": "gbit/s", "Gbps": "gbit/s", "Mbit/s": "mbit/s", "Gbit/s": "gbit/s",
+    "KBps": "kb/s", "kBps": "kb/s", "MBps": "mb/s", "GBps": "gb/s",
+    "mW": "mw", "mw": "mw", "MW": "MW", "GW": "GW", "kW": "kw",
+    "C": "C", "F": "F", "Mg": "Mg", "mA": "ma", "mAh": "mah", "mah": "mah",
+    "V": "v", "mV": "mv", "kV": "kv",
+}  # fmt: skip
 # Time units count only when attached to a number ("3 days"): "how many days does it
 # take" and "how long does it take" ask the same thing.
 _UNIT_WORDS = frozenset(n for names in _UNIT_SPELLINGS.values() for n in names)
 _TIME_UNITS: dict[str, tuple[str, ...]] = {
     "s": ("second", "seconds", "sec", "secs", "s"),
-    "min": ("minute", "minutes", "mins"),
+    "ms": ("ms", "millisecond", "milliseconds", "msec"),
+    "min": ("minute", "minutes", "min", "mins"),
     "h": ("hour", "hours", "hr", "hrs", "h"),
     "day": ("day", "days"),
     "week": ("week", "weeks"),
@@ -1206,7 +1260,10 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         # set by a verb only ("zoom in" / "zoom out", "log in" / "log out"; see
         # guards.extract): any other "in" is a preposition
         ("in", "out"),
-        ("cheap cheaper cheapest inexpensive low-cost", "expensive pricey costly"),
+        (
+            "cheap cheaper cheapest inexpensive low-cost affordable",
+            "expensive pricey pricier priciest costly costlier",
+        ),
         ("best", "worst"),
         ("advantages pros benefits", "disadvantages cons drawbacks"),
         ("north northern", "south southern"),
@@ -1223,6 +1280,17 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("heavy heavier", "light lighter"),
         ("strong stronger", "weak weaker"),
         ("input", "output"),
+        ("incoming inbound", "outgoing outbound"),
+        ("indoor indoors", "outdoor outdoors"),
+        ("upstairs", "downstairs"),
+        ("upstream", "downstream"),
+        ("overweight", "underweight"),
+        ("inhale inhaling", "exhale exhaling"),
+        ("arrival arrivals", "departure departures"),
+        ("borrow borrowing borrowed", "lend lending lent"),
+        ("predecessor predecessors", "successor successors"),
+        ("creditor creditors", "debtor debtors"),
+        ("sender", "recipient receiver"),
         ("upper uppercase", "lower lowercase"),
         ("ascending", "descending"),
         ("plus", "minus"),
@@ -1230,7 +1298,7 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("men men's male", "women women's female"),
         ("boy boys", "girl girls"),
         # states and kinds whose answers differ ("is raw chicken safe to eat?")
-        ("good", "bad"),
+        ("good better", "bad worse"),
         ("difference differences", "similarity similarities"),
         ("active", "passive"),
         ("singular", "plural"),
@@ -1242,9 +1310,14 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("happy", "sad"),
         ("soft soft-boiled", "hard hard-boiled"),
         ("raw uncooked", "cooked"),
-        ("safe", "unsafe dangerous toxic poisonous"),
+        ("safe safer safest", "unsafe dangerous hazardous toxic poisonous riskier riskiest"),
+        ("healthy healthier healthiest", "unhealthy unhealthier unhealthiest"),
+        ("common commonest popular", "rare rarer rarest uncommon unpopular"),
         ("legal", "illegal"),
-        ("easy easier easiest", "hard harder hardest difficult"),
+        (
+            "easy easier easiest simple simpler simplest",
+            "hard harder hardest difficult complicated complex",
+        ),
         ("beginner beginners novice", "intermediate", "expert experts experienced advanced"),
         ("child children kid kids", "adult adults"),
         ("early earlier", "late"),
@@ -1313,7 +1386,7 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("closest nearest", "farthest furthest"),
         ("longer", "shorter"),
         ("hour hours hourly", "minute minutes"),
-        ("better", "worse"),
+        ("better superior", "worse inferior"),
         ("extend extending lengthen", "shorten shortening"),
         ("pause pausing paused", "resume resuming resumed unpause"),
         ("hold holding", "sell selling"),
@@ -1326,7 +1399,15 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("daily", "weekly", "monthly", "annual annually yearly"),
         ("email e-mail", "phone telephone", "chat"),
         # the form an answer is asked in
-        ("table", "bullet bullets bulleted", "paragraph paragraphs"),
+        # (one group: "one sentence", "one paragraph", "an essay" and "a numbered list"
+        # are each another answer; a poem or a tweet is a form of its own as well)
+        (
+            "table",
+            "bullet bullets bulleted numbered",
+            "paragraph paragraphs",
+            "sentence sentences",
+            "essay essays",
+        ),
         ("tweet tweets", "poem poems", "essay essays", "haiku", "limerick", "speech"),
         ("millisecond milliseconds", "microsecond microseconds", "nanosecond nanoseconds"),
     )
@@ -1404,6 +1485,24 @@ class _Groups:
 
 
 _poles_of = _Groups(_POLES)
+
+
+def _opposites() -> dict[str, str]:
+    """A word of a two-sided pole group -> a word of its other side (of the first such
+    group that holds it): what "less" or "least" before it says ("less healthy" is
+    "unhealthy", "least expensive" "cheap")."""
+    out: dict[str, str] = {}
+    for sides in _POLES:
+        if len(sides) == 2:
+            for side, other in (sides, sides[::-1]):
+                for word in side:
+                    out.setdefault(word, min(other))
+    return out
+
+
+_OPPOSITES = _opposites()
+# the words that grade a pole word after them: "more dangerous" is "riskier"
+_DEGREES = frozenset({"more", "most", "less", "least"})
 
 
 _NEGATIONS = frozenset(
