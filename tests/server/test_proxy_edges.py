@@ -388,6 +388,25 @@ async def test_storage_urls_are_refused_unless_the_deployment_allows_them(
         assert allowed.status_code == (200 if "type" in part else 400)
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [  # the provider's own fields, which adapters pass through as they are
+        ("systemInstruction", {"parts": [{"fileData": {"fileUri": "gs://payroll/2025.pdf"}}]}),
+        ("contents", [{"role": "user", "parts": [{"file_data": {"file_uri": "gs://p/a.pdf"}}]}]),
+        ("system", [{"type": "document", "source": {"type": "url", "url": "s3://p/a.pdf"}}]),
+    ],
+)
+async def test_storage_urls_in_native_fields_are_refused_too(
+    upstream: FakeOpenAIServer, proxy: httpx2.AsyncClient, field: str, value: Any
+) -> None:
+    # only the messages were searched: Vertex read a gs:// systemInstruction file with the
+    # proxy's service account
+    refused = await proxy.post(CHAT, json={**BODY, field: value})
+    assert refused.status_code == 400 and "allow_storage_urls" in refused.text
+    assert refused.json()["error"]["param"] == field
+    assert upstream.count(CHAT) == 0
+
+
 def test_library_errors_name_the_upstream_without_credentials() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -807,7 +807,7 @@ class ProxyApp:
         try:
             body, route, ctl = await self._prepared(body, caller, route, ctl)
             if not route.storage_urls:
-                _refuse_storage_urls(body.get("messages"))
+                _refuse_storage_urls(body)
             plan = route.plan()
             request = route.request(
                 plan.keyed_as,
@@ -1522,43 +1522,42 @@ def _tenant_key_builder(name: str, hook: Callable[..., Any]) -> Callable[[Reques
 
 # Where a content part names a file the provider fetches itself (OpenAI's image_url.url,
 # file.file_data / file_id; Converse's s3Location.uri; Gemini's fileData.fileUri).
-_URL_FIELDS = frozenset({"url", "file_data", "file_id", "uri", "fileUri"})
+_URL_FIELDS = frozenset({"url", "file_data", "file_id", "uri", "fileUri", "file_uri"})
 _STORAGE_SCHEMES = ("s3://", "gs://")
 
 
-def _refuse_storage_urls(messages: object) -> None:
-    """A 400 for an ``s3://`` or ``gs://`` URL in the messages' content parts: Bedrock and
-    Vertex AI read such an object with the credentials the request is signed with, the
-    deployment's, so a caller could read whatever the proxy's cloud identity may (a
-    deployment allows them with ``allow_storage_urls: true``). A message whose content is
-    a string (most) costs one look."""
-    if not isinstance(messages, list):
-        return
-    stack: list[Any] = [
-        content
-        for message in messages
-        if isinstance(message, dict) and isinstance(content := message.get("content"), list)
-    ]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            for name, inner in item.items():
-                if (
-                    name in _URL_FIELDS
-                    and isinstance(inner, str)
-                    and inner[:5].lower().startswith(_STORAGE_SCHEMES)
-                ):
-                    raise HTTPError(
-                        400,
-                        f"{inner[:5]} URLs are read with the proxy's cloud credentials; this "
-                        "model does not allow them (unless its deployment sets"
-                        " allow_storage_urls: true)",
-                        param="messages",
-                    )
-                if isinstance(inner, (dict, list)):
-                    stack.append(inner)
-        elif isinstance(item, list):
-            stack.extend(item)
+def _refuse_storage_urls(body: dict[str, Any]) -> None:
+    """A 400 for an ``s3://`` or ``gs://`` URL anywhere in the body's media fields: in the
+    messages' content parts, and in the provider's own fields an adapter passes through
+    (Gemini's ``systemInstruction`` ``fileData``...). Bedrock and Vertex AI read such an
+    object with the credentials the request is signed with, the deployment's, so a caller
+    could read whatever the proxy's cloud identity may (a deployment allows them with
+    ``allow_storage_urls: true``). Strings are never searched, only the fields that name a
+    file: a prompt may talk about gs:// paths."""
+    for param, value in body.items():
+        if not isinstance(value, (dict, list)):
+            continue
+        stack: list[Any] = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, dict):
+                for name, inner in item.items():
+                    if (
+                        name in _URL_FIELDS
+                        and isinstance(inner, str)
+                        and inner[:5].lower().startswith(_STORAGE_SCHEMES)
+                    ):
+                        raise HTTPError(
+                            400,
+                            f"{inner[:5]} URLs are read with the proxy's cloud credentials;"
+                            " this model does not allow them (unless its deployment sets"
+                            " allow_storage_urls: true)",
+                            param=param,
+                        )
+                    if isinstance(inner, (dict, list)):
+                        stack.append(inner)
+            elif isinstance(item, list):
+                stack.extend(item)
 
 
 def _model_object(name: str) -> dict[str, Any]:
