@@ -693,6 +693,34 @@ async def test_wildcard_model_names_route_what_they_match(
             assert len(upstream.requests) == calls
 
 
+async def test_a_wildcard_deployments_key_never_goes_to_a_provider_the_caller_names(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient]
+) -> None:
+    # model "*" with an OpenAI key: "openrouter/..." or "ollama/..." sent it elsewhere
+    with FakeOpenAIServer() as keyless:
+        config = proxy_config(
+            upstream,
+            model_list=[
+                _deployment("*", "*", upstream),
+                {  # no key of its own: the provider's key from the environment
+                    "model_name": "free/*",
+                    "litellm_params": {"model": "*", "api_base": keyless.base_url},
+                },
+            ],
+        )
+        async with make_proxy(config) as proxy:
+            assert (await proxy.post(CHAT, json={**BODY, "model": "o3"})).status_code == 200
+            for named in ("openrouter/openai/gpt-4o", "anthropic/claude-3-5-sonnet", "ollama/x"):
+                refused = await proxy.post(CHAT, json={**BODY, "model": named})
+                assert refused.status_code == 400, named
+                assert refused.json()["error"]["param"] == "model"
+                assert "openai's" in refused.json()["error"]["message"]
+            # a deployment with no key of its own routes on (each provider's key from the env)
+            free = await proxy.post(CHAT, json={**BODY, "model": "free/gpt-4o"})
+            assert free.status_code == 200, free.text
+        assert upstream.count(CHAT) == 1 and keyless.count(CHAT) == 1
+
+
 async def test_deployments_of_one_name_share_its_requests(
     make_proxy: Callable[..., httpx2.AsyncClient],
 ) -> None:

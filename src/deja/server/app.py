@@ -275,6 +275,12 @@ class _Wildcard:
         parts = [re.escape(part) for part in pattern.split("*")]
         self._regex = re.compile("(.*?)".join(parts[:-1]) + "(.*)" + parts[-1], re.S)
         self.specificity = len(pattern) - pattern.count("*")
+        # the provider a deployment's own api_key is for: the one its model names with any
+        # name in its * (``"*"``: OpenAI's, as a bare model name is)
+        self._keyed = [
+            resolve_model(_filled(d.model, ["x"]))[0] if d.litellm_params.get("api_key") else None
+            for d in self.deployments
+        ]
 
     def route(self, model: str) -> Route | None:
         matched = self._regex.fullmatch(model)
@@ -286,8 +292,18 @@ class _Wildcard:
             # gemini-2.0-flash/../gemini-2.5-pro would name another model than a key allows
             raise HTTPError(400, f"invalid model name {model!r}", param="model")
         concrete = []
-        for deployment in self.deployments:
-            params = {**deployment.litellm_params, "model": _filled(deployment.model, pieces)}
+        for deployment, keyed in zip(self.deployments, self._keyed, strict=True):
+            filled = _filled(deployment.model, pieces)
+            if keyed is not None and resolve_model(filled)[0] != keyed:
+                # a provider named in the *: the deployment's key would go to another
+                # company's endpoint ("*" with an OpenAI key, asked for "openrouter/...")
+                raise HTTPError(
+                    400,
+                    f"model {model!r} is not served here: this route's key is {keyed}'s",
+                    param="model",
+                    code="model_not_found",
+                )
+            params = {**deployment.litellm_params, "model": filled}
             concrete.append(replace(deployment, model_name=model, litellm_params=params))
         return make_route(model, concrete)
 
