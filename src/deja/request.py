@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -266,6 +267,18 @@ def redact_url(url: str) -> str:
         safe="*",
     )
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+# a URL in a message, up to the punctuation that ends it there (a comma, a quote...)
+_URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>,;()\[\]]+")
+
+
+def redact_urls_in(text: str) -> str:
+    """``text`` (an error's message, say) with every URL in it as :func:`redact_url`
+    shows it: no user-info, no credential in its query."""
+    if "://" not in text:
+        return text
+    return _URL_IN_TEXT.sub(lambda found: redact_url(found.group()), text)
 
 
 def _check_messages(messages: object) -> tuple[tuple[Mapping[str, Any], ...], bool]:

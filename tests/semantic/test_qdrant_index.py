@@ -196,6 +196,16 @@ def test_an_unreachable_server_is_a_store_error_within_the_timeout() -> None:
         assert time.monotonic() - start < 3.0
 
 
+def test_a_store_error_names_the_server_without_its_credentials() -> None:
+    # the text reaches the logs and the unauthenticated /health/ready
+    url = f"http://deja:S3CRET@127.0.0.1:{_free_port()}/?api-key=K3Y"
+    ix = QdrantIndex(url=url, dim=8, timeout=1.0)
+    with pytest.raises(StoreError) as caught:
+        ix.search(basis(0), scope="s")
+    assert "127.0.0.1" in str(caught.value)
+    assert "S3CRET" not in str(caught.value) and "K3Y" not in str(caught.value)
+
+
 def test_a_silent_server_times_out_as_a_store_error() -> None:
     # accepts connections but never answers: only the timeout ends the call
     with socket.socket() as server:

@@ -619,6 +619,14 @@ def test_urls_are_shown_without_credentials(url: str, shown: str) -> None:
     assert redact_url(url) == shown
 
 
+def test_urls_in_a_message_are_shown_without_credentials() -> None:
+    from deja.request import redact_urls_in
+
+    text = "Qdrant http://u:pw@h:6333/?api-key=k, then 'redis://:pw2@r:6379/0' (https://x/y)"
+    assert redact_urls_in(text) == "Qdrant http://h:6333/, then 'redis://r:6379/0' (https://x/y)"
+    assert redact_urls_in("no URL here") == "no URL here"
+
+
 async def test_a_metrics_scrape_never_holds_up_requests(
     upstream: FakeOpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

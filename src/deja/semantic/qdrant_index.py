@@ -71,6 +71,7 @@ from pathlib import Path
 from typing import Any
 
 from deja.errors import ConfigError, MissingDependencyError, StoreError
+from deja.request import redact_urls_in
 from deja.semantic._deps import np
 from deja.semantic.index import (
     Neighbor,
@@ -306,8 +307,11 @@ class QdrantIndex:
             raise
         except Exception as exc:
             target = self.url if self.url is not None else f"local mode ({self.path or ':memory:'})"
+            # (the URL may hold credentials, and the text goes to logs and /health/ready)
             raise StoreError(
-                f"Qdrant {target}, collection {self.collection!r}: {type(exc).__name__}: {exc}"
+                redact_urls_in(
+                    f"Qdrant {target}, collection {self.collection!r}: {type(exc).__name__}: {exc}"
+                )
             ) from exc
 
     def _op(self) -> tuple[Any, Any]:

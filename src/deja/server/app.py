@@ -50,7 +50,7 @@ from deja.keys import scope_prefix, takes_tenant
 from deja.metrics import PrometheusMetrics
 from deja.providers.bedrock import require_botocore
 from deja.providers.google_auth import require_cryptography
-from deja.request import Request, RequestKind, resolve_model
+from deja.request import Request, RequestKind, redact_urls_in, resolve_model
 from deja.result import CacheInfo
 from deja.server.auth import Auth, Caller
 from deja.server.http import (
@@ -1099,8 +1099,8 @@ class ProxyApp:
                 asyncio.to_thread(search, probe, scope="deja:health", k=1),
                 timeout=_SEMANTIC_PROBE_SECONDS,
             )
-        except Exception as exc:
-            return f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # (an unauthenticated route: no credentials in URLs)
+            return redact_urls_in(f"{type(exc).__name__}: {exc}")
         return None
 
     async def _ready(self, scope: Scope, receive: Receive, send: Send) -> None:
