@@ -49,6 +49,27 @@ async def test_default_off_caches_only_the_requests_that_opt_in(
         assert upstream.count(CHAT) == 3
 
 
+async def test_litellms_caching_switch_in_the_body_is_a_control_never_sent(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient]
+) -> None:
+    # it went upstream (OpenAI refuses unknown fields), keyed, and switched nothing
+    config = proxy_config(upstream)
+    del config["caching"]
+    config["litellm_settings"] = {
+        "cache": True,
+        "cache_params": {"type": "local", "mode": "default_off"},
+    }
+    async with make_proxy(config) as proxy:
+        opted = [await proxy.post(CHAT, json={**BODY, "caching": True}) for _ in range(2)]
+        assert [r.headers["x-deja-cache"] for r in opted] == ["miss", "hit"]
+        assert all("caching" not in r.body for r in upstream.requests)
+    async with make_proxy(proxy_config(upstream)) as proxy:
+        off = [await proxy.post(CHAT, json={**BODY, "caching": False}) for _ in range(2)]
+        assert [r.headers["x-deja-cache"] for r in off] == ["bypass", "bypass"]
+        wrong = await proxy.post(CHAT, json={**BODY, "caching": "yes"})
+        assert wrong.status_code == 400 and wrong.json()["error"]["param"] == "caching"
+
+
 def test_default_off_in_the_library() -> None:
     cache = deja.Cache(mode="default_off")
     request = deja.Request.chat(model="gpt-4o", messages=BODY["messages"])

@@ -625,6 +625,12 @@ class ProxyApp:
             raise HTTPError(
                 400, str(exc), param=f"cache.{exc.option}" if inside else "cache"
             ) from None
+        if "caching" in body:  # LiteLLM's per-call switch, as the library takes it: not sent
+            caching = body.pop("caching")
+            if not isinstance(caching, bool):
+                raise HTTPError(400, "caching must be true or false", param="caching")
+            switch = {"use-cache": True} if caching else {"no-cache": True, "no-store": True}
+            from_body = merge(from_body, parse_controls(switch))
         try:
             return merge(from_header(joined_header(scope, b"cache-control")), from_body)
         except ControlError as exc:  # a Cache-Control header, not a body parameter
