@@ -211,6 +211,32 @@ def test_litellm_habits_of_the_module_level_api(monkeypatch: pytest.MonkeyPatch)
             deja.set_default_client(deja.Client())  # as a fresh process has it
 
 
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"caching": True},
+        {"cache": {"namespace": "faq-v2"}},
+        {"extra_body": {"top_k": 5, "cache": {"namespace": "faq-v3"}}},
+        {"extra_query": {"tenant_hint": "a"}},
+        {"extra_headers": {"x-trace": "1"}, "timeout": 30},
+    ],
+)
+def test_key_for_takes_the_calls_own_arguments(arguments: dict[str, Any]) -> None:
+    # the guide's targeted deletion: the key built from the call's exact arguments; these
+    # were keyed as request fields, and delete() missed the entry it was meant for
+    with FakeOpenAIServer() as server:
+        cache = deja.Cache()
+        client = deja.Client(cache=cache, api_base=server.base_url, api_key="k")
+        stored = client.completion(model="gpt-4o", messages=MESSAGES, **arguments)
+        key = cache.key_for(
+            model="gpt-4o", messages=MESSAGES, api_base=server.base_url, **arguments
+        )
+        assert key == stored.cache.key
+        assert cache.delete(key) is True
+        again = client.completion(model="gpt-4o", messages=MESSAGES, **arguments)
+        assert again.cache.status == "miss"
+
+
 def test_wrap_leaves_a_pydantic_response_format_to_the_sdk() -> None:
     import openai
     import pydantic

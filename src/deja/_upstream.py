@@ -32,6 +32,8 @@ __all__ = [
     "ADAPTED",
     "AUTOMATIC_CACHING",
     "NOT_A_STREAM_BYTES",
+    "PROVIDER_OPTIONS",
+    "call_key_fields",
     "compatible_payload",
     "encoded",
     "error_for",
@@ -43,6 +45,26 @@ __all__ = [
     "queried",
     "warn_once",
 ]
+
+# LiteLLM's per-call provider settings: credentials and the region of the endpoint. They
+# pick where and as whom a call is made, never what it asks, so they are not in the key.
+PROVIDER_OPTIONS = frozenset(
+    {
+        "aws_region_name",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "aws_profile_name",
+        "aws_bearer_token_bedrock",  # a Bedrock API key, sent instead of a SigV4 signature
+        "vertex_project",
+        "vertex_location",
+        "vertex_credentials",
+        "vertex_token_uri",  # where the service account's token comes from (default: its file's)
+        "vertex_ai_project",  # LiteLLM's older names
+        "vertex_ai_location",
+    }
+)
+
 
 logger = logging.getLogger("deja.client")
 
@@ -320,3 +342,34 @@ def queried(
             + (" (give api-version only)" if provider == "azure" else "")
         )
     return keyed_api_base(base, {}, query), keyed_api_base(url_base, {}, query)
+
+
+def call_key_fields(
+    model: str, api_base: str | None, arguments: Mapping[str, Any]
+) -> tuple[Any, str | None, dict[str, Any]]:
+    """(the cache controls, the keyed api_base, the request fields) of a chat call's
+    arguments as :class:`deja.Client` reads them before keying: ``cache`` (else
+    ``extra_body``'s) the controls, ``extra_body`` merged into the fields, ``extra_query``
+    keyed with the endpoint, LiteLLM's ``caching`` switch and the provider settings
+    (:data:`PROVIDER_OPTIONS`) taken out. What :meth:`deja.Cache.key_for` keys by, so that
+    the same arguments find the entry the call stored."""
+    from deja.request import env_api_base, normalize_api_base, resolve_model
+
+    fields = {k: v for k, v in arguments.items() if k not in PROVIDER_OPTIONS}
+    extra_body = dict(fields.pop("extra_body", None) or {})
+    cache = fields.pop("cache", None)
+    if cache is None:
+        cache = extra_body.pop("cache", None)
+    extra_body.pop("cache", None)
+    caching = fields.pop("caching", None)
+    if caching is not None and not isinstance(caching, bool):
+        raise InvalidRequestError("caching must be True or False")
+    query = fields.pop("extra_query", None) or {}
+    if not isinstance(query, Mapping):
+        raise InvalidRequestError("extra_query must be a mapping of query parameters")
+    fields.update(extra_body)
+    if query:
+        provider, _ = resolve_model(model)
+        base = normalize_api_base(api_base or env_api_base(provider), provider)
+        api_base, _ = queried(provider, base, base or "", query, fields)
+    return cache, api_base, fields

@@ -50,6 +50,9 @@ from deja._upstream import (
     stream_error,
     warn_once,
 )
+from deja._upstream import (
+    PROVIDER_OPTIONS as _PROVIDER_OPTIONS,
+)
 from deja.controls import CacheControl, merge, parse_controls
 from deja.errors import (
     ConfigError,
@@ -105,24 +108,6 @@ _T = TypeVar("_T")
 _OPENAI_COMPATIBLE = frozenset(PROVIDER_API_BASES) - ADAPTED
 # Providers whose endpoint is per region (or project): api_base is optional for them.
 _REGIONAL = frozenset({"bedrock", "vertex_ai"})
-# LiteLLM's per-call provider settings: credentials and the region of the endpoint. They
-# pick where and as whom a call is made, never what it asks, so they are not in the key.
-_PROVIDER_OPTIONS = frozenset(
-    {
-        "aws_region_name",
-        "aws_access_key_id",
-        "aws_secret_access_key",
-        "aws_session_token",
-        "aws_profile_name",
-        "aws_bearer_token_bedrock",  # a Bedrock API key, sent instead of a SigV4 signature
-        "vertex_project",
-        "vertex_location",
-        "vertex_credentials",
-        "vertex_token_uri",  # where the service account's token comes from (default: its file's)
-        "vertex_ai_project",  # LiteLLM's older names
-        "vertex_ai_location",
-    }
-)
 # A context cache Gemini refused to make (too small, say) is not asked for again so soon.
 _REFUSED_CACHE_SECONDS = 600.0
 # the most (model, api_base) resolutions a client remembers

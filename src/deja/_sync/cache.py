@@ -33,8 +33,9 @@ from deja._forks import renew_in_child
 from deja._lock_keeper import LockKeeper
 from deja._sync.singleflight import SingleFlight, WaitExpired
 from deja._sync.streams import Broadcast, CachedStream, OpenStream
+from deja._upstream import call_key_fields
 from deja.breaker import CircuitBreaker
-from deja.controls import CacheControl, CacheMode, in_mode, parse_controls
+from deja.controls import CacheControl, CacheMode, in_mode, merge, parse_controls
 from deja.entry import Entry, StoredEntry, decode, encode
 from deja.errors import (
     ConfigError,
@@ -259,6 +260,7 @@ class Cache:
         self._late: tuple[float, TimeoutError] | None = None  # (when, the failure counted)
         self._last_warning = float("-inf")
         self._semantic_warned = float("-inf")
+        self._refusal_warned = float("-inf")  # (an input the embedder refused: _semantic_failed)
         self._unscoped_warned = float("-inf")  # (a key builder failing on a scope: _unscoped)
         self._outage_said = False  # a failure was logged since the last "answering again"
         self._renew()  # its calls in flight and locks (renewed in a forked child)
@@ -319,18 +321,24 @@ class Cache:
         namespace: str | None = None,
         **params: Any,
     ) -> str:
-        """The key of a chat request given as call arguments (for targeted deletion).
+        """The key of a chat request given as call arguments (for targeted deletion): the
+        arguments of the :class:`deja.Client` call that stored it, read as the call reads
+        them (``cache``'s namespace, ``extra_body``, ``extra_query``; ``caching``,
+        ``timeout``, ``extra_headers`` and the provider settings change no key).
 
         Without ``api_base``, the endpoint is the one a :class:`deja.Client` without one
         calls: the environment's (``OPENAI_BASE_URL``...), else the provider's (as for
         any :class:`~deja.Request`). A client made with ``api_base=`` keys by that: pass
         the same here.
         """
+        cache, api_base, fields = call_key_fields(model, api_base, params)
         request = Request.chat(
-            model=model, messages=messages, api_base=api_base, tenant=tenant, **params
+            model=model, messages=messages, api_base=api_base, tenant=tenant, **fields
         )
-        control = CacheControl(namespace=namespace) if namespace is not None else None
-        return self.key(request, control)
+        ctl = parse_controls(cache)
+        if namespace is not None:
+            ctl = merge(ctl, CacheControl(namespace=namespace))
+        return self.key(request, ctl)
 
     def explain(
         self, request: Request, control: Mapping[str, Any] | CacheControl | None = None
@@ -1552,6 +1560,20 @@ class Cache:
         # the embedder's or the vector index's failure: the semantic tier's, not the store's
         self.metrics.semantic_error(type(exc).__name__)
         now = time.monotonic()
+        if self.semantic is not None and self.semantic.refused(exc):
+            # the embedder refused that one input (too long, say) and embeds others: only
+            # this lookup fails (five long prompts in a row opened the breaker for every
+            # tenant). Neither a failure nor a success: a probe it was is given back.
+            self._semantic_breaker.release()
+            if now - self._refusal_warned >= self._semantic_breaker.reset_after:
+                self._refusal_warned = now
+                logger.warning(
+                    "the embedder refused an input (%s: %s): that lookup is skipped; if it"
+                    " refuses every input, check its settings",
+                    type(exc).__name__,
+                    exc,
+                )
+            return
         if now - self._semantic_warned >= self._breaker.reset_after:
             self._semantic_warned = now
             logger.warning(

@@ -27,12 +27,12 @@ import orjson
 
 from deja._aio import off_loop
 from deja._async.cache import AsyncCache
-from deja._async.client import _PROVIDER_OPTIONS, AsyncClient, _bedrock_api_key
+from deja._async.client import AsyncClient, _bedrock_api_key
 from deja._async.context_caches import AsyncContextCaches
 from deja._async.embeddings import acached_embeddings
 from deja._async.streams import AsyncCachedStream, aopen_uncached
 from deja._embedding_items import embedding_items, item_requests
-from deja._upstream import retry_worthy
+from deja._upstream import PROVIDER_OPTIONS, retry_worthy
 from deja.config import DEPLOYMENT_DEFAULTS, ModelDeployment, Settings, build_cache
 from deja.controls import CacheControl, from_header, merge, parse_controls
 from deja.errors import (
@@ -1463,7 +1463,7 @@ def _provider_check(deployment: ModelDeployment) -> tuple[Callable[[], None], st
     params = deployment.litellm_params
     api_key = params.get("api_key")
     if provider == "bedrock":
-        options = {name: value for name, value in params.items() if name in _PROVIDER_OPTIONS}
+        options = {name: value for name, value in params.items() if name in PROVIDER_OPTIONS}
         bearer = _bedrock_api_key(options, str(api_key) if api_key else None)
         region = (
             options.get("aws_region_name")
@@ -1515,7 +1515,7 @@ def _deployment_options(deployment: ModelDeployment) -> dict[str, Any]:
     provider = {
         name: value
         for name, value in params.items()
-        if name in _PROVIDER_OPTIONS and value is not None
+        if name in PROVIDER_OPTIONS and value is not None
     }
     if provider:
         options["provider_options"] = provider
