@@ -4,6 +4,7 @@ use, keys that match what the Client keys, and requests that repeat themselves."
 from __future__ import annotations
 
 import enum
+import time
 from typing import Any
 
 import numpy as np
@@ -235,6 +236,28 @@ def test_key_for_takes_the_calls_own_arguments(arguments: dict[str, Any]) -> Non
         assert cache.delete(key) is True
         again = client.completion(model="gpt-4o", messages=MESSAGES, **arguments)
         assert again.cache.status == "miss"
+
+
+async def test_settings_changed_on_enable_caches_cache_reach_the_async_calls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the guide's enable_cache(); litellm.cache.ttl = 900: it changed the sync calls only
+    with FakeOpenAIServer() as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        deja.set_default_client(deja.Client(), async_client=deja.AsyncClient())
+        store = MemoryStore()
+        cache = deja.enable_cache(store=store)
+        try:
+            cache.ttl = 900
+            cache.key_prefix = "v2:"
+            answer = await deja.acompletion(model="gpt-4o", messages=MESSAGES)
+            assert answer.cache.key.startswith("v2:")
+            assert 899 <= store._expiries[answer.cache.key] - time.time() <= 900
+        finally:
+            deja.disable_cache()
+            deja.close()
+            deja.set_default_client(deja.Client(), async_client=deja.AsyncClient())
 
 
 def test_wrap_leaves_a_pydantic_response_format_to_the_sdk() -> None:

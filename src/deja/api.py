@@ -91,6 +91,34 @@ def set_default_client(
     DEFAULTS.replace(client, async_client)
 
 
+# The settings of the cache enable_cache() returns that its async twin takes too
+_SHARED_SETTINGS = frozenset(
+    {
+        "mode",
+        "store",
+        "ttl",
+        "key_prefix",
+        "namespace",
+        "key_builder",
+        "admission",
+        "max_entry_bytes",
+        "compress_min_bytes",
+    }
+)
+
+
+class _DefaultCache(Cache):
+    """The cache :func:`enable_cache` returns: a setting changed on it (``cache.ttl =
+    900``, ``cache.key_prefix = "v2:"``: what LiteLLM users do to ``litellm.cache``) is
+    the async default client's setting too; it changed the sync calls only."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        twin = self.__dict__.get("_twin")
+        if twin is not None and name in _SHARED_SETTINGS:
+            setattr(twin, name, value)
+
+
 def enable_cache(
     *,
     ttl: float | None = None,
@@ -99,17 +127,20 @@ def enable_cache(
     namespace: str | None = None,
 ) -> Cache:
     """Give the default clients a cache (both share ``store``; default: in memory), and
-    return the sync one (``cache.delete(cache.key_for(...))``, ``cache.clear()``...: what
-    LiteLLM users do with ``litellm.cache``). Its deletions reach the async calls' entries
-    too (one store), but its ``stats()`` count the sync calls only: the async ones are
-    counted by ``deja.api.DEFAULTS.async_client.cache``."""
+    return the sync one (``cache.delete(cache.key_for(...))``, ``cache.clear()``,
+    ``cache.ttl = 900``...: what LiteLLM users do with ``litellm.cache``). Its deletions
+    reach the async calls' entries too (one store), and a setting changed on it (``ttl``,
+    ``key_prefix``, ``namespace``...) applies to them too; but its ``stats()`` count the
+    sync calls only: the async ones are counted by
+    ``deja.api.DEFAULTS.async_client.cache``."""
     if store is None:
         from deja.stores.memory import MemoryStore
 
         store = MemoryStore()
     options: dict[str, Any] = {"ttl": ttl, "key_prefix": key_prefix, "namespace": namespace}
-    cache = DEFAULTS.client.cache = Cache(store=store, **options)
-    DEFAULTS.async_client.cache = AsyncCache(store=store, **options)
+    cache = _DefaultCache(store=store, **options)
+    cache._twin = DEFAULTS.async_client.cache = AsyncCache(store=store, **options)
+    DEFAULTS.client.cache = cache
     return cache
 
 
