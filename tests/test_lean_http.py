@@ -709,6 +709,33 @@ async def test_pool_limit_waits_in_turn_and_times_out(serve: Callable[..., RawSe
     assert server.connections == 2  # the waiters reused the two connections
 
 
+async def test_a_slow_upstream_holding_its_slots_keeps_no_caller_of_another_waiting(
+    serve: Callable[..., RawServer],
+) -> None:
+    # one pool of slots for every upstream: a tenant's 100 slow calls to one made another's
+    # call to a healthy one wait out its timeout, reported as that upstream's timeout
+    release = threading.Event()
+
+    def respond(conn: Conn, request: Recorded) -> None:
+        release.wait(10)
+        echo(conn, request)
+
+    slow, fast = serve(answering(respond)), serve(answering(echo))
+    http = LeanHTTPClient(max_connections=2)
+    try:
+        busy = [asyncio.create_task(post(http, slow.url)) for _ in range(2)]
+        assert await asyncio.to_thread(slow.wait_requests, 2)
+        answer = await post(http, fast.url, timeout=1.0)
+        assert answer.status_code == 200
+        with pytest.raises(httpx2.PoolTimeout, match="to this upstream"):
+            await post(http, slow.url, timeout=0.2)
+        release.set()
+        assert all(a.status_code == 200 for a in await asyncio.gather(*busy))
+    finally:
+        release.set()
+        await http.aclose()
+
+
 async def test_connections_beyond_the_limit_are_evicted_across_origins(
     serve: Callable[..., RawServer],
 ) -> None:

@@ -14,8 +14,9 @@ bare exchange made complete for what deja sends, and no more:
   ``HEAD``, 204 and 304;
 - ``gzip`` and ``deflate`` answers decoded (``accept-encoding: gzip, deflate`` is sent unless
   the caller sets the header); other codings are passed through as they are;
-- a keep-alive pool per event loop: at most ``max_connections`` requests in flight (more wait
-  their turn, first come first served, up to their timeout), idle connections reused newest
+- a keep-alive pool per event loop: at most ``max_connections`` requests in flight to each
+  upstream (more wait their turn, first come first served, up to their timeout; a slow
+  upstream holds no caller of another one), idle connections reused newest
   first and closed after ``keepalive_expiry`` seconds; a host's IPv6 and IPv4 addresses
   raced when connecting (RFC 8305, "happy eyeballs");
 - a pooled connection found closed before the request went out (the server closed it while
@@ -763,20 +764,19 @@ def _readable(fd: int) -> bool:
     return bool(poller.poll(0))
 
 
-class _Pool:
-    """The connections and request slots of one event loop."""
+class _Slots:
+    """The request slots of one origin on one event loop: ``limit`` requests in flight to
+    it at once, the others waiting in line. Per origin, so that a slow upstream holding
+    all of its slots keeps no caller of another one waiting (a proxy's tenants call
+    several)."""
 
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, limit: int, keepalive_expiry: float
-    ) -> None:
+    __slots__ = ("free", "limit", "loop", "waiters")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
         self.loop = loop
         self.limit = limit
-        self.keepalive_expiry = keepalive_expiry
-        self.free = limit  # request slots; never > 0 while someone waits
+        self.free = limit  # never > 0 while someone waits
         self.waiters: deque[asyncio.Future[None]] = deque()
-        self.idle: dict[tuple[bool, str, int], list[_Connection]] = {}
-        self.open = 0
-        self.closed = False
 
     async def wait_slot(self, timeout: float) -> None:
         slot: asyncio.Future[None] = self.loop.create_future()
@@ -793,7 +793,8 @@ class _Pool:
                     self.waiters.remove(slot)
             if isinstance(exc, TimeoutError):
                 raise httpx2.PoolTimeout(
-                    f"no free connection within {timeout} s ({self.limit} requests in flight)"
+                    f"no free connection within {timeout} s ({self.limit} requests in flight"
+                    " to this upstream)"
                 ) from None
             raise
 
@@ -805,6 +806,27 @@ class _Pool:
                 slot.set_result(None)  # straight to the next in line
                 return
         self.free += 1
+
+
+class _Pool:
+    """The connections and request slots of one event loop."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, limit: int, keepalive_expiry: float
+    ) -> None:
+        self.loop = loop
+        self.limit = limit
+        self.keepalive_expiry = keepalive_expiry
+        self.slots: dict[tuple[bool, str, int], _Slots] = {}  # per origin
+        self.idle: dict[tuple[bool, str, int], list[_Connection]] = {}
+        self.open = 0
+        self.closed = False
+
+    def slots_of(self, origin: tuple[bool, str, int]) -> _Slots:
+        slots = self.slots.get(origin)
+        if slots is None:
+            slots = self.slots[origin] = _Slots(self.loop, self.limit)
+        return slots
 
     def take_idle(self, origin: tuple[bool, str, int]) -> _Connection | None:
         conns = self.idle.get(origin)
@@ -919,7 +941,7 @@ class LeanResponse:
         "_decoder",
         "_done",
         "_exchange",
-        "_pool",
+        "_slots",
         "headers",
         "http_version",
         "reason_phrase",
@@ -932,7 +954,7 @@ class LeanResponse:
         *,
         content: bytes | None,
         body: _StreamBody | None = None,
-        pool: _Pool | None = None,
+        slots: _Slots | None = None,
         exchange: int = 0,
     ) -> None:
         version, status, reason, items = head
@@ -941,7 +963,7 @@ class LeanResponse:
         self.reason_phrase = reason
         self.headers = Headers(items)
         self._body = body
-        self._pool = pool  # holds a request slot until the stream ends
+        self._slots = slots  # holds a request slot until the stream ends
         self._exchange = exchange
         self._done = content is not None
         coding = self.headers.get("content-encoding")
@@ -1022,10 +1044,10 @@ class LeanResponse:
             if body.error is None and not body.done:  # a reader in another task stops too
                 body.error = httpx2.ReadError("the response was closed")
                 body.wake()
-        pool = self._pool
-        self._pool = None
-        if pool is not None:
-            pool.release_slot()
+        slots = self._slots
+        self._slots = None
+        if slots is not None:
+            slots.release_slot()
 
     def __repr__(self) -> str:
         return f"<LeanResponse [{self.status_code}]>"
@@ -1081,7 +1103,9 @@ class _Decoder:
 class LeanHTTPClient:
     """deja's async HTTP client for upstream calls (the ``AsyncHTTP`` subset of httpx2's).
 
-    ``max_connections``: requests in flight at once per event loop (and open connections);
+    ``max_connections``: requests in flight at once to one upstream (scheme, host and port)
+    per event loop, the others waiting for a slot (and open connections, all upstreams
+    together: idle ones of others are closed past it);
     ``keepalive_expiry``: seconds an idle connection is kept for reuse (15, aiohttp's
     default: a server that closes idle connections sooner is noticed before reuse, since an
     idle connection is checked before each request); ``ssl_context`` for ``https`` (default:
@@ -1134,10 +1158,11 @@ class LeanHTTPClient:
         pool = self._last
         if pool is None or pool.loop is not loop or pool.closed:
             pool = self._pool(loop)
-        if pool.free > 0:
-            pool.free -= 1
+        slots = pool.slots_of(request.target.origin)
+        if slots.free > 0:
+            slots.free -= 1
         else:
-            await pool.wait_slot(request.timeout)
+            await slots.wait_slot(request.timeout)
         conn: _Connection | None = None
         exchange = 0
         try:
@@ -1166,11 +1191,11 @@ class LeanHTTPClient:
         except BaseException:
             if conn is not None:
                 conn.abandon(exchange or conn.exchange)
-            pool.release_slot()
+            slots.release_slot()
             raise
         if stream:
-            return LeanResponse(head, content=None, body=body, pool=pool, exchange=exchange)
-        pool.release_slot()
+            return LeanResponse(head, content=None, body=body, slots=slots, exchange=exchange)
+        slots.release_slot()
         return LeanResponse(head, content=body)
 
     async def aclose(self) -> None:

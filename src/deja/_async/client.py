@@ -1570,10 +1570,18 @@ class AsyncClient:
                     method, url, content=content, headers=headers, timeout=timeout
                 )
                 response: AsyncHTTPResponse = await http.send(request, stream=stream)
+            except httpx2.PoolTimeout as exc:  # never sent: this client's own queue
+                shown = redact_url(url)
+                error: ProviderError = UpstreamTimeoutError(
+                    f"no free connection to {shown} within {timeout} s: {exc}",
+                    provider=provider,
+                    url=shown,
+                )
+                error.__cause__ = exc
             except httpx2.TimeoutException as exc:
                 metrics.upstream_seconds(provider, time.monotonic() - started)
                 shown = redact_url(url)
-                error: ProviderError = UpstreamTimeoutError(
+                error = UpstreamTimeoutError(
                     f"no answer from {shown} within {timeout} s", provider=provider, url=shown
                 )
                 error.__cause__ = exc
