@@ -3,7 +3,8 @@
     deja demo [--json]        replay the labelled support-bot workload through the cache
     deja serve --config FILE  run the caching proxy (also, as LiteLLM users type it:
                               deja --config FILE [--host H] [--port N] [--num_workers N])
-    deja calibrate PAIRS.jsonl [--max-false-hit-rate 0.01]   tune the semantic threshold
+    deja calibrate PAIRS.jsonl [--max-false-hit-rate 0.01] [--config FILE]
+                              tune the semantic threshold (of the embedder FILE configures)
     deja --version
 
 A running proxy's statistics, explanations and deletions are its admin routes
@@ -106,9 +107,16 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from deja.semantic.calibrate import calibrate
+    from deja.semantic.calibrate import calibrate, configured_tier, load_pairs
 
-    report = calibrate(args.pairs, max_false_hit_rate=args.max_false_hit_rate)
+    if args.config is None:
+        report = calibrate(args.pairs, max_false_hit_rate=args.max_false_hit_rate)
+    else:
+        pairs = load_pairs(args.pairs)
+        semantic = configured_tier(args.config, pairs) if pairs else None
+        report = calibrate(
+            pairs or args.pairs, max_false_hit_rate=args.max_false_hit_rate, semantic=semantic
+        )
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -203,6 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_float_in("a rate with 0 <= rate < 1", 0.0, 1.0, high_open=True),
         default=0.01,
         help="target, 0 <= rate < 1 (default 0.01)",
+    )
+    calibrate.add_argument(
+        "--config",
+        metavar="FILE",
+        help="score with the semantic tier this configuration builds (its embedding model,"
+        " guards and verifier); default: the embedded model",
     )
     calibrate.add_argument("--json", action="store_true", help="print the report as JSON")
     calibrate.set_defaults(run=_calibrate)

@@ -1138,7 +1138,12 @@ class CachingSettings:
         )
         if key_builder is not None and takes_tenant(key_builder):  # the hooks' form
             key_builder = _with_tenant(key_builder)
-        semantic = self.build_semantic() if self.type in _SEMANTIC_TYPES else None
+        store = self.build_store()
+        try:
+            semantic = self.build_semantic(store) if self.type in _SEMANTIC_TYPES else None
+        except BaseException:
+            store.close()  # built for this cache alone: do not leak its resources
+            raise
         kwargs: dict[str, object] = {"semantic": semantic}
         spec = self.options.get("store")
         # only an index whose entries live in this process is saved beside the store: a
@@ -1167,7 +1172,7 @@ class CachingSettings:
             )
         )
         return kwargs | {
-            "store": self.build_store(),
+            "store": store,
             "ttl": self.ttl,
             "key_prefix": self.key_prefix,
             "namespace": self.namespace,
@@ -1178,7 +1183,7 @@ class CachingSettings:
             "mode": self.mode,
         }
 
-    def build_semantic(self) -> Any:
+    def build_semantic(self, store: Store | None = None) -> Any:
         """The semantic tier: ``similarity_threshold``, ``params.embedding_model`` and the
         feedback settings ``params.max_strikes`` / ``params.strike_penalty``.
 
@@ -1186,6 +1191,11 @@ class CachingSettings:
         name is an OpenAI-compatible embeddings model (``params.api_base`` / ``api_key`` /
         ``dimensions``). A name that is a ``model_list`` model_name was already replaced by
         that deployment's model, api_base and api_key when the configuration was parsed.
+        With ``store`` (the exact tier's), such a model's vectors are cached in it, per
+        text, as the library's ``OpenAIEmbedder(client=Client(cache=...))`` caches them:
+        a prompt embedded once costs no call again, after a restart either (or after the
+        tier's short memo forgot it). Without a tenant: a vector is no answer, and the
+        tier's memo shares them across tenants already.
         """
         from deja.semantic import LocalEmbedder, OpenAIEmbedder, SemanticCache
 
@@ -1196,12 +1206,14 @@ class CachingSettings:
             dimensions = self.params.get("dimensions")
             try:
                 timeout = self.params.get("timeout")
+                seconds = float(timeout) if isinstance(timeout, (int, float)) else 5.0
                 embedder = OpenAIEmbedder(
                     model=str(model),
                     dimensions=dimensions if isinstance(dimensions, int) else None,
                     api_base=_optional_str(self.params.get("api_base")),
                     api_key=_optional_str(self.params.get("api_key")),
-                    timeout=float(timeout) if isinstance(timeout, (int, float)) else 5.0,
+                    timeout=seconds,
+                    **({} if store is None else self._vector_clients(store, seconds)),
                 )
             except ConfigError as exc:  # the library names its keyword; say the config's key
                 raise ConfigError(f"{exc} (in a config: params.dimensions)") from None
@@ -1237,6 +1249,21 @@ class CachingSettings:
         return SemanticCache(
             embedder=embedder, index=index, threshold=self.similarity_threshold, **feedback
         )
+
+    def _vector_clients(self, store: Store, seconds: float) -> dict[str, Any]:
+        """The clients of a remote embedder that keep its vectors in ``store`` (under this
+        cache's key prefix and TTL), calling with its ``timeout`` and no retry, as the
+        clients it would make itself."""
+        from deja._async.cache import AsyncCache
+        from deja._async.client import AsyncClient
+        from deja._sync.cache import Cache
+        from deja._sync.client import Client
+
+        kept: dict[str, Any] = {"store": store, "ttl": self.ttl, "key_prefix": self.key_prefix}
+        return {
+            "client": Client(cache=Cache(**kept), timeout=seconds, max_retries=0),
+            "aclient": AsyncClient(cache=AsyncCache(**kept), timeout=seconds, max_retries=0),
+        }
 
     def _semantic_bound(self) -> int:
         """The bound of an index in this process (the in-process one, Qdrant's local mode):
@@ -2852,6 +2879,16 @@ def _parse_caching(
     threshold = None
     if get("similarity_threshold") is not None:
         threshold = _fraction(get("similarity_threshold"), _join(path, "similarity_threshold"), ctx)
+    embedding_model = params.get("embedding_model") or _LOCAL_EMBEDDING_MODEL
+    if semantic and threshold is None and embedding_model != _LOCAL_EMBEDDING_MODEL:
+        # another model's cosines are on another scale (unrelated texts at ~0.78 with
+        # ada-002): the embedded model's threshold served ~44% wrong answers on one
+        ctx.warnings.append(
+            f"{path}: no similarity_threshold for embedding model {embedding_model}: the"
+            " semantic tier runs the threshold tuned for the embedded model, whose scale"
+            " another model's similarities do not share; measure one with"
+            " `deja calibrate PAIRS.jsonl --config FILE`"
+        )
 
     # validated above either way, so a typo still fails; then said not to do anything
     unused = [

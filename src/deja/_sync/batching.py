@@ -15,21 +15,33 @@ while it runs a call leaves the call running (in a task of its own) for the othe
 call interrupted all the same (its loop closing) is asked for again by its waiters. A waiter
 cancelled while its text is still queued takes it out, if nobody else waits for it.
 
+A caller may bound its wait (``run(text, wait=...)``), queued time included: past it, it
+leaves with :class:`WaitExpired` (its text taken out of the queue if nobody else waits for
+it; a call it runs goes on for the others in it). Without that bound a text queued behind
+calls to a hung embedder waited for them, then for its own call (twice the timeout).
+
 This file is the source of truth; ``deja/_sync/batching.py`` is generated from it by
 ``scripts/unasync.py`` (threads instead of tasks).
 """
 
 from __future__ import annotations
 
+import functools
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 from deja._outcomes import Failed
 
-__all__ = ["BatchFlight"]
+__all__ = ["BatchFlight", "WaitExpired"]
 
 T = TypeVar("T")
+
+
+class WaitExpired(TimeoutError):
+    """A caller's own ``wait`` ran out before its text's call ended (the call, if one took
+    the text, goes on for the others in it)."""
 
 
 class _Call(Generic[T]):
@@ -97,9 +109,14 @@ class BatchFlight(Generic[T]):
         with self._lock:
             return sum(len(q.queued) + len(q.calls) for q in self._queues.values())
 
-    def run(self, text: str) -> T:
-        """``text``'s result, from a call this caller runs or one it waits for."""
+    def run(self, text: str, *, wait: float | None = None) -> T:
+        """``text``'s result, from a call this caller runs or one it waits for.
+
+        ``wait``: seconds this caller waits at most, from now (queued, then in a call),
+        then :class:`WaitExpired`; ``None``: until its call ends.
+        """
         slot: object = None
+        deadline = None if wait is None else time.monotonic() + wait
         ticket: _Ticket[T] | None = None  # this caller's place in the queue
         while True:
             texts: list[str] = []
@@ -122,16 +139,19 @@ class BatchFlight(Generic[T]):
                         turn = queue.turn
             if texts:
                 assert call is not None
-                return self._lead(slot, queue, call, texts, text)
+                return self._lead(slot, queue, call, texts, text, deadline=deadline)
+            left = _left(deadline)
             try:
                 if call is None:
-                    turn.wait()
+                    _wait(turn, left)
                     continue
-                call.done.wait()
-            except BaseException:
+                _wait(call.done, left)
+            except BaseException as exc:
                 if call is None:
                     assert ticket is not None
                     self._give_up(slot, queue, text, ticket)
+                if isinstance(exc, TimeoutError):
+                    raise WaitExpired(f"no result within {wait} s") from None
                 raise
             if call.abandoned:
                 ticket = None
@@ -158,11 +178,28 @@ class BatchFlight(Generic[T]):
                 self._forget_if_idle(slot, queue)
 
     def _lead(
-        self, slot: object, queue: _Queue[T], call: _Call[T], texts: list[str], text: str
+        self,
+        slot: object,
+        queue: _Queue[T],
+        call: _Call[T],
+        texts: list[str],
+        text: str,
+        *,
+        deadline: float | None,
     ) -> T:
         # the call runs to its end for the other texts in it even if this caller leaves
+        # (cancelled, or past its deadline: the sync twin runs it in a thread of its own)
+        work = functools.partial(self._complete, slot, queue, call, texts)
 
-        self._complete(slot, queue, call, texts)
+        if deadline is None:
+            work()
+            return _outcome(call, text)
+        left = _left(deadline)
+
+        try:
+            _in_thread(work, left)
+        except TimeoutError:
+            raise WaitExpired(f"no result within {left:.3g} s of its call") from None
         return _outcome(call, text)
 
     def _complete(self, slot: object, queue: _Queue[T], call: _Call[T], texts: list[str]) -> None:
@@ -192,6 +229,28 @@ class BatchFlight(Generic[T]):
         """Drop an idle queue (its loop may be gone). Call with the lock held."""
         if not (queue.queued or queue.calls or queue.running) and self._queues.get(slot) is queue:
             del self._queues[slot]
+
+
+def _left(deadline: float | None) -> float | None:
+    """Seconds until ``deadline`` (``time.monotonic``), none below 0; ``None``: no bound."""
+    return None if deadline is None else max(deadline - time.monotonic(), 0.0)
+
+
+def _wait(event: threading.Event, seconds: float | None) -> None:
+    """The sync twin's bounded wait: ``event`` set within ``seconds``, else TimeoutError."""
+    if not event.wait(seconds):
+        raise TimeoutError
+
+
+def _in_thread(work: Callable[[], None], seconds: float | None) -> None:
+    """The sync twin's bounded call: ``work()`` in a daemon thread of its own, waited for at
+    most ``seconds`` (then TimeoutError; it runs on, for the other texts of its call). Its
+    errors are kept in the call it completes, not raised here."""
+    thread = threading.Thread(target=work, name="deja-embedding-call", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise TimeoutError
 
 
 def _outcome(call: _Call[T], text: str) -> T:

@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from deja._async.batching import AsyncBatchFlight
+from deja._async.batching import WaitExpired as AsyncWaitExpired
 from deja._forks import renew_in_child
 from deja._outcomes import Failed
-from deja._sync.batching import BatchFlight
-from deja.errors import BadRequestError, ConfigError, ProviderError
+from deja._sync.batching import BatchFlight, WaitExpired
+from deja.errors import BadRequestError, ConfigError, ProviderError, UpstreamTimeoutError
 from deja.metrics import Metrics
 from deja.request import Request
 from deja.semantic.decision import (
@@ -168,10 +169,14 @@ class SemanticCache:
                 f"the index holds {index.dim}-d vectors but embedder {embedder.id} makes"
                 f" {embedder.dim}-d ones"
             )
-        from deja.semantic.embedders import Windowed
+        from deja.semantic.embedders import TimeBound, Windowed
 
         self.embedder = embedder
         self._fits = embedder.fits if isinstance(embedder, Windowed) else None
+        # a lookup waits for its vector no longer than one call may take, however long
+        # it stood queued behind other calls (behind hung ones it waited twice that)
+        self._patience = embedder.patience if isinstance(embedder, TimeBound) else None
+        self._gave_up: tuple[float, UpstreamTimeoutError] | None = None
         self.index = index
         self.guards = guards if guards is not None else GuardSettings()
         self._words = word_similarity_for(embedder, self.guards)
@@ -357,6 +362,14 @@ class SemanticCache:
         return True
 
     # -- management ---------------------------------------------------------------------
+
+    @staticmethod
+    def refused(exc: BaseException) -> bool:
+        """Whether ``exc``, raised by a lookup or a store of this tier, is the embedder's
+        refusal of that one input (too long, say: called alone, or split from the others
+        of its call, which were embedded): a failure of that lookup, not of the tier,
+        which must not stop asking the embedder for other prompts."""
+        return _REFUSED_ALONE in getattr(exc, "__notes__", ())
 
     def forget(self, key: str) -> bool:
         """Drop the vector of entry ``key`` (call when the entry is deleted)."""
@@ -549,13 +562,17 @@ class SemanticCache:
         vector = self._memo_get(text)
         if vector is not None:
             return vector, False
-        return self._embedding.run(text), True
+        try:
+            return self._embedding.run(text, wait=self._patience), True
+        except WaitExpired:
+            raise self._late() from None
 
     def _embed_texts(self, texts: list[str]) -> list[Any]:
         """The vectors of ``texts`` (one call for those not remembered). A call the embedder
         refused for one of its inputs (too long, say: an endpoint refuses the whole request;
         one NaN vector, the whole batch) is split in halves, down to the text refused alone,
-        which fails alone (``Failed``). When both halves are refused the refusal is no
+        which fails alone (``Failed``), marked as the input's (:meth:`refused`), as is one
+        text refused in a call of its own. When both halves are refused the refusal is no
         single input's (a setting the endpoint refuses whatever it is sent: every 400 split
         down to single texts was 2n-1 calls): they all fail. Another failure fails all."""
         known, wanted = self._remembered(texts)
@@ -567,7 +584,10 @@ class SemanticCache:
                 try:
                     self._embed_call(piece, known)
                 except Exception as exc:
-                    if not _refused_input(exc) or len(wanted) == 1:
+                    if not _refused_input(exc):
+                        raise
+                    if len(wanted) == 1:
+                        _alone(exc)
                         raise
                     refused.append((piece, exc))
             part, whole = _split_again(refused, known), False
@@ -579,7 +599,7 @@ class SemanticCache:
             vectors = self.embedder.embed(texts)
             self._learn(texts, vectors, time.monotonic() - started, into)
         except Exception as exc:
-            self._embedding_failed(exc)
+            self._embedding_failed(exc, time.monotonic() - started)
             raise
 
     async def _aembed(self, text: str) -> tuple[Any, bool]:
@@ -587,7 +607,24 @@ class SemanticCache:
         vector = self._memo_get(text)
         if vector is not None:
             return vector, False
-        return await self._aembedding.run(text), True
+        try:
+            return await self._aembedding.run(text, wait=self._patience), True
+        except AsyncWaitExpired:
+            raise self._late() from None
+
+    def _late(self) -> UpstreamTimeoutError:
+        """The error of a lookup that waited for its vector as long as one call may take
+        (its call goes on, for the others in it): one for the lookups that give up within
+        a second, which waited for the same slow calls (a cache's breaker counts it once)."""
+        now = time.monotonic()
+        with self._lock:
+            late = self._gave_up
+            if late is None or now - late[0] > 1.0:
+                error = UpstreamTimeoutError(
+                    f"embedder {self.embedder.id} gave no vector within {self._patience:g} s"
+                )
+                late = self._gave_up = (now, error)
+            return late[1]
 
     async def _aembed_texts(self, texts: list[str]) -> list[Any]:
         """:meth:`_embed_texts` without blocking the event loop."""
@@ -600,7 +637,10 @@ class SemanticCache:
                 try:
                     await self._aembed_call(piece, known)
                 except Exception as exc:
-                    if not _refused_input(exc) or len(wanted) == 1:
+                    if not _refused_input(exc):
+                        raise
+                    if len(wanted) == 1:
+                        _alone(exc)
                         raise
                     refused.append((piece, exc))
             part, whole = _split_again(refused, known), False
@@ -612,7 +652,7 @@ class SemanticCache:
             vectors = await self.embedder.aembed(texts)
             self._learn(texts, vectors, time.monotonic() - started, into)
         except Exception as exc:
-            self._embedding_failed(exc)
+            self._embedding_failed(exc, time.monotonic() - started)
             raise
 
     def _remembered(self, texts: list[str]) -> tuple[dict[str, Any], list[str]]:
@@ -641,19 +681,28 @@ class SemanticCache:
             self._memo_put(text, vector)
             into[text] = vector
 
-    def _embedding_failed(self, exc: BaseException) -> None:
-        if self.metrics is not None:
-            self.metrics.embedding_failed(self.embedder.id, type(exc).__name__)
+    def _embedding_failed(self, exc: BaseException, seconds: float) -> None:
+        """Report one embedder call that failed; one billed all the same (its vectors then
+        refused: another size, a NaN) is reported as a call with its cost too, when it
+        failed (taken only by a later call that succeeded, a steady fault went unbilled)."""
+        if self.metrics is None:
+            return
+        self.metrics.embedding_failed(self.embedder.id, type(exc).__name__)
+        cost = self._cost()
+        if cost:
+            self.metrics.embedding(self.embedder.id, seconds, cost)
 
     def _embedded(self, seconds: float) -> None:
         """Report one embedder call: its duration and, for a paid embedder, its cost."""
-        if self.metrics is None:
-            return
+        if self.metrics is not None:
+            self.metrics.embedding(self.embedder.id, seconds, self._cost())
+
+    def _cost(self) -> float:
+        """What the embedder billed since the last report (0 for the local model)."""
         from deja.semantic.embedders import CostReporting
 
         embedder = self.embedder
-        cost = embedder.take_cost_usd() if isinstance(embedder, CostReporting) else 0.0
-        self.metrics.embedding(embedder.id, seconds, cost)
+        return embedder.take_cost_usd() if isinstance(embedder, CostReporting) else 0.0
 
 
 def _pieces(texts: list[str], *, whole: bool) -> list[list[str]]:
@@ -675,8 +724,20 @@ def _split_again(
         return refused[0][0]
     for part, exc in refused:
         for text in part:
-            into[text] = Failed(exc)
+            into[text] = Failed(_alone(exc) if len(refused) == 1 else exc)
     return None
+
+
+_REFUSED_ALONE = "deja: the embedder refused this input alone; only its lookup fails"
+
+
+def _alone(exc: Exception) -> Exception:
+    """``exc``, marked as the embedder's refusal of one input, called alone (too long, say:
+    another input is embedded): the failure of that lookup, not of the semantic tier
+    (:meth:`SemanticCache.refused`). A note, so its kind and status stay the endpoint's."""
+    if _REFUSED_ALONE not in getattr(exc, "__notes__", ()):
+        exc.add_note(_REFUSED_ALONE)
+    return exc
 
 
 def _refused_input(exc: BaseException) -> bool:

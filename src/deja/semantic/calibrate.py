@@ -8,7 +8,9 @@ cache's threshold, guards and verifier.
 * :func:`evaluate_pairs` — precision, recall (true pairs served) and false-hit rate (false
   pairs served) at one threshold; what ``python -m deja.bench.semantic`` prints;
 * :func:`calibrate` — the same per threshold, and the lowest threshold whose false-hit rate
-  meets a target (what ``deja calibrate PAIRS.jsonl --max-false-hit-rate 0.01`` prints);
+  meets a target (what ``deja calibrate PAIRS.jsonl --max-false-hit-rate 0.01`` prints),
+  with the embedded model or, with ``--config FILE``, the tier a configuration builds
+  (:func:`configured_tier`: another model's similarities are on another scale);
 * :func:`fit_verifier` — train the second-stage verifier with nested cross-validation;
   :func:`fit_shipped_verifiers` trains the two shipped parameter files by
   :data:`SHIPPED_RECIPE`: ``verifier.json`` and ``verifier_text.json`` are
@@ -61,6 +63,7 @@ __all__ = [
     "StreamReport",
     "band_report",
     "calibrate",
+    "configured_tier",
     "evaluate_pairs",
     "fit_shipped_verifiers",
     "fit_verifier",
@@ -554,6 +557,11 @@ class CalibrationReport:
     rows: tuple[EvalReport, ...]
     chosen: EvalReport | None
     bare_rows: tuple[EvalReport, ...] = field(default=())
+    embedder: str = ""
+    """The id of the embedder scored (a threshold holds for its similarities only)."""
+    verifier: str = ""
+    """The verifier scored: ``vectors`` (it weighs the embedder's vectors too), ``text``
+    (text features only) or ``none``."""
 
     @property
     def positives(self) -> int:
@@ -626,9 +634,12 @@ class CalibrationReport:
     def format(self) -> str:
         """A plain-text table, then what the pairs are too few to show, the chosen
         threshold last."""
-        lines = [
+        lines = []
+        if self.embedder:
+            lines.append(f"scored with embedder {self.embedder}, verifier: {self.verifier}")
+        lines.append(
             f"{'threshold':>9}  {'precision':>9}  {'recall':>7}  {'false hits':>10}  {'hits':>5}"
-        ]
+        )
         recommended = self.recommended
         for r in self.rows:
             mark = ""
@@ -700,6 +711,8 @@ class CalibrationReport:
         lowest = self.chosen.to_json() if self.chosen is not None else None
         recommended = self.recommended
         return {
+            "embedder": self.embedder,
+            "verifier": self.verifier,
             "max_false_hit_rate": self.max_false_hit_rate,
             "chosen": recommended.to_json() if recommended is not None else None,
             "lowest_within_target": lowest,
@@ -733,8 +746,9 @@ def calibrate(
 
     ``pairs`` is a list of :class:`LabelledPair` or a JSONL path. ``semantic`` builds the
     :class:`SemanticCache` to calibrate (fresh per pair; default: the shipped settings on
-    ``embedder``, default the embedded model). Guards and verifier are those of the cache;
-    only the cosine threshold is swept.
+    ``embedder``, default the embedded model; :func:`configured_tier` gives those of a
+    configuration). Guards and verifier are those of the cache; only the cosine threshold
+    is swept. The report names the embedder and verifier scored.
     """
     if not 0.0 <= max_false_hit_rate <= 1.0:
         raise ValueError("max_false_hit_rate is a fraction between 0 and 1")
@@ -747,6 +761,9 @@ def calibrate(
         if not items:
             raise ValueError("no labelled pairs to calibrate on")
     make_cache = semantic if semantic is not None else shipped_cache_factory(embedder, items)
+    scored = make_cache()  # (what each pair is scored with: said in the report)
+    verifier = scored.verifier
+    used = "none" if verifier is None else "vectors" if verifier.uses_vectors else "text"
     outcomes = score_pairs(items, make_cache=make_cache)
     rows = tuple(evaluate_pairs(outcomes, t) for t in (thresholds or default_thresholds()))
     meeting = [
@@ -757,7 +774,33 @@ def calibrate(
         and r.false_hit_rate <= max_false_hit_rate
     ]
     chosen = min(meeting, key=lambda r: r.threshold) if meeting else None
-    return CalibrationReport(max_false_hit_rate, rows, chosen)
+    return CalibrationReport(
+        max_false_hit_rate, rows, chosen, embedder=scored.embedder.id, verifier=used
+    )
+
+
+def configured_tier(path: str | Path, pairs: Sequence[LabelledPair]) -> Callable[[], SemanticCache]:
+    """Fresh semantic tiers as the configuration file at ``path`` builds them (its
+    embedder, with the guards and verifier the tier chooses for it), for :func:`calibrate`;
+    ``pairs``' texts are embedded first, in batches. Each has an in-process index,
+    whatever index the configuration names: pairs are scored in fresh indexes, without a
+    server. Raises :class:`~deja.errors.ConfigError` when it configures no semantic tier.
+    """
+    from dataclasses import replace
+
+    from deja.config import _SEMANTIC_TYPES, load_config
+
+    # (its start-up warnings are not said again: the remote model's one is why this runs)
+    caching = load_config(path, log_warnings=False).caching
+    if caching is None or caching.type not in _SEMANTIC_TYPES:
+        raise ConfigError(
+            f"{path} configures no semantic tier (caching.type: one of"
+            f" {', '.join(sorted(_SEMANTIC_TYPES))})"
+        )
+    tier = replace(caching, type="semantic").build_semantic()
+    return shipped_cache_factory(
+        tier.embedder, pairs, guards=tier.guards, verifier=tier.verifier, top_k=tier.top_k
+    )
 
 
 def shipped_cache_factory(

@@ -39,6 +39,7 @@ __all__ = [
     "Embedder",
     "LocalEmbedder",
     "OpenAIEmbedder",
+    "TimeBound",
     "Windowed",
     "WordSimilarity",
     "normalize_rows",
@@ -108,6 +109,18 @@ class CostReporting(Protocol):
 
     def take_cost_usd(self) -> float:
         """USD spent by calls since the last take (0 when nothing was billed), then reset."""
+        ...
+
+
+@runtime_checkable
+class TimeBound(Protocol):
+    """An embedder whose calls take a bounded time (a remote one, called with a timeout): a
+    lookup by meaning waits no longer than that for its vector, counted from when it asked
+    (time queued behind other calls included; see :class:`~deja.semantic.SemanticCache`)."""
+
+    @property
+    def patience(self) -> float:
+        """Seconds one call may take at most, its retries included."""
         ...
 
 
@@ -505,6 +518,18 @@ class OpenAIEmbedder:
     def dim(self) -> int:
         """The vector size (``dimensions``, or the model's known size)."""
         return self._dim
+
+    @property
+    def patience(self) -> float:
+        """Seconds one call may take at most: ``timeout`` (and ``max_retries`` more tries)
+        for the clients it makes, a client's own settings for one given (the longer of
+        two given)."""
+        from deja._openai_args import call_patience
+
+        bounds = [(c.timeout, c.max_retries) for c in (self._client, self._aclient) if c]
+        if len(bounds) < 2:  # (a path uses a client made here)
+            bounds.append((self.timeout, self.max_retries))
+        return max(call_patience(seconds, retries) for seconds, retries in bounds)
 
     def _body(self) -> dict[str, Any]:
         return {"dimensions": self.dimensions} if self.dimensions is not None else {}
