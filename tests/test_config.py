@@ -395,7 +395,24 @@ def test_nested_typos_name_the_path_and_suggest(
 
 def test_unknown_key_without_a_near_match_lists_the_known_keys(tmp_path: Path) -> None:
     error = config_error(tmp_path, "proxy: {zzz: 1}")
-    assert "expected one of: graceful_shutdown_seconds, host, port, workers" in str(error)
+    assert (
+        "expected one of: graceful_shutdown_seconds, host, max_upstream_connections, port,"
+        " workers" in str(error)
+    )
+
+
+def test_the_proxys_calls_in_flight_per_upstream_are_configurable(tmp_path: Path) -> None:
+    from deja.server.app import ProxyApp
+
+    path = tmp_path / "c.yaml"
+    path.write_text("proxy: {max_upstream_connections: 400}\n")
+    settings = load_config(path)
+    assert settings.proxy.max_upstream_connections == 400
+    assert ProxyApp(settings).client._max_connections == 400
+    path.write_text("proxy: {}\n")
+    assert load_config(path).proxy.max_upstream_connections == 100
+    error = config_error(tmp_path, "proxy: {max_upstream_connections: 0}")
+    assert error.path == "proxy.max_upstream_connections"
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ deja reads its own keys and LiteLLM's, so an existing LiteLLM ``config.yaml`` ru
     cache_control_injection_points:  # provider prompt-cache markers to inject
     hooks:                           # user hook files and the functions they define
     litellm_settings:                # LiteLLM: cache, cache_params, enable_prometheus, ...
-    proxy:                           # host, port, workers
+    proxy:                           # host, port, workers, max_upstream_connections
     general_settings:                # master_key, virtual_keys, max_request_bytes,
                                      # request_body_timeout
     router_settings:                 # LiteLLM: accepted, not implemented (warned)
@@ -216,7 +216,7 @@ _LITELLM_SETTINGS_IGNORED: Final = _words("""
     redact_messages_in_exceptions cache_kwargs
 """)
 
-_PROXY_KEYS: Final = _words("host port workers graceful_shutdown_seconds")
+_PROXY_KEYS: Final = _words("host port workers graceful_shutdown_seconds max_upstream_connections")
 
 _GENERAL_KEYS: Final = _words(
     "master_key virtual_keys max_request_bytes max_request_size_mb request_body_timeout"
@@ -1348,12 +1348,15 @@ class HookSpec:
 @dataclass(frozen=True, slots=True)
 class ProxySettings:
     """Where the proxy listens; how long a stop waits for the requests in flight
-    (``graceful_shutdown_seconds``: those still running then get a 503)."""
+    (``graceful_shutdown_seconds``: those still running then get a 503); how many calls a
+    worker has in flight to one upstream at once (``max_upstream_connections``: the
+    others wait for a slot, up to their timeout)."""
 
     host: str = "0.0.0.0"
     port: int = 4000
     workers: int = 1
     graceful_shutdown_seconds: float = 30.0
+    max_upstream_connections: int = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -3213,7 +3216,22 @@ def _proxy(value: object, ctx: _Context) -> ProxySettings:
     drain = defaults.graceful_shutdown_seconds
     if block.get("graceful_shutdown_seconds") is not None:
         drain = _seconds(block["graceful_shutdown_seconds"], "proxy.graceful_shutdown_seconds", ctx)
-    return ProxySettings(host=host, port=port, workers=workers, graceful_shutdown_seconds=drain)
+    connections = defaults.max_upstream_connections
+    if block.get("max_upstream_connections") is not None:
+        connections = _int(
+            block["max_upstream_connections"],
+            "proxy.max_upstream_connections",
+            ctx,
+            what="a number of connections",
+            minimum=1,
+        )
+    return ProxySettings(
+        host=host,
+        port=port,
+        workers=workers,
+        graceful_shutdown_seconds=drain,
+        max_upstream_connections=connections,
+    )
 
 
 def _general(

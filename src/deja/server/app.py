@@ -404,6 +404,7 @@ class ProxyApp:
             if client is not None
             else AsyncClient(
                 max_retries=0,
+                max_connections=settings.proxy.max_upstream_connections,
                 metrics=self.metrics,
                 cache_control_injection_points=settings.cache_control_injection_points,
                 # the client holds no cache here (this app serves it), so it is told the
