@@ -260,6 +260,47 @@ async def test_settings_changed_on_enable_caches_cache_reach_the_async_calls(
             deja.set_default_client(deja.Client(), async_client=deja.AsyncClient())
 
 
+def test_enable_caches_cache_counts_every_hit_from_many_threads() -> None:
+    # its first version linked settings by a __setattr__, and the counters' += lost counts
+    import sys
+    import threading
+
+    request = deja.Request.chat(model="gpt-4o", messages=MESSAGES)
+    answer = {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Lima"},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+    cache = deja.enable_cache()
+    interval = sys.getswitchinterval()
+    try:
+        cache.fetch(request, lambda: answer)
+        sys.setswitchinterval(1e-6)  # threads switch often: a lost count shows at once
+
+        def hits() -> None:
+            for _ in range(3000):
+                cache.fetch(request, lambda: answer)
+
+        threads = [threading.Thread(target=hits) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+        deja.disable_cache()
+    assert cache.stats().hits == 12_000 and cache.stats().saved_tokens == 24_000
+
+
 def test_wrap_leaves_a_pydantic_response_format_to_the_sdk() -> None:
     import openai
     import pydantic

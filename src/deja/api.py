@@ -107,16 +107,33 @@ _SHARED_SETTINGS = frozenset(
 )
 
 
+def _shared(name: str) -> property:
+    """A setting of :class:`_DefaultCache` that its async twin takes too."""
+
+    def get(self: Cache) -> Any:
+        return self.__dict__[name]
+
+    def set(self: Cache, value: Any) -> None:
+        self.__dict__[name] = value
+        twin = self.__dict__.get("_twin")
+        if twin is not None:
+            setattr(twin, name, value)
+
+    return property(get, set)
+
+
 class _DefaultCache(Cache):
     """The cache :func:`enable_cache` returns: a setting changed on it (``cache.ttl =
     900``, ``cache.key_prefix = "v2:"``: what LiteLLM users do to ``litellm.cache``) is
-    the async default client's setting too; it changed the sync calls only."""
+    the async default client's setting too; it changed the sync calls only. (Properties
+    for those settings alone: a ``__setattr__`` would slow every write, and make its
+    counters' ``+=`` lose counts between threads.)"""
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        super().__setattr__(name, value)
-        twin = self.__dict__.get("_twin")
-        if twin is not None and name in _SHARED_SETTINGS:
-            setattr(twin, name, value)
+    _twin: AsyncCache | None = None
+
+
+for _name in _SHARED_SETTINGS:
+    setattr(_DefaultCache, _name, _shared(_name))
 
 
 def enable_cache(
