@@ -78,6 +78,40 @@ async def test_identical_batches_in_flight_make_one_upstream_call(
     await client.aclose()
 
 
+async def test_a_caller_joining_a_batch_in_flight_keeps_its_own_timeout(
+    server: FakeOpenAIServer,
+) -> None:
+    # it waited for the leader's call, however long that took
+    server.delay_next(1.5)
+    client = deja.AsyncClient(
+        cache=deja.AsyncCache(), api_base=server.base_url, api_key="k", max_retries=0
+    )
+    leader = asyncio.ensure_future(client.aembedding(model=MODEL, input=["a", "b"], timeout=10))
+    await asyncio.sleep(0.2)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(deja.UpstreamTimeoutError):
+        await client.aembedding(model=MODEL, input=["a", "b"], timeout=0.3)
+    assert asyncio.get_running_loop().time() - started < 1.0
+    assert (await leader).cache.status == "miss" and server.count(EMBED) == 1
+    await client.aclose()
+
+
+async def test_a_leaders_timeout_is_not_raised_to_a_caller_that_allowed_more(
+    server: FakeOpenAIServer,
+) -> None:
+    server.delay_next(0.6)
+    client = deja.AsyncClient(
+        cache=deja.AsyncCache(), api_base=server.base_url, api_key="k", max_retries=0
+    )
+    leader = asyncio.ensure_future(client.aembedding(model=MODEL, input=["a", "b"], timeout=0.3))
+    await asyncio.sleep(0.1)
+    follower = await client.aembedding(model=MODEL, input=["a", "b"], timeout=10)
+    with pytest.raises(deja.UpstreamTimeoutError):
+        await leader
+    assert follower.cache.status == "miss" and server.count(EMBED) == 2  # it asked itself
+    await client.aclose()
+
+
 @pytest.mark.parametrize("bad", [[[[1, 2]]], [[{"a": 1}]], [[1, [2]]], [[]]])
 def test_inputs_nested_too_deep_are_invalid_requests(server: FakeOpenAIServer, bad: Any) -> None:
     client = deja.Client(cache=deja.Cache(), api_base=server.base_url, api_key="k")

@@ -573,19 +573,23 @@ class AsyncCache:
         call: Callable[[], Awaitable[Any]],
         *,
         stored: Callable[[], Awaitable[Any]] | None = None,
+        timeout: float | None = None,
     ) -> tuple[Any, bool]:
         """Run ``call`` once for the concurrent callers of ``key`` (the single-flight of a
         batch of embeddings): ``(result, shared)``, ``shared`` for those who got another's.
 
         ``stored()`` finds ``call``'s result in the store (``None`` until it is all
         there): with it, processes sharing a store that locks make one call too (a process
-        that finds another's call in flight waits for it and returns ``stored()``)."""
+        that finds another's call in flight waits for it and returns ``stored()``).
+        ``timeout``: how long this caller waits for another's call (then
+        :class:`~deja.errors.UpstreamTimeoutError`), as :meth:`fetch`'s; a leader's timeout
+        is not raised to a caller that allowed more (it calls itself)."""
 
         async def lead() -> tuple[Any, bool]:
             if stored is None or self._locking is None:
                 return await call(), False
             name = batch_lock_name(key)
-            token, found = await self._cross_process_lead(name, stored, None)
+            token, found = await self._cross_process_lead(name, stored, timeout)
             if found is not None:
                 return found, True
             try:
@@ -595,7 +599,10 @@ class AsyncCache:
                 if token is not None:
                     await self._unlock(name, token)
 
-        (result, elsewhere), shared = await self._batch_flight.run(key, lead)
+        try:
+            (result, elsewhere), shared = await self._batch_flight.run(key, lead, wait=timeout)
+        except WaitExpired as exc:
+            raise UpstreamTimeoutError(f"no answer within {timeout} s: {exc}") from None
         if shared:
             self._coalesced += 1
             self.metrics.coalesced()
@@ -1708,7 +1715,9 @@ class AsyncCache:
         self._flight: AsyncSingleFlight[CacheResult] = AsyncSingleFlight(
             timed_out=lambda error: isinstance(error, UpstreamTimeoutError)
         )
-        self._batch_flight: AsyncSingleFlight[Any] = AsyncSingleFlight()
+        self._batch_flight: AsyncSingleFlight[Any] = AsyncSingleFlight(
+            timed_out=lambda error: isinstance(error, UpstreamTimeoutError)
+        )
         # live streams by (event loop, key): a stream's readers wait on its loop's events
         self._streams: dict[object, AsyncBroadcast] = {}
         self._streams_lock = threading.RLock()  # a finalizer may end a stream while held

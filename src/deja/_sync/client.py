@@ -609,6 +609,8 @@ class Client:
             api_base=base,
             control=control,
             fetch_missing=fetch_missing,
+            # joining an identical batch in flight, wait as long as this call could take
+            timeout=call_patience(seconds, self.max_retries),
         )
         return CreateEmbeddingResponse(batch.response(encoding_format=encoding), batch.info)
 

@@ -124,6 +124,7 @@ def cached_embeddings(
     fetch_missing: FetchMissing,
     tenant: str | None = None,
     on_response: OnResponse | None = None,
+    timeout: float | None = None,
 ) -> EmbeddingBatch:
     """Look each item up, fetch the missing ones in one upstream call, store them.
 
@@ -131,7 +132,8 @@ def cached_embeddings(
     ``params`` are the other request fields that change the vectors (``dimensions``...);
     ``tenant`` scopes the keys (the proxy's callers never share entries across tenants).
     Each stored item gets its share of the batch's tokens, by length, so a later hit on it
-    reports a fair saving. Identical batches in flight at once make one upstream call;
+    reports a fair saving. Identical batches in flight at once make one upstream call
+    (``timeout``: how long a caller waits for another's, as :meth:`Cache.fetch`);
     ``on_response`` (the proxy's post-cache hooks) sees the upstream answer and may change
     how its items are stored.
     """
@@ -187,7 +189,7 @@ def cached_embeddings(
                     return _stored(cache, ctl, wanted)
 
                 flight = "|".join(cache.key(request, ctl) for request in wanted)
-                fetched, shared = cache.coalesce(flight, fetch, stored=stored)
+                fetched, shared = cache.coalesce(flight, fetch, stored=stored, timeout=timeout)
         except BaseException:
             if cache is not None:  # counted all the same, none of it served
                 _count_unserved(cache, ctl, requests, looked_up)
