@@ -1482,9 +1482,13 @@ def _ends(text: str) -> tuple[frozenset[str], frozenset[str]] | None:
 
 
 # what is chosen over what ("a refund instead of store credit"): the words before the
-# connector and those after it, to the end of the clause
+# connector and those after it, to the end of the clause. A match starts where a word
+# does (a match from inside a word is the same one from its start, which a search tries
+# first) and a word is taken whole (no part of one is followed by a space): else every
+# position of a long run without spaces is retried to its end, quadratic in its length.
 _CHOSEN_RE = re.compile(
-    r"((?:\S+\s+){0,3}?\S+)\s+(?:instead\s+of|rather\s+than)\s+(.{1,60}?)(?=\s*[?.!,;:]|\s*$)"
+    r"(?<!\S)((?:\S++\s+){0,3}?\S++)\s+(?:instead\s+of|rather\s+than)\s+(.{1,60}?)"
+    r"(?=\s*[?.!,;:]|\s*$)"
 )
 
 

@@ -526,10 +526,13 @@ def signature(text: str) -> Signature:
 
 # an acronym written in capitals: "MFA", "GPA", "mRNA" (a lower-case lead letter), "SSRIs"
 _ACRONYM_RE = re.compile(r"[a-z]?[A-Z]{2,6}s?")
-# Capital letters each followed by a full stop ("U.S.", "U.K.", "E.U."): an acronym written
-# with dots, the same name as without them.
 _MAYBE_OPERATOR_RE = re.compile(r"[\[=!<>*&|^%~+\-/:?]")
-_DOTTED_ACRONYM_RE = re.compile(r"\b(?:[A-Z]\.){2,}(?![A-Za-z0-9])")
+# Capital letters each followed by a full stop ("U.S.", "U.K.", "E.U."): an acronym written
+# with dots, the same name as without them. No match starts one letter into a run that a
+# match could start before (the run from there ends where the longer one does, and fails
+# where it fails), and a run is taken whole (a shorter one is followed by a capital): else
+# "A.A.A...A.b" is read to its end from every letter, quadratic in its length.
+_DOTTED_ACRONYM_RE = re.compile(r"(?<!\b[A-Z]\.)\b(?:[A-Z]\.){2,}+(?![A-Za-z0-9])")
 
 
 def _undot(m: re.Match[str]) -> str:

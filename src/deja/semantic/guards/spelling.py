@@ -329,10 +329,40 @@ def _same_order(said_a: tuple[str, ...], said_b: tuple[str, ...]) -> bool:
     if len(said_a) != len(said_b):
         return False
     n = len(said_a)
+    # Each rotation of said_a is compared from the first word it does not repeat exactly:
+    # a prompt of one word said over and over (or of any long repeated run) would else be
+    # compared word by word at every shift, quadratic in its length. Two words are
+    # compared once.
+    exact = _rotation_prefixes(said_a, said_b)
+    alike: dict[tuple[str, str], bool] = {}
+
+    def same(x: str, y: str) -> bool:
+        found = alike.get((x, y))
+        if found is None:
+            found = alike[x, y] = _alike(x, y)
+        return found
+
     for shift in (0, *range(_MIN_PART, n - _MIN_PART + 1)):
-        if all(_alike(said_a[(i + shift) % n], said_b[i]) for i in range(n)):
+        if all(same(said_a[(i + shift) % n], said_b[i]) for i in range(exact[shift], n)):
             return True
     return False
+
+
+def _rotation_prefixes(said_a: tuple[str, ...], said_b: tuple[str, ...]) -> list[int]:
+    """For each shift, how many leading words of ``said_b`` said_a rotated by it repeats
+    exactly (its Z-function over ``said_b``, a separator and ``said_a`` twice: linear)."""
+    n = len(said_b)
+    seq: list[str | None] = [*said_b, None, *said_a, *said_a[: n - 1]]
+    z = [0] * len(seq)
+    left = right = 0
+    for k in range(1, len(seq)):
+        length = min(right - k, z[k - left]) if k < right else 0
+        while k + length < len(seq) and seq[length] == seq[k + length]:
+            length += 1
+        z[k] = length
+        if k + length > right:
+            left, right = k, k + length
+    return z[n + 1 : 2 * n + 1] if n else [0]
 
 
 def same_words(

@@ -1,0 +1,101 @@
+"""The semantic decision takes time linear in the length of the prompts, whatever they hold.
+
+The guards read the whole text of both prompts (a number at the end of a long prompt must
+still be compared), and ``re`` holds the GIL while it matches: one prompt that makes a
+pattern backtrack over the whole text at every position stalls every caller of the proxy
+worker (audit19 security finding 1: a 24 KB run of digits took 15.9 s). Each shape below
+once took time quadratic in its length. The decision is timed at 20,000 and 40,000
+characters; twice the text must take about twice the time (under 3x; 4x is quadratic), a
+ratio rather than a wall-clock bound, so a slow machine does not fail it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from deja.semantic.decision import DEFAULT_THRESHOLD, decide
+from deja.semantic.guards import GuardSettings
+from deja.semantic.verifier import Verifier
+
+
+def _repeat(unit: str) -> Callable[[int], str]:
+    return lambda n: (unit * (n // len(unit) + 1))[:n]
+
+
+SHAPES: dict[str, Callable[[int], str]] = {
+    # the audit's shapes: one long "word" without spaces ("instead of" read from each
+    # position to the run's end)
+    "digits": _repeat("9"),
+    "dots": _repeat("."),
+    "punctuation": _repeat("!?"),
+    "quotes": _repeat('"'),
+    "backticks": _repeat("`"),
+    "snake": _repeat("a_"),
+    "hyphens": _repeat("a-"),
+    "path": lambda n: "~/" + _repeat("a/")(n - 2),
+    "url": lambda n: "http://" + _repeat("a.")(n - 7),
+    # an acronym with dots that a letter ends ("U.S.A.b"), read from each of its letters
+    "dotted_acronym": lambda n: _repeat("A.")(n - 1) + "b",
+    # one word said over and over: two such prompts were compared word by word at every
+    # rotation of one against the other (the same words moved aside)
+    "money": _repeat("$1"),
+    "counted": _repeat("1,"),
+    "hashes": _repeat("#1"),
+    "inches": _repeat('1"'),
+}
+
+_VERIFIER = Verifier.default()
+_VECTOR = np.ones(_VERIFIER.dim or 384) / np.sqrt(_VERIFIER.dim or 384)
+
+
+def _decide_time(body: str, salt: int) -> float:
+    """Seconds to decide one pair of ``body`` with another last word, as the cache does
+    (guards, the substitution check and the verifier all run: ``evaluate_all``)."""
+    # a leading word of its own keeps each measurement off the per-text caches
+    stored, asked = f"w{salt} {body} x", f"w{salt} {body} y"
+    start = time.perf_counter()
+    decide(
+        0.99,
+        asked,
+        stored,
+        threshold=DEFAULT_THRESHOLD,
+        guards=GuardSettings(negation=True),
+        verifier=_VERIFIER,
+        query_vector=_VECTOR,
+        candidate_vector=_VECTOR,
+        evaluate_all=True,
+        word_similarity=lambda x, y: 0.0,
+    )
+    took = time.perf_counter() - start
+    # the other way round too: the query's text as the stored one (one long line and a
+    # one-word difference take different paths through the comparison)
+    start = time.perf_counter()
+    decide(
+        0.99,
+        f"w{salt} {body}",
+        f"w{salt} {body} x",
+        threshold=DEFAULT_THRESHOLD,
+        verifier=_VERIFIER,
+        query_vector=_VECTOR,
+        candidate_vector=_VECTOR,
+        evaluate_all=True,
+        word_similarity=lambda x, y: 0.0,
+    )
+    return took + time.perf_counter() - start
+
+
+_salts = iter(range(1_000_000))
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_decision_time_grows_linearly(shape: str) -> None:
+    make = SHAPES[shape]
+    _decide_time(make(2_000), next(_salts))  # word lists and caches loaded once
+    # the fastest of three runs of each size: another process's burst slows one run
+    short = min(_decide_time(make(20_000), next(_salts)) for _ in range(3))
+    long = min(_decide_time(make(40_000), next(_salts)) for _ in range(3))
+    assert long < 3 * max(short, 0.005), f"{shape}: 20k {short:.3f}s, 40k {long:.3f}s"
