@@ -441,6 +441,9 @@ def _schema_requests(order: list[str]) -> dict[str, dict[str, Any]]:
         "tools[].functionDeclarations[].parametersJsonSchema": {
             "tools": [{"functionDeclarations": [{"name": "f", "parametersJsonSchema": schema}]}]
         },
+        "tools[].functionDeclarations[].parameters_json_schema": {  # proto3 JSON's snake case
+            "tools": [{"function_declarations": [{"name": "f", "parameters_json_schema": schema}]}]
+        },
         "generationConfig.responseJsonSchema": {"generationConfig": {"responseJsonSchema": schema}},
         "generationConfig.response_json_schema": {
             "generation_config": {"response_json_schema": schema}

@@ -301,6 +301,26 @@ def test_enable_caches_cache_counts_every_hit_from_many_threads() -> None:
     assert cache.stats().hits == 12_000 and cache.stats().saved_tokens == 24_000
 
 
+def test_litellms_caching_switch_in_extra_body_is_a_control_never_sent() -> None:
+    # read before extra_body was merged: it went upstream, was keyed, and switched nothing
+    import openai
+
+    with FakeOpenAIServer() as server:
+        client = deja.Client(cache=deja.Cache(), api_base=server.base_url, api_key="k")
+        off = {"extra_body": {"caching": False}}
+        statuses = [
+            client.completion(model="gpt-4o", messages=MESSAGES, **off).cache.status
+            for _ in range(2)
+        ]
+        assert statuses == ["bypass", "bypass"]
+        sdk = openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0)
+        wrapped = deja.wrap(sdk, cache=deja.Cache())
+        for _ in range(2):
+            wrapped.chat.completions.create(model="gpt-4o", messages=MESSAGES, **off)
+        assert server.count("/v1/chat/completions") == 4
+        assert all("caching" not in r.body for r in server.requests)
+
+
 def test_wrap_leaves_a_pydantic_response_format_to_the_sdk() -> None:
     import openai
     import pydantic

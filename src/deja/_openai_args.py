@@ -36,7 +36,8 @@ _ITERABLE_MESSAGE_FIELDS = ("content", "tool_calls")
 
 
 def split_call(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], Any]:
-    """(kwargs for the SDK without deja's controls, request fields for the key, controls).
+    """(kwargs for the SDK without deja's controls, request fields for the key, controls):
+    deja's controls ride in ``extra_body`` (``cache``, and LiteLLM's ``caching`` switch).
 
     Iterables the SDK accepts where deja wants a sequence (``messages=(m for m in M)``) are
     made lists first, once: a generator can be read only once, and the key and the SDK
@@ -45,6 +46,10 @@ def split_call(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], 
     kwargs = _with_lists(kwargs)
     extra_body = dict(kwargs.get("extra_body") or {})
     control = extra_body.pop("cache", None)
+    if "caching" in extra_body:  # LiteLLM's per-call switch, as deja.Client takes it
+        from deja.controls import caching_switch, merge, parse_controls
+
+        control = merge(parse_controls(control), caching_switch(extra_body.pop("caching")))
     sdk_kwargs = dict(kwargs)
     if extra_body:
         sdk_kwargs["extra_body"] = extra_body

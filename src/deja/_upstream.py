@@ -33,6 +33,7 @@ __all__ = [
     "AUTOMATIC_CACHING",
     "NOT_A_STREAM_BYTES",
     "PROVIDER_OPTIONS",
+    "TRANSPORT_FIELDS",
     "call_key_fields",
     "compatible_payload",
     "encoded",
@@ -43,6 +44,7 @@ __all__ = [
     "stream_error",
     "asked_delay",
     "queried",
+    "split_arguments",
     "warn_once",
 ]
 
@@ -344,30 +346,55 @@ def queried(
     return keyed_api_base(base, {}, query), keyed_api_base(url_base, {}, query)
 
 
+# a call's arguments that are no request fields (split_arguments takes them out)
+TRANSPORT_FIELDS = frozenset({"extra_headers", "extra_body", "extra_query", "cache", "caching"}) | (
+    PROVIDER_OPTIONS
+)
+
+
+def split_arguments(
+    body: dict[str, Any], cache: Any
+) -> tuple[dict[str, Any], Any, dict[str, str], dict[str, Any], dict[str, Any]]:
+    """A client call's keyword arguments as ``(request fields, cache options, extra
+    headers, provider settings, extra query)``: the SDK-style ``extra_*`` arguments,
+    ``extra_body`` merged into the fields (its ``cache`` the options when ``cache`` is not
+    given), LiteLLM's ``caching`` switch (in the arguments or in ``extra_body``: never sent)
+    and the provider settings (:data:`PROVIDER_OPTIONS`) taken out. One reading for a
+    call and for :meth:`deja.Cache.key_for`, so that both key alike."""
+    from deja.controls import caching_switch, merge, parse_controls
+
+    if not TRANSPORT_FIELDS.intersection(body):
+        return body, cache, {}, {}, {}
+    body = dict(body)
+    options = {name: body.pop(name) for name in PROVIDER_OPTIONS.intersection(body)}
+    extra_headers = dict(body.pop("extra_headers", None) or {})
+    query = body.pop("extra_query", None) or {}
+    if not isinstance(query, Mapping):
+        raise InvalidRequestError("extra_query must be a mapping of query parameters")
+    extra_body = dict(body.pop("extra_body", None) or {})
+    if "cache" in extra_body:  # deja.wrap() convention: controls ride in extra_body
+        extra = extra_body.pop("cache")
+        cache = cache if cache is not None else extra
+    if "cache" in body:
+        raise InvalidRequestError("pass cache options as cache=..., not inside the body")
+    for source in (body, extra_body):
+        if "caching" in source:
+            cache = merge(parse_controls(cache), caching_switch(source.pop("caching")))
+    body.update(extra_body)
+    return body, cache, extra_headers, options, dict(query)
+
+
 def call_key_fields(
     model: str, api_base: str | None, arguments: Mapping[str, Any]
 ) -> tuple[Any, str | None, dict[str, Any]]:
-    """(the cache controls, the keyed api_base, the request fields) of a chat call's
-    arguments as :class:`deja.Client` reads them before keying: ``cache`` (else
-    ``extra_body``'s) the controls, ``extra_body`` merged into the fields, ``extra_query``
-    keyed with the endpoint, LiteLLM's ``caching`` switch and the provider settings
-    (:data:`PROVIDER_OPTIONS`) taken out. What :meth:`deja.Cache.key_for` keys by, so that
-    the same arguments find the entry the call stored."""
+    """(the cache options, the keyed api_base, the request fields) of a chat call's
+    arguments (``cache`` among them) as :func:`split_arguments` reads them, the
+    ``extra_query`` keyed with the endpoint: what :meth:`deja.Cache.key_for` keys by."""
     from deja.request import env_api_base, normalize_api_base, resolve_model
 
-    fields = {k: v for k, v in arguments.items() if k not in PROVIDER_OPTIONS}
-    extra_body = dict(fields.pop("extra_body", None) or {})
+    fields = dict(arguments)
     cache = fields.pop("cache", None)
-    if cache is None:
-        cache = extra_body.pop("cache", None)
-    extra_body.pop("cache", None)
-    caching = fields.pop("caching", None)
-    if caching is not None and not isinstance(caching, bool):
-        raise InvalidRequestError("caching must be True or False")
-    query = fields.pop("extra_query", None) or {}
-    if not isinstance(query, Mapping):
-        raise InvalidRequestError("extra_query must be a mapping of query parameters")
-    fields.update(extra_body)
+    fields, cache, _, _, query = split_arguments(fields, cache)
     if query:
         provider, _ = resolve_model(model)
         base = normalize_api_base(api_base or env_api_base(provider), provider)

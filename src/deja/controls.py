@@ -38,6 +38,7 @@ __all__ = [
     "CacheControl",
     "CacheMode",
     "from_header",
+    "caching_switch",
     "in_mode",
     "merge",
     "parse_controls",
@@ -237,6 +238,14 @@ def in_mode(control: CacheControl, mode: CacheMode) -> CacheControl:
     if mode == "default_on" or control.opted_in:
         return control
     return replace(control, no_cache=True, no_store=True)
+
+
+def caching_switch(value: object) -> CacheControl:
+    """LiteLLM's per-call ``caching`` argument as cache options: ``true`` opts in (a cache
+    in ``default_off`` mode), ``false`` neither reads nor stores. Never a request field."""
+    if not isinstance(value, bool):
+        raise ControlError(f"caching must be true or false, got {value!r}", option="caching")
+    return parse_controls({"use-cache": True} if value else {"no-cache": True, "no-store": True})
 
 
 def merge(first: CacheControl, second: CacheControl) -> CacheControl:

@@ -99,8 +99,9 @@ SCHEMA_PATHS = (
     "tools[].input_schema",  # Anthropic's tool (strict tool use)
     "output_config.format.schema",  # Anthropic's JSON outputs
     "tools[].toolSpec.inputSchema.json",  # Bedrock Converse's tool
-    "tools[].functionDeclarations[].parameters",  # Gemini's function declarations
-    "tools[].functionDeclarations[].parametersJsonSchema",
+    "tools[].functionDeclarations[].parameters",  # Gemini's function declarations (or
+    "tools[].functionDeclarations[].parametersJsonSchema",  # function_declarations, and
+    "tools[].functionDeclarations[].parameters_json_schema",  # either spelling of the name)
     "generationConfig.responseJsonSchema",  # Gemini's JSON Schema output (generationConfig
     "generationConfig.response_json_schema",  # or generation_config, as the adapter reads it)
 )
@@ -279,11 +280,12 @@ def _ordered_schemas(params: dict[str, Any]) -> dict[str, str]:
             shapes[1].append(item.get("parameters"))
             shapes[2].append(item.get("input_schema"))
             shapes[3].append(_get(_get(item.get("toolSpec"), "inputSchema"), "json"))
-            if type(declarations := item.get("functionDeclarations")) is list:
-                declared.extend(declarations)
+            for spelling in ("functionDeclarations", "function_declarations"):
+                if type(declarations := item.get(spelling)) is list:
+                    declared.extend(declarations)
         for path, schemas in zip(_TOOL_SCHEMA_PATHS, shapes, strict=True):
             _add_each(found, path, schemas)
-        for name in ("parameters", "parametersJsonSchema"):
+        for name in ("parameters", "parametersJsonSchema", "parameters_json_schema"):
             path = f"tools[].functionDeclarations[].{name}"
             _add_each(found, path, [_get(d, name) for d in declared])
     _add(

@@ -269,8 +269,9 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
-# a URL in a message, up to the punctuation that ends it there (a comma, a quote...)
-_URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>,;()\[\]]+")
+# a URL in a message, to the next space or quote: a password or key may hold , ; ( ) '
+_URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"<>]+")
+_AFTER_URL = ",.;:)]}'"  # what ends a sentence or a bracket around a URL, kept as said
 
 
 def redact_urls_in(text: str) -> str:
@@ -278,7 +279,13 @@ def redact_urls_in(text: str) -> str:
     shows it: no user-info, no credential in its query."""
     if "://" not in text:
         return text
-    return _URL_IN_TEXT.sub(lambda found: redact_url(found.group()), text)
+
+    def shown(found: re.Match[str]) -> str:
+        url = found.group()
+        stripped = url.rstrip(_AFTER_URL)
+        return redact_url(stripped) + url[len(stripped) :]
+
+    return _URL_IN_TEXT.sub(shown, text)
 
 
 def _check_messages(messages: object) -> tuple[tuple[Mapping[str, Any], ...], bool]:

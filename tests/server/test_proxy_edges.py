@@ -68,6 +68,13 @@ async def test_litellms_caching_switch_in_the_body_is_a_control_never_sent(
         assert [r.headers["x-deja-cache"] for r in off] == ["bypass", "bypass"]
         wrong = await proxy.post(CHAT, json={**BODY, "caching": "yes"})
         assert wrong.status_code == 400 and wrong.json()["error"]["param"] == "caching"
+        # the admin routes read a request body as the data routes do (review: keyed there)
+        stored = await proxy.post(CHAT, json={**BODY, "caching": True})
+        named = {"request": {**BODY, "caching": True}, "tenant": "team-a"}
+        explained = await proxy.post("/cache/explain", json=named, headers=ADMIN)
+        assert explained.json()["key"] == stored.headers["x-deja-cache-key"]
+        deleted = await proxy.post("/cache/delete", json=named, headers=ADMIN)
+        assert deleted.json()["deleted"] is True
 
 
 def test_default_off_in_the_library() -> None:
@@ -380,6 +387,7 @@ async def test_a_field_nested_too_deep_to_send_is_a_400(
     "part",
     [
         {"type": "image_url", "image_url": {"url": "s3://payroll/2025.png"}},
+        {"type": "image_url", "image_url": "s3://payroll/2025.png"},  # the adapters take it
         {"type": "file", "file": {"file_data": "gs://payroll/2025.pdf"}},
         {"type": "file", "file": {"file_id": "GS://payroll/2025.pdf"}},
         {"image": {"format": "png", "source": {"s3Location": {"uri": "s3://payroll/a.png"}}}},
@@ -646,6 +654,9 @@ def test_urls_in_a_message_are_shown_without_credentials() -> None:
     text = "Qdrant http://u:pw@h:6333/?api-key=k, then 'redis://:pw2@r:6379/0' (https://x/y)"
     assert redact_urls_in(text) == "Qdrant http://h:6333/, then 'redis://r:6379/0' (https://x/y)"
     assert redact_urls_in("no URL here") == "no URL here"
+    # a password or key may hold what ends a URL in a sentence: none of it is left
+    said = redact_urls_in("at http://u:Pa;S3CRET@h:1/?api-key=K3Y,T41L, then")
+    assert said == "at http://h:1/, then"
 
 
 async def test_a_metrics_scrape_never_holds_up_requests(

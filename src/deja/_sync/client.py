@@ -47,13 +47,14 @@ from deja._upstream import (
     not_a_stream,
     queried,
     retry_worthy,
+    split_arguments,
     stream_error,
     warn_once,
 )
 from deja._upstream import (
     PROVIDER_OPTIONS as _PROVIDER_OPTIONS,
 )
-from deja.controls import CacheControl, merge, parse_controls
+from deja.controls import CacheControl, parse_controls
 from deja.errors import (
     ConfigError,
     InvalidRequestError,
@@ -121,9 +122,6 @@ _AWS_CREDENTIALS_SECONDS = 300.0
 _AWS_SIGNING_OPTIONS = ("aws_access_key_id", "aws_secret_access_key", "aws_profile_name")
 # Statuses worth retrying: the request may well succeed a moment later.
 # Body fields that configure the call rather than the request sent upstream.
-_TRANSPORT_FIELDS = frozenset(
-    {"extra_headers", "extra_body", "extra_query", "cache", "caching"}
-) | (_PROVIDER_OPTIONS)
 # providers served without a key (local servers): the client's key is not needed there
 _KEYLESS = frozenset({"ollama", "lm_studio", "vllm", "hosted_vllm", "llamacpp"})
 _NO_METRICS = NullMetrics()
@@ -826,30 +824,9 @@ class Client:
         dict[str, Any],
         dict[str, Any],
     ]:
-        """Separate transport options from the request body: SDK-style ``extra_*`` fields,
-        and provider settings (:data:`_PROVIDER_OPTIONS`); the ``extra_query`` last."""
-        if not _TRANSPORT_FIELDS.intersection(body):
-            return body, cache, {}, {}, {}
-        body = dict(body)
-        options = {name: body.pop(name) for name in _PROVIDER_OPTIONS.intersection(body)}
-        extra_headers = dict(body.pop("extra_headers", None) or {})
-        query = body.pop("extra_query", None) or {}
-        if not isinstance(query, Mapping):
-            raise InvalidRequestError("extra_query must be a mapping of query parameters")
-        extra_body = dict(body.pop("extra_body", None) or {})
-        if "cache" in extra_body:  # deja.wrap() convention: controls ride in extra_body
-            extra = extra_body.pop("cache")
-            cache = cache if cache is not None else extra
-        if "cache" in body:
-            raise InvalidRequestError("pass cache options as cache=..., not inside the body")
-        if "caching" in body:  # LiteLLM's per-call switch: never sent upstream
-            caching = body.pop("caching")
-            if not isinstance(caching, bool):
-                raise InvalidRequestError("caching must be True or False")
-            switch = {"use-cache": True} if caching else {"no-cache": True, "no-store": True}
-            cache = merge(parse_controls(cache), parse_controls(switch))
-        body.update(extra_body)
-        return body, cache, extra_headers, options, dict(query)
+        """Separate transport options from the request body
+        (:func:`deja._upstream.split_arguments`)."""
+        return split_arguments(body, cache)
 
     def _chat(
         self,

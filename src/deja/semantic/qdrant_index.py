@@ -71,7 +71,7 @@ from pathlib import Path
 from typing import Any
 
 from deja.errors import ConfigError, MissingDependencyError, StoreError
-from deja.request import redact_urls_in
+from deja.request import redact_url, redact_urls_in
 from deja.semantic._deps import np
 from deja.semantic.index import (
     Neighbor,
@@ -306,11 +306,14 @@ class QdrantIndex:
         except (StoreError, ConfigError, MissingDependencyError):
             raise
         except Exception as exc:
-            target = self.url if self.url is not None else f"local mode ({self.path or ':memory:'})"
             # (the URL may hold credentials, and the text goes to logs and /health/ready)
+            url = self.url
+            local = f"local mode ({self.path or ':memory:'})"
+            target = redact_url(url) if url is not None else local
+            said = str(exc) if url is None else str(exc).replace(url, target)
             raise StoreError(
                 redact_urls_in(
-                    f"Qdrant {target}, collection {self.collection!r}: {type(exc).__name__}: {exc}"
+                    f"Qdrant {target}, collection {self.collection!r}: {type(exc).__name__}: {said}"
                 )
             ) from exc
 

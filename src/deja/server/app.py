@@ -34,7 +34,7 @@ from deja._async.streams import AsyncCachedStream, aopen_uncached
 from deja._embedding_items import embedding_items, item_requests
 from deja._upstream import PROVIDER_OPTIONS, retry_worthy
 from deja.config import DEPLOYMENT_DEFAULTS, ModelDeployment, Settings, build_cache
-from deja.controls import CacheControl, from_header, merge, parse_controls
+from deja.controls import CacheControl, caching_switch, from_header, merge, parse_controls
 from deja.errors import (
     ControlError,
     DejaError,
@@ -616,22 +616,7 @@ class ProxyApp:
         return route
 
     def _controls(self, scope: Scope, body: dict[str, Any]) -> CacheControl:
-        options = body.pop("cache", None)
-        try:
-            from_body = parse_controls(options)
-        except ControlError as exc:
-            # An option inside the object is cache.<name>; a "cache" that is not an object
-            # (which parse_controls names "cache" too) is the field itself.
-            inside = exc.option is not None and isinstance(options, Mapping)
-            raise HTTPError(
-                400, str(exc), param=f"cache.{exc.option}" if inside else "cache"
-            ) from None
-        if "caching" in body:  # LiteLLM's per-call switch, as the library takes it: not sent
-            caching = body.pop("caching")
-            if not isinstance(caching, bool):
-                raise HTTPError(400, "caching must be true or false", param="caching")
-            switch = {"use-cache": True} if caching else {"no-cache": True, "no-store": True}
-            from_body = merge(from_body, parse_controls(switch))
+        from_body = _body_controls(body)
         try:
             return merge(from_header(joined_header(scope, b"cache-control")), from_body)
         except ControlError as exc:  # a Cache-Control header, not a body parameter
@@ -1252,7 +1237,7 @@ class ProxyApp:
             )
         request_body = dict(request_body)
         route = self._route(request_body, _ADMIN_CALLER)
-        ctl = parse_controls(request_body.pop("cache", None))
+        ctl = _body_controls(request_body)
         try:
             request_body, route, ctl = await self._prepared(request_body, _ADMIN_CALLER, route, ctl)
         except HookError as exc:
@@ -1545,8 +1530,31 @@ def _tenant_key_builder(name: str, hook: Callable[..., Any]) -> Callable[[Reques
 
 # Where a content part names a file the provider fetches itself (OpenAI's image_url.url,
 # file.file_data / file_id; Converse's s3Location.uri; Gemini's fileData.fileUri).
-_URL_FIELDS = frozenset({"url", "file_data", "file_id", "uri", "fileUri", "file_uri"})
+# the fields that name a file: "image_url" too, which adapters take as a bare string
+_URL_FIELDS = frozenset({"url", "image_url", "file_data", "file_id", "uri", "fileUri", "file_uri"})
+# body fields that never name a file (the tools' schemas are most of a large body)
+_FILELESS_FIELDS = frozenset(
+    {"model", "tools", "functions", "tool_choice", "response_format", "metadata", "logit_bias"}
+)
 _STORAGE_SCHEMES = ("s3://", "gs://")
+
+
+def _body_controls(body: dict[str, Any]) -> CacheControl:
+    """The cache options a request body carries, taken out of it (never sent upstream nor
+    keyed): its ``cache`` object, and LiteLLM's per-call ``caching`` switch, as the library
+    takes them. A bad one is a 400 naming it."""
+    options = body.pop("cache", None)
+    try:
+        ctl = parse_controls(options)
+        if "caching" in body:
+            ctl = merge(ctl, caching_switch(body.pop("caching")))
+    except ControlError as exc:
+        # An option inside the object is cache.<name>; a "cache" that is not an object
+        # (which parse_controls names "cache" too) is the field itself.
+        inside = exc.option not in (None, "caching") and isinstance(options, Mapping)
+        param = "caching" if exc.option == "caching" else "cache"
+        raise HTTPError(400, str(exc), param=f"cache.{exc.option}" if inside else param) from None
+    return ctl
 
 
 def _refuse_storage_urls(body: dict[str, Any]) -> None:
@@ -1558,7 +1566,7 @@ def _refuse_storage_urls(body: dict[str, Any]) -> None:
     ``allow_storage_urls: true``). Strings are never searched, only the fields that name a
     file: a prompt may talk about gs:// paths."""
     for param, value in body.items():
-        if not isinstance(value, (dict, list)):
+        if not isinstance(value, (dict, list)) or param in _FILELESS_FIELDS:
             continue
         stack: list[Any] = [value]
         while stack:
