@@ -1546,7 +1546,8 @@ class Client:
             except httpx2.PoolTimeout as exc:  # never sent: this client's own queue
                 shown = redact_url(url)
                 error: ProviderError = UpstreamTimeoutError(
-                    f"no free connection to {shown} within {timeout} s: {exc}",
+                    f"no free connection to {shown} within {timeout} s (this client's calls"
+                    " to it in flight at their limit, max_connections)",
                     provider=provider,
                     url=shown,
                 )
