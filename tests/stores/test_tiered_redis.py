@@ -188,3 +188,38 @@ def test_a_node_that_takes_the_connection_and_never_answers_is_passed_over(
     finally:
         store.close()
         silent.close()
+
+
+def test_an_async_publish_on_a_connection_the_server_closed_while_idle_is_sent_again(
+    tmp_path: Any,
+) -> None:
+    """A Redis that closes idle clients (`timeout`): the async publisher's pooled connection
+    was gone at the next delete, and the invalidation lost (other hosts' L1s served the
+    deleted answer for l1_ttl) while Redis was healthy."""
+    import asyncio
+
+    from tests.stores.redis_servers import ValkeyServer
+
+    server = ValkeyServer(tmp_path, extra_args=["--timeout", "1"]).start()
+    heard: list[Invalidation] = []
+    listener = RedisInvalidationBus(url=server.url)
+    publisher = RedisInvalidationBus(url=server.url)
+    try:
+        listener.subscribe(heard.append, lambda healthy: None)
+        deadline = time.monotonic() + 5
+        while not listener.healthy:
+            assert time.monotonic() < deadline, "the listener never subscribed"
+            time.sleep(0.01)
+
+        async def publish_twice() -> None:
+            await publisher.apublish(Invalidation(origin="a", keys=("k1",)))
+            await asyncio.sleep(2.5)  # idle past the server's timeout: it closes the client
+            await publisher.apublish(Invalidation(origin="a", keys=("k2",)))
+            await asyncio.sleep(0.3)
+
+        asyncio.run(publish_twice())
+        assert [event.keys for event in heard] == [("k1",), ("k2",)]
+    finally:
+        listener.close()
+        publisher.close()
+        server.kill()

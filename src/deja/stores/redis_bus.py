@@ -174,7 +174,14 @@ class RedisInvalidationBus:
                             socket_connect_timeout=self.op_timeout,
                         ),
                     )
-                await known[1].publish(self.channel, data)
+                try:
+                    await known[1].publish(self.channel, data)
+                except self._redis().exceptions.ConnectionError:
+                    # a pooled connection the server closed while idle (a Redis `timeout`,
+                    # a load balancer): once more, on a fresh one. A delete's invalidation
+                    # lost so left other hosts' L1s serving the deleted answer (twice is
+                    # harmless: an invalidation drops what is already gone)
+                    await known[1].publish(self.channel, data)
             except Exception as exc:  # see publish
                 error = exc
                 continue
