@@ -572,3 +572,23 @@ async def test_a_first_call_s_own_timeout_is_not_raised_to_callers_who_allowed_m
         model="gpt-4o", messages=MESSAGES, timeout=None
     )  # type: ignore[arg-type]
     assert unbounded == patient
+
+
+async def test_an_embeddings_call_joining_one_in_flight_keeps_its_own_timeout(
+    server: FakeOpenAIServer,
+) -> None:
+    # it waited for the leader's call, as long as that took (chat calls already gave up)
+    import asyncio
+
+    server.delay_next(1.5)
+    client = deja.wrap(async_sdk(server), cache=deja.AsyncCache())
+    leader = asyncio.ensure_future(
+        client.embeddings.create(model="text-embedding-3-small", input=["a"], timeout=10)
+    )
+    await asyncio.sleep(0.2)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(openai.APITimeoutError):
+        await client.embeddings.create(model="text-embedding-3-small", input=["a"], timeout=0.3)
+    assert asyncio.get_running_loop().time() - started < 1.0
+    await leader
+    assert server.count(EMBED) == 1

@@ -172,17 +172,30 @@ class CachedEmbeddings(_Wrapped):
 
         def fetch_missing(items: list[Any]) -> Mapping[str, Any]:
             call_kwargs = {**sdk_kwargs, "input": items, "encoding_format": "float"}
-            return sdk_dump(self._original(**call_kwargs))
+            try:
+                return sdk_dump(self._original(**call_kwargs))
+            except self._types.openai.APITimeoutError as exc:
+                raise SdkTimeout(exc) from exc
 
-        batch = cached_embeddings(
-            cache=self._cache,
-            model=model,
-            items=embedding_items(value),
-            params=fields,
-            api_base=self._api_base_for(kwargs),
-            control=control,
-            fetch_missing=fetch_missing,
-        )
+        api_base = self._api_base_for(kwargs)
+        try:  # as chat calls: a joiner of an identical batch in flight keeps its timeout
+            batch = cached_embeddings(
+                cache=self._cache,
+                model=model,
+                items=embedding_items(value),
+                params=fields,
+                api_base=api_base,
+                control=control,
+                fetch_missing=fetch_missing,
+                timeout=sdk_patience(sdk_kwargs, self._timeout, self._max_retries),
+            )
+        except SdkTimeout as exc:
+            raise exc.original from None
+        except UpstreamTimeoutError as exc:  # waited out another call: the SDK's own error
+            import httpx
+
+            url = f"{api_base.rstrip('/')}/embeddings"
+            raise self._types.openai.APITimeoutError(request=httpx.Request("POST", url)) from exc
         body = batch.response(encoding_format=encoding)
         if encoding != "base64":
             return attach_info(self._types.CreateEmbeddingResponse.model_validate(body), batch.info)
