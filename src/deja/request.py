@@ -269,8 +269,11 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
-# a URL in a message, to the next space or quote: a password or key may hold , ; ( ) '
-_URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"<>]+")
+# a URL in a message, to the next space or quote (a password or key may hold , ; ( ) ')
+# or to the , ; or | that starts the next URL of a list ("http://a/x,http://u:pw@b/y")
+_URL_IN_TEXT = re.compile(
+    r"\b[a-zA-Z][a-zA-Z0-9+.-]*://(?:(?![,;|]\s*[a-zA-Z][a-zA-Z0-9+.-]*://)[^\s\"<>])+"
+)
 _AFTER_URL = ",.;:)]}'"  # what ends a sentence or a bracket around a URL, kept as said
 
 

@@ -657,6 +657,10 @@ def test_urls_in_a_message_are_shown_without_credentials() -> None:
     # a password or key may hold what ends a URL in a sentence: none of it is left
     said = redact_urls_in("at http://u:Pa;S3CRET@h:1/?api-key=K3Y,T41L, then")
     assert said == "at http://h:1/, then"
+    listed = "nodes http://a.example/x,http://u:pw@b.example/y;redis://:pw2@c:1|http://u:p@d/"
+    assert redact_urls_in(listed) == (
+        "nodes http://a.example/x,http://b.example/y;redis://c:1|http://d/"
+    )
 
 
 async def test_a_metrics_scrape_never_holds_up_requests(
