@@ -28,6 +28,10 @@ name                                       type       labels
                                                       cost above the input price; net saving
                                                       = saved - write premium)
 ``deja_upstream_seconds``                  histogram  ``provider``
+``deja_upstream_errors_total``             counter    ``provider``, ``error`` (failed upstream
+                                                      calls, each attempt: its status code,
+                                                      ``timeout``, ``connection``,
+                                                      ``pool_timeout`` or ``bad_answer``)
 ``deja_cache_breaker_open``                gauge      ``store`` (0 closed, 1 open)
 ``deja_cache_write_breaker_open``          gauge      ``store`` (1: writes refused, not tried)
 ``deja_semantic_breaker_open``             gauge      (1: misses skip the semantic tier)
@@ -178,6 +182,13 @@ class Metrics(Protocol):
     def upstream_seconds(self, provider: str, seconds: float) -> None:
         """Time one upstream call took."""
 
+    def upstream_error(self, provider: str, error: str) -> None:
+        """One upstream call (an attempt: each retry counts) failed with ``error``: the
+        status code it answered (``"429"``, ``"503"``...), ``timeout``, ``connection``
+        (refused, dropped, a stream cut short), ``pool_timeout`` (no free connection of
+        this client's within the timeout: never sent) or ``bad_answer`` (a success status
+        with an unusable body or stream)."""
+
     def embedding(self, embedder: str, seconds: float, usd: float) -> None:
         """One call to the semantic tier's embedder: how long it took and what it cost."""
 
@@ -249,6 +260,9 @@ class NullMetrics:
         return None
 
     def upstream_seconds(self, provider: str, seconds: float) -> None:
+        return None
+
+    def upstream_error(self, provider: str, error: str) -> None:
         return None
 
     def embedding(self, embedder: str, seconds: float, usd: float) -> None:
@@ -559,6 +573,13 @@ class PrometheusMetrics:
             buckets=_UPSTREAM_BUCKETS,
             registry=reg,
         )
+        self._upstream_errors = Counter(
+            "deja_upstream_errors",
+            "Failed upstream calls (each attempt), by error (status code, timeout,"
+            " connection, pool_timeout, bad_answer).",
+            ["provider", "error"],
+            registry=reg,
+        )
         self._embeddings = Counter(
             "deja_semantic_embeddings",
             "Calls to the semantic tier's embedder (texts served from its memo excluded).",
@@ -749,6 +770,11 @@ class PrometheusMetrics:
         """Observe the duration of one upstream call."""
         value = float(seconds)
         self._child(self._upstream_seconds, provider).observe(value)
+
+    @_never_raises
+    def upstream_error(self, provider: str, error: str) -> None:
+        """Count one failed upstream call."""
+        self._child(self._upstream_errors, provider, error).inc()
 
     @_never_raises
     def embedding(self, embedder: str, seconds: float, usd: float) -> None:

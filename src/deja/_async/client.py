@@ -302,6 +302,20 @@ def _bill_context_cache(usage: object, entry: ContextCache, now: float) -> None:
     }
 
 
+def upstream_error_label(error: ProviderError) -> str:
+    """The ``error`` label of ``deja_upstream_errors_total`` for ``error`` (a bounded
+    set): the status code the upstream answered (400-599), ``timeout``, ``connection``,
+    else ``bad_answer`` (a success status with a body or stream deja cannot use)."""
+    if isinstance(error, UpstreamTimeoutError):
+        return "timeout"
+    if isinstance(error, UpstreamConnectionError):
+        return "connection"
+    status = error.status_code
+    if isinstance(status, int) and 400 <= status <= 599:
+        return str(status)
+    return "bad_answer"
+
+
 def _request_id(headers: Mapping[str, str]) -> str | None:
     """AWS's request id, the id of a Converse answer (Converse sends none in the body)."""
     found = headers.get("x-amzn-requestid")
@@ -1072,14 +1086,20 @@ class AsyncClient:
             return chunk
 
         try:
-            async for event in events:
-                for chunk in translator.feed(event):
+            async for event in events:  # (its own failures are counted where it is read)
+                try:
+                    chunks = translator.feed(event)
+                except ProviderError as exc:  # an error event of the provider's own format
+                    self._metrics().upstream_error(provider, upstream_error_label(exc))
+                    raise
+                for chunk in chunks:
                     yield accounted(chunk)
         finally:
             await events.aclose()
         for chunk in finish() if finish is not None else ():
             yield accounted(chunk)
         if not translator.finished:
+            self._metrics().upstream_error(provider, "connection")
             raise UpstreamConnectionError(
                 "the upstream stream ended before the answer finished", provider=provider
             )
@@ -1584,6 +1604,12 @@ class AsyncClient:
                 error = error_for(response, provider)
                 if not isinstance(error, RateLimitError):
                     retry_after = asked_delay(response.headers)
+            metrics.upstream_error(
+                provider,
+                "pool_timeout"
+                if isinstance(error.__cause__, httpx2.PoolTimeout)
+                else upstream_error_label(error),
+            )
             pause = self._retry_pause(error, attempts.made, retry_after)
             if pause is None:
                 raise error
@@ -1625,12 +1651,14 @@ class AsyncClient:
             parse = functools.partial(orjson.loads, content)
             data = await off_loop(parse, len(content), threshold=_BIG)  # unasync: data = parse()
         except orjson.JSONDecodeError as exc:
+            self._metrics().upstream_error(provider, "bad_answer")
             raise ProviderError(
                 f"upstream answered {response.status_code} with a body that is not JSON",
                 status_code=response.status_code,
                 provider=provider,
             ) from exc
         if not isinstance(data, dict):
+            self._metrics().upstream_error(provider, "bad_answer")
             raise ProviderError(
                 "upstream answered with JSON that is not an object", provider=provider
             )
@@ -1705,54 +1733,61 @@ class AsyncClient:
         unfinished = set(range(choices_asked(payload))) if openai_chunks else set()
 
         async def chunks() -> ChunkStream:
-            decoder = framing()
-            start = b""  # the body's start while no event came: what the upstream sent instead
-            seen = False
+            # every failure the stream shows is counted here, once: a cut, a timeout, an
+            # error event, a body that is no stream (those of the send: by _send)
             try:
-                async for data in response.aiter_bytes():
-                    if not seen and len(start) < NOT_A_STREAM_BYTES:
-                        start += data
-                    try:
-                        events = decoder.feed(data)
-                    except StreamFormatError as exc:  # the upstream's fault: a bad gateway
-                        raise ProviderError(
-                            f"upstream stream is not well formed: {exc}",
-                            status_code=502,
-                            provider=provider,
-                        ) from None
-                    for event in events:
-                        if event == "[DONE]":
-                            return
-                        if isinstance(event, dict) and event.get("error") is not None:
-                            raise stream_error(event, provider)
-                        seen = True
-                        if unfinished:
-                            unfinished.difference_update(finished_choices(event))
-                        yield event
-            except httpx2.TimeoutException as exc:
-                shown = redact_url(url)
-                raise UpstreamTimeoutError(
-                    f"stream from {shown} sent nothing within {timeout} s: {exc}",
-                    provider=provider,
-                    url=shown,
-                ) from exc
-            except httpx2.TransportError as exc:
-                shown = redact_url(url)
-                raise UpstreamConnectionError(
-                    f"stream from {shown} broke off: {exc}", provider=provider, url=shown
-                ) from exc
-            finally:
-                await response.aclose()
-                metrics.upstream_seconds(provider, time.monotonic() - attempts.started)
-            if not seen:
-                raise not_a_stream(start, response.headers, provider)
-            if unfinished:
-                shown = redact_url(url)
-                raise UpstreamConnectionError(
-                    f"stream from {shown} ended before its last chunk (no [DONE], and"
-                    f" choice {min(unfinished)} without a finish reason)",
-                    provider=provider,
-                    url=shown,
-                )
+                decoder = framing()
+                # the body's start while no event came: what the upstream sent instead
+                start = b""
+                seen = False
+                try:
+                    async for data in response.aiter_bytes():
+                        if not seen and len(start) < NOT_A_STREAM_BYTES:
+                            start += data
+                        try:
+                            events = decoder.feed(data)
+                        except StreamFormatError as exc:  # the upstream's fault: a bad gateway
+                            raise ProviderError(
+                                f"upstream stream is not well formed: {exc}",
+                                status_code=502,
+                                provider=provider,
+                            ) from None
+                        for event in events:
+                            if event == "[DONE]":
+                                return
+                            if isinstance(event, dict) and event.get("error") is not None:
+                                raise stream_error(event, provider)
+                            seen = True
+                            if unfinished:
+                                unfinished.difference_update(finished_choices(event))
+                            yield event
+                except httpx2.TimeoutException as exc:
+                    shown = redact_url(url)
+                    raise UpstreamTimeoutError(
+                        f"stream from {shown} sent nothing within {timeout} s: {exc}",
+                        provider=provider,
+                        url=shown,
+                    ) from exc
+                except httpx2.TransportError as exc:
+                    shown = redact_url(url)
+                    raise UpstreamConnectionError(
+                        f"stream from {shown} broke off: {exc}", provider=provider, url=shown
+                    ) from exc
+                finally:
+                    await response.aclose()
+                    metrics.upstream_seconds(provider, time.monotonic() - attempts.started)
+                if not seen:
+                    raise not_a_stream(start, response.headers, provider)
+                if unfinished:
+                    shown = redact_url(url)
+                    raise UpstreamConnectionError(
+                        f"stream from {shown} ended before its last chunk (no [DONE], and"
+                        f" choice {min(unfinished)} without a finish reason)",
+                        provider=provider,
+                        url=shown,
+                    )
+            except ProviderError as exc:
+                metrics.upstream_error(provider, upstream_error_label(exc))
+                raise
 
         return response.headers, chunks()

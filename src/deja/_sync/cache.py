@@ -263,6 +263,8 @@ class Cache:
         self._refusal_warned = float("-inf")  # (an input the embedder refused: _semantic_failed)
         self._unscoped_warned = float("-inf")  # (a key builder failing on a scope: _unscoped)
         self._outage_said = False  # a failure was logged since the last "answering again"
+        # its reads failed since the last one answered (a store down, not only full)
+        self._reads_failing = False
         self._renew()  # its calls in flight and locks (renewed in a forked child)
         renew_in_child(self, Cache._renew)
         self._memo: dict[str, tuple[bytes, StoredEntry]] | None = (
@@ -1692,11 +1694,14 @@ class Cache:
         if not isinstance(exc, StoreBusy) and self._writes.failure():
             self.metrics.write_breaker_state(self._store_name, True)
             logger.warning(
-                "cache store %s refuses writes (%s: %s): answers are served from it but not"
-                " stored, retried in %s s",
+                "cache store %s refuses writes (%s: %s)%s; writes retried in %s s",
                 self._store_name,
                 type(exc).__name__,
                 exc,
+                # a store down fails both: nothing is served from it then
+                ", and its reads fail too: nothing is served from it or stored"
+                if self._reads_failing or self._breaker.is_open
+                else ": what it holds is still served, new answers are not stored",
                 self._writes.reset_after,
             )
 
@@ -1721,6 +1726,7 @@ class Cache:
         self._semantic_saver = None
 
     def _store_recovered(self) -> None:
+        self._reads_failing = False
         if self._breaker.success():
             self.metrics.breaker_state(self._store_name, False)
             if self._outage_said:  # one "again" per warning (a flapping store: not each)
@@ -1733,6 +1739,8 @@ class Cache:
         # a burst that found no free connection says nothing of the store's health:
         # skipping the store for it would turn every stored answer into a paid call
         trip_breaker = trip_breaker and not isinstance(exc, StoreBusy)
+        if trip_breaker:
+            self._reads_failing = True
         if trip_breaker and self._breaker.failure():
             self.metrics.breaker_state(self._store_name, True)
         now = time.monotonic()

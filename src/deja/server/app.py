@@ -27,7 +27,7 @@ import orjson
 
 from deja._aio import off_loop
 from deja._async.cache import AsyncCache
-from deja._async.client import AsyncClient, _bedrock_api_key
+from deja._async.client import AsyncClient, _bedrock_api_key, upstream_error_label
 from deja._async.context_caches import AsyncContextCaches
 from deja._async.embeddings import acached_embeddings
 from deja._async.streams import AsyncCachedStream, aopen_uncached
@@ -50,7 +50,7 @@ from deja.keys import scope_prefix, takes_tenant
 from deja.metrics import PrometheusMetrics
 from deja.providers.bedrock import require_botocore
 from deja.providers.google_auth import require_cryptography
-from deja.request import Request, RequestKind, redact_urls_in, resolve_model
+from deja.request import Request, RequestKind, redact_url, redact_urls_in, resolve_model
 from deja.result import CacheInfo
 from deja.server.auth import Auth, Caller
 from deja.server.http import (
@@ -370,6 +370,165 @@ def _failover_worthy(exc: ProviderError) -> bool:
     return retry_worthy(exc) or (exc.status_code or 0) >= 500
 
 
+# How often a failure that recurs on every request is logged: once when it starts, then
+# at most one line per window with the count since. Not the cache's breaker window (1 s,
+# how soon a store is probed again): an upstream down for ten minutes is 60 lines of a
+# kind per deployment, not 600.
+_LOG_WINDOW = 10.0
+_LOGGED_KEYS = 1024  # failures tracked at once (deployments of wildcard names: bounded)
+
+
+@dataclass(slots=True)
+class _Streak:
+    """One recurring failure: when a line last said it, the occurrences since, and the
+    last one (a key quiet for a whole window starts over)."""
+
+    said: float
+    last: float
+    unsaid: int = 0
+
+
+class _Recurring:
+    """When to log a failure that may recur on every request (an upstream down, a hook
+    that raises): the first of a key, then at most one line per ``window`` that counts
+    the ones in between. The one rate limit of the proxy's failure lines."""
+
+    def __init__(
+        self, *, window: float = _LOG_WINDOW, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.window = window
+        self.clock = clock
+        self._streaks: dict[object, _Streak] = {}
+
+    def occurred(self, key: object) -> tuple[bool, int, float] | None:
+        """Note one occurrence of ``key``. ``None``: say nothing now; else ``(fresh,
+        unsaid, seconds)``: say it, with the ``unsaid`` occurrences of the last
+        ``seconds`` before it; ``fresh``: it starts (again, after a quiet window)."""
+        now = self.clock()
+        streak = self._streaks.get(key)
+        if streak is None or now - streak.last >= self.window:
+            if streak is None and len(self._streaks) >= _LOGGED_KEYS:
+                del self._streaks[next(iter(self._streaks))]  # the oldest
+            unsaid, since = (streak.unsaid, streak.said) if streak is not None else (0, now)
+            self._streaks[key] = _Streak(now, now)
+            return True, unsaid, now - since
+        streak.last = now
+        if now - streak.said < self.window:
+            streak.unsaid += 1
+            return None
+        unsaid, since = streak.unsaid, streak.said
+        streak.said, streak.unsaid = now, 0
+        return False, unsaid, now - since
+
+
+class _UpstreamFailures:
+    """The proxy's lines about upstream failures, per deployment (its model name, model
+    and redacted ``api_base``): the first of a kind (a status, ``timeout``,
+    ``connection``...) says what failed and what deja did; then at most one line per
+    window and kind with the count since (:class:`_Recurring`); and one line when the
+    deployment answers again. A refused credential is an ERROR, the rest WARNINGs; a
+    caller's own 4xx is not the operator's to know of (its answer tells the caller)."""
+
+    def __init__(self, recurring: _Recurring) -> None:
+        self._recurring = recurring
+        # failing deployments: (since when, failures since it last answered)
+        self._down: dict[tuple[str, str, str], tuple[float, int]] = {}
+        self._again_said: dict[tuple[str, str, str], float] = {}
+
+    def failed(self, route: str, target: Target, exc: ProviderError, did: str) -> None:
+        """``target`` of ``route`` failed with ``exc``, and deja ``did`` this about it."""
+        kind = _operator_kind(exc)
+        if kind is None:
+            return
+        where = (route, target.model, target.api_base or "")
+        now = self._recurring.clock()
+        since, failures = self._down.pop(where, (now, 0))
+        if len(self._down) >= _LOGGED_KEYS:
+            del self._down[next(iter(self._down))]
+        self._down[where] = (since, failures + 1)
+        said = self._recurring.occurred((where, kind))
+        if said is None:
+            return
+        _, unsaid, seconds = said
+        refused = exc.status_code in (401, 403)
+        logger.log(
+            logging.ERROR if refused else logging.WARNING,
+            "deployment %r of %r failed at %s (%s: %s); %s%s",
+            target.model,
+            route,
+            _shown_base(target),
+            kind,
+            (
+                "the upstream refused its credentials, fix its api_key"
+                if refused  # (the provider's message is left out: it may echo the key)
+                else _short_message(exc)
+            ),
+            did,
+            f" ({unsaid} more since the last such line, {seconds:.0f} s ago)" if unsaid else "",
+        )
+
+    def answered(self, route: str, target: Target) -> None:
+        """``target`` of ``route`` answered: said once if it was failing."""
+        if not self._down:  # (every answer asks: nothing to look up while none fails)
+            return
+        where = (route, target.model, target.api_base or "")
+        down = self._down.get(where)
+        if down is None:
+            return
+        now = self._recurring.clock()
+        if now - self._again_said.get(where, -math.inf) < self._recurring.window:
+            return  # flapping: said lately; still failing, so a later answer says it
+        del self._down[where]
+        self._again_said.pop(where, None)
+        if len(self._again_said) >= _LOGGED_KEYS:
+            del self._again_said[next(iter(self._again_said))]
+        self._again_said[where] = now
+        since, failures = down
+        logger.warning(
+            "deployment %r of %r at %s answers again (%d failed calls in the %.0f s before)",
+            target.model,
+            route,
+            _shown_base(target),
+            failures,
+            now - since,
+        )
+
+
+def _operator_kind(exc: ProviderError) -> str | None:
+    """What kind of upstream failure ``exc`` is (``deja_upstream_errors_total``'s label),
+    if an operator must know of it: a timeout, a connection error, a refused credential
+    (401, 403), 408, 429, a 5xx or an unusable answer; ``None`` for the caller's own
+    mistake (another 4xx: a bad request, an unknown model)."""
+    status = exc.status_code or 0
+    if 400 <= status < 500 and status not in (401, 403) and not retry_worthy(exc):
+        return None
+    return upstream_error_label(exc)
+
+
+def _shown_base(target: Target) -> str:
+    base = target.api_base
+    return redact_url(base) if base else "its provider's default endpoint"
+
+
+def _short_message(exc: ProviderError) -> str:
+    """``exc``'s message for the log: the upstream's address once (the line names the
+    deployment's), at most 200 characters."""
+    text = str(exc)
+    if exc.url:
+        text = text.replace(exc.url, "the upstream")
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def _answer_status(exc: ProviderError) -> int:
+    """The status the caller is answered for ``exc`` (as :func:`_http_error` does)."""
+    if isinstance(exc, UpstreamTimeoutError):
+        return 504
+    status = exc.status_code or 0
+    if isinstance(exc, UpstreamConnectionError) or status in (401, 403) or status < 400:
+        return 502
+    return status
+
+
 class ProxyApp:
     """The proxy as an ASGI 3 application, built from validated :class:`~deja.config.Settings`.
 
@@ -429,6 +588,10 @@ class ProxyApp:
         self._pre_hooks: list[tuple[str, Callable[..., Any]]] = []
         self._post_hooks: list[tuple[str, Callable[..., Any]]] = []
         self._hooks_without_embeddings: set[str] = set()
+        # failures that recur on every request (an upstream down, a hook that raises):
+        # logged when they start, then counted, once per window
+        self._recurring = _Recurring()
+        self._upstream_failures = _UpstreamFailures(self._recurring)
         for spec in settings.hooks:
             if spec.async_pre_llm_hook:
                 self._pre_hooks.append(
@@ -631,7 +794,7 @@ class ProxyApp:
                 if refusal is not None:  # the hook turned the request down (a policy)
                     raise refusal from None
                 # the operator's bug: its detail goes to the log, not to every caller
-                logger.exception("pre-LLM hook %s failed", name)
+                self._hook_failed("pre-LLM", name, exc, "its request is answered 500")
                 raise HookError(f"hook {name} failed (the proxy's log has why)") from exc
             if isinstance(result, dict):
                 body = result
@@ -683,9 +846,7 @@ class ProxyApp:
                     result = await _maybe_await(hook(response, body))
                 except (KeyError, IndexError, TypeError, AttributeError) as exc:
                     if not embeddings:
-                        logger.exception(
-                            "post-cache hook %s failed: the answer is not stored", name
-                        )
+                        self._hook_failed("post-cache", name, exc, "the answer is not stored")
                         return merge(ctl, _NO_STORE)
                     # a hook written for chat answers, which reads their fields: it has no
                     # say on embeddings (it had none before hooks saw them)
@@ -699,8 +860,8 @@ class ProxyApp:
                             exc,
                         )
                     continue
-                except Exception:
-                    logger.exception("post-cache hook %s failed: the answer is not stored", name)
+                except Exception as exc:
+                    self._hook_failed("post-cache", name, exc, "the answer is not stored")
                     return merge(ctl, _NO_STORE)
                 if isinstance(result, Mapping):
                     try:
@@ -729,6 +890,26 @@ class ProxyApp:
             return merge(ctl, extra)
 
         return run
+
+    def _hook_failed(self, stage: str, name: str, exc: Exception, outcome: str) -> None:
+        """A hook raised: its traceback once per exception type and window, then a count
+        per window (a hook that breaks breaks on every request)."""
+        said = self._recurring.occurred(("hook", stage, name, type(exc)))
+        if said is None:
+            return
+        fresh, unsaid, seconds = said
+        if fresh:
+            logger.error("%s hook %s failed: %s", stage, name, outcome, exc_info=exc)
+        else:
+            logger.error(
+                "%s hook %s failed %d more times (%s) in the last %.0f s: %s",
+                stage,
+                name,
+                unsaid + 1,
+                type(exc).__name__,
+                seconds,
+                outcome,
+            )
 
     def _storing(self, route: Route, plan: Plan, body: dict[str, Any], ctl: CacheControl) -> Any:
         """The post-cache hooks, and: an answer from a deployment that asks something
@@ -778,20 +959,22 @@ class ProxyApp:
                     )
                     if plan is not _ONLY:  # one deployment: nothing to tell (and shared)
                         plan.served = i
+                    self._upstream_failures.answered(route.name, target)
                     return opened
                 except ProviderError as exc:
-                    if not _failover_worthy(exc):
+                    worthy = _failover_worthy(exc)
+                    if worthy and retry < target.retries:
+                        did = "retrying it"
+                    elif worthy and n + 1 < len(attempts):
+                        did = "trying the next deployment"
+                    else:  # the last one's error is the answer
+                        did = f"answered {_answer_status(exc)} to the caller"
+                    self._upstream_failures.failed(route.name, target, exc, did)
+                    if not worthy:
                         raise
                     last = exc
                     if retry < target.retries:
                         await asyncio.sleep(_retry_delay(exc, retry))
-            if n + 1 < len(attempts):  # the last one's error is the answer: there is no next
-                logger.warning(
-                    "deployment %r of %r failed (%s); trying the next",
-                    target.model,
-                    route.name,
-                    type(last).__name__,
-                )
         assert last is not None  # a route has at least one deployment
         raise last
 
@@ -925,6 +1108,16 @@ class ProxyApp:
                         await send({"type": "http.response.body", "body": body, "more_body": True})
                 await send({"type": "http.response.body", "body": SSE_DONE, "more_body": False})
             except ProviderError as exc:
+                # the deployment this request's stream came from (a caller that joined
+                # another's stream of a route of several: that one's relay says it)
+                served = plan.served if len(route.targets) > 1 else 0
+                if served is not None:
+                    self._upstream_failures.failed(
+                        route.name,
+                        route.targets[served],
+                        exc,
+                        "ended the caller's stream with an error event",
+                    )
                 # the status is sent: report the failure in-band, as OpenAI does, and end
                 event = {
                     "error": {
@@ -1602,7 +1795,6 @@ def _caller_message(exc: ProviderError) -> str:
     text = str(exc)
     if not exc.url:
         return text
-    logger.warning("upstream failure: %r", text)
     detail = f": {exc.__cause__}" if exc.__cause__ is not None else ""
     if detail and text.endswith(detail):
         text = text[: -len(detail)]
@@ -1696,9 +1888,8 @@ def _http_error(exc: Exception) -> HTTPError:
         return HTTPError(502, _caller_message(exc), code="upstream_unreachable")
     if isinstance(exc, ProviderError) and exc.status_code in (401, 403):
         # the upstream refused the deployment's credentials: the proxy's failure, not the
-        # caller's key (an SDK would tell the caller to fix theirs); its detail (a masked
-        # provider key) stays in the log
-        logger.error("upstream refused the deployment's credentials: %r", str(exc))
+        # caller's key (an SDK would tell the caller to fix theirs); the failover loop logs
+        # it, naming the deployment (_UpstreamFailures)
         return HTTPError(
             502,
             f"the upstream refused the proxy's credentials ({exc.status_code})",
