@@ -125,6 +125,22 @@ async def test_a_lookup_waits_for_its_vector_no_longer_than_one_call_queued_or_n
         assert max(waits) < 0.8, waits
 
 
+async def test_lookups_giving_up_together_each_get_their_own_error_counted_once() -> None:
+    # one error object was raised to every lookup that gave up within a second: each raise
+    # grew its traceback by that caller's frames, and kept their requests alive
+    with FakeOpenAIServer() as emb:
+        emb.delay_next(3.0, times=20)
+        embedder = OpenAIEmbedder(api_base=emb.base_url, api_key="sk", dimensions=16, timeout=0.3)
+        tier = SemanticCache(embedder=embedder)
+        caught = await asyncio.gather(
+            *(tier._aembed(f"new question number {i}") for i in range(6)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(error, deja.UpstreamTimeoutError) for error in caught)
+        assert len({id(error) for error in caught}) == 6
+        assert len({id(error.failure) for error in caught}) == 1  # type: ignore[union-attr]
+
+
 def test_a_sync_lookup_waits_for_its_vector_no_longer_than_one_call() -> None:
     with FakeOpenAIServer() as emb:
         emb.delay_next(3.0, times=20)

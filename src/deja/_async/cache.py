@@ -256,7 +256,7 @@ class AsyncCache:
             threshold=breaker_threshold, reset_after=breaker_reset * 10
         )
         self._semantic_error: str | None = None
-        self._semantic_last: BaseException | None = None  # counted once, however shared
+        self._semantic_last: object = None  # a failure counted once, however shared
         self._late: tuple[float, TimeoutError] | None = None  # (when, the failure counted)
         self._last_warning = float("-inf")
         self._semantic_warned = float("-inf")
@@ -1594,9 +1594,12 @@ class AsyncCache:
                 type(exc).__name__,
                 exc,
             )
-        if exc is self._semantic_last:  # one failed call, shared by the callers who waited
+        # one failed call, shared by the callers who waited (or a token: its lookups gave up
+        # within the same second, each with an error of its own)
+        failure = getattr(exc, "failure", exc)
+        if failure is self._semantic_last:
             return
-        self._semantic_last = exc
+        self._semantic_last = failure
         status = getattr(exc, "status_code", None)
         self._semantic_error = type(exc).__name__ + (f" ({status})" if status else "")
         if self._semantic_breaker.failure():

@@ -176,7 +176,7 @@ class SemanticCache:
         # a lookup waits for its vector no longer than one call may take, however long
         # it stood queued behind other calls (behind hung ones it waited twice that)
         self._patience = embedder.patience if isinstance(embedder, TimeBound) else None
-        self._gave_up: tuple[float, UpstreamTimeoutError] | None = None
+        self._gave_up: tuple[float, object] | None = None  # (when, the failure's token)
         self.index = index
         self.guards = guards if guards is not None else GuardSettings()
         self._words = word_similarity_for(embedder, self.guards)
@@ -614,17 +614,20 @@ class SemanticCache:
 
     def _late(self) -> UpstreamTimeoutError:
         """The error of a lookup that waited for its vector as long as one call may take
-        (its call goes on, for the others in it): one for the lookups that give up within
-        a second, which waited for the same slow calls (a cache's breaker counts it once)."""
+        (its call goes on, for the others in it): its own (one object raised to every
+        caller grew their frames into one traceback, and kept their requests alive), with
+        the ``failure`` token of the lookups that gave up within a second, which waited for
+        the same slow calls (a cache's breaker counts one failure per token)."""
         now = time.monotonic()
         with self._lock:
             late = self._gave_up
             if late is None or now - late[0] > 1.0:
-                error = UpstreamTimeoutError(
-                    f"embedder {self.embedder.id} gave no vector within {self._patience:g} s"
-                )
-                late = self._gave_up = (now, error)
-            return late[1]
+                late = self._gave_up = (now, object())
+        error = UpstreamTimeoutError(
+            f"embedder {self.embedder.id} gave no vector within {self._patience:g} s"
+        )
+        error.failure = late[1]  # type: ignore[attr-defined]
+        return error
 
     async def _aembed_texts(self, texts: list[str]) -> list[Any]:
         """:meth:`_embed_texts` without blocking the event loop."""
