@@ -47,6 +47,25 @@ def chat_request(content: str = "What is the capital of France?", **params: Any)
     return Request.chat(model="gpt-4o", messages=[{"role": "user", "content": content}], **params)
 
 
+def stream_chunk(i: int, *, finish: str | None = None) -> dict[str, Any]:
+    """Chunk ``i`` of a streamed chat answer ("w1 w2 ..."), or its last, with ``finish``."""
+    delta = {"role": "assistant", "content": ""} if i == 0 else {"content": f"w{i} "}
+    return {
+        "id": "chatcmpl-x",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "gpt-4o",
+        "choices": [
+            {
+                "index": 0,
+                "delta": {} if finish else delta,
+                "logprobs": None,
+                "finish_reason": finish,
+            }
+        ],
+    }
+
+
 def chat_response(
     content: str | None = "Paris.",
     *,

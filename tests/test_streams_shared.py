@@ -14,25 +14,7 @@ import pytest
 import deja
 from deja._async.streams import AsyncBroadcast, AsyncCachedStream
 from deja.result import CacheInfo
-from tests.helpers import chat_request
-
-
-def _chunk(i: int, *, finish: str | None = None) -> dict[str, Any]:
-    delta = {"role": "assistant", "content": ""} if i == 0 else {"content": f"w{i} "}
-    return {
-        "id": "chatcmpl-x",
-        "object": "chat.completion.chunk",
-        "created": 1,
-        "model": "gpt-4o",
-        "choices": [
-            {
-                "index": 0,
-                "delta": {} if finish else delta,
-                "logprobs": None,
-                "finish_reason": finish,
-            }
-        ],
-    }
+from tests.helpers import chat_request, stream_chunk
 
 
 class Source:
@@ -51,7 +33,7 @@ class Source:
             raise StopAsyncIteration
         i = self.pulled
         self.pulled += 1
-        return _chunk(i, finish="stop" if i == self.n else None)
+        return stream_chunk(i, finish="stop" if i == self.n else None)
 
     async def aclose(self) -> None:
         self.closed = True
@@ -94,7 +76,7 @@ def test_threads_share_one_upstream_stream() -> None:
         def chunks() -> Iterator[dict[str, Any]]:
             for i in range(21):
                 time.sleep(0.005)
-                yield _chunk(i, finish="stop" if i == 20 else None)
+                yield stream_chunk(i, finish="stop" if i == 20 else None)
 
         return chunks()
 
@@ -123,7 +105,7 @@ async def test_a_reader_cancelled_mid_read_leaves_the_stream_whole_for_the_other
     async def upstream() -> AsyncIterator[dict[str, Any]]:
         for i in range(6):
             await asyncio.sleep(0.02)  # a read the cancelled reader is waiting in
-            yield _chunk(i, finish="stop" if i == 5 else None)
+            yield stream_chunk(i, finish="stop" if i == 5 else None)
 
     async def open_stream() -> AsyncIterator[dict[str, Any]]:
         return upstream()
@@ -157,7 +139,7 @@ async def test_the_last_reader_cancelled_mid_read_closes_the_upstream() -> None:
         try:
             for i in range(100):
                 await asyncio.sleep(0.02)
-                yield _chunk(i)
+                yield stream_chunk(i)
         finally:
             closed.set()
 
@@ -187,7 +169,7 @@ async def test_a_plain_call_shares_an_identical_stream_in_flight() -> None:
             for i in range(11):
                 if i == 3:
                     await gate.wait()  # the plain call arrives mid-stream
-                yield _chunk(i, finish="stop" if i == 10 else None)
+                yield stream_chunk(i, finish="stop" if i == 10 else None)
 
         return chunks()
 
@@ -240,7 +222,7 @@ def _held_at_2(gate: asyncio.Event) -> Any:
             for i in range(4):
                 if i == 2:
                     await gate.wait()
-                yield _chunk(i, finish="stop" if i == 3 else None)
+                yield stream_chunk(i, finish="stop" if i == 3 else None)
 
         return chunks()
 
@@ -308,7 +290,10 @@ async def test_a_plain_call_asks_for_itself_when_the_stream_cannot_be_assembled(
     cache = deja.AsyncCache()
 
     def odd(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {**_chunk(1), "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return {
+            **stream_chunk(1),
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
 
     async def open_stream() -> AsyncIterator[dict[str, Any]]:
         async def chunks() -> AsyncIterator[dict[str, Any]]:
@@ -356,9 +341,9 @@ async def test_a_caller_who_joined_a_stream_is_credited_what_it_saved() -> None:
     async def upstream() -> AsyncIterator[dict[str, Any]]:
         async def chunks() -> AsyncIterator[dict[str, Any]]:
             for i in range(3):
-                yield _chunk(i)
+                yield stream_chunk(i)
                 await release.wait()
-            last = _chunk(3, finish="stop")
+            last = stream_chunk(3, finish="stop")
             last["usage"] = {"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500}
             yield last
 
@@ -384,9 +369,9 @@ async def test_callers_of_one_live_stream_each_change_their_own_chunks() -> None
     async def upstream() -> AsyncIterator[dict[str, Any]]:
         async def chunks() -> AsyncIterator[dict[str, Any]]:
             for i in range(3):
-                yield _chunk(i)
+                yield stream_chunk(i)
                 await release.wait()
-            yield _chunk(3, finish="stop")
+            yield stream_chunk(3, finish="stop")
 
         return chunks()
 
@@ -413,8 +398,8 @@ async def test_a_caller_joining_while_the_answer_is_stored_is_credited_once() ->
     async def upstream() -> AsyncIterator[dict[str, Any]]:
         async def chunks() -> AsyncIterator[dict[str, Any]]:
             for i in range(2):
-                yield _chunk(i)
-            last = _chunk(2, finish="stop")
+                yield stream_chunk(i)
+            last = stream_chunk(2, finish="stop")
             last["usage"] = {"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500}
             yield last
 
@@ -437,11 +422,11 @@ def _held_stream(release: asyncio.Event, *, fails: bool) -> Any:
 
     async def upstream() -> AsyncIterator[dict[str, Any]]:
         async def chunks() -> AsyncIterator[dict[str, Any]]:
-            yield _chunk(0)
+            yield stream_chunk(0)
             await release.wait()
             if fails:
                 raise deja.UpstreamConnectionError("the upstream broke off")
-            yield _chunk(1, finish="stop")
+            yield stream_chunk(1, finish="stop")
 
         return chunks()
 
@@ -490,7 +475,7 @@ async def test_a_reader_cancelled_as_its_chunk_arrives_loses_it_for_nobody() -> 
         for i, word in enumerate(words):
             await gate.wait()
             gate.clear()
-            chunk = _chunk(i + 1)
+            chunk = stream_chunk(i + 1)
             chunk["choices"][0]["delta"] = {"content": word}
             if i == len(words) - 1:
                 chunk["choices"][0]["finish_reason"] = "stop"
@@ -546,7 +531,7 @@ async def test_a_reader_cancelled_while_the_end_is_stored_hangs_nobody() -> None
         async def chunks() -> AsyncIterator[dict[str, Any]]:
             for i in range(6):
                 await asyncio.sleep(0.01)
-                yield _chunk(i, finish="stop" if i == 5 else None)
+                yield stream_chunk(i, finish="stop" if i == 5 else None)
 
         return chunks()
 

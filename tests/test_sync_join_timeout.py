@@ -17,28 +17,10 @@ import pytest
 
 import deja
 from deja.testing import FakeOpenAIServer, Reply
-from tests.helpers import chat_request
+from tests.helpers import chat_request, stream_chunk
 
 # a call that wrongly waited for the whole held stream returns when this releases it
 RELEASED_AFTER = 3.0
-
-
-def _chunk(i: int, *, finish: str | None = None) -> dict[str, Any]:
-    delta = {"role": "assistant", "content": ""} if i == 0 else {"content": f"w{i} "}
-    return {
-        "id": "chatcmpl-x",
-        "object": "chat.completion.chunk",
-        "created": 1,
-        "model": "gpt-4o",
-        "choices": [
-            {
-                "index": 0,
-                "delta": {} if finish else delta,
-                "logprobs": None,
-                "finish_reason": finish,
-            }
-        ],
-    }
 
 
 class Held:
@@ -66,7 +48,7 @@ class Held:
                     self.gate.wait()
                     if self.fails:
                         raise deja.UpstreamConnectionError("the upstream broke off")
-                yield _chunk(i, finish="stop" if i == 3 else None)
+                yield stream_chunk(i, finish="stop" if i == 3 else None)
         finally:
             self.closed.set()
 

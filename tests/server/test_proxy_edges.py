@@ -30,15 +30,21 @@ def as_team(key: str) -> dict[str, str]:
     return {"authorization": f"Bearer {key}"}
 
 
-async def test_default_off_caches_only_the_requests_that_opt_in(
-    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient]
-) -> None:
+def _default_off(upstream: FakeOpenAIServer) -> dict[str, Any]:
+    """A proxy caching in LiteLLM's ``default_off`` mode: only the requests that opt in."""
     config = proxy_config(upstream)
     del config["caching"]
     config["litellm_settings"] = {
         "cache": True,
         "cache_params": {"type": "local", "mode": "default_off"},
     }
+    return config
+
+
+async def test_default_off_caches_only_the_requests_that_opt_in(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient]
+) -> None:
+    config = _default_off(upstream)
     async with make_proxy(config) as proxy:
         plain = [await proxy.post(CHAT, json=BODY) for _ in range(2)]
         assert [r.headers["x-deja-cache"] for r in plain] == ["bypass", "bypass"]
@@ -53,12 +59,7 @@ async def test_litellms_caching_switch_in_the_body_is_a_control_never_sent(
     upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient]
 ) -> None:
     # it went upstream (OpenAI refuses unknown fields), keyed, and switched nothing
-    config = proxy_config(upstream)
-    del config["caching"]
-    config["litellm_settings"] = {
-        "cache": True,
-        "cache_params": {"type": "local", "mode": "default_off"},
-    }
+    config = _default_off(upstream)
     async with make_proxy(config) as proxy:
         opted = [await proxy.post(CHAT, json={**BODY, "caching": True}) for _ in range(2)]
         assert [r.headers["x-deja-cache"] for r in opted] == ["miss", "hit"]

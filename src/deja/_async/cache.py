@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 
 from deja import _aio
-from deja._aio import current_loop, off_loop, within  # unasync:
+from deja._aio import current_loop, off_loop, within  # unasync: from deja._waits import bounded
 from deja._async.singleflight import AsyncSingleFlight, WaitExpired
 from deja._async.streams import AsyncBroadcast, AsyncCachedStream, OpenStream
 from deja._embedding_items import batch_lock_name
@@ -95,40 +95,6 @@ def _tagged(data: bytes, tag: str) -> bool:
         return tag in decode(data).tags
     except EntryDecodeError:
         return True
-
-
-def _in_thread(read: Callable[[], None], seconds: float | None) -> None:
-    """The sync cache's bound on a plain call reading a live stream to its end: ``read()``
-    in a daemon thread, waited for at most ``seconds`` (then :class:`TimeoutError`; the
-    thread reads on until its next chunk), its errors raised here; with no bound, read
-    here. (The async cache bounds the read with ``asyncio.wait_for``, which cancels it.)
-
-    A thread, because a sync read cannot be interrupted: this call's reader may be the
-    one pulling the next chunk from the upstream, blocked on its socket until it comes,
-    and leaving the stream from another thread could make it the last reader gone and
-    close the upstream under that read. So the reader leaves from its own thread, at its
-    next chunk; until then either it is the one pulling (a read that must end before the
-    upstream can be closed) or another reader is (who keeps the stream open anyway). The
-    thread exists only while a plain call with a ``timeout`` reads a stream in flight.
-    """
-    if seconds is None:
-        read()
-        return
-    failed: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            read()
-        except BaseException as exc:  # raised in the caller's thread, if it still waits
-            failed.append(exc)
-
-    thread = threading.Thread(target=run, name="deja-stream-join", daemon=True)
-    thread.start()
-    thread.join(seconds)
-    if thread.is_alive():
-        raise TimeoutError
-    if failed:
-        raise failed[0]
 
 
 def _response_tokens(response: Mapping[str, Any] | None) -> int:
@@ -885,11 +851,15 @@ class AsyncCache:
                     if gave_up.is_set():
                         break
                     assembler.add(chunk)
-            finally:  # the reader leaves in the thread that reads (sync: see _in_thread)
+            finally:  # the reader leaves in the thread that reads (sync: see below)
                 await reader.aclose()
 
         try:
-            await asyncio.wait_for(read_all(), timeout)  # unasync: _in_thread(read_all, timeout)
+            # (sync: a thread, since a sync read cannot be interrupted: this call's reader
+            # may be the one pulling the next chunk, blocked on the upstream's socket, and
+            # leaving the stream from another thread could close the upstream under that
+            # read; so the reader leaves from its own thread, at its next chunk)
+            await asyncio.wait_for(read_all(), timeout)  # unasync: bounded(read_all, timeout)
         except StreamFormatError:
             return None  # an answer the stream's readers get, but no whole one: ask for it
         except TimeoutError:

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 from deja._aio import current_loop, wait_event  # unasync:
+from deja._waits import seconds_left
 
 __all__ = ["AsyncSingleFlight", "WaitExpired"]
 
@@ -86,7 +87,7 @@ class AsyncSingleFlight(Generic[T]):
                     call = self._calls[slot] = _Call(wait)
             if leader:
                 return await self._lead(slot, call, fn), False
-            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            left = seconds_left(deadline)
             if not await wait_event(call.done, left):  # unasync: if not call.done.wait(left):
                 raise WaitExpired("an identical call in flight had not ended")
             if call.abandoned:

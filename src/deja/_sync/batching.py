@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 from deja._outcomes import Failed
+from deja._waits import bounded, seconds_left
 
 __all__ = ["BatchFlight", "WaitExpired"]
 
@@ -140,12 +141,14 @@ class BatchFlight(Generic[T]):
             if texts:
                 assert call is not None
                 return self._lead(slot, queue, call, texts, text, deadline=deadline)
-            left = _left(deadline)
+            left = seconds_left(deadline)
             try:
                 if call is None:
-                    _wait(turn, left)
+                    if not turn.wait(left):
+                        raise TimeoutError
                     continue
-                _wait(call.done, left)
+                if not call.done.wait(left):
+                    raise TimeoutError
             except BaseException as exc:
                 if call is None:
                     assert ticket is not None
@@ -194,10 +197,10 @@ class BatchFlight(Generic[T]):
         if deadline is None:
             work()
             return _outcome(call, text)
-        left = _left(deadline)
+        left = seconds_left(deadline)
 
         try:
-            _in_thread(work, left)
+            bounded(work, left, _CALL)
         except TimeoutError:
             raise WaitExpired(f"no result within {left:.3g} s of its call") from None
         return _outcome(call, text)
@@ -231,26 +234,7 @@ class BatchFlight(Generic[T]):
             del self._queues[slot]
 
 
-def _left(deadline: float | None) -> float | None:
-    """Seconds until ``deadline`` (``time.monotonic``), none below 0; ``None``: no bound."""
-    return None if deadline is None else max(deadline - time.monotonic(), 0.0)
-
-
-def _wait(event: threading.Event, seconds: float | None) -> None:
-    """The sync twin's bounded wait: ``event`` set within ``seconds``, else TimeoutError."""
-    if not event.wait(seconds):
-        raise TimeoutError
-
-
-def _in_thread(work: Callable[[], None], seconds: float | None) -> None:
-    """The sync twin's bounded call: ``work()`` in a daemon thread of its own, waited for at
-    most ``seconds`` (then TimeoutError; it runs on, for the other texts of its call). Its
-    errors are kept in the call it completes, not raised here."""
-    thread = threading.Thread(target=work, name="deja-embedding-call", daemon=True)
-    thread.start()
-    thread.join(seconds)
-    if thread.is_alive():
-        raise TimeoutError
+_CALL = "deja-embedding-call"  # the sync twin's thread of a call a caller stopped waiting for
 
 
 def _outcome(call: _Call[T], text: str) -> T:

@@ -34,6 +34,7 @@ from deja._lock_keeper import LockKeeper
 from deja._sync.singleflight import SingleFlight, WaitExpired
 from deja._sync.streams import Broadcast, CachedStream, OpenStream
 from deja._upstream import call_key_fields
+from deja._waits import bounded
 from deja.breaker import CircuitBreaker
 from deja.controls import CacheControl, CacheMode, in_mode, merge, parse_controls
 from deja.entry import Entry, StoredEntry, decode, encode
@@ -95,40 +96,6 @@ def _tagged(data: bytes, tag: str) -> bool:
         return tag in decode(data).tags
     except EntryDecodeError:
         return True
-
-
-def _in_thread(read: Callable[[], None], seconds: float | None) -> None:
-    """The sync cache's bound on a plain call reading a live stream to its end: ``read()``
-    in a daemon thread, waited for at most ``seconds`` (then :class:`TimeoutError`; the
-    thread reads on until its next chunk), its errors raised here; with no bound, read
-    here. (The async cache bounds the read with ``asyncio.wait_for``, which cancels it.)
-
-    A thread, because a sync read cannot be interrupted: this call's reader may be the
-    one pulling the next chunk from the upstream, blocked on its socket until it comes,
-    and leaving the stream from another thread could make it the last reader gone and
-    close the upstream under that read. So the reader leaves from its own thread, at its
-    next chunk; until then either it is the one pulling (a read that must end before the
-    upstream can be closed) or another reader is (who keeps the stream open anyway). The
-    thread exists only while a plain call with a ``timeout`` reads a stream in flight.
-    """
-    if seconds is None:
-        read()
-        return
-    failed: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            read()
-        except BaseException as exc:  # raised in the caller's thread, if it still waits
-            failed.append(exc)
-
-    thread = threading.Thread(target=run, name="deja-stream-join", daemon=True)
-    thread.start()
-    thread.join(seconds)
-    if thread.is_alive():
-        raise TimeoutError
-    if failed:
-        raise failed[0]
 
 
 def _response_tokens(response: Mapping[str, Any] | None) -> int:
@@ -883,11 +850,15 @@ class Cache:
                     if gave_up.is_set():
                         break
                     assembler.add(chunk)
-            finally:  # the reader leaves in the thread that reads (sync: see _in_thread)
+            finally:  # the reader leaves in the thread that reads (sync: see below)
                 reader.close()
 
         try:
-            _in_thread(read_all, timeout)
+            # (sync: a thread, since a sync read cannot be interrupted: this call's reader
+            # may be the one pulling the next chunk, blocked on the upstream's socket, and
+            # leaving the stream from another thread could close the upstream under that
+            # read; so the reader leaves from its own thread, at its next chunk)
+            bounded(read_all, timeout)
         except StreamFormatError:
             return None  # an answer the stream's readers get, but no whole one: ask for it
         except TimeoutError:

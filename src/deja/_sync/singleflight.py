@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from deja._waits import seconds_left
+
 __all__ = ["SingleFlight", "WaitExpired"]
 
 T = TypeVar("T")
@@ -83,7 +85,7 @@ class SingleFlight(Generic[T]):
                     call = self._calls[slot] = _Call(wait)
             if leader:
                 return self._lead(slot, call, fn), False
-            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            left = seconds_left(deadline)
             if not call.done.wait(left):
                 raise WaitExpired("an identical call in flight had not ended")
             if call.abandoned:
