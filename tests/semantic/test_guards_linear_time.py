@@ -46,6 +46,10 @@ SHAPES: dict[str, Callable[[int], str]] = {
     "counted": _repeat("1,"),
     "hashes": _repeat("#1"),
     "inches": _repeat('1"'),
+    # a run of one capitalised word is one long name, compared at each of its words'
+    # places; a run of two names the same (review2's finding)
+    "capitalised": _repeat("Abc "),
+    "names": _repeat("John Smith "),
 }
 
 _VERIFIER = Verifier.default()

@@ -117,12 +117,22 @@ def _occurrences_at(candidates: Iterable[str], low_text: str) -> list[tuple[int,
     for word in words:
         starts.append(pos)
         pos += len(word) + 1
+    padded = f" {low_text} "
     found: list[tuple[int, str]] = []
     for name in candidates:
         parts = name.split(" ")
+        last = len(parts) - 1
+        needle = f" {name} "
+        after = -1  # the end of this name's last match: one that overlaps it is not new
         for i in at.get(parts[0], ()):
-            if words[i : i + len(parts)] == parts:
+            # its last word first (one look), then the whole name at C speed: a long name
+            # (a prompt's run of one capitalised word) compared word by word at each of
+            # its words' places was quadratic in the prompt's length
+            if i < after or i + last >= len(words) or words[i + last] != parts[last]:
+                continue
+            if padded.startswith(needle, starts[i]):
                 found.append((starts[i], name))
+                after = i + last + 1
     # an entity inside a longer one found at the same place ("york" in "new york") is
     # dropped: keep the first, longest match at each position
     out: list[tuple[int, str]] = []
