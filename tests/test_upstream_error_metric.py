@@ -76,23 +76,31 @@ async def test_the_async_client_counts_a_stream_failure_once(upstream: FakeOpenA
     assert _errors(metrics) == {("openai", "500"): 1, ("openai", "connection"): 1}
 
 
-def test_an_answer_that_is_not_json_is_a_bad_answer() -> None:
+@pytest.mark.parametrize(
+    ("model", "body"),
+    [
+        ("gpt-4o", b"oops!"),  # not JSON
+        # JSON, but not a message: the adapter cannot read it (it was raised, not counted)
+        ("anthropic/claude-haiku-4-5", b'{"id": "msg_1", "type": "message"}'),
+    ],
+)
+def test_a_success_the_client_cannot_use_is_a_bad_answer(model: str, body: bytes) -> None:
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    class NotJson(BaseHTTPRequestHandler):
+    class Answer(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("content-length", 0)))
             self.send_response(200)
             self.send_header("content-type", "application/json")
-            self.send_header("content-length", "5")
+            self.send_header("content-length", str(len(body)))
             self.end_headers()
-            self.wfile.write(b"oops!")
+            self.wfile.write(body)
 
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), NotJson)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -104,11 +112,12 @@ def test_an_answer_that_is_not_json_is_a_bad_answer() -> None:
             max_retries=0,
         )
         with pytest.raises(deja.ProviderError):
-            client.completion(model="gpt-4o", messages=ASK)
+            client.completion(model=model, messages=ASK)
     finally:
         server.shutdown()
         server.server_close()
-    assert _errors(metrics) == {("openai", "bad_answer"): 1}
+    provider = model.split("/", maxsplit=1)[0] if "/" in model else "openai"
+    assert _errors(metrics) == {(provider, "bad_answer"): 1}
 
 
 def test_null_metrics_take_the_call() -> None:

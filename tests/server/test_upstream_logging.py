@@ -285,3 +285,69 @@ def test_the_write_breaker_warning_says_whether_the_store_still_serves(
     refusals = [r.getMessage() for r in caplog.records if "refuses writes" in r.getMessage()]
     assert len(refusals) == 1
     assert said in refusals[0]
+
+
+async def test_a_wildcard_routes_failures_are_one_line_whatever_models_callers_name(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # keyed by the caller's model name, a route like openai/* logged a line per name
+    with FakeOpenAIServer() as upstream:
+        config = proxy_config(upstream)
+        config["model_list"] = [
+            {
+                "model_name": "openai/*",
+                "litellm_params": {"model": "openai/*", "api_base": upstream.base_url},
+            }
+        ]
+        upstream.drop_next(times=10**6)
+        caplog.set_level(logging.WARNING, logger="deja")
+        async with _client(_app(config, tmp_path)) as client:
+            for i in range(40):
+                body = {
+                    "model": f"openai/model-{i}",
+                    "messages": [{"role": "user", "content": "x"}],
+                }
+                assert (await client.post(CHAT, json=body)).status_code == 502
+    lines = [r.getMessage() for r in _lines(caplog)]
+    assert len(lines) == 1, lines
+
+
+async def test_a_stream_cut_every_time_is_never_said_to_answer_again(
+    upstream: FakeOpenAIServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # "answers again" was said when a stream opened; it failed later, mid-way
+    from deja.testing import Reply
+
+    clock = FakeClock(0.0)
+    upstream.reply_with(lambda body: Reply("one two three four", abort_after_chunks=2))
+    caplog.set_level(logging.WARNING, logger="deja")
+    async with _client(_app(_config(upstream), tmp_path, clock)) as client:
+        for i in range(3):
+            body = {
+                "model": "gpt-4o",
+                "stream": True,
+                "messages": [{"role": "user", "content": f"cut {i}"}],
+            }
+            answer = await client.post(CHAT, json=body)
+            assert b'"error"' in answer.content and b"[DONE]" not in answer.content
+            clock.advance(11)
+    lines = [r.getMessage() for r in _lines(caplog)]
+    assert len(lines) == 3 and not any("answers again" in line for line in lines), lines
+
+
+async def test_a_hooks_failures_before_a_quiet_window_are_counted_in_the_next_line(
+    upstream: FakeOpenAIServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "hooks.py").write_text(
+        "async def pre(body):\n    raise RuntimeError('broken hook')\n"
+    )
+    clock = FakeClock(0.0)
+    config = proxy_config(upstream, hooks=[{"path": "hooks.py", "async_pre_llm_hook": "pre"}])
+    caplog.set_level(logging.WARNING, logger="deja")
+    async with _client(_app(config, tmp_path, clock)) as client:
+        assert await _ask(client, 5, "a") == [500] * 5
+        clock.advance(11)
+        assert await _ask(client, 1, "b") == [500]
+    lines = [r.getMessage() for r in _lines(caplog)]
+    assert len(lines) == 2, lines
+    assert "(4 more before, 11 s ago)" in lines[1]

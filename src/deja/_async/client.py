@@ -865,7 +865,8 @@ class AsyncClient:
                 return await self._post(sent.url, sent.json, sent.headers, timeout, provider)
 
             data, created = await self._gemini_send(gemini, post, timeout, provider)
-            answer = self._account(provider, self._gemini.parse_response(data, model=gemini.model))
+            parsed = self._parsed(provider, self._gemini.parse_response, data, model=gemini.model)
+            answer = self._account(provider, parsed)
             if created is not None:
                 _bill_context_cache(answer.get("usage"), created, self._clock())
             return answer
@@ -876,19 +877,36 @@ class AsyncClient:
             data, headers = await self._post_json(
                 bedrock.url, bedrock.content, bedrock.headers, timeout, provider
             )
-            answer = self._bedrock.parse_response(
-                data, model=payload["model"], response_id=_request_id(headers)
+            answer = self._parsed(
+                provider,
+                self._bedrock.parse_response,
+                data,
+                model=payload["model"],
+                response_id=_request_id(headers),
             )
             return self._account(provider, answer)
         if provider == "anthropic":
             wire = self._anthropic_request(payload, url_base, api_key, extra_headers)
             data = await self._post(wire.url, wire.json, wire.headers, timeout, provider)
-            return self._account(provider, self._anthropic.parse_response(data))
+            return self._account(
+                provider, self._parsed(provider, self._anthropic.parse_response, data)
+            )
         payload = compatible_payload(provider, payload, self.injection_points)
         headers = self._headers(provider, api_key, extra_headers)
         url = self._url(provider, url_base, payload, "/chat/completions")
         data = await self._post(url, payload, headers, timeout, provider)
         return self._account(provider, data)
+
+    def _parsed(
+        self, provider: str, parse: Callable[..., dict[str, Any]], data: Any, **options: Any
+    ) -> dict[str, Any]:
+        """A provider's answer translated by ``parse``; one it cannot use (a 200 of
+        another shape) is counted as a ``bad_answer`` upstream error, then raised."""
+        try:
+            return parse(data, **options)
+        except ProviderError:
+            self._metrics().upstream_error(provider, "bad_answer")
+            raise
 
     def _account(self, provider: str, response: dict[str, Any]) -> dict[str, Any]:
         """Usage in the one schema (cached tokens included), and the cached-tokens metric."""

@@ -127,6 +127,8 @@ class Route:
     storage_urls: bool = False
     # target indices by priority (``order``), each group with its weights
     groups: tuple[tuple[tuple[int, ...], tuple[float, ...]], ...] = ()
+    # the model_list name with ``*`` this route was made from for a caller's model name
+    family: str | None = None
 
     def request(
         self, i: int, body: Mapping[str, Any], *, kind: RequestKind, tenant: str | None
@@ -305,7 +307,7 @@ class _Wildcard:
                 )
             params = {**deployment.litellm_params, "model": filled}
             concrete.append(replace(deployment, model_name=model, litellm_params=params))
-        return make_route(model, concrete)
+        return replace(make_route(model, concrete), family=self.pattern)
 
 
 # a path segment "." or "..", a URL's own characters, a backslash, whitespace or controls
@@ -435,12 +437,12 @@ class _UpstreamFailures:
         self._down: dict[tuple[str, str, str], tuple[float, int]] = {}
         self._again_said: dict[tuple[str, str, str], float] = {}
 
-    def failed(self, route: str, target: Target, exc: ProviderError, did: str) -> None:
+    def failed(self, route: Route, target: Target, exc: ProviderError, did: str) -> None:
         """``target`` of ``route`` failed with ``exc``, and deja ``did`` this about it."""
         kind = _operator_kind(exc)
         if kind is None:
             return
-        where = (route, target.model, target.api_base or "")
+        where = _where(route, target)
         now = self._recurring.clock()
         since, failures = self._down.pop(where, (now, 0))
         if len(self._down) >= _LOGGED_KEYS:
@@ -455,7 +457,7 @@ class _UpstreamFailures:
             logging.ERROR if refused else logging.WARNING,
             "deployment %r of %r failed at %s (%s: %s); %s%s",
             target.model,
-            route,
+            route.name,
             _shown_base(target),
             kind,
             (
@@ -467,11 +469,11 @@ class _UpstreamFailures:
             f" ({unsaid} more since the last such line, {seconds:.0f} s ago)" if unsaid else "",
         )
 
-    def answered(self, route: str, target: Target) -> None:
+    def answered(self, route: Route, target: Target) -> None:
         """``target`` of ``route`` answered: said once if it was failing."""
         if not self._down:  # (every answer asks: nothing to look up while none fails)
             return
-        where = (route, target.model, target.api_base or "")
+        where = _where(route, target)
         down = self._down.get(where)
         if down is None:
             return
@@ -487,11 +489,20 @@ class _UpstreamFailures:
         logger.warning(
             "deployment %r of %r at %s answers again (%d failed calls in the %.0f s before)",
             target.model,
-            route,
+            route.name,
             _shown_base(target),
             failures,
             now - since,
         )
+
+
+def _where(route: Route, target: Target) -> tuple[str, str, str]:
+    """What failures are counted by: the deployment (its route's name, its model, its
+    ``api_base``); for a wildcard route, its ``model_list`` pattern and ``api_base`` (the
+    caller names the model: one line per name was a line per request again)."""
+    if route.family is not None:
+        return (route.family, "*", target.api_base or "")
+    return (route.name, target.model, target.api_base or "")
 
 
 def _operator_kind(exc: ProviderError) -> str | None:
@@ -898,8 +909,9 @@ class ProxyApp:
         if said is None:
             return
         fresh, unsaid, seconds = said
-        if fresh:
-            logger.error("%s hook %s failed: %s", stage, name, outcome, exc_info=exc)
+        if fresh:  # (with the failures of the window before, if they were not said)
+            before = f" ({unsaid} more before, {seconds:.0f} s ago)" if unsaid else ""
+            logger.error("%s hook %s failed: %s%s", stage, name, outcome, before, exc_info=exc)
         else:
             logger.error(
                 "%s hook %s failed %d more times (%s) in the last %.0f s: %s",
@@ -959,7 +971,8 @@ class ProxyApp:
                     )
                     if plan is not _ONLY:  # one deployment: nothing to tell (and shared)
                         plan.served = i
-                    self._upstream_failures.answered(route.name, target)
+                    if not stream:  # (a stream has answered when it ends: its relay says so)
+                        self._upstream_failures.answered(route, target)
                     return opened
                 except ProviderError as exc:
                     worthy = _failover_worthy(exc)
@@ -969,7 +982,7 @@ class ProxyApp:
                         did = "trying the next deployment"
                     else:  # the last one's error is the answer
                         did = f"answered {_answer_status(exc)} to the caller"
-                    self._upstream_failures.failed(route.name, target, exc, did)
+                    self._upstream_failures.failed(route, target, exc, did)
                     if not worthy:
                         raise
                     last = exc
@@ -1098,6 +1111,12 @@ class ProxyApp:
             }
         )
 
+        # the deployment this request's stream came from, if this caller opened it (one
+        # that joined another's stream: the opener's relay says how it went)
+        opened = stream.info.status != "hit" and not stream.replayed
+        served = plan.served if len(route.targets) > 1 else 0
+        source = route.targets[served] if opened and served is not None else None
+
         async def relay() -> None:
             try:
                 if stream.replayed:
@@ -1107,16 +1126,12 @@ class ProxyApp:
                         body = sse_event(chunk)
                         await send({"type": "http.response.body", "body": body, "more_body": True})
                 await send({"type": "http.response.body", "body": SSE_DONE, "more_body": False})
+                if source is not None:  # a stream answered to its end
+                    self._upstream_failures.answered(route, source)
             except ProviderError as exc:
-                # the deployment this request's stream came from (a caller that joined
-                # another's stream of a route of several: that one's relay says it)
-                served = plan.served if len(route.targets) > 1 else 0
-                if served is not None:
+                if source is not None:
                     self._upstream_failures.failed(
-                        route.name,
-                        route.targets[served],
-                        exc,
-                        "ended the caller's stream with an error event",
+                        route, source, exc, "ended the caller's stream with an error event"
                     )
                 # the status is sent: report the failure in-band, as OpenAI does, and end
                 event = {
