@@ -50,6 +50,8 @@ SHAPES: dict[str, Callable[[int], str]] = {
     # places; a run of two names the same (review2's finding)
     "capitalised": _repeat("Abc "),
     "names": _repeat("John Smith "),
+    # one thing against all of them, read article by article
+    "articles": _repeat("a good name the good names "),
 }
 
 _VERIFIER = Verifier.default()

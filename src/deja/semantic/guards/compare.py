@@ -734,6 +734,60 @@ def _how_many(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     return _several(a) != _several(b) and _near(a, b, _MANY | _PART_OF)
 
 
+# One of a thing against all or some of them, said with articles: "name a country in
+# Africa" / "name the countries in Africa", "one benefit" / "the benefits", "a good name" /
+# "some good names". A bare plural counts nothing: it is as often the generic singular
+# said another way ("what does a cat eat" / "what do cats eat").
+_ONE_ARTICLES = frozenset({"a", "an", "one"})
+_PLURAL_ARTICLES = frozenset({"the", "all", "some", "these", "those", "various"})
+# the words after an article read as its noun phrase: "a good name", "the prime numbers"
+_NOUN_PHRASE = 3
+_COUNT_STEMS = frozenset(map(_plain_stem, _ONE_ARTICLES | _PLURAL_ARTICLES))
+_THERE = frozenset({"there", "there's"})
+
+
+def _counted(low_text: str) -> tuple[set[str], set[str], set[str]]:
+    """The noun stems a prompt counts as one after "a", "an" or "one" ("a good name"), those
+    it asks for in the plural after "the", "all", "some"... ("the prime numbers"), and every
+    stem it says in the plural anywhere."""
+    words = low_text.split()
+    ones: set[str] = set()
+    many: set[str] = set()
+    plurals: set[str] = set()
+    for i, word in enumerate(words):
+        if _is_plural(word):
+            plurals.add(_plain_stem(word))
+        if word in _ONE_ARTICLES:
+            if i and words[i - 1] in _THERE:
+                continue  # "is there an exchange rate" asks whether there is one, not for one
+            into, plural = ones, False
+        elif word in _PLURAL_ARTICLES:
+            # "one of the virtual cards" is one card
+            one_of = i > 1 and words[i - 1] == "of" and words[i - 2] in _ONE_ARTICLES
+            into, plural = (ones if one_of else many), True
+        else:
+            continue
+        # each word is looked at by at most _NOUN_PHRASE articles: linear in the prompt
+        for after in words[i + 1 : i + 1 + _NOUN_PHRASE]:
+            if after in _STOP or after in _ONE_ARTICLES or after in _PLURAL_ARTICLES:
+                break
+            if _is_plural(after) == plural:
+                into.add(_plain_stem(after))
+    return ones, many, plurals
+
+
+def _one_against_all(a: Signature, b: Signature) -> bool:
+    """One near-duplicate counts a thing as one ("a", "an", "one") where the other asks for
+    the same thing in the plural after an article ("name a planet" / "name the planets",
+    "what is a good name for a cat" / "what are some good names for a cat"), and neither
+    says it the other way too."""
+    ones_a, many_a, plurals_a = _counted(a.low_text)
+    ones_b, many_b, plurals_b = _counted(b.low_text)
+    one_a = (ones_a & many_b) - plurals_a - ones_b
+    one_b = (ones_b & many_a) - plurals_b - ones_a
+    return bool(one_a or one_b) and _near(a.plain, b.plain, _COUNT_STEMS)
+
+
 def _quantified(a: Signature, b: Signature) -> bool:
     """One near-duplicate asks about all of something, the other about a part ("close all
     open tabs" / "close one tab"); a negation makes a whole a part ("didn't get all the
@@ -1315,6 +1369,7 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         or _bounds_differ(a.plain, b.plain)
         or _rates_differ(a.plain, b.plain)
         or _how_many(a.plain, b.plain)
+        or _one_against_all(a, b)
         or _roles_reversed(a, b)
         or _obliged(a.plain, b.plain)
         or _needed(a, b)

@@ -1,0 +1,89 @@
+"""One of a thing against all or some of them (audit19, finding 5), decided the way a cache
+decides: the shipped threshold, guards, substitution check and verifier
+(:func:`deja.semantic.decision.decide`) over the embedded model's vectors.
+
+"Name a country in Africa" asks for one country, "name the countries in Africa" for all of
+them: a noun counted one by "a", "an" or "one" against the same noun in the plural after
+"the", "all", "some"... is another question. Rewordings that count the thing the same way
+on both sides, and a bare plural read as the generic singular, are still served.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from deja.semantic.decision import DEFAULT_THRESHOLD, Decision, decide, word_similarity_for
+from deja.semantic.guards import check_guards, signature
+from deja.semantic.verifier import Verifier
+
+
+def _decide(embedder: Any, stored: str, asked: str) -> Decision:
+    u, v = embedder.embed([stored, asked])
+    return decide(
+        float(u @ v),
+        asked,
+        stored,
+        threshold=DEFAULT_THRESHOLD,
+        verifier=Verifier.default_for(embedder.id),
+        query_vector=v,
+        candidate_vector=u,
+        word_similarity=word_similarity_for(embedder),
+    )
+
+
+ONE_AGAINST_ALL = [
+    ("Name a country in Africa", "Name the countries in Africa"),
+    ("Name a country in Africa", "List the countries in Africa"),
+    ("Name a planet in our solar system", "Name the planets in our solar system"),
+    ("What is a prime number under 20?", "What are the prime numbers under 20?"),
+    ("Which is a Nordic country?", "Which are the Nordic countries?"),
+    ("What is a good name for a cat?", "What are some good names for a cat?"),
+    ("What is one benefit of meditation?", "What are the benefits of meditation?"),
+]
+
+REWORDED = [
+    ("What is a good name for a cat?", "Suggest a good name for my cat"),
+    ("List the steps to install nginx on Ubuntu", "What are the steps to install nginx on Ubuntu?"),
+    ("Benefits of meditation", "What are the benefits of meditation?"),
+    ("What are some good names for a cat?", "Suggest some good names for my cat"),
+    # "is there an X" asks whether there is one, not for one of them
+    ("Is there an exchange rate?", "What are the current exchange rates?"),
+    # "one of the Xs" is one X
+    ("I want one of the virtual cards!", "Is there a way to get a virtual card?"),
+]
+
+
+@pytest.mark.parametrize(("stored", "asked"), ONE_AGAINST_ALL)
+def test_one_against_all_of_them_is_refused(embedder: Any, stored: str, asked: str) -> None:
+    decision = _decide(embedder, stored, asked)
+    assert not decision.hit, decision
+    assert not _decide(embedder, asked, stored).hit  # and the other way round
+
+
+@pytest.mark.parametrize(("stored", "asked"), ONE_AGAINST_ALL)
+def test_one_against_all_fails_the_polarity_guard(stored: str, asked: str) -> None:
+    assert "polarity" in check_guards(signature(stored), signature(asked)).failed
+
+
+@pytest.mark.parametrize(("stored", "asked"), REWORDED)
+def test_the_same_count_said_another_way_passes_the_guards(stored: str, asked: str) -> None:
+    assert check_guards(signature(stored), signature(asked)).ok
+    assert check_guards(signature(asked), signature(stored)).ok
+
+
+@pytest.mark.parametrize(
+    ("stored", "asked"),
+    [
+        ("What is a good name for a cat?", "Suggest a good name for my cat"),
+        (
+            "List the steps to install nginx on Ubuntu",
+            "What are the steps to install nginx on Ubuntu?",
+        ),
+        ("Benefits of meditation", "What are the benefits of meditation?"),
+    ],
+)
+def test_the_same_count_said_another_way_is_served(embedder: Any, stored: str, asked: str) -> None:
+    decision = _decide(embedder, stored, asked)
+    assert decision.hit, decision
