@@ -41,6 +41,9 @@ ONE_AGAINST_ALL = [
     ("Which is a Nordic country?", "Which are the Nordic countries?"),
     ("What is a good name for a cat?", "What are some good names for a cat?"),
     ("What is one benefit of meditation?", "What are the benefits of meditation?"),
+    # "one of the Xs" is one X (review); "each X" is all of them
+    ("Name one of the countries in Africa", "Name the countries in Africa"),
+    ("Name a country in Africa", "Name each country in Africa"),
 ]
 
 REWORDED = [
@@ -52,6 +55,17 @@ REWORDED = [
     ("Is there an exchange rate?", "What are the current exchange rates?"),
     # "one of the Xs" is one X
     ("I want one of the virtual cards!", "Is there a way to get a virtual card?"),
+    # how to do something with one or with all of them: one procedure (review: refused)
+    ("How do I set up a webhook?", "How do I set up the webhooks?"),
+    ("How do I cancel an order?", "How do I cancel the orders?"),
+    ("How long does a refund take?", "How long do the refunds take?"),
+    ("How do I delete an account?", "How do I delete the accounts?"),
+    (
+        "What is the return policy for an item bought on sale?",
+        "What is the return policy for the items bought on sale?",
+    ),
+    ("How do I apply a coupon at checkout?", "How do I apply the coupons at checkout?"),
+    ("How do I export an invoice as PDF?", "How do I export the invoices as PDF?"),
 ]
 
 

@@ -351,3 +351,30 @@ async def test_a_hooks_failures_before_a_quiet_window_are_counted_in_the_next_li
     lines = [r.getMessage() for r in _lines(caplog)]
     assert len(lines) == 2, lines
     assert "(4 more before, 11 s ago)" in lines[1]
+
+
+async def test_another_model_of_a_wildcard_route_answering_is_not_the_failing_one_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # one model of openai/* failing and another answering said "answers again" of the one
+    # that answered every 10 s, and reset the failing one's count (review)
+    with FakeOpenAIServer() as upstream:
+        config = proxy_config(upstream)
+        config["model_list"] = [
+            {
+                "model_name": "openai/*",
+                "litellm_params": {"model": "openai/*", "api_base": upstream.base_url},
+            }
+        ]
+        clock = FakeClock(0.0)
+        caplog.set_level(logging.WARNING, logger="deja")
+        async with _client(_app(config, tmp_path, clock)) as client:
+            for i in range(3):
+                for model, status in (("openai/model-a", 503), ("openai/model-b", 200)):
+                    if status == 503:
+                        upstream.fail_next(503)  # model-a's call
+                    body = {"model": model, "messages": [{"role": "user", "content": f"q {i}"}]}
+                    assert (await client.post(CHAT, json=body)).status_code == status
+                clock.advance(11)
+    lines = [r.getMessage() for r in _lines(caplog)]
+    assert lines and not any("answers again" in line for line in lines), lines

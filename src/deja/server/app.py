@@ -448,7 +448,7 @@ class _UpstreamFailures:
         if len(self._down) >= _LOGGED_KEYS:
             del self._down[next(iter(self._down))]
         self._down[where] = (since, failures + 1)
-        said = self._recurring.occurred((where, kind))
+        said = self._recurring.occurred((_family(route, target), kind))
         if said is None:
             return
         _, unsaid, seconds = said
@@ -478,13 +478,14 @@ class _UpstreamFailures:
         if down is None:
             return
         now = self._recurring.clock()
-        if now - self._again_said.get(where, -math.inf) < self._recurring.window:
+        family = _family(route, target)
+        if now - self._again_said.get(family, -math.inf) < self._recurring.window:
             return  # flapping: said lately; still failing, so a later answer says it
         del self._down[where]
-        self._again_said.pop(where, None)
+        self._again_said.pop(family, None)
         if len(self._again_said) >= _LOGGED_KEYS:
             del self._again_said[next(iter(self._again_said))]
-        self._again_said[where] = now
+        self._again_said[family] = now
         since, failures = down
         logger.warning(
             "deployment %r of %r at %s answers again (%d failed calls in the %.0f s before)",
@@ -497,12 +498,19 @@ class _UpstreamFailures:
 
 
 def _where(route: Route, target: Target) -> tuple[str, str, str]:
-    """What failures are counted by: the deployment (its route's name, its model, its
-    ``api_base``); for a wildcard route, its ``model_list`` pattern and ``api_base`` (the
-    caller names the model: one line per name was a line per request again)."""
+    """The deployment a failure or an answer is counted for: its route's name, its model,
+    its ``api_base`` (of a wildcard route: the model the caller named, so that another
+    model answering does not say this one answers again)."""
+    return (route.name, target.model, target.api_base or "")
+
+
+def _family(route: Route, target: Target) -> tuple[str, str, str]:
+    """What failure lines are rate-limited by: the deployment; for a wildcard route, its
+    ``model_list`` pattern and ``api_base`` (the caller names the model: a line per name
+    was a line per request again)."""
     if route.family is not None:
         return (route.family, "*", target.api_base or "")
-    return (route.name, target.model, target.api_base or "")
+    return _where(route, target)
 
 
 def _operator_kind(exc: ProviderError) -> str | None:

@@ -744,48 +744,93 @@ _PLURAL_ARTICLES = frozenset({"the", "all", "some", "these", "those", "various"}
 _NOUN_PHRASE = 3
 _COUNT_STEMS = frozenset(map(_plain_stem, _ONE_ARTICLES | _PLURAL_ARTICLES))
 _THERE = frozenset({"there", "there's"})
+# words that ask for items, not for how to do something with them: "name a planet",
+# "list the planets", "suggest some names", "give me an example"
+_ASKING = frozenset(
+    {"name", "list", "give", "suggest", "recommend", "mention", "pick", "choose", "show"}
+)
+_WHAT_IS = frozenset((w, v) for w in ("what", "which") for v in ("is", "are", "was", "were"))
 
 
-def _counted(low_text: str) -> tuple[set[str], set[str], set[str]]:
-    """The noun stems a prompt counts as one after "a", "an" or "one" ("a good name"), those
-    it asks for in the plural after "the", "all", "some"... ("the prime numbers"), and every
-    stem it says in the plural anywhere."""
+def _asks_for(words: list[str], i: int) -> bool:
+    """Whether the article at ``words[i]`` asks for the items it counts: after a word that
+    asks for items ("name a planet", "give me an example", "list all the countries") or
+    right after "what is / are" ("what is a good name", "what are the benefits"); not in
+    "how do I cancel an order" / "... the orders", one procedure for one or for all."""
+    before = words[max(i - 2, 0) : i]
+    if not _ASKING.isdisjoint(before):
+        return True
+    return before[-1:] == ["what's"] or (len(before) == 2 and tuple(before) in _WHAT_IS)
+
+
+@dataclass(slots=True)
+class _Counts:
+    """What a prompt counts, by noun stem (see :func:`_counted`)."""
+
+    ones: set[str]  # one of a thing asked for: "name a country", "one benefit"
+    explicit: set[str]  # one said in words: "one benefit", "one of the planets"
+    many: set[str]  # all or some asked for: "list the countries", "each country"
+    many_said: set[str]  # in the plural after an article at all: "the benefits"
+    single: set[str]  # after "a", "an" or "one" at all: "cancel an order"
+    plurals: set[str]  # in the plural elsewhere
+
+
+def _counted(low_text: str) -> _Counts:
+    """What a prompt counts as one and as many, by noun stem."""
     words = low_text.split()
-    ones: set[str] = set()
-    many: set[str] = set()
-    plurals: set[str] = set()
+    counts = _Counts(set(), set(), set(), set(), set(), set())
+    counted_at = -1  # the words up to here belong to a counted noun phrase
     for i, word in enumerate(words):
-        if _is_plural(word):
-            plurals.add(_plain_stem(word))
+        if _is_plural(word) and i > counted_at:
+            counts.plurals.add(_plain_stem(word))
         if word in _ONE_ARTICLES:
             if i and words[i - 1] in _THERE:
                 continue  # "is there an exchange rate" asks whether there is one, not for one
-            into, plural = ones, False
-        elif word in _PLURAL_ARTICLES:
+            plural, one_of = False, False
+        elif word in _PLURAL_ARTICLES or word == "each":
             # "one of the virtual cards" is one card
             one_of = i > 1 and words[i - 1] == "of" and words[i - 2] in _ONE_ARTICLES
-            into, plural = (ones if one_of else many), True
+            plural = word != "each"
         else:
             continue
+        asked = one_of or word in ("one", "each") or _asks_for(words, i)
         # each word is looked at by at most _NOUN_PHRASE articles: linear in the prompt
-        for after in words[i + 1 : i + 1 + _NOUN_PHRASE]:
+        for k, after in enumerate(words[i + 1 : i + 1 + _NOUN_PHRASE], start=i + 1):
             if after in _STOP or after in _ONE_ARTICLES or after in _PLURAL_ARTICLES:
                 break
-            if _is_plural(after) == plural:
-                into.add(_plain_stem(after))
-    return ones, many, plurals
+            if _is_plural(after) != plural:
+                continue
+            stem = _plain_stem(after)
+            counted_at = max(counted_at, k)
+            if word == "each":  # "each country": all of them, one by one
+                counts.many_said.add(stem)
+                counts.many.add(stem)
+            elif one_of or not plural:
+                counts.single.add(stem)
+                if asked:
+                    counts.ones.add(stem)
+                if one_of or word == "one":
+                    counts.explicit.add(stem)
+            else:
+                counts.many_said.add(stem)
+                if asked:
+                    counts.many.add(stem)
+    return counts
 
 
 def _one_against_all(a: Signature, b: Signature) -> bool:
-    """One near-duplicate counts a thing as one ("a", "an", "one") where the other asks for
-    the same thing in the plural after an article ("name a planet" / "name the planets",
-    "what is a good name for a cat" / "what are some good names for a cat"), and neither
-    says it the other way too."""
-    ones_a, many_a, plurals_a = _counted(a.low_text)
-    ones_b, many_b, plurals_b = _counted(b.low_text)
-    one_a = (ones_a & many_b) - plurals_a - ones_b
-    one_b = (ones_b & many_a) - plurals_b - ones_a
-    return bool(one_a or one_b) and _near(a.plain, b.plain, _COUNT_STEMS)
+    """One near-duplicate asks for one of a thing ("name a planet", "what is one benefit")
+    where the other asks for all or some of it ("name the planets", "what are the
+    benefits"), and neither says it the other way too."""
+    ca, cb = _counted(a.low_text), _counted(b.low_text)
+
+    def one_against(x: _Counts, y: _Counts) -> set[str]:
+        asked = (x.ones & y.many) | (x.explicit & y.many_said)
+        return asked - x.plurals - y.single
+
+    return bool(one_against(ca, cb) or one_against(cb, ca)) and _near(
+        a.plain, b.plain, _COUNT_STEMS
+    )
 
 
 def _quantified(a: Signature, b: Signature) -> bool:
