@@ -1,4 +1,5 @@
-"""An embedder for tests that counts its calls, waits, or fails, around a real one."""
+"""An embedder for tests that counts its calls, waits, or fails, around a real one; and the
+decision a cache makes on a pair."""
 
 from __future__ import annotations
 
@@ -79,3 +80,22 @@ def bad_request(message: str) -> BaseException:
     from deja.errors import BadRequestError
 
     return BadRequestError(message, status_code=400)
+
+
+def decided(embedder: Any, stored: str, asked: str) -> Any:
+    """The decision a cache makes on ``asked`` against ``stored`` (the shipped threshold,
+    guards, substitution check and ``embedder``'s verifier, over its vectors)."""
+    from deja.semantic.decision import DEFAULT_THRESHOLD, decide, word_similarity_for
+    from deja.semantic.verifier import Verifier
+
+    u, v = embedder.embed([stored, asked])
+    return decide(
+        float(u @ v),
+        asked,
+        stored,
+        threshold=DEFAULT_THRESHOLD,
+        verifier=Verifier.default_for(embedder.id),
+        query_vector=v,
+        candidate_vector=u,
+        word_similarity=word_similarity_for(embedder),
+    )

@@ -12,25 +12,9 @@ from typing import Any
 
 import pytest
 
-from deja.semantic.decision import DEFAULT_THRESHOLD, Decision, decide, word_similarity_for
 from deja.semantic.guards import check_guards, signature
 from deja.semantic.guards.words import prefixed
-from deja.semantic.verifier import Verifier
-
-
-def _decide(embedder: Any, stored: str, asked: str) -> Decision:
-    u, v = embedder.embed([stored, asked])
-    return decide(
-        float(u @ v),
-        asked,
-        stored,
-        threshold=DEFAULT_THRESHOLD,
-        verifier=Verifier.default_for(embedder.id),
-        query_vector=v,
-        candidate_vector=u,
-        word_similarity=word_similarity_for(embedder),
-    )
-
+from tests.semantic.scripted import decided
 
 DIFFERENT = [
     # 1. a scale word after digits is part of the number
@@ -122,14 +106,14 @@ SAME = [
 
 @pytest.mark.parametrize(("stored", "asked"), DIFFERENT)
 def test_another_question_is_refused(embedder: Any, stored: str, asked: str) -> None:
-    decision = _decide(embedder, stored, asked)
+    decision = decided(embedder, stored, asked)
     assert not decision.hit, decision
-    assert not _decide(embedder, asked, stored).hit  # and the other way round
+    assert not decided(embedder, asked, stored).hit  # and the other way round
 
 
 @pytest.mark.parametrize(("stored", "asked"), SAME)
 def test_the_same_question_is_served(embedder: Any, stored: str, asked: str) -> None:
-    decision = _decide(embedder, stored, asked)
+    decision = decided(embedder, stored, asked)
     assert decision.hit, decision
 
 

@@ -14,24 +14,8 @@ from typing import Any
 
 import pytest
 
-from deja.semantic.decision import DEFAULT_THRESHOLD, Decision, decide, word_similarity_for
 from deja.semantic.guards import check_guards, signature
-from deja.semantic.verifier import Verifier
-
-
-def _decide(embedder: Any, stored: str, asked: str) -> Decision:
-    u, v = embedder.embed([stored, asked])
-    return decide(
-        float(u @ v),
-        asked,
-        stored,
-        threshold=DEFAULT_THRESHOLD,
-        verifier=Verifier.default_for(embedder.id),
-        query_vector=v,
-        candidate_vector=u,
-        word_similarity=word_similarity_for(embedder),
-    )
-
+from tests.semantic.scripted import decided
 
 ONE_AGAINST_ALL = [
     ("Name a country in Africa", "Name the countries in Africa"),
@@ -71,9 +55,9 @@ REWORDED = [
 
 @pytest.mark.parametrize(("stored", "asked"), ONE_AGAINST_ALL)
 def test_one_against_all_of_them_is_refused(embedder: Any, stored: str, asked: str) -> None:
-    decision = _decide(embedder, stored, asked)
+    decision = decided(embedder, stored, asked)
     assert not decision.hit, decision
-    assert not _decide(embedder, asked, stored).hit  # and the other way round
+    assert not decided(embedder, asked, stored).hit  # and the other way round
 
 
 @pytest.mark.parametrize(("stored", "asked"), ONE_AGAINST_ALL)
@@ -99,5 +83,5 @@ def test_the_same_count_said_another_way_passes_the_guards(stored: str, asked: s
     ],
 )
 def test_the_same_count_said_another_way_is_served(embedder: Any, stored: str, asked: str) -> None:
-    decision = _decide(embedder, stored, asked)
+    decision = decided(embedder, stored, asked)
     assert decision.hit, decision
