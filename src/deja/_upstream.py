@@ -19,6 +19,7 @@ import orjson
 
 from deja._openai_args import keyed_api_base
 from deja._transport import HTTPAnswer
+from deja.controls import caching_switch, merge, parse_controls
 from deja.errors import (
     InvalidRequestError,
     ProviderError,
@@ -27,6 +28,7 @@ from deja.errors import (
     UpstreamTimeoutError,
     provider_error_for_status,
 )
+from deja.request import env_api_base, normalize_api_base, resolve_model
 
 __all__ = [
     "ADAPTED",
@@ -361,8 +363,6 @@ def split_arguments(
     given), LiteLLM's ``caching`` switch (in the arguments or in ``extra_body``: never sent)
     and the provider settings (:data:`PROVIDER_OPTIONS`) taken out. One reading for a
     call and for :meth:`deja.Cache.key_for`, so that both key alike."""
-    from deja.controls import caching_switch, merge, parse_controls
-
     if not TRANSPORT_FIELDS.intersection(body):
         return body, cache, {}, {}, {}
     body = dict(body)
@@ -390,8 +390,6 @@ def call_key_fields(
     """(the cache options, the keyed api_base, the request fields) of a chat call's
     arguments (``cache`` among them) as :func:`split_arguments` reads them, the
     ``extra_query`` keyed with the endpoint: what :meth:`deja.Cache.key_for` keys by."""
-    from deja.request import env_api_base, normalize_api_base, resolve_model
-
     fields = dict(arguments)
     cache = fields.pop("cache", None)
     fields, cache, _, _, query = split_arguments(fields, cache)

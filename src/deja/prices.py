@@ -124,9 +124,6 @@ names); configuration blocks that mix prices with other settings pick these out.
 
 _OVERRIDE_SOURCE = "override"
 
-# ``cost(at=_PEAK)``: the row's own (peak) rates, whatever the hour
-_PEAK = float("inf")
-
 
 @dataclass(frozen=True, slots=True)
 class LongContextPrice:
@@ -335,7 +332,7 @@ class PriceTable:
         if price is None or price.off_peak is None:
             return None
         usage = response.get("usage")
-        full = self.cost(model, usage if isinstance(usage, Mapping) else None, at=_PEAK)
+        full = _list_cost(price, usage) if isinstance(usage, Mapping) else None
         return None if full is None else full * min(price.off_peak.factor, 1.0)
 
     def cost(
@@ -353,53 +350,10 @@ class PriceTable:
         price = self.lookup(model)
         if price is None or not isinstance(usage, Mapping):
             return None
-        prompt = _count(usage.get("prompt_tokens"))
-        completion = _count(usage.get("completion_tokens"))
-        if prompt is None and completion is None:
-            return None
-        prompt = prompt or 0
-        completion = completion or 0
-
-        cached, written = _cache_counts(usage)
-        cached = min(cached or 0, prompt)
-        written = min(written or 0, prompt - cached)
-        split = usage.get("cache_creation")
-        written_1h = (
-            _count(split.get("ephemeral_1h_input_tokens")) if isinstance(split, Mapping) else None
-        )
-        written_1h = min(written_1h or 0, written)
-        uncached = prompt - cached - written
-
-        input_rate, output_rate, cached_price = price.input, price.output, price.cached_input
-        write_price, write_1h_price = price.cache_write, price.cache_write_1h
-        long = price.long_context
-        if long is not None and prompt > long.above:
-            input_rate, output_rate, cached_price = long.input, long.output, long.cached_input
-            if long.cache_write is not None:
-                write_price = long.cache_write
-            if long.cache_write_1h is not None:
-                write_1h_price = long.cache_write_1h
-        cached_rate = input_rate if cached_price is None else cached_price
-        write_rate = input_rate if write_price is None else write_price
-        write_1h_rate = write_rate if write_1h_price is None else write_1h_price
-        total = (
-            uncached * input_rate
-            + cached * cached_rate
-            + (written - written_1h) * write_rate
-            + written_1h * write_1h_rate
-            + completion * output_rate
-        )
-        created = usage.get("context_cache")
-        if isinstance(created, Mapping):
-            # a provider context cache made for this call: its tokens at the input price,
-            # and the storage bought for its lifetime
-            total += (_count(created.get("created_tokens")) or 0) * price.input
-            hours = created.get("storage_token_hours")
-            if price.cache_storage_hour is not None and _is_amount(hours):
-                total += float(hours) * price.cache_storage_hour  # type: ignore[arg-type]
-        if price.off_peak is not None and at is not _PEAK:
+        total = _list_cost(price, usage)
+        if total is not None and price.off_peak is not None:
             total *= price.off_peak.factor_at(time.time() if at is None else at)
-        return total / _PER_MILLION
+        return total
 
     def storage_cost(self, model: str, tokens: int, seconds: float) -> float | None:
         """USD to keep ``tokens`` in ``model``'s provider context cache for ``seconds``.
@@ -448,6 +402,56 @@ class PriceTable:
         cost, base = self.cost(model, usage), self.cost(model, unwritten)
         premium = None if cost is None or base is None else cost - base
         return saved, premium
+
+
+def _list_cost(price: Price, usage: Mapping[str, object]) -> float | None:
+    """USD of one response's ``usage`` at ``price``'s list (peak) rates (see
+    :meth:`PriceTable.cost`); ``None`` when it carries no token counts."""
+    prompt = _count(usage.get("prompt_tokens"))
+    completion = _count(usage.get("completion_tokens"))
+    if prompt is None and completion is None:
+        return None
+    prompt = prompt or 0
+    completion = completion or 0
+
+    cached, written = _cache_counts(usage)
+    cached = min(cached or 0, prompt)
+    written = min(written or 0, prompt - cached)
+    split = usage.get("cache_creation")
+    written_1h = (
+        _count(split.get("ephemeral_1h_input_tokens")) if isinstance(split, Mapping) else None
+    )
+    written_1h = min(written_1h or 0, written)
+    uncached = prompt - cached - written
+
+    input_rate, output_rate, cached_price = price.input, price.output, price.cached_input
+    write_price, write_1h_price = price.cache_write, price.cache_write_1h
+    long = price.long_context
+    if long is not None and prompt > long.above:
+        input_rate, output_rate, cached_price = long.input, long.output, long.cached_input
+        if long.cache_write is not None:
+            write_price = long.cache_write
+        if long.cache_write_1h is not None:
+            write_1h_price = long.cache_write_1h
+    cached_rate = input_rate if cached_price is None else cached_price
+    write_rate = input_rate if write_price is None else write_price
+    write_1h_rate = write_rate if write_1h_price is None else write_1h_price
+    total = (
+        uncached * input_rate
+        + cached * cached_rate
+        + (written - written_1h) * write_rate
+        + written_1h * write_1h_rate
+        + completion * output_rate
+    )
+    created = usage.get("context_cache")
+    if isinstance(created, Mapping):
+        # a provider context cache made for this call: its tokens at the input price,
+        # and the storage bought for its lifetime
+        total += (_count(created.get("created_tokens")) or 0) * price.input
+        hours = created.get("storage_token_hours")
+        if price.cache_storage_hour is not None and _is_amount(hours):
+            total += float(hours) * price.cache_storage_hour  # type: ignore[arg-type]
+    return total / _PER_MILLION
 
 
 def _cache_counts(usage: Mapping[str, object]) -> tuple[int | None, int | None]:

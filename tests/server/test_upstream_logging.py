@@ -64,6 +64,18 @@ async def _ask(client: httpx2.AsyncClient, n: int, tag: str = "q") -> list[int]:
     return statuses
 
 
+def _wildcard(upstream: FakeOpenAIServer) -> dict[str, Any]:
+    """A proxy whose one route is LiteLLM's ``openai/*`` wildcard, to ``upstream``."""
+    config = proxy_config(upstream)
+    config["model_list"] = [
+        {
+            "model_name": "openai/*",
+            "litellm_params": {"model": "openai/*", "api_base": upstream.base_url},
+        }
+    ]
+    return config
+
+
 def _lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "deja.server"]
 
@@ -292,13 +304,7 @@ async def test_a_wildcard_routes_failures_are_one_line_whatever_models_callers_n
 ) -> None:
     # keyed by the caller's model name, a route like openai/* logged a line per name
     with FakeOpenAIServer() as upstream:
-        config = proxy_config(upstream)
-        config["model_list"] = [
-            {
-                "model_name": "openai/*",
-                "litellm_params": {"model": "openai/*", "api_base": upstream.base_url},
-            }
-        ]
+        config = _wildcard(upstream)
         upstream.drop_next(times=10**6)
         caplog.set_level(logging.WARNING, logger="deja")
         async with _client(_app(config, tmp_path)) as client:
@@ -359,13 +365,7 @@ async def test_another_model_of_a_wildcard_route_answering_is_not_the_failing_on
     # one model of openai/* failing and another answering said "answers again" of the one
     # that answered every 10 s, and reset the failing one's count (review)
     with FakeOpenAIServer() as upstream:
-        config = proxy_config(upstream)
-        config["model_list"] = [
-            {
-                "model_name": "openai/*",
-                "litellm_params": {"model": "openai/*", "api_base": upstream.base_url},
-            }
-        ]
+        config = _wildcard(upstream)
         clock = FakeClock(0.0)
         caplog.set_level(logging.WARNING, logger="deja")
         async with _client(_app(config, tmp_path, clock)) as client:
