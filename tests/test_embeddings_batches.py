@@ -4,6 +4,7 @@ flight, clear errors, and the breaker's bypass (cached per item; see test_client
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -267,3 +268,19 @@ async def test_a_repeated_large_batch_is_decoded_once(
     assert first == 64  # the first hits decode each entry once
     answer = await client.aembedding(model=MODEL, input=large)
     assert decoded == first and answer["data"][63]["index"] == 63  # from the memo now
+
+
+def test_a_batch_served_whole_is_as_old_as_its_oldest_item(server: FakeOpenAIServer) -> None:
+    client = deja.Client(
+        cache=deja.Cache(store=MemoryStore()), api_base=server.base_url, api_key="k"
+    )
+    client.embedding(model=MODEL, input="older")
+    time.sleep(1.1)
+    client.embedding(model=MODEL, input="newer")
+    assert client.embedding(model=MODEL, input="newer").cache.age < 1.0
+    both = client.embedding(model=MODEL, input=["newer", "older"]).cache
+    assert both.status == "hit"
+    assert both.age is not None and both.age >= 1.0
+    # a batch with an item fetched upstream is new: no age
+    mixed = client.embedding(model=MODEL, input=["older", "unseen"]).cache
+    assert mixed.status == "miss" and mixed.age is None

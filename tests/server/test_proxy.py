@@ -214,6 +214,9 @@ async def test_embeddings_per_item_and_per_tenant(
     second = await proxy.post("/v1/embeddings", json={**body, "input": ["b", "c"]})
     assert upstream.requests[-1].body["input"] == ["c"]
     assert second.json()["data"][0]["embedding"] == first.json()["data"][1]["embedding"]
+    assert "age" not in second.headers  # ("c" was fetched: a new answer)
+    again = await proxy.post("/v1/embeddings", json=body)
+    assert again.headers["x-deja-cache"] == "hit" and int(again.headers["age"]) >= 0
     other = await proxy.post("/v1/embeddings", json=body, headers=auth(MASTER))
     assert other.headers["x-deja-cache"] == "miss"  # another tenant (the admin's) never shares
 

@@ -113,6 +113,13 @@ def _count_unserved(
     looked_up.clear()
 
 
+def _age(served: list[CacheResult]) -> float | None:
+    """A batch served whole from the cache is as old as its oldest item (HTTP's ``Age``
+    of an answer made of several); items shared from a call in flight are of age 0."""
+    ages = [found.info.age for found in served if found.info.age is not None]
+    return max(ages) if ages else None
+
+
 def cached_embeddings(
     *,
     cache: Cache | None,
@@ -216,7 +223,8 @@ def cached_embeddings(
     if bypassed:
         status = "bypass"
     key = looked_up[0].info.key if len(looked_up) == 1 else ""
-    info = CacheInfo(status, key, cost_usd=cost, saved_usd=saved)
+    age = _age(looked_up) if status == "hit" else None
+    info = CacheInfo(status, key, age=age, cost_usd=cost, saved_usd=saved)
     done = [v for v in vectors if v is not None]
     cached = 0 if status == "bypass" else len(vectors) - len(missing_all)
     if shared:
