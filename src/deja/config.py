@@ -1398,7 +1398,9 @@ class Settings:
     hooks: tuple[HookSpec, ...] = ()
     proxy: ProxySettings = field(default_factory=ProxySettings)
     general: GeneralSettings = field(default_factory=GeneralSettings)
-    enable_prometheus: bool = False
+    enable_prometheus: bool | None = None
+    """LiteLLM's ``enable_prometheus`` (or ``prometheus`` among its callbacks): ``/metrics``
+    is served unless it is ``False`` (set so explicitly)."""
     metrics_auth: bool = False
     """LiteLLM's ``require_auth_for_metrics_endpoint``: ``/metrics`` takes a valid key."""
     warnings: tuple[str, ...] = ()
@@ -1805,7 +1807,7 @@ class _Context:
 class _LiteLLMSettings:
     cache: bool | None = None
     cache_params: Mapping[str, object] | None = None
-    enable_prometheus: bool = False
+    enable_prometheus: bool | None = None
     metrics_auth: bool = False
 
 
@@ -2342,7 +2344,7 @@ def _litellm_settings(value: object, ctx: _Context) -> _LiteLLMSettings:
     params = None
     if block.get("cache_params") is not None:
         params = _mapping(block["cache_params"], _join(path, "cache_params"), ctx)
-    prometheus = False
+    prometheus: bool | None = None
     if block.get("enable_prometheus") is not None:
         prometheus = _bool(block["enable_prometheus"], _join(path, "enable_prometheus"), ctx)
     # LiteLLM turns its Prometheus metrics on with callbacks: ["prometheus"].
@@ -2352,7 +2354,8 @@ def _litellm_settings(value: object, ctx: _Context) -> _LiteLLMSettings:
         raw = block[key]
         names = (raw,) if isinstance(raw, str) else _str_tuple(raw, _join(path, key), ctx)
         others = [n for n in names if n != "prometheus"]
-        prometheus = prometheus or len(others) < len(names)
+        if len(others) < len(names):
+            prometheus = True
         if others:
             ctx.ignored.append(f"{_join(path, key)} ({', '.join(others)})")
     metrics_auth = False

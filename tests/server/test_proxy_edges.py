@@ -1231,6 +1231,20 @@ async def test_litellm_s_switch_puts_metrics_behind_a_key(
         assert (await open_proxy.get("/metrics")).status_code == 200  # open by default
 
 
+async def test_enable_prometheus_false_turns_metrics_off(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient]
+) -> None:
+    """The seed guide's ``enable_prometheus`` turns ``/metrics`` on; set false, deja still
+    served it (unauthenticated) to anyone who asked."""
+    config = proxy_config(upstream, litellm_settings={"enable_prometheus": False})
+    async with make_proxy(config, key=None) as proxy:
+        off = await proxy.get("/metrics")
+        assert off.status_code == 404 and "enable_prometheus" in off.json()["error"]["message"]
+    for on in ({"enable_prometheus": True}, {"callbacks": ["prometheus"]}):
+        async with make_proxy(proxy_config(upstream, litellm_settings=on), key=None) as proxy:
+            assert (await proxy.get("/metrics")).status_code == 200
+
+
 async def test_a_compressed_body_is_a_415_and_an_early_refusal_closes_the_connection(
     proxy: httpx2.AsyncClient,
 ) -> None:

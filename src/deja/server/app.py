@@ -1344,6 +1344,8 @@ class ProxyApp:
         await send_json(send, 200, ready)
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.settings.enable_prometheus is False:  # turned off, as LiteLLM's is
+            raise HTTPError(404, "/metrics is not served: litellm_settings.enable_prometheus")
         if self.settings.metrics_auth:  # LiteLLM's require_auth_for_metrics_endpoint
             self.auth.identify(scope)  # any valid key (401 otherwise)
         # a scrape reads the stores' usage (blocking I/O): never on the event loop
