@@ -913,6 +913,25 @@ def test_virtual_keys_without_a_master_key_are_an_error(tmp_path: Path) -> None:
     assert "master_key" in str(error)
 
 
+def test_litellm_s_master_key_variable_is_read_when_the_config_names_none(
+    tmp_path: Path,
+) -> None:
+    """LiteLLM's Docker deployments keep the master key in LITELLM_MASTER_KEY: ignored, a
+    migrated proxy answered every caller, keyless, on the operator's provider keys."""
+    environ = {"LITELLM_MASTER_KEY": "sk-from-env\n"}
+    assert load(tmp_path, "model_list: []", environ=environ).general.master_key == "sk-from-env"
+    keyed = load(
+        tmp_path,
+        "general_settings: {virtual_keys: [{key: k1, tenant: a}]}",
+        environ=environ,
+    )
+    assert keyed.general.master_key == "sk-from-env" and keyed.general.virtual_keys
+    named = load(tmp_path, "general_settings: {master_key: sk-yaml}", environ=environ)
+    assert named.general.master_key == "sk-yaml"  # the config's own wins
+    for unset in ({}, {"LITELLM_MASTER_KEY": "  "}):
+        assert load(tmp_path, "model_list: []", environ=unset).general.master_key is None
+
+
 def test_keys_read_from_files_lose_their_newline(tmp_path: Path) -> None:
     settings = load(
         tmp_path,

@@ -3237,18 +3237,25 @@ def _proxy(value: object, ctx: _Context) -> ProxySettings:
     )
 
 
+_MASTER_KEY_VARIABLE = "LITELLM_MASTER_KEY"
+
+
 def _general(
     value: object, model_list: Sequence[ModelDeployment], ctx: _Context
 ) -> GeneralSettings:
-    if value is None:
-        return GeneralSettings()
     path = "general_settings"
-    block = _mapping(value, path, ctx)
-    _check_keys(block, path, ctx, known=_GENERAL_KEYS, ignored=_GENERAL_LITELLM_IGNORED)
+    block: Mapping[str, object] = {}
+    if value is not None:
+        block = _mapping(value, path, ctx)
+        _check_keys(block, path, ctx, known=_GENERAL_KEYS, ignored=_GENERAL_LITELLM_IGNORED)
 
     master_key = None
     if block.get("master_key") is not None:
         master_key = _secret(block["master_key"], _join(path, "master_key"), ctx)
+    elif ctx.env.get(_MASTER_KEY_VARIABLE, "").strip():
+        # LiteLLM's proxy takes its master key from this variable when the config names
+        # none (its Docker deployments set it so): ignored, the proxy ran with no auth
+        master_key = ctx.env[_MASTER_KEY_VARIABLE].strip()
 
     max_bytes = DEFAULT_MAX_REQUEST_BYTES
     if block.get("max_request_bytes") is not None and block.get("max_request_size_mb") is not None:

@@ -649,8 +649,8 @@ class ProxyApp:
         }
         if not settings.general.master_key:
             logger.warning(
-                "no general_settings.master_key: authentication is OFF, every caller shares one "
-                "tenant, and the /cache admin routes are disabled"
+                "no general_settings.master_key (nor LITELLM_MASTER_KEY): authentication is "
+                "OFF, every caller shares one tenant, and the /cache admin routes are disabled"
                 + (
                     " (and /metrics is open: require_auth_for_metrics_endpoint needs one)"
                     if settings.metrics_auth
