@@ -119,9 +119,17 @@ def finished_choices(event: Any) -> list[int]:
 
 
 def choices_asked(payload: Mapping[str, Any] | bytes) -> int:
-    """How many choices an OpenAI request asks for (``n``; 1 when not a positive int)."""
-    n = payload.get("n") if isinstance(payload, Mapping) else None
-    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+    """How many choices an OpenAI request asks for: ``n`` (1 when not a positive int) for
+    each prompt of a completions request (a list of strings or of token arrays is one
+    prompt each; a list of token ids is one prompt)."""
+    if not isinstance(payload, Mapping):
+        return 1
+    n = payload.get("n")
+    each = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+    prompt = payload.get("prompt")
+    if isinstance(prompt, list) and prompt and not all(isinstance(p, int) for p in prompt):
+        return each * len(prompt)
+    return each
 
 
 # The status an error object in a stream stands for (it has no HTTP status of its own), by

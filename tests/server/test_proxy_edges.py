@@ -211,6 +211,23 @@ class _Misbehaving(BaseHTTPRequestHandler):
             body, ctype = b"<html><body>Gateway login</body></html>", "text/html"
         elif kind == "cut_n2":
             body = event(0, "Li") + event(1, "Pa") + event(0, "", "stop") + event(1, "ri")
+        elif kind == "cut_prompts":  # completions of two prompts, cut after the first's end
+            body = b"".join(
+                b"data: "
+                + orjson.dumps(
+                    {
+                        "id": "p1",
+                        "object": "text_completion",
+                        "created": 1,
+                        "model": "gpt-4o",
+                        "choices": [
+                            {"index": 0, "text": text, "logprobs": None, "finish_reason": end}
+                        ],
+                    }
+                )
+                + b"\n\n"
+                for text, end in (("Paris", None), ("", "stop"))
+            )
         elif kind == "bad_first":
             body = b"data: {nope}\n\n"
         elif kind == "bad_late":  # (the bad line a moment after the first chunk)
@@ -308,6 +325,25 @@ async def test_a_stream_of_two_choices_cut_after_the_first_ends_in_an_error_even
         assert "choice 1 without a finish reason" in events[-1]
         assert "data: [DONE]" not in events
         again = await proxy.post(CHAT, json={**BODY, "stream": True, "n": 2})
+        assert again.headers["x-deja-cache"] == "miss"  # nothing was stored
+
+
+async def test_a_completions_stream_of_two_prompts_cut_after_the_first_is_not_stored(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    misbehaving: ThreadingHTTPServer,
+) -> None:
+    """A list ``prompt`` asks for a choice per prompt: cut after the first's finish reason,
+    the stream counted one choice asked for, went out whole and was stored, and every later
+    caller got one answer for two prompts."""
+    misbehaving.answer = "cut_prompts"  # type: ignore[attr-defined]
+    body = {"model": "gpt-4o", "prompt": ["Capital of France?", "Capital of Spain?"]}
+    async with make_proxy(_pointed_at(upstream, misbehaving)) as proxy:
+        streamed = await proxy.post("/v1/completions", json={**body, "stream": True})
+        events = [e for e in streamed.text.split("\n\n") if e]
+        assert "choice 1 without a finish reason" in events[-1]
+        assert "data: [DONE]" not in events
+        again = await proxy.post("/v1/completions", json={**body, "stream": True})
         assert again.headers["x-deja-cache"] == "miss"  # nothing was stored
 
 
