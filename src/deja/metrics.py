@@ -645,7 +645,8 @@ class PrometheusMetrics:
         )
         self._context_cache_usd = Counter(
             "deja_provider_context_cache_usd",
-            "USD of context-cache storage bought (tokens x hours x the storage price).",
+            "USD of provider context caches: creation (their tokens at the input price) and "
+            "storage bought (tokens x hours x the storage price).",
             ["provider"],
             registry=reg,
         )

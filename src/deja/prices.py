@@ -14,9 +14,16 @@ A row may bill less off-peak (``off_peak``: DeepSeek bills half of its peak rate
 it came, and a hit saves the off-peak price (:meth:`PriceTable.repeat_cost`: the least a
 repeat costs). An override states flat rates: it drops the packaged row's schedule.
 
+For the same reason a hit on a model whose provider caches prompt prefixes by itself, without
+billing or reporting the write (OpenAI before GPT-5.6, DeepSeek, Gemini 2.5 and later, xAI),
+saves what the repeat would cost with that prefix read from the provider's cache: the answer
+alone does not say the provider kept its prompt, but a repeat may well find it there.
+
 Lookups accept what a resolved request carries: ``"gpt-4o"``, ``"openai/gpt-4o"`` and dated
 snapshots (``"gpt-4o-2024-08-06"``, ``"gpt-4-0613"``, ``"claude-sonnet-4-5-20250929"``) all
-find the ``gpt-4o``/``gpt-4``/``claude-sonnet-4-5`` row, and so do Bedrock model ids
+find the ``gpt-4o``/``gpt-4``/``claude-sonnet-4-5`` row, unless the snapshot has a row of its
+own (``gpt-4o-2024-05-13`` and the older ``gpt-3.5-turbo`` snapshots kept their launch
+prices, above today's family row), and so do Bedrock model ids
 (``"bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0"``): Claude on Bedrock has
 Anthropic's list prices through a global inference profile (``global.anthropic…``), and 10%
 more for Claude 4.5 and later called in one region or through a geographic profile (``us.``,
@@ -87,6 +94,31 @@ _BEDROCK_ID = re.compile(
 # (claude-sonnet-4-20250514 is 4.0: a minor version has one or two digits, a date eight)
 _CLAUDE_VERSION = re.compile(r"^claude-(?:opus|sonnet|haiku)-(\d+)(?:-(\d{1,2}))?(?=-|$)")
 _REGIONAL_PREMIUM = 1.10
+
+# Providers that cache every prompt's prefix by themselves, writes free and unreported, so a
+# repeat may read what the first call never said it wrote. Per model family (the bare name):
+# the shortest prompt the provider caches, and the unit its cached prefix grows by. A repeat
+# of the same request reads the longest such prefix; where the docs disagree the lowest
+# figure is used, since a cache assumed too eagerly understates a saving, never inflates it.
+# - OpenAI: prompts of 1024 tokens or more, hits in 128-token increments
+#   (developers.openai.com/api/docs/guides/prompt-caching); GPT-5.6 and later bill and report
+#   their writes, so their rows (with a ``cache_write`` price) are left to the report.
+# - DeepSeek: a cache prefix unit is persisted at the end of each request's input, and a
+#   request that fully matches it hits (api-docs.deepseek.com/guides/kv_cache): the whole
+#   prompt, no minimum.
+# - Gemini 2.5 and later, implicit caching: 1,024 tokens (2,048 for 2.5 Pro), no stated unit
+#   (ai.google.dev/gemini-api/docs/caching). Gemini 2.0 and 1.5 cache only explicitly.
+# - xAI: every prefix that matches, no stated minimum or unit
+#   (docs.x.ai/developers/advanced-api-usage/prompt-caching).
+# Amazon Nova's implicit cache saves latency only (cost needs a cachePoint), and Anthropic
+# caches only at breakpoints: neither is here.
+_AUTO_PREFIX_CACHES: tuple[tuple[re.Pattern[str], int, int], ...] = (
+    (re.compile(r"^(?:gpt-|chatgpt-|codex-|o\d)"), 1024, 128),
+    (re.compile(r"^deepseek-"), 1, 1),
+    (re.compile(r"^gemini-2\.5-pro"), 2048, 1),
+    (re.compile(r"^gemini-(?:2\.5|[3-9]|[1-9]\d)"), 1024, 1),
+    (re.compile(r"^grok-"), 1, 1),
+)
 
 # Field names accepted in overrides: deja's own (per 1M tokens) and LiteLLM's
 # ``model_info`` names (per single token), so an existing LiteLLM config keeps working.
@@ -299,28 +331,61 @@ class PriceTable:
     def repeat_cost(self, model: str, response: object) -> float | None:
         """What asking for ``response`` again would cost, the provider's caches warm: a
         hit's saving. The provider context cache this call made (Gemini: its tokens
-        written, its hours of storage) is not made again, and what it wrote to a prompt
-        cache (Anthropic, Bedrock, OpenAI's models that bill writes) is read instead: the
+        written, its hours of storage) is not made again, what it wrote to a prompt
+        cache (Anthropic, Bedrock, OpenAI's models that bill writes) is read instead, and
+        so is the prefix a provider that caches by itself would keep (OpenAI, DeepSeek,
+        Gemini 2.5+, xAI: ``_AUTO_PREFIX_CACHES``) where the row prices cached reads: the
         least a repeat costs, so savings are never overstated: at a row's off-peak rates
-        too. ``None`` when that is what the answer cost itself (it made no cache, and its
-        model's rates do not change by the hour)."""
+        too. ``None`` when that is what the answer cost itself (it made no cache, none
+        would serve a repeat, and its model's rates do not change by the hour)."""
         if not isinstance(response, Mapping):
             return None
         usage = response.get("usage")
         if not isinstance(usage, Mapping):
             return None
         read, written = _cache_counts(usage)
-        if not written and "context_cache" not in usage:
+        # a call that made a context cache is repeated through it (Gemini documents no
+        # implicit cache beside an explicit one): what it holds is read, as below
+        kept = 0 if "context_cache" in usage else self._auto_cached(model, response, usage)
+        if not written and "context_cache" not in usage and kept <= (read or 0):
             return self._off_peak_cost(model, response)
         details = usage.get("prompt_tokens_details")
         details = details if isinstance(details, Mapping) else {}
-        read = (read or 0) + (written or 0)
+        read = max((read or 0) + (written or 0), kept)
         again = {k: v for k, v in usage.items() if k not in ("context_cache", "cache_creation")}
         again["prompt_tokens_details"] = {**details, "cached_tokens": read, "cache_write_tokens": 0}
         again["cache_creation_input_tokens"] = 0
         repeat = {**response, "usage": again}
         off_peak = self._off_peak_cost(model, repeat)
         return self.response_cost(model, repeat) if off_peak is None else off_peak
+
+    def _auto_cached(
+        self, model: str, response: Mapping[str, object], usage: Mapping[str, object]
+    ) -> int:
+        """The prompt tokens a repeat of ``response`` would read from a cache its provider
+        keeps by itself (``_AUTO_PREFIX_CACHES``); 0 when there is none, or the row (of
+        ``model``, else of the model the response names) prices no cached read or bills
+        writes (the provider reports those)."""
+        prompt = _count(usage.get("prompt_tokens"))
+        if not prompt:
+            return 0
+        price = self.lookup(model)
+        if price is None:
+            named = response.get("model")
+            if not isinstance(named, str):
+                return 0
+            model, price = named, self.lookup(named)
+        if price is None or price.cache_write is not None:
+            return 0
+        long = price.long_context
+        rate = long.cached_input if long is not None and prompt > long.above else price.cached_input
+        if rate is None:
+            return 0
+        bare = model.strip().lower().rsplit("/", 1)[-1]
+        for family, minimum, unit in _AUTO_PREFIX_CACHES:
+            if family.match(bare):
+                return 0 if prompt < minimum else prompt - prompt % unit
+        return 0
 
     def _off_peak_cost(self, model: str, response: Mapping[str, object]) -> float | None:
         """``response``'s cost at its model's off-peak rates; ``None`` for a model whose
@@ -445,9 +510,11 @@ def _list_cost(price: Price, usage: Mapping[str, object]) -> float | None:
     )
     created = usage.get("context_cache")
     if isinstance(created, Mapping):
-        # a provider context cache made for this call: its tokens at the input price,
-        # and the storage bought for its lifetime
-        total += (_count(created.get("created_tokens")) or 0) * price.input
+        # a provider context cache made for this call: its tokens at the input price (of
+        # the long-context tier when the cached prefix alone is past it: Google bills the
+        # creation as a prompt of that many tokens), and the storage bought for its lifetime
+        made = _count(created.get("created_tokens")) or 0
+        total += made * (long.input if long is not None and made > long.above else price.input)
         hours = created.get("storage_token_hours")
         if price.cache_storage_hour is not None and _is_amount(hours):
             total += float(hours) * price.cache_storage_hour  # type: ignore[arg-type]
