@@ -11,6 +11,12 @@ does not embed it again), searches the index within the request's scope
 (:mod:`deja.semantic.scope`), and runs :func:`deja.semantic.decision.decide` on the nearest
 candidates, best first. Defaults are the tuned ones: threshold, guards and the shipped
 verifier (see ``python -m deja.bench.semantic`` for what they score).
+
+The vectors kept briefly, and the embeddings in flight that identical prompts share, are
+kept apart per tenant and namespace (the start of the scope, :func:`tenant_scope`), as the
+entries are: a vector left by another tenant's prompt would answer faster, telling whether
+someone had sent exactly that prompt. An embedder that keeps vectors itself (a cache of
+them) is told the tenant too (:class:`~deja.semantic.embedders.Scoped`).
 """
 
 from __future__ import annotations
@@ -169,10 +175,11 @@ class SemanticCache:
                 f"the index holds {index.dim}-d vectors but embedder {embedder.id} makes"
                 f" {embedder.dim}-d ones"
             )
-        from deja.semantic.embedders import TimeBound, Windowed
+        from deja.semantic.embedders import TimeBound, Windowed, takes_scope
 
         self.embedder = embedder
         self._fits = embedder.fits if isinstance(embedder, Windowed) else None
+        self._scoped = embedder if takes_scope(embedder) else None
         # a lookup waits for its vector no longer than one call may take, however long
         # it stood queued behind other calls (behind hung ones it waited twice that)
         self._patience = embedder.patience if isinstance(embedder, TimeBound) else None
@@ -303,7 +310,7 @@ class SemanticCache:
         q = self.query(request, namespace=namespace, context_key=context_key)
         if q is None:
             return SemanticLookup(None, applicable=False)
-        vector, embedded = self._embed(q.text)
+        vector, embedded = self._embed(q.text, _tenant_of(q))
         lookup = self._decide(q, vector, threshold, evaluate_all, skip)
         return replace(lookup, embedded=True) if embedded else lookup
 
@@ -321,7 +328,7 @@ class SemanticCache:
         q = self.query(request, namespace=namespace, context_key=context_key)
         if q is None:
             return SemanticLookup(None, applicable=False)
-        vector, embedded = await self._aembed(q.text)
+        vector, embedded = await self._aembed(q.text, _tenant_of(q))
         lookup = await asyncio.to_thread(self._decide, q, vector, threshold, evaluate_all, skip)
         return replace(lookup, embedded=True) if embedded else lookup
 
@@ -341,7 +348,7 @@ class SemanticCache:
         q = self.query(request, namespace=namespace, context_key=context_key)
         if q is None:
             return False
-        self._add(key, q, self._embed(q.text)[0], ttl)
+        self._add(key, q, self._embed(q.text, _tenant_of(q))[0], ttl)
         return True
 
     async def astore(
@@ -357,7 +364,7 @@ class SemanticCache:
         q = self.query(request, namespace=namespace, context_key=context_key)
         if q is None:
             return False
-        vector, _ = await self._aembed(q.text)
+        vector, _ = await self._aembed(q.text, _tenant_of(q))
         await asyncio.to_thread(self._add, key, q, vector, ttl)
         return True
 
@@ -527,16 +534,17 @@ class SemanticCache:
         self.index.add(key, vector, scope=q.scope, expires=expires, payload=q.text)
         prepare(q.text)
 
-    def _memo_get(self, text: str) -> Any:
+    def _memo_get(self, key: str) -> Any:
+        """The vector remembered for ``key`` (a text's :func:`_flight_key`), else ``None``."""
         with self._lock:
-            vector = self._vectors.get(text)
+            vector = self._vectors.get(key)
             if vector is not None:
-                self._vectors.move_to_end(text)
+                self._vectors.move_to_end(key)
             return vector
 
-    def _memo_put(self, text: str, vector: Any) -> None:
+    def _memo_put(self, key: str, vector: Any) -> None:
         with self._lock:
-            self._vectors[text] = vector
+            self._vectors[key] = vector
             if len(self._vectors) > _VECTOR_MEMO:
                 self._vectors.popitem(last=False)
 
@@ -546,7 +554,8 @@ class SemanticCache:
         self._lock = threading.Lock()
         # Prompts to embed at once share calls, when the embedder takes batches (a remote
         # one: fewer requests against its rate limit); one at a time otherwise (the local
-        # model is no faster per text in batches), identical ones always shared.
+        # model is no faster per text in batches), identical ones of one tenant always
+        # shared (the queues hold _flight_key's, never a bare text).
         size = getattr(self.embedder, "batch_size", 1)
         size = size if isinstance(size, int) and size > 1 else 1
         parallel = None if size == 1 else _EMBEDDING_CALLS
@@ -557,26 +566,38 @@ class SemanticCache:
             self._aembed_texts, size=size, parallel=parallel
         )
 
-    def _embed(self, text: str) -> tuple[Any, bool]:
-        """``text``'s vector, and whether the embedder was asked for it (not remembered)."""
-        vector = self._memo_get(text)
+    def _embed(self, text: str, scope: str = "") -> tuple[Any, bool]:
+        """``text``'s vector for the tenant ``scope`` (:func:`_tenant_of`; ``""``: no
+        tenant's own), and whether the embedder was asked for it (not remembered for that
+        scope)."""
+        key = _flight_key(scope, text)
+        vector = self._memo_get(key)
         if vector is not None:
             return vector, False
         try:
-            return self._embedding.run(text, wait=self._patience), True
+            return self._embedding.run(key, wait=self._patience), True
         except WaitExpired:
             raise self._late() from None
 
-    def _embed_texts(self, texts: list[str]) -> list[Any]:
-        """The vectors of ``texts`` (one call for those not remembered). A call the embedder
-        refused for one of its inputs (too long, say: an endpoint refuses the whole request;
-        one NaN vector, the whole batch) is split in halves, down to the text refused alone,
-        which fails alone (``Failed``), marked as the input's (:meth:`refused`), as is one
-        text refused in a call of its own. When both halves are refused the refusal is no
-        single input's (a setting the endpoint refuses whatever it is sent: every 400 split
-        down to single texts was 2n-1 calls): they all fail. Another failure fails all."""
-        known, wanted = self._remembered(texts)
-        part: list[str] | None = wanted or None
+    def _embed_texts(self, keys: list[str]) -> list[Any]:
+        """The vectors of ``keys`` (:func:`_flight_key`'s): one call for those not
+        remembered (one per tenant scope for an embedder that takes it: :meth:`_calls`). A
+        call the embedder refused for one of its inputs (too long, say: an endpoint refuses
+        the whole request; one NaN vector, the whole batch) is split in halves, down to the
+        text refused alone, which fails alone (``Failed``), marked as the input's
+        (:meth:`refused`), as is one text refused in a call of its own. When both halves are
+        refused the refusal is no single input's (a setting the endpoint refuses whatever it
+        is sent: every 400 split down to single texts was 2n-1 calls): they all fail.
+        Another failure fails all."""
+        known, wanted = self._remembered(keys)
+        for call in self._calls(wanted):  # (one after the other: no thread to spare here)
+            self._embed_split(call, known, alone=len(wanted) == 1)
+        return [known[key] for key in keys]
+
+    def _embed_split(self, keys: list[str], known: dict[str, Any], *, alone: bool) -> None:
+        """Embed ``keys`` into ``known``, split as :meth:`_embed_texts` says; ``alone``:
+        they are the only text asked for (its refusal is raised, not kept)."""
+        part: list[str] | None = keys
         whole = True  # (the first try: all at once)
         while part is not None:
             refused: list[tuple[list[str], Exception]] = []
@@ -586,29 +607,46 @@ class SemanticCache:
                 except Exception as exc:
                     if not _refused_input(exc):
                         raise
-                    if len(wanted) == 1:
+                    if alone:
                         _alone(exc)
                         raise
                     refused.append((piece, exc))
             part, whole = _split_again(refused, known), False
-        return [known[text] for text in texts]
 
-    def _embed_call(self, texts: list[str], into: dict[str, Any]) -> None:
+    def _embed_call(self, keys: list[str], into: dict[str, Any]) -> None:
+        texts = [_text_of(key) for key in keys]
         started = time.monotonic()
         try:
-            vectors = self.embedder.embed(texts)
-            self._learn(texts, vectors, time.monotonic() - started, into)
+            if self._scoped is not None:  # (a call's keys share their scope: _calls)
+                vectors = self._scoped.embed(texts, scope=_scope_of(keys[0]) or None)
+            else:
+                vectors = self.embedder.embed(texts)
+            self._learn(keys, vectors, time.monotonic() - started, into)
         except Exception as exc:
             self._embedding_failed(exc, time.monotonic() - started)
             raise
 
-    async def _aembed(self, text: str) -> tuple[Any, bool]:
+    def _calls(self, keys: list[str]) -> list[list[str]]:
+        """The calls that embed ``keys``: one, unless the embedder takes a tenant scope
+        (:class:`~deja.semantic.embedders.Scoped`), which it takes per call: then one per
+        scope among them, in the order they came."""
+        if not keys:
+            return []
+        if self._scoped is None:
+            return [keys]
+        calls: dict[str, list[str]] = {}
+        for key in keys:
+            calls.setdefault(_scope_of(key), []).append(key)
+        return list(calls.values())
+
+    async def _aembed(self, text: str, scope: str = "") -> tuple[Any, bool]:
         """:meth:`_embed` without blocking the event loop."""
-        vector = self._memo_get(text)
+        key = _flight_key(scope, text)
+        vector = self._memo_get(key)
         if vector is not None:
             return vector, False
         try:
-            return await self._aembedding.run(text, wait=self._patience), True
+            return await self._aembedding.run(key, wait=self._patience), True
         except AsyncWaitExpired:
             raise self._late() from None
 
@@ -629,10 +667,19 @@ class SemanticCache:
         error.failure = late[1]  # type: ignore[attr-defined]
         return error
 
-    async def _aembed_texts(self, texts: list[str]) -> list[Any]:
-        """:meth:`_embed_texts` without blocking the event loop."""
-        known, wanted = self._remembered(texts)
-        part: list[str] | None = wanted or None
+    async def _aembed_texts(self, keys: list[str]) -> list[Any]:
+        """:meth:`_embed_texts` without blocking the event loop (its calls, one per tenant
+        scope, at once: a lookup waits no longer for sharing a batch with other tenants)."""
+        known, wanted = self._remembered(keys)
+        alone = len(wanted) == 1
+        await asyncio.gather(
+            *(self._aembed_split(c, known, alone=alone) for c in self._calls(wanted))
+        )
+        return [known[key] for key in keys]
+
+    async def _aembed_split(self, keys: list[str], known: dict[str, Any], *, alone: bool) -> None:
+        """:meth:`_embed_split` without blocking the event loop."""
+        part: list[str] | None = keys
         whole = True  # (the first try: all at once)
         while part is not None:
             refused: list[tuple[list[str], Exception]] = []
@@ -642,47 +689,50 @@ class SemanticCache:
                 except Exception as exc:
                     if not _refused_input(exc):
                         raise
-                    if len(wanted) == 1:
+                    if alone:
                         _alone(exc)
                         raise
                     refused.append((piece, exc))
             part, whole = _split_again(refused, known), False
-        return [known[text] for text in texts]
 
-    async def _aembed_call(self, texts: list[str], into: dict[str, Any]) -> None:
+    async def _aembed_call(self, keys: list[str], into: dict[str, Any]) -> None:
+        texts = [_text_of(key) for key in keys]
         started = time.monotonic()
         try:
-            vectors = await self.embedder.aembed(texts)
-            self._learn(texts, vectors, time.monotonic() - started, into)
+            if self._scoped is not None:
+                vectors = await self._scoped.aembed(texts, scope=_scope_of(keys[0]) or None)
+            else:
+                vectors = await self.embedder.aembed(texts)
+            self._learn(keys, vectors, time.monotonic() - started, into)
         except Exception as exc:
             self._embedding_failed(exc, time.monotonic() - started)
             raise
 
-    def _remembered(self, texts: list[str]) -> tuple[dict[str, Any], list[str]]:
-        """The vectors of ``texts`` remembered (a call that ended just now may have left
-        some), and the texts to ask the embedder for."""
+    def _remembered(self, keys: list[str]) -> tuple[dict[str, Any], list[str]]:
+        """The vectors of ``keys`` remembered (a call that ended just now may have left
+        some), and the keys to ask the embedder for."""
         known: dict[str, Any] = {}
-        for text in texts:
-            vector = self._memo_get(text)
+        for key in keys:
+            vector = self._memo_get(key)
             if vector is not None:
-                known[text] = vector
-        return known, [text for text in texts if text not in known]
+                known[key] = vector
+        return known, [key for key in keys if key not in known]
 
-    def _learn(self, texts: list[str], matrix: Any, seconds: float, into: dict[str, Any]) -> None:
+    def _learn(self, keys: list[str], matrix: Any, seconds: float, into: dict[str, Any]) -> None:
         """One embedder call's vectors: checked, reported, remembered, put ``into``."""
         from deja.semantic.embedders import usable
 
         matrix = usable(matrix, f"embedder {self.embedder.id}")
-        if len(matrix) != len(texts):
+        if len(matrix) != len(keys):
             raise ProviderError(
-                f"embedder {self.embedder.id} returned {len(matrix)} vectors for {len(texts)} texts"
+                f"embedder {self.embedder.id} returned {len(matrix)} vectors for {len(keys)} texts"
             )
         self._embedded(seconds)
-        for text, row in zip(texts, matrix, strict=True):
+        for key, row in zip(keys, matrix, strict=True):
             # a row of its own (a view would keep the whole batch's matrix alive)
-            vector = row.copy() if len(texts) > 1 else row
-            self._memo_put(text, vector)
-            into[text] = vector
+            vector = row.copy() if len(keys) > 1 else row
+            self._memo_put(key, vector)
+            into[key] = vector
 
     def _embedding_failed(self, exc: BaseException, seconds: float) -> None:
         """Report one embedder call that failed; one billed all the same (its vectors then
@@ -706,6 +756,32 @@ class SemanticCache:
 
         embedder = self.embedder
         return embedder.take_cost_usd() if isinstance(embedder, CostReporting) else 0.0
+
+
+def _tenant_of(q: SemanticQuery) -> str:
+    """The tenant scope of ``q``: its :func:`tenant_scope`, the scope up to its last ``/``
+    (before the hash of the request's context, so that one tenant's prompt asked of two
+    models is embedded once)."""
+    return q.scope.rpartition("/")[0]
+
+
+def _flight_key(scope: str, text: str) -> str:
+    """What the vector of ``text`` for the tenant ``scope`` is remembered and shared in
+    flight by: the scope, a NUL (a scope holds none), the text; with no scope, the text
+    alone unless it holds a NUL itself."""
+    return f"{scope}\0{text}" if scope or "\0" in text else text
+
+
+def _scope_of(key: str) -> str:
+    """The tenant scope of a :func:`_flight_key` (``""`` for a bare text: none)."""
+    scope, sep, _ = key.partition("\0")
+    return scope if sep else ""
+
+
+def _text_of(key: str) -> str:
+    """The text of a :func:`_flight_key` (a bare text is its own)."""
+    _, sep, text = key.partition("\0")
+    return text if sep else key
 
 
 def _pieces(texts: list[str], *, whole: bool) -> list[list[str]]:

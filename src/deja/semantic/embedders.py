@@ -8,7 +8,8 @@ Two implementations of the :class:`Embedder` protocol:
   run time; both files are checked against pinned SHA-256 digests when first loaded.
 * :class:`OpenAIEmbedder`, for any OpenAI-compatible ``/v1/embeddings`` endpoint, through
   :class:`deja.Client` / :class:`deja.AsyncClient` so that vectors are cached per input item
-  by the exact tier when the client has a cache.
+  by the exact tier when the client has a cache (per tenant, for the semantic tier: see
+  :class:`Scoped`).
 
 Vectors are unit length, so cosine similarity is a dot product.
 """
@@ -18,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib.util
+import inspect
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard, runtime_checkable
 
 from deja.errors import ConfigError, MissingDependencyError, ProviderError
 from deja.semantic._deps import np
@@ -39,10 +41,12 @@ __all__ = [
     "Embedder",
     "LocalEmbedder",
     "OpenAIEmbedder",
+    "Scoped",
     "TimeBound",
     "Windowed",
     "WordSimilarity",
     "normalize_rows",
+    "takes_scope",
 ]
 
 MINILM_MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
@@ -67,6 +71,8 @@ class Embedder(Protocol):
 
     ``id`` names the model and its dimension (and endpoint, where it matters): it is part
     of every semantic scope, so vectors of two different embedders are never compared.
+    One that keeps what it embeds (a cache of vectors) keeps it per tenant by taking a
+    ``scope`` too (:class:`Scoped`).
     """
 
     @property
@@ -86,6 +92,45 @@ class Embedder(Protocol):
     async def aembed(self, texts: Sequence[str]) -> np.ndarray:
         """:meth:`embed` without blocking the event loop."""
         ...
+
+
+class Scoped(Protocol):
+    """An embedder that keeps what it embeds (a cache of vectors) apart per tenant.
+
+    Its ``embed`` and ``aembed`` take a keyword ``scope``: the semantic tier passes the
+    tenant-and-namespace part of the asking request's scope
+    (:func:`~deja.semantic.scope.tenant_scope`), the same for every text of the call, and
+    the embedder must not answer a text of one scope faster for having embedded it for
+    another (a vector kept from another tenant's prompt would tell that someone sent it
+    exactly). The tier passes it only to an embedder whose two methods both take it
+    (:func:`takes_scope`: these methods have the names of :class:`Embedder`'s, so an
+    ``isinstance`` check could not tell them apart); one that keeps nothing need not.
+    """
+
+    def embed(self, texts: Sequence[str], *, scope: str | None = None) -> np.ndarray:
+        """:meth:`Embedder.embed`, for the tenant ``scope`` (``None``: no tenant's own)."""
+        ...
+
+    async def aembed(self, texts: Sequence[str], *, scope: str | None = None) -> np.ndarray:
+        """:meth:`Embedder.aembed`, for the tenant ``scope``."""
+        ...
+
+
+def takes_scope(embedder: object) -> TypeGuard[Scoped]:
+    """Whether ``embedder``'s ``embed`` and ``aembed`` both take a keyword ``scope``
+    (:class:`Scoped`)."""
+
+    def takes(method: Any) -> bool:
+        try:
+            parameter = inspect.signature(method).parameters.get("scope")
+        except (TypeError, ValueError):  # no signature to read: it takes no scope
+            return False
+        return parameter is not None and parameter.kind in (
+            parameter.KEYWORD_ONLY,
+            parameter.POSITIONAL_OR_KEYWORD,
+        )
+
+    return all(takes(getattr(embedder, name, None)) for name in ("embed", "aembed"))
 
 
 @runtime_checkable
@@ -457,7 +502,10 @@ class OpenAIEmbedder:
 
     Calls go through a :class:`deja.Client` (``embed``) or :class:`deja.AsyncClient`
     (``aembed``); pass ones built with a ``cache`` to have every vector cached per input
-    item by the exact tier (a repeated prompt then costs no embedding call). Keyword-only
+    item by the exact tier (a repeated prompt then costs no embedding call). The semantic
+    tier's calls name their tenant ``scope`` (:class:`Scoped`): their vectors are cached
+    under a namespace of that scope's (overriding the client cache's own), so that a
+    tenant's prompt finds only vectors its own tenant had embedded. Keyword-only
     options: ``model`` (default ``text-embedding-3-small``), ``dimensions`` (required for a
     model whose size deja does not know; sent upstream only if given), ``api_base`` /
     ``api_key`` (defaults of the client), ``batch_size`` inputs per upstream call, and for
@@ -572,8 +620,9 @@ class OpenAIEmbedder:
             )
         return normalize_rows(usable(matrix, f"embedding model {self.model!r}"))
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed ``texts`` in batches of ``batch_size`` through the sync client."""
+    def embed(self, texts: Sequence[str], *, scope: str | None = None) -> np.ndarray:
+        """Embed ``texts`` in batches of ``batch_size`` through the sync client; a vector
+        cached by the client's cache is kept apart per ``scope`` (see :class:`Scoped`)."""
         if isinstance(texts, str):
             raise TypeError("embed() takes a sequence of texts, not one string")
         if not texts:
@@ -586,14 +635,16 @@ class OpenAIEmbedder:
                 input=list(texts[i : i + self.batch_size]),
                 api_base=self.api_base,
                 api_key=self.api_key,
+                cache=None if scope is None else {"namespace": f"semantic/{scope}"},
                 **self._body(),
             )
             self._bill(answer)
             rows.extend(item["embedding"] for item in answer["data"])
         return self._matrix(rows)
 
-    async def aembed(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed ``texts`` in batches through the async client (no thread needed)."""
+    async def aembed(self, texts: Sequence[str], *, scope: str | None = None) -> np.ndarray:
+        """Embed ``texts`` in batches through the async client (no thread needed), kept
+        apart per ``scope`` as :meth:`embed`."""
         if isinstance(texts, str):
             raise TypeError("aembed() takes a sequence of texts, not one string")
         if not texts:
@@ -606,6 +657,7 @@ class OpenAIEmbedder:
                 input=list(texts[i : i + self.batch_size]),
                 api_base=self.api_base,
                 api_key=self.api_key,
+                cache=None if scope is None else {"namespace": f"semantic/{scope}"},
                 **self._body(),
             )
             self._bill(answer)
