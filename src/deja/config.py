@@ -55,6 +55,7 @@ import logging
 import math
 import os
 import re
+import stat
 import sys
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -62,6 +63,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final, Literal, overload
+from urllib.parse import quote
 
 import yaml
 
@@ -69,6 +71,7 @@ from deja.controls import CacheMode
 from deja.errors import ConfigError, InvalidRequestError
 from deja.keys import takes_tenant
 from deja.policy import Admission, AdmissionPolicy
+from deja.providers.planner import check_injection_point
 from deja.request import (
     PROVIDER_ALIASES,
     PROVIDER_API_BASES,
@@ -152,7 +155,8 @@ _CACHING_KEYS: Final = _words("""
     type ttl key_prefix namespace key_builder similarity_threshold params
     max_entry_bytes compress_min_bytes store_truncated mode
 """)
-# Keys of ``params``: what the semantic tier reads (build_semantic, cache_kwargs).
+# Keys of ``params``: what the semantic tier reads (build_semantic, cache_kwargs). One
+# more is set by the loader only: ``headers``, those of a model_list embedding deployment.
 _SEMANTIC_PARAMS: Final = _words("""
     embedding_model dimensions api_base api_key timeout max_strikes strike_penalty
     semantic_save_interval max_entries
@@ -267,9 +271,23 @@ _GENERAL_LITELLM_IGNORED: Final = _words("""
 
 _DEPLOYMENT_KEYS: Final = _words("model_name litellm_params model_info")
 
+# The deployment's default request parameters: merged into every chat / text completion
+# sent to it (the caller's own values win), as LiteLLM does, and keyed. LiteLLM's
+# litellm_params take "all params accepted by litellm.completion()": its request
+# parameters (the first three lines: OpenAI's), and provider-specific ones it passes on in
+# the body as they are, of which these are the documented common ones (the last line;
+# deja's adapters translate top_k and safety_settings, and pass the others on too).
+DEPLOYMENT_DEFAULTS: Final = _words("""
+    temperature top_p max_tokens max_completion_tokens seed stop reasoning_effort
+    response_format frequency_penalty presence_penalty thinking n logit_bias logprobs
+    top_logprobs tools tool_choice parallel_tool_calls functions function_call user
+    modalities audio prediction web_search_options
+    top_k min_p repetition_penalty safety_settings keep_alive num_ctx
+""")
 # litellm_params kept for the provider layer (validated in _litellm_params). The price
-# names are LiteLLM's per-token ones, which deja.prices accepts as overrides.
-_LITELLM_PARAMS_KEPT: Final = _words("""
+# names are LiteLLM's per-token ones, which deja.prices accepts as overrides. extra_body
+# holds more default request parameters (LiteLLM merges it into the body).
+_LITELLM_SETTINGS_KEPT: Final = _words("""
     model api_base api_key api_version organization timeout stream_timeout max_retries
     extra_headers custom_llm_provider aws_access_key_id aws_secret_access_key
     aws_session_token aws_region_name aws_profile_name aws_bearer_token_bedrock
@@ -277,17 +295,17 @@ _LITELLM_PARAMS_KEPT: Final = _words("""
     cache_control_injection_points input_cost_per_token output_cost_per_token
     cache_read_input_token_cost cache_creation_input_token_cost allow_storage_urls
     rpm tpm weight order
-    temperature top_p max_tokens max_completion_tokens seed stop reasoning_effort
-    response_format frequency_penalty presence_penalty thinking
 """)
-# The deployment's default request parameters: merged into every chat / text completion
-# sent to it (the caller's own values win), as LiteLLM does, and keyed.
-DEPLOYMENT_DEFAULTS: Final = _words("""
-    temperature top_p max_tokens max_completion_tokens seed stop reasoning_effort
-    response_format frequency_penalty presence_penalty thinking
+_LITELLM_PARAMS_KEPT: Final = (*_LITELLM_SETTINGS_KEPT, "extra_body", *DEPLOYMENT_DEFAULTS)
+# litellm_params that the client sends as headers (or signs requests with): checked as
+# header values. vertex_credentials is not one (a service account's JSON, or its file).
+_HEADER_PARAMS: Final = _words("""
+    api_key organization aws_access_key_id aws_secret_access_key aws_session_token
+    aws_bearer_token_bedrock
 """)
+# (stream and stream_options: a default stream would answer every plain call with one)
 _LITELLM_PARAMS_IGNORED: Final = _words("""
-    max_parallel_requests input_cost_per_second
+    stream stream_options max_parallel_requests input_cost_per_second
     output_cost_per_second mock_response drop_params additional_drop_params num_retries
     region_name base_model tags max_budget budget_duration
     merge_reasoning_content_in_choices use_in_pass_through use_litellm_proxy
@@ -309,7 +327,8 @@ _NEEDS_API_BASE: Final = frozenset(
 )
 
 _INJECTION_KEYS: Final = _words("location role index last ttl control")
-_INJECTION_LOCATIONS: Final = _words("message tool")
+# tool_config: LiteLLM's name for a Bedrock tool point, an alias of tool
+_INJECTION_LOCATIONS: Final = _words("message tool tool_config")
 _MESSAGE_ROLES: Final = _words("system developer user assistant tool")
 
 _HOOK_FUNCTIONS: Final = _words("async_pre_llm_hook async_post_cache_hook key_builder")
@@ -344,6 +363,8 @@ _SECRET_NAME: Final = re.compile(
     re.IGNORECASE,
 )
 _INDEX_SUFFIX: Final = re.compile(r"\[\d+\]")
+# What no HTTP header value can carry: control characters (a tab is whitespace, allowed).
+_HEADER_CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _IDENTIFIER: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DOTTED: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 
@@ -552,7 +573,8 @@ def _disk_factory(options: Mapping[str, object]) -> Store:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(
-            f"cannot create the disk cache directory {str(directory)!r}: {exc.strerror or exc}",
+            f"cannot create the disk cache directory {str(directory)!r}: "
+            f"{exc.strerror or exc} ({_RELATIVE_NOTE})",
             path="caching.directory",
         ) from None
     if not os.access(directory, os.W_OK | os.X_OK):
@@ -855,7 +877,7 @@ def _redis_options() -> dict[str, Option]:
             aliases=("redis_url",),
             doc="redis://[user:password@]host:port/db (rediss:// for TLS).",
         ),
-        "host": Option(types=str, doc="Server host (default 127.0.0.1)."),
+        "host": Option(types=str, validator=_non_empty, doc="Server host (default 127.0.0.1)."),
         "port": Option(types=(int, str), validator=_redis_port, doc="Server port (default 6379)."),
         "db": Option(types=int, doc="Database number (default 0; a cluster has only 0)."),
         "username": Option(types=str, doc="ACL user name."),
@@ -926,7 +948,10 @@ def _register_builtins(registry: CacheTypeRegistry) -> None:
                 types=Path,
                 default=".deja_cache",
                 aliases=("disk_cache_dir",),
-                doc="Cache directory; relative paths are relative to the config file.",
+                doc=(
+                    "Cache directory; relative paths are relative to the config file (to"
+                    " the working directory for a piped config)."
+                ),
             ),
             "size_limit": Option(types=int, validator=_positive, doc="Most bytes kept on disk."),
             "eviction_policy": Option(
@@ -1190,7 +1215,8 @@ class CachingSettings:
         ``embedding_model`` ``local`` (or unset) is the embedded offline model; any other
         name is an OpenAI-compatible embeddings model (``params.api_base`` / ``api_key`` /
         ``dimensions``). A name that is a ``model_list`` model_name was already replaced by
-        that deployment's model, api_base and api_key when the configuration was parsed.
+        that deployment's model, api_base, api_key and headers when the configuration was
+        parsed (see :func:`_embedding_deployment`).
         With ``store`` (the exact tier's), such a model's vectors are cached in it, per
         text, as the library's ``OpenAIEmbedder(client=Client(cache=...))`` caches them:
         a prompt embedded once costs no call again, after a restart either (or after the
@@ -1213,7 +1239,7 @@ class CachingSettings:
                     api_base=_optional_str(self.params.get("api_base")),
                     api_key=_optional_str(self.params.get("api_key")),
                     timeout=seconds,
-                    **({} if store is None else self._vector_clients(store, seconds)),
+                    **self._vector_clients(store, seconds),
                 )
             except ConfigError as exc:  # the library names its keyword; say the config's key
                 raise ConfigError(f"{exc} (in a config: params.dimensions)") from None
@@ -1250,19 +1276,26 @@ class CachingSettings:
             embedder=embedder, index=index, threshold=self.similarity_threshold, **feedback
         )
 
-    def _vector_clients(self, store: Store, seconds: float) -> dict[str, Any]:
-        """The clients of a remote embedder that keep its vectors in ``store`` (under this
-        cache's key prefix and TTL), calling with its ``timeout`` and no retry, as the
-        clients it would make itself."""
+    def _vector_clients(self, store: Store | None, seconds: float) -> dict[str, Any]:
+        """The clients of a remote embedder, calling with its ``timeout`` and no retry, as
+        the clients it would make itself: they keep its vectors in ``store`` (under this
+        cache's key prefix and TTL), and send ``params.headers`` (its deployment's
+        extra_headers and organization) on every call. Neither to do: none (it makes its
+        own)."""
         from deja._async.cache import AsyncCache
         from deja._async.client import AsyncClient
         from deja._sync.cache import Cache
         from deja._sync.client import Client
 
+        given = self.params.get("headers")
+        headers = {str(k): str(v) for k, v in given.items()} if isinstance(given, dict) else {}
+        if store is None and not headers:
+            return {}
         kept: dict[str, Any] = {"store": store, "ttl": self.ttl, "key_prefix": self.key_prefix}
+        options: dict[str, Any] = {"timeout": seconds, "max_retries": 0, "headers": headers}
         return {
-            "client": Client(cache=Cache(**kept), timeout=seconds, max_retries=0),
-            "aclient": AsyncClient(cache=AsyncCache(**kept), timeout=seconds, max_retries=0),
+            "client": Client(cache=None if store is None else Cache(**kept), **options),
+            "aclient": AsyncClient(cache=None if store is None else AsyncCache(**kept), **options),
         }
 
     def _semantic_bound(self) -> int:
@@ -1388,7 +1421,8 @@ class Settings:
 
     ``caching`` is ``None`` when no cache is configured. ``warnings`` holds the start-up
     warnings (at most one listing the LiteLLM keys deja ignores). Relative paths in the
-    configuration were resolved against ``base_dir``, the configuration file's directory.
+    configuration were resolved against ``base_dir``, the configuration file's directory
+    (the working directory for one that is not a regular file: see :func:`load_config`).
     """
 
     base_dir: Path
@@ -1480,7 +1514,9 @@ def load_config(
 ) -> Settings:
     """Read, validate and return the configuration in the YAML file at ``path``.
 
-    Relative paths inside it are resolved against the file's directory. When ``environ``
+    Relative paths inside it are resolved against the file's directory, or against the
+    working directory when ``path`` is no regular file: a pipe (``--config <(envsubst <
+    tmpl.yaml)``, named ``/dev/fd/63``) has no directory of its own. When ``environ``
     is ``None`` (read :data:`os.environ`), the ``environment_variables`` block is exported
     to the process environment, as LiteLLM does (see :meth:`Settings.export_environment`);
     with an explicit ``environ`` nothing is exported. Start-up warnings
@@ -1506,15 +1542,38 @@ def load_config(
         raise ConfigError(
             f"{file}: the configuration must be a mapping of settings, not a {_kind(data)}"
         )
-    settings = parse_config(
-        data, base_dir=file.parent.absolute(), environ=environ, registry=registry
-    )
+    settings = parse_config(data, base_dir=_relative_base(file), environ=environ, registry=registry)
     if environ is None:  # the process's own environment: export the block into it
         settings.export_environment()
     if log_warnings:
         for warning in settings.warnings:
             logger.warning("%s: %s", file, warning)
     return settings
+
+
+# Paths that name an open descriptor, not a file in a directory: bash's and zsh's <(...)
+# (/dev/fd/N), /proc/self/fd/N, /proc/<pid>/fd/N, /dev/stdin.
+_DESCRIPTOR_PATH: Final = re.compile(r"/dev/(?:fd/\d+|stdin)|/proc/(?:self|\d+)/fd/\d+")
+# Said where a path that may have been written relative is missing or unusable.
+_RELATIVE_NOTE: Final = (
+    "relative paths resolve against the config file's directory, or against the working"
+    " directory for a config read from a pipe"
+)
+
+
+def _relative_base(file: Path) -> Path:
+    """What relative paths in the configuration ``file`` resolve against: its directory, or
+    the working directory for one that is not a regular file (a pipe or a FIFO, whose
+    "directory" /dev/fd holds nothing of the user's). A descriptor is recognised by its
+    name too: a worker process loads the parent's copy of a pipe it cannot open."""
+    absolute = file.absolute()
+    if _DESCRIPTOR_PATH.fullmatch(str(absolute)):
+        return Path.cwd()
+    try:
+        regular = stat.S_ISREG(absolute.stat().st_mode)
+    except OSError:  # gone since the text was read: where it was
+        regular = True
+    return absolute.parent if regular else Path.cwd()
 
 
 def _yaml_error_message(file: Path, exc: yaml.MarkedYAMLError) -> str:
@@ -1675,12 +1734,13 @@ def load_callable(
     """Import and return the callable named by ``spec``.
 
     ``spec`` is ``module.function``, ``module:function`` or ``path/to/file.py:function``.
-    A module is looked for first as a ``.py`` file (or package) under ``base_dir`` — the
-    configuration file's directory — and then among installed modules. A file is imported
-    under a private module name keyed by its absolute path, so two configurations with a
-    ``hooks.py`` each do not collide, and ``base_dir`` is on ``sys.path`` only while the
-    file runs (so it can import its neighbours). Raises :class:`~deja.errors.ConfigError`
-    naming ``yaml_path`` when the module, the attribute or a callable is missing.
+    A module is looked for first as a ``.py`` file (or package) under ``base_dir`` — where
+    the configuration's relative paths lead (:func:`load_config`) — and then among installed
+    modules. A file is imported under a private module name keyed by its absolute path, so
+    two configurations with a ``hooks.py`` each do not collide, and ``base_dir`` is on
+    ``sys.path`` only while the file runs (so it can import its neighbours). Raises
+    :class:`~deja.errors.ConfigError` naming ``yaml_path`` when the module, the attribute or
+    a callable is missing.
     """
     module_part, attribute = _split_callable_spec(spec, yaml_path)
     file = _module_file(module_part, Path(base_dir))
@@ -1732,7 +1792,7 @@ def _module_file(module_part: str, base_dir: Path) -> Path | None:
 
 def _import_file(file: Path, yaml_path: str | None) -> ModuleType:
     if not file.is_file():
-        raise ConfigError(f"no such file: {file}", path=yaml_path)
+        raise ConfigError(f"no such file: {file} ({_RELATIVE_NOTE})", path=yaml_path)
     digest = hashlib.sha256(str(file).encode()).hexdigest()[:12]
     stem = re.sub(r"\W", "_", file.parent.name if file.name == "__init__.py" else file.stem)
     name = f"_deja_user_{stem}_{digest}"
@@ -1772,7 +1832,8 @@ def _import_installed(module_part: str, base_dir: Path, yaml_path: str | None) -
         if module_part == missing or module_part.startswith(missing + "."):
             file = base_dir / Path(*module_part.split(".")).with_suffix(".py")
             raise ConfigError(
-                f"cannot find {module_part!r}: no {file} and no installed module of that name",
+                f"cannot find {module_part!r}: no {file} and no installed module of that"
+                f" name ({_RELATIVE_NOTE})",
                 path=yaml_path,
             ) from exc
         raise ConfigError(
@@ -1909,8 +1970,11 @@ def _check_keys(
     *,
     known: Collection[str],
     ignored: Collection[str] = (),
+    unlisted: str | None = None,
 ) -> None:
-    """Reject unknown keys (with a suggestion); note known-but-ignored LiteLLM keys."""
+    """Reject unknown keys (with a suggestion); note known-but-ignored LiteLLM keys.
+    ``unlisted``: what the error says of a key that is no near miss of a known one (by
+    default, that LiteLLM does not document it either, when there are ``ignored`` keys)."""
     for key in block:
         if key in known:
             continue
@@ -1927,7 +1991,9 @@ def _check_keys(
         # not hold draws a "did you mean" for an unrelated one (disable_telemetry: did you
         # mean 'disable_master_key_return'?), so only a near miss of one is suggested.
         hint = _suggestion(key, known, also=ignored)
-        if not hint and ignored:
+        if not hint and unlisted is not None:
+            hint = unlisted
+        elif not hint and ignored:
             hint = (
                 "; neither a deja setting nor one LiteLLM documents here (deja reads: "
                 f"{', '.join(sorted(known))})"
@@ -1976,6 +2042,21 @@ def _secret(value: object, path: str, ctx: _Context) -> str:
     """A key callers present: surrounding whitespace (the newline of a secret read from a
     file) is no part of it, as the proxy strips what callers send."""
     return _name(value, path, ctx).strip()
+
+
+def _header_value(value: object, path: str, ctx: _Context) -> str:
+    """What goes into an upstream request's header (an ``api_key``, an ``organization``,
+    an ``extra_headers`` value): without surrounding whitespace, which HTTP ignores (the
+    newline of a Kubernetes secret made from a file), and refused now with a control
+    character inside: the transport refuses to send it, so every call would fail, each
+    answered as if the upstream were unreachable."""
+    text = _str(value, path, ctx).strip()
+    if _HEADER_CONTROL.search(text):
+        raise ConfigError(
+            "has a control character inside (a line break?), which no HTTP header can carry",
+            path=path,
+        )
+    return text
 
 
 def _bool(value: object, path: str, ctx: _Context) -> bool:
@@ -2080,6 +2161,13 @@ def _environment_variables(value: object, env: Mapping[str, str], ctx: _Context)
     exported: dict[str, str] = {}
     for name, raw in block.items():
         path = _join("environment_variables", name)
+        # refused now: os.environ would raise a bare ValueError / OSError at the export
+        if not _environment_holds(name, name=True):
+            raise ConfigError(
+                "not a variable name the environment can hold (an empty one, or one with"
+                " '=' or a NUL byte)",
+                path=path if name else "environment_variables",
+            )
         # Everything here is potentially a secret: never shown.
         ctx.from_env.add(path)
         resolved = _resolve_env(raw, path, env, ctx)
@@ -2089,7 +2177,25 @@ def _environment_variables(value: object, env: Mapping[str, str], ctx: _Context)
             exported[name] = str(resolved)
         elif resolved is not None:
             raise _type_error("a string", resolved, path, ctx)
+        if name in exported and not _environment_holds(exported[name], name=False):
+            raise ConfigError(
+                "a value the environment cannot hold (it has a NUL byte, or a character"
+                " the file system encoding cannot write)",
+                path=path,
+            )
     return exported
+
+
+def _environment_holds(text: str, *, name: bool) -> bool:
+    """Whether ``text`` can be an environment variable's name (``name``) or value: the
+    OS refuses a NUL byte in either, and an empty name or one with ``=``."""
+    if "\0" in text or (name and (not text or "=" in text)):
+        return False
+    try:
+        os.fsencode(text)
+    except UnicodeEncodeError:  # a lone surrogate (YAML's "\ud800")
+        return False
+    return True
 
 
 # ----- sections
@@ -2145,7 +2251,21 @@ def _check_shares(deployments: Sequence[ModelDeployment]) -> None:
 
 def _litellm_params(value: object, path: str, ctx: _Context) -> dict[str, object]:
     block = _mapping(value, path, ctx)
-    _check_keys(block, path, ctx, known=_LITELLM_PARAMS_KEPT, ignored=_LITELLM_PARAMS_IGNORED)
+    _check_keys(
+        block,
+        path,
+        ctx,
+        known=_LITELLM_PARAMS_KEPT,
+        ignored=_LITELLM_PARAMS_IGNORED,
+        # LiteLLM passes any key it does not know on to the provider: deja only those
+        # it lists, so that a misspelt setting is said now, not by every upstream call
+        unlisted=(
+            "; not a setting deja reads, nor a request parameter it sends as the"
+            " deployment's default (LiteLLM would pass it on to the provider as it is;"
+            f" deja does not). Settings: {', '.join(sorted(_LITELLM_SETTINGS_KEPT))};"
+            f" request parameters: {', '.join(sorted(DEPLOYMENT_DEFAULTS))}"
+        ),
+    )
     if "model" not in block:
         raise ConfigError(
             "required: the upstream model, e.g. openai/gpt-4o", path=_join(path, "model")
@@ -2187,7 +2307,11 @@ def _litellm_params(value: object, path: str, ctx: _Context) -> dict[str, object
             params[key] = _int(raw, sub, ctx, what="a whole number of retries", minimum=0)
         elif key == "extra_headers":
             headers = _mapping(raw, sub, ctx)
-            params[key] = {name: _str(v, _join(sub, name), ctx) for name, v in headers.items()}
+            params[key] = {
+                name: _header_value(v, _join(sub, name), ctx) for name, v in headers.items()
+            }
+        elif key in _HEADER_PARAMS:
+            params[key] = _header_value(raw, sub, ctx)
         elif key == "cache_control_injection_points":
             params[key] = _injection_points(raw, sub, ctx)
         elif key.endswith("_cost") or "_cost_per_" in key:
@@ -2208,9 +2332,34 @@ def _litellm_params(value: object, path: str, ctx: _Context) -> dict[str, object
             params[key] = _int(raw, sub, ctx, what="a priority (1 is tried first)", minimum=1)
         elif key in DEPLOYMENT_DEFAULTS:
             params[key] = raw  # any JSON value; the provider judges it
+        elif key == "extra_body":
+            params.update(_extra_body(raw, block, sub, ctx))
         else:
             params[key] = _str(raw, sub, ctx)
     return params
+
+
+def _extra_body(
+    value: object, block: Mapping[str, object], path: str, ctx: _Context
+) -> dict[str, object]:
+    """``extra_body``'s entries, which LiteLLM merges into the request body: default
+    request parameters, as if written beside it (each one deja sends as a default)."""
+    entries = _mapping(value, path, ctx)
+    defaults: dict[str, object] = {}
+    for name, raw in entries.items():
+        sub = _join(path, name)
+        if name not in DEPLOYMENT_DEFAULTS:
+            raise ConfigError(
+                "not a request parameter deja sends as the deployment's default"
+                f"{_suggestion(name, DEPLOYMENT_DEFAULTS)} (it sends:"
+                f" {', '.join(sorted(DEPLOYMENT_DEFAULTS))})",
+                path=sub,
+            )
+        if block.get(name) is not None:
+            raise ConfigError(f"{name} is set here and beside extra_body; keep one", path=sub)
+        if raw is not None:
+            defaults[name] = raw
+    return defaults
 
 
 def _deployment_model(block: Mapping[str, object], path: str, ctx: _Context) -> str:
@@ -2274,9 +2423,35 @@ def _injection_points(value: object, path: str, ctx: _Context) -> tuple[dict[str
         if entry.get("ttl") is not None:
             point["ttl"] = _choice(entry["ttl"], _join(sub, "ttl"), ctx, ("5m", "1h"))
         if entry.get("control") is not None:
-            point["control"] = _plain_dict(entry["control"], _join(sub, "control"), ctx)
+            where = _join(sub, "control")
+            control = _plain_dict(entry["control"], where, ctx)
+            # checked here too, for the YAML path and a value read from the environment
+            # kept out of the message; the planner's check below does not know of either
+            _choice(control.get("type"), _join(where, "type"), ctx, ("ephemeral",))
+            if control.get("ttl") is not None:
+                _choice(control["ttl"], _join(where, "ttl"), ctx, ("5m", "1h"))
+            point["control"] = control
+        _check_injection_point(point, sub, ctx)
         points.append(point)
     return tuple(points)
+
+
+def _check_injection_point(point: Mapping[str, object], path: str, ctx: _Context) -> None:
+    """Run the request path's own check on ``point`` now: a point the planner refuses would
+    otherwise start the proxy and then fail every request to the model with a 400 that
+    blames the caller. LiteLLM's no-op message point is kept, with a warning."""
+    try:
+        marks = check_injection_point(point, where=path)
+    except InvalidRequestError as exc:
+        # the planner's message names the point by ``path`` already
+        error = ConfigError(str(exc))
+        error.path = path
+        raise error from None
+    if not marks:
+        ctx.warnings.append(
+            f"{path} marks nothing: a message point needs role, index or last "
+            "(LiteLLM skips this one too)"
+        )
 
 
 def _choice(value: object, path: str, ctx: _Context, choices: Sequence[str]) -> str:
@@ -2976,7 +3151,7 @@ def _semantic_params(value: object, path: str, ctx: _Context) -> dict[str, objec
         elif key == "api_base":
             params[key] = _http_url(raw, sub, ctx)
         elif key == "api_key":
-            params[key] = _name(raw, sub, ctx)
+            params[key] = _name(_header_value(raw, sub, ctx), sub, ctx)
         elif key == "timeout":  # seconds per call of a remote embedding model
             params[key] = _seconds(raw, sub, ctx)
         elif key == "max_strikes":  # wrong-answer reports before an entry leaves the tier
@@ -3002,8 +3177,11 @@ def _embedding_deployment(
 
     A name that is a deployment's model_name (an alias such as ``my-embedding``, or a real
     model name the config routes somewhere) becomes that deployment's model, and its
-    api_base and api_key fill in the ones ``params`` does not set. Otherwise the name is an
-    OpenAI-compatible model at params' api_base (or the client's default endpoint).
+    api_base, api_key and timeout fill in the ones ``params`` does not set; its calls carry
+    what the proxy's ``/v1/embeddings`` calls to it carry too: its ``extra_headers`` and
+    ``organization`` (``params.headers``), and an Azure deployment's ``api_version`` (in
+    the api_base, as the deployment URL Azure's client takes as it is). Otherwise the name
+    is an OpenAI-compatible model at params' api_base (or the client's default endpoint).
     """
     name = params.get("embedding_model") or _LOCAL_EMBEDDING_MODEL
     if name == _LOCAL_EMBEDDING_MODEL:
@@ -3024,11 +3202,37 @@ def _embedding_deployment(
             f"named {name!r}; the semantic tier embeds with the first"
         )
     deployment = matches[0]
+    deployed = deployment.litellm_params
     resolved = {**params, "embedding_model": deployment.model}
     for key in ("api_base", "api_key", "timeout"):
-        value = deployment.litellm_params.get(key)
+        value = deployed.get(key)
         if key not in params and value is not None:
             resolved[key] = value
+    extra = deployed.get("extra_headers")
+    headers = {str(k): str(v) for k, v in extra.items()} if isinstance(extra, dict) else {}
+    organization = deployed.get("organization")
+    if organization is not None and not any(
+        header.lower() == "openai-organization" for header in headers
+    ):
+        headers["OpenAI-Organization"] = str(organization)
+    if headers:
+        resolved["headers"] = headers
+    version = deployed.get("api_version")
+    provider, deployment_name = resolve_model(deployment.model)
+    base = resolved.get("api_base") or env_api_base("azure", ctx.env)
+    # the client sends a body's api_version, which the embedder's calls have no way to
+    # carry; a deployment URL with its api-version in it is called as it is
+    if (
+        provider == "azure"
+        and version is not None
+        and isinstance(base, str)
+        and "/openai/deployments/" not in base
+        and "api-version=" not in base
+    ):
+        resolved["api_base"] = (
+            f"{base.rstrip('/')}/openai/deployments/{quote(deployment_name, safe='')}"
+            f"?api-version={quote(str(version), safe='')}"
+        )
     return resolved
 
 

@@ -207,7 +207,8 @@ class Metrics(Protocol):
         """A save of the in-process semantic index failed (it is tried again later)."""
 
     def provider_cache_ttl_downgraded(self, provider: str, count: int) -> None:
-        """``count`` 1h prompt-cache breakpoints were sent as 5m (the model has no 1h)."""
+        """``count`` 1h prompt-cache breakpoints were sent as 5m (the model has no 1h, or
+        a 5m breakpoint came before them: longer lifetimes must come first)."""
 
     def context_cache(self, provider: str, event: str, usd: float = 0.0) -> None:
         """A provider context cache was ``created``, ``reused``, ``recreated`` (expired or

@@ -575,7 +575,7 @@ def test_estimate_is_four_characters_a_token() -> None:
     [
         ({"location": "message", "roel": "system"}, "unknown key 'roel'"),
         ({"location": "mesage", "role": "system"}, "location must be"),
-        ({"location": "message"}, "needs role, index or last"),
+        ({"location": "tool", "last": 2}, "last applies only to location: message"),
         ({"location": "message", "index": "one"}, "index must be an integer"),
         ({"location": "message", "last": 0}, "last must be a positive integer"),
         ({"location": "tool", "role": "user"}, "role must be"),

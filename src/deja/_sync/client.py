@@ -85,6 +85,7 @@ from deja.providers.gemini import (
     parse_cached_content,
 )
 from deja.providers.google_auth import AccessToken, ServiceAccount, parse_token_response
+from deja.providers.planner import Plan
 from deja.providers.usage import cache_tokens, normalize_usage
 from deja.request import (
     PROVIDER_API_BASES,
@@ -1334,8 +1335,7 @@ class Client:
         *,
         stream: bool,
     ) -> BedrockRequest:
-        """The authenticated Converse request; 1h breakpoints the model cannot keep are
-        counted."""
+        """The authenticated Converse request; 1h breakpoints sent as 5m are counted."""
         region, credentials = self._aws_credentials(options, api_key)
         wire = self._bedrock.build_request(
             payload,
@@ -1347,8 +1347,7 @@ class Client:
             stream=stream,
         )
         warn_once("bedrock", wire.warnings)
-        if wire.ttl_downgrades:
-            self._metrics().provider_cache_ttl_downgraded("bedrock", wire.ttl_downgrades)
+        self._count_ttl_downgrades("bedrock", wire.plan)
         return wire
 
     def _aws_credentials(
@@ -1436,7 +1435,8 @@ class Client:
         api_key: str | None,
         extra_headers: Mapping[str, str],
     ) -> AnthropicRequest:
-        """Anthropic's Messages request for ``payload``, its adapter's warnings logged."""
+        """Anthropic's Messages request for ``payload``, its adapter's warnings logged and
+        1h breakpoints sent as 5m counted."""
         wire = self._anthropic.build_request(
             payload,
             api_base=url_base,
@@ -1445,7 +1445,16 @@ class Client:
             extra_headers=extra_headers,
         )
         warn_once("anthropic", wire.warnings)
+        self._count_ttl_downgrades("anthropic", wire.plan)
         return wire
+
+    def _count_ttl_downgrades(self, provider: str, plan: Plan) -> None:
+        """Count the plan's 1h breakpoints sent as 5m: those after a 5m one (Anthropic's
+        longer-lifetimes-first rule, the automatic breakpoint included) and, on Bedrock,
+        those on a model with no 1h cache. Each is named in a warning too."""
+        count = sum(1 for warning in plan.warnings if warning.kind == "ttl_downgraded")
+        if count:
+            self._metrics().provider_cache_ttl_downgraded(provider, count)
 
     def _call_key(self, provider: str, api_key: str | None, api_base: str | None) -> str | None:
         """The key of a call that names an endpoint other than the client's own ``api_base``:

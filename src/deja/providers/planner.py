@@ -38,16 +38,18 @@ Injection points (each a mapping; unknown keys are an error):
 * ``{"location": "message", "last": 2}`` — the last N messages (optionally of ``role``),
   latest first, so that when slots run out the longest prefix is the one cached;
 * ``{"location": "tool"}`` — the last tool definition (caching every tool), or
-  ``{"location": "tool", "index": 0}``; ``tool_config`` (LiteLLM's Bedrock name) is an alias.
+  ``{"location": "tool", "index": 0}``; ``tool_config`` (LiteLLM's Bedrock name) is an alias;
+* ``{"location": "message"}`` alone marks nothing, in LiteLLM as here: it is skipped with a
+  ``no_target`` warning, not refused (:func:`check_injection_point` tells it apart).
 
 Each may carry LiteLLM's ``control`` (``{"type": "ephemeral", "ttl": "1h"}``) or the
 shorthand ``ttl``; the default lifetime is ``"5m"``.
 
 Token counts are estimated, because no tokenizer can be downloaded at run time: about four
-characters per token (:func:`estimate_tokens`) over the text sent — message text, tool-call
-names and arguments, tool definitions as JSON — and :data:`IMAGE_TOKENS` per image or
-document. Minimums per model are data (``providers/data/minimum_cacheable_tokens.json``,
-:func:`minimum_cacheable_tokens`).
+characters per token for English, one per character for CJK (:func:`estimate_tokens`), over
+the text sent — message text, tool-call names and arguments, tool definitions as JSON — and
+:data:`IMAGE_TOKENS` per image or document. Minimums per model are data
+(``providers/data/minimum_cacheable_tokens.json``, :func:`minimum_cacheable_tokens`).
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ __all__ = [
     "Target",
     "TokenEstimator",
     "apply_plan",
+    "check_injection_point",
     "estimate_tokens",
     "minimum_cacheable_tokens",
     "plan_breakpoints",
@@ -93,6 +96,7 @@ _TTLS: Final = ("5m", "1h")
 _POINT_KEYS: Final = frozenset({"location", "role", "index", "last", "control", "ttl"})
 _LOCATIONS: Final = {"message": "message", "tool": "tool", "tool_config": "tool"}
 _MEDIA_PARTS: Final = frozenset({"image_url", "image", "document", "file", "input_audio"})
+_NOOP: Final = "marks nothing: a message point needs role, index or last (LiteLLM skips it too)"
 
 WarningKind: TypeAlias = Literal[
     "over_limit", "below_minimum", "no_target", "ttl_downgraded", "merged"
@@ -103,10 +107,28 @@ _OTHER_VERSION: Final = re.compile(r"-(?!0(?:$|[-@:]))\d{1,2}(?:$|[-@:])")
 
 
 def estimate_tokens(text: str) -> int:
-    """About four characters per token, rounded up (OpenAI's and Anthropic's rule of thumb
-    for English; code and other languages run denser, so prefixes near a minimum are
-    judged conservatively only roughly)."""
-    return (len(text) + 3) // 4
+    """Estimated tokens of ``text``, rounded up: four ASCII characters a token (OpenAI's and
+    Anthropic's rule of thumb for English), three a token for the characters UTF-8 writes
+    in two bytes (accented Latin, Greek, Cyrillic, Hebrew, Arabic), and a token each for
+    those of three or four bytes (CJK, kana, Hangul, Indic and Southeast Asian scripts,
+    emoji), which tokenizers trained mostly on English cut a character a token or finer.
+
+    Each figure is about or below what those tokenizers count, so a prefix near a minimum
+    is judged short rather than long (a Chinese prompt at four characters a token was
+    judged a quarter of its size, and lost its breakpoints). The classes come from the
+    UTF-8 length itself, with no loop over the characters: this runs on every message of
+    every request.
+    """
+    length = len(text)
+    if text.isascii():
+        return (length + 3) // 4
+    ascii_chars = len(text.encode("ascii", "ignore"))
+    # Every non-ASCII character takes two UTF-8 bytes or more; the bytes beyond two count
+    # the characters of three bytes (lone surrogates, which JSON can carry, among them).
+    # A four-byte one (an emoji) counts as two of those less a two-byte one: ~1.7 tokens.
+    dense = len(text.encode("utf-8", "surrogatepass")) - 2 * length + ascii_chars
+    two_byte = length - ascii_chars - dense
+    return (3 * ascii_chars + 4 * two_byte + 12 * dense + 11) // 12
 
 
 @functools.lru_cache(maxsize=1)
@@ -239,6 +261,18 @@ class _Point:
     ttl: TTL
     shown: str
 
+    @property
+    def noop(self) -> bool:
+        """LiteLLM's ``{"location": "message"}`` with no role, index or last: LiteLLM marks
+        no message for it, and neither does deja (an error would take the model down for a
+        configuration LiteLLM runs)."""
+        return (
+            self.location == "message"
+            and self.role is None
+            and self.index is None
+            and self.last is None
+        )
+
 
 def _ttl_of(control: Mapping[str, Any], where: str) -> TTL:
     """Validate a ``cache_control`` object; its lifetime (``"5m"`` when absent)."""
@@ -261,8 +295,22 @@ def _control(value: object, where: str) -> dict[str, Any] | None:
     return dict(value)
 
 
-def _parse_point(raw: object, number: int) -> _Point:
-    where = f"cache_control_injection_points[{number}]"
+def check_injection_point(point: object, *, where: str) -> bool:
+    """Validate one of LiteLLM's ``cache_control_injection_points`` exactly as
+    :func:`plan_breakpoints` reads it, for a configuration checked before any request;
+    whether it marks anything. ``False``: LiteLLM's no-op ``{"location": "message"}``
+    without role, index or last, which the planner skips with a warning.
+
+    Raises :class:`~deja.errors.InvalidRequestError`, its message naming ``where`` (the
+    point's path in the configuration), for a point every request would be refused for.
+    """
+    return not _parse_point(point, 0, where).noop
+
+
+def _parse_point(raw: object, number: int, where: str | None = None) -> _Point:
+    """Validate injection point ``raw`` (number ``number``); errors name ``where`` (by
+    default ``cache_control_injection_points[<number>]``, as the request carries it)."""
+    where = where or f"cache_control_injection_points[{number}]"
     if not isinstance(raw, Mapping):
         raise InvalidRequestError(f"{where} must be an object")
     unknown = sorted(set(map(str, raw)) - _POINT_KEYS)
@@ -285,13 +333,11 @@ def _parse_point(raw: object, number: int) -> _Point:
     if index is not None and (isinstance(index, bool) or not isinstance(index, int)):
         raise InvalidRequestError(f"{where}.index must be an integer")
     last = raw.get("last")
-    if last is not None and (
-        location != "message" or isinstance(last, bool) or not isinstance(last, int) or last < 1
-    ):
+    if last is not None and location != "message":
+        raise InvalidRequestError(f"{where}.last applies only to location: message")
+    if last is not None and (isinstance(last, bool) or not isinstance(last, int) or last < 1):
         raise InvalidRequestError(f"{where}.last must be a positive integer, for messages")
-    if location == "message" and index is None and role is None and last is None:
-        raise InvalidRequestError(f"{where}: a message point needs role, index or last")
-    control = _control(raw.get("control"), where) or {"type": "ephemeral"}
+    control = _control(raw.get("control"), f"{where}.control") or {"type": "ephemeral"}
     shorthand = raw.get("ttl")
     if shorthand is not None:
         if shorthand not in _TTLS:
@@ -538,6 +584,11 @@ def plan_breakpoints(
     taken = {target for target, _ in markers}  # a dropped caller marker is not re-injected
 
     for point in points:
+        if point.noop:
+            warnings.append(
+                PlanWarning("no_target", f"injection point #{point.number} {point.shown} {_NOOP}")
+            )
+            continue
         targets = _resolve(point, request)
         if not targets:
             warnings.append(
