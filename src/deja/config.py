@@ -1218,10 +1218,11 @@ class CachingSettings:
         that deployment's model, api_base, api_key and headers when the configuration was
         parsed (see :func:`_embedding_deployment`).
         With ``store`` (the exact tier's), such a model's vectors are cached in it, per
-        text, as the library's ``OpenAIEmbedder(client=Client(cache=...))`` caches them:
-        a prompt embedded once costs no call again, after a restart either (or after the
-        tier's short memo forgot it). Without a tenant: a vector is no answer, and the
-        tier's memo shares them across tenants already.
+        text and tenant scope, as the library's ``OpenAIEmbedder(client=Client(cache=...))``
+        caches them for the tier: a prompt embedded once for a tenant costs it no call
+        again, after a restart either (or after the tier's short memo forgot it). Another
+        tenant's identical prompt is embedded for that tenant (a vector shared across
+        tenants would tell by timing that someone had sent that prompt).
         """
         from deja.semantic import LocalEmbedder, OpenAIEmbedder, SemanticCache
 
