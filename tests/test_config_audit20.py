@@ -151,7 +151,7 @@ async def test_completion_parameters_are_sent_as_keyed_defaults(
         "tool_choice": "none",
         "safety_settings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}],
         "keep_alive": "10m",
-        "extra_body": {"repetition_penalty": 1.1},
+        "extra_body": {"repetition_penalty": 1.1, "guided_json": {"type": "object"}},
     }
     config = {
         "model_list": [
@@ -172,7 +172,7 @@ async def test_completion_parameters_are_sent_as_keyed_defaults(
     assert all(r.status_code == 200 for r in (first, again, plain, own)), first.text
     sent = [r.body for r in upstream.requests]
     assert len(sent) == 3  # the repeat was a hit
-    expected = {k: v for k, v in tuned.items() if k != "extra_body"} | {"repetition_penalty": 1.1}
+    expected = {k: v for k, v in tuned.items() if k != "extra_body"} | tuned["extra_body"]
     assert {k: sent[0][k] for k in expected} == expected
     assert "extra_body" not in sent[0]
     assert not set(expected) & set(sent[1])  # the other deployment's calls carry none
@@ -204,13 +204,13 @@ def test_an_unlisted_key_is_not_said_to_be_undocumented(tmp_path: Path) -> None:
     said = _litellm_params_error(tmp_path, guided_json={"type": "object"})
     assert "litellm_params.guided_json" in said
     assert "documents" not in said and "did you mean" not in said
-    assert "LiteLLM would pass it on to the provider" in said
+    assert "LiteLLM would pass it on to the provider" in said and "extra_body" in said
     assert "top_k" in said  # the request parameters deja does send are listed
 
 
 def test_extra_body_entries_are_checked(tmp_path: Path) -> None:
-    said = _litellm_params_error(tmp_path, extra_body={"guided_json": {}})
-    assert "litellm_params.extra_body.guided_json" in said
+    said = _litellm_params_error(tmp_path, extra_body={"messages": []})
+    assert "litellm_params.extra_body.messages" in said and "request's own field" in said
     said = _litellm_params_error(tmp_path, top_k=3, extra_body={"top_k": 4})
     assert "extra_body.top_k" in said and "keep one" in said
 
@@ -297,7 +297,12 @@ def test_a_fifo_config_resolves_against_the_working_directory(
     fifo.parent.mkdir()
     os.mkfifo(fifo)
     monkeypatch.chdir(tmp_path)
-    writer = _write_into(os.open(fifo, os.O_RDWR), "caching: {type: disk, directory: c}\n")
+    # the writer opens the FIFO itself, which waits for the reader: a FIFO opened and closed
+    # by a writer before its reader opened it drops what was written, and the reader waits
+    writer = threading.Thread(
+        target=fifo.write_text, args=("caching: {type: disk, directory: c}\n",)
+    )
+    writer.start()
     try:
         settings = load_config(fifo)
     finally:

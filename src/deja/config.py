@@ -2263,7 +2263,8 @@ def _litellm_params(value: object, path: str, ctx: _Context) -> dict[str, object
         unlisted=(
             "; not a setting deja reads, nor a request parameter it sends as the"
             " deployment's default (LiteLLM would pass it on to the provider as it is;"
-            f" deja does not). Settings: {', '.join(sorted(_LITELLM_SETTINGS_KEPT))};"
+            " deja does so from extra_body: {extra_body: {NAME: ...}})."
+            f" Settings: {', '.join(sorted(_LITELLM_SETTINGS_KEPT))};"
             f" request parameters: {', '.join(sorted(DEPLOYMENT_DEFAULTS))}"
         ),
     )
@@ -2344,23 +2345,20 @@ def _extra_body(
     value: object, block: Mapping[str, object], path: str, ctx: _Context
 ) -> dict[str, object]:
     """``extra_body``'s entries, which LiteLLM merges into the request body: default
-    request parameters, as if written beside it (each one deja sends as a default)."""
+    request parameters, as if written beside it; the others (a server's own fields, such
+    as vLLM's ``guided_json``) are kept in ``extra_body``, sent and keyed as defaults too."""
     entries = _mapping(value, path, ctx)
     defaults: dict[str, object] = {}
+    extra: dict[str, object] = {}
     for name, raw in entries.items():
         sub = _join(path, name)
-        if name not in DEPLOYMENT_DEFAULTS:
-            raise ConfigError(
-                "not a request parameter deja sends as the deployment's default"
-                f"{_suggestion(name, DEPLOYMENT_DEFAULTS)} (it sends:"
-                f" {', '.join(sorted(DEPLOYMENT_DEFAULTS))})",
-                path=sub,
-            )
+        if name in ("model", "messages", "prompt", "input", "stream", "stream_options"):
+            raise ConfigError("the request's own field, not a default to send", path=sub)
         if block.get(name) is not None:
             raise ConfigError(f"{name} is set here and beside extra_body; keep one", path=sub)
         if raw is not None:
-            defaults[name] = raw
-    return defaults
+            (defaults if name in DEPLOYMENT_DEFAULTS else extra)[name] = raw
+    return {**defaults, "extra_body": extra} if extra else defaults
 
 
 def _deployment_model(block: Mapping[str, object], path: str, ctx: _Context) -> str:

@@ -191,6 +191,17 @@ class Plan:
 _ONLY = Plan([0], 0)  # the plan of every request to a route of one deployment (read-only)
 
 
+def _defaults(deployment: ModelDeployment) -> dict[str, object]:
+    """The request parameters a deployment sends under the caller's own: its default
+    parameters, and its ``extra_body`` entries (fields of the server's own)."""
+    params = deployment.litellm_params
+    defaults = {k: v for k, v in params.items() if k in DEPLOYMENT_DEFAULTS}
+    extra = params.get("extra_body")
+    if isinstance(extra, Mapping):
+        defaults.update(extra)
+    return defaults
+
+
 def make_route(name: str, deployments: Sequence[ModelDeployment]) -> Route:
     """The :class:`Route` of ``deployments`` under the model name ``name``."""
     by_order: dict[float, list[int]] = {}
@@ -204,9 +215,7 @@ def make_route(name: str, deployments: Sequence[ModelDeployment]) -> Route:
         (tuple(members), tuple(_weight(deployments[i]) for i in members))
         for _, members in sorted(by_order.items())
     )
-    defaults = [
-        {k: v for k, v in d.litellm_params.items() if k in DEPLOYMENT_DEFAULTS} for d in deployments
-    ]
+    defaults = [_defaults(d) for d in deployments]
     asks = [
         (d.model, orjson.dumps(x, option=orjson.OPT_SORT_KEYS))
         for d, x in zip(deployments, defaults, strict=True)
