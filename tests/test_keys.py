@@ -279,7 +279,7 @@ def test_custom_builder_can_wrap_the_default() -> None:
     assert key(chat(seed=1), builder=ignore_seed) == key(chat())
 
 
-@pytest.mark.parametrize("bad", ["", "has space", "x" * 513, 42, None, "tab\t"])
+@pytest.mark.parametrize("bad", ["", "has space", "x" * 513, 42, None, "tab\t", "user-1:lock"])
 def test_bad_builder_output_is_a_typed_error(bad: Any) -> None:
     with pytest.raises(KeyBuilderError):
         key(chat(), builder=lambda r: bad)

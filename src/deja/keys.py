@@ -420,6 +420,8 @@ def _checked_digest(builder: KeyBuilder, request: Request) -> str:
             "a key builder must return 1 to 512 printable ASCII characters without spaces,"
             f" got {digest!r:.80}"
         )
+    if digest.endswith(":lock"):  # another entry's lock name: its calls would wait on it
+        raise KeyBuilderError(f"a key builder's key must not end in ':lock', got {digest!r:.80}")
     return digest
 
 

@@ -17,7 +17,11 @@ The same code serves a standalone server, a Sentinel-managed master and a Cluste
 * ``delete``: UNLINK (the value is freed off the server's main thread).
 * ``clear(prefix)``: SCAN with ``MATCH <escaped prefix>*`` (on every master of a cluster),
   UNLINK in batches, grouped by slot on a cluster. Never KEYS (it blocks the server) nor
-  FLUSHALL (other data may share the database).
+  FLUSHALL (other data may share the database). Locks held stay, uncounted: a key named
+  like one (``...:lock``) is read first (a GET per such key, pipelined), and kept if it
+  holds a lock's token.
+* ``lock``: ``SET name token NX PX ms``, the token 32 hex digits; ``unlock`` and ``extend``
+  are Lua scripts that act only while the token holds the lock.
 * tags: one Redis SET per tag. Its key starts with the byte 0xFF, which no UTF-8 encoded
   key contains, so a tag record can never collide with a cache entry nor be matched by
   ``clear``; the tag sits in a ``{hash tag}`` so anything ever stored beside a tag record
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
@@ -69,6 +74,15 @@ _TAG_SUFFIX: Final = b"}"
 _SCAN_COUNT: Final = 1000
 _UNLINK_BATCH: Final = 500
 _TAG_BATCH: Final = 1000
+
+# The cache names each lock it takes "<name>:lock" (a miss's "<entry key>:lock", a batch of
+# embeddings' "<scope>:batch-<sha256>:lock", a context cache's "<record key>:lock"), under
+# the very prefixes a clear is given. A name alone cannot tell a lock from an entry (a
+# custom key builder's digest may end in ":lock"), so clear keeps a key so named only if it
+# holds a token alock wrote (32 hex digits), which no cache entry does (an encoded entry
+# starts with a binary header).
+_LOCK_SUFFIX: Final = b":lock"
+_TOKEN: Final = re.compile(rb"[0-9a-f]{32}")
 
 # Add ARGV[2..] to the set KEYS[1]. ARGV[1] is the TTL in ms, or -1 for none. The record
 # must live at least as long as its longest-lived entry: a TTL never shortens it, and a
@@ -325,7 +339,8 @@ class AsyncRedisOps:
             raise _failed("set_many", exc) from exc
 
     async def aclear(self, prefix: str) -> int:
-        """Delete every key starting with ``prefix`` (SCAN + UNLINK); how many went."""
+        """Delete every key starting with ``prefix`` (SCAN + UNLINK), but tag records and
+        the locks held; how many went."""
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be str, not {type(prefix).__name__}")
         pattern = _glob_escape(prefix) + "*"
@@ -338,15 +353,36 @@ class AsyncRedisOps:
                     if isinstance(key, bytes) and not key.startswith(_TAG_PREFIX):
                         batch[key] = None  # SCAN may return a key twice
                     if len(batch) >= _UNLINK_BATCH:
-                        deleted += await self._unlink(list(batch))
+                        deleted += await self._unlink(await self._not_locks(list(batch)))
                         batch.clear()
                 if batch:
-                    deleted += await self._unlink(list(batch))
+                    deleted += await self._unlink(await self._not_locks(list(batch)))
         except _ERRORS as exc:
             raise _failed("clear", exc) from exc
         return deleted
 
+    async def _not_locks(self, keys: list[bytes]) -> list[bytes]:
+        """``keys`` without the locks held now (see ``_LOCK_SUFFIX``), nor the keys so named
+        that are gone since the SCAN (a lock released: its name may be taken again)."""
+        named = [key for key in keys if key.endswith(_LOCK_SUFFIX)]
+        if not named:
+            return keys
+        pipe = self._client.pipeline(transaction=False)
+        for key in named:
+            pipe.get(key)
+        kept: set[bytes] = set()
+        for key, value in zip(named, await pipe.execute(raise_on_error=False), strict=True):
+            if isinstance(value, ResponseError) and str(value).startswith("WRONGTYPE"):
+                continue  # no string, so no lock: cleared as before
+            if isinstance(value, BaseException):
+                raise value
+            if value is None or (isinstance(value, bytes) and _TOKEN.fullmatch(value)):
+                kept.add(key)
+        return [key for key in keys if key not in kept]
+
     async def _unlink(self, keys: list[bytes]) -> int:
+        if not keys:
+            return 0
         client = self._client
         if not isinstance(client, redis.asyncio.cluster.RedisCluster):
             return int(await client.unlink(*keys))
@@ -408,7 +444,7 @@ class AsyncRedisOps:
 
     async def alock(self, name: str, *, ttl: float) -> str | None:
         """``SET name token NX PX ttl``: a token if this caller now holds the lock, else None."""
-        token = uuid.uuid4().hex
+        token = uuid.uuid4().hex  # (32 hex digits: what clear takes for a lock, see _TOKEN)
         try:
             async with self._gate:
                 taken = await self._client.set(name, token, nx=True, px=_milliseconds(ttl))

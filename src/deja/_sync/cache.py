@@ -1148,8 +1148,25 @@ class Cache:
     def _delete_tagged(self, tag: str, keys: list[str]) -> int:
         """Delete those of ``keys`` whose entries carry ``tag``; how many went. A record may
         name an entry stored again since without the tag (or in another namespace's record
-        only): each entry's own tags decide."""
+        only): each entry's own tags decide.
+
+        A key the batch read found nothing under is read again alone, a read that raises
+        if the store cannot answer for that key: a Redis Cluster reads the keys of a node
+        that fails (or rests after failing) as misses, right for a lookup, but here a miss
+        passes for "already gone", and the drop would forget an entry that is served again
+        once its node answers. The entries read are deleted even so, then StoreError is
+        raised: the records stay for the retry. (A key gone costs one read more, so
+        delete_tag's second pass reads each key its first deleted once more.)"""
         values = self.store.get_many(keys) if keys else []
+        unread = [n for n, data in enumerate(values) if data is None]
+        failures: list[StoreError] = []
+        for done, n in enumerate(unread, 1):
+            try:
+                values[n] = self.store.get(keys[n])
+            except StoreError as exc:  # (StoreBusy too: the node is skipped a moment)
+                failures.append(exc)
+            if done % _aio.OFFLOAD_BATCH == 0:
+                time.sleep(0)  # a store that never waits: let others in
 
         def still_tagged() -> list[str]:
             return [
@@ -1167,6 +1184,11 @@ class Cache:
             deleted += self.store.delete(key)
             if n % _aio.OFFLOAD_BATCH == 0:
                 time.sleep(0)  # a store that never waits: let others in
+        if failures:
+            raise StoreError(
+                f"{len(failures)} of the {len(keys)} tagged keys could not be read"
+                f" ({deleted} entries deleted): {failures[0]}"
+            ) from failures[0]
         return deleted
 
     def clear(self, *, namespace: str | None = _UNSET, tenant: str | None = _UNSET) -> int:
