@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -18,6 +17,7 @@ import pytest
 from deja.errors import StoreError
 from deja.stores import DiskStore
 from deja.stores import disk as disk_module
+from deja.stores.base import SyncStore
 from deja.testing import FakeClock
 from tests.helpers import LoopTicks
 
@@ -417,14 +417,14 @@ async def test_an_async_read_that_writes_nothing_stays_on_the_loop(
     """An async disk hit cost a hop to a worker thread (60-150 us) for a 7 us SQLite
     read; a read under a policy that records reads (a write) still goes to a thread."""
     hops = 0
-    real = asyncio.to_thread
+    real = SyncStore._offloaded
 
-    async def counting(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    async def counting(self: SyncStore, fn: Any, *args: Any, **kwargs: Any) -> Any:
         nonlocal hops
         hops += 1
-        return await real(fn, *args, **kwargs)
+        return await real(self, fn, *args, **kwargs)
 
-    monkeypatch.setattr(asyncio, "to_thread", counting)
+    monkeypatch.setattr(SyncStore, "_offloaded", counting)
     store = DiskStore(tmp_path / "a")
     await store.aset("k", b"v", None)  # opens the store (in a thread)
     hops = 0

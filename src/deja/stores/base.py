@@ -17,15 +17,31 @@ Rules every store keeps (checked by ``tests/stores/test_contract.py``):
 
 Optional abilities are small protocols, never ``hasattr`` probes: :class:`TagIndex` (tags
 for bulk invalidation) and :class:`StoreStats` (entry count and evictions for metrics).
+
+A store over a blocking library (disk, S3) runs its async callers' calls in worker threads
+of its own, never asyncio's default pool: with that pool (``min(32, cpus + 4)`` threads)
+30 async lookups on a hung S3 endpoint queued behind each other's timeouts (16 s at the
+median, 26 s at worst, for a 4 s timeout) and held up every other ``to_thread`` user
+meanwhile. The store's threads also carry a small breaker: a call that reaches its thread
+after another found the back-end unreachable or timing out is turned away at once
+(:class:`~deja.errors.StoreBusy`, a miss for the cache façade) rather than wait its own
+timeout, until a probe gets an answer (see :class:`SyncStore`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
+import os
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from deja.breaker import CircuitBreaker
+from deja.errors import StoreBusy, StoreError
 
 __all__ = [
     "MAX_TTL",
@@ -172,17 +188,126 @@ def validate_ttl(ttl: float | None) -> float | None:
     return float(ttl)
 
 
-class SyncStore(ABC):
-    """Base for stores whose back-end library is synchronous (memory, disk).
+_T = TypeVar("_T")
 
-    Subclasses implement the plain methods; the ``a``-methods are derived here. When
-    ``offload`` is true (the back-end does file or network I/O) each coroutine runs the sync
-    method in a worker thread so the event loop is never blocked; when false (pure memory)
-    it is called directly, which costs nothing.
+# Where an offloading store keeps its worker threads (set on first use, per process).
+_WORKERS = "_deja_offload_workers"
+# A store's threads turn calls away once one call found the back-end unreachable (it cost
+# a timeout or more already: clients retry within a call) until a probe this many seconds
+# later gets an answer. With 5 such calls in a row (the cache's breaker), the misses whose
+# lookups timed out together each sent their write too, and waited another timeout.
+_UNREACHABLE_RESET = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Workers:
+    """One store's worker threads for its async callers, and their breaker."""
+
+    pid: int  # a pool's threads do not survive a fork: a child makes its own
+    pool: ThreadPoolExecutor
+    breaker: CircuitBreaker
+
+
+class _Offloading:
+    """What :class:`SyncStore` and :class:`SyncTagIndex` share: the store's own threads.
+
+    A store sets ``offload = True`` when its sync methods do file or network I/O; its
+    ``a``-methods then run them in the store's worker threads, created on first use
+    (:meth:`_offload_workers` of them at most: a store over a connection pool sizes them to
+    it). A call turned away by the breaker raises :class:`~deja.errors.StoreBusy` without
+    running; :meth:`_unreachable` says which failures feed the breaker (none by default,
+    so a store that does not say never turns a call away).
     """
 
     name: str = "store"
     offload: bool = False
+
+    def _offload_workers(self) -> int:
+        """How many worker threads the async callers' calls may use at once (asyncio's
+        default pool size, but a pool of the store's own)."""
+        return min(32, (os.cpu_count() or 1) + 4)
+
+    def _unreachable(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says the back-end could not be reached or did not answer in time
+        (a failure that cost a timeout, which the next calls would each pay again)."""
+        return False
+
+    async def _offloaded(self, call: Callable[..., _T], *args: Any, gated: bool = True) -> _T:
+        """``call(*args)`` in one of the store's worker threads (context variables go along,
+        as with :func:`asyncio.to_thread`); ``gated=False``: never turned away (a call that
+        asks nothing of the back-end, as ``close``)."""
+        workers = self._workers()
+        if gated:
+            run = functools.partial(self._admitted, workers.breaker, call, *args)
+        else:
+            run = functools.partial(call, *args)
+        in_context = functools.partial(contextvars.copy_context().run, run)
+        return await asyncio.get_running_loop().run_in_executor(workers.pool, in_context)
+
+    def _admitted(self, breaker: CircuitBreaker, call: Callable[..., _T], *args: Any) -> _T:
+        """Run ``call`` now that its thread is free, unless the back-end has just been found
+        unreachable: a call queued behind timed-out ones is turned away then."""
+        if not breaker.allow():
+            raise StoreBusy(
+                f"{self.name} store: unreachable or timing out just now; calls are turned"
+                f" away until one, every {breaker.reset_after:g} s, gets an answer"
+            )
+        try:
+            result = call(*args)
+        except BaseException as exc:
+            if self._unreachable(exc):
+                breaker.failure()
+            elif isinstance(exc, StoreError) and not isinstance(exc, StoreBusy):
+                breaker.success()  # the back-end answered, if only with an error
+            else:
+                breaker.release()  # nothing was asked of the back-end
+            raise
+        breaker.success()
+        return result
+
+    def _workers(self) -> _Workers:
+        workers: _Workers | None = self.__dict__.get(_WORKERS)
+        if workers is not None and workers.pid == os.getpid():
+            return workers
+        fresh = _Workers(
+            pid=os.getpid(),
+            pool=ThreadPoolExecutor(
+                max_workers=self._offload_workers(), thread_name_prefix=f"deja-{self.name}"
+            ),
+            breaker=CircuitBreaker(threshold=1, reset_after=_UNREACHABLE_RESET),
+        )
+        if workers is None:
+            # (atomic: two threads starting at once end up with the same pool)
+            found: _Workers = self.__dict__.setdefault(_WORKERS, fresh)
+            return found
+        self.__dict__[_WORKERS] = fresh  # a forked child: the parent's threads are not here
+        return fresh
+
+    def _release_workers(self) -> None:
+        """Let the worker threads go (a call still running ends first; the next call makes
+        new ones). For :meth:`close`: call it when no other call is in flight."""
+        workers: _Workers | None = self.__dict__.pop(_WORKERS, None)
+        if workers is not None and workers.pid == os.getpid():
+            workers.pool.shutdown(wait=False)
+
+
+class SyncStore(_Offloading, ABC):
+    """Base for stores whose back-end library is synchronous (memory, disk, S3).
+
+    Subclasses implement the plain methods; the ``a``-methods are derived here. When
+    ``offload`` is true (the back-end does file or network I/O) each coroutine runs the sync
+    method in one of the store's own worker threads so the event loop is never blocked;
+    when false (pure memory) it is called directly, which costs nothing.
+
+    The worker threads carry a :class:`~deja.breaker.CircuitBreaker`, fed by the failures
+    :meth:`_unreachable` names: once a call found the back-end unreachable or timing out, a
+    call that reaches its thread is turned away with :class:`~deja.errors.StoreBusy` (a
+    miss, which does not trip the cache façade's breaker) until one call, a second later,
+    gets an answer. The façade's own breaker skips new lookups only after 5
+    failures; calls already queued for a thread (more async callers than threads), or
+    admitted before it opened (the writes of misses whose lookups timed out), would each
+    have waited a timeout. Sync callers run on their own threads and are not turned away.
+    """
 
     @abstractmethod
     def get(self, key: str) -> bytes | None:
@@ -212,47 +337,46 @@ class SyncStore(ABC):
 
     async def aget(self, key: str) -> bytes | None:
         if self.offload:
-            return await asyncio.to_thread(self.get, key)
+            return await self._offloaded(self.get, key)
         return self.get(key)
 
     async def aset(self, key: str, value: bytes, ttl: float | None) -> None:
         if self.offload:
-            await asyncio.to_thread(self.set, key, value, ttl)
+            await self._offloaded(self.set, key, value, ttl)
         else:
             self.set(key, value, ttl)
 
     async def adelete(self, key: str) -> bool:
         if self.offload:
-            return await asyncio.to_thread(self.delete, key)
+            return await self._offloaded(self.delete, key)
         return self.delete(key)
 
     async def aget_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if self.offload:
-            return await asyncio.to_thread(self.get_many, keys)
+            return await self._offloaded(self.get_many, keys)
         return self.get_many(keys)
 
     async def aset_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
         if self.offload:
-            await asyncio.to_thread(self.set_many, items, ttl)
+            await self._offloaded(self.set_many, items, ttl)
         else:
             self.set_many(items, ttl)
 
     async def aclear(self, prefix: str) -> int:
         if self.offload:
-            return await asyncio.to_thread(self.clear, prefix)
+            return await self._offloaded(self.clear, prefix)
         return self.clear(prefix)
 
     async def aclose(self) -> None:
         if self.offload:
-            await asyncio.to_thread(self.close)
+            await self._offloaded(self.close, gated=False)
+            self._release_workers()
         else:
             self.close()
 
 
-class SyncTagIndex(ABC):
+class SyncTagIndex(_Offloading, ABC):
     """Mixin deriving the async :class:`TagIndex` methods from the sync ones (see SyncStore)."""
-
-    offload: bool = False
 
     @abstractmethod
     def tag(self, tag: str, keys: Sequence[str], ttl: float | None) -> None:
@@ -268,16 +392,16 @@ class SyncTagIndex(ABC):
 
     async def atag(self, tag: str, keys: Sequence[str], ttl: float | None) -> None:
         if self.offload:
-            await asyncio.to_thread(self.tag, tag, keys, ttl)
+            await self._offloaded(self.tag, tag, keys, ttl)
         else:
             self.tag(tag, keys, ttl)
 
     async def akeys_for(self, tag: str) -> list[str]:
         if self.offload:
-            return await asyncio.to_thread(self.keys_for, tag)
+            return await self._offloaded(self.keys_for, tag)
         return self.keys_for(tag)
 
     async def adrop(self, tag: str) -> list[str]:
         if self.offload:
-            return await asyncio.to_thread(self.drop, tag)
+            return await self._offloaded(self.drop, tag)
         return self.drop(tag)

@@ -18,6 +18,23 @@ costs one timeout per call, and the cache façade's circuit breaker stops even t
 a few failures), and a bounded connection pool that waits at most ``pool_timeout`` for a
 free connection. A command that may safely run twice is sent once more on a fresh
 connection when its pooled one turns out closed (the server restarted, or failed over).
+
+Eviction and tags
+-----------------
+A tag record is a key like any other, so a server with ``maxmemory`` may evict it, and
+``delete_tag`` then misses the entries it named, which stay served until they expire.
+Under ``allkeys-lru`` (a common setting for a cache) a record goes first: it is written
+when an entry is tagged and never read, while the entries are hit. The ``volatile-*``
+policies evict only keys with a TTL, but a record has one too (its longest entry's), so
+they take records as well; even ``volatile-ttl``, since a record expires about when its
+last entry does and Redis picks among sampled keys (under the audit's traffic, four runs
+each evicted a record while 1 to 5 of its 20 entries were held). Only ``noeviction`` keeps
+every record: a full server then refuses new answers (the cache's write breaker) and
+still serves what it holds; give entries a TTL (the cache's ``ttl``), since under it, as
+under the ``volatile-*`` policies, an entry without one is never freed. The store reads
+the policy once, with ``INFO memory`` when its first client is made (in the background;
+``CONFIG GET`` is often refused on managed Redis, and a refused or failed read is let go
+silently), and logs one warning when ``maxmemory`` is set under any other policy.
 """
 
 from __future__ import annotations
@@ -30,6 +47,7 @@ import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
@@ -54,6 +72,31 @@ NodeSpec = str | Sequence[object] | Mapping[str, object]
 
 _Mode = Literal["standalone", "cluster", "sentinel"]
 _DEFAULT_PORT = 6379
+# The eviction policy that leaves tag records alone: every other one, once maxmemory is
+# reached, may evict a record while entries it names are held (see the module docstring).
+_TAG_SAFE_POLICIES = frozenset({"noeviction"})
+
+
+def _eviction_warning(where: str, memory: Sequence[Mapping[str, Any]]) -> str | None:
+    """What to warn of, given the ``INFO memory`` answers of the servers (every master of
+    a cluster) behind a store, or ``None`` when their policy keeps tag records."""
+    for answer in memory:
+        policy = str(answer.get("maxmemory_policy", "noeviction"))
+        limit = int(answer.get("maxmemory", 0))
+        if limit > 0 and policy not in _TAG_SAFE_POLICIES:
+            return (
+                f"redis {where} evicts keys when full (maxmemory {limit} bytes,"
+                f" maxmemory-policy {policy}), deja's tag records too, while entries they"
+                " name are held (under LRU or LFU first: a record is written, never read;"
+                " a record has its entries' TTL, so volatile-* policies, volatile-ttl"
+                " included, take records as well): delete_tag then misses those entries,"
+                " which stay served until they expire. If you tag entries, use"
+                " maxmemory-policy noeviction (a full server stores no new answers and"
+                " still serves its hits) and give every entry a TTL (the cache's ttl):"
+                " an entry stored without one is never freed, under noeviction as under"
+                " any volatile-* policy"
+            )
+    return None
 
 
 def _node(spec: object, what: str) -> Node:
@@ -559,6 +602,9 @@ class RedisStore:
         # loops that have closed are dropped (their sockets went with the loop).
         self._async_last: tuple[asyncio.AbstractEventLoop, AsyncRedisOps] | None = None
         self._async_by_loop: dict[asyncio.AbstractEventLoop, AsyncRedisOps] = {}
+        # The server's eviction policy, read once (see the module docstring): "unread"
+        # until a read is started with a new client, and again after a read that failed.
+        self._policy: Literal["unread", "reading", "read"] = "unread"
 
     def __repr__(self) -> str:
         return f"RedisStore({self._settings.where()})"
@@ -701,29 +747,44 @@ class RedisStore:
         if ops is not None:
             return ops
         with self._lock:
-            if self._sync is None:
-                self._sync = self._new_sync_ops()
-            return self._sync
+            if self._sync is not None:
+                return self._sync
+            ops, gate = self._new_sync_ops()
+            self._sync = ops
+            read_policy = self._start_policy_read()
+        if read_policy:
+            threading.Thread(
+                target=self._read_policy, args=(ops.client, gate), name="deja-redis", daemon=True
+            ).start()
+        return ops
 
     def _aops(self) -> AsyncRedisOps:
         loop = asyncio.get_running_loop()
         last = self._async_last
         if last is not None and last[0] is loop:
             return last[1]
+        gate = None
         with self._lock:
             ops = self._async_by_loop.get(loop)
             if ops is None:
                 for old in [old for old in self._async_by_loop if old.is_closed()]:
                     del self._async_by_loop[old]
-                ops = self._async_by_loop[loop] = self._new_async_ops()
+                ops, made_gate = self._new_async_ops()
+                self._async_by_loop[loop] = ops
+                if self._start_policy_read():
+                    gate = made_gate
             self._async_last = (loop, ops)
-            return ops
+        if gate is not None:
+            from deja._aio import kept
 
-    def _new_sync_ops(self) -> RedisOps:
+            kept(asyncio.ensure_future(self._aread_policy(ops.client, gate)))
+        return ops
+
+    def _new_sync_ops(self) -> tuple[RedisOps, AbstractContextManager[object]]:
         from deja._sync.redis_ops import RedisOps
 
         if self._client is not None:
-            return RedisOps(self._client, owned=False)
+            return RedisOps(self._client, owned=False), nullcontext()
         from redis.exceptions import RedisClusterException, RedisError
 
         try:
@@ -732,20 +793,86 @@ class RedisStore:
             # A cluster client discovers the topology while it is built.
             raise StoreError(f"cannot connect to redis ({self._settings.where()}): {exc}") from exc
 
-    def _new_async_ops(self) -> AsyncRedisOps:
+    def _new_async_ops(self) -> tuple[AsyncRedisOps, AbstractAsyncContextManager[object]]:
         from deja._async.redis_ops import AsyncRedisOps
 
         if self._async_client is not None:
-            return AsyncRedisOps(self._async_client, owned=False)
+            return AsyncRedisOps(self._async_client, owned=False), nullcontext()
         return _async_ops(self._settings)
+
+    # -- the eviction policy ------------------------------------------------------------
+
+    def _start_policy_read(self) -> bool:
+        """Whether the client just made (under ``self._lock``) is to read the policy."""
+        if self._policy != "unread":
+            return False
+        self._policy = "reading"
+        return True
+
+    def _policy_read(self, memory: Sequence[Mapping[str, Any]] | None) -> None:
+        """The ``INFO memory`` answers (``None``: the read failed; a later client tries)."""
+        with self._lock:
+            self._policy = "unread" if memory is None else "read"
+        if memory is None:
+            return
+        warning = _eviction_warning(self._settings.where(), memory)
+        if warning is not None:
+            logger.warning("%s", warning)
+        logger.debug(
+            "redis %s: eviction policy read: %s",
+            self._settings.where(),
+            ", ".join(f"{a.get('maxmemory_policy')} ({a.get('maxmemory')} bytes)" for a in memory),
+        )
+
+    def _read_policy(self, client: Any, gate: AbstractContextManager[object]) -> None:
+        """Read the eviction policy with the sync client, in a thread of its own (a
+        command never waits for it), through the gate its commands take."""
+        import redis.cluster
+
+        try:
+            with gate:
+                if isinstance(client, redis.cluster.RedisCluster):
+                    cluster: Any = client  # (redis-py leaves these untyped)
+                    memory = [
+                        cluster.execute_command("INFO", "memory", target_nodes=node)
+                        for node in cluster.get_primaries()
+                    ]
+                else:
+                    memory = [client.info("memory")]
+        except Exception:  # refused (managed Redis), or no answer: it is only advice
+            logger.debug("redis: reading the eviction policy failed", exc_info=True)
+            self._policy_read(None)
+            return
+        self._policy_read(memory)
+
+    async def _aread_policy(self, client: Any, gate: AbstractAsyncContextManager[object]) -> None:
+        """:meth:`_read_policy` with an asyncio client, as a task of its event loop."""
+        import redis.asyncio.cluster
+
+        try:
+            async with gate:
+                if isinstance(client, redis.asyncio.cluster.RedisCluster):
+                    await client.initialize()  # (the masters are known once it has run)
+                    memory = [
+                        await client.execute_command("INFO", "memory", target_nodes=node)
+                        for node in client.get_primaries()
+                    ]
+                else:
+                    memory = [await client.info("memory")]
+        except Exception:  # see _read_policy
+            logger.debug("redis: reading the eviction policy failed", exc_info=True)
+            self._policy_read(None)
+            return
+        self._policy_read(memory)
 
 
 # redis-py leaves a few constructors untyped (sync pools, cluster nodes, Sentinel); those
 # calls carry a narrow ignore.
 
 
-def _sync_ops(s: _Settings) -> RedisOps:
-    """Build the sync client for ``s`` (a cluster client connects while it is built)."""
+def _sync_ops(s: _Settings) -> tuple[RedisOps, AbstractContextManager[object]]:
+    """Build the sync client for ``s`` (a cluster client connects while it is built), and
+    the gate its commands take."""
     import redis
     import redis.cluster
     import redis.sentinel
@@ -771,7 +898,8 @@ def _sync_ops(s: _Settings) -> RedisOps:
                 retry=no_retry,
                 **pool_kwargs,
             )
-        return RedisOps(redis.Redis.from_pool(pool), gate=_ThreadGate(limit, s.pool_timeout))
+        gate: AbstractContextManager[object] = _ThreadGate(limit, s.pool_timeout)
+        return RedisOps(redis.Redis.from_pool(pool), gate=gate), gate
     gate = _ThreadGate(limit, s.pool_timeout)
     if s.mode == "cluster":
         cluster_kwargs = {**kwargs, "max_connections": limit, "retry": no_retry}
@@ -790,7 +918,7 @@ def _sync_ops(s: _Settings) -> RedisOps:
             cluster = redis.cluster.RedisCluster.from_url(s.url, **cluster_kwargs)
         else:
             cluster = redis.cluster.RedisCluster(host=s.host, port=s.port, **cluster_kwargs)
-        return RedisOps(cluster, gate=gate)
+        return RedisOps(cluster, gate=gate), gate
     if s.tls:
         kwargs["ssl"] = True
     sentinel = _sentinel_classes()[0](
@@ -801,11 +929,12 @@ def _sync_ops(s: _Settings) -> RedisOps:
     )
     master = sentinel.master_for(s.service_name, db=s.db, max_connections=limit)
     watch = _MasterWatch(gate, master.connection_pool)
-    return RedisOps(master, gate=watch, also_close=sentinel.sentinels)
+    return RedisOps(master, gate=watch, also_close=sentinel.sentinels), watch
 
 
-def _async_ops(s: _Settings) -> AsyncRedisOps:
-    """Build the asyncio client for ``s`` (no I/O: it connects on first use)."""
+def _async_ops(s: _Settings) -> tuple[AsyncRedisOps, AbstractAsyncContextManager[object]]:
+    """Build the asyncio client for ``s`` (no I/O: it connects on first use), and the gate
+    its commands take."""
     import redis.asyncio
     import redis.asyncio.cluster
     import redis.asyncio.sentinel
@@ -837,9 +966,8 @@ def _async_ops(s: _Settings) -> AsyncRedisOps:
                 retry=no_retry,
                 **pool_kwargs,
             )
-        return AsyncRedisOps(
-            redis.asyncio.Redis.from_pool(pool), gate=_AsyncGate(limit, s.pool_timeout)
-        )
+        gate: AbstractAsyncContextManager[object] = _AsyncGate(limit, s.pool_timeout)
+        return AsyncRedisOps(redis.asyncio.Redis.from_pool(pool), gate=gate), gate
     gate = _AsyncGate(limit, s.pool_timeout)
     if s.mode == "cluster":
         cluster_kwargs = {**kwargs, "max_connections": limit, "retry": no_retry}
@@ -857,7 +985,7 @@ def _async_ops(s: _Settings) -> AsyncRedisOps:
         else:
             cluster = cluster_class(host=s.host, port=s.port, **cluster_kwargs)
         gate = _AsyncGate(limit, s.pool_timeout, prepare=cluster.initialize)
-        return AsyncRedisOps(cluster, gate=gate)
+        return AsyncRedisOps(cluster, gate=gate), gate
     if s.tls:
         kwargs["ssl"] = True
     sentinel = _sentinel_classes()[1](
@@ -868,4 +996,4 @@ def _async_ops(s: _Settings) -> AsyncRedisOps:
     )
     master = sentinel.master_for(s.service_name or "", db=s.db, max_connections=limit)
     watch = _MasterWatch(gate, master.connection_pool)
-    return AsyncRedisOps(master, gate=watch, also_close=sentinel.sentinels)
+    return AsyncRedisOps(master, gate=watch, also_close=sentinel.sentinels), watch

@@ -75,9 +75,15 @@ Sync and async
 This store is the documented exemption from deja's "write async, generate sync" rule:
 boto3 has no asyncio client (aiobotocore would be one more dependency, tracking botocore
 versions), so the store is written once, synchronously, and its ``a``-methods run the sync
-ones in a worker thread (``offload = True``): the event loop is never blocked.
-``get_many``/``set_many`` issue their per-key requests concurrently through a small thread
-pool, since S3 has no batch get.
+ones in a worker thread (``offload = True``): the event loop is never blocked. The threads
+are the store's own, as many as ``max_pool_connections`` (the connections they share), so a
+hung endpoint holds up no other ``to_thread`` user, and 30 async callers no longer queue
+for asyncio's few default threads behind each other's timeouts (16 s at the median for a
+4 s timeout; now each waits its own). Once a call found the endpoint unreachable or timing
+out (after its ``max_attempts``), an async call reaching its thread is turned away at once
+with :class:`~deja.errors.StoreBusy` (a miss) until a probe a second later gets an answer
+(see :class:`~deja.stores.base.SyncStore`). ``get_many``/``set_many`` issue their per-key
+requests concurrently through a small thread pool, since S3 has no batch get.
 
 Errors
 ------
@@ -233,7 +239,8 @@ class S3Store(SyncStore, SyncTagIndex):
       SSO, container or instance roles);
     * ``use_ssl``, ``verify``: TLS on or off, and certificate checking (``False`` or a CA
       bundle path);
-    * ``max_pool_connections``: HTTP connections kept to the endpoint;
+    * ``max_pool_connections``: HTTP connections kept to the endpoint, and worker threads
+      for async callers' calls;
     * ``connect_timeout``, ``read_timeout``: seconds, per request; ``max_attempts``:
       tries per request in all (1 = no retry). A slow cache is worse than a miss;
     * ``clock``: wall-clock seconds for expiry (pass :class:`deja.testing.FakeClock` in
@@ -301,6 +308,11 @@ class S3Store(SyncStore, SyncTagIndex):
             botocore.exceptions.BotoCoreError,
             botocore.exceptions.ClientError,
             boto3.exceptions.Boto3Error,
+        )
+        # Failures that cost a timeout: no connection, or no answer in time.
+        self._unreachable_errors: tuple[type[Exception], ...] = (
+            botocore.exceptions.ConnectionError,
+            botocore.exceptions.HTTPClientError,
         )
         self._lock = threading.Lock()
         self._owns_client = client is None
@@ -402,6 +414,7 @@ class S3Store(SyncStore, SyncTagIndex):
 
         Call it when no other call is in flight. A client passed in is left open.
         """
+        self._release_workers()
         with self._lock:
             pool, self._pool = self._pool, None
             client = self._client
@@ -451,6 +464,14 @@ class S3Store(SyncStore, SyncTagIndex):
         return keys
 
     # -- internals ---------------------------------------------------------------------
+
+    def _offload_workers(self) -> int:
+        # One thread per connection: more would only wait for one, fewer would queue
+        # async callers while connections sit idle.
+        return self._max_pool_connections
+
+    def _unreachable(self, exc: BaseException) -> bool:
+        return isinstance(exc, StoreError) and isinstance(exc.__cause__, self._unreachable_errors)
 
     @contextmanager
     def _translate(self, action: str) -> Iterator[None]:
