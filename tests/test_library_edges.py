@@ -332,3 +332,22 @@ def test_wrap_leaves_a_pydantic_response_format_to_the_sdk() -> None:
         sdk = deja.wrap(openai.OpenAI(api_key="sk", base_url=server.base_url))
         with pytest.raises(TypeError, match=r"parse\(\)"):
             sdk.chat.completions.create(model="gpt-4o", messages=MESSAGES, response_format=Answer)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "said"),
+    [
+        ("metrics", "prometheus", "it lacks breaker_state"),
+        ("metrics", object(), "it lacks"),
+        ("admission", "errors", "AdmissionPolicy, not str"),
+        ("semantic", True, "SemanticCache, not bool"),
+    ],
+)
+def test_a_cache_part_that_is_not_one_is_refused_at_construction(
+    option: str, value: object, said: str
+) -> None:
+    """Each was taken, and every fetch then failed with an AttributeError from inside."""
+    with pytest.raises(TypeError, match=said):
+        deja.Cache(**{option: value})
+    with pytest.raises(TypeError, match=said):
+        deja.AsyncCache(**{option: value})

@@ -1207,3 +1207,43 @@ async def test_lookups_that_outlast_their_callers_open_the_semantic_breaker(
     asked = len(slow.calls)
     await cache.fetch(chat_request("one more"), answer, timeout=0.2)
     assert len(slow.calls) == asked  # the tier rests: not asked
+
+
+@pytest.mark.parametrize("how", ["delete", "delete_tag", "clear", "clear_namespace"])
+def test_a_deletion_before_the_index_is_loaded_forgets_the_vector(
+    tmp_path: Any, embedder: Any, how: str
+) -> None:
+    """The saved index loads at the tier's first use: a deletion made first (an admin job,
+    an app's first act after a restart) forgot nothing, and the vector came back with the
+    load, named as the match, took feedback strikes, and stayed in the saved index."""
+    from deja.stores.disk import DiskStore
+
+    def worker() -> deja.Cache:
+        return deja.Cache(
+            store=DiskStore(tmp_path / "cache"),
+            semantic=SemanticCache(embedder=embedder),
+            semantic_path=tmp_path / "cache" / "semantic-index",
+            semantic_save_interval=None,
+        )
+
+    seed = worker()
+    stored = seed.fetch(
+        chat_request("How do I change my PIN?"), chat_response, control={"tags": ["pin"]}
+    )
+    seed.close()
+    after = worker()
+    if how == "delete":
+        assert after.delete(stored.info.key) is True
+    elif how == "delete_tag":
+        assert after.delete_tag("pin") == 1
+    elif how == "clear":
+        assert after.clear() == 1
+    else:
+        assert after.clear(namespace=None) == 1
+    assert after.semantic is not None and len(after.semantic) == 0
+    assert after.feedback(stored.info.key, correct=False) is None  # gone, as documented
+    after.close()
+    restarted = worker()
+    restarted.load_semantic()
+    assert restarted.semantic is not None and len(restarted.semantic) == 0
+    restarted.close()

@@ -107,6 +107,25 @@ def _response_tokens(response: Mapping[str, Any] | None) -> int:
     return 0
 
 
+def _check_parts(admission: object, metrics: object, semantic: object) -> None:
+    """Refuse a part that is not one (a string, a bool...): each failed only at the first
+    call that used it, with an AttributeError from deep inside."""
+    if admission is not None and not callable(getattr(admission, "admit", None)):
+        raise TypeError(f"admission must be a deja.AdmissionPolicy, not {type(admission).__name__}")
+    if metrics is not None and not isinstance(metrics, Metrics):
+        methods = [name for name in dir(NullMetrics) if not name.startswith("_")]
+        missing = [name for name in methods if not hasattr(metrics, name)]
+        lacks = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if missing[4:] else "")
+        raise TypeError(
+            f"metrics must be a deja Metrics (PrometheusMetrics, NullMetrics or an object"
+            f" with their methods), not {type(metrics).__name__}: it lacks {lacks}"
+        )
+    if semantic is not None and not callable(getattr(semantic, "bind", None)):
+        raise TypeError(
+            f"semantic must be a deja.semantic.SemanticCache, not {type(semantic).__name__}"
+        )
+
+
 class Cache:
     """The exact-match response cache over one :class:`~deja.stores.base.Store`.
 
@@ -196,6 +215,7 @@ class Cache:
             )
         if mode not in ("default_on", "default_off"):
             raise ValueError(f"mode must be 'default_on' or 'default_off', got {mode!r}")
+        _check_parts(admission, metrics, semantic)
         self.mode: CacheMode = mode
         self.store = store
         self.ttl = validate_ttl(ttl)
@@ -1060,6 +1080,8 @@ class Cache:
     def delete(self, key: str) -> bool:
         """Delete one entry by key (and its semantic vector); returns whether it existed."""
         if self.semantic is not None:
+            # (a saved index loaded after the forgetting would bring the vector back)
+            self.load_semantic()
             self.semantic.forget(key)
         try:
             return self.store.delete(key)
@@ -1177,6 +1199,8 @@ class Cache:
 
         # (each entry decoded: a large batch off the event loop)
         doomed = still_tagged()
+        if self.semantic is not None and doomed:
+            self.load_semantic()  # (as delete's)
         deleted = 0
         for n, key in enumerate(doomed, 1):
             if self.semantic is not None:
@@ -1198,6 +1222,8 @@ class Cache:
         ``namespace`` and/or ``tenant``: that one scope (an unnamed tenant is ``None``, an
         unnamed namespace the cache's default). Returns the number deleted.
         """
+        if self.semantic is not None:
+            self.load_semantic()  # (as delete's)
         if namespace is _UNSET and tenant is _UNSET:
             prefix = f"{self.key_prefix}{KEY_VERSION}:"
             if self.semantic is not None:
