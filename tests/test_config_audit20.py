@@ -4,6 +4,7 @@ and keyed, and what the OS, HTTP or a pipe cannot take is said at load, naming t
 
 from __future__ import annotations
 
+import datetime
 import os
 import threading
 from collections.abc import Iterator
@@ -399,3 +400,37 @@ def test_an_empty_redis_host_from_the_environment_is_refused(tmp_path: Path) -> 
     with pytest.raises(ConfigError) as info:
         parse_config(config, base_dir=tmp_path, environ={"REDIS_HOST": ""})
     assert info.value.path == "caching.host" and "must not be empty" in str(info.value)
+
+
+async def test_defaults_with_number_keys_are_sent_as_json_writes_them(
+    upstream: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    """YAML reads ``logit_bias: {50256: -100}`` with int keys: the proxy died at start with
+    a bare TypeError (a wildcard route: a 500 on every request)."""
+    text = f"""
+model_list:
+  - model_name: biased
+    litellm_params:
+      model: openai/gpt-4o
+      api_base: {upstream.base_url}
+      api_key: sk-test
+      logit_bias: {{50256: -100}}
+      extra_body: {{allowed_token_ids_bias: {{128001: 5, true: 1}}}}
+"""
+    file = tmp_path / "config.yaml"
+    file.write_text(text)
+    app = ProxyApp(load_config(file))
+    try:
+        async with _client(app) as proxy:
+            answer = await proxy.post(CHAT, json=_chat("Hi", "biased"))
+    finally:
+        await app.aclose()
+    assert answer.status_code == 200, answer.text
+    sent = upstream.requests[-1].body
+    assert sent["logit_bias"] == {"50256": -100}
+    assert sent["allowed_token_ids_bias"] == {"128001": 5, "true": 1}
+
+
+def test_a_default_json_cannot_carry_is_refused_at_load(tmp_path: Path) -> None:
+    said = _litellm_params_error(tmp_path, stop=datetime.date(2026, 1, 1))
+    assert "litellm_params.stop" in said and "JSON value" in said

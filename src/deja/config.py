@@ -2333,12 +2333,35 @@ def _litellm_params(value: object, path: str, ctx: _Context) -> dict[str, object
         elif key == "order":
             params[key] = _int(raw, sub, ctx, what="a priority (1 is tried first)", minimum=1)
         elif key in DEPLOYMENT_DEFAULTS:
-            params[key] = raw  # any JSON value; the provider judges it
+            params[key] = _json_value(raw, sub, ctx)  # any JSON value; the provider judges it
         elif key == "extra_body":
             params.update(_extra_body(raw, block, sub, ctx))
         else:
             params[key] = _str(raw, sub, ctx)
     return params
+
+
+def _json_value(value: object, path: str, ctx: _Context) -> object:
+    """``value`` as JSON can carry it, for a request body: a mapping's number keys as
+    strings (YAML reads ``logit_bias: {50256: -100}`` with an int key, which JSON writes as
+    "50256", as LiteLLM's client does; left an int, the proxy failed to start), and
+    anything JSON has no form for (a YAML date, a key that is a list) refused."""
+    if isinstance(value, Mapping):
+        kept: dict[str, object] = {}
+        for key, item in value.items():
+            if isinstance(key, bool):
+                name = "true" if key else "false"
+            elif isinstance(key, (str, int, float)):
+                name = str(key)
+            else:
+                raise ConfigError(f"a key JSON cannot carry: {key!r:.40}", path=path)
+            kept[name] = _json_value(item, _join(path, name), ctx)
+        return kept
+    if isinstance(value, (list, tuple)):
+        return [_json_value(item, _at(path, i), ctx) for i, item in enumerate(value)]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise _type_error("a JSON value (text, number, true/false, list or mapping)", value, path, ctx)
 
 
 def _extra_body(
@@ -2357,7 +2380,7 @@ def _extra_body(
         if block.get(name) is not None:
             raise ConfigError(f"{name} is set here and beside extra_body; keep one", path=sub)
         if raw is not None:
-            (defaults if name in DEPLOYMENT_DEFAULTS else extra)[name] = raw
+            (defaults if name in DEPLOYMENT_DEFAULTS else extra)[name] = _json_value(raw, sub, ctx)
     return {**defaults, "extra_body": extra} if extra else defaults
 
 

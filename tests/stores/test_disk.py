@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -496,4 +497,28 @@ def test_rows_gone_before_their_grace_ended_do_not_stop_the_sweep(
             store.tag("other", ["x"], None)
     assert store.keys_for("long") == []
     assert store._tags().execute("SELECT count(*) FROM tag_key").fetchone()[0] == 1
+    store.close()
+
+
+def test_close_lets_the_async_callers_threads_go(tmp_path: Path) -> None:
+    """S3Store.close released them; DiskStore.close (the sync Cache's) left them running."""
+
+    def workers() -> int:
+        return sum(t.name.startswith("deja-disk") for t in threading.enumerate())
+
+    before = workers()
+    store = DiskStore(tmp_path / "a")
+
+    async def use() -> None:
+        await store.aset("k", b"v", None)
+        await store.aget_many(["k"])
+
+    asyncio.run(use())
+    assert workers() > before
+    store.close()
+    deadline = time.monotonic() + 5
+    while workers() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert workers() == before
+    assert store.get("k") == b"v"  # reopens on next use
     store.close()

@@ -1157,30 +1157,31 @@ class Cache:
             # missed were served. Every key the drop names is read again: an entry tagged
             # meanwhile, or stored again since (its value written after the first read),
             # goes too, rather than stay with no record naming it.
-            deleted = 0
+            gone: set[str] = set()
             for take in (store.keys_for, store.drop):
                 named: dict[str, None] = {}
                 for record in records:
                     named.update(dict.fromkeys(take(record)))
-                deleted += self._delete_tagged(tag, list(named))
+                self._delete_tagged(tag, list(named), gone)
+            deleted = len(gone)
         except Exception as exc:
             raise StoreError(f"delete_tag failed on store {self._store_name}: {exc!r}") from exc
         return deleted
 
-    def _delete_tagged(self, tag: str, keys: list[str]) -> int:
-        """Delete those of ``keys`` whose entries carry ``tag``; how many went. A record may
-        name an entry stored again since without the tag (or in another namespace's record
-        only): each entry's own tags decide.
+    def _delete_tagged(self, tag: str, keys: list[str], gone: set[str]) -> None:
+        """Delete those of ``keys`` whose entries carry ``tag``, adding the keys deleted to
+        ``gone`` (keys already in it, deleted by the first pass, are not read again alone).
+        A record may name an entry stored again since without the tag (or in another
+        namespace's record only): each entry's own tags decide.
 
         A key the batch read found nothing under is read again alone, a read that raises
         if the store cannot answer for that key: a Redis Cluster reads the keys of a node
         that fails (or rests after failing) as misses, right for a lookup, but here a miss
         passes for "already gone", and the drop would forget an entry that is served again
         once its node answers. The entries read are deleted even so, then StoreError is
-        raised: the records stay for the retry. (A key gone costs one read more, so
-        delete_tag's second pass reads each key its first deleted once more.)"""
+        raised: the records stay for the retry. (A key gone before costs one read more.)"""
         values = self.store.get_many(keys) if keys else []
-        unread = [n for n, data in enumerate(values) if data is None]
+        unread = [n for n, data in enumerate(values) if data is None and keys[n] not in gone]
         failures: list[StoreError] = []
         for done, n in enumerate(unread, 1):
             try:
@@ -1201,19 +1202,18 @@ class Cache:
         doomed = still_tagged()
         if self.semantic is not None and doomed:
             self.load_semantic()  # (as delete's)
-        deleted = 0
         for n, key in enumerate(doomed, 1):
             if self.semantic is not None:
                 self.semantic.forget(key)
-            deleted += self.store.delete(key)
+            if self.store.delete(key):
+                gone.add(key)
             if n % _aio.OFFLOAD_BATCH == 0:
                 time.sleep(0)  # a store that never waits: let others in
         if failures:
             raise StoreError(
                 f"{len(failures)} of the {len(keys)} tagged keys could not be read"
-                f" ({deleted} entries deleted): {failures[0]}"
+                f" ({len(gone)} entries deleted): {failures[0]}"
             ) from failures[0]
-        return deleted
 
     def clear(self, *, namespace: str | None = _UNSET, tenant: str | None = _UNSET) -> int:
         """Delete entries under this cache's ``key_prefix`` only.

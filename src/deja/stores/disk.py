@@ -247,7 +247,9 @@ class DiskStore(SyncStore, SyncTagIndex):
             return StoreUsage(entries=len(cache), bytes=int(cache.volume()), evictions=None)
 
     def close(self) -> None:
-        """Close the files this thread opened; the store reopens on next use."""
+        """Close the files this thread opened, and let the async callers' worker threads
+        go; the store reopens on next use."""
+        self._release_workers()
         with self._open_lock:
             cache, self._cache = self._cache, None
         with self._tag_lock:
