@@ -1157,20 +1157,21 @@ class Cache:
             # missed were served. Every key the drop names is read again: an entry tagged
             # meanwhile, or stored again since (its value written after the first read),
             # goes too, rather than stay with no record naming it.
+            deleted = 0
             gone: set[str] = set()
             for take in (store.keys_for, store.drop):
                 named: dict[str, None] = {}
                 for record in records:
                     named.update(dict.fromkeys(take(record)))
-                self._delete_tagged(tag, list(named), gone)
-            deleted = len(gone)
+                deleted += self._delete_tagged(tag, list(named), gone)
         except Exception as exc:
             raise StoreError(f"delete_tag failed on store {self._store_name}: {exc!r}") from exc
         return deleted
 
-    def _delete_tagged(self, tag: str, keys: list[str], gone: set[str]) -> None:
-        """Delete those of ``keys`` whose entries carry ``tag``, adding the keys deleted to
-        ``gone`` (keys already in it, deleted by the first pass, are not read again alone).
+    def _delete_tagged(self, tag: str, keys: list[str], gone: set[str]) -> int:
+        """Delete those of ``keys`` whose entries carry ``tag``; how many went. The keys
+        deleted are added to ``gone`` (keys already in it, deleted by the first pass, are
+        not read again alone).
         A record may name an entry stored again since without the tag (or in another
         namespace's record only): each entry's own tags decide.
 
@@ -1202,18 +1203,21 @@ class Cache:
         doomed = still_tagged()
         if self.semantic is not None and doomed:
             self.load_semantic()  # (as delete's)
+        deleted = 0
         for n, key in enumerate(doomed, 1):
             if self.semantic is not None:
                 self.semantic.forget(key)
             if self.store.delete(key):
                 gone.add(key)
+                deleted += 1
             if n % _aio.OFFLOAD_BATCH == 0:
                 time.sleep(0)  # a store that never waits: let others in
         if failures:
             raise StoreError(
                 f"{len(failures)} of the {len(keys)} tagged keys could not be read"
-                f" ({len(gone)} entries deleted): {failures[0]}"
+                f" ({deleted} entries deleted): {failures[0]}"
             ) from failures[0]
+        return deleted
 
     def clear(self, *, namespace: str | None = _UNSET, tenant: str | None = _UNSET) -> int:
         """Delete entries under this cache's ``key_prefix`` only.
