@@ -64,6 +64,7 @@ from deja.server.http import (
     read_body,
     send_json,
     send_raw,
+    whole_bodies,
 )
 from deja.server.workers import aggregated_exposition, aggregated_stats, multiprocess
 from deja.streaming import SSE_DONE, sse_event
@@ -701,6 +702,8 @@ class ProxyApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
+            if scope.get("http_version") == "1.0":
+                send = whole_bodies(send)
             await self._http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
