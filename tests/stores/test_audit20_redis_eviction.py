@@ -152,3 +152,27 @@ async def test_a_cluster_reads_every_master(
         (read,) = [r for r in caplog.records if "eviction policy read" in r.getMessage()]
         assert read.getMessage().count("bytes)") == len(redis_cluster.nodes)
         await store.aclose()
+
+
+def test_delete_tag_frees_a_store_full_under_noeviction(tmp_path: Path) -> None:
+    """The drop script was refused as out of memory (OOM command not allowed) when the
+    tag's deleted entries freed less than the store was over: every delete_tag raised, its
+    entries deleted, until memory freed by itself."""
+    import deja
+    from tests.helpers import chat_request, chat_response
+
+    server = start(tmp_path, "--maxmemory", "4mb", "--maxmemory-policy", "noeviction")
+    with redis_servers.running(server):
+        store = RedisStore(url=server.url)
+        cache = deja.Cache(store=store, ttl=600, compress_min_bytes=10**9)
+        for n in range(3):  # small tagged answers first
+            cache.put(chat_request(f"tagged {n}"), chat_response("ok"), control={"tags": ["doc"]})
+        for n in range(1000):  # then large untagged ones until the store refuses one
+            cache.put(chat_request(f"big {n}"), chat_response("x" * 50_000))
+            if cache.get(chat_request(f"big {n}")).entry is None:
+                break
+        else:
+            pytest.fail("the store never filled up")
+        assert cache.delete_tag("doc") == 3
+        assert cache.get(chat_request("tagged 0")).entry is None
+        cache.close()

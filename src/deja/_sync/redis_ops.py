@@ -115,7 +115,9 @@ return 1
 # read it, in one step, so no key tagged in between is lost. Run twice (its reply lost and
 # the command sent again) it reads the same keys: what it moved stays there (for ARGV[1]
 # ms at most) until the drop deletes it, and a record tagged again meanwhile joins it.
-_DROP_SCRIPT: Final = """
+# allow-oom: a store full under noeviction refused the drop of a tag whose entries were
+# just deleted (every retry too, until memory freed); the drop frees memory itself
+_DROP_SCRIPT: Final = """#!lua flags=allow-oom
 if redis.call('EXISTS', KEYS[1]) == 1 then
     redis.call('SUNIONSTORE', KEYS[2], KEYS[2], KEYS[1])
     redis.call('UNLINK', KEYS[1])
