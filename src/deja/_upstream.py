@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import math
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -35,6 +36,7 @@ __all__ = [
     "AUTOMATIC_CACHING",
     "NOT_A_STREAM_BYTES",
     "PROVIDER_OPTIONS",
+    "CALL_SETTINGS",
     "TRANSPORT_FIELDS",
     "call_key_fields",
     "compatible_payload",
@@ -282,22 +284,34 @@ def _retry_info(body: object) -> float | None:
 
 
 def _header_retry_after(headers: Mapping[str, str]) -> float | None:
+    """The wait a ``retry-after-ms`` / ``retry-after`` header asks for; ``None`` for none,
+    or one that says nothing usable (``soon``, ``inf``, ``nan``: such a header made every
+    call through it an internal error, never failed over)."""
     value = headers.get("retry-after-ms")
     if value is not None:
-        try:
-            return max(0.0, float(value) / 1000)
-        except ValueError:
-            pass
+        seconds = _seconds(value)
+        if seconds is not None:
+            return seconds / 1000
     value = headers.get("retry-after")
-    if value is None:
+    if not value:
         return None
+    seconds = _seconds(value)
+    if seconds is not None:
+        return seconds
     try:
-        return max(0.0, float(value))
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _seconds(value: str) -> float | None:
+    """A header's number of seconds, at least 0; ``None`` when it is no finite number."""
+    try:
+        seconds = float(value)
     except ValueError:
-        when = email.utils.parsedate_to_datetime(value) if value else None
-        if when is None:
-            return None
-        return max(0.0, when.timestamp() - time.time())
+        return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def error_for(response: HTTPAnswer, provider: str) -> ProviderError:
@@ -357,8 +371,15 @@ def queried(
 
 
 # a call's arguments that are no request fields (split_arguments takes them out)
-TRANSPORT_FIELDS = frozenset({"extra_headers", "extra_body", "extra_query", "cache", "caching"}) | (
-    PROVIDER_OPTIONS
+# LiteLLM's per-call settings of the call itself, not of the request: never sent (OpenAI
+# refuses an unknown field with a 400, so every miss failed) and never keyed. deja's
+# retries and timeouts are the client's (``max_retries=``, ``timeout=``) or the deployment's.
+CALL_SETTINGS = frozenset({"num_retries", "max_retries", "request_timeout"})
+
+TRANSPORT_FIELDS = (
+    frozenset({"extra_headers", "extra_body", "extra_query", "cache", "caching"})
+    | PROVIDER_OPTIONS
+    | CALL_SETTINGS
 )
 
 
@@ -388,6 +409,8 @@ def split_arguments(
     for source in (body, extra_body):
         if "caching" in source:
             cache = merge(parse_controls(cache), caching_switch(source.pop("caching")))
+        for name in CALL_SETTINGS.intersection(source):
+            del source[name]
     body.update(extra_body)
     return body, cache, extra_headers, options, dict(query)
 

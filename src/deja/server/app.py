@@ -32,7 +32,7 @@ from deja._async.context_caches import AsyncContextCaches
 from deja._async.embeddings import acached_embeddings
 from deja._async.streams import AsyncCachedStream, aopen_uncached
 from deja._embedding_items import embedding_items, item_requests
-from deja._upstream import PROVIDER_OPTIONS, retry_worthy
+from deja._upstream import CALL_SETTINGS, PROVIDER_OPTIONS, retry_worthy
 from deja.config import DEPLOYMENT_DEFAULTS, ModelDeployment, Settings, build_cache
 from deja.controls import CacheControl, caching_switch, from_header, merge, parse_controls
 from deja.errors import (
@@ -378,8 +378,11 @@ def _retry_delay(exc: ProviderError, retry: int) -> float:
 
 def _failover_worthy(exc: ProviderError) -> bool:
     """Worth trying the next deployment of the same model name for: what is worth a retry,
-    and any 5xx."""
-    return retry_worthy(exc) or (exc.status_code or 0) >= 500
+    any 5xx, and a success status whose answer deja cannot use (HTML from a gateway's login
+    page, JSON that is no answer: the caller got a 502 while a healthy deployment of the
+    same name went untried)."""
+    status = exc.status_code or 0
+    return retry_worthy(exc) or status >= 500 or upstream_error_label(exc) == "bad_answer"
 
 
 # How often a failure that recurs on every request is logged: once when it starts, then
@@ -1769,11 +1772,17 @@ _FILELESS_FIELDS = frozenset(
 _STORAGE_SCHEMES = ("s3://", "gs://")
 
 
+_CALL_SETTINGS = CALL_SETTINGS | {"timeout"}  # (a library call's timeout is an argument)
+
+
 def _body_controls(body: dict[str, Any]) -> CacheControl:
     """The cache options a request body carries, taken out of it (never sent upstream nor
     keyed): its ``cache`` object, and LiteLLM's per-call ``caching`` switch, as the library
     takes them. A bad one is a 400 naming it."""
     options = body.pop("cache", None)
+    # LiteLLM's per-call settings: this proxy's retries and timeouts are the deployment's
+    for name in _CALL_SETTINGS.intersection(body):
+        del body[name]
     try:
         ctl = parse_controls(options)
         if "caching" in body:
@@ -1941,7 +1950,8 @@ def _http_error(exc: Exception) -> HTTPError:
         headers: list[tuple[bytes, bytes]] = []
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
-            headers.append((b"retry-after", str(int(retry_after)).encode()))
+            # whole seconds, rounded up: 0.4 s said as 0 had SDKs retry at once
+            headers.append((b"retry-after", str(math.ceil(retry_after)).encode()))
         return HTTPError(status, _caller_message(exc), body=body, headers=headers)
     if isinstance(exc, MissingDependencyError):
         # found at start for what the configuration names; whatever else needs one is

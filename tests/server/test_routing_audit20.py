@@ -1,0 +1,131 @@
+"""Upstream failures the proxy met badly (audit 20, routing): a Retry-After that says
+nothing usable, a 200 that is no answer, LiteLLM's per-call settings in a body, and a
+sub-second wait told to the caller as 0."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx2
+import pytest
+
+from deja._upstream import asked_delay
+from deja.testing import FakeOpenAIServer
+from tests.server.conftest import proxy_config
+
+CHAT = "/v1/chat/completions"
+BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Capital of Peru?"}]}
+
+
+@pytest.fixture
+def second() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer() as server:
+        yield server
+
+
+def _two_deployments(second: FakeOpenAIServer, first_base: str) -> dict[str, Any]:
+    """gpt-4o at ``first_base`` (tried first) and at ``second``."""
+    second_base = second.base_url
+    config = proxy_config(second)
+    config["model_list"] = [
+        {
+            "model_name": "gpt-4o",
+            "litellm_params": {
+                "model": "openai/gpt-4o",
+                "api_base": base,
+                "api_key": "sk-up",
+                "order": order,
+            },
+        }
+        for order, base in ((1, first_base), (2, second_base))
+    ]
+    return config
+
+
+@pytest.mark.parametrize("value", ["soon", "inf", "1e400", "nan", "Wed, 99 Foo 2026"])
+def test_a_retry_after_that_says_nothing_usable_is_no_wait(value: str) -> None:
+    assert asked_delay({"retry-after": value}) is None
+    assert asked_delay({"retry-after-ms": value, "retry-after": "2"}) == 2.0
+
+
+@pytest.mark.parametrize("value", ["soon", "inf"])
+async def test_a_429_with_a_garbled_retry_after_fails_over(
+    upstream: FakeOpenAIServer,
+    second: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    value: str,
+) -> None:
+    """It was a 500 "internal error: ValueError" (inf: an OverflowError out of the app),
+    and the healthy deployment was never tried."""
+    upstream.fail_next(429, headers={"retry-after": value}, times=5)
+    async with make_proxy(_two_deployments(second, upstream.base_url)) as proxy:
+        answer = await proxy.post(CHAT, json=BODY)
+    assert answer.status_code == 200, answer.text
+    assert second.count("/v1/chat/completions") == 1
+
+
+class _Html(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        body = b"<html><body>Gateway login</body></html>"
+        self.send_response(200)
+        self.send_header("content-type", "text/html")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+async def test_a_200_that_is_no_answer_fails_over(
+    second: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient]
+) -> None:
+    """A 502 to the caller while the other deployment of the name went untried."""
+    html = ThreadingHTTPServer(("127.0.0.1", 0), _Html)
+    with html:
+        import threading
+
+        threading.Thread(target=html.serve_forever, daemon=True).start()
+        base = f"http://127.0.0.1:{html.server_address[1]}/v1"
+        async with make_proxy(_two_deployments(second, base)) as proxy:
+            answers = [await proxy.post(CHAT, json={**BODY, "seed": n}) for n in range(3)]
+        html.shutdown()
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert second.count("/v1/chat/completions") == 3
+
+
+async def test_litellm_s_per_call_settings_are_not_sent_upstream(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient]
+) -> None:
+    """OpenAI refuses unknown fields: every miss carrying one was a 400."""
+    settings = {"num_retries": 2, "max_retries": 1, "request_timeout": 30, "timeout": 30}
+    async with make_proxy(proxy_config(upstream)) as proxy:
+        answer = await proxy.post(CHAT, json={**BODY, **settings})
+        again = await proxy.post(CHAT, json=BODY)
+    assert answer.status_code == 200
+    assert not set(settings) & set(upstream.requests[-1].body)
+    assert again.headers["x-deja-cache"] == "hit"  # (never keyed either)
+
+
+def test_the_client_sends_no_per_call_settings_upstream(upstream: FakeOpenAIServer) -> None:
+    import deja
+
+    client = deja.Client(api_base=upstream.base_url, api_key="k")
+    client.completion(model="gpt-4o", messages=BODY["messages"], num_retries=2)
+    client.completion(model="gpt-4o", messages=BODY["messages"], extra_body={"request_timeout": 5})
+    for request in upstream.requests:
+        assert not {"num_retries", "request_timeout"} & set(request.body)
+
+
+async def test_a_sub_second_wait_is_told_as_a_whole_second(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient]
+) -> None:
+    """retry-after-ms: 400 reached the caller as retry-after: 0 (SDKs retried at once)."""
+    upstream.fail_next(429, headers={"retry-after-ms": "400"}, times=20)
+    async with make_proxy(proxy_config(upstream)) as proxy:
+        answer = await proxy.post(CHAT, json=BODY)
+    assert answer.status_code == 429
+    assert answer.headers["retry-after"] == "1"
