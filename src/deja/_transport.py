@@ -17,6 +17,7 @@ When the environment configures an HTTP proxy (``HTTP_PROXY``, ``HTTPS_PROXY``,
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Mapping
@@ -36,6 +37,7 @@ __all__ = [
     "SyncHTTP",
     "SyncHTTPResponse",
     "async_http_client",
+    "check_http_client",
     "sync_http_client",
 ]
 
@@ -79,6 +81,22 @@ SyncChunkStream = Generator[dict[str, Any], None, None]
 SyncHTTP = httpx2.Client
 """The sync client's transport (the generated sync twin of AsyncClient uses httpx2)."""
 SyncHTTPResponse = httpx2.Response
+
+
+def check_http_client(client: object, *, asynchronous: bool) -> None:
+    """Refuse an ``http_client=`` that cannot serve the client it is given to: one without
+    ``build_request`` and ``send``, or a sync one given to the async client (its ``send``
+    is awaited) and the reverse (its ``send`` returns a coroutine). Each failed only at the
+    first call, with an AttributeError or TypeError from inside the client."""
+    kind = "an httpx2.AsyncClient" if asynchronous else "an httpx2.Client"
+    send = getattr(client, "send", None)
+    if not callable(getattr(client, "build_request", None)) or not callable(send):
+        raise TypeError(f"http_client must be {kind} (or one like it), not {type(client).__name__}")
+    if inspect.iscoroutinefunction(send) != asynchronous:
+        which = "async" if asynchronous else "sync"
+        raise TypeError(
+            f"http_client must be {kind} (the {which} client's), not {type(client).__name__}"
+        )
 
 
 def sync_http_client(*, max_connections: int, timeout: float) -> httpx2.Client:

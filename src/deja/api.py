@@ -88,7 +88,21 @@ def set_default_client(
     client: Client | None = None, *, async_client: AsyncClient | None = None
 ) -> None:
     """Make ``client`` / ``async_client`` the ones the module-level functions use."""
+    _check_defaults(client, async_client)
     DEFAULTS.replace(client, async_client)
+
+
+def _check_defaults(client: object, async_client: object) -> None:
+    """Refuse the wrong kind of client (an AsyncClient as ``client``, an ``openai.OpenAI``):
+    it failed only at the next ``deja.completion``, with an AttributeError from inside."""
+    if client is not None and not isinstance(client, Client):
+        hint = " (give it as async_client=)" if isinstance(client, AsyncClient) else ""
+        raise TypeError(f"client must be a deja.Client, not {type(client).__name__}{hint}")
+    if async_client is not None and not isinstance(async_client, AsyncClient):
+        hint = " (give it as client=)" if isinstance(async_client, Client) else ""
+        raise TypeError(
+            f"async_client must be a deja.AsyncClient, not {type(async_client).__name__}{hint}"
+        )
 
 
 # The settings of the cache enable_cache() returns that its async twin takes too
@@ -108,16 +122,24 @@ _SHARED_SETTINGS = frozenset(
 
 
 def _shared(name: str) -> property:
-    """A setting of :class:`_DefaultCache` that its async twin takes too."""
+    """A setting of :class:`_DefaultCache` that its async twin takes too, checked as
+    :class:`~deja.Cache` checks it (its own property runs first: a value refused there is
+    set on neither cache)."""
+    checked = vars(Cache).get(name)  # Cache's property, for a setting it checks
 
     def get(self: Cache) -> Any:
+        if isinstance(checked, property):
+            return checked.__get__(self)
         return self.__dict__[name]
 
     def set(self: Cache, value: Any) -> None:
-        self.__dict__[name] = value
+        if isinstance(checked, property):
+            checked.__set__(self, value)
+        else:
+            self.__dict__[name] = value
         twin = self.__dict__.get("_twin")
         if twin is not None:
-            setattr(twin, name, value)
+            setattr(twin, name, get(self))
 
     return property(get, set)
 

@@ -24,6 +24,7 @@ __all__ = [
     "PROVIDER_API_BASES",
     "PROVIDER_ALIASES",
     "Request",
+    "check_tenant",
     "env_api_base",
     "is_openais",
     "RequestKind",
@@ -424,7 +425,7 @@ class Request:
             messages=checked,
             params=params,
             kind="chat",
-            tenant=_check_tenant(tenant),
+            tenant=check_tenant(tenant),
         )
         request.plain_messages = plain
         return request
@@ -465,7 +466,7 @@ class Request:
             messages=messages,
             params=params,
             kind=kind,
-            tenant=_check_tenant(tenant),
+            tenant=check_tenant(tenant),
         )
         request.plain_messages = plain
         return request
@@ -510,7 +511,9 @@ def _check_params(params: Mapping[str, Any], kind: RequestKind = "chat") -> None
             raise InvalidRequestError(f"{name} must be {what}, got {value!r:.80}")
 
 
-def _check_tenant(tenant: str | None) -> str | None:
+def check_tenant(tenant: str | None) -> str | None:
+    """``tenant`` if it is ``None`` or a non-empty string, else
+    :class:`~deja.errors.InvalidRequestError`."""
     if tenant is not None and (not isinstance(tenant, str) or not tenant):
         raise InvalidRequestError("tenant must be a non-empty string or None")
     return tenant

@@ -19,6 +19,7 @@ C = TypeVar("C")
 def _sdk_types() -> Any:
     try:
         import openai
+        from openai.lib import _parsing as parsing  # what the SDK's parse() calls
         from openai.types import CreateEmbeddingResponse, Embedding
         from openai.types.chat import ChatCompletion, ChatCompletionChunk
         from openai.types.create_embedding_response import Usage
@@ -26,6 +27,7 @@ def _sdk_types() -> Any:
         raise MissingDependencyError("openai", "openai") from exc
     return SimpleNamespace(
         openai=openai,
+        parsing=parsing,
         ChatCompletion=ChatCompletion,
         ChatCompletionChunk=ChatCompletionChunk,
         CreateEmbeddingResponse=CreateEmbeddingResponse,
@@ -35,7 +37,7 @@ def _sdk_types() -> Any:
 
 
 def wrap(client: C, *, cache: Cache | AsyncCache | None = None) -> C:
-    """Cache ``client.chat.completions.create`` and ``client.embeddings.create``.
+    """Cache ``client.chat.completions.create`` (and ``parse``) and ``client.embeddings.create``.
 
     ``client`` is an ``openai.OpenAI`` (give a :class:`deja.Cache`) or an
     ``openai.AsyncOpenAI`` (give a :class:`deja.AsyncCache`); without ``cache`` a fresh
@@ -45,7 +47,9 @@ def wrap(client: C, *, cache: Cache | AsyncCache | None = None) -> C:
     SDK's own response types; the SDK's exceptions pass through unchanged. How a response
     was served (hit, miss...): :func:`deja.cache_info`. A streamed call returns an iterator
     of the SDK's chunks with ``.cache`` and ``close()``; the SDK's
-    ``chat.completions.stream()`` helper is cached the same way.
+    ``chat.completions.stream()`` helper is cached the same way, and
+    ``chat.completions.parse()`` as the ``create`` call it makes (its pydantic
+    ``response_format`` keyed as the JSON schema sent for it), its answer parsed anew.
 
     Raw-response calls bypass the cache: ``.with_raw_response.create(...)`` and
     ``.with_streaming_response.create(...)`` (chat and embeddings) ask for the HTTP response
@@ -69,15 +73,15 @@ def wrap(client: C, *, cache: Cache | AsyncCache | None = None) -> C:
         acache = cache if cache is not None else AsyncCache()
         if not isinstance(acache, AsyncCache):
             raise TypeError("an AsyncOpenAI client needs a deja.AsyncCache")
-        completions.create = AsyncCachedCompletions(
-            completions.create, acache, client, types
-        ).create
+        chat = AsyncCachedCompletions(completions.create, acache, client, types, completions.parse)
+        completions.create, completions.parse = chat.create, chat.parse
         embeddings.create = AsyncCachedEmbeddings(embeddings.create, acache, client, types).create
     else:
         scache = cache if cache is not None else Cache()
         if not isinstance(scache, Cache):
             raise TypeError("an OpenAI client needs a deja.Cache (use AsyncCache with AsyncOpenAI)")
-        completions.create = CachedCompletions(completions.create, scache, client, types).create
+        schat = CachedCompletions(completions.create, scache, client, types, completions.parse)
+        completions.create, completions.parse = schat.create, schat.parse
         embeddings.create = CachedEmbeddings(embeddings.create, scache, client, types).create
     # `client.with_options(timeout=5)` (or `.copy()`) makes a new client: wrap it too, with
     # the same cache, or its calls would quietly skip the cache

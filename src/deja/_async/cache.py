@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
 import os
 import threading
@@ -59,7 +60,7 @@ from deja.keys import (
 )
 from deja.metrics import Metrics, NullMetrics
 from deja.policy import AdmissionPolicy, age, answer_expiry, expiry, is_fresh, kept_for, resolve_ttl
-from deja.request import Request
+from deja.request import Request, check_tenant
 from deja.result import CacheInfo, CacheResult, CacheStats, CacheStatus
 from deja.semantic.scope import builder_context
 from deja.stores.base import Locking, SharedValues, Store, TagIndex, locking_of, validate_ttl
@@ -109,8 +110,24 @@ def _response_tokens(response: Mapping[str, Any] | None) -> int:
 def _check_parts(admission: object, metrics: object, semantic: object) -> None:
     """Refuse a part that is not one (a string, a bool...): each failed only at the first
     call that used it, with an AttributeError from deep inside."""
-    if admission is not None and not callable(getattr(admission, "admit", None)):
+    if admission is not None:
+        _checked_admission(admission)
+    check_metrics(metrics)
+    if semantic is not None and not callable(getattr(semantic, "bind", None)):
+        raise TypeError(
+            f"semantic must be a deja.semantic.SemanticCache, not {type(semantic).__name__}"
+        )
+
+
+def _checked_admission(admission: Any) -> AdmissionPolicy:
+    if not callable(getattr(admission, "admit", None)):
         raise TypeError(f"admission must be a deja.AdmissionPolicy, not {type(admission).__name__}")
+    return admission  # type: ignore[no-any-return]
+
+
+def check_metrics(metrics: object) -> None:
+    """Refuse ``metrics`` (of a cache or a client) that is neither ``None`` nor a
+    :class:`~deja.metrics.Metrics`, nor an object with its methods."""
     if metrics is not None and not isinstance(metrics, Metrics):
         methods = [name for name in dir(NullMetrics) if not name.startswith("_")]
         missing = [name for name in methods if not hasattr(metrics, name)]
@@ -119,9 +136,56 @@ def _check_parts(admission: object, metrics: object, semantic: object) -> None:
             f"metrics must be a deja Metrics (PrometheusMetrics, NullMetrics or an object"
             f" with their methods), not {type(metrics).__name__}: it lacks {lacks}"
         )
-    if semantic is not None and not callable(getattr(semantic, "bind", None)):
+
+
+def _checked_namespace(namespace: Any) -> str | None:
+    """``None`` or a namespace the ``cache`` option takes (else :class:`ControlError`):
+    a namespace no request can name would key entries nothing reads or deletes."""
+    if namespace is not None:
+        parse_controls({"namespace": namespace})  # one validation rule for namespaces
+    return namespace  # type: ignore[no-any-return]
+
+
+def _checked_size(name: str, value: Any, least: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int (bytes), not {type(value).__name__}")
+    if value < least:
+        raise ValueError(f"{name} must be >= {least}, not {value}")
+    return value
+
+
+def _answer(response: _T, what: str = "fetch's call must return") -> _T:
+    """``response`` if it is an answer to store (a mapping); else a TypeError saying what
+    was expected, before the policy's reads of it fail with an AttributeError. An
+    ``async def`` given to the sync :class:`Cache` returns a coroutine: it is closed
+    (never run, so no "never awaited" warning) and the caller pointed at AsyncCache."""
+    if isinstance(response, Mapping):
+        return response
+    if inspect.iscoroutine(response):
+        response.close()
+        cache = "deja.Async" + "Cache"  # (in two: the sync twin's generator renames the word)
         raise TypeError(
-            f"semantic must be a deja.semantic.SemanticCache, not {type(semantic).__name__}"
+            f"{what} an OpenAI-shaped dict, not a coroutine: an async function needs {cache}"
+        )
+    raise TypeError(f"{what} an OpenAI-shaped dict (a mapping), not {type(response).__name__}")
+
+
+def _awaitable(answer: Any) -> Awaitable[Any]:
+    """``answer`` (what an AsyncCache's ``call()`` returned) if it can be awaited; else the
+    TypeError of a sync function given to the async cache."""
+    if not inspect.isawaitable(answer):
+        raise TypeError(
+            f"fetch's call returned a {type(answer).__name__}, not an awaitable: AsyncCache"
+            " needs an async function (a sync one goes to deja.Cache)"
+        )
+    return answer
+
+
+def _check_request(request: object) -> None:
+    if not isinstance(request, Request):
+        raise TypeError(
+            f"a deja.Request is expected (Request.chat(model=..., messages=...)), not"
+            f" {type(request).__name__}"
         )
 
 
@@ -172,6 +236,10 @@ class AsyncCache:
     * ``mode``: LiteLLM's cache modes: ``"default_on"`` caches every request,
       ``"default_off"`` only those that opt in with ``use-cache: true`` (the others
       neither read nor write it).
+
+    ``ttl``, ``key_prefix``, ``namespace``, ``admission``, ``mode``, ``max_entry_bytes``
+    and ``compress_min_bytes`` may be changed on a live cache (``cache.key_prefix =
+    "deja:prompt-v2:"``); each new value is checked as the constructor checks it.
     """
 
     def __init__(
@@ -201,23 +269,24 @@ class AsyncCache:
             from deja.stores.memory import MemoryStore
 
             store = MemoryStore()
-        if not isinstance(key_prefix, str) or not key_prefix.isprintable():
-            raise ValueError("key_prefix must be a printable string")
-        if namespace is not None:
-            parse_controls({"namespace": namespace})  # one validation rule for namespaces
-        if max_entry_bytes < 1 or compress_min_bytes < 0:
-            raise ValueError("max_entry_bytes must be positive, compress_min_bytes >= 0")
         if not isinstance(store, Store):
             raise TypeError(
                 f"store must be a deja store (MemoryStore, DiskStore, RedisStore...), not"
                 f" {type(store).__name__}"
             )
-        if mode not in ("default_on", "default_off"):
-            raise ValueError(f"mode must be 'default_on' or 'default_off', got {mode!r}")
         _check_parts(admission, metrics, semantic)
-        self.mode: CacheMode = mode
+        if prices is not None:
+            from deja.prices import PriceTable
+
+            if not isinstance(prices, PriceTable):
+                raise TypeError(f"prices must be a deja PriceTable, not {type(prices).__name__}")
+        if not callable(clock):
+            raise TypeError(f"clock must be a function returning the time, not {clock!r:.80}")
+        # (each setting is checked as it is set: see "settings" below)
+        self.semantic = semantic  # (bound below: key_prefix's setter moves a bound tier)
+        self.mode = mode
         self.store = store
-        self.ttl = validate_ttl(ttl)
+        self.ttl = ttl
         self.key_prefix = key_prefix
         self.namespace = namespace
         self.key_builder = key_builder
@@ -257,7 +326,6 @@ class AsyncCache:
             {} if isinstance(store, SharedValues) and store.shares_values() else None
         )
         self._memo_bytes = 0
-        self.semantic = semantic
         if semantic is not None:
             semantic.bind(key_prefix)
         if semantic is not None and semantic.metrics is None:
@@ -287,17 +355,99 @@ class AsyncCache:
         self._store_errors = self._saved_tokens = 0
         self._saved_usd = 0.0
 
+    # -- settings ---------------------------------------------------------------------
+    # Properties, so that a setting changed on a live cache (``cache.ttl = "900"``) is
+    # checked as the constructor checks it, not refused by every later call; the request
+    # path reads the private attributes (a hit pays for no property).
+
+    @property
+    def mode(self) -> CacheMode:
+        """``"default_on"`` or ``"default_off"`` (see the class docstring)."""
+        return self._mode
+
+    @mode.setter
+    def mode(self, mode: CacheMode) -> None:
+        if mode not in ("default_on", "default_off"):
+            raise ValueError(f"mode must be 'default_on' or 'default_off', got {mode!r}")
+        self._mode = mode
+
+    @property
+    def ttl(self) -> float | None:
+        """Default seconds an entry lives (``None``: until evicted)."""
+        return self._ttl
+
+    @ttl.setter
+    def ttl(self, ttl: float | None) -> None:
+        self._ttl = validate_ttl(ttl)
+
+    @property
+    def key_prefix(self) -> str:
+        """The first part of every key; set a new one to invalidate every entry at once."""
+        return self._key_prefix
+
+    @key_prefix.setter
+    def key_prefix(self, key_prefix: str) -> None:
+        if not isinstance(key_prefix, str) or not key_prefix.isprintable():
+            raise ValueError(f"key_prefix must be a printable string, not {key_prefix!r:.80}")
+        semantic = self.semantic
+        old = self.__dict__.get("_key_prefix")
+        if semantic is not None and old is not None and key_prefix != old:
+            # the tier follows its cache to the new prefix, as the constructor binds it:
+            # else a bumped prefix's lookups by meaning still served the old entries
+            semantic.rebind(old, key_prefix)
+        self._key_prefix = key_prefix
+
+    @property
+    def namespace(self) -> str | None:
+        """The namespace of requests that name none."""
+        return self._namespace_default
+
+    @namespace.setter
+    def namespace(self, namespace: str | None) -> None:
+        self._namespace_default = _checked_namespace(namespace)
+
+    @property
+    def admission(self) -> AdmissionPolicy:
+        """Which responses may be stored."""
+        return self._admission
+
+    @admission.setter
+    def admission(self, admission: AdmissionPolicy) -> None:
+        self._admission = _checked_admission(admission)
+
+    @property
+    def max_entry_bytes(self) -> int:
+        """The largest encoded entry stored."""
+        return self._max_entry_bytes
+
+    @max_entry_bytes.setter
+    def max_entry_bytes(self, size: int) -> None:
+        self._max_entry_bytes = _checked_size("max_entry_bytes", size, 1)
+
+    @property
+    def compress_min_bytes(self) -> int:
+        """Entries at least this large are compressed."""
+        return self._compress_min_bytes
+
+    @compress_min_bytes.setter
+    def compress_min_bytes(self, size: int) -> None:
+        self._compress_min_bytes = _checked_size("compress_min_bytes", size, 0)
+
     # -- keys -------------------------------------------------------------------------
 
     def key(self, request: Request, control: CacheControl | None = None) -> str:
         """The key ``request`` is stored under (with the control's namespace, if any)."""
         namespace = control.namespace if control is not None else None
-        return make_key(
-            request,
-            key_prefix=self.key_prefix,
-            namespace=namespace if namespace is not None else self.namespace,
-            builder=self.key_builder,
-        )
+        try:
+            return make_key(
+                request,
+                key_prefix=self._key_prefix,
+                namespace=namespace if namespace is not None else self._namespace_default,
+                builder=self.key_builder,
+            )
+        except AttributeError:  # (checked here, not before: a hit pays for no isinstance)
+            _check_request(request)
+            raise
 
     def key_for(
         self,
@@ -325,17 +475,18 @@ class AsyncCache:
         )
         ctl = parse_controls(cache)
         if namespace is not None:
-            ctl = merge(ctl, CacheControl(namespace=namespace))
+            ctl = merge(ctl, CacheControl(namespace=_checked_namespace(namespace)))
         return self.key(request, ctl)
 
     def explain(
         self, request: Request, control: Mapping[str, Any] | CacheControl | None = None
     ) -> dict[str, Any]:
         """The key of ``request`` and the normalized fields that made it."""
+        _check_request(request)
         ctl = parse_controls(control)
         return explain(
             request,
-            key_prefix=self.key_prefix,
+            key_prefix=self._key_prefix,
             namespace=self._namespace(ctl),
             builder=self.key_builder,
         )
@@ -399,12 +550,12 @@ class AsyncCache:
         """See :func:`deja.semantic.scope.builder_context` (raises
         :class:`~deja.errors.KeyBuilderError` if the builder fails on that request)."""
         return builder_context(
-            request, key_prefix=self.key_prefix, namespace=namespace, builder=self.key_builder
+            request, key_prefix=self._key_prefix, namespace=namespace, builder=self.key_builder
         )
 
     def _namespace(self, ctl: CacheControl) -> str | None:
         """The request's namespace, else this cache's."""
-        return ctl.namespace if ctl.namespace is not None else self.namespace
+        return ctl.namespace if ctl.namespace is not None else self._namespace_default
 
     # -- the request path ---------------------------------------------------------------
 
@@ -412,7 +563,7 @@ class AsyncCache:
         self, request: Request, *, control: Mapping[str, Any] | CacheControl | None = None
     ) -> CacheResult:
         """Look ``request`` up. ``result.response`` is ``None`` unless it is a hit."""
-        ctl = in_mode(parse_controls(control), self.mode)
+        ctl = in_mode(parse_controls(control), self._mode)
         key = self.key(request, ctl)
         if ctl.no_cache:
             return self._count(CacheResult(None, CacheInfo("bypass", key)))
@@ -435,6 +586,7 @@ class AsyncCache:
 
         Returns whether it was stored. Store failures are fail-open (``False``).
         """
+        response = _answer(response, "put's response must be")
         ctl = self._control(control)
         key = self.key(request, ctl)
         return await self._put(
@@ -451,7 +603,7 @@ class AsyncCache:
         """Look ``requests`` up in one store round trip (``get_many``: Redis MGET), in the
         exact tier only (the embeddings of a batch, each item a request). ``count=False``
         leaves the statistics to the caller (:meth:`count`), who knows more later."""
-        ctl = in_mode(parse_controls(control), self.mode)
+        ctl = in_mode(parse_controls(control), self._mode)
         keys = [self.key(request, ctl) for request in requests]
         if ctl.no_cache or not self._breaker.allow():
             status: CacheStatus = "bypass"
@@ -515,7 +667,7 @@ class AsyncCache:
         ctl = self._control(control)
         if ctl.no_store or not items:
             return 0
-        ttl = resolve_ttl(ctl.ttl, self.ttl)
+        ttl = resolve_ttl(ctl.ttl, self._ttl)
         encoded: dict[str, bytes] = {}
         stored: list[tuple[str, Request]] = []
         # answers that expire by themselves (audio) are stored with a TTL of their own
@@ -627,7 +779,8 @@ class AsyncCache:
         if ctl.no_cache:
             # skips the lookup and single-flight: the caller asked for a fresh answer
             try:
-                response = await call()
+                pending = _awaitable(call())  # unasync: pending = call()
+                response = _answer(await pending)
             except BaseException:  # counted all the same (the upstream's errors too)
                 self._count(CacheResult(None, CacheInfo("bypass", key)))
                 raise
@@ -668,7 +821,8 @@ class AsyncCache:
                 return waited
             try:
                 async with AsyncLockKeeper(self._locking, key + ":lock", token, self.lock_ttl):
-                    response = await call()
+                    pending = _awaitable(call())  # unasync: pending = call()
+                    response = _answer(await pending)
                 cost = self.cost(request, response)
                 store_ctl = await self.after_response(on_response, response, ctl)
                 await self._put(key, request, response, store_ctl, cost=cost, index=indexable)
@@ -1080,6 +1234,8 @@ class AsyncCache:
 
     async def delete(self, key: str) -> bool:
         """Delete one entry by key (and its semantic vector); returns whether it existed."""
+        if not isinstance(key, str):  # (bytes, None...: no entry has it, a silent False)
+            raise TypeError(f"delete takes an entry's key (a str), not {type(key).__name__}")
         if self.semantic is not None:
             # (a saved index loaded after the forgetting would bring the vector back)
             await self.load_semantic()
@@ -1141,15 +1297,28 @@ class AsyncCache:
         """Delete every entry of ``tenant`` stored with ``tag``: in every namespace, or in
         ``namespace`` only when one is given (``None``: the cache's default namespace).
 
-        Returns the number of entries deleted.
+        Returns the number of entries deleted. A tag, namespace or tenant no entry can have
+        (a list of tags, an empty namespace, a tenant that is not a string) is refused: it
+        would delete nothing, and look as if it had.
         """
+        if not isinstance(tag, str):
+            raise TypeError(
+                f"delete_tag takes one tag (a str), not {type(tag).__name__}: call it per tag"
+            )
+        parse_controls({"tags": [tag]})  # a name the tags option takes (ControlError)
+        check_tenant(tenant)
+        if namespace is not _UNSET:
+            _checked_namespace(namespace)
         store = self._tag_store()
         if namespace is _UNSET:
             # the tenant's record of every namespace, and the default namespace's (where
             # entries tagged by earlier deja versions are recorded)
-            records = [self._tenant_tag_id(tag, tenant), self._tag_id(tag, tenant, self.namespace)]
+            records = [
+                self._tenant_tag_id(tag, tenant),
+                self._tag_id(tag, tenant, self._namespace_default),
+            ]
         else:
-            scope = namespace if namespace is not None else self.namespace
+            scope = namespace if namespace is not None else self._namespace_default
             records = [self._tag_id(tag, tenant, scope)]
         try:
             # The records are read, their entries deleted, and only then the records
@@ -1225,18 +1394,23 @@ class AsyncCache:
 
         With no arguments: every entry of this prefix (all tenants and namespaces). With
         ``namespace`` and/or ``tenant``: that one scope (an unnamed tenant is ``None``, an
-        unnamed namespace the cache's default). Returns the number deleted.
+        unnamed namespace the cache's default). Returns the number deleted. A namespace or
+        tenant no entry can have is refused (it would delete nothing, silently).
         """
+        if namespace is not _UNSET:
+            _checked_namespace(namespace)
+        if tenant is not _UNSET:
+            check_tenant(tenant)
         if self.semantic is not None:
             await self.load_semantic()  # (as delete's)
         if namespace is _UNSET and tenant is _UNSET:
-            prefix = f"{self.key_prefix}{KEY_VERSION}:"
+            prefix = f"{self._key_prefix}{KEY_VERSION}:"
             if self.semantic is not None:
                 await self.semantic.aclear()
         else:
             scope_tenant = None if tenant is _UNSET else tenant
-            scope_namespace = self.namespace if namespace is _UNSET else namespace
-            prefix = scope_prefix(self.key_prefix, scope_tenant, scope_namespace)
+            scope_namespace = self._namespace_default if namespace is _UNSET else namespace
+            prefix = scope_prefix(self._key_prefix, scope_tenant, scope_namespace)
             if self.semantic is not None:
                 await self.semantic.aforget_scope(tenant=scope_tenant, namespace=scope_namespace)
         try:
@@ -1465,7 +1639,7 @@ class AsyncCache:
         price of another embedder timeout)."""
         if ctl.no_store:
             return False
-        ttl = kept_for(response, resolve_ttl(ctl.ttl, self.ttl), self._clock())
+        ttl = kept_for(response, resolve_ttl(ctl.ttl, self._ttl), self._clock())
         if ttl is False:  # an audio answer whose audio expired already
             return False
         data = self._encoded(key, request, response, ctl, ttl, cost=cost, chunks=chunks)
@@ -1496,7 +1670,7 @@ class AsyncCache:
         chunks: list[dict[str, Any]] | None = None,
     ) -> bytes | None:
         """The stored bytes of ``response``, or ``None`` when it is not to be stored."""
-        verdict = self.admission.admit(response)
+        verdict = self._admission.admit(response)
         if not verdict.ok:
             logger.debug("CACHE SKIP key=%s reason=%s", key, verdict.reason)
             return None
@@ -1515,11 +1689,11 @@ class AsyncCache:
             chunks=chunks,
         )
         try:
-            data = encode(entry, compress_min_bytes=self.compress_min_bytes)
+            data = encode(entry, compress_min_bytes=self._compress_min_bytes)
         except TypeError as exc:  # orjson: a response that is not JSON
             logger.warning("CACHE SKIP key=%s reason=not_json (%s)", key, type(exc).__name__)
             return None
-        if len(data) > self.max_entry_bytes:
+        if len(data) > self._max_entry_bytes:
             logger.debug("CACHE SKIP key=%s reason=too_large bytes=%d", key, len(data))
             return None
         return data
@@ -1679,7 +1853,7 @@ class AsyncCache:
     def _control(self, control: Mapping[str, Any] | CacheControl | None) -> CacheControl:
         """The options of a request that stores or may store: validated, in this cache's
         mode."""
-        ctl = in_mode(parse_controls(control), self.mode)
+        ctl = in_mode(parse_controls(control), self._mode)
         if ctl.tags and not self._tags_supported:
             raise ControlError(
                 f"store {self._store_name!r} has no tag index, so entries cannot be tagged",
@@ -1697,11 +1871,11 @@ class AsyncCache:
         return store
 
     def _tag_id(self, tag: str, tenant: str | None, namespace: str | None) -> str:
-        return f"{self.key_prefix}{KEY_VERSION}:{scope_hash(tenant, namespace)}:#{tag}"
+        return f"{self._key_prefix}{KEY_VERSION}:{scope_hash(tenant, namespace)}:#{tag}"
 
     def _tenant_tag_id(self, tag: str, tenant: str | None) -> str:
         """The record of ``tag`` over every namespace of ``tenant``."""
-        return f"{self.key_prefix}{KEY_VERSION}:{tenant_hash(tenant)}:*#{tag}"
+        return f"{self._key_prefix}{KEY_VERSION}:{tenant_hash(tenant)}:*#{tag}"
 
     async def _discard(self, key: str, exc: EntryDecodeError) -> None:
         """An undecodable entry: count it, and delete it so it stops costing lookups."""

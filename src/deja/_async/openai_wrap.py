@@ -1,11 +1,12 @@
 """Caching for an official ``openai`` SDK client, in place (see :func:`deja.wrap`).
 
-``chat.completions.create`` and ``embeddings.create`` go through the cache; everything else
-is the SDK, untouched. Cache options ride in ``extra_body={"cache": {...}}`` and are never
-sent upstream. Hits come back as the SDK's own types; the SDK's exceptions pass unchanged.
-A call for the HTTP response itself (``with_raw_response`` / ``with_streaming_response``,
-which call the replaced ``create`` with a marker header) goes to the SDK uncached: a cache
-hit has no HTTP response to give.
+``chat.completions.create`` and ``embeddings.create`` go through the cache, and so does
+``chat.completions.parse`` (the ``create`` call it makes, the SDK parsing the answer);
+everything else is the SDK, untouched. Cache options ride in ``extra_body={"cache": {...}}``
+and are never sent upstream. Hits come back as the SDK's own types; the SDK's exceptions
+pass unchanged. A call for the HTTP response itself (``with_raw_response`` /
+``with_streaming_response``, which call the replaced ``create`` with a marker header) goes
+to the SDK uncached: a cache hit has no HTTP response to give.
 
 The source of truth is src/deja/_async/openai_wrap.py; the sync twin in src/deja/_sync/ is
 generated from it by scripts/unasync.py.
@@ -13,6 +14,7 @@ generated from it by scripts/unasync.py.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -21,6 +23,7 @@ from deja._async.embeddings import acached_embeddings, embedding_items
 from deja._async.streams import AsyncCachedStream
 from deja._openai_args import (
     SdkTimeout,
+    _not_given,
     keyed_api_base,
     raw_response_defaults,
     required,
@@ -31,7 +34,7 @@ from deja._openai_args import (
 )
 from deja.errors import UpstreamTimeoutError
 from deja.request import Request
-from deja.result import CacheInfo, attach_info
+from deja.result import CacheInfo, attach_info, cache_info
 
 __all__ = ["AsyncCachedCompletions", "AsyncCachedEmbeddings", "AsyncWrappedStream"]
 
@@ -98,7 +101,47 @@ class _Wrapped:
 
 
 class AsyncCachedCompletions(_Wrapped):
-    """Replaces ``client.chat.completions.create``."""
+    """Replaces ``client.chat.completions.create`` and ``parse`` (``original_parse``, the
+    SDK's own)."""
+
+    def __init__(
+        self, original: Any, cache: AsyncCache, client: Any, types: Any, original_parse: Any
+    ) -> None:
+        super().__init__(original, cache, client, types)
+        self._original_parse = original_parse
+        # the arguments the SDK's parse() takes: another one is its TypeError, as unwrapped
+        self._parse_args = frozenset(inspect.signature(original_parse).parameters)
+
+    async def parse(self, **kwargs: Any) -> Any:
+        """``chat.completions.parse``, cached as the ``create`` call it makes: the pydantic
+        ``response_format`` written as the JSON schema the SDK sends for it (so it shares
+        entries with a ``create`` given that schema, and with the ``stream()`` helper's
+        answers), the answer then parsed by the SDK's own parser, on a hit as on a miss.
+        A raw / streaming-response call is the SDK's (without the cache options)."""
+        unknown = sorted(kwargs.keys() - self._parse_args)
+        if unknown:
+            raise TypeError(f"parse() got an unexpected keyword argument {unknown[0]!r}")
+        if wants_http_response(self._default_headers, kwargs):
+            return await self._original_parse(**split_call(kwargs)[0])
+        parsing = self._types.parsing
+        response_format = kwargs.get("response_format", self._types.openai.NOT_GIVEN)
+        call = dict(kwargs)
+        call["extra_headers"] = {  # as the SDK's parse() marks its calls
+            "X-Stainless-Helper-Method": "chat.completions.parse",
+            **(kwargs.get("extra_headers") or {}),
+        }
+        if "response_format" in kwargs:
+            call["response_format"] = parsing.type_to_response_format_param(response_format)
+        tools: Any = self._types.openai.NOT_GIVEN
+        if "tools" in kwargs and not _not_given(kwargs["tools"]):
+            tools = call["tools"] = list(kwargs["tools"])  # a generator is read once
+            parsing.validate_input_tools(tools)  # function tools only, as the SDK's parse()
+        completion = await self.create(**call)
+        parsed = parsing.parse_chat_completion(
+            response_format=response_format, chat_completion=completion, input_tools=tools
+        )
+        info = cache_info(completion)
+        return attach_info(parsed, info) if info is not None else parsed
 
     async def create(self, **kwargs: Any) -> Any:
         """``chat.completions.create``, cached; a raw / streaming-response call is the SDK's."""

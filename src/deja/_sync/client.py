@@ -29,12 +29,18 @@ import httpx2
 import orjson
 
 from deja._openai_args import MAX_RETRY_AFTER, call_patience
-from deja._sync.cache import Cache
+from deja._sync.cache import Cache, check_metrics
 from deja._sync.context_caches import ContextCaches
 from deja._sync.embeddings import cached_embeddings, embedding_items
 from deja._sync.singleflight import SingleFlight
 from deja._sync.streams import CachedStream, open_uncached
-from deja._transport import SyncChunkStream, SyncHTTP, SyncHTTPResponse, sync_http_client
+from deja._transport import (
+    SyncChunkStream,
+    SyncHTTP,
+    SyncHTTPResponse,
+    check_http_client,
+    sync_http_client,
+)
 from deja._upstream import (
     ADAPTED,
     NOT_A_STREAM_BYTES,
@@ -422,8 +428,31 @@ class Client:
                 raise TypeError(f"{name} must be a number of seconds, not {value!r}")
         if isinstance(max_retries, bool) or not isinstance(max_retries, int):
             raise TypeError(f"max_retries must be an int, not {max_retries!r}")
-        if max_retries < 0 or timeout <= 0 or backoff < 0:
-            raise ValueError("max_retries and backoff must be >= 0, timeout > 0")
+        if max_retries < 0 or not 0 <= backoff < float("inf"):
+            raise ValueError("max_retries and backoff must be >= 0")
+        if not 0 < timeout < float("inf"):  # NaN too: as a call's own timeout is checked
+            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        # each of these failed only at the first call (some after the upstream answered,
+        # the answer then lost), or made every call wait out its timeout (no connection)
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+            raise TypeError(f"max_connections must be an int, not {max_connections!r}")
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1, not {max_connections}")
+        if api_base is not None and not isinstance(api_base, str):
+            raise TypeError(f"api_base must be a URL string, not {type(api_base).__name__}")
+        if headers is not None and (
+            not isinstance(headers, Mapping)
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items())
+        ):
+            raise TypeError(f"headers must map header names to str values, not {headers!r:.80}")
+        if http_client is not None:
+            sends_async = False
+            check_http_client(http_client, asynchronous=sends_async)
+        check_metrics(metrics)
+        if prices is not None and not isinstance(prices, PriceTable):
+            raise TypeError(f"prices must be a deja PriceTable, not {type(prices).__name__}")
+        if not callable(clock):
+            raise TypeError(f"clock must be a function returning the time, not {clock!r:.80}")
         self.cache = cache
         self.api_key = api_key
         self.api_base = api_base
@@ -526,7 +555,12 @@ class Client:
         # The upstream body and headers are built only when the upstream is called: a hit
         # must not pay for them.
         if body.get("stream"):
-            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            stream_options = body.get("stream_options") or {}
+            if not isinstance(stream_options, Mapping):
+                raise InvalidRequestError(
+                    f"stream_options must be an object, not {stream_options!r:.80}"
+                )
+            include_usage = bool(stream_options.get("include_usage"))
 
             def open_stream() -> Iterator[dict[str, Any]]:
                 payload = {**body, "model": name, "messages": list(request.messages)}
@@ -841,7 +875,16 @@ class Client:
     ]:
         """Separate transport options from the request body
         (:func:`deja._upstream.split_arguments`)."""
-        return split_arguments(body, cache)
+        try:
+            return split_arguments(body, cache)
+        except (TypeError, ValueError):  # (diagnosed here: a call pays for no check)
+            for name in ("extra_body", "extra_headers"):
+                value = body.get(name)
+                if value is not None and not isinstance(value, Mapping):
+                    raise InvalidRequestError(
+                        f"{name} must be an object (a dict), not {value!r:.80}"
+                    ) from None
+            raise
 
     def _chat(
         self,
@@ -1409,6 +1452,10 @@ class Client:
         return found
 
     def _resolve_endpoint(self, model: str, api_base: str | None) -> _Endpoint:
+        if api_base is not None and not isinstance(api_base, str):
+            raise InvalidRequestError(
+                f"api_base must be a URL string, not {type(api_base).__name__}"
+            )
         # strict when the call would go to OpenAI's own endpoint for want of one named
         named = api_base or self.api_base or env_api_base("openai")
         provider, name = resolve_model(model, strict=not named or is_openais(named))

@@ -231,6 +231,16 @@ class SemanticCache:
         self._bound = key_prefix
         self.partition = partition_of(key_prefix)
 
+    def rebind(self, old: str, new: str) -> None:
+        """Follow a cache whose ``key_prefix`` went from ``old`` to ``new`` (its setter calls
+        this): the bumped prefix's lookups by meaning reach no earlier vector."""
+        if self._bound not in (None, old):
+            raise ConfigError(
+                f"this semantic tier serves the cache of key prefix {self._bound!r}, not {old!r}"
+            )
+        self._bound = None
+        self.bind(new)
+
     def __len__(self) -> int:
         return len(self.index)
 
