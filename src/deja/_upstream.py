@@ -153,7 +153,9 @@ ERROR_TYPE_STATUS: Final = {
 }
 
 
-def stream_error(body: Mapping[str, Any], provider: str) -> ProviderError:
+def stream_error(
+    body: Mapping[str, Any], provider: str, *, what: str = "upstream stream failed"
+) -> ProviderError:
     """The typed error of a stream's ``{"error": {...}}`` (an error event, or a JSON body
     answering a stream request): the status its ``code`` names (gateways put the HTTP
     status there), else its ``type``'s or ``code``'s (:data:`ERROR_TYPE_STATUS`). A kind
@@ -171,7 +173,7 @@ def stream_error(body: Mapping[str, Any], provider: str) -> ProviderError:
     if status is None and provider == "anthropic":
         status = 500
     named = f"{kind}: " if kind else ""
-    message = f"upstream stream failed: {named}{fields.get('message', error)}"
+    message = f"{what}: {named}{fields.get('message', error)}"
     cls = provider_error_for_status(status) if status is not None else ProviderError
     return cls(message, status_code=status, body=dict(body), provider=provider)
 

@@ -126,7 +126,12 @@ class MissingDependencyError(DejaError):
 
 
 class ProviderError(DejaError):
-    """The upstream provider answered with an error, or could not be reached."""
+    """The upstream provider answered with an error, or could not be reached.
+
+    ``retry_after``: the seconds its answer asked to wait before asking again (a 429's, a
+    503's ``Retry-After``), when it said."""
+
+    retry_after: float | None = None
 
     def __init__(
         self,

@@ -129,3 +129,40 @@ async def test_a_sub_second_wait_is_told_as_a_whole_second(
         answer = await proxy.post(CHAT, json=BODY)
     assert answer.status_code == 429
     assert answer.headers["retry-after"] == "1"
+
+
+async def test_a_503_s_retry_after_reaches_the_caller(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient]
+) -> None:
+    """A 429's was told; a 503's was dropped (and not waited for between retries)."""
+    upstream.fail_next(503, headers={"retry-after": "7"}, times=5)
+    async with make_proxy(proxy_config(upstream)) as proxy:
+        answer = await proxy.post(CHAT, json=BODY)
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "7"
+
+
+ERROR_200 = {"error": {"message": "upstream overloaded", "type": "server_error", "code": None}}
+
+
+async def test_a_200_carrying_an_error_is_that_error_and_fails_over(
+    upstream: FakeOpenAIServer,
+    second: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+) -> None:
+    """It was served as a 200 answer with no choices (and so to every later caller)."""
+    upstream.fail_next(200, body=ERROR_200, times=5)
+    async with make_proxy(_two_deployments(second, upstream.base_url)) as proxy:
+        answer = await proxy.post(CHAT, json=BODY)
+    assert answer.status_code == 200 and answer.json()["choices"]
+    assert second.count("/v1/chat/completions") == 1
+
+
+def test_the_client_raises_the_error_a_200_carries(upstream: FakeOpenAIServer) -> None:
+    import deja
+
+    upstream.fail_next(200, body=ERROR_200)
+    client = deja.Client(cache=deja.Cache(), api_base=upstream.base_url, api_key="k", max_retries=0)
+    with pytest.raises(deja.ServerError, match="upstream overloaded"):
+        client.completion(model="gpt-4o", messages=BODY["messages"])
+    answer = client.completion(model="gpt-4o", messages=BODY["messages"])
+    assert answer.cache.status == "miss"  # nothing was stored

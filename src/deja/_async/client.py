@@ -309,6 +309,13 @@ def _bill_context_cache(usage: object, entry: ContextCache, now: float) -> None:
     }
 
 
+# What a success body holds when it is an answer (chat/completions, embeddings, Anthropic,
+# Gemini, Bedrock, a context cache's record): one beside an "error" object is no failure.
+_ANSWER_FIELDS = frozenset(
+    {"choices", "data", "content", "candidates", "output", "name", "embedding", "embeddings"}
+)
+
+
 def upstream_error_label(error: ProviderError) -> str:
     """The ``error`` label of ``deja_upstream_errors_total`` for ``error`` (a bounded
     set): the status code the upstream answered (400-599), ``timeout``, ``connection``,
@@ -1677,7 +1684,8 @@ class AsyncClient:
                 metrics.upstream_seconds(provider, time.monotonic() - started)
                 error = error_for(response, provider)
                 if not isinstance(error, RateLimitError):
-                    retry_after = asked_delay(response.headers)
+                    # (a 503's wait goes with its error: the proxy waits it, and tells it)
+                    retry_after = error.retry_after = asked_delay(response.headers)
             metrics.upstream_error(
                 provider,
                 "pool_timeout"
@@ -1736,6 +1744,14 @@ class AsyncClient:
             raise ProviderError(
                 "upstream answered with JSON that is not an object", provider=provider
             )
+        if isinstance(data.get("error"), dict) and not _ANSWER_FIELDS.intersection(data):
+            # a gateway's failure sent with a success status: the error it names (served
+            # as a 200 answer with no choices, never failed over), as a stream's is read
+            error = stream_error(
+                data, provider, what=f"upstream answered {response.status_code} with an error"
+            )
+            self._metrics().upstream_error(provider, upstream_error_label(error))
+            raise error
         return data, response.headers
 
     async def _open_stream(
