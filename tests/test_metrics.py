@@ -384,6 +384,23 @@ def test_watch_several_stores() -> None:
     assert samples["deja_cache_evictions_total", labels(store="disk")] == 0.0
 
 
+def test_stores_on_one_back_end_are_counted_once(tmp_path: Any) -> None:
+    """A sync and an async cache's DiskStores on one directory (or RedisStores on one
+    database) showed twice the entries it holds."""
+    from deja.stores.disk import DiskStore
+
+    metrics = PrometheusMetrics()
+    shared = [DiskStore(tmp_path / "one"), DiskStore(tmp_path / "one")]
+    other = DiskStore(tmp_path / "two")
+    for n, store in enumerate([*shared, other]):
+        store.set(f"k{n}", b"v", None)
+        metrics.watch_store("disk", store)
+    assert shared[0].usage().entries == 2 and other.usage().entries == 1
+    assert scrape(metrics)["deja_cache_entries", labels(store="disk")] == 3.0
+    for store in (*shared, other):
+        store.close()
+
+
 def test_watch_store_ignores_stores_without_usage() -> None:
     metrics = PrometheusMetrics()
     metrics.watch_store("plain", object())

@@ -327,7 +327,9 @@ def _per_process(store: object) -> bool:
 
 class _Together:
     """Stores watched under one name: their figures added up (the entries of two memory
-    stores of two caches sharing one metrics object; the second replaced the first)."""
+    stores of two caches sharing one metrics object; the second replaced the first), each
+    back-end once: stores that name the same ``usage_source`` (two store objects on one
+    Redis database or disk directory: a sync and an async cache) report one figure."""
 
     def __init__(self, stores: list[StoreStats]) -> None:
         self.stores = stores
@@ -347,7 +349,15 @@ class _Together:
     def usage(self) -> StoreUsage:
         from deja.stores.base import StoreUsage
 
-        usages = [store.usage() for store in self.stores]
+        measured: set[str] = set()
+        usages = []
+        for store in self.stores:
+            source = getattr(store, "usage_source", None)
+            if isinstance(source, str):
+                if source in measured:
+                    continue  # (its figure is another's: counted once)
+                measured.add(source)
+            usages.append(store.usage())
         sizes = [u.bytes for u in usages]
         evictions = [u.evictions for u in usages]
         return StoreUsage(

@@ -236,6 +236,12 @@ class DiskStore(SyncStore, SyncTagIndex):
                         deleted += bool(cache.delete(key))
             return deleted
 
+    @property
+    def usage_source(self) -> str:
+        """What :meth:`usage` measures (the directory): metrics count two stores on one
+        directory once."""
+        return f"disk {os.path.realpath(self._directory)}"
+
     def usage(self) -> StoreUsage:
         """Entries held (including expired ones not yet removed) and bytes on disk.
 

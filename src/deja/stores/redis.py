@@ -680,6 +680,12 @@ class RedisStore:
         """Keys in the database(s), used memory and evicted keys, summed over masters."""
         return self._ops().usage()
 
+    @property
+    def usage_source(self) -> str:
+        """What :meth:`usage` measures (the server and database): two stores on one
+        database report one figure, which metrics count once."""
+        return f"redis {self._settings.where()}"
+
     def close(self) -> None:
         """Disconnect the sync client's connections (idempotent)."""
         with self._lock:

@@ -391,6 +391,11 @@ class S3Store(SyncStore, SyncTagIndex):
             deleted += self._delete_names("clear", names)
         return deleted
 
+    @property
+    def usage_source(self) -> str:
+        """What :meth:`usage` measures: metrics count two stores on one prefix once."""
+        return f"s3 {self._endpoint_url or ''} {self._bucket}/{self._root}"
+
     usage_interval: float = 300.0
     """Metrics read :meth:`usage` at most this often (seconds): it lists the whole prefix."""
 

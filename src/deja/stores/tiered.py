@@ -122,6 +122,12 @@ class TieredStore:
         """How often :meth:`usage` may be read (the L2's, an S3 bucket's 300 s)."""
         return float(getattr(self.state.l2, "usage_interval", 0.0))
 
+    @property
+    def usage_source(self) -> str | None:
+        """What :meth:`usage` measures: the L2's (shared by every process's L1)."""
+        source = getattr(self.state.l2, "usage_source", None)
+        return source if isinstance(source, str) else None
+
     def usage(self) -> StoreUsage:
         """The L2's usage: what every process shares (an L1 holds a few recent entries of
         one process); the L1's when the L2 reports none."""
