@@ -256,3 +256,25 @@ async def test_a_plain_call_that_asks_for_itself_after_a_stream_is_counted_once(
     assert (await plain).info.status == "miss"
     stats = cache.stats()
     assert (stats.hits, stats.misses, stats.coalesced) == (0, 2, 0)
+
+
+async def test_streams_joining_a_stream_that_breaks_are_not_counted_coalesced() -> None:
+    """A plain call joining a call that failed was not counted as coalesced; a stream
+    joining a stream that broke was, at once (three joiners of a failed call: 3 vs 0)."""
+    cache = deja.AsyncCache()
+    gate = asyncio.Event()
+    streams = [await cache.stream(chat_request(), _held_stream(gate, fails=True)) for _ in range(3)]
+    assert cache.stats().coalesced == 0  # not yet: the answer is not whole
+    gate.set()
+    for stream in streams:
+        with pytest.raises(deja.UpstreamConnectionError):
+            await _read_out(stream)
+    stats = cache.stats()
+    assert (stats.hits, stats.misses, stats.coalesced) == (0, 3, 0)
+    # a stream shared to its end counts its joiners
+    done = asyncio.Event()
+    shared = [await cache.stream(chat_request("b"), _held_stream(done)) for _ in range(3)]
+    done.set()
+    for stream in shared:
+        await _read_out(stream)
+    assert cache.stats().coalesced == 2

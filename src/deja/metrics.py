@@ -548,7 +548,8 @@ class PrometheusMetrics:
         )
         self._coalesced = Counter(
             "deja_singleflight_coalesced",
-            "Callers that joined a call already in flight instead of going upstream.",
+            "Callers that joined a call already in flight and got its answer instead of"
+            " going upstream.",
             registry=reg,
         )
         self._similarity = Histogram(

@@ -957,9 +957,6 @@ class AsyncCache:
                 if again.entry is not None:
                     return self._replay(again, include_usage)
                 checked = True
-            if joined is not None:
-                self._coalesced += 1
-                self.metrics.coalesced()
         if joined is None:
             self._count(CacheResult(None, info))
         result = AsyncCachedStream(
@@ -981,7 +978,11 @@ class AsyncCache:
         return AsyncCachedStream(found.info, replay=replay, include_usage=True)
 
     def _credit(self, info: CacheInfo, saved: float, tokens: int) -> None:
-        """A caller that shared another's stream saved what a hit on its answer saves."""
+        """A caller that shared another's stream saved what a hit on its answer saves, and
+        is counted as coalesced once the answer is whole (as a plain call joining one is: a
+        stream that failed was counted as coalesced for each of its joiners)."""
+        self._coalesced += 1
+        self.metrics.coalesced()
         info.saved_usd = saved
         self._saved_usd += saved
         self._saved_tokens += tokens
