@@ -377,8 +377,11 @@ class AsyncClient:
     upstream every time), ``api_key`` and ``api_base`` (defaults: ``OPENAI_API_KEY`` /
     ``OPENAI_BASE_URL``, or ``<PROVIDER>_API_KEY`` and the provider's endpoint for a
     ``provider/model`` name; the client's ``api_key`` goes to its own endpoint only, its
-    ``api_base`` or else OpenAI's, never to another provider's), ``timeout`` seconds per
-    attempt (a stream: between two chunks), ``max_retries`` on 408, 429 and 5xx answers, on
+    ``api_base`` or else OpenAI's, never to another provider's), ``timeout`` seconds to
+    connect and between two reads of an answer, as the OpenAI SDK's httpx timeout bounds each
+    (a stream: between two chunks; an upstream sending its answer slowly may take longer in
+    all; a call joining an identical one in flight waits no longer than its own attempts
+    could take, and then asks for itself), ``max_retries`` on 408, 429 and 5xx answers, on
     connection errors and on timeouts, as the OpenAI SDK retries (backoff doubles from
     ``backoff`` seconds, with jitter; ``Retry-After`` is honoured up to 60 s; a call may
     take up to ``(max_retries + 1) * timeout`` plus the pauses), ``http_client`` to bring your own
