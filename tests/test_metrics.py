@@ -544,3 +544,21 @@ def test_two_caches_of_one_metrics_object_add_up_their_stores() -> None:
     second.put(chat_request("b"), chat_response())
     deja.Cache(store=first.store, metrics=metrics)  # the same store again: counted once
     assert 'deja_cache_entries{store="memory"} 6.0' in metrics.render().decode()
+
+
+def test_redis_stores_name_their_database_as_their_usage_source() -> None:
+    """Two databases of one server (the URL's path or its ?db=N) were one source: their
+    entries scraped as one store's."""
+    pytest.importorskip("redis")
+    import redis
+
+    from deja.stores.redis import RedisStore
+
+    sources = [
+        RedisStore(url=url).usage_source
+        for url in ("redis://h:1/0", "redis://h:1/1", "redis://h:1?db=2", "redis://h:2/0")
+    ]
+    assert len(set(sources)) == 4
+    assert RedisStore(host="h", port=1, db=3).usage_source not in sources
+    assert RedisStore(url="redis://u:secret@h:1/0").usage_source == sources[0]  # (no password)
+    assert RedisStore(client=redis.Redis()).usage_source is None  # its server unknown

@@ -278,10 +278,7 @@ def _retry_info(body: object) -> float | None:
             continue
         delay = detail.get("retryDelay")
         if isinstance(delay, str) and delay.endswith("s"):
-            try:
-                return max(0.0, float(delay[:-1]))
-            except ValueError:
-                return None
+            return _seconds(delay[:-1])  # (none for "infs", "1e999s": no usable wait)
     return None
 
 

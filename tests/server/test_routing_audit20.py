@@ -166,3 +166,25 @@ def test_the_client_raises_the_error_a_200_carries(upstream: FakeOpenAIServer) -
         client.completion(model="gpt-4o", messages=BODY["messages"])
     answer = client.completion(model="gpt-4o", messages=BODY["messages"])
     assert answer.cache.status == "miss"  # nothing was stored
+
+
+@pytest.mark.parametrize("delay", ["infs", "1e999s", "nans"])
+def test_a_retry_info_body_that_says_no_usable_wait_is_none(delay: str) -> None:
+    """Google's RetryInfo "1e999s" was a wait of infinity: the proxy's answer an empty 500."""
+    body = {
+        "error": {
+            "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}]
+        }
+    }
+    assert asked_delay({}, body) is None
+
+
+async def test_a_429_with_an_infinite_retry_after_on_the_last_deployment_is_a_429(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient]
+) -> None:
+    """(With two deployments the request failed over either way: the crash was the last
+    deployment's error, an OverflowError out of the app.)"""
+    upstream.fail_next(429, headers={"retry-after": "inf"}, times=5)
+    async with make_proxy(proxy_config(upstream)) as proxy:
+        answer = await proxy.post(CHAT, json=BODY)
+    assert answer.status_code == 429 and "retry-after" not in answer.headers

@@ -681,10 +681,18 @@ class RedisStore:
         return self._ops().usage()
 
     @property
-    def usage_source(self) -> str:
+    def usage_source(self) -> str | None:
         """What :meth:`usage` measures (the server and database): two stores on one
-        database report one figure, which metrics count once."""
-        return f"redis {self._settings.where()}"
+        database report one figure, which metrics count once. ``None`` (counted apart)
+        for a store on a client it was given, whose server it does not know."""
+        if self._client is not None or self._async_client is not None:
+            return None
+        s = self._settings
+        if s.url is not None:  # (its database may be in the path or in ?db=N)
+            parts = urlsplit(s.url)
+            where = f"{parts.hostname}:{parts.port or _DEFAULT_PORT}{parts.path}?{parts.query}"
+            return f"redis {s.mode} {where}"
+        return f"redis {s.where()} db={s.db}"
 
     def close(self) -> None:
         """Disconnect the sync client's connections (idempotent)."""
