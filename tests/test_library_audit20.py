@@ -66,6 +66,25 @@ def test_wrapped_parse_is_cached_and_sends_no_cache_options(server: FakeOpenAISe
     assert deja.cache_info(again).status == "hit"  # type: ignore[union-attr]
 
 
+def test_the_sdks_beta_parse_is_cached_too(server: FakeOpenAIServer) -> None:
+    """beta.chat.completions is another instance of the resource: its parse() went upstream
+    every time, with the cache options in the body."""
+    sdk = deja.wrap(openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0))
+    statuses = []
+    for _ in range(2):
+        server.queue_reply(Reply('{"city":"Paris"}'))
+        r = sdk.beta.chat.completions.parse(
+            model="gpt-4o",
+            messages=MESSAGES,  # type: ignore[arg-type]
+            response_format=City,
+            extra_body={"cache": {"ttl": 600}},
+        )
+        statuses.append(deja.cache_info(r).status)  # type: ignore[union-attr]
+        assert r.choices[0].message.parsed == City(city="Paris")
+    assert statuses == ["miss", "hit"]
+    assert server.count(CHAT) == 1 and all("cache" not in q.body for q in server.requests)
+
+
 def test_wrapped_parse_keeps_the_sdks_argument_check_and_raw_response(
     server: FakeOpenAIServer,
 ) -> None:

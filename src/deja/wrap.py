@@ -67,21 +67,30 @@ def wrap(client: C, *, cache: Cache | AsyncCache | None = None) -> C:
         raise TypeError(
             f"deja.wrap takes an openai.OpenAI or AsyncOpenAI client, not {type(client).__name__}"
         )
-    completions = client.chat.completions
+    # chat.completions, and the SDK's other instance of it (beta.chat.completions, where
+    # parse() lived before it moved: calls through it went upstream every time)
+    every = [client.chat.completions]
+    beta = getattr(getattr(getattr(client, "beta", None), "chat", None), "completions", None)
+    if beta is not None and beta is not every[0] and hasattr(beta, "parse"):
+        every.append(beta)
     embeddings = client.embeddings
     if isinstance(client, openai.AsyncOpenAI):
         acache = cache if cache is not None else AsyncCache()
         if not isinstance(acache, AsyncCache):
             raise TypeError("an AsyncOpenAI client needs a deja.AsyncCache")
-        chat = AsyncCachedCompletions(completions.create, acache, client, types, completions.parse)
-        completions.create, completions.parse = chat.create, chat.parse
+        for completions in every:
+            chat = AsyncCachedCompletions(
+                completions.create, acache, client, types, completions.parse
+            )
+            completions.create, completions.parse = chat.create, chat.parse
         embeddings.create = AsyncCachedEmbeddings(embeddings.create, acache, client, types).create
     else:
         scache = cache if cache is not None else Cache()
         if not isinstance(scache, Cache):
             raise TypeError("an OpenAI client needs a deja.Cache (use AsyncCache with AsyncOpenAI)")
-        schat = CachedCompletions(completions.create, scache, client, types, completions.parse)
-        completions.create, completions.parse = schat.create, schat.parse
+        for completions in every:
+            schat = CachedCompletions(completions.create, scache, client, types, completions.parse)
+            completions.create, completions.parse = schat.create, schat.parse
         embeddings.create = CachedEmbeddings(embeddings.create, scache, client, types).create
     # `client.with_options(timeout=5)` (or `.copy()`) makes a new client: wrap it too, with
     # the same cache, or its calls would quietly skip the cache
