@@ -278,3 +278,53 @@ async def test_streams_joining_a_stream_that_breaks_are_not_counted_coalesced() 
     for stream in shared:
         await _read_out(stream)
     assert cache.stats().coalesced == 2
+
+
+async def test_a_stream_joining_a_stalled_stream_keeps_its_own_timeout() -> None:
+    """A stream that joined another waited as long as the opener's reads allowed (its
+    timeout, 600 s by default), whatever its own call's timeout: now each chunk within its
+    own, then a miss, the stream going on for the opener."""
+    cache = deja.AsyncCache()
+    gate = asyncio.Event()
+    opener = await cache.stream(_request(), _held_stream(gate))
+    joiner = await cache.stream(_request(), _held_stream(gate), timeout=0.2)
+    assert joiner.info.status == "hit"
+    await joiner.__anext__()
+    await joiner.__anext__()  # the two chunks before the stall
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(deja.UpstreamTimeoutError, match="identical streamed call"):
+        await joiner.__anext__()
+    assert asyncio.get_running_loop().time() - started < 2.0
+    assert joiner.info.status == "miss"
+    gate.set()
+    await _read_out(opener)  # the opener's stream is whole, and stored
+    assert (await cache.get(_request())).info.status == "hit"
+    stats = cache.stats()
+    assert (stats.hits, stats.misses, stats.coalesced) == (1, 2, 0)
+
+
+def test_a_sync_stream_joining_a_stalled_stream_keeps_its_own_timeout() -> None:
+    import threading
+    import time
+
+    cache = deja.Cache()
+    gate = threading.Event()
+
+    def open_stream() -> Any:
+        def chunks() -> Any:
+            for i in range(4):
+                if i == 2:
+                    gate.wait(10)
+                yield _chunk(i, finish="stop" if i == 3 else None)
+
+        return chunks()
+
+    opener = cache.stream(_request(), open_stream)
+    joiner = cache.stream(_request(), open_stream, timeout=0.2)
+    next(joiner), next(joiner)
+    started = time.monotonic()
+    with pytest.raises(deja.UpstreamTimeoutError):
+        next(joiner)
+    assert time.monotonic() - started < 2.0
+    gate.set()
+    assert len(list(opener)) == 4

@@ -10,8 +10,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
-__all__ = ["bounded", "seconds_left"]
+_T = TypeVar("_T")
+
+__all__ = ["bounded", "bounded_call", "seconds_left"]
 
 
 def bounded(
@@ -38,6 +41,16 @@ def bounded(
         raise TimeoutError
     if failed:
         raise failed[0]
+
+
+def bounded_call(
+    work: Callable[[], _T], seconds: float | None, name: str = "deja-bounded-wait"
+) -> _T:
+    """:func:`bounded` for work that returns a value: the value, or its error, or
+    :class:`TimeoutError` after ``seconds`` (the work goes on, its value dropped)."""
+    box: list[_T] = []
+    bounded(lambda: box.append(work()), seconds, name)
+    return box[0]
 
 
 def seconds_left(deadline: float | None) -> float | None:

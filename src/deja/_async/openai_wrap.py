@@ -178,6 +178,9 @@ class AsyncCachedCompletions(_Wrapped):
                 control=control,
                 include_usage=include_usage,
                 copy_chunks=False,
+                # joining an identical stream: no chunk waited for longer than this call
+                # could take in all
+                timeout=sdk_patience(sdk_kwargs, self._timeout, self._max_retries),
             )
             return AsyncWrappedStream(stream, self._types.ChatCompletionChunk)
 

@@ -21,7 +21,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from typing import Any
 
 from deja._aio import current_loop, kept, later, uncancelled  # unasync: from deja._aio import later
-from deja._shared_read import SharedRead  # unasync:
+from deja._shared_read import SharedRead  # unasync: from deja._waits import bounded_call
+from deja.errors import UpstreamTimeoutError
 from deja.result import CacheInfo
 from deja.streaming import StreamAssembler, StreamFormatError, own_copy
 
@@ -225,6 +226,8 @@ class AsyncCachedStream:
         include_usage: bool = False,
         copy_chunks: bool = True,
         subscribed: bool = False,
+        wait: tuple[float, float] | None = None,
+        on_gave_up: Callable[[], None] | None = None,
     ) -> None:
         self.info = info
         self._loop = current_loop() if broadcast is not None else None  # unasync: self._loop = None
@@ -234,6 +237,11 @@ class AsyncCachedStream:
         self._include_usage = include_usage
         self._index = 0
         self._closed = False
+        # a caller that joined another's stream waits for its first chunk, then for each
+        # next one, no longer than its own call would (the opener's reads are bounded by
+        # the opener's timeout); ``on_gave_up`` is told when it stops waiting
+        self._wait = wait
+        self._on_gave_up = on_gave_up
         if broadcast is not None and not subscribed:  # (the cache subscribes joiners itself)
             broadcast.subscribe()
 
@@ -247,7 +255,7 @@ class AsyncCachedStream:
         """Wait for the first chunk, so that an upstream error is raised now, not later."""
         if self._broadcast is not None:
             try:
-                await self._broadcast.chunk(0)
+                await self._chunk(0)
             except BaseException:
                 await self.aclose()
                 raise
@@ -268,7 +276,7 @@ class AsyncCachedStream:
             else:
                 assert self._broadcast is not None  # one of replay and broadcast is set
                 try:
-                    chunk = await self._broadcast.chunk(self._index)
+                    chunk = await self._chunk(self._index)
                 except BaseException:
                     await self.aclose()
                     raise
@@ -282,6 +290,25 @@ class AsyncCachedStream:
             shown = _for_caller(chunk, self._include_usage)
             if shown is not None:
                 return shown
+
+    async def _chunk(self, index: int) -> Chunk | None:
+        """Chunk ``index`` of the live stream, within this caller's wait if it has one."""
+        broadcast = self._broadcast
+        assert broadcast is not None
+        if self._wait is None:
+            return await broadcast.chunk(index)
+        limit = self._wait[0] if index == 0 else self._wait[1]
+        read = functools.partial(broadcast.chunk, index)
+        try:
+            got = await asyncio.wait_for(read(), limit)  # unasync: got = bounded_call(read, limit)
+        except TimeoutError:
+            gave_up, self._on_gave_up = self._on_gave_up, None
+            if gave_up is not None:
+                gave_up()
+            raise UpstreamTimeoutError(
+                f"no answer within {limit:g} s: an identical streamed call is in flight"
+            ) from None
+        return got
 
     def __del__(self) -> None:
         # dropped without being read to its end or closed (``for chunk in ...: break``):

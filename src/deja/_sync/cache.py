@@ -862,6 +862,8 @@ class Cache:
         include_usage: bool = False,
         on_response: OnResponse | None = None,
         copy_chunks: bool = True,
+        timeout: float | None = None,
+        first_timeout: float | None = None,
     ) -> CachedStream:
         """Serve a streamed request: replay a hit, or share one upstream stream.
 
@@ -874,7 +876,11 @@ class Cache:
         :meth:`fetch`, on the assembled answer before it is stored. A caller that joins a
         stream in flight is a hit whose ``saved_usd`` is known when the stream ends. Each
         caller of a live stream gets its own copy of every chunk, unless ``copy_chunks`` is
-        false (a caller that only serializes them, as the proxy does).
+        false (a caller that only serializes them, as the proxy does). ``timeout``: how
+        long a caller that joins another's stream waits for each chunk (``first_timeout``,
+        if given, for the first: the opener's attempts and their pauses), as its own call's
+        reads would, before :class:`~deja.errors.UpstreamTimeoutError` (a miss; the stream
+        goes on for the others): the opener's own timeout bounds the upstream's reads.
 
         Upstream errors before the first chunk are raised here; later ones by the iterator.
         """
@@ -958,12 +964,17 @@ class Cache:
                 checked = True
         if joined is None:
             self._count(CacheResult(None, info))
+        wait = None
+        if joined is not None and timeout is not None:
+            wait = (timeout if first_timeout is None else first_timeout, timeout)
         result = CachedStream(
             info,
             broadcast=broadcast,
             include_usage=include_usage,
             copy_chunks=copy_chunks,
             subscribed=joined is not None,
+            wait=wait,
+            on_gave_up=None if wait is None else functools.partial(self._gave_up, broadcast, info),
         )
         result.prefetch()
         return result
@@ -975,6 +986,18 @@ class Cache:
         self._count(found)
         replay = iter_replay_chunks(entry.response, entry.chunks, include_usage=include_usage)
         return CachedStream(found.info, replay=replay, include_usage=True)
+
+    def _gave_up(self, broadcast: Broadcast, info: CacheInfo) -> None:
+        """A caller that joined ``broadcast`` stopped waiting for it (its own timeout): a
+        miss, not the hit it would be counted as when the stream ends (unless it was
+        counted already: it joined as the answer was being stored)."""
+        with self._streams_lock:  # (by identity: two joiners' infos are equal)
+            left = [other for other in broadcast.joined if other is not info]
+            waiting = len(left) < len(broadcast.joined)
+            broadcast.joined = left
+        if waiting:
+            info.status = "miss"
+            self._count(CacheResult(None, info))
 
     def _credit(self, info: CacheInfo, saved: float, tokens: int) -> None:
         """A caller that shared another's stream saved what a hit on its answer saves, and

@@ -597,6 +597,10 @@ class Client:
                     control=control,
                     include_usage=include_usage,
                     copy_chunks=False,
+                    # joining an identical stream: each chunk within this call's timeout,
+                    # the first within its attempts and their pauses
+                    timeout=seconds,
+                    first_timeout=call_patience(seconds, self.max_retries),
                 )
             return ChatCompletionStream(stream)
 

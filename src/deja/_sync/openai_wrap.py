@@ -180,6 +180,9 @@ class CachedCompletions(_Wrapped):
                 control=control,
                 include_usage=include_usage,
                 copy_chunks=False,
+                # joining an identical stream: no chunk waited for longer than this call
+                # could take in all
+                timeout=sdk_patience(sdk_kwargs, self._timeout, self._max_retries),
             )
             return WrappedStream(stream, self._types.ChatCompletionChunk)
 

@@ -15,12 +15,15 @@ generated from it by scripts/unasync.py (threads instead of tasks).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from deja._aio import later
+from deja._waits import bounded_call
+from deja.errors import UpstreamTimeoutError
 from deja.result import CacheInfo
 from deja.streaming import StreamAssembler, StreamFormatError, own_copy
 
@@ -224,6 +227,8 @@ class CachedStream:
         include_usage: bool = False,
         copy_chunks: bool = True,
         subscribed: bool = False,
+        wait: tuple[float, float] | None = None,
+        on_gave_up: Callable[[], None] | None = None,
     ) -> None:
         self.info = info
         self._loop = None
@@ -233,6 +238,11 @@ class CachedStream:
         self._include_usage = include_usage
         self._index = 0
         self._closed = False
+        # a caller that joined another's stream waits for its first chunk, then for each
+        # next one, no longer than its own call would (the opener's reads are bounded by
+        # the opener's timeout); ``on_gave_up`` is told when it stops waiting
+        self._wait = wait
+        self._on_gave_up = on_gave_up
         if broadcast is not None and not subscribed:  # (the cache subscribes joiners itself)
             broadcast.subscribe()
 
@@ -246,7 +256,7 @@ class CachedStream:
         """Wait for the first chunk, so that an upstream error is raised now, not later."""
         if self._broadcast is not None:
             try:
-                self._broadcast.chunk(0)
+                self._chunk(0)
             except BaseException:
                 self.close()
                 raise
@@ -267,7 +277,7 @@ class CachedStream:
             else:
                 assert self._broadcast is not None  # one of replay and broadcast is set
                 try:
-                    chunk = self._broadcast.chunk(self._index)
+                    chunk = self._chunk(self._index)
                 except BaseException:
                     self.close()
                     raise
@@ -281,6 +291,25 @@ class CachedStream:
             shown = _for_caller(chunk, self._include_usage)
             if shown is not None:
                 return shown
+
+    def _chunk(self, index: int) -> Chunk | None:
+        """Chunk ``index`` of the live stream, within this caller's wait if it has one."""
+        broadcast = self._broadcast
+        assert broadcast is not None
+        if self._wait is None:
+            return broadcast.chunk(index)
+        limit = self._wait[0] if index == 0 else self._wait[1]
+        read = functools.partial(broadcast.chunk, index)
+        try:
+            got = bounded_call(read, limit)
+        except TimeoutError:
+            gave_up, self._on_gave_up = self._on_gave_up, None
+            if gave_up is not None:
+                gave_up()
+            raise UpstreamTimeoutError(
+                f"no answer within {limit:g} s: an identical streamed call is in flight"
+            ) from None
+        return got
 
     def __del__(self) -> None:
         # dropped without being read to its end or closed (``for chunk in ...: break``):
