@@ -1,18 +1,24 @@
 """Caching rules as pure functions: admission, TTL resolution and freshness.
 
 Admission (DESIGN.md): never store errors, cancelled or unfinished streams, answers cut
-by a content filter, or answers with nothing in them (no content, tool calls, refusal or
-reasoning or audio at all). Tool-call-only answers are stored; audio answers until their
-``audio.expires_at``. ``finish_reason: length`` is stored
-by default, because ``max_tokens`` is part of the key, so the same request would be cut
-the same way again; :class:`AdmissionPolicy` can turn that off.
+by a content filter, answers whose provider stopped abnormally or before the turn was done,
+or answers with nothing in them (no content, tool calls, refusal or reasoning or audio at
+all). The provider adapters map every stop to OpenAI's closest ``finish_reason`` and, when
+that value does not say all (Anthropic's ``pause_turn``, Gemini's ``MALFORMED_FUNCTION_CALL``
+or ``OTHER``, Bedrock's ``malformed_model_output``…), keep the provider's own in the
+message's ``provider_specific_fields.native_finish_reason``: an answer whose native reason is
+not a normal end is not stored, for a retry may well finish, and a paused turn is not an
+answer. Tool-call-only answers are stored; audio answers until their ``audio.expires_at``.
+``finish_reason: length`` is stored by default, because ``max_tokens`` is part of the key,
+so the same request would be cut the same way again; :class:`AdmissionPolicy` can turn
+that off.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from deja.stores.base import MAX_TTL
 
@@ -38,6 +44,25 @@ class Admission:
 
 ADMITTED = Admission(True, "ok")
 
+# Provider stop reasons (compared lower-cased) that end an answer normally: a
+# provider_specific_fields.native_finish_reason outside this set keeps the answer out of the
+# cache. Gateways that report the native reason of every answer ("STOP", "end_turn") lose
+# nothing by it.
+_NORMAL_NATIVE_FINISHES: Final = frozenset(
+    {
+        "stop",
+        "end_turn",
+        "stop_sequence",
+        "eos",
+        "length",
+        "max_tokens",
+        "model_context_window_exceeded",
+        "tool_calls",
+        "tool_use",
+        "function_call",
+    }
+)
+
 
 def _has_text(value: Any) -> bool:
     if isinstance(value, str):
@@ -62,6 +87,14 @@ def _choice_has_output(choice: Mapping[str, Any]) -> bool:
         or _has_text(message.get("reasoning"))
         or _has_audio(message.get("audio"))
     )
+
+
+def _native_finish(choice: Mapping[str, Any]) -> str | None:
+    """The provider's own stop reason an adapter kept on the choice's message, if any."""
+    message = choice.get("message")
+    fields = message.get("provider_specific_fields") if isinstance(message, Mapping) else None
+    native = fields.get("native_finish_reason") if isinstance(fields, Mapping) else None
+    return native if isinstance(native, str) else None
 
 
 def _has_audio(audio: Any) -> bool:
@@ -122,6 +155,9 @@ class AdmissionPolicy:
                 return Admission(False, "unfinished")
             if reason == "content_filter":
                 return Admission(False, "content_filter")
+            native = _native_finish(choice)
+            if native is not None and native.lower() not in _NORMAL_NATIVE_FINISHES:
+                return Admission(False, "abnormal_stop")
             if reason == "length" and not self.store_truncated:
                 return Admission(False, "truncated")
         if not any(_choice_has_output(c) for c in choices):

@@ -596,12 +596,12 @@ def test_tool_only_answer_has_null_content_and_empty_answer_an_empty_string() ->
     [
         ("end_turn", "stop"),
         ("stop_sequence", "stop"),
-        ("pause_turn", "stop"),
+        ("pause_turn", "length"),  # unfinished: sent back to go on (not stored)
         ("max_tokens", "length"),
         ("model_context_window_exceeded", "length"),
         ("tool_use", "tool_calls"),
         ("refusal", "content_filter"),
-        ("something_new", "something_new"),
+        ("something_new", "stop"),  # (its own name kept in provider_specific_fields)
         (None, None),
     ],
 )

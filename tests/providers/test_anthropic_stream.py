@@ -725,14 +725,14 @@ def test_unknown_block_types_and_their_deltas_are_left_out() -> None:
             ),
             *block_events(2, {"type": "text", "text": ""}, text_delta(" After.")),
         ],
-        "pause_turn",
+        "end_turn",
         {"input_tokens": 10, "output_tokens": 5},
     )
     chunks = translate(raw)
     whole = {
         "id": "msg_01G",
         "model": MODEL,
-        "stop_reason": "pause_turn",
+        "stop_reason": "end_turn",
         "usage": {"input_tokens": 10, "output_tokens": 5},
         "content": [
             {"type": "text", "text": "Before."},

@@ -1120,7 +1120,7 @@ def test_a_tool_call_only_answer_has_null_content_and_redacted_reasoning_is_kept
         ("tool_use", "tool_calls"),
         ("guardrail_intervened", "content_filter"),
         ("content_filtered", "content_filter"),
-        ("malformed_tool_use", "malformed_tool_use"),
+        ("malformed_tool_use", "stop"),  # (kept as native_finish_reason, not stored)
         (None, None),
     ],
 )

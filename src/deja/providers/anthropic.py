@@ -10,14 +10,16 @@ Request, OpenAI → Anthropic:
 * ``system``/``developer`` messages, wherever they are, become the top-level ``system``
   blocks, in order (Anthropic has no system turns);
 * user content parts: text; ``image_url`` or ``file`` with a ``data:`` URL → by its media
-  type: ``image/*`` a base64 ``image``, ``application/pdf`` a base64 ``document``,
-  ``text/plain`` a ``document`` with a ``text`` source (the decoded text); any other type
-  (csv, markdown, docx…) is refused, as Anthropic's documents take only those two; an
-  ``http(s)`` URL → a ``url`` source; ``file_id`` → a ``file`` source; a file's
-  ``filename`` becomes the document's ``title``; parts already in Anthropic's shape
-  (``image``, ``document``…) pass through; audio is refused;
+  type: ``image/*`` a base64 ``image`` (``image/jpg``, which Anthropic refuses, as
+  ``image/jpeg``), ``application/pdf`` a base64 ``document``, ``text/plain`` a
+  ``document`` with a ``text`` source (the decoded text); any other type (csv, markdown,
+  docx…) is refused, as Anthropic's documents take only those two; an ``http(s)`` URL → a
+  ``url`` source; ``file_id`` → a ``file`` source; a file's ``filename`` becomes the
+  document's ``title``; parts already in Anthropic's shape (``image``, ``document``…) pass
+  through; audio is refused;
 * assistant messages: ``thinking_blocks`` (with their signatures, as deja returns them)
-  first, then text, then each tool call as a ``tool_use`` block (``arguments`` parsed);
+  first, then text, then each tool call as a ``tool_use`` block (``arguments`` parsed); a
+  paused turn's ``provider_specific_fields.content_blocks`` (see below) instead, as they are;
 * ``tool`` messages → ``tool_result`` blocks in a user turn; consecutive turns of one role
   are merged (so tool results and the next user text share a turn, results first);
 * blank (empty or whitespace-only) text is not sent, in messages, tool results and the
@@ -35,9 +37,11 @@ Request, OpenAI → Anthropic:
 * ``stop`` → ``stop_sequences``; ``max_completion_tokens`` (or ``max_tokens``) →
   ``max_tokens``, which Anthropic requires: when absent, :data:`DEFAULT_MAX_TOKENS`
   (4,096, the largest output every Claude 3+ model accepts); ``temperature``, ``top_p``,
-  ``top_k``, ``thinking`` and ``stream`` as they are; ``user`` → ``metadata.user_id``;
-  ``reasoning_effort`` → ``thinking`` with LiteLLM's budgets (low 1,024, medium 2,048,
-  high 4,096 tokens);
+  ``top_k``, ``thinking`` and ``stream`` as they are (a ``null`` one, OpenAI's "unset", is
+  not sent: Anthropic refuses it); ``user`` → ``metadata.user_id``; ``reasoning_effort`` →
+  ``thinking`` with LiteLLM's budgets (low 1,024, medium 2,048, high 4,096 tokens), cut
+  below a caller's ``max_tokens`` (Anthropic wants the budget under it, and OpenAI counts
+  reasoning inside it); a limit that cannot hold the smallest budget (1,024) is refused;
 * ``cache_control`` on tools, messages and content parts is kept and the
   ``cache_control_injection_points`` are placed by :mod:`deja.providers.planner`; a
   top-level ``cache_control`` (Anthropic's automatic caching) is sent as the planner
@@ -54,10 +58,17 @@ tool-use conversation with thinking); ``tool_use`` → ``tool_calls``. Server to
 web fetch, code execution…) ran at Anthropic, so they are not tool calls the caller should
 answer: they are left out, as are citations and block types newer than this adapter (the
 text the model wrote around them is kept). ``stop_reason`` → ``finish_reason``
-(``end_turn``/``stop_sequence``/``pause_turn`` → ``stop``,
+(``end_turn``/``stop_sequence`` → ``stop``,
 ``max_tokens``/``model_context_window_exceeded`` → ``length``, ``tool_use`` →
 ``tool_calls`` — ``stop`` when no client tool call came —, ``refusal`` →
-``content_filter``); usage through
+``content_filter``). ``pause_turn`` (a server-tool loop paused: the turn is unfinished) →
+``length``, OpenAI's value for an answer that is not whole, with
+``provider_specific_fields`` on the message: ``native_finish_reason: "pause_turn"`` and
+``content_blocks``, the answer's blocks as Anthropic sent them (server tool use and results
+included). Sending that assistant message back as the last one continues the turn: its
+``content_blocks`` go to Anthropic in place of the message's content. A stop reason newer
+than this adapter → ``stop``, kept as ``native_finish_reason`` too; deja's admission policy
+stores neither. Usage through
 :func:`deja.providers.usage.normalize_anthropic`. A stream goes through
 :class:`StreamTranslator`, which yields ``chat.completion.chunk`` dicts that
 :class:`deja.streaming.StreamAssembler` assembles into exactly what :meth:`parse_response`
@@ -68,6 +79,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
+import json
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -97,10 +110,13 @@ __all__ = [
     "ANTHROPIC_VERSION",
     "DEFAULT_API_BASE",
     "DEFAULT_MAX_TOKENS",
+    "MINIMUM_THINKING_BUDGET",
     "AnthropicProvider",
     "AnthropicRequest",
     "StreamTranslator",
+    "effort_thinking",
     "finish_reason",
+    "provider_fields",
 ]
 
 ANTHROPIC_VERSION: Final = "2023-06-01"
@@ -115,12 +131,22 @@ largest output every Claude 3 and later model accepts."""
 _FINISH: Final = {
     "end_turn": "stop",
     "stop_sequence": "stop",
-    "pause_turn": "stop",
+    # An unfinished turn (a server-tool loop paused, to be sent back to continue): OpenAI's
+    # value for an answer that is not whole, and the same remedy as a max_tokens stop
+    # (send the assistant turn back); provider_specific_fields tells the two apart.
+    "pause_turn": "length",
     "max_tokens": "length",
     "model_context_window_exceeded": "length",
     "tool_use": "tool_calls",
     "refusal": "content_filter",
 }
+# Stop reasons whose OpenAI value says all there is; any other (pause_turn, one newer than
+# this adapter) is also named in the message's provider_specific_fields, and deja's
+# admission policy does not store such an answer.
+_CLEAN_STOPS: Final = frozenset(_FINISH) - {"pause_turn"}
+MINIMUM_THINKING_BUDGET: Final = 1024
+"""Anthropic's smallest extended-thinking ``budget_tokens``."""
+
 # LiteLLM's mapping of OpenAI's reasoning effort to an extended-thinking budget.
 _THINKING_BUDGET: Final = {"minimal": 1024, "low": 1024, "medium": 2048, "high": 4096}
 # OpenAI parameters with no Anthropic equivalent: not sent (a warning names each one set).
@@ -188,10 +214,54 @@ _NATIVE_PARTS: Final = frozenset(
 
 
 def finish_reason(stop_reason: object) -> str | None:
-    """OpenAI's ``finish_reason`` for an Anthropic ``stop_reason`` (an unknown one as is)."""
+    """OpenAI's ``finish_reason`` for an Anthropic ``stop_reason`` (an unknown one: ``stop``,
+    OpenAI's clients know no other value; :func:`provider_fields` keeps the real one)."""
     if stop_reason is None:
         return None
-    return _FINISH.get(str(stop_reason), str(stop_reason))
+    return _FINISH.get(str(stop_reason), "stop")
+
+
+def effort_thinking(effort: object, max_tokens: object) -> dict[str, Any] | None:
+    """The ``thinking`` field for OpenAI's ``reasoning_effort`` (``None`` for none or
+    ``"none"``) under the caller's ``max_tokens`` (``None``: not set).
+
+    The budget is LiteLLM's for the effort, cut to fit under ``max_tokens`` when the caller
+    set one: Anthropic requires ``budget_tokens < max_tokens``, and OpenAI counts reasoning
+    inside ``max_completion_tokens`` too, so the caller's limit stays the whole output. A
+    limit that cannot hold Anthropic's smallest budget (1,024) is an
+    :class:`~deja.errors.InvalidRequestError` naming both, rather than an output larger
+    than the caller allowed.
+    """
+    if effort is None or effort == "none":
+        return None
+    budget = _THINKING_BUDGET.get(str(effort))
+    if budget is None:
+        raise InvalidRequestError(f"reasoning_effort {effort!r} is not known")
+    if isinstance(max_tokens, int) and not isinstance(max_tokens, bool):
+        if max_tokens <= MINIMUM_THINKING_BUDGET:
+            raise InvalidRequestError(
+                f"reasoning_effort {effort!r} needs a thinking budget of at least "
+                f"{MINIMUM_THINKING_BUDGET} tokens, below the max_tokens, and max_tokens is "
+                f"{max_tokens}: raise max_completion_tokens (or max_tokens) above "
+                f"{MINIMUM_THINKING_BUDGET}, or leave out reasoning_effort"
+            )
+        budget = min(budget, max_tokens - 1)
+    return {"type": "enabled", "budget_tokens": budget}
+
+
+def provider_fields(stop_reason: object, content: object) -> dict[str, Any] | None:
+    """The message's ``provider_specific_fields`` for an answer that stopped with
+    ``stop_reason``: ``None`` after a clean stop; else ``native_finish_reason`` (what
+    Anthropic said), and after ``pause_turn`` the answer's ``content_blocks`` as Anthropic
+    sent them (server tool use and results, citations), to send back so the turn goes on."""
+    if stop_reason is None or stop_reason in _CLEAN_STOPS:
+        return None
+    fields: dict[str, Any] = {"native_finish_reason": str(stop_reason)}
+    if stop_reason == "pause_turn" and isinstance(content, list):
+        fields["content_blocks"] = [
+            copy.deepcopy(dict(b)) for b in content if isinstance(b, Mapping)
+        ]
+    return fields
 
 
 def _answer_finish(stop_reason: object, tool_calls: int) -> str | None:
@@ -328,12 +398,8 @@ class AnthropicProvider:
         if max_tokens is None:
             max_tokens = planned.get("max_tokens")
         thinking = planned.get("thinking")
-        effort = planned.get("reasoning_effort")
-        if thinking is None and effort is not None and effort != "none":
-            budget = _THINKING_BUDGET.get(str(effort))
-            if budget is None:
-                raise InvalidRequestError(f"reasoning_effort {effort!r} is not known")
-            thinking = {"type": "enabled", "budget_tokens": budget}
+        if thinking is None:
+            thinking = effort_thinking(planned.get("reasoning_effort"), max_tokens)
         if max_tokens is None:
             # With thinking, max_tokens must exceed the thinking budget.
             budget = thinking.get("budget_tokens") if isinstance(thinking, Mapping) else None
@@ -370,6 +436,10 @@ class AnthropicProvider:
             if key in _OPENAI_ONLY:
                 if value not in (None, False):  # an unset or disabled option changes nothing
                     warnings.append(f"{key} has no Anthropic equivalent: not sent")
+                continue
+            if value is None:
+                # OpenAI's "unset" (SDKs and frameworks send it); Anthropic refuses a null
+                # temperature, top_p or top_k with a 400
                 continue
             payload[key] = value  # temperature, top_p, top_k and Anthropic's own extras
         return payload, plan, warnings
@@ -415,6 +485,9 @@ class AnthropicProvider:
                 tool_calls.append(tool_call(block.get("id"), block.get("name"), block.get("input")))
             # server_tool_use, mcp_tool_use, *_tool_result…: Anthropic ran those tools
         message = assistant_message(text, reasoning, thinking_blocks, tool_calls)
+        fields = provider_fields(data.get("stop_reason"), data["content"])
+        if fields is not None:
+            message["provider_specific_fields"] = fields
         response: dict[str, Any] = {
             "id": data.get("id"),
             "object": "chat.completion",
@@ -453,6 +526,55 @@ class _Block:
         self.data = dict(data or {})
 
 
+class _Whole:
+    """One block of a stream as its non-stream twin has it: the start's block, with the
+    pieces of its deltas (of its own kind only) put together."""
+
+    __slots__ = ("base", "citations", "input", "pieces")
+
+    # delta type → (the block type it belongs to, the block field it adds to)
+    _FIELDS: Final = {
+        "text_delta": ("text", "text"),
+        "thinking_delta": ("thinking", "thinking"),
+        "signature_delta": ("thinking", "signature"),
+    }
+
+    def __init__(self, block: Mapping[str, Any]) -> None:
+        self.base = copy.deepcopy(dict(block))
+        self.pieces: dict[str, list[str]] = {}
+        self.input: list[str] = []
+        self.citations: list[Any] = []
+
+    def add(self, delta: Mapping[str, Any]) -> None:
+        kind = delta.get("type")
+        owner = self.base.get("type")
+        if kind in self._FIELDS:
+            block, field = self._FIELDS[kind]
+            piece = delta.get(field)
+            if owner == block and isinstance(piece, str):
+                self.pieces.setdefault(field, []).append(piece)
+        elif kind == "input_json_delta" and "input" in self.base:
+            piece = delta.get("partial_json")
+            if isinstance(piece, str):
+                self.input.append(piece)
+        elif kind == "citations_delta" and owner == "text":
+            self.citations.append(copy.deepcopy(delta.get("citation")))
+
+    def block(self) -> dict[str, Any]:
+        block = copy.deepcopy(self.base)
+        for field, pieces in self.pieces.items():
+            block[field] = str(block.get(field) or "") + "".join(pieces)
+        arguments = "".join(self.input)
+        if arguments:
+            try:
+                block["input"] = json.loads(arguments)
+            except ValueError:
+                block["input"] = arguments  # as it came: Anthropic will say what is wrong
+        if self.citations:
+            block["citations"] = [*(block.get("citations") or ()), *self.citations]
+        return block
+
+
 class StreamTranslator:
     """Anthropic stream events → OpenAI ``chat.completion.chunk`` dicts, one event at a time.
 
@@ -479,6 +601,8 @@ class StreamTranslator:
         self._blocks: dict[int, _Block] = {}
         self._tools = 0
         self._finished = False
+        # every block as Anthropic would send it whole, for a pause_turn's content_blocks
+        self._content: dict[int, _Whole] = {}
 
     @property
     def finished(self) -> bool:
@@ -511,7 +635,10 @@ class StreamTranslator:
             reason = delta.get("stop_reason")
             if reason is None:
                 return []
-            return [self._chunk({}, _answer_finish(reason, self._tools))]
+            content = [self._content[i].block() for i in sorted(self._content)]
+            fields = provider_fields(reason, content)
+            finish = {} if fields is None else {"provider_specific_fields": fields}
+            return [self._chunk(finish, _answer_finish(reason, self._tools))]
         if kind == "message_stop":
             self._finished = True
             usage = self.usage
@@ -540,6 +667,7 @@ class StreamTranslator:
         return self._envelope() | {"choices": [choice], "usage": None}
 
     def _start(self, index: int, block: Mapping[str, Any]) -> list[dict[str, Any]]:
+        self._content[index] = _Whole(block)
         kind = str(block.get("type"))
         if kind == "tool_use":
             state = self._blocks[index] = _Block(kind, tool=self._tools)
@@ -564,6 +692,9 @@ class StreamTranslator:
         return []
 
     def _delta(self, index: int, delta: Mapping[str, Any]) -> list[dict[str, Any]]:
+        whole = self._content.get(index)
+        if whole is not None:
+            whole.add(delta)
         state = self._blocks.get(index)
         block = state.kind if state is not None else None
         kind = delta.get("type")
@@ -648,6 +779,8 @@ def _data_block(match: re.Match[str], where: str) -> dict[str, Any]:
     docx…: its documents say to convert those to text first).
     """
     media = match["media"].strip().lower()
+    if media == "image/jpg":  # a common misspelling Anthropic refuses; the type is jpeg
+        media = "image/jpeg"
     data = match["data"]
     if media.startswith("image/"):
         return {"type": "image", "source": {"type": "base64", "media_type": media, "data": data}}
@@ -794,12 +927,16 @@ def _messages(messages: Sequence[Any], warnings: list[str]) -> tuple[Any, list[d
         if role in _SYSTEM_ROLES or role == "user":
             blocks = _content_blocks(content, where)
         elif role == "assistant":
-            blocks = [
-                dict(b) for b in message.get("thinking_blocks") or () if isinstance(b, Mapping)
-            ]
-            blocks += _content_blocks(content, where)
-            for j, call in enumerate(message.get("tool_calls") or ()):
-                blocks.append(_tool_use(call, f"{where}.tool_calls[{j}]"))
+            sent = _sent_blocks(message)
+            if sent is not None:  # a paused turn sent back as Anthropic gave it
+                blocks = sent
+            else:
+                blocks = [
+                    dict(b) for b in message.get("thinking_blocks") or () if isinstance(b, Mapping)
+                ]
+                blocks += _content_blocks(content, where)
+                for j, call in enumerate(message.get("tool_calls") or ()):
+                    blocks.append(_tool_use(call, f"{where}.tool_calls[{j}]"))
         elif role == "tool":
             blocks = [_tool_result(message, where)]
         elif role == "function":
@@ -847,6 +984,18 @@ def _messages(messages: Sequence[Any], warnings: list[str]) -> tuple[Any, list[d
         )
     out = [{"role": role, "content": _compact(blocks)} for role, blocks in turns]
     return (_compact(system) if system else None), out
+
+
+def _sent_blocks(message: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """The ``content_blocks`` deja returned with a ``pause_turn`` answer, when this assistant
+    message carries them: Anthropic continues a paused turn from its content as it was, in
+    order (server tool use next to its result), which ``content``, ``tool_calls`` and
+    ``thinking_blocks`` cannot say; ``None`` otherwise."""
+    fields = message.get("provider_specific_fields")
+    blocks = fields.get("content_blocks") if isinstance(fields, Mapping) else None
+    if not isinstance(blocks, list) or not blocks:
+        return None
+    return [copy.deepcopy(dict(b)) for b in blocks if isinstance(b, Mapping)]
 
 
 def _compact(blocks: list[dict[str, Any]]) -> str | list[dict[str, Any]]:

@@ -40,8 +40,9 @@ Request, OpenAI → Converse:
   → ``inferenceConfig`` ``maxTokens``/``temperature``/``topP``/``stopSequences``;
 * ``additionalModelRequestFields``: ``top_k`` (Claude and others: ``top_k``; Nova:
   ``inferenceConfig.topK``), and for Claude ``thinking`` and ``reasoning_effort`` (LiteLLM's
-  budgets: low 1,024, medium 2,048, high 4,096; without ``max_tokens`` then, ``maxTokens``
-  is 4,096 plus the budget, as the Anthropic adapter does); fields the caller put in
+  budgets: low 1,024, medium 2,048, high 4,096, cut below the caller's ``max_tokens`` and
+  refused when it cannot hold 1,024; without ``max_tokens``, ``maxTokens`` is 4,096 plus
+  the budget: all as the Anthropic adapter does); fields the caller put in
   ``additionalModelRequestFields`` win, and any body field this adapter does not know
   goes there too (model-specific parameters such as ``anthropic_beta``);
 * ``response_format`` ``json_schema`` → ``outputConfig.textFormat`` (type ``json_schema``,
@@ -73,7 +74,9 @@ tool-use conversation with thinking can continue); ``toolUse`` → ``tool_calls`
 ``stopReason`` → ``finish_reason`` (``end_turn``/``stop_sequence`` → ``stop``,
 ``max_tokens``/``model_context_window_exceeded`` → ``length``, ``tool_use`` →
 ``tool_calls``, ``guardrail_intervened``/``content_filtered`` → ``content_filter``; others,
-such as ``malformed_tool_use``, as they are); usage through :func:`normalize_bedrock`.
+such as ``malformed_tool_use`` and ``malformed_model_output``, → ``stop``, with Bedrock's
+own value kept as the message's ``provider_specific_fields.native_finish_reason``, which
+keeps the answer out of the cache); usage through :func:`normalize_bedrock`.
 Converse sends no response id or model: the caller passes them (the
 ``x-amzn-requestid`` header makes a good id). ``metrics.latencyMs`` is not copied: it is
 volatile, and deja measures its own upstream time. A stream goes through
@@ -102,6 +105,7 @@ from deja.providers._openai_format import (
     function_call,
     tool_call,
 )
+from deja.providers.anthropic import effort_thinking
 from deja.providers.eventstream import EXCEPTION_STATUS, exception_error
 from deja.providers.planner import (
     ANTHROPIC_BREAKPOINT_LIMIT,
@@ -130,6 +134,7 @@ __all__ = [
     "finish_reason",
     "model_id",
     "normalize_bedrock",
+    "provider_fields",
     "require_botocore",
     "resolve_aws",
     "resolve_region",
@@ -149,7 +154,6 @@ NOVA_MINIMUM_TOKENS: Final = 1000
 _BEDROCK_CLAUDE_FLOOR: Final = 1024  # see bedrock_minimum_tokens
 
 _DEFAULT_MAX_TOKENS: Final = 4096  # the Anthropic adapter's default: every Claude 3+ accepts it
-_THINKING_BUDGET: Final = {"minimal": 1024, "low": 1024, "medium": 2048, "high": 4096}
 _FINISH: Final = {
     "end_turn": "stop",
     "stop_sequence": "stop",
@@ -363,10 +367,23 @@ def bedrock_minimum_tokens(model: str) -> int:
 
 
 def finish_reason(stop_reason: object) -> str | None:
-    """OpenAI's ``finish_reason`` for a Converse ``stopReason`` (an unknown one as is)."""
+    """OpenAI's ``finish_reason`` for a Converse ``stopReason``: always one of OpenAI's
+    values, which strictly typed clients require (``malformed_tool_use``,
+    ``malformed_model_output`` and any newer value → ``stop``; :func:`provider_fields`
+    keeps what Bedrock said)."""
     if stop_reason is None:
         return None
-    return _FINISH.get(str(stop_reason), str(stop_reason))
+    return _FINISH.get(str(stop_reason), "stop")
+
+
+def provider_fields(stop_reason: object) -> dict[str, Any] | None:
+    """The message's ``provider_specific_fields`` for an answer that stopped with
+    ``stop_reason``: ``None`` when :func:`finish_reason` says all, else
+    ``{"native_finish_reason": stop_reason}`` — an abnormal stop (a malformed tool use or
+    model output…), which deja's admission policy does not store."""
+    if stop_reason is None or str(stop_reason) in _FINISH:
+        return None
+    return {"native_finish_reason": str(stop_reason)}
 
 
 # -- credentials and signing ----------------------------------------------------------------
@@ -946,6 +963,9 @@ class BedrockProvider:
                     tool_call(use.get("toolUseId"), use.get("name"), use.get("input"))
                 )
         reply = assistant_message(text, reasoning, thinking_blocks, tool_calls)
+        fields = provider_fields(data.get("stopReason"))
+        if fields is not None:
+            reply["provider_specific_fields"] = fields
         response: dict[str, Any] = {
             "id": response_id or _new_id(),
             "object": "chat.completion",
@@ -1055,7 +1075,10 @@ class StreamTranslator:
                 return self._stop(_index(data))
             if kind == "messageStop":
                 self._stopped = True
-                return [self._chunk({}, finish_reason(data.get("stopReason")))]
+                reason = data.get("stopReason")
+                fields = provider_fields(reason)
+                delta = {} if fields is None else {"provider_specific_fields": fields}
+                return [self._chunk(delta, finish_reason(reason))]
             if kind == "metadata":
                 usage = data.get("usage")
                 self._usage = normalize_bedrock(usage if isinstance(usage, Mapping) else {})
@@ -1485,20 +1508,21 @@ def _tool_config(body: Mapping[str, Any], warnings: list[str]) -> dict[str, Any]
 
 
 def _thinking(body: Mapping[str, Any], claude: bool, warnings: list[str]) -> Any:
-    """The Claude ``thinking`` field from ``thinking`` or ``reasoning_effort``, if any."""
+    """The Claude ``thinking`` field from ``thinking`` or ``reasoning_effort``, if any
+    (the Anthropic adapter's budgets, fitted under the caller's limit the same way)."""
     thinking = body.get("thinking")
     effort = body.get("reasoning_effort")
-    if thinking is None and effort is not None and effort != "none":
-        budget = _THINKING_BUDGET.get(str(effort))
-        if budget is None:
-            raise InvalidRequestError(f"reasoning_effort {effort!r} is not known")
-        thinking = {"type": "enabled", "budget_tokens": budget}
-    if thinking is None:
+    if thinking is None and (effort is None or effort == "none"):
         return None
     if not claude:
-        source = "thinking" if body.get("thinking") is not None else "reasoning_effort"
+        source = "thinking" if thinking is not None else "reasoning_effort"
         warnings.append(f"{source} is sent to Claude models only on Bedrock: not sent")
         return None
+    if thinking is None:
+        max_tokens = body.get("max_completion_tokens")
+        if max_tokens is None:
+            max_tokens = body.get("max_tokens")
+        thinking = effort_thinking(effort, max_tokens)
     return thinking
 
 

@@ -46,7 +46,10 @@ Request, OpenAI → Gemini:
   application/json``, ``json_schema`` → that plus ``responseSchema`` (converted) or
   ``responseJsonSchema``; ``reasoning_effort`` → ``thinkingConfig`` (LiteLLM's budgets:
   minimal 128, low 1,024, medium 2,048, high 4,096, with ``includeThoughts``; ``none`` → budget
-  0; Gemini 3 models get ``thinkingLevel`` low/high instead); Anthropic-style ``thinking``
+  0; Gemini 3 models get ``thinkingLevel`` instead, the effort's own where the model has it
+  — Flash and Flash-Lite minimal/low/medium/high, 3 Pro low/high, 3.1 Pro low/medium/high
+  — else minimal → low and medium → high; ``none``, as Gemini 3 cannot stop thinking, →
+  ``minimal`` where there is one, else nothing, with a warning); Anthropic-style ``thinking``
   → ``thinkingBudget``; a native ``generationConfig`` in the body wins field by field;
   ``safety_settings``/``safetySettings`` and Vertex ``labels`` pass through;
 * ``context_cache_id`` (LiteLLM's name; ``cached_content`` too) → ``cachedContent``: a bare
@@ -54,7 +57,10 @@ Request, OpenAI → Gemini:
   answers 400 when such a request also sets a system instruction, tools or a tool config, so
   system messages, ``tools`` or ``tool_choice`` next to it are an
   :class:`~deja.errors.InvalidRequestError` naming the conflict;
-* OpenAI-only parameters with no Gemini equivalent (``logit_bias``, ``logprobs``, ``user``,
+* ``logprobs: true`` → ``responseLogprobs``, with ``top_logprobs`` → ``logprobs`` (the
+  number of top tokens per step); the answer's ``logprobsResult`` comes back as OpenAI's
+  ``choices[].logprobs.content``;
+* OpenAI-only parameters with no Gemini equivalent (``logit_bias``, ``user``,
   ``parallel_tool_calls: false``…) are not sent, each with a warning; any other field passes
   through as a Gemini extra.
 
@@ -80,12 +86,16 @@ back), else a deterministic ``call_`` id (SHA-256 of the response id, candidate,
 name and arguments, so a stream and its non-stream twin agree, and a cached answer keeps
 it); ``finishReason`` ``STOP`` → ``stop``, ``MAX_TOKENS`` →
 ``length``, the safety family (``SAFETY``, ``RECITATION``, ``BLOCKLIST``,
-``PROHIBITED_CONTENT``, ``SPII``, image variants) → ``content_filter``, anything else
-lower-cased. A prompt blocked before any candidate (``promptFeedback.blockReason``) is an
-answer, not an error: one empty choice with ``finish_reason: content_filter`` and the
-feedback under ``prompt_feedback`` — the request was well-formed, the stream and non-stream
-paths stay alike, and deja never stores a ``content_filter`` answer. Usage goes through
-:func:`normalize_gemini`. :class:`StreamTranslator` turns SSE events into chunks that
+``PROHIBITED_CONTENT``, ``SPII``, image variants), ``LANGUAGE`` and ``MODEL_ARMOR`` →
+``content_filter``, anything else (``MALFORMED_FUNCTION_CALL``, ``OTHER``…) → ``stop``
+(``tool_calls`` with function calls), OpenAI's clients knowing no other value; a reason that
+mapping loses is kept as the message's ``provider_specific_fields.native_finish_reason``,
+and deja does not store such an answer. ``logprobsResult`` → ``logprobs``. A prompt blocked
+before any candidate (``promptFeedback.blockReason``) is an answer, not an error: one empty
+choice with ``finish_reason: content_filter`` and the feedback under ``prompt_feedback`` —
+the request was well-formed, the stream and non-stream paths stay alike, and deja never
+stores a ``content_filter`` answer. Usage goes through :func:`normalize_gemini`.
+:class:`StreamTranslator` turns SSE events into chunks that
 :class:`deja.streaming.StreamAssembler` assembles into exactly what :meth:`parse_response`
 returns.
 """
@@ -132,9 +142,11 @@ __all__ = [
     "convert_schema",
     "finish_reason",
     "format_ttl",
+    "logprobs",
     "minimum_cache_tokens",
     "normalize_gemini",
     "parse_cached_content",
+    "provider_fields",
 ]
 
 DEFAULT_API_BASE: Final = "https://generativelanguage.googleapis.com"
@@ -169,11 +181,18 @@ _SAFETY_REASONS: Final = frozenset(
         "IMAGE_RECITATION",
     }
 )
+# Output blocked for reasons outside the safety family: an unsupported language (mapped to
+# content_filter by other OpenAI-shaped SDKs too), Vertex's Model Armor.
+_BLOCKED_REASONS: Final = frozenset({"LANGUAGE", "MODEL_ARMOR"})
 # LiteLLM's budgets for OpenAI's reasoning effort on Gemini 2.x.
 _THINKING_BUDGET: Final = {"minimal": 128, "low": 1024, "medium": 2048, "high": 4096}
-# Gemini 3 takes a thinking level, not a budget (low and high are the levels every
-# Gemini 3 model documents).
-_THINKING_LEVEL: Final = {"minimal": "low", "low": "low", "medium": "high", "high": "high"}
+# Gemini 3 takes a thinking level, not a budget, and the levels differ by model (Google's
+# model pages): Flash and Flash-Lite minimal/low/medium/high, 3 Pro low/high, 3.1 Pro
+# low/medium/high. An effort the model lacks goes to its neighbour: minimal → low,
+# medium → high (3 Pro's default).
+_FLASH_LEVELS: Final = ("minimal", "low", "medium", "high")
+_GEMINI_3_PRO: Final = re.compile(r"gemini-3-pro(?:-|$)")
+_LEVEL_FALLBACK: Final = {"minimal": "low", "medium": "high"}
 
 # Fewest tokens a cachedContents resource may hold, by model family (longest prefix wins).
 # Google AI's caching guide lists 2.5 Flash 1,024 and 2.5 Pro 4,096; 2.5 Flash-Lite refuses
@@ -199,8 +218,6 @@ VERTEX_MINIMUM_CACHE_TOKENS: Final = 2048
 _OPENAI_ONLY: Final = frozenset(
     {
         "logit_bias",
-        "logprobs",
-        "top_logprobs",
         "user",
         "metadata",
         "store",
@@ -230,6 +247,8 @@ _HANDLED: Final = frozenset(
         "seed",
         "presence_penalty",
         "frequency_penalty",
+        "logprobs",
+        "top_logprobs",
         "response_format",
         "reasoning_effort",
         "thinking",
@@ -606,22 +625,37 @@ def normalize_gemini(usage_metadata: object) -> dict[str, Any]:
 
 
 def finish_reason(reason: object, *, tool_calls: bool = False) -> str | None:
-    """OpenAI's ``finish_reason`` for a Gemini ``finishReason``.
+    """OpenAI's ``finish_reason`` for a Gemini ``finishReason``: always one of OpenAI's
+    values, which strictly typed clients require.
 
-    ``STOP`` → ``stop`` (``tool_calls`` when the candidate called functions),
-    ``MAX_TOKENS`` → ``length``, the safety family → ``content_filter``, anything else
-    lower-cased (``malformed_function_call``, ``other``…); ``None`` stays ``None``.
+    ``MAX_TOKENS`` → ``length``; the safety family, ``LANGUAGE`` (an unsupported language,
+    output blocked) and ``MODEL_ARMOR`` → ``content_filter``; ``STOP`` and anything else
+    (``MALFORMED_FUNCTION_CALL``, ``UNEXPECTED_TOOL_CALL``, ``TOO_MANY_TOOL_CALLS``,
+    ``OTHER``, values newer than this adapter) → ``stop``, or ``tool_calls`` when the
+    candidate called functions. :func:`provider_fields` keeps the reasons that mapping
+    loses; ``None`` stays ``None``.
     """
     if reason is None:
         return None
     name = str(reason)
-    if name in _SAFETY_REASONS:
+    if name in _SAFETY_REASONS or name in _BLOCKED_REASONS:
         return "content_filter"
-    if name == "STOP":
-        return "tool_calls" if tool_calls else "stop"
     if name == "MAX_TOKENS":
         return "length"
-    return name.lower()
+    return "tool_calls" if tool_calls else "stop"
+
+
+def provider_fields(reason: object) -> dict[str, Any] | None:
+    """The message's ``provider_specific_fields`` for a candidate that finished with
+    ``reason``: ``None`` when :func:`finish_reason` says all (``STOP``, ``MAX_TOKENS``, the
+    safety family), else ``{"native_finish_reason": reason}`` — an abnormal stop, which
+    deja's admission policy does not store."""
+    if reason is None:
+        return None
+    name = str(reason)
+    if name in ("STOP", "MAX_TOKENS") or name in _SAFETY_REASONS:
+        return None
+    return {"native_finish_reason": name}
 
 
 def minimum_cache_tokens(model: str) -> int:
@@ -1381,6 +1415,13 @@ class GeminiProvider:
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
                 raise InvalidRequestError("n must be a positive integer")
             config["candidateCount"] = n
+        top = body.get("top_logprobs")
+        if body.get("logprobs") is True:
+            config["responseLogprobs"] = True
+            if top:  # 0, as OpenAI's, asks for the chosen tokens only
+                config["logprobs"] = top
+        elif top:
+            warnings.append("top_logprobs needs logprobs: true: not sent")
         self._response_format(body.get("response_format"), config, warnings)
         thinking = _thinking_config(body, model, warnings)
         if thinking is not None:
@@ -1565,12 +1606,45 @@ def _choice(candidate: Mapping[str, Any], index: int, response_id: object) -> di
     message = assistant_message(text, thoughts, [], calls)
     if signature is not None:
         message["extra_content"] = _signature_extra(signature)
+    fields = provider_fields(candidate.get("finishReason"))
+    if fields is not None:
+        message["provider_specific_fields"] = fields
     return {
         "index": index,
         "message": message,
-        "logprobs": None,
+        "logprobs": logprobs(candidate.get("logprobsResult")),
         "finish_reason": finish_reason(candidate.get("finishReason"), tool_calls=bool(calls)),
     }
+
+
+def logprobs(result: object) -> dict[str, Any] | None:
+    """OpenAI's ``choices[].logprobs`` for a candidate's ``logprobsResult`` (``None``
+    without one): each of ``chosenCandidates`` with the ``topCandidates`` of its step."""
+    if not isinstance(result, Mapping):
+        return None
+    chosen = result.get("chosenCandidates")
+    tops = result.get("topCandidates")
+    tops = tops if isinstance(tops, list) else []
+    content = []
+    for step, token in enumerate(chosen if isinstance(chosen, list) else ()):
+        if not isinstance(token, Mapping):
+            continue
+        top = tops[step] if step < len(tops) else None
+        others = top.get("candidates") if isinstance(top, Mapping) else None
+        entry = _token_logprob(token)
+        entry["top_logprobs"] = [
+            _token_logprob(other) for other in others or () if isinstance(other, Mapping)
+        ]
+        content.append(entry)
+    return {"content": content, "refusal": None}
+
+
+def _token_logprob(token: Mapping[str, Any]) -> dict[str, Any]:
+    text = token.get("token")
+    text = text if isinstance(text, str) else ""
+    # proto3 leaves a zero out: a missing logProbability is a certain token
+    logprob = token.get("logProbability", 0.0)
+    return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
 
 
 _STATUS_CODES: Final = {
@@ -1719,10 +1793,18 @@ class StreamTranslator:
             signature = part.get("thoughtSignature")
             if isinstance(signature, str) and signature:
                 chunks.append(self._chunk(index, {"extra_content": _signature_extra(signature)}))
+        scores = logprobs(candidate.get("logprobsResult"))
+        if scores is not None and scores["content"]:
+            chunk = self._chunk(index, {})
+            chunk["choices"][0]["logprobs"] = scores
+            chunks.append(chunk)
         reason = candidate.get("finishReason")
         if reason is not None and not state.finished:
             state.finished = True
-            chunks.append(self._chunk(index, {}, finish_reason(reason, tool_calls=state.tools > 0)))
+            fields = provider_fields(reason)
+            delta = {} if fields is None else {"provider_specific_fields": fields}
+            finish = finish_reason(reason, tool_calls=state.tools > 0)
+            chunks.append(self._chunk(index, delta, finish))
 
     def _start(self, index: int, chunks: list[dict[str, Any]]) -> _Candidate:
         state = self._candidates.get(index)
@@ -2097,6 +2179,15 @@ def _tool_config(choice: object) -> dict[str, Any] | None:
     raise InvalidRequestError(f"tool_choice {choice!r} is not supported")
 
 
+def _thinking_levels(name: str) -> tuple[str, ...]:
+    """The ``thinkingLevel`` values a Gemini 3 model (lower-case bare name) takes."""
+    if "flash" in name:
+        return _FLASH_LEVELS
+    if _GEMINI_3_PRO.match(name):
+        return ("low", "high")
+    return ("low", "medium", "high")  # 3.1 Pro, and the Pro models after it
+
+
 def _thinking_config(
     body: Mapping[str, Any], model: str, warnings: list[str]
 ) -> dict[str, Any] | None:
@@ -2113,12 +2204,19 @@ def _thinking_config(
         return None
     name = model.lower()
     if name.startswith("gemini-3"):
+        levels = _thinking_levels(name)
         if effort == "none":
+            if "minimal" in levels:  # Google: the closest to off; Gemini 3 never is
+                warnings.append(
+                    f"reasoning_effort 'none': {model} cannot turn thinking off; "
+                    "sent as thinkingLevel minimal"
+                )
+                return {"thinkingLevel": "minimal"}
             warnings.append(f"reasoning_effort 'none': {model} cannot turn thinking off; not sent")
             return None
-        level = _THINKING_LEVEL.get(str(effort))
-        if level is None:
+        if effort not in _FLASH_LEVELS:
             raise InvalidRequestError(f"reasoning_effort {effort!r} is not known")
+        level = str(effort) if effort in levels else _LEVEL_FALLBACK[str(effort)]
         return {"thinkingLevel": level, "includeThoughts": True}
     if effort == "none":
         if name.startswith("gemini-2.5-pro"):
