@@ -357,6 +357,9 @@ def key_payload(request: Request) -> dict[str, Any]:
 
 
 def _digest(request: Request) -> str:
+    known = request._key_digest
+    if known is not None:  # (remember_digest)
+        return known
     try:
         payload = key_payload(request)
     except RecursionError:
@@ -370,6 +373,16 @@ def default_digest(request: Request) -> str:
     Public so a custom builder can wrap it (drop a field, then call this).
     """
     return _digest(request)
+
+
+def remember_digest(request: Request) -> str:
+    """:func:`default_digest` of ``request``, computed now and kept on it: keying it later
+    costs nothing. The proxy keys a large body so, in a thread, before it asks the cache
+    (normalizing a 10 MiB body of tiny JSON nodes took seconds of the event loop, every
+    other request waiting). ``request`` must not change afterwards (a copy made with
+    :func:`dataclasses.replace` is keyed afresh)."""
+    digest = request._key_digest = _digest(request)
+    return digest
 
 
 @functools.lru_cache(maxsize=4096)

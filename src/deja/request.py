@@ -398,6 +398,10 @@ class Request:
     # already canonical, so keying skips normalizing them. Set by the constructors after
     # checking; not an init field, so dataclasses.replace() resets it to the safe False.
     plain_messages: bool = field(default=False, init=False, repr=False, compare=False)
+    # The default key digest, once computed ahead of the cache's lookup
+    # (deja.keys.remember_digest: the proxy keys a large body in a thread). Not an init
+    # field either, so dataclasses.replace() drops it with the fields it was computed from.
+    _key_digest: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def upstream(self) -> str:

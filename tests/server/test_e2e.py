@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import signal
@@ -140,34 +139,6 @@ def test_openai_sdk_through_the_proxy(
     assert process.wait(timeout=15) in (0, -signal.SIGTERM)
     log = process.stdout.read().decode() if process.stdout else ""
     assert "Application shutdown complete" in log
-
-
-def test_an_http_1_0_client_gets_a_stream_whole_with_its_length(
-    served: tuple[str, FakeOpenAIServer, subprocess.Popen[bytes]],
-) -> None:
-    """uvicorn's httptools protocol answered an HTTP/1.0 stream chunked, which such a client
-    cannot read (chunk sizes mixed into the events); RFC 9112 forbids it."""
-    base, _upstream, _process = served
-    host, port = base.removeprefix("http://").split(":")
-    body = json.dumps({"model": "gpt-4o", "messages": MESSAGES, "stream": True}).encode()
-    for status in ("miss", "hit"):
-        with socket.create_connection((host, int(port)), timeout=10) as conn:
-            conn.sendall(
-                b"POST /v1/chat/completions HTTP/1.0\r\nAuthorization: Bearer sk-team\r\n"
-                b"Content-Type: application/json\r\nContent-Length: "
-                + str(len(body)).encode()
-                + b"\r\n\r\n"
-                + body
-            )
-            answer = b""
-            while chunk := conn.recv(65536):
-                answer += chunk
-        head, _, events = answer.partition(b"\r\n\r\n")
-        headers = head.lower().split(b"\r\n")
-        assert not any(h.startswith(b"transfer-encoding") for h in headers)
-        assert f"content-length: {len(events)}".encode() in headers
-        assert f"x-deja-cache: {status}".encode() in headers
-        assert events.startswith(b"data: {") and events.endswith(b"data: [DONE]\n\n")
 
 
 def test_bad_config_exits_non_zero(tmp_path: Path) -> None:

@@ -64,7 +64,9 @@ async def test_auth_errors(proxy: httpx2.AsyncClient) -> None:
         json={"model": "text-embedding-3-small", "input": "x"},
         headers=auth(TEAM_B),
     )
-    assert forbidden.status_code == 403
+    # a model the key may not use does not exist for it (a 403 told it the name is served)
+    assert forbidden.status_code == 404
+    assert forbidden.json()["error"]["code"] == "model_not_found"
     models = await proxy.get("/v1/models", headers=auth(TEAM_B))
     assert [m["id"] for m in models.json()["data"]] == ["gpt-4o"]
     one = await proxy.get("/v1/models/gpt-4o", headers=auth(TEAM_B))

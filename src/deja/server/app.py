@@ -46,15 +46,23 @@ from deja.errors import (
     UpstreamConnectionError,
     UpstreamTimeoutError,
 )
-from deja.keys import scope_prefix, takes_tenant
+from deja.keys import remember_digest, scope_prefix, takes_tenant
 from deja.metrics import PrometheusMetrics
 from deja.providers.bedrock import require_botocore
 from deja.providers.google_auth import require_cryptography
-from deja.request import Request, RequestKind, redact_url, redact_urls_in, resolve_model
+from deja.request import (
+    Request,
+    RequestKind,
+    check_tenant,
+    redact_url,
+    redact_urls_in,
+    resolve_model,
+)
 from deja.result import CacheInfo
 from deja.server.auth import Auth, Caller
 from deja.server.http import (
     HTTPError,
+    Message,
     Receive,
     Scope,
     Send,
@@ -64,7 +72,6 @@ from deja.server.http import (
     read_body,
     send_json,
     send_raw,
-    whole_bodies,
 )
 from deja.server.workers import aggregated_exposition, aggregated_stats, multiprocess
 from deja.streaming import SSE_DONE, sse_event
@@ -365,6 +372,11 @@ _SHUTTING_DOWN = "the proxy is shutting down; retry"
 _NO_STORE = CacheControl(no_store=True)
 _BYPASS = CacheControl(no_cache=True, no_store=True)
 _CALL_KINDS = frozenset({"chat", "completion", "embedding"})
+# A body from this size on is parsed, checked and keyed in a thread (a hit's body of a few
+# KiB pays no thread hop), with at most _MAX_CONTAINERS objects and arrays (a body under
+# this size cannot hold more: each takes 2 bytes and a comma)
+_LARGE_BODY = 256 * 1024
+_MAX_CONTAINERS = 200_000
 
 
 def _retry_delay(exc: ProviderError, retry: int) -> float:
@@ -705,8 +717,6 @@ class ProxyApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            if scope.get("http_version") == "1.0":
-                send = whole_bodies(send)
             await self._http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
@@ -797,19 +807,28 @@ class ProxyApp:
         return self.auth.identify(scope)
 
     async def _json_body(self, scope: Scope, receive: Receive) -> dict[str, Any]:
-        return _json_object(await read_body(scope, receive, self._max_body, self._body_timeout))
+        return (await self._sized_json_body(scope, receive))[0]
+
+    async def _sized_json_body(self, scope: Scope, receive: Receive) -> tuple[dict[str, Any], bool]:
+        """The body's JSON object, and whether the body is large (:data:`_LARGE_BODY`: its
+        request's Python work is done in a thread, not on the event loop)."""
+        raw = await read_body(scope, receive, self._max_body, self._body_timeout)
+        if len(raw) < _LARGE_BODY:
+            return _json_object(raw), False
+        return await asyncio.to_thread(_json_object, raw), True
 
     def _route(self, body: Mapping[str, Any], caller: Caller) -> Route:
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise HTTPError(400, "'model' is required and must be a string", param="model")
-        route = self._find_route(model)
+        # a model the key may not use is one that does not exist, as GET /models/{name}
+        # has it: a 403 told a restricted key which other names the proxy serves. (Asked
+        # first: a wildcard route's own refusals would tell them too.)
+        route = self._find_route(model) if caller.may_use(model) else None
         if route is None:
             raise HTTPError(
                 404, f"the model {model!r} does not exist", param="model", code="model_not_found"
             )
-        if not caller.may_use(model):
-            raise HTTPError(403, f"this key may not use the model {model!r}", param="model")
         return route
 
     def _controls(self, scope: Scope, body: dict[str, Any]) -> CacheControl:
@@ -1026,22 +1045,34 @@ class ProxyApp:
         self, scope: Scope, receive: Receive, send: Send, *, kind: str, path: str
     ) -> None:
         caller = self._caller(scope)
-        body = await self._json_body(scope, receive)
+        body, large = await self._sized_json_body(scope, receive)
         route = self._route(body, caller)
         ctl = self._controls(scope, body)
         if kind in self._uncached_kinds:
             ctl = merge(ctl, _BYPASS)
         try:
             body, route, ctl = await self._prepared(body, caller, route, ctl)
-            if not route.storage_urls:
-                _refuse_storage_urls(body)
             plan = route.plan()
-            request = route.request(
-                plan.keyed_as,
-                body,
-                kind="chat" if kind == "chat" else "completion",
-                tenant=caller.tenant,
-            )
+            # the default key builder's digest, for a large body (a custom builder is the
+            # operator's code: it runs where it always has, on the event loop)
+            key_ahead = large and self.cache is not None and self.cache.key_builder is None
+
+            def keyed() -> Request:
+                if not route.storage_urls:
+                    _refuse_storage_urls(body)
+                request = route.request(
+                    plan.keyed_as,
+                    body,
+                    kind="chat" if kind == "chat" else "completion",
+                    tenant=caller.tenant,
+                )
+                if key_ahead:
+                    remember_digest(request)
+                return request
+
+            # each of these walks the whole body in Python (a 10 MiB body of tiny JSON
+            # nodes: seconds): in a thread for a large one, every other request waiting else
+            request = await asyncio.to_thread(keyed) if large else keyed()
             stream = bool(body.get("stream"))
             if stream:
                 await self._stream(
@@ -1125,30 +1156,38 @@ class ProxyApp:
                 on_response=self._storing(route, plan, body, ctl),
                 copy_chunks=False,  # serialized as they come, never changed
             )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": _SSE_HEADERS
-                + _cache_headers(stream.info, cost_known=stream.info.status in _SERVED),
-            }
-        )
 
         # the deployment this request's stream came from, if this caller opened it (one
         # that joined another's stream: the opener's relay says how it went)
         opened = stream.info.status != "hit" and not stream.replayed
         served = plan.served if len(route.targets) > 1 else 0
         source = route.targets[served] if opened and served is not None else None
+        # A client that takes nothing (its socket's buffers full) holds each send as long
+        # as it likes, and with it the stream's upstream connection, which nothing reads
+        # meanwhile: other callers of that upstream waited for a free one, then got 504s.
+        # It may take as long over one send as the deployment waits between two chunks of
+        # the upstream's (stream_timeout, else timeout); then it has left.
+        target = route.targets[served if served is not None else plan.keyed_as]
+        patience = float(target.stream_options.get("timeout") or self.client.timeout)
+        timed = _TimedSend(send)
 
         async def relay() -> None:
             try:
+                await timed(
+                    {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": _SSE_HEADERS
+                        + _cache_headers(stream.info, cost_known=stream.info.status in _SERVED),
+                    }
+                )
                 if stream.replayed:
-                    await _send_replay(send, stream)
+                    await _send_replay(timed, stream)
                 else:  # each chunk as it comes
                     async for chunk in stream:
                         body = sse_event(chunk)
-                        await send({"type": "http.response.body", "body": body, "more_body": True})
-                await send({"type": "http.response.body", "body": SSE_DONE, "more_body": False})
+                        await timed({"type": "http.response.body", "body": body, "more_body": True})
+                await timed({"type": "http.response.body", "body": SSE_DONE, "more_body": False})
                 if source is not None:  # a stream answered to its end
                     self._upstream_failures.answered(route, source)
             except ProviderError as exc:
@@ -1165,7 +1204,7 @@ class ProxyApp:
                         "code": None,
                     }
                 }
-                await send(
+                await timed(
                     {"type": "http.response.body", "body": sse_event(event), "more_body": False}
                 )
             except OSError:  # a server that raises when the client went away mid-stream
@@ -1174,25 +1213,39 @@ class ProxyApp:
         # A server may drop what is sent to a client that went away without raising: the
         # request's receive channel says so (http.disconnect). Then this reader stops and
         # leaves the stream; the last to leave closes the upstream, and nothing is stored.
+        # So does one that takes nothing for too long (its response is left unfinished:
+        # the server closes the connection, and says so in a line of its own).
         relaying = asyncio.ensure_future(relay())
         watching = asyncio.ensure_future(_disconnected(receive))
+        tasks = (relaying, watching)
         try:
-            await asyncio.wait((relaying, watching), return_when=asyncio.FIRST_COMPLETED)
+            # (one timer for the stream, none per send: a send costs two clock readings)
+            while not (relaying.done() or watching.done()):
+                left = patience - timed.waited()
+                if left <= 0:
+                    break
+                await asyncio.wait(tasks, timeout=left, return_when=asyncio.FIRST_COMPLETED)
             if relaying.done():
                 relaying.result()  # an unexpected error goes on up
-            else:
+            elif watching.done():
                 logger.info("client left mid-stream: stream %s abandoned", stream.info.key or "-")
+            else:
+                logger.warning(
+                    "client took no data for %g s: stream %s abandoned",
+                    patience,
+                    stream.info.key or "-",
+                )
         except asyncio.CancelledError:
             # the server stops and its drain time is over (see _http). Said now, while the
             # relay waits between two sends: the server ends the process once its lifespan
             # shutdown is done, before the cleanup below may have run.
-            if not relaying.done():  # (its body not ended yet)
+            if timed.started and not relaying.done():  # (its body not ended yet)
                 await _send_shutting_down(send)
             raise
         finally:
-            for task in (relaying, watching):
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(relaying, watching, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             await stream.aclose()
 
     async def _embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -1284,7 +1337,7 @@ class ProxyApp:
         """``GET /models/{name}``: one model the caller may use (a name may hold slashes)."""
         caller = self._caller(scope)
         name = scope["path"].rstrip("/").split("/models/", 1)[1]
-        if self._find_route(name) is None or not caller.may_use(name):
+        if not caller.may_use(name) or self._find_route(name) is None:  # (as _route asks)
             raise HTTPError(
                 404, f"the model {name!r} does not exist", param="model", code="model_not_found"
             )
@@ -1450,8 +1503,11 @@ class ProxyApp:
     def _admin_tenants(self, body: Mapping[str, Any]) -> tuple[str | None, ...]:
         """The tenant an admin call names, or, when it names none, every tenant."""
         tenant = body.get("tenant")
-        if tenant is not None and not isinstance(tenant, str):
-            raise HTTPError(400, "'tenant' must be a string", param="tenant")
+        if tenant is not None:
+            try:
+                check_tenant(tenant)  # (the library's rule: "" was a 500 from inside)
+            except InvalidRequestError as exc:
+                raise HTTPError(400, str(exc), param="tenant") from None
         return (tenant,) if tenant is not None else self.auth.tenants
 
     async def _admin_request(
@@ -1866,6 +1922,29 @@ async def _send_replay(send: Send, stream: AsyncCachedStream) -> None:
         await send({"type": "http.response.body", "body": b"".join(events), "more_body": True})
 
 
+class _TimedSend:
+    """A streamed answer's ``send``, timing the one under way: a server with flow control
+    holds a send while the client's socket takes nothing, for as long as it stays open."""
+
+    __slots__ = ("_send", "_since", "started")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._since: float | None = None  # when the send under way began
+        self.started = False  # the response's start is sent
+
+    async def __call__(self, message: Message) -> None:
+        self._since = time.monotonic()
+        await self._send(message)
+        self._since = None
+        self.started = True
+
+    def waited(self) -> float:
+        """How long the send under way has waited (0: none is)."""
+        since = self._since
+        return 0.0 if since is None else time.monotonic() - since
+
+
 async def _send_shutting_down(send: Send) -> None:
     """End a stream cut by the server's stop as an upstream failure's is ended: an
     in-band error event, here with the 503's code (too late for a status), so that a client
@@ -1963,7 +2042,24 @@ def _http_error(exc: Exception) -> HTTPError:
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:
-    """A request body that must be a JSON object."""
+    """A request body that must be a JSON object (a large one with at most
+    :data:`_MAX_CONTAINERS` objects and arrays)."""
+    if len(raw) >= _LARGE_BODY:
+        # what parsing costs is its objects and arrays (lists: ~0.25 us each, the garbage
+        # collector's passes over them included), and orjson parses holding the GIL, in a
+        # thread too: 10 MiB of "[]," held every request of the worker for a second. Each
+        # one opens with a '{' or a '[', so counting those (~1 ms a MiB) bounds it before
+        # any parsing; the ones in strings count too (a prompt of pasted JSON or code), so
+        # the bound is generous.
+        containers = raw.count(b"{") + raw.count(b"[")
+        if containers > _MAX_CONTAINERS:
+            raise HTTPError(
+                400,
+                f"the body holds more than {_MAX_CONTAINERS} JSON objects and arrays"
+                f" ({containers} '{{' and '[' characters, strings included): it is refused"
+                " unparsed",
+                code="request_too_complex",
+            )
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

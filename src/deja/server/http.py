@@ -14,6 +14,7 @@ import orjson
 
 __all__ = [
     "HTTPError",
+    "Message",
     "Receive",
     "Scope",
     "Send",
@@ -22,7 +23,6 @@ __all__ = [
     "read_body",
     "send_json",
     "send_raw",
-    "whole_bodies",
 ]
 
 Scope = MutableMapping[str, Any]
@@ -163,38 +163,3 @@ async def send_json(
 ) -> None:
     """A JSON response from a Python value."""
     await send_raw(send, status, orjson.dumps(value), headers)
-
-
-def whole_bodies(send: Send) -> Send:
-    """``send`` for an HTTP/1.0 client: a response without a ``content-length`` (a stream)
-    is held until its last part, then sent whole with one. Such a client cannot read the
-    chunked encoding a server gives a body of unknown length (RFC 9112: none to an HTTP/1.0
-    request; uvicorn's httptools protocol sends it all the same), and got chunk sizes mixed
-    into the stream's events; the stream then arrives at once, at its end."""
-    start: Message | None = None
-    parts: list[bytes] = []
-
-    async def sending(message: Message) -> None:
-        nonlocal start
-        kind = message["type"]
-        if kind == "http.response.start":
-            headers = list(message.get("headers", ()))
-            if any(name.lower() == b"content-length" for name, _ in headers):
-                await send(message)  # a length of its own: nothing to hold
-            else:
-                start = {**message, "headers": headers}
-            return
-        if kind != "http.response.body" or start is None:
-            await send(message)
-            return
-        parts.append(message.get("body", b""))
-        if message.get("more_body", False):
-            return
-        body = b"".join(parts)
-        parts.clear()
-        held, start = start, None
-        length = (b"content-length", str(len(body)).encode())
-        await send({**held, "headers": [*held["headers"], length]})
-        await send({"type": "http.response.body", "body": body, "more_body": False})
-
-    return sending

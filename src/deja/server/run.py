@@ -23,6 +23,8 @@ end.
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib.util
 import logging
 import math
 import os
@@ -33,9 +35,10 @@ from typing import Any
 from deja.config import Settings, load_config, read_config_text, tiered_bus_url
 from deja.errors import ConfigError, MissingDependencyError
 from deja.server.app import ProxyApp
+from deja.server.http import error_body
 from deja.server.workers import MULTIPROC_ENV
 
-__all__ = ["app_from_env", "serve"]
+__all__ = ["MAX_HEAD_BYTES", "app_from_env", "serve"]
 
 logger = logging.getLogger("deja.server")
 
@@ -43,6 +46,77 @@ APP_FACTORY = "deja.server.run:app_from_env"
 CONFIG_ENV = "DEJA_CONFIG"
 CONFIG_TEXT_ENV = "DEJA_CONFIG_TEXT"  # a file holding the configuration's text as read
 LOG_LEVEL_ENV = "DEJA_LOG_LEVEL"
+
+
+# The most a request's line and headers may take (uvicorn's h11 parser allows 16 KiB, nginx
+# 4 x 8 KiB): httptools, the parser uvicorn picks, keeps any amount, and a client without a
+# key held hundreds of MiB per connection with one endless header.
+MAX_HEAD_BYTES = 64 * 1024
+# ... and what else of a request is not its body: chunk sizes, trailers (kept as headers are)
+_MAX_FRAMING_BYTES = 1024 * 1024
+# uvicorn's httptools protocol with those bounds (made when uvicorn loads it: see __getattr__)
+HTTP_PROTOCOL = f"{__name__}:BoundedHttpToolsProtocol"
+
+
+def __getattr__(name: str) -> Any:
+    """``BoundedHttpToolsProtocol``, made at its first use: uvicorn and httptools are the
+    ``server`` extra's, not imported by ``import deja.server.run``."""
+    if name == "BoundedHttpToolsProtocol":
+        return _bounded_protocol()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.cache
+def _bounded_protocol() -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol, refusing a request whose line and headers pass
+    :data:`MAX_HEAD_BYTES` (a 431, and the connection closed), or whose other bytes but its
+    body (chunk framing, trailers) pass 1 MiB (the connection closed)."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class BoundedHttpToolsProtocol(HttpToolsProtocol):
+        # what the parser has been given of the current request but its body (counted a
+        # whole read at a time: at most one read past the bound is parsed); its head
+        # complete or not
+        _held = 0
+        _in_head = True
+
+        def data_received(self, data: bytes) -> None:
+            self._held += len(data)  # (on_body takes the body back out)
+            super().data_received(data)
+            limit = MAX_HEAD_BYTES if self._in_head else _MAX_FRAMING_BYTES
+            if self._held > limit and not self.transport.is_closing():
+                self._refuse()
+
+        def on_body(self, body: bytes) -> None:
+            self._held -= len(body)
+            super().on_body(body)
+
+        def on_headers_complete(self) -> None:
+            self._in_head = False
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._held, self._in_head = 0, True
+            super().on_message_complete()
+
+        def _refuse(self) -> None:
+            if self._in_head and (self.cycle is None or self.cycle.response_complete):
+                # (a response under way on this connection cannot be cut into: only closed)
+                body = error_body(
+                    431,
+                    f"request line and headers larger than {MAX_HEAD_BYTES} bytes",
+                    code="request_headers_too_large",
+                )
+                self.transport.write(
+                    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                    b"content-type: application/json\r\n"
+                    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+                )
+            self.transport.close()
+
+    BoundedHttpToolsProtocol.__module__ = __name__
+    BoundedHttpToolsProtocol.__qualname__ = "BoundedHttpToolsProtocol"
+    return BoundedHttpToolsProtocol
 
 
 def app_from_env() -> ProxyApp:
@@ -227,6 +301,8 @@ def serve(
         "log_level": log_level,
         "lifespan": "on",
         "access_log": False,  # one log line per request costs more than a cache hit
+        # request heads bounded (without httptools, uvicorn's h11 parser bounds them itself)
+        "http": HTTP_PROTOCOL if importlib.util.find_spec("httptools") else "auto",
         "timeout_graceful_shutdown": math.ceil(settings.proxy.graceful_shutdown_seconds),
     }
     try:
