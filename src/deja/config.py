@@ -59,7 +59,7 @@ import stat
 import sys
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final, Literal, overload
@@ -1391,6 +1391,13 @@ class ProxySettings:
     workers: int = 1
     graceful_shutdown_seconds: float = 30.0
     max_upstream_connections: int = 100
+    allowed_fails: int = 3
+    """LiteLLM's ``router_settings.allowed_fails``: failures of a deployment in a row (a
+    timeout, no connection, a 429 or 5xx) after which it cools down, when its model name
+    has another deployment to try (0: never)."""
+    cooldown_time: float = 5.0
+    """LiteLLM's ``router_settings.cooldown_time``: seconds a cooled-down deployment is
+    tried only after its model name's others (LiteLLM's default, 5)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -1641,9 +1648,26 @@ def parse_config(
     }
 
     _check_keys(resolved, "", ctx, known=_TOP_KEYS, ignored=_TOP_LITELLM_IGNORED)
+    cooldown: dict[str, Any] = {}
     if "router_settings" in resolved:
-        _mapping(resolved["router_settings"], "router_settings", ctx)
-        ctx.ignored.append("router_settings")
+        router = _mapping(resolved["router_settings"], "router_settings", ctx)
+        if router.get("allowed_fails") is not None:
+            cooldown["allowed_fails"] = _int(
+                router["allowed_fails"],
+                "router_settings.allowed_fails",
+                ctx,
+                what="a number of failures",
+                minimum=0,
+            )
+        if router.get("cooldown_time") is not None:
+            sub = "router_settings.cooldown_time"
+            seconds = _number(router["cooldown_time"], sub, ctx, what="a number of seconds")
+            if seconds < 0:
+                raise ConfigError("a cooldown cannot be negative", path=sub)
+            cooldown["cooldown_time"] = seconds
+        others = sorted(k for k in router if k not in ("allowed_fails", "cooldown_time"))
+        if others:
+            ctx.ignored.append(f"router_settings ({', '.join(others)})")
 
     model_list = _model_list(resolved.get("model_list"), ctx)
     injection = _injection_points(
@@ -1653,6 +1677,8 @@ def parse_config(
     litellm = _litellm_settings(resolved.get("litellm_settings"), ctx)
     caching = _caching_settings(resolved, litellm, hooks, model_list, ctx)
     proxy = _proxy(resolved.get("proxy"), ctx)
+    if cooldown:
+        proxy = replace(proxy, **cooldown)
     general = _general(resolved.get("general_settings"), model_list, ctx)
 
     warnings = list(ctx.warnings)

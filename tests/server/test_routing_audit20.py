@@ -188,3 +188,53 @@ async def test_a_429_with_an_infinite_retry_after_on_the_last_deployment_is_a_42
     async with make_proxy(proxy_config(upstream)) as proxy:
         answer = await proxy.post(CHAT, json=BODY)
     assert answer.status_code == 429 and "retry-after" not in answer.headers
+
+
+async def test_a_deployment_failing_in_a_row_is_tried_after_the_others_for_a_while(
+    upstream: FakeOpenAIServer,
+    second: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+) -> None:
+    """A failing first deployment was tried by every request (a hung one cost each its
+    full timeout) before the next answered: LiteLLM's router cools it down."""
+    upstream.fail_next(503, times=100)
+    config = _two_deployments(second, upstream.base_url)
+    config["router_settings"] = {"allowed_fails": 2, "cooldown_time": 60}
+    async with make_proxy(config) as proxy:
+        for n in range(5):
+            answer = await proxy.post(CHAT, json={**BODY, "seed": n})
+            assert answer.status_code == 200
+    assert upstream.count("/v1/chat/completions") == 2  # then cooling: not tried first
+    assert second.count("/v1/chat/completions") == 5
+
+
+async def test_deployments_all_cooling_down_are_all_tried(
+    upstream: FakeOpenAIServer,
+    second: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+) -> None:
+    upstream.fail_next(503, times=100)
+    second.fail_next(503, times=2)
+    config = _two_deployments(second, upstream.base_url)
+    config["router_settings"] = {"allowed_fails": 1, "cooldown_time": 60}
+    async with make_proxy(config) as proxy:
+        first = await proxy.post(CHAT, json={**BODY, "seed": 1})
+        assert first.status_code == 503  # both failed: both cooling down now
+        second_try = await proxy.post(CHAT, json={**BODY, "seed": 2})
+        assert second_try.status_code == 503  # (second still failing)
+        third = await proxy.post(CHAT, json={**BODY, "seed": 3})
+    assert third.status_code == 200  # every one cooling: tried all the same
+
+
+def test_router_settings_cooldown_is_read_and_the_rest_warned(tmp_path: Any) -> None:
+    from deja.config import parse_config
+
+    settings = parse_config(
+        {"router_settings": {"allowed_fails": 5, "cooldown_time": 0.5, "routing_strategy": "x"}},
+        base_dir=tmp_path,
+        environ={},
+    )
+    assert (settings.proxy.allowed_fails, settings.proxy.cooldown_time) == (5, 0.5)
+    assert any("router_settings (routing_strategy)" in w for w in settings.warnings)
+    defaults = parse_config({}, base_dir=tmp_path, environ={}).proxy
+    assert (defaults.allowed_fails, defaults.cooldown_time) == (3, 5.0)

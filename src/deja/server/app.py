@@ -448,6 +448,56 @@ class _Recurring:
         return False, unsaid, now - since
 
 
+class _Cooldowns:
+    """Deployments that failed ``allowed_fails`` times in a row (a failure worth trying the
+    next one for), tried after their model name's others for ``cooldown_time`` seconds, as
+    LiteLLM's router cools them down: a hung first deployment cost every request its full
+    timeout before the next one answered. Never skipped: when every deployment of a name
+    is cooling down, they are all tried, in their order."""
+
+    def __init__(self, allowed_fails: int, seconds: float) -> None:
+        self.allowed_fails = allowed_fails
+        self.seconds = seconds
+        # (route name, deployment index) -> [failures in a row, cooling until (monotonic)]
+        self._state: dict[tuple[str, int], list[float]] = {}
+
+    def order(self, route: Route, attempts: list[int]) -> list[int]:
+        """``attempts`` with the deployments cooling down now moved last."""
+        if not self._state or self.allowed_fails == 0:
+            return attempts
+        now = time.monotonic()
+        cooling = [i for i in attempts if self._until(route, i) > now]
+        if not cooling or len(cooling) == len(attempts):
+            return attempts
+        return [i for i in attempts if i not in cooling] + cooling
+
+    def _until(self, route: Route, i: int) -> float:
+        state = self._state.get((route.name, i))
+        return state[1] if state is not None else 0.0
+
+    def failed(self, route: Route, i: int) -> bool:
+        """Count a failure of deployment ``i``; whether it starts cooling down now."""
+        if self.allowed_fails == 0 or len(route.targets) < 2:
+            return False
+        key = (route.name, i)
+        state = self._state.get(key)
+        if state is None:
+            state = self._state[key] = [0.0, 0.0]
+            if len(self._state) > _LOGGED_KEYS:  # (wildcard names: bounded, oldest out)
+                del self._state[next(iter(self._state))]
+        state[0] += 1
+        if state[0] < self.allowed_fails:
+            return False
+        starts = state[1] <= time.monotonic()
+        state[0], state[1] = 0.0, time.monotonic() + self.seconds
+        return starts
+
+    def answered(self, route: Route, i: int) -> None:
+        """Deployment ``i`` answered: its failures in a row start over."""
+        if self._state:
+            self._state.pop((route.name, i), None)
+
+
 class _UpstreamFailures:
     """The proxy's lines about upstream failures, per deployment (its model name, model
     and redacted ``api_base``): the first of a kind (a status, ``timeout``,
@@ -636,6 +686,7 @@ class ProxyApp:
         # logged when they start, then counted, once per window
         self._recurring = _Recurring()
         self._upstream_failures = _UpstreamFailures(self._recurring)
+        self._cooldowns = _Cooldowns(settings.proxy.allowed_fails, settings.proxy.cooldown_time)
         for spec in settings.hooks:
             if spec.async_pre_llm_hook:
                 self._pre_hooks.append(
@@ -1000,7 +1051,7 @@ class ProxyApp:
         in the plan): each as many times as its ``max_retries`` allows more, then the next
         one, on failures worth it (timeouts, connection errors, 429, 5xx)."""
         last: ProviderError | None = None
-        attempts = plan.attempts
+        attempts = self._cooldowns.order(route, plan.attempts)
         for n, i in enumerate(attempts):
             body = route.payload(i, path, payload)
             target = route.targets[i]
@@ -1013,6 +1064,7 @@ class ProxyApp:
                     )
                     if plan is not _ONLY:  # one deployment: nothing to tell (and shared)
                         plan.served = i
+                        self._cooldowns.answered(route, i)
                     if not stream:  # (a stream has answered when it ends: its relay says so)
                         self._upstream_failures.answered(route, target)
                     return opened
@@ -1027,6 +1079,16 @@ class ProxyApp:
                     self._upstream_failures.failed(route, target, exc, did)
                     if not worthy:
                         raise
+                    if self._cooldowns.failed(route, i):
+                        logger.info(  # (its failures are logged as such, once a window)
+                            "deployment %r of %r at %s failed %d times in a row: tried after"
+                            " the others for %g s",
+                            target.model,
+                            route.name,
+                            _shown_base(target),
+                            self._cooldowns.allowed_fails,
+                            self._cooldowns.seconds,
+                        )
                     last = exc
                     if retry < target.retries:
                         await asyncio.sleep(_retry_delay(exc, retry))
