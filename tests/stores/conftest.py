@@ -145,3 +145,33 @@ def make_store(
 def store(make_store: Callable[[], Store]) -> Store:
     """A fresh, empty store of each kind."""
     return make_store()
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def topology(request: pytest.FixtureRequest) -> Any:
+    """The session's standalone valkey server or cluster, flushed: each test starts empty."""
+    fixture = "redis_server" if request.param == "standalone" else "redis_cluster"
+    server = request.getfixturevalue(fixture)
+    server.flush()
+    return server
+
+
+@pytest.fixture
+def make_redis() -> Iterator[Callable[..., Any]]:
+    """Build RedisStores on a test server (standalone or cluster); each closed at teardown."""
+    from deja.stores.redis import RedisStore
+    from tests.stores.redis_servers import ValkeyCluster
+
+    made: list[RedisStore] = []
+
+    def make(server: Any, **options: Any) -> RedisStore:
+        if isinstance(server, ValkeyCluster):
+            store = RedisStore(startup_nodes=server.startup_nodes, **options)
+        else:
+            store = RedisStore(url=server.url, **options)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,33 +30,6 @@ from deja.stores.tiered import TieredStore
 from tests.helpers import chat_response
 from tests.stores import redis_servers
 from tests.stores.redis_servers import ValkeyCluster, ValkeyServer
-
-
-@pytest.fixture(params=["standalone", "cluster"])
-def topology(request: pytest.FixtureRequest) -> ValkeyServer | ValkeyCluster:
-    """The session's standalone server or cluster, flushed."""
-    fixture = "redis_server" if request.param == "standalone" else "redis_cluster"
-    server: ValkeyServer | ValkeyCluster = request.getfixturevalue(fixture)
-    server.flush()
-    return server
-
-
-@pytest.fixture
-def make_redis() -> Iterator[Callable[..., RedisStore]]:
-    """RedisStores on a test server, closed at teardown."""
-    made: list[RedisStore] = []
-
-    def make(server: ValkeyServer | ValkeyCluster, **options: Any) -> RedisStore:
-        if isinstance(server, ValkeyCluster):
-            store = RedisStore(startup_nodes=server.startup_nodes, **options)
-        else:
-            store = RedisStore(url=server.url, **options)
-        made.append(store)
-        return store
-
-    yield make
-    for store in made:
-        store.close()
 
 
 def question(n: int) -> Request:

@@ -33,35 +33,6 @@ from tests.stores.redis_servers import ValkeyCluster, ValkeySentinel, ValkeyServ
 # -- fixtures ------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["standalone", "cluster"])
-def topology(
-    request: pytest.FixtureRequest,
-) -> ValkeyServer | ValkeyCluster:
-    """The standalone server or the cluster (flushed: each test starts empty)."""
-    fixture = "redis_server" if request.param == "standalone" else "redis_cluster"
-    server: ValkeyServer | ValkeyCluster = request.getfixturevalue(fixture)
-    server.flush()
-    return server
-
-
-@pytest.fixture
-def make_redis() -> Iterator[Callable[..., RedisStore]]:
-    """Build RedisStores on a test server; every one is closed at teardown."""
-    made: list[RedisStore] = []
-
-    def make(server: ValkeyServer | ValkeyCluster, **options: Any) -> RedisStore:
-        if isinstance(server, ValkeyCluster):
-            store = RedisStore(startup_nodes=server.startup_nodes, **options)
-        else:
-            store = RedisStore(url=server.url, **options)
-        made.append(store)
-        return store
-
-    yield make
-    for store in made:
-        store.close()
-
-
 @pytest.fixture
 def store(
     topology: ValkeyServer | ValkeyCluster, make_redis: Callable[..., RedisStore]
