@@ -291,6 +291,11 @@ def test_tags_on_a_store_without_tag_index_are_a_clear_error() -> None:
         (chat_response(finish_reason="length"), True),
         ({"error": {"message": "bad"}}, False),
         ({"choices": []}, False),
+        # answers the server cut off itself (DeepSeek, OpenRouter, vLLM): partial, and
+        # served again for the whole TTL before
+        (chat_response("Par", finish_reason="insufficient_system_resource"), False),
+        (chat_response("Par", finish_reason="error"), False),
+        (chat_response("Par", finish_reason="abort"), False),
     ],
     ids=[
         "plain",
@@ -302,6 +307,9 @@ def test_tags_on_a_store_without_tag_index_are_a_clear_error() -> None:
         "length",
         "error",
         "no-choices",
+        "deepseek-interrupted",
+        "openrouter-error",
+        "vllm-abort",
     ],
 )
 def test_admission(response: dict[str, Any], stored: bool) -> None:

@@ -48,6 +48,12 @@ ADMITTED = Admission(True, "ok")
 # provider_specific_fields.native_finish_reason outside this set keeps the answer out of the
 # cache. Gateways that report the native reason of every answer ("STOP", "end_turn") lose
 # nothing by it.
+# Finish reasons OpenAI-compatible servers give an answer they cut off themselves: DeepSeek's
+# "insufficient_system_resource" (the inference system ran short, the answer is partial),
+# "error" (OpenRouter, a failure mid-answer), "abort" (vLLM, a request aborted). Never
+# stored: each was an answer cut short, served again for its whole TTL.
+_INTERRUPTED_FINISHES: Final = frozenset({"insufficient_system_resource", "error", "abort"})
+
 _NORMAL_NATIVE_FINISHES: Final = frozenset(
     {
         "stop",
@@ -155,6 +161,8 @@ class AdmissionPolicy:
                 return Admission(False, "unfinished")
             if reason == "content_filter":
                 return Admission(False, "content_filter")
+            if reason in _INTERRUPTED_FINISHES:
+                return Admission(False, "interrupted")
             native = _native_finish(choice)
             if native is not None and native.lower() not in _NORMAL_NATIVE_FINISHES:
                 return Admission(False, "abnormal_stop")
