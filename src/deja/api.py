@@ -126,17 +126,21 @@ def _shared(name: str) -> property:
     :class:`~deja.Cache` checks it (its own property runs first: a value refused there is
     set on neither cache)."""
     checked = vars(Cache).get(name)  # Cache's property, for a setting it checks
+    # (chosen once, here: ``store`` and ``key_builder`` are read on every hit)
+    get: Callable[[Cache], Any]
+    put: Callable[[Cache, Any], None]
+    if isinstance(checked, property):
+        get, put = checked.__get__, checked.__set__
+    else:
 
-    def get(self: Cache) -> Any:
-        if isinstance(checked, property):
-            return checked.__get__(self)
-        return self.__dict__[name]
+        def get(self: Cache) -> Any:
+            return self.__dict__[name]
+
+        def put(self: Cache, value: Any) -> None:
+            self.__dict__[name] = value
 
     def set(self: Cache, value: Any) -> None:
-        if isinstance(checked, property):
-            checked.__set__(self, value)
-        else:
-            self.__dict__[name] = value
+        put(self, value)
         twin = self.__dict__.get("_twin")
         if twin is not None:
             setattr(twin, name, get(self))

@@ -99,3 +99,21 @@ def decided(embedder: Any, stored: str, asked: str) -> Any:
         candidate_vector=u,
         word_similarity=word_similarity_for(embedder),
     )
+
+
+def remote_semantic_config(entries: Any, embeddings_base: str) -> dict[str, Any]:
+    """A configuration of a semantic tier on a disk store at ``entries`` whose embedder is
+    the (fake) OpenAI-compatible endpoint at ``embeddings_base``, 16-dimensional vectors."""
+    return {
+        "caching": {
+            "type": "semantic",
+            "store": {"type": "disk", "directory": str(entries)},
+            "similarity_threshold": 0.9,
+            "params": {
+                "embedding_model": "text-embedding-3-small",
+                "dimensions": 16,
+                "api_base": embeddings_base,
+                "api_key": "sk",
+            },
+        }
+    }

@@ -18,6 +18,7 @@ from deja.config import build_cache, parse_config
 from deja.metrics import NullMetrics
 from deja.semantic import OpenAIEmbedder, SemanticCache
 from deja.testing import FakeOpenAIServer
+from tests.semantic.scripted import remote_semantic_config
 
 
 def _request(text: str) -> deja.Request:
@@ -189,19 +190,7 @@ async def test_a_configured_remote_embedder_keeps_its_vectors_in_the_store(
     tmp_path: Path,
 ) -> None:
     with FakeOpenAIServer(embedding_dim=16) as emb:
-        config = {
-            "caching": {
-                "type": "semantic",
-                "store": {"type": "disk", "directory": str(tmp_path / "entries")},
-                "similarity_threshold": 0.9,
-                "params": {
-                    "embedding_model": "text-embedding-3-small",
-                    "dimensions": 16,
-                    "api_base": emb.base_url,
-                    "api_key": "sk",
-                },
-            }
-        }
+        config = remote_semantic_config(tmp_path / "entries", emb.base_url)
         for system in ("Be brief.", "Be kind."):  # the second as after a restart
             cache = build_cache(parse_config(config, base_dir=tmp_path), asynchronous=True)
             # another system prompt: an exact miss, the same final text to embed

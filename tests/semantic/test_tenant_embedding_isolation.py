@@ -24,7 +24,7 @@ from deja.semantic.cache import _flight_key
 from deja.semantic.embedders import takes_scope
 from deja.semantic.scope import DEFAULT_PARTITION, tenant_scope
 from deja.testing import FakeOpenAIServer
-from tests.semantic.scripted import Scripted
+from tests.semantic.scripted import Scripted, remote_semantic_config
 
 PROMPT = "Draft the termination letter for employee number 7 in the Lyon office"
 
@@ -189,19 +189,7 @@ async def test_a_configured_remote_embedder_keeps_each_tenants_vectors_apart(
     tmp_path: Path,
 ) -> None:
     with FakeOpenAIServer(embedding_dim=16) as emb:
-        config = {
-            "caching": {
-                "type": "semantic",
-                "store": {"type": "disk", "directory": str(tmp_path / "entries")},
-                "similarity_threshold": 0.9,
-                "params": {
-                    "embedding_model": "text-embedding-3-small",
-                    "dimensions": 16,
-                    "api_base": emb.base_url,
-                    "api_key": "sk",
-                },
-            }
-        }
+        config = remote_semantic_config(tmp_path / "entries", emb.base_url)
 
         async def ask(system: str, tenant: str) -> None:
             # a fresh cache each time, as after a restart: the tier's memo is empty, only

@@ -337,9 +337,12 @@ async def test_a_large_body_with_a_storage_url_is_still_refused(
     assert upstream.count("/chat/completions") == 0
 
 
-def test_a_remembered_digest_is_the_default_one_until_the_request_changes() -> None:
+def test_a_remembered_digest_is_the_default_one_until_the_request_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import dataclasses
 
+    import deja.keys
     from deja.keys import default_digest, explain, make_key, remember_digest
     from deja.request import Request
 
@@ -348,5 +351,13 @@ def test_a_remembered_digest_is_the_default_one_until_the_request_changes() -> N
     key = make_key(request)
     assert remember_digest(request) == fresh
     assert make_key(request) == key and explain(request)["digest"] == fresh
+    # the remembered digest is what keys it now: the payload is not built again
+    with monkeypatch.context() as patched:
+
+        def built_again(_request: Request) -> object:
+            raise AssertionError("the request's payload was built again")
+
+        patched.setattr(deja.keys, "key_payload", built_again)
+        assert make_key(request) == key and default_digest(request) == fresh
     changed = dataclasses.replace(request, messages=({"role": "user", "content": "bye"},))
     assert default_digest(changed) != fresh  # (a copy is keyed afresh)

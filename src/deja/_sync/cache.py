@@ -108,16 +108,18 @@ def _response_tokens(response: Mapping[str, Any] | None) -> int:
     return 0
 
 
-def _check_parts(admission: object, metrics: object, semantic: object) -> None:
-    """Refuse a part that is not one (a string, a bool...): each failed only at the first
-    call that used it, with an AttributeError from deep inside."""
-    if admission is not None:
-        _checked_admission(admission)
-    check_metrics(metrics)
-    if semantic is not None and not callable(getattr(semantic, "bind", None)):
-        raise TypeError(
-            f"semantic must be a deja.semantic.SemanticCache, not {type(semantic).__name__}"
-        )
+def check_parts(*, metrics: object, prices: object, clock: object) -> None:
+    """Refuse a cache's or a client's ``metrics``, ``prices`` or ``clock`` that is not
+    one (a string, a number...): each failed only at the first call that used it, with an
+    AttributeError from deep inside (after the upstream call was paid for, some)."""
+    _check_metrics(metrics)
+    if prices is not None:
+        from deja.prices import PriceTable
+
+        if not isinstance(prices, PriceTable):
+            raise TypeError(f"prices must be a deja PriceTable, not {type(prices).__name__}")
+    if not callable(clock):
+        raise TypeError(f"clock must be a function returning the time, not {clock!r:.80}")
 
 
 def _checked_admission(admission: Any) -> AdmissionPolicy:
@@ -126,7 +128,7 @@ def _checked_admission(admission: Any) -> AdmissionPolicy:
     return admission  # type: ignore[no-any-return]
 
 
-def check_metrics(metrics: object) -> None:
+def _check_metrics(metrics: object) -> None:
     """Refuse ``metrics`` (of a cache or a client) that is neither ``None`` nor a
     :class:`~deja.metrics.Metrics`, nor an object with its methods."""
     if metrics is not None and not isinstance(metrics, Metrics):
@@ -275,14 +277,11 @@ class Cache:
                 f"store must be a deja store (MemoryStore, DiskStore, RedisStore...), not"
                 f" {type(store).__name__}"
             )
-        _check_parts(admission, metrics, semantic)
-        if prices is not None:
-            from deja.prices import PriceTable
-
-            if not isinstance(prices, PriceTable):
-                raise TypeError(f"prices must be a deja PriceTable, not {type(prices).__name__}")
-        if not callable(clock):
-            raise TypeError(f"clock must be a function returning the time, not {clock!r:.80}")
+        check_parts(metrics=metrics, prices=prices, clock=clock)
+        if semantic is not None and not callable(getattr(semantic, "bind", None)):
+            raise TypeError(
+                f"semantic must be a deja.semantic.SemanticCache, not {type(semantic).__name__}"
+            )
         # (each setting is checked as it is set: see "settings" below)
         self.semantic = semantic  # (bound below: key_prefix's setter moves a bound tier)
         self.mode = mode

@@ -29,7 +29,7 @@ import httpx2
 import orjson
 
 from deja._openai_args import MAX_RETRY_AFTER, call_patience
-from deja._sync.cache import Cache, check_metrics
+from deja._sync.cache import Cache, check_parts
 from deja._sync.context_caches import ContextCaches
 from deja._sync.embeddings import cached_embeddings, embedding_items
 from deja._sync.singleflight import SingleFlight
@@ -318,10 +318,12 @@ _ANSWER_FIELDS = frozenset(
 
 def upstream_error_label(error: ProviderError) -> str:
     """The ``error`` label of ``deja_upstream_errors_total`` for ``error`` (a bounded
-    set): the status code the upstream answered (400-599), ``timeout``, ``connection``,
-    else ``bad_answer`` (a success status with a body or stream deja cannot use)."""
+    set): the status code the upstream answered (400-599), ``timeout``,
+    ``pool_timeout`` (no free connection of this client's within the timeout: never sent),
+    ``connection``, else ``bad_answer`` (a success status with a body or stream deja
+    cannot use)."""
     if isinstance(error, UpstreamTimeoutError):
-        return "timeout"
+        return "pool_timeout" if isinstance(error.__cause__, httpx2.PoolTimeout) else "timeout"
     if isinstance(error, UpstreamConnectionError):
         return "connection"
     status = error.status_code
@@ -458,11 +460,7 @@ class Client:
         if http_client is not None:
             sends_async = False
             check_http_client(http_client, asynchronous=sends_async)
-        check_metrics(metrics)
-        if prices is not None and not isinstance(prices, PriceTable):
-            raise TypeError(f"prices must be a deja PriceTable, not {type(prices).__name__}")
-        if not callable(clock):
-            raise TypeError(f"clock must be a function returning the time, not {clock!r:.80}")
+        check_parts(metrics=metrics, prices=prices, clock=clock)
         self.cache = cache
         self.api_key = api_key
         self.api_base = api_base
@@ -1687,12 +1685,7 @@ class Client:
                 if not isinstance(error, RateLimitError):
                     # (a 503's wait goes with its error: the proxy waits it, and tells it)
                     retry_after = error.retry_after = asked_delay(response.headers)
-            metrics.upstream_error(
-                provider,
-                "pool_timeout"
-                if isinstance(error.__cause__, httpx2.PoolTimeout)
-                else upstream_error_label(error),
-            )
+            metrics.upstream_error(provider, upstream_error_label(error))
             pause = self._retry_pause(error, attempts.made, retry_after)
             if pause is None:
                 raise error

@@ -635,7 +635,13 @@ class StreamTranslator:
             reason = delta.get("stop_reason")
             if reason is None:
                 return []
-            content = [self._content[i].block() for i in sorted(self._content)]
+            # the blocks as Anthropic would send them whole: read only after pause_turn
+            # (every other stop's fields have none), not built for every stream
+            content = (
+                [self._content[i].block() for i in sorted(self._content)]
+                if reason == "pause_turn"
+                else None
+            )
             fields = provider_fields(reason, content)
             finish = {} if fields is None else {"provider_specific_fields": fields}
             return [self._chunk(finish, _answer_finish(reason, self._tools))]

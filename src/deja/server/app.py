@@ -463,7 +463,7 @@ class _Cooldowns:
 
     def order(self, route: Route, attempts: list[int]) -> list[int]:
         """``attempts`` with the deployments cooling down now moved last."""
-        if not self._state or self.allowed_fails == 0:
+        if not self._state or self.allowed_fails == 0 or len(attempts) < 2:
             return attempts
         now = time.monotonic()
         cooling = [i for i in attempts if self._until(route, i) > now]
@@ -611,16 +611,6 @@ def _short_message(exc: ProviderError) -> str:
     if exc.url:
         text = text.replace(exc.url, "the upstream")
     return text if len(text) <= 200 else text[:199] + "…"
-
-
-def _answer_status(exc: ProviderError) -> int:
-    """The status the caller is answered for ``exc`` (as :func:`_http_error` does)."""
-    if isinstance(exc, UpstreamTimeoutError):
-        return 504
-    status = exc.status_code or 0
-    if isinstance(exc, UpstreamConnectionError) or status in (401, 403) or status < 400:
-        return 502
-    return status
 
 
 class ProxyApp:
@@ -1075,7 +1065,7 @@ class ProxyApp:
                     elif worthy and n + 1 < len(attempts):
                         did = "trying the next deployment"
                     else:  # the last one's error is the answer
-                        did = f"answered {_answer_status(exc)} to the caller"
+                        did = f"answered {_http_error(exc).status} to the caller"
                     self._upstream_failures.failed(route, target, exc, did)
                     if not worthy:
                         raise
