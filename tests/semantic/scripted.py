@@ -117,3 +117,20 @@ def remote_semantic_config(entries: Any, embeddings_base: str) -> dict[str, Any]
             },
         }
     }
+
+
+async def canned_answer() -> dict[str, Any]:
+    """A chat completion, as an upstream call's answer (``Cache.fetch``'s ``call``)."""
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "model": "gpt-4o",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "An answer."},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+    }

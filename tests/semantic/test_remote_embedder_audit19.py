@@ -18,27 +18,11 @@ from deja.config import build_cache, parse_config
 from deja.metrics import NullMetrics
 from deja.semantic import OpenAIEmbedder, SemanticCache
 from deja.testing import FakeOpenAIServer
-from tests.semantic.scripted import remote_semantic_config
+from tests.semantic.scripted import canned_answer, remote_semantic_config
 
 
 def _request(text: str) -> deja.Request:
     return deja.Request.chat(model="openai/gpt-4o", messages=[{"role": "user", "content": text}])
-
-
-async def _answer() -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-1",
-        "object": "chat.completion",
-        "model": "gpt-4o",
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": "An answer."},
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
-    }
 
 
 class _Recorded(NullMetrics):
@@ -69,13 +53,13 @@ async def test_inputs_the_embedder_refuses_do_not_switch_the_tier_off() -> None:
         cache = deja.AsyncCache(semantic=SemanticCache(embedder=embedder), metrics=metrics)
         emb.fail_next(400, times=6)  # each prompt too long for the model, say
         for i in range(6):
-            result = await cache.fetch(_request(f"long document {i}, summarise it"), _answer)
+            result = await cache.fetch(_request(f"long document {i}, summarise it"), canned_answer)
             assert result.info.status == "miss"
         assert metrics.semantic_errors == ["BadRequestError"] * 6  # counted, by kind
         assert cache.semantic_problem is None
         # the tier still asks the embedder: the next prompt is embedded (and indexed)
         before = emb.count("/v1/embeddings")
-        await cache.fetch(_request("how do i track my card"), _answer)
+        await cache.fetch(_request("how do i track my card"), canned_answer)
         assert emb.count("/v1/embeddings") == before + 1
         assert cache.semantic is not None and len(cache.semantic) == 1
 
@@ -86,10 +70,10 @@ async def test_an_embedder_failing_every_call_still_opens_the_breaker() -> None:
         cache = deja.AsyncCache(semantic=SemanticCache(embedder=embedder))
         emb.fail_next(500, times=5)
         for i in range(5):
-            await cache.fetch(_request(f"question {i}"), _answer)
+            await cache.fetch(_request(f"question {i}"), canned_answer)
         assert cache.semantic_problem is not None
         before = emb.count("/v1/embeddings")
-        await cache.fetch(_request("one more question"), _answer)
+        await cache.fetch(_request("one more question"), canned_answer)
         assert emb.count("/v1/embeddings") == before  # skipped while the breaker rests
 
 
@@ -117,7 +101,7 @@ async def test_a_lookup_waits_for_its_vector_no_longer_than_one_call_queued_or_n
 
         async def ask(i: int) -> float:
             started = time.monotonic()
-            result = await cache.fetch(_request(f"new question number {i}"), _answer)
+            result = await cache.fetch(_request(f"new question number {i}"), canned_answer)
             assert result.info.status == "miss"
             return time.monotonic() - started
 
@@ -151,7 +135,7 @@ def test_a_sync_lookup_waits_for_its_vector_no_longer_than_one_call() -> None:
 
         def ask(i: int) -> None:
             started = time.monotonic()
-            cache.fetch(_request(f"new question number {i}"), lambda: asyncio.run(_answer()))
+            cache.fetch(_request(f"new question number {i}"), lambda: asyncio.run(canned_answer()))
             waits.append(time.monotonic() - started)
 
         threads = [threading.Thread(target=ask, args=(i,)) for i in range(12)]
@@ -201,7 +185,7 @@ async def test_a_configured_remote_embedder_keeps_its_vectors_in_the_store(
                     {"role": "user", "content": "how do i track my card"},
                 ],
             )
-            await cache.fetch(request, _answer)
+            await cache.fetch(request, canned_answer)
             await cache.aclose()
         assert emb.count("/v1/embeddings") == 1
 

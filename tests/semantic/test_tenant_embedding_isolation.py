@@ -24,7 +24,7 @@ from deja.semantic.cache import _flight_key
 from deja.semantic.embedders import takes_scope
 from deja.semantic.scope import DEFAULT_PARTITION, tenant_scope
 from deja.testing import FakeOpenAIServer
-from tests.semantic.scripted import Scripted, remote_semantic_config
+from tests.semantic.scripted import Scripted, canned_answer, remote_semantic_config
 
 PROMPT = "Draft the termination letter for employee number 7 in the Lyon office"
 
@@ -169,22 +169,6 @@ def test_which_embedders_take_a_scope(embedder: Any) -> None:
     assert not takes_scope(EmbedOnly())  # both methods, or the tier passes none
 
 
-async def _answer() -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-1",
-        "object": "chat.completion",
-        "model": "gpt-4o",
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": "An answer."},
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
-    }
-
-
 async def test_a_configured_remote_embedder_keeps_each_tenants_vectors_apart(
     tmp_path: Path,
 ) -> None:
@@ -203,7 +187,7 @@ async def test_a_configured_remote_embedder_keeps_each_tenants_vectors_apart(
                 ],
                 tenant=tenant,
             )
-            await cache.fetch(request, _answer)
+            await cache.fetch(request, canned_answer)
             await cache.aclose()
 
         await ask("Be brief.", "team-a")

@@ -8,7 +8,9 @@ generated from it by scripts/unasync.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from deja._embedding_items import (
@@ -28,9 +30,33 @@ from deja.prices import packaged_prices
 from deja.request import Request
 from deja.result import CacheInfo, CacheResult, CacheStatus
 
-__all__ = ["EmbeddingBatch", "cached_embeddings", "embedding_items", "float32_base64"]
+__all__ = [
+    "EmbeddingBatch",
+    "cached_embeddings",
+    "embedding_items",
+    "embeddings_of_tenant",
+    "float32_base64",
+]
 
 FetchMissing = Callable[[list[Any]], Mapping[str, Any]]
+
+# The tenant whose entries the items a call caches are, when the call names none (a
+# Client's calls name none): set by embeddings_of_tenant around one call, in one thread or
+# task only (a context variable; a task started inside takes it along).
+_TENANT: ContextVar[str | None] = ContextVar("deja_embeddings_tenant", default=None)
+
+
+@contextlib.contextmanager
+def embeddings_of_tenant(tenant: str | None) -> Iterator[None]:
+    """Within this block, the embeddings this thread or task looks up and caches through a
+    client (whose calls name no tenant) are ``tenant``'s entries: what the semantic tier's
+    remote embedder (:class:`deja.semantic.OpenAIEmbedder`) embeds for a tenant's prompt
+    is that tenant's data, cleared with its other entries, found by no other tenant."""
+    token = _TENANT.set(tenant)
+    try:
+        yield
+    finally:
+        _TENANT.reset(token)
 
 
 def _fetch(
@@ -137,7 +163,8 @@ def cached_embeddings(
 
     ``fetch_missing(items)`` must return an OpenAI embeddings body with float vectors.
     ``params`` are the other request fields that change the vectors (``dimensions``...);
-    ``tenant`` scopes the keys (the proxy's callers never share entries across tenants).
+    ``tenant`` scopes the keys (the proxy's callers never share entries across tenants;
+    none named: the tenant of an enclosing :func:`embeddings_of_tenant` block, if any).
     Each stored item gets its share of the batch's tokens, by length, so a later hit on it
     reports a fair saving. Identical batches in flight at once make one upstream call
     (``timeout``: how long a caller waits for another's, as :meth:`Cache.fetch`);
@@ -145,6 +172,8 @@ def cached_embeddings(
     how its items are stored.
     """
     ctl = parse_controls(control) if cache is None else in_mode(parse_controls(control), cache.mode)
+    if tenant is None:
+        tenant = _TENANT.get()
     requests = item_requests(
         model=model, items=items, params=params, api_base=api_base, tenant=tenant
     )

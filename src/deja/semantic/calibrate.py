@@ -41,12 +41,13 @@ from deja.semantic.decision import (
     BARE_THRESHOLD,
     DEFAULT_THRESHOLD,
     SLIP_ALLOWANCE,
+    PreparedText,
     clears,
     guard_report,
     word_similarity_for,
 )
 from deja.semantic.embedders import Windowed
-from deja.semantic.guards import GuardSettings, signature
+from deja.semantic.guards import GuardSettings
 from deja.semantic.verifier import FEATURE_NAMES, Verifier, pair_features
 
 if TYPE_CHECKING:
@@ -1009,13 +1010,42 @@ def pair_matrix(
 ) -> tuple[Any, Any]:
     """Verifier features of every pair (rows) and whether the guards passed it (the
     substitution guard too, given ``word_similarity``: see :func:`word_similarity_for`)."""
+    return _pair_matrix(pairs, similarities, _prepared(pairs), guards, word_similarity)
+
+
+def _prepared(pairs: Sequence[LabelledPair]) -> list[tuple[PreparedText, PreparedText]]:
+    """Each pair's two texts as :class:`PreparedText` ones, each text's one object: a text
+    in several pairs has its signature and features worked out once (no cache keeps them
+    beyond this, see :class:`PreparedText`)."""
+    texts: dict[str, PreparedText] = {}
+    return [
+        (texts.setdefault(p.a, PreparedText(p.a)), texts.setdefault(p.b, PreparedText(p.b)))
+        for p in pairs
+    ]
+
+
+def _pair_matrix(
+    pairs: Sequence[LabelledPair],
+    similarities: Sequence[float],
+    prepared: Sequence[tuple[PreparedText, PreparedText]],
+    guards: GuardSettings | None,
+    word_similarity: Callable[[str, str], float] | None,
+) -> tuple[Any, Any]:
     rows: list[list[float]] = []
     passed: list[bool] = []
-    for pair, sim in zip(pairs, similarities, strict=True):
-        sig_a, sig_b = signature(pair.a), signature(pair.b)
-        report, _ = guard_report(sig_a, sig_b, guards, word_similarity)
+    for pair, sim, (a, b) in zip(pairs, similarities, prepared, strict=True):
+        report, _ = guard_report(a.signature, b.signature, guards, word_similarity)
         rows.append(
-            pair_features(float(sim), pair.a, pair.b, sig_a=sig_a, sig_b=sig_b, report=report)
+            pair_features(
+                float(sim),
+                pair.a,
+                pair.b,
+                sig_a=a.signature,
+                sig_b=b.signature,
+                report=report,
+                features_a=a.features,
+                features_b=b.features,
+            )
         )
         passed.append(report.ok)
     return np.array(rows, dtype=np.float64), np.array(passed, dtype=bool)
@@ -1058,13 +1088,14 @@ def fit_verifier(
     labels = np.array([p.same for p in pairs], dtype=bool)
     sims, vectors_a, vectors_b = pair_similarities(pairs, embedder=embedder)
     words = word_similarity_for(embedder, guards)
-    x, passed = pair_matrix(pairs, sims.tolist(), guards=guards, word_similarity=words)
+    prepared = _prepared(pairs)
+    x, passed = _pair_matrix(pairs, sims.tolist(), prepared, guards, words)
     e = _vector_features(vectors_a, vectors_b) if vectors else None
     eligible = passed & (sims >= threshold)
     trusted = eligible & (sims >= trust_above)
     # a pair of the same words is served whatever the model says (Verifier.accepts says
     # why), down to SLIP_ALLOWANCE below the threshold
-    same_words = np.array([signature(p.a).same_words_as(signature(p.b)) for p in pairs])
+    same_words = np.array([a.signature.same_words_as(b.signature) for a, b in prepared])
     slipped = passed & same_words & (sims >= threshold - SLIP_ALLOWANCE)
 
     def fit(rows: Any) -> _Model:

@@ -8,8 +8,8 @@ Two implementations of the :class:`Embedder` protocol:
   run time; both files are checked against pinned SHA-256 digests when first loaded.
 * :class:`OpenAIEmbedder`, for any OpenAI-compatible ``/v1/embeddings`` endpoint, through
   :class:`deja.Client` / :class:`deja.AsyncClient` so that vectors are cached per input item
-  by the exact tier when the client has a cache (per tenant, for the semantic tier: see
-  :class:`Scoped`).
+  by the exact tier when the client has a cache (as the asking tenant's entries, for the
+  semantic tier: see :class:`TenantScoped`).
 
 Vectors are unit length, so cosine similarity is a dot product.
 """
@@ -42,11 +42,13 @@ __all__ = [
     "LocalEmbedder",
     "OpenAIEmbedder",
     "Scoped",
+    "TenantScoped",
     "TimeBound",
     "Windowed",
     "WordSimilarity",
     "normalize_rows",
     "takes_scope",
+    "takes_tenant",
 ]
 
 MINILM_MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
@@ -104,7 +106,9 @@ class Scoped(Protocol):
     another (a vector kept from another tenant's prompt would tell that someone sent it
     exactly). The tier passes it only to an embedder whose two methods both take it
     (:func:`takes_scope`: these methods have the names of :class:`Embedder`'s, so an
-    ``isinstance`` check could not tell them apart); one that keeps nothing need not.
+    ``isinstance`` check could not tell them apart); one that keeps nothing need not. One
+    that keeps its vectors as a deja cache's entries takes the scope's tenant and
+    namespace too (:class:`TenantScoped`).
     """
 
     def embed(self, texts: Sequence[str], *, scope: str | None = None) -> np.ndarray:
@@ -116,21 +120,65 @@ class Scoped(Protocol):
         ...
 
 
-def takes_scope(embedder: object) -> TypeGuard[Scoped]:
-    """Whether ``embedder``'s ``embed`` and ``aembed`` both take a keyword ``scope``
-    (:class:`Scoped`)."""
+class TenantScoped(Protocol):
+    """A :class:`Scoped` embedder told whose the scope is: the ``tenant`` and ``namespace``
+    of the asking request, with ``scope``, on every call (the tier passes all three to an
+    embedder whose two methods take them: :func:`takes_tenant`).
+
+    One that keeps its vectors as a deja cache's entries (:class:`OpenAIEmbedder` with a
+    client that has a cache) keeps them as that tenant's entries in that namespace: they
+    are then the tenant's data, cleared with the rest of its entries (an admin flush of the
+    tenant), and no other tenant's lookup reaches them.
+    """
+
+    def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        scope: str | None = None,
+        tenant: str | None = None,
+        namespace: str | None = None,
+    ) -> np.ndarray:
+        """:meth:`Scoped.embed`, for ``tenant`` in ``namespace`` (``None``: the anonymous
+        tenant, the default namespace)."""
+        ...
+
+    async def aembed(
+        self,
+        texts: Sequence[str],
+        *,
+        scope: str | None = None,
+        tenant: str | None = None,
+        namespace: str | None = None,
+    ) -> np.ndarray:
+        """:meth:`Scoped.aembed`, for ``tenant`` in ``namespace``."""
+        ...
+
+
+def _takes(embedder: object, names: tuple[str, ...]) -> bool:
+    """Whether ``embedder``'s ``embed`` and ``aembed`` both take every keyword of ``names``."""
 
     def takes(method: Any) -> bool:
         try:
-            parameter = inspect.signature(method).parameters.get("scope")
-        except (TypeError, ValueError):  # no signature to read: it takes no scope
+            parameters = inspect.signature(method).parameters
+        except (TypeError, ValueError):  # no signature to read: it takes none
             return False
-        return parameter is not None and parameter.kind in (
-            parameter.KEYWORD_ONLY,
-            parameter.POSITIONAL_OR_KEYWORD,
-        )
+        kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        return all(name in parameters and parameters[name].kind in kinds for name in names)
 
-    return all(takes(getattr(embedder, name, None)) for name in ("embed", "aembed"))
+    return all(takes(getattr(embedder, method, None)) for method in ("embed", "aembed"))
+
+
+def takes_scope(embedder: object) -> TypeGuard[Scoped]:
+    """Whether ``embedder``'s ``embed`` and ``aembed`` both take a keyword ``scope``
+    (:class:`Scoped`)."""
+    return _takes(embedder, ("scope",))
+
+
+def takes_tenant(embedder: object) -> TypeGuard[TenantScoped]:
+    """Whether ``embedder``'s ``embed`` and ``aembed`` both take the keywords ``scope``,
+    ``tenant`` and ``namespace`` (:class:`TenantScoped`)."""
+    return _takes(embedder, ("scope", "tenant", "namespace"))
 
 
 @runtime_checkable
@@ -435,14 +483,16 @@ class WordSimilarity:
     What the substitution guard asks of the two words two prompts trade
     (:data:`deja.semantic.decision.SUBSTITUTION_SIMILARITY`). Its scale is this model's:
     :meth:`of` gives one only for a cache that embeds with it (a word costs one ~1 ms run
-    the first time it is seen; the words are not reported as embedding calls).
+    the first time it is seen; the words are not reported as embedding calls). A word's
+    vector is remembered per ``scope``: the semantic tier passes the asking tenant's, as
+    a word remembered from another tenant's prompts would be weighed ~1 ms sooner.
     """
 
     def __init__(self, embedder: Embedder, *, size: int = 4096) -> None:
         self.embedder = embedder
         self.size = size
         self._lock = threading.Lock()
-        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._vectors: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
 
     @classmethod
     def of(cls, embedder: Embedder) -> WordSimilarity | None:
@@ -452,19 +502,21 @@ class WordSimilarity:
             return cls(embedder)
         return None
 
-    def __call__(self, x: str, y: str) -> float:
-        """Cosine similarity of ``x`` and ``y``, each embedded alone."""
-        return float(self._vector(x) @ self._vector(y))
+    def __call__(self, x: str, y: str, *, scope: str = "") -> float:
+        """Cosine similarity of ``x`` and ``y``, each embedded alone (their vectors
+        remembered for ``scope`` only)."""
+        return float(self._vector(x, scope) @ self._vector(y, scope))
 
-    def _vector(self, word: str) -> np.ndarray:
+    def _vector(self, word: str, scope: str) -> np.ndarray:
+        key = (scope, word)
         with self._lock:
-            vector = self._vectors.get(word)
+            vector = self._vectors.get(key)
             if vector is not None:
-                self._vectors.move_to_end(word)
+                self._vectors.move_to_end(key)
                 return vector
         vector = np.asarray(self.embedder.embed([word])[0], dtype=np.float32)
         with self._lock:
-            self._vectors[word] = vector
+            self._vectors[key] = vector
             if len(self._vectors) > self.size:
                 self._vectors.popitem(last=False)
         return vector
@@ -503,15 +555,16 @@ class OpenAIEmbedder:
     Calls go through a :class:`deja.Client` (``embed``) or :class:`deja.AsyncClient`
     (``aembed``); pass ones built with a ``cache`` to have every vector cached per input
     item by the exact tier (a repeated prompt then costs no embedding call). The semantic
-    tier's calls name their tenant ``scope`` (:class:`Scoped`): their vectors are cached
-    under a namespace of that scope's (overriding the client cache's own), so that a
-    tenant's prompt finds only vectors its own tenant had embedded. Keyword-only
-    options: ``model`` (default ``text-embedding-3-small``), ``dimensions`` (required for a
-    model whose size deja does not know; sent upstream only if given), ``api_base`` /
-    ``api_key`` (defaults of the client), ``batch_size`` inputs per upstream call, and for
-    the clients it makes itself (none given) ``timeout`` seconds per call (default 5) and
-    ``max_retries`` (default 0): a lookup by meaning only saves a call, so a slow or failing
-    endpoint must cost the request little (the cache also stops asking one that fails).
+    tier's calls name their tenant and namespace (:class:`TenantScoped`): their vectors
+    are cached as that tenant's entries in that namespace, so that a tenant's prompt finds
+    only vectors its own tenant had embedded, and clearing a tenant's entries clears its
+    vectors. Keyword-only options: ``model`` (default ``text-embedding-3-small``),
+    ``dimensions`` (required for a model whose size deja does not know; sent upstream only
+    if given), ``api_base`` / ``api_key`` (defaults of the client), ``batch_size`` inputs
+    per upstream call, and for the clients it makes itself (none given) ``timeout`` seconds
+    per call (default 5) and ``max_retries`` (default 0): a lookup by meaning only saves a
+    call, so a slow or failing endpoint must cost the request little (the cache also stops
+    asking one that fails).
 
     Vectors are re-normalised locally, so any endpoint's output is unit length; vectors
     with a NaN or of zero length are refused (:class:`~deja.errors.ProviderError`).
@@ -620,9 +673,20 @@ class OpenAIEmbedder:
             )
         return normalize_rows(usable(matrix, f"embedding model {self.model!r}"))
 
-    def embed(self, texts: Sequence[str], *, scope: str | None = None) -> np.ndarray:
-        """Embed ``texts`` in batches of ``batch_size`` through the sync client; a vector
-        cached by the client's cache is kept apart per ``scope`` (see :class:`Scoped`)."""
+    def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        scope: str | None = None,
+        tenant: str | None = None,
+        namespace: str | None = None,
+    ) -> np.ndarray:
+        """Embed ``texts`` in batches of ``batch_size`` through the sync client. With a
+        ``scope`` (a semantic tier's call: :class:`TenantScoped`), the vectors the client's
+        cache keeps are ``tenant``'s entries in ``namespace`` (``None``: the anonymous
+        tenant, the client cache's default namespace)."""
+        from deja._sync.embeddings import embeddings_of_tenant
+
         if isinstance(texts, str):
             raise TypeError("embed() takes a sequence of texts, not one string")
         if not texts:
@@ -630,21 +694,31 @@ class OpenAIEmbedder:
         client = self._sync_client()
         rows: list[Any] = []
         for i in range(0, len(texts), self.batch_size):
-            answer = client.embedding(
-                model=self.model,
-                input=list(texts[i : i + self.batch_size]),
-                api_base=self.api_base,
-                api_key=self.api_key,
-                cache=None if scope is None else {"namespace": f"semantic/{scope}"},
-                **self._body(),
-            )
+            with embeddings_of_tenant(tenant if scope is not None else None):
+                answer = client.embedding(
+                    model=self.model,
+                    input=list(texts[i : i + self.batch_size]),
+                    api_base=self.api_base,
+                    api_key=self.api_key,
+                    cache=_entries_in(scope, namespace),
+                    **self._body(),
+                )
             self._bill(answer)
             rows.extend(item["embedding"] for item in answer["data"])
         return self._matrix(rows)
 
-    async def aembed(self, texts: Sequence[str], *, scope: str | None = None) -> np.ndarray:
-        """Embed ``texts`` in batches through the async client (no thread needed), kept
-        apart per ``scope`` as :meth:`embed`."""
+    async def aembed(
+        self,
+        texts: Sequence[str],
+        *,
+        scope: str | None = None,
+        tenant: str | None = None,
+        namespace: str | None = None,
+    ) -> np.ndarray:
+        """Embed ``texts`` in batches through the async client (no thread needed), cached
+        for ``tenant`` in ``namespace`` as :meth:`embed`."""
+        from deja._async.embeddings import embeddings_of_tenant
+
         if isinstance(texts, str):
             raise TypeError("aembed() takes a sequence of texts, not one string")
         if not texts:
@@ -652,14 +726,25 @@ class OpenAIEmbedder:
         client = self._async_client()
         rows: list[Any] = []
         for i in range(0, len(texts), self.batch_size):
-            answer = await client.aembedding(
-                model=self.model,
-                input=list(texts[i : i + self.batch_size]),
-                api_base=self.api_base,
-                api_key=self.api_key,
-                cache=None if scope is None else {"namespace": f"semantic/{scope}"},
-                **self._body(),
-            )
+            with embeddings_of_tenant(tenant if scope is not None else None):
+                answer = await client.aembedding(
+                    model=self.model,
+                    input=list(texts[i : i + self.batch_size]),
+                    api_base=self.api_base,
+                    api_key=self.api_key,
+                    cache=_entries_in(scope, namespace),
+                    **self._body(),
+                )
             self._bill(answer)
             rows.extend(item["embedding"] for item in answer["data"])
         return self._matrix(rows)
+
+
+def _entries_in(scope: str | None, namespace: str | None) -> dict[str, Any] | None:
+    """The cache options of a remote embedder's call: for a semantic tier's (a ``scope``),
+    the asking request's ``namespace`` (its tenant is set around the call); an older build
+    kept them as the anonymous tenant's, in a namespace ``semantic/<scope>``, which no
+    lookup reads any more (they expire with their TTL)."""
+    if scope is None or namespace is None:
+        return None
+    return {"namespace": namespace}

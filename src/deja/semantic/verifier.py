@@ -21,8 +21,9 @@ Two parameter sets ship beside this module:
 :meth:`Verifier.default_for` picks the one for an embedder. Each holds a mean and scale per
 text feature, the weights, and the probability ``cut`` at or above which a candidate is
 served. Scoring a candidate takes about 15 µs, of which the vector part (one numpy
-product over 2 x 384 values) is about 11 µs; the text features are pure Python, computed
-once per text (about 130 µs for a one-line prompt) and cached.
+product over 2 x 384 values) is about 11 µs; the text features are pure Python (about
+80 µs for a one-line prompt), computed once per text and tenant scope by the semantic tier
+(:class:`~deja.semantic.decision.PreparedText`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,10 @@ from typing import Any
 from deja.errors import ConfigError
 from deja.semantic.guards import GuardReport, Signature, content_words, tokens
 
-__all__ = ["FEATURE_NAMES", "Verifier", "pair_features", "text_features"]
+__all__ = ["FEATURE_NAMES", "TextFeatures", "Verifier", "pair_features", "text_features"]
+
+TextFeatures = tuple[frozenset[str], frozenset[str], int]
+"""What :func:`pair_features` needs of one text (:func:`text_features`)."""
 
 FEATURE_NAMES: tuple[str, ...] = (
     "similarity",
@@ -60,10 +64,13 @@ def _trigrams(text: str) -> frozenset[str]:
     return frozenset(joined[i : i + 3] for i in range(len(joined) - 2))
 
 
-@functools.lru_cache(maxsize=8192)
-def text_features(text: str) -> tuple[frozenset[str], frozenset[str], int]:
+def text_features(text: str) -> TextFeatures:
     """What :func:`pair_features` needs of one text: its content words, character
-    trigrams and token count (cached per text)."""
+    trigrams and token count.
+
+    Not cached here: the semantic tier keeps them per tenant scope
+    (:class:`~deja.semantic.decision.PreparedText`), as a cache shared by every tenant
+    would answer one tenant's prompt faster for another's having sent it."""
     return frozenset(content_words(text)), _trigrams(text), len(tokens(text))
 
 
@@ -75,10 +82,13 @@ def pair_features(
     sig_a: Signature,
     sig_b: Signature,
     report: GuardReport,
+    features_a: TextFeatures | None = None,
+    features_b: TextFeatures | None = None,
 ) -> list[float]:
-    """The verifier's features of the pair (``a``, ``b``), in :data:`FEATURE_NAMES` order."""
-    words_a, tri_a, len_a = text_features(a)
-    words_b, tri_b, len_b = text_features(b)
+    """The verifier's features of the pair (``a``, ``b``), in :data:`FEATURE_NAMES` order;
+    ``features_a`` / ``features_b``: the :func:`text_features` of each, if already known."""
+    words_a, tri_a, len_a = features_a if features_a is not None else text_features(a)
+    words_b, tri_b, len_b = features_b if features_b is not None else text_features(b)
     shared = len(words_a & words_b)
     union = len(words_a | words_b) or 1
     smaller = min(len(words_a), len(words_b)) or 1

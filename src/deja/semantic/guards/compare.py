@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import difflib
-import functools
 import itertools
 import re
 from collections.abc import Iterable
@@ -1581,7 +1580,8 @@ _ENDS_RE = re.compile(
 )
 
 
-@functools.lru_cache(maxsize=4096)  # a stored prompt meets many queries
+# (_ends and _chosen are not cached: a few µs each, and a cache of texts shared by every
+# tenant would tell one tenant by timing what another had sent)
 def _ends(text: str) -> tuple[frozenset[str], frozenset[str]] | None:
     """The content words of the two ends of a change the text asks about, if it does."""
     m = _ENDS_RE.search(text.lower())
@@ -1602,7 +1602,6 @@ _CHOSEN_RE = re.compile(
 )
 
 
-@functools.lru_cache(maxsize=4096)
 def _chosen(text: str) -> tuple[frozenset[str], frozenset[str]] | None:
     """The content words before and after "instead of" / "rather than", if the text says
     it between two spans of words."""

@@ -517,7 +517,11 @@ def _speaker(text: str) -> str | None:
 
 
 def signature(text: str) -> Signature:
-    """Extract the anchors of ``text`` (pure, cached; about 0.2 ms for a new one-line prompt).
+    """Extract the anchors of ``text`` (pure; about 0.25 ms for a one-line prompt).
+
+    Not cached here: the semantic tier keeps signatures per tenant scope
+    (:class:`~deja.semantic.decision.PreparedText`), as a cache shared by every tenant
+    would answer one tenant's prompt faster for another's having sent it.
 
     Accents are read as their letters ("Vieux Carr\u00e9" / "vieux carre"): the guards'
     words are ASCII letters, and a prompt typed without accents names the same thing."""
@@ -540,7 +544,6 @@ def _undot(m: re.Match[str]) -> str:
     return m.group()[:-1].replace(".", "") + "."
 
 
-@functools.lru_cache(maxsize=8192)
 def _signature(text: str) -> Signature:
     quotes: list[str] = []
     code: list[str] = []
