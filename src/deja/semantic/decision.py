@@ -132,7 +132,8 @@ class PreparedText:
 class Decision:
     """The outcome for one candidate.
 
-    ``reason`` is ``"hit"``, ``"threshold"``, ``"guards:<names>"`` or ``"verifier"``.
+    ``reason`` is ``"hit"``, ``"threshold"``, ``"guards:<names>"``, ``"verifier"`` or
+    ``"damaged"`` (a similarity no two unit vectors have: a stored vector is damaged).
     ``passed_checks`` says whether guards and verifier accepted the pair, whatever the
     threshold: calibration sweeps thresholds over it (with :func:`clears` and
     ``same_words``, the two prompts say the same words) without deciding again. ``detail``
@@ -147,6 +148,11 @@ class Decision:
     passed_checks: bool | None = None
     detail: str | None = None
     same_words: bool = False
+
+
+# the most two unit vectors' cosine can be, with float32 rounding (int8 rows are scored
+# after rescaling: their rounding stays well inside it)
+_MOST_SIMILAR = 1.001
 
 
 def word_similarity_for(
@@ -215,6 +221,10 @@ def decide(
     ``floor``: a similarity below it is refused, same words or not (a caller's own
     stricter threshold, which the same words' allowance does not lower).
     """
+    if not similarity <= _MOST_SIMILAR:
+        # two unit vectors' cosine is at most 1: past it (or NaN), a stored vector is
+        # damaged (a flipped bit in a saved file scored 6.6e36 and cleared any threshold)
+        return Decision(False, similarity, "damaged")
     if similarity < threshold - SLIP_ALLOWANCE and not evaluate_all:
         return Decision(False, similarity, "threshold")
     asked = query if isinstance(query, PreparedText) else PreparedText(query)
