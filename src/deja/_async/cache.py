@@ -697,6 +697,10 @@ class AsyncCache:
                 tenants.setdefault(request.tenant, []).append(key)
             for tenant, keys in tenants.items():  # one tag write per tag, not per entry
                 await self._tag(keys, tenant, ctl, ttl)  # (first, as for one entry)
+        except Exception as exc:
+            self._store_failed("tag", exc, trip_breaker=False)  # (as for one entry)
+            return count
+        try:
             await self.store.aset_many(encoded, ttl)
         except Exception as exc:
             self._write_failed("set", exc)
@@ -1672,6 +1676,12 @@ class AsyncCache:
             # the tags first: an entry whose tag write failed would be stored where
             # invalidating the tag does not reach it (a tag naming no entry is harmless)
             await self._tag([key], request.tenant, ctl, ttl)
+        except Exception as exc:
+            # this answer is not stored; untagged ones still are (a damaged tag index
+            # held every answer back once the writes' breaker opened on tagged ones)
+            self._store_failed("tag", exc, trip_breaker=False)
+            return False
+        try:
             await self.store.aset(key, data, ttl)
         except Exception as exc:
             self._write_failed("set", exc)
@@ -1906,7 +1916,8 @@ class AsyncCache:
         try:
             await self.store.adelete(key)
         except Exception as delete_exc:
-            self._store_failed("delete", delete_exc)
+            # a write: a store that cannot delete (read-only, full) still answers lookups
+            self._write_failed("delete", delete_exc)
 
     def _writable(self) -> bool:
         """Whether to write to the store now: not while it is skipped (its lookups fail;

@@ -17,8 +17,19 @@ serializes writers across processes. Three details are ours:
   would ever remove (30 writers killed mid-write: 33.5 MB on disk for a 4 MiB
   ``size_limit``). The first time a process opens the directory, a background thread
   deletes such files older than a minute (:meth:`DiskStore.remove_orphans`).
+* **Damaged values.** diskcache syncs neither a value's file nor its row, so a power loss
+  can leave a file cut short (to 0 bytes, say). A value too short for its header, of an
+  unknown format, or not bytes at all (another program's) reads as a miss, with a warning
+  naming its key once, and is left for the next write of that key to replace: never as
+  the store failing, which would have the cache skip the store for every request.
+* **A directory that cannot be written** (a read-only mount or file, a full disk).
+  diskcache writes its settings each time it opens the directory, so it cannot open such
+  a directory at all. Reads then go through a read-only SQLite connection instead (a
+  warning names the directory, once), and every write raises a
+  :class:`~deja.errors.StoreError` that names it; a later write that can open the
+  directory brings the store back to normal.
 
-Every diskcache, SQLite and OS error is raised as :class:`deja.errors.StoreError`.
+Every other diskcache, SQLite and OS error is raised as :class:`deja.errors.StoreError`.
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ import sqlite3
 import struct
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -74,6 +86,15 @@ EVICTION_POLICIES = ("least-recently-stored", "least-recently-used", "least-freq
 _JOURNAL_LIMIT = 4 * 2**20
 _TAGS_JOURNAL_LIMIT = 2**20
 _PAGE = 4096  # SQLite's default page size
+# SQLite's primary result codes for a directory diskcache cannot open for writing: a
+# read-only file or mount (READONLY; CANTOPEN for a WAL database whose -shm file cannot be
+# created beside it) or a full disk (FULL).
+_UNWRITABLE = frozenset({sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_FULL})
+_DAMAGED_REMEMBERED = 1024  # keys whose damaged value was reported (then forgotten, all)
+_SELECT_VALUE = (  # diskcache's own lookup of a live item (Cache.get)
+    "SELECT mode, filename, value FROM Cache"
+    " WHERE key = ? AND raw = ? AND (expire_time IS NULL OR expire_time > ?)"
+)
 
 _TAG_SCHEMA = (
     # expires is NULL for a tag that never expires.
@@ -89,12 +110,13 @@ _SELECT_TAG_KEYS = (
 
 
 @contextmanager
-def _backend_errors(action: str) -> Iterator[None]:
-    """Translate back-end failures into StoreError at the store boundary."""
+def _backend_errors(action: str, where: str) -> Iterator[None]:
+    """Translate back-end failures into StoreError at the store boundary, naming the file
+    or directory (SQLite's "file is not a database" names neither)."""
     try:
         yield
     except _BACKEND_ERRORS as exc:
-        raise StoreError(f"disk store: {action} failed: {exc!r}") from exc
+        raise StoreError(f"disk store: {action} failed in {where}: {exc!r}") from exc
 
 
 @contextmanager
@@ -156,6 +178,7 @@ class DiskStore(SyncStore, SyncTagIndex):
         if size_limit <= 0:
             raise ValueError(f"size_limit must be a positive number of bytes, not {size_limit}")
         self._directory = os.fspath(directory)
+        self._tags_file = os.path.join(self._directory, _TAGS_FILE)
         if os.path.exists(self._directory) and not os.path.isdir(self._directory):
             # it would open on first use and fail there, every use: a miss each time
             raise ValueError(f"{self._directory!r} exists and is not a directory")
@@ -172,6 +195,10 @@ class DiskStore(SyncStore, SyncTagIndex):
         # rows found valueless: when first, and in which round of the cursor last
         self._suspects: dict[tuple[str, str], tuple[float, int]] = {}
         self._round = 0  # rounds of the sweep's cursor over the table
+        # the directory read-only, while it cannot be opened for writing (see _reader)
+        self._read_only: _ReadOnlyValues | None = None
+        self._damaged_lock = threading.Lock()
+        self._damaged_keys: set[str] = set()  # keys whose damaged value was reported
 
     @property
     def directory(self) -> str:
@@ -180,9 +207,15 @@ class DiskStore(SyncStore, SyncTagIndex):
 
     def get(self, key: str) -> bytes | None:
         """Return the value for ``key``, or ``None`` if it is missing or expired."""
-        with _backend_errors("get"):
-            raw = self._values().get(key)
-        return None if raw is None else self._unframe(raw)
+        with _backend_errors("get", self._directory):
+            raw = self._reader().get(key)
+        if raw is None:
+            return None
+        damage = _damage(raw)
+        if damage is not None:
+            self._damaged(key, damage)
+            return None
+        return self._unframe(raw)
 
     async def aget(self, key: str) -> bytes | None:
         """:meth:`get` on the calling thread when a read writes nothing (the default
@@ -198,7 +231,7 @@ class DiskStore(SyncStore, SyncTagIndex):
         ttl = validate_ttl(ttl)
         _check_item(key, value)
         expires = _NO_EXPIRY if ttl is None else self._clock() + ttl
-        with _backend_errors("set"):
+        with _backend_errors("set", self._directory):
             self._values().set(key, _frame(value, expires), expire=_physical_ttl(ttl))
 
     def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
@@ -208,7 +241,7 @@ class DiskStore(SyncStore, SyncTagIndex):
             _check_item(key, value)
         expires = _NO_EXPIRY if ttl is None else self._clock() + ttl
         physical = _physical_ttl(ttl)
-        with _backend_errors("set_many"):
+        with _backend_errors("set_many", self._directory):
             cache = self._values()
             with cache.transact():
                 for key, value in items.items():
@@ -216,9 +249,9 @@ class DiskStore(SyncStore, SyncTagIndex):
 
     def delete(self, key: str) -> bool:
         """Delete ``key``; return whether it was held and not expired."""
-        with _backend_errors("delete"):
+        with _backend_errors("delete", self._directory):
             raw = self._values().pop(key)
-        return raw is not None and self._unframe(raw) is not None
+        return raw is not None and _damage(raw) is None and self._unframe(raw) is not None
 
     def clear(self, prefix: str) -> int:
         """Delete every key starting with ``prefix`` (tag records are untouched).
@@ -226,7 +259,7 @@ class DiskStore(SyncStore, SyncTagIndex):
         Returns how many were deleted; this may include entries whose TTL had passed but
         that diskcache had not removed yet.
         """
-        with _backend_errors("clear"):
+        with _backend_errors("clear", self._directory):
             cache = self._values()
             doomed = [k for k in cache.iterkeys() if isinstance(k, str) and k.startswith(prefix)]
             deleted = 0
@@ -248,8 +281,8 @@ class DiskStore(SyncStore, SyncTagIndex):
         ``evictions`` is ``None``: diskcache does not report how many items it evicted (a
         count of 0 would tell an alert on evictions that ``size_limit`` is never reached).
         """
-        with _backend_errors("usage"):
-            cache = self._values()
+        with _backend_errors("usage", self._directory):
+            cache = self._reader()
             return StoreUsage(entries=len(cache), bytes=int(cache.volume()), evictions=None)
 
     def close(self) -> None:
@@ -258,16 +291,19 @@ class DiskStore(SyncStore, SyncTagIndex):
         self._release_workers()
         with self._open_lock:
             cache, self._cache = self._cache, None
+            reader, self._read_only = self._read_only, None
         with self._tag_lock:
             con, self._tag_con = self._tag_con, None
             same_process = self._tag_pid == os.getpid()
-        with _backend_errors("close"):
+        with _backend_errors("close", self._directory):
             if cache is not None:
                 # diskcache connections are per thread; those other threads opened are
                 # closed when the Cache object is collected.
                 cache.close()
             if con is not None and same_process:
                 con.close()
+            if reader is not None and reader.pid == os.getpid():
+                reader.close()
 
     def tag(self, tag: str, keys: Sequence[str], ttl: float | None) -> None:
         """Add ``keys`` to ``tag``; the record lives at least ``ttl`` seconds (max of all)."""
@@ -277,7 +313,11 @@ class DiskStore(SyncStore, SyncTagIndex):
             raise TypeError("keys must be a sequence of keys, not a str")
         now = self._clock()
         expires = None if ttl is None else now + ttl
-        with _backend_errors("tag"), self._tag_lock, _write_transaction(self._tags()) as con:
+        with (
+            _backend_errors("tag", self._tags_file),
+            self._tag_lock,
+            _write_transaction(self._tags()) as con,
+        ):
             row = con.execute("SELECT expires FROM tag WHERE name = ?", (tag,)).fetchone()
             if row is None:
                 con.execute("INSERT INTO tag VALUES (?, ?)", (tag, expires))
@@ -349,13 +389,22 @@ class DiskStore(SyncStore, SyncTagIndex):
 
     def keys_for(self, tag: str) -> list[str]:
         """The keys tagged with ``tag`` (some may have expired or been deleted since)."""
-        with _backend_errors("keys_for"), self._tag_lock:
-            rows = self._tags().execute(_SELECT_TAG_KEYS, (tag, self._clock())).fetchall()
+        with _backend_errors("keys_for", self._tags_file):
+            values = self._reader()
+            if isinstance(values, _ReadOnlyValues):
+                rows = values.tag_keys(tag, self._clock())
+            else:
+                with self._tag_lock:
+                    rows = self._tags().execute(_SELECT_TAG_KEYS, (tag, self._clock())).fetchall()
         return [str(row[0]) for row in rows]
 
     def drop(self, tag: str) -> list[str]:
         """Forget ``tag`` and return the keys it named."""
-        with _backend_errors("drop"), self._tag_lock, _write_transaction(self._tags()) as con:
+        with (
+            _backend_errors("drop", self._tags_file),
+            self._tag_lock,
+            _write_transaction(self._tags()) as con,
+        ):
             rows = con.execute(_SELECT_TAG_KEYS, (tag, self._clock())).fetchall()
             con.execute("DELETE FROM tag_key WHERE name = ?", (tag,))
             con.execute("DELETE FROM tag WHERE name = ?", (tag,))
@@ -368,6 +417,55 @@ class DiskStore(SyncStore, SyncTagIndex):
         return min(self._size_limit // 4, _JOURNAL_LIMIT)
 
     def _values(self) -> Any:
+        """The diskcache.Cache, opened on first use. A directory it cannot open for
+        writing raises a StoreError naming the directory, and each write tries again
+        (space may have been freed, the mount made writable)."""
+        try:
+            return self._opened()
+        except sqlite3.OperationalError as exc:
+            if not self._unwritable(exc):
+                raise
+            raise StoreError(
+                f"disk store: {self._directory!r} cannot be written ({exc}: a read-only"
+                " mount or file, or a full disk); writes are off, what it holds is still read"
+            ) from exc
+
+    def _reader(self) -> Any:
+        """What reads go through: the diskcache.Cache, or a read-only view of the
+        directory while it cannot be opened for writing (warned once per opening)."""
+        cache = self._cache
+        if cache is not None:
+            return cache
+        reader = self._read_only
+        if reader is not None and reader.pid == os.getpid():
+            return reader
+        try:
+            return self._opened()
+        except sqlite3.OperationalError as exc:
+            if not self._unwritable(exc):
+                raise
+            with self._open_lock:
+                reader = self._read_only
+                if reader is None or reader.pid != os.getpid():
+                    reader = _ReadOnlyValues(self._directory)
+                    self._read_only = reader
+                    logger.warning(
+                        "disk store %s cannot be written (%s): its entries are read through"
+                        " a read-only connection, and every write fails until it can be",
+                        self._directory,
+                        exc,
+                    )
+            return reader
+
+    def _unwritable(self, exc: sqlite3.OperationalError) -> bool:
+        """Whether diskcache failed to open the directory because it cannot write to it
+        (not because there is no database to read: a file where the directory should be
+        stays an error, as does an empty directory, with nothing to read)."""
+        code = getattr(exc, "sqlite_errorcode", None)  # None: not raised by SQLite itself
+        database = os.path.join(self._directory, "cache.db")
+        return code is not None and code & 0xFF in _UNWRITABLE and os.path.isfile(database)
+
+    def _opened(self) -> Any:
         cache = self._cache
         if cache is None:
             with self._open_lock:
@@ -382,6 +480,7 @@ class DiskStore(SyncStore, SyncTagIndex):
                         # 1,000 pages, 4 MiB)
                         sqlite_wal_autocheckpoint=max(self._journal_limit() // _PAGE, 16),
                     )
+                    self._read_only = None  # reads go through the cache from now on
                     self._collect_orphans_once()
                 cache = self._cache
         return cache
@@ -447,7 +546,7 @@ class DiskStore(SyncStore, SyncTagIndex):
         if self._tag_con is None or self._tag_pid != pid:
             self._values()  # creates the directory
             con = sqlite3.connect(
-                os.path.join(self._directory, _TAGS_FILE),
+                self._tags_file,
                 timeout=_LOCK_TIMEOUT,
                 isolation_level=None,
                 check_same_thread=False,
@@ -461,17 +560,132 @@ class DiskStore(SyncStore, SyncTagIndex):
             self._tag_pid = pid
         return self._tag_con
 
-    def _unframe(self, raw: object) -> bytes | None:
-        if not isinstance(raw, bytes) or len(raw) < _HEADER.size:
-            raise StoreError("disk store: found a value that is not a DiskStore entry")
+    def _unframe(self, raw: bytes) -> bytes | None:
+        """The value in ``raw`` (a value :func:`_damage` passed), ``None`` if it expired or
+        a newer deja wrote it (a rolling upgrade: absent to this one, left in place)."""
         version, expires = _HEADER.unpack_from(raw)
-        if version > _FORMAT:  # a newer deja's entry (a rolling upgrade): absent to this one
+        if version > _FORMAT:
             return None
-        if version != _FORMAT:
-            raise StoreError(f"disk store: unknown entry format {version}")
         if expires != _NO_EXPIRY and expires <= self._clock():
             return None
         return raw[_HEADER.size :]
+
+    def _damaged(self, key: str, damage: str) -> None:
+        """Warn of ``key``'s damaged value, once per key: every read of it is a miss until
+        a write replaces it (a read writes nothing, so it is not deleted here)."""
+        with self._damaged_lock:
+            if key in self._damaged_keys:
+                return
+            if len(self._damaged_keys) >= _DAMAGED_REMEMBERED:
+                self._damaged_keys.clear()
+            self._damaged_keys.add(key)
+        logger.warning(
+            "disk store %s: the value of key %s is not a DiskStore value (%s; a file cut"
+            " short by a power loss, or another program's): read as a miss until the key is"
+            " written again",
+            self._directory,
+            key,
+            damage,
+        )
+
+
+def _damage(raw: object) -> str | None:
+    """What is wrong with ``raw`` as a value a DiskStore wrote (``None``: nothing; a newer
+    deja's format counts as one)."""
+    if not isinstance(raw, bytes):
+        return f"a {type(raw).__name__}, not bytes"
+    if len(raw) < _HEADER.size:
+        return f"{len(raw)} bytes, shorter than its {_HEADER.size}-byte header"
+    if raw[0] < _FORMAT:
+        return f"unknown format {raw[0]}"
+    return None
+
+
+class _ReadOnlyValues:
+    """A DiskStore directory read through read-only SQLite connections, for a directory
+    diskcache cannot open (it writes its settings on every open): answers ``get``,
+    ``len`` and ``volume`` as :class:`diskcache.Cache` would, and the tag lookups, with
+    no write. diskcache's :class:`~diskcache.Disk` reads a value from its row or file."""
+
+    def __init__(self, directory: str) -> None:
+        self.pid = os.getpid()  # a connection must not cross a fork
+        self._disk = diskcache.Disk(directory)
+        self._lock = threading.Lock()
+        self._con = _connect_read_only(os.path.join(directory, "cache.db"))
+        self._tags_file = os.path.join(directory, _TAGS_FILE)
+        self._tags: sqlite3.Connection | None = None
+
+    def get(self, key: str) -> object:
+        db_key, raw = self._disk.put(key)
+        with self._lock:
+            if self._con is None:
+                return None
+            row = self._con.execute(_SELECT_VALUE, (db_key, raw, time.time())).fetchone()
+        if row is None:
+            return None
+        try:
+            return self._disk.fetch(row[0], row[1], row[2], False)
+        except OSError:  # its file was deleted meanwhile (diskcache's get: a miss too)
+            return None
+
+    def __len__(self) -> int:
+        return self._setting("count")
+
+    def volume(self) -> int:
+        with self._lock:
+            if self._con is None:
+                return 0
+            (pages,) = self._con.execute("PRAGMA page_count").fetchone()
+            (page_size,) = self._con.execute("PRAGMA page_size").fetchone()
+        return int(pages) * int(page_size) + self._setting("size")
+
+    def tag_keys(self, tag: str, now: float) -> list[Any]:
+        with self._lock:
+            if self._tags is None:
+                self._tags = _connect_read_only(self._tags_file)
+            if self._tags is None:
+                return []
+            return self._tags.execute(_SELECT_TAG_KEYS, (tag, now)).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            for con in (self._con, self._tags):
+                if con is not None:
+                    con.close()
+            self._con = self._tags = None
+
+    def _setting(self, name: str) -> int:
+        with self._lock:
+            if self._con is None:
+                return 0
+            row = self._con.execute("SELECT value FROM Settings WHERE key = ?", (name,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+
+def _connect_read_only(path: str) -> sqlite3.Connection | None:
+    """A read-only connection to the SQLite file ``path`` (``None``: there is none yet).
+
+    A WAL database opens read-only only where its -shm file exists or can be created;
+    where it cannot (a read-only mount), it is opened as immutable: read without locks,
+    since nothing can write it there either.
+    """
+    if not os.path.exists(path):
+        return None
+    uri = f"file:{urllib.parse.quote(path)}?mode=ro"
+    try:
+        return _probed(sqlite3.connect(uri, uri=True, check_same_thread=False))
+    except sqlite3.OperationalError:
+        return _probed(sqlite3.connect(uri + "&immutable=1", uri=True, check_same_thread=False))
+
+
+def _probed(con: sqlite3.Connection) -> sqlite3.Connection:
+    # SQLite opens lazily: a database it cannot read fails on the first statement
+    try:
+        con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 def _check_item(key: str, value: bytes) -> None:

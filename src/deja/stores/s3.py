@@ -28,6 +28,13 @@ expired object reads as missing and is deleted, best-effort (a conditional delet
 ETag that was read, so a fresh write of a different value is never lost). The standard
 ``Expires`` header is set too, for information only: S3 deletes nothing by it.
 
+An object whose metadata is gone (copied onto itself with ``MetadataDirective=REPLACE``,
+restored from a backup or migrated by a tool that does not keep ``x-amz-meta-*``) is
+served as it is, with no expiry of the store's, and a warning names the first one: a deja
+entry carries its own expiry, which the cache checks on every read (and bytes that are no
+entry are a miss there, and deleted), so a restored cache keeps answering. The next write
+of its key gives it the metadata again.
+
 S3 does not delete objects by their metadata, so give the bucket a lifecycle rule:
 
     **Bucket lifecycle rule.** S3 never deletes an expired deja entry by itself: deja
@@ -318,6 +325,7 @@ class S3Store(SyncStore, SyncTagIndex):
         self._owns_client = client is None
         self._client: Any = client
         self._pool: ThreadPoolExecutor | None = None
+        self._unmarked_said = False  # an object without expiry metadata was reported
 
     @property
     def bucket(self) -> str:
@@ -562,11 +570,34 @@ class S3Store(SyncStore, SyncTagIndex):
             body = response["Body"].read()
         expires = _expires_at(response.get("Metadata", {}))
         if expires is None:
-            raise StoreError(f"s3 store: object {name!r} has no deja expiry (not a deja entry)")
+            # Its metadata is gone: copied or restored by a tool that does not keep
+            # x-amz-meta-* (aws s3 cp --metadata-directive REPLACE, a download and upload,
+            # a migration). The value is served as it is: a deja entry carries its own
+            # expiry, which the cache checks on every read, and bytes that are no entry are
+            # rejected (and deleted) there. Raising would make one such object the whole
+            # store failing (the cache skipped for every request, never rewritten).
+            self._unmarked(name)
+            return bytes(body)
         if expires > self._clock():
             return bytes(body)
         self._delete_expired(name, response.get("ETag"))
         return None
+
+    def _unmarked(self, name: str) -> None:
+        """Say once per store that an object without deja's expiry metadata was served."""
+        if self._unmarked_said:
+            logger.debug("s3 store: object %r has no deja expiry metadata; served", name)
+            return
+        self._unmarked_said = True
+        logger.warning(
+            "s3 store: object %r (bucket %r) has no x-amz-meta-%s metadata (copied or"
+            " restored without it?); such objects are served without an expiry of the"
+            " store's (a deja entry's own expiry still applies) until their key is written"
+            " again; said once",
+            name,
+            self._bucket,
+            _EXPIRES_META,
+        )
 
     def _delete_expired(self, name: str, etag: str | None) -> None:
         # Conditional on the ETag we read: if another process has written a different
