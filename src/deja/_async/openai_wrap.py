@@ -14,8 +14,10 @@ generated from it by scripts/unasync.py.
 
 from __future__ import annotations
 
+import functools
 import inspect
-from collections.abc import AsyncIterator, Mapping
+import sys
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from deja._async.cache import AsyncCache
@@ -47,9 +49,15 @@ class AsyncWrappedStream:
     stream it gets from ``create``.
     """
 
-    def __init__(self, stream: AsyncCachedStream, chunk_type: Any) -> None:
+    def __init__(
+        self,
+        stream: AsyncCachedStream,
+        chunk_type: Any,
+        timeout_error: Callable[[], BaseException],
+    ) -> None:
         self._stream = stream
         self._chunk_type = chunk_type
+        self._timeout_error = timeout_error
         self.cache: CacheInfo = stream.info
         self.response = _StreamCloser(self)
 
@@ -57,7 +65,13 @@ class AsyncWrappedStream:
         return self
 
     async def __anext__(self) -> Any:
-        return self._chunk_type.model_validate(await self._stream.__anext__())
+        try:
+            chunk = await self._stream.__anext__()
+        except SdkTimeout as exc:  # the SDK's own, as it raised it
+            raise exc.original from None
+        except UpstreamTimeoutError as exc:  # waited out another's stream: the SDK's error
+            raise self._timeout_error() from exc
+        return self._chunk_type.model_validate(chunk)
 
     async def close(self) -> None:
         """Stop reading (closes the upstream if nobody else reads it)."""
@@ -81,23 +95,67 @@ class _StreamCloser:
 
 
 class _Wrapped:
-    """What both replaced ``create`` methods share: the SDK's own ``create`` and the client's
-    endpoint, default query and default raw-response header (a client copy is wrapped anew)."""
+    """What both replaced ``create`` methods share: the SDK's own ``create``, its client and
+    the client's default raw-response header (a client copy is wrapped anew)."""
 
     def __init__(self, original: Any, cache: AsyncCache, client: Any, types: Any) -> None:
         self._original = original
         self._cache = cache
-        self._api_base = str(client.base_url)
-        self._default_query: dict[str, Any] = dict(client.default_query)
+        # The client's endpoint, default query, timeout and retries are read at each call,
+        # as the SDK reads them: `client.base_url = ...` (a public setter) points it at
+        # another upstream, whose answers were otherwise keyed (and served) as the old one's.
+        self._sdk = client
+        self._base: tuple[object, str] = (None, "")  # the last base_url read, as text
         self._default_headers = raw_response_defaults(client.default_headers)
         self._types = types
-        # how long a call may take, so that one joining an identical call in flight waits
-        # no longer (the SDK's per-call timeout= overrides the client's)
-        self._timeout = getattr(client, "timeout", None)
-        self._max_retries = getattr(client, "max_retries", None)
+        # what the SDK raises when its upstream is too slow, told apart from its other errors
+        self._timeouts = (types.openai.APITimeoutError, *_transport_timeouts(client))
+
+    def _base_url(self) -> str:
+        """The client's ``base_url`` now, as text (made again only when it changed: this is
+        every hit's path, and an SDK URL builds its text anew each time)."""
+        # the property's own storage: its getter imports a module at every read in openai
+        # 3.x (2.7 us of a ~45 us hit); tests/test_wrap_s21.py checks the two agree
+        url = getattr(self._sdk, "_base_url", None) or self._sdk.base_url
+        seen, text = self._base
+        if url is not seen:
+            text = str(url)
+            self._base = (url, text)
+        return text
 
     def _api_base_for(self, kwargs: dict[str, Any]) -> str:
-        return keyed_api_base(self._api_base, self._default_query, kwargs.get("extra_query"))
+        """The endpoint this call is keyed by: the client's, with the query string the SDK
+        adds to the URL (the client's default query, the call's ``extra_query``)."""
+        query = self._sdk.default_query
+        return keyed_api_base(self._base_url(), query, kwargs.get("extra_query"))
+
+    def _patience(self, sdk_kwargs: Mapping[str, Any]) -> float | None:
+        """How long this call may take, so that one joining an identical call in flight
+        waits no longer (the SDK's per-call ``timeout=`` overrides the client's)."""
+        client = self._sdk
+        timeout = getattr(client, "timeout", None)
+        return sdk_patience(sdk_kwargs, timeout, getattr(client, "max_retries", None))
+
+    def _timeout_error(self, path: str) -> BaseException:
+        """The SDK's ``APITimeoutError`` for a call to ``path`` that waited out another's.
+        Its request is built by the client's own HTTP client (httpx, or httpx2 since
+        openai 3): deja imports neither, and ``httpx`` may well not be installed."""
+        url = f"{self._base_url().rstrip('/')}/{path}"
+        request = self._sdk._client.build_request("POST", url)
+        error: BaseException = self._types.openai.APITimeoutError(request=request)
+        return error
+
+
+def _transport_timeouts(client: Any) -> tuple[type[BaseException], ...]:
+    """The timeout error of ``client``'s HTTP library, which an SDK's stream may raise as
+    it is while reading chunks (openai 3 makes it its ``APITimeoutError``; earlier
+    versions may let it through): found through the library's own ``URL`` type (the
+    client's ``base_url``'s), so that deja imports neither httpx nor httpx2."""
+    library = sys.modules.get(type(client.base_url).__module__.partition(".")[0])
+    found = getattr(library, "TimeoutException", None)
+    if isinstance(found, type) and issubclass(found, BaseException):
+        return (found,)
+    return ()
 
 
 class AsyncCachedCompletions(_Wrapped):
@@ -160,29 +218,48 @@ class AsyncCachedCompletions(_Wrapped):
             include_usage = bool(options.get("include_usage"))
             sdk_kwargs["stream_options"] = {**options, "include_usage": True}
 
+            timeouts = self._timeouts
+
+            # The SDK's timeouts travel through the shared stream as the cache's own (see
+            # the plain call's): a caller that joined it and allowed more time than its
+            # opener asks again rather than get the opener's timeout.
             async def open_stream() -> AsyncIterator[dict[str, Any]]:
-                sdk_stream = await self._original(**sdk_kwargs)
+                try:
+                    sdk_stream = await self._original(**sdk_kwargs)
+                except timeouts as exc:
+                    raise SdkTimeout(exc) from exc
 
                 async def chunks() -> AsyncIterator[dict[str, Any]]:
                     try:
                         async for chunk in sdk_stream:
                             yield sdk_dump(chunk)
+                    except timeouts as exc:
+                        raise SdkTimeout(exc) from exc
                     finally:
                         await sdk_stream.close()
 
                 return chunks()
 
-            stream = await self._cache.stream(  # each chunk becomes an SDK object
-                request,
-                open_stream,
-                control=control,
-                include_usage=include_usage,
-                copy_chunks=False,
-                # joining an identical stream: no chunk waited for longer than this call
-                # could take in all
-                timeout=sdk_patience(sdk_kwargs, self._timeout, self._max_retries),
+            try:
+                stream = await self._cache.stream(  # each chunk becomes an SDK object
+                    request,
+                    open_stream,
+                    control=control,
+                    include_usage=include_usage,
+                    copy_chunks=False,
+                    # joining an identical stream: no chunk waited for longer than this
+                    # call could take in all
+                    timeout=self._patience(sdk_kwargs),
+                )
+            except SdkTimeout as exc:  # this call's own, or its opener's: the SDK's error
+                raise exc.original from None
+            except UpstreamTimeoutError as exc:  # waited out another's stream
+                raise self._timeout_error("chat/completions") from exc
+            return AsyncWrappedStream(
+                stream,
+                self._types.ChatCompletionChunk,
+                functools.partial(self._timeout_error, "chat/completions"),
             )
-            return AsyncWrappedStream(stream, self._types.ChatCompletionChunk)
 
         async def call() -> dict[str, Any]:
             try:
@@ -190,16 +267,13 @@ class AsyncCachedCompletions(_Wrapped):
             except self._types.openai.APITimeoutError as exc:
                 raise SdkTimeout(exc) from exc
 
-        patience = sdk_patience(sdk_kwargs, self._timeout, self._max_retries)
+        patience = self._patience(sdk_kwargs)
         try:
             result = await self._cache.fetch(request, call, control=control, timeout=patience)
         except SdkTimeout as exc:  # this call's own, or a call it waited for that allowed
             raise exc.original from None  # no more time than this one: the SDK's error
         except UpstreamTimeoutError as exc:  # waited out another call: the SDK's own error
-            import httpx
-
-            url = f"{self._api_base.rstrip('/')}/chat/completions"
-            raise self._types.openai.APITimeoutError(request=httpx.Request("POST", url)) from exc
+            raise self._timeout_error("chat/completions") from exc
         return attach_info(self._types.ChatCompletion.model_validate(result.response), result.info)
 
 
@@ -231,15 +305,12 @@ class AsyncCachedEmbeddings(_Wrapped):
                 api_base=api_base,
                 control=control,
                 fetch_missing=fetch_missing,
-                timeout=sdk_patience(sdk_kwargs, self._timeout, self._max_retries),
+                timeout=self._patience(sdk_kwargs),
             )
         except SdkTimeout as exc:
             raise exc.original from None
         except UpstreamTimeoutError as exc:  # waited out another call: the SDK's own error
-            import httpx
-
-            url = f"{api_base.rstrip('/')}/embeddings"
-            raise self._types.openai.APITimeoutError(request=httpx.Request("POST", url)) from exc
+            raise self._timeout_error("embeddings") from exc
         body = batch.response(encoding_format=encoding)
         if encoding != "base64":
             return attach_info(self._types.CreateEmbeddingResponse.model_validate(body), batch.info)

@@ -25,7 +25,7 @@ from typing import Generic, TypeVar
 from deja._aio import current_loop, wait_event  # unasync:
 from deja._waits import seconds_left
 
-__all__ = ["AsyncSingleFlight", "WaitExpired"]
+__all__ = ["AsyncSingleFlight", "WaitExpired", "allows_longer"]
 
 T = TypeVar("T")
 
@@ -45,8 +45,9 @@ class _Call(Generic[T]):
         self.patience = patience  # the leader's own wait
 
 
-def _longer(wait: float | None, than: float | None) -> bool:
-    """Whether a caller allowing ``wait`` seconds (None: no bound) allowed more than ``than``."""
+def allows_longer(wait: float | None, than: float | None) -> bool:
+    """Whether a caller allowing ``wait`` seconds (None: no bound) allowed more than ``than``
+    (a leader's: its timeout is then not this caller's; a live stream's opener's too)."""
     return than is not None and (wait is None or wait > than)
 
 
@@ -102,7 +103,9 @@ class AsyncSingleFlight(Generic[T]):
         """Whether ``call`` failed by its leader's timeout, which this caller outlasts."""
         timed_out = self._timed_out
         assert call.error is not None
-        return timed_out is not None and timed_out(call.error) and _longer(wait, call.patience)
+        if timed_out is None or not timed_out(call.error):
+            return False
+        return allows_longer(wait, call.patience)
 
     async def _lead(self, slot: object, call: _Call[T], fn: Callable[[], Awaitable[T]]) -> T:
         try:

@@ -32,7 +32,7 @@ from deja import _aio
 from deja._embedding_items import batch_lock_name
 from deja._forks import renew_in_child
 from deja._lock_keeper import LockKeeper
-from deja._sync.singleflight import SingleFlight, WaitExpired
+from deja._sync.singleflight import SingleFlight, WaitExpired, allows_longer
 from deja._sync.streams import Broadcast, CachedStream, OpenStream
 from deja._upstream import call_key_fields
 from deja._waits import bounded
@@ -883,7 +883,9 @@ class Cache:
         long a caller that joins another's stream waits for each chunk (``first_timeout``,
         if given, for the first: the opener's attempts and their pauses), as its own call's
         reads would, before :class:`~deja.errors.UpstreamTimeoutError` (a miss; the stream
-        goes on for the others): the opener's own timeout bounds the upstream's reads.
+        goes on for the others): the opener's own timeout bounds the upstream's reads, and
+        its timeout before the first chunk is not raised to a caller that joined it and
+        allowed more (``first_timeout``, else ``timeout``): that one asks again.
 
         Upstream errors before the first chunk are raised here; later ones by the iterator.
         """
@@ -928,59 +930,76 @@ class Cache:
             broadcast.answer = response
             self._put(key, request, response, store_ctl, cost=cost, chunks=chunks, index=indexable)
 
-        joined: Broadcast | None = None
-        if ctl.no_cache:
-            broadcast = Broadcast(open_stream, on_complete)
-        else:
-            slot: object = key
-            checked = status == "bypass"  # (the store is skipped: nothing to read again)
-            while True:
-                with self._streams_lock:
-                    joined = self._streams.get(slot)
-                    if joined is not None and not joined.subscribe():
-                        joined = None  # abandoned by its last reader just now
-                    if joined is not None:
-                        broadcast = joined
-                        info = CacheInfo("hit", key, None, 0.0)
-                        # counted when the answer is complete (a hit, crediting what it
-                        # cost), or when the stream ends without one (a miss); at once if it
-                        # is complete already (being stored)
-                        if joined.saved is None:
-                            joined.joined.append(info)
-                        else:
-                            self._count(CacheResult(None, info))
-                            self._credit(info, *joined.saved)
-                        break
-                    if checked:
-                        broadcast = self._streams[slot] = Broadcast(open_stream, on_complete)
-                        broadcast.on_finished = functools.partial(
-                            self._stream_ended, slot, broadcast
-                        )
-                        break
-                # No identical stream to join: before opening the upstream, read the store
-                # again, as a plain call's leader does. An identical stream may have ended
-                # since this request's lookup, and a stream leaves the live ones only once
-                # its answer is stored.
-                again = self._lookup(key, ctl)
-                if again.entry is not None:
-                    return self._replay(again, include_usage)
-                checked = True
-        if joined is None:
-            self._count(CacheResult(None, info))
-        wait = None
-        if joined is not None and timeout is not None:
-            wait = (timeout if first_timeout is None else first_timeout, timeout)
-        result = CachedStream(
-            info,
-            broadcast=broadcast,
-            include_usage=include_usage,
-            copy_chunks=copy_chunks,
-            subscribed=joined is not None,
-            wait=wait,
-            on_gave_up=None if wait is None else functools.partial(self._gave_up, broadcast, info),
-        )
-        result.prefetch()
-        return result
+        # how long this caller waits for a stream's first chunk (its call's attempts)
+        first_wait = timeout if first_timeout is None else first_timeout
+        slot: object = key
+        while True:  # once more when a stream it joined timed out sooner than it would
+            joined: Broadcast | None = None
+            if ctl.no_cache:
+                broadcast = Broadcast(open_stream, on_complete)
+            else:
+                checked = status == "bypass"  # (the store is skipped: nothing to read again)
+                while True:
+                    with self._streams_lock:
+                        joined = self._streams.get(slot)
+                        if joined is not None and not joined.subscribe():
+                            joined = None  # abandoned by its last reader just now
+                        if joined is not None:
+                            broadcast = joined
+                            info = CacheInfo("hit", key, None, 0.0)
+                            # counted when the answer is complete (a hit, crediting what
+                            # it cost), or when the stream ends without one (a miss); at
+                            # once if it is complete already (being stored)
+                            if joined.saved is None:
+                                joined.joined.append(info)
+                            else:
+                                self._count(CacheResult(None, info))
+                                self._credit(info, *joined.saved)
+                            break
+                        if checked:
+                            broadcast = Broadcast(open_stream, on_complete)
+                            broadcast.patience = first_wait  # (before anyone joins it)
+                            self._streams[slot] = broadcast
+                            broadcast.on_finished = functools.partial(
+                                self._stream_ended, slot, broadcast
+                            )
+                            break
+                    # No identical stream to join: before opening the upstream, read the
+                    # store again, as a plain call's leader does. An identical stream may
+                    # have ended since this request's lookup, and a stream leaves the live
+                    # ones only once its answer is stored.
+                    again = self._lookup(key, ctl)
+                    if again.entry is not None:
+                        return self._replay(again, include_usage)
+                    checked = True
+            if joined is None:
+                self._count(CacheResult(None, info))
+                result = CachedStream(
+                    info, broadcast=broadcast, include_usage=include_usage, copy_chunks=copy_chunks
+                )
+                result.prefetch()
+                return result
+            wait = None
+            if timeout is not None:
+                wait = (timeout if first_timeout is None else first_timeout, timeout)
+            gave_up = None if wait is None else functools.partial(self._gave_up, broadcast, info)
+            result = CachedStream(
+                info,
+                broadcast=broadcast,
+                include_usage=include_usage,
+                copy_chunks=copy_chunks,
+                subscribed=True,
+                wait=wait,
+                on_gave_up=gave_up,
+            )
+            try:
+                result.prefetch()
+            except BaseException as exc:
+                if not self._asks_again(broadcast, info, exc, first_wait):
+                    raise
+                info = CacheInfo(status, key)  # this caller's, should it open the stream now
+                continue
+            return result
 
     def _replay(self, found: CacheResult, include_usage: bool) -> CachedStream:
         """A stored answer replayed to a streamed request (counted as found)."""
@@ -991,16 +1010,45 @@ class Cache:
         return CachedStream(found.info, replay=replay, include_usage=True)
 
     def _gave_up(self, broadcast: Broadcast, info: CacheInfo) -> None:
-        """A caller that joined ``broadcast`` stopped waiting for it (its own timeout): a
-        miss, not the hit it would be counted as when the stream ends (unless it was
-        counted already: it joined as the answer was being stored)."""
+        """A caller that joined ``broadcast`` stopped waiting for it (its own timeout, or
+        an error before its first chunk): a miss, not the hit it would be counted as when
+        the stream ends (unless it was counted already: it joined as the answer was being
+        stored)."""
+        if self._leave_joined(broadcast, info):
+            info.status = "miss"
+            self._count(CacheResult(None, info))
+
+    def _leave_joined(self, broadcast: Broadcast, info: CacheInfo) -> bool:
+        """Take ``info`` off the callers ``broadcast`` counts when it ends: whether it was
+        still there (not counted yet)."""
         with self._streams_lock:  # (by identity: two joiners' infos are equal)
             left = [other for other in broadcast.joined if other is not info]
             waiting = len(left) < len(broadcast.joined)
             broadcast.joined = left
-        if waiting:
-            info.status = "miss"
-            self._count(CacheResult(None, info))
+        return waiting
+
+    def _asks_again(
+        self, broadcast: Broadcast, info: CacheInfo, error: BaseException, wait: float | None
+    ) -> bool:
+        """A caller that joined ``broadcast`` (``info``, allowing ``wait`` for the first
+        chunk) got ``error`` before its first chunk: whether it asks again. It does when
+        that is the stream's own upstream timeout, before any chunk, and this caller
+        allowed more time than the opener did: as a plain call outlasting its leader's
+        timeout, it opens a new stream (or joins one another such caller opened), and its
+        cache result is that one's. Otherwise it is a miss. A reader that has had chunks
+        gets such a timeout all the same: the stream cannot start over under it."""
+        again = (
+            broadcast.timed_out(error)
+            # only before any chunk: a reader that had some cannot be started over without
+            # them coming twice, so it keeps the timeout
+            and broadcast.failed_at_first
+            and allows_longer(wait, broadcast.patience)
+        )
+        if again:
+            self._leave_joined(broadcast, info)
+        else:
+            self._gave_up(broadcast, info)
+        return again
 
     def _credit(self, info: CacheInfo, saved: float, tokens: int) -> None:
         """A caller that shared another's stream saved what a hit on its answer saves, and
@@ -1027,7 +1075,8 @@ class Cache:
         ``None`` when there is none or it ended unfinished. Its errors are this call's, and
         so is its ``timeout``: past it, this call gives up (the stream goes on for its
         other readers) and leaves the stream, so that the last reader leaving still closes
-        the upstream (the sync twin's reader thread leaves at its next chunk)."""
+        the upstream (the sync twin's reader thread leaves at its next chunk). The stream
+        opener's timeout is not raised to a call that allowed more (``None``: it asks)."""
         slot: object = key
         with self._streams_lock:
             broadcast = self._streams.get(slot)
@@ -1062,6 +1111,13 @@ class Cache:
             bounded(read_all, timeout)
         except StreamFormatError:
             return None  # an answer the stream's readers get, but no whole one: ask for it
+        except UpstreamTimeoutError as exc:
+            if broadcast.timed_out(exc) and allows_longer(timeout, broadcast.patience):
+                # its opener's timeout, sooner than this call's: it asks for itself, as a
+                # plain call outlasting its leader's timeout does (nothing of the stream
+                # was passed on to it, so it can start over at any chunk)
+                return None
+            raise
         except TimeoutError:
             # this call leaves the stream (async: closed here too, had the read been
             # cancelled before it began; sync: the reader thread leaves at its next chunk)
@@ -1249,6 +1305,10 @@ class Cache:
         with self._streams_lock:
             if self._streams.get(slot) is broadcast:
                 del self._streams[slot]
+            if broadcast.failed_at_first:
+                # each caller that joined it, still waiting for its first chunk, gets the
+                # error and counts itself: a miss, or its new call's result if it asks again
+                return
             joined, broadcast.joined = broadcast.joined, []
         answered = broadcast.answered
         for info in joined:

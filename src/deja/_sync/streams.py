@@ -67,11 +67,26 @@ class Broadcast:
         self.on_finished: Callable[[], None] | None = None
         """Called once when the broadcast ends (done, failed or abandoned): the cache uses
         it to stop new requests from joining."""
+        self.patience: float | None = None
+        """How long its opener waits for the first chunk (``None``: no bound). The upstream
+        is read within the opener's timeout: a reader that allowed more than this is not
+        given the opener's timeout (the cache has it ask again), as long as it can."""
 
     @property
     def answered(self) -> bool:
         """Whether the stream ran to its end (no error, not abandoned)."""
         return self._done and self._error is None and not self._abandoned
+
+    @property
+    def failed_at_first(self) -> bool:
+        """Whether the stream failed before its first chunk: every reader (each still
+        waiting for that chunk) gets the error."""
+        return self._error is not None and not self._chunks
+
+    def timed_out(self, error: BaseException) -> bool:
+        """Whether ``error``, raised to a reader, is this stream's own upstream timeout
+        (not a reader's own wait running out)."""
+        return error is self._error and isinstance(error, UpstreamTimeoutError)
 
     def subscribe(self) -> bool:
         """Count one more reader (call before its first :meth:`chunk`); ``False`` when the
