@@ -434,3 +434,29 @@ model_list:
 def test_a_default_json_cannot_carry_is_refused_at_load(tmp_path: Path) -> None:
     said = _litellm_params_error(tmp_path, stop=datetime.date(2026, 1, 1))
     assert "litellm_params.stop" in said and "JSON value" in said
+
+
+@pytest.mark.parametrize(
+    ("params", "where"),
+    [
+        ({"temperature": float("nan")}, "litellm_params.temperature"),
+        ({"extra_body": {"guided_x": float("inf")}}, "litellm_params.extra_body.guided_x"),
+        ({"logit_bias": {"50256": float("-inf")}}, "litellm_params.logit_bias.50256"),
+    ],
+)
+def test_a_default_that_is_no_finite_number_is_refused_at_load(
+    tmp_path: Path, params: dict[str, Any], where: str
+) -> None:
+    """YAML's ``.nan`` / ``.inf``: the proxy started, then every request of the model was
+    a 400 telling the caller its own request was wrong, for a field it never sent."""
+    said = _litellm_params_error(tmp_path, **params)
+    assert where in said and "finite number" in said
+
+
+def test_a_top_level_key_written_inside_a_block_says_where_it_goes(tmp_path: Path) -> None:
+    """``cache_responses`` beside ``cache_params`` was "unknown key in litellm_settings"."""
+    config = {"litellm_settings": {"cache_responses": True, "cache": True}}
+    with pytest.raises(ConfigError) as info:
+        parse_config(config, base_dir=tmp_path, environ={})
+    assert info.value.path == "litellm_settings.cache_responses"
+    assert "cache_responses is a top-level key" in str(info.value)

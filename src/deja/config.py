@@ -10,8 +10,9 @@ deja reads its own keys and LiteLLM's, so an existing LiteLLM ``config.yaml`` ru
     litellm_settings:                # LiteLLM: cache, cache_params, enable_prometheus, ...
     proxy:                           # host, port, workers, max_upstream_connections
     general_settings:                # master_key, virtual_keys, max_request_bytes,
-                                     # request_body_timeout
-    router_settings:                 # LiteLLM: accepted, not implemented (warned)
+                                     # request_body_timeout, request_header_timeout
+    router_settings:                 # LiteLLM: allowed_fails, cooldown_time, num_retries
+                                     # (the others warned about and ignored)
     environment_variables:           # LiteLLM: exported by load_config, as LiteLLM does
 
 Rules the loader keeps:
@@ -224,6 +225,7 @@ _PROXY_KEYS: Final = _words("host port workers graceful_shutdown_seconds max_ups
 
 _GENERAL_KEYS: Final = _words(
     "master_key virtual_keys max_request_bytes max_request_size_mb request_body_timeout"
+    " request_header_timeout"
 )
 _GENERAL_LITELLM_IGNORED: Final = _words("""
     completion_model store_prompts_in_spend_logs forward_client_headers_to_llm_api
@@ -1393,8 +1395,8 @@ class ProxySettings:
     max_upstream_connections: int = 100
     allowed_fails: int = 3
     """LiteLLM's ``router_settings.allowed_fails``: failures of a deployment in a row (a
-    timeout, no connection, a 429 or 5xx) after which it cools down, when its model name
-    has another deployment to try (0: never)."""
+    timeout, no connection, a 429 or 5xx, its key refused) after which it cools down, when
+    its model name has another deployment to try (0: never)."""
     cooldown_time: float = 5.0
     """LiteLLM's ``router_settings.cooldown_time``: seconds a cooled-down deployment is
     tried only after its model name's others (LiteLLM's default, 5)."""
@@ -1412,15 +1414,21 @@ class VirtualKey:
     models: tuple[str, ...] = ()
 
 
+DEFAULT_REQUEST_HEADER_TIMEOUT = 30.0
+"""Seconds a caller has to send a request's line and headers, from its connection or from
+the request's first byte (a stalled head holds a connection; ``deja serve`` only)."""
+
+
 @dataclass(frozen=True, slots=True)
 class GeneralSettings:
     """Proxy-wide settings: the admin key, tenants' keys, the request size limit and how
-    long a caller may take to send a body."""
+    long a caller may take to send a request's head and its body."""
 
     master_key: str | None = field(default=None, repr=False)
     virtual_keys: tuple[VirtualKey, ...] = ()
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     request_body_timeout: float = DEFAULT_REQUEST_BODY_TIMEOUT
+    request_header_timeout: float = DEFAULT_REQUEST_HEADER_TIMEOUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -1665,11 +1673,28 @@ def parse_config(
             if seconds < 0:
                 raise ConfigError("a cooldown cannot be negative", path=sub)
             cooldown["cooldown_time"] = seconds
-        others = sorted(k for k in router if k not in ("allowed_fails", "cooldown_time"))
+        if router.get("num_retries") is not None:
+            cooldown["num_retries"] = _int(
+                router["num_retries"],
+                "router_settings.num_retries",
+                ctx,
+                what="a whole number of retries",
+                minimum=0,
+            )
+        read = ("allowed_fails", "cooldown_time", "num_retries")
+        others = sorted(k for k in router if k not in read)
         if others:
             ctx.ignored.append(f"router_settings ({', '.join(others)})")
 
     model_list = _model_list(resolved.get("model_list"), ctx)
+    retries = cooldown.pop("num_retries", None)
+    if retries is not None:  # each deployment's max_retries, where it names none
+        model_list = tuple(
+            d
+            if d.litellm_params.get("max_retries") is not None
+            else replace(d, litellm_params={**d.litellm_params, "max_retries": retries})
+            for d in model_list
+        )
     injection = _injection_points(
         resolved.get("cache_control_injection_points"), "cache_control_injection_points", ctx
     )
@@ -2018,7 +2043,10 @@ def _check_keys(
         # not hold draws a "did you mean" for an unrelated one (disable_telemetry: did you
         # mean 'disable_master_key_return'?), so only a near miss of one is suggested.
         hint = _suggestion(key, known, also=ignored)
-        if not hint and unlisted is not None:
+        if path and key in _TOP_KEYS:
+            # (cache_responses written beside litellm_settings' cache_params)
+            hint = f"; {key} is a top-level key (at the start of a line, as model_list is)"
+        elif not hint and unlisted is not None:
             hint = unlisted
         elif not hint and ignored:
             hint = (
@@ -2385,6 +2413,10 @@ def _json_value(value: object, path: str, ctx: _Context) -> object:
         return kept
     if isinstance(value, (list, tuple)):
         return [_json_value(item, _at(path, i), ctx) for i, item in enumerate(value)]
+    if isinstance(value, float) and not math.isfinite(value):
+        # (YAML's .nan and .inf: started, then every request of the model was a 400 that
+        # blamed the caller for a field it never sent)
+        raise ConfigError(f"JSON has no {value}: a finite number is needed", path=path)
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     raise _type_error("a JSON value (text, number, true/false, list or mapping)", value, path, ctx)
@@ -3532,14 +3564,15 @@ def _general(
             )
         max_bytes = int(megabytes * 2**20)
 
+    # (each a positive number of seconds: _seconds refuses 0, a negative or a bad value)
     body_timeout = DEFAULT_REQUEST_BODY_TIMEOUT
     if block.get("request_body_timeout") is not None:
         sub = _join(path, "request_body_timeout")
         body_timeout = _seconds(block["request_body_timeout"], sub, ctx)
-        if body_timeout <= 0:
-            raise ConfigError(
-                f"expected a positive number of seconds, got {body_timeout:g}", path=sub
-            )
+    header_timeout = DEFAULT_REQUEST_HEADER_TIMEOUT
+    if block.get("request_header_timeout") is not None:
+        sub = _join(path, "request_header_timeout")
+        header_timeout = _seconds(block["request_header_timeout"], sub, ctx)
 
     model_names = {d.model_name for d in model_list}
     keys: list[VirtualKey] = []
@@ -3589,4 +3622,5 @@ def _general(
         virtual_keys=tuple(keys),
         max_request_bytes=max_bytes,
         request_body_timeout=body_timeout,
+        request_header_timeout=header_timeout,
     )

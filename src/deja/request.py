@@ -402,6 +402,12 @@ class Request:
     # (deja.keys.remember_digest: the proxy keys a large body in a thread). Not an init
     # field either, so dataclasses.replace() drops it with the fields it was computed from.
     _key_digest: str | None = field(default=None, init=False, repr=False, compare=False)
+    # The semantic tier's scope digest (deja.semantic.scope.semantic_query), with the
+    # embedder and custom-builder context it was computed for: the proxy computes it in
+    # the thread that keys a large body, and a lookup's store reuses the lookup's.
+    _scope_digest: tuple[str, str | None, str] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def upstream(self) -> str:

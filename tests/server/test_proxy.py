@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import orjson
@@ -128,28 +129,80 @@ async def test_upstream_errors_pass_through_and_are_not_cached(
     assert ok.status_code == 200 and ok.headers["x-deja-cache"] == "miss"
 
 
+def _with_backup(
+    upstream: FakeOpenAIServer, backup: FakeOpenAIServer, **first: Any
+) -> dict[str, Any]:
+    """gpt-4o on ``upstream`` (with the ``first`` parameters), tried first, then on
+    ``backup`` (else the two are shuffled)."""
+    config = proxy_config(upstream)
+    config["model_list"][0]["litellm_params"].update(order=1, **first)
+    backup_params = {"model": "openai/gpt-4o", "api_base": backup.base_url, "order": 2}
+    config["model_list"].insert(1, {"model_name": "gpt-4o", "litellm_params": backup_params})
+    return config
+
+
 async def test_failover_to_the_next_deployment(
     upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient]
 ) -> None:
     with FakeOpenAIServer() as backup:
-        config = proxy_config(upstream)
-        config["model_list"][0]["litellm_params"]["order"] = 1  # tried first (else: shuffled)
-        config["model_list"].insert(
-            1,
-            {
-                "model_name": "gpt-4o",
-                "litellm_params": {
-                    "model": "openai/gpt-4o",
-                    "api_base": backup.base_url,
-                    "order": 2,
-                },
-            },
-        )
-        async with make_proxy(config) as proxy:
+        async with make_proxy(_with_backup(upstream, backup)) as proxy:
             upstream.fail_next(503)
             response = await proxy.post(CHAT, json=BODY)
             assert response.status_code == 200
             assert upstream.count(CHAT) == 1 and backup.count(CHAT) == 1
+
+
+async def test_a_deployment_whose_key_is_refused_fails_over_without_retries(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient]
+) -> None:
+    """A deployment's key rotated or revoked (401), or its account refused the model
+    (403): the next deployment of the name has its own, and answers (the caller got a 502
+    while it went untried). Calling the refused one again is pointless: no retry."""
+    with FakeOpenAIServer() as backup:
+        async with make_proxy(_with_backup(upstream, backup, max_retries=2)) as proxy:
+            for n, status in enumerate((401, 403), start=1):
+                upstream.fail_next(status)
+                asked = {**BODY, "messages": [{"role": "user", "content": f"refused {status}"}]}
+                response = await proxy.post(CHAT, json=asked)
+                assert response.status_code == 200, response.text
+                assert upstream.count(CHAT) == n and backup.count(CHAT) == n
+            # the last deployment's refusal is still the caller's 502
+            backup.fail_next(401)
+            config_one = proxy_config(backup)
+        async with make_proxy(config_one) as alone:
+            refused = await alone.post(CHAT, json=BODY)
+            assert refused.status_code == 502
+            assert refused.json()["error"]["code"] == "upstream_auth_failed"
+
+
+async def test_router_num_retries_is_each_deployments_default(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient]
+) -> None:
+    """A deployment retries nothing unless its ``max_retries`` says; LiteLLM's
+    ``router_settings.num_retries`` sets it for those that say nothing (it was ignored:
+    a 503 with a Retry-After went straight to the caller)."""
+    config = proxy_config(upstream, router_settings={"num_retries": 2})
+    config["model_list"].append(
+        {
+            "model_name": "no-retries",
+            "litellm_params": {
+                "model": "openai/gpt-4o",
+                "api_base": upstream.base_url,
+                "max_retries": 0,  # its own word wins
+            },
+        }
+    )
+    async with make_proxy(config) as proxy:
+        for _ in range(2):
+            upstream.fail_next(503, headers={"retry-after": "0"})
+        answer = await proxy.post(CHAT, json=BODY)
+        assert answer.status_code == 200, answer.text
+        assert upstream.count(CHAT) == 3
+        upstream.fail_next(503, headers={"retry-after": "0"})
+        asked = {"model": "no-retries", "messages": [{"role": "user", "content": "not cached"}]}
+        refused = await proxy.post(CHAT, json=asked)
+        assert refused.status_code == 503
+        assert upstream.count(CHAT) == 4
 
 
 async def test_controls_from_body_and_header(
@@ -387,7 +440,6 @@ async def test_anthropic_deployment_through_the_proxy(
 async def test_the_semantic_index_is_loaded_before_the_first_request(
     upstream: FakeOpenAIServer, tmp_path: Path
 ) -> None:
-    from typing import Any
 
     from deja.config import parse_config
     from deja.server.app import ProxyApp

@@ -405,6 +405,8 @@ async def test_an_upstream_refusing_the_deployments_key_is_a_bad_gateway(
         assert answer.status_code == 502
         error = answer.json()["error"]
         assert error["code"] == "upstream_auth_failed" and "sk-" not in error["message"]
+        # the same call meets it again: OpenAI's SDKs retry a 502 twice unless told
+        assert answer.headers["x-should-retry"] == "false"
 
 
 async def test_a_field_nested_too_deep_to_send_is_a_400(

@@ -4,6 +4,7 @@ not hold up another's, and a restricted key learns nothing of the models it may 
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
 import time
@@ -15,6 +16,8 @@ import httpx2
 import orjson
 import pytest
 import uvicorn
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from deja.config import parse_config
 from deja.server.app import ProxyApp
@@ -191,6 +194,18 @@ def test_request_heads_are_bounded_without_a_key(
         error = orjson.loads(answer.partition(b"\r\n\r\n")[2])["error"]
         assert error["code"] == "request_headers_too_large"
         assert str(run.MAX_HEAD_BYTES) in error["message"]
+        # a whole head just past the bound, in one read or in two (the read that crossed
+        # the bound also ended the head: up to twice the bound went through, and was run),
+        # then a request on the same connection that is never run
+        for pieces in (1, 2):
+            whole = (
+                f"GET /v1/models HTTP/1.1\r\nhost: proxy\r\nauthorization: Bearer {TEAM_A}\r\n"
+                f"x-note: {'n' * (run.MAX_HEAD_BYTES - 50)}\r\n\r\n"
+                f"GET /v1/models HTTP/1.1\r\nhost: proxy\r\nauthorization: Bearer {TEAM_A}\r\n\r\n"
+            ).encode()
+            answer = _exchange(url, whole, pieces=pieces)
+            assert answer.startswith(b"HTTP/1.1 431 "), (pieces, answer[:200])
+            assert answer.count(b"HTTP/1.1 ") == 1, answer[:400]
         # trailers are kept as headers are: bounded too (the connection closed at once,
         # not held until the body's timeout)
         trailer = (
@@ -325,6 +340,40 @@ async def test_a_large_bodys_work_leaves_the_event_loop_free(
         assert answer.headers["x-deja-cache-key"] == make_key(request)
 
 
+async def test_a_large_bodys_semantic_scope_is_computed_off_the_event_loop(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a semantic tier, a large body's scope (the whole request normalized and
+    encoded again, beside its key) was computed on the event loop by the lookup and again
+    by the store: a 10 MiB body of tiny nodes stalled every other caller as the key had.
+    It is computed in the thread that keys the body, and the lookup and store reuse it."""
+    import threading
+
+    from deja.semantic import scope
+
+    loop_thread = threading.get_ident()
+    normalized_on: list[bool] = []
+    real = scope.key_payload
+
+    def recording(request: Any) -> Any:
+        normalized_on.append(threading.get_ident() == loop_thread)
+        return real(request)
+
+    monkeypatch.setattr(scope, "key_payload", recording)
+    raw = _wide_body(150_000, pad=40)  # (a prompt of 40 x's: the tier applies)
+    assert len(raw) > 256 * 1024
+    caching = {"type": "semantic", "ttl": 600}
+    async with make_proxy(proxy_config(upstream, caching=caching)) as proxy:
+        headers = {"content-type": "application/json"}
+        answer = await proxy.post(CHAT, content=raw, headers=headers)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["x-deja-cache"] == "miss"
+    assert normalized_on == [False]  # once, in the thread; not by the lookup nor the store
+    assert upstream.count("/chat/completions") == 1
+
+
 async def test_a_large_body_with_a_storage_url_is_still_refused(
     upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient]
 ) -> None:
@@ -361,3 +410,65 @@ def test_a_remembered_digest_is_the_default_one_until_the_request_changes(
         assert make_key(request) == key and default_digest(request) == fresh
     changed = dataclasses.replace(request, messages=({"role": "user", "content": "bye"},))
     assert default_digest(changed) != fresh  # (a copy is keyed afresh)
+
+
+def _true_containers(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + sum(_true_containers(v) for v in value.values())
+    if isinstance(value, list):
+        return 1 + sum(_true_containers(v) for v in value)
+    return 0
+
+
+_JSON_TEXT = st.text(alphabet=st.sampled_from('ab"\\{}[]:, \n\t\u00e9'), max_size=12)
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-1000, 1000) | _JSON_TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_JSON_TEXT, inner, max_size=4),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    value=_JSON_VALUES,
+    indent=st.sampled_from([None, 2]),
+    ascii=st.booleans(),
+    chunk=st.integers(1, 40),
+)
+def test_the_structural_count_skips_brackets_inside_strings(
+    value: Any, indent: int | None, ascii: bool, chunk: int
+) -> None:
+    """Strings full of quotes, backslashes and brackets (escaped as JSON escapes them)
+    change nothing, wherever the chunks it is counted in end: the count is the objects
+    and arrays a parse builds."""
+    from unittest import mock
+
+    from deja.server import app
+
+    raw = json.dumps(value, indent=indent, ensure_ascii=ascii).encode()
+    with mock.patch.object(app, "_SCAN_CHUNK", chunk):
+        assert app._structural_containers(raw) == _true_containers(value)
+
+
+async def test_a_prompt_of_pasted_json_is_not_too_complex(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient]
+) -> None:
+    """The brackets of a prompt's pasted JSON or code are not the body's: a 4 MiB prompt
+    holding 600,000 of them (and escaped quotes and backslashes) was refused as too
+    complex. A body whose own objects and arrays pass the bound still is."""
+    from deja.server.app import _MAX_CONTAINERS
+
+    pasted = orjson.dumps([{"k": ['\\"[{', [1, {}]]} for _ in range(100_000)]).decode()
+    assert pasted.count("{") + pasted.count("[") > 3 * _MAX_CONTAINERS
+    raw = orjson.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": pasted}]})
+    async with make_proxy(proxy_config(upstream)) as proxy:
+        headers = {"content-type": "application/json"}
+        answer = await proxy.post(CHAT, content=raw, headers=headers)
+        assert answer.status_code == 200, answer.text
+        # a body of too many containers of its own still is not parsed
+        refused = await proxy.post(
+            CHAT, content=_wide_body(_MAX_CONTAINERS + 1, pad=1 << 20), headers=headers
+        )
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["code"] == "request_too_complex"
+    assert upstream.count("/chat/completions") == 1

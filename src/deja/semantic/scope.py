@@ -171,11 +171,18 @@ def semantic_query(
     text = final_user_text(request)
     if text is None:
         return None
-    context = _context(key_payload(request))
-    context["embedder"] = embedder_id
-    if context_key is not None:
-        context["key_builder"] = context_key
-    digest = hashlib.sha256(orjson.dumps(context, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    known = request._scope_digest
+    if known is not None and known[0] == embedder_id and known[1] == context_key:
+        digest = known[2]
+    else:
+        # (the whole request normalized and encoded: a large body's is computed in the
+        # proxy's thread that keys it, not on the event loop)
+        context = _context(key_payload(request))
+        context["embedder"] = embedder_id
+        if context_key is not None:
+            context["key_builder"] = context_key
+        digest = hashlib.sha256(orjson.dumps(context, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        request._scope_digest = (embedder_id, context_key, digest)
     return SemanticQuery(
         text=text, scope=f"{tenant_scope(request.tenant, namespace, partition)}/{digest[:32]}"
     )

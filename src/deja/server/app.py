@@ -369,6 +369,9 @@ _MAX_EMBEDDING_INPUTS = 2048
 _PUBLISH_SECONDS = 5.0
 _REPLAY_EVENTS = 32  # events of a replayed answer per message
 _SHUTTING_DOWN = "the proxy is shutting down; retry"
+# OpenAI's SDKs retry a 5xx twice unless told so: an error the same call meets again (the
+# proxy's own credentials refused, its key builder failing, a missing package) is told
+_NO_RETRY = ((b"x-should-retry", b"false"),)
 _NO_STORE = CacheControl(no_store=True)
 _BYPASS = CacheControl(no_cache=True, no_store=True)
 _CALL_KINDS = frozenset({"chat", "completion", "embedding"})
@@ -388,13 +391,20 @@ def _retry_delay(exc: ProviderError, retry: int) -> float:
     return float(min(0.25 * 2.0**retry * (0.75 + random.random() / 2), _MAX_RETRY_PAUSE))
 
 
-def _failover_worthy(exc: ProviderError) -> bool:
-    """Worth trying the next deployment of the same model name for: what is worth a retry,
-    any 5xx, and a success status whose answer deja cannot use (HTML from a gateway's login
-    page, JSON that is no answer: the caller got a 502 while a healthy deployment of the
-    same name went untried)."""
+def _retry_worthy(exc: ProviderError) -> bool:
+    """Worth calling the same deployment again for: what is worth a retry, any 5xx, and a
+    success status whose answer deja cannot use (HTML from a gateway's login page, JSON
+    that is no answer)."""
     status = exc.status_code or 0
     return retry_worthy(exc) or status >= 500 or upstream_error_label(exc) == "bad_answer"
+
+
+def _failover_worthy(exc: ProviderError) -> bool:
+    """Worth trying the next deployment of the same model name for: what is worth a retry,
+    and the deployment's credentials refused (401, 403: a rotated or revoked key, a model
+    its account may not use; another deployment has its own). The caller got a 502 while
+    a healthy deployment of the same name went untried."""
+    return _retry_worthy(exc) or exc.status_code in (401, 403)
 
 
 # How often a failure that recurs on every request is logged: once when it starts, then
@@ -1060,7 +1070,8 @@ class ProxyApp:
                     return opened
                 except ProviderError as exc:
                     worthy = _failover_worthy(exc)
-                    if worthy and retry < target.retries:
+                    again = retry < target.retries and _retry_worthy(exc)
+                    if again:
                         did = "retrying it"
                     elif worthy and n + 1 < len(attempts):
                         did = "trying the next deployment"
@@ -1080,8 +1091,9 @@ class ProxyApp:
                             self._cooldowns.seconds,
                         )
                     last = exc
-                    if retry < target.retries:
-                        await asyncio.sleep(_retry_delay(exc, retry))
+                    if not again:
+                        break
+                    await asyncio.sleep(_retry_delay(exc, retry))
         assert last is not None  # a route has at least one deployment
         raise last
 
@@ -1108,6 +1120,7 @@ class ProxyApp:
             # the default key builder's digest, for a large body (a custom builder is the
             # operator's code: it runs where it always has, on the event loop)
             key_ahead = large and self.cache is not None and self.cache.key_builder is None
+            semantic = self.cache.semantic if key_ahead and self.cache is not None else None
 
             def keyed() -> Request:
                 if not route.storage_urls:
@@ -1120,6 +1133,8 @@ class ProxyApp:
                 )
                 if key_ahead:
                     remember_digest(request)
+                    if semantic is not None:  # its scope: the whole body normalized again
+                        semantic.query(request)
                 return request
 
             # each of these walks the whole body in Python (a 10 MiB body of tiny JSON
@@ -2056,6 +2071,7 @@ def _http_error(exc: Exception) -> HTTPError:
             500,
             "the cache's key builder failed (the proxy's log has why)",
             code="key_builder_failed",
+            headers=_NO_RETRY,
         )
     if isinstance(exc, (InvalidRequestError, ControlError)):
         return HTTPError(400, str(exc))
@@ -2071,6 +2087,7 @@ def _http_error(exc: Exception) -> HTTPError:
             502,
             f"the upstream refused the proxy's credentials ({exc.status_code})",
             code="upstream_auth_failed",
+            headers=_NO_RETRY,
         )
     if isinstance(exc, ProviderError):
         # an upstream that answered 2xx with something unusable is a bad gateway, not a 200
@@ -2088,9 +2105,51 @@ def _http_error(exc: Exception) -> HTTPError:
         # found at start for what the configuration names; whatever else needs one is
         # said as it is: what to install, on the proxy's side
         logger.error("a request needs a package that is not installed: %s", exc)
-        return HTTPError(500, str(exc), code="missing_dependency")
+        return HTTPError(500, str(exc), code="missing_dependency", headers=_NO_RETRY)
     logger.exception("unexpected error on the request path")
     return HTTPError(500, f"internal error: {type(exc).__name__}")
+
+
+# every byte but those that open a string, an object or an array (bytes.translate's deletions)
+_NOT_STRUCTURE = bytes(range(256)).translate(None, b'"{[')
+_STRING = re.compile(rb'"[^"]*"')
+_SCAN_CHUNK = 256 * 1024  # (each C pass over one holds the GIL ~1 ms)
+
+
+def _structural_containers(raw: bytes) -> int:
+    """How many objects and arrays ``raw`` opens outside its strings, if it is JSON;
+    counting stops past :data:`_MAX_CONTAINERS` (what it counts of an invalid body is at
+    least what parsing its valid start builds).
+
+    In C-speed passes over a chunk at a time, so a thread running it lets the event loop
+    in between (bytes methods hold the GIL: a body of 10 MiB of escapes took 0.2 s): the
+    escaped backslashes and quotes go (a backslash escapes the one byte after it, and no
+    chunk ends in a backslash), then every byte but quotes and brackets; a chunk that
+    starts or ends inside a string gets that string's other quote; the quotes then pair up
+    as strings, empty and adjacent pairs dropped first (that leaves each bracket inside or
+    outside a string), so two quotes left in a row have a bracket between them and the
+    ones outside are at least half the quotes: too many quotes is too many containers."""
+    containers = 0
+    inside = False
+    start = 0
+    while start < len(raw) and containers <= _MAX_CONTAINERS:
+        end = min(start + _SCAN_CHUNK, len(raw))
+        while end < len(raw) and raw[end - 1] == 0x5C:  # a backslash
+            end += 1
+        chunk = raw[start:end].replace(b"\\\\", b"").replace(b'\\"', b"")
+        marks = chunk.translate(None, _NOT_STRUCTURE)
+        if inside:
+            marks = b'"' + marks
+        inside = marks.count(b'"') % 2 == 1
+        if inside:
+            marks += b'"'
+        marks = marks.replace(b'""', b"")
+        if marks.count(b'"') > 2 * _MAX_CONTAINERS + 2:
+            return _MAX_CONTAINERS + 1
+        outside = _STRING.sub(b"", marks)
+        containers += outside.count(b"{") + outside.count(b"[")
+        start = end
+    return containers
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:
@@ -2100,16 +2159,17 @@ def _json_object(raw: bytes) -> dict[str, Any]:
         # what parsing costs is its objects and arrays (lists: ~0.25 us each, the garbage
         # collector's passes over them included), and orjson parses holding the GIL, in a
         # thread too: 10 MiB of "[]," held every request of the worker for a second. Each
-        # one opens with a '{' or a '[', so counting those (~1 ms a MiB) bounds it before
-        # any parsing; the ones in strings count too (a prompt of pasted JSON or code), so
-        # the bound is generous.
+        # one opens with a '{' or a '[', so counting those (~2 ms a MiB) bounds it before
+        # any parsing; past the bound, the ones inside strings (a prompt of pasted JSON or
+        # code) are told apart from the body's own (~5 ms a MiB more)
         containers = raw.count(b"{") + raw.count(b"[")
+        if containers > _MAX_CONTAINERS:
+            containers = _structural_containers(raw)
         if containers > _MAX_CONTAINERS:
             raise HTTPError(
                 400,
-                f"the body holds more than {_MAX_CONTAINERS} JSON objects and arrays"
-                f" ({containers} '{{' and '[' characters, strings included): it is refused"
-                " unparsed",
+                f"the body holds more than {_MAX_CONTAINERS} JSON objects and arrays: it is"
+                " refused unparsed",
                 code="request_too_complex",
             )
     try:

@@ -32,7 +32,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from deja.config import Settings, load_config, read_config_text, tiered_bus_url
+from deja.config import (
+    DEFAULT_REQUEST_HEADER_TIMEOUT,
+    Settings,
+    load_config,
+    read_config_text,
+    tiered_bus_url,
+)
 from deja.errors import ConfigError, MissingDependencyError
 from deja.server.app import ProxyApp
 from deja.server.http import error_body
@@ -46,6 +52,8 @@ APP_FACTORY = "deja.server.run:app_from_env"
 CONFIG_ENV = "DEJA_CONFIG"
 CONFIG_TEXT_ENV = "DEJA_CONFIG_TEXT"  # a file holding the configuration's text as read
 LOG_LEVEL_ENV = "DEJA_LOG_LEVEL"
+# general_settings.request_header_timeout, for the workers' protocol (uvicorn makes it)
+HEADER_TIMEOUT_ENV = "DEJA_REQUEST_HEADER_TIMEOUT"
 
 
 # The most a request's line and headers may take (uvicorn's h11 parser allows 16 KiB, nginx
@@ -70,8 +78,39 @@ def __getattr__(name: str) -> Any:
 def _bounded_protocol() -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol, refusing a request whose line and headers pass
     :data:`MAX_HEAD_BYTES` (a 431, and the connection closed), or whose other bytes but its
-    body (chunk framing, trailers) pass 1 MiB (the connection closed)."""
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    body (chunk framing, trailers) pass 1 MiB (the connection closed); giving up on a head
+    not complete within ``general_settings.request_header_timeout`` (a 408, and the
+    connection closed); and sending an HTTP/1.0 client a response of no length unframed,
+    delimited by the connection's close, not in chunks it cannot read."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+    class CloseDelimitedCycle(RequestResponseCycle):
+        """uvicorn's request-response exchange for an HTTP/1.0 request.
+
+        uvicorn frames a response that declares no length in chunks whatever the request's
+        version, which an HTTP/1.0 client (nginx's ``proxy_http_version`` by default) reads
+        as body. Such a response is sent here as it comes, with ``connection: close``, and
+        ends with the connection (RFC 9112 6.3). uvicorn decides the framing from
+        ``chunked_encoding`` (``None``: not yet decided) at the response's start, and writes
+        a body part of an unchunked response as it is while ``expected_content_length``
+        allows it: both are set here, and nothing else of uvicorn's is changed.
+        """
+
+        _unframed = False
+
+        async def send(self, message: Any) -> None:
+            if message["type"] == "http.response.start" and not self.response_started:
+                # (an iterable of fields, read here and by uvicorn: a list, read twice)
+                message = {**message, "headers": list(message.get("headers", ()))}
+                if _without_length(self.scope["method"], message):
+                    self._unframed = True
+                    self.chunked_encoding = False
+                    self.keep_alive = False  # (so the body's end closes the connection)
+            elif self._unframed and message["type"] == "http.response.body":
+                # each part is as long as it says: uvicorn's length check passes, and its
+                # last part leaves nothing expected
+                self.expected_content_length = len(message.get("body", b""))
+            await super().send(message)
 
     class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # what the parser has been given of the current request but its body (counted a
@@ -79,25 +118,66 @@ def _bounded_protocol() -> type[asyncio.Protocol]:
         # complete or not
         _held = 0
         _in_head = True
+        # ends the connection if the head is not complete in time: armed when the
+        # connection is made (a client may send nothing) and at a request's first byte,
+        # an empty line before it included (between requests uvicorn's timeout_keep_alive
+        # closes an idle connection, but it stops at any byte: the parser skips empty lines)
+        _head_timer: asyncio.TimerHandle | None = None
+        _head_seconds = DEFAULT_REQUEST_HEADER_TIMEOUT
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            seconds = os.environ.get(HEADER_TIMEOUT_ENV)
+            if seconds:  # (set by serve(), from the validated configuration)
+                self._head_seconds = float(seconds)
+            self._arm_head_timer()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm_head_timer()
+            super().connection_lost(exc)
+
+        # a head that ended past the bound in the read that completed it: not run, refused
+        # once the parser returns
+        _oversized = False
 
         def data_received(self, data: bytes) -> None:
+            if self._in_head:  # (a pipelined request's head begins in on_message_begin)
+                self._arm_head_timer()
             self._held += len(data)  # (on_body takes the body back out)
             super().data_received(data)
             limit = MAX_HEAD_BYTES if self._in_head else _MAX_FRAMING_BYTES
-            if self._held > limit and not self.transport.is_closing():
+            if (self._oversized or self._held > limit) and not self.transport.is_closing():
                 self._refuse()
+
+        def on_message_begin(self) -> None:
+            self._arm_head_timer()
+            super().on_message_begin()
 
         def on_body(self, body: bytes) -> None:
             self._held -= len(body)
-            super().on_body(body)
+            if not self._oversized:
+                super().on_body(body)
 
         def on_headers_complete(self) -> None:
             self._in_head = False
+            self._disarm_head_timer()
+            # (counted in the read: one that both crossed the bound and ended the head,
+            # up to twice the bound in all, went through)
+            size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+            if self._oversized or size > MAX_HEAD_BYTES:  # (and what the read pipelines)
+                self._oversized = self._in_head = True  # (the 431 of a head too large)
+                return
+            previous = self.cycle
             super().on_headers_complete()
+            cycle = self.cycle
+            if cycle is not previous and cycle.scope["http_version"] == "1.0":
+                # (its ASGI task has not run yet: it calls this class's send)
+                cycle.__class__ = CloseDelimitedCycle
 
         def on_message_complete(self) -> None:
             self._held, self._in_head = 0, True
-            super().on_message_complete()
+            if not self._oversized:
+                super().on_message_complete()
 
         def _refuse(self) -> None:
             if self._in_head and (self.cycle is None or self.cycle.response_complete):
@@ -114,9 +194,49 @@ def _bounded_protocol() -> type[asyncio.Protocol]:
                 )
             self.transport.close()
 
-    BoundedHttpToolsProtocol.__module__ = __name__
+        def _arm_head_timer(self) -> None:
+            if self._head_timer is None:
+                loop = asyncio.get_running_loop()
+                self._head_timer = loop.call_later(self._head_seconds, self._head_timed_out)
+
+        def _disarm_head_timer(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_timed_out(self) -> None:
+            self._head_timer = None
+            if self.transport.is_closing():
+                return
+            if self.cycle is not None and not self.cycle.response_complete:
+                # the previous request's answer (the head is a pipelined one's) is not cut:
+                # the connection is closed at its end
+                self.cycle.keep_alive = False
+                return
+            body = error_body(
+                408,
+                f"request line and headers not received within {self._head_seconds:g} s",
+                code="request_timeout",
+            )
+            self.transport.write(
+                b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+            )
+            self.transport.close()
+
+    CloseDelimitedCycle.__module__ = BoundedHttpToolsProtocol.__module__ = __name__
+    CloseDelimitedCycle.__qualname__ = "CloseDelimitedCycle"
     BoundedHttpToolsProtocol.__qualname__ = "BoundedHttpToolsProtocol"
     return BoundedHttpToolsProtocol
+
+
+def _without_length(method: str, start: Any) -> bool:
+    """Whether the response that ASGI message ``start`` begins (to a ``method`` request)
+    has a body and says nothing of its framing: uvicorn would send it in chunks."""
+    if method == "HEAD" or start["status"] in (204, 304):
+        return False
+    names = {bytes(name).lower() for name, _ in start["headers"]}
+    return b"content-length" not in names and b"transfer-encoding" not in names
 
 
 def app_from_env() -> ProxyApp:
@@ -306,6 +426,8 @@ def serve(
         "timeout_graceful_shutdown": math.ceil(settings.proxy.graceful_shutdown_seconds),
     }
     try:
+        # (read by each worker's protocol: uvicorn passes it no settings of deja's)
+        os.environ[HEADER_TIMEOUT_ENV] = repr(settings.general.request_header_timeout)
         if n > 1:
             uvicorn.run(APP_FACTORY, factory=True, workers=n, **options)
         else:
@@ -317,3 +439,4 @@ def serve(
             shutil.rmtree(created, ignore_errors=True)
         shutil.rmtree(copy_dir, ignore_errors=True)
         os.environ.pop(CONFIG_TEXT_ENV, None)
+        os.environ.pop(HEADER_TIMEOUT_ENV, None)
