@@ -45,6 +45,7 @@ import json
 import logging
 import math
 import re
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -65,7 +66,56 @@ __all__ = [
 _PER_MILLION = 1_000_000
 
 logger = logging.getLogger("deja.prices")
-_UNPRICED_WARNED: set[str] = set()  # the models already warned about, once per process
+
+
+class _UnpricedWarnings:
+    """Says once per process that a model has no price, for the first :attr:`NAMES` models;
+    past them, one line per :attr:`WINDOW` seconds counts the others. (Behind a wildcard
+    route the callers name the models: a line and a set entry per name made up grew the
+    log and the process without end.)"""
+
+    NAMES = 1024
+    WINDOW = 60.0
+
+    def __init__(self) -> None:
+        self._warned: set[str] = set()
+        self._lock = threading.Lock()
+        self._unsaid = 0
+        self._said_at = -math.inf
+
+    def __contains__(self, model: str) -> bool:
+        return model in self._warned
+
+    def warn(self, model: str) -> None:
+        with self._lock:
+            if model in self._warned:
+                return
+            if len(self._warned) < self.NAMES:
+                self._warned.add(model)
+                line = "no price for model %r: its costs and savings count as $0 (price it in"
+                logger.warning(
+                    line + " the proxy's model_info, or with PriceTable.with_overrides and"
+                    " prices=)",
+                    model,
+                )
+                return
+            self._unsaid += 1
+            now = time.monotonic()
+            if now - self._said_at < self.WINDOW:
+                return
+            self._said_at, unsaid = now, self._unsaid
+            self._unsaid = 0
+        logger.warning(
+            "requests for models without a price since the last such line: %d (%r the last;"
+            " past %d models they are not named one by one): their costs and savings count"
+            " as $0",
+            unsaid,
+            model,
+            self.NAMES,
+        )
+
+
+_UNPRICED_WARNED = _UnpricedWarnings()
 
 # A snapshot is a known model name followed by its release date, either ``-YYYY-MM-DD``
 # (gpt-4o-2024-08-06), the older ``-MMDD`` (gpt-4-0613, gpt-3.5-turbo-0125) or Anthropic's
@@ -320,12 +370,7 @@ class PriceTable:
         if cost is None and isinstance(named, str):
             cost = self.cost(named, usage, at=at)
         if cost is None and model not in _UNPRICED_WARNED and self.lookup(model) is None:
-            _UNPRICED_WARNED.add(model)  # a $0 cost (and saving) is not silent
-            logger.warning(
-                "no price for model %r: its costs and savings count as $0 (price it in "
-                "the proxy's model_info, or with PriceTable.with_overrides and prices=)",
-                model,
-            )
+            _UNPRICED_WARNED.warn(model)  # a $0 cost (and saving) is not silent
         return cost or 0.0
 
     def repeat_cost(self, model: str, response: object) -> float | None:
