@@ -28,6 +28,7 @@ import os
 import random
 import statistics
 import time
+import urllib.parse
 from collections import Counter
 from dataclasses import dataclass
 from importlib.resources import files
@@ -106,6 +107,8 @@ class DemoReport:
     simulated: bool
     via_proxy: bool
     semantic: bool
+    upstream: str = "simulated"
+    """The upstream called: "simulated", or the live API's address (its host)."""
 
     def as_dict(self) -> dict[str, Any]:
         """The report as plain JSON-able data."""
@@ -239,7 +242,14 @@ async def run_demo(
         simulated=not live,
         via_proxy=via_proxy,
         semantic=semantic,
+        upstream="simulated" if server is not None else _host(api_base),
     )
+
+
+def _host(url: str) -> str:
+    """``url``'s host and port (``OPENAI_BASE_URL`` may name another server than
+    OpenAI's, and may hold credentials)."""
+    return urllib.parse.urlsplit(url).netloc.rpartition("@")[2] or url
 
 
 def _semantic_tier() -> Any:
@@ -368,7 +378,7 @@ def format_report(report: DemoReport) -> str:
     upstream = (
         "a SIMULATED provider (local HTTP server, no network)"
         if report.simulated
-        else "the LIVE OpenAI API"
+        else f"the LIVE API at {report.upstream}"
     )
     lines = [
         f"deja demo: {where}{tiers} in front of {upstream}",
