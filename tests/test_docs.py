@@ -72,3 +72,17 @@ def test_examples_run(page: Path, providers: None) -> None:
     for number, code in enumerate(examples(page), start=1):
         compiled = compile(code, f"{page.name}[example {number}]", "exec")
         exec(compiled, namespace)
+
+
+def test_the_readme_names_every_metric() -> None:
+    """Its table is the operator's reference: a metric added to the code is added there."""
+    readme = (DOCS.parent / "README.md").read_text(encoding="utf-8")
+    metrics = deja.PrometheusMetrics()
+    names = {
+        f"{m._name}_total" if m._type == "counter" else m._name
+        for m in vars(metrics).values()
+        if hasattr(m, "_labelnames") and hasattr(m, "_name")
+    }
+    assert len(names) > 20
+    for name in sorted(names | {"deja_cache_entries", "deja_cache_evictions_total"}):
+        assert f"| `{name}` |" in readme, name
