@@ -485,13 +485,16 @@ def test_a_reader_without_the_lock_reads_the_base_that_replaced_the_one_it_began
     assert_consistent(reader, entries.copy())
 
 
-def test_a_malformed_base_is_refused_not_misread(tmp_path: Path) -> None:
+def test_a_malformed_base_is_never_misread(tmp_path: Path) -> None:
     first_base(tmp_path)
     manifest = json.loads((tmp_path / "index.json").read_bytes())
     rows = np.load(tmp_path / manifest["scopes"][0]["vectors"])
     np.save(tmp_path / manifest["scopes"][0]["vectors"], rows[:-1])  # one row short
-    with pytest.raises(ConfigError, match="entries"):
-        new_index().load(tmp_path)
+    loaded = new_index()
+    loaded.load(tmp_path)  # that scope is left out, the others load (it lost them all)
+    short = len(manifest["scopes"][0]["ids"])
+    total = sum(len(item["ids"]) for item in manifest["scopes"])
+    assert len(loaded) == total - short and short > 0
     manifest["scopes"][0]["vectors"] = "../elsewhere.npy"
     (tmp_path / "index.json").write_text(json.dumps(manifest))
     with pytest.raises(ConfigError, match="names the file"):

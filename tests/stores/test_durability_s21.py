@@ -282,6 +282,63 @@ def test_disk_store_that_cannot_be_written_is_still_read(tmp_path: Path, read_on
     assert len(said) == 1 and str(directory) in said[0], stderr
 
 
+WATCHER = r"""
+import json, sys, time
+from deja.stores import disk
+
+disk._READ_ONLY_REOPEN = 0.2
+store = disk.DiskStore(sys.argv[1])
+for line in sys.stdin:
+    key, tag = line.split()
+    time.sleep(0.3)  # (past the reopening window)
+    value = store.get(key)
+    print(json.dumps([None if value is None else value.decode(), store.keys_for(tag)]), flush=True)
+"""
+
+
+def test_a_read_only_view_sees_what_another_process_writes(tmp_path: Path) -> None:
+    """Where the directory is read-only to this process (a read-only mount) SQLite reads
+    it as immutable, never seeing another process's writes: an entry the writer pod
+    deleted (an invalidation, a tenant flush) was served for ever."""
+    directory = tmp_path / "cache"
+    store = DiskStore(directory)
+    store.set("k", b"old answer", None)
+    store.tag("t", ["k"], None)
+    store.close()
+    chmod_tree(directory, directories=0o555, files=0o444)  # read-only to the reader
+    reader = subprocess.Popen(
+        [sys.executable, "-c", WATCHER, str(directory)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **bound_by_permissions(),
+    )
+    try:
+        assert reader.stdin is not None and reader.stdout is not None
+
+        def ask(key: str, tag: str) -> list[Any]:
+            reader.stdin.write(f"{key} {tag}\n")  # type: ignore[union-attr]
+            reader.stdin.flush()  # type: ignore[union-attr]
+            line = reader.stdout.readline()  # type: ignore[union-attr]
+            assert line, reader.communicate(timeout=30)[1]
+            return list(json.loads(line))
+
+        assert ask("k", "t") == ["old answer", ["k"]]
+        if os.geteuid() != 0:  # (root writes through the permission bits, as a rw pod)
+            chmod_tree(directory, directories=0o777, files=0o666)
+        writer = DiskStore(directory)
+        assert writer.delete("k")
+        writer.drop("t")
+        writer.set("k2", b"new", None)
+        writer.close()
+        assert ask("k", "t") == [None, []]
+        assert ask("k2", "t") == ["new", []]
+    finally:
+        reader.kill()
+        reader.wait()
+
+
 def test_a_damaged_tag_index_holds_back_only_tagged_answers(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

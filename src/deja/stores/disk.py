@@ -67,6 +67,8 @@ _EXPIRE_SLACK = 1.0
 # waits longer than this is worse than a miss.
 _LOCK_TIMEOUT = 10.0
 _TAGS_FILE = "tags.sqlite3"
+# how long a read-only view of an unwritable directory is read before it is opened anew
+_READ_ONLY_REOPEN = 2.0
 # A tag row is written before its value (so no entry is ever stored where its tag cannot
 # reach it); another process's sweep may see the row in between. It is forgotten only
 # when its value is still missing this long after a sweep first found it so.
@@ -437,7 +439,7 @@ class DiskStore(SyncStore, SyncTagIndex):
         if cache is not None:
             return cache
         reader = self._read_only
-        if reader is not None and reader.pid == os.getpid():
+        if reader is not None and reader.pid == os.getpid() and reader.fresh():
             return reader
         try:
             return self._opened()
@@ -446,15 +448,22 @@ class DiskStore(SyncStore, SyncTagIndex):
                 raise
             with self._open_lock:
                 reader = self._read_only
-                if reader is None or reader.pid != os.getpid():
+                if reader is None or reader.pid != os.getpid() or not reader.fresh():
+                    # opened anew now and then: a connection opened immutable (where the
+                    # directory is read-only to this process) never sees what another
+                    # process writes there (deleted entries were served for ever)
+                    if reader is None or reader.pid != os.getpid():
+                        logger.warning(
+                            "disk store %s cannot be written (%s): its entries are read"
+                            " through a read-only connection, and every write fails until"
+                            " it can be",
+                            self._directory,
+                            exc,
+                        )
+                    else:
+                        reader.close()
                     reader = _ReadOnlyValues(self._directory)
                     self._read_only = reader
-                    logger.warning(
-                        "disk store %s cannot be written (%s): its entries are read through"
-                        " a read-only connection, and every write fails until it can be",
-                        self._directory,
-                        exc,
-                    )
             return reader
 
     def _unwritable(self, exc: sqlite3.OperationalError) -> bool:
@@ -480,6 +489,8 @@ class DiskStore(SyncStore, SyncTagIndex):
                         # 1,000 pages, 4 MiB)
                         sqlite_wal_autocheckpoint=max(self._journal_limit() // _PAGE, 16),
                     )
+                    if self._read_only is not None:
+                        self._read_only.close()
                     self._read_only = None  # reads go through the cache from now on
                     self._collect_orphans_once()
                 cache = self._cache
@@ -614,6 +625,12 @@ class _ReadOnlyValues:
         self._con = _connect_read_only(os.path.join(directory, "cache.db"))
         self._tags_file = os.path.join(directory, _TAGS_FILE)
         self._tags: sqlite3.Connection | None = None
+        self._since = time.monotonic()
+
+    def fresh(self) -> bool:
+        """Whether to go on reading through these connections, not open new ones (which
+        see other processes' writes, and find the directory writable again)."""
+        return time.monotonic() - self._since < _READ_ONLY_REOPEN
 
     def get(self, key: str) -> object:
         db_key, raw = self._disk.put(key)
