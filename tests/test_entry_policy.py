@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import deja
 from deja.entry import Entry, decode, encode
 from deja.errors import EntryDecodeError
 from deja.policy import is_fresh, resolve_ttl
@@ -176,3 +177,39 @@ def test_an_entry_of_a_newer_deja_is_a_miss_left_in_place(tmp_path: Path) -> Non
     assert [disk.get(chat_request(f"theirs {i}")).info.status for i in range(6)] == ["miss"] * 6
     assert disk.get(chat_request("mine")).info.status == "hit"  # the breaker stayed closed
     assert disk.stats().store_errors == 0
+
+
+@pytest.mark.parametrize("finish", ["insufficient_system_resource", "abort", "error"])
+def test_an_answer_an_older_deja_stored_cut_off_is_not_served(finish: str) -> None:
+    """0.6.0 stored answers a server cut off itself; after the upgrade they were served for
+    their whole TTL (a rolling upgrade's older nodes went on storing them). An entry made
+    before this release's admission rules is admitted again when read."""
+    from deja.policy import ADMISSION_RULES_SINCE
+    from deja.stores.memory import MemoryStore
+
+    store = MemoryStore()
+    cache = deja.Cache(store=store)
+    request = deja.Request.chat(
+        model="deepseek/deepseek-chat", messages=[{"role": "user", "content": "Explain TCP"}]
+    )
+    cut = {
+        "id": "x",
+        "object": "chat.completion",
+        "model": "deepseek-chat",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "TCP is a"},
+                "finish_reason": finish,
+            }
+        ],
+    }
+    for created, served in (
+        (ADMISSION_RULES_SINCE - 3600, False),
+        (ADMISSION_RULES_SINCE + 1, True),
+    ):
+        entry = Entry(response=cut, created=created, expires=None, model="deepseek/deepseek-chat")
+        store.set(cache.key(request), encode(entry), None)
+        found = cache.get(request)
+        # (one stored since was admitted when stored: not parsed again on every read)
+        assert (found.entry is not None) is served, (created, found.info.status)

@@ -8,6 +8,7 @@ longer gets the timeout; one that has had chunks too (a stream cannot start over
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -436,3 +437,68 @@ def test_wrap_a_timeout_after_the_first_chunk_is_raised_to_every_reader() -> Non
                 list(reader)
             errors.append(raised.value)
         assert errors[0] is errors[1] and server.count(CHAT) == 1
+
+
+async def test_a_joiner_asking_again_keeps_its_own_deadline() -> None:
+    """Impatient callers (0.3 s) keep opening the stream a patient one (2 s) joins: asking
+    again after each opener's timeout, it waited its whole first-chunk wait anew on the
+    next stream, and neither got an answer nor its timeout while they kept coming (8 s in
+    a review's run). It joins each next stream with the time it has left."""
+    import contextvars
+
+    from deja.stores.memory import MemoryStore
+
+    slow = contextvars.ContextVar("slow", default=False)
+
+    class JitteryStore(MemoryStore):
+        async def aget(self, key: str) -> bytes | None:
+            # the patient caller's store reads are slower: an impatient one opens first
+            await asyncio.sleep(0.010 if slow.get() else 0.001)
+            return await super().aget(key)
+
+    def opener(timeout: float) -> Callable[[], Any]:
+        async def open_stream() -> AsyncIterator[dict[str, Any]]:
+            async def chunks() -> AsyncIterator[dict[str, Any]]:
+                if timeout < 1.0:  # the upstream's first chunk takes 1 s
+                    await asyncio.sleep(timeout)
+                    raise deja.UpstreamTimeoutError(f"no first chunk within {timeout} s")
+                await asyncio.sleep(1.0)
+                yield stream_chunk(0)
+                yield stream_chunk(1, finish="stop")
+
+            return chunks()
+
+        return open_stream
+
+    cache = deja.AsyncCache(store=JitteryStore())
+
+    async def impatient() -> None:
+        with contextlib.suppress(deja.UpstreamTimeoutError):
+            stream = await cache.stream(chat_request(), opener(0.3), timeout=0.3)
+            async for _ in stream:
+                pass
+
+    async def patient() -> list[Any]:
+        slow.set(True)
+        stream = await cache.stream(chat_request(), opener(2.0), timeout=2.0)
+        return [chunk async for chunk in stream]
+
+    stop = asyncio.Event()
+    callers: list[asyncio.Future[None]] = []
+
+    async def arrivals() -> None:
+        while not stop.is_set():
+            callers.append(asyncio.ensure_future(impatient()))
+            await asyncio.sleep(0.001)
+
+    feeder = asyncio.ensure_future(arrivals())
+    await asyncio.sleep(0.05)
+    task = asyncio.ensure_future(patient())
+    done, _ = await asyncio.wait({task}, timeout=6.0)  # (its 2 s, and room for a slow host)
+    stop.set()
+    await feeder
+    await asyncio.gather(*callers, return_exceptions=True)
+    assert done, "the patient caller outlived its own timeout"
+    if task.exception() is not None:  # its time ran out behind impatient openers: a timeout
+        assert isinstance(task.exception(), deja.UpstreamTimeoutError)
+    await asyncio.gather(task, return_exceptions=True)

@@ -23,6 +23,7 @@ from typing import Any, Final, Literal
 from deja.stores.base import MAX_TTL
 
 __all__ = [
+    "ADMISSION_RULES_SINCE",
     "Admission",
     "AdmissionPolicy",
     "age",
@@ -53,6 +54,13 @@ ADMITTED = Admission(True, "ok")
 # "error" (OpenRouter, a failure mid-answer), "abort" (vLLM, a request aborted). Never
 # stored: each was an answer cut short, served again for its whole TTL.
 _INTERRUPTED_FINISHES: Final = frozenset({"insufficient_system_resource", "error", "abort"})
+
+# When these admission rules (interrupted and abnormal stops, 0.7.0) were in every release:
+# an entry created before it is admitted again when read (older releases stored such
+# answers), one after it was admitted when stored. 2026-11-28T16:00:00Z, 0.8.0. A node of an
+# older release still running in a rolling upgrade stores them after it too: flush them
+# (README, "Upgrading from 0.7.0").
+ADMISSION_RULES_SINCE: Final = 1795881600.0
 
 _NORMAL_NATIVE_FINISHES: Final = frozenset(
     {

@@ -35,7 +35,7 @@ from deja._lock_keeper import LockKeeper
 from deja._sync.singleflight import SingleFlight, WaitExpired, allows_longer
 from deja._sync.streams import Broadcast, CachedStream, OpenStream
 from deja._upstream import call_key_fields
-from deja._waits import bounded
+from deja._waits import bounded, seconds_left
 from deja.breaker import CircuitBreaker
 from deja.controls import CacheControl, CacheMode, in_mode, merge, parse_controls
 from deja.entry import Entry, StoredEntry, decode, encode
@@ -60,7 +60,16 @@ from deja.keys import (
     tenant_hash,
 )
 from deja.metrics import Metrics, NullMetrics
-from deja.policy import AdmissionPolicy, age, answer_expiry, expiry, is_fresh, kept_for, resolve_ttl
+from deja.policy import (
+    ADMISSION_RULES_SINCE,
+    AdmissionPolicy,
+    age,
+    answer_expiry,
+    expiry,
+    is_fresh,
+    kept_for,
+    resolve_ttl,
+)
 from deja.request import Request, check_tenant
 from deja.result import CacheInfo, CacheResult, CacheStats, CacheStatus
 from deja.semantic.scope import builder_context
@@ -930,8 +939,11 @@ class Cache:
             broadcast.answer = response
             self._put(key, request, response, store_ctl, cost=cost, chunks=chunks, index=indexable)
 
-        # how long this caller waits for a stream's first chunk (its call's attempts)
+        # how long this caller waits for a stream's first chunk (its call's attempts), over
+        # all the streams it joins: asking again, it joins the next one with what is left
+        # (a patient caller kept landing on streams impatient ones opened, and waited on)
         first_wait = timeout if first_timeout is None else first_timeout
+        deadline = None if first_wait is None else time.monotonic() + first_wait
         slot: object = key
         while True:  # once more when a stream it joined timed out sooner than it would
             joined: Broadcast | None = None
@@ -980,8 +992,9 @@ class Cache:
                 result.prefetch()
                 return result
             wait = None
-            if timeout is not None:
-                wait = (timeout if first_timeout is None else first_timeout, timeout)
+            left = seconds_left(deadline)
+            if timeout is not None:  # (then so is the deadline)
+                wait = (timeout if left is None else left, timeout)
             gave_up = None if wait is None else functools.partial(self._gave_up, broadcast, info)
             result = CachedStream(
                 info,
@@ -995,7 +1008,7 @@ class Cache:
             try:
                 result.prefetch()
             except BaseException as exc:
-                if not self._asks_again(broadcast, info, exc, first_wait):
+                if not self._asks_again(broadcast, info, exc, seconds_left(deadline)):
                     raise
                 info = CacheInfo(status, key)  # this caller's, should it open the stream now
                 continue
@@ -1695,6 +1708,8 @@ class Cache:
                 return CacheResult(None, CacheInfo("miss", key)), None
             except EntryDecodeError as exc:
                 return CacheResult(None, CacheInfo("miss", key), gone=True), exc
+            if entry.created < ADMISSION_RULES_SINCE and not self._readmitted(key, entry):
+                return CacheResult(None, CacheInfo("miss", key), gone=True, stale=True), None
             if memo is not None and remember:
                 self._remember(memo, key, data, entry)
         now = self._clock()
@@ -1975,6 +1990,20 @@ class Cache:
         except Exception as delete_exc:
             # a write: a store that cannot delete (read-only, full) still answers lookups
             self._write_failed("delete", delete_exc)
+
+    def _readmitted(self, key: str, entry: StoredEntry) -> bool:
+        """Whether an entry stored before this deja's admission rules (an older deja kept
+        answers a server cut off itself, or that stopped abnormally) passes them now: one
+        that does not is a miss, replaced by the next answer (each such hit was a partial
+        answer for the entry's whole TTL, and during a rolling upgrade the older nodes
+        went on storing them)."""
+        try:
+            verdict = self.admission.admit(entry.response)
+        except Exception:  # (not a JSON object: the decoder's to say, later)
+            return True
+        if not verdict.ok:
+            logger.info("CACHE MISS key=%s reason=stored-before-%s", key, verdict.reason)
+        return verdict.ok
 
     def _writable(self) -> bool:
         """Whether to write to the store now: not while it is skipped (its lookups fail;
