@@ -460,3 +460,8 @@ def test_a_top_level_key_written_inside_a_block_says_where_it_goes(tmp_path: Pat
         parse_config(config, base_dir=tmp_path, environ={})
     assert info.value.path == "litellm_settings.cache_responses"
     assert "cache_responses is a top-level key" in str(info.value)
+
+
+def test_a_deployments_two_retry_counts_must_agree(tmp_path: Path) -> None:
+    said = _litellm_params_error(tmp_path, max_retries=2, num_retries=0)
+    assert "litellm_params.num_retries" in said and "say two things" in said

@@ -308,7 +308,7 @@ _HEADER_PARAMS: Final = _words("""
 # (stream and stream_options: a default stream would answer every plain call with one)
 _LITELLM_PARAMS_IGNORED: Final = _words("""
     stream stream_options max_parallel_requests input_cost_per_second
-    output_cost_per_second mock_response drop_params additional_drop_params num_retries
+    output_cost_per_second mock_response drop_params additional_drop_params
     region_name base_model tags max_budget budget_duration
     merge_reasoning_content_in_choices use_in_pass_through use_litellm_proxy
     litellm_credential_name configurable_clientside_auth_params max_file_size_mb headers
@@ -2310,7 +2310,7 @@ def _litellm_params(value: object, path: str, ctx: _Context) -> dict[str, object
         block,
         path,
         ctx,
-        known=_LITELLM_PARAMS_KEPT,
+        known=(*_LITELLM_PARAMS_KEPT, "num_retries"),
         ignored=_LITELLM_PARAMS_IGNORED,
         # LiteLLM passes any key it does not know on to the provider: deja only those
         # it lists, so that a misspelt setting is said now, not by every upstream call
@@ -2392,6 +2392,17 @@ def _litellm_params(value: object, path: str, ctx: _Context) -> dict[str, object
             params.update(_extra_body(raw, block, sub, ctx))
         else:
             params[key] = _str(raw, sub, ctx)
+    if block.get("num_retries") is not None:
+        # LiteLLM's name for a deployment's retries (its own word, over router_settings')
+        sub = _join(path, "num_retries")
+        retries = _int(block["num_retries"], sub, ctx, what="a whole number of retries", minimum=0)
+        if params.get("max_retries", retries) != retries:
+            raise ConfigError(
+                f"max_retries ({params['max_retries']}) and num_retries ({retries}) say two"
+                " things: keep one",
+                path=sub,
+            )
+        params["max_retries"] = retries
     return params
 
 

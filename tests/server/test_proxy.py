@@ -188,7 +188,7 @@ async def test_router_num_retries_is_each_deployments_default(
             "litellm_params": {
                 "model": "openai/gpt-4o",
                 "api_base": upstream.base_url,
-                "max_retries": 0,  # its own word wins
+                "num_retries": 0,  # its own word wins (LiteLLM's name; max_retries too)
             },
         }
     )
