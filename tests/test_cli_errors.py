@@ -379,3 +379,32 @@ def test_a_start_that_fails_leaves_no_copy_of_the_configuration(
     with pytest.raises(ConfigError, match="PROMETHEUS_MULTIPROC_DIR"):
         run.serve(config, port=4999)
     assert list(temporary.iterdir()) == []
+
+
+def test_a_shared_metrics_directory_keeps_a_running_proxys_files(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Starting a second proxy on the same PROMETHEUS_MULTIPROC_DIR deleted the running
+    one's files: its workers counted on into deleted files, its /metrics fell to nothing.
+    Only the files of processes that are gone are removed."""
+    import os
+    import subprocess
+    import sys
+
+    from deja.server.workers import clear_directory
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    dead_pid = int(gone.stdout)
+    names = [f"counter_{os.getpid()}.db", f"histogram_{os.getpid()}.db", f"counter_{dead_pid}.db"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("the operator's")
+    with caplog.at_level("WARNING", logger="deja.server"):
+        clear_directory(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*names[:2], "notes.txt"])
+    assert f"pids {os.getpid()}" in caplog.text

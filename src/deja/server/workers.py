@@ -12,6 +12,7 @@ scrape.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,6 +20,8 @@ from typing import Any
 
 from deja.errors import ConfigError
 from deja.metrics import MULTIPROC_ENV, multiprocess
+
+logger = logging.getLogger("deja.server")
 
 __all__ = [
     "MULTIPROC_ENV",
@@ -67,16 +70,34 @@ def _alive(pid: int) -> bool:
 
 def clear_directory(directory: str) -> None:
     """Empty an operator-given metrics directory of prometheus_client's files (only those:
-    it may hold other things), as its docs require before the workers start."""
+    it may hold other things), as its docs require before the workers start: those of
+    processes that are gone. A running process's (another proxy given the same directory,
+    the old one of a restart on the same host) are left: deleted, its workers went on
+    counting into files nobody reads, and its /metrics fell to nothing. Warned of: the
+    two proxies' figures are summed until it stops."""
     path = Path(directory)
+    live: set[int] = set()
     try:
         path.mkdir(parents=True, exist_ok=True)
         for stale in path.glob("*.db"):
+            pid = stale.stem.rpartition("_")[2]
+            if pid.isdigit() and _alive(int(pid)):
+                live.add(int(pid))
+                continue
             stale.unlink(missing_ok=True)
     except OSError as exc:  # a start-up problem: one line, as for the configuration's
         raise ConfigError(
             f"{MULTIPROC_ENV}={directory} cannot hold the workers' metrics: {exc.strerror or exc}"
         ) from exc
+    if live:
+        logger.warning(
+            "%s=%s holds the metrics of running processes (pids %s): left in place, and"
+            " summed into this proxy's /metrics until they stop; give each proxy a"
+            " directory of its own",
+            MULTIPROC_ENV,
+            directory,
+            ", ".join(map(str, sorted(live))),
+        )
 
 
 def aggregated_exposition(*extra: Any) -> bytes:
