@@ -432,3 +432,63 @@ def test_a_delta_that_cannot_be_read_for_now_is_tried_again(
     index.add("new", vec(5000), scope="s")
     assert index.sync(tmp_path)
     assert len(index) == 106
+
+
+def test_the_exit_stops_background_graph_builds(tmp_path: Path) -> None:
+    """A build thread that came back from usearch while the interpreter was finalizing
+    aborted the process (exit 134, "terminate called without an active exception"): half
+    the runs of a script that loaded an index and searched it while its graph was rebuilt.
+    At exit the builds are told to stop, between chunks of rows, and waited for."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import sys, numpy as np
+        from deja.semantic import index
+        rng = np.random.default_rng(0)
+        vectors = rng.standard_normal((1200, 384)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        saved = index.InProcessIndex(dim=384, hnsw_threshold=10**9)
+        saved.add_many([f"k{i}" for i in range(1200)], vectors, scope="t/s")
+        saved.save(sys.argv[1])
+        for run in range(int(sys.argv[2])):
+            loaded = index.InProcessIndex(dim=384, hnsw_threshold=100)
+            loaded.load(sys.argv[1])  # its graph is built in the background
+            for v in vectors[:300]:
+                loaded.search(v, scope="t/s", k=1)
+        # the last one's build is still running as the interpreter exits
+        """
+    )
+    codes = [
+        subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path / f"i{n}"), "1"],
+            check=False,
+            capture_output=True,
+        ).returncode
+        for n in range(4)
+    ]
+    assert codes == [0, 0, 0, 0]
+
+
+def test_a_stopped_build_leaves_the_scope_searched_exactly() -> None:
+    from deja.semantic import index
+
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((3 * index._BUILD_CHUNK, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    built = index.InProcessIndex(dim=16, hnsw_threshold=10**9)
+    built.add_many([f"k{i}" for i in range(len(vectors))], vectors, scope="s")
+    try:
+        index._STOPPING.set()  # as at exit, before the build's first chunk
+        built.hnsw_threshold = 100
+        with built._lock:
+            built._queue_build("s", built._scopes["s"])
+        built._build_due(background=True)
+        assert built.join_builds(30)
+        assert built._scopes["s"].hnsw is None  # given up: no graph
+        [hit] = built.search(vectors[7], scope="s", k=1)
+        assert hit.id == "k7"  # found all the same, exactly
+    finally:
+        index._STOPPING.clear()

@@ -18,6 +18,7 @@ entries evicted first), and saves to / loads from a directory, memory-mapping th
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import functools
@@ -145,6 +146,33 @@ _COPY_ROWS = 4096
 # entries a merge inserts per hold of the index lock (an i8 graph insert takes ~1 ms), and
 # compares with its own per hold
 _MERGE_BATCH = 16
+# Graphs built in the background, and the signal that stops them at the interpreter's exit:
+# a build thread that came back from usearch's C++ while the interpreter was finalizing
+# aborted the process ("terminate called without an active exception", exit 134: half the
+# runs of a short script that loaded an index whose graph it rebuilt). Its rows go in
+# _BUILD_CHUNK at a time, so a stop waits for one chunk at most.
+_BUILDS: set[threading.Thread] = set()
+_BUILDS_LOCK = threading.Lock()
+_STOPPING = threading.Event()
+_BUILD_CHUNK = 4096
+_EXIT_WAIT = 10.0  # seconds the exit waits for the builds to stop
+
+
+class _BuildStopped(Exception):
+    """The interpreter is exiting: a background build gives up."""
+
+
+def _stop_builds() -> None:
+    """At exit: stop the background builds and wait for them (at most _EXIT_WAIT s)."""
+    _STOPPING.set()
+    deadline = time.monotonic() + _EXIT_WAIT
+    with _BUILDS_LOCK:
+        threads = list(_BUILDS)
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+
+
+atexit.register(_stop_builds)
 _MERGE_COMPARE = 4096
 
 
@@ -1593,10 +1621,12 @@ class InProcessIndex:
             with self._lock:
                 if not self._builds:
                     return
-                thread = threading.Thread(target=self._build_due, name="deja-index-build")
+                thread = threading.Thread(target=self._build_in_background, name="deja-index-build")
                 thread.daemon = True
                 self._build_threads = [t for t in self._build_threads if t.is_alive()]
                 self._build_threads.append(thread)
+            with _BUILDS_LOCK:
+                _BUILDS.add(thread)
             thread.start()
             return
         while True:
@@ -1605,6 +1635,15 @@ class InProcessIndex:
                     return
                 name, s = self._builds.pop()
             self._build_hnsw(name, s)
+
+    def _build_in_background(self) -> None:
+        try:
+            self._build_due()
+        except _BuildStopped:
+            pass  # the interpreter is exiting (the scope is searched exactly until then)
+        finally:
+            with _BUILDS_LOCK:
+                _BUILDS.discard(threading.current_thread())
 
     def _build_hnsw(self, name: str, s: _Scope) -> None:
         """Build the graph of scope ``s`` (named ``name``) and start searching it.
@@ -1662,10 +1701,14 @@ class InProcessIndex:
     def _graph_add(graph: Any, gone: list[int], labels: Any, rows: Any) -> None:
         if gone:
             graph.remove(np.array(gone, dtype=np.uint64))
-        if len(labels):
-            graph.add(labels, rows)
-            if len(labels) > 1:
-                _relink(graph, labels, rows)
+        for start in range(0, len(labels), _BUILD_CHUNK):
+            if _STOPPING.is_set() and threading.current_thread() in _BUILDS:
+                raise _BuildStopped
+            end = start + _BUILD_CHUNK
+            chunk, vectors = labels[start:end], rows[start:end]
+            graph.add(chunk, vectors)
+            if len(chunk) > 1:
+                _relink(graph, chunk, vectors)
 
     def _new_graph(self, size: int) -> Any:
         return _usearch()(
