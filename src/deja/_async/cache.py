@@ -339,6 +339,21 @@ class AsyncCache:
             semantic.bind(key_prefix)
         if semantic is not None and semantic.metrics is None:
             semantic.metrics = self.metrics  # embedder calls are counted with the cache's
+        if (
+            semantic_path is not None
+            and semantic is not None
+            and not getattr(semantic.index, "process_local", True)
+        ):
+            # a shared index (Redis, a Qdrant server or on-disk store) is stored as it
+            # changes: loading this process's copy at its next start replaced what the
+            # others had stored since (an entry reported wrong came back, theirs went)
+            logger.warning(
+                "semantic_path %s is not used: the semantic index %s is shared, not this"
+                " process's, and is neither loaded from it nor saved there",
+                semantic_path,
+                type(semantic.index).__name__,
+            )
+            semantic_path = None
         self._semantic_path = Path(semantic_path) if semantic_path is not None else None
         self._semantic_loaded = self._semantic_path is None
         if self._semantic_path is not None and store.name == "memory":
