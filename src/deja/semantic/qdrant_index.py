@@ -9,7 +9,11 @@ Layout:
 
 * one collection per vector size, named ``f"{collection}-{dim}"`` (so two embedders of
   different sizes never share one), cosine distance, created lazily on first use: the
-  constructor does no I/O;
+  constructor does no I/O; an existing one of another size or distance, or of named
+  vectors, is refused (ConfigError), and one deleted while the index runs is created
+  again by the next call (which is retried once);
+* a point whose payload is not one deja wrote (written by another tool, or damaged) is
+  skipped by searches and saves, and the first one logged;
 * one point per entry; Qdrant wants integer or UUID point ids, so the point id is
   ``uuid5(<deja namespace>, id)`` and the entry id is kept in the payload;
 * the payload is ``{"id", "scope", "root", "path", "payload", "added", "expires"}``:
@@ -59,6 +63,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import math
 import os
 import random
@@ -68,7 +73,7 @@ import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 
 from deja.errors import ConfigError, MissingDependencyError, StoreError
 from deja.request import redact_url, redact_urls_in
@@ -84,6 +89,8 @@ from deja.semantic.index import (
 )
 
 __all__ = ["QdrantIndex"]
+
+logger = logging.getLogger(__name__)
 
 _FORMAT = "deja-qdrant-index"
 # 1: index.json + vectors.npy, renamed into place one after the other (see load)
@@ -112,6 +119,34 @@ _BATCH = 256
 _STRIKE_ATTEMPTS = 16
 # how many of the last strike updates' tokens an entry keeps (see QdrantIndex.strike)
 _STRIKE_LOG = 32
+
+
+class _CollectionGone(StoreError):
+    """The collection was not found (deleted while the index ran): the call is retried once,
+    which creates it again (see :func:`_retrying`)."""
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _retrying(
+    method: Callable[Concatenate[QdrantIndex, _P], _R],
+) -> Callable[Concatenate[QdrantIndex, _P], _R]:
+    """Run ``method`` again, once, when it finds the collection gone: the failed call reset
+    the index (see ``QdrantIndex._calls``), so the retry creates the collection afresh and
+    checks it as on first use (an operator's reset, a server that lost it). Without this,
+    every call failed until a restart."""
+
+    @functools.wraps(method)
+    def call(self: QdrantIndex, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, *args, **kwargs)
+        except _CollectionGone:
+            logger.warning("Qdrant collection %r was not found: creating it again", self.collection)
+            return method(self, *args, **kwargs)
+
+    return call
 
 
 def _qdrant() -> tuple[Any, Any]:
@@ -219,6 +254,8 @@ class QdrantIndex:
         self._lock: threading.RLock | None = threading.RLock() if self._local else None
         # remove() and strike() read, then write: keep them atomic within this process
         self._read_write_lock = threading.Lock()
+        # a point that is no deja entry is skipped; the first one is logged (see _skip)
+        self._skipped = 0
 
     @property
     def process_local(self) -> bool:
@@ -259,7 +296,7 @@ class QdrantIndex:
                 if not client.collection_exists(self.collection):
                     self._create(client, models)
                 else:
-                    self._check_dim(client)
+                    self._check_collection(client, models)
             self._ready = True
         return self._client, self._models
 
@@ -285,13 +322,29 @@ class QdrantIndex:
     def _is_ready(self) -> bool:
         return self._ready
 
-    def _check_dim(self, client: Any) -> None:
+    def _check_collection(self, client: Any, models: Any) -> None:
+        """Refuse an existing collection deja would misread: one of another vector size,
+        or whose scores are not cosine similarities (another distance, or named vectors),
+        which search would take as similarities (unrelated prompts served each other's
+        answers)."""
         info = client.get_collection(self.collection)
         vectors = info.config.params.vectors
-        size = getattr(vectors, "size", None)
-        if size is not None and size != self._dim:
+        if not isinstance(vectors, models.VectorParams):
+            names = sorted(vectors) if isinstance(vectors, dict) else vectors
             raise ConfigError(
-                f"Qdrant collection {self.collection!r} holds {size}-d vectors, not {self._dim}-d"
+                f"Qdrant collection {self.collection!r} holds named vectors ({names!r}), not"
+                f" one unnamed {self._dim}-d cosine vector: give deja a collection of its own"
+            )
+        if vectors.size != self._dim:
+            raise ConfigError(
+                f"Qdrant collection {self.collection!r} holds {vectors.size}-d vectors,"
+                f" not {self._dim}-d"
+            )
+        if vectors.distance != models.Distance.COSINE:
+            distance = getattr(vectors.distance, "value", vectors.distance)
+            raise ConfigError(
+                f"Qdrant collection {self.collection!r} measures {distance} distance, not"
+                " Cosine: its scores are no similarities; give deja a collection of its own"
             )
 
     @contextlib.contextmanager
@@ -308,14 +361,54 @@ class QdrantIndex:
         except Exception as exc:
             # (the URL may hold credentials, and the text goes to logs and /health/ready)
             url = self.url
-            local = f"local mode ({self.path or ':memory:'})"
-            target = redact_url(url) if url is not None else local
+            target = redact_url(url) if url is not None else self._target()
             said = str(exc) if url is None else str(exc).replace(url, target)
-            raise StoreError(
+            gone = self._gone(exc)
+            if gone:
+                # deleted behind our back: the next call creates it again (see _retrying)
+                self._ready = False
+                self._dead = 0
+            raise (_CollectionGone if gone else StoreError)(
                 redact_urls_in(
                     f"Qdrant {target}, collection {self.collection!r}: {type(exc).__name__}: {said}"
                 )
             ) from exc
+
+    def _target(self) -> str:
+        """What the errors name for a client not built from ``url``: local mode and its
+        location, or the server an injected client talks to."""
+        inner = getattr(self._client, "_client", None)
+        if self._local:
+            location = getattr(inner, "location", None) if self.path is None else self.path
+            return f"local mode ({location if isinstance(location, str) else ':memory:'})"
+        uri = getattr(inner, "rest_uri", None)
+        return f"server {redact_url(uri)}" if isinstance(uri, str) else "server"
+
+    def _gone(self, exc: Exception) -> bool:
+        """Whether ``exc`` says this index's collection does not exist (deleted while this
+        index ran): local mode's ValueError, a server's 404 or gRPC NOT_FOUND."""
+        if getattr(exc, "status_code", None) == 404:
+            return True
+        if type(exc).__module__.startswith("grpc") and callable(getattr(exc, "code", None)):
+            with contextlib.suppress(Exception):
+                if getattr(exc.code(), "name", None) == "NOT_FOUND":  # type: ignore[attr-defined]
+                    return True
+        said = str(exc)
+        return self.collection in said and (
+            "not found" in said.lower() or "doesn't exist" in said.lower()
+        )
+
+    def _skip(self, point: Any) -> None:
+        """Note a point skipped because it holds no deja entry (see :func:`_parse`); the
+        first is logged, by its point id only (its payload may hold a prompt or answer)."""
+        self._skipped += 1
+        if self._skipped == 1:
+            logger.warning(
+                "Qdrant collection %r holds a point that is no deja entry (point id %s):"
+                " skipped, as any other such point (not logged again)",
+                self.collection,
+                getattr(point, "id", None),
+            )
 
     def _op(self) -> tuple[Any, Any]:
         with self._calls():
@@ -437,9 +530,11 @@ class QdrantIndex:
             points = self._scroll_all(client, count, with_vectors=False)
 
             def age(point: Any) -> tuple[bool, float]:
-                body = point.payload or {}
-                expires = body.get("expires")
-                return (expires is None or expires > now, float(body.get("added") or 0.0))
+                # a point that is no deja entry (see _parse) counts as expired: it goes first
+                entry = _parse(point.payload)
+                if entry is None:
+                    return (False, 0.0)
+                return (entry.expires is None or entry.expires > now, entry.added or 0.0)
 
             points.sort(key=age)
             expired = sum(1 for p in points if not age(p)[0])
@@ -454,6 +549,7 @@ class QdrantIndex:
 
     # -- writes -----------------------------------------------------------------------
 
+    @_retrying
     def add(
         self,
         id: str,
@@ -480,6 +576,7 @@ class QdrantIndex:
             self._next_purge = now + self.purge_every
             self.purge_expired()
 
+    @_retrying
     def add_many(
         self,
         ids: list[str],
@@ -508,6 +605,7 @@ class QdrantIndex:
                 client.upsert(self.collection, points=points[start : start + _BATCH], wait=True)
             self._bound()
 
+    @_retrying
     def remove(self, id: str) -> bool:
         """Remove one entry; returns whether it existed."""
         client, models = self._op()
@@ -522,6 +620,7 @@ class QdrantIndex:
             self._deleted(1)
             return True
 
+    @_retrying
     def strike(self, id: str, delta: int) -> int | None:
         """Add ``delta`` to the entry's strikes (never below 0); the new count, or ``None``
         when there is no entry ``id``.
@@ -535,17 +634,28 @@ class QdrantIndex:
         """
         client, models = self._op()
         pid = point_id(id)
-        wanted = ["strikes", "strike_rev", "strike_log"]
+        wanted = ["id", "strikes", "strike_rev", "strike_log"]
         with self._read_write_lock, self._calls():
             for attempt in range(_STRIKE_ATTEMPTS):
                 found = client.retrieve(self.collection, ids=[pid], with_payload=wanted)
                 if not found:
                     return None
                 payload = found[0].payload or {}
-                count = max(0, int(payload.get("strikes") or 0) + int(delta))
+                strikes = payload.get("strikes", 0)
+                strikes = 0 if strikes is None else strikes
+                if (
+                    payload.get("id") != id
+                    or isinstance(strikes, bool)
+                    or not isinstance(strikes, int)
+                    or strikes < 0
+                ):  # no deja entry (see _parse): searches skip it too
+                    self._skip(found[0])
+                    return None
+                count = max(0, strikes + int(delta))
                 seen = payload.get("strike_rev")
                 revision = uuid.uuid4().hex
-                log = [*(payload.get("strike_log") or [])[-(_STRIKE_LOG - 1) :], revision]
+                done = payload.get("strike_log")
+                log = [*(done if isinstance(done, list) else [])[-(_STRIKE_LOG - 1) :], revision]
                 unchanged = (
                     models.IsEmptyCondition(is_empty=models.PayloadField(key="strike_rev"))
                     if seen is None
@@ -562,7 +672,8 @@ class QdrantIndex:
                 after = client.retrieve(self.collection, ids=[pid], with_payload=["strike_log"])
                 if not after:
                     return None
-                if revision in ((after[0].payload or {}).get("strike_log") or ()):
+                applied = (after[0].payload or {}).get("strike_log")
+                if isinstance(applied, list) and revision in applied:
                     return count
                 time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
             raise StoreError(
@@ -570,6 +681,7 @@ class QdrantIndex:
                 f" {_STRIKE_ATTEMPTS} strike attempts in a row"
             )
 
+    @_retrying
     def remove_scope(self, scope: str) -> int:
         """Remove every entry of ``scope`` and of its sub-scopes (``scope/...``).
 
@@ -588,6 +700,7 @@ class QdrantIndex:
                 self._deleted(count)
             return count
 
+    @_retrying
     def clear(self) -> int:
         """Remove every entry of this index's collection; returns how many there were."""
         client, models = self._op()
@@ -598,6 +711,7 @@ class QdrantIndex:
                 self._deleted(count)
             return count
 
+    @_retrying
     def purge_expired(self) -> int:
         """Delete the entries whose expiry time has passed; returns how many.
 
@@ -617,6 +731,7 @@ class QdrantIndex:
 
     # -- reads ------------------------------------------------------------------------
 
+    @_retrying
     def search(
         self, vector: Any, *, scope: str, k: int = 4, with_vectors: bool = False
     ) -> list[Neighbor]:
@@ -639,27 +754,25 @@ class QdrantIndex:
             )
         out: list[Neighbor] = []
         for point in result.points:
-            body = point.payload or {}
+            entry = _parse(point.payload)
+            # a list scope matches each of its items in the filter: only the exact one here
+            if entry is None or entry.scope != scope:
+                self._skip(point)
+                continue
             stored = None
             if with_vectors:
                 stored = np.asarray(point.vector, dtype=np.float32).reshape(-1)
-            out.append(
-                Neighbor(
-                    str(body.get("id")),
-                    float(point.score),
-                    body.get("payload"),
-                    stored,
-                    int(body.get("strikes") or 0),
-                )
-            )
+            out.append(Neighbor(entry.id, float(point.score), entry.payload, stored, entry.strikes))
         return out
 
+    @_retrying
     def __len__(self) -> int:
         """Number of entries held (expired ones not yet purged included)."""
         client, _ = self._op()
         with self._calls():
             return self._count(client, None)
 
+    @_retrying
     def __contains__(self, id: object) -> bool:
         if not isinstance(id, str):
             return False
@@ -669,6 +782,7 @@ class QdrantIndex:
 
     # -- persistence ------------------------------------------------------------------
 
+    @_retrying
     def save(self, path: str | os.PathLike[str]) -> None:
         """Export every entry of the collection to the directory ``path`` (created if
         missing), replacing the index saved there.
@@ -697,15 +811,18 @@ class QdrantIndex:
                     with_vectors=True,
                 )
             for point in points:
-                body = point.payload or {}
+                entry = _parse(point.payload)
+                if entry is None:
+                    self._skip(point)
+                    continue
                 entries.append(
                     {
-                        "id": body.get("id"),
-                        "scope": body.get("scope"),
-                        "expires": body.get("expires"),
-                        "payload": body.get("payload"),
-                        "strikes": int(body.get("strikes") or 0),
-                        "added": body.get("added"),
+                        "id": entry.id,
+                        "scope": entry.scope,
+                        "expires": entry.expires,
+                        "payload": entry.payload,
+                        "strikes": entry.strikes,
+                        "added": entry.added,
                     }
                 )
                 rows.append(list(point.vector))
@@ -726,6 +843,7 @@ class QdrantIndex:
                 _sweep(root)
             _commit(root, matrix, doc)
 
+    @_retrying
     def load(self, path: str | os.PathLike[str]) -> None:
         """Replace the collection's entries with those :meth:`save` wrote to ``path``.
 
@@ -812,6 +930,53 @@ def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{value!r} is not a string")
     return value
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a finite float, or ``None`` when it is no number (absent, or damaged)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+class _Entry(NamedTuple):
+    """The deja fields of one point's payload, checked (see :func:`_parse`)."""
+
+    id: str
+    scope: str
+    payload: str | None
+    strikes: int
+    expires: float | None
+    added: float | None
+
+
+def _parse(body: Any) -> _Entry | None:
+    """The entry a point's payload holds, or ``None`` when it is not one deja wrote: a
+    string ``id`` and ``scope``, a string (or absent) ``payload``, a count (or absent)
+    ``strikes`` and numbers (or absent) ``expires`` / ``added``. A point written into the
+    collection by another tool, or damaged, must not be served as an answer (an id of
+    ``'None'``, a dict for the response text, a list scope matching several scopes) nor
+    fail every search it turns up in."""
+    if not isinstance(body, dict):
+        return None
+    id, scope, payload = body.get("id"), body.get("scope"), body.get("payload")
+    strikes = body.get("strikes", 0)
+    if strikes is None:
+        strikes = 0
+    expires, added = body.get("expires"), body.get("added")
+    if (
+        not isinstance(id, str)
+        or not isinstance(scope, str)
+        or not (payload is None or isinstance(payload, str))
+        or isinstance(strikes, bool)
+        or not isinstance(strikes, int)
+        or strikes < 0
+        or (expires is not None and _number(expires) is None)
+        or (added is not None and _number(added) is None)
+    ):
+        return None
+    return _Entry(id, scope, payload, strikes, _number(expires), _number(added))
 
 
 def _commit(root: Path, matrix: Any, doc: dict[str, Any]) -> None:
