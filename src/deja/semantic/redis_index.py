@@ -16,10 +16,18 @@ count). The RediSearch index over them::
         payload TEXT NOINDEX
         vec VECTOR HNSW 10 TYPE FLOAT32 DIM <dim> DISTANCE_METRIC COSINE M <m> EF_CONSTRUCTION <ef>
 
-is created on first use (never in the constructor; an existing index is reused after its
-dimension is checked). ``search`` is one ``FT.SEARCH`` whose query carries the scope
-filter: ``(@scope:{<scope>})=>[KNN k @vec $blob EF_RUNTIME <ef> AS dist]``, so a small
-scope is never crowded out by a large one.
+is created on first use (never in the constructor). An existing index is reused only if
+``FT.INFO`` shows this definition (the prefix ``key_prefix`` alone, FLOAT32 COSINE vectors of
+``dim``, ``CASESENSITIVE`` tags split on ``|``); else :class:`~deja.errors.ConfigError`
+names what differs. RediSearch keeps indexes in database 0 only, so a URL or client on
+another database is refused in the constructor. ``search`` is one ``FT.SEARCH`` whose query
+carries the scope filter: ``(@scope:{<scope>})=>[KNN k @vec $blob EF_RUNTIME <ef> AS dist]``,
+so a small scope is never crowded out by a large one. It asks for a server-side ``TIMEOUT``
+of 1.5 x ``op_timeout``: under RediSearch's default ``ON_TIMEOUT RETURN``, a shorter server
+timeout answers a partial (often empty) result that looks like a miss; a partial result
+that the server reports (RESP3 ``warning``) raises :class:`~deja.errors.StoreError`. A hash
+under ``key_prefix`` whose fields do not parse (written by another program, or damaged) is
+skipped, with one warning per index.
 
 Expiry: an entry given ``expires`` gets a Redis TTL (``PEXPIREAT``), so Redis removes it
 by itself; because Redis expires keys lazily (and the clock may be injected), ``search``
@@ -52,6 +60,7 @@ defaults are strict (250 ms per command and to connect, no retries).
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import threading
 import time
@@ -64,6 +73,8 @@ from deja.semantic.index import Neighbor, checked_vector
 
 __all__ = ["RedisVectorIndex", "escape_tag", "tag_value"]
 
+logger = logging.getLogger(__name__)
+
 _CLUSTER_MESSAGE = (
     "RediSearch vector indexes need a standalone Redis (or Valkey) server with the "
     "RediSearch module, not a Redis Cluster"
@@ -75,7 +86,10 @@ _BATCH_SHARE = 0.1  # the share of op_timeout one UNLINK of a bulk removal aims 
 _CURSOR_IDLE_MS = 60_000  # a cursor left behind by a failed removal is dropped after this
 _MAX_PASSES = 8  # remove_scope passes (each re-reads the scope) before it returns
 _MAX_FETCH = 10_000
+_QUERY_TIMEOUT_SHARE = 1.5  # the server's timeout of one search, as a share of op_timeout
 _FIELDS = ("dist", "payload", "expires", "strikes")
+# FT.SEARCH fields returned as bytes, not decoded (the float32 vector)
+_BINARY = frozenset({"vec"})
 # add delta to an existing entry's strikes, never below 0; -1 when there is no entry
 _STRIKE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
@@ -86,8 +100,6 @@ if n < 0 then
 end
 return n
 """
-# FT.SEARCH fields returned as bytes, not decoded (the float32 vector)
-_BINARY = frozenset({"vec"})
 
 
 def tag_value(scope: str) -> str:
@@ -119,7 +131,12 @@ def _root(scope: str) -> str:
 
 
 def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    # lenient: for server replies (names, FT.INFO); entry fields are parsed by _neighbor
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+class _DamagedRow(ValueError):
+    """A stored hash whose fields do not parse (written by another program, or damaged)."""
 
 
 def _positive(value: float, what: str) -> float:
@@ -144,6 +161,27 @@ class _Batches:
             return  # a short, fast batch (the end of a page) tells nothing about the rate
         fit = int(keys * self.budget / max(seconds, 1e-6))
         self.size = max(1, min(fit, self.size * 4, _MAX_BATCH))
+
+
+def _db_of(url: str, client: Any) -> int | None:
+    """The database number the index would use (``None`` when it cannot be told): the
+    injected client's ``db``, else the URL's ``?db=`` or path (redis-py's order)."""
+    if client is not None:
+        pool = getattr(client, "connection_pool", None)
+        value: Any = getattr(pool, "connection_kwargs", {}).get("db", 0)
+    else:
+        parts = urlsplit(url)
+        given = parse_qs(parts.query).get("db")
+        if given:
+            value = given[0]
+        elif parts.scheme.lower() != "unix" and parts.path.strip("/"):
+            value = parts.path.strip("/")
+        else:
+            value = 0
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None  # redis-py refuses it itself
 
 
 def _is_cluster_url(url: str) -> bool:
@@ -208,6 +246,13 @@ class RedisVectorIndex:
             raise ValueError("ef_runtime must be an int >= 1")
         if not index_name or not key_prefix:
             raise ValueError("index_name and key_prefix must not be empty")
+        db = _db_of(url, client)
+        if db is not None and db != 0:
+            # RediSearch refuses every index outside db 0 ("Cannot create index on db != 0")
+            raise ConfigError(
+                f"RediSearch indexes only live in database 0, not {db}: use db 0 (a distinct "
+                "index_name and key_prefix keep applications apart)"
+            )
         self._url = url
         self._dim = dim
         self.index_name = index_name
@@ -224,6 +269,12 @@ class RedisVectorIndex:
         self._lock = threading.Lock()
         self._ready = False
         self._unlink_command = "UNLINK"  # DEL on a server without UNLINK (Redis < 4)
+        self._warned = False  # a damaged hash was skipped (logged once at WARNING)
+        # RediSearch's own query timeout (server default 500 ms) with its default policy
+        # ON_TIMEOUT RETURN answers a partial (often empty) result, indistinguishable from
+        # a miss in RESP2: each search asks for a timeout a little longer than op_timeout,
+        # so that this client gives up first (a StoreError) instead
+        self._query_timeout_ms = math.ceil(self._op_timeout * 1000 * _QUERY_TIMEOUT_SHARE)
 
     def __repr__(self) -> str:
         parts = urlsplit(self._url)
@@ -325,16 +376,44 @@ class RedisVectorIndex:
         self._ready = True
 
     def _check_existing(self) -> None:
+        """Refuse an existing index that is not the one this index would create: another
+        key prefix (a removal would delete another application's keys), another vector
+        type, metric or size (entries silently unindexed or wrongly ranked), or scope tags
+        that fold case or split on another separator (one scope would match another)."""
         info = _pairs(self._call("FT.INFO", self.index_name))
-        for attribute in info.get("attributes", []):
-            fields = _flat(attribute)
-            if fields.get("identifier") == "vec" or fields.get("attribute") == "vec":
-                found = fields.get("dim")
-                if found is not None and int(found) != self._dim:
-                    raise ConfigError(
-                        f"the RediSearch index {self.index_name!r} holds {found}-d vectors, "
-                        f"not {self._dim}-d; give this index another index_name and key_prefix"
-                    )
+        definition = _pairs(info.get("index_definition") or [])
+        problems: list[str] = []
+        prefixes = sorted(_text(p) for p in definition.get("prefixes") or [])
+        if prefixes != [self.key_prefix]:
+            problems.append(f"key prefixes {prefixes}, not [{self.key_prefix!r}]")
+        key_type = _text(definition.get("key_type") or "HASH")
+        if key_type.upper() != "HASH":
+            problems.append(f"{key_type} keys, not HASH")
+        attributes: dict[str, tuple[dict[str, str], set[str]]] = {}
+        for attribute in info.get("attributes") or []:
+            fields, flags = _attribute(attribute)
+            attributes[fields.get("attribute") or fields.get("identifier", "")] = fields, flags
+        for name in ("scope", "root"):
+            fields, flags = attributes.get(name, ({}, set()))
+            got = (fields.get("type", "none").upper(), fields.get("separator"))
+            if got != ("TAG", "|") or "CASESENSITIVE" not in flags:
+                shown = " ".join([got[0], f"SEPARATOR {got[1]!r}", *sorted(flags)])
+                problems.append(f"field {name!r} is {shown}, not TAG SEPARATOR '|' CASESENSITIVE")
+        fields, _ = attributes.get("vec", ({}, set()))
+        wanted = {"type": "VECTOR", "data_type": "FLOAT32", "distance_metric": "COSINE"}
+        for what, value in wanted.items():
+            found = fields.get(what, "none")
+            if found.upper() != value:
+                problems.append(f"field 'vec' has {what} {found}, not {value}")
+        dim = fields.get("dim")
+        if dim is not None and dim != str(self._dim):
+            problems.append(f"it holds {dim}-d vectors, not {self._dim}-d")
+        if problems:
+            raise ConfigError(
+                f"the RediSearch index {self.index_name!r} was not created by deja as "
+                f"configured: {'; '.join(problems)}; give this index another index_name "
+                "and key_prefix"
+            )
 
     def _run(self, *args: Any) -> Any:
         """A command on the index; re-creates it once if the server lost it (a restart)."""
@@ -420,21 +499,73 @@ class RedisVectorIndex:
         emptied ones included until its garbage collector runs, so a scope of more sub-scopes
         than that would never be emptied. The pass is repeated until one finds nothing: a
         garbage collection during a cursor can make it skip a few entries. Entries added
-        meanwhile may stay. Returns the number of entries removed.
+        meanwhile may stay. While RediSearch is still indexing the existing hashes (an
+        index just re-created, a server loading its data: ``percent_indexed`` below 1), the
+        index does not list them all, so every key under ``key_prefix`` is then also read
+        by ``SCAN`` and its ``scope`` field compared. Returns the number of entries removed.
         """
+        self._ensure()
+        building = self._indexing()
+        removed = self._remove_indexed(scope)
+        if building or self._indexing():
+            removed += self._sweep(scope)
+        return removed
+
+    def _indexing(self) -> bool:
+        """Whether RediSearch is still indexing existing hashes (FT.INFO)."""
+        info = _pairs(self._run("FT.INFO", self.index_name))
+        try:
+            percent = float(_text(info.get("percent_indexed", 1)))
+            busy = int(_text(info.get("indexing", 0)))
+        except ValueError:
+            return True  # unknown: the sweep is always right, only slower
+        return percent < 1 or busy != 0
+
+    def _sweep(self, scope: str) -> int:
+        """Remove the keys under ``key_prefix`` whose ``scope`` field is ``scope`` or below
+        it, found by ``SCAN`` (indexed or not)."""
+        exact, below = tag_value(scope).encode(), tag_value(scope + "/").encode()
+        pattern = _escape_glob(self.key_prefix) + "*"
+        prefix = self.key_prefix.encode()
+        batches = _Batches(self._op_timeout * _BATCH_SHARE)
+        removed = 0
+        cursor: Any = 0
+        while True:
+            cursor, keys = self._call("SCAN", cursor, "MATCH", pattern, "COUNT", _PAGE)
+            mine = [k for k in keys if _raw(k).startswith(prefix)]
+            if mine:
+                try:
+                    pipe = self._redis().pipeline(transaction=False)
+                    for key in mine:
+                        pipe.hget(key, "scope")
+                    scopes = pipe.execute(raise_on_error=False)
+                except Exception as exc:
+                    raise self._translate(exc) from exc
+                doomed = [
+                    key
+                    for key, value in zip(mine, scopes, strict=True)
+                    if isinstance(value, bytes | str)  # not an error (a key of another type)
+                    and (_raw(value) == exact or _raw(value).startswith(below))
+                ]
+                removed += self._unlink(doomed, batches)
+            if int(cursor) == 0:
+                return removed
+
+    def _remove_indexed(self, scope: str) -> int:
+        """:meth:`remove_scope` through the index (the entries it lists)."""
         root = _root(scope)
         query = f"@root:{{{escape_tag(tag_value(root))}}}"
         if scope == root:
             load: tuple[str, ...] = ("@__key",)
             wanted: Callable[[dict[str, Any]], bool] | None = None
         else:
-            exact, below = tag_value(scope), tag_value(scope + "/")
+            exact, below = tag_value(scope).encode(), tag_value(scope + "/").encode()
 
             def wanted(row: dict[str, Any]) -> bool:
                 value = row.get("scope")
                 if value is None:
                     return False
-                stored = _text(value)
+                stored = _raw(value)  # bytes: a foreign value need not be UTF-8
                 return stored == exact or stored.startswith(below)
 
             load = ("@__key", "@scope")
@@ -557,31 +688,65 @@ class RedisVectorIndex:
                 "SORTBY", "dist", "ASC",
                 "RETURN", len(returned), *returned,
                 "LIMIT", 0, ask,
+                "TIMEOUT", self._query_timeout_ms,
                 "DIALECT", 2,
             )  # fmt: skip
+            if _timed_out(reply):
+                raise StoreError(
+                    f"redis vector index {self.index_name!r}: the search timed out on the "
+                    "server (a partial result)"
+                )
             rows = _rows_of(reply)
             now = self._clock()
             found: list[Neighbor] = []
             expired = 0
             for key, fields in rows:
-                stamp = fields.get("expires")
-                if stamp and float(stamp) <= now:
-                    expired += 1
+                try:
+                    neighbor = self._neighbor(key, fields, now, with_vectors)
+                except _DamagedRow as exc:
+                    self._skip(key, exc)
                     continue
-                payload = fields.get("payload")
-                found.append(
-                    Neighbor(
-                        key[len(self.key_prefix) :] if key.startswith(self.key_prefix) else key,
-                        1.0 - float(fields.get("dist", "1")),
-                        payload,
-                        self._unblob(fields.get("vec")) if with_vectors else None,
-                        int(fields.get("strikes") or 0),
-                    )
-                )
+                if neighbor is None:
+                    expired += 1
+                else:
+                    found.append(neighbor)
             # expired entries took some of the k places: ask again for more
             if expired == 0 or len(rows) < ask or len(found) >= k or ask >= _MAX_FETCH:
                 return found[:k]
             ask = min(_MAX_FETCH, ask * 4)
+
+    def _neighbor(
+        self, key: Any, fields: dict[str, Any], now: float, with_vectors: bool
+    ) -> Neighbor | None:
+        """One row of a search (``None`` when expired by this index's clock); raises
+        :class:`_DamagedRow` when a field does not parse."""
+        if with_vectors and not isinstance(fields.get("vec"), bytes):
+            # a client built with decode_responses=True would have mangled the float32 bytes
+            self._unblob(fields.get("vec"))  # raises the StoreError saying so
+        try:
+            name = key.decode() if isinstance(key, bytes) else str(key)
+            stamp = _strict(fields.get("expires"))
+            if stamp and float(stamp) <= now:
+                return None
+            payload = fields.get("payload")
+            strikes = _strict(fields.get("strikes")) or "0"
+            return Neighbor(
+                name[len(self.key_prefix) :] if name.startswith(self.key_prefix) else name,
+                1.0 - float(_strict(fields.get("dist")) or "1"),
+                None if payload is None else _strict(payload),
+                self._unblob(fields.get("vec")) if with_vectors else None,
+                int(strikes),
+            )
+        except (ValueError, StoreError) as exc:  # UnicodeDecodeError is a ValueError
+            raise _DamagedRow(str(exc)) from exc
+
+    def _skip(self, key: Any, exc: Exception) -> None:
+        # once per index at WARNING (a damaged or foreign hash is seen on every search)
+        level = logging.DEBUG if self._warned else logging.WARNING
+        self._warned = True
+        logger.log(
+            level, "redis vector index %r: skipped the hash %r (%s)", self.index_name, key, exc
+        )
 
     def __len__(self) -> int:
         """Entries in the RediSearch index (``num_docs``; expired ones not yet purged too)."""
@@ -623,16 +788,38 @@ def _pairs(reply: Any) -> dict[str, Any]:
     return {_text(items[i]): items[i + 1] for i in range(0, len(items) - 1, 2)}
 
 
-def _flat(attribute: Any) -> dict[str, str]:
-    """One attribute of FT.INFO: ``[identifier, vec, ..., dim, 8, ...]`` or a map."""
+# attribute options of FT.INFO that stand alone (RESP2); every other word has a value
+_FLAGS = frozenset(
+    {"CASESENSITIVE", "NOINDEX", "SORTABLE", "UNF", "NOSTEM", "WITHSUFFIXTRIE", "INDEXEMPTY",
+     "INDEXMISSING"}
+)  # fmt: skip
+
+
+def _attribute(attribute: Any) -> tuple[dict[str, str], set[str]]:
+    """One attribute of FT.INFO (``[identifier, vec, ..., dim, 8, CASESENSITIVE, ...]`` or
+    a map with a ``flags`` list): its options by lower-case name, and its flags."""
+    fields: dict[str, str] = {}
+    flags: set[str] = set()
     if isinstance(attribute, dict):
-        return {_text(k): _text(v) for k, v in attribute.items() if not isinstance(v, list)}
-    out: dict[str, str] = {}
+        for key, value in attribute.items():
+            if isinstance(value, list):
+                if _text(key).lower() == "flags":
+                    flags.update(_text(flag).upper() for flag in value)
+            else:
+                fields[_text(key).lower()] = _text(value)
+        return fields, flags
     items = list(attribute)
-    for i in range(len(items) - 1):
-        if isinstance(items[i], bytes | str) and not isinstance(items[i + 1], list):
-            out.setdefault(_text(items[i]).lower(), _text(items[i + 1]))
-    return out
+    i = 0
+    while i < len(items):
+        word = _text(items[i]) if isinstance(items[i], bytes | str) else ""
+        if word.upper() in _FLAGS or i + 1 == len(items):
+            flags.add(word.upper())
+            i += 1
+        else:
+            if not isinstance(items[i + 1], list):
+                fields.setdefault(word.lower(), _text(items[i + 1]))
+            i += 2
+    return fields, flags
 
 
 def _results(reply: dict[Any, Any]) -> list[Any]:
@@ -664,14 +851,40 @@ def _cursor_page(reply: Any) -> tuple[list[dict[str, Any]], int]:
     return rows, cursor
 
 
+def _timed_out(reply: Any) -> bool:
+    """Whether an FT.SEARCH reply says it is partial (RESP3 only: a ``warning`` list)."""
+    if not isinstance(reply, dict):
+        return False
+    warnings = reply.get(b"warning", reply.get("warning")) or []
+    return any("timeout" in _text(w).lower() for w in warnings)
+
+
+def _strict(value: Any) -> str | None:
+    """An entry's text field (``None`` when absent); UnicodeDecodeError when not UTF-8."""
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _field(name: str, value: Any) -> Any:
-    return value if name in _BINARY else _text(value)
+    return value if name in _BINARY else _decoded(value)
 
 
-def _rows_of(reply: Any) -> list[tuple[str, dict[str, Any]]]:
-    """``(key, fields)`` of an FT.SEARCH reply (RESP2 or RESP3), in order; every field is
-    text but the binary ones (:data:`_BINARY`), kept as returned."""
-    rows: list[tuple[str, dict[str, Any]]] = []
+def _decoded(value: Any) -> Any:
+    """``value`` as text, or as returned when it is not UTF-8 (the caller skips the row)."""
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return value
+    return value
+
+
+def _rows_of(reply: Any) -> list[tuple[Any, dict[str, Any]]]:
+    """``(key, fields)`` of an FT.SEARCH reply (RESP2 or RESP3), in order; the key and
+    every field as text but the binary ones (:data:`_BINARY`), and any that is not UTF-8
+    (a damaged or foreign hash: the caller skips the row), kept as returned."""
+    rows: list[tuple[Any, dict[str, Any]]] = []
     # A document whose hash expired (or was deleted) between the match and the load of its
     # fields comes back without them (nil): it is gone, so it is left out.
     if isinstance(reply, dict):
@@ -680,7 +893,8 @@ def _rows_of(reply: Any) -> list[tuple[str, dict[str, Any]]]:
             attrs = result.get(b"extra_attributes", result.get("extra_attributes"))
             if not attrs:
                 continue
-            rows.append((_text(key), {_text(k): _field(_text(k), v) for k, v in attrs.items()}))
+            fields = {_text(k): _field(_text(k), v) for k, v in attrs.items()}
+            rows.append((_decoded(key), fields))
         return rows
     items = list(reply[1:])
     for i in range(0, len(items) - 1, 2):
@@ -690,5 +904,5 @@ def _rows_of(reply: Any) -> list[tuple[str, dict[str, Any]]]:
         fields = {
             _text(flat[j]): _field(_text(flat[j]), flat[j + 1]) for j in range(0, len(flat) - 1, 2)
         }
-        rows.append((_text(items[i]), fields))
+        rows.append((_decoded(items[i]), fields))
     return rows
