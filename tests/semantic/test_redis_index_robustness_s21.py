@@ -281,3 +281,20 @@ def test_a_partial_result_reported_by_the_server_is_an_error(
             hurried.search(vectors[1], scope="big", k=2000)
     finally:
         resp3.close()
+
+
+def test_a_vector_handed_to_the_verifier_is_a_unit_one(server: Any, client: Any) -> None:
+    """RediSearch scores a hash's vector by its direction (a cosine of 1.0 for huge
+    values): one whose values overflow (a flipped exponent bit) reached the verifier as
+    values of 1e30; one merely not of unit length, unscaled."""
+    index = make(server)
+    index.add("good", basis(0), scope="t")
+    prefix = index.key_prefix
+    entry = {"scope": "t", "root": "t", "payload": "p"}
+    client.hset(prefix + "huge", mapping={**entry, "vec": (basis(1) * 1e30).tobytes()})
+    client.hset(prefix + "long", mapping={**entry, "vec": (basis(2) * 3.0).tobytes()})
+    found = index.search(basis(2), scope="t", k=10, with_vectors=True)
+    assert sorted(n.id for n in found) == ["good", "long"]  # the huge one skipped
+    for neighbor in found:
+        assert neighbor.vector is not None
+        assert float(neighbor.vector @ neighbor.vector) == pytest.approx(1.0)

@@ -775,7 +775,15 @@ class RedisVectorIndex:
         vec = np.frombuffer(blob, dtype="<f4").astype(np.float32)
         if vec.shape[0] != self._dim:
             raise StoreError(f"a stored vector has {vec.shape[0]} dimensions, not {self._dim}")
-        return vec
+        # handed to the verifier as a unit vector: RediSearch scores a foreign or damaged one
+        # by its direction (a cosine of 1.0 for huge values), the verifier by its values
+        with np.errstate(over="ignore", invalid="ignore"):
+            square = float(vec @ vec)
+        if not (math.isfinite(square) and square > 0):
+            raise StoreError(
+                "a stored vector is zero, or holds NaN, infinite or overflowing values"
+            )
+        return vec if abs(square - 1.0) < 1e-3 else vec / np.float32(math.sqrt(square))
 
 
 def _pairs(reply: Any) -> dict[str, Any]:
