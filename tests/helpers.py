@@ -229,3 +229,20 @@ class LoopTicks:
     async def __aexit__(self, *exc_info: object) -> None:
         assert self._task is not None
         self._task.cancel()
+
+
+def aws_chain_env(
+    monkeypatch: pytest.MonkeyPatch, credentials: Any, region: str, endpoint: str
+) -> None:
+    """The AWS chain as a deployment has it: ``credentials``' keys, ``region`` and the
+    Bedrock runtime ``endpoint`` in the environment, and nothing else of the machine's
+    (no profile, session token, Bedrock API key, config files or instance metadata)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", credentials.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", credentials.secret_key)
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_BEARER_TOKEN_BEDROCK"):
+        monkeypatch.delenv(name, raising=False)  # (an API key would replace SigV4)
+    monkeypatch.setenv("AWS_REGION", region)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", endpoint)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")

@@ -8,8 +8,6 @@ longer gets the timeout; one that has had chunks too (a stream cannot start over
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -25,15 +23,6 @@ CHAT = "/v1/chat/completions"
 MESSAGES = [{"role": "user", "content": "A slow question"}]
 SLOW = 1.5  # the upstream's delay before its first chunk, past the opener's timeout
 SHORT = 0.5  # the opener's timeout
-
-
-@pytest.fixture(autouse=True)
-def _collected() -> Iterator[None]:
-    """Each test's SDK responses are gone when it ends, those held by reference cycles
-    (an exception's traceback holding the frame that holds them) too: test_wrap counts
-    the live ones."""
-    yield
-    gc.collect()
 
 
 def _answer() -> list[dict[str, Any]]:
@@ -360,22 +349,21 @@ def test_wrap(server: FakeOpenAIServer, joiner_streams: bool) -> None:
     assert outcome["joiner"] and server.count(CHAT) == 2
 
 
+async def _short_stream(client: Any) -> None:
+    """A wrapped SDK's streamed call that allows SHORT seconds, read to its end."""
+    reply = await client.chat.completions.create(
+        model="gpt-4o", messages=MESSAGES, stream=True, timeout=SHORT
+    )
+    await _read(reply)
+
+
 @pytest.mark.parametrize("joiner_streams", [True, False])
 async def test_wrap_async(server: FakeOpenAIServer, joiner_streams: bool) -> None:
     sdk = openai.AsyncOpenAI(base_url=server.base_url, api_key="k", max_retries=0, timeout=30)
     client = deja.wrap(sdk, cache=deja.AsyncCache())
     server.delay_next(SLOW)
 
-    async def opener() -> None:
-        stream = await client.chat.completions.create(
-            model="gpt-4o",
-            messages=MESSAGES,  # type: ignore[arg-type]
-            stream=True,
-            timeout=SHORT,
-        )
-        await _read(stream)
-
-    first = asyncio.ensure_future(opener())
+    first = asyncio.ensure_future(_short_stream(client))
     await _until(lambda: server.count(CHAT) > 0)
     reply = await client.chat.completions.create(
         model="gpt-4o",
@@ -397,18 +385,9 @@ async def test_wrap_a_joiner_allowing_no_more_gets_the_sdks_timeout(
     )
     server.delay_next(SLOW)
 
-    async def stream() -> None:
-        reply = await client.chat.completions.create(
-            model="gpt-4o",
-            messages=MESSAGES,  # type: ignore[arg-type]
-            stream=True,
-            timeout=SHORT,
-        )
-        await _read(reply)
-
-    first = asyncio.ensure_future(stream())
+    first = asyncio.ensure_future(_short_stream(client))
     await _until(lambda: server.count(CHAT) > 0)
-    joiner = asyncio.ensure_future(stream())  # its own wait would end 0.5 s after this
+    joiner = asyncio.ensure_future(_short_stream(client))  # its own wait would end 0.5 s after this
     for call in (first, joiner):
         with pytest.raises(openai.APITimeoutError):
             await call
@@ -440,65 +419,81 @@ def test_wrap_a_timeout_after_the_first_chunk_is_raised_to_every_reader() -> Non
 
 
 async def test_a_joiner_asking_again_keeps_its_own_deadline() -> None:
-    """Impatient callers (0.3 s) keep opening the stream a patient one (2 s) joins: asking
-    again after each opener's timeout, it waited its whole first-chunk wait anew on the
-    next stream, and neither got an answer nor its timeout while they kept coming (8 s in
-    a review's run). It joins each next stream with the time it has left."""
+    """A joiner asking again after its opener's timeout joined the next stream with its
+    whole first-chunk wait anew: behind a run of impatient openers a patient caller
+    neither got an answer nor its timeout. Here stream A fails at 0.5 s, the patient
+    caller (1 s) asks again as B opens, and joins B with what it has left (0.5 s), not
+    another 1 s."""
     import contextvars
+    import re
 
     from deja.stores.memory import MemoryStore
 
-    slow = contextvars.ContextVar("slow", default=False)
+    patient_ctx = contextvars.ContextVar("patient", default=False)
+    b_live = asyncio.Event()
+    reads = 0
 
-    class JitteryStore(MemoryStore):
+    class Store(MemoryStore):
         async def aget(self, key: str) -> bytes | None:
-            # the patient caller's store reads are slower: an impatient one opens first
-            await asyncio.sleep(0.010 if slow.get() else 0.001)
+            nonlocal reads
+            if patient_ctx.get():
+                reads += 1
+                if reads == 2:  # its read again after A failed: B opens meanwhile
+                    await b_live.wait()
             return await super().aget(key)
 
-    def opener(timeout: float) -> Callable[[], Any]:
+    def held(fail_after: float | None) -> Callable[[], Any]:
         async def open_stream() -> AsyncIterator[dict[str, Any]]:
             async def chunks() -> AsyncIterator[dict[str, Any]]:
-                if timeout < 1.0:  # the upstream's first chunk takes 1 s
-                    await asyncio.sleep(timeout)
-                    raise deja.UpstreamTimeoutError(f"no first chunk within {timeout} s")
-                await asyncio.sleep(1.0)
-                yield stream_chunk(0)
-                yield stream_chunk(1, finish="stop")
+                if fail_after is None:
+                    await asyncio.Event().wait()
+                else:
+                    await asyncio.sleep(fail_after)
+                raise deja.UpstreamTimeoutError("the opener's own timeout")
+                yield {}  # (an async generator)
 
             return chunks()
 
         return open_stream
 
-    cache = deja.AsyncCache(store=JitteryStore())
+    cache = deja.AsyncCache(store=Store())
+    a = asyncio.ensure_future(cache.stream(chat_request(), held(0.5), timeout=0.5))
+    await _until(lambda: bool(cache._streams))
 
-    async def impatient() -> None:
-        with contextlib.suppress(deja.UpstreamTimeoutError):
-            stream = await cache.stream(chat_request(), opener(0.3), timeout=0.3)
-            async for _ in stream:
-                pass
+    async def patient() -> Any:
+        patient_ctx.set(True)
+        return await cache.stream(chat_request(), held(None), timeout=1.0)
 
-    async def patient() -> list[Any]:
-        slow.set(True)
-        stream = await cache.stream(chat_request(), opener(2.0), timeout=2.0)
-        return [chunk async for chunk in stream]
+    waiting = asyncio.ensure_future(patient())
+    with pytest.raises(deja.UpstreamTimeoutError):
+        await a
+    b = asyncio.ensure_future(cache.stream(chat_request(), held(None), timeout=30))
+    await _until(lambda: bool(cache._streams))
+    b_live.set()
+    with pytest.raises(deja.UpstreamTimeoutError, match="identical streamed call") as info:
+        await waiting  # joined B, then gave up at its own deadline
+    b.cancel()
+    await asyncio.gather(b, return_exceptions=True)
+    limit = float(re.search(r"within ([0-9.e-]+) s", str(info.value)).group(1))  # type: ignore[union-attr]
+    assert limit <= 0.75, limit  # what was left of its 1 s, not a whole 1 s again
 
-    stop = asyncio.Event()
-    callers: list[asyncio.Future[None]] = []
 
-    async def arrivals() -> None:
-        while not stop.is_set():
-            callers.append(asyncio.ensure_future(impatient()))
-            await asyncio.sleep(0.001)
+async def test_a_joiners_first_timeout_alone_bounds_its_wait() -> None:
+    """``first_timeout`` without ``timeout`` left a joiner's first chunk unbounded (it was
+    still waiting after 1.5 s): it bounds it, as the docstring says."""
 
-    feeder = asyncio.ensure_future(arrivals())
-    await asyncio.sleep(0.05)
-    task = asyncio.ensure_future(patient())
-    done, _ = await asyncio.wait({task}, timeout=6.0)  # (its 2 s, and room for a slow host)
-    stop.set()
-    await feeder
-    await asyncio.gather(*callers, return_exceptions=True)
-    assert done, "the patient caller outlived its own timeout"
-    if task.exception() is not None:  # its time ran out behind impatient openers: a timeout
-        assert isinstance(task.exception(), deja.UpstreamTimeoutError)
-    await asyncio.gather(task, return_exceptions=True)
+    async def open_stream() -> AsyncIterator[dict[str, Any]]:
+        async def chunks() -> AsyncIterator[dict[str, Any]]:
+            await asyncio.Event().wait()  # no first chunk, ever
+            yield {}
+
+        return chunks()
+
+    cache = deja.AsyncCache()
+    opener = asyncio.ensure_future(cache.stream(chat_request(), open_stream))
+    await _until(lambda: bool(cache._streams))
+    joiner = cache.stream(chat_request(), open_stream, first_timeout=0.2)
+    with pytest.raises(deja.UpstreamTimeoutError, match="identical streamed call"):
+        await asyncio.wait_for(joiner, 10)  # (a guard: the test fails, not hangs)
+    opener.cancel()
+    await asyncio.gather(opener, return_exceptions=True)

@@ -186,6 +186,7 @@ def test_cache_info_leaves_with_the_response(server: FakeOpenAIServer) -> None:
     from deja import result
 
     client = deja.wrap(sdk(server), cache=deja.Cache())
+    gc.collect()  # (earlier tests' responses held by reference cycles: not this one's)
     before = len(result._INFOS)
     for _ in range(20):
         client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]

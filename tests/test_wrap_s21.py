@@ -4,7 +4,6 @@ without ``httpx`` (openai 3 uses httpx2; httpx is no dependency of deja's nor th
 from __future__ import annotations
 
 import asyncio
-import gc
 import threading
 from collections.abc import Iterator
 
@@ -18,15 +17,6 @@ from tests.helpers import without_packages
 CHAT = "/v1/chat/completions"
 EMBED = "/v1/embeddings"
 MESSAGES = [{"role": "user", "content": "Who are you?"}]
-
-
-@pytest.fixture(autouse=True)
-def _collected() -> Iterator[None]:
-    """Each test's SDK responses are gone when it ends, those held by reference cycles
-    (an exception's traceback holding the frame that holds them) too: test_wrap counts
-    the live ones."""
-    yield
-    gc.collect()
 
 
 @pytest.fixture

@@ -1656,7 +1656,8 @@ def parse_config(
     }
 
     _check_keys(resolved, "", ctx, known=_TOP_KEYS, ignored=_TOP_LITELLM_IGNORED)
-    cooldown: dict[str, Any] = {}
+    cooldown: dict[str, Any] = {}  # ProxySettings' allowed_fails and cooldown_time
+    router_retries: int | None = None
     if "router_settings" in resolved:
         router = _mapping(resolved["router_settings"], "router_settings", ctx)
         if router.get("allowed_fails") is not None:
@@ -1674,7 +1675,7 @@ def parse_config(
                 raise ConfigError("a cooldown cannot be negative", path=sub)
             cooldown["cooldown_time"] = seconds
         if router.get("num_retries") is not None:
-            cooldown["num_retries"] = _int(
+            router_retries = _int(
                 router["num_retries"],
                 "router_settings.num_retries",
                 ctx,
@@ -1687,12 +1688,11 @@ def parse_config(
             ctx.ignored.append(f"router_settings ({', '.join(others)})")
 
     model_list = _model_list(resolved.get("model_list"), ctx)
-    retries = cooldown.pop("num_retries", None)
-    if retries is not None:  # each deployment's max_retries, where it names none
+    if router_retries is not None:  # each deployment's max_retries, where it names none
         model_list = tuple(
             d
             if d.litellm_params.get("max_retries") is not None
-            else replace(d, litellm_params={**d.litellm_params, "max_retries": retries})
+            else replace(d, litellm_params={**d.litellm_params, "max_retries": router_retries})
             for d in model_list
         )
     injection = _injection_points(

@@ -45,23 +45,24 @@ class Admission:
 
 ADMITTED = Admission(True, "ok")
 
-# Provider stop reasons (compared lower-cased) that end an answer normally: a
-# provider_specific_fields.native_finish_reason outside this set keeps the answer out of the
-# cache. Gateways that report the native reason of every answer ("STOP", "end_turn") lose
-# nothing by it.
 # Finish reasons OpenAI-compatible servers give an answer they cut off themselves: DeepSeek's
 # "insufficient_system_resource" (the inference system ran short, the answer is partial),
 # "error" (OpenRouter, a failure mid-answer), "abort" (vLLM, a request aborted). Never
 # stored: each was an answer cut short, served again for its whole TTL.
 _INTERRUPTED_FINISHES: Final = frozenset({"insufficient_system_resource", "error", "abort"})
 
-# When these admission rules (interrupted and abnormal stops, 0.7.0) were in every release:
+# When these admission rules (interrupted and abnormal stops: 0.7.0 as released, 4d44af7;
+# 0.6.0 stored such answers) were in every release:
 # an entry created before it is admitted again when read (older releases stored such
 # answers), one after it was admitted when stored. 2026-11-28T16:00:00Z, 0.8.0. A node of an
 # older release still running in a rolling upgrade stores them after it too: flush them
 # (README, "Upgrading from 0.7.0").
 ADMISSION_RULES_SINCE: Final = 1795881600.0
 
+# Provider stop reasons (compared lower-cased) that end an answer normally: a
+# provider_specific_fields.native_finish_reason outside this set keeps the answer out of the
+# cache. Gateways that report the native reason of every answer ("STOP", "end_turn") lose
+# nothing by it.
 _NORMAL_NATIVE_FINISHES: Final = frozenset(
     {
         "stop",

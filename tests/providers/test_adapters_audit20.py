@@ -37,6 +37,7 @@ from deja.testing import (
     FakeGeminiServer,
     GeminiReply,
 )
+from tests.helpers import aws_chain_env
 
 ANTHROPIC = "anthropic/claude-sonnet-4-5"
 BEDROCK = "bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0"
@@ -146,6 +147,16 @@ def test_a_stop_reason_newer_than_the_adapter_is_stop_and_kept() -> None:
 # -- 2. abnormal Gemini and Bedrock stops -----------------------------------------------------
 
 
+def first_choice(client: deja.Client, body: dict[str, Any], *, stream: bool) -> dict[str, Any]:
+    """The first choice of ``client``'s answer to ``body``, streamed and assembled or not."""
+    if not stream:
+        return dict(client.completion(**body).model_dump()["choices"][0])
+    assembler = StreamAssembler()
+    for chunk in client.completion(stream=True, **body):
+        assembler.add(chunk.model_dump())
+    return dict(assembler.response()["choices"][0])
+
+
 @pytest.mark.parametrize(
     ("reason", "finish"),
     [
@@ -165,13 +176,7 @@ def test_abnormal_gemini_stops_map_to_openai_and_are_not_stored(
         body = {"model": GEMINI, "messages": ask(reason)}
         for _ in range(2):
             server.queue_reply(GeminiReply("partial", finish_reason=reason))
-            if stream:
-                assembler = StreamAssembler()
-                for chunk in c.completion(stream=True, **body):
-                    assembler.add(chunk.model_dump())
-                choice = assembler.response()["choices"][0]
-            else:
-                choice = c.completion(**body).model_dump()["choices"][0]
+            choice = first_choice(c, body, stream=stream)
             assert choice["finish_reason"] == finish
             fields = choice["message"]["provider_specific_fields"]
             assert fields == {"native_finish_reason": reason}
@@ -191,15 +196,7 @@ def test_a_normal_gemini_stop_carries_no_provider_fields() -> None:
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBedrockServer]:
     pytest.importorskip("botocore")
     with FakeBedrockServer(credentials=CREDS, region="us-east-1") as server:
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", CREDS.access_key)
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CREDS.secret_key)
-        for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_BEARER_TOKEN_BEDROCK"):
-            monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("AWS_REGION", "us-east-1")
-        monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", server.url)
-        monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-        monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        aws_chain_env(monkeypatch, CREDS, "us-east-1", server.url)
         yield server
 
 
@@ -212,13 +209,7 @@ def test_abnormal_bedrock_stops_map_to_stop_and_are_not_stored(
     body = {"model": BEDROCK, "messages": ask(reason)}
     for _ in range(2):
         aws_env.queue_reply(BedrockReply("partial", stop_reason=reason))
-        if stream:
-            assembler = StreamAssembler()
-            for chunk in c.completion(stream=True, **body):
-                assembler.add(chunk.model_dump())
-            choice = assembler.response()["choices"][0]
-        else:
-            choice = c.completion(**body).model_dump()["choices"][0]
+        choice = first_choice(c, body, stream=stream)
         assert choice["finish_reason"] == "stop"
         assert choice["message"]["provider_specific_fields"] == {"native_finish_reason": reason}
     assert len(aws_env.requests) == 2

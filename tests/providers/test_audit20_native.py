@@ -32,6 +32,7 @@ from deja.providers.planner import (
     plan_breakpoints,
 )
 from deja.testing import FakeAnthropicServer, FakeBedrockServer
+from tests.helpers import aws_chain_env
 
 ANTHROPIC = "anthropic/claude-sonnet-4-5"
 BEDROCK = "bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0"
@@ -296,15 +297,7 @@ def test_an_english_prompt_just_below_the_minimum_is_still_skipped() -> None:
 @pytest.fixture
 def bedrock_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBedrockServer]:
     with FakeBedrockServer(credentials=CREDS, region="eu-west-1") as server:
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", CREDS.access_key)
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CREDS.secret_key)
-        for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_BEARER_TOKEN_BEDROCK"):
-            monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("AWS_REGION", "eu-west-1")
-        monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", server.url)
-        monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-        monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        aws_chain_env(monkeypatch, CREDS, "eu-west-1", server.url)
         yield server
 
 

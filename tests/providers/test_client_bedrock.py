@@ -11,6 +11,7 @@ import deja
 from deja.errors import ConfigError, RateLimitError, ServerError, UpstreamConnectionError
 from deja.providers.bedrock import AwsCredentials
 from deja.testing import BedrockReply, FakeBedrockServer
+from tests.helpers import aws_chain_env
 
 pytest.importorskip("botocore")
 
@@ -29,16 +30,7 @@ def server() -> Iterator[FakeBedrockServer]:
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch, server: FakeBedrockServer) -> None:
     """The AWS chain as a deployment has it: keys, region and endpoint in the environment."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", CREDS.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CREDS.secret_key)
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.delenv("AWS_BEARER_TOKEN_BEDROCK", raising=False)  # it would replace SigV4
-    monkeypatch.setenv("AWS_REGION", "eu-west-1")
-    monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", server.url)
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    aws_chain_env(monkeypatch, CREDS, "eu-west-1", server.url)
 
 
 def messages(question: str) -> list[dict[str, Any]]:

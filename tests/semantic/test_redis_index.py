@@ -213,14 +213,15 @@ def test_a_document_gone_between_match_and_load_is_left_out() -> None:
     from deja.semantic.redis_index import _rows_of
 
     resp2 = [2, b"p:1", None, b"p:2", [b"scope", b"s", b"vec", b"\x00"]]
-    assert _rows_of(resp2) == [("p:2", {"scope": "s", "vec": b"\x00"})]
+    # (the values as the server returned them: _neighbor decodes what it uses)
+    assert _rows_of(resp2) == [(b"p:2", {"scope": b"s", "vec": b"\x00"})]
     resp3 = {
         b"results": [
             {b"id": b"p:1", b"extra_attributes": None},
             {b"id": b"p:2", b"extra_attributes": {b"scope": b"s"}},
         ]
     }
-    assert _rows_of(resp3) == [("p:2", {"scope": "s"})]
+    assert _rows_of(resp3) == [(b"p:2", {"scope": b"s"})]
 
 
 def test_searches_while_entries_expire_never_fail(server: Any) -> None:

@@ -78,3 +78,27 @@ async def proxy(
 ) -> AsyncIterator[httpx2.AsyncClient]:
     async with make_proxy(proxy_config(upstream)) as client:
         yield client
+
+
+def two_deployments(
+    first_base: str, second: FakeOpenAIServer, **first_params: Any
+) -> dict[str, Any]:
+    """:func:`proxy_config` of ``second`` with gpt-4o on two deployments: at
+    ``first_base`` (with ``first_params``), tried first, then on ``second`` (else the two
+    are shuffled)."""
+    config = proxy_config(second)
+    deployments = [
+        {
+            "model_name": "gpt-4o",
+            "litellm_params": {
+                "model": "openai/gpt-4o",
+                "api_base": base,
+                "api_key": "sk-up",
+                "order": order,
+                **(first_params if order == 1 else {}),
+            },
+        }
+        for order, base in ((1, first_base), (2, second.base_url))
+    ]
+    config["model_list"] = [*deployments, *config["model_list"][1:]]
+    return config

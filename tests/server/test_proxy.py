@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from deja.testing import FakeOpenAIServer, Reply
-from tests.server.conftest import MASTER, TEAM_A, TEAM_B, proxy_config
+from tests.server.conftest import MASTER, TEAM_A, TEAM_B, proxy_config, two_deployments
 
 CHAT = "/v1/chat/completions"
 BODY = {
@@ -129,23 +129,11 @@ async def test_upstream_errors_pass_through_and_are_not_cached(
     assert ok.status_code == 200 and ok.headers["x-deja-cache"] == "miss"
 
 
-def _with_backup(
-    upstream: FakeOpenAIServer, backup: FakeOpenAIServer, **first: Any
-) -> dict[str, Any]:
-    """gpt-4o on ``upstream`` (with the ``first`` parameters), tried first, then on
-    ``backup`` (else the two are shuffled)."""
-    config = proxy_config(upstream)
-    config["model_list"][0]["litellm_params"].update(order=1, **first)
-    backup_params = {"model": "openai/gpt-4o", "api_base": backup.base_url, "order": 2}
-    config["model_list"].insert(1, {"model_name": "gpt-4o", "litellm_params": backup_params})
-    return config
-
-
 async def test_failover_to_the_next_deployment(
     upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient]
 ) -> None:
     with FakeOpenAIServer() as backup:
-        async with make_proxy(_with_backup(upstream, backup)) as proxy:
+        async with make_proxy(two_deployments(upstream.base_url, backup)) as proxy:
             upstream.fail_next(503)
             response = await proxy.post(CHAT, json=BODY)
             assert response.status_code == 200
@@ -159,7 +147,7 @@ async def test_a_deployment_whose_key_is_refused_fails_over_without_retries(
     (403): the next deployment of the name has its own, and answers (the caller got a 502
     while it went untried). Calling the refused one again is pointless: no retry."""
     with FakeOpenAIServer() as backup:
-        async with make_proxy(_with_backup(upstream, backup, max_retries=2)) as proxy:
+        async with make_proxy(two_deployments(upstream.base_url, backup, max_retries=2)) as proxy:
             for n, status in enumerate((401, 403), start=1):
                 upstream.fail_next(status)
                 asked = {**BODY, "messages": [{"role": "user", "content": f"refused {status}"}]}

@@ -13,7 +13,7 @@ import pytest
 
 from deja._upstream import asked_delay
 from deja.testing import FakeOpenAIServer
-from tests.server.conftest import proxy_config
+from tests.server.conftest import proxy_config, two_deployments
 
 CHAT = "/v1/chat/completions"
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Capital of Peru?"}]}
@@ -23,25 +23,6 @@ BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Capital of 
 def second() -> Iterator[FakeOpenAIServer]:
     with FakeOpenAIServer() as server:
         yield server
-
-
-def _two_deployments(second: FakeOpenAIServer, first_base: str) -> dict[str, Any]:
-    """gpt-4o at ``first_base`` (tried first) and at ``second``."""
-    second_base = second.base_url
-    config = proxy_config(second)
-    config["model_list"] = [
-        {
-            "model_name": "gpt-4o",
-            "litellm_params": {
-                "model": "openai/gpt-4o",
-                "api_base": base,
-                "api_key": "sk-up",
-                "order": order,
-            },
-        }
-        for order, base in ((1, first_base), (2, second_base))
-    ]
-    return config
 
 
 @pytest.mark.parametrize("value", ["soon", "inf", "1e400", "nan", "Wed, 99 Foo 2026"])
@@ -60,7 +41,7 @@ async def test_a_429_with_a_garbled_retry_after_fails_over(
     """It was a 500 "internal error: ValueError" (inf: an OverflowError out of the app),
     and the healthy deployment was never tried."""
     upstream.fail_next(429, headers={"retry-after": value}, times=5)
-    async with make_proxy(_two_deployments(second, upstream.base_url)) as proxy:
+    async with make_proxy(two_deployments(upstream.base_url, second)) as proxy:
         answer = await proxy.post(CHAT, json=BODY)
     assert answer.status_code == 200, answer.text
     assert second.count("/v1/chat/completions") == 1
@@ -90,7 +71,7 @@ async def test_a_200_that_is_no_answer_fails_over(
 
         threading.Thread(target=html.serve_forever, daemon=True).start()
         base = f"http://127.0.0.1:{html.server_address[1]}/v1"
-        async with make_proxy(_two_deployments(second, base)) as proxy:
+        async with make_proxy(two_deployments(base, second)) as proxy:
             answers = [await proxy.post(CHAT, json={**BODY, "seed": n}) for n in range(3)]
         html.shutdown()
     assert [a.status_code for a in answers] == [200, 200, 200]
@@ -151,7 +132,7 @@ async def test_a_200_carrying_an_error_is_that_error_and_fails_over(
 ) -> None:
     """It was served as a 200 answer with no choices (and so to every later caller)."""
     upstream.fail_next(200, body=ERROR_200, times=5)
-    async with make_proxy(_two_deployments(second, upstream.base_url)) as proxy:
+    async with make_proxy(two_deployments(upstream.base_url, second)) as proxy:
         answer = await proxy.post(CHAT, json=BODY)
     assert answer.status_code == 200 and answer.json()["choices"]
     assert second.count("/v1/chat/completions") == 1
@@ -198,7 +179,7 @@ async def test_a_deployment_failing_in_a_row_is_tried_after_the_others_for_a_whi
     """A failing first deployment was tried by every request (a hung one cost each its
     full timeout) before the next answered: LiteLLM's router cools it down."""
     upstream.fail_next(503, times=100)
-    config = _two_deployments(second, upstream.base_url)
+    config = two_deployments(upstream.base_url, second)
     config["router_settings"] = {"allowed_fails": 2, "cooldown_time": 60}
     async with make_proxy(config) as proxy:
         for n in range(5):
@@ -208,6 +189,24 @@ async def test_a_deployment_failing_in_a_row_is_tried_after_the_others_for_a_whi
     assert second.count("/v1/chat/completions") == 5
 
 
+async def test_failures_not_in_a_row_never_cool_a_deployment_down(
+    upstream: FakeOpenAIServer,
+    second: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+) -> None:
+    """An answer between two failures starts the count again: two failures, not in a
+    row, of a deployment allowed two leave it tried first."""
+    config = two_deployments(upstream.base_url, second)
+    config["router_settings"] = {"allowed_fails": 2, "cooldown_time": 60}
+    async with make_proxy(config) as proxy:
+        for n in range(4):
+            if n in (0, 2):
+                upstream.fail_next(503)
+            answer = await proxy.post(CHAT, json={**BODY, "seed": n})
+            assert answer.status_code == 200
+    assert upstream.count("/v1/chat/completions") == 4  # tried first every time
+
+
 async def test_deployments_all_cooling_down_are_all_tried(
     upstream: FakeOpenAIServer,
     second: FakeOpenAIServer,
@@ -215,7 +214,7 @@ async def test_deployments_all_cooling_down_are_all_tried(
 ) -> None:
     upstream.fail_next(503, times=100)
     second.fail_next(503, times=2)
-    config = _two_deployments(second, upstream.base_url)
+    config = two_deployments(upstream.base_url, second)
     config["router_settings"] = {"allowed_fails": 1, "cooldown_time": 60}
     async with make_proxy(config) as proxy:
         first = await proxy.post(CHAT, json={**BODY, "seed": 1})

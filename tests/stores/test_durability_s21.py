@@ -230,6 +230,19 @@ def bound_by_permissions() -> dict[str, Any]:
     return {"preexec_fn": drop}
 
 
+def reader_process(script: str, directory: Path) -> subprocess.Popen[str]:
+    """``script`` run on ``directory`` by a process its permission bits bind (pipes to
+    its stdin, stdout and stderr, as text)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", script, str(directory)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **bound_by_permissions(),
+    )
+
+
 def chmod_tree(top: Path, *, directories: int, files: int) -> None:
     for root, dirs, names in os.walk(top):
         for name in names:
@@ -251,14 +264,7 @@ def test_disk_store_that_cannot_be_written_is_still_read(tmp_path: Path, read_on
         chmod_tree(directory, directories=0o555, files=0o444)
     else:  # the database files alone: SQLite can make its -shm file, not write the database
         chmod_tree(directory, directories=0o777, files=0o444)
-    reader = subprocess.Popen(
-        [sys.executable, "-c", READER, str(directory)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **bound_by_permissions(),
-    )
+    reader = reader_process(READER, directory)
     try:
         assert reader.stdout is not None
         line = reader.stdout.readline()
@@ -306,14 +312,7 @@ def test_a_read_only_view_sees_what_another_process_writes(tmp_path: Path) -> No
     store.tag("t", ["k"], None)
     store.close()
     chmod_tree(directory, directories=0o555, files=0o444)  # read-only to the reader
-    reader = subprocess.Popen(
-        [sys.executable, "-c", WATCHER, str(directory)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **bound_by_permissions(),
-    )
+    reader = reader_process(WATCHER, directory)
     try:
         assert reader.stdin is not None and reader.stdout is not None
 

@@ -1006,10 +1006,8 @@ class Cache:
                 )
                 result.prefetch()
                 return result
-            wait = None
-            left = seconds_left(deadline)
-            if timeout is not None:  # (then so is the deadline)
-                wait = (timeout if left is None else left, timeout)
+            # (its first chunk within what is left of first_wait; each next within timeout)
+            wait = None if deadline is None else (seconds_left(deadline), timeout)
             gave_up = None if wait is None else functools.partial(self._gave_up, broadcast, info)
             result = CachedStream(
                 info,

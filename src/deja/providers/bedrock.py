@@ -760,7 +760,7 @@ class BedrockProvider:
         max_tokens = planned.get("max_completion_tokens")
         if max_tokens is None:
             max_tokens = planned.get("max_tokens")
-        thinking = _thinking(planned, claude, warnings)
+        thinking = _thinking(planned, claude, max_tokens, warnings)
         if thinking is not None:
             extra["thinking"] = thinking
             if max_tokens is None:
@@ -1507,9 +1507,10 @@ def _tool_config(body: Mapping[str, Any], warnings: list[str]) -> dict[str, Any]
     return config
 
 
-def _thinking(body: Mapping[str, Any], claude: bool, warnings: list[str]) -> Any:
+def _thinking(body: Mapping[str, Any], claude: bool, max_tokens: Any, warnings: list[str]) -> Any:
     """The Claude ``thinking`` field from ``thinking`` or ``reasoning_effort``, if any
-    (the Anthropic adapter's budgets, fitted under the caller's limit the same way)."""
+    (the Anthropic adapter's budgets, fitted under the caller's limit, ``max_tokens``,
+    the same way)."""
     thinking = body.get("thinking")
     effort = body.get("reasoning_effort")
     if thinking is None and (effort is None or effort == "none"):
@@ -1519,9 +1520,6 @@ def _thinking(body: Mapping[str, Any], claude: bool, warnings: list[str]) -> Any
         warnings.append(f"{source} is sent to Claude models only on Bedrock: not sent")
         return None
     if thinking is None:
-        max_tokens = body.get("max_completion_tokens")
-        if max_tokens is None:
-            max_tokens = body.get("max_tokens")
         thinking = effort_thinking(effort, max_tokens)
     return thinking
 

@@ -51,6 +51,7 @@ from deja.semantic.decision import (
     Decision,
     PreparedText,
     decide,
+    prepare,
     word_similarity_for,
 )
 from deja.semantic.guards import GuardSettings, spelling
@@ -564,9 +565,8 @@ class SemanticCache:
         self.index.add(key, vector, scope=q.scope, expires=expires, payload=q.text)
         # worked out now (a miss, about to wait for the model anyway), not on the first
         # check that meets it
-        prepared = self._prepared(_tenant_of(q), q.text)
-        _ = prepared.signature, prepared.features
-        self._keep(_tenant_of(q), prepared)
+        tenant = _tenant_of(q)
+        self._keep(tenant, prepare(self._prepared(tenant, q.text)))
 
     def _prepared(self, scope: str, text: str) -> PreparedText:
         """What deciding on ``text`` needs, as kept for the tenant ``scope``

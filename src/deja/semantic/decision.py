@@ -273,7 +273,7 @@ def clears(similarity: float, threshold: float, *, same_words: bool = False) -> 
     return similarity >= threshold
 
 
-def prepare(text: str) -> PreparedText:
+def prepare(text: str | PreparedText) -> PreparedText:
     """Work out now what deciding on ``text`` needs later: its guard signature and its
     verifier text features, in a :class:`PreparedText` to keep and pass to :func:`decide`.
 
@@ -281,6 +281,6 @@ def prepare(text: str) -> PreparedText:
     stored (a miss, about to wait for the model anyway) spares that cost (~0.3 ms for a
     one-line prompt) on the first check that meets it.
     """
-    prepared = PreparedText(text)
+    prepared = text if isinstance(text, PreparedText) else PreparedText(text)
     _ = prepared.signature, prepared.features
     return prepared

@@ -146,6 +146,7 @@ _COPY_ROWS = 4096
 # entries a merge inserts per hold of the index lock (an i8 graph insert takes ~1 ms), and
 # compares with its own per hold
 _MERGE_BATCH = 16
+_MERGE_COMPARE = 4096
 # Graphs built in the background, and the signal that stops them at the interpreter's exit:
 # a build thread that came back from usearch's C++ while the interpreter was finalizing
 # aborted the process ("terminate called without an active exception", exit 134: half the
@@ -173,7 +174,6 @@ def _stop_builds() -> None:
 
 
 atexit.register(_stop_builds)
-_MERGE_COMPARE = 4096
 
 
 class Neighbor(NamedTuple):
@@ -279,9 +279,7 @@ def _finite(values: Any) -> None:
             if math.isfinite(float(rows @ rows)):
                 return
         raise ValueError("the vector holds NaN or infinite values (or values too large)")
-    if not np.isfinite(rows).all() or (
-        rows.ndim in (1, 2) and rows.size and _unusable_rows(rows.reshape(-1, rows.shape[-1]))
-    ):
+    if rows.size and _unusable_rows(rows.reshape(-1, rows.shape[-1])):
         raise ValueError("the vector holds NaN or infinite values (or values too large)")
 
 
@@ -914,15 +912,8 @@ class InProcessIndex:
             try:
                 for item in manifest["scopes"]:
                     ids: list[str] = item["ids"]
-                    try:
-                        matrix = _open_rows(root, item, self._dim)
-                    except _Damaged as exc:
-                        dropped.append(exc)
-                        continue
-                    except FileNotFoundError as exc:
-                        if _stat(root) != stat:
-                            raise  # a newer base replaced the one read: read that one
-                        dropped.append(_Damaged(exc.filename or item["vectors"], "is missing"))
+                    matrix = _rows_kept(root, item, self._dim, stat, dropped)
+                    if matrix is None:
                         continue
                     s = _Scope(dim=self._dim, ids=list(ids), owned=False, matrix=matrix)
                     s.row_of = {id: row for row, id in enumerate(ids)}
@@ -1855,17 +1846,10 @@ class _BaseFiles:
         kept: list[dict[str, Any]] = []
         dropped: list[_Damaged] = []
         for item in manifest["scopes"]:
-            try:
-                self._mapped[item["vectors"]] = _open_rows(self.root, item, self.dim)
-            except _Damaged as exc:
-                dropped.append(exc)
-                continue
-            except FileNotFoundError as exc:
-                if _stat(self.root) != stat:
-                    raise
-                dropped.append(_Damaged(exc.filename or item["vectors"], "is missing"))
-                continue
-            kept.append(item)
+            matrix = _rows_kept(self.root, item, self.dim, stat, dropped)
+            if matrix is not None:
+                self._mapped[item["vectors"]] = matrix
+                kept.append(item)
         manifest["scopes"] = kept
         _left_out(self.root, dropped)
         return dropped
@@ -2082,6 +2066,27 @@ def _open_rows(root: Path, item: dict[str, Any], dim: int) -> Any:
     if bad:
         raise _Damaged(path, f"holds {bad} row(s) with NaN, infinite or too large values")
     return matrix
+
+
+def _rows_kept(
+    root: Path,
+    item: dict[str, Any],
+    dim: int,
+    stat: tuple[int, int, int] | None,
+    dropped: list[_Damaged],
+) -> Any:
+    """:func:`_open_rows` of the base in ``root`` (its manifest's ``stat``), or ``None``
+    with the reason added to ``dropped`` when the file is damaged or missing;
+    ``FileNotFoundError`` when it is gone because a newer base replaced this one."""
+    try:
+        return _open_rows(root, item, dim)
+    except _Damaged as exc:
+        dropped.append(exc)
+    except FileNotFoundError as exc:
+        if _stat(root) != stat:
+            raise  # a newer base replaced the one read: read that one
+        dropped.append(_Damaged(exc.filename or item["vectors"], "is missing"))
+    return None
 
 
 def _scan_rows(path: Path, matrix: Any, *, checksum: bool) -> tuple[int | None, int]:

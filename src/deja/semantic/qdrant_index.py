@@ -634,24 +634,18 @@ class QdrantIndex:
         """
         client, models = self._op()
         pid = point_id(id)
-        wanted = ["id", "strikes", "strike_rev", "strike_log"]
+        wanted = ["id", "scope", "strikes", "expires", "added", "strike_rev", "strike_log"]
         with self._read_write_lock, self._calls():
             for attempt in range(_STRIKE_ATTEMPTS):
                 found = client.retrieve(self.collection, ids=[pid], with_payload=wanted)
                 if not found:
                     return None
                 payload = found[0].payload or {}
-                strikes = payload.get("strikes", 0)
-                strikes = 0 if strikes is None else strikes
-                if (
-                    payload.get("id") != id
-                    or isinstance(strikes, bool)
-                    or not isinstance(strikes, int)
-                    or strikes < 0
-                ):  # no deja entry (see _parse): searches skip it too
+                entry = _parse(payload)
+                if entry is None or entry.id != id:  # no deja entry: searches skip it too
                     self._skip(found[0])
                     return None
-                count = max(0, strikes + int(delta))
+                count = max(0, entry.strikes + int(delta))
                 seen = payload.get("strike_rev")
                 revision = uuid.uuid4().hex
                 done = payload.get("strike_log")

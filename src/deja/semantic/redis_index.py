@@ -88,8 +88,6 @@ _MAX_PASSES = 8  # remove_scope passes (each re-reads the scope) before it retur
 _MAX_FETCH = 10_000
 _QUERY_TIMEOUT_SHARE = 1.5  # the server's timeout of one search, as a share of op_timeout
 _FIELDS = ("dist", "payload", "expires", "strikes")
-# FT.SEARCH fields returned as bytes, not decoded (the float32 vector)
-_BINARY = frozenset({"vec"})
 # add delta to an existing entry's strikes, never below 0; -1 when there is no entry
 _STRIKE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
@@ -170,14 +168,12 @@ def _db_of(url: str, client: Any) -> int | None:
         pool = getattr(client, "connection_pool", None)
         value: Any = getattr(pool, "connection_kwargs", {}).get("db", 0)
     else:
-        parts = urlsplit(url)
-        given = parse_qs(parts.query).get("db")
-        if given:
-            value = given[0]
-        elif parts.scheme.lower() != "unix" and parts.path.strip("/"):
-            value = parts.path.strip("/")
-        else:
-            value = 0
+        from redis.connection import parse_url  # (what from_url reads the URL with)
+
+        try:
+            value = parse_url(url).get("db", 0)  # type: ignore[no-untyped-call]
+        except ValueError:
+            return None  # not a URL redis-py reads (a cluster's): it says so itself
     try:
         return int(value)
     except (TypeError, ValueError):
@@ -718,11 +714,8 @@ class RedisVectorIndex:
     ) -> Neighbor | None:
         """One row of a search (``None`` when expired by this index's clock); raises
         :class:`_DamagedRow` when a field does not parse."""
-        if with_vectors and not isinstance(fields.get("vec"), bytes):
-            # a client built with decode_responses=True would have mangled the float32 bytes
-            self._unblob(fields.get("vec"))  # raises the StoreError saying so
         try:
-            name = key.decode() if isinstance(key, bytes) else str(key)
+            name = _strict(key) or ""
             stamp = _strict(fields.get("expires"))
             if stamp and float(stamp) <= now:
                 return None
@@ -735,7 +728,7 @@ class RedisVectorIndex:
                 self._unblob(fields.get("vec")) if with_vectors else None,
                 int(strikes),
             )
-        except (ValueError, StoreError) as exc:  # UnicodeDecodeError is a ValueError
+        except ValueError as exc:  # UnicodeDecodeError is a ValueError
             raise _DamagedRow(str(exc)) from exc
 
     def _skip(self, key: Any, exc: Exception) -> None:
@@ -774,15 +767,13 @@ class RedisVectorIndex:
             )
         vec = np.frombuffer(blob, dtype="<f4").astype(np.float32)
         if vec.shape[0] != self._dim:
-            raise StoreError(f"a stored vector has {vec.shape[0]} dimensions, not {self._dim}")
+            raise _DamagedRow(f"a stored vector has {vec.shape[0]} dimensions, not {self._dim}")
         # handed to the verifier as a unit vector: RediSearch scores a foreign or damaged one
         # by its direction (a cosine of 1.0 for huge values), the verifier by its values
         with np.errstate(over="ignore", invalid="ignore"):
             square = float(vec @ vec)
         if not (math.isfinite(square) and square > 0):
-            raise StoreError(
-                "a stored vector is zero, or holds NaN, infinite or overflowing values"
-            )
+            raise _DamagedRow("a stored vector is zero, or holds NaN, infinite or huge values")
         return vec if abs(square - 1.0) < 1e-3 else vec / np.float32(math.sqrt(square))
 
 
@@ -872,20 +863,6 @@ def _strict(value: Any) -> str | None:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _field(name: str, value: Any) -> Any:
-    return value if name in _BINARY else _decoded(value)
-
-
-def _decoded(value: Any) -> Any:
-    """``value`` as text, or as returned when it is not UTF-8 (the caller skips the row)."""
-    if isinstance(value, bytes):
-        try:
-            return value.decode()
-        except UnicodeDecodeError:
-            return value
-    return value
-
-
 def _rows_of(reply: Any) -> list[tuple[Any, dict[str, Any]]]:
     """``(key, fields)`` of an FT.SEARCH reply (RESP2 or RESP3), in order; the key and
     every field as text but the binary ones (:data:`_BINARY`), and any that is not UTF-8
@@ -899,16 +876,13 @@ def _rows_of(reply: Any) -> list[tuple[Any, dict[str, Any]]]:
             attrs = result.get(b"extra_attributes", result.get("extra_attributes"))
             if not attrs:
                 continue
-            fields = {_text(k): _field(_text(k), v) for k, v in attrs.items()}
-            rows.append((_decoded(key), fields))
+            rows.append((key, {_text(k): v for k, v in attrs.items()}))
         return rows
     items = list(reply[1:])
     for i in range(0, len(items) - 1, 2):
         if not items[i + 1]:
             continue
         flat = list(items[i + 1])
-        fields = {
-            _text(flat[j]): _field(_text(flat[j]), flat[j + 1]) for j in range(0, len(flat) - 1, 2)
-        }
-        rows.append((_decoded(items[i]), fields))
+        fields = {_text(flat[j]): flat[j + 1] for j in range(0, len(flat) - 1, 2)}
+        rows.append((items[i], fields))
     return rows

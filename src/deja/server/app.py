@@ -860,13 +860,11 @@ class ProxyApp:
     async def _json_body(self, scope: Scope, receive: Receive) -> dict[str, Any]:
         return (await self._sized_json_body(scope, receive))[0]
 
-    async def _sized_json_body(self, scope: Scope, receive: Receive) -> tuple[dict[str, Any], bool]:
-        """The body's JSON object, and whether the body is large (:data:`_LARGE_BODY`: its
+    async def _sized_json_body(self, scope: Scope, receive: Receive) -> tuple[dict[str, Any], int]:
+        """The body's JSON object, and its size in bytes (from :data:`_LARGE_BODY` on, its
         request's Python work is done in a thread, not on the event loop)."""
         raw = await read_body(scope, receive, self._max_body, self._body_timeout)
-        if len(raw) < _LARGE_BODY:
-            return _json_object(raw), False
-        return await asyncio.to_thread(_json_object, raw), True
+        return await off_loop(lambda: _json_object(raw), len(raw), threshold=_LARGE_BODY), len(raw)
 
     def _route(self, body: Mapping[str, Any], caller: Caller) -> Route:
         model = body.get("model")
@@ -1109,7 +1107,8 @@ class ProxyApp:
         self, scope: Scope, receive: Receive, send: Send, *, kind: str, path: str
     ) -> None:
         caller = self._caller(scope)
-        body, large = await self._sized_json_body(scope, receive)
+        body, size = await self._sized_json_body(scope, receive)
+        large = size >= _LARGE_BODY
         route = self._route(body, caller)
         ctl = self._controls(scope, body)
         if kind in self._uncached_kinds:
@@ -1139,7 +1138,7 @@ class ProxyApp:
 
             # each of these walks the whole body in Python (a 10 MiB body of tiny JSON
             # nodes: seconds): in a thread for a large one, every other request waiting else
-            request = await asyncio.to_thread(keyed) if large else keyed()
+            request = await off_loop(keyed, size, threshold=_LARGE_BODY)
             stream = bool(body.get("stream"))
             if stream:
                 await self._stream(

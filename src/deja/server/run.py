@@ -29,6 +29,7 @@ import logging
 import math
 import os
 import sys
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,9 @@ def _bounded_protocol() -> type[asyncio.Protocol]:
     delimited by the connection's close, not in chunks it cannot read."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+    # (set by serve() from the validated configuration, before the workers start)
+    head_seconds = float(os.environ.get(HEADER_TIMEOUT_ENV) or DEFAULT_REQUEST_HEADER_TIMEOUT)
+
     class CloseDelimitedCycle(RequestResponseCycle):
         """uvicorn's request-response exchange for an HTTP/1.0 request.
 
@@ -122,18 +126,22 @@ def _bounded_protocol() -> type[asyncio.Protocol]:
         # connection is made (a client may send nothing) and at a request's first byte,
         # an empty line before it included (between requests uvicorn's timeout_keep_alive
         # closes an idle connection, but it stops at any byte: the parser skips empty lines)
+        # One timer a connection, not one a request (a call_later and its cancel cost
+        # ~3.5 us of every keep-alive hit): when it fires early for a head begun since, it
+        # is set again for that one's time.
         _head_timer: asyncio.TimerHandle | None = None
-        _head_seconds = DEFAULT_REQUEST_HEADER_TIMEOUT
+        _head_since: float | None = None  # when the head waited for began (None: none)
+        _head_seconds = head_seconds
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            seconds = os.environ.get(HEADER_TIMEOUT_ENV)
-            if seconds:  # (set by serve(), from the validated configuration)
-                self._head_seconds = float(seconds)
             self._arm_head_timer()
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm_head_timer()
+            self._head_since = None
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
             super().connection_lost(exc)
 
         # a head that ended past the bound in the read that completed it: not run, refused
@@ -182,45 +190,53 @@ def _bounded_protocol() -> type[asyncio.Protocol]:
         def _refuse(self) -> None:
             if self._in_head and (self.cycle is None or self.cycle.response_complete):
                 # (a response under way on this connection cannot be cut into: only closed)
-                body = error_body(
+                self._answer_and_close(
                     431,
                     f"request line and headers larger than {MAX_HEAD_BYTES} bytes",
-                    code="request_headers_too_large",
+                    "request_headers_too_large",
                 )
-                self.transport.write(
-                    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-                    b"content-type: application/json\r\n"
-                    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
-                )
-            self.transport.close()
+            else:
+                self.transport.close()
 
         def _arm_head_timer(self) -> None:
+            if self._head_since is not None:
+                return
+            loop = asyncio.get_running_loop()
+            self._head_since = loop.time()
             if self._head_timer is None:
-                loop = asyncio.get_running_loop()
-                self._head_timer = loop.call_later(self._head_seconds, self._head_timed_out)
+                due = self._head_since + self._head_seconds
+                self._head_timer = loop.call_at(due, self._head_timed_out)
 
         def _disarm_head_timer(self) -> None:
-            if self._head_timer is not None:
-                self._head_timer.cancel()
-                self._head_timer = None
+            self._head_since = None  # (the timer stays: see _head_timer)
 
         def _head_timed_out(self) -> None:
             self._head_timer = None
-            if self.transport.is_closing():
+            since = self._head_since
+            if since is None or self.transport.is_closing():
+                return
+            loop = asyncio.get_running_loop()
+            if loop.time() < since + self._head_seconds:  # a head begun after it was set
+                self._head_timer = loop.call_at(since + self._head_seconds, self._head_timed_out)
                 return
             if self.cycle is not None and not self.cycle.response_complete:
                 # the previous request's answer (the head is a pipelined one's) is not cut:
                 # the connection is closed at its end
                 self.cycle.keep_alive = False
                 return
-            body = error_body(
+            self._answer_and_close(
                 408,
                 f"request line and headers not received within {self._head_seconds:g} s",
-                code="request_timeout",
+                "request_timeout",
             )
+
+        def _answer_and_close(self, status: int, message: str, code: str) -> None:
+            """Answer ``status`` (deja's error body) to a request never run, and close."""
+            body = error_body(status, message, code=code)
             self.transport.write(
-                b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-                b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+                b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+                % (status, HTTPStatus(status).phrase.encode(), len(body), body)
             )
             self.transport.close()
 

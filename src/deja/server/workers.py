@@ -53,9 +53,16 @@ def _forget_dead_workers() -> None:
     if not directory:
         return
     for path in Path(directory).glob("gauge_live*_*.db"):
-        pid = path.stem.rpartition("_")[2]
-        if pid.isdigit() and not _alive(int(pid)):
-            mark_process_dead(int(pid), directory)  # type: ignore[no-untyped-call]
+        pid = _writer(path)
+        if pid is not None and not _alive(pid):
+            mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+
+
+def _writer(path: Path) -> int | None:
+    """The pid of the process that writes the metrics file ``path`` (its name's last
+    part: ``counter_1234.db``), if it has one."""
+    pid = path.stem.rpartition("_")[2]
+    return int(pid) if pid.isdigit() else None
 
 
 def _alive(pid: int) -> bool:
@@ -80,9 +87,9 @@ def clear_directory(directory: str) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
         for stale in path.glob("*.db"):
-            pid = stale.stem.rpartition("_")[2]
-            if pid.isdigit() and _alive(int(pid)):
-                live.add(int(pid))
+            pid = _writer(stale)
+            if pid is not None and _alive(pid):
+                live.add(pid)
                 continue
             stale.unlink(missing_ok=True)
     except OSError as exc:  # a start-up problem: one line, as for the configuration's
