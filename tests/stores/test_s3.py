@@ -345,13 +345,11 @@ def test_get_many_fetches_concurrently_in_order(
     recording = RecordingClient(server.client(max_pool_connections=32), delay=0.1)
     reader = make(bucket=bucket, client=recording)
     wanted = [*reversed(keys), "key-0"]
-    started = time.monotonic()
     got = reader.get_many(wanted)
-    elapsed = time.monotonic() - started
     assert got == [k.encode() if int(k.split("-")[1]) % 2 == 0 else None for k in wanted]
     assert recording.gets == 50, "a repeated key is fetched once"
-    assert recording.most_in_flight > 4
-    assert elapsed < 50 * 0.1 / 2, "one request at a time would take 5 s"
+    # (counted, not timed: each GET is held 0.1 s, so requests sent together overlap)
+    assert recording.most_in_flight > 4, "one request at a time"
     recording.inner.close()
 
 
