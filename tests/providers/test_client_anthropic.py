@@ -153,9 +153,6 @@ def test_anthropic_errors_are_typed(server: FakeAnthropicServer) -> None:
 def test_what_the_adapter_cannot_do_is_logged_once(
     server: FakeAnthropicServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from deja import _upstream
-
-    _upstream._warned.clear()
     c = client(server)
     short = [{"role": "user", "content": "Hi"}]
     with caplog.at_level("WARNING", logger="deja"):
