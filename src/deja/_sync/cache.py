@@ -31,6 +31,7 @@ import orjson
 from deja import _aio
 from deja._embedding_items import batch_lock_name
 from deja._forks import renew_in_child
+from deja._invalidations import Invalidations
 from deja._lock_keeper import LockKeeper
 from deja._sync.singleflight import SingleFlight, WaitExpired, allows_longer
 from deja._sync.streams import Broadcast, CachedStream, OpenStream
@@ -330,6 +331,8 @@ class Cache:
         # its reads failed since the last one answered (a store down, not only full)
         self._reads_failing = False
         self._renew()  # its calls in flight and locks (renewed in a forked child)
+        # what was invalidated while answers were being fetched: those are not kept
+        self._invalidations = Invalidations()
         renew_in_child(self, Cache._renew)
         self._memo: dict[str, tuple[bytes, StoredEntry]] | None = (
             {} if isinstance(store, SharedValues) and store.shares_values() else None
@@ -806,6 +809,8 @@ class Cache:
         key = self.key(request, ctl)
         if ctl.no_cache:
             # skips the lookup and single-flight: the caller asked for a fresh answer
+            self._refreshing(key)
+            since = self._invalidations.now()
             try:
                 pending = call()
                 response = _answer(pending)
@@ -814,7 +819,7 @@ class Cache:
                 raise
             cost = self.cost(request, response)
             store_ctl = self.after_response(on_response, response, ctl)
-            self._put(key, request, response, store_ctl, cost=cost)
+            self._put(key, request, response, store_ctl, cost=cost, since=since)
             return self._count(CacheResult(response, CacheInfo("bypass", key, cost_usd=cost)))
         found = self._lookup(key, ctl)
         if found.entry is not None:
@@ -836,15 +841,18 @@ class Cache:
             return self._count(live)
 
         def lead() -> CacheResult:
+            since = self._invalidations.now()  # (an answer to keep began no sooner)
             # an identical call may have stored the answer since; a store that could not
             # answer a moment ago is not asked again (a hung one: another timeout)
             if found.gone or found.stale:
                 again = self._lookup(key, ctl)
                 if again.entry is not None:
                     return again
-            token, waited = self._cross_process_lead(
-                key, functools.partial(self._stored_answer, key, ctl), timeout
-            )
+            token, waited = None, None
+            if not ctl.no_store:  # (an answer it will not store: the others need not wait)
+                token, waited = self._cross_process_lead(
+                    key, functools.partial(self._stored_answer, key, ctl), timeout
+                )
             if waited is not None:
                 return waited
             try:
@@ -853,7 +861,9 @@ class Cache:
                     response = _answer(pending)
                 cost = self.cost(request, response)
                 store_ctl = self.after_response(on_response, response, ctl)
-                self._put(key, request, response, store_ctl, cost=cost, index=indexable)
+                self._put(
+                    key, request, response, store_ctl, cost=cost, index=indexable, since=since
+                )
             finally:
                 if token is not None:
                     self._unlock(key, token)
@@ -915,6 +925,9 @@ class Cache:
         """
         ctl = self._control(control)
         key = self.key(request, ctl)
+        if ctl.no_cache:
+            self._refreshing(key)
+        since = self._invalidations.now()  # (before any stream this caller may open)
         status: CacheStatus = "bypass"
         indexable = True
         if not ctl.no_cache:
@@ -952,7 +965,16 @@ class Cache:
                     # the answer as it left it, never from the chunks as they came
                     chunks = None
             broadcast.answer = response
-            self._put(key, request, response, store_ctl, cost=cost, chunks=chunks, index=indexable)
+            self._put(
+                key,
+                request,
+                response,
+                store_ctl,
+                cost=cost,
+                chunks=chunks,
+                index=indexable,
+                since=since,
+            )
 
         # how long this caller waits for a stream's first chunk (its call's attempts), over
         # all the streams it joins: asking again, it joins the next one with what is left
@@ -1348,6 +1370,7 @@ class Cache:
         """Delete one entry by key (and its semantic vector); returns whether it existed."""
         if not isinstance(key, str):  # (bytes, None...: no entry has it, a silent False)
             raise TypeError(f"delete takes an entry's key (a str), not {type(key).__name__}")
+        self._refreshing(key)  # (before deleting: see _put)
         if self.semantic is not None:
             # (a saved index loaded after the forgetting would bring the vector back)
             self.load_semantic()
@@ -1429,9 +1452,14 @@ class Cache:
                 self._tenant_tag_id(tag, tenant),
                 self._tag_id(tag, tenant, self._namespace_default),
             ]
+            self._invalidations.tag(tag, tenant, None, every=True)
         else:
             scope = namespace if namespace is not None else self._namespace_default
             records = [self._tag_id(tag, tenant, scope)]
+            self._invalidations.tag(tag, tenant, scope, every=False)
+        # (before deleting: see _put; the tags of the calls in flight are known once their
+        # answers are: none of them is joined any more)
+        self._invalidating(lambda key: True)
         try:
             # The records are read, their entries deleted, and only then the records
             # dropped: a delete_tag cut short (a store failing halfway) leaves them to its
@@ -1513,17 +1541,20 @@ class Cache:
             _checked_namespace(namespace)
         if tenant is not _UNSET:
             check_tenant(tenant)
+        everything = namespace is _UNSET and tenant is _UNSET
+        scope_tenant = None if tenant is _UNSET else tenant
+        scope_namespace = self._namespace_default if namespace is _UNSET else namespace
+        if everything:
+            prefix = f"{self._key_prefix}{KEY_VERSION}:"
+        else:
+            prefix = scope_prefix(self._key_prefix, scope_tenant, scope_namespace)
+        self._invalidations.prefix(prefix)  # (before deleting: see _put)
+        self._invalidating(lambda key: key.startswith(prefix))
         if self.semantic is not None:
             self.load_semantic()  # (as delete's)
-        if namespace is _UNSET and tenant is _UNSET:
-            prefix = f"{self._key_prefix}{KEY_VERSION}:"
-            if self.semantic is not None:
+            if everything:
                 self.semantic.clear()
-        else:
-            scope_tenant = None if tenant is _UNSET else tenant
-            scope_namespace = self._namespace_default if namespace is _UNSET else namespace
-            prefix = scope_prefix(self._key_prefix, scope_tenant, scope_namespace)
-            if self.semantic is not None:
+            else:
                 self.semantic.forget_scope(tenant=scope_tenant, namespace=scope_namespace)
         try:
             return self.store.clear(prefix)
@@ -1747,11 +1778,19 @@ class Cache:
         cost: float,
         chunks: list[dict[str, Any]] | None = None,
         index: bool = True,
+        since: int | None = None,
     ) -> bool:
         """Store an answer (``index``: and give it to the semantic tier; not after this
         request's own lookup by meaning failed, which would likely fail again, at the
-        price of another embedder timeout)."""
+        price of another embedder timeout).
+
+        ``since``: where :attr:`_invalidations` stood when the answer was asked for. An
+        invalidation made since that reaches its entry (a ``delete_tag`` of one of its
+        tags, say) declared what it was made from stale: it is not kept (the entry is
+        deleted again if the invalidation came while it was being written)."""
         if ctl.no_store:
+            return False
+        if since is not None and self._reached(since, key, request, ctl):
             return False
         ttl = kept_for(response, resolve_ttl(ctl.ttl, self._ttl), self._clock())
         if ttl is False:  # an audio answer whose audio expired already
@@ -1774,9 +1813,43 @@ class Cache:
             self._write_failed("set", exc)
             return False
         self._writes_recovered()
+        if since is not None and self._reached(since, key, request, ctl):
+            try:  # an invalidation came while it was written, after its deletes maybe
+                self.store.delete(key)
+            except Exception as exc:
+                self._store_failed("delete", exc, trip_breaker=False)
+            return False
         if index:
             self._index_semantic(key, request, ctl, ttl)
         return True
+
+    def _reached(self, since: int, key: str, request: Request, ctl: CacheControl) -> bool:
+        """Whether an invalidation made after ``since`` reaches the entry ``key``."""
+        if not self._invalidations.since(
+            since, key, request.tenant, self._namespace(ctl), ctl.tags
+        ):
+            return False
+        logger.debug("CACHE SKIP key=%s reason=invalidated_while_fetched", key)
+        return True
+
+    def _refreshing(self, key: str) -> None:
+        """A fresh answer is asked for ``key`` (``no-cache``): the calls in flight for it,
+        asked for before, are not stored after it (an older answer ending later replaced
+        the refreshed one), nor joined any more."""
+        self._invalidations.key(key)
+        self._invalidating(key.__eq__)
+
+    def _invalidating(self, reached: Callable[[str], bool]) -> None:
+        """Callers of the keys ``reached`` selects that come from now on do not join the
+        calls and streams in flight for them (asked for before an invalidation)."""
+        self._flight.detach(reached)
+        with self._streams_lock:
+            for slot in [
+                slot
+                for slot in self._streams
+                if reached(slot[1] if isinstance(slot, tuple) else str(slot))
+            ]:
+                del self._streams[slot]
 
     def _encoded(
         self,

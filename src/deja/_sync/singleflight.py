@@ -35,9 +35,10 @@ class WaitExpired(Exception):
 
 
 class _Call(Generic[T]):
-    __slots__ = ("abandoned", "done", "error", "patience", "result")
+    __slots__ = ("abandoned", "done", "error", "key", "patience", "result")
 
-    def __init__(self, patience: float | None) -> None:
+    def __init__(self, key: str, patience: float | None) -> None:
+        self.key = key
         self.done = threading.Event()
         self.result: T | None = None
         self.error: BaseException | None = None
@@ -83,7 +84,7 @@ class SingleFlight(Generic[T]):
                 call = self._calls.get(slot)
                 leader = call is None
                 if call is None:
-                    call = self._calls[slot] = _Call(wait)
+                    call = self._calls[slot] = _Call(key, wait)
             if leader:
                 return self._lead(slot, call, fn), False
             left = seconds_left(deadline)
@@ -96,6 +97,14 @@ class SingleFlight(Generic[T]):
                     continue  # the leader gave up sooner than this caller would
                 raise call.error
             return call.result, True  # type: ignore[return-value]
+
+    def detach(self, reached: Callable[[str], bool]) -> None:
+        """Callers of the keys ``reached`` selects that come from now on start a call of
+        their own: the calls in flight for them go on for the callers they have (their
+        answers were asked for before an invalidation that reaches them)."""
+        with self._lock:
+            for slot in [slot for slot, call in self._calls.items() if reached(call.key)]:
+                del self._calls[slot]
 
     def _outwaited(self, call: _Call[T], wait: float | None) -> bool:
         """Whether ``call`` failed by its leader's timeout, which this caller outlasts."""

@@ -1,0 +1,184 @@
+"""An invalidation made while an answer is being fetched is not undone by that answer.
+
+An operator updates a document, invalidates its tag, and the next request must get a new
+answer: before, a call in flight at that moment stored the old one afterwards, served for
+its whole TTL (and callers arriving after the invalidation joined that call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+import deja
+from deja._async.streams import AsyncCachedStream
+from deja.stores.memory import MemoryStore
+from tests.helpers import chat_request, chat_response, stream_chunk
+
+DOC = {"tags": ["doc:42"]}
+
+
+class Upstream:
+    """An upstream whose first call waits until released; it answers "v1", "v2"..."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def __call__(self) -> dict[str, Any]:
+        self.calls += 1
+        answer = chat_response(f"v{self.calls}")
+        if self.calls == 1:
+            self.started.set()
+            await self.release.wait()
+        return answer
+
+
+def text(result: deja.CacheResult) -> str | None:
+    response = result.response
+    return None if response is None else response["choices"][0]["message"]["content"]
+
+
+Invalidate = Callable[[deja.AsyncCache], Awaitable[Any]]
+
+INVALIDATIONS: dict[str, Invalidate] = {
+    "delete_tag": lambda cache: cache.delete_tag("doc:42"),
+    "delete_tag in its namespace": lambda cache: cache.delete_tag("doc:42", namespace=None),
+    "delete": lambda cache: cache.delete(cache.key(chat_request())),
+    "clear": lambda cache: cache.clear(),
+    "clear of its scope": lambda cache: cache.clear(tenant=None),
+}
+
+
+@pytest.mark.parametrize("invalidate", list(INVALIDATIONS.values()), ids=list(INVALIDATIONS))
+async def test_an_answer_asked_for_before_an_invalidation_is_not_stored_after_it(
+    invalidate: Invalidate,
+) -> None:
+    cache = deja.AsyncCache(ttl=600)
+    upstream = Upstream()
+    first = asyncio.ensure_future(cache.fetch(chat_request(), upstream, control=DOC))
+    await upstream.started.wait()
+    await invalidate(cache)
+    upstream.release.set()
+    assert text(await first) == "v1"  # (its caller asked before: it gets its answer)
+
+    again = await cache.fetch(chat_request(), upstream, control=DOC)
+    assert (again.info.status, text(again)) == ("miss", "v2")
+    assert upstream.calls == 2
+    assert text(await cache.get(chat_request(), control=DOC)) == "v2"
+
+
+async def test_an_invalidation_that_does_not_reach_the_entry_leaves_it_stored() -> None:
+    cache = deja.AsyncCache(ttl=600)
+    upstream = Upstream()
+    other = chat_request("another question")
+    first = asyncio.ensure_future(cache.fetch(chat_request(), upstream, control=DOC))
+    await upstream.started.wait()
+    await cache.delete_tag("doc:7")
+    await cache.delete_tag("doc:42", tenant="someone-else")
+    await cache.delete_tag("doc:42", namespace="elsewhere")
+    await cache.delete(cache.key(other))
+    await cache.clear(namespace="elsewhere")
+    upstream.release.set()
+    await first
+    assert (await cache.get(chat_request(), control=DOC)).info.status == "hit"
+
+
+async def test_callers_after_the_invalidation_do_not_join_the_call_made_before() -> None:
+    cache = deja.AsyncCache(ttl=600)
+    upstream = Upstream()
+    first = asyncio.ensure_future(cache.fetch(chat_request(), upstream, control=DOC))
+    await upstream.started.wait()
+    joined = asyncio.ensure_future(cache.fetch(chat_request(), upstream, control=DOC))
+    await asyncio.sleep(0.05)  # (it joins the call in flight)
+    await cache.delete_tag("doc:42")
+    later = await cache.fetch(chat_request(), upstream, control=DOC)
+    assert (later.info.status, text(later)) == ("miss", "v2")  # a call of its own
+    upstream.release.set()
+    assert text(await first) == text(await joined) == "v1"  # they asked before
+    assert text(await cache.get(chat_request(), control=DOC)) == "v2"
+
+
+async def test_a_forced_refresh_is_not_overwritten_by_an_older_call_ending_later() -> None:
+    cache = deja.AsyncCache(ttl=600)
+    upstream = Upstream()
+    older = asyncio.ensure_future(cache.fetch(chat_request(), upstream))
+    await upstream.started.wait()
+    fresh = await cache.fetch(chat_request(), upstream, control={"no-cache": True})
+    assert text(fresh) == "v2"
+    upstream.release.set()
+    assert text(await older) == "v1"
+    assert text(await cache.get(chat_request())) == "v2"
+
+
+class InvalidatedWhileWritten(MemoryStore):
+    """A store on which an invalidation comes while an entry is being written: after the
+    fetch looked for invalidations, before its write landed (deleting nothing yet)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.during_write: Callable[[], None] | None = None
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        during, self.during_write = self.during_write, None
+        if during is not None:
+            during()
+        super().set(key, value, ttl)
+
+
+def test_an_invalidation_made_while_the_entry_is_written_deletes_it_after() -> None:
+    store = InvalidatedWhileWritten()
+    cache = deja.Cache(store=store, ttl=600)
+    deleted: list[int] = []
+    # the invalidation finds the entry's key in the tag's record, but no entry under it
+    # yet: it deletes nothing, so the fetch must take its own entry back
+    store.during_write = lambda: deleted.append(cache.delete_tag("doc:42"))
+    result = cache.fetch(chat_request(), lambda: chat_response("v1"), control=DOC)
+    assert result.info.status == "miss" and deleted == [0]
+    assert cache.get(chat_request(), control=DOC).info.status == "miss"
+    assert store.usage().entries == 0
+
+
+def said(text: str, *, finish: str | None = None) -> dict[str, Any]:
+    """A chunk of a streamed answer saying ``text`` (or its last, with ``finish``)."""
+    chunk = stream_chunk(1, finish=finish)
+    if finish is None:
+        chunk["choices"][0]["delta"] = {"role": "assistant", "content": text}
+    return chunk
+
+
+async def read_to_end(stream: AsyncCachedStream) -> str:
+    """What a streamed answer said, read to its end."""
+    chunks = [chunk async for chunk in stream]
+    return "".join(chunk["choices"][0]["delta"].get("content") or "" for chunk in chunks)
+
+
+async def test_a_stream_asked_for_before_an_invalidation_is_not_stored_after_it() -> None:
+    cache = deja.AsyncCache(ttl=600)
+    opened: list[str] = []
+    release = asyncio.Event()
+
+    async def open_stream() -> AsyncIterator[dict[str, Any]]:
+        version = opened.append(f"v{len(opened) + 1}") or opened[-1]
+
+        async def chunks() -> AsyncIterator[dict[str, Any]]:
+            yield said(version)
+            if version == "v1":
+                await release.wait()
+            yield said("", finish="stop")
+
+        return chunks()
+
+    stream = await cache.stream(chat_request(), open_stream, control=DOC)
+    await cache.delete_tag("doc:42")
+    # a caller after the invalidation opens a stream of its own, not the old one's
+    later = await cache.stream(chat_request(), open_stream, control=DOC)
+    assert later.info.status == "miss" and opened == ["v1", "v2"]
+    assert await read_to_end(later) == "v2"
+    release.set()
+    assert await read_to_end(stream) == "v1"
+    assert text(await cache.get(chat_request(), control=DOC)) == "v2"
