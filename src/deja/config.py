@@ -12,7 +12,7 @@ deja reads its own keys and LiteLLM's, so an existing LiteLLM ``config.yaml`` ru
     general_settings:                # master_key, virtual_keys, max_request_bytes,
                                      # request_body_timeout, request_header_timeout
     router_settings:                 # LiteLLM: allowed_fails, cooldown_time, num_retries
-                                     # (the others warned about and ignored)
+                                     # (a misspelling refused; others warned, ignored)
     environment_variables:           # LiteLLM: exported by load_config, as LiteLLM does
 
 Rules the loader keeps:
@@ -77,6 +77,7 @@ from deja.request import (
     PROVIDER_ALIASES,
     PROVIDER_API_BASES,
     Request,
+    _check_params,
     env_api_base,
     is_openais,
     resolve_model,
@@ -270,6 +271,25 @@ _GENERAL_LITELLM_IGNORED: Final = _words("""
 # The general_settings list is LiteLLM's reference table plus the fields of its
 # ConfigGeneralSettings model; the last line holds router_settings keys that configs in the
 # wild put in general_settings, where LiteLLM ignores them too.
+
+# router_settings: what deja reads (the cooldown of a failing deployment, retries), and
+# the others of LiteLLM's Router (its constructor's arguments, and its reference table's),
+# warned about and ignored. A key that is neither, near one deja reads, is refused as the
+# misspelling it is (num_retires left retries at their default); max_retries is no router
+# setting (LiteLLM drops it, unknown, as every other), but litellm_params' name for them.
+_ROUTER_KEYS: Final = _words("allowed_fails cooldown_time num_retries")
+_ROUTER_LITELLM_IGNORED: Final = _words("""
+    assistants_config search_tools redis_url redis_host redis_port redis_password redis_db
+    cache_responses cache_kwargs caching_groups client_ttl polling_interval default_priority
+    max_fallbacks timeout stream_timeout default_litellm_params default_max_parallel_requests
+    set_verbose debug_level default_fallbacks fallbacks context_window_fallbacks
+    content_policy_fallbacks model_group_alias enable_pre_call_checks enable_pre_call_check
+    enable_tag_filtering tag_filtering_match_any retry_after retry_policy
+    model_group_retry_policy allowed_fails_policy disable_cooldowns routing_strategy
+    optional_pre_call_checks routing_strategy_args provider_budget_config alerting_config
+    router_general_settings ignore_invalid_deployments deployment_affinity_ttl_seconds
+    guardrail_list routing_groups
+""")
 
 _DEPLOYMENT_KEYS: Final = _words("model_name litellm_params model_info")
 
@@ -1682,8 +1702,8 @@ def parse_config(
                 what="a whole number of retries",
                 minimum=0,
             )
-        read = ("allowed_fails", "cooldown_time", "num_retries")
-        others = sorted(k for k in router if k not in read)
+        _router_near_misses(router, ctx)
+        others = sorted(k for k in router if k not in _ROUTER_KEYS)
         if others:
             ctx.ignored.append(f"router_settings ({', '.join(others)})")
 
@@ -2304,6 +2324,21 @@ def _check_shares(deployments: Sequence[ModelDeployment]) -> None:
         )
 
 
+def _router_near_misses(router: Mapping[str, object], ctx: _Context) -> None:
+    """Refuse a router_settings key that misspells one deja reads (``num_retires``): it
+    was warned about as a LiteLLM setting deja ignores, and retries or the cooldown stayed
+    at their defaults. LiteLLM's own settings, and a key nearer one of them than one deja
+    reads, stay warned about; a key near none, too (a setting of a LiteLLM to come)."""
+    for key in router:
+        if key in _ROUTER_KEYS or key in _ROUTER_LITELLM_IGNORED:
+            continue
+        hint = _suggestion(key, _ROUTER_KEYS)
+        if hint and hint == _suggestion(key, _ROUTER_KEYS, also=_ROUTER_LITELLM_IGNORED):
+            raise ConfigError(
+                f"unknown key in router_settings{hint}", path=_join("router_settings", key)
+            )
+
+
 def _litellm_params(value: object, path: str, ctx: _Context) -> dict[str, object]:
     block = _mapping(value, path, ctx)
     _check_keys(
@@ -2387,7 +2422,7 @@ def _litellm_params(value: object, path: str, ctx: _Context) -> dict[str, object
         elif key == "order":
             params[key] = _int(raw, sub, ctx, what="a priority (1 is tried first)", minimum=1)
         elif key in DEPLOYMENT_DEFAULTS:
-            params[key] = _json_value(raw, sub, ctx)  # any JSON value; the provider judges it
+            params[key] = _request_param(key, raw, sub, ctx)
         elif key == "extra_body":
             params.update(_extra_body(raw, block, sub, ctx))
         else:
@@ -2433,6 +2468,46 @@ def _json_value(value: object, path: str, ctx: _Context) -> object:
     raise _type_error("a JSON value (text, number, true/false, list or mapping)", value, path, ctx)
 
 
+def _request_param(name: str, value: object, path: str, ctx: _Context) -> object:
+    """A request parameter a deployment sends by default: any JSON value (the provider
+    judges it), but of the type deja's own check of a request's fields wants where it has
+    one (``max_tokens`` an integer, ``temperature`` a number, ``stop`` text...): a wrong one
+    was taken at start, then every request of the model was a 400 that blamed the caller
+    ("max_tokens must be an integer, got '100'"). A value from the environment, always a
+    string there, is read as the number or boolean it spells where that is what is wanted."""
+    value = _json_value(value, path, ctx)
+    wrong = _request_type_error(name, value)
+    if wrong is None:
+        return value
+    for want in (int, float, bool):
+        converted = _env_scalar(value, path, ctx, want)
+        if converted is not value and _request_type_error(name, converted) is None:
+            return converted
+    # (the check's message shows the value; this one hides one from the environment)
+    head, sep, _ = wrong.rpartition(", got ")
+    said = head if sep else f"{name} is not of a type a request can carry"
+    raise ConfigError(
+        f"{said}, got {_shown(value, path, ctx)}: every request of this model would be"
+        " refused for it",
+        path=path,
+    )
+
+
+def _request_type_error(name: str, value: object) -> str | None:
+    """What deja's check of a request's fields says of ``value`` as ``name``, or ``None``
+    if it takes it. Either kind of call the default goes into counts: the legacy
+    completions' ``logprobs`` is a count, chat's a switch."""
+    said: str | None = None
+    for kind in ("chat", "completion"):
+        try:
+            _check_params({name: value}, kind)
+        except InvalidRequestError as exc:
+            said = said or str(exc)
+        else:
+            return None
+    return said
+
+
 def _extra_body(
     value: object, block: Mapping[str, object], path: str, ctx: _Context
 ) -> dict[str, object]:
@@ -2448,8 +2523,9 @@ def _extra_body(
             raise ConfigError("the request's own field, not a default to send", path=sub)
         if block.get(name) is not None:
             raise ConfigError(f"{name} is set here and beside extra_body; keep one", path=sub)
-        if raw is not None:
-            (defaults if name in DEPLOYMENT_DEFAULTS else extra)[name] = _json_value(raw, sub, ctx)
+        if raw is not None:  # (both merged into the body: of a request's types, each)
+            kept = defaults if name in DEPLOYMENT_DEFAULTS else extra
+            kept[name] = _request_param(name, raw, sub, ctx)
     return {**defaults, "extra_body": extra} if extra else defaults
 
 

@@ -340,6 +340,16 @@ def _filled(template: str, pieces: Sequence[str]) -> str:
     return filled
 
 
+def _priced_as(route: Route, plan: Plan, request: Request) -> str:
+    """The upstream model an answer to ``request`` is priced as: the one it is keyed as,
+    or the one that answered, if that is another (a failover)."""
+    served = plan.served
+    if served is None or route.targets[served].kin == plan.keyed_as:
+        return request.upstream
+    provider, name = resolve_model(route.targets[served].model)
+    return f"{provider}/{name}"
+
+
 def _cache_headers(info: CacheInfo, *, cost_known: bool = True) -> list[tuple[bytes, bytes]]:
     """The cache's response headers. ``cost_known=False`` (a stream fetched upstream: its
     headers leave before its usage arrives) leaves the cost out rather than say 0."""
@@ -652,6 +662,8 @@ class ProxyApp:
         self.cache = cache
         if cache is not None:
             self.metrics.watch_store(cache.store.name, cache.store)
+        # what answers are priced at (x-deja-cost-usd), with or without a cache
+        self._prices = cache.prices if cache is not None else settings.price_table()
         self.client = (
             client
             if client is not None
@@ -662,7 +674,7 @@ class ProxyApp:
                 cache_control_injection_points=settings.cache_control_injection_points,
                 # the client holds no cache here (this app serves it), so it is told the
                 # configured prices and where the cache's store keeps context caches
-                prices=cache.prices if cache is not None else settings.price_table(),
+                prices=self._prices,
                 context_caches=(
                     AsyncContextCaches(store=cache.store, key_prefix=cache.key_prefix)
                     if cache is not None
@@ -1169,9 +1181,10 @@ class ProxyApp:
         async def call() -> dict[str, Any]:
             return await self._call(route, plan, path, payload)
 
-        if self.cache is None:
+        if self.cache is None:  # priced all the same: a paid call is no free one
             response = await call()
-            return CacheInfo("bypass", ""), orjson.dumps(response)
+            cost = self._prices.response_cost(_priced_as(route, plan, request), response)
+            return CacheInfo("bypass", "", cost_usd=cost), orjson.dumps(response)
         result = await self.cache.fetch(
             request, call, control=ctl, on_response=self._storing(route, plan, body, ctl)
         )
@@ -1180,9 +1193,8 @@ class ProxyApp:
         served = plan.served
         if served is not None and route.targets[served].kin != plan.keyed_as and result.response:
             # another model answered (a failover): its price, not the keyed model's
-            provider, name = resolve_model(route.targets[served].model)
-            result.info.cost_usd = self.cache.prices.response_cost(
-                f"{provider}/{name}", result.response
+            result.info.cost_usd = self._prices.response_cost(
+                _priced_as(route, plan, request), result.response
             )
         return result.info, data
 
