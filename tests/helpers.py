@@ -101,6 +101,7 @@ class FaultyStore(SyncStore):
         self.fail_ops: set[str] = set()
         self.garbage: object = None
         self.calls: dict[str, int] = {}
+        self.read: list[str] = []  # the keys asked for, in order
 
     def _enter(self, op: str) -> None:
         self.calls[op] = self.calls.get(op, 0) + 1
@@ -108,6 +109,7 @@ class FaultyStore(SyncStore):
             raise ConnectionError(f"injected failure on {op}")
 
     def get(self, key: str) -> bytes | None:
+        self.read.append(key)
         self._enter("get")
         if self.garbage is not None:
             return self.garbage  # type: ignore[return-value]

@@ -8,8 +8,9 @@ not kept when an invalidation since then reaches it (:meth:`Invalidations.since`
 
 An invalidation is noted before its entries are deleted, and a fetch asks after it wrote its
 entry (deleting the entry again if one reaches it): whichever comes first, the entry does
-not outlive the invalidation. Within one process only: another process's invalidation is
-not seen here (see the README).
+not outlive the invalidation. Another process's invalidations are seen by the marks they
+leave in a store shared by processes (the cache's ``_marked_after``), stamped with their
+time.
 """
 
 from __future__ import annotations
@@ -18,7 +19,16 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
-__all__ = ["Invalidations"]
+__all__ = ["Asked", "Invalidations"]
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """When an answer was asked for: :meth:`Invalidations.now` then (this process's
+    invalidations), and the cache's clock (the other processes', by their marks)."""
+
+    count: int
+    at: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 import deja
 from deja.stores.redis import RedisStore
 from tests.helpers import chat_request, chat_response
@@ -41,3 +43,71 @@ def test_a_no_store_call_makes_no_other_process_wait(
         release.set()
         first.join()
     assert other.get(chat_request()).response == chat_response("stored")
+
+
+INVALIDATIONS: dict[str, Callable[[deja.Cache], Any]] = {
+    "delete_tag": lambda cache: cache.delete_tag("doc:42"),
+    "delete_tag in a namespace": lambda cache: cache.delete_tag("doc:42", namespace=None),
+    "delete": lambda cache: cache.delete(cache.key(chat_request())),
+    "clear": lambda cache: cache.clear(),
+    "clear of its scope": lambda cache: cache.clear(tenant=None),
+}
+
+
+@pytest.mark.parametrize("invalidate", list(INVALIDATIONS.values()), ids=list(INVALIDATIONS))
+def test_an_invalidation_in_another_process_is_not_undone_by_a_call_in_flight_here(
+    redis_server: Any, make_redis: Callable[..., RedisStore], invalidate: Callable[..., Any]
+) -> None:
+    """A proxy's admin call reaches one worker: the others' calls in flight, asked for
+    before it, must not store their answers after it (they read its marks)."""
+    redis_server.flush()
+    here = deja.Cache(store=make_redis(redis_server), ttl=600)
+    elsewhere = deja.Cache(store=make_redis(redis_server), ttl=600)
+    called, release = threading.Event(), threading.Event()
+
+    def held_up() -> dict[str, Any]:
+        called.set()
+        release.wait(30)
+        return chat_response("from before the invalidation")
+
+    results: list[deja.CacheResult] = []
+    first = threading.Thread(
+        target=lambda: results.append(
+            here.fetch(chat_request(), held_up, control={"tags": ["doc:42"]})
+        )
+    )
+    first.start()
+    assert called.wait(10)
+    invalidate(elsewhere)
+    release.set()
+    first.join(30)
+    assert results[0].response == chat_response("from before the invalidation")
+    assert elsewhere.get(chat_request()).info.status == "miss"
+    assert here.get(chat_request()).info.status == "miss"
+
+
+def test_an_invalidation_elsewhere_that_does_not_reach_the_entry_leaves_it_stored(
+    redis_server: Any, make_redis: Callable[..., RedisStore]
+) -> None:
+    redis_server.flush()
+    here = deja.Cache(store=make_redis(redis_server), ttl=600)
+    elsewhere = deja.Cache(store=make_redis(redis_server), ttl=600)
+    called, release = threading.Event(), threading.Event()
+
+    def held_up() -> dict[str, Any]:
+        called.set()
+        release.wait(30)
+        return chat_response()
+
+    first = threading.Thread(
+        target=here.fetch, args=(chat_request(), held_up), kwargs={"control": {"tags": ["a"]}}
+    )
+    first.start()
+    assert called.wait(10)
+    elsewhere.delete_tag("b")
+    elsewhere.delete_tag("a", tenant="someone-else")
+    elsewhere.delete(elsewhere.key(chat_request("another question")))
+    elsewhere.clear(namespace="elsewhere")
+    release.set()
+    first.join(30)
+    assert elsewhere.get(chat_request(), control={"tags": ["a"]}).info.status == "hit"

@@ -31,7 +31,7 @@ import orjson
 from deja import _aio
 from deja._embedding_items import batch_lock_name
 from deja._forks import renew_in_child
-from deja._invalidations import Invalidations
+from deja._invalidations import Asked, Invalidations
 from deja._lock_keeper import LockKeeper
 from deja._sync.singleflight import SingleFlight, WaitExpired, allows_longer
 from deja._sync.streams import Broadcast, CachedStream, OpenStream
@@ -98,6 +98,11 @@ _MEMO_ENTRIES = 2048
 _MEMO_BYTES = 32 * 2**20
 _MEMO_MAX_VALUE = 64 * 2**10
 _UNRELEASED_MAX = 10_000  # beyond, a lock whose release failed just expires
+# An invalidation's mark in a store shared by processes, read by the answers in flight in
+# the others when they are stored: kept longer than any call lasts; a mark stamped up to
+# _MARK_SLACK seconds before a call began reaches it too (the processes' clocks differ).
+_MARK_TTL = 3600.0
+_MARK_SLACK = 0.5
 
 
 def _tagged(data: bytes, tag: str) -> bool:
@@ -107,6 +112,17 @@ def _tagged(data: bytes, tag: str) -> bool:
         return tag in decode(data).tags
     except EntryDecodeError:
         return True
+
+
+def _shared_by_processes(store: Store) -> bool:
+    """Whether other processes may use ``store`` too: any but a memory store (a two-tier
+    store's shared tier decides)."""
+    from deja.stores.memory import MemoryStore
+    from deja.stores.tiered import TieredStore
+
+    if isinstance(store, TieredStore):
+        return _shared_by_processes(store.l2)
+    return not isinstance(store, MemoryStore)
 
 
 def _response_tokens(response: Mapping[str, Any] | None) -> int:
@@ -331,8 +347,10 @@ class Cache:
         # its reads failed since the last one answered (a store down, not only full)
         self._reads_failing = False
         self._renew()  # its calls in flight and locks (renewed in a forked child)
-        # what was invalidated while answers were being fetched: those are not kept
+        # what was invalidated while answers were being fetched: those are not kept (in
+        # a store other processes share, what they invalidated is read from their marks)
         self._invalidations = Invalidations()
+        self._marks = _shared_by_processes(store)
         renew_in_child(self, Cache._renew)
         self._memo: dict[str, tuple[bytes, StoredEntry]] | None = (
             {} if isinstance(store, SharedValues) and store.shares_values() else None
@@ -810,7 +828,7 @@ class Cache:
         if ctl.no_cache:
             # skips the lookup and single-flight: the caller asked for a fresh answer
             self._refreshing(key)
-            since = self._invalidations.now()
+            since = self._asked()
             try:
                 pending = call()
                 response = _answer(pending)
@@ -841,7 +859,7 @@ class Cache:
             return self._count(live)
 
         def lead() -> CacheResult:
-            since = self._invalidations.now()  # (an answer to keep began no sooner)
+            since = self._asked()  # (an answer to keep began no sooner)
             # an identical call may have stored the answer since; a store that could not
             # answer a moment ago is not asked again (a hung one: another timeout)
             if found.gone or found.stale:
@@ -927,7 +945,7 @@ class Cache:
         key = self.key(request, ctl)
         if ctl.no_cache:
             self._refreshing(key)
-        since = self._invalidations.now()  # (before any stream this caller may open)
+        since = self._asked()  # (before any stream this caller may open)
         status: CacheStatus = "bypass"
         indexable = True
         if not ctl.no_cache:
@@ -1376,6 +1394,7 @@ class Cache:
             self.load_semantic()
             self.semantic.forget(key)
         try:
+            self._mark("key:" + key)
             return self.store.delete(key)
         except Exception as exc:
             raise StoreError(f"delete failed on store {self._store_name}: {exc!r}") from exc
@@ -1467,6 +1486,7 @@ class Cache:
             # missed were served. Every key the drop names is read again: an entry tagged
             # meanwhile, or stored again since (its value written after the first read),
             # goes too, rather than stay with no record naming it.
+            self._mark(f"tag:{tenant_hash(tenant)}:{tag}")  # (in every namespace)
             deleted = 0
             gone: set[str] = set()
             for take in (store.keys_for, store.drop):
@@ -1557,6 +1577,7 @@ class Cache:
             else:
                 self.semantic.forget_scope(tenant=scope_tenant, namespace=scope_namespace)
         try:
+            self._mark("*" if everything else "scope:" + scope_hash(scope_tenant, scope_namespace))
             return self.store.clear(prefix)
         except Exception as exc:
             raise StoreError(f"clear failed on store {self._store_name}: {exc!r}") from exc
@@ -1778,16 +1799,16 @@ class Cache:
         cost: float,
         chunks: list[dict[str, Any]] | None = None,
         index: bool = True,
-        since: int | None = None,
+        since: Asked | None = None,
     ) -> bool:
         """Store an answer (``index``: and give it to the semantic tier; not after this
         request's own lookup by meaning failed, which would likely fail again, at the
         price of another embedder timeout).
 
-        ``since``: where :attr:`_invalidations` stood when the answer was asked for. An
-        invalidation made since that reaches its entry (a ``delete_tag`` of one of its
-        tags, say) declared what it was made from stale: it is not kept (the entry is
-        deleted again if the invalidation came while it was being written)."""
+        ``since``: when the answer was asked for. An invalidation made since that reaches
+        its entry (a ``delete_tag`` of one of its tags, say, in this process or another)
+        declared what it was made from stale: it is not kept (the entry is deleted again
+        if the invalidation came while it was being written)."""
         if ctl.no_store:
             return False
         if since is not None and self._reached(since, key, request, ctl):
@@ -1813,7 +1834,9 @@ class Cache:
             self._write_failed("set", exc)
             return False
         self._writes_recovered()
-        if since is not None and self._reached(since, key, request, ctl):
+        if since is not None and (
+            self._reached(since, key, request, ctl) or self._marked_after(since, key, request, ctl)
+        ):
             try:  # an invalidation came while it was written, after its deletes maybe
                 self.store.delete(key)
             except Exception as exc:
@@ -1823,14 +1846,62 @@ class Cache:
             self._index_semantic(key, request, ctl, ttl)
         return True
 
-    def _reached(self, since: int, key: str, request: Request, ctl: CacheControl) -> bool:
-        """Whether an invalidation made after ``since`` reaches the entry ``key``."""
+    def _asked(self) -> Asked:
+        """The moment an answer is asked for (``since`` of :meth:`_put`)."""
+        return Asked(self._invalidations.now(), self._clock())
+
+    def _reached(self, since: Asked, key: str, request: Request, ctl: CacheControl) -> bool:
+        """Whether an invalidation this process made after ``since`` reaches ``key``."""
         if not self._invalidations.since(
-            since, key, request.tenant, self._namespace(ctl), ctl.tags
+            since.count, key, request.tenant, self._namespace(ctl), ctl.tags
         ):
             return False
         logger.debug("CACHE SKIP key=%s reason=invalidated_while_fetched", key)
         return True
+
+    def _marked_after(self, since: Asked, key: str, request: Request, ctl: CacheControl) -> bool:
+        """Whether another process sharing the store made an invalidation reaching ``key``
+        after ``since`` (by the marks :meth:`_mark` leaves; this process's own are left
+        to :meth:`_reached`). A store that cannot answer, or failed to a moment ago (a
+        hung one: another timeout), says no: the answer is kept, as writes fail open."""
+        if not self._marks or self._reads_failing:
+            return False
+        tenant = request.tenant
+        marks = [
+            self._mark_id("*"),
+            self._mark_id("scope:" + scope_hash(tenant, self._namespace(ctl))),
+            self._mark_id("key:" + key),
+            *(self._mark_id(f"tag:{tenant_hash(tenant)}:{tag}") for tag in ctl.tags),
+        ]
+        try:
+            stamps = self.store.get_many(marks)
+        except Exception as exc:
+            self._store_failed("get", exc, trip_breaker=False)
+            return False
+        for stamp in stamps:
+            if not isinstance(stamp, bytes):
+                continue
+            when, _, origin = stamp.partition(b" ")
+            try:
+                marked = origin != self._origin and float(when) >= since.at - _MARK_SLACK
+            except ValueError:  # (none, or not a mark this deja wrote)
+                continue
+            if marked:
+                logger.debug("CACHE SKIP key=%s reason=invalidated_elsewhere", key)
+                return True
+        return False
+
+    def _mark_id(self, reach: str) -> str:
+        """Where the mark of an invalidation reaching ``reach`` is kept: beside the
+        entries, out of every prefix :meth:`clear` deletes."""
+        return f"{self._key_prefix}{KEY_VERSION}!invalidated:{reach}"
+
+    def _mark(self, *reaches: str) -> None:
+        """Leave the marks of an invalidation (before it deletes) for the answers the other
+        processes sharing the store have in flight (:meth:`_marked_after`)."""
+        if self._marks:
+            stamp = f"{self._clock()!r} ".encode() + self._origin
+            self.store.set_many({self._mark_id(r): stamp for r in reaches}, _MARK_TTL)
 
     def _refreshing(self, key: str) -> None:
         """A fresh answer is asked for ``key`` (``no-cache``): the calls in flight for it,
@@ -2131,6 +2202,8 @@ class Cache:
         # live streams by (event loop, key): a stream's readers wait on its loop's events
         self._streams: dict[object, Broadcast] = {}
         self._streams_lock = threading.RLock()  # a finalizer may end a stream while held
+        # this process's marks (:meth:`_mark`), told from the other processes'
+        self._origin = os.urandom(8).hex().encode()
         self._semantic_saving = threading.Lock()  # one save at a time, close() after it
         self._semantic_saver = None
 
