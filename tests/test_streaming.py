@@ -582,6 +582,8 @@ def test_azure_content_filter_finish() -> None:
             "message": {"role": "assistant", "content": "Here is how"},
             "logprobs": None,
             "finish_reason": "content_filter",
+            # (a provider's own field of the choice, kept for a non-stream replay)
+            "content_filter_results": {"violence": {"filtered": True, "severity": "medium"}},
         }
     ]
     assert assembler.complete  # it did finish, but the admission policy refuses it

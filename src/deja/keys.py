@@ -11,9 +11,11 @@ A key is ``<key_prefix>v1:<scope>:<digest>``:
 
 Normalization makes equal requests equal: a string ``content`` equals a single text part
 (the string is the canonical form),
-``1`` equals ``1.0``, ``None``-valued fields equal absent ones, ``cache_control`` markers on
-messages, parts and tools are dropped, and volatile parameters (:data:`VOLATILE_PARAMS`)
-are left out. Omitted parameters are never filled in with defaults.
+``1`` equals ``1.0``, ``None``-valued fields equal absent ones (but inside a JSON schema,
+where ``{"const": null}`` or ``{"default": null}`` is a constraint of its own), prompt-cache
+markers on messages, parts and tools (``cache_control``, ``prompt_cache_breakpoint``) are
+dropped, and volatile parameters (:data:`VOLATILE_PARAMS`) are left out. Omitted
+parameters are never filled in with defaults.
 
 Object key order never matters, with one exception: the JSON schemas a request carries
 (:data:`SCHEMA_PATHS`). Structured Outputs generate an object's fields in the order its
@@ -78,6 +80,7 @@ VOLATILE_PARAMS = frozenset(
         "cache_control",
         "cache_control_injection_points",
         "prompt_cache_key",
+        "prompt_cache_options",  # OpenAI's explicit prompt caching (mode, ttl)
         "prompt_cache_retention",
         # storage and billing options of the provider
         "store",
@@ -107,10 +110,33 @@ SCHEMA_PATHS = (
 )
 """Where the JSON schemas whose key order is part of the key sit in the request body."""
 
-# The body parameters that can hold one of SCHEMA_PATHS: only these are searched.
-_SCHEMA_PARAMS = frozenset(
-    {path.partition(".")[0].partition("[")[0] for path in SCHEMA_PATHS} | {"generation_config"}
+# The other spellings of SCHEMA_PATHS the adapters read (_ordered_schemas reads them too).
+_SCHEMA_SPELLINGS = (
+    "tools[].function_declarations[].parameters",
+    "tools[].function_declarations[].parametersJsonSchema",
+    "tools[].function_declarations[].parameters_json_schema",
+    "generation_config.responseJsonSchema",
+    "generation_config.response_json_schema",
 )
+
+
+def _schema_tree(paths: tuple[str, ...]) -> dict[str, Any]:
+    """``paths`` as a tree of names (``"[]"``: each item of a list), ``None`` at a schema:
+    what :func:`_canon_at` follows to the schemas in a parameter."""
+    tree: dict[str, Any] = {}
+    for path in paths:
+        node = tree
+        names = path.replace("[]", ".[]").split(".")
+        for name in names[:-1]:
+            node = node.setdefault(name, {})
+        node[names[-1]] = None
+    return tree
+
+
+_SCHEMA_TREE = _schema_tree(SCHEMA_PATHS + _SCHEMA_SPELLINGS)
+
+# The body parameters that can hold one of SCHEMA_PATHS: only these are searched.
+_SCHEMA_PARAMS = frozenset(_SCHEMA_TREE)
 
 _TOOL_SCHEMA_PATHS = (  # the order of _ordered_schemas's lists
     "tools[].function.parameters",
@@ -189,6 +215,44 @@ def _key_str(key: Any) -> str:
     return str.__str__(key) if isinstance(key, str) else str(key)
 
 
+def _canon_at(value: Any, path: str, tree: Mapping[str, Any] | None) -> Any:
+    """:func:`_canon` of a parameter that may hold JSON schemas where ``tree`` (a node of
+    :data:`_SCHEMA_TREE`) says: those are canonical with their nulls (:func:`_canon_schema`),
+    everything around them as :func:`_canon` has it."""
+    if tree is None:
+        return _canon_schema(value, path)
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if v is None:
+                continue
+            name = k if type(k) is str else _key_str(k)
+            out[name] = _canon_at(v, path, tree[name]) if name in tree else _canon(v, path)
+        return out
+    if isinstance(value, (list, tuple)) and "[]" in tree:
+        return [_canon_at(v, path, tree["[]"]) for v in value]
+    dump = getattr(value, "model_dump", None)  # a pydantic tool: its schema's nulls kept
+    if callable(dump) and not isinstance(value, type):
+        return _canon_at(dump(), path, tree)  # (its unset fields' Nones go here)
+    return _canon(value, path)
+
+
+def _canon_schema(value: Any, path: str) -> Any:
+    """:func:`_canon` of a JSON schema: ``None`` is kept wherever it is, as a schema's
+    ``{"const": null}`` or ``{"default": null}`` asks for something else than no keyword
+    (so a schema without one keeps the key it had)."""
+    t = type(value)
+    if t is str or t is int or t is bool or value is None:
+        return value
+    if isinstance(value, Mapping):
+        return {
+            k if type(k) is str else _key_str(k): _canon_schema(v, path) for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [_canon_schema(v, path) for v in value]
+    return _canon(value, path)  # a number, a str subclass; an object is refused
+
+
 def _canon_content(content: Any, i: int) -> Any:
     # A single plain text part is the same request as a string content; the string is the
     # canonical form because it is the common case and needs no copying.
@@ -211,10 +275,11 @@ def _canon_content(content: Any, i: int) -> Any:
     return parts
 
 
-# Prompt-cache markers on messages and parts (Anthropic's ``cache_control``, the
-# ``"cached": True`` flag LiteLLM's guide puts on OpenAI messages): they say what a provider
-# may cache, not what it answers, so they are no part of the key.
-_MARKERS = frozenset({"cache_control", "cached"})
+# Prompt-cache markers on messages and parts (Anthropic's ``cache_control``, OpenAI's
+# ``prompt_cache_breakpoint`` on content parts, the ``"cached": True`` flag LiteLLM's guide
+# puts on OpenAI messages): they say what a provider may cache, not what it answers, so
+# they are no part of the key.
+_MARKERS = frozenset({"cache_control", "cached", "prompt_cache_breakpoint"})
 
 
 def _canon_messages(messages: tuple[Mapping[str, Any], ...]) -> list[Mapping[str, Any]]:
@@ -240,13 +305,21 @@ def _canon_message(message: Mapping[str, Any], i: int) -> Mapping[str, Any]:
     return out
 
 
+_TOOL_TREE: Mapping[str, Any] = _SCHEMA_TREE["tools"]["[]"]
+
+
 def _canon_tools(tools: Any) -> Any:
     if not isinstance(tools, (list, tuple)):
-        return _canon(tools, "tools")
+        return _canon_at(tools, "tools", _SCHEMA_TREE["tools"])
+    tree = _TOOL_TREE
     return [
-        {k: _canon(v, "tools") for k, v in tool.items() if v is not None and k not in _MARKERS}
+        {
+            k: _canon_at(v, "tools", tree[k]) if k in tree else _canon(v, "tools")
+            for k, v in tool.items()
+            if v is not None and k not in _MARKERS
+        }
         if isinstance(tool, Mapping)
-        else _canon(tool, "tools")
+        else _canon_at(tool, "tools", tree)
         for tool in tools
     ]
 
@@ -338,9 +411,11 @@ def key_payload(request: Request) -> dict[str, Any]:
         elif name == "tools":
             params[name] = _canon_tools(value)
             schemas = True
+        elif name in _SCHEMA_PARAMS:
+            params[name] = _canon_at(value, name, _SCHEMA_TREE[name])
+            schemas = True
         else:
             params[name] = _canon(value, name)
-            schemas = schemas or name in _SCHEMA_PARAMS
     messages = request.messages
     payload = {
         "kind": request.kind,

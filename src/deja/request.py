@@ -9,6 +9,7 @@ counts for the key is decided later by :mod:`deja.keys`.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import os
 import re
@@ -293,7 +294,11 @@ def redact_urls_in(text: str) -> str:
 
 
 def _check_messages(messages: object) -> tuple[tuple[Mapping[str, Any], ...], bool]:
-    """Validate message shapes; also say whether all are plain ``{role, content: str}``."""
+    """Validate message shapes; also say whether all are plain ``{role, content: str}``.
+
+    Messages are returned as plain JSON data (:func:`_json_data`): the key is made of them
+    and the upstream body is sent from them, so both see the same fields.
+    """
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
         raise InvalidRequestError("messages must be a list of message objects")
     if not messages:
@@ -304,13 +309,13 @@ def _check_messages(messages: object) -> tuple[tuple[Mapping[str, Any], ...], bo
         message = item
         if (
             type(message) is dict
+            and len(message) == 2
             and type(message.get("content")) is str
             and type(message.get("role")) is str
         ):
             if not message["role"]:
                 raise InvalidRequestError(f"messages[{i}].role must be a non-empty string")
             checked.append(message)  # the common case, checked without ABC isinstance calls
-            plain = plain and len(message) == 2
             continue
         plain = False
         if not isinstance(message, Mapping):
@@ -320,61 +325,81 @@ def _check_messages(messages: object) -> tuple[tuple[Mapping[str, Any], ...], bo
             message = dump(exclude_none=True)
             if not isinstance(message, Mapping):
                 raise InvalidRequestError(f"messages[{i}] must be an object with a 'role'")
+        try:
+            message = _json_data(message)
+        except RecursionError:
+            raise InvalidRequestError(f"messages[{i}] is nested too deeply") from None
         role = message.get("role")
         if not isinstance(role, str) or not role:
             raise InvalidRequestError(f"messages[{i}].role must be a non-empty string")
         content = message.get("content")
-        if content is not None and not isinstance(content, (str, Sequence)):
+        if content is not None and not isinstance(content, (str, list)):
             raise InvalidRequestError(f"messages[{i}].content must be a string or a list of parts")
-        if isinstance(content, Sequence) and not isinstance(content, str):
+        if isinstance(content, list):
             for j, part in enumerate(content):
-                if not isinstance(part, Mapping) or not isinstance(part.get("type"), str):
+                if not isinstance(part, dict) or not isinstance(part.get("type"), str):
                     raise InvalidRequestError(
                         f"messages[{i}].content[{j}] must be an object with a 'type'"
                     )
-        checked.append(_plain_strings(message))
+        checked.append(message)
     return tuple(checked), plain
 
 
-def _plain_str(value: Any) -> Any:
-    """A str subclass's value as a plain ``str`` (``str()`` of a str Enum would give
-    ``"Role.USER"``); anything else as it is."""
-    return str.__str__(value) if type(value) is not str and isinstance(value, str) else value
-
-
-def _plain_strings(message: Mapping[str, Any]) -> Mapping[str, Any]:
-    """``message`` with str subclasses (a str Enum role such as LlamaIndex's MessageRole, a
-    str-subclass content or part text) as plain strings, so that both the key and the
-    upstream body are what a plain string gives; the same object when there are none.
-    Deeper values (tool-call arguments...) are keyed as strings by :mod:`deja.keys` and
-    written as strings by JSON encoders."""
-    copy: dict[str, Any] | None = None
-    for name, value in message.items():
-        if type(value) is str:
-            continue
-        if isinstance(value, str):
-            plain: Any = str.__str__(value)
-        elif name == "content" and isinstance(value, Sequence):
-            plain = _plain_parts(value)
-        else:
-            continue
-        if plain is not value:
-            if copy is None:
-                copy = dict(message)
-            copy[name] = plain
-    return message if copy is None else copy
-
-
-def _plain_parts(parts: Sequence[Any]) -> Sequence[Any]:
-    out: list[Any] | None = None
-    for j, part in enumerate(parts):
-        if isinstance(part, Mapping) and any(
-            type(v) is not str and isinstance(v, str) for v in part.values()
-        ):
+def _json_data(value: Any) -> Any:
+    """``value`` as plain JSON data: mappings as dicts, other sequences (tuples) as lists,
+    str subclasses (a str Enum role such as LlamaIndex's MessageRole) as plain strings
+    (``str()`` of a str Enum is ``"Role.USER"``), keys too, and objects with a
+    ``model_dump`` (the OpenAI SDK's tool calls, deja's own response objects, put back in
+    the conversation by an agent loop) as what it returns without ``None`` fields, as
+    :mod:`deja.keys` reads them; the same object when it is all plain already. Anything
+    else (a number key, bytes) stays as it is, for the key to refuse."""
+    t = type(value)
+    if t is str or t is int or t is float or t is bool or value is None:
+        return value
+    # (scalars are looked at inline: this runs on every call with tool calls, hits too)
+    if t is dict:
+        out: dict[Any, Any] | None = None
+        i = 0
+        for k, v in value.items():
+            tv = type(v)
+            same = tv is str or tv is int or tv is bool or tv is float or v is None
+            data = v if same else _json_data(v)
             if out is None:
-                out = list(parts)
-            out[j] = {k: _plain_str(v) for k, v in part.items()}
-    return parts if out is None else out
+                if data is v and type(k) is str:
+                    i += 1
+                    continue
+                out = dict(itertools.islice(value.items(), i))
+            out[_plain_str(k)] = data
+        return value if out is None else out
+    if t is list:
+        copy: list[Any] | None = None
+        i = 0
+        for v in value:
+            tv = type(v)
+            same = tv is str or tv is int or tv is bool or tv is float or v is None
+            data = v if same else _json_data(v)
+            if copy is None:
+                if data is v:
+                    i += 1
+                    continue
+                copy = value[:i]
+            copy.append(data)
+        return value if copy is None else copy
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, Mapping):
+        return {_plain_str(k): _json_data(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
+        return [_json_data(v) for v in value]
+    dump = getattr(value, "model_dump", None)
+    if callable(dump) and not isinstance(value, type):
+        return _json_data(dump(exclude_none=True))
+    return value
+
+
+def _plain_str(value: Any) -> Any:
+    """A str subclass's value as a plain ``str``; anything else as it is."""
+    return str.__str__(value) if type(value) is not str and isinstance(value, str) else value
 
 
 # Not frozen (treat it as immutable all the same; use dataclasses.replace to derive one):
@@ -490,7 +515,9 @@ _INT_PARAMS = frozenset({"n", "max_tokens", "max_completion_tokens", "seed", "to
 _BOOL_PARAMS = frozenset({"stream", "logprobs", "parallel_tool_calls", "store"})
 
 
-def _check_params(params: Mapping[str, Any], kind: RequestKind = "chat") -> None:
+def _check_params(params: dict[str, Any], kind: RequestKind = "chat") -> None:
+    """Refuse a common body field of the wrong type; a ``stop`` tuple becomes a list."""
+    lists: dict[str, list[Any]] = {}
     for name, value in params.items():
         if value is None:
             continue
@@ -511,14 +538,21 @@ def _check_params(params: Mapping[str, Any], kind: RequestKind = "chat") -> None
             ok = isinstance(value, (int, float)) and math.isfinite(value)
             what = "a number"
         elif name == "stop":
+            # any sequence of strings (the SDK types it SequenceNotStr[str]: a tuple is
+            # fine), keyed and sent as the list it is in JSON
             ok = isinstance(value, str) or (
-                isinstance(value, list) and all(isinstance(v, str) for v in value)
+                isinstance(value, Sequence)
+                and not isinstance(value, (bytes, bytearray))
+                and all(isinstance(v, str) for v in value)
             )
+            if ok and not isinstance(value, (str, list)):
+                lists[name] = list(value)
             what = "a string or a list of strings"
         else:
             continue
         if not ok:
             raise InvalidRequestError(f"{name} must be {what}, got {value!r:.80}")
+    params.update(lists)
 
 
 def check_tenant(tenant: str | None) -> str | None:

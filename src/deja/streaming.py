@@ -172,6 +172,7 @@ class _Choice:
     """What one choice (one ``index``) of a stream has said so far."""
 
     __slots__ = (
+        "extras",
         "finish_reason",
         "index",
         "last_tool",
@@ -193,6 +194,13 @@ class _Choice:
         self.last_tool: tuple[int, int] | None = None
         self.logprobs: dict[str, Any] | None = None
         self.finish_reason: Any = None
+        # provider fields of the choice (Azure's content_filter_results, vLLM's
+        # stop_reason): the last value that says something, else the first
+        self.extras: dict[str, Any] = {}
+
+    def add_extra(self, key: str, value: Any) -> None:
+        if key not in self.extras or (value is not None and value not in ("", {}, [])):
+            self.extras[key] = value
 
     def add_delta(self, delta: Mapping[str, Any]) -> None:
         for key, value in delta.items():
@@ -404,10 +412,9 @@ class StreamAssembler:
                 state.finish_reason = finish_reason
                 entry["finish_reason"] = finish_reason
             for key, value in choice.items():
-                if key not in known:
-                    entry[key] = own_copy(
-                        value
-                    )  # provider extras, e.g. Azure's content_filter_results
+                if key not in known:  # provider extras, e.g. Azure's content_filter_results
+                    kept = entry[key] = own_copy(value)
+                    state.add_extra(key, kept)
             recorded.append(entry)
         if recorded:
             record["choices"] = recorded
@@ -463,7 +470,12 @@ class StreamAssembler:
         return self._envelope.get(key, self._first.get(key))
 
     def response(self) -> dict[str, Any]:
-        """The non-stream response equal to the chunks so far (a fresh object each call)."""
+        """The non-stream response equal to the chunks so far (a fresh object each call).
+
+        A choice's provider fields (Azure's ``content_filter_results``) are in its choice,
+        as a non-stream answer has them: the last value that says something (not null nor
+        empty), else the first one.
+        """
         kind = self.kind
         response: dict[str, Any] = {
             "id": self._envelope_value("id"),
@@ -484,6 +496,9 @@ class StreamAssembler:
                 choice = {"text": text or "", "index": index}
             choice["logprobs"] = state.logprobs_out()
             choice["finish_reason"] = state.finish_reason
+            for key, value in state.extras.items():  # as a non-stream answer has them
+                if key not in choice:
+                    choice[key] = own_copy(value)
             choices.append(choice)
         response["choices"] = choices
         if self._usage is not None:

@@ -515,8 +515,8 @@ class AsyncCache:
         the same here.
         """
         cache, api_base, fields = call_key_fields(model, api_base, params)
-        request = Request.chat(
-            model=model, messages=messages, api_base=api_base, tenant=tenant, **fields
+        request = Request.from_body(
+            {**fields, "model": model, "messages": messages}, api_base=api_base, tenant=tenant
         )
         ctl = parse_controls(cache)
         if namespace is not None:

@@ -210,9 +210,9 @@ class AsyncCachedCompletions(_Wrapped):
         sdk_kwargs, fields, control = split_call(kwargs)
         if wants_http_response(self._default_headers, kwargs):
             return await self._original(**sdk_kwargs)
-        model, messages = required(fields, "model"), required(fields, "messages")
-        api_base = self._api_base_for(kwargs)
-        request = Request.chat(model=model, messages=messages, api_base=api_base, **fields)
+        # built as the proxy builds one from a body: every field is a request field (keyed
+        # and sent), one named api_base or tenant too, never Request.chat's own argument
+        request = Request.from_body(fields, api_base=self._api_base_for(kwargs))
         if fields.get("stream"):
             options = dict(fields.get("stream_options") or {})
             include_usage = bool(options.get("include_usage"))

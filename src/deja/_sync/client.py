@@ -558,7 +558,9 @@ class Client:
         api_key = self._call_key(provider, api_key, api_base)
         if query:
             base, url_base = queried(provider, base, url_base, query, body)
-        request = Request.chat(model=model, messages=messages, api_base=base, **body)
+        # (a body field named like one of Request.chat's arguments, tenant or api_base, is
+        # a field to send: a body is read as the proxy reads one)
+        request = Request.from_body({**body, "model": model, "messages": messages}, api_base=base)
         seconds = self._seconds(timeout)
         # The upstream body and headers are built only when the upstream is called: a hit
         # must not pay for them.

@@ -160,6 +160,7 @@ _OPENAI_ONLY: Final = frozenset(
         "seed",
         "store",
         "prompt_cache_key",
+        "prompt_cache_options",
         "prompt_cache_retention",
         "modalities",
         "audio",

@@ -175,6 +175,7 @@ _OPENAI_ONLY: Final = frozenset(
         "store",
         "user",
         "prompt_cache_key",
+        "prompt_cache_options",
         "prompt_cache_retention",
         "modalities",
         "audio",

@@ -223,6 +223,7 @@ _OPENAI_ONLY: Final = frozenset(
         "store",
         "service_tier",
         "prompt_cache_key",
+        "prompt_cache_options",
         "prompt_cache_retention",
         "modalities",
         "audio",
