@@ -634,7 +634,8 @@ def _events(message: Mapping[str, Any]) -> list[dict[str, Any]]:
                     "content_block": {**block, "input": {}},
                 }
             )
-            arguments = json.dumps(block.get("input") or {})
+            # (literal UTF-8, as current Claude models write it: the non-stream form's)
+            arguments = json.dumps(block.get("input") or {}, ensure_ascii=False)
             deltas = [{"type": "input_json_delta", "partial_json": ""}]
             deltas += [
                 {"type": "input_json_delta", "partial_json": arguments[i : i + _ARGUMENT_PIECE]}

@@ -157,3 +157,18 @@ async def test_a_failover_without_a_cache_is_priced_as_the_model_that_answered(
     assert answer.status_code == 200, answer.text
     assert second.count("/v1/chat/completions") == 1
     assert float(answer.headers["x-deja-cost-usd"]) == pytest.approx(1000 * 3e-6 + 200 * 5e-6)
+
+
+async def test_embeddings_without_a_cache_are_priced_by_the_configured_prices(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient]
+) -> None:
+    """They were priced by the packaged table: $0 for a model only model_info prices."""
+    config = _uncached(upstream, input_cost_per_token=1e-6, output_cost_per_token=4e-6)
+    async with make_proxy(config, key=MASTER) as proxy:
+        answer = await proxy.post(
+            "/v1/embeddings", json={"model": "house-model", "input": ["one text", "another"]}
+        )
+    assert answer.status_code == 200, answer.text
+    tokens = answer.json()["usage"]["prompt_tokens"]
+    assert tokens > 0
+    assert float(answer.headers["x-deja-cost-usd"]) == pytest.approx(tokens * 1e-6)

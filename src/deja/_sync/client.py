@@ -672,6 +672,7 @@ class Client:
             fetch_missing=fetch_missing,
             # joining an identical batch in flight, wait as long as this call could take
             timeout=call_patience(seconds, self.max_retries),
+            prices=self._prices(),
         )
         return CreateEmbeddingResponse(batch.response(encoding_format=encoding), batch.info)
 

@@ -26,7 +26,7 @@ from deja._embedding_items import (
 from deja._sync.cache import Cache, OnResponse
 from deja.controls import CacheControl, in_mode, parse_controls
 from deja.errors import ProviderError
-from deja.prices import packaged_prices
+from deja.prices import PriceTable, packaged_prices
 from deja.request import Request
 from deja.result import CacheInfo, CacheResult, CacheStatus
 
@@ -68,8 +68,10 @@ def _fetch(
     requests: list[Request],
     model: str,
     on_response: OnResponse | None,
+    prices: PriceTable | None,
 ) -> Fetched:
-    """Fetch ``items`` upstream in one call and store each (one store round trip)."""
+    """Fetch ``items`` upstream in one call and store each (one store round trip); without
+    a cache each item is priced by ``prices`` (default: the packaged table)."""
     answer = fetch_missing(items)
     upstream_model = str(answer.get("model") or model)
     usage = usage_totals(answer.get("usage"))
@@ -95,7 +97,8 @@ def _fetch(
         if cache is not None:
             costs.append(cache.cost(request, item_response))
         else:
-            costs.append(packaged_prices().response_cost(request.upstream, item_response))
+            table = prices if prices is not None else packaged_prices()
+            costs.append(table.response_cost(request.upstream, item_response))
     if cache is not None:
         store_ctl = ctl
         if on_response is not None:
@@ -158,6 +161,7 @@ def cached_embeddings(
     tenant: str | None = None,
     on_response: OnResponse | None = None,
     timeout: float | None = None,
+    prices: PriceTable | None = None,
 ) -> EmbeddingBatch:
     """Look each item up, fetch the missing ones in one upstream call, store them.
 
@@ -169,7 +173,8 @@ def cached_embeddings(
     reports a fair saving. Identical batches in flight at once make one upstream call
     (``timeout``: how long a caller waits for another's, as :meth:`Cache.fetch`);
     ``on_response`` (the proxy's post-cache hooks) sees the upstream answer and may change
-    how its items are stored.
+    how its items are stored. ``prices``: what the items cost without a cache (with one,
+    the cache's prices).
     """
     ctl = parse_controls(control) if cache is None else in_mode(parse_controls(control), cache.mode)
     if tenant is None:
@@ -211,6 +216,7 @@ def cached_embeddings(
                 requests=[requests[i] for i in missing],
                 model=upstream_model,
                 on_response=on_response,
+                prices=prices,
             )
 
         try:

@@ -1381,6 +1381,7 @@ class ProxyApp:
                 fetch_missing=fetch_missing,
                 tenant=caller.tenant,
                 on_response=self._storing(route, plan, body, ctl),
+                prices=self._prices,
             )
         except HTTPError:
             raise
