@@ -4,6 +4,7 @@ other processes (proxy workers on one Redis) do not wait for an answer that neve
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 import deja
 from deja.stores.redis import RedisStore
+from deja.testing import FakeOpenAIServer
 from tests.helpers import chat_request, chat_response
 
 
@@ -111,3 +113,38 @@ def test_an_invalidation_elsewhere_that_does_not_reach_the_entry_leaves_it_store
     release.set()
     first.join(30)
     assert elsewhere.get(chat_request(), control={"tags": ["a"]}).info.status == "hit"
+
+
+def test_a_no_store_embedding_batch_makes_no_other_process_wait(
+    redis_server: Any, make_redis: Callable[..., RedisStore]
+) -> None:
+    redis_server.flush()
+    with FakeOpenAIServer() as upstream:
+        clients = [
+            deja.Client(
+                cache=deja.Cache(store=make_redis(redis_server), ttl=600, lock_wait=60),
+                api_base=upstream.base_url,
+                api_key="k",
+                max_retries=0,
+            )
+            for _ in range(2)
+        ]
+        corpus = [f"document {i}" for i in range(5)]
+        upstream.delay_next(3)  # the no-store batch's call is held up
+        first = threading.Thread(
+            target=clients[0].embedding,
+            kwargs={
+                "model": "text-embedding-3-small",
+                "input": corpus,
+                "cache": {"no-store": True},
+            },
+        )
+        first.start()
+        deadline = time.monotonic() + 10
+        while upstream.count("/v1/embeddings") == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        # before: it waited on the no-store batch's lock until its own time was up
+        other = clients[1].embedding(model="text-embedding-3-small", input=corpus, timeout=1)
+        assert other.cache.status == "miss" and first.is_alive()
+        first.join(30)

@@ -229,8 +229,10 @@ async def acached_embeddings(
                     return await _stored(cache, ctl, wanted)
 
                 flight = "|".join(cache.key(request, ctl) for request in wanted)
+                # (a batch whose items are not to be stored takes no cross-process lock:
+                # the others would wait for what it never stores)
                 fetched, shared = await cache.coalesce(
-                    flight, fetch, stored=stored, timeout=timeout
+                    flight, fetch, stored=None if ctl.no_store else stored, timeout=timeout
                 )
         except BaseException:
             if cache is not None:  # counted all the same, none of it served

@@ -231,7 +231,11 @@ def cached_embeddings(
                     return _stored(cache, ctl, wanted)
 
                 flight = "|".join(cache.key(request, ctl) for request in wanted)
-                fetched, shared = cache.coalesce(flight, fetch, stored=stored, timeout=timeout)
+                # (a batch whose items are not to be stored takes no cross-process lock:
+                # the others would wait for what it never stores)
+                fetched, shared = cache.coalesce(
+                    flight, fetch, stored=None if ctl.no_store else stored, timeout=timeout
+                )
         except BaseException:
             if cache is not None:  # counted all the same, none of it served
                 _count_unserved(cache, ctl, requests, looked_up)
