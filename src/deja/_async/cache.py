@@ -552,6 +552,7 @@ class AsyncCache:
         lookup, threshold = await self._semantic_inspect(request, parse_controls(control))
         return {
             "applicable": lookup.applicable,
+            "reason": lookup.reason,  # (why not applicable: "script", "too_long"...)
             "threshold": threshold,
             "match": None if lookup.match is None else lookup.match.key,
             "candidates": [

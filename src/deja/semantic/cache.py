@@ -55,6 +55,7 @@ from deja.semantic.decision import (
     word_similarity_for,
 )
 from deja.semantic.guards import GuardSettings, spelling
+from deja.semantic.guards.tokenizer import mostly_latin
 from deja.semantic.scope import (
     DEFAULT_PARTITION,
     SemanticQuery,
@@ -105,8 +106,8 @@ class SemanticLookup:
 
     ``candidates`` pairs each candidate key with its :class:`Decision`, best similarity
     first, and ``prompts`` holds the text each was stored for, in the same order;
-    ``applicable`` is false when the request has no final user text (or one longer than
-    the embedder reads).
+    ``applicable`` is false when the tier does not apply to the request, and ``reason``
+    then says why (:meth:`SemanticCache.query`).
     """
 
     match: SemanticMatch | None
@@ -115,6 +116,10 @@ class SemanticLookup:
     prompts: tuple[str | None, ...] = ()
     embedded: bool = False
     """Whether this check asked the embedder (its vector was not remembered)."""
+    reason: str | None = None
+    """Why the tier does not apply (``None`` when it does): ``"no_text"`` (no final user
+    text), ``"script"`` (a text mostly in another script than Latin) or ``"too_long"``
+    (longer than the embedder reads)."""
 
     @property
     def best_similarity(self) -> float | None:
@@ -270,11 +275,27 @@ class SemanticCache:
         :func:`~deja.semantic.scope.semantic_query`); requests it tells apart never match.
 
         It does not apply to a request without a final user text, nor to one whose text is
+        mostly in another script than Latin (Cyrillic, Greek, Arabic, Hebrew, Devanagari,
+        Thai, Chinese, Japanese, Korean...: :func:`~deja.semantic.guards.tokenizer.mostly_latin`),
+        whatever the embedder: the guards read Latin letters only, so they would see no
+        word, number or name of it to tell two such prompts apart (and the embedded model
+        reads Chinese, Japanese and Thai as unknown pieces). Nor to one whose text is
         longer than the embedder reads (:class:`~deja.semantic.embedders.Windowed`): its
         vector would not see the end, where a long prompt usually asks its question, so
         two prompts sharing a long context would match whatever they ask. Those are left
         to the exact tier.
         """
+        return self._query(request, namespace=namespace, context_key=context_key)[0]
+
+    def _query(
+        self,
+        request: Request,
+        *,
+        namespace: str | None,
+        context_key: str | None,
+    ) -> tuple[SemanticQuery | None, str | None]:
+        """:meth:`query`, and why the tier does not apply when it does not (a
+        :attr:`SemanticLookup.reason`)."""
         q = semantic_query(
             request,
             embedder_id=self.embedder.id,
@@ -282,9 +303,13 @@ class SemanticCache:
             partition=self.partition,
             context_key=context_key,
         )
-        if q is not None and self._fits is not None and not self._fits(q.text):
-            return None
-        return q
+        if q is None:
+            return None, "no_text"
+        if not mostly_latin(q.text):
+            return None, "script"
+        if self._fits is not None and not self._fits(q.text):
+            return None, "too_long"
+        return q, None
 
     def check(
         self,
@@ -328,9 +353,9 @@ class SemanticCache:
         ``evaluate_all`` runs guards and verifier even on candidates below the threshold.
         ``skip``: keys to pass over as if not indexed (entries found stale or gone).
         """
-        q = self.query(request, namespace=namespace, context_key=context_key)
+        q, reason = self._query(request, namespace=namespace, context_key=context_key)
         if q is None:
-            return SemanticLookup(None, applicable=False)
+            return SemanticLookup(None, applicable=False, reason=reason)
         vector, embedded = self._embed(q.text, self._asking(q, request.tenant, namespace))
         lookup = self._decide(q, vector, threshold, evaluate_all, skip)
         return replace(lookup, embedded=True) if embedded else lookup
@@ -346,9 +371,9 @@ class SemanticCache:
         skip: frozenset[str] = frozenset(),
     ) -> SemanticLookup:
         """:meth:`inspect` without blocking the event loop."""
-        q = self.query(request, namespace=namespace, context_key=context_key)
+        q, reason = self._query(request, namespace=namespace, context_key=context_key)
         if q is None:
-            return SemanticLookup(None, applicable=False)
+            return SemanticLookup(None, applicable=False, reason=reason)
         vector, embedded = await self._aembed(q.text, self._asking(q, request.tenant, namespace))
         lookup = await asyncio.to_thread(self._decide, q, vector, threshold, evaluate_all, skip)
         return replace(lookup, embedded=True) if embedded else lookup

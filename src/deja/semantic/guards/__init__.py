@@ -4,7 +4,9 @@ An embedding says "convert 5 km to miles" and "convert 8 km to miles" mean nearl
 thing (cosine 0.95); they do not share an answer. Guards are pure functions over the text
 that extract the *anchors* of a prompt and compare them, in order:
 
-* numbers (digits with separators, decimals, ``#1234``, ordinals, written forms like
+* numbers (digits with separators, decimals, ``#1234``, a minus sign after a space, the
+  start or what opens or assigns a value ("-5" is not "5"; "COVID-19" and "5-10" carry
+  none), ordinals, written forms like
   "twenty-five", "a hundred", "two dozen", "a pair of" or "twice", percentages, versions
   such as ``v2.10.0``, rates and fractions such as ``$5/month``, ``24/7`` or ``1/2``;
   currency amounts as number + currency; a scale word after digits is part of the number,
@@ -58,6 +60,12 @@ that extract the *anchors* of a prompt and compare them, in order:
   against allowed ("must my dog get" / "can my dog get"); two parties named the other
   way round (interviewer / candidate, owner / member, mother / baby...); who the prompt
   asks as ("As a coach, ..." / "As a player, ...");
+* symbols: two prompts of the same words must have their symbols in the same order
+  ("age > 30" / "age < 30", "HEAD~1" / "HEAD^1"; punctuation, quotes and code spans
+  aside) and their lines indented alike (by rank: 2 or 4 spaces a level are one);
+* script: the words of a mostly Latin prompt written in another script ("Translate 你好
+  into English") must be the same on both sides (a prompt mostly in another script never
+  reaches the guards: :meth:`deja.semantic.SemanticCache.query`);
 * contradiction: one prompt is the other word for word with a negation added or removed
   ("planets that have rings" / "planets that don't"); and negation at all (not, no,
   never, -n't; off by default);
@@ -67,9 +75,10 @@ that extract the *anchors* of a prompt and compare them, in order:
 
 Two prompts that say the same words but for framing words and typing slips
 (:mod:`deja.semantic.guards.spelling`) need no verifier, and a mistyped word is no
-substitution. No model is downloaded: everything here is regular expressions and word
-lists. A
-candidate hit must pass every enabled guard (:class:`GuardSettings`).
+substitution; a short word in capitals against the same letters in lower case ("IT" /
+"it") is no same word, nor are two prompts of no words at all. No model is downloaded:
+everything here is regular expressions and word lists. A candidate hit must pass every
+enabled guard (:class:`GuardSettings`).
 """
 
 from deja.semantic.guards.compare import GuardReport, GuardSettings, check_guards

@@ -17,7 +17,7 @@ from deja.semantic.guards.extract import (
     _is_denial,
     _is_plural,
     _plain,
-    signature,
+    _signature,
 )
 from deja.semantic.guards.literals import _CALL_RE, _bare_words
 from deja.semantic.guards.spelling import misspelt
@@ -76,6 +76,16 @@ class GuardSettings:
     # look alike to the model and the verifier, so the differing parts must hold the same
     # content words; else the exact tier answers.
     context: bool = True
+    # The two prompts say the same words, but their symbols come in another order or are
+    # other symbols ("age > 30" / "age < 30", "HEAD~1" / "HEAD^1"), or their lines are
+    # indented otherwise (a Python line inside or after a block): the words the model
+    # reads are the same (cosine 1.0 for the indentation), the question is not.
+    symbols: bool = True
+    # Words written in another script than Latin (a mostly Latin prompt that quotes
+    # "你好" or names "Москва"): the other guards cannot read them, so they must be the
+    # same words on both sides. (A prompt mostly in another script is left to the exact
+    # tier before any guard: ``SemanticCache.query``.)
+    script: bool = True
 
     @classmethod
     def none(cls) -> GuardSettings:
@@ -1195,7 +1205,8 @@ def _unticked(a: Signature, b: Signature) -> Signature:
         return a
     other = f" {_bare_words(b.text)} "
     if all(f" {span} " in other for span in a.ticked):
-        return signature(a.text.replace("`", " "))
+        # (its text is without accents already, and backticks are no words of any script)
+        return _signature(a.text.replace("`", " "), a.foreign)
     return a
 
 
@@ -1273,11 +1284,19 @@ def _other_question_on_one_context(a: Signature, b: Signature) -> bool:
     )
 
 
+# a request before a pasted text: its first line, or what comes before a colon there
+# ("Summarize this email:\n...", "Fix the grammar: Hi team, ..."), up to 200 characters
+_INSTRUCTION_RE = re.compile(r"\s*[^\n:?]{3,200}(?::\s|\n)")
+
+
 def _asked_before(text: str) -> bool:
-    """Does ``text`` ask its question before a context of 15+ words ("Can I take it while
-    pregnant? Leaflet: ...")?"""
+    """Does ``text`` ask its question, or make its request, before a context of 15+ words
+    ("Can I take it while pregnant? Leaflet: ...", "Summarize this email:\n<email>")?"""
     asked, mark, after = text.partition("?")
-    return bool(mark) and len(after.split()) >= _CONTEXT_WORDS and bool(asked.strip())
+    if mark and len(after.split()) >= _CONTEXT_WORDS and asked.strip():
+        return True
+    request = _INSTRUCTION_RE.match(text)
+    return request is not None and len(text[request.end() :].split()) >= _CONTEXT_WORDS
 
 
 def _content_of(words: list[str]) -> frozenset[str]:
@@ -1289,6 +1308,14 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
     failed: list[str] = []
     if s.context and _other_question_on_one_context(a, b):
         failed.append("context")
+    if s.script and a.foreign != b.foreign:
+        failed.append("script")
+    if (
+        s.symbols
+        and a.said == b.said
+        and (a.symbol_order != b.symbol_order or a.indents != b.indents)
+    ):
+        failed.append("symbols")
     if s.numbers and (
         not (_same_numbers(a, b) or _numbers_mirrored(a, b))
         or (a.requested and b.requested and a.requested != b.requested)

@@ -42,7 +42,7 @@ from deja.semantic.guards.literals import (
     _mark,
     _marks_in,
 )
-from deja.semantic.guards.spelling import said_words, same_words, symbols_of
+from deja.semantic.guards.spelling import said_words, same_words, symbols_in_order, symbols_of
 from deja.semantic.guards.tokenizer import (
     _ARROW_WORDS,
     _STOP,
@@ -52,6 +52,7 @@ from deja.semantic.guards.tokenizer import (
     _stem,
     _Tok,
     _tokens_of,
+    foreign_words,
     unaccented,
 )
 from deja.semantic.guards.words import (
@@ -140,6 +141,19 @@ class Signature:
     symbols: str = field(default="", repr=False)
     # the acronyms it writes in capitals ("MFA", "mRNA"), lower case
     acronyms: frozenset[str] = field(default=frozenset(), repr=False)
+    # the words of two to four letters it writes all in capitals, lower case ("IT", "WHO"),
+    # unless it writes no lower-case letter at all (shouted: its capitals say nothing;
+    # a prompt of no capital letter says nothing by its letter case either)
+    capitals: frozenset[str] = field(default=frozenset(), repr=False)
+    # the symbols in the order they come, punctuation and what other guards compare aside
+    # (:func:`_symbol_order`), and how deep each line is indented (:func:`_indentation`):
+    # what two prompts of the same words can still differ in ("age > 30" / "age < 30",
+    # "HEAD~1" / "HEAD^1", a Python line in or out of a block)
+    symbol_order: str = field(default="", repr=False)
+    indents: tuple[int, ...] = field(default=(), repr=False)
+    # its words written in another script than Latin, which the other guards cannot read
+    # (:func:`~deja.semantic.guards.tokenizer.foreign_words`)
+    foreign: tuple[str, ...] = field(default=(), repr=False)
     # one-letter flags and escapes as written, sorted ("-d" is not "-D", "\s" not "\S"):
     # kept from the text, so that reading backticks as bare words keeps them too
     cased: tuple[str, ...] = field(default=(), repr=False)
@@ -152,7 +166,14 @@ class Signature:
 
     def same_words_as(self, other: Signature) -> bool:
         """Whether the two prompts say the same words, in order or with one part moved,
-        framing words and typing slips aside (:func:`deja.semantic.guards.spelling.same_words`)."""
+        framing words and typing slips aside (:func:`deja.semantic.guards.spelling.same_words`).
+        A short word in capitals on one side and in lower case on the other is two words
+        ("What does IT mean" / "What does it mean", "WHO" / "who", "MS" / "ms"), and so
+        are words of another script than Latin (:attr:`foreign`) unless written the same."""
+        if self.foreign != other.foreign:
+            return False
+        if (self.capitals or other.capitals) and (_recased(self, other) or _recased(other, self)):
+            return False
         return same_words(
             self.said,
             other.said,
@@ -180,6 +201,26 @@ class Signature:
             + len(self.code)
             + len(self.entities)
         )
+
+
+def _recased(a: Signature, b: Signature) -> bool:
+    """Does ``b`` say, not in capitals, a short word that ``a`` writes in capitals? (Not a
+    ``b`` written all in lower case: its letter case says nothing, "make an http get
+    request" is "Make an HTTP GET request".)"""
+    return any(w in b.said and w not in b.capitals for w in a.capitals) and (
+        _UPPER_RE.search(b.text) is not None
+    )
+
+
+def _indentation(text: str) -> tuple[int, ...]:
+    """How deep each non-blank line of ``text`` is indented, as the rank of its indent among
+    the text's indents (an indent of 2 spaces a level or 4 alike), or ``()`` when no line
+    is (the text's own leading and trailing whitespace aside)."""
+    widths = [len(line) - len(line.lstrip()) for line in text.strip().split("\n") if line.strip()]
+    if not any(widths):
+        return ()
+    rank = {width: r for r, width in enumerate(sorted(set(widths)))}
+    return tuple(rank[width] for width in widths)
 
 
 def _int_text(digits: str) -> str:
@@ -524,12 +565,32 @@ def signature(text: str) -> Signature:
     would answer one tenant's prompt faster for another's having sent it.
 
     Accents are read as their letters ("Vieux Carr\u00e9" / "vieux carre"): the guards'
-    words are ASCII letters, and a prompt typed without accents names the same thing."""
-    return _signature(unaccented(text))
+    words are ASCII letters, and a prompt typed without accents names the same thing. The
+    words of other scripts are kept as written (:attr:`Signature.foreign`)."""
+    return _signature(unaccented(text), foreign_words(text))
 
 
 # an acronym written in capitals: "MFA", "GPA", "mRNA" (a lower-case lead letter), "SSRIs"
 _ACRONYM_RE = re.compile(r"[a-z]?[A-Z]{2,6}s?")
+# a short word in capitals, which the same letters in lower case may not mean ("IT" / "it")
+_CAPITALS_RE = re.compile(r"[A-Z]{2,4}")
+_LOWER_RE = re.compile(r"[a-z]")
+_UPPER_RE = re.compile(r"[A-Z]")
+# A minus sign right before a number is part of it ("-5", "\u22125"), after the start, a
+# space or what opens or assigns a value; not after a letter or a digit ("COVID-19", a
+# range "5-10").
+_MINUS = "-\u2212"
+_BEFORE_SIGN = " \t\n(=,:[<>$"
+# ... and so is "minus" or "negative" said before it (unless it takes one number from
+# another: :func:`_said_negative`)
+_SIGN_WORDS = frozenset({"minus", "negative"})
+# an operator taken as code ("<", "**"): no word character in it
+_WORDLESS_RE = re.compile(r"\W+")
+# What the order of symbols leaves out: punctuation, which prose puts anywhere, and
+# backticks and quotation marks of any shape ("\u201ehello\u201c"), what the code and quote
+# guards compare. (Brackets stay where they hold a symbol: "10 / (2 / 5)".)
+_UNORDERED = str.maketrans("", "", "`.,;:!?\u2026\u201a\u201e\u201f\u2039\u203a\u00ab\u00bb")
+_OPENING = {")": "(", "]": "[", "}": "{"}
 _MAYBE_OPERATOR_RE = re.compile(r"[\[=!<>*&|^%~+\-/:?]")
 # Capital letters each followed by a full stop ("U.S.", "U.K.", "E.U."): an acronym written
 # with dots, the same name as without them. No match starts one letter into a run that a
@@ -539,12 +600,64 @@ _MAYBE_OPERATOR_RE = re.compile(r"[\[=!<>*&|^%~+\-/:?]")
 _DOTTED_ACRONYM_RE = re.compile(r"(?<!\b[A-Z]\.)\b(?:[A-Z]\.){2,}+(?![A-Za-z0-9])")
 
 
+def _symbol_order(rest: str, code: list[str]) -> str:
+    """The symbols of ``rest`` (the text read so far, its code spans and quotes marked) in
+    their order, punctuation aside (:data:`_UNORDERED`): an operator taken as code ("age >
+    30") in its place, none of other code spans and quotes, which the literal guards
+    compare (``os.path.join()`` is ``os.path.join``), nor of what the text reads as words
+    ("2 * 3" is "2 times 3", "3am" a time of the clock), nor brackets around no symbol,
+    which prose puts around anything ("open (https://example.com/a), please")."""
+    if _MARK_RE.search(rest) is not None:
+
+        def stand_in(m: re.Match[str]) -> str:
+            mark = ord(m.group())
+            if mark >= _QUOTE_MARK:
+                return "x"
+            operator = code[mark - _CODE_MARK]
+            return operator if _WORDLESS_RE.fullmatch(operator) else "x"
+
+        rest = _MARK_RE.sub(stand_in, rest)
+    order = symbols_in_order(rest).translate(_UNORDERED)
+    if not any(bracket in order for bracket in _OPENING):
+        return order
+    kept: list[str] = []
+    for symbol in order:
+        if kept and kept[-1] == _OPENING.get(symbol):
+            kept.pop()  # a pair around no symbol
+        else:
+            kept.append(symbol)
+    return "".join(kept)
+
+
+def _signed(text: str, at: int) -> bool:
+    """Is the number at ``at`` in ``text`` written with a minus sign (see :data:`_MINUS`)?"""
+    return at > 0 and text[at - 1] in _MINUS and (at == 1 or text[at - 2] in _BEFORE_SIGN)
+
+
+def _said_negative(toks: list[_Tok], i: int) -> bool:
+    """Is the number at token ``i`` said negative in words ("at minus twenty degrees",
+    "negative 5"), not what one takes from another ("10 minus 5", "x minus 5")?"""
+    if i == 0 or toks[i - 1].low not in _SIGN_WORDS:
+        return False
+    if i == 1:
+        return True
+    before = toks[i - 2].low
+    return (
+        toks[i - 2].kind != "num"
+        and len(before) > 1
+        and before not in _NUMBER_WORDS
+        and before not in _SCALES
+    )
+
+
 def _undot(m: re.Match[str]) -> str:
     # the last full stop stays: it may also end the sentence ("I live in the U.S. Can...")
     return m.group()[:-1].replace(".", "") + "."
 
 
-def _signature(text: str) -> Signature:
+def _signature(text: str, foreign: tuple[str, ...] = ()) -> Signature:
+    """The signature of ``text`` (accents taken off) whose words of other scripts, read
+    before, are ``foreign``."""
     quotes: list[str] = []
     code: list[str] = []
 
@@ -642,12 +755,16 @@ def _signature(text: str) -> Signature:
     rest = _IDENT_RE.sub(take_ident, rest)
     if _MAYBE_OPERATOR_RE.search(rest) is not None:
         rest = _OPERATOR_RE.sub(take_operator, rest)
+    symbol_order = _symbol_order(rest, code)
     literals_directed = False
     if len(code) + len(quotes) > 1:
         code, quotes, literals_directed = _literal_order(rest, code, quotes)
     toks = _scan(rest)
     lows = [t.low for t in toks]
     acronyms = frozenset(t.low for t in toks if _ACRONYM_RE.fullmatch(t.text))
+    capitals = frozenset(t.low for t in toks if t.kind == "word" and _CAPITALS_RE.fullmatch(t.text))
+    if capitals and _LOWER_RE.search(rest) is None:
+        capitals = frozenset()
     phrases, longest = _phrases()
 
     numbers: list[str] = []
@@ -698,6 +815,8 @@ def _signature(text: str) -> Signature:
             if i + used < len(toks) and lows[i + used] in ("percent", "%") and "%" not in value:
                 value += "%"
                 used += 1
+            if (_signed(rest, tok.start) or _said_negative(toks, i)) and value.strip("0.%"):
+                value = "-" + value  # (-0 is 0)
         elif tok.low in _ORDINAL_WORDS:
             value = str(_ORDINAL_WORDS[tok.low])
         elif tok.low in _TIMES_WORDS:
@@ -716,6 +835,8 @@ def _signature(text: str) -> Signature:
                 if i + used < len(toks) and lows[i + used] in ("percent", "%"):
                     value += "%"
                     used += 1
+                if _said_negative(toks, i) and value.strip("0%"):
+                    value = "-" + value  # "minus twenty degrees" is "-20 degrees"
         if value is not None:
             numbers.append(value)
             number_at.append(i)
@@ -823,7 +944,11 @@ def _signature(text: str) -> Signature:
         words=frozenset(_stem(w) for w in lows if w not in _STOP),
         said=said_words(lows),
         acronyms=acronyms,
+        capitals=capitals,
         symbols=symbols_of(given),
+        symbol_order=symbol_order,
+        indents=_indentation(given) if "\n" in given else (),
+        foreign=foreign,
         cased=tuple(sorted(_CASED_RE.findall(given))),
         speaker=_speaker(given) if "as a" in given.lower() else None,
         low_text=" ".join(low_text),
@@ -927,18 +1052,44 @@ _IN_OUT_VERBS = frozenset(
 )
 # particles that say where a verb goes ("turn off", "zoom in"), each with its verbs
 _PARTICLES = ((_SWITCH_VERBS, _ON_OFF), (_IN_OUT_VERBS, _IN_OUT))
+# asking for the answer alone: a brief answer ("give me the answer only, no explanation"
+# is not "explain in detail")
+_ANSWER_ALONE = (
+    ("answer", "only"),
+    ("only", "the", "answer"),
+    ("just", "the", "answer"),
+    ("no", "explanation"),
+    ("no", "explanations"),
+    ("without", "explanation"),
+    ("without", "explaining"),
+)
+_ANSWER_ALONE_WORDS = frozenset(phrase[-1] for phrase in _ANSWER_ALONE)
+_ANSWER_ALONE_STARTS = frozenset(phrase[0] for phrase in _ANSWER_ALONE)
 
 
 def _pole_words(present: frozenset[str], lows: list[str]) -> frozenset[str]:
     """The words whose poles a prompt has: ``present``, with the particles ("on"/"off",
-    "in"/"out") only where a verb sets them."""
+    "in"/"out") only where a verb sets them, and "briefly" where it asks for the answer
+    alone (:data:`_ANSWER_ALONE`)."""
     words = present
     if not present.isdisjoint(_DEGREES):
         words = _graded(words, lows)
     for verbs, particles in _PARTICLES:
         if not words.isdisjoint(particles):
             words = (words - particles) | _set_by(lows, verbs, particles)
+    if not present.isdisjoint(_ANSWER_ALONE_WORDS) and _asks_answer_alone(lows):
+        words = words | {"briefly"}
     return words
+
+
+def _asks_answer_alone(lows: list[str]) -> bool:
+    """Does a prompt of lower-case tokens ``lows`` ask for the answer alone?"""
+    for i, w in enumerate(lows):
+        if w in _ANSWER_ALONE_STARTS and any(
+            tuple(lows[i : i + len(phrase)]) == phrase for phrase in _ANSWER_ALONE
+        ):
+            return True
+    return False
 
 
 def _graded(words: frozenset[str], lows: list[str]) -> frozenset[str]:

@@ -35,6 +35,7 @@ __all__ = [
     "preload",
     "said_words",
     "same_words",
+    "symbols_in_order",
     "symbols_of",
     "variant",
 ]
@@ -211,9 +212,14 @@ def said_words(lows: list[str]) -> tuple[str, ...]:
     )
 
 
+def symbols_in_order(text: str) -> str:
+    """The symbols of ``text`` that carry meaning, in their order (see :data:`_SYMBOL_RE`)."""
+    return "".join(_SYMBOL_RE.findall(_PUNCTUATION_RE.sub("", text)))
+
+
 def symbols_of(text: str) -> str:
     """The symbols of ``text`` that carry meaning, sorted (see :data:`_SYMBOL_RE`)."""
-    return "".join(sorted(_SYMBOL_RE.findall(_PUNCTUATION_RE.sub("", text))))
+    return "".join(sorted(symbols_in_order(text)))
 
 
 # British and American spellings of one word: (British part, American part)
@@ -382,8 +388,9 @@ def same_words(
     part of two words or more moved before the other ("For a deep cut on the hand, what
     first aid should I give?" / "What first aid should I give for a deep cut on the
     hand?"). Words trading places otherwise ask something else ("savefig before show" /
-    "show before savefig")."""
-    if symbols_a != symbols_b:
+    "show before savefig"). Two prompts of no words (none the guards read: another script,
+    emoji) do not say the same words: nothing says they ask the same thing."""
+    if symbols_a != symbols_b or not (said_a or said_b):
         return False
     if _same_order(said_a, said_b):
         return True

@@ -46,6 +46,60 @@ def unaccented(text: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
 
 
+# Letters of the Latin script beyond ASCII: Latin-1, Latin Extended-A and -B, IPA, Latin
+# Extended Additional, -C, -D and -E, the ligatures and the fullwidth forms ("é", "ł",
+# dotless "i", "ß", "ø", "ğ", the "fi" ligature)
+_LATIN = (
+    "A-Za-z\u00aa\u00ba\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u02af\u1e00-\u1eff\u2c60-\u2c7f"
+    "\ua720-\ua7ff\uab30-\uab6f\ufb00-\ufb06\uff21-\uff3a\uff41-\uff5a"
+)
+# Scripts written without spaces between words (Han, kana, Thai, Lao, Myanmar, Khmer): each
+# character counts as a word of its own
+_UNSPACED = (
+    "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf"
+    "\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f"
+)
+# Numbers that are no digits but read as word characters ("²", "½", "Ⅻ", "①")
+_NUMERIC = "\u00b2\u00b3\u00b9\u00bc-\u00be\u2070-\u209f\u2150-\u218f\u2460-\u24ff"
+_LATIN_WORD_RE = re.compile(f"[{_LATIN}]+")
+_OTHER_WORD_RE = re.compile(f"[{_UNSPACED}]|[^\\W\\d_{_LATIN}{_UNSPACED}{_NUMERIC}]+")
+# a run of non-space characters holding a letter of another script than Latin (started at
+# a run's start only, and lazy: linear in the text's length)
+_FOREIGN_RE = re.compile(f"(?<!\\S)\\S*?[^\\W\\d_{_LATIN}{_NUMERIC}]\\S*")
+# what may stand around such a word without being part of it
+_AROUND_WORDS = (
+    "!\"#%&'()*,./:;<>?@[\\]^_`{|}~\u00a1\u00ab\u00bb\u00bf\u2013\u2014\u2018\u2019\u201c\u201d"
+    "\u201e\u2026\u3001\u3002\u3008\u3009\u300a\u300b\u300c\u300d\u300e\u300f\u3010\u3011"
+    "\uff01\uff08\uff09\uff0c\uff1a\uff1b\uff1f"
+)
+
+
+def mostly_latin(text: str) -> bool:
+    """Whether most words of ``text`` are written in the Latin script (a text without
+    letters counts as Latin). A word is a run of letters of one script, and in the scripts
+    written without spaces each character is one: "iPhone 15 的电池怎么样" is one Latin word
+    against six Chinese ones.
+
+    The guards read Latin letters only (:func:`tokens`): a text mostly of another script
+    would show them no word, no name, no number word to compare, and two such prompts
+    would look the same to them whatever they ask.
+    """
+    if text.isascii():
+        return True
+    return len(_LATIN_WORD_RE.findall(text)) >= len(_OTHER_WORD_RE.findall(text))
+
+
+def foreign_words(text: str) -> tuple[str, ...]:
+    """The words of ``text`` that hold letters of another script than Latin, in order,
+    without the punctuation around them, in lower case ("Translate 你好 into English":
+    ``("你好",)``): the part of a mostly Latin prompt that the guards cannot read
+    otherwise, so it must be the same on both sides."""
+    if text.isascii():
+        return ()
+    found = (w.strip(_AROUND_WORDS).lower() for w in _FOREIGN_RE.findall(text))
+    return tuple(w for w in found if w)
+
+
 def _tokens_of(text: str) -> list[str]:
     return [t.low for t in _scan(text)]
 

@@ -1305,6 +1305,8 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("synonym synonyms", "antonym antonyms"),
         ("permanent permanently", "temporary temporarily"),
         ("upgrade upgrading", "downgrade downgrading"),
+        # (asking for the answer alone, "answer only, no explanation", is brief: see
+        # guards.extract._pole_words)
         ("brief briefly concise", "detail detailed thorough thoroughly"),
         ("formal formally", "informal casual casually"),
         ("happy", "sad"),
@@ -1353,6 +1355,8 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         # roles: the same question from the other side has another answer
         *_SIDES_OF_A_DEAL,
         ("junior", "senior"),
+        # how many of a thing ("a double / triple bypass", "single / double quotes")
+        ("single", "double", "triple", "quadruple"),
         ("white", "black"),
         ("cat cats kitten kittens", "dog dogs puppy puppies", "rabbit rabbits", "horse horses"),
         ("public", "private"),
@@ -1436,6 +1440,9 @@ _SWAPS: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("send", "request"),
         ("keep", "discard"),
         ("use", "ignore skip"),
+        # "a script to read a CSV file" / "to write a CSV file" (not as poles: "write code
+        # that reads a file" asks what "how do I read a file" does)
+        ("read reading", "write writing"),
         ("eat", "avoid"),
         # which side of a claim: "arguments for the claim" / "arguments against it"
         ("for", "against"),
