@@ -15,6 +15,7 @@ import pytest
 
 import deja
 from deja._async.streams import AsyncCachedStream
+from deja.request import Request
 from deja.stores.memory import MemoryStore
 from tests.helpers import chat_request, chat_response, stream_chunk
 
@@ -182,3 +183,45 @@ async def test_a_stream_asked_for_before_an_invalidation_is_not_stored_after_it(
     release.set()
     assert await read_to_end(stream) == "v1"
     assert text(await cache.get(chat_request(), control=DOC)) == "v2"
+
+
+async def test_a_request_that_neither_reads_nor_stores_invalidates_nothing() -> None:
+    """A bypass (no-cache and no-store: default_off's requests that do not opt in, the
+    proxy's uncached kinds) replaces no answer: the call in flight is still joined and
+    stored (it was thrown away, and 4,096 bypasses threw every call's away)."""
+    cache = deja.AsyncCache(ttl=600)
+    upstream = Upstream()
+    first = asyncio.ensure_future(cache.fetch(chat_request(), upstream))
+    await upstream.started.wait()
+    for _ in range(5000):
+        await cache.fetch(chat_request("other"), lambda: _now(chat_response()), control=BYPASS)
+    await cache.fetch(chat_request(), upstream, control=BYPASS)
+    joined = asyncio.ensure_future(cache.fetch(chat_request(), upstream))
+    await asyncio.sleep(0.05)
+    upstream.release.set()
+    assert text(await first) == "v1"
+    assert ((await joined).info.status, text(await joined)) == ("hit", "v1")
+    assert text(await cache.get(chat_request())) == "v1"
+
+
+BYPASS = {"no-cache": True, "no-store": True}
+
+
+async def _now(answer: dict[str, Any]) -> dict[str, Any]:
+    return answer
+
+
+async def test_a_tag_invalidation_leaves_other_tenants_calls_joinable() -> None:
+    cache = deja.AsyncCache(ttl=600)
+    upstream = Upstream()
+    b = Request.chat(model="gpt-4o", messages=[{"role": "user", "content": "Q"}], tenant="b")
+    first = asyncio.ensure_future(cache.fetch(b, upstream, control=DOC))
+    await upstream.started.wait()
+    await cache.delete_tag("doc:42", tenant="a")  # another tenant's
+    await cache.delete_tag("doc:7", tenant="b")  # another tag
+    joined = asyncio.ensure_future(cache.fetch(b, upstream, control=DOC))
+    await asyncio.sleep(0.05)
+    upstream.release.set()
+    assert text(await first) == "v1"
+    assert ((await joined).info.status, upstream.calls) == ("hit", 1)
+    assert text(await cache.get(b, control=DOC)) == "v1"

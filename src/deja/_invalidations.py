@@ -19,7 +19,12 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
-__all__ = ["Asked", "Invalidations"]
+__all__ = ["MARKS", "Asked", "Invalidations"]
+
+MARKS = "!invalidated:"
+"""What the names of the invalidations' marks in a shared store hold after the cache's
+key prefix and version (``deja:v1!invalidated:...``): no entry's key, and out of every
+prefix ``clear`` deletes (stores do not count them as entries)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +106,12 @@ class Invalidations:
         entry ``key`` (of ``tenant``, in ``namespace``, tagged ``tags``)."""
         if self._count == start:  # (the common case: nothing since, no lock)
             return False
-        with self._lock:
-            recent = list(self._recent)
-        if not recent or recent[0][0] > start + 1:
-            return True  # some of those made since are forgotten already
-        return any(n > start and reach.reaches(key, tenant, namespace, tags) for n, reach in recent)
+        with self._lock:  # (the newest first, as far as those made since go)
+            if not self._recent or self._recent[0][0] > start + 1:
+                return True  # some of those made since are forgotten already
+            for n, reach in reversed(self._recent):
+                if n <= start:
+                    return False
+                if reach.reaches(key, tenant, namespace, tags):
+                    return True
+        return False

@@ -2332,8 +2332,11 @@ def _router_near_misses(router: Mapping[str, object], ctx: _Context) -> None:
     for key in router:
         if key in _ROUTER_KEYS or key in _ROUTER_LITELLM_IGNORED:
             continue
-        hint = _suggestion(key, _ROUTER_KEYS)
-        if hint and hint == _suggestion(key, _ROUTER_KEYS, also=_ROUTER_LITELLM_IGNORED):
+        # (close: a slip of a letter or two, not another word near one deja reads, as
+        # num_workers, default_num_retries, max_retries, which LiteLLM configs carry)
+        near = difflib.get_close_matches(key.lower(), _ROUTER_KEYS, n=1, cutoff=0.85)
+        hint = _suggestion(key, near)
+        if hint and hint == _suggestion(key, near, also=_ROUTER_LITELLM_IGNORED):
             raise ConfigError(
                 f"unknown key in router_settings{hint}", path=_join("router_settings", key)
             )

@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 
 import deja
+from deja.stores.memory import MemoryStore
 from deja.stores.redis import RedisStore
-from deja.testing import FakeOpenAIServer
+from deja.stores.tiered import TieredStore
+from deja.testing import FakeClock, FakeOpenAIServer
 from tests.helpers import chat_request, chat_response
 
 
@@ -148,3 +150,96 @@ def test_a_no_store_embedding_batch_makes_no_other_process_wait(
         other = clients[1].embedding(model="text-embedding-3-small", input=corpus, timeout=1)
         assert other.cache.status == "miss" and first.is_alive()
         first.join(30)
+
+
+def held_call(
+    cache: deja.Cache, control: dict[str, Any] | None = None
+) -> tuple[threading.Thread, threading.Event, threading.Event]:
+    """A fetch in a thread whose upstream call waits to be released: (thread, called,
+    release)."""
+    called, release = threading.Event(), threading.Event()
+
+    def held_up() -> dict[str, Any]:
+        called.set()
+        release.wait(30)
+        return chat_response("asked for before")
+
+    thread = threading.Thread(
+        target=cache.fetch, args=(chat_request(), held_up), kwargs={"control": control}
+    )
+    thread.start()
+    assert called.wait(10)
+    return thread, called, release
+
+
+def test_a_two_tier_store_reads_marks_in_its_shared_tier_not_its_l1(
+    redis_server: Any, make_redis: Callable[..., RedisStore]
+) -> None:
+    """A mark copied into a process's L1 (by an earlier read) hid a newer one: the stale
+    answer went to the L2, where every process served it."""
+    redis_server.flush()
+    clock = FakeClock()
+    here, elsewhere = (
+        deja.Cache(
+            store=TieredStore(l1=MemoryStore(), l2=make_redis(redis_server)), ttl=600, clock=clock
+        )
+        for _ in range(2)
+    )
+    elsewhere.clear()  # a first mark, read by the next miss here
+    assert here.fetch(chat_request("warm-up"), chat_response).info.status == "miss"
+    clock.advance(5)  # (that mark is long past: only a newer one reaches the next call)
+    thread, _, release = held_call(here)
+    elsewhere.clear()
+    release.set()
+    thread.join(30)
+    assert here.store.l2.get(here.key(chat_request())) is None  # type: ignore[attr-defined]
+    assert elsewhere.get(chat_request()).info.status == "miss"
+
+
+def test_a_mark_older_than_the_call_leaves_its_answer_stored(
+    redis_server: Any, make_redis: Callable[..., RedisStore]
+) -> None:
+    """Marks are stamped: one made before a call began (past the clocks' slack) does not
+    reach it; one made within the slack does."""
+    redis_server.flush()
+    clock = FakeClock()
+    here = deja.Cache(store=make_redis(redis_server), ttl=600, clock=clock)
+    elsewhere = deja.Cache(store=make_redis(redis_server), ttl=600, clock=clock)
+    elsewhere.clear()
+    clock.advance(0.3)  # within the slack of the processes' clocks: reached
+    assert here.fetch(chat_request("soon"), chat_response).info.status == "miss"
+    assert here.get(chat_request("soon")).info.status == "miss"
+    clock.advance(5)
+    assert here.fetch(chat_request("later"), chat_response).info.status == "miss"
+    assert here.get(chat_request("later")).info.status == "hit"
+
+
+def test_a_process_s_own_marks_are_left_to_its_own_record(
+    redis_server: Any, make_redis: Callable[..., RedisStore]
+) -> None:
+    """A cache that flushed stores the answers asked for after its flush at once (its own
+    marks are not read as another process's)."""
+    redis_server.flush()
+    cache = deja.Cache(store=make_redis(redis_server), ttl=600)
+    cache.clear()
+    cache.delete_tag("doc:42")
+    assert cache.fetch(chat_request(), chat_response, control={"tags": ["doc:42"]})
+    assert cache.get(chat_request()).info.status == "hit"
+
+
+def test_a_refresh_in_another_process_is_not_overwritten_by_an_older_call(
+    redis_server: Any, make_redis: Callable[..., RedisStore]
+) -> None:
+    redis_server.flush()
+    here = deja.Cache(store=make_redis(redis_server), ttl=600)
+    elsewhere = deja.Cache(store=make_redis(redis_server), ttl=600)
+    thread, _, release = held_call(here)
+    refreshed = elsewhere.fetch(
+        chat_request(), lambda: chat_response("refreshed"), control={"no-cache": True}
+    )
+    assert refreshed.response == chat_response("refreshed")
+    release.set()
+    thread.join(30)
+    # the older answer was not kept (the refreshed one it overwrote is gone too: a miss,
+    # never the older answer)
+    assert elsewhere.get(chat_request()).response in (None, chat_response("refreshed"))

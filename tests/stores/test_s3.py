@@ -618,3 +618,16 @@ def test_config_errors(
     if path is not None:
         assert info.value.path == path
     assert fragment in str(info.value)
+
+
+def test_the_invalidations_marks_are_no_entries(make: Callable[..., S3Store]) -> None:
+    """A cache's delete leaves a mark for the other processes' calls in flight: it is no
+    entry (usage counted it, and deja_cache_entries no longer went down on delete)."""
+    store = make()
+    cache = deja.Cache(store=store, ttl=600)
+    for n in range(3):
+        cache.put(chat_request(f"q{n}"), chat_response())
+    assert cache.delete(cache.key(chat_request("q0")))
+    assert store.usage().entries == 2
+    assert cache.clear() == 2
+    assert store.usage().entries == 0

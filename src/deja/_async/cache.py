@@ -33,7 +33,7 @@ from deja._async.singleflight import AsyncSingleFlight, WaitExpired, allows_long
 from deja._async.streams import AsyncBroadcast, AsyncCachedStream, OpenStream
 from deja._embedding_items import batch_lock_name
 from deja._forks import renew_in_child
-from deja._invalidations import Asked, Invalidations
+from deja._invalidations import MARKS, Asked, Invalidations
 from deja._lock_keeper import AsyncLockKeeper
 from deja._upstream import call_key_fields
 from deja._waits import seconds_left
@@ -114,15 +114,33 @@ def _tagged(data: bytes, tag: str) -> bool:
         return True
 
 
-def _shared_by_processes(store: Store) -> bool:
-    """Whether other processes may use ``store`` too: any but a memory store (a two-tier
-    store's shared tier decides)."""
+def _shared_part(store: Store) -> Store | None:
+    """The part of ``store`` other processes use too, where invalidations leave their
+    marks: the store, a two-tier store's shared tier (never its L1: a copy kept there would
+    hide a newer mark), or ``None`` for a memory store."""
     from deja.stores.memory import MemoryStore
     from deja.stores.tiered import TieredStore
 
     if isinstance(store, TieredStore):
-        return _shared_by_processes(store.l2)
-    return not isinstance(store, MemoryStore)
+        return _shared_part(store.l2)
+    return None if isinstance(store, MemoryStore) else store
+
+
+def _flight_label(
+    request: Request, ctl: CacheControl, on_response: object
+) -> tuple[str | None, tuple[str, ...], bool]:
+    """What an invalidation is told of a call or stream in flight: its tenant, its tags,
+    and whether a hook may tag its answer when it comes (``on_response``)."""
+    return request.tenant, ctl.tags, on_response is not None
+
+
+def _may_be_tagged(tag: str, tenant: str | None, key: str, label: object) -> bool:
+    """Whether the call or stream in flight for ``key`` (``label``: :func:`_flight_label`)
+    may store an entry of ``tenant`` tagged ``tag``."""
+    if not isinstance(label, tuple):
+        return True  # (told nothing of it)
+    of, tags, hooked = label
+    return bool(of == tenant and (tag in tags or hooked))
 
 
 def _response_tokens(response: Mapping[str, Any] | None) -> int:
@@ -350,7 +368,7 @@ class AsyncCache:
         # what was invalidated while answers were being fetched: those are not kept (in
         # a store other processes share, what they invalidated is read from their marks)
         self._invalidations = Invalidations()
-        self._marks = _shared_by_processes(store)
+        self._marks = _shared_part(store)
         renew_in_child(self, AsyncCache._renew)
         self._memo: dict[str, tuple[bytes, StoredEntry]] | None = (
             {} if isinstance(store, SharedValues) and store.shares_values() else None
@@ -828,7 +846,8 @@ class AsyncCache:
         key = self.key(request, ctl)
         if ctl.no_cache:
             # skips the lookup and single-flight: the caller asked for a fresh answer
-            self._refreshing(key)
+            if not ctl.no_store:  # (one that stores nothing replaces nothing)
+                await self._refreshing(key)
             since = self._asked()
             try:
                 pending = _awaitable(call())  # unasync: pending = call()
@@ -889,7 +908,9 @@ class AsyncCache:
             return CacheResult(response, CacheInfo(status, key, cost_usd=cost))
 
         try:
-            result, shared = await self._flight.run(key, lead, wait=timeout)
+            result, shared = await self._flight.run(
+                key, lead, wait=timeout, label=_flight_label(request, ctl, on_response)
+            )
         except BaseException as exc:
             # a miss all the same: an outage must not look like a better hit ratio
             self._count(CacheResult(None, CacheInfo(status, key)))
@@ -944,8 +965,8 @@ class AsyncCache:
         """
         ctl = self._control(control)
         key = self.key(request, ctl)
-        if ctl.no_cache:
-            self._refreshing(key)
+        if ctl.no_cache and not ctl.no_store:
+            await self._refreshing(key)
         since = self._asked()  # (before any stream this caller may open)
         status: CacheStatus = "bypass"
         indexable = True
@@ -1027,6 +1048,7 @@ class AsyncCache:
                         if checked:
                             broadcast = AsyncBroadcast(open_stream, on_complete)
                             broadcast.patience = first_wait  # (before anyone joins it)
+                            broadcast.label = _flight_label(request, ctl, on_response)
                             self._streams[slot] = broadcast
                             broadcast.on_finished = functools.partial(
                                 self._stream_ended, slot, broadcast
@@ -1389,7 +1411,8 @@ class AsyncCache:
         """Delete one entry by key (and its semantic vector); returns whether it existed."""
         if not isinstance(key, str):  # (bytes, None...: no entry has it, a silent False)
             raise TypeError(f"delete takes an entry's key (a str), not {type(key).__name__}")
-        self._refreshing(key)  # (before deleting: see _put)
+        self._invalidations.key(key)  # (before deleting: see _put)
+        self._invalidating(lambda other, _: other == key)
         if self.semantic is not None:
             # (a saved index loaded after the forgetting would bring the vector back)
             await self.load_semantic()
@@ -1477,9 +1500,8 @@ class AsyncCache:
             scope = namespace if namespace is not None else self._namespace_default
             records = [self._tag_id(tag, tenant, scope)]
             self._invalidations.tag(tag, tenant, scope, every=False)
-        # (before deleting: see _put; the tags of the calls in flight are known once their
-        # answers are: none of them is joined any more)
-        self._invalidating(lambda key: True)
+        # (before deleting: see _put)
+        self._invalidating(functools.partial(_may_be_tagged, tag, tenant))
         try:
             # The records are read, their entries deleted, and only then the records
             # dropped: a delete_tag cut short (a store failing halfway) leaves them to its
@@ -1570,7 +1592,7 @@ class AsyncCache:
         else:
             prefix = scope_prefix(self._key_prefix, scope_tenant, scope_namespace)
         self._invalidations.prefix(prefix)  # (before deleting: see _put)
-        self._invalidating(lambda key: key.startswith(prefix))
+        self._invalidating(lambda key, _: key.startswith(prefix))
         if self.semantic is not None:
             await self.load_semantic()  # (as delete's)
             if everything:
@@ -1870,7 +1892,8 @@ class AsyncCache:
         after ``since`` (by the marks :meth:`_mark` leaves; this process's own are left
         to :meth:`_reached`). A store that cannot answer, or failed to a moment ago (a
         hung one: another timeout), says no: the answer is kept, as writes fail open."""
-        if not self._marks or self._reads_failing:
+        shared = self._marks
+        if shared is None or self._reads_failing:
             return False
         tenant = request.tenant
         marks = [
@@ -1880,51 +1903,66 @@ class AsyncCache:
             *(self._mark_id(f"tag:{tenant_hash(tenant)}:{tag}") for tag in ctl.tags),
         ]
         try:
-            stamps = await self.store.aget_many(marks)
+            # the latest invalidation's stamp first: those it reaches are read only when
+            # one came since (one read, not 3 and one per tag, on an S3 store)
+            if not self._stamped_after(await shared.aget(self._mark_id("last")), since):
+                return False
+            stamps = await shared.aget_many(marks)
         except Exception as exc:
             self._store_failed("get", exc, trip_breaker=False)
             return False
-        for stamp in stamps:
-            if not isinstance(stamp, bytes):
-                continue
-            when, _, origin = stamp.partition(b" ")
-            try:
-                marked = origin != self._origin and float(when) >= since.at - _MARK_SLACK
-            except ValueError:  # (none, or not a mark this deja wrote)
-                continue
-            if marked:
-                logger.debug("CACHE SKIP key=%s reason=invalidated_elsewhere", key)
-                return True
+        if any(self._stamped_after(stamp, since, own=False) for stamp in stamps):
+            logger.debug("CACHE SKIP key=%s reason=invalidated_elsewhere", key)
+            return True
         return False
+
+    def _stamped_after(self, stamp: object, since: Asked, *, own: bool = True) -> bool:
+        """Whether ``stamp`` (a mark's value) is of an invalidation made after ``since``
+        (and, unless ``own``, by another process: this one's are :meth:`_reached`'s)."""
+        if not isinstance(stamp, bytes):
+            return False  # (none, or not a mark this deja wrote)
+        when, _, origin = stamp.partition(b" ")
+        try:
+            after = float(when) >= since.at - _MARK_SLACK
+        except ValueError:
+            return False
+        return after and (own or origin != self._origin)
 
     def _mark_id(self, reach: str) -> str:
         """Where the mark of an invalidation reaching ``reach`` is kept: beside the
         entries, out of every prefix :meth:`clear` deletes."""
-        return f"{self._key_prefix}{KEY_VERSION}!invalidated:{reach}"
+        return f"{self._key_prefix}{KEY_VERSION}{MARKS}{reach}"
 
     async def _mark(self, *reaches: str) -> None:
         """Leave the marks of an invalidation (before it deletes) for the answers the other
         processes sharing the store have in flight (:meth:`_marked_after`)."""
-        if self._marks:
+        shared = self._marks
+        if shared is not None:
             stamp = f"{self._clock()!r} ".encode() + self._origin
-            await self.store.aset_many({self._mark_id(r): stamp for r in reaches}, _MARK_TTL)
+            marks = {self._mark_id(reach): stamp for reach in (*reaches, "last")}
+            await shared.aset_many(marks, _MARK_TTL)
 
-    def _refreshing(self, key: str) -> None:
-        """A fresh answer is asked for ``key`` (``no-cache``): the calls in flight for it,
-        asked for before, are not stored after it (an older answer ending later replaced
-        the refreshed one), nor joined any more."""
+    async def _refreshing(self, key: str) -> None:
+        """A fresh answer is asked for ``key`` (``no-cache``): the calls in flight for it
+        here and in the other processes, asked for before, are not stored after it (an
+        older answer ending later replaced the refreshed one), nor joined any more here."""
         self._invalidations.key(key)
-        self._invalidating(key.__eq__)
+        self._invalidating(lambda other, _: other == key)
+        try:
+            await self._mark("key:" + key)
+        except Exception as exc:  # (the request goes on: a write that failed, as any)
+            self._store_failed("set", exc, trip_breaker=False)
 
-    def _invalidating(self, reached: Callable[[str], bool]) -> None:
-        """Callers of the keys ``reached`` selects that come from now on do not join the
-        calls and streams in flight for them (asked for before an invalidation)."""
+    def _invalidating(self, reached: Callable[[str, object], bool]) -> None:
+        """Callers of the calls and streams in flight that ``reached(key, label)`` selects
+        (their label: see :func:`_flight_label`), coming from now on, do not join them
+        (they were asked for before an invalidation)."""
         self._flight.detach(reached)
         with self._streams_lock:
             for slot in [
                 slot
-                for slot in self._streams
-                if reached(slot[1] if isinstance(slot, tuple) else str(slot))
+                for slot, broadcast in self._streams.items()
+                if reached(slot[1] if isinstance(slot, tuple) else str(slot), broadcast.label)
             ]:
                 del self._streams[slot]
 

@@ -35,10 +35,11 @@ class WaitExpired(Exception):
 
 
 class _Call(Generic[T]):
-    __slots__ = ("abandoned", "done", "error", "key", "patience", "result")
+    __slots__ = ("abandoned", "done", "error", "key", "label", "patience", "result")
 
-    def __init__(self, key: str, patience: float | None) -> None:
+    def __init__(self, key: str, patience: float | None, label: object) -> None:
         self.key = key
+        self.label = label
         self.done = asyncio.Event()
         self.result: T | None = None
         self.error: BaseException | None = None
@@ -71,13 +72,19 @@ class AsyncSingleFlight(Generic[T]):
         return len(self._calls)
 
     async def run(
-        self, key: str, fn: Callable[[], Awaitable[T]], *, wait: float | None = None
+        self,
+        key: str,
+        fn: Callable[[], Awaitable[T]],
+        *,
+        wait: float | None = None,
+        label: object = None,
     ) -> tuple[T, bool]:
         """Run ``fn`` once for all concurrent callers of ``key``.
 
         Returns ``(result, shared)``: ``shared`` is true for followers, who got the
         leader's result without calling ``fn``. ``wait``: how long this caller waits for
         another's call, in seconds (None: until it ends); :class:`WaitExpired` after it.
+        ``label``: what :meth:`detach` is told of the call, if this caller leads it.
         """
         deadline = None if wait is None else time.monotonic() + wait
         slot: object = (current_loop(), key)  # unasync: slot: object = key
@@ -86,7 +93,7 @@ class AsyncSingleFlight(Generic[T]):
                 call = self._calls.get(slot)
                 leader = call is None
                 if call is None:
-                    call = self._calls[slot] = _Call(key, wait)
+                    call = self._calls[slot] = _Call(key, wait, label)
             if leader:
                 return await self._lead(slot, call, fn), False
             left = seconds_left(deadline)
@@ -100,12 +107,12 @@ class AsyncSingleFlight(Generic[T]):
                 raise call.error
             return call.result, True  # type: ignore[return-value]
 
-    def detach(self, reached: Callable[[str], bool]) -> None:
-        """Callers of the keys ``reached`` selects that come from now on start a call of
-        their own: the calls in flight for them go on for the callers they have (their
+    def detach(self, reached: Callable[[str, object], bool]) -> None:
+        """Callers of the calls ``reached(key, label)`` selects that come from now on start
+        a call of their own: the calls in flight go on for the callers they have (their
         answers were asked for before an invalidation that reaches them)."""
         with self._lock:
-            for slot in [slot for slot, call in self._calls.items() if reached(call.key)]:
+            for slot in [s for s, call in self._calls.items() if reached(call.key, call.label)]:
                 del self._calls[slot]
 
     def _outwaited(self, call: _Call[T], wait: float | None) -> bool:

@@ -66,6 +66,8 @@ class AsyncBroadcast:
         self.on_finished: Callable[[], None] | None = None
         """Called once when the broadcast ends (done, failed or abandoned): the cache uses
         it to stop new requests from joining."""
+        self.label: object = None
+        """What the cache tells an invalidation of it (its tenant and tags)."""
         self.patience: float | None = None
         """How long its opener waits for the first chunk (``None``: no bound). The upstream
         is read within the opener's timeout: a reader that allowed more than this is not

@@ -115,6 +115,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import unquote_to_bytes
 
+from deja._invalidations import MARKS
 from deja.errors import MissingDependencyError, StoreError
 from deja.stores.base import StoreUsage, SyncStore, SyncTagIndex, validate_ttl
 
@@ -670,8 +671,10 @@ class S3Store(SyncStore, SyncTagIndex):
         return deleted
 
     def _is_entry(self, name: str) -> bool:
-        """Whether a listed object name is one of this store's entries."""
-        return _decode_name(name[len(self._root) :]) is not None
+        """Whether a listed object name is one of this store's entries (not a cache's
+        mark of an invalidation: they expire by themselves)."""
+        key = _decode_name(name[len(self._root) :])
+        return key is not None and MARKS not in key
 
     def _tag_pairs(self, action: str, tag: str) -> tuple[list[_TagPair], list[_TagPair]]:
         root = self._tag_dir(tag)
