@@ -1,5 +1,7 @@
-"""A call whose answer is not to be stored holds no cross-process lock: identical calls in
-other processes (proxy workers on one Redis) do not wait for an answer that never comes."""
+"""Processes sharing a store (proxy workers on one Redis): a call whose answer is not to be
+stored holds no cross-process lock (identical calls elsewhere do not wait for an answer
+that never comes), and an invalidation made in one process reaches the calls in flight in
+the others (they read its marks)."""
 
 from __future__ import annotations
 
