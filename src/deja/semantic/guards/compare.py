@@ -1092,11 +1092,13 @@ _RATE_SPANS = (
     ("second", "second seconds", ""),
     ("minute", "minute minutes", ""),
     ("hour", "hour hours", "hourly"),
-    ("day", "day days", "daily"),
+    # "every morning" / "every night": once a day
+    ("day", "day days morning mornings night nights evening evenings", "daily nightly"),
     ("week", "week weeks", "weekly"),
     ("2 week", "fortnight", "fortnightly biweekly"),
     ("month", "month months", "monthly"),
     ("quarter", "quarter quarters", "quarterly"),
+    ("season", "season seasons", "seasonally"),
     ("year", "year years", "yearly annual annually"),
 )
 _RATE_UNITS = {
@@ -1104,7 +1106,11 @@ _RATE_UNITS = {
 }
 _RATE_WORDS = frozenset(_plain_stem(w) for _, _, per in _RATE_SPANS for w in per.split())
 _RATE_LEADS = frozenset(_plain_stem(w) for w in ["per", "every", "each"])
+# "twice a day": "a" says "per" after a count of times
+_TIMES_A = frozenset(_plain_stem(w) for w in ["once", "twice", "thrice", "time", "times"])
+_A_PER = frozenset(_plain_stem(w) for w in ["a", "an"])
 _COUNT_WORDS = {_plain_stem(w): str(n) for w, n in {**_NUMBER_WORDS, "one": 1}.items()}
+_OTHER, _COUPLE, _OF = map(_plain_stem, ["other", "couple", "of"])
 
 
 def _rates(plain: tuple[str, ...]) -> frozenset[str]:
@@ -1114,13 +1120,21 @@ def _rates(plain: tuple[str, ...]) -> frozenset[str]:
     for i, word in enumerate(plain):
         if word in _RATE_WORDS:
             found.add(_RATE_UNITS[word])
-        elif word in _RATE_LEADS and i + 1 < len(plain):
-            unit = _RATE_UNITS.get(plain[i + 1])
-            count = _COUNT_WORDS.get(plain[i + 1], plain[i + 1])
+        elif (
+            word in _RATE_LEADS or (word in _A_PER and i > 0 and plain[i - 1] in _TIMES_A)
+        ) and i + 1 < len(plain):
+            after = plain[i + 1 :]
+            # "every other day" is every 2 days, "every couple of days" too
+            if after[:1] == (_OTHER,):
+                after = ("2", *after[1:])
+            elif after[:2] == (_COUPLE, _OF):
+                after = ("2", *after[2:])
+            unit = _RATE_UNITS.get(after[0])
+            count = _COUNT_WORDS.get(after[0], after[0])
             if unit is not None:
                 found.add(unit)
-            elif count.isdigit() and i + 2 < len(plain) and plain[i + 2] in _RATE_UNITS:
-                found.add(f"{count} {_RATE_UNITS[plain[i + 2]]}".removeprefix("1 "))
+            elif count.isdigit() and len(after) > 1 and after[1] in _RATE_UNITS:
+                found.add(f"{count} {_RATE_UNITS[after[1]]}".removeprefix("1 "))
     return frozenset(found)
 
 
@@ -1131,6 +1145,132 @@ def _rates_differ(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     rates_a = _rates(a)
     rates_b = _rates(b) if rates_a else frozenset()
     return bool(rates_a - rates_b) and bool(rates_b - rates_a)
+
+
+# a choice between alternatives joined by "or" ("a passport or an ID card") against both of
+# them joined by "and" ("a passport and an ID card"): the words that say which
+_OR_JOINS = frozenset(_plain_stem(w) for w in ["or", "either", "nor"])
+_AND_JOINS = frozenset(_plain_stem(w) for w in ["and", "both", "&"])
+# an "and" side that still asks to choose ("Python and JavaScript: which should I learn?")
+_CHOOSING = frozenset(_plain_stem(w) for w in [
+    "which", "between", "vs", "versus", "choose", "pick", "better", "difference", "compare",
+])  # fmt: skip
+
+
+def _neighbours(plain: tuple[str, ...], joins: frozenset[str]) -> set[tuple[str, str]]:
+    """The content words right before and after each of ``joins`` in ``plain``."""
+    out: set[tuple[str, str]] = set()
+    for i, word in enumerate(plain):
+        if word not in joins:
+            continue
+        before = next((w for w in reversed(plain[:i]) if w not in _STOP_STEMS), None)
+        after = next((w for w in plain[i + 1 :] if w not in _STOP_STEMS), None)
+        if before is not None and after is not None:
+            out.add((before, after))
+    return out
+
+
+def _or_against_and(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """Does one prompt join two words with "or" that the other joins with "and" ("Do I
+    need a passport or an ID card" / "a passport and an ID card", "mix bleach or ammonia
+    with water" / "mix bleach and ammonia")? Not where the "and" side still asks to choose
+    ("which", "between", "vs")."""
+    for x, y in ((a, b), (b, a)):
+        if _OR_JOINS.isdisjoint(x) or _AND_JOINS.isdisjoint(y) or not _CHOOSING.isdisjoint(y):
+            continue
+        traded = _neighbours(x, _OR_JOINS) & _neighbours(y, _AND_JOINS)
+        if traded and not traded & _neighbours(y, _OR_JOINS):
+            return True
+    return False
+
+
+# the operation a word problem asks for, by the words that say it ("gives away 5" takes
+# away, "buys 5 more" adds): two prompts with the same numbers and another operation are
+# two problems ("John has 12 apples and gives away 5" / "... and buys 5 more")
+_OPERATIONS = tuple(
+    frozenset(_plain_stem(w) for w in words.split())
+    for words in (
+        # takes away
+        "give gives gave given giving spend spends spent spending eat eats ate eaten lose"
+        " loses lost leak leaks leaked leaking remove removes removed sell sells sold off"
+        " discount discounted left remain remains remaining minus subtract subtracted",
+        # adds
+        "buy buys bought add adds added earn earns earned gain gains gained fill fills"
+        " filled more tax plus total extra bring brings brought",
+        # multiplies
+        "times multiply multiplied product outfits combinations",
+        # shares out
+        "share shares shared split divide divided equally",
+        # compares
+        "difference older younger",
+        # a chance
+        "probability chance odds",
+    )
+)
+_OPERATION_WORDS = frozenset().union(*_OPERATIONS)
+
+
+def _operations(plain: tuple[str, ...]) -> frozenset[int]:
+    found = _OPERATION_WORDS.intersection(plain)
+    return frozenset(k for k, words in enumerate(_OPERATIONS) if found & words)
+
+
+def _operation_differs(a: Signature, b: Signature) -> bool:
+    """Do two prompts that each carry two numbers or more (a word problem) ask for another
+    operation on them ("12 apples and gives away 5, how many are left" / "12 apples and
+    buys 5 more, how many does he have", "25% off" / "tax is 25%")?"""
+    if len(a.all_numbers) < 2 or len(b.all_numbers) < 2:
+        return False
+    ops_a = _operations(a.plain)
+    ops_b = _operations(b.plain) if ops_a else frozenset()
+    return bool(ops_b) and ops_a != ops_b
+
+
+# the time a question asks about, by the auxiliary opening it or right after its question
+# word: "Was Pluto a planet?" / "Is Pluto a planet?", "What did Apple announce" / "What will
+# Apple announce", "Who was the CEO" / "Who is the CEO". "has" / "have" ("has the iPhone 16
+# been released") asks of the past and the present alike, not of the future
+_TENSES = {
+    word: tense
+    for tense, words in (
+        ("past", "was were did had"),
+        ("present", "is are am do does"),
+        ("perfect", "has have"),
+        ("future", "will"),
+    )
+    for word in words.split()
+}
+_AGREEING_TENSES = frozenset({frozenset({"perfect", "past"}), frozenset({"perfect", "present"})})
+_WH_WORDS = frozenset({"who", "what", "when", "where", "which", "why", "how"})
+
+
+# words that put a present auxiliary in the future: "What is Apple expected to announce?"
+_FUTURE_WORDS = frozenset({"expected", "going", "upcoming", "next", "soon", "planned"})
+_WORD_RE = re.compile(r"[a-z]+")
+
+
+def _question_tense(low_text: str) -> str | None:
+    """The tense of the auxiliary opening a yes/no question, or right after the question
+    word opening a question (``None``: no such auxiliary)."""
+    words = _WORD_RE.findall(low_text[:80])
+    if words and words[0] in _WH_WORDS:
+        words = words[1:]
+    tense = _TENSES.get(words[0]) if words else None
+    if tense == "present" and not _FUTURE_WORDS.isdisjoint(_WORD_RE.findall(low_text)):
+        return "future"
+    return tense
+
+
+def _tense_differs(a: Signature, b: Signature) -> bool:
+    """Do two questions ask about another time ("Was Pluto a planet?" / "Is Pluto a
+    planet?", "What did Apple announce" / "What will Apple announce")?"""
+    tense_a = _question_tense(a.low_text)
+    tense_b = _question_tense(b.low_text) if tense_a else None
+    return (
+        tense_b is not None
+        and tense_a != tense_b
+        and frozenset({tense_a, tense_b}) not in _AGREEING_TENSES
+    )
 
 
 def _drops_exception(a: Signature, b: Signature) -> bool:
@@ -1439,6 +1579,9 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         or _quantified(a, b)
         or _bounds_differ(a.plain, b.plain)
         or _rates_differ(a.plain, b.plain)
+        or _or_against_and(a.plain, b.plain)
+        or _operation_differs(a, b)
+        or _tense_differs(a, b)
         or _how_many(a.plain, b.plain)
         or _one_against_all(a, b)
         or _roles_reversed(a, b)
