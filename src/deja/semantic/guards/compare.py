@@ -1261,16 +1261,78 @@ def _question_tense(low_text: str) -> str | None:
     return tense
 
 
+_WH_STEMS = frozenset(map(_plain_stem, _WH_WORDS))
+
+
+def _opening(plain: tuple[str, ...]) -> str | None:
+    """The question word opening ``plain``, if any."""
+    return plain[0] if plain and plain[0] in _WH_STEMS else None
+
+
 def _tense_differs(a: Signature, b: Signature) -> bool:
-    """Do two questions ask about another time ("Was Pluto a planet?" / "Is Pluto a
-    planet?", "What did Apple announce" / "What will Apple announce")?"""
+    """Do two questions otherwise alike (the same question word, the same content words
+    but one) ask about another time ("Was Pluto a planet?" / "Is Pluto a planet?", "What
+    did Apple announce" / "What will Apple announce")? Not two questions in other words:
+    "Will I be charged for exchanging currencies?" / "Are currency exchanges free?" ask
+    one thing."""
     tense_a = _question_tense(a.low_text)
     tense_b = _question_tense(b.low_text) if tense_a else None
-    return (
-        tense_b is not None
-        and tense_a != tense_b
-        and frozenset({tense_a, tense_b}) not in _AGREEING_TENSES
-    )
+    if (
+        tense_b is None
+        or tense_a == tense_b
+        or frozenset({tense_a, tense_b}) in _AGREEING_TENSES
+        or _opening(a.plain) != _opening(b.plain)
+    ):
+        return False
+    content_a = {w for w in a.plain if w not in _STOP_STEMS}
+    content_b = {w for w in b.plain if w not in _STOP_STEMS}
+    return len(content_a ^ content_b) <= 1
+
+
+# a sequence a prompt lays out: 3 items or more between commas, "then" or arrows, and a
+# word that says the order counts ("then", "order", "steps", "rank", "sort"; not "before",
+# "after" or "first", which chat uses everywhere)
+_SEQUENCE_SPLIT_RE = re.compile(r",|;|\bthen\b|->|→")
+_SEQUENCE_MARK_RE = re.compile(r"\b(?:then|order|orders|steps?|sequence|rank|sort)\b|->|→")
+_SEQUENCE_WORDS = frozenset(
+    _plain_stem(w)
+    for w in ["then", "order", "step", "steps", "sequence", "rank", "sort", "right", "correct"]
+)
+
+
+def _sequence(a: Signature) -> tuple[str, ...] | None:
+    """The content words (stems, first time each; names aside, which a prompt moves
+    freely: "In Python, sort a list, then..." / "Sort a list in Python, then...") of a
+    prompt that lays out a sequence, in its order; ``None`` if it lays out none."""
+    # (the text itself: the commas and arrows that part the steps)
+    low_text = a.text.lower()
+    if not _SEQUENCE_MARK_RE.search(low_text):
+        return None
+    if len(_SEQUENCE_SPLIT_RE.split(low_text)) < 3:
+        return None
+    aside = _STOP_STEMS | _SEQUENCE_WORDS | {w for name in a.entities for w in name.split()}
+    stems = (_plain_stem(w) for w in _WORD_RE.findall(low_text) if w not in aside)
+    return tuple(dict.fromkeys(w for w in stems if w not in aside))
+
+
+_OTHER_STEP_WORDS = 2
+
+
+def _reordered(a: Signature, b: Signature) -> bool:
+    """Do two prompts lay out the same steps in another order ("preheat oven, mix batter,
+    bake: is this order right?" / "mix batter, bake, preheat oven: ...", "wash then dry
+    then iron" / "iron then wash then dry")?"""
+    seq_a = _sequence(a)
+    seq_b = _sequence(b) if seq_a else None
+    if seq_a is None or seq_b is None:
+        return False
+    # (the same steps: a rewording in other words that moves a clause is no reordering)
+    shared = set(seq_a) & set(seq_b)
+    if len(set(seq_a) ^ set(seq_b)) > _OTHER_STEP_WORDS:
+        return False
+    return len(shared) >= 2 and [w for w in seq_a if w in shared] != [
+        w for w in seq_b if w in shared
+    ]
 
 
 def _drops_exception(a: Signature, b: Signature) -> bool:
@@ -1582,6 +1644,7 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         or _or_against_and(a.plain, b.plain)
         or _operation_differs(a, b)
         or _tense_differs(a, b)
+        or _reordered(a, b)
         or _how_many(a.plain, b.plain)
         or _one_against_all(a, b)
         or _roles_reversed(a, b)
