@@ -1411,8 +1411,7 @@ class AsyncCache:
         """Delete one entry by key (and its semantic vector); returns whether it existed."""
         if not isinstance(key, str):  # (bytes, None...: no entry has it, a silent False)
             raise TypeError(f"delete takes an entry's key (a str), not {type(key).__name__}")
-        self._invalidations.key(key)  # (before deleting: see _put)
-        self._invalidating(lambda other, _: other == key)
+        self._noted(key)  # (before deleting: see _put)
         if self.semantic is not None:
             # (a saved index loaded after the forgetting would bring the vector back)
             await self.load_semantic()
@@ -1946,12 +1945,18 @@ class AsyncCache:
         """A fresh answer is asked for ``key`` (``no-cache``): the calls in flight for it
         here and in the other processes, asked for before, are not stored after it (an
         older answer ending later replaced the refreshed one), nor joined any more here."""
-        self._invalidations.key(key)
-        self._invalidating(lambda other, _: other == key)
+        self._noted(key)
+        if not self._writable():  # (a store refusing writes: not one timeout more each)
+            return
         try:
             await self._mark("key:" + key)
         except Exception as exc:  # (the request goes on: a write that failed, as any)
-            self._store_failed("set", exc, trip_breaker=False)
+            self._write_failed("set", exc)
+
+    def _noted(self, key: str) -> None:
+        """Note, before it goes, that ``key``'s entry is invalidated (see :meth:`_put`)."""
+        self._invalidations.key(key)
+        self._invalidating(lambda other, _: other == key)
 
     def _invalidating(self, reached: Callable[[str, object], bool]) -> None:
         """Callers of the calls and streams in flight that ``reached(key, label)`` selects
