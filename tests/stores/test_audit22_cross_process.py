@@ -155,16 +155,18 @@ def test_a_no_store_embedding_batch_makes_no_other_process_wait(
 
 
 def held_call(
-    cache: deja.Cache, control: dict[str, Any] | None = None
+    cache: deja.Cache,
+    control: dict[str, Any] | None = None,
+    answer: dict[str, Any] | None = None,
 ) -> tuple[threading.Thread, threading.Event, threading.Event]:
-    """A fetch in a thread whose upstream call waits to be released: (thread, called,
-    release)."""
+    """A fetch in a thread whose upstream call waits to be released, then gives
+    ``answer``: (thread, called, release)."""
     called, release = threading.Event(), threading.Event()
 
     def held_up() -> dict[str, Any]:
         called.set()
         release.wait(30)
-        return chat_response("asked for before")
+        return answer or chat_response("asked for before")
 
     thread = threading.Thread(
         target=cache.fetch, args=(chat_request(), held_up), kwargs={"control": control}
@@ -245,3 +247,41 @@ def test_a_refresh_in_another_process_is_not_overwritten_by_an_older_call(
     # the older answer was not kept (the refreshed one it overwrote is gone too: a miss,
     # never the older answer)
     assert elsewhere.get(chat_request()).response in (None, chat_response("refreshed"))
+
+
+def test_waiters_behind_an_answer_that_is_not_stored_call_side_by_side(
+    redis_server: Any, make_redis: Callable[..., RedisStore]
+) -> None:
+    """An answer the admission policy refuses (a content filter stopped it) is never
+    stored: the processes waiting on its lock called one after the other behind it (4
+    workers, a 1 s call: the last answered after 4.2 s)."""
+    redis_server.flush()
+    holder, *waiters = (
+        deja.Cache(store=make_redis(redis_server), ttl=600, lock_wait=60) for _ in range(3)
+    )
+    refused = chat_response("partial", finish_reason="content_filter")
+    thread, _, release = held_call(holder, answer=refused)
+    together = threading.Barrier(2, timeout=10)  # both waiters' calls at once, or broken
+
+    def call_beside_the_other() -> dict[str, Any]:
+        together.wait()
+        return refused
+
+    statuses: list[str] = []
+    callers = [
+        threading.Thread(
+            target=lambda cache=cache: statuses.append(
+                cache.fetch(chat_request(), call_beside_the_other).info.status
+            )
+        )
+        for cache in waiters
+    ]
+    for caller in callers:
+        caller.start()
+    time.sleep(0.3)  # (both wait on the holder's lock)
+    release.set()
+    thread.join(30)
+    for caller in callers:
+        caller.join(30)
+    assert statuses == ["miss", "miss"]
+    assert not together.broken

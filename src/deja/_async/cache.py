@@ -103,6 +103,9 @@ _UNRELEASED_MAX = 10_000  # beyond, a lock whose release failed just expires
 # _MARK_SLACK seconds before a call began reaches it too (the processes' clocks differ).
 _MARK_TTL = 3600.0
 _MARK_SLACK = 0.5
+# How long the waiters on a lock are told that its holder's answer could not be stored (an
+# answer the admission policy refuses, say): identical calls in that window go side by side.
+_UNSTORED_TTL = 5.0
 
 
 def _tagged(data: bytes, tag: str) -> bool:
@@ -899,9 +902,11 @@ class AsyncCache:
                     response = _answer(await pending)
                 cost = self.cost(request, response)
                 store_ctl = await self.after_response(on_response, response, ctl)
-                await self._put(
+                kept = await self._put(
                     key, request, response, store_ctl, cost=cost, index=indexable, since=since
                 )
+                if not kept and token is not None:
+                    await self._leave_unstored(key)
             finally:
                 if token is not None:
                     await self._unlock(key, token)
@@ -1296,7 +1301,9 @@ class AsyncCache:
         Returns ``(token, None)`` when this process should call the upstream (``token`` is
         ``None`` when there is no lock to release), or ``(None, answer)`` when the holder
         stored the answer meanwhile (``stored()`` found it). Lock errors fail open: this
-        process calls upstream.
+        process calls upstream. A holder whose answer could not be stored (refused by the
+        admission policy, too large...) says so (:meth:`_left_unstored`): the waiters then
+        call at once, side by side, not one after the other behind the lock.
         """
         locking = self._locking
         if locking is None or not self._writable():
@@ -1324,6 +1331,9 @@ class AsyncCache:
                 if again is not None:
                     await self._unlock(key, token)
                     return None, again
+                if await self._left_unstored(key):
+                    await self._unlock(key, token)
+                    return None, None
                 return token, None
             if time.monotonic() >= deadline:
                 logger.debug("CACHE LOCK WAIT TIMEOUT key=%s", key)
@@ -1340,6 +1350,23 @@ class AsyncCache:
                 self._coalesced += 1
                 self.metrics.coalesced()
                 return None, again
+            if await self._left_unstored(key):
+                return None, None
+
+    async def _left_unstored(self, key: str) -> bool:
+        """Whether the last holder of ``key``'s lock could not store its answer (within
+        the last :data:`_UNSTORED_TTL` seconds; a store that cannot say: no)."""
+        try:
+            return await self.store.aget(key + ":unstored") is not None
+        except Exception:
+            return False
+
+    async def _leave_unstored(self, key: str) -> None:
+        """Tell the processes waiting on ``key``'s lock that its answer was not stored."""
+        try:
+            await self.store.aset(key + ":unstored", b"1", _UNSTORED_TTL)
+        except Exception as exc:
+            self._write_failed("set", exc)
 
     async def _unlock(self, key: str, token: str) -> None:
         locking = self._locking
