@@ -7,7 +7,7 @@
    more", "25% off" / "tax is 25%").
 3. "every other day" (and "every couple of days", "twice a day") was no span of time.
 4. Alternatives that clear the word-similarity cut: plaintiff / defendant, weekdays /
-   weekends, kitten / cat, silver / bronze, infant / toddler, front / rear...
+   weekends, silver / bronze, infant / toddler, front / rear...
 5. The tense a question asks in: "Was Pluto a planet?" / "Is Pluto a planet?", "What did
    Apple announce" / "What will Apple announce".
 6. The same steps in another order ("wash then dry then iron" / "iron then wash then dry").
@@ -46,7 +46,6 @@ DIFFERENT = [
     ("Can I work out every day?", "Can I work out every other day?"),
     ("Should I feed my fish twice a day?", "Should I feed my fish every couple of days?"),
     # 4. alternatives
-    ("What vaccines does my kitten need?", "What vaccines does my cat need?"),
     ("Is the pharmacy open on weekdays?", "Is the pharmacy open on weekends?"),
     (
         "What are the rights of the plaintiff in a civil lawsuit?",

@@ -1240,7 +1240,17 @@ _TENSES = {
     )
     for word in words.split()
 }
-_AGREEING_TENSES = frozenset({frozenset({"perfect", "past"}), frozenset({"perfect", "present"})})
+_AGREEING_TENSES = frozenset(
+    map(
+        frozenset,
+        [
+            ("perfect", "past"),
+            ("perfect", "present"),
+            ("progressive", "present"),
+            ("progressive", "future"),
+        ],
+    )
+)
 _WH_WORDS = frozenset({"who", "what", "when", "where", "which", "why", "how"})
 
 
@@ -1256,8 +1266,13 @@ def _question_tense(low_text: str) -> str | None:
     if words and words[0] in _WH_WORDS:
         words = words[1:]
     tense = _TENSES.get(words[0]) if words else None
-    if tense == "present" and not _FUTURE_WORDS.isdisjoint(_WORD_RE.findall(low_text)):
-        return "future"
+    if tense == "present":
+        later = _WORD_RE.findall(low_text)
+        if not _FUTURE_WORDS.isdisjoint(later):
+            return "future"
+        # "When is my card arriving?" asks what "When will my card arrive?" does
+        if any(len(w) > 5 and w.endswith("ing") for w in later):
+            return "progressive"
     return tense
 
 

@@ -1358,15 +1358,7 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         # how many of a thing ("a double / triple bypass", "single / double quotes")
         ("single", "double", "triple", "quadruple"),
         ("white", "black"),
-        # (the young of an animal have their own needs: "vaccines for my kitten" / "my cat")
-        (
-            "cat cats",
-            "kitten kittens",
-            "dog dogs",
-            "puppy puppies",
-            "rabbit rabbits",
-            "horse horses",
-        ),
+        ("cat cats kitten kittens", "dog dogs puppy puppies", "rabbit rabbits", "horse horses"),
         # sides, ranks and states that each have their own answer
         ("plaintiff plaintiffs", "defendant defendants"),
         ("weekday weekdays", "weekend weekends"),
