@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ from deja.stores.memory import MemoryStore
 from deja.stores.redis import RedisStore
 from deja.stores.tiered import TieredStore
 from deja.testing import FakeClock, FakeOpenAIServer
-from tests.helpers import chat_request, chat_response
+from tests.helpers import chat_request, chat_response, stream_chunk
 
 
 def test_a_no_store_call_makes_no_other_process_wait(
@@ -285,3 +285,61 @@ def test_waiters_behind_an_answer_that_is_not_stored_call_side_by_side(
         caller.join(30)
     assert statuses == ["miss", "miss"]
     assert not together.broken
+
+
+def test_a_caller_after_an_invalidation_elsewhere_joins_no_call_made_before_it(
+    redis_server: Any, make_redis: Callable[..., RedisStore]
+) -> None:
+    """Worker A's admin invalidation: a caller reaching worker B after it got the answer of
+    B's call in flight, asked for before (an end-to-end audit: 0-16 per 30 s run)."""
+    redis_server.flush()
+    here = deja.Cache(store=make_redis(redis_server), ttl=600)
+    elsewhere = deja.Cache(store=make_redis(redis_server), ttl=600)
+    thread, _, release = held_call(here, control={"tags": ["doc:42"]})
+    elsewhere.delete_tag("doc:42")
+    # (the older call still holds the key's lock: the caller waits for it to end, then
+    # calls, as the older answer is not stored)
+    threading.Timer(0.5, release.set).start()
+    later = here.fetch(chat_request(), lambda: chat_response("fresh"), control=DOC_TAG)
+    assert later.response == chat_response("fresh") and later.info.status == "miss"
+    thread.join(30)
+
+
+def test_a_stream_after_an_invalidation_elsewhere_joins_no_stream_opened_before_it(
+    redis_server: Any, make_redis: Callable[..., RedisStore]
+) -> None:
+    redis_server.flush()
+    here = deja.Cache(store=make_redis(redis_server), ttl=600)
+    elsewhere = deja.Cache(store=make_redis(redis_server), ttl=600)
+    release = threading.Event()
+
+    def opened(text: str, held: bool) -> Callable[[], Iterator[dict[str, Any]]]:
+        def open_stream() -> Iterator[dict[str, Any]]:
+            def chunks() -> Iterator[dict[str, Any]]:
+                yield said(text)
+                if held:
+                    release.wait(30)
+                yield said("", finish="stop")
+
+            return chunks()
+
+        return open_stream
+
+    older = here.stream(chat_request(), opened("before", True), control=DOC_TAG)
+    elsewhere.delete_tag("doc:42")
+    later = here.stream(chat_request(), opened("after", False), control=DOC_TAG)
+    assert later.info.status == "miss"
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in later) == "after"
+    release.set()
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in older) == "before"
+
+
+DOC_TAG = {"tags": ["doc:42"]}
+
+
+def said(text: str, *, finish: str | None = None) -> dict[str, Any]:
+    """A chunk of a streamed answer saying ``text`` (or its last, with ``finish``)."""
+    chunk = stream_chunk(1, finish=finish)
+    if finish is None:
+        chunk["choices"][0]["delta"] = {"role": "assistant", "content": text}
+    return chunk

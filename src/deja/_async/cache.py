@@ -130,11 +130,12 @@ def _shared_part(store: Store) -> Store | None:
 
 
 def _flight_label(
-    request: Request, ctl: CacheControl, on_response: object
-) -> tuple[str | None, tuple[str, ...], bool]:
+    request: Request, ctl: CacheControl, on_response: object, began: float
+) -> tuple[str | None, tuple[str, ...], bool, float]:
     """What an invalidation is told of a call or stream in flight: its tenant, its tags,
-    and whether a hook may tag its answer when it comes (``on_response``)."""
-    return request.tenant, ctl.tags, on_response is not None
+    whether a hook may tag its answer when it comes (``on_response``), and when it
+    began (the cache's clock: another process's marks are stamped by theirs)."""
+    return request.tenant, ctl.tags, on_response is not None, began
 
 
 def _may_be_tagged(tag: str, tenant: str | None, key: str, label: object) -> bool:
@@ -142,7 +143,7 @@ def _may_be_tagged(tag: str, tenant: str | None, key: str, label: object) -> boo
     may store an entry of ``tenant`` tagged ``tag``."""
     if not isinstance(label, tuple):
         return True  # (told nothing of it)
-    of, tags, hooked = label
+    of, tags, hooked, _ = label
     return bool(of == tenant and (tag in tags or hooked))
 
 
@@ -873,6 +874,7 @@ class AsyncCache:
             if similar is not None:
                 return self._count(similar)
         status = found.info.status
+        await self._left_behind(key, request, ctl)
         try:
             live = await self._read_live_stream(key, timeout)
         except BaseException:  # its stream broke, or this call's time ran out: a miss
@@ -914,7 +916,10 @@ class AsyncCache:
 
         try:
             result, shared = await self._flight.run(
-                key, lead, wait=timeout, label=_flight_label(request, ctl, on_response)
+                key,
+                lead,
+                wait=timeout,
+                label=_flight_label(request, ctl, on_response, self._clock()),
             )
         except BaseException as exc:
             # a miss all the same: an outage must not look like a better hit ratio
@@ -1026,6 +1031,8 @@ class AsyncCache:
         # (a patient caller kept landing on streams impatient ones opened, and waited on)
         first_wait = timeout if first_timeout is None else first_timeout
         deadline = None if first_wait is None else time.monotonic() + first_wait
+        if not ctl.no_cache:
+            await self._left_behind(key, request, ctl)
         slot: object = (current_loop(), key)  # unasync: slot: object = key
         while True:  # once more when a stream it joined timed out sooner than it would
             joined: AsyncBroadcast | None = None
@@ -1053,7 +1060,9 @@ class AsyncCache:
                         if checked:
                             broadcast = AsyncBroadcast(open_stream, on_complete)
                             broadcast.patience = first_wait  # (before anyone joins it)
-                            broadcast.label = _flight_label(request, ctl, on_response)
+                            broadcast.label = _flight_label(
+                                request, ctl, on_response, self._clock()
+                            )
                             self._streams[slot] = broadcast
                             broadcast.on_finished = functools.partial(
                                 self._stream_ended, slot, broadcast
@@ -1979,6 +1988,21 @@ class AsyncCache:
             await self._mark("key:" + key)
         except Exception as exc:  # (the request goes on: a write that failed, as any)
             self._write_failed("set", exc)
+
+    async def _left_behind(self, key: str, request: Request, ctl: CacheControl) -> None:
+        """The call or stream in flight here for ``key``, if another process's invalidation
+        reached it since it began, is joined no more (its answer, asked for before, is not
+        stored; a caller arriving now gets one of its own). One read of the latest mark's
+        stamp, for a caller that would join one: it waits for an upstream call anyway."""
+        if self._marks is None:
+            return
+        slot: object = (current_loop(), key)  # unasync: slot: object = key
+        with self._streams_lock:
+            broadcast = self._streams.get(slot)
+        labels = [self._flight.label_of(key), None if broadcast is None else broadcast.label]
+        began = [label[3] for label in labels if isinstance(label, tuple)]
+        if began and await self._marked_after(Asked(0, min(began)), key, request, ctl):
+            self._invalidating(lambda other, _: other == key)
 
     def _noted(self, key: str) -> None:
         """Note, before it goes, that ``key``'s entry is invalidated (see :meth:`_put`)."""

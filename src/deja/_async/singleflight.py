@@ -71,6 +71,11 @@ class AsyncSingleFlight(Generic[T]):
         """How many keys have a call running now."""
         return len(self._calls)
 
+    def label_of(self, key: str) -> object:
+        """The label of the call a caller of ``key`` would join now (``None``: none)."""
+        call = self._calls.get((current_loop(), key))  # unasync: call = self._calls.get(key)
+        return None if call is None else call.label
+
     async def run(
         self,
         key: str,

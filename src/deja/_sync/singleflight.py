@@ -71,6 +71,11 @@ class SingleFlight(Generic[T]):
         """How many keys have a call running now."""
         return len(self._calls)
 
+    def label_of(self, key: str) -> object:
+        """The label of the call a caller of ``key`` would join now (``None``: none)."""
+        call = self._calls.get(key)
+        return None if call is None else call.label
+
     def run(
         self,
         key: str,
