@@ -30,6 +30,7 @@ from deja.semantic import SemanticCache
 from deja.semantic.guards import check_guards, signature
 from deja.semantic.guards.spelling import same_words
 from deja.semantic.guards.tokenizer import foreign_words, mostly_latin
+from tests.helpers import chat_response
 from tests.semantic.scripted import decided
 
 # distinct questions, each with an answer of its own, per script
@@ -65,19 +66,7 @@ def ask(text: str) -> Request:
 
 
 def answer() -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-1",
-        "object": "chat.completion",
-        "model": "gpt-4o-mini",
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": "Paris."},
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
-    }
+    return chat_response("An answer.")
 
 
 # -- 1. other scripts ------------------------------------------------------------------

@@ -66,28 +66,13 @@ def test_an_invalidation_in_another_process_is_not_undone_by_a_call_in_flight_he
 ) -> None:
     """A proxy's admin call reaches one worker: the others' calls in flight, asked for
     before it, must not store their answers after it (they read its marks)."""
-    redis_server.flush()
-    here = deja.Cache(store=make_redis(redis_server), ttl=600)
-    elsewhere = deja.Cache(store=make_redis(redis_server), ttl=600)
-    called, release = threading.Event(), threading.Event()
-
-    def held_up() -> dict[str, Any]:
-        called.set()
-        release.wait(30)
-        return chat_response("from before the invalidation")
-
+    here, elsewhere = two_workers(redis_server, make_redis)
     results: list[deja.CacheResult] = []
-    first = threading.Thread(
-        target=lambda: results.append(
-            here.fetch(chat_request(), held_up, control={"tags": ["doc:42"]})
-        )
-    )
-    first.start()
-    assert called.wait(10)
+    first, _, release = held_call(here, control=DOC_TAG, results=results)
     invalidate(elsewhere)
     release.set()
     first.join(30)
-    assert results[0].response == chat_response("from before the invalidation")
+    assert results[0].response == chat_response("asked for before")
     assert elsewhere.get(chat_request()).info.status == "miss"
     assert here.get(chat_request()).info.status == "miss"
 
@@ -95,21 +80,8 @@ def test_an_invalidation_in_another_process_is_not_undone_by_a_call_in_flight_he
 def test_an_invalidation_elsewhere_that_does_not_reach_the_entry_leaves_it_stored(
     redis_server: Any, make_redis: Callable[..., RedisStore]
 ) -> None:
-    redis_server.flush()
-    here = deja.Cache(store=make_redis(redis_server), ttl=600)
-    elsewhere = deja.Cache(store=make_redis(redis_server), ttl=600)
-    called, release = threading.Event(), threading.Event()
-
-    def held_up() -> dict[str, Any]:
-        called.set()
-        release.wait(30)
-        return chat_response()
-
-    first = threading.Thread(
-        target=here.fetch, args=(chat_request(), held_up), kwargs={"control": {"tags": ["a"]}}
-    )
-    first.start()
-    assert called.wait(10)
+    here, elsewhere = two_workers(redis_server, make_redis)
+    first, _, release = held_call(here, control={"tags": ["a"]})
     elsewhere.delete_tag("b")
     elsewhere.delete_tag("a", tenant="someone-else")
     elsewhere.delete(elsewhere.key(chat_request("another question")))
@@ -154,14 +126,25 @@ def test_a_no_store_embedding_batch_makes_no_other_process_wait(
         first.join(30)
 
 
+def two_workers(
+    redis_server: Any, make_redis: Callable[..., RedisStore], **options: Any
+) -> tuple[deja.Cache, deja.Cache]:
+    """Two caches on one (flushed) Redis: two proxy workers' (the marks are the store's)."""
+    redis_server.flush()
+    made = (deja.Cache(store=make_redis(redis_server), ttl=600, **options) for _ in range(2))
+    return next(made), next(made)
+
+
 def held_call(
     cache: deja.Cache,
     control: dict[str, Any] | None = None,
     answer: dict[str, Any] | None = None,
+    results: list[deja.CacheResult] | None = None,
 ) -> tuple[threading.Thread, threading.Event, threading.Event]:
     """A fetch in a thread whose upstream call waits to be released, then gives
-    ``answer``: (thread, called, release)."""
+    ``answer`` (its result added to ``results``): (thread, called, release)."""
     called, release = threading.Event(), threading.Event()
+    kept = results if results is not None else []
 
     def held_up() -> dict[str, Any]:
         called.set()
@@ -169,7 +152,7 @@ def held_call(
         return answer or chat_response("asked for before")
 
     thread = threading.Thread(
-        target=cache.fetch, args=(chat_request(), held_up), kwargs={"control": control}
+        target=lambda: kept.append(cache.fetch(chat_request(), held_up, control=control))
     )
     thread.start()
     assert called.wait(10)
@@ -234,9 +217,7 @@ def test_a_process_s_own_marks_are_left_to_its_own_record(
 def test_a_refresh_in_another_process_is_not_overwritten_by_an_older_call(
     redis_server: Any, make_redis: Callable[..., RedisStore]
 ) -> None:
-    redis_server.flush()
-    here = deja.Cache(store=make_redis(redis_server), ttl=600)
-    elsewhere = deja.Cache(store=make_redis(redis_server), ttl=600)
+    here, elsewhere = two_workers(redis_server, make_redis)
     thread, _, release = held_call(here)
     refreshed = elsewhere.fetch(
         chat_request(), lambda: chat_response("refreshed"), control={"no-cache": True}
@@ -292,9 +273,7 @@ def test_a_caller_after_an_invalidation_elsewhere_joins_no_call_made_before_it(
 ) -> None:
     """Worker A's admin invalidation: a caller reaching worker B after it got the answer of
     B's call in flight, asked for before (an end-to-end audit: 0-16 per 30 s run)."""
-    redis_server.flush()
-    here = deja.Cache(store=make_redis(redis_server), ttl=600)
-    elsewhere = deja.Cache(store=make_redis(redis_server), ttl=600)
+    here, elsewhere = two_workers(redis_server, make_redis)
     thread, _, release = held_call(here, control={"tags": ["doc:42"]})
     elsewhere.delete_tag("doc:42")
     # (the older call still holds the key's lock: the caller waits for it to end, then
@@ -308,9 +287,7 @@ def test_a_caller_after_an_invalidation_elsewhere_joins_no_call_made_before_it(
 def test_a_stream_after_an_invalidation_elsewhere_joins_no_stream_opened_before_it(
     redis_server: Any, make_redis: Callable[..., RedisStore]
 ) -> None:
-    redis_server.flush()
-    here = deja.Cache(store=make_redis(redis_server), ttl=600)
-    elsewhere = deja.Cache(store=make_redis(redis_server), ttl=600)
+    here, elsewhere = two_workers(redis_server, make_redis)
     release = threading.Event()
 
     def opened(text: str, held: bool) -> Callable[[], Iterator[dict[str, Any]]]:
