@@ -248,3 +248,14 @@ def aws_chain_env(
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+# Each way to invalidate the entry of ``chat_request()`` tagged ``doc:42``: a function of a
+# Cache (what it returns) or an AsyncCache (to await).
+INVALIDATIONS: dict[str, Callable[[Any], Any]] = {
+    "delete_tag": lambda cache: cache.delete_tag("doc:42"),
+    "delete_tag in its namespace": lambda cache: cache.delete_tag("doc:42", namespace=None),
+    "delete": lambda cache: cache.delete(cache.key(chat_request())),
+    "clear": lambda cache: cache.clear(),
+    "clear of its scope": lambda cache: cache.clear(tenant=None),
+}

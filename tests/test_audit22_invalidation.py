@@ -17,7 +17,7 @@ import deja
 from deja._async.streams import AsyncCachedStream
 from deja.request import Request
 from deja.stores.memory import MemoryStore
-from tests.helpers import chat_request, chat_response, stream_chunk
+from tests.helpers import INVALIDATIONS, chat_request, chat_response, stream_chunk
 
 DOC = {"tags": ["doc:42"]}
 
@@ -44,20 +44,9 @@ def text(result: deja.CacheResult) -> str | None:
     return None if response is None else response["choices"][0]["message"]["content"]
 
 
-Invalidate = Callable[[deja.AsyncCache], Awaitable[Any]]
-
-INVALIDATIONS: dict[str, Invalidate] = {
-    "delete_tag": lambda cache: cache.delete_tag("doc:42"),
-    "delete_tag in its namespace": lambda cache: cache.delete_tag("doc:42", namespace=None),
-    "delete": lambda cache: cache.delete(cache.key(chat_request())),
-    "clear": lambda cache: cache.clear(),
-    "clear of its scope": lambda cache: cache.clear(tenant=None),
-}
-
-
 @pytest.mark.parametrize("invalidate", list(INVALIDATIONS.values()), ids=list(INVALIDATIONS))
 async def test_an_answer_asked_for_before_an_invalidation_is_not_stored_after_it(
-    invalidate: Invalidate,
+    invalidate: Callable[[deja.AsyncCache], Awaitable[Any]],
 ) -> None:
     cache = deja.AsyncCache(ttl=600)
     upstream = Upstream()
@@ -225,3 +214,31 @@ async def test_a_tag_invalidation_leaves_other_tenants_calls_joinable() -> None:
     assert text(await first) == "v1"
     assert ((await joined).info.status, upstream.calls) == ("hit", 1)
     assert text(await cache.get(b, control=DOC)) == "v1"
+
+
+async def test_a_caller_after_a_refresh_does_not_join_the_older_call() -> None:
+    """README: a no-cache refresh does to the older calls for its key what an invalidation
+    does: a caller arriving while both are in flight makes a call of its own."""
+    cache = deja.AsyncCache(ttl=600)
+    release = asyncio.Event()
+    calls: list[int] = []
+
+    async def upstream() -> dict[str, Any]:
+        calls.append(1)
+        number = len(calls)
+        if number <= 2:  # the older call and the refresh are held
+            await release.wait()
+        return chat_response(f"v{number}")
+
+    older = asyncio.ensure_future(cache.fetch(chat_request(), upstream))
+    await asyncio.sleep(0.05)
+    refresh = asyncio.ensure_future(
+        cache.fetch(chat_request(), upstream, control={"no-cache": True})
+    )
+    await asyncio.sleep(0.05)
+    assert len(calls) == 2
+    # joining the older call would wait for its release, which comes after this call
+    later = await asyncio.wait_for(cache.fetch(chat_request(), upstream), 5)
+    assert (later.info.status, text(later)) == ("miss", "v3")
+    release.set()
+    assert (text(await older), text(await refresh)) == ("v1", "v2")

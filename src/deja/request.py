@@ -9,7 +9,6 @@ counts for the key is decided later by :mod:`deja.keys`.
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 import os
 import re
@@ -368,42 +367,12 @@ def _json_data(value: Any) -> Any:
     (``str()`` of a str Enum is ``"Role.USER"``), keys too, and objects with a
     ``model_dump`` (the OpenAI SDK's tool calls, deja's own response objects, put back in
     the conversation by an agent loop) as what it returns without ``None`` fields, as
-    :mod:`deja.keys` reads them; the same object when it is all plain already. Anything
-    else (a number key, bytes) stays as it is, for the key to refuse."""
-    t = type(value)
-    if t is str or t is int or t is float or t is bool or value is None:
-        return value
-    # (scalars are looked at inline: this runs on every call with tool calls, hits too)
-    if t is dict:
-        out: dict[Any, Any] | None = None
-        i = 0
-        for k, v in value.items():
-            tv = type(v)
-            same = tv is str or tv is int or tv is bool or tv is float or v is None
-            data = v if same else _json_data(v)
-            if out is None:
-                if data is v and type(k) is str:
-                    i += 1
-                    continue
-                out = dict(itertools.islice(value.items(), i))
-            out[_plain_str(k)] = data
-        return value if out is None else out
-    if t is list:
-        copy: list[Any] | None = None
-        i = 0
-        for v in value:
-            tv = type(v)
-            same = tv is str or tv is int or tv is bool or tv is float or v is None
-            data = v if same else _json_data(v)
-            if copy is None:
-                if data is v:
-                    i += 1
-                    continue
-                copy = value[:i]
-            copy.append(data)
-        return value if copy is None else copy
+    :mod:`deja.keys` reads them. Anything else (a number key, bytes) stays as it is, for the
+    key to refuse. (Only messages :func:`_plain_json` finds not plain come here.)"""
     if isinstance(value, str):
         return str.__str__(value)
+    if value is None or isinstance(value, (int, float)):
+        return value
     if isinstance(value, Mapping):
         return {_plain_str(k): _json_data(v) for k, v in value.items()}
     if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):

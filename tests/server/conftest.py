@@ -80,6 +80,32 @@ async def proxy(
         yield client
 
 
+def half_priced_claude(api_base: str, **extra: Any) -> dict[str, Any]:
+    """A proxy config of one Anthropic deployment (``claude``) whose system message is a
+    prompt-cache breakpoint, priced by its model_info at half the list prices."""
+    return {
+        "model_list": [
+            {
+                "model_name": "claude",
+                "litellm_params": {
+                    "model": "anthropic/claude-sonnet-4-5",
+                    "api_base": api_base,
+                    "api_key": "k",
+                    "cache_control_injection_points": [{"location": "message", "role": "system"}],
+                },
+                "model_info": {
+                    "input_cost_per_token": 1.5e-6,
+                    "output_cost_per_token": 7.5e-6,
+                    "cache_read_input_token_cost": 0.15e-6,
+                    "cache_creation_input_token_cost": 1.875e-6,
+                },
+            }
+        ],
+        "general_settings": {"master_key": MASTER},
+        **extra,
+    }
+
+
 def two_deployments(
     first_base: str, second: FakeOpenAIServer, **first_params: Any
 ) -> dict[str, Any]:

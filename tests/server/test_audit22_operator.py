@@ -13,7 +13,7 @@ import pytest
 from deja.config import parse_config
 from deja.prices import packaged_prices
 from deja.testing import FakeAnthropicServer, FakeOpenAIServer, Reply
-from tests.server.conftest import MASTER
+from tests.server.conftest import MASTER, half_priced_claude
 
 CHAT = "/v1/chat/completions"
 MANUAL = "Policy 9: expenses above 100 EUR need a receipt and a manager's approval. " * 150
@@ -77,28 +77,7 @@ async def test_anthropic_cache_writes_and_reads_without_a_cache_are_priced(
     """The guide's Anthropic setup (prompt caching, no deja cache): the header said 0 while
     /metrics priced the calls; each is priced as /metrics prices it, model_info's rates."""
     with FakeAnthropicServer(api_key="k") as anthropic:
-        config: dict[str, Any] = {
-            "model_list": [
-                {
-                    "model_name": "claude",
-                    "litellm_params": {
-                        "model": "anthropic/claude-sonnet-4-5",
-                        "api_base": anthropic.url,
-                        "api_key": "k",
-                        "cache_control_injection_points": [
-                            {"location": "message", "role": "system"}
-                        ],
-                    },
-                    "model_info": {  # half the list prices
-                        "input_cost_per_token": 1.5e-6,
-                        "output_cost_per_token": 7.5e-6,
-                        "cache_read_input_token_cost": 0.15e-6,
-                        "cache_creation_input_token_cost": 1.875e-6,
-                    },
-                }
-            ],
-            "general_settings": {"master_key": MASTER},
-        }
+        config = half_priced_claude(anthropic.url)
         async with make_proxy(config, key=MASTER) as proxy:
             answers = [
                 await proxy.post(

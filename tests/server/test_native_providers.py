@@ -13,7 +13,7 @@ import pytest
 from deja.providers.bedrock import AwsCredentials
 from deja.testing import FakeBedrockServer, FakeGeminiServer
 from tests.helpers import without_packages
-from tests.server.conftest import MASTER, TEAM_A
+from tests.server.conftest import MASTER, TEAM_A, half_priced_claude
 
 pytest.importorskip("botocore")
 pytest.importorskip("cryptography")
@@ -279,29 +279,7 @@ async def test_provider_cache_metrics_use_the_configured_prices(
     from deja.testing import FakeAnthropicServer
 
     with FakeAnthropicServer(api_key="k") as anthropic:
-        settings = {
-            "model_list": [
-                {
-                    "model_name": "claude",
-                    "litellm_params": {
-                        "model": "anthropic/claude-sonnet-4-5",
-                        "api_base": anthropic.url,
-                        "api_key": "k",
-                        "cache_control_injection_points": [
-                            {"location": "message", "role": "system"}
-                        ],
-                    },
-                    "model_info": {  # half the list prices
-                        "input_cost_per_token": 1.5e-6,
-                        "output_cost_per_token": 7.5e-6,
-                        "cache_read_input_token_cost": 0.15e-6,
-                        "cache_creation_input_token_cost": 1.875e-6,
-                    },
-                }
-            ],
-            "caching": {"type": "memory", "ttl": 600},
-            "general_settings": {"master_key": MASTER},
-        }
+        settings = half_priced_claude(anthropic.url, caching={"type": "memory", "ttl": 600})
         async with make_proxy(settings, key=MASTER) as proxy:
             usages = []
             for question in ("one", "two"):

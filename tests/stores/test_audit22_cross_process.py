@@ -17,7 +17,7 @@ from deja.stores.memory import MemoryStore
 from deja.stores.redis import RedisStore
 from deja.stores.tiered import TieredStore
 from deja.testing import FakeClock, FakeOpenAIServer
-from tests.helpers import chat_request, chat_response, stream_chunk
+from tests.helpers import INVALIDATIONS, chat_request, chat_response, stream_chunk
 
 
 def test_a_no_store_call_makes_no_other_process_wait(
@@ -49,15 +49,6 @@ def test_a_no_store_call_makes_no_other_process_wait(
         release.set()
         first.join()
     assert other.get(chat_request()).response == chat_response("stored")
-
-
-INVALIDATIONS: dict[str, Callable[[deja.Cache], Any]] = {
-    "delete_tag": lambda cache: cache.delete_tag("doc:42"),
-    "delete_tag in a namespace": lambda cache: cache.delete_tag("doc:42", namespace=None),
-    "delete": lambda cache: cache.delete(cache.key(chat_request())),
-    "clear": lambda cache: cache.clear(),
-    "clear of its scope": lambda cache: cache.clear(tenant=None),
-}
 
 
 @pytest.mark.parametrize("invalidate", list(INVALIDATIONS.values()), ids=list(INVALIDATIONS))

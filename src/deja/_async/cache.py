@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import orjson
 
@@ -129,22 +129,48 @@ def _shared_part(store: Store) -> Store | None:
     return None if isinstance(store, MemoryStore) else store
 
 
-def _flight_label(
-    request: Request, ctl: CacheControl, on_response: object, began: float
-) -> tuple[str | None, tuple[str, ...], bool, float]:
-    """What an invalidation is told of a call or stream in flight: its tenant, its tags,
-    whether a hook may tag its answer when it comes (``on_response``), and when it
-    began (the cache's clock: another process's marks are stamped by theirs)."""
-    return request.tenant, ctl.tags, on_response is not None, began
+def _stream_slot(key: str) -> object:
+    """Where the live stream of ``key`` is kept (``_streams``): by event loop and key, as
+    a stream's readers wait on its loop's events."""
+    return (current_loop(), key)  # unasync: return key
+
+
+class _InFlight(NamedTuple):
+    """What an invalidation is told of a call or stream in flight (its single-flight or
+    broadcast label): its tenant, its tags, whether a hook may tag its answer when it comes
+    (an ``on_response``), and when it began (the cache's clock: another process's marks are
+    stamped by theirs)."""
+
+    tenant: str | None
+    tags: tuple[str, ...]
+    hooked: bool
+    began: float
 
 
 def _may_be_tagged(tag: str, tenant: str | None, key: str, label: object) -> bool:
-    """Whether the call or stream in flight for ``key`` (``label``: :func:`_flight_label`)
+    """Whether the call or stream in flight for ``key`` (``label``: :class:`_InFlight`)
     may store an entry of ``tenant`` tagged ``tag``."""
-    if not isinstance(label, tuple):
+    if not isinstance(label, _InFlight):
         return True  # (told nothing of it)
-    of, tags, hooked, _ = label
-    return bool(of == tenant and (tag in tags or hooked))
+    return label.tenant == tenant and (tag in label.tags or label.hooked)
+
+
+# The names of what an invalidation reaches, after :meth:`AsyncCache._mark_id`'s prefix:
+# the same on the side that leaves a mark and the side that reads it.
+_EVERY = "*"
+_LATEST = "last"  # (every mark also stamps this one: a miss reads it first)
+
+
+def _key_reach(key: str) -> str:
+    return "key:" + key
+
+
+def _scope_reach(tenant: str | None, namespace: str | None) -> str:
+    return "scope:" + scope_hash(tenant, namespace)
+
+
+def _tag_reach(tag: str, tenant: str | None) -> str:
+    return f"tag:{tenant_hash(tenant)}:{tag}"  # (in every namespace of the tenant)
 
 
 def _response_tokens(response: Mapping[str, Any] | None) -> int:
@@ -919,7 +945,7 @@ class AsyncCache:
                 key,
                 lead,
                 wait=timeout,
-                label=_flight_label(request, ctl, on_response, self._clock()),
+                label=_InFlight(request.tenant, ctl.tags, on_response is not None, self._clock()),
             )
         except BaseException as exc:
             # a miss all the same: an outage must not look like a better hit ratio
@@ -1033,7 +1059,7 @@ class AsyncCache:
         deadline = None if first_wait is None else time.monotonic() + first_wait
         if not ctl.no_cache:
             await self._left_behind(key, request, ctl)
-        slot: object = (current_loop(), key)  # unasync: slot: object = key
+        slot = _stream_slot(key)
         while True:  # once more when a stream it joined timed out sooner than it would
             joined: AsyncBroadcast | None = None
             if ctl.no_cache:
@@ -1060,8 +1086,8 @@ class AsyncCache:
                         if checked:
                             broadcast = AsyncBroadcast(open_stream, on_complete)
                             broadcast.patience = first_wait  # (before anyone joins it)
-                            broadcast.label = _flight_label(
-                                request, ctl, on_response, self._clock()
+                            broadcast.label = _InFlight(
+                                request.tenant, ctl.tags, on_response is not None, self._clock()
                             )
                             self._streams[slot] = broadcast
                             broadcast.on_finished = functools.partial(
@@ -1180,7 +1206,7 @@ class AsyncCache:
         other readers) and leaves the stream, so that the last reader leaving still closes
         the upstream (the sync twin's reader thread leaves at its next chunk). The stream
         opener's timeout is not raised to a call that allowed more (``None``: it asks)."""
-        slot: object = (current_loop(), key)  # unasync: slot: object = key
+        slot = _stream_slot(key)
         with self._streams_lock:
             broadcast = self._streams.get(slot)
             if broadcast is not None and not broadcast.subscribe():
@@ -1453,7 +1479,7 @@ class AsyncCache:
             await self.load_semantic()
             await self.semantic.aforget(key)
         try:
-            await self._mark("key:" + key)
+            await self._mark(_key_reach(key))
             return await self.store.adelete(key)
         except Exception as exc:
             raise StoreError(f"delete failed on store {self._store_name}: {exc!r}") from exc
@@ -1544,7 +1570,7 @@ class AsyncCache:
             # missed were served. Every key the drop names is read again: an entry tagged
             # meanwhile, or stored again since (its value written after the first read),
             # goes too, rather than stay with no record naming it.
-            await self._mark(f"tag:{tenant_hash(tenant)}:{tag}")  # (in every namespace)
+            await self._mark(_tag_reach(tag, tenant))
             deleted = 0
             gone: set[str] = set()
             for take in (store.akeys_for, store.adrop):
@@ -1635,9 +1661,7 @@ class AsyncCache:
             else:
                 await self.semantic.aforget_scope(tenant=scope_tenant, namespace=scope_namespace)
         try:
-            await self._mark(
-                "*" if everything else "scope:" + scope_hash(scope_tenant, scope_namespace)
-            )
+            await self._mark(_EVERY if everything else _scope_reach(scope_tenant, scope_namespace))
             return await self.store.aclear(prefix)
         except Exception as exc:
             raise StoreError(f"clear failed on store {self._store_name}: {exc!r}") from exc
@@ -1932,15 +1956,15 @@ class AsyncCache:
             return False
         tenant = request.tenant
         marks = [
-            self._mark_id("*"),
-            self._mark_id("scope:" + scope_hash(tenant, self._namespace(ctl))),
-            self._mark_id("key:" + key),
-            *(self._mark_id(f"tag:{tenant_hash(tenant)}:{tag}") for tag in ctl.tags),
+            self._mark_id(_EVERY),
+            self._mark_id(_scope_reach(tenant, self._namespace(ctl))),
+            self._mark_id(_key_reach(key)),
+            *(self._mark_id(_tag_reach(tag, tenant)) for tag in ctl.tags),
         ]
         try:
             # the latest invalidation's stamp first: those it reaches are read only when
             # one came since (one read, not 3 and one per tag, on an S3 store)
-            if not self._stamped_after(await shared.aget(self._mark_id("last")), since):
+            if not self._stamped_after(await shared.aget(self._mark_id(_LATEST)), since):
                 return False
             stamps = await shared.aget_many(marks)
         except Exception as exc:
@@ -1974,7 +1998,7 @@ class AsyncCache:
         shared = self._marks
         if shared is not None:
             stamp = f"{self._clock()!r} ".encode() + self._origin
-            marks = {self._mark_id(reach): stamp for reach in (*reaches, "last")}
+            marks = {self._mark_id(reach): stamp for reach in (*reaches, _LATEST)}
             await shared.aset_many(marks, _MARK_TTL)
 
     async def _refreshing(self, key: str) -> None:
@@ -1985,7 +2009,7 @@ class AsyncCache:
         if not self._writable():  # (a store refusing writes: not one timeout more each)
             return
         try:
-            await self._mark("key:" + key)
+            await self._mark(_key_reach(key))
         except Exception as exc:  # (the request goes on: a write that failed, as any)
             self._write_failed("set", exc)
 
@@ -1996,11 +2020,11 @@ class AsyncCache:
         stamp, for a caller that would join one: it waits for an upstream call anyway."""
         if self._marks is None:
             return
-        slot: object = (current_loop(), key)  # unasync: slot: object = key
+        slot = _stream_slot(key)
         with self._streams_lock:
             broadcast = self._streams.get(slot)
         labels = [self._flight.label_of(key), None if broadcast is None else broadcast.label]
-        began = [label[3] for label in labels if isinstance(label, tuple)]
+        began = [label.began for label in labels if isinstance(label, _InFlight)]
         if began and await self._marked_after(Asked(0, min(began)), key, request, ctl):
             self._invalidating(lambda other, _: other == key)
 
@@ -2011,7 +2035,7 @@ class AsyncCache:
 
     def _invalidating(self, reached: Callable[[str, object], bool]) -> None:
         """Callers of the calls and streams in flight that ``reached(key, label)`` selects
-        (their label: see :func:`_flight_label`), coming from now on, do not join them
+        (their label: an :class:`_InFlight`), coming from now on, do not join them
         (they were asked for before an invalidation)."""
         self._flight.detach(reached)
         with self._streams_lock:
