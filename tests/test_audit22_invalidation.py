@@ -8,14 +8,19 @@ its whole TTL (and callers arriving after the invalidation joined that call).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import deja
 from deja._async.streams import AsyncCachedStream
+from deja._invalidations import MARKS
+from deja.errors import StoreError
 from deja.request import Request
+from deja.stores.disk import DiskStore
 from deja.stores.memory import MemoryStore
 from tests.helpers import INVALIDATIONS, chat_request, chat_response, stream_chunk
 
@@ -131,6 +136,134 @@ def test_an_invalidation_made_while_the_entry_is_written_deletes_it_after() -> N
     assert result.info.status == "miss" and deleted == [0]
     assert cache.get(chat_request(), control=DOC).info.status == "miss"
     assert store.usage().entries == 0
+
+
+class HeldDrop:
+    """A ``delete_tag`` held after its note, before it reads its tag records, until an
+    entry's write begins: the write then waits until the drop has ended (the entry was
+    tagged before the drop read the records, its value lands after)."""
+
+    def __init__(self) -> None:
+        self.reading = threading.Event()  # the delete_tag is noted, about to read
+        self.go_on = threading.Event()
+        self.dropper: threading.Thread | None = None
+
+    def start(self, delete_tag: Callable[[], int]) -> list[int]:
+        """Run ``delete_tag`` in a thread, held before its reads; returns its results."""
+        deleted: list[int] = []
+        self.dropper = threading.Thread(target=lambda: deleted.append(delete_tag()))
+        self.dropper.start()
+        assert self.reading.wait(10)
+        return deleted
+
+    def before_reads(self) -> None:
+        if not self.reading.is_set():
+            self.reading.set()
+            assert self.go_on.wait(10)
+
+    def before_write(self) -> None:
+        if self.dropper is threading.current_thread():
+            return  # (the delete_tag's own marks)
+        dropper, self.dropper = self.dropper, None
+        if dropper is not None:
+            self.go_on.set()
+            dropper.join(10)
+
+
+class DroppedBeforeTheValue:
+    """A store (mixed into one) whose tag drops and writes :class:`HeldDrop` orders."""
+
+    held: HeldDrop
+
+    def keys_for(self, tag: str) -> list[str]:
+        self.held.before_reads()
+        return super().keys_for(tag)  # type: ignore[misc,no-any-return]
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        self.held.before_write()
+        super().set(key, value, ttl)  # type: ignore[misc]
+
+    def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
+        self.held.before_write()
+        super().set_many(items, ttl)  # type: ignore[misc]
+
+
+class MemoryDroppedBeforeTheValue(DroppedBeforeTheValue, MemoryStore):
+    pass
+
+
+class DiskDroppedBeforeTheValue(DroppedBeforeTheValue, DiskStore):
+    pass
+
+
+STORE_ONE_OR_MANY: dict[str, Callable[[deja.Cache], object]] = {
+    # asked after the invalidation began: a fresh answer, stored
+    "fetch": lambda cache: cache.fetch(chat_request(), lambda: chat_response("v2"), control=DOC),
+    "put_many": lambda cache: cache.put_many([(chat_request(), chat_response("v2"))], control=DOC),
+}
+
+
+@pytest.mark.parametrize(
+    "store_answer", list(STORE_ONE_OR_MANY.values()), ids=list(STORE_ONE_OR_MANY)
+)
+def test_an_entry_written_across_a_tag_drop_stays_reachable_by_the_next_delete_tag(
+    store_answer: Callable[[deja.Cache], object],
+) -> None:
+    """The drop named the entry's key (tagged) but found no value; the value landed after:
+    with no record left naming it, every later delete_tag missed it (a DiskStore with
+    threads lost 8 of 8 such entries in a review's run)."""
+    store = MemoryDroppedBeforeTheValue()
+    store.held = HeldDrop()
+    cache = deja.Cache(store=store, ttl=600)
+    deleted = store.held.start(lambda: cache.delete_tag("doc:42"))
+    store_answer(cache)
+    assert deleted == [0]
+    assert cache.get(chat_request(), control=DOC).info.status == "hit"
+    assert cache.delete_tag("doc:42") == 1
+    assert cache.get(chat_request(), control=DOC).info.status == "miss"
+
+
+def test_another_process_entry_written_across_a_tag_drop_is_not_left_unreachable(
+    tmp_path: Path,
+) -> None:
+    """As above, the ``delete_tag`` in another process sharing a disk store, its drop well
+    after its first mark (a large tag): the entry was asked for after that mark (past its
+    slack), so nothing told its writer of the drop, and it stayed with no record naming
+    it. The delete_tag marks again after its drop: the writer takes its entry back."""
+    now = [1000.0]
+    held = HeldDrop()
+    stores = [DiskDroppedBeforeTheValue(tmp_path), DiskDroppedBeforeTheValue(tmp_path)]
+    for store in stores:
+        store.held = held
+    invalidating, writing = (deja.Cache(store=s, ttl=600, clock=lambda: now[0]) for s in stores)
+    deleted = held.start(lambda: invalidating.delete_tag("doc:42"))
+    now[0] += 2  # its first mark's slack is long past
+    writing.fetch(chat_request(), lambda: chat_response("v2"), control=DOC)
+    assert deleted == [0]
+    invalidating.delete_tag("doc:42")  # reaches every entry tagged doc:42...
+    assert writing.get(chat_request(), control=DOC).info.status == "miss"  # ...or none is left
+
+
+class MarksRefused(DiskStore):
+    """A shared store that refuses the invalidations' marks, as a Redis full under
+    ``noeviction`` refuses every write but deletes."""
+
+    def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
+        if any(MARKS in key for key in items):
+            raise StoreError("OOM command not allowed when used memory > 'maxmemory'")
+        super().set_many(items, ttl)
+
+
+@pytest.mark.parametrize("invalidate", list(INVALIDATIONS.values()), ids=list(INVALIDATIONS))
+async def test_an_invalidation_whose_marks_are_refused_still_deletes(
+    tmp_path: Path, invalidate: Callable[[deja.AsyncCache], Awaitable[Any]]
+) -> None:
+    """A store full under noeviction refused the marks written before the deletes: every
+    delete, delete_tag and clear raised, and the operator could not free the store."""
+    cache = deja.AsyncCache(store=MarksRefused(tmp_path), ttl=600)
+    await cache.put(chat_request(), chat_response("v1"), control=DOC)
+    await invalidate(cache)
+    assert (await cache.get(chat_request(), control=DOC)).info.status == "miss"
 
 
 def said(text: str, *, finish: str | None = None) -> dict[str, Any]:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 __all__ = ["MARKS", "Asked", "Invalidations"]
@@ -69,6 +71,8 @@ class Invalidations:
 
     def __init__(self, remembered: int = 4096) -> None:
         self._count = 0
+        self._drops_begun = 0
+        self._drops_ended = 0
         self._recent: deque[tuple[int, _Reach]] = deque(maxlen=remembered)
         self._lock = threading.Lock()
 
@@ -88,6 +92,30 @@ class Invalidations:
         """Note that ``tenant``'s entries tagged ``tag`` are being deleted, in ``namespace``
         or, when ``every``, in every namespace."""
         self._note(_Reach(tag=tag, tenant=tenant, namespace=namespace, every_namespace=every))
+
+    @contextmanager
+    def dropping(self) -> Iterator[None]:
+        """Around the drop of tag records (``delete_tag``'s): an entry tagged before the
+        drop read its record but written after it is left with no record naming it (see
+        :meth:`dropped_since`)."""
+        with self._lock:
+            self._drops_begun += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._drops_ended += 1
+
+    def drops_ended(self) -> int:
+        """The number of drops ended so far: a tagged write's starting point for
+        :meth:`dropped_since`."""
+        return self._drops_ended
+
+    def dropped_since(self, ended: int) -> bool:
+        """Whether a drop ran at some moment since :meth:`drops_ended` returned ``ended``
+        (one had begun and not ended then, or began since): the records written since then
+        may have been dropped, and are written again."""
+        return self._drops_begun > ended
 
     def _note(self, reach: _Reach) -> None:
         with self._lock:

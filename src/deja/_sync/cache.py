@@ -786,10 +786,11 @@ class Cache:
             count += self._put(key, request, response, ctl, cost=self.cost(request, response))
         if not encoded or not self._writable():
             return count
+        tenants: dict[str | None, list[str]] = {}
+        for key, request in stored:
+            tenants.setdefault(request.tenant, []).append(key)
+        drops = self._invalidations.drops_ended()
         try:
-            tenants: dict[str | None, list[str]] = {}
-            for key, request in stored:
-                tenants.setdefault(request.tenant, []).append(key)
             for tenant, keys in tenants.items():  # one tag write per tag, not per entry
                 self._tag(keys, tenant, ctl, ttl)  # (first, as for one entry)
         except Exception as exc:
@@ -801,6 +802,9 @@ class Cache:
             self._write_failed("set", exc)
             return count
         self._writes_recovered()
+        for tenant, keys in tenants.items():
+            if not self._tagged_still(keys, tenant, ctl, ttl, drops):
+                stored = [item for item in stored if item[1].tenant != tenant]
         for key, request in stored:
             self._index_semantic(key, request, ctl, ttl)
         return count + len(stored)
@@ -1479,7 +1483,7 @@ class Cache:
             self.load_semantic()
             self.semantic.forget(key)
         try:
-            self._mark(_key_reach(key))
+            self._mark_deleting(_key_reach(key))
             return self.store.delete(key)
         except Exception as exc:
             raise StoreError(f"delete failed on store {self._store_name}: {exc!r}") from exc
@@ -1570,14 +1574,19 @@ class Cache:
             # missed were served. Every key the drop names is read again: an entry tagged
             # meanwhile, or stored again since (its value written after the first read),
             # goes too, rather than stay with no record naming it.
-            self._mark(_tag_reach(tag, tenant))
+            self._mark_deleting(_tag_reach(tag, tenant))
             deleted = 0
             gone: set[str] = set()
-            for take in (store.keys_for, store.drop):
-                named: dict[str, None] = {}
-                for record in records:
-                    named.update(dict.fromkeys(take(record)))
-                deleted += self._delete_tagged(tag, list(named), gone)
+            with self._invalidations.dropping():  # (see _tagged_still)
+                for take in (store.keys_for, store.drop):
+                    named: dict[str, None] = {}
+                    for record in records:
+                        named.update(dict.fromkeys(take(record)))
+                    deleted += self._delete_tagged(tag, list(named), gone)
+            # and again: another process's entry tagged before the drop but written after
+            # it (a drop long after the first mark: a large tag) is left with no record;
+            # a mark it reads after its write makes it take the entry back (_marked_after)
+            self._mark_deleting(_tag_reach(tag, tenant))
         except Exception as exc:
             raise StoreError(f"delete_tag failed on store {self._store_name}: {exc!r}") from exc
         return deleted
@@ -1661,7 +1670,9 @@ class Cache:
             else:
                 self.semantic.forget_scope(tenant=scope_tenant, namespace=scope_namespace)
         try:
-            self._mark(_EVERY if everything else _scope_reach(scope_tenant, scope_namespace))
+            self._mark_deleting(
+                _EVERY if everything else _scope_reach(scope_tenant, scope_namespace)
+            )
             return self.store.clear(prefix)
         except Exception as exc:
             raise StoreError(f"clear failed on store {self._store_name}: {exc!r}") from exc
@@ -1903,6 +1914,7 @@ class Cache:
         data = self._encoded(key, request, response, ctl, ttl, cost=cost, chunks=chunks)
         if data is None or not self._writable():
             return False
+        drops = self._invalidations.drops_ended()
         try:
             # the tags first: an entry whose tag write failed would be stored where
             # invalidating the tag does not reach it (a tag naming no entry is harmless)
@@ -1918,6 +1930,8 @@ class Cache:
             self._write_failed("set", exc)
             return False
         self._writes_recovered()
+        if not self._tagged_still([key], request.tenant, ctl, ttl, drops):
+            return False
         if since is not None and (
             self._reached(since, key, request, ctl) or self._marked_after(since, key, request, ctl)
         ):
@@ -1997,6 +2011,17 @@ class Cache:
             stamp = f"{self._clock()!r} ".encode() + self._origin
             marks = {self._mark_id(reach): stamp for reach in (*reaches, _LATEST)}
             shared.set_many(marks, _MARK_TTL)
+
+    def _mark_deleting(self, *reaches: str) -> None:
+        """:meth:`_mark` for a ``delete``, ``delete_tag`` or ``clear``, which goes on when
+        its marks cannot be written: a store full under Redis's ``noeviction`` refuses
+        every write, deletes aside, and its operator's invalidations are what frees it
+        (an answer another process would store meanwhile is refused as well). A store
+        that cannot be reached fails the deletes that follow."""
+        try:
+            self._mark(*reaches)
+        except Exception as exc:
+            self._store_failed("set", exc, trip_breaker=False)
 
     def _refreshing(self, key: str) -> None:
         """A fresh answer is asked for ``key`` (``no-cache``): the calls in flight for it
@@ -2095,6 +2120,35 @@ class Cache:
         for tag in ctl.tags:
             store.tag(self._tag_id(tag, tenant, namespace), keys, ttl)
             store.tag(self._tenant_tag_id(tag, tenant), keys, ttl)
+
+    def _tagged_still(
+        self,
+        keys: list[str],
+        tenant: str | None,
+        ctl: CacheControl,
+        ttl: float | None,
+        drops: int,
+    ) -> bool:
+        """Whether the entries ``keys`` just written are still named by their tag records.
+
+        A ``delete_tag`` whose drop ran between their tag write and their value write (a
+        drop begun before or after ``drops_ended()`` returned ``drops``) read their keys
+        before the values were there, then forgot the records: the entries would be left
+        with no record, out of reach of every later ``delete_tag``. They are tagged again;
+        when that fails they are deleted (``False``) rather than kept unreachable."""
+        if not ctl.tags or not self._invalidations.dropped_since(drops):
+            return True
+        try:
+            self._tag(keys, tenant, ctl, ttl)
+            return True
+        except Exception as exc:
+            self._store_failed("tag", exc, trip_breaker=False)
+        try:
+            for key in keys:
+                self.store.delete(key)
+        except Exception as exc:
+            self._store_failed("delete", exc, trip_breaker=False)
+        return False
 
     def _index_semantic(
         self, key: str, request: Request, ctl: CacheControl, ttl: float | None
