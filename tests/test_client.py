@@ -759,3 +759,24 @@ def test_a_call_s_own_timeout_is_checked_before_anything_is_asked(
     with pytest.raises(ValueError, match="timeout must be"):
         client.completion(model="gpt-4o", messages=MESSAGES, timeout=float("nan"))
     assert server.count("/v1/chat/completions") == 1
+
+
+def test_api_keys_lose_surrounding_whitespace_and_a_line_break_inside_is_refused(
+    server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key read from a secret file keeps its newline: every call failed with an
+    UpstreamConnectionError ("cannot reach ...: Illegal header value"), blaming the upstream
+    for the client's own key. The proxy's config already stripped its keys."""
+    client = deja.Client(api_base=server.base_url, api_key="  sk-file\n", max_retries=0)
+    client.completion(model="gpt-4o", messages=MESSAGES)
+    assert server.requests[-1].headers["authorization"] == "Bearer sk-file"
+    with pytest.raises(ValueError, match="api_key has a control character inside"):
+        deja.Client(api_key="sk-a\nsk-b")
+    with pytest.raises(deja.InvalidRequestError, match="control character") as info:
+        client.completion(model="gpt-4o", messages=MESSAGES, api_key="sk-a\r\nx: y")
+    assert "sk-a" not in str(info.value)
+    # a provider's key read from its variable, as a deployment's secret file mounts it
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-ds\n")
+    keyless = deja.Client(max_retries=0)
+    keyless.completion(model="deepseek/deepseek-chat", messages=MESSAGES, api_base=server.base_url)
+    assert server.requests[-1].headers["authorization"] == "Bearer sk-ds"

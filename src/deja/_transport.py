@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 import threading
 import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Mapping
@@ -81,6 +82,23 @@ SyncChunkStream = Generator[dict[str, Any], None, None]
 SyncHTTP = httpx2.Client
 """The sync client's transport (the generated sync twin of AsyncClient uses httpx2)."""
 SyncHTTPResponse = httpx2.Response
+
+
+# What no HTTP header value can carry: control characters (a tab is whitespace, allowed).
+_HEADER_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def header_text(value: str) -> str:
+    """``value`` as an HTTP header carries it (an API key, an organization): without
+    surrounding whitespace, which HTTP ignores (the newline of a key read from a secret
+    file). A control character inside is a :class:`ValueError`: the transport refuses to
+    send it, and every call failed as if the upstream could not be reached."""
+    text = value.strip()
+    if _HEADER_CONTROL.search(text):
+        raise ValueError(
+            "has a control character inside (a line break?), which no HTTP header can carry"
+        )
+    return text
 
 
 def check_http_client(client: object, *, asynchronous: bool) -> None:

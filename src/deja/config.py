@@ -68,6 +68,7 @@ from urllib.parse import quote
 
 import yaml
 
+from deja._transport import header_text
 from deja.controls import CacheMode
 from deja.errors import ConfigError, InvalidRequestError
 from deja.keys import takes_tenant
@@ -385,8 +386,6 @@ _SECRET_NAME: Final = re.compile(
     re.IGNORECASE,
 )
 _INDEX_SUFFIX: Final = re.compile(r"\[\d+\]")
-# What no HTTP header value can carry: control characters (a tab is whitespace, allowed).
-_HEADER_CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _IDENTIFIER: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DOTTED: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 
@@ -2125,13 +2124,10 @@ def _header_value(value: object, path: str, ctx: _Context) -> str:
     newline of a Kubernetes secret made from a file), and refused now with a control
     character inside: the transport refuses to send it, so every call would fail, each
     answered as if the upstream were unreachable."""
-    text = _str(value, path, ctx).strip()
-    if _HEADER_CONTROL.search(text):
-        raise ConfigError(
-            "has a control character inside (a line break?), which no HTTP header can carry",
-            path=path,
-        )
-    return text
+    try:
+        return header_text(_str(value, path, ctx))
+    except ValueError as exc:
+        raise ConfigError(str(exc), path=path) from None
 
 
 def _bool(value: object, path: str, ctx: _Context) -> bool:

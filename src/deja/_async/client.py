@@ -40,6 +40,7 @@ from deja._transport import (
     ChunkStream,
     async_http_client,
     check_http_client,
+    header_text,
 )
 from deja._upstream import (
     ADAPTED,
@@ -461,6 +462,13 @@ class AsyncClient:
             sends_async = True  # unasync: sends_async = False
             check_http_client(http_client, asynchronous=sends_async)
         check_parts(metrics=metrics, prices=prices, clock=clock)
+        if api_key is not None:
+            if not isinstance(api_key, str):
+                raise TypeError(f"api_key must be a str, not {type(api_key).__name__}")
+            try:
+                api_key = header_text(api_key)
+            except ValueError as exc:
+                raise ValueError(f"api_key {exc}") from None
         self.cache = cache
         self.api_key = api_key
         self.api_base = api_base
@@ -1536,7 +1544,19 @@ class AsyncClient:
 
     def _key(self, provider: str, api_key: str | None) -> str | None:
         """The call's key, else the client's for its own endpoint (``api_base``, or OpenAI's
-        without one: never another provider's), else ``<PROVIDER>_API_KEY``."""
+        without one: never another provider's), else ``<PROVIDER>_API_KEY``; without
+        surrounding whitespace (a key read from a secret file), and one with a control
+        character inside is an :class:`InvalidRequestError` (not a call that fails as if
+        the upstream could not be reached)."""
+        key = self._found_key(provider, api_key)
+        if not key:
+            return key
+        try:
+            return header_text(key)
+        except ValueError as exc:
+            raise InvalidRequestError(f"the API key for {provider} {exc}") from None
+
+    def _found_key(self, provider: str, api_key: str | None) -> str | None:
         if api_key is not None:
             return api_key or None  # "": no key, on purpose (see _call_key)
         if self.api_key and (provider == "openai" or self.api_base):
