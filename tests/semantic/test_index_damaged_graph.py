@@ -82,7 +82,7 @@ _CHILD = textwrap.dedent(
     threshold = None if sys.argv[2] == "none" else int(sys.argv[2])
     index = InProcessIndex(dim=16, hnsw_threshold=threshold, max_entries=None)
     index.load(sys.argv[1])
-    viewed = index.is_hnsw("big")
+    viewed = index._scopes["big"].hnsw_viewed  # (a graph rebuilt meanwhile is not viewed)
     found = [index.search(x, scope="big", k=1)[0].id for x in v]
     built = index.join_builds(60)
     print(json.dumps({

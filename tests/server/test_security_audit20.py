@@ -100,7 +100,7 @@ def test_a_client_that_stops_reading_a_stream_frees_its_upstream_connection(
             lambda body: Reply(long_answer) if "stall" in str(body.get("messages")) else None
         )
         config = proxy_config(upstream, proxy={"max_upstream_connections": 2})
-        config["model_list"][0]["litellm_params"].update(timeout=3, stream_timeout=0.5)
+        config["model_list"][0]["litellm_params"].update(timeout=6, stream_timeout=1.5)
         app = ProxyApp(parse_config(config, base_dir=tmp_path))
         with _served(app) as url:
             stalled = [_stalled_stream(url, f"stall {i}") for i in range(2)]
@@ -113,11 +113,11 @@ def test_a_client_that_stops_reading_a_stream_frees_its_upstream_connection(
                     timeout=30,
                 )
                 waited = time.monotonic() - started
-                assert answer.status_code == 200, answer.text  # (a 504 after 3 s before)
+                assert answer.status_code == 200, answer.text  # (a 504 after 6 s before)
                 assert answer.headers["x-deja-cache"] == "miss"
-                assert waited < 2.5
+                assert waited < 5
                 deadline = time.monotonic() + 10
-                while len(_said(caplog, "client took no data for 0.5 s")) < 2:
+                while len(_said(caplog, "client took no data for 1.5 s")) < 2:
                     assert time.monotonic() < deadline, caplog.text
                     time.sleep(0.05)
                 for sock in stalled:
