@@ -59,10 +59,16 @@ that extract the *anchors* of a prompt and compare them, in order:
   of something against a part of it ("close all tabs" / "close one tab") and required
   against allowed ("must my dog get" / "can my dog get"); two parties named the other
   way round (interviewer / candidate, owner / member, mother / baby...); who the prompt
-  asks as ("As a coach, ..." / "As a player, ...");
+  asks as ("As a coach, ..." / "As a player, ..."); between near-duplicates, needed
+  against allowed or how to get it ("do I need a visa" / "can I get a visa"), one against
+  a bundle ("a ticket" / "family tickets"), the one who acts trading places with the one
+  acted on ("can my employer see my history" / "can I see my employer's history"), two
+  steps the other way round ("heat the pan before adding oil" / "add oil before heating
+  the pan") and the word a question asks about ("the plural of mouse" / "of mice");
 * symbols: two prompts of the same words must have their symbols in the same order
   ("age > 30" / "age < 30", "HEAD~1" / "HEAD^1"; punctuation, quotes and code spans
-  aside) and their lines indented alike (by rank: 2 or 4 spaces a level are one);
+  aside), their code spans in the same order ("f(g(x))" / "g(f(x))") and their lines
+  indented alike (by rank: 2 or 4 spaces a level are one);
 * script: the words of a mostly Latin prompt written in another script ("Translate 你好
   into English") must be the same on both sides (a prompt mostly in another script never
   reaches the guards: :meth:`deja.semantic.SemanticCache.query`);

@@ -901,19 +901,52 @@ def _modality(plain: tuple[str, ...]) -> tuple[bool, bool]:
 # a yes/no question opening "do I need to", "does my dog need to", "will we need to": asking
 # what is required (a statement, "I need to change my PIN", says what one wants; "how
 # early do I need to arrive" asks when, not whether)
-_NEED_ASKED = re.compile(r"^(?:do|does|did|will|would)\b(?: \w+){1,3}? (?:really )?need to\b")
+_NEED_ASKED = re.compile(r"^(?:do|does|did|will|would)\b(?: \w+){1,3}? (?:really )?need\b")
 _NEED = _plain_stem("need")
+_NEED_WORDS = _MUST | _HAVE | _MAY | {_TO, _NEED}
 
 
 def _needed(a: Signature, b: Signature) -> bool:
     """One near-duplicate asks whether something is needed, the other whether it is
-    allowed or advised ("do I need to declare cash" / "can I declare cash")."""
+    allowed or advised ("do I need to declare cash" / "can I declare cash", "do I need a
+    visa to visit Japan" / "can I get a visa to visit Japan"). Not where the other asks
+    whether one can go without it ("can I visit Japan without a visa"): the same
+    question."""
     asked_a, asked_b = bool(_NEED_ASKED.search(a.low_text)), bool(_NEED_ASKED.search(b.low_text))
     if asked_a == asked_b:
         return False
     needy, other = (a, b) if asked_a else (b, a)
+    if _WITHOUT in other.plain:
+        return False
     must, may = _modality(other.plain)
-    return may and not must and _near(needy.plain, other.plain, _MUST | _HAVE | _MAY | {_TO, _NEED})
+    return may and not must and _near(needy.plain, other.plain, _NEED_WORDS)
+
+
+# a question of how or where to get a thing ("how do I get a permit", "where to buy a
+# ticket"), which asks for a procedure, not whether the thing is required
+_OBTAIN_ASKED = re.compile(
+    r"^(?:how|where)\b(?: \w+){0,3}? (?:get|obtain|apply for|buy|find|renew)\b"
+)
+_OBTAIN_WORDS = _NEED_WORDS | frozenset(
+    _plain_stem(w) for w in ["how", "where", "get", "obtain", "apply", "buy", "find", "renew"]
+)
+
+
+def _obtaining(a: Signature, b: Signature) -> bool:
+    """One near-duplicate asks whether something is required, the other how or where to
+    get it ("is a permit required to build a fence" / "how do I get a permit to build a
+    fence")."""
+    asked_a, asked_b = (
+        bool(_OBTAIN_ASKED.search(a.low_text)),
+        bool(_OBTAIN_ASKED.search(b.low_text)),
+    )
+    if asked_a == asked_b:
+        return False
+    how, other = (a, b) if asked_a else (b, a)
+    required = bool(_NEED_ASKED.search(other.low_text)) or (
+        _may_oblige(other.plain) and _modality(other.plain)[0]
+    )
+    return required and _near(how.plain, other.plain, _OBTAIN_WORDS)
 
 
 def _obliged(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
@@ -977,6 +1010,195 @@ def _main_first(a: Signature) -> tuple[str, ...]:
     if m is None:
         return a.plain
     return _plain(_tokens_of(m.group(2).lower()))[0] + _plain(_tokens_of(m.group(1).lower()))[0]
+
+
+# the words that open the clause whose subject :func:`_subject` reads ("can my employer
+# see", "should I ask", "will the interviewer ask"), the determiners it skips, and the
+# persons of the pronouns (what "me" or "my" says of the one asking)
+_SUBJECT_AUXILIARIES = frozenset({
+    "can", "could", "may", "should", "must", "will", "would", "shall",
+    "do", "does", "did", "is", "are", "was", "were", "has", "have", "had", "might",
+})  # fmt: skip
+_SUBJECT_DETERMINERS = frozenset({
+    "a", "an", "the", "my", "your", "his", "her", "their", "our", "its", "this", "that",
+})  # fmt: skip
+_PERSONS = {
+    word: person
+    for person, words in (
+        ("i", "i me my mine myself"),
+        ("we", "we us our ours ourselves"),
+        ("you", "you your yours yourself"),
+        ("he", "he him his himself"),
+        ("she", "she her hers herself"),
+        ("they", "they them their theirs themselves"),
+    )
+    for word in words.split()
+}
+# how far into a prompt its auxiliary is looked for ("what questions should I ask"), and
+# how many of its first words are read for the clause
+_SUBJECT_WITHIN = 4
+_SUBJECT_WORDS = 10
+
+
+def _subject(low_text: str) -> tuple[str, str] | None:
+    """(who, what they do) of the clause a question opens with an auxiliary or a modal:
+    "can my employer see my history": ("employer", "see"), "what questions will the
+    interviewer ask me": ("interviewer", "ask"), "should I ask": ("i", "ask"); a pronoun
+    by its person. ``None`` without such a clause."""
+    # (the first words only: a long prompt is not split whole for it)
+    words = low_text.split(" ", _SUBJECT_WORDS)[:_SUBJECT_WORDS]
+    for i, word in enumerate(words[:_SUBJECT_WITHIN]):
+        if word not in _SUBJECT_AUXILIARIES:
+            continue
+        j = i + 1
+        while j < len(words) and words[j] in _SUBJECT_DETERMINERS:
+            j += 1
+        if j + 1 >= len(words):
+            return None
+        return _PERSONS.get(words[j], words[j]), words[j + 1]
+    return None
+
+
+def _parties(words: list[str]) -> set[str]:
+    """The persons and the noun stems ``words`` name (as :func:`_subject` reads them)."""
+    return {_PERSONS.get(w) or _plain_stem(w) for w in words}
+
+
+def _roles_traded(a: Signature, b: Signature) -> bool:
+    """The same words, with the one who acts and the one acted on or for trading places:
+    "can my employer see my browsing history" / "can I see my employer's browsing
+    history", "what questions should I ask the interviewer" / "what questions will the
+    interviewer ask me" (the same verb after each subject: "can I get a refund from the
+    seller" / "can the seller give me a refund" is one question)."""
+    subject_a = _subject(a.low_text)
+    subject_b = _subject(b.low_text) if subject_a else None
+    if subject_a is None or subject_b is None:
+        return False
+    (who_a, verb_a), (who_b, verb_b) = subject_a, subject_b
+    if who_a == who_b:  # (most questions: "how do I" / "can I")
+        return False
+    who_a, who_b = _plain_stem(who_a), _plain_stem(who_b)
+    if who_a == who_b or _plain_stem(verb_a) != _plain_stem(verb_b):
+        return False
+    if who_a not in _parties(b.low_text.split()) or who_b not in _parties(a.low_text.split()):
+        return False
+    return _content_stems(a.plain) == _content_stems(b.plain)
+
+
+def _content_stems(plain: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(w for w in plain if w not in _STOP_STEMS)
+
+
+_WHO, _WHOSE = _plain_stem("who"), _plain_stem("whose")
+
+
+def _whose_asked(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """The same words, one asking who did something and the other whose thing it was done
+    to: "how do I see who viewed my profile" / "how do I see whose profile I viewed"."""
+    if (_WHOSE in a) == (_WHOSE in b):
+        return False
+    who = b if _WHOSE in a else a
+    return _WHO in who and _content_stems(a) == _content_stems(b)
+
+
+# two steps told in an order: "heat the pan before adding oil", "defrost then cook", up
+# to the end of the clause ("..., or cook from frozen"). A match starts where a word does
+# and takes words whole (see _CHOSEN_RE: linear in the text).
+_STEPS_RE = re.compile(
+    r"(?<!\S)((?:\S++\s+){0,4}?\S++)\s+(before|then|after)\s+(.{1,60}?)"
+    r"(?=\s*[?.!,;:]|\s+(?:or|and|but)\b|\s*$)"
+)
+# "X then Y" tells what "X before Y" does
+_STEP_JOINS = {"before": "before", "then": "before", "after": "after"}
+_STEP_JOIN_WORDS = frozenset(_plain_stem(w) for w in _STEP_JOINS)
+
+
+def _step_stem(word: str) -> str:
+    """A verb's stem with a doubled last consonant undone ("plugging": "plug")."""
+    stem = _plain_stem(word)
+    if len(stem) > 3 and stem[-1] == stem[-2] and stem[-1] not in "aeioulsz":
+        return stem[:-1]
+    return stem
+
+
+def _steps(text: str) -> tuple[str, frozenset[str], frozenset[str]] | None:
+    """(the join, the content words before it, those after it) of the first two steps
+    ``text`` tells in an order, if it tells any (its punctuation ends a step)."""
+    m = _STEPS_RE.search(text.lower())
+    if m is None:
+        return None
+    first, join, second = m.groups()
+    x, y = (
+        frozenset(_step_stem(w) for w in _tokens_of(g) if w not in _STOP) for g in (first, second)
+    )
+    return (_STEP_JOINS[join], x, y) if x and y else None
+
+
+def _steps_swapped(a: Signature, b: Signature) -> bool:
+    """Two steps told the other way round with the same join: "should you heat the pan
+    before adding oil" / "should you add oil to the pan before heating it", "cook then
+    defrost" / "defrost then cook" ("X before Y" / "Y after X" is one question; the same
+    steps with "before" / "after" traded are the poles')."""
+    if _STEP_JOIN_WORDS.isdisjoint(a.plain) or _STEP_JOIN_WORDS.isdisjoint(b.plain):
+        return False
+    steps_a, steps_b = _steps(a.text), _steps(b.text)
+    if steps_a is None or steps_b is None or steps_a[0] != steps_b[0]:
+        return False
+    _, before_a, after_a = steps_a
+    _, before_b, after_b = steps_b
+    shared = after_a & after_b
+    after_a, after_b = after_a - shared, after_b - shared
+    return bool(after_a and after_b) and after_a <= before_b and after_b <= before_a
+
+
+# what a question asks about a word itself: "what is the plural of mouse" is not "... of
+# mice", "a synonym for happy" not "... for glad" (the word is the question, not a topic)
+_TERM_RE = re.compile(
+    r"\b(?:plural|singular|past tense|past participle|spelling|pronunciation|synonyms?"
+    r"|antonyms?|opposite|abbreviation)\s+(?:form\s+)?(?:of|for)\s+(?:the\s+word\s+)?"
+    r"([\w'-]+)"
+)
+_TERM_STEMS = frozenset(_plain_stem(w) for w in [
+    "plural", "singular", "past", "participle", "spelling", "pronunciation", "synonym",
+    "synonyms", "antonym", "antonyms", "opposite", "abbreviation",
+])  # fmt: skip
+
+
+def _term_differs(a: Signature, b: Signature) -> bool:
+    """Do both prompts ask about a word itself (its plural, a synonym...) and not the same
+    word, letter for letter?"""
+    if _TERM_STEMS.isdisjoint(a.plain) or _TERM_STEMS.isdisjoint(b.plain):
+        return False
+    m = _TERM_RE.search(a.low_text)
+    n = _TERM_RE.search(b.low_text) if m else None
+    return n is not None and m is not None and m[1] != n[1]
+
+
+# words before a plural noun that make it a bundle ("family tickets", "group rates",
+# "full mouth implants"): its price or rule is not that of one ("a ticket")
+_BUNDLES = frozenset({
+    "family", "group", "bulk", "wholesale", "season", "full", "multiple", "couple",
+    "couples", "package", "team",
+})  # fmt: skip
+_BUNDLE_STEMS = frozenset(map(_plain_stem, _BUNDLES))
+
+
+def _bundled(a: Signature, b: Signature) -> bool:
+    """One near-duplicate asks about one of a thing ("how much is a ticket to the
+    Louvre"), the other about a bundle of them ("... are group tickets to the Louvre",
+    "a tooth implant" / "full mouth implants")."""
+    if _BUNDLE_STEMS.isdisjoint(a.plain) == _BUNDLE_STEMS.isdisjoint(b.plain):
+        return False
+    bundle, one = (a, b) if _BUNDLE_STEMS.isdisjoint(b.plain) else (b, a)
+    if not _near(bundle.plain, one.plain, _BUNDLE_STEMS):
+        return False
+    single = _counted(one.low_text).single
+    words = bundle.low_text.split()
+    return any(
+        _is_plural(w) and _plain_stem(w) in single and not _BUNDLES.isdisjoint(words[i - 2 : i])
+        for i, w in enumerate(words)
+        if i
+    )
 
 
 _THAN = "than"
@@ -1415,6 +1637,13 @@ def _same_code(a: tuple[str, ...], b: tuple[str, ...], ordered: bool) -> bool:
     return all(args_b.get(name, given) == given for name, given in args_a.items())
 
 
+def _code_order(code: tuple[str, ...]) -> tuple[str, ...]:
+    """The names of ``code``'s spans in the order they come (letter case and a call's
+    arguments aside): two prompts of the same words that nest two calls the other way
+    round ("f(g(x))" / "g(f(x))") name them in another order."""
+    return _first_seen(tuple(_code_parts(c)[0] for c in code)) if len(code) > 1 else ()
+
+
 def _unticked(a: Signature, b: Signature) -> Signature:
     """``a`` read without its backticks when ``b`` writes every one of its code spans word
     for word ("run `git rebase -i`" / "run git rebase -i"), else ``a``."""
@@ -1530,7 +1759,11 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
     if (
         s.symbols
         and a.said == b.said
-        and (a.symbol_order != b.symbol_order or a.indents != b.indents)
+        and (
+            a.symbol_order != b.symbol_order
+            or a.indents != b.indents
+            or _code_order(a.code) != _code_order(b.code)
+        )
     ):
         failed.append("symbols")
     if s.numbers and (
@@ -1670,6 +1903,12 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         or _speaks_as_another(a.speaker, b.speaker)
         or _ends_swapped(a, b)
         or _choice_swapped(a, b)
+        or _obtaining(a, b)
+        or _roles_traded(a, b)
+        or _whose_asked(a.plain, b.plain)
+        or _steps_swapped(a, b)
+        or _term_differs(a, b)
+        or _bundled(a, b)
     ):
         failed.append("polarity")
     if s.negation and a.negated != b.negated:

@@ -1179,7 +1179,9 @@ _AMBIGUOUS_CURRENCY = frozenset({"real", "won", "rand", "ether", "rub", "cad", "
 # a member see what the owner watches"). Those of a deal or a hiring are also groups of
 # alternatives (below): a question about the tenant is not one about the landlord.
 _SIDES_OF_A_DEAL = (
-    ("tenant tenants renter renters", "landlord landlords"),
+    # (a property manager stands for the landlord: "what should a tenant ask a property
+    # manager" / "what should a landlord ask a tenant")
+    ("tenant tenants renter renters", "landlord landlords manager managers"),
     ("buyer buyers", "seller sellers"),
     ("employer employers", "employee employees"),
     ("candidate candidates applicant applicants", "interviewer interviewers"),
@@ -1321,7 +1323,9 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
             "hard harder hardest difficult complicated complex",
         ),
         ("beginner beginners novice", "intermediate", "expert experts experienced advanced"),
-        ("child children kid kids", "adult adults"),
+        # (a puppy or a kitten against an adult dog or cat: their vaccines, food and doses
+        # differ; "my puppy" / "my dog" names no adult and passes)
+        ("child children kid kids puppy puppies kitten kittens", "adult adults"),
         ("early earlier", "late"),
         ("morning", "afternoon", "evening", "night nighttime"),
         ("day daytime", "night nighttime"),
@@ -1470,6 +1474,9 @@ _SWAPS: tuple[tuple[frozenset[str], ...], ...] = tuple(
         # where it is done: "import a PGN on the mobile app" / "on the desktop site"
         ("mobile", "desktop"),
         ("ios iphone ipad", "android"),
+        # which of the things a prompt names it asks about: "12 red and 8 blue marbles,
+        # the probability of drawing red" / "... of drawing blue"
+        ("red", "blue", "green", "yellow", "black", "white", "orange", "purple", "pink"),
     )
 )
 # words that join two others symmetrically: "London and Tokyo" is "Tokyo and London"
