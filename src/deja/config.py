@@ -11,8 +11,10 @@ deja reads its own keys and LiteLLM's, so an existing LiteLLM ``config.yaml`` ru
     proxy:                           # host, port, workers, max_upstream_connections
     general_settings:                # master_key, virtual_keys, max_request_bytes,
                                      # request_body_timeout, request_header_timeout
-    router_settings:                 # LiteLLM: allowed_fails, cooldown_time, num_retries
-                                     # (a misspelling refused; others warned, ignored)
+    router_settings:                 # LiteLLM: allowed_fails, cooldown_time, num_retries,
+                                     # fallbacks (and context_window_, content_policy_,
+                                     # default_, max_fallbacks; a misspelling refused;
+                                     # others warned, ignored)
     environment_variables:           # LiteLLM: exported by load_config, as LiteLLM does
 
 Rules the loader keeps:
@@ -100,7 +102,9 @@ __all__ = [
     "DEFAULT_COMPRESS_MIN_BYTES",
     "DEFAULT_KEY_PREFIX",
     "DEFAULT_MAX_ENTRY_BYTES",
+    "DEFAULT_MAX_FALLBACKS",
     "DEFAULT_MAX_REQUEST_BYTES",
+    "FallbackSettings",
     "GeneralSettings",
     "HookSpec",
     "ModelDeployment",
@@ -203,13 +207,13 @@ _REDIS_TLS_CLIENT_CERT: Final = _words("ssl_certfile ssl_keyfile ssl_password")
 # callback names are listed in the warning.
 _LITELLM_SETTINGS_KEYS: Final = _words("""
     cache cache_params enable_prometheus callbacks success_callback failure_callback
-    require_auth_for_metrics_endpoint
+    require_auth_for_metrics_endpoint fallbacks context_window_fallbacks
+    content_policy_fallbacks default_fallbacks
 """)
 _LITELLM_SETTINGS_IGNORED: Final = _words("""
     service_callback service_callbacks turn_off_message_logging redact_user_api_key_info
     langfuse_default_tags set_verbose json_logs drop_params modify_params num_retries
-    request_timeout force_ipv4 default_fallbacks content_policy_fallbacks
-    context_window_fallbacks fallbacks mcp_aliases enable_preview_features
+    request_timeout force_ipv4 mcp_aliases enable_preview_features
     disable_end_user_cost_tracking disable_end_user_cost_tracking_prometheus_only
     key_generation_settings disable_add_transform_inline_image_block
     disable_hf_tokenizer_download enable_json_schema_validation
@@ -273,18 +277,24 @@ _GENERAL_LITELLM_IGNORED: Final = _words("""
 # ConfigGeneralSettings model; the last line holds router_settings keys that configs in the
 # wild put in general_settings, where LiteLLM ignores them too.
 
-# router_settings: what deja reads (the cooldown of a failing deployment, retries), and
-# the others of LiteLLM's Router (its constructor's arguments, and its reference table's),
-# warned about and ignored. A key that is neither, near one deja reads, is refused as the
-# misspelling it is (num_retires left retries at their default); max_retries is no router
-# setting (LiteLLM drops it, unknown, as every other), but litellm_params' name for them.
-_ROUTER_KEYS: Final = _words("allowed_fails cooldown_time num_retries")
+# router_settings: what deja reads (the cooldown of a failing deployment, retries, the
+# fallbacks across model names), and the others of LiteLLM's Router (its constructor's
+# arguments, and its reference table's), warned about and ignored. A key that is neither,
+# near one deja reads, is refused as the misspelling it is (num_retires left retries at
+# their default); max_retries is no router setting (LiteLLM drops it, unknown, as every
+# other), but litellm_params' name for them.
+_ROUTER_KEYS: Final = _words("""
+    allowed_fails cooldown_time num_retries fallbacks context_window_fallbacks
+    content_policy_fallbacks default_fallbacks max_fallbacks
+""")
+# LiteLLM's fallbacks across model names: router_settings' or, when it names none of a
+# kind, litellm_settings' (LiteLLM's Router reads ``fallbacks or litellm.fallbacks``)
+_FALLBACK_KINDS: Final = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
 _ROUTER_LITELLM_IGNORED: Final = _words("""
     assistants_config search_tools redis_url redis_host redis_port redis_password redis_db
     cache_responses cache_kwargs caching_groups client_ttl polling_interval default_priority
-    max_fallbacks timeout stream_timeout default_litellm_params default_max_parallel_requests
-    set_verbose debug_level default_fallbacks fallbacks context_window_fallbacks
-    content_policy_fallbacks model_group_alias enable_pre_call_checks enable_pre_call_check
+    timeout stream_timeout default_litellm_params default_max_parallel_requests
+    set_verbose debug_level model_group_alias enable_pre_call_checks enable_pre_call_check
     enable_tag_filtering tag_filtering_match_any retry_after retry_policy
     model_group_retry_policy allowed_fails_policy disable_cooldowns routing_strategy
     optional_pre_call_checks routing_strategy_args provider_budget_config alerting_config
@@ -1400,6 +1410,35 @@ class HookSpec:
         return load_callable(f"{self.path}:{function}", self.path.parent)
 
 
+DEFAULT_MAX_FALLBACKS: Final = 5
+"""LiteLLM's ``max_fallbacks`` default: fallback names one request may try."""
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackSettings:
+    """LiteLLM's fallbacks across model names: the names a request for a model name tries,
+    in order, when all of its deployments failed. ``general``: after a failure that moves
+    on to another deployment (a timeout, no connection, 429, 5xx, a 2xx that is no
+    answer); ``context_window``: after the upstream refused the request as too long for
+    its context; ``content_policy``: after it refused it by its content policy. Each maps
+    a model name (or ``"*"``: any name without an entry of its own) to its fallback names;
+    ``default`` (LiteLLM's ``default_fallbacks``) are the general ones of a name with
+    none. ``max_fallbacks``: fallback names one request tries at most (0: none)."""
+
+    general: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    context_window: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    content_policy: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    default: tuple[str, ...] = ()
+    max_fallbacks: int = DEFAULT_MAX_FALLBACKS
+
+    def __bool__(self) -> bool:
+        """Whether a request may fall back at all."""
+        return bool(
+            (self.general or self.context_window or self.content_policy or self.default)
+            and self.max_fallbacks
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class ProxySettings:
     """Where the proxy listens; how long a stop waits for the requests in flight
@@ -1419,6 +1458,9 @@ class ProxySettings:
     cooldown_time: float = 5.0
     """LiteLLM's ``router_settings.cooldown_time``: seconds a cooled-down deployment is
     tried only after its model name's others (LiteLLM's default, 5)."""
+    fallbacks: FallbackSettings = field(default_factory=FallbackSettings)
+    """LiteLLM's fallbacks across model names (``router_settings``, or
+    ``litellm_settings``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -1677,6 +1719,7 @@ def parse_config(
     _check_keys(resolved, "", ctx, known=_TOP_KEYS, ignored=_TOP_LITELLM_IGNORED)
     cooldown: dict[str, Any] = {}  # ProxySettings' allowed_fails and cooldown_time
     router_retries: int | None = None
+    router: Mapping[str, object] = {}
     if "router_settings" in resolved:
         router = _mapping(resolved["router_settings"], "router_settings", ctx)
         if router.get("allowed_fails") is not None:
@@ -1721,6 +1764,9 @@ def parse_config(
     litellm = _litellm_settings(resolved.get("litellm_settings"), ctx)
     caching = _caching_settings(resolved, litellm, hooks, model_list, ctx)
     proxy = _proxy(resolved.get("proxy"), ctx)
+    fallbacks = _fallback_settings(router, litellm, model_list, ctx)
+    if fallbacks:
+        cooldown["fallbacks"] = fallbacks
     if cooldown:
         proxy = replace(proxy, **cooldown)
     general = _general(resolved.get("general_settings"), model_list, ctx)
@@ -1941,6 +1987,8 @@ class _LiteLLMSettings:
     cache_params: Mapping[str, object] | None = None
     enable_prometheus: bool | None = None
     metrics_auth: bool = False
+    # the fallbacks' keys as given (read with router_settings', which win)
+    fallbacks: Mapping[str, object] = field(default_factory=dict)
 
 
 def _join(path: str, key: str) -> str:
@@ -2704,7 +2752,104 @@ def _litellm_settings(value: object, ctx: _Context) -> _LiteLLMSettings:
         where = _join(path, "require_auth_for_metrics_endpoint")
         metrics_auth = _bool(block["require_auth_for_metrics_endpoint"], where, ctx)
     return _LiteLLMSettings(
-        cache=cache, cache_params=params, enable_prometheus=prometheus, metrics_auth=metrics_auth
+        cache=cache,
+        cache_params=params,
+        enable_prometheus=prometheus,
+        metrics_auth=metrics_auth,
+        fallbacks={
+            k: v
+            for k, v in block.items()
+            if v is not None and (k in _FALLBACK_KINDS or k == "default_fallbacks")
+        },
+    )
+
+
+def _fallback_settings(
+    router: Mapping[str, object],
+    litellm: _LiteLLMSettings,
+    model_list: Sequence[ModelDeployment],
+    ctx: _Context,
+) -> FallbackSettings:
+    """LiteLLM's fallbacks across model names, from ``router_settings`` or, for a kind it
+    does not name, from ``litellm_settings`` (as LiteLLM's Router reads them). Every name
+    must be served by ``model_list`` (a typo would never fall back), ``"*"`` as a key
+    standing for every name without an entry of its own."""
+    names = {d.model_name for d in model_list}
+    patterns = [
+        re.compile(".*".join(re.escape(part) for part in name.split("*")), re.S)
+        for name in names
+        if "*" in name
+    ]
+    exact = sorted(n for n in names if "*" not in n)
+
+    def served(name: object, path: str, *, key: bool = False) -> str:
+        text = _name(name, path, ctx, what="a model name")
+        if text in names or (key and text == "*"):
+            return text
+        if any(p.fullmatch(text) for p in patterns):
+            return text
+        raise ConfigError(
+            f"{text!r} is no model_name of model_list{_suggestion(text, exact)}", path=path
+        )
+
+    def given(key: str) -> tuple[object, str] | None:
+        mine, theirs = router.get(key), litellm.fallbacks.get(key)
+        if not mine:  # (LiteLLM's Router: ``fallbacks or litellm.fallbacks``)
+            return None if theirs is None else (theirs, _join("litellm_settings", key))
+        if theirs is not None and theirs != mine:
+            ctx.warnings.append(
+                f"{key} is given in router_settings and in litellm_settings: those of"
+                " router_settings are used, as LiteLLM's Router does"
+            )
+        return mine, _join("router_settings", key)
+
+    def names_of(value: object, path: str) -> tuple[str, ...]:
+        if isinstance(value, str):  # (LiteLLM would try each of its letters)
+            raise ConfigError(f"expected a list of model names, got {value!r}", path=path)
+        entries = _sequence(value, path, ctx)
+        for i, entry in enumerate(entries):
+            if isinstance(entry, Mapping):
+                raise ConfigError(
+                    "a fallback is a model name: deja does not take LiteLLM's fallbacks with"
+                    " their own request parameters (give the model_list entry them)",
+                    path=_at(path, i),
+                )
+        return tuple(served(entry, _at(path, i)) for i, entry in enumerate(entries))
+
+    maps: dict[str, dict[str, tuple[str, ...]]] = {}
+    for kind in _FALLBACK_KINDS:
+        found = given(kind)
+        table: dict[str, tuple[str, ...]] = {}
+        if found is not None:
+            value, path = found
+            for i, item in enumerate(_sequence(value, path, ctx)):
+                entry = _mapping(item, _at(path, i), ctx)
+                for source, targets in entry.items():
+                    where = _join(_at(path, i), source)
+                    served(source, where, key=True)
+                    if source in table:
+                        raise ConfigError(f"{source!r} has fallbacks twice in {path}", path=where)
+                    table[source] = names_of(targets, where)
+        maps[kind] = table
+    default: tuple[str, ...] = ()
+    found = given("default_fallbacks")
+    if found is not None:
+        default = names_of(*found)
+    most = DEFAULT_MAX_FALLBACKS
+    if router.get("max_fallbacks") is not None:
+        most = _int(
+            router["max_fallbacks"],
+            "router_settings.max_fallbacks",
+            ctx,
+            what="a whole number of fallbacks",
+            minimum=0,
+        )
+    return FallbackSettings(
+        general=maps["fallbacks"],
+        context_window=maps["context_window_fallbacks"],
+        content_policy=maps["content_policy_fallbacks"],
+        default=default,
+        max_fallbacks=most,
     )
 
 

@@ -21,7 +21,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Final, TypeVar
 
 import orjson
 
@@ -31,7 +31,7 @@ from deja._async.client import AsyncClient, _bedrock_api_key, upstream_error_lab
 from deja._async.context_caches import AsyncContextCaches
 from deja._async.embeddings import acached_embeddings
 from deja._async.streams import AsyncCachedStream, aopen_uncached
-from deja._embedding_items import embedding_items, item_requests
+from deja._embedding_items import EmbeddingBatch, embedding_items, item_requests
 from deja._upstream import CALL_SETTINGS, PROVIDER_OPTIONS, retry_worthy
 from deja.config import DEPLOYMENT_DEFAULTS, ModelDeployment, Settings, build_cache
 from deja.controls import CacheControl, caching_switch, from_header, merge, parse_controls
@@ -60,6 +60,7 @@ from deja.request import (
 )
 from deja.result import CacheInfo
 from deja.server.auth import Auth, Caller
+from deja.server.fallbacks import FallbackKind, fallback_names, refusal_kind
 from deja.server.http import (
     HTTPError,
     Message,
@@ -79,6 +80,8 @@ from deja.streaming import SSE_DONE, sse_event
 __all__ = ["HookError", "ProxyApp", "Route"]
 
 logger = logging.getLogger("deja.server")
+
+_T = TypeVar("_T")
 
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
@@ -348,6 +351,26 @@ def _priced_as(route: Route, plan: Plan, request: Request) -> str:
         return request.upstream
     provider, name = resolve_model(route.targets[served].model)
     return f"{provider}/{name}"
+
+
+def _fallback_header(fallback: Route | None) -> list[tuple[bytes, bytes]]:
+    """``x-deja-fallback: <model name>`` when a fallback name answered."""
+    return [] if fallback is None else [(b"x-deja-fallback", fallback.name.encode())]
+
+
+@dataclass(slots=True)
+class _Walk:
+    """One request's way through its fallbacks: the model names tried, and how many more
+    fallbacks it may try."""
+
+    tried: set[str]
+    left: int
+
+
+_FALLBACK_REASONS: Final = {
+    "context_window": "the request is too long for its context",
+    "content_policy": "refused by the upstream's content policy",
+}
 
 
 def _cache_headers(info: CacheInfo, *, cost_known: bool = True) -> list[tuple[bytes, bytes]]:
@@ -699,6 +722,7 @@ class ProxyApp:
         self._recurring = _Recurring()
         self._upstream_failures = _UpstreamFailures(self._recurring)
         self._cooldowns = _Cooldowns(settings.proxy.allowed_fails, settings.proxy.cooldown_time)
+        self._fallbacks = settings.proxy.fallbacks
         for spec in settings.hooks:
             if spec.async_pre_llm_hook:
                 self._pre_hooks.append(
@@ -1085,6 +1109,8 @@ class ProxyApp:
                         did = "retrying it"
                     elif worthy and n + 1 < len(attempts):
                         did = "trying the next deployment"
+                    elif self._falls_back(route, exc):
+                        did = "trying the model name's fallbacks"
                     else:  # the last one's error is the answer
                         did = f"answered {_http_error(exc).status} to the caller"
                     self._upstream_failures.failed(route, target, exc, did)
@@ -1107,6 +1133,97 @@ class ProxyApp:
         assert last is not None  # a route has at least one deployment
         raise last
 
+    def _fallback_kind(self, exc: ProviderError) -> FallbackKind | None:
+        """Which fallbacks a request that failed with ``exc`` tries (``None``: none)."""
+        kind = refusal_kind(exc)
+        if kind is None and _retry_worthy(exc):
+            return "general"
+        return kind
+
+    def _falls_back(self, route: Route, exc: ProviderError) -> bool:
+        """Whether ``route``'s model name has fallbacks for ``exc`` (for the log)."""
+        kind = self._fallback_kind(exc) if self._fallbacks else None
+        return kind is not None and bool(
+            fallback_names(self._fallbacks, route.name, kind, family=route.family)
+        )
+
+    async def _falling_back(
+        self, route: Route, caller: Caller, attempt: Callable[[Route], Awaitable[_T]]
+    ) -> tuple[_T, Route | None]:
+        """``attempt(route)``; when it fails so that LiteLLM's fallbacks say, the same for
+        the fallback names, in LiteLLM's order: the failed name's list, each name's own
+        fallbacks tried when it fails, before the next of the list; each name once (a cycle
+        is harmless), at most ``max_fallbacks`` of them, none the caller's key may not use.
+        Returns the answer and the fallback route that gave it (``None``: ``route``'s own);
+        when no fallback answers, raises ``route``'s error (the model the caller asked for
+        failed so)."""
+        try:
+            return await attempt(route), None
+        except ProviderError as exc:
+            if not self._fallbacks:
+                raise
+            walk = _Walk({route.name}, self._fallbacks.max_fallbacks)
+            found = await self._fall_back(route, exc, caller, attempt, walk)
+            if found is None:
+                raise  # (exc, its cause as it was: what the caller's model name failed with)
+            return found
+
+    async def _fall_back(
+        self,
+        failed: Route,
+        exc: ProviderError,
+        caller: Caller,
+        attempt: Callable[[Route], Awaitable[_T]],
+        walk: _Walk,
+    ) -> tuple[_T, Route] | None:
+        """The answer of the first of ``failed``'s fallbacks (for ``exc``) to answer, with
+        its route; ``None`` when none does."""
+        kind = self._fallback_kind(exc)
+        if kind is None:
+            return None
+        for name in fallback_names(self._fallbacks, failed.name, kind, family=failed.family):
+            if name in walk.tried or not caller.may_use(name):
+                continue  # (tried already; a name the caller's key may not use: never)
+            if walk.left == 0:
+                return None
+            route = self._find_route(name)
+            if route is None:  # (the loader checked every name: a settings object made by hand)
+                continue
+            walk.tried.add(name)
+            walk.left -= 1
+            self._fell_back(failed, name, exc, kind)
+            try:
+                return await attempt(route), route
+            except ProviderError as again:
+                found = await self._fall_back(route, again, caller, attempt, walk)
+                if found is not None:
+                    return found
+            except (HTTPError, InvalidRequestError) as refused:
+                # this name cannot take the request as it is (a file URL its deployments do
+                # not allow, a parameter its provider refuses): the next one may; the
+                # caller is told of the model it asked for, not of this one
+                logger.debug("fallback %r refused the request: %s", name, refused)
+        return None
+
+    def _fell_back(self, failed: Route, name: str, exc: ProviderError, kind: FallbackKind) -> None:
+        """A WARNING per fallback: the first of a kind, then at most one line per window
+        with the count since (as the deployments' failure lines)."""
+        said = self._recurring.occurred(("fallback", failed.family or failed.name, name, kind))
+        if said is None:
+            return
+        _, unsaid, seconds = said
+        logger.warning(
+            "model %r failed (%s): falling back to %r%s",
+            failed.name,
+            (
+                _FALLBACK_REASONS[kind]
+                if kind != "general"
+                else f"{upstream_error_label(exc)}, every deployment"
+            ),
+            name,
+            f" ({unsaid} more since the last such line, {seconds:.0f} s ago)" if unsaid else "",
+        )
+
     # -- completion routes ----------------------------------------------------------------
 
     async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -1127,13 +1244,12 @@ class ProxyApp:
             ctl = merge(ctl, _BYPASS)
         try:
             body, route, ctl = await self._prepared(body, caller, route, ctl)
-            plan = route.plan()
             # the default key builder's digest, for a large body (a custom builder is the
             # operator's code: it runs where it always has, on the event loop)
             key_ahead = large and self.cache is not None and self.cache.key_builder is None
             semantic = self.cache.semantic if key_ahead and self.cache is not None else None
 
-            def keyed() -> Request:
+            def keyed(route: Route, plan: Plan, body: dict[str, Any]) -> Request:
                 if not route.storage_urls:
                     _refuse_storage_urls(body)
                 request = route.request(
@@ -1148,24 +1264,43 @@ class ProxyApp:
                         semantic.query(request)
                 return request
 
-            # each of these walks the whole body in Python (a 10 MiB body of tiny JSON
-            # nodes: seconds): in a thread for a large one, every other request waiting else
-            request = await off_loop(keyed, size, threshold=_LARGE_BODY)
-            stream = bool(body.get("stream"))
-            if stream:
-                await self._stream(
-                    send, receive, route, plan, path, body=body, request=request, ctl=ctl
+            async def prepared(route: Route) -> tuple[Plan, Request, dict[str, Any]]:
+                """The plan and the request of ``route`` (a fallback's: asked by its name)."""
+                asked = body if route.name == body.get("model") else {**body, "model": route.name}
+                plan = route.plan()
+                # each of these walks the whole body in Python (a 10 MiB body of tiny JSON
+                # nodes: seconds): in a thread for a large one, every other request waiting else
+                request = await off_loop(
+                    lambda: keyed(route, plan, asked), size, threshold=_LARGE_BODY
                 )
+                return plan, request, asked
+
+            if body.get("stream"):
+
+                async def open_stream(route: Route) -> tuple[Plan, AsyncCachedStream]:
+                    plan, request, asked = await prepared(route)
+                    opened = await self._open_stream(
+                        route, plan, path, body=asked, request=request, ctl=ctl
+                    )
+                    return plan, opened
+
+                (plan, opened), fallback = await self._falling_back(route, caller, open_stream)
+                await self._relay(send, receive, fallback or route, plan, opened, fallback=fallback)
                 return
             payload = {k: v for k, v in body.items() if k != "model"}
-            info, data = await self._complete(
-                route, plan, path, payload=payload, request=request, ctl=ctl, body=body
-            )
+
+            async def complete(route: Route) -> tuple[CacheInfo, bytes]:
+                plan, request, asked = await prepared(route)
+                return await self._complete(
+                    route, plan, path, payload=payload, request=request, ctl=ctl, body=asked
+                )
+
+            (info, data), fallback = await self._falling_back(route, caller, complete)
         except HTTPError:
             raise
         except Exception as exc:
             raise _http_error(exc) from exc
-        await send_raw(send, 200, data, _cache_headers(info))
+        await send_raw(send, 200, data, _cache_headers(info) + _fallback_header(fallback))
 
     async def _complete(
         self,
@@ -1198,10 +1333,8 @@ class ProxyApp:
             )
         return result.info, data
 
-    async def _stream(
+    async def _open_stream(
         self,
-        send: Send,
-        receive: Receive,
         route: Route,
         plan: Plan,
         path: str,
@@ -1209,7 +1342,9 @@ class ProxyApp:
         body: dict[str, Any],
         request: Request,
         ctl: CacheControl,
-    ) -> None:
+    ) -> AsyncCachedStream:
+        """The stream of ``request``: a hit's replay, one in flight joined, or one opened
+        upstream (an upstream error before its first chunk is raised here)."""
         options = body.get("stream_options") or {}
         include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
         payload = {k: v for k, v in body.items() if k != "model"}
@@ -1224,17 +1359,28 @@ class ProxyApp:
             return await self._open(route, plan, path, payload)
 
         if self.cache is None:
-            stream = await aopen_uncached(open_stream, include_usage=include_usage)
-        else:
-            stream = await self.cache.stream(
-                request,
-                open_stream,
-                control=ctl,
-                include_usage=include_usage,
-                on_response=self._storing(route, plan, body, ctl),
-                copy_chunks=False,  # serialized as they come, never changed
-            )
+            return await aopen_uncached(open_stream, include_usage=include_usage)
+        return await self.cache.stream(
+            request,
+            open_stream,
+            control=ctl,
+            include_usage=include_usage,
+            on_response=self._storing(route, plan, body, ctl),
+            copy_chunks=False,  # serialized as they come, never changed
+        )
 
+    async def _relay(
+        self,
+        send: Send,
+        receive: Receive,
+        route: Route,
+        plan: Plan,
+        stream: AsyncCachedStream,
+        *,
+        fallback: Route | None,
+    ) -> None:
+        """Send ``stream`` (``route``'s, opened by :meth:`_open_stream` with ``plan``) to
+        the caller, chunk by chunk, until it ends, the caller leaves or takes nothing."""
         # the deployment this request's stream came from, if this caller opened it (one
         # that joined another's stream: the opener's relay says how it went)
         opened = stream.info.status != "hit" and not stream.replayed
@@ -1256,7 +1402,8 @@ class ProxyApp:
                         "type": "http.response.start",
                         "status": 200,
                         "headers": _SSE_HEADERS
-                        + _cache_headers(stream.info, cost_known=stream.info.status in _SERVED),
+                        + _cache_headers(stream.info, cost_known=stream.info.status in _SERVED)
+                        + _fallback_header(fallback),
                     }
                 )
                 if stream.replayed:
@@ -1358,20 +1505,24 @@ class ProxyApp:
             raise
         except Exception as exc:
             raise _http_error(exc) from exc
-        plan = route.plan()
-        # vectors of two models cannot stand beside each other (some items of a batch are
-        # cached): an embeddings call fails over to deployments of the same kind only
-        if len(route.targets) > 1:
-            kind = route.targets[plan.keyed_as].kin
-            plan.attempts = [i for i in plan.attempts if route.targets[i].kin == kind]
-        try:
-            params = {k: v for k, v in body.items() if k not in ("model", "input")}
+        params = {k: v for k, v in body.items() if k not in ("model", "input")}
+
+        async def embed(route: Route) -> EmbeddingBatch:
+            """The whole batch from ``route`` (a fallback's too: its items cached under the
+            name asked for are not mixed in)."""
+            plan = route.plan()
+            # vectors of two models cannot stand beside each other (some items of a batch are
+            # cached): an embeddings call fails over to deployments of the same kind only
+            if len(route.targets) > 1:
+                kind = route.targets[plan.keyed_as].kin
+                plan.attempts = [i for i in plan.attempts if route.targets[i].kin == kind]
 
             async def fetch_missing(items: list[Any]) -> Mapping[str, Any]:
                 payload = {**params, "input": items, "encoding_format": "float"}
                 return await self._call(route, plan, "/embeddings", payload)
 
-            batch = await acached_embeddings(
+            asked = body if route.name == body.get("model") else {**body, "model": route.name}
+            return await acached_embeddings(
                 cache=self.cache,
                 model=route.targets[plan.keyed_as].model,
                 items=embedding_items(body["input"]),
@@ -1380,9 +1531,12 @@ class ProxyApp:
                 control=ctl,
                 fetch_missing=fetch_missing,
                 tenant=caller.tenant,
-                on_response=self._storing(route, plan, body, ctl),
+                on_response=self._storing(route, plan, asked, ctl),
                 prices=self._prices,
             )
+
+        try:
+            batch, fallback = await self._falling_back(route, caller, embed)
         except HTTPError:
             raise
         except Exception as exc:
@@ -1401,6 +1555,7 @@ class ProxyApp:
             [
                 *_cache_headers(batch.info),
                 (b"x-deja-cached-items", f"{batch.cached}/{len(batch.vectors)}".encode()),
+                *_fallback_header(fallback),
             ],
         )
 
