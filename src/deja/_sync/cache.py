@@ -22,6 +22,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
@@ -106,6 +107,12 @@ _MARK_SLACK = 0.5
 # How long the waiters on a lock are told that its holder's answer could not be stored (an
 # answer the admission policy refuses, say): identical calls in that window go side by side.
 _UNSTORED_TTL = 5.0
+# How often the vectors of an index in this process are checked against the store (the
+# entries a store evicted, lost or let expire), and how many at least each time (else a
+# fiftieth of the index: a round of a 100,000-entry index in 50 minutes), read in batches.
+_PRUNE_INTERVAL = 60.0
+_PRUNE_LEAST = 500
+_PRUNE_BATCH = 256
 
 
 def _tagged(data: bytes, tag: str) -> bool:
@@ -436,6 +443,7 @@ class Cache:
             raise ValueError("semantic_save_interval must be >= 0 or None")
         self.semantic_save_interval = semantic_save_interval
         self._semantic_next_save = time.monotonic() + (semantic_save_interval or 0.0)
+        self._semantic_next_prune = time.monotonic() + _PRUNE_INTERVAL
         self._semantic_hits = 0
         self._locking = locking_of(store)
         # locks whose release failed (the store was down): key -> (token, when it expires)
@@ -1782,7 +1790,14 @@ class Cache:
 
     def _semantic_used(self) -> None:
         """Start a background :meth:`sync_semantic` when ``semantic_save_interval`` has
-        passed since the last one (a cheap check on every use of the semantic tier)."""
+        passed since the last one, and a :meth:`_prune_semantic` every
+        :data:`_PRUNE_INTERVAL` (cheap checks on every use of the semantic tier)."""
+        now = time.monotonic()
+        if now >= self._semantic_next_prune and self._semantic_pruning.acquire(blocking=False):
+            self._semantic_next_prune = now + _PRUNE_INTERVAL
+            threading.Thread(
+                target=self._background_prune, name="deja-semantic-prune", daemon=True
+            ).start()
         interval = self.semantic_save_interval
         if interval is None or self._semantic_path is None or not self._semantic_loaded:
             return
@@ -1795,6 +1810,53 @@ class Cache:
         )
         self._semantic_saver: threading.Thread | None = saver
         saver.start()
+
+    def _background_prune(self) -> None:
+        try:
+            self._prune_semantic()
+        except Exception as exc:  # (the store failing: the next round reads them again)
+            logger.debug("checking the semantic index against the store failed: %s", exc)
+        finally:
+            self._semantic_pruning.release()
+
+    def _prune_semantic(self) -> int:
+        """Drop the vectors of the entries the store no longer holds; returns how many.
+
+        Nothing tells an index in this process that its entries went when the store
+        evicted them (a disk store's ``size_limit``, Redis's ``maxmemory``), lost them
+        (a Redis restarted without its data) or let them expire: their vectors stayed, up
+        to the index's bound, in every worker's memory and the saved index (a soak on a
+        disk store held 130 entries and a growing index of 1,455 vectors after 4 minutes).
+        Each call reads the next :data:`_PRUNE_LEAST` (or a fiftieth of the index) of its
+        keys, oldest first, from the store, round after round. A store that cannot answer
+        raises (the next call reads those again)."""
+        semantic = self.semantic
+        if semantic is None or self._reads_failing:
+            return 0
+        pending = self._prune_pending
+        if not pending:
+            held = semantic.held_keys()
+            if not held:
+                return 0
+            pending.extend(held)
+        count = max(_PRUNE_LEAST, len(semantic.index) // 50)
+        keys = [pending.popleft() for _ in range(min(count, len(pending)))]
+        dropped = 0
+        for start in range(0, len(keys), _PRUNE_BATCH):
+            batch = keys[start : start + _PRUNE_BATCH]
+            try:
+                values = self.store.get_many(batch)
+            except BaseException:
+                pending.extendleft(reversed(keys[start:]))
+                raise
+            dropped += sum(
+                semantic.forget(key)
+                for key, value in zip(batch, values, strict=True)
+                if value is None
+            )
+        if dropped:
+            logger.debug("semantic index: %d vectors of entries the store no longer holds", dropped)
+        return dropped
 
     def _background_sync(self) -> None:
         try:
@@ -2381,6 +2443,8 @@ class Cache:
         self._origin = os.urandom(8).hex().encode()
         self._semantic_saving = threading.Lock()  # one save at a time, close() after it
         self._semantic_saver = None
+        self._semantic_pruning = threading.Lock()  # held by the prune thread running
+        self._prune_pending: deque[str] = deque()  # the keys of the round under way
 
     def _store_recovered(self) -> None:
         self._reads_failing = False

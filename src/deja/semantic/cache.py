@@ -424,6 +424,14 @@ class SemanticCache:
         which must not stop asking the embedder for other prompts."""
         return _REFUSED_ALONE in getattr(exc, "__notes__", ())
 
+    def held_keys(self) -> list[str] | None:
+        """The keys of the entries this tier holds vectors of, oldest first, when its index
+        lives in this process (a snapshot); ``None`` for a remote index."""
+        from deja.semantic.index import InProcessIndex
+
+        index = self.index
+        return index.ids() if isinstance(index, InProcessIndex) else None
+
     def forget(self, key: str) -> bool:
         """Drop the vector of entry ``key`` (call when the entry is deleted)."""
         return self.index.remove(key)

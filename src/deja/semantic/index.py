@@ -512,6 +512,11 @@ class InProcessIndex:
     def __contains__(self, id: object) -> bool:
         return id in self._meta
 
+    def ids(self) -> list[str]:
+        """The ids of every entry held, oldest first (a snapshot)."""
+        with self._lock:
+            return list(self._meta)
+
     # -- writes -----------------------------------------------------------------------
 
     def add(
