@@ -15,6 +15,7 @@ not look as if it did.
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import inspect
 import logging
@@ -136,10 +137,35 @@ def _shared_part(store: Store) -> Store | None:
     return None if isinstance(store, MemoryStore) else store
 
 
+def _store_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error it came from) is a store refusing a write for being
+    full: Redis's ``OOM command not allowed`` under ``noeviction``, a disk out of space."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # (a chain of causes, not a cycle)
+        if seen is None:
+            return False
+        if (
+            type(seen).__name__ == "OutOfMemoryError"
+            or getattr(seen, "errno", None) == errno.ENOSPC
+            or "database or disk is full" in str(seen)
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _stream_slot(key: str) -> object:
     """Where the live stream of ``key`` is kept (``_streams``): by event loop and key, as
     a stream's readers wait on its loop's events."""
     return (current_loop(), key)  # unasync: return key
+
+
+class _Tagging(NamedTuple):
+    """When an entry's tags were written: the drops of tag records this process had ended
+    then, and the cache's clock (another process's drops, by their marks)."""
+
+    drops: int
+    at: float
 
 
 class _InFlight(NamedTuple):
@@ -797,7 +823,7 @@ class AsyncCache:
         tenants: dict[str | None, list[str]] = {}
         for key, request in stored:
             tenants.setdefault(request.tenant, []).append(key)
-        drops = self._invalidations.drops_ended()
+        tagging = self._tagging()
         try:
             for tenant, keys in tenants.items():  # one tag write per tag, not per entry
                 await self._tag(keys, tenant, ctl, ttl)  # (first, as for one entry)
@@ -811,7 +837,7 @@ class AsyncCache:
             return count
         self._writes_recovered()
         for tenant, keys in tenants.items():
-            if not await self._tagged_still(keys, tenant, ctl, ttl, drops):
+            if not await self._tagged_still(keys, tenant, ctl, ttl, tagging):
                 stored = [item for item in stored if item[1].tenant != tenant]
         for key, request in stored:
             await self._index_semantic(key, request, ctl, ttl)
@@ -1582,19 +1608,20 @@ class AsyncCache:
             # missed were served. Every key the drop names is read again: an entry tagged
             # meanwhile, or stored again since (its value written after the first read),
             # goes too, rather than stay with no record naming it.
-            await self._mark_deleting(_tag_reach(tag, tenant))
             deleted = 0
             gone: set[str] = set()
             with self._invalidations.dropping():  # (see _tagged_still)
                 for take in (store.akeys_for, store.adrop):
+                    # marked before each pass: the second mark, just before the drop, is
+                    # for another process's entry tagged before the drop and written
+                    # after it (a drop long after the first mark: a large tag), left with
+                    # no record naming it: its writer reads the mark after its write and
+                    # tags it again, or takes it back (_tagged_still, _marked_after)
+                    await self._mark_deleting(_tag_reach(tag, tenant))
                     named: dict[str, None] = {}
                     for record in records:
                         named.update(dict.fromkeys(await take(record)))
                     deleted += await self._delete_tagged(tag, list(named), gone)
-            # and again: another process's entry tagged before the drop but written after
-            # it (a drop long after the first mark: a large tag) is left with no record;
-            # a mark it reads after its write makes it take the entry back (_marked_after)
-            await self._mark_deleting(_tag_reach(tag, tenant))
         except Exception as exc:
             raise StoreError(f"delete_tag failed on store {self._store_name}: {exc!r}") from exc
         return deleted
@@ -1976,7 +2003,7 @@ class AsyncCache:
         data = self._encoded(key, request, response, ctl, ttl, cost=cost, chunks=chunks)
         if data is None or not self._writable():
             return False
-        drops = self._invalidations.drops_ended()
+        tagging = self._tagging()
         try:
             # the tags first: an entry whose tag write failed would be stored where
             # invalidating the tag does not reach it (a tag naming no entry is harmless)
@@ -1992,7 +2019,10 @@ class AsyncCache:
             self._write_failed("set", exc)
             return False
         self._writes_recovered()
-        if not await self._tagged_still([key], request.tenant, ctl, ttl, drops):
+        # (a fetch's answer reads the marks below: one asked before a drop is taken back)
+        if not await self._tagged_still(
+            [key], request.tenant, ctl, ttl, tagging, elsewhere=since is None
+        ):
             return False
         if since is not None and (
             self._reached(since, key, request, ctl)
@@ -2051,6 +2081,22 @@ class AsyncCache:
             return True
         return False
 
+    async def _tag_marked_after(self, at: float, tenant: str | None, tags: tuple[str, ...]) -> bool:
+        """Whether another process left the mark of a ``delete_tag`` of one of ``tags``
+        (of ``tenant``) since ``at`` (its drop may have run since then)."""
+        shared = self._marks
+        if shared is None or self._reads_failing:
+            return False
+        since = Asked(0, at)
+        try:
+            if not self._stamped_after(await shared.aget(self._mark_id(_LATEST)), since):
+                return False
+            stamps = await shared.aget_many([self._mark_id(_tag_reach(t, tenant)) for t in tags])
+        except Exception as exc:
+            self._store_failed("get", exc, trip_breaker=False)
+            return False
+        return any(self._stamped_after(stamp, since, own=False) for stamp in stamps)
+
     def _stamped_after(self, stamp: object, since: Asked, *, own: bool = True) -> bool:
         """Whether ``stamp`` (a mark's value) is of an invalidation made after ``since``
         (and, unless ``own``, by another process: this one's are :meth:`_reached`'s)."""
@@ -2079,13 +2125,17 @@ class AsyncCache:
 
     async def _mark_deleting(self, *reaches: str) -> None:
         """:meth:`_mark` for a ``delete``, ``delete_tag`` or ``clear``, which goes on when
-        its marks cannot be written: a store full under Redis's ``noeviction`` refuses
-        every write, deletes aside, and its operator's invalidations are what frees it
-        (an answer another process would store meanwhile is refused as well). A store
-        that cannot be reached fails the deletes that follow."""
+        the store refuses the marks for being full: a Redis full under ``noeviction``
+        refuses every write, deletes aside (a disk out of space the same), and its
+        operator's invalidations are what frees it (an answer another process would store
+        meanwhile is refused as well). Any other failure is raised: the invalidation is
+        not made (its retry is), rather than made without the marks that keep the other
+        processes' answers in flight from being stored after it."""
         try:
             await self._mark(*reaches)
         except Exception as exc:
+            if not _store_full(exc):
+                raise
             self._store_failed("set", exc, trip_breaker=False)
 
     async def _refreshing(self, key: str) -> None:
@@ -2186,22 +2236,35 @@ class AsyncCache:
             await store.atag(self._tag_id(tag, tenant, namespace), keys, ttl)
             await store.atag(self._tenant_tag_id(tag, tenant), keys, ttl)
 
+    def _tagging(self) -> _Tagging:
+        """The moment tags are written (see :meth:`_tagged_still`)."""
+        return _Tagging(self._invalidations.drops_ended(), self._clock())
+
     async def _tagged_still(
         self,
         keys: list[str],
         tenant: str | None,
         ctl: CacheControl,
         ttl: float | None,
-        drops: int,
+        tagging: _Tagging,
+        *,
+        elsewhere: bool = True,
     ) -> bool:
         """Whether the entries ``keys`` just written are still named by their tag records.
 
-        A ``delete_tag`` whose drop ran between their tag write and their value write (a
-        drop begun before or after ``drops_ended()`` returned ``drops``) read their keys
-        before the values were there, then forgot the records: the entries would be left
-        with no record, out of reach of every later ``delete_tag``. They are tagged again;
-        when that fails they are deleted (``False``) rather than kept unreachable."""
-        if not ctl.tags or not self._invalidations.dropped_since(drops):
+        A ``delete_tag`` whose drop ran between their tag write (``tagging``) and their
+        value write read their keys before the values were there, then forgot the
+        records: the entries would be left with no record, out of reach of every later
+        ``delete_tag``. They are tagged again; when that fails they are deleted
+        (``False``) rather than kept unreachable. A drop in this process is known by
+        :class:`Invalidations`; one in another process sharing the store, with
+        ``elsewhere``, by the mark it leaves just before its drop (one read of the latest
+        stamp; a writer that reads the marks anyway, a fetch's, leaves it to them)."""
+        if not ctl.tags:
+            return True
+        if not self._invalidations.dropped_since(tagging.drops) and not (
+            elsewhere and await self._tag_marked_after(tagging.at, tenant, ctl.tags)
+        ):
             return True
         try:
             await self._tag(keys, tenant, ctl, ttl)
