@@ -134,3 +134,11 @@ def test_a_litellm_settings_fallback_is_checked_too(tmp_path: Path) -> None:
     error = _refused(tmp_path, litellm_settings={"fallbacks": [{"gpt-4o": ["claud"]}]})
     assert error.path == "litellm_settings.fallbacks[0].gpt-4o[0]"
     assert "did you mean 'claude'?" in str(error)
+
+
+def test_a_pattern_is_no_fallback_name(tmp_path: Path) -> None:
+    """A fallback "openai/*" was accepted (the wildcard matched it) and sent upstream as
+    the model "*" (a review); a wildcard name as a key stays allowed."""
+    refused = _refused(tmp_path, router_settings={"fallbacks": [{"gpt-4o": ["openai/*"]}]})
+    assert "is a pattern" in str(refused)
+    assert refused.path == "router_settings.fallbacks[0].gpt-4o[0]"

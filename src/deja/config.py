@@ -2784,9 +2784,15 @@ def _fallback_settings(
 
     def served(name: object, path: str, *, key: bool = False) -> str:
         text = _name(name, path, ctx, what="a model name")
-        if text in names or (key and text == "*"):
-            return text
-        if any(p.fullmatch(text) for p in patterns):
+        if key and (text in names or text == "*"):
+            return text  # (a wildcard name as a key: its names' fallbacks)
+        if "*" in text:
+            raise ConfigError(
+                f"{text!r} is a pattern: a fallback is the model name a request is sent"
+                " as (one a wildcard entry serves is fine)",
+                path=path,
+            )
+        if text in names or any(p.fullmatch(text) for p in patterns):
             return text
         raise ConfigError(
             f"{text!r} is no model_name of model_list{_suggestion(text, exact)}", path=path

@@ -535,3 +535,29 @@ async def test_a_fallback_that_cannot_take_the_request_is_passed_over(
     assert answer.status_code == 200, answer.text
     assert answer.headers["x-deja-fallback"] == "o3"
     assert (chats(upstream), chats(mini), chats(third)) == (1, 0, 1)
+
+
+async def test_a_fallback_a_wildcard_refuses_for_this_request_is_passed_over(
+    upstream: FakeOpenAIServer,
+    mini: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+) -> None:
+    """A fallback name a catch-all wildcard serves at start but refuses at request time
+    (another provider's name for a route keyed to OpenAI) answered the caller a 400 about a
+    model it never asked for, and the next fallback was never tried (a review)."""
+    config = proxy_config(
+        upstream,
+        router_settings={"fallbacks": [{"gpt-4o": ["anthropic/claude-3-5-sonnet", "gpt-4o-mini"]}]},
+    )
+    config["model_list"].append(
+        {
+            "model_name": "*",
+            "litellm_params": {"model": "*", "api_base": mini.base_url, "api_key": "sk-up"},
+        }
+    )
+    upstream.fail_next(503)
+    async with make_proxy(config) as proxy:
+        answer = await proxy.post(CHAT, json=BODY)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-deja-fallback"] == "gpt-4o-mini"
+    assert chats(mini) == 1 and mini.requests[-1].body["model"] == "gpt-4o-mini"

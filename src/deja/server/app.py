@@ -353,6 +353,12 @@ def _priced_as(route: Route, plan: Plan, request: Request) -> str:
     return f"{provider}/{name}"
 
 
+def _asked_of(route: Route, body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` as a request for ``route``'s model name (a fallback's: its own name, which
+    its hooks and its key see)."""
+    return body if route.name == body.get("model") else {**body, "model": route.name}
+
+
 def _fallback_header(fallback: Route | None) -> list[tuple[bytes, bytes]]:
     """``x-deja-fallback: <model name>`` when a fallback name answered."""
     return [] if fallback is None else [(b"x-deja-fallback", fallback.name.encode())]
@@ -1186,10 +1192,16 @@ class ProxyApp:
                 continue  # (tried already; a name the caller's key may not use: never)
             if walk.left == 0:
                 return None
-            route = self._find_route(name)
-            if route is None:  # (the loader checked every name: a settings object made by hand)
-                continue
             walk.tried.add(name)
+            try:
+                route = self._find_route(name)
+            except HTTPError as refused:
+                # a name a wildcard serves, refused here: another provider's name for a
+                # route keyed to one (the caller is told of the model it asked for)
+                logger.debug("fallback %r refused the request: %s", name, refused)
+                continue
+            if route is None:  # (the loader checked every name: settings made by hand)
+                continue
             walk.left -= 1
             self._fell_back(failed, name, exc, kind)
             try:
@@ -1266,7 +1278,7 @@ class ProxyApp:
 
             async def prepared(route: Route) -> tuple[Plan, Request, dict[str, Any]]:
                 """The plan and the request of ``route`` (a fallback's: asked by its name)."""
-                asked = body if route.name == body.get("model") else {**body, "model": route.name}
+                asked = _asked_of(route, body)
                 plan = route.plan()
                 # each of these walks the whole body in Python (a 10 MiB body of tiny JSON
                 # nodes: seconds): in a thread for a large one, every other request waiting else
@@ -1521,7 +1533,7 @@ class ProxyApp:
                 payload = {**params, "input": items, "encoding_format": "float"}
                 return await self._call(route, plan, "/embeddings", payload)
 
-            asked = body if route.name == body.get("model") else {**body, "model": route.name}
+            asked = _asked_of(route, body)
             return await acached_embeddings(
                 cache=self.cache,
                 model=route.targets[plan.keyed_as].model,
