@@ -780,3 +780,17 @@ def test_api_keys_lose_surrounding_whitespace_and_a_line_break_inside_is_refused
     keyless = deja.Client(max_retries=0)
     keyless.completion(model="deepseek/deepseek-chat", messages=MESSAGES, api_base=server.base_url)
     assert server.requests[-1].headers["authorization"] == "Bearer sk-ds"
+
+
+def test_an_api_key_with_a_character_no_header_carries_is_refused_alike_sync_and_async(
+    server: FakeOpenAIServer,
+) -> None:
+    """A zero-width space pasted with a key: the sync client raised UnicodeEncodeError (no
+    deja error), the async one sent it garbled for a 401 (a review)."""
+    for make in (deja.Client, deja.AsyncClient):
+        with pytest.raises(ValueError, match="not ASCII"):
+            make(api_base=server.base_url, api_key="sk-x\u200b")
+    client = make_client(server)
+    with pytest.raises(deja.InvalidRequestError, match="not ASCII"):
+        client.completion(model="gpt-4o", messages=MESSAGES, api_key="sk-\u201cx\u201d")
+    assert server.count(CHAT) == 0

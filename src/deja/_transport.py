@@ -92,11 +92,19 @@ def header_text(value: str) -> str:
     """``value`` as an HTTP header carries it (an API key, an organization): without
     surrounding whitespace, which HTTP ignores (the newline of a key read from a secret
     file). A control character inside is a :class:`ValueError`: the transport refuses to
-    send it, and every call failed as if the upstream could not be reached."""
+    send it, and every call failed as if the upstream could not be reached. So is a
+    character that is not ASCII."""
     text = value.strip()
     if _HEADER_CONTROL.search(text):
         raise ValueError(
             "has a control character inside (a line break?), which no HTTP header can carry"
+        )
+    if (
+        not text.isascii()
+    ):  # (the sync transport raised UnicodeEncodeError, the async sent it garbled)
+        raise ValueError(
+            "has a character that is not ASCII inside (a zero-width space or a curly quote"
+            " pasted with it?), which an HTTP header does not carry as written"
         )
     return text
 

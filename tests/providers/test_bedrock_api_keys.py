@@ -402,3 +402,25 @@ def test_aws_capitalized_error_message_is_read() -> None:
         "upstream answered 403: AccessDeniedException: Authentication failed: Please make "
         "sure your API Key is valid."
     )
+
+
+def test_a_bedrock_key_from_a_secret_file_loses_its_newline(
+    server: FakeBedrockServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Bedrock key bypassed the client's key cleanup: a key read from a file with its
+    newline failed every call with UpstreamConnectionError "Illegal header value" (a
+    review), the call's own and AWS_BEARER_TOKEN_BEDROCK alike."""
+    server.queue_reply(BedrockReply("Yes."))
+    client(server).completion(
+        model=MODEL, messages=HI, aws_bearer_token_bedrock=KEY + "\n", aws_region_name=REGION
+    )
+    assert_bearer(server.requests[-1], KEY)
+    monkeypatch.setenv("AWS_BEARER_TOKEN_BEDROCK", f"  {OTHER_KEY}\n")
+    server.queue_reply(BedrockReply("Yes."))
+    hey = [{"role": "user", "content": "Hey"}]
+    client(server).completion(model=MODEL, messages=hey, aws_region_name=REGION)
+    assert_bearer(server.requests[-1], OTHER_KEY)
+    with pytest.raises(deja.InvalidRequestError, match="bedrock has a character"):
+        client(server).completion(
+            model=MODEL, messages=HI, api_key=KEY + "\u200b", aws_region_name=REGION
+        )

@@ -254,6 +254,17 @@ def _env(*names: str) -> str | None:
     return None
 
 
+def _sendable_key(key: str | None, provider: str) -> str | None:
+    """``key`` as a header carries it (:func:`~deja._transport.header_text`); one it cannot
+    carry is an :class:`InvalidRequestError` naming the provider, not the key."""
+    if not key:
+        return key
+    try:
+        return header_text(key)
+    except ValueError as exc:
+        raise InvalidRequestError(f"the API key for {provider} {exc}") from None
+
+
 def _bedrock_api_key(options: Mapping[str, Any], api_key: str | None) -> str | None:
     """The Bedrock API key to send as a bearer token, or ``None`` to sign with SigV4.
 
@@ -264,10 +275,10 @@ def _bedrock_api_key(options: Mapping[str, Any], api_key: str | None) -> str | N
     """
     explicit = _option(options, "aws_bearer_token_bedrock") or api_key
     if explicit:
-        return explicit
+        return _sendable_key(explicit, "bedrock")
     if _option(options, *_AWS_SIGNING_OPTIONS) is not None:
         return None
-    return _env("AWS_BEARER_TOKEN_BEDROCK")
+    return _sendable_key(_env("AWS_BEARER_TOKEN_BEDROCK"), "bedrock")
 
 
 def _region_and_key(region: str | None, profile: str | None, key: str) -> tuple[str, BedrockApiKey]:
@@ -1235,7 +1246,7 @@ class AsyncClient:
         location = _option(options, "vertex_location", "vertex_ai_location") or _env(
             "VERTEXAI_LOCATION", "VERTEX_LOCATION"
         )
-        token = api_key or await self._vertex_token(options)
+        token = _sendable_key(api_key, provider) or await self._vertex_token(options)
         return _GoogleAuth(token=token, project=project, location=location)
 
     async def _gemini_send(
@@ -1548,13 +1559,7 @@ class AsyncClient:
         surrounding whitespace (a key read from a secret file), and one with a control
         character inside is an :class:`InvalidRequestError` (not a call that fails as if
         the upstream could not be reached)."""
-        key = self._found_key(provider, api_key)
-        if not key:
-            return key
-        try:
-            return header_text(key)
-        except ValueError as exc:
-            raise InvalidRequestError(f"the API key for {provider} {exc}") from None
+        return _sendable_key(self._found_key(provider, api_key), provider)
 
     def _found_key(self, provider: str, api_key: str | None) -> str | None:
         if api_key is not None:
