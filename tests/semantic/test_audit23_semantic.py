@@ -100,6 +100,14 @@ def test_another_question_is_refused(embedder: Any, stored: str, asked: str) -> 
         ("what should my puppy eat", "what should my dog eat"),
         # one call
         ("Explain f(x)", "Explain the function f(x)"),
+        # calls side by side, not nested, named the other way round (a review)
+        (
+            "What is the difference between map() and filter()?",
+            "What is the difference between filter() and map()?",
+        ),
+        ("Compare `useState` and `useEffect`", "Compare `useEffect` and `useState`"),
+        # the word asked about, after "the verb" (a review: "the" read as the word)
+        ("What is the past tense of run?", "What is the past tense of the verb run?"),
     ],
 )
 def test_what_the_new_rules_leave_alone(a: str, b: str) -> None:

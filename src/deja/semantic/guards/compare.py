@@ -1155,7 +1155,8 @@ def _steps_swapped(a: Signature, b: Signature) -> bool:
 # mice", "a synonym for happy" not "... for glad" (the word is the question, not a topic)
 _TERM_RE = re.compile(
     r"\b(?:plural|singular|past tense|past participle|spelling|pronunciation|synonyms?"
-    r"|antonyms?|opposite|abbreviation)\s+(?:form\s+)?(?:of|for)\s+(?:the\s+word\s+)?"
+    r"|antonyms?|opposite|abbreviation)\s+(?:form\s+)?(?:of|for)\s+"
+    r"(?:(?:the|a|an)\s+)?(?:(?:word|verb|noun|adjective|adverb|term)\s+)?"
     r"([\w'-]+)"
 )
 _TERM_STEMS = frozenset(_plain_stem(w) for w in [
@@ -1637,11 +1638,18 @@ def _same_code(a: tuple[str, ...], b: tuple[str, ...], ordered: bool) -> bool:
     return all(args_b.get(name, given) == given for name, given in args_a.items())
 
 
-def _code_order(code: tuple[str, ...]) -> tuple[str, ...]:
-    """The names of ``code``'s spans in the order they come (letter case and a call's
-    arguments aside): two prompts of the same words that nest two calls the other way
-    round ("f(g(x))" / "g(f(x))") name them in another order."""
-    return _first_seen(tuple(_code_parts(c)[0] for c in code)) if len(code) > 1 else ()
+# a call whose first argument is a call: "f(g(x))", "len(set(items))"
+_NESTED_CALL_RE = re.compile(r"[A-Za-z_][\w.]*\(\s*[A-Za-z_][\w.]*\(")
+
+
+def _code_order(a: Signature) -> tuple[str, ...]:
+    """The names of the code spans of a prompt that nests calls, in the order they come
+    (letter case and a call's arguments aside): two prompts of the same words that nest
+    two calls the other way round ("f(g(x))" / "g(f(x))") name them in another order.
+    Calls side by side are not nested: "map() and filter()" is "filter() and map()"."""
+    if len(a.code) < 2 or _NESTED_CALL_RE.search(a.text) is None:
+        return ()
+    return _first_seen(tuple(_code_parts(c)[0] for c in a.code))
 
 
 def _unticked(a: Signature, b: Signature) -> Signature:
@@ -1762,7 +1770,7 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         and (
             a.symbol_order != b.symbol_order
             or a.indents != b.indents
-            or _code_order(a.code) != _code_order(b.code)
+            or _code_order(a) != _code_order(b)
         )
     ):
         failed.append("symbols")
