@@ -311,3 +311,24 @@ def said(text: str, *, finish: str | None = None) -> dict[str, Any]:
     if finish is None:
         chunk["choices"][0]["delta"] = {"role": "assistant", "content": text}
     return chunk
+
+
+def test_a_caller_detached_by_an_invalidation_does_not_wait_for_the_older_calls_lock(
+    redis_server: Any, make_redis: Callable[..., RedisStore]
+) -> None:
+    """After a delete_tag, a caller does not join the older call in flight (its answer will
+    not be stored), but it waited for that call's cross-process lock, then called: the
+    older call's remaining latency added to its own (up to lock_wait, 600 s by default)."""
+    here, _ = two_workers(redis_server, make_redis)
+    results: list[deja.CacheResult] = []
+    first, _, release = held_call(here, control=DOC_TAG, results=results)
+    try:
+        here.delete_tag("doc:42")
+        # its own call answers at once; the older one is still held
+        fresh = here.fetch(chat_request(), lambda: chat_response("fresh"), timeout=5)
+        assert fresh.response == chat_response("fresh") and not release.is_set()
+    finally:
+        release.set()
+        first.join(30)
+    assert results[0].response == chat_response("asked for before")
+    assert here.get(chat_request()).response == chat_response("fresh")

@@ -956,12 +956,18 @@ class Cache:
                 if again.entry is not None:
                     return again
             token, waited = None, None
-            if not ctl.no_store:  # (an answer it will not store: the others need not wait)
+            slot = _stream_slot(key)
+            # (an answer it will not store: the others need not wait; a call of this
+            # process holding the lock, an older one an invalidation detached this caller
+            # from: its answer will not be stored, so this one calls now, not after it)
+            if not ctl.no_store and slot not in self._lock_holders:
                 token, waited = self._cross_process_lead(
                     key, functools.partial(self._stored_answer, key, ctl), timeout
                 )
             if waited is not None:
                 return waited
+            if token is not None:
+                self._lock_holders.add(slot)
             try:
                 with LockKeeper(self._locking, key + ":lock", token, self.lock_ttl):
                     pending = call()
@@ -975,6 +981,7 @@ class Cache:
                     self._leave_unstored(key)
             finally:
                 if token is not None:
+                    self._lock_holders.discard(slot)
                     self._unlock(key, token)
             return CacheResult(response, CacheInfo(status, key, cost_usd=cost))
 
@@ -2506,6 +2513,9 @@ class Cache:
         self._origin = os.urandom(8).hex().encode()
         self._semantic_saving = threading.Lock()  # one save at a time, close() after it
         self._semantic_saver = None
+        # the calls of this process holding their key's cross-process lock, by
+        # (event loop, key): an identical call leading after them was detached from them
+        self._lock_holders: set[object] = set()
         self._semantic_pruning = threading.Lock()  # held by the prune thread running
         self._prune_pending: deque[str] = deque()  # the keys of the round under way
 
