@@ -134,6 +134,41 @@ def chats(server: FakeOpenAIServer) -> int:
             },
             "content_policy",
         ),
+        # refusals an audit found unread: Anthropic with a large max_tokens, llama.cpp,
+        # OpenAI's reasoning models, OpenAI's safety system
+        (
+            400,
+            {
+                "type": "error",
+                "error": {
+                    "type": "invalid_request_error",
+                    "message": "input length and `max_tokens` exceed context limit: 188240"
+                    " + 21333 > 200000, decrease input length or `max_tokens` and try again",
+                },
+            },
+            "context_window",
+        ),
+        (
+            400,
+            {"error": {"message": "the request exceeds the available context size, try"}},
+            "context_window",
+        ),
+        (
+            400,
+            {
+                "error": {
+                    "message": "Invalid prompt: your prompt was flagged as potentially"
+                    " violating our usage policy.",
+                    "code": "invalid_prompt",
+                }
+            },
+            "content_policy",
+        ),
+        (
+            400,
+            {"error": {"message": "Your request was rejected as a result of our safety system."}},
+            "content_policy",
+        ),
         (400, {"error": {"message": "Invalid 'messages'.", "code": "invalid_type"}}, None),
         # a refusal's words in a failure that is no refusal of the request's content
         (500, {"error": {"message": "maximum context length", "code": None}}, None),
@@ -561,3 +596,29 @@ async def test_a_fallback_a_wildcard_refuses_for_this_request_is_passed_over(
     assert answer.status_code == 200, answer.text
     assert answer.headers["x-deja-fallback"] == "gpt-4o-mini"
     assert chats(mini) == 1 and mini.requests[-1].body["model"] == "gpt-4o-mini"
+
+
+async def test_a_requests_own_fallbacks_are_honoured_and_never_sent_upstream(
+    upstream: FakeOpenAIServer,
+    mini: FakeOpenAIServer,
+    third: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+) -> None:
+    """LiteLLM's per-request ``fallbacks`` went upstream as a parameter (a real OpenAI
+    answers it with a 400) and into the key, and were not tried (an audit)."""
+    config = fallback_config(upstream, mini, third)  # no configured fallbacks
+    upstream.fail_next(503)
+    asking = {**BODY, "fallbacks": ["gpt-4o-mini"]}
+    async with make_proxy(config) as proxy:
+        answer = await proxy.post(CHAT, json=asking)
+        unknown = await proxy.post(CHAT, json={**BODY, "fallbacks": ["gpt-5-turbo"]})
+        malformed = await proxy.post(CHAT, json={**BODY, "fallbacks": "gpt-4o-mini"})
+        upstream.fail_next(503)
+        streamed = await proxy.post(CHAT, json={**asking, "stream": True})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-deja-fallback"] == "gpt-4o-mini"
+    assert "fallbacks" not in upstream.requests[0].body
+    assert all("fallbacks" not in sent.body for sent in mini.requests)
+    assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "fallbacks"
+    assert malformed.status_code == 400
+    assert streamed.status_code == 200 and streamed.headers["x-deja-fallback"] == "gpt-4o-mini"

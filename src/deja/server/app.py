@@ -355,7 +355,8 @@ def _priced_as(route: Route, plan: Plan, request: Request) -> str:
 
 def _asked_of(route: Route, body: dict[str, Any]) -> dict[str, Any]:
     """``body`` as a request for ``route``'s model name (a fallback's: its own name, which
-    its hooks and its key see)."""
+    its key and the post-cache hooks see; the pre-call hooks ran once, on the name asked
+    for)."""
     return body if route.name == body.get("model") else {**body, "model": route.name}
 
 
@@ -372,6 +373,9 @@ class _Walk:
     tried: set[str]
     left: int
 
+
+# model names a request's own ``fallbacks`` may list
+_MAX_REQUESTED_FALLBACKS: Final = 16
 
 _FALLBACK_REASONS: Final = {
     "context_window": "the request is too long for its context",
@@ -1153,8 +1157,39 @@ class ProxyApp:
             fallback_names(self._fallbacks, route.name, kind, family=route.family)
         )
 
+    def _requested_fallbacks(self, body: dict[str, Any]) -> tuple[str, ...] | None:
+        """The request's own ``fallbacks`` (LiteLLM's per-request list: model names tried,
+        in its place, when the name asked for fails), taken out of the body: never sent
+        upstream nor keyed. ``None`` without one; a 400 for a list of names not served."""
+        given = body.pop("fallbacks", None)
+        if given is None:
+            return None
+        if (
+            not isinstance(given, list)
+            or len(given) > _MAX_REQUESTED_FALLBACKS
+            or not all(isinstance(name, str) for name in given)
+        ):
+            raise HTTPError(
+                400,
+                f"'fallbacks' must be a list of at most {_MAX_REQUESTED_FALLBACKS} model names",
+                param="fallbacks",
+            )
+        for name in given:
+            if self._find_route(name) is None:
+                raise HTTPError(
+                    400,
+                    f"fallback model {name!r} is not served here",
+                    param="fallbacks",
+                    code="model_not_found",
+                )
+        return tuple(given)
+
     async def _falling_back(
-        self, route: Route, caller: Caller, attempt: Callable[[Route], Awaitable[_T]]
+        self,
+        route: Route,
+        caller: Caller,
+        attempt: Callable[[Route], Awaitable[_T]],
+        requested: tuple[str, ...] | None = None,
     ) -> tuple[_T, Route | None]:
         """``attempt(route)``; when it fails so that LiteLLM's fallbacks say, the same for
         the fallback names, in LiteLLM's order: the failed name's list, each name's own
@@ -1162,14 +1197,15 @@ class ProxyApp:
         is harmless), at most ``max_fallbacks`` of them, none the caller's key may not use.
         Returns the answer and the fallback route that gave it (``None``: ``route``'s own);
         when no fallback answers, raises ``route``'s error (the model the caller asked for
-        failed so)."""
+        failed so). ``requested``: the request's own list, in place of the configured
+        fallbacks of the name asked for (those of the names it lists still apply)."""
         try:
             return await attempt(route), None
         except ProviderError as exc:
-            if not self._fallbacks:
+            if not self._fallbacks and requested is None:
                 raise
             walk = _Walk({route.name}, self._fallbacks.max_fallbacks)
-            found = await self._fall_back(route, exc, caller, attempt, walk)
+            found = await self._fall_back(route, exc, caller, attempt, walk, requested=requested)
             if found is None:
                 raise  # (exc, its cause as it was: what the caller's model name failed with)
             return found
@@ -1181,13 +1217,20 @@ class ProxyApp:
         caller: Caller,
         attempt: Callable[[Route], Awaitable[_T]],
         walk: _Walk,
+        *,
+        requested: tuple[str, ...] | None = None,
     ) -> tuple[_T, Route] | None:
-        """The answer of the first of ``failed``'s fallbacks (for ``exc``) to answer, with
-        its route; ``None`` when none does."""
+        """The answer of the first of ``failed``'s fallbacks (for ``exc``; ``requested``
+        in place of its general ones) to answer, with its route; ``None`` when none does."""
         kind = self._fallback_kind(exc)
         if kind is None:
             return None
-        for name in fallback_names(self._fallbacks, failed.name, kind, family=failed.family):
+        names = (
+            requested
+            if requested is not None and kind == "general"
+            else fallback_names(self._fallbacks, failed.name, kind, family=failed.family)
+        )
+        for name in names:
             if name in walk.tried or not caller.may_use(name):
                 continue  # (tried already; a name the caller's key may not use: never)
             if walk.left == 0:
@@ -1250,6 +1293,7 @@ class ProxyApp:
         caller = self._caller(scope)
         body, size = await self._sized_json_body(scope, receive)
         large = size >= _LARGE_BODY
+        requested = self._requested_fallbacks(body)
         route = self._route(body, caller)
         ctl = self._controls(scope, body)
         if kind in self._uncached_kinds:
@@ -1296,7 +1340,9 @@ class ProxyApp:
                     )
                     return plan, opened
 
-                (plan, opened), fallback = await self._falling_back(route, caller, open_stream)
+                (plan, opened), fallback = await self._falling_back(
+                    route, caller, open_stream, requested
+                )
                 await self._relay(send, receive, fallback or route, plan, opened, fallback=fallback)
                 return
             payload = {k: v for k, v in body.items() if k != "model"}
@@ -1307,7 +1353,7 @@ class ProxyApp:
                     route, plan, path, payload=payload, request=request, ctl=ctl, body=asked
                 )
 
-            (info, data), fallback = await self._falling_back(route, caller, complete)
+            (info, data), fallback = await self._falling_back(route, caller, complete, requested)
         except HTTPError:
             raise
         except Exception as exc:
@@ -1488,6 +1534,7 @@ class ProxyApp:
     async def _embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
         caller = self._caller(scope)
         body = await self._json_body(scope, receive)
+        requested = self._requested_fallbacks(body)
         route = self._route(body, caller)
         ctl = self._controls(scope, body)
         if "embedding" in self._uncached_kinds:
@@ -1548,7 +1595,7 @@ class ProxyApp:
             )
 
         try:
-            batch, fallback = await self._falling_back(route, caller, embed)
+            batch, fallback = await self._falling_back(route, caller, embed, requested)
         except HTTPError:
             raise
         except Exception as exc:

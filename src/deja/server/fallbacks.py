@@ -36,16 +36,30 @@ FallbackKind = Literal["general", "context_window", "content_policy"]
 _REFUSAL_STATUSES: Final = frozenset({400, 413, 422})
 _CONTEXT_CODES: Final = frozenset({"context_length_exceeded"})
 _POLICY_CODES: Final = frozenset(
-    {"content_filter", "content_policy_violation", "responsibleaipolicyviolation"}
+    {
+        "content_filter",
+        "content_policy_violation",
+        "responsibleaipolicyviolation",
+        "invalid_prompt",  # (OpenAI's reasoning models: "flagged as potentially violating")
+    }
 )
-# the providers' own words for a prompt over the model's context (OpenAI's and vLLM's
-# "maximum context length", Anthropic's and Bedrock's, Gemini's)
+# the providers' own words for a prompt over the model's context: OpenAI's and vLLM's
+# "maximum context length", Anthropic's "prompt is too long" and "input length and
+# `max_tokens` exceed context limit", Bedrock's, Gemini's, llama.cpp's "exceeds the
+# available context size", "is longer than the model's context length", Cerebras' "current
+# length is ... while limit is", "maximum input length is ... tokens" (as LiteLLM reads them)
 _CONTEXT_WORDS: Final = re.compile(
     r"context_length_exceeded|maximum context length|context window|prompt is too long"
-    r"|input is too long|exceeds the maximum number of tokens",
+    r"|input is too long|exceeds the maximum number of tokens|exceed context limit"
+    r"|exceeds the available context size|longer than the model's context length"
+    r"|current length is \d+ while limit is|maximum input length is",
     re.IGNORECASE,
 )
-_POLICY_WORDS: Final = re.compile(r"content management policy|content_policy", re.IGNORECASE)
+_POLICY_WORDS: Final = re.compile(
+    r"content management policy|content_policy|violating our usage policy"
+    r"|rejected as a result of (?:our|the) safety system",
+    re.IGNORECASE,
+)
 
 
 def refusal_kind(exc: ProviderError) -> Literal["context_window", "content_policy"] | None:
