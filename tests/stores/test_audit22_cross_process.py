@@ -332,3 +332,51 @@ def test_a_caller_detached_by_an_invalidation_does_not_wait_for_the_older_calls_
         first.join(30)
     assert results[0].response == chat_response("asked for before")
     assert here.get(chat_request()).response == chat_response("fresh")
+
+
+def test_processes_waiting_on_a_call_that_failed_call_side_by_side(
+    redis_server: Any, make_redis: Callable[..., RedisStore]
+) -> None:
+    """A call that failed left no word: the processes waiting on its lock took it one after
+    the other, each calling the failing upstream after the last one's timeout (a hung
+    primary cost the Nth proxy worker N timeouts before it fell back; an audit)."""
+    redis_server.flush()
+    first, *waiting = (
+        deja.Cache(store=make_redis(redis_server), ttl=600, lock_wait=60) for _ in range(3)
+    )
+    called, release = threading.Event(), threading.Event()
+    both = threading.Barrier(2, timeout=10)  # the two waiters' calls, side by side
+
+    def failing() -> dict[str, Any]:
+        called.set()
+        release.wait(30)
+        raise deja.ServerError("upstream down", status_code=503)
+
+    def together() -> dict[str, Any]:
+        both.wait()
+        return chat_response("answered")
+
+    failed: list[BaseException] = []
+    answers: list[deja.CacheResult] = []
+
+    def run_first() -> None:
+        try:
+            first.fetch(chat_request(), failing)
+        except deja.ServerError as exc:
+            failed.append(exc)
+
+    threads = [threading.Thread(target=run_first)]
+    threads[0].start()
+    assert called.wait(10)
+    threads += [
+        threading.Thread(target=lambda c=c: answers.append(c.fetch(chat_request(), together)))
+        for c in waiting
+    ]
+    for thread in threads[1:]:
+        thread.start()
+    time.sleep(0.3)  # (both waiting on the lock)
+    release.set()
+    for thread in threads:
+        thread.join(30)
+    assert len(failed) == 1 and len(answers) == 2
+    assert all(a.response == chat_response("answered") for a in answers)

@@ -979,6 +979,12 @@ class AsyncCache:
                 )
                 if not kept and token is not None:
                     await self._leave_unstored(key)
+            except Exception:
+                if token is not None:
+                    # (the call failed: the processes waiting on the lock call side by
+                    # side, not one after the other, each after the last one's timeout)
+                    await self._leave_unstored(key)
+                raise
             finally:
                 if token is not None:
                     self._lock_holders.discard(slot)
