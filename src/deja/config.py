@@ -108,6 +108,7 @@ __all__ = [
     "GeneralSettings",
     "HookSpec",
     "ModelDeployment",
+    "model_name_pattern",
     "Option",
     "ProxySettings",
     "Settings",
@@ -2764,6 +2765,14 @@ def _litellm_settings(value: object, ctx: _Context) -> _LiteLLMSettings:
     )
 
 
+def model_name_pattern(name: str) -> re.Pattern[str]:
+    """The names a ``model_list`` name with ``*`` serves (LiteLLM's wildcard routing), to
+    match whole: each ``*`` a group of what it matched, in order (``openai/*``:
+    ``openai/gpt-4o``, its group ``gpt-4o``)."""
+    parts = [re.escape(part) for part in name.split("*")]
+    return re.compile("(.*?)".join(parts[:-1]) + "(.*)" + parts[-1], re.S)
+
+
 def _fallback_settings(
     router: Mapping[str, object],
     litellm: _LiteLLMSettings,
@@ -2775,11 +2784,7 @@ def _fallback_settings(
     must be served by ``model_list`` (a typo would never fall back), ``"*"`` as a key
     standing for every name without an entry of its own."""
     names = {d.model_name for d in model_list}
-    patterns = [
-        re.compile(".*".join(re.escape(part) for part in name.split("*")), re.S)
-        for name in names
-        if "*" in name
-    ]
+    patterns = [model_name_pattern(name) for name in names if "*" in name]
     exact = sorted(n for n in names if "*" not in n)
 
     def served(name: object, path: str, *, key: bool = False) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -622,3 +623,46 @@ async def test_a_requests_own_fallbacks_are_honoured_and_never_sent_upstream(
     assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "fallbacks"
     assert malformed.status_code == 400
     assert streamed.status_code == 200 and streamed.headers["x-deja-fallback"] == "gpt-4o-mini"
+
+
+async def test_the_pre_call_hooks_see_the_name_asked_and_the_post_cache_hooks_the_fallback(
+    upstream: FakeOpenAIServer,
+    mini: FakeOpenAIServer,
+    third: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    tmp_path: Path,
+) -> None:
+    """As README says: the pre-call hooks run once, on the name asked for; a post-cache
+    hook is given the fallback's request (a review's mutations handing it the body asked
+    for, in chat and in embeddings, passed every test)."""
+    seen = tmp_path / "seen.txt"
+    (tmp_path / "watch.py").write_text(
+        "async def pre(request):\n"
+        f"    open({str(seen)!r}, 'a').write('pre ' + request['model'] + '\\n')\n"
+        "    return request\n"
+        "async def post(response, request):\n"
+        f"    open({str(seen)!r}, 'a').write('post ' + request['model'] + '\\n')\n"
+    )
+    config = fallback_config(
+        upstream,
+        mini,
+        third,
+        fallbacks=[{"gpt-4o": ["gpt-4o-mini"]}, {"text-embedding-3-small": ["embed-mini"]}],
+    )
+    config["hooks"] = [{"path": "watch.py", "async_pre_llm_hook": "pre"}]
+    config["hooks"].append({"path": "watch.py", "async_post_cache_hook": "post"})
+    async with make_proxy(config) as proxy:
+        upstream.fail_next(503)
+        chat = await proxy.post(CHAT, json=BODY)
+        upstream.fail_next(503)
+        embedded = await proxy.post(
+            "/v1/embeddings", json={"model": "text-embedding-3-small", "input": ["one"]}
+        )
+    assert chat.headers["x-deja-fallback"] == "gpt-4o-mini"
+    assert embedded.headers["x-deja-fallback"] == "embed-mini"
+    assert seen.read_text().splitlines() == [
+        "pre gpt-4o",
+        "post gpt-4o-mini",
+        "pre text-embedding-3-small",
+        "post embed-mini",
+    ]

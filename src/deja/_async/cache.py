@@ -2068,43 +2068,33 @@ class AsyncCache:
     ) -> bool:
         """Whether another process sharing the store made an invalidation reaching ``key``
         after ``since`` (by the marks :meth:`_mark` leaves; this process's own are left
-        to :meth:`_reached`). A store that cannot answer, or failed to a moment ago (a
-        hung one: another timeout), says no: the answer is kept, as writes fail open."""
-        shared = self._marks
-        if shared is None or self._reads_failing:
-            return False
+        to :meth:`_reached`)."""
         tenant = request.tenant
-        marks = [
-            self._mark_id(_EVERY),
-            self._mark_id(_scope_reach(tenant, self._namespace(ctl))),
-            self._mark_id(_key_reach(key)),
-            *(self._mark_id(_tag_reach(tag, tenant)) for tag in ctl.tags),
+        reaches = [
+            _EVERY,
+            _scope_reach(tenant, self._namespace(ctl)),
+            _key_reach(key),
+            *(_tag_reach(tag, tenant) for tag in ctl.tags),
         ]
-        try:
-            # the latest invalidation's stamp first: those it reaches are read only when
-            # one came since (one read, not 3 and one per tag, on an S3 store)
-            if not self._stamped_after(await shared.aget(self._mark_id(_LATEST)), since):
-                return False
-            stamps = await shared.aget_many(marks)
-        except Exception as exc:
-            self._store_failed("get", exc, trip_breaker=False)
+        if not await self._marked_since(since.at, reaches):
             return False
-        if any(self._stamped_after(stamp, since, own=False) for stamp in stamps):
-            logger.debug("CACHE SKIP key=%s reason=invalidated_elsewhere", key)
-            return True
-        return False
+        logger.debug("CACHE SKIP key=%s reason=invalidated_elsewhere", key)
+        return True
 
-    async def _tag_marked_after(self, at: float, tenant: str | None, tags: tuple[str, ...]) -> bool:
-        """Whether another process left the mark of a ``delete_tag`` of one of ``tags``
-        (of ``tenant``) since ``at`` (its drop may have run since then)."""
+    async def _marked_since(self, at: float, reaches: list[str]) -> bool:
+        """Whether another process left a mark of one of ``reaches`` since ``at`` (the
+        cache's clock). A store that cannot answer, or failed to a moment ago (a hung one:
+        another timeout), says no: the answer is kept, as writes fail open."""
         shared = self._marks
         if shared is None or self._reads_failing:
             return False
         since = Asked(0, at)
         try:
+            # the latest invalidation's stamp first: those it reaches are read only when
+            # one came since (one read, not 3 and one per tag, on an S3 store)
             if not self._stamped_after(await shared.aget(self._mark_id(_LATEST)), since):
                 return False
-            stamps = await shared.aget_many([self._mark_id(_tag_reach(t, tenant)) for t in tags])
+            stamps = await shared.aget_many([self._mark_id(reach) for reach in reaches])
         except Exception as exc:
             self._store_failed("get", exc, trip_breaker=False)
             return False
@@ -2276,7 +2266,8 @@ class AsyncCache:
         if not ctl.tags:
             return True
         if not self._invalidations.dropped_since(tagging.drops) and not (
-            elsewhere and await self._tag_marked_after(tagging.at, tenant, ctl.tags)
+            elsewhere
+            and await self._marked_since(tagging.at, [_tag_reach(tag, tenant) for tag in ctl.tags])
         ):
             return True
         try:

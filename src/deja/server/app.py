@@ -33,7 +33,13 @@ from deja._async.embeddings import acached_embeddings
 from deja._async.streams import AsyncCachedStream, aopen_uncached
 from deja._embedding_items import EmbeddingBatch, embedding_items, item_requests
 from deja._upstream import CALL_SETTINGS, PROVIDER_OPTIONS, retry_worthy
-from deja.config import DEPLOYMENT_DEFAULTS, ModelDeployment, Settings, build_cache
+from deja.config import (
+    DEPLOYMENT_DEFAULTS,
+    ModelDeployment,
+    Settings,
+    build_cache,
+    model_name_pattern,
+)
 from deja.controls import CacheControl, caching_switch, from_header, merge, parse_controls
 from deja.errors import (
     ControlError,
@@ -294,8 +300,7 @@ class _Wildcard:
     def __init__(self, pattern: str, deployments: Sequence[ModelDeployment]) -> None:
         self.pattern = pattern
         self.deployments = tuple(deployments)
-        parts = [re.escape(part) for part in pattern.split("*")]
-        self._regex = re.compile("(.*?)".join(parts[:-1]) + "(.*)" + parts[-1], re.S)
+        self._regex = model_name_pattern(pattern)
         self.specificity = len(pattern) - pattern.count("*")
         # the provider a deployment's own api_key is for: the one its model names with any
         # name in its * (``"*"``: OpenAI's, as a bare model name is)
@@ -1236,14 +1241,8 @@ class ProxyApp:
             if walk.left == 0:
                 return None
             walk.tried.add(name)
-            try:
-                route = self._find_route(name)
-            except HTTPError as refused:
-                # a name a wildcard serves, refused here: another provider's name for a
-                # route keyed to one (the caller is told of the model it asked for)
-                logger.debug("fallback %r refused the request: %s", name, refused)
-                continue
-            if route is None:  # (the loader checked every name: settings made by hand)
+            route = self._fallback_route(name)
+            if route is None:
                 continue
             walk.left -= 1
             self._fell_back(failed, name, exc, kind)
@@ -1259,6 +1258,16 @@ class ProxyApp:
                 # caller is told of the model it asked for, not of this one
                 logger.debug("fallback %r refused the request: %s", name, refused)
         return None
+
+    def _fallback_route(self, name: str) -> Route | None:
+        """The route of fallback ``name``; ``None`` for a name a wildcard serves but refuses
+        here (another provider's name for a route keyed to one: the caller is told of the
+        model it asked for) or none serves (settings made by hand: the loader checks)."""
+        try:
+            return self._find_route(name)
+        except HTTPError as refused:
+            logger.debug("fallback %r refused the request: %s", name, refused)
+            return None
 
     def _fell_back(self, failed: Route, name: str, exc: ProviderError, kind: FallbackKind) -> None:
         """A WARNING per fallback: the first of a kind, then at most one line per window

@@ -1015,10 +1015,10 @@ def _main_first(a: Signature) -> tuple[str, ...]:
 # the words that open the clause whose subject :func:`_subject` reads ("can my employer
 # see", "should I ask", "will the interviewer ask"), the determiners it skips, and the
 # persons of the pronouns (what "me" or "my" says of the one asking)
-_SUBJECT_AUXILIARIES = frozenset({
-    "can", "could", "may", "should", "must", "will", "would", "shall",
-    "do", "does", "did", "is", "are", "was", "were", "has", "have", "had", "might",
-})  # fmt: skip
+_MODALS = frozenset({"can", "could", "may", "might", "should", "must", "will", "would", "shall"})
+_SUBJECT_AUXILIARIES = _MODALS | {
+    "do", "does", "did", "is", "are", "was", "were", "has", "have", "had",
+}  # fmt: skip
 _SUBJECT_DETERMINERS = frozenset({
     "a", "an", "the", "my", "your", "his", "her", "their", "our", "its", "this", "that",
 })  # fmt: skip
@@ -2033,9 +2033,6 @@ def _selection_denied(a: Signature, b: Signature) -> bool:
     content = {w for w in denying.plain if w not in _STOP_STEMS}
     other_content = {w for w in other.plain if w not in _STOP_STEMS}
     return len(content) >= 2 and len(content ^ other_content) <= 1
-
-
-_MODALS = frozenset({"can", "could", "may", "might", "should", "must", "will", "would", "shall"})
 
 
 def _unmodal(plain: tuple[str, ...]) -> tuple[str, ...]:
