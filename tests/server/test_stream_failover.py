@@ -3,6 +3,7 @@ nothing was sent to the caller yet, so the proxy retries and fails over as for a
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +34,20 @@ class _FailsFirst(BaseHTTPRequestHandler):
         self.wfile.flush()
         if kind == "stall":
             time.sleep(1.5)
+            return
+        if kind.startswith("after_chunk:"):  # an answer under way, then the upstream's error
+            kind, code = kind.split(":")[1:]
+            chunk = {
+                "id": "c",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": "gpt-4o",
+                "choices": [{"index": 0, "delta": {"content": "Half"}, "finish_reason": None}],
+            }
+            self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+            self.wfile.flush()
+            error = {"error": {"message": "slow down", "type": kind, "param": None, "code": code}}
+            self.wfile.write(b"data: " + json.dumps(error).encode() + b"\n\n")
             return
         error = b'{"error": {"message": "no", "type": "%s", "param": null, "code": null}}'
         self.wfile.write(b"data: " + error % kind.encode() + b"\n\n")
@@ -97,3 +112,24 @@ async def test_an_error_event_not_worth_a_retry_is_answered_as_is(
         response = await proxy.post(CHAT, json=BODY)
     assert response.status_code == 400 and response.json()["error"]["message"] == "no"
     assert failing.calls == 1 and upstream.count(CHAT) == 0  # type: ignore[attr-defined]
+
+
+async def test_an_error_after_the_first_chunk_is_sent_in_band_with_the_upstreams_type_and_code(
+    failing: ThreadingHTTPServer,
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+) -> None:
+    # too late to fail over or to answer a status: the event says what the upstream said,
+    # so a client can tell a rate limit (retry later) from a server error
+    failing.answer = "after_chunk:tokens:rate_limit_exceeded"  # type: ignore[attr-defined]
+    async with make_proxy(two_deployments(failing, upstream)) as proxy:
+        response = await proxy.post(CHAT, json=BODY)
+    assert response.status_code == 200 and '"Half"' in response.text
+    events = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
+    error = json.loads(events[-1])["error"]
+    assert (error["type"], error["code"], error["message"]) == (
+        "tokens",
+        "rate_limit_exceeded",
+        "slow down",
+    )
+    assert "[DONE]" not in response.text and upstream.count(CHAT) == 0

@@ -882,11 +882,7 @@ class ProxyApp:
         except HTTPError as exc:
             if exc.status == 499:  # the client went away: nobody to answer
                 return
-            body = (
-                exc.body
-                if exc.body is not None
-                else error_body(exc.status, exc.message, param=exc.param, code=exc.code)
-            )
+            body = exc.payload()
             headers = exc.headers
             if header(scope, b"expect") is not None:
                 # refused before its body was asked for: the client may not send it, and a
@@ -1487,18 +1483,11 @@ class ProxyApp:
                     self._upstream_failures.failed(
                         route, source, exc, "ended the caller's stream with an error event"
                     )
-                # the status is sent: report the failure in-band, as OpenAI does, and end
-                event = {
-                    "error": {
-                        "message": _caller_message(exc),
-                        "type": "server_error",
-                        "param": None,
-                        "code": None,
-                    }
-                }
-                await timed(
-                    {"type": "http.response.body", "body": sse_event(event), "more_body": False}
-                )
+                # the status is sent: report the failure in-band, as OpenAI does, and end;
+                # with the error a status would have carried (the upstream's own type and
+                # code: a client tells a rate limit from a server error by them)
+                event = b"data: " + _http_error(exc).payload() + b"\n\n"
+                await timed({"type": "http.response.body", "body": event, "more_body": False})
             except OSError:  # a server that raises when the client went away mid-stream
                 pass
 

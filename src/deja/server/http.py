@@ -68,6 +68,12 @@ class HTTPError(Exception):
         self.body = body
         self.headers = list(headers)
 
+    def payload(self) -> bytes:
+        """The answer's JSON: ``body`` when given, else OpenAI's error object."""
+        if self.body is not None:
+            return self.body
+        return error_body(self.status, self.message, param=self.param, code=self.code)
+
 
 def error_body(
     status: int, message: str, *, param: str | None = None, code: str | None = None
