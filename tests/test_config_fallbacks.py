@@ -142,3 +142,24 @@ def test_a_pattern_is_no_fallback_name(tmp_path: Path) -> None:
     refused = _refused(tmp_path, router_settings={"fallbacks": [{"gpt-4o": ["openai/*"]}]})
     assert "is a pattern" in str(refused)
     assert refused.path == "router_settings.fallbacks[0].gpt-4o[0]"
+
+
+def test_litellm_settings_max_fallbacks_counts_where_router_settings_names_none(
+    tmp_path: Path,
+) -> None:
+    """LiteLLM reads ``max_fallbacks`` in litellm_settings too (deja refused it, unknown);
+    router_settings' wins, a 0 as well (LiteLLM's Router: ``litellm.max_fallbacks`` only
+    when its own is None)."""
+    fallbacks = {"fallbacks": [{"gpt-4o": ["claude"]}]}
+    theirs = _parse(tmp_path, litellm_settings={**fallbacks, "max_fallbacks": 2})
+    assert theirs.proxy.fallbacks.max_fallbacks == 2
+    both = _parse(
+        tmp_path,
+        litellm_settings={"max_fallbacks": 2},
+        router_settings={**fallbacks, "max_fallbacks": 0},
+    )
+    assert both.proxy.fallbacks.max_fallbacks == 0  # (it bounds a request's own list too)
+    (warning,) = [w for w in both.warnings if "max_fallbacks" in w]
+    assert "router_settings' is used" in warning
+    refused = _refused(tmp_path, litellm_settings={"max_fallbacks": -1})
+    assert refused.path == "litellm_settings.max_fallbacks"

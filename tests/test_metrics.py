@@ -45,6 +45,7 @@ EXPECTED_FAMILIES = {
     "deja_provider_cache_ttl_downgrades": "counter",
     "deja_provider_context_cache": "counter",
     "deja_provider_context_cache_usd": "counter",
+    "deja_fallbacks": "counter",
 }
 
 DESIGN_NAMES = {
@@ -77,6 +78,7 @@ DESIGN_NAMES = {
     "deja_provider_cache_ttl_downgrades_total",
     "deja_provider_context_cache_total",
     "deja_provider_context_cache_usd_total",
+    "deja_fallbacks_total",
 }
 
 

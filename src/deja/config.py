@@ -209,7 +209,7 @@ _REDIS_TLS_CLIENT_CERT: Final = _words("ssl_certfile ssl_keyfile ssl_password")
 _LITELLM_SETTINGS_KEYS: Final = _words("""
     cache cache_params enable_prometheus callbacks success_callback failure_callback
     require_auth_for_metrics_endpoint fallbacks context_window_fallbacks
-    content_policy_fallbacks default_fallbacks
+    content_policy_fallbacks default_fallbacks max_fallbacks
 """)
 _LITELLM_SETTINGS_IGNORED: Final = _words("""
     service_callback service_callbacks turn_off_message_logging redact_user_api_key_info
@@ -291,6 +291,7 @@ _ROUTER_KEYS: Final = _words("""
 # LiteLLM's fallbacks across model names: router_settings' or, when it names none of a
 # kind, litellm_settings' (LiteLLM's Router reads ``fallbacks or litellm.fallbacks``)
 _FALLBACK_KINDS: Final = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
+_FALLBACK_OPTIONS: Final = ("default_fallbacks", "max_fallbacks")
 _ROUTER_LITELLM_IGNORED: Final = _words("""
     assistants_config search_tools redis_url redis_host redis_port redis_password redis_db
     cache_responses cache_kwargs caching_groups client_ttl polling_interval default_priority
@@ -1766,7 +1767,7 @@ def parse_config(
     caching = _caching_settings(resolved, litellm, hooks, model_list, ctx)
     proxy = _proxy(resolved.get("proxy"), ctx)
     fallbacks = _fallback_settings(router, litellm, model_list, ctx)
-    if fallbacks:
+    if fallbacks != FallbackSettings():  # (a max_fallbacks of 0 too: it bounds a request's list)
         cooldown["fallbacks"] = fallbacks
     if cooldown:
         proxy = replace(proxy, **cooldown)
@@ -2760,7 +2761,7 @@ def _litellm_settings(value: object, ctx: _Context) -> _LiteLLMSettings:
         fallbacks={
             k: v
             for k, v in block.items()
-            if v is not None and (k in _FALLBACK_KINDS or k == "default_fallbacks")
+            if v is not None and (k in _FALLBACK_KINDS or k in _FALLBACK_OPTIONS)
         },
     )
 
@@ -2805,12 +2806,15 @@ def _fallback_settings(
 
     def given(key: str) -> tuple[object, str] | None:
         mine, theirs = router.get(key), litellm.fallbacks.get(key)
-        if not mine:  # (LiteLLM's Router: ``fallbacks or litellm.fallbacks``)
+        # (LiteLLM's Router: ``fallbacks or litellm.fallbacks``, but a max_fallbacks of 0
+        # is one: ``litellm.max_fallbacks`` only when the Router's is None)
+        absent = mine is None if key == "max_fallbacks" else not mine
+        if absent:
             return None if theirs is None else (theirs, _join("litellm_settings", key))
         if theirs is not None and theirs != mine:
             ctx.warnings.append(
-                f"{key} is given in router_settings and in litellm_settings: those of"
-                " router_settings are used, as LiteLLM's Router does"
+                f"{key} is given in router_settings and in litellm_settings: router_settings'"
+                " is used, as LiteLLM's Router does"
             )
         return mine, _join("router_settings", key)
 
@@ -2847,14 +2851,9 @@ def _fallback_settings(
     if found is not None:
         default = names_of(*found)
     most = DEFAULT_MAX_FALLBACKS
-    if router.get("max_fallbacks") is not None:
-        most = _int(
-            router["max_fallbacks"],
-            "router_settings.max_fallbacks",
-            ctx,
-            what="a whole number of fallbacks",
-            minimum=0,
-        )
+    found = given("max_fallbacks")
+    if found is not None:
+        most = _int(*found, ctx, what="a whole number of fallbacks", minimum=0)
     return FallbackSettings(
         general=maps["fallbacks"],
         context_window=maps["context_window_fallbacks"],

@@ -50,6 +50,10 @@ name                                       type       labels
 ``deja_provider_cache_ttl_downgrades_total`` counter    ``provider`` (1h breakpoints sent as 5m)
 ``deja_provider_context_cache_total``      counter    ``provider``, ``event``
 ``deja_provider_context_cache_usd_total``  counter    ``provider`` (context-cache storage cost)
+``deja_fallbacks_total``                   counter    ``model``, ``fallback``, ``kind``,
+                                                      ``outcome`` (the proxy's fallbacks
+                                                      across model names, each one tried:
+                                                      see :meth:`PrometheusMetrics.fallback`)
 =========================================  =========  ======================================
 """
 
@@ -689,6 +693,16 @@ class PrometheusMetrics:
             ["error"],
             registry=reg,
         )
+        # the proxy's own: the labels are model_list names (a wildcard-served name as its
+        # pattern), never one a caller made up
+        self._fallbacks = Counter(
+            "deja_fallbacks",
+            "Fallbacks across model names the proxy tried, by the model name that failed,"
+            " the fallback name tried, the kind of failure (general, context_window,"
+            " content_policy) and its outcome (answered, failed, refused).",
+            ["model", "fallback", "kind", "outcome"],
+            registry=reg,
+        )
         self._usage = _StoreUsageCollector()
         self.store_usage: Any = self._usage
         """The collector of the watched stores' figures (read by this process, at scrape)."""
@@ -832,6 +846,14 @@ class PrometheusMetrics:
         self._child(self._context_cache, provider, event).inc()
         if _positive(usd):
             self._child(self._context_cache_usd, provider).inc(usd)
+
+    @_never_raises
+    def fallback(self, model: str, fallback: str, kind: str, outcome: str) -> None:
+        """Count one fallback the proxy tried: every deployment of ``model`` failed so
+        (``kind``: ``general``, ``context_window``, ``content_policy``) that it tried
+        ``fallback``, which ``answered``, ``failed`` too, or ``refused`` the request (it
+        could not take it as it is). The proxy's own: no :class:`Metrics` method."""
+        self._child(self._fallbacks, model, fallback, kind, outcome).inc()
 
     @_never_raises
     def watch_store(self, name: str, store: object) -> None:

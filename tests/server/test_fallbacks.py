@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from deja.config import FallbackSettings
 from deja.errors import BadRequestError, ServerError
 from deja.server.fallbacks import fallback_names, refusal_kind
 from deja.testing import FakeAnthropicServer, FakeOpenAIServer, Reply
-from tests.server.conftest import MASTER, proxy_config
+from tests.server.conftest import MASTER, TEAM_A, TEAM_B, proxy_config
 
 CHAT = "/v1/chat/completions"
 MESSAGES = [{"role": "user", "content": "Capital of Peru?"}]
@@ -67,6 +69,44 @@ def fallback_config(
 
 def chats(server: FakeOpenAIServer) -> int:
     return server.count(CHAT)
+
+
+@dataclass
+class Upstreams:
+    """The three upstreams of :func:`fallback_config` and the proxy maker."""
+
+    upstream: FakeOpenAIServer
+    mini: FakeOpenAIServer
+    third: FakeOpenAIServer
+    make_proxy: Callable[..., httpx2.AsyncClient]
+
+    def config(self, **router: Any) -> dict[str, Any]:
+        return fallback_config(self.upstream, self.mini, self.third, **router)
+
+
+@pytest.fixture
+def upstreams(
+    upstream: FakeOpenAIServer,
+    mini: FakeOpenAIServer,
+    third: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+) -> Upstreams:
+    return Upstreams(upstream, mini, third, make_proxy)
+
+
+async def fallbacks_counted(proxy: httpx2.AsyncClient) -> dict[tuple[str, ...], float]:
+    """``deja_fallbacks_total`` of the proxy's /metrics: (model, fallback, kind, outcome)
+    to its count."""
+    scraped = (await proxy.get("/metrics")).text
+    return {
+        tuple(s.labels[k] for k in ("model", "fallback", "kind", "outcome")): s.value
+        for family in text_string_to_metric_families(scraped)
+        for s in family.samples
+        if s.name == "deja_fallbacks_total"
+    }
+
+
+_SAID = "trying the model name's fallbacks"
 
 
 # -- the rules, without a server ----------------------------------------------------------
@@ -666,3 +706,114 @@ async def test_the_pre_call_hooks_see_the_name_asked_and_the_post_cache_hooks_th
         "pre text-embedding-3-small",
         "post embed-mini",
     ]
+
+
+# -- what is counted and logged -----------------------------------------------------------
+
+
+async def test_each_fallback_tried_is_counted_by_its_kind_and_outcome(
+    upstreams: Upstreams,
+) -> None:
+    """One sample per fallback tried: one that failed too, one that could not take the
+    request, one that answered; a name a wildcard serves is counted as the wildcard's."""
+    config = upstreams.config(
+        fallbacks=[{"gpt-4o": ["gpt-4o-mini", "o3"]}],
+        context_window_fallbacks=[{"gpt-4o": ["gpt-4o-mini", "o3"]}],
+    )
+    config["model_list"].append(_deployment("openai/*", "openai/*", upstreams.third))
+    for deployment in config["model_list"]:
+        if deployment["model_name"] in ("gpt-4o", "o3"):
+            deployment["litellm_params"]["allow_storage_urls"] = True
+    image = {"type": "image_url", "image_url": {"url": "s3://bucket/chart.png"}}
+    async with upstreams.make_proxy(config) as proxy:
+        upstreams.upstream.fail_next(400, body=_TOO_LONG)
+        upstreams.mini.fail_next(500)
+        too_long = await proxy.post(CHAT, json=BODY)
+        upstreams.upstream.fail_next(503)
+        refused = await proxy.post(
+            CHAT, json={"model": "gpt-4o", "messages": [{"role": "user", "content": [image]}]}
+        )
+        upstreams.upstream.fail_next(503)
+        own = await proxy.post(CHAT, json={**BODY, "seed": 1, "fallbacks": ["openai/gpt-4.1-nano"]})
+        counted = await fallbacks_counted(proxy)
+    assert [a.headers["x-deja-fallback"] for a in (too_long, refused, own)] == [
+        "o3",
+        "o3",
+        "openai/gpt-4.1-nano",
+    ]
+    assert counted == {
+        ("gpt-4o", "gpt-4o-mini", "context_window", "failed"): 1.0,
+        ("gpt-4o", "o3", "context_window", "answered"): 1.0,
+        ("gpt-4o", "gpt-4o-mini", "general", "refused"): 1.0,
+        ("gpt-4o", "o3", "general", "answered"): 1.0,
+        ("gpt-4o", "openai/*", "general", "answered"): 1.0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("router", "asked", "key"),
+    [
+        ({"fallbacks": [{"gpt-4o": ["gpt-4o-mini"]}]}, {"fallbacks": []}, TEAM_A),
+        ({"fallbacks": [{"gpt-4o": ["gpt-4o-mini"]}]}, {}, TEAM_B),  # (gpt-4o only)
+        ({"max_fallbacks": 0}, {"fallbacks": ["gpt-4o-mini"]}, TEAM_A),
+    ],
+    ids=["its-own-list-empty", "its-key-may-not", "max-fallbacks-0"],
+)
+async def test_the_failing_deployment_says_it_answered_when_no_fallback_will_be_tried(
+    upstreams: Upstreams,
+    caplog: pytest.LogCaptureFixture,
+    router: dict[str, Any],
+    asked: dict[str, Any],
+    key: str,
+) -> None:
+    """The line read the name's configured list alone: "trying the model name's
+    fallbacks" when the request's own list, its key or max_fallbacks left none."""
+    upstreams.upstream.fail_next(503)
+    async with upstreams.make_proxy(upstreams.config(**router), key=key) as proxy:
+        with caplog.at_level(logging.WARNING, logger="deja.server"):
+            answer = await proxy.post(CHAT, json={**BODY, **asked})
+    assert answer.status_code == 503
+    assert chats(upstreams.mini) == 0
+    assert "; answered 503 to the caller" in caplog.text
+    assert _SAID not in caplog.text
+
+
+async def test_the_failing_deployment_says_a_requests_own_fallbacks_are_tried(
+    upstreams: Upstreams, caplog: pytest.LogCaptureFixture
+) -> None:
+    upstreams.upstream.fail_next(503)
+    async with upstreams.make_proxy(upstreams.config()) as proxy:  # none configured
+        with caplog.at_level(logging.WARNING, logger="deja.server"):
+            answer = await proxy.post(CHAT, json={**BODY, "fallbacks": ["gpt-4o-mini"]})
+    assert answer.headers["x-deja-fallback"] == "gpt-4o-mini"
+    assert f"; {_SAID}" in caplog.text
+    assert "answered 503 to the caller" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("names", "said", "status"),
+    [
+        (["gpt-4o-mini", "o3"], "; trying the next fallback", 200),
+        (["gpt-4o-mini"], "; answered the 503 of 'gpt-4o' to the caller", 503),
+    ],
+)
+async def test_a_failing_fallbacks_deployment_says_what_comes_next(
+    upstreams: Upstreams,
+    caplog: pytest.LogCaptureFixture,
+    names: list[str],
+    said: str,
+    status: int,
+) -> None:
+    """A fallback's error is never the caller's: the next fallback answers, or the error
+    of the name asked for (its line said "answered 500 to the caller")."""
+    upstreams.upstream.fail_next(503)
+    upstreams.mini.fail_next(500)
+    config = upstreams.config(fallbacks=[{"gpt-4o": names}])
+    async with upstreams.make_proxy(config) as proxy:
+        with caplog.at_level(logging.WARNING, logger="deja.server"):
+            answer = await proxy.post(CHAT, json=BODY)
+    assert answer.status_code == status
+    (line,) = [
+        r.getMessage() for r in caplog.records if "of 'gpt-4o-mini' failed" in r.getMessage()
+    ]
+    assert line.endswith(said), line

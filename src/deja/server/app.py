@@ -19,8 +19,8 @@ import os
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, TypeVar
 
 import orjson
@@ -372,11 +372,19 @@ def _fallback_header(fallback: Route | None) -> list[tuple[bytes, bytes]]:
 
 @dataclass(slots=True)
 class _Walk:
-    """One request's way through its fallbacks: the model names tried, and how many more
-    fallbacks it may try."""
+    """One request's way through its fallbacks: who asks (its key bounds the names), the
+    model name it asked for and its own list (in place of that name's general fallbacks),
+    the names tried, how many more fallbacks it may try, and the names whose fallbacks are
+    being tried, with their kinds of failure and errors (the first: the name asked for; a
+    fallback that fails with none of its own to try goes on with the next of the last
+    one's)."""
 
+    caller: Caller
+    asked: str
+    requested: tuple[str, ...] | None
     tried: set[str]
     left: int
+    failing: list[tuple[Route, FallbackKind, ProviderError]] = field(default_factory=list)
 
 
 # model names a request's own ``fallbacks`` may list
@@ -1081,20 +1089,45 @@ class ProxyApp:
     # -- upstream -------------------------------------------------------------------------
 
     async def _call(
-        self, route: Route, plan: Plan, path: str, payload: Mapping[str, Any]
+        self,
+        route: Route,
+        plan: Plan,
+        path: str,
+        payload: Mapping[str, Any],
+        *,
+        walk: _Walk | None,
     ) -> dict[str, Any]:
-        answer: dict[str, Any] = await self._upstream(route, plan, path, payload, stream=False)
+        answer: dict[str, Any] = await self._upstream(
+            route, plan, path, payload, stream=False, walk=walk
+        )
         return answer
 
-    async def _open(self, route: Route, plan: Plan, path: str, payload: Mapping[str, Any]) -> Any:
-        return await self._upstream(route, plan, path, payload, stream=True)
+    async def _open(
+        self,
+        route: Route,
+        plan: Plan,
+        path: str,
+        payload: Mapping[str, Any],
+        *,
+        walk: _Walk | None,
+    ) -> Any:
+        return await self._upstream(route, plan, path, payload, stream=True, walk=walk)
 
     async def _upstream(
-        self, route: Route, plan: Plan, path: str, payload: Mapping[str, Any], *, stream: bool
+        self,
+        route: Route,
+        plan: Plan,
+        path: str,
+        payload: Mapping[str, Any],
+        *,
+        stream: bool,
+        walk: _Walk | None,
     ) -> Any:
         """Call ``route``'s deployments in the ``plan``'s order until one answers (noted
         in the plan): each as many times as its ``max_retries`` allows more, then the next
-        one, on failures worth it (timeouts, connection errors, 429, 5xx)."""
+        one, on failures worth it (timeouts, connection errors, 429, 5xx). ``walk``: the
+        request's way through its fallbacks (``None``: it has none), which the last
+        deployment's failure line tells the next step of."""
         last: ProviderError | None = None
         attempts = self._cooldowns.order(route, plan.attempts)
         for n, i in enumerate(attempts):
@@ -1120,10 +1153,8 @@ class ProxyApp:
                         did = "retrying it"
                     elif worthy and n + 1 < len(attempts):
                         did = "trying the next deployment"
-                    elif self._falls_back(route, exc):
-                        did = "trying the model name's fallbacks"
-                    else:  # the last one's error is the answer
-                        did = f"answered {_http_error(exc).status} to the caller"
+                    else:  # its fallbacks, or the error is the answer
+                        did = self._after_failing(route, exc, walk)
                     self._upstream_failures.failed(route, target, exc, did)
                     if not worthy:
                         raise
@@ -1151,12 +1182,25 @@ class ProxyApp:
             return "general"
         return kind
 
-    def _falls_back(self, route: Route, exc: ProviderError) -> bool:
-        """Whether ``route``'s model name has fallbacks for ``exc`` (for the log)."""
-        kind = self._fallback_kind(exc) if self._fallbacks else None
-        return kind is not None and bool(
-            fallback_names(self._fallbacks, route.name, kind, family=route.family)
-        )
+    def _after_failing(self, failed: Route, exc: ProviderError, walk: _Walk | None) -> str:
+        """What a request does once every deployment of ``failed`` failed, the last with
+        ``exc`` (its log line says so), as :meth:`_fall_back` goes on: ``failed``'s own
+        fallbacks, else the next of those being tried, else the caller is answered the
+        error of the name it asked for."""
+        if walk is not None:
+            kind = self._fallback_kind(exc)
+            if kind is not None and self._tries_one(failed, kind, walk):
+                return "trying the model name's fallbacks"
+            if any(self._tries_one(f, k, walk) for f, k, _ in walk.failing):
+                return "trying the next fallback"
+            if walk.failing:  # (a fallback failed: the caller gets the asked name's error)
+                asked, _, error = walk.failing[0]
+                return f"answered the {_http_error(error).status} of {asked.name!r} to the caller"
+        return f"answered {_http_error(exc).status} to the caller"
+
+    def _tries_one(self, failed: Route, kind: FallbackKind, walk: _Walk) -> bool:
+        """Whether ``walk`` tries one of ``failed``'s fallbacks for ``kind``."""
+        return walk.left > 0 and next(self._fallbacks_left(failed, kind, walk), None) is not None
 
     def _requested_fallbacks(self, body: dict[str, Any]) -> tuple[str, ...] | None:
         """The request's own ``fallbacks`` (LiteLLM's per-request list: model names tried,
@@ -1185,12 +1229,17 @@ class ProxyApp:
                 )
         return tuple(given)
 
+    def _walk(
+        self, route: Route, caller: Caller, requested: tuple[str, ...] | None
+    ) -> _Walk | None:
+        """The way through its fallbacks of ``caller``'s request for ``route``
+        (``requested``: its own list); ``None`` when it has none to take."""
+        if not self._fallbacks and requested is None:
+            return None
+        return _Walk(caller, route.name, requested, {route.name}, self._fallbacks.max_fallbacks)
+
     async def _falling_back(
-        self,
-        route: Route,
-        caller: Caller,
-        attempt: Callable[[Route], Awaitable[_T]],
-        requested: tuple[str, ...] | None = None,
+        self, route: Route, attempt: Callable[[Route], Awaitable[_T]], walk: _Walk | None
     ) -> tuple[_T, Route | None]:
         """``attempt(route)``; when it fails so that LiteLLM's fallbacks say, the same for
         the fallback names, in LiteLLM's order: the failed name's list, each name's own
@@ -1198,15 +1247,15 @@ class ProxyApp:
         is harmless), at most ``max_fallbacks`` of them, none the caller's key may not use.
         Returns the answer and the fallback route that gave it (``None``: ``route``'s own);
         when no fallback answers, raises ``route``'s error (the model the caller asked for
-        failed so). ``requested``: the request's own list, in place of the configured
-        fallbacks of the name asked for (those of the names it lists still apply)."""
+        failed so). ``walk`` (:meth:`_walk`; ``None``: no fallbacks) holds the request's own
+        list, in place of the configured fallbacks of the name asked for (those of the names
+        it lists still apply); ``attempt`` passes it on to :meth:`_upstream`, for its log."""
         try:
             return await attempt(route), None
         except ProviderError as exc:
-            if not self._fallbacks and requested is None:
+            if walk is None:
                 raise
-            walk = _Walk({route.name}, self._fallbacks.max_fallbacks)
-            found = await self._fall_back(route, exc, caller, attempt, walk, requested=requested)
+            found = await self._fall_back(route, exc, attempt, walk)
             if found is None:
                 raise  # (exc, its cause as it was: what the caller's model name failed with)
             return found
@@ -1215,45 +1264,69 @@ class ProxyApp:
         self,
         failed: Route,
         exc: ProviderError,
-        caller: Caller,
         attempt: Callable[[Route], Awaitable[_T]],
         walk: _Walk,
-        *,
-        requested: tuple[str, ...] | None = None,
     ) -> tuple[_T, Route] | None:
-        """The answer of the first of ``failed``'s fallbacks (for ``exc``; ``requested``
-        in place of its general ones) to answer, with its route; ``None`` when none does."""
+        """The answer of the first of ``failed``'s fallbacks (for ``exc``) to answer, with
+        its route; ``None`` when none does."""
         kind = self._fallback_kind(exc)
         if kind is None:
             return None
+        walk.failing.append((failed, kind, exc))
+        try:
+            for route in self._fallbacks_left(failed, kind, walk):
+                if walk.left == 0:
+                    return None
+                walk.tried.add(route.name)
+                walk.left -= 1
+                self._fell_back(failed, route.name, exc, kind)
+                try:
+                    answer = await attempt(route)
+                except ProviderError as again:
+                    self._count_fallback(failed, route, kind, "failed")
+                    found = await self._fall_back(route, again, attempt, walk)
+                    if found is not None:
+                        return found
+                except (HTTPError, InvalidRequestError) as refused:
+                    # this name cannot take the request as it is (a file URL its deployments
+                    # do not allow, a parameter its provider refuses): the next one may; the
+                    # caller is told of the model it asked for, not of this one
+                    self._count_fallback(failed, route, kind, "refused")
+                    logger.debug("fallback %r refused the request: %s", route.name, refused)
+                else:
+                    self._count_fallback(failed, route, kind, "answered")
+                    return answer, route
+            return None
+        finally:
+            walk.failing.pop()
+
+    def _fallbacks_left(self, failed: Route, kind: FallbackKind, walk: _Walk) -> Iterator[Route]:
+        """The routes of ``failed``'s fallbacks for a failure of ``kind`` (the request's own
+        list in place of the general ones of the name it asked for) that ``walk`` may still
+        try, in order: not tried yet (read as it goes: a name tried meanwhile, down another
+        name's fallbacks, is passed over), the caller's key may use, a route takes. (A
+        fresh one yields what is left of a list being walked: the names before were tried
+        or passed over, for reasons that still hold.)"""
         names = (
-            requested
-            if requested is not None and kind == "general"
+            walk.requested
+            if walk.requested is not None and kind == "general" and failed.name == walk.asked
             else fallback_names(self._fallbacks, failed.name, kind, family=failed.family)
         )
         for name in names:
-            if name in walk.tried or not caller.may_use(name):
+            if name in walk.tried or not walk.caller.may_use(name):
                 continue  # (tried already; a name the caller's key may not use: never)
-            if walk.left == 0:
-                return None
-            walk.tried.add(name)
             route = self._fallback_route(name)
-            if route is None:
-                continue
-            walk.left -= 1
-            self._fell_back(failed, name, exc, kind)
-            try:
-                return await attempt(route), route
-            except ProviderError as again:
-                found = await self._fall_back(route, again, caller, attempt, walk)
-                if found is not None:
-                    return found
-            except (HTTPError, InvalidRequestError) as refused:
-                # this name cannot take the request as it is (a file URL its deployments do
-                # not allow, a parameter its provider refuses): the next one may; the
-                # caller is told of the model it asked for, not of this one
-                logger.debug("fallback %r refused the request: %s", name, refused)
-        return None
+            if route is not None:
+                yield route
+
+    def _count_fallback(
+        self, failed: Route, route: Route, kind: FallbackKind, outcome: str
+    ) -> None:
+        """``deja_fallbacks_total``: by model_list name (a wildcard's pattern for a name it
+        serves, so that the names callers make up are no labels)."""
+        self.metrics.fallback(
+            failed.family or failed.name, route.family or route.name, kind, outcome
+        )
 
     def _fallback_route(self, name: str) -> Route | None:
         """The route of fallback ``name``; ``None`` for a name a wildcard serves but refuses
@@ -1305,6 +1378,7 @@ class ProxyApp:
             ctl = merge(ctl, _BYPASS)
         try:
             body, route, ctl = await self._prepared(body, caller, route, ctl)
+            walk = self._walk(route, caller, requested)
             # the default key builder's digest, for a large body (a custom builder is the
             # operator's code: it runs where it always has, on the event loop)
             key_ahead = large and self.cache is not None and self.cache.key_builder is None
@@ -1341,13 +1415,11 @@ class ProxyApp:
                 async def open_stream(route: Route) -> tuple[Plan, AsyncCachedStream]:
                     plan, request, asked = await prepared(route)
                     opened = await self._open_stream(
-                        route, plan, path, body=asked, request=request, ctl=ctl
+                        route, plan, path, body=asked, request=request, ctl=ctl, walk=walk
                     )
                     return plan, opened
 
-                (plan, opened), fallback = await self._falling_back(
-                    route, caller, open_stream, requested
-                )
+                (plan, opened), fallback = await self._falling_back(route, open_stream, walk)
                 await self._relay(send, receive, fallback or route, plan, opened, fallback=fallback)
                 return
             payload = {k: v for k, v in body.items() if k != "model"}
@@ -1355,10 +1427,17 @@ class ProxyApp:
             async def complete(route: Route) -> tuple[CacheInfo, bytes]:
                 plan, request, asked = await prepared(route)
                 return await self._complete(
-                    route, plan, path, payload=payload, request=request, ctl=ctl, body=asked
+                    route,
+                    plan,
+                    path,
+                    payload=payload,
+                    request=request,
+                    ctl=ctl,
+                    body=asked,
+                    walk=walk,
                 )
 
-            (info, data), fallback = await self._falling_back(route, caller, complete, requested)
+            (info, data), fallback = await self._falling_back(route, complete, walk)
         except HTTPError:
             raise
         except Exception as exc:
@@ -1375,9 +1454,10 @@ class ProxyApp:
         request: Request,
         ctl: CacheControl,
         body: dict[str, Any],
+        walk: _Walk | None,
     ) -> tuple[CacheInfo, bytes]:
         async def call() -> dict[str, Any]:
-            return await self._call(route, plan, path, payload)
+            return await self._call(route, plan, path, payload, walk=walk)
 
         if self.cache is None:  # priced all the same: a paid call is no free one
             response = await call()
@@ -1405,6 +1485,7 @@ class ProxyApp:
         body: dict[str, Any],
         request: Request,
         ctl: CacheControl,
+        walk: _Walk | None,
     ) -> AsyncCachedStream:
         """The stream of ``request``: a hit's replay, one in flight joined, or one opened
         upstream (an upstream error before its first chunk is raised here)."""
@@ -1419,7 +1500,7 @@ class ProxyApp:
         }
 
         async def open_stream() -> Any:
-            return await self._open(route, plan, path, payload)
+            return await self._open(route, plan, path, payload, walk=walk)
 
         if self.cache is None:
             return await aopen_uncached(open_stream, include_usage=include_usage)
@@ -1563,6 +1644,7 @@ class ProxyApp:
         except Exception as exc:
             raise _http_error(exc) from exc
         params = {k: v for k, v in body.items() if k not in ("model", "input")}
+        walk = self._walk(route, caller, requested)
 
         async def embed(route: Route) -> EmbeddingBatch:
             """The whole batch from ``route`` (a fallback's too: its items cached under the
@@ -1576,7 +1658,7 @@ class ProxyApp:
 
             async def fetch_missing(items: list[Any]) -> Mapping[str, Any]:
                 payload = {**params, "input": items, "encoding_format": "float"}
-                return await self._call(route, plan, "/embeddings", payload)
+                return await self._call(route, plan, "/embeddings", payload, walk=walk)
 
             asked = _asked_of(route, body)
             return await acached_embeddings(
@@ -1593,7 +1675,7 @@ class ProxyApp:
             )
 
         try:
-            batch, fallback = await self._falling_back(route, caller, embed, requested)
+            batch, fallback = await self._falling_back(route, embed, walk)
         except HTTPError:
             raise
         except Exception as exc:
