@@ -26,8 +26,9 @@ that extract the *anchors* of a prompt and compare them, in order:
   ``df.groupby()``, ``print(x)``, ``snake_case`` or ``2FA``, file names and types
   (``.docx``), paths such as ``/etc/hosts`` or ``~/.bashrc``, URLs and e-mail addresses
   without a trailing ``.``/``,``/``)``, but not dotted abbreviations such as ``e.g.`` or
-  ``U.S.``; compared without letter case or a call's ``()``, with a call's short
-  arguments where both prompts give some: ``print(x)`` != ``print(y)``); compared as sets,
+  ``U.S.``; subscripts such as ``arr[i][j]`` or ``arr[i, j]``; compared without letter
+  case or a call's ``()``, with a call's short arguments where both prompts give some:
+  ``print(x)`` != ``print(y)``); compared as sets,
   but in order when a connector joins two of them ("convert `list` to `tuple`", "from
   /etc/a to /etc/b"); a span in backticks is the same words written bare on the other side
   ("run `git rebase -i`" == "run git rebase -i");
@@ -41,7 +42,9 @@ that extract the *anchors* of a prompt and compare them, in order:
   "Visa, Mastercard"); a place qualifier after a name is part of it ("New York City" !=
   "New York state"), unless the other prompt leaves it out ("New York"); a name said
   shorter ("Carlsen" / "Magnus Carlsen"; not "Korea" / "North Korea") or mistyped
-  ("Theseus" / "thesius") is the same name; compared case-insensitively and in order;
+  ("Theseus" / "thesius") is the same name; compared case-insensitively and in order,
+  but for a language whose lower-case letters are an everyday word ("to Polish" / "to
+  polish", in a prompt whose letter case says something);
 * polarity and direction words (increase/decrease, high/low, before/after, buy/sell,
   max/min, enable/disable, send/receive, safer/more dangerous, borrow/lend, raw/cooked,
   legal/illegal, beginner/expert, client/server, debit/credit, domestic/international,
@@ -64,11 +67,17 @@ that extract the *anchors* of a prompt and compare them, in order:
   a bundle ("a ticket" / "family tickets"), the one who acts trading places with the one
   acted on ("can my employer see my history" / "can I see my employer's history"), two
   steps the other way round ("heat the pan before adding oil" / "add oil before heating
-  the pan") and the word a question asks about ("the plural of mouse" / "of mice");
+  the pan") and the word a question asks about ("the plural of mouse" / "of mice"); when
+  against whether ("When will the iPhone 16 be released?" / "Has the iPhone 16 been
+  released?"), coming to be against being ("get pregnant" / "be pregnant") and a verb's
+  particle traded ("carry out" / "carry over");
 * symbols: two prompts of the same words must have their symbols in the same order
   ("age > 30" / "age < 30", "HEAD~1" / "HEAD^1"; punctuation, quotes and code spans
-  aside), their code spans in the same order ("f(g(x))" / "g(f(x))") and their lines
-  indented alike (by rank: 2 or 4 spaces a level are one);
+  aside), their code spans in the same order ("f(g(x))" / "g(f(x))"), the word a "what
+  does X mean" asks about written alike ("TODO!" / "TODO:") and their lines indented
+  alike (by rank: 2 or 4 spaces a level are one); and a text whose writing a prompt asks
+  about after a colon ("Is this sentence correct: ...") punctuated alike ("Let's eat
+  grandma" / "Let's eat, grandma");
 * script: the words of a mostly Latin prompt written in another script ("Translate 你好
   into English") must be the same on both sides (a prompt mostly in another script never
   reaches the guards: :meth:`deja.semantic.SemanticCache.query`);

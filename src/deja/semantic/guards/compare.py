@@ -198,6 +198,56 @@ def _entity_arrows(seen: list[tuple[int, str]], low_text: str) -> frozenset[tupl
     return frozenset(out)
 
 
+# A language written with a capital that in lower case is an everyday word: "Translate
+# this to Polish" / "Translate this to polish", "What is Polish?" / "What is polish?"
+# (the embedded model reads no letter case: cosine 1.0). Only these: other languages and
+# peoples in lower case are the same words ("French toast" / "french toast").
+_CAPITONYMS_RE = re.compile(r"\bpolish\b", re.IGNORECASE)
+# what ends a sentence: a capital after it (and at the start of the text) says nothing
+_SENTENCE_ENDS = ".!?:;\n"
+_LOOK_BACK = 24  # characters before a word in which the word before it is read
+
+
+def _capitonyms(text: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The words of :data:`_CAPITONYMS_RE` that ``text`` writes with a capital after a word
+    in lower case (a capital that starts a sentence, or follows another capital as in a
+    title, "How To Polish Shoes", says nothing), and those it writes in lower case (none
+    for a text written all in lower case: its letter case says nothing either)."""
+    capital: set[str] = set()
+    lower: set[str] = set()
+    for m in _CAPITONYMS_RE.finditer(text):
+        word = m.group()
+        if word.islower():
+            lower.add(word)
+            continue
+        start = m.start()
+        before = text[max(0, start - _LOOK_BACK) : start].split()
+        previous = before[-1] if before else ""
+        if (
+            word[0].isupper()
+            and word[1:].islower()
+            and previous[:1].islower()
+            and previous[-1] not in _SENTENCE_ENDS
+        ):
+            capital.add(word.lower())
+    if lower and not any(c.isupper() for c in text):
+        lower.clear()
+    return frozenset(capital), frozenset(lower)
+
+
+def _recapitalised(x: str, y: str) -> bool:
+    """Does one prompt write a language with its capital where the other writes the
+    everyday word of the same letters (:data:`_CAPITONYMS_RE`), and not both?"""
+    if _CAPITONYMS_RE.search(x) is None or _CAPITONYMS_RE.search(y) is None:
+        return False
+    capital_x, lower_x = _capitonyms(x)
+    capital_y, lower_y = _capitonyms(y)
+    return bool(
+        (capital_x - capital_y) & (lower_y - lower_x)
+        or (capital_y - capital_x) & (lower_x - lower_y)
+    )
+
+
 def _spelled_out(name: str, text: str, other_low: str) -> str | None:
     """The words of ``other_low`` that ``name`` abbreviates, when it is an acronym written
     in capitals in ``text``: a word an initial, the first and last not little words
@@ -677,6 +727,145 @@ def _asks_other(x: Signature, y: Signature) -> bool:
     return {w for w in a[1:] if w not in _AUXILIARIES} == {
         w for w in b[1:] if w not in _AUXILIARIES
     }
+
+
+# the words that open a yes/no question, and those that a whether question adds to a when
+# question's words ("has the iPhone 16 been released yet")
+_YES_NO_OPENERS = frozenset([
+    "is", "are", "am", "was", "were", "do", "does", "did", "has", "have", "had", "will",
+    "would", "can", "could", "should", "shall", "may", "might", "must",
+])  # fmt: skip
+_WHETHER_FILLERS = frozenset(_plain_stem(w) for w in ["yet", "already", "ever", "still"])
+
+
+def _when_against_whether(a: Signature, b: Signature) -> bool:
+    """Does one prompt ask when something happens and the other whether it does, about the
+    same words: "When will the iPhone 16 be released?" / "Has the iPhone 16 been
+    released?" (a date against a yes or no, and the first takes for granted what the
+    second asks), "When should I take vitamin D?" / "Should I take vitamin D?". The
+    "when" must open a question, before an auxiliary: "When I use my card, ..." opens a
+    clause. (A "why not" question, which asks when, opens with "why": :func:`_why_not`.)"""
+    for x, y in ((a, b), (b, a)):
+        when = x.low_text.split(" ", 2)
+        if len(when) < 2 or when[0] != "when" or when[1] not in _YES_NO_OPENERS:
+            continue
+        if y.low_text.split(" ", 1)[0] not in _YES_NO_OPENERS:
+            return False
+        return _content_stems(x.plain) - _WHETHER_FILLERS == (
+            _content_stems(y.plain) - _WHETHER_FILLERS
+        )
+    return False
+
+
+# a state that coming to be in and being in ask other things of: "what should I do if I
+# might get pregnant" (contraception) / "... if I may be pregnant" (a test). Only these:
+# of most states the two ask one thing ("if I get sick abroad" / "if I am sick abroad",
+# "can I get married at 16" / "can I be married at 16")
+_BECOMING_STATES = frozenset({"pregnant"})
+_BECOMING = frozenset([
+    "get", "gets", "getting", "got", "gotten", "become", "becomes", "becoming", "became",
+])  # fmt: skip
+_BEING = frozenset([
+    "be", "is", "am", "are", "was", "were", "being", "been", "i'm", "im", "you're",
+    "she's", "we're", "they're",
+])  # fmt: skip
+# how far before the state its verb may stand ("am I pregnant", "could I be pregnant")
+_STATE_VERB_WITHIN = 3
+
+
+def _becoming_or_being(low_text: str) -> frozenset[str]:
+    """Whether ``low_text`` says of each of :data:`_BECOMING_STATES` that it comes to be
+    ("becoming") or is ("being"), by the nearest verb before it."""
+    words = low_text.split(" ")
+    kinds: set[str] = set()
+    for i, w in enumerate(words):
+        if w not in _BECOMING_STATES:
+            continue
+        for before in reversed(words[max(0, i - _STATE_VERB_WITHIN) : i]):
+            if before in _BECOMING:
+                kinds.add("becoming")
+                break
+            if before in _BEING:
+                kinds.add("being")
+                break
+    return frozenset(kinds)
+
+
+def _becoming_against_being(a: Signature, b: Signature) -> bool:
+    """Does one prompt ask about coming to be in a state and the other about being in it,
+    in the same content words ("if I might get pregnant" / "if I may be pregnant"; "might
+    be" / "may be" is one question)?"""
+    if _BECOMING_STATES.isdisjoint(a.plain) or _BECOMING_STATES.isdisjoint(b.plain):
+        return False
+    kinds_a, kinds_b = _becoming_or_being(a.low_text), _becoming_or_being(b.low_text)
+    return (
+        len(kinds_a) == len(kinds_b) == 1
+        and kinds_a != kinds_b
+        and _content_stems(a.plain) == _content_stems(b.plain)
+    )
+
+
+# A verb's particle makes it another verb ("carry out" / "carry over", "give in" / "give
+# up", "sign up" / "sign in"): the embedded model reads two particles as near words. Only
+# after these verbs, which take particles (after any other word one is a preposition:
+# "hotels in Paris" / "hotels around Paris"), and but for two particles that say one
+# thing after some of them ("log in" / "log on", "go over" / "go through my notes").
+_VERB_PARTICLES = frozenset(map(_plain_stem, [
+    "up", "down", "in", "out", "on", "off", "over", "away", "back", "through", "around",
+    "about", "along", "across", "apart", "aside", "forward",
+]))  # fmt: skip
+_PHRASAL_HEADS = [
+    "back", "blow", "break", "bring", "build", "burn", "call", "calm", "carry", "catch",
+    "check", "cheer", "clean", "clear", "close", "come", "count", "cross", "cut", "drop",
+    "end", "fall", "figure", "fill", "find", "get", "give", "go", "grow", "hand", "hang",
+    "hold", "keep", "kick", "knock", "lay", "leave", "let", "lie", "line", "lock", "log",
+    "look", "make", "mix", "move", "pass", "pay", "pick", "play", "point", "pull", "push",
+    "put", "run", "sell", "send", "set", "settle", "shut", "sign", "sit", "slow", "sort",
+    "speak", "stand", "start", "stay", "step", "sum", "take", "talk", "tear", "think",
+    "throw", "tie", "try", "turn", "wake", "walk", "wear", "wind", "wipe", "work", "write",
+]  # fmt: skip
+_IRREGULAR_PASTS = [
+    "got", "gave", "taken", "took", "made", "ran", "sold", "sent", "sat", "spoke", "stood",
+    "came", "went", "fell", "found", "grew", "held", "kept", "left", "brought", "built",
+    "broke", "caught", "threw", "thought", "tore", "wore", "woke", "wrote", "paid",
+]  # fmt: skip
+_PHRASAL_VERBS = frozenset(
+    _plain_stem(form)
+    for verb in _PHRASAL_HEADS
+    for form in (
+        verb,
+        f"{verb}s",
+        f"{verb}ing",
+        f"{verb}ed",
+        # "carries", "carried"
+        *((f"{verb[:-1]}ies", f"{verb[:-1]}ied") if verb.endswith("y") else ()),
+    )
+) | frozenset(map(_plain_stem, _IRREGULAR_PASTS))
+_SAME_PARTICLES = {
+    frozenset(map(_plain_stem, ["in", "on"])): frozenset(map(_plain_stem, ["log", "sign"])),
+    frozenset(map(_plain_stem, ["over", "through"])): frozenset(
+        map(_plain_stem, ["go", "look", "read", "run", "talk", "think"])
+    ),
+}
+
+
+def _particle_traded(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """Are two prompts (plain words) word for word the same but for the particle of a
+    verb that takes particles (:data:`_PHRASAL_VERBS`): "what does carry out mean" /
+    "what does carry over mean"?"""
+    if len(a) != len(b):
+        return False
+    diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+    if len(diff) != 1 or diff[0] == 0:
+        return False
+    i = diff[0]
+    x, y, verb = a[i], b[i], a[i - 1]
+    return (
+        x in _VERB_PARTICLES
+        and y in _VERB_PARTICLES
+        and verb in _PHRASAL_VERBS
+        and verb not in _SAME_PARTICLES.get(frozenset((x, y)), frozenset())
+    )
 
 
 # Two prompts that differ in little more than whether they ask about all of something or
@@ -1652,6 +1841,71 @@ def _code_order(a: Signature) -> tuple[str, ...]:
     return _first_seen(tuple(_code_parts(c)[0] for c in a.code))
 
 
+# A question about a text's own writing, before the colon that opens the text ("Is this
+# sentence correct: Let's eat grandma", "Check the punctuation: ..."): there, the
+# punctuation that the symbols guard leaves aside (prose puts it anywhere) is what is asked
+# about ("Let's eat grandma" / "Let's eat, grandma", "its a nice day" / "it's a nice day").
+_WRITING_ASKED_RE = re.compile(
+    r"\b(?:grammar|grammatical(?:ly)?|punctuat\w*|commas?|semicolons?|apostrophes?"
+    r"|sentences?|proofread\w*|correct|incorrect|spelling|spelt|spelled)\b"
+)
+_ASKED_HEAD = 200  # characters before the colon at most
+_NOT_LETTER_RE = re.compile(r"[\W_]+")
+_MARK_CHAR_RE = re.compile(r"[^\w\s]")
+_SAME_MARKS = str.maketrans("\u2018\u2019\u201c\u201d\u201e", '\'\'"""')
+# what ends the text asked about, whatever it is: "Let's eat, grandma" / "Let's eat,
+# grandma." / "Let's eat, grandma?" ask one thing
+_TEXT_END = " \t\n.!?"
+
+
+def _asked_text(text: str) -> tuple[str, str] | None:
+    """The letters and digits (lower case) and the punctuation (in order; curly quotes as
+    straight ones) of the text whose writing ``text`` asks about after a colon, its end
+    aside; ``None`` when it asks about no text's writing."""
+    head, colon, rest = text.partition(":")
+    if not colon or len(head) > _ASKED_HEAD or not _WRITING_ASKED_RE.search(head.lower()):
+        return None
+    rest = rest.rstrip(_TEXT_END).translate(_SAME_MARKS)
+    return _NOT_LETTER_RE.sub("", rest.lower()), "".join(_MARK_CHAR_RE.findall(rest))
+
+
+def _repunctuated(x: str, y: str) -> bool:
+    """Do two prompts ask about the writing of one text (:func:`_asked_text`) punctuated
+    otherwise? (Letter case aside: a prompt typed in lower case is no other question; a
+    text in other words is the other guards' to compare.)"""
+    asked_x = _asked_text(x)
+    asked_y = _asked_text(y) if asked_x is not None else None
+    if asked_x is None or asked_y is None:
+        return False
+    return asked_x != asked_y and asked_x[0] == asked_y[0]
+
+
+# the word that "what does X mean" asks about, glued symbols and all: "TODO!" (Rust's
+# macro) is not "TODO:" (a comment's label). A label's colon, a quote or backticks around
+# it and the full stops of an abbreviation ("e.g." / "eg") are no part of the word.
+_MEANT_WORD_RE = re.compile(
+    r"\bwhat\s+(?:does|do|did)\s+(?:(?:the|a|an)\s+)?(\S{1,40})\s+(?:mean|stand\s+for)\b",
+    re.IGNORECASE,
+)
+_AROUND_WORD = "'\"`\u2018\u2019\u201c\u201d"
+
+
+def _meant_word(text: str) -> str | None:
+    """The word, lower case, whose meaning ``text`` asks with "what does X mean", as
+    :data:`_MEANT_WORD_RE` reads it; ``None`` when it asks none."""
+    m = _MEANT_WORD_RE.search(text)
+    if m is None:
+        return None
+    return m[1].strip(_AROUND_WORD).removesuffix(":").replace(".", "").lower()
+
+
+def _meant_otherwise(x: str, y: str) -> bool:
+    """Do two prompts ask what a word means (:func:`_meant_word`), each written otherwise?"""
+    word_x = _meant_word(x)
+    word_y = _meant_word(y) if word_x is not None else None
+    return word_y is not None and word_x != word_y
+
+
 def _unticked(a: Signature, b: Signature) -> Signature:
     """``a`` read without its backticks when ``b`` writes every one of its code spans word
     for word ("run `git rebase -i`" / "run git rebase -i"), else ``a``."""
@@ -1771,8 +2025,9 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
             a.symbol_order != b.symbol_order
             or a.indents != b.indents
             or _code_order(a) != _code_order(b)
+            or _meant_otherwise(a.text, b.text)
         )
-    ):
+    ) or (s.symbols and _repunctuated(a.text, b.text)):
         failed.append("symbols")
     if s.numbers and (
         not (_same_numbers(a, b) or _numbers_mirrored(a, b))
@@ -1885,6 +2140,8 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
             # the same things: "VE day" / "Victory in Europe Day"
             if not same and not a.same_words_as(b):
                 failed.append("entities")
+        if "entities" not in failed and _recapitalised(a.text, b.text):
+            failed.append("entities")
     comparison = _comparison(a.plain, b.plain) if s.polarity else None
     if s.polarity and (
         comparison == "swapped"
@@ -1917,6 +2174,9 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         or _steps_swapped(a, b)
         or _term_differs(a, b)
         or _bundled(a, b)
+        or _when_against_whether(a, b)
+        or _becoming_against_being(a, b)
+        or _particle_traded(a.plain, b.plain)
     ):
         failed.append("polarity")
     if s.negation and a.negated != b.negated:

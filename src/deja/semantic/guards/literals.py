@@ -61,7 +61,8 @@ _SCOPED_RE = re.compile(
 )
 
 
-# Operators and subscripts, read as code ("== vs ===", "a[::-1]", "2x + 6 = 14"): a run of
+# Operators and subscripts, read as code ("== vs ===", "a[::-1]", "2x + 6 = 14"; chained
+# or with ", " between indices, "m[i][j]" is not "m[i, j]", which is "m[i,j]"): a run of
 # two or more operator characters where it stands alone; one character only between two
 # operands (a number, a single letter, a code mark), and "-" only with spaces round it (a
 # hyphen, a range or a dash is prose); "/" never alone (fractions, rates, "and/or"). The
@@ -71,7 +72,8 @@ _SCOPED_RE = re.compile(
 _OPERAND = r"[\d\ue000-\uefff]|\b[A-Za-z]"
 _OPERATOR_RE = re.compile(
     rf"""
-    (?<![\w\[])[A-Za-z_]\w*\[[^\]\s]{{1,24}}\]                      # a[::-1], arr[0]
+    (?<![\w\[])[A-Za-z_]\w*(?:\[[^\]\s]{{1,24}}(?:,\s[^\]\s]{{1,24}}){{0,3}}\]){{1,3}}
+                                                      # a[::-1], arr[0], m[i][j], m[i, j]
     | (?<![=!<>*&|^%~+\-/:?])
       (?:===|!==|==|!=|<=|>=|\*\*|//|&&|\|\||:=|\+=|-=|\*=|/=|<<|>>)
       (?![=!<>*&|^%~+\-/:]|\?(?!\s|$))                               # ==, **, &&
