@@ -778,6 +778,13 @@ def test_cache_responses_switch(tmp_path: Path) -> None:
     assert on.caching is not None and on.caching.type == "memory"
     off = load(tmp_path, "cache_responses: false\ncaching: {type: disk}\n")
     assert off.caching is None
+    # said, as litellm_settings.cache: false is (a cache off without a word, before)
+    assert off.warnings == ("the caching block is not used: cache_responses is false (no cache)",)
+    litellm_off = load(tmp_path, "litellm_settings: {cache: false}\ncaching: {type: disk}\n")
+    assert litellm_off.caching is None
+    assert litellm_off.warnings == (
+        "the caching block is not used: litellm_settings.cache is false (no cache)",
+    )
     # A typo is still reported when the cache is switched off.
     assert config_error(tmp_path, "cache_responses: false\ncaching: {tl: 1}\n").path == "caching.tl"
 

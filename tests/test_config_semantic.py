@@ -205,8 +205,38 @@ def test_params_dimensions_reaches_the_embedder(tmp_path: Path, semantic_deps: N
 
 def _but_threshold(warnings: tuple[str, ...]) -> list[str]:
     """The warnings but the one every remote embedder without a similarity_threshold gets
-    (tested on its own in tests/semantic/test_remote_embedder_audit19.py)."""
-    return [w for w in warnings if "no similarity_threshold for embedding model" not in w]
+    (tested on its own in tests/semantic/test_remote_embedder_audit19.py) and the one of
+    a remote embedder without credentials (these tests' environment is empty: tested on
+    its own below)."""
+    return [
+        w
+        for w in warnings
+        if "no similarity_threshold for embedding model" not in w and NO_KEY not in w
+    ]
+
+
+NO_KEY = "OpenAI will refuse every embedding call"
+
+
+def test_a_remote_embedder_without_credentials_is_warned_of_at_start(tmp_path: Path) -> None:
+    """The seed guide's semantic snippet, as written (its embedding model no model_list name,
+    no key): every lookup failed, and /health/ready said ok until the breaker opened."""
+    remote = {"embedding_model": "text-embedding-3-small"}
+    (warning,) = [w for w in parse(semantic(remote), tmp_path).warnings if NO_KEY in w]
+    assert "params.embedding_model" in warning and "'text-embedding-3-small'" in warning
+    keyed = parse_config(semantic(remote), base_dir=tmp_path, environ={"OPENAI_API_KEY": "k"})
+    local_server = semantic({**remote, "api_base": "http://127.0.0.1:8080/v1"})
+    deployed = {
+        **semantic({"embedding_model": "embedder"}),
+        "model_list": [
+            {
+                "model_name": "embedder",
+                "litellm_params": {"model": "openai/text-embedding-3-small", "api_key": "k"},
+            }
+        ],
+    }
+    for settings in (keyed, parse(local_server, tmp_path), parse(deployed, tmp_path)):
+        assert not any(NO_KEY in w for w in settings.warnings)
 
 
 def test_the_embedding_timeout_comes_from_params_litellm_or_the_deployment(

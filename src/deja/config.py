@@ -73,13 +73,12 @@ import yaml
 from deja._transport import header_text
 from deja.controls import CacheMode
 from deja.errors import ConfigError, InvalidRequestError
-from deja.keys import takes_tenant
+from deja.keys import request_builder
 from deja.policy import Admission, AdmissionPolicy
 from deja.providers.planner import check_injection_point
 from deja.request import (
     PROVIDER_ALIASES,
     PROVIDER_API_BASES,
-    Request,
     _check_params,
     env_api_base,
     is_openais,
@@ -1194,8 +1193,8 @@ class CachingSettings:
             if self.key_builder is not None
             else None
         )
-        if key_builder is not None and takes_tenant(key_builder):  # the hooks' form
-            key_builder = _with_tenant(key_builder)
+        if key_builder is not None:  # (of any form: LiteLLM's, the hooks' with a tenant)
+            key_builder = request_builder(key_builder)
         store = self.build_store()
         try:
             semantic = self.build_semantic(store) if self.type in _SEMANTIC_TYPES else None
@@ -2894,14 +2893,13 @@ def _caching_settings(
         caching = _parse_caching(
             block, "caching", model_list, ctx, default_type=_NATIVE_DEFAULT_TYPE
         )
-        # validated above, so a typo still fails, then switched off
-        if switch is False:
+        # validated above, so a typo still fails, then switched off, as the switch says
+        off = "cache_responses" if switch is False else None
+        if litellm.cache is False:  # LiteLLM's own switch
+            off = "litellm_settings.cache"
+        if off is not None:
             caching = None
-        elif litellm.cache is False:  # LiteLLM's own switch: off, as it says
-            caching = None
-            ctx.warnings.append(
-                "the caching block is not used: litellm_settings.cache is false (no cache)"
-            )
+            ctx.warnings.append(f"the caching block is not used: {off} is false (no cache)")
     elif litellm_on or (switch is True and litellm.cache_params is not None):
         # cache_params is how LiteLLM's cache is built, whichever switch turned it on
         caching = _parse_caching(
@@ -2940,17 +2938,6 @@ def _caching_settings(
         else:
             caching = _replace_key_builder(caching, f"{hook.path}:{hook.key_builder}")
     return caching
-
-
-def _with_tenant(builder: Callable[..., Any]) -> Callable[[Request], str]:
-    """A ``key_builder(request, tenant)`` as the cache's ``key_builder(request)``."""
-
-    def build(request: Request) -> str:
-        digest: str = builder(request, request.tenant)
-        return digest
-
-    build.__qualname__ = getattr(builder, "__qualname__", "key_builder")
-    return build
 
 
 def _replace_key_builder(caching: CachingSettings, spec: str) -> CachingSettings:
@@ -3516,6 +3503,16 @@ def _embedding_deployment(
         return params
     matches = [d for d in model_list if d.model_name == name]
     if not matches:
+        if not any(params.get(key) for key in ("api_base", "api_key")) and not ctx.env.get(
+            "OPENAI_API_KEY"
+        ):
+            # (an api_base may need no key: a local embeddings server)
+            ctx.warnings.append(
+                f"{_join(path, 'embedding_model')}: {name!r} is no model_list name and has no"
+                " api_key, and OPENAI_API_KEY is not set: OpenAI will refuse every embedding"
+                " call, and every semantic lookup will miss (give params.api_key, or a"
+                " model_list deployment of that name)"
+            )
         return params
     if len(matches) > 1:
         ctx.warnings.append(

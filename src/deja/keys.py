@@ -32,23 +32,28 @@ import inspect
 import math
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
 from deja.errors import InvalidRequestError, KeyBuilderError
-from deja.request import Request
+from deja.request import Request, RequestKind
 
 __all__ = [
     "KEY_VERSION",
     "SCHEMA_PATHS",
     "VOLATILE_PARAMS",
     "KeyBuilder",
+    "KeyBuilderForm",
     "default_digest",
+    "digest_of",
     "explain",
     "format_key",
+    "key_builder_form",
     "key_payload",
+    "litellm_arguments",
     "make_key",
+    "request_builder",
     "scope_hash",
     "scope_prefix",
 ]
@@ -466,19 +471,94 @@ def scope_hash(tenant: str | None, namespace: str | None) -> str:
     return hashlib.sha256(_canonical_json([tenant, namespace])).hexdigest()[:16]
 
 
-def takes_tenant(builder: Callable[..., Any]) -> bool:
-    """Whether a key builder is written as ``f(request, tenant)`` (the proxy hooks' form)
-    rather than ``f(request)``: it needs two positional arguments."""
+KeyBuilderForm = Literal["request", "request_tenant", "litellm"]
+"""How deja calls a key builder (:func:`key_builder_form`)."""
+
+# parameters that only LiteLLM's form names (its custom_key_generator is called with the
+# call's keyword arguments): deja's forms take a Request, and a tenant
+_LITELLM_PARAMETERS = frozenset({"model", "messages", "api_key"})
+
+
+def key_builder_form(builder: Callable[..., Any]) -> KeyBuilderForm:
+    """How deja calls ``builder``, read from its signature:
+
+    - ``"litellm"``: LiteLLM's form, ``build_cache_key(model, messages, **kwargs)`` or
+      ``f(*args, **kwargs)`` (a parameter named ``model``, ``messages`` or ``api_key``, or
+      ``**kwargs``): with the call's keyword arguments (:func:`litellm_arguments`), and as
+      ``api_key`` the caller's tenant (never a secret) when it names one;
+    - ``"request_tenant"``: ``f(request, tenant)``, the proxy hooks' form (two positional
+      arguments without defaults);
+    - ``"request"``: ``f(request)``.
+
+    A LiteLLM-form builder was taken for ``f(request, tenant)`` and given a Request as its
+    ``model``: it keyed every request apart, or failed every one."""
     try:
         parameters = inspect.signature(builder).parameters.values()
     except (TypeError, ValueError):  # a builtin without a signature: the one-argument form
-        return False
+        return "request"
+    if any(p.kind is p.VAR_KEYWORD or p.name in _LITELLM_PARAMETERS for p in parameters):
+        return "litellm"
     positional = [
         p
         for p in parameters
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
     ]
-    return len(positional) >= 2
+    return "request_tenant" if len(positional) >= 2 else "request"
+
+
+def litellm_arguments(request: Request) -> dict[str, Any]:
+    """``request`` as the keyword arguments LiteLLM calls a key builder with: ``model``
+    (``provider/model``), a chat's ``messages`` (each a copy: a builder that edits one
+    edits no request), ``api_base`` when there is one, and every other body field as
+    given, ``user`` and ``metadata`` too (a builder drops what it will not key).
+    :func:`digest_of` of them is the request's default digest."""
+    arguments: dict[str, Any] = {"model": request.upstream}
+    if request.kind == "chat":
+        arguments["messages"] = [dict(message) for message in request.messages]
+    if request.api_base is not None:
+        arguments["api_base"] = request.api_base
+    arguments.update(request.params)
+    return arguments
+
+
+def digest_of(**arguments: Any) -> str:
+    """deja's default digest of a call given as keyword arguments (``model``; ``messages``,
+    ``input`` or ``prompt``; ``api_base``; the other body fields): what a LiteLLM-form key
+    builder calls where LiteLLM's called its own key generator. Volatile fields (``user``,
+    ``metadata``...) are left out of it, as from :func:`default_digest`; a call that is
+    none (no ``model``) is an :class:`~deja.errors.InvalidRequestError`."""
+    api_base = arguments.pop("api_base", None)
+    kind: RequestKind = (
+        "embedding"
+        if "input" in arguments and "messages" not in arguments
+        else "completion"
+        if "prompt" in arguments and "messages" not in arguments
+        else "chat"
+    )
+    return default_digest(Request.from_body(arguments, kind=kind, api_base=api_base))
+
+
+def request_builder(builder: Callable[..., Any]) -> Callable[[Request], Any]:
+    """``builder``, of any of :func:`key_builder_form`'s forms, called as ``f(request)``."""
+    form = key_builder_form(builder)
+    if form == "request":
+        return builder
+    if form == "request_tenant":
+
+        def build(request: Request) -> Any:
+            return builder(request, request.tenant)
+
+    else:
+        named_key = "api_key" in inspect.signature(builder).parameters
+
+        def build(request: Request) -> Any:
+            arguments = litellm_arguments(request)
+            if named_key:
+                arguments["api_key"] = request.tenant
+            return builder(**arguments)
+
+    build.__qualname__ = getattr(builder, "__qualname__", "key_builder")
+    return build
 
 
 def tenant_hash(tenant: str | None) -> str:

@@ -196,7 +196,8 @@ async def test_a_configured_remote_embedder_keeps_its_vectors_in_the_store(
 def test_a_remote_model_without_a_threshold_is_warned_of(tmp_path: Path) -> None:
     def warnings(**caching: Any) -> tuple[str, ...]:
         config = {"caching": {"type": "semantic", **caching}}
-        return parse_config(config, base_dir=tmp_path, environ={}).warnings
+        environ = {"OPENAI_API_KEY": "sk-test"}  # (no key is a warning of its own)
+        return parse_config(config, base_dir=tmp_path, environ=environ).warnings
 
     remote = {"embedding_model": "text-embedding-3-small"}
     (said,) = warnings(params=remote)

@@ -52,7 +52,7 @@ from deja.errors import (
     UpstreamConnectionError,
     UpstreamTimeoutError,
 )
-from deja.keys import remember_digest, scope_prefix, takes_tenant
+from deja.keys import remember_digest, request_builder, scope_prefix
 from deja.metrics import PrometheusMetrics
 from deja.providers.bedrock import require_botocore
 from deja.providers.google_auth import require_cryptography
@@ -2171,13 +2171,14 @@ def _deployment_options(deployment: ModelDeployment) -> dict[str, Any]:
 
 
 def _tenant_key_builder(name: str, hook: Callable[..., Any]) -> Callable[[Request], str]:
-    """The proxy's ``key_builder(request, tenant)`` hook as the cache's builder (a hook
-    written as ``key_builder(request)``, as ``caching.key_builder`` is, works too)."""
-    with_tenant = takes_tenant(hook)
+    """The proxy's ``key_builder(request, tenant)`` hook as the cache's builder (one written
+    as ``key_builder(request)``, as ``caching.key_builder`` is, or in LiteLLM's form, works
+    too: :func:`deja.keys.key_builder_form`)."""
+    call = request_builder(hook)
 
     def build(request: Request) -> str:
         try:
-            digest = hook(request, request.tenant) if with_tenant else hook(request)
+            digest = call(request)
         except Exception as exc:
             # the operator's bug (its message may hold secrets): the detail to the log only
             logger.exception("key builder hook %s failed", name)
