@@ -100,6 +100,7 @@ class Reply:
 
 # DeepSeek caches prompt prefixes on disk in units of 64 tokens (about 256 characters here).
 _DEEPSEEK_UNIT_CHARS: Final = 256
+_RATE_LIMIT: Final = 10_000  # requests a minute, in the x-ratelimit-* headers
 
 
 @dataclass(frozen=True)
@@ -594,9 +595,14 @@ class _Handler(FakeHandler[FakeOpenAIServer]):
 
     def _provider_headers(self) -> Iterable[tuple[str, str]]:
         elapsed_ms = int((time.monotonic() - self.started) * 1000)
+        owner: FakeOpenAIServer = self.server.owner
         return [
             ("x-request-id", f"req_{uuid.uuid4().hex}"),
             ("openai-processing-ms", str(elapsed_ms)),
+            # OpenAI's rate-limit headers (a made-up limit, counted down by the requests)
+            ("x-ratelimit-limit-requests", str(_RATE_LIMIT)),
+            ("x-ratelimit-remaining-requests", str(max(_RATE_LIMIT - owner.count(), 0))),
+            ("x-ratelimit-reset-requests", "6ms"),
         ]
 
     def _send_error(

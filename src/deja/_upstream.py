@@ -14,6 +14,7 @@ import math
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any, Final
 
 import orjson
@@ -34,6 +35,7 @@ from deja.request import env_api_base, normalize_api_base, resolve_model
 __all__ = [
     "ADAPTED",
     "AUTOMATIC_CACHING",
+    "AnswerHeaders",
     "NOT_A_STREAM_BYTES",
     "PROVIDER_OPTIONS",
     "CALL_SETTINGS",
@@ -45,6 +47,7 @@ __all__ = [
     "choices_asked",
     "finished_choices",
     "not_a_stream",
+    "note_answer_headers",
     "stream_error",
     "asked_delay",
     "queried",
@@ -73,6 +76,46 @@ PROVIDER_OPTIONS = frozenset(
 
 
 logger = logging.getLogger("deja.client")
+
+
+# An upstream answer's headers a proxy passes on to its caller: the provider's request id
+# (what its support asks for; OpenAI's SDKs read x-request-id as ``_request_id``), its
+# processing time and its rate limits (a batch job paces itself by them)
+_TOLD_HEADERS: Final = frozenset(
+    {"x-request-id", "request-id", "x-amzn-requestid", "openai-processing-ms"}
+)
+_TOLD_PREFIXES: Final = ("x-ratelimit-", "anthropic-ratelimit-")
+
+
+class AnswerHeaders:
+    """The told headers (:data:`answer_headers`) of the last upstream answer a call got
+    while ``armed``: the proxy arms it around its own upstream calls only, so that an
+    embedding call of the semantic tier, made for the same request, tells nothing."""
+
+    __slots__ = ("armed", "headers")
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.headers: list[tuple[bytes, bytes]] = []
+
+
+answer_headers: ContextVar[AnswerHeaders | None] = ContextVar("deja_answer_headers", default=None)
+"""Set by the proxy for each request; the clients fill it (a task the call runs in copies
+the context, and with it this same object)."""
+
+
+def note_answer_headers(headers: Mapping[str, str]) -> None:
+    """Keep ``headers``' told ones in :data:`answer_headers`, when armed (a successful
+    answer's: the last one is the one that answered)."""
+    told = answer_headers.get()
+    if told is None or not told.armed:
+        return
+    told.headers = [
+        (name.encode("latin-1", "replace"), value.encode("latin-1", "replace"))
+        for name, value in ((n.lower(), v) for n, v in headers.items())
+        if name in _TOLD_HEADERS or name.startswith(_TOLD_PREFIXES)
+    ]
+
 
 # how much of a body that carried no event is kept, to say what it was
 NOT_A_STREAM_BYTES = 2048

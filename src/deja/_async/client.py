@@ -52,6 +52,7 @@ from deja._upstream import (
     error_for,
     finished_choices,
     not_a_stream,
+    note_answer_headers,
     queried,
     retry_worthy,
     split_arguments,
@@ -1710,6 +1711,7 @@ class AsyncClient:
                 if response.status_code < 400:
                     if not stream:  # (a stream's call lasts until its end: timed there)
                         metrics.upstream_seconds(provider, time.monotonic() - started)
+                    note_answer_headers(response.headers)  # (for the proxy's caller)
                     return response
                 if stream:
                     await response.aread()

@@ -32,7 +32,13 @@ from deja._async.context_caches import AsyncContextCaches
 from deja._async.embeddings import acached_embeddings
 from deja._async.streams import AsyncCachedStream, aopen_uncached
 from deja._embedding_items import EmbeddingBatch, embedding_items, item_requests
-from deja._upstream import CALL_SETTINGS, PROVIDER_OPTIONS, retry_worthy
+from deja._upstream import (
+    CALL_SETTINGS,
+    PROVIDER_OPTIONS,
+    AnswerHeaders,
+    answer_headers,
+    retry_worthy,
+)
 from deja.config import (
     DEPLOYMENT_DEFAULTS,
     ModelDeployment,
@@ -411,6 +417,14 @@ def _cache_headers(info: CacheInfo, *, cost_known: bool = True) -> list[tuple[by
     if info.age is not None:
         headers.append((b"age", str(int(info.age)).encode()))
     return headers
+
+
+def _told_headers() -> list[tuple[bytes, bytes]]:
+    """The headers of the upstream answer this request got by its own call (its request
+    id, rate limits: :class:`AnswerHeaders`); none for an answer served from the cache, or
+    one it joined another request's call for (it made none)."""
+    told = answer_headers.get()
+    return told.headers if told is not None else []
 
 
 _SERVED = frozenset({"hit", "semantic_hit"})
@@ -1123,6 +1137,27 @@ class ProxyApp:
         stream: bool,
         walk: _Walk | None,
     ) -> Any:
+        """:meth:`_deployments`, the headers of the answer kept for the caller (its request
+        id, rate limits: :func:`_told_headers`)."""
+        told = answer_headers.get()
+        if told is None:  # (not a request's: a warm-up, a test calling it as it is)
+            return await self._deployments(route, plan, path, payload, stream=stream, walk=walk)
+        told.armed = True
+        try:
+            return await self._deployments(route, plan, path, payload, stream=stream, walk=walk)
+        finally:
+            told.armed = False
+
+    async def _deployments(
+        self,
+        route: Route,
+        plan: Plan,
+        path: str,
+        payload: Mapping[str, Any],
+        *,
+        stream: bool,
+        walk: _Walk | None,
+    ) -> Any:
         """Call ``route``'s deployments in the ``plan``'s order until one answers (noted
         in the plan): each as many times as its ``max_retries`` allows more, then the next
         one, on failures worth it (timeouts, connection errors, 429, 5xx). ``walk``: the
@@ -1370,6 +1405,7 @@ class ProxyApp:
     ) -> None:
         caller = self._caller(scope)
         body, size = await self._sized_json_body(scope, receive)
+        answer_headers.set(AnswerHeaders())  # (this request's task: its own)
         large = size >= _LARGE_BODY
         requested = self._requested_fallbacks(body)
         route = self._route(body, caller)
@@ -1442,7 +1478,9 @@ class ProxyApp:
             raise
         except Exception as exc:
             raise _http_error(exc) from exc
-        await send_raw(send, 200, data, _cache_headers(info) + _fallback_header(fallback))
+        await send_raw(
+            send, 200, data, _cache_headers(info) + _fallback_header(fallback) + _told_headers()
+        )
 
     async def _complete(
         self,
@@ -1547,7 +1585,8 @@ class ProxyApp:
                         "status": 200,
                         "headers": _SSE_HEADERS
                         + _cache_headers(stream.info, cost_known=stream.info.status in _SERVED)
-                        + _fallback_header(fallback),
+                        + _fallback_header(fallback)
+                        + _told_headers(),
                     }
                 )
                 if stream.replayed:
@@ -1613,6 +1652,7 @@ class ProxyApp:
     async def _embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
         caller = self._caller(scope)
         body = await self._json_body(scope, receive)
+        answer_headers.set(AnswerHeaders())  # (this request's task: its own)
         requested = self._requested_fallbacks(body)
         route = self._route(body, caller)
         ctl = self._controls(scope, body)
@@ -1695,6 +1735,7 @@ class ProxyApp:
                 *_cache_headers(batch.info),
                 (b"x-deja-cached-items", f"{batch.cached}/{len(batch.vectors)}".encode()),
                 *_fallback_header(fallback),
+                *_told_headers(),
             ],
         )
 
