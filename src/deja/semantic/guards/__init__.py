@@ -59,18 +59,20 @@ that extract the *anchors* of a prompt and compare them, in order:
   soda for powder" / "powder for soda"; not around "and"); the modal opening a yes/no
   question ("can I" / "should I"); questions about the same words opening with who /
   when / where / why; between near-duplicates (2 other content words apart at most), all
-  of something against a part of it ("close all tabs" / "close one tab") and required
-  against allowed ("must my dog get" / "can my dog get"); two parties named the other
+  of something against a part of it ("close all tabs" / "close one tab", "a whole
+  pizza" / "a slice of pizza", "a single interface" / "a range of interfaces") and
+  required against allowed ("must my dog get" / "can my dog get"); two parties named the other
   way round (interviewer / candidate, owner / member, mother / baby...); who the prompt
   asks as ("As a coach, ..." / "As a player, ..."); between near-duplicates, needed
   against allowed or how to get it ("do I need a visa" / "can I get a visa"), one against
   a bundle ("a ticket" / "family tickets"), the one who acts trading places with the one
-  acted on ("can my employer see my history" / "can I see my employer's history"), two
-  steps the other way round ("heat the pan before adding oil" / "add oil before heating
-  the pan") and the word a question asks about ("the plural of mouse" / "of mice"); when
-  against whether ("When will the iPhone 16 be released?" / "Has the iPhone 16 been
-  released?"), coming to be against being ("get pregnant" / "be pregnant") and a verb's
-  particle traded ("carry out" / "carry over");
+  acted on ("can my employer see my history" / "can I see my employer's history"; "who
+  killed Caesar" / "who did Caesar kill"), two steps the other way round ("heat the pan
+  before adding oil" / "add oil before heating the pan") and the word a question asks
+  about ("the plural of mouse" / "of mice"); when against whether ("When will the
+  iPhone 16 be released?" / "Has the iPhone 16 been released?"), coming to be against
+  being ("get pregnant" / "be pregnant") and a verb's particle traded ("carry out" /
+  "carry over");
 * symbols: two prompts of the same words must have their symbols in the same order
   ("age > 30" / "age < 30", "HEAD~1" / "HEAD^1"; punctuation, quotes and code spans
   aside), their code spans in the same order ("f(g(x))" / "g(f(x))"), the word a "what

@@ -7,7 +7,7 @@ from __future__ import annotations
 import difflib
 import itertools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 
 from deja.semantic.guards.extract import (
@@ -876,17 +876,26 @@ def _particle_traded(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
 # _NEAR_DIFFERENCE other content words apart.
 _NEAR_DIFFERENCE = 2
 _STOP_STEMS = frozenset(_plain_stem(w) for w in _STOP)
-_ALL_OF = frozenset(_plain_stem(w) for w in ["all", "every", "entire", "whole", "each"])
-_PART_OF = frozenset(_plain_stem(w) for w in [
+_WHOLE_WORDS = frozenset({"all", "every", "entire", "whole", "each"})
+# (and a share of one thing: "a slice of pizza" / "a whole pizza")
+_PART_WORDS = frozenset({
     "one", "single", "some", "first", "main", "specific", "particular", "certain",
-])  # fmt: skip
+    "slice", "slices", "piece", "pieces", "portion", "portions", "half",
+})  # fmt: skip
+_ALL_OF = frozenset(map(_plain_stem, _WHOLE_WORDS))
+_PART_OF = frozenset(map(_plain_stem, _PART_WORDS))
 _MUST = frozenset(map(_plain_stem, _REQUIRED.split()))
 _HAVE = frozenset(_plain_stem(w) for w in ["have", "has", "had"])
 _MAY = frozenset(map(_plain_stem, (_PERMITTED + " " + _ADVISED).split()))
 _YOU = _plain_stem("you")
 _TO = _plain_stem("to")
 _AT = _plain_stem("at")
-_NO_WHOLE_AFTER = frozenset(_plain_stem(w) for w in ["this", "time", "times"])
+_NO_WHOLE_AFTER = frozenset(
+    w for word in ["this", "time", "times"] for w in (word, _plain_stem(word))
+)
+# a prompt's words or their stems: the stem of "one" is the preposition "on", no part
+_WHOLE = _WHOLE_WORDS | _ALL_OF
+_PART = _PART_WORDS | (_PART_OF - {_plain_stem(w) for w in _STOP - _PART_WORDS})
 
 
 def _near(a: tuple[str, ...], b: tuple[str, ...], rule_words: frozenset[str]) -> bool:
@@ -898,15 +907,16 @@ def _near(a: tuple[str, ...], b: tuple[str, ...], rule_words: frozenset[str]) ->
     )
 
 
-def _universal(plain: tuple[str, ...]) -> tuple[bool, bool]:
-    """Whether a prompt names all of something, and whether one part of it ("at all",
-    "all this time", "every time" name no whole)."""
+def _universal(words: Sequence[str]) -> tuple[bool, bool]:
+    """Whether a prompt (its words, or their stems) names all of something, and whether one
+    part of it ("at all", "all this time", "every time" name no whole). Its words say
+    more: the stem of "one" is the preposition "on" ("block notifications on my mac")."""
     whole = part = False
-    for i, w in enumerate(plain):
-        after = plain[i + 1] if i + 1 < len(plain) else ""
-        if w in _ALL_OF and not (i and plain[i - 1] == _AT) and after not in _NO_WHOLE_AFTER:
+    for i, w in enumerate(words):
+        after = words[i + 1] if i + 1 < len(words) else ""
+        if w in _WHOLE and not (i and words[i - 1] == _AT) and after not in _NO_WHOLE_AFTER:
             whole = True
-        elif w in _PART_OF:
+        elif w in _PART:
             part = True
     return whole, part
 
@@ -923,13 +933,37 @@ def _several(plain: tuple[str, ...]) -> bool:
     )
 
 
-def _how_many(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+# nouns that gather several of a thing after "a" and before "of" and a plural: "a range
+# of interfaces", "a set of files", "a number of users" ("the number of users" counts them)
+_COLLECTIVES = frozenset({
+    "range", "set", "group", "batch", "bunch", "number", "series", "handful", "lot",
+})  # fmt: skip
+_COLLECTIVE_STEMS = frozenset(map(_plain_stem, _COLLECTIVES))
+
+
+def _gathered(low_text: str) -> bool:
+    """Whether a prompt asks about several of a thing gathered by a collective noun ("a
+    range of interfaces"; not "a range of motion")."""
+    words = low_text.split()
+    return any(
+        w in _COLLECTIVES
+        and words[i - 1] in ("a", "an")
+        and words[i + 1] == "of"
+        and _is_plural(words[i + 2])
+        for i, w in enumerate(words[1:-2], start=1)
+    )
+
+
+def _how_many(a: Signature, b: Signature) -> bool:
     """One near-duplicate asks about several of a thing, the other about one ("return an
     error from a function" / "return multiple errors from one function", "both parents'
-    consent" / "one parent's consent")."""
-    if _MANY.isdisjoint(a) and _MANY.isdisjoint(b):
+    consent" / "one parent's consent", "a single interface" / "a range of interfaces")."""
+    x, y = a.plain, b.plain
+    if _MANY.isdisjoint(x) and _MANY.isdisjoint(y) and _COLLECTIVE_STEMS.isdisjoint(x + y):
         return False
-    return _several(a) != _several(b) and _near(a, b, _MANY | _PART_OF)
+    many_a = _several(x) or _gathered(a.low_text)
+    many_b = _several(y) or _gathered(b.low_text)
+    return many_a != many_b and _near(x, y, _MANY | _PART_OF | _COLLECTIVE_STEMS)
 
 
 # One of a thing against all or some of them, said with articles: "name a country in
@@ -1037,8 +1071,8 @@ def _quantified(a: Signature, b: Signature) -> bool:
     cash" / "only got some of the cash"), so negated prompts are left out."""
     if a.denies or b.denies or (_ALL_OF.isdisjoint(a.plain) and _ALL_OF.isdisjoint(b.plain)):
         return False
-    whole_a, part_a = _universal(a.plain)
-    whole_b, part_b = _universal(b.plain)
+    whole_a, part_a = _universal(a.low_text.split())
+    whole_b, part_b = _universal(b.low_text.split())
     if not (
         (whole_a and part_b and not whole_b and not part_a)
         or (whole_b and part_a and not whole_a and not part_b)
@@ -1276,6 +1310,86 @@ def _roles_traded(a: Signature, b: Signature) -> bool:
 
 def _content_stems(plain: tuple[str, ...]) -> frozenset[str]:
     return frozenset(w for w in plain if w not in _STOP_STEMS)
+
+
+# the question words that ask for a party, which a question asks for as the one who acts
+# ("who killed Caesar") or as the one acted on ("who did Caesar kill"); the auxiliary that
+# puts the question word before a subject of its own; how many words that subject may
+# hold ("did Queen Victoria succeed"), and how far after the question word the verb or the
+# auxiliary may stand (past a noun of the question word's: "which animals do wolves hunt")
+_PARTY_ASKERS = frozenset({"who", "whom", "what", "which"})
+_DO_FORMS = frozenset({"do", "does", "did"})
+_OBJECT_WORDS = 4
+_ASKER_NOUN = 2
+_NOT_ACTING = _SUBJECT_AUXILIARIES | _DO_FORMS | _PARTY_ASKERS
+
+
+def _inflects(word: str, verb: str) -> bool:
+    """Is ``word`` a form of ``verb`` said bare ("killed", "kills" of "kill"; "succeeded"
+    of "succeed", which the stems part; "wrote" of "write")?"""
+    if _plain_stem(word) == _plain_stem(verb):
+        return True
+    rest = word.removeprefix(verb)
+    return len(rest) < len(word) and rest in ("s", "es", "ed", "d")
+
+
+def _party_asked(words: list[str]) -> tuple[int, int] | None:
+    """Where the first question word for a party (:data:`_PARTY_ASKERS`) stands in
+    ``words`` and where the auxiliary after it does ("who did Caesar kill": (0, 1)), or
+    -1 for none ("who killed Caesar": (0, -1)); ``None`` without such a question word."""
+    at = next((i for i, w in enumerate(words) if w in _PARTY_ASKERS), -1)
+    if at < 0:
+        return None
+    do = -1
+    for k in range(at + 1, min(at + 1 + _ASKER_NOUN, len(words))):
+        if words[k] in _DO_FORMS:
+            do = k
+            break
+        if words[k] in _NOT_ACTING:
+            break
+    return at, do
+
+
+def _asked_as_object(subject: list[str], obj: list[str], asker: int, do: int) -> set[str]:
+    """The verb's stems, when ``obj`` asks for the one acted on (its auxiliary at ``do``:
+    "who did Julius Caesar kill") where ``subject`` asks (its question word at ``asker``)
+    for the one who acts with the same verb, whom ``obj`` makes act its object ("who
+    killed Julius Caesar"); else none."""
+    verbs = [
+        k
+        for k in range(asker + 1, min(asker + 1 + _ASKER_NOUN, len(subject)))
+        if subject[k] not in _NOT_ACTING and subject[k] not in _STOP
+    ]
+    for k in range(do + 2, min(do + 2 + _OBJECT_WORDS, len(obj))):
+        doer = [w for w in obj[do + 1 : k] if w not in _STOP]
+        if not doer:
+            continue
+        for v in verbs:
+            if not _inflects(subject[v], obj[k]):
+                continue
+            acted_on = subject[v + 1 : v + 1 + k - do]
+            if {_plain_stem(w) for w in doer} <= {_plain_stem(w) for w in acted_on}:
+                return {_plain_stem(subject[v]), _plain_stem(obj[k])}
+    return set()
+
+
+def _object_asked(a: Signature, b: Signature) -> bool:
+    """One question asks for the one who acts, the other, with "do", for the one acted on,
+    in the same content words: "who killed Julius Caesar" / "who did Julius Caesar kill",
+    "what eats slugs" / "what do slugs eat" (a predator against a prey). "What do cats eat"
+    / "what does a cat eat" both ask for the one acted on; "who wrote Hamlet" / "who is the
+    author of Hamlet" have no "do"."""
+    words_a, words_b = a.low_text.split(), b.low_text.split()
+    asked_a = _party_asked(words_a)
+    asked_b = _party_asked(words_b) if asked_a else None
+    if asked_a is None or asked_b is None or (asked_a[1] < 0) == (asked_b[1] < 0):
+        return False
+    if asked_b[1] >= 0:
+        verb = _asked_as_object(words_a, words_b, asked_a[0], asked_b[1])
+    else:
+        verb = _asked_as_object(words_b, words_a, asked_b[0], asked_a[1])
+    # (the verb's stems may differ: "succeeded" / "succeed")
+    return bool(verb) and _content_stems(a.plain) - verb == _content_stems(b.plain) - verb
 
 
 _WHO, _WHOSE = _plain_stem("who"), _plain_stem("whose")
@@ -1769,15 +1883,17 @@ def _drops_exception(a: Signature, b: Signature) -> bool:
     integers to 100 except multiples of 3" / "add up 1 to 100 excluding multiples"), or
     an addition, which "apart from" and "besides" can also mean ("apart from
     understanding X, you will learn Y" / "in addition to learning X, you'll also learn
-    Y"). "Only" is no other way: "all columns except password" / "only the password
-    column" ask the opposite ("excluding connections" / "nonstop flights only" is
-    refused with them)."""
+    Y"), or "without" ("not counting the dressing" / "without the dressing"). "Only" is
+    no other way: "all columns except password" / "only the password column" ask the
+    opposite ("excluding connections" / "nonstop flights only" is refused with them)."""
     if not a.excludes or b.excludes or b.denies:
         return False
     words = b.low_text.split()
-    return _EXCLUSIONS.isdisjoint(words) and _RESTATED.isdisjoint(words)
+    return _TAKEN_OUT.isdisjoint(words) and _RESTATED.isdisjoint(words)
 
 
+# the words that take something out: "without the dressing" is "not counting the dressing"
+_TAKEN_OUT = _EXCLUSIONS | {"without"}
 # words with which a prompt means "in addition" where the other may say "apart from"
 _RESTATED = frozenset({"also", "addition", "additionally", "plus", "too"})
 
@@ -2158,7 +2274,7 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         or _operation_differs(a, b)
         or _tense_differs(a, b)
         or _reordered(a, b)
-        or _how_many(a.plain, b.plain)
+        or _how_many(a, b)
         or _one_against_all(a, b)
         or _roles_reversed(a, b)
         or _obliged(a.plain, b.plain)
@@ -2170,6 +2286,7 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         or _choice_swapped(a, b)
         or _obtaining(a, b)
         or _roles_traded(a, b)
+        or _object_asked(a, b)
         or _whose_asked(a.plain, b.plain)
         or _steps_swapped(a, b)
         or _term_differs(a, b)

@@ -312,14 +312,15 @@ def _arrow_end(lows: list[str], i: int, step: int) -> list[str]:
     j = i + step
     while 0 <= j < len(lows) and lows[j] in _ARROW_SKIP:
         j += step
-    if not (0 <= j < len(lows)) or not lows[j].isalpha():
+    # (a name may be digits in part: "an IRA into a 401(k)", whose words are "401" "k")
+    if not (0 <= j < len(lows)) or not lows[j].isalnum():
         return []
     out = [lows[j]]
     k = j + step
     if (
         lows[j] not in _STOP
         and 0 <= k < len(lows)
-        and lows[k].isalpha()
+        and lows[k].isalnum()
         and lows[k] not in _STOP
         and lows[k] not in _ARROW_WORDS
     ):

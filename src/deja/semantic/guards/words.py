@@ -813,11 +813,14 @@ def same_name(x: str, y: str) -> bool:
 
 
 # Prefixes that make a word another thing: "off-peak" is not "peak", "non-profit" not
-# "profit", "unsafe" not "safe" (written without a hyphen only the negating ones count:
-# "overcharge", "prepay" and "subtitle" are words of their own too often)
+# "profit", "a not-at-fault accident" not "an at-fault accident", "unsafe" not "safe"
+# (written without a hyphen only the negating ones count: "overcharge", "prepay" and
+# "subtitle" are words of their own too often)
 _PREFIXES = (
     "off",
     "non",
+    "not",
+    "no",
     "un",
     "anti",
     "semi",
@@ -1644,6 +1647,8 @@ _PERIODS = frozenset({"week", "month", "year", "weekend", "quarter", "decade", "
 # "all columns except password" is not "only the password column" (read only after
 # "all", "every", "any" or "each": "someone besides me" is someone else)
 _EXCLUSIONS = frozenset({"except", "excluding", "besides"})
-_EXCLUSION_PAIRS = frozenset(
-    {("other", "than"), ("apart", "from"), ("aside", "from"), ("all", "but")}
-)
+# ("not counting the dressing" / "not including tax" take it out as "excluding" does)
+_EXCLUSION_PAIRS = frozenset({
+    ("other", "than"), ("apart", "from"), ("aside", "from"), ("all", "but"),
+    ("not", "counting"), ("not", "including"),
+})  # fmt: skip
