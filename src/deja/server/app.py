@@ -419,6 +419,21 @@ def _cache_headers(info: CacheInfo, *, cost_known: bool = True) -> list[tuple[by
     return headers
 
 
+@contextlib.contextmanager
+def _telling() -> Iterator[None]:
+    """Keep the headers of the upstream answer of the calls inside for this request's
+    caller (:class:`AnswerHeaders`, set at its start; none outside a request's task)."""
+    told = answer_headers.get()
+    if told is None:
+        yield
+        return
+    told.armed = True
+    try:
+        yield
+    finally:
+        told.armed = False
+
+
 def _told_headers() -> list[tuple[bytes, bytes]]:
     """The headers of the upstream answer this request got by its own call (its request
     id, rate limits: :class:`AnswerHeaders`); none for an answer served from the cache, or
@@ -1137,32 +1152,12 @@ class ProxyApp:
         stream: bool,
         walk: _Walk | None,
     ) -> Any:
-        """:meth:`_deployments`, the headers of the answer kept for the caller (its request
-        id, rate limits: :func:`_told_headers`)."""
-        told = answer_headers.get()
-        if told is None:  # (not a request's: a warm-up, a test calling it as it is)
-            return await self._deployments(route, plan, path, payload, stream=stream, walk=walk)
-        told.armed = True
-        try:
-            return await self._deployments(route, plan, path, payload, stream=stream, walk=walk)
-        finally:
-            told.armed = False
-
-    async def _deployments(
-        self,
-        route: Route,
-        plan: Plan,
-        path: str,
-        payload: Mapping[str, Any],
-        *,
-        stream: bool,
-        walk: _Walk | None,
-    ) -> Any:
         """Call ``route``'s deployments in the ``plan``'s order until one answers (noted
         in the plan): each as many times as its ``max_retries`` allows more, then the next
         one, on failures worth it (timeouts, connection errors, 429, 5xx). ``walk``: the
         request's way through its fallbacks (``None``: it has none), which the last
-        deployment's failure line tells the next step of."""
+        deployment's failure line tells the next step of. The headers of the answer are
+        kept for the caller (its request id, rate limits: :func:`_told_headers`)."""
         last: ProviderError | None = None
         attempts = self._cooldowns.order(route, plan.attempts)
         for n, i in enumerate(attempts):
@@ -1170,11 +1165,12 @@ class ProxyApp:
             target = route.targets[i]
             for retry in range(target.retries + 1):
                 try:
-                    opened: Any = (
-                        await self.client.astream(path, body, **target.stream_options)
-                        if stream
-                        else await self.client.arequest(path, body, **target.options)
-                    )
+                    with _telling():
+                        opened: Any = (
+                            await self.client.astream(path, body, **target.stream_options)
+                            if stream
+                            else await self.client.arequest(path, body, **target.options)
+                        )
                     if plan is not _ONLY:  # one deployment: nothing to tell (and shared)
                         plan.served = i
                         self._cooldowns.answered(route, i)
