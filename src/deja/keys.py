@@ -549,12 +549,17 @@ def request_builder(builder: Callable[..., Any]) -> Callable[[Request], Any]:
             return builder(request, request.tenant)
 
     else:
-        named_key = "api_key" in inspect.signature(builder).parameters
+        parameters = inspect.signature(builder).parameters
+        named_key = "api_key" in parameters
+        # (one without **kwargs is given the arguments it names, not a TypeError)
+        takes_all = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
         def build(request: Request) -> Any:
             arguments = litellm_arguments(request)
             if named_key:
                 arguments["api_key"] = request.tenant
+            if not takes_all:
+                arguments = {k: v for k, v in arguments.items() if k in parameters}
             return builder(**arguments)
 
     build.__qualname__ = getattr(builder, "__qualname__", "key_builder")

@@ -139,3 +139,17 @@ async def test_a_litellm_form_tenant_builder_gets_the_tenant_as_its_api_key(
     assert ":tenant:team-a:" in first.headers["x-deja-cache-key"]
     assert ":tenant:team-b:" in other.headers["x-deja-cache-key"]
     assert TEAM_A not in first.headers["x-deja-cache-key"]
+
+
+def test_a_litellm_form_builder_without_kwargs_gets_the_arguments_it_names() -> None:
+    from deja.keys import request_builder
+
+    seen: list[tuple[Any, ...]] = []
+
+    def build(model: str, messages: list[Any]) -> str:
+        seen.append((model, messages))
+        return "k"
+
+    request = Request.from_body({**BODY, "temperature": 0.2, "user": "alice"}, tenant="t")
+    assert request_builder(build)(request) == "k"
+    assert seen == [("openai/gpt-4o", BODY["messages"])]
