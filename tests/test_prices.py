@@ -738,6 +738,15 @@ def test_cost_of_gpt_6_sol_with_writes_and_long_context(table: PriceTable) -> No
         (200_000 * 4.0 + 100_000 * 0.2 + 1_000 * 15.0) / 1e6
     )
     assert table.cost("gpt-6.1-sol-2026-09-29", long) == table.cost("gpt-6.1-sol", long)
+    # ... and cache writes double too ("input and cache rates double": the model pages):
+    # they were billed at the short-context $2.50, a write premium below zero
+    written = {**long, "cache_creation_input_tokens": 150_000}
+    assert table.cost("gpt-6.2-sol", written) == pytest.approx(
+        (50_000 * 4.0 + 100_000 * 0.2 + 150_000 * 5.0 + 1_000 * 15.0) / 1e6
+    )
+    assert table.cost("gpt-6-luna", written) == pytest.approx(
+        (50_000 * 0.2 + 100_000 * 0.02 + 150_000 * 0.25 + 1_000 * 0.75) / 1e6
+    )
 
 
 @pytest.mark.parametrize(

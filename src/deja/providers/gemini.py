@@ -198,7 +198,10 @@ _LEVEL_FALLBACK: Final = {"minimal": "low", "medium": "high"}
 # Google AI's caching guide lists 2.5 Flash 1,024 and 2.5 Pro 4,096; 2.5 Flash-Lite refuses
 # below 2,048 (its 400 says "min_total_token_count=2048"); 2.0 Flash answered 4,096; Gemini 3:
 # Pro 4,096, Flash 1,024; 1.5 needed 32,768 when it launched. Unknown models get 4,096: a
-# minimum set too high only skips a cache, one too low costs a refused create.
+# minimum set too high only skips a cache, one too low costs a refused create. (The guide
+# of 2026-10 lists 2,048 for 2.5 Flash and Pro and 4,096 for 3.5+ Flash and 3.1 Pro; the
+# API still answers 2.5 Flash's create "min_total_token_count=1024", discuss.ai.google.dev
+# topic 178942: Flash keeps 1,024, Pro 4,096 until a create of fewer is seen to work.)
 _MINIMUM_CACHE_TOKENS: Final = (
     ("gemini-2.5-flash-lite", 2048),
     ("gemini-2.5-flash", 1024),
