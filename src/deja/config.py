@@ -73,7 +73,6 @@ import yaml
 from deja._transport import header_text
 from deja.controls import CacheMode
 from deja.errors import ConfigError, InvalidRequestError
-from deja.keys import request_builder
 from deja.policy import Admission, AdmissionPolicy
 from deja.providers.planner import check_injection_point
 from deja.request import (
@@ -1193,8 +1192,6 @@ class CachingSettings:
             if self.key_builder is not None
             else None
         )
-        if key_builder is not None:  # (of any form: LiteLLM's, the hooks' with a tenant)
-            key_builder = request_builder(key_builder)
         store = self.build_store()
         try:
             semantic = self.build_semantic(store) if self.type in _SEMANTIC_TYPES else None

@@ -153,3 +153,20 @@ def test_a_litellm_form_builder_without_kwargs_gets_the_arguments_it_names() -> 
     request = Request.from_body({**BODY, "temperature": 0.2, "user": "alice"}, tenant="t")
     assert request_builder(build)(request) == "k"
     assert seen == [("openai/gpt-4o", BODY["messages"])]
+
+
+def test_the_librarys_cache_takes_every_form_too() -> None:
+    import deja
+
+    def ours_with_tenant(request: Request, tenant: str | None) -> str:
+        return f"{tenant}-{default_digest(request)}"
+
+    def litellm_style(model: str, messages: list[Any], **kwargs: Any) -> str:
+        kwargs.pop("user", None)
+        return "l" + digest_of(model=model, messages=messages, **kwargs)
+
+    request = Request.from_body({**BODY, "user": "alice"}, tenant="team-a")
+    tenanted = deja.Cache(key_builder=ours_with_tenant)
+    assert tenanted.key(request).endswith(f":team-a-{default_digest(request)}")
+    litellm = deja.Cache(key_builder=litellm_style)
+    assert litellm.key(request).endswith(f":l{default_digest(request)}")

@@ -58,6 +58,7 @@ from deja.keys import (
     KeyBuilder,
     explain,
     make_key,
+    request_builder,
     scope_hash,
     scope_prefix,
     tenant_hash,
@@ -310,8 +311,10 @@ class Cache:
     * ``key_prefix``: the first part of every key; bump it (``"deja:prompt-v2:"``) to
       invalidate everything at once without deleting anything;
     * ``namespace``: default namespace for requests that name none;
-    * ``key_builder``: custom digest function (see :mod:`deja.keys`); deja still adds
-      prefix and scope, so a builder cannot reach across tenants or namespaces;
+    * ``key_builder``: custom digest function (see :mod:`deja.keys`), ``f(request)``,
+      ``f(request, tenant)`` or LiteLLM's ``f(model, messages, **kwargs)``
+      (:func:`~deja.keys.key_builder_form`); deja still adds prefix and scope, so a
+      builder cannot reach across tenants or namespaces;
     * ``admission``: which responses may be stored (:class:`~deja.policy.AdmissionPolicy`);
     * ``max_entry_bytes`` / ``compress_min_bytes``: size cap and compression threshold of
       one encoded entry;
@@ -396,7 +399,7 @@ class Cache:
         self.ttl = ttl
         self.key_prefix = key_prefix
         self.namespace = namespace
-        self.key_builder = key_builder
+        self.key_builder = request_builder(key_builder) if key_builder is not None else None
         self.admission = admission if admission is not None else AdmissionPolicy()
         self.max_entry_bytes = max_entry_bytes
         self.compress_min_bytes = compress_min_bytes
