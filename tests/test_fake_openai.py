@@ -788,3 +788,22 @@ def test_server_overhead_is_small(server: FakeOpenAIServer) -> None:
             http.post("/chat/completions", json=CHAT)
             times.append(time.perf_counter() - started)
     assert sorted(times)[100] < 0.01
+
+
+@pytest.mark.parametrize(
+    "tool_calls", [1, {}, ["x"], [{"id": "a", "type": "function", "function": "f"}]]
+)
+def test_malformed_tool_calls_are_a_400_as_openai_answers_them(
+    server: FakeOpenAIServer, tool_calls: Any
+) -> None:
+    """They crashed the simulated server (a 500 the proxy passed on, found by a fuzzer)."""
+    body = {
+        "model": "gpt-4o",
+        "messages": [
+            {"role": "assistant", "content": None, "tool_calls": tool_calls},
+            {"role": "user", "content": "x"},
+        ],
+    }
+    answer = httpx2.post(f"{server.base_url}/chat/completions", json=body)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "invalid_type"

@@ -400,6 +400,8 @@ class _Handler(FakeHandler[FakeOpenAIServer]):
                 param="messages",
                 code="empty_array",
             )
+        for i, message in enumerate(messages):
+            _check_tool_calls(message, i)
         n = _choice_count(body)
         stream, include_usage = _stream_flags(body)
 
@@ -757,6 +759,28 @@ def _text_of(content: Any) -> str:
             if isinstance(part, dict) and part.get("type") == "text"
         )
     return ""
+
+
+def _check_tool_calls(message: Any, i: int) -> None:
+    """A message's ``tool_calls`` as OpenAI takes them: an array of objects whose
+    ``function`` is an object (its 400 ``invalid_type`` otherwise, not a crash: a 500)."""
+    calls = message.get("tool_calls") if isinstance(message, dict) else None
+    if calls is None:
+        return
+    where = f"messages[{i}].tool_calls"
+    if not isinstance(calls, list):
+        raise _BadRequest(
+            f"Invalid type for '{where}': expected an array of objects.",
+            param=where,
+            code="invalid_type",
+        )
+    for j, call in enumerate(calls):
+        if not isinstance(call, dict) or not isinstance(call.get("function"), dict):
+            raise _BadRequest(
+                f"Invalid type for '{where}[{j}].function': expected an object.",
+                param=f"{where}[{j}].function",
+                code="invalid_type",
+            )
 
 
 def _message_chars(message: Any) -> int:

@@ -78,7 +78,7 @@ from deja.providers.planner import check_injection_point
 from deja.request import (
     PROVIDER_ALIASES,
     PROVIDER_API_BASES,
-    _check_params,
+    check_params,
     env_api_base,
     is_openais,
     resolve_model,
@@ -2545,7 +2545,7 @@ def _request_type_error(name: str, value: object) -> str | None:
     said: str | None = None
     for kind in ("chat", "completion"):
         try:
-            _check_params({name: value}, kind)
+            check_params({name: value}, kind)
         except InvalidRequestError as exc:
             said = said or str(exc)
         else:

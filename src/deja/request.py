@@ -26,6 +26,7 @@ __all__ = [
     "PROVIDER_API_BASES",
     "PROVIDER_ALIASES",
     "Request",
+    "check_params",
     "check_tenant",
     "env_api_base",
     "is_openais",
@@ -438,7 +439,7 @@ class Request:
         """A chat-completions request (``messages`` plus body parameters)."""
         provider, name = resolve_model(model)
         checked, plain = _check_messages(messages)
-        _check_params(params)
+        check_params(params)
         request = cls(
             provider=provider,
             model=name,
@@ -468,7 +469,7 @@ class Request:
         # a completions or embeddings body's "messages" is one more field, sent and keyed
         taken = ("model", "messages") if kind == "chat" else ("model",)
         params = {k: v for k, v in body.items() if k not in taken}
-        _check_params(params, kind)
+        check_params(params, kind)
         if kind == "chat":
             if "messages" not in body:
                 raise InvalidRequestError("'messages' is required")
@@ -499,9 +500,15 @@ class Request:
 _NUMBER_PARAMS = frozenset({"temperature", "top_p", "presence_penalty", "frequency_penalty"})
 _INT_PARAMS = frozenset({"n", "max_tokens", "max_completion_tokens", "seed", "top_logprobs"})
 _BOOL_PARAMS = frozenset({"stream", "logprobs", "parallel_tool_calls", "store"})
+# ... and of those the key leaves out (volatile): a wrong one was served the right
+# request's entry, and stored under its key when the upstream let it through
+_STRING_PARAMS = frozenset(
+    {"user", "safety_identifier", "service_tier", "prompt_cache_key", "prompt_cache_retention"}
+)
+_OBJECT_PARAMS = frozenset({"metadata", "stream_options"})
 
 
-def _check_params(params: dict[str, Any], kind: RequestKind = "chat") -> None:
+def check_params(params: dict[str, Any], kind: RequestKind = "chat") -> None:
     """Refuse a common body field of the wrong type; a ``stop`` tuple becomes a list."""
     lists: dict[str, list[Any]] = {}
     for name, value in params.items():
@@ -514,6 +521,10 @@ def _check_params(params: dict[str, Any], kind: RequestKind = "chat") -> None:
             what = "an integer"
         elif name in _BOOL_PARAMS:
             ok, what = isinstance(value, bool), "a boolean"
+        elif name in _STRING_PARAMS:
+            ok, what = isinstance(value, str), "a string"
+        elif name in _OBJECT_PARAMS:
+            ok, what = isinstance(value, Mapping), "an object"
         elif isinstance(value, bool) and name in _INT_PARAMS | _NUMBER_PARAMS:
             # an int to Python, never a number to a caller
             ok, what = False, "an integer" if name in _INT_PARAMS else "a number"
@@ -538,6 +549,9 @@ def _check_params(params: dict[str, Any], kind: RequestKind = "chat") -> None:
             continue
         if not ok:
             raise InvalidRequestError(f"{name} must be {what}, got {value!r:.80}")
+    if params.get("stream_options") is not None and params.get("stream") is not True:
+        # (OpenAI's rule: refused before an entry was stored, served once one was)
+        raise InvalidRequestError("stream_options is only allowed with stream: true")
     params.update(lists)
 
 

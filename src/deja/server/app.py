@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import logging
 import math
 import os
@@ -2002,6 +2003,7 @@ class ProxyApp:
 
     async def _admin_invalidate(self, scope: Scope, receive: Receive, send: Send) -> None:
         cache, body = await self._admin_body(scope, receive)
+        _admin_fields(body, ("tag", "namespace", "tenant"))
         tag, namespace = body.get("tag"), body.get("namespace")
         for name, value in (("tag", tag), ("namespace", namespace)):
             if value is not None and not isinstance(value, str):
@@ -2037,9 +2039,12 @@ class ProxyApp:
         cache = self._admin(scope)
         raw = await read_body(scope, receive, self._max_body, self._body_timeout)
         body = _json_object(raw) if raw.strip() else {}
+        _admin_fields(body, ("all", "tenant"))
         everything = body.get("all", False)
         if not isinstance(everything, bool):
             raise HTTPError(400, "'all' must be true or false", param="all")
+        if "tenant" in body and body["tenant"] is None:  # (read as none named: everyone's)
+            raise HTTPError(400, "'tenant' must be a tenant's name", param="tenant")
         named = body.get("tenant") is not None
         if everything and named:  # (it flushed every tenant's entries, the body's tenant's too)
             raise HTTPError(
@@ -2103,6 +2108,7 @@ class ProxyApp:
         as unknown to it as entries that do not exist (404)."""
         caller = self._caller(scope)
         body = await self._json_body(scope, receive)
+        _admin_fields(body, ("key", "correct", "namespace"))
         key, correct, namespace = body.get("key"), body.get("correct"), body.get("namespace")
         if not isinstance(key, str) or not key:
             raise HTTPError(
@@ -2494,6 +2500,20 @@ def _structural_containers(raw: bytes) -> int:
         containers += outside.count(b"{") + outside.count(b"[")
         start = end
     return containers
+
+
+def _admin_fields(body: Mapping[str, Any], known: tuple[str, ...]) -> None:
+    """Refuse an admin body's field the route does not read (400, naming it): a misspelt
+    ``tenant`` in a flush flushed every tenant's entries, as a body naming none does."""
+    for name in body:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise HTTPError(
+                400,
+                f"unknown field {name!r} (this route reads {', '.join(map(repr, known))}){hint}",
+                param=name,
+            )
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:
