@@ -460,13 +460,17 @@ async def test_a_joiner_asking_again_keeps_its_own_deadline() -> None:
     a = asyncio.ensure_future(cache.stream(chat_request(), held(0.5), timeout=0.5))
     await _until(lambda: bool(cache._streams))
 
+    started: list[float] = []
+
     async def patient() -> Any:
         patient_ctx.set(True)
+        started.append(asyncio.get_running_loop().time())
         return await cache.stream(chat_request(), held(None), timeout=1.0)
 
     waiting = asyncio.ensure_future(patient())
     with pytest.raises(deja.UpstreamTimeoutError):
         await a
+    a_failed = asyncio.get_running_loop().time()
     b = asyncio.ensure_future(cache.stream(chat_request(), held(None), timeout=30))
     await _until(lambda: bool(cache._streams))
     b_live.set()
@@ -475,7 +479,10 @@ async def test_a_joiner_asking_again_keeps_its_own_deadline() -> None:
     b.cancel()
     await asyncio.gather(b, return_exceptions=True)
     limit = float(re.search(r"within ([0-9.e-]+) s", str(info.value)).group(1))  # type: ignore[union-attr]
-    assert limit <= 0.75, limit  # what was left of its 1 s, not a whole 1 s again
+    # what was left of its 1 s when A failed, not a whole 1 s again (measured from its
+    # own start: under load it starts well after A)
+    left = 1.0 - (a_failed - started[0])
+    assert limit <= left + 0.05, (limit, left)
 
 
 async def test_a_joiners_first_timeout_alone_bounds_its_wait() -> None:
