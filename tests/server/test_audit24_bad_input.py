@@ -110,3 +110,33 @@ async def test_unkeyed_fields_of_the_right_type_share_the_entry(
         )
     assert [first.headers["x-deja-cache"], second.headers["x-deja-cache"]] == ["miss", "hit"]
     assert streamed.headers["x-deja-cache"] == "hit" and upstream.count(CHAT) == 1
+
+
+async def test_an_admin_request_body_with_its_own_fallbacks_names_the_entry_it_made(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient]
+) -> None:
+    # the data route takes a request's own fallbacks out of the key; the admin routes keyed
+    # them, so /cache/delete and /cache/explain named an entry that does not exist
+    body = {**BODY, "fallbacks": ["gpt-4o"]}
+    async with make_proxy(proxy_config(upstream), key=TEAM_A) as proxy:
+        made = await proxy.post(CHAT, json=body)
+        explained = await proxy.post(
+            "/cache/explain", json={"request": body, "tenant": "team-a"}, headers=ADMIN
+        )
+        deleted = await proxy.post(
+            "/cache/delete", json={"request": body, "tenant": "team-a"}, headers=ADMIN
+        )
+        bad = await proxy.post(
+            "/cache/delete", json={"request": {**BODY, "fallbacks": 5}}, headers=ADMIN
+        )
+    assert explained.json()["key"] == made.headers["x-deja-cache-key"]
+    assert deleted.json()["deleted"] is True
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "fallbacks"
+
+
+async def test_a_tag_no_request_could_carry_is_refused_naming_the_tag(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient]
+) -> None:
+    async with make_proxy(proxy_config(upstream), key=MASTER) as proxy:
+        refused = await proxy.post("/cache/invalidate", json={"tag": "x" * 100_000})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "tag"

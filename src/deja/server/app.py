@@ -1936,6 +1936,8 @@ class ProxyApp:
                 param="request",
             )
         request_body = dict(request_body)
+        # (as the data routes take it out: keyed, it named another entry than theirs)
+        self._requested_fallbacks(request_body)
         route = self._route(request_body, _ADMIN_CALLER)
         ctl = _body_controls(request_body)
         try:
@@ -2024,8 +2026,8 @@ class ProxyApp:
                     deleted += await cache.delete_tag(tag, namespace=namespace, tenant=tenant)
                 else:
                     deleted += await cache.clear(namespace=namespace, tenant=tenant)
-        except ControlError as exc:
-            raise HTTPError(400, str(exc)) from None
+        except ControlError as exc:  # (a tag a request's tags could not hold)
+            raise HTTPError(400, str(exc), param="tag" if tag is not None else None) from None
         except StoreError as exc:
             raise HTTPError(503, str(exc)) from None
         await send_json(send, 200, self._admin_answer(cache, {"deleted": deleted}))
