@@ -106,7 +106,8 @@ def _seconds(name: str, value: Any, *, allow_zero: bool) -> float:
             f"cache option '{name}' must be a number of seconds, got {value!r}", option=name
         )
     ok = value >= 0 if allow_zero else value > 0
-    if not ok or not math.isfinite(value):
+    # (an int past a float's range, 10**400, is no finite number either: no OverflowError)
+    if not ok or (isinstance(value, float) and not math.isfinite(value)) or abs(value) > 1e300:
         bound = "non-negative" if allow_zero else "positive"
         raise ControlError(
             f"cache option '{name}' must be a {bound} finite number of seconds, got {value!r}",

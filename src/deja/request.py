@@ -210,11 +210,15 @@ def normalize_api_base(api_base: str | None, provider: str = "openai") -> str | 
         return PROVIDER_API_BASES.get(provider)
     if not isinstance(api_base, str) or not api_base.strip():
         raise InvalidRequestError("api_base must be a non-empty URL string")
-    parts = urlsplit(api_base.strip())
+    try:
+        parts = urlsplit(api_base.strip())
+        hostname = parts.hostname
+    except ValueError:  # ("http://[::1": urllib's "Invalid IPv6 URL")
+        raise InvalidRequestError(f"api_base must be an http(s) URL, got {api_base!r}") from None
     scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname:
+    if scheme not in ("http", "https") or not hostname:
         raise InvalidRequestError(f"api_base must be an http(s) URL, got {api_base!r}")
-    host = parts.hostname.lower()
+    host = hostname.lower()
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
     try:

@@ -565,8 +565,10 @@ class Cache:
 
     # -- keys -------------------------------------------------------------------------
 
-    def key(self, request: Request, control: CacheControl | None = None) -> str:
+    def key(self, request: Request, control: Mapping[str, Any] | CacheControl | None = None) -> str:
         """The key ``request`` is stored under (with the control's namespace, if any)."""
+        if control is not None and not isinstance(control, CacheControl):
+            control = parse_controls(control)  # (a dict, as get and explain take)
         namespace = control.namespace if control is not None else None
         try:
             return make_key(
@@ -718,6 +720,11 @@ class Cache:
         Returns whether it was stored. Store failures are fail-open (``False``).
         """
         response = _answer(response, "put's response must be")
+        if chunks is not None and (
+            not isinstance(chunks, list) or not all(isinstance(c, Mapping) for c in chunks)
+        ):
+            # (stored, a chunk that is no object failed every later stream of the key)
+            raise TypeError("put's chunks must be a list of chunk dicts (the stream's events)")
         ctl = self._control(control)
         key = self.key(request, ctl)
         return self._put(
@@ -796,6 +803,10 @@ class Cache:
         """Store each ``(request, response)`` the admission policy allows, in one store round
         trip (``set_many``: a Redis pipeline); returns how many were stored."""
         ctl = self._control(control)
+        for item in items:  # (checked first: none stored of a batch with a bad item)
+            if not isinstance(item, tuple) or len(item) != 2:
+                raise TypeError(f"put_many takes (request, response) pairs, not {item!r:.80}")
+            _answer(item[1], "put_many's responses must be")
         if ctl.no_store or not items:
             return 0
         ttl = resolve_ttl(ctl.ttl, self._ttl)

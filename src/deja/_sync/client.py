@@ -18,6 +18,7 @@ import hashlib
 import logging
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -111,6 +112,8 @@ from deja.streaming import SSEDecoder, StreamFormatError
 __all__ = ["ChatCompletionStream", "Client"]
 
 logger = logging.getLogger(__name__)
+# an HTTP header name (RFC 9110's token)
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 _T = TypeVar("_T")
 
@@ -260,6 +263,8 @@ def _sendable_key(key: str | None, provider: str) -> str | None:
     carry is an :class:`InvalidRequestError` naming the provider, not the key."""
     if not key:
         return key
+    if not isinstance(key, str):  # (a call's own api_key: the client's own is checked)
+        raise InvalidRequestError(f"api_key must be a str, not {type(key).__name__}")
     try:
         return header_text(key)
     except ValueError as exc:
@@ -455,7 +460,8 @@ class Client:
             raise TypeError(f"max_retries must be an int, not {max_retries!r}")
         if max_retries < 0 or not 0 <= backoff < float("inf"):
             raise ValueError("max_retries and backoff must be >= 0")
-        if not 0 < timeout < float("inf"):  # NaN too: as a call's own timeout is checked
+        # NaN too, as a call's own timeout is checked; and an int past a float's range
+        if not 0 < timeout <= 1e300:
             raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
         # each of these failed only at the first call (some after the upstream answered,
         # the answer then lost), or made every call wait out its timeout (no connection)
@@ -470,6 +476,15 @@ class Client:
             or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items())
         ):
             raise TypeError(f"headers must map header names to str values, not {headers!r:.80}")
+        for field, text in (headers or {}).items():
+            # (a line break failed every call as "cannot reach", a non-ASCII value with a
+            # UnicodeEncodeError from the transport)
+            if not _HEADER_NAME.fullmatch(field):
+                raise ValueError(f"header name {field!r} is not an HTTP header name")
+            try:
+                header_text(text)
+            except ValueError as exc:
+                raise ValueError(f"header {field!r} {exc}") from None
         if http_client is not None:
             sends_async = False
             check_http_client(http_client, asynchronous=sends_async)

@@ -42,7 +42,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import math
 import re
 import threading
 import time
@@ -146,7 +145,7 @@ def parse_nodes(specs: object, what: str = "nodes") -> tuple[Node, ...]:
 def _seconds(value: float, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{what} must be a number of seconds, not {type(value).__name__}")
-    if not (value > 0 and math.isfinite(value)):
+    if not 0 < value <= 1e300:  # (NaN, inf, and an int past a float's range: 10**400)
         raise ValueError(f"{what} must be a positive number of seconds, not {value!r}")
     return float(value)
 

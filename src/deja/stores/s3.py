@@ -177,7 +177,7 @@ def _positive_number(name: str, value: object) -> float:
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
-        or not 0 < value < math.inf  # also rejects NaN
+        or not 0 < value <= 1e300  # also rejects NaN, inf, an int past a float's range
     ):
         raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
     return float(value)

@@ -1,0 +1,96 @@
+"""Bad input to the library found by an audit: each is a typed error at the call (or the
+constructor), not an internal OverflowError / AttributeError / UnicodeEncodeError from
+deep inside, and nothing bad is stored (``put``'s chunks poisoned a key's every stream)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import deja
+from deja.errors import ControlError, InvalidRequestError
+from deja.testing import FakeOpenAIServer
+from tests.helpers import chat_request, chat_response
+
+HUGE = 10**400  # past a float's range
+
+
+def test_put_refuses_chunks_that_are_no_events_and_stores_nothing() -> None:
+    cache = deja.Cache()
+    request = chat_request()
+    for chunks in ([5], 5, "abc", [{"ok": 1}, None]):
+        with pytest.raises(TypeError, match="chunks"):
+            cache.put(request, chat_response(), chunks=chunks)  # type: ignore[arg-type]
+    assert cache.get(request).response is None
+    # a stream of the key still works (it failed on every call when [5] was stored)
+    assert cache.put(request, chat_response(), chunks=None)
+
+
+def test_put_many_refuses_an_item_that_is_no_pair_and_stores_none_of_the_batch() -> None:
+    cache = deja.Cache()
+    good = (chat_request(), chat_response())
+    with pytest.raises(TypeError, match="put_many"):
+        cache.put_many([good, (chat_request(content="other"), None)])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="pairs"):
+        cache.put_many([good, 5])  # type: ignore[list-item]
+    assert cache.get(good[0]).response is None
+
+
+def test_key_takes_its_control_as_a_dict_as_get_does() -> None:
+    cache = deja.Cache()
+    request = chat_request()
+    assert cache.key(request, {"namespace": "x"}) == cache.key(
+        request, deja.controls.parse_controls({"namespace": "x"})
+    )
+    assert cache.key(request, {"namespace": "x"}) != cache.key(request)
+
+
+@pytest.mark.parametrize("option", ["ttl", "s-maxage"])
+def test_a_number_past_a_floats_range_is_a_control_error(option: str) -> None:
+    with pytest.raises(ControlError, match=option):
+        deja.Cache().get(chat_request(), control={option: HUGE})
+
+
+def test_timeouts_past_a_floats_range_are_refused_at_construction() -> None:
+    from deja.stores.redis import RedisStore
+    from deja.stores.s3 import S3Store
+
+    with pytest.raises(ValueError, match="timeout"):
+        deja.Client(api_key="k", timeout=HUGE)
+    with pytest.raises(ValueError, match="op_timeout"):
+        RedisStore(url="redis://127.0.0.1:1/0", op_timeout=HUGE)
+    with pytest.raises(ValueError, match="read_timeout"):
+        S3Store(bucket="b", read_timeout=HUGE)
+
+
+def test_a_malformed_ipv6_api_base_is_an_invalid_request() -> None:
+    with pytest.raises(InvalidRequestError, match="api_base"):
+        deja.Request.chat(
+            model="gpt-4o", messages=[{"role": "user", "content": "x"}], api_base="http://[::1"
+        )
+
+
+@pytest.mark.parametrize(
+    ("headers", "match"),
+    [
+        ({"x-team": "café"}, "not ASCII"),
+        ({"x-team": "a\nb"}, "control character"),
+        ({"x-team\n": "v"}, "not an HTTP header name"),
+        ({"": "v"}, "not an HTTP header name"),
+    ],
+)
+def test_client_headers_an_http_request_cannot_carry_are_refused_at_construction(
+    headers: dict[str, str], match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        deja.Client(api_key="k", headers=headers)
+
+
+def test_a_calls_own_api_key_of_another_type_is_an_invalid_request() -> None:
+    with FakeOpenAIServer() as server:
+        client = deja.Client(api_base=server.base_url, api_key="k")
+        messages: list[Any] = [{"role": "user", "content": "x"}]
+        with pytest.raises(InvalidRequestError, match="api_key"):
+            client.completion(model="gpt-4o", messages=messages, api_key=5)  # type: ignore[arg-type]
+        assert server.count() == 0
