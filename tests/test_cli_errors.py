@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,11 @@ def test_calibrate_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         (b"[1, 2]\n", "got a JSON list"),
         (b'{"a": "x", "b": "y", "same": "yes"}\n', "same a boolean"),
         (b"\xff\xfe\n", "not UTF-8"),
+        # a lone surrogate reached the embedder: TypeError, TextInputSequence must be str
+        (b'{"a": "\\ud800", "b": "x", "same": true}\n', '"a" cannot be encoded as UTF-8'),
+        (b'{"a": "x", "b": "y\\udfff", "same": true}\n', '"b" cannot be encoded as UTF-8'),
+        # json.loads recurses per level: a RecursionError traceback
+        (b'{"a": ' + b"[" * 10_000 + b"]" * 10_000 + b', "b": "x", "same": true}\n', "too deeply"),
     ],
 )
 def test_calibrate_bad_line_names_file_and_line(
@@ -149,6 +156,8 @@ BENCH = "python -m deja.bench.semantic: error: "
         b"[1, 2]\n",
         b'{"a": 1, "b": "y", "same": true}\n',
         b"\xff\xfe\n",
+        b'{"a": "x", "b": "\\ud800", "same": true}\n',
+        b"[" * 10_000 + b"]" * 10_000 + b"\n",
     ],
 )
 def test_bench_pairs_errors_are_those_of_calibrate(
@@ -234,6 +243,16 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     return calls
 
 
+@pytest.fixture
+def served_unchecked(
+    served: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> list[dict[str, Any]]:
+    """As ``served``, and the check that the address can be bound skipped: those tests are
+    about the options' values, not about which ports of this machine are free."""
+    monkeypatch.setattr("deja.cli._cannot_listen", lambda host, port: None)
+    return served
+
+
 def test_serve_rejects_an_unknown_log_level(capsys: pytest.CaptureFixture[str]) -> None:
     line = _error_line(_fails(["serve", "--config", "c.yaml", "--log-level", "loud"], capsys))
     assert "--log-level" in line and "invalid choice: 'loud'" in line
@@ -265,21 +284,98 @@ def test_serve_rejects_a_port_or_workers_the_config_would(
     assert option.removeprefix("--num_").removeprefix("--") in line and says in line
 
 
-def test_serve_accepts_the_bounds(served: list[dict[str, Any]]) -> None:
+def test_serve_accepts_the_bounds(served_unchecked: list[dict[str, Any]]) -> None:
     assert main(["serve", "--config", "c.yaml", "--port", "65535", "--workers", "1"]) == 0
     assert main(["serve", "--config", "c.yaml", "--port", "1", "--num_workers", "3"]) == 0
-    assert [(c["port"], c["workers"]) for c in served] == [(65535, 1), (1, 3)]
+    assert [(c["port"], c["workers"]) for c in served_unchecked] == [(65535, 1), (1, 3)]
+
+
+@pytest.fixture
+def listener() -> Iterator[int]:
+    """A port of 127.0.0.1 that a socket listens on (in use, as another server's would be)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("form", [["serve", "--config", "c.yaml"], ["--config", "c.yaml"]])
+def test_serve_refuses_a_port_in_use(
+    served: list[dict[str, Any]],
+    listener: int,
+    capsys: pytest.CaptureFixture[str],
+    form: list[str],
+) -> None:
+    """uvicorn's `ERROR: [Errno 98] Address already in use`, exit 3, after the configuration
+    and the app were built, named neither the port nor the option."""
+    port = str(listener)
+    line = _error_line(_fails([*form, "--host", "127.0.0.1", "--port", port], capsys))
+    assert line == (
+        f"deja: error: cannot listen on 127.0.0.1:{port}: Address already in use (--host/--port)"
+    )
+    # without --host: the configuration's, any address (0.0.0.0 by default)
+    line = _error_line(_fails([*form, "--port", port], capsys))
+    assert line == f"deja: error: cannot listen on port {port}: Address already in use (--port)"
+    assert served == []
+
+
+@pytest.mark.parametrize(
+    ("host", "says"),
+    [
+        ("999.1.1.1", "cannot listen on 999.1.1.1:"),  # does not resolve
+        ("192.0.2.1", "cannot listen on 192.0.2.1:"),  # TEST-NET-1: not of this machine
+        ("a\0b", "cannot listen on a\0b:"),
+        ("\udcff", r"cannot listen on \udcff:"),  # (argv bytes that are not UTF-8)
+        ("é" * 64 + ".example", f"cannot listen on {'é' * 64}.example:"),  # IDNA: > 63
+    ],
+    ids=["unresolvable", "not-local", "nul", "surrogate", "idna-label-too-long"],
+)
+def test_serve_refuses_a_host_it_cannot_listen_on(
+    served: list[dict[str, Any]], capsys: pytest.CaptureFixture[str], host: str, says: str
+) -> None:
+    """uvicorn failed as for a port in use ("Name or service not known"), exit 3."""
+    line = _error_line(
+        _fails(["serve", "--config", "c.yaml", "--host", host, "--port", "18904"], capsys)
+    )
+    assert line.startswith(f"deja: error: {says}18904: ") and line.endswith(" (--host/--port)")
+    line = _error_line(_fails(["--config", "c.yaml", "--host", host], capsys))
+    assert line.startswith(f"deja: error: {says} ") and line.endswith(" (--host)")
+    assert served == []
+
+
+@pytest.mark.parametrize("host", ["", "  "])
+@pytest.mark.parametrize("form", [["serve", "--config", "c.yaml"], ["--config", "c.yaml"]])
+def test_serve_refuses_an_empty_host(
+    served: list[dict[str, Any]], capsys: pytest.CaptureFixture[str], form: list[str], host: str
+) -> None:
+    """`--host ""` listened on proxy.host (0.0.0.0 by default): every interface, unasked."""
+    line = _error_line(_fails([*form, "--host", host], capsys))
+    assert "--host" in line and f"expected a host name or address, got {host!r}" in line
+    assert served == []
+
+
+def test_serve_check_leaves_the_address_free(served: list[dict[str, Any]]) -> None:
+    """The check leaves nothing bound: a free port passes it, and is free after it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    assert main(["serve", "--config", "c.yaml", "--host", "127.0.0.1", "--port", str(free)]) == 0
+    assert main(["--config", "c.yaml", "--host", "localhost"]) == 0
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as again:
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        again.bind(("127.0.0.1", free))
+    assert [(c["host"], c["port"]) for c in served] == [("127.0.0.1", free), ("localhost", None)]
 
 
 # -- deja --config FILE [serve options] (LiteLLM's form) -------------------------------------
 
 
-def test_top_level_config_takes_the_serve_options(served: list[dict[str, Any]]) -> None:
+def test_top_level_config_takes_the_serve_options(served_unchecked: list[dict[str, Any]]) -> None:
     options = ["--port", "18903", "--host", "127.0.0.1", "--log-level", "debug"]
     assert main(["--config", "lite.yaml", *options, "--num_workers", "2"]) == 0
     assert main(["serve", "--config", "lite.yaml", *options, "--workers", "2"]) == 0
-    assert served[0] == served[1]
-    assert served[0] == {
+    assert served_unchecked[0] == served_unchecked[1]
+    assert served_unchecked[0] == {
         "config": "lite.yaml",
         "host": "127.0.0.1",
         "port": 18903,

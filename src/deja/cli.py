@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import math
+import socket
 import sys
 from collections.abc import Callable, Sequence
 
@@ -75,6 +76,56 @@ _port = _int_in("a port number 1-65535", 1, 65535)
 _workers = _int_in("a number of workers >= 1", 1)
 
 
+def _host(text: str) -> str:
+    """An argparse ``type``: a host that is not blank (``serve`` would take ``""`` for "not
+    given" and listen on proxy.host, 0.0.0.0 by default: on every interface, unasked)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a host name or address, got {text!r}")
+    return text
+
+
+# What the check below binds a --port given without --host on: proxy.host's default; and on
+# Linux a port that a socket listens on, at whatever address, cannot be bound there.
+_ANY_HOST = "0.0.0.0"
+
+
+def _cannot_listen(host: str | None, port: int | None) -> str | None:
+    """Why the proxy could not listen where the command line says (``None``: it can).
+
+    Bound, and closed at once, before the configuration and the app are built: uvicorn's
+    own message on a port in use or a host not of this machine comes after those, and names
+    neither the address nor the option. A half the command line does not give is the
+    configuration's, unknown here: a host alone is bound with port 0 (any free one: only the
+    host is checked), a port alone on every interface.
+    """
+    if host is None and port is None:
+        return None
+    # uvicorn's choice of family (Config.bind_socket): IPv6 for an address with a colon
+    family = socket.AF_INET6 if host is not None and ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            # as uvicorn binds: a port that a stopped proxy's connections hold in TIME_WAIT
+            # is free
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((_ANY_HOST if host is None else host, port or 0))
+    # OSError: in use, not an address of this machine, a name that does not resolve
+    # (gaierror); TypeError: a name the socket module cannot encode (IDNA refuses a label
+    # over 63 characters; a lone surrogate, from argv bytes that are not UTF-8; a NUL)
+    except (OSError, TypeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    else:
+        return None
+    # (a lone surrogate, from argv, as \udcff: a stream of strict UTF-8 could not print it)
+    shown = (host or "").encode("utf-8", "backslashreplace").decode("utf-8")
+    if family == socket.AF_INET6:
+        shown = f"[{shown}]"
+    if port is None:
+        return f"cannot listen on {shown}: {reason} (--host)"
+    if host is None:
+        return f"cannot listen on port {port}: {reason} (--port)"
+    return f"cannot listen on {shown}:{port}: {reason} (--host/--port)"
+
+
 def _demo(args: argparse.Namespace) -> int:
     from deja.demo import format_report, run_demo
 
@@ -99,6 +150,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     if not args.config:
         print("deja serve: --config FILE is required", file=sys.stderr)
+        return 2
+    problem = _cannot_listen(args.host, args.port)
+    if problem is not None:
+        print(f"deja: error: {problem}", file=sys.stderr)
         return 2
     serve(
         args.config, host=args.host, port=args.port, workers=args.workers, log_level=args.log_level
@@ -131,6 +186,7 @@ def _add_serve_options(parser: argparse.ArgumentParser, *, prefix: str = "") -> 
         "--host",
         dest=f"{prefix}host",
         metavar="HOST",
+        type=_host,
         help="listen address (default: proxy.host, 0.0.0.0)",
     )
     parser.add_argument(

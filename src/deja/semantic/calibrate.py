@@ -123,6 +123,8 @@ def _parse_pair(raw: bytes, where: str) -> LabelledPair | None:
         item = json.loads(line)
     except ValueError as exc:
         raise ConfigError(f"{where}: not valid JSON ({exc})") from exc
+    except RecursionError as exc:  # the decoder recurses once per level of [ or {
+        raise ConfigError(f"{where}: JSON nested too deeply to read") from exc
     expected = 'a labelled pair {"a": str, "b": str, "same": true|false}'
     if not isinstance(item, dict):
         raise ConfigError(f"{where}: expected {expected}, got a JSON {type(item).__name__}")
@@ -133,7 +135,18 @@ def _parse_pair(raw: bytes, where: str) -> LabelledPair | None:
     a, b, same = item["a"], item["b"], item["same"]
     if not isinstance(a, str) or not isinstance(b, str) or not isinstance(same, bool):
         raise ConfigError(f"{where}: a and b must be strings, same a boolean")
-    return LabelledPair(a, b, same, str(item.get("source", "")))
+    source = str(item.get("source", ""))
+    for key, text in (("a", a), ("b", b), ("source", source)):
+        # JSON's \ud800 escapes decode to lone surrogates, which no UTF-8 reader (the
+        # embedder's tokenizer, a report written to a file) takes: refused here, with the line
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            lone = text[exc.start : exc.end]
+            raise ConfigError(
+                f'{where}: "{key}" cannot be encoded as UTF-8 (a lone surrogate, {lone!r})'
+            ) from exc
+    return LabelledPair(a, b, same, source)
 
 
 class PrecomputedEmbedder:
