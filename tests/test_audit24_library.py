@@ -94,3 +94,28 @@ def test_a_calls_own_api_key_of_another_type_is_an_invalid_request() -> None:
         with pytest.raises(InvalidRequestError, match="api_key"):
             client.completion(model="gpt-4o", messages=messages, api_key=5)  # type: ignore[arg-type]
         assert server.count() == 0
+
+
+@pytest.mark.parametrize("timeout", ["x", -1, float("nan"), HUGE, True])
+def test_a_fetch_or_stream_timeout_that_is_no_positive_number_is_refused(timeout: Any) -> None:
+    cache = deja.Cache()
+    with pytest.raises((TypeError, ValueError), match="timeout"):
+        cache.fetch(chat_request(), chat_response, timeout=timeout)
+    with pytest.raises((TypeError, ValueError), match="timeout"):
+        cache.stream(chat_request(), lambda: iter(()), timeout=timeout)
+    with pytest.raises((TypeError, ValueError), match="first_timeout"):
+        cache.stream(chat_request(), lambda: iter(()), first_timeout=timeout)
+
+
+@pytest.mark.parametrize(
+    ("argument", "value"),
+    [("verifier", "bogus"), ("guards", 5), ("embedder", 5), ("index", 5)],
+)
+def test_a_semantic_part_of_the_wrong_kind_is_a_type_error_naming_it(
+    argument: str, value: Any
+) -> None:
+    pytest.importorskip("numpy")
+    from deja.semantic import SemanticCache
+
+    with pytest.raises(TypeError, match=argument):
+        SemanticCache(**{argument: value})

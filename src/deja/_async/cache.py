@@ -265,6 +265,17 @@ def _checked_size(name: str, value: Any, least: int) -> int:
     return value
 
 
+def _check_wait(name: str, value: float | None) -> None:
+    """A call's ``timeout`` (or ``first_timeout``): ``None`` or a positive number of
+    seconds (a string failed inside the single-flight wait; -1 and NaN were taken)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {value!r:.40}")
+    if not 0 < value <= 1e300:  # NaN, inf, an int past a float's range too
+        raise ValueError(f"{name} must be a positive number of seconds, not {value!r:.40}")
+
+
 def _answer(response: _T, what: str = "fetch's call must return") -> _T:
     """``response`` if it is an answer to store (a mapping); else a TypeError saying what
     was expected, before the policy's reads of it fail with an AttributeError. An
@@ -924,6 +935,7 @@ class AsyncCache:
         may return new cache options for storing it (more tags, another TTL, no-store; not
         another namespace, which would be another key): the proxy's post-LLM hooks.
         """
+        _check_wait("timeout", timeout)
         ctl = self._control(control)
         key = self.key(request, ctl)
         if ctl.no_cache:
@@ -1064,6 +1076,8 @@ class AsyncCache:
 
         Upstream errors before the first chunk are raised here; later ones by the iterator.
         """
+        _check_wait("timeout", timeout)
+        _check_wait("first_timeout", first_timeout)
         ctl = self._control(control)
         key = self.key(request, ctl)
         if ctl.no_cache and not ctl.no_store:

@@ -176,6 +176,7 @@ class SemanticCache:
             raise ValueError("top_k and max_strikes must be >= 1, strike_penalty >= 0")
         if threshold is not None and not -1.0 <= threshold <= 1.0:
             raise ValueError("threshold is a cosine similarity, between -1 and 1")
+        _check_parts(embedder, index, guards, verifier)
         if embedder is None:
             from deja.semantic.embedders import LocalEmbedder
 
@@ -974,3 +975,20 @@ def _refused_input(exc: BaseException) -> bool:
         return True
     # (a custom embedder's own client error: the openai SDK's BadRequestError, say)
     return getattr(exc, "status_code", None) in (400, 413, 422)
+
+
+def _check_parts(embedder: object, index: object, guards: object, verifier: object) -> None:
+    """A TypeError naming the argument for a part of the wrong kind (each failed later
+    with an AttributeError from inside: ``verifier="bogus"``, ``index=5``). An embedder
+    and an index are read by what they must have (an index written before the protocol
+    had ``strike`` still serves: only feedback needs it)."""
+    for name, value, needs in (
+        ("embedder", embedder, ("embed", "dim", "id")),
+        ("index", index, ("add", "search", "dim")),
+    ):
+        if value is not None and not all(hasattr(value, part) for part in needs):
+            raise TypeError(f"{name} must have {', '.join(needs)}, not {value!r:.60}")
+    if guards is not None and not isinstance(guards, GuardSettings):
+        raise TypeError(f"guards must be a GuardSettings, not {guards!r:.60}")
+    if verifier is not None and verifier != "default" and not isinstance(verifier, Verifier):
+        raise TypeError(f'verifier must be a Verifier, "default" or None, not {verifier!r:.60}')
