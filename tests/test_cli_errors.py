@@ -504,3 +504,16 @@ def test_a_shared_metrics_directory_keeps_a_running_proxys_files(
         clear_directory(str(tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*names[:2], "notes.txt"])
     assert f"pids {os.getpid()}" in caplog.text
+
+
+def test_serve_refuses_a_configured_address_it_cannot_listen_on(
+    listener: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The command line's --host/--port were checked, not the configuration's proxy.host /
+    proxy.port: uvicorn's exit 3 after the app was built."""
+    config = tmp_path / "busy.yaml"
+    config.write_text(f"proxy: {{host: 127.0.0.1, port: {listener}}}\n")
+    assert main(["serve", "--config", str(config)]) == 2
+    line = _error_line(capsys.readouterr().err)
+    assert line.startswith(f"deja: error: cannot listen on 127.0.0.1:{listener}: ")
+    assert "proxy.host / proxy.port of busy.yaml" in line

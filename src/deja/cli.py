@@ -18,7 +18,6 @@ import asyncio
 import json
 import logging
 import math
-import socket
 import sys
 from collections.abc import Callable, Sequence
 
@@ -98,26 +97,16 @@ def _cannot_listen(host: str | None, port: int | None) -> str | None:
     configuration's, unknown here: a host alone is bound with port 0 (any free one: only the
     host is checked), a port alone on every interface.
     """
+    from deja.server.run import bind_problem
+
     if host is None and port is None:
         return None
-    # uvicorn's choice of family (Config.bind_socket): IPv6 for an address with a colon
-    family = socket.AF_INET6 if host is not None and ":" in host else socket.AF_INET
-    try:
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            # as uvicorn binds: a port that a stopped proxy's connections hold in TIME_WAIT
-            # is free
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((_ANY_HOST if host is None else host, port or 0))
-    # OSError: in use, not an address of this machine, a name that does not resolve
-    # (gaierror); TypeError: a name the socket module cannot encode (IDNA refuses a label
-    # over 63 characters; a lone surrogate, from argv bytes that are not UTF-8; a NUL)
-    except (OSError, TypeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-    else:
+    reason = bind_problem(_ANY_HOST if host is None else host, port or 0)
+    if reason is None:
         return None
     # (a lone surrogate, from argv, as \udcff: a stream of strict UTF-8 could not print it)
     shown = (host or "").encode("utf-8", "backslashreplace").decode("utf-8")
-    if family == socket.AF_INET6:
+    if host is not None and ":" in host:
         shown = f"[{shown}]"
     if port is None:
         return f"cannot listen on {shown}: {reason} (--host)"

@@ -28,6 +28,7 @@ import importlib.util
 import logging
 import math
 import os
+import socket
 import sys
 from http import HTTPStatus
 from pathlib import Path
@@ -405,6 +406,27 @@ def _share_metrics() -> str | None:
     return created
 
 
+def bind_problem(host: str, port: int) -> str | None:
+    """Why the proxy could not listen on ``host``:``port`` (``None``: it can), found by
+    binding a socket there and closing it at once: uvicorn says it only after the
+    configuration and the app were built, naming neither the address nor where it came
+    from, and exits 3."""
+    # uvicorn's choice of family (Config.bind_socket): IPv6 for an address with a colon
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            # as uvicorn binds: a port that a stopped proxy's connections hold in TIME_WAIT
+            # is free
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    # OSError: in use, not an address of this machine, a name that does not resolve
+    # (gaierror); TypeError: a name the socket module cannot encode (IDNA refuses a label
+    # over 63 characters; a lone surrogate, from argv bytes that are not UTF-8; a NUL)
+    except (OSError, TypeError) as exc:
+        return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return None
+
+
 def serve(
     config: str | Path,
     *,
@@ -421,6 +443,14 @@ def serve(
         import uvicorn
     except ImportError as exc:
         raise MissingDependencyError("uvicorn", "server") from exc
+    if host is None or port is None:  # (the command line's own were checked by the CLI)
+        where = (host or settings.proxy.host, port if port is not None else settings.proxy.port)
+        reason = bind_problem(*where)
+        if reason is not None:
+            raise ConfigError(
+                f"cannot listen on {where[0]}:{where[1]}: {reason} (proxy.host / proxy.port"
+                f" of {path.name}, or --host / --port)"
+            )
     n = workers if workers is not None else settings.proxy.workers
     _warn_about(settings, n)
     # built here first: a worker process that fails to build it is only started again
