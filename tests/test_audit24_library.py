@@ -119,3 +119,22 @@ def test_a_semantic_part_of_the_wrong_kind_is_a_type_error_naming_it(
 
     with pytest.raises(TypeError, match=argument):
         SemanticCache(**{argument: value})
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"breaker_threshold": "5"},
+        {"breaker_threshold": 1.5},
+        {"breaker_reset": float("nan")},
+        {"breaker_reset": float("inf")},
+        {"lock_ttl": float("nan")},
+        {"lock_ttl": float("inf")},
+        {"lock_wait": float("nan")},
+        {"lock_wait": "30"},
+    ],
+)
+def test_cache_breaker_and_lock_settings_are_finite_numbers(arguments: dict[str, Any]) -> None:
+    # (NaN was taken: a breaker that never closed again, a lock wait that never ended)
+    with pytest.raises(ValueError):
+        deja.Cache(**arguments)

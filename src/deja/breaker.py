@@ -30,10 +30,14 @@ class CircuitBreaker:
         reset_after: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if threshold < 1:
-            raise ValueError("threshold must be at least 1")
-        if reset_after <= 0:
-            raise ValueError("reset_after must be positive")
+        if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
+            raise ValueError(f"threshold must be an int of at least 1, not {threshold!r:.40}")
+        if (
+            isinstance(reset_after, bool)
+            or not isinstance(reset_after, (int, float))
+            or not 0 < reset_after < float("inf")  # (NaN too: the breaker never closed)
+        ):
+            raise ValueError(f"reset_after must be a positive number, not {reset_after!r:.40}")
         self.threshold = threshold
         self.reset_after = reset_after
         self._clock = clock

@@ -265,6 +265,15 @@ def _checked_size(name: str, value: Any, least: int) -> int:
     return value
 
 
+def _finite_seconds(value: object) -> bool:
+    """Whether ``value`` is a number of seconds >= 0 and finite (not a bool)."""
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float))
+        and 0 <= value < float("inf")
+    )
+
+
 def _check_wait(name: str, value: float | None) -> None:
     """A call's ``timeout`` (or ``first_timeout``): ``None`` or a positive number of
     seconds (a string failed inside the single-flight wait; -1 and NaN were taken)."""
@@ -488,8 +497,12 @@ class AsyncCache:
         self._locking = locking_of(store)
         # locks whose release failed (the store was down): key -> (token, when it expires)
         self._unreleased: dict[str, tuple[str, float]] = {}
-        if lock_ttl <= 0 or lock_wait < 0:
-            raise ValueError("lock_ttl must be positive and lock_wait >= 0")
+        # (NaN and inf refused too: a lock that never expires, a wait that never ends)
+        if not (_finite_seconds(lock_ttl) and lock_ttl > 0 and _finite_seconds(lock_wait)):
+            raise ValueError(
+                "lock_ttl must be positive and lock_wait >= 0, finite numbers of seconds,"
+                f" not {lock_ttl!r:.40} and {lock_wait!r:.40}"
+            )
         self.lock_ttl = lock_ttl
         self.lock_wait = lock_wait
         self._hits = self._misses = self._bypasses = self._coalesced = 0
