@@ -138,3 +138,26 @@ def test_cache_breaker_and_lock_settings_are_finite_numbers(arguments: dict[str,
     # (NaN was taken: a breaker that never closed again, a lock wait that never ended)
     with pytest.raises(ValueError):
         deja.Cache(**arguments)
+
+
+def test_a_key_builder_that_is_no_function_is_refused_at_construction() -> None:
+    with pytest.raises(TypeError, match="key_builder"):
+        deja.Cache(key_builder=5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("argument", "value"),
+    [
+        ("top_k", 1.5),
+        ("max_strikes", 1.5),
+        ("strike_penalty", float("nan")),
+        ("threshold", True),
+        ("threshold", "0.9"),
+    ],
+)
+def test_semantic_numbers_of_the_wrong_kind_are_refused(argument: str, value: Any) -> None:
+    pytest.importorskip("numpy")
+    from deja.semantic import SemanticCache
+
+    with pytest.raises(ValueError, match=argument):
+        SemanticCache(**{argument: value})

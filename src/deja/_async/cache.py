@@ -419,6 +419,8 @@ class AsyncCache:
         self.ttl = ttl
         self.key_prefix = key_prefix
         self.namespace = namespace
+        if key_builder is not None and not callable(key_builder):
+            raise TypeError(f"key_builder must be a function, not {key_builder!r:.60}")
         self.key_builder = request_builder(key_builder) if key_builder is not None else None
         self.admission = admission if admission is not None else AdmissionPolicy()
         self.max_entry_bytes = max_entry_bytes

@@ -172,10 +172,21 @@ class SemanticCache:
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
     ) -> None:
-        if top_k < 1 or max_strikes < 1 or strike_penalty < 0:
-            raise ValueError("top_k and max_strikes must be >= 1, strike_penalty >= 0")
-        if threshold is not None and not -1.0 <= threshold <= 1.0:
-            raise ValueError("threshold is a cosine similarity, between -1 and 1")
+        for name, count in (("top_k", top_k), ("max_strikes", max_strikes)):
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise ValueError(f"{name} must be an int >= 1, not {count!r:.40}")
+        if isinstance(strike_penalty, bool) or not isinstance(strike_penalty, (int, float)):
+            raise ValueError(f"strike_penalty must be a number >= 0, not {strike_penalty!r:.40}")
+        if not 0 <= strike_penalty < float("inf"):  # (NaN too)
+            raise ValueError(f"strike_penalty must be a number >= 0, not {strike_penalty!r:.40}")
+        if threshold is not None and (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, (int, float))
+            or not -1.0 <= threshold <= 1.0
+        ):
+            raise ValueError(
+                f"threshold is a cosine similarity, between -1 and 1, not {threshold!r:.40}"
+            )
         _check_parts(embedder, index, guards, verifier)
         if embedder is None:
             from deja.semantic.embedders import LocalEmbedder
