@@ -161,3 +161,18 @@ def test_semantic_numbers_of_the_wrong_kind_are_refused(argument: str, value: An
 
     with pytest.raises(ValueError, match=argument):
         SemanticCache(**{argument: value})
+
+
+def test_store_constructors_refuse_what_no_store_can_use() -> None:
+    from deja.stores.disk import DiskStore
+    from deja.stores.redis import RedisStore
+    from deja.stores.s3 import S3Store
+
+    for directory in ("", "a\x00b"):  # (every use a miss, with a warning, before)
+        with pytest.raises(ValueError, match="directory"):
+            DiskStore(directory)
+    for db in ("x", -1, True):
+        with pytest.raises(ValueError, match="db"):
+            RedisStore(host="127.0.0.1", port=1, db=db)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="endpoint_url"):
+        S3Store(bucket="b", endpoint_url="not a url")

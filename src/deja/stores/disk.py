@@ -180,6 +180,9 @@ class DiskStore(SyncStore, SyncTagIndex):
         if size_limit <= 0:
             raise ValueError(f"size_limit must be a positive number of bytes, not {size_limit}")
         self._directory = os.fspath(directory)
+        if not self._directory or "\0" in self._directory:
+            # ("" is the working directory; a NUL no path holds: every use a miss)
+            raise ValueError(f"directory must be a directory's path, not {self._directory!r}")
         self._tags_file = os.path.join(self._directory, _TAGS_FILE)
         if os.path.exists(self._directory) and not os.path.isdir(self._directory):
             # it would open on first use and fail there, every use: a miss each time

@@ -561,6 +561,8 @@ class RedisStore:
             raise ValueError("startup_nodes are cluster nodes; drop cluster=False")
         else:
             mode = "standalone"
+        if db is not None and (isinstance(db, bool) or not isinstance(db, int) or db < 0):
+            raise ValueError(f"db must be a database number >= 0, not {db!r:.40}")
         if mode == "cluster" and db not in (None, 0):
             raise ValueError("a Redis Cluster has only database 0")
         if isinstance(max_connections, bool) or not isinstance(max_connections, int):

@@ -299,6 +299,12 @@ class S3Store(SyncStore, SyncTagIndex):
         # store at "deja" never sees the objects of a store at "deja2".
         self._root = prefix if not prefix or prefix.endswith("/") else prefix + "/"
         self._tag_root = self._root + _TAG_DIR
+        if endpoint_url is not None and not (
+            isinstance(endpoint_url, str)
+            and endpoint_url.startswith(("http://", "https://"))
+            and len(endpoint_url) > len("https://")
+        ):
+            raise ValueError(f"endpoint_url must be an http(s) URL, not {endpoint_url!r:.60}")
         self._region = region
         self._endpoint_url = endpoint_url
         self._credentials = (aws_access_key_id, aws_secret_access_key, aws_session_token)
