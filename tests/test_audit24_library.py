@@ -176,3 +176,8 @@ def test_store_constructors_refuse_what_no_store_can_use() -> None:
             RedisStore(host="127.0.0.1", port=1, db=db)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="endpoint_url"):
         S3Store(bucket="b", endpoint_url="not a url")
+
+
+def test_explain_semantic_of_no_request_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match=r"deja\.Request"):
+        deja.Cache().explain_semantic(None)  # type: ignore[arg-type]

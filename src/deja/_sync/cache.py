@@ -660,6 +660,7 @@ class Cache:
         would serve. Nothing is stored or counted. The answer
         to "why was this prompt given that answer?" (or not given one).
         """
+        _check_request(request)  # (None failed inside the scope's reading of it)
         if self.semantic is None:
             raise ConfigError("this cache has no semantic tier")
         lookup, threshold = self._semantic_inspect(request, parse_controls(control))
