@@ -10,11 +10,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TypeGuard, TypeVar
 
 _T = TypeVar("_T")
 
-__all__ = ["bounded", "bounded_call", "seconds_left"]
+__all__ = ["bounded", "bounded_call", "is_seconds", "seconds_left"]
 
 
 def bounded(
@@ -56,3 +56,16 @@ def bounded_call(
 def seconds_left(deadline: float | None) -> float | None:
     """Seconds until ``deadline`` (``time.monotonic``), none below 0; ``None``: no bound."""
     return None if deadline is None else max(deadline - time.monotonic(), 0.0)
+
+
+# the most seconds a setting may hold: past a float's range an int (10**400) compared fine
+# and then failed as an OverflowError wherever it was added to a clock
+_MOST_SECONDS = 1e300
+
+
+def is_seconds(value: object, *, zero: bool = False) -> TypeGuard[float]:
+    """Whether ``value`` is a finite number of seconds (an int or a float, not a bool, not
+    NaN, not past a float's range), above 0 (or 0 too, with ``zero``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return (value >= 0 if zero else value > 0) and value <= _MOST_SECONDS

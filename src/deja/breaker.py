@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from deja._waits import is_seconds
 from deja.errors import StoreBusy
 
 __all__ = ["CircuitBreaker", "NodeBreakers"]
@@ -32,11 +33,7 @@ class CircuitBreaker:
     ) -> None:
         if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
             raise ValueError(f"threshold must be an int of at least 1, not {threshold!r:.40}")
-        if (
-            isinstance(reset_after, bool)
-            or not isinstance(reset_after, (int, float))
-            or not 0 < reset_after < float("inf")  # (NaN too: the breaker never closed)
-        ):
+        if not is_seconds(reset_after):  # (NaN too: the breaker never closed)
             raise ValueError(f"reset_after must be a positive number, not {reset_after!r:.40}")
         self.threshold = threshold
         self.reset_after = reset_after

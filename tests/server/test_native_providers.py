@@ -302,3 +302,11 @@ async def test_provider_cache_metrics_use_the_configured_prices(
     assert figures["deja_provider_cache_write_premium_usd_total"] == pytest.approx(
         written * 0.375e-6
     )
+
+
+async def test_a_bedrock_miss_tells_its_request_id_a_hit_none(proxy: httpx2.AsyncClient) -> None:
+    # README: an answer fetched upstream carries Bedrock's x-amzn-requestid
+    first = await proxy.post("/v1/chat/completions", json=body("claude", "Request id?"))
+    again = await proxy.post("/v1/chat/completions", json=body("claude", "Request id?"))
+    assert first.status_code == 200 and first.headers["x-amzn-requestid"]
+    assert again.headers["x-deja-cache"] == "hit" and "x-amzn-requestid" not in again.headers

@@ -38,7 +38,7 @@ from deja._forks import renew_in_child
 from deja._invalidations import MARKS, Asked, Invalidations
 from deja._lock_keeper import AsyncLockKeeper
 from deja._upstream import call_key_fields
-from deja._waits import seconds_left
+from deja._waits import is_seconds, seconds_left
 from deja.breaker import CircuitBreaker
 from deja.controls import CacheControl, CacheMode, in_mode, merge, parse_controls
 from deja.entry import Entry, StoredEntry, decode, encode
@@ -265,15 +265,6 @@ def _checked_size(name: str, value: Any, least: int) -> int:
     return value
 
 
-def _finite_seconds(value: object) -> bool:
-    """Whether ``value`` is a number of seconds >= 0 and finite (not a bool)."""
-    return (
-        not isinstance(value, bool)
-        and isinstance(value, (int, float))
-        and 0 <= value < float("inf")
-    )
-
-
 def _check_wait(name: str, value: float | None) -> None:
     """A call's ``timeout`` (or ``first_timeout``): ``None`` or a positive number of
     seconds (a string failed inside the single-flight wait; -1 and NaN were taken)."""
@@ -281,7 +272,7 @@ def _check_wait(name: str, value: float | None) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds, not {value!r:.40}")
-    if not 0 < value <= 1e300:  # NaN, inf, an int past a float's range too
+    if not is_seconds(value):  # NaN, inf, an int past a float's range too
         raise ValueError(f"{name} must be a positive number of seconds, not {value!r:.40}")
 
 
@@ -500,7 +491,7 @@ class AsyncCache:
         # locks whose release failed (the store was down): key -> (token, when it expires)
         self._unreleased: dict[str, tuple[str, float]] = {}
         # (NaN and inf refused too: a lock that never expires, a wait that never ends)
-        if not (_finite_seconds(lock_ttl) and lock_ttl > 0 and _finite_seconds(lock_wait)):
+        if not (is_seconds(lock_ttl) and is_seconds(lock_wait, zero=True)):
             raise ValueError(
                 "lock_ttl must be positive and lock_wait >= 0, finite numbers of seconds,"
                 f" not {lock_ttl!r:.40} and {lock_wait!r:.40}"

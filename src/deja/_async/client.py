@@ -63,6 +63,7 @@ from deja._upstream import (
 from deja._upstream import (
     PROVIDER_OPTIONS as _PROVIDER_OPTIONS,
 )
+from deja._waits import is_seconds
 from deja.controls import CacheControl, parse_controls
 from deja.errors import (
     ConfigError,
@@ -461,7 +462,7 @@ class AsyncClient:
         if max_retries < 0 or not 0 <= backoff < float("inf"):
             raise ValueError("max_retries and backoff must be >= 0")
         # NaN too, as a call's own timeout is checked; and an int past a float's range
-        if not 0 < timeout <= 1e300:
+        if not is_seconds(timeout):
             raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
         # each of these failed only at the first call (some after the upstream answered,
         # the answer then lost), or made every call wait out its timeout (no connection)
@@ -1658,7 +1659,7 @@ class AsyncClient:
             return self.timeout
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
             raise TypeError(f"timeout must be a number of seconds, not {timeout!r}")
-        if not 0 < timeout < float("inf"):  # NaN too
+        if not is_seconds(timeout):  # NaN, inf, past a float's range too
             raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
         return float(timeout)
 

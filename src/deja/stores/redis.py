@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from deja._forks import renew_in_child
+from deja._waits import is_seconds
 from deja.errors import MissingDependencyError, StoreBusy, StoreError
 from deja.stores.base import StoreUsage
 
@@ -145,7 +146,7 @@ def parse_nodes(specs: object, what: str = "nodes") -> tuple[Node, ...]:
 def _seconds(value: float, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{what} must be a number of seconds, not {type(value).__name__}")
-    if not 0 < value <= 1e300:  # (NaN, inf, and an int past a float's range: 10**400)
+    if not is_seconds(value):  # (NaN, inf, and an int past a float's range: 10**400)
         raise ValueError(f"{what} must be a positive number of seconds, not {value!r}")
     return float(value)
 

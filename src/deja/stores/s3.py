@@ -116,6 +116,7 @@ from typing import Any, TypeVar
 from urllib.parse import unquote_to_bytes
 
 from deja._invalidations import MARKS
+from deja._waits import is_seconds
 from deja.errors import MissingDependencyError, StoreError
 from deja.stores.base import StoreUsage, SyncStore, SyncTagIndex, validate_ttl
 
@@ -174,11 +175,7 @@ def _check_item(key: object, value: object) -> None:
 
 
 def _positive_number(name: str, value: object) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not 0 < value <= 1e300  # also rejects NaN, inf, an int past a float's range
-    ):
+    if not is_seconds(value):  # also rejects NaN, inf, an int past a float's range
         raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
     return float(value)
 
