@@ -157,7 +157,7 @@ def test_a_pipelined_head_that_stalls_does_not_cut_the_answer_under_way(
         assert first.startswith(b"HTTP/1.1 200 OK\r\n"), first
         sock.sendall(HEALTH[:10])  # a pipelined request begins, and stalls
         answer = first + _received(sock)
-    assert b"408" not in answer
+    assert b"HTTP/1.1 408" not in answer  # (a bare "408" can be in an id or a timestamp)
     assert answer.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n"), answer[-300:]
 
 
