@@ -794,3 +794,17 @@ def test_an_api_key_with_a_character_no_header_carries_is_refused_alike_sync_and
     with pytest.raises(deja.InvalidRequestError, match="not ASCII"):
         client.completion(model="gpt-4o", messages=MESSAGES, api_key="sk-\u201cx\u201d")
     assert server.count(CHAT) == 0
+
+
+def test_an_upstream_error_carries_its_request_id_and_rate_limits(
+    server: FakeOpenAIServer,
+) -> None:
+    client = make_client(server)
+    server.fail_next(429)
+    with pytest.raises(deja.RateLimitError) as info:
+        client.completion(model="gpt-4o", messages=MESSAGES)
+    error = info.value
+    assert error.request_id is not None and error.request_id.startswith("req_")
+    assert error.upstream_headers["x-request-id"] == error.request_id
+    assert error.upstream_headers["x-ratelimit-remaining-requests"] == "9999"
+    assert deja.ProviderError("no answer").request_id is None  # (none given: none told)

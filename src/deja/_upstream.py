@@ -48,6 +48,8 @@ __all__ = [
     "finished_choices",
     "not_a_stream",
     "note_answer_headers",
+    "encoded_headers",
+    "told_headers",
     "stream_error",
     "asked_delay",
     "queried",
@@ -110,11 +112,28 @@ def note_answer_headers(headers: Mapping[str, str]) -> None:
     told = answer_headers.get()
     if told is None or not told.armed:
         return
-    told.headers = [
-        (name.encode("latin-1", "replace"), value.encode("latin-1", "replace"))
+    told.headers = encoded_headers(told_headers(headers))
+
+
+def told_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The headers of an upstream answer, successful or not, that a proxy passes on
+    (names in lower case)."""
+    return {
+        name: value
         for name, value in ((n.lower(), v) for n, v in headers.items())
         if name in _TOLD_HEADERS or name.startswith(_TOLD_PREFIXES)
+    }
+
+
+def encoded_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+    """``headers`` as an ASGI answer's (latin-1)."""
+    return [
+        (name.encode("latin-1", "replace"), value.encode("latin-1", "replace"))
+        for name, value in headers.items()
     ]
+
+
+_REQUEST_ID_HEADERS: Final = ("x-request-id", "request-id", "x-amzn-requestid")
 
 
 # how much of a body that carried no event is kept, to say what it was
@@ -373,15 +392,14 @@ def error_for(response: HTTPAnswer, provider: str) -> ProviderError:
     elif isinstance(body, str) and body:
         message = f"{message}: {body[:200]}"
     cls = provider_error_for_status(response.status_code)
-    if cls is RateLimitError:
-        return RateLimitError(
-            message,
-            status_code=response.status_code,
-            body=body,
-            provider=provider,
-            retry_after=asked_delay(response.headers, body),
-        )
-    return cls(message, status_code=response.status_code, body=body, provider=provider)
+    error = cls(message, status_code=response.status_code, body=body, provider=provider)
+    if isinstance(error, RateLimitError):
+        error.retry_after = asked_delay(response.headers, body)
+    # the upstream's request id (what its support asks for) and rate limits, for the
+    # library's caller and passed on by the proxy as a success's are
+    error.upstream_headers = told = told_headers(response.headers)
+    error.request_id = next((told[name] for name in _REQUEST_ID_HEADERS if name in told), None)
+    return error
 
 
 # providers deja reaches through an adapter (chat completions only): it builds their URLs

@@ -29,6 +29,8 @@ so callers catch one family::
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 __all__ = [
@@ -129,9 +131,15 @@ class ProviderError(DejaError):
     """The upstream provider answered with an error, or could not be reached.
 
     ``retry_after``: the seconds its answer asked to wait before asking again (a 429's, a
-    503's ``Retry-After``), when it said."""
+    503's ``Retry-After``), when it said. ``request_id``: the upstream's id of the failed
+    call (``x-request-id``, Anthropic's ``request-id``, Bedrock's ``x-amzn-requestid``: what
+    its support asks for), and ``upstream_headers`` that and its rate-limit headers
+    (``x-ratelimit-*``, ``anthropic-ratelimit-*``), names in lower case; ``None`` and
+    empty when it gave none, or gave no answer."""
 
     retry_after: float | None = None
+    request_id: str | None = None
+    upstream_headers: Mapping[str, str] = MappingProxyType({})
 
     def __init__(
         self,

@@ -97,3 +97,44 @@ async def test_an_anthropic_deployment_tells_its_request_id(
             hit = await proxy.post(CHAT, json=body)
     assert miss.status_code == 200 and miss.headers["request-id"].startswith("req_")
     assert "request-id" not in hit.headers and hit.headers["x-deja-cache"] == "hit"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_error_answer_tells_the_upstreams_request_id_and_rate_limits(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient], stream: bool
+) -> None:
+    """A failed call's id is what the provider's support asks for, and a 429's rate limits
+    say when to come back: they were passed on for successes only."""
+    upstream.fail_next(400)  # (no retry, no fallback)
+    async with make_proxy(proxy_config(upstream)) as proxy:
+        refused = await proxy.post(CHAT, json={**BODY, "stream": stream})
+    assert refused.status_code == 400 and refused.json()["error"]["type"]
+    assert set(told(refused)) == set(TOLD)
+    assert refused.headers["x-request-id"].startswith("req_")
+
+
+async def test_the_error_answered_after_failed_fallbacks_tells_the_name_asked_for(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient]
+) -> None:
+    """The caller gets the error of the name it asked for, with that call's headers, not
+    those of the last fallback that failed too."""
+    with FakeOpenAIServer() as mini:
+        config = proxy_config(upstream, router_settings={"fallbacks": [{"gpt-4o": ["mini"]}]})
+        config["model_list"].append(
+            {
+                "model_name": "mini",
+                "litellm_params": {
+                    "model": "openai/gpt-4o-mini",
+                    "api_base": mini.base_url,
+                    "api_key": "sk-mini",
+                },
+            }
+        )
+        async with make_proxy(config) as proxy:
+            first = await proxy.post(CHAT, json=BODY)  # the asked name's upstream counts one
+            upstream.fail_next(503)
+            mini.fail_next(503)
+            refused = await proxy.post(CHAT, json={**BODY, "seed": 1})
+    assert first.status_code == 200 and refused.status_code == 503
+    assert mini.count(CHAT) == 1  # the fallback was tried, and failed
+    assert refused.headers["x-ratelimit-remaining-requests"] == "9998"  # (the fallback's: 9999)

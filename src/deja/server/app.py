@@ -38,6 +38,7 @@ from deja._upstream import (
     PROVIDER_OPTIONS,
     AnswerHeaders,
     answer_headers,
+    encoded_headers,
     retry_worthy,
 )
 from deja.config import (
@@ -2447,7 +2448,8 @@ def _http_error(exc: Exception) -> HTTPError:
         # an OpenAI-shaped error body goes as it is; Anthropic's and Gemini's are told in
         # OpenAI's shape, as Bedrock's are (one route may fail over across providers)
         body = orjson.dumps(exc.body) if _openai_error(exc.body) else None
-        headers: list[tuple[bytes, bytes]] = []
+        # (the upstream's request id and rate limits, as a success's: _told_headers)
+        headers = encoded_headers(exc.upstream_headers)
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
             # whole seconds, rounded up: 0.4 s said as 0 had SDKs retry at once
