@@ -176,6 +176,10 @@ def test_store_constructors_refuse_what_no_store_can_use() -> None:
             RedisStore(host="127.0.0.1", port=1, db=db)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="endpoint_url"):
         S3Store(bucket="b", endpoint_url="not a url")
+    # an empty list was taken for none: a standalone server on this machine
+    for nodes in ("startup_nodes", "sentinels"):
+        with pytest.raises(ValueError, match=rf"{nodes} is empty"):
+            RedisStore(**{nodes: []}, service_name="m")
 
 
 def test_explain_semantic_of_no_request_is_a_type_error() -> None:

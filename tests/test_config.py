@@ -1206,6 +1206,15 @@ def test_injection_points_take_last_and_ttl(tmp_path: Path) -> None:
             "caching.sentinel_nodes[0]: expected 'host:port', [host, port] or"
             " {host, port} with a port 1-65535, got a mapping",
         ),
+        (  # (taken for "none given": a standalone server on this machine)
+            {"redis_startup_nodes": []},
+            "caching.redis_startup_nodes: expected at least one address (or leave it out),"
+            " got a list",
+        ),
+        (
+            {"sentinel_nodes": [], "service_name": "m"},
+            "caching.sentinel_nodes: expected at least one address (or leave it out), got a list",
+        ),
     ],
 )
 def test_redis_address_errors_show_the_value_once(

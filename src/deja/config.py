@@ -732,6 +732,8 @@ def _redis_port(value: Any) -> object:
 def _redis_nodes(value: Any) -> object:
     from deja.stores.redis import parse_nodes
 
+    if not value:  # (a store would take none for no cluster: a server on this machine)
+        raise ValueError("expected at least one address (or leave it out)")
     nodes: list[tuple[str, int]] = []
     for index, spec in enumerate(value):
         try:

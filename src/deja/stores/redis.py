@@ -532,6 +532,13 @@ class RedisStore:
 
         nodes = parse_nodes(startup_nodes, "startup_nodes")
         watchers = parse_nodes(sentinels, "sentinels")
+        for given, parsed, what in (
+            (startup_nodes, nodes, "startup_nodes"),
+            (sentinels, watchers, "sentinels"),
+        ):
+            if given is not None and not parsed:
+                # (it was taken for "none given": a standalone server on this machine)
+                raise ValueError(f"{what} is empty: give at least one address, or leave it out")
         if url is not None and (host is not None or port is not None or db is not None):
             raise ValueError("give either url or host/port/db, not both")
         if url is not None and (
