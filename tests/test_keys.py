@@ -340,6 +340,32 @@ def test_explain_lists_fields_and_ignored_params() -> None:
     assert info["scope"] == {"hash": scope_hash(None, "faq"), "tenant": None, "namespace": "faq"}
 
 
+def test_explain_lists_the_prompt_cache_markers_the_key_leaves_out() -> None:
+    """README says explain lists them; it listed none (a marked request's key is the plain
+    one's, and nothing said why)."""
+    marker = {"type": "ephemeral"}
+    marked = [
+        {"role": "system", "content": [{"type": "text", "text": "rules", "cache_control": marker}]},
+        {"role": "user", "content": "hi", "cache_control": marker},
+    ]
+    tools = [{"type": "function", "function": {"name": "f"}, "cache_control": marker}]
+    request = Request.chat(model="claude-sonnet-4-5", messages=marked, tools=tools, user="u")
+    plain = Request.chat(
+        model="claude-sonnet-4-5",
+        messages=[{"role": "system", "content": "rules"}, {"role": "user", "content": "hi"}],
+        tools=[{"type": "function", "function": {"name": "f"}}],
+    )
+    info = explain(request)
+    assert info["key"] == key(plain)
+    assert info["ignored"] == [
+        "user",
+        "messages[0].content[0].cache_control",
+        "messages[1].cache_control",
+        "tools[0].cache_control",
+    ]
+    assert explain(plain)["ignored"] == []
+
+
 def test_api_base_never_keeps_credentials() -> None:
     base = normalize_api_base("https://user:secret@Example.com:443/v1beta/?key=SECRET&alt=sse")
     assert base == "https://example.com/v1beta?alt=sse"

@@ -619,7 +619,8 @@ def explain(
 ) -> dict[str, Any]:
     """Why a request has the key it has: the key, its parts and the normalized fields.
 
-    ``ignored`` lists the body parameters left out of the key (volatile or ``None``).
+    ``ignored`` lists the body parameters left out of the key (volatile or ``None``), then
+    the prompt-cache markers it leaves out, by path.
     """
     digest = default_digest(request) if builder is None else _checked_digest(builder, request)
     scope = scope_hash(request.tenant, namespace)
@@ -637,5 +638,29 @@ def explain(
             name
             for name, value in request.params.items()
             if value is None or name in VOLATILE_PARAMS
-        ),
+        )
+        + _marker_paths(request),
     }
+
+
+def _marker_paths(request: Request) -> list[str]:
+    """Where ``request`` holds prompt-cache markers (:data:`_MARKERS`), which its key
+    leaves out: ``messages[0].cache_control``, ``messages[1].content[2].cache_control``,
+    ``tools[3].cache_control``."""
+    paths: list[str] = []
+
+    def marked(item: object, path: str) -> None:
+        if isinstance(item, Mapping):
+            paths.extend(f"{path}.{k}" for k in sorted(_MARKERS) if item.get(k) is not None)
+
+    for i, message in enumerate(request.messages):
+        marked(message, f"messages[{i}]")
+        content = message.get("content")
+        if isinstance(content, (list, tuple)):
+            for j, part in enumerate(content):
+                marked(part, f"messages[{i}].content[{j}]")
+    tools = request.params.get("tools")
+    if isinstance(tools, (list, tuple)):
+        for j, tool in enumerate(tools):
+            marked(tool, f"tools[{j}]")
+    return paths
