@@ -564,3 +564,14 @@ def test_redis_stores_name_their_database_as_their_usage_source() -> None:
     assert RedisStore(host="h", port=1, db=3).usage_source not in sources
     assert RedisStore(url="redis://u:secret@h:1/0").usage_source == sources[0]  # (no password)
     assert RedisStore(client=redis.Redis()).usage_source is None  # its server unknown
+
+
+def test_a_caches_breaker_gauges_read_closed_from_its_start() -> None:
+    """They had no sample until the store first failed: an alert on them saw no data."""
+    import deja
+
+    metrics = PrometheusMetrics()
+    deja.Cache(metrics=metrics)
+    samples = scrape(metrics)
+    assert samples[("deja_cache_breaker_open", labels(store="memory"))] == 0.0
+    assert samples[("deja_cache_write_breaker_open", labels(store="memory"))] == 0.0

@@ -420,6 +420,10 @@ class Cache:
         watch = getattr(metrics, "watch_store", None)  # (PrometheusMetrics: entries, evictions)
         if watch is not None:
             watch(store.name, store)
+        # the breakers' gauges read 0 from the start (they had no sample until a failure:
+        # an alert on them saw no data, not "closed")
+        self.metrics.breaker_state(store.name, False)
+        self.metrics.write_breaker_state(store.name, False)
         self._prices = prices
         self._clock = clock
         self._store_name = store.name
