@@ -86,3 +86,10 @@ def test_the_readme_names_every_metric() -> None:
     assert len(names) > 20
     for name in sorted(names | {"deja_cache_entries", "deja_cache_evictions_total"}):
         assert f"| `{name}` |" in readme, name
+
+
+def test_the_newest_upgrade_notes_are_this_versions() -> None:
+    """A version bump comes with its notes, and notes with their version."""
+    upgrading = (DOCS.parent / "UPGRADING.md").read_text(encoding="utf-8")
+    newest = upgrading.split("\n## ")[1]
+    assert f"This build is version {deja.__version__}." in newest

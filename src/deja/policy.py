@@ -56,7 +56,7 @@ _INTERRUPTED_FINISHES: Final = frozenset({"insufficient_system_resource", "error
 # an entry created before it is admitted again when read (older releases stored such
 # answers), one after it was admitted when stored. 2026-11-28T16:00:00Z, 0.8.0. A node of an
 # older release still running in a rolling upgrade stores them after it too: flush them
-# (README, "Upgrading from 0.7.0").
+# (UPGRADING.md, "Upgrading from 0.7.0").
 ADMISSION_RULES_SINCE: Final = 1795881600.0
 
 # Provider stop reasons (compared lower-cased) that end an answer normally: a

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,3 +63,35 @@ async def test_example_serves_a_hit(
         assert first.status_code == 200, first.text
         assert second.headers["x-deja-cache"] == "hit"
         assert upstream.count("/v1/chat/completions") == 1
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
+def test_example_names_the_variables_it_reads_in_its_first_lines(name: str) -> None:
+    """A user who runs it as its comment says gets no 'environment variable X is not set'."""
+    text = (EXAMPLES / name).read_text()
+    head = "\n".join(line for line in text.splitlines()[:4] if line.startswith("#"))
+    assert f"--config examples/{name}" in head
+    for variable in set(re.findall(r"os\.environ/([A-Z_]+)", text)):
+        assert f"{variable}=" in head, variable
+
+
+async def test_the_readme_quick_start_config_serves_a_hit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    written = re.search(r"cat > config\.yaml <<'EOF'\n(.*?)^EOF$", readme, re.DOTALL | re.M)
+    assert written is not None, "README's quick start writes no config.yaml"
+    (tmp_path / "config.yaml").write_text(written.group(1))
+    with FakeOpenAIServer(api_key="sk-up") as upstream:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-up")
+        monkeypatch.setenv("OPENAI_BASE_URL", upstream.base_url)  # (where api.openai.com was)
+        app = ProxyApp(load_config(tmp_path / "config.yaml"))
+        body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hello"}]}
+        async with httpx2.AsyncClient(
+            transport=httpx2.ASGITransport(app=app), base_url="http://proxy"
+        ) as proxy:
+            first = await proxy.post("/v1/chat/completions", json=body)
+            second = await proxy.post("/v1/chat/completions", json=body)
+        await app.aclose()
+    assert first.status_code == 200, first.text
+    assert second.headers["x-deja-cache"] == "hit"
