@@ -64,7 +64,7 @@ import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import ModuleType
+from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING, Any, Final, Literal, overload
 from urllib.parse import quote
 
@@ -139,16 +139,40 @@ DEFAULT_REQUEST_BODY_TIMEOUT = 60.0
 # without implementing them. The second list exists so that a LiteLLM config runs (with one
 # warning) while a typo in a deja key still fails with a suggestion. The LiteLLM lists come
 # from LiteLLM's proxy documentation ("config_settings", "caching_settings").
+#
+# The keys deja implements carry a one-line description each: the configuration reference
+# (docs/configuration.md) is generated from these tables and from the cache types' Options
+# by scripts/config_reference.py, and a test keeps the page current.
 
 
 def _words(text: str) -> tuple[str, ...]:
     return tuple(text.split())
 
 
-_TOP_KEYS: Final = _words("""
-    model_list caching cache_responses cache_control_injection_points hooks
-    litellm_settings proxy general_settings router_settings environment_variables
-""")
+def _keys(**docs: str) -> Mapping[str, str]:
+    """A section's keys, in order, each with its one-line description (read-only)."""
+    return MappingProxyType(docs)
+
+
+_TOP_KEYS: Final = _keys(
+    model_list="The deployments: each a model_name, its litellm_params and model_info.",
+    caching="deja's cache block: a cache type, its options and the keys shared by all.",
+    cache_responses=(
+        "true builds the cache (from caching, else litellm_settings.cache_params);"
+        " false switches a caching block off."
+    ),
+    cache_control_injection_points=(
+        "Where to place provider prompt-cache markers (cache_control) in every request."
+    ),
+    hooks="Hook files and the functions they define.",
+    litellm_settings="LiteLLM's settings: the cache switch, cache_params, metrics, fallbacks.",
+    proxy="Where `deja serve` listens, and its workers and upstream connections.",
+    general_settings="The master key, virtual keys, and limits on requests.",
+    router_settings="LiteLLM's router: retries, cooldowns and fallbacks across model names.",
+    environment_variables=(
+        "Set in the process environment before anything else is read (LiteLLM's)."
+    ),
+)
 _TOP_LITELLM_IGNORED: Final = _words("""
     callback_settings guardrails include files_settings assistant_settings
     finetune_settings credential_list mcp_servers mcp_tools vector_store_registry prompts
@@ -157,27 +181,76 @@ _TOP_LITELLM_IGNORED: Final = _words("""
 
 # Keys of a ``caching`` block (and of ``cache_params``) that belong to the cache itself;
 # anything else is an option of the chosen back-end.
-_CACHING_KEYS: Final = _words("""
-    type ttl key_prefix namespace key_builder similarity_threshold params
-    max_entry_bytes compress_min_bytes store_truncated mode
-""")
+_CACHING_KEYS: Final = _keys(
+    type=(
+        "The cache type (below). Unset: memory in caching, redis in LiteLLM's cache_params"
+        " (whose local has entries live 600 s unless a ttl is set)."
+    ),
+    ttl=(
+        "Seconds an entry lives (unset: until evicted); a nested block's ttl is folded in"
+        " (the shorter wins)."
+    ),
+    key_prefix="The first part of every key; change it to invalidate every entry at once.",
+    namespace="The namespace of requests that name none (entries of one never serve another).",
+    key_builder=(
+        "A function that builds keys: 'module.function', 'module:function' or"
+        " 'file.py:function' (LiteLLM's form too)."
+    ),
+    similarity_threshold=(
+        "Cosine similarity a semantic hit needs, on the embedding model's scale (semantic"
+        " types only)."
+    ),
+    params="The semantic tier's settings: the keys of the params table below.",
+    max_entry_bytes="Largest encoded entry stored; a larger answer is served, not stored.",
+    compress_min_bytes="Entries at least this long are stored zlib-compressed (0: all).",
+    store_truncated=(
+        "Store answers that stopped at max_tokens (finish_reason: length); false serves"
+        " them uncached."
+    ),
+    mode=(
+        "LiteLLM's cache mode: default_on caches every request, default_off only those that"
+        " opt in (use-cache: true)."
+    ),
+)
 # Keys of ``params``: what the semantic tier reads (build_semantic, cache_kwargs). One
 # more is set by the loader only: ``headers``, those of a model_list embedding deployment.
-_SEMANTIC_PARAMS: Final = _words("""
-    embedding_model dimensions api_base api_key timeout max_strikes strike_penalty
-    semantic_save_interval max_entries
-""")
+_SEMANTIC_PARAMS: Final = _keys(
+    embedding_model=(
+        "local (the default: the embedded offline model), an OpenAI-compatible model, or a"
+        " model_list model_name (embeds through that deployment)."
+    ),
+    dimensions="Vector size of a remote model deja does not know (sent upstream).",
+    api_base="OpenAI-compatible embeddings endpoint of a remote model.",
+    api_key="API key of that endpoint.",
+    timeout="Seconds per call to a remote embedding model (default 5).",
+    max_strikes="Wrong-answer reports before an entry leaves the tier (default 2).",
+    strike_penalty="Similarity each report adds to what the entry needs (default 0.05).",
+    semantic_save_interval=(
+        "Seconds between saves (and merges) of an in-process index kept in a directory"
+        " (default 60)."
+    ),
+    max_entries=(
+        "Bound of the in-process index, type semantic only (default: as many as a memory"
+        " store keeps, at most 100,000; the oldest go first)."
+    ),
+)
 # ``params`` keys that only an OpenAI-compatible embedding model uses (not the local one).
 _REMOTE_EMBEDDER_PARAMS: Final = _words("dimensions api_base api_key timeout")
 _LOCAL_EMBEDDING_MODEL: Final = "local"
 # the in-process semantic index's bound when neither params nor the store sets one
 _SEMANTIC_MAX_ENTRIES: Final = 100_000
 # LiteLLM ``cache_params`` keys deja maps onto its own settings.
-_CACHE_PARAMS_MAPPED: Final = _words("""
-    default_in_memory_ttl default_in_redis_ttl supported_call_types
-    redis_semantic_cache_embedding_model qdrant_semantic_cache_embedding_model
-    semantic_cache_embedding_timeout
-""")
+_CACHE_PARAMS_MAPPED: Final = _keys(
+    default_in_memory_ttl="Replaces ttl when the type is memory (local); ignored otherwise.",
+    default_in_redis_ttl="Replaces ttl when the type is redis or redis_semantic.",
+    supported_call_types=(
+        "The call types whose answers are stored (acompletion, atext_completion,"
+        " aembedding...; unset: all); other routes bypass the cache."
+    ),
+    redis_semantic_cache_embedding_model="params.embedding_model of a redis_semantic cache.",
+    qdrant_semantic_cache_embedding_model="params.embedding_model of a qdrant_semantic cache.",
+    semantic_cache_embedding_timeout="params.timeout of a semantic cache's remote model.",
+)
 # Every other ``cache_params`` key LiteLLM knows. A key here that is also an option of the
 # chosen back-end (``host`` for redis, ``disk_cache_dir`` for disk) is used as that option;
 # otherwise it is listed in the start-up warning.
@@ -204,11 +277,22 @@ _REDIS_TLS_CLIENT_CERT: Final = _words("ssl_certfile ssl_keyfile ssl_password")
 
 # "callbacks" and friends are read for "prometheus" (which turns metrics on); other
 # callback names are listed in the warning.
-_LITELLM_SETTINGS_KEYS: Final = _words("""
-    cache cache_params enable_prometheus callbacks success_callback failure_callback
-    require_auth_for_metrics_endpoint fallbacks context_window_fallbacks
-    content_policy_fallbacks default_fallbacks max_fallbacks
-""")
+_LITELLM_SETTINGS_KEYS: Final = _keys(
+    cache="LiteLLM's cache switch: true builds the cache from cache_params.",
+    cache_params="LiteLLM's cache block: the keys of caching (its type defaults to redis).",
+    enable_prometheus="false stops serving /metrics (served unless set so).",
+    callbacks=(
+        '"prometheus" among them turns /metrics on; other names are warned about and ignored.'
+    ),
+    success_callback="As callbacks.",
+    failure_callback="As callbacks.",
+    require_auth_for_metrics_endpoint="/metrics takes a valid key (default false).",
+    fallbacks="As router_settings', which wins when it gives them too.",
+    context_window_fallbacks="As router_settings', which wins when it gives them too.",
+    content_policy_fallbacks="As router_settings', which wins when it gives them too.",
+    default_fallbacks="As router_settings', which wins when it gives them too.",
+    max_fallbacks="As router_settings', which wins when it gives it too.",
+)
 _LITELLM_SETTINGS_IGNORED: Final = _words("""
     service_callback service_callbacks turn_off_message_logging redact_user_api_key_info
     langfuse_default_tags set_verbose json_logs drop_params modify_params num_retries
@@ -226,11 +310,27 @@ _LITELLM_SETTINGS_IGNORED: Final = _words("""
     redact_messages_in_exceptions cache_kwargs
 """)
 
-_PROXY_KEYS: Final = _words("host port workers graceful_shutdown_seconds max_upstream_connections")
+_PROXY_KEYS: Final = _keys(
+    host="Address to listen on.",
+    port="Port to listen on.",
+    workers="Worker processes.",
+    graceful_shutdown_seconds=(
+        "Seconds a stop waits for the requests in flight (those still running then get a 503)."
+    ),
+    max_upstream_connections=(
+        "Calls a worker has in flight to one upstream at once (others wait for a slot)."
+    ),
+)
 
-_GENERAL_KEYS: Final = _words(
-    "master_key virtual_keys max_request_bytes max_request_size_mb request_body_timeout"
-    " request_header_timeout"
+_GENERAL_KEYS: Final = _keys(
+    master_key=("The admin key (unset: LITELLM_MASTER_KEY; none: the proxy checks no key at all)."),
+    virtual_keys="Tenants' API keys: a list of {key, tenant, models} (needs a master_key).",
+    max_request_bytes="Largest request body accepted (larger: 413).",
+    max_request_size_mb="LiteLLM's name for the same limit, in MiB (keep one).",
+    request_body_timeout="Seconds a caller has to send a whole request body.",
+    request_header_timeout=(
+        "Seconds a caller has to send a request's line and headers (deja serve only)."
+    ),
 )
 _GENERAL_LITELLM_IGNORED: Final = _words("""
     completion_model store_prompts_in_spend_logs forward_client_headers_to_llm_api
@@ -282,10 +382,22 @@ _GENERAL_LITELLM_IGNORED: Final = _words("""
 # near one deja reads, is refused as the misspelling it is (num_retires left retries at
 # their default); max_retries is no router setting (LiteLLM drops it, unknown, as every
 # other), but litellm_params' name for them.
-_ROUTER_KEYS: Final = _words("""
-    allowed_fails cooldown_time num_retries fallbacks context_window_fallbacks
-    content_policy_fallbacks default_fallbacks max_fallbacks
-""")
+_ROUTER_KEYS: Final = _keys(
+    allowed_fails=(
+        "Failures of a deployment in a row after which it cools down, when its model name"
+        " has another deployment (0: never)."
+    ),
+    cooldown_time="Seconds a cooled-down deployment is tried only after its model name's others.",
+    num_retries="Retries of each deployment that names no max_retries of its own.",
+    fallbacks=(
+        '[{"name": [fallback names]}]: tried in order when every deployment of a name'
+        ' failed ("*": any name without an entry).'
+    ),
+    context_window_fallbacks="Tried instead when the upstream refuses a request as too long.",
+    content_policy_fallbacks="Tried instead when the upstream refuses a request by its policy.",
+    default_fallbacks="The fallbacks of a name that has none of its own.",
+    max_fallbacks="Fallback names one request tries at most (0: none).",
+)
 # LiteLLM's fallbacks across model names: router_settings' or, when it names none of a
 # kind, litellm_settings' (LiteLLM's Router reads ``fallbacks or litellm.fallbacks``)
 _FALLBACK_KINDS: Final = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
@@ -302,7 +414,14 @@ _ROUTER_LITELLM_IGNORED: Final = _words("""
     guardrail_list routing_groups
 """)
 
-_DEPLOYMENT_KEYS: Final = _words("model_name litellm_params model_info")
+_DEPLOYMENT_KEYS: Final = _keys(
+    model_name=(
+        "The name clients ask for (required); several entries of one name share its"
+        ' requests; "*" and "openai/*" match names.'
+    ),
+    litellm_params="How to reach the model and its default request parameters (required).",
+    model_info="Kept as written; the price fields in it override the packaged prices.",
+)
 
 # The deployment's default request parameters: merged into every chat / text completion
 # sent to it (the caller's own values win), as LiteLLM does, and keyed. LiteLLM's
@@ -317,18 +436,65 @@ DEPLOYMENT_DEFAULTS: Final = _words("""
     modalities audio prediction web_search_options
     top_k min_p repetition_penalty safety_settings keep_alive num_ctx
 """)
+_DEPLOYMENT_DEFAULTS_DOC: Final = (
+    "Default request parameters: sent in every chat and text completion under the"
+    " caller's own values, and keyed."
+)
 # litellm_params kept for the provider layer (validated in _litellm_params). The price
 # names are LiteLLM's per-token ones, which deja.prices accepts as overrides. extra_body
 # holds more default request parameters (LiteLLM merges it into the body).
-_LITELLM_SETTINGS_KEPT: Final = _words("""
-    model api_base api_key api_version organization timeout stream_timeout max_retries
-    extra_headers custom_llm_provider aws_access_key_id aws_secret_access_key
-    aws_session_token aws_region_name aws_profile_name aws_bearer_token_bedrock
-    vertex_project vertex_location vertex_credentials vertex_token_uri
-    cache_control_injection_points input_cost_per_token output_cost_per_token
-    cache_read_input_token_cost cache_creation_input_token_cost allow_storage_urls
-    rpm tpm weight order
-""")
+_LITELLM_SETTINGS_KEPT: Final = _keys(
+    model=(
+        "The upstream model, provider/model (required); a * in it takes what model_name's"
+        " * matched."
+    ),
+    api_base="The provider's endpoint (required for azure/, hosted_vllm/... without one).",
+    api_key="The provider's key (unset: its environment variable, e.g. OPENAI_API_KEY).",
+    api_version="Azure's API version (put in the deployment's URL).",
+    organization="Sent as the OpenAI-Organization header.",
+    timeout="Seconds per call.",
+    stream_timeout="Seconds per streamed call (unset: timeout).",
+    max_retries=(
+        "Retries of a failing call before the next deployment (unset: router_settings'"
+        " num_retries, else none)."
+    ),
+    extra_headers="Headers sent with every call.",
+    custom_llm_provider="The provider, prefixed to model unless model starts with it.",
+    aws_access_key_id="Bedrock: the access key id that signs calls (SigV4).",
+    aws_secret_access_key="Bedrock: its secret key.",
+    aws_session_token="Bedrock: a session token for temporary credentials.",
+    aws_region_name="Bedrock: the region called.",
+    aws_profile_name="Bedrock: the AWS profile whose credentials sign calls.",
+    aws_bearer_token_bedrock="Bedrock: an API key, sent instead of a SigV4 signature.",
+    vertex_project="Vertex AI: the project.",
+    vertex_location="Vertex AI: the region.",
+    vertex_credentials=(
+        "Vertex AI: a service account's key file or its JSON (unset:"
+        " GOOGLE_APPLICATION_CREDENTIALS)."
+    ),
+    vertex_token_uri=(
+        "Vertex AI: where the service account's access token is fetched (unset:"
+        " VERTEXAI_TOKEN_URI, else the key file's token_uri)."
+    ),
+    cache_control_injection_points="This deployment's prompt-cache markers (as the top level's).",
+    input_cost_per_token="Price override, USD per input token (LiteLLM's name).",
+    output_cost_per_token="Price override, USD per output token.",
+    cache_read_input_token_cost="Price override, USD per cached input token read.",
+    cache_creation_input_token_cost="Price override, USD per input token written to a cache.",
+    allow_storage_urls=(
+        "Let requests name s3:// and gs:// files, read with the deployment's credentials"
+        " (default false: a 400)."
+    ),
+    rpm="Share of its model name's requests, when weight is unset (LiteLLM's simple-shuffle).",
+    tpm="Share of its model name's requests, when weight and rpm are unset.",
+    weight="Share of its model name's requests (0: drained, never tried).",
+    order="Priority among its model name's deployments: lower values are tried first.",
+)
+# litellm_params beside the settings above and the request parameters
+_LITELLM_PARAMS_OTHER: Final = _keys(
+    extra_body="More default request parameters, merged into the body (any name).",
+    num_retries="LiteLLM's name for max_retries (keep one).",
+)
 _LITELLM_PARAMS_KEPT: Final = (*_LITELLM_SETTINGS_KEPT, "extra_body", *DEPLOYMENT_DEFAULTS)
 # litellm_params that the client sends as headers (or signs requests with): checked as
 # header values. vertex_credentials is not one (a service account's JSON, or its file).
@@ -344,7 +510,7 @@ _LITELLM_PARAMS_IGNORED: Final = _words("""
     merge_reasoning_content_in_choices use_in_pass_through use_litellm_proxy
     litellm_credential_name configurable_clientside_auth_params max_file_size_mb headers
     azure_ad_token azure_ad_token_provider tenant_id client_id client_secret
-    azure_username azure_password aws_profile_name aws_role_name aws_session_name
+    azure_username azure_password aws_role_name aws_session_name
     aws_web_identity_token aws_bedrock_runtime_endpoint watsonx_region_name
     auto_router_config auto_router_config_path auto_router_default_model
     auto_router_embedding_model
@@ -359,15 +525,33 @@ _NEEDS_API_BASE: Final = frozenset(
     if base is None and provider not in ("bedrock", "vertex_ai")
 )
 
-_INJECTION_KEYS: Final = _words("location role index last ttl control")
+_INJECTION_KEYS: Final = _keys(
+    location="message or tool (LiteLLM's tool_config: tool): what the marker goes on.",
+    role="The messages of this role (system, developer, user, assistant, tool); message only.",
+    index="The message at this index (negative: from the end).",
+    last="The last N messages.",
+    ttl="The marker's lifetime: 5m or 1h.",
+    control="The marker itself, {type: ephemeral, ttl: 5m or 1h}.",
+)
 # tool_config: LiteLLM's name for a Bedrock tool point, an alias of tool
 _INJECTION_LOCATIONS: Final = _words("message tool tool_config")
 _MESSAGE_ROLES: Final = _words("system developer user assistant tool")
 
-_HOOK_FUNCTIONS: Final = _words("async_pre_llm_hook async_post_cache_hook key_builder")
-_HOOK_KEYS: Final = ("path", *_HOOK_FUNCTIONS)
+_HOOK_KEYS: Final = _keys(
+    path="The hook file, a .py path relative to the config file (required).",
+    async_pre_llm_hook="f(body) -> body: may change a request before it is keyed and sent.",
+    async_post_cache_hook=(
+        "f(response, request) -> options or None: cache options (tags, ttl) for the entry."
+    ),
+    key_builder="A key builder, as caching.key_builder (one of the two).",
+)
+_HOOK_FUNCTIONS: Final = tuple(key for key in _HOOK_KEYS if key != "path")
 
-_VIRTUAL_KEY_KEYS: Final = _words("key tenant models")
+_VIRTUAL_KEY_KEYS: Final = _keys(
+    key="The API key a caller sends (required).",
+    tenant="The tenant it maps to: its entries are its own (required).",
+    models="The model names it may use (patterns too; unset or empty: all).",
+)
 
 # Cache types deja knows of but cannot build in this version: named in the error so a
 # LiteLLM user reads "not available yet" rather than "unknown". Registering one of these
@@ -660,7 +844,7 @@ def _s3_options() -> dict[str, Option]:
             required=True,
             aliases=("s3_bucket_name",),
             validator=_non_empty,
-            doc="Bucket.",
+            doc="The bucket (it must exist: deja never creates one).",
         ),
         "prefix": Option(
             types=str, aliases=("s3_path",), doc="Folder in the bucket (gets a trailing /)."
@@ -916,8 +1100,10 @@ def _redis_options() -> dict[str, Option]:
         "username": Option(types=str, doc="ACL user name."),
         "password": Option(types=str, secret=True, doc="Password of the data servers."),
         "ssl": Option(types=bool, doc="Connect with TLS."),
-        "ssl_ca_certs": Option(types=str, doc="CA bundle for TLS."),
-        "ssl_cert_reqs": Option(types=str, doc="required, optional or none."),
+        "ssl_ca_certs": Option(types=str, doc="CA bundle file for TLS."),
+        "ssl_cert_reqs": Option(
+            types=str, doc="TLS certificate check: required, optional or none."
+        ),
         "ssl_check_hostname": Option(types=bool, doc="Check the server's host name."),
         "cluster": Option(types=bool, doc="A Redis Cluster (default: when startup nodes given)."),
         "startup_nodes": Option(
@@ -947,7 +1133,9 @@ def _redis_options() -> dict[str, Option]:
             doc="Seconds to connect (default 0.25).",
         ),
         "pool_timeout": Option(
-            types=float, validator=_positive, doc="Longest wait for a free connection."
+            types=float,
+            validator=_positive,
+            doc="Longest wait for a free connection (default: connect_timeout).",
         ),
         "max_connections": Option(
             types=int, validator=_positive, doc="Connections per process (default 50)."
@@ -2981,6 +3169,7 @@ _REDIS_ENV_UNSUPPORTED: Final = (
 )
 # LiteLLM's QdrantSemanticCache: qdrant_api_base or QDRANT_URL or QDRANT_API_BASE.
 _QDRANT_ENV_URLS: Final = ("QDRANT_URL", "QDRANT_API_BASE")
+_QDRANT_ENV_KEY: Final = "QDRANT_API_KEY"
 
 
 def _environment_option(
@@ -3034,10 +3223,10 @@ def _with_environment(
         if (
             filled.get("qdrant_api_base") is not None
             and filled.get("qdrant_api_key") is None
-            and ctx.env.get("QDRANT_API_KEY")
+            and ctx.env.get(_QDRANT_ENV_KEY)
         ):
             filled["qdrant_api_key"] = _environment_option(
-                cache_type, "qdrant_api_key", "QDRANT_API_KEY", path, ctx
+                cache_type, "qdrant_api_key", _QDRANT_ENV_KEY, path, ctx
             )
         return filled
     return options
