@@ -655,6 +655,25 @@ def test_registered_secret_options_are_hidden(tmp_path: Path) -> None:
     assert SECRET not in repr(settings)
 
 
+def test_options_declared_secret_are_hidden_in_reprs_whatever_their_name(tmp_path: Path) -> None:
+    """An invalidation_url's password, an S3 access key id: secret by their Option, though
+    their names do not look it."""
+    url = f"redis://:{SECRET}@127.0.0.1:6379/0"
+    settings = load(
+        tmp_path,
+        f"""\
+        caching:
+          type: tiered
+          invalidation_url: "{url}"
+          l2: {{type: s3, bucket: b, aws_access_key_id: {SECRET}-id}}
+        """,
+    )
+    assert settings.caching is not None
+    assert settings.caching.options["invalidation_url"] == url
+    for shown in (repr(settings), repr(settings.caching), repr(settings.caching.options["l2"])):
+        assert SECRET not in shown
+
+
 # --------------------------------------------------------------------------- LiteLLM format
 
 

@@ -1311,9 +1311,22 @@ def _registry(registry: CacheTypeRegistry | None) -> CacheTypeRegistry:
     return registry if registry is not None else _DEFAULT_REGISTRY
 
 
-def _masked(mapping: Mapping[str, object]) -> dict[str, object]:
-    """A copy of ``mapping`` fit for a repr: secret-looking values replaced."""
-    return {k: "***" if _SECRET_NAME.search(k) and v is not None else v for k, v in mapping.items()}
+def _masked(mapping: Mapping[str, object], secret: Collection[str] = ()) -> dict[str, object]:
+    """A copy of ``mapping`` fit for a repr: secret-looking values replaced, and those of
+    the ``secret`` keys (a cache type's options declared secret, whatever their name)."""
+    return {
+        k: "***" if (k in secret or _SECRET_NAME.search(k)) and v is not None else v
+        for k, v in mapping.items()
+    }
+
+
+def _secret_options(type_name: str, registry: CacheTypeRegistry | None) -> frozenset[str]:
+    """The options of cache type ``type_name`` declared ``secret`` (an ``invalidation_url``
+    may carry a password)."""
+    cache_type = _registry(registry).get(type_name)
+    if cache_type is None:
+        return frozenset()
+    return frozenset(name for name, option in cache_type.options.items() if option.secret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1333,7 +1346,8 @@ class StoreSpec:
         return _registry(self.registry).create(self.type, self.options)
 
     def __repr__(self) -> str:
-        return f"StoreSpec(type={self.type!r}, options={_masked(self.options)!r}, ttl={self.ttl!r})"
+        options = _masked(self.options, _secret_options(self.type, self.registry))
+        return f"StoreSpec(type={self.type!r}, options={options!r}, ttl={self.ttl!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -1534,8 +1548,9 @@ class CachingSettings:
         return _SEMANTIC_MAX_ENTRIES
 
     def __repr__(self) -> str:
+        options = _masked(self.options, _secret_options(self.type, self.registry))
         return (
-            f"CachingSettings(type={self.type!r}, options={_masked(self.options)!r}, "
+            f"CachingSettings(type={self.type!r}, options={options!r}, "
             f"ttl={self.ttl!r}, key_prefix={self.key_prefix!r}, namespace={self.namespace!r}, "
             f"key_builder={self.key_builder!r}, mode={self.mode!r})"
         )
