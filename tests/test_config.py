@@ -674,6 +674,51 @@ def test_options_declared_secret_are_hidden_in_reprs_whatever_their_name(tmp_pat
         assert SECRET not in shown
 
 
+def test_a_deployments_aws_access_key_id_is_hidden_and_its_prices_are_not(tmp_path: Path) -> None:
+    """Prices per token were taken for secrets by their names ("..._token"), and an AWS
+    access key id in litellm_params was shown."""
+    settings = load(
+        tmp_path,
+        f"""\
+        model_list:
+          - model_name: claude
+            litellm_params:
+              model: bedrock/anthropic.claude-sonnet-4-5
+              aws_access_key_id: {SECRET}-id
+              aws_secret_access_key: {SECRET}
+              aws_region_name: eu-central-1
+              input_cost_per_token: 0.0000031
+        """,
+    )
+    assert SECRET not in repr(settings)
+    assert "3.1e-06" in repr(settings)
+    error = config_error(
+        tmp_path,
+        "model_list: [{model_name: a, litellm_params: {model: m, input_cost_per_token: cheap}}]",
+    )
+    assert "cheap" in str(error)  # (the value refused, shown: no secret)
+
+
+def test_a_deployments_one_hour_cache_write_price_is_read_from_litellm_params(
+    tmp_path: Path,
+) -> None:
+    """LiteLLM's cache_creation_input_token_cost_above_1hr was refused there as an unknown
+    string field (model_info took it)."""
+    settings = load(
+        tmp_path,
+        """\
+        model_list:
+          - model_name: claude
+            litellm_params:
+              model: anthropic/claude-sonnet-4-5
+              api_key: k
+              cache_creation_input_token_cost_above_1hr: 0.000007
+        """,
+    )
+    price = settings.price_table().lookup("anthropic/claude-sonnet-4-5")
+    assert price is not None and price.cache_write_1h == pytest.approx(7.0)
+
+
 # --------------------------------------------------------------------------- LiteLLM format
 
 

@@ -481,6 +481,9 @@ _LITELLM_SETTINGS_KEPT: Final = _keys(
     output_cost_per_token="Price override, USD per output token.",
     cache_read_input_token_cost="Price override, USD per cached input token read.",
     cache_creation_input_token_cost="Price override, USD per input token written to a cache.",
+    cache_creation_input_token_cost_above_1hr=(
+        "Price override, USD per input token written to a cache for an hour."
+    ),
     allow_storage_urls=(
         "Let requests name s3:// and gs:// files, read with the deployment's credentials"
         " (default false: a 400)."
@@ -574,9 +577,11 @@ _LITELLM_MEMORY_TTL: Final = 600.0
 _ENV_PREFIX: Final = "os.environ/"
 _ENV_REFERENCE: Final = re.compile(r"os\.environ/([A-Za-z_][A-Za-z0-9_]*)")
 # Keys whose values are treated as secrets even when written inline (a bearer token's name
-# may go on: aws_bearer_token_bedrock).
+# may go on: aws_bearer_token_bedrock; an AWS access key id names the secret's owner), but
+# not a price per token (input_cost_per_token)
 _SECRET_NAME: Final = re.compile(
-    r"(?:^|_)(?:key|password|secret|token|credentials|authorization)$|(?:^|_)bearer_token(?:_|$)",
+    r"(?:^|(?<!per)_)(?:key|password|secret|token|credentials|authorization)$"
+    r"|(?:^|_)bearer_token(?:_|$)|(?:^|_)access_key_id$",
     re.IGNORECASE,
 )
 _INDEX_SUFFIX: Final = re.compile(r"\[\d+\]")
@@ -2655,7 +2660,7 @@ def _litellm_params(value: object, path: str, ctx: _Context) -> dict[str, object
             params[key] = _header_value(raw, sub, ctx)
         elif key == "cache_control_injection_points":
             params[key] = _injection_points(raw, sub, ctx)
-        elif key.endswith("_cost") or "_cost_per_" in key:
+        elif key.endswith(("_cost", "_cost_above_1hr")) or "_cost_per_" in key:
             cost = _number(raw, sub, ctx, what="a price in USD per token")
             if cost < 0:
                 raise ConfigError("a price cannot be negative", path=sub)
