@@ -14,6 +14,7 @@ from deja.semantic.guards.extract import (
     _DENIALS,
     _REQUEST_VERBS,
     Signature,
+    _canon_number,
     _is_denial,
     _is_plural,
     _plain,
@@ -981,18 +982,21 @@ _THERE = frozenset({"there", "there's"})
 _ASKING = frozenset(
     {"name", "list", "give", "suggest", "recommend", "mention", "pick", "choose", "show"}
 )
-_WHAT_IS = frozenset((w, v) for w in ("what", "which") for v in ("is", "are", "was", "were"))
+_WHAT_IS = frozenset((w, v) for w in ("what", "which", "who") for v in ("is", "are", "was", "were"))
 
 
 def _asks_for(words: list[str], i: int) -> bool:
     """Whether the article at ``words[i]`` asks for the items it counts: after a word that
     asks for items ("name a planet", "give me an example", "list all the countries") or
-    right after "what is / are" ("what is a good name", "what are the benefits"); not in
-    "how do I cancel an order" / "... the orders", one procedure for one or for all."""
+    right after "what / which / who is / are" ("what is a good name", "what are the
+    benefits", "who is a member" / "who are the members"); not in "how do I cancel an
+    order" / "... the orders", one procedure for one or for all."""
     before = words[max(i - 2, 0) : i]
     if not _ASKING.isdisjoint(before):
         return True
-    return before[-1:] == ["what's"] or (len(before) == 2 and tuple(before) in _WHAT_IS)
+    return before[-1:] in (["what's"], ["who's"]) or (
+        len(before) == 2 and tuple(before) in _WHAT_IS
+    )
 
 
 @dataclass(slots=True)
@@ -1101,6 +1105,189 @@ def _bounds_differ(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     rolls" / "exactly one six in four rolls")."""
     bounds_a, bounds_b = _bounds(a), _bounds(b)
     return bool(bounds_a and bounds_b) and bounds_a != bounds_b and _near(a, b, _BOUND_WORDS)
+
+
+# How a prompt bounds a number: from below ("at least 5", "more than 5", "over $20", "5
+# or more", "65 and over"), from above ("up to 5", "no more than 5", "under 18", "5 or
+# less") or exactly; and a span of time counted back ("3 days ago") or ahead ("in 3
+# days", "3 days from now"). Two near-duplicates that bound the same number each its own
+# way ask two things ("take up to 3000 mg" / "more than 3000 mg"; "what day was it 100
+# days ago" / "will it be in 100 days"). A number bounded on one side only is left to
+# the rest ("pay $30 an hour" / "pay over $30 an hour" is often the same ask).
+_BOUND_PHRASES = {
+    **dict.fromkeys(
+        [
+            "at least", "more than", "greater than", "higher than", "over", "above",
+            "exceeding", "in excess of", "upwards of", "no less than", "not less than",
+            "no fewer than", "not fewer than", "a minimum of", "minimum of", "min",
+            "not under", "not below", "starting at", "starting from",
+        ],
+        "min",
+    ),
+    **dict.fromkeys(
+        [
+            "at most", "up to", "upto", "less than", "fewer than", "lower than", "under",
+            "below", "no more than", "not more than", "no greater than", "not greater than",
+            "not over", "not above", "not exceeding", "a maximum of", "maximum of", "max",
+            "within",
+        ],
+        "max",
+    ),
+    **dict.fromkeys(["exactly", "precisely"], "exact"),
+}  # fmt: skip
+_BOUND_AFTER = {
+    **dict.fromkeys(
+        [
+            "or more", "or above", "or higher", "or greater", "or over", "or older",
+            "or longer", "or larger", "or bigger", "and over", "and up", "and above",
+            "and older", "and higher", "plus",
+        ],
+        "min",
+    ),
+    **dict.fromkeys(
+        [
+            "or less", "or fewer", "or below", "or lower", "or under", "or younger",
+            "or shorter", "or smaller", "and under", "and below", "and younger", "and lower",
+        ],
+        "max",
+    ),
+}  # fmt: skip
+
+
+def _alternatives(phrases: Iterable[str]) -> str:
+    # the longest first: "no more than" before "more than"
+    return "|".join(re.escape(p) for p in sorted(phrases, key=len, reverse=True))
+
+
+_NUMBER_TEXT = r"(?:[$\u20ac\u00a3\u00a5\u20b9] )?(\d[\d,]*(?:\.\d+)?%?)"
+_BOUNDED_BEFORE_RE = re.compile(
+    rf"(?<![\w-])({_alternatives(_BOUND_PHRASES)})(?: or equal to)? {_NUMBER_TEXT}(?![\w.])"
+)
+# (a unit of up to two words may come between: "4 stars or more", "$50 dollars or less")
+_BOUNDED_AFTER_RE = re.compile(
+    rf"(?<![\w.,-]){_NUMBER_TEXT}(?: [a-z%]+){{0,2}}? ({_alternatives(_BOUND_AFTER)})\b"
+)
+_SPAN_UNIT = r"(second|minute|hour|day|week|month|year|decade)s?"
+_AGO_RE = re.compile(rf"(?<![\w.,-])(\d[\d,]*|a|an|one) {_SPAN_UNIT} ago\b")
+_AHEAD_RE = re.compile(
+    rf"(?:\bin (\d[\d,]*|a|an|one) {_SPAN_UNIT}\b(?! ago)"
+    rf"|(?<![\w.,-])(\d[\d,]*|a|an|one) {_SPAN_UNIT} (?:from now|from today|later|hence)\b)"
+)
+_ONE_SPAN = frozenset({"a", "an", "one"})
+
+
+def _bounded(low_text: str) -> dict[str, set[str]]:
+    """How ``low_text`` bounds each number (see :data:`_BOUND_PHRASES`): the canonical
+    number -> "min" / "max" / "exact", and number and unit of a span -> "ago" / "ahead"."""
+    out: dict[str, set[str]] = {}
+    for m in _BOUNDED_BEFORE_RE.finditer(low_text):
+        out.setdefault(_canon_number(m.group(2)), set()).add(_BOUND_PHRASES[m.group(1)])
+    for m in _BOUNDED_AFTER_RE.finditer(low_text):
+        out.setdefault(_canon_number(m.group(1)), set()).add(_BOUND_AFTER[m.group(2)])
+    for regex, way in ((_AGO_RE, "ago"), (_AHEAD_RE, "ahead")):
+        for m in regex.finditer(low_text):
+            count, unit = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+            count = "1" if count in _ONE_SPAN else _canon_number(count)
+            out.setdefault(f"{count} {unit}", set()).add(way)
+    return out
+
+
+_BOUND_KINDS = (frozenset({"min", "max", "exact"}), frozenset({"ago", "ahead"}))
+
+
+def _bounded_apart(a: Signature, b: Signature) -> bool:
+    """Do two prompts bound a number they share each their own way ("up to 2 bags" /
+    "more than 2 bags", "exactly 3 logins" / "more than 3 logins", "100 days ago" / "in
+    100 days")?"""
+    if set(a.all_numbers).isdisjoint(b.all_numbers):
+        return False
+    bounds_a, bounds_b = _bounded(a.low_text), _bounded(b.low_text)
+    for number, ways_a in bounds_a.items():
+        ways_b = bounds_b.get(number)
+        if not ways_b:
+            continue
+        for kind in _BOUND_KINDS:
+            x, y = ways_a & kind, ways_b & kind
+            if x and y and x.isdisjoint(y):
+                return True
+    return False
+
+
+# one of several things named by a letter before a hyphen: "the x-axis" / "the y-axis",
+# "the x-intercept" / "the y-intercept" (the embedded model reads each two alike, 0.8-0.9)
+_LETTERED_RE = re.compile(r"(?<![\w-])([a-z])-([a-z]{3,})\b")
+
+
+def _lettered(low_text: str) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for m in _LETTERED_RE.finditer(low_text):
+        out.setdefault(m.group(2), set()).add(m.group(1))
+    return out
+
+
+def _lettered_apart(a: Signature, b: Signature) -> bool:
+    """Do two prompts name one thing by other letters ("x-axis" / "y-axis")?"""
+    if "-" not in a.low_text or "-" not in b.low_text:
+        return False
+    lettered_a = _lettered(a.low_text)
+    if not lettered_a:
+        return False
+    lettered_b = _lettered(b.low_text)
+    return any(
+        letters.isdisjoint(lettered_b[thing])
+        for thing, letters in lettered_a.items()
+        if thing in lettered_b
+    )
+
+
+# "least" or "less" before a word grades it down, "-est" or "-er" up: "the least dense"
+# is not "the densest", "the least sweet wine" not "the sweetest" (for the words of an
+# antonym group, "least" says the other side: extract._graded)
+_GRADED_DOWN = frozenset({"least", "less"})
+_NOT_GRADED = frozenset({"than", "of", "and", "or", "a", "an", "the", "to", "in", "for"})
+
+
+def _base_stem(word: str) -> str:
+    """An adjective as its graded forms start: "dense" "dens", "windy" "windi"."""
+    if word.endswith("y"):
+        return word[:-1] + "i"
+    return word.removesuffix("e")
+
+
+def _graded_stem(word: str) -> str:
+    """A superlative or comparative as its adjective's :func:`_base_stem`: "densest" and
+    "denser" are "dens", "windiest" "windi", "biggest" "big"."""
+    base = word[: -3 if word.endswith("est") else -2]
+    if base[-1] == base[-2] and base[-1] not in "ls":  # "bigg", "hott"
+        base = base[:-1]
+    return base
+
+
+def _grades(words: list[str]) -> tuple[set[str], set[str]]:
+    """The stems ``words`` grade down ("least dense") and up ("densest", "denser")."""
+    down: set[str] = set()
+    up: set[str] = set()
+    for i, w in enumerate(words):
+        if w in _GRADED_DOWN:
+            if (
+                i + 1 < len(words)
+                and words[i + 1] not in _NOT_GRADED
+                and (not i or words[i - 1] != "at")
+            ):
+                down.add(_base_stem(words[i + 1]))
+        elif w.endswith(("est", "er")) and len(w) > 4:
+            up.add(_graded_stem(w))
+    return down, up
+
+
+def _graded_apart(a: Signature, b: Signature) -> bool:
+    """One prompt grades a word down ("the least dense planet"), the other up ("the
+    densest planet"), and neither both."""
+    if not any("less" in x.low_text or "least" in x.low_text for x in (a, b)):
+        return False  # (the cheap look first: most prompts grade nothing down)
+    down_a, up_a = _grades(a.low_text.split())
+    down_b, up_b = _grades(b.low_text.split())
+    return bool((down_a - down_b) & (up_b - up_a) or (down_b - down_a) & (up_a - up_b))
 
 
 def _may_oblige(plain: tuple[str, ...]) -> bool:
@@ -2269,6 +2456,9 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         or _asks_other(a, b)
         or _quantified(a, b)
         or _bounds_differ(a.plain, b.plain)
+        or _bounded_apart(a, b)
+        or _lettered_apart(a, b)
+        or _graded_apart(a, b)
         or _rates_differ(a.plain, b.plain)
         or _or_against_and(a.plain, b.plain)
         or _operation_differs(a, b)
@@ -2304,6 +2494,7 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
             and (
                 a.plain == b.plain
                 or _unmodal(a.plain) == _unmodal(b.plain)
+                or _unstilled(a.plain, b.plain)
                 or _denial_traded(a.framed, b.framed)
                 or _selection_denied(a, b)
             )
@@ -2417,6 +2608,19 @@ def _unmodal(plain: tuple[str, ...]) -> tuple[str, ...]:
     still contradicts ("fish that can live with bettas" / "fish that shouldn't live with
     bettas")."""
     return tuple("can" if w in _MODALS else w for w in plain)
+
+
+# "still" against "no longer" or "not anymore": "is Pluto still a planet" / "is Pluto no
+# longer a planet" (the same words, the answer's yes and no the other way round)
+_STILL = frozenset(_plain_stem(w) for w in ["still", "longer", "anymore"])
+
+
+def _unstilled(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """Are two plain prompts the same words but for "still" / "(no) longer" / "(not)
+    anymore"? (The caller knows one of them denies and the other does not.)"""
+    if _STILL.isdisjoint(a) or _STILL.isdisjoint(b):
+        return False
+    return tuple(w for w in a if w not in _STILL) == tuple(w for w in b if w not in _STILL)
 
 
 # what parts a sentence into clauses a denial belongs to ("my phone can connect but my

@@ -68,6 +68,8 @@ from deja.semantic.guards.words import (
     _EXCLUSIONS,
     _GAZETTEER,
     _MONTHS,
+    _MOVED_INTO,
+    _MOVED_OUT_OF,
     _NAME_ALIASES,
     _NEGATIONS,
     _NUMBER_WORDS,
@@ -1077,9 +1079,100 @@ def _pole_words(present: frozenset[str], lows: list[str]) -> frozenset[str]:
     for verbs, particles in _PARTICLES:
         if not words.isdisjoint(particles):
             words = (words - particles) | _set_by(lows, verbs, particles)
+    if not present.isdisjoint(_MOVED) and not present.isdisjoint(_MOTION_VERBS):
+        words = words | _moved(lows)
     if not present.isdisjoint(_ANSWER_ALONE_WORDS) and _asks_answer_alone(lows):
         words = words | {"briefly"}
+    if not present.isdisjoint(_TIMING_WORDS):
+        words = words | _timing(lows)
     return words
+
+
+# a verb of moving a thing or oneself, and where "into" or "out of" after it sends it:
+# "bring alcohol into Dubai" / "out of Dubai", "move money into my savings" / "out of"
+# (not "out of" anywhere: "I'm out of data" is no way out of anything)
+_MOTION_VERBS = frozenset(
+    f"{stem}{end}"
+    for stem, ends in [
+        ("bring", ("", "s", "ing")), ("brought", ("",)), ("take", ("", "s")),
+        ("taking", ("",)), ("took", ("",)), ("move", ("", "s", "d")), ("moving", ("",)),
+        ("transfer", ("", "s", "red", "ring")), ("copy", ("", "ing")), ("copies", ("",)),
+        ("copied", ("",)), ("get", ("", "s", "ting")), ("got", ("",)),
+        ("carry", ("", "ing")), ("carries", ("",)), ("carried", ("",)),
+        ("send", ("", "s", "ing")), ("sent", ("",)), ("put", ("", "s", "ting")),
+        ("fly", ("", "ing")), ("flies", ("",)), ("flew", ("",)), ("drive", ("", "s")),
+        ("driving", ("",)), ("drove", ("",)), ("ship", ("", "s", "ped", "ping")),
+        ("import", ("", "s", "ed", "ing")), ("export", ("", "s", "ed", "ing")),
+        ("pull", ("", "s", "ed", "ing")), ("drag", ("", "s", "ged", "ging")),
+        ("load", ("", "s", "ed", "ing")), ("roll", ("", "s", "ed", "ing")),
+    ]
+    for end in ends
+)  # fmt: skip
+_MOVED = frozenset({"into", "out"})
+_MOVED_WITHIN = 4  # words after the verb
+
+
+def _moved(lows: list[str]) -> set[str]:
+    """Where the verbs of moving in ``lows`` send a thing: ``_MOVED_INTO`` or
+    ``_MOVED_OUT_OF`` (both where a prompt says both: "out of savings into checking"). Their
+    own pole group: "cash in my account" or "log in" say nothing of it."""
+    out: set[str] = set()
+    for i, w in enumerate(lows):
+        if w not in _MOTION_VERBS:
+            continue
+        for k in range(i + 1, min(i + 1 + _MOVED_WITHIN, len(lows))):
+            if lows[k] == "into":
+                out.add(_MOVED_INTO)
+                break
+            if lows[k] == "out" and lows[k + 1 : k + 2] == ["of"]:
+                out.add(_MOVED_OUT_OF)
+                break
+    if len(out) == 1 and "into" in lows and "out" in lows:
+        return {_MOVED_INTO, _MOVED_OUT_OF}
+    return out
+
+
+# what else says "before" or "after" another event: "prior to surgery", "ahead of a
+# storm", "in the days leading up to", "up until the flight", "the preceding week" /
+# "following surgery", "subsequent to", "afterwards"
+_TIMING_WORDS = frozenset(
+    {"prior", "ahead", "leading", "until", "till", "preceding"}
+    | {"following", "subsequent", "afterwards", "afterward"}
+)
+# ... but not "following" as "the following text" or "am I following", a verb
+_NOT_BEFORE_FOLLOWING = frozenset([
+    "the", "this", "these", "those", "a", "an", "my", "your", "am", "is", "are", "was",
+    "were", "be", "been", "being", "i'm", "you're", "we're", "they're", "he's", "she's",
+    "stop", "start", "keep", "quit", "not", "who", "whom", "people", "accounts",
+])  # fmt: skip
+
+
+# "up until now" tells the user's story ("it worked fine up until now"), as "ahead of
+# time" says "in advance": neither names an event the question is before
+_STORY_NOW = frozenset({"now", "this", "today", "recently", "yesterday", "then"})
+
+
+def _timing(lows: list[str]) -> set[str]:
+    """The sides of "before" / "after" that ``lows`` says with :data:`_TIMING_WORDS`."""
+    out: set[str] = set()
+    for i, w in enumerate(lows):
+        after = lows[i + 1] if i + 1 < len(lows) else ""
+        before = lows[i - 1] if i else ""
+        if (
+            (w == "prior" and after == "to")
+            or (w == "ahead" and after == "of" and lows[i + 2 : i + 3] != ["time"])
+            or (w == "leading" and after == "up" and lows[i + 2 : i + 3] == ["to"])
+            or (w in ("until", "till") and before == "up" and after not in _STORY_NOW)
+            or w == "preceding"
+        ):
+            out.add("before")
+        elif (
+            (w == "subsequent" and after == "to")
+            or w in ("afterwards", "afterward")
+            or (w == "following" and after and before not in _NOT_BEFORE_FOLLOWING)
+        ):
+            out.add("after")
+    return out
 
 
 def _asks_answer_alone(lows: list[str]) -> bool:

@@ -850,6 +850,11 @@ _OPPOSITE_PREFIXES = frozenset(
             ("in", "out"), ("over", "under"), ("up", "down"), ("in", "ex"), ("im", "ex"),
             ("hypo", "hyper"), ("pre", "post"), ("inter", "intra"), ("sub", "super"),
             ("micro", "macro"), ("inner", "outer"), ("pro", "anti"), ("max", "min"),
+            # "whitelist" / "blacklist", "allowlist" / "blocklist", "full-time" /
+            # "part-time", "foreground" / "background", "headwind" / "tailwind",
+            # "hardware" / "software"
+            ("white", "black"), ("allow", "block"), ("full", "part"), ("fore", "back"),
+            ("head", "tail"), ("hard", "soft"), ("dark", "light"),
         )
     }
 )  # fmt: skip
@@ -1189,7 +1194,13 @@ _SIDES_OF_A_DEAL = (
     ("employer employers", "employee employees"),
     ("candidate candidates applicant applicants", "interviewer interviewers"),
     ("borrower borrowers", "lender lenders"),
-    ("teacher teachers", "student students"),
+    # (a professor, lecturer, instructor or tutor teaches: "an email to my professor" /
+    # "to my student")
+    (
+        "teacher teachers professor professors lecturer lecturers instructor instructors"
+        " tutor tutors",
+        "student students pupil pupils",
+    ),
     ("leader leaders organizer organizers", "participant participants attendee attendees"),
 )
 # ... the others only by their order ("can my parents open an account" is still a
@@ -1218,6 +1229,11 @@ _ROLE_PAIRS: tuple[tuple[frozenset[str], frozenset[str]], ...] = tuple(
 _PERMITTED = "can could may allowed possible optional"
 _ADVISED = "should ought"
 _REQUIRED = "must required mandatory obligatory obligated"
+
+# where a verb of moving sends a thing (guards.extract._moved): "bring alcohol into
+# Dubai" / "out of Dubai" (no word of a prompt is written so)
+_MOVED_INTO = "moved-into"
+_MOVED_OUT_OF = "moved-out-of"
 
 _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
     tuple(frozenset(side.split()) for side in sides)
@@ -1282,7 +1298,19 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("long", "short"),
         ("tall taller tallest", "short shorter"),
         ("thick thicker thickest", "thin thinner thinnest"),
-        ("heavy heavier", "light lighter"),
+        ("wide wider widest", "narrow narrower narrowest"),
+        ("deep deeper deepest", "shallow shallower shallowest"),
+        ("loud louder loudest noisy noisier noisiest", "quiet quieter quietest"),
+        ("busy busier busiest crowded", "quiet quieter quietest"),
+        ("rich richer richest wealthy wealthier wealthiest", "poor poorer poorest"),
+        ("strict stricter strictest", "lenient"),
+        ("mild milder mildest", "severe harsh harsher harshest"),
+        # (only graded: "clean" and "dirty" are as often what one does to a thing or
+        # what it is: "how do I clean my dirty oven")
+        ("cleaner cleanest", "dirtier dirtiest"),
+        ("heavy heavier heaviest", "light lighter lightest"),
+        # ("dark mode" / "light mode", "a dark roast" / "a light roast")
+        ("dark darker darkest", "light lighter lightest"),
         ("strong stronger", "weak weaker"),
         ("input", "output"),
         ("incoming inbound", "outgoing outbound"),
@@ -1386,7 +1414,7 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("public", "private"),
         ("free", "paid"),
         ("past", "future"),
-        ("wet", "dry"),
+        ("wet wetter wettest rainy rainier rainiest", "dry drier driest"),
         ("sweet", "savory savoury"),
         ("left", "right"),
         ("top", "bottom"),
@@ -1414,11 +1442,26 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("closest nearest", "farthest furthest"),
         ("longer", "shorter"),
         ("hour hours hourly", "minute minutes", "seconds"),
+        (_MOVED_INTO, _MOVED_OUT_OF),
         ("better superior", "worse inferior"),
         ("extend extending lengthen", "shorten shortening"),
         ("pause pausing paused", "resume resuming resumed unpause"),
         ("hold holding", "sell selling"),
         ("economy", "business"),
+        ("full-time fulltime", "part-time parttime"),
+        ("whitelist whitelisted allowlist allowlisted", "blacklist blacklisted blocklist"),
+        ("foreground", "background"),
+        # terms the embedded model sets close (cosine 0.6-0.9 alone) for two things:
+        # "the numerator of 3/4" / "the denominator", "2 decimal places" / "2
+        # significant figures"
+        ("numerator numerators", "denominator denominators"),
+        ("decimal decimals", "significant sig"),
+        ("latitude latitudes", "longitude longitudes"),
+        ("stalactite stalactites", "stalagmite stalagmites"),
+        ("mitosis", "meiosis"),
+        ("systolic", "diastolic"),
+        ("headwind headwinds", "tailwind tailwinds"),
+        ("hardcover hardback", "softcover paperback"),
         ("individual", "family"),
         ("renter renters tenant tenants", "homeowner homeowners"),
         # a reset clears settings, a restart does not
@@ -1470,6 +1513,8 @@ _SWAPS: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("eat", "avoid"),
         # which side of a claim: "arguments for the claim" / "arguments against it"
         ("for", "against"),
+        # what else a thing covers: "does my plan only cover dental" / "also cover dental"
+        ("only", "also"),
         # spans of time: "how much Spanish can I learn in a month" / "... in a year"
         ("day days", "week weeks", "month months", "year years", "decade decades"),
         # what a question asks for: "when did the wall fall" / "why did the wall fall"
