@@ -12,7 +12,10 @@ that extract the *anchors* of a prompt and compare them, in order:
   currency amounts as number + currency; a scale word after digits is part of the number,
   "2 million" is 2000000 and "50 thousand" "50k"; a time of the clock in words is the
   clock's, "noon" is "12pm" and "quarter to 6" "5:45"), and how many things a request asks
-  for ("give me an example" is one, "give me examples" several; compared where both prompts ask);
+  for ("give me an example" is one, "give me examples" several; compared where both prompts ask),
+  and how a number both prompts hold is bounded, where both bound it ("up to 3000 mg" /
+  "more than 3000 mg", "exactly 3" / "more than 3", "50 or more" / "fewer than 50"; "100
+  days ago" / "in 100 days");
 * dates (``March 15, 2030``, ``15 March 2030``, ``2030-03-15``, ``3/15/2030``; weekdays,
   "Tuesdays" as "Tuesday", and relative days such as ``tomorrow`` or ``next week``); a
   relative date that a prompt only tells as part of the user's story ("I lost my phone
@@ -48,15 +51,20 @@ that extract the *anchors* of a prompt and compare them, in order:
 * polarity and direction words (increase/decrease, high/low, before/after, buy/sell,
   max/min, enable/disable, send/receive, safer/more dangerous, borrow/lend, raw/cooked,
   legal/illegal, beginner/expert, client/server, debit/credit, domestic/international,
-  brief/detailed, formal/casual...;
-  "less"/"least" before one says its other side: "less healthy" is "unhealthy";
+  brief/detailed, formal/casual, narrow/wide, dark/light, full-time/part-time...;
+  "prior to", "ahead of", "leading up to" and "up until" say "before", "following"
+  "after"; "into" / "out of" after a verb of moving ("bring alcohol into Dubai" / "out of
+  Dubai");
+  "less"/"least" before one says its other side: "less healthy" is "unhealthy", and
+  before any other word it is no "-est": "the least dense" / "the densest";
   "turn it on"/"off" but not the preposition "on"; the same words joined by
   "to"/"into"/"than" the other way round: "string to int" / "int to string", "a pdf to a
   word document" / "a word document to a pdf"), groups of alternatives (times of day,
   seasons, meals, diets, roles such as tenant/landlord), and, between prompts otherwise
   word for word the same, a swapped quantifier, modal or preposition ("all"/"some",
-  "must"/"can", "to"/"from", "within"/"after") or two words trading places ("substitute
-  soda for powder" / "powder for soda"; not around "and"); the modal opening a yes/no
+  "must"/"can", "to"/"from", "within"/"after", "only"/"also") or two words trading
+  places ("substitute soda for powder" / "powder for soda"; not around "and"); one thing
+  named by another letter ("the x-axis" / "the y-axis"); the modal opening a yes/no
   question ("can I" / "should I"); questions about the same words opening with who /
   when / where / why; between near-duplicates (2 other content words apart at most), all
   of something against a part of it ("close all tabs" / "close one tab", "a whole
@@ -84,7 +92,8 @@ that extract the *anchors* of a prompt and compare them, in order:
   into English") must be the same on both sides (a prompt mostly in another script never
   reaches the guards: :meth:`deja.semantic.SemanticCache.query`);
 * contradiction: one prompt is the other word for word with a negation added or removed
-  ("planets that have rings" / "planets that don't"); and negation at all (not, no,
+  ("planets that have rings" / "planets that don't"), or "still" said as "no longer"
+  ("is Pluto still a planet" / "no longer a planet"); and negation at all (not, no,
   never, -n't; off by default);
 * qualifier: one prompt is the other word for word with a condition or scope added, a
   phrase led by a preposition or "if"/"when" ("side effects of the vaccine" / "... in
