@@ -807,3 +807,159 @@ def test_malformed_tool_calls_are_a_400_as_openai_answers_them(
     answer = httpx2.post(f"{server.base_url}/chat/completions", json=body)
     assert answer.status_code == 400
     assert answer.json()["error"]["code"] == "invalid_type"
+
+
+# What OpenAI answers these with (its messages and codes, as its API sends them): the
+# simulated server must not take what the real API refuses, or a test of deja in front of
+# it sees cached what could never be.
+REFUSED_AS_OPENAI_DOES = [
+    (
+        {"temperature": -1},
+        "temperature",
+        "decimal_below_min_value",
+        "Invalid 'temperature': decimal below minimum value. Expected a value >= 0, but got -1"
+        " instead.",
+    ),
+    ({"temperature": 2.5}, "temperature", "decimal_above_max_value", None),
+    ({"temperature": "hot"}, "temperature", "invalid_type", None),
+    ({"top_p": 7}, "top_p", "decimal_above_max_value", None),
+    ({"presence_penalty": -3}, "presence_penalty", "decimal_below_min_value", None),
+    (
+        {"max_tokens": -1},
+        "max_tokens",
+        "integer_below_min_value",
+        "Invalid 'max_tokens': integer below minimum value. Expected a value >= 1, but got -1"
+        " instead.",
+    ),
+    ({"max_completion_tokens": 0}, "max_completion_tokens", "integer_below_min_value", None),
+    ({"top_logprobs": -1, "logprobs": True}, "top_logprobs", "integer_below_min_value", None),
+    ({"top_logprobs": 21, "logprobs": True}, "top_logprobs", "integer_above_max_value", None),
+    (
+        {"seed": 1.5},
+        "seed",
+        "invalid_type",
+        "Invalid type for 'seed': expected an integer, but got a decimal number instead.",
+    ),
+    ({"n": 0}, "n", "integer_below_min_value", None),
+    ({"n": "2"}, "n", "invalid_type", None),
+    (
+        {"tools": "none"},
+        "tools",
+        "invalid_type",
+        "Invalid type for 'tools': expected an array of objects, but got a string instead.",
+    ),
+    ({"tools": [5]}, "tools[0]", "invalid_type", None),
+    ({"tools": [{"function": {"name": "f"}}]}, "tools[0].type", "missing_required_parameter", None),
+    ({"tools": [{"name": "f", "input_schema": {}}]}, "tools[0].type", None, None),
+    (
+        {"tools": [{"type": "function"}]},
+        "tools[0].function",
+        "missing_required_parameter",
+        "Missing required parameter: 'tools[0].function'.",
+    ),
+    (
+        {"tools": [{"type": "function", "function": {"parameters": {}}}]},
+        "tools[0].function.name",
+        "missing_required_parameter",
+        None,
+    ),
+    ({"tools": [{"type": "function", "function": {"name": ""}}]}, None, "empty_string", None),
+    ({"tool_choice": 7}, "tool_choice", "invalid_type", None),
+    ({"tool_choice": "bogus"}, "tool_choice", "invalid_value", None),
+    (
+        {"response_format": "json"},
+        "response_format",
+        "invalid_type",
+        "Invalid type for 'response_format': expected an object, but got a string instead.",
+    ),
+    (
+        {"response_format": {}},
+        "response_format.type",
+        "missing_required_parameter",
+        "Missing required parameter: 'response_format.type'.",
+    ),
+    ({"response_format": {"type": "bogus"}}, "response_format.type", "invalid_value", None),
+    ({"response_format": {"type": "json_schema"}}, "response_format.json_schema", None, None),
+    ({"logit_bias": "x"}, "logit_bias", "invalid_type", None),
+    ({"logit_bias": {"1": "x"}}, "logit_bias.1", "invalid_type", None),
+    (
+        {"messages": [{"role": "user"}]},
+        "messages.[0].content",
+        None,
+        "Invalid value for 'content': expected a string, got null.",
+    ),
+    ({"messages": [{"role": "user", "content": []}]}, "messages[0].content", "empty_array", None),
+    ({"messages": [{"role": "user", "content": 7}]}, "messages[0].content", "invalid_type", None),
+    ({"messages": ["hi"]}, "messages[0]", "invalid_type", None),
+    ({"messages": [{"content": "hi"}]}, "messages[0].role", "missing_required_parameter", None),
+    ({"messages": [{"role": "bogus", "content": "hi"}]}, "messages[0].role", "invalid_value", None),
+    (
+        {"messages": [CHAT["messages"][0], {"role": "developer"}]},
+        "messages[1].content",
+        "missing_required_parameter",
+        None,
+    ),
+    (
+        {"messages": [CHAT["messages"][0], {"role": "assistant"}]},
+        "messages.[1].content",
+        None,
+        None,
+    ),
+    (
+        {"messages": [CHAT["messages"][0], {"role": "tool", "content": "42"}]},
+        "messages[1].tool_call_id",
+        "missing_required_parameter",
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(("extra", "param", "code", "message"), REFUSED_AS_OPENAI_DOES)
+def test_request_fields_are_refused_as_openai_refuses_them(
+    server: FakeOpenAIServer,
+    extra: dict[str, Any],
+    param: str | None,
+    code: str | None,
+    message: str | None,
+) -> None:
+    answer = httpx2.post(f"{server.base_url}/chat/completions", json={**CHAT, **extra})
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    if param is not None:
+        assert error["param"] == param
+    if code is not None:
+        assert error["code"] == code
+    if message is not None:
+        assert error["message"] == message
+
+
+def test_what_openai_takes_the_simulated_server_takes(server: FakeOpenAIServer) -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    bodies = [
+        {"temperature": 0, "top_p": 1, "max_tokens": 1, "n": 2, "seed": -5},
+        {"temperature": 2, "presence_penalty": -2, "frequency_penalty": 2},
+        {"logprobs": True, "top_logprobs": 0, "logit_bias": {"50256": -100}},
+        {"tools": [tool], "tool_choice": {"type": "function", "function": {"name": "f"}}},
+        {"tools": [tool], "tool_choice": "required", "response_format": {"type": "json_object"}},
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}},
+        {
+            "messages": [
+                {"role": "developer", "content": "Be brief."},
+                CHAT["messages"][0],
+                {"role": "assistant", "content": None, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "c1", "content": "42"},
+                {"role": "assistant", "refusal": "No."},
+                {"role": "user", "content": [{"type": "text", "text": "And?"}]},
+            ]
+        },
+    ]
+    for extra in bodies:
+        answer = httpx2.post(f"{server.base_url}/chat/completions", json={**CHAT, **extra})
+        assert answer.status_code == 200, (extra, answer.text)
+    # the legacy completions' max_tokens may be 0: the prompt echoed alone
+    legacy = {"model": "gpt-3.5-turbo-instruct", "prompt": "Hi", "max_tokens": 0, "echo": True}
+    assert httpx2.post(f"{server.base_url}/completions", json=legacy).status_code == 200
+    legacy["max_tokens"] = -1
+    assert httpx2.post(f"{server.base_url}/completions", json=legacy).status_code == 400

@@ -401,7 +401,10 @@ class _Handler(FakeHandler[FakeOpenAIServer]):
                 code="empty_array",
             )
         for i, message in enumerate(messages):
+            _check_message(message, i)
             _check_tool_calls(message, i)
+        _check_numbers(body, legacy=False)
+        _check_tool_fields(body)
         n = _choice_count(body)
         stream, include_usage = _stream_flags(body)
 
@@ -476,6 +479,7 @@ class _Handler(FakeHandler[FakeOpenAIServer]):
                 code="missing_required_parameter",
             )
         prompts = _prompt_texts(body["prompt"])
+        _check_numbers(body, legacy=True)
         n = _choice_count(body)
         stream, include_usage = _stream_flags(body)
 
@@ -712,12 +716,9 @@ def _choice_count(body: Mapping[str, Any]) -> int:
     n = body.get("n")
     if n is None:
         return 1
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= _MAX_N:
-        raise _BadRequest(
-            f"Invalid 'n': expected an integer between 1 and {_MAX_N}, got {n!r}.",
-            param="n",
-            code="invalid_value",
-        )
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise _invalid_type("n", "an integer", n)
+    _out_of_range("n", "integer", n, 1, _MAX_N)
     return n
 
 
@@ -781,6 +782,210 @@ def _check_tool_calls(message: Any, i: int) -> None:
                 param=f"{where}[{j}].function",
                 code="invalid_type",
             )
+
+
+# What OpenAI answers a request field of the wrong type or out of its range with (its 400
+# bodies: "Invalid type for 'n': expected an integer, but got a string instead.", code
+# invalid_type; "Invalid 'temperature': decimal below minimum value. Expected a value >= 0,
+# but got -1 instead.", code decimal_below_min_value): a test of deja in front of it must
+# not see taken what OpenAI refuses.
+_DECIMAL_RANGES: Final = {
+    "temperature": (0, 2),
+    "top_p": (0, 1),
+    "presence_penalty": (-2, 2),
+    "frequency_penalty": (-2, 2),
+}
+_INTEGER_RANGES: Final = {
+    "max_tokens": (1, None),
+    "max_completion_tokens": (1, None),
+    "top_logprobs": (0, 20),
+    "seed": (None, None),
+}
+_ROLES: Final = ("system", "assistant", "user", "function", "tool", "developer")
+_TOOL_CHOICES: Final = ("none", "auto", "required")
+_RESPONSE_FORMATS: Final = ("json_object", "json_schema", "text")
+# what stands for an assistant message's content in OpenAI's schema
+_ASSISTANT_CONTENT: Final = ("tool_calls", "function_call", "refusal", "audio")
+
+
+def _json_type(value: Any) -> str:
+    """``value``'s JSON type as OpenAI's messages name it ("an integer", "null"...)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a decimal number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def _invalid_type(param: str, expected: str, value: Any) -> _BadRequest:
+    return _BadRequest(
+        f"Invalid type for '{param}': expected {expected}, but got {_json_type(value)} instead.",
+        param=param,
+        code="invalid_type",
+    )
+
+
+def _missing(param: str) -> _BadRequest:
+    return _BadRequest(
+        f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
+    )
+
+
+def _invalid_value(param: str, value: Any, supported: Sequence[str]) -> _BadRequest:
+    quoted = [f"'{v}'" for v in supported]
+    listed = ", ".join(quoted[:-1]) + f", and {quoted[-1]}"
+    return _BadRequest(
+        f"Invalid value: {value!r}. Supported values are: {listed}.",
+        param=param,
+        code="invalid_value",
+    )
+
+
+def _out_of_range(name: str, kind: str, value: Any, low: Any, high: Any) -> None:
+    if low is not None and value < low:
+        raise _BadRequest(
+            f"Invalid '{name}': {kind} below minimum value. Expected a value >= {low}, but got"
+            f" {value} instead.",
+            param=name,
+            code=f"{kind}_below_min_value",
+        )
+    if high is not None and value > high:
+        raise _BadRequest(
+            f"Invalid '{name}': {kind} above maximum value. Expected a value <= {high}, but got"
+            f" {value} instead.",
+            param=name,
+            code=f"{kind}_above_max_value",
+        )
+
+
+def _check_numbers(body: Mapping[str, Any], *, legacy: bool) -> None:
+    """The sampling numbers as OpenAI takes them: of their type, within their range (the
+    legacy completions' ``max_tokens`` may be 0: the prompt echoed alone)."""
+    for name, (low, high) in _DECIMAL_RANGES.items():
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _invalid_type(name, "a decimal", value)
+        _out_of_range(name, "decimal", value, low, high)
+    for name, (least, most) in _INTEGER_RANGES.items():
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not (
+            isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        ):
+            raise _invalid_type(name, "an integer", value)
+        floor = 0 if legacy and name == "max_tokens" else least
+        _out_of_range(name, "integer", value, floor, most)
+    bias = body.get("logit_bias")
+    if bias is not None:
+        if not isinstance(bias, dict):
+            raise _invalid_type("logit_bias", "an object", bias)
+        for token, value in bias.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise _invalid_type(f"logit_bias.{token}", "a decimal", value)
+
+
+def _check_tool_fields(body: Mapping[str, Any]) -> None:
+    """``tools``, ``tool_choice`` and ``response_format`` as OpenAI takes them."""
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise _invalid_type("tools", "an array of objects", tools)
+        for i, tool in enumerate(tools):
+            where = f"tools[{i}]"
+            if not isinstance(tool, dict):
+                raise _invalid_type(where, "an object", tool)
+            kind = tool.get("type")
+            if kind is None:
+                raise _missing(f"{where}.type")
+            if kind not in ("function", "custom"):
+                raise _invalid_value(f"{where}.type", kind, ("function", "custom"))
+            if kind != "function":
+                continue
+            function = tool.get("function")
+            if function is None:
+                raise _missing(f"{where}.function")
+            if not isinstance(function, dict):
+                raise _invalid_type(f"{where}.function", "an object", function)
+            name = function.get("name")
+            if name is None:
+                raise _missing(f"{where}.function.name")
+            if not isinstance(name, str):
+                raise _invalid_type(f"{where}.function.name", "a string", name)
+            if not name:
+                raise _BadRequest(
+                    f"Invalid '{where}.function.name': empty string. Expected a string with"
+                    " minimum length 1, but got an empty string instead.",
+                    param=f"{where}.function.name",
+                    code="empty_string",
+                )
+    choice = body.get("tool_choice")
+    if isinstance(choice, str):
+        if choice not in _TOOL_CHOICES:
+            raise _invalid_value("tool_choice", choice, _TOOL_CHOICES)
+    elif isinstance(choice, dict):
+        if choice.get("type") == "function" and not isinstance(choice.get("function"), dict):
+            raise _missing("tool_choice.function")
+    elif choice is not None:
+        raise _invalid_type(
+            "tool_choice", "one of one of 'none', 'auto', or 'required' or object", choice
+        )
+    form = body.get("response_format")
+    if form is not None:
+        if not isinstance(form, dict):
+            raise _invalid_type("response_format", "an object", form)
+        kind = form.get("type")
+        if kind is None:
+            raise _missing("response_format.type")
+        if kind not in _RESPONSE_FORMATS:
+            raise _invalid_value("response_format.type", kind, _RESPONSE_FORMATS)
+        if kind == "json_schema" and form.get("json_schema") is None:
+            raise _missing("response_format.json_schema")
+
+
+def _check_message(message: Any, i: int) -> None:
+    """One chat message as OpenAI takes it: an object with a known role, and content (or,
+    from the assistant, what stands for it); a tool message names its tool call."""
+    where = f"messages[{i}]"
+    if not isinstance(message, dict):
+        raise _invalid_type(where, "an object", message)
+    role = message.get("role")
+    if role is None:
+        raise _missing(f"{where}.role")
+    if role not in _ROLES:
+        raise _invalid_value(f"{where}.role", role, _ROLES)
+    content = message.get("content")
+    if content is not None and not isinstance(content, (str, list)):
+        raise _invalid_type(f"{where}.content", "one of a string or array of objects", content)
+    if content == []:
+        raise _BadRequest(
+            f"Invalid '{where}.content': empty array. Expected an array with minimum length 1,"
+            " but got an empty array instead.",
+            param=f"{where}.content",
+            code="empty_array",
+        )
+    if role == "tool" and "tool_call_id" not in message:
+        raise _missing(f"{where}.tool_call_id")
+    if content is not None:
+        return
+    if role == "assistant" and any(message.get(k) is not None for k in _ASSISTANT_CONTENT):
+        return
+    if role == "developer":  # (its own schema's words)
+        if "content" not in message:
+            raise _missing(f"{where}.content")
+        raise _invalid_type(f"{where}.content", "one of a string or array of objects", content)
+    # OpenAI's words for a message whose content is missing or null, with its param
+    raise _BadRequest(
+        "Invalid value for 'content': expected a string, got null.", param=f"messages.[{i}].content"
+    )
 
 
 def _message_chars(message: Any) -> int:
