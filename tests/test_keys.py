@@ -37,12 +37,18 @@ numbers = st.one_of(
     st.integers(min_value=-(2**40), max_value=2**40),
     st.floats(allow_nan=False, allow_infinity=False, width=64),
 )
-param_names = st.sampled_from(["temperature", "top_p", "frequency_penalty"])
-count_names = st.sampled_from(["max_tokens", "seed", "n"])
-params_st = st.builds(
-    lambda floats, counts: {**floats, **counts},
-    st.dictionaries(param_names, numbers, max_size=2),
-    st.dictionaries(count_names, st.integers(min_value=0, max_value=2**40), max_size=2),
+# each within what the API takes (n from 1, top_p from 0 to 1, and, OpenAI's own, max_tokens
+# from 1 and temperature from 0: deja.request refuses the rest)
+params_st = st.fixed_dictionaries(
+    {},
+    optional={
+        "temperature": numbers.map(abs),
+        "top_p": st.floats(min_value=0, max_value=1),
+        "frequency_penalty": numbers,
+        "max_tokens": st.integers(min_value=1, max_value=2**40),
+        "seed": st.integers(min_value=0, max_value=2**40),
+        "n": st.integers(min_value=1, max_value=2**40),
+    },
 )
 
 
@@ -84,12 +90,17 @@ def test_dict_order_does_not_matter(
 
 @given(st.integers(min_value=-(2**52), max_value=2**52), messages_st)
 def test_int_equals_float(value: int, messages: list[dict[str, str]]) -> None:
-    assert key(chat(messages=messages, max_tokens=value)) == key(
-        chat(messages=messages, max_tokens=float(value))
-    )
-    assert key(chat(messages=messages, temperature=value)) == key(
-        chat(messages=messages, temperature=float(value))
-    )
+    # (seed and the penalties take any number; max_tokens and temperature, OpenAI's own
+    # API's, from 1 and from 0)
+    for name, number in (
+        ("seed", value),
+        ("frequency_penalty", value),
+        ("max_tokens", abs(value) + 1),
+        ("temperature", abs(value)),
+    ):
+        assert key(chat(messages=messages, **{name: number})) == key(
+            chat(messages=messages, **{name: float(number)})
+        )
 
 
 @given(messages_st)

@@ -71,7 +71,18 @@ class ConfigError(DejaError):
 
 
 class InvalidRequestError(DejaError):
-    """A request that deja cannot key or forward (wrong shape, wrong types, NaN...)."""
+    """A request that deja cannot key or forward (wrong shape, wrong types, NaN...).
+
+    ``param`` names the body field at fault when one is (``"max_tokens"``,
+    ``"messages[2].content"``): the proxy's 400 carries it as OpenAI's error ``param``."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        self.param = param
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # rebuilt with its param (a worker process raising it, pickled back)
+        return functools.partial(type(self), param=self.param), self.args
 
 
 class ControlError(DejaError):

@@ -2,8 +2,10 @@
 
 A :class:`Request` is built once per call from the caller's arguments (library) or body
 (proxy). Building it resolves the model to ``provider/model`` and the ``api_base`` to a
-normalized URL, validates the message shapes, and keeps every body field as given; what
-counts for the key is decided later by :mod:`deja.keys`.
+normalized URL, validates the message shapes and the common fields' types and shapes
+(refusing what no API deja calls takes, and below the bounds of the APIs whose bounds it
+knows), and keeps every body field as given; what counts for the key is decided later by
+:mod:`deja.keys`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
@@ -30,6 +32,7 @@ __all__ = [
     "check_tenant",
     "env_api_base",
     "is_openais",
+    "knows_bounds",
     "RequestKind",
     "normalize_api_base",
     "resolve_model",
@@ -306,9 +309,9 @@ def _check_messages(messages: object) -> tuple[tuple[Mapping[str, Any], ...], bo
     and the upstream body is sent from them, so both see the same fields.
     """
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
-        raise InvalidRequestError("messages must be a list of message objects")
+        raise InvalidRequestError("messages must be a list of message objects", param="messages")
     if not messages:
-        raise InvalidRequestError("messages must hold at least one message")
+        raise InvalidRequestError("messages must hold at least one message", param="messages")
     checked: list[Mapping[str, Any]] = []
     plain = True
     for i, item in enumerate(messages):
@@ -319,37 +322,111 @@ def _check_messages(messages: object) -> tuple[tuple[Mapping[str, Any], ...], bo
             and type(message.get("content")) is str
             and type(message.get("role")) is str
         ):
-            if not message["role"]:
-                raise InvalidRequestError(f"messages[{i}].role must be a non-empty string")
+            if message["role"] not in _PLAIN_ROLES:  # "", or a tool message (no tool_call_id)
+                _check_message(message, i)
             checked.append(message)  # the common case, checked without ABC isinstance calls
             continue
         plain = False
         if not isinstance(message, Mapping):
             dump = getattr(message, "model_dump", None)  # SDK message objects in agent loops
             if not callable(dump):
-                raise InvalidRequestError(f"messages[{i}] must be an object with a 'role'")
+                raise InvalidRequestError(
+                    f"messages[{i}] must be an object with a 'role'", param=f"messages[{i}]"
+                )
             message = dump(exclude_none=True)
             if not isinstance(message, Mapping):
-                raise InvalidRequestError(f"messages[{i}] must be an object with a 'role'")
+                raise InvalidRequestError(
+                    f"messages[{i}] must be an object with a 'role'", param=f"messages[{i}]"
+                )
         if type(message) is not dict or not _plain_json(message):
             try:
                 message = _json_data(message)
             except RecursionError:
-                raise InvalidRequestError(f"messages[{i}] is nested too deeply") from None
-        role = message.get("role")
-        if not isinstance(role, str) or not role:
-            raise InvalidRequestError(f"messages[{i}].role must be a non-empty string")
-        content = message.get("content")
-        if content is not None and not isinstance(content, (str, list)):
-            raise InvalidRequestError(f"messages[{i}].content must be a string or a list of parts")
-        if isinstance(content, list):
-            for j, part in enumerate(content):
-                if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-                    raise InvalidRequestError(
-                        f"messages[{i}].content[{j}] must be an object with a 'type'"
-                    )
+                raise InvalidRequestError(
+                    f"messages[{i}] is nested too deeply", param=f"messages[{i}]"
+                ) from None
+        _check_message(message, i)
         checked.append(message)
     return tuple(checked), plain
+
+
+# The roles of a message that is whole as {role, content: str}
+_PLAIN_ROLES = frozenset({"user", "assistant", "system", "developer"})
+# What stands for an assistant message's content: OpenAI's own one-of (tool calls, a
+# function call, a refusal, an audio answer's id) and the reasoning deja's answers carry
+# (an agent loop puts an answer that was all reasoning back into the conversation)
+_ASSISTANT_CONTENT = ("tool_calls", "function_call", "refusal", "audio")
+_ASSISTANT_REASONING = ("reasoning_content", "thinking_blocks")
+# The roles whose message is its content: without one, no API deja calls takes it (OpenAI
+# and the providers deja translates to refuse it; a lenient server took it, and its answer
+# to an empty turn was cached). Roles deja does not know are left to the upstream: some
+# OpenAI-compatible servers have their own.
+_CONTENT_ROLES = frozenset({"user", "system", "developer", "tool"})
+
+
+def _check_message(message: Mapping[str, Any], i: int) -> None:
+    """Refuse a message no API takes: no role, content of a wrong type, no content where its
+    role needs some, a tool message that names no tool call."""
+    role = message.get("role")
+    if not isinstance(role, str) or not role:
+        raise InvalidRequestError(
+            f"messages[{i}].role must be a non-empty string", param=f"messages[{i}].role"
+        )
+    content = message.get("content")
+    if type(content) is list:
+        for j, part in enumerate(content):
+            if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                raise InvalidRequestError(
+                    f"messages[{i}].content[{j}] must be an object with a 'type'",
+                    param=f"messages[{i}].content[{j}]",
+                )
+    elif content is not None and not isinstance(content, str):
+        raise InvalidRequestError(
+            f"messages[{i}].content must be a string or a list of parts",
+            param=f"messages[{i}].content",
+        )
+    if role == "tool" and not isinstance(message.get("tool_call_id"), str):
+        call_id = message.get("tool_call_id")
+        said = "is required" if call_id is None else f"must be a string, got {call_id!r:.80}"
+        raise InvalidRequestError(
+            f"messages[{i}].tool_call_id {said}: a tool message answers the tool call of that id",
+            param=f"messages[{i}].tool_call_id",
+        )
+    calls = message.get("tool_calls")
+    if calls is not None:
+        if type(calls) is not list:
+            _bad_tool_calls(calls, i)
+        for call in calls:
+            if not isinstance(call, dict):
+                _bad_tool_calls(calls, i)
+    if content or content == "":
+        return
+    if role == "assistant":
+        for name in _ASSISTANT_CONTENT:
+            if message.get(name) not in (None, [], ""):
+                return
+        for name in _ASSISTANT_REASONING:
+            if message.get(name) is not None:
+                return
+        raise InvalidRequestError(
+            f"messages[{i}] is an assistant message with nothing in it: it needs content,"
+            " tool_calls, function_call or refusal",
+            param=f"messages[{i}].content",
+        )
+    if role in _CONTENT_ROLES:
+        said = "is required" if content is None else "must not be an empty list"
+        raise InvalidRequestError(
+            f"messages[{i}].content {said} in a {role} message: a string or a non-empty"
+            " list of parts",
+            param=f"messages[{i}].content",
+        )
+
+
+def _bad_tool_calls(calls: object, i: int) -> NoReturn:
+    raise InvalidRequestError(
+        f"messages[{i}].tool_calls must be a list of tool call objects, got {calls!r:.80}",
+        param=f"messages[{i}].tool_calls",
+    )
 
 
 def _plain_json(message: dict[str, Any]) -> bool:
@@ -443,11 +520,12 @@ class Request:
         """A chat-completions request (``messages`` plus body parameters)."""
         provider, name = resolve_model(model)
         checked, plain = _check_messages(messages)
-        check_params(params)
+        base = normalize_api_base(api_base or env_api_base(provider), provider)
+        check_params(params, provider=provider, api_base=base)
         request = cls(
             provider=provider,
             model=name,
-            api_base=normalize_api_base(api_base or env_api_base(provider), provider),
+            api_base=base,
             messages=checked,
             params=params,
             kind="chat",
@@ -473,7 +551,9 @@ class Request:
         # a completions or embeddings body's "messages" is one more field, sent and keyed
         taken = ("model", "messages") if kind == "chat" else ("model",)
         params = {k: v for k, v in body.items() if k not in taken}
-        check_params(params, kind)
+        provider, name = resolve_model(body["model"])
+        base = normalize_api_base(api_base or env_api_base(provider), provider)
+        check_params(params, kind, provider=provider, api_base=base)
         if kind == "chat":
             if "messages" not in body:
                 raise InvalidRequestError("'messages' is required")
@@ -484,11 +564,10 @@ class Request:
             if required not in body:
                 raise InvalidRequestError(f"'{required}' is required")
             messages = ()
-        provider, name = resolve_model(body["model"])
         request = cls(
             provider=provider,
             model=name,
-            api_base=normalize_api_base(api_base or env_api_base(provider), provider),
+            api_base=base,
             messages=messages,
             params=params,
             kind=kind,
@@ -510,10 +589,27 @@ _STRING_PARAMS = frozenset(
     {"user", "safety_identifier", "service_tier", "prompt_cache_key", "prompt_cache_retention"}
 )
 _OBJECT_PARAMS = frozenset({"metadata", "stream_options"})
+# Fields of a shape no API deja calls takes otherwise (checked for chat and completions):
+# a lenient upstream answered "tools": 5 and the answer was cached; a provider deja
+# translates to failed inside the translation (a 500) or got a request it refuses
+_SHAPED_PARAMS = frozenset({"tools", "tool_choice", "response_format", "logit_bias"})
 
 
-def check_params(params: dict[str, Any], kind: RequestKind = "chat") -> None:
-    """Refuse a common body field of the wrong type; a ``stop`` tuple becomes a list."""
+def check_params(
+    params: dict[str, Any],
+    kind: RequestKind = "chat",
+    *,
+    provider: str | None = None,
+    api_base: str | None = None,
+) -> None:
+    """Refuse a common body field of the wrong type, or of a value or shape that no API
+    deja calls takes (``n`` below 1, ``top_p`` outside 0..1, ``tools`` that are not a list
+    of objects...); a ``stop`` tuple becomes a list.
+
+    ``provider`` and ``api_base`` (normalized) say where the request goes; when deja knows
+    that API's lower bounds (:func:`knows_bounds`), a ``max_tokens`` or
+    ``max_completion_tokens`` below 1 (the legacy completions' ``max_tokens`` below 0), a
+    negative ``temperature`` or ``top_logprobs`` is refused too."""
     lists: dict[str, list[Any]] = {}
     for name, value in params.items():
         if value is None:
@@ -535,9 +631,18 @@ def check_params(params: dict[str, Any], kind: RequestKind = "chat") -> None:
         elif name in _INT_PARAMS:  # 5.0 is 5, as the key has it
             ok = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
             what = "an integer"
+            if ok and value < 1 and kind != "embedding":  # (the rare path)
+                floor = _floor(name, kind, _bounded(provider, api_base))
+                if floor is not None and value < floor:
+                    ok, what = False, f"an integer >= {floor}"
         elif name in _NUMBER_PARAMS:  # numpy's float64 is a float
             ok = isinstance(value, (int, float)) and math.isfinite(value)
             what = "a number"
+            if ok and not 0 <= value <= 1 and kind != "embedding":  # (the rare path)
+                if name == "top_p":
+                    ok, what = False, "a number from 0 to 1"  # (a probability mass)
+                elif name == "temperature" and value < 0 and _bounded(provider, api_base):
+                    ok, what = False, "a number >= 0"
         elif name == "stop":
             # any sequence of strings (the SDK types it SequenceNotStr[str]: a tuple is
             # fine), keyed and sent as the list it is in JSON
@@ -549,14 +654,148 @@ def check_params(params: dict[str, Any], kind: RequestKind = "chat") -> None:
             if ok and not isinstance(value, (str, list)):
                 lists[name] = list(value)
             what = "a string or a list of strings"
+        elif name in _SHAPED_PARAMS and kind != "embedding":
+            if type(value) is not str or name != "tool_choice":  # ("auto": the common case)
+                _check_shape(name, value)
+            continue
+        elif name == "dimensions" and kind == "embedding":
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+            what = "an integer >= 1"
         else:
             continue
         if not ok:
-            raise InvalidRequestError(f"{name} must be {what}, got {value!r:.80}")
+            raise InvalidRequestError(f"{name} must be {what}, got {value!r:.80}", param=name)
     if params.get("stream_options") is not None and params.get("stream") is not True:
         # (OpenAI's rule: refused before an entry was stored, served once one was)
-        raise InvalidRequestError("stream_options is only allowed with stream: true")
+        raise InvalidRequestError(
+            "stream_options is only allowed with stream: true", param="stream_options"
+        )
     params.update(lists)
+
+
+def _sdk_object(value: object) -> bool:
+    """Whether ``value`` is an object that dumps to JSON (an OpenAI SDK type, a pydantic
+    model): taken where an object is wanted, as :mod:`deja.keys` reads it."""
+    return callable(getattr(value, "model_dump", None)) and not isinstance(value, type)
+
+
+def _is_bias(value: object) -> bool:
+    """A logit bias: a finite number, or ``false`` (llama.cpp's "never this token")."""
+    if isinstance(value, bool):
+        return value is False
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _check_shape(name: str, value: Any) -> None:
+    """Refuse ``tools``, ``tool_choice``, ``response_format`` or ``logit_bias`` of a shape
+    that no API deja calls takes. Every native shape an adapter sends as written stays
+    taken: Anthropic's tools (``name``, ``input_schema``), Bedrock's (``toolSpec``),
+    Gemini's (``functionDeclarations``), a tool that is an SDK object."""
+    if name == "tools":
+        if type(value) is not list and (
+            isinstance(value, (str, bytes, bytearray, Mapping)) or not isinstance(value, Sequence)
+        ):
+            raise InvalidRequestError(
+                f"tools must be a list of tool objects, got {value!r:.80}", param="tools"
+            )
+        for i, tool in enumerate(value):
+            if type(tool) is not dict and not isinstance(tool, Mapping):
+                if _sdk_object(tool):
+                    continue
+                raise InvalidRequestError(
+                    f"tools[{i}] must be an object, got {tool!r:.80}", param=f"tools[{i}]"
+                )
+            if tool.get("type") != "function":
+                continue
+            function = tool.get("function")
+            if type(function) is dict and type(function.get("name")) is str:
+                continue  # (the common case, without ABC isinstance calls)
+            if function is None and isinstance(tool.get("name"), str):
+                continue  # the flat (Responses-style) function tool
+            if _sdk_object(function):
+                continue
+            if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
+                raise InvalidRequestError(
+                    f"tools[{i}] is a function tool: its 'function' must be an object with a"
+                    f" string 'name', got {function!r:.80}",
+                    param=f"tools[{i}].function",
+                )
+    elif name == "tool_choice":
+        # "auto", "none", "required", "any"..., or an object: OpenAI's {"type": "function",
+        # ...}, Anthropic's {"type": "tool", ...}, Bedrock's {"auto": {}}
+        if not isinstance(value, (str, dict, Mapping)) and not _sdk_object(value):
+            raise InvalidRequestError(
+                f"tool_choice must be a string or an object, got {value!r:.80}",
+                param="tool_choice",
+            )
+    elif name == "response_format":
+        if isinstance(value, type):
+            return  # a pydantic class: the key says what to pass instead (deja.keys)
+        if isinstance(value, Mapping):
+            if not isinstance(value.get("type"), str):
+                raise InvalidRequestError(
+                    "response_format must be an object with a string 'type' (\"text\","
+                    f' "json_object", "json_schema"...), got {value!r:.80}',
+                    param="response_format.type",
+                )
+        elif not _sdk_object(value):
+            raise InvalidRequestError(
+                f"response_format must be an object with a string 'type', got {value!r:.80}",
+                param="response_format",
+            )
+    elif isinstance(value, Mapping):  # logit_bias: token (id or text) -> bias
+        for token, bias in value.items():
+            if not _is_bias(bias):
+                raise InvalidRequestError(
+                    f"logit_bias must map tokens to numbers, got {bias!r:.40} for {token!r:.40}",
+                    param="logit_bias",
+                )
+    elif not (
+        # llama.cpp's own form too: [[token, bias], ...]
+        isinstance(value, (list, tuple))
+        and all(
+            isinstance(pair, (list, tuple)) and len(pair) == 2 and _is_bias(pair[1])
+            for pair in value
+        )
+    ):
+        raise InvalidRequestError(
+            f"logit_bias must be an object of token ids to numbers, got {value!r:.80}",
+            param="logit_bias",
+        )
+
+
+# The APIs whose lower bounds deja knows: OpenAI's own (and Azure OpenAI's), and those it
+# translates to. There, a max_tokens below 1 (0 for the legacy completions, which can
+# echo the prompt alone), a negative temperature or a negative top_logprobs is refused
+# before it is sent. Any other OpenAI-compatible server judges them itself: LM Studio and
+# llama.cpp take max_tokens -1 (no limit), llama.cpp 0 (the prompt only) and a negative
+# temperature (greedy decoding, with probabilities), vLLM top_logprobs -1 (every token).
+_KNOWN_BOUNDS = frozenset({"anthropic", "azure", "bedrock", "gemini", "vertex_ai"})
+
+
+@functools.lru_cache(maxsize=256)
+def knows_bounds(provider: str, api_base: str | None) -> bool:
+    """Whether deja knows the lower bounds of the common numbers at ``provider``'s
+    ``api_base`` (normalized): OpenAI's own API, Azure OpenAI, Anthropic, Bedrock, Gemini
+    and Vertex AI; not another OpenAI-compatible server (see :func:`check_params`)."""
+    return provider in _KNOWN_BOUNDS or (
+        provider == "openai" and api_base is not None and is_openais(api_base)
+    )
+
+
+def _bounded(provider: str | None, api_base: str | None) -> bool:
+    return provider is not None and knows_bounds(provider, api_base)
+
+
+def _floor(name: str, kind: RequestKind, bounded: bool) -> int | None:
+    """The least integer ``name`` may be (``None``: no floor deja holds)."""
+    if name == "n":
+        return 1  # (no answer at all: every API refuses it)
+    if not bounded or name == "seed":
+        return None
+    if name == "top_logprobs" or (name == "max_tokens" and kind == "completion"):
+        return 0
+    return 1
 
 
 def check_tenant(tenant: str | None) -> str | None:

@@ -2426,7 +2426,9 @@ def _http_error(exc: Exception) -> HTTPError:
             code="key_builder_failed",
             headers=_NO_RETRY,
         )
-    if isinstance(exc, (InvalidRequestError, ControlError)):
+    if isinstance(exc, InvalidRequestError):
+        return HTTPError(400, str(exc), param=exc.param)
+    if isinstance(exc, ControlError):
         return HTTPError(400, str(exc))
     if isinstance(exc, UpstreamTimeoutError):
         return HTTPError(504, _caller_message(exc), code="upstream_timeout")
