@@ -963,3 +963,36 @@ def test_what_openai_takes_the_simulated_server_takes(server: FakeOpenAIServer) 
     assert httpx2.post(f"{server.base_url}/completions", json=legacy).status_code == 200
     legacy["max_tokens"] = -1
     assert httpx2.post(f"{server.base_url}/completions", json=legacy).status_code == 400
+
+
+def test_structured_outputs_answer_an_instance_of_the_schema(client: openai.OpenAI) -> None:
+    """OpenAI's json_schema mode answers JSON the schema takes (the SDK's parse() read the
+    plain-text answer, and failed); json_object answers an object."""
+    import pydantic
+
+    class Step(pydantic.BaseModel):
+        explanation: str
+        output: int
+
+    class Answer(pydantic.BaseModel):
+        steps: list[Step]
+        final: str
+        sure: bool
+        unit: str | None
+
+    parsed = client.chat.completions.parse(
+        model="gpt-4o", messages=CHAT["messages"], response_format=Answer
+    )
+    answer = parsed.choices[0].message.parsed
+    assert answer is not None and answer.final.startswith("What is the capital")
+    assert answer.steps[0].output == 0 and answer.sure is False
+    json_object = client.chat.completions.create(
+        model="gpt-4o", messages=CHAT["messages"], response_format={"type": "json_object"}
+    )
+    assert json.loads(json_object.choices[0].message.content or "") == {
+        "answer": "What is the capital of France?"
+    }
+    text = client.chat.completions.create(
+        model="gpt-4o", messages=CHAT["messages"], response_format={"type": "text"}
+    )
+    assert (text.choices[0].message.content or "").startswith("Simulated answer to:")

@@ -25,7 +25,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, replace
 from typing import Any, Final, Literal
 
 import orjson
@@ -413,6 +413,9 @@ class _Handler(FakeHandler[FakeOpenAIServer]):
             question = _last_user_text(messages)
             limit = _max_tokens(body)
             answers = [_default_answer("Simulated answer to", question, i, limit) for i in range(n)]
+            structured = _structured(question[:40], body.get("response_format"))
+            if structured is not None:  # (OpenAI's JSON modes answer JSON)
+                answers = [replace(a, content=structured) for a in answers]
         else:
             answers = [_scripted_answer(reply) for _ in range(n)]
         prompt_chars = sum(_message_chars(m) for m in messages)
@@ -1018,6 +1021,59 @@ def _default_answer(lead: str, question: str, index: int, max_tokens: int | None
     if max_tokens is not None and _tokens(content) > max_tokens:
         content, finish = content[: max_tokens * 4], "length"
     return _Answer(content, None, None, [], finish)
+
+
+def _structured(text: str, response_format: Any) -> str | None:
+    """The content OpenAI's JSON modes answer (``None`` for plain text): under
+    ``json_schema`` an instance of the schema (Structured Outputs), its strings ``text``;
+    under ``json_object`` an object holding ``text``."""
+    if not isinstance(response_format, dict):
+        return None
+    kind = response_format.get("type")
+    if kind == "json_object":
+        return orjson.dumps({"answer": text}).decode()
+    spec = response_format.get("json_schema")
+    if kind != "json_schema" or not isinstance(spec, dict):
+        return None
+    schema = spec.get("schema")
+    if not isinstance(schema, dict):
+        return orjson.dumps({"answer": text}).decode()
+    definitions = {**schema.get("definitions", {}), **schema.get("$defs", {})}
+    return orjson.dumps(_instance(schema, text, definitions, 0)).decode()
+
+
+def _instance(schema: Any, text: str, definitions: Mapping[str, Any], depth: int) -> Any:
+    """A value ``schema`` takes (its first choice where it offers several)."""
+    if not isinstance(schema, dict) or depth > 32:
+        return None
+    ref = schema.get("$ref")
+    if isinstance(ref, str):
+        return _instance(definitions.get(ref.rsplit("/", 1)[-1]), text, definitions, depth + 1)
+    if "const" in schema:
+        return schema["const"]
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    for union in ("anyOf", "oneOf", "allOf"):
+        if isinstance(schema.get(union), list) and schema[union]:
+            return _instance(schema[union][0], text, definitions, depth + 1)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" or "properties" in schema:
+        properties = schema.get("properties")
+        return {
+            name: _instance(sub, text, definitions, depth + 1)
+            for name, sub in (properties.items() if isinstance(properties, dict) else ())
+        }
+    if kind == "array":
+        return [_instance(schema.get("items"), text, definitions, depth + 1)]
+    if kind == "string":
+        return text
+    if kind in ("integer", "number"):
+        return 0
+    if kind == "boolean":
+        return False
+    return None
 
 
 def _scripted_answer(reply: Reply) -> _Answer:
