@@ -59,6 +59,30 @@ def providers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         yield
 
 
+README = DOCS.parent / "README.md"
+
+
+def quick_start_config(readme: str) -> str:
+    """The config.yaml README's proxy quick start writes."""
+    written = re.search(r"cat > config\.yaml <<'EOF'\n(.*?)^EOF$", readme, re.DOTALL | re.M)
+    assert written is not None, "README's quick start writes no config.yaml"
+    return written.group(1)
+
+
+def test_the_readme_examples_run(
+    providers: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As pasted, in order, where the proxy quick start wrote its config.yaml: a block
+    whose call_the_llm was `...`, or whose messages were `[...]`, failed as pasted."""
+    readme = README.read_text(encoding="utf-8")
+    (tmp_path / "config.yaml").write_text(quick_start_config(readme))
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {"__name__": "docs.readme"}
+    for number, code in enumerate(examples(README), start=1):
+        exec(compile(code, f"README.md[example {number}]", "exec"), namespace)
+    assert len(examples(README)) >= 5
+
+
 def test_every_page_has_examples() -> None:
     pages = sorted(DOCS.glob("*.md"))
     assert pages, "docs/ has no pages"
@@ -76,7 +100,7 @@ def test_examples_run(page: Path, providers: None) -> None:
 
 def test_the_readme_names_every_metric() -> None:
     """Its table is the operator's reference: a metric added to the code is added there."""
-    readme = (DOCS.parent / "README.md").read_text(encoding="utf-8")
+    readme = README.read_text(encoding="utf-8")
     metrics = deja.PrometheusMetrics()
     names = {
         f"{m._name}_total" if m._type == "counter" else m._name

@@ -13,6 +13,7 @@ import pytest
 from deja.config import load_config
 from deja.server.app import ProxyApp
 from deja.testing import FakeOpenAIServer
+from tests.test_docs import README, quick_start_config
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 KEYS = {
@@ -78,10 +79,7 @@ def test_example_names_the_variables_it_reads_in_its_first_lines(name: str) -> N
 async def test_the_readme_quick_start_config_serves_a_hit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    readme = (EXAMPLES.parent / "README.md").read_text()
-    written = re.search(r"cat > config\.yaml <<'EOF'\n(.*?)^EOF$", readme, re.DOTALL | re.M)
-    assert written is not None, "README's quick start writes no config.yaml"
-    (tmp_path / "config.yaml").write_text(written.group(1))
+    (tmp_path / "config.yaml").write_text(quick_start_config(README.read_text()))
     with FakeOpenAIServer(api_key="sk-up") as upstream:
         monkeypatch.setenv("OPENAI_API_KEY", "sk-up")
         monkeypatch.setenv("OPENAI_BASE_URL", upstream.base_url)  # (where api.openai.com was)
