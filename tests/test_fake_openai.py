@@ -996,3 +996,19 @@ def test_structured_outputs_answer_an_instance_of_the_schema(client: openai.Open
         model="gpt-4o", messages=CHAT["messages"], response_format={"type": "text"}
     )
     assert (text.choices[0].message.content or "").startswith("Simulated answer to:")
+
+
+def test_a_request_held_through_a_reset_takes_nothing_scripted_after_it(
+    server: FakeOpenAIServer,
+) -> None:
+    """A held request whose caller timed out woke in the next test and answered with the
+    reply that test had queued (which then got the default answer)."""
+    server.delay_next(0.5)
+    with httpx2.Client(base_url=server.base_url) as http, pytest.raises(httpx2.ReadTimeout):
+        http.post("/chat/completions", json=CHAT, timeout=0.1)
+    server.reset()
+    server.queue_reply(Reply("for the next request"))
+    time.sleep(0.6)  # (the held request wakes)
+    with httpx2.Client(base_url=server.base_url) as http:
+        answer = http.post("/chat/completions", json=CHAT).json()
+    assert answer["choices"][0]["message"]["content"] == "for the next request"

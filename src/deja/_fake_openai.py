@@ -316,11 +316,17 @@ class _Handler(FakeHandler[FakeOpenAIServer]):
             self._models(owner, route_path)
             return
 
+        generation = owner._generation
         drop, delay, failure = owner._take_faults()
         if drop:
             self._hang_up()
             return
         owner._sleep(delay)
+        if delay and owner._generation != generation:
+            # the server was reset while this request was held (its caller long gone):
+            # what is scripted now is for the requests after the reset, not for this one
+            self._hang_up()
+            return
         if failure is not None:
             self._send_failure(failure, body)
             return

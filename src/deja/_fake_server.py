@@ -203,6 +203,8 @@ class FakeServer(ABC, Generic[ReplyT, FailureT]):
         self._thread: threading.Thread | None = None
         # Set on stop() so handlers sleeping through latency or a delay wake up at once.
         self._stopping = threading.Event()
+        # Counts the resets: a request held through one belongs to what came before it
+        self._generation = 0
 
     @abstractmethod
     def _handler(self) -> type[FakeHandler[Any]]:
@@ -313,6 +315,7 @@ class FakeServer(ABC, Generic[ReplyT, FailureT]):
         self._queued.clear()
         self._reply_fn = None
         self._failures.clear()
+        self._generation += 1
 
     # -- used by the handler --------------------------------------------------------------------
 
