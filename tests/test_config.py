@@ -1539,3 +1539,30 @@ def test_litellm_local_cache_ttls_are_litellms(tmp_path: Path) -> None:
     assert ttl("{type: redis, host: h, ttl: 5, default_in_redis_ttl: 30}") == 30.0
     # deja's own block keeps deja's default: until evicted
     assert ttl("{type: local}", native=True) is None
+
+
+@pytest.mark.parametrize(
+    ("params", "refused"),
+    [
+        ({"model": "anthropic/claude-sonnet-4-5", "max_tokens": 0}, "max_tokens"),
+        ({"model": "anthropic/claude-sonnet-4-5", "max_tokens": -1}, "max_tokens"),
+        ({"model": "openai/gpt-4o", "temperature": -0.5}, "temperature"),
+        ({"model": "openai/gpt-4o", "top_p": 2}, "top_p"),  # (no API takes it)
+        # another OpenAI-compatible server judges its own bounds: LM Studio's -1 is "no limit"
+        ({"model": "openai/local", "api_base": "http://127.0.0.1:1234/v1", "max_tokens": -1}, None),
+        ({"model": "openai/*", "temperature": -1}, None),  # (a wildcard's model: per request)
+        ({"model": "anthropic/claude-sonnet-4-5", "max_tokens": 100, "temperature": 0.2}, None),
+    ],
+)
+def test_a_deployment_default_below_its_apis_bound_is_refused_at_start(
+    tmp_path: Path, params: dict[str, object], refused: str | None
+) -> None:
+    """It was taken, and every request of the model was then refused for it."""
+    config = {"model_list": [{"model_name": "m", "litellm_params": {**params, "api_key": "k"}}]}
+    if refused is None:
+        parse(config, tmp_path)
+        return
+    with pytest.raises(ConfigError) as info:
+        parse(config, tmp_path)
+    assert info.value.path == f"model_list[0].litellm_params.{refused}"
+    assert "every request of this model would be refused" in str(info.value)

@@ -71,6 +71,7 @@ from urllib.parse import quote
 import yaml
 
 from deja._transport import header_text
+from deja._upstream import ADAPTED
 from deja.controls import CacheMode
 from deja.errors import ConfigError, InvalidRequestError
 from deja.policy import Admission, AdmissionPolicy
@@ -78,6 +79,7 @@ from deja.providers.planner import check_injection_point
 from deja.request import (
     PROVIDER_ALIASES,
     PROVIDER_API_BASES,
+    RequestKind,
     check_params,
     env_api_base,
     is_openais,
@@ -2693,7 +2695,35 @@ def _litellm_params(value: object, path: str, ctx: _Context) -> dict[str, object
                 path=sub,
             )
         params["max_retries"] = retries
+    _check_bounded_defaults(params, block, path, ctx)
     return params
+
+
+def _check_bounded_defaults(
+    params: Mapping[str, object], block: Mapping[str, object], path: str, ctx: _Context
+) -> None:
+    """Refuse a default request parameter below the bounds of the API the deployment calls,
+    where deja knows them (``max_tokens: -1`` for Anthropic, a negative ``temperature`` for
+    OpenAI's own API): taken at start, it had every request of the model refused."""
+    model = str(params["model"])
+    defaults = {k: v for k, v in params.items() if k in DEPLOYMENT_DEFAULTS and v is not None}
+    if "*" in model or not defaults:
+        return
+    provider, _ = resolve_model(model)
+    named = block.get("api_base")
+    base = str(named) if named is not None else env_api_base(provider, ctx.env)
+    if base is None:
+        base = PROVIDER_API_BASES.get(provider)
+    # (a provider deja translates to takes a legacy completions request as chat)
+    kinds: tuple[RequestKind, ...] = ("chat",) if provider in ADAPTED else ("chat", "completion")
+    for name, value in defaults.items():
+        said = _request_type_error(name, value, provider=provider, api_base=base, kinds=kinds)
+        if said is not None:
+            raise ConfigError(
+                f"{said}: every request of this model would be refused for it (the bound"
+                f" of {provider}'s API)",
+                path=_join(path, name),
+            )
 
 
 def _json_value(value: object, path: str, ctx: _Context) -> object:
@@ -2748,14 +2778,22 @@ def _request_param(name: str, value: object, path: str, ctx: _Context) -> object
     )
 
 
-def _request_type_error(name: str, value: object) -> str | None:
-    """What deja's check of a request's fields says of ``value`` as ``name``, or ``None``
-    if it takes it. Either kind of call the default goes into counts: the legacy
-    completions' ``logprobs`` is a count, chat's a switch."""
+def _request_type_error(
+    name: str,
+    value: object,
+    *,
+    provider: str | None = None,
+    api_base: str | None = None,
+    kinds: tuple[RequestKind, ...] = ("chat", "completion"),
+) -> str | None:
+    """What deja's check of a request's fields says of ``value`` as ``name`` (sent to
+    ``provider`` at ``api_base``, when given), or ``None`` if it takes it. Either kind of
+    call the default goes into counts: the legacy completions' ``logprobs`` is a count,
+    chat's a switch."""
     said: str | None = None
-    for kind in ("chat", "completion"):
+    for kind in kinds:
         try:
-            check_params({name: value}, kind)
+            check_params({name: value}, kind, provider=provider, api_base=api_base)
         except InvalidRequestError as exc:
             said = said or str(exc)
         else:
