@@ -73,6 +73,9 @@ WRONG_EVERYWHERE = [
     ({"logit_bias": {"1": "x"}}, "logit_bias", r"logit_bias must map tokens to numbers"),
     ({"logit_bias": {"1": True}}, "logit_bias", r"logit_bias must map tokens to numbers"),
     ({"logit_bias": [[1, "x"]]}, "logit_bias", r"logit_bias must be an object"),
+    ({"functions": 5}, "functions", r"functions must be a list of function objects"),
+    ({"functions": [{"parameters": {}}]}, "functions[0]", r"with a string 'name'"),
+    ({"function_call": 5}, "function_call", r"function_call must be a string or an object"),
     ({"n": 0}, "n", r"n must be an integer >= 1, got 0"),
     ({"n": -3}, "n", r"n must be an integer >= 1, got -3"),
     ({"top_p": 7}, "top_p", r"top_p must be a number from 0 to 1, got 7"),
@@ -266,6 +269,8 @@ ACCEPTED_FIELDS = [
     {"tool_choice": {"type": "tool", "name": "f"}},  # Anthropic's
     {"tool_choice": {"auto": {}}},  # Bedrock's
     {"tool_choice": "any"},
+    {"functions": [{"name": "f", "parameters": {}}], "function_call": "auto"},  # deprecated
+    {"functions": [{"name": "f"}], "function_call": {"name": "f"}},
     {"response_format": {"type": "json_object"}},
     {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}},
     {"response_format": {"type": "json_object", "schema": {"type": "object"}}},  # Together's

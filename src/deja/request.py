@@ -592,7 +592,11 @@ _OBJECT_PARAMS = frozenset({"metadata", "stream_options"})
 # Fields of a shape no API deja calls takes otherwise (checked for chat and completions):
 # a lenient upstream answered "tools": 5 and the answer was cached; a provider deja
 # translates to failed inside the translation (a 500) or got a request it refuses
-_SHAPED_PARAMS = frozenset({"tools", "tool_choice", "response_format", "logit_bias"})
+_SHAPED_PARAMS = frozenset(
+    {"tools", "tool_choice", "response_format", "logit_bias", "functions", "function_call"}
+)
+# (OpenAI's deprecated forms of tools and tool_choice, still taken by its API and LiteLLM)
+_CHOICE_PARAMS = frozenset({"tool_choice", "function_call"})
 
 
 def check_params(
@@ -655,7 +659,7 @@ def check_params(
                 lists[name] = list(value)
             what = "a string or a list of strings"
         elif name in _SHAPED_PARAMS and kind != "embedding":
-            if type(value) is not str or name != "tool_choice":  # ("auto": the common case)
+            if type(value) is not str or name not in _CHOICE_PARAMS:  # ("auto": the common case)
                 _check_shape(name, value)
             continue
         elif name == "dimensions" and kind == "embedding":
@@ -687,10 +691,11 @@ def _is_bias(value: object) -> bool:
 
 
 def _check_shape(name: str, value: Any) -> None:
-    """Refuse ``tools``, ``tool_choice``, ``response_format`` or ``logit_bias`` of a shape
-    that no API deja calls takes. Every native shape an adapter sends as written stays
-    taken: Anthropic's tools (``name``, ``input_schema``), Bedrock's (``toolSpec``),
-    Gemini's (``functionDeclarations``), a tool that is an SDK object."""
+    """Refuse ``tools``, ``tool_choice``, ``response_format``, ``logit_bias`` or the
+    deprecated ``functions`` and ``function_call`` of a shape that no API deja calls
+    takes. Every native shape an adapter sends as written stays taken: Anthropic's tools
+    (``name``, ``input_schema``), Bedrock's (``toolSpec``), Gemini's
+    (``functionDeclarations``), a tool that is an SDK object."""
     if name == "tools":
         if type(value) is not list and (
             isinstance(value, (str, bytes, bytearray, Mapping)) or not isinstance(value, Sequence)
@@ -720,14 +725,28 @@ def _check_shape(name: str, value: Any) -> None:
                     f" string 'name', got {function!r:.80}",
                     param=f"tools[{i}].function",
                 )
-    elif name == "tool_choice":
+    elif name in _CHOICE_PARAMS:
         # "auto", "none", "required", "any"..., or an object: OpenAI's {"type": "function",
-        # ...}, Anthropic's {"type": "tool", ...}, Bedrock's {"auto": {}}
+        # ...}, Anthropic's {"type": "tool", ...}, Bedrock's {"auto": {}}; function_call's
+        # {"name": ...}
         if not isinstance(value, (str, dict, Mapping)) and not _sdk_object(value):
             raise InvalidRequestError(
-                f"tool_choice must be a string or an object, got {value!r:.80}",
-                param="tool_choice",
+                f"{name} must be a string or an object, got {value!r:.80}", param=name
             )
+    elif name == "functions":
+        if not isinstance(value, (list, tuple)):
+            raise InvalidRequestError(
+                f"functions must be a list of function objects, got {value!r:.80}",
+                param="functions",
+            )
+        for i, function in enumerate(value):
+            if _sdk_object(function):
+                continue
+            if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
+                raise InvalidRequestError(
+                    f"functions[{i}] must be an object with a string 'name', got {function!r:.80}",
+                    param=f"functions[{i}]",
+                )
     elif name == "response_format":
         if isinstance(value, type):
             return  # a pydantic class: the key says what to pass instead (deja.keys)
