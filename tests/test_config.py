@@ -1546,6 +1546,11 @@ def test_litellm_local_cache_ttls_are_litellms(tmp_path: Path) -> None:
     [
         ({"model": "anthropic/claude-sonnet-4-5", "max_tokens": 0}, "max_tokens"),
         ({"model": "anthropic/claude-sonnet-4-5", "max_tokens": -1}, "max_tokens"),
+        ({"model": "openai/gpt-4o", "max_tokens": 0}, "max_tokens"),  # (chat's floor)
+        (
+            {"model": "azure/my-gpt", "api_base": "https://x.openai.azure.com", "max_tokens": 0},
+            "max_tokens",
+        ),
         ({"model": "openai/gpt-4o", "temperature": -0.5}, "temperature"),
         ({"model": "openai/gpt-4o", "top_p": 2}, "top_p"),  # (no API takes it)
         # another OpenAI-compatible server judges its own bounds: LM Studio's -1 is "no limit"

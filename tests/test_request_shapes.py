@@ -171,6 +171,30 @@ def test_other_openai_compatible_servers_judge_those_bounds_themselves(
 ) -> None:
     request = Request.from_body({**body(**extra), "model": model}, api_base=api_base)
     assert default_digest(request)  # keyed as it is sent
+    assert {name: request.params[name] for name in extra} == extra, (param, message)
+    Request.chat(model=model, messages=[USER], api_base=api_base, **extra)
+
+
+def test_a_tool_message_naming_its_tool_is_a_local_servers_to_judge() -> None:
+    """llama.cpp and Ollama read a tool message's tool_call_id as optional (their loops
+    send the tool's name): refused only for the APIs whose rules deja knows."""
+    messages = [USER, {"role": "tool", "name": "get_weather", "content": "12C"}]
+    local = Request.chat(model="openai/llama3", messages=messages, api_base="http://127.0.0.1:8080")
+    assert local.messages[1]["name"] == "get_weather"
+    with pytest.raises(InvalidRequestError, match=r"tool_call_id is required"):
+        Request.chat(model="gpt-4o", messages=messages)
+
+
+def test_tool_calls_may_be_any_sequence_as_the_sdk_types_them() -> None:
+    """A tuple of tool calls (the SDK's Iterable) was refused; it keys as the list does."""
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    reply = {"role": "tool", "tool_call_id": "call_1", "content": "42"}
+
+    def conversation(calls: Any) -> Request:
+        assistant = {"role": "assistant", "content": None, "tool_calls": calls}
+        return Request.chat(model="gpt-4o", messages=[USER, assistant, reply])
+
+    assert default_digest(conversation((call,))) == default_digest(conversation([call]))
 
 
 # ------------------------------------------------------------------------- messages
@@ -395,3 +419,17 @@ def test_a_deployment_default_of_a_shape_no_api_takes_is_a_config_error(tmp_path
         }
         with pytest.raises(ConfigError, match=said):
             parse_config(config, base_dir=tmp_path)
+
+
+def test_numbers_past_a_floats_range_numpy_numbers_and_whole_floats() -> None:
+    """logit_bias 10**400 escaped as an OverflowError; numpy's int64 was refused; an
+    embeddings dimensions of 256.0 was refused where max_tokens 256.0 is taken."""
+    import numpy as np
+
+    with pytest.raises(InvalidRequestError, match=r"logit_bias must map tokens to numbers"):
+        Request.chat(model="gpt-4o", messages=[USER], logit_bias={"1": 10**400})
+    Request.chat(model="gpt-4o", messages=[USER], logit_bias={"1": np.int64(-100)})
+    embedding = {"model": "text-embedding-3-small", "input": "x", "dimensions": 256.0}
+    Request.from_body(embedding, kind="embedding")
+    with pytest.raises(InvalidRequestError, match=r"dimensions must be an integer >= 1"):
+        Request.from_body({**embedding, "dimensions": 0.5}, kind="embedding")

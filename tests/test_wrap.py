@@ -61,6 +61,21 @@ def test_sdk_exceptions_pass_unchanged_and_are_not_cached(server: FakeOpenAIServ
     assert server.count(CHAT) == 3
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [{"n": 0}, {"top_p": 1.5}, {"tools": 5}, {"temperature": "warm"}],
+)
+def test_a_request_deja_refuses_goes_to_the_sdk_for_its_own_exception(
+    server: FakeOpenAIServer, extra: dict[str, Any]
+) -> None:
+    """DESIGN: the wrapped SDK's exceptions are unchanged. A request deja's own checks
+    refuse raised deja's InvalidRequestError where the bare SDK raised its own."""
+    client = deja.wrap(sdk(server), cache=deja.Cache())
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES, **extra)
+    assert server.count(CHAT) == 1  # (the SDK's call, as without deja; nothing stored)
+
+
 def test_streams_are_cached_and_replayed(server: FakeOpenAIServer) -> None:
     client = deja.wrap(sdk(server), cache=deja.Cache())
     server.queue_reply(Reply(content="alpha beta gamma delta epsilon zeta eta theta"))

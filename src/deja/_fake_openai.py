@@ -238,15 +238,16 @@ class FakeOpenAIServer(FakeServer[Reply, ScriptedFailure]):
 
     # -- used by the handler --------------------------------------------------------------------
 
-    def _take_faults(self) -> tuple[bool, float, ScriptedFailure | None]:
-        """Consume this request's scripted drop, delay and failure, in that order."""
+    def _take_faults(self) -> tuple[bool, float, ScriptedFailure | None, int]:
+        """Consume this request's scripted drop, delay and failure, in that order, and say
+        which reset they belong after (:meth:`reset`)."""
         with self._lock:
             if self._drops:
                 self._drops -= 1
-                return True, 0.0, None
+                return True, 0.0, None, self._generation
             delay = self._delays.popleft() if self._delays else 0.0
             failure = self._failures.popleft() if self._failures else None
-            return False, delay, failure
+            return False, delay, failure, self._generation
 
     def _deepseek_cache(self, messages: list[Any], prompt_tokens: int) -> dict[str, int]:
         """DeepSeek's automatic context cache: the longest prefix, in whole 64-token units,
@@ -316,8 +317,7 @@ class _Handler(FakeHandler[FakeOpenAIServer]):
             self._models(owner, route_path)
             return
 
-        generation = owner._generation
-        drop, delay, failure = owner._take_faults()
+        drop, delay, failure, generation = owner._take_faults()
         if drop:
             self._hang_up()
             return
@@ -945,7 +945,7 @@ def _check_tool_fields(body: Mapping[str, Any]) -> None:
             raise _missing("tool_choice.function")
     elif choice is not None:
         raise _invalid_type(
-            "tool_choice", "one of one of 'none', 'auto', or 'required' or object", choice
+            "tool_choice", "one of 'none', 'auto', or 'required' or an object", choice
         )
     form = body.get("response_format")
     if form is not None:

@@ -83,9 +83,8 @@ logger = logging.getLogger("deja.client")
 # An upstream answer's headers a proxy passes on to its caller: the provider's request id
 # (what its support asks for; OpenAI's SDKs read x-request-id as ``_request_id``), its
 # processing time and its rate limits (a batch job paces itself by them)
-_TOLD_HEADERS: Final = frozenset(
-    {"x-request-id", "request-id", "x-amzn-requestid", "openai-processing-ms"}
-)
+_REQUEST_ID_HEADERS: Final = ("x-request-id", "request-id", "x-amzn-requestid")
+_TOLD_HEADERS: Final = frozenset({*_REQUEST_ID_HEADERS, "openai-processing-ms"})
 _TOLD_PREFIXES: Final = ("x-ratelimit-", "anthropic-ratelimit-")
 
 
@@ -131,9 +130,6 @@ def encoded_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
         (name.encode("latin-1", "replace"), value.encode("latin-1", "replace"))
         for name, value in headers.items()
     ]
-
-
-_REQUEST_ID_HEADERS: Final = ("x-request-id", "request-id", "x-amzn-requestid")
 
 
 # how much of a body that carried no event is kept, to say what it was

@@ -71,7 +71,6 @@ from urllib.parse import quote
 import yaml
 
 from deja._transport import header_text
-from deja._upstream import ADAPTED
 from deja.controls import CacheMode
 from deja.errors import ConfigError, InvalidRequestError
 from deja.policy import Admission, AdmissionPolicy
@@ -2699,6 +2698,12 @@ def _litellm_params(value: object, path: str, ctx: _Context) -> dict[str, object
     return params
 
 
+# the request parameters whose floor depends on the API (their types: _request_param)
+_BOUNDED_DEFAULTS: Final = frozenset(
+    {"max_tokens", "max_completion_tokens", "temperature", "top_logprobs"}
+)
+
+
 def _check_bounded_defaults(
     params: Mapping[str, object], block: Mapping[str, object], path: str, ctx: _Context
 ) -> None:
@@ -2706,7 +2711,7 @@ def _check_bounded_defaults(
     where deja knows them (``max_tokens: -1`` for Anthropic, a negative ``temperature`` for
     OpenAI's own API): taken at start, it had every request of the model refused."""
     model = str(params["model"])
-    defaults = {k: v for k, v in params.items() if k in DEPLOYMENT_DEFAULTS and v is not None}
+    defaults = {k: v for k, v in params.items() if k in _BOUNDED_DEFAULTS and v is not None}
     if "*" in model or not defaults:
         return
     provider, _ = resolve_model(model)
@@ -2714,10 +2719,10 @@ def _check_bounded_defaults(
     base = str(named) if named is not None else env_api_base(provider, ctx.env)
     if base is None:
         base = PROVIDER_API_BASES.get(provider)
-    # (a provider deja translates to takes a legacy completions request as chat)
-    kinds: tuple[RequestKind, ...] = ("chat",) if provider in ADAPTED else ("chat", "completion")
+    # judged as chat's: the legacy completions' max_tokens may be 0, but a default of 0 had
+    # every chat request refused (and a provider deja translates to takes both as chat)
     for name, value in defaults.items():
-        said = _request_type_error(name, value, provider=provider, api_base=base, kinds=kinds)
+        said = _request_type_error(name, value, provider=provider, api_base=base, kinds=("chat",))
         if said is not None:
             raise ConfigError(
                 f"{said}: every request of this model would be refused for it (the bound"

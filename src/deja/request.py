@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -302,7 +303,9 @@ def redact_urls_in(text: str) -> str:
     return _URL_IN_TEXT.sub(shown, text)
 
 
-def _check_messages(messages: object) -> tuple[tuple[Mapping[str, Any], ...], bool]:
+def _check_messages(
+    messages: object, *, known_api: bool = True
+) -> tuple[tuple[Mapping[str, Any], ...], bool]:
     """Validate message shapes; also say whether all are plain ``{role, content: str}``.
 
     Messages are returned as plain JSON data (:func:`_json_data`): the key is made of them
@@ -322,8 +325,8 @@ def _check_messages(messages: object) -> tuple[tuple[Mapping[str, Any], ...], bo
             and type(message.get("content")) is str
             and type(message.get("role")) is str
         ):
-            if message["role"] not in _PLAIN_ROLES:  # "", or a tool message (no tool_call_id)
-                _check_message(message, i)
+            if message["role"] not in _PLAIN_ROLES:  # "", a tool message, an unknown role
+                _check_message(message, i, known_api)
             checked.append(message)  # the common case, checked without ABC isinstance calls
             continue
         plain = False
@@ -345,7 +348,7 @@ def _check_messages(messages: object) -> tuple[tuple[Mapping[str, Any], ...], bo
                 raise InvalidRequestError(
                     f"messages[{i}] is nested too deeply", param=f"messages[{i}]"
                 ) from None
-        _check_message(message, i)
+        _check_message(message, i, known_api)
         checked.append(message)
     return tuple(checked), plain
 
@@ -364,9 +367,10 @@ _ASSISTANT_REASONING = ("reasoning_content", "thinking_blocks")
 _CONTENT_ROLES = frozenset({"user", "system", "developer", "tool"})
 
 
-def _check_message(message: Mapping[str, Any], i: int) -> None:
+def _check_message(message: Mapping[str, Any], i: int, known_api: bool) -> None:
     """Refuse a message no API takes: no role, content of a wrong type, no content where its
-    role needs some, a tool message that names no tool call."""
+    role needs some, tool calls that are no list of objects, and (for an API whose rules
+    deja knows: ``known_api``) a tool message that names no tool call."""
     role = message.get("role")
     if not isinstance(role, str) or not role:
         raise InvalidRequestError(
@@ -385,7 +389,8 @@ def _check_message(message: Mapping[str, Any], i: int) -> None:
             f"messages[{i}].content must be a string or a list of parts",
             param=f"messages[{i}].content",
         )
-    if role == "tool" and not isinstance(message.get("tool_call_id"), str):
+    if role == "tool" and known_api and not isinstance(message.get("tool_call_id"), str):
+        # (llama.cpp's and Ollama's tool messages may name the tool instead: theirs to judge)
         call_id = message.get("tool_call_id")
         said = "is required" if call_id is None else f"must be a string, got {call_id!r:.80}"
         raise InvalidRequestError(
@@ -394,10 +399,12 @@ def _check_message(message: Mapping[str, Any], i: int) -> None:
         )
     calls = message.get("tool_calls")
     if calls is not None:
-        if type(calls) is not list:
-            _bad_tool_calls(calls, i)
+        if type(calls) is not list and (
+            isinstance(calls, (str, bytes, Mapping)) or not isinstance(calls, Sequence)
+        ):
+            _bad_tool_calls(calls, i)  # (any sequence: the SDK types it an Iterable)
         for call in calls:
-            if not isinstance(call, dict):
+            if not isinstance(call, Mapping):
                 _bad_tool_calls(calls, i)
     if content or content == "":
         return
@@ -519,8 +526,8 @@ class Request:
     ) -> Request:
         """A chat-completions request (``messages`` plus body parameters)."""
         provider, name = resolve_model(model)
-        checked, plain = _check_messages(messages)
         base = normalize_api_base(api_base or env_api_base(provider), provider)
+        checked, plain = _check_messages(messages, known_api=knows_bounds(provider, base))
         check_params(params, provider=provider, api_base=base)
         request = cls(
             provider=provider,
@@ -557,7 +564,9 @@ class Request:
         if kind == "chat":
             if "messages" not in body:
                 raise InvalidRequestError("'messages' is required")
-            messages, plain = _check_messages(body["messages"])
+            messages, plain = _check_messages(
+                body["messages"], known_api=knows_bounds(provider, base)
+            )
         else:
             plain = True
             required = "prompt" if kind == "completion" else "input"
@@ -636,7 +645,7 @@ def check_params(
             ok = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
             what = "an integer"
             if ok and value < 1 and kind != "embedding":  # (the rare path)
-                floor = _floor(name, kind, _bounded(provider, api_base))
+                floor = _floor(name, kind, _bounds_known(provider, api_base))
                 if floor is not None and value < floor:
                     ok, what = False, f"an integer >= {floor}"
         elif name in _NUMBER_PARAMS:  # numpy's float64 is a float
@@ -645,7 +654,7 @@ def check_params(
             if ok and not 0 <= value <= 1 and kind != "embedding":  # (the rare path)
                 if name == "top_p":
                     ok, what = False, "a number from 0 to 1"  # (a probability mass)
-                elif name == "temperature" and value < 0 and _bounded(provider, api_base):
+                elif name == "temperature" and value < 0 and _bounds_known(provider, api_base):
                     ok, what = False, "a number >= 0"
         elif name == "stop":
             # any sequence of strings (the SDK types it SequenceNotStr[str]: a tuple is
@@ -663,8 +672,10 @@ def check_params(
                 _check_shape(name, value)
             continue
         elif name == "dimensions" and kind == "embedding":
-            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
-            what = "an integer >= 1"
+            ok = (isinstance(value, int) and not isinstance(value, bool)) or (
+                isinstance(value, float) and value.is_integer()  # 256.0 is 256, as max_tokens
+            )
+            ok, what = ok and value >= 1, "an integer >= 1"
         else:
             continue
         if not ok:
@@ -687,7 +698,12 @@ def _is_bias(value: object) -> bool:
     """A logit bias: a finite number, or ``false`` (llama.cpp's "never this token")."""
     if isinstance(value, bool):
         return value is False
-    return isinstance(value, (int, float)) and math.isfinite(value)
+    if not isinstance(value, numbers.Real):  # (numpy's numbers too)
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an int past a float's range: 10**400
+        return False
 
 
 def _check_shape(name: str, value: Any) -> None:
@@ -802,7 +818,7 @@ def knows_bounds(provider: str, api_base: str | None) -> bool:
     )
 
 
-def _bounded(provider: str | None, api_base: str | None) -> bool:
+def _bounds_known(provider: str | None, api_base: str | None) -> bool:
     return provider is not None and knows_bounds(provider, api_base)
 
 

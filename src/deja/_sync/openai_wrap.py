@@ -36,7 +36,7 @@ from deja._openai_args import (
 from deja._sync.cache import Cache
 from deja._sync.embeddings import cached_embeddings, embedding_items
 from deja._sync.streams import CachedStream
-from deja.errors import UpstreamTimeoutError
+from deja.errors import InvalidRequestError, UpstreamTimeoutError
 from deja.request import Request
 from deja.result import CacheInfo, attach_info, cache_info
 
@@ -214,7 +214,13 @@ class CachedCompletions(_Wrapped):
             return self._original(**sdk_kwargs)
         # built as the proxy builds one from a body: every field is a request field (keyed
         # and sent), one named api_base or tenant too, never Request.chat's own argument
-        request = Request.from_body(fields, api_base=self._api_base_for(kwargs))
+        try:
+            request = Request.from_body(fields, api_base=self._api_base_for(kwargs))
+        except InvalidRequestError:
+            # a request deja does not take (a shape no API takes, a field of a wrong
+            # type): the SDK's own call, uncached, so that its caller gets the SDK's own
+            # exception for it (or the answer of a server that takes it)
+            return self._original(**sdk_kwargs)
         if fields.get("stream"):
             options = dict(fields.get("stream_options") or {})
             include_usage = bool(options.get("include_usage"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import difflib
 import itertools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 
 from deja.semantic.guards.extract import (
@@ -1176,9 +1176,11 @@ _AHEAD_RE = re.compile(
 _ONE_SPAN = frozenset({"a", "an", "one"})
 
 
-def _bounded(low_text: str) -> dict[str, set[str]]:
+def _bounded(low_text: str) -> Mapping[str, frozenset[str]]:
     """How ``low_text`` bounds each number (see :data:`_BOUND_PHRASES`): the canonical
-    number -> "min" / "max" / "exact", and number and unit of a span -> "ago" / "ahead"."""
+    number -> "min" / "max" / "exact", and number and unit of a span -> "ago" / "ahead".
+    (Worked out per pair, never remembered by text: a cache every tenant shares times
+    another's prompts. Four regex passes, only for prompts sharing a number.)"""
     out: dict[str, set[str]] = {}
     for m in _BOUNDED_BEFORE_RE.finditer(low_text):
         out.setdefault(_canon_number(m.group(2)), set()).add(_BOUND_PHRASES[m.group(1)])
@@ -1189,7 +1191,7 @@ def _bounded(low_text: str) -> dict[str, set[str]]:
             count, unit = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
             count = "1" if count in _ONE_SPAN else _canon_number(count)
             out.setdefault(f"{count} {unit}", set()).add(way)
-    return out
+    return {number: frozenset(ways) for number, ways in out.items()}
 
 
 _BOUND_KINDS = (frozenset({"min", "max", "exact"}), frozenset({"ago", "ahead"}))
@@ -1201,7 +1203,10 @@ def _bounded_apart(a: Signature, b: Signature) -> bool:
     100 days")?"""
     if set(a.all_numbers).isdisjoint(b.all_numbers):
         return False
-    bounds_a, bounds_b = _bounded(a.low_text), _bounded(b.low_text)
+    bounds_a = _bounded(a.low_text)
+    if not bounds_a:  # (most prompts bound no number: the other's passes are spared)
+        return False
+    bounds_b = _bounded(b.low_text)
     for number, ways_a in bounds_a.items():
         ways_b = bounds_b.get(number)
         if not ways_b:
