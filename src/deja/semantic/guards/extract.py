@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import itertools
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from deja.semantic.guards.entities import (
@@ -162,6 +163,8 @@ class Signature:
     # who the prompt asks as ("As a coach, ...": "coach"), if it says
     speaker: str | None = field(default=None, repr=False)
     low_text: str = field(default="", repr=False)
+    # how the text bounds its numbers ("up to 3000": "3000" -> "max"; see _bounded)
+    bounds: tuple[tuple[str, frozenset[str]], ...] = field(default=(), repr=False)
     # the text as given, and its backtick spans as bare words (see :func:`check_guards`)
     text: str = field(default="", repr=False)
     ticked: tuple[str, ...] = field(default=(), repr=False)
@@ -559,6 +562,92 @@ def _speaker(text: str) -> str | None:
     return role
 
 
+# How a prompt bounds a number: from below ("at least 5", "more than 5", "over $20", "5
+# or more", "65 and over"), from above ("up to 5", "no more than 5", "under 18", "5 or
+# less") or exactly; and a span of time counted back ("3 days ago") or ahead ("in 3
+# days", "3 days from now"). Two near-duplicates that bound the same number each its own
+# way ask two things ("take up to 3000 mg" / "more than 3000 mg"; "what day was it 100
+# days ago" / "will it be in 100 days"). A number bounded on one side only is left to
+# the rest ("pay $30 an hour" / "pay over $30 an hour" is often the same ask).
+_BOUND_PHRASES = {
+    **dict.fromkeys(
+        [
+            "at least", "more than", "greater than", "higher than", "over", "above",
+            "exceeding", "in excess of", "upwards of", "no less than", "not less than",
+            "no fewer than", "not fewer than", "a minimum of", "minimum of", "min",
+            "not under", "not below", "starting at", "starting from",
+        ],
+        "min",
+    ),
+    **dict.fromkeys(
+        [
+            "at most", "up to", "upto", "less than", "fewer than", "lower than", "under",
+            "below", "no more than", "not more than", "no greater than", "not greater than",
+            "not over", "not above", "not exceeding", "a maximum of", "maximum of", "max",
+            "within",
+        ],
+        "max",
+    ),
+    **dict.fromkeys(["exactly", "precisely"], "exact"),
+}  # fmt: skip
+_BOUND_AFTER = {
+    **dict.fromkeys(
+        [
+            "or more", "or above", "or higher", "or greater", "or over", "or older",
+            "or longer", "or larger", "or bigger", "and over", "and up", "and above",
+            "and older", "and higher", "plus",
+        ],
+        "min",
+    ),
+    **dict.fromkeys(
+        [
+            "or less", "or fewer", "or below", "or lower", "or under", "or younger",
+            "or shorter", "or smaller", "and under", "and below", "and younger", "and lower",
+        ],
+        "max",
+    ),
+}  # fmt: skip
+
+
+def _alternatives(phrases: Iterable[str]) -> str:
+    # the longest first: "no more than" before "more than"
+    return "|".join(re.escape(p) for p in sorted(phrases, key=len, reverse=True))
+
+
+_NUMBER_TEXT = r"(?:[$\u20ac\u00a3\u00a5\u20b9] )?(\d[\d,]*(?:\.\d+)?%?)"
+_BOUNDED_BEFORE_RE = re.compile(
+    rf"(?<![\w-])({_alternatives(_BOUND_PHRASES)})(?: or equal to)? {_NUMBER_TEXT}(?![\w.])"
+)
+# (a unit of up to two words may come between: "4 stars or more", "$50 dollars or less")
+_BOUNDED_AFTER_RE = re.compile(
+    rf"(?<![\w.,-]){_NUMBER_TEXT}(?: [a-z%]+){{0,2}}? ({_alternatives(_BOUND_AFTER)})\b"
+)
+_SPAN_UNIT = r"(second|minute|hour|day|week|month|year|decade)s?"
+_AGO_RE = re.compile(rf"(?<![\w.,-])(\d[\d,]*|a|an|one) {_SPAN_UNIT} ago\b")
+_AHEAD_RE = re.compile(
+    rf"(?:\bin (\d[\d,]*|a|an|one) {_SPAN_UNIT}\b(?! ago)"
+    rf"|(?<![\w.,-])(\d[\d,]*|a|an|one) {_SPAN_UNIT} (?:from now|from today|later|hence)\b)"
+)
+_ONE_SPAN = frozenset({"a", "an", "one"})
+
+
+def _bounded(low_text: str) -> Mapping[str, frozenset[str]]:
+    """How ``low_text`` bounds each number (see :data:`_BOUND_PHRASES`): the canonical
+    number -> "min" / "max" / "exact", and number and unit of a span -> "ago" / "ahead".
+    (Worked out once per prompt, in its :class:`Signature`: four regex passes.)"""
+    out: dict[str, set[str]] = {}
+    for m in _BOUNDED_BEFORE_RE.finditer(low_text):
+        out.setdefault(_canon_number(m.group(2)), set()).add(_BOUND_PHRASES[m.group(1)])
+    for m in _BOUNDED_AFTER_RE.finditer(low_text):
+        out.setdefault(_canon_number(m.group(1)), set()).add(_BOUND_AFTER[m.group(2)])
+    for regex, way in ((_AGO_RE, "ago"), (_AHEAD_RE, "ahead")):
+        for m in regex.finditer(low_text):
+            count, unit = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+            count = "1" if count in _ONE_SPAN else _canon_number(count)
+            out.setdefault(f"{count} {unit}", set()).add(way)
+    return {number: frozenset(ways) for number, ways in out.items()}
+
+
 def signature(text: str) -> Signature:
     """Extract the anchors of ``text`` (pure; about 0.25 ms for a one-line prompt).
 
@@ -954,6 +1043,7 @@ def _signature(text: str, foreign: tuple[str, ...] = ()) -> Signature:
         cased=tuple(sorted(_CASED_RE.findall(given))),
         speaker=_speaker(given) if "as a" in given.lower() else None,
         low_text=" ".join(low_text),
+        bounds=tuple(_bounded(" ".join(low_text)).items()) if numbers else (),
         text=given,
         ticked=ticked,
     )
