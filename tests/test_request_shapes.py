@@ -433,3 +433,17 @@ def test_numbers_past_a_floats_range_numpy_numbers_and_whole_floats() -> None:
     Request.from_body(embedding, kind="embedding")
     with pytest.raises(InvalidRequestError, match=r"dimensions must be an integer >= 1"):
         Request.from_body({**embedding, "dimensions": 0.5}, kind="embedding")
+
+
+@pytest.mark.parametrize("value", [5, None, [], [[]], ["a", 5], {"a": 1}, [1.5], [[1, "x"]], True])
+def test_a_hand_built_embeddings_request_checks_its_input(value: Any) -> None:
+    """Request.from_body(kind="embedding") took any input (the clients and the proxy check
+    theirs), and keyed it."""
+    with pytest.raises(InvalidRequestError, match=r"input must be a string") as info:
+        Request.from_body({"model": "text-embedding-3-small", "input": value}, kind="embedding")
+    assert info.value.param == "input"
+
+
+@pytest.mark.parametrize("value", ["", "text", ["a", "b"], [1, 2], (1, 2), [[1], [2, 3]]])
+def test_every_input_shape_openai_takes_is_taken(value: Any) -> None:
+    Request.from_body({"model": "text-embedding-3-small", "input": value}, kind="embedding")

@@ -14,8 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from deja.errors import InvalidRequestError
-from deja.request import Request
+from deja.request import Request, check_embedding_input
 from deja.result import CacheInfo
 
 __all__ = [
@@ -92,34 +91,13 @@ def float32_base64(vector: Sequence[float]) -> str:
 
 def embedding_items(value: object) -> list[Any]:
     """The input items of an embeddings call (a string, strings, or token arrays)."""
+    check_embedding_input(value)
+    assert isinstance(value, (str, Sequence))  # (for the type checker: checked above)
     if isinstance(value, str):
         return [value]
-    if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)) and value:
-        if all(_token(v) for v in value):
-            return [list(value)]  # one tokenized input
-        # one shape, as OpenAI takes it: a mix went upstream whole (a 400) or, once its
-        # strings were cached, as its token arrays alone (a 200)
-        if all(isinstance(v, str) for v in value):
-            return list(value)
-        if all(_tokens(v) for v in value):
-            return [list(v) for v in value]
-    raise InvalidRequestError(
-        "input must be a string, a list of strings, a token array or a list of token arrays"
-    )
-
-
-def _token(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _tokens(value: object) -> bool:
-    """Whether ``value`` is one tokenized input: a non-empty list of token ids."""
-    return (
-        isinstance(value, Sequence)
-        and not isinstance(value, (str, bytes, bytearray))
-        and bool(value)
-        and all(_token(v) for v in value)
-    )
+    if not isinstance(value[0], (str, Sequence)):
+        return [list(value)]  # one tokenized input
+    return [v if isinstance(v, str) else list(v) for v in value]
 
 
 @dataclass(slots=True)

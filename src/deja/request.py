@@ -29,6 +29,7 @@ __all__ = [
     "PROVIDER_API_BASES",
     "PROVIDER_ALIASES",
     "Request",
+    "check_embedding_input",
     "check_params",
     "check_tenant",
     "env_api_base",
@@ -572,6 +573,8 @@ class Request:
             required = "prompt" if kind == "completion" else "input"
             if required not in body:
                 raise InvalidRequestError(f"'{required}' is required")
+            if kind == "embedding":  # (the clients and the proxy's items pass, as built)
+                check_embedding_input(body["input"])
             messages = ()
         request = cls(
             provider=provider,
@@ -831,6 +834,44 @@ def _floor(name: str, kind: RequestKind, bounded: bool) -> int | None:
     if name == "top_logprobs" or (name == "max_tokens" and kind == "completion"):
         return 0
     return 1
+
+
+def check_embedding_input(value: object) -> None:
+    """Refuse an embeddings ``input`` of a shape OpenAI does not take: a string, a list of
+    strings, a token array or a list of token arrays (one shape, none empty)."""
+    if isinstance(value, str):
+        return
+    # one shape, as OpenAI takes it: a mix went upstream whole (a 400) or, once its
+    # strings were cached, as its token arrays alone (a 200)
+    if (
+        isinstance(value, Sequence)
+        and not isinstance(value, (bytes, bytearray))
+        and value
+        and (
+            all(_token(v) for v in value)
+            or all(isinstance(v, str) for v in value)
+            or all(_tokens(v) for v in value)
+        )
+    ):
+        return
+    raise InvalidRequestError(
+        "input must be a string, a list of strings, a token array or a list of token arrays",
+        param="input",
+    )
+
+
+def _token(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _tokens(value: object) -> bool:
+    """Whether ``value`` is one tokenized input: a non-empty list of token ids."""
+    return (
+        isinstance(value, Sequence)
+        and not isinstance(value, (str, bytes, bytearray))
+        and bool(value)
+        and all(_token(v) for v in value)
+    )
 
 
 def check_tenant(tenant: str | None) -> str | None:
