@@ -82,6 +82,7 @@ from deja.request import (
     check_params,
     env_api_base,
     is_openais,
+    normalize_api_base,
     resolve_model,
     with_provider,
 )
@@ -2694,7 +2695,7 @@ def _litellm_params(value: object, path: str, ctx: _Context) -> dict[str, object
                 path=sub,
             )
         params["max_retries"] = retries
-    _check_bounded_defaults(params, block, path, ctx)
+    _check_bounded_defaults(params, path, ctx)
     return params
 
 
@@ -2704,9 +2705,7 @@ _BOUNDED_DEFAULTS: Final = frozenset(
 )
 
 
-def _check_bounded_defaults(
-    params: Mapping[str, object], block: Mapping[str, object], path: str, ctx: _Context
-) -> None:
+def _check_bounded_defaults(params: Mapping[str, object], path: str, ctx: _Context) -> None:
     """Refuse a default request parameter below the bounds of the API the deployment calls,
     where deja knows them (``max_tokens: -1`` for Anthropic, a negative ``temperature`` for
     OpenAI's own API): taken at start, it had every request of the model refused."""
@@ -2715,10 +2714,10 @@ def _check_bounded_defaults(
     if "*" in model or not defaults:
         return
     provider, _ = resolve_model(model)
-    named = block.get("api_base")
-    base = str(named) if named is not None else env_api_base(provider, ctx.env)
-    if base is None:
-        base = PROVIDER_API_BASES.get(provider)
+    named = params.get("api_base")  # (the endpoint a request of the model goes to)
+    base = normalize_api_base(
+        str(named) if named is not None else env_api_base(provider, ctx.env), provider
+    )
     # judged as chat's: the legacy completions' max_tokens may be 0, but a default of 0 had
     # every chat request refused (and a provider deja translates to takes both as chat)
     for name, value in defaults.items():

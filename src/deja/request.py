@@ -17,7 +17,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn, TypeGuard
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
@@ -312,7 +312,7 @@ def _check_messages(
     Messages are returned as plain JSON data (:func:`_json_data`): the key is made of them
     and the upstream body is sent from them, so both see the same fields.
     """
-    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
+    if not _is_array(messages):
         raise InvalidRequestError("messages must be a list of message objects", param="messages")
     if not messages:
         raise InvalidRequestError("messages must hold at least one message", param="messages")
@@ -400,10 +400,8 @@ def _check_message(message: Mapping[str, Any], i: int, known_api: bool) -> None:
         )
     calls = message.get("tool_calls")
     if calls is not None:
-        if type(calls) is not list and (
-            isinstance(calls, (str, bytes, Mapping)) or not isinstance(calls, Sequence)
-        ):
-            _bad_tool_calls(calls, i)  # (any sequence: the SDK types it an Iterable)
+        if not _is_array(calls):  # (any sequence: the SDK types it an Iterable)
+            _bad_tool_calls(calls, i)
         for call in calls:
             if not isinstance(call, Mapping):
                 _bad_tool_calls(calls, i)
@@ -437,6 +435,14 @@ def _bad_tool_calls(calls: object, i: int) -> NoReturn:
     )
 
 
+def _is_array(value: object) -> TypeGuard[Sequence[Any]]:
+    """Whether ``value`` is what JSON writes as an array: a list, or any other sequence that
+    is no text (a tuple: the SDKs type these fields as iterables)."""
+    return type(value) is list or (
+        isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray))
+    )
+
+
 def _plain_json(message: dict[str, Any]) -> bool:
     """Whether ``message`` is plain JSON data already, as :func:`_json_data` would leave it
     (but for lists written as tuples below its content, which the key and the body read as
@@ -465,7 +471,7 @@ def _json_data(value: Any) -> Any:
         return value
     if isinstance(value, Mapping):
         return {_plain_str(k): _json_data(v) for k, v in value.items()}
-    if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
+    if _is_array(value):
         return [_json_data(v) for v in value]
     dump = getattr(value, "model_dump", None)
     if callable(dump) and not isinstance(value, type):
@@ -663,9 +669,7 @@ def check_params(
             # any sequence of strings (the SDK types it SequenceNotStr[str]: a tuple is
             # fine), keyed and sent as the list it is in JSON
             ok = isinstance(value, str) or (
-                isinstance(value, Sequence)
-                and not isinstance(value, (bytes, bytearray))
-                and all(isinstance(v, str) for v in value)
+                _is_array(value) and all(isinstance(v, str) for v in value)
             )
             if ok and not isinstance(value, (str, list)):
                 lists[name] = list(value)
@@ -716,9 +720,7 @@ def _check_shape(name: str, value: Any) -> None:
     (``name``, ``input_schema``), Bedrock's (``toolSpec``), Gemini's
     (``functionDeclarations``), a tool that is an SDK object."""
     if name == "tools":
-        if type(value) is not list and (
-            isinstance(value, (str, bytes, bytearray, Mapping)) or not isinstance(value, Sequence)
-        ):
+        if not _is_array(value):
             raise InvalidRequestError(
                 f"tools must be a list of tool objects, got {value!r:.80}", param="tools"
             )
@@ -753,7 +755,7 @@ def _check_shape(name: str, value: Any) -> None:
                 f"{name} must be a string or an object, got {value!r:.80}", param=name
             )
     elif name == "functions":
-        if not isinstance(value, (list, tuple)):
+        if not _is_array(value):
             raise InvalidRequestError(
                 f"functions must be a list of function objects, got {value!r:.80}",
                 param="functions",
@@ -790,11 +792,8 @@ def _check_shape(name: str, value: Any) -> None:
                 )
     elif not (
         # llama.cpp's own form too: [[token, bias], ...]
-        isinstance(value, (list, tuple))
-        and all(
-            isinstance(pair, (list, tuple)) and len(pair) == 2 and _is_bias(pair[1])
-            for pair in value
-        )
+        _is_array(value)
+        and all(_is_array(pair) and len(pair) == 2 and _is_bias(pair[1]) for pair in value)
     ):
         raise InvalidRequestError(
             f"logit_bias must be an object of token ids to numbers, got {value!r:.80}",
@@ -844,8 +843,7 @@ def check_embedding_input(value: object) -> None:
     # one shape, as OpenAI takes it: a mix went upstream whole (a 400) or, once its
     # strings were cached, as its token arrays alone (a 200)
     if (
-        isinstance(value, Sequence)
-        and not isinstance(value, (bytes, bytearray))
+        _is_array(value)
         and value
         and (
             all(_token(v) for v in value)
@@ -866,12 +864,7 @@ def _token(value: object) -> bool:
 
 def _tokens(value: object) -> bool:
     """Whether ``value`` is one tokenized input: a non-empty list of token ids."""
-    return (
-        isinstance(value, Sequence)
-        and not isinstance(value, (str, bytes, bytearray))
-        and bool(value)
-        and all(_token(v) for v in value)
-    )
+    return _is_array(value) and bool(value) and all(_token(v) for v in value)
 
 
 def check_tenant(tenant: str | None) -> str | None:
