@@ -76,6 +76,16 @@ def test_a_request_deja_refuses_goes_to_the_sdk_for_its_own_exception(
     assert server.count(CHAT) == 1  # (the SDK's call, as without deja; nothing stored)
 
 
+@pytest.mark.parametrize("value", [5, [], ["a", 5]])
+def test_an_embeddings_input_deja_refuses_goes_to_the_sdk_too(
+    server: FakeOpenAIServer, value: Any
+) -> None:
+    client = deja.wrap(sdk(server), cache=deja.Cache())
+    with pytest.raises(openai.BadRequestError):
+        client.embeddings.create(model="text-embedding-3-small", input=value)
+    assert server.count("/v1/embeddings") == 1
+
+
 def test_streams_are_cached_and_replayed(server: FakeOpenAIServer) -> None:
     client = deja.wrap(sdk(server), cache=deja.Cache())
     server.queue_reply(Reply(content="alpha beta gamma delta epsilon zeta eta theta"))

@@ -313,6 +313,8 @@ class AsyncCachedEmbeddings(_Wrapped):
                 fetch_missing=fetch_missing,
                 timeout=self._patience(sdk_kwargs),
             )
+        except InvalidRequestError:  # (refused before any call: as chat's, the SDK's own)
+            return await self._original(**sdk_kwargs)
         except SdkTimeout as exc:
             raise exc.original from None
         except UpstreamTimeoutError as exc:  # waited out another call: the SDK's own error

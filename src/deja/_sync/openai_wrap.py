@@ -315,6 +315,8 @@ class CachedEmbeddings(_Wrapped):
                 fetch_missing=fetch_missing,
                 timeout=self._patience(sdk_kwargs),
             )
+        except InvalidRequestError:  # (refused before any call: as chat's, the SDK's own)
+            return self._original(**sdk_kwargs)
         except SdkTimeout as exc:
             raise exc.original from None
         except UpstreamTimeoutError as exc:  # waited out another call: the SDK's own error
