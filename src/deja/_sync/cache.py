@@ -1105,85 +1105,42 @@ class Cache:
                 return self._replay(found, include_usage)
             status = found.info.status
         info = CacheInfo(status, key)
-
-        def on_complete(assembler: StreamAssembler) -> None:
-            if not assembler.complete:
-                logger.debug("CACHE SKIP key=%s reason=unfinished_stream", key)
-                return
-            response = assembler.response()
-            info.cost_usd = cost = self.cost(request, response)
-            tokens = _response_tokens(response)
-            saving = self._saving(request, response, cost)
-            with self._streams_lock:  # who joined so far; later joiners count themselves
-                broadcast.saved = (saving, tokens)
-                joined, broadcast.joined = broadcast.joined, []
-            for other in joined:  # the callers who shared it: hits, saving what a hit does
-                self._count(CacheResult(None, other))
-                self._credit(other, saving, tokens)
-            chunks: list[dict[str, Any]] | None = assembler.chunks()
-            if on_response is None:
-                store_ctl = ctl
-            else:
-                before = orjson.dumps(response)
-                store_ctl = self.after_response(on_response, response, ctl)
-                if orjson.dumps(response) != before:
-                    # the hook changed the answer (redacted it, say): a replay is made from
-                    # the answer as it left it, never from the chunks as they came
-                    chunks = None
-            broadcast.answer = response
-            self._put(
-                key,
-                request,
-                response,
-                store_ctl,
-                cost=cost,
-                chunks=chunks,
-                index=indexable,
-                since=since,
-            )
-
         # how long this caller waits for a stream's first chunk (its call's attempts), over
         # all the streams it joins: asking again, it joins the next one with what is left
         # (a patient caller kept landing on streams impatient ones opened, and waited on)
         first_wait = timeout if first_timeout is None else first_timeout
         deadline = None if first_wait is None else time.monotonic() + first_wait
+
+        def new_stream(mine: CacheInfo) -> Broadcast:
+            """An upstream stream of this caller's own (``mine``, its cache result): its
+            answer is stored when it completes."""
+            broadcast = Broadcast(open_stream, None)
+            broadcast.on_complete = functools.partial(
+                self._store_streamed,
+                broadcast=broadcast,
+                info=mine,
+                request=request,
+                ctl=ctl,
+                on_response=on_response,
+                indexable=indexable,
+                since=since,
+            )
+            broadcast.patience = first_wait  # (before anyone joins it)
+            broadcast.label = _InFlight(
+                request.tenant, ctl.tags, on_response is not None, self._clock()
+            )
+            return broadcast
+
         if not ctl.no_cache:
             self._left_behind(key, request, ctl)
         slot = _stream_slot(key)
         while True:  # once more when a stream it joined timed out sooner than it would
-            joined: Broadcast | None = None
             if ctl.no_cache:
-                broadcast = Broadcast(open_stream, on_complete)
+                broadcast, joined = new_stream(info), None
             else:
-                checked = status == "bypass"  # (the store is skipped: nothing to read again)
-                while True:
-                    with self._streams_lock:
-                        joined = self._streams.get(slot)
-                        if joined is not None and not joined.subscribe():
-                            joined = None  # abandoned by its last reader just now
-                        if joined is not None:
-                            broadcast = joined
-                            info = CacheInfo("hit", key, None, 0.0)
-                            # counted when the answer is complete (a hit, crediting what
-                            # it cost), or when the stream ends without one (a miss); at
-                            # once if it is complete already (being stored)
-                            if joined.saved is None:
-                                joined.joined.append(info)
-                            else:
-                                self._count(CacheResult(None, info))
-                                self._credit(info, *joined.saved)
-                            break
-                        if checked:
-                            broadcast = Broadcast(open_stream, on_complete)
-                            broadcast.patience = first_wait  # (before anyone joins it)
-                            broadcast.label = _InFlight(
-                                request.tenant, ctl.tags, on_response is not None, self._clock()
-                            )
-                            self._streams[slot] = broadcast
-                            broadcast.on_finished = functools.partial(
-                                self._stream_ended, slot, broadcast
-                            )
-                            break
+                # (status "bypass": the store is skipped, there is nothing to read again)
+                live = self._join_or_open(slot, info, new_stream if status == "bypass" else None)
+                if live is None:
                     # No identical stream to join: before opening the upstream, read the
                     # store again, as a plain call's leader does. An identical stream may
                     # have ended since this request's lookup, and a stream leaves the live
@@ -1191,7 +1148,9 @@ class Cache:
                     again = self._lookup(key, ctl)
                     if again.entry is not None:
                         return self._replay(again, include_usage)
-                    checked = True
+                    live = self._join_or_open(slot, info, new_stream)
+                assert live is not None  # (given new_stream, it opens if it cannot join)
+                broadcast, joined = live
             if joined is None:
                 self._count(CacheResult(None, info))
                 result = CachedStream(
@@ -1199,6 +1158,7 @@ class Cache:
                 )
                 result.prefetch()
                 return result
+            info = joined
             # (its first chunk within what is left of first_wait; each next within timeout)
             wait = None if deadline is None else (seconds_left(deadline), timeout)
             gave_up = None if wait is None else functools.partial(self._gave_up, broadcast, info)
@@ -1219,6 +1179,86 @@ class Cache:
                 info = CacheInfo(status, key)  # this caller's, should it open the stream now
                 continue
             return result
+
+    def _join_or_open(
+        self,
+        slot: object,
+        info: CacheInfo,
+        new_stream: Callable[[CacheInfo], Broadcast] | None,
+    ) -> tuple[Broadcast, CacheInfo | None] | None:
+        """Under the lock, so that two callers never both open one: the live stream of
+        ``slot``, subscribed to, with the cache result of this caller who joined it (a
+        hit); else one ``new_stream(info)`` opened and made the live one, with ``None``;
+        ``None`` when there is no live stream and ``new_stream`` is ``None``."""
+        with self._streams_lock:
+            live = self._streams.get(slot)
+            if live is not None and live.subscribe():  # (else abandoned by its last reader)
+                joined = CacheInfo("hit", info.key, None, 0.0)
+                # counted when the answer is complete (a hit, crediting what it cost), or
+                # when the stream ends without one (a miss); at once if it is complete
+                # already (being stored)
+                if live.saved is None:
+                    live.joined.append(joined)
+                else:
+                    self._count(CacheResult(None, joined))
+                    self._credit(joined, *live.saved)
+                return live, joined
+            if new_stream is None:
+                return None
+            broadcast = new_stream(info)
+            self._streams[slot] = broadcast
+            broadcast.on_finished = functools.partial(self._stream_ended, slot, broadcast)
+            return broadcast, None
+
+    def _store_streamed(
+        self,
+        assembler: StreamAssembler,
+        *,
+        broadcast: Broadcast,
+        info: CacheInfo,
+        request: Request,
+        ctl: CacheControl,
+        on_response: OnResponse | None,
+        indexable: bool,
+        since: Asked,
+    ) -> None:
+        """A stream this cache opened (for the caller ``info``) ended: price its answer,
+        count the callers who shared it, and store it if every choice finished cleanly."""
+        key = info.key
+        if not assembler.complete:
+            logger.debug("CACHE SKIP key=%s reason=unfinished_stream", key)
+            return
+        response = assembler.response()
+        info.cost_usd = cost = self.cost(request, response)
+        tokens = _response_tokens(response)
+        saving = self._saving(request, response, cost)
+        with self._streams_lock:  # who joined so far; later joiners count themselves
+            broadcast.saved = (saving, tokens)
+            joined, broadcast.joined = broadcast.joined, []
+        for other in joined:  # the callers who shared it: hits, saving what a hit does
+            self._count(CacheResult(None, other))
+            self._credit(other, saving, tokens)
+        chunks: list[dict[str, Any]] | None = assembler.chunks()
+        if on_response is None:
+            store_ctl = ctl
+        else:
+            before = orjson.dumps(response)
+            store_ctl = self.after_response(on_response, response, ctl)
+            if orjson.dumps(response) != before:
+                # the hook changed the answer (redacted it, say): a replay is made from
+                # the answer as it left it, never from the chunks as they came
+                chunks = None
+        broadcast.answer = response
+        self._put(
+            key,
+            request,
+            response,
+            store_ctl,
+            cost=cost,
+            chunks=chunks,
+            index=indexable,
+            since=since,
+        )
 
     def _replay(self, found: CacheResult, include_usage: bool) -> CachedStream:
         """A stored answer replayed to a streamed request (counted as found)."""

@@ -41,7 +41,8 @@ class Broadcast:
 
     def __init__(self, open_stream: OpenStream, on_complete: OnComplete | None) -> None:
         self._open = open_stream
-        self._on_complete = on_complete
+        self.on_complete = on_complete
+        """Called with the assembled stream when it has ended cleanly (to store it)."""
         self._source: Iterator[Chunk] | None = None
         self._chunks: list[Chunk] = []
         self._assembler = StreamAssembler()
@@ -158,9 +159,9 @@ class Broadcast:
             self._finish()
 
     def _end(self) -> None:
-        if self._storable and self._on_complete is not None:
+        if self._storable and self.on_complete is not None:
             try:
-                self._on_complete(self._assembler)
+                self.on_complete(self._assembler)
             except Exception:  # storing is best-effort; the callers have their answer
                 logger.warning("storing a streamed answer failed", exc_info=True)
         self._publish(None, None, finished=True)
