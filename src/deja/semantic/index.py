@@ -908,6 +908,11 @@ class InProcessIndex:
         for attempt in range(_LOAD_ATTEMPTS):
             stat = _stat(root)
             manifest = self._read_manifest(root)
+            if not _loadable(manifest):
+                raise ConfigError(
+                    f"the vector index manifest in {root} is malformed: it lacks the"
+                    " next_label or order a load reads"
+                )
             torn = bool(_torn_legacy(root, manifest, stat))
             meta: dict[str, _Meta] = {}
             scopes: dict[str, _Scope] = {}
@@ -992,8 +997,8 @@ class InProcessIndex:
 
     def _read_manifest(self, root: Path) -> dict[str, Any]:
         """The manifest of the base in ``root``: :class:`ConfigError` when there is none,
-        or it is not one of this index (not JSON, another format or dimension),
-        :class:`_NewerIndex` for one of a later format version."""
+        or it is not one of this index (not JSON, another format or dimension, not of the
+        shape a merge reads), :class:`_NewerIndex` for one of a later format version."""
         try:
             manifest: dict[str, Any] = _loads((root / _MANIFEST).read_bytes())
         except FileNotFoundError as exc:
@@ -1010,10 +1015,16 @@ class InProcessIndex:
             )
         if version != _FORMAT_VERSION:
             raise ConfigError(f"{root} holds no deja vector index of a known version")
-        if manifest["dim"] != self._dim:
+        if manifest.get("dim") != self._dim:
             raise ConfigError(
-                f"the index in {root} holds {manifest['dim']}-d vectors, not {self._dim}-d"
+                f"the index in {root} holds {manifest.get('dim')}-d vectors, not {self._dim}-d"
             )
+        try:
+            _check_manifest(manifest)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # (a load raised these as they were, not the ConfigError it promises; a sync
+            # met a malformed tombstones table with an AttributeError, at every sync)
+            raise ConfigError(f"the vector index manifest in {root} is malformed: {exc!r}") from exc
         return manifest
 
     def _take_in(self, root: Path) -> tuple[bool, bool]:
@@ -1038,8 +1049,10 @@ class InProcessIndex:
         if not in_step:
             try:
                 manifest = self._read_manifest(root)
-                if _torn_legacy(root, manifest, stat):
-                    with self._lock:  # written again whole, in the current layout
+                if _torn_legacy(root, manifest, stat) or not _loadable(manifest):
+                    # written again whole, in the current layout (or with the fields
+                    # only a load reads: its entries are taken in meanwhile)
+                    with self._lock:
                         self._full_save_due = True
                 if manifest.get("generation", "") != self._generation:
                     files = _BaseFiles(root, self._dim)
@@ -2140,19 +2153,72 @@ def _read_delta(raw: bytes, dim: int) -> tuple[dict[str, Any], Any]:
     return doc, vectors
 
 
-def _check_delta_item(item: dict[str, Any], rows: int) -> None:
-    """``TypeError`` / ``ValueError`` unless the scope ``item`` of a delta with ``rows``
-    rows is whole: its lists one item per id, of the types a merge compares."""
-    ids, metas, first = item["ids"], _metas(item), int(item["first"])
+def _check_manifest(manifest: dict[str, Any]) -> None:
+    """``KeyError`` / ``TypeError`` / ``ValueError`` unless a base's ``manifest`` has the
+    fields a merge reads, of their types, each scope's lists one item per id (what the
+    CRC-32 of its files does not cover). A load reads two more (:func:`_check_loadable`)."""
+    scopes = manifest["scopes"]
+    if not isinstance(manifest.get("tombstones") or {}, dict):
+        raise TypeError("tombstones must be an object")
+    _tombstones(manifest)
+    if not isinstance(scopes, list):
+        raise TypeError("scopes must be a list")
+    for item in scopes:
+        _check_entries(item)
+        if not isinstance(item["vectors"], str):
+            raise TypeError("a scope's vectors must name a file")
+        if item["hnsw"] is not None:
+            if not isinstance(item["hnsw"], str):
+                raise TypeError("a scope's hnsw must name a file")
+            if len(item["labels"]) != len(item["ids"]):
+                raise ValueError("a scope's graph labels do not match its ids")
+
+
+def _check_loadable(manifest: dict[str, Any]) -> None:
+    """:func:`_check_manifest`'s errors unless ``manifest`` also has the fields only a load
+    reads (a merge of it takes in its entries without them)."""
+    if not isinstance(manifest["next_label"], int):
+        raise TypeError("next_label must be an integer")
+    order = manifest["order"]
+    if not isinstance(order, list) or not all(isinstance(id, str) for id in order):
+        raise TypeError("order must be a list of ids")
+
+
+def _loadable(manifest: dict[str, Any]) -> bool:
+    """Whether a load reads ``manifest`` (one :func:`_check_manifest` passed)."""
+    try:
+        _check_loadable(manifest)
+    except (KeyError, TypeError):
+        return False
+    return True
+
+
+def _check_entries(item: dict[str, Any]) -> list[_Meta]:
+    """``TypeError`` / ``ValueError`` unless the scope ``item`` (of a base or a delta) is
+    whole: its lists one item per id, of the types a merge compares; its entries'
+    metadata."""
+    if not isinstance(item, dict) or not isinstance(item["ids"], list):
+        raise TypeError("a scope must be an object with a list of ids")
+    ids, metas = item["ids"], _metas(item)
     if not isinstance(item["scope"], str) or not all(isinstance(id, str) for id in ids):
         raise TypeError("ids and scopes must be strings")
-    if len(metas) != len(ids) or first < 0 or first + len(ids) > rows:
-        raise ValueError("its entries do not match its rows")
+    if len(metas) != len(ids):
+        raise ValueError("its entries do not match its ids")
     for meta in metas:
         if meta.expires is not None:
             float(meta.expires)  # (a number, or TypeError / ValueError)
         if meta.payload is not None and not isinstance(meta.payload, str):
             raise TypeError("a payload must be a string")
+    return metas
+
+
+def _check_delta_item(item: dict[str, Any], rows: int) -> None:
+    """``TypeError`` / ``ValueError`` unless the scope ``item`` of a delta with ``rows``
+    rows is whole: its lists one item per id, of the types a merge compares."""
+    _check_entries(item)
+    first = int(item["first"])
+    if first < 0 or first + len(item["ids"]) > rows:
+        raise ValueError("its entries do not match its rows")
 
 
 def _left_out(root: Path, dropped: list[_Damaged]) -> None:
