@@ -56,6 +56,13 @@ CONFIG_TEXT_ENV = "DEJA_CONFIG_TEXT"  # a file holding the configuration's text 
 LOG_LEVEL_ENV = "DEJA_LOG_LEVEL"
 # general_settings.request_header_timeout, for the workers' protocol (uvicorn makes it)
 HEADER_TIMEOUT_ENV = "DEJA_REQUEST_HEADER_TIMEOUT"
+# How long uvicorn's supervisor waits for a worker started on SIGHUP to be ready, and for
+# a running worker to answer its liveness ping (a thread of the worker answers it). Its
+# default, 5 s, is less than a worker may take to start (imports, a large semantic index
+# loaded, the semantic tier's start-up probes of up to 5 s each): the new worker was
+# killed, the old one kept and the restart given up; and a worker holding the GIL for 5 s
+# (a large body's JSON, an index save) was killed as hung, its requests with it.
+WORKER_HEALTHCHECK_SECONDS = 60
 
 
 # The most a request's line and headers may take (uvicorn's h11 parser allows 16 KiB, nginx
@@ -470,6 +477,7 @@ def serve(
         # request heads bounded (without httptools, uvicorn's h11 parser bounds them itself)
         "http": HTTP_PROTOCOL if importlib.util.find_spec("httptools") else "auto",
         "timeout_graceful_shutdown": math.ceil(settings.proxy.graceful_shutdown_seconds),
+        "timeout_worker_healthcheck": WORKER_HEALTHCHECK_SECONDS,
     }
     try:
         # (read by each worker's protocol: uvicorn passes it no settings of deja's)

@@ -1,0 +1,78 @@
+"""`deja serve` workers under uvicorn's supervisor, as real processes: how they are started
+again (SIGHUP) and replaced."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx2
+
+from deja.testing import FakeOpenAIServer
+from tests.server.test_e2e import serve, write_config
+
+# A hooks module that notes each worker's pid, and makes the workers started after the test
+# creates ``slow`` beside it take longer to start than uvicorn's default readiness wait (5 s)
+SLOW_START_HOOKS = """
+import os, time
+from pathlib import Path
+
+here = Path(__file__).parent
+if os.environ.get("DEJA_CONFIG"):  # a worker (the parent builds the app before setting it)
+    (here / f"worker-{os.getpid()}").touch()
+    if (here / "slow").exists():
+        time.sleep(6)
+
+async def pre(request, **kwargs):
+    return request
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _workers(directory: Path) -> set[int]:
+    return {int(p.name.removeprefix("worker-")) for p in directory.glob("worker-*")}
+
+
+def test_sighup_waits_for_a_worker_slow_to_start(tmp_path: Path) -> None:
+    """A worker that takes longer than 5 s to start (a large semantic index to load, the
+    start-up probe of a slow vector server) replaces the old one on SIGHUP: uvicorn's
+    default wait for a new worker (5 s) killed it, kept the old one and gave up the
+    restart, with one ERROR line."""
+    (tmp_path / "hooks.py").write_text(SLOW_START_HOOKS)
+    with FakeOpenAIServer() as upstream:
+        config = write_config(
+            tmp_path,
+            upstream,
+            "caching: {type: memory}\nhooks: [{path: hooks.py, async_pre_llm_hook: pre}]",
+        )
+        with serve(config, "--log-level", "info") as (base, process):
+            (old,) = _workers(tmp_path)
+            (tmp_path / "slow").touch()
+            process.send_signal(signal.SIGHUP)
+            # until the old worker is gone (restarted) or the new one is (restart given up)
+            deadline = time.monotonic() + 60
+            new: set[int] = set()
+            while time.monotonic() < deadline:
+                new = _workers(tmp_path) - {old}
+                if not _alive(old) or (new and not all(_alive(pid) for pid in new)):
+                    break
+                time.sleep(0.1)
+            replaced = not _alive(old) and len(new) == 1 and all(_alive(pid) for pid in new)
+            body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+            answer = httpx2.post(f"{base}/v1/chat/completions", json=body, timeout=30)
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+            log = process.stdout.read().decode() if process.stdout else ""
+    assert "not ready in time" not in log, log
+    assert replaced, (old, new)
+    assert answer.status_code == 200
+    assert log.count("Application startup complete") == 2  # the first worker, and the new
