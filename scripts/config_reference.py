@@ -522,6 +522,18 @@ def router_settings() -> list[str]:
             " it is; any other is warned about and ignored."
         ),
         "",
+        *wrapped(
+            "Cooldowns are kept by each worker process of `deja serve --workers N`, not"
+            " shared: each worker counts a deployment's failures in a row and cools it down"
+            " on its own, so a failing deployment is tried up to N x `allowed_fails` times"
+            " before every worker tries it last, and so again once each worker's"
+            " `cooldown_time` is over (with 3 workers and `allowed_fails: 3`, 9 of 60"
+            " requests reached a deployment answering 503s, against 3 with one worker)."
+            " When another deployment answers, none of those requests fails; each pays the"
+            " failed call first (a deployment that hangs: its whole timeout). For one"
+            " worker's figure, set `allowed_fails` to its value divided by N (at least 1)."
+        ),
+        "",
     ]
 
 

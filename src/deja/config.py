@@ -387,7 +387,7 @@ _GENERAL_LITELLM_IGNORED: Final = _words("""
 _ROUTER_KEYS: Final = _keys(
     allowed_fails=(
         "Failures of a deployment in a row after which it cools down, when its model name"
-        " has another deployment (0: never)."
+        " has another deployment (0: never); counted by each worker on its own."
     ),
     cooldown_time="Seconds a cooled-down deployment is tried only after its model name's others.",
     num_retries="Retries of each deployment that names no max_retries of its own.",
