@@ -351,7 +351,6 @@ def test_several_workers_refuse_what_one_worker_refuses(
     """What a worker builds is built (and closed) once before the workers start: a store
     or provider whose extra is missing is one error and exit code 2, as with one worker,
     not workers that die and are started again without end."""
-    import uvicorn
 
     from deja.cli import main
     from deja.server import run
@@ -364,7 +363,11 @@ def test_several_workers_refuse_what_one_worker_refuses(
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")  # serve() sets it: restored after
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
     started: list[dict[str, object]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda target, **kwargs: started.append(kwargs))
+    monkeypatch.setattr(
+        run,
+        "_supervise",
+        lambda options, *, workers: started.append({**options, "workers": workers}),
+    )
     without_packages(monkeypatch, blocked)
     assert main(["serve", "--config", str(config), "--workers", "2"]) == 2
     err = capsys.readouterr().err
@@ -378,7 +381,6 @@ def test_several_workers_refuse_what_one_worker_refuses(
 def test_several_workers_start_once_the_app_builds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import uvicorn
 
     from deja.server import run
 
@@ -389,7 +391,11 @@ def test_several_workers_start_once_the_app_builds(
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")  # serve() sets it: restored after
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
     started: list[dict[str, object]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda target, **kwargs: started.append(kwargs))
+    monkeypatch.setattr(
+        run,
+        "_supervise",
+        lambda options, *, workers: started.append({**options, "workers": workers}),
+    )
     with caplog.at_level("WARNING", logger="deja"):
         run.serve(config, workers=2)
     assert [kwargs["workers"] for kwargs in started] == [2]

@@ -27,11 +27,11 @@ def test_serve_logs_the_litellm_warning_once(
     monkeypatch.setenv(run.CONFIG_ENV, "")  # serve() sets it; restored afterwards
     built: list[object] = []
 
-    def fake_supervise(options: dict[str, Any]) -> None:
-        assert "workers" not in options and "factory" not in options  # one, of APP_FACTORY
+    def fake_supervise(options: dict[str, Any], *, workers: int) -> None:
+        assert workers == 1 and "factory" not in options  # one, of APP_FACTORY
         built.extend(run.app_from_env() for _ in range(2))  # a worker, and its restart
 
-    monkeypatch.setattr(run, "_supervise_one", fake_supervise)
+    monkeypatch.setattr(run, "_supervise", fake_supervise)
     with caplog.at_level(logging.WARNING):
         run.serve(config, workers=1)
     assert len(built) == 2

@@ -252,7 +252,11 @@ def test_deja_serve_runs_uvicorn_with_bounded_heads(
         monkeypatch.setenv(name, "")  # serve() sets them: restored afterwards
         monkeypatch.delenv(name)
     started: list[dict[str, Any]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda target, **kwargs: started.append(kwargs))
+    monkeypatch.setattr(
+        run,
+        "_supervise",
+        lambda options, *, workers: started.append({**options, "workers": workers}),
+    )
     run.serve(config, workers=2)
     [options] = started
     assert options["http"] == run.HTTP_PROTOCOL

@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from subprocess import Popen
 
 import httpx2
 
@@ -18,6 +19,7 @@ from tests.server.test_e2e import serve, write_config
 SLOW_START_HOOKS = """
 import os, time
 from pathlib import Path
+from subprocess import Popen
 
 here = Path(__file__).parent
 if os.environ.get("DEJA_CONFIG"):  # a worker (the parent builds the app before setting it)
@@ -40,6 +42,49 @@ def _alive(pid: int) -> bool:
 
 def _workers(directory: Path) -> set[int]:
     return {int(p.name.removeprefix("worker-")) for p in directory.glob("worker-*")}
+
+
+def _restarted(process: Popen[bytes], directory: Path, old: int) -> int | None:
+    """SIGHUP, then the new worker's pid once the old one is gone (``None``: the restart
+    was given up)."""
+    known = _workers(directory)
+    process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        new = _workers(directory) - known
+        if new and not all(_alive(pid) for pid in new):
+            return None
+        if new and not _alive(old):
+            (pid,) = new
+            return pid
+        time.sleep(0.1)
+    return None
+
+
+def test_sighup_says_the_configuration_file_changed_since_the_start(tmp_path: Path) -> None:
+    """Workers start again from the configuration read at start: an operator who edits
+    the file and sends SIGHUP to apply it is told it was not (nothing was logged)."""
+    (tmp_path / "hooks.py").write_text(SLOW_START_HOOKS)
+    with FakeOpenAIServer() as upstream:
+        config = write_config(
+            tmp_path,
+            upstream,
+            "caching: {type: memory}\nhooks: [{path: hooks.py, async_pre_llm_hook: pre}]",
+        )
+        with serve(config, "--log-level", "info") as (base, process):
+            (first,) = _workers(tmp_path)
+            second = _restarted(process, tmp_path, first)  # the file as read: not said
+            assert second is not None
+            config.write_text(config.read_text() + "cachng: {type: memory}\n")  # broken
+            third = _restarted(process, tmp_path, second)
+            answer = httpx2.get(f"{base}/v1/models", timeout=30)
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+            log = process.stdout.read().decode() if process.stdout else ""
+    assert third is not None and answer.status_code == 200  # the old configuration serves
+    said = [line for line in log.splitlines() if "changed since the proxy started" in line]
+    assert len(said) == 1, log
+    assert str(config) in said[0] and "restart deja serve to apply" in said[0]
 
 
 def test_sighup_waits_for_a_worker_slow_to_start(tmp_path: Path) -> None:

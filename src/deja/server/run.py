@@ -7,8 +7,9 @@ parent read (a private copy, ``DEJA_CONFIG_TEXT``; ``DEJA_CONFIG`` names the fil
 its directory and messages) without repeating them. A worker started again (uvicorn
 replaces one that died, or all of them on SIGHUP) builds from that same text: a file
 edited meanwhile, or broken, is read at the next start only (workers serving two
-configurations side by side, or one that fails to start again and again, otherwise), and
-a configuration piped in (``--config <(...)``, a FIFO) is read once.
+configurations side by side, or one that fails to start again and again, otherwise; on
+SIGHUP a warning says so when the file changed since), and a configuration piped in
+(``--config <(...)``, a FIFO) is read once.
 
 The workers, one as well as several, run under uvicorn's supervisor (this process): on
 SIGHUP it starts each worker again, the new one taking requests before the old one stops
@@ -358,24 +359,52 @@ def _check_app(settings: Settings) -> None:
     asyncio.run(app.aclose())
 
 
-def _supervise_one(options: dict[str, Any]) -> None:
-    """Serve one worker under uvicorn's supervisor, as ``uvicorn.run`` serves several
-    (``options``: its keyword arguments but the app and ``workers``).
+def _supervise(options: dict[str, Any], *, workers: int) -> None:
+    """Serve ``workers`` workers under uvicorn's supervisor, as ``uvicorn.run`` serves
+    several (``options``: its keyword arguments but the app and ``workers``), one too.
 
     ``uvicorn.run`` serves a single worker in this process, with no SIGHUP handler: the
     signal's default action ended the proxy there and then, cutting the requests in flight.
+    On SIGHUP the supervisor says when the configuration file changed since the start (the
+    workers start again from the text read then: see the module's docstring).
     """
     from uvicorn import Config
     from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
 
-    config = Config(APP_FACTORY, factory=True, workers=1, **options)
-    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    class Supervisor(Multiprocess):
+        def handle_hup(self) -> None:
+            _say_if_edited()
+            super().handle_hup()
+
+    config = Config(APP_FACTORY, factory=True, workers=workers, **options)
+    supervisor = Supervisor(config, sockets=[config.bind_socket()])
     supervisor.run()
     if any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes):
-        # the supervisor stops when its worker cannot start (its lifespan failed): exit
+        # the supervisor stops when a worker cannot start (its lifespan failed): exit
         # non-zero, as uvicorn.run does when the one worker it serves itself cannot
         sys.exit(STARTUP_FAILURE)
+
+
+def _say_if_edited() -> None:
+    """Warn that the configuration file differs from the text the workers are started
+    from (an operator's SIGHUP is often meant to apply an edit, which it does not)."""
+    path, copy = Path(os.environ.get(CONFIG_ENV, "")), os.environ.get(CONFIG_TEXT_ENV)
+    if not copy or not path.is_file():  # (a FIFO is not read again: it would block)
+        return
+    try:
+        edited = read_config_text(path) != Path(copy).read_text(encoding="utf-8")
+    except (ConfigError, OSError) as exc:
+        edited, why = True, f" ({exc})"
+    else:
+        why = ""
+    if edited:
+        logger.warning(
+            "%s changed since the proxy started%s: the workers start again from the"
+            " configuration read then; restart deja serve to apply the file",
+            path,
+            why,
+        )
 
 
 def _private_copy(text: str) -> str:
@@ -447,7 +476,7 @@ def serve(
     text = read_config_text(path)
     settings = load_config(path, text=text)
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401  (the server extra: its absence is one clear error)
     except ImportError as exc:
         raise MissingDependencyError("uvicorn", "server") from exc
     if host is None or port is None:  # (the command line's own were checked by the CLI)
@@ -482,10 +511,7 @@ def serve(
     try:
         # (read by each worker's protocol: uvicorn passes it no settings of deja's)
         os.environ[HEADER_TIMEOUT_ENV] = repr(settings.general.request_header_timeout)
-        if n > 1:
-            uvicorn.run(APP_FACTORY, factory=True, workers=n, **options)
-        else:
-            _supervise_one(options)
+        _supervise(options, workers=n)
     finally:
         import shutil
 
