@@ -121,3 +121,41 @@ def test_sighup_waits_for_a_worker_slow_to_start(tmp_path: Path) -> None:
     assert replaced, (old, new)
     assert answer.status_code == 200
     assert log.count("Application startup complete") == 2  # the first worker, and the new
+
+
+def test_a_replaced_workers_counts_stay_in_the_sums(tmp_path: Path) -> None:
+    """A worker killed and replaced by the supervisor: its counters stay in /metrics (its
+    file is kept; only its live gauges go), so the sums never go back."""
+    metrics = tmp_path / "metrics"
+    with FakeOpenAIServer() as upstream:
+        config = write_config(tmp_path, upstream, "caching: {type: memory}")
+        with serve(config, "--workers", "2", "--log-level", "warning", metrics_dir=metrics) as (
+            base,
+            _,
+        ):
+            body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+            for _ in range(10):  # a new connection each time: both workers may serve
+                assert httpx2.post(f"{base}/v1/chat/completions", json=body).status_code == 200
+            counted = {int(p.stem.rsplit("_", 1)[1]) for p in metrics.glob("counter_*.db")}
+            victim = next(pid for pid in counted if _alive(pid))
+            live = {int(p.stem.rsplit("_", 1)[1]) for p in metrics.glob("gauge_livesum_*.db")}
+            os.kill(victim, signal.SIGKILL)
+            deadline = time.monotonic() + 30  # until its replacement publishes its figures
+            while time.monotonic() < deadline:
+                started = {int(p.stem.rsplit("_", 1)[1]) for p in metrics.glob("gauge_livesum_*")}
+                if started - live - {victim}:
+                    break
+                time.sleep(0.1)
+            totals = []
+            for _ in range(4):  # whichever worker answers
+                text = httpx2.get(f"{base}/metrics").text
+                totals.append(
+                    sum(
+                        float(line.rsplit(" ", 1)[1])
+                        for line in text.splitlines()
+                        if line.startswith("deja_cache_requests_total{")
+                    )
+                )
+    assert started - live - {victim}, "no worker replaced the one killed"
+    assert totals == [10.0] * 4
+    assert not (metrics / f"gauge_livesum_{victim}.db").exists()  # its live gauge: gone
