@@ -447,3 +447,103 @@ def test_a_hand_built_embeddings_request_checks_its_input(value: Any) -> None:
 @pytest.mark.parametrize("value", ["", "text", ["a", "b"], [1, 2], (1, 2), [[1], [2, 3]]])
 def test_every_input_shape_openai_takes_is_taken(value: Any) -> None:
     Request.from_body({"model": "text-embedding-3-small", "input": value}, kind="embedding")
+
+
+# ------------------------------------------------------------ a Request built by hand
+
+PLAIN = {"provider": "openai", "model": "gpt-4o", "api_base": None, "messages": (USER,)}
+
+
+@pytest.mark.parametrize(
+    ("fields", "param", "said"),
+    [
+        ({"messages": (5,)}, "messages[0]", r"messages\[0\] must be an object"),
+        ({"messages": "hi"}, "messages", r"messages must be a list"),
+        ({"messages": ()}, "messages", r"at least one message"),
+        ({"messages": ({"content": "hi"},)}, "messages[0].role", r"role must be a non-empty"),
+        ({"params": 5}, "params", r"params must be an object of body fields"),
+        ({"params": {1: 2}}, "params", r"params must be an object of body fields"),
+        ({"params": {"temperature": "hot"}}, "temperature", r"temperature must be a number"),
+        ({"params": {"tools": 5}}, "tools", r"tools must be a list"),
+        ({"model": 5}, "model", r"model must be a non-empty string"),
+        ({"model": " "}, "model", r"model must be a non-empty string"),
+        ({"provider": "cohere"}, "provider", r"provider must be one deja calls"),
+        ({"provider": None}, "provider", r"provider must be one deja calls"),
+        ({"kind": "chat-completion"}, "kind", r"kind must be 'chat', 'completion'"),
+        ({"api_base": "ftp://host"}, None, r"api_base must be an http\(s\) URL"),
+        ({"api_base": 5}, None, r"api_base must be a non-empty URL"),
+        ({"tenant": ""}, None, r"tenant must be a non-empty string"),
+        # a completion's prompt and an embedding's input are params; they have no messages
+        ({"kind": "embedding"}, "messages", r"embedding requests have no messages"),
+        ({"kind": "embedding", "messages": ()}, "input", r"'input' is required"),
+        ({"kind": "completion", "messages": []}, "prompt", r"'prompt' is required"),
+        (
+            {"kind": "embedding", "messages": (), "params": {"input": [1, "a"]}},
+            "input",
+            r"input must be a string",
+        ),
+    ],
+)
+def test_a_request_built_with_the_constructor_is_checked_there(
+    fields: dict[str, Any], param: str | None, said: str
+) -> None:
+    """Request(messages=(5,)) was taken, and failed deep in the key (AttributeError: 'int'
+    object has no attribute 'items'); a wrong provider, model, kind or param type was
+    keyed and cached."""
+    with pytest.raises(InvalidRequestError, match=said) as caught:
+        Request(**{**PLAIN, **fields})
+    assert caught.value.param == param
+
+
+def test_dataclasses_replace_checks_what_it_changes() -> None:
+    import dataclasses
+
+    request = Request.chat(model="gpt-4o", messages=[USER])
+    with pytest.raises(InvalidRequestError, match=r"messages\[0\] must be an object"):
+        dataclasses.replace(request, messages=(5,))
+    with pytest.raises(InvalidRequestError, match=r"n must be an integer >= 1"):
+        dataclasses.replace(request, params={"n": 0})
+    changed = dataclasses.replace(request, params={"temperature": 0})
+    assert changed.params == {"temperature": 0} and changed.plain_messages
+
+
+def test_a_hand_built_request_is_normalized_and_keyed_as_the_same_request_built_for_it() -> None:
+    """What the constructor takes it normalizes as chat and from_body do: the key of a
+    hand-built request is that of the request they build."""
+
+    class Role(str):
+        pass
+
+    built = Request.chat(
+        model="ollama/llama3", messages=[USER], api_base="http://LOCALHOST:11434/", stop=("x",)
+    )
+    given = (dict(USER, role=Role("user")),)
+    params = {"stop": ("x",)}
+    hand = Request(
+        provider="ollama_chat",
+        model="llama3",
+        api_base="http://localhost:11434",
+        messages=given,  # type: ignore[arg-type]
+        params=params,
+    )
+    assert (hand.provider, hand.api_base) == ("ollama", built.api_base)
+    assert hand.params == {"stop": ["x"]}
+    assert type(hand.messages[0]["role"]) is str and hand.messages[0] == USER
+    assert params == {"stop": ("x",)}  # (the caller's dict is left as it was)
+    assert default_digest(hand) == default_digest(built)
+    embedding = Request(
+        provider="openai",
+        model="text-embedding-3-small",
+        api_base="https://api.openai.com/v1",
+        messages=(),
+        params={"input": "x"},
+        kind="embedding",
+    )
+    made = Request.from_body({"model": "text-embedding-3-small", "input": "x"}, kind="embedding")
+    assert default_digest(embedding) == default_digest(made)
+
+
+def test_from_body_refuses_a_kind_it_does_not_build() -> None:
+    with pytest.raises(InvalidRequestError, match=r"kind must be") as caught:
+        Request.from_body({"model": "gpt-4o", "input": "x"}, kind="embeddings")  # type: ignore[arg-type]
+    assert caught.value.param == "kind"

@@ -492,6 +492,14 @@ class Request:
 
     ``params`` holds every other body field exactly as given (volatile ones included, so
     the request can be forwarded); :mod:`deja.keys` decides which of them are keyed.
+
+    Build one with :meth:`chat` or :meth:`from_body`. One built with the constructor (or
+    derived with :func:`dataclasses.replace`) is checked as they check theirs: a provider
+    deja does not call, a model that is no non-empty string, a bad ``api_base`` (else
+    normalized), ``params`` that are no object of fields or hold a field of a wrong type or
+    shape, messages of a wrong shape (``kind="chat"``; none for the other kinds, whose
+    ``prompt`` or ``input`` is a field of ``params``) raise
+    :class:`~deja.errors.InvalidRequestError` there, not somewhere deep in the cache.
     """
 
     provider: str
@@ -516,6 +524,68 @@ class Request:
         default=None, init=False, repr=False, compare=False
     )
 
+    def __post_init__(self) -> None:
+        # (only a Request built by hand, or by dataclasses.replace, comes here: chat and
+        # from_body check their arguments as they normalize them, then build with _checked)
+        provider = self.provider
+        if type(provider) is not str or provider not in PROVIDER_API_BASES:
+            provider = _known_provider(provider)
+        model = self.model
+        if type(model) is not str or not model.strip():
+            if not isinstance(model, str) or not model.strip():
+                raise InvalidRequestError(
+                    f"model must be a non-empty string, got {model!r:.80}", param="model"
+                )
+            model = str.__str__(model)  # a str Enum's value
+        base = self.api_base
+        if base is not None:
+            base = normalize_api_base(base, provider)
+        given = self.params
+        if not isinstance(given, Mapping) or not all(type(k) is str for k in given):
+            raise InvalidRequestError(
+                f"params must be an object of body fields by name, got {given!r:.80}",
+                param="params",
+            )
+        params = dict(given)  # (check_params writes a stop tuple as a list: not the caller's)
+        kind = self.kind
+        _check_kind(kind)
+        check_params(params, kind, provider=provider, api_base=base)
+        messages, plain = _check_parts(
+            kind, self.messages, params, known_api=knows_bounds(provider, base)
+        )
+        self.provider, self.model, self.api_base = provider, model, base
+        self.messages, self.params, self.tenant = messages, params, check_tenant(self.tenant)
+        self.plain_messages = plain
+
+    @classmethod
+    def _checked(
+        cls,
+        *,
+        provider: str,
+        model: str,
+        api_base: str | None,
+        messages: tuple[Mapping[str, Any], ...],
+        params: Mapping[str, Any],
+        kind: RequestKind,
+        tenant: str | None,
+        plain: bool,
+    ) -> Request:
+        """A Request of fields its caller has checked and normalized (:meth:`chat`,
+        :meth:`from_body`): built without :meth:`__post_init__`'s second look at them,
+        which would cost a call as much again."""
+        request = cls.__new__(cls)
+        request.provider = provider
+        request.model = model
+        request.api_base = api_base
+        request.messages = messages
+        request.params = params
+        request.kind = kind
+        request.tenant = tenant
+        request.plain_messages = plain
+        request._key_digest = None
+        request._scope_digest = None
+        return request
+
     @property
     def upstream(self) -> str:
         """The resolved upstream model, ``provider/model``."""
@@ -536,7 +606,7 @@ class Request:
         base = normalize_api_base(api_base or env_api_base(provider), provider)
         checked, plain = _check_messages(messages, known_api=knows_bounds(provider, base))
         check_params(params, provider=provider, api_base=base)
-        request = cls(
+        return cls._checked(
             provider=provider,
             model=name,
             api_base=base,
@@ -544,9 +614,8 @@ class Request:
             params=params,
             kind="chat",
             tenant=check_tenant(tenant),
+            plain=plain,
         )
-        request.plain_messages = plain
-        return request
 
     @classmethod
     def from_body(
@@ -562,6 +631,8 @@ class Request:
             raise InvalidRequestError("the request body must be a JSON object")
         if "model" not in body:
             raise InvalidRequestError("'model' is required")
+        if kind != "chat":
+            _check_kind(kind)
         # a completions or embeddings body's "messages" is one more field, sent and keyed
         taken = ("model", "messages") if kind == "chat" else ("model",)
         params = {k: v for k, v in body.items() if k not in taken}
@@ -574,15 +645,9 @@ class Request:
             messages, plain = _check_messages(
                 body["messages"], known_api=knows_bounds(provider, base)
             )
-        else:
-            plain = True
-            required = "prompt" if kind == "completion" else "input"
-            if required not in body:
-                raise InvalidRequestError(f"'{required}' is required")
-            if kind == "embedding":  # (the clients and the proxy's items pass, as built)
-                check_embedding_input(body["input"])
-            messages = ()
-        request = cls(
+        else:  # (its body's "messages", if any, is one of its params)
+            messages, plain = _check_parts(kind, (), params, known_api=False)
+        return cls._checked(
             provider=provider,
             model=name,
             api_base=base,
@@ -590,9 +655,55 @@ class Request:
             params=params,
             kind=kind,
             tenant=check_tenant(tenant),
+            plain=plain,
         )
-        request.plain_messages = plain
-        return request
+
+
+_KINDS: frozenset[str] = frozenset({"chat", "completion", "embedding"})
+
+
+def _check_kind(kind: object) -> None:
+    if kind not in _KINDS:
+        raise InvalidRequestError(
+            f"kind must be 'chat', 'completion' or 'embedding', got {kind!r:.80}", param="kind"
+        )
+
+
+def _known_provider(provider: object) -> str:
+    """``provider`` as deja names it (an alias resolved), or InvalidRequestError."""
+    if isinstance(provider, str):
+        name = str.__str__(provider)
+        if name in PROVIDER_API_BASES:
+            return name
+        if name in PROVIDER_ALIASES:
+            return PROVIDER_ALIASES[name]
+    known = ", ".join(sorted({*PROVIDER_API_BASES, *PROVIDER_ALIASES}))
+    raise InvalidRequestError(
+        f"provider must be one deja calls ({known}), got {provider!r:.80}", param="provider"
+    )
+
+
+def _check_parts(
+    kind: RequestKind, messages: object, params: Mapping[str, Any], *, known_api: bool
+) -> tuple[tuple[Mapping[str, Any], ...], bool]:
+    """A request's own part, by ``kind``: a chat's messages (checked and as plain JSON data,
+    and whether all are plain: :func:`_check_messages`); a completion's ``prompt`` or an
+    embedding's ``input``, which must be in ``params`` (and the input of a shape OpenAI
+    takes), and no messages."""
+    if kind == "chat":
+        return _check_messages(messages, known_api=known_api)
+    if not _is_array(messages) or messages:
+        raise InvalidRequestError(
+            f"{kind} requests have no messages (their text is a field of their params),"
+            f" got {messages!r:.80}",
+            param="messages",
+        )
+    required = "prompt" if kind == "completion" else "input"
+    if required not in params:
+        raise InvalidRequestError(f"'{required}' is required", param=required)
+    if kind == "embedding":  # (the clients and the proxy's items pass, as built)
+        check_embedding_input(params["input"])
+    return (), True
 
 
 # The types of the common body fields (null is "not given" for each): a wrong one is the
