@@ -547,3 +547,21 @@ def test_from_body_refuses_a_kind_it_does_not_build() -> None:
     with pytest.raises(InvalidRequestError, match=r"kind must be") as caught:
         Request.from_body({"model": "gpt-4o", "input": "x"}, kind="embeddings")  # type: ignore[arg-type]
     assert caught.value.param == "kind"
+
+
+@pytest.mark.parametrize("encoding", ["bogus", "", "Float", 5, ["float"]])
+def test_a_hand_built_embeddings_request_checks_its_encoding_format(encoding: Any) -> None:
+    """The clients and the proxy checked encoding_format, each its own way; a hand-built
+    Request.from_body(kind="embedding") took any, and keyed it."""
+    body = {"model": "text-embedding-3-small", "input": "x", "encoding_format": encoding}
+    assert refused(body, kind="embedding").param == "encoding_format"
+    with pytest.raises(InvalidRequestError, match=r"encoding_format must be 'float' or 'base64'"):
+        deja.Client(api_key="sk-test").embedding(
+            model="text-embedding-3-small", input="x", encoding_format=encoding
+        )
+
+
+@pytest.mark.parametrize("encoding", ["float", "base64", None])
+def test_the_encoding_formats_openai_takes_are_taken(encoding: Any) -> None:
+    body = {"model": "text-embedding-3-small", "input": "x", "encoding_format": encoding}
+    Request.from_body(body, kind="embedding")

@@ -86,6 +86,21 @@ def test_an_embeddings_input_deja_refuses_goes_to_the_sdk_too(
     assert server.count("/v1/embeddings") == 1
 
 
+@pytest.mark.parametrize("encoding", ["bogus", "FLOAT", 5])
+def test_an_embeddings_encoding_format_deja_refuses_goes_to_the_sdk_too(
+    server: FakeOpenAIServer, encoding: Any
+) -> None:
+    """An unknown encoding_format was answered with floats (deja asks for floats and
+    encodes the answer itself), from the cache too; OpenAI refuses it."""
+    client = deja.wrap(sdk(server), cache=deja.Cache())
+    client.embeddings.create(model="text-embedding-3-small", input="a")
+    with pytest.raises(openai.BadRequestError):
+        client.embeddings.create(
+            model="text-embedding-3-small", input="a", encoding_format=encoding
+        )
+    assert server.count("/v1/embeddings") == 2
+
+
 def test_streams_are_cached_and_replayed(server: FakeOpenAIServer) -> None:
     client = deja.wrap(sdk(server), cache=deja.Cache())
     server.queue_reply(Reply(content="alpha beta gamma delta epsilon zeta eta theta"))

@@ -30,6 +30,7 @@ __all__ = [
     "PROVIDER_ALIASES",
     "Request",
     "check_embedding_input",
+    "check_encoding_format",
     "check_params",
     "check_tenant",
     "env_api_base",
@@ -789,6 +790,9 @@ def check_params(
             if type(value) is not str or name not in _CHOICE_PARAMS:  # ("auto": the common case)
                 _check_shape(name, value)
             continue
+        elif name == "encoding_format" and kind == "embedding":
+            check_encoding_format(value)
+            continue
         elif name == "dimensions" and kind == "embedding":
             ok = (isinstance(value, int) and not isinstance(value, bool)) or (
                 isinstance(value, float) and value.is_integer()  # 256.0 is 256, as max_tokens
@@ -967,6 +971,22 @@ def check_embedding_input(value: object) -> None:
         "input must be a string, a list of strings, a token array or a list of token arrays",
         param="input",
     )
+
+
+# What an embeddings call's encoding_format may be (OpenAI's: base64 is float32 bytes)
+_ENCODING_FORMATS = ("float", "base64")
+
+
+def check_encoding_format(value: object) -> None:
+    """Refuse an embeddings ``encoding_format`` other than ``"float"`` or ``"base64"``
+    (``None``: not given). The clients, :func:`deja.wrap` and the proxy ask the upstream
+    for floats and encode the answer themselves, so an unknown format was served as
+    floats; OpenAI refuses it."""
+    if value is not None and (type(value) is not str or value not in _ENCODING_FORMATS):
+        raise InvalidRequestError(
+            f"encoding_format must be 'float' or 'base64', got {value!r:.80}",
+            param="encoding_format",
+        )
 
 
 def _token(value: object) -> bool:

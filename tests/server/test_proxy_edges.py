@@ -1159,6 +1159,17 @@ async def test_an_embeddings_request_holds_at_most_openai_s_2048_inputs(
     assert (await proxy.post("/v1/embeddings", json=tokens)).status_code == 200
 
 
+async def test_an_embeddings_encoding_format_is_checked_by_deja_request_s_rule(
+    upstream: FakeOpenAIServer, proxy: httpx2.AsyncClient
+) -> None:
+    body = {"model": "text-embedding-3-small", "input": "x", "encoding_format": "bogus"}
+    refused = await proxy.post("/v1/embeddings", json=body)
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert error["param"] == "encoding_format" and "'bogus'" in error["message"]
+    assert upstream.count("/v1/embeddings") == 0
+
+
 async def test_a_caller_s_model_name_cannot_forge_a_log_line(
     make_proxy: Callable[..., httpx2.AsyncClient], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -100,6 +100,7 @@ from deja.providers.usage import cache_tokens, normalize_usage
 from deja.request import (
     PROVIDER_API_BASES,
     Request,
+    check_encoding_format,
     env_api_base,
     is_openais,
     redact_url,
@@ -682,8 +683,7 @@ class AsyncClient:
         """
         body, control, extra_headers, _, query = self._split(body, cache)
         encoding = body.pop("encoding_format", None)
-        if encoding not in (None, "float", "base64"):
-            raise InvalidRequestError("encoding_format must be 'float' or 'base64'")
+        check_encoding_format(encoding)
         provider, name, base, url_base = self._endpoint(model, api_base)
         api_key = self._call_key(provider, api_key, api_base)
         if provider in ADAPTED:

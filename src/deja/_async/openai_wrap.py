@@ -35,7 +35,7 @@ from deja._openai_args import (
     wants_http_response,
 )
 from deja.errors import InvalidRequestError, UpstreamTimeoutError
-from deja.request import Request
+from deja.request import Request, check_encoding_format
 from deja.result import CacheInfo, attach_info, cache_info
 
 __all__ = ["AsyncCachedCompletions", "AsyncCachedEmbeddings", "AsyncWrappedStream"]
@@ -292,6 +292,10 @@ class AsyncCachedEmbeddings(_Wrapped):
         if wants_http_response(self._default_headers, kwargs):
             return await self._original(**sdk_kwargs)
         encoding = fields.pop("encoding_format", None)
+        try:
+            check_encoding_format(encoding)
+        except InvalidRequestError:  # (as a refused input: the SDK's own call, its error)
+            return await self._original(**sdk_kwargs)
         model, value = required(fields, "model"), required(fields, "input")
 
         async def fetch_missing(items: list[Any]) -> Mapping[str, Any]:

@@ -37,7 +37,7 @@ from deja._sync.cache import Cache
 from deja._sync.embeddings import cached_embeddings, embedding_items
 from deja._sync.streams import CachedStream
 from deja.errors import InvalidRequestError, UpstreamTimeoutError
-from deja.request import Request
+from deja.request import Request, check_encoding_format
 from deja.result import CacheInfo, attach_info, cache_info
 
 __all__ = ["CachedCompletions", "CachedEmbeddings", "WrappedStream"]
@@ -294,6 +294,10 @@ class CachedEmbeddings(_Wrapped):
         if wants_http_response(self._default_headers, kwargs):
             return self._original(**sdk_kwargs)
         encoding = fields.pop("encoding_format", None)
+        try:
+            check_encoding_format(encoding)
+        except InvalidRequestError:  # (as a refused input: the SDK's own call, its error)
+            return self._original(**sdk_kwargs)
         model, value = required(fields, "model"), required(fields, "input")
 
         def fetch_missing(items: list[Any]) -> Mapping[str, Any]:

@@ -67,6 +67,7 @@ from deja.providers.google_auth import require_cryptography
 from deja.request import (
     Request,
     RequestKind,
+    check_encoding_format,
     check_tenant,
     redact_url,
     redact_urls_in,
@@ -1671,10 +1672,10 @@ class ProxyApp:
                 param="input",
             )
         encoding = body.pop("encoding_format", None)
-        if encoding not in (None, "float", "base64"):
-            raise HTTPError(
-                400, "encoding_format must be 'float' or 'base64'", param="encoding_format"
-            )
+        try:
+            check_encoding_format(encoding)
+        except InvalidRequestError as exc:
+            raise _http_error(exc) from exc
         try:
             body, route, ctl = await self._prepared(body, caller, route, ctl)
         except HTTPError:
