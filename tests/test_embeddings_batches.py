@@ -284,3 +284,64 @@ def test_a_batch_served_whole_is_as_old_as_its_oldest_item(server: FakeOpenAISer
     # a batch with an item fetched upstream is new: no age
     mixed = client.embedding(model=MODEL, input=["older", "unseen"]).cache
     assert mixed.status == "miss" and mixed.age is None
+
+
+# -- the upstream's limit on the inputs of one call ----------------------------------------
+
+
+def test_a_batch_past_openai_s_limit_goes_in_calls_of_at_most_2048(
+    server: FakeOpenAIServer,
+) -> None:
+    """Client.embedding sent any number of inputs in one call: past OpenAI's 2,048 the
+    upstream refused it (a 400), where the proxy had refused it itself. Its misses go in
+    calls of at most 2,048 now, the answer in the order asked."""
+    client = deja.Client(cache=deja.Cache(), api_base=server.base_url, api_key="k")
+    items = [f"item {i}" for i in range(2049)]
+    first = client.embedding(model=MODEL, input=items)
+    assert [len(r.body["input"]) for r in server.requests] == [2048, 1]
+    assert first.cache.status == "miss" and len(first.data) == 2049
+    assert [d.index for d in first.data] == list(range(2049))
+    assert first.usage.prompt_tokens > 0  # (both calls' tokens)
+    again = client.embedding(model=MODEL, input=items)
+    assert again.cache.status == "hit" and server.count(EMBED) == 2
+    assert [d.embedding for d in again.data] == [d.embedding for d in first.data]
+    alone = deja.Client(api_base=server.base_url, api_key="k")  # (no cache)
+    assert alone.embedding(model=MODEL, input=items[-1]).data[0].embedding == (
+        first.data[-1].embedding
+    )
+
+
+def test_a_provider_with_a_lower_limit_gets_calls_of_its_own_size(
+    server: FakeOpenAIServer,
+) -> None:
+    """Mistral takes 256 inputs a call ("Too many inputs in request, split into more
+    batches"): a batch of 300 went in one call and failed."""
+    server.max_embedding_inputs = 256
+    client = deja.Client(cache=deja.Cache(), api_base=server.base_url, api_key="k")
+    answer = client.embedding(model="mistral/mistral-embed", input=[f"x{i}" for i in range(300)])
+    assert [len(r.body["input"]) for r in server.requests] == [256, 44]
+    assert len(answer.data) == 300
+
+
+def test_a_batch_that_fails_part_way_keeps_what_its_calls_before_paid_for(
+    server: FakeOpenAIServer,
+) -> None:
+    """Each call's items are stored as it answers: a later call's failure (here the
+    upstream refusing an empty input, as OpenAI does) loses none of the earlier ones."""
+    server.max_embedding_inputs = 256
+    client = deja.Client(cache=deja.Cache(), api_base=server.base_url, api_key="k")
+    items = [f"x{i}" for i in range(256)]
+    with pytest.raises(deja.BadRequestError):
+        client.embedding(model="mistral/mistral-embed", input=[*items, ""])
+    assert [len(r.body["input"]) for r in server.requests] == [256, 1]
+    kept = client.embedding(model="mistral/mistral-embed", input=items)
+    assert kept.cache.status == "hit" and server.count(EMBED) == 2
+
+
+def test_the_limits_are_one_table() -> None:
+    from deja._embedding_items import EMBEDDING_INPUT_LIMITS, embedding_input_limit
+    from deja.server import app
+
+    assert app._MAX_EMBEDDING_INPUTS == EMBEDDING_INPUT_LIMITS["openai"] == 2048
+    assert embedding_input_limit("mistral") == 256
+    assert embedding_input_limit("hosted_vllm") == 2048  # (a server of no known limit)

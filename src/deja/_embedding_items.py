@@ -12,15 +12,19 @@ import hashlib
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from deja.request import Request, check_embedding_input
 from deja.result import CacheInfo
 
 __all__ = [
+    "DEFAULT_EMBEDDING_INPUTS",
+    "EMBEDDING_INPUT_LIMITS",
     "EmbeddingBatch",
     "batch_lock_name",
     "Fetched",
+    "embedding_input_limit",
     "embedding_items",
     "float32_base64",
     "identity",
@@ -28,6 +32,28 @@ __all__ = [
     "token_shares",
     "usage_totals",
 ]
+
+
+# The most inputs one embeddings call may carry, by provider: what deja sends its misses
+# in batches of (the clients, wrap() and the proxy alike), and what the proxy takes in one
+# request (OpenAI's, which it mirrors). Only OpenAI-compatible /embeddings endpoints are
+# called for embeddings (Anthropic, Gemini and Bedrock are chat completions only).
+#   openai, azure: 2,048 ("any array must be 2048 dimensions or less"; Azure OpenAI's
+#     embeddings how-to: "the max array size is 2048")
+#   mistral: 256 (undocumented; 257 answered "Too many inputs in request, split into more
+#     batches", as rig-core's Mistral provider found against the live API)
+# Any other server (vLLM, Ollama, a gateway) gets OpenAI's: a smaller call is never refused
+# where a larger one is taken, and one call of 10,000 inputs held a server for seconds.
+EMBEDDING_INPUT_LIMITS: Mapping[str, int] = MappingProxyType(
+    {"openai": 2048, "azure": 2048, "mistral": 256}
+)
+DEFAULT_EMBEDDING_INPUTS = 2048
+
+
+def embedding_input_limit(provider: str) -> int:
+    """The most inputs one embeddings call to ``provider`` carries
+    (:data:`EMBEDDING_INPUT_LIMITS`, else :data:`DEFAULT_EMBEDDING_INPUTS`)."""
+    return EMBEDDING_INPUT_LIMITS.get(provider, DEFAULT_EMBEDDING_INPUTS)
 
 
 def item_requests(

@@ -148,7 +148,9 @@ class FakeOpenAIServer(FakeServer[Reply, ScriptedFailure]):
 
     ``latency`` (seconds before each response) and ``chunk_delay`` (seconds between streamed
     events) are plain attributes and may be changed while the server runs. With ``api_key``
-    set, requests without ``Authorization: Bearer <api_key>`` get 401.
+    set, requests without ``Authorization: Bearer <api_key>`` get 401. An embeddings request
+    of more than ``max_embedding_inputs`` inputs (a plain attribute too; OpenAI's 2,048 by
+    default) gets 400, as OpenAI's API refuses it.
     """
 
     _provider = "OpenAI"
@@ -173,6 +175,7 @@ class FakeOpenAIServer(FakeServer[Reply, ScriptedFailure]):
         self.prompt_cache = prompt_cache
         self._prefixes: set[bytes] = set()
         self.embedding_dim = embedding_dim
+        self.max_embedding_inputs = 2048
         self.api_key = api_key
         self.models = tuple(models)
         self._delays: deque[float] = deque()
@@ -568,6 +571,13 @@ class _Handler(FakeHandler[FakeOpenAIServer]):
                 code="missing_required_parameter",
             )
         texts = _embedding_inputs(body["input"])
+        if len(texts) > owner.max_embedding_inputs:
+            raise _BadRequest(
+                f"Too many inputs: {len(texts)}. At most {owner.max_embedding_inputs} inputs"
+                " may be embedded in one request.",
+                param="input",
+                code="invalid_value",
+            )
         dim = body.get("dimensions")
         if dim is None:
             dim = owner.embedding_dim

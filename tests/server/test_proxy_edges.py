@@ -1159,6 +1159,24 @@ async def test_an_embeddings_request_holds_at_most_openai_s_2048_inputs(
     assert (await proxy.post("/v1/embeddings", json=tokens)).status_code == 200
 
 
+async def test_a_deployment_is_sent_its_misses_in_calls_of_its_provider_s_size(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient]
+) -> None:
+    """The proxy takes OpenAI's 2,048 inputs a request; a Mistral deployment takes 256 a
+    call: 300 inputs went to it in one call, and it refused them."""
+    upstream.max_embedding_inputs = 256
+    mistral = {"model": "mistral/mistral-embed", "api_base": upstream.base_url, "api_key": "k"}
+    config = proxy_config(upstream)
+    config["model_list"].append({"model_name": "mistral-embed", "litellm_params": mistral})
+    async with make_proxy(config) as proxy:
+        body = {"model": "mistral-embed", "input": [f"x{i}" for i in range(300)]}
+        answer = await proxy.post("/v1/embeddings", json=body)
+        assert answer.status_code == 200 and len(answer.json()["data"]) == 300
+        assert [len(r.body["input"]) for r in upstream.requests] == [256, 44]
+        again = await proxy.post("/v1/embeddings", json=body)
+        assert again.headers["x-deja-cache"] == "hit" and upstream.count("/v1/embeddings") == 2
+
+
 async def test_an_embeddings_encoding_format_is_checked_by_deja_request_s_rule(
     upstream: FakeOpenAIServer, proxy: httpx2.AsyncClient
 ) -> None:

@@ -34,6 +34,7 @@ from deja._async.context_caches import AsyncContextCaches
 from deja._async.embeddings import acached_embeddings, embedding_items
 from deja._async.singleflight import AsyncSingleFlight
 from deja._async.streams import AsyncCachedStream, aopen_uncached
+from deja._embedding_items import embedding_input_limit
 from deja._openai_args import MAX_RETRY_AFTER, call_patience
 from deja._transport import (
     AsyncHTTP,
@@ -709,6 +710,7 @@ class AsyncClient:
             # joining an identical batch in flight, wait as long as this call could take
             timeout=call_patience(seconds, self.max_retries),
             prices=self._prices(),
+            max_inputs=embedding_input_limit(provider),
         )
         return CreateEmbeddingResponse(batch.response(encoding_format=encoding), batch.info)
 

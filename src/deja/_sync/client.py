@@ -29,6 +29,7 @@ from urllib.parse import quote
 import httpx2
 import orjson
 
+from deja._embedding_items import embedding_input_limit
 from deja._openai_args import MAX_RETRY_AFTER, call_patience
 from deja._sync.cache import Cache, check_parts
 from deja._sync.context_caches import ContextCaches
@@ -709,6 +710,7 @@ class Client:
             # joining an identical batch in flight, wait as long as this call could take
             timeout=call_patience(seconds, self.max_retries),
             prices=self._prices(),
+            max_inputs=embedding_input_limit(provider),
         )
         return CreateEmbeddingResponse(batch.response(encoding_format=encoding), batch.info)
 

@@ -14,6 +14,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from deja._embedding_items import (
+    DEFAULT_EMBEDDING_INPUTS,
     EmbeddingBatch,
     Fetched,
     embedding_items,
@@ -60,6 +61,55 @@ def embeddings_of_tenant(tenant: str | None) -> Iterator[None]:
 
 
 def _fetch(
+    cache: Cache | None,
+    ctl: CacheControl,
+    *,
+    fetch_missing: FetchMissing,
+    items: list[Any],
+    requests: list[Request],
+    model: str,
+    on_response: OnResponse | None,
+    prices: PriceTable | None,
+    max_inputs: int,
+) -> Fetched:
+    """Fetch ``items`` upstream in calls of at most ``max_inputs`` items, one after the
+    other, each call's items stored as it answers (a later call's failure loses none that
+    were paid for)."""
+    if len(items) <= max_inputs:  # (the common case: one call)
+        return _fetch_one(
+            cache,
+            ctl,
+            fetch_missing=fetch_missing,
+            items=items,
+            requests=requests,
+            model=model,
+            on_response=on_response,
+            prices=prices,
+        )
+    whole = Fetched([], model, {"prompt_tokens": 0, "total_tokens": 0}, 0.0, [], [])
+    for start in range(0, len(items), max_inputs):
+        part = _fetch_one(
+            cache,
+            ctl,
+            fetch_missing=fetch_missing,
+            items=items[start : start + max_inputs],
+            requests=requests[start : start + max_inputs],
+            model=model,
+            on_response=on_response,
+            prices=prices,
+        )
+        if start == 0:
+            whole.model = part.model
+        whole.vectors += part.vectors
+        for name in ("prompt_tokens", "total_tokens"):
+            whole.usage[name] += part.usage[name]
+        whole.cost += part.cost
+        whole.responses += part.responses
+        whole.costs += part.costs
+    return whole
+
+
+def _fetch_one(
     cache: Cache | None,
     ctl: CacheControl,
     *,
@@ -162,8 +212,12 @@ def cached_embeddings(
     on_response: OnResponse | None = None,
     timeout: float | None = None,
     prices: PriceTable | None = None,
+    max_inputs: int = DEFAULT_EMBEDDING_INPUTS,
 ) -> EmbeddingBatch:
-    """Look each item up, fetch the missing ones in one upstream call, store them.
+    """Look each item up, fetch the missing ones upstream, store them.
+
+    The missing items go in calls of at most ``max_inputs`` each (the upstream's limit:
+    :func:`~deja._embedding_items.embedding_input_limit`), one after the other.
 
     ``fetch_missing(items)`` must return an OpenAI embeddings body with float vectors.
     ``params`` are the other request fields that change the vectors (``dimensions``...);
@@ -171,11 +225,14 @@ def cached_embeddings(
     none named: the tenant of an enclosing :func:`embeddings_of_tenant` block, if any).
     Each stored item gets its share of the batch's tokens, by length, so a later hit on it
     reports a fair saving. Identical batches in flight at once make one upstream call
-    (``timeout``: how long a caller waits for another's, as :meth:`Cache.fetch`);
+    (``timeout``: how long a caller waits for another's call, as :meth:`Cache.fetch`,
+    so for each of the calls a batch takes);
     ``on_response`` (the proxy's post-cache hooks) sees the upstream answer and may change
     how its items are stored. ``prices``: what the items cost without a cache (with one,
     the cache's prices).
     """
+    if isinstance(max_inputs, bool) or not isinstance(max_inputs, int) or max_inputs < 1:
+        raise ValueError(f"max_inputs must be an int >= 1, not {max_inputs!r:.40}")
     ctl = parse_controls(control) if cache is None else in_mode(parse_controls(control), cache.mode)
     if tenant is None:
         tenant = _TENANT.get()
@@ -217,8 +274,11 @@ def cached_embeddings(
                 model=upstream_model,
                 on_response=on_response,
                 prices=prices,
+                max_inputs=max_inputs,
             )
 
+        if timeout is not None:  # (its calls are made one after the other)
+            timeout *= -(-len(missing) // max_inputs)
         try:
             if cache is None or bypassed:
                 fetched = fetch()

@@ -32,7 +32,13 @@ from deja._async.client import AsyncClient, _bedrock_api_key, upstream_error_lab
 from deja._async.context_caches import AsyncContextCaches
 from deja._async.embeddings import acached_embeddings
 from deja._async.streams import AsyncCachedStream, aopen_uncached
-from deja._embedding_items import EmbeddingBatch, embedding_items, item_requests
+from deja._embedding_items import (
+    EMBEDDING_INPUT_LIMITS,
+    EmbeddingBatch,
+    embedding_input_limit,
+    embedding_items,
+    item_requests,
+)
 from deja._upstream import (
     CALL_SETTINGS,
     PROVIDER_OPTIONS,
@@ -451,8 +457,9 @@ _GENERATION_PATHS = frozenset({"/chat/completions", "/completions"})
 _NOTHING: Mapping[str, Any] = {}
 _MAX_RETRY_PAUSE = 10.0
 _SEMANTIC_PROBE_SECONDS = 5.0
-# OpenAI's limit on the inputs of one embeddings request
-_MAX_EMBEDDING_INPUTS = 2048
+# OpenAI's limit on the inputs of one embeddings request, which the proxy mirrors (each
+# deployment is then sent its misses in calls of at most its own provider's limit)
+_MAX_EMBEDDING_INPUTS = EMBEDDING_INPUT_LIMITS["openai"]
 # how often a worker writes its in-memory store's figures into the shared metrics
 _PUBLISH_SECONDS = 5.0
 _REPLAY_EVENTS = 32  # events of a replayed answer per message
@@ -1711,6 +1718,11 @@ class ProxyApp:
                 tenant=caller.tenant,
                 on_response=self._storing(route, plan, asked, ctl),
                 prices=self._prices,
+                # (the calls may go to any of the deployments tried: the least of theirs)
+                max_inputs=min(
+                    embedding_input_limit(resolve_model(route.targets[i].model)[0])
+                    for i in plan.attempts
+                ),
             )
 
         try:
