@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -15,7 +16,7 @@ from openai.lib._pydantic import to_strict_json_schema
 
 import deja
 from deja import api
-from deja.errors import ControlError, InvalidRequestError
+from deja.errors import ConfigError, ControlError, InvalidRequestError
 from deja.testing import FakeOpenAIServer, Reply
 from tests.helpers import chat_request, chat_response
 
@@ -372,3 +373,48 @@ def test_enable_cache_setting_reaches_the_async_twin(monkeypatch: pytest.MonkeyP
     twin = api.DEFAULTS.async_client.cache
     assert twin is not None and (twin.ttl, twin.key_prefix) == (900.0, "v2:")
     assert cache.key(chat_request()).startswith("v2:v1:")
+
+
+# -- key prefixes and namespaces: one rule, the cache's, for the library and the config -------
+
+
+@pytest.mark.parametrize("prefix", ["deja: ", " deja:", "deja:\n", "a\tb", None])
+def test_a_key_prefix_with_whitespace_at_an_end_is_refused(prefix: Any) -> None:
+    """ "deja: " was taken: its keys were another cache's than "deja:"'s, every entry a
+    miss for a space nobody sees."""
+    with pytest.raises(ValueError, match=r"key_prefix must be a printable string without"):
+        deja.Cache(key_prefix=prefix)
+
+
+def test_an_empty_key_prefix_is_none_and_the_key_version_stays() -> None:
+    """DESIGN: <key_prefix>v1:<scope>:<digest>: the version is the key format's, no part of
+    the prefix; a cache without a prefix clears its own keys only."""
+    from deja.stores.memory import MemoryStore
+
+    store = MemoryStore()
+    bare = deja.Cache(store=store, key_prefix="")
+    request = chat_request()
+    assert bare.key(request).startswith("v1:") and bare.key(request).count(":") == 2
+    bare.put(request, chat_response("a"))
+    store.set("app:v1:theirs", b"x", None)
+    assert bare.clear() == 1 and store.get("app:v1:theirs") == b"x"
+
+
+@pytest.mark.parametrize(
+    ("caching", "said"),
+    [
+        ({"key_prefix": "a\tb"}, r"caching\.key_prefix: key_prefix must be a printable string"),
+        ({"key_prefix": "deja: "}, r"caching\.key_prefix: .* without whitespace at either end"),
+        ({"namespace": "a\tb"}, r"caching\.namespace: must be a printable string of 1 to 256"),
+        ({"namespace": "n" * 257}, r"caching\.namespace: must be a printable string"),
+    ],
+)
+def test_the_config_checks_a_prefix_and_namespace_as_the_cache_does(
+    tmp_path: Path, caching: dict[str, Any], said: str
+) -> None:
+    """The config took them, and the cache it built refused them: a ValueError, or a
+    ControlError about a request's cache option, naming no YAML path."""
+    from deja.config import parse_config
+
+    with pytest.raises(ConfigError, match=said):
+        parse_config({"caching": {"type": "memory", **caching}}, base_dir=tmp_path)

@@ -71,8 +71,9 @@ from urllib.parse import quote
 import yaml
 
 from deja._transport import header_text
-from deja.controls import CacheMode
-from deja.errors import ConfigError, InvalidRequestError
+from deja.controls import CacheMode, parse_controls
+from deja.errors import ConfigError, ControlError, InvalidRequestError
+from deja.keys import check_key_prefix
 from deja.policy import Admission, AdmissionPolicy
 from deja.providers.planner import check_injection_point
 from deja.request import (
@@ -2370,6 +2371,28 @@ def _name(value: object, path: str, ctx: _Context, *, what: str = "a non-empty s
     return text
 
 
+def _key_prefix(value: object, path: str, ctx: _Context) -> str:
+    """A cache's key prefix, as the cache takes it (:func:`deja.keys.check_key_prefix`):
+    one it refused stopped the start with a ValueError naming no YAML path."""
+    try:
+        return check_key_prefix(_str(value, path, ctx))
+    except ValueError as exc:
+        raise ConfigError(str(exc), path=path) from None
+
+
+def _namespace(value: object, path: str, ctx: _Context) -> str:
+    """A cache's default namespace, as a request's ``cache`` option names one (the cache
+    checks it so): one it refused stopped the start with a ControlError about a
+    request's option."""
+    text = _name(value, path, ctx)
+    try:
+        parse_controls({"namespace": text})
+    except ControlError as exc:
+        said = str(exc).removeprefix("cache option 'namespace' ")
+        raise ConfigError(said, path=path) from None
+    return text
+
+
 def _secret(value: object, path: str, ctx: _Context) -> str:
     """A key callers present: surrounding whitespace (the newline of a secret read from a
     file) is no part of it, as the proxy strips what callers send."""
@@ -3649,12 +3672,12 @@ def _parse_caching(
         key_prefix=(
             DEFAULT_KEY_PREFIX
             if get("key_prefix") is None
-            else _str(get("key_prefix"), _join(path, "key_prefix"), ctx)
+            else _key_prefix(get("key_prefix"), _join(path, "key_prefix"), ctx)
         ),
         namespace=(
             None
             if get("namespace") is None
-            else _name(get("namespace"), _join(path, "namespace"), ctx)
+            else _namespace(get("namespace"), _join(path, "namespace"), ctx)
         ),
         key_builder=key_builder,
         similarity_threshold=threshold,

@@ -45,6 +45,7 @@ __all__ = [
     "VOLATILE_PARAMS",
     "KeyBuilder",
     "KeyBuilderForm",
+    "check_key_prefix",
     "default_digest",
     "digest_of",
     "explain",
@@ -570,6 +571,23 @@ def tenant_hash(tenant: str | None) -> str:
     """First 16 hex digits of SHA-256 over ``[tenant]``: a tenant's records over all its
     namespaces (a :func:`scope_hash` is over two items, so never the same)."""
     return hashlib.sha256(_canonical_json([tenant])).hexdigest()[:16]
+
+
+def check_key_prefix(key_prefix: object) -> str:
+    """``key_prefix`` if a cache may write its keys under it, else ``ValueError``: a
+    printable string without whitespace at either end (``"deja: "`` was taken, and its
+    keys were another cache's than ``"deja:"``'s). ``""`` is no prefix: the keys start
+    with the key format's version (``v1:``), which is no part of the prefix."""
+    if (
+        not isinstance(key_prefix, str)
+        or not key_prefix.isprintable()
+        or key_prefix != key_prefix.strip()
+    ):
+        raise ValueError(
+            "key_prefix must be a printable string without whitespace at either end,"
+            f" not {key_prefix!r:.80}"
+        )
+    return key_prefix
 
 
 def scope_prefix(key_prefix: str, tenant: str | None, namespace: str | None) -> str:

@@ -56,6 +56,7 @@ from deja.errors import (
 from deja.keys import (
     KEY_VERSION,
     KeyBuilder,
+    check_key_prefix,
     explain,
     make_key,
     request_builder,
@@ -320,7 +321,9 @@ class Cache:
     * ``ttl``: default seconds an entry lives (``None``: until evicted); a request's
       ``ttl`` control overrides it;
     * ``key_prefix``: the first part of every key; bump it (``"deja:prompt-v2:"``) to
-      invalidate everything at once without deleting anything;
+      invalidate everything at once without deleting anything. ``""`` is none: keys then
+      start with the key format's version, ``v1:`` (keep a prefix in a store that holds
+      other data: :meth:`clear` deletes every key under ``<key_prefix>v1:``);
     * ``namespace``: default namespace for requests that name none;
     * ``key_builder``: custom digest function (see :mod:`deja.keys`), ``f(request)``,
       ``f(request, tenant)`` or LiteLLM's ``f(model, messages, **kwargs)``
@@ -538,8 +541,7 @@ class Cache:
 
     @key_prefix.setter
     def key_prefix(self, key_prefix: str) -> None:
-        if not isinstance(key_prefix, str) or not key_prefix.isprintable():
-            raise ValueError(f"key_prefix must be a printable string, not {key_prefix!r:.80}")
+        check_key_prefix(key_prefix)
         semantic = self.semantic
         old = self.__dict__.get("_key_prefix")
         if semantic is not None and old is not None and key_prefix != old:
