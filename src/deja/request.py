@@ -816,6 +816,15 @@ def _sdk_object(value: object) -> bool:
     return callable(getattr(value, "model_dump", None)) and not isinstance(value, type)
 
 
+def _is_function(value: object) -> bool:
+    """Whether ``value`` is a function's declaration as a function tool's ``function`` and
+    the deprecated ``functions`` hold one: an object with a string ``name`` (or an SDK
+    object, as :mod:`deja.keys` reads it)."""
+    if isinstance(value, Mapping):
+        return isinstance(value.get("name"), str)
+    return _sdk_object(value)
+
+
 def _is_bias(value: object) -> bool:
     """A logit bias: a finite number, or ``false`` (llama.cpp's "never this token")."""
     if isinstance(value, bool):
@@ -853,9 +862,7 @@ def _check_shape(name: str, value: Any) -> None:
                 continue  # (the common case, without ABC isinstance calls)
             if function is None and isinstance(tool.get("name"), str):
                 continue  # the flat (Responses-style) function tool
-            if _sdk_object(function):
-                continue
-            if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
+            if not _is_function(function):
                 raise InvalidRequestError(
                     f"tools[{i}] is a function tool: its 'function' must be an object with a"
                     f" string 'name', got {function!r:.80}",
@@ -876,9 +883,7 @@ def _check_shape(name: str, value: Any) -> None:
                 param="functions",
             )
         for i, function in enumerate(value):
-            if _sdk_object(function):
-                continue
-            if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
+            if not _is_function(function):
                 raise InvalidRequestError(
                     f"functions[{i}] must be an object with a string 'name', got {function!r:.80}",
                     param=f"functions[{i}]",
