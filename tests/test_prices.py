@@ -292,7 +292,7 @@ def test_models_callers_make_up_cannot_grow_the_log_or_the_process(
     assert len(said) == 6, said  # five named, then one count for the window
     assert all(f"'made-up-{i}'" in said[i] for i in range(5))
     assert said[5].startswith("requests for models without a price since the last such line: 1 ")
-    assert len(warnings._warned) == 5 and warnings._unsaid == 994
+    assert len(warnings._warned) == 5 and warnings._unnamed.unsaid("unnamed") == 994
 
 
 def test_cost_prefers_openai_cached_tokens_over_deepseek_field() -> None:

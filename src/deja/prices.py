@@ -52,6 +52,7 @@ from dataclasses import dataclass, replace
 from importlib.resources import files
 from types import MappingProxyType
 
+from deja._recurring import Recurring
 from deja.errors import ConfigError
 
 __all__ = [
@@ -80,8 +81,7 @@ class _UnpricedWarnings:
     def __init__(self) -> None:
         self._warned: set[str] = set()
         self._lock = threading.Lock()
-        self._unsaid = 0
-        self._said_at = -math.inf
+        self._unnamed = Recurring(window=self.WINDOW)  # (the models past NAMES)
 
     def __contains__(self, model: str) -> bool:
         return model in self._warned
@@ -99,12 +99,10 @@ class _UnpricedWarnings:
                     model,
                 )
                 return
-            self._unsaid += 1
-            now = time.monotonic()
-            if now - self._said_at < self.WINDOW:
-                return
-            self._said_at, unsaid = now, self._unsaid
-            self._unsaid = 0
+        said = self._unnamed.occurred("unnamed")
+        if said is None:
+            return
+        unsaid = said[1] + 1  # (this one too)
         logger.warning(
             "requests for models without a price since the last such line: %d (%r the last;"
             " past %d models they are not named one by one): their costs and savings count"

@@ -39,6 +39,7 @@ from deja._embedding_items import (
     embedding_items,
     item_requests,
 )
+from deja._recurring import Recurring
 from deja._upstream import (
     CALL_SETTINGS,
     PROVIDER_OPTIONS,
@@ -510,49 +511,6 @@ _LOG_WINDOW = 10.0
 _LOGGED_KEYS = 1024  # failures tracked at once (deployments of wildcard names: bounded)
 
 
-@dataclass(slots=True)
-class _Streak:
-    """One recurring failure: when a line last said it, the occurrences since, and the
-    last one (a key quiet for a whole window starts over)."""
-
-    said: float
-    last: float
-    unsaid: int = 0
-
-
-class _Recurring:
-    """When to log a failure that may recur on every request (an upstream down, a hook
-    that raises): the first of a key, then at most one line per ``window`` that counts
-    the ones in between. The one rate limit of the proxy's failure lines."""
-
-    def __init__(
-        self, *, window: float = _LOG_WINDOW, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.window = window
-        self.clock = clock
-        self._streaks: dict[object, _Streak] = {}
-
-    def occurred(self, key: object) -> tuple[bool, int, float] | None:
-        """Note one occurrence of ``key``. ``None``: say nothing now; else ``(fresh,
-        unsaid, seconds)``: say it, with the ``unsaid`` occurrences of the last
-        ``seconds`` before it; ``fresh``: it starts (again, after a quiet window)."""
-        now = self.clock()
-        streak = self._streaks.get(key)
-        if streak is None or now - streak.last >= self.window:
-            if streak is None and len(self._streaks) >= _LOGGED_KEYS:
-                del self._streaks[next(iter(self._streaks))]  # the oldest
-            unsaid, since = (streak.unsaid, streak.said) if streak is not None else (0, now)
-            self._streaks[key] = _Streak(now, now)
-            return True, unsaid, now - since
-        streak.last = now
-        if now - streak.said < self.window:
-            streak.unsaid += 1
-            return None
-        unsaid, since = streak.unsaid, streak.said
-        streak.said, streak.unsaid = now, 0
-        return False, unsaid, now - since
-
-
 class _Cooldowns:
     """Deployments that failed ``allowed_fails`` times in a row (a failure worth trying the
     next one for), tried after their model name's others for ``cooldown_time`` seconds, as
@@ -607,11 +565,11 @@ class _UpstreamFailures:
     """The proxy's lines about upstream failures, per deployment (its model name, model
     and redacted ``api_base``): the first of a kind (a status, ``timeout``,
     ``connection``...) says what failed and what deja did; then at most one line per
-    window and kind with the count since (:class:`_Recurring`); and one line when the
-    deployment answers again. A refused credential is an ERROR, the rest WARNINGs; a
+    window and kind with the count since (:class:`~deja._recurring.Recurring`); and one
+    line when the deployment answers again. A refused credential is an ERROR, the rest WARNINGs; a
     caller's own 4xx is not the operator's to know of (its answer tells the caller)."""
 
-    def __init__(self, recurring: _Recurring) -> None:
+    def __init__(self, recurring: Recurring) -> None:
         self._recurring = recurring
         # failing deployments: (since when, failures since it last answered)
         self._down: dict[tuple[str, str, str], tuple[float, int]] = {}
@@ -781,7 +739,7 @@ class ProxyApp:
         self._hooks_without_embeddings: set[str] = set()
         # failures that recur on every request (an upstream down, a hook that raises):
         # logged when they start, then counted, once per window
-        self._recurring = _Recurring()
+        self._recurring = Recurring(window=_LOG_WINDOW, max_keys=_LOGGED_KEYS)
         self._upstream_failures = _UpstreamFailures(self._recurring)
         self._cooldowns = _Cooldowns(settings.proxy.allowed_fails, settings.proxy.cooldown_time)
         self._fallbacks = settings.proxy.fallbacks

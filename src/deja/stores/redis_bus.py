@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from deja._forks import renew_in_child
+from deja._recurring import Recurring
 from deja.errors import MissingDependencyError
 from deja.stores.bus import Handler, HealthHandler, Invalidation
 
@@ -92,8 +93,7 @@ class RedisInvalidationBus:
         self._publish_at = 0  # which URL publishes go to (the last that worked)
         self._clients: dict[int, Any] = {}
         self._aclients: dict[int, tuple[asyncio.AbstractEventLoop, Any]] = {}
-        self._warned_at = float("-inf")
-        self._unsaid = 0  # failed publishes not warned of yet
+        self._publish_lines = Recurring(window=_WARN_EVERY)  # (failed publishes)
         self._parents: list[Any] = []  # a forked child's inherited asyncio clients: see _forked
         renew_in_child(self, RedisInvalidationBus._forked)
 
@@ -111,8 +111,7 @@ class RedisInvalidationBus:
         self._warned = False
         self._handlers = []
         self._health_handlers = []
-        self._warned_at = float("-inf")
-        self._unsaid = 0
+        self._publish_lines = Recurring(window=_WARN_EVERY)
         # The sync publishers' redis-py pools open new connections in a child by themselves.
         # An asyncio client's socket is the parent's too: it is set aside, neither used (two
         # processes on one connection would read each other's replies) nor closed (closing
@@ -198,11 +197,10 @@ class RedisInvalidationBus:
     def _publish_failed(self, exc: Exception) -> None:
         """Log a failed publish, once per ``_WARN_EVERY`` seconds (a dead server failed
         every write's publish: a warning per miss)."""
-        now = time.monotonic()
-        if now - self._warned_at < _WARN_EVERY:
-            self._unsaid += 1
+        said = self._publish_lines.occurred("publish")
+        if said is None:
             return
-        unsaid, self._unsaid, self._warned_at = self._unsaid, 0, now
+        _, unsaid, _ = said
         logger.warning(
             "invalidation publish failed (%s)%s; other L1 copies expire by l1_ttl",
             exc,
