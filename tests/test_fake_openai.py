@@ -1006,6 +1006,12 @@ def test_a_request_held_through_a_reset_takes_nothing_scripted_after_it(
     server.delay_next(0.5)
     with httpx2.Client(base_url=server.base_url) as http, pytest.raises(httpx2.ReadTimeout):
         http.post("/chat/completions", json=CHAT, timeout=0.1)
+    # the held request took its delay before the reset (a loaded server read it only after
+    # one, and took the reply queued for the next as the request after the reset it was)
+    deadline = time.monotonic() + 30
+    while server._delays and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not server._delays
     server.reset()
     server.queue_reply(Reply("for the next request"))
     time.sleep(0.6)  # (the held request wakes)
