@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import deja
+import deja.api
 from deja.keys import make_key
 from deja.stores.memory import MemoryStore
 from deja.testing import FakeOpenAIServer
@@ -256,6 +257,42 @@ async def test_settings_changed_on_enable_caches_cache_reach_the_async_calls(
             assert 899 <= store._expiries[answer.cache.key] - time.time() <= 900
         finally:
             deja.disable_cache()
+            deja.close()
+            deja.set_default_client(deja.Client(), async_client=deja.AsyncClient())
+
+
+@pytest.mark.parametrize("name", sorted(deja.api.LITELLM_SETTINGS))
+def test_litellm_module_settings_are_refused_with_the_deja_way(name: str) -> None:
+    # LiteLLM programs set litellm.api_base, litellm.cache...: on deja such an assignment
+    # was stored where nothing reads it (a read of one fails with the way too)
+    with pytest.raises(AttributeError, match=f"no module-level {name} .*litellm.{name}"):
+        setattr(deja, name, object())
+    with pytest.raises(AttributeError, match=f"no module-level {name} "):
+        getattr(deja, name)
+    assert name not in vars(deja)
+    assert not hasattr(deja, name)
+
+
+def test_the_guides_warming_script_reaches_its_proxy_the_deja_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the guide's warm_cache.py aims the module functions at its proxy with
+    # litellm.api_base = ...: deja.api_base = ... changed nothing, and the "warming" calls
+    # went to OPENAI_BASE_URL, the provider itself (paid, nothing warmed)
+    with FakeOpenAIServer() as provider, FakeOpenAIServer() as proxy:
+        monkeypatch.setenv("OPENAI_BASE_URL", provider.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        deja.set_default_client(deja.Client(), async_client=deja.AsyncClient())
+        try:
+            with pytest.raises(AttributeError, match="set_default_client"):
+                deja.api_base = proxy.base_url  # type: ignore[attr-defined]
+            deja.set_default_client(
+                deja.Client(api_base=proxy.base_url, api_key="any-key"),
+                async_client=deja.AsyncClient(api_base=proxy.base_url, api_key="any-key"),
+            )
+            deja.completion(model="gpt-4o", messages=MESSAGES)
+            assert (proxy.count(), provider.count()) == (1, 0)
+        finally:
             deja.close()
             deja.set_default_client(deja.Client(), async_client=deja.AsyncClient())
 

@@ -17,6 +17,7 @@ from deja._sync.cache import Cache
 from deja._sync.client import Client
 from deja._version import __version__
 from deja.api import (
+    _guard_module,
     acompletion,
     acreate_context_cache,
     adelete_context_cache,
@@ -134,3 +135,7 @@ __all__ = [
     "set_default_client",
     "wrap",
 ]
+
+# LiteLLM's module-level settings (``deja.api_base = ...``) are refused, not stored where
+# nothing reads them (deja.api.LITELLM_SETTINGS)
+_guard_module(__name__)

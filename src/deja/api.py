@@ -3,13 +3,19 @@
 They use one explicit default client pair, :data:`DEFAULTS`, that a program can inspect or
 replace (:func:`set_default_client`). Without :func:`enable_cache` they call the upstream
 every time, as LiteLLM's functions do before ``litellm.enable_cache()``.
+
+deja keeps no settings in its module: LiteLLM's module-level ones (``litellm.api_base =
+...``, ``litellm.cache = ...``, :data:`LITELLM_SETTINGS`) are refused on ``deja``, each
+with what to do instead, rather than stored where nothing reads them.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+import types
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final
 
 from deja._async.cache import AsyncCache
 from deja._async.client import AsyncClient
@@ -19,6 +25,7 @@ from deja.stores.base import Store
 
 __all__ = [
     "DEFAULTS",
+    "LITELLM_SETTINGS",
     "Defaults",
     "acompletion",
     "acreate_context_cache",
@@ -160,6 +167,60 @@ class _DefaultCache(Cache):
 
 for _name in _SHARED_SETTINGS:
     setattr(_DefaultCache, _name, _shared(_name))
+
+
+_DEFAULT_CLIENTS = (
+    "or make the module functions' clients yours, before deja.enable_cache():"
+    " deja.set_default_client(deja.Client({0}=...), async_client=deja.AsyncClient({0}=...))"
+)
+
+LITELLM_SETTINGS: Final[Mapping[str, str]] = {
+    "api_base": "pass api_base= to the call, set OPENAI_BASE_URL, "
+    + _DEFAULT_CLIENTS.format("api_base"),
+    "api_key": "pass api_key= to the call, set OPENAI_API_KEY (<PROVIDER>_API_KEY), "
+    + _DEFAULT_CLIENTS.format("api_key"),
+    "cache": "cache = deja.enable_cache(...) gives deja.completion and acompletion a cache and"
+    " returns it (cache.ttl = 900, cache.delete(cache.key_for(...)), cache.clear())",
+    "caching": "deja.enable_cache() returns the module functions' cache (its key_for(...) is"
+    " LiteLLM's get_cache_key; deja.keys.digest_of its cache_key_generator)",
+    "set_verbose": "deja logs with the logging module (logging.getLogger('deja')"
+    ".setLevel(logging.DEBUG)); cache.explain(request) says why a request misses",
+    "num_retries": "deja.Client(max_retries=...), " + _DEFAULT_CLIENTS.format("max_retries"),
+    "request_timeout": "pass timeout= to the call, " + _DEFAULT_CLIENTS.format("timeout"),
+}
+"""LiteLLM's module-level settings, each with what a deja program does instead. deja keeps
+no settings in its module, so ``deja.api_base = ...`` would change nothing (a warming script
+pointed at a proxy that way called the provider itself): setting or reading one of these
+names on ``deja`` raises an :class:`AttributeError` saying this."""
+
+
+def _litellm_setting(name: str) -> AttributeError | None:
+    hint = LITELLM_SETTINGS.get(name)
+    if hint is None:
+        return None
+    return AttributeError(f"deja has no module-level {name} (LiteLLM's litellm.{name}): {hint}")
+
+
+class _DejaModule(types.ModuleType):
+    """The ``deja`` package's module type: refuses LiteLLM's module-level settings."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        error = _litellm_setting(name)
+        if error is not None:
+            raise error
+        super().__setattr__(name, value)
+
+    def __getattr__(self, name: str) -> Any:
+        # reached only for a name the module does not have
+        error = _litellm_setting(name)
+        if error is not None:
+            raise error
+        raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
+
+
+def _guard_module(name: str) -> None:
+    """Give the module ``name`` (the ``deja`` package) :class:`_DejaModule`'s refusals."""
+    sys.modules[name].__class__ = _DejaModule
 
 
 def enable_cache(
