@@ -26,6 +26,7 @@ from deja.config import (
     parse_config,
 )
 from deja.errors import ConfigError
+from deja.server.app import ProxyApp
 from deja.stores.base import Store
 from deja.stores.memory import MemoryStore
 
@@ -162,18 +163,41 @@ SEED_POLICY_HOOK = """\
 
 
 def test_seed_injection_snippet_works(tmp_path: Path) -> None:
+    # the guide's "bundled hook" is no file a LiteLLM user has: `deja serve` stopped with
+    # "no such file"; deja's injection points do its job, so its entry is skipped
     settings = load(tmp_path, SEED_INJECTION)
     assert settings.model_list[0].model_name == "claude-3.5-cached"
     assert settings.model_list[0].model == "anthropic/claude-3.5-sonnet-20240620"
+    assert settings.hooks == ()
+    assert settings.cache_control_injection_points == ({"location": "message", "role": "system"},)
+    assert settings.caching is None
+    (warning,) = settings.warnings
+    assert warning.startswith(
+        "hooks[0]: anthropic_cache_control_hook.py is LiteLLM's bundled hook, and there is no"
+        " such file: skipped."
+    )
+    assert "cache_control_injection_points" in warning
+    ProxyApp(settings)  # the proxy starts
+
+
+def test_a_hook_file_of_the_bundled_hooks_name_that_exists_is_loaded(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "async def async_pre_llm_hook(body):\n    return body\n",
+        name="anthropic_cache_control_hook.py",
+    )
+    settings = load(tmp_path, SEED_INJECTION)
     assert settings.hooks == (
         HookSpec(
             path=tmp_path.absolute() / "anthropic_cache_control_hook.py",
             async_pre_llm_hook="async_pre_llm_hook",
         ),
     )
-    assert settings.cache_control_injection_points == ({"location": "message", "role": "system"},)
-    assert settings.caching is None
     assert settings.warnings == ()
+    # and another function named in an entry of that name is the user's: still required
+    missing = SEED_INJECTION.replace("async_pre_llm_hook: async_pre_llm_hook", "key_builder: kb")
+    (tmp_path / "anthropic_cache_control_hook.py").unlink()
+    assert load(tmp_path, missing).hooks != ()
 
 
 def test_seed_redis_snippet_fails_on_its_unquoted_key_prefix(tmp_path: Path) -> None:

@@ -544,7 +544,11 @@ _INJECTION_LOCATIONS: Final = _words("message tool tool_config")
 _MESSAGE_ROLES: Final = _words("system developer user assistant tool")
 
 _HOOK_KEYS: Final = _keys(
-    path="The hook file, a .py path relative to the config file (required).",
+    path=(
+        "The hook file, a .py path relative to the config file (required). LiteLLM's bundled"
+        " anthropic_cache_control_hook.py, when no such file is there, is skipped with a"
+        " warning: cache_control_injection_points place the markers by themselves."
+    ),
     async_pre_llm_hook="f(body) -> body: may change a request before it is keyed and sent.",
     async_post_cache_hook=(
         "f(response, request) -> options or None: cache options (tags, ttl) for the entry."
@@ -2985,15 +2989,41 @@ def _hooks(value: object, ctx: _Context) -> tuple[HookSpec, ...]:
             raise ConfigError(
                 "names no hook function; add one of: " + ", ".join(_HOOK_FUNCTIONS), path=path
             )
+        hook_file = (ctx.base_dir / Path(file).expanduser()).absolute()
+        if _bundled_injection_hook(hook_file, names):
+            ctx.warnings.append(
+                f"{path}: {file} is LiteLLM's bundled hook, and there is no such file: skipped."
+                " deja places cache_control markers by itself, where"
+                " cache_control_injection_points (top level, or a deployment's litellm_params)"
+                " say"
+            )
+            continue
         hooks.append(
             HookSpec(
-                path=(ctx.base_dir / Path(file).expanduser()).absolute(),
+                path=hook_file,
                 async_pre_llm_hook=names["async_pre_llm_hook"],
                 async_post_cache_hook=names["async_post_cache_hook"],
                 key_builder=names["key_builder"],
             )
         )
     return tuple(hooks)
+
+
+# LiteLLM's hook that injects cache_control markers, which the seed guide lists under
+# hooks: as a file to load; deja's injection points do its work
+_BUNDLED_INJECTION_HOOK: Final = "anthropic_cache_control_hook.py"
+
+
+def _bundled_injection_hook(file: Path, names: Mapping[str, str | None]) -> bool:
+    """Whether a hooks entry is LiteLLM's bundled injection hook, named by the guide's
+    config but absent (its job is built in): a pre-LLM hook only, in a file of that name
+    that does not exist. A file of that name that is there is the user's own, and runs."""
+    return (
+        file.name == _BUNDLED_INJECTION_HOOK
+        and not file.exists()
+        and names["async_post_cache_hook"] is None
+        and names["key_builder"] is None
+    )
 
 
 def _litellm_settings(value: object, ctx: _Context) -> _LiteLLMSettings:
