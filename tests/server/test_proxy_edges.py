@@ -1317,6 +1317,27 @@ async def test_enable_prometheus_false_turns_metrics_off(
             assert (await proxy.get("/metrics")).status_code == 200
 
 
+async def test_a_proxy_without_a_model_list_says_so_at_start(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The seed guide's config snippets are a caching block alone: the proxy started
+    without a word and answered every request with a 404."""
+    with caplog.at_level("WARNING", logger="deja.server"):
+        async with make_proxy({"caching": {"type": "memory"}}, key=None) as proxy:
+            answer = await proxy.post(CHAT, json=BODY)
+    assert answer.status_code == 404
+    (warning,) = [r.getMessage() for r in caplog.records if "model_list" in r.getMessage()]
+    assert warning.startswith("no model_list: the proxy serves no model")
+    assert "model_name: '*' and model: 'openai/*'" in warning
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="deja.server"):
+        async with make_proxy(proxy_config(upstream), key=None):
+            pass
+    assert not [r for r in caplog.records if "model_list" in r.getMessage()]
+
+
 async def test_a_compressed_body_is_a_415_and_an_early_refusal_closes_the_connection(
     proxy: httpx2.AsyncClient,
 ) -> None:

@@ -779,6 +779,14 @@ class ProxyApp:
             ("POST", "/cache/explain"): self._admin_explain,
             ("POST", "/cache/feedback"): self._feedback,
         }
+        if not settings.model_list:
+            # a config of a caching block alone (each of the seed guide's snippets) started
+            # without a word, and answered every request with a 404
+            logger.warning(
+                "no model_list: the proxy serves no model, and every request is a 404"
+                " model_not_found (as LiteLLM's proxy refuses it); add its deployments, or"
+                " pass every name to OpenAI with model_name: '*' and model: 'openai/*'"
+            )
         if not settings.general.master_key:
             logger.warning(
                 "no general_settings.master_key (nor LITELLM_MASTER_KEY): authentication is "
