@@ -388,3 +388,12 @@ def test_a_cache_part_that_is_not_one_is_refused_at_construction(
         deja.Cache(**{option: value})
     with pytest.raises(TypeError, match=said):
         deja.AsyncCache(**{option: value})
+
+
+def test_litellms_enable_cache_arguments_name_the_store_to_pass() -> None:
+    # the seed guide's litellm.enable_cache(type="redis", host=..., port=...): a plain
+    # "unexpected keyword argument" told a migrating user nothing of what to do instead
+    before = deja.api.DEFAULTS.client.cache
+    with pytest.raises(TypeError, match=r"'host', 'port', 'type'.*store=deja\.RedisStore"):
+        deja.enable_cache(type="redis", host="localhost", port=6379)
+    assert deja.api.DEFAULTS.client.cache is before  # (nothing half set up)

@@ -229,6 +229,7 @@ def enable_cache(
     store: Store | None = None,
     key_prefix: str = "deja:",
     namespace: str | None = None,
+    **litellm_options: object,
 ) -> Cache:
     """Give the default clients a cache (both share ``store``; default: in memory), and
     return the sync one (``cache.delete(cache.key_for(...))``, ``cache.clear()``,
@@ -236,7 +237,18 @@ def enable_cache(
     reach the async calls' entries too (one store), and a setting changed on it (``ttl``,
     ``key_prefix``, ``namespace``...) applies to them too; but its ``stats()`` count the
     sync calls only: the async ones are counted by
-    ``deja.api.DEFAULTS.async_client.cache``."""
+    ``deja.api.DEFAULTS.async_client.cache``.
+
+    LiteLLM's own arguments (``type="redis", host=..., port=...``) raise a
+    :class:`TypeError` saying which store to pass instead."""
+    if litellm_options:
+        raise TypeError(
+            f"enable_cache() got LiteLLM's {', '.join(map(repr, sorted(litellm_options)))}:"
+            " deja takes the store itself, e.g."
+            " deja.enable_cache(store=deja.RedisStore(url='redis://HOST:6379/0'))"
+            " (or deja.DiskStore(path), deja.S3Store(bucket=...); the default is in memory,"
+            " LiteLLM's type='local')"
+        )
     if store is None:
         from deja.stores.memory import MemoryStore
 
