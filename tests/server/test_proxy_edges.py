@@ -616,6 +616,50 @@ async def test_a_failing_post_cache_hook_serves_the_answer_and_stores_nothing(
         assert any("not stored" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(
+    "hook",
+    [
+        "def post(response, request):\n    response['seen'] = {1, 2}\n",
+        "def post(response, request):\n"
+        "    response['choices'][0]['message']['content'] = object()\n"
+        "    raise ValueError('after the damage')\n",
+    ],
+    ids=["a set", "an object, then raises"],
+)
+async def test_a_post_cache_hook_that_leaves_the_answer_unwritable_serves_it_as_it_came(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    hook: str,
+    stream: bool,
+) -> None:
+    """A hook that puts what JSON cannot write into the answer (a set, an object): the
+    answer was paid for, so it is served as the upstream sent it (a plain call was a 500)
+    and not stored; the log names the hook."""
+    from deja.testing import Reply
+
+    upstream.reply_with(lambda body: Reply("Lima."))
+    (tmp_path / "unwritable.py").write_text(hook)
+    config = proxy_config(
+        upstream, hooks=[{"path": "unwritable.py", "async_post_cache_hook": "post"}]
+    )
+    body = {**BODY, "stream": True} if stream else BODY
+    async with make_proxy(config) as proxy:
+        with caplog.at_level("ERROR", logger="deja"):
+            answers = [await proxy.post(CHAT, json=body) for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert [a.headers["x-deja-cache"] for a in answers] == ["miss", "miss"]  # not stored
+    assert upstream.count("/v1/chat/completions") == 2
+    if not stream:
+        for answer in answers:
+            assert "seen" not in answer.json()
+            assert answer.json()["choices"][0]["message"]["content"] == "Lima."
+    said = [r.getMessage() for r in caplog.records if "unwritable" in r.getMessage()]
+    assert said and said[0].startswith("post-cache hook post failed")
+
+
 async def test_post_cache_hooks_tag_streamed_answers_too(
     upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient], tmp_path: Path
 ) -> None:

@@ -999,6 +999,26 @@ class ProxyApp:
         embeddings = "input" in body and "messages" not in body and "prompt" not in body
 
         async def run(response: dict[str, Any]) -> CacheControl | None:
+            # A hook may leave the answer something JSON cannot write (a set, an object of
+            # its own): then the answer as the upstream sent it is served, and not stored
+            # (a 500 lost the paid answer). An embeddings batch's hooks see a copy, never
+            # served, and its thousands of vectors are not written out twice for this.
+            sent = None if embeddings else orjson.dumps(response)
+            asked = await each(response)
+            if sent is None:
+                return asked
+            try:
+                orjson.dumps(response)
+            except TypeError as exc:
+                response.clear()
+                response.update(orjson.loads(sent))
+                names = ", ".join(name for name, _ in self._post_hooks)
+                outcome = "it left the answer unwritable as JSON: served as it came, not stored"
+                self._hook_failed("post-cache", names, exc, outcome)
+                return merge(ctl, _NO_STORE)
+            return asked
+
+        async def each(response: dict[str, Any]) -> CacheControl | None:
             # The answer is paid for by now: a hook that fails, or asks for what is no cache
             # option, costs the caller nothing; the answer is served and not stored.
             # Each hook's options add to the others' (tags of all, the stricter of others).
