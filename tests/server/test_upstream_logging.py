@@ -359,6 +359,71 @@ async def test_a_hooks_failures_before_a_quiet_window_are_counted_in_the_next_li
     assert "(4 more before, 11 s ago)" in lines[1]
 
 
+@pytest.mark.parametrize(
+    ("hooks", "status", "said"),
+    [
+        (
+            "def pre(body):\n    body['cache'] = {'ttl': 'forever'}\n    return body\n",
+            500,
+            "pre-LLM hook pre set cache options deja does not have",
+        ),
+        (
+            "def pre(body):\n    return ['not', 'a', 'body']\n",
+            200,
+            "pre-LLM hook pre returned a list",
+        ),
+        (
+            "def post(response, request):\n    return {'ttl': -5}\n",
+            200,
+            "post-cache hook post asked for an invalid cache option",
+        ),
+        (
+            "def post(response, request):\n    return 42\n",
+            200,
+            "post-cache hook post returned an int",
+        ),
+        (
+            "def post(response, request):\n    return {'namespace': 'elsewhere'}\n",
+            200,
+            "post-cache hooks asked for namespace 'elsewhere'",
+        ),
+    ],
+    ids=[
+        "pre: bad options",
+        "pre: wrong type",
+        "post: bad options",
+        "post: wrong type",
+        "post: ns",
+    ],
+)
+async def test_a_hook_misused_on_every_request_is_said_once_then_counted(
+    hooks: str,
+    status: int,
+    said: str,
+    upstream: FakeOpenAIServer,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A hook that returns the wrong type or cache options deja does not have does so on
+    every request: one line, then a count per window (a line per request flooded the log
+    at ERROR, while a hook that raises was already said once)."""
+    (tmp_path / "hooks.py").write_text(hooks)
+    hook = (
+        {"async_pre_llm_hook": "pre"} if "def pre" in hooks else {"async_post_cache_hook": "post"}
+    )
+    clock = FakeClock(0.0)
+    config = proxy_config(upstream, hooks=[{"path": "hooks.py", **hook}])
+    caplog.set_level(logging.WARNING, logger="deja")
+    async with _client(_app(config, tmp_path, clock)) as client:
+        assert await _ask(client, 5, "a") == [status] * 5
+        clock.advance(11)
+        assert await _ask(client, 1, "b") == [status]
+    lines = [r.getMessage() for r in _lines(caplog)]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith(said) and lines[1].startswith(said), lines
+    assert "(4 more times since the last such line, 11 s ago)" in lines[1]
+
+
 async def test_another_model_of_a_wildcard_route_answering_is_not_the_failing_one_back(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

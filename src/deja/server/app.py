@@ -961,10 +961,12 @@ class ProxyApp:
             if isinstance(result, dict):
                 body = result
             elif result is not None:
-                logger.warning(
-                    "pre-LLM hook %s returned a %s, not the request body: ignored",
+                self._hook_said(
+                    logging.WARNING,
+                    ("pre-LLM", name, "returned"),
+                    "pre-LLM hook %s returned %s, not the request body: ignored",
                     name,
-                    type(result).__name__,
+                    _a(type(result).__name__),
                 )
         return body
 
@@ -983,7 +985,15 @@ class ProxyApp:
             try:
                 ctl = merge(ctl, parse_controls(hooked))
             except ControlError as exc:
-                logger.error("a pre-LLM hook set cache options deja does not have: %s", exc)
+                names = ", ".join(name for name, _ in self._pre_hooks)
+                self._hook_said(
+                    logging.ERROR,
+                    ("pre-LLM", names, "options"),
+                    "pre-LLM hook %s set cache options deja does not have: %s (its request is"
+                    " answered 500)",
+                    names,
+                    exc,
+                )
                 raise HookError(
                     "a pre-LLM hook set invalid cache options (the proxy's log has why)"
                 ) from exc
@@ -1049,21 +1059,30 @@ class ProxyApp:
                     try:
                         asked = parse_controls(result)
                     except ControlError as exc:
-                        logger.error(
-                            "post-cache hook %s asked for %s: the answer is not stored", name, exc
+                        self._hook_said(
+                            logging.ERROR,
+                            ("post-cache", name, "options"),
+                            "post-cache hook %s asked for an invalid cache option (%s): the answer"
+                            " is not stored",
+                            name,
+                            exc,
                         )
                         return merge(ctl, _NO_STORE)
                     extra = asked if extra is None else merge(extra, asked)
                 elif result is not None:
-                    logger.warning(
-                        "post-cache hook %s returned a %s, not cache options: ignored",
+                    self._hook_said(
+                        logging.WARNING,
+                        ("post-cache", name, "returned"),
+                        "post-cache hook %s returned %s, not cache options: ignored",
                         name,
-                        type(result).__name__,
+                        _a(type(result).__name__),
                     )
             if extra is None:
                 return None
             if extra.namespace is not None and extra.namespace != ctl.namespace:
-                logger.error(
+                self._hook_said(
+                    logging.ERROR,
+                    ("post-cache", "namespace"),
                     "post-cache hooks asked for namespace %r, but the key is chosen before the"
                     " call (set it in a pre-call hook): the answer is not stored",
                     extra.namespace,
@@ -1072,6 +1091,19 @@ class ProxyApp:
             return merge(ctl, extra)
 
         return run
+
+    def _hook_said(self, level: int, key: tuple[str, ...], message: str, *args: object) -> None:
+        """A hook's misuse that recurs on every request (cache options deja does not have,
+        a value of the wrong type returned): said once, then counted, one line per window
+        (as a hook that raises: :meth:`_hook_failed`)."""
+        said = self._recurring.occurred(("hook", *key))
+        if said is None:
+            return
+        _, unsaid, seconds = said
+        if unsaid:
+            message += " (%d more times since the last such line, %.0f s ago)"
+            args = (*args, unsaid, seconds)
+        logger.log(level, message, *args)
 
     def _hook_failed(self, stage: str, name: str, exc: Exception, outcome: str) -> None:
         """A hook raised: its traceback once per exception type and window, then a count
@@ -2372,6 +2404,11 @@ async def _send_shutting_down(send: Send) -> None:
     event = sse_event({"error": {**error, "code": "shutting_down"}})
     with contextlib.suppress(OSError):  # a server that raises when the client went away
         await send({"type": "http.response.body", "body": event, "more_body": False})
+
+
+def _a(word: str) -> str:
+    """``word`` with its article: "an int", "a list"."""
+    return ("an " if word[:1].lower() in "aeiou" else "a ") + word
 
 
 async def _disconnected(receive: Receive) -> None:
