@@ -525,7 +525,9 @@ def test_type_errors_list_the_available_types(tmp_path: Path) -> None:
 
 def test_the_configuration_must_be_a_mapping(tmp_path: Path) -> None:
     error = config_error(tmp_path, "- a\n- b\n")
-    assert "must be a mapping" in str(error)
+    assert "must be a mapping of settings, not a list" in str(error)
+    error = config_error(tmp_path, "5\n")  # (it read "not a integer")
+    assert "must be a mapping of settings, not an integer" in str(error)
 
 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
@@ -1094,7 +1096,8 @@ def test_load_callable_from_an_installed_module(tmp_path: Path) -> None:
         ({}, "missing_module.build", "cannot find 'missing_module'"),
         ({}, "missing.py:build", "no such file"),
         ({"k.py": "def build_key():\n    pass\n"}, "k.build_kye", "did you mean 'build_key'?"),
-        ({"k.py": "build = 3\n"}, "k.build", "not a function"),
+        ({"k.py": "build = 3\n"}, "k.build", "k.py is an integer, not a function"),
+        ({"k.py": "build = [3]\n"}, "k.build", "k.py is a list, not a function"),
         ({"k.py": "raise RuntimeError('boom')\n"}, "k.build", "RuntimeError: boom"),
         ({}, "nodots", "module.function"),
     ],

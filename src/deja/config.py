@@ -1832,7 +1832,7 @@ def load_config(
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError(
-            f"{file}: the configuration must be a mapping of settings, not a {_kind(data)}"
+            f"{file}: the configuration must be a mapping of settings, not {_a_kind(data)}"
         )
     settings = parse_config(data, base_dir=_relative_base(file), environ=environ, registry=registry)
     if environ is None:  # the process's own environment: export the block into it
@@ -2091,7 +2091,7 @@ def load_callable(
         ) from None
     if not callable(target):
         raise ConfigError(
-            f"{attribute!r} in {where} is a {_kind(target)}, not a function", path=yaml_path
+            f"{attribute!r} in {where} is {_a_kind(target)}, not a function", path=yaml_path
         )
     return target  # type: ignore[no-any-return]
 
@@ -2218,6 +2218,12 @@ def _last_key(path: str) -> str:
     return _INDEX_SUFFIX.sub("", path).rpartition(".")[2]
 
 
+def _a_kind(value: object) -> str:
+    """``_kind(value)`` with its article: "an integer", "a list"."""
+    kind = _kind(value)
+    return ("an " if kind[:1].lower() in "aeiou" else "a ") + kind
+
+
 def _kind(value: object) -> str:
     if isinstance(value, bool):
         return "boolean"
@@ -2239,7 +2245,7 @@ def _kind(value: object) -> str:
 def _shown(value: object, path: str, ctx: _Context, *, secret: bool = False) -> str:
     """How a rejected value appears in a message: itself, or only its type if secret."""
     if secret or path in ctx.from_env or _SECRET_NAME.search(_last_key(path)):
-        return f"a {_kind(value)} (value hidden)"
+        return f"{_a_kind(value)} (value hidden)"
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -2249,7 +2255,7 @@ def _shown(value: object, path: str, ctx: _Context, *, secret: bool = False) -> 
         return text if len(text) <= 60 else text[:56] + "...'"
     if isinstance(value, int | float):
         return repr(value)
-    return f"a {_kind(value)}"
+    return _a_kind(value)
 
 
 def _suggestion(word: str, candidates: Iterable[str], *, also: Iterable[str] = ()) -> str:
@@ -2282,7 +2288,7 @@ def _mapping(value: object, path: str, ctx: _Context) -> Mapping[str, object]:
     if not isinstance(value, Mapping):
         if not path:
             raise ConfigError(
-                f"the configuration must be a mapping of settings, not a {_kind(value)}"
+                f"the configuration must be a mapping of settings, not {_a_kind(value)}"
             )
         raise _type_error("a mapping", value, path, ctx)
     for key in value:
