@@ -1013,7 +1013,10 @@ class ProxyApp:
             # its own): then the answer as the upstream sent it is served, and not stored
             # (a 500 lost the paid answer). An embeddings batch's hooks see a copy, never
             # served, and its thousands of vectors are not written out twice for this.
-            sent = None if embeddings else orjson.dumps(response)
+            sent = None
+            if not embeddings:
+                with contextlib.suppress(TypeError):  # (unwritable already: no hook's doing)
+                    sent = orjson.dumps(response)
             asked = await each(response)
             if sent is None:
                 return asked
