@@ -4,6 +4,7 @@ packages made missing."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -259,3 +260,10 @@ INVALIDATIONS: dict[str, Callable[[Any], Any]] = {
     "clear": lambda cache: cache.clear(),
     "clear of its scope": lambda cache: cache.clear(tenant=None),
 }
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

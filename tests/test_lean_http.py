@@ -33,6 +33,7 @@ import deja
 from deja._lean_http import Headers, LeanHTTPClient, LeanResponse
 from deja._transport import async_http_client
 from deja.testing import FakeOpenAIServer
+from tests.helpers import free_port
 from tests.server.test_upstream_transport import PROXY_VARIABLES
 
 JSON = {"content-type": "application/json"}
@@ -647,7 +648,7 @@ async def test_uvicorn_closing_idle_keep_alive_connections() -> None:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="error", timeout_keep_alive=1, lifespan="off"
     )
@@ -833,7 +834,7 @@ async def test_write_timeout_when_the_server_does_not_read(
 
 async def test_connect_errors(client: LeanHTTPClient) -> None:
     with pytest.raises(httpx2.ConnectError):
-        await post(client, f"http://127.0.0.1:{_free_port()}/")
+        await post(client, f"http://127.0.0.1:{free_port()}/")
     with unanswered_port() as dead, pytest.raises(httpx2.ConnectTimeout):
         await post(client, f"http://127.0.0.1:{dead}/", timeout=0.5)
 
@@ -911,7 +912,7 @@ def test_connecting_without_aiohappyeyeballs(
         try:
             assert (await post(http, server.url)).status_code == 200
             with pytest.raises(httpx2.ConnectError):
-                await post(http, f"http://127.0.0.1:{_free_port()}/")
+                await post(http, f"http://127.0.0.1:{free_port()}/")
             with unanswered_port() as dead, pytest.raises(httpx2.ConnectTimeout):
                 await post(http, f"http://127.0.0.1:{dead}/", timeout=0.3)
         finally:
@@ -1204,12 +1205,6 @@ async def test_async_client_errors_through_the_lean_transport() -> None:
             assert again.choices[0].message.content
         finally:
             await client.aclose()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_a_client_used_by_one_asyncio_run_after_another_keeps_no_dead_loops() -> None:

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +158,7 @@ def test_a_damaged_graph_of_a_scope_searched_exactly_is_written_away_at_once(
 
 
 def test_a_graph_saved_without_a_checksum_is_rebuilt_once(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     manifest = saved(tmp_path)
     graph = graph_of(tmp_path, manifest)
@@ -170,6 +171,16 @@ def test_a_graph_saved_without_a_checksum_is_rebuilt_once(
         item.pop("hnsw_crc32", None)
     (tmp_path / "index.json").write_text(json.dumps(manifest))
     loaded = InProcessIndex(dim=DIM, hnsw_threshold=40, max_entries=None)
+    # the background build waits for the checks below (on a loaded machine it could end
+    # before them, and the graph be searched already)
+    go = threading.Event()
+    build = InProcessIndex._build_in_background
+
+    def held(index: InProcessIndex) -> None:
+        go.wait(60)
+        build(index)
+
+    monkeypatch.setattr(InProcessIndex, "_build_in_background", held)
     with caplog.at_level(logging.INFO, logger="deja.semantic"):
         loaded.load(tmp_path)
     # nothing vouches for the file: not mapped; and the load did not wait for the new
@@ -179,6 +190,7 @@ def test_a_graph_saved_without_a_checksum_is_rebuilt_once(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # not damage
     assert loaded.search(vectors(BIG)[7], scope="big", k=1)[0].id == "e7"
     assert loaded.search(vectors(1, seed=2)[0], scope="big", k=1)[0].id == "late"
+    go.set()
     assert loaded.join_builds(60) and loaded.is_hnsw("big")
     assert loaded.sync(tmp_path)  # written again once, with the graph and its checksum
     assert_rewritten(tmp_path, graph, with_graph=True, extra=1)

@@ -26,6 +26,7 @@ from deja.errors import ConfigError, MissingDependencyError, StoreError
 from deja.semantic.index import VectorIndex
 from deja.semantic.qdrant_index import QdrantIndex, point_id
 from deja.testing import FakeClock
+from tests.helpers import free_port
 from tests.semantic.conftest import basis
 
 
@@ -169,15 +170,8 @@ def test_save_and_load_between_modes(tmp_path: Path, clock: FakeClock) -> None:
     disk.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def test_an_unreachable_server_is_a_store_error_within_the_timeout() -> None:
-    ix = QdrantIndex(url=f"http://127.0.0.1:{_free_port()}", dim=8, timeout=1.0)
+    ix = QdrantIndex(url=f"http://127.0.0.1:{free_port()}", dim=8, timeout=1.0)
     for call in (
         lambda: ix.add("x", basis(0), scope="s"),
         lambda: ix.search(basis(0), scope="s"),
@@ -193,7 +187,7 @@ def test_an_unreachable_server_is_a_store_error_within_the_timeout() -> None:
 
 def test_a_store_error_names_the_server_without_its_credentials() -> None:
     # the text reaches the logs and the unauthenticated /health/ready
-    url = f"http://deja:S3CRET@127.0.0.1:{_free_port()}/?api-key=K3Y"
+    url = f"http://deja:S3CRET@127.0.0.1:{free_port()}/?api-key=K3Y"
     ix = QdrantIndex(url=url, dim=8, timeout=1.0)
     with pytest.raises(StoreError) as caught:
         ix.search(basis(0), scope="s")

@@ -6,7 +6,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,14 +17,9 @@ import openai
 import pytest
 
 from deja.testing import FakeOpenAIServer, Reply
+from tests.helpers import free_port
 
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_config(tmp_path: Path, upstream: FakeOpenAIServer, rest: str) -> Path:
@@ -369,7 +363,9 @@ def test_several_workers_refuse_what_one_worker_refuses(
         lambda options, *, workers: started.append({**options, "workers": workers}),
     )
     without_packages(monkeypatch, blocked)
-    assert main(["serve", "--config", str(config), "--workers", "2"]) == 2
+    assert (
+        main(["serve", "--config", str(config), "--workers", "2", "--port", str(free_port())]) == 2
+    )
     err = capsys.readouterr().err
     assert f"deja: error: {says}" in err and "Traceback" not in err
     assert started == []  # no worker was started
@@ -397,7 +393,7 @@ def test_several_workers_start_once_the_app_builds(
         lambda options, *, workers: started.append({**options, "workers": workers}),
     )
     with caplog.at_level("WARNING", logger="deja"):
-        run.serve(config, workers=2)
+        run.serve(config, workers=2, port=free_port())
     assert [kwargs["workers"] for kwargs in started] == [2]
     # the workers say it, each: the parent's check does not add one more
     assert "authentication is OFF" not in caplog.text

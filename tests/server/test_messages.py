@@ -12,6 +12,7 @@ import pytest
 
 from deja.server import run
 from deja.testing import FakeOpenAIServer
+from tests.helpers import free_port
 from tests.server.conftest import proxy_config
 
 CHAT = "/v1/chat/completions"
@@ -33,7 +34,7 @@ def test_serve_logs_the_litellm_warning_once(
 
     monkeypatch.setattr(run, "_supervise", fake_supervise)
     with caplog.at_level(logging.WARNING):
-        run.serve(config, workers=1)
+        run.serve(config, workers=1, port=free_port())
     assert len(built) == 2
     logged = [r.getMessage() for r in caplog.records if IGNORED in r.getMessage()]
     assert len(logged) == 1, logged

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from deja.config import parse_config
 from deja.server.app import ProxyApp
 from deja.testing import FakeOpenAIServer, Reply
+from tests.helpers import free_port
 from tests.server.conftest import TEAM_A, TEAM_B, proxy_config
 
 CHAT = "/v1/chat/completions"
@@ -257,7 +258,7 @@ def test_deja_serve_runs_uvicorn_with_bounded_heads(
         "_supervise",
         lambda options, *, workers: started.append({**options, "workers": workers}),
     )
-    run.serve(config, workers=2)
+    run.serve(config, workers=2, port=free_port())
     [options] = started
     assert options["http"] == run.HTTP_PROTOCOL
     from uvicorn.importer import import_from_string  # (as uvicorn loads it)

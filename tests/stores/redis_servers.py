@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -24,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+
+from tests.helpers import free_port
 
 __all__ = [
     "SENTINEL_SERVICE",
@@ -55,13 +56,6 @@ def valkey_binary() -> Path:
             ) from None
         return Path(found)
     return Path(get_binary_path())
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_until(
