@@ -805,8 +805,9 @@ async def test_read_timeout_is_per_wait_not_total(
             time.sleep(3)
             return
         conn.send(b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\n")
+        gap = 1.5 if request.target == "/slower" else 0.15
         for i in range(8):  # 8 bytes, 0.15 s apart: longer in total than the timeout
-            time.sleep(0.15)
+            time.sleep(gap)
             conn.send(b"%d" % i)
 
     server = serve(answering(respond))
@@ -814,7 +815,9 @@ async def test_read_timeout_is_per_wait_not_total(
     assert slow.content == b"01234567"
     with pytest.raises(httpx2.ReadTimeout):
         await post(client, f"{server.url}/silent", timeout=0.3)
-    streamed = await post(client, f"{server.url}/slow", timeout=0.1, stream=True)
+    # (its head comes at once: 0.5 s of patience for it on a loaded machine; its bytes 1.5 s
+    # apart)
+    streamed = await post(client, f"{server.url}/slower", timeout=0.5, stream=True)
     with pytest.raises(httpx2.ReadTimeout):  # a stream times each of its reads
         async for _ in streamed.aiter_bytes():
             pass
