@@ -517,3 +517,69 @@ def test_serve_refuses_a_configured_address_it_cannot_listen_on(
     line = _error_line(capsys.readouterr().err)
     assert line.startswith(f"deja: error: cannot listen on 127.0.0.1:{listener}: ")
     assert "proxy.host / proxy.port of busy.yaml" in line
+
+
+# -- the command line itself: argparse's conventions -------------------------------------
+
+
+def test_no_command_is_a_usage_error_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    """Plain `deja` printed the whole help to stdout, and exited 2 as for an error."""
+    err = _fails([], capsys)
+    assert capsys.readouterr().out == ""
+    assert err.startswith("usage: deja ")
+    line = _error_line(err)
+    assert line.startswith("deja: error: a command is required")
+    for command in ("demo", "calibrate", "serve", "--config FILE"):
+        assert command in line
+
+
+@pytest.mark.parametrize(
+    ("argv", "usage"),
+    [
+        (["serve", "--config", "c.yaml", "--bogus"], "usage: deja serve "),
+        (["demo", "--bogus"], "usage: deja demo "),
+        (["calibrate", "pairs.jsonl", "extra.jsonl"], "usage: deja calibrate "),
+    ],
+)
+def test_an_unknown_argument_of_a_command_is_its_own_error(
+    served: list[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    usage: str,
+) -> None:
+    """An option `deja serve` does not know was reported with the top-level usage, as
+    `deja: error:`, naming neither the command nor its options."""
+    err = _fails(argv, capsys)
+    assert err.startswith(usage)
+    command = argv[0]
+    assert _error_line(err) == f"deja {command}: error: unrecognized arguments: {argv[-1]}"
+    assert served == []
+
+
+def test_an_unknown_top_level_option_keeps_the_top_level_usage(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    err = _fails(["--bogus", "demo"], capsys)
+    assert err.startswith("usage: deja [")
+    assert _error_line(err) == "deja: error: unrecognized arguments: --bogus"
+
+
+def test_python_dash_m_deja_is_the_deja_command() -> None:
+    """`python -m deja` failed: "No module named deja.__main__"."""
+    import subprocess
+    import sys
+
+    from deja._version import __version__
+
+    version = subprocess.run(
+        [sys.executable, "-m", "deja", "--version"], capture_output=True, text=True, check=False
+    )
+    assert (version.returncode, version.stdout.strip()) == (0, f"deja {__version__}")
+    bad = subprocess.run(
+        [sys.executable, "-m", "deja", "demo", "--bogus"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("usage: deja demo ")  # its prog is deja, not __main__.py

@@ -7,6 +7,9 @@
                               tune the semantic threshold (of the embedder FILE configures)
     deja --version
 
+``python -m deja`` is the same command. Errors follow argparse: the usage of the command at
+fault and one ``error:`` line on stderr, exit 2.
+
 A running proxy's statistics, explanations and deletions are its admin routes
 (``/cache/stats``, ``/cache/explain``, ``/cache/delete``), not commands.
 """
@@ -205,6 +208,20 @@ def _add_serve_options(parser: argparse.ArgumentParser, *, prefix: str = "") -> 
     )
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser: an option it does not know is its own error, with its own
+    usage (argparse hands a subcommand's unknown arguments back to the top-level parser,
+    whose usage and message named neither the command nor its options)."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``deja`` command."""
     parser = argparse.ArgumentParser(
@@ -220,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         " the serve options below apply)",
     )
     _add_serve_options(parser, prefix=_TOP)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
     demo = commands.add_parser(
         "demo", help="replay a labelled support-bot workload through the cache"
     )
@@ -309,8 +326,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _resolve_top_level(parser, args)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
     if args.command is None:
-        parser.print_help()
-        return 2
+        # argparse's way for a missing required argument: the usage and one error line on
+        # stderr, exit 2 (the whole help went to stdout, as if asked for, with exit 2)
+        parser.error("a command is required: demo, calibrate or serve (or --config FILE)")
     try:
         code: int = args.run(args)
     except DejaError as exc:
