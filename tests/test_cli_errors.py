@@ -564,22 +564,76 @@ def test_an_unknown_top_level_option_keeps_the_top_level_usage(
     assert _error_line(err) == "deja: error: unrecognized arguments: --bogus"
 
 
-def test_python_dash_m_deja_is_the_deja_command() -> None:
-    """`python -m deja` failed: "No module named deja.__main__"."""
+def _deja(argv: list[str], *, stdin: str = "", cwd: Path | None = None) -> Any:
+    """Run ``python -m deja argv`` (the deja under test, wherever ``cwd`` is)."""
+    import os
     import subprocess
     import sys
 
-    from deja._version import __version__
+    import deja
 
-    version = subprocess.run(
-        [sys.executable, "-m", "deja", "--version"], capture_output=True, text=True, check=False
-    )
-    assert (version.returncode, version.stdout.strip()) == (0, f"deja {__version__}")
-    bad = subprocess.run(
-        [sys.executable, "-m", "deja", "demo", "--bogus"],
+    source = str(Path(deja.__file__).parents[1])
+    path = os.pathsep.join(p for p in (source, os.environ.get("PYTHONPATH")) if p)
+    return subprocess.run(
+        [sys.executable, "-m", "deja", *argv],
+        input=stdin,
         capture_output=True,
         text=True,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": path},
         check=False,
+        timeout=60,
     )
+
+
+def test_python_dash_m_deja_is_the_deja_command() -> None:
+    """`python -m deja` failed: "No module named deja.__main__"."""
+    from deja._version import __version__
+
+    version = _deja(["--version"])
+    assert (version.returncode, version.stdout.strip()) == (0, f"deja {__version__}")
+    bad = _deja(["demo", "--bogus"])
     assert bad.returncode == 2
     assert bad.stderr.startswith("usage: deja demo ")  # its prog is deja, not __main__.py
+
+
+# -- --config -: the standard input ------------------------------------------------------
+
+
+@pytest.mark.parametrize("form", [["serve", "--config", "-"], ["--config", "-"]])
+def test_config_dash_reads_the_standard_input(
+    tmp_path: Path, listener: int, form: list[str]
+) -> None:
+    """`--config -` read a file named `-` ("config file not found: .../-"): `-` is the
+    standard input, as for most commands (a file of that name is `./-`). Shown by what
+    the configuration piped in says: its YAML error, then its address (one in use, so
+    that nothing starts)."""
+    (tmp_path / "-").write_text("the_file_named_dash: [\n")  # not read (else its error)
+    broken = _deja(form, stdin="caching: [\n", cwd=tmp_path)
+    assert broken.returncode == 2
+    assert broken.stderr.startswith("deja: error: /dev/stdin:2:1: invalid YAML")
+    busy = _deja(form, stdin=f"proxy: {{host: 127.0.0.1, port: {listener}}}\n", cwd=tmp_path)
+    assert busy.returncode == 2
+    assert busy.stderr.startswith(f"deja: error: cannot listen on 127.0.0.1:{listener}: ")
+    assert "proxy.host / proxy.port of stdin" in busy.stderr
+
+
+def test_config_dash_from_a_terminal_says_it_reads_it(
+    served: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """From a terminal the standard input is read to its end (Ctrl-D), as `cat -` reads
+    it: a line says so, or the proxy seems to hang at its start."""
+
+    class Terminal:
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr("sys.stdin", Terminal())
+    monkeypatch.setattr("deja.cli._cannot_listen", lambda host, port: None)
+    assert main(["serve", "--config", "-"]) == 0
+    assert "reading the configuration from standard input" in capsys.readouterr().err
+    assert served == [
+        {"config": "-", "host": None, "port": None, "workers": None, "log_level": "info"}
+    ]

@@ -143,6 +143,12 @@ def _serve(args: argparse.Namespace) -> int:
     if not args.config:
         print("deja serve: --config FILE is required", file=sys.stderr)
         return 2
+    if args.config == "-" and sys.stdin is not None and sys.stdin.isatty():
+        # (read to its end, as `cat -` does: a prompt, not a start that seems to hang)
+        print(
+            "deja: reading the configuration from standard input (end it with Ctrl-D)",
+            file=sys.stderr,
+        )
     problem = _cannot_listen(args.host, args.port)
     if problem is not None:
         print(f"deja: error: {problem}", file=sys.stderr)
@@ -234,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest=f"{_TOP}config",
         metavar="FILE",
         help="serve this configuration (same as `deja serve --config`, as LiteLLM users type it;"
-        " the serve options below apply)",
+        " the serve options below apply; -: read it from standard input)",
     )
     _add_serve_options(parser, prefix=_TOP)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
@@ -283,7 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--json", action="store_true", help="print the report as JSON")
     calibrate.set_defaults(run=_calibrate)
     serve = commands.add_parser("serve", help="run the caching proxy")
-    serve.add_argument("--config", required=True, help="the YAML configuration")
+    serve.add_argument(
+        "--config",
+        required=True,
+        metavar="FILE",
+        help="the YAML configuration (-: read it from standard input)",
+    )
     _add_serve_options(serve)
     serve.set_defaults(run=_serve)
     return parser

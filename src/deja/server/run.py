@@ -9,7 +9,7 @@ replaces one that died, or all of them on SIGHUP) builds from that same text: a 
 edited meanwhile, or broken, is read at the next start only (workers serving two
 configurations side by side, or one that fails to start again and again, otherwise; on
 SIGHUP a warning says so when the file changed since), and a configuration piped in
-(``--config <(...)``, a FIFO) is read once.
+(``--config <(...)``, a FIFO, ``--config -``: the standard input) is read once.
 
 The workers, one as well as several, run under uvicorn's supervisor (this process): on
 SIGHUP it starts each worker again, the new one taking requests before the old one stops
@@ -52,6 +52,9 @@ __all__ = ["MAX_HEAD_BYTES", "app_from_env", "serve"]
 logger = logging.getLogger("deja.server")
 
 APP_FACTORY = "deja.server.run:app_from_env"
+# What ``--config -`` reads, as most commands take ``-``: the standard input, once (read as
+# a FIFO is; relative paths in it resolve against the working directory).
+STDIN_PATH = Path("/dev/stdin")
 CONFIG_ENV = "DEJA_CONFIG"
 CONFIG_TEXT_ENV = "DEJA_CONFIG_TEXT"  # a file holding the configuration's text as read
 LOG_LEVEL_ENV = "DEJA_LOG_LEVEL"
@@ -471,8 +474,13 @@ def serve(
     workers: int | None = None,
     log_level: str = "info",
 ) -> None:
-    """Validate ``config`` and serve it until interrupted (graceful shutdown on SIGTERM)."""
-    path = Path(config).absolute()  # (not resolved: /dev/fd/63 would become "pipe:[...]")
+    """Validate ``config`` and serve it until interrupted (graceful shutdown on SIGTERM).
+
+    ``config`` ``"-"`` is the standard input, read to its end (as ``/dev/stdin`` is: see the
+    module's docstring); a file of that name is ``./-``.
+    """
+    # (not resolved: /dev/fd/63 would become "pipe:[...]")
+    path = STDIN_PATH if str(config) == "-" else Path(config).absolute()
     text = read_config_text(path)
     settings = load_config(path, text=text)
     try:
