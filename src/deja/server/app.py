@@ -458,6 +458,8 @@ _GENERATION_PATHS = frozenset({"/chat/completions", "/completions"})
 _NOTHING: Mapping[str, Any] = {}
 _MAX_RETRY_PAUSE = 10.0
 _SEMANTIC_PROBE_SECONDS = 5.0
+# ... and to the exact tier's store, read once at the start (side by side with those)
+_STORE_PROBE_SECONDS = 5.0
 # OpenAI's limit on the inputs of one embeddings request, which the proxy mirrors (each
 # deployment is then sent its misses in calls of at most its own provider's limit)
 _MAX_EMBEDDING_INPUTS = EMBEDDING_INPUT_LIMITS["openai"]
@@ -842,7 +844,20 @@ class ProxyApp:
             if message["type"] == "lifespan.startup":
                 if self.cache is not None:  # before the first request, not during it
                     await self.cache.load_semantic()
-                problem = await self._semantic_problem()
+                # (side by side: the start waits for the slower probe only)
+                unreachable, problem = await asyncio.gather(
+                    self._store_problem(), self._semantic_problem()
+                )
+                if unreachable is not None and self.cache is not None:
+                    # fail-open: the proxy serves, uncached; only /health/ready (503) said
+                    # so, or the misses of the first requests
+                    logger.error(
+                        "the cache store (%s) cannot be reached (%s): requests go to the"
+                        " upstream uncached until it answers (/health/ready answers 503"
+                        " meanwhile)",
+                        self.cache.store.name,
+                        unreachable,
+                    )
                 if problem is not None:
                     logger.error(
                         "the semantic tier cannot work (%s): requests are answered by the"
@@ -1791,6 +1806,24 @@ class ProxyApp:
 
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_json(send, 200, {"status": "ok"})
+
+    async def _store_problem(self) -> str | None:
+        """What keeps the exact tier's store from answering, or ``None``: one read of it (as
+        ``/health/ready`` reads it), given :data:`_STORE_PROBE_SECONDS` (a store's own
+        timeouts are short; one of the operator's may have none)."""
+        if self.cache is None:
+            return None
+        try:
+            await asyncio.wait_for(
+                self.cache.store.aget(f"{self.cache.key_prefix}health"),
+                timeout=_STORE_PROBE_SECONDS,
+            )
+        except TimeoutError:
+            return f"no answer within {_STORE_PROBE_SECONDS:g} s"
+        except Exception as exc:  # (a store's URL may hold its password)
+            said = str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
+            return redact_urls_in(said)
+        return None
 
     async def _semantic_problem(self) -> str | None:
         """What keeps the semantic tier from working, or ``None``: an embedder that cannot
