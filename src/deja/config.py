@@ -10,7 +10,8 @@ deja reads its own keys and LiteLLM's, so an existing LiteLLM ``config.yaml`` ru
     litellm_settings:                # LiteLLM: cache, cache_params, enable_prometheus, ...
     proxy:                           # host, port, workers, max_upstream_connections
     general_settings:                # master_key, virtual_keys, max_request_bytes,
-                                     # request_body_timeout, request_header_timeout
+                                     # request_body_timeout, request_header_timeout,
+                                     # hook_timeout
     router_settings:                 # LiteLLM: allowed_fails, cooldown_time, num_retries,
                                      # fallbacks (and context_window_, content_policy_,
                                      # default_, max_fallbacks; a misspelling refused;
@@ -333,6 +334,10 @@ _GENERAL_KEYS: Final = _keys(
     request_body_timeout="Seconds a caller has to send a whole request body.",
     request_header_timeout=(
         "Seconds a caller has to send a request's line and headers (deja serve only)."
+    ),
+    hook_timeout=(
+        "Seconds an async pre-LLM or post-cache hook has to finish (past them: as one that"
+        " raised). A sync hook cannot be stopped: one that ran longer is logged."
     ),
 )
 _GENERAL_LITELLM_IGNORED: Final = _words("""
@@ -1694,17 +1699,23 @@ DEFAULT_REQUEST_HEADER_TIMEOUT = 30.0
 """Seconds a caller has to send a request's line and headers, from its connection or from
 the request's first byte (a stalled head holds a connection; ``deja serve`` only)."""
 
+DEFAULT_HOOK_TIMEOUT = 30.0
+"""Seconds an async hook has to finish: a hung one held its caller, every caller who joined
+the same call and a stream's ``[DONE]`` for ever (room for a moderation or guardrail API
+call, far below an upstream's own 600 s)."""
+
 
 @dataclass(frozen=True, slots=True)
 class GeneralSettings:
-    """Proxy-wide settings: the admin key, tenants' keys, the request size limit and how
-    long a caller may take to send a request's head and its body."""
+    """Proxy-wide settings: the admin key, tenants' keys, the request size limit, how
+    long a caller may take to send a request's head and its body, and a hook to finish."""
 
     master_key: str | None = field(default=None, repr=False)
     virtual_keys: tuple[VirtualKey, ...] = ()
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     request_body_timeout: float = DEFAULT_REQUEST_BODY_TIMEOUT
     request_header_timeout: float = DEFAULT_REQUEST_HEADER_TIMEOUT
+    hook_timeout: float = DEFAULT_HOOK_TIMEOUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -4120,6 +4131,9 @@ def _general(
     if block.get("request_header_timeout") is not None:
         sub = _join(path, "request_header_timeout")
         header_timeout = _seconds(block["request_header_timeout"], sub, ctx)
+    hook_timeout = DEFAULT_HOOK_TIMEOUT
+    if block.get("hook_timeout") is not None:
+        hook_timeout = _seconds(block["hook_timeout"], _join(path, "hook_timeout"), ctx)
 
     model_names = {d.model_name for d in model_list}
     keys: list[VirtualKey] = []
@@ -4170,4 +4184,5 @@ def _general(
         max_request_bytes=max_bytes,
         request_body_timeout=body_timeout,
         request_header_timeout=header_timeout,
+        hook_timeout=hook_timeout,
     )

@@ -6,15 +6,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 
 import deja
 from deja.config import parse_config
 from deja.server.app import ProxyApp
 from deja.stores.memory import MemoryStore
+from deja.testing import FakeOpenAIServer
+from tests.server.conftest import proxy_config
 
 
 def _closed_port() -> int:
@@ -121,3 +125,124 @@ async def test_a_store_that_answers_is_not_said(
         sent = await _start_and_stop(app)
     assert sent[0] == "lifespan.startup.complete"
     assert _store_lines(caplog) == []
+
+
+# -- hooks that never return -----------------------------------------------------------
+
+CHAT = "/v1/chat/completions"
+BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Capital of Peru?"}]}
+HUNG = "import asyncio\n\nasync def {name}(*args):\n    await asyncio.Event().wait()\n"
+# what the test waits at most for an answer, were a hung hook not stopped (the hooks are
+# given 0.05 s: this bound only turns a hang into a failure)
+_GUARD = 30.0
+
+
+def _hooked(upstream: FakeOpenAIServer, tmp_path: Path, source: str, **hook: str) -> dict[str, Any]:
+    """The test proxy's configuration with one hook file (``source``) and hook_timeout 0.05."""
+    (tmp_path / "hooks.py").write_text(source)
+    config = proxy_config(upstream, hooks=[{"path": "hooks.py", **hook}])
+    config["general_settings"]["hook_timeout"] = 0.05
+    return config
+
+
+async def test_a_hung_pre_llm_hook_is_a_hook_that_failed(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An async pre-LLM hook that never returns held its caller for ever; past
+    hook_timeout it is cancelled and answered as one that raised: a 500 hook_failed."""
+    config = _hooked(upstream, tmp_path, HUNG.format(name="pre"), async_pre_llm_hook="pre")
+    async with make_proxy(config) as proxy:
+        with caplog.at_level("ERROR", logger="deja"):
+            answer = await asyncio.wait_for(proxy.post(CHAT, json=BODY), _GUARD)
+    assert answer.status_code == 500
+    assert answer.json()["error"]["code"] == "hook_failed"
+    assert upstream.count(CHAT) == 0
+    [line] = [r for r in caplog.records if r.getMessage().startswith("pre-LLM hook pre failed")]
+    assert "general_settings.hook_timeout (0.05 s)" in (line.exc_text or "")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_hung_post_cache_hook_serves_the_answer_unstored(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    stream: bool,
+) -> None:
+    """An async post-cache hook that never returns held the caller, every caller who
+    joined the same call, and a stream's [DONE] for ever; past hook_timeout it is
+    cancelled and taken for one that raised: the answer is served, not stored."""
+    config = _hooked(upstream, tmp_path, HUNG.format(name="post"), async_post_cache_hook="post")
+    body = {**BODY, "stream": True} if stream else BODY
+    async with make_proxy(config) as proxy:
+        with caplog.at_level("ERROR", logger="deja"):
+            # two at once: the second joins the first's call
+            both = asyncio.gather(proxy.post(CHAT, json=body), proxy.post(CHAT, json=body))
+            answers = await asyncio.wait_for(both, _GUARD)
+            again = await asyncio.wait_for(proxy.post(CHAT, json=body), _GUARD)
+    assert [a.status_code for a in answers] == [200, 200]
+    if stream:
+        assert all(a.text.rstrip().endswith("data: [DONE]") for a in answers)
+    else:
+        assert all(a.json()["choices"][0]["message"]["content"] for a in answers)
+    assert again.headers["x-deja-cache"] == "miss"  # not stored
+    said = [r for r in caplog.records if r.getMessage().startswith("post-cache hook post failed")]
+    assert said and "not stored" in said[0].getMessage()
+    assert "general_settings.hook_timeout (0.05 s)" in (said[0].exc_text or "")
+
+
+async def test_a_hooks_own_timeout_is_not_taken_for_hook_timeout(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source = "async def pre(body):\n    raise TimeoutError('moderation API timed out')\n"
+    config = _hooked(upstream, tmp_path, source, async_pre_llm_hook="pre")
+    async with make_proxy(config) as proxy:
+        with caplog.at_level("ERROR", logger="deja"):
+            answer = await proxy.post(CHAT, json=BODY)
+    assert answer.status_code == 500
+    [line] = [r for r in caplog.records if r.getMessage().startswith("pre-LLM hook pre failed")]
+    assert "moderation API timed out" in (line.exc_text or "")
+    assert "hook_timeout" not in (line.exc_text or "")
+
+
+async def test_a_slow_sync_hook_cannot_be_stopped_and_is_said(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A sync hook runs on the event loop to its end (no timeout can fire meanwhile): its
+    result stands, and that it ran past hook_timeout is said, once then counted."""
+    source = (
+        "import time\n\n"
+        "def pre(body):\n"
+        "    time.sleep(0.06)\n"  # (at least that long: past the 0.05 s limit)
+        "    body['temperature'] = 0.25\n"
+        "    return body\n"
+    )
+    config = _hooked(upstream, tmp_path, source, async_pre_llm_hook="pre")
+    async with make_proxy(config) as proxy:
+        with caplog.at_level("WARNING", logger="deja"):
+            answers = [await proxy.post(CHAT, json={**BODY, "seed": i}) for i in range(2)]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert upstream.requests[-1].body["temperature"] == 0.25  # its result stands
+    said = [r.getMessage() for r in caplog.records if "is not async" in r.getMessage()]
+    assert len(said) == 1  # once, then counted
+    assert said[0].startswith("pre-LLM hook pre is not async and ran ")
+    assert "general_settings.hook_timeout (0.05 s)" in said[0]
+
+
+def test_hook_timeout_is_a_positive_number_of_seconds(tmp_path: Path) -> None:
+    assert parse_config({}, base_dir=tmp_path).general.hook_timeout == 30.0
+    settings = parse_config({"general_settings": {"hook_timeout": 2.5}}, base_dir=tmp_path)
+    assert settings.general.hook_timeout == 2.5
+    for bad in (0, -1, "soon"):
+        with pytest.raises(deja.ConfigError) as raised:
+            parse_config({"general_settings": {"hook_timeout": bad}}, base_dir=tmp_path)
+        assert raised.value.path == "general_settings.hook_timeout"

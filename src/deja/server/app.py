@@ -22,6 +22,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Final, TypeVar
 
 import orjson
@@ -114,6 +115,11 @@ _SSE_HEADERS = [
 
 class HookError(DejaError):
     """A user hook raised; the request fails with a 500 that names the hook."""
+
+
+class HookTimeoutError(TimeoutError):
+    """An async hook did not finish within ``general_settings.hook_timeout``: it is
+    cancelled, and taken for one that raised."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -736,6 +742,7 @@ class ProxyApp:
         self._max_body = settings.general.max_request_bytes
         self._publisher: asyncio.Future[None] | None = None
         self._body_timeout = settings.general.request_body_timeout
+        self._hook_timeout = settings.general.hook_timeout
         self._pre_hooks: list[tuple[str, Callable[..., Any]]] = []
         self._post_hooks: list[tuple[str, Callable[..., Any]]] = []
         self._hooks_without_embeddings: set[str] = set()
@@ -965,7 +972,7 @@ class ProxyApp:
     async def _pre_llm(self, body: dict[str, Any]) -> dict[str, Any]:
         for name, hook in self._pre_hooks:
             try:
-                result = await _maybe_await(hook(body))
+                result = await self._run_hook("pre-LLM", name, partial(hook, body))
             except Exception as exc:
                 refusal = _refusal(exc)
                 if refusal is not None:  # the hook turned the request down (a policy)
@@ -1053,7 +1060,7 @@ class ProxyApp:
             extra: CacheControl | None = None
             for name, hook in self._post_hooks:
                 try:
-                    result = await _maybe_await(hook(response, body))
+                    result = await self._run_hook("post-cache", name, partial(hook, response, body))
                 except (KeyError, IndexError, TypeError, AttributeError) as exc:
                     if not embeddings:
                         self._hook_failed("post-cache", name, exc, "the answer is not stored")
@@ -1109,6 +1116,44 @@ class ProxyApp:
             return merge(ctl, extra)
 
         return run
+
+    async def _run_hook(self, stage: str, name: str, call: Callable[[], Any]) -> Any:
+        """What the hook ``call`` runs returns, awaited when it is awaitable, within
+        ``general_settings.hook_timeout`` (else a :class:`HookTimeoutError`: a hung hook
+        held its caller, every caller who joined the same call, and a stream's [DONE]).
+
+        A sync hook runs here, on the event loop, to its end: nothing can stop it (a thread
+        could not be stopped either, and would race the request over the body it changes).
+        One that took longer than the limit is said, once then counted; its result stands.
+        """
+        started = time.monotonic()
+        result = call()
+        if not (asyncio.iscoroutine(result) or isinstance(result, asyncio.Future)):
+            took = time.monotonic() - started
+            if took > self._hook_timeout:
+                self._hook_said(
+                    logging.WARNING,
+                    (stage, name, "slow"),
+                    "%s hook %s is not async and ran %.1f s, past general_settings.hook_timeout"
+                    " (%g s): a sync hook cannot be stopped, and every request of this worker"
+                    " waited for it; make it async def",
+                    stage,
+                    name,
+                    took,
+                    self._hook_timeout,
+                )
+            return result
+        deadline = asyncio.timeout(self._hook_timeout)
+        try:
+            async with deadline:
+                return await result
+        except TimeoutError as exc:
+            if not deadline.expired():  # the hook's own (a call of its that timed out)
+                raise
+            raise HookTimeoutError(
+                f"did not finish within general_settings.hook_timeout"
+                f" ({self._hook_timeout:g} s): cancelled"
+            ) from exc
 
     def _hook_said(self, level: int, key: tuple[str, ...], message: str, *args: object) -> None:
         """A hook's misuse that recurs on every request (cache options deja does not have,
@@ -2467,12 +2512,6 @@ def _refusal(exc: Exception) -> HTTPError | None:
     detail = getattr(exc, "detail", None)
     message = detail if isinstance(detail, str) and detail else str(exc) or "request refused"
     return HTTPError(status, message, code="rejected")
-
-
-async def _maybe_await(value: Any) -> Any:
-    if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
-        return await value
-    return value
 
 
 def _openai_error(body: object) -> bool:
