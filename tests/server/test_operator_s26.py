@@ -246,3 +246,98 @@ def test_hook_timeout_is_a_positive_number_of_seconds(tmp_path: Path) -> None:
         with pytest.raises(deja.ConfigError) as raised:
             parse_config({"general_settings": {"hook_timeout": bad}}, base_dir=tmp_path)
         assert raised.value.path == "general_settings.hook_timeout"
+
+
+# -- a pre-LLM hook that makes a valid request invalid ---------------------------------
+
+_BROKEN_BY = "made a valid request invalid"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(
+    ("change", "rule"),
+    [
+        ("body.pop('model')", "'model' is required and must be a string"),
+        ("body['model'] = 7", "'model' is required and must be a string"),
+        ("body['messages'] = 'secret prompt text'", "messages must be a list of message objects"),
+        ("body['messages'] = []", "messages must hold at least one message"),
+        ("body['messages'] = [{'content': 'x'}]", "messages[0].role must be a non-empty string"),
+        ("body['temperature'] = 'secret prompt text'", "temperature must be a number"),
+    ],
+)
+async def test_a_hook_that_breaks_a_valid_request_is_the_proxys_fault(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    change: str,
+    rule: str,
+    stream: bool,
+) -> None:
+    """The caller got a 400 blaming its request (which was fine: it cannot fix it), and
+    nothing was logged. Now: a 500 hook_failed, and the log says which hook, and what rule
+    its body broke (not the value: it may be a prompt), once, then counted."""
+    source = f"def pre(body):\n    {change}\n    return body\n"
+    config = _hooked(upstream, tmp_path, source, async_pre_llm_hook="pre")
+    body = {**BODY, "stream": True} if stream else BODY
+    async with make_proxy(config) as proxy:
+        with caplog.at_level("ERROR", logger="deja"):
+            answers = [await proxy.post(CHAT, json=body) for _ in range(2)]
+    for answer in answers:
+        assert answer.status_code == 500
+        error = answer.json()["error"]
+        assert error["code"] == "hook_failed" and "pre-LLM hook pre" in error["message"]
+    assert upstream.count(CHAT) == 0
+    said = [r.getMessage() for r in caplog.records if _BROKEN_BY in r.getMessage()]
+    assert said == [f"pre-LLM hook pre {_BROKEN_BY}: {rule} (its request is answered 500)"]
+    assert "secret" not in caplog.text
+
+
+async def test_a_callers_own_invalid_request_is_still_its_400(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The hooks did not break it: the caller's body was refused already."""
+    source = "def pre(body):\n    body['user'] = 'tagged'\n    return body\n"
+    config = _hooked(upstream, tmp_path, source, async_pre_llm_hook="pre")
+    async with make_proxy(config) as proxy:
+        with caplog.at_level("ERROR", logger="deja"):
+            bad = await proxy.post(CHAT, json={**BODY, "temperature": "hot"})
+            good = await proxy.post(CHAT, json=BODY)
+    assert bad.status_code == 400
+    assert bad.json()["error"]["param"] == "temperature"
+    assert good.status_code == 200
+    assert upstream.requests[-1].body["user"] == "tagged"
+    assert not [r for r in caplog.records if _BROKEN_BY in r.getMessage()]
+
+
+@pytest.mark.parametrize(
+    ("change", "rule"),
+    [
+        ("body.pop('input')", "'input' is required"),
+        ("body['input'] = []", "input must be a string, a list of strings"),
+        ("body['dimensions'] = 0", "dimensions must be an integer >= 1"),
+    ],
+)
+async def test_a_hook_that_breaks_a_valid_embeddings_request_is_the_proxys_fault(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    change: str,
+    rule: str,
+) -> None:
+    """An input the hook took out was a KeyError, a bare 500 naming no hook; the others
+    were the caller's 400."""
+    source = f"def pre(body):\n    {change}\n    return body\n"
+    config = _hooked(upstream, tmp_path, source, async_pre_llm_hook="pre")
+    body = {"model": "text-embedding-3-small", "input": "Capital of Peru?"}
+    async with make_proxy(config) as proxy:
+        with caplog.at_level("ERROR", logger="deja"):
+            answer = await proxy.post("/v1/embeddings", json=body)
+    assert answer.status_code == 500
+    assert answer.json()["error"]["code"] == "hook_failed"
+    [said] = [r.getMessage() for r in caplog.records if _BROKEN_BY in r.getMessage()]
+    assert said.startswith(f"pre-LLM hook pre {_BROKEN_BY}: {rule}")

@@ -993,14 +993,27 @@ class ProxyApp:
         return body
 
     async def _prepared(
-        self, body: dict[str, Any], caller: Caller, route: Route, ctl: CacheControl
-    ) -> tuple[dict[str, Any], Route, CacheControl]:
+        self,
+        body: dict[str, Any],
+        caller: Caller,
+        route: Route,
+        ctl: CacheControl,
+        *,
+        size: int = 0,
+    ) -> tuple[dict[str, Any], Route, CacheControl, bytes | None]:
         """The request as the pre-call hooks leave it: their body, with the cache options
         they set (a ``cache`` object, taken out: never forwarded), and the route of the
-        model they name (which the caller's key must be allowed too)."""
+        model they name (which the caller's key must be allowed too); and the caller's body
+        as the hooks were given it, as JSON (``None``: no hook ran), to tell, when the
+        hooks' body is refused, whether the caller's was fine (:meth:`_hooks_broke`).
+        ``size``: the body's size in bytes (a large one is written out off the event loop).
+        """
         if not self._pre_hooks:
-            return body, route, ctl
+            return body, route, ctl, None
         model = body.get("model")
+        before = None
+        with contextlib.suppress(TypeError):  # (an integer past 64 bits: no snapshot)
+            before = await off_loop(partial(orjson.dumps, body), size, threshold=_LARGE_BODY)
         body = await self._pre_llm(body)
         hooked = body.pop("cache", None)
         if hooked is not None:
@@ -1020,8 +1033,55 @@ class ProxyApp:
                     "a pre-LLM hook set invalid cache options (the proxy's log has why)"
                 ) from exc
         if body.get("model") != model:
+            hooked_model = body.get("model")
+            if not isinstance(hooked_model, str) or not hooked_model:
+                # (the caller's was a model name it may use: its route was found)
+                refused = InvalidRequestError(
+                    "'model' is required and must be a string", param="model"
+                )
+                raise self._hooks_broke(refused)
             route = self._route(body, caller)
-        return body, route, ctl
+        return body, route, ctl, before
+
+    def _hooks_broke(self, exc: InvalidRequestError) -> HookError:
+        """The pre-LLM hooks made the caller's valid request invalid (``exc``: why the
+        body they left is refused): the operator's code at fault, not the caller, who was
+        answered a 400 to fix a request that was fine, and nothing was logged. Said once,
+        then counted; the request is answered 500 ``hook_failed``."""
+        names = ", ".join(name for name, _ in self._pre_hooks)
+        self._hook_said(
+            logging.ERROR,
+            ("pre-LLM", names, "invalid"),
+            "pre-LLM hook %s made a valid request invalid: %s (its request is answered 500)",
+            names,
+            _without_value(str(exc)),  # (the value may be a prompt's text)
+        )
+        return HookError(f"pre-LLM hook {names} made the request invalid (the proxy's log has why)")
+
+    def _blamed(
+        self,
+        exc: Exception,
+        before: bytes | None,
+        hooked: Callable[[], object],
+        asked: Callable[[dict[str, Any]], object],
+    ) -> Exception:
+        """``exc``, or the :class:`HookError` of :meth:`_hooks_broke` when ``exc`` is the
+        body the pre-LLM hooks left refused (``hooked()`` refuses it too) and ``asked``
+        takes the caller's (``before``, as JSON). Run on a refusal only: a request the
+        hooks leave valid pays for the snapshot alone."""
+        if before is None or not isinstance(exc, InvalidRequestError):
+            return exc
+        try:
+            hooked()
+        except InvalidRequestError:
+            pass
+        else:
+            return exc  # refused elsewhere than in the body the hooks left
+        try:
+            asked(orjson.loads(before))
+        except InvalidRequestError:
+            return exc  # the caller's own mistake: its 400
+        return self._hooks_broke(exc)
 
     def _on_response(
         self, body: dict[str, Any], ctl: CacheControl
@@ -1499,8 +1559,10 @@ class ProxyApp:
         ctl = self._controls(scope, body)
         if kind in self._uncached_kinds:
             ctl = merge(ctl, _BYPASS)
+        request_kind: RequestKind = "chat" if kind == "chat" else "completion"
+        asked_route, before = route, None
         try:
-            body, route, ctl = await self._prepared(body, caller, route, ctl)
+            body, route, ctl, before = await self._prepared(body, caller, route, ctl, size=size)
             walk = self._walk(route, caller, requested)
             # the default key builder's digest, for a large body (a custom builder is the
             # operator's code: it runs where it always has, on the event loop)
@@ -1513,7 +1575,7 @@ class ProxyApp:
                 request = route.request(
                     plan.keyed_as,
                     body,
-                    kind="chat" if kind == "chat" else "completion",
+                    kind=request_kind,
                     tenant=caller.tenant,
                 )
                 if key_ahead:
@@ -1564,7 +1626,14 @@ class ProxyApp:
         except HTTPError:
             raise
         except Exception as exc:
-            raise _http_error(exc) from exc
+            # a body the pre-LLM hooks made invalid: keyed as each route would key it
+            def hooked(hooked_route: Route = route) -> Request:
+                return hooked_route.request(0, body, kind=request_kind, tenant=caller.tenant)
+
+            def asked(original: dict[str, Any]) -> Request:
+                return asked_route.request(0, original, kind=request_kind, tenant=caller.tenant)
+
+            raise _http_error(self._blamed(exc, before, hooked, asked)) from exc
         await send_raw(
             send, 200, data, _cache_headers(info) + _fallback_header(fallback) + _told_headers()
         )
@@ -1738,7 +1807,7 @@ class ProxyApp:
 
     async def _embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
         caller = self._caller(scope)
-        body = await self._json_body(scope, receive)
+        body, size = await self._sized_json_body(scope, receive)
         answer_headers.set(AnswerHeaders())  # (this request's task: its own)
         requested = self._requested_fallbacks(body)
         route = self._route(body, caller)
@@ -1764,12 +1833,32 @@ class ProxyApp:
             check_encoding_format(encoding)
         except InvalidRequestError as exc:
             raise _http_error(exc) from exc
+        asked_route = route
+
+        def keyed(route: Route, body: Mapping[str, Any]) -> list[Request]:
+            """``body``'s requests as ``route`` keys them (a body the pre-LLM hooks left
+            refused: whose fault, see :meth:`_blamed`)."""
+            _embeddings_input(body)
+            return item_requests(
+                model=route.targets[0].model,
+                items=embedding_items(body["input"]),
+                params={k: v for k, v in body.items() if k not in ("model", "input")},
+                api_base=route.targets[0].api_base,
+                tenant=caller.tenant,
+            )
+
+        before = None
         try:
-            body, route, ctl = await self._prepared(body, caller, route, ctl)
+            body, route, ctl, before = await self._prepared(body, caller, route, ctl, size=size)
+            if before is not None:  # (an input the hooks took out: a KeyError further on)
+                _embeddings_input(body)
         except HTTPError:
             raise
         except Exception as exc:
-            raise _http_error(exc) from exc
+            hooked = partial(keyed, route, body)
+            raise _http_error(
+                self._blamed(exc, before, hooked, partial(keyed, asked_route))
+            ) from exc
         params = {k: v for k, v in body.items() if k not in ("model", "input")}
         walk = self._walk(route, caller, requested)
 
@@ -1811,7 +1900,10 @@ class ProxyApp:
         except HTTPError:
             raise
         except Exception as exc:
-            raise _http_error(exc) from exc
+            hooked = partial(keyed, route, body)
+            raise _http_error(
+                self._blamed(exc, before, hooked, partial(keyed, asked_route))
+            ) from exc
 
         def serialized() -> bytes:
             return orjson.dumps(batch.response(encoding_format=encoding))
@@ -2054,7 +2146,9 @@ class ProxyApp:
         route = self._route(request_body, _ADMIN_CALLER)
         ctl = _body_controls(request_body)
         try:
-            request_body, route, ctl = await self._prepared(request_body, _ADMIN_CALLER, route, ctl)
+            request_body, route, ctl, _ = await self._prepared(
+                request_body, _ADMIN_CALLER, route, ctl
+            )
         except HookError as exc:
             raise _http_error(exc) from exc
         kind: RequestKind = (
@@ -2382,6 +2476,19 @@ def _body_controls(body: dict[str, Any]) -> CacheControl:
         param = "caching" if exc.option == "caching" else "cache"
         raise HTTPError(400, str(exc), param=f"cache.{exc.option}" if inside else param) from None
     return ctl
+
+
+def _embeddings_input(body: Mapping[str, Any]) -> None:
+    """Refuse an embeddings body without an ``input`` the clients and the API take."""
+    if "input" not in body:
+        raise InvalidRequestError("'input' is required", param="input")
+    embedding_items(body["input"])
+
+
+def _without_value(message: str) -> str:
+    """An :class:`InvalidRequestError`'s message without the value it quotes (``..., got
+    'the text'``): what the rule is, for a log that must not hold a prompt."""
+    return message.split(", got ", 1)[0]
 
 
 def _refuse_storage_urls(body: dict[str, Any]) -> None:
