@@ -1522,7 +1522,9 @@ _STEP_JOIN_WORDS = frozenset(_plain_stem(w) for w in _STEP_JOINS)
 def _step_stem(word: str) -> str:
     """A verb's stem with a doubled last consonant undone ("plugging": "plug")."""
     stem = _plain_stem(word)
-    if len(stem) > 3 and stem[-1] == stem[-2] and stem[-1] not in "aeioulsz":
+    # (any doubled last letter: the stemmer keeps "flossing" as "floss" and makes "floss"
+    # "flos", so "brush before flossing" / "floss before brushing" met no step of the other)
+    if len(stem) > 3 and stem[-1] == stem[-2]:
         return stem[:-1]
     return stem
 
@@ -1538,6 +1540,19 @@ def _steps(text: str) -> tuple[str, frozenset[str], frozenset[str]] | None:
         frozenset(_step_stem(w) for w in _tokens_of(g) if w not in _STOP) for g in (first, second)
     )
     return (_STEP_JOINS[join], x, y) if x and y else None
+
+
+def _steps_mirrored(a: Signature, b: Signature) -> bool:
+    """Two steps told in one order from each end: "brush before flossing" / "floss after
+    brushing" (the same two steps, the join and the sides traded)."""
+    if _STEP_JOIN_WORDS.isdisjoint(a.plain) or _STEP_JOIN_WORDS.isdisjoint(b.plain):
+        return False
+    steps_a, steps_b = _steps(a.text), _steps(b.text)
+    if steps_a is None or steps_b is None or steps_a[0] == steps_b[0]:
+        return False
+    _, before_a, after_a = steps_a
+    _, before_b, after_b = steps_b
+    return before_a == after_b and after_a == before_b
 
 
 def _steps_swapped(a: Signature, b: Signature) -> bool:
@@ -2002,12 +2017,17 @@ _RESTATED = frozenset({"also", "addition", "additionally", "plus", "too"})
 
 
 def _conflict(a: Signature, b: Signature) -> bool:
-    """Does some group have sides named on both prompts, none of them on both?"""
+    """Does some group have sides named on both prompts, none of them on both? ("X
+    before Y" / "Y after X" tells one order: no conflict of before and after.)"""
+    skip = _BEFORE_AFTER if a.pole_groups and b.pole_groups and _steps_mirrored(a, b) else -1
     for k in a.pole_groups:
         pb = b.poles[k]
-        if pb and not (a.poles[k] & pb):
+        if pb and not (a.poles[k] & pb) and k != skip:
             return True
     return False
+
+
+_BEFORE_AFTER = next(k for k, sides in enumerate(_POLES) if "before" in sides[0])
 
 
 def _first_seen(names: tuple[str, ...]) -> tuple[str, ...]:

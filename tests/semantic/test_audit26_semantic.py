@@ -1,0 +1,73 @@
+"""False hits and refused rewordings found by the sixth audit of the semantic tier (audit26).
+
+Each refused pair is checked both ways round; each rewording of the same kind must pass;
+pairs a cache met are decided as the cache decides them (threshold, guards, substitution
+check, verifier).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from deja.semantic.guards import signature
+from tests.semantic.scripted import decided
+from tests.semantic.test_guards import passes_both_ways
+
+
+def served_both_ways(embedder: Any, a: str, b: str) -> bool:
+    """Whether a cache serves each prompt's answer for the other (asserts both agree)."""
+    forward, backward = decided(embedder, a, b).hit, decided(embedder, b, a).hit
+    assert forward is backward
+    return forward
+
+
+def substitution_both_ways(embedder: Any, a: str, b: str) -> str | None:
+    """The substitution guard's refusal between ``a`` and ``b`` (its detail), ``None`` if
+    it passes them; asserts the other way round agrees."""
+    from deja.semantic.decision import guard_report, word_similarity_for
+
+    words = word_similarity_for(embedder)
+    out = []
+    for x, y in ((a, b), (b, a)):
+        report, detail = guard_report(signature(x), signature(y), None, words)
+        assert report.failed in ((), ("substitution",))
+        out.append(detail if report.failed else None)
+    assert (out[0] is None) is (out[1] is None), out
+    return out[0]
+
+
+# 1. Two steps the other way round where the stemmer read one verb two ways ("flossing"
+# "floss", "floss" "flos"), and one order told from each end ("brush before flossing" /
+# "floss after brushing": one question, which the before / after poles refused).
+STEPS_REORDERED = [
+    ("Should I brush before flossing?", "Should I floss before brushing?"),
+    ("Should I brush after flossing?", "Should I floss after brushing?"),
+    (
+        "Should I fill the tank before adding the fish?",
+        "Should I add the fish before filling the tank?",
+    ),
+]
+STEPS_MIRRORED = [
+    ("Should I brush before flossing?", "Should I floss after brushing?"),
+    ("Should I stretch before warming up?", "Should I warm up after stretching?"),
+]
+
+
+@pytest.mark.parametrize(("a", "b"), STEPS_REORDERED)
+def test_two_steps_the_other_way_round_are_refused(a: str, b: str) -> None:
+    assert not passes_both_ways(a, b)
+
+
+@pytest.mark.parametrize(("a", "b"), STEPS_MIRRORED)
+def test_one_order_told_from_each_end_passes(embedder: Any, a: str, b: str) -> None:
+    assert passes_both_ways(a, b)
+    assert served_both_ways(embedder, a, b)
+
+
+def test_a_cache_no_longer_serves_steps_the_other_way_round(embedder: Any) -> None:
+    # cosine 0.973: served before
+    assert not served_both_ways(
+        embedder, "Should I brush before flossing?", "Should I floss before brushing?"
+    )
