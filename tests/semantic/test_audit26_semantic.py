@@ -71,3 +71,49 @@ def test_a_cache_no_longer_serves_steps_the_other_way_round(embedder: Any) -> No
     assert not served_both_ways(
         embedder, "Should I brush before flossing?", "Should I floss before brushing?"
     )
+
+
+# 2. One thing against a list of them, each asked for with "the": after a superlative
+# ("the largest moon" / "the largest moons"), or one thing of a place or a thing against a
+# kind of them it does not name ("the capital of Australia" / "the state capitals of
+# Australia"). "What's the ..." opens such a question too (the signature drops the "'s").
+ONE_AGAINST_A_LIST = [
+    ("What is the largest moon of Jupiter?", "What are the largest moons of Jupiter?"),
+    ("What is the tallest building in Dubai?", "What are the tallest buildings in Dubai?"),
+    ("Who is the richest person in the world?", "Who are the richest people in the world?"),
+    (
+        "What's the most common side effect of metformin?",
+        "What are the most common side effects of metformin?",
+    ),
+    ("What is the best laptop for programming?", "What are the best laptops for programming?"),
+    ("What is the capital of Australia?", "What are the state capitals of Australia?"),
+    ("What is the capital of Canada?", "What are the provincial capitals of Canada?"),
+]
+# (the last three: Banking77 same-intent pairs a looser reading refused)
+ONE_OR_A_LIST_ALIKE = [
+    ("What is the largest moon of Jupiter?", "Which moon of Jupiter is the largest?"),
+    ("What is the capital of Australia?", "What's the capital of Australia?"),
+    (
+        "What is the fee for international transfers?",
+        "What are the fees for international transfers?",
+    ),
+    ("What are the disposable card limits?", "What is the limit on disposable cards?"),
+    ("What are the currency exchange fees?", "What is the exchange fee that is charged?"),
+    ("What are the currency exchange fees?", "What is the fee for a foreign currency exchange?"),
+]
+
+
+@pytest.mark.parametrize(("a", "b"), ONE_AGAINST_A_LIST)
+def test_one_against_a_list_is_refused(a: str, b: str) -> None:
+    assert not passes_both_ways(a, b)
+
+
+@pytest.mark.parametrize(("a", "b"), ONE_OR_A_LIST_ALIKE)
+def test_one_or_a_list_asked_alike_passes(a: str, b: str) -> None:
+    assert passes_both_ways(a, b)
+
+
+@pytest.mark.parametrize(("a", "b"), ONE_AGAINST_A_LIST[:1] + ONE_AGAINST_A_LIST[5:6])
+def test_a_cache_no_longer_serves_one_for_a_list(embedder: Any, a: str, b: str) -> None:
+    # cosine 0.938 and 0.902: served before
+    assert not served_both_ways(embedder, a, b)

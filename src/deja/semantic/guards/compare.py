@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 
 from deja.semantic.guards.extract import (
     _DENIALS,
+    _NOUN_END,
     _REQUEST_VERBS,
     Signature,
     _is_denial,
@@ -993,8 +994,12 @@ def _asks_for(words: list[str], i: int) -> bool:
     before = words[max(i - 2, 0) : i]
     if not _ASKING.isdisjoint(before):
         return True
-    return before[-1:] in (["what's"], ["who's"]) or (
-        len(before) == 2 and tuple(before) in _WHAT_IS
+    # (a prompt's low_text drops the "'s": "What's the ..." opening it reads "what the";
+    # inside a sentence, "what the cards are for" asks for no items)
+    return (
+        before[-1:] in (["what's"], ["who's"])
+        or before in (["what"], ["who"])
+        or (len(before) == 2 and tuple(before) in _WHAT_IS)
     )
 
 
@@ -1065,7 +1070,87 @@ def _one_against_all(a: Signature, b: Signature) -> bool:
         asked = (x.ones & y.many) | (x.explicit & y.many_said)
         return asked - x.plurals - y.single
 
-    return bool(one_against(ca, cb) or one_against(cb, ca))
+    if one_against(ca, cb) or one_against(cb, ca):
+        return True
+    ta, tb = _definite_heads(a.low_text), _definite_heads(b.low_text)
+    return _the_one_against_the_many(ta, tb, a.plain) or _the_one_against_the_many(tb, ta, b.plain)
+
+
+# "the" + a superlative: "the largest moon" is one, "the largest moons" a list
+_SUPERLATIVES = frozenset({"best", "worst", "most", "least", "fewest"})
+_NOT_SUPERLATIVE = frozenset([
+    "interest", "request", "contest", "protest", "suggest", "digest", "arrest", "invest",
+    "harvest", "forest", "honest", "modest", "manifest", "earnest", "unrest", "conquest",
+    "bequest", "behest", "tempest", "priest", "midwest", "southwest", "northwest",
+    "inquest", "pretest", "retest", "attest", "detest", "divest", "ingest", "infest",
+])  # fmt: skip
+# plurals not made with "s": "the richest person" / "the richest people"
+_IRREGULAR_PLURALS = {"people": "person", "men": "man", "women": "woman", "children": "child"}
+_HEAD_WITHIN = 5  # words after "the" in which its noun is read
+_EDGE_MARKS = "?.,!;:\"'()"
+
+
+def _superlative(word: str) -> bool:
+    return word in _SUPERLATIVES or (
+        len(word) >= 6 and word.endswith("est") and word not in _NOT_SUPERLATIVE
+    )
+
+
+# a noun the prompt asks for: in the plural, the words before it in its noun phrase, and
+# whether "of" follows it ("the capital of Australia")
+_Head = tuple[bool, frozenset[str], bool]
+
+
+def _definite_heads(low_text: str) -> dict[str, _Head]:
+    """The nouns a prompt asks for with "the" ("what is the largest moon of Jupiter",
+    "what are the state capitals"), by stem (see :data:`_Head`)."""
+    words = low_text.split()
+    out: dict[str, _Head] = {}
+    for i, word in enumerate(words):
+        if word != "the" or not _asks_for(words, i):
+            continue
+        phrase: list[str] = []
+        end = ""
+        for after in words[i + 1 : i + 1 + _HEAD_WITHIN]:
+            bare = after.strip(_EDGE_MARKS)
+            if not bare or (bare in _STOP and bare not in _SUPERLATIVES) or bare in _NOUN_END:
+                end = bare
+                break
+            phrase.append(bare)
+            if bare != after:  # punctuation ends the noun phrase
+                break
+        if not phrase or _superlative(phrase[-1]):
+            continue
+        head = phrase[-1]
+        plural = head in _IRREGULAR_PLURALS or _is_plural(head)
+        # (the stem of the singular: the stemmer makes "building" "build", "buildings"
+        # "building")
+        if head in _IRREGULAR_PLURALS:
+            head = _IRREGULAR_PLURALS[head]
+        elif plural:
+            head = head[:-3] + "y" if head.endswith("ies") else head[:-1]
+        stem = _plain_stem(head)
+        out[stem] = (plural, frozenset(phrase[:-1]), end == "of")
+    return out
+
+
+def _the_one_against_the_many(
+    x: dict[str, _Head], y: dict[str, _Head], x_plain: tuple[str, ...]
+) -> bool:
+    """``x`` (a prompt's :func:`_definite_heads`, its words ``x_plain``) asks for the one
+    thing that ``y`` asks a list of: "the largest moon" / "the largest moons" (a
+    superlative), "the capital of Australia" / "the state capitals of Australia" (one
+    thing of a place or a thing, against a kind of them that ``x`` does not name). "The
+    fee" / "the fees", "the exchange fee" / "the currency exchange fees" ask alike."""
+    for stem, (plural, before, of_after) in x.items():
+        other = y.get(stem)
+        if plural or other is None or not other[0]:
+            continue
+        if any(map(_superlative, before)):
+            return True
+        if of_after and not {_plain_stem(w) for w in other[1] - before}.issubset(x_plain):
+            return True
+    return False
 
 
 def _quantified(a: Signature, b: Signature) -> bool:
