@@ -117,3 +117,25 @@ def test_one_or_a_list_asked_alike_passes(a: str, b: str) -> None:
 def test_a_cache_no_longer_serves_one_for_a_list(embedder: Any, a: str, b: str) -> None:
     # cosine 0.938 and 0.902: served before
     assert not served_both_ways(embedder, a, b)
+
+
+# 3. A variant of one method named by where it goes: "round half up" / "round half to
+# even" (a particle on one side, "to" and a target on the other).
+NAMED_BY_WHERE_IT_GOES = [
+    ("How do I round half up in Python?", "How do I round half to even in Python?"),
+    ("What is round half up?", "What is round half to even?"),
+    ("How do I scroll up in vim?", "How do I scroll to the top in vim?"),
+]
+
+
+@pytest.mark.parametrize(("a", "b"), NAMED_BY_WHERE_IT_GOES)
+def test_a_particle_against_a_target_is_refused(a: str, b: str) -> None:
+    assert not passes_both_ways(a, b)
+
+
+def test_the_same_variant_passes(embedder: Any) -> None:
+    a, b = "How do I round half up in Python?", "How can I round half up in Python?"
+    assert passes_both_ways(a, b)
+    assert served_both_ways(embedder, a, b)
+    # cosine 0.904: served before
+    assert not served_both_ways(embedder, a, "How do I round half to even in Python?")

@@ -869,6 +869,33 @@ def _particle_traded(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     )
 
 
+_TARGET_LEADS = frozenset(map(_plain_stem, ["to", "toward", "towards"]))
+
+
+def _particle_against_target(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """Are two prompts (plain words) word for word the same but for a particle on one side
+    where the other names a target with "to": "round half up" / "round half to even",
+    "scroll up" / "scroll to the top" (a variant of one method, named by where it goes)?"""
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    if not 1 <= len(long) - len(short) <= 2:
+        return False
+    i = 0
+    while i < len(short) and short[i] == long[i]:
+        i += 1
+    if i == 0 or i == len(short) or short[i] not in _VERB_PARTICLES:
+        return False
+    # "to" and the target, with an article between them at most ("to the top")
+    d = len(long) - len(short)
+    if long[i] not in _TARGET_LEADS or (d == 2 and long[i + 1] not in _ARTICLE_STEMS):
+        return False
+    target = long[i + d]
+    return (
+        short[i + 1 :] == long[i + d + 1 :]
+        and target not in _STOP_STEMS
+        and target not in _VERB_PARTICLES
+    )
+
+
 # Two prompts that differ in little more than whether they ask about all of something or
 # one part of it ("close all open tabs" / "close one tab", "all occurrences" / "the first
 # occurrence"), or whether something is required or only allowed ("must my dog get by
@@ -2505,6 +2532,7 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         or _when_against_whether(a, b)
         or _becoming_against_being(a, b)
         or _particle_traded(a.plain, b.plain)
+        or _particle_against_target(a.plain, b.plain)
     ):
         failed.append("polarity")
     if s.negation and a.negated != b.negated:
