@@ -139,3 +139,46 @@ def test_the_same_variant_passes(embedder: Any) -> None:
     assert served_both_ways(embedder, a, b)
     # cosine 0.904: served before
     assert not served_both_ways(embedder, a, "How do I round half to even in Python?")
+
+
+# 4. More or less than is right ("too much" / "too little"), a parent against a child of
+# someone ("Queen Victoria's mother" / "daughter"), "transparent" / "opaque".
+POLES = [
+    ("Symptoms of too much vitamin D", "Symptoms of too little vitamin D"),
+    (
+        "What happens if you add too much yeast to bread?",
+        "What happens if you add too little yeast to bread?",
+    ),
+    ("What happens if I eat too many carbs?", "What happens if I eat too few carbs?"),
+    ("Who was Queen Victoria's mother?", "Who was Queen Victoria's daughter?"),
+    ("Who is the father of Zeus?", "Who is the son of Zeus?"),
+    (
+        "Who was the grandfather of Alexander the Great?",
+        "Who was the grandson of Alexander the Great?",
+    ),
+    (
+        "How do I make the background transparent in Photoshop?",
+        "How do I make the background opaque in Photoshop?",
+    ),
+]
+POLES_ALIKE = [
+    ("What happens if I add too many eggs?", "What happens if I add too much egg?"),
+    ("Who was Queen Victoria's mother?", "Who was the mother of Queen Victoria?"),
+    ("How do I make a layer transparent?", "How to make a layer transparent?"),
+]
+
+
+@pytest.mark.parametrize(("a", "b"), POLES)
+def test_two_sides_are_refused(a: str, b: str) -> None:
+    assert not passes_both_ways(a, b)
+
+
+@pytest.mark.parametrize(("a", "b"), POLES_ALIKE)
+def test_one_side_said_alike_passes(a: str, b: str) -> None:
+    assert passes_both_ways(a, b)
+
+
+@pytest.mark.parametrize(("a", "b"), [POLES[0], POLES[4]])
+def test_a_cache_no_longer_serves_the_other_side(embedder: Any, a: str, b: str) -> None:
+    # cosine 0.943 and 0.908: served before
+    assert not served_both_ways(embedder, a, b)

@@ -83,6 +83,8 @@ from deja.semantic.guards.words import (
     _STRICT_MONTHS,
     _TIME_UNITS,
     _TIMES_WORDS,
+    _TOO_LITTLE,
+    _TOO_MUCH,
     _UNIT_SPELLINGS,
     _UNIT_WORDS,
     _poles_of,
@@ -1175,7 +1177,17 @@ def _pole_words(present: frozenset[str], lows: list[str]) -> frozenset[str]:
         words = words | {"briefly"}
     if not present.isdisjoint(_TIMING_WORDS):
         words = words | _timing(lows)
+    if "too" in present:
+        words = words | _too(lows)
     return words
+
+
+_TOO = {"much": _TOO_MUCH, "many": _TOO_MUCH, "little": _TOO_LITTLE, "few": _TOO_LITTLE}
+
+
+def _too(lows: list[str]) -> set[str]:
+    """More or less than is right, said with "too": "too much yeast" / "too little yeast"."""
+    return {_TOO[after] for w, after in itertools.pairwise(lows) if w == "too" and after in _TOO}
 
 
 # a verb of moving a thing or oneself, and where "into" or "out of" after it sends it:

@@ -1230,6 +1230,10 @@ _PERMITTED = "can could may allowed possible optional"
 _ADVISED = "should ought"
 _REQUIRED = "must required mandatory obligatory obligated"
 
+# more or less than is right: "too much" or "too many" / "too little" or "too few"
+# (guards.extract._pole_words; no word of a prompt is written so)
+_TOO_MUCH = "too-much"
+_TOO_LITTLE = "too-little"
 # where a verb of moving sends a thing (guards.extract._moved): "bring alcohol into
 # Dubai" / "out of Dubai" (no word of a prompt is written so)
 _MOVED_INTO = "moved-into"
@@ -1328,6 +1332,18 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("ascending", "descending"),
         ("plus", "minus"),
         ("husband", "wife"),
+        # a parent against a child of someone: "who was Queen Victoria's mother" /
+        # "... daughter", "the father of Zeus" / "the son of Zeus"
+        (
+            "mother mothers mom mum father fathers dad parent parents",
+            "daughter daughters son sons child children",
+        ),
+        (
+            "grandmother grandfather grandparent grandparents",
+            "granddaughter grandson grandchild grandchildren",
+        ),
+        # "too much yeast" / "too little yeast" (read in guards.extract._pole_words)
+        (_TOO_MUCH, _TOO_LITTLE),
         ("men men's male", "women women's female"),
         ("boy boys", "girl girls"),
         # states and kinds whose answers differ ("is raw chicken safe to eat?")
@@ -1451,6 +1467,7 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ("full-time fulltime", "part-time parttime"),
         ("whitelist whitelisted allowlist allowlisted", "blacklist blacklisted blocklist"),
         ("foreground", "background"),
+        ("transparent transparency", "opaque opacity"),
         # terms the embedded model sets close (cosine 0.6-0.9 alone) for two things:
         # "the numerator of 3/4" / "the denominator", "2 decimal places" / "2
         # significant figures"
