@@ -182,3 +182,88 @@ def test_one_side_said_alike_passes(a: str, b: str) -> None:
 def test_a_cache_no_longer_serves_the_other_side(embedder: Any, a: str, b: str) -> None:
     # cosine 0.943 and 0.908: served before
     assert not served_both_ways(embedder, a, b)
+
+
+# 5. "Prior" and "following" for "before" and "after", one word for one ("days prior" /
+# "days before", "rest following a marathon" / "after a marathon"): the substitution
+# guard scored the words apart (0.45, 0.46) and refused the rewording. "Prior" alone after
+# a span is "before" against "after".
+TIMING_ALIKE = [
+    ("How many days prior should I book?", "How many days before should I book?"),
+    ("Can I cancel a week prior?", "Can I cancel a week before?"),
+    ("How long should I rest following a marathon?", "How long should I rest after a marathon?"),
+    (
+        "Why was I charged a fee following my transfer?",
+        "Why was I charged a fee after my transfer?",
+    ),
+    ("Can I drive following cataract surgery?", "Can I drive after cataract surgery?"),
+    ("Should I stretch afterwards?", "Should I stretch after?"),
+]
+TIMING_APART = [
+    ("How many days prior should I book?", "How many days after should I book?"),
+    ("Can I cancel a week prior?", "Can I cancel a week after?"),
+    ("How long should I rest following a marathon?", "How long should I rest before a marathon?"),
+]
+
+
+@pytest.mark.parametrize(("a", "b"), TIMING_ALIKE)
+def test_prior_and_following_are_no_substitution(embedder: Any, a: str, b: str) -> None:
+    assert passes_both_ways(a, b)
+    assert substitution_both_ways(embedder, a, b) is None
+    assert served_both_ways(embedder, a, b)
+
+
+@pytest.mark.parametrize(("a", "b"), TIMING_APART)
+def test_prior_and_following_against_the_other_side_are_refused(a: str, b: str) -> None:
+    assert not passes_both_ways(a, b)
+
+
+# 6. A place or a means said with another preposition and another word: the two words are
+# judged as a one-word substitution ("the speed limit on highways" / "in cities").
+PLACE_TRADED = [
+    (
+        "What is the speed limit on highways in Germany?",
+        "What is the speed limit in cities in Germany?",
+        {"highways", "cities"},
+    ),
+    ("Where can I smoke at the airport?", "Where can I smoke on the plane?", {"airport", "plane"}),
+    (
+        "How do I make whipped cream by hand?",
+        "How do I make whipped cream with a mixer?",
+        {"hand", "mixer"},
+    ),
+    (
+        "Can I drink alcohol in public in Spain?",
+        "Can I drink alcohol at home in Spain?",
+        {"public", "home"},
+    ),
+]
+PLACE_ALIKE = [
+    ("Can I pay in cash at the store?", "Can I pay with cash at the store?"),
+    (
+        "How can I receive my salary in another currency?",
+        "How can I receive my salary with a different currency?",
+    ),
+    ("Where can I park near the station?", "Where can I park by the station?"),
+]
+
+
+@pytest.mark.parametrize(("a", "b", "words"), PLACE_TRADED)
+def test_a_place_traded_with_its_preposition_is_a_substitution(
+    embedder: Any, a: str, b: str, words: set[str]
+) -> None:
+    detail = substitution_both_ways(embedder, a, b)
+    assert detail is not None and set(detail.partition(":")[0].split(" / ")) == words
+
+
+@pytest.mark.parametrize(("a", "b"), PLACE_ALIKE)
+def test_a_place_said_alike_passes(embedder: Any, a: str, b: str) -> None:
+    assert passes_both_ways(a, b)
+    assert substitution_both_ways(embedder, a, b) is None
+
+
+def test_a_cache_no_longer_serves_another_place(embedder: Any) -> None:
+    # cosine 0.880: served before
+    assert not served_both_ways(
+        embedder, "Where can I smoke at the airport?", "Where can I smoke on the plane?"
+    )

@@ -2572,7 +2572,8 @@ def _substituted(
     a: tuple[str, ...], b: tuple[str, ...], lows_a: str = "", lows_b: str = ""
 ) -> tuple[str, str] | None:
     """The one word in which two framed prompts (:attr:`Signature.framed`) differ, each
-    side's, when they are otherwise the same words in the same order (3+ words).
+    side's, when they are otherwise the same words in the same order (3+ words); or the
+    word after a preposition traded with it ("on highways" / "in cities").
 
     ``None`` also when the traded words do not carry the question: function words, two
     request words ("list" / "name"), numbers (the numbers guard's), a negation on both
@@ -2581,16 +2582,33 @@ def _substituted(
     """
     if len(a) != len(b) or len(a) < 3:
         return None
+    diff = [
+        i for i, (x, y) in enumerate(zip(a, b, strict=True))
+        if x != y and _plain_stem(x) != _plain_stem(y)
+    ]  # fmt: skip
     pair: tuple[str, str] | None = None
-    for x, y in zip(a, b, strict=True):
-        if x == y or _plain_stem(x) == _plain_stem(y):
-            continue
-        if pair is not None:
-            return None
-        pair = (x, y)
+    if len(diff) == 1:
+        pair = (a[diff[0]], b[diff[0]])
+    elif (
+        len(diff) == 2
+        and diff[1] == diff[0] + 1
+        and a[diff[0]] in _PLACE_PREPOSITIONS
+        and b[diff[0]] in _PLACE_PREPOSITIONS
+        and a[diff[1]] not in _WHICH_ONE
+        and b[diff[1]] not in _WHICH_ONE
+    ):
+        # a place or a means said with another preposition and another word, which the
+        # two words tell apart: "the speed limit on highways" / "in cities", "smoke at
+        # the airport" / "on the plane", "whipped cream by hand" / "with a mixer"
+        pair = (a[diff[1]], b[diff[1]])
     if pair is None or not all(_content_word(w) or w in _REQUEST_WORDS for w in pair):
         return None
     x, y = pair
+    if _TIMING_SIDES.get(x, x) == _TIMING_SIDES.get(y, y):
+        # the same side of an event said otherwise: "days prior" / "days before", "rest
+        # following a marathon" / "after a marathon" (the embedded model sets the words
+        # apart: "following" / "after" 0.46, "prior" / "before" 0.45)
+        return None
     if x in _REQUEST_WORDS or y in _REQUEST_WORDS:
         # how the request is put ("list" / "name", "explain" / "describe", "please" /
         # "kindly"), unless a request verb stands as a thing, after a determiner: "convert
@@ -2602,6 +2620,21 @@ def _substituted(
         return None
     return pair
 
+
+# prepositions of a place or a means ("on highways", "at the airport", "by hand")
+_PLACE_PREPOSITIONS = frozenset(
+    {"in", "on", "at", "by", "with", "inside", "outside", "near", "under", "over", "during"}
+)
+
+# words that say which one, not what: "in another currency" / "with a different currency"
+_WHICH_ONE = frozenset({"another", "other", "different", "same", "new", "any", "some"})
+
+# words that say "before" or "after" another event, one word for one ("prior to" is read
+# by the frame's length: "prior to surgery" / "before surgery" trade no single word)
+_TIMING_SIDES = {
+    **dict.fromkeys(["before", "prior", "beforehand"], "before"),
+    **dict.fromkeys(["after", "following", "afterwards", "afterward", "subsequently"], "after"),
+}
 
 _NOUN_AFTER = frozenset({"a", "an", "the", "my", "your", "this", "that", "each", "every"})
 

@@ -1254,6 +1254,14 @@ _NOT_BEFORE_FOLLOWING = frozenset([
 _STORY_NOW = frozenset({"now", "this", "today", "recently", "yesterday", "then"})
 
 
+# "prior" alone after a span says "before": "how many days prior should I book"
+_SPANS_PRIOR = frozenset(
+    f"{unit}{end}"
+    for unit in ("minute", "hour", "day", "week", "month", "year")
+    for end in ("", "s")
+)
+
+
 def _timing(lows: list[str]) -> set[str]:
     """The sides of "before" / "after" that ``lows`` says with :data:`_TIMING_WORDS`."""
     out: set[str] = set()
@@ -1261,7 +1269,7 @@ def _timing(lows: list[str]) -> set[str]:
         after = lows[i + 1] if i + 1 < len(lows) else ""
         before = lows[i - 1] if i else ""
         if (
-            (w == "prior" and after == "to")
+            (w == "prior" and (after == "to" or before in _SPANS_PRIOR))
             or (w == "ahead" and after == "of" and lows[i + 2 : i + 3] != ["time"])
             or (w == "leading" and after == "up" and lows[i + 2 : i + 3] == ["to"])
             or (w in ("until", "till") and before == "up" and after not in _STORY_NOW)
