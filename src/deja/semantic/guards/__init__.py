@@ -52,9 +52,10 @@ that extract the *anchors* of a prompt and compare them, in order:
   max/min, enable/disable, send/receive, safer/more dangerous, borrow/lend, raw/cooked,
   legal/illegal, beginner/expert, client/server, debit/credit, domestic/international,
   brief/detailed, formal/casual, narrow/wide, dark/light, full-time/part-time...;
-  "prior to", "ahead of", "leading up to" and "up until" say "before", "following"
-  "after"; "into" / "out of" after a verb of moving ("bring alcohol into Dubai" / "out of
-  Dubai");
+  "prior to", "days prior", "ahead of", "leading up to" and "up until" say "before",
+  "following" "after"; "too much" / "too little"; a parent / a child of someone
+  ("Queen Victoria's mother" / "daughter"); "into" / "out of" after a verb of moving
+  ("bring alcohol into Dubai" / "out of Dubai");
   "less"/"least" before one says its other side: "less healthy" is "unhealthy", and
   before any other word it is no "-est": "the least dense" / "the densest";
   "turn it on"/"off" but not the preposition "on"; the same words joined by
@@ -76,7 +77,11 @@ that extract the *anchors* of a prompt and compare them, in order:
   a bundle ("a ticket" / "family tickets"), the one who acts trading places with the one
   acted on ("can my employer see my history" / "can I see my employer's history"; "who
   killed Caesar" / "who did Caesar kill"), two steps the other way round ("heat the pan
-  before adding oil" / "add oil before heating the pan") and the word a question asks
+  before adding oil" / "add oil before heating the pan"; not one order told from each
+  end: "brush before flossing" / "floss after brushing"), "the" one against "the" list
+  after a superlative ("the largest moon" / "the largest moons") or of a kind the one
+  does not name ("the capital of Australia" / "the state capitals"), a particle against
+  "to" and a target ("round half up" / "round half to even") and the word a question asks
   about ("the plural of mouse" / "of mice"); when against whether ("When will the
   iPhone 16 be released?" / "Has the iPhone 16 been released?"), coming to be against
   being ("get pregnant" / "be pregnant") and a verb's particle traded ("carry out" /
