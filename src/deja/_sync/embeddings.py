@@ -75,31 +75,24 @@ def _fetch(
     """Fetch ``items`` upstream in calls of at most ``max_inputs`` items, one after the
     other, each call's items stored as it answers (a later call's failure loses none that
     were paid for)."""
-    if len(items) <= max_inputs:  # (the common case: one call)
-        return _fetch_one(
-            cache,
-            ctl,
-            fetch_missing=fetch_missing,
-            items=items,
-            requests=requests,
-            model=model,
-            on_response=on_response,
-            prices=prices,
-        )
-    whole = Fetched([], model, {"prompt_tokens": 0, "total_tokens": 0}, 0.0, [], [])
+    parts: list[Fetched] = []
     for start in range(0, len(items), max_inputs):
-        part = _fetch_one(
-            cache,
-            ctl,
-            fetch_missing=fetch_missing,
-            items=items[start : start + max_inputs],
-            requests=requests[start : start + max_inputs],
-            model=model,
-            on_response=on_response,
-            prices=prices,
+        parts.append(
+            _fetch_one(
+                cache,
+                ctl,
+                fetch_missing=fetch_missing,
+                items=items[start : start + max_inputs],
+                requests=requests[start : start + max_inputs],
+                model=model,
+                on_response=on_response,
+                prices=prices,
+            )
         )
-        if start == 0:
-            whole.model = part.model
+    if len(parts) == 1:  # (the common case: one call, its answer as it came)
+        return parts[0]
+    whole = Fetched([], parts[0].model, {"prompt_tokens": 0, "total_tokens": 0}, 0.0, [], [])
+    for part in parts:
         whole.vectors += part.vectors
         for name in ("prompt_tokens", "total_tokens"):
             whole.usage[name] += part.usage[name]
