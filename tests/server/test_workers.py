@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 from subprocess import Popen
+from typing import Any
 
 import httpx2
+import pytest
 
-from deja.testing import FakeOpenAIServer
+from deja.server.run import bind_problem
+from deja.testing import FakeOpenAIServer, Reply
 from tests.server.test_e2e import serve, write_config
 
 # A hooks module that notes each worker's pid, and makes the workers started after the test
@@ -38,6 +42,17 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie that nobody has reaped yet included)."""
+    if not _alive(pid):
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # (no /proc: a zombie is taken for alive)
+        return False
+    return stat.rpartition(")")[2].split()[0] == "Z"
 
 
 def _workers(directory: Path) -> set[int]:
@@ -159,3 +174,58 @@ def test_a_replaced_workers_counts_stay_in_the_sums(tmp_path: Path) -> None:
     assert started - live - {victim}, "no worker replaced the one killed"
     assert totals == [10.0] * 4
     assert not (metrics / f"gauge_livesum_{victim}.db").exists()  # its live gauge: gone
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path, workers: int) -> None:
+    """``deja serve`` killed outright (SIGKILL: the OOM killer, a runner's timeout): its
+    workers finish what is in flight and stop, freeing the port, and the private copy of
+    the configuration goes with them. They went on serving, with nobody to stop them, and
+    a ``deja serve`` started again failed with "address already in use"."""
+    (tmp_path / "hooks.py").write_text(SLOW_START_HOOKS)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    answers: list[Any] = []
+    with FakeOpenAIServer() as upstream:
+        config = write_config(
+            tmp_path,
+            upstream,
+            "caching: {type: memory}\nhooks: [{path: hooks.py, async_pre_llm_hook: pre}]",
+        )
+        with serve(config, "--workers", str(workers), "--log-level", "warning", tmp=tmp) as (
+            base,
+            process,
+        ):
+            deadline = time.monotonic() + 30  # (the hook notes a worker as it starts)
+            while len(_workers(tmp_path)) < workers and time.monotonic() < deadline:
+                time.sleep(0.1)
+            pids = _workers(tmp_path)
+            assert len(pids) == workers and list(tmp.glob("deja-config-*"))
+            upstream.queue_reply(Reply("answered after the supervisor died", latency=2))
+            body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "slow"}]}
+            asking = threading.Thread(
+                target=lambda: answers.append(
+                    httpx2.post(f"{base}/v1/chat/completions", json=body, timeout=30)
+                )
+            )
+            asking.start()
+            while upstream.count("/v1/chat/completions") < 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            process.kill()  # SIGKILL: the supervisor stops nothing
+            process.wait()
+            deadline = time.monotonic() + 30
+            port = int(base.rpartition(":")[2])
+            while time.monotonic() < deadline:
+                if all(_gone(pid) for pid in pids) and bind_problem("127.0.0.1", port) is None:
+                    break
+                time.sleep(0.1)
+            asking.join(timeout=30)
+            left = {pid for pid in pids if not _gone(pid)}
+            for pid in left:  # (not to leave them to the next tests)
+                os.kill(pid, signal.SIGKILL)
+    assert not left, f"workers {left} outlived their supervisor"
+    assert bind_problem("127.0.0.1", port) is None
+    (answer,) = answers  # the request in flight was finished, as on SIGTERM
+    assert answer.status_code == 200
+    assert answer.json()["choices"][0]["message"]["content"] == "answered after the supervisor died"
+    assert not list(tmp.glob("deja-config-*"))  # (it holds the configuration's keys)

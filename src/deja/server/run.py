@@ -13,7 +13,8 @@ SIGHUP a warning says so when the file changed since), and a configuration piped
 
 The workers, one as well as several, run under uvicorn's supervisor (this process): on
 SIGHUP it starts each worker again, the new one taking requests before the old one stops
-and finishes those in flight, and it replaces a worker that died. (uvicorn would serve a
+and finishes those in flight, and it replaces a worker that died; a worker stops, as on
+SIGTERM, when the supervisor is gone (killed outright). (uvicorn would serve a
 single worker in this process, which SIGHUP, sent by a reload or a closed terminal, ends
 at once.) So the parent also builds that app once, and closes it, before they start: what
 fails there (a store or provider whose extra is not installed, a hook that does not
@@ -29,8 +30,11 @@ import importlib.util
 import logging
 import math
 import os
+import signal
 import socket
 import sys
+import threading
+import time
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -57,6 +61,7 @@ APP_FACTORY = "deja.server.run:app_from_env"
 STDIN_PATH = Path("/dev/stdin")
 CONFIG_ENV = "DEJA_CONFIG"
 CONFIG_TEXT_ENV = "DEJA_CONFIG_TEXT"  # a file holding the configuration's text as read
+COPY_PREFIX = "deja-config-"  # (the name of that file's private directory begins so)
 LOG_LEVEL_ENV = "DEJA_LOG_LEVEL"
 # general_settings.request_header_timeout, for the workers' protocol (uvicorn makes it)
 HEADER_TIMEOUT_ENV = "DEJA_REQUEST_HEADER_TIMEOUT"
@@ -67,6 +72,10 @@ HEADER_TIMEOUT_ENV = "DEJA_REQUEST_HEADER_TIMEOUT"
 # killed, the old one kept and the restart given up; and a worker holding the GIL for 5 s
 # (a large body's JSON, an index save) was killed as hung, its requests with it.
 WORKER_HEALTHCHECK_SECONDS = 60
+# The supervisor's pid, for its workers to stop when it is gone (see _follow_supervisor)
+SUPERVISOR_ENV = "DEJA_SUPERVISOR_PID"
+# How often a worker looks whether its supervisor is still there
+SUPERVISOR_POLL_SECONDS = 0.25
 
 
 # The most a request's line and headers may take (uvicorn's h11 parser allows 16 KiB, nginx
@@ -276,6 +285,7 @@ def app_from_env() -> ProxyApp:
     level = os.environ.get(LOG_LEVEL_ENV)
     if level and not logging.getLogger().handlers:  # a spawned worker: log as the parent does
         logging.basicConfig(level=level)
+    _follow_supervisor()  # (first: building the app may take long, a large index loaded)
     path = os.environ.get(CONFIG_ENV)
     if not path:
         raise RuntimeError(
@@ -284,6 +294,55 @@ def app_from_env() -> ProxyApp:
     copy = os.environ.get(CONFIG_TEXT_ENV)
     text = Path(copy).read_text(encoding="utf-8") if copy else None
     return ProxyApp(load_config(path, log_warnings=False, text=text))
+
+
+def _follow_supervisor() -> None:
+    """In a worker of ``deja serve``: stop as SIGTERM stops it (no new connections, those
+    in flight finished within ``proxy.graceful_shutdown_seconds``, then exit) once the
+    supervisor that started it is gone, and remove the private copy of the configuration
+    it leaves behind.
+
+    A supervisor killed outright (SIGKILL: the OOM killer, a test runner's timeout,
+    ``kill -9``) stops nothing: its workers went on serving, with nobody to replace or stop
+    them, and kept the port, so a ``deja serve`` started again failed with "address already
+    in use". A worker started by anything else (``uvicorn --factory``) is left alone.
+
+    The worker's parent is watched by a daemon thread polling :func:`os.getppid`, which
+    changes only when the parent process dies (the orphan goes to init or a subreaper):
+    the worker stops within :data:`SUPERVISOR_POLL_SECONDS`, for a wake-up of a few
+    microseconds each time, and never while the supervisor lives (on SIGHUP it starts new
+    workers and stops the old ones itself). Linux's ``prctl(PR_SET_PDEATHSIG)`` was not
+    chosen: it fires when the *thread* that started the worker ends, not its process (a
+    supervisor starting workers from a thread of its own, as a restart may, would stop
+    the healthy workers at that thread's end), it is Linux's only, so another way is needed
+    anyway, and set by the worker after it started, it needs this same check against a
+    parent that died before. (On Windows a process keeps its parent's pid when the parent
+    dies: the thread never fires there, and the worker outlives the supervisor as before.)
+    """
+    value = os.environ.pop(SUPERVISOR_ENV, "")  # (once: not for this worker's own children)
+    if not value.isdigit():
+        return
+    supervisor = int(value)
+
+    def watch() -> None:
+        # (a parent that died before this thread started is seen at the first look)
+        while os.getppid() == supervisor:
+            time.sleep(SUPERVISOR_POLL_SECONDS)
+        logger.warning(
+            "the supervisor of this worker (pid %d) is gone: stopping, as on SIGTERM",
+            supervisor,
+        )
+        # (it holds keys, and no worker reads it again: none will be started)
+        copy = Path(os.environ.get(CONFIG_TEXT_ENV) or ".").parent
+        if copy.name.startswith(COPY_PREFIX):  # (only what _private_copy made)
+            import shutil
+
+            shutil.rmtree(copy, ignore_errors=True)
+        # (uvicorn's handler, in the main thread, stops the server gracefully; before the
+        # server runs, the default action ends a worker that serves nothing yet)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="deja-supervisor-watch", daemon=True).start()
 
 
 def _local_bus(settings: Settings) -> bool:
@@ -382,7 +441,11 @@ def _supervise(options: dict[str, Any], *, workers: int) -> None:
 
     config = Config(APP_FACTORY, factory=True, workers=workers, **options)
     supervisor = Supervisor(config, sockets=[config.bind_socket()])
-    supervisor.run()
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())  # (its workers stop when it is gone)
+    try:
+        supervisor.run()
+    finally:
+        os.environ.pop(SUPERVISOR_ENV, None)
     if any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes):
         # the supervisor stops when a worker cannot start (its lifespan failed): exit
         # non-zero, as uvicorn.run does when the one worker it serves itself cannot
@@ -415,7 +478,7 @@ def _private_copy(text: str) -> str:
     ``DEJA_CONFIG_TEXT`` for the workers, and return its directory (removed at exit)."""
     import tempfile
 
-    directory = tempfile.mkdtemp(prefix="deja-config-")  # (mode 0700)
+    directory = tempfile.mkdtemp(prefix=COPY_PREFIX)  # (mode 0700)
     copy = Path(directory) / "config.yaml"
     fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
