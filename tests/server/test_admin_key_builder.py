@@ -92,3 +92,55 @@ async def test_explain_answers_a_key_builder_failing_on_the_semantic_scope_as_it
     assert data.status_code == 200, data.text
     assert explained.status_code == 500, explained.text
     assert explained.json()["error"]["code"] == "key_builder_failed"
+
+
+@pytest.mark.parametrize(
+    ("change", "body"),
+    [
+        ("body['messages'] = 'secret prompt text'", BODY),
+        ("body['temperature'] = 'secret prompt text'", BODY),
+        ("body.pop('input')", {"model": "text-embedding-3-small", "input": "Capital of Peru?"}),
+        ("body['dimensions'] = 0", {"model": "text-embedding-3-small", "input": "Capital?"}),
+    ],
+)
+async def test_admin_routes_blame_a_hook_that_breaks_a_valid_request_as_the_data_routes_do(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    tmp_path: Path,
+    change: str,
+    body: dict[str, Any],
+) -> None:
+    """A pre-LLM hook that makes the caller's valid body invalid is the operator's fault:
+    the data routes answer 500 hook_failed naming it; the admin routes, which run the same
+    hooks on the request they key, answered a 400 blaming the caller (an input the hook
+    took out: "'prompt' is required", the body keyed as a completion), with the value."""
+    (tmp_path / "hooks.py").write_text(f"def pre(body):\n    {change}\n    return body\n")
+    config = proxy_config(upstream, hooks=[{"path": "hooks.py", "async_pre_llm_hook": "pre"}])
+    route = CHAT if "messages" in body else "/v1/embeddings"
+    async with make_proxy(config) as proxy:
+        data = await proxy.post(route, json=body)
+        deleted = await proxy.post("/cache/delete", json={"request": body}, headers=ADMIN)
+        explained = await proxy.post("/cache/explain", json={"request": body}, headers=ADMIN)
+    assert data.status_code == 500 and data.json()["error"]["code"] == "hook_failed"
+    for answer in (deleted, explained):
+        assert answer.status_code == 500, answer.text
+        assert answer.json()["error"] == data.json()["error"]
+        assert "pre-LLM hook pre" in answer.json()["error"]["message"]
+        assert "secret" not in answer.text
+
+
+async def test_admin_routes_still_blame_the_caller_for_its_own_invalid_request(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient], tmp_path: Path
+) -> None:
+    """With a hook that leaves the body valid, the caller's own mistake stays its 400."""
+    (tmp_path / "hooks.py").write_text("def pre(body):\n    body['user'] = 'x'\n    return body\n")
+    config = proxy_config(upstream, hooks=[{"path": "hooks.py", "async_pre_llm_hook": "pre"}])
+    bad = {**BODY, "temperature": "hot"}
+    async with make_proxy(config) as proxy:
+        deleted = await proxy.post("/cache/delete", json={"request": bad}, headers=ADMIN)
+        explained = await proxy.post("/cache/explain", json={"request": bad}, headers=ADMIN)
+        good = await proxy.post("/cache/explain", json={"request": BODY}, headers=ADMIN)
+    for answer in (deleted, explained):
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["param"] == "temperature"
+    assert good.status_code == 200 and good.json()["key"].startswith("deja:")

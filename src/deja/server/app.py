@@ -2145,12 +2145,9 @@ class ProxyApp:
         self._requested_fallbacks(request_body)
         route = self._route(request_body, _ADMIN_CALLER)
         ctl = _body_controls(request_body)
-        try:
-            request_body, route, ctl, _ = await self._prepared(
-                request_body, _ADMIN_CALLER, route, ctl
-            )
-        except HookError as exc:
-            raise _http_error(exc) from exc
+        # the route the caller's body names, as the caller sent it: the hooks do not
+        # change what kind of request it is
+        asked_route = route
         kind: RequestKind = (
             "chat"
             if "messages" in request_body
@@ -2158,24 +2155,47 @@ class ProxyApp:
             if "input" in request_body
             else "completion"
         )
-        requests: list[Request] = []
-        for i in dict.fromkeys(t.kin for t in route.targets):  # each kind once, in config order
-            if kind == "embedding":  # as _embeddings keys them: one request per item
-                params = {
-                    k: v
-                    for k, v in request_body.items()
-                    if k not in ("model", "input", "encoding_format")
-                }
-                requests += item_requests(
-                    model=route.targets[i].model,
-                    items=embedding_items(request_body["input"]),
-                    params=params,
-                    api_base=route.targets[i].api_base,
-                    tenant=tenant,
-                )
-            else:
-                requests.append(route.request(i, request_body, kind=kind, tenant=tenant))
-        return requests, ctl
+
+        def keyed(route: Route, body: Mapping[str, Any]) -> list[Request]:
+            """``body``'s requests as each kind of ``route``'s deployments (with its
+            default parameters) would key them, ``tenant``'s."""
+            requests: list[Request] = []
+            for i in dict.fromkeys(t.kin for t in route.targets):  # each once, config order
+                if kind == "embedding":  # as _embeddings keys them: one request per item
+                    _embeddings_input(body)  # (an input the hooks took out: its 400)
+                    params = {
+                        k: v
+                        for k, v in body.items()
+                        if k not in ("model", "input", "encoding_format")
+                    }
+                    requests += item_requests(
+                        model=route.targets[i].model,
+                        items=embedding_items(body["input"]),
+                        params=params,
+                        api_base=route.targets[i].api_base,
+                        tenant=tenant,
+                    )
+                else:
+                    requests.append(route.request(i, body, kind=kind, tenant=tenant))
+            return requests
+
+        try:
+            request_body, route, ctl, before = await self._prepared(
+                request_body, _ADMIN_CALLER, route, ctl
+            )
+        except HookError as exc:
+            raise _http_error(exc) from exc
+        try:
+            return keyed(route, request_body), ctl
+        except InvalidRequestError as exc:
+            # a body the pre-LLM hooks made invalid: the operator's 500, as on the data
+            # routes (the caller was answered a 400 for a request that was fine)
+            blamed = self._blamed(
+                exc, before, partial(keyed, route, request_body), partial(keyed, asked_route)
+            )
+            if blamed is exc:
+                raise
+            raise _http_error(blamed) from exc
 
     async def _admin_delete(self, scope: Scope, receive: Receive, send: Send) -> None:
         cache, body = await self._admin_body(scope, receive)
