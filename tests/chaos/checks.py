@@ -113,7 +113,7 @@ class Oracle:
 
     def __init__(self, *, embedding_dim: int) -> None:
         self.embedding_dim = embedding_dim
-        self._answers: dict[tuple[str, int], tuple[str, ...]] = {}
+        self._answers: dict[tuple[str, int, str], tuple[str, ...]] = {}
         self._vectors: dict[tuple[str, int], tuple[float, ...]] = {}
         self._server = FakeOpenAIServer(embedding_dim=embedding_dim)
 
@@ -124,14 +124,24 @@ class Oracle:
     def __exit__(self, *exc: object) -> None:
         self._server.stop()
 
-    def answers(self, question: str, n: int = 1) -> tuple[str, ...]:
-        """The texts of the ``n`` choices answering ``question``."""
-        if (question, n) not in self._answers:
-            body = {"model": "oracle", "messages": [{"role": "user", "content": question}]}
-            data = self._post("/chat/completions", {**body, "n": n})
+    def answers(
+        self, question: str, n: int = 1, response_format: Mapping[str, Any] | None = None
+    ) -> tuple[str, ...]:
+        """The texts of the ``n`` choices answering ``question`` (under ``response_format``:
+        the simulated upstream answers OpenAI's JSON modes with JSON)."""
+        asked = (question, n, json.dumps(response_format, sort_keys=True))
+        if asked not in self._answers:
+            body: dict[str, Any] = {
+                "model": "oracle",
+                "messages": [{"role": "user", "content": question}],
+                "n": n,
+            }
+            if response_format is not None:
+                body["response_format"] = response_format
+            data = self._post("/chat/completions", body)
             choices = sorted(data["choices"], key=lambda c: c["index"])
-            self._answers[question, n] = tuple(c["message"]["content"] for c in choices)
-        return self._answers[question, n]
+            self._answers[asked] = tuple(c["message"]["content"] for c in choices)
+        return self._answers[asked]
 
     def vectors(self, items: Sequence[str], dimensions: int | None) -> list[tuple[float, ...]]:
         """The embeddings of ``items``, as floats."""

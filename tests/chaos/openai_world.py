@@ -174,13 +174,14 @@ def draw_chat(rng: random.Random, oracle: Oracle, *, routes: Sequence[str] = ROU
     if control:
         body["cache"] = control
     meaning = next((group for group in SAME_MEANING if question in group), {question})
+    answered_as = body.get("response_format")  # (the upstream answers its JSON modes in JSON)
     return ChatCase(
         body,
         question,
         identity(body, keyed_as="gpt-4o"),
-        tuple(Choice(text, "stop") for text in oracle.answers(question, n)),
+        tuple(Choice(text, "stop") for text in oracle.answers(question, n, answered_as)),
         namespace,
-        frozenset(text for q in meaning for text in oracle.answers(q, n)),
+        frozenset(text for q in meaning for text in oracle.answers(q, n, answered_as)),
     )
 
 

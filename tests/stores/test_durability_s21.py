@@ -283,6 +283,7 @@ def test_disk_store_that_cannot_be_written_is_still_read(tmp_path: Path, read_on
         if reader.poll() is None:
             reader.kill()
             reader.wait()
+    assert stdout, stderr  # (the reader's error, should its write after the chmod fail)
     assert json.loads(stdout) == {"new": "v", "get": "small"}, stderr
     said = [line for line in stderr.splitlines() if "read-only connection" in line]
     assert len(said) == 1 and str(directory) in said[0], stderr
