@@ -9,7 +9,16 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-__all__ = ["current_loop", "kept", "later", "off_loop", "uncancelled", "wait_event", "within"]
+__all__ = [
+    "PatientTimeout",
+    "current_loop",
+    "kept",
+    "later",
+    "off_loop",
+    "uncancelled",
+    "wait_event",
+    "within",
+]
 
 T = TypeVar("T")
 
@@ -108,3 +117,80 @@ async def within(
         if late is not None:
             late()
         return otherwise
+
+
+# A timer that runs this much later than it was due found its event loop busy elsewhere
+# (a loop that keeps up runs timers within a millisecond; a loaded one, at the start of a
+# burst, 10 to 20 ms late turn after turn, or hundreds of ms once).
+LOOP_BUSY = 0.005
+# The most time past its own a PatientTimeout gives back for a busy loop.
+MOST_FORGIVEN = 2.0
+
+
+class PatientTimeout:
+    """``async with PatientTimeout(seconds):`` — :func:`asyncio.timeout`, but the time the
+    event loop spent busy elsewhere is not counted against the work it bounds.
+
+    An answer that arrived in time may sit unread while the loop runs other callbacks (a
+    burst of requests being parsed, a blocking call): a plain timeout then fires in the
+    same turn as the read would have, and fails work that was done. Here, when the timer
+    runs more than :data:`LOOP_BUSY` late, the deadline moves by as long as it was late
+    (in all at most ``most_forgiven`` seconds), so the reply, if there is one, is read
+    first. A loop that keeps up is not late: the work fails after ``seconds``, as with
+    :func:`asyncio.timeout`.
+
+    ``progress``: the loop time (:meth:`asyncio.AbstractEventLoop.time`) of the last sign
+    that what is waited for moves (a queue served in turn); the deadline is then
+    ``seconds`` after it, not after the start. Raises :class:`TimeoutError` on expiry.
+    """
+
+    __slots__ = ("_forgiven", "_handle", "_loop", "_most", "_progress", "_seconds", "_timeout")
+
+    def __init__(
+        self,
+        seconds: float,
+        *,
+        progress: Callable[[], float] | None = None,
+        most_forgiven: float = MOST_FORGIVEN,
+    ) -> None:
+        self._seconds = seconds
+        self._progress = progress
+        self._most = most_forgiven
+        self._forgiven = 0.0
+        self._handle: asyncio.TimerHandle | None = None
+        self._timeout = asyncio.timeout(None)
+
+    async def __aenter__(self) -> PatientTimeout:
+        self._loop = asyncio.get_running_loop()
+        await self._timeout.__aenter__()
+        self._handle = self._loop.call_at(self._loop.time() + self._seconds, self._check)
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        await self._timeout.__aexit__(*exc_info)
+
+    def expired(self) -> bool:
+        """Whether the deadline passed (the work was cancelled for it)."""
+        return self._timeout.expired()
+
+    def _check(self) -> None:
+        handle = self._handle
+        assert handle is not None
+        loop = self._loop
+        now = loop.time()
+        due = handle.when()
+        late = now - due
+        if self._progress is not None:
+            due = max(due, self._progress() + self._seconds)
+        if late > LOOP_BUSY and self._forgiven < self._most:
+            given = min(late, self._most - self._forgiven)
+            self._forgiven += given
+            due = max(due, now + given)
+        if due > now:
+            self._handle = loop.call_at(due, self._check)
+        else:
+            self._handle = None
+            self._timeout.reschedule(now)  # expires now: the work is cancelled

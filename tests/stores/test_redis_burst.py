@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import time
 from collections.abc import Callable
+from pathlib import Path
 
+import httpx2
 import pytest
 
+from deja.config import parse_config
+from deja.server.app import ProxyApp
 from deja.stores.redis import RedisStore
+from deja.testing import FakeOpenAIServer
 from tests.stores.redis_servers import ValkeyServer
 
 
@@ -36,3 +42,86 @@ async def test_new_connections_do_not_each_read_the_package_metadata(
     assert values == [b"v"] * 20  # (20 at once: the pool opened new connections)
     assert reads == []
     await store.aclose()
+
+
+async def test_commands_in_flight_while_the_loop_is_busy_are_answered(
+    redis_server: ValkeyServer, make_redis: Callable[..., RedisStore]
+) -> None:
+    """The loop held up longer than every timeout while commands (and the connections
+    they open) wait for their replies: the replies came in time, and are read, not failed
+    as "Timeout connecting to server" / "Timeout reading" / StoreBusy."""
+    store = make_redis(redis_server, max_connections=10)
+    await store.aset("burst:key", b"v", 60)
+    loop = asyncio.get_running_loop()
+    for _ in range(3):  # (the first time, most open a connection)
+        reads = [asyncio.ensure_future(store.aget("burst:key")) for _ in range(30)]
+        loop.call_soon(time.sleep, 0.4)  # after the commands are sent (and queued)
+        assert await asyncio.gather(*reads) == [b"v"] * 30
+    await store.aclose()
+
+
+async def test_a_burst_on_two_workers_pays_each_answer_once_while_their_loop_is_busy(
+    redis_server: ValkeyServer, tmp_path: Path
+) -> None:
+    """Two proxy workers on one Redis, a burst of identical requests (each prompt asked
+    on both), and the event loop held up again and again meanwhile, as a loaded machine
+    keeps it while a burst is parsed: the Redis commands in flight took the loop's delay
+    for the server's (connect, read and pool timeouts) and failed; five failures in a row
+    opened the cache's breaker, and every request of the next second skipped the store,
+    its lookup and its cross-process lock: the prompts were paid once per worker. ``deja
+    serve --workers 2`` with 800 requests at once (500 prompts) paid 135 twice."""
+    redis_server.flush()
+    with FakeOpenAIServer(latency=0.2) as upstream:
+        config = {
+            "model_list": [
+                {
+                    "model_name": "gpt-4o",
+                    "litellm_params": {
+                        "model": "openai/gpt-4o",
+                        "api_base": upstream.base_url,
+                        "api_key": "sk-up",
+                    },
+                }
+            ],
+            "caching": {"type": "redis", "url": redis_server.url, "ttl": 600},
+            "general_settings": {"master_key": "sk-master"},
+        }
+        workers = [ProxyApp(parse_config(config, base_dir=tmp_path)) for _ in range(2)]
+        clients = [
+            httpx2.AsyncClient(
+                transport=httpx2.ASGITransport(app=app),
+                base_url="http://proxy",
+                headers={"authorization": "Bearer sk-master"},
+                timeout=60,
+            )
+            for app in workers
+        ]
+        prompts = [f"burst question {n}" for n in range(30)]
+
+        async def ask(client: httpx2.AsyncClient, prompt: str) -> int:
+            answer = await client.post(
+                "/v1/chat/completions",
+                json={"model": "gpt-4o", "messages": [{"role": "user", "content": prompt}]},
+            )
+            return answer.status_code
+
+        loop = asyncio.get_running_loop()
+        later: list[asyncio.TimerHandle] = []
+
+        def hold_up_the_loop() -> None:
+            time.sleep(0.3)  # busy elsewhere: longer than every Redis timeout,
+            later.append(loop.call_later(0.1, hold_up_the_loop))  # then runs requests
+
+        later.append(loop.call_later(0.1, hold_up_the_loop))
+        try:
+            codes = await asyncio.gather(
+                *(ask(client, prompt) for prompt in prompts for client in clients * 2)
+            )
+        finally:
+            later[-1].cancel()
+            for client in clients:
+                await client.aclose()
+            for app in workers:
+                await app.aclose()
+        assert codes == [200] * 4 * len(prompts)
+        assert upstream.count("/v1/chat/completions") == len(prompts)

@@ -18,6 +18,9 @@ costs one timeout per call, and the cache façade's circuit breaker stops even t
 a few failures), and a bounded connection pool that waits at most ``pool_timeout`` for a
 free connection. A command that may safely run twice is sent once more on a fresh
 connection when its pooled one turns out closed (the server restarted, or failed over).
+The asyncio client's timeouts do not count the time its event loop spent busy elsewhere
+(up to 2 s; :class:`~deja._aio.PatientTimeout`): a process parsing a burst of requests
+left replies that came in time unread past their timeouts, and failed them.
 
 Eviction and tags
 -----------------
@@ -51,6 +54,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
+from deja._aio import MOST_FORGIVEN, PatientTimeout
 from deja._forks import renew_in_child
 from deja._waits import is_seconds
 from deja.errors import MissingDependencyError, StoreBusy, StoreError
@@ -263,6 +267,7 @@ class _AsyncGate:
     Also put in front of the standalone pool: redis-py's asyncio BlockingConnectionPool
     lets a task that just released a connection take it straight back, so under load a
     waiter can starve past the pool timeout; asyncio's semaphore serves waiters in order.
+    The time the event loop spent busy elsewhere is not counted (:class:`PatientTimeout`).
     """
 
     def __init__(
@@ -288,7 +293,7 @@ class _AsyncGate:
             await slots.acquire()  # a free slot: returns at once, so no timer is armed
             return
         try:
-            async with asyncio.timeout(self._timeout):
+            async with PatientTimeout(self._timeout):
                 await slots.acquire()
         except TimeoutError:
             raise StoreBusy(f"no redis connection free within {self._timeout:g} s") from None
@@ -904,6 +909,54 @@ class RedisStore:
         self._policy_read(memory)
 
 
+def _backstop(seconds: float) -> float:
+    """redis-py's own timeout on an asyncio connection whose deja timeout is ``seconds``
+    (:func:`_patient`): it outlasts deja's, forgiven a busy loop, and bounds only what
+    deja's do not (a write to a server that stopped reading)."""
+    return seconds + MOST_FORGIVEN + 1.0
+
+
+def _patient(base: type[Any], s: _Settings) -> type[Any]:
+    """``base``, a redis-py asyncio connection class, whose connect and read timeouts
+    (``connect_timeout``, ``op_timeout``) do not count the time the event loop spent busy
+    elsewhere (:class:`~deja._aio.PatientTimeout`).
+
+    A burst of requests keeps a process's loop busy (each request is parsed, looked up,
+    answered): a reply that came in time sat unread while other callbacks ran, and the
+    plain timeout, firing in the same turn, failed it. In a two-worker proxy, 400
+    requests at once cost 30 to 40 such timeouts, in a row: the cache's breaker opened
+    and for a second every request skipped the store, its lookup and its lock (a prompt
+    asked on both workers was paid twice). A server that does not answer still times out
+    after ``op_timeout`` while the loop keeps up.
+    """
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    connect_timeout, op_timeout = s.connect_timeout, s.op_timeout
+
+    class PatientConnection(base):  # type: ignore[misc]
+        async def _connect(self) -> None:
+            # (a TimeoutError here is redis-py's "Timeout connecting to server")
+            async with PatientTimeout(connect_timeout):
+                await super()._connect()
+
+        async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("timeout") is not None or (len(args) > 1 and args[1] is not None):
+                return await super().read_response(*args, **kwargs)  # (a caller's own)
+            patience = PatientTimeout(op_timeout)
+            try:
+                async with patience:
+                    # cancelled when it expires: redis-py then drops the connection (a
+                    # reply read later would answer the next command)
+                    return await super().read_response(*args, **kwargs)
+            except TimeoutError:
+                if not patience.expired():
+                    raise
+                raise RedisTimeoutError(f"Timeout reading from {self._host_error()}") from None
+
+    PatientConnection.__name__ = PatientConnection.__qualname__ = f"Patient{base.__name__}"
+    return PatientConnection
+
+
 # redis-py leaves a few constructors untyped (sync pools, cluster nodes, Sentinel); those
 # calls carry a narrow ignore.
 
@@ -989,7 +1042,13 @@ def _async_ops(s: _Settings) -> tuple[AsyncRedisOps, AbstractAsyncContextManager
         # pool of `limit` connections can never be exhausted; redis-py's asyncio blocking
         # pool would add a Condition and a timer to every command (a third of the
         # throughput at 64-way concurrency here).
-        pool_kwargs = {**kwargs, "max_connections": limit}
+        pool_kwargs = {
+            **kwargs,
+            "max_connections": limit,
+            # deja's own timeouts bound the connections' work (_patient); these outlast them
+            "socket_timeout": _backstop(s.op_timeout),
+            "socket_connect_timeout": _backstop(s.connect_timeout),
+        }
         pool: redis.asyncio.ConnectionPool
         if s.url is not None:
             pool = redis.asyncio.ConnectionPool.from_url(s.url, retry=no_retry, **pool_kwargs)
@@ -1004,6 +1063,7 @@ def _async_ops(s: _Settings) -> tuple[AsyncRedisOps, AbstractAsyncContextManager
                 retry=no_retry,
                 **pool_kwargs,
             )
+        pool.connection_class = _patient(pool.connection_class, s)
         gate: AbstractAsyncContextManager[object] = _AsyncGate(limit, s.pool_timeout)
         return AsyncRedisOps(redis.asyncio.Redis.from_pool(pool), gate=gate), gate
     gate = _AsyncGate(limit, s.pool_timeout)
