@@ -1152,7 +1152,8 @@ def _redis_options() -> dict[str, Option]:
         "pool_timeout": Option(
             types=float,
             validator=_positive,
-            doc="Longest wait for a free connection (default: connect_timeout).",
+            doc="Longest wait for a free connection (default: connect_timeout); async:"
+            " while no command is answered (a queue served in turn is waited in).",
         ),
         "max_connections": Option(
             types=int, validator=_positive, doc="Connections per process (default 50)."

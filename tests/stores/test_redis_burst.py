@@ -13,9 +13,11 @@ import httpx2
 import pytest
 
 from deja.config import parse_config
+from deja.errors import StoreBusy, StoreError
 from deja.server.app import ProxyApp
 from deja.stores.redis import RedisStore
 from deja.testing import FakeOpenAIServer
+from tests.stores import redis_servers
 from tests.stores.redis_servers import ValkeyServer
 
 
@@ -58,6 +60,37 @@ async def test_commands_in_flight_while_the_loop_is_busy_are_answered(
         loop.call_soon(time.sleep, 0.4)  # after the commands are sent (and queued)
         assert await asyncio.gather(*reads) == [b"v"] * 30
     await store.aclose()
+
+
+async def test_a_queue_served_in_turn_is_waited_in(
+    redis_server: ValkeyServer, make_redis: Callable[..., RedisStore]
+) -> None:
+    """A burst on a healthy server: the waiters for a free connection were turned away
+    (StoreBusy: a lookup missed, a lock not taken) once ``pool_timeout`` had passed, though
+    commands were answered all along; they now wait while the server answers."""
+    store = make_redis(redis_server, max_connections=1, pool_timeout=0.01)
+    await store.aset("burst:key", b"v", 60)
+    values = await asyncio.gather(*(store.aget("burst:key") for _ in range(300)))
+    assert values == [b"v"] * 300
+    await store.aclose()
+
+
+async def test_a_server_that_answers_nothing_still_turns_waiters_away(tmp_path: Path) -> None:
+    with redis_servers.running(redis_servers.start_standalone(tmp_path)) as server:
+        store = RedisStore(url=server.url, max_connections=2, pool_timeout=0.05)
+        await store.aset("burst:key", b"v", 60)
+        server.pause()  # SIGSTOP: connections are accepted, nothing is ever answered
+        try:
+            async with asyncio.timeout(30):  # (a bound for a broken test, not a figure)
+                outcomes = await asyncio.gather(
+                    *(store.aget("burst:key") for _ in range(20)), return_exceptions=True
+                )
+        finally:
+            server.resume()
+        assert all(isinstance(outcome, StoreError) for outcome in outcomes)
+        assert any(isinstance(outcome, StoreBusy) for outcome in outcomes)
+        assert await store.aget("burst:key") == b"v"
+        await store.aclose()
 
 
 async def test_a_burst_on_two_workers_pays_each_answer_once_while_their_loop_is_busy(

@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import re
 import threading
 import time
@@ -267,7 +268,15 @@ class _AsyncGate:
     Also put in front of the standalone pool: redis-py's asyncio BlockingConnectionPool
     lets a task that just released a connection take it straight back, so under load a
     waiter can starve past the pool timeout; asyncio's semaphore serves waiters in order.
-    The time the event loop spent busy elsewhere is not counted (:class:`PatientTimeout`).
+
+    A waiter gives up when the server answered nothing for ``timeout`` while it waited,
+    not after ``timeout`` in all: a queue served in turn is a burst, and each waiter
+    turned away was a lookup missed or a lock not taken (an answer paid twice). Nor is
+    the time the event loop spent busy elsewhere counted (:class:`PatientTimeout`). A
+    server that does not answer still turns waiters away after ``timeout``. What counts
+    as an answer: a command that ended with a reply (an error reply too), and, through
+    :meth:`answered`, any reply a connection reads (a new connection's handshake, while
+    a burst's first commands all wait for theirs).
     """
 
     def __init__(
@@ -277,9 +286,13 @@ class _AsyncGate:
         *,
         prepare: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
+        from redis.exceptions import ResponseError
+
         self._slots = asyncio.Semaphore(limit)
         self._timeout = timeout
         self._prepare = prepare
+        self._answers = ResponseError  # (an error reply is an answer: the server is there)
+        self._answered = -math.inf  # loop time of the last command answered
 
     async def __aenter__(self) -> None:
         if self._prepare is not None:
@@ -293,12 +306,23 @@ class _AsyncGate:
             await slots.acquire()  # a free slot: returns at once, so no timer is armed
             return
         try:
-            async with PatientTimeout(self._timeout):
+            async with PatientTimeout(self._timeout, progress=self._last_answer):
                 await slots.acquire()
         except TimeoutError:
-            raise StoreBusy(f"no redis connection free within {self._timeout:g} s") from None
+            raise StoreBusy(
+                f"no redis connection free, and no command answered, for {self._timeout:g} s"
+            ) from None
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    def _last_answer(self) -> float:
+        return self._answered
+
+    def answered(self) -> None:
+        """The server answered something just now (called on the gate's event loop)."""
+        self._answered = asyncio.get_running_loop().time()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        if exc_type is None or issubclass(exc_type, self._answers):
+            self.answered()
         self._slots.release()
 
 
@@ -491,7 +515,9 @@ class RedisStore:
 
     Limits: ``op_timeout`` (seconds per command, default 0.1), ``connect_timeout`` (0.25),
     ``max_connections`` (50 per process and event loop; on a cluster, per node), and
-    ``pool_timeout``, the longest wait for a free connection (default: ``connect_timeout``).
+    ``pool_timeout``, the longest wait for a free connection (default: ``connect_timeout``;
+    with asyncio, the longest wait while the server answers nothing: a queue of commands
+    served in turn is waited in).
     A command that times out is not retried: the cache façade's fail-open and circuit
     breaker deal with failures, and a retry would only double the cost of a dead server. A
     read, a write of a value, a delete, a tag or a tag's drop is sent once more on a fresh
@@ -916,10 +942,11 @@ def _backstop(seconds: float) -> float:
     return seconds + MOST_FORGIVEN + 1.0
 
 
-def _patient(base: type[Any], s: _Settings) -> type[Any]:
+def _patient(base: type[Any], s: _Settings, answered: Callable[[], None]) -> type[Any]:
     """``base``, a redis-py asyncio connection class, whose connect and read timeouts
     (``connect_timeout``, ``op_timeout``) do not count the time the event loop spent busy
-    elsewhere (:class:`~deja._aio.PatientTimeout`).
+    elsewhere (:class:`~deja._aio.PatientTimeout`), and which calls ``answered()`` for each
+    reply it reads.
 
     A burst of requests keeps a process's loop busy (each request is parsed, looked up,
     answered): a reply that came in time sat unread while other callbacks ran, and the
@@ -947,11 +974,13 @@ def _patient(base: type[Any], s: _Settings) -> type[Any]:
                 async with patience:
                     # cancelled when it expires: redis-py then drops the connection (a
                     # reply read later would answer the next command)
-                    return await super().read_response(*args, **kwargs)
+                    reply = await super().read_response(*args, **kwargs)
             except TimeoutError:
                 if not patience.expired():
                     raise
                 raise RedisTimeoutError(f"Timeout reading from {self._host_error()}") from None
+            answered()
+            return reply
 
     PatientConnection.__name__ = PatientConnection.__qualname__ = f"Patient{base.__name__}"
     return PatientConnection
@@ -1063,9 +1092,9 @@ def _async_ops(s: _Settings) -> tuple[AsyncRedisOps, AbstractAsyncContextManager
                 retry=no_retry,
                 **pool_kwargs,
             )
-        pool.connection_class = _patient(pool.connection_class, s)
-        gate: AbstractAsyncContextManager[object] = _AsyncGate(limit, s.pool_timeout)
-        return AsyncRedisOps(redis.asyncio.Redis.from_pool(pool), gate=gate), gate
+        standalone = _AsyncGate(limit, s.pool_timeout)
+        pool.connection_class = _patient(pool.connection_class, s, standalone.answered)
+        return AsyncRedisOps(redis.asyncio.Redis.from_pool(pool), gate=standalone), standalone
     gate = _AsyncGate(limit, s.pool_timeout)
     if s.mode == "cluster":
         cluster_kwargs = {**kwargs, "max_connections": limit, "retry": no_retry}
