@@ -129,7 +129,7 @@ class Oracle:
     ) -> tuple[str, ...]:
         """The texts of the ``n`` choices answering ``question`` (under ``response_format``:
         the simulated upstream answers OpenAI's JSON modes with JSON)."""
-        asked = (question, n, json.dumps(response_format, sort_keys=True))
+        asked = (question, n, json.dumps(response_format))  # (a schema's order counts)
         if asked not in self._answers:
             body: dict[str, Any] = {
                 "model": "oracle",
