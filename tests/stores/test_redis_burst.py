@@ -68,10 +68,12 @@ async def test_a_queue_served_in_turn_is_waited_in(
     """A burst on a healthy server: the waiters for a free connection were turned away
     (StoreBusy: a lookup missed, a lock not taken) once ``pool_timeout`` had passed, though
     commands were answered all along; they now wait while the server answers."""
-    store = make_redis(redis_server, max_connections=1, pool_timeout=0.01)
+    # (3,000 commands on one connection take ~0.5 s or more in all, each a fraction of a
+    # millisecond: well past pool_timeout in all, far within it each, even loaded)
+    store = make_redis(redis_server, max_connections=1, pool_timeout=0.1)
     await store.aset("burst:key", b"v", 60)
-    values = await asyncio.gather(*(store.aget("burst:key") for _ in range(300)))
-    assert values == [b"v"] * 300
+    values = await asyncio.gather(*(store.aget("burst:key") for _ in range(3000)))
+    assert values == [b"v"] * 3000
     await store.aclose()
 
 
