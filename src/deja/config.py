@@ -554,9 +554,13 @@ _HOOK_KEYS: Final = _keys(
         " anthropic_cache_control_hook.py, when no such file is there, is skipped with a"
         " warning: cache_control_injection_points place the markers by themselves."
     ),
-    async_pre_llm_hook="f(body) -> body: may change a request before it is keyed and sent.",
+    async_pre_llm_hook=(
+        "f(body) -> body: may change a request before it is keyed and sent (given the"
+        " caller's tenant= if it declares a tenant parameter or **kwargs)."
+    ),
     async_post_cache_hook=(
-        "f(response, request) -> options or None: cache options (tags, ttl) for the entry."
+        "f(response, request) -> options or None: cache options (tags, ttl) for the entry"
+        " (given tenant= as the pre-LLM hook is)."
     ),
     key_builder="A key builder, as caching.key_builder (one of the two).",
 )

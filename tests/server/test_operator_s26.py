@@ -18,7 +18,7 @@ from deja.config import parse_config
 from deja.server.app import ProxyApp
 from deja.stores.memory import MemoryStore
 from deja.testing import FakeOpenAIServer
-from tests.server.conftest import proxy_config
+from tests.server.conftest import MASTER, TEAM_A, proxy_config
 
 
 def _closed_port() -> int:
@@ -341,3 +341,46 @@ async def test_a_hook_that_breaks_a_valid_embeddings_request_is_the_proxys_fault
     assert answer.json()["error"]["code"] == "hook_failed"
     [said] = [r.getMessage() for r in caplog.records if _BROKEN_BY in r.getMessage()]
     assert said.startswith(f"pre-LLM hook pre {_BROKEN_BY}: {rule}")
+
+
+async def test_hooks_that_declare_tenant_are_given_the_callers(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    tmp_path: Path,
+) -> None:
+    """The seed guide's post-cache hook tags an entry with its tenant for later eviction; a
+    hook got the body and the answer only, and could not tell whose request it was. A hook
+    that declares ``tenant`` (or ``**kwargs``) is given the caller's; one that does not is
+    called as before."""
+    source = (
+        "def pre(body, tenant):\n"
+        "    body['user'] = f'seen-by-{tenant}'\n"
+        "    return body\n"
+        "async def post(response, request, **_):\n"
+        "    return {'tags': [f\"tenant:{_['tenant']}\"]}\n"
+        "def plain(response, request):\n"
+        "    return {'tags': ['plain']}\n"
+    )
+    (tmp_path / "hooks.py").write_text(source)
+    hooks = [
+        {"path": "hooks.py", "async_pre_llm_hook": "pre", "async_post_cache_hook": "post"},
+        {"path": "hooks.py", "async_post_cache_hook": "plain"},
+    ]
+    config = proxy_config(upstream, hooks=hooks)
+    team_a, master = {"authorization": f"Bearer {TEAM_A}"}, {"authorization": f"Bearer {MASTER}"}
+    async with make_proxy(config, key=None) as proxy:  # (one app: one store)
+        answer = await proxy.post(CHAT, json=BODY, headers=team_a)
+        assert answer.status_code == 200, answer.text
+        assert upstream.requests[-1].body["user"] == "seen-by-team-a"
+        for tag, tenant, deleted in (
+            ("tenant:team-b", "team-b", 0),
+            ("tenant:team-a", "team-a", 1),
+            ("plain", "team-a", 0),  # (gone with the entry: both tags were its own)
+        ):
+            done = await proxy.post(
+                "/cache/invalidate", json={"tag": tag, "tenant": tenant}, headers=master
+            )
+            assert done.status_code == 200, done.text
+            assert done.json() == {"deleted": deleted}, tag
+        again = await proxy.post(CHAT, json=BODY, headers=team_a)
+        assert again.headers["x-deja-cache"] == "miss"

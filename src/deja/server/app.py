@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import difflib
+import inspect
 import logging
 import math
 import os
@@ -746,6 +747,8 @@ class ProxyApp:
         self._pre_hooks: list[tuple[str, Callable[..., Any]]] = []
         self._post_hooks: list[tuple[str, Callable[..., Any]]] = []
         self._hooks_without_embeddings: set[str] = set()
+        # the hooks that declare a ``tenant`` parameter (or ``**kwargs``): given the caller's
+        self._tenant_hooks: set[str] = set()
         # failures that recur on every request (an upstream down, a hook that raises):
         # logged when they start, then counted, once per window
         self._recurring = Recurring(window=_LOG_WINDOW, max_keys=_LOGGED_KEYS)
@@ -753,14 +756,15 @@ class ProxyApp:
         self._cooldowns = _Cooldowns(settings.proxy.allowed_fails, settings.proxy.cooldown_time)
         self._fallbacks = settings.proxy.fallbacks
         for spec in settings.hooks:
-            if spec.async_pre_llm_hook:
-                self._pre_hooks.append(
-                    (spec.async_pre_llm_hook, spec.load(spec.async_pre_llm_hook))
-                )
-            if spec.async_post_cache_hook:
-                self._post_hooks.append(
-                    (spec.async_post_cache_hook, spec.load(spec.async_post_cache_hook))
-                )
+            for name, hooks in (
+                (spec.async_pre_llm_hook, self._pre_hooks),
+                (spec.async_post_cache_hook, self._post_hooks),
+            ):
+                if name:
+                    hook = spec.load(name)
+                    hooks.append((name, hook))
+                    if _takes_tenant(hook):
+                        self._tenant_hooks.add(name)
             if spec.key_builder and self.cache is not None:
                 self.cache.key_builder = _tenant_key_builder(
                     spec.key_builder, spec.load(spec.key_builder)
@@ -969,10 +973,11 @@ class ProxyApp:
         except ControlError as exc:  # a Cache-Control header, not a body parameter
             raise HTTPError(400, str(exc)) from None
 
-    async def _pre_llm(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def _pre_llm(self, body: dict[str, Any], *, tenant: str | None) -> dict[str, Any]:
         for name, hook in self._pre_hooks:
             try:
-                result = await self._run_hook("pre-LLM", name, partial(hook, body))
+                call = self._hook_call(name, hook, body, tenant=tenant)
+                result = await self._run_hook("pre-LLM", name, call)
             except Exception as exc:
                 refusal = _refusal(exc)
                 if refusal is not None:  # the hook turned the request down (a policy)
@@ -1014,7 +1019,7 @@ class ProxyApp:
         before = None
         with contextlib.suppress(TypeError):  # (an integer past 64 bits: no snapshot)
             before = await off_loop(partial(orjson.dumps, body), size, threshold=_LARGE_BODY)
-        body = await self._pre_llm(body)
+        body = await self._pre_llm(body, tenant=caller.tenant)
         hooked = body.pop("cache", None)
         if hooked is not None:
             try:
@@ -1083,8 +1088,17 @@ class ProxyApp:
             return exc  # the caller's own mistake: its 400
         return self._hooks_broke(exc)
 
+    def _hook_call(
+        self, name: str, hook: Callable[..., Any], *args: object, tenant: str | None
+    ) -> Callable[[], Any]:
+        """``hook(*args)``, with ``tenant=`` the caller's tenant (``None``: no virtual key
+        names one) for a hook that declares it."""
+        if name in self._tenant_hooks:
+            return partial(hook, *args, tenant=tenant)
+        return partial(hook, *args)
+
     def _on_response(
-        self, body: dict[str, Any], ctl: CacheControl
+        self, body: dict[str, Any], ctl: CacheControl, *, tenant: str | None
     ) -> Callable[[dict[str, Any]], Awaitable[CacheControl | None]] | None:
         if not self._post_hooks:
             return None
@@ -1120,7 +1134,8 @@ class ProxyApp:
             extra: CacheControl | None = None
             for name, hook in self._post_hooks:
                 try:
-                    result = await self._run_hook("post-cache", name, partial(hook, response, body))
+                    call = self._hook_call(name, hook, response, body, tenant=tenant)
+                    result = await self._run_hook("post-cache", name, call)
                 except (KeyError, IndexError, TypeError, AttributeError) as exc:
                     if not embeddings:
                         self._hook_failed("post-cache", name, exc, "the answer is not stored")
@@ -1249,11 +1264,19 @@ class ProxyApp:
                 outcome,
             )
 
-    def _storing(self, route: Route, plan: Plan, body: dict[str, Any], ctl: CacheControl) -> Any:
+    def _storing(
+        self,
+        route: Route,
+        plan: Plan,
+        body: dict[str, Any],
+        ctl: CacheControl,
+        *,
+        tenant: str | None,
+    ) -> Any:
         """The post-cache hooks, and: an answer from a deployment that asks something
         else than the one the request is keyed as (another model, a failover) is served,
         not stored under that key."""
-        hooks = self._on_response(body, ctl)
+        hooks = self._on_response(body, ctl, tenant=tenant)
         if len(route.targets) == 1:
             return hooks
 
@@ -1658,7 +1681,10 @@ class ProxyApp:
             cost = self._prices.response_cost(_priced_as(route, plan, request), response)
             return CacheInfo("bypass", "", cost_usd=cost), orjson.dumps(response)
         result = await self.cache.fetch(
-            request, call, control=ctl, on_response=self._storing(route, plan, body, ctl)
+            request,
+            call,
+            control=ctl,
+            on_response=self._storing(route, plan, body, ctl, tenant=request.tenant),
         )
         data = result.response_bytes
         assert data is not None  # fetch returns a response or raises
@@ -1703,7 +1729,7 @@ class ProxyApp:
             open_stream,
             control=ctl,
             include_usage=include_usage,
-            on_response=self._storing(route, plan, body, ctl),
+            on_response=self._storing(route, plan, body, ctl, tenant=request.tenant),
             copy_chunks=False,  # serialized as they come, never changed
         )
 
@@ -1886,7 +1912,7 @@ class ProxyApp:
                 control=ctl,
                 fetch_missing=fetch_missing,
                 tenant=caller.tenant,
-                on_response=self._storing(route, plan, asked, ctl),
+                on_response=self._storing(route, plan, asked, ctl, tenant=caller.tenant),
                 prices=self._prices,
                 # (the calls may go to any of the deployments tried: the least of theirs)
                 max_inputs=min(
@@ -2612,6 +2638,20 @@ async def _send_shutting_down(send: Send) -> None:
     event = sse_event({"error": {**error, "code": "shutting_down"}})
     with contextlib.suppress(OSError):  # a server that raises when the client went away
         await send({"type": "http.response.body", "body": event, "more_body": False})
+
+
+def _takes_tenant(hook: Callable[..., Any]) -> bool:
+    """Whether ``hook`` declares a ``tenant`` keyword (or takes ``**kwargs``): it is then
+    given the caller's tenant (a hook that tags, or partitions, by team)."""
+    try:
+        parameters = inspect.signature(hook).parameters.values()
+    except (TypeError, ValueError):  # (a builtin without a signature)
+        return False
+    return any(
+        p.kind is p.VAR_KEYWORD
+        or (p.name == "tenant" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+        for p in parameters
+    )
 
 
 def _a(word: str) -> str:
