@@ -125,6 +125,10 @@ async def within(
 LOOP_BUSY = 0.005
 # The most time past its own a PatientTimeout gives back for a busy loop.
 MOST_FORGIVEN = 2.0
+# How many late runs of its timer a PatientTimeout forgives: a loop held up once (a burst
+# parsed, a blocking call) is forgiven; one steadily late by a few ms each turn is not
+# forgiven turn after turn (a server that answers nothing took seconds, not its timeout).
+MOST_TIMES_FORGIVEN = 3
 
 
 class PatientTimeout:
@@ -134,9 +138,11 @@ class PatientTimeout:
     An answer that arrived in time may sit unread while the loop runs other callbacks (a
     burst of requests being parsed, a blocking call): a plain timeout then fires in the
     same turn as the read would have, and fails work that was done. Here, when the timer
-    runs more than :data:`LOOP_BUSY` late, the deadline moves by as long as it was late
-    (in all at most ``most_forgiven`` seconds), so the reply, if there is one, is read
-    first. A loop that keeps up is not late: the work fails after ``seconds``, as with
+    runs more than :data:`LOOP_BUSY` late, the deadline moves by as long as it was late, so
+    the reply, if there is one, is read first: at most :data:`MOST_TIMES_FORGIVEN` times,
+    and at most ``most_forgiven`` seconds in all. Work that never ends fails after
+    ``seconds`` plus at most twice those (each late run, and the time it is given back).
+    A loop that keeps up is not late: the work fails after ``seconds``, as with
     :func:`asyncio.timeout`.
 
     ``progress``: the loop time (:meth:`asyncio.AbstractEventLoop.time`) of the last sign
@@ -144,7 +150,16 @@ class PatientTimeout:
     ``seconds`` after it, not after the start. Raises :class:`TimeoutError` on expiry.
     """
 
-    __slots__ = ("_forgiven", "_handle", "_loop", "_most", "_progress", "_seconds", "_timeout")
+    __slots__ = (
+        "_forgiven",
+        "_handle",
+        "_loop",
+        "_most",
+        "_progress",
+        "_seconds",
+        "_timeout",
+        "_times",
+    )
 
     def __init__(
         self,
@@ -157,6 +172,7 @@ class PatientTimeout:
         self._progress = progress
         self._most = most_forgiven
         self._forgiven = 0.0
+        self._times = 0  # late runs forgiven
         self._handle: asyncio.TimerHandle | None = None
         self._timeout = asyncio.timeout(None)
 
@@ -185,9 +201,10 @@ class PatientTimeout:
         late = now - due
         if self._progress is not None:
             due = max(due, self._progress() + self._seconds)
-        if late > LOOP_BUSY and self._forgiven < self._most:
+        if late > LOOP_BUSY and self._forgiven < self._most and self._times < MOST_TIMES_FORGIVEN:
             given = min(late, self._most - self._forgiven)
             self._forgiven += given
+            self._times += 1
             due = max(due, now + given)
         if due > now:
             self._handle = loop.call_at(due, self._check)

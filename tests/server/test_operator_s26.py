@@ -384,3 +384,26 @@ async def test_hooks_that_declare_tenant_are_given_the_callers(
             assert done.json() == {"deleted": deleted}, tag
         again = await proxy.post(CHAT, json=BODY, headers=team_a)
         assert again.headers["x-deja-cache"] == "miss"
+
+
+async def test_two_hook_files_functions_of_one_name_are_called_each_its_own_way(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    tmp_path: Path,
+) -> None:
+    """LiteLLM's function name in two files, one declaring ``tenant``: both were given it
+    (by the name), and the other failed on every request, so nothing was stored."""
+    (tmp_path / "team_hooks.py").write_text(
+        "def async_post_cache_hook(response, request, tenant=None):\n"
+        "    return {'tags': [f'tenant:{tenant}']}\n"
+    )
+    (tmp_path / "audit_hooks.py").write_text(
+        "def async_post_cache_hook(response, request):\n    return None\n"
+    )
+    name = "async_post_cache_hook"
+    hooks = [{"path": "team_hooks.py", name: name}, {"path": "audit_hooks.py", name: name}]
+    async with make_proxy(proxy_config(upstream, hooks=hooks)) as proxy:
+        first = await proxy.post(CHAT, json=BODY)
+        again = await proxy.post(CHAT, json=BODY)
+    assert first.status_code == again.status_code == 200
+    assert again.headers["x-deja-cache"] == "hit"

@@ -160,3 +160,23 @@ async def test_a_burst_on_two_workers_pays_each_answer_once_while_their_loop_is_
                 await app.aclose()
         assert codes == [200] * 4 * len(prompts)
         assert upstream.count("/v1/chat/completions") == len(prompts)
+
+
+async def test_a_queue_behind_a_slow_server_is_bounded_in_all() -> None:
+    """A server that answers each command, but slowly: waiting while it answered, a
+    command queued behind 200 others waited 9 s (no bound in all); past 8 x pool_timeout
+    (at least 2 s) it is turned away, a miss."""
+    from deja.stores.redis import _AsyncGate
+
+    gate = _AsyncGate(2, 0.2)  # (an answer every ~45 ms: within it, each time)
+
+    async def command() -> str:
+        try:
+            async with gate:
+                await asyncio.sleep(0.09)  # answered, slowly
+        except StoreBusy:
+            return "busy"
+        return "answered"
+
+    outcomes = await asyncio.gather(*(command() for _ in range(200)))
+    assert "answered" in outcomes and "busy" in outcomes

@@ -747,8 +747,9 @@ class ProxyApp:
         self._pre_hooks: list[tuple[str, Callable[..., Any]]] = []
         self._post_hooks: list[tuple[str, Callable[..., Any]]] = []
         self._hooks_without_embeddings: set[str] = set()
-        # the hooks that declare a ``tenant`` parameter (or ``**kwargs``): given the caller's
-        self._tenant_hooks: set[str] = set()
+        # the hook functions that declare a ``tenant`` parameter (or ``**kwargs``): given the
+        # caller's (by the function: two files' hooks may share a name)
+        self._tenant_hooks: set[int] = set()  # (ids: a callable object may not hash)
         # failures that recur on every request (an upstream down, a hook that raises):
         # logged when they start, then counted, once per window
         self._recurring = Recurring(window=_LOG_WINDOW, max_keys=_LOGGED_KEYS)
@@ -764,7 +765,7 @@ class ProxyApp:
                     hook = spec.load(name)
                     hooks.append((name, hook))
                     if _takes_tenant(hook):
-                        self._tenant_hooks.add(name)
+                        self._tenant_hooks.add(id(hook))
             if spec.key_builder and self.cache is not None:
                 self.cache.key_builder = _tenant_key_builder(
                     spec.key_builder, spec.load(spec.key_builder)
@@ -976,7 +977,7 @@ class ProxyApp:
     async def _pre_llm(self, body: dict[str, Any], *, tenant: str | None) -> dict[str, Any]:
         for name, hook in self._pre_hooks:
             try:
-                call = self._hook_call(name, hook, body, tenant=tenant)
+                call = self._hook_call(hook, body, tenant=tenant)
                 result = await self._run_hook("pre-LLM", name, call)
             except Exception as exc:
                 refusal = _refusal(exc)
@@ -1089,11 +1090,11 @@ class ProxyApp:
         return self._hooks_broke(exc)
 
     def _hook_call(
-        self, name: str, hook: Callable[..., Any], *args: object, tenant: str | None
+        self, hook: Callable[..., Any], *args: object, tenant: str | None
     ) -> Callable[[], Any]:
         """``hook(*args)``, with ``tenant=`` the caller's tenant (``None``: no virtual key
         names one) for a hook that declares it."""
-        if name in self._tenant_hooks:
+        if id(hook) in self._tenant_hooks:
             return partial(hook, *args, tenant=tenant)
         return partial(hook, *args)
 
@@ -1134,7 +1135,7 @@ class ProxyApp:
             extra: CacheControl | None = None
             for name, hook in self._post_hooks:
                 try:
-                    call = self._hook_call(name, hook, response, body, tenant=tenant)
+                    call = self._hook_call(hook, response, body, tenant=tenant)
                     result = await self._run_hook("post-cache", name, call)
                 except (KeyError, IndexError, TypeError, AttributeError) as exc:
                     if not embeddings:

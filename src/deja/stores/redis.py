@@ -305,12 +305,15 @@ class _AsyncGate:
         if not slots.locked():
             await slots.acquire()  # a free slot: returns at once, so no timer is armed
             return
+        most = max(_QUEUED_TIMES * self._timeout, _LEAST_QUEUED)
         try:
-            async with PatientTimeout(self._timeout, progress=self._last_answer):
-                await slots.acquire()
+            async with asyncio.timeout(most):
+                async with PatientTimeout(self._timeout, progress=self._last_answer):
+                    await slots.acquire()
         except TimeoutError:
             raise StoreBusy(
-                f"no redis connection free, and no command answered, for {self._timeout:g} s"
+                f"no redis connection free: none for {self._timeout:g} s with no command"
+                f" answered, or {most:g} s in all"
             ) from None
 
     def _last_answer(self) -> float:
@@ -327,6 +330,11 @@ class _AsyncGate:
 
 
 _MASTER_CHECK_EVERY = 1.0  # seconds between two asks of the sentinels where the master is
+# The longest a command waits in line for a connection in all, however steadily the server
+# answers the commands ahead of it (8 x pool_timeout, at least 2 s): past it, StoreBusy (a
+# lookup missed, a hit never waits without end behind a slow server).
+_QUEUED_TIMES = 8
+_LEAST_QUEUED = 2.0
 
 
 class _MasterWatch:
