@@ -320,8 +320,8 @@ def _follow_supervisor() -> None:
     dies: the thread never fires there, and the worker outlives the supervisor as before.)
     """
     value = os.environ.pop(SUPERVISOR_ENV, "")  # (once: not for this worker's own children)
-    if not value.isdigit():
-        return
+    if not value.isdigit() or int(value) == os.getpid():
+        return  # (not a worker: the supervisor itself, building an app in its own process)
     supervisor = int(value)
 
     def watch() -> None:
