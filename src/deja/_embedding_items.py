@@ -47,7 +47,7 @@ __all__ = [
 EMBEDDING_INPUT_LIMITS: Mapping[str, int] = MappingProxyType(
     {"openai": 2048, "azure": 2048, "mistral": 256}
 )
-DEFAULT_EMBEDDING_INPUTS = 2048
+DEFAULT_EMBEDDING_INPUTS = EMBEDDING_INPUT_LIMITS["openai"]  # (any other server's)
 
 
 def embedding_input_limit(provider: str) -> int:

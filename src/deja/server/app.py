@@ -774,7 +774,7 @@ class ProxyApp:
             logger.warning(
                 "post-cache hooks (%s) run on answers the cache stores: without a caching"
                 " block they never run (answers are passed on as they come)",
-                ", ".join(name for name, _ in self._post_hooks),
+                _names(self._post_hooks),
             )
         self._handlers: dict[tuple[str, str], Callable[[Scope, Receive, Send], Awaitable[None]]] = {
             ("POST", "/chat/completions"): self._chat,
@@ -1026,7 +1026,7 @@ class ProxyApp:
             try:
                 ctl = merge(ctl, parse_controls(hooked))
             except ControlError as exc:
-                names = ", ".join(name for name, _ in self._pre_hooks)
+                names = _names(self._pre_hooks)
                 self._hook_said(
                     logging.ERROR,
                     ("pre-LLM", names, "options"),
@@ -1054,7 +1054,7 @@ class ProxyApp:
         body they left is refused): the operator's code at fault, not the caller, who was
         answered a 400 to fix a request that was fine, and nothing was logged. Said once,
         then counted; the request is answered 500 ``hook_failed``."""
-        names = ", ".join(name for name, _ in self._pre_hooks)
+        names = _names(self._pre_hooks)
         self._hook_said(
             logging.ERROR,
             ("pre-LLM", names, "invalid"),
@@ -1122,7 +1122,7 @@ class ProxyApp:
             except TypeError as exc:
                 response.clear()
                 response.update(orjson.loads(sent))
-                names = ", ".join(name for name, _ in self._post_hooks)
+                names = _names(self._post_hooks)
                 outcome = "it left the answer unwritable as JSON: served as it came, not stored"
                 self._hook_failed("post-cache", names, exc, outcome)
                 return merge(ctl, _NO_STORE)
@@ -2639,6 +2639,11 @@ async def _send_shutting_down(send: Send) -> None:
     event = sse_event({"error": {**error, "code": "shutting_down"}})
     with contextlib.suppress(OSError):  # a server that raises when the client went away
         await send({"type": "http.response.body", "body": event, "more_body": False})
+
+
+def _names(hooks: list[tuple[str, Callable[..., Any]]]) -> str:
+    """The names of ``hooks``, for a message."""
+    return ", ".join(name for name, _ in hooks)
 
 
 def _takes_tenant(hook: Callable[..., Any]) -> bool:
