@@ -1865,14 +1865,7 @@ class ProxyApp:
         def keyed(route: Route, body: Mapping[str, Any]) -> list[Request]:
             """``body``'s requests as ``route`` keys them (a body the pre-LLM hooks left
             refused: whose fault, see :meth:`_blamed`)."""
-            _embeddings_input(body)
-            return item_requests(
-                model=route.targets[0].model,
-                items=embedding_items(body["input"]),
-                params={k: v for k, v in body.items() if k not in ("model", "input")},
-                api_base=route.targets[0].api_base,
-                tenant=caller.tenant,
-            )
+            return _item_requests(route, 0, body, tenant=caller.tenant)
 
         before = None
         try:
@@ -2189,19 +2182,7 @@ class ProxyApp:
             requests: list[Request] = []
             for i in dict.fromkeys(t.kin for t in route.targets):  # each once, config order
                 if kind == "embedding":  # as _embeddings keys them: one request per item
-                    _embeddings_input(body)  # (an input the hooks took out: its 400)
-                    params = {
-                        k: v
-                        for k, v in body.items()
-                        if k not in ("model", "input", "encoding_format")
-                    }
-                    requests += item_requests(
-                        model=route.targets[i].model,
-                        items=embedding_items(body["input"]),
-                        params=params,
-                        api_base=route.targets[i].api_base,
-                        tenant=tenant,
-                    )
+                    requests += _item_requests(route, i, body, tenant=tenant)
                 else:
                     requests.append(route.request(i, body, kind=kind, tenant=tenant))
             return requests
@@ -2639,6 +2620,21 @@ async def _send_shutting_down(send: Send) -> None:
     event = sse_event({"error": {**error, "code": "shutting_down"}})
     with contextlib.suppress(OSError):  # a server that raises when the client went away
         await send({"type": "http.response.body", "body": event, "more_body": False})
+
+
+def _item_requests(
+    route: Route, target: int, body: Mapping[str, Any], *, tenant: str | None
+) -> list[Request]:
+    """An embeddings ``body``'s requests, one per item, as ``route``'s deployment ``target``
+    keys them (an ``input`` missing, or of a shape OpenAI refuses: InvalidRequestError)."""
+    _embeddings_input(body)
+    return item_requests(
+        model=route.targets[target].model,
+        items=embedding_items(body["input"]),
+        params={k: v for k, v in body.items() if k not in ("model", "input", "encoding_format")},
+        api_base=route.targets[target].api_base,
+        tenant=tenant,
+    )
 
 
 def _names(hooks: list[tuple[str, Callable[..., Any]]]) -> str:
