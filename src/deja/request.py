@@ -83,6 +83,7 @@ def _words(text: str) -> frozenset[str]:
 # chat route to Ollama (its /api/chat), which applies the model's chat template as Ollama's
 # OpenAI-compatible /v1/chat/completions does, so it is deja's ``ollama`` and shares its keys.
 PROVIDER_ALIASES: Mapping[str, str] = {"ollama_chat": "ollama"}
+_KNOWN_PROVIDERS = ", ".join(sorted({*PROVIDER_API_BASES, *PROVIDER_ALIASES}))  # (for messages)
 
 # LiteLLM's provider prefixes (``LlmProviders`` in litellm/types/utils.py). One that deja
 # has no adapter for must not be read as part of an OpenAI model name: the request would go
@@ -123,6 +124,16 @@ _CREDENTIAL_PARAMS = frozenset(
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+def _model_name(model: object) -> str:
+    """``model`` as a plain string (a str Enum's value: str() would give "Enum.NAME"), or
+    :class:`InvalidRequestError` unless it is a non-empty string."""
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequestError(
+            f"model must be a non-empty string, got {model!r:.80}", param="model"
+        )
+    return str.__str__(model)
+
+
 def resolve_model(model: str, *, strict: bool = False) -> tuple[str, str]:
     """Split ``provider/model`` into (provider, model).
 
@@ -133,12 +144,7 @@ def resolve_model(model: str, *, strict: bool = False) -> tuple[str, str]:
     named none gets an :class:`InvalidRequestError` instead, as that would hand the
     provider's API key to another company.
     """
-    if type(model) is not str:
-        if not isinstance(model, str):
-            raise InvalidRequestError("model must be a non-empty string")
-        model = str.__str__(model)  # a str Enum's value (str() would give "Enum.NAME")
-    if not model.strip():
-        raise InvalidRequestError("model must be a non-empty string")
+    model = _model_name(model)
     prefix, sep, rest = model.partition("/")
     if sep and rest:
         if prefix in PROVIDER_API_BASES:
@@ -146,10 +152,9 @@ def resolve_model(model: str, *, strict: bool = False) -> tuple[str, str]:
         if prefix in PROVIDER_ALIASES:
             return PROVIDER_ALIASES[prefix], rest
         if prefix in LITELLM_PROVIDERS and strict:
-            known = ", ".join(sorted({*PROVIDER_API_BASES, *PROVIDER_ALIASES}))
             raise InvalidRequestError(
                 f"model {model!r}: deja does not support the provider {prefix!r} (supported:"
-                f" {known}); to send the name as it is to an OpenAI-compatible server,"
+                f" {_KNOWN_PROVIDERS}); to send the name as it is to an OpenAI-compatible server,"
                 f" write 'openai/{model}' or 'hosted_vllm/{model}' and give its api_base"
             )
     return "openai", model
@@ -167,10 +172,9 @@ def with_provider(model: str, provider: str) -> str:
     to OpenAI itself.
     """
     if provider not in PROVIDER_API_BASES and provider not in PROVIDER_ALIASES:
-        known = ", ".join(sorted({*PROVIDER_API_BASES, *PROVIDER_ALIASES}))
         what = "the provider" if provider in LITELLM_PROVIDERS else "a provider called"
         raise InvalidRequestError(
-            f"deja does not call {what} {provider!r} (supported: {known}); an"
+            f"deja does not call {what} {provider!r} (supported: {_KNOWN_PROVIDERS}); an"
             " OpenAI-compatible server is provider 'openai' with its api_base"
         )
     return model if model.split("/", 1)[0] == provider else f"{provider}/{model}"
@@ -533,11 +537,7 @@ class Request:
             provider = _known_provider(provider)
         model = self.model
         if type(model) is not str or not model.strip():
-            if not isinstance(model, str) or not model.strip():
-                raise InvalidRequestError(
-                    f"model must be a non-empty string, got {model!r:.80}", param="model"
-                )
-            model = str.__str__(model)  # a str Enum's value
+            model = _model_name(model)
         base = self.api_base
         if base is not None:
             base = normalize_api_base(base, provider)
@@ -678,9 +678,9 @@ def _known_provider(provider: object) -> str:
             return name
         if name in PROVIDER_ALIASES:
             return PROVIDER_ALIASES[name]
-    known = ", ".join(sorted({*PROVIDER_API_BASES, *PROVIDER_ALIASES}))
     raise InvalidRequestError(
-        f"provider must be one deja calls ({known}), got {provider!r:.80}", param="provider"
+        f"provider must be one deja calls ({_KNOWN_PROVIDERS}), got {provider!r:.80}",
+        param="provider",
     )
 
 
