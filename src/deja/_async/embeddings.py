@@ -7,6 +7,7 @@ generated from it by scripts/unasync.py.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any
@@ -59,34 +60,19 @@ def embeddings_of_tenant(tenant: str | None) -> Iterator[None]:
 
 
 async def _fetch(
-    cache: AsyncCache | None,
-    ctl: CacheControl,
-    *,
-    fetch_missing: FetchMissing,
+    fetch_one: Callable[[list[Any], list[Request]], Awaitable[Fetched]],
     items: list[Any],
     requests: list[Request],
-    model: str,
-    on_response: OnResponse | None,
-    prices: PriceTable | None,
     max_inputs: int,
 ) -> Fetched:
-    """Fetch ``items`` upstream in calls of at most ``max_inputs`` items, one after the
-    other, each call's items stored as it answers (a later call's failure loses none that
-    were paid for)."""
+    """Fetch ``items`` upstream with ``fetch_one`` (:func:`_fetch_one`'s call with the
+    batch's settings) in calls of at most ``max_inputs`` items, one after the other, each
+    call's items stored as it answers (a later call's failure loses none that were paid
+    for)."""
     parts: list[Fetched] = []
     for start in range(0, len(items), max_inputs):
-        parts.append(
-            await _fetch_one(
-                cache,
-                ctl,
-                fetch_missing=fetch_missing,
-                items=items[start : start + max_inputs],
-                requests=requests[start : start + max_inputs],
-                model=model,
-                on_response=on_response,
-                prices=prices,
-            )
-        )
+        end = start + max_inputs
+        parts.append(await fetch_one(items[start:end], requests[start:end]))
     if len(parts) == 1:  # (the common case: one call, its answer as it came)
         return parts[0]
     whole = Fetched([], parts[0].model, {"prompt_tokens": 0, "total_tokens": 0}, 0.0, [], [])
@@ -101,12 +87,12 @@ async def _fetch(
 
 
 async def _fetch_one(
-    cache: AsyncCache | None,
-    ctl: CacheControl,
-    *,
-    fetch_missing: FetchMissing,
     items: list[Any],
     requests: list[Request],
+    *,
+    cache: AsyncCache | None,
+    ctl: CacheControl,
+    fetch_missing: FetchMissing,
     model: str,
     on_response: OnResponse | None,
     prices: PriceTable | None,
@@ -256,16 +242,17 @@ async def acached_embeddings(
     if missing:
 
         async def fetch() -> Fetched:
-            return await _fetch(
-                cache,
-                ctl,
+            fetch_one = functools.partial(
+                _fetch_one,
+                cache=cache,
+                ctl=ctl,
                 fetch_missing=fetch_missing,
-                items=[items[i] for i in missing],
-                requests=[requests[i] for i in missing],
                 model=upstream_model,
                 on_response=on_response,
                 prices=prices,
-                max_inputs=max_inputs,
+            )
+            return await _fetch(
+                fetch_one, [items[i] for i in missing], [requests[i] for i in missing], max_inputs
             )
 
         if timeout is not None:  # (its calls are made one after the other)

@@ -9,6 +9,7 @@ generated from it by scripts/unasync.py.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any
@@ -61,34 +62,19 @@ def embeddings_of_tenant(tenant: str | None) -> Iterator[None]:
 
 
 def _fetch(
-    cache: Cache | None,
-    ctl: CacheControl,
-    *,
-    fetch_missing: FetchMissing,
+    fetch_one: Callable[[list[Any], list[Request]], Fetched],
     items: list[Any],
     requests: list[Request],
-    model: str,
-    on_response: OnResponse | None,
-    prices: PriceTable | None,
     max_inputs: int,
 ) -> Fetched:
-    """Fetch ``items`` upstream in calls of at most ``max_inputs`` items, one after the
-    other, each call's items stored as it answers (a later call's failure loses none that
-    were paid for)."""
+    """Fetch ``items`` upstream with ``fetch_one`` (:func:`_fetch_one`'s call with the
+    batch's settings) in calls of at most ``max_inputs`` items, one after the other, each
+    call's items stored as it answers (a later call's failure loses none that were paid
+    for)."""
     parts: list[Fetched] = []
     for start in range(0, len(items), max_inputs):
-        parts.append(
-            _fetch_one(
-                cache,
-                ctl,
-                fetch_missing=fetch_missing,
-                items=items[start : start + max_inputs],
-                requests=requests[start : start + max_inputs],
-                model=model,
-                on_response=on_response,
-                prices=prices,
-            )
-        )
+        end = start + max_inputs
+        parts.append(fetch_one(items[start:end], requests[start:end]))
     if len(parts) == 1:  # (the common case: one call, its answer as it came)
         return parts[0]
     whole = Fetched([], parts[0].model, {"prompt_tokens": 0, "total_tokens": 0}, 0.0, [], [])
@@ -103,12 +89,12 @@ def _fetch(
 
 
 def _fetch_one(
-    cache: Cache | None,
-    ctl: CacheControl,
-    *,
-    fetch_missing: FetchMissing,
     items: list[Any],
     requests: list[Request],
+    *,
+    cache: Cache | None,
+    ctl: CacheControl,
+    fetch_missing: FetchMissing,
     model: str,
     on_response: OnResponse | None,
     prices: PriceTable | None,
@@ -258,16 +244,17 @@ def cached_embeddings(
     if missing:
 
         def fetch() -> Fetched:
-            return _fetch(
-                cache,
-                ctl,
+            fetch_one = functools.partial(
+                _fetch_one,
+                cache=cache,
+                ctl=ctl,
                 fetch_missing=fetch_missing,
-                items=[items[i] for i in missing],
-                requests=[requests[i] for i in missing],
                 model=upstream_model,
                 on_response=on_response,
                 prices=prices,
-                max_inputs=max_inputs,
+            )
+            return _fetch(
+                fetch_one, [items[i] for i in missing], [requests[i] for i in missing], max_inputs
             )
 
         if timeout is not None:  # (its calls are made one after the other)
