@@ -17,6 +17,7 @@ from deja.errors import StoreBusy, StoreError
 from deja.server.app import ProxyApp
 from deja.stores.redis import RedisStore
 from deja.testing import FakeOpenAIServer
+from tests.server.conftest import MASTER, proxy_config
 from tests.stores import redis_servers
 from tests.stores.redis_servers import ValkeyServer
 
@@ -107,26 +108,15 @@ async def test_a_burst_on_two_workers_pays_each_answer_once_while_their_loop_is_
     serve --workers 2`` with 800 requests at once (500 prompts) paid 135 twice."""
     redis_server.flush()
     with FakeOpenAIServer(latency=0.2) as upstream:
-        config = {
-            "model_list": [
-                {
-                    "model_name": "gpt-4o",
-                    "litellm_params": {
-                        "model": "openai/gpt-4o",
-                        "api_base": upstream.base_url,
-                        "api_key": "sk-up",
-                    },
-                }
-            ],
-            "caching": {"type": "redis", "url": redis_server.url, "ttl": 600},
-            "general_settings": {"master_key": "sk-master"},
-        }
+        config = proxy_config(
+            upstream, caching={"type": "redis", "url": redis_server.url, "ttl": 600}
+        )
         workers = [ProxyApp(parse_config(config, base_dir=tmp_path)) for _ in range(2)]
         clients = [
             httpx2.AsyncClient(
                 transport=httpx2.ASGITransport(app=app),
                 base_url="http://proxy",
-                headers={"authorization": "Bearer sk-master"},
+                headers={"authorization": f"Bearer {MASTER}"},
                 timeout=60,
             )
             for app in workers
