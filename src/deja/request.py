@@ -127,6 +127,8 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 def _model_name(model: object) -> str:
     """``model`` as a plain string (a str Enum's value: str() would give "Enum.NAME"), or
     :class:`InvalidRequestError` unless it is a non-empty string."""
+    if type(model) is str and model.strip():  # (every request's: the plain case first)
+        return model
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequestError(
             f"model must be a non-empty string, got {model!r:.80}", param="model"
