@@ -565,3 +565,26 @@ def test_a_hand_built_embeddings_request_checks_its_encoding_format(encoding: An
 def test_the_encoding_formats_openai_takes_are_taken(encoding: Any) -> None:
     body = {"model": "text-embedding-3-small", "input": "x", "encoding_format": encoding}
     Request.from_body(body, kind="embedding")
+
+
+def test_a_hand_built_request_without_api_base_keys_as_chat_with_the_environments_endpoint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Request.chat reads OPENAI_BASE_URL when given no api_base; a hand-built Request with
+    api_base=None kept None, so the two keyed apart and never hit each other's entries."""
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://LLM.internal:8000/v1/")
+    built = Request.chat(model="gpt-4o", messages=[USER])
+    hand = Request(provider="openai", model="gpt-4o", api_base=None, messages=(USER,))
+    assert hand.api_base == built.api_base == "http://llm.internal:8000/v1"
+    assert default_digest(hand) == default_digest(built)
+
+
+def test_the_fast_constructor_sets_every_field() -> None:
+    """Request._checked (what chat and from_body build with) assigns each field by hand: a
+    field added to Request and forgotten there is unset (an AttributeError on reading it)."""
+    import dataclasses
+
+    built = Request.chat(model="gpt-4o", messages=[USER])
+    for each in dataclasses.fields(Request):
+        getattr(built, each.name)  # (raises for a slot never assigned)
+    assert {each.name for each in dataclasses.fields(Request)} == set(Request.__slots__)

@@ -1,3 +1,3 @@
 """The version of deja (one place, read by the build)."""
 
-__version__ = "0.13.0"
+__version__ = "0.14.0"

@@ -1158,7 +1158,7 @@ def _redis_options() -> dict[str, Option]:
             validator=_positive,
             doc="Longest wait for a free connection (default: connect_timeout); async:"
             " while no command is answered (a queue served in turn is waited in), at most"
-            " 8 x pool_timeout (at least 2 s) in all.",
+            " 8 x pool_timeout (at least 5 s) in all.",
         ),
         "max_connections": Option(
             types=int, validator=_positive, doc="Connections per process (default 50)."

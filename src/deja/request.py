@@ -503,10 +503,11 @@ class Request:
     Build one with :meth:`chat` or :meth:`from_body`. One built with the constructor (or
     derived with :func:`dataclasses.replace`) is checked as they check theirs: a provider
     deja does not call, a model that is no non-empty string, a bad ``api_base`` (else
-    normalized), ``params`` that are no object of fields or hold a field of a wrong type or
-    shape, messages of a wrong shape (``kind="chat"``; none for the other kinds, whose
-    ``prompt`` or ``input`` is a field of ``params``) raise
-    :class:`~deja.errors.InvalidRequestError` there, not somewhere deep in the cache.
+    normalized; ``None`` is the environment's endpoint, as :meth:`chat` reads it),
+    ``params`` that are no object of fields or hold a field of a wrong type or shape,
+    messages of a wrong shape (``kind="chat"``; none for the other kinds, whose ``prompt``
+    or ``input`` is a field of ``params``) raise :class:`~deja.errors.InvalidRequestError`
+    there, not somewhere deep in the cache.
     """
 
     provider: str
@@ -540,9 +541,9 @@ class Request:
         model = self.model
         if type(model) is not str or not model.strip():
             model = _model_name(model)
-        base = self.api_base
-        if base is not None:
-            base = normalize_api_base(base, provider)
+        # None is the environment's endpoint, as for chat and from_body (a hand-built request
+        # keyed apart from theirs when OPENAI_BASE_URL or the like was set)
+        base = normalize_api_base(self.api_base or env_api_base(provider), provider)
         given = self.params
         if not isinstance(given, Mapping) or not all(type(k) is str for k in given):
             raise InvalidRequestError(
