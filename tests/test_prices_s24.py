@@ -51,16 +51,17 @@ PLAIN = {"prompt_tokens": 100_000, "completion_tokens": 1_000}
             LONG,
             (50_000 * 20 + 100_000 * 2 + 150_000 * 25 + 1_000 * 75) / M,
         ),
-        # $8 / $0.40 / $40, no write price found (writes at input); above 272K $16 / $0.80 / $60
+        # $8 / $0.40 / $40, 30-minute writes $10 (1.25x input, as every GPT-5.6+ model: priced
+        # 2026-11-29, tests/test_prices_s27.py); above 272K $16 / $0.80 / $60, writes $20
         (
             "gpt-6.2-astra",
             SHORT,
-            (30_000 * 8 + 50_000 * 0.4 + 20_000 * 8 + 1_000 * 40) / M,
+            (30_000 * 8 + 50_000 * 0.4 + 20_000 * 10 + 1_000 * 40) / M,
         ),
         (
             "openai/gpt-6.2-astra",
             LONG,
-            (50_000 * 16 + 100_000 * 0.8 + 150_000 * 16 + 1_000 * 60) / M,
+            (50_000 * 16 + 100_000 * 0.8 + 150_000 * 20 + 1_000 * 60) / M,
         ),
         # $1 / $0.05 / $5, 30-minute writes $1.25; above 272K $2 / $0.10 / $7.50, writes $2.50
         (
@@ -114,7 +115,6 @@ def test_every_added_row_is_dated_today_with_a_source(table: PriceTable) -> None
     for name in (
         "gpt-5.1",
         "gpt-6-astra",
-        "gpt-6.2-astra",
         "gpt-6.1-terra",
         "gemini-3.5-flash",
     ):
