@@ -38,7 +38,7 @@ REQUIRED_MODELS = {
 
 
 # OpenAI bills 30-minute cache writes from GPT-5.6 on (1.25x the input price).
-_BILLS_CACHE_WRITES = re.compile(r"^gpt-(?:5\.6|6)(?:\.\d+)?-")
+_BILLS_CACHE_WRITES = re.compile(r"^gpt-(?:5\.6|6)(?:\.\d+)?(?:-|$)")  # (gpt-5.6: an alias)
 
 
 @pytest.fixture(scope="module")

@@ -70,3 +70,60 @@ def test_a_gpt_6_2_astra_hit_saves_the_reported_write_as_a_read(table: PriceTabl
     }
     again = (6_000 * 8 + 4_000 * 0.4 + 100 * 40) / M
     assert table.repeat_cost("gpt-6.2-astra", response) == pytest.approx(again)
+
+
+# -- the gpt-5.6 alias ----------------------------------------------------------------------
+# The table prices an alias as a row of its own with its target's rates (gpt-4-turbo-preview
+# beside gpt-4-0125-preview, deepseek-flash beside deepseek-v4-flash): lookups never guess a
+# family from a bare name. OpenAI documents "gpt-5.6" as an alias of GPT-5.6 Sol
+# (developers.openai.com/api/docs/models/gpt-5.6-sol), so it has Sol's row.
+
+
+@pytest.mark.parametrize("model", ["gpt-5.6", "openai/gpt-5.6", "azure/GPT-5.6"])
+def test_the_gpt_5_6_alias_has_gpt_5_6_sol_rates(table: PriceTable, model: str) -> None:
+    alias, sol = table.lookup(model), table.prices["gpt-5.6-sol"]
+    assert alias is not None
+    assert (alias.input, alias.output, alias.cached_input, alias.cache_write) == (
+        4.0,
+        20.0,
+        0.4,
+        5.0,
+    )
+    assert alias.long_context == sol.long_context
+
+
+@pytest.mark.parametrize(
+    ("model", "usage", "expected"),
+    [
+        # $4 in, $0.40 read, $5 written (1.25x), $20 out
+        (
+            "openai/gpt-5.6",
+            {
+                "prompt_tokens": 100_000,
+                "completion_tokens": 1_000,
+                "prompt_tokens_details": {"cached_tokens": 50_000, "cache_write_tokens": 20_000},
+            },
+            (30_000 * 4 + 50_000 * 0.4 + 20_000 * 5 + 1_000 * 20) / M,
+        ),
+        # above 272K the whole request at $8 / $0.80 / $10 / $30
+        (
+            "gpt-5.6-sol",
+            {
+                "prompt_tokens": 300_000,
+                "completion_tokens": 1_000,
+                "prompt_tokens_details": {"cached_tokens": 100_000, "cache_write_tokens": 150_000},
+            },
+            (50_000 * 8 + 100_000 * 0.8 + 150_000 * 10 + 1_000 * 30) / M,
+        ),
+    ],
+)
+def test_cost_of_gpt_5_6_sol_and_its_alias(
+    table: PriceTable, model: str, usage: dict[str, object], expected: float
+) -> None:
+    assert table.cost(model, usage) == pytest.approx(expected)
+
+
+# other GPT-5.6 tiers at other prices: a bare alias is no prefix rule
+@pytest.mark.parametrize("model", ["gpt-5.6-terra", "gpt-5.6-pro", "gpt-5.6-sol-fast"])
+def test_other_gpt_5_6_models_do_not_borrow_the_alias(table: PriceTable, model: str) -> None:
+    assert table.lookup(model) is None
