@@ -10,7 +10,10 @@ from importlib.resources import files
 
 import pytest
 
+import deja
 from deja.prices import PriceTable
+from deja.providers.usage import normalize_usage
+from deja.testing import FakeOpenAIServer
 
 M = 1e6
 
@@ -127,3 +130,154 @@ def test_cost_of_gpt_5_6_sol_and_its_alias(
 @pytest.mark.parametrize("model", ["gpt-5.6-terra", "gpt-5.6-pro", "gpt-5.6-sol-fast"])
 def test_other_gpt_5_6_models_do_not_borrow_the_alias(table: PriceTable, model: str) -> None:
     assert table.lookup(model) is None
+
+
+# -- xAI, Groq, Mistral ---------------------------------------------------------------------
+# grok-4.7: $2 in, $6 out (docs.x.ai/developers/grok-4-7), $0.50 cached, every rate doubled
+# past 200K (the row's source). Groq's openai/gpt-oss-120b: $0.15 / $0.60 (Groq's models page,
+# as the row's source checked it), cached reads at half the input price
+# (console.groq.com/docs/prompt-caching). Mistral Medium 3.5 ($1.50 / $7.50) is what
+# mistral-medium-latest names since Medium 3 and 3.1 were retired; cached prompt tokens at
+# 10% of input (docs.mistral.ai, prompt caching).
+
+
+@pytest.mark.parametrize(
+    ("model", "row"),
+    [
+        ("xai/grok-4.7", "grok-4.7"),
+        ("grok-4.7", "grok-4.7"),  # an OpenAI-compatible api_base: resolved as openai/grok-4.7
+        ("openai/grok-4.7", "grok-4.7"),
+        ("groq/openai/gpt-oss-120b", "groq/openai/gpt-oss-120b"),
+        ("mistral/mistral-medium-latest", "mistral-medium-latest"),
+        ("mistral/mistral-medium-3-5", "mistral-medium-3-5"),
+    ],
+)
+def test_the_names_deja_resolves_find_the_rows(table: PriceTable, model: str, row: str) -> None:
+    assert table.lookup(model) is table.prices[row]
+
+
+# Groq's price is Groq's: the same open-weight model elsewhere (Together, Cerebras, a vLLM
+# server) has a price of its own, so it finds no row rather than Groq's
+@pytest.mark.parametrize(
+    "model", ["together_ai/openai/gpt-oss-120b", "cerebras/gpt-oss-120b", "gpt-oss-120b"]
+)
+def test_a_hosted_row_is_found_only_through_its_provider(table: PriceTable, model: str) -> None:
+    assert table.lookup(model) is None
+
+
+@pytest.mark.parametrize(
+    ("model", "usage", "expected"),
+    [
+        (
+            "xai/grok-4.7",
+            {
+                "prompt_tokens": 100_000,
+                "completion_tokens": 1_000,
+                "prompt_tokens_details": {"cached_tokens": 60_000},
+            },
+            (40_000 * 2 + 60_000 * 0.5 + 1_000 * 6) / M,
+        ),
+        (
+            "xai/grok-4.7",
+            {
+                "prompt_tokens": 250_000,
+                "completion_tokens": 1_000,
+                "prompt_tokens_details": {"cached_tokens": 200_000},
+            },
+            (50_000 * 4 + 200_000 * 1 + 1_000 * 12) / M,
+        ),
+        (
+            "groq/openai/gpt-oss-120b",
+            {
+                "prompt_tokens": 100_000,
+                "completion_tokens": 1_000,
+                "prompt_tokens_details": {"cached_tokens": 60_000},
+            },
+            (40_000 * 0.15 + 60_000 * 0.075 + 1_000 * 0.6) / M,
+        ),
+        (
+            "mistral/mistral-medium-latest",
+            {
+                "prompt_tokens": 100_000,
+                "completion_tokens": 1_000,
+                "prompt_tokens_details": {"cached_tokens": 60_000},
+            },
+            (40_000 * 1.5 + 60_000 * 0.15 + 1_000 * 7.5) / M,
+        ),
+    ],
+)
+def test_cost_of_the_new_providers_rows(
+    table: PriceTable, model: str, usage: dict[str, object], expected: float
+) -> None:
+    assert table.cost(model, usage) == pytest.approx(expected)
+
+
+def test_a_groq_hit_saves_a_repeat_that_reads_the_prompt_from_groqs_cache(
+    table: PriceTable,
+) -> None:
+    # Groq caches every prompt by itself, with no stated minimum: a 500-token prompt is
+    # assumed read at $0.075 by a repeat (OpenAI's 1,024-token floor is not Groq's)
+    response = {
+        "model": "openai/gpt-oss-120b",
+        "usage": {"prompt_tokens": 500, "completion_tokens": 100},
+    }
+    again = (500 * 0.075 + 100 * 0.6) / M
+    assert table.repeat_cost("groq/openai/gpt-oss-120b", response) == pytest.approx(again)
+
+
+def test_the_packaged_hosted_rows_have_a_source_and_date() -> None:
+    text = (files("deja") / "data" / "prices.json").read_text(encoding="utf-8")
+    hosted = json.loads(text)["hosted_models"]
+    assert set(hosted) == {"groq"}
+    for provider, rows in hosted.items():
+        for name, row in rows.items():
+            assert row["source"].startswith("https://"), (provider, name)
+            assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", row["date"]), (provider, name)
+            assert name == name.lower(), (provider, name)
+
+
+# Each provider's documented usage: OpenAI's wire format, reads in
+# prompt_tokens_details.cached_tokens (xAI's Chat Completions adds text/audio/image counts
+# beside them; Groq and Mistral document the same field).
+@pytest.mark.parametrize("provider", ["xai", "groq", "mistral"])
+def test_the_new_providers_cached_tokens_are_read(provider: str) -> None:
+    documented = {
+        "prompt_tokens": 125,
+        "completion_tokens": 48,
+        "total_tokens": 173,
+        "prompt_tokens_details": {
+            "text_tokens": 125,
+            "audio_tokens": 0,
+            "image_tokens": 0,
+            "cached_tokens": 98,
+        },
+    }
+    usage = normalize_usage(documented, provider=provider)
+    assert usage is not None
+    assert usage["prompt_tokens_details"]["cached_tokens"] == 98
+    assert usage["cache_read_input_tokens"] == 98
+    assert usage["prompt_tokens_details"]["text_tokens"] == 125  # (kept)
+
+
+@pytest.mark.parametrize(
+    ("model", "priced_as"),
+    [
+        ("xai/grok-4.7", "grok-4.7"),
+        ("groq/openai/gpt-oss-120b", "groq/openai/gpt-oss-120b"),
+        ("mistral/mistral-medium-latest", "mistral-medium-latest"),
+    ],
+)
+def test_a_call_through_the_provider_prefix_is_priced(model: str, priced_as: str) -> None:
+    with FakeOpenAIServer(models=[model.split("/", 1)[1]]) as server:
+        client = deja.Client(
+            cache=deja.Cache(), api_base=server.base_url, api_key="sk-test", max_retries=0
+        )
+        first = client.completion(model=model, messages=[{"role": "user", "content": "hi"}])
+        again = client.completion(model=model, messages=[{"role": "user", "content": "hi"}])
+        client.close()
+    usage = first.model_dump()["usage"]
+    expected = PriceTable.default().cost(priced_as, usage)
+    assert expected is not None and expected > 0
+    assert first.cache.status == "miss"
+    assert first.cache.cost_usd == pytest.approx(expected)
+    assert again.cache.status == "hit" and again.cache.saved_usd > 0

@@ -1,11 +1,14 @@
 """Model prices as data, and the cost of one response.
 
 The packaged table (``deja/data/prices.json``) holds list prices in USD per 1M tokens:
-OpenAI-family models (OpenAI and DeepSeek) under ``models``, and models whose providers
-bill prompt-cache writes by lifetime under ``provider_models.<provider>`` (Anthropic: a
-5-minute write at 1.25x input, ``cache_write``, and a 1-hour write at 2x input,
-``cache_write_1h``). Each row records where the price came from (``source``, a URL) and as
-of when (``date``: the date the source says it was checked, or else the date it was read).
+most models (OpenAI, DeepSeek, Gemini, Nova, xAI, Mistral) under ``models``, and models
+whose providers bill prompt-cache writes by lifetime under ``provider_models.<provider>``
+(Anthropic: a 5-minute write at 1.25x input, ``cache_write``, and a 1-hour write at 2x
+input, ``cache_write_1h``). Models a provider hosts under a name others host too, at a price of its
+own, are under ``hosted_models.<provider>`` and found only through that provider's prefix:
+``groq/openai/gpt-oss-120b`` has Groq's row, ``together_ai/openai/gpt-oss-120b`` none. Each
+row records where the price came from (``source``, a URL) and as of when (``date``: the
+date the source says it was checked, or else the date it was read).
 Prices change; a deployment corrects or extends them with :meth:`PriceTable.with_overrides`
 from its configuration rather than waiting for a release.
 
@@ -15,9 +18,9 @@ it came, and a hit saves the off-peak price (:meth:`PriceTable.repeat_cost`: the
 repeat costs). An override states flat rates: it drops the packaged row's schedule.
 
 For the same reason a hit on a model whose provider caches prompt prefixes by itself, without
-billing or reporting the write (OpenAI before GPT-5.6, DeepSeek, Gemini 2.5 and later, xAI),
-saves what the repeat would cost with that prefix read from the provider's cache: the answer
-alone does not say the provider kept its prompt, but a repeat may well find it there.
+billing or reporting the write (OpenAI before GPT-5.6, DeepSeek, Gemini 2.5 and later, xAI,
+Groq), saves what the repeat would cost with that prefix read from the provider's cache: the
+answer alone does not say the provider kept its prompt, but a repeat may well find it there.
 
 Lookups accept what a resolved request carries: ``"gpt-4o"``, ``"openai/gpt-4o"`` and dated
 snapshots (``"gpt-4o-2024-08-06"``, ``"gpt-4-0613"``, ``"claude-sonnet-4-5-20250929"``) all
@@ -158,9 +161,13 @@ _REGIONAL_PREMIUM = 1.10
 #   (ai.google.dev/gemini-api/docs/caching). Gemini 2.0 and 1.5 cache only explicitly.
 # - xAI: every prefix that matches, no stated minimum or unit
 #   (docs.x.ai/developers/advanced-api-usage/prompt-caching).
+# - Groq (its gpt-oss models, the only ones it prices here): every matching prefix, no stated
+#   minimum or unit (console.groq.com/docs/prompt-caching). Open weights, not OpenAI's API:
+#   matched before OpenAI's gpt- family.
 # Amazon Nova's implicit cache saves latency only (cost needs a cachePoint), and Anthropic
 # caches only at breakpoints: neither is here.
 _AUTO_PREFIX_CACHES: tuple[tuple[re.Pattern[str], int, int], ...] = (
+    (re.compile(r"^gpt-oss-"), 1, 1),
     (re.compile(r"^(?:gpt-|chatgpt-|codex-|o\d)"), 1024, 128),
     (re.compile(r"^deepseek-"), 1, 1),
     (re.compile(r"^gemini-2\.5-pro"), 2048, 1),
@@ -281,6 +288,10 @@ class PriceTable:
         text = (files("deja") / "data" / "prices.json").read_text(encoding="utf-8")
         document = json.loads(text)
         prices = {name: _packaged_price(name, row) for name, row in document["models"].items()}
+        for provider, rows in document.get("hosted_models", {}).items():
+            for name, row in rows.items():
+                # qualified: the lookup tries the whole name before the bare one
+                prices[f"{provider}/{name}"] = _packaged_price(name, row, at=provider)
         for provider, rows in document.get("provider_models", {}).items():
             for name, row in rows.items():
                 prices[name] = _packaged_price(
