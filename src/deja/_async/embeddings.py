@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any
@@ -25,7 +26,7 @@ from deja._embedding_items import (
     usage_totals,
 )
 from deja.controls import CacheControl, in_mode, parse_controls
-from deja.errors import ProviderError
+from deja.errors import ProviderError, StoreError
 from deja.prices import PriceTable, packaged_prices
 from deja.request import Request
 from deja.result import CacheInfo, CacheResult, CacheStatus
@@ -37,6 +38,8 @@ __all__ = [
     "embeddings_of_tenant",
     "float32_base64",
 ]
+
+logger = logging.getLogger(__name__)
 
 FetchMissing = Callable[[list[Any]], Awaitable[Mapping[str, Any]]]
 
@@ -59,31 +62,99 @@ def embeddings_of_tenant(tenant: str | None) -> Iterator[None]:
         _TENANT.reset(token)
 
 
+# one upstream call's: its items' vectors..., the answer as it came, and each item's request
+# and answer to store
+_Answered = tuple[Fetched, Mapping[str, Any], list[tuple[Request, dict[str, Any]]]]
+
+
 async def _fetch(
-    fetch_one: Callable[[list[Any], list[Request]], Awaitable[Fetched]],
+    fetch_one: Callable[[list[Any], list[Request]], Awaitable[_Answered]],
     items: list[Any],
     requests: list[Request],
     max_inputs: int,
+    *,
+    cache: AsyncCache | None,
+    ctl: CacheControl,
+    on_response: OnResponse | None,
 ) -> Fetched:
     """Fetch ``items`` upstream with ``fetch_one`` (:func:`_fetch_one`'s call with the
-    batch's settings) in calls of at most ``max_inputs`` items, one after the other, each
-    call's items stored as it answers (a later call's failure loses none that were paid
-    for)."""
-    parts: list[Fetched] = []
+    batch's settings) in calls of at most ``max_inputs`` items, one after the other.
+
+    Each call's items are stored as it answers (a later call's failure loses none that
+    were paid for), but the last call's: the post-cache hooks (``on_response``) see the
+    request's answer once, all its calls' as one (a hook that counts, bills or logs saw one
+    request as several), and the options they ask for are the last call's items', and the
+    earlier calls' again where they differ (deleted if the hooks asked not to store)."""
+    parts: list[_Answered] = []
     for start in range(0, len(items), max_inputs):
         end = start + max_inputs
-        parts.append(await fetch_one(items[start:end], requests[start:end]))
+        part = await fetch_one(items[start:end], requests[start:end])
+        if cache is not None and end < len(items):
+            await cache.put_many(part[2], control=ctl)
+        parts.append(part)
+    if cache is not None:
+        store_ctl = ctl
+        if on_response is not None:
+            answer = _hooks_answer([answer for _, answer, _ in parts], parts[0][0].model)
+            store_ctl = await cache.after_response(on_response, answer, ctl)
+        await cache.put_many(parts[-1][2], control=store_ctl)
+        if store_ctl != ctl and len(parts) > 1:
+            await _store_again(
+                [pair for _, _, stored in parts[:-1] for pair in stored], cache, ctl, store_ctl
+            )
     if len(parts) == 1:  # (the common case: one call, its answer as it came)
-        return parts[0]
-    whole = Fetched([], parts[0].model, {"prompt_tokens": 0, "total_tokens": 0}, 0.0, [], [])
-    for part in parts:
-        whole.vectors += part.vectors
+        return parts[0][0]
+    whole = Fetched([], parts[0][0].model, {"prompt_tokens": 0, "total_tokens": 0}, 0.0, [], [])
+    for fetched, _, _ in parts:
+        whole.vectors += fetched.vectors
         for name in ("prompt_tokens", "total_tokens"):
-            whole.usage[name] += part.usage[name]
-        whole.cost += part.cost
-        whole.responses += part.responses
-        whole.costs += part.costs
+            whole.usage[name] += fetched.usage[name]
+        whole.cost += fetched.cost
+        whole.responses += fetched.responses
+        whole.costs += fetched.costs
     return whole
+
+
+def _hooks_answer(answers: list[Mapping[str, Any]], model: str) -> dict[str, Any]:
+    """The answer the post-cache hooks see: the upstream's, or its calls' as one (their
+    items in order, indexed from 0, their tokens summed), of ``model``; each vector a copy
+    (a hook's change to an embeddings answer is neither served nor stored: one that
+    scaled a vector in place changed what was served and stored)."""
+    data: list[dict[str, Any]] = []
+    for answer in answers:
+        for item in sorted(answer.get("data") or [], key=lambda d: d.get("index", 0)):
+            data.append({**item, "index": len(data), "embedding": list(item["embedding"])})
+    whole = {**answers[0], "data": data, "model": model}
+    if len(answers) > 1:
+        totals = [usage_totals(answer.get("usage")) for answer in answers]
+        whole["usage"] = {name: sum(t[name] for t in totals) for name in totals[0]}
+    return whole
+
+
+async def _store_again(
+    stored: list[tuple[Request, dict[str, Any]]],
+    cache: AsyncCache,
+    ctl: CacheControl,
+    store_ctl: CacheControl,
+) -> None:
+    """The items ``stored`` with ``ctl`` as their call answered, as the post-cache hooks
+    ask once the whole request is answered: stored again with ``store_ctl`` (its tags,
+    its TTL), or deleted if it says not to store them (fail-open: a store that fails
+    leaves them as they are, with a warning)."""
+    if not store_ctl.no_store:
+        await cache.put_many(stored, control=store_ctl)
+        return
+    for request, _ in stored:
+        try:
+            await cache.delete(cache.key(request, ctl))
+        except StoreError as exc:
+            logger.warning(
+                "the post-cache hooks asked not to store an embeddings answer, but %d of its"
+                " items stored before it was whole could not be deleted: %s",
+                len(stored),
+                exc,
+            )
+            return
 
 
 async def _fetch_one(
@@ -91,14 +162,13 @@ async def _fetch_one(
     requests: list[Request],
     *,
     cache: AsyncCache | None,
-    ctl: CacheControl,
     fetch_missing: FetchMissing,
     model: str,
-    on_response: OnResponse | None,
     prices: PriceTable | None,
-) -> Fetched:
-    """Fetch ``items`` upstream in one call and store each (one store round trip); without
-    a cache each item is priced by ``prices`` (default: the packaged table)."""
+) -> _Answered:
+    """Fetch ``items`` upstream in one call: their vectors, the answer, and each item's
+    request and answer to store; without a cache each item is priced by ``prices``
+    (default: the packaged table)."""
     answer = await fetch_missing(items)
     upstream_model = str(answer.get("model") or model)
     usage = usage_totals(answer.get("usage"))
@@ -126,13 +196,8 @@ async def _fetch_one(
         else:
             table = prices if prices is not None else packaged_prices()
             costs.append(table.response_cost(request.upstream, item_response))
-    if cache is not None:
-        store_ctl = ctl
-        if on_response is not None:
-            whole = {**answer, "model": upstream_model}
-            store_ctl = await cache.after_response(on_response, whole, ctl)
-        await cache.put_many(stored, control=store_ctl)
-    return Fetched(vectors, upstream_model, usage, sum(costs), [r for _, r in stored], costs)
+    fetched = Fetched(vectors, upstream_model, usage, sum(costs), [r for _, r in stored], costs)
+    return fetched, answer, stored
 
 
 async def _stored(cache: AsyncCache, ctl: CacheControl, wanted: list[Request]) -> Fetched | None:
@@ -245,14 +310,18 @@ async def acached_embeddings(
             fetch_one = functools.partial(
                 _fetch_one,
                 cache=cache,
-                ctl=ctl,
                 fetch_missing=fetch_missing,
                 model=upstream_model,
-                on_response=on_response,
                 prices=prices,
             )
             return await _fetch(
-                fetch_one, [items[i] for i in missing], [requests[i] for i in missing], max_inputs
+                fetch_one,
+                [items[i] for i in missing],
+                [requests[i] for i in missing],
+                max_inputs,
+                cache=cache,
+                ctl=ctl,
+                on_response=on_response,
             )
 
         if timeout is not None:  # (its calls are made one after the other)

@@ -1,0 +1,141 @@
+"""Hook leftovers: an embeddings request split into several upstream calls is one request
+to the post-cache hooks; a post-cache hook that fails part way through changes nothing;
+key builders named in the config are held to ``general_settings.hook_timeout`` as the
+other hooks are."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+from deja.testing import FakeOpenAIServer
+from tests.server.conftest import MASTER, proxy_config
+
+EMBED = "/v1/embeddings"
+ADMIN = {"authorization": f"Bearer {MASTER}"}
+# each call the hook gets, a line in this file (the hook runs in the proxy, as loaded)
+SEEN = "seen.jsonl"
+
+
+def _mistral(upstream: FakeOpenAIServer, tmp_path: Path, hook: str) -> dict[str, Any]:
+    """The test proxy with a Mistral embeddings deployment (256 inputs a call) and one
+    post-cache hook, ``post`` (its body ``hook``), that first notes what it is given."""
+    upstream.max_embedding_inputs = 256
+    (tmp_path / "post_hook.py").write_text(
+        "import json\n\n"
+        "def post(response, request):\n"
+        f"    with open({str(tmp_path / SEEN)!r}, 'a') as seen:\n"
+        "        data = response['data']\n"
+        "        note = {'items': len(data), 'indexes': [d['index'] for d in data],\n"
+        "                'usage': response['usage'], 'inputs': len(request['input'])}\n"
+        "        seen.write(json.dumps(note) + '\\n')\n"
+        f"{hook}"
+    )
+    mistral = {"model": "mistral/mistral-embed", "api_base": upstream.base_url, "api_key": "k"}
+    config = proxy_config(
+        upstream, hooks=[{"path": "post_hook.py", "async_post_cache_hook": "post"}]
+    )
+    config["model_list"].append({"model_name": "mistral-embed", "litellm_params": mistral})
+    return config
+
+
+def _seen(tmp_path: Path) -> list[dict[str, Any]]:
+    path = tmp_path / SEEN
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _inputs(count: int) -> list[str]:
+    return [f"item {i}" for i in range(count)]
+
+
+# -- an embeddings request in several upstream calls ------------------------------------
+
+
+async def test_the_post_cache_hooks_see_an_embeddings_request_once_whole(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient], tmp_path: Path
+) -> None:
+    """600 inputs to a deployment that takes 256 a call are three upstream calls: a hook
+    that counts, bills or logs requests was called three times, each with a third of the
+    answer. It is called once, with the whole answer (as one call would have given it),
+    and the options it asks for hold for every item."""
+    hook = "    return {'tags': ['billed']}\n"
+    async with make_proxy(_mistral(upstream, tmp_path, hook)) as proxy:
+        body = {"model": "mistral-embed", "input": _inputs(600)}
+        answer = await proxy.post(EMBED, json=body)
+        assert answer.status_code == 200
+        assert [len(r.body["input"]) for r in upstream.requests] == [256, 256, 88]
+        [seen] = _seen(tmp_path)
+        assert seen["items"] == seen["inputs"] == 600
+        assert seen["indexes"] == list(range(600))
+        assert seen["usage"] == answer.json()["usage"]  # (the three calls' tokens)
+        # the hook's tag is on the items of every call, not the last one's only
+        gone = await proxy.post("/cache/invalidate", json={"tag": "billed"}, headers=ADMIN)
+        assert gone.json() == {"deleted": 600}
+
+
+async def test_an_answer_whose_last_call_fails_keeps_the_earlier_calls_items(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient], tmp_path: Path
+) -> None:
+    """The items of each call are stored as it answers: the third call failing (the
+    upstream refuses an empty input) loses none of the first two's. The hooks never saw
+    an answer (there was none)."""
+    async with make_proxy(_mistral(upstream, tmp_path, "")) as proxy:
+        failed = await proxy.post(
+            EMBED, json={"model": "mistral-embed", "input": [*_inputs(512), ""]}
+        )
+        assert failed.status_code == 400
+        assert [len(r.body["input"]) for r in upstream.requests] == [256, 256, 1]
+        assert _seen(tmp_path) == []
+        kept = await proxy.post(EMBED, json={"model": "mistral-embed", "input": _inputs(512)})
+    assert kept.headers["x-deja-cache"] == "hit"
+    assert upstream.count(EMBED) == 3
+
+
+@pytest.mark.parametrize(
+    "hook",
+    ["    return {'no-store': True}\n", "    raise RuntimeError('billing is down')\n"],
+    ids=["no-store", "raises"],
+)
+async def test_an_embeddings_answer_the_hooks_keep_from_the_cache_is_not_stored_at_all(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    tmp_path: Path,
+    hook: str,
+) -> None:
+    """A hook that asks not to store the answer (or fails: the answer is then served, not
+    stored) decides for every item of the request, those of the calls stored before the
+    answer was whole too."""
+    async with make_proxy(_mistral(upstream, tmp_path, hook)) as proxy:
+        body = {"model": "mistral-embed", "input": _inputs(300)}
+        first = await proxy.post(EMBED, json=body)
+        assert first.status_code == 200 and len(first.json()["data"]) == 300
+        again = await proxy.post(EMBED, json=body)
+    assert again.headers["x-deja-cache"] == "miss"
+    assert again.headers["x-deja-cached-items"] == "0/300"
+    assert [len(r.body["input"]) for r in upstream.requests] == [256, 44, 256, 44]
+
+
+@pytest.mark.parametrize("inputs", [2, 300], ids=["one call", "two calls"])
+async def test_a_hook_that_changes_the_vectors_changes_nothing_served_or_stored(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    tmp_path: Path,
+    inputs: int,
+) -> None:
+    """The hooks' changes to an embeddings answer are neither served nor stored (its
+    items are stored one by one): a hook that scaled the vectors in place was given the
+    very lists that were served and stored."""
+    hook = "    for item in response['data']:\n        item['embedding'][0] = 12345.0\n"
+    async with make_proxy(_mistral(upstream, tmp_path, hook)) as proxy:
+        body = {"model": "mistral-embed", "input": _inputs(inputs)}
+        first = await proxy.post(EMBED, json=body)
+        again = await proxy.post(EMBED, json=body)
+    assert again.headers["x-deja-cache"] == "hit"
+    for answer in (first, again):
+        assert all(item["embedding"][0] != 12345.0 for item in answer.json()["data"])
+    assert first.json()["data"] == again.json()["data"]
