@@ -139,3 +139,71 @@ async def test_a_hook_that_changes_the_vectors_changes_nothing_served_or_stored(
     for answer in (first, again):
         assert all(item["embedding"][0] != 12345.0 for item in answer.json()["data"])
     assert first.json()["data"] == again.json()["data"]
+
+
+# -- a post-cache hook that fails part way through ---------------------------------------
+
+CHAT = "/v1/chat/completions"
+BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Mail the mayor of Lima?"}]}
+REDACT = (
+    "def redact(response, request):\n"
+    "    message = response['choices'][0]['message']\n"
+    "    message['content'] = message['content'].replace('mayor@lima.pe', '[email]')\n"
+)
+HALF = (
+    "def half(response, request):\n"
+    "    response['choices'][0]['message']['content'] = 'HALF DONE'\n"
+    "    response['choices'][0]['finish_reason'] = 'hooked'\n"
+    "    raise RuntimeError('the second half failed')\n"
+)
+SLOW_HALF = (
+    "import asyncio\n\n"
+    "async def half(response, request):\n"
+    "    response['choices'][0]['message']['content'] = 'HALF DONE'\n"
+    "    await asyncio.Event().wait()\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("hooks", "served"),
+    [
+        ([HALF], "Write to mayor@lima.pe."),
+        ([SLOW_HALF], "Write to mayor@lima.pe."),
+        # the hooks before the one that failed keep their changes (a redaction)
+        ([REDACT, HALF], "Write to [email]."),
+    ],
+    ids=["raises", "times out", "after a redaction"],
+)
+async def test_a_post_cache_hook_that_fails_part_way_changes_nothing(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    hooks: list[str],
+    served: str,
+) -> None:
+    """A post-cache hook that changed the answer in place, then raised (or was cancelled
+    past hook_timeout): the half-changed answer was served. A hook that fails changes
+    nothing: the answer as the hooks before it left it is served, not stored (as for a
+    hook that fails without changing it), and the failure is logged."""
+    from deja.testing import Reply
+
+    upstream.reply_with(lambda body: Reply("Write to mayor@lima.pe."))
+    specs = []
+    for i, source in enumerate(hooks):
+        (tmp_path / f"hook{i}.py").write_text(source)
+        name = source.split("def ", 1)[1].split("(", 1)[0]
+        specs.append({"path": f"hook{i}.py", "async_post_cache_hook": name})
+    config = proxy_config(upstream, hooks=specs)
+    config["general_settings"]["hook_timeout"] = 0.05
+    async with make_proxy(config) as proxy:
+        with caplog.at_level("ERROR", logger="deja"):
+            answers = [await proxy.post(CHAT, json=BODY) for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert [a.headers["x-deja-cache"] for a in answers] == ["miss", "miss"]  # not stored
+    for answer in answers:
+        choice = answer.json()["choices"][0]
+        assert choice["message"]["content"] == served
+        assert choice["finish_reason"] == "stop"
+    said = [r.getMessage() for r in caplog.records if "hook half failed" in r.getMessage()]
+    assert said and "not stored" in said[0]

@@ -1114,7 +1114,7 @@ class ProxyApp:
             if not embeddings:
                 with contextlib.suppress(TypeError):  # (unwritable already: no hook's doing)
                     sent = orjson.dumps(response)
-            asked = await each(response)
+            asked = await each(response, sent)
             if sent is None:
                 return asked
             try:
@@ -1128,33 +1128,42 @@ class ProxyApp:
                 return merge(ctl, _NO_STORE)
             return asked
 
-        async def each(response: dict[str, Any]) -> CacheControl | None:
+        async def each(response: dict[str, Any], sent: bytes | None) -> CacheControl | None:
             # The answer is paid for by now: a hook that fails, or asks for what is no cache
-            # option, costs the caller nothing; the answer is served and not stored.
+            # option, costs the caller nothing; the answer is served and not stored. One
+            # that fails changes nothing: what it changed before it raised (or timed out)
+            # is undone, from ``sent``, the answer as the hooks before it left it (as JSON:
+            # a plain answer's, none for embeddings, whose hooks are given a copy).
             # Each hook's options add to the others' (tags of all, the stricter of others).
             extra: CacheControl | None = None
-            for name, hook in self._post_hooks:
+            for i, (name, hook) in enumerate(self._post_hooks):
+                if i and sent is not None:
+                    with contextlib.suppress(TypeError):  # (left unwritable: said at the end)
+                        sent = orjson.dumps(response)
                 try:
                     call = self._hook_call(hook, response, body, tenant=tenant)
                     result = await self._run_hook("post-cache", name, call)
-                except (KeyError, IndexError, TypeError, AttributeError) as exc:
-                    if not embeddings:
-                        self._hook_failed("post-cache", name, exc, "the answer is not stored")
-                        return merge(ctl, _NO_STORE)
-                    # a hook written for chat answers, which reads their fields: it has no
-                    # say on embeddings (it had none before hooks saw them)
-                    if name not in self._hooks_without_embeddings:
-                        self._hooks_without_embeddings.add(name)
-                        logger.warning(
-                            "post-cache hook %s does not read embeddings answers (%s: %s):"
-                            " they are stored without its cache options",
-                            name,
-                            type(exc).__name__,
-                            exc,
-                        )
-                    continue
                 except Exception as exc:
-                    self._hook_failed("post-cache", name, exc, "the answer is not stored")
+                    if embeddings and isinstance(
+                        exc, (KeyError, IndexError, TypeError, AttributeError)
+                    ):
+                        # a hook written for chat answers, which reads their fields: it has
+                        # no say on embeddings (it had none before hooks saw them)
+                        if name not in self._hooks_without_embeddings:
+                            self._hooks_without_embeddings.add(name)
+                            logger.warning(
+                                "post-cache hook %s does not read embeddings answers (%s: %s):"
+                                " they are stored without its cache options",
+                                name,
+                                type(exc).__name__,
+                                exc,
+                            )
+                        continue
+                    if sent is not None:
+                        response.clear()
+                        response.update(orjson.loads(sent))
+                    outcome = "the answer is served as it was before it, not stored"
+                    self._hook_failed("post-cache", name, exc, outcome)
                     return merge(ctl, _NO_STORE)
                 if isinstance(result, Mapping):
                     try:
