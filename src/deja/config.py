@@ -74,7 +74,7 @@ import yaml
 from deja._transport import header_text
 from deja.controls import CacheMode, parse_controls
 from deja.errors import ConfigError, ControlError, InvalidRequestError
-from deja.keys import check_key_prefix
+from deja.keys import check_key_prefix, request_builder
 from deja.policy import Admission, AdmissionPolicy
 from deja.providers.planner import check_injection_point
 from deja.request import (
@@ -337,7 +337,8 @@ _GENERAL_KEYS: Final = _keys(
     ),
     hook_timeout=(
         "Seconds an async pre-LLM or post-cache hook has to finish (past them: as one that"
-        " raised). A sync hook cannot be stopped: one that ran longer is logged."
+        " raised). A sync hook cannot be stopped: one that ran longer is logged, as is a key"
+        " builder (always sync) that did."
     ),
 )
 _GENERAL_LITELLM_IGNORED: Final = _words("""
@@ -1419,6 +1420,13 @@ class CachingSettings:
             if self.key_builder is not None
             else None
         )
+        if key_builder is not None:
+            try:
+                request_builder(key_builder)
+            except TypeError as exc:  # (an async one: refused at start, not on each request)
+                raise ConfigError(
+                    f"{self.key_builder}: {exc}", path="caching.key_builder"
+                ) from None
         store = self.build_store()
         try:
             semantic = self.build_semantic(store) if self.type in _SEMANTIC_TYPES else None

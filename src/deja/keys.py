@@ -540,7 +540,17 @@ def digest_of(**arguments: Any) -> str:
 
 
 def request_builder(builder: Callable[..., Any]) -> Callable[[Request], Any]:
-    """``builder``, of any of :func:`key_builder_form`'s forms, called as ``f(request)``."""
+    """``builder``, of any of :func:`key_builder_form`'s forms, called as ``f(request)``.
+
+    An ``async def`` builder is refused (``TypeError``): a key is computed synchronously,
+    on every lookup, so its coroutine was never awaited and every request failed."""
+    # (an object whose class's __call__ is async too)
+    if inspect.iscoroutinefunction(builder) or inspect.iscoroutinefunction(type(builder).__call__):
+        name = getattr(builder, "__qualname__", type(builder).__qualname__)
+        raise TypeError(
+            f"key builder {name} is async: a key builder returns its digest (keys are"
+            " computed synchronously, on every lookup); make it a plain def"
+        )
     form = key_builder_form(builder)
     if form == "request":
         return builder

@@ -13,6 +13,7 @@ from typing import Any
 import httpx2
 import pytest
 
+import deja
 from deja.testing import FakeOpenAIServer
 from tests.server.conftest import MASTER, proxy_config
 
@@ -207,3 +208,75 @@ async def test_a_post_cache_hook_that_fails_part_way_changes_nothing(
         assert choice["finish_reason"] == "stop"
     said = [r.getMessage() for r in caplog.records if "hook half failed" in r.getMessage()]
     assert said and "not stored" in said[0]
+
+
+# -- key builders named in the config ----------------------------------------------------
+
+
+def _hook_builder(upstream: FakeOpenAIServer) -> dict[str, Any]:
+    return proxy_config(upstream, hooks=[{"path": "kb.py", "key_builder": "kb"}])
+
+
+def _caching_builder(upstream: FakeOpenAIServer) -> dict[str, Any]:
+    return proxy_config(upstream, caching={"type": "memory", "key_builder": "kb.kb"})
+
+
+BUILDERS = pytest.mark.parametrize(
+    "config", [_hook_builder, _caching_builder], ids=["hooks entry", "caching.key_builder"]
+)
+
+
+@BUILDERS
+async def test_a_slow_key_builder_is_said_as_a_slow_sync_hook_is(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    config: Callable[[FakeOpenAIServer], dict[str, Any]],
+) -> None:
+    """A key builder had no time limit, and nothing said one held every request of its
+    worker. It runs as a sync hook does (a key is computed synchronously: nothing can stop
+    it): its digest stands, and that it ran past hook_timeout is said, once then counted."""
+    (tmp_path / "kb.py").write_text(
+        "import time\n\n"
+        "def kb(request, tenant=None):\n"
+        "    time.sleep(0.06)\n"  # (at least that long: past the 0.05 s limit)
+        "    return 'same-for-all'\n"
+    )
+    settings = config(upstream)
+    settings["general_settings"]["hook_timeout"] = 0.05
+    async with make_proxy(settings) as proxy:
+        with caplog.at_level("WARNING", logger="deja"):
+            answers = [await proxy.post(CHAT, json=BODY) for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert [a.headers["x-deja-cache"] for a in answers] == ["miss", "hit"]  # its digest stands
+    said = [r.getMessage() for r in caplog.records if "past general_settings" in r.getMessage()]
+    assert len(said) == 1  # once, then counted
+    assert said[0].startswith("key builder kb ran ")
+    assert "general_settings.hook_timeout (0.05 s)" in said[0]
+
+
+@BUILDERS
+def test_an_async_key_builder_is_refused_at_start(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    tmp_path: Path,
+    config: Callable[[FakeOpenAIServer], dict[str, Any]],
+) -> None:
+    """A key is computed synchronously, on every lookup: an ``async def`` builder's
+    coroutine was never awaited, and every request was a 500 ("returned coroutine, not a
+    digest string"). It is refused at start, naming it."""
+    (tmp_path / "kb.py").write_text("async def kb(request, tenant=None):\n    return 'digest'\n")
+    with pytest.raises(deja.ConfigError) as raised:
+        make_proxy(config(upstream))
+    assert raised.value.path == "caching.key_builder"
+    assert "kb is async" in str(raised.value) and "plain def" in str(raised.value)
+
+
+def test_the_library_refuses_an_async_key_builder() -> None:
+    async def kb(request: Any) -> str:
+        return "digest"
+
+    for cache in (deja.Cache, deja.AsyncCache):
+        with pytest.raises(TypeError, match="kb is async"):
+            cache(key_builder=kb)

@@ -770,6 +770,8 @@ class ProxyApp:
                 self.cache.key_builder = _tenant_key_builder(
                     spec.key_builder, spec.load(spec.key_builder)
                 )
+        if self.cache is not None and self.cache.key_builder is not None:
+            self.cache.key_builder = self._timed_key_builder(self.cache.key_builder)
         if self.cache is None and self._post_hooks:
             logger.warning(
                 "post-cache hooks (%s) run on answers the cache stores: without a caching"
@@ -1239,6 +1241,34 @@ class ProxyApp:
                 f"did not finish within general_settings.hook_timeout"
                 f" ({self._hook_timeout:g} s): cancelled"
             ) from exc
+
+    def _timed_key_builder(self, build: Callable[[Request], str]) -> Callable[[Request], str]:
+        """The configured key builder ``build``, held to ``general_settings.hook_timeout`` as
+        a sync hook is: a key is computed synchronously, on every lookup (an ``async def``
+        builder is refused at start), so it runs on the event loop to its end, and one
+        that took longer than the limit is said, once then counted; its digest stands."""
+        name = getattr(build, "__qualname__", "key_builder")
+
+        def timed(request: Request) -> str:
+            started = time.monotonic()
+            try:
+                return build(request)
+            finally:
+                took = time.monotonic() - started
+                if took > self._hook_timeout:
+                    self._hook_said(
+                        logging.WARNING,
+                        ("key builder", name, "slow"),
+                        "key builder %s ran %.1f s, past general_settings.hook_timeout (%g s):"
+                        " a key builder cannot be stopped (keys are computed synchronously),"
+                        " and every request of this worker waited for it",
+                        name,
+                        took,
+                        self._hook_timeout,
+                    )
+
+        timed.__qualname__ = name
+        return timed
 
     def _hook_said(self, level: int, key: tuple[str, ...], message: str, *args: object) -> None:
         """A hook's misuse that recurs on every request (cache options deja does not have,
@@ -2473,6 +2503,8 @@ def _tenant_key_builder(name: str, hook: Callable[..., Any]) -> Callable[[Reques
             logger.exception("key builder hook %s failed", name)
             raise HookError(f"hook {name} failed (the proxy's log has why)") from exc
         if not isinstance(digest, str):
+            if inspect.iscoroutine(digest):  # (a plain def returning one: never awaited)
+                digest.close()
             raise HookError(f"hook {name} returned {type(digest).__name__}, not a digest string")
         return digest
 
