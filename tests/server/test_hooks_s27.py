@@ -280,3 +280,30 @@ def test_the_library_refuses_an_async_key_builder() -> None:
     for cache in (deja.Cache, deja.AsyncCache):
         with pytest.raises(TypeError, match="kb is async"):
             cache(key_builder=kb)
+
+
+@BUILDERS
+async def test_a_failing_key_builder_is_logged_once_then_counted(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    config: Callable[[FakeOpenAIServer], dict[str, Any]],
+) -> None:
+    """A key builder that raised logged its traceback on every request (five requests,
+    five tracebacks), where a failing hook is said once, then counted; the caller's
+    message nested the hook's in a repr (``key builder kb failed: HookError("hook kb
+    failed (...)")``)."""
+    (tmp_path / "kb.py").write_text(
+        "def kb(request, tenant=None):\n    raise RuntimeError('vault token hvs.SECRET123')\n"
+    )
+    async with make_proxy(config(upstream)) as proxy:
+        with caplog.at_level("ERROR", logger="deja"):
+            answers = [await proxy.post(CHAT, json=BODY) for _ in range(5)]
+    assert [a.status_code for a in answers] == [500] * 5
+    assert all("SECRET123" not in a.text for a in answers)
+    tracebacks = [r for r in caplog.records if r.exc_info is not None]
+    assert len(tracebacks) == 1 and "SECRET123" in (tracebacks[0].exc_text or "")
+    assert "key builder hook kb failed" in tracebacks[0].getMessage()
+    if config is _hook_builder:
+        assert answers[0].json()["error"]["message"] == "hook kb failed (the proxy's log has why)"

@@ -1253,6 +1253,9 @@ class ProxyApp:
             started = time.monotonic()
             try:
                 return build(request)
+            except Exception as exc:  # (it fails on every request: said once, then counted)
+                self._hook_failed("key builder", name, exc, "its request is answered 500")
+                raise
             finally:
                 took = time.monotonic() - started
                 if took > self._hook_timeout:
@@ -2500,7 +2503,7 @@ def _tenant_key_builder(name: str, hook: Callable[..., Any]) -> Callable[[Reques
             digest = call(request)
         except Exception as exc:
             # the operator's bug (its message may hold secrets): the detail to the log only
-            logger.exception("key builder hook %s failed", name)
+            # (ProxyApp._timed_key_builder logs it, once then counted)
             raise HookError(f"hook {name} failed (the proxy's log has why)") from exc
         if not isinstance(digest, str):
             if inspect.iscoroutine(digest):  # (a plain def returning one: never awaited)
@@ -2734,13 +2737,16 @@ def _openai_error(body: object) -> bool:
 
 def _http_error(exc: Exception) -> HTTPError:
     """The HTTP answer for an exception on the request path."""
-    if isinstance(exc, HookError) or (
-        isinstance(exc, KeyBuilderError) and isinstance(exc.__cause__, HookError)
-    ):
+    if isinstance(exc, HookError):
         return HTTPError(500, str(exc), code="hook_failed")
+    if isinstance(exc, KeyBuilderError) and isinstance(exc.__cause__, HookError):
+        return HTTPError(500, str(exc.__cause__), code="hook_failed")  # (the hook's words)
     if isinstance(exc, KeyBuilderError):
-        # the operator's code (its message may hold secrets): the detail to the log only
-        logger.error("the cache's key builder failed: %s", exc, exc_info=exc)
+        # the operator's code (its message may hold secrets): the detail to the log only;
+        # one that raised was logged as it did (ProxyApp._timed_key_builder), once then
+        # counted; one that returned no digest is said here
+        if exc.__cause__ is None:
+            logger.error("the cache's key builder failed: %s", exc)
         return HTTPError(
             500,
             "the cache's key builder failed (the proxy's log has why)",
