@@ -78,7 +78,15 @@ from deja.policy import (
 from deja.request import Request, check_tenant
 from deja.result import CacheInfo, CacheResult, CacheStats, CacheStatus
 from deja.semantic.scope import builder_context
-from deja.stores.base import Locking, SharedValues, Store, TagIndex, locking_of, validate_ttl
+from deja.stores.base import (
+    ConnectionCount,
+    Locking,
+    SharedValues,
+    Store,
+    TagIndex,
+    locking_of,
+    validate_ttl,
+)
 from deja.streaming import StreamAssembler, StreamFormatError, iter_replay_chunks
 
 if TYPE_CHECKING:
@@ -164,10 +172,12 @@ def _stream_slot(key: str) -> object:
 
 class _Tagging(NamedTuple):
     """When an entry's tags were written: the drops of tag records this process had ended
-    then, and the cache's clock (another process's drops, by their marks)."""
+    then, the cache's clock (another process's drops, by their marks), and the store's
+    count of connections opened (a server restarted since, empty, is reached on a new one)."""
 
     drops: int
     at: float
+    connections: int
 
 
 class _InFlight(NamedTuple):
@@ -431,6 +441,7 @@ class Cache:
         self._clock = clock
         self._store_name = store.name
         self._tags_supported = isinstance(store, TagIndex)
+        self._connection_count = store if isinstance(store, ConnectionCount) else None
         self._breaker = CircuitBreaker(threshold=breaker_threshold, reset_after=breaker_reset)
         # writes (entries, locks) have their own: a store that refuses them (full under
         # noeviction, a read-only user) still serves what it holds
@@ -2319,7 +2330,16 @@ class Cache:
 
     def _tagging(self) -> _Tagging:
         """The moment tags are written (see :meth:`_tagged_still`)."""
-        return _Tagging(self._invalidations.drops_ended(), self._clock())
+        count = self._connection_count
+        opened = 0 if count is None else count.connections_opened()
+        return _Tagging(self._invalidations.drops_ended(), self._clock(), opened)
+
+    def _reconnected(self, tagging: _Tagging) -> bool:
+        """Whether the store opened a connection since ``tagging``: the entries' values may
+        have reached a server that restarted empty (no persistence) after their tag records
+        were written, and lost them."""
+        count = self._connection_count
+        return count is not None and count.connections_opened() != tagging.connections
 
     def _tagged_still(
         self,
@@ -2336,16 +2356,22 @@ class Cache:
         A ``delete_tag`` whose drop ran between their tag write (``tagging``) and their
         value write read their keys before the values were there, then forgot the
         records: the entries would be left with no record, out of reach of every later
-        ``delete_tag``. They are tagged again; when that fails they are deleted
-        (``False``) rather than kept unreachable. A drop in this process is known by
-        :class:`Invalidations`; one in another process sharing the store, with
-        ``elsewhere``, by the mark it leaves just before its drop (one read of the latest
-        stamp; a writer that reads the marks anyway, a fetch's, leaves it to them)."""
+        ``delete_tag``. So would a server that restarted empty in between (the values
+        written on a connection opened since: :meth:`_reconnected`). They are tagged
+        again; when that fails they are deleted (``False``) rather than kept unreachable.
+        A drop in this process is known by :class:`Invalidations`; one in another process
+        sharing the store, with ``elsewhere``, by the mark it leaves just before its drop
+        (one read of the latest stamp; a writer that reads the marks anyway, a fetch's,
+        leaves it to them)."""
         if not ctl.tags:
             return True
-        if not self._invalidations.dropped_since(tagging.drops) and not (
-            elsewhere
-            and self._marked_since(tagging.at, [_tag_reach(tag, tenant) for tag in ctl.tags])
+        if (
+            not self._invalidations.dropped_since(tagging.drops)
+            and not self._reconnected(tagging)
+            and not (
+                elsewhere
+                and self._marked_since(tagging.at, [_tag_reach(tag, tenant) for tag in ctl.tags])
+            )
         ):
             return True
         try:

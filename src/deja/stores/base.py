@@ -16,7 +16,8 @@ Rules every store keeps (checked by ``tests/stores/test_contract.py``):
   process that wrote them.
 
 Optional abilities are small protocols, never ``hasattr`` probes: :class:`TagIndex` (tags
-for bulk invalidation) and :class:`StoreStats` (entry count and evictions for metrics).
+for bulk invalidation), :class:`StoreStats` (entry count and evictions for metrics) and
+:class:`ConnectionCount` (connections opened, so a write can tell it spanned a reconnect).
 
 A store over a blocking library (disk, S3) runs its async callers' calls in worker threads
 of its own, never asyncio's default pool: with that pool (``min(32, cpus + 4)`` threads)
@@ -45,6 +46,7 @@ from deja.errors import StoreBusy, StoreError
 
 __all__ = [
     "MAX_TTL",
+    "ConnectionCount",
     "LockExtending",
     "Locking",
     "locking_of",
@@ -99,6 +101,21 @@ class TagIndex(Protocol):
     async def atag(self, tag: str, keys: Sequence[str], ttl: float | None) -> None: ...
     async def akeys_for(self, tag: str) -> list[str]: ...
     async def adrop(self, tag: str) -> list[str]: ...
+
+
+@runtime_checkable
+class ConnectionCount(Protocol):
+    """Optional: how many connections the store has opened to its server so far.
+
+    A server that restarts empty (no persistence) loses what was written before; a command
+    that reaches it afterwards does so on a connection opened since. So when the count did
+    not move between the start of a first write and the end of a second, both went to the
+    same server life, and when it moved they may not have: the cache then writes an
+    entry's tag records again, since its value may have reached a server that lost them.
+    A store that cannot tell returns the same number always (0).
+    """
+
+    def connections_opened(self) -> int: ...
 
 
 @runtime_checkable

@@ -38,12 +38,27 @@ under the ``volatile-*`` policies, an entry without one is never freed. The stor
 the policy once, with ``INFO memory`` when its first client is made (in the background;
 ``CONFIG GET`` is often refused on managed Redis, and a refused or failed read is let go
 silently), and logs one warning when ``maxmemory`` is set under any other policy.
+
+Restarts and tags
+-----------------
+The cache writes an entry's tag records before its value (a value stored without its
+records would be out of reach of ``delete_tag``). A server that restarts without
+persistence between the two takes the value on a fresh connection and has lost the
+records. The store counts the connections it opens (:meth:`RedisStore.connections_opened`,
+no round trip): the count moves whenever a command may have reached a new server life, and
+the cache then writes the entry's records again. On a standalone server or a
+Sentinel-managed master that closes the window. On a Cluster the count stays 0: an
+entry and its records live in different slots, most often on different nodes, so a node
+that restarts empty loses its records while the entries on the other nodes stay, whatever
+the order of the writes; a cluster whose tags must hold needs persistence or replicas.
+An injected client is not counted either.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 import math
 import re
@@ -670,6 +685,13 @@ class RedisStore:
         # The server's eviction policy, read once (see the module docstring): "unread"
         # until a read is started with a new client, and again after a read that failed.
         self._policy: Literal["unread", "reading", "read"] = "unread"
+        # The connections opened (see connections_opened): each is given the next number
+        # (next() is atomic, no lock: a lock held by another thread at a fork would hang
+        # the child) and the count is the number written last. Each number is written
+        # once, so the count read before a connection opens differs from the count after
+        # it, whatever threads race (one writing an older number late still changes it).
+        self._numbers = itertools.count(1)
+        self._opened = 0
 
     def __repr__(self) -> str:
         return f"RedisStore({self._settings.where()})"
@@ -678,6 +700,16 @@ class RedisStore:
     def mode(self) -> _Mode:
         """``standalone``, ``cluster`` or ``sentinel``."""
         return self._settings.mode
+
+    def connections_opened(self) -> int:
+        """A number that changes whenever the store opens a connection to its server (see
+        :class:`~deja.stores.base.ConnectionCount`): a command sent after a restart goes on
+        one opened since. Always 0 on a Cluster and for injected clients (see "Restarts and
+        tags" in the module docstring)."""
+        return self._opened
+
+    def _opened_one(self) -> None:
+        self._opened = next(self._numbers)
 
     # -- sync ---------------------------------------------------------------------------
 
@@ -867,7 +899,7 @@ class RedisStore:
         from redis.exceptions import RedisClusterException, RedisError
 
         try:
-            return _sync_ops(self._settings)
+            return _sync_ops(self._settings, self._opened_one)
         except (RedisError, RedisClusterException, OSError) as exc:
             # A cluster client discovers the topology while it is built.
             raise StoreError(f"cannot connect to redis ({self._settings.where()}): {exc}") from exc
@@ -877,7 +909,7 @@ class RedisStore:
 
         if self._async_client is not None:
             return AsyncRedisOps(self._async_client, owned=False), nullcontext()
-        return _async_ops(self._settings)
+        return _async_ops(self._settings, self._opened_one)
 
     # -- the eviction policy ------------------------------------------------------------
 
@@ -952,11 +984,13 @@ def _backstop(seconds: float) -> float:
     return seconds + MOST_FORGIVEN + 1.0
 
 
-def _patient(base: type[Any], s: _Settings, answered: Callable[[], None]) -> type[Any]:
+def _patient(
+    base: type[Any], s: _Settings, answered: Callable[[], None], opened: Callable[[], None]
+) -> type[Any]:
     """``base``, a redis-py asyncio connection class, whose connect and read timeouts
     (``connect_timeout``, ``op_timeout``) do not count the time the event loop spent busy
     elsewhere (:class:`~deja._aio.PatientTimeout`), and which calls ``answered()`` for each
-    reply it reads.
+    reply it reads and ``opened()`` for each connection it makes.
 
     A burst of requests keeps a process's loop busy (each request is parsed, looked up,
     answered): a reply that came in time sat unread while other callbacks ran, and the
@@ -975,6 +1009,7 @@ def _patient(base: type[Any], s: _Settings, answered: Callable[[], None]) -> typ
             # (a TimeoutError here is redis-py's "Timeout connecting to server")
             async with PatientTimeout(connect_timeout):
                 await super()._connect()
+            opened()
 
         async def read_response(self, *args: Any, **kwargs: Any) -> Any:
             if kwargs.get("timeout") is not None or (len(args) > 1 and args[1] is not None):
@@ -996,13 +1031,42 @@ def _patient(base: type[Any], s: _Settings, answered: Callable[[], None]) -> typ
     return PatientConnection
 
 
+def _counted(base: type[Any], opened: Callable[[], None]) -> type[Any]:
+    """``base``, a sync redis-py connection class, calling ``opened()`` for each socket it
+    connects (before any command is sent on it)."""
+
+    class CountedConnection(base):  # type: ignore[misc]
+        def _connect(self) -> Any:
+            sock = super()._connect()
+            opened()
+            return sock
+
+    CountedConnection.__name__ = CountedConnection.__qualname__ = f"Counted{base.__name__}"
+    return CountedConnection
+
+
+def _acounted(base: type[Any], opened: Callable[[], None]) -> type[Any]:
+    """:func:`_counted` for a redis-py asyncio connection class."""
+
+    class CountedConnection(base):  # type: ignore[misc]
+        async def _connect(self) -> None:
+            await super()._connect()
+            opened()
+
+    CountedConnection.__name__ = CountedConnection.__qualname__ = f"Counted{base.__name__}"
+    return CountedConnection
+
+
 # redis-py leaves a few constructors untyped (sync pools, cluster nodes, Sentinel); those
 # calls carry a narrow ignore.
 
 
-def _sync_ops(s: _Settings) -> tuple[RedisOps, AbstractContextManager[object]]:
+def _sync_ops(
+    s: _Settings, opened: Callable[[], None]
+) -> tuple[RedisOps, AbstractContextManager[object]]:
     """Build the sync client for ``s`` (a cluster client connects while it is built), and
-    the gate its commands take."""
+    the gate its commands take; ``opened()`` is called for each connection it makes to a
+    standalone server or a Sentinel's master (see :meth:`RedisStore.connections_opened`)."""
     import redis
     import redis.cluster
     import redis.sentinel
@@ -1028,6 +1092,7 @@ def _sync_ops(s: _Settings) -> tuple[RedisOps, AbstractContextManager[object]]:
                 retry=no_retry,
                 **pool_kwargs,
             )
+        pool.connection_class = _counted(pool.connection_class, opened)
         gate: AbstractContextManager[object] = _ThreadGate(limit, s.pool_timeout)
         return RedisOps(redis.Redis.from_pool(pool), gate=gate), gate
     gate = _ThreadGate(limit, s.pool_timeout)
@@ -1058,13 +1123,18 @@ def _sync_ops(s: _Settings) -> tuple[RedisOps, AbstractContextManager[object]]:
         **kwargs,
     )
     master = sentinel.master_for(s.service_name, db=s.db, max_connections=limit)
+    master.connection_pool.connection_class = _counted(
+        master.connection_pool.connection_class, opened
+    )
     watch = _MasterWatch(gate, master.connection_pool)
     return RedisOps(master, gate=watch, also_close=sentinel.sentinels), watch
 
 
-def _async_ops(s: _Settings) -> tuple[AsyncRedisOps, AbstractAsyncContextManager[object]]:
+def _async_ops(
+    s: _Settings, opened: Callable[[], None]
+) -> tuple[AsyncRedisOps, AbstractAsyncContextManager[object]]:
     """Build the asyncio client for ``s`` (no I/O: it connects on first use), and the gate
-    its commands take."""
+    its commands take (``opened``: as for :func:`_sync_ops`)."""
     import redis.asyncio
     import redis.asyncio.cluster
     import redis.asyncio.sentinel
@@ -1103,7 +1173,7 @@ def _async_ops(s: _Settings) -> tuple[AsyncRedisOps, AbstractAsyncContextManager
                 **pool_kwargs,
             )
         standalone = _AsyncGate(limit, s.pool_timeout)
-        pool.connection_class = _patient(pool.connection_class, s, standalone.answered)
+        pool.connection_class = _patient(pool.connection_class, s, standalone.answered, opened)
         return AsyncRedisOps(redis.asyncio.Redis.from_pool(pool), gate=standalone), standalone
     gate = _AsyncGate(limit, s.pool_timeout)
     if s.mode == "cluster":
@@ -1132,5 +1202,8 @@ def _async_ops(s: _Settings) -> tuple[AsyncRedisOps, AbstractAsyncContextManager
         **kwargs,
     )
     master = sentinel.master_for(s.service_name or "", db=s.db, max_connections=limit)
+    master.connection_pool.connection_class = _acounted(
+        master.connection_pool.connection_class, opened
+    )
     watch = _MasterWatch(gate, master.connection_pool)
     return AsyncRedisOps(master, gate=watch, also_close=sentinel.sentinels), watch
