@@ -1787,8 +1787,11 @@ class Cache:
 
         With no arguments: every entry of this prefix (all tenants and namespaces). With
         ``namespace`` and/or ``tenant``: that one scope (an unnamed tenant is ``None``, an
-        unnamed namespace the cache's default). Returns the number deleted. A namespace or
-        tenant no entry can have is refused (it would delete nothing, silently).
+        unnamed namespace the cache's default). Returns the number deleted, as the store
+        counts it (an S3 store counts the entries it listed: one another clear or delete
+        removed at the same time is counted by both; see
+        :meth:`~deja.stores.s3.S3Store.clear`). A namespace or tenant no entry can have is
+        refused (it would delete nothing, silently).
         """
         if namespace is not _UNSET:
             _checked_namespace(namespace)

@@ -11,7 +11,9 @@ Rules every store keeps (checked by ``tests/stores/test_contract.py``):
   value is never returned, whatever the back-end's own expiry granularity.
 * ``get_many`` returns one item per key, in order, ``None`` for a missing key.
 * ``delete`` returns whether the key existed; ``clear(prefix)`` deletes exactly the keys that
-  start with ``prefix`` and returns how many it deleted.
+  start with ``prefix`` and returns how many it deleted (an S3 store: how many it listed and
+  deleted, which counts again a key another call deleted meanwhile; see
+  :meth:`~deja.stores.s3.S3Store.clear`).
 * Expiry uses wall-clock time (``clock``, default ``time.time``) because entries outlive the
   process that wrote them.
 

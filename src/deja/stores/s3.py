@@ -391,10 +391,19 @@ class S3Store(SyncStore, SyncTagIndex):
         return expires is None or expires > self._clock()
 
     def clear(self, prefix: str) -> int:
-        """Delete every key starting with ``prefix``; return how many were deleted.
+        """Delete every key starting with ``prefix``; return how many this call listed and
+        deleted (an upper bound of what it removed, exact when no other deletion runs).
 
-        Tag records are untouched. The count may include entries whose TTL had passed but
-        that were still in the bucket.
+        Tag records are untouched. S3 cannot say whether an object was still there when
+        it deleted it: ``DeleteObjects`` reports every name it is given as deleted, and a
+        conditional delete that would tell is not offered by every S3-compatible service.
+        So the count is of the entries this call listed, all gone when it returns; an
+        entry another call deleted between the listing and the deletion (a ``clear`` at
+        the same time, in this process or another, a ``delete``, a lifecycle rule) is
+        counted by this call too. Two clears of one prefix at once may each return about
+        the whole count, their sum more than the bucket held. With no other deletion under
+        the prefix meanwhile, the count is exact; it may include entries whose TTL had
+        passed but that were still in the bucket.
         """
         start = self._root + _encode_key(prefix)
         deleted = 0
