@@ -339,6 +339,7 @@ def to_legacy_layout(root: Path) -> None:
             if item[key]:
                 os.replace(root / item[key], root / f"scope-{number}.{ext}")
                 item[key] = f"scope-{number}.{ext}"
+    manifest.pop("manifest_crc32", None)  # (as an earlier deja wrote it: unsealed)
     (root / "index.json").write_text(json.dumps(manifest))  # written last, as they did
 
 
@@ -496,6 +497,7 @@ def test_a_malformed_base_is_never_misread(tmp_path: Path) -> None:
     total = sum(len(item["ids"]) for item in manifest["scopes"])
     assert len(loaded) == total - short and short > 0
     manifest["scopes"][0]["vectors"] = "../elsewhere.npy"
+    manifest.pop("manifest_crc32", None)  # (as an earlier deja wrote it: unsealed)
     (tmp_path / "index.json").write_text(json.dumps(manifest))
     with pytest.raises(ConfigError, match="names the file"):
         new_index().load(tmp_path)

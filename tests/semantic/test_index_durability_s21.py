@@ -149,6 +149,7 @@ def test_a_base_saved_without_checksums_loads_as_before_and_gets_them_at_its_nex
     manifest = manifest_of(tmp_path)
     for item in manifest["scopes"]:
         item.pop("vectors_crc32", None)  # as an earlier version saved it
+    manifest.pop("manifest_crc32", None)  # (as an earlier deja wrote it: unsealed)
     (tmp_path / "index.json").write_text(json.dumps(manifest))
     with caplog.at_level(logging.INFO, logger="deja.semantic"):
         index = loaded(tmp_path, clock)
@@ -170,6 +171,7 @@ def test_without_a_checksum_a_row_of_huge_or_nan_values_still_never_scores(
     manifest = manifest_of(tmp_path)
     for item in manifest["scopes"]:
         item.pop("vectors_crc32", None)
+    manifest.pop("manifest_crc32", None)  # (as an earlier deja wrote it: unsealed)
     (tmp_path / "index.json").write_text(json.dumps(manifest))
     damaged = flip_exponent_bit(rows_file(tmp_path, "s1"), row=17, column=3)
     rows = np.load(rows_file(tmp_path, "s2"))
@@ -298,6 +300,7 @@ def newer_base(root: Path, clock: FakeClock) -> bytes:
     newer.save(root)
     manifest = manifest_of(root)
     manifest["version"] = 2
+    manifest.pop("manifest_crc32", None)  # (as an earlier deja wrote it: unsealed)
     (root / "index.json").write_text(json.dumps(manifest))
     return (root / "index.json").read_bytes()
 

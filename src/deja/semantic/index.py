@@ -73,7 +73,12 @@ _FORMAT_VERSION = 1
 #
 # * ``index.json``, the manifest: every entry's id, scope and metadata, the name of each
 #   scope's vectors file (and graph file, with its CRC-32), and the base's ``generation``
-#   (a random hex);
+#   (a random hex); its first field, ``manifest_crc32``, is the CRC-32 of every byte after
+#   it (see _sealed: the files' checksums do not cover the id table, and two ids swapped in
+#   it, valid JSON still, put each entry's answer on the other's vector). A manifest that
+#   fails it is one that cannot be read (below); one without it (saved by an earlier
+#   version) is read unchecked. Checking it takes 6 ms at 100k entries (a 5.4 MB
+#   manifest), 31 ms at 1M (57 MB), in loads of 1 s and 14 s;
 # * ``scope-<generation>-<n>.npy`` (the rows of the manifest's n-th scope, in its id
 #   order) and ``scope-<generation>-<n>.usearch`` (its HNSW graph, if any);
 # * ``delta-<generation>-<writer>-<seq>.npz``: what one process changed since (a delta
@@ -123,6 +128,9 @@ _FORMAT_VERSION = 1
 # nor written over for what may pass (reading a base, the sync fails; a delta is skipped
 # and read again at the next sync).
 _MANIFEST = "index.json"
+# The manifest's own checksum: its first field, the CRC-32 of every byte after that field
+# (see _sealed); a manifest without it (saved by an earlier version) is read unchecked.
+_SEAL = re.compile(rb'\{"manifest_crc32":(\d{1,10}),')
 _BROKEN = "broken-"
 _KEEP_BROKEN = 3
 # rows checked at a time for values no vector can hold, and summed (_scan_rows)
@@ -854,8 +862,9 @@ class InProcessIndex:
         naming the file; the other scopes load, and the next sync writes the base again
         without it. A delta that cannot be read is skipped (a warning naming it) and renamed
         ``<name>.broken-<time>``. :class:`~deja.errors.ConfigError` when there is no index,
-        its manifest cannot be read, or it was saved by a newer deja (a later format
-        version).
+        its manifest cannot be read or fails its checksum (edited or damaged; a manifest
+        saved by an earlier version, without one, is read unchecked), or it was saved by a
+        newer deja (a later format version).
         """
         root = Path(path)
         if not (root / _MANIFEST).is_file():
@@ -1000,7 +1009,8 @@ class InProcessIndex:
         or it is not one of this index (not JSON, another format or dimension, not of the
         shape a merge reads), :class:`_NewerIndex` for one of a later format version."""
         try:
-            manifest: dict[str, Any] = _loads((root / _MANIFEST).read_bytes())
+            data = (root / _MANIFEST).read_bytes()
+            manifest: dict[str, Any] = _loads(data)
         except FileNotFoundError as exc:
             raise ConfigError(f"no vector index saved in {root}") from exc
         except ValueError as exc:
@@ -1015,6 +1025,12 @@ class InProcessIndex:
             )
         if version != _FORMAT_VERSION:
             raise ConfigError(f"{root} holds no deja vector index of a known version")
+        if "manifest_crc32" in manifest:
+            # (ids, metadata and file names: what the CRC-32s of the files do not cover; a
+            # swapped id put answers on the wrong vectors)
+            broken = _seal_broken(data)
+            if broken is not None:
+                raise ConfigError(f"the vector index manifest in {root} is damaged: {broken}")
         if manifest.get("dim") != self._dim:
             raise ConfigError(
                 f"the index in {root} holds {manifest.get('dim')}-d vectors, not {self._dim}-d"
@@ -1900,6 +1916,24 @@ def _dumps(doc: dict[str, Any]) -> bytes:
         return json.dumps(doc, separators=(",", ":")).encode()
 
 
+def _sealed(payload: bytes) -> bytes:
+    """``payload``, a manifest's JSON object, with its checksum put first: the CRC-32 of
+    every byte after it (one pass over the bytes; the JSON is not written again)."""
+    body = memoryview(payload)[1:]  # (after the "{": a manifest is never an empty object)
+    return b'{"manifest_crc32":%d,' % zlib.crc32(body) + body
+
+
+def _seal_broken(data: bytes) -> str | None:
+    """Why the manifest ``data`` (parsed, with a ``manifest_crc32`` field) fails its
+    checksum, or ``None`` when it holds."""
+    seal = _SEAL.match(data)
+    if seal is None:
+        return "its checksum is not where a save puts it (the file was rewritten)"
+    if int(seal[1]) != zlib.crc32(memoryview(data)[seal.end() :]):
+        return "it does not match its checksum (edited by hand, or damaged)"
+    return None
+
+
 def _loads(data: bytes) -> Any:
     """Parse what :func:`_dumps` wrote (the json module for what orjson refuses)."""
     try:
@@ -1935,7 +1969,7 @@ def _write(
         for name, data in graphs.items():
             _atomic_write(root / name, functools.partial(_write_bytes, data))
         _fsync_dir(root)  # the files are there for good before a manifest names them
-        payload = _dumps(manifest)
+        payload = _sealed(_dumps(manifest))
         _atomic_write(root / _MANIFEST, functools.partial(_write_bytes, payload))
         committed = True
         _fsync_dir(root)  # the new manifest is there for good before the old files go
