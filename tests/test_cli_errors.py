@@ -482,7 +482,8 @@ def test_a_shared_metrics_directory_keeps_a_running_proxys_files(
 ) -> None:
     """Starting a second proxy on the same PROMETHEUS_MULTIPROC_DIR deleted the running
     one's files: its workers counted on into deleted files, its /metrics fell to nothing.
-    Only the files of processes that are gone are removed."""
+    Nor are the files of its dead workers deleted, or the archive they were folded into:
+    they are part of its sums, which went down."""
     import os
     import subprocess
     import sys
@@ -496,14 +497,25 @@ def test_a_shared_metrics_directory_keeps_a_running_proxys_files(
         text=True,
     )
     dead_pid = int(gone.stdout)
-    names = [f"counter_{os.getpid()}.db", f"histogram_{os.getpid()}.db", f"counter_{dead_pid}.db"]
+    names = [
+        f"counter_{os.getpid()}.db",
+        f"histogram_{os.getpid()}.db",
+        f"counter_{dead_pid}.db",
+        "counter_dead-workers.db",
+    ]
     for name in names:
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "notes.txt").write_text("the operator's")
     with caplog.at_level("WARNING", logger="deja.server"):
         clear_directory(str(tmp_path))
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*names[:2], "notes.txt"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*names, "notes.txt"])
     assert f"pids {os.getpid()}" in caplog.text
+    (tmp_path / names[0]).unlink()  # that process has stopped: all its files are old now
+    (tmp_path / names[1]).unlink()
+    (tmp_path / "counter_1.db-folding").write_bytes(b"x")  # (a fold killed midway)
+    (tmp_path / "deja-fold.journal").write_bytes(b"{}")
+    clear_directory(str(tmp_path))
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
 def test_serve_refuses_a_configured_address_it_cannot_listen_on(

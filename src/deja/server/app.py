@@ -2138,7 +2138,9 @@ class ProxyApp:
     async def _admin_stats(self, scope: Scope, receive: Receive, send: Send) -> None:
         cache = self._admin(scope)
         if multiprocess():  # every worker's counters, not only this one's
-            figures = aggregated_stats()
+            # (files read, dead workers' folded, under a lock other workers hold meanwhile:
+            # never on the event loop)
+            figures = await asyncio.to_thread(aggregated_stats)
             figures |= {"store": cache.store.name, "key_prefix": cache.key_prefix}
             await send_json(send, 200, figures)
             return

@@ -7,14 +7,18 @@ of them. The per-store figures (entries, evictions) of a shared store are read b
 answering worker at the scrape (every worker reads the same); those of an in-memory store,
 one per worker, are written by each worker into the files and added up. Gauges count the
 live workers only: files of workers that died (and were replaced) are marked dead at each
-scrape.
+scrape. Their counters and histograms are folded at the scrape into one archive file per
+kind, in prometheus_client's format (see :func:`_fold`): the directory holds the files of
+the live workers and two more, however many workers died before.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,7 @@ __all__ = [
     "MULTIPROC_ENV",
     "aggregated_exposition",
     "aggregated_stats",
+    "alive",
     "clear_directory",
     "multiprocess",
 ]
@@ -36,26 +41,198 @@ def _registry(*extra: Any) -> Any:
     from prometheus_client import CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
 
-    _forget_dead_workers()
     registry = CollectorRegistry()
-    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    directory = os.environ.get(MULTIPROC_ENV)
+    if directory:
+        registry.register(_FoldingCollector(Path(directory)))
+    else:  # (prometheus_client's own error: the variable is not set)
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     for collector in extra:
         registry.register(collector)
     return registry
 
 
-def _forget_dead_workers() -> None:
+# A dead worker's counters, histograms (and summaries: deja has none) are sums over the
+# workers: folded into one archive file per kind, ``counter_dead-workers.db`` (the format
+# of prometheus_client's own files, which its collector reads as any other: the name's
+# last part is no pid, so the fold never takes it for a worker's). Gauges are not folded:
+# deja's are all ``live*`` (livesum, livemax), whose files of the dead are dropped.
+_FOLDED_KINDS = frozenset({"counter", "histogram", "summary"})
+_ARCHIVE = "dead-workers"
+# the fold's own files, none ending in ``.db`` (the collector reads ``*.db``):
+_TAKEN = "-folding"  # suffix of a dead worker's file taken for a fold: counter_12.db-folding
+_NEW = "-new"  # suffix of an archive being written: counter_dead-workers.db-new
+_JOURNAL = "deja-fold.journal"  # a fold committed: archives to put in place, files to delete
+
+
+class _FoldingCollector:
+    """prometheus_client's multiprocess collector over ``directory``, reading it under the
+    fold's lock once the files of dead workers are folded (or their live gauges dropped).
+
+    Every reader of deja's (each worker's ``/metrics`` and ``/cache/stats``) takes the lock,
+    exclusive, for the fold and the read, so none sees a dead worker's counts both in its
+    file and in the archive, or in neither. A fold killed midway is finished (or undone)
+    by the next reader before it reads: see :func:`_fold`. Without the lock (no ``fcntl``,
+    a file system without locks) nothing is folded, as before.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def collect(self) -> list[Any]:
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        if not self.directory.is_dir():  # (the collector's own error)
+            MultiProcessCollector(None, path=str(self.directory))  # type: ignore[no-untyped-call]
+        with _fold_lock(self.directory) as held:
+            if held:
+                _fold(self.directory)
+            else:
+                _forget_dead_gauges(self.directory)
+            files = [str(path) for path in self.directory.glob("*.db")]
+            # (read to the end under the lock: merge returns a view of what it read)
+            return list(MultiProcessCollector.merge(files, accumulate=True))  # type: ignore[no-untyped-call]
+
+
+@contextlib.contextmanager
+def _fold_lock(directory: Path) -> Iterator[bool]:
+    """Hold ``directory``'s fold lock (a ``flock`` of the directory itself: no lock file),
+    exclusive; yields whether it is held (not where the platform or the file system has no
+    locks)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield False
+        return
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            logger.warning("cannot lock %s (%s): dead workers' metrics not folded", directory, exc)
+            yield False
+        else:
+            yield True
+    finally:
+        os.close(fd)  # (the lock with it; and with the process, should it die holding it)
+
+
+def _fold(directory: Path) -> None:
+    """Fold the counter and histogram files of dead workers into the archive of their kind,
+    and drop their live gauges (the fold lock held).
+
+    A scrape read every file of every worker that ever ran: with 1,000 replaced workers
+    (weeks of crashes and SIGHUP restarts), one took a second, and the files grew without
+    end. The steps, each safe to be killed after:
+
+    1. a fold that committed (its journal written) is finished: its new archives put in
+       place, its taken files deleted; one that did not commit is undone: its new
+       archives deleted, and the files it took folded now, with the newly dead;
+    2. each dead worker's file is taken (renamed out of ``*.db``: a process that is given
+       the pid again opens a file of its own);
+    3. per kind, the archive's values plus the taken files' are written to a new archive;
+    4. the journal, written whole under another name and renamed: the commit;
+    5. the new archives renamed over the old, the taken files deleted, the journal too.
+
+    A taken file is counted by the old archive's readers until the commit and by the new
+    archive after it: never by both, never by neither.
+    """
+    _finish_fold(directory)
+    for stale in directory.glob(f"*.db{_NEW}"):  # written by a fold that did not commit
+        os.unlink(stale)
+    taken = list(directory.glob(f"*.db{_TAKEN}"))  # ... taken by it: folded now
+    for path in directory.glob("*.db"):
+        pid = _writer(path)
+        if pid is None or alive(pid):
+            continue
+        if path.name.partition("_")[0] in _FOLDED_KINDS:
+            os.replace(path, f"{path}{_TAKEN}")
+            taken.append(path.with_name(f"{path.name}{_TAKEN}"))
+        elif path.name.startswith("gauge_live"):  # (as prometheus_client's mark_process_dead)
+            os.unlink(path)
+    if not taken:
+        return
+    by_kind: dict[str, list[Path]] = {}
+    for path in taken:
+        by_kind.setdefault(path.name.partition("_")[0], []).append(path)
+    for kind, paths in by_kind.items():
+        archive = directory / f"{kind}_{_ARCHIVE}.db"
+        _write_sums(Path(f"{archive}{_NEW}"), [archive, *paths] if archive.exists() else paths)
+    journal = {"archives": sorted(by_kind), "taken": sorted(path.name for path in taken)}
+    _write_whole(directory / _JOURNAL, json.dumps(journal).encode())
+    _finish_fold(directory)
+
+
+def _finish_fold(directory: Path) -> None:
+    """Finish the fold whose journal is in ``directory``, if any (see :func:`_fold`)."""
+    try:
+        journal = json.loads((directory / _JOURNAL).read_bytes())
+    except FileNotFoundError:
+        return
+    for kind in journal["archives"]:
+        archive = directory / f"{kind}_{_ARCHIVE}.db"
+        with contextlib.suppress(FileNotFoundError):  # (put in place before the kill)
+            os.replace(f"{archive}{_NEW}", archive)
+    for name in journal["taken"]:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(directory / name)
+    os.unlink(directory / _JOURNAL)
+
+
+def _write_sums(target: Path, sources: list[Path]) -> None:
+    """Write to ``target`` (a file of prometheus_client's format) the sum of each value
+    of ``sources`` (counters, histogram buckets and sums: each worker's, not cumulative)."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    sums: dict[str, float] = {}
+    for source in sources:
+        if source.stat().st_size < 8:  # (a worker killed as it made the file: no values)
+            continue
+        values = MmapedDict.read_all_values_from_file(str(source))  # type: ignore[no-untyped-call]
+        for key, value, _, _ in values:
+            sums[key] = sums.get(key, 0.0) + value
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(target)
+    written = MmapedDict(str(target))  # type: ignore[no-untyped-call]
+    try:
+        for key, value in sums.items():
+            written.write_value(key, value, 0.0)  # type: ignore[no-untyped-call]
+    finally:
+        written.close()  # type: ignore[no-untyped-call]
+    _sync(target)
+
+
+def _write_whole(target: Path, data: bytes) -> None:
+    """Write ``data`` to ``target`` under another name, then rename it: ``target`` is
+    whole or absent, whenever its writer dies."""
+    partial = target.with_name(f"{target.name}{_NEW}")
+    with open(partial, "wb") as out:
+        out.write(data)
+    _sync(partial)
+    os.replace(partial, target)
+
+
+def _sync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _forget_dead_gauges(directory: Path) -> None:
     """Remove the live-mode gauge files of workers that are gone (uvicorn replaces a dead
     worker and calls no hook: the pid in the file name tells)."""
     from prometheus_client.multiprocess import mark_process_dead
 
-    directory = os.environ.get(MULTIPROC_ENV)
-    if not directory:
-        return
-    for path in Path(directory).glob("gauge_live*_*.db"):
+    for path in directory.glob("gauge_live*_*.db"):
         pid = _writer(path)
-        if pid is not None and not _alive(pid):
-            mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+        if pid is not None and not alive(pid):
+            mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
 
 
 def _writer(path: Path) -> int | None:
@@ -65,7 +242,8 @@ def _writer(path: Path) -> int | None:
     return int(pid) if pid.isdigit() else None
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (a zombie not yet reaped included)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -76,31 +254,34 @@ def _alive(pid: int) -> bool:
 
 
 def clear_directory(directory: str) -> None:
-    """Empty an operator-given metrics directory of prometheus_client's files (only those:
-    it may hold other things), as its docs require before the workers start: those of
-    processes that are gone. A running process's (another proxy given the same directory,
-    the old one of a restart on the same host) are left: deleted, its workers went on
-    counting into files nobody reads, and its /metrics fell to nothing. Warned of: the
-    two proxies' figures are summed until it stops."""
+    """Empty an operator-given metrics directory of prometheus_client's files and of the
+    fold's (only those: it may hold other things), as its docs require before the workers
+    start. Not while a running process writes there (another proxy given the same
+    directory, the old one of a restart on the same host): nothing is deleted then, as
+    the files of its dead workers and the archive they were folded into are part of its
+    sums (deleted, its counters went down); deleting its live files made its workers count
+    on into files nobody reads, and its /metrics fall to nothing. Warned of: the proxies'
+    figures are summed."""
     path = Path(directory)
-    live: set[int] = set()
     try:
         path.mkdir(parents=True, exist_ok=True)
-        for stale in path.glob("*.db"):
-            pid = _writer(stale)
-            if pid is not None and _alive(pid):
-                live.add(pid)
-                continue
-            stale.unlink(missing_ok=True)
+        with _fold_lock(path):
+            files = list(path.glob("*.db"))
+            live = {pid for pid in map(_writer, files) if pid is not None and alive(pid)}
+            if not live:
+                taken, new = path.glob(f"*.db{_TAKEN}"), path.glob(f"*.db{_NEW}")
+                journal = [path / _JOURNAL, path / f"{_JOURNAL}{_NEW}"]
+                for stale in [*files, *taken, *new, *journal]:
+                    stale.unlink(missing_ok=True)
     except OSError as exc:  # a start-up problem: one line, as for the configuration's
         raise ConfigError(
             f"{MULTIPROC_ENV}={directory} cannot hold the workers' metrics: {exc.strerror or exc}"
         ) from exc
     if live:
         logger.warning(
-            "%s=%s holds the metrics of running processes (pids %s): left in place, and"
-            " summed into this proxy's /metrics until they stop; give each proxy a"
-            " directory of its own",
+            "%s=%s holds the metrics of running processes (pids %s): left in place with"
+            " the counts of their dead workers, and summed into this proxy's /metrics;"
+            " give each proxy a directory of its own",
             MULTIPROC_ENV,
             directory,
             ", ".join(map(str, sorted(live))),

@@ -1,0 +1,213 @@
+"""The counters and histograms of dead workers (Prometheus multiprocess mode) folded into
+one archive file per kind, with real worker processes, real scrapers running at once, and
+folds killed at each of their steps."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deja.server.workers import aggregated_exposition
+
+# A worker: a realistic mix of deja's counters and histograms, in the files prometheus_client
+# writes (the directory is PROMETHEUS_MULTIPROC_DIR); `repeat` times each event
+WORKER = """
+import sys
+from deja.metrics import PrometheusMetrics
+m = PrometheusMetrics()
+for _ in range(int(sys.argv[1])):
+    m.request("exact", "hit")
+    m.request("exact", "miss")
+    m.request("semantic", "semantic_hit")
+    for seconds in (0.00002, 0.0004, 0.003, 0.2):
+        m.lookup_seconds("redis", seconds)
+    m.upstream_seconds("openai", 0.8)
+    m.store_error("redis", "get")
+    m.similarity("near_miss", 0.81)
+    m.saved(120, 0.0012)
+m.breaker_state("redis", True)
+"""
+DEAD_PID = 2**22 + 1  # above Linux's PID_MAX_LIMIT: no process has it
+
+KILL_AT_STEP = """
+import os, signal, sys
+step, calls = int(sys.argv[1]), [0]
+def dying(real):
+    def call(*args, **kwargs):
+        if calls[0] == step:
+            os.kill(os.getpid(), signal.SIGKILL)
+        calls[0] += 1
+        return real(*args, **kwargs)
+    return call
+os.replace, os.unlink = dying(os.replace), dying(os.unlink)
+from deja.server.workers import aggregated_exposition
+aggregated_exposition()
+"""
+
+SCRAPER = """
+import sys
+from pathlib import Path
+from deja.server.workers import aggregated_exposition
+stop = Path(sys.argv[1])
+while True:
+    last = stop.exists()
+    text = aggregated_exposition().decode()
+    print(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+              if line.startswith("deja_cache_requests_total{")), flush=True)
+    if last:
+        break
+"""
+
+
+def _run(script: str, directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _figures(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every counter and histogram sample of an exposition (gauges count live workers)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        if family.type in ("counter", "histogram")
+        for sample in family.samples
+    }
+
+
+def _read_as_prometheus_client_does(directory: Path) -> dict[Any, float]:
+    """The figures prometheus_client's own collector reads from ``directory``, untouched."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(directory))
+    return _figures(generate_latest(registry).decode())
+
+
+def _scaled(figures: dict[Any, float], times: int) -> dict[Any, float]:
+    return {key: value * times for key, value in figures.items()}
+
+
+@pytest.fixture(scope="module")
+def one_worker(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The files of one worker that recorded WORKER once, and died."""
+    directory = tmp_path_factory.mktemp("one-worker")
+    assert _run(WORKER, directory, "1").returncode == 0
+    return directory
+
+
+def _dead_worker(directory: Path, template: Path, pid: int) -> None:
+    """Give ``directory`` the files of a dead worker ``pid`` (``template``'s), each put
+    in place whole, as a worker's file is never half there."""
+    for path in template.glob("*.db"):
+        kind = path.stem.rpartition("_")[0]  # (counter, gauge_livemax...)
+        shutil.copy(path, directory / f"{kind}_{pid}.part")
+        os.replace(directory / f"{kind}_{pid}.part", directory / f"{kind}_{pid}.db")
+
+
+def test_dead_workers_are_folded_into_one_file_per_kind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every replaced worker left its files for ever, and every scrape read them all (a
+    second with 1,000 dead workers). Now they become one archive per kind, which
+    prometheus_client's own collector reads as any other file: the sums are unchanged."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    for repeat in (1, 2, 3):  # real workers, each gone once it has counted
+        assert _run(WORKER, tmp_path, str(repeat)).returncode == 0
+    assert len(list(tmp_path.glob("counter_*.db"))) == 3
+    before = _read_as_prometheus_client_does(tmp_path)
+    assert before[("deja_cache_requests_total", (("result", "hit"), ("tier", "exact")))] == 6
+    assert _figures(aggregated_exposition().decode()) == pytest.approx(before)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "counter_dead-workers.db",
+        "histogram_dead-workers.db",
+    ]
+    assert _read_as_prometheus_client_does(tmp_path) == pytest.approx(before)  # (its format)
+    assert _run(WORKER, tmp_path, "4").returncode == 0  # one more worker dies
+    after = _figures(aggregated_exposition().decode())
+    assert after == pytest.approx({key: value * 10 / 6 for key, value in before.items()})
+    assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_a_fold_killed_at_any_step_loses_or_doubles_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_worker: Path
+) -> None:
+    """A worker killed in the middle of a fold (at each step in turn: before its first
+    rename or delete, then before each next one): the next scrape reads every dead
+    worker's counts exactly once, and leaves nothing of the fold behind."""
+    one = _read_as_prometheus_client_does(one_worker)
+    step = 0
+    while True:
+        directory = tmp_path / f"step-{step}"
+        directory.mkdir()
+        monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(directory))
+        for i in range(2):  # an archive of two workers already...
+            _dead_worker(directory, one_worker, DEAD_PID + i)
+        aggregated_exposition()
+        for i in range(2, 5):  # ... and three workers dead since
+            _dead_worker(directory, one_worker, DEAD_PID + i)
+        killed = _run(KILL_AT_STEP, directory, str(step)).returncode == -9
+        assert _figures(aggregated_exposition().decode()) == pytest.approx(_scaled(one, 5)), step
+        assert sorted(p.name for p in directory.iterdir()) == [
+            "counter_dead-workers.db",
+            "histogram_dead-workers.db",
+        ], step
+        if not killed:  # the fold ran to its end: every step was tried
+            break
+        step += 1
+    assert step > 8  # (3 files taken, 2 archives, a journal, 3 deleted, at least)
+
+
+def test_workers_scraping_at_once_count_each_worker_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_worker: Path
+) -> None:
+    """Three workers answer /metrics at once, again and again, while workers die: none
+    fails on a file another's fold took, and none sees a dead worker's counts twice or
+    not at all (its requests never go down, and end at the total)."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    one = _read_as_prometheus_client_does(one_worker)
+    per_worker = sum(v for (name, _), v in one.items() if name == "deja_cache_requests_total")
+    stop = tmp_path.parent / f"{tmp_path.name}-stop"
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    scrapers = [
+        subprocess.Popen(
+            [sys.executable, "-c", SCRAPER, str(stop)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    try:
+        for i in range(60):
+            _dead_worker(tmp_path, one_worker, DEAD_PID + i)
+        stop.touch()
+        outputs = [scraper.communicate(timeout=120) for scraper in scrapers]
+    finally:
+        for scraper in scrapers:
+            if scraper.poll() is None:
+                scraper.kill()
+                scraper.wait()
+    for scraper, (out, err) in zip(scrapers, outputs, strict=True):
+        assert scraper.returncode == 0, err
+        seen = [float(line) for line in out.split()]
+        assert seen == sorted(seen)  # never down
+        assert all(value % per_worker == 0 for value in seen), seen  # whole workers
+        assert seen[-1] == 60 * per_worker
+    assert _figures(aggregated_exposition().decode()) == pytest.approx(_scaled(one, 60))
