@@ -11,6 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+# (prometheus_client picks, once, as it is imported, where this process's own metrics keep
+# their values: imported before the tests here set PROMETHEUS_MULTIPROC_DIR)
+import prometheus_client  # noqa: F401
 import pytest
 
 from deja.server.workers import aggregated_exposition
