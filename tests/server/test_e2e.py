@@ -34,11 +34,16 @@ def write_config(tmp_path: Path, upstream: FakeOpenAIServer, rest: str) -> Path:
 
 @contextlib.contextmanager
 def serve(
-    config: Path, *options: str, metrics_dir: Path | None = None, tmp: Path | None = None
+    config: Path,
+    *options: str,
+    metrics_dir: Path | None = None,
+    tmp: Path | None = None,
+    new_session: bool = False,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``deja serve --config config *options`` on a free port, once it answers /health
     (``metrics_dir``: where the workers keep their metrics, as an operator would set it;
-    ``tmp``: the server's TMPDIR)."""
+    ``tmp``: the server's TMPDIR; ``new_session``: in a process group of its own, with its
+    workers, as a service manager starts it)."""
     port = free_port()
     address = ("--host", "127.0.0.1", "--port", str(port))
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
@@ -51,6 +56,7 @@ def serve(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=env,
+        start_new_session=new_session,
     )
     base = f"http://127.0.0.1:{port}"
     try:

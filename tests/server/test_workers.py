@@ -229,3 +229,80 @@ def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path, workers: int
     assert answer.status_code == 200
     assert answer.json()["choices"][0]["message"]["content"] == "answered after the supervisor died"
     assert not list(tmp.glob("deja-config-*"))  # (it holds the configuration's keys)
+
+
+def test_a_proxy_killed_with_its_workers_leaves_nothing_after_the_next_start(
+    tmp_path: Path,
+) -> None:
+    """``kill -9`` of the whole process group (a service manager, the OOM killer): nobody
+    removed the workers' metrics directory, or the private copy of the configuration (its
+    keys) that the workers remove when they outlive their supervisor. Both stayed in
+    TMPDIR for ever, one of each per kill. The next start removes them; never a directory
+    of a process still running."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    running = tmp / f"deja-metrics-{os.getpid()}-abcd1234"  # (this process runs)
+    running.mkdir()
+    with FakeOpenAIServer() as upstream:
+        config = write_config(tmp_path, upstream, "caching: {type: memory}")
+        options = ("--workers", "2", "--log-level", "warning")
+        with serve(config, *options, tmp=tmp, new_session=True) as (base, process):
+            assert httpx2.get(f"{base}/metrics").status_code == 200
+            made = sorted(set(tmp.iterdir()) - {running})  # (the config's copy, the metrics)
+            copy = next(tmp.glob("deja-config-*/config.yaml"))
+            private = (copy.parent.stat().st_mode & 0o777, copy.stat().st_mode & 0o777)
+            workers = {int(p.stem.rpartition("_")[2]) for p in made[1].glob("counter_*.db")}
+            supervisor = f"-{process.pid}-"  # (each name says whose it is)
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            deadline = time.monotonic() + 30
+            while not all(_gone(pid) for pid in workers):
+                assert time.monotonic() < deadline, "the workers outlived the kill"
+                time.sleep(0.1)
+        assert [p.name[:12] for p in made] == ["deja-config-", "deja-metrics"] and workers
+        assert private == (0o700, 0o600)  # (only this user reads the keys meanwhile)
+        assert all(path.exists() for path in made)  # left by the kill
+        with serve(config, *options, tmp=tmp) as (base, _):
+            assert httpx2.get(f"{base}/health").status_code == 200
+            left = sorted(p.name for p in tmp.iterdir())
+    assert not any(path.exists() for path in made)
+    assert running.name in left and len(left) == 3  # (and the new start's two)
+    assert [p.name.partition(supervisor)[0] for p in made] == ["deja-config", "deja-metrics"]
+
+
+def test_the_sweep_leaves_what_may_still_be_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only directories of a supervisor that is gone are swept: not one of a running
+    process, nor a metrics directory a live worker still writes in (its supervisor was
+    killed, it finishes its requests), nor the one given to this start, nor one named by
+    an earlier version (whose, it cannot tell), nor a symbolic link."""
+    import tempfile
+
+    from deja.server.run import _sweep_leftovers
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    gone = 2**22 + 1  # (above Linux's PID_MAX_LIMIT: no process has it)
+    swept = [tmp / f"deja-metrics-{gone}-a", tmp / f"deja-config-{gone}-b"]
+    kept = [
+        tmp / f"deja-config-{os.getpid()}-c",  # (this process runs)
+        tmp / f"deja-metrics-{gone}-d",  # a worker of it still writes there
+        tmp / f"deja-metrics-{gone}-e",  # this start's, given as PROMETHEUS_MULTIPROC_DIR
+        tmp / "deja-metrics-x7k2m9qa",  # an earlier version's
+    ]
+    for path in [*swept, *kept]:
+        path.mkdir()
+        (path / "counter_1.db").write_bytes(b"")  # (pid 1 runs)
+        (path / f"counter_{gone}.db").write_bytes(b"")
+    (swept[0] / "counter_1.db").unlink()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp / f"deja-config-{gone}-f").symlink_to(elsewhere)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(kept[2]))
+    (kept[2] / "counter_1.db").unlink()
+    _sweep_leftovers()
+    assert not any(path.exists() for path in swept)
+    assert all(path.exists() for path in kept)
+    assert (tmp / f"deja-config-{gone}-f").is_symlink() and elsewhere.exists()

@@ -62,6 +62,7 @@ STDIN_PATH = Path("/dev/stdin")
 CONFIG_ENV = "DEJA_CONFIG"
 CONFIG_TEXT_ENV = "DEJA_CONFIG_TEXT"  # a file holding the configuration's text as read
 COPY_PREFIX = "deja-config-"  # (the name of that file's private directory begins so)
+METRICS_PREFIX = "deja-metrics-"  # (that of the workers' metrics directory deja makes)
 LOG_LEVEL_ENV = "DEJA_LOG_LEVEL"
 # general_settings.request_header_timeout, for the workers' protocol (uvicorn makes it)
 HEADER_TIMEOUT_ENV = "DEJA_REQUEST_HEADER_TIMEOUT"
@@ -478,7 +479,8 @@ def _private_copy(text: str) -> str:
     ``DEJA_CONFIG_TEXT`` for the workers, and return its directory (removed at exit)."""
     import tempfile
 
-    directory = tempfile.mkdtemp(prefix=COPY_PREFIX)  # (mode 0700)
+    # (mode 0700; the pid in its name: see _sweep_leftovers)
+    directory = tempfile.mkdtemp(prefix=f"{COPY_PREFIX}{os.getpid()}-")
     copy = Path(directory) / "config.yaml"
     fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
@@ -503,9 +505,50 @@ def _share_metrics() -> str | None:
     if directory:
         clear_directory(directory)
         return None
-    created = tempfile.mkdtemp(prefix="deja-metrics-")
+    created = tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-")  # (see below)
     os.environ[MULTIPROC_ENV] = created
     return created
+
+
+def _sweep_leftovers() -> None:
+    """Remove the temporary directories a ``deja serve`` killed outright left: the
+    workers' metrics (:func:`_share_metrics`) and the private copy of the configuration
+    (:func:`_private_copy`, keys and all: its workers remove it when they see their
+    supervisor gone, but nobody does when the whole process group is killed, ``kill -9``
+    of a service manager or the OOM killer). Removed at exit otherwise; one 64 KiB file per
+    worker and kind and one copy of the keys left in TMPDIR at each kill, for ever.
+
+    Each name holds the pid of the supervisor that made it (``deja-metrics-<pid>-...``):
+    only those of a process that is gone are removed, and only this user's; a metrics
+    directory also only once none of the processes writing there is alive (workers still
+    finishing their requests) and if it is not the one this process is given. A name
+    with no pid (made by an earlier version) is left: whose it is cannot be told.
+    """
+    import shutil
+    import stat
+    import tempfile
+
+    from deja.server.workers import alive, writers_alive
+
+    given = os.environ.get(MULTIPROC_ENV)
+    root = Path(tempfile.gettempdir())
+    for prefix in (METRICS_PREFIX, COPY_PREFIX):
+        for path in root.glob(f"{prefix}*"):
+            pid, dash, _ = path.name.removeprefix(prefix).partition("-")
+            if not (pid.isdigit() and dash) or alive(int(pid)):
+                continue
+            try:
+                status = path.lstat()
+                if not stat.S_ISDIR(status.st_mode) or status.st_uid != os.getuid():
+                    continue  # (a symbolic link, another user's)
+                if prefix == METRICS_PREFIX and (
+                    (given and os.path.realpath(given) == os.path.realpath(path))
+                    or writers_alive(path)
+                ):
+                    continue
+            except OSError:  # (gone meanwhile, unreadable)
+                continue
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def bind_problem(host: str, port: int) -> str | None:
@@ -564,6 +607,7 @@ def serve(
     _check_app(settings)
     os.environ[CONFIG_ENV] = str(path)
     os.environ[LOG_LEVEL_ENV] = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+    _sweep_leftovers()  # (those of a deja serve killed outright)
     # an operator's PROMETHEUS_MULTIPROC_DIR is used by one worker too: emptied of the
     # figures of earlier runs
     created = _share_metrics() if n > 1 or os.environ.get(MULTIPROC_ENV) else None

@@ -34,6 +34,7 @@ __all__ = [
     "alive",
     "clear_directory",
     "multiprocess",
+    "writers_alive",
 ]
 
 
@@ -242,15 +243,26 @@ def _writer(path: Path) -> int | None:
     return int(pid) if pid.isdigit() else None
 
 
+def writers_alive(directory: Path) -> bool:
+    """Whether any process that writes metrics files in ``directory`` is alive."""
+    pids = {_writer(path) for path in directory.glob("*.db")}
+    return any(pid is not None and alive(pid) for pid in pids)
+
+
 def alive(pid: int) -> bool:
-    """Whether process ``pid`` exists (a zombie not yet reaped included)."""
+    """Whether process ``pid`` runs: a zombie (ended, not yet reaped by its parent, or
+    never, when its parent was killed and no init process reaps) writes nothing more."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # somebody else's process: alive
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:  # (no /proc: taken for alive)
+        return True
+    return stat.rpartition(b")")[2].split()[:1] != [b"Z"]
 
 
 def clear_directory(directory: str) -> None:
