@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deja.stores import Store, StoreStats, TagIndex
+from deja.stores import LockExtending, Locking, Store, StoreStats, TagIndex
 from deja.testing import FakeClock
 
 BAD_TTLS = [0, -1, -0.5, math.nan, math.inf, "60", True, b"1"]
@@ -18,6 +18,19 @@ BAD_TTLS = [0, -1, -0.5, math.nan, math.inf, "60", True, b"1"]
 def tags_of(store: Store) -> TagIndex:
     if not isinstance(store, TagIndex):
         pytest.skip(f"{store.name} has no tag index")
+    return store
+
+
+def locks_of(store: Store) -> Locking:
+    if not isinstance(store, Locking):
+        pytest.skip(f"{store.name} offers no cross-process lock")
+    return store
+
+
+def extending_of(store: Store) -> LockExtending:
+    if not isinstance(locks_of(store), LockExtending):
+        pytest.skip(f"{store.name} cannot extend its locks")
+    assert isinstance(store, LockExtending)
     return store
 
 
@@ -314,6 +327,82 @@ async def test_async_tags(store: Store) -> None:
     assert sorted(await tags.akeys_for("t")) == ["a", "b"]
     assert sorted(await tags.adrop("t")) == ["a", "b"]
     assert await tags.akeys_for("t") == []
+
+
+# -- locks (cross-process single-flight) ----------------------------------------------------
+
+
+def test_a_lock_has_one_holder_until_its_token_releases_it(store: Store) -> None:
+    locking = locks_of(store)
+    token = locking.lock("job:lock", ttl=30)
+    assert isinstance(token, str) and token
+    assert locking.lock("job:lock", ttl=30) is None, "held"
+    other = locking.lock("other:lock", ttl=30)
+    assert other is not None and other != token, "each name is its own lock"
+    locking.unlock("job:lock", "not-the-holder")
+    assert locking.lock("job:lock", ttl=30) is None, "a stranger's token releases nothing"
+    locking.unlock("job:lock", token)
+    again = locking.lock("job:lock", ttl=30)
+    assert again is not None and again != token
+    locking.unlock("job:lock", token)  # the earlier holder's token: the new holder keeps it
+    assert locking.lock("job:lock", ttl=30) is None
+
+
+def test_a_lock_expires_by_itself(store: Store, clock: FakeClock) -> None:
+    locking = locks_of(store)
+    token = locking.lock("job:lock", ttl=10)
+    assert token is not None
+    clock.advance(9.9)
+    assert locking.lock("job:lock", ttl=10) is None
+    clock.advance(0.2)  # its holder died: the lock is free after ttl
+    taken = locking.lock("job:lock", ttl=10)
+    assert taken is not None and taken != token
+    locking.unlock("job:lock", token)  # the dead holder's release comes late: no effect
+    assert locking.lock("job:lock", ttl=10) is None
+
+
+def test_a_lock_is_extended_only_by_its_holder(store: Store, clock: FakeClock) -> None:
+    locking = extending_of(store)
+    token = locking.lock("job:lock", ttl=10)
+    assert token is not None
+    clock.advance(8)
+    assert locking.extend("job:lock", token, ttl=10) is True
+    assert locking.extend("job:lock", "not-the-holder", ttl=100) is False
+    clock.advance(8)  # 16 s after it was taken, 8 s after it was extended
+    assert locking.lock("job:lock", ttl=10) is None
+    clock.advance(2.1)
+    assert locking.extend("job:lock", token, ttl=10) is False, "expired: nothing to extend"
+    assert locking.lock("job:lock", ttl=10) is not None
+
+
+def test_a_released_lock_cannot_be_extended(store: Store) -> None:
+    locking = extending_of(store)
+    token = locking.lock("job:lock", ttl=30)
+    assert token is not None
+    locking.unlock("job:lock", token)
+    assert locking.extend("job:lock", token, ttl=30) is False
+    assert locking.lock("job:lock", ttl=30) is not None
+
+
+def test_clear_leaves_the_locks_held(store: Store) -> None:
+    locking = locks_of(store)
+    assert locking.lock("deja:v1:0123456789abcdef:key:lock", ttl=30) is not None
+    store.set("deja:v1:0123456789abcdef:key", b"v", None)
+    assert store.clear("") == 1  # the entry, not the lock
+    assert locking.lock("deja:v1:0123456789abcdef:key:lock", ttl=30) is None
+
+
+async def test_async_locks(store: Store) -> None:
+    locking = extending_of(store)
+    token = await locking.alock("job:lock", ttl=30)
+    assert token is not None
+    assert await locking.alock("job:lock", ttl=30) is None
+    assert locking.lock("job:lock", ttl=30) is None, "one lock, sync or async"
+    assert await locking.aextend("job:lock", token, ttl=30) is True
+    assert await locking.aextend("job:lock", "not-the-holder", ttl=30) is False
+    await locking.aunlock("job:lock", token)
+    assert await locking.aextend("job:lock", token, ttl=30) is False
+    assert await locking.alock("job:lock", ttl=30) is not None
 
 
 # -- usage and lifecycle -------------------------------------------------------------------

@@ -194,13 +194,26 @@ out = {
     "entries": store.usage().entries,
 }
 for name, write in [("set", lambda: store.set("new", b"v", None)),
-                    ("tag", lambda: store.tag("t2", ["k"], None))]:
+                    ("tag", lambda: store.tag("t2", ["k"], None)),
+                    ("lock", lambda: store.lock("k:lock", ttl=30))]:
     try:
         write()
         out[name] = "written"
     except StoreError as exc:
         out[name] = str(exc)
 out["get_after_writes"] = store.get("k").decode()
+# a miss takes no lock there, and waits for none: it calls at once (lock_wait: a hang guard)
+import time, deja
+answer = {"id": "x", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+          "choices": [{"index": 0, "message": {"role": "assistant", "content": "Paris."},
+                       "finish_reason": "stop"}]}
+started = time.monotonic()
+result = deja.Cache(store=store, lock_wait=60).fetch(
+    deja.Request.chat(model="gpt-4o", messages=[{"role": "user", "content": "new"}]),
+    lambda: answer,
+)
+out["fetch"] = [result.info.status, result.response["choices"][0]["message"]["content"],
+                time.monotonic() - started < 30]
 print(json.dumps(out), flush=True)
 sys.stdin.readline()
 store.set("new", b"v", None)
@@ -274,9 +287,11 @@ def test_disk_store_that_cannot_be_written_is_still_read(tmp_path: Path, read_on
         assert out["many"] == [5, None, 100_000]
         assert sorted(out["keys_for"]) == ["big", "k"]
         assert out["entries"] == 2
-        for write in ("set", "tag"):
+        for write in ("set", "tag", "lock"):
             assert str(directory) in out[write] and "cannot be written" in out[write]
         assert out["get_after_writes"] == "small"
+        assert out["fetch"] == ["miss", "Paris.", True]
+        assert not (directory / "locks.sqlite3").exists()
         chmod_tree(directory, directories=0o777, files=0o666)  # writable again
         stdout, stderr = reader.communicate("go\n", timeout=60)
     finally:

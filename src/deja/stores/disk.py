@@ -1,7 +1,7 @@
 """A persistent store in a local directory, shared safely by threads and processes.
 
 Values live in a :class:`diskcache.Cache` (SQLite in WAL mode, large values in files), which
-serializes writers across processes. Three details are ours:
+serializes writers across processes. These details are ours:
 
 * **Expiry.** diskcache expires items by the real ``time.time``, but stores take an injected
   ``clock``. So every value is framed by a small header holding its absolute expiry by that
@@ -22,12 +22,22 @@ serializes writers across processes. Three details are ours:
   unknown format, or not bytes at all (another program's) reads as a miss, with a warning
   naming its key once, and is left for the next write of that key to replace: never as
   the store failing, which would have the cache skip the store for every request.
+* **Locks** (:class:`~deja.stores.base.Locking`, :class:`~deja.stores.base.LockExtending`:
+  identical misses in the processes sharing the directory make one upstream call). A lock
+  is a row of its own SQLite file (``locks.sqlite3``), taken, extended or released by one
+  statement: a file apart, so taking one never waits behind the values' writes (a lock
+  and its release: 20-30 us at the median either way, but at the 99th percentile 1-4 ms in
+  diskcache's database beside another process writing values, 0.9-1.3 ms apart). It
+  expires by the store's ``clock`` like an entry, so a holder killed mid-call frees it
+  after its TTL; one whose clock went back (the row says it was taken or extended later
+  than now) is free too, rather than held for the whole jump.
 * **A directory that cannot be written** (a read-only mount or file, a full disk).
   diskcache writes its settings each time it opens the directory, so it cannot open such
   a directory at all. Reads then go through a read-only SQLite connection instead (a
   warning names the directory, once), and every write raises a
   :class:`~deja.errors.StoreError` that names it; a later write that can open the
-  directory brings the store back to normal.
+  directory brings the store back to normal. Taking a lock there raises it too (the
+  cache then calls upstream at once, without single-flight: never waits for a lock).
 
 Every other diskcache, SQLite and OS error is raised as :class:`deja.errors.StoreError`.
 """
@@ -35,6 +45,7 @@ Every other diskcache, SQLite and OS error is raised as :class:`deja.errors.Stor
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -43,6 +54,7 @@ import struct
 import threading
 import time
 import urllib.parse
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -67,6 +79,7 @@ _EXPIRE_SLACK = 1.0
 # waits longer than this is worse than a miss.
 _LOCK_TIMEOUT = 10.0
 _TAGS_FILE = "tags.sqlite3"
+_LOCKS_FILE = "locks.sqlite3"
 # how long a read-only view of an unwritable directory is read before it is opened anew
 _READ_ONLY_REOPEN = 2.0
 # A tag row is written before its value (so no entry is ever stored where its tag cannot
@@ -87,6 +100,7 @@ EVICTION_POLICIES = ("least-recently-stored", "least-recently-used", "least-freq
 # the most the write-ahead logs are kept at after a checkpoint (see DiskStore._journal_limit)
 _JOURNAL_LIMIT = 4 * 2**20
 _TAGS_JOURNAL_LIMIT = 2**20
+_LOCKS_JOURNAL_LIMIT = 2**18  # a row per lock held: the file stays a few pages
 _PAGE = 4096  # SQLite's default page size
 # SQLite's primary result codes for a directory diskcache cannot open for writing: a
 # read-only file or mount (READONLY; CANTOPEN for a WAL database whose -shm file cannot be
@@ -105,6 +119,35 @@ _TAG_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS tag_key ("
     " name TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (name, key)) WITHOUT ROWID",
 )
+# One row per lock held: its holder's token, when it expires and when it was taken or last
+# extended, by the store's clock. A later schema goes in a new table (or file): a deja that
+# knows only this one shares the directory meanwhile. (An older deja ignores the file.)
+_LOCK_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS locks (name TEXT PRIMARY KEY, token TEXT NOT NULL,"
+    " expires REAL NOT NULL, renewed REAL NOT NULL) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS locks_expires ON locks (expires)",
+)
+# A lock is held while it has not expired and was not taken or extended "later" than now by
+# more than this: where the clock went back (an NTP step), the lock is free then, rather than
+# held for the whole jump (its waiters would wait out lock_wait, 10 minutes by default).
+_CLOCK_SLACK = 1.0
+# ?1 name, ?2 token, ?3 now, ?4 ttl: a row inserted, or taken over from a holder whose lock
+# is no longer held; 0 rows changed: held by another.
+_TAKE_LOCK = (
+    "INSERT INTO locks VALUES (?1, ?2, ?3 + ?4, ?3) ON CONFLICT (name) DO UPDATE SET"
+    " token = excluded.token, expires = excluded.expires, renewed = excluded.renewed"
+    f" WHERE locks.expires <= ?3 OR locks.renewed > ?3 + {_CLOCK_SLACK}"
+)
+_EXTEND_LOCK = (
+    "UPDATE locks SET expires = ?3 + ?4, renewed = ?3 WHERE name = ?1 AND token = ?2"
+    f" AND expires > ?3 AND renewed <= ?3 + {_CLOCK_SLACK}"
+)
+_RELEASE_LOCK = "DELETE FROM locks WHERE name = ? AND token = ?"
+# Rows of locks no longer held (holders killed, releases that failed) are deleted by one lock
+# call in this many: a probe of the expiry index, the file kept to the locks held.
+_LOCK_SWEEP_EVERY = 256
+_SWEEP_LOCKS = "DELETE FROM locks WHERE expires <= ?"
+
 _SELECT_TAG_KEYS = (
     "SELECT tag_key.key FROM tag_key JOIN tag ON tag.name = tag_key.name"
     " WHERE tag_key.name = ? AND (tag.expires IS NULL OR tag.expires > ?)"
@@ -200,6 +243,12 @@ class DiskStore(SyncStore, SyncTagIndex):
         # rows found valueless: when first, and in which round of the cursor last
         self._suspects: dict[tuple[str, str], tuple[float, int]] = {}
         self._round = 0  # rounds of the sweep's cursor over the table
+        # One lock-database connection per process too, used under _lock_lock.
+        self._locks_file = os.path.join(self._directory, _LOCKS_FILE)
+        self._lock_lock = threading.Lock()
+        self._lock_con: sqlite3.Connection | None = None
+        self._lock_pid = 0
+        self._locks_taken = 0  # lock calls so far (one in _LOCK_SWEEP_EVERY sweeps)
         # the directory read-only, while it cannot be opened for writing (see _reader)
         self._read_only: _ReadOnlyValues | None = None
         self._damaged_lock = threading.Lock()
@@ -259,7 +308,7 @@ class DiskStore(SyncStore, SyncTagIndex):
         return raw is not None and _damage(raw) is None and self._unframe(raw) is not None
 
     def clear(self, prefix: str) -> int:
-        """Delete every key starting with ``prefix`` (tag records are untouched).
+        """Delete every key starting with ``prefix`` (tag records and locks are untouched).
 
         Returns how many were deleted; this may include entries whose TTL had passed but
         that diskcache had not removed yet.
@@ -300,6 +349,9 @@ class DiskStore(SyncStore, SyncTagIndex):
         with self._tag_lock:
             con, self._tag_con = self._tag_con, None
             same_process = self._tag_pid == os.getpid()
+        with self._lock_lock:
+            lock_con, self._lock_con = self._lock_con, None
+            same_process_locks = self._lock_pid == os.getpid()
         with _backend_errors("close", self._directory):
             if cache is not None:
                 # diskcache connections are per thread; those other threads opened are
@@ -307,6 +359,8 @@ class DiskStore(SyncStore, SyncTagIndex):
                 cache.close()
             if con is not None and same_process:
                 con.close()
+            if lock_con is not None and same_process_locks:
+                lock_con.close()
             if reader is not None and reader.pid == os.getpid():
                 reader.close()
 
@@ -414,6 +468,47 @@ class DiskStore(SyncStore, SyncTagIndex):
             con.execute("DELETE FROM tag_key WHERE name = ?", (tag,))
             con.execute("DELETE FROM tag WHERE name = ?", (tag,))
         return [str(row[0]) for row in rows]
+
+    def lock(self, name: str, *, ttl: float) -> str | None:
+        """Take the cross-process lock ``name`` for ``ttl`` seconds: a token, or ``None``
+        while another holder has it (see :class:`~deja.stores.base.Locking`). One short
+        write transaction; a directory that cannot be written raises
+        :class:`~deja.errors.StoreError`, as a write does."""
+        ttl = _lock_ttl(ttl)
+        token = uuid.uuid4().hex
+        with _backend_errors("lock", self._locks_file), self._lock_lock:
+            con = self._locks()
+            now = self._clock()
+            taken = con.execute(_TAKE_LOCK, (name, token, now, ttl)).rowcount == 1
+            self._locks_taken += 1
+            if self._locks_taken % _LOCK_SWEEP_EVERY == 0:
+                con.execute(_SWEEP_LOCKS, (now,))
+        return token if taken else None
+
+    def unlock(self, name: str, token: str) -> None:
+        """Release ``name`` if ``token`` still holds it (a later holder's lock stays)."""
+        with _backend_errors("unlock", self._locks_file), self._lock_lock:
+            self._locks().execute(_RELEASE_LOCK, (name, token))
+
+    def extend(self, name: str, token: str, *, ttl: float) -> bool:
+        """Make ``name`` expire ``ttl`` seconds from now if ``token`` still holds it; say
+        whether it did (see :class:`~deja.stores.base.LockExtending`)."""
+        ttl = _lock_ttl(ttl)
+        with _backend_errors("extend", self._locks_file), self._lock_lock:
+            con = self._locks()
+            return con.execute(_EXTEND_LOCK, (name, token, self._clock(), ttl)).rowcount == 1
+
+    async def alock(self, name: str, *, ttl: float) -> str | None:
+        """Async :meth:`lock`, in the store's worker threads."""
+        return await self._offloaded(functools.partial(self.lock, name, ttl=ttl))
+
+    async def aunlock(self, name: str, token: str) -> None:
+        """Async :meth:`unlock`, in the store's worker threads."""
+        await self._offloaded(self.unlock, name, token)
+
+    async def aextend(self, name: str, token: str, *, ttl: float) -> bool:
+        """Async :meth:`extend`, in the store's worker threads."""
+        return await self._offloaded(functools.partial(self.extend, name, token, ttl=ttl))
 
     def _journal_limit(self) -> int:
         """How large SQLite's write-ahead log may grow before a checkpoint, which then cuts
@@ -566,13 +661,35 @@ class DiskStore(SyncStore, SyncTagIndex):
                 check_same_thread=False,
             )
             try:
-                _init_tag_db(con, min(self._journal_limit(), _TAGS_JOURNAL_LIMIT))
+                _init_db(con, min(self._journal_limit(), _TAGS_JOURNAL_LIMIT), _TAG_SCHEMA)
             except BaseException:
                 con.close()
                 raise
             self._tag_con = con
             self._tag_pid = pid
         return self._tag_con
+
+    def _locks(self) -> sqlite3.Connection:
+        # Caller holds self._lock_lock. A connection must not cross a fork, hence the pid.
+        pid = os.getpid()
+        if self._lock_con is None or self._lock_pid != pid:
+            # creates the directory; where it cannot be written, raises the StoreError
+            # that names it (as a write does), before any file is made there
+            self._values()
+            con = sqlite3.connect(
+                self._locks_file,
+                timeout=_LOCK_TIMEOUT,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            try:
+                _init_db(con, min(self._journal_limit(), _LOCKS_JOURNAL_LIMIT), _LOCK_SCHEMA)
+            except BaseException:
+                con.close()
+                raise
+            self._lock_con = con
+            self._lock_pid = pid
+        return self._lock_con
 
     def _unframe(self, raw: bytes) -> bytes | None:
         """The value in ``raw`` (a value :func:`_damage` passed), ``None`` if it expired or
@@ -715,14 +832,23 @@ def _check_item(key: str, value: bytes) -> None:
         raise TypeError(f"store values must be bytes, not {type(value).__name__}")
 
 
+def _lock_ttl(ttl: float) -> float:
+    """``ttl`` for a lock: a positive finite number of seconds (a lock always expires)."""
+    checked = validate_ttl(ttl)
+    if checked is None:
+        raise ValueError("a lock's ttl must be a number of seconds, not None: a lock expires")
+    return checked
+
+
 def _physical_ttl(ttl: float | None) -> float | None:
     return None if ttl is None else ttl + _EXPIRE_SLACK
 
 
-def _init_tag_db(con: sqlite3.Connection, journal_limit: int) -> None:
-    """Open the tag database in WAL mode, its log checkpointed when it reaches
-    ``journal_limit`` bytes and cut back to them (SQLite checkpoints at 1,000 pages, 4
-    MiB: a store bounded to 2 MB had 3.8 MB of tag log beside it)."""
+def _init_db(con: sqlite3.Connection, journal_limit: int, schema: Sequence[str]) -> None:
+    """Open a database of ours (tags, locks) in WAL mode, its log checkpointed when it
+    reaches ``journal_limit`` bytes and cut back to them (SQLite checkpoints at 1,000 pages,
+    4 MiB: a store bounded to 2 MB had 3.8 MB of tag log beside it), with the tables of
+    ``schema`` (created where missing: a directory an earlier version wrote)."""
     # WAL lets readers run beside a writer. Switching needs a moment with no other
     # connection in a transaction, and SQLite does not wait for that, so retry.
     deadline = time.monotonic() + _LOCK_TIMEOUT
@@ -740,5 +866,5 @@ def _init_tag_db(con: sqlite3.Connection, journal_limit: int) -> None:
     con.execute(f"PRAGMA journal_size_limit = {journal_limit}")
     con.execute(f"PRAGMA wal_autocheckpoint = {max(journal_limit // _PAGE, 16)}")
     with _write_transaction(con):
-        for statement in _TAG_SCHEMA:
+        for statement in schema:
             con.execute(statement)
