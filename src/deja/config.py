@@ -1209,7 +1209,8 @@ def _register_builtins(registry: CacheTypeRegistry) -> None:
                 ),
             ),
         },
-        doc="Files on local disk: survives restarts, shared by the processes of one host.",
+        doc="Files on local disk: survives restarts, shared by the processes of one host"
+        " (identical misses in them make one upstream call: the store's lock).",
     )
     registry.register(
         "s3",

@@ -349,7 +349,7 @@ class AsyncCache:
     * ``breaker_threshold`` / ``breaker_reset``: consecutive store failures before the
       store is skipped, and seconds before it is probed again;
     * ``lock_ttl`` / ``lock_wait``: with a store shared by processes that offers a lock
-      (:class:`~deja.stores.base.Locking`, e.g. Redis), identical misses in different
+      (:class:`~deja.stores.base.Locking`: Redis, disk), identical misses in different
       processes also make one upstream call (a :class:`~deja.stores.TieredStore` locks
       in its shared tier): the lock expires after ``lock_ttl`` seconds unless its holder,
       still calling, extends it (a holder that dies frees it), and a waiter gives up
