@@ -20,7 +20,9 @@ free connection. A command that may safely run twice is sent once more on a fres
 connection when its pooled one turns out closed (the server restarted, or failed over).
 The asyncio client's timeouts do not count the time its event loop spent busy elsewhere
 (up to 2 s; :class:`~deja._aio.PatientTimeout`): a process parsing a burst of requests
-left replies that came in time unread past their timeouts, and failed them.
+left replies that came in time unread past their timeouts, and failed them. That holds
+for every node of a Cluster, and for a Sentinel-managed master and the sentinels asked
+where it is.
 
 Eviction and tags
 -----------------
@@ -1045,18 +1047,6 @@ def _counted(base: type[Any], opened: Callable[[], None]) -> type[Any]:
     return CountedConnection
 
 
-def _acounted(base: type[Any], opened: Callable[[], None]) -> type[Any]:
-    """:func:`_counted` for a redis-py asyncio connection class."""
-
-    class CountedConnection(base):  # type: ignore[misc]
-        async def _connect(self) -> None:
-            await super()._connect()
-            opened()
-
-    CountedConnection.__name__ = CountedConnection.__qualname__ = f"Counted{base.__name__}"
-    return CountedConnection
-
-
 # redis-py leaves a few constructors untyped (sync pools, cluster nodes, Sentinel); those
 # calls carry a narrow ignore.
 
@@ -1144,20 +1134,19 @@ def _async_ops(
     from deja._async.redis_ops import AsyncRedisOps
 
     no_retry = Retry(NoBackoff(), 0)
-    kwargs = s.connection_kwargs()
+    # deja's own timeouts bound the connections' work (_patient); redis-py's outlast them
+    patience = {
+        "socket_timeout": _backstop(s.op_timeout),
+        "socket_connect_timeout": _backstop(s.connect_timeout),
+    }
+    kwargs = {**s.connection_kwargs(), **patience}
     limit = s.max_connections
     if s.mode == "standalone":
         # The gate already admits at most `limit` commands at a time, in order, so a plain
         # pool of `limit` connections can never be exhausted; redis-py's asyncio blocking
         # pool would add a Condition and a timer to every command (a third of the
         # throughput at 64-way concurrency here).
-        pool_kwargs = {
-            **kwargs,
-            "max_connections": limit,
-            # deja's own timeouts bound the connections' work (_patient); these outlast them
-            "socket_timeout": _backstop(s.op_timeout),
-            "socket_connect_timeout": _backstop(s.connect_timeout),
-        }
+        pool_kwargs = {**kwargs, "max_connections": limit}
         pool: redis.asyncio.ConnectionPool
         if s.url is not None:
             pool = redis.asyncio.ConnectionPool.from_url(s.url, retry=no_retry, **pool_kwargs)
@@ -1175,7 +1164,6 @@ def _async_ops(
         standalone = _AsyncGate(limit, s.pool_timeout)
         pool.connection_class = _patient(pool.connection_class, s, standalone.answered, opened)
         return AsyncRedisOps(redis.asyncio.Redis.from_pool(pool), gate=standalone), standalone
-    gate = _AsyncGate(limit, s.pool_timeout)
     if s.mode == "cluster":
         cluster_kwargs = {**kwargs, "max_connections": limit, "retry": no_retry}
         if s.tls:
@@ -1192,18 +1180,46 @@ def _async_ops(
         else:
             cluster = cluster_class(host=s.host, port=s.port, **cluster_kwargs)
         gate = _AsyncGate(limit, s.pool_timeout, prepare=cluster.initialize)
+        # (not counted: see "Restarts and tags" in the module docstring)
+        _connect_nodes_with(cluster, _patient(_node_class(cluster), s, gate.answered, _uncounted))
         return AsyncRedisOps(cluster, gate=gate), gate
     if s.tls:
         kwargs["ssl"] = True
     sentinel = _sentinel_classes()[1](
         list(s.sentinels),
-        sentinel_kwargs={**s.sentinel_kwargs(), "retry": no_retry},
+        sentinel_kwargs={**s.sentinel_kwargs(), **patience, "retry": no_retry},
         retry=no_retry,
         **kwargs,
     )
+    for watcher in sentinel.sentinels:
+        # A connection to the master asks a sentinel where the master is first: a reply
+        # timed with a plain timeout failed the connection (MasterNotFoundError).
+        asked = watcher.connection_pool
+        asked.connection_class = _patient(asked.connection_class, s, _uncounted, _uncounted)
     master = sentinel.master_for(s.service_name or "", db=s.db, max_connections=limit)
-    master.connection_pool.connection_class = _acounted(
-        master.connection_pool.connection_class, opened
+    gate = _AsyncGate(limit, s.pool_timeout)
+    master.connection_pool.connection_class = _patient(
+        master.connection_pool.connection_class, s, gate.answered, opened
     )
     watch = _MasterWatch(gate, master.connection_pool)
     return AsyncRedisOps(master, gate=watch, also_close=sentinel.sentinels), watch
+
+
+def _uncounted() -> None:
+    """A connection's event nothing counts (a cluster node's connection, a sentinel's)."""
+
+
+def _node_class(cluster: AsyncRedisCluster) -> type[Any]:
+    """The connection class redis-py's asyncio ``cluster`` gives its nodes."""
+    return cluster.nodes_manager.connection_kwargs["connection_class"]  # type: ignore[no-any-return]
+
+
+def _connect_nodes_with(cluster: AsyncRedisCluster, connection_class: type[Any]) -> None:
+    """Have every node of a redis-py asyncio ``cluster`` open connections of
+    ``connection_class``: the nodes it was given (made already), and those it finds later
+    (topology, redirects), which it makes from its connection options. redis-py's
+    constructor takes no connection class (it sets its own), so it is put there after."""
+    manager = cluster.nodes_manager
+    manager.connection_kwargs["connection_class"] = connection_class
+    for node in [*manager.startup_nodes.values(), *manager.nodes_cache.values()]:
+        node.connection_class = connection_class
