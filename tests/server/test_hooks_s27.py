@@ -142,6 +142,75 @@ async def test_a_hook_that_changes_the_vectors_changes_nothing_served_or_stored(
     assert first.json()["data"] == again.json()["data"]
 
 
+# -- the request an embeddings answer is given with ---------------------------------------
+
+RECORD = (
+    "import json\n\n"
+    "def post(response, request):\n"
+    "    with open({path!r}, 'a') as seen:\n"
+    "        seen.write(json.dumps({{'request': request, 'response': response}}) + '\\n')\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("first", "then", "answered"),
+    [
+        (["a", "b"], ["c", "a", "d", "b", "c"], ["c", "d"]),
+        ([[1, 2], [3]], [[3], [4, 5], [1, 2], [6]], [[4, 5], [6]]),
+        (["a"], ["b", "b"], ["b"]),  # (no hit: an input given twice is fetched once)
+    ],
+    ids=["strings", "token arrays", "an input twice"],
+)
+async def test_an_embeddings_hook_is_given_the_inputs_of_the_items_it_is_given(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    tmp_path: Path,
+    first: list[Any],
+    then: list[Any],
+    answered: list[Any],
+) -> None:
+    """A request some of whose inputs are hits: the hook's answer holds only the items
+    fetched (indexed from 0), and its request held every input, so a hook could not tell
+    which vector was which input's. The request it is given holds the inputs of the
+    answer's items, in their order, and the rest of the body as it came."""
+    (tmp_path / "post_hook.py").write_text(RECORD.format(path=str(tmp_path / SEEN)))
+    config = proxy_config(
+        upstream, hooks=[{"path": "post_hook.py", "async_post_cache_hook": "post"}]
+    )
+    model = "text-embedding-3-small"
+    async with make_proxy(config) as proxy:
+        cached = {"model": model, "input": first, "dimensions": 8}
+        assert (await proxy.post(EMBED, json=cached)).status_code == 200
+        body = {"model": model, "input": then, "dimensions": 8, "user": "u-1"}
+        answer = await proxy.post(EMBED, json=body)
+    assert answer.status_code == 200
+    served = {
+        json.dumps(i): d["embedding"] for i, d in zip(then, answer.json()["data"], strict=True)
+    }
+    seen = _seen(tmp_path)[-1]
+    assert seen["request"] == {**body, "input": answered}
+    items = seen["response"]["data"]
+    assert [item["index"] for item in items] == list(range(len(answered)))
+    for given, item in zip(answered, items, strict=True):
+        assert item["embedding"] == served[json.dumps(given)]  # the input's own vector
+
+
+async def test_an_embeddings_hook_whose_request_all_missed_is_given_it_as_it_came(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient], tmp_path: Path
+) -> None:
+    """Every input fetched, each once: the request is the body as it came (one string
+    stays a string)."""
+    (tmp_path / "post_hook.py").write_text(RECORD.format(path=str(tmp_path / SEEN)))
+    config = proxy_config(
+        upstream, hooks=[{"path": "post_hook.py", "async_post_cache_hook": "post"}]
+    )
+    async with make_proxy(config) as proxy:
+        for given in ("one", ["two", "three"]):
+            body = {"model": "text-embedding-3-small", "input": given}
+            assert (await proxy.post(EMBED, json=body)).status_code == 200
+            assert _seen(tmp_path)[-1]["request"] == body
+
+
 # -- a post-cache hook that fails part way through ---------------------------------------
 
 CHAT = "/v1/chat/completions"

@@ -26,7 +26,7 @@ from deja._embedding_items import (
     token_shares,
     usage_totals,
 )
-from deja._sync.cache import Cache, OnResponse
+from deja._sync.cache import Cache
 from deja.controls import CacheControl, in_mode, parse_controls
 from deja.errors import ProviderError, StoreError
 from deja.prices import PriceTable, packaged_prices
@@ -44,6 +44,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FetchMissing = Callable[[list[Any]], Mapping[str, Any]]
+OnEmbeddings = Callable[[dict[str, Any], list[Any]], CacheControl | None]
+"""The post-cache hooks of a batch: ``on_response(answer, inputs)`` runs on the fresh
+upstream answer before its items are stored, ``inputs`` the inputs of its items, in their
+order (the batch's inputs that were not served from the cache, each once), and may return
+the options to store them with."""
 
 # The tenant whose entries the items a call caches are, when the call names none (a
 # Client's calls name none): set by embeddings_of_tenant around one call, in one thread or
@@ -77,7 +82,7 @@ def _fetch(
     *,
     cache: Cache | None,
     ctl: CacheControl,
-    on_response: OnResponse | None,
+    on_response: OnEmbeddings | None,
 ) -> Fetched:
     """Fetch ``items`` upstream with ``fetch_one`` (:func:`_fetch_one`'s call with the
     batch's settings) in calls of at most ``max_inputs`` items, one after the other.
@@ -85,8 +90,9 @@ def _fetch(
     Each call's items are stored as it answers (a later call's failure loses none that
     were paid for), but the last call's: the post-cache hooks (``on_response``) see the
     request's answer once, all its calls' as one (a hook that counts, bills or logs saw one
-    request as several), and the options they ask for are the last call's items', and the
-    earlier calls' again where they differ (deleted if the hooks asked not to store)."""
+    request as several), with ``items`` (the inputs of its items), and the options they
+    ask for are the last call's items', and the earlier calls' again where they differ
+    (deleted if the hooks asked not to store)."""
     parts: list[_Answered] = []
     for start in range(0, len(items), max_inputs):
         end = start + max_inputs
@@ -97,8 +103,13 @@ def _fetch(
     if cache is not None:
         store_ctl = ctl
         if on_response is not None:
+            hooks = on_response
+
+            def answered(answer: dict[str, Any]) -> CacheControl | None:
+                return hooks(answer, items)
+
             answer = _hooks_answer([answer for _, answer, _ in parts], parts[0][0].model)
-            store_ctl = cache.after_response(on_response, answer, ctl)
+            store_ctl = cache.after_response(answered, answer, ctl)
         cache.put_many(parts[-1][2], control=store_ctl)
         if store_ctl != ctl and len(parts) > 1:
             _store_again(
@@ -253,7 +264,7 @@ def cached_embeddings(
     control: Mapping[str, Any] | CacheControl | None,
     fetch_missing: FetchMissing,
     tenant: str | None = None,
-    on_response: OnResponse | None = None,
+    on_response: OnEmbeddings | None = None,
     timeout: float | None = None,
     prices: PriceTable | None = None,
     max_inputs: int = DEFAULT_EMBEDDING_INPUTS,
@@ -271,8 +282,10 @@ def cached_embeddings(
     reports a fair saving. Identical batches in flight at once make one upstream call
     (``timeout``: how long a caller waits for another's call, as :meth:`Cache.fetch`,
     so for each of the calls a batch takes);
-    ``on_response`` (the proxy's post-cache hooks) sees the upstream answer and may change
-    how its items are stored. ``prices``: what the items cost without a cache (with one,
+    ``on_response`` (the proxy's post-cache hooks, :data:`OnEmbeddings`) sees the upstream
+    answer, with the inputs of its items (not the batch's: those served from the cache are
+    not in it, nor an input given twice twice), and may change how its items are stored.
+    ``prices``: what the items cost without a cache (with one,
     the cache's prices).
     """
     if isinstance(max_inputs, bool) or not isinstance(max_inputs, int) or max_inputs < 1:

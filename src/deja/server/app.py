@@ -29,10 +29,10 @@ from typing import Any, Final, TypeVar
 import orjson
 
 from deja._aio import off_loop
-from deja._async.cache import AsyncCache
+from deja._async.cache import AsyncCache, OnResponse
 from deja._async.client import AsyncClient, _bedrock_api_key, upstream_error_label
 from deja._async.context_caches import AsyncContextCaches
-from deja._async.embeddings import acached_embeddings
+from deja._async.embeddings import OnEmbeddings, acached_embeddings
 from deja._async.streams import AsyncCachedStream, aopen_uncached
 from deja._embedding_items import (
     EMBEDDING_INPUT_LIMITS,
@@ -1332,6 +1332,37 @@ class ProxyApp:
 
         return run
 
+    def _embeddings_storing(
+        self,
+        route: Route,
+        plan: Plan,
+        body: dict[str, Any],
+        ctl: CacheControl,
+        *,
+        tenant: str | None,
+    ) -> OnEmbeddings | None:
+        """:meth:`_storing` for an embeddings ``body``: the hooks are given, with the
+        answer, the request of its items (``body`` with ``input`` the inputs of the answer's
+        items, in their order, when they are not all its inputs: some were served from the
+        cache, or given twice and fetched once). Given the whole ``input``, a hook could not
+        tell which input a vector of the answer, indexed from 0, was."""
+        whole: OnResponse | None = self._storing(route, plan, body, ctl, tenant=tenant)
+        if whole is None:
+            return None
+        count = len(embedding_items(body["input"]))
+
+        async def run(answer: dict[str, Any], inputs: list[Any]) -> CacheControl | None:
+            # (the inputs fetched are some of the body's, in order, each once: as many are
+            # all of them)
+            hooks = whole
+            if len(inputs) != count:
+                some = {**body, "input": inputs}
+                hooks = self._storing(route, plan, some, ctl, tenant=tenant)
+            assert hooks is not None  # (as for the whole body)
+            return await hooks(answer)
+
+        return run
+
     # -- upstream -------------------------------------------------------------------------
 
     async def _call(
@@ -1948,7 +1979,7 @@ class ProxyApp:
                 control=ctl,
                 fetch_missing=fetch_missing,
                 tenant=caller.tenant,
-                on_response=self._storing(route, plan, asked, ctl, tenant=caller.tenant),
+                on_response=self._embeddings_storing(route, plan, asked, ctl, tenant=caller.tenant),
                 prices=self._prices,
                 # (the calls may go to any of the deployments tried: the least of theirs)
                 max_inputs=min(
