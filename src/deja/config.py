@@ -561,7 +561,8 @@ _HOOK_KEYS: Final = _keys(
     ),
     async_post_cache_hook=(
         "f(response, request) -> options or None: cache options (tags, ttl) for the entry"
-        " (given tenant= as the pre-LLM hook is)."
+        ' (given tenant= as the pre-LLM hook is). For embeddings, `request["input"]` holds'
+        " the inputs of the answer's items, in their order (not those served from the cache)."
     ),
     key_builder="A key builder, as caching.key_builder (one of the two).",
 )
