@@ -211,6 +211,33 @@ async def test_an_embeddings_hook_whose_request_all_missed_is_given_it_as_it_cam
             assert _seen(tmp_path)[-1]["request"] == body
 
 
+async def test_an_embeddings_hook_that_changes_its_token_arrays_changes_nothing_served(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient], tmp_path: Path
+) -> None:
+    """The request's inputs are the hook's own: one that appends to a token array it is
+    given changes neither what the batch serves nor where."""
+    hook = (
+        "def post(response, request):\n"
+        "    for given in request['input']:\n"
+        "        given.append(7)\n"
+    )
+    (tmp_path / "post_hook.py").write_text(hook)
+    config = proxy_config(
+        upstream, hooks=[{"path": "post_hook.py", "async_post_cache_hook": "post"}]
+    )
+    model = "text-embedding-3-small"
+    async with make_proxy(config) as proxy:
+        first = await proxy.post(EMBED, json={"model": model, "input": [[1, 2]]})
+        both = await proxy.post(EMBED, json={"model": model, "input": [[1, 2], [3], [3]]})
+        alone = await proxy.post(EMBED, json={"model": model, "input": [[3]]})
+    assert both.status_code == 200
+    vectors = [item["embedding"] for item in both.json()["data"]]
+    assert vectors == [
+        first.json()["data"][0]["embedding"],
+        *[alone.json()["data"][0]["embedding"]] * 2,
+    ]
+
+
 # -- a post-cache hook that fails part way through ---------------------------------------
 
 CHAT = "/v1/chat/completions"

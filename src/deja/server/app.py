@@ -1356,7 +1356,9 @@ class ProxyApp:
             # all of them)
             hooks = whole
             if len(inputs) != count:
-                some = {**body, "input": inputs}
+                # (token arrays copied: the batch reads its own after the hooks ran)
+                given = [list(i) if isinstance(i, list) else i for i in inputs]
+                some = {**body, "input": given}
                 hooks = self._storing(route, plan, some, ctl, tenant=tenant)
             assert hooks is not None  # (as for the whole body)
             return await hooks(answer)
