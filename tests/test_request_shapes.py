@@ -472,6 +472,7 @@ PLAIN = {"provider": "openai", "model": "gpt-4o", "api_base": None, "messages": 
         ({"kind": "chat-completion"}, "kind", r"kind must be 'chat', 'completion'"),
         ({"api_base": "ftp://host"}, None, r"api_base must be an http\(s\) URL"),
         ({"api_base": 5}, None, r"api_base must be a non-empty URL"),
+        ({"api_base": ""}, None, r"api_base must be a non-empty URL"),
         ({"tenant": ""}, None, r"tenant must be a non-empty string"),
         # a completion's prompt and an embedding's input are params; they have no messages
         ({"kind": "embedding"}, "messages", r"embedding requests have no messages"),

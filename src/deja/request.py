@@ -543,7 +543,8 @@ class Request:
             model = _model_name(model)
         # None is the environment's endpoint, as for chat and from_body (a hand-built request
         # keyed apart from theirs when OPENAI_BASE_URL or the like was set)
-        base = normalize_api_base(self.api_base or env_api_base(provider), provider)
+        base = self.api_base
+        base = normalize_api_base(env_api_base(provider) if base is None else base, provider)
         given = self.params
         if not isinstance(given, Mapping) or not all(type(k) is str for k in given):
             raise InvalidRequestError(

@@ -306,6 +306,65 @@ async def test_a_post_cache_hook_that_fails_part_way_changes_nothing(
     assert said and "not stored" in said[0]
 
 
+BAD_OPTIONS = (
+    "def half(response, request):\n"
+    "    response['choices'][0]['message']['content'] = 'HALF DONE'\n"
+    "    return {'ttl': 'soon'}\n"
+)
+UNWRITABLE = (
+    "def unwritable(response, request):\n"
+    "    response['choices'][0]['message']['content'] = 'A SET'\n"
+    "    response['extra'] = {1, 2}\n"
+)
+# a hook after UNWRITABLE: never run on an answer JSON cannot write (its failure undid
+# the changes of the hooks before it back to a stale copy)
+NOTES_RUNS = (
+    "def half(response, request):\n"
+    "    response['choices'][0]['message']['content'] = 'HALF DONE'\n"
+    "    raise RuntimeError('the second half failed')\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("hooks", "said"),
+    [
+        ([BAD_OPTIONS], "asked for an invalid cache option"),
+        ([UNWRITABLE, NOTES_RUNS], "left the answer unwritable"),
+    ],
+    ids=["invalid options", "after an unwritable answer"],
+)
+async def test_a_post_cache_hook_whose_answer_is_not_stored_changes_nothing(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    hooks: list[str],
+    said: str,
+) -> None:
+    """A hook that changed the answer and asked for an invalid cache option had its change
+    served (not stored); a hook after one that left the answer unwritable ran on it, and
+    its failure put back a copy older than the unwritable hook's changes. Both serve the
+    answer as it was before them, not stored."""
+    from deja.testing import Reply
+
+    upstream.reply_with(lambda body: Reply("Write to mayor@lima.pe."))
+    specs = []
+    for i, source in enumerate(hooks):
+        (tmp_path / f"hook{i}.py").write_text(source)
+        name = source.split("def ", 1)[1].split("(", 1)[0]
+        specs.append({"path": f"hook{i}.py", "async_post_cache_hook": name})
+    async with make_proxy(proxy_config(upstream, hooks=specs)) as proxy:
+        with caplog.at_level("ERROR", logger="deja"):
+            answers = [await proxy.post(CHAT, json=BODY) for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert [a.headers["x-deja-cache"] for a in answers] == ["miss", "miss"]  # not stored
+    for answer in answers:
+        assert answer.json()["choices"][0]["message"]["content"] == "Write to mayor@lima.pe."
+        assert "extra" not in answer.json()
+    assert any(said in r.getMessage() for r in caplog.records)
+    assert not any("hook half failed" in r.getMessage() for r in caplog.records)
+
+
 # -- key builders named in the config ----------------------------------------------------
 
 
@@ -403,3 +462,27 @@ async def test_a_failing_key_builder_is_logged_once_then_counted(
     assert "key builder hook kb failed" in tracebacks[0].getMessage()
     if config is _hook_builder:
         assert answers[0].json()["error"]["message"] == "hook kb failed (the proxy's log has why)"
+
+
+async def test_a_key_builder_whose_digests_are_refused_is_logged_once_then_counted(
+    upstream: FakeOpenAIServer,
+    make_proxy: Callable[..., httpx2.AsyncClient],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A key builder returning a digest deja refuses (a space in it) was logged at ERROR on
+    every request."""
+    from deja._recurring import Recurring
+    from deja.server import app
+
+    # (the process's record of what was said: another test's refused digest is not this one's)
+    monkeypatch.setattr(app, "_KEY_BUILDER_SAID", Recurring(window=60.0))
+    (tmp_path / "kb.py").write_text("def kb(request, tenant=None):\n    return 'has space'\n")
+    async with make_proxy(_caching_builder(upstream)) as proxy:
+        with caplog.at_level("ERROR", logger="deja"):
+            answers = [await proxy.post(CHAT, json=BODY) for _ in range(5)]
+    assert [a.status_code for a in answers] == [500] * 5
+    assert {a.json()["error"]["code"] for a in answers} == {"key_builder_failed"}
+    said = [r for r in caplog.records if "key builder failed" in r.getMessage()]
+    assert len(said) == 1 and "has space" in said[0].getMessage()

@@ -518,6 +518,8 @@ def _failover_worthy(exc: ProviderError) -> bool:
 # kind per deployment, not 600.
 _LOG_WINDOW = 10.0
 _LOGGED_KEYS = 1024  # failures tracked at once (deployments of wildcard names: bounded)
+# a key builder's digest deja refuses: said once a window (one is refused on every request)
+_KEY_BUILDER_SAID = Recurring(window=_LOG_WINDOW, max_keys=_LOGGED_KEYS)
 
 
 class _Cooldowns:
@@ -1122,8 +1124,7 @@ class ProxyApp:
             try:
                 orjson.dumps(response)
             except TypeError as exc:
-                response.clear()
-                response.update(orjson.loads(sent))
+                _restore(response, sent)
                 names = _names(self._post_hooks)
                 outcome = "it left the answer unwritable as JSON: served as it came, not stored"
                 self._hook_failed("post-cache", names, exc, outcome)
@@ -1135,13 +1136,16 @@ class ProxyApp:
             # option, costs the caller nothing; the answer is served and not stored. One
             # that fails changes nothing: what it changed before it raised (or timed out)
             # is undone, from ``sent``, the answer as the hooks before it left it (as JSON:
-            # a plain answer's, none for embeddings, whose hooks are given a copy).
+            # a plain answer's, none for embeddings, whose hooks are given a copy); so does
+            # one that asks for an invalid cache option.
             # Each hook's options add to the others' (tags of all, the stricter of others).
             extra: CacheControl | None = None
             for i, (name, hook) in enumerate(self._post_hooks):
                 if i and sent is not None:
-                    with contextlib.suppress(TypeError):  # (left unwritable: said at the end)
+                    try:
                         sent = orjson.dumps(response)
+                    except TypeError:  # (a hook before left it unwritable: said at the end,
+                        return merge(ctl, _NO_STORE)  # where the answer as it came is served)
                 try:
                     call = self._hook_call(hook, response, body, tenant=tenant)
                     result = await self._run_hook("post-cache", name, call)
@@ -1162,8 +1166,7 @@ class ProxyApp:
                             )
                         continue
                     if sent is not None:
-                        response.clear()
-                        response.update(orjson.loads(sent))
+                        _restore(response, sent)
                     outcome = "the answer is served as it was before it, not stored"
                     self._hook_failed("post-cache", name, exc, outcome)
                     return merge(ctl, _NO_STORE)
@@ -1171,11 +1174,13 @@ class ProxyApp:
                     try:
                         asked = parse_controls(result)
                     except ControlError as exc:
+                        if sent is not None:
+                            _restore(response, sent)
                         self._hook_said(
                             logging.ERROR,
                             ("post-cache", name, "options"),
                             "post-cache hook %s asked for an invalid cache option (%s): the answer"
-                            " is not stored",
+                            " is served as it was before it, not stored",
                             name,
                             exc,
                         )
@@ -1254,7 +1259,7 @@ class ProxyApp:
             try:
                 return build(request)
             except Exception as exc:  # (it fails on every request: said once, then counted)
-                self._hook_failed("key builder", name, exc, "its request is answered 500")
+                self._hook_failed("key builder", name, exc, "no key for its request")
                 raise
             finally:
                 took = time.monotonic() - started
@@ -2527,6 +2532,13 @@ def _deployment_options(deployment: ModelDeployment) -> dict[str, Any]:
     return options
 
 
+def _restore(response: dict[str, Any], sent: bytes) -> None:
+    """Put ``response`` back (in place: its callers hold it) as ``sent`` has it (its JSON
+    before a post-cache hook changed it)."""
+    response.clear()
+    response.update(orjson.loads(sent))
+
+
 def _tenant_key_builder(name: str, hook: Callable[..., Any]) -> Callable[[Request], str]:
     """The proxy's ``key_builder(request, tenant)`` hook as the cache's builder (one written
     as ``key_builder(request)``, as ``caching.key_builder`` is, or in LiteLLM's form, works
@@ -2780,8 +2792,8 @@ def _http_error(exc: Exception) -> HTTPError:
         # the operator's code (its message may hold secrets): the detail to the log only;
         # one that raised was logged as it did (ProxyApp._timed_key_builder), once then
         # counted; one that returned no digest is said here
-        if exc.__cause__ is None:
-            logger.error("the cache's key builder failed: %s", exc)
+        if exc.__cause__ is None and _KEY_BUILDER_SAID.occurred("digest") is not None:
+            logger.error("the cache's key builder failed (said once a window): %s", exc)
         return HTTPError(
             500,
             "the cache's key builder failed (the proxy's log has why)",
