@@ -121,3 +121,19 @@ def test_a_manifest_without_a_checksum_loads_and_the_next_save_adds_one(
     again = new_index(clock)
     again.load(tmp_path)
     assert again.scopes() == {"s": 11}
+
+
+@pytest.mark.parametrize(
+    "damaged", [b'{"manifest_crc33":', b'{"manifest_drc32":', b'{"xanifest_crc32":']
+)
+def test_a_damaged_checksum_name_fails_the_load(
+    tmp_path: Path, clock: FakeClock, damaged: bytes
+) -> None:
+    """A byte of the checksum's own name damaged: the field was no longer found, and the
+    manifest loaded unchecked, as an earlier version's (which begins with "format")."""
+    data = saved(tmp_path, clock)
+    head = b'{"manifest_crc32":'
+    assert data.startswith(head)
+    (tmp_path / "index.json").write_bytes(swap_ids(damaged + data[len(head) :]))
+    with pytest.raises(ConfigError, match="checksum is not where a save puts it"):
+        new_index(clock).load(tmp_path)

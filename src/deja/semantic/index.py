@@ -131,6 +131,7 @@ _MANIFEST = "index.json"
 # The manifest's own checksum: its first field, the CRC-32 of every byte after that field
 # (see _sealed); a manifest without it (saved by an earlier version) is read unchecked.
 _SEAL = re.compile(rb'\{"manifest_crc32":(\d{1,10}),')
+_UNSEALED = re.compile(rb'\s*\{\s*"format"\s*:')  # how an earlier version's manifest begins
 _BROKEN = "broken-"
 _KEEP_BROKEN = 3
 # rows checked at a time for values no vector can hold, and summed (_scan_rows)
@@ -1025,9 +1026,11 @@ class InProcessIndex:
             )
         if version != _FORMAT_VERSION:
             raise ConfigError(f"{root} holds no deja vector index of a known version")
-        if "manifest_crc32" in manifest:
-            # (ids, metadata and file names: what the CRC-32s of the files do not cover; a
-            # swapped id put answers on the wrong vectors)
+        # (ids, metadata and file names: what the CRC-32s of the files do not cover; a
+        # swapped id put answers on the wrong vectors). Unsealed, only a manifest an earlier
+        # version saved, whose first field is "format": one whose seal's own name was
+        # damaged ("manifest_crc33") is no such manifest.
+        if "manifest_crc32" in manifest or not _UNSEALED.match(data):
             broken = _seal_broken(data)
             if broken is not None:
                 raise ConfigError(f"the vector index manifest in {root} is damaged: {broken}")
