@@ -26,7 +26,7 @@ from deja._embedding_items import (
     usage_totals,
 )
 from deja.controls import CacheControl, in_mode, parse_controls
-from deja.errors import ProviderError, StoreError
+from deja.errors import ProviderError
 from deja.prices import PriceTable, packaged_prices
 from deja.request import Request
 from deja.result import CacheInfo, CacheResult, CacheStatus
@@ -155,14 +155,16 @@ async def _store_again(
     if not store_ctl.no_store:
         await cache.put_many(stored, control=store_ctl)
         return
-    for request, _ in stored:
+    for done, (request, _) in enumerate(stored):
         try:
             await cache.delete(cache.key(request, ctl))
-        except StoreError as exc:
+        # (any failure: a remote vector index's own errors too; the answer is paid for and
+        # is served, whatever its cleanup meets)
+        except Exception as exc:
             logger.warning(
                 "the post-cache hooks asked not to store an embeddings answer, but %d of its"
                 " items stored before it was whole could not be deleted: %s",
-                len(stored),
+                len(stored) - done,
                 exc,
             )
             return
