@@ -96,8 +96,9 @@ def test_another_question_is_refused(embedder: Any, stored: str, asked: str) -> 
         ("What is the plural of mouse?", "What's the plural form of mouse?"),
         # the same steps in the same order, "then" as "before"
         ("Is it shampoo then conditioner?", "Do I use shampoo before conditioner?"),
-        # no adult named: a puppy's question about its food
-        ("what should my puppy eat", "what should my dog eat"),
+        # the young animal named on both sides (the animal against its young is refused:
+        # test_audit27_semantic)
+        ("what should my puppy eat", "what should puppies eat"),
         # one call
         ("Explain f(x)", "Explain the function f(x)"),
         # calls side by side, not nested, named the other way round (a review)

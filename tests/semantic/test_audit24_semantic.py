@@ -15,8 +15,8 @@
 7. A language against the everyday word of its letters ("Translate this to Polish" /
    "Translate this to polish"; the embedded model reads no letter case).
 
-Not here: "feed my cat" / "feed my kitten" passes the guards, as "my puppy" / "my dog"
-must (test_audit23_semantic: no adult named); the verifier refuses both.
+("feed my cat" / "feed my kitten", "my puppy" / "my dog": refused since
+test_audit27_semantic, the young of an animal against the animal.)
 
 Each refused pair is checked both ways round; each rewording of the same kind must pass.
 """

@@ -537,7 +537,7 @@ def test_lower_case_alternatives_and_reversals_conflict(a: str, b: str) -> None:
         ("is python faster than java", "is python quicker than java"),
         ("how to enable dark mode on iphone", "turn on dark mode on my iphone"),
         ("how to enable dark mode on iphone", "enable dark mode on an iphone"),
-        ("what should my puppy eat", "what should my dog eat"),
+        ("what should my puppy eat", "what food should my puppy eat"),
         ("quick vegan dinner ideas", "fast vegan dinner ideas"),
         # a Banking77 paraphrase pair the preposition "on" used to split
         ("I need to freeze my card", "I see payments on my card I don't recall making"),

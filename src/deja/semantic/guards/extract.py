@@ -78,6 +78,8 @@ from deja.semantic.guards.words import (
     _OPPOSITES,
     _ORDINAL_WORDS,
     _PERIODS,
+    _POLE_PHRASE_STARTS,
+    _POLE_PHRASES,
     _RELATIVE,
     _SCALES,
     _STRICT_MONTHS,
@@ -1179,7 +1181,24 @@ def _pole_words(present: frozenset[str], lows: list[str]) -> frozenset[str]:
         words = words | _timing(lows)
     if "too" in present:
         words = words | _too(lows)
+    if not present.isdisjoint(_POLE_PHRASE_STARTS):
+        words = _phrased(words, lows)
     return words
+
+
+def _phrased(words: frozenset[str], lows: list[str]) -> frozenset[str]:
+    """``words`` with the two-word pole phrases of ``lows`` as their hyphenated word
+    ("medium rare": "medium-rare"), in place of the words of them that name a side of the
+    same group (:data:`_POLE_PHRASES`)."""
+    found = {
+        phrase
+        for x, y in itertools.pairwise(lows)
+        if x in _POLE_PHRASE_STARTS and (phrase := f"{x}-{y}") in _POLE_PHRASES
+    }
+    if not found:
+        return words
+    parts = frozenset().union(*(_POLE_PHRASES[phrase] for phrase in found))
+    return (words - parts) | found
 
 
 _TOO = {"much": _TOO_MUCH, "many": _TOO_MUCH, "little": _TOO_LITTLE, "few": _TOO_LITTLE}

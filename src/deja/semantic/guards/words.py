@@ -1371,7 +1371,7 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ),
         ("beginner beginners novice", "intermediate", "expert experts experienced advanced"),
         # (a puppy or a kitten against an adult dog or cat: their vaccines, food and doses
-        # differ; "my puppy" / "my dog" names no adult and passes)
+        # differ; against the animal itself, "my puppy" / "my dog", see below)
         ("child children kid kids puppy puppies kitten kittens", "adult adults"),
         ("early earlier", "late"),
         ("morning", "afternoon", "evening", "night nighttime"),
@@ -1498,6 +1498,33 @@ _POLES: tuple[tuple[frozenset[str], ...], ...] = tuple(
         ),
         ("tweet tweets", "poem poems", "essay essays", "haiku", "limerick", "speech"),
         ("millisecond milliseconds", "microsecond microseconds", "nanosecond nanoseconds"),
+        # states said in two words (read as one, hyphenated: see _POLE_PHRASES) that the
+        # embedded model sets close: "a medium rare steak" / "a well done steak" (0.89),
+        # "boil water at high altitude" / "at sea level", "a round trip ticket" / "a one
+        # way ticket", "cooked rice in the fridge" / "at room temperature"
+        ("rare", "medium-rare", "medium-well", "well-done"),
+        ("high-altitude altitude", "sea-level"),
+        ("round-trip", "one-way"),
+        (
+            "fridge fridges refrigerator refrigerated refrigerate",
+            "freezer freezers freeze freezing frozen",
+            "room-temperature",
+        ),
+        # a step of the law against another: "my rights if I am arrested" / "... detained"
+        (
+            "arrest arrested",
+            "detain detained detention",
+            "indict indicted indictment",
+            "convict convicted conviction",
+        ),
+        ("probation", "parole"),
+        # the young of an animal against the animal ("how often should I feed my cat" /
+        # "... my kitten"): their food, doses and vaccines differ
+        ("kitten kittens", "cat cats"),
+        ("puppy puppies", "dog dogs"),
+        # a function of one number: "the square root of 144" / "the square of 144"
+        ("square squared", "square-root sqrt", "cube cubed", "cube-root"),
+        ("permutation permutations", "combination combinations"),
     )
 )
 # Words that, swapped for another of their group in a prompt otherwise word for word
@@ -1581,6 +1608,29 @@ class _Groups:
 
 
 _poles_of = _Groups(_POLES)
+
+
+def _pole_phrases() -> dict[str, frozenset[str]]:
+    """Each hyphenated pole word ("medium-rare", "part-time") -> the words of it that
+    stand for a side of one of its groups ("rare"): written as two words, the phrase is
+    read as the hyphenated word in place of those ("a medium rare steak" is no "rare"
+    steak)."""
+    out: dict[str, frozenset[str]] = {}
+    for phrase, at in _poles_of.index.items():
+        if "-" not in phrase:
+            continue
+        groups = {k for k, _ in at}
+        parts = phrase.split("-")
+        if len(parts) == 2:
+            out[phrase] = frozenset(
+                p for p in parts if groups & {k for k, _ in _poles_of.index.get(p, ())}
+            )
+    return out
+
+
+_POLE_PHRASES = _pole_phrases()
+# the first words of those phrases: a prompt with none of them holds no such phrase
+_POLE_PHRASE_STARTS = frozenset(phrase.split("-")[0] for phrase in _POLE_PHRASES)
 
 
 def _opposites() -> dict[str, str]:
