@@ -104,3 +104,121 @@ def test_a_phrase_is_read_only_where_its_words_stand_together() -> None:
 def test_a_cache_no_longer_serves_another_alternative(embedder: Any, a: str, b: str) -> None:
     # cosine 0.892, 0.879, 0.871, 0.937 and 0.879: served before
     assert not served_both_ways(embedder, a, b)
+
+
+# 2. One of several against the first ("the wife of Henry VIII" / "the first wife"): the
+# numbers guard reads no number in "first" alone, as chat says it everywhere ("what should
+# I do first"); an ordinal "first" after an article or a possessive is one.
+FIRST_ADDED = [
+    ("Who was the wife of Henry VIII?", "Who was the first wife of Henry VIII?"),
+    ("Who was the emperor of Rome?", "Who was the first emperor of Rome?"),
+    ("Who was the woman to win a Nobel Prize?", "Who was the first woman to win a Nobel Prize?"),
+    ("What was the album by Taylor Swift?", "What was Taylor Swift's first album?"),
+]
+FIRST_ALIKE = [
+    ("My phone was stolen, what should I do?", "My phone was stolen, what should I do first?"),
+    ("When did you start coding?", "When did you first start coding?"),
+    ("Who was the first emperor of Rome?", "Who was Rome's first emperor?"),
+]
+
+
+@pytest.mark.parametrize(("a", "b"), FIRST_ADDED[:3])
+def test_the_first_against_one_of_several_is_refused(a: str, b: str) -> None:
+    assert "numbers" in failed(a, b)
+    assert "numbers" in failed(b, a)
+
+
+@pytest.mark.parametrize(("a", "b"), FIRST_ALIKE)
+def test_first_as_no_ordinal_or_on_both_sides_passes(a: str, b: str) -> None:
+    assert passes_both_ways(a, b)
+
+
+def test_a_cache_no_longer_serves_one_of_several_for_the_first(embedder: Any) -> None:
+    # cosine 0.947, 0.919: served before
+    for a, b in FIRST_ADDED[:2]:
+        assert not served_both_ways(embedder, a, b)
+
+
+# 3. What a "how" question measures, the other words the same ("how long is the train
+# from Paris to London" / "how much is the train ..."): "much" is no content word, so the
+# substitution guard never weighed the trade. Not "high", "big" or "large", which ask an
+# amount as "much" does (a Banking77 pair: "How high is the exchange fee?" / "How much is
+# the exchange fee?").
+MEASURED_APART = [
+    ("How long is the train from Paris to London?", "How much is the train from Paris to London?"),
+    ("How far is the hotel from the airport?", "How much is the hotel from the airport?"),
+    ("How often should I water a cactus?", "How much should I water a cactus?"),
+    ("How old is the Golden Gate Bridge?", "How long is the Golden Gate Bridge?"),
+]
+MEASURED_ALIKE = [
+    ("How high is the exchange fee?", "How much is the exchange fee?"),
+    (
+        "How much is the train from Paris to London?",
+        "How many euros is the train from Paris to London?",
+    ),
+    ("how long does it take to boil pasta?", "how many minutes to boil pasta?"),
+]
+
+
+@pytest.mark.parametrize(("a", "b"), MEASURED_APART)
+def test_another_measure_asked_is_refused(a: str, b: str) -> None:
+    assert not passes_both_ways(a, b)
+
+
+@pytest.mark.parametrize(("a", "b"), MEASURED_ALIKE)
+def test_one_measure_asked_otherwise_passes(a: str, b: str) -> None:
+    assert "polarity" not in failed(a, b)
+    assert "polarity" not in failed(b, a)
+
+
+def test_a_cache_no_longer_serves_another_measure(embedder: Any) -> None:
+    # cosine 0.924: served before
+    assert not served_both_ways(embedder, *MEASURED_APART[0])
+
+
+# 4. Another event in a "when" clause ("how old was Mozart when he died" / "... when he
+# started composing"): the clause, traded whole, is weighed as a traded word is (the
+# substitution guard); "died" / "passed away" (0.70) is one event, and a clause reworded
+# around one of its words ("when paying with card" / "when using the card", Banking77) is
+# no other event.
+EVENTS_APART = [
+    ("How old was Mozart when he died?", "How old was Mozart when he started composing?"),
+    (
+        "How old was Lincoln when he became president?",
+        "How old was Lincoln when he was assassinated?",
+    ),
+    ("How old was Elvis when he got famous?", "How old was Elvis when he died?"),
+    (
+        "Is a heart rate of 120 bpm normal when resting?",
+        "Is a heart rate of 120 bpm normal when exercising?",
+    ),
+]
+EVENTS_ALIKE = [
+    ("How old was Mozart when he died?", "How old was Mozart when he passed away?"),
+    (
+        "Why was I charged an extra fee when paying with card?",
+        "Why was I charged an extra fee when using the card?",
+    ),
+]
+
+
+def substitution_detail(embedder: Any, a: str, b: str) -> str | None:
+    """The substitution guard's refusal serving ``a`` for ``b`` (its detail), if any."""
+    from deja.semantic.decision import guard_report, word_similarity_for
+
+    report, detail = guard_report(signature(a), signature(b), None, word_similarity_for(embedder))
+    return detail if report.failed == ("substitution",) else None
+
+
+@pytest.mark.parametrize(("a", "b"), EVENTS_APART)
+def test_another_event_is_refused(embedder: Any, a: str, b: str) -> None:
+    assert substitution_detail(embedder, a, b) is not None
+    assert substitution_detail(embedder, b, a) is not None
+    # (cosine 0.85-0.89; the first three were served before, the last is one word each)
+    assert not served_both_ways(embedder, a, b)
+
+
+@pytest.mark.parametrize(("a", "b"), EVENTS_ALIKE)
+def test_one_event_reworded_is_served(embedder: Any, a: str, b: str) -> None:
+    assert substitution_detail(embedder, a, b) is None
+    assert served_both_ways(embedder, a, b)

@@ -730,6 +730,33 @@ def _asks_other(x: Signature, y: Signature) -> bool:
     }
 
 
+# what a "how" question measures: "how long is the train from Paris to London" asks the
+# time, "how much is the train ..." the price (words of one side ask alike; not "high",
+# "big" or "large", which ask an amount too: "how high is the fee" / "how much is the fee")
+_HOW_MEASURES = {
+    _plain_stem(word): side
+    for side, words in enumerate(
+        (
+            "long", "much many", "far", "old", "often", "tall", "fast", "deep", "heavy",
+            "soon early", "late", "hot warm", "cold", "wide",
+        )
+    )
+    for word in words.split()
+}  # fmt: skip
+
+
+def _measure_asked_apart(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """Two questions of the same words but for what their "how" measures ("how long is
+    the train from Paris to London" / "how much is the train ...")."""
+    i = a.index("how") if "how" in a else -1
+    if i < 0 or len(a) != len(b) or i + 1 >= len(a) or a[: i + 1] != b[: i + 1]:
+        return False
+    side_a, side_b = _HOW_MEASURES.get(a[i + 1]), _HOW_MEASURES.get(b[i + 1])
+    if side_a is None or side_b is None or side_a == side_b:
+        return False
+    return a[i + 2 :] == b[i + 2 :]
+
+
 # the words that open a yes/no question, and those that a whether question adds to a when
 # question's words ("has the iPhone 16 been released yet")
 _YES_NO_OPENERS = frozenset([
@@ -2290,6 +2317,29 @@ def check_guards(a: Signature, b: Signature, settings: GuardSettings | None = No
     return GuardReport(failed=(), shared_anchors=a.anchors, substituted=substituted)
 
 
+# "first" as an ordinal: after an article or a possessive ("the first wife", "his first
+# album", "Rome's first emperor"); the numbers guard reads no number in "first" alone, as
+# chat says it everywhere ("what should I do first", "first, ...", "when did he first")
+_FIRST = "first"
+_FIRST_AFTER = frozenset({"the", "a", "an", "his", "her", "its", "their", "my", "your", "our"})
+
+
+def _first_added(a: Signature, b: Signature) -> bool:
+    """Is ``b`` ``a`` word for word with an ordinal "first" added before a word ("who was
+    the wife of Henry VIII" / "who was the first wife of Henry VIII", "the president of
+    the United States" / "the first president")? One of several against the first."""
+    if _FIRST not in b.framed or _FIRST in a.framed or len(b.framed) != len(a.framed) + 1:
+        return False
+    at = b.framed.index(_FIRST)
+    if b.framed[:at] + b.framed[at + 1 :] != a.framed or at + 1 == len(b.framed):
+        return False
+    words = b.low_text.split()
+    return any(
+        w == _FIRST and i and (words[i - 1] in _FIRST_AFTER or words[i - 1].endswith("'s"))
+        for i, w in enumerate(words[:-1])
+    )
+
+
 def _counted_apart(x: str, y: str) -> bool:
     """Two hyphenated words that are one word counted otherwise: "first-degree" /
     "second-degree", "two-factor" / "three-factor" (the number guard reads a number word
@@ -2383,6 +2433,8 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
     if s.numbers and (
         not (_same_numbers(a, b) or _numbers_mirrored(a, b))
         or (a.requested and b.requested and a.requested != b.requested)
+        or _first_added(a, b)
+        or _first_added(b, a)
     ):
         failed.append("numbers")
     # a date one prompt only tells as part of the user's story is no question's date
@@ -2502,6 +2554,7 @@ def _failed(a: Signature, b: Signature, s: GuardSettings) -> list[str]:
         or ((_conflict(a, b) or _reversed(a.arrows, b.arrows)) and comparison != "mirrored")
         or (_aligned_conflict(a.plain, b.plain) and not _why_not(a, b))
         or _asks_other(a, b)
+        or _measure_asked_apart(a.plain, b.plain)
         or _quantified(a, b)
         or _bounds_differ(a.plain, b.plain)
         or _bounded_apart(a, b)
@@ -2581,7 +2634,7 @@ def _substituted(
     "colour" / "color").
     """
     if len(a) != len(b) or len(a) < 3:
-        return None
+        return _event_traded(a, b)
     diff = [
         i for i, (x, y) in enumerate(zip(a, b, strict=True))
         if x != y and _plain_stem(x) != _plain_stem(y)
@@ -2619,6 +2672,38 @@ def _substituted(
     if x[0] == y[0] and difflib.SequenceMatcher(None, x, y).ratio() >= _SPELLING_RATIO:
         return None
     return pair
+
+
+# an event a "when" clause names, after its subject at most ("how old was Mozart when he
+# died" / "... when he started composing"), in this many words at most
+_WHEN = "when"
+_EVENT_WORDS = 4
+
+
+def _event_traded(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, str] | None:
+    """The events two framed prompts name, each side's, where they are the same words up
+    to a "when" clause and that clause names another event in other words ("died" /
+    "started composing", "became president" / "was assassinated"), unless both name one
+    of its words ("paying with card" / "using card"): what the substitution guard weighs
+    as it weighs a traded word ("died" / "passed away" is one event)."""
+    if _WHEN not in a:
+        return None
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    at = a.index(_WHEN)
+    # (the clause starts after "when" and its subject at most, and runs to the end)
+    if i < 3 or not at < i <= at + 2:
+        return None
+    event_a, event_b = a[i:], b[i:]
+    if not (0 < len(event_a) <= _EVENT_WORDS and 0 < len(event_b) <= _EVENT_WORDS):
+        return None
+    content_a = {_plain_stem(w) for w in event_a if _content_word(w)}
+    content_b = {_plain_stem(w) for w in event_b if _content_word(w)}
+    if not content_a or not content_b or content_a & content_b:
+        return None
+    return " ".join(event_a), " ".join(event_b)
 
 
 # prepositions of a place or a means ("on highways", "at the airport", "by hand")
