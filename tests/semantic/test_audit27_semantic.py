@@ -222,3 +222,19 @@ def test_another_event_is_refused(embedder: Any, a: str, b: str) -> None:
 def test_one_event_reworded_is_served(embedder: Any, a: str, b: str) -> None:
     assert substitution_detail(embedder, a, b) is None
     assert served_both_ways(embedder, a, b)
+
+
+# 5. The steps a prompt lays out are read once, into its signature, not on each
+# comparison (the reorder check re-read both texts for every candidate it met).
+def test_the_steps_a_prompt_lays_out_are_in_its_signature() -> None:
+    # (stems, in order; the words that say the order counts aside)
+    laid_out = signature("Preheat the oven, mix the batter, then bake: is this order right?")
+    assert laid_out.sequence == ("preheat", "oven", "mix", "batter", "bak")
+    assert signature("How do I bake a cake?").sequence is None
+    # (names aside: a prompt moves them freely)
+    named = signature("In Python, sort a list, then reverse it, then print it")
+    assert named.sequence == ("list", "revers", "print")
+    assert not passes_both_ways(
+        "Preheat the oven, mix the batter, then bake: is this order right?",
+        "Mix the batter, bake, then preheat the oven: is this order right?",
+    )

@@ -2087,32 +2087,6 @@ def _tense_differs(a: Signature, b: Signature) -> bool:
     return len(content_a ^ content_b) <= 1
 
 
-# a sequence a prompt lays out: 3 items or more between commas, "then" or arrows, and a
-# word that says the order counts ("then", "order", "steps", "rank", "sort"; not "before",
-# "after" or "first", which chat uses everywhere)
-_SEQUENCE_SPLIT_RE = re.compile(r",|;|\bthen\b|->|→")
-_SEQUENCE_MARK_RE = re.compile(r"\b(?:then|order|orders|steps?|sequence|rank|sort)\b|->|→")
-_SEQUENCE_WORDS = frozenset(
-    _plain_stem(w)
-    for w in ["then", "order", "step", "steps", "sequence", "rank", "sort", "right", "correct"]
-)
-
-
-def _sequence(a: Signature) -> tuple[str, ...] | None:
-    """The content words (stems, first time each; names aside, which a prompt moves
-    freely: "In Python, sort a list, then..." / "Sort a list in Python, then...") of a
-    prompt that lays out a sequence, in its order; ``None`` if it lays out none."""
-    # (the text itself: the commas and arrows that part the steps)
-    low_text = a.text.lower()
-    if not _SEQUENCE_MARK_RE.search(low_text):
-        return None
-    if len(_SEQUENCE_SPLIT_RE.split(low_text)) < 3:
-        return None
-    aside = _STOP_STEMS | _SEQUENCE_WORDS | {w for name in a.entities for w in name.split()}
-    stems = (_plain_stem(w) for w in _WORD_RE.findall(low_text) if w not in aside)
-    return tuple(dict.fromkeys(w for w in stems if w not in aside))
-
-
 _OTHER_STEP_WORDS = 2
 
 
@@ -2120,8 +2094,7 @@ def _reordered(a: Signature, b: Signature) -> bool:
     """Do two prompts lay out the same steps in another order ("preheat oven, mix batter,
     bake: is this order right?" / "mix batter, bake, preheat oven: ...", "wash then dry
     then iron" / "iron then wash then dry")?"""
-    seq_a = _sequence(a)
-    seq_b = _sequence(b) if seq_a else None
+    seq_a, seq_b = a.sequence, b.sequence
     if seq_a is None or seq_b is None:
         return False
     # (the same steps: a rewording in other words that moves a clause is no reordering)

@@ -172,6 +172,9 @@ class Signature:
     # the text as given, and its backtick spans as bare words (see :func:`check_guards`)
     text: str = field(default="", repr=False)
     ticked: tuple[str, ...] = field(default=(), repr=False)
+    # the steps a prompt lays out in order, if it lays out any (:func:`_sequence`): worked
+    # out once per prompt, not on each comparison
+    sequence: tuple[str, ...] | None = field(default=None, repr=False)
 
     def same_words_as(self, other: Signature) -> bool:
         """Whether the two prompts say the same words, in order or with one part moved,
@@ -1050,7 +1053,36 @@ def _signature(text: str, foreign: tuple[str, ...] = ()) -> Signature:
         bounds=tuple(_bounded(" ".join(low_text)).items()) if numbers else (),
         text=given,
         ticked=ticked,
+        sequence=_sequence(given, entities),
     )
+
+
+# a sequence a prompt lays out: 3 items or more between commas, "then" or arrows, and a
+# word that says the order counts ("then", "order", "steps", "rank", "sort"; not "before",
+# "after" or "first", which chat uses everywhere)
+_SEQUENCE_SPLIT_RE = re.compile(r",|;|\bthen\b|->|→")
+_SEQUENCE_MARK_RE = re.compile(r"\b(?:then|order|orders|steps?|sequence|rank|sort)\b|->|→")
+_SEQUENCE_WORDS = frozenset(
+    _plain_stem(w)
+    for w in ["then", "order", "step", "steps", "sequence", "rank", "sort", "right", "correct"]
+)
+_SEQUENCE_ASIDE = frozenset(_plain_stem(w) for w in _STOP) | _SEQUENCE_WORDS
+_SEQUENCE_WORD_RE = re.compile(r"[a-z]+")
+
+
+def _sequence(text: str, entities: Iterable[str]) -> tuple[str, ...] | None:
+    """The content words (stems, first time each; names aside, which a prompt moves
+    freely: "In Python, sort a list, then..." / "Sort a list in Python, then...") of a
+    prompt that lays out a sequence, in its order; ``None`` if it lays out none."""
+    # (the text itself: the commas and arrows that part the steps)
+    low_text = text.lower()
+    if not _SEQUENCE_MARK_RE.search(low_text):
+        return None
+    if len(_SEQUENCE_SPLIT_RE.split(low_text)) < 3:
+        return None
+    aside = _SEQUENCE_ASIDE | {w for name in entities for w in name.split()}
+    stems = (_plain_stem(w) for w in _SEQUENCE_WORD_RE.findall(low_text) if w not in aside)
+    return tuple(dict.fromkeys(w for w in stems if w not in aside))
 
 
 # How many things a request asks for: "give me an example" is one, "give me examples" or
