@@ -238,3 +238,32 @@ def test_the_steps_a_prompt_lays_out_are_in_its_signature() -> None:
         "Preheat the oven, mix the batter, then bake: is this order right?",
         "Mix the batter, bake, then preheat the oven: is this order right?",
     )
+
+
+# 6. A rewording the with / without poles refused: "with no receipt" says "without a
+# receipt" (cosine 0.965), in the poles and in the words compared word for word (where
+# the "no" denied nothing of the sentence). "With" stays on its side of the poles too, as
+# "with" alone is too loose to refuse on ("I'm stranded with no cash" / "a problem with
+# my card": one Banking77 intent).
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (
+            "Can I return an item without a receipt?",
+            "Is it possible to return an item with no receipt?",
+        ),
+        ("Can I fly without a passport?", "Can I fly with no passport?"),
+    ],
+)
+def test_with_no_is_without(a: str, b: str) -> None:
+    assert passes_both_ways(a, b)
+
+
+def test_with_against_without_is_still_refused() -> None:
+    assert not passes_both_ways(
+        "Can I return an item with a receipt?", "Can I return an item without a receipt?"
+    )
+    # (passed before: the poles read "with" on both sides)
+    assert not passes_both_ways(
+        "Can I return an item with a receipt?", "Can I return an item with no receipt?"
+    )

@@ -1131,12 +1131,19 @@ _SPEAKERS = frozenset(
 )
 
 
+_WITHOUT = _plain_stem("without")
+
+
 def _plain(lows: list[str]) -> tuple[tuple[str, ...], bool]:
     """``lows`` stemmed, without negations (a negated verb kept as itself: "isn't" is
     "is") nor "do", and whether there were negations."""
     words: list[str] = []
     denies = False
-    for w in lows:
+    for i, w in enumerate(lows):
+        if w == "no" and i and lows[i - 1] == "with" and words:
+            # "with no receipt" is "without a receipt": no denial of the sentence
+            words[-1] = _WITHOUT
+            continue
         negation = _is_denial(w)
         denies = denies or negation
         if w in _DO:
@@ -1215,6 +1222,17 @@ def _pole_words(present: frozenset[str], lows: list[str]) -> frozenset[str]:
         words = words | _too(lows)
     if not present.isdisjoint(_POLE_PHRASE_STARTS):
         words = _phrased(words, lows)
+    if "with" in present and "no" in present:
+        words = _with_none(words, lows)
+    return words
+
+
+def _with_none(words: frozenset[str], lows: list[str]) -> frozenset[str]:
+    """``words`` with "without" where "with no" says it ("return an item with no receipt"
+    / "without a receipt"). "With" stays: "with" alone is too loose a side to refuse on
+    ("I'm stranded with no cash" / "a problem with my card", Banking77, one intent)."""
+    if any(x == "with" and y == "no" for x, y in itertools.pairwise(lows)):
+        return words | {"without"}
     return words
 
 
