@@ -3,15 +3,18 @@
 The cache writes an entry's tag records before its value. A server that restarted without
 persistence between the two (its data gone, the pooled connections stale) took the value
 on a fresh connection and had no record naming it: ``delete_tag`` missed the entry, which
-was served until its TTL. The store counts the connections it opens; a value written on
-one opened since the tag records were is tagged again.
+was served until its TTL. The store numbers the connections it opens and notes which
+answered each caller: a value answered on one opened after the one that took the first
+tag record is tagged again.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -132,6 +135,12 @@ def _calls(server: ValkeyServer) -> dict[str, int]:
         client.close()
 
 
+def _made(before: dict[str, int], after: dict[str, int], command: str) -> int:
+    """How many ``command`` calls the server took between the two readings."""
+    name = f"cmdstat_{command}"
+    return after.get(name, 0) - before.get(name, 0)
+
+
 def test_writes_on_warm_connections_are_not_tagged_twice(own_server: ValkeyServer) -> None:
     """The tag records are written again only when a connection was opened since: a warm
     pool costs no extra round trip."""
@@ -146,34 +155,40 @@ def test_writes_on_warm_connections_are_not_tagged_twice(own_server: ValkeyServe
     cache.close()
 
 
-def test_the_store_counts_the_connections_it_opens(own_server: ValkeyServer) -> None:
+def test_the_store_tells_a_reply_on_a_connection_opened_since(own_server: ValkeyServer) -> None:
     store = RedisStore(url=own_server.url, op_timeout=2.0)
-    assert store.connections_opened() == 0
-    store.set("k", b"v", 60)
-    first = store.connections_opened()
-    assert first != 0
+    mark = store.mark_connections()
+    assert mark is not None
+    store.set("k", b"v", 60)  # (on the first connection, opened since the mark)
     store.get("k")
-    assert store.connections_opened() == first  # (a pooled connection)
+    assert not store.reconnected_since(mark)  # (the same connection answered both)
+    mark = store.mark_connections()
+    store.get("k")
     own_server.restart()
     assert store.get("k") is None  # (sent again on a fresh connection)
-    assert store.connections_opened() != first
+    assert store.reconnected_since(mark)
+    assert store.reconnected_since(mark - 1)  # (another mark was taken since: not known)
     store.close()
 
 
-async def test_the_store_counts_its_async_connections(own_server: ValkeyServer) -> None:
+async def test_the_store_tells_an_async_reply_on_a_connection_opened_since(
+    own_server: ValkeyServer,
+) -> None:
     store = RedisStore(url=own_server.url, op_timeout=2.0)
+    mark = store.mark_connections()
+    assert mark is not None
     await store.aset("k", b"v", 60)
-    first = store.connections_opened()
-    assert first != 0
     await store.aget("k")
-    assert store.connections_opened() == first
+    assert not store.reconnected_since(mark)
+    mark = store.mark_connections()
+    await store.aget("k")
     own_server.restart()
     assert await store.aget("k") is None
-    assert store.connections_opened() != first
+    assert store.reconnected_since(mark)
     await store.aclose()
 
 
-def test_a_sentinel_store_counts_the_connections_to_its_master(
+def test_a_sentinel_store_numbers_the_connections_to_its_master(
     redis_sentinel: redis_servers.ValkeySentinel,
 ) -> None:
     store = RedisStore(
@@ -181,20 +196,138 @@ def test_a_sentinel_store_counts_the_connections_to_its_master(
         service_name=redis_servers.SENTINEL_SERVICE,
         op_timeout=2.0,
     )
+    mark = store.mark_connections()
+    assert mark is not None
     store.set("deja-s27-sentinel", b"v", 60)
-    first = store.connections_opened()
-    assert first != 0
     assert store.get("deja-s27-sentinel") == b"v"
-    assert store.connections_opened() == first
+    assert not store.reconnected_since(mark)
     store.delete("deja-s27-sentinel")
     store.close()
 
 
-def test_a_cluster_store_counts_nothing(redis_cluster: redis_servers.ValkeyCluster) -> None:
+def test_a_cluster_store_numbers_nothing(redis_cluster: redis_servers.ValkeyCluster) -> None:
     """On a cluster an entry and its records live on different nodes: no order of writes
     keeps a node restarted empty from losing its records (see the module docstring)."""
     store = RedisStore(startup_nodes=redis_cluster.startup_nodes, op_timeout=2.0)
+    assert store.mark_connections() is None
     store.set("deja-s27-cluster", b"v", 60)
-    assert store.connections_opened() == 0
     store.delete("deja-s27-cluster")
     store.close()
+
+
+# -- connections opened for other callers, or for the first record, are no restart ------
+
+
+def test_the_first_tagged_put_of_a_fresh_store_writes_its_tags_once(
+    own_server: ValkeyServer,
+) -> None:
+    """The store's first connection opens for the entry's first tag record: the value
+    answered on it (or on one opened meanwhile for the store's own reads) is no sign of a
+    restart (each first put of a process wrote its records twice)."""
+    cache = deja.Cache(store=RedisStore(url=own_server.url, op_timeout=2.0), ttl=60)
+    before = _calls(own_server)
+    assert cache.put(question(0), chat_response(), control={"tags": ["doc"]})
+    after = _calls(own_server)
+    assert _made(before, after, "eval") == 2  # (the namespace's record, the tenant's)
+    assert _made(before, after, "set") == 1
+    cache.close()
+
+
+async def test_the_first_async_tagged_put_of_a_fresh_store_writes_its_tags_once(
+    own_server: ValkeyServer,
+) -> None:
+    cache = deja.AsyncCache(store=RedisStore(url=own_server.url, op_timeout=2.0), ttl=60)
+    before = _calls(own_server)
+    assert await cache.put(question(0), chat_response(), control={"tags": ["doc"]})
+    after = _calls(own_server)
+    assert _made(before, after, "eval") == 2
+    await cache.aclose()
+
+
+class ConnectionsReceived:
+    """The connections a server accepted so far, read on one connection of its own."""
+
+    def __init__(self, server: ValkeyServer) -> None:
+        self.client = server.client()
+
+    def __call__(self) -> int:
+        return int(self.client.info("stats")["total_connections_received"])
+
+
+class OthersOpenConnectionsDuringValues(RedisStore):
+    """A RedisStore on whose pool another caller, just before each value write, takes every
+    idle connection and one more, which the pool opens for it; it gives back all but the
+    new one, which it keeps until the value is written (the value goes on a connection
+    opened before the entry's tag records were written)."""
+
+    def __init__(self, server: ValkeyServer) -> None:
+        super().__init__(url=server.url, op_timeout=2.0)
+        self.received = ConnectionsReceived(server)
+
+    def _take(self) -> Any:
+        client = self._ops().client
+        start = self.received()
+        held: list[Any] = []
+        while not held or self.received() == start:
+            held.append(client.pipeline())
+            held[-1].watch(f"other-{len(held)}")  # (a WATCH holds its connection until reset)
+        for pipe in held[:-1]:
+            pipe.reset()
+        return held[-1]
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        with ThreadPoolExecutor(1) as other:  # (another caller: a thread of its own)
+            held = other.submit(self._take).result()
+            super().set(key, value, ttl)
+            other.submit(held.reset).result()
+
+    async def _atake(self) -> Any:
+        client = self._aops().client
+        start = self.received()
+        held: list[Any] = []
+        while not held or self.received() == start:
+            held.append(client.pipeline())
+            await held[-1].watch(f"other-{len(held)}")
+        for pipe in held[:-1]:
+            await pipe.reset()
+        return held[-1]
+
+    async def aset(self, key: str, value: bytes, ttl: float | None) -> None:
+        held = await asyncio.create_task(self._atake())  # (another caller: a task of its own)
+        await super().aset(key, value, ttl)
+        await asyncio.create_task(held.reset())
+
+
+def test_connections_opened_for_others_during_a_tagged_write_are_no_restart(
+    own_server: ValkeyServer,
+) -> None:
+    """The store opened a connection during each tagged write, for another caller: the
+    entry's records and value went on connections opened before, and are written once
+    (each was written twice; and deleted when the second write failed)."""
+    store = OthersOpenConnectionsDuringValues(own_server)
+    received = ConnectionsReceived(own_server)
+    cache = deja.Cache(store=store, ttl=60)
+    assert cache.put(question(0), chat_response(), control={"tags": ["doc"]})
+    before, opened = _calls(own_server), received()
+    for n in range(1, 4):
+        assert cache.put(question(n), chat_response(), control={"tags": ["doc"]})
+    assert received() - opened == 3  # (one during each write)
+    assert _made(before, _calls(own_server), "eval") == 2 * 3
+    assert cache.delete_tag("doc") == 4
+    cache.close()
+
+
+async def test_connections_opened_for_others_during_an_async_tagged_write_are_no_restart(
+    own_server: ValkeyServer,
+) -> None:
+    store = OthersOpenConnectionsDuringValues(own_server)
+    received = ConnectionsReceived(own_server)
+    cache = deja.AsyncCache(store=store, ttl=60)
+    assert await cache.put(question(0), chat_response(), control={"tags": ["doc"]})
+    before, opened = _calls(own_server), received()
+    for n in range(1, 4):
+        assert await cache.put(question(n), chat_response(), control={"tags": ["doc"]})
+    assert received() - opened == 3
+    assert _made(before, _calls(own_server), "eval") == 2 * 3
+    assert await cache.delete_tag("doc") == 4
+    await cache.aclose()

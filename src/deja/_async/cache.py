@@ -79,7 +79,7 @@ from deja.request import Request, check_tenant
 from deja.result import CacheInfo, CacheResult, CacheStats, CacheStatus
 from deja.semantic.scope import builder_context
 from deja.stores.base import (
-    ConnectionCount,
+    ConnectionOrder,
     Locking,
     SharedValues,
     Store,
@@ -173,11 +173,12 @@ def _stream_slot(key: str) -> object:
 class _Tagging(NamedTuple):
     """When an entry's tags were written: the drops of tag records this process had ended
     then, the cache's clock (another process's drops, by their marks), and the store's
-    count of connections opened (a server restarted since, empty, is reached on a new one)."""
+    mark of the connections that answer (a server restarted since, empty, is reached on a
+    new one: :class:`~deja.stores.base.ConnectionOrder`; ``None`` when it keeps none)."""
 
     drops: int
     at: float
-    connections: int
+    connections: int | None
 
 
 class _InFlight(NamedTuple):
@@ -441,7 +442,7 @@ class AsyncCache:
         self._clock = clock
         self._store_name = store.name
         self._tags_supported = isinstance(store, TagIndex)
-        self._connection_count = store if isinstance(store, ConnectionCount) else None
+        self._connection_order = store if isinstance(store, ConnectionOrder) else None
         self._breaker = CircuitBreaker(threshold=breaker_threshold, reset_after=breaker_reset)
         # writes (entries, locks) have their own: a store that refuses them (full under
         # noeviction, a read-only user) still serves what it holds
@@ -884,9 +885,12 @@ class AsyncCache:
         except Exception as exc:
             self._write_failed("set", exc)
             return count
+        reconnected = self._reconnected(tagging)  # (before any other command: see there)
         self._writes_recovered()
         for tenant, keys in tenants.items():
-            if not await self._tagged_still(keys, tenant, ctl, ttl, tagging):
+            if not await self._tagged_still(
+                keys, tenant, ctl, ttl, tagging, reconnected=reconnected
+            ):
                 stored = [item for item in stored if item[1].tenant != tenant]
         for key, request in stored:
             await self._index_semantic(key, request, ctl, ttl)
@@ -2126,10 +2130,17 @@ class AsyncCache:
         except Exception as exc:
             self._write_failed("set", exc)
             return False
+        reconnected = self._reconnected(tagging)  # (before any other command: see there)
         self._writes_recovered()
         # (a fetch's answer reads the marks below: one asked before a drop is taken back)
         if not await self._tagged_still(
-            [key], request.tenant, ctl, ttl, tagging, elsewhere=since is None
+            [key],
+            request.tenant,
+            ctl,
+            ttl,
+            tagging,
+            reconnected=reconnected,
+            elsewhere=since is None,
         ):
             return False
         if since is not None and (
@@ -2335,17 +2346,23 @@ class AsyncCache:
             await store.atag(self._tenant_tag_id(tag, tenant), keys, ttl)
 
     def _tagging(self) -> _Tagging:
-        """The moment tags are written (see :meth:`_tagged_still`)."""
-        count = self._connection_count
-        opened = 0 if count is None else count.connections_opened()
-        return _Tagging(self._invalidations.drops_ended(), self._clock(), opened)
+        """The moment tags are written (see :meth:`_tagged_still`): taken just before, with
+        no other command of this caller's in between."""
+        order = self._connection_order
+        mark = None if order is None else order.mark_connections()
+        return _Tagging(self._invalidations.drops_ended(), self._clock(), mark)
 
     def _reconnected(self, tagging: _Tagging) -> bool:
-        """Whether the store opened a connection since ``tagging``: the entries' values may
-        have reached a server that restarted empty (no persistence) after their tag records
-        were written, and lost them."""
-        count = self._connection_count
-        return count is not None and count.connections_opened() != tagging.connections
+        """Whether the entries' values, just written after their tag records (``tagging``),
+        were answered on a connection the store opened after the one that took the first
+        record: they may have reached a server that restarted empty (no persistence) in
+        between, and lost the records. Connections opened meanwhile for other callers, on
+        which this one's writes did not go, are no sign of it. Asked right after the value
+        write, before this caller sends the store any other command (the store tells by
+        the latest reply)."""
+        order = self._connection_order
+        mark = tagging.connections
+        return order is not None and mark is not None and order.reconnected_since(mark)
 
     async def _tagged_still(
         self,
@@ -2355,6 +2372,7 @@ class AsyncCache:
         ttl: float | None,
         tagging: _Tagging,
         *,
+        reconnected: bool,
         elsewhere: bool = True,
     ) -> bool:
         """Whether the entries ``keys`` just written are still named by their tag records.
@@ -2362,18 +2380,18 @@ class AsyncCache:
         A ``delete_tag`` whose drop ran between their tag write (``tagging``) and their
         value write read their keys before the values were there, then forgot the
         records: the entries would be left with no record, out of reach of every later
-        ``delete_tag``. So would a server that restarted empty in between (the values
-        written on a connection opened since: :meth:`_reconnected`). They are tagged
-        again; when that fails they are deleted (``False``) rather than kept unreachable.
-        A drop in this process is known by :class:`Invalidations`; one in another process
-        sharing the store, with ``elsewhere``, by the mark it leaves just before its drop
-        (one read of the latest stamp; a writer that reads the marks anyway, a fetch's,
-        leaves it to them)."""
+        ``delete_tag``. So would a server that restarted empty in between (``reconnected``:
+        the values answered on a connection opened since, :meth:`_reconnected`). They are
+        tagged again; when that fails they are deleted (``False``) rather than kept
+        unreachable. A drop in this process is known by :class:`Invalidations`; one in
+        another process sharing the store, with ``elsewhere``, by the mark it leaves just
+        before its drop (one read of the latest stamp; a writer that reads the marks
+        anyway, a fetch's, leaves it to them)."""
         if not ctl.tags:
             return True
         if (
             not self._invalidations.dropped_since(tagging.drops)
-            and not self._reconnected(tagging)
+            and not reconnected
             and not (
                 elsewhere
                 and await self._marked_since(

@@ -19,7 +19,8 @@ Rules every store keeps (checked by ``tests/stores/test_contract.py``):
 
 Optional abilities are small protocols, never ``hasattr`` probes: :class:`TagIndex` (tags
 for bulk invalidation), :class:`StoreStats` (entry count and evictions for metrics) and
-:class:`ConnectionCount` (connections opened, so a write can tell it spanned a reconnect).
+:class:`ConnectionOrder` (which connections answered, so writes can tell they may have
+reached different lives of a server that restarted).
 
 A store over a blocking library (disk, S3) runs its async callers' calls in worker threads
 of its own, never asyncio's default pool: with that pool (``min(32, cpus + 4)`` threads)
@@ -48,7 +49,7 @@ from deja.errors import StoreBusy, StoreError
 
 __all__ = [
     "MAX_TTL",
-    "ConnectionCount",
+    "ConnectionOrder",
     "LockExtending",
     "Locking",
     "locking_of",
@@ -106,18 +107,33 @@ class TagIndex(Protocol):
 
 
 @runtime_checkable
-class ConnectionCount(Protocol):
-    """Optional: how many connections the store has opened to its server so far.
+class ConnectionOrder(Protocol):
+    """Optional: whether a caller's commands, from a mark on, may have reached different
+    lives of a server that restarted (the store numbers its connections as they open, and
+    notes which answered the caller: no round trip).
 
     A server that restarts empty (no persistence) loses what was written before; a command
-    that reaches it afterwards does so on a connection opened since. So when the count did
-    not move between the start of a first write and the end of a second, both went to the
-    same server life, and when it moved they may not have: the cache then writes an
-    entry's tag records again, since its value may have reached a server that lost them.
-    A store that cannot tell returns the same number always (0).
+    that reaches it afterwards does so on a connection opened since. The cache writes an
+    entry's tag records, then its value: it takes a mark (:meth:`mark_connections`) before
+    the records, and after the value asks :meth:`reconnected_since`, true only when the
+    value was answered on a connection opened after both the mark and the connection that
+    took the first record (a connection the store opened for another caller meanwhile, or
+    that this caller's first record opened, is no sign of a restart). The account is kept
+    per context (an asyncio task, a thread): other callers' commands do not move it.
     """
 
-    def connections_opened(self) -> int: ...
+    def mark_connections(self) -> int | None:
+        """Start the calling context's account of the connections that answer it; the mark
+        to give :meth:`reconnected_since`, or ``None`` when the store does not number its
+        connections (it then never tells a restart)."""
+        ...
+
+    def reconnected_since(self, mark: int) -> bool:
+        """Whether the latest command this context sent since ``mark`` was answered on a
+        connection opened after ``mark`` and after the one that answered its first command
+        since: it may have reached a server that restarted in between. True when unknown
+        (another mark was taken since, or no command was answered)."""
+        ...
 
 
 @runtime_checkable

@@ -46,19 +46,24 @@ Restarts and tags
 The cache writes an entry's tag records before its value (a value stored without its
 records would be out of reach of ``delete_tag``). A server that restarts without
 persistence between the two takes the value on a fresh connection and has lost the
-records. The store counts the connections it opens (:meth:`RedisStore.connections_opened`,
-no round trip): the count moves whenever a command may have reached a new server life, and
-the cache then writes the entry's records again. On a standalone server or a
-Sentinel-managed master that closes the window. On a Cluster the count stays 0: an
-entry and its records live in different slots, most often on different nodes, so a node
-that restarts empty loses its records while the entries on the other nodes stay, whatever
-the order of the writes; a cluster whose tags must hold needs persistence or replicas.
-An injected client is not counted either.
+records. The store numbers the connections it opens, and each context (an asyncio task, a
+thread) notes which connections answered it since its mark (no round trip; see
+:class:`~deja.stores.base.ConnectionOrder`): when the value was answered on a connection
+opened after the mark and after the one that took the first record, it may have reached a
+new server life, and the cache writes the entry's records again. Connections opened for
+other callers meanwhile (a pool that grows, a reconnect after a timeout) do not count, nor
+does the first connection of a store, opened for the first record. On a standalone server
+or a Sentinel-managed master that closes the window. On a Cluster no connection is
+numbered: an entry and its records live in different slots, most often on different
+nodes, so a node that restarts empty loses its records while the entries on the other
+nodes stay, whatever the order of the writes; a cluster whose tags must hold needs
+persistence or replicas. An injected client is not numbered either.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import itertools
 import logging
@@ -687,13 +692,9 @@ class RedisStore:
         # The server's eviction policy, read once (see the module docstring): "unread"
         # until a read is started with a new client, and again after a read that failed.
         self._policy: Literal["unread", "reading", "read"] = "unread"
-        # The connections opened (see connections_opened): each is given the next number
-        # (next() is atomic, no lock: a lock held by another thread at a fork would hang
-        # the child) and the count is the number written last. Each number is written
-        # once, so the count read before a connection opens differs from the count after
-        # it, whatever threads race (one writing an older number late still changes it).
-        self._numbers = itertools.count(1)
-        self._opened = 0
+        # The connections it opens to a standalone server or a Sentinel's master are
+        # numbered, and the replies noted (see "Restarts and tags" in the module docstring)
+        self._numbers = _ConnectionNumbers()
 
     def __repr__(self) -> str:
         return f"RedisStore({self._settings.where()})"
@@ -703,15 +704,21 @@ class RedisStore:
         """``standalone``, ``cluster`` or ``sentinel``."""
         return self._settings.mode
 
-    def connections_opened(self) -> int:
-        """A number that changes whenever the store opens a connection to its server (see
-        :class:`~deja.stores.base.ConnectionCount`): a command sent after a restart goes on
-        one opened since. Always 0 on a Cluster and for injected clients (see "Restarts and
-        tags" in the module docstring)."""
-        return self._opened
+    def mark_connections(self) -> int | None:
+        """Start this context's account of the connections that answer it (see
+        :class:`~deja.stores.base.ConnectionOrder`). ``None`` on a Cluster and on injected
+        clients, whose connections are not numbered (see "Restarts and tags" in the module
+        docstring)."""
+        if self._settings.mode == "cluster" or (
+            self._client is not None or self._async_client is not None
+        ):
+            return None
+        return self._numbers.mark()
 
-    def _opened_one(self) -> None:
-        self._opened = next(self._numbers)
+    def reconnected_since(self, mark: int) -> bool:
+        """Whether this context's latest command since ``mark`` may have reached another
+        server life than its first (see :class:`~deja.stores.base.ConnectionOrder`)."""
+        return self._numbers.reconnected_since(mark)
 
     # -- sync ---------------------------------------------------------------------------
 
@@ -901,7 +908,7 @@ class RedisStore:
         from redis.exceptions import RedisClusterException, RedisError
 
         try:
-            return _sync_ops(self._settings, self._opened_one)
+            return _sync_ops(self._settings, self._numbers)
         except (RedisError, RedisClusterException, OSError) as exc:
             # A cluster client discovers the topology while it is built.
             raise StoreError(f"cannot connect to redis ({self._settings.where()}): {exc}") from exc
@@ -911,7 +918,7 @@ class RedisStore:
 
         if self._async_client is not None:
             return AsyncRedisOps(self._async_client, owned=False), nullcontext()
-        return _async_ops(self._settings, self._opened_one)
+        return _async_ops(self._settings, self._numbers)
 
     # -- the eviction policy ------------------------------------------------------------
 
@@ -979,6 +986,54 @@ class RedisStore:
         self._policy_read(memory)
 
 
+# What answered a context's commands since its mark: (the numbers, the mark, the number
+# of the connection that answered the first, of the one that answered the latest). A
+# tuple set anew each time, never changed in place: a task started meanwhile copies the
+# context, and its commands must not show in its parent's account, nor the parent's in it.
+_answered: contextvars.ContextVar[tuple[_ConnectionNumbers, int, int, int] | None] = (
+    contextvars.ContextVar("deja_redis_answered", default=None)
+)
+
+
+class _ConnectionNumbers:
+    """The numbers of a store's connections, given as they open, and the account of which
+    answered each context (see :class:`~deja.stores.base.ConnectionOrder`).
+
+    Marks are drawn from the same sequence, so a connection numbered above a mark opened
+    after it. ``next()`` is atomic: no lock (a lock held by another thread at a fork would
+    hang the child)."""
+
+    __slots__ = ("_numbers",)
+
+    def __init__(self) -> None:
+        self._numbers = itertools.count(1)
+
+    def opened(self) -> int:
+        """The number of a connection that just opened."""
+        return next(self._numbers)
+
+    def mark(self) -> int:
+        """A mark, and this context's account started from it."""
+        mark = next(self._numbers)
+        _answered.set((self, mark, 0, 0))
+        return mark
+
+    def answered(self, number: int) -> None:
+        """The connection ``number`` read a reply for this context."""
+        account = _answered.get()
+        if account is not None and account[0] is self:
+            _, mark, first, _ = account
+            _answered.set((self, mark, first or number, number))
+
+    def reconnected_since(self, mark: int) -> bool:
+        """See :meth:`RedisStore.reconnected_since`."""
+        account = _answered.get()
+        if account is None or account[0] is not self or account[1] != mark or not account[2]:
+            return True  # (not known)
+        _, _, first, latest = account
+        return latest > max(mark, first)
+
+
 def _backstop(seconds: float) -> float:
     """redis-py's own timeout on an asyncio connection whose deja timeout is ``seconds``
     (:func:`_patient`): it outlasts deja's, forgiven a busy loop, and bounds only what
@@ -987,12 +1042,16 @@ def _backstop(seconds: float) -> float:
 
 
 def _patient(
-    base: type[Any], s: _Settings, answered: Callable[[], None], opened: Callable[[], None]
+    base: type[Any],
+    s: _Settings,
+    answered: Callable[[], None],
+    numbers: _ConnectionNumbers | None,
 ) -> type[Any]:
     """``base``, a redis-py asyncio connection class, whose connect and read timeouts
     (``connect_timeout``, ``op_timeout``) do not count the time the event loop spent busy
     elsewhere (:class:`~deja._aio.PatientTimeout`), and which calls ``answered()`` for each
-    reply it reads and ``opened()`` for each connection it makes.
+    reply it reads; with ``numbers``, each connection it makes is numbered, and each reply
+    noted in the reader's account (:class:`_ConnectionNumbers`).
 
     A burst of requests keeps a process's loop busy (each request is parsed, looked up,
     answered): a reply that came in time sat unread while other callbacks ran, and the
@@ -1007,11 +1066,14 @@ def _patient(
     connect_timeout, op_timeout = s.connect_timeout, s.op_timeout
 
     class PatientConnection(base):  # type: ignore[misc]
+        _deja_number = 0  # (until it connects)
+
         async def _connect(self) -> None:
             # (a TimeoutError here is redis-py's "Timeout connecting to server")
             async with PatientTimeout(connect_timeout):
                 await super()._connect()
-            opened()
+            if numbers is not None:
+                self._deja_number = numbers.opened()
 
         async def read_response(self, *args: Any, **kwargs: Any) -> Any:
             if kwargs.get("timeout") is not None or (len(args) > 1 and args[1] is not None):
@@ -1027,24 +1089,33 @@ def _patient(
                     raise
                 raise RedisTimeoutError(f"Timeout reading from {self._host_error()}") from None
             answered()
+            if numbers is not None:
+                numbers.answered(self._deja_number)
             return reply
 
     PatientConnection.__name__ = PatientConnection.__qualname__ = f"Patient{base.__name__}"
     return PatientConnection
 
 
-def _counted(base: type[Any], opened: Callable[[], None]) -> type[Any]:
-    """``base``, a sync redis-py connection class, calling ``opened()`` for each socket it
-    connects (before any command is sent on it)."""
+def _numbered(base: type[Any], numbers: _ConnectionNumbers) -> type[Any]:
+    """``base``, a sync redis-py connection class, numbering each socket it connects and
+    noting each reply in the reader's account (:class:`_ConnectionNumbers`)."""
 
-    class CountedConnection(base):  # type: ignore[misc]
+    class NumberedConnection(base):  # type: ignore[misc]
+        _deja_number = 0  # (until it connects)
+
         def _connect(self) -> Any:
             sock = super()._connect()
-            opened()
+            self._deja_number = numbers.opened()
             return sock
 
-    CountedConnection.__name__ = CountedConnection.__qualname__ = f"Counted{base.__name__}"
-    return CountedConnection
+        def read_response(self, *args: Any, **kwargs: Any) -> Any:
+            reply = super().read_response(*args, **kwargs)
+            numbers.answered(self._deja_number)
+            return reply
+
+    NumberedConnection.__name__ = NumberedConnection.__qualname__ = f"Numbered{base.__name__}"
+    return NumberedConnection
 
 
 # redis-py leaves a few constructors untyped (sync pools, cluster nodes, Sentinel); those
@@ -1052,11 +1123,12 @@ def _counted(base: type[Any], opened: Callable[[], None]) -> type[Any]:
 
 
 def _sync_ops(
-    s: _Settings, opened: Callable[[], None]
+    s: _Settings, numbers: _ConnectionNumbers
 ) -> tuple[RedisOps, AbstractContextManager[object]]:
     """Build the sync client for ``s`` (a cluster client connects while it is built), and
-    the gate its commands take; ``opened()`` is called for each connection it makes to a
-    standalone server or a Sentinel's master (see :meth:`RedisStore.connections_opened`)."""
+    the gate its commands take; ``numbers`` numbers the connections it makes to a
+    standalone server or a Sentinel's master (see "Restarts and tags" in the module
+    docstring)."""
     import redis
     import redis.cluster
     import redis.sentinel
@@ -1082,7 +1154,7 @@ def _sync_ops(
                 retry=no_retry,
                 **pool_kwargs,
             )
-        pool.connection_class = _counted(pool.connection_class, opened)
+        pool.connection_class = _numbered(pool.connection_class, numbers)
         gate: AbstractContextManager[object] = _ThreadGate(limit, s.pool_timeout)
         return RedisOps(redis.Redis.from_pool(pool), gate=gate), gate
     gate = _ThreadGate(limit, s.pool_timeout)
@@ -1113,18 +1185,18 @@ def _sync_ops(
         **kwargs,
     )
     master = sentinel.master_for(s.service_name, db=s.db, max_connections=limit)
-    master.connection_pool.connection_class = _counted(
-        master.connection_pool.connection_class, opened
+    master.connection_pool.connection_class = _numbered(
+        master.connection_pool.connection_class, numbers
     )
     watch = _MasterWatch(gate, master.connection_pool)
     return RedisOps(master, gate=watch, also_close=sentinel.sentinels), watch
 
 
 def _async_ops(
-    s: _Settings, opened: Callable[[], None]
+    s: _Settings, numbers: _ConnectionNumbers
 ) -> tuple[AsyncRedisOps, AbstractAsyncContextManager[object]]:
     """Build the asyncio client for ``s`` (no I/O: it connects on first use), and the gate
-    its commands take (``opened``: as for :func:`_sync_ops`)."""
+    its commands take (``numbers``: as for :func:`_sync_ops`)."""
     import redis.asyncio
     import redis.asyncio.cluster
     import redis.asyncio.sentinel
@@ -1162,7 +1234,7 @@ def _async_ops(
                 **pool_kwargs,
             )
         standalone = _AsyncGate(limit, s.pool_timeout)
-        pool.connection_class = _patient(pool.connection_class, s, standalone.answered, opened)
+        pool.connection_class = _patient(pool.connection_class, s, standalone.answered, numbers)
         return AsyncRedisOps(redis.asyncio.Redis.from_pool(pool), gate=standalone), standalone
     if s.mode == "cluster":
         cluster_kwargs = {**kwargs, "max_connections": limit, "retry": no_retry}
@@ -1181,7 +1253,7 @@ def _async_ops(
             cluster = cluster_class(host=s.host, port=s.port, **cluster_kwargs)
         gate = _AsyncGate(limit, s.pool_timeout, prepare=cluster.initialize)
         # (not counted: see "Restarts and tags" in the module docstring)
-        _connect_nodes_with(cluster, _patient(_node_class(cluster), s, gate.answered, _uncounted))
+        _connect_nodes_with(cluster, _patient(_node_class(cluster), s, gate.answered, None))
         return AsyncRedisOps(cluster, gate=gate), gate
     if s.tls:
         kwargs["ssl"] = True
@@ -1195,18 +1267,18 @@ def _async_ops(
         # A connection to the master asks a sentinel where the master is first: a reply
         # timed with a plain timeout failed the connection (MasterNotFoundError).
         asked = watcher.connection_pool
-        asked.connection_class = _patient(asked.connection_class, s, _uncounted, _uncounted)
+        asked.connection_class = _patient(asked.connection_class, s, _unheeded, None)
     master = sentinel.master_for(s.service_name or "", db=s.db, max_connections=limit)
     gate = _AsyncGate(limit, s.pool_timeout)
     master.connection_pool.connection_class = _patient(
-        master.connection_pool.connection_class, s, gate.answered, opened
+        master.connection_pool.connection_class, s, gate.answered, numbers
     )
     watch = _MasterWatch(gate, master.connection_pool)
     return AsyncRedisOps(master, gate=watch, also_close=sentinel.sentinels), watch
 
 
-def _uncounted() -> None:
-    """A connection's event nothing counts (a cluster node's connection, a sentinel's)."""
+def _unheeded() -> None:
+    """A reply nothing heeds (a sentinel's)."""
 
 
 def _node_class(cluster: AsyncRedisCluster) -> type[Any]:

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 
 from deja._async.tiered_ops import AsyncTieredOps
 from deja._sync.tiered_ops import TieredOps
-from deja.stores.base import ConnectionCount, Store, StoreStats, StoreUsage, validate_ttl
+from deja.stores.base import ConnectionOrder, Store, StoreStats, StoreUsage, validate_ttl
 from deja.stores.bus import InvalidationBus, LocalInvalidationBus, new_origin
 from deja.stores.memory import MemoryStore
 from deja.stores.tiered_state import TierState
@@ -113,11 +113,16 @@ class TieredStore:
         """Forget ``tag`` in the L2 (the cache then deletes its keys through this store)."""
         return self._ops.drop(tag)
 
-    def connections_opened(self) -> int:
-        """The L2's count (tags live there: see :class:`ConnectionCount`); 0 when it keeps
-        none."""
+    def mark_connections(self) -> int | None:
+        """The L2's mark (tags live there: see :class:`ConnectionOrder`); ``None`` when it
+        keeps none."""
         l2 = self.state.l2
-        return l2.connections_opened() if isinstance(l2, ConnectionCount) else 0
+        return l2.mark_connections() if isinstance(l2, ConnectionOrder) else None
+
+    def reconnected_since(self, mark: int) -> bool:
+        """The L2's answer (see :class:`ConnectionOrder`)."""
+        l2 = self.state.l2
+        return not isinstance(l2, ConnectionOrder) or l2.reconnected_since(mark)
 
     def shares_values(self) -> bool:
         """L1 hits hand back the stored object itself (see :class:`SharedValues`)."""
