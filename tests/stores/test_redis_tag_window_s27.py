@@ -11,7 +11,8 @@ tag record is tagged again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 import deja
+from deja.errors import StoreBusy
 from deja.request import Request
 from deja.stores.redis import RedisStore
 from deja.stores.tiered import TieredStore
@@ -330,4 +332,128 @@ async def test_connections_opened_for_others_during_an_async_tagged_write_are_no
     assert received() - opened == 3
     assert _made(before, _calls(own_server), "eval") == 2 * 3
     assert await cache.delete_tag("doc") == 4
+    await cache.aclose()
+
+
+class SecondTaggingBusy(RedisStore):
+    """A RedisStore whose second tag write of the same keys finds no connection free (as a
+    pool under load would say: StoreBusy); the attempts are counted."""
+
+    def __init__(self, server: ValkeyServer, *, max_connections: int = 50) -> None:
+        super().__init__(url=server.url, op_timeout=2.0, max_connections=max_connections)
+        self.tagged: set[tuple[str, tuple[str, ...]]] = set()
+        self.tagged_again = 0
+
+    def _again(self, tag: str, keys: Sequence[str]) -> None:
+        record = (tag, tuple(keys))
+        if record in self.tagged:
+            self.tagged_again += 1
+            raise StoreBusy("no redis connection free within 0.25 s")
+        self.tagged.add(record)
+
+    def tag(self, tag: str, keys: Sequence[str], ttl: float | None) -> None:
+        self._again(tag, keys)
+        super().tag(tag, keys, ttl)
+
+    async def atag(self, tag: str, keys: Sequence[str], ttl: float | None) -> None:
+        self._again(tag, keys)
+        await super().atag(tag, keys, ttl)
+
+
+async def test_tagged_puts_growing_a_small_pool_keep_every_entry(
+    own_server: ValkeyServer,
+) -> None:
+    """Many tagged puts at once on a pool of 4 connections, which it opens as they come:
+    none is deleted for a tag write that failed again (each was written, records first,
+    on one server life), and once the pool is warm none is tagged twice."""
+    store = SecondTaggingBusy(own_server, max_connections=4)
+    cache = deja.AsyncCache(store=store, ttl=60)
+    received = ConnectionsReceived(own_server)
+    tags = {"tags": ["doc"]}
+    rounds: list[tuple[int, int]] = []  # (connections opened, tag writes again) per round
+    for first in range(0, 128, 32):
+        opened, tagged_again = received(), store.tagged_again
+        stored = await asyncio.gather(
+            *(
+                cache.put(question(n), chat_response(), control=tags)
+                for n in range(first, first + 32)
+            )
+        )
+        assert all(stored)
+        rounds.append((received() - opened, store.tagged_again - tagged_again))
+    assert rounds[0][0] >= 2  # (the pool grew under the first round)
+    warm = [again for opened, again in rounds if opened == 0]
+    assert warm and warm == [0] * len(warm)
+    statuses = [(await cache.get(question(n))).info.status for n in range(128)]
+    assert statuses == ["hit"] * 128
+    assert await cache.delete_tag("doc") == 128
+    await cache.aclose()
+
+
+def test_tagged_puts_from_threads_growing_a_small_pool_keep_every_entry(
+    own_server: ValkeyServer,
+) -> None:
+    store = SecondTaggingBusy(own_server, max_connections=4)
+    cache = deja.Cache(store=store, ttl=60)
+    tags = {"tags": ["doc"]}
+    with ThreadPoolExecutor(16) as callers:
+        stored = list(
+            callers.map(lambda n: cache.put(question(n), chat_response(), control=tags), range(32))
+        )
+    assert all(stored)
+    assert [cache.get(question(n)).info.status for n in range(32)] == ["hit"] * 32
+    assert cache.delete_tag("doc") == 32
+    cache.close()
+
+
+class RestartsThenBusy(RestartsBeforeValues):
+    """As its parent, and the tag write that follows the restart finds no connection free."""
+
+    def __init__(self, server: ValkeyServer) -> None:
+        super().__init__(server)
+        self.restarted = False
+
+    def _restart_if_armed(self) -> None:
+        self.restarted = self.restarted or self.armed
+        super()._restart_if_armed()
+
+    def tag(self, tag: str, keys: Sequence[str], ttl: float | None) -> None:
+        if self.restarted:
+            raise StoreBusy("no redis connection free within 0.25 s")
+        super().tag(tag, keys, ttl)
+
+    async def atag(self, tag: str, keys: Sequence[str], ttl: float | None) -> None:
+        if self.restarted:
+            raise StoreBusy("no redis connection free within 0.25 s")
+        await super().atag(tag, keys, ttl)
+
+
+def test_an_entry_whose_retag_after_a_suspected_restart_fails_is_kept(
+    own_server: ValkeyServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The restart is only suspected (a value answered on a connection opened since the
+    records were written): when the records cannot be written again, the paid answer is
+    kept, with a warning (it was deleted)."""
+    store = RestartsThenBusy(own_server)
+    cache = deja.Cache(store=store, ttl=60)
+    assert cache.put(question(0), chat_response(), control={"tags": ["doc"]})
+    store.armed = True
+    with caplog.at_level(logging.WARNING, logger="deja"):
+        assert cache.put(question(1), chat_response(), control={"tags": ["doc"]})
+    assert store.restarted and not store.armed
+    assert cache.get(question(1)).info.status == "hit"
+    assert "tagged entries kept whose tag records could not be written again" in caplog.text
+    cache.close()
+
+
+async def test_an_async_entry_whose_retag_after_a_suspected_restart_fails_is_kept(
+    own_server: ValkeyServer,
+) -> None:
+    store = RestartsThenBusy(own_server)
+    cache = deja.AsyncCache(store=store, ttl=60)
+    assert await cache.put(question(0), chat_response(), control={"tags": ["doc"]})
+    store.armed = True
+    assert await cache.put(question(1), chat_response(), control={"tags": ["doc"]})
+    assert store.restarted
+    assert (await cache.get(question(1))).info.status == "hit"
     await cache.aclose()

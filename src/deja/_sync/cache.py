@@ -35,6 +35,7 @@ from deja._embedding_items import batch_lock_name
 from deja._forks import renew_in_child
 from deja._invalidations import MARKS, Asked, Invalidations
 from deja._lock_keeper import LockKeeper
+from deja._recurring import Recurring
 from deja._sync.singleflight import SingleFlight, WaitExpired, allows_longer
 from deja._sync.streams import Broadcast, CachedStream, OpenStream
 from deja._upstream import call_key_fields
@@ -124,6 +125,9 @@ _UNSTORED_TTL = 5.0
 _PRUNE_INTERVAL = 60.0
 _PRUNE_LEAST = 500
 _PRUNE_BATCH = 256
+# Seconds between two warnings of entries kept whose tag records could not be written again
+# after the store reconnected (_kept_untagged; the ones in between are counted).
+_UNTAGGED_LINES_EVERY = 60.0
 
 
 def _tagged(data: bytes, tag: str) -> bool:
@@ -459,6 +463,7 @@ class Cache:
         self._semantic_warned = float("-inf")
         self._refusal_warned = float("-inf")  # (an input the embedder refused: _semantic_failed)
         self._unscoped_warned = float("-inf")  # (a key builder failing on a scope: _unscoped)
+        self._untagged_lines = Recurring(window=_UNTAGGED_LINES_EVERY)  # (_kept_untagged)
         self._outage_said = False  # a failure was logged since the last "answering again"
         # its reads failed since the last one answered (a store down, not only full)
         self._reads_failing = False
@@ -2375,35 +2380,58 @@ class Cache:
         A ``delete_tag`` whose drop ran between their tag write (``tagging``) and their
         value write read their keys before the values were there, then forgot the
         records: the entries would be left with no record, out of reach of every later
-        ``delete_tag``. So would a server that restarted empty in between (``reconnected``:
-        the values answered on a connection opened since, :meth:`_reconnected`). They are
-        tagged again; when that fails they are deleted (``False``) rather than kept
-        unreachable. A drop in this process is known by :class:`Invalidations`; one in
-        another process sharing the store, with ``elsewhere``, by the mark it leaves just
-        before its drop (one read of the latest stamp; a writer that reads the marks
-        anyway, a fetch's, leaves it to them)."""
+        ``delete_tag``. They are tagged again; when that fails they are deleted
+        (``False``) rather than kept unreachable. A drop in this process is known by
+        :class:`Invalidations`; one in another process sharing the store, with
+        ``elsewhere``, by the mark it leaves just before its drop (one read of the latest
+        stamp; a writer that reads the marks anyway, a fetch's, leaves it to them).
+
+        A server that restarted empty in between would have lost the records too; that is
+        only suspected (``reconnected``: the values answered on a connection opened since,
+        :meth:`_reconnected`), so they are tagged again, but when that fails they are kept
+        (a warning, :meth:`_kept_untagged`): deleting would lose paid answers for a
+        restart that most likely did not happen."""
         if not ctl.tags:
             return True
-        if (
-            not self._invalidations.dropped_since(tagging.drops)
-            and not reconnected
-            and not (
-                elsewhere
-                and self._marked_since(tagging.at, [_tag_reach(tag, tenant) for tag in ctl.tags])
-            )
-        ):
+        dropped = self._invalidations.dropped_since(tagging.drops) or (
+            elsewhere
+            and self._marked_since(tagging.at, [_tag_reach(tag, tenant) for tag in ctl.tags])
+        )
+        if not dropped and not reconnected:
             return True
         try:
             self._tag(keys, tenant, ctl, ttl)
             return True
         except Exception as exc:
             self._store_failed("tag", exc, trip_breaker=False)
+            if not dropped:
+                self._kept_untagged(exc)
+                return True
         try:
             for key in keys:
                 self.store.delete(key)
         except Exception as exc:
             self._store_failed("delete", exc, trip_breaker=False)
         return False
+
+    def _kept_untagged(self, exc: BaseException) -> None:
+        """Entries were kept although their tag records could not be written again after
+        a suspected restart (:meth:`_tagged_still`; the failure is counted as the store's):
+        said once, then counted (:class:`~deja._recurring.Recurring`)."""
+        said = self._untagged_lines.occurred(type(exc))
+        if said is None:
+            return
+        _, unsaid, seconds = said
+        more = f" ({unsaid} more since the last such line, {seconds:.0f} s ago)" if unsaid else ""
+        logger.warning(
+            "cache store %s: tagged entries kept whose tag records could not be written "
+            "again after the store reconnected (%s: %s); had the server restarted empty, "
+            "delete_tag would miss them until their TTL%s",
+            self._store_name,
+            type(exc).__name__,
+            exc,
+            more,
+        )
 
     def _index_semantic(
         self, key: str, request: Request, ctl: CacheControl, ttl: float | None
