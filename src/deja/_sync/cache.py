@@ -2354,10 +2354,10 @@ class Cache:
 
     def _reconnected(self, tagging: _Tagging) -> bool:
         """Whether the entries' values, just written after their tag records (``tagging``),
-        were answered on a connection the store opened after the one that took the first
-        record: they may have reached a server that restarted empty (no persistence) in
-        between, and lost the records. Connections opened meanwhile for other callers, on
-        which this one's writes did not go, are no sign of it. Asked right after the value
+        were answered on a connection the store opened after the first record was sent:
+        they may have reached a server that restarted empty (no persistence) in between,
+        and lost the records. Connections opened before, for other callers or for the
+        first record, are no sign of it. Asked right after the value
         write, before this caller sends the store any other command (the store tells by
         the latest reply)."""
         order = self._connection_order

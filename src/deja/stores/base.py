@@ -116,10 +116,10 @@ class ConnectionOrder(Protocol):
     that reaches it afterwards does so on a connection opened since. The cache writes an
     entry's tag records, then its value: it takes a mark (:meth:`mark_connections`) before
     the records, and after the value asks :meth:`reconnected_since`, true only when the
-    value was answered on a connection opened after both the mark and the connection that
-    took the first record (a connection the store opened for another caller meanwhile, or
-    that this caller's first record opened, is no sign of a restart). The account is kept
-    per context (an asyncio task, a thread): other callers' commands do not move it.
+    value was answered on a connection opened after the first record was sent (a
+    connection the store opened before, for another caller or for that record, is no sign
+    of a restart). The account is kept per context (an asyncio task, a thread): other
+    callers' commands do not move it.
     """
 
     def mark_connections(self) -> int | None:
@@ -130,9 +130,9 @@ class ConnectionOrder(Protocol):
 
     def reconnected_since(self, mark: int) -> bool:
         """Whether the latest command this context sent since ``mark`` was answered on a
-        connection opened after ``mark`` and after the one that answered its first command
-        since: it may have reached a server that restarted in between. True when unknown
-        (another mark was taken since, or no command was answered)."""
+        connection opened after its first command since was sent: it may have reached a
+        server that restarted in between. True when unknown (another mark was taken
+        since, or no command was answered)."""
         ...
 
 

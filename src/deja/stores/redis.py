@@ -47,12 +47,14 @@ The cache writes an entry's tag records before its value (a value stored without
 records would be out of reach of ``delete_tag``). A server that restarts without
 persistence between the two takes the value on a fresh connection and has lost the
 records. The store numbers the connections it opens, and each context (an asyncio task, a
-thread) notes which connections answered it since its mark (no round trip; see
-:class:`~deja.stores.base.ConnectionOrder`): when the value was answered on a connection
-opened after the mark and after the one that took the first record, it may have reached a
-new server life, and the cache writes the entry's records again. Connections opened for
-other callers meanwhile (a pool that grows, a reconnect after a timeout) do not count, nor
-does the first connection of a store, opened for the first record. On a standalone server
+thread) notes, from its mark on, when its first command was sent and which connection
+answered its latest (no round trip; see :class:`~deja.stores.base.ConnectionOrder`): when
+the value was answered on a connection opened after the first record was sent, it may
+have reached a new server life, and the cache writes the entry's records again.
+Connections opened before (a pool that grew for other callers, a reconnect after a
+timeout, the store's first connection, opened for the first record) do not count; one
+opened for another caller after the first record was sent does, if the value goes on
+it (a restart cannot be told from it without a round trip). On a standalone server
 or a Sentinel-managed master that closes the window. On a Cluster no connection is
 numbered: an entry and its records live in different slots, most often on different
 nodes, so a node that restarts empty loses its records while the entries on the other
@@ -986,10 +988,10 @@ class RedisStore:
         self._policy_read(memory)
 
 
-# What answered a context's commands since its mark: (the numbers, the mark, the number
-# of the connection that answered the first, of the one that answered the latest). A
-# tuple set anew each time, never changed in place: a task started meanwhile copies the
-# context, and its commands must not show in its parent's account, nor the parent's in it.
+# A context's account since its mark: (the numbers, the mark, a number drawn as its first
+# command was sent, the number of the connection that answered the latest). A tuple set
+# anew each time, never changed in place: a task started meanwhile copies the context, and
+# its commands must not show in its parent's account, nor the parent's in it.
 _answered: contextvars.ContextVar[tuple[_ConnectionNumbers, int, int, int] | None] = (
     contextvars.ContextVar("deja_redis_answered", default=None)
 )
@@ -1000,8 +1002,11 @@ class _ConnectionNumbers:
     answered each context (see :class:`~deja.stores.base.ConnectionOrder`).
 
     Marks are drawn from the same sequence, so a connection numbered above a mark opened
-    after it. ``next()`` is atomic: no lock (a lock held by another thread at a fork would
-    hang the child)."""
+    after it. A server that restarted after it ran a context's first command since its
+    mark (and lost what it wrote) is reached on a connection opened after that command was
+    sent: one numbered above the number drawn then. Connections opened before, for others
+    or for that command, cannot have reached it. ``next()`` is atomic: no lock (a lock
+    held by another thread at a fork would hang the child)."""
 
     __slots__ = ("_numbers",)
 
@@ -1018,20 +1023,26 @@ class _ConnectionNumbers:
         _answered.set((self, mark, 0, 0))
         return mark
 
+    def sending(self) -> None:
+        """A connection is about to send a command for this context (its first since the
+        mark draws a number)."""
+        account = _answered.get()
+        if account is not None and account[0] is self and not account[2]:
+            _answered.set((self, account[1], next(self._numbers), account[3]))
+
     def answered(self, number: int) -> None:
         """The connection ``number`` read a reply for this context."""
         account = _answered.get()
         if account is not None and account[0] is self:
-            _, mark, first, _ = account
-            _answered.set((self, mark, first or number, number))
+            _answered.set((self, account[1], account[2], number))
 
     def reconnected_since(self, mark: int) -> bool:
         """See :meth:`RedisStore.reconnected_since`."""
         account = _answered.get()
-        if account is None or account[0] is not self or account[1] != mark or not account[2]:
-            return True  # (not known)
-        _, _, first, latest = account
-        return latest > max(mark, first)
+        if account is None or account[0] is not self or account[1] != mark:
+            return True  # (not known: another mark was taken since)
+        _, _, sent, latest = account
+        return not sent or not latest or latest > sent
 
 
 def _backstop(seconds: float) -> float:
@@ -1050,8 +1061,8 @@ def _patient(
     """``base``, a redis-py asyncio connection class, whose connect and read timeouts
     (``connect_timeout``, ``op_timeout``) do not count the time the event loop spent busy
     elsewhere (:class:`~deja._aio.PatientTimeout`), and which calls ``answered()`` for each
-    reply it reads; with ``numbers``, each connection it makes is numbered, and each reply
-    noted in the reader's account (:class:`_ConnectionNumbers`).
+    reply it reads; with ``numbers``, each connection it makes is numbered, and each
+    command sent and reply read noted in the caller's account (:class:`_ConnectionNumbers`).
 
     A burst of requests keeps a process's loop busy (each request is parsed, looked up,
     answered): a reply that came in time sat unread while other callbacks ran, and the
@@ -1067,6 +1078,11 @@ def _patient(
 
     class PatientConnection(base):  # type: ignore[misc]
         _deja_number = 0  # (until it connects)
+
+        async def send_packed_command(self, *args: Any, **kwargs: Any) -> None:
+            if numbers is not None:
+                numbers.sending()
+            await super().send_packed_command(*args, **kwargs)
 
         async def _connect(self) -> None:
             # (a TimeoutError here is redis-py's "Timeout connecting to server")
@@ -1099,7 +1115,8 @@ def _patient(
 
 def _numbered(base: type[Any], numbers: _ConnectionNumbers) -> type[Any]:
     """``base``, a sync redis-py connection class, numbering each socket it connects and
-    noting each reply in the reader's account (:class:`_ConnectionNumbers`)."""
+    noting each command sent and each reply read in the caller's account
+    (:class:`_ConnectionNumbers`)."""
 
     class NumberedConnection(base):  # type: ignore[misc]
         _deja_number = 0  # (until it connects)
@@ -1108,6 +1125,10 @@ def _numbered(base: type[Any], numbers: _ConnectionNumbers) -> type[Any]:
             sock = super()._connect()
             self._deja_number = numbers.opened()
             return sock
+
+        def send_packed_command(self, *args: Any, **kwargs: Any) -> None:
+            numbers.sending()
+            super().send_packed_command(*args, **kwargs)
 
         def read_response(self, *args: Any, **kwargs: Any) -> Any:
             reply = super().read_response(*args, **kwargs)
