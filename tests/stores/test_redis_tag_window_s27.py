@@ -457,3 +457,38 @@ async def test_an_async_entry_whose_retag_after_a_suspected_restart_fails_is_kep
     assert store.restarted
     assert (await cache.get(question(1))).info.status == "hit"
     await cache.aclose()
+
+
+class RestartsBetweenRecords(RedisStore):
+    """A RedisStore whose server restarts once, between an entry's first tag record (its
+    namespace's, lost with the rest) and its second (its tenant's, written anew)."""
+
+    def __init__(self, server: ValkeyServer) -> None:
+        super().__init__(url=server.url, op_timeout=2.0, connect_timeout=2.0)
+        self.server = server
+        self.armed = False
+        self.records = 0
+
+    def tag(self, tag: str, keys: Sequence[str], ttl: float | None) -> None:
+        if self.armed:
+            self.records += 1
+            if self.records == 2:
+                self.armed = False
+                self.server.restart()
+        super().tag(tag, keys, ttl)
+
+
+def test_a_restart_between_an_entry_s_records_is_no_blind_spot(own_server: ValkeyServer) -> None:
+    """The second record and the value went on the same connection, opened after the
+    restart: the value was still answered on a connection opened after the first record
+    was sent, so the lost first record is written again (a count read after the tag
+    write, rather than before its first record, would have missed it)."""
+    store = RestartsBetweenRecords(own_server)
+    cache = deja.Cache(store=store, ttl=60)
+    assert cache.put(question(0), chat_response(), control={"tags": ["doc"]})  # warm pool
+    store.armed = True
+    assert cache.put(question(1), chat_response(), control={"tags": ["doc"]})
+    assert store.records == 2 and not store.armed
+    assert cache.delete_tag("doc", namespace=None) == 1  # (the namespace's record)
+    assert cache.get(question(1)).info.status == "miss"
+    cache.close()
