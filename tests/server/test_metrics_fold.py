@@ -214,3 +214,28 @@ def test_workers_scraping_at_once_count_each_worker_once(
         assert all(value % per_worker == 0 for value in seen), seen  # whole workers
         assert seen[-1] == 60 * per_worker
     assert _figures(aggregated_exposition().decode()) == pytest.approx(_scaled(one, 60))
+
+
+def test_a_dead_workers_file_taken_by_a_killed_fold_and_a_new_one_of_its_pid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_worker: Path
+) -> None:
+    """A fold killed after taking worker P's counter file (``counter_P.db-folding``), then
+    another worker given pid P dead before the next scrape: its file was renamed over the
+    one taken before (those counts lost), and the name folded twice (these counted
+    twice)."""
+    two_workers = tmp_path / "two"  # (a worker that counted each event twice)
+    two_workers.mkdir()
+    assert _run(WORKER, two_workers, "2").returncode == 0
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(directory))
+    (counter,) = one_worker.glob("counter_*.db")
+    shutil.copy(counter, directory / f"counter_{DEAD_PID}.db-folding")
+    _dead_worker(directory, two_workers, DEAD_PID)
+    expected = tmp_path / "expected"  # (the same files, under names of their own)
+    expected.mkdir()
+    shutil.copy(counter, expected / f"counter_{DEAD_PID + 1}.db")
+    _dead_worker(expected, two_workers, DEAD_PID)
+    both = _read_as_prometheus_client_does(expected)
+    assert _figures(aggregated_exposition().decode()) == pytest.approx(both)
+    assert _figures(aggregated_exposition().decode()) == pytest.approx(both)

@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import os
+import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,10 @@ def _registry(*extra: Any) -> Any:
 _FOLDED_KINDS = frozenset({"counter", "histogram", "summary"})
 _ARCHIVE = "dead-workers"
 # the fold's own files, none ending in ``.db`` (the collector reads ``*.db``):
-_TAKEN = "-folding"  # suffix of a dead worker's file taken for a fold: counter_12.db-folding
+# suffix of a dead worker's file taken for a fold, unique (a fold killed after taking
+# counter_12.db, then another worker 12 dead before the next: two files taken, both kept):
+# counter_12.db-folding-<hex>
+_TAKEN = "-folding"
 _NEW = "-new"  # suffix of an archive being written: counter_dead-workers.db-new
 _JOURNAL = "deja-fold.journal"  # a fold committed: archives to put in place, files to delete
 
@@ -145,14 +149,15 @@ def _fold(directory: Path) -> None:
     _finish_fold(directory)
     for stale in directory.glob(f"*.db{_NEW}"):  # written by a fold that did not commit
         os.unlink(stale)
-    taken = list(directory.glob(f"*.db{_TAKEN}"))  # ... taken by it: folded now
+    taken = list(directory.glob(f"*.db{_TAKEN}*"))  # ... taken by it: folded now
     for path in directory.glob("*.db"):
         pid = _writer(path)
         if pid is None or alive(pid):
             continue
         if path.name.partition("_")[0] in _FOLDED_KINDS:
-            os.replace(path, f"{path}{_TAKEN}")
-            taken.append(path.with_name(f"{path.name}{_TAKEN}"))
+            name = f"{path.name}{_TAKEN}-{uuid.uuid4().hex[:16]}"
+            os.replace(path, path.with_name(name))
+            taken.append(path.with_name(name))
         elif path.name.startswith("gauge_live"):  # (as prometheus_client's mark_process_dead)
             os.unlink(path)
     if not taken:
@@ -281,7 +286,7 @@ def clear_directory(directory: str) -> None:
             files = list(path.glob("*.db"))
             live = {pid for pid in map(_writer, files) if pid is not None and alive(pid)}
             if not live:
-                taken, new = path.glob(f"*.db{_TAKEN}"), path.glob(f"*.db{_NEW}")
+                taken, new = path.glob(f"*.db{_TAKEN}*"), path.glob(f"*.db{_NEW}")
                 journal = [path / _JOURNAL, path / f"{_JOURNAL}{_NEW}"]
                 for stale in [*files, *taken, *new, *journal]:
                     stale.unlink(missing_ok=True)
