@@ -4,10 +4,14 @@ folds killed at each of their steps."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,7 @@ from typing import Any
 import prometheus_client  # noqa: F401
 import pytest
 
+from deja.server import workers
 from deja.server.workers import aggregated_exposition
 
 # A worker: a realistic mix of deja's counters and histograms, in the files prometheus_client
@@ -214,6 +219,107 @@ def test_workers_scraping_at_once_count_each_worker_once(
         assert all(value % per_worker == 0 for value in seen), seen  # whole workers
         assert seen[-1] == 60 * per_worker
     assert _figures(aggregated_exposition().decode()) == pytest.approx(_scaled(one, 60))
+
+
+# Holds the fold lock of a directory (as a reader of deja's does) until its input ends
+FOLD_LOCKER = """
+import fcntl, os, sys
+fcntl.flock(os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY), fcntl.LOCK_EX)
+print("held", flush=True)
+sys.stdin.read()
+"""
+# A fold that stops itself (SIGSTOP) before its rename or delete number `step`
+STOP_AT_STEP = KILL_AT_STEP.replace("signal.SIGKILL", "signal.SIGSTOP")
+
+
+@contextlib.contextmanager
+def _holding(script: str, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """A process running ``script`` (which prints ``held`` once it holds its locks),
+    until the block ends."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None and process.stdout.readline() == "held\n"
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
+def _scrape() -> str:
+    """A scrape, as a worker's /metrics makes it, in a thread: one that does not end
+    (waiting on a lock for ever) fails the test, not hangs it."""
+    answers: list[str] = []
+    thread = threading.Thread(
+        target=lambda: answers.append(aggregated_exposition().decode()), daemon=True
+    )
+    thread.start()
+    thread.join(timeout=60)
+    assert answers, "the scrape waited for the fold lock and did not end"
+    return answers[0]
+
+
+def _stopped(pid: int) -> bool:
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] in "Tt"
+
+
+def test_a_scrape_does_not_wait_for_a_stopped_holder_of_the_fold_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_worker: Path
+) -> None:
+    """A reader holding the fold lock stopped (SIGSTOP, stuck in fsync): every scrape and
+    /cache/stats of every worker waited for it, each holding a thread of asyncio's
+    default pool. Now a scrape waits a bounded time, then reads without folding, the
+    same figures."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monkeypatch.setattr(workers, "FOLD_LOCK_SECONDS", 0.05, raising=False)
+    for i in range(3):
+        _dead_worker(tmp_path, one_worker, DEAD_PID + i)
+    one = _read_as_prometheus_client_does(one_worker)
+    with _holding(FOLD_LOCKER, str(tmp_path)) as holder:
+        holder.send_signal(signal.SIGSTOP)
+        assert _figures(_scrape()) == pytest.approx(_scaled(one, 3))
+        assert len(list(tmp_path.glob("counter_*.db"))) == 3  # (not folded meanwhile)
+    assert _figures(_scrape()) == pytest.approx(_scaled(one, 3))
+    assert len(list(tmp_path.glob("counter_*.db"))) == 1  # (folded once the lock is free)
+
+
+def test_a_fold_stopped_at_any_step_is_read_right_without_its_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_worker: Path
+) -> None:
+    """A fold stopped at each of its steps in turn, holding the lock: a scrape that reads
+    without it (see above) counts every dead worker once, whichever files the fold has
+    taken or written by then; and once it is gone, the next scrape finishes it."""
+    monkeypatch.setattr(workers, "FOLD_LOCK_SECONDS", 0.05, raising=False)
+    one = _read_as_prometheus_client_does(one_worker)
+    step = 0
+    while True:
+        directory = tmp_path / f"step-{step}"
+        directory.mkdir()
+        monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(directory))
+        for i in range(2):
+            _dead_worker(directory, one_worker, DEAD_PID + i)
+        aggregated_exposition()
+        for i in range(2, 5):
+            _dead_worker(directory, one_worker, DEAD_PID + i)
+        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+        folder = subprocess.Popen([sys.executable, "-c", STOP_AT_STEP, str(step)], env=env)
+        try:
+            while folder.poll() is None and not _stopped(folder.pid):
+                threading.Event().wait(0.01)
+            finished = folder.poll() is not None
+            assert _figures(_scrape()) == pytest.approx(_scaled(one, 5)), step
+        finally:
+            folder.kill()
+            folder.wait()
+        assert _figures(_scrape()) == pytest.approx(_scaled(one, 5)), step
+        if finished:
+            break
+        step += 1
+    assert step > 8
 
 
 def test_a_dead_workers_file_taken_by_a_killed_fold_and_a_new_one_of_its_pid(

@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -37,6 +38,9 @@ __all__ = [
     "multiprocess",
     "writers_alive",
 ]
+
+# How long a reader waits for the fold lock before it reads without it (see _fold_lock)
+FOLD_LOCK_SECONDS = 2.0
 
 
 def _registry(*extra: Any) -> Any:
@@ -78,7 +82,9 @@ class _FoldingCollector:
     exclusive, for the fold and the read, so none sees a dead worker's counts both in its
     file and in the archive, or in neither. A fold killed midway is finished (or undone)
     by the next reader before it reads: see :func:`_fold`. Without the lock (no ``fcntl``,
-    a file system without locks) nothing is folded, as before.
+    a file system without locks, or a holder that keeps it past :data:`FOLD_LOCK_SECONDS`:
+    stopped, stuck in ``fsync``) nothing is folded, and what is read is chosen by the step
+    a fold under way is at (see :func:`_unlocked_view`).
     """
 
     def __init__(self, directory: Path) -> None:
@@ -89,41 +95,93 @@ class _FoldingCollector:
 
         if not self.directory.is_dir():  # (the collector's own error)
             MultiProcessCollector(None, path=str(self.directory))  # type: ignore[no-untyped-call]
-        with _fold_lock(self.directory) as held:
-            if held:
+        with _fold_lock(self.directory) as locked:
+            if locked:
                 _fold(self.directory)
-            else:
-                _forget_dead_gauges(self.directory)
-            files = [str(path) for path in self.directory.glob("*.db")]
-            # (read to the end under the lock: merge returns a view of what it read)
-            return list(MultiProcessCollector.merge(files, accumulate=True))  # type: ignore[no-untyped-call]
+                # (read to the end under the lock: merge returns a view of what it read)
+                return _merge(list(self.directory.glob("*.db")))  # (dead gauges dropped)
+        _forget_dead_gauges(self.directory)
+        for _ in range(9):  # a fold going on meanwhile deleted a file that was chosen
+            with contextlib.suppress(FileNotFoundError):
+                return _merge(_unlocked_view(self.directory))
+        return _merge(_unlocked_view(self.directory))
+
+
+def _merge(files: list[Path]) -> list[Any]:
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    paths = [str(path) for path in files]
+    return list(MultiProcessCollector.merge(paths, accumulate=True))  # type: ignore[no-untyped-call]
+
+
+def _unlocked_view(directory: Path) -> list[Path]:
+    """The files to read, without the fold lock, to count each dead worker once whatever
+    step a fold holding the lock is at: the ``*.db`` files, and, before the fold's
+    commit, the files it took (in no archive yet); after its commit and before its new
+    archives are in place, those new archives instead of the old."""
+    files = list(directory.glob("*.db"))
+    try:
+        journal = json.loads((directory / _JOURNAL).read_bytes())
+    except FileNotFoundError:
+        return [*files, *directory.glob(f"*.db{_TAKEN}*")]
+    for kind in journal["archives"]:
+        archive = directory / f"{kind}_{_ARCHIVE}.db"
+        new = Path(f"{archive}{_NEW}")
+        if new.exists():
+            files = [path for path in files if path != archive] + [new]
+    return files
 
 
 @contextlib.contextmanager
 def _fold_lock(directory: Path) -> Iterator[bool]:
     """Hold ``directory``'s fold lock (a ``flock`` of the directory itself: no lock file),
     exclusive; yields whether it is held (not where the platform or the file system has no
-    locks)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield False
-        return
+    locks, nor when another process has held it for :data:`FOLD_LOCK_SECONDS`).
+
+    The wait is bounded: a holder stopped (SIGSTOP) or stuck in ``fsync`` made every scrape
+    and ``/cache/stats`` of every worker wait with it, each holding a thread of asyncio's
+    default pool, and once they were all taken, what else runs there (semantic search,
+    index loads) waited too.
+    """
     try:
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
         yield False
         return
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError as exc:
-            logger.warning("cannot lock %s (%s): dead workers' metrics not folded", directory, exc)
-            yield False
-        else:
-            yield True
+        yield _lock_within(fd, directory, FOLD_LOCK_SECONDS)
     finally:
         os.close(fd)  # (the lock with it; and with the process, should it die holding it)
+
+
+def _lock_within(fd: int, directory: Path, seconds: float) -> bool:
+    """Lock ``fd`` exclusive within ``seconds`` (polled: ``flock`` itself waits for ever);
+    whether it is locked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return False
+
+    deadline, pause = time.monotonic() + seconds, 0.001
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                logger.warning(
+                    "%s: its fold lock held for %.1f s by another process: read without"
+                    " folding dead workers' metrics",
+                    directory,
+                    seconds,
+                )
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
+        except OSError as exc:
+            logger.warning("cannot lock %s (%s): dead workers' metrics not folded", directory, exc)
+            return False
+        else:
+            return True
 
 
 def _fold(directory: Path) -> None:
