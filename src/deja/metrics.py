@@ -324,6 +324,67 @@ def multiprocess() -> bool:
     return bool(os.environ.get(MULTIPROC_ENV))
 
 
+# A process writing metrics files into the multiprocess directory holds, for its life, a
+# shared flock of a lock file of its own there (``deja-worker-<pid>.lock``), taken before
+# its first file is made: its files are those of a process that is gone once an exclusive
+# lock of that file can be had (deja.server.workers folds them then). A pid alone cannot
+# tell: another container sharing the directory has pids of its own, and a pid is given
+# again to a new process. Held until the process ends (the kernel drops it then, however
+# it ends): one per process, which a forked child takes again for its own pid.
+WRITER_LOCK_PREFIX = "deja-worker-"
+WRITER_LOCK_SUFFIX = ".lock"
+_writer_locks: dict[tuple[str, int], int] = {}
+
+
+def hold_lock(path: str | os.PathLike[str]) -> int | None:
+    """Hold a shared ``flock`` of ``path`` (made if missing) and return its descriptor:
+    the lock is held until it is closed. ``None`` where there are no locks (no ``fcntl``,
+    a file system without them) or the file cannot be made.
+
+    A lock file deleted by whoever held it exclusive while this waited (a fold taking the
+    files of the process whose pid this one was given) is opened again: a lock of a file
+    no longer in the directory would tell nobody this process runs.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    while True:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o600)
+        except OSError as exc:
+            _log.warning("cannot make the lock file %s: %s", path, exc)
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            opened, named = os.fstat(fd), os.stat(path)
+            if (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino):
+                return fd
+        except FileNotFoundError:  # (deleted as this waited: made again)
+            pass
+        except OSError as exc:
+            _log.warning("cannot lock %s: %s", path, exc)
+            os.close(fd)
+            return None
+        os.close(fd)
+
+
+def hold_writer_lock() -> None:
+    """In multiprocess mode, hold this process's writer lock in :data:`MULTIPROC_ENV`'s
+    directory (see ``WRITER_LOCK_PREFIX``), once: before any metrics file is made."""
+    from prometheus_client import values
+
+    directory = os.environ.get(MULTIPROC_ENV)
+    if not directory or (directory, os.getpid()) in _writer_locks:
+        return
+    if getattr(values.ValueClass, "_multiprocess", True) is False:
+        return  # (the variable was set after prometheus_client chose memory: no files)
+    pid = os.getpid()
+    fd = hold_lock(os.path.join(directory, f"{WRITER_LOCK_PREFIX}{pid}{WRITER_LOCK_SUFFIX}"))
+    if fd is not None:
+        _writer_locks[directory, pid] = fd
+
+
 def _per_process(store: object) -> bool:
     """Whether each process has a store of its own (the in-memory one)."""
     return getattr(store, "per_process", False) is True
@@ -517,6 +578,8 @@ class PrometheusMetrics:
             Histogram,
         )
 
+        # (before the first metric: one without labels makes this process's file at once)
+        hold_writer_lock()
         self.registry = CollectorRegistry() if registry is None else registry
         self.content_type = CONTENT_TYPE_LATEST
         reg = self.registry

@@ -221,6 +221,23 @@ def test_workers_scraping_at_once_count_each_worker_once(
     assert _figures(aggregated_exposition().decode()) == pytest.approx(_scaled(one, 60))
 
 
+# Holds a shared lock of each file named (made if missing) until its input ends, as a
+# running deja process holds its lock file
+HOLDER = """
+import fcntl, os, sys
+for path in sys.argv[1:]:
+    fcntl.flock(os.open(path, os.O_RDONLY | os.O_CREAT, 0o600), fcntl.LOCK_SH)
+print("held", flush=True)
+sys.stdin.read()
+"""
+# The same, as deja's processes hold theirs (deja.metrics.hold_lock)
+DEJA_HOLDER = """
+import sys
+from deja.metrics import hold_lock
+assert all(hold_lock(path) is not None for path in sys.argv[1:])
+print("held", flush=True)
+sys.stdin.read()
+"""
 # Holds the fold lock of a directory (as a reader of deja's does) until its input ends
 FOLD_LOCKER = """
 import fcntl, os, sys
@@ -322,6 +339,28 @@ def test_a_fold_stopped_at_any_step_is_read_right_without_its_lock(
     assert step > 8
 
 
+def test_a_live_writer_whose_pid_is_gone_here_keeps_its_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_worker: Path
+) -> None:
+    """A worker of another container sharing the directory (another pid namespace: no
+    process here has its pid), or a new process given a dead worker's pid: by its pid it
+    looked gone, and the fold took the file it writes in (its later counts went to a
+    deleted file). A writer holding its lock file is alive, whatever its pid says."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    _dead_worker(tmp_path, one_worker, DEAD_PID)
+    one = _read_as_prometheus_client_does(one_worker)
+    with _holding(HOLDER, str(tmp_path / f"deja-worker-{DEAD_PID}.lock")):
+        assert _figures(_scrape()) == pytest.approx(one)
+        assert (tmp_path / f"counter_{DEAD_PID}.db").exists()
+        assert (tmp_path / f"gauge_livemax_{DEAD_PID}.db").exists()  # (its gauges too)
+        assert not (tmp_path / "counter_dead-workers.db").exists()
+    assert _figures(_scrape()) == pytest.approx(one)  # gone now: folded, lock file and all
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "counter_dead-workers.db",
+        "histogram_dead-workers.db",
+    ]
+
+
 def test_a_dead_workers_file_taken_by_a_killed_fold_and_a_new_one_of_its_pid(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_worker: Path
 ) -> None:
@@ -345,3 +384,70 @@ def test_a_dead_workers_file_taken_by_a_killed_fold_and_a_new_one_of_its_pid(
     both = _read_as_prometheus_client_does(expected)
     assert _figures(aggregated_exposition().decode()) == pytest.approx(both)
     assert _figures(aggregated_exposition().decode()) == pytest.approx(both)
+
+
+def test_a_process_given_a_pid_again_waits_for_the_fold_of_the_dead_ones_files(
+    tmp_path: Path,
+) -> None:
+    """A process starting with the pid of a dead worker whose files are being taken waits
+    for the fold to end, then locks a lock file of its own (the fold deletes the dead
+    one's): one it locked as the fold deleted it would say nothing to the next fold."""
+    from deja.server.workers import _claim, held
+
+    lock = tmp_path / "deja-worker-7.lock"
+    lock.touch()
+    fd = _claim(lock)  # (as a fold does: the dead worker's lock, held exclusive)
+    assert fd is not None
+    try:
+        holder = subprocess.Popen(
+            [sys.executable, "-c", DEJA_HOLDER, str(lock)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            pause = threading.Event()
+            for _ in range(3000):  # until it waits for the lock (/proc/locks: "-> FLOCK")
+                waiting = Path("/proc/locks").read_text().splitlines()
+                if any("-> FLOCK" in line and f" {holder.pid} " in line for line in waiting):
+                    break
+                pause.wait(0.01)
+            else:
+                pytest.fail("the process never waited for the lock")
+            lock.unlink()  # the fold's end: the dead worker's lock file deleted, released
+        finally:
+            os.close(fd)
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        assert held(lock)  # a file of its own, in the directory
+        holder.kill()
+        holder.wait()
+        assert not held(lock)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+
+def test_clearing_a_directory_goes_by_locks_not_pids(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, one_worker: Path
+) -> None:
+    """At start, an operator's directory was kept whole while any process had the pid of
+    a file there (after a reboot, an unrelated process: stale counts for ever), and
+    emptied while another proxy ran whose workers had made no file yet (its dead
+    workers' archive lost). Now: kept while a deja process holds a lock there."""
+    from deja.server.workers import clear_directory
+
+    _dead_worker(tmp_path, one_worker, 1)  # (pid 1 runs: init, not a worker of deja)
+    (tmp_path / "deja-worker-1.lock").touch()  # (the worker's, released as it ended)
+    clear_directory(str(tmp_path))
+    assert list(tmp_path.iterdir()) == []
+    _dead_worker(tmp_path, one_worker, DEAD_PID)
+    shutil.copy(next(one_worker.glob("counter_*.db")), tmp_path / "counter_dead-workers.db")
+    before = sorted(tmp_path.iterdir())
+    with _holding(HOLDER, str(tmp_path / "deja-supervisor.lock")):  # another deja serve
+        with caplog.at_level("WARNING", logger="deja.server"):
+            clear_directory(str(tmp_path))
+        assert sorted(tmp_path.iterdir()) == sorted([*before, tmp_path / "deja-supervisor.lock"])
+    assert "another deja serve" in caplog.text
+    clear_directory(str(tmp_path))  # it stopped
+    assert [p.name for p in tmp_path.iterdir()] == ["deja-supervisor.lock"]

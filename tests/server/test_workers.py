@@ -308,3 +308,56 @@ def test_the_sweep_leaves_what_may_still_be_used(
     assert not any(path.exists() for path in swept)
     assert all(path.exists() for path in kept)
     assert (tmp / f"deja-config-{gone}-f").is_symlink() and elsewhere.exists()
+
+
+def test_the_sweep_leaves_the_directories_of_a_proxy_it_cannot_see(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two containers sharing TMPDIR see each other's pids as gone: the sweep removed a
+    running proxy's metrics directory and the copy of its configuration. A directory is
+    in use while its supervisor holds its lock file there, or, for a metrics directory,
+    while a worker does (one finishing its requests, its supervisor killed)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from deja.server.run import _sweep_leftovers
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    other = 2**22 + 1  # (the other container's supervisor: no process here has its pid)
+    metrics, copy = tmp / f"deja-metrics-{other}-a", tmp / f"deja-config-{other}-b"
+    finishing = tmp / f"deja-metrics-{other + 1}-c"  # (its supervisor gone, a worker not)
+    for path in (metrics, copy, finishing):
+        path.mkdir()
+        (path / "deja-supervisor.lock").touch()
+    (metrics / f"counter_{other + 5}.db").write_bytes(b"")
+    (copy / "config.yaml").write_text("model_list: []\n")
+    (finishing / f"counter_{other + 6}.db").write_bytes(b"")
+    (finishing / f"deja-worker-{other + 6}.lock").touch()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys\nfor path in sys.argv[1:]:\n"
+            "    fcntl.flock(os.open(path, os.O_RDONLY), fcntl.LOCK_SH)\n"
+            "print('held', flush=True)\nsys.stdin.read()\n",
+            str(metrics / "deja-supervisor.lock"),
+            str(copy / "deja-supervisor.lock"),
+            str(finishing / f"deja-worker-{other + 6}.lock"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        _sweep_leftovers()
+        assert metrics.is_dir() and copy.is_dir() and finishing.is_dir()
+    finally:
+        holder.kill()
+        holder.wait()
+    _sweep_leftovers()  # all of them gone now
+    assert list(tmp.iterdir()) == []

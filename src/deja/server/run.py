@@ -518,29 +518,36 @@ def _sweep_leftovers() -> None:
     of a service manager or the OOM killer). Removed at exit otherwise; one 64 KiB file per
     worker and kind and one copy of the keys left in TMPDIR at each kill, for ever.
 
-    Each name holds the pid of the supervisor that made it (``deja-metrics-<pid>-...``):
-    only those of a process that is gone are removed, and only this user's; a metrics
-    directory also only once none of the processes writing there is alive (workers still
-    finishing their requests) and if it is not the one this process is given. A name
-    with no pid (made by an earlier version) is left: whose it is cannot be told.
+    A directory is in use while its supervisor holds the lock of its
+    ``deja-supervisor.lock`` (:func:`_hold_supervisor_lock`), or, for a metrics directory,
+    while a worker holds its own lock file there (workers still finishing their requests):
+    a lock, not a pid, as two containers sharing TMPDIR each see the other's pids as
+    gone. Only this user's directories are removed, never a symbolic link, nor the
+    metrics directory this process is given. A directory with no supervisor lock file
+    (made by the version before, or a moment ago and not locked yet) is removed only once
+    the pid its name holds (``deja-metrics-<pid>-...``) is gone; a name with no pid (made
+    by an earlier version) is left: whose it is cannot be told.
     """
     import shutil
     import stat
     import tempfile
 
-    from deja.server.workers import alive, writers_alive
+    from deja.server.workers import SUPERVISOR_LOCK, alive, held, writers_alive
 
     given = os.environ.get(MULTIPROC_ENV)
     root = Path(tempfile.gettempdir())
     for prefix in (METRICS_PREFIX, COPY_PREFIX):
         for path in root.glob(f"{prefix}*"):
             pid, dash, _ = path.name.removeprefix(prefix).partition("-")
-            if not (pid.isdigit() and dash) or alive(int(pid)):
+            if not (pid.isdigit() and dash):
                 continue
             try:
                 status = path.lstat()
                 if not stat.S_ISDIR(status.st_mode) or status.st_uid != os.getuid():
                     continue  # (a symbolic link, another user's)
+                lock = path / SUPERVISOR_LOCK
+                if held(lock) or (not lock.exists() and alive(int(pid))):
+                    continue
                 if prefix == METRICS_PREFIX and (
                     (given and os.path.realpath(given) == os.path.realpath(path))
                     or writers_alive(path)
@@ -549,6 +556,16 @@ def _sweep_leftovers() -> None:
             except OSError:  # (gone meanwhile, unreadable)
                 continue
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _hold_supervisor_lock(directory: str) -> int | None:
+    """Hold, for this ``deja serve``'s life, a shared lock of ``directory``'s
+    ``deja-supervisor.lock``: the sign for :func:`_sweep_leftovers` and
+    :func:`~deja.server.workers.clear_directory` of other processes (whose pids may be
+    another namespace's) that it is in use. Its descriptor, to close at exit."""
+    from deja.server.workers import SUPERVISOR_LOCK, hold_lock
+
+    return hold_lock(Path(directory) / SUPERVISOR_LOCK)
 
 
 def bind_problem(host: str, port: int) -> str | None:
@@ -612,6 +629,9 @@ def serve(
     # figures of earlier runs
     created = _share_metrics() if n > 1 or os.environ.get(MULTIPROC_ENV) else None
     copy_dir = _private_copy(text)  # (last: what fails before it leaves no copy of keys)
+    locks = [_hold_supervisor_lock(copy_dir)]
+    if os.environ.get(MULTIPROC_ENV):
+        locks.append(_hold_supervisor_lock(os.environ[MULTIPROC_ENV]))
     options: dict[str, Any] = {
         "host": host or settings.proxy.host,
         "port": port if port is not None else settings.proxy.port,
@@ -633,5 +653,8 @@ def serve(
         if created is not None:  # a directory of ours: one 64 KiB file per worker and kind
             shutil.rmtree(created, ignore_errors=True)
         shutil.rmtree(copy_dir, ignore_errors=True)
+        for fd in locks:
+            if fd is not None:
+                os.close(fd)
         os.environ.pop(CONFIG_TEXT_ENV, None)
         os.environ.pop(HEADER_TIMEOUT_ENV, None)

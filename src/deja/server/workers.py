@@ -10,6 +10,14 @@ live workers only: files of workers that died (and were replaced) are marked dea
 scrape. Their counters and histograms are folded at the scrape into one archive file per
 kind, in prometheus_client's format (see :func:`_fold`): the directory holds the files of
 the live workers and two more, however many workers died before.
+
+Whether a worker is gone is told by a lock, not by its pid (which another container
+sharing the directory, or a process given the pid again, has too): each deja process
+writing there holds a shared ``flock`` of its own ``deja-worker-<pid>.lock`` for its life
+(:func:`deja.metrics.hold_writer_lock`), and ``deja serve`` one of ``deja-supervisor.lock``
+in the directories it uses; whoever can lock such a file exclusive knows its holder gone.
+Only files of a writer that holds no lock file (an earlier deja, another program) are
+judged by their pid, as before.
 """
 
 from __future__ import annotations
@@ -25,20 +33,31 @@ from pathlib import Path
 from typing import Any
 
 from deja.errors import ConfigError
-from deja.metrics import MULTIPROC_ENV, multiprocess
+from deja.metrics import (
+    MULTIPROC_ENV,
+    WRITER_LOCK_PREFIX,
+    WRITER_LOCK_SUFFIX,
+    hold_lock,
+    multiprocess,
+)
 
 logger = logging.getLogger("deja.server")
 
 __all__ = [
     "MULTIPROC_ENV",
+    "SUPERVISOR_LOCK",
     "aggregated_exposition",
     "aggregated_stats",
     "alive",
     "clear_directory",
+    "held",
+    "hold_lock",
     "multiprocess",
     "writers_alive",
 ]
 
+# held (shared) by each ``deja serve`` in the directories it made or was given, for its life
+SUPERVISOR_LOCK = "deja-supervisor.lock"
 # How long a reader waits for the fold lock before it reads without it (see _fold_lock)
 FOLD_LOCK_SECONDS = 2.0
 
@@ -100,11 +119,10 @@ class _FoldingCollector:
                 _fold(self.directory)
                 # (read to the end under the lock: merge returns a view of what it read)
                 return _merge(list(self.directory.glob("*.db")))  # (dead gauges dropped)
-        _forget_dead_gauges(self.directory)
         for _ in range(9):  # a fold going on meanwhile deleted a file that was chosen
             with contextlib.suppress(FileNotFoundError):
-                return _merge(_unlocked_view(self.directory))
-        return _merge(_unlocked_view(self.directory))
+                return _merge(_without_dead_gauges(_unlocked_view(self.directory)))
+        return _merge(_without_dead_gauges(_unlocked_view(self.directory)))
 
 
 def _merge(files: list[Path]) -> list[Any]:
@@ -130,6 +148,16 @@ def _unlocked_view(directory: Path) -> list[Path]:
         if new.exists():
             files = [path for path in files if path != archive] + [new]
     return files
+
+
+def _without_dead_gauges(files: list[Path]) -> list[Path]:
+    """``files`` but the live-mode gauges of writers that are gone (read, not deleted)."""
+    gauges = [path for path in files if path.name.startswith("gauge_live")]
+    if not gauges:
+        return files
+    with _dead_writers(gauges[0].parent, gauges) as (dead, _):
+        gone = {path for path in gauges if _writer(path) in dead}
+    return [path for path in files if path not in gone]
 
 
 @contextlib.contextmanager
@@ -184,6 +212,73 @@ def _lock_within(fd: int, directory: Path, seconds: float) -> bool:
             return True
 
 
+def held(path: Path) -> bool:
+    """Whether a running process holds a lock of the lock file ``path`` (see
+    :func:`deja.metrics.hold_lock`)."""
+    fd = _claim(path)
+    if fd is None:
+        return path.exists()
+    os.close(fd)
+    return False
+
+
+def _claim(path: Path) -> int | None:
+    """A descriptor locking ``path`` exclusive, if nobody holds a lock of it (its holder is
+    gone); ``None`` if somebody does, or ``path`` is missing. Where locks fail otherwise,
+    ``path`` is taken for held: nothing of a process that may run is removed."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+@contextlib.contextmanager
+def _dead_writers(
+    directory: Path, files: list[Path]
+) -> Iterator[tuple[dict[int, Path | None], set[int]]]:
+    """The writers of ``files`` and the holders of ``directory``'s writer locks, as
+    ``(gone, running)``: ``gone`` maps a pid to its lock file (``None``: a writer that held
+    none, judged by its pid). The lock files of ``gone`` are held exclusive until the block
+    ends: a process that is given one of those pids again waits there, before it makes a
+    file, until the files of the gone one are taken."""
+    gone: dict[int, Path | None] = {}
+    running: set[int] = set()
+    claimed: list[int] = []
+    try:
+        for lock in directory.glob(f"{WRITER_LOCK_PREFIX}*{WRITER_LOCK_SUFFIX}"):
+            number = lock.name.removeprefix(WRITER_LOCK_PREFIX).removesuffix(WRITER_LOCK_SUFFIX)
+            if not number.isdigit():
+                continue
+            fd = _claim(lock)
+            if fd is None:
+                running.add(int(number))
+            else:
+                claimed.append(fd)
+                gone[int(number)] = lock
+        for path in files:
+            pid = _writer(path)
+            if pid is None or pid in running or pid in gone:
+                continue
+            if alive(pid):
+                running.add(pid)
+            else:
+                gone[pid] = None
+        yield gone, running
+    finally:
+        for fd in claimed:
+            os.close(fd)
+
+
 def _fold(directory: Path) -> None:
     """Fold the counter and histogram files of dead workers into the archive of their kind,
     and drop their live gauges (the fold lock held).
@@ -202,22 +297,28 @@ def _fold(directory: Path) -> None:
     5. the new archives renamed over the old, the taken files deleted, the journal too.
 
     A taken file is counted by the old archive's readers until the commit and by the new
-    archive after it: never by both, never by neither.
+    archive after it: never by both, never by neither. A worker is gone when its lock file
+    can be locked exclusive (see :func:`_dead_writers`); it is held so while its files are
+    taken, and deleted.
     """
     _finish_fold(directory)
     for stale in directory.glob(f"*.db{_NEW}"):  # written by a fold that did not commit
         os.unlink(stale)
     taken = list(directory.glob(f"*.db{_TAKEN}*"))  # ... taken by it: folded now
-    for path in directory.glob("*.db"):
-        pid = _writer(path)
-        if pid is None or alive(pid):
-            continue
-        if path.name.partition("_")[0] in _FOLDED_KINDS:
-            name = f"{path.name}{_TAKEN}-{uuid.uuid4().hex[:16]}"
-            os.replace(path, path.with_name(name))
-            taken.append(path.with_name(name))
-        elif path.name.startswith("gauge_live"):  # (as prometheus_client's mark_process_dead)
-            os.unlink(path)
+    files = list(directory.glob("*.db"))
+    with _dead_writers(directory, files) as (gone, _):
+        for path in files:
+            if _writer(path) not in gone:
+                continue
+            if path.name.partition("_")[0] in _FOLDED_KINDS:
+                name = f"{path.name}{_TAKEN}-{uuid.uuid4().hex[:16]}"
+                os.replace(path, path.with_name(name))
+                taken.append(path.with_name(name))
+            elif path.name.startswith("gauge_live"):  # (as prometheus_client's mark_process_dead)
+                os.unlink(path)
+        for lock in gone.values():
+            if lock is not None:
+                os.unlink(lock)
     if not taken:
         return
     by_kind: dict[str, list[Path]] = {}
@@ -288,15 +389,10 @@ def _sync(path: Path) -> None:
         os.close(fd)
 
 
-def _forget_dead_gauges(directory: Path) -> None:
-    """Remove the live-mode gauge files of workers that are gone (uvicorn replaces a dead
-    worker and calls no hook: the pid in the file name tells)."""
-    from prometheus_client.multiprocess import mark_process_dead
-
-    for path in directory.glob("gauge_live*_*.db"):
-        pid = _writer(path)
-        if pid is not None and not alive(pid):
-            mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
+def _fold_files(directory: Path) -> list[Path]:
+    """The fold's own files in ``directory``: taken files, new archives, the journal."""
+    journal = [directory / _JOURNAL, directory / f"{_JOURNAL}{_NEW}"]
+    return [*directory.glob(f"*.db{_TAKEN}*"), *directory.glob(f"*.db{_NEW}"), *journal]
 
 
 def _writer(path: Path) -> int | None:
@@ -307,9 +403,12 @@ def _writer(path: Path) -> int | None:
 
 
 def writers_alive(directory: Path) -> bool:
-    """Whether any process that writes metrics files in ``directory`` is alive."""
-    pids = {_writer(path) for path in directory.glob("*.db")}
-    return any(pid is not None and alive(pid) for pid in pids)
+    """Whether a running process uses the metrics directory ``directory``: a ``deja serve``
+    or a worker holding its lock file there, or a writer holding none whose pid runs."""
+    if held(directory / SUPERVISOR_LOCK):
+        return True
+    with _dead_writers(directory, list(directory.glob("*.db"))) as (_, running):
+        return bool(running)
 
 
 def alive(pid: int) -> bool:
@@ -331,35 +430,37 @@ def alive(pid: int) -> bool:
 def clear_directory(directory: str) -> None:
     """Empty an operator-given metrics directory of prometheus_client's files and of the
     fold's (only those: it may hold other things), as its docs require before the workers
-    start. Not while a running process writes there (another proxy given the same
-    directory, the old one of a restart on the same host): nothing is deleted then, as
-    the files of its dead workers and the archive they were folded into are part of its
-    sums (deleted, its counters went down); deleting its live files made its workers count
-    on into files nobody reads, and its /metrics fall to nothing. Warned of: the proxies'
-    figures are summed."""
+    start. Not while a running process uses it (another proxy given the same directory,
+    the old one of a restart on the same host: its ``deja-supervisor.lock`` or a worker's
+    lock file is held, see the module's docstring): nothing is deleted then, as the files
+    of its dead workers and the archive they were folded into are part of its sums
+    (deleted, its counters went down); deleting its live files made its workers count on
+    into files nobody reads, and its /metrics fall to nothing. Warned of: the proxies'
+    figures are summed. Files whose writers are gone are cleared, whatever process has
+    their pids now (after a reboot, any)."""
     path = Path(directory)
     try:
         path.mkdir(parents=True, exist_ok=True)
         with _fold_lock(path):
             files = list(path.glob("*.db"))
-            live = {pid for pid in map(_writer, files) if pid is not None and alive(pid)}
-            if not live:
-                taken, new = path.glob(f"*.db{_TAKEN}*"), path.glob(f"*.db{_NEW}")
-                journal = [path / _JOURNAL, path / f"{_JOURNAL}{_NEW}"]
-                for stale in [*files, *taken, *new, *journal]:
-                    stale.unlink(missing_ok=True)
+            proxy = held(path / SUPERVISOR_LOCK)
+            with _dead_writers(path, files) as (gone, live):
+                if not (live or proxy):
+                    locks = [lock for lock in gone.values() if lock is not None]
+                    for stale in [*files, *_fold_files(path), *locks]:
+                        stale.unlink(missing_ok=True)
     except OSError as exc:  # a start-up problem: one line, as for the configuration's
         raise ConfigError(
             f"{MULTIPROC_ENV}={directory} cannot hold the workers' metrics: {exc.strerror or exc}"
         ) from exc
-    if live:
+    if live or proxy:
         logger.warning(
-            "%s=%s holds the metrics of running processes (pids %s): left in place with"
+            "%s=%s holds the metrics of running processes (%s): left in place with"
             " the counts of their dead workers, and summed into this proxy's /metrics;"
             " give each proxy a directory of its own",
             MULTIPROC_ENV,
             directory,
-            ", ".join(map(str, sorted(live))),
+            f"pids {', '.join(map(str, sorted(live)))}" if live else "another deja serve",
         )
 
 
