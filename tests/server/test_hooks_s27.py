@@ -365,6 +365,33 @@ async def test_a_post_cache_hook_whose_answer_is_not_stored_changes_nothing(
     assert not any("hook half failed" in r.getMessage() for r in caplog.records)
 
 
+AWAITABLE = (
+    "import asyncio\n\n"
+    "class Later:\n"
+    "    def __await__(self):\n"
+    "        yield from asyncio.sleep(0).__await__()\n"
+    "        return {'tags': ['from-later']}\n\n"
+    "def later(response, request):\n"
+    "    return Later()\n"
+)
+
+
+async def test_a_sync_hook_that_returns_an_awaitable_of_its_own_is_awaited(
+    upstream: FakeOpenAIServer, make_proxy: Callable[..., httpx2.AsyncClient], tmp_path: Path
+) -> None:
+    """Only coroutines and asyncio Futures were awaited: another awaitable a sync hook
+    returned (another library's) was taken for its options, ignored, and never run."""
+    (tmp_path / "later.py").write_text(AWAITABLE)
+    hooks = [{"path": "later.py", "async_post_cache_hook": "later"}]
+    async with make_proxy(proxy_config(upstream, hooks=hooks)) as proxy:
+        first = await proxy.post(CHAT, json=BODY)
+        dropped = await proxy.post("/cache/invalidate", json={"tag": "from-later"}, headers=ADMIN)
+        again = await proxy.post(CHAT, json=BODY)
+    assert first.status_code == 200 and first.headers["x-deja-cache"] == "miss"
+    assert dropped.status_code == 200, dropped.text
+    assert again.headers["x-deja-cache"] == "miss"  # tagged by the awaited options: dropped
+
+
 # -- key builders named in the config ----------------------------------------------------
 
 

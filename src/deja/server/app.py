@@ -1220,7 +1220,9 @@ class ProxyApp:
         """
         started = time.monotonic()
         result = call()
-        if not (asyncio.iscoroutine(result) or isinstance(result, asyncio.Future)):
+        # (any awaitable: a sync hook may hand back a coroutine, a Future, or another
+        # library's awaitable, which went unawaited)
+        if not inspect.isawaitable(result):
             took = time.monotonic() - started
             if took > self._hook_timeout:
                 self._hook_said(
