@@ -198,7 +198,8 @@ _CACHING_KEYS: Final = _keys(
     namespace="The namespace of requests that name none (entries of one never serve another).",
     key_builder=(
         "A function that builds keys: 'module.function', 'module:function' or"
-        " 'file.py:function' (LiteLLM's form too)."
+        " 'file.py:function' (LiteLLM's form too); a plain def (an async one is refused),"
+        " held to general_settings.hook_timeout as a sync hook is."
     ),
     similarity_threshold=(
         "Cosine similarity a semantic hit needs, on the embedding model's scale (semantic"
@@ -1196,7 +1197,10 @@ def _register_builtins(registry: CacheTypeRegistry) -> None:
                 aliases=("disk_cache_dir",),
                 doc=(
                     "Cache directory; relative paths are relative to the config file (to"
-                    " the working directory for a piped config)."
+                    " the working directory for a piped config). It holds cache.db (values;"
+                    " large ones in subdirectories), tags.sqlite3 (tags), locks.sqlite3"
+                    " (cross-process locks) and semantic-index/ (a semantic type's"
+                    " in-process index saved beside its disk store)."
                 ),
             ),
             "size_limit": Option(types=int, validator=_positive, doc="Most bytes kept on disk."),
