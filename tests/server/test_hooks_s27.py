@@ -325,13 +325,18 @@ NOTES_RUNS = (
 )
 
 
+MAYOR = "Write to mayor@lima.pe."
+
+
 @pytest.mark.parametrize(
-    ("hooks", "said"),
+    ("hooks", "said", "served"),
     [
-        ([BAD_OPTIONS], "asked for an invalid cache option"),
-        ([UNWRITABLE, NOTES_RUNS], "left the answer unwritable"),
+        ([BAD_OPTIONS], "asked for an invalid cache option", MAYOR),
+        ([UNWRITABLE, NOTES_RUNS], "left the answer unwritable", MAYOR),
+        # the redaction before it kept (the answer as the upstream sent it was served)
+        ([REDACT, UNWRITABLE, NOTES_RUNS], "left the answer unwritable", "Write to [email]."),
     ],
-    ids=["invalid options", "after an unwritable answer"],
+    ids=["invalid options", "after an unwritable answer", "unwritable after a redaction"],
 )
 async def test_a_post_cache_hook_whose_answer_is_not_stored_changes_nothing(
     upstream: FakeOpenAIServer,
@@ -340,11 +345,12 @@ async def test_a_post_cache_hook_whose_answer_is_not_stored_changes_nothing(
     caplog: pytest.LogCaptureFixture,
     hooks: list[str],
     said: str,
+    served: str,
 ) -> None:
     """A hook that changed the answer and asked for an invalid cache option had its change
-    served (not stored); a hook after one that left the answer unwritable ran on it, and
-    its failure put back a copy older than the unwritable hook's changes. Both serve the
-    answer as it was before them, not stored."""
+    served (not stored); a hook after one that left the answer unwritable ran on it; and
+    an answer left unwritable was served as the upstream sent it, a redaction by a hook
+    before undone. Each serves the answer as the hooks before it left it, not stored."""
     from deja.testing import Reply
 
     upstream.reply_with(lambda body: Reply("Write to mayor@lima.pe."))
@@ -359,7 +365,7 @@ async def test_a_post_cache_hook_whose_answer_is_not_stored_changes_nothing(
     assert [a.status_code for a in answers] == [200, 200]
     assert [a.headers["x-deja-cache"] for a in answers] == ["miss", "miss"]  # not stored
     for answer in answers:
-        assert answer.json()["choices"][0]["message"]["content"] == "Write to mayor@lima.pe."
+        assert answer.json()["choices"][0]["message"]["content"] == served
         assert "extra" not in answer.json()
     assert any(said in r.getMessage() for r in caplog.records)
     assert not any("hook half failed" in r.getMessage() for r in caplog.records)

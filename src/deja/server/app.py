@@ -1110,26 +1110,13 @@ class ProxyApp:
         embeddings = "input" in body and "messages" not in body and "prompt" not in body
 
         async def run(response: dict[str, Any]) -> CacheControl | None:
-            # A hook may leave the answer something JSON cannot write (a set, an object of
-            # its own): then the answer as the upstream sent it is served, and not stored
-            # (a 500 lost the paid answer). An embeddings batch's hooks see a copy, never
-            # served, and its thousands of vectors are not written out twice for this.
+            # An embeddings batch's hooks see a copy, never served, and its thousands of
+            # vectors are not written out for this (no snapshot: see ``each``).
             sent = None
             if not embeddings:
                 with contextlib.suppress(TypeError):  # (unwritable already: no hook's doing)
                     sent = orjson.dumps(response)
-            asked = await each(response, sent)
-            if sent is None:
-                return asked
-            try:
-                orjson.dumps(response)
-            except TypeError as exc:
-                _restore(response, sent)
-                names = _names(self._post_hooks)
-                outcome = "it left the answer unwritable as JSON: served as it came, not stored"
-                self._hook_failed("post-cache", names, exc, outcome)
-                return merge(ctl, _NO_STORE)
-            return asked
+            return await each(response, sent)
 
         async def each(response: dict[str, Any], sent: bytes | None) -> CacheControl | None:
             # The answer is paid for by now: a hook that fails, or asks for what is no cache
@@ -1137,15 +1124,12 @@ class ProxyApp:
             # that fails changes nothing: what it changed before it raised (or timed out)
             # is undone, from ``sent``, the answer as the hooks before it left it (as JSON:
             # a plain answer's, none for embeddings, whose hooks are given a copy); so does
-            # one that asks for an invalid cache option.
+            # one that asks for an invalid cache option, and one that leaves the answer
+            # something JSON cannot write (a set, an object of its own: a 500 lost the paid
+            # answer), the hooks after it not run.
             # Each hook's options add to the others' (tags of all, the stricter of others).
             extra: CacheControl | None = None
-            for i, (name, hook) in enumerate(self._post_hooks):
-                if i and sent is not None:
-                    try:
-                        sent = orjson.dumps(response)
-                    except TypeError:  # (a hook before left it unwritable: said at the end,
-                        return merge(ctl, _NO_STORE)  # where the answer as it came is served)
+            for name, hook in self._post_hooks:
                 try:
                     call = self._hook_call(hook, response, body, tenant=tenant)
                     result = await self._run_hook("post-cache", name, call)
@@ -1170,12 +1154,24 @@ class ProxyApp:
                     outcome = "the answer is served as it was before it, not stored"
                     self._hook_failed("post-cache", name, exc, outcome)
                     return merge(ctl, _NO_STORE)
+                before = sent
+                if before is not None:
+                    try:
+                        sent = orjson.dumps(response)  # (the next hook's to go back to)
+                    except TypeError as exc:
+                        _restore(response, before)
+                        outcome = (
+                            "it left the answer unwritable as JSON: served as the hooks before"
+                            " it left it, not stored"
+                        )
+                        self._hook_failed("post-cache", name, exc, outcome)
+                        return merge(ctl, _NO_STORE)
                 if isinstance(result, Mapping):
                     try:
                         asked = parse_controls(result)
                     except ControlError as exc:
-                        if sent is not None:
-                            _restore(response, sent)
+                        if before is not None:
+                            _restore(response, before)
                         self._hook_said(
                             logging.ERROR,
                             ("post-cache", name, "options"),
