@@ -1408,6 +1408,8 @@ class CachingSettings:
     call_types: frozenset[str] | None = None
     base_dir: Path = field(default_factory=Path.cwd, repr=False)
     registry: CacheTypeRegistry | None = field(default=None, repr=False, compare=False)
+    # where ``key_builder`` was given (a ``hooks:`` entry's is named so in its errors)
+    key_builder_path: str = field(default="caching.key_builder", repr=False, compare=False)
 
     def build_store(self) -> Store:
         """Build the configured store with the cache type's registered factory."""
@@ -1422,7 +1424,7 @@ class CachingSettings:
         # Load user code before creating the store, so a bad key_builder leaves no store
         # (open files, connections) behind.
         key_builder = (
-            load_callable(self.key_builder, self.base_dir, yaml_path="caching.key_builder")
+            load_callable(self.key_builder, self.base_dir, yaml_path=self.key_builder_path)
             if self.key_builder is not None
             else None
         )
@@ -1431,7 +1433,7 @@ class CachingSettings:
                 request_builder(key_builder)
             except TypeError as exc:  # (an async one: refused at start, not on each request)
                 raise ConfigError(
-                    f"{self.key_builder}: {exc}", path="caching.key_builder"
+                    f"{self.key_builder}: {exc}", path=self.key_builder_path
                 ) from None
         store = self.build_store()
         try:
@@ -3275,14 +3277,14 @@ def _caching_settings(
                 "the key builder is set here and in caching.key_builder; keep one", path=path
             )
         else:
-            caching = _replace_key_builder(caching, f"{hook.path}:{hook.key_builder}")
+            caching = _replace_key_builder(caching, f"{hook.path}:{hook.key_builder}", path)
     return caching
 
 
-def _replace_key_builder(caching: CachingSettings, spec: str) -> CachingSettings:
+def _replace_key_builder(caching: CachingSettings, spec: str, path: str) -> CachingSettings:
     from dataclasses import replace
 
-    return replace(caching, key_builder=spec)
+    return replace(caching, key_builder=spec, key_builder_path=path)
 
 
 # ----- values read from the environment, as LiteLLM reads them

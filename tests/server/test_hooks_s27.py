@@ -453,11 +453,13 @@ def test_an_async_key_builder_is_refused_at_start(
 ) -> None:
     """A key is computed synchronously, on every lookup: an ``async def`` builder's
     coroutine was never awaited, and every request was a 500 ("returned coroutine, not a
-    digest string"). It is refused at start, naming it."""
+    digest string"). It is refused at start, naming it where it was given (a hooks entry's
+    was named as caching.key_builder)."""
     (tmp_path / "kb.py").write_text("async def kb(request, tenant=None):\n    return 'digest'\n")
     with pytest.raises(deja.ConfigError) as raised:
         make_proxy(config(upstream))
-    assert raised.value.path == "caching.key_builder"
+    given = "hooks[0].key_builder" if config is _hook_builder else "caching.key_builder"
+    assert raised.value.path == given
     assert "kb is async" in str(raised.value) and "plain def" in str(raised.value)
 
 
