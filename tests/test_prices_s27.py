@@ -225,6 +225,19 @@ def test_a_groq_hit_saves_a_repeat_that_reads_the_prompt_from_groqs_cache(
     assert table.repeat_cost("groq/openai/gpt-oss-120b", response) == pytest.approx(again)
 
 
+def test_a_mistral_hit_saves_a_repeat_that_reads_the_prompt_from_mistrals_cache(
+    table: PriceTable,
+) -> None:
+    # Mistral caches shared prefixes by itself (reads at 10% of input, no stated minimum):
+    # a hit saved the whole list price of the prompt, more than a repeat would cost less
+    response = {
+        "model": "mistral-medium-3-5",
+        "usage": {"prompt_tokens": 500, "completion_tokens": 100},
+    }
+    again = (500 * 0.15 + 100 * 7.5) / M
+    assert table.repeat_cost("mistral/mistral-medium-3-5", response) == pytest.approx(again)
+
+
 def test_the_packaged_hosted_rows_have_a_source_and_date() -> None:
     text = (files("deja") / "data" / "prices.json").read_text(encoding="utf-8")
     hosted = json.loads(text)["hosted_models"]

@@ -164,6 +164,8 @@ _REGIONAL_PREMIUM = 1.10
 # - Groq (its gpt-oss models, the only ones it prices here): every matching prefix, no stated
 #   minimum or unit (console.groq.com/docs/prompt-caching). Open weights, not OpenAI's API:
 #   matched before OpenAI's gpt- family.
+# - Mistral: a prefix shared with earlier requests, cached reads at 10% of input, no stated
+#   minimum or unit (docs.mistral.ai/studio-api/conversations/advanced/prompt-caching).
 # Amazon Nova's implicit cache saves latency only (cost needs a cachePoint), and Anthropic
 # caches only at breakpoints: neither is here.
 _AUTO_PREFIX_CACHES: tuple[tuple[re.Pattern[str], int, int], ...] = (
@@ -173,6 +175,7 @@ _AUTO_PREFIX_CACHES: tuple[tuple[re.Pattern[str], int, int], ...] = (
     (re.compile(r"^gemini-2\.5-pro"), 2048, 1),
     (re.compile(r"^gemini-(?:2\.5|[3-9]|[1-9]\d)"), 1024, 1),
     (re.compile(r"^grok-"), 1, 1),
+    (re.compile(r"^mistral-"), 1, 1),
 )
 
 # Field names accepted in overrides: deja's own (per 1M tokens) and LiteLLM's
