@@ -935,6 +935,8 @@ def test_cache_kwargs(tmp_path: Path) -> None:
         "max_entry_bytes": 100,
         "compress_min_bytes": 0,
         "mode": "default_on",
+        "lock_ttl": 30.0,
+        "lock_wait": 600.0,
     }
 
 

@@ -132,6 +132,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_KEY_PREFIX: Final = "deja:"
 DEFAULT_MAX_ENTRY_BYTES: Final = 4 * 2**20
 DEFAULT_COMPRESS_MIN_BYTES: Final = 4096
+# the cache's own lock defaults (deja.Cache's lock_ttl, lock_wait; a test keeps them equal)
+_DEFAULT_LOCK_TTL: Final = 30.0
+_DEFAULT_LOCK_WAIT: Final = 600.0
 DEFAULT_MAX_REQUEST_BYTES: Final = 10 * 2**20
 DEFAULT_REQUEST_BODY_TIMEOUT = 60.0
 """Seconds a caller has to send a whole request body (a stalled body holds a connection)."""
@@ -215,6 +218,14 @@ _CACHING_KEYS: Final = _keys(
     mode=(
         "LiteLLM's cache mode: default_on caches every request, default_off only those that"
         " opt in (use-cache: true)."
+    ),
+    lock_ttl=(
+        "Seconds a cross-process lock (disk, redis: one upstream call for identical misses"
+        " in several workers) outlives a holder that died: its waiters' stall."
+    ),
+    lock_wait=(
+        "Most seconds a miss waits for another process's identical call before calling"
+        " upstream itself (0: never waits)."
     ),
 )
 # Keys of ``params``: what the semantic tier reads (build_semantic, cache_kwargs). One
@@ -1405,6 +1416,8 @@ class CachingSettings:
     compress_min_bytes: int = DEFAULT_COMPRESS_MIN_BYTES
     store_truncated: bool = True
     mode: CacheMode = "default_on"
+    lock_ttl: float = _DEFAULT_LOCK_TTL
+    lock_wait: float = _DEFAULT_LOCK_WAIT
     call_types: frozenset[str] | None = None
     base_dir: Path = field(default_factory=Path.cwd, repr=False)
     registry: CacheTypeRegistry | None = field(default=None, repr=False, compare=False)
@@ -1478,6 +1491,8 @@ class CachingSettings:
             "max_entry_bytes": self.max_entry_bytes,
             "compress_min_bytes": self.compress_min_bytes,
             "mode": self.mode,
+            "lock_ttl": self.lock_ttl,
+            "lock_wait": self.lock_wait,
         }
 
     def build_semantic(self, store: Store | None = None) -> Any:
@@ -2476,6 +2491,16 @@ def _seconds(value: object, path: str, ctx: _Context) -> float:
     if seconds <= 0:
         raise ConfigError(
             f"expected a positive number of seconds, got {_shown(value, path, ctx)}", path=path
+        )
+    return seconds
+
+
+def _wait_seconds(value: object, path: str, ctx: _Context) -> float:
+    """Seconds to wait, 0 included (no wait)."""
+    seconds = _number(value, path, ctx, what="a number of seconds")
+    if seconds < 0:
+        raise ConfigError(
+            f"expected a number of seconds >= 0, got {_shown(value, path, ctx)}", path=path
         )
     return seconds
 
@@ -3779,6 +3804,16 @@ def _parse_caching(
             else _bool(get("store_truncated"), _join(path, "store_truncated"), ctx)
         ),
         mode=_mode(get("mode"), _join(path, "mode"), ctx),
+        lock_ttl=(
+            _DEFAULT_LOCK_TTL
+            if get("lock_ttl") is None
+            else _seconds(get("lock_ttl"), _join(path, "lock_ttl"), ctx)
+        ),
+        lock_wait=(
+            _DEFAULT_LOCK_WAIT
+            if get("lock_wait") is None
+            else _wait_seconds(get("lock_wait"), _join(path, "lock_wait"), ctx)
+        ),
         call_types=call_types,
         base_dir=ctx.base_dir,
         registry=ctx.registry,
