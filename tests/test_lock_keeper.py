@@ -168,6 +168,49 @@ def test_an_extension_that_fails_is_tried_again() -> None:
     assert keeper.extensions >= 2
 
 
+class ExitingStore(RecordingStore):
+    """Its extensions raise SystemExit (as gevent's Timeout, a BaseException, would)."""
+
+    def extend(self, name: str, token: str, *, ttl: float) -> bool:
+        super().extend(name, token, ttl=ttl)
+        raise SystemExit("an extension that exits")
+
+
+def test_an_extension_raising_a_base_exception_leaves_the_keeper_running() -> None:
+    """The one keeper thread died on a BaseException from one store's extend: every other
+    lock of the process went unextended (and expired) until another miss took a lock."""
+    exiting, other = ExitingStore(), RecordingStore()
+    bad = LockKeeper(exiting, "bad:lock", exiting.lock("bad:lock", ttl=0.03), 0.03)
+    good = LockKeeper(other, "good:lock", other.lock("good:lock", ttl=0.03), 0.03)
+    with bad, good:
+        exiting.wait_for("bad:lock", 2)  # (the thread lived past the first)
+        other.wait_for("good:lock", other.extensions_of("good:lock") + 4)
+    assert good.extensions >= 4
+
+
+def test_a_disk_store_forked_while_a_lock_call_runs_is_usable_in_the_child(
+    tmp_path: Path,
+) -> None:
+    """The keeper thread inside a DiskStore lock call as the process forked: the child's
+    first lock call waited for ever on the store's thread lock, which that thread held."""
+    store = deja.DiskStore(tmp_path / "cache")
+    assert store.lock("warm:lock", ttl=5)  # (the lock database opened)
+    store._lock_lock.acquire()  # as the keeper's extend holds it (white box)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: a bounded wait, else a hang kills the test run
+            import signal
+
+            signal.alarm(10)
+            code = 0 if store.lock("child:lock", ttl=5) else 3
+            os._exit(code)
+    finally:
+        store._lock_lock.release()
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    store.close()
+
+
 def test_dropped_locks_do_not_pile_up_in_the_keeper() -> None:
     """Misses far shorter than their lock's TTL: their entries are dropped long before
     due, and the keeper's heap stays bounded by the locks held, not the misses made."""

@@ -52,7 +52,7 @@ class _Keeper:
         self._ttl = ttl
         self.extensions = 0
 
-    def _outcome(self, held: bool | None, error: Exception | None) -> bool:
+    def _outcome(self, held: bool | None, error: BaseException | None) -> bool:
         """Log what an extension did; whether to go on extending."""
         if error is not None:  # the lock expires by itself; try again next time
             logger.debug("CACHE LOCK EXTEND FAILED lock=%s error=%s", self._name, error)
@@ -125,11 +125,14 @@ class LockKeeper(_Keeper):
     def _extend(self) -> bool:
         """Extend the lock once (in the keeper thread); whether to go on extending."""
         held: bool | None = None
-        error: Exception | None = None
+        error: BaseException | None = None
         try:
             assert self._locking is not None  # (kept only with one)
             held = self._locking.extend(self._name, self._token, ttl=self._ttl)
-        except Exception as exc:
+        # BaseException too (a SystemExit, gevent's Timeout): the one thread keeps every
+        # lock of the process, and one store's extend that killed it left the others
+        # unextended until another miss took a lock
+        except BaseException as exc:
             error = exc
         return self._outcome(held, error)
 

@@ -221,7 +221,7 @@ _CACHING_KEYS: Final = _keys(
     ),
     lock_ttl=(
         "Seconds a cross-process lock (disk, redis: one upstream call for identical misses"
-        " in several workers) outlives a holder that died: its waiters' stall."
+        " in several workers) outlives a holder that died: its waiters' stall (>= 1)."
     ),
     lock_wait=(
         "Most seconds a miss waits for another process's identical call before calling"
@@ -2495,6 +2495,23 @@ def _seconds(value: object, path: str, ctx: _Context) -> float:
     return seconds
 
 
+# The least lock_ttl: one keeper thread extends every lock in turn, a third of its TTL
+# apart; a TTL below an extension's own time (a busy disk, a slow Redis) loses the lock
+# between two, and a tiny one makes the keeper a busy loop of writes.
+_LEAST_LOCK_TTL: Final = 1.0
+
+
+def _lock_seconds(value: object, path: str, ctx: _Context) -> float:
+    seconds = _seconds(value, path, ctx)
+    if seconds < _LEAST_LOCK_TTL:
+        raise ConfigError(
+            f"expected at least {_LEAST_LOCK_TTL:g} s (the lock is extended every third of"
+            f" it, each extension a write), got {_shown(value, path, ctx)}",
+            path=path,
+        )
+    return seconds
+
+
 def _wait_seconds(value: object, path: str, ctx: _Context) -> float:
     """Seconds to wait, 0 included (no wait)."""
     seconds = _number(value, path, ctx, what="a number of seconds")
@@ -3807,7 +3824,7 @@ def _parse_caching(
         lock_ttl=(
             _DEFAULT_LOCK_TTL
             if get("lock_ttl") is None
-            else _seconds(get("lock_ttl"), _join(path, "lock_ttl"), ctx)
+            else _lock_seconds(get("lock_ttl"), _join(path, "lock_ttl"), ctx)
         ),
         lock_wait=(
             _DEFAULT_LOCK_WAIT

@@ -38,7 +38,7 @@ def test_the_caching_block_sets_the_locks_ttl_and_wait(tmp_path: Path) -> None:
     cache = cache_of(disk)
     assert cache.lock_ttl == defaults["lock_ttl"].default
     assert cache.lock_wait == defaults["lock_wait"].default
-    for key, value in (("lock_ttl", 0), ("lock_wait", -1), ("lock_ttl", "soon")):
+    for key, value in (("lock_ttl", 0), ("lock_ttl", 0.5), ("lock_wait", -1), ("lock_ttl", "soon")):
         with pytest.raises(ConfigError) as caught:
             cache_of({**disk, key: value})
         assert caught.value.path == f"caching.{key}"

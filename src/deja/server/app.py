@@ -1127,7 +1127,8 @@ class ProxyApp:
             # one that asks for an invalid cache option, and one that leaves the answer
             # something JSON cannot write (a set, an object of its own: a 500 lost the paid
             # answer), the hooks after it not run.
-            # Each hook's options add to the others' (tags of all, the stricter of others).
+            # Each hook's options add to the others' (controls.merge: the tags of all, the
+            # stricter no-store, max age and similarity floor, the later hook's TTL).
             extra: CacheControl | None = None
             for name, hook in self._post_hooks:
                 try:

@@ -61,6 +61,7 @@ from typing import Any
 
 import diskcache
 
+from deja._forks import renew_in_child
 from deja.errors import StoreError
 from deja.stores.base import StoreUsage, SyncStore, SyncTagIndex, validate_ttl
 
@@ -253,6 +254,15 @@ class DiskStore(SyncStore, SyncTagIndex):
         self._read_only: _ReadOnlyValues | None = None
         self._damaged_lock = threading.Lock()
         self._damaged_keys: set[str] = set()  # keys whose damaged value was reported
+        renew_in_child(self, DiskStore._renew)
+
+    def _renew(self) -> None:
+        # a forked child: a parent's thread inside a call (the lock keeper's extend, a tag
+        # write) held one of these, and is not here: the child's first call waited for ever
+        self._open_lock = threading.Lock()
+        self._tag_lock = threading.Lock()
+        self._lock_lock = threading.Lock()
+        self._damaged_lock = threading.Lock()
 
     @property
     def directory(self) -> str:
