@@ -261,6 +261,17 @@ SLOW_HALF = (
 )
 
 
+def _post_hooks(tmp_path: Path, hooks: list[str]) -> list[dict[str, str]]:
+    """``hooks:`` entries of the post-cache hooks whose sources are ``hooks``, in order
+    (each written to a file of its own, named by the function it defines)."""
+    specs = []
+    for i, source in enumerate(hooks):
+        (tmp_path / f"hook{i}.py").write_text(source)
+        name = source.split("def ", 1)[1].split("(", 1)[0]
+        specs.append({"path": f"hook{i}.py", "async_post_cache_hook": name})
+    return specs
+
+
 @pytest.mark.parametrize(
     ("hooks", "served"),
     [
@@ -286,12 +297,7 @@ async def test_a_post_cache_hook_that_fails_part_way_changes_nothing(
     from deja.testing import Reply
 
     upstream.reply_with(lambda body: Reply("Write to mayor@lima.pe."))
-    specs = []
-    for i, source in enumerate(hooks):
-        (tmp_path / f"hook{i}.py").write_text(source)
-        name = source.split("def ", 1)[1].split("(", 1)[0]
-        specs.append({"path": f"hook{i}.py", "async_post_cache_hook": name})
-    config = proxy_config(upstream, hooks=specs)
+    config = proxy_config(upstream, hooks=_post_hooks(tmp_path, hooks))
     config["general_settings"]["hook_timeout"] = 0.05
     async with make_proxy(config) as proxy:
         with caplog.at_level("ERROR", logger="deja"):
@@ -354,12 +360,7 @@ async def test_a_post_cache_hook_whose_answer_is_not_stored_changes_nothing(
     from deja.testing import Reply
 
     upstream.reply_with(lambda body: Reply("Write to mayor@lima.pe."))
-    specs = []
-    for i, source in enumerate(hooks):
-        (tmp_path / f"hook{i}.py").write_text(source)
-        name = source.split("def ", 1)[1].split("(", 1)[0]
-        specs.append({"path": f"hook{i}.py", "async_post_cache_hook": name})
-    async with make_proxy(proxy_config(upstream, hooks=specs)) as proxy:
+    async with make_proxy(proxy_config(upstream, hooks=_post_hooks(tmp_path, hooks))) as proxy:
         with caplog.at_level("ERROR", logger="deja"):
             answers = [await proxy.post(CHAT, json=BODY) for _ in range(2)]
     assert [a.status_code for a in answers] == [200, 200]

@@ -663,19 +663,7 @@ class DiskStore(SyncStore, SyncTagIndex):
         # Caller holds self._tag_lock. A connection must not cross a fork, hence the pid.
         pid = os.getpid()
         if self._tag_con is None or self._tag_pid != pid:
-            self._values()  # creates the directory
-            con = sqlite3.connect(
-                self._tags_file,
-                timeout=_LOCK_TIMEOUT,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            try:
-                _init_db(con, min(self._journal_limit(), _TAGS_JOURNAL_LIMIT), _TAG_SCHEMA)
-            except BaseException:
-                con.close()
-                raise
-            self._tag_con = con
+            self._tag_con = self._database(self._tags_file, _TAGS_JOURNAL_LIMIT, _TAG_SCHEMA)
             self._tag_pid = pid
         return self._tag_con
 
@@ -683,23 +671,25 @@ class DiskStore(SyncStore, SyncTagIndex):
         # Caller holds self._lock_lock. A connection must not cross a fork, hence the pid.
         pid = os.getpid()
         if self._lock_con is None or self._lock_pid != pid:
-            # creates the directory; where it cannot be written, raises the StoreError
-            # that names it (as a write does), before any file is made there
-            self._values()
-            con = sqlite3.connect(
-                self._locks_file,
-                timeout=_LOCK_TIMEOUT,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            try:
-                _init_db(con, min(self._journal_limit(), _LOCKS_JOURNAL_LIMIT), _LOCK_SCHEMA)
-            except BaseException:
-                con.close()
-                raise
-            self._lock_con = con
+            self._lock_con = self._database(self._locks_file, _LOCKS_JOURNAL_LIMIT, _LOCK_SCHEMA)
             self._lock_pid = pid
         return self._lock_con
+
+    def _database(self, path: str, journal_limit: int, schema: Sequence[str]) -> sqlite3.Connection:
+        """A connection to the SQLite file ``path`` of the directory (the tags', the
+        locks'), its schema made if missing. The directory is made first; where it cannot
+        be written, the StoreError that names it is raised (as a write's), before any file
+        is made there."""
+        self._values()
+        con = sqlite3.connect(
+            path, timeout=_LOCK_TIMEOUT, isolation_level=None, check_same_thread=False
+        )
+        try:
+            _init_db(con, min(self._journal_limit(), journal_limit), schema)
+        except BaseException:
+            con.close()
+            raise
+        return con
 
     def _unframe(self, raw: bytes) -> bytes | None:
         """The value in ``raw`` (a value :func:`_damage` passed), ``None`` if it expired or
