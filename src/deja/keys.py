@@ -616,6 +616,12 @@ def _checked_digest(builder: KeyBuilder, request: Request) -> str:
     except Exception as exc:
         name = getattr(builder, "__qualname__", repr(builder))
         raise KeyBuilderError(f"key builder {name} failed: {exc!r}") from exc
+    return check_digest(digest)
+
+
+def check_digest(digest: object) -> str:
+    """``digest``, a key builder's answer, if deja takes it as a key's digest; else a
+    :class:`~deja.errors.KeyBuilderError` saying why."""
     if not isinstance(digest, str) or not _DIGEST_RE.fullmatch(digest):
         raise KeyBuilderError(
             "a key builder must return 1 to 512 printable ASCII characters without spaces,"

@@ -69,7 +69,7 @@ from deja.errors import (
     UpstreamConnectionError,
     UpstreamTimeoutError,
 )
-from deja.keys import remember_digest, request_builder, scope_prefix
+from deja.keys import check_digest, remember_digest, request_builder, scope_prefix
 from deja.metrics import PrometheusMetrics
 from deja.providers.bedrock import require_botocore
 from deja.providers.google_auth import require_cryptography
@@ -518,8 +518,6 @@ def _failover_worthy(exc: ProviderError) -> bool:
 # kind per deployment, not 600.
 _LOG_WINDOW = 10.0
 _LOGGED_KEYS = 1024  # failures tracked at once (deployments of wildcard names: bounded)
-# a key builder's digest deja refuses: said once a window (one is refused on every request)
-_KEY_BUILDER_SAID = Recurring(window=_LOG_WINDOW, max_keys=_LOGGED_KEYS)
 
 
 class _Cooldowns:
@@ -1111,14 +1109,11 @@ class ProxyApp:
 
         async def run(response: dict[str, Any]) -> CacheControl | None:
             # An embeddings batch's hooks see a copy, never served, and its thousands of
-            # vectors are not written out for this (no snapshot: see ``each``).
+            # vectors are not written out for this: no snapshot (``sent``) for them.
             sent = None
             if not embeddings:
                 with contextlib.suppress(TypeError):  # (unwritable already: no hook's doing)
                     sent = orjson.dumps(response)
-            return await each(response, sent)
-
-        async def each(response: dict[str, Any], sent: bytes | None) -> CacheControl | None:
             # The answer is paid for by now: a hook that fails, or asks for what is no cache
             # option, costs the caller nothing; the answer is served and not stored. One
             # that fails changes nothing: what it changed before it raised (or timed out)
@@ -1256,7 +1251,8 @@ class ProxyApp:
         def timed(request: Request) -> str:
             started = time.monotonic()
             try:
-                return build(request)
+                # (a digest deja refuses is checked here too: said as a failure is)
+                return check_digest(build(request))
             except Exception as exc:  # (it fails on every request: said once, then counted)
                 self._hook_failed("key builder", name, exc, "no key for its request")
                 raise
@@ -2788,11 +2784,9 @@ def _http_error(exc: Exception) -> HTTPError:
     if isinstance(exc, KeyBuilderError) and isinstance(exc.__cause__, HookError):
         return HTTPError(500, str(exc.__cause__), code="hook_failed")  # (the hook's words)
     if isinstance(exc, KeyBuilderError):
-        # the operator's code (its message may hold secrets): the detail to the log only;
-        # one that raised was logged as it did (ProxyApp._timed_key_builder), once then
-        # counted; one that returned no digest is said here
-        if exc.__cause__ is None and _KEY_BUILDER_SAID.occurred("digest") is not None:
-            logger.error("the cache's key builder failed (said once a window): %s", exc)
+        # the operator's code (its message may hold secrets): the detail to the log only,
+        # where ProxyApp._timed_key_builder said it (a raise or a digest refused), once
+        # then counted
         return HTTPError(
             500,
             "the cache's key builder failed (the proxy's log has why)",
